@@ -1,0 +1,125 @@
+/*
+ * The slice of the OpenSSL 3 ABI that Aludel calls, declared here on purpose.
+ *
+ * Why not #include <openssl/ssl.h>: node-gyp puts Node's bundled OpenSSL
+ * headers first on the include path, and those are configured with
+ * OPENSSL_NO_KTLS, so BIO_get_ktls_send() would compile to a constant 0.
+ * Why dlopen and not -lssl: the node binary exports its own SSL_* and EVP_*
+ * symbols, so a linked addon would bind Node's copy (no kTLS, memory BIOs).
+ * native/abi-check.c compares every constant below with the system
+ * libssl-dev headers; CI builds it.
+ */
+#ifndef ALUDEL_OPENSSL_API_H
+#define ALUDEL_OPENSSL_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct ssl_st SSL;
+typedef struct ssl_ctx_st SSL_CTX;
+typedef struct ssl_method_st SSL_METHOD;
+typedef struct ssl_cipher_st SSL_CIPHER;
+typedef struct bio_st BIO;
+
+typedef int (*aludel_alpn_select_cb)(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                                     const unsigned char *in, unsigned int inlen, void *arg);
+typedef void (*aludel_msg_cb)(int write_p, int version, int content_type, const void *buf,
+                              size_t len, SSL *ssl, void *arg);
+
+/* Constants, checked against the openssl headers by native/abi-check.c. */
+#define ALUDEL_OPENSSL_VERSION 0             /* OpenSSL_version(OPENSSL_VERSION) */
+#define ALUDEL_SSL_OP_ENABLE_KTLS ((uint64_t)1 << 3)
+#define ALUDEL_SSL_OP_NO_RENEGOTIATION ((uint64_t)1 << 30)
+#define ALUDEL_SSL_OP_NO_COMPRESSION ((uint64_t)1 << 17)
+#define ALUDEL_SSL_MODE_ENABLE_PARTIAL_WRITE 0x1L
+#define ALUDEL_SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER 0x2L
+#define ALUDEL_SSL_MODE_RELEASE_BUFFERS 0x10L
+#define ALUDEL_SSL_CTRL_MODE 33
+#define ALUDEL_SSL_CTRL_SET_MIN_PROTO_VERSION 123
+#define ALUDEL_SSL_CTRL_SET_MAX_PROTO_VERSION 124
+#define ALUDEL_BIO_CTRL_GET_KTLS_SEND 73
+#define ALUDEL_BIO_CTRL_GET_KTLS_RECV 76
+#define ALUDEL_SSL_FILETYPE_PEM 1
+#define ALUDEL_TLSEXT_NAMETYPE_host_name 0
+#define ALUDEL_OPENSSL_NPN_NEGOTIATED 1
+#define ALUDEL_SSL_TLSEXT_ERR_OK 0
+#define ALUDEL_SSL_TLSEXT_ERR_NOACK 3
+#define ALUDEL_SSL3_RT_HANDSHAKE 22
+#define ALUDEL_SSL3_MT_KEY_UPDATE 24
+#define ALUDEL_SSL_KEY_UPDATE_REQUESTED 1
+#define ALUDEL_SSL_RECEIVED_SHUTDOWN 2
+#define ALUDEL_SSL_R_UNEXPECTED_EOF_WHILE_READING 294
+#define ALUDEL_ERR_REASON_MASK 0x7FFFFF
+#define ALUDEL_ERR_SYSTEM_FLAG 0x80000000UL   /* ((unsigned int)INT_MAX + 1) */
+
+enum {
+  ALUDEL_SSL_ERROR_NONE = 0,
+  ALUDEL_SSL_ERROR_SSL = 1,
+  ALUDEL_SSL_ERROR_WANT_READ = 2,
+  ALUDEL_SSL_ERROR_WANT_WRITE = 3,
+  ALUDEL_SSL_ERROR_SYSCALL = 5,
+  ALUDEL_SSL_ERROR_ZERO_RETURN = 6,
+};
+
+/* X(return type, name, parameter list): one row per function we dlsym. */
+#define ALUDEL_OPENSSL_FUNCS(X)                                                                \
+  X(const char *, OpenSSL_version, (int t))                                                    \
+  X(unsigned long, OpenSSL_version_num, (void))                                                \
+  X(const SSL_METHOD *, TLS_server_method, (void))                                             \
+  X(SSL_CTX *, SSL_CTX_new, (const SSL_METHOD *meth))                                          \
+  X(void, SSL_CTX_free, (SSL_CTX *ctx))                                                        \
+  X(long, SSL_CTX_ctrl, (SSL_CTX *ctx, int cmd, long larg, void *parg))                        \
+  X(uint64_t, SSL_CTX_set_options, (SSL_CTX *ctx, uint64_t op))                                \
+  X(int, SSL_CTX_set_cipher_list, (SSL_CTX *ctx, const char *str))                             \
+  X(int, SSL_CTX_set_ciphersuites, (SSL_CTX *ctx, const char *str))                            \
+  X(int, SSL_CTX_use_certificate_chain_file, (SSL_CTX *ctx, const char *file))                 \
+  X(int, SSL_CTX_use_PrivateKey_file, (SSL_CTX *ctx, const char *file, int type))              \
+  X(int, SSL_CTX_check_private_key, (const SSL_CTX *ctx))                                      \
+  X(int, SSL_CTX_set_session_id_context, (SSL_CTX *ctx, const unsigned char *sid, unsigned int len)) \
+  X(void, SSL_CTX_set_alpn_select_cb, (SSL_CTX *ctx, aludel_alpn_select_cb cb, void *arg))     \
+  X(void, SSL_CTX_set_msg_callback, (SSL_CTX *ctx, aludel_msg_cb cb))                          \
+  X(int, SSL_select_next_proto, (unsigned char **out, unsigned char *outlen,                   \
+                                 const unsigned char *server, unsigned int server_len,         \
+                                 const unsigned char *client, unsigned int client_len))        \
+  X(SSL *, SSL_new, (SSL_CTX *ctx))                                                            \
+  X(void, SSL_free, (SSL *ssl))                                                                \
+  X(int, SSL_set_fd, (SSL *ssl, int fd))                                                       \
+  X(void, SSL_set_accept_state, (SSL *ssl))                                                    \
+  X(int, SSL_do_handshake, (SSL *ssl))                                                         \
+  X(int, SSL_read_ex, (SSL *ssl, void *buf, size_t num, size_t *readbytes))                    \
+  X(int, SSL_write_ex, (SSL *ssl, const void *buf, size_t num, size_t *written))               \
+  X(ssize_t, SSL_sendfile, (SSL *ssl, int fd, off_t offset, size_t size, int flags))           \
+  X(int, SSL_shutdown, (SSL *ssl))                                                             \
+  X(int, SSL_get_shutdown, (const SSL *ssl))                                                   \
+  X(int, SSL_get_error, (const SSL *ssl, int ret))                                             \
+  X(BIO *, SSL_get_wbio, (const SSL *ssl))                                                     \
+  X(BIO *, SSL_get_rbio, (const SSL *ssl))                                                     \
+  X(long, BIO_ctrl, (BIO *bio, int cmd, long larg, void *parg))                                \
+  X(const char *, SSL_get_version, (const SSL *ssl))                                           \
+  X(const SSL_CIPHER *, SSL_get_current_cipher, (const SSL *ssl))                              \
+  X(const char *, SSL_CIPHER_get_name, (const SSL_CIPHER *c))                                  \
+  X(void, SSL_get0_alpn_selected, (const SSL *ssl, const unsigned char **data, unsigned int *len)) \
+  X(const char *, SSL_get_servername, (const SSL *ssl, const int type))                        \
+  X(int, SSL_session_reused, (const SSL *ssl))                                                 \
+  X(int, SSL_set_ex_data, (SSL *ssl, int idx, void *data))                                     \
+  X(void *, SSL_get_ex_data, (const SSL *ssl, int idx))                                        \
+  X(unsigned long, ERR_get_error, (void))                                                      \
+  X(unsigned long, ERR_peek_error, (void))                                                     \
+  X(void, ERR_clear_error, (void))                                                             \
+  X(void, ERR_error_string_n, (unsigned long e, char *buf, size_t len))
+
+#define ALUDEL_DECLARE_PTR(ret, name, params) ret(*name) params;
+typedef struct {
+  ALUDEL_OPENSSL_FUNCS(ALUDEL_DECLARE_PTR)
+} aludel_openssl_api;
+#undef ALUDEL_DECLARE_PTR
+
+/* The table, filled once by aludel_openssl_load() on the main thread. */
+extern aludel_openssl_api aludel_ossl;
+extern void *aludel_ossl_handle;
+
+/* Returns NULL on success, else a message naming what failed (dlerror text). */
+const char *aludel_openssl_load(const char *path);
+
+#endif

@@ -1,0 +1,90 @@
+import { createLogger, type Logger } from '../log/logger.js';
+import { parseDuration, parseSize } from '../config/duration.js';
+import { parseListen } from '../config/listen-address.js';
+import { AludelError, InvalidOptionError } from '../errors.js';
+import { startServe } from '../http/serve.js';
+import { createKtlsServer } from '../tls/create-server.js';
+import type { OffloadDecision, OffloadMode, SecureServer } from '../tls/types.js';
+
+export interface ServeFlags {
+  listen: string;
+  cert: string;
+  key: string;
+  root: string;
+  offload: string;
+  handshakeTimeout: string;
+  idleTimeout: string;
+  headersTimeout: string;
+  maxHeaderSize: string;
+  tlsMin: string;
+  tlsMax: string;
+  ciphers?: string;
+  ciphersuites?: string;
+  logLevel: string;
+}
+
+function offloadMode(v: string): OffloadMode {
+  if (v === 'auto' || v === 'kernel' || v === 'userspace') return v;
+  throw new InvalidOptionError(`--offload ${JSON.stringify(v)}: expected auto, kernel or userspace`);
+}
+
+function tlsVersion(flag: string, v: string): 'TLSv1.2' | 'TLSv1.3' {
+  if (v === '1.2' || v === 'TLSv1.2') return 'TLSv1.2';
+  if (v === '1.3' || v === 'TLSv1.3') return 'TLSv1.3';
+  throw new InvalidOptionError(`${flag} ${JSON.stringify(v)}: expected 1.2 or 1.3 (older versions are what Aludel exists to retire)`);
+}
+
+/** One line that says where the crypto of this listener runs, and why. */
+export function describeOffload(d: OffloadDecision): string {
+  const lib = d.openssl ? `${d.openssl.version}` : 'node:tls (bundled OpenSSL)';
+  if (d.ktls) return `crypto: kernel TLS (kTLS) wherever the negotiated suite allows; TLS library ${lib}`;
+  if (d.requested === 'userspace') return `crypto: userspace (--offload userspace); TLS library ${lib}`;
+  return `crypto: userspace; kTLS unavailable: ${d.reason ?? 'unknown reason'}; TLS library ${lib}`;
+}
+
+export function logOffload(log: Logger, d: OffloadDecision, address: string): void {
+  const fields = { listen: address, offload: d.requested, ktls: d.ktls, engine: d.engine, openssl: d.openssl?.version ?? null, libssl: d.openssl?.libssl ?? null };
+  // One warning, once, when auto had to fall back (the connections then say "user" in every line).
+  if (d.requested === 'auto' && !d.ktls) log.warn({ ...fields, reason: d.reason }, describeOffload(d));
+  else log.info(fields, describeOffload(d));
+}
+
+export async function runServe(flags: ServeFlags): Promise<{ server: SecureServer; address: string; port: number; log: Logger }> {
+  const log = createLogger({ level: flags.logLevel });
+  const { host, port } = parseListen(flags.listen);
+  const server = createKtlsServer({
+    certFile: flags.cert,
+    keyFile: flags.key,
+    offload: offloadMode(flags.offload),
+    minVersion: tlsVersion('--tls-min', flags.tlsMin),
+    maxVersion: tlsVersion('--tls-max', flags.tlsMax),
+    cipherList: flags.ciphers,
+    cipherSuites: flags.ciphersuites,
+    handshakeTimeoutMs: parseDuration('--handshake-timeout', flags.handshakeTimeout),
+    log,
+  });
+  await startServe({
+    server,
+    root: flags.root,
+    log,
+    idleTimeoutMs: parseDuration('--idle-timeout', flags.idleTimeout),
+    headersTimeoutMs: parseDuration('--headers-timeout', flags.headersTimeout),
+    maxHeaderSize: parseSize('--max-header-size', flags.maxHeaderSize),
+  });
+  const bound = await server.listen({ host, port });
+  logOffload(log, server.offload, `${bound.address}:${bound.port}`);
+  log.info({ listen: `${bound.address}:${bound.port}`, root: flags.root }, 'serving files over HTTPS');
+  return { server, address: bound.address, port: bound.port, log };
+}
+
+/** For the CLI: a failure the user can act on prints its message alone; anything else, its stack. */
+export function reportFatal(err: unknown): never {
+  if (err instanceof AludelError || (err as { code?: string })?.code === 'ERR_TLS_CONTEXT') {
+    const e = err as Error & { opensslErrors?: string[] };
+    process.stderr.write(`aludel: ${e.message}\n`);
+    for (const line of e.opensslErrors ?? []) process.stderr.write(`  openssl: ${line}\n`);
+  } else {
+    process.stderr.write(`aludel: ${(err as Error)?.stack ?? String(err)}\n`);
+  }
+  process.exit(2);
+}

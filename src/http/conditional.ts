@@ -1,0 +1,190 @@
+/**
+ * Validators and conditional request evaluation (RFC 9110 §8.8, §13).
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+
+export type PreconditionResult = 'ok' | 'not-modified' | 'precondition-failed';
+
+interface EntityTag {
+  weak: boolean;
+  /** The opaque-tag including its double quotes. */
+  opaque: string;
+}
+
+/**
+ * Strong ETag in nginx's format so caches primed by nginx stay valid:
+ * "<mtime seconds hex>-<size hex>". Strong because a same-size rewrite within
+ * the same second is the only collision, the same trade-off nginx makes.
+ */
+export function makeEtag(stat: { size: number; mtimeMs: number }): string {
+  const seconds = Math.floor(stat.mtimeMs / 1000);
+  return `"${seconds.toString(16)}-${stat.size.toString(16)}"`;
+}
+
+/**
+ * RFC 9110 §13.2.2 evaluation order. Range/If-Range (step 5) is left to the
+ * caller because it only changes the status code, never fails the request.
+ */
+export function evaluatePreconditions(
+  req: { method: string; headers: IncomingHttpHeaders },
+  etag: string,
+  lastModified: Date,
+): PreconditionResult {
+  const { headers } = req;
+  const safe = req.method === 'GET' || req.method === 'HEAD';
+
+  // Step 1: If-Match (§13.1.1), strong comparison.
+  if (headers['if-match'] !== undefined) {
+    if (!ifMatchPasses(headers['if-match'], etag)) return 'precondition-failed';
+  } else if (headers['if-unmodified-since'] !== undefined) {
+    // Step 2 (§13.1.4): an invalid date is ignored, not treated as false.
+    const since = parseHttpDate(headers['if-unmodified-since']);
+    if (since !== undefined && toSeconds(lastModified) > toSeconds(since)) return 'precondition-failed';
+  }
+
+  // Step 3: If-None-Match (§13.1.2), weak comparison.
+  if (headers['if-none-match'] !== undefined) {
+    if (!ifNoneMatchPasses(headers['if-none-match'], etag)) return safe ? 'not-modified' : 'precondition-failed';
+    return 'ok';
+  }
+
+  // Step 4: If-Modified-Since (§13.1.3), only for GET/HEAD, invalid dates ignored.
+  const ims = headers['if-modified-since'];
+  if (safe && ims !== undefined) {
+    const since = parseHttpDate(ims);
+    // HTTP-dates have one-second resolution, so the file time is truncated too.
+    if (since !== undefined && toSeconds(lastModified) <= toSeconds(since)) return 'not-modified';
+  }
+  return 'ok';
+}
+
+/**
+ * §13.1.5: Range is honoured only if the validator matches: an entity-tag by
+ * strong comparison, or an HTTP-date exactly equal to Last-Modified. A weak
+ * tag or anything unparsable means "send the whole representation".
+ */
+export function ifRangeAllows(headerValue: string | undefined, etag: string, lastModified: Date): boolean {
+  if (headerValue === undefined) return true;
+  const value = headerValue.trim();
+  if (value.startsWith('"') || value.startsWith('W/')) {
+    const tags = parseEntityTags(value);
+    const current = parseEntityTags(etag);
+    return tags?.length === 1 && current?.length === 1 && strongMatch(tags[0], current[0]);
+  }
+  const date = parseHttpDate(value);
+  return date !== undefined && toSeconds(date) === toSeconds(lastModified);
+}
+
+function ifMatchPasses(value: string, etag: string): boolean {
+  // "*" matches any current representation, and a file we are serving exists.
+  if (value.trim() === '*') return true;
+  const current = parseEntityTags(etag)?.[0];
+  const tags = parseEntityTags(value);
+  // An unparsable list cannot be shown to match; failing is the safe side.
+  return tags !== undefined && tags.some((tag) => strongMatch(tag, current));
+}
+
+function ifNoneMatchPasses(value: string, etag: string): boolean {
+  if (value.trim() === '*') return false;
+  const current = parseEntityTags(etag)?.[0];
+  const tags = parseEntityTags(value);
+  // Unparsable: pretend nothing matched so we send a full 200 rather than a
+  // possibly wrong 304.
+  return tags === undefined || !tags.some((tag) => weakMatch(tag, current));
+}
+
+/** §8.8.3.2: strong comparison needs both tags strong and identical. */
+function strongMatch(a: EntityTag | undefined, b: EntityTag | undefined): boolean {
+  return a !== undefined && b !== undefined && !a.weak && !b.weak && a.opaque === b.opaque;
+}
+
+/** §8.8.3.2: weak comparison ignores the W/ prefix. */
+function weakMatch(a: EntityTag | undefined, b: EntityTag | undefined): boolean {
+  return a !== undefined && b !== undefined && a.opaque === b.opaque;
+}
+
+/**
+ * #entity-tag list (§8.8.3). Not a plain split on ",": etagc allows commas
+ * inside the quotes. undefined when the list is malformed.
+ */
+export function parseEntityTags(value: string): EntityTag[] | undefined {
+  const tags: EntityTag[] = [];
+  let i = 0;
+  while (i < value.length) {
+    const ch = value.charCodeAt(i);
+    if (ch === 0x20 || ch === 0x09 || ch === 0x2c) {
+      i++;
+      continue;
+    }
+    const weak = value.startsWith('W/', i);
+    const open = weak ? i + 2 : i;
+    if (value.charCodeAt(open) !== 0x22) return undefined;
+    const close = value.indexOf('"', open + 1);
+    if (close < 0) return undefined;
+    tags.push({ weak, opaque: value.slice(open, close + 1) });
+    i = close + 1;
+    // Elements must be separated by OWS "," OWS; "a""b" is malformed.
+    const next = value.charCodeAt(i);
+    if (i < value.length && next !== 0x20 && next !== 0x09 && next !== 0x2c) return undefined;
+  }
+  return tags;
+}
+
+function toSeconds(date: Date): number {
+  return Math.floor(date.getTime() / 1000);
+}
+
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+// §5.6.7: recipients MUST accept all three formats; Date.parse is far too
+// lenient ("1" parses), so each format is matched exactly.
+const IMF_FIXDATE = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d{2}) ([A-Z][a-z]{2}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT$/;
+const RFC850_DATE =
+  /^(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), (\d{2})-([A-Z][a-z]{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2}) GMT$/;
+const ASCTIME_DATE = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) ([A-Z][a-z]{2}) ([ \d]\d) (\d{2}):(\d{2}):(\d{2}) (\d{4})$/;
+
+/** RFC 9110 §5.6.7 HTTP-date; undefined when invalid. */
+export function parseHttpDate(value: string): Date | undefined {
+  const text = value.trim();
+  let m = IMF_FIXDATE.exec(text);
+  if (m !== null) return buildDate(m[3], m[2], m[1], m[4], m[5], m[6]);
+  m = RFC850_DATE.exec(text);
+  if (m !== null) return buildDate(expandTwoDigitYear(m[3]), m[2], m[1], m[4], m[5], m[6]);
+  m = ASCTIME_DATE.exec(text);
+  if (m !== null) return buildDate(m[6], m[1], m[2], m[3], m[4], m[5]);
+  return undefined;
+}
+
+/**
+ * §5.6.7: a two-digit year more than 50 years in the future is taken as the
+ * most recent past year with the same last two digits.
+ */
+function expandTwoDigitYear(yy: string | undefined): string {
+  const currentYear = new Date().getUTCFullYear();
+  let year = Math.floor(currentYear / 100) * 100 + Number(yy);
+  if (year > currentYear + 50) year -= 100;
+  return String(year);
+}
+
+function buildDate(
+  year: string | undefined,
+  month: string | undefined,
+  day: string | undefined,
+  hour: string | undefined,
+  minute: string | undefined,
+  second: string | undefined,
+): Date | undefined {
+  const monthIndex = MONTHS.indexOf(month ?? '');
+  const d = Number(day);
+  const h = Number(hour);
+  const min = Number(minute);
+  // 60 is allowed for leap seconds (§5.6.7); it simply rolls into the next minute.
+  const s = Number(second);
+  if (monthIndex < 0 || h > 23 || min > 59 || s > 60) return undefined;
+  // setUTCFullYear, unlike Date.UTC, does not map years 0-99 onto 1900-1999.
+  const midnight = new Date(0);
+  midnight.setUTCFullYear(Number(year), monthIndex, d);
+  // Reject impossible days such as Feb 30, which Date would silently roll over.
+  if (midnight.getUTCDate() !== d || midnight.getUTCMonth() !== monthIndex) return undefined;
+  return new Date(midnight.getTime() + ((h * 60 + min) * 60 + s) * 1000);
+}

@@ -1,0 +1,113 @@
+/**
+ * Maps a request-target onto a regular file under the document root without
+ * ever letting the request escape that root.
+ *
+ * Defence is layered on purpose: `..` segments are refused after decoding
+ * (so `%2e%2e` and `%2f`-smuggled separators cannot slip through), and the
+ * final location is realpath'ed and checked against the root (so symlinks
+ * leading outside the root are refused too).
+ */
+import { promises as fsp, type Stats } from 'node:fs';
+import path from 'node:path';
+
+export type ResolveResult =
+  | { kind: 'file'; path: string; stat: Stats }
+  | { kind: 'not-found' }
+  | { kind: 'forbidden' }
+  | { kind: 'bad-request' };
+
+const NOT_FOUND = { kind: 'not-found' } as const;
+const FORBIDDEN = { kind: 'forbidden' } as const;
+const BAD_REQUEST = { kind: 'bad-request' } as const;
+
+const INDEX_FILE = 'index.html';
+
+/** Errors meaning "there is nothing at this path" rather than a server fault. */
+const MISSING_CODES = new Set(['ENOENT', 'ENOTDIR', 'ELOOP', 'ENAMETOOLONG']);
+
+export async function resolveUnderRoot(rootReal: string, urlPath: string): Promise<ResolveResult> {
+  const rawPath = extractPath(urlPath);
+  if (rawPath === undefined) return BAD_REQUEST;
+
+  const decoded = percentDecode(rawPath);
+  if (decoded === undefined || decoded.includes('\0')) return BAD_REQUEST;
+
+  const segments = decoded.split('/');
+  if (segments.includes('..')) return FORBIDDEN;
+
+  // path.join on already ..-free segments cannot climb above rootReal.
+  const candidate = path.join(rootReal, ...segments);
+  const found = await realStat(rootReal, candidate);
+  if (found.kind !== 'file' || !found.stat.isDirectory()) return onlyRegular(found);
+
+  // No directory listings: a directory is served only through its index file.
+  return onlyRegular(await realStat(rootReal, path.join(found.path, INDEX_FILE)));
+}
+
+/**
+ * Returns the path component of a request-target (RFC 9110 §7.1, RFC 9112
+ * §3.2): origin-form "/p?q" or absolute-form "http://host/p?q". Query and
+ * fragment are not part of the file name. Other forms (`*`, authority-form)
+ * never name a file.
+ */
+function extractPath(target: string): string | undefined {
+  let start = 0;
+  if (!target.startsWith('/')) {
+    const schemeEnd = target.indexOf('://');
+    if (schemeEnd <= 0) return undefined;
+    start = target.indexOf('/', schemeEnd + 3);
+    if (start < 0) return '/';
+  }
+  let end = target.length;
+  const query = target.indexOf('?', start);
+  if (query >= 0) end = query;
+  const fragment = target.indexOf('#', start);
+  if (fragment >= 0 && fragment < end) end = fragment;
+  return target.slice(start, end);
+}
+
+/** undefined for malformed escapes or escapes that are not valid UTF-8. */
+function percentDecode(raw: string): string | undefined {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return undefined;
+  }
+}
+
+/** realpath + containment check + stat; the returned path is the real one. */
+async function realStat(rootReal: string, candidate: string): Promise<ResolveResult> {
+  try {
+    const real = await fsp.realpath(candidate);
+    if (!isWithin(rootReal, real)) return FORBIDDEN;
+    return { kind: 'file', path: real, stat: await fsp.stat(real) };
+  } catch (err) {
+    return classifyFsError(err);
+  }
+}
+
+function isWithin(rootReal: string, real: string): boolean {
+  if (real === rootReal) return true;
+  // Compare with a trailing separator so "/srv/www-evil" is not "inside" "/srv/www".
+  const prefix = rootReal.endsWith(path.sep) ? rootReal : rootReal + path.sep;
+  return real.startsWith(prefix);
+}
+
+function classifyFsError(err: unknown): ResolveResult {
+  const code = errorCode(err);
+  if (code !== undefined && MISSING_CODES.has(code)) return NOT_FOUND;
+  if (code === 'EACCES' || code === 'EPERM') return FORBIDDEN;
+  throw err;
+}
+
+/** Sockets, FIFOs, devices and leftover directories are never served. */
+function onlyRegular(result: ResolveResult): ResolveResult {
+  if (result.kind === 'file' && !result.stat.isFile()) return NOT_FOUND;
+  return result;
+}
+
+export function errorCode(err: unknown): string | undefined {
+  if (typeof err !== 'object' || err === null || !('code' in err)) return undefined;
+  const code = (err as { code: unknown }).code;
+  return typeof code === 'string' ? code : undefined;
+}

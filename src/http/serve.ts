@@ -1,0 +1,108 @@
+/**
+ * `aludel serve`: node's http.Server (llhttp: keep-alive, header limits,
+ * timeouts) running on kTLS connections; file bodies leave by sendfile when
+ * the kernel encrypts, by write otherwise. One JSON access-log line per
+ * request says where the crypto ran and which path the body took.
+ */
+import fs from 'node:fs';
+import http from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Logger } from '../log/logger.js';
+import type { SecureConnection, SecureServer } from '../tls/types.js';
+import { createStaticHandler, type BodySender } from './static-handler.js';
+
+export interface ServeOptions {
+  server: SecureServer;
+  root: string;
+  log: Logger;
+  idleTimeoutMs: number;
+  headersTimeoutMs: number;
+  maxHeaderSize: number;
+}
+
+/** Headers go out through the stream, then the body by the connection's fastest path. */
+export const connectionBodySender: BodySender = {
+  async sendBody(res, fd, offset, length) {
+    const conn = res.socket as unknown as SecureConnection;
+    res.flushHeaders();
+    const path = await conn.sendFile(fd, offset, length);
+    res.end();
+    return path;
+  },
+};
+
+function isPeerGone(err: unknown): boolean {
+  const code = (err as { code?: string }).code;
+  return code === 'ECONNRESET' || code === 'EPIPE' || code === 'ETIMEDOUT';
+}
+
+/** Logs a handshake that failed, at info for resets (house rule), warn otherwise. */
+export function logHandshakeFailure(log: Logger, err: Error, conn: Partial<SecureConnection>): void {
+  const e = err as Error & { code?: string; opensslErrors?: string[] };
+  const fields = { conn: conn.id, peer: conn.remoteAddress, code: e.code, openssl: e.opensslErrors, msg: e.message };
+  if (isPeerGone(err)) log.info(fields, 'TLS handshake aborted by peer');
+  else log.warn(fields, 'TLS handshake failed');
+}
+
+export function logConnection(log: Logger, conn: SecureConnection, handshakeMs: number): void {
+  const t = conn.tls;
+  log.info(
+    {
+      conn: conn.id, peer: conn.remoteAddress, tls: t.version, cipher: t.cipher, alpn: t.alpn, sni: t.servername,
+      reused: t.reused, tx: t.ktlsTx ? 'kernel' : 'user', rx: t.ktlsRx ? 'kernel' : 'user', engine: t.engine,
+      handshakeMs: Math.round(handshakeMs * 100) / 100,
+    },
+    'TLS established',
+  );
+}
+
+export async function startServe(o: ServeOptions): Promise<http.Server> {
+  const root = await fs.promises.realpath(o.root);
+  const handle = createStaticHandler({ root, sender: connectionBodySender });
+  const httpServer = http.createServer(
+    { maxHeaderSize: o.maxHeaderSize, headersTimeout: o.headersTimeoutMs, requestTimeout: 0, keepAliveTimeout: o.idleTimeoutMs, noDelay: true },
+    (req, res) => {
+      const started = process.hrtime.bigint();
+      const conn = req.socket as unknown as SecureConnection;
+      handle(req, res).then(
+        (out) => {
+          const t = conn.tls;
+          o.log.info(
+            {
+              conn: conn.id, method: req.method, url: req.url, status: out.status, bytes: out.bytes, body: out.bodyPath,
+              tls: t.version, cipher: t.cipher, tx: t.ktlsTx ? 'kernel' : 'user', rx: t.ktlsRx ? 'kernel' : 'user',
+              ms: Math.round(Number(process.hrtime.bigint() - started) / 1e4) / 100,
+            },
+            'request',
+          );
+        },
+        (err: unknown) => o.log.error({ conn: conn.id, err }, 'request handler failed'),
+      );
+    },
+  );
+  httpServer.timeout = o.idleTimeoutMs;
+  httpServer.on('clientError', (err: Error & { code?: string }, socket: Duplex) => {
+    const conn = socket as unknown as SecureConnection;
+    if (isPeerGone(err)) o.log.info({ conn: conn.id, code: err.code }, 'connection reset by peer');
+    else o.log.warn({ conn: conn.id, code: err.code, msg: err.message }, 'bad request');
+    if (socket.writable && !isPeerGone(err)) {
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+      socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    } else {
+      socket.destroy();
+    }
+  });
+  o.server.on('secureConnection', (conn: SecureConnection, handshakeMs: number) => {
+    logConnection(o.log, conn, handshakeMs);
+    conn.on('error', (err: Error & { code?: string }) => {
+      if (isPeerGone(err)) o.log.info({ conn: conn.id, code: err.code }, 'connection reset by peer');
+      else o.log.warn({ conn: conn.id, code: err.code, msg: err.message }, 'connection error');
+    });
+    httpServer.emit('connection', conn);
+  });
+  o.server.on('tlsClientError', (err: Error, conn: SecureConnection) => logHandshakeFailure(o.log, err, conn));
+  // http.Server starts its headersTimeout/requestTimeout sweeper on 'listening'; it never
+  // listens itself here (connections come from the TLS listener), so start it explicitly.
+  httpServer.emit('listening');
+  return httpServer;
+}

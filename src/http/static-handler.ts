@@ -1,0 +1,272 @@
+/**
+ * GET/HEAD handling for a static document root, in the spirit of nginx's
+ * static module: validators, conditional requests, single byte ranges.
+ *
+ * The body bytes themselves are moved by an injected BodySender so the same
+ * logic serves both the sendfile (kernel TLS) and the userspace-write paths.
+ */
+import { constants as fsConstants, promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { evaluatePreconditions, ifRangeAllows, makeEtag } from './conditional.js';
+import { contentTypeFor } from './content-type.js';
+import { parseRange } from './range.js';
+import { errorCode, resolveUnderRoot } from './safe-path.js';
+
+import type { BodyPath } from '../transport/copy-file.js';
+
+export type { BodyPath };
+
+export interface BodySender {
+  /** Writes res's headers then exactly `length` bytes of fd from `offset`, then ends res. Resolves with the path the body took. Rejects if the connection died. */
+  sendBody(res: ServerResponse, fd: number, offset: number, length: number): Promise<BodyPath>;
+}
+
+export interface StaticOutcome {
+  status: number;
+  bytes: number;
+  bodyPath: BodyPath;
+  file?: string;
+  /** Set when the response failed (500) or was cut short (socket destroyed). */
+  error?: unknown;
+}
+
+export interface StaticHandlerOptions {
+  root: string /* realpath'ed */;
+  sender: BodySender;
+}
+
+/** What to send from the open file once validators and Range are settled. */
+interface BodyPlan {
+  status: 200 | 206;
+  start: number;
+  length: number;
+}
+
+/** Headers this handler may have set; cleared before an error answer replaces them. */
+const OWN_HEADERS = [
+  'content-type',
+  'content-length',
+  'content-range',
+  'last-modified',
+  'etag',
+  'accept-ranges',
+  'allow',
+] as const;
+
+/**
+ * O_NOFOLLOW: the path is already realpath'ed, so a symlink in its last
+ * component means it was swapped in after the check. O_NONBLOCK: if a FIFO is
+ * swapped in, open must not park a libuv thread waiting for a writer (it is
+ * a no-op for the regular files we actually serve).
+ */
+const OPEN_FLAGS = fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK;
+
+export function createStaticHandler(
+  opts: StaticHandlerOptions,
+): (req: IncomingMessage, res: ServerResponse) => Promise<StaticOutcome> {
+  return async (req, res) => {
+    try {
+      return await handle(opts, req, res);
+    } catch (err) {
+      return failUnexpectedly(res, req.method ?? '', err);
+    }
+  };
+}
+
+async function handle(opts: StaticHandlerOptions, req: IncomingMessage, res: ServerResponse): Promise<StaticOutcome> {
+  const method = req.method ?? '';
+  if (method !== 'GET' && method !== 'HEAD') {
+    // §15.5.6: a 405 MUST carry Allow listing the supported methods.
+    res.setHeader('Allow', 'GET, HEAD');
+    return sendText(res, method, 405, 'Method Not Allowed\n');
+  }
+
+  const resolved = await resolveUnderRoot(opts.root, req.url ?? '');
+  switch (resolved.kind) {
+    case 'bad-request':
+      return sendText(res, method, 400, 'Bad Request\n');
+    case 'forbidden':
+      return sendText(res, method, 403, 'Forbidden\n');
+    case 'not-found':
+      return sendText(res, method, 404, 'Not Found\n');
+    case 'file':
+      return serveFile(opts.sender, req, res, method, resolved.path);
+  }
+}
+
+async function serveFile(
+  sender: BodySender,
+  req: IncomingMessage,
+  res: ServerResponse,
+  method: string,
+  file: string,
+): Promise<StaticOutcome> {
+  let fh: FileHandle;
+  try {
+    fh = await fsp.open(file, OPEN_FLAGS);
+  } catch (err) {
+    return { ...answerOpenError(res, method, err), file };
+  }
+  try {
+    return { ...(await serveOpenFile(sender, req, res, method, fh, file)), file };
+  } finally {
+    // The sender has finished with the fd by the time it settles; a close
+    // failure cannot change what the client already received.
+    await fh.close().catch(() => undefined);
+  }
+}
+
+function answerOpenError(res: ServerResponse, method: string, err: unknown): StaticOutcome {
+  const code = errorCode(err);
+  // ELOOP is O_NOFOLLOW refusing a symlink swapped in after resolution.
+  if (code === 'ENOENT' || code === 'ENOTDIR') return sendText(res, method, 404, 'Not Found\n');
+  if (code === 'EACCES' || code === 'EPERM' || code === 'ELOOP') return sendText(res, method, 403, 'Forbidden\n');
+  throw err;
+}
+
+async function serveOpenFile(
+  sender: BodySender,
+  req: IncomingMessage,
+  res: ServerResponse,
+  method: string,
+  fh: FileHandle,
+  file: string,
+): Promise<StaticOutcome> {
+  // Validators come from the open handle: if the file was replaced since
+  // resolution, headers and body still describe the same inode.
+  const stat = await fh.stat();
+  if (!stat.isFile()) return sendText(res, method, 404, 'Not Found\n');
+
+  const etag = makeEtag(stat);
+  const lastModified = lastModifiedFor(stat.mtimeMs);
+
+  const precondition = evaluatePreconditions({ method, headers: req.headers }, etag, lastModified);
+  if (precondition === 'not-modified') return sendNotModified(res, etag, lastModified);
+  if (precondition === 'precondition-failed') return sendText(res, method, 412, 'Precondition Failed\n');
+
+  const plan = planBody(req, method, stat.size, etag, lastModified);
+  if (plan === 'unsatisfiable') {
+    // §15.5.17: a 416 for byte ranges SHOULD say the current length.
+    res.setHeader('Content-Range', `bytes */${stat.size}`);
+    return sendText(res, method, 416, 'Range Not Satisfiable\n');
+  }
+
+  setRepresentationHeaders(res, file, etag, lastModified);
+  res.statusCode = plan.status;
+  res.setHeader('Content-Length', plan.length);
+  if (plan.status === 206) {
+    res.setHeader('Content-Range', `bytes ${plan.start}-${plan.start + plan.length - 1}/${stat.size}`);
+  }
+  return sendPlannedBody(sender, res, method, fh, plan);
+}
+
+/**
+ * §8.8.2.1: an origin MUST NOT send a Last-Modified later than its Date, so
+ * a file stamped in the future (clock skew, bad archive) is reported as now.
+ * HTTP-dates have one-second resolution, so sub-second parts are dropped.
+ */
+function lastModifiedFor(mtimeMs: number): Date {
+  const ms = Math.min(mtimeMs, Date.now());
+  return new Date(Math.floor(ms / 1000) * 1000);
+}
+
+/**
+ * §14.2: Range is defined for GET only, and §13.1.5 makes it conditional on
+ * If-Range. Multiple ranges get the full body (allowed by §14.2) rather than
+ * multipart/byteranges.
+ */
+function planBody(
+  req: IncomingMessage,
+  method: string,
+  size: number,
+  etag: string,
+  lastModified: Date,
+): BodyPlan | 'unsatisfiable' {
+  const full: BodyPlan = { status: 200, start: 0, length: size };
+  const header = req.headers.range;
+  if (method !== 'GET' || header === undefined) return full;
+  if (!ifRangeAllows(headerString(req.headers['if-range']), etag, lastModified)) return full;
+
+  const range = parseRange(header, size);
+  if (range.kind === 'unsatisfiable') return 'unsatisfiable';
+  if (range.kind !== 'single') return full;
+  return { status: 206, start: range.start, length: range.end - range.start + 1 };
+}
+
+/** If-Range is not in Node's typed header list, so it may arrive as an array. */
+function headerString(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(', ') : value;
+}
+
+function setRepresentationHeaders(res: ServerResponse, file: string, etag: string, lastModified: Date): void {
+  res.setHeader('Content-Type', contentTypeFor(file));
+  res.setHeader('Last-Modified', lastModified.toUTCString());
+  res.setHeader('ETag', etag);
+  res.setHeader('Accept-Ranges', 'bytes');
+}
+
+async function sendPlannedBody(
+  sender: BodySender,
+  res: ServerResponse,
+  method: string,
+  fh: FileHandle,
+  plan: BodyPlan,
+): Promise<StaticOutcome> {
+  // §9.3.2: HEAD gets the same headers as GET but never a body.
+  if (method === 'HEAD' || plan.length === 0) {
+    res.end();
+    return { status: plan.status, bytes: 0, bodyPath: 'none' };
+  }
+  try {
+    const bodyPath = await sender.sendBody(res, fh.fd, plan.start, plan.length);
+    return { status: plan.status, bytes: plan.length, bodyPath };
+  } catch (err) {
+    return abortBody(res, method, plan.status, err);
+  }
+}
+
+/**
+ * Once the status line is out, a 500 is impossible; destroying the socket
+ * makes the client see a short body (Content-Length mismatch) instead of
+ * silently accepting a wrong one.
+ */
+function abortBody(res: ServerResponse, method: string, status: number, err: unknown): StaticOutcome {
+  if (!res.headersSent) return failUnexpectedly(res, method, err);
+  if (!res.writableFinished) res.destroy(asError(err));
+  return { status, bytes: 0, bodyPath: 'none', error: err };
+}
+
+/** §15.4.5: a 304 repeats the validators but carries no body or Content-Length. */
+function sendNotModified(res: ServerResponse, etag: string, lastModified: Date): StaticOutcome {
+  res.statusCode = 304;
+  res.setHeader('ETag', etag);
+  res.setHeader('Last-Modified', lastModified.toUTCString());
+  res.end();
+  return { status: 304, bytes: 0, bodyPath: 'none' };
+}
+
+/** Small text/plain answers for errors; Node drops the body itself for HEAD. */
+function sendText(res: ServerResponse, method: string, status: number, text: string): StaticOutcome {
+  const length = Buffer.byteLength(text);
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'text/plain; charset=utf-8');
+  res.setHeader('Content-Length', length);
+  res.end(text);
+  return { status, bytes: method === 'HEAD' ? 0 : length, bodyPath: 'none' };
+}
+
+function failUnexpectedly(res: ServerResponse, method: string, err: unknown): StaticOutcome {
+  if (res.headersSent) {
+    // A response that already went out whole is left alone: destroying the
+    // socket now would only kill the next keep-alive request.
+    if (!res.writableFinished) res.destroy(asError(err));
+    return { status: res.statusCode, bytes: 0, bodyPath: 'none', error: err };
+  }
+  for (const name of OWN_HEADERS) res.removeHeader(name);
+  return { ...sendText(res, method, 500, 'Internal Server Error\n'), error: err };
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}

@@ -1,0 +1,111 @@
+/**
+ * Typed view of the C addon (native/). Mechanisms only: every function maps to
+ * one OpenSSL call or syscall; states come back as numbers, failures as thrown
+ * errors shaped {code, errno, syscall, opensslErrors}.
+ */
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+/** Results that are states, not errors: wait for readiness and call again. */
+export const WANT_READ = -1;
+export const WANT_WRITE = -2;
+/** The peer closed TCP without a close_notify alert (RFC 8446 §6.1). */
+export const EOF_NO_NOTIFY = -3;
+/** accept(): nothing waiting. */
+export const AGAIN = -1;
+/** uv_poll event bits. */
+export const READABLE = 1;
+export const WRITABLE = 2;
+
+declare const opaque: unique symbol;
+export type PollHandle = { readonly [opaque]: 'poll' };
+export type ContextHandle = { readonly [opaque]: 'ctx' };
+export type SslHandle = { readonly [opaque]: 'ssl' };
+
+export interface OpensslProbe {
+  version: string;
+  versionNumber: number;
+  /** Path of the shared object that really provides SSL_new. */
+  libssl: string | null;
+  /** True when dlopen handed back the copy the node binary exports (no kTLS possible). */
+  nodeCopy: boolean;
+}
+
+export interface SockAddr { address: string; port: number; family: 'IPv4' | 'IPv6' }
+
+export interface ContextOptions {
+  certFile: string;
+  keyFile: string;
+  minVersion: number;
+  maxVersion: number;
+  cipherList: string;
+  cipherSuites: string;
+  ktls: boolean;
+  alpn?: Buffer;
+}
+
+export interface TlsParams {
+  version: string | null;
+  cipher: string | null;
+  alpn: string | null;
+  servername: string | null;
+  reused: boolean;
+}
+
+export interface NativeError extends Error {
+  code: string;
+  errno: number;
+  syscall: string | null;
+  opensslErrors: string[];
+}
+
+export interface Native {
+  loadOpenssl(path: string): OpensslProbe;
+  probeTcpUlp(): { errno: number; code: string | null; syscall: string | null };
+  listenTcp(host: string, port: number, backlog: number, reusePort: boolean): number;
+  accept(listenFd: number): number;
+  getPeerName(fd: number): SockAddr;
+  getSockName(fd: number): SockAddr;
+  setNoDelay(fd: number, on: boolean): void;
+  closeFd(fd: number): void;
+  pollNew(fd: number, onReady: (status: number, events: number) => void): PollHandle;
+  pollStart(poll: PollHandle, events: number): void;
+  pollClose(poll: PollHandle): void;
+  ctxNew(options: ContextOptions): ContextHandle;
+  sslNew(ctx: ContextHandle, fd: number): SslHandle;
+  handshake(ssl: SslHandle): number;
+  read(ssl: SslHandle, buf: Buffer, offset: number, length: number): number;
+  write(ssl: SslHandle, buf: Buffer, offset: number, length: number): number;
+  sendfile(ssl: SslHandle, fileFd: number, offset: number, length: number): number;
+  shutdown(ssl: SslHandle): number;
+  /** Bit 1: the kernel encrypts (kTLS TX); bit 2: the kernel decrypts (kTLS RX). */
+  ktlsState(ssl: SslHandle): number;
+  info(ssl: SslHandle): TlsParams;
+  keyUpdateRequested(ssl: SslHandle): boolean;
+  peerClosed(ssl: SslHandle): boolean;
+  sslFree(ssl: SslHandle): void;
+  warmFile(fd: number, offset: number, length: number, done: (errno: number) => void): void;
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+/** build/ sits beside dist/ at the package root (dist/src/native -> ../../..). */
+export const ADDON_PATH = path.resolve(here, '../../../build/Release/aludel.node');
+
+let cached: Native | Error | undefined;
+
+/** The addon, or the reason it could not be loaded (not built, not Linux). */
+export function loadAddon(): Native | Error {
+  if (cached === undefined) {
+    try {
+      cached = createRequire(import.meta.url)(ADDON_PATH) as Native;
+    } catch (err) {
+      cached = err instanceof Error ? err : new Error(String(err));
+    }
+  }
+  return cached;
+}
+
+export function isNativeError(err: unknown): err is NativeError {
+  return err instanceof Error && typeof (err as Partial<NativeError>).code === 'string';
+}

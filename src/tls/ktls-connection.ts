@@ -1,0 +1,416 @@
+/**
+ * One server-side TLS connection on the system OpenSSL, as a Node Duplex, so
+ * http.Server can run on it (server.emit('connection', conn)).
+ *
+ * State machine: handshake -> open (kTLS engaged or not, as the kernel says)
+ * -> shutdown (close_notify) -> destroyed. The addon only performs single
+ * OpenSSL calls; the waiting (uv_poll), timeouts and policy live here.
+ * WANT_READ / WANT_WRITE are states: the operation is parked in its slot until
+ * the socket is ready, then called again.
+ */
+import { Duplex } from 'node:stream';
+import type { Logger } from '../log/logger.js';
+import {
+  EOF_NO_NOTIFY,
+  READABLE,
+  WANT_READ,
+  WANT_WRITE,
+  WRITABLE,
+  type Native,
+  type PollHandle,
+  type SslHandle,
+} from '../native/binding.js';
+import { FileTruncatedError, HandshakeTimeoutError, KeyUpdateUnsupportedError } from '../errors.js';
+import { copyFileToStream, type BodyPath } from '../transport/copy-file.js';
+import type { SecureConnection, TlsInfo } from './types.js';
+
+/** SSL_read returns at most one record (16 KiB of plaintext, RFC 8446 §5.1). */
+const RECORD_MAX = 16384;
+/** One scratch buffer per process: reads are synchronous, results are copied out at their exact size. */
+const scratch = Buffer.allocUnsafe(RECORD_MAX);
+/** Below this, writev() chunks are joined so headers and a small body share a record. */
+const COALESCE_MAX = 64 * 1024;
+/** sendfile() is fed in ranges this large, each pulled into the page cache off the event loop first. */
+const SENDFILE_CHUNK = 4 * 1024 * 1024;
+
+type Slot = { events: number; resume: (() => void) | null };
+
+export class KtlsConnection extends Duplex implements SecureConnection {
+  readonly id: number;
+  tls: TlsInfo;
+  remoteAddress?: string;
+  remotePort?: number;
+  remoteFamily?: string;
+  localAddress?: string;
+  localPort?: number;
+  readonly encrypted = true;
+  bytesRead = 0;
+  bytesWritten = 0;
+
+  private readonly native: Native;
+  private readonly ssl: SslHandle;
+  private readonly fd: number;
+  private readonly poll: PollHandle;
+  private readonly log: Logger;
+  private polling = 0;
+  private readonly reader: Slot = { events: 0, resume: null };
+  private readonly writer: Slot = { events: 0, resume: null };
+  private reading = false;
+  private pendingWrite: { buf: Buffer; off: number; cb: (err?: Error | null) => void } | null = null;
+  private flushWaiters: Array<() => void> = [];
+  /** After a fatal TLS error OpenSSL forbids SSL_shutdown; after a refused KeyUpdate we must not send. */
+  private mustNotSend = false;
+  private checkKeyUpdate = false;
+  private idleMs = 0;
+  private idleTimer: NodeJS.Timeout | null = null;
+  private released = false;
+
+  constructor(native: Native, ssl: SslHandle, fd: number, id: number, log: Logger) {
+    super({ allowHalfOpen: false, decodeStrings: true });
+    this.native = native;
+    this.ssl = ssl;
+    this.fd = fd;
+    this.id = id;
+    this.log = log;
+    this.tls = { engine: 'system-openssl', version: null, cipher: null, alpn: null, servername: null, reused: false, ktlsTx: false, ktlsRx: false };
+    this.poll = native.pollNew(fd, (status, events) => this.onReady(status, events));
+    try {
+      const peer = native.getPeerName(fd);
+      this.remoteAddress = peer.address;
+      this.remotePort = peer.port;
+      this.remoteFamily = peer.family;
+      const local = native.getSockName(fd);
+      this.localAddress = local.address;
+      this.localPort = local.port;
+    } catch {
+      // The peer may already be gone (reset while queued); the handshake will report it.
+    }
+  }
+
+  // ---- readiness -------------------------------------------------------------------------
+
+  private park(slot: Slot, state: number, resume: () => void): void {
+    slot.events = state === WANT_READ ? READABLE : WRITABLE;
+    slot.resume = resume;
+    this.updatePoll();
+  }
+
+  private updatePoll(): void {
+    if (this.released) return;
+    const want = this.reader.events | this.writer.events;
+    if (want !== this.polling) {
+      this.polling = want;
+      this.native.pollStart(this.poll, want);
+    }
+  }
+
+  private onReady(status: number, events: number): void {
+    // status < 0: libuv reports a reset peer as UV_EBADF and stops the handle; retrying the
+    // parked operations surfaces the real error (ECONNRESET) from the socket itself.
+    const fire = status < 0 ? READABLE | WRITABLE : events;
+    if (status < 0) this.polling = 0;
+    const r = this.reader.events & fire ? this.reader.resume : null;
+    const w = this.writer.events & fire ? this.writer.resume : null;
+    if (r) { this.reader.events = 0; this.reader.resume = null; }
+    if (w) { this.writer.events = 0; this.writer.resume = null; }
+    this.updatePoll();
+    if (r) r();
+    if (w) w();
+  }
+
+  // ---- handshake --------------------------------------------------------------------------
+
+  /** Drives the server handshake; resolves once it is complete and kTLS state is known. */
+  handshake(timeoutMs: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => fail(new HandshakeTimeoutError(timeoutMs)), timeoutMs);
+      let settled = false;
+      const fail = (err: Error): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        this.writer.resume = null;
+        this.writer.events = 0;
+        this.mustNotSend = true;
+        reject(err);
+      };
+      const step = (): void => {
+        if (settled) return;
+        let r: number;
+        try {
+          r = this.native.handshake(this.ssl);
+        } catch (err) {
+          fail(err as Error);
+          return;
+        }
+        if (r === WANT_READ || r === WANT_WRITE) {
+          this.park(this.writer, r, step);
+          return;
+        }
+        if (r !== 1) {
+          fail(Object.assign(new Error('peer closed the connection during the TLS handshake'), { code: 'ECONNRESET' }));
+          return;
+        }
+        settled = true;
+        clearTimeout(timer);
+        this.onHandshakeDone();
+        resolve();
+      };
+      step();
+    });
+  }
+
+  private onHandshakeDone(): void {
+    const p = this.native.info(this.ssl);
+    // Ask, never assume: OpenSSL engages kTLS only for suites and versions the kernel takes.
+    const k = this.native.ktlsState(this.ssl);
+    this.tls = { engine: 'system-openssl', ...p, ktlsTx: (k & 1) !== 0, ktlsRx: (k & 2) !== 0 };
+    this.checkKeyUpdate = this.tls.ktlsTx && p.version === 'TLSv1.3';
+  }
+
+  // ---- reading ----------------------------------------------------------------------------
+
+  override _read(): void {
+    if (this.reading) return;
+    this.reading = true;
+    this.pumpRead();
+  }
+
+  private readonly pumpRead = (): void => {
+    while (this.reading && !this.destroyed) {
+      let r: number;
+      try {
+        r = this.native.read(this.ssl, scratch, 0, RECORD_MAX);
+      } catch (err) {
+        this.failHard(err as Error);
+        return;
+      }
+      if (r > 0) {
+        if (this.checkKeyUpdate && this.native.keyUpdateRequested(this.ssl)) {
+          this.mustNotSend = true;
+          this.destroy(new KeyUpdateUnsupportedError());
+          return;
+        }
+        this.bytesRead += r;
+        this.touch();
+        const chunk = Buffer.allocUnsafe(r);
+        scratch.copy(chunk, 0, 0, r);
+        if (!this.push(chunk)) this.reading = false;
+        continue;
+      }
+      if (r === WANT_READ || r === WANT_WRITE) {
+        if (this.checkKeyUpdate && this.native.keyUpdateRequested(this.ssl)) {
+          this.mustNotSend = true;
+          this.destroy(new KeyUpdateUnsupportedError());
+          return;
+        }
+        this.park(this.reader, r, this.pumpRead);
+        return;
+      }
+      // 0: close_notify; EOF_NO_NOTIFY: bare FIN. Both end the readable side (RFC 8446 §6.1).
+      if (r === EOF_NO_NOTIFY) this.log.debug({ conn: this.id }, 'peer closed without close_notify');
+      this.reading = false;
+      this.push(null);
+      return;
+    }
+  };
+
+  // ---- writing ----------------------------------------------------------------------------
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.startWrite(chunk, cb);
+  }
+
+  private startWrite(buf: Buffer, cb: (err?: Error | null) => void): void {
+    this.pendingWrite = { buf, off: 0, cb };
+    this.pumpWrite();
+  }
+
+  override _writev(chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
+    let total = 0;
+    for (const c of chunks) total += c.chunk.length;
+    if (total <= COALESCE_MAX) {
+      // Joined, so a response's headers and a small body go out as one TLS record.
+      this.startWrite(Buffer.concat(chunks.map((c) => c.chunk), total), cb);
+      return;
+    }
+    let i = 0;
+    const next = (err?: Error | null): void => {
+      if (err || i === chunks.length) { cb(err); return; }
+      this.startWrite(chunks[i++]!.chunk, next);
+    };
+    next();
+  }
+
+  private readonly pumpWrite = (): void => {
+    const w = this.pendingWrite;
+    if (!w) return;
+    if (this.mustNotSend) {
+      this.pendingWrite = null;
+      w.cb(Object.assign(new Error('connection can no longer send'), { code: 'EPIPE' }));
+      return;
+    }
+    while (w.off < w.buf.length) {
+      let r: number;
+      try {
+        r = this.native.write(this.ssl, w.buf, w.off, w.buf.length - w.off);
+      } catch (err) {
+        this.pendingWrite = null;
+        this.mustNotSend = true;
+        w.cb(err as Error);
+        return;
+      }
+      if (r > 0) {
+        w.off += r;
+        this.bytesWritten += r;
+        this.touch();
+        continue;
+      }
+      this.park(this.writer, r, this.pumpWrite);
+      return;
+    }
+    this.pendingWrite = null;
+    w.cb();
+    this.notifyFlushed();
+  };
+
+  private notifyFlushed(): void {
+    if (this.pendingWrite === null && this.writableLength === 0 && this.flushWaiters.length > 0) {
+      const waiters = this.flushWaiters;
+      this.flushWaiters = [];
+      for (const fn of waiters) fn();
+    }
+  }
+
+  /** Resolves when everything written so far has been handed to the socket. */
+  private flushed(): Promise<void> {
+    if (this.pendingWrite === null && this.writableLength === 0) return Promise.resolve();
+    return new Promise((resolve) => this.flushWaiters.push(resolve));
+  }
+
+  private writable_(): Promise<void> {
+    return new Promise((resolve) => this.park(this.writer, WANT_WRITE, resolve));
+  }
+
+  /**
+   * Sends `length` bytes of `fd` from `offset` after all earlier writes.
+   * kTLS TX on: SSL_sendfile, so the kernel encrypts straight from the page
+   * cache; each range is first faulted in on the thread pool (a cold file
+   * must not block the event loop). Otherwise: read + SSL_write.
+   */
+  async sendFile(fd: number, offset: number, length: number): Promise<BodyPath> {
+    await this.flushed();
+    if (!this.tls.ktlsTx) {
+      await copyFileToStream(this, fd, offset, length);
+      return 'write';
+    }
+    const end = offset + length;
+    let pos = offset;
+    let warming = this.warm(fd, pos, Math.min(SENDFILE_CHUNK, end - pos));
+    while (pos < end) {
+      const chunkEnd = Math.min(pos + SENDFILE_CHUNK, end);
+      await warming;
+      // Start faulting in the next range while this one goes out.
+      if (chunkEnd < end) warming = this.warm(fd, chunkEnd, Math.min(SENDFILE_CHUNK, end - chunkEnd));
+      while (pos < chunkEnd) {
+        if (this.destroyed) throw Object.assign(new Error('connection closed during sendfile'), { code: 'ECONNRESET' });
+        const r = this.native.sendfile(this.ssl, fd, pos, chunkEnd - pos);
+        if (r > 0) {
+          pos += r;
+          this.bytesWritten += r;
+          this.touch();
+        } else if (r === WANT_WRITE) {
+          await this.writable_();
+        } else {
+          // sendfile(2) returned 0: the file is shorter than its stat said.
+          throw new FileTruncatedError(length, pos - offset);
+        }
+      }
+    }
+    return 'sendfile';
+  }
+
+  private warm(fd: number, offset: number, length: number): Promise<void> {
+    return new Promise((resolve) => {
+      // A failed warm-up only costs time (sendfile then reads the pages itself).
+      this.native.warmFile(fd, offset, length, () => resolve());
+    });
+  }
+
+  // ---- end and teardown -------------------------------------------------------------------
+
+  override _final(cb: (err?: Error | null) => void): void {
+    if (this.mustNotSend) { cb(); return; }
+    const step = (): void => {
+      let r: number;
+      try {
+        r = this.native.shutdown(this.ssl);
+      } catch {
+        cb(); // the peer may have gone; close_notify is a courtesy at this point
+        return;
+      }
+      if (r === WANT_READ || r === WANT_WRITE) { this.park(this.writer, r, step); return; }
+      cb(); // 0: our close_notify is out; we do not wait for the peer's (as nginx).
+    };
+    step();
+  }
+
+  override _destroy(err: Error | null, cb: (err: Error | null) => void): void {
+    this.release();
+    cb(err);
+  }
+
+  private release(): void {
+    if (this.released) return;
+    this.released = true;
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.reader.resume = this.writer.resume = null;
+    this.native.pollClose(this.poll);
+    this.native.sslFree(this.ssl);
+    this.native.closeFd(this.fd);
+    const w = this.pendingWrite;
+    this.pendingWrite = null;
+    if (w) w.cb(Object.assign(new Error('connection closed'), { code: 'ECONNRESET' }));
+    for (const fn of this.flushWaiters) fn();
+    this.flushWaiters = [];
+  }
+
+  private failHard(err: Error): void {
+    this.mustNotSend = true;
+    this.destroy(err);
+  }
+
+  // ---- net.Socket surface http.Server uses ----------------------------------------------------
+
+  setTimeout(ms: number, cb?: () => void): this {
+    if (cb) this.once('timeout', cb);
+    this.idleMs = ms;
+    if (this.idleTimer) { clearTimeout(this.idleTimer); this.idleTimer = null; }
+    if (ms > 0 && !this.released) {
+      this.idleTimer = setTimeout(() => this.emit('timeout'), ms);
+      this.idleTimer.unref();
+    }
+    return this;
+  }
+
+  private touch(): void {
+    if (this.idleTimer && this.idleMs > 0) this.idleTimer.refresh();
+  }
+
+  setNoDelay(noDelay = true): this {
+    if (!this.released) this.native.setNoDelay(this.fd, noDelay);
+    return this;
+  }
+
+  setKeepAlive(): this {
+    return this;
+  }
+
+  address(): { address: string; port: number; family: string } | Record<string, never> {
+    return this.localAddress ? { address: this.localAddress, port: this.localPort ?? 0, family: this.remoteFamily ?? 'IPv4' } : {};
+  }
+
+  get mustCloseQuietly(): boolean {
+    return this.mustNotSend;
+  }
+}

@@ -1,0 +1,116 @@
+/**
+ * TLS listener on the system OpenSSL: the addon owns the listening socket,
+ * this class accepts, runs each handshake under a timeout, and hands finished
+ * connections out as 'secureConnection'. Failed handshakes become
+ * 'tlsClientError' (garbage, stalls, resets), never a crash.
+ */
+import { EventEmitter } from 'node:events';
+import type { Logger } from '../log/logger.js';
+import { AGAIN, READABLE, type ContextHandle, type Native, type PollHandle } from '../native/binding.js';
+import { KtlsConnection } from './ktls-connection.js';
+import type { ListenOptions, OffloadDecision, SecureServer } from './types.js';
+
+/** Accept at most this many per wake-up, so a connection flood cannot starve open connections. */
+const ACCEPT_BATCH = 64;
+/** Back-off after EMFILE/ENFILE (as nginx: stop accepting briefly instead of spinning). */
+const ACCEPT_PAUSE_MS = 100;
+
+let nextId = 1;
+export function nextConnectionId(): number {
+  return nextId++;
+}
+
+export interface KtlsServerOptions {
+  native: Native;
+  context: ContextHandle;
+  offload: OffloadDecision;
+  handshakeTimeoutMs: number;
+  log: Logger;
+}
+
+export class KtlsServer extends EventEmitter implements SecureServer {
+  readonly offload: OffloadDecision;
+  private readonly o: KtlsServerOptions;
+  private listenFd = -1;
+  private poll: PollHandle | null = null;
+  private readonly live = new Set<KtlsConnection>();
+  private pauseTimer: NodeJS.Timeout | null = null;
+
+  constructor(options: KtlsServerOptions) {
+    super();
+    this.o = options;
+    this.offload = options.offload;
+  }
+
+  get connectionCount(): number {
+    return this.live.size;
+  }
+
+  async listen(options: ListenOptions): Promise<{ address: string; port: number }> {
+    const { native } = this.o;
+    this.listenFd = native.listenTcp(options.host, options.port, options.backlog ?? 511, options.reusePort ?? false);
+    this.poll = native.pollNew(this.listenFd, () => this.acceptBatch());
+    native.pollStart(this.poll, READABLE);
+    const a = native.getSockName(this.listenFd);
+    return { address: a.address, port: a.port };
+  }
+
+  private acceptBatch(): void {
+    const { native, log } = this.o;
+    for (let i = 0; i < ACCEPT_BATCH; i++) {
+      let fd: number;
+      try {
+        fd = native.accept(this.listenFd);
+      } catch (err) {
+        log.error({ err }, 'accept failed; pausing accepts for 100 ms');
+        this.pauseAccepting();
+        return;
+      }
+      if (fd === AGAIN) return;
+      this.startConnection(fd);
+    }
+  }
+
+  private pauseAccepting(): void {
+    if (!this.poll || this.pauseTimer) return;
+    this.o.native.pollStart(this.poll, 0);
+    this.pauseTimer = setTimeout(() => {
+      this.pauseTimer = null;
+      if (this.poll) this.o.native.pollStart(this.poll, READABLE);
+    }, ACCEPT_PAUSE_MS);
+  }
+
+  private startConnection(fd: number): void {
+    const { native, log, context } = this.o;
+    let conn: KtlsConnection;
+    try {
+      conn = new KtlsConnection(native, native.sslNew(context, fd), fd, nextConnectionId(), log);
+    } catch (err) {
+      log.error({ err }, 'cannot set up TLS for an accepted connection');
+      native.closeFd(fd);
+      return;
+    }
+    this.live.add(conn);
+    conn.once('close', () => this.live.delete(conn));
+    const started = process.hrtime.bigint();
+    conn.handshake(this.o.handshakeTimeoutMs).then(
+      () => {
+        const ms = Number(process.hrtime.bigint() - started) / 1e6;
+        this.emit('secureConnection', conn, ms);
+      },
+      (err: Error) => {
+        this.emit('tlsClientError', err, conn);
+        conn.destroy();
+      },
+    );
+  }
+
+  async close(): Promise<void> {
+    if (this.pauseTimer) clearTimeout(this.pauseTimer);
+    if (this.poll) this.o.native.pollClose(this.poll);
+    this.poll = null;
+    if (this.listenFd >= 0) this.o.native.closeFd(this.listenFd);
+    this.listenFd = -1;
+    for (const c of this.live) c.destroy();
+  }
+}

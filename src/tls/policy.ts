@@ -1,0 +1,36 @@
+/**
+ * Default cipher policy: only AEAD suites the Linux kernel can take over
+ * (AES-128-GCM, AES-256-GCM from 4.13/5.1, ChaCha20-Poly1305 from 5.11), with
+ * forward secrecy, for TLS 1.2 and 1.3. The userspace mode uses the same list,
+ * so kernel vs userspace comparisons are like for like.
+ */
+export const TLS12_CIPHERS = [
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
+export const TLS13_SUITES = ['TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256'].join(':');
+
+export const TLS1_2 = 0x0303;
+export const TLS1_3 = 0x0304;
+
+export type TlsVersionName = 'TLSv1.2' | 'TLSv1.3';
+
+export function versionNumber(v: TlsVersionName): number {
+  return v === 'TLSv1.2' ? TLS1_2 : TLS1_3;
+}
+
+/** ALPN protocol list in wire format (RFC 7301 §3.1): length-prefixed names. */
+export function alpnWire(protocols: readonly string[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const p of protocols) {
+    const name = Buffer.from(p, 'latin1');
+    if (name.length === 0 || name.length > 255) throw new RangeError(`bad ALPN protocol name: ${p}`);
+    parts.push(Buffer.from([name.length]), name);
+  }
+  return Buffer.concat(parts);
+}

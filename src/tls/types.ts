@@ -1,0 +1,56 @@
+import type { Duplex } from 'node:stream';
+import type { EventEmitter } from 'node:events';
+import type { BodyPath } from '../transport/copy-file.js';
+
+export type OffloadMode = 'auto' | 'kernel' | 'userspace';
+export type TlsEngine = 'system-openssl' | 'node-tls';
+
+/** What was negotiated, and where the record crypto of this connection runs. */
+export interface TlsInfo {
+  engine: TlsEngine;
+  version: string | null;
+  cipher: string | null;
+  alpn: string | null;
+  servername: string | null;
+  reused: boolean;
+  /** The kernel encrypts this connection's records (OpenSSL's BIO_get_ktls_send). */
+  ktlsTx: boolean;
+  /** The kernel decrypts this connection's records (BIO_get_ktls_recv). */
+  ktlsRx: boolean;
+}
+
+/** A TLS connection as a Duplex of plaintext, with a file-sending fast path. */
+export interface SecureConnection extends Duplex {
+  readonly id: number;
+  readonly tls: TlsInfo;
+  readonly remoteAddress?: string;
+  readonly remotePort?: number;
+  /** Writes length bytes of fd from offset, after all earlier writes. */
+  sendFile(fd: number, offset: number, length: number): Promise<BodyPath>;
+}
+
+/** How the listener resolved --offload, decided once at start-up. */
+export interface OffloadDecision {
+  requested: OffloadMode;
+  engine: TlsEngine;
+  /** SSL_OP_ENABLE_KTLS is set: connections get kTLS wherever the kernel takes the suite. */
+  ktls: boolean;
+  openssl: { version: string; libssl: string | null } | null;
+  /** Why kTLS is off, when it is (null when on or when userspace was asked for). */
+  reason: string | null;
+}
+
+export interface ListenOptions {
+  host: string;
+  port: number;
+  backlog?: number;
+  reusePort?: boolean;
+}
+
+export interface SecureServer extends EventEmitter {
+  readonly offload: OffloadDecision;
+  listen(options: ListenOptions): Promise<{ address: string; port: number }>;
+  close(): Promise<void>;
+  /** Live connections (handshaking or open). */
+  readonly connectionCount: number;
+}

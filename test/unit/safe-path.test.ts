@@ -1,0 +1,108 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { promises as fsp } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { resolveUnderRoot } from '../../src/http/safe-path.js';
+
+describe('resolveUnderRoot', () => {
+  let tmp = '';
+  let root = '';
+
+  before(async () => {
+    tmp = await fsp.realpath(await fsp.mkdtemp(path.join(os.tmpdir(), 'aludel-safe-path-')));
+    root = path.join(tmp, 'root');
+    const outside = path.join(tmp, 'outside');
+    // A sibling whose name starts with the root's name: a naive prefix check would accept it.
+    const sibling = path.join(tmp, 'root-evil');
+    await Promise.all([fsp.mkdir(path.join(root, 'sub'), { recursive: true }), fsp.mkdir(outside), fsp.mkdir(sibling)]);
+    await fsp.mkdir(path.join(root, 'emptydir'));
+    await fsp.mkdir(path.join(root, 'dir-index-out'));
+    await fsp.writeFile(path.join(root, 'hello.txt'), 'hello');
+    await fsp.writeFile(path.join(root, 'file with space.txt'), 'spaced');
+    await fsp.writeFile(path.join(root, 'sub', 'index.html'), '<p>sub</p>');
+    await fsp.writeFile(path.join(outside, 'secret.txt'), 'secret');
+    await fsp.writeFile(path.join(sibling, 'x.txt'), 'evil');
+    await fsp.symlink(path.join(outside, 'secret.txt'), path.join(root, 'link-out'));
+    await fsp.symlink('../outside', path.join(root, 'link-out-dir'));
+    await fsp.symlink('../root-evil/x.txt', path.join(root, 'link-sibling'));
+    await fsp.symlink('hello.txt', path.join(root, 'link-in'));
+    await fsp.symlink('sub', path.join(root, 'link-in-dir'));
+    await fsp.symlink(path.join(outside, 'secret.txt'), path.join(root, 'dir-index-out', 'index.html'));
+  });
+
+  after(async () => {
+    await fsp.rm(tmp, { recursive: true, force: true });
+  });
+
+  async function expectFile(urlPath: string, relative: string): Promise<void> {
+    const result = await resolveUnderRoot(root, urlPath);
+    assert.equal(result.kind, 'file', urlPath);
+    if (result.kind === 'file') {
+      assert.equal(result.path, path.join(root, relative), urlPath);
+      assert.ok(result.stat.isFile());
+    }
+  }
+
+  async function expectKind(urlPath: string, kind: string): Promise<void> {
+    assert.equal((await resolveUnderRoot(root, urlPath)).kind, kind, urlPath);
+  }
+
+  it('serves regular files and ignores query and fragment', async () => {
+    await expectFile('/hello.txt', 'hello.txt');
+    await expectFile('/hello.txt?download=1#top', 'hello.txt');
+    await expectFile('//hello.txt', 'hello.txt');
+    await expectFile('/./hello.txt', 'hello.txt');
+    await expectFile('/file%20with%20space.txt', 'file with space.txt');
+    await expectFile('http://example.test/hello.txt?x', 'hello.txt');
+  });
+
+  it('serves index.html for directories, without listings', async () => {
+    await expectFile('/sub/', 'sub/index.html');
+    await expectFile('/sub', 'sub/index.html');
+    await expectKind('/emptydir/', 'not-found');
+    await expectKind('/', 'not-found');
+  });
+
+  it('reports missing paths as not-found', async () => {
+    await expectKind('/missing.txt', 'not-found');
+    await expectKind('/hello.txt/extra', 'not-found');
+    await expectKind('/sub/missing/deeper', 'not-found');
+  });
+
+  it('follows symlinks that stay inside the root', async () => {
+    await expectFile('/link-in', 'hello.txt');
+    await expectFile('/link-in-dir/', 'sub/index.html');
+  });
+
+  it('refuses symlinks that lead out of the root', async () => {
+    await expectKind('/link-out', 'forbidden');
+    await expectKind('/link-out-dir/secret.txt', 'forbidden');
+    await expectKind('/link-sibling', 'forbidden');
+    await expectKind('/dir-index-out/', 'forbidden');
+  });
+
+  it('refuses dot-dot segments, plain or encoded', async () => {
+    await expectKind('/../outside/secret.txt', 'forbidden');
+    await expectKind('/sub/..', 'forbidden');
+    await expectKind('/%2e%2e/etc/passwd', 'forbidden');
+    await expectKind('/a/%2E%2E%2F..%2Fx', 'forbidden');
+    await expectKind('/sub%2f%2e%2e%2f%2e%2e%2foutside%2fsecret.txt', 'forbidden');
+    await expectKind('/.%2e/outside/secret.txt', 'forbidden');
+  });
+
+  it('rejects NUL bytes and malformed encodings as bad requests', async () => {
+    await expectKind('/hello.txt%00.png', 'bad-request');
+    await expectKind('/%00', 'bad-request');
+    await expectKind('/%zz', 'bad-request');
+    await expectKind('/%', 'bad-request');
+    await expectKind('/%E0%A4%A', 'bad-request');
+    await expectKind('/%FF', 'bad-request');
+  });
+
+  it('rejects request-targets that are not paths', async () => {
+    await expectKind('*', 'bad-request');
+    await expectKind('', 'bad-request');
+    await expectKind('example.test:443', 'bad-request');
+  });
+});

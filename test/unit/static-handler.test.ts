@@ -1,0 +1,286 @@
+import { after, before, beforeEach, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, promises as fsp } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { makeEtag } from '../../src/http/conditional.js';
+import { createStaticHandler, type BodyPath, type BodySender, type StaticOutcome } from '../../src/http/static-handler.js';
+
+interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+}
+
+type SenderMode = 'stream' | 'fail-before-headers' | 'fail-mid-body';
+
+const SIZE = 200 * 1024 + 7;
+
+describe('static handler', () => {
+  let tmp = '';
+  let root = '';
+  let data = Buffer.alloc(0);
+  let server: http.Server;
+  let port = 0;
+  let senderCalls = 0;
+  let senderMode: SenderMode = 'stream';
+  let lastOutcome: Promise<StaticOutcome> = Promise.reject(new Error('no request yet'));
+  lastOutcome.catch(() => undefined);
+
+  /** The production sender is sendfile-based; this one streams through res like the fallback path. */
+  const sender: BodySender = {
+    async sendBody(res, fd, offset, length): Promise<BodyPath> {
+      senderCalls++;
+      if (senderMode === 'fail-before-headers') throw new Error('sender broke early');
+      if (senderMode === 'fail-mid-body') {
+        res.write(Buffer.alloc(Math.min(length - 1, 1024)));
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        throw new Error('connection died');
+      }
+      const stream = createReadStream('', { fd, start: offset, end: offset + length - 1, autoClose: false });
+      await pipeline(stream, res);
+      return 'write';
+    },
+  };
+
+  before(async () => {
+    tmp = await fsp.realpath(await fsp.mkdtemp(path.join(os.tmpdir(), 'aludel-static-')));
+    root = path.join(tmp, 'root');
+    await fsp.mkdir(path.join(root, 'docs'), { recursive: true });
+    await fsp.mkdir(path.join(tmp, 'outside'));
+    data = randomBytes(SIZE);
+    await fsp.writeFile(path.join(root, 'big.bin'), data);
+    await fsp.writeFile(path.join(root, 'empty.txt'), '');
+    await fsp.writeFile(path.join(root, 'docs', 'index.html'), '<h1>docs</h1>\n');
+    await fsp.writeFile(path.join(tmp, 'outside', 'secret.txt'), 'secret');
+    await fsp.symlink(path.join(tmp, 'outside', 'secret.txt'), path.join(root, 'link-out'));
+
+    const handler = createStaticHandler({ root, sender });
+    server = http.createServer((req, res) => {
+      lastOutcome = handler(req, res);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as AddressInfo).port;
+  });
+
+  after(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+    await fsp.rm(tmp, { recursive: true, force: true });
+  });
+
+  beforeEach(() => {
+    senderCalls = 0;
+    senderMode = 'stream';
+  });
+
+  /** http.request rather than fetch: fetch would normalise "/%2e%2e/" away before sending. */
+  function request(method: string, urlPath: string, headers: http.OutgoingHttpHeaders = {}): Promise<Reply> {
+    return new Promise((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, method, path: urlPath, headers, agent: false }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('error', reject);
+        res.on('close', () => {
+          if (!res.complete) reject(new Error('response truncated'));
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  function sha256(buf: Buffer): string {
+    return createHash('sha256').update(buf).digest('hex');
+  }
+
+  async function bigEtag(): Promise<string> {
+    return makeEtag(await fsp.stat(path.join(root, 'big.bin')));
+  }
+
+  it('GET serves the whole file with validators', async () => {
+    const reply = await request('GET', '/big.bin');
+    assert.equal(reply.status, 200);
+    assert.equal(sha256(reply.body), sha256(data));
+    assert.equal(reply.headers['content-length'], String(SIZE));
+    assert.equal(reply.headers['content-type'], 'application/octet-stream');
+    assert.equal(reply.headers['accept-ranges'], 'bytes');
+    assert.equal(reply.headers.etag, await bigEtag());
+    const mtime = (await fsp.stat(path.join(root, 'big.bin'))).mtime;
+    assert.equal(reply.headers['last-modified'], new Date(Math.floor(mtime.getTime() / 1000) * 1000).toUTCString());
+    assert.deepEqual(await lastOutcome, {
+      status: 200,
+      bytes: SIZE,
+      bodyPath: 'write',
+      file: path.join(root, 'big.bin'),
+    });
+  });
+
+  it('serves index.html for a directory', async () => {
+    const reply = await request('GET', '/docs/');
+    assert.equal(reply.status, 200);
+    assert.equal(reply.headers['content-type'], 'text/html; charset=utf-8');
+    assert.equal(reply.body.toString(), '<h1>docs</h1>\n');
+  });
+
+  it('HEAD sends headers only and never calls the sender', async () => {
+    const reply = await request('HEAD', '/big.bin');
+    assert.equal(reply.status, 200);
+    assert.equal(reply.headers['content-length'], String(SIZE));
+    assert.equal(reply.body.length, 0);
+    assert.equal(senderCalls, 0);
+    assert.deepEqual(await lastOutcome, { status: 200, bytes: 0, bodyPath: 'none', file: path.join(root, 'big.bin') });
+  });
+
+  it('HEAD ignores Range', async () => {
+    const reply = await request('HEAD', '/big.bin', { range: 'bytes=0-0' });
+    assert.equal(reply.status, 200);
+    assert.equal(reply.headers['content-length'], String(SIZE));
+  });
+
+  it('206 for the first byte', async () => {
+    const reply = await request('GET', '/big.bin', { range: 'bytes=0-0' });
+    assert.equal(reply.status, 206);
+    assert.equal(reply.headers['content-range'], `bytes 0-0/${SIZE}`);
+    assert.equal(reply.headers['content-length'], '1');
+    assert.deepEqual(reply.body, data.subarray(0, 1));
+    assert.equal((await lastOutcome).bytes, 1);
+  });
+
+  it('206 for the last byte, by offset and by suffix', async () => {
+    for (const range of [`bytes=${SIZE - 1}-`, 'bytes=-1', `bytes=${SIZE - 1}-${SIZE + 1000}`]) {
+      const reply = await request('GET', '/big.bin', { range });
+      assert.equal(reply.status, 206, range);
+      assert.equal(reply.headers['content-range'], `bytes ${SIZE - 1}-${SIZE - 1}/${SIZE}`, range);
+      assert.deepEqual(reply.body, data.subarray(SIZE - 1), range);
+    }
+  });
+
+  it('206 for a suffix range and a middle range', async () => {
+    let reply = await request('GET', '/big.bin', { range: 'bytes=-5000' });
+    assert.equal(reply.status, 206);
+    assert.equal(reply.headers['content-length'], '5000');
+    assert.equal(sha256(reply.body), sha256(data.subarray(SIZE - 5000)));
+
+    reply = await request('GET', '/big.bin', { range: 'bytes=1000-70000' });
+    assert.equal(reply.status, 206);
+    assert.equal(reply.headers['content-range'], `bytes 1000-70000/${SIZE}`);
+    assert.equal(sha256(reply.body), sha256(data.subarray(1000, 70001)));
+  });
+
+  it('416 for a range past the end', async () => {
+    const reply = await request('GET', '/big.bin', { range: `bytes=${SIZE}-` });
+    assert.equal(reply.status, 416);
+    assert.equal(reply.headers['content-range'], `bytes */${SIZE}`);
+    assert.equal(senderCalls, 0);
+  });
+
+  it('200 with the full body for multiple ranges or an unknown unit', async () => {
+    for (const range of ['bytes=0-1,5-6', 'lines=1-2', 'bytes=9-1']) {
+      const reply = await request('GET', '/big.bin', { range });
+      assert.equal(reply.status, 200, range);
+      assert.equal(reply.headers['content-range'], undefined, range);
+      assert.equal(reply.body.length, SIZE, range);
+    }
+  });
+
+  it('304 via If-None-Match, with validators and no body', async () => {
+    const etag = await bigEtag();
+    const reply = await request('GET', '/big.bin', { 'if-none-match': etag });
+    assert.equal(reply.status, 304);
+    assert.equal(reply.headers.etag, etag);
+    assert.ok(reply.headers['last-modified']);
+    assert.equal(reply.body.length, 0);
+    assert.equal(senderCalls, 0);
+  });
+
+  it('304 via If-Modified-Since', async () => {
+    const first = await request('HEAD', '/big.bin');
+    const lastModified = first.headers['last-modified'] ?? '';
+    const reply = await request('GET', '/big.bin', { 'if-modified-since': lastModified });
+    assert.equal(reply.status, 304);
+    const older = new Date(Date.parse(lastModified) - 1000).toUTCString();
+    assert.equal((await request('GET', '/big.bin', { 'if-modified-since': older })).status, 200);
+  });
+
+  it('If-None-Match takes precedence over If-Modified-Since', async () => {
+    const first = await request('HEAD', '/big.bin');
+    const reply = await request('GET', '/big.bin', {
+      'if-none-match': '"something-else"',
+      'if-modified-since': first.headers['last-modified'] ?? '',
+    });
+    assert.equal(reply.status, 200);
+  });
+
+  it('412 when If-Match does not match', async () => {
+    const reply = await request('GET', '/big.bin', { 'if-match': '"nope"' });
+    assert.equal(reply.status, 412);
+  });
+
+  it('If-Range mismatch sends the full body; match sends the range', async () => {
+    let reply = await request('GET', '/big.bin', { range: 'bytes=0-9', 'if-range': '"stale-etag"' });
+    assert.equal(reply.status, 200);
+    assert.equal(reply.body.length, SIZE);
+
+    reply = await request('GET', '/big.bin', { range: 'bytes=0-9', 'if-range': await bigEtag() });
+    assert.equal(reply.status, 206);
+    assert.deepEqual(reply.body, data.subarray(0, 10));
+  });
+
+  it('405 with Allow for other methods', async () => {
+    for (const method of ['POST', 'PUT', 'DELETE', 'OPTIONS']) {
+      const reply = await request(method, '/big.bin');
+      assert.equal(reply.status, 405, method);
+      assert.equal(reply.headers.allow, 'GET, HEAD', method);
+    }
+  });
+
+  it('404 for missing files and directories without index', async () => {
+    assert.equal((await request('GET', '/nope.txt')).status, 404);
+    const reply = await request('GET', '/');
+    assert.equal(reply.status, 404);
+    assert.equal(reply.headers['content-length'], String(reply.body.length));
+  });
+
+  it('403 for a symlink out of root and for encoded traversal', async () => {
+    assert.equal((await request('GET', '/link-out')).status, 403);
+    assert.equal((await request('GET', '/%2e%2e/outside/secret.txt')).status, 403);
+  });
+
+  it('400 for NUL and malformed escapes', async () => {
+    assert.equal((await request('GET', '/big.bin%00')).status, 400);
+    assert.equal((await request('GET', '/%zz')).status, 400);
+  });
+
+  it('0-byte file: 200 with Content-Length 0 and no sender call; any range is 416', async () => {
+    const reply = await request('GET', '/empty.txt');
+    assert.equal(reply.status, 200);
+    assert.equal(reply.headers['content-length'], '0');
+    assert.equal(reply.body.length, 0);
+    assert.equal(senderCalls, 0);
+    assert.equal((await request('GET', '/empty.txt', { range: 'bytes=0-' })).status, 416);
+  });
+
+  it('500 when the sender fails before anything was sent', async () => {
+    senderMode = 'fail-before-headers';
+    const reply = await request('GET', '/big.bin');
+    assert.equal(reply.status, 500);
+    assert.equal(reply.headers.etag, undefined);
+    const outcome = await lastOutcome;
+    assert.equal(outcome.status, 500);
+    assert.ok(outcome.error instanceof Error);
+  });
+
+  it('destroys the connection when the body fails midway', async () => {
+    senderMode = 'fail-mid-body';
+    await assert.rejects(request('GET', '/big.bin'));
+    const outcome = await lastOutcome;
+    assert.equal(outcome.status, 200);
+    assert.ok(outcome.error instanceof Error);
+  });
+});
