@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import { createLogger, type Logger } from '../log/logger.js';
 import { parseDuration, parseSize } from '../config/duration.js';
 import { parseListen } from '../config/listen-address.js';
@@ -49,8 +50,25 @@ export function logOffload(log: Logger, d: OffloadDecision, address: string): vo
   else log.info(fields, describeOffload(d));
 }
 
+/** Checks the files the flags name before anything starts, so the error names the flag. */
+async function checkPaths(flags: ServeFlags): Promise<void> {
+  const checks: Array<[string, string, 'file' | 'dir']> = [['--cert', flags.cert, 'file'], ['--key', flags.key, 'file'], ['--root', flags.root, 'dir']];
+  for (const [flag, p, kind] of checks) {
+    let st: fs.Stats;
+    try {
+      st = await fs.promises.stat(p);
+      await fs.promises.access(p, fs.constants.R_OK);
+    } catch (err) {
+      throw new InvalidOptionError(`${flag} ${p}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : (err as Error).message}`);
+    }
+    if (kind === 'dir' && !st.isDirectory()) throw new InvalidOptionError(`${flag} ${p}: not a directory`);
+    if (kind === 'file' && !st.isFile()) throw new InvalidOptionError(`${flag} ${p}: not a regular file`);
+  }
+}
+
 export async function runServe(flags: ServeFlags): Promise<{ server: SecureServer; address: string; port: number; log: Logger }> {
   const log = createLogger({ level: flags.logLevel });
+  await checkPaths(flags);
   const { host, port } = parseListen(flags.listen);
   const server = createKtlsServer({
     certFile: flags.cert,
@@ -79,7 +97,8 @@ export async function runServe(flags: ServeFlags): Promise<{ server: SecureServe
 
 /** For the CLI: a failure the user can act on prints its message alone; anything else, its stack. */
 export function reportFatal(err: unknown): never {
-  if (err instanceof AludelError || (err as { code?: string })?.code === 'ERR_TLS_CONTEXT') {
+  const code = (err as { code?: string })?.code;
+  if (err instanceof AludelError || code === 'ERR_TLS_CONTEXT' || code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
     const e = err as Error & { opensslErrors?: string[] };
     process.stderr.write(`aludel: ${e.message}\n`);
     for (const line of e.opensslErrors ?? []) process.stderr.write(`  openssl: ${line}\n`);

@@ -39,7 +39,7 @@ function isPeerGone(err: unknown): boolean {
 /** Logs a handshake that failed, at info for resets (house rule), warn otherwise. */
 export function logHandshakeFailure(log: Logger, err: Error, conn: Partial<SecureConnection>): void {
   const e = err as Error & { code?: string; opensslErrors?: string[] };
-  const fields = { conn: conn.id, peer: conn.remoteAddress, code: e.code, openssl: e.opensslErrors, msg: e.message };
+  const fields = { conn: conn.id, peer: conn.remoteAddress, code: e.code, openssl: e.opensslErrors, detail: e.message };
   if (isPeerGone(err)) log.info(fields, 'TLS handshake aborted by peer');
   else log.warn(fields, 'TLS handshake failed');
 }
@@ -83,8 +83,8 @@ export async function startServe(o: ServeOptions): Promise<http.Server> {
   httpServer.timeout = o.idleTimeoutMs;
   httpServer.on('clientError', (err: Error & { code?: string }, socket: Duplex) => {
     const conn = socket as unknown as SecureConnection;
-    if (isPeerGone(err)) o.log.info({ conn: conn.id, code: err.code }, 'connection reset by peer');
-    else o.log.warn({ conn: conn.id, code: err.code, msg: err.message }, 'bad request');
+    // Resets are already logged once by the connection's own 'error' listener below.
+    if (!isPeerGone(err)) o.log.warn({ conn: conn.id, code: err.code, detail: err.message }, 'bad request');
     if (socket.writable && !isPeerGone(err)) {
       const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
       socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
@@ -96,7 +96,7 @@ export async function startServe(o: ServeOptions): Promise<http.Server> {
     logConnection(o.log, conn, handshakeMs);
     conn.on('error', (err: Error & { code?: string }) => {
       if (isPeerGone(err)) o.log.info({ conn: conn.id, code: err.code }, 'connection reset by peer');
-      else o.log.warn({ conn: conn.id, code: err.code, msg: err.message }, 'connection error');
+      else o.log.warn({ conn: conn.id, code: err.code, detail: err.message }, 'connection error');
     });
     httpServer.emit('connection', conn);
   });

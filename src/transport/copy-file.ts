@@ -48,13 +48,17 @@ export async function copyFileToStream(stream: Writable, fd: number, offset: num
   const end = offset + length;
   let i = 0;
   try {
+    // The write of one buffer overlaps the read of the next; its failure (a peer reset)
+    // is observed at the next await; the no-op catch keeps it from being an unhandled
+    // rejection (which would end the process) while a read is in flight.
     let pending: Promise<void> = Promise.resolve();
     while (pos < end) {
       const buf = bufs[i]!;
-      const n = await readAt(fd, buf, Math.min(CHUNK, end - pos), pos);
+      const reading = readAt(fd, buf, Math.min(CHUNK, end - pos), pos);
+      const [n] = await Promise.all([reading, pending]);
       if (n === 0) throw new FileTruncatedError(length, pos - offset);
-      await pending;
       pending = writeAll(stream, n === CHUNK ? buf : buf.subarray(0, n));
+      pending.catch(() => undefined);
       pos += n;
       i ^= 1;
     }

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Runs every test: the OpenSSL ABI check, unit and integration tests on this
+# kernel, then the kTLS tests where the kernel has TLS: natively when
+# /proc/net/tls_stat exists, else inside ../shared/ktls-vm/run-in-vm.
+# With CI=true a kTLS suite that cannot run is a failure, never a skip.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+vm=${ALUDEL_KTLS_VM:-../shared/ktls-vm/run-in-vm}
+status=0 pass=0 fail=0
+out=$(mktemp); trap 'rm -f "$out"' EXIT
+
+count() { # adds node:test's closing "ℹ pass N" / "ℹ fail N" to the totals
+  local p f
+  p=$(grep -aE '^ℹ pass [0-9]+' "$out" | tail -1 | awk '{print $3}')
+  f=$(grep -aE '^ℹ fail [0-9]+' "$out" | tail -1 | awk '{print $3}')
+  pass=$((pass + ${p:-0})); fail=$((fail + ${f:-0}))
+}
+
+echo "== OpenSSL declarations vs the system libssl-dev headers"
+if cc -fsyntax-only -Wall -Werror -I/usr/include native/abi-check.c; then
+  echo "ok: native/openssl-api.h matches $(openssl version 2>/dev/null || echo 'the installed headers')"; pass=$((pass + 1))
+else
+  echo "FAIL: native/openssl-api.h disagrees with the system headers (or libssl-dev is missing)"; fail=$((fail + 1)); status=1
+fi
+
+echo "== unit and integration tests (this kernel)"
+node --test --test-reporter=spec --test-concurrency=2 dist/test/unit/ dist/test/integration/ 2>&1 | tee "$out"
+[ "${PIPESTATUS[0]}" = 0 ] || status=1
+count
+
+echo "== kTLS tests"
+ktls_cmd=(node --test --test-reporter=spec --test-concurrency=1 --test-timeout=1800000 dist/test/ktls/)
+if [ -r /proc/net/tls_stat ]; then
+  echo "this kernel has kTLS: running natively"
+  "${ktls_cmd[@]}" 2>&1 | tee "$out"; [ "${PIPESTATUS[0]}" = 0 ] || status=1
+  count
+elif [ -x "$vm" ] && command -v qemu-system-x86_64 >/dev/null && ls /boot/vmlinuz-* >/dev/null 2>&1; then
+  echo "no kTLS in this kernel ($(uname -r)): running inside $vm"
+  "$vm" -m 4096 -t 2400 -- "${ktls_cmd[@]}" 2>&1 | tee "$out"; [ "${PIPESTATUS[0]}" = 0 ] || status=1
+  count
+else
+  echo "kTLS tests NOT RUN: no /proc/net/tls_stat here and no VM runner ($vm needs: apt-get install -y qemu-system-x86 linux-image-amd64 busybox-static)"
+  if [ "${CI:-}" = true ] || [ -z "${ALUDEL_ALLOW_KTLS_SKIP:-}" ]; then
+    echo "FAIL: a kTLS suite that cannot run is a failure (set ALUDEL_ALLOW_KTLS_SKIP=1 outside CI to skip it knowingly)"
+    fail=$((fail + 1)); status=1
+  fi
+fi
+
+echo
+echo "tests: $pass passed, $fail failed"
+exit $status

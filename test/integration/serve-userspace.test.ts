@@ -1,0 +1,253 @@
+/**
+ * `aludel serve` with --offload auto and --offload userspace on a host whose
+ * kernel cannot do TLS: every suite the policy offers, every file size, real
+ * curl and openssl s_client clients, HTTP semantics over the userspace path.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { curl, makeFixtures, sha256, splitHttp, rawTls, startServer, type Fixtures, type LogLine, type RunningServer } from './helpers.js';
+
+const KTLS_WARN_PREFIX = 'crypto: userspace; kTLS unavailable';
+
+const SUITES = [
+  { tls: 'TLSv1.2', curl: ['--tlsv1.2', '--tls-max', '1.2', '--ciphers', 'ECDHE-ECDSA-AES128-GCM-SHA256'], cipher: 'ECDHE-ECDSA-AES128-GCM-SHA256' },
+  { tls: 'TLSv1.2', curl: ['--tlsv1.2', '--tls-max', '1.2', '--ciphers', 'ECDHE-ECDSA-AES256-GCM-SHA384'], cipher: 'ECDHE-ECDSA-AES256-GCM-SHA384' },
+  { tls: 'TLSv1.2', curl: ['--tlsv1.2', '--tls-max', '1.2', '--ciphers', 'ECDHE-ECDSA-CHACHA20-POLY1305'], cipher: 'ECDHE-ECDSA-CHACHA20-POLY1305' },
+  { tls: 'TLSv1.3', curl: ['--tlsv1.3', '--tls13-ciphers', 'TLS_AES_128_GCM_SHA256'], cipher: 'TLS_AES_128_GCM_SHA256' },
+  { tls: 'TLSv1.3', curl: ['--tlsv1.3', '--tls13-ciphers', 'TLS_AES_256_GCM_SHA384'], cipher: 'TLS_AES_256_GCM_SHA384' },
+  { tls: 'TLSv1.3', curl: ['--tlsv1.3', '--tls13-ciphers', 'TLS_CHACHA20_POLY1305_SHA256'], cipher: 'TLS_CHACHA20_POLY1305_SHA256' },
+] as const;
+
+let fx: Fixtures;
+let outDir: string;
+
+before(async () => {
+  fx = await makeFixtures();
+  outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'aludel-it-out-'));
+});
+
+after(() => {
+  fx?.cleanup();
+  if (outDir) fs.rmSync(outDir, { recursive: true, force: true });
+});
+
+for (const mode of ['auto', 'userspace'] as const) {
+  describe(`serve --offload ${mode}`, { timeout: 120_000 }, () => {
+    let srv: RunningServer;
+    let base: string;
+    let tlsArgs: string[];
+
+    before(async () => {
+      srv = await startServer(['--cert', fx.certFile, '--key', fx.keyFile, '--root', fx.root, '--offload', mode]);
+      base = `https://localhost:${srv.port}`;
+      tlsArgs = ['--cacert', fx.certFile, '--resolve', `localhost:${srv.port}:127.0.0.1`];
+    });
+
+    after(async () => {
+      await srv?.stop();
+    });
+
+    test('start-up log says where the crypto runs', () => {
+      const offloadLine = srv.logs.find((l) => typeof l.msg === 'string' && l.msg.startsWith('crypto:'));
+      assert.ok(offloadLine, 'a "crypto: ..." start-up line');
+      assert.equal(offloadLine.ktls, false);
+      assert.equal(offloadLine.engine, 'system-openssl');
+      assert.equal(offloadLine.offload, mode);
+      if (mode === 'auto') {
+        assert.equal(offloadLine.level, 40);
+        assert.ok(offloadLine.msg.startsWith(KTLS_WARN_PREFIX), offloadLine.msg);
+        assert.match(String(offloadLine.reason), /CONFIG_TLS|modprobe tls|TCP_ULP/);
+      } else {
+        assert.equal(offloadLine.level, 30);
+        assert.match(offloadLine.msg, /--offload userspace/);
+      }
+    });
+
+    for (const suite of SUITES) {
+      test(`${suite.tls} ${suite.cipher}: all fixture sizes download intact over one connection`, async () => {
+        const from = srv.mark();
+        const names = Object.values(fx.files);
+        const args = [...tlsArgs, ...suite.curl, '-w', '%{http_code} %{num_connects}\n'];
+        const outs: string[] = [];
+        for (const f of names) {
+          const out = path.join(outDir, `${mode}-${suite.cipher}-${f.name}`);
+          outs.push(out);
+          args.push(`${base}/${f.name}`, '-o', out);
+        }
+        const r = await curl(args);
+        assert.equal(r.code, 0, r.stderr);
+        const codes = r.stdout.toString().trim().split('\n');
+        assert.deepEqual(codes.map((c) => c.split(' ')[0]), names.map(() => '200'));
+        names.forEach((f, i) => {
+          const got = fs.readFileSync(outs[i]!);
+          assert.equal(got.length, f.size, `${f.name} size`);
+          assert.equal(sha256(got), f.sha256, `${f.name} sha256`);
+        });
+
+        const reqs: LogLine[] = [];
+        for (const f of names) {
+          reqs.push(await srv.waitForLog((l) => l.msg === 'request' && l.url === `/${f.name}`, 5000, from));
+        }
+        const est = srv.logs.slice(from).filter((l) => l.msg === 'TLS established');
+        assert.equal(est.length, 1, 'curl reuses one connection for the four URLs');
+        const e = est[0]!;
+        assert.equal(e.tls, suite.tls);
+        assert.equal(e.cipher, suite.cipher);
+        assert.equal(e.tx, 'user');
+        assert.equal(e.rx, 'user');
+        assert.equal(e.engine, 'system-openssl');
+        assert.equal(e.alpn, 'http/1.1');
+        names.forEach((f, i) => {
+          const q = reqs[i]!;
+          assert.equal(q.conn, e.conn);
+          assert.equal(q.status, 200);
+          assert.equal(q.bytes, f.size);
+          assert.equal(q.body, f.size === 0 ? 'none' : 'write', `${f.name} body path`);
+          assert.equal(q.tls, suite.tls);
+          assert.equal(q.cipher, suite.cipher);
+          assert.equal(q.tx, 'user');
+          assert.equal(q.rx, 'user');
+        });
+      });
+    }
+
+    test('openssl s_client -tls1_2 raw GET returns the file after the header block', { timeout: 30_000 }, async () => {
+      const f = fx.files.big;
+      const from = srv.mark();
+      const raw = await new Promise<Buffer>((resolve, reject) => {
+        const child = spawn('openssl', ['s_client', '-quiet', '-connect', `127.0.0.1:${srv.port}`, '-tls1_2', '-CAfile', fx.certFile, '-verify_return_error', '-servername', 'localhost'], { stdio: ['pipe', 'pipe', 'pipe'] });
+        const chunks: Buffer[] = [];
+        let err = '';
+        const timer = setTimeout(() => {
+          child.kill('SIGKILL');
+          reject(new Error(`s_client did not finish: ${err}`));
+        }, 20_000);
+        child.stdout.on('data', (c: Buffer) => chunks.push(c));
+        child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+        child.once('close', () => {
+          clearTimeout(timer);
+          resolve(Buffer.concat(chunks));
+        });
+        child.stdin.end(`GET /${f.name} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`);
+      });
+      const res = splitHttp(raw);
+      assert.equal(res.status, 200);
+      assert.equal(res.headers['content-length'], String(f.size));
+      assert.equal(res.body.length, f.size);
+      assert.equal(sha256(res.body), f.sha256);
+      const e = await srv.waitForLog((l) => l.msg === 'TLS established', 5000, from);
+      assert.equal(e.tls, 'TLSv1.2');
+      assert.equal(e.tx, 'user');
+      const q = await srv.waitForLog((l) => l.msg === 'request' && l.conn === e.conn, 5000, from);
+      assert.equal(q.body, 'write');
+      assert.equal(q.bytes, f.size);
+    });
+
+    test('keep-alive: two URLs in one curl share one connection', async () => {
+      const from = srv.mark();
+      const r = await curl([...tlsArgs, '-w', '%{num_connects}\n', `${base}/${fx.files.one.name}`, '-o', '/dev/null', `${base}/${fx.files.mid.name}`, '-o', '/dev/null']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(r.stdout.toString().trim().split('\n'), ['1', '0'], 'second transfer made no new connection');
+      const q1 = await srv.waitForLog((l) => l.msg === 'request' && l.url === `/${fx.files.one.name}`, 5000, from);
+      const q2 = await srv.waitForLog((l) => l.msg === 'request' && l.url === `/${fx.files.mid.name}`, 5000, from);
+      const est = srv.logs.slice(from).filter((l) => l.msg === 'TLS established');
+      assert.equal(est.length, 1);
+      assert.equal(q1.conn, est[0]!.conn);
+      assert.equal(q2.conn, est[0]!.conn);
+      assert.equal(srv.logs.slice(from).filter((l) => l.msg === 'request').length, 2);
+    });
+
+    test('Range: 206 with the right bytes and Content-Range', async () => {
+      const f = fx.files.big;
+      const whole = fs.readFileSync(f.path);
+      const r = await curl([...tlsArgs, '-D', '-', '-r', '1000-1999', `${base}/${f.name}`]);
+      assert.equal(r.code, 0, r.stderr);
+      const res = splitHttp(r.stdout);
+      assert.equal(res.status, 206);
+      assert.equal(res.headers['content-range'], `bytes 1000-1999/${f.size}`);
+      assert.equal(res.headers['content-length'], '1000');
+      assert.ok(res.body.equals(whole.subarray(1000, 2000)), 'range body bytes');
+
+      // Suffix range crossing a 16 KiB record boundary on the mid file.
+      const m = fs.readFileSync(fx.files.mid.path);
+      const r2 = await curl([...tlsArgs, '-D', '-', '-H', 'Range: bytes=-5000', `${base}/${fx.files.mid.name}`]);
+      const res2 = splitHttp(r2.stdout);
+      assert.equal(res2.status, 206);
+      assert.equal(res2.headers['content-range'], `bytes ${m.length - 5000}-${m.length - 1}/${m.length}`);
+      assert.ok(res2.body.equals(m.subarray(m.length - 5000)));
+
+      const r3 = await curl([...tlsArgs, '-D', '-', '-r', `${f.size + 10}-${f.size + 20}`, `${base}/${f.name}`]);
+      const res3 = splitHttp(r3.stdout);
+      assert.equal(res3.status, 416);
+      assert.equal(res3.headers['content-range'], `bytes */${f.size}`);
+    });
+
+    test('HEAD: Content-Length of the file and no body on the wire', async () => {
+      const f = fx.files.mid;
+      const raw = await rawTls(srv.port, fx.certPem, `HEAD /${f.name} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`);
+      const res = splitHttp(raw);
+      assert.equal(res.status, 200);
+      assert.equal(res.headers['content-length'], String(f.size));
+      assert.equal(res.body.length, 0, 'nothing after the header block');
+      assert.ok(res.headers.etag);
+    });
+
+    test('conditional GET: If-None-Match with the ETag gets 304 and no body', async () => {
+      const f = fx.files.mid;
+      const head = await curl([...tlsArgs, '-I', `${base}/${f.name}`]);
+      const etag = splitHttp(head.stdout).headers.etag;
+      assert.ok(etag, 'ETag present');
+      const r = await curl([...tlsArgs, '-D', '-', '-H', `If-None-Match: ${etag}`, `${base}/${f.name}`]);
+      assert.equal(r.code, 0, r.stderr);
+      const res = splitHttp(r.stdout);
+      assert.equal(res.status, 304);
+      assert.equal(res.body.length, 0);
+      assert.equal(res.headers.etag, etag);
+      const miss = await curl([...tlsArgs, '-D', '-', '-H', 'If-None-Match: "nope"', `${base}/${f.name}`]);
+      const resMiss = splitHttp(miss.stdout);
+      assert.equal(resMiss.status, 200);
+      assert.equal(sha256(resMiss.body), f.sha256);
+    });
+
+    test('404 for a missing file, 405 with Allow for POST/DELETE', async () => {
+      const r404 = await curl([...tlsArgs, '-D', '-', `${base}/does-not-exist.bin`]);
+      assert.equal(splitHttp(r404.stdout).status, 404);
+      const r405 = await curl([...tlsArgs, '-D', '-', '-X', 'POST', '--data', 'x=1', `${base}/${fx.files.one.name}`]);
+      const res405 = splitHttp(r405.stdout);
+      assert.equal(res405.status, 405);
+      assert.equal(res405.headers.allow, 'GET, HEAD');
+      const rDel = await curl([...tlsArgs, '-D', '-', '-X', 'DELETE', `${base}/${fx.files.one.name}`]);
+      assert.equal(splitHttp(rDel.stdout).status, 405);
+      assert.ok(fs.existsSync(fx.files.one.path), 'DELETE did not delete');
+    });
+
+    test('path traversal never leaves the root', async () => {
+      const passwd = fs.existsSync('/etc/passwd') ? fs.readFileSync('/etc/passwd') : Buffer.from('root:x:0:0');
+      for (const p of ['/%2e%2e/%2e%2e/etc/passwd', '/../../etc/passwd', '/..%2f..%2fetc%2fpasswd', '/%2e%2e%2f%2e%2e%2f%2e%2e%2fetc%2fpasswd']) {
+        const r = await curl([...tlsArgs, '--path-as-is', '-D', '-', `${base}${p}`]);
+        assert.equal(r.code, 0, r.stderr);
+        const res = splitHttp(r.stdout);
+        assert.ok(res.status === 403 || res.status === 400, `${p}: status ${res.status}`);
+        assert.ok(!res.body.includes(passwd.subarray(0, Math.min(16, passwd.length))), `${p}: body must not contain /etc/passwd`);
+        assert.ok(!res.body.toString('latin1').includes('root:'), `${p}: body must not look like /etc/passwd`);
+      }
+    });
+
+    test(mode === 'auto' ? 'exactly one kTLS-unavailable warning, no other warnings' : 'no kTLS-unavailable warning at all', () => {
+      const ktlsWarn = srv.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith(KTLS_WARN_PREFIX));
+      const warns = srv.logs.filter((l) => l.level >= 40);
+      if (mode === 'auto') {
+        assert.equal(ktlsWarn.length, 1);
+        assert.equal(ktlsWarn[0]!.level, 40);
+        assert.deepEqual(warns, ktlsWarn, 'the happy-path traffic above logged no warnings');
+      } else {
+        assert.equal(ktlsWarn.length, 0);
+        assert.deepEqual(warns, [], 'userspace mode logs no warnings');
+      }
+    });
+  });
+}

@@ -1,0 +1,135 @@
+/**
+ * Load and hostile clients against a kTLS server: 200 concurrent downloads,
+ * a reset mid-sendfile, garbage instead of a ClientHello, a stalled handshake,
+ * and a TLS 1.3 KeyUpdate request. Each must end with a log line and leave the
+ * other connections untouched (their bytes are checked by sha256).
+ */
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import https from 'node:https';
+import net from 'node:net';
+import tls from 'node:tls';
+import { after, before, test } from 'node:test';
+import { curl, sClientInteractive } from '../support/clients.js';
+import { makeFixtures, sha256, type Fixtures } from '../support/fixtures.js';
+import { startAludel, type Running } from '../support/aludel-process.js';
+import { delta, hasKernelTls, readTlsStat } from '../support/tls-stat.js';
+
+const MiB = 1024 * 1024;
+let fx: Fixtures;
+/** Handshakes take ~150 ms of emulated CPU each in the VM: 200 at once need a long timeout. */
+let loadServer: Running;
+/** A short handshake timeout, so the stalled client is dropped quickly. */
+let server: Running;
+
+before(async () => {
+  assert.ok(hasKernelTls(), 'these tests need a kernel with TLS (/proc/net/tls_stat): run them through scripts/run-tests.sh');
+  fx = await makeFixtures({ 'f16.bin': 16 * MiB, 'small.bin': 4096 });
+  const args = (timeout: string) => ['serve', '--listen', '127.0.0.1:0', '--cert', fx.cert, '--key', fx.key, '--root', fx.root, '--offload', 'kernel', '--handshake-timeout', timeout];
+  [loadServer, server] = await Promise.all([startAludel(args('300s')), startAludel(args('2s'))]);
+});
+
+after(async () => {
+  await Promise.all([loadServer?.stop(), server?.stop()]);
+  await fx?.cleanup();
+});
+
+/** Downloads with node's https client, hashing as it streams (nothing kept in memory). */
+function download(port: number, agent: https.Agent, path: string): Promise<{ status: number; size: number; sha256: string }> {
+  return new Promise((resolve, reject) => {
+    const req = https.get({ host: '127.0.0.1', port, path, agent, ca: fxCa(), servername: 'localhost' }, (res) => {
+      const h = crypto.createHash('sha256');
+      let size = 0;
+      res.on('data', (d: Buffer) => { h.update(d); size += d.length; });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, size, sha256: h.digest('hex') }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+  });
+}
+
+let ca: Buffer | undefined;
+function fxCa(): Buffer {
+  ca ??= fs.readFileSync(fx.cert);
+  return ca;
+}
+
+test('200 concurrent downloads of a 16 MiB file over kTLS all match', { timeout: 1_200_000 }, async () => {
+  const before = readTlsStat();
+  const agent = new https.Agent({ maxSockets: 200, keepAlive: false });
+  const results = await Promise.all(Array.from({ length: 200 }, () => download(loadServer.port, agent, '/f16.bin')));
+  agent.destroy();
+  const want = fx.files['f16.bin']!;
+  const bad = results.filter((r) => r.status !== 200 || r.size !== want.size || r.sha256 !== want.sha256);
+  assert.equal(bad.length, 0, `${bad.length} of 200 downloads differ: ${JSON.stringify(bad.slice(0, 3))}`);
+  const d = delta(before, readTlsStat());
+  assert.equal(d.TlsTxSw, 200, `each connection has a kernel TX context: ${JSON.stringify(d)}`);
+  assert.equal(d.TlsDecryptError, 0);
+});
+
+test('reset mid-transfer, garbage, stalled handshake, KeyUpdate request: each logged, others unaffected', { timeout: 600_000 }, async () => {
+  const want = fx.files['f16.bin']!;
+  const logFrom = server.logs.length;
+  const before = readTlsStat();
+  // A well-behaved, rate-limited download that spans all the abuse below.
+  const steady = curl(`https://localhost:${server.port}/f16.bin`, fx.cert, ['--limit-rate', '2M']);
+
+  // 1. Reset mid-transfer, while the server is inside its sendfile loop.
+  await new Promise<void>((resolve, reject) => {
+    // resetAndDestroy() (RST, not FIN) works on the TCP socket under the TLS one.
+    const tcp = net.connect(server.port, '127.0.0.1');
+    const s = tls.connect({ socket: tcp, ca: fxCa(), servername: 'localhost' }, () => {
+      s.write('GET /f16.bin HTTP/1.1\r\nHost: localhost\r\n\r\n');
+    });
+    s.once('data', () => {
+      tcp.resetAndDestroy();
+      resolve();
+    });
+    s.once('error', reject);
+  });
+
+  // 2. Garbage instead of a ClientHello.
+  await new Promise<void>((resolve) => {
+    const s = net.connect(server.port, '127.0.0.1', () => s.write(crypto.randomBytes(300)));
+    s.on('error', () => resolve());
+    s.on('close', () => resolve());
+  });
+
+  // 3. A client that connects and never speaks: dropped by the 2 s handshake timeout.
+  const stalledClosedAfter = await new Promise<number>((resolve) => {
+    const t0 = Date.now();
+    const s = net.connect(server.port, '127.0.0.1');
+    s.on('error', () => undefined);
+    s.on('close', () => resolve(Date.now() - t0));
+  });
+  assert.ok(stalledClosedAfter >= 1500 && stalledClosedAfter < 15_000, `stalled client closed after ${stalledClosedAfter} ms`);
+
+  // 4. TLS 1.3 KeyUpdate with update_requested (s_client command "K").
+  const ku = sClientInteractive(server.port, ['-tls1_3', '-CAfile', fx.cert]);
+  await new Promise((r) => setTimeout(r, 4000));
+  ku.child.stdin.write('GET /small.bin HTTP/1.1\r\nHost: localhost\r\n\r\n');
+  await new Promise((r) => setTimeout(r, 2000));
+  ku.child.stdin.write('K\n');
+  const kuExit = await Promise.race([ku.exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 20_000))]);
+  ku.child.stdin.end();
+  if (kuExit === 'timeout') ku.child.kill();
+  assert.notEqual(kuExit, 'timeout', 'the server must close a connection it can no longer encrypt for');
+  assert.match(ku.output(), /KEYUPDATE/, 's_client sent its KeyUpdate');
+  assert.doesNotMatch(ku.output(), /bad record mac|decryption failed/i, `the peer must never get a record it cannot decrypt:\n${ku.output()}`);
+
+  const r = await steady;
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(sha256(r.stdout), want.sha256, 'the steady download is intact');
+
+  const after = server.logs.slice(logFrom);
+  const codes = after.map((l) => l.code).filter(Boolean);
+  assert.ok(after.some((l) => l.msg === 'connection reset by peer' || (l.msg === 'request' && l.status === 200 && l.error)), `reset logged: ${JSON.stringify(after)}`);
+  assert.ok(codes.includes('ERR_SSL_PROTOCOL'), `garbage logged: ${JSON.stringify(codes)}`);
+  assert.ok(codes.includes('ERR_TLS_HANDSHAKE_TIMEOUT'), `stall logged: ${JSON.stringify(codes)}`);
+  assert.ok(codes.includes('ERR_TLS_KEY_UPDATE_UNSUPPORTED'), `KeyUpdate logged: ${JSON.stringify(codes)}`);
+  assert.equal(delta(before, readTlsStat()).TlsDecryptError, 0);
+  // And the server still serves.
+  const again = await curl(`https://localhost:${server.port}/small.bin`, fx.cert);
+  assert.equal(sha256(again.stdout), fx.files['small.bin']!.sha256);
+});

@@ -1,0 +1,112 @@
+/**
+ * kTLS, proven by the kernel. Runs where /proc/net/tls_stat exists (natively,
+ * or inside ../shared/ktls-vm/run-in-vm via scripts/run-tests.sh). Each claim is
+ * checked against the kernel's counters, not against our own logs alone.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { curl, curlTlsArgs, sClientGet, type TlsVersion } from '../support/clients.js';
+import { makeFixtures, sha256, type Fixtures } from '../support/fixtures.js';
+import { startAludel, type LogLine, type Running } from '../support/aludel-process.js';
+import { delta, hasKernelTls, readTlsStat } from '../support/tls-stat.js';
+
+const MiB = 1024 * 1024;
+const FILES = { 'empty.bin': 0, 'one.bin': 1, 'record.bin': 16 * 1024 + 1, 'big.bin': 64 * MiB };
+const SUITES: Record<TlsVersion, Array<{ name: string; curl: string; openssl: string; cipher: string }>> = {
+  '1.2': [
+    { name: 'AES-128-GCM', curl: 'ECDHE-ECDSA-AES128-GCM-SHA256', openssl: 'ECDHE-ECDSA-AES128-GCM-SHA256', cipher: 'ECDHE-ECDSA-AES128-GCM-SHA256' },
+    { name: 'AES-256-GCM', curl: 'ECDHE-ECDSA-AES256-GCM-SHA384', openssl: 'ECDHE-ECDSA-AES256-GCM-SHA384', cipher: 'ECDHE-ECDSA-AES256-GCM-SHA384' },
+    { name: 'ChaCha20-Poly1305', curl: 'ECDHE-ECDSA-CHACHA20-POLY1305', openssl: 'ECDHE-ECDSA-CHACHA20-POLY1305', cipher: 'ECDHE-ECDSA-CHACHA20-POLY1305' },
+  ],
+  '1.3': [
+    { name: 'AES-128-GCM', curl: 'TLS_AES_128_GCM_SHA256', openssl: 'TLS_AES_128_GCM_SHA256', cipher: 'TLS_AES_128_GCM_SHA256' },
+    { name: 'AES-256-GCM', curl: 'TLS_AES_256_GCM_SHA384', openssl: 'TLS_AES_256_GCM_SHA384', cipher: 'TLS_AES_256_GCM_SHA384' },
+    { name: 'ChaCha20-Poly1305', curl: 'TLS_CHACHA20_POLY1305_SHA256', openssl: 'TLS_CHACHA20_POLY1305_SHA256', cipher: 'TLS_CHACHA20_POLY1305_SHA256' },
+  ],
+};
+
+let fx: Fixtures;
+let kernel: Running;
+let userspace: Running;
+
+function serveArgs(offload: string): string[] {
+  return ['serve', '--listen', '127.0.0.1:0', '--cert', fx.cert, '--key', fx.key, '--root', fx.root, '--offload', offload, '--handshake-timeout', '3s'];
+}
+
+function connLines(server: Running, from: number): LogLine[] {
+  return server.logs.slice(from).filter((l) => l.msg === 'TLS established');
+}
+
+function requestLines(server: Running, from: number): LogLine[] {
+  return server.logs.slice(from).filter((l) => l.msg === 'request');
+}
+
+/** Waits until the server has logged n request lines after `from` (logs arrive asynchronously). */
+async function settle(server: Running, from: number, n: number): Promise<void> {
+  for (let i = 0; i < 200 && requestLines(server, from).length < n; i++) await new Promise((r) => setTimeout(r, 50));
+}
+
+before(async () => {
+  assert.ok(hasKernelTls(), 'these tests need a kernel with TLS (/proc/net/tls_stat): run them through scripts/run-tests.sh');
+  fx = await makeFixtures(FILES);
+  [kernel, userspace] = await Promise.all([startAludel(serveArgs('kernel')), startAludel(serveArgs('userspace'))]);
+});
+
+after(async () => {
+  await Promise.all([kernel?.stop(), userspace?.stop()]);
+  await fx?.cleanup();
+});
+
+for (const mode of ['kernel', 'userspace'] as const) {
+  describe(`--offload ${mode}`, () => {
+    for (const version of ['1.2', '1.3'] as const) {
+      for (const suite of SUITES[version]) {
+        test(`TLS ${version} ${suite.name}: curl and s_client get identical bytes; kernel counters agree`, { timeout: 600_000 }, async () => {
+          const server = mode === 'kernel' ? kernel : userspace;
+          const logFrom = server.logs.length;
+          const before = readTlsStat();
+          let connections = 0;
+          for (const [name, file] of Object.entries(fx.files)) {
+            const r = await curl(`https://localhost:${server.port}/${name}`, fx.cert, curlTlsArgs(version, suite.curl));
+            connections++;
+            assert.equal(r.code, 0, `curl ${name}: ${r.stderr}`);
+            assert.equal(r.stdout.length, file.size, `curl ${name} size`);
+            assert.equal(sha256(r.stdout), file.sha256, `curl ${name} sha256`);
+          }
+          for (const name of ['record.bin', 'big.bin']) {
+            const s = await sClientGet(server.port, `/${name}`, version, suite.openssl);
+            connections++;
+            assert.match(s.status, /^HTTP\/1\.1 200/, `s_client ${name}: ${s.run.stderr.slice(-500)}`);
+            assert.equal(sha256(s.body), fx.files[name]!.sha256, `s_client ${name} sha256`);
+          }
+          await settle(server, logFrom, connections);
+          const d = delta(before, readTlsStat());
+          const conns = connLines(server, logFrom);
+          assert.equal(conns.length, connections, 'one "TLS established" line per connection');
+          for (const c of conns) {
+            assert.equal(c.tls, `TLSv${version}`);
+            assert.equal(c.cipher, suite.cipher);
+          }
+          const reqs = requestLines(server, logFrom);
+          assert.equal(reqs.length, connections);
+          if (mode === 'kernel') {
+            // Every connection got a kernel TX context; TLS 1.2 also RX (OpenSSL 3.0 does no TLS 1.3 RX).
+            assert.equal(d.TlsTxSw, connections, `TlsTxSw delta ${JSON.stringify(d)}`);
+            assert.equal(d.TlsRxSw, version === '1.2' ? connections : 0, `TlsRxSw delta ${JSON.stringify(d)}`);
+            for (const c of conns) {
+              assert.equal(c.tx, 'kernel');
+              assert.equal(c.rx, version === '1.2' ? 'kernel' : 'user');
+            }
+            for (const r of reqs) assert.equal(r.body, r.bytes === 0 ? 'none' : 'sendfile', `body path of ${String(r.url)}`);
+          } else {
+            assert.equal(d.TlsTxSw, 0, 'userspace mode must not create kernel TLS contexts');
+            assert.equal(d.TlsRxSw, 0);
+            for (const c of conns) assert.deepEqual([c.tx, c.rx], ['user', 'user']);
+            for (const r of reqs) assert.equal(r.body, r.bytes === 0 ? 'none' : 'write');
+          }
+          assert.equal(d.TlsDecryptError, 0, 'TlsDecryptError must stay 0');
+        });
+      }
+    }
+  });
+}
