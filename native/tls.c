@@ -295,44 +295,36 @@ static bool buffer_arg(napi_env env, napi_value v, void **data, size_t *len) {
   return false;
 }
 
-/* read(conn, buffer, offset, length) -> bytes, 0 at close_notify, or a state. */
-static napi_value ssl_read(napi_env env, napi_callback_info info) {
+/* Shared argument handling of read() and write(): (conn, buffer, offset, length). */
+static napi_value ssl_io(napi_env env, napi_callback_info info, bool writing) {
   napi_value argv[4];
   void *data;
-  size_t len, got = 0;
+  size_t len, n = 0;
   int32_t off, want;
+  const char *op = writing ? "SSL_write_ex" : "SSL_read_ex";
   if (!aludel_args(env, info, 4, argv) || !buffer_arg(env, argv[1], &data, &len) ||
       !aludel_arg_int32(env, argv[2], &off) || !aludel_arg_int32(env, argv[3], &want))
     return NULL;
   aludel_ssl *s = unwrap_ssl(env, argv[0]);
   if (s == NULL) return NULL;
   if (off < 0 || want <= 0 || (size_t)off + (size_t)want > len)
-    return aludel_throw(env, "ERR_OUT_OF_RANGE", EINVAL, "SSL_read_ex", "read range outside buffer", false);
+    return aludel_throw(env, "ERR_OUT_OF_RANGE", EINVAL, op, "range outside buffer", false);
   aludel_ossl.ERR_clear_error();
   errno = 0;
-  int ret = aludel_ossl.SSL_read_ex(s->ssl, (char *)data + off, (size_t)want, &got);
-  if (ret == 1) return aludel_int(env, (int64_t)got);
-  return io_result(env, s, ret, errno, "SSL_read_ex");
+  int ret = writing ? aludel_ossl.SSL_write_ex(s->ssl, (const char *)data + off, (size_t)want, &n)
+                    : aludel_ossl.SSL_read_ex(s->ssl, (char *)data + off, (size_t)want, &n);
+  if (ret == 1) return aludel_int(env, (int64_t)n);
+  return io_result(env, s, ret, errno, op);
+}
+
+/* read(conn, buffer, offset, length) -> bytes, 0 at close_notify, or a state. */
+static napi_value ssl_read(napi_env env, napi_callback_info info) {
+  return ssl_io(env, info, false);
 }
 
 /* write(conn, buffer, offset, length) -> bytes written (>= one record), or a state. */
 static napi_value ssl_write(napi_env env, napi_callback_info info) {
-  napi_value argv[4];
-  void *data;
-  size_t len, done = 0;
-  int32_t off, want;
-  if (!aludel_args(env, info, 4, argv) || !buffer_arg(env, argv[1], &data, &len) ||
-      !aludel_arg_int32(env, argv[2], &off) || !aludel_arg_int32(env, argv[3], &want))
-    return NULL;
-  aludel_ssl *s = unwrap_ssl(env, argv[0]);
-  if (s == NULL) return NULL;
-  if (off < 0 || want <= 0 || (size_t)off + (size_t)want > len)
-    return aludel_throw(env, "ERR_OUT_OF_RANGE", EINVAL, "SSL_write_ex", "write range outside buffer", false);
-  aludel_ossl.ERR_clear_error();
-  errno = 0;
-  int ret = aludel_ossl.SSL_write_ex(s->ssl, (const char *)data + off, (size_t)want, &done);
-  if (ret == 1) return aludel_int(env, (int64_t)done);
-  return io_result(env, s, ret, errno, "SSL_write_ex");
+  return ssl_io(env, info, true);
 }
 
 /*

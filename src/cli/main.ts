@@ -27,6 +27,7 @@ program
   .option('--headers-timeout <time>', 'time allowed to receive request headers', '20s')
   .option('--max-header-size <size>', 'largest request header block', '16k')
   .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
+  .option('--reuse-port', 'SO_REUSEPORT: several aludel processes may share the port (kernel load-balances)')
   .action(async (flags: ServeFlags) => {
     try {
       const { server, log } = await runServe(flags);

@@ -22,6 +22,7 @@ export interface ServeFlags {
   ciphers?: string;
   ciphersuites?: string;
   logLevel: string;
+  reusePort?: boolean;
 }
 
 function offloadMode(v: string): OffloadMode {
@@ -89,7 +90,7 @@ export async function runServe(flags: ServeFlags): Promise<{ server: SecureServe
     headersTimeoutMs: parseDuration('--headers-timeout', flags.headersTimeout),
     maxHeaderSize: parseSize('--max-header-size', flags.maxHeaderSize),
   });
-  const bound = await server.listen({ host, port });
+  const bound = await server.listen({ host, port, reusePort: flags.reusePort ?? false });
   logOffload(log, server.offload, `${bound.address}:${bound.port}`);
   log.info({ listen: `${bound.address}:${bound.port}`, root: flags.root }, 'serving files over HTTPS');
   return { server, address: bound.address, port: bound.port, log };

@@ -136,6 +136,10 @@ export class KtlsConnection extends Duplex implements SecureConnection {
       };
       const step = (): void => {
         if (settled) return;
+        if (this.released) {
+          fail(Object.assign(new Error('connection closed during the TLS handshake'), { code: 'ECONNRESET' }));
+          return;
+        }
         let r: number;
         try {
           r = this.native.handshake(this.ssl);
@@ -177,7 +181,7 @@ export class KtlsConnection extends Duplex implements SecureConnection {
   }
 
   private readonly pumpRead = (): void => {
-    while (this.reading && !this.destroyed) {
+    while (this.reading && !this.released) {
       let r: number;
       try {
         r = this.native.read(this.ssl, scratch, 0, RECORD_MAX);
@@ -313,7 +317,7 @@ export class KtlsConnection extends Duplex implements SecureConnection {
       // Start faulting in the next range while this one goes out.
       if (chunkEnd < end) warming = this.warm(fd, chunkEnd, Math.min(SENDFILE_CHUNK, end - chunkEnd));
       while (pos < chunkEnd) {
-        if (this.destroyed) throw Object.assign(new Error('connection closed during sendfile'), { code: 'ECONNRESET' });
+        if (this.released) throw Object.assign(new Error('connection closed during sendfile'), { code: 'ECONNRESET' });
         const r = this.native.sendfile(this.ssl, fd, pos, chunkEnd - pos);
         if (r > 0) {
           pos += r;
@@ -364,7 +368,11 @@ export class KtlsConnection extends Duplex implements SecureConnection {
     if (this.released) return;
     this.released = true;
     if (this.idleTimer) clearTimeout(this.idleTimer);
+    // Parked operations are resumed, not dropped: each sees the connection is gone and
+    // settles (a sendFile() waiting for writability must reject, or its file stays open).
+    const parked = [this.reader.resume, this.writer.resume];
     this.reader.resume = this.writer.resume = null;
+    this.reader.events = this.writer.events = 0;
     this.native.pollClose(this.poll);
     this.native.sslFree(this.ssl);
     this.native.closeFd(this.fd);
@@ -373,6 +381,7 @@ export class KtlsConnection extends Duplex implements SecureConnection {
     if (w) w.cb(Object.assign(new Error('connection closed'), { code: 'ECONNRESET' }));
     for (const fn of this.flushWaiters) fn();
     this.flushWaiters = [];
+    for (const fn of parked) fn?.();
   }
 
   private failHard(err: Error): void {

@@ -45,54 +45,16 @@ const DAY_MS = 24 * HOUR_MS;
 const EC_ALGORITHM = { name: "ECDSA", namedCurve: "P-256" } as const;
 const SIGNING_ALGORITHM = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
 
-/**
- * @peculiar/x509 uses tsyringe, which throws at import time unless a Reflect
- * metadata polyfill (e.g. `reflect-metadata`) is loaded. The library only uses
- * parameterless `@injectable()` classes, so a tiny WeakMap-backed subset of the
- * metadata API is enough. Installed only when absent, so a real polyfill loaded
- * earlier always wins.
- */
-function ensureReflectMetadata(): void {
-  const R = Reflect as unknown as Record<string, unknown>;
-  if (typeof R["getMetadata"] === "function") return;
-  const store = new WeakMap<object, Map<unknown, unknown>>();
-  const own = (target: object, create: boolean): Map<unknown, unknown> | undefined => {
-    let m = store.get(target);
-    if (!m && create) {
-      m = new Map();
-      store.set(target, m);
-    }
-    return m;
-  };
-  const define = (name: string, value: unknown): void => {
-    Object.defineProperty(Reflect, name, { value, writable: true, configurable: true, enumerable: false });
-  };
-  define("defineMetadata", (key: unknown, value: unknown, target: object): void => {
-    own(target, true)!.set(key, value);
-  });
-  define("getOwnMetadata", (key: unknown, target: object): unknown => own(target, false)?.get(key));
-  define("hasOwnMetadata", (key: unknown, target: object): boolean => own(target, false)?.has(key) ?? false);
-  define("getMetadata", (key: unknown, target: object): unknown => {
-    for (let t: object | null = target; t !== null; t = Object.getPrototypeOf(t) as object | null) {
-      const m = own(t, false);
-      if (m?.has(key)) return m.get(key);
-    }
-    return undefined;
-  });
-  define("hasMetadata", (key: unknown, target: object): boolean => {
-    for (let t: object | null = target; t !== null; t = Object.getPrototypeOf(t) as object | null) {
-      if (own(t, false)?.has(key)) return true;
-    }
-    return false;
-  });
-}
-
 let x509Promise: Promise<typeof X509> | undefined;
 
-/** Loads @peculiar/x509 lazily (after the Reflect shim) and points it at node's WebCrypto. */
+/**
+ * Loads @peculiar/x509 lazily (only `aludel cert` and the demo need it) and
+ * points it at node's WebCrypto. Its tsyringe dependency throws at import time
+ * without a Reflect metadata polyfill, hence reflect-metadata first.
+ */
 function loadX509(): Promise<typeof X509> {
   x509Promise ??= (async () => {
-    ensureReflectMetadata();
+    await import("reflect-metadata");
     const x509 = await import("@peculiar/x509");
     x509.cryptoProvider.set(webcrypto as unknown as Crypto);
     return x509;

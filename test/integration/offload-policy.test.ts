@@ -6,34 +6,26 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { probeCapabilities } from '../../src/tls/offload.js';
-import { curl, makeFixtures, opensslCliLibraryVersion, runCli, sha256, startServer, type Fixtures } from './helpers.js';
+import { runCli, serveArgs, startAludel } from '../support/aludel-process.js';
+import { curl, opensslCliLibraryVersion } from '../support/clients.js';
+import { makeFixtures, sha256, type StandardFixtures } from '../support/fixtures.js';
 
-let fx: Fixtures;
-let outDir: string;
+let fx: StandardFixtures;
 
 before(async () => {
   fx = await makeFixtures();
-  outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'aludel-it-out-'));
 });
 
-after(() => {
-  fx?.cleanup();
-  if (outDir) fs.rmSync(outDir, { recursive: true, force: true });
-});
-
-function serveArgs(...extra: string[]): string[] {
-  return ['serve', '--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--root', fx.root, ...extra];
-}
+after(() => fx?.cleanup());
 
 describe('--offload kernel', { timeout: 30_000 }, () => {
   const kernelHasKtls = fs.existsSync('/proc/net/tls_stat');
 
   test(kernelHasKtls ? 'kernel with kTLS: starts and reports ktls true' : 'kernel without kTLS: exits non-zero fast with advice', async () => {
     if (!kernelHasKtls) {
-      const r = await runCli(serveArgs('--offload', 'kernel'), {}, 15_000);
+      const r = await runCli(serveArgs(fx, '--offload', 'kernel'), {}, 15_000);
       assert.equal(r.signal, null, 'exited by itself, was not killed by the timeout');
       assert.notEqual(r.code, 0);
       assert.ok(r.ms < 5000, `took ${r.ms} ms`);
@@ -43,7 +35,7 @@ describe('--offload kernel', { timeout: 30_000 }, () => {
       assert.doesNotMatch(r.stderr, /^\s+at /m, 'an actionable message, not a stack trace');
       assert.doesNotMatch(r.stdout, /serving files over HTTPS/);
     } else {
-      const srv = await startServer(['--cert', fx.certFile, '--key', fx.keyFile, '--root', fx.root, '--offload', 'kernel']);
+      const srv = await startAludel(serveArgs(fx, '--offload', 'kernel'));
       try {
         const line = srv.logs.find((l) => l.msg.startsWith('crypto:'));
         assert.ok(line);
@@ -58,7 +50,7 @@ describe('--offload kernel', { timeout: 30_000 }, () => {
 
 describe('bad flags', { timeout: 30_000 }, () => {
   test('--offload bogus exits non-zero naming --offload', async () => {
-    const r = await runCli(serveArgs('--offload', 'bogus'));
+    const r = await runCli(serveArgs(fx, '--offload', 'bogus'));
     assert.equal(r.signal, null);
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /--offload/);
@@ -79,7 +71,7 @@ describe('bad flags', { timeout: 30_000 }, () => {
 
 describe('ALUDEL_LIBSSL=/nonexistent: node:tls fallback', { timeout: 60_000 }, () => {
   test('engine node-tls, reason mentions libssl, downloads intact on the write path', async () => {
-    const srv = await startServer(['--cert', fx.certFile, '--key', fx.keyFile, '--root', fx.root], { ALUDEL_LIBSSL: '/nonexistent/libssl.so.3' });
+    const srv = await startAludel(serveArgs(fx), { env: { ALUDEL_LIBSSL: '/nonexistent/libssl.so.3' } });
     try {
       const line = srv.logs.find((l) => l.msg.startsWith('crypto:'));
       assert.ok(line, 'start-up line about the crypto');
@@ -94,7 +86,7 @@ describe('ALUDEL_LIBSSL=/nonexistent: node:tls fallback', { timeout: 60_000 }, (
         const from = srv.mark();
         const names = Object.values(fx.files);
         const args = ['--cacert', fx.certFile, '--resolve', `localhost:${srv.port}:127.0.0.1`, ...tlsFlags, '-w', '%{http_code}\n'];
-        const outs = names.map((f) => path.join(outDir, `nodetls-${version}-${f.name}`));
+        const outs = names.map((f) => path.join(fx.outDir, `nodetls-${version}-${f.name}`));
         names.forEach((f, i) => args.push(`https://localhost:${srv.port}/${f.name}`, '-o', outs[i]!));
         const r = await curl(args);
         assert.equal(r.code, 0, r.stderr);

@@ -11,7 +11,6 @@ import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { Writable } from 'node:stream';
@@ -19,22 +18,25 @@ import { pino } from 'pino';
 import { createKtlsServer } from '../../src/tls/create-server.js';
 import { startServe } from '../../src/http/serve.js';
 import type { SecureConnection, SecureServer } from '../../src/tls/types.js';
-import { curl, delay, duplicateKeys, waitUntil, makeFixtures, rawTls, sha256, splitHttp, startServer, type Fixtures, type LogLine, type RunningServer } from './helpers.js';
+import { serveArgs, startAludel, type LogLine, type Running } from '../support/aludel-process.js';
+import { curl } from '../support/clients.js';
+import { duplicateKeys } from '../support/duplicate-keys.js';
+import { makeFixtures, sha256, type StandardFixtures } from '../support/fixtures.js';
+import { rawTls, splitHttp } from '../support/raw-http.js';
+import { delay, waitUntil } from '../support/wait.js';
 
 const MAX_HEADER = 4096;
 
-let fx: Fixtures;
-let outDir: string;
+let fx: StandardFixtures;
 
 before(async () => {
   fx = await makeFixtures();
-  outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'aludel-it-out-'));
 });
 
-after(() => {
-  fx?.cleanup();
-  if (outDir) fs.rmSync(outDir, { recursive: true, force: true });
-});
+after(() => fx?.cleanup());
+
+/** Both servers below: a 1 s handshake timeout and a small header limit. */
+const hostileServeArgs = (): string[] => serveArgs(fx, '--handshake-timeout', '1s', '--max-header-size', `${MAX_HEADER}`);
 
 /** Connects with node:net, optionally writes `payload`, resolves when the server closes (or rejects after timeoutMs). */
 function rawTcp(port: number, payload: Buffer | string | null, timeoutMs = 5000): Promise<{ ms: number; received: Buffer; error?: string }> {
@@ -59,23 +61,20 @@ function rawTcp(port: number, payload: Buffer | string | null, timeoutMs = 5000)
 }
 
 describe('aludel serve under hostile clients', { timeout: 120_000 }, () => {
-  let srv: RunningServer;
+  let srv: Running;
   let tlsArgs: string[];
   let base: string;
   let slow: Promise<{ code: number; stdout: string; stderr: string; doneAt: number }>;
   let slowDone = false;
-  const slowOut = (): string => path.join(outDir, 'slow-big.bin');
-  const slowOut2 = (): string => path.join(outDir, 'slow-mid.bin');
+  const slowOut = (): string => path.join(fx.outDir, 'slow-big.bin');
+  const slowOut2 = (): string => path.join(fx.outDir, 'slow-mid.bin');
   let dStartedAt = 0;
 
   const failureAfter = (from: number, timeoutMs = 5000): Promise<LogLine> =>
     srv.waitForLog((l) => l.msg === 'TLS handshake failed' || l.msg === 'TLS handshake aborted by peer', timeoutMs, from);
 
   before(async () => {
-    srv = await startServer([
-      '--cert', fx.certFile, '--key', fx.keyFile, '--root', fx.root,
-      '--handshake-timeout', '1s', '--max-header-size', `${MAX_HEADER}`,
-    ]);
+    srv = await startAludel(hostileServeArgs());
     base = `https://localhost:${srv.port}`;
     tlsArgs = ['--cacert', fx.certFile, '--resolve', `localhost:${srv.port}:127.0.0.1`];
     // (e) starts before everything else and must survive all of it. Loopback socket
@@ -175,7 +174,7 @@ describe('aludel serve under hostile clients', { timeout: 120_000 }, () => {
     const errors = srv.logs.slice(from).filter((l) => l.level >= 50);
     assert.deepEqual(errors, [], 'a client reset is not a server error');
 
-    const out = path.join(outDir, 'after-reset.bin');
+    const out = path.join(fx.outDir, 'after-reset.bin');
     const r = await curl([...tlsArgs, '-o', out, '-w', '%{http_code}', `${base}/${fx.files.big.name}`]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout.toString(), '200');
@@ -203,15 +202,12 @@ describe('aludel serve under hostile clients', { timeout: 120_000 }, () => {
 
 describe('aludel serve: header limit and load', { timeout: 60_000 }, () => {
   // A separate server (same flags), so a crash provoked above cannot mask these results.
-  let srv: RunningServer;
+  let srv: Running;
   let tlsArgs: string[];
   let base: string;
 
   before(async () => {
-    srv = await startServer([
-      '--cert', fx.certFile, '--key', fx.keyFile, '--root', fx.root,
-      '--handshake-timeout', '1s', '--max-header-size', `${MAX_HEADER}`,
-    ]);
+    srv = await startAludel(hostileServeArgs());
     base = `https://localhost:${srv.port}`;
     tlsArgs = ['--cacert', fx.certFile, '--resolve', `localhost:${srv.port}:127.0.0.1`];
   });

@@ -7,9 +7,11 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { curl, makeFixtures, sha256, splitHttp, rawTls, startServer, type Fixtures, type LogLine, type RunningServer } from './helpers.js';
+import { serveArgs, startAludel, type LogLine, type Running } from '../support/aludel-process.js';
+import { curl } from '../support/clients.js';
+import { makeFixtures, sha256, type StandardFixtures } from '../support/fixtures.js';
+import { rawTls, splitHttp } from '../support/raw-http.js';
 
 const KTLS_WARN_PREFIX = 'crypto: userspace; kTLS unavailable';
 
@@ -22,27 +24,22 @@ const SUITES = [
   { tls: 'TLSv1.3', curl: ['--tlsv1.3', '--tls13-ciphers', 'TLS_CHACHA20_POLY1305_SHA256'], cipher: 'TLS_CHACHA20_POLY1305_SHA256' },
 ] as const;
 
-let fx: Fixtures;
-let outDir: string;
+let fx: StandardFixtures;
 
 before(async () => {
   fx = await makeFixtures();
-  outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'aludel-it-out-'));
 });
 
-after(() => {
-  fx?.cleanup();
-  if (outDir) fs.rmSync(outDir, { recursive: true, force: true });
-});
+after(() => fx?.cleanup());
 
 for (const mode of ['auto', 'userspace'] as const) {
   describe(`serve --offload ${mode}`, { timeout: 120_000 }, () => {
-    let srv: RunningServer;
+    let srv: Running;
     let base: string;
     let tlsArgs: string[];
 
     before(async () => {
-      srv = await startServer(['--cert', fx.certFile, '--key', fx.keyFile, '--root', fx.root, '--offload', mode]);
+      srv = await startAludel(serveArgs(fx, '--offload', mode));
       base = `https://localhost:${srv.port}`;
       tlsArgs = ['--cacert', fx.certFile, '--resolve', `localhost:${srv.port}:127.0.0.1`];
     });
@@ -74,7 +71,7 @@ for (const mode of ['auto', 'userspace'] as const) {
         const args = [...tlsArgs, ...suite.curl, '-w', '%{http_code} %{num_connects}\n'];
         const outs: string[] = [];
         for (const f of names) {
-          const out = path.join(outDir, `${mode}-${suite.cipher}-${f.name}`);
+          const out = path.join(fx.outDir, `${mode}-${suite.cipher}-${f.name}`);
           outs.push(out);
           args.push(`${base}/${f.name}`, '-o', out);
         }

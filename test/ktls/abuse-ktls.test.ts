@@ -13,7 +13,7 @@ import tls from 'node:tls';
 import { after, before, test } from 'node:test';
 import { curl, sClientInteractive } from '../support/clients.js';
 import { makeFixtures, sha256, type Fixtures } from '../support/fixtures.js';
-import { startAludel, type Running } from '../support/aludel-process.js';
+import { serveArgs, startAludel, type Running } from '../support/aludel-process.js';
 import { delta, hasKernelTls, readTlsStat } from '../support/tls-stat.js';
 
 const MiB = 1024 * 1024;
@@ -26,8 +26,9 @@ let server: Running;
 before(async () => {
   assert.ok(hasKernelTls(), 'these tests need a kernel with TLS (/proc/net/tls_stat): run them through scripts/run-tests.sh');
   fx = await makeFixtures({ 'f16.bin': 16 * MiB, 'small.bin': 4096 });
-  const args = (timeout: string) => ['serve', '--listen', '127.0.0.1:0', '--cert', fx.cert, '--key', fx.key, '--root', fx.root, '--offload', 'kernel', '--handshake-timeout', timeout];
-  [loadServer, server] = await Promise.all([startAludel(args('300s')), startAludel(args('2s'))]);
+  // Start-up in the VM (emulated CPU) can take far longer than on the host.
+  const start = (timeout: string) => startAludel(serveArgs(fx, '--offload', 'kernel', '--handshake-timeout', timeout), { startTimeoutMs: 120_000 });
+  [loadServer, server] = await Promise.all([start('300s'), start('2s')]);
 });
 
 after(async () => {
@@ -51,7 +52,7 @@ function download(port: number, agent: https.Agent, path: string): Promise<{ sta
 
 let ca: Buffer | undefined;
 function fxCa(): Buffer {
-  ca ??= fs.readFileSync(fx.cert);
+  ca ??= fs.readFileSync(fx.certFile);
   return ca;
 }
 
@@ -73,7 +74,7 @@ test('reset mid-transfer, garbage, stalled handshake, KeyUpdate request: each lo
   const logFrom = server.logs.length;
   const before = readTlsStat();
   // A well-behaved, rate-limited download that spans all the abuse below.
-  const steady = curl(`https://localhost:${server.port}/f16.bin`, fx.cert, ['--limit-rate', '2M']);
+  const steady = curl(['--fail', '--cacert', fx.certFile, '--limit-rate', '2M', `https://localhost:${server.port}/f16.bin`], 300_000);
 
   // 1. Reset mid-transfer, while the server is inside its sendfile loop.
   await new Promise<void>((resolve, reject) => {
@@ -106,7 +107,7 @@ test('reset mid-transfer, garbage, stalled handshake, KeyUpdate request: each lo
   assert.ok(stalledClosedAfter >= 1500 && stalledClosedAfter < 15_000, `stalled client closed after ${stalledClosedAfter} ms`);
 
   // 4. TLS 1.3 KeyUpdate with update_requested (s_client command "K").
-  const ku = sClientInteractive(server.port, ['-tls1_3', '-CAfile', fx.cert]);
+  const ku = sClientInteractive(server.port, ['-tls1_3', '-CAfile', fx.certFile]);
   await new Promise((r) => setTimeout(r, 4000));
   ku.child.stdin.write('GET /small.bin HTTP/1.1\r\nHost: localhost\r\n\r\n');
   await new Promise((r) => setTimeout(r, 2000));
@@ -130,6 +131,6 @@ test('reset mid-transfer, garbage, stalled handshake, KeyUpdate request: each lo
   assert.ok(codes.includes('ERR_TLS_KEY_UPDATE_UNSUPPORTED'), `KeyUpdate logged: ${JSON.stringify(codes)}`);
   assert.equal(delta(before, readTlsStat()).TlsDecryptError, 0);
   // And the server still serves.
-  const again = await curl(`https://localhost:${server.port}/small.bin`, fx.cert);
+  const again = await curl(['--fail', '--cacert', fx.certFile, `https://localhost:${server.port}/small.bin`], 300_000);
   assert.equal(sha256(again.stdout), fx.files['small.bin']!.sha256);
 });

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { curl, curlTlsArgs, sClientGet, type TlsVersion } from '../support/clients.js';
 import { makeFixtures, sha256, type Fixtures } from '../support/fixtures.js';
-import { startAludel, type LogLine, type Running } from '../support/aludel-process.js';
+import { serveArgs, startAludel, type LogLine, type Running } from '../support/aludel-process.js';
 import { delta, hasKernelTls, readTlsStat } from '../support/tls-stat.js';
 
 const MiB = 1024 * 1024;
@@ -29,8 +29,9 @@ let fx: Fixtures;
 let kernel: Running;
 let userspace: Running;
 
-function serveArgs(offload: string): string[] {
-  return ['serve', '--listen', '127.0.0.1:0', '--cert', fx.cert, '--key', fx.key, '--root', fx.root, '--offload', offload, '--handshake-timeout', '3s'];
+/** Start-up in the VM (emulated CPU) can take far longer than on the host. */
+function start(offload: string): Promise<Running> {
+  return startAludel(serveArgs(fx, '--offload', offload, '--handshake-timeout', '3s'), { startTimeoutMs: 120_000 });
 }
 
 function connLines(server: Running, from: number): LogLine[] {
@@ -49,7 +50,7 @@ async function settle(server: Running, from: number, n: number): Promise<void> {
 before(async () => {
   assert.ok(hasKernelTls(), 'these tests need a kernel with TLS (/proc/net/tls_stat): run them through scripts/run-tests.sh');
   fx = await makeFixtures(FILES);
-  [kernel, userspace] = await Promise.all([startAludel(serveArgs('kernel')), startAludel(serveArgs('userspace'))]);
+  [kernel, userspace] = await Promise.all([start('kernel'), start('userspace')]);
 });
 
 after(async () => {
@@ -67,7 +68,7 @@ for (const mode of ['kernel', 'userspace'] as const) {
           const before = readTlsStat();
           let connections = 0;
           for (const [name, file] of Object.entries(fx.files)) {
-            const r = await curl(`https://localhost:${server.port}/${name}`, fx.cert, curlTlsArgs(version, suite.curl));
+            const r = await curl(['--fail', '--cacert', fx.certFile, ...curlTlsArgs(version, suite.curl), `https://localhost:${server.port}/${name}`], 300_000);
             connections++;
             assert.equal(r.code, 0, `curl ${name}: ${r.stderr}`);
             assert.equal(r.stdout.length, file.size, `curl ${name} size`);

@@ -1,62 +1,145 @@
-/** Runs `aludel serve` as a child process and reads its JSON log lines. */
+/**
+ * The real CLI as a child process: `aludel serve` with its pino JSON log read
+ * line by line, or any command run to completion. Everything is bounded by
+ * timeouts, and no child outlives the test process.
+ */
 import { spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import readline from 'node:readline';
+import type { Fixtures } from './fixtures.js';
+import { reapOnExit, run } from './run-process.js';
 
-export const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
+/** dist/test/support/aludel-process.js -> dist/src/cli/main.js */
+export const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
 export type LogLine = Record<string, unknown> & { level: number; msg: string };
 
 export interface Running {
   port: number;
-  child: ChildProcess;
   logs: LogLine[];
-  stderr: string[];
-  waitForLog(pred: (l: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
-  stop(): Promise<void>;
+  /** The stdout lines exactly as written (logs[i] is JSON.parse(raw[i])). */
+  raw: string[];
+  child: ChildProcess;
+  /** Non-JSON stdout lines and all of stderr, for diagnostics. */
+  stderr(): string;
+  /** Index to pass as `from` so only lines logged after now are considered. */
+  mark(): number;
+  /** First log line (at index >= from) satisfying predicate; rejects after timeoutMs or when the process exits. */
+  waitForLog(predicate: (l: LogLine) => boolean, timeoutMs?: number, from?: number): Promise<LogLine>;
+  /** SIGTERM, then SIGKILL if the process has not exited within 3 s. Resolves with the exit code. */
+  stop(): Promise<number | null>;
 }
 
-/** Starts the CLI with args; resolves once it logs its bound port. */
-export function startAludel(args: string[], options: { env?: NodeJS.ProcessEnv; startTimeoutMs?: number } = {}): Promise<Running> {
-  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export interface StartOptions {
+  /** Added to process.env. */
+  env?: NodeJS.ProcessEnv;
+  /** How long start-up may take. Default 10 s. */
+  startTimeoutMs?: number;
+}
+
+/** `serve --listen 127.0.0.1:0` with the fixtures' certificate, key and root, then `extra`. */
+export function serveArgs(fx: Pick<Fixtures, 'certFile' | 'keyFile' | 'root'>, ...extra: string[]): string[] {
+  return ['serve', '--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--root', fx.root, ...extra];
+}
+
+/**
+ * Starts the CLI with `args` (e.g. serveArgs(fx, ...)) and resolves once the
+ * "serving files over HTTPS" line gives the bound port. Rejects if the process
+ * exits first or after startTimeoutMs.
+ */
+export function startAludel(args: string[], options: StartOptions = {}): Promise<Running> {
+  const { env, startTimeoutMs = 10_000 } = options;
+  const child = reapOnExit(spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }));
   const logs: LogLine[] = [];
-  const stderr: string[] = [];
-  const waiters: Array<{ pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }> = [];
-  readline.createInterface({ input: child.stdout! }).on('line', (line) => {
-    let parsed: LogLine;
-    try {
-      parsed = JSON.parse(line) as LogLine;
-    } catch {
-      stderr.push(`(stdout) ${line}`);
-      return;
+  const raw: string[] = [];
+  const waiters = new Set<() => void>();
+  let other = '';
+  let partial = '';
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (chunk: string) => {
+    partial += chunk;
+    let nl: number;
+    while ((nl = partial.indexOf('\n')) >= 0) {
+      const line = partial.slice(0, nl);
+      partial = partial.slice(nl + 1);
+      if (!line.trim()) continue;
+      try {
+        logs.push(JSON.parse(line) as LogLine);
+        raw.push(line);
+      } catch {
+        other += `${line}\n`;
+      }
     }
-    logs.push(parsed);
-    for (let i = waiters.length - 1; i >= 0; i--) {
-      if (waiters[i]!.pred(parsed)) { waiters[i]!.resolve(parsed); waiters.splice(i, 1); }
-    }
+    for (const w of [...waiters]) w();
   });
-  readline.createInterface({ input: child.stderr! }).on('line', (line) => stderr.push(line));
-  const waitForLog = (pred: (l: LogLine) => boolean, timeoutMs = 30_000): Promise<LogLine> => {
-    const found = logs.find(pred);
-    if (found) return Promise.resolve(found);
-    return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`no matching log line in ${timeoutMs} ms; stderr: ${stderr.join('\n')}`)), timeoutMs);
-      waiters.push({ pred, resolve: (l) => { clearTimeout(t); resolve(l); } });
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (chunk: string) => {
+    other += chunk;
+  });
+  const exited = new Promise<number | null>((resolve) => {
+    child.once('exit', (code) => {
+      for (const w of [...waiters]) w();
+      resolve(code);
     });
-  };
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  return new Promise((resolve, reject) => {
-    child.once('exit', (code) => reject(new Error(`aludel exited (${code}) before listening: ${stderr.join('\n')}`)));
-    waitForLog((l) => l.msg === 'serving files over HTTPS', options.startTimeoutMs ?? 120_000).then((l) => {
-      const port = Number(String(l.listen).split(':').pop());
-      resolve({
-        port, child, logs, stderr, waitForLog,
-        stop: async () => {
-          if (child.exitCode === null) child.kill('SIGTERM');
-          await exited;
-        },
-      });
-    }, reject);
   });
+
+  const waitForLog = (predicate: (l: LogLine) => boolean, timeoutMs = 5000, from = 0): Promise<LogLine> =>
+    new Promise((resolve, reject) => {
+      let i = from;
+      const check = (): boolean => {
+        for (; i < logs.length; i++) {
+          const l = logs[i]!;
+          if (predicate(l)) {
+            finish();
+            resolve(l);
+            return true;
+          }
+        }
+        if (child.exitCode !== null || child.signalCode !== null) {
+          finish();
+          reject(new Error(`server exited (${child.exitCode ?? child.signalCode}) before the expected log line; output:\n${other}`));
+          return true;
+        }
+        return false;
+      };
+      const timer = setTimeout(() => {
+        finish();
+        reject(new Error(`no matching log line within ${timeoutMs} ms; last lines:\n${logs.slice(-8).map((l) => JSON.stringify(l)).join('\n')}\n${other}`));
+      }, timeoutMs);
+      const finish = (): void => {
+        clearTimeout(timer);
+        waiters.delete(onData);
+      };
+      const onData = (): void => void check();
+      if (!check()) waiters.add(onData);
+    });
+
+  const stop = async (): Promise<number | null> => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 3000);
+      const code = await exited;
+      clearTimeout(t);
+      return code;
+    }
+    return child.exitCode;
+  };
+
+  return waitForLog((l) => l.msg === 'serving files over HTTPS', startTimeoutMs).then(
+    (line) => {
+      const listen = String(line.listen);
+      const port = Number(listen.slice(listen.lastIndexOf(':') + 1));
+      if (!Number.isInteger(port) || port <= 0) throw new Error(`bad listen field: ${listen}`);
+      return { port, logs, raw, child, stderr: () => other, mark: () => logs.length, waitForLog, stop };
+    },
+    async (err: unknown) => {
+      await stop();
+      throw err;
+    },
+  );
+}
+
+/** Runs the CLI to completion (for commands expected to fail fast); SIGKILLed after timeoutMs. */
+export async function runCli(args: string[], env?: NodeJS.ProcessEnv, timeoutMs = 10_000): Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string; ms: number }> {
+  const r = await run(process.execPath, [CLI, ...args], { env, timeoutMs, killSignal: 'SIGKILL' });
+  return { code: r.signal ? null : r.code, signal: r.signal, stdout: r.stdout.toString('utf8'), stderr: r.stderr, ms: r.ms };
 }

@@ -1,0 +1,40 @@
+/** HTTP/1.1 without a client library: bytes written verbatim over TLS, responses split by hand. */
+import tls from 'node:tls';
+
+/** Splits a raw HTTP/1.1 response into head (status line + headers) and the bytes after the blank line. */
+export function splitHttp(raw: Buffer): { status: number; headers: Record<string, string>; body: Buffer } {
+  const end = raw.indexOf('\r\n\r\n');
+  if (end < 0) throw new Error(`no header block in ${JSON.stringify(raw.subarray(0, 200).toString('latin1'))}`);
+  const lines = raw.subarray(0, end).toString('latin1').split('\r\n');
+  const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? '')?.[1]);
+  const headers: Record<string, string> = {};
+  for (const line of lines.slice(1)) {
+    const i = line.indexOf(':');
+    if (i > 0) headers[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
+  }
+  return { status, headers, body: raw.subarray(end + 4) };
+}
+
+/**
+ * Sends `request` verbatim over a node:tls connection (trusting `ca`) and
+ * collects everything the server sends until it closes; rejects on timeout.
+ */
+export function rawTls(port: number, ca: string, request: string | Buffer, timeoutMs = 10_000, options: tls.ConnectionOptions = {}): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const sock = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ca, ...options }, () => sock.write(request));
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error(`rawTls: no close within ${timeoutMs} ms; got ${Buffer.concat(chunks).length} bytes`));
+    }, timeoutMs);
+    sock.on('data', (c: Buffer) => chunks.push(c));
+    sock.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    sock.on('close', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks));
+    });
+  });
+}
