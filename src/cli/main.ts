@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 /** The `aludel` command line (commander: subcommands, help and errors as admins expect). */
+import './threadpool.js';
 import path from 'node:path';
 import { Command } from 'commander';
 import { createSelfSignedCert } from '../tls/self-signed.js';

@@ -72,6 +72,7 @@ export async function startServe(o: ServeOptions): Promise<http.Server> {
               conn: conn.id, method: req.method, url: req.url, status: out.status, bytes: out.bytes, body: out.bodyPath,
               tls: t.version, cipher: t.cipher, tx: t.ktlsTx ? 'kernel' : 'user', rx: t.ktlsRx ? 'kernel' : 'user',
               ms: Math.round(Number(process.hrtime.bigint() - started) / 1e4) / 100,
+              ...(out.error ? { error: (out.error as { code?: string }).code ?? 'ERR_UNKNOWN', detail: (out.error as Error).message } : {}),
             },
             'request',
           );

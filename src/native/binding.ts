@@ -85,7 +85,8 @@ export interface Native {
   keyUpdateRequested(ssl: SslHandle): boolean;
   peerClosed(ssl: SslHandle): boolean;
   sslFree(ssl: SslHandle): void;
-  warmFile(fd: number, offset: number, length: number, done: (errno: number) => void): void;
+  /** sendfile(2) on the thread pool; the socket is non-blocking, so errno EAGAIN means "wait until writable". */
+  sendfileAsync(socketFd: number, fileFd: number, offset: number, length: number, done: (sent: number, errno: number) => void): void;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -8,6 +8,7 @@
  * WANT_READ / WANT_WRITE are states: the operation is parked in its slot until
  * the socket is ready, then called again.
  */
+import os from 'node:os';
 import { Duplex } from 'node:stream';
 import type { Logger } from '../log/logger.js';
 import {
@@ -30,8 +31,15 @@ const RECORD_MAX = 16384;
 const scratch = Buffer.allocUnsafe(RECORD_MAX);
 /** Below this, writev() chunks are joined so headers and a small body share a record. */
 const COALESCE_MAX = 64 * 1024;
-/** sendfile() is fed in ranges this large, each pulled into the page cache off the event loop first. */
-const SENDFILE_CHUNK = 4 * 1024 * 1024;
+/**
+ * Bodies up to this size go by SSL_sendfile on the event loop: if their pages
+ * are cold the loop blocks for at most this much disk I/O, and hot small files
+ * skip a thread-pool hop. Larger bodies go by sendfile(2) on the thread pool.
+ */
+const INLINE_SENDFILE_MAX = 128 * 1024;
+/** Per thread-pool call: bounds how long one connection holds a worker. */
+const POOL_SENDFILE_MAX = 2 * 1024 * 1024;
+const EAGAIN = 11;
 
 type Slot = { events: number; resume: (() => void) | null };
 
@@ -64,6 +72,7 @@ export class KtlsConnection extends Duplex implements SecureConnection {
   private idleMs = 0;
   private idleTimer: NodeJS.Timeout | null = null;
   private released = false;
+  private poolJobs = 0;
 
   constructor(native: Native, ssl: SslHandle, fd: number, id: number, log: Logger) {
     super({ allowHalfOpen: false, decodeStrings: true });
@@ -298,9 +307,10 @@ export class KtlsConnection extends Duplex implements SecureConnection {
 
   /**
    * Sends `length` bytes of `fd` from `offset` after all earlier writes.
-   * kTLS TX on: SSL_sendfile, so the kernel encrypts straight from the page
-   * cache; each range is first faulted in on the thread pool (a cold file
-   * must not block the event loop). Otherwise: read + SSL_write.
+   * kTLS TX on: sendfile, so the kernel encrypts straight from the page cache
+   * (small bodies by SSL_sendfile here, large ones by sendfile(2) on the
+   * thread pool, so a cold file never blocks the event loop). kTLS TX off:
+   * read + SSL_write.
    */
   async sendFile(fd: number, offset: number, length: number): Promise<BodyPath> {
     await this.flushed();
@@ -310,34 +320,34 @@ export class KtlsConnection extends Duplex implements SecureConnection {
     }
     const end = offset + length;
     let pos = offset;
-    let warming = this.warm(fd, pos, Math.min(SENDFILE_CHUNK, end - pos));
+    const inline = length <= INLINE_SENDFILE_MAX;
     while (pos < end) {
-      const chunkEnd = Math.min(pos + SENDFILE_CHUNK, end);
-      await warming;
-      // Start faulting in the next range while this one goes out.
-      if (chunkEnd < end) warming = this.warm(fd, chunkEnd, Math.min(SENDFILE_CHUNK, end - chunkEnd));
-      while (pos < chunkEnd) {
-        if (this.released) throw Object.assign(new Error('connection closed during sendfile'), { code: 'ECONNRESET' });
-        const r = this.native.sendfile(this.ssl, fd, pos, chunkEnd - pos);
-        if (r > 0) {
-          pos += r;
-          this.bytesWritten += r;
-          this.touch();
-        } else if (r === WANT_WRITE) {
-          await this.writable_();
-        } else {
-          // sendfile(2) returned 0: the file is shorter than its stat said.
-          throw new FileTruncatedError(length, pos - offset);
-        }
+      if (this.released) throw Object.assign(new Error('connection closed during sendfile'), { code: 'ECONNRESET' });
+      const r = inline ? this.native.sendfile(this.ssl, fd, pos, end - pos) : await this.sendfileInPool(fd, pos, Math.min(end - pos, POOL_SENDFILE_MAX));
+      if (r > 0) {
+        pos += r;
+        this.bytesWritten += r;
+        this.touch();
+      } else if (r === WANT_WRITE) {
+        await this.writable_();
+      } else {
+        // sendfile(2) returned 0: the file is shorter than its stat said.
+        throw new FileTruncatedError(length, pos - offset);
       }
     }
     return 'sendfile';
   }
 
-  private warm(fd: number, offset: number, length: number): Promise<void> {
-    return new Promise((resolve) => {
-      // A failed warm-up only costs time (sendfile then reads the pages itself).
-      this.native.warmFile(fd, offset, length, () => resolve());
+  /** One sendfile(2) on the thread pool; the socket fd stays open until it returns (see release()). */
+  private sendfileInPool(fd: number, offset: number, length: number): Promise<number> {
+    this.poolJobs++;
+    return new Promise((resolve, reject) => {
+      this.native.sendfileAsync(this.fd, fd, offset, length, (sent, errno) => {
+        if (--this.poolJobs === 0 && this.released) this.native.closeFd(this.fd);
+        if (sent >= 0) resolve(sent);
+        else if (errno === EAGAIN) resolve(WANT_WRITE);
+        else reject(Object.assign(new Error(`sendfile: ${errnoName(errno)}`), { code: errnoName(errno), errno, syscall: 'sendfile' }));
+      });
     });
   }
 
@@ -375,7 +385,9 @@ export class KtlsConnection extends Duplex implements SecureConnection {
     this.reader.events = this.writer.events = 0;
     this.native.pollClose(this.poll);
     this.native.sslFree(this.ssl);
-    this.native.closeFd(this.fd);
+    // A sendfile(2) still running on the thread pool uses this fd: close it when that returns,
+    // or the number could be reused by a new connection and receive another file's bytes.
+    if (this.poolJobs === 0) this.native.closeFd(this.fd);
     const w = this.pendingWrite;
     this.pendingWrite = null;
     if (w) w.cb(Object.assign(new Error('connection closed'), { code: 'ECONNRESET' }));
@@ -422,4 +434,9 @@ export class KtlsConnection extends Duplex implements SecureConnection {
   get mustCloseQuietly(): boolean {
     return this.mustNotSend;
   }
+}
+
+const errnoNames = new Map<number, string>(Object.entries(os.constants.errno).map(([k, v]) => [v, k]));
+function errnoName(errno: number): string {
+  return errnoNames.get(errno) ?? `errno ${errno}`;
 }

@@ -18,7 +18,11 @@ import { delta, hasKernelTls, readTlsStat } from '../support/tls-stat.js';
 
 const MiB = 1024 * 1024;
 let fx: Fixtures;
-/** Handshakes take ~150 ms of emulated CPU each in the VM: 200 at once need a long timeout. */
+/**
+ * Handshakes take ~150 ms of emulated CPU each in the VM, and one CPU-starved
+ * client process drains 200 sockets slowly (each holds ~10 MB in flight), so a
+ * send may legitimately wait over a minute: long handshake and idle timeouts.
+ */
 let loadServer: Running;
 /** A short handshake timeout, so the stalled client is dropped quickly. */
 let server: Running;
@@ -27,8 +31,9 @@ before(async () => {
   assert.ok(hasKernelTls(), 'these tests need a kernel with TLS (/proc/net/tls_stat): run them through scripts/run-tests.sh');
   fx = await makeFixtures({ 'f16.bin': 16 * MiB, 'small.bin': 4096 });
   // Start-up in the VM (emulated CPU) can take far longer than on the host.
-  const start = (timeout: string) => startAludel(serveArgs(fx, '--offload', 'kernel', '--handshake-timeout', timeout), { startTimeoutMs: 120_000 });
-  [loadServer, server] = await Promise.all([start('300s'), start('2s')]);
+  const start = (timeout: string, ...extra: string[]) =>
+    startAludel(serveArgs(fx, '--offload', 'kernel', '--handshake-timeout', timeout, ...extra), { startTimeoutMs: 120_000 });
+  [loadServer, server] = await Promise.all([start('300s', '--idle-timeout', '600s'), start('2s', '--idle-timeout', '3s')]);
 });
 
 after(async () => {
@@ -37,8 +42,10 @@ after(async () => {
 });
 
 /** Downloads with node's https client, hashing as it streams (nothing kept in memory). */
-function download(port: number, agent: https.Agent, path: string): Promise<{ status: number; size: number; sha256: string }> {
-  return new Promise((resolve, reject) => {
+function download(port: number, agent: https.Agent, path: string): Promise<{ status: number; size: number; sha256: string; error?: string }> {
+  // Errors resolve too: every download is waited for, so none keeps running into the next test.
+  return new Promise((resolve) => {
+    const reject = (err: Error): void => resolve({ status: 0, size: -1, sha256: '', error: err.message });
     const req = https.get({ host: '127.0.0.1', port, path, agent, ca: fxCa(), servername: 'localhost' }, (res) => {
       const h = crypto.createHash('sha256');
       let size = 0;
@@ -67,6 +74,23 @@ test('200 concurrent downloads of a 16 MiB file over kTLS all match', { timeout:
   const d = delta(before, readTlsStat());
   assert.equal(d.TlsTxSw, 200, `each connection has a kernel TX context: ${JSON.stringify(d)}`);
   assert.equal(d.TlsDecryptError, 0);
+  const bodies = loadServer.logs.filter((l) => l.msg === 'request').map((l) => l.body);
+  assert.ok(bodies.length >= 200 && bodies.every((b) => b === 'sendfile'), `bodies by sendfile: ${JSON.stringify([...new Set(bodies)])}`);
+});
+
+// Regression: a connection destroyed while its sendfile waited for the socket left the
+// request (and its open file) hanging forever. The idle timeout (3 s) must end it, logged.
+test('a client that stops reading mid-body is dropped by the idle timeout and its request completes', { timeout: 120_000 }, async () => {
+  const logFrom = server.logs.length;
+  const tcp = net.connect(server.port, '127.0.0.1');
+  const s = tls.connect({ socket: tcp, ca: fxCa(), servername: 'localhost' }, () => {
+    s.write('GET /f16.bin HTTP/1.1\r\nHost: localhost\r\n\r\n');
+  });
+  s.once('data', () => s.pause()); // stop reading: the server's socket buffer fills, sendfile parks
+  s.on('error', () => undefined);
+  const line = await server.waitForLog((l) => l.msg === 'request' && l.url === '/f16.bin', 60_000, logFrom);
+  assert.ok(line.error, `the cut-short response is logged as an error: ${JSON.stringify(line)}`);
+  s.destroy();
 });
 
 test('reset mid-transfer, garbage, stalled handshake, KeyUpdate request: each logged, others unaffected', { timeout: 600_000 }, async () => {
