@@ -61,6 +61,7 @@ export class KtlsConnection extends Duplex implements SecureConnection {
   private readonly poll: PollHandle;
   private readonly log: Logger;
   private polling = 0;
+  private dispatching = false;
   private readonly reader: Slot = { events: 0, resume: null };
   private readonly writer: Slot = { events: 0, resume: null };
   private reading = false;
@@ -101,9 +102,10 @@ export class KtlsConnection extends Duplex implements SecureConnection {
   private park(slot: Slot, state: number, resume: () => void): void {
     slot.events = state === WANT_READ ? READABLE : WRITABLE;
     slot.resume = resume;
-    this.updatePoll();
+    if (!this.dispatching) this.updatePoll();
   }
 
+  /** One uv_poll_start (epoll_ctl) per change of interest, not per park. */
   private updatePoll(): void {
     if (this.released) return;
     const want = this.reader.events | this.writer.events;
@@ -122,9 +124,16 @@ export class KtlsConnection extends Duplex implements SecureConnection {
     const w = this.writer.events & fire ? this.writer.resume : null;
     if (r) { this.reader.events = 0; this.reader.resume = null; }
     if (w) { this.writer.events = 0; this.writer.resume = null; }
-    this.updatePoll();
-    if (r) r();
-    if (w) w();
+    // Operations resumed here usually park again at once (a reader on WANT_READ):
+    // settle the poll interest once afterwards instead of stopping and restarting it.
+    this.dispatching = true;
+    try {
+      if (r) r();
+      if (w) w();
+    } finally {
+      this.dispatching = false;
+      this.updatePoll();
+    }
   }
 
   // ---- handshake --------------------------------------------------------------------------
