@@ -62,7 +62,7 @@ for (const mode of ['kernel', 'userspace'] as const) {
   describe(`--offload ${mode}`, () => {
     for (const version of ['1.2', '1.3'] as const) {
       for (const suite of SUITES[version]) {
-        test(`TLS ${version} ${suite.name}: curl and s_client get identical bytes; kernel counters agree`, { timeout: 600_000 }, async () => {
+        test(`TLS ${version} ${suite.name}: curl and s_client get identical bytes; kernel counters agree`, { timeout: 600_000 }, async (t) => {
           const server = mode === 'kernel' ? kernel : userspace;
           const logFrom = server.logs.length;
           const before = readTlsStat();
@@ -74,7 +74,7 @@ for (const mode of ['kernel', 'userspace'] as const) {
             assert.equal(r.stdout.length, file.size, `curl ${name} size`);
             assert.equal(sha256(r.stdout), file.sha256, `curl ${name} sha256`);
           }
-          for (const name of ['record.bin', 'big.bin']) {
+          for (const name of Object.keys(fx.files)) {
             const s = await sClientGet(server.port, `/${name}`, version, suite.openssl);
             connections++;
             assert.match(s.status, /^HTTP\/1\.1 200/, `s_client ${name}: ${s.run.stderr.slice(-500)}`);
@@ -90,6 +90,8 @@ for (const mode of ['kernel', 'userspace'] as const) {
           }
           const reqs = requestLines(server, logFrom);
           assert.equal(reqs.length, connections);
+          const paths = reqs.map((r) => `${String(r.url)}:${String(r.body)}`).join(' ');
+          t.diagnostic(`${connections} connections; TlsTxSw +${d.TlsTxSw} TlsRxSw +${d.TlsRxSw} TlsDecryptError +${d.TlsDecryptError}; tx=${String(conns[0]?.tx)} rx=${String(conns[0]?.rx)}; ${paths}`);
           if (mode === 'kernel') {
             // Every connection got a kernel TX context; TLS 1.2 also RX (OpenSSL 3.0 does no TLS 1.3 RX).
             assert.equal(d.TlsTxSw, connections, `TlsTxSw delta ${JSON.stringify(d)}`);
