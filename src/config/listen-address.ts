@@ -6,10 +6,13 @@ import { InvalidOptionError } from '../errors.js';
  * ":8443" or "8443" (all IPv4 addresses, as nginx's `listen 8443`).
  */
 export function parseListen(value: string): { host: string; port: number } {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]*)):?(\d+)$/.exec(value.trim());
-  const host = m ? (m[1] ?? (m[2] || '0.0.0.0')) : '';
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || net.isIP(host) === 0 || !Number.isInteger(port) || port < 0 || port > 65535) {
+  const v = value.trim();
+  // One pattern per accepted form, so a bare port is never split into "host" and "port" digits.
+  const m = /^(\d+)$/.exec(v) ?? /^\[([0-9a-fA-F:.]+)\]:(\d+)$/.exec(v) ?? /^([0-9.]*):(\d+)$/.exec(v);
+  const bare = m !== null && m.length === 2;
+  const host = m === null ? '' : bare ? '0.0.0.0' : m[1] || '0.0.0.0';
+  const port = m === null ? NaN : Number(bare ? m[1] : m[2]);
+  if (m === null || net.isIP(host) === 0 || !Number.isInteger(port) || port > 65535) {
     throw new InvalidOptionError(`--listen ${JSON.stringify(value)}: expected ADDRESS:PORT with a numeric address, e.g. 127.0.0.1:8443, [::1]:8443 or :8443`);
   }
   return { host, port };
