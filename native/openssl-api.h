@@ -48,7 +48,6 @@ typedef void (*aludel_msg_cb)(int write_p, int version, int content_type, const 
 #define ALUDEL_SSL3_RT_HANDSHAKE 22
 #define ALUDEL_SSL3_MT_KEY_UPDATE 24
 #define ALUDEL_SSL_KEY_UPDATE_REQUESTED 1
-#define ALUDEL_SSL_RECEIVED_SHUTDOWN 2
 #define ALUDEL_SSL_R_UNEXPECTED_EOF_WHILE_READING 294
 #define ALUDEL_ERR_REASON_MASK 0x7FFFFF
 #define ALUDEL_ERR_SYSTEM_FLAG 0x80000000UL   /* ((unsigned int)INT_MAX + 1) */
@@ -91,7 +90,6 @@ enum {
   X(int, SSL_write_ex, (SSL *ssl, const void *buf, size_t num, size_t *written))               \
   X(ssize_t, SSL_sendfile, (SSL *ssl, int fd, off_t offset, size_t size, int flags))           \
   X(int, SSL_shutdown, (SSL *ssl))                                                             \
-  X(int, SSL_get_shutdown, (const SSL *ssl))                                                   \
   X(int, SSL_get_error, (const SSL *ssl, int ret))                                             \
   X(BIO *, SSL_get_wbio, (const SSL *ssl))                                                     \
   X(BIO *, SSL_get_rbio, (const SSL *ssl))                                                     \

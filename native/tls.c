@@ -217,6 +217,13 @@ static aludel_ssl *unwrap_ssl(napi_env env, napi_value v) {
   return s;
 }
 
+/* The connection of a function whose only argument is the connection. */
+static aludel_ssl *ssl_arg(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!aludel_args(env, info, 1, argv)) return NULL;
+  return unwrap_ssl(env, argv[0]);
+}
+
 /* sslNew(ctx, fd) -> connection object in server (accept) state on a socket BIO. */
 static napi_value ssl_new(napi_env env, napi_callback_info info) {
   napi_value argv[2], obj;
@@ -276,17 +283,13 @@ static napi_value io_result(napi_env env, aludel_ssl *s, int ret, int saved_errn
 
 /* handshake(conn) -> 1 when complete, or a WANT state. */
 static napi_value ssl_handshake(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  if (!aludel_args(env, info, 1, argv)) return NULL;
-  aludel_ssl *s = unwrap_ssl(env, argv[0]);
+  aludel_ssl *s = ssl_arg(env, info);
   if (s == NULL) return NULL;
   aludel_ossl.ERR_clear_error();
   errno = 0;
   int ret = aludel_ossl.SSL_do_handshake(s->ssl);
   if (ret == 1) return aludel_int(env, 1);
-  int saved = errno;
-  napi_value r = io_result(env, s, ret, saved, "SSL_do_handshake");
-  return r;
+  return io_result(env, s, ret, errno, "SSL_do_handshake");
 }
 
 static bool buffer_arg(napi_env env, napi_value v, void **data, size_t *len) {
@@ -357,9 +360,7 @@ static napi_value ssl_sendfile(napi_env env, napi_callback_info info) {
 
 /* shutdown(conn) -> 1 both close_notify seen, 0 ours sent, or a state. */
 static napi_value ssl_shutdown(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  if (!aludel_args(env, info, 1, argv)) return NULL;
-  aludel_ssl *s = unwrap_ssl(env, argv[0]);
+  aludel_ssl *s = ssl_arg(env, info);
   if (s == NULL) return NULL;
   aludel_ossl.ERR_clear_error();
   errno = 0;
@@ -370,9 +371,7 @@ static napi_value ssl_shutdown(napi_env env, napi_callback_info info) {
 
 /* ktlsState(conn) -> bit 1: kernel encrypts (TX), bit 2: kernel decrypts (RX). */
 static napi_value ssl_ktls_state(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  if (!aludel_args(env, info, 1, argv)) return NULL;
-  aludel_ssl *s = unwrap_ssl(env, argv[0]);
+  aludel_ssl *s = ssl_arg(env, info);
   if (s == NULL) return NULL;
   int state = 0;
   if (aludel_ossl.BIO_ctrl(aludel_ossl.SSL_get_wbio(s->ssl), ALUDEL_BIO_CTRL_GET_KTLS_SEND, 0, NULL) > 0)
@@ -384,9 +383,8 @@ static napi_value ssl_ktls_state(napi_env env, napi_callback_info info) {
 
 /* info(conn) -> {version, cipher, alpn, servername, reused} after the handshake. */
 static napi_value ssl_info(napi_env env, napi_callback_info info) {
-  napi_value argv[1], obj, b;
-  if (!aludel_args(env, info, 1, argv)) return NULL;
-  aludel_ssl *s = unwrap_ssl(env, argv[0]);
+  napi_value obj, b;
+  aludel_ssl *s = ssl_arg(env, info);
   if (s == NULL) return NULL;
   napi_create_object(env, &obj);
   napi_set_named_property(env, obj, "version", aludel_str(env, aludel_ossl.SSL_get_version(s->ssl)));
@@ -411,21 +409,10 @@ static napi_value ssl_info(napi_env env, napi_callback_info info) {
 
 /* keyUpdateRequested(conn) -> true once the peer sent KeyUpdate(update_requested). */
 static napi_value ssl_key_update_requested(napi_env env, napi_callback_info info) {
-  napi_value argv[1], b;
-  if (!aludel_args(env, info, 1, argv)) return NULL;
-  aludel_ssl *s = unwrap_ssl(env, argv[0]);
+  napi_value b;
+  aludel_ssl *s = ssl_arg(env, info);
   if (s == NULL) return NULL;
   napi_get_boolean(env, s->key_update_requested, &b);
-  return b;
-}
-
-/* peerClosed(conn) -> true if the peer's close_notify has been received. */
-static napi_value ssl_peer_closed(napi_env env, napi_callback_info info) {
-  napi_value argv[1], b;
-  if (!aludel_args(env, info, 1, argv)) return NULL;
-  aludel_ssl *s = unwrap_ssl(env, argv[0]);
-  if (s == NULL) return NULL;
-  napi_get_boolean(env, (aludel_ossl.SSL_get_shutdown(s->ssl) & ALUDEL_SSL_RECEIVED_SHUTDOWN) != 0, &b);
   return b;
 }
 
@@ -453,7 +440,6 @@ void aludel_register_tls(napi_env env, napi_value exports) {
       {"ktlsState", NULL, ssl_ktls_state, NULL, NULL, NULL, napi_default, NULL},
       {"info", NULL, ssl_info, NULL, NULL, NULL, napi_default, NULL},
       {"keyUpdateRequested", NULL, ssl_key_update_requested, NULL, NULL, NULL, napi_default, NULL},
-      {"peerClosed", NULL, ssl_peer_closed, NULL, NULL, NULL, napi_default, NULL},
       {"sslFree", NULL, ssl_free, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

@@ -84,9 +84,11 @@ export async function startServe(o: ServeOptions): Promise<http.Server> {
   httpServer.timeout = o.idleTimeoutMs;
   httpServer.on('clientError', (err: Error & { code?: string }, socket: Duplex) => {
     const conn = socket as unknown as SecureConnection;
-    // Resets are already logged once by the connection's own 'error' listener below.
-    if (!isPeerGone(err)) o.log.warn({ conn: conn.id, code: err.code, detail: err.message }, 'bad request');
-    if (socket.writable && !isPeerGone(err)) {
+    // http.Server reports both request parse errors and the socket's own errors here; the
+    // latter (resets, TLS failures) were already logged once by the connection's 'error' listener.
+    const httpError = err.code?.startsWith('HPE_') === true || err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+    if (httpError) o.log.warn({ conn: conn.id, code: err.code, detail: err.message }, 'bad request');
+    if (httpError && socket.writable) {
       const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
       socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
     } else {

@@ -83,7 +83,6 @@ export interface Native {
   ktlsState(ssl: SslHandle): number;
   info(ssl: SslHandle): TlsParams;
   keyUpdateRequested(ssl: SslHandle): boolean;
-  peerClosed(ssl: SslHandle): boolean;
   sslFree(ssl: SslHandle): void;
   /** sendfile(2) on the thread pool; the socket is non-blocking, so errno EAGAIN means "wait until writable". */
   sendfileAsync(socketFd: number, fileFd: number, offset: number, length: number, done: (sent: number, errno: number) => void): void;
