@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { curl, curlTlsArgs, sClientGet, type TlsVersion } from '../support/clients.js';
+import { run } from '../support/run-process.js';
 import { makeFixtures, sha256, type Fixtures } from '../support/fixtures.js';
 import { serveArgs, startAludel, type LogLine, type Running } from '../support/aludel-process.js';
 import { delta, hasKernelTls, readTlsStat } from '../support/tls-stat.js';
@@ -113,3 +114,22 @@ for (const mode of ['kernel', 'userspace'] as const) {
     }
   });
 }
+
+test('session resumption still engages kTLS (TLS 1.2 and 1.3)', { timeout: 120_000 }, async (t) => {
+  for (const version of ['-tls1_2', '-tls1_3']) {
+    const sess = `${fx.outDir}/session${version}.pem`;
+    const common = ['s_client', '-connect', `127.0.0.1:${kernel.port}`, '-servername', 'localhost', '-CAfile', fx.certFile, version];
+    const request = 'GET /one.bin HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n';
+    const before = readTlsStat();
+    const from = kernel.mark();
+    const first = await run('openssl', [...common, '-quiet', '-sess_out', sess], { input: request, timeoutMs: 60_000 });
+    assert.equal(first.code, 0, first.stderr.toString());
+    const second = await run('openssl', [...common, '-sess_in', sess], { input: request, timeoutMs: 60_000 });
+    assert.match(second.stdout.toString(), /^Reused, TLSv1\.[23]/m, 'openssl reports a resumed session');
+    const resumed = await kernel.waitForLog((l) => l.msg === 'TLS established' && l.reused === true, 20_000, from);
+    assert.equal(resumed.tx, 'kernel', 'a resumed session gets kTLS TX too');
+    const d = delta(before, readTlsStat());
+    t.diagnostic(`${version}: resumed; TlsTxSw +${d.TlsTxSw} TlsRxSw +${d.TlsRxSw}`);
+    assert.equal(d.TlsTxSw, 2);
+  }
+});
