@@ -208,11 +208,7 @@ export class KtlsConnection extends Duplex implements SecureConnection {
         return;
       }
       if (r > 0) {
-        if (this.checkKeyUpdate && this.native.keyUpdateRequested(this.ssl)) {
-          this.mustNotSend = true;
-          this.destroy(new KeyUpdateUnsupportedError());
-          return;
-        }
+        if (this.refuseKeyUpdate()) return;
         this.bytesRead += r;
         this.touch();
         const chunk = Buffer.allocUnsafe(r);
@@ -221,11 +217,7 @@ export class KtlsConnection extends Duplex implements SecureConnection {
         continue;
       }
       if (r === WANT_READ || r === WANT_WRITE) {
-        if (this.checkKeyUpdate && this.native.keyUpdateRequested(this.ssl)) {
-          this.mustNotSend = true;
-          this.destroy(new KeyUpdateUnsupportedError());
-          return;
-        }
+        if (this.refuseKeyUpdate()) return;
         this.park(this.reader, r, this.pumpRead);
         return;
       }
@@ -236,6 +228,17 @@ export class KtlsConnection extends Duplex implements SecureConnection {
       return;
     }
   };
+
+  /**
+   * After each read on a TLS 1.3 kTLS-TX connection: did the peer request a KeyUpdate?
+   * Then close at once, without close_notify (see KeyUpdateUnsupportedError).
+   */
+  private refuseKeyUpdate(): boolean {
+    if (!this.checkKeyUpdate || !this.native.keyUpdateRequested(this.ssl)) return false;
+    this.mustNotSend = true;
+    this.destroy(new KeyUpdateUnsupportedError());
+    return true;
+  }
 
   // ---- writing ----------------------------------------------------------------------------
 
@@ -438,10 +441,6 @@ export class KtlsConnection extends Duplex implements SecureConnection {
 
   address(): { address: string; port: number; family: string } | Record<string, never> {
     return this.localAddress ? { address: this.localAddress, port: this.localPort ?? 0, family: this.remoteFamily ?? 'IPv4' } : {};
-  }
-
-  get mustCloseQuietly(): boolean {
-    return this.mustNotSend;
   }
 }
 
