@@ -6,6 +6,7 @@ import { Command } from 'commander';
 import { createSelfSignedCert } from '../tls/self-signed.js';
 import { writeCertFiles } from '../tls/write-cert-files.js';
 import { runDemo } from './demo-command.js';
+import { registerDoctor } from './doctor-command.js';
 import { reportFatal, runServe, type ServeFlags } from './serve-command.js';
 
 const program = new Command();
@@ -72,5 +73,7 @@ program
       reportFatal(err);
     }
   });
+
+registerDoctor(program);
 
 await program.parseAsync(process.argv);
