@@ -3,10 +3,10 @@
  * then per connection; we check what we can before listening, and every
  * connection reports what the kernel really took).
  */
-import fs from 'node:fs';
 import os from 'node:os';
 import { loadAddon, type Native, type OpensslProbe } from '../native/binding.js';
 import { KtlsUnavailableError } from '../errors.js';
+import { tlsModuleStatus } from '../offload/kernel-tls.js';
 import type { OffloadDecision, OffloadMode } from './types.js';
 
 /** The system library is looked up by soname, as the dynamic linker would. */
@@ -58,8 +58,7 @@ function kernelProblem(native: Native): string | null {
   if (r.errno === 0) return null;
   const release = os.release();
   if (r.code === 'ENOENT') {
-    const moduleFile = ['tls.ko', 'tls.ko.xz', 'tls.ko.zst'].some((f) => fs.existsSync(`/lib/modules/${release}/kernel/net/tls/${f}`));
-    return moduleFile
+    return tlsModuleStatus('/', release).status === 'loadable'
       ? `the kernel TLS module is not loaded (setsockopt TCP_ULP "tls": ENOENT); run: modprobe tls (kernel ${release})`
       : `kernel ${release} has no TLS support (CONFIG_TLS unset, no tls module); use a kernel built with CONFIG_TLS=m or y (Linux >= 4.13; TLS 1.3 >= 5.1; ChaCha20 >= 5.11)`;
   }
