@@ -8,7 +8,8 @@
         "native/socket.c",
         "native/poll.c",
         "native/tls.c",
-        "native/file.c"
+        "native/file.c",
+        "native/diag.c"
       ],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2", "-fvisibility=hidden"],
       "libraries": ["-ldl"]

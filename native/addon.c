@@ -109,5 +109,6 @@ NAPI_MODULE_INIT() {
   aludel_register_poll(env, exports);
   aludel_register_tls(env, exports);
   aludel_register_file(env, exports);
+  aludel_register_diag(env, exports);
   return exports;
 }

@@ -42,5 +42,6 @@ void aludel_register_socket(napi_env env, napi_value exports);
 void aludel_register_poll(napi_env env, napi_value exports);
 void aludel_register_tls(napi_env env, napi_value exports);
 void aludel_register_file(napi_env env, napi_value exports);
+void aludel_register_diag(napi_env env, napi_value exports);
 
 #endif

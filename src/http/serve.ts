@@ -50,6 +50,8 @@ export function logConnection(log: Logger, conn: SecureConnection, handshakeMs: 
     {
       conn: conn.id, peer: conn.remoteAddress, tls: t.version, cipher: t.cipher, alpn: t.alpn, sni: t.servername,
       reused: t.reused, tx: t.ktlsTx ? 'kernel' : 'user', rx: t.ktlsRx ? 'kernel' : 'user', engine: t.engine,
+      // The kernel's own word (sock_diag), e.g. txConf "sw" / "hw" (NIC), rxConf "none" for TLS 1.3 on OpenSSL 3.0.
+      kernelTx: t.kernel?.txConf ?? null, kernelRx: t.kernel?.rxConf ?? null, kernelCipher: t.kernel?.cipher ?? null,
       handshakeMs: Math.round(handshakeMs * 100) / 100,
     },
     'TLS established',

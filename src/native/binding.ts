@@ -53,6 +53,14 @@ export interface TlsParams {
   reused: boolean;
 }
 
+/** sock_diag INET_DIAG_ULP_INFO: what the kernel runs for this socket ("none" = base, no kTLS that way). */
+export interface UlpInfo {
+  version: string;
+  cipher: string;
+  txConf: 'none' | 'sw' | 'hw' | 'hw-record' | 'unknown';
+  rxConf: 'none' | 'sw' | 'hw' | 'hw-record' | 'unknown';
+}
+
 export interface NativeError extends Error {
   code: string;
   errno: number;
@@ -85,6 +93,8 @@ export interface Native {
   keyUpdateRequested(ssl: SslHandle): boolean;
   sslFree(ssl: SslHandle): void;
   /** sendfile(2) on the thread pool; the socket is non-blocking, so errno EAGAIN means "wait until writable". */
+  /** null: no TLS ULP on the socket, or no CAP_NET_ADMIN (the kernel shows ULP info to net admins only). */
+  tlsUlpInfo(fd: number): UlpInfo | null;
   sendfileAsync(socketFd: number, fileFd: number, offset: number, length: number, done: (sent: number, errno: number) => void): void;
 }
 

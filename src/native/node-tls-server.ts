@@ -40,6 +40,7 @@ function decorate(sock: tls.TLSSocket): SecureConnection {
     reused: sock.isSessionReused(),
     ktlsTx: false,
     ktlsRx: false,
+    kernel: null,
   };
   s.sendFile = async (fd: number, offset: number, length: number): Promise<BodyPath> => {
     await copyFileToStream(sock, fd, offset, length);

@@ -82,7 +82,7 @@ export class KtlsConnection extends Duplex implements SecureConnection {
     this.fd = fd;
     this.id = id;
     this.log = log;
-    this.tls = { engine: 'system-openssl', version: null, cipher: null, alpn: null, servername: null, reused: false, ktlsTx: false, ktlsRx: false };
+    this.tls = { engine: 'system-openssl', version: null, cipher: null, alpn: null, servername: null, reused: false, ktlsTx: false, ktlsRx: false, kernel: null };
     this.poll = native.pollNew(fd, (status, events) => this.onReady(status, events));
     try {
       const peer = native.getPeerName(fd);
@@ -186,8 +186,18 @@ export class KtlsConnection extends Duplex implements SecureConnection {
     const p = this.native.info(this.ssl);
     // Ask, never assume: OpenSSL engages kTLS only for suites and versions the kernel takes.
     const k = this.native.ktlsState(this.ssl);
-    this.tls = { engine: 'system-openssl', ...p, ktlsTx: (k & 1) !== 0, ktlsRx: (k & 2) !== 0 };
+    this.tls = { engine: 'system-openssl', ...p, ktlsTx: (k & 1) !== 0, ktlsRx: (k & 2) !== 0, kernel: k !== 0 ? this.askKernel() : null };
     this.checkKeyUpdate = this.tls.ktlsTx && p.version === 'TLSv1.3';
+  }
+
+  /** One sock_diag round trip per kTLS connection; a refusal only costs the detail. */
+  private askKernel(): TlsInfo['kernel'] {
+    try {
+      return this.native.tlsUlpInfo(this.fd);
+    } catch (err) {
+      this.log.debug({ conn: this.id, err }, 'sock_diag ULP info unavailable');
+      return null;
+    }
   }
 
   // ---- reading ----------------------------------------------------------------------------

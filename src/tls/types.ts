@@ -1,6 +1,7 @@
 import type { Duplex } from 'node:stream';
 import type { EventEmitter } from 'node:events';
 import type { BodyPath } from '../transport/copy-file.js';
+import type { UlpInfo } from '../native/binding.js';
 
 export type OffloadMode = 'auto' | 'kernel' | 'userspace';
 export type TlsEngine = 'system-openssl' | 'node-tls';
@@ -17,6 +18,12 @@ export interface TlsInfo {
   ktlsTx: boolean;
   /** The kernel decrypts this connection's records (BIO_get_ktls_recv). */
   ktlsRx: boolean;
+  /**
+   * The kernel's own answer (sock_diag ULP info, as `ss -tie` shows it): sw, hw
+   * (NIC offload), hw-record (TOE) or none per direction. null when there is no
+   * kernel TLS on the socket or the process lacks CAP_NET_ADMIN to ask.
+   */
+  kernel: UlpInfo | null;
 }
 
 /** A TLS connection as a Duplex of plaintext, with a file-sending fast path. */

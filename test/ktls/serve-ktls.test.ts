@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { curl, curlTlsArgs, sClientGet, type TlsVersion } from '../support/clients.js';
+import { curl, curlTlsArgs, sClientGet, sClientInteractive, type TlsVersion } from '../support/clients.js';
 import { run } from '../support/run-process.js';
 import { makeFixtures, sha256, type Fixtures } from '../support/fixtures.js';
 import { serveArgs, startAludel, type LogLine, type Running } from '../support/aludel-process.js';
@@ -13,6 +13,8 @@ import { delta, hasKernelTls, readTlsStat } from '../support/tls-stat.js';
 
 const MiB = 1024 * 1024;
 const FILES = { 'empty.bin': 0, 'one.bin': 1, 'record.bin': 16 * 1024 + 1, 'big.bin': 64 * MiB };
+/** The kernel's names (sock_diag TLS_INFO_CIPHER) for each suite's AEAD. */
+const KERNEL_CIPHER: Record<string, string> = { 'AES-128-GCM': 'aes-gcm-128', 'AES-256-GCM': 'aes-gcm-256', 'ChaCha20-Poly1305': 'chacha20-poly1305' };
 const SUITES: Record<TlsVersion, Array<{ name: string; curl: string; openssl: string; cipher: string }>> = {
   '1.2': [
     { name: 'AES-128-GCM', curl: 'ECDHE-ECDSA-AES128-GCM-SHA256', openssl: 'ECDHE-ECDSA-AES128-GCM-SHA256', cipher: 'ECDHE-ECDSA-AES128-GCM-SHA256' },
@@ -100,12 +102,14 @@ for (const mode of ['kernel', 'userspace'] as const) {
             for (const c of conns) {
               assert.equal(c.tx, 'kernel');
               assert.equal(c.rx, version === '1.2' ? 'kernel' : 'user');
+              // And the kernel's own answer (sock_diag), not only OpenSSL's.
+              assert.deepEqual([c.kernelTx, c.kernelRx, c.kernelCipher], ['sw', version === '1.2' ? 'sw' : 'none', KERNEL_CIPHER[suite.name]]);
             }
             for (const r of reqs) assert.equal(r.body, r.bytes === 0 ? 'none' : 'sendfile', `body path of ${String(r.url)}`);
           } else {
             assert.equal(d.TlsTxSw, 0, 'userspace mode must not create kernel TLS contexts');
             assert.equal(d.TlsRxSw, 0);
-            for (const c of conns) assert.deepEqual([c.tx, c.rx], ['user', 'user']);
+            for (const c of conns) assert.deepEqual([c.tx, c.rx, c.kernelTx], ['user', 'user', null]);
             for (const r of reqs) assert.equal(r.body, r.bytes === 0 ? 'none' : 'write');
           }
           assert.equal(d.TlsDecryptError, 0, 'TlsDecryptError must stay 0');
@@ -131,5 +135,24 @@ test('session resumption still engages kTLS (TLS 1.2 and 1.3)', { timeout: 120_0
     const d = delta(before, readTlsStat());
     t.diagnostic(`${version}: resumed; TlsTxSw +${d.TlsTxSw} TlsRxSw +${d.TlsRxSw}`);
     assert.equal(d.TlsTxSw, 2);
+  }
+});
+
+test('the log states per connection what `ss -tie` shows for the same socket', { timeout: 120_000 }, async (t) => {
+  for (const [flag, suite] of [['-tls1_2', 'ECDHE-ECDSA-AES256-GCM-SHA384'], ['-tls1_3', 'TLS_CHACHA20_POLY1305_SHA256']] as const) {
+    const from = kernel.mark();
+    const client = sClientInteractive(kernel.port, [flag, flag === '-tls1_2' ? '-cipher' : '-ciphersuites', suite, '-CAfile', fx.certFile]);
+    try {
+      const line = await kernel.waitForLog((l) => l.msg === 'TLS established', 60_000, from);
+      // The server side of this connection: local port = the server's port.
+      const ss = await run('ss', ['-tieH', 'state', 'established', `( sport = :${kernel.port} )`], { timeoutMs: 20_000 });
+      const m = /tcp-ulp-tls version: (\S+) cipher: (\S+) rxconf: (\S+) txconf: (\S+)/.exec(ss.stdout.toString());
+      assert.ok(m, `ss -tie shows the TLS ULP: ${ss.stdout.toString()}`);
+      t.diagnostic(`${flag}: ss "${m[0]}"; log kernelTx=${String(line.kernelTx)} kernelRx=${String(line.kernelRx)} kernelCipher=${String(line.kernelCipher)}`);
+      assert.deepEqual([line.kernelCipher, line.kernelRx, line.kernelTx], [m[2], m[3], m[4]]);
+    } finally {
+      client.child.kill();
+      await client.exited;
+    }
   }
 });
