@@ -39,7 +39,7 @@ const COALESCE_MAX = 64 * 1024;
 const INLINE_SENDFILE_MAX = 128 * 1024;
 /** Per thread-pool call: bounds how long one connection holds a worker. */
 const POOL_SENDFILE_MAX = 2 * 1024 * 1024;
-const EAGAIN = 11;
+const { EAGAIN } = os.constants.errno;
 
 type Slot = { events: number; resume: (() => void) | null };
 
