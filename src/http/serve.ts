@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../log/logger.js';
-import type { SecureConnection, SecureServer } from '../tls/types.js';
+import type { SecureConnection, SecureServer, TlsInfo } from '../tls/types.js';
 import { createStaticHandler, type BodySender } from './static-handler.js';
 
 export interface ServeOptions {
@@ -44,12 +44,17 @@ export function logHandshakeFailure(log: Logger, err: Error, conn: Partial<Secur
   else log.warn(fields, 'TLS handshake failed');
 }
 
+/** Where each direction's record crypto runs, as OpenSSL reports it after the handshake. */
+function cryptoSite(t: TlsInfo): { tx: 'kernel' | 'user'; rx: 'kernel' | 'user' } {
+  return { tx: t.ktlsTx ? 'kernel' : 'user', rx: t.ktlsRx ? 'kernel' : 'user' };
+}
+
 export function logConnection(log: Logger, conn: SecureConnection, handshakeMs: number): void {
   const t = conn.tls;
   log.info(
     {
       conn: conn.id, peer: conn.remoteAddress, tls: t.version, cipher: t.cipher, alpn: t.alpn, sni: t.servername,
-      reused: t.reused, tx: t.ktlsTx ? 'kernel' : 'user', rx: t.ktlsRx ? 'kernel' : 'user', engine: t.engine,
+      reused: t.reused, ...cryptoSite(t), engine: t.engine,
       // The kernel's own word (sock_diag), e.g. txConf "sw" / "hw" (NIC), rxConf "none" for TLS 1.3 on OpenSSL 3.0.
       kernelTx: t.kernel?.txConf ?? null, kernelRx: t.kernel?.rxConf ?? null, kernelCipher: t.kernel?.cipher ?? null,
       handshakeMs: Math.round(handshakeMs * 100) / 100,
@@ -72,7 +77,7 @@ export async function startServe(o: ServeOptions): Promise<http.Server> {
           o.log.info(
             {
               conn: conn.id, method: req.method, url: req.url, status: out.status, bytes: out.bytes, body: out.bodyPath,
-              tls: t.version, cipher: t.cipher, tx: t.ktlsTx ? 'kernel' : 'user', rx: t.ktlsRx ? 'kernel' : 'user',
+              tls: t.version, cipher: t.cipher, ...cryptoSite(t),
               ms: Math.round(Number(process.hrtime.bigint() - started) / 1e4) / 100,
               ...(out.error ? { error: (out.error as { code?: string }).code ?? 'ERR_UNKNOWN', detail: (out.error as Error).message } : {}),
             },

@@ -70,7 +70,6 @@ export class KtlsConnection extends Duplex implements SecureConnection {
   /** After a fatal TLS error OpenSSL forbids SSL_shutdown; after a refused KeyUpdate we must not send. */
   private mustNotSend = false;
   private checkKeyUpdate = false;
-  private idleMs = 0;
   private idleTimer: NodeJS.Timeout | null = null;
   private released = false;
   private poolJobs = 0;
@@ -427,7 +426,6 @@ export class KtlsConnection extends Duplex implements SecureConnection {
 
   setTimeout(ms: number, cb?: () => void): this {
     if (cb) this.once('timeout', cb);
-    this.idleMs = ms;
     if (this.idleTimer) { clearTimeout(this.idleTimer); this.idleTimer = null; }
     if (ms > 0 && !this.released) {
       this.idleTimer = setTimeout(() => this.emit('timeout'), ms);
@@ -437,7 +435,8 @@ export class KtlsConnection extends Duplex implements SecureConnection {
   }
 
   private touch(): void {
-    if (this.idleTimer && this.idleMs > 0) this.idleTimer.refresh();
+    // The timer exists only while a timeout is set (setTimeout(0) clears it).
+    this.idleTimer?.refresh();
   }
 
   setNoDelay(noDelay = true): this {
