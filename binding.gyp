@@ -9,7 +9,8 @@
         "native/poll.c",
         "native/tls.c",
         "native/file.c",
-        "native/diag.c"
+        "native/diag.c",
+        "native/stream.c"
       ],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2", "-fvisibility=hidden"],
       "libraries": ["-ldl"]

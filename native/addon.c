@@ -43,6 +43,24 @@ bool aludel_arg_string(napi_env env, napi_value v, char *buf, size_t size) {
   return true;
 }
 
+bool aludel_arg_buffer_range(napi_env env, napi_value buf, napi_value off, napi_value len, char **data, size_t *n) {
+  void *base;
+  size_t size;
+  int64_t o, l;
+  if (napi_get_buffer_info(env, buf, &base, &size) != napi_ok) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG", "expected a Buffer");
+    return false;
+  }
+  if (!aludel_arg_int64(env, off, &o) || !aludel_arg_int64(env, len, &l)) return false;
+  if (o < 0 || l < 0 || (uint64_t)o + (uint64_t)l > size) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "offset/length outside the buffer");
+    return false;
+  }
+  *data = (char *)base + o;
+  *n = (size_t)l;
+  return true;
+}
+
 napi_value aludel_int(napi_env env, int64_t v) {
   napi_value out = NULL;
   napi_create_int64(env, v, &out);
@@ -110,5 +128,6 @@ NAPI_MODULE_INIT() {
   aludel_register_tls(env, exports);
   aludel_register_file(env, exports);
   aludel_register_diag(env, exports);
+  aludel_register_stream(env, exports);
   return exports;
 }

@@ -24,6 +24,8 @@ bool aludel_arg_int32(napi_env env, napi_value v, int32_t *out);
 bool aludel_arg_int64(napi_env env, napi_value v, int64_t *out);
 /* Copies a JS string into buf (NUL-terminated); false if not a string or too long. */
 bool aludel_arg_string(napi_env env, napi_value v, char *buf, size_t size);
+/* A Buffer and an (offset, length) range inside it; false (RangeError/TypeError pending) otherwise. */
+bool aludel_arg_buffer_range(napi_env env, napi_value buf, napi_value off, napi_value len, char **data, size_t *n);
 napi_value aludel_int(napi_env env, int64_t v);
 napi_value aludel_str(napi_env env, const char *s);
 
@@ -43,5 +45,6 @@ void aludel_register_poll(napi_env env, napi_value exports);
 void aludel_register_tls(napi_env env, napi_value exports);
 void aludel_register_file(napi_env env, napi_value exports);
 void aludel_register_diag(napi_env env, napi_value exports);
+void aludel_register_stream(napi_env env, napi_value exports);
 
 #endif

@@ -94,6 +94,40 @@ static napi_value listen_tcp(napi_env env, napi_callback_info info) {
   return aludel_int(env, fd);
 }
 
+/* connectTcp(host, port) -> fd. A numeric address only (names are resolved in TypeScript).
+   The connect is usually still in progress on return: wait for writability, then socketError(). */
+static napi_value connect_tcp(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  char host[INET6_ADDRSTRLEN + 1];
+  int32_t port;
+  if (!aludel_args(env, info, 2, argv) || !aludel_arg_string(env, argv[0], host, sizeof host) ||
+      !aludel_arg_int32(env, argv[1], &port))
+    return NULL;
+  struct sockaddr_storage ss;
+  socklen_t len;
+  if (!parse_addr(host, port, &ss, &len))
+    return aludel_throw(env, "ERR_INVALID_ADDRESS", EINVAL, "inet_pton", "upstream address is not a numeric IPv4 or IPv6 address", false);
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return aludel_throw_errno(env, errno, "socket");
+  if (connect(fd, (struct sockaddr *)&ss, len) != 0 && errno != EINPROGRESS) {
+    int err = errno;
+    close(fd);
+    return aludel_throw_errno(env, err, "connect");
+  }
+  return aludel_int(env, fd);
+}
+
+/* socketError(fd) -> SO_ERROR: 0 once a non-blocking connect has succeeded, else its errno. */
+static napi_value socket_error(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int32_t fd;
+  if (!aludel_args(env, info, 1, argv) || !aludel_arg_int32(env, argv[0], &fd)) return NULL;
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return aludel_throw_errno(env, errno, "getsockopt");
+  return aludel_int(env, err);
+}
+
 /* accept(listenFd) -> fd, or ALUDEL_AGAIN when no connection is waiting. */
 static napi_value accept_conn(napi_env env, napi_callback_info info) {
   napi_value argv[1];
@@ -196,6 +230,8 @@ void aludel_register_socket(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"listenTcp", NULL, listen_tcp, NULL, NULL, NULL, napi_default, NULL},
       {"accept", NULL, accept_conn, NULL, NULL, NULL, napi_default, NULL},
+      {"connectTcp", NULL, connect_tcp, NULL, NULL, NULL, napi_default, NULL},
+      {"socketError", NULL, socket_error, NULL, NULL, NULL, napi_default, NULL},
       {"getPeerName", NULL, get_peer_name, NULL, NULL, NULL, napi_default, NULL},
       {"getSockName", NULL, get_sock_name, NULL, NULL, NULL, napi_default, NULL},
       {"setNoDelay", NULL, set_no_delay, NULL, NULL, NULL, napi_default, NULL},

@@ -292,30 +292,20 @@ static napi_value ssl_handshake(napi_env env, napi_callback_info info) {
   return io_result(env, s, ret, errno, "SSL_do_handshake");
 }
 
-static bool buffer_arg(napi_env env, napi_value v, void **data, size_t *len) {
-  if (napi_get_buffer_info(env, v, data, len) == napi_ok) return true;
-  napi_throw_type_error(env, "ERR_INVALID_ARG", "expected a Buffer");
-  return false;
-}
-
 /* Shared argument handling of read() and write(): (conn, buffer, offset, length). */
 static napi_value ssl_io(napi_env env, napi_callback_info info, bool writing) {
   napi_value argv[4];
-  void *data;
-  size_t len, n = 0;
-  int32_t off, want;
+  char *data;
+  size_t want, n = 0;
   const char *op = writing ? "SSL_write_ex" : "SSL_read_ex";
-  if (!aludel_args(env, info, 4, argv) || !buffer_arg(env, argv[1], &data, &len) ||
-      !aludel_arg_int32(env, argv[2], &off) || !aludel_arg_int32(env, argv[3], &want))
+  if (!aludel_args(env, info, 4, argv) || !aludel_arg_buffer_range(env, argv[1], argv[2], argv[3], &data, &want))
     return NULL;
   aludel_ssl *s = unwrap_ssl(env, argv[0]);
   if (s == NULL) return NULL;
-  if (off < 0 || want <= 0 || (size_t)off + (size_t)want > len)
-    return aludel_throw(env, "ERR_OUT_OF_RANGE", EINVAL, op, "range outside buffer", false);
+  if (want == 0) return aludel_throw(env, "ERR_OUT_OF_RANGE", EINVAL, op, "empty range", false);
   aludel_ossl.ERR_clear_error();
   errno = 0;
-  int ret = writing ? aludel_ossl.SSL_write_ex(s->ssl, (const char *)data + off, (size_t)want, &n)
-                    : aludel_ossl.SSL_read_ex(s->ssl, (char *)data + off, (size_t)want, &n);
+  int ret = writing ? aludel_ossl.SSL_write_ex(s->ssl, data, want, &n) : aludel_ossl.SSL_read_ex(s->ssl, data, want, &n);
   if (ret == 1) return aludel_int(env, (int64_t)n);
   return io_result(env, s, ret, errno, op);
 }

@@ -48,3 +48,48 @@ export class InvalidOptionError extends AludelError {
     super('ERR_INVALID_OPTION', message);
   }
 }
+
+/** The upstream closed before the whole body it announced: the client's response is aborted, never ended cleanly. */
+export class UpstreamTruncatedError extends AludelError {
+  constructor(detail: string) {
+    super('ERR_UPSTREAM_TRUNCATED', `upstream response cut short: ${detail}`);
+  }
+}
+
+/** A pinned upstream certificate did not match: never talk to an impostor. */
+export class UpstreamCertificateError extends AludelError {
+  constructor(message: string) {
+    super('ERR_UPSTREAM_CERTIFICATE', message);
+  }
+}
+
+/** The upstream did not connect, answer or move bytes in time (answered with 504 when nothing was sent yet). */
+export class UpstreamTimeoutError extends AludelError {
+  constructor(phase: 'connect' | 'headers' | 'body', ms: number, upstream: string) {
+    super('ERR_UPSTREAM_TIMEOUT', `upstream ${upstream}: no ${phase === 'connect' ? 'connection' : phase === 'headers' ? 'response head' : 'body progress'} within ${ms} ms`);
+  }
+}
+
+/** Every upstream of the group is marked down (passive or active health checks). */
+export class NoLiveUpstreamError extends AludelError {
+  constructor() {
+    super('ERR_NO_LIVE_UPSTREAM', 'no live upstream: every upstream failed its health checks recently');
+  }
+}
+
+/**
+ * An upstream sent a response head or chunked body that breaks RFC 9112;
+ * forwarding a guess could desynchronise the connection, so it is refused.
+ */
+export class UpstreamResponseError extends AludelError {
+  constructor(problem: string, remedy = 'fix the upstream application or its server so that it sends valid HTTP/1.1 (RFC 9112)') {
+    super('ERR_UPSTREAM_BAD_RESPONSE', `invalid upstream response: ${problem}; ${remedy}`);
+  }
+}
+
+/** A client request that cannot be forwarded upstream as it is. */
+export class InvalidRequestError extends AludelError {
+  constructor(problem: string) {
+    super('ERR_BAD_REQUEST', `bad request: ${problem}; the client must send a valid HTTP/1.1 request (RFC 9112)`);
+  }
+}

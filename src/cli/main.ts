@@ -7,6 +7,7 @@ import { createSelfSignedCert } from '../tls/self-signed.js';
 import { writeCertFiles } from '../tls/write-cert-files.js';
 import { runDemo } from './demo-command.js';
 import { registerDoctor } from './doctor-command.js';
+import { registerProxyCommands } from './proxy-command.js';
 import { reportFatal, runServe, type ServeFlags } from './serve-command.js';
 
 const program = new Command();
@@ -74,6 +75,7 @@ program
     }
   });
 
+registerProxyCommands(program);
 registerDoctor(program);
 
 await program.parseAsync(process.argv);

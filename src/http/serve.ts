@@ -45,7 +45,7 @@ export function logHandshakeFailure(log: Logger, err: Error, conn: Partial<Secur
 }
 
 /** Where each direction's record crypto runs, as OpenSSL reports it after the handshake. */
-function cryptoSite(t: TlsInfo): { tx: 'kernel' | 'user'; rx: 'kernel' | 'user' } {
+export function cryptoSite(t: TlsInfo): { tx: 'kernel' | 'user'; rx: 'kernel' | 'user' } {
   return { tx: t.ktlsTx ? 'kernel' : 'user', rx: t.ktlsRx ? 'kernel' : 'user' };
 }
 
@@ -61,6 +61,33 @@ export function logConnection(log: Logger, conn: SecureConnection, handshakeMs: 
     },
     'TLS established',
   );
+}
+
+/** Logs a connection's errors once: resets at info (house rule), anything else at warn. */
+export function attachConnectionLogging(log: Logger, conn: SecureConnection): void {
+  conn.on('error', (err: Error & { code?: string }) => {
+    if (isPeerGone(err)) log.info({ conn: conn.id, code: err.code }, 'connection reset by peer');
+    else log.warn({ conn: conn.id, code: err.code, detail: err.message }, 'connection error');
+  });
+}
+
+/**
+ * http.Server's 'clientError': a request that could not be parsed (llhttp's
+ * HPE_* codes: bad framing, smuggling attempts, oversized headers) gets its
+ * status and the connection closes; socket errors were already logged once.
+ */
+export function answerClientError(log: Logger, err: Error & { code?: string }, socket: Duplex): void {
+  const conn = socket as unknown as SecureConnection;
+  // http.Server reports both request parse errors and the socket's own errors here; the
+  // latter (resets, TLS failures) were already logged once by the connection's 'error' listener.
+  const httpError = err.code?.startsWith('HPE_') === true || err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+  if (httpError) log.warn({ conn: conn.id, code: err.code, detail: err.message }, 'bad request');
+  if (httpError && socket.writable) {
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+  } else {
+    socket.destroy();
+  }
 }
 
 export async function startServe(o: ServeOptions): Promise<http.Server> {
@@ -89,25 +116,10 @@ export async function startServe(o: ServeOptions): Promise<http.Server> {
     },
   );
   httpServer.timeout = o.idleTimeoutMs;
-  httpServer.on('clientError', (err: Error & { code?: string }, socket: Duplex) => {
-    const conn = socket as unknown as SecureConnection;
-    // http.Server reports both request parse errors and the socket's own errors here; the
-    // latter (resets, TLS failures) were already logged once by the connection's 'error' listener.
-    const httpError = err.code?.startsWith('HPE_') === true || err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
-    if (httpError) o.log.warn({ conn: conn.id, code: err.code, detail: err.message }, 'bad request');
-    if (httpError && socket.writable) {
-      const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
-      socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-    } else {
-      socket.destroy();
-    }
-  });
+  httpServer.on('clientError', (err: Error & { code?: string }, socket: Duplex) => answerClientError(o.log, err, socket));
   o.server.on('secureConnection', (conn: SecureConnection, handshakeMs: number) => {
     logConnection(o.log, conn, handshakeMs);
-    conn.on('error', (err: Error & { code?: string }) => {
-      if (isPeerGone(err)) o.log.info({ conn: conn.id, code: err.code }, 'connection reset by peer');
-      else o.log.warn({ conn: conn.id, code: err.code, detail: err.message }, 'connection error');
-    });
+    attachConnectionLogging(o.log, conn);
     httpServer.emit('connection', conn);
   });
   o.server.on('tlsClientError', (err: Error, conn: SecureConnection) => logHandshakeFailure(o.log, err, conn));

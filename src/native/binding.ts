@@ -12,7 +12,7 @@ export const WANT_READ = -1;
 export const WANT_WRITE = -2;
 /** The peer closed TCP without a close_notify alert (RFC 8446 §6.1). */
 export const EOF_NO_NOTIFY = -3;
-/** accept(): nothing waiting. */
+/** accept(), recv(), send(), splice(): would block (wait for readiness and call again). */
 export const AGAIN = -1;
 /** uv_poll event bits. */
 export const READABLE = 1;
@@ -92,10 +92,23 @@ export interface Native {
   info(ssl: SslHandle): TlsParams;
   keyUpdateRequested(ssl: SslHandle): boolean;
   sslFree(ssl: SslHandle): void;
-  /** sendfile(2) on the thread pool; the socket is non-blocking, so errno EAGAIN means "wait until writable". */
   /** null: no TLS ULP on the socket, or no CAP_NET_ADMIN (the kernel shows ULP info to net admins only). */
   tlsUlpInfo(fd: number): UlpInfo | null;
+  /** sendfile(2) on the thread pool; the socket is non-blocking, so errno EAGAIN means "wait until writable". */
   sendfileAsync(socketFd: number, fileFd: number, offset: number, length: number, done: (sent: number, errno: number) => void): void;
+  /** Non-blocking connect to a numeric address; completes when writable, then socketError() says how. */
+  connectTcp(host: string, port: number): number;
+  /** SO_ERROR: 0, or the errno of a failed non-blocking connect. */
+  socketError(fd: number): number;
+  /** Bytes received (> 0), 0 at the peer's FIN, or AGAIN; `peek` (MSG_PEEK) leaves them in the socket. */
+  recv(fd: number, buf: Buffer, offset: number, length: number, peek: boolean): number;
+  /** Bytes accepted by the socket, or AGAIN. */
+  send(fd: number, buf: Buffer, offset: number, length: number): number;
+  shutdownWrite(fd: number): void;
+  /** A non-blocking pipe grown to `size` bytes where the kernel allows; `size` is what it got. */
+  pipeNew(size: number): { read: number; write: number; size: number };
+  /** splice(2) between a pipe and a socket: bytes moved (> 0), 0 at end of input, or AGAIN. */
+  splice(fdIn: number, fdOut: number, length: number): number;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));

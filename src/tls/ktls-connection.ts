@@ -11,18 +11,10 @@
 import os from 'node:os';
 import { Duplex } from 'node:stream';
 import type { Logger } from '../log/logger.js';
-import {
-  EOF_NO_NOTIFY,
-  READABLE,
-  WANT_READ,
-  WANT_WRITE,
-  WRITABLE,
-  type Native,
-  type PollHandle,
-  type SslHandle,
-} from '../native/binding.js';
+import { AGAIN, EOF_NO_NOTIFY, READABLE, WANT_READ, WANT_WRITE, WRITABLE, type Native, type SslHandle } from '../native/binding.js';
 import { FileTruncatedError, HandshakeTimeoutError, KeyUpdateUnsupportedError } from '../errors.js';
 import { copyFileToStream, type BodyPath } from '../transport/copy-file.js';
+import { FdReadiness } from '../transport/fd-readiness.js';
 import type { SecureConnection, TlsInfo } from './types.js';
 
 /** SSL_read returns at most one record (16 KiB of plaintext, RFC 8446 §5.1). */
@@ -41,8 +33,6 @@ const INLINE_SENDFILE_MAX = 128 * 1024;
 const POOL_SENDFILE_MAX = 2 * 1024 * 1024;
 const { EAGAIN } = os.constants.errno;
 
-type Slot = { events: number; resume: (() => void) | null };
-
 export class KtlsConnection extends Duplex implements SecureConnection {
   readonly id: number;
   tls: TlsInfo;
@@ -58,12 +48,8 @@ export class KtlsConnection extends Duplex implements SecureConnection {
   private readonly native: Native;
   private readonly ssl: SslHandle;
   private readonly fd: number;
-  private readonly poll: PollHandle;
+  private readonly ready: FdReadiness;
   private readonly log: Logger;
-  private polling = 0;
-  private dispatching = false;
-  private readonly reader: Slot = { events: 0, resume: null };
-  private readonly writer: Slot = { events: 0, resume: null };
   private reading = false;
   private pendingWrite: { buf: Buffer; off: number; cb: (err?: Error | null) => void } | null = null;
   private flushWaiters: Array<() => void> = [];
@@ -82,7 +68,7 @@ export class KtlsConnection extends Duplex implements SecureConnection {
     this.id = id;
     this.log = log;
     this.tls = { engine: 'system-openssl', version: null, cipher: null, alpn: null, servername: null, reused: false, ktlsTx: false, ktlsRx: false, kernel: null };
-    this.poll = native.pollNew(fd, (status, events) => this.onReady(status, events));
+    this.ready = new FdReadiness(native, fd);
     try {
       const peer = native.getPeerName(fd);
       this.remoteAddress = peer.address;
@@ -98,41 +84,9 @@ export class KtlsConnection extends Duplex implements SecureConnection {
 
   // ---- readiness -------------------------------------------------------------------------
 
-  private park(slot: Slot, state: number, resume: () => void): void {
-    slot.events = state === WANT_READ ? READABLE : WRITABLE;
-    slot.resume = resume;
-    if (!this.dispatching) this.updatePoll();
-  }
-
-  /** One uv_poll_start (epoll_ctl) per change of interest, not per park. */
-  private updatePoll(): void {
-    if (this.released) return;
-    const want = this.reader.events | this.writer.events;
-    if (want !== this.polling) {
-      this.polling = want;
-      this.native.pollStart(this.poll, want);
-    }
-  }
-
-  private onReady(status: number, events: number): void {
-    // status < 0: libuv reports a reset peer as UV_EBADF and stops the handle; retrying the
-    // parked operations surfaces the real error (ECONNRESET) from the socket itself.
-    const fire = status < 0 ? READABLE | WRITABLE : events;
-    if (status < 0) this.polling = 0;
-    const r = this.reader.events & fire ? this.reader.resume : null;
-    const w = this.writer.events & fire ? this.writer.resume : null;
-    if (r) { this.reader.events = 0; this.reader.resume = null; }
-    if (w) { this.writer.events = 0; this.writer.resume = null; }
-    // Operations resumed here usually park again at once (a reader on WANT_READ):
-    // settle the poll interest once afterwards instead of stopping and restarting it.
-    this.dispatching = true;
-    try {
-      if (r) r();
-      if (w) w();
-    } finally {
-      this.dispatching = false;
-      this.updatePoll();
-    }
+  /** TLS states map to readiness: WANT_READ waits for readable, WANT_WRITE for writable. */
+  private static events(state: number): number {
+    return state === WANT_READ ? READABLE : WRITABLE;
   }
 
   // ---- handshake --------------------------------------------------------------------------
@@ -146,8 +100,7 @@ export class KtlsConnection extends Duplex implements SecureConnection {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
-        this.writer.resume = null;
-        this.writer.events = 0;
+        this.ready.clearWriter();
         this.mustNotSend = true;
         reject(err);
       };
@@ -165,7 +118,7 @@ export class KtlsConnection extends Duplex implements SecureConnection {
           return;
         }
         if (r === WANT_READ || r === WANT_WRITE) {
-          this.park(this.writer, r, step);
+          this.ready.parkWriter(KtlsConnection.events(r), step);
           return;
         }
         if (r !== 1) {
@@ -227,7 +180,7 @@ export class KtlsConnection extends Duplex implements SecureConnection {
       }
       if (r === WANT_READ || r === WANT_WRITE) {
         if (this.refuseKeyUpdate()) return;
-        this.park(this.reader, r, this.pumpRead);
+        this.ready.parkReader(KtlsConnection.events(r), this.pumpRead);
         return;
       }
       // 0: close_notify; EOF_NO_NOTIFY: bare FIN. Both end the readable side (RFC 8446 §6.1).
@@ -300,7 +253,7 @@ export class KtlsConnection extends Duplex implements SecureConnection {
         this.touch();
         continue;
       }
-      this.park(this.writer, r, this.pumpWrite);
+      this.ready.parkWriter(KtlsConnection.events(r), this.pumpWrite);
       return;
     }
     this.pendingWrite = null;
@@ -320,10 +273,6 @@ export class KtlsConnection extends Duplex implements SecureConnection {
   private flushed(): Promise<void> {
     if (this.pendingWrite === null && this.writableLength === 0) return Promise.resolve();
     return new Promise((resolve) => this.flushWaiters.push(resolve));
-  }
-
-  private writable_(): Promise<void> {
-    return new Promise((resolve) => this.park(this.writer, WANT_WRITE, resolve));
   }
 
   /**
@@ -350,13 +299,38 @@ export class KtlsConnection extends Duplex implements SecureConnection {
         this.bytesWritten += r;
         this.touch();
       } else if (r === WANT_WRITE) {
-        await this.writable_();
+        await this.ready.writable();
       } else {
         // sendfile(2) returned 0: the file is shorter than its stat said.
         throw new FileTruncatedError(length, pos - offset);
       }
     }
     return 'sendfile';
+  }
+
+  /**
+   * Moves exactly `length` bytes, already in the pipe, into the socket with
+   * splice(2), after all earlier writes. Only with kTLS TX: the kernel frames
+   * and encrypts them as TLS records, so they bypass OpenSSL (which has nothing
+   * buffered once flushed). The pipe holds at least `length` bytes, so AGAIN
+   * means the socket is full.
+   */
+  async spliceFromPipe(pipeRead: number, length: number): Promise<void> {
+    await this.flushed();
+    let left = length;
+    while (left > 0) {
+      if (this.released || this.mustNotSend) throw Object.assign(new Error('connection closed during splice'), { code: 'ECONNRESET' });
+      const r = this.native.splice(pipeRead, this.fd, left);
+      if (r > 0) {
+        left -= r;
+        this.bytesWritten += r;
+        this.touch();
+      } else if (r === AGAIN) {
+        await this.ready.writable();
+      } else {
+        throw new Error(`splice: the pipe ran dry with ${left} bytes owed`);
+      }
+    }
   }
 
   /** One sendfile(2) on the thread pool; the socket fd stays open until it returns (see release()). */
@@ -384,7 +358,7 @@ export class KtlsConnection extends Duplex implements SecureConnection {
         cb(); // the peer may have gone; close_notify is a courtesy at this point
         return;
       }
-      if (r === WANT_READ || r === WANT_WRITE) { this.park(this.writer, r, step); return; }
+      if (r === WANT_READ || r === WANT_WRITE) { this.ready.parkWriter(KtlsConnection.events(r), step); return; }
       cb(); // 0: our close_notify is out; we do not wait for the peer's (as nginx).
     };
     step();
@@ -399,12 +373,9 @@ export class KtlsConnection extends Duplex implements SecureConnection {
     if (this.released) return;
     this.released = true;
     if (this.idleTimer) clearTimeout(this.idleTimer);
-    // Parked operations are resumed, not dropped: each sees the connection is gone and
-    // settles (a sendFile() waiting for writability must reject, or its file stays open).
-    const parked = [this.reader.resume, this.writer.resume];
-    this.reader.resume = this.writer.resume = null;
-    this.reader.events = this.writer.events = 0;
-    this.native.pollClose(this.poll);
+    // Parked operations are resumed last, not dropped: each sees the connection is gone
+    // and settles (a sendFile() waiting for writability must reject, or its file stays open).
+    const parked = this.ready.close();
     this.native.sslFree(this.ssl);
     // A sendfile(2) still running on the thread pool uses this fd: close it when that returns,
     // or the number could be reused by a new connection and receive another file's bytes.
@@ -414,7 +385,7 @@ export class KtlsConnection extends Duplex implements SecureConnection {
     if (w) w.cb(Object.assign(new Error('connection closed'), { code: 'ECONNRESET' }));
     for (const fn of this.flushWaiters) fn();
     this.flushWaiters = [];
-    for (const fn of parked) fn?.();
+    for (const fn of parked) fn();
   }
 
   private failHard(err: Error): void {

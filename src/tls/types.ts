@@ -34,6 +34,12 @@ export interface SecureConnection extends Duplex {
   readonly remotePort?: number;
   /** Writes length bytes of fd from offset, after all earlier writes. */
   sendFile(fd: number, offset: number, length: number): Promise<BodyPath>;
+  /**
+   * Moves `length` bytes already in a pipe into the socket by splice(2), after
+   * earlier writes. Only on system-OpenSSL connections, and only meaningful
+   * with kTLS TX on (the kernel encrypts them); absent on node:tls ones.
+   */
+  spliceFromPipe?(pipeRead: number, length: number): Promise<void>;
 }
 
 /** How the listener resolved --offload, decided once at start-up. */

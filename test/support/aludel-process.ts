@@ -124,7 +124,7 @@ export function startAludel(args: string[], options: StartOptions = {}): Promise
     return child.exitCode;
   };
 
-  return waitForLog((l) => l.msg === 'serving files over HTTPS', startTimeoutMs).then(
+  return waitForLog((l) => l.msg === 'serving files over HTTPS' || l.msg === 'proxying', startTimeoutMs).then(
     (line) => {
       const listen = String(line.listen);
       const port = Number(listen.slice(listen.lastIndexOf(':') + 1));

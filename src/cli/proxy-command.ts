@@ -1,0 +1,87 @@
+/**
+ * `aludel proxy` (HTTP/1.1 reverse proxy) and `aludel tcp` (any TCP protocol):
+ * a kTLS listener in front of legacy upstreams. Settings come validated from
+ * resolveProxySettings(); this file only wires the pieces and reports.
+ */
+import type { Command } from 'commander';
+import { createLogger, type Logger } from '../log/logger.js';
+import type { ProxySettings } from '../config/proxy-settings.js';
+import { loadAddon } from '../native/binding.js';
+import { createKtlsServer } from '../tls/create-server.js';
+import type { SecureServer } from '../tls/types.js';
+import { startHttpProxy } from '../proxy/http-proxy.js';
+import { startTcpProxy } from '../proxy/tcp-proxy.js';
+import { ProxyStats } from '../proxy/proxy-stats.js';
+import { UpstreamGroup } from '../proxy/upstream-group.js';
+import { addProxyOptions, resolveProxySettings } from './proxy-options.js';
+import { logOffload, reportFatal } from './serve-command.js';
+
+export interface RunningProxy {
+  server: SecureServer;
+  group: UpstreamGroup;
+  stats: ProxyStats;
+  log: Logger;
+  address: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+export async function runProxy(s: ProxySettings): Promise<RunningProxy> {
+  const log = createLogger({ level: s.logLevel });
+  const server = createKtlsServer({
+    certFile: s.cert,
+    keyFile: s.key,
+    offload: s.offload,
+    minVersion: s.tlsMin,
+    maxVersion: s.tlsMax,
+    cipherList: s.ciphers ?? undefined,
+    cipherSuites: s.ciphersuites ?? undefined,
+    // ALPN names an application protocol: http/1.1 for the HTTP proxy, none for raw TCP.
+    alpn: s.mode === 'http' ? ['http/1.1'] : [],
+    handshakeTimeoutMs: s.handshakeTimeoutMs,
+    log,
+  });
+  // Upstream sockets use the addon when it loaded (even if the system OpenSSL did not:
+  // the node:tls fallback then copies bodies, since only kTLS connections can splice).
+  const addon = loadAddon();
+  const native = addon instanceof Error ? null : addon;
+  const group = new UpstreamGroup({ native, upstreams: s.upstreams, health: s.healthCheck, connectTimeoutMs: s.connectTimeoutMs, keepAlive: s.keepAlive, log });
+  const stats = new ProxyStats();
+  if (s.mode === 'http') startHttpProxy({ server, settings: s, group, native, stats, log });
+  else startTcpProxy({ server, group, native, stats, upstreamIdleTimeoutMs: s.upstreamIdleTimeoutMs, log });
+  const bound = await server.listen({ host: s.listen.host, port: s.listen.port, reusePort: s.reusePort });
+  const address = `${bound.address}:${bound.port}`;
+  logOffload(log, server.offload, address);
+  log.info({ listen: address, mode: s.mode, upstreams: s.upstreams.map((u) => u.url) }, 'proxying');
+  return {
+    server, group, stats, log, address: bound.address, port: bound.port,
+    async close() {
+      group.close();
+      await server.close();
+      log.info({ totals: stats.snapshot() }, 'proxy stopped');
+    },
+  };
+}
+
+export function registerProxyCommands(program: Command): void {
+  const commands = [
+    { name: 'proxy', mode: 'http' as const, description: 'HTTPS reverse proxy (kTLS, bodies by splice) in front of HTTP or legacy HTTPS upstreams' },
+    { name: 'tcp', mode: 'tcp' as const, description: 'TLS termination (kTLS, splice) in front of any TCP service' },
+  ];
+  for (const c of commands) {
+    const cmd = program.command(c.name).description(c.description);
+    addProxyOptions(cmd, c.mode).action(async (flags: Record<string, unknown>) => {
+      try {
+        const running = await runProxy(await resolveProxySettings(c.mode, flags));
+        const stop = (signal: string): void => {
+          running.log.info({ signal }, 'shutting down');
+          void running.close().then(() => process.exit(0));
+        };
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      } catch (err) {
+        reportFatal(err);
+      }
+    });
+  }
+}

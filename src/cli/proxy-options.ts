@@ -1,0 +1,103 @@
+/**
+ * Flags of `aludel proxy` and `aludel tcp`, and how they combine with
+ * `--config FILE`. No flag has a commander default: a default would hide the
+ * config file's value, so defaults are applied below both (PROXY_DEFAULTS)
+ * and only shown in the help text.
+ */
+import type { Command } from 'commander';
+import { assembleProxySettings, HTTP_DEFAULT_LISTEN, PROXY_DEFAULTS, type SettingLayer } from '../config/assemble-proxy-settings.js';
+import { loadProxyConfigFile } from '../config/proxy-config-file.js';
+import { parseProxyInput, proxyKeys, type ProxyKey, type ProxyMode } from '../config/proxy-input.js';
+import type { ProxySettings } from '../config/proxy-settings.js';
+import { InvalidOptionError } from '../errors.js';
+
+type Camel<S extends string> = S extends `${infer H}-${infer T}` ? `${H}${Capitalize<Camel<T>>}` : S;
+
+/** What commander hands the action: camel-cased flag names, only those given on the command line. */
+export type ProxyFlags = { config?: string } & Partial<Record<Camel<ProxyKey>, string | string[] | boolean>>;
+
+/** commander's name for a flag's value: --upstream-tls-min -> upstreamTlsMin. */
+function camel(key: string): string {
+  return key.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+/** Value placeholder (null: a switch) and help, per setting; the order of --help. */
+const OPTIONS: Record<ProxyKey, { arg: string | null; help: (mode: ProxyMode) => string }> = {
+  listen: { arg: '<addr:port>', help: () => 'listen address, e.g. 127.0.0.1:8443, [::1]:8443 or :8443' },
+  cert: { arg: '<file>', help: () => 'certificate chain (PEM)' },
+  key: { arg: '<file>', help: () => 'private key (PEM)' },
+  to: {
+    arg: '<url...>',
+    help: (mode) =>
+      mode === 'http'
+        ? 'upstream(s): http://HOST[:PORT] or https://HOST[:PORT] (repeatable; IPv6 as http://[::1]:8080)'
+        : 'upstream(s): HOST:PORT or tcp://HOST:PORT (repeatable; IPv6 as [::1]:5432)',
+  },
+  offload: { arg: '<mode>', help: () => 'auto (kernel where possible), kernel (refuse to start without kTLS), userspace' },
+  'tls-min': { arg: '<version>', help: () => 'lowest client TLS version: 1.2 or 1.3' },
+  'tls-max': { arg: '<version>', help: () => 'highest client TLS version: 1.2 or 1.3' },
+  ciphers: { arg: '<list>', help: () => 'client TLS 1.2 cipher list (default: kernel-offloadable AEAD suites)' },
+  ciphersuites: { arg: '<list>', help: () => 'client TLS 1.3 suites (default: AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305)' },
+  'handshake-timeout': { arg: '<time>', help: () => 'drop clients that have not finished the TLS handshake' },
+  'idle-timeout': { arg: '<time>', help: (mode) => (mode === 'http' ? 'close client connections idle this long (keep-alive, stalled sends)' : 'close connections with no data either way for this long') },
+  'headers-timeout': { arg: '<time>', help: () => 'time allowed to receive client request headers (408)' },
+  'max-header-size': { arg: '<size>', help: () => 'largest request line + headers (431), also the largest upstream response head' },
+  'max-header-count': { arg: '<n>', help: () => 'most request header fields (431)' },
+  'max-body-size': { arg: '<size>', help: () => 'largest client request body (413); 0 = no limit (default: no limit)' },
+  'trust-forwarded': { arg: null, help: () => 'pass client-sent X-Forwarded-* / Forwarded on (default: dropped, only ours are sent)' },
+  'connect-timeout': { arg: '<time>', help: () => 'upstream connect timeout (nginx proxy_connect_timeout)' },
+  'upstream-headers-timeout': { arg: '<time>', help: () => 'wait this long for the upstream response head' },
+  'upstream-idle-timeout': { arg: '<time>', help: () => 'upstream read/write stall timeout' },
+  'upstream-keepalive': { arg: '<n>', help: () => 'idle upstream connections kept per upstream; 0 = none' },
+  'upstream-keepalive-timeout': { arg: '<time>', help: () => 'close idle upstream connections after this long' },
+  'upstream-tls-min': { arg: '<version>', help: () => 'lowest TLS version to https:// upstreams: 1.0, 1.1, 1.2 or 1.3' },
+  'upstream-tls-max': { arg: '<version>', help: () => 'highest TLS version to https:// upstreams' },
+  'upstream-ciphers': { arg: '<list>', help: () => "OpenSSL cipher list for TLS <= 1.2 upstreams (default: node's; legacy TLS 1.0/1.1 needs @SECLEVEL=0)" },
+  'upstream-ca': { arg: '<file>', help: () => 'verify https:// upstreams against this CA bundle (PEM) instead of the system CAs' },
+  'upstream-fingerprint': { arg: '<sha256>', help: () => "pin the upstream's leaf certificate by SHA-256 (hex, colons optional)" },
+  'upstream-insecure': { arg: null, help: () => 'do not verify upstream certificates (explicitly; conflicts with --upstream-ca/--upstream-fingerprint)' },
+  'upstream-servername': { arg: '<name>', help: () => 'SNI and certificate name for https:// upstreams (default: the URL host when it is a name)' },
+  'health-check-interval': { arg: '<time>', help: () => 'active health checks every interval; 0 = off' },
+  'health-check-timeout': { arg: '<time>', help: () => 'active health check timeout (default: 2s, or the interval if shorter)' },
+  'health-check-path': { arg: '<path>', help: () => 'active checks GET this path (2xx/3xx = healthy) instead of only connecting' },
+  'max-fails': { arg: '<n>', help: () => 'failures within --fail-timeout that mark an upstream down (nginx max_fails); 0 = never' },
+  'fail-timeout': { arg: '<time>', help: () => 'window for --max-fails, and how long an upstream stays down (nginx fail_timeout)' },
+  'log-level': { arg: '<level>', help: () => 'fatal, error, warn, info, debug, trace or silent' },
+  'reuse-port': { arg: null, help: () => 'SO_REUSEPORT: several aludel processes may share the port (kernel load-balances)' },
+};
+
+/** Adds the flags of `aludel proxy` (mode http) or `aludel tcp`; none is required here, as a config file may give it. */
+export function addProxyOptions(cmd: Command, mode: ProxyMode): Command {
+  cmd.option('--config <file>', 'settings file (.yaml, .yml or .json), keys as the long flag names; flags given here win');
+  const keys = new Set(proxyKeys(mode));
+  for (const [key, { arg, help }] of Object.entries(OPTIONS) as Array<[ProxyKey, (typeof OPTIONS)[ProxyKey]]>) {
+    if (!keys.has(key)) continue;
+    const shown = key === 'listen' ? (mode === 'http' ? HTTP_DEFAULT_LISTEN : 'none, required') : PROXY_DEFAULTS[key];
+    const suffix = typeof shown === 'string' ? ` (default: ${shown})` : '';
+    cmd.option(arg === null ? `--${key}` : `--${key} ${arg}`, `${help(mode)}${suffix}`);
+  }
+  return cmd;
+}
+
+/**
+ * Defaults < config file < flags, each setting on its own: a flag replaces
+ * the file's value (--to replaces the file's whole list). Everything is
+ * validated, the cert/key/CA files checked readable, and every problem
+ * reported in one InvalidOptionError naming its flag or config key.
+ */
+export async function resolveProxySettings(mode: ProxyMode, flags: ProxyFlags): Promise<ProxySettings> {
+  const given = flags as Record<string, unknown>;
+  const raw: Record<string, unknown> = {};
+  for (const key of proxyKeys(mode)) {
+    const value = given[camel(key)];
+    if (value !== undefined) raw[key] = value;
+  }
+  const cli = parseProxyInput(mode, raw, { kind: 'cli' });
+  if (cli.problems.length > 0) throw new InvalidOptionError(cli.problems.join('\n'));
+  const layers: SettingLayer[] = [];
+  if (flags.config !== undefined) {
+    layers.push({ values: await loadProxyConfigFile(flags.config, mode), source: { kind: 'file', file: flags.config } });
+  }
+  layers.push({ values: cli.values, source: { kind: 'cli' } });
+  return assembleProxySettings(mode, layers);
+}

@@ -1,0 +1,216 @@
+/**
+ * Defaults < config file < command line, then the rules that span several
+ * settings (required ones, ranges, conflicts) and the files they name.
+ */
+import net from 'node:net';
+import { InvalidOptionError } from '../errors.js';
+import { parseProxyInput, settingLabel, settingMention, type ProxyInput, type ProxyKey, type ProxyMode, type SettingSource } from './proxy-input.js';
+import type { ProxySettings, Upstream, UpstreamTls } from './proxy-settings.js';
+import { unreadableFileReason } from './readable-file.js';
+import { VERSION_ORDER } from './setting-values.js';
+
+/** Written as an admin would write them: they are parsed by the same schema, and shown in --help. */
+export const PROXY_DEFAULTS: Partial<Record<ProxyKey, string | boolean>> = {
+  offload: 'auto',
+  'tls-min': '1.2',
+  'tls-max': '1.3',
+  'handshake-timeout': '10s',
+  'idle-timeout': '60s',
+  'headers-timeout': '20s',
+  'connect-timeout': '5s',
+  'upstream-headers-timeout': '60s',
+  'upstream-idle-timeout': '60s',
+  'max-header-size': '16k',
+  'max-header-count': '100',
+  'upstream-keepalive': '32',
+  'upstream-keepalive-timeout': '30s',
+  'trust-forwarded': false,
+  'upstream-tls-min': '1.2',
+  'upstream-tls-max': '1.3',
+  'upstream-insecure': false,
+  'health-check-interval': '0',
+  'max-fails': '1',
+  'fail-timeout': '10s',
+  'log-level': 'info',
+  'reuse-port': false,
+};
+
+/**
+ * `aludel proxy` listens where `aludel serve` does. `aludel tcp` has no default:
+ * no port is conventional for an arbitrary TLS-wrapped TCP service.
+ */
+export const HTTP_DEFAULT_LISTEN = '127.0.0.1:8443';
+
+/** Without active checks, or when the interval is shorter (a check must end before the next starts). */
+const HEALTH_CHECK_TIMEOUT_MS = 2000;
+
+/** Settings that only mean something for https:// upstreams. */
+const UPSTREAM_TLS_KEYS = [
+  'upstream-tls-min',
+  'upstream-tls-max',
+  'upstream-ciphers',
+  'upstream-ca',
+  'upstream-fingerprint',
+  'upstream-insecure',
+  'upstream-servername',
+] as const satisfies readonly ProxyKey[];
+
+export interface SettingLayer {
+  values: ProxyInput;
+  source: SettingSource;
+}
+
+const DEFAULT_SOURCE: SettingSource = { kind: 'default' };
+
+/** Parsed once: a default that fails its own schema is a bug, caught by the first test. */
+const defaultValues = (() => {
+  const { values, problems } = parseProxyInput('http', { ...PROXY_DEFAULTS, listen: HTTP_DEFAULT_LISTEN }, DEFAULT_SOURCE);
+  if (problems.length > 0) throw new Error(`bad proxy defaults: ${problems.join('; ')}`);
+  return values;
+})();
+
+function versionName(v: string): string {
+  return v === 'TLSv1' ? 'TLSv1.0' : v;
+}
+
+/** Checks that need every setting at once; one line per problem. */
+function crossCheck(mode: ProxyMode, s: ProxyInput, from: (key: ProxyKey) => SettingSource): string[] {
+  const problems: string[] = [];
+  const given = (key: ProxyKey): boolean => from(key).kind !== 'default' && s[key] !== undefined;
+  const label = (key: ProxyKey): string => settingLabel(from(key), key);
+  const mention = (key: ProxyKey): string => settingMention(from(key), key);
+  const config = (key: ProxyKey): string => `, or ${key}: in a --config file`;
+
+  if (s.cert === undefined) problems.push(`--cert is required: give --cert FILE (certificate chain, PEM)${config('cert')}`);
+  if (s.key === undefined) problems.push(`--key is required: give --key FILE (private key, PEM)${config('key')}`);
+  if (s.listen === undefined) {
+    problems.push(`--listen is required for aludel tcp (no port is conventional for a TLS-wrapped TCP service): give e.g. --listen 127.0.0.1:9993${config('listen')}`);
+  }
+  if (s.to === undefined) {
+    const example = mode === 'http' ? 'http://127.0.0.1:8080' : '127.0.0.1:5432';
+    problems.push(`--to is required: give the upstream(s), e.g. --to ${example}${config('to')}`);
+  }
+
+  for (const [min, max] of [['tls-min', 'tls-max'], ['upstream-tls-min', 'upstream-tls-max']] as const) {
+    const lo = s[min];
+    const hi = s[max];
+    if (lo !== undefined && hi !== undefined && VERSION_ORDER[lo] > VERSION_ORDER[hi]) {
+      problems.push(`${mention(min)} ${versionName(lo)} is above ${mention(max)} ${versionName(hi)}: lower the minimum or raise the maximum`);
+    }
+  }
+
+  const seen = new Map<string, string>();
+  for (const u of s.to ?? []) {
+    const id = `${u.protocol}://${net.isIPv6(u.host) ? `[${u.host}]` : u.host}:${u.port}`;
+    const first = seen.get(id);
+    if (first !== undefined) problems.push(`${label('to')}: ${u.url} is listed twice (also as ${first}); each upstream once`);
+    else seen.set(id, u.url);
+  }
+
+  if (s.to !== undefined && mode === 'http' && !s.to.some((u) => u.protocol === 'https')) {
+    for (const key of UPSTREAM_TLS_KEYS) {
+      if (given(key) && s[key] !== false) {
+        problems.push(`${label(key)}: no https:// upstream to apply it to (${mention('to')} lists only http://); remove it or use https:// upstreams`);
+      }
+    }
+  }
+  if (s['upstream-insecure'] === true) {
+    for (const key of ['upstream-ca', 'upstream-fingerprint'] as const) {
+      if (given(key)) {
+        problems.push(`${mention('upstream-insecure')} turns upstream certificate verification off, but ${mention(key)} asks for it: remove one of them`);
+      }
+    }
+  }
+
+  const interval = s['health-check-interval'] ?? 0;
+  for (const key of ['health-check-path', 'health-check-timeout'] as const) {
+    if (given(key) && interval === 0) problems.push(`${label(key)}: has no effect without active health checks; set health-check-interval (e.g. 5s) or remove it`);
+  }
+  const timeout = s['health-check-timeout'];
+  if (given('health-check-timeout') && timeout !== undefined && interval > 0 && timeout >= interval) {
+    problems.push(`${label('health-check-timeout')}: must be shorter than ${mention('health-check-interval')} (${interval} ms), so one check ends before the next`);
+  }
+  return problems;
+}
+
+async function fileProblems(s: ProxyInput, from: (key: ProxyKey) => SettingSource): Promise<string[]> {
+  const problems: string[] = [];
+  for (const key of ['cert', 'key', 'upstream-ca'] as const) {
+    const file = s[key];
+    if (file === undefined) continue;
+    const why = await unreadableFileReason(file);
+    if (why !== null) problems.push(`${settingLabel(from(key), key)}: ${file}: ${why}`);
+  }
+  return problems;
+}
+
+function upstreamTls(u: Omit<Upstream, 'tls'>, s: ProxyInput): UpstreamTls | null {
+  if (u.protocol !== 'https') return null;
+  return {
+    minVersion: s['upstream-tls-min']!,
+    maxVersion: s['upstream-tls-max']!,
+    ciphers: s['upstream-ciphers'] ?? null,
+    caFile: s['upstream-ca'] ?? null,
+    fingerprint256: s['upstream-fingerprint'] ?? null,
+    verify: s['upstream-insecure'] !== true,
+    servername: s['upstream-servername'] ?? (net.isIP(u.host) === 0 ? u.host : null),
+  };
+}
+
+/**
+ * Merges parsed layers (later wins, per setting) over the defaults, checks
+ * the whole, and builds ProxySettings. Throws InvalidOptionError listing
+ * every problem, each naming its flag or config key.
+ */
+export async function assembleProxySettings(mode: ProxyMode, layers: readonly SettingLayer[]): Promise<ProxySettings> {
+  const merged: Record<string, unknown> = {};
+  const sources = new Map<string, SettingSource>();
+  const defaults: SettingLayer = { values: mode === 'http' ? defaultValues : { ...defaultValues, listen: undefined }, source: DEFAULT_SOURCE };
+  for (const { values, source } of [defaults, ...layers]) {
+    for (const [key, value] of Object.entries(values)) {
+      if (value === undefined) continue;
+      merged[key] = value;
+      sources.set(key, source);
+    }
+  }
+  const s = merged as ProxyInput;
+  const from = (key: ProxyKey): SettingSource => sources.get(key) ?? DEFAULT_SOURCE;
+
+  let problems = crossCheck(mode, s, from);
+  if (problems.length === 0) problems = await fileProblems(s, from);
+  if (problems.length > 0) throw new InvalidOptionError(problems.join('\n'));
+
+  const interval = s['health-check-interval']!;
+  return {
+    mode,
+    listen: s.listen!,
+    cert: s.cert!,
+    key: s.key!,
+    offload: s.offload!,
+    tlsMin: s['tls-min']!,
+    tlsMax: s['tls-max']!,
+    ciphers: s.ciphers ?? null,
+    ciphersuites: s.ciphersuites ?? null,
+    upstreams: s.to!.map((u) => ({ ...u, tls: upstreamTls(u, s) })),
+    handshakeTimeoutMs: s['handshake-timeout']!,
+    idleTimeoutMs: s['idle-timeout']!,
+    headersTimeoutMs: s['headers-timeout']!,
+    connectTimeoutMs: s['connect-timeout']!,
+    upstreamHeadersTimeoutMs: s['upstream-headers-timeout']!,
+    upstreamIdleTimeoutMs: s['upstream-idle-timeout']!,
+    maxHeaderSize: s['max-header-size']!,
+    maxHeaderCount: s['max-header-count']!,
+    maxBodySize: s['max-body-size'] ?? null,
+    keepAlive: { maxIdle: s['upstream-keepalive']!, idleTimeoutMs: s['upstream-keepalive-timeout']! },
+    trustForwarded: s['trust-forwarded']!,
+    healthCheck: {
+      intervalMs: interval,
+      timeoutMs: s['health-check-timeout'] ?? (interval > 0 ? Math.min(HEALTH_CHECK_TIMEOUT_MS, interval) : HEALTH_CHECK_TIMEOUT_MS),
+      path: s['health-check-path'] ?? null,
+      maxFails: s['max-fails']!,
+      failTimeoutMs: s['fail-timeout']!,
+    },
+    logLevel: s['log-level']!,
+    reusePort: s['reuse-port']!,
+  };
+}

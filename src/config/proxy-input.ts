@@ -1,0 +1,140 @@
+/**
+ * The settings of `aludel proxy` / `aludel tcp` as given: one schema for the
+ * command line and config files alike, keyed by the long flag name without
+ * its dashes (the config file keys), so both are checked by the same rules.
+ */
+import { z } from 'zod';
+import { didYouMean } from './did-you-mean.js';
+import { describeIssue } from './setting-issues.js';
+import {
+  count,
+  duration,
+  filePath,
+  fingerprint,
+  flag,
+  listenAddress,
+  logLevel,
+  offloadMode,
+  requestPath,
+  serverName,
+  size,
+  text,
+  tlsVersion,
+  upstreamTlsVersion,
+} from './setting-values.js';
+import { upstreamUrl } from './upstream-url.js';
+
+export type ProxyMode = 'http' | 'tcp';
+
+const positiveDuration = duration({ allowZero: false });
+
+const COMMON = {
+  listen: listenAddress,
+  cert: filePath,
+  key: filePath,
+  offload: offloadMode,
+  'tls-min': tlsVersion,
+  'tls-max': tlsVersion,
+  ciphers: text,
+  ciphersuites: text,
+  'handshake-timeout': positiveDuration,
+  'idle-timeout': positiveDuration,
+  'connect-timeout': positiveDuration,
+  'upstream-idle-timeout': positiveDuration,
+  'health-check-interval': duration({ allowZero: true }),
+  'health-check-timeout': positiveDuration,
+  'max-fails': count(0),
+  'fail-timeout': positiveDuration,
+  'log-level': logLevel,
+  'reuse-port': flag,
+};
+
+/** Settings about HTTP messages or TLS to the upstream: not offered by `aludel tcp`. */
+const HTTP_ONLY = {
+  'headers-timeout': positiveDuration,
+  'upstream-headers-timeout': positiveDuration,
+  'max-header-size': size.refine((n) => n > 0, 'must be more than 0'),
+  'max-header-count': count(1),
+  // 0 = no limit, as nginx's client_max_body_size 0.
+  'max-body-size': size.transform((n) => (n === 0 ? null : n)),
+  'upstream-keepalive': count(0),
+  'upstream-keepalive-timeout': positiveDuration,
+  'trust-forwarded': flag,
+  'upstream-tls-min': upstreamTlsVersion,
+  'upstream-tls-max': upstreamTlsVersion,
+  'upstream-ciphers': text,
+  'upstream-ca': filePath,
+  'upstream-fingerprint': fingerprint,
+  'upstream-insecure': flag,
+  'upstream-servername': serverName,
+  'health-check-path': requestPath,
+};
+
+/** `to: http://a` or a list; --to is variadic and repeatable. */
+function upstreamList(mode: ProxyMode) {
+  return z
+    .union([z.string().transform((s) => [s]), z.array(z.unknown()).min(1, 'list at least one upstream')], {
+      error: 'expected an upstream or a list of upstreams',
+    })
+    .pipe(z.array(upstreamUrl(mode)));
+}
+
+const httpInput = z.strictObject({ ...COMMON, to: upstreamList('http'), ...HTTP_ONLY }).partial();
+const tcpInput = z.strictObject({ ...COMMON, to: upstreamList('tcp') }).partial();
+
+/** Every setting parsed to its value (durations in ms, sizes in bytes, ...); absent when not given. */
+export type ProxyInput = z.output<typeof httpInput>;
+export type ProxyKey = keyof ProxyInput & string;
+
+const HTTP_ONLY_KEYS: readonly string[] = Object.keys(HTTP_ONLY);
+
+/** The keys (and flags) of a mode, in schema order. */
+export function proxyKeys(mode: ProxyMode): ProxyKey[] {
+  return Object.keys((mode === 'http' ? httpInput : tcpInput).shape) as ProxyKey[];
+}
+
+/** Where a value came from, for messages. */
+export type SettingSource = { kind: 'default' } | { kind: 'cli' } | { kind: 'file'; file: string };
+
+/** The head of an error line: "--connect-timeout" or "config proxy.yaml: connect-timeout". */
+export function settingLabel(source: SettingSource, key: string, index?: number): string {
+  if (source.kind === 'cli') return `--${key}`;
+  const name = index === undefined ? key : `${key}[${index}]`;
+  return source.kind === 'file' ? `config ${source.file}: ${name}` : `${name} (default)`;
+}
+
+/** A setting inside a sentence: "--upstream-ca", "upstream-ca in config proxy.yaml", "tls-max (default)". */
+export function settingMention(source: SettingSource, key: string): string {
+  return source.kind === 'file' ? `${key} in config ${source.file}` : settingLabel(source, key);
+}
+
+function unknownKeyProblem(mode: ProxyMode, source: SettingSource, key: string): string {
+  const where = source.kind === 'file' ? `config ${source.file}: ` : '';
+  if (mode === 'tcp' && HTTP_ONLY_KEYS.includes(key)) {
+    return `${where}${key}: applies to aludel proxy (HTTP) only, not to aludel tcp; remove it`;
+  }
+  const near = didYouMean(key, proxyKeys(mode));
+  return `${where}unknown setting '${key}'${near === null ? '' : ` (did you mean '${near}'?)`}`;
+}
+
+/**
+ * Parses one source's raw values (strings from the command line, scalars from
+ * a file). Returns every problem, one line each, rather than the first only,
+ * so a config file is fixed in one round.
+ */
+export function parseProxyInput(mode: ProxyMode, raw: Record<string, unknown>, source: SettingSource): { values: ProxyInput; problems: string[] } {
+  const result = (mode === 'http' ? httpInput : tcpInput).safeParse(raw, { reportInput: true });
+  if (result.success) return { values: result.data, problems: [] };
+  const problems: string[] = [];
+  for (const issue of result.error.issues) {
+    if (issue.code === 'unrecognized_keys') {
+      for (const key of issue.keys) problems.push(unknownKeyProblem(mode, source, key));
+      continue;
+    }
+    const [key, index] = issue.path;
+    // `to: "x"` becomes a one-element list; an index would point into a list that is not in the file.
+    const listIndex = typeof index === 'number' && Array.isArray(raw[String(key)]) ? index : undefined;
+    problems.push(`${settingLabel(source, String(key), listIndex)}: ${describeIssue(issue)}`);
+  }
+  return { values: {}, problems };
+}

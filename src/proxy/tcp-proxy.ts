@@ -1,0 +1,70 @@
+/**
+ * `aludel tcp`: TLS termination for any TCP protocol (Redis, SMTP, a legacy
+ * binary protocol): each client connection gets its own upstream connection
+ * and a two-way tunnel, stunnel-style, with the upstream -> client direction
+ * spliced into the kTLS socket.
+ */
+import type { Logger } from '../log/logger.js';
+import type { Native } from '../native/binding.js';
+import type { SecureConnection, SecureServer } from '../tls/types.js';
+import { attachConnectionLogging, cryptoSite, logConnection, logHandshakeFailure } from '../http/serve.js';
+import { PipePool } from '../transport/pipe-pool.js';
+import type { UpstreamGroup } from './upstream-group.js';
+import type { ProxyStats } from './proxy-stats.js';
+import { tunnel } from './tunnel.js';
+
+export interface TcpProxyOptions {
+  server: SecureServer;
+  group: UpstreamGroup;
+  native: Native | null;
+  stats: ProxyStats;
+  upstreamIdleTimeoutMs: number;
+  log: Logger;
+}
+
+export function startTcpProxy(o: TcpProxyOptions): void {
+  const pipes = o.native ? new PipePool(o.native) : null;
+  o.server.on('secureConnection', (conn: SecureConnection, handshakeMs: number) => {
+    o.stats.handshake(conn, handshakeMs);
+    logConnection(o.log, conn, handshakeMs);
+    attachConnectionLogging(o.log, conn);
+    void forward(conn);
+  });
+  o.server.on('tlsClientError', (err: Error, conn: SecureConnection) => {
+    o.stats.handshakeFailed(err);
+    logHandshakeFailure(o.log, err, conn);
+  });
+
+  async function forward(conn: SecureConnection): Promise<void> {
+    const started = process.hrtime.bigint();
+    // Bytes the client sends before the upstream is connected wait in the stream.
+    conn.pause();
+    let upstream = '';
+    try {
+      const peer = o.group.pick();
+      upstream = peer.upstream.url;
+      let lease;
+      try {
+        lease = await o.group.lease(peer, true);
+      } catch (err) {
+        o.group.fail(peer, (err as { code?: string }).code ?? 'ERR_UNKNOWN');
+        o.stats.upstreamError(upstream, (err as { code?: string }).code ?? 'ERR_UNKNOWN');
+        throw err;
+      }
+      o.group.succeed(peer);
+      lease.stream.setIdleTimeout(o.upstreamIdleTimeoutMs, () => Object.assign(new Error(`upstream ${upstream} idle for ${o.upstreamIdleTimeoutMs} ms`), { code: 'ERR_UPSTREAM_TIMEOUT' }));
+      const r = await tunnel({ conn, upstream: lease.stream, pipes, log: o.log });
+      o.stats.countBody(r.downPath, r.down);
+      o.log.info({ conn: conn.id, upstream, up: r.up, down: r.down, body: r.downPath, ...cryptoSite(conn.tls), ms: msSince(started) }, 'tunnel closed');
+    } catch (err) {
+      const code = (err as { code?: string }).code ?? 'ERR_UNKNOWN';
+      const level = code === 'ECONNRESET' || code === 'EPIPE' ? 'info' : 'warn';
+      o.log[level]({ conn: conn.id, upstream, error: code, detail: (err as Error).message, ms: msSince(started) }, 'tunnel failed');
+      conn.destroy();
+    }
+  }
+}
+
+function msSince(t: bigint): number {
+  return Math.round(Number(process.hrtime.bigint() - t) / 1e4) / 100;
+}

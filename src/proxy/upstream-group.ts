@@ -1,0 +1,177 @@
+/**
+ * The upstreams behind one listener: round-robin over the live ones, passive
+ * health (nginx max_fails / fail_timeout: failures within the window mark a
+ * peer down for the window), optional active checks (a TCP connect, or a GET
+ * of a path for HTTP upstreams, every interval), and a keep-alive pool of idle
+ * connections per upstream (nginx `keepalive N`).
+ */
+import type { Logger } from '../log/logger.js';
+import type { Native } from '../native/binding.js';
+import type { HealthCheck, Upstream } from '../config/proxy-settings.js';
+import { NoLiveUpstreamError, UpstreamTimeoutError } from '../errors.js';
+import { connectUpstream, type UpstreamStream } from './upstream-stream.js';
+
+export interface Peer {
+  readonly upstream: Upstream;
+  /** Failures inside the current window. */
+  fails: number;
+  windowStart: number;
+  /** Down until this time (ms since epoch); 0 = up. */
+  downUntil: number;
+  /** Marked down by the last active check (cleared by the next good one). */
+  activeDown: boolean;
+  idle: Array<{ stream: UpstreamStream; since: number }>;
+}
+
+export interface GroupOptions {
+  /** null: no addon; plain upstreams go through node:net. */
+  native: Native | null;
+  upstreams: readonly Upstream[];
+  health: HealthCheck;
+  connectTimeoutMs: number;
+  keepAlive: { maxIdle: number; idleTimeoutMs: number };
+  log: Logger;
+}
+
+export interface Lease {
+  peer: Peer;
+  stream: UpstreamStream;
+  /** Came from the idle pool: the upstream may have closed it just now (retry-worthy). */
+  reused: boolean;
+}
+
+export class UpstreamGroup {
+  readonly peers: Peer[];
+  private readonly o: GroupOptions;
+  private next = 0;
+  private readonly timers: NodeJS.Timeout[] = [];
+
+  constructor(o: GroupOptions) {
+    this.o = o;
+    this.peers = o.upstreams.map((upstream) => ({ upstream, fails: 0, windowStart: 0, downUntil: 0, activeDown: false, idle: [] }));
+    // Idle connections past their time are closed even when no request comes to reuse them.
+    if (o.keepAlive.maxIdle > 0) this.every(Math.max(1000, Math.floor(o.keepAlive.idleTimeoutMs / 2)), () => this.sweepIdle());
+    if (o.health.intervalMs > 0) this.every(o.health.intervalMs, () => { for (const p of this.peers) void this.activeCheck(p); });
+  }
+
+  private every(ms: number, fn: () => void): void {
+    const t = setInterval(fn, ms);
+    t.unref();
+    this.timers.push(t);
+  }
+
+  private isUp(p: Peer, now: number): boolean {
+    return !p.activeDown && p.downUntil <= now;
+  }
+
+  /** The next live peer in round-robin order. */
+  pick(): Peer {
+    const now = Date.now();
+    for (let i = 0; i < this.peers.length; i++) {
+      const p = this.peers[(this.next + i) % this.peers.length]!;
+      if (this.isUp(p, now)) {
+        this.next = (this.next + i + 1) % this.peers.length;
+        return p;
+      }
+    }
+    throw new NoLiveUpstreamError();
+  }
+
+  /** An idle pooled connection to `p` that is still alive, else a new one. */
+  async lease(p: Peer, fresh = false): Promise<Lease> {
+    const now = Date.now();
+    while (!fresh && p.idle.length > 0) {
+      const { stream, since } = p.idle.pop()!;
+      if (now - since < this.o.keepAlive.idleTimeoutMs && stream.isIdleAlive()) return { peer: p, stream, reused: true };
+      stream.destroy();
+    }
+    const ms = this.o.connectTimeoutMs;
+    const stream = await connectUpstream({ native: this.o.native, upstream: p.upstream, timeoutMs: ms, onTimeout: () => new UpstreamTimeoutError('connect', ms, p.upstream.url) });
+    return { peer: p, stream, reused: false };
+  }
+
+  /** A connection whose exchange ended cleanly, framed and complete, goes back to the pool. */
+  release(l: Lease): void {
+    const p = l.peer;
+    if (l.stream.destroyed || p.idle.length >= this.o.keepAlive.maxIdle) {
+      l.stream.destroy();
+      return;
+    }
+    l.stream.setIdleTimeout(0, () => new Error('idle'));
+    p.idle.push({ stream: l.stream, since: Date.now() });
+  }
+
+  /** Passive health: an upstream that failed to connect or answer. */
+  fail(p: Peer, why: string): void {
+    const now = Date.now();
+    const { maxFails, failTimeoutMs } = this.o.health;
+    if (maxFails <= 0) return;
+    if (now - p.windowStart > failTimeoutMs) {
+      p.windowStart = now;
+      p.fails = 0;
+    }
+    if (++p.fails >= maxFails && p.downUntil <= now) {
+      p.downUntil = now + failTimeoutMs;
+      this.o.log.warn({ upstream: p.upstream.url, fails: p.fails, forMs: failTimeoutMs, reason: why }, 'upstream marked down');
+    }
+  }
+
+  succeed(p: Peer): void {
+    p.fails = 0;
+  }
+
+  private sweepIdle(): void {
+    const now = Date.now();
+    for (const p of this.peers) {
+      p.idle = p.idle.filter((e) => {
+        const keep = now - e.since < this.o.keepAlive.idleTimeoutMs && e.stream.isIdleAlive();
+        if (!keep) e.stream.destroy();
+        return keep;
+      });
+    }
+  }
+
+  /** TCP connect (and, with a path, GET path expecting 2xx/3xx) within the check timeout. */
+  private async activeCheck(p: Peer): Promise<void> {
+    const { timeoutMs, path } = this.o.health;
+    let ok = false;
+    let reason = '';
+    let stream: UpstreamStream | null = null;
+    try {
+      stream = await connectUpstream({ native: this.o.native, upstream: p.upstream, timeoutMs, onTimeout: () => new UpstreamTimeoutError('connect', timeoutMs, p.upstream.url) });
+      if (path !== null && p.upstream.protocol !== 'tcp') {
+        stream.setIdleTimeout(timeoutMs, () => new UpstreamTimeoutError('headers', timeoutMs, p.upstream.url));
+        await stream.write(Buffer.from(`GET ${path} HTTP/1.1\r\nHost: ${hostHeader(p.upstream)}\r\nUser-Agent: aludel-health-check\r\nConnection: close\r\n\r\n`, 'latin1'));
+        const first = await stream.read();
+        const m = first ? /^HTTP\/1\.[01] (\d{3})/.exec(first.toString('latin1', 0, 16)) : null;
+        ok = m !== null && Number(m[1]) < 400;
+        reason = m ? `status ${m[1]}` : 'no HTTP response';
+      } else {
+        ok = true;
+      }
+    } catch (err) {
+      reason = (err as { code?: string }).code ?? (err as Error).message;
+    } finally {
+      stream?.destroy();
+    }
+    if (ok === !p.activeDown) return; // no change
+    p.activeDown = !ok;
+    if (ok) this.o.log.info({ upstream: p.upstream.url }, 'upstream healthy again (active check)');
+    else this.o.log.warn({ upstream: p.upstream.url, reason }, 'upstream marked down (active check)');
+  }
+
+  close(): void {
+    for (const t of this.timers) clearInterval(t);
+    for (const p of this.peers) {
+      for (const e of p.idle) e.stream.destroy();
+      p.idle = [];
+    }
+  }
+}
+
+/** Host header value for requests Aludel makes itself (health checks). */
+export function hostHeader(u: Upstream): string {
+  const host = u.host.includes(':') ? `[${u.host}]` : u.host;
+  const dflt = u.protocol === 'https' ? 443 : 80;
+  return u.port === dflt ? host : `${host}:${u.port}`;
+}

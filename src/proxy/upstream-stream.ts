@@ -1,0 +1,204 @@
+/**
+ * One connection to an upstream, whatever it speaks: plain TCP on our own fd
+ * (bodies may leave it by splice) or legacy TLS through node:tls (the legacy
+ * side may need TLS 1.0 and CBC suites, which the system OpenSSL context of
+ * the client side must never offer). The proxy reads and writes through this
+ * interface only.
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import tls from 'node:tls';
+import type { Native } from '../native/binding.js';
+import type { Upstream } from '../config/proxy-settings.js';
+import { UpstreamCertificateError } from '../errors.js';
+import { PlainSocket } from '../transport/plain-socket.js';
+
+export interface UpstreamStream {
+  /** The next bytes, or null at the upstream's end of stream. */
+  read(): Promise<Buffer | null>;
+  write(buf: Buffer): Promise<void>;
+  /** Half-close: our side is done sending. */
+  endWrite(): void;
+  destroy(err?: Error): void;
+  readonly destroyed: boolean;
+  /** While an operation waits longer than `ms`, destroy with `error()`. */
+  setIdleTimeout(ms: number, error: () => Error): void;
+  /** The plain socket, when the body can be spliced out of it; null for TLS. */
+  readonly plain: PlainSocket | null;
+  /** For a pooled idle connection: false when it was closed or sent something unasked. */
+  isIdleAlive(): boolean;
+}
+
+export interface ConnectUpstreamOptions {
+  /** null: the addon is unavailable; plain upstreams then go through node:net (no splice). */
+  native: Native | null;
+  upstream: Upstream;
+  timeoutMs: number;
+  onTimeout: () => Error;
+}
+
+class PlainUpstream implements UpstreamStream {
+  readonly plain: PlainSocket;
+  private readonly probe = Buffer.allocUnsafe(1);
+  constructor(sock: PlainSocket) {
+    this.plain = sock;
+  }
+  read(): Promise<Buffer | null> { return this.plain.read(); }
+  write(buf: Buffer): Promise<void> { return this.plain.write(buf); }
+  endWrite(): void { this.plain.endWrite(); }
+  destroy(err?: Error): void { this.plain.destroy(err); }
+  get destroyed(): boolean { return this.plain.destroyed; }
+  setIdleTimeout(ms: number, error: () => Error): void { this.plain.setIdleTimeout(ms, error); }
+  isIdleAlive(): boolean {
+    // An idle keep-alive connection has nothing to read: a FIN (0) means the upstream
+    // closed it, bytes mean it broke the protocol. Either way it must not be reused.
+    return !this.plain.destroyed && this.plain.idleState(this.probe) === 'empty';
+  }
+}
+
+/**
+ * A node socket (node:tls for TLS upstreams; node:net for plain ones when the
+ * addon is unavailable), read in paused mode (socket.read()) so bytes wait in
+ * the socket until the proxy asks for them.
+ */
+class SocketUpstream implements UpstreamStream {
+  readonly plain = null;
+  private readonly socket: net.Socket;
+  private ended = false;
+  private failed: Error | null = null;
+  private wake: (() => void) | null = null;
+  private idleMs = 0;
+  private idleError: (() => Error) | null = null;
+
+  constructor(socket: net.Socket) {
+    this.socket = socket;
+    const notify = (): void => {
+      const w = this.wake;
+      this.wake = null;
+      w?.();
+    };
+    socket.on('readable', notify);
+    socket.on('end', () => { this.ended = true; notify(); });
+    socket.on('error', (err) => { this.failed ??= err; notify(); });
+    socket.on('close', () => { this.ended = true; notify(); });
+    socket.on('timeout', () => socket.destroy(this.idleError?.() ?? new Error('upstream idle timeout')));
+  }
+
+  async read(): Promise<Buffer | null> {
+    for (;;) {
+      if (this.failed) throw this.failed;
+      const chunk = this.socket.read() as Buffer | null;
+      if (chunk !== null) return chunk;
+      if (this.ended || this.socket.destroyed) {
+        if (this.failed) throw this.failed;
+        return null;
+      }
+      this.socket.setTimeout(this.idleMs);
+      await new Promise<void>((resolve) => (this.wake = resolve));
+      this.socket.setTimeout(0);
+    }
+  }
+
+  write(buf: Buffer): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.failed || this.socket.destroyed) {
+        reject(this.failed ?? Object.assign(new Error('upstream connection closed'), { code: 'ECONNRESET' }));
+        return;
+      }
+      this.socket.setTimeout(this.idleMs);
+      this.socket.write(buf, (err) => {
+        this.socket.setTimeout(0);
+        if (err) reject(err);
+        else resolve();
+      });
+    });
+  }
+
+  endWrite(): void { this.socket.end(); }
+  destroy(err?: Error): void {
+    if (err) this.failed ??= err;
+    this.socket.destroy();
+  }
+  get destroyed(): boolean { return this.socket.destroyed; }
+  setIdleTimeout(ms: number, error: () => Error): void {
+    this.idleMs = ms;
+    this.idleError = error;
+  }
+  isIdleAlive(): boolean {
+    return !this.ended && !this.failed && !this.socket.destroyed && this.socket.readableLength === 0;
+  }
+}
+
+/**
+ * The client-side TLS options for a legacy origin. Below TLS 1.2, OpenSSL 3's
+ * default security level refuses the SHA-1 signatures and small keys those
+ * origins use: @SECLEVEL=0 is added unless the cipher list sets a level.
+ */
+export function upstreamTlsOptions(u: Upstream): tls.ConnectionOptions {
+  const t = u.tls!;
+  const legacy = t.minVersion === 'TLSv1' || t.minVersion === 'TLSv1.1';
+  let ciphers = t.ciphers ?? (legacy ? 'DEFAULT' : undefined);
+  if (ciphers !== undefined && legacy && !/@SECLEVEL=/i.test(ciphers)) ciphers += ':@SECLEVEL=0';
+  const pinned = t.fingerprint256;
+  return {
+    host: u.host,
+    port: u.port,
+    servername: t.servername ?? undefined,
+    minVersion: t.minVersion,
+    maxVersion: t.maxVersion,
+    ciphers,
+    ca: t.caFile ? fs.readFileSync(t.caFile) : undefined,
+    // A pinned certificate replaces CA and name checks (as curl --pinnedpubkey users expect
+    // of a self-signed legacy box); the pin itself is checked once connected.
+    rejectUnauthorized: t.verify && pinned === null,
+    ALPNProtocols: ['http/1.1'],
+  };
+}
+
+function connectTls(o: ConnectUpstreamOptions): Promise<UpstreamStream> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect(upstreamTlsOptions(o.upstream));
+    const timer = setTimeout(() => socket.destroy(o.onTimeout()), o.timeoutMs);
+    const fail = (err: Error): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(err);
+    };
+    socket.once('error', fail);
+    socket.once('secureConnect', () => {
+      clearTimeout(timer);
+      socket.off('error', fail);
+      const pin = o.upstream.tls!.fingerprint256;
+      const seen = socket.getPeerCertificate().fingerprint256;
+      if (pin !== null && seen !== pin) {
+        fail(new UpstreamCertificateError(`upstream ${o.upstream.url} presented certificate ${seen}, not the pinned ${pin}`));
+        return;
+      }
+      socket.setNoDelay(true);
+      resolve(new SocketUpstream(socket));
+    });
+  });
+}
+
+function connectNet(o: ConnectUpstreamOptions): Promise<UpstreamStream> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: o.upstream.host, port: o.upstream.port, noDelay: true });
+    const timer = setTimeout(() => socket.destroy(o.onTimeout()), o.timeoutMs);
+    socket.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.removeAllListeners('error');
+      resolve(new SocketUpstream(socket));
+    });
+  });
+}
+
+export async function connectUpstream(o: ConnectUpstreamOptions): Promise<UpstreamStream> {
+  if (o.upstream.tls) return connectTls(o);
+  if (o.native === null) return connectNet(o);
+  const sock = await PlainSocket.connect(o.native, { host: o.upstream.host, port: o.upstream.port, timeoutMs: o.timeoutMs, onTimeout: o.onTimeout });
+  return new PlainUpstream(sock);
+}

@@ -1,0 +1,110 @@
+/**
+ * Readiness of one non-blocking fd through a libuv uv_poll_t: at most one
+ * parked reader and one parked writer, each resumed once when the fd becomes
+ * readable / writable. libuv polling is level-triggered, so the poll interest
+ * always equals what the parked operations wait for (no busy wake-ups), and
+ * it is settled once per dispatch rather than per park.
+ */
+import { READABLE, WRITABLE, type Native, type PollHandle } from '../native/binding.js';
+
+type Slot = { events: number; resume: (() => void) | null };
+
+export class FdReadiness {
+  private readonly native: Native;
+  private readonly poll: PollHandle;
+  private readonly reader: Slot = { events: 0, resume: null };
+  private readonly writer: Slot = { events: 0, resume: null };
+  private polling = 0;
+  private dispatching = false;
+  private closed = false;
+
+  constructor(native: Native, fd: number) {
+    this.native = native;
+    this.poll = native.pollNew(fd, (status, events) => this.onReady(status, events));
+  }
+
+  /**
+   * Parks the reading side until the fd has `events` (READABLE / WRITABLE). A
+   * TLS read may need the socket writable and a TLS write (or a handshake, a
+   * shutdown) may need it readable: the slot says who waits, `events` for what.
+   */
+  parkReader(events: number, resume: () => void): void {
+    this.park(this.reader, events, resume);
+  }
+
+  parkWriter(events: number, resume: () => void): void {
+    this.park(this.writer, events, resume);
+  }
+
+  /** Drops a parked writer without resuming it (its operation failed elsewhere). */
+  clearWriter(): void {
+    this.writer.events = 0;
+    this.writer.resume = null;
+  }
+
+  readable(): Promise<void> {
+    return new Promise((resolve) => this.park(this.reader, READABLE, resolve));
+  }
+
+  writable(): Promise<void> {
+    return new Promise((resolve) => this.park(this.writer, WRITABLE, resolve));
+  }
+
+  private park(slot: Slot, events: number, resume: () => void): void {
+    if (this.closed) {
+      // Settle at once: the owner's resume sees it is closed and fails its operation.
+      queueMicrotask(resume);
+      return;
+    }
+    slot.events = events;
+    slot.resume = resume;
+    if (!this.dispatching) this.update();
+  }
+
+  /** One uv_poll_start (epoll_ctl) per change of interest. */
+  private update(): void {
+    if (this.closed) return;
+    const want = this.reader.events | this.writer.events;
+    if (want !== this.polling) {
+      this.polling = want;
+      this.native.pollStart(this.poll, want);
+    }
+  }
+
+  private onReady(status: number, events: number): void {
+    // status < 0: libuv reports a reset peer as UV_EBADF and stops the handle; retrying the
+    // parked operations surfaces the real error (ECONNRESET) from the socket itself.
+    const fire = status < 0 ? READABLE | WRITABLE : events;
+    if (status < 0) this.polling = 0;
+    const r = this.reader.events & fire ? this.reader.resume : null;
+    const w = this.writer.events & fire ? this.writer.resume : null;
+    if (r) { this.reader.events = 0; this.reader.resume = null; }
+    if (w) { this.writer.events = 0; this.writer.resume = null; }
+    // Resumed operations usually park again at once (a reader on EAGAIN): settle the
+    // poll interest once afterwards instead of stopping and restarting it.
+    this.dispatching = true;
+    try {
+      if (r) r();
+      if (w) w();
+    } finally {
+      this.dispatching = false;
+      this.update();
+    }
+  }
+
+  /**
+   * Stops polling for good (before the fd is closed) and hands back the parked
+   * operations. The owner must call them once it has torn down: they are
+   * resumed, not dropped, so each sees the fd is gone and settles (a send
+   * waiting for writability must reject, or what it holds stays open).
+   */
+  close(): Array<() => void> {
+    if (this.closed) return [];
+    this.closed = true;
+    const parked = [this.reader.resume, this.writer.resume].filter((fn): fn is () => void => fn !== null);
+    this.reader.resume = this.writer.resume = null;
+    this.reader.events = this.writer.events = 0;
+    this.native.pollClose(this.poll);
+    return parked;
+  }
+}

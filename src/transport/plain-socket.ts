@@ -1,0 +1,197 @@
+/**
+ * A plain TCP connection to an upstream, on a non-blocking fd of our own (not
+ * a net.Socket), so response bodies can leave it by splice(2) straight into
+ * a kTLS socket. libuv never reads this fd: every byte is taken by recv() or
+ * splice() when the proxy asks for it, which is what lets the proxy read a
+ * response head and leave the body in the kernel.
+ *
+ * Operations park on readiness (AGAIN is a state); an idle timer runs while
+ * an operation waits and destroys the socket with the caller's error.
+ */
+import dns from 'node:dns';
+import net from 'node:net';
+import os from 'node:os';
+import { AGAIN, type Native } from '../native/binding.js';
+import { FdReadiness } from './fd-readiness.js';
+
+/** recv() size: one read takes whatever the socket holds, up to this. */
+const READ_MAX = 64 * 1024;
+const scratch = Buffer.allocUnsafe(READ_MAX);
+const errnoNames = new Map<number, string>(Object.entries(os.constants.errno).map(([k, v]) => [v, k]));
+
+export function errnoError(errno: number, syscall: string): Error & { code: string; errno: number; syscall: string } {
+  const code = errnoNames.get(errno) ?? `errno ${errno}`;
+  return Object.assign(new Error(`${syscall}: ${code}`), { code, errno, syscall });
+}
+
+function closedError(): Error {
+  return Object.assign(new Error('upstream connection closed'), { code: 'ECONNRESET' });
+}
+
+export interface ConnectOptions {
+  host: string;
+  port: number;
+  timeoutMs: number;
+  /** Makes the error for a connect that took too long. */
+  onTimeout: () => Error;
+}
+
+export class PlainSocket {
+  readonly fd: number;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  private readonly native: Native;
+  private readonly ready: FdReadiness;
+  private destroyedWith: Error | null = null;
+  private closed = false;
+  private idleMs = 0;
+  private idleError: (() => Error) | null = null;
+  private idleTimer: NodeJS.Timeout | null = null;
+  private waiting = 0;
+
+  private constructor(native: Native, fd: number, address: string, port: number) {
+    this.native = native;
+    this.fd = fd;
+    this.remoteAddress = address;
+    this.remotePort = port;
+    this.ready = new FdReadiness(native, fd);
+  }
+
+  /** Resolves the name (when it is one), connects, and waits until the connection is up. */
+  static async connect(native: Native, o: ConnectOptions): Promise<PlainSocket> {
+    const address = net.isIP(o.host) ? o.host : (await dns.promises.lookup(o.host)).address;
+    const sock = new PlainSocket(native, native.connectTcp(address, o.port), address, o.port);
+    sock.setIdleTimeout(o.timeoutMs, o.onTimeout);
+    try {
+      await sock.wait(() => sock.ready.writable());
+      const err = native.socketError(sock.fd);
+      if (err !== 0) throw errnoError(err, 'connect');
+      native.setNoDelay(sock.fd, true);
+      return sock;
+    } catch (err) {
+      sock.destroy();
+      throw err;
+    }
+  }
+
+  get destroyed(): boolean {
+    return this.closed;
+  }
+
+  /**
+   * While an operation waits on this socket for longer than `ms`, the socket is
+   * destroyed with `error()` (0 turns it off). The timer is refreshed by progress.
+   */
+  setIdleTimeout(ms: number, error: () => Error): void {
+    this.idleMs = ms;
+    this.idleError = error;
+  }
+
+  /** Waits for readiness with the idle timer armed; rejects if the socket is destroyed meanwhile. */
+  private async wait(ready: () => Promise<void>): Promise<void> {
+    if (this.closed) throw this.destroyedWith ?? closedError();
+    if (this.waiting++ === 0 && this.idleMs > 0) {
+      this.idleTimer = setTimeout(() => this.destroy(this.idleError?.() ?? closedError()), this.idleMs);
+    }
+    try {
+      await ready();
+    } finally {
+      if (--this.waiting === 0 && this.idleTimer) {
+        clearTimeout(this.idleTimer);
+        this.idleTimer = null;
+      }
+    }
+    if (this.closed) throw this.destroyedWith ?? closedError();
+  }
+
+  /** The next bytes (a copy of exactly what arrived), or null at the peer's FIN. */
+  async read(): Promise<Buffer | null> {
+    for (;;) {
+      if (this.closed) throw this.destroyedWith ?? closedError();
+      const r = this.native.recv(this.fd, scratch, 0, READ_MAX, false);
+      if (r === 0) return null;
+      if (r > 0) return Buffer.from(scratch.subarray(0, r));
+      await this.wait(() => this.ready.readable());
+    }
+  }
+
+  /** Resolves once the socket has taken all of `buf`. */
+  async write(buf: Buffer): Promise<void> {
+    let off = 0;
+    while (off < buf.length) {
+      if (this.closed) throw this.destroyedWith ?? closedError();
+      const r = this.native.send(this.fd, buf, off, buf.length - off);
+      if (r === AGAIN) await this.wait(() => this.ready.writable());
+      else off += r;
+    }
+  }
+
+  /**
+   * Copies up to `length` waiting bytes into `buf` without taking them from the
+   * socket (MSG_PEEK); 0 at the peer's FIN. Waits when nothing is there.
+   */
+  async peek(buf: Buffer, length: number): Promise<number> {
+    for (;;) {
+      if (this.closed) throw this.destroyedWith ?? closedError();
+      const r = this.native.recv(this.fd, buf, 0, length, true);
+      if (r !== AGAIN) return r;
+      await this.wait(() => this.ready.readable());
+    }
+  }
+
+  /** Takes `n` bytes that peek() has shown are waiting (so it never blocks) and drops them. */
+  skip(n: number): void {
+    let left = n;
+    while (left > 0) {
+      const r = this.native.recv(this.fd, scratch, 0, Math.min(left, READ_MAX), false);
+      if (r <= 0) throw new Error(`recv: ${left} peeked bytes not there`);
+      left -= r;
+    }
+  }
+
+  /**
+   * splice(2) from this socket into a pipe's write end: bytes moved, or 0 at
+   * the peer's FIN. The pipe must have room for `max` bytes (the caller fills
+   * only an empty pipe), so AGAIN here means "no data yet".
+   */
+  async spliceInto(pipeWrite: number, max: number): Promise<number> {
+    for (;;) {
+      if (this.closed) throw this.destroyedWith ?? closedError();
+      const r = this.native.splice(this.fd, pipeWrite, max);
+      if (r !== AGAIN) return r;
+      await this.wait(() => this.ready.readable());
+    }
+  }
+
+  /** Resolves when bytes (or the FIN) are waiting to be read. */
+  readable(): Promise<void> {
+    return this.wait(() => this.ready.readable());
+  }
+
+  /**
+   * For a connection that should have nothing to say (an idle keep-alive one):
+   * 'empty' when no byte is waiting, 'eof' when the peer sent its FIN, 'data'
+   * when it sent bytes nobody asked for (one is consumed into `probe`: the
+   * connection is unusable either way).
+   */
+  idleState(probe: Buffer): 'empty' | 'eof' | 'data' {
+    const r = this.native.recv(this.fd, probe, 0, 1, false);
+    return r === AGAIN ? 'empty' : r === 0 ? 'eof' : 'data';
+  }
+
+  /** Our FIN; the read side stays open (half-close). */
+  endWrite(): void {
+    if (!this.closed) this.native.shutdownWrite(this.fd);
+  }
+
+  /** Closes the fd; operations waiting on it reject with `err` (or ECONNRESET). */
+  destroy(err?: Error): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.destroyedWith = err ?? null;
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    const parked = this.ready.close();
+    this.native.closeFd(this.fd);
+    for (const fn of parked) fn();
+  }
+}

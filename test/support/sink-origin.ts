@@ -1,0 +1,203 @@
+/**
+ * A plain HTTP/1.1 origin (node:http on 127.0.0.1) that reports what reached
+ * it and misbehaves on request, for the proxy tests:
+ *
+ * - POST/PUT (any path): the body streamed into sha256; answers JSON
+ *   `{ method, url, bytes, sha256, headers }` (headers: rawHeaders, as received).
+ * - GET /echo-headers: JSON `{ method, url, httpVersion, headers }` (rawHeaders).
+ * - GET /chunked-stream?size=N: N pattern bytes (patternBytes) in irregular
+ *   writes, so Transfer-Encoding: chunked with chunks of many sizes.
+ * - GET /die-after?bytes=N&total=M: Content-Length M, N pattern bytes, then the
+ *   socket is destroyed (a backend dying mid-response).
+ * - GET /hang-headers: never answered (until stop()).
+ * - Upgrade: echo (GET /upgrade or any path): 101, then every byte is echoed.
+ *
+ * Every request, upgrades included, is recorded in `requests`.
+ */
+import crypto from 'node:crypto';
+import http from 'node:http';
+import type net from 'node:net';
+import type { Duplex } from 'node:stream';
+
+export interface SinkRecord {
+  method: string;
+  url: string;
+  /** rawHeaders as received: names in their original case, repeats kept, in order. */
+  headers: string[];
+  /** The client side of the connection: equal ports mean a reused (keep-alive) connection. */
+  remotePort: number;
+}
+
+export interface SinkOrigin {
+  port: number;
+  requests: SinkRecord[];
+  stop(): Promise<void>;
+}
+
+/** The pattern's period: a prime, so it never lines up with record, page or write sizes. */
+const PERIOD = 65521;
+
+/** Deterministic bytes (xorshift32, fixed seed), computed once; byte i of any stream is PATTERN[i % PERIOD]. */
+const PATTERN = ((): Buffer => {
+  const b = Buffer.allocUnsafe(PERIOD);
+  let x = 0x2545f491;
+  for (let i = 0; i < PERIOD; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    b[i] = x & 0xff;
+  }
+  return b;
+})();
+
+/**
+ * Write sizes for /chunked-stream, cycled: 1 byte, odd sizes, one TLS record,
+ * one past it, and a whole period, so chunk boundaries fall everywhere.
+ */
+const WRITE_SIZES = [1, 13, 1000, 4096, 7, 16384, 16385, 65521, 333];
+
+/** `length` pattern bytes starting at stream offset `offset`; a view of PATTERN when they do not wrap. */
+function patternSlice(offset: number, length: number): Buffer {
+  const start = offset % PERIOD;
+  if (start + length <= PERIOD) return PATTERN.subarray(start, start + length);
+  const out = Buffer.allocUnsafe(length);
+  for (let done = 0; done < length; ) {
+    const s = (offset + done) % PERIOD;
+    done += PATTERN.copy(out, done, s, Math.min(PERIOD, s + length - done));
+  }
+  return out;
+}
+
+/** The first `size` bytes that /chunked-stream and /die-after send. */
+export function patternBytes(size: number): Buffer {
+  return Buffer.from(patternSlice(0, size));
+}
+
+/** sha256 (hex) of patternBytes(size), without holding it in memory. */
+export function patternSha256(size: number): string {
+  const hash = crypto.createHash('sha256');
+  for (let off = 0; off < size; off += PERIOD) hash.update(patternSlice(off, Math.min(PERIOD, size - off)));
+  return hash.digest('hex');
+}
+
+function sendJson(res: http.ServerResponse, status: number, value: unknown): void {
+  const body = JSON.stringify(value);
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+/** A non-negative integer query parameter, or null when missing or malformed. */
+function count(url: URL, name: string): number | null {
+  const v = url.searchParams.get(name);
+  return v !== null && /^\d{1,10}$/.test(v) ? Number(v) : null;
+}
+
+/** Resolves on 'drain' or 'close', whichever comes first (a client that leaves never drains). */
+function drainOrClose(res: http.ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}
+
+async function chunkedStream(res: http.ServerResponse, size: number): Promise<void> {
+  // No Content-Length: Node frames each write() as one chunk (RFC 9112 §7.1).
+  res.writeHead(200, { 'Content-Type': 'application/octet-stream' });
+  let off = 0;
+  for (let i = 0; off < size && !res.destroyed; i++) {
+    const n = Math.min(WRITE_SIZES[i % WRITE_SIZES.length]!, size - off);
+    const ok = res.write(patternSlice(off, n));
+    off += n;
+    if (!ok) await drainOrClose(res);
+  }
+  res.end();
+}
+
+/** Head with Content-Length `total`, `bytes` body bytes, then the socket is destroyed once they are flushed. */
+function dieAfter(socket: net.Socket, bytes: number, total: number): void {
+  const head = `HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ${total}\r\n\r\n`;
+  // Written on the socket itself: node:http would refuse to end short of Content-Length.
+  socket.write(Buffer.concat([Buffer.from(head, 'latin1'), patternSlice(0, bytes)]), () => socket.destroy());
+}
+
+function record(requests: SinkRecord[], req: http.IncomingMessage): void {
+  requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.rawHeaders, remotePort: req.socket.remotePort ?? 0 });
+}
+
+export async function startSinkOrigin(): Promise<SinkOrigin> {
+  const requests: SinkRecord[] = [];
+  const upgraded = new Set<Duplex>();
+
+  const server = http.createServer((req, res) => {
+    record(requests, req);
+    const url = new URL(req.url ?? '/', 'http://sink.invalid');
+    if (req.method === 'POST' || req.method === 'PUT') {
+      const hash = crypto.createHash('sha256');
+      let bytes = 0;
+      req.on('data', (chunk: Buffer) => {
+        hash.update(chunk);
+        bytes += chunk.length;
+      });
+      req.on('end', () => sendJson(res, 200, { method: req.method, url: req.url, bytes, sha256: hash.digest('hex'), headers: req.rawHeaders }));
+      return;
+    }
+    switch (url.pathname) {
+      case '/echo-headers':
+        return sendJson(res, 200, { method: req.method, url: req.url, httpVersion: req.httpVersion, headers: req.rawHeaders });
+      case '/chunked-stream': {
+        const size = count(url, 'size');
+        if (size === null) return sendJson(res, 400, { error: 'use /chunked-stream?size=N' });
+        void chunkedStream(res, size);
+        return;
+      }
+      case '/die-after': {
+        const bytes = count(url, 'bytes');
+        const total = count(url, 'total');
+        if (bytes === null || total === null || bytes >= total) return sendJson(res, 400, { error: 'use /die-after?bytes=N&total=M with N < M' });
+        return dieAfter(req.socket, bytes, total);
+      }
+      case '/hang-headers':
+        return; // answered by nothing; stop() closes the connection
+      default:
+        return sendJson(res, 404, { error: `no route ${url.pathname}` });
+    }
+  });
+
+  // Node hands every request carrying Connection: upgrade here instead of to the handler above.
+  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    record(requests, req);
+    socket.on('error', () => socket.destroy());
+    if (req.headers.upgrade?.toLowerCase() !== 'echo') {
+      socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    upgraded.add(socket);
+    socket.once('close', () => upgraded.delete(socket));
+    socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n');
+    if (head.length > 0) socket.write(head);
+    socket.pipe(socket);
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const { port } = server.address() as net.AddressInfo;
+
+  return {
+    port,
+    requests,
+    async stop() {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // Hanging requests and upgraded streams would otherwise hold close() open forever.
+      server.closeAllConnections();
+      for (const s of upgraded) s.destroy();
+      await closed;
+    },
+  };
+}

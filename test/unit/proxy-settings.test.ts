@@ -1,0 +1,415 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { Command, CommanderError } from 'commander';
+import { addProxyOptions, resolveProxySettings, type ProxyFlags } from '../../src/cli/proxy-options.js';
+import { normaliseFingerprint } from '../../src/config/fingerprint.js';
+import { parseFlag } from '../../src/config/setting-issues.js';
+import { offloadMode, tlsVersion } from '../../src/config/setting-values.js';
+import type { ProxySettings } from '../../src/config/proxy-settings.js';
+import { InvalidOptionError } from '../../src/errors.js';
+
+const FP = 'ab'.repeat(32);
+const FP_NORMAL = Array(32).fill('AB').join(':');
+
+let dir: string;
+let cert: string;
+let key: string;
+let ca: string;
+
+before(async () => {
+  dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'aludel-proxy-settings-'));
+  // Only readability is checked here; the PEM contents are OpenSSL's business when the context is built.
+  for (const name of ['cert.pem', 'key.pem', 'ca.pem']) await fs.promises.writeFile(path.join(dir, name), 'pem\n');
+  [cert, key, ca] = ['cert.pem', 'key.pem', 'ca.pem'].map((n) => path.join(dir, n)) as [string, string, string];
+});
+
+after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+/** Writes a config file in the temp dir; returns its path. */
+function configFile(name: string, text: string): string {
+  const file = path.join(dir, name);
+  fs.writeFileSync(file, text);
+  return file;
+}
+
+/** Parses argv the way the CLI will (so commander's handling of the flags is part of the test), then resolves. */
+async function fromArgv(mode: 'http' | 'tcp', argv: string[]): Promise<ProxySettings> {
+  const cmd = addProxyOptions(new Command(mode === 'http' ? 'proxy' : 'tcp'), mode).exitOverride();
+  cmd.action(() => {});
+  await cmd.parseAsync(argv, { from: 'user' });
+  return resolveProxySettings(mode, cmd.opts<ProxyFlags>());
+}
+
+/** Asserts an InvalidOptionError whose message contains every needle. */
+async function rejectsWith(p: Promise<unknown>, ...needles: string[]): Promise<void> {
+  await assert.rejects(p, (err: unknown) => {
+    assert.ok(err instanceof InvalidOptionError, `expected InvalidOptionError, got ${String(err)}`);
+    for (const n of needles) assert.ok(err.message.includes(n), `message ${JSON.stringify(err.message)} lacks ${JSON.stringify(n)}`);
+    return true;
+  });
+}
+
+const minimal = (): ProxyFlags => ({ cert, key, to: ['http://127.0.0.1:8080'] });
+
+describe('defaults', () => {
+  test('aludel proxy with only cert, key and one upstream', async () => {
+    const s = await resolveProxySettings('http', minimal());
+    assert.deepEqual(s, {
+      mode: 'http',
+      listen: { host: '127.0.0.1', port: 8443 },
+      cert,
+      key,
+      offload: 'auto',
+      tlsMin: 'TLSv1.2',
+      tlsMax: 'TLSv1.3',
+      ciphers: null,
+      ciphersuites: null,
+      upstreams: [{ url: 'http://127.0.0.1:8080', protocol: 'http', host: '127.0.0.1', port: 8080, tls: null }],
+      handshakeTimeoutMs: 10_000,
+      idleTimeoutMs: 60_000,
+      headersTimeoutMs: 20_000,
+      connectTimeoutMs: 5_000,
+      upstreamHeadersTimeoutMs: 60_000,
+      upstreamIdleTimeoutMs: 60_000,
+      maxHeaderSize: 16_384,
+      maxHeaderCount: 100,
+      maxBodySize: null,
+      keepAlive: { maxIdle: 32, idleTimeoutMs: 30_000 },
+      trustForwarded: false,
+      healthCheck: { intervalMs: 0, timeoutMs: 2_000, path: null, maxFails: 1, failTimeoutMs: 10_000 },
+      logLevel: 'info',
+      reusePort: false,
+    } satisfies ProxySettings);
+  });
+
+  test('https upstream: TLS 1.2-1.3, system CAs, SNI = host name, none for an IP', async () => {
+    const s = await resolveProxySettings('http', { cert, key, to: ['https://app.internal', 'https://10.1.2.3:8443'] });
+    assert.deepEqual(s.upstreams[0]!.tls, {
+      minVersion: 'TLSv1.2',
+      maxVersion: 'TLSv1.3',
+      ciphers: null,
+      caFile: null,
+      fingerprint256: null,
+      verify: true,
+      servername: 'app.internal',
+    });
+    assert.equal(s.upstreams[1]!.tls?.servername, null);
+  });
+
+  test('aludel tcp needs --listen (no conventional port) and then has the same defaults', async () => {
+    await rejectsWith(resolveProxySettings('tcp', { cert, key, to: ['127.0.0.1:5432'] }), '--listen is required for aludel tcp');
+    const s = await resolveProxySettings('tcp', { cert, key, to: ['127.0.0.1:5432'], listen: '127.0.0.1:9993' });
+    assert.equal(s.mode, 'tcp');
+    assert.deepEqual(s.listen, { host: '127.0.0.1', port: 9993 });
+    assert.deepEqual(s.upstreams, [{ url: '127.0.0.1:5432', protocol: 'tcp', host: '127.0.0.1', port: 5432, tls: null }]);
+    assert.equal(s.connectTimeoutMs, 5_000);
+  });
+
+  test('health check timeout defaults to 2s, or the interval when shorter', async () => {
+    assert.equal((await resolveProxySettings('http', { ...minimal(), healthCheckInterval: '10s' })).healthCheck.timeoutMs, 2_000);
+    assert.equal((await resolveProxySettings('http', { ...minimal(), healthCheckInterval: '500ms' })).healthCheck.timeoutMs, 500);
+  });
+});
+
+describe('config file', () => {
+  test('YAML only: every kind of value, paths relative to the file', async () => {
+    const file = configFile(
+      'full.yaml',
+      [
+        'listen: "[::1]:9443"',
+        'cert: cert.pem',
+        'key: key.pem',
+        'to:',
+        '  - https://[fd00::5]:8443',
+        '  - http://app.internal',
+        'offload: userspace',
+        'tls-min: 1.3',
+        'tls-max: "1.3"',
+        'ciphers: ECDHE-RSA-AES128-GCM-SHA256',
+        'handshake-timeout: 3s',
+        'connect-timeout: 500ms',
+        'max-header-size: 32k',
+        'max-header-count: 50',
+        'max-body-size: 10m',
+        'upstream-keepalive: 0',
+        'trust-forwarded: true',
+        'upstream-tls-min: 1.0', // YAML reads this as the number 1
+        'upstream-ciphers: "DEFAULT:@SECLEVEL=0"',
+        'upstream-ca: ca.pem',
+        'upstream-servername: legacy.example',
+        'health-check-interval: 5s',
+        'health-check-path: /healthz',
+        'max-fails: 3',
+        'fail-timeout: 30s',
+        'log-level: debug',
+        'reuse-port: true',
+      ].join('\n'),
+    );
+    const s = await resolveProxySettings('http', { config: file });
+    assert.deepEqual(s.listen, { host: '::1', port: 9443 });
+    assert.equal(s.cert, cert);
+    assert.equal(s.key, key);
+    assert.equal(s.offload, 'userspace');
+    assert.equal(s.tlsMin, 'TLSv1.3');
+    assert.equal(s.tlsMax, 'TLSv1.3');
+    assert.equal(s.ciphers, 'ECDHE-RSA-AES128-GCM-SHA256');
+    assert.equal(s.handshakeTimeoutMs, 3_000);
+    assert.equal(s.connectTimeoutMs, 500);
+    assert.equal(s.maxHeaderSize, 32 * 1024);
+    assert.equal(s.maxHeaderCount, 50);
+    assert.equal(s.maxBodySize, 10 * 1024 * 1024);
+    assert.equal(s.keepAlive.maxIdle, 0);
+    assert.equal(s.trustForwarded, true);
+    assert.deepEqual(s.healthCheck, { intervalMs: 5_000, timeoutMs: 2_000, path: '/healthz', maxFails: 3, failTimeoutMs: 30_000 });
+    assert.equal(s.logLevel, 'debug');
+    assert.equal(s.reusePort, true);
+    assert.deepEqual(s.upstreams[0], {
+      url: 'https://[fd00::5]:8443',
+      protocol: 'https',
+      host: 'fd00::5',
+      port: 8443,
+      tls: {
+        minVersion: 'TLSv1',
+        maxVersion: 'TLSv1.3',
+        ciphers: 'DEFAULT:@SECLEVEL=0',
+        caFile: ca,
+        fingerprint256: null,
+        verify: true,
+        servername: 'legacy.example',
+      },
+    });
+    assert.deepEqual(s.upstreams[1], { url: 'http://app.internal', protocol: 'http', host: 'app.internal', port: 80, tls: null });
+  });
+
+  test('JSON, with `to` as a single string and sizes as plain numbers of bytes', async () => {
+    const file = configFile('proxy.json', JSON.stringify({ cert, key, to: 'https://origin.example', 'max-header-size': 8192, 'upstream-fingerprint': FP }));
+    const s = await resolveProxySettings('http', { config: file });
+    assert.equal(s.maxHeaderSize, 8192);
+    assert.equal(s.upstreams.length, 1);
+    assert.equal(s.upstreams[0]!.port, 443);
+    assert.equal(s.upstreams[0]!.tls?.fingerprint256, FP_NORMAL);
+  });
+
+  test('an empty YAML file is no settings, not an error', async () => {
+    const s = await resolveProxySettings('http', { ...minimal(), config: configFile('empty.yml', '') });
+    assert.equal(s.connectTimeoutMs, 5_000);
+  });
+});
+
+describe('flags over file', () => {
+  test('a flag wins per setting; --to replaces the whole list; commander defaults do not mask the file', async () => {
+    const file = configFile(
+      'base.yaml',
+      ['listen: 127.0.0.1:7443', 'cert: cert.pem', 'key: key.pem', 'to: [http://10.0.0.1:80, http://10.0.0.2:80]', 'connect-timeout: 2s', 'log-level: warn'].join('\n'),
+    );
+    const s = await fromArgv('http', ['--config', file, '--connect-timeout', '7s', '--to', 'http://10.0.0.9:8080']);
+    assert.equal(s.connectTimeoutMs, 7_000);
+    assert.deepEqual(s.upstreams.map((u) => u.url), ['http://10.0.0.9:8080']);
+    // Not given on the command line: the file's value, not the built-in default.
+    assert.deepEqual(s.listen, { host: '127.0.0.1', port: 7443 });
+    assert.equal(s.logLevel, 'warn');
+    assert.equal(s.offload, 'auto');
+  });
+
+  test('--to is repeatable and variadic', async () => {
+    const s = await fromArgv('http', ['--cert', cert, '--key', key, '--to', 'http://a.internal', 'http://b.internal', '--to', 'https://c.internal']);
+    assert.deepEqual(s.upstreams.map((u) => `${u.protocol} ${u.host}:${u.port}`), ['http a.internal:80', 'http b.internal:80', 'https c.internal:443']);
+  });
+
+  test('aludel tcp has no HTTP-only flags', async () => {
+    await assert.rejects(
+      fromArgv('tcp', ['--listen', ':9993', '--cert', cert, '--key', key, '--to', 'db:5432', '--trust-forwarded']),
+      (err: unknown) => err instanceof CommanderError && err.code === 'commander.unknownOption',
+    );
+    const s = await fromArgv('tcp', ['--listen', ':9993', '--cert', cert, '--key', key, '--to', 'db:5432', '--idle-timeout', '5m']);
+    assert.equal(s.idleTimeoutMs, 300_000);
+  });
+});
+
+describe('upstream URLs', () => {
+  const first = async (mode: 'http' | 'tcp', to: string) =>
+    (await resolveProxySettings(mode, { cert, key, listen: '127.0.0.1:0', to: [to] })).upstreams[0]!;
+
+  test('http and https default ports, explicit ports, IPv6 without brackets', async () => {
+    assert.equal((await first('http', 'http://app.internal')).port, 80);
+    assert.equal((await first('http', 'http://app.internal/')).port, 80);
+    assert.equal((await first('http', 'https://app.internal')).port, 443);
+    assert.equal((await first('http', 'http://app.internal:443')).port, 443);
+    assert.deepEqual(await first('http', 'http://[::1]:8080'), { url: 'http://[::1]:8080', protocol: 'http', host: '::1', port: 8080, tls: null });
+    assert.equal((await first('http', 'HTTP://App.Internal:81')).host, 'app.internal');
+  });
+
+  test('tcp: HOST:PORT or tcp://HOST:PORT, port required', async () => {
+    assert.deepEqual(await first('tcp', '[::1]:5432'), { url: '[::1]:5432', protocol: 'tcp', host: '::1', port: 5432, tls: null });
+    assert.deepEqual(await first('tcp', 'tcp://DB.internal:5432'), { url: 'tcp://DB.internal:5432', protocol: 'tcp', host: 'db.internal', port: 5432, tls: null });
+    await rejectsWith(first('tcp', 'db.internal'), '--to', 'a port is required', '"db.internal"');
+    await rejectsWith(first('tcp', 'tcp://db.internal'), '--to', 'a port is required');
+  });
+
+  test('bad schemes, paths, credentials, ports', async () => {
+    await rejectsWith(first('http', 'ftp://files.internal'), '--to', 'unsupported scheme ftp://', '"ftp://files.internal"');
+    await rejectsWith(first('http', 'app.internal:8080'), '--to', 'expected http://HOST[:PORT] or https://HOST[:PORT]');
+    await rejectsWith(first('http', 'http://app.internal/api'), '--to', 'without a path');
+    await rejectsWith(first('http', 'http://user:pw@app.internal'), '--to', 'credentials');
+    await rejectsWith(first('http', 'http://app.internal:0'), '--to', 'port 0');
+    await rejectsWith(first('http', 'http://app.internal:70000'), '--to', 'expected http://');
+    await rejectsWith(first('tcp', 'db:99999'), '--to', 'expected HOST:PORT');
+  });
+
+  test('http and tcp upstreams do not mix: each command takes only its own', async () => {
+    await rejectsWith(first('http', 'tcp://db.internal:5432'), '--to', 'a tcp:// upstream belongs to aludel tcp');
+    await rejectsWith(first('tcp', 'http://app.internal:80'), '--to', 'an http:// upstream belongs to aludel proxy');
+    const file = configFile('mixed.yaml', 'to:\n  - http://app.internal\n  - tcp://db.internal:5432\n');
+    await rejectsWith(resolveProxySettings('http', { cert, key, config: file }), `config ${file}: to[1]: aludel proxy forwards HTTP; a tcp:// upstream belongs to aludel tcp`);
+  });
+
+  test('the same upstream twice is an error', async () => {
+    await rejectsWith(resolveProxySettings('http', { cert, key, to: ['http://a.internal', 'http://A.internal:80/'] }), '--to: http://A.internal:80/ is listed twice');
+  });
+});
+
+describe('fingerprints', () => {
+  test('normalised to node fingerprint256 form from any case, with or without colons, or openssl output', () => {
+    assert.equal(normaliseFingerprint(FP), FP_NORMAL);
+    assert.equal(normaliseFingerprint(FP.toUpperCase()), FP_NORMAL);
+    assert.equal(normaliseFingerprint(FP_NORMAL.toLowerCase()), FP_NORMAL);
+    assert.equal(normaliseFingerprint(`sha256 Fingerprint=${FP_NORMAL}`), FP_NORMAL);
+    assert.equal(normaliseFingerprint('ab'.repeat(31)), null);
+    assert.equal(normaliseFingerprint('zz'.repeat(32)), null);
+  });
+
+  test('--upstream-fingerprint reaches every https upstream; SHA-1 gets advice', async () => {
+    const s = await resolveProxySettings('http', { cert, key, to: ['https://a.internal', 'http://b.internal'], upstreamFingerprint: FP_NORMAL.toLowerCase() });
+    assert.equal(s.upstreams[0]!.tls?.fingerprint256, FP_NORMAL);
+    assert.equal(s.upstreams[1]!.tls, null);
+    await rejectsWith(resolveProxySettings('http', { cert, key, to: ['https://a.internal'], upstreamFingerprint: 'ab'.repeat(20) }), '--upstream-fingerprint', 'SHA-1', '-sha256');
+  });
+});
+
+describe('errors name the flag or the file and key', () => {
+  test('a bad value in the file: file, key, what was expected and what was given', async () => {
+    const file = configFile('bad-duration.yaml', 'connect-timeout: five\n');
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), config: file }), `config ${file}: connect-timeout: expected a duration like 500ms, 5s, 2m (got "five")`);
+  });
+
+  test('the same bad value on the command line names the flag', async () => {
+    await rejectsWith(fromArgv('http', ['--cert', cert, '--key', key, '--to', 'http://a.internal', '--connect-timeout', 'five']), '--connect-timeout: expected a duration', '(got "five")');
+  });
+
+  test('plain numbers as durations are refused with advice (seconds or milliseconds?)', async () => {
+    const file = configFile('numbers.yaml', 'idle-timeout: 30\n');
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), config: file }), `config ${file}: idle-timeout:`, 'ambiguous', '"30s"', '(got 30)');
+  });
+
+  test('unknown keys, with a suggestion, and every problem of a file at once', async () => {
+    const file = configFile('typos.yaml', 'conect-timeout: 5s\nconnectTimeout: 5s\nlog-level: loud\nreuse-port: yes\nbanana: 1\n');
+    await assert.rejects(resolveProxySettings('http', { ...minimal(), config: file }), (err: unknown) => {
+      assert.ok(err instanceof InvalidOptionError);
+      const lines = err.message.split('\n').sort();
+      assert.deepEqual(lines, [
+        `config ${file}: log-level: expected fatal, error, warn, info, debug, trace or silent (got "loud")`,
+        // YAML 1.2: `yes` is a string, not a boolean.
+        `config ${file}: reuse-port: expected true or false (got "yes")`,
+        `config ${file}: unknown setting 'banana'`,
+        `config ${file}: unknown setting 'conect-timeout' (did you mean 'connect-timeout'?)`,
+        `config ${file}: unknown setting 'connectTimeout' (did you mean 'connect-timeout'?)`,
+      ]);
+      return true;
+    });
+  });
+
+  test('an HTTP-only key in an aludel tcp config says so', async () => {
+    const file = configFile('tcp.yaml', 'listen: :9993\nto: db:5432\ntrust-forwarded: true\n');
+    await rejectsWith(resolveProxySettings('tcp', { cert, key, config: file }), `config ${file}: trust-forwarded: applies to aludel proxy (HTTP) only`);
+  });
+
+  test('--upstream-insecure conflicts with --upstream-ca and --upstream-fingerprint', async () => {
+    const flags = { cert, key, to: ['https://a.internal'], upstreamInsecure: true };
+    await rejectsWith(resolveProxySettings('http', { ...flags, upstreamCa: ca }), '--upstream-insecure', '--upstream-ca', 'remove one of them');
+    await rejectsWith(resolveProxySettings('http', { ...flags, upstreamFingerprint: FP }), '--upstream-insecure', '--upstream-fingerprint');
+    const file = configFile('insecure.yaml', 'upstream-insecure: true\n');
+    await rejectsWith(resolveProxySettings('http', { ...flags, upstreamInsecure: undefined, upstreamCa: ca, config: file }), `upstream-insecure in config ${file}`, '--upstream-ca');
+    const s = await resolveProxySettings('http', flags);
+    assert.equal(s.upstreams[0]!.tls?.verify, false);
+  });
+
+  test('upstream TLS settings without an https upstream', async () => {
+    for (const [flag, value] of [
+      ['upstreamTlsMin', '1.0'],
+      ['upstreamCiphers', 'DEFAULT'],
+      ['upstreamCa', ca],
+      ['upstreamFingerprint', FP],
+      ['upstreamInsecure', true],
+      ['upstreamServername', 'a.example'],
+    ] as const) {
+      const dashed = `--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+      await rejectsWith(resolveProxySettings('http', { ...minimal(), [flag]: value }), `${dashed}: no https:// upstream to apply it to`);
+    }
+  });
+
+  test('TLS ranges: min above max; client versions below 1.2 refused', async () => {
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), tlsMin: '1.3', tlsMax: '1.2' }), '--tls-min TLSv1.3 is above --tls-max TLSv1.2');
+    const file = configFile('range.yaml', 'tls-min: 1.3\n');
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), tlsMax: '1.2', config: file }), `tls-min in config ${file} TLSv1.3 is above --tls-max TLSv1.2`);
+    await rejectsWith(
+      resolveProxySettings('http', { cert, key, to: ['https://a.internal'], upstreamTlsMin: '1.2', upstreamTlsMax: '1.1' }),
+      '--upstream-tls-min TLSv1.2 is above --upstream-tls-max TLSv1.1',
+    );
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), tlsMin: '1.1' }), '--tls-min: expected 1.2 or 1.3', 'retire');
+  });
+
+  test('required settings name both the flag and the config key', async () => {
+    await rejectsWith(resolveProxySettings('http', { to: ['http://a.internal'] }), '--cert is required', 'cert: in a --config file', '--key is required');
+    await rejectsWith(resolveProxySettings('http', { cert, key }), '--to is required');
+  });
+
+  test('files are checked before anything starts, naming the flag or key', async () => {
+    const missing = path.join(dir, 'missing.pem');
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), cert: missing }), `--cert: ${missing}: no such file`);
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), key: dir }), `--key: ${dir}: not a regular file`);
+    const file = configFile('missing-ca.yaml', 'upstream-ca: nope/ca.pem\n');
+    await rejectsWith(
+      resolveProxySettings('http', { cert, key, to: ['https://a.internal'], config: file }),
+      `config ${file}: upstream-ca: ${path.join(dir, 'nope', 'ca.pem')}: no such file`,
+    );
+  });
+
+  test('the config file itself: missing, unknown format, bad syntax, not a mapping', async () => {
+    const missing = path.join(dir, 'nope.yaml');
+    await rejectsWith(resolveProxySettings('http', { config: missing }), `--config ${missing}: no such file`);
+    await rejectsWith(resolveProxySettings('http', { config: configFile('proxy.toml', 'a = 1') }), 'proxy.toml: unknown format ".toml"', '.yaml, .yml or .json');
+    await rejectsWith(resolveProxySettings('http', { config: configFile('broken.json', '{"cert": ') }), 'broken.json: not valid JSON');
+    await rejectsWith(resolveProxySettings('http', { config: configFile('broken.yaml', 'to: [a\nb: c: d\n') }), 'broken.yaml: not valid YAML');
+    await rejectsWith(resolveProxySettings('http', { config: configFile('dup.yaml', 'cert: a\ncert: b\n') }), 'dup.yaml: not valid YAML');
+    await rejectsWith(resolveProxySettings('http', { config: configFile('list.yaml', '- cert\n- key\n') }), 'list.yaml: expected a mapping of settings', 'got a list');
+  });
+
+  test('values out of range', async () => {
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), handshakeTimeout: '0s' }), '--handshake-timeout: must be more than 0');
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), idleTimeout: '1000h' }), '--idle-timeout: must be at most 596h');
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), maxHeaderCount: '0' }), '--max-header-count: expected a whole number of at least 1');
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), maxHeaderSize: 'big' }), '--max-header-size: expected a size');
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), listen: 'localhost:8443' }), '--listen: expected ADDRESS:PORT');
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), offload: 'gpu' }), '--offload: expected auto, kernel or userspace');
+    await rejectsWith(resolveProxySettings('http', { cert, key, to: ['https://a.internal'], upstreamServername: '10.0.0.1' }), '--upstream-servername: an IP address cannot be sent as SNI');
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), healthCheckInterval: '5s', healthCheckPath: 'health' }), '--health-check-path: expected a path like /health');
+    assert.equal((await resolveProxySettings('http', { ...minimal(), maxBodySize: '0' })).maxBodySize, null, 'nginx client_max_body_size 0 = no limit');
+  });
+
+  test('parseFlag: one schema for one flag (what serve can use)', () => {
+    assert.equal(parseFlag(tlsVersion, '--tls-min', 'TLSv1.2'), 'TLSv1.2');
+    assert.equal(parseFlag(offloadMode, '--offload', 'kernel'), 'kernel');
+    assert.throws(() => parseFlag(tlsVersion, '--tls-min', '1.1'), (e: unknown) => e instanceof InvalidOptionError && e.message.startsWith('--tls-min: expected 1.2 or 1.3'));
+  });
+
+  test('health check settings that cannot take effect', async () => {
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), healthCheckPath: '/health' }), '--health-check-path: has no effect without active health checks');
+    await rejectsWith(
+      resolveProxySettings('http', { ...minimal(), healthCheckInterval: '2s', healthCheckTimeout: '2s' }),
+      '--health-check-timeout: must be shorter than --health-check-interval',
+    );
+  });
+});
