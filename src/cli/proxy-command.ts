@@ -11,7 +11,7 @@ import { createKtlsServer } from '../tls/create-server.js';
 import type { SecureServer } from '../tls/types.js';
 import { startHttpProxy } from '../proxy/http-proxy.js';
 import { startTcpProxy } from '../proxy/tcp-proxy.js';
-import { ProxyStats } from '../proxy/proxy-stats.js';
+import { TrafficStats } from '../metrics/traffic-stats.js';
 import { UpstreamGroup } from '../proxy/upstream-group.js';
 import { addProxyOptions, resolveProxySettings } from './proxy-options.js';
 import { logOffload, reportFatal } from './serve-command.js';
@@ -19,7 +19,7 @@ import { logOffload, reportFatal } from './serve-command.js';
 export interface RunningProxy {
   server: SecureServer;
   group: UpstreamGroup;
-  stats: ProxyStats;
+  stats: TrafficStats;
   log: Logger;
   address: string;
   port: number;
@@ -46,7 +46,7 @@ export async function runProxy(s: ProxySettings): Promise<RunningProxy> {
   const addon = loadAddon();
   const native = addon instanceof Error ? null : addon;
   const group = new UpstreamGroup({ native, upstreams: s.upstreams, health: s.healthCheck, connectTimeoutMs: s.connectTimeoutMs, keepAlive: s.keepAlive, log });
-  const stats = new ProxyStats();
+  const stats = new TrafficStats();
   if (s.mode === 'http') startHttpProxy({ server, settings: s, group, native, stats, log });
   else startTcpProxy({ server, group, native, stats, upstreamIdleTimeoutMs: s.upstreamIdleTimeoutMs, log });
   const bound = await server.listen({ host: s.listen.host, port: s.listen.port, reusePort: s.reusePort });

@@ -4,6 +4,7 @@ import { parseDuration, parseSize } from '../config/duration.js';
 import { parseListen } from '../config/listen-address.js';
 import { AludelError, InvalidOptionError } from '../errors.js';
 import { startServe } from '../http/serve.js';
+import { TrafficStats } from '../metrics/traffic-stats.js';
 import { createKtlsServer } from '../tls/create-server.js';
 import type { OffloadDecision, OffloadMode, SecureServer } from '../tls/types.js';
 
@@ -67,7 +68,7 @@ async function checkPaths(flags: ServeFlags): Promise<void> {
   }
 }
 
-export async function runServe(flags: ServeFlags): Promise<{ server: SecureServer; address: string; port: number; log: Logger }> {
+export async function runServe(flags: ServeFlags): Promise<{ server: SecureServer; address: string; port: number; log: Logger; stats: TrafficStats }> {
   const log = createLogger({ level: flags.logLevel });
   await checkPaths(flags);
   const { host, port } = parseListen(flags.listen);
@@ -82,8 +83,10 @@ export async function runServe(flags: ServeFlags): Promise<{ server: SecureServe
     handshakeTimeoutMs: parseDuration('--handshake-timeout', flags.handshakeTimeout),
     log,
   });
+  const stats = new TrafficStats();
   await startServe({
     server,
+    stats,
     root: flags.root,
     log,
     idleTimeoutMs: parseDuration('--idle-timeout', flags.idleTimeout),
@@ -93,7 +96,7 @@ export async function runServe(flags: ServeFlags): Promise<{ server: SecureServe
   const bound = await server.listen({ host, port, reusePort: flags.reusePort ?? false });
   logOffload(log, server.offload, `${bound.address}:${bound.port}`);
   log.info({ listen: `${bound.address}:${bound.port}`, root: flags.root }, 'serving files over HTTPS');
-  return { server, address: bound.address, port: bound.port, log };
+  return { server, address: bound.address, port: bound.port, log, stats };
 }
 
 /** For the CLI: a failure the user can act on prints its message alone; anything else, its stack. */

@@ -9,6 +9,7 @@ import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../log/logger.js';
 import type { SecureConnection, SecureServer, TlsInfo } from '../tls/types.js';
+import type { TrafficStats } from '../metrics/traffic-stats.js';
 import { createStaticHandler, type BodySender } from './static-handler.js';
 
 export interface ServeOptions {
@@ -18,6 +19,7 @@ export interface ServeOptions {
   idleTimeoutMs: number;
   headersTimeoutMs: number;
   maxHeaderSize: number;
+  stats: TrafficStats;
 }
 
 /** Headers go out through the stream, then the body by the connection's fastest path. */
@@ -44,9 +46,14 @@ export function logHandshakeFailure(log: Logger, err: Error, conn: Partial<Secur
   else log.warn(fields, 'TLS handshake failed');
 }
 
-/** Where each direction's record crypto runs, as OpenSSL reports it after the handshake. */
-export function cryptoSite(t: TlsInfo): { tx: 'kernel' | 'user'; rx: 'kernel' | 'user' } {
-  return { tx: t.ktlsTx ? 'kernel' : 'user', rx: t.ktlsRx ? 'kernel' : 'user' };
+/**
+ * Where each direction's record crypto runs: tx/rx as OpenSSL reports it after
+ * the handshake (kernel or user), kernelTx/kernelRx as the kernel itself says
+ * (sock_diag ULP info: sw, hw, hw-record or none; null when not kTLS or not
+ * allowed to ask). In every connection and request log line.
+ */
+export function cryptoSite(t: TlsInfo): { tx: 'kernel' | 'user'; rx: 'kernel' | 'user'; kernelTx: string | null; kernelRx: string | null } {
+  return { tx: t.ktlsTx ? 'kernel' : 'user', rx: t.ktlsRx ? 'kernel' : 'user', kernelTx: t.kernel?.txConf ?? null, kernelRx: t.kernel?.rxConf ?? null };
 }
 
 export function logConnection(log: Logger, conn: SecureConnection, handshakeMs: number): void {
@@ -55,8 +62,7 @@ export function logConnection(log: Logger, conn: SecureConnection, handshakeMs: 
     {
       conn: conn.id, peer: conn.remoteAddress, tls: t.version, cipher: t.cipher, alpn: t.alpn, sni: t.servername,
       reused: t.reused, ...cryptoSite(t), engine: t.engine,
-      // The kernel's own word (sock_diag), e.g. txConf "sw" / "hw" (NIC), rxConf "none" for TLS 1.3 on OpenSSL 3.0.
-      kernelTx: t.kernel?.txConf ?? null, kernelRx: t.kernel?.rxConf ?? null, kernelCipher: t.kernel?.cipher ?? null,
+      kernelCipher: t.kernel?.cipher ?? null,
       handshakeMs: Math.round(handshakeMs * 100) / 100,
     },
     'TLS established',
@@ -90,6 +96,24 @@ export function answerClientError(log: Logger, err: Error & { code?: string }, s
   }
 }
 
+/**
+ * The wiring every listener shares: each handshake is counted and logged once
+ * (failures at info for resets, warn otherwise), each connection's errors are
+ * logged once, then the connection goes to `use`.
+ */
+export function onSecureConnections(server: SecureServer, log: Logger, stats: TrafficStats, use: (conn: SecureConnection) => void): void {
+  server.on('secureConnection', (conn: SecureConnection, handshakeMs: number) => {
+    stats.handshake(conn, handshakeMs);
+    logConnection(log, conn, handshakeMs);
+    attachConnectionLogging(log, conn);
+    use(conn);
+  });
+  server.on('tlsClientError', (err: Error, conn: SecureConnection) => {
+    stats.handshakeFailed(err);
+    logHandshakeFailure(log, err, conn);
+  });
+}
+
 export async function startServe(o: ServeOptions): Promise<http.Server> {
   const root = await fs.promises.realpath(o.root);
   const handle = createStaticHandler({ root, sender: connectionBodySender });
@@ -100,6 +124,7 @@ export async function startServe(o: ServeOptions): Promise<http.Server> {
       const conn = req.socket as unknown as SecureConnection;
       handle(req, res).then(
         (out) => {
+          o.stats.body(conn, out.bodyPath, out.bytes);
           const t = conn.tls;
           o.log.info(
             {
@@ -117,12 +142,7 @@ export async function startServe(o: ServeOptions): Promise<http.Server> {
   );
   httpServer.timeout = o.idleTimeoutMs;
   httpServer.on('clientError', (err: Error & { code?: string }, socket: Duplex) => answerClientError(o.log, err, socket));
-  o.server.on('secureConnection', (conn: SecureConnection, handshakeMs: number) => {
-    logConnection(o.log, conn, handshakeMs);
-    attachConnectionLogging(o.log, conn);
-    httpServer.emit('connection', conn);
-  });
-  o.server.on('tlsClientError', (err: Error, conn: SecureConnection) => logHandshakeFailure(o.log, err, conn));
+  onSecureConnections(o.server, o.log, o.stats, (conn) => httpServer.emit('connection', conn));
   // http.Server starts its headersTimeout/requestTimeout sweeper on 'listening'; it never
   // listens itself here (connections come from the TLS listener), so start it explicitly.
   httpServer.emit('listening');

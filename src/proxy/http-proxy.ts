@@ -18,11 +18,11 @@ import { NoLiveUpstreamError, UpstreamResponseError, UpstreamTimeoutError, Upstr
 import { PipePool } from '../transport/pipe-pool.js';
 import { spliceBody } from '../transport/splice-body.js';
 import type { Native } from '../native/binding.js';
-import { answerClientError, attachConnectionLogging, cryptoSite, logConnection, logHandshakeFailure } from '../http/serve.js';
+import { answerClientError, cryptoSite, onSecureConnections } from '../http/serve.js';
 import { UpstreamGroup, type Lease } from './upstream-group.js';
 import type { UpstreamStream } from './upstream-stream.js';
 import { tunnel } from './tunnel.js';
-import type { ProxyStats } from './proxy-stats.js';
+import type { TrafficStats } from '../metrics/traffic-stats.js';
 
 type BodyPath = 'splice' | 'write' | 'none';
 
@@ -45,7 +45,7 @@ export interface HttpProxyOptions {
   settings: ProxySettings;
   group: UpstreamGroup;
   native: Native | null;
-  stats: ProxyStats;
+  stats: TrafficStats;
   log: Logger;
 }
 
@@ -103,7 +103,7 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
         else x.lease.stream.destroy();
       }
     }
-    o.stats.countBody(x.bodyPath, x.bytes);
+    o.stats.body(conn, x.bodyPath, x.bytes);
     const t = conn.tls;
     const upstream = x.lease?.peer.upstream.url ?? null;
     const fields = {
@@ -273,7 +273,7 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
       if (early.length > 0) await u.write(early);
       u.setIdleTimeout(s.upstreamIdleTimeoutMs, () => new UpstreamTimeoutError('body', s.upstreamIdleTimeoutMs, peer.upstream.url));
       const moved = await tunnel({ conn, upstream: u, pipes, log: o.log });
-      o.stats.countBody(moved.downPath, moved.down);
+      o.stats.body(conn, moved.downPath, moved.down);
     } catch (err) {
       o.log.warn({ conn: conn.id, url: req.url, error: errCode(err), detail: (err as Error).message }, 'upgrade failed');
       if (!conn.destroyed) conn.end(`HTTP/1.1 ${gatewayStatus(err)} ${http.STATUS_CODES[gatewayStatus(err)]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
@@ -282,16 +282,7 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
     }
   }
 
-  o.server.on('secureConnection', (conn: SecureConnection, handshakeMs: number) => {
-    o.stats.handshake(conn, handshakeMs);
-    logConnection(o.log, conn, handshakeMs);
-    attachConnectionLogging(o.log, conn);
-    httpServer.emit('connection', conn);
-  });
-  o.server.on('tlsClientError', (err: Error, conn: SecureConnection) => {
-    o.stats.handshakeFailed(err);
-    logHandshakeFailure(o.log, err, conn);
-  });
+  onSecureConnections(o.server, o.log, o.stats, (conn) => httpServer.emit('connection', conn));
   // No listen() of its own (connections come from the TLS listener): start the timeout sweeper.
   httpServer.emit('listening');
   return httpServer;

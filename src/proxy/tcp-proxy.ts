@@ -7,33 +7,24 @@
 import type { Logger } from '../log/logger.js';
 import type { Native } from '../native/binding.js';
 import type { SecureConnection, SecureServer } from '../tls/types.js';
-import { attachConnectionLogging, cryptoSite, logConnection, logHandshakeFailure } from '../http/serve.js';
+import { cryptoSite, onSecureConnections } from '../http/serve.js';
 import { PipePool } from '../transport/pipe-pool.js';
 import type { UpstreamGroup } from './upstream-group.js';
-import type { ProxyStats } from './proxy-stats.js';
+import type { TrafficStats } from '../metrics/traffic-stats.js';
 import { tunnel } from './tunnel.js';
 
 export interface TcpProxyOptions {
   server: SecureServer;
   group: UpstreamGroup;
   native: Native | null;
-  stats: ProxyStats;
+  stats: TrafficStats;
   upstreamIdleTimeoutMs: number;
   log: Logger;
 }
 
 export function startTcpProxy(o: TcpProxyOptions): void {
   const pipes = o.native ? new PipePool(o.native) : null;
-  o.server.on('secureConnection', (conn: SecureConnection, handshakeMs: number) => {
-    o.stats.handshake(conn, handshakeMs);
-    logConnection(o.log, conn, handshakeMs);
-    attachConnectionLogging(o.log, conn);
-    void forward(conn);
-  });
-  o.server.on('tlsClientError', (err: Error, conn: SecureConnection) => {
-    o.stats.handshakeFailed(err);
-    logHandshakeFailure(o.log, err, conn);
-  });
+  onSecureConnections(o.server, o.log, o.stats, (conn) => void forward(conn));
 
   async function forward(conn: SecureConnection): Promise<void> {
     const started = process.hrtime.bigint();
@@ -54,7 +45,7 @@ export function startTcpProxy(o: TcpProxyOptions): void {
       o.group.succeed(peer);
       lease.stream.setIdleTimeout(o.upstreamIdleTimeoutMs, () => Object.assign(new Error(`upstream ${upstream} idle for ${o.upstreamIdleTimeoutMs} ms`), { code: 'ERR_UPSTREAM_TIMEOUT' }));
       const r = await tunnel({ conn, upstream: lease.stream, pipes, log: o.log });
-      o.stats.countBody(r.downPath, r.down);
+      o.stats.body(conn, r.downPath, r.down);
       o.log.info({ conn: conn.id, upstream, up: r.up, down: r.down, body: r.downPath, ...cryptoSite(conn.tls), ms: msSince(started) }, 'tunnel closed');
     } catch (err) {
       const code = (err as { code?: string }).code ?? 'ERR_UNKNOWN';

@@ -16,6 +16,7 @@ import tls from 'node:tls';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { createKtlsServer } from '../../src/tls/create-server.js';
+import { TrafficStats } from '../../src/metrics/traffic-stats.js';
 import { startServe } from '../../src/http/serve.js';
 import type { SecureConnection, SecureServer } from '../../src/tls/types.js';
 import { serveArgs, startAludel, type LogLine, type Running } from '../support/aludel-process.js';
@@ -302,7 +303,7 @@ describe('(g) node:https and createKtlsServer in one process', { timeout: 60_000
       assert.equal(ktls.offload.engine, 'system-openssl', 'the dlopen path, not the node:tls fallback');
       const engines: string[] = [];
       ktls.on('secureConnection', (conn: SecureConnection) => engines.push(conn.tls.engine));
-      const httpServer: http.Server = await startServe({ server: ktls, root: fx.root, log, idleTimeoutMs: 10_000, headersTimeoutMs: 10_000, maxHeaderSize: 16384 });
+      const httpServer: http.Server = await startServe({ server: ktls, root: fx.root, log, idleTimeoutMs: 10_000, headersTimeoutMs: 10_000, maxHeaderSize: 16384, stats: new TrafficStats() });
       const a = await ktls.listen({ host: '127.0.0.1', port: 0 });
       assert.ok(httpServer);
 

@@ -1,0 +1,50 @@
+/**
+ * What one Aludel process has carried, counted where it happens: successful
+ * and failed handshakes (by where the crypto runs), body bytes by the path
+ * they took (sendfile / splice keep them in the kernel, write copies them
+ * through user space) and upstream errors. `aludel serve`, `proxy` and `tcp`
+ * all report here; the totals are logged at shutdown.
+ */
+import type { BodyPath } from '../transport/copy-file.js';
+import type { SecureConnection } from '../tls/types.js';
+
+export class TrafficStats {
+  readonly bodyBytes: Record<BodyPath, number> = { sendfile: 0, splice: 0, write: 0, none: 0 };
+  readonly bodies: Record<BodyPath, number> = { sendfile: 0, splice: 0, write: 0, none: 0 };
+  handshakes = 0;
+  handshakeFailures = 0;
+  kernelTxConnections = 0;
+  readonly upstreamErrors = new Map<string, number>();
+
+  /** A completed handshake; `ms` from accept to kTLS set up. */
+  handshake(conn: SecureConnection, _ms: number): void {
+    this.handshakes++;
+    if (conn.tls.ktlsTx) this.kernelTxConnections++;
+  }
+
+  handshakeFailed(_err: Error & { code?: string }): void {
+    this.handshakeFailures++;
+  }
+
+  /** A response (or tunnel direction) body of `bytes` sent to `conn` by `path`. */
+  body(_conn: SecureConnection, path: BodyPath, bytes: number): void {
+    this.bodyBytes[path] += bytes;
+    this.bodies[path]++;
+  }
+
+  upstreamError(upstream: string, code: string): void {
+    const key = `${upstream} ${code}`;
+    this.upstreamErrors.set(key, (this.upstreamErrors.get(key) ?? 0) + 1);
+  }
+
+  snapshot(): Record<string, unknown> {
+    return {
+      bodyBytes: { ...this.bodyBytes },
+      bodies: { ...this.bodies },
+      handshakes: this.handshakes,
+      handshakeFailures: this.handshakeFailures,
+      kernelTxConnections: this.kernelTxConnections,
+      upstreamErrors: Object.fromEntries(this.upstreamErrors),
+    };
+  }
+}
