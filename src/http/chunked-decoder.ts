@@ -107,6 +107,30 @@ export class ChunkedDecoder {
     return i;
   }
 
+  /** Chunk data bytes owed before the next framing byte (0 when not inside chunk data). */
+  get dataPending(): number {
+    return this.state === DATA ? this.remaining : 0;
+  }
+
+  /**
+   * Framing only: consumes size lines, CRLFs and trailers from `buf` and stops
+   * at the first chunk-data byte or the end of the body. For a caller that
+   * moves chunk data itself (splice) and reports it with dataMoved(). Returns
+   * the bytes consumed.
+   */
+  pushFraming(buf: Buffer): number {
+    let i = 0;
+    while (i < buf.length && this.state !== DONE && this.state !== DATA) this.step(buf[i++]!);
+    return i;
+  }
+
+  /** The caller moved `n` bytes of the current chunk's data. */
+  dataMoved(n: number): void {
+    if (this.state !== DATA || n > this.remaining) throw new RangeError(`dataMoved(${n}) with ${this.dataPending} data bytes pending`);
+    this.remaining -= n;
+    if (this.remaining === 0) this.state = DATA_CR;
+  }
+
   private step(byte: number): void {
     switch (this.state) {
       case SIZE_START:

@@ -26,6 +26,13 @@ import type { TrafficStats } from '../metrics/traffic-stats.js';
 
 type BodyPath = 'splice' | 'write' | 'none';
 
+/** Upstream socket -> pipe -> kTLS client socket. */
+interface SpliceRoute {
+  pipes: PipePool;
+  sock: PlainSocket;
+  conn: Required<SecureConnection>;
+}
+
 /** Methods a proxy may send twice (RFC 9110 §9.2.2) when a reused connection died before any answer. */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
@@ -184,49 +191,68 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
     }
   }
 
+  /**
+   * Bodies leave by splice when the kernel encrypts the client side and the
+   * upstream is a plain socket (whose bytes need no user-space work).
+   */
+  function spliceTarget(u: UpstreamStream, conn: SecureConnection): SpliceRoute | null {
+    if (pipes === null || u.plain === null || !conn.tls.ktlsTx || conn.spliceFromPipe === undefined) return null;
+    return { pipes, sock: u.plain, conn: conn as Required<SecureConnection> };
+  }
+
   /** Writes the response head and moves the body; sets x.reusable when the upstream stream is left clean. */
   async function respond(x: Exchange, u: UpstreamStream, head: ResponseHead, rest: Buffer): Promise<number> {
-    const { res, conn } = x;
+    const { req, res, conn } = x;
     const f = head.framing;
     checkTransferCoding(head);
-    const headers = filterResponseHeaders(head.headers, { keepFraming: f.kind === 'length' || f.kind === 'none' });
-    res.writeHead(head.status, head.reason, headers);
+    const count = (n: number): void => void (x.bytes += n);
     if (f.kind === 'none' || (f.kind === 'length' && f.length === 0)) {
+      res.writeHead(head.status, head.reason, filterResponseHeaders(head.headers, { keepFraming: true }));
       res.end();
       x.reusable = rest.length === 0;
       return head.status;
     }
-    if (f.kind === 'length') {
-      const early = rest.subarray(0, f.length);
-      if (early.length > 0) await sendChunk(res, early);
-      x.bytes = early.length;
-      const left = f.length - early.length;
-      const spliceable = left > 0 && pipes !== null && u.plain !== null && conn.tls.ktlsTx && conn.spliceFromPipe !== undefined;
-      if (spliceable) {
-        // Headers (and any body bytes that came with them) first, through OpenSSL; the
-        // rest by splice, after spliceFromPipe() has waited for those to be flushed.
-        res.flushHeaders();
-        x.bodyPath = 'splice';
-        await spliceBody(pipes, u.plain!, conn as Required<SecureConnection>, left, (n) => (x.bytes += n));
+    // A plain upstream's head was peeked (rest is empty): every body byte is still in the kernel.
+    const splice = rest.length === 0 ? spliceTarget(u, conn) : null;
+    // Unknown length to an HTTP/1.1 client: each pipeful becomes one chunk we frame ourselves,
+    // so Transfer-Encoding: chunked is declared here and node's end() writes the last chunk.
+    const chunkedSplice = splice !== null && f.kind !== 'length' && req.httpVersion === '1.1';
+    const headers = filterResponseHeaders(head.headers, { keepFraming: f.kind === 'length' });
+    if (chunkedSplice) headers.push('Transfer-Encoding', 'chunked');
+    res.writeHead(head.status, head.reason, headers);
+    if (splice !== null && (f.kind === 'length' || chunkedSplice)) {
+      // The head goes out through OpenSSL; spliceFromPipe() waits until it is flushed.
+      res.flushHeaders();
+      x.bodyPath = 'splice';
+      if (f.kind === 'length') {
+        await spliceBody(splice.pipes, splice.sock, splice.conn, f.length, count);
+        x.reusable = true;
+      } else if (f.kind === 'chunked') {
+        x.reusable = await spliceChunked(splice, count);
       } else {
-        x.bodyPath = 'write';
-        await copyLength(u, res, left, (n) => (x.bytes += n));
+        await spliceBody(splice.pipes, splice.sock, splice.conn, null, count, true);
+        x.reusable = false;
       }
       res.end();
-      // Bytes beyond the announced length: the upstream broke framing; never reuse it.
-      x.reusable = rest.length <= f.length;
       return head.status;
     }
     x.bodyPath = 'write';
-    if (f.kind === 'chunked') {
-      x.reusable = await copyChunked(u, res, rest, (n) => (x.bytes += n));
+    if (f.kind === 'length') {
+      const early = rest.subarray(0, f.length);
+      if (early.length > 0) await sendChunk(res, early);
+      count(early.length);
+      await copyLength(u, res, f.length - early.length, count);
+      // Bytes beyond the announced length: the upstream broke framing; never reuse it.
+      x.reusable = rest.length <= f.length;
+    } else if (f.kind === 'chunked') {
+      x.reusable = await copyChunked(u, res, rest, count);
     } else {
       // Delimited by the upstream closing (RFC 9112 §6.3 point 8): node re-frames it chunked.
       if (rest.length > 0) await sendChunk(res, rest);
-      x.bytes = rest.length;
+      count(rest.length);
       for (let c = await u.read(); c !== null; c = await u.read()) {
         await sendChunk(res, c);
-        x.bytes += c.length;
+        count(c.length);
       }
       x.reusable = false;
     }
@@ -402,6 +428,29 @@ async function copyLength(u: UpstreamStream, res: http.ServerResponse, length: n
     onBytes(part.length);
     left -= part.length;
   }
+}
+
+/**
+ * A chunked upstream body by splice: the framing (size lines, CRLFs, trailers)
+ * is peeked and consumed here, each chunk's data is spliced and re-framed as
+ * one chunk per pipeful. Returns true: the decoder stops exactly at the body's
+ * end, so the connection can carry the next exchange.
+ */
+async function spliceChunked(t: SpliceRoute, onBytes: (n: number) => void): Promise<boolean> {
+  const dec = new ChunkedDecoder();
+  const look = Buffer.allocUnsafe(4096);
+  while (!dec.done) {
+    const pending = dec.dataPending;
+    if (pending > 0) {
+      await spliceBody(t.pipes, t.sock, t.conn, pending, onBytes, true);
+      dec.dataMoved(pending);
+      continue;
+    }
+    const n = await t.sock.peek(look, look.length);
+    if (n === 0) throw new UpstreamTruncatedError('closed inside a chunked body');
+    t.sock.skip(dec.pushFraming(look.subarray(0, n)));
+  }
+  return true;
 }
 
 /** De-chunks the upstream body into the response (node re-chunks it); true when nothing followed the last chunk. */

@@ -34,7 +34,9 @@ export interface TunnelResult {
 
 /** Client -> upstream: paused while the upstream has not taken the last chunk. */
 async function clientToUpstream(conn: SecureConnection, u: UpstreamStream, count: (n: number) => void): Promise<void> {
-  for await (const chunk of conn as AsyncIterable<Buffer>) {
+  // destroyOnReturn false: a readable side that ended (close_notify) must not destroy the
+  // Duplex, whose writable side still carries the upstream's answer (half-close).
+  for await (const chunk of conn.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
     await u.write(chunk);
     count(chunk.length);
   }

@@ -140,6 +140,8 @@ describe('aludel proxy (userspace TLS)', () => {
     assert.notEqual(dying.code, 0, 'curl must see the response cut short, never a clean end');
     const line = await p.waitForLog((l) => l.msg === 'request' && String(l.url).startsWith('/die-after'));
     assert.equal(line.error, 'ERR_UPSTREAM_TRUNCATED');
+    const closeDelimited = bodyAndStatus((await get(p.port, '/close-delimited?size=200000')).stdout);
+    assert.equal(sha256(closeDelimited.body), patternSha256(200000), 'a body ended by the upstream closing');
     const ok = await get(p.port, '/chunked-stream?size=300000');
     const { body, status } = bodyAndStatus(ok.stdout);
     assert.equal(status, 200);
@@ -164,6 +166,33 @@ describe('aludel proxy (userspace TLS)', () => {
     } finally {
       await other.stop().catch(() => undefined);
     }
+  });
+
+  test('active health checks mark a dead upstream down and a revived one up, with no client traffic', async () => {
+    const spare = await startSinkOrigin();
+    const port = spare.port;
+    const p = await proxy('--to', `http://127.0.0.1:${port}`, '--health-check-interval', '300ms', '--health-check-path', '/echo-headers');
+    await spare.stop();
+    const down = await p.waitForLog((l) => l.msg === 'upstream marked down (active check)', 5000);
+    assert.equal(down.upstream, `http://127.0.0.1:${port}`);
+    assert.equal(bodyAndStatus((await get(p.port, '/echo-headers')).stdout).status, 502, 'no live upstream');
+    const from = p.mark();
+    const revived = await startSinkOrigin(port);
+    try {
+      await p.waitForLog((l) => l.msg === 'upstream healthy again (active check)', 5000, from);
+      assert.equal(bodyAndStatus((await get(p.port, '/echo-headers')).stdout).status, 200);
+      assert.ok(revived.requests.some((r) => r.headers.includes('aludel-health-check')), 'the check is a real GET of the path');
+    } finally {
+      await revived.stop();
+    }
+  });
+
+  test('more header fields than --max-header-count: 431, nothing forwarded', async () => {
+    const p = await proxy('--to', `http://127.0.0.1:${sink.port}`, '--max-header-count', '10');
+    const before = sink.requests.length;
+    const extra = Array.from({ length: 11 }, (_, i) => ['-H', `X-H${i}: ${i}`]).flat();
+    assert.equal(bodyAndStatus((await get(p.port, '/echo-headers', ...extra)).stdout).status, 431);
+    assert.equal(sink.requests.length, before);
   });
 
   test('Upgrade is tunnelled both ways', async () => {
@@ -230,6 +259,36 @@ describe('aludel proxy (userspace TLS)', () => {
 });
 
 describe('aludel tcp (userspace TLS)', () => {
+  test('half-close: the client finishes sending, the upstream still answers, then closes', async () => {
+    const { default: net } = await import('node:net');
+    const { default: tls } = await import('node:tls');
+    // An upstream that answers only after the client's FIN, with everything it got.
+    const upstream = net.createServer({ allowHalfOpen: true }, (s) => {
+      const got: Buffer[] = [];
+      s.on('data', (d: Buffer) => got.push(d));
+      s.on('end', () => s.end(`got ${Buffer.concat(got).length} bytes`));
+    });
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', () => r()));
+    try {
+      const port = (upstream.address() as { port: number }).port;
+      const p = await startAludel(['tcp', '--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--to', `127.0.0.1:${port}`]);
+      running.push(p);
+      const answer = await new Promise<string>((resolve, reject) => {
+        let out = '';
+        const c = tls.connect({ host: '127.0.0.1', port: p.port, servername: 'localhost', ca: fx.certPem, minVersion: 'TLSv1.3' }, () => c.end(Buffer.alloc(100_000, 1)));
+        c.on('data', (d: Buffer) => (out += d.toString()));
+        c.on('end', () => resolve(out));
+        c.on('error', reject);
+      });
+      assert.equal(answer, 'got 100000 bytes');
+      const line = await p.waitForLog((l) => l.msg === 'tunnel closed');
+      assert.equal(line.up, 100_000);
+      assert.equal(line.down, 'got 100000 bytes'.length);
+    } finally {
+      upstream.close();
+    }
+  });
+
   test('redis-cli --tls through aludel tcp to redis-server: 1 MiB value, 10,000 pipelined commands', async () => {
     const redis = await startRedis();
     try {

@@ -9,6 +9,8 @@
  *   writes, so Transfer-Encoding: chunked with chunks of many sizes.
  * - GET /die-after?bytes=N&total=M: Content-Length M, N pattern bytes, then the
  *   socket is destroyed (a backend dying mid-response).
+ * - GET /close-delimited?size=N: N pattern bytes with neither Content-Length nor
+ *   chunking, ended by closing the connection (an HTTP/1.0-style body).
  * - GET /hang-headers: never answered (until stop()).
  * - Upgrade: echo (GET /upgrade or any path): 101, then every byte is echoed.
  *
@@ -129,7 +131,8 @@ function record(requests: SinkRecord[], req: http.IncomingMessage): void {
   requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.rawHeaders, remotePort: req.socket.remotePort ?? 0 });
 }
 
-export async function startSinkOrigin(): Promise<SinkOrigin> {
+/** `port`: listen there (e.g. to revive an origin that was stopped); default a free one. */
+export async function startSinkOrigin(port = 0): Promise<SinkOrigin> {
   const requests: SinkRecord[] = [];
   const upgraded = new Set<Duplex>();
 
@@ -161,6 +164,13 @@ export async function startSinkOrigin(): Promise<SinkOrigin> {
         if (bytes === null || total === null || bytes >= total) return sendJson(res, 400, { error: 'use /die-after?bytes=N&total=M with N < M' });
         return dieAfter(req.socket, bytes, total);
       }
+      case '/close-delimited': {
+        // An HTTP/1.0-style body: no Content-Length, no chunking, ended by closing (RFC 9112 §6.3 point 8).
+        const size = count(url, 'size');
+        if (size === null) return sendJson(res, 400, { error: 'use /close-delimited?size=N' });
+        req.socket.end(Buffer.concat([Buffer.from('HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n'), patternBytes(size)]));
+        return;
+      }
       case '/hang-headers':
         return; // answered by nothing; stop() closes the connection
       default:
@@ -185,12 +195,12 @@ export async function startSinkOrigin(): Promise<SinkOrigin> {
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
+    server.listen(port, '127.0.0.1', () => resolve());
   });
-  const { port } = server.address() as net.AddressInfo;
+  const bound = (server.address() as net.AddressInfo).port;
 
   return {
-    port,
+    port: bound,
     requests,
     async stop() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));

@@ -211,3 +211,61 @@ describe('ChunkedDecoder: rejections', () => {
     assert.throws(() => decodeText('z\r\n'), /chunked body: .*; fix the upstream application/);
   });
 });
+
+describe('ChunkedDecoder framing-only mode (the proxy splices the data)', () => {
+  /**
+   * Plays the splicing caller: framing bytes go through pushFraming() from
+   * whatever a peek would show (`window` bytes at a time), data bytes are
+   * "moved" in pieces of at most `move` and collected from the input directly.
+   */
+  function viaFraming(input: Buffer, window: number, move: number): { data: Buffer; used: number } {
+    const dec = new ChunkedDecoder();
+    const data: Buffer[] = [];
+    let pos = 0;
+    while (!dec.done) {
+      const pending = dec.dataPending;
+      if (pending > 0) {
+        const n = Math.min(pending, move, input.length - pos);
+        assert.ok(n > 0, 'input ended inside chunk data');
+        data.push(input.subarray(pos, pos + n));
+        dec.dataMoved(n);
+        pos += n;
+        continue;
+      }
+      const used = dec.pushFraming(input.subarray(pos, Math.min(input.length, pos + window)));
+      assert.ok(used > 0 || dec.done, 'framing made progress');
+      pos += used;
+    }
+    return { data: Buffer.concat(data), used: pos };
+  }
+
+  it('yields the same data and stops at the same byte as push(), for any peek window and move size', () => {
+    const input = Buffer.from(BODY + NEXT, 'latin1');
+    const whole = decode([input]);
+    for (const window of [1, 2, 3, 7, 64, 4096]) {
+      for (const move of [1, 5, 1000]) {
+        const r = viaFraming(input, window, move);
+        assert.equal(r.data.toString('latin1'), whole.data, `window ${window}, move ${move}`);
+        assert.equal(r.used, whole.consumed, 'the next response is left unread');
+      }
+    }
+  });
+
+  it('pushFraming never consumes chunk data, and dataMoved refuses more than is pending', () => {
+    const dec = new ChunkedDecoder();
+    assert.equal(dec.pushFraming(Buffer.from('5\r\nhello\r\n0\r\n\r\n')), 3);
+    assert.equal(dec.dataPending, 5);
+    assert.throws(() => dec.dataMoved(6), RangeError);
+    dec.dataMoved(5);
+    assert.equal(dec.dataPending, 0);
+    assert.equal(dec.pushFraming(Buffer.from('\r\n0\r\n\r\n')), 7);
+    assert.ok(dec.done);
+  });
+
+  it('still rejects bad framing', () => {
+    const dec = new ChunkedDecoder();
+    dec.pushFraming(Buffer.from('2\r\n'));
+    dec.dataMoved(2);
+    assert.throws(() => dec.pushFraming(Buffer.from('XX')), UpstreamResponseError);
+  });
+});
