@@ -13,7 +13,12 @@
 
 #include "aludel.h"
 
-static bool again(int err) { return err == EAGAIN || err == EWOULDBLOCK || err == EINTR; }
+/* A byte count, ALUDEL_AGAIN for "would block" (a state), or a thrown error. */
+static napi_value io_result(napi_env env, ssize_t r, const char *syscall) {
+  if (r >= 0) return aludel_int(env, r);
+  if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return aludel_int(env, ALUDEL_AGAIN);
+  return aludel_throw_errno(env, errno, syscall);
+}
 
 /*
  * recv(fd, buf, offset, length, peek) -> bytes (> 0), 0 at the peer's FIN, ALUDEL_AGAIN.
@@ -31,10 +36,7 @@ static napi_value recv_bytes(napi_env env, napi_callback_info info) {
       !aludel_arg_buffer_range(env, argv[1], argv[2], argv[3], &data, &len))
     return NULL;
   napi_get_value_bool(env, argv[4], &peek);
-  ssize_t r = recv(fd, data, len, peek ? MSG_PEEK : 0);
-  if (r >= 0) return aludel_int(env, r);
-  if (again(errno)) return aludel_int(env, ALUDEL_AGAIN);
-  return aludel_throw_errno(env, errno, "recv");
+  return io_result(env, recv(fd, data, len, peek ? MSG_PEEK : 0), "recv");
 }
 
 /* send(fd, buf, offset, length) -> bytes accepted, or ALUDEL_AGAIN. MSG_NOSIGNAL: a gone peer is EPIPE, not a signal. */
@@ -46,10 +48,7 @@ static napi_value send_bytes(napi_env env, napi_callback_info info) {
   if (!aludel_args(env, info, 4, argv) || !aludel_arg_int32(env, argv[0], &fd) ||
       !aludel_arg_buffer_range(env, argv[1], argv[2], argv[3], &data, &len))
     return NULL;
-  ssize_t r = send(fd, data, len, MSG_NOSIGNAL);
-  if (r >= 0) return aludel_int(env, r);
-  if (again(errno)) return aludel_int(env, ALUDEL_AGAIN);
-  return aludel_throw_errno(env, errno, "send");
+  return io_result(env, send(fd, data, len, MSG_NOSIGNAL), "send");
 }
 
 /* shutdownWrite(fd): our FIN, keeping the read side open (half-close, RFC 9293 3.6). */
@@ -97,10 +96,7 @@ static napi_value splice_bytes(napi_env env, napi_callback_info info) {
   if (!aludel_args(env, info, 3, argv) || !aludel_arg_int32(env, argv[0], &in) || !aludel_arg_int32(env, argv[1], &out) ||
       !aludel_arg_int64(env, argv[2], &len))
     return NULL;
-  ssize_t r = splice(in, NULL, out, NULL, (size_t)len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-  if (r >= 0) return aludel_int(env, r);
-  if (again(errno)) return aludel_int(env, ALUDEL_AGAIN);
-  return aludel_throw_errno(env, errno, "splice");
+  return io_result(env, splice(in, NULL, out, NULL, (size_t)len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK), "splice");
 }
 
 void aludel_register_stream(napi_env env, napi_value exports) {

@@ -24,8 +24,7 @@ import {
   type NginxOrigin,
   type SinkOrigin,
 } from '../support/origins.js';
-import { splitHttp } from '../support/raw-http.js';
-import { rawTcp } from '../support/raw-tcp.js';
+import { rawTcp, splitHttp } from '../support/raw-http.js';
 import { run } from '../support/run-process.js';
 import { delay } from '../support/wait.js';
 

@@ -1,4 +1,5 @@
 /** HTTP/1.1 without a client library: bytes written verbatim over TLS, responses split by hand. */
+import net from 'node:net';
 import tls from 'node:tls';
 
 /** Splits a raw HTTP/1.1 response into head (status line + headers) and the bytes after the blank line. */
@@ -15,17 +16,14 @@ export function splitHttp(raw: Buffer): { status: number; headers: Record<string
   return { status, headers, body: raw.subarray(end + 4) };
 }
 
-/**
- * Sends `request` verbatim over a node:tls connection (trusting `ca`) and
- * collects everything the server sends until it closes; rejects on timeout.
- */
-export function rawTls(port: number, ca: string, request: string | Buffer, timeoutMs = 10_000, options: tls.ConnectionOptions = {}): Promise<Buffer> {
+/** Writes `request` once connected and collects everything the server sends until it closes; rejects on timeout or error. */
+function collectUntilClose(sock: net.Socket, connectEvent: 'connect' | 'secureConnect', request: string | Buffer, timeoutMs: number, label: string): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
-    const sock = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ca, ...options }, () => sock.write(request));
+    sock.once(connectEvent, () => sock.write(request));
     const timer = setTimeout(() => {
       sock.destroy();
-      reject(new Error(`rawTls: no close within ${timeoutMs} ms; got ${Buffer.concat(chunks).length} bytes`));
+      reject(new Error(`${label}: no close within ${timeoutMs} ms; got ${Buffer.concat(chunks).length} bytes`));
     }, timeoutMs);
     sock.on('data', (c: Buffer) => chunks.push(c));
     sock.on('error', (err) => {
@@ -37,4 +35,17 @@ export function rawTls(port: number, ca: string, request: string | Buffer, timeo
       resolve(Buffer.concat(chunks));
     });
   });
+}
+
+/**
+ * Sends `request` verbatim over a node:tls connection (trusting `ca`) and
+ * collects everything the server sends until it closes; rejects on timeout.
+ */
+export function rawTls(port: number, ca: string, request: string | Buffer, timeoutMs = 10_000, options: tls.ConnectionOptions = {}): Promise<Buffer> {
+  return collectUntilClose(tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ca, ...options }), 'secureConnect', request, timeoutMs, 'rawTls');
+}
+
+/** The plain-TCP twin of rawTls (for origins). */
+export function rawTcp(port: number, request: string | Buffer, timeoutMs = 10_000): Promise<Buffer> {
+  return collectUntilClose(net.connect({ host: '127.0.0.1', port }), 'connect', request, timeoutMs, 'rawTcp');
 }
