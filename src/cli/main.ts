@@ -31,12 +31,13 @@ program
   .option('--max-header-size <size>', 'largest request header block', '16k')
   .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
   .option('--reuse-port', 'SO_REUSEPORT: several aludel processes may share the port (kernel load-balances)')
+  .option('--admin <addr:port>', 'admin HTTP listener for Prometheus GET /metrics and GET /status (JSON); a bare port binds 127.0.0.1 (default: off)')
   .action(async (flags: ServeFlags) => {
     try {
-      const { server, log } = await runServe(flags);
+      const { server, admin, log } = await runServe(flags);
       const stop = (signal: string): void => {
         log.info({ signal }, 'shutting down');
-        void server.close().then(() => process.exit(0));
+        void Promise.all([server.close(), admin?.close()]).then(() => process.exit(0));
       };
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);

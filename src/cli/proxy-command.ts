@@ -11,6 +11,7 @@ import { createKtlsServer } from '../tls/create-server.js';
 import type { SecureServer } from '../tls/types.js';
 import { startHttpProxy } from '../proxy/http-proxy.js';
 import { startTcpProxy } from '../proxy/tcp-proxy.js';
+import { startAdmin, type AdminServer } from '../metrics/admin-server.js';
 import { TrafficStats } from '../metrics/traffic-stats.js';
 import { UpstreamGroup } from '../proxy/upstream-group.js';
 import { addProxyOptions, resolveProxySettings } from './proxy-options.js';
@@ -20,6 +21,7 @@ export interface RunningProxy {
   server: SecureServer;
   group: UpstreamGroup;
   stats: TrafficStats;
+  admin: AdminServer | null;
   log: Logger;
   address: string;
   port: number;
@@ -52,13 +54,14 @@ export async function runProxy(s: ProxySettings): Promise<RunningProxy> {
   const bound = await server.listen({ host: s.listen.host, port: s.listen.port, reusePort: s.reusePort });
   const address = `${bound.address}:${bound.port}`;
   logOffload(log, server.offload, address);
+  const admin = s.admin === null ? null : await startAdmin({ ...s.admin, command: s.mode === 'http' ? 'proxy' : 'tcp', server, listen: address, stats, group, log });
   log.info({ listen: address, mode: s.mode, upstreams: s.upstreams.map((u) => u.url) }, 'proxying');
   return {
-    server, group, stats, log, address: bound.address, port: bound.port,
+    server, group, stats, admin, log, address: bound.address, port: bound.port,
     async close() {
       group.close();
-      await server.close();
-      log.info({ totals: stats.snapshot() }, 'proxy stopped');
+      await Promise.all([server.close(), admin?.close()]);
+      log.info({ totals: await stats.snapshot() }, 'proxy stopped');
     },
   };
 }

@@ -64,6 +64,7 @@ const OPTIONS: Record<ProxyKey, { arg: string | null; help: (mode: ProxyMode) =>
   'fail-timeout': { arg: '<time>', help: () => 'window for --max-fails, and how long an upstream stays down (nginx fail_timeout)' },
   'log-level': { arg: '<level>', help: () => 'fatal, error, warn, info, debug, trace or silent' },
   'reuse-port': { arg: null, help: () => 'SO_REUSEPORT: several aludel processes may share the port (kernel load-balances)' },
+  admin: { arg: '<addr:port>', help: () => 'admin HTTP listener for Prometheus GET /metrics and GET /status (JSON); a bare port binds 127.0.0.1 (default: off)' },
 };
 
 /** Adds the flags of `aludel proxy` (mode http) or `aludel tcp`; none is required here, as a config file may give it. */

@@ -2,8 +2,11 @@ import fs from 'node:fs';
 import { createLogger, type Logger } from '../log/logger.js';
 import { parseDuration, parseSize } from '../config/duration.js';
 import { parseListen } from '../config/listen-address.js';
+import { parseFlag } from '../config/setting-issues.js';
+import { adminAddress } from '../config/setting-values.js';
 import { AludelError, InvalidOptionError } from '../errors.js';
 import { startServe } from '../http/serve.js';
+import { startAdmin, type AdminServer } from '../metrics/admin-server.js';
 import { TrafficStats } from '../metrics/traffic-stats.js';
 import { createKtlsServer } from '../tls/create-server.js';
 import type { OffloadDecision, OffloadMode, SecureServer } from '../tls/types.js';
@@ -24,6 +27,7 @@ export interface ServeFlags {
   ciphersuites?: string;
   logLevel: string;
   reusePort?: boolean;
+  admin?: string;
 }
 
 function offloadMode(v: string): OffloadMode {
@@ -68,10 +72,20 @@ async function checkPaths(flags: ServeFlags): Promise<void> {
   }
 }
 
-export async function runServe(flags: ServeFlags): Promise<{ server: SecureServer; address: string; port: number; log: Logger; stats: TrafficStats }> {
+export interface RunningServe {
+  server: SecureServer;
+  address: string;
+  port: number;
+  log: Logger;
+  stats: TrafficStats;
+  admin: AdminServer | null;
+}
+
+export async function runServe(flags: ServeFlags): Promise<RunningServe> {
   const log = createLogger({ level: flags.logLevel });
   await checkPaths(flags);
   const { host, port } = parseListen(flags.listen);
+  const adminAt = flags.admin === undefined ? null : parseFlag(adminAddress, '--admin', flags.admin);
   const server = createKtlsServer({
     certFile: flags.cert,
     keyFile: flags.key,
@@ -94,9 +108,11 @@ export async function runServe(flags: ServeFlags): Promise<{ server: SecureServe
     maxHeaderSize: parseSize('--max-header-size', flags.maxHeaderSize),
   });
   const bound = await server.listen({ host, port, reusePort: flags.reusePort ?? false });
-  logOffload(log, server.offload, `${bound.address}:${bound.port}`);
-  log.info({ listen: `${bound.address}:${bound.port}`, root: flags.root }, 'serving files over HTTPS');
-  return { server, address: bound.address, port: bound.port, log, stats };
+  const listen = `${bound.address}:${bound.port}`;
+  logOffload(log, server.offload, listen);
+  const admin = adminAt === null ? null : await startAdmin({ ...adminAt, command: 'serve', server, listen, stats, group: null, log });
+  log.info({ listen, root: flags.root }, 'serving files over HTTPS');
+  return { server, address: bound.address, port: bound.port, log, stats, admin };
 }
 
 /** For the CLI: a failure the user can act on prints its message alone; anything else, its stack. */

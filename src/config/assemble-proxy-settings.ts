@@ -212,5 +212,6 @@ export async function assembleProxySettings(mode: ProxyMode, layers: readonly Se
     },
     logLevel: s['log-level']!,
     reusePort: s['reuse-port']!,
+    admin: s.admin ?? null,
   };
 }

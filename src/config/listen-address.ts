@@ -17,3 +17,14 @@ export function parseListen(value: string): { host: string; port: number } {
   }
   return { host, port };
 }
+
+/**
+ * --admin: as --listen, except that a value without an address ("9100" or
+ * ":9100") binds 127.0.0.1, not every address: the admin listener shows the
+ * process's internals and is meant for a Prometheus on the same host.
+ */
+export function parseAdminAddress(value: string): { host: string; port: number } {
+  const bare = /^\s*:?(\d+)\s*$/.exec(value);
+  if (bare !== null && Number(bare[1]) <= 65535) return { host: '127.0.0.1', port: Number(bare[1]) };
+  return parseListen(value);
+}

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { didYouMean } from './did-you-mean.js';
 import { describeIssue } from './setting-issues.js';
 import {
+  adminAddress,
   count,
   duration,
   filePath,
@@ -47,6 +48,7 @@ const COMMON = {
   'fail-timeout': positiveDuration,
   'log-level': logLevel,
   'reuse-port': flag,
+  admin: adminAddress,
 };
 
 /** Settings about HTTP messages or TLS to the upstream: not offered by `aludel tcp`. */

@@ -92,6 +92,8 @@ export interface ProxySettings {
   /** Default info. */
   logLevel: string;
   reusePort: boolean;
+  /** The admin listener (/metrics, /status); null = off, the default. */
+  admin: { host: string; port: number } | null;
   /** (no reload yet) */
   reloadable?: never;
 }

@@ -10,7 +10,7 @@ import { InvalidOptionError } from '../errors.js';
 import type { OffloadMode } from '../tls/types.js';
 import { parseDuration, parseSize } from './duration.js';
 import { looksLikeSha1, normaliseFingerprint } from './fingerprint.js';
-import { parseListen } from './listen-address.js';
+import { parseAdminAddress, parseListen } from './listen-address.js';
 import type { TlsVersionName, UpstreamTlsVersion } from './proxy-settings.js';
 
 /** Fails the value with an issue that carries what was given. */
@@ -121,6 +121,14 @@ export const listenAddress = z.string({ error: 'expected ADDRESS:PORT' }).transf
   return (
     attempt(() => parseListen(v)) ??
     reject(ctx, v, 'expected ADDRESS:PORT with a numeric address, e.g. 127.0.0.1:8443, [::1]:8443 or :8443')
+  );
+});
+
+/** A port alone (a YAML number too) means 127.0.0.1:PORT. */
+export const adminAddress = z.union([z.string(), z.number()], { error: 'expected ADDRESS:PORT or PORT' }).transform((v, ctx) => {
+  return (
+    attempt(() => parseAdminAddress(String(v))) ??
+    reject(ctx, v, 'expected PORT (binds 127.0.0.1) or ADDRESS:PORT with a numeric address, e.g. 9100, 127.0.0.1:9100 or [::1]:9100')
   );
 });
 

@@ -99,7 +99,7 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
       error = err;
       status = res.headersSent ? res.statusCode : gatewayStatus(err);
       if (!res.headersSent && !conn.destroyed) {
-        res.writeHead(status, { 'Content-Type': 'text/plain', Connection: 'close' }).end(`${http.STATUS_CODES[status]}\n`);
+        sendText(x, status);
       } else {
         // Mid-body: the client must see an aborted response, never a clean end (RFC 9112 §8).
         conn.destroy();
@@ -169,6 +169,7 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
         x.lease = null;
         if (retry) continue;
         o.group.fail(peer, errCode(err));
+        o.stats.upstreamError(peer.upstream.url, errCode(err));
         throw err;
       }
       o.group.succeed(peer);
@@ -262,8 +263,16 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
 
   function reject(x: Exchange, status: number, why: string): number {
     o.log.warn({ conn: x.conn.id, status, detail: why }, 'request refused');
-    x.res.writeHead(status, { 'Content-Type': 'text/plain', Connection: 'close' }).end(`${http.STATUS_CODES[status]}\n`);
+    sendText(x, status);
     return status;
+  }
+
+  /** Aludel's own short answer (4xx/5xx), counted as serve counts its error pages: path none, the bytes the client got. */
+  function sendText(x: Exchange, status: number): void {
+    const text = `${http.STATUS_CODES[status]}\n`;
+    x.res.writeHead(status, { 'Content-Type': 'text/plain', Connection: 'close' }).end(text);
+    x.bodyPath = 'none';
+    x.bytes = x.req.method === 'HEAD' ? 0 : Buffer.byteLength(text);
   }
 
   httpServer.on('clientError', (err: Error & { code?: string }, socket) => answerClientError(o.log, err, socket));

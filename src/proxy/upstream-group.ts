@@ -60,7 +60,8 @@ export class UpstreamGroup {
     this.timers.push(t);
   }
 
-  private isUp(p: Peer, now: number): boolean {
+  /** In rotation: not marked down by passive checks (until downUntil) or by the last active check. */
+  isUp(p: Peer, now: number): boolean {
     return !p.activeDown && p.downUntil <= now;
   }
 

@@ -45,3 +45,29 @@ export async function opensslCliLibraryVersion(): Promise<string> {
   const m = /\(Library: (.*)\)\s*$/.exec(out);
   return m ? m[1]!.trim() : out;
 }
+
+export interface Transfer {
+  /** curl's %{size_download}: body bytes received (headers excluded, after chunked decoding). */
+  bytes: number;
+  /** curl's %{num_connects}: 1 when this transfer opened a connection, 0 when it reused one. */
+  connects: number;
+  status: number;
+}
+
+/**
+ * One curl process fetching each of `transfers` (its URL last, with its own
+ * flags before it), bodies discarded, over as few connections as curl's
+ * keep-alive allows; what curl itself says it received, per transfer.
+ */
+export async function curlTransfers(common: string[], transfers: string[][], timeoutMs = 60_000): Promise<Transfer[]> {
+  // --next: each transfer's own flags (-r, -I, ...) apply to it alone; the connection is still reused.
+  const args = transfers.flatMap((t, i) => [...(i > 0 ? ['--next'] : []), ...common, '-w', '%{size_download} %{num_connects} %{http_code}\\n', '-o', '/dev/null', ...t]);
+  const r = await curl(args, timeoutMs);
+  if (r.code !== 0) throw new Error(`curl exited ${r.code}: ${r.stderr}`);
+  const lines = r.stdout.toString('utf8').trim().split('\n');
+  if (lines.length !== transfers.length) throw new Error(`curl reported ${lines.length} transfers, expected ${transfers.length}: ${r.stdout.toString('utf8')}`);
+  return lines.map((l) => {
+    const [bytes, connects, status] = l.split(' ').map(Number);
+    return { bytes: bytes!, connects: connects!, status: status! };
+  });
+}

@@ -7,7 +7,7 @@ import { Command, CommanderError } from 'commander';
 import { addProxyOptions, resolveProxySettings, type ProxyFlags } from '../../src/cli/proxy-options.js';
 import { normaliseFingerprint } from '../../src/config/fingerprint.js';
 import { parseFlag } from '../../src/config/setting-issues.js';
-import { offloadMode, tlsVersion } from '../../src/config/setting-values.js';
+import { adminAddress, offloadMode, tlsVersion } from '../../src/config/setting-values.js';
 import type { ProxySettings } from '../../src/config/proxy-settings.js';
 import { InvalidOptionError } from '../../src/errors.js';
 
@@ -82,6 +82,7 @@ describe('defaults', () => {
       healthCheck: { intervalMs: 0, timeoutMs: 2_000, path: null, maxFails: 1, failTimeoutMs: 10_000 },
       logLevel: 'info',
       reusePort: false,
+      admin: null,
     } satisfies ProxySettings);
   });
 
@@ -146,6 +147,7 @@ describe('config file', () => {
         'fail-timeout: 30s',
         'log-level: debug',
         'reuse-port: true',
+        'admin: 9100', // a YAML number: the port, on 127.0.0.1
       ].join('\n'),
     );
     const s = await resolveProxySettings('http', { config: file });
@@ -166,6 +168,7 @@ describe('config file', () => {
     assert.deepEqual(s.healthCheck, { intervalMs: 5_000, timeoutMs: 2_000, path: '/healthz', maxFails: 3, failTimeoutMs: 30_000 });
     assert.equal(s.logLevel, 'debug');
     assert.equal(s.reusePort, true);
+    assert.deepEqual(s.admin, { host: '127.0.0.1', port: 9100 });
     assert.deepEqual(s.upstreams[0], {
       url: 'https://[fd00::5]:8443',
       protocol: 'https',
@@ -397,6 +400,18 @@ describe('errors name the flag or the file and key', () => {
     await rejectsWith(resolveProxySettings('http', { cert, key, to: ['https://a.internal'], upstreamServername: '10.0.0.1' }), '--upstream-servername: an IP address cannot be sent as SNI');
     await rejectsWith(resolveProxySettings('http', { ...minimal(), healthCheckInterval: '5s', healthCheckPath: 'health' }), '--health-check-path: expected a path like /health');
     assert.equal((await resolveProxySettings('http', { ...minimal(), maxBodySize: '0' })).maxBodySize, null, 'nginx client_max_body_size 0 = no limit');
+  });
+
+  test('--admin: a bare port is loopback; an address is taken as given; aludel tcp has it too', async () => {
+    assert.deepEqual(parseFlag(adminAddress, '--admin', '9100'), { host: '127.0.0.1', port: 9100 });
+    assert.deepEqual(parseFlag(adminAddress, '--admin', ':9100'), { host: '127.0.0.1', port: 9100 }, 'unlike --listen :8443, not every address');
+    assert.deepEqual(parseFlag(adminAddress, '--admin', '0.0.0.0:9100'), { host: '0.0.0.0', port: 9100 });
+    assert.deepEqual(parseFlag(adminAddress, '--admin', '[::1]:0'), { host: '::1', port: 0 });
+    for (const bad of ['localhost:9100', '70000', '127.0.0.1', '']) {
+      assert.throws(() => parseFlag(adminAddress, '--admin', bad), (e: unknown) => e instanceof InvalidOptionError && e.message.startsWith('--admin: expected PORT (binds 127.0.0.1) or ADDRESS:PORT'), bad);
+    }
+    assert.deepEqual((await fromArgv('tcp', ['--listen', ':9993', '--cert', cert, '--key', key, '--to', '127.0.0.1:6379', '--admin', '[::1]:9101'])).admin, { host: '::1', port: 9101 });
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), config: configFile('admin.yaml', 'admin: public\n') }), 'admin: expected PORT (binds 127.0.0.1)', '(got "public")');
   });
 
   test('parseFlag: one schema for one flag (what serve can use)', () => {

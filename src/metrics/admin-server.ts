@@ -1,0 +1,200 @@
+/**
+ * The admin listener (--admin, off unless given): plain HTTP for a local
+ * Prometheus and for people. GET /metrics is the Prometheus text exposition
+ * of this process's registry (traffic, handshakes, upstreams, process and
+ * Node.js metrics) plus the kernel's /proc/net/tls_stat read at scrape time;
+ * GET /status is the same picture as JSON, with the offload decision and
+ * upstream health. Read-only: anything but GET/HEAD is 405.
+ */
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import type { Logger } from '../log/logger.js';
+import type { UpstreamGroup } from '../proxy/upstream-group.js';
+import type { OffloadDecision, SecureServer } from '../tls/types.js';
+import { kernelTlsRegistry, readKernelTlsStat, type KernelTlsStat } from './kernel-tls-stat.js';
+import type { TrafficStats, TrafficTotals } from './traffic-stats.js';
+
+export interface AdminOptions {
+  host: string;
+  port: number;
+  command: 'serve' | 'proxy' | 'tcp';
+  server: SecureServer;
+  /** The TLS listener's bound address, for /status. */
+  listen: string;
+  stats: TrafficStats;
+  /** The upstreams of `aludel proxy` / `aludel tcp`; null for `aludel serve`. */
+  group: UpstreamGroup | null;
+  log: Logger;
+}
+
+export interface AdminServer {
+  address: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+/** dist/src/metrics/admin-server.js -> package.json */
+const VERSION = (JSON.parse(fs.readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+const LOOPBACK = new net.BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
+
+function isLoopback(host: string): boolean {
+  // check() also matches IPv4-mapped IPv6 (::ffff:127.0.0.1) against the IPv4 subnet.
+  return LOOPBACK.check(host, net.isIPv6(host) ? 'ipv6' : 'ipv4');
+}
+
+/**
+ * prom-client's process and Node.js metrics (standard names: process_*,
+ * nodejs_*), less three gauges named like counters that `promtool check
+ * metrics` rejects (prometheus/client_js#283); their by-type siblings remain:
+ * sum without (type) (nodejs_active_handles) gives the same total.
+ */
+function registerProcessMetrics(registry: Registry): void {
+  collectDefaultMetrics({ register: registry });
+  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
+}
+
+/** Gauges read from live state when scraped: nothing to update on the hot path. */
+function registerStateGauges(o: AdminOptions): void {
+  const registers = [o.stats.registry];
+  new Gauge({
+    name: 'aludel_connections_open',
+    help: 'Client connections open now, handshaking ones included',
+    registers,
+    collect() {
+      this.set(o.server.connectionCount);
+    },
+  });
+  const group = o.group;
+  if (group === null) return;
+  new Gauge({
+    name: 'aludel_upstream_up',
+    help: 'Whether the upstream is in rotation (1) or marked down by passive or active health checks (0)',
+    labelNames: ['upstream'],
+    registers,
+    collect() {
+      const now = Date.now();
+      for (const p of group.peers) this.set({ upstream: p.upstream.url }, group.isUp(p, now) ? 1 : 0);
+    },
+  });
+}
+
+async function metricsText(stats: TrafficStats): Promise<{ body: string; type: string }> {
+  const k = await readKernelTlsStat();
+  const registry = k.available ? Registry.merge([stats.registry, kernelTlsRegistry(k.counters)]) : stats.registry;
+  return { body: await registry.metrics(), type: registry.contentType };
+}
+
+/** GET /status. */
+export interface AdminStatus {
+  version: string;
+  command: AdminOptions['command'];
+  pid: number;
+  uptimeSeconds: number;
+  listen: string;
+  admin: string;
+  offload: OffloadDecision;
+  connections: { open: number } & TrafficTotals['connections'];
+  handshakes: TrafficTotals['handshakes'];
+  bodies: TrafficTotals['bodies'];
+  /** proxy and tcp only */
+  upstreams?: Array<{ url: string; up: boolean; fails: number; downUntil: string | null; activeCheckFailed: boolean }>;
+  upstreamErrors?: TrafficTotals['upstreamErrors'];
+  kernelTls: KernelTlsStat;
+}
+
+async function status(o: AdminOptions, admin: string): Promise<AdminStatus> {
+  const [totals, kernelTls] = await Promise.all([o.stats.snapshot(), readKernelTlsStat()]);
+  const now = Date.now();
+  const group = o.group;
+  return {
+    version: VERSION,
+    command: o.command,
+    pid: process.pid,
+    uptimeSeconds: Math.round(process.uptime()),
+    listen: o.listen,
+    admin,
+    offload: o.server.offload,
+    connections: { open: o.server.connectionCount, ...totals.connections },
+    handshakes: totals.handshakes,
+    bodies: totals.bodies,
+    ...(group === null
+      ? {}
+      : {
+          upstreams: group.peers.map((p) => ({
+            url: p.upstream.url,
+            up: group.isUp(p, now),
+            fails: p.fails,
+            downUntil: p.downUntil > now ? new Date(p.downUntil).toISOString() : null,
+            activeCheckFailed: p.activeDown,
+          })),
+          upstreamErrors: totals.upstreamErrors,
+        }),
+    kernelTls,
+  };
+}
+
+function reply(req: http.IncomingMessage, res: http.ServerResponse, code: number, type: string, body: string, extra: http.OutgoingHttpHeaders = {}): void {
+  // For HEAD, node sends the headers (Content-Length included) and drops the body.
+  res.writeHead(code, { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store', ...extra }).end(req.method === 'HEAD' ? undefined : body);
+}
+
+/** Starts the admin listener; resolves once it is bound and logged. */
+export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
+  registerProcessMetrics(o.stats.registry);
+  registerStateGauges(o);
+  let admin = '';
+  const server = http.createServer((req, res) => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      reply(req, res, 405, 'text/plain; charset=utf-8', 'method not allowed: the admin listener is read-only (GET or HEAD)\n', { Allow: 'GET, HEAD' });
+      return;
+    }
+    const path = (req.url ?? '/').split('?', 1)[0];
+    const answer =
+      path === '/metrics'
+        ? metricsText(o.stats)
+        : path === '/status'
+          ? status(o, admin).then((s) => ({ body: `${JSON.stringify(s, null, 2)}\n`, type: 'application/json' }))
+          : null;
+    if (answer === null) {
+      reply(req, res, 404, 'text/plain; charset=utf-8', 'not found: try /metrics (Prometheus) or /status (JSON)\n');
+      return;
+    }
+    answer.then(
+      ({ body, type }) => reply(req, res, 200, type, body),
+      (err: unknown) => {
+        o.log.error({ err, url: req.url }, 'admin request failed');
+        reply(req, res, 500, 'text/plain; charset=utf-8', 'internal error; see the aludel log\n');
+      },
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host: o.host, port: o.port }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const bound = server.address() as net.AddressInfo;
+  admin = `${bound.address}:${bound.port}`;
+  if (isLoopback(bound.address)) o.log.info({ admin }, 'admin listening');
+  else {
+    o.log.warn(
+      { admin, warning: 'not a loopback address: /metrics and /status show traffic, upstreams and the TLS set-up to anyone who can reach it; bind 127.0.0.1 or firewall the port' },
+      'admin listening',
+    );
+  }
+  return {
+    address: bound.address,
+    port: bound.port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
