@@ -93,3 +93,10 @@ export class InvalidRequestError extends AludelError {
     super('ERR_BAD_REQUEST', `bad request: ${problem}; the client must send a valid HTTP/1.1 request (RFC 9112)`);
   }
 }
+
+/** The client closed its connection while its request was still being proxied. */
+export class ClientGoneError extends AludelError {
+  constructor() {
+    super('ERR_CLIENT_GONE', 'the client closed the connection before the response was complete');
+  }
+}

@@ -14,7 +14,7 @@ import { isInterim, parseResponseHead, type HeadLimits, type ResponseHead } from
 import type { PlainSocket } from '../transport/plain-socket.js';
 import { ChunkedDecoder } from '../http/chunked-decoder.js';
 import { buildUpstreamRequestHead, filterResponseHeaders } from '../http/forward-headers.js';
-import { NoLiveUpstreamError, UpstreamResponseError, UpstreamTimeoutError, UpstreamTruncatedError } from '../errors.js';
+import { ClientGoneError, NoLiveUpstreamError, UpstreamResponseError, UpstreamTimeoutError, UpstreamTruncatedError } from '../errors.js';
 import { PipePool } from '../transport/pipe-pool.js';
 import { spliceBody } from '../transport/splice-body.js';
 import type { Native } from '../native/binding.js';
@@ -93,6 +93,12 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
     const x: Exchange = { req, res, conn, lease: null, reusable: false, bodyPath: 'none', bytes: 0 };
     let status = 0;
     let error: unknown = null;
+    // A client that goes away must not hold an upstream connection until the upstream
+    // timeouts fire: whatever waits on the upstream fails at once with ClientGoneError.
+    const onClose = (): void => {
+      if (!res.writableFinished) x.lease?.stream.destroy(new ClientGoneError());
+    };
+    res.once('close', onClose);
     try {
       status = await proxy(x);
     } catch (err) {
@@ -105,6 +111,7 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
         conn.destroy();
       }
     } finally {
+      res.off('close', onClose);
       if (x.lease) {
         if (x.reusable && error === null) o.group.release(x.lease);
         else x.lease.stream.destroy();
@@ -119,7 +126,7 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
       ms: Math.round(Number(process.hrtime.bigint() - started) / 1e4) / 100,
       ...(error ? { error: errCode(error), detail: (error as Error).message } : {}),
     };
-    if (error && !(error instanceof UpstreamTruncatedError) && errCode(error) !== 'ECONNRESET') o.log.warn(fields, 'request');
+    if (error && !(error instanceof UpstreamTruncatedError) && !(error instanceof ClientGoneError) && errCode(error) !== 'ECONNRESET') o.log.warn(fields, 'request');
     else o.log.info(fields, 'request');
   }
 
@@ -152,6 +159,7 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
       const lease = await leaseOrFail(peer, attempt > 0);
       x.lease = lease;
       const u = lease.stream;
+      if (x.conn.destroyed) u.destroy(new ClientGoneError());
       u.setIdleTimeout(s.upstreamIdleTimeoutMs, () => new UpstreamTimeoutError('body', s.upstreamIdleTimeoutMs, peer.upstream.url));
       let response: { head: ResponseHead; rest: Buffer } | null = null;
       let bodySent: Promise<void> = Promise.resolve();
@@ -168,8 +176,11 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
         lease.stream.destroy();
         x.lease = null;
         if (retry) continue;
-        o.group.fail(peer, errCode(err));
-        o.stats.upstreamError(peer.upstream.url, errCode(err));
+        // The client leaving is no fault of the upstream: passive health must not count it.
+        if (!(err instanceof ClientGoneError)) {
+          o.group.fail(peer, errCode(err));
+          o.stats.upstreamError(peer.upstream.url, errCode(err));
+        }
         throw err;
       }
       o.group.succeed(peer);

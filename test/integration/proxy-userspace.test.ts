@@ -148,6 +148,18 @@ describe('aludel proxy (userspace TLS)', () => {
     assert.equal(sha256(body), patternSha256(300000));
   });
 
+  test('a client giving up frees its upstream at once and does not mark the upstream down', async () => {
+    const p = await proxy('--to', `http://127.0.0.1:${sink.port}`, '--upstream-headers-timeout', '60s', '--max-fails', '1');
+    const t0 = Date.now();
+    const r = await curl(['--cacert', fx.certFile, '--max-time', '1', `https://localhost:${p.port}/hang-headers`]);
+    assert.notEqual(r.code, 0);
+    const line = await p.waitForLog((l) => l.msg === 'request' && l.url === '/hang-headers', 5000);
+    assert.equal(line.error, 'ERR_CLIENT_GONE');
+    assert.ok(Date.now() - t0 < 5000, 'not held until the 60 s upstream timeout');
+    assert.equal(bodyAndStatus((await get(p.port, '/echo-headers')).stdout).status, 200);
+    assert.ok(!p.logs.some((l) => l.msg === 'upstream marked down'), 'the client leaving is not an upstream failure');
+  });
+
   test('round-robin over two upstreams; a dead one is skipped after it fails', async () => {
     const other = await startSinkOrigin();
     try {
