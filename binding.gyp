@@ -10,7 +10,8 @@
         "native/tls.c",
         "native/file.c",
         "native/diag.c",
-        "native/stream.c"
+        "native/stream.c",
+        "native/ethtool.c"
       ],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2", "-fvisibility=hidden"],
       "libraries": ["-ldl"]

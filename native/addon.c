@@ -129,5 +129,6 @@ NAPI_MODULE_INIT() {
   aludel_register_file(env, exports);
   aludel_register_diag(env, exports);
   aludel_register_stream(env, exports);
+  aludel_register_ethtool(env, exports);
   return exports;
 }

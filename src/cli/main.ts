@@ -21,6 +21,7 @@ program
   .requiredOption('--root <dir>', 'document root')
   .option('--listen <addr:port>', 'listen address', '127.0.0.1:8443')
   .option('--offload <mode>', 'auto (kernel where possible), kernel (refuse to start without kTLS), userspace', 'auto')
+  .option('--offload-policy <policy>', 'default, or prefer-hw: TLS 1.2 AES-128-GCM only where the NIC offloads TLS (tls-hw-tx-offload on), so it can take the crypto', 'default')
   .option('--tls-min <version>', 'lowest TLS version: 1.2 or 1.3', '1.2')
   .option('--tls-max <version>', 'highest TLS version: 1.2 or 1.3', '1.3')
   .option('--ciphers <list>', 'TLS 1.2 cipher list (default: kernel-offloadable AEAD suites)')

@@ -8,6 +8,7 @@ import { createLogger, type Logger } from '../log/logger.js';
 import type { ProxySettings } from '../config/proxy-settings.js';
 import { loadAddon } from '../native/binding.js';
 import { createKtlsServer } from '../tls/create-server.js';
+import { resolveHwPolicy } from '../tls/hw-offload-policy.js';
 import type { SecureServer } from '../tls/types.js';
 import { startHttpProxy } from '../proxy/http-proxy.js';
 import { startTcpProxy } from '../proxy/tcp-proxy.js';
@@ -15,7 +16,7 @@ import { startAdmin, type AdminServer } from '../metrics/admin-server.js';
 import { TrafficStats } from '../metrics/traffic-stats.js';
 import { UpstreamGroup } from '../proxy/upstream-group.js';
 import { addProxyOptions, resolveProxySettings } from './proxy-options.js';
-import { logOffload, reportFatal } from './serve-command.js';
+import { logHwPolicy, logOffload, reportFatal } from './serve-command.js';
 
 export interface RunningProxy {
   server: SecureServer;
@@ -30,13 +31,12 @@ export interface RunningProxy {
 
 export async function runProxy(s: ProxySettings): Promise<RunningProxy> {
   const log = createLogger({ level: s.logLevel });
+  const hw = resolveHwPolicy(s.offloadPolicy, s.listen.host, s.offload, { minVersion: s.tlsMin, maxVersion: s.tlsMax, cipherList: s.ciphers ?? undefined });
   const server = createKtlsServer({
     certFile: s.cert,
     keyFile: s.key,
     offload: s.offload,
-    minVersion: s.tlsMin,
-    maxVersion: s.tlsMax,
-    cipherList: s.ciphers ?? undefined,
+    ...hw.tls,
     cipherSuites: s.ciphersuites ?? undefined,
     // ALPN names an application protocol: http/1.1 for the HTTP proxy, none for raw TCP.
     alpn: s.mode === 'http' ? ['http/1.1'] : [],
@@ -54,6 +54,7 @@ export async function runProxy(s: ProxySettings): Promise<RunningProxy> {
   const bound = await server.listen({ host: s.listen.host, port: s.listen.port, reusePort: s.reusePort });
   const address = `${bound.address}:${bound.port}`;
   logOffload(log, server.offload, address);
+  logHwPolicy(log, hw, address);
   const admin = s.admin === null ? null : await startAdmin({ ...s.admin, command: s.mode === 'http' ? 'proxy' : 'tcp', server, listen: address, stats, group, log });
   log.info({ listen: address, mode: s.mode, upstreams: s.upstreams.map((u) => u.url) }, 'proxying');
   return {

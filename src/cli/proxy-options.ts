@@ -34,6 +34,7 @@ const OPTIONS: Record<ProxyKey, { arg: string | null; help: (mode: ProxyMode) =>
         : 'upstream(s): HOST:PORT or tcp://HOST:PORT (repeatable; IPv6 as [::1]:5432)',
   },
   offload: { arg: '<mode>', help: () => 'auto (kernel where possible), kernel (refuse to start without kTLS), userspace' },
+  'offload-policy': { arg: '<policy>', help: () => 'default, or prefer-hw: client TLS 1.2 AES-128-GCM only where the NIC offloads TLS (tls-hw-tx-offload on), so it can take the crypto' },
   'tls-min': { arg: '<version>', help: () => 'lowest client TLS version: 1.2 or 1.3' },
   'tls-max': { arg: '<version>', help: () => 'highest client TLS version: 1.2 or 1.3' },
   ciphers: { arg: '<list>', help: () => 'client TLS 1.2 cipher list (default: kernel-offloadable AEAD suites)' },

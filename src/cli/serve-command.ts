@@ -3,12 +3,13 @@ import { createLogger, type Logger } from '../log/logger.js';
 import { parseDuration, parseSize } from '../config/duration.js';
 import { parseListen } from '../config/listen-address.js';
 import { parseFlag } from '../config/setting-issues.js';
-import { adminAddress } from '../config/setting-values.js';
+import { adminAddress, offloadPolicy } from '../config/setting-values.js';
 import { AludelError, InvalidOptionError } from '../errors.js';
 import { startServe } from '../http/serve.js';
 import { startAdmin, type AdminServer } from '../metrics/admin-server.js';
 import { TrafficStats } from '../metrics/traffic-stats.js';
 import { createKtlsServer } from '../tls/create-server.js';
+import { describeHwPolicy, resolveHwPolicy, type HwPolicyDecision } from '../tls/hw-offload-policy.js';
 import type { OffloadDecision, OffloadMode, SecureServer } from '../tls/types.js';
 
 export interface ServeFlags {
@@ -17,6 +18,7 @@ export interface ServeFlags {
   key: string;
   root: string;
   offload: string;
+  offloadPolicy: string;
   handshakeTimeout: string;
   idleTimeout: string;
   headersTimeout: string;
@@ -56,6 +58,13 @@ export function logOffload(log: Logger, d: OffloadDecision, address: string): vo
   else log.info(fields, describeOffload(d));
 }
 
+/** Under prefer-hw, one line saying whether the listener was narrowed to what the NIC takes, and why. */
+export function logHwPolicy(log: Logger, d: HwPolicyDecision, address: string): void {
+  if (d.policy === 'default') return;
+  const interfaces = d.interfaces.map((i) => ({ name: i.name, tlsTx: i.tlsTx }));
+  log.info({ listen: address, offloadPolicy: d.policy, preferHw: d.preferHw, interfaces, tlsMin: d.tls.minVersion, tlsMax: d.tls.maxVersion, reasons: d.reasons }, describeHwPolicy(d));
+}
+
 /** Checks the files the flags name before anything starts, so the error names the flag. */
 async function checkPaths(flags: ServeFlags): Promise<void> {
   const checks: Array<[string, string, 'file' | 'dir']> = [['--cert', flags.cert, 'file'], ['--key', flags.key, 'file'], ['--root', flags.root, 'dir']];
@@ -86,13 +95,14 @@ export async function runServe(flags: ServeFlags): Promise<RunningServe> {
   await checkPaths(flags);
   const { host, port } = parseListen(flags.listen);
   const adminAt = flags.admin === undefined ? null : parseFlag(adminAddress, '--admin', flags.admin);
+  const offload = offloadMode(flags.offload);
+  const tls = { minVersion: tlsVersion('--tls-min', flags.tlsMin), maxVersion: tlsVersion('--tls-max', flags.tlsMax), cipherList: flags.ciphers };
+  const hw = resolveHwPolicy(parseFlag(offloadPolicy, '--offload-policy', flags.offloadPolicy), host, offload, tls);
   const server = createKtlsServer({
     certFile: flags.cert,
     keyFile: flags.key,
-    offload: offloadMode(flags.offload),
-    minVersion: tlsVersion('--tls-min', flags.tlsMin),
-    maxVersion: tlsVersion('--tls-max', flags.tlsMax),
-    cipherList: flags.ciphers,
+    offload,
+    ...hw.tls,
     cipherSuites: flags.ciphersuites,
     handshakeTimeoutMs: parseDuration('--handshake-timeout', flags.handshakeTimeout),
     log,
@@ -110,6 +120,7 @@ export async function runServe(flags: ServeFlags): Promise<RunningServe> {
   const bound = await server.listen({ host, port, reusePort: flags.reusePort ?? false });
   const listen = `${bound.address}:${bound.port}`;
   logOffload(log, server.offload, listen);
+  logHwPolicy(log, hw, listen);
   const admin = adminAt === null ? null : await startAdmin({ ...adminAt, command: 'serve', server, listen, stats, group: null, log });
   log.info({ listen, root: flags.root }, 'serving files over HTTPS');
   return { server, address: bound.address, port: bound.port, log, stats, admin };

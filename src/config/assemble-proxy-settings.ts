@@ -12,6 +12,7 @@ import { VERSION_ORDER } from './setting-values.js';
 /** Written as an admin would write them: they are parsed by the same schema, and shown in --help. */
 export const PROXY_DEFAULTS: Partial<Record<ProxyKey, string | boolean>> = {
   offload: 'auto',
+  'offload-policy': 'default',
   'tls-min': '1.2',
   'tls-max': '1.3',
   'handshake-timeout': '10s',
@@ -187,6 +188,7 @@ export async function assembleProxySettings(mode: ProxyMode, layers: readonly Se
     cert: s.cert!,
     key: s.key!,
     offload: s.offload!,
+    offloadPolicy: s['offload-policy']!,
     tlsMin: s['tls-min']!,
     tlsMax: s['tls-max']!,
     ciphers: s.ciphers ?? null,

@@ -4,6 +4,7 @@
  * resolveProxySettings() in src/cli/proxy-options.ts.
  */
 import type { TlsVersionName } from '../tls/policy.js';
+import type { OffloadPolicy } from '../tls/types.js';
 
 export type { TlsVersionName };
 
@@ -59,6 +60,8 @@ export interface ProxySettings {
   cert: string;
   key: string;
   offload: 'auto' | 'kernel' | 'userspace';
+  /** Default 'default'; 'prefer-hw': TLS 1.2 AES-128-GCM on the client side where the NIC offloads TLS (src/tls/hw-offload-policy.ts). */
+  offloadPolicy: OffloadPolicy;
   tlsMin: TlsVersionName;
   tlsMax: TlsVersionName;
   /** null = the kernel-offloadable AEAD defaults of src/tls/policy.ts. */

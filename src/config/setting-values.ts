@@ -7,7 +7,7 @@
 import net from 'node:net';
 import { z } from 'zod';
 import { InvalidOptionError } from '../errors.js';
-import type { OffloadMode } from '../tls/types.js';
+import type { OffloadMode, OffloadPolicy } from '../tls/types.js';
 import { parseDuration, parseSize } from './duration.js';
 import { looksLikeSha1, normaliseFingerprint } from './fingerprint.js';
 import { parseAdminAddress, parseListen } from './listen-address.js';
@@ -104,6 +104,8 @@ export const upstreamTlsVersion = z.union([z.string(), z.number()], { error: UPS
 export const VERSION_ORDER: Record<UpstreamTlsVersion, number> = { TLSv1: 0, 'TLSv1.1': 1, 'TLSv1.2': 2, 'TLSv1.3': 3 };
 
 export const offloadMode = z.enum(['auto', 'kernel', 'userspace'] satisfies OffloadMode[], { error: 'expected auto, kernel or userspace' });
+
+export const offloadPolicy = z.enum(['default', 'prefer-hw'] satisfies OffloadPolicy[], { error: 'expected default or prefer-hw' });
 
 /** pino's levels. */
 export const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {

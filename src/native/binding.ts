@@ -61,6 +61,18 @@ export interface UlpInfo {
   rxConf: 'none' | 'sw' | 'hw' | 'hw-record' | 'unknown';
 }
 
+/** ETHTOOL_GFEATURES: 32-bit words per block; feature bit i is word i >>> 5, bit i & 31 (names from ethtoolFeatureNames). */
+export interface EthtoolFeatureWords {
+  /** hw_features: the driver lets the user toggle these (`ethtool -K`). */
+  available: number[];
+  /** wanted_features: what was asked for. */
+  requested: number[];
+  /** features: what is on now. */
+  active: number[];
+  /** NETIF_F_NEVER_CHANGE: fixed whatever the driver says. */
+  neverChanged: number[];
+}
+
 export interface NativeError extends Error {
   code: string;
   errno: number;
@@ -109,6 +121,12 @@ export interface Native {
   pipeNew(size: number): { read: number; write: number; size: number };
   /** splice(2) between a pipe and a socket: bytes moved (> 0), 0 at end of input, or AGAIN. */
   splice(fdIn: number, fdOut: number, length: number): number;
+  /** if_nameindex(3): every interface of this network namespace, up or down. */
+  netInterfaces(): Array<{ index: number; name: string }>;
+  /** The kernel's feature bit names (ETH_SS_FEATURES), bit i = names[i]; [] when it has none. */
+  ethtoolFeatureNames(ifname: string): string[];
+  /** The interface's feature bits (SIOCETHTOOL ETHTOOL_GFEATURES); ENODEV when it is gone. */
+  ethtoolFeatures(ifname: string): EthtoolFeatureWords;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));

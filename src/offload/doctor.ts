@@ -1,8 +1,7 @@
 /**
  * `aludel doctor`: where TLS crypto can run on this host (kernel TLS, the
- * system OpenSSL, kernel crypto drivers, RAPL for energy), each finding with
- * what to do about it. NIC TLS offload needs ethtool netlink in the addon and
- * is reported as not implemented.
+ * system OpenSSL, kernel crypto drivers, NIC offload features, RAPL for
+ * energy), each finding with what to do about it.
  */
 import os from 'node:os';
 import { loadAddon } from '../native/binding.js';
@@ -19,6 +18,8 @@ import {
   type TlsStatReport,
   type UlpProbeResult,
 } from './kernel-tls.js';
+import { nicFindings } from './nic-findings.js';
+import { NIC_FEATURES, formatFeature, readNicFeatures, type NicReport } from './nic-features.js';
 import { opensslReport, type OpensslReport } from './openssl-matrix.js';
 import { readRapl, type RaplReport } from './rapl.js';
 
@@ -40,7 +41,7 @@ export interface DoctorReport {
   openssl: OpensslReport;
   cryptoDrivers: CryptoDriversReport;
   rapl: RaplReport;
-  nics: { status: 'not-implemented'; note: string };
+  nics: NicReport;
   findings: Finding[];
 }
 
@@ -53,9 +54,9 @@ export interface DoctorOptions {
   capabilities?: Pick<Capabilities, 'openssl' | 'opensslProblem'>;
   /** Live TCP_ULP probe; default the addon's probeTcpUlp when root is '/' and the addon loads, else none. */
   probeUlp?: (() => UlpProbeResult) | null;
+  /** NIC features; default read from this host's interfaces when root is '/', else reported unavailable. */
+  nics?: NicReport;
 }
-
-const NIC_NOTE = 'NIC TLS offload (ethtool tls-hw-tx-offload, tls-hw-rx-offload) needs ethtool netlink in the native addon; not checked';
 
 function defaultProbe(root: string): (() => UlpProbeResult) | null {
   if (root !== '/') return null;
@@ -75,7 +76,7 @@ export function runDoctor(options: DoctorOptions = {}): DoctorReport {
     openssl: opensslReport(options.capabilities ?? probeCapabilities()),
     cryptoDrivers: readCryptoDrivers(root),
     rapl: readRapl(root),
-    nics: { status: 'not-implemented', note: NIC_NOTE },
+    nics: options.nics ?? (root === '/' ? readNicFeatures() : { status: 'unavailable', problem: 'not read with a fixture root', interfaces: [] }),
   };
   return { ...report, findings: findingsFor(report) };
 }
@@ -185,8 +186,7 @@ export function findingsFor(r: Omit<DoctorReport, 'findings'>): Finding[] {
     }
   }
 
-  // NICs.
-  out.push({ level: 'warn', area: 'nic', what: 'NIC TLS offload not checked (not implemented)', advice: 'check by hand: ethtool -k <interface> | grep tls' });
+  out.push(...nicFindings(r.nics, kernelTlsUsable(r)));
 
   // RAPL.
   if (!r.rapl.present) {
@@ -215,6 +215,12 @@ function yesNo(v: boolean | null): string {
   return v === null ? '?' : v ? 'yes' : 'no';
 }
 
+function nicsLine(n: NicReport): string {
+  if (n.status === 'unavailable') return `not read: ${n.problem}`;
+  const tls = n.interfaces.filter((i) => i.features['tls-hw-tx-offload']?.active || i.features['tls-hw-rx-offload']?.active).map((i) => i.name);
+  return `${n.interfaces.length} interfaces; TLS offload on: ${tls.length > 0 ? tls.join(', ') : 'none'}`;
+}
+
 export function formatDoctorTable(r: DoctorReport): string {
   const probe = r.tlsModule.probe;
   const parts: string[] = [];
@@ -226,7 +232,7 @@ export function formatDoctorTable(r: DoctorReport): string {
         ['tls module', `${r.tlsModule.status}${r.tlsModule.evidence.length ? ` (${r.tlsModule.evidence.join(', ')})` : ''}`],
         ['live probe', probe ? (probe.ok ? 'TCP_ULP "tls" accepted' : `TCP_ULP "tls" failed: ${probe.code ?? probe.errno}`) : 'not run'],
         ['openssl', r.openssl.available ? `${r.openssl.version} (${r.openssl.libssl ?? '?'})` : `unusable: ${r.openssl.problem}`],
-        ['nics', `${r.nics.status}`],
+        ['nics', nicsLine(r.nics)],
         ['rapl', r.rapl.present ? r.rapl.zones.map((z) => z.name ?? z.id).join(', ') : 'absent'],
       ],
       '',
@@ -238,6 +244,10 @@ export function formatDoctorTable(r: DoctorReport): string {
   }
   const driverRows = r.cryptoDrivers.algorithms.flatMap((a) => (a.drivers.length ? a.drivers.map((d) => [a.name, d.driver, String(d.priority), d.label]) : [[a.name, '-', '-', 'not instantiated']]));
   parts.push('', `kernel crypto drivers${r.cryptoDrivers.present ? '' : ' (/proc/crypto unreadable)'}`, table([['algorithm', 'driver', 'priority', 'kind'], ...driverRows]));
+  if (r.nics.interfaces.length > 0) {
+    const rows = r.nics.interfaces.map((i) => [i.name, ...NIC_FEATURES.map((f) => (i.error ? `error ${i.error.code}` : formatFeature(i.features[f])))]);
+    parts.push('', 'NIC offload features (as ethtool -k shows them)', table([['interface', ...NIC_FEATURES], ...rows]));
+  }
   if (r.tlsStat.present) {
     parts.push('', 'tls_stat', table(Object.entries(r.tlsStat.counters).map(([k, v]) => [k, String(v)])));
   }

@@ -13,6 +13,15 @@ export const TLS12_CIPHERS = [
   'ECDHE-RSA-CHACHA20-POLY1305',
 ].join(':');
 
+/**
+ * --offload-policy prefer-hw where the NIC offloads TLS: the suites every
+ * kernel's device offload takes. tls_set_device_offload (net/tls/tls_device.c)
+ * accepts TLS 1.2 only and, until recent kernels, TLS_CIPHER_AES_GCM_128 only;
+ * OpenSSL follows the client's order, which often puts AES-256 first, so
+ * AES-256-GCM is left out rather than hoped against.
+ */
+export const DEVICE_OFFLOAD_CIPHERS = ['ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES128-GCM-SHA256'].join(':');
+
 export const TLS13_SUITES = ['TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256'].join(':');
 
 export const TLS1_2 = 0x0303;

@@ -34,6 +34,8 @@ export interface StartOptions {
   env?: NodeJS.ProcessEnv;
   /** How long start-up may take. Default 10 s. */
   startTimeoutMs?: number;
+  /** Runs the CLI through this command, e.g. ['ip', 'netns', 'exec', name] (which execs, so signals reach node). */
+  prefix?: readonly string[];
 }
 
 /** `serve --listen 127.0.0.1:0` with the fixtures' certificate, key and root, then `extra`. */
@@ -47,8 +49,9 @@ export function serveArgs(fx: Pick<Fixtures, 'certFile' | 'keyFile' | 'root'>, .
  * exits first or after startTimeoutMs.
  */
 export function startAludel(args: string[], options: StartOptions = {}): Promise<Running> {
-  const { env, startTimeoutMs = 10_000 } = options;
-  const child = reapOnExit(spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }));
+  const { env, startTimeoutMs = 10_000, prefix = [] } = options;
+  const [cmd, ...argv] = [...prefix, process.execPath, CLI, ...args];
+  const child = reapOnExit(spawn(cmd!, argv, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }));
   const logs: LogLine[] = [];
   const raw: string[] = [];
   const waiters = new Set<() => void>();

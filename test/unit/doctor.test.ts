@@ -208,12 +208,12 @@ test('runDoctor on fixture trees: findings per ULP status, schema shape, table n
   assert.deepEqual(schemaProblems(loaded), []);
   assert.equal(loaded.tlsModule.status, 'loaded');
   assert.equal(loaded.tlsStat.counters.TlsTxSw, 12);
-  assert.equal(loaded.nics.status, 'not-implemented');
+  assert.deepEqual(loaded.nics, { status: 'unavailable', problem: 'not read with a fixture root', interfaces: [] });
   const kernelFinding = (r: DoctorReport) => r.findings.find((f) => f.area === 'kernel')!;
   assert.equal(kernelFinding(loaded).level, 'ok');
   assert.ok(loaded.findings.some((f) => f.level === 'warn' && /TLS 1\.3 records are decrypted in userspace/.test(f.what) && /3\.2/.test(f.advice)));
   assert.ok(loaded.findings.some((f) => /gcm-aes-chcr/.test(f.what) && /coprocessor/.test(f.what)));
-  assert.ok(loaded.findings.some((f) => f.area === 'nic' && /not implemented/.test(f.what)));
+  assert.ok(loaded.findings.some((f) => f.area === 'nic' && f.level === 'warn' && /NIC offload features not read: not read with a fixture root/.test(f.what)));
   assert.ok(loaded.findings.some((f) => f.area === 'kernel' && /6\.14/.test(f.what)), 'kernel 6.1 lacks rekey');
 
   const loadable = runDoctor({ root: tree({ [`lib/modules/${REL}/kernel/net/tls/tls.ko.xz`]: 'ELF' }), release: REL, capabilities: caps30, probeUlp: null });
@@ -234,7 +234,34 @@ test('runDoctor on fixture trees: findings per ULP status, schema shape, table n
   const refused = runDoctor({ root: tree({}), release: REL, capabilities: caps30, probeUlp: () => ({ errno: 1, code: 'EPERM', syscall: 'setsockopt(TCP_ULP)' }) });
   assert.deepEqual([kernelFinding(refused).level, /EPERM/.test(kernelFinding(refused).what)], ['error', true]);
 
-  for (const r of [loaded, loadable, absent, probed]) {
+  // NIC features as given: schema-valid, a finding per offloading interface, a row per interface in the table.
+  const on = { available: true, requested: true, active: true, fixed: false };
+  const off = { available: false, requested: false, active: false, fixed: true };
+  const nics = {
+    status: 'read' as const,
+    problem: null,
+    interfaces: [
+      { name: 'lo', index: 1, features: { 'tls-hw-tx-offload': off, 'tls-hw-rx-offload': off, 'tls-hw-record': off, 'esp-hw-offload': off, 'esp-tx-csum-hw-offload': off }, error: null },
+      { name: 'eth0', index: 2, features: { 'tls-hw-tx-offload': on, 'tls-hw-rx-offload': off, 'tls-hw-record': null, 'esp-hw-offload': off, 'esp-tx-csum-hw-offload': off }, error: null },
+      { name: 'gone0', index: 3, features: { 'tls-hw-tx-offload': null, 'tls-hw-rx-offload': null, 'tls-hw-record': null, 'esp-hw-offload': null, 'esp-tx-csum-hw-offload': null }, error: { code: 'ENODEV', errno: 19, syscall: 'ioctl(SIOCETHTOOL, ETHTOOL_GFEATURES)' } },
+    ],
+  };
+  const withNics = runDoctor({ root: fullTree(), release: REL, capabilities: caps30, probeUlp: null, nics });
+  assert.deepEqual(schemaProblems(withNics), []);
+  assert.deepEqual(withNics.findings.filter((f) => f.area === 'nic').map((f) => [f.level, f.what]), [
+    ['ok', 'eth0: tls-hw-tx-offload on'],
+    ['warn', 'gone0: features not read (ioctl(SIOCETHTOOL, ETHTOOL_GFEATURES): ENODEV)'],
+    ['ok', 'NIC TLS offload on: eth0'],
+  ]);
+  const badNic = JSON.parse(JSON.stringify(withNics)) as { nics: { interfaces: Array<{ features: Record<string, unknown> }> } };
+  badNic.nics.interfaces[0]!.features['tls-hw-tx-offload'] = { available: 'yes' };
+  assert.ok(schemaProblems(badNic).some((p) => p.startsWith('$/nics/interfaces/0/features/tls-hw-tx-offload')), 'the schema checks each feature');
+  const nicTable = formatDoctorTable(withNics);
+  assert.match(nicTable, /^nics +3 interfaces; TLS offload on: eth0$/m);
+  assert.match(nicTable, /^ {2}eth0 +on +off \[fixed\] +absent +off \[fixed\] +off \[fixed\]$/m);
+  assert.match(nicTable, /^ {2}gone0 +error ENODEV/m);
+
+  for (const r of [loaded, loadable, absent, probed, withNics]) {
     const text = formatDoctorTable(r);
     for (const f of r.findings) {
       assert.ok(text.includes(f.what), `table names finding: ${f.what}`);
@@ -249,6 +276,11 @@ test('runDoctor on fixture trees: findings per ULP status, schema shape, table n
 test('runDoctor on this machine: kernel TLS status matches /proc/net/tls_stat', () => {
   const r = runDoctor();
   assert.deepEqual(schemaProblems(r), []);
+  // Every interface of this namespace, lo included, with the five features read (compared with ethtool in test/integration/nic-features.test.ts).
+  assert.equal(r.nics.status, 'read', String(r.nics.problem));
+  const lo = r.nics.interfaces.find((i) => i.name === 'lo');
+  assert.ok(lo, 'lo listed');
+  assert.ok(Object.values(lo.features).every((f) => f !== null && !f.active), JSON.stringify(lo.features));
   assert.equal(r.kernel.release, os.release());
   const advice = r.findings.map((f) => f.advice).join('\n');
   if (fs.existsSync('/proc/net/tls_stat')) {

@@ -7,7 +7,7 @@ import { Command, CommanderError } from 'commander';
 import { addProxyOptions, resolveProxySettings, type ProxyFlags } from '../../src/cli/proxy-options.js';
 import { normaliseFingerprint } from '../../src/config/fingerprint.js';
 import { parseFlag } from '../../src/config/setting-issues.js';
-import { adminAddress, offloadMode, tlsVersion } from '../../src/config/setting-values.js';
+import { adminAddress, offloadMode, offloadPolicy, tlsVersion } from '../../src/config/setting-values.js';
 import type { ProxySettings } from '../../src/config/proxy-settings.js';
 import { InvalidOptionError } from '../../src/errors.js';
 
@@ -63,6 +63,7 @@ describe('defaults', () => {
       cert,
       key,
       offload: 'auto',
+      offloadPolicy: 'default',
       tlsMin: 'TLSv1.2',
       tlsMax: 'TLSv1.3',
       ciphers: null,
@@ -127,6 +128,7 @@ describe('config file', () => {
         '  - https://[fd00::5]:8443',
         '  - http://app.internal',
         'offload: userspace',
+        'offload-policy: prefer-hw',
         'tls-min: 1.3',
         'tls-max: "1.3"',
         'ciphers: ECDHE-RSA-AES128-GCM-SHA256',
@@ -155,6 +157,7 @@ describe('config file', () => {
     assert.equal(s.cert, cert);
     assert.equal(s.key, key);
     assert.equal(s.offload, 'userspace');
+    assert.equal(s.offloadPolicy, 'prefer-hw');
     assert.equal(s.tlsMin, 'TLSv1.3');
     assert.equal(s.tlsMax, 'TLSv1.3');
     assert.equal(s.ciphers, 'ECDHE-RSA-AES128-GCM-SHA256');
@@ -229,6 +232,13 @@ describe('flags over file', () => {
     );
     const s = await fromArgv('tcp', ['--listen', ':9993', '--cert', cert, '--key', key, '--to', 'db:5432', '--idle-timeout', '5m']);
     assert.equal(s.idleTimeoutMs, 300_000);
+  });
+
+  test('--offload-policy on both commands, default "default"', async () => {
+    const tcp = await fromArgv('tcp', ['--listen', ':9993', '--cert', cert, '--key', key, '--to', 'db:5432', '--offload-policy', 'prefer-hw']);
+    assert.equal(tcp.offloadPolicy, 'prefer-hw');
+    assert.equal((await fromArgv('http', ['--cert', cert, '--key', key, '--to', 'http://a.internal'])).offloadPolicy, 'default');
+    await rejectsWith(fromArgv('http', ['--cert', cert, '--key', key, '--to', 'http://a.internal', '--offload-policy', 'hw']), '--offload-policy: expected default or prefer-hw');
   });
 });
 
@@ -397,6 +407,7 @@ describe('errors name the flag or the file and key', () => {
     await rejectsWith(resolveProxySettings('http', { ...minimal(), maxHeaderSize: 'big' }), '--max-header-size: expected a size');
     await rejectsWith(resolveProxySettings('http', { ...minimal(), listen: 'localhost:8443' }), '--listen: expected ADDRESS:PORT');
     await rejectsWith(resolveProxySettings('http', { ...minimal(), offload: 'gpu' }), '--offload: expected auto, kernel or userspace');
+    await rejectsWith(resolveProxySettings('tcp', { cert, key, listen: ':9993', to: ['db:5432'], offloadPolicy: 'nic' }), '--offload-policy: expected default or prefer-hw', '"nic"');
     await rejectsWith(resolveProxySettings('http', { cert, key, to: ['https://a.internal'], upstreamServername: '10.0.0.1' }), '--upstream-servername: an IP address cannot be sent as SNI');
     await rejectsWith(resolveProxySettings('http', { ...minimal(), healthCheckInterval: '5s', healthCheckPath: 'health' }), '--health-check-path: expected a path like /health');
     assert.equal((await resolveProxySettings('http', { ...minimal(), maxBodySize: '0' })).maxBodySize, null, 'nginx client_max_body_size 0 = no limit');
@@ -417,6 +428,7 @@ describe('errors name the flag or the file and key', () => {
   test('parseFlag: one schema for one flag (what serve can use)', () => {
     assert.equal(parseFlag(tlsVersion, '--tls-min', 'TLSv1.2'), 'TLSv1.2');
     assert.equal(parseFlag(offloadMode, '--offload', 'kernel'), 'kernel');
+    assert.equal(parseFlag(offloadPolicy, '--offload-policy', 'prefer-hw'), 'prefer-hw');
     assert.throws(() => parseFlag(tlsVersion, '--tls-min', '1.1'), (e: unknown) => e instanceof InvalidOptionError && e.message.startsWith('--tls-min: expected 1.2 or 1.3'));
   });
 
