@@ -56,6 +56,7 @@ export class TrafficStats {
   readonly registry = new Registry();
 
   private readonly connections: Counter<'tx' | 'rx'>;
+  private readonly kernelConf: Counter<'tx_conf' | 'rx_conf'>;
   private readonly bodies: Counter<'path' | 'tx' | 'rx'>;
   private readonly bodyBytes: Counter<'path' | 'tx' | 'rx'>;
   private readonly handshakes: Counter<'version' | 'cipher' | 'result' | 'error'>;
@@ -69,6 +70,7 @@ export class TrafficStats {
   private readonly handshakeChildren = new Map<string, { count: CounterChild; seconds: HistogramChild }>();
   private readonly failureChildren = new Map<string, CounterChild>();
   private readonly upstreamErrorChildren = new Map<string, CounterChild>();
+  private readonly kernelConfChildren = new Map<string, CounterChild>();
 
   constructor() {
     const registers = [this.registry];
@@ -76,6 +78,12 @@ export class TrafficStats {
       name: 'aludel_connections_total',
       help: 'TLS connections established, by where record encryption (tx) and decryption (rx) run: kernel (kTLS) or user (OpenSSL)',
       labelNames: ['tx', 'rx'],
+      registers,
+    });
+    this.kernelConf = new Counter({
+      name: 'aludel_connections_kernel_tls_total',
+      help: "kTLS connections by the kernel's own word (sock_diag ULP info, as ss -tie shows it): tx_conf / rx_conf sw (kernel software), hw (NIC offload), hw-record (TOE), none",
+      labelNames: ['tx_conf', 'rx_conf'],
       registers,
     });
     this.bodies = new Counter({
@@ -131,6 +139,17 @@ export class TrafficStats {
     // node:tls (the fallback) does not say when its handshake started: no duration to record.
     if (engine === 'system-openssl') c.seconds.observe(ms / 1000);
     this.connectionChildren[side(conn)]!.inc();
+    const k = conn.tls.kernel;
+    if (k !== null) {
+      // Bounded: the kernel knows four modes per direction.
+      const kk = `${k.txConf} ${k.rxConf}`;
+      let kc = this.kernelConfChildren.get(kk);
+      if (kc === undefined) {
+        kc = this.kernelConf.labels({ tx_conf: k.txConf, rx_conf: k.rxConf });
+        this.kernelConfChildren.set(kk, kc);
+      }
+      kc.inc();
+    }
   }
 
   /**

@@ -66,6 +66,8 @@ describe('aludel serve --offload kernel --admin', () => {
       assert.equal(grew(s0, s1, 'aludel_body_bytes_total', { path: 'sendfile', tx: 'kernel', rx }), received, 'sendfile bytes on kTLS = what curl received');
       assert.equal(grew(s0, s1, 'aludel_body_bytes_total'), received, 'and no byte by another path');
       assert.equal(grew(s0, s1, 'aludel_connections_total', { tx: 'kernel', rx }), connections);
+      // The kernel's own word per connection (sock_diag; the VM runs tests as root, so CAP_NET_ADMIN).
+      assert.equal(grew(s0, s1, 'aludel_connections_kernel_tls_total', { tx_conf: 'sw', rx_conf: version === '1.2' ? 'sw' : 'none' }), connections);
       assert.equal(grew(s0, s1, 'aludel_handshakes_total', { version: `TLSv${version}`, cipher: SUITE[version], result: 'ok' }), connections);
       assert.equal(grew(s0, s1, 'aludel_handshake_duration_seconds_count', { version: `TLSv${version}` }), connections);
 

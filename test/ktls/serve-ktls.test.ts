@@ -105,7 +105,11 @@ for (const mode of ['kernel', 'userspace'] as const) {
               // And the kernel's own answer (sock_diag), not only OpenSSL's.
               assert.deepEqual([c.kernelTx, c.kernelRx, c.kernelCipher], ['sw', version === '1.2' ? 'sw' : 'none', KERNEL_CIPHER[suite.name]]);
             }
-            for (const r of reqs) assert.equal(r.body, r.bytes === 0 ? 'none' : 'sendfile', `body path of ${String(r.url)}`);
+            for (const r of reqs) {
+              assert.equal(r.body, r.bytes === 0 ? 'none' : 'sendfile', `body path of ${String(r.url)}`);
+              // The access log line itself carries the kernel's word too (tx=sw rx=sw on 1.2, sw/none on 1.3).
+              assert.deepEqual([r.kernelTx, r.kernelRx], ['sw', version === '1.2' ? 'sw' : 'none']);
+            }
           } else {
             assert.equal(d.TlsTxSw, 0, 'userspace mode must not create kernel TLS contexts');
             assert.equal(d.TlsRxSw, 0);
