@@ -56,7 +56,7 @@ after(async () => {
 
 describe('aludel proxy with kTLS', () => {
   for (const version of ['1.2', '1.3'] as const) {
-    test(`TLS ${version}: nginx bodies 0 B to 64 MiB, Content-Length and chunked bodies by splice, identical bytes`, { timeout: 900_000 }, async () => {
+    test(`TLS ${version}: nginx bodies 0 B to 64 MiB, Content-Length and chunked bodies by splice, identical bytes`, { timeout: 900_000 }, async (t) => {
       const p = await aludel(['proxy', '--to', `http://127.0.0.1:${nginx.port}`]);
       const from = p.mark();
       const before = readTlsStat();
@@ -77,6 +77,7 @@ describe('aludel proxy with kTLS', () => {
       assert.equal(d.TlsTxSw, n, `one kTLS TX socket per connection: ${JSON.stringify(d)}`);
       assert.equal(d.TlsRxSw, version === '1.2' ? n : 0, 'OpenSSL 3.0: kTLS RX for TLS 1.2 only');
       assert.equal(d.TlsDecryptError ?? 0, 0);
+      t.diagnostic(`${n} connections; TlsTxSw +${d.TlsTxSw} TlsRxSw +${d.TlsRxSw} TlsDecryptError +${d.TlsDecryptError ?? 0}; ${lines.map((l) => `${String(l.method)} ${String(l.url)}:${String(l.body)}:${String(l.bytes)}`).join(' ')}`);
       for (const l of lines) assert.equal(l.tx, 'kernel', JSON.stringify(l));
       const byUrl = new Map(lines.map((l) => [String(l.url) + (l.method === 'HEAD' ? ' HEAD' : ''), l]));
       for (const [name, file] of Object.entries(fx.files)) {
