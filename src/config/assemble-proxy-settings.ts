@@ -33,6 +33,7 @@ export const PROXY_DEFAULTS: Partial<Record<ProxyKey, string | boolean>> = {
   'fail-timeout': '10s',
   'log-level': 'info',
   'reuse-port': false,
+  'cache-size': '10GiB',
 };
 
 /**
@@ -130,6 +131,7 @@ function crossCheck(mode: ProxyMode, s: ProxyInput, from: (key: ProxyKey) => Set
   if (given('health-check-timeout') && timeout !== undefined && interval > 0 && timeout >= interval) {
     problems.push(`${label('health-check-timeout')}: must be shorter than ${mention('health-check-interval')} (${interval} ms), so one check ends before the next`);
   }
+  if (given('cache-size') && s.cache === undefined) problems.push(`${label('cache-size')}: has no effect without a cache; give --cache DIR${config('cache')}, or remove it`);
   return problems;
 }
 
@@ -212,5 +214,6 @@ export async function assembleProxySettings(mode: ProxyMode, layers: readonly Se
     },
     logLevel: s['log-level']!,
     reusePort: s['reuse-port']!,
+    cache: s.cache === undefined ? null : { dir: s.cache, maxBytes: s['cache-size']! },
   };
 }
