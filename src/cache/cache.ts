@@ -81,6 +81,8 @@ export class HttpCache {
    * of them. Never rejects: a disk error is logged and only costs the entry.
    */
   async endFill(fill: Fill): Promise<Entry | null> {
+    if (fill.ended) return null;
+    fill.ended = true;
     let entry: Entry | null = null;
     const file = fill.file;
     try {
@@ -99,11 +101,9 @@ export class HttpCache {
       if (file !== null) await this.store.discard(file);
     } finally {
       fill.abandon();
-      const list = this.fills.get(fill.key);
-      if (list) {
-        list.splice(list.indexOf(fill), 1);
-        if (list.length === 0) this.fills.delete(fill.key);
-      }
+      const list = this.fills.get(fill.key) ?? [];
+      if (list.includes(fill)) list.splice(list.indexOf(fill), 1);
+      if (list.length === 0) this.fills.delete(fill.key);
       fill.release();
     }
     return entry;

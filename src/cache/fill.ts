@@ -28,6 +28,8 @@ export class Fill {
   file: BodyFile | null = null;
   /** Set when an unsafe method or a purge hit the key meanwhile: readers finish, nothing is stored. */
   invalidated = false;
+  /** HttpCache.endFill() ran: committed or discarded, no longer followed by new requests. */
+  ended = false;
   private state: 'pending' | 'filling' | 'done' | 'failed' = 'pending';
   private failure: Error | null = null;
   private readonly readyPromise: Promise<FillHead | null>;

@@ -46,7 +46,7 @@ export interface SentStored {
 const CRLF = Buffer.from('\r\n');
 
 /** Sends `src` as the answer to `req`, with `cacheStatus` as this cache's Cache-Status member (RFC 9211). */
-export async function sendStored(req: IncomingMessage, res: ServerResponse, src: StoredBody, cacheStatus: string, onBytes: (n: number) => void): Promise<SentStored> {
+export async function sendStored(req: IncomingMessage, res: ServerResponse, src: StoredBody, cacheStatus: string, onBody: (path: BodyPath, bytes: number) => void): Promise<SentStored> {
   const method = req.method ?? 'GET';
   const own = ['Age', String(src.age), 'Cache-Status', cacheStatus];
   // Validators and Range only mean something for a 200 (RFC 9110 §13.2.1, §14.2).
@@ -107,7 +107,7 @@ export async function sendStored(req: IncomingMessage, res: ServerResponse, src:
       if (chunked) conn.write(Buffer.from(`${(upto - pos).toString(16)}\r\n`, 'latin1'));
       bodyPath = await conn.sendFile(src.fd, pos, upto - pos);
       if (chunked) conn.write(CRLF);
-      onBytes(upto - pos);
+      onBody(bodyPath, upto - pos);
       pos = upto;
       continue;
     }

@@ -12,6 +12,8 @@ import type { SecureServer } from '../tls/types.js';
 import { startHttpProxy } from '../proxy/http-proxy.js';
 import { startTcpProxy } from '../proxy/tcp-proxy.js';
 import { TrafficStats } from '../metrics/traffic-stats.js';
+import { HttpCache } from '../cache/cache.js';
+import { CacheDirectoryError } from '../errors.js';
 import { UpstreamGroup } from '../proxy/upstream-group.js';
 import { addProxyOptions, resolveProxySettings } from './proxy-options.js';
 import { logOffload, reportFatal } from './serve-command.js';
@@ -20,6 +22,8 @@ export interface RunningProxy {
   server: SecureServer;
   group: UpstreamGroup;
   stats: TrafficStats;
+  /** The shared cache (--cache); its purge(url) is what an admin interface calls. */
+  cache: HttpCache | null;
   log: Logger;
   address: string;
   port: number;
@@ -47,14 +51,23 @@ export async function runProxy(s: ProxySettings): Promise<RunningProxy> {
   const native = addon instanceof Error ? null : addon;
   const group = new UpstreamGroup({ native, upstreams: s.upstreams, health: s.healthCheck, connectTimeoutMs: s.connectTimeoutMs, keepAlive: s.keepAlive, log });
   const stats = new TrafficStats();
-  if (s.mode === 'http') startHttpProxy({ server, settings: s, group, native, stats, log });
+  let cache: HttpCache | null = null;
+  if (s.cache !== null) {
+    try {
+      cache = await HttpCache.open({ dir: s.cache.dir, maxBytes: s.cache.maxBytes, log });
+    } catch (err) {
+      group.close();
+      throw new CacheDirectoryError(s.cache.dir, err);
+    }
+  }
+  if (s.mode === 'http') startHttpProxy({ server, settings: s, group, native, stats, cache, log });
   else startTcpProxy({ server, group, native, stats, upstreamIdleTimeoutMs: s.upstreamIdleTimeoutMs, log });
   const bound = await server.listen({ host: s.listen.host, port: s.listen.port, reusePort: s.reusePort });
   const address = `${bound.address}:${bound.port}`;
   logOffload(log, server.offload, address);
-  log.info({ listen: address, mode: s.mode, upstreams: s.upstreams.map((u) => u.url) }, 'proxying');
+  log.info({ listen: address, mode: s.mode, upstreams: s.upstreams.map((u) => u.url), cache: s.cache }, 'proxying');
   return {
-    server, group, stats, log, address: bound.address, port: bound.port,
+    server, group, stats, cache, log, address: bound.address, port: bound.port,
     async close() {
       group.close();
       await server.close();

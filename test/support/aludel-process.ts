@@ -34,6 +34,12 @@ export interface StartOptions {
   env?: NodeJS.ProcessEnv;
   /** How long start-up may take. Default 10 s. */
   startTimeoutMs?: number;
+  /**
+   * A command that runs node in its place, given node and the CLI arguments
+   * after its own (e.g. unshare, to start it in a namespace of its own). It
+   * must exec, so the child's pid stays node's.
+   */
+  wrap?: string[];
 }
 
 /** `serve --listen 127.0.0.1:0` with the fixtures' certificate, key and root, then `extra`. */
@@ -47,8 +53,9 @@ export function serveArgs(fx: Pick<Fixtures, 'certFile' | 'keyFile' | 'root'>, .
  * exits first or after startTimeoutMs.
  */
 export function startAludel(args: string[], options: StartOptions = {}): Promise<Running> {
-  const { env, startTimeoutMs = 10_000 } = options;
-  const child = reapOnExit(spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }));
+  const { env, startTimeoutMs = 10_000, wrap = [] } = options;
+  const argv = [...wrap, process.execPath, CLI, ...args];
+  const child = reapOnExit(spawn(argv[0]!, argv.slice(1), { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }));
   const logs: LogLine[] = [];
   const raw: string[] = [];
   const waiters = new Set<() => void>();

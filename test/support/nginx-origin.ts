@@ -9,6 +9,10 @@
  * - `/<file>`: static files from `root`, sendfile, Content-Length.
  * - `/chunked/<file>`: the same bytes with Transfer-Encoding: chunked (see CHUNKING_PATTERN).
  * - `/slow/<file>`: the same bytes at SLOW_RATE bytes per second (limit_rate).
+ * - `/cc/<file>?cc=...&vary=...`: the static file with Cache-Control and Vary
+ *   from the query (no field when the argument is absent), for the cache tests.
+ * - `/gz/<file>?cc=...`: the same, gzip-compressed for clients that accept it,
+ *   with `Vary: Accept-Encoding` (gzip_vary).
  * - `/upload`: POST bodies up to 64 MiB, proxied to a sink origin (sink-origin.ts)
  *   whose JSON answer gives the bytes and sha256 that arrived.
  * - `/status/<code>` for each of STATUS_CODES.
@@ -181,6 +185,9 @@ function nginxConf(dir: string, port: number, sinkPort: number, { root, tls }: N
     '    location / { }',
     `    location /chunked/ { alias ${files}; sub_filter ${str(CHUNKING_PATTERN)} ""; sub_filter_types *; }`,
     `    location /slow/ { alias ${files}; limit_rate ${SLOW_RATE}; }`,
+    // add_header skips a field whose value is empty, so an absent argument sends none.
+    `    location /cc/ { alias ${files}; add_header Cache-Control $arg_cc; add_header Vary $arg_vary; }`,
+    `    location /gz/ { alias ${files}; gzip on; gzip_types *; gzip_min_length 1; gzip_proxied any; gzip_vary on; add_header Cache-Control $arg_cc; }`,
     // nginx cannot hash a body; it buffers it (proxy_request_buffering on) and
     // forwards it with Content-Length to the sink, which can.
     `    location = /upload { client_max_body_size ${UPLOAD_MAX_BYTES}; proxy_pass http://127.0.0.1:${sinkPort}; }`,
