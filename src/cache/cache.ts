@@ -52,14 +52,16 @@ export class HttpCache {
 
   /**
    * A fill in progress that this request can follow: same key, a storable
-   * head whose Vary selection the request matches. Waits for pending heads
-   * (the upstream's answer), so concurrent misses cost one upstream request.
+   * head whose Vary selection the request matches (and that §3.5 lets answer
+   * a request with Authorization). Waits for pending heads (the upstream's
+   * answer), so concurrent misses cost one upstream request.
    */
-  async follow(key: string, requestHeaders: Headers): Promise<{ fill: Fill; head: FillHead } | null> {
+  async follow(key: string, requestHeaders: Headers, authorized: boolean): Promise<{ fill: Fill; head: FillHead } | null> {
     for (const fill of [...(this.fills.get(key) ?? [])]) {
       const head = await fill.ready();
       if (head === null || fill.failed || fill.invalidated) continue;
       if (head.vary !== null && !varyMatches(head.vary, requestHeaders)) continue;
+      if (authorized && !reusableWithAuthorization(head.headers)) continue;
       if (fill.acquire()) return { fill, head };
     }
     return null;

@@ -2,8 +2,8 @@
  * What one Aludel process has carried, counted where it happens: successful
  * and failed handshakes (by where the crypto runs), body bytes by the path
  * they took (sendfile / splice keep them in the kernel, write copies them
- * through user space) and upstream errors. `aludel serve`, `proxy` and `tcp`
- * all report here; the totals are logged at shutdown.
+ * through user space), upstream errors, and what the proxy's cache did. `aludel
+ * serve`, `proxy` and `tcp` all report here; the totals are logged at shutdown.
  */
 import type { BodyPath } from '../transport/copy-file.js';
 import type { SecureConnection } from '../tls/types.js';

@@ -348,13 +348,15 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
       return proxy(x);
     }
     const directives = requestDirectives(raw);
-    const { entry, uriHit } = c.select(key, raw, has(raw, 'authorization'));
+    const authorized = has(raw, 'authorization');
+    const { entry, uriHit } = c.select(key, raw, authorized);
     let fwd: CacheStatus['fwd'] = uriHit ? 'vary-miss' : 'uri-miss';
     if (entry !== null) {
       const r = reuse(entry, directives, Date.now());
       if (r.use === 'fresh') {
         const sent = await fromStore(x, c, entry, { hit: true, ttl: r.ttl }, 'hit');
         if (sent !== null) return sent;
+        fwd = 'miss';
       } else {
         fwd = r.stale ? 'stale' : 'request';
         if (!directives.onlyIfCached && method === 'GET' && hasValidator(entry)) return revalidate(x, c, key, entry, fwd);
@@ -364,7 +366,7 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
     if (directives.onlyIfCached) return answerText(x, 504, 'Gateway Timeout: only-if-cached, and no stored response may be used\n');
     // A no-cache request wants the origin's answer to its own request, not one already under way.
     if (!directives.noCache) {
-      const followed = await c.follow(key, raw);
+      const followed = await c.follow(key, raw, authorized);
       if (followed !== null) return followFill(x, followed.fill, followed.head, fwd);
     }
     // Fetched for the cache only as a plain GET: HEAD has no body to store, a range or a
@@ -442,7 +444,7 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
     return proxy(x, {
       rawHeaders: raw,
       answer: async (xx, u, head, rest) => {
-        if (head.status !== 304) return storeAndRespond(xx, c, null, key, 'stale', u, head, rest);
+        if (head.status !== 304) return storeAndRespond(xx, c, null, key, fwd, u, head, rest);
         if (!notModifiedApplies(entry.headers, head.headers)) {
           c.invalidate(key);
           throw new UpstreamResponseError(`304 Not Modified for a validator Aludel did not send (ETag ${fieldValue(head.headers, 'etag') ?? 'none'})`, 'check the upstream ETag / Last-Modified logic; the stored response was dropped');

@@ -48,7 +48,8 @@ export interface SinkOrigin {
 }
 
 /** The pattern's period: a prime, so it never lines up with record, page or write sizes. */
-const PERIOD = 65521;
+export const PATTERN_PERIOD = 65521;
+const PERIOD = PATTERN_PERIOD;
 
 /** Deterministic bytes (xorshift32, fixed seed), computed once; byte i of any stream is PATTERN[i % PERIOD]. */
 const PATTERN = ((): Buffer => {
