@@ -41,9 +41,9 @@ async function put(store: CacheStore, r: StoredResponse, body = crypto.randomByt
   return { entry: e, body };
 }
 
-/** Every file under dir, relative, sorted. */
+/** Every file under dir, relative, sorted (no stat: a background unlink may remove one meanwhile). */
 function files(dir: string): string[] {
-  return (fs.readdirSync(dir, { recursive: true }) as string[]).filter((f) => fs.statSync(path.join(dir, f)).isFile()).sort();
+  return fs.readdirSync(dir, { recursive: true, withFileTypes: true }).filter((d) => d.isFile()).map((d) => path.relative(dir, path.join(d.parentPath, d.name))).sort();
 }
 
 /** Background unlinks of removed entries: wait until the files are gone. */
