@@ -87,6 +87,14 @@ export class UpstreamResponseError extends AludelError {
   }
 }
 
+/** The --cache directory cannot be created, read or written. */
+export class CacheDirectoryError extends AludelError {
+  constructor(dir: string, cause: unknown) {
+    const code = (cause as { code?: string }).code ?? 'ERR_UNKNOWN';
+    super('ERR_CACHE_DIR', `cache directory ${dir}: ${code} (${(cause as Error).message}); give --cache a directory this user can create and write, on a file system with room for --cache-size`, { cause });
+  }
+}
+
 /** A client request that cannot be forwarded upstream as it is. */
 export class InvalidRequestError extends AludelError {
   constructor(problem: string) {

@@ -14,6 +14,8 @@ import { startHttpProxy } from '../proxy/http-proxy.js';
 import { startTcpProxy } from '../proxy/tcp-proxy.js';
 import { startAdmin, type AdminServer } from '../metrics/admin-server.js';
 import { TrafficStats } from '../metrics/traffic-stats.js';
+import { HttpCache } from '../cache/cache.js';
+import { CacheDirectoryError } from '../errors.js';
 import { UpstreamGroup } from '../proxy/upstream-group.js';
 import { addProxyOptions, resolveProxySettings } from './proxy-options.js';
 import { logHwPolicy, logOffload, reportFatal } from './serve-command.js';
@@ -23,6 +25,8 @@ export interface RunningProxy {
   group: UpstreamGroup;
   stats: TrafficStats;
   admin: AdminServer | null;
+  /** The shared cache (--cache); its purge(url) is what an admin interface calls. */
+  cache: HttpCache | null;
   log: Logger;
   address: string;
   port: number;
@@ -49,16 +53,26 @@ export async function runProxy(s: ProxySettings): Promise<RunningProxy> {
   const native = addon instanceof Error ? null : addon;
   const group = new UpstreamGroup({ native, upstreams: s.upstreams, health: s.healthCheck, connectTimeoutMs: s.connectTimeoutMs, keepAlive: s.keepAlive, log });
   const stats = new TrafficStats();
-  if (s.mode === 'http') startHttpProxy({ server, settings: s, group, native, stats, log });
+  let cache: HttpCache | null = null;
+  if (s.cache !== null) {
+    try {
+      cache = await HttpCache.open({ dir: s.cache.dir, maxBytes: s.cache.maxBytes, log });
+    } catch (err) {
+      group.close();
+      throw new CacheDirectoryError(s.cache.dir, err);
+    }
+  }
+  if (s.mode === 'http') startHttpProxy({ server, settings: s, group, native, stats, cache, log });
   else startTcpProxy({ server, group, native, stats, upstreamIdleTimeoutMs: s.upstreamIdleTimeoutMs, log });
   const bound = await server.listen({ host: s.listen.host, port: s.listen.port, reusePort: s.reusePort });
   const address = `${bound.address}:${bound.port}`;
   logOffload(log, server.offload, address);
   logHwPolicy(log, hw, address);
-  const admin = s.admin === null ? null : await startAdmin({ ...s.admin, command: s.mode === 'http' ? 'proxy' : 'tcp', server, listen: address, stats, group, log });
-  log.info({ listen: address, mode: s.mode, upstreams: s.upstreams.map((u) => u.url) }, 'proxying');
+  const purge = cache === null ? undefined : (url: string): number => cache!.purge(url);
+  const admin = s.admin === null ? null : await startAdmin({ ...s.admin, command: s.mode === 'http' ? 'proxy' : 'tcp', server, listen: address, stats, group, purge, log });
+  log.info({ listen: address, mode: s.mode, upstreams: s.upstreams.map((u) => u.url), cache: s.cache }, 'proxying');
   return {
-    server, group, stats, admin, log, address: bound.address, port: bound.port,
+    server, group, stats, admin, cache, log, address: bound.address, port: bound.port,
     async close() {
       group.close();
       await Promise.all([server.close(), admin?.close()]);

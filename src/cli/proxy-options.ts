@@ -63,6 +63,8 @@ const OPTIONS: Record<ProxyKey, { arg: string | null; help: (mode: ProxyMode) =>
   'health-check-path': { arg: '<path>', help: () => 'active checks GET this path (2xx/3xx = healthy) instead of only connecting' },
   'max-fails': { arg: '<n>', help: () => 'failures within --fail-timeout that mark an upstream down (nginx max_fails); 0 = never' },
   'fail-timeout': { arg: '<time>', help: () => 'window for --max-fails, and how long an upstream stays down (nginx fail_timeout)' },
+  cache: { arg: '<dir>', help: () => 'RFC 9111 shared cache in this directory (created if missing); hits go out by sendfile' },
+  'cache-size': { arg: '<size>', help: () => 'most bytes the cache keeps on disk, least recently used evicted first' },
   'log-level': { arg: '<level>', help: () => 'fatal, error, warn, info, debug, trace or silent' },
   'reuse-port': { arg: null, help: () => 'SO_REUSEPORT: several aludel processes may share the port (kernel load-balances)' },
   admin: { arg: '<addr:port>', help: () => 'admin HTTP listener for Prometheus GET /metrics and GET /status (JSON); a bare port binds 127.0.0.1 (default: off)' },

@@ -34,6 +34,7 @@ export const PROXY_DEFAULTS: Partial<Record<ProxyKey, string | boolean>> = {
   'fail-timeout': '10s',
   'log-level': 'info',
   'reuse-port': false,
+  'cache-size': '10GiB',
 };
 
 /**
@@ -131,6 +132,7 @@ function crossCheck(mode: ProxyMode, s: ProxyInput, from: (key: ProxyKey) => Set
   if (given('health-check-timeout') && timeout !== undefined && interval > 0 && timeout >= interval) {
     problems.push(`${label('health-check-timeout')}: must be shorter than ${mention('health-check-interval')} (${interval} ms), so one check ends before the next`);
   }
+  if (given('cache-size') && s.cache === undefined) problems.push(`${label('cache-size')}: has no effect without a cache; give --cache DIR${config('cache')}, or remove it`);
   return problems;
 }
 
@@ -215,5 +217,6 @@ export async function assembleProxySettings(mode: ProxyMode, layers: readonly Se
     logLevel: s['log-level']!,
     reusePort: s['reuse-port']!,
     admin: s.admin ?? null,
+    cache: s.cache === undefined ? null : { dir: s.cache, maxBytes: s['cache-size']! },
   };
 }

@@ -9,10 +9,11 @@ export function parseDuration(name: string, value: string): number {
   return Math.round(Number(m[1]) * UNITS[m[2] ?? 's']!);
 }
 
-/** "16384", "16k", "1m" -> bytes. */
+const SIZE_UNITS: Record<string, number> = { k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+
+/** "16384", "16k", "1m", "10GiB" -> bytes (binary units, as nginx's sizes). */
 export function parseSize(name: string, value: string): number {
-  const m = /^(\d+)([kKmM]i?[bB]?)?$/.exec(value.trim());
-  if (!m) throw new InvalidOptionError(`${name} ${JSON.stringify(value)}: expected a size such as 16384, 16k or 1m`);
-  const unit = (m[2] ?? '').toLowerCase()[0];
-  return Number(m[1]) * (unit === 'k' ? 1024 : unit === 'm' ? 1024 * 1024 : 1);
+  const m = /^(\d+)([kKmMgGtT]i?[bB]?)?$/.exec(value.trim());
+  if (!m) throw new InvalidOptionError(`${name} ${JSON.stringify(value)}: expected a size such as 16384, 16k, 1m or 10GiB`);
+  return Number(m[1]) * (SIZE_UNITS[(m[2] ?? '').toLowerCase()[0] ?? ''] ?? 1);
 }

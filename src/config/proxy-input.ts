@@ -72,6 +72,8 @@ const HTTP_ONLY = {
   'upstream-insecure': flag,
   'upstream-servername': serverName,
   'health-check-path': requestPath,
+  cache: filePath,
+  'cache-size': size.refine((n) => n > 0, 'must be more than 0'),
 };
 
 /** `to: http://a` or a list; --to is variadic and repeatable. */

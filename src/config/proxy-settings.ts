@@ -92,6 +92,12 @@ export interface ProxySettings {
   /** Default false: client-sent X-Forwarded-* / Forwarded are dropped. */
   trustForwarded: boolean;
   healthCheck: HealthCheck;
+  /**
+   * The RFC 9111 shared cache (--cache DIR): responses stored in `dir` (created
+   * if missing), at most `maxBytes` of bodies and metadata (--cache-size,
+   * default 10 GiB), least recently used evicted first. null = no cache.
+   */
+  cache: { dir: string; maxBytes: number } | null;
   /** Default info. */
   logLevel: string;
   reusePort: boolean;

@@ -49,7 +49,7 @@ export function duration(options: { allowZero: boolean }) {
   });
 }
 
-const SIZE = 'expected a size like 16384, 16k or 1m';
+const SIZE = 'expected a size like 16384, 16k, 1m or 10GiB';
 
 /** "16k", "1m", "16384" on the command line; in a file also a plain number of bytes (unambiguous). */
 export const size = z.union([z.string(), z.number()], { error: SIZE }).transform((v, ctx) => {

@@ -26,6 +26,8 @@ export interface AdminOptions {
   stats: TrafficStats;
   /** The upstreams of `aludel proxy` / `aludel tcp`; null for `aludel serve`. */
   group: UpstreamGroup | null;
+  /** `aludel proxy --cache`: removes every stored variant of an absolute URL, returns how many. */
+  purge?: (url: string) => number;
   log: Logger;
 }
 
@@ -143,17 +145,34 @@ function reply(req: http.IncomingMessage, res: http.ServerResponse, code: number
   res.writeHead(code, { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store', ...extra }).end(req.method === 'HEAD' ? undefined : body);
 }
 
+/** POST /purge?url=<absolute URL>: drops every cached variant of it (as nginx cache_purge / Varnish ban users expect). */
+function purgeRequest(req: http.IncomingMessage, res: http.ServerResponse, purge: (url: string) => number, log: Logger): void {
+  const target = new URL(req.url ?? '/', 'http://admin.invalid').searchParams.get('url');
+  if (target === null || !URL.canParse(target)) {
+    reply(req, res, 400, 'text/plain; charset=utf-8', 'give the absolute URL to purge: POST /purge?url=https://host/path\n');
+    return;
+  }
+  const purged = purge(target);
+  log.info({ url: target, purged }, 'cache purge (admin)');
+  reply(req, res, purged > 0 ? 200 : 404, 'application/json', `${JSON.stringify({ url: target, purged })}\n`);
+}
+
 /** Starts the admin listener; resolves once it is bound and logged. */
 export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
   registerProcessMetrics(o.stats.registry);
   registerStateGauges(o);
   let admin = '';
   const server = http.createServer((req, res) => {
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      reply(req, res, 405, 'text/plain; charset=utf-8', 'method not allowed: the admin listener is read-only (GET or HEAD)\n', { Allow: 'GET, HEAD' });
+    const path = (req.url ?? '/').split('?', 1)[0];
+    if (req.method === 'POST' && path === '/purge' && o.purge) {
+      purgeRequest(req, res, o.purge, o.log);
       return;
     }
-    const path = (req.url ?? '/').split('?', 1)[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      const allow = o.purge ? 'GET, HEAD (POST for /purge)' : 'GET, HEAD';
+      reply(req, res, 405, 'text/plain; charset=utf-8', `method not allowed: the admin listener takes ${allow}\n`, { Allow: o.purge && path === '/purge' ? 'POST' : 'GET, HEAD' });
+      return;
+    }
     const answer =
       path === '/metrics'
         ? metricsText(o.stats)

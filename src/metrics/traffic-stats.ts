@@ -3,7 +3,7 @@
  * Prometheus metrics (prom-client) in a registry of its own: successful and
  * failed handshakes, connections and body bytes by where the crypto ran (tx/rx
  * kernel or user) and the path the bytes took (sendfile / splice keep them in
- * the kernel, write copies them through user space), and upstream errors.
+ * the kernel, write copies them through user space), upstream errors, and what the proxy's cache did.
  * `aludel serve`, `proxy` and `tcp` all report here; the admin listener
  * (admin-server.ts) exposes the registry, and the proxies log the totals at
  * shutdown.
@@ -18,6 +18,15 @@ import type { BodyPath } from '../transport/copy-file.js';
 import type { SecureConnection } from '../tls/types.js';
 
 const BODY_PATHS: readonly BodyPath[] = ['sendfile', 'splice', 'write', 'none'];
+/**
+ * What the cache did for one request (`aludel proxy --cache`): hit (fresh,
+ * from disk), revalidated (stale or no-cache, the origin's 304 confirmed it),
+ * collapsed (followed another request's fill), miss (forwarded, stored when
+ * allowed), stale (validation brought a new response), bypass (a method or
+ * precondition the cache does not answer).
+ */
+export type CacheOutcome = 'hit' | 'revalidated' | 'collapsed' | 'miss' | 'stale' | 'bypass';
+const CACHE_OUTCOMES: readonly CacheOutcome[] = ['hit', 'revalidated', 'collapsed', 'miss', 'stale', 'bypass'];
 
 /** tx/rx label values by index (ktlsTx ? 2 : 0) + (ktlsRx ? 1 : 0). */
 const SIDES = [
@@ -49,6 +58,8 @@ export interface TrafficTotals {
   handshakes: { ok: number; failed: number };
   bodies: PathTotals;
   upstreamErrors: Record<string, number>;
+  /** Responses and body bytes by what the cache did (all zero without --cache). */
+  cache: { responses: Record<CacheOutcome, number>; bytes: Record<CacheOutcome, number> };
 }
 
 export class TrafficStats {
@@ -71,6 +82,10 @@ export class TrafficStats {
   private readonly failureChildren = new Map<string, CounterChild>();
   private readonly upstreamErrorChildren = new Map<string, CounterChild>();
   private readonly kernelConfChildren = new Map<string, CounterChild>();
+  private readonly cacheResponses: Counter<'outcome'>;
+  private readonly cacheBytes: Counter<'outcome'>;
+  private readonly cacheResponseChildren: Record<CacheOutcome, CounterChild>;
+  private readonly cacheByteChildren: Record<CacheOutcome, CounterChild>;
 
   constructor() {
     const registers = [this.registry];
@@ -117,6 +132,22 @@ export class TrafficStats {
       labelNames: ['upstream', 'code'],
       registers,
     });
+    this.cacheResponses = new Counter({
+      name: 'aludel_cache_responses_total',
+      help: 'Responses of aludel proxy --cache by outcome: hit, revalidated (304 from the origin), collapsed (followed a fill in progress), miss, stale (replaced), bypass',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.cacheBytes = new Counter({
+      name: 'aludel_cache_body_bytes_total',
+      help: 'Body bytes of aludel proxy --cache responses by outcome (also in aludel_body_bytes_total by path)',
+      labelNames: ['outcome'],
+      registers,
+    });
+    const byOutcome = (c: Counter<'outcome'>): Record<CacheOutcome, CounterChild> =>
+      Object.fromEntries(CACHE_OUTCOMES.map((outcome) => [outcome, c.labels({ outcome })])) as Record<CacheOutcome, CounterChild>;
+    this.cacheResponseChildren = byOutcome(this.cacheResponses);
+    this.cacheByteChildren = byOutcome(this.cacheBytes);
     this.connectionChildren = SIDES.map((s) => this.connections.labels(s));
     const byPath = (c: Counter<'path' | 'tx' | 'rx'>): Record<BodyPath, CounterChild[]> =>
       Object.fromEntries(BODY_PATHS.map((path) => [path, SIDES.map((s) => c.labels({ path, ...s }))])) as Record<BodyPath, CounterChild[]>;
@@ -174,6 +205,12 @@ export class TrafficStats {
     if (bytes > 0) this.bodyByteChildren[path][s]!.inc(bytes);
   }
 
+  /** A response the cache answered or forwarded, with its body bytes (also counted by body()). */
+  cache(outcome: CacheOutcome, bytes: number): void {
+    this.cacheResponseChildren[outcome].inc();
+    this.cacheByteChildren[outcome].inc(bytes);
+  }
+
   /** `upstream` is a configured upstream URL, so the label set is bounded by the configuration. */
   upstreamError(upstream: string, code: string): void {
     const key = `${upstream} ${code}`;
@@ -187,18 +224,22 @@ export class TrafficStats {
 
   /** Sums over the labels, for /status and the shutdown log. */
   async snapshot(): Promise<TrafficTotals> {
-    const [connections, bodies, bodyBytes, handshakes, upstreamErrors] = await Promise.all([
+    const [connections, bodies, bodyBytes, handshakes, upstreamErrors, cacheResponses, cacheBytes] = await Promise.all([
       this.connections.get(),
       this.bodies.get(),
       this.bodyBytes.get(),
       this.handshakes.get(),
       this.upstreamErrors.get(),
+      this.cacheResponses.get(),
+      this.cacheBytes.get(),
     ]);
+    const zero = (): Record<CacheOutcome, number> => Object.fromEntries(CACHE_OUTCOMES.map((o) => [o, 0])) as Record<CacheOutcome, number>;
     const out: TrafficTotals = {
       connections: { total: 0, kernelTx: 0, kernelRx: 0 },
       handshakes: { ok: 0, failed: 0 },
       bodies: Object.fromEntries(BODY_PATHS.map((p) => [p, { bodies: 0, bytes: 0 }])) as PathTotals,
       upstreamErrors: {},
+      cache: { responses: zero(), bytes: zero() },
     };
     for (const { value, labels } of connections.values) {
       out.connections.total += value;
@@ -209,6 +250,8 @@ export class TrafficStats {
     for (const { value, labels } of bodyBytes.values) out.bodies[labels.path as BodyPath].bytes += value;
     for (const { value, labels } of handshakes.values) out.handshakes[labels.result === 'ok' ? 'ok' : 'failed'] += value;
     for (const { value, labels } of upstreamErrors.values) out.upstreamErrors[`${labels.upstream} ${labels.code}`] = value;
+    for (const { value, labels } of cacheResponses.values) out.cache.responses[labels.outcome as CacheOutcome] = value;
+    for (const { value, labels } of cacheBytes.values) out.cache.bytes[labels.outcome as CacheOutcome] = value;
     return out;
   }
 }

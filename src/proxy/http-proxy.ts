@@ -5,7 +5,14 @@
  * a known length leaves the upstream by splice(2) straight into the kTLS
  * socket, where the kernel encrypts it. Everything else (chunked, unknown
  * length, TLS upstreams, kTLS off) is copied through user space.
+ *
+ * With --cache, GET and HEAD go through the RFC 9111 shared cache first: a
+ * fresh stored response is sent from disk (headers, then sendfile), a stale
+ * one is validated, a miss is fetched once and stored while it streams to its
+ * client and to every request for the same key that arrives meanwhile.
+ * Unsafe methods invalidate what they change.
  */
+import { promises as fsp } from 'node:fs';
 import http from 'node:http';
 import type { Logger } from '../log/logger.js';
 import type { ProxySettings } from '../config/proxy-settings.js';
@@ -22,9 +29,32 @@ import { answerClientError, cryptoSite, onSecureConnections } from '../http/serv
 import { UpstreamGroup, type Lease } from './upstream-group.js';
 import type { UpstreamStream } from './upstream-stream.js';
 import { tunnel } from './tunnel.js';
-import type { TrafficStats } from '../metrics/traffic-stats.js';
+import type { CacheOutcome, TrafficStats } from '../metrics/traffic-stats.js';
+import type { BodyPath } from '../transport/copy-file.js';
+import type { Framing } from '../http/response-head.js';
+import type { HttpCache } from '../cache/cache.js';
+import type { Fill, FillHead } from '../cache/fill.js';
+import type { Entry } from '../cache/store.js';
+import { sendStored, type StoredBody } from '../cache/send-stored.js';
+import {
+  cacheKey,
+  cacheStatus,
+  currentAge,
+  fieldValue,
+  freshenHeaders,
+  headersToStore,
+  initialAge,
+  invalidationKeys,
+  notModifiedApplies,
+  requestDirectives,
+  reuse,
+  storability,
+  validators,
+  varyNames,
+  varySelection,
+  type CacheStatus,
+} from '../cache/policy.js';
 
-type BodyPath = 'splice' | 'write' | 'none';
 
 /** Upstream socket -> pipe -> kTLS client socket. */
 interface SpliceRoute {
@@ -53,6 +83,8 @@ export interface HttpProxyOptions {
   group: UpstreamGroup;
   native: Native | null;
   stats: TrafficStats;
+  /** The shared cache (--cache), or null. */
+  cache: HttpCache | null;
   log: Logger;
 }
 
@@ -65,6 +97,22 @@ interface Exchange {
   reusable: boolean;
   bodyPath: BodyPath;
   bytes: number;
+  /** When the request head went upstream (ms since the epoch): the request_time of RFC 9111 §4.2.3. */
+  sentAt: number;
+  /** What the cache did, for the log and the counters; null without a cache. */
+  cache: CacheOutcome | null;
+  /** This cache's Cache-Status member for the response (RFC 9211), when it forwards one. */
+  cacheStatus: string | null;
+}
+
+/** How one forward request is made and answered (proxy() without them: the client's request, relayed as it is). */
+interface Forward {
+  /** Request fields to send instead of the client's (revalidation swaps the conditionals). */
+  rawHeaders?: string[];
+  /** Sees the final response head before it is answered (invalidation by unsafe methods). */
+  onHead?: (head: ResponseHead) => void;
+  /** Answers the client from the upstream response; default respond(). */
+  answer?: (x: Exchange, u: UpstreamStream, head: ResponseHead, rest: Buffer) => Promise<number>;
 }
 
 export function startHttpProxy(o: HttpProxyOptions): http.Server {
@@ -90,7 +138,7 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const started = process.hrtime.bigint();
     const conn = req.socket as unknown as SecureConnection;
-    const x: Exchange = { req, res, conn, lease: null, reusable: false, bodyPath: 'none', bytes: 0 };
+    const x: Exchange = { req, res, conn, lease: null, reusable: false, bodyPath: 'none', bytes: 0, sentAt: 0, cache: null, cacheStatus: null };
     let status = 0;
     let error: unknown = null;
     // A client that goes away must not hold an upstream connection until the upstream
@@ -100,7 +148,7 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
     };
     res.once('close', onClose);
     try {
-      status = await proxy(x);
+      status = o.cache ? await cached(x, o.cache) : await proxy(x);
     } catch (err) {
       error = err;
       status = res.headersSent ? res.statusCode : gatewayStatus(err);
@@ -118,10 +166,12 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
       }
     }
     o.stats.body(conn, x.bodyPath, x.bytes);
+    if (x.cache) o.stats.cache(x.cache, x.bytes);
     const t = conn.tls;
     const upstream = x.lease?.peer.upstream.url ?? null;
     const fields = {
       conn: conn.id, method: req.method, url: req.url, status, bytes: x.bytes, body: x.bodyPath, upstream,
+      ...(x.cache ? { cache: x.cache } : {}),
       tls: t.version, cipher: t.cipher, ...cryptoSite(t),
       ms: Math.round(Number(process.hrtime.bigint() - started) / 1e4) / 100,
       ...(error ? { error: errCode(error), detail: (error as Error).message } : {}),
@@ -131,7 +181,7 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
   }
 
   /** Returns the status sent to the client. */
-  async function proxy(x: Exchange): Promise<number> {
+  async function proxy(x: Exchange, fwd: Forward = {}): Promise<number> {
     const { req, res } = x;
     if (req.rawHeaders.length / 2 > s.maxHeaderCount) return reject(x, 431, `more than ${s.maxHeaderCount} header fields`);
     const declared = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) : null;
@@ -141,7 +191,7 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
     const head = buildUpstreamRequestHead({
       method: req.method ?? 'GET',
       url: req.url ?? '/',
-      rawHeaders: req.rawHeaders,
+      rawHeaders: fwd.rawHeaders ?? req.rawHeaders,
       clientAddress: x.conn.remoteAddress ?? '',
       clientPort: x.conn.remotePort,
       proto: 'https',
@@ -164,13 +214,14 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
       let response: { head: ResponseHead; rest: Buffer } | null = null;
       let bodySent: Promise<void> = Promise.resolve();
       try {
+        x.sentAt = Date.now();
         await u.write(headBuf);
         if (bodyFraming !== 'none') {
           bodySent = sendRequestBody(req, u, bodyFraming === 'chunked', s.maxBodySize);
           bodySent.catch(() => undefined);
         }
         u.setIdleTimeout(s.upstreamHeadersTimeoutMs, () => new UpstreamTimeoutError('headers', s.upstreamHeadersTimeoutMs, peer.upstream.url));
-        response = await readResponseHead(u, method, limits);
+        response = await readResponseHead(u, method, limits, false, (interim) => forwardInterim(x, interim));
       } catch (err) {
         const retry = lease.reused && attempt === 0 && bodyFraming === 'none' && IDEMPOTENT.has(method) && isConnectionLoss(err);
         lease.stream.destroy();
@@ -185,7 +236,8 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
       }
       o.group.succeed(peer);
       u.setIdleTimeout(s.upstreamIdleTimeoutMs, () => new UpstreamTimeoutError('body', s.upstreamIdleTimeoutMs, peer.upstream.url));
-      const status = await respond(x, u, response.head, response.rest);
+      fwd.onHead?.(response.head);
+      const status = await (fwd.answer ?? respond)(x, u, response.head, response.rest);
       // The request body must be complete before the connection can carry another exchange.
       const requestDone = await bodySent.then(() => true, () => false);
       x.reusable = x.reusable && requestDone && response.head.keepAlive;
@@ -219,7 +271,7 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
     checkTransferCoding(head);
     const count = (n: number): void => void (x.bytes += n);
     if (f.kind === 'none' || (f.kind === 'length' && f.length === 0)) {
-      res.writeHead(head.status, head.reason, filterResponseHeaders(head.headers, { keepFraming: true }));
+      res.writeHead(head.status, head.reason, withCacheStatus(x, filterResponseHeaders(head.headers, { keepFraming: true })));
       res.end();
       x.reusable = rest.length === 0;
       return head.status;
@@ -229,7 +281,7 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
     // Unknown length to an HTTP/1.1 client: each pipeful becomes one chunk we frame ourselves,
     // so Transfer-Encoding: chunked is declared here and node's end() writes the last chunk.
     const chunkedSplice = splice !== null && f.kind !== 'length' && req.httpVersion === '1.1';
-    const headers = filterResponseHeaders(head.headers, { keepFraming: f.kind === 'length' });
+    const headers = withCacheStatus(x, filterResponseHeaders(head.headers, { keepFraming: f.kind === 'length' }));
     if (chunkedSplice) headers.push('Transfer-Encoding', 'chunked');
     res.writeHead(head.status, head.reason, headers);
     if (splice !== null && (f.kind === 'length' || chunkedSplice)) {
@@ -249,27 +301,279 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
       return head.status;
     }
     x.bodyPath = 'write';
-    if (f.kind === 'length') {
-      const early = rest.subarray(0, f.length);
-      if (early.length > 0) await sendChunk(res, early);
-      count(early.length);
-      await copyLength(u, res, f.length - early.length, count);
-      // Bytes beyond the announced length: the upstream broke framing; never reuse it.
-      x.reusable = rest.length <= f.length;
-    } else if (f.kind === 'chunked') {
-      x.reusable = await copyChunked(u, res, rest, count);
-    } else {
-      // Delimited by the upstream closing (RFC 9112 §6.3 point 8): node re-frames it chunked.
-      if (rest.length > 0) await sendChunk(res, rest);
-      count(rest.length);
-      for (let c = await u.read(); c !== null; c = await u.read()) {
-        await sendChunk(res, c);
-        count(c.length);
-      }
-      x.reusable = false;
-    }
+    // Node frames what it is given: Content-Length as announced, chunked otherwise.
+    x.reusable = await readBody(u, f, rest, async (b) => {
+      await sendChunk(res, b);
+      count(b.length);
+    });
     res.end();
     return head.status;
+  }
+
+  /**
+   * Interim responses (RFC 9110 §15.2): a proxy forwards them, except to
+   * HTTP/1.0 clients and except 100 Continue, which node already answered for
+   * the client (Expect is not forwarded). Node writes 102 and 103 for us; it
+   * has no way to write other 1xx codes, which no deployed server sends.
+   * Never stored: only final responses are.
+   */
+  function forwardInterim(x: Exchange, head: ResponseHead): void {
+    if (x.req.httpVersion !== '1.1' || x.res.headersSent) return;
+    if (head.status === 102) {
+      x.res.writeProcessing();
+    } else if (head.status === 103) {
+      const hints: Record<string, string | string[]> = {};
+      const fields = filterResponseHeaders(head.headers, { keepFraming: false });
+      for (let i = 0; i < fields.length; i += 2) {
+        const name = fields[i]!.toLowerCase();
+        const prior = hints[name];
+        hints[name] = prior === undefined ? fields[i + 1]! : [prior, fields[i + 1]!].flat();
+      }
+      try {
+        // Node refuses hints without a well-formed Link (its reason to exist, RFC 8297).
+        x.res.writeEarlyHints(hints);
+      } catch (err) {
+        o.log.debug({ conn: x.conn.id, err }, '103 Early Hints not forwarded');
+      }
+    }
+  }
+
+  // ---- the cache --------------------------------------------------------------------------
+
+  /** GET and HEAD through the cache; PURGE; everything else forwarded, invalidating what it changes. */
+  async function cached(x: Exchange, c: HttpCache): Promise<number> {
+    const { req } = x;
+    const method = req.method ?? 'GET';
+    const raw = req.rawHeaders;
+    const key = cacheKey(req.headers.host, req.url ?? '/');
+    if (method === 'PURGE') return purge(x, c, key);
+    if (method !== 'GET' && method !== 'HEAD') {
+      x.cache = 'bypass';
+      x.cacheStatus = cacheStatus({ fwd: 'method' });
+      // §4.4: invalidated when the answer arrives, before its body (a GET meanwhile must not get the old one).
+      return proxy(x, { onHead: (h) => { for (const k of invalidationKeys(method, h.status, key, h.headers)) c.invalidate(k); } });
+    }
+    // §4.3.2: If-Match and If-Unmodified-Since are for the origin server to evaluate.
+    if (has(raw, 'if-match') || has(raw, 'if-unmodified-since')) {
+      x.cache = 'bypass';
+      x.cacheStatus = cacheStatus({ fwd: 'request' });
+      return proxy(x);
+    }
+    const directives = requestDirectives(raw);
+    const authorized = has(raw, 'authorization');
+    const { entry, uriHit } = c.select(key, raw, authorized);
+    let fwd: CacheStatus['fwd'] = uriHit ? 'vary-miss' : 'uri-miss';
+    if (entry !== null) {
+      const r = reuse(entry, directives, Date.now());
+      if (r.use === 'fresh') {
+        const sent = await fromStore(x, c, entry, { hit: true, ttl: r.ttl }, 'hit');
+        if (sent !== null) return sent;
+        fwd = 'miss';
+      } else {
+        fwd = r.stale ? 'stale' : 'request';
+        if (!directives.onlyIfCached && method === 'GET' && hasValidator(entry)) return revalidate(x, c, key, entry, fwd);
+      }
+    }
+    // §5.2.1.7
+    if (directives.onlyIfCached) return answerText(x, 504, 'Gateway Timeout: only-if-cached, and no stored response may be used\n');
+    // A no-cache request wants the origin's answer to its own request, not one already under way.
+    if (!directives.noCache) {
+      const followed = await c.follow(key, raw, authorized);
+      if (followed !== null) return followFill(x, followed.fill, followed.head, fwd);
+    }
+    // Fetched for the cache only as a plain GET: HEAD has no body to store, a range or a
+    // conditional would not bring the whole response, no-store forbids it (§5.2.1.5).
+    if (method === 'HEAD' || directives.noStore || has(raw, 'range') || has(raw, 'if-range') || has(raw, 'if-none-match') || has(raw, 'if-modified-since')) {
+      x.cache = 'miss';
+      x.cacheStatus = cacheStatus({ fwd });
+      return proxy(x);
+    }
+    const fill = c.beginFill(key, raw);
+    try {
+      return await proxy(x, { answer: (xx, u, head, rest) => storeAndRespond(xx, c, fill, key, fwd, u, head, rest) });
+    } finally {
+      // The upstream failed before a head: followers waiting for it go to the origin themselves.
+      await c.endFill(fill);
+    }
+  }
+
+  /** A stored response from disk; null when its file is gone (evicted since it was selected). */
+  async function fromStore(x: Exchange, c: HttpCache, entry: Entry, status: CacheStatus, outcome: CacheOutcome): Promise<number | null> {
+    let fh: Awaited<ReturnType<typeof fsp.open>>;
+    try {
+      fh = await fsp.open(entry.bodyFile, 'r');
+    } catch (err) {
+      if (errCode(err) !== 'ENOENT') throw err;
+      c.store.remove(entry);
+      return null;
+    }
+    c.store.touch(entry);
+    x.cache = outcome;
+    const src: StoredBody = {
+      status: entry.status, reason: entry.reason, headers: entry.headers, fd: fh.fd,
+      age: currentAge(entry.initialAge, entry.responseTime, Date.now()),
+      length: () => entry.length, available: () => entry.length, complete: () => true, progress: () => Promise.resolve(),
+    };
+    try {
+      return (await sendStored(x.req, x.res, src, cacheStatus(status), (path, n) => sent(x, path, n))).status;
+    } finally {
+      // sendFile has settled: no sendfile(2) on the thread pool still reads this descriptor.
+      await fh.close().catch(() => undefined);
+    }
+  }
+
+  /** Another request is fetching this response: send it from the file as it is written (collapsed, RFC 9211 §2.6). */
+  async function followFill(x: Exchange, fill: Fill, head: FillHead, fwd: CacheStatus['fwd']): Promise<number> {
+    x.cache = 'collapsed';
+    const src: StoredBody = {
+      status: head.status, reason: head.reason, headers: head.headers, fd: fill.file!.fd,
+      age: currentAge(head.initialAge, head.responseTime, Date.now()),
+      length: () => fill.length, available: () => fill.written, complete: () => fill.complete, progress: () => fill.progress(),
+    };
+    try {
+      return (await sendStored(x.req, x.res, src, cacheStatus({ fwd, collapsed: true }), (path, n) => sent(x, path, n))).status;
+    } finally {
+      fill.release();
+    }
+  }
+
+  function sent(x: Exchange, path: BodyPath, n: number): void {
+    x.bodyPath = path;
+    x.bytes += n;
+  }
+
+  /**
+   * §4.3.1: a stale (or no-cache) stored response is validated with its own
+   * validators instead of the client's; a 304 freshens it (§4.3.4) and the
+   * client is answered from it, its own conditionals and Range included. A
+   * full response replaces it.
+   */
+  function revalidate(x: Exchange, c: HttpCache, key: string, entry: Entry, fwd: CacheStatus['fwd']): Promise<number> {
+    const v = validators(entry.headers);
+    const raw = without(x.req.rawHeaders, VALIDATION_FIELDS);
+    if (v.etag !== null) raw.push('If-None-Match', v.etag);
+    if (v.lastModified !== null) raw.push('If-Modified-Since', v.lastModified);
+    return proxy(x, {
+      rawHeaders: raw,
+      answer: async (xx, u, head, rest) => {
+        if (head.status !== 304) return storeAndRespond(xx, c, null, key, fwd, u, head, rest);
+        if (!notModifiedApplies(entry.headers, head.headers)) {
+          c.invalidate(key);
+          throw new UpstreamResponseError(`304 Not Modified for a validator Aludel did not send (ETag ${fieldValue(head.headers, 'etag') ?? 'none'})`, 'check the upstream ETag / Last-Modified logic; the stored response was dropped');
+        }
+        xx.reusable = rest.length === 0;
+        const now = Date.now();
+        try {
+          await c.store.update(entry, { headers: freshenHeaders(entry.headers, head.headers, now), requestTime: xx.sentAt, responseTime: now, initialAge: initialAge(head.headers, xx.sentAt, now) });
+        } catch (err) {
+          // The entry in memory is freshened all the same; only a restart would forget it.
+          c.diskError(err, 'could not rewrite the metadata of a revalidated response');
+        }
+        const ttl = entry.lifetime - currentAge(entry.initialAge, entry.responseTime, now);
+        const status = await fromStore(xx, c, entry, { fwd, fwdStatus: 304, ttl }, 'revalidated');
+        if (status === null) throw Object.assign(new Error('the revalidated response was evicted before it could be sent'), { code: 'ERR_CACHE_EVICTED' });
+        return status;
+      },
+    });
+  }
+
+  /**
+   * A response from upstream for a plain GET: when storable (policy.storability),
+   * it goes to the client (copied) and into the store at once, while followers
+   * read it from the file; a disk error only stops the storing. Otherwise it
+   * is relayed as without a cache (splice included).
+   */
+  async function storeAndRespond(x: Exchange, c: HttpCache, pending: Fill | null, key: string, fwd: CacheStatus['fwd'], u: UpstreamStream, head: ResponseHead, rest: Buffer): Promise<number> {
+    const { req, res } = x;
+    x.cache = fwd === 'stale' || fwd === 'request' ? 'stale' : 'miss';
+    const fwdStatus = x.cache === 'stale' ? head.status : undefined;
+    checkTransferCoding(head);
+    const f = head.framing;
+    const responseTime = Date.now();
+    const verdict = storability({ method: req.method ?? 'GET', requestHeaders: req.rawHeaders, status: head.status, responseHeaders: head.headers, framing: f.kind, responseTime });
+    const length = f.kind === 'length' ? f.length : f.kind === 'none' ? 0 : null;
+    const why = !verdict.store ? verdict.reason : length !== null && length > c.store.maxBytes ? 'too-large' : null;
+    let file = null;
+    if (why === null) {
+      try {
+        file = await c.store.create();
+      } catch (err) {
+        c.diskError(err, 'could not create a file for a response');
+      }
+    }
+    if (file === null) {
+      if (pending) await c.endFill(pending);
+      x.cacheStatus = cacheStatus({ fwd, fwdStatus, detail: why ?? 'disk-error' });
+      return respond(x, u, head, rest);
+    }
+    const fill = pending ?? c.beginFill(key, req.rawHeaders);
+    const names = varyNames(head.headers) as string[];
+    fill.start({
+      key, vary: names.length > 0 ? varySelection(names, req.rawHeaders) : null,
+      status: head.status, reason: head.reason, headers: headersToStore(head.headers, responseTime),
+      requestTime: x.sentAt, responseTime, initialAge: initialAge(head.headers, x.sentAt, responseTime),
+    }, length, file);
+    x.cacheStatus = cacheStatus({ fwd, fwdStatus, stored: true });
+    res.writeHead(head.status, head.reason, withCacheStatus(x, filterResponseHeaders(head.headers, { keepFraming: f.kind === 'length' })));
+    x.bodyPath = length === 0 ? 'none' : 'write';
+    // The client may leave: the fill goes on for the followers and the store.
+    let clientGone: unknown = null;
+    let storing = true;
+    const toClient = async (b: Buffer): Promise<void> => {
+      if (clientGone !== null) return;
+      try {
+        await sendChunk(res, b);
+        x.bytes += b.length;
+      } catch (err) {
+        clientGone = err;
+      }
+    };
+    const toFile = async (b: Buffer): Promise<void> => {
+      if (!storing) return;
+      try {
+        await fill.append(b);
+        if (fill.written > c.store.maxBytes) throw Object.assign(new Error(`response over the cache size (${c.store.maxBytes} bytes)`), { code: 'ERR_CACHE_TOO_LARGE' });
+      } catch (err) {
+        storing = false;
+        fill.fail(err as Error);
+        if (errCode(err) !== 'ERR_CACHE_TOO_LARGE') c.diskError(err, 'could not write a response body');
+      }
+    };
+    try {
+      x.reusable = await readBody(u, f, rest, (b) => Promise.all([toFile(b), toClient(b)]).then(() => undefined));
+      fill.finish();
+    } catch (err) {
+      fill.fail(err as Error);
+      await c.endFill(fill);
+      throw err;
+    }
+    if (clientGone === null) res.end();
+    // Committed before the request is logged: once its line is written, the next request finds the entry.
+    await c.endFill(fill);
+    if (clientGone !== null) throw clientGone;
+    return head.status;
+  }
+
+  /** PURGE (as Varnish and nginx cache_purge users know it), from loopback clients only: every variant of the URL. */
+  function purge(x: Exchange, c: HttpCache, key: string): number {
+    if (!isLoopback(x.conn.remoteAddress)) return answerText(x, 403, 'Forbidden: PURGE is accepted from loopback clients only\n');
+    const n = c.invalidate(key);
+    o.log.info({ conn: x.conn.id, key, purged: n }, 'cache purge');
+    const body = `${JSON.stringify({ key, purged: n })}\n`;
+    const status = n > 0 ? 200 : 404;
+    x.res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) }).end(body);
+    return status;
+  }
+
+  function answerText(x: Exchange, status: number, text: string): number {
+    x.res.writeHead(status, { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(text) }).end(text);
+    return status;
+  }
+
+  function withCacheStatus(x: Exchange, headers: string[]): string[] {
+    // Another field line appends this cache's member to any upstream cache's list (RFC 9211 §2).
+    if (x.cacheStatus !== null) headers.push('Cache-Status', x.cacheStatus);
+    return headers;
   }
 
   function reject(x: Exchange, status: number, why: string): number {
@@ -354,15 +658,18 @@ function isConnectionLoss(err: unknown): boolean {
 
 const EMPTY = Buffer.alloc(0);
 
-/** Reads until a complete response head; interim 1xx responses (other than an awaited 101) are skipped. */
-async function readResponseHead(u: UpstreamStream, method: string, limits: HeadLimits, allowSwitch = false): Promise<{ head: ResponseHead; rest: Buffer }> {
-  if (u.plain) return peekResponseHead(u.plain, method, limits, allowSwitch);
+type OnInterim = (head: ResponseHead) => void;
+
+/** Reads until a complete response head; interim 1xx responses (other than an awaited 101) go to `onInterim`. */
+async function readResponseHead(u: UpstreamStream, method: string, limits: HeadLimits, allowSwitch = false, onInterim?: OnInterim): Promise<{ head: ResponseHead; rest: Buffer }> {
+  if (u.plain) return peekResponseHead(u.plain, method, limits, allowSwitch, onInterim);
   let buf: Buffer = EMPTY;
   for (;;) {
     const head = buf.length > 0 ? parseResponseHead(buf, limits, method) : null;
     if (head) {
       const rest = buf.subarray(head.headerBytes);
       if (skipInterim(head, allowSwitch)) {
+        onInterim?.(head);
         buf = Buffer.from(rest);
         continue;
       }
@@ -374,7 +681,7 @@ async function readResponseHead(u: UpstreamStream, method: string, limits: HeadL
   }
 }
 
-/** 100 Continue was already answered to the client by node; 102/103 are hints HTTP/1.1 clients may ignore (RFC 9110 §15.2). */
+/** Interim responses precede the final one (RFC 9110 §15.2); 101 ends the exchange when an upgrade was asked for. */
 function skipInterim(head: ResponseHead, allowSwitch: boolean): boolean {
   return isInterim(head.status) && !(allowSwitch && head.status === 101);
 }
@@ -390,7 +697,7 @@ function upstreamClosed(): Error {
  * and a small body in one segment). Bytes of an incomplete head are consumed
  * as they are seen (so readiness never fires for data already looked at).
  */
-async function peekResponseHead(sock: PlainSocket, method: string, limits: HeadLimits, allowSwitch: boolean): Promise<{ head: ResponseHead; rest: Buffer }> {
+async function peekResponseHead(sock: PlainSocket, method: string, limits: HeadLimits, allowSwitch: boolean, onInterim?: OnInterim): Promise<{ head: ResponseHead; rest: Buffer }> {
   // One more byte than a head may have: parseResponseHead then reports an oversized head.
   const room = Buffer.allocUnsafe(limits.maxHeaderSize + 1);
   let held: Buffer = EMPTY;
@@ -407,6 +714,7 @@ async function peekResponseHead(sock: PlainSocket, method: string, limits: HeadL
     sock.skip(head.headerBytes - held.length);
     held = EMPTY;
     if (!skipInterim(head, allowSwitch)) return { head, rest: EMPTY };
+    onInterim?.(head);
   }
 }
 
@@ -438,16 +746,37 @@ function sendChunk(res: http.ServerResponse, chunk: Buffer): Promise<void> {
   });
 }
 
-async function copyLength(u: UpstreamStream, res: http.ServerResponse, length: number, onBytes: (n: number) => void): Promise<void> {
-  let left = length;
+/**
+ * Reads a response body through user space (TLS upstreams, kTLS off, the
+ * cache's fills), handing each piece of body data to `onData` and waiting
+ * for it: de-chunked, exactly Content-Length bytes, or until the upstream
+ * closes. Returns true when the connection ends exactly at the body's end
+ * and may carry another exchange. A close before the announced end throws
+ * UpstreamTruncatedError.
+ */
+async function readBody(u: UpstreamStream, f: Framing, rest: Buffer, onData: (b: Buffer) => Promise<void>): Promise<boolean> {
+  if (f.kind === 'none') return rest.length === 0;
+  if (f.kind === 'chunked') return readChunked(u, rest, onData);
+  if (f.kind === 'close') {
+    // Delimited by the upstream closing (RFC 9112 §6.3 point 8).
+    if (rest.length > 0) await onData(rest);
+    for (let c = await u.read(); c !== null; c = await u.read()) await onData(c);
+    return false;
+  }
+  // Bytes beyond the announced length: the upstream broke framing; never reuse it.
+  let clean = rest.length <= f.length;
+  const early = rest.subarray(0, f.length);
+  if (early.length > 0) await onData(early);
+  let left = f.length - early.length;
   while (left > 0) {
     const c = await u.read();
-    if (c === null) throw new UpstreamTruncatedError(`closed after ${length - left} of ${length} body bytes`);
+    if (c === null) throw new UpstreamTruncatedError(`closed after ${f.length - left} of ${f.length} body bytes`);
+    if (c.length > left) clean = false;
     const part = c.length > left ? c.subarray(0, left) : c;
-    await sendChunk(res, part);
-    onBytes(part.length);
+    await onData(part);
     left -= part.length;
   }
+  return clean;
 }
 
 /**
@@ -473,8 +802,8 @@ async function spliceChunked(t: SpliceRoute, onBytes: (n: number) => void): Prom
   return true;
 }
 
-/** De-chunks the upstream body into the response (node re-chunks it); true when nothing followed the last chunk. */
-async function copyChunked(u: UpstreamStream, res: http.ServerResponse, first: Buffer, onBytes: (n: number) => void): Promise<boolean> {
+/** De-chunks the upstream body into `onData`; true when nothing followed the last chunk. */
+async function readChunked(u: UpstreamStream, first: Buffer, onData: (b: Buffer) => Promise<void>): Promise<boolean> {
   const dec = new ChunkedDecoder();
   const out: Buffer[] = [];
   const collect = (b: Buffer): void => { out.push(b); };
@@ -482,14 +811,38 @@ async function copyChunked(u: UpstreamStream, res: http.ServerResponse, first: B
   for (;;) {
     if (input !== null && input.length > 0) {
       const used = dec.push(input, collect);
-      for (const b of out) {
-        await sendChunk(res, b);
-        onBytes(b.length);
-      }
+      for (const b of out) await onData(b);
       out.length = 0;
       if (dec.done) return used === input.length;
     }
     input = await u.read();
     if (input === null) throw new UpstreamTruncatedError('closed inside a chunked body');
   }
+}
+
+function has(headers: readonly string[], lower: string): boolean {
+  return fieldValue(headers, lower) !== undefined;
+}
+
+/** The client's conditionals and Range: replaced by the cache's own validators when it revalidates. */
+const VALIDATION_FIELDS = new Set(['if-none-match', 'if-modified-since', 'range', 'if-range']);
+
+function without(headers: readonly string[], names: ReadonlySet<string>): string[] {
+  const out: string[] = [];
+  for (let i = 0; i + 1 < headers.length; i += 2) {
+    if (!names.has(headers[i]!.toLowerCase())) out.push(headers[i]!, headers[i + 1]!);
+  }
+  return out;
+}
+
+function hasValidator(e: Entry): boolean {
+  const v = validators(e.headers);
+  return v.etag !== null || v.lastModified !== null;
+}
+
+/** 127.0.0.0/8 and ::1, also as IPv4-mapped IPv6 (a dual-stack listener). */
+function isLoopback(address: string | undefined): boolean {
+  if (address === undefined) return false;
+  const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
+  return v4.startsWith('127.') || address === '::1';
 }

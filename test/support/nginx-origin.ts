@@ -9,6 +9,12 @@
  * - `/<file>`: static files from `root`, sendfile, Content-Length.
  * - `/chunked/<file>`: the same bytes with Transfer-Encoding: chunked (see CHUNKING_PATTERN).
  * - `/slow/<file>`: the same bytes at SLOW_RATE bytes per second (limit_rate).
+ * - `/cc/<file>?cc=...&vary=...&rate=...`: the static file with Cache-Control
+ *   and Vary from the query (no field when the argument is absent), sent at
+ *   `rate` bytes per second (nginx size syntax, e.g. 1m) when given; for the
+ *   cache tests. The arguments are used as written, not percent-decoded.
+ * - `/gz/<file>?cc=...`: the same, gzip-compressed for clients that accept it,
+ *   with `Vary: Accept-Encoding` (gzip_vary).
  * - `/upload`: POST bodies up to 64 MiB, proxied to a sink origin (sink-origin.ts)
  *   whose JSON answer gives the bytes and sha256 that arrived.
  * - `/status/<code>` for each of STATUS_CODES.
@@ -181,6 +187,9 @@ function nginxConf(dir: string, port: number, sinkPort: number, { root, tls }: N
     '    location / { }',
     `    location /chunked/ { alias ${files}; sub_filter ${str(CHUNKING_PATTERN)} ""; sub_filter_types *; }`,
     `    location /slow/ { alias ${files}; limit_rate ${SLOW_RATE}; }`,
+    // add_header skips a field whose value is empty, so an absent argument sends none; an empty limit_rate is no limit.
+    `    location /cc/ { alias ${files}; add_header Cache-Control $arg_cc; add_header Vary $arg_vary; limit_rate $arg_rate; }`,
+    `    location /gz/ { alias ${files}; gzip on; gzip_types *; gzip_min_length 1; gzip_proxied any; gzip_vary on; add_header Cache-Control $arg_cc; }`,
     // nginx cannot hash a body; it buffers it (proxy_request_buffering on) and
     // forwards it with Content-Length to the sink, which can.
     `    location = /upload { client_max_body_size ${UPLOAD_MAX_BYTES}; proxy_pass http://127.0.0.1:${sinkPort}; }`,

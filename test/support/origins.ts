@@ -5,5 +5,5 @@
  */
 export { makeRsaCert } from './rsa-cert.js';
 export { SLOW_RATE, STATUS_CODES, UPLOAD_MAX_BYTES, startNginxOrigin, type AccessEntry, type NginxOrigin, type NginxOriginOptions, type NginxTls } from './nginx-origin.js';
-export { patternBytes, patternSha256, startSinkOrigin, type SinkOrigin, type SinkRecord } from './sink-origin.js';
+export { PATTERN_PERIOD, patternBytes, patternSha256, startSinkOrigin, type SinkOrigin, type SinkRecord } from './sink-origin.js';
 export { startRedis, type RedisOrigin } from './redis-origin.js';

@@ -12,6 +12,17 @@
  * - GET /close-delimited?size=N: N pattern bytes with neither Content-Length nor
  *   chunking, ended by closing the connection (an HTTP/1.0-style body).
  * - GET /hang-headers: never answered (until stop()).
+ * - GET /cache?...: a response for the cache tests, its fields from the query:
+ *   `cc` Cache-Control, `vary` Vary, `etag` ETag (sent quoted), `lm` Last-Modified
+ *   (Unix seconds), `expires` Expires (seconds from now), `cookie` Set-Cookie,
+ *   `status` (default 200), `hints=1` a 103 Early Hints first, `delay` ms before
+ *   the head. The body is `size` pattern bytes (with Content-Length, or chunked
+ *   with `chunked=1`), or else a JSON line `{n, url, ae, auth}`: n counts the
+ *   /cache requests so far, so a test tells a stored answer from a new one.
+ *   If-None-Match / If-Modified-Since matching etag / lm get a 304 with the same
+ *   fields. A request header X-Sink-Rate: B sends the body at B bytes per second;
+ *   `die=N` destroys the connection after N body bytes (a backend dying mid-body).
+ * - POST/PUT with `?location=URL`: the JSON answer carries that Location.
  * - Upgrade: echo (GET /upgrade or any path): 101, then every byte is echoed.
  *
  * Every request, upgrades included, is recorded in `requests`.
@@ -37,7 +48,8 @@ export interface SinkOrigin {
 }
 
 /** The pattern's period: a prime, so it never lines up with record, page or write sizes. */
-const PERIOD = 65521;
+export const PATTERN_PERIOD = 65521;
+const PERIOD = PATTERN_PERIOD;
 
 /** Deterministic bytes (xorshift32, fixed seed), computed once; byte i of any stream is PATTERN[i % PERIOD]. */
 const PATTERN = ((): Buffer => {
@@ -127,6 +139,55 @@ function dieAfter(socket: net.Socket, bytes: number, total: number): void {
   socket.write(Buffer.concat([Buffer.from(head, 'latin1'), patternSlice(0, bytes)]), () => socket.destroy());
 }
 
+/** The /cache route (see the header comment). */
+async function cacheable(req: http.IncomingMessage, res: http.ServerResponse, url: URL, n: number): Promise<void> {
+  const q = url.searchParams;
+  const delay = count(url, 'delay');
+  if (delay !== null) await new Promise((r) => setTimeout(r, delay));
+  if (q.get('hints') === '1') res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' });
+  const fields: Record<string, string> = {};
+  if (q.has('cc')) fields['Cache-Control'] = q.get('cc')!;
+  if (q.has('vary')) fields.Vary = q.get('vary')!;
+  if (q.has('etag')) fields.ETag = `"${q.get('etag')}"`;
+  const lm = count(url, 'lm');
+  if (lm !== null) fields['Last-Modified'] = new Date(lm * 1000).toUTCString();
+  const expires = count(url, 'expires');
+  if (expires !== null) fields.Expires = new Date(Date.now() + expires * 1000).toUTCString();
+  if (q.has('cookie')) fields['Set-Cookie'] = q.get('cookie')!;
+  const inm = req.headers['if-none-match'];
+  const ims = req.headers['if-modified-since'];
+  const notModified = inm !== undefined ? fields.ETag !== undefined && inm.split(',').some((t) => t.trim().replace(/^W\//, '') === fields.ETag) : ims !== undefined && lm !== null && Date.parse(ims) >= lm * 1000;
+  if (notModified) {
+    res.writeHead(304, fields).end();
+    return;
+  }
+  const status = count(url, 'status') ?? 200;
+  const size = count(url, 'size');
+  if (size === null) {
+    const body = `${JSON.stringify({ n, url: req.url, ae: req.headers['accept-encoding'] ?? null, auth: req.headers.authorization ?? null })}\n`;
+    res.writeHead(status, { ...fields, 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) }).end(body);
+    return;
+  }
+  res.writeHead(status, { ...fields, 'Content-Type': 'application/octet-stream', ...(q.get('chunked') === '1' ? {} : { 'Content-Length': size }) });
+  const rate = Number(req.headers['x-sink-rate'] ?? 0);
+  const piece = rate > 0 ? Math.min(16384, Math.max(1, Math.floor(rate / 4))) : 65521;
+  const die = count(url, 'die');
+  for (let off = 0; off < size && !res.destroyed; ) {
+    if (die !== null && off >= die) {
+      // Once what was written has left (node corks a response's first write for a tick).
+      await new Promise((r) => setTimeout(r, 50));
+      res.socket?.destroy();
+      return;
+    }
+    const len = Math.min(piece, size - off, die !== null ? Math.max(1, die - off) : Infinity);
+    const ok = res.write(patternSlice(off, len));
+    off += len;
+    if (rate > 0) await new Promise((r) => setTimeout(r, (len / rate) * 1000));
+    else if (!ok) await drainOrClose(res);
+  }
+  res.end();
+}
+
 function record(requests: SinkRecord[], req: http.IncomingMessage): void {
   requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.rawHeaders, remotePort: req.socket.remotePort ?? 0 });
 }
@@ -136,9 +197,14 @@ export async function startSinkOrigin(port = 0): Promise<SinkOrigin> {
   const requests: SinkRecord[] = [];
   const upgraded = new Set<Duplex>();
 
+  let cacheRequests = 0;
   const server = http.createServer((req, res) => {
     record(requests, req);
     const url = new URL(req.url ?? '/', 'http://sink.invalid');
+    if (req.method === 'GET' && url.pathname === '/cache') {
+      void cacheable(req, res, url, ++cacheRequests);
+      return;
+    }
     if (req.method === 'POST' || req.method === 'PUT') {
       const hash = crypto.createHash('sha256');
       let bytes = 0;
@@ -146,7 +212,11 @@ export async function startSinkOrigin(port = 0): Promise<SinkOrigin> {
         hash.update(chunk);
         bytes += chunk.length;
       });
-      req.on('end', () => sendJson(res, 200, { method: req.method, url: req.url, bytes, sha256: hash.digest('hex'), headers: req.rawHeaders }));
+      req.on('end', () => {
+        const location = url.searchParams.get('location');
+        if (location !== null) res.setHeader('Location', location);
+        sendJson(res, 200, { method: req.method, url: req.url, bytes, sha256: hash.digest('hex'), headers: req.rawHeaders });
+      });
       return;
     }
     switch (url.pathname) {

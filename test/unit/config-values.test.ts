@@ -24,6 +24,8 @@ test('durations and sizes', () => {
   assert.throws(() => parseDuration('--idle-timeout', '10 parsecs'), /--idle-timeout/);
   assert.equal(parseSize('--s', '16k'), 16384);
   assert.equal(parseSize('--s', '1MiB'), 1048576);
+  assert.equal(parseSize('--s', '10GiB'), 10 * 1024 ** 3);
+  assert.equal(parseSize('--s', '2g'), 2 * 1024 ** 3);
   assert.equal(parseSize('--s', '100'), 100);
   assert.throws(() => parseSize('--max-header-size', 'big'), /--max-header-size/);
 });

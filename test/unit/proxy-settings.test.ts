@@ -84,6 +84,7 @@ describe('defaults', () => {
       logLevel: 'info',
       reusePort: false,
       admin: null,
+      cache: null,
     } satisfies ProxySettings);
   });
 
@@ -150,6 +151,8 @@ describe('config file', () => {
         'log-level: debug',
         'reuse-port: true',
         'admin: 9100', // a YAML number: the port, on 127.0.0.1
+        'cache: cache-dir',
+        'cache-size: 2GiB',
       ].join('\n'),
     );
     const s = await resolveProxySettings('http', { config: file });
@@ -172,6 +175,7 @@ describe('config file', () => {
     assert.equal(s.logLevel, 'debug');
     assert.equal(s.reusePort, true);
     assert.deepEqual(s.admin, { host: '127.0.0.1', port: 9100 });
+    assert.deepEqual(s.cache, { dir: path.join(dir, 'cache-dir'), maxBytes: 2 * 1024 ** 3 });
     assert.deepEqual(s.upstreams[0], {
       url: 'https://[fd00::5]:8443',
       protocol: 'https',
@@ -430,6 +434,15 @@ describe('errors name the flag or the file and key', () => {
     assert.equal(parseFlag(offloadMode, '--offload', 'kernel'), 'kernel');
     assert.equal(parseFlag(offloadPolicy, '--offload-policy', 'prefer-hw'), 'prefer-hw');
     assert.throws(() => parseFlag(tlsVersion, '--tls-min', '1.1'), (e: unknown) => e instanceof InvalidOptionError && e.message.startsWith('--tls-min: expected 1.2 or 1.3'));
+  });
+
+  test('--cache: default size 10 GiB; --cache-size alone has no effect; sizes must be positive', async () => {
+    assert.deepEqual((await fromArgv('http', ['--cert', cert, '--key', key, '--to', 'http://127.0.0.1:8080', '--cache', '/var/cache/aludel'])).cache, { dir: '/var/cache/aludel', maxBytes: 10 * 1024 ** 3 });
+    assert.equal((await resolveProxySettings('http', { ...minimal(), cache: 'c', cacheSize: '512m' })).cache?.maxBytes, 512 * 1024 ** 2);
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), cacheSize: '1g' }), '--cache-size: has no effect without a cache');
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), cache: 'c', cacheSize: '0' }), '--cache-size: must be more than 0');
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), cache: 'c', cacheSize: 'lots' }), '--cache-size: expected a size');
+    await assert.rejects(fromArgv('tcp', ['--listen', ':1', '--cert', cert, '--key', key, '--to', '127.0.0.1:1', '--cache', 'c']), CommanderError);
   });
 
   test('health check settings that cannot take effect', async () => {

@@ -1,0 +1,136 @@
+/**
+ * The shared cache of `aludel proxy --cache DIR`: the disk store, the fills in
+ * progress (one upstream request per key, collapsed), variant selection and
+ * invalidation. The HTTP side (what to forward, what to send) is in
+ * src/proxy/http-proxy.ts and src/cache/send-stored.ts; the RFC 9111
+ * decisions are in policy.ts.
+ */
+import type { Logger } from '../log/logger.js';
+import { Fill, type FillHead } from './fill.js';
+import { cacheKey, reusableWithAuthorization, varyMatches, type Headers } from './policy.js';
+import { CacheStore, type Entry } from './store.js';
+
+export interface CacheOptions {
+  dir: string;
+  maxBytes: number;
+  log: Logger;
+}
+
+export class HttpCache {
+  readonly store: CacheStore;
+  private readonly log: Logger;
+  /** Fills in progress per key (several when variants or no-cache requests overlap). */
+  private readonly fills = new Map<string, Fill[]>();
+  /** Disk errors are logged once per kind (ENOSPC would otherwise log on every fill). */
+  private readonly diskErrorsLogged = new Set<string>();
+
+  private constructor(store: CacheStore, log: Logger) {
+    this.store = store;
+    this.log = log;
+  }
+
+  static async open(o: CacheOptions): Promise<HttpCache> {
+    return new HttpCache(await CacheStore.open({ dir: o.dir, maxBytes: o.maxBytes, log: o.log }), o.log);
+  }
+
+  /**
+   * The stored response a request selects (§4.1): among the key's variants
+   * whose Vary selection matches, the most recent (§4.1: "the most recent
+   * response ... is used"); with Authorization, only those §3.5 allows.
+   * `uriHit` tells Cache-Status a uri-miss from a vary-miss.
+   */
+  select(key: string, requestHeaders: Headers, authorized: boolean): { entry: Entry | null; uriHit: boolean } {
+    const variants = this.store.variants(key);
+    let best: Entry | null = null;
+    for (const e of variants) {
+      if (e.vary !== null && !varyMatches(e.vary, requestHeaders)) continue;
+      if (authorized && !reusableWithAuthorization(e.headers)) continue;
+      if (best === null || e.responseTime >= best.responseTime) best = e;
+    }
+    return { entry: best, uriHit: variants.length > 0 };
+  }
+
+  /**
+   * A fill in progress that this request can follow: same key, a storable
+   * head whose Vary selection the request matches (and that §3.5 lets answer
+   * a request with Authorization). Waits for pending heads (the upstream's
+   * answer), so concurrent misses cost one upstream request.
+   */
+  async follow(key: string, requestHeaders: Headers, authorized: boolean): Promise<{ fill: Fill; head: FillHead } | null> {
+    for (const fill of [...(this.fills.get(key) ?? [])]) {
+      const head = await fill.ready();
+      if (head === null || fill.failed || fill.invalidated) continue;
+      if (head.vary !== null && !varyMatches(head.vary, requestHeaders)) continue;
+      if (authorized && !reusableWithAuthorization(head.headers)) continue;
+      if (fill.acquire()) return { fill, head };
+    }
+    return null;
+  }
+
+  /** Registers a fill before its request goes upstream, so requests arriving meanwhile follow it. */
+  beginFill(key: string, requestHeaders: Headers): Fill {
+    const fill = new Fill(key, requestHeaders);
+    const list = this.fills.get(key);
+    if (list) list.push(fill);
+    else this.fills.set(key, [fill]);
+    return fill;
+  }
+
+  /**
+   * Ends a fill: a complete, still valid body is committed to the store;
+   * anything else is discarded. The fill leaves the in-progress list in the
+   * same turn as its entry enters the store, so a request always finds one
+   * of them. Never rejects: a disk error is logged and only costs the entry.
+   */
+  async endFill(fill: Fill): Promise<Entry | null> {
+    if (fill.ended) return null;
+    fill.ended = true;
+    let entry: Entry | null = null;
+    const file = fill.file;
+    try {
+      if (file !== null && fill.complete && !fill.invalidated && fill.head !== null) {
+        entry = await this.store.commit(file, { ...fill.head, length: fill.length! });
+        // Invalidated while committing: the entry holds what was there before the unsafe request.
+        if (entry !== null && fill.invalidated) {
+          this.store.remove(entry);
+          entry = null;
+        }
+      } else if (file !== null) {
+        await this.store.discard(file);
+      }
+    } catch (err) {
+      this.diskError(err, 'could not store a response');
+      if (file !== null) await this.store.discard(file);
+    } finally {
+      fill.abandon();
+      const list = this.fills.get(fill.key) ?? [];
+      if (list.includes(fill)) list.splice(list.indexOf(fill), 1);
+      if (list.length === 0) this.fills.delete(fill.key);
+      fill.release();
+    }
+    return entry;
+  }
+
+  /** Logs a disk problem once per error code; storing stops for that response, clients are not disturbed. */
+  diskError(err: unknown, what: string): void {
+    const code = (err as { code?: string }).code ?? 'ERR_UNKNOWN';
+    if (this.diskErrorsLogged.has(code)) return;
+    this.diskErrorsLogged.add(code);
+    this.log.error({ dir: this.store.dir, code, detail: (err as Error).message }, `cache: ${what}; responses are still served, not stored (logged once per error code)`);
+  }
+
+  /** §4.4: a key's stored responses go, and fills in progress for it will not be stored. */
+  invalidate(key: string): number {
+    for (const f of this.fills.get(key) ?? []) f.invalidated = true;
+    return this.store.purge(key);
+  }
+
+  /**
+   * Purge by URL, for the admin interface: `https://host[:port]/path?query`
+   * (the scheme is ignored: keys are always https), every variant. Returns
+   * how many stored responses were removed.
+   */
+  purge(url: string): number {
+    return this.invalidate(cacheKey(undefined, url));
+  }
+}

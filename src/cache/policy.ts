@@ -1,0 +1,479 @@
+/**
+ * The decisions of an RFC 9111 shared cache, as pure functions of headers and
+ * times: what may be stored (§3), how long it is fresh (§4.2.1, heuristics
+ * §4.2.2), how old it is (§4.2.3), whether a stored response may be reused
+ * for a request (§4, §5.2.1) or must be validated first (§4.3), which stored
+ * variant a request selects (Vary, §4.1), how a 304 updates what is stored
+ * (§3.2, §4.3.4), what an unsafe method invalidates (§4.4), and the
+ * Cache-Status field that reports it (RFC 9211). No I/O, no clocks: callers
+ * pass the times.
+ *
+ * Headers are flat [name, value, name, value, ...] lists, names as sent (the
+ * form of node's rawHeaders and of the upstream response parser).
+ *
+ * Choices where the RFC leaves room, each on the side that cannot serve a
+ * response to someone it was not meant for:
+ * - Only GET responses are stored; HEAD is answered from them, every other
+ *   method is forwarded.
+ * - 206 and 304 are never stored as such (no partial-content combining,
+ *   §3.3/§3.4); a 304 only freshens a stored 200.
+ * - A close-delimited body is not stored: a dropped connection looks exactly
+ *   like its end, so completeness (§3.3) cannot be proven.
+ * - Heuristic freshness (§4.2.2, a MAY) is 10% of the time since
+ *   Last-Modified, capped at one day, and only for heuristically cacheable
+ *   status codes or `public`; without Last-Modified there is none.
+ * - Set-Cookie does not inhibit caching (§7.3), so a response the origin
+ *   explicitly made cacheable (public, s-maxage, max-age, Expires) is stored
+ *   with it. A response that would only be cacheable by heuristics is not
+ *   stored when it sets a cookie: the heuristic is the cache's own choice, and
+ *   handing one user's cookie to others on a guess is not a choice to make
+ *   (nginx and Varnish refuse these too).
+ * - A response that would be stale at once and has no validator is not
+ *   stored: it could never be reused.
+ * - Pragma (deprecated, §5.4) is not interpreted; it is forwarded.
+ */
+import { HOP_BY_HOP } from '../http/forward-headers.js';
+import { parseHttpDate } from '../http/conditional.js';
+import { trimOws } from '../http/char-classes.js';
+import { deltaSeconds, DELTA_SECONDS_MAX, parseCacheControl, qualifiedFieldNames, type Directives } from './cache-control.js';
+
+export type Headers = readonly string[];
+
+/** Every value of field `lower` (a lowercase name), in order. */
+export function fieldValues(headers: Headers, lower: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i + 1 < headers.length; i += 2) {
+    if (headers[i]!.toLowerCase() === lower) out.push(headers[i + 1]!);
+  }
+  return out;
+}
+
+/** The first value of field `lower`, or undefined. */
+export function fieldValue(headers: Headers, lower: string): string | undefined {
+  for (let i = 0; i + 1 < headers.length; i += 2) {
+    if (headers[i]!.toLowerCase() === lower) return headers[i + 1]!;
+  }
+  return undefined;
+}
+
+export function cacheControl(headers: Headers): Directives {
+  return parseCacheControl(fieldValues(headers, 'cache-control'));
+}
+
+// ---- keys and methods ----------------------------------------------------------------------
+
+/**
+ * The primary cache key (§2): the target URI. Aludel's clients always speak
+ * https, so the scheme is fixed; the authority is the Host field (lowercase,
+ * RFC 3986 §6.2.2.1) or the authority of an absolute-form target, which
+ * RFC 9112 §3.2.2 makes win over Host.
+ */
+export function cacheKey(host: string | undefined, target: string): string {
+  if (/^https?:\/\//i.test(target)) {
+    const slash = target.indexOf('/', target.indexOf('//') + 2);
+    const authority = slash < 0 ? target.slice(target.indexOf('//') + 2) : target.slice(target.indexOf('//') + 2, slash);
+    return `https://${authority.toLowerCase()}${slash < 0 ? '/' : target.slice(slash)}`;
+  }
+  return `https://${(host ?? '').toLowerCase()}${target}`;
+}
+
+/** RFC 9110 §9.2.1: everything else is unsafe, methods of unknown safety included. */
+const SAFE = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE']);
+
+export function isUnsafe(method: string): boolean {
+  return !SAFE.has(method);
+}
+
+// ---- request directives (§5.2.1) -----------------------------------------------------------
+
+export interface RequestDirectives {
+  /** §5.2.1.4: never reuse without validating. */
+  noCache: boolean;
+  /** §5.2.1.5: store nothing of this exchange (a stored response may still answer it). */
+  noStore: boolean;
+  /** §5.2.1.7: answer from the cache or with 504. */
+  onlyIfCached: boolean;
+  /** §5.2.1.1: the client does not want a response older than this (seconds). */
+  maxAge: number | null;
+  /** §5.2.1.2: the client accepts this much staleness (seconds; Infinity when unbounded). */
+  maxStale: number | null;
+  /** §5.2.1.3: the client wants the response to stay fresh at least this long (seconds). */
+  minFresh: number | null;
+}
+
+/** An unreadable argument is read on the side that reuses less, as each line says. */
+export function requestDirectives(rawHeaders: Headers): RequestDirectives {
+  const cc = cacheControl(rawHeaders);
+  const maxStale = cc.get('max-stale');
+  return {
+    noCache: cc.has('no-cache'),
+    noStore: cc.has('no-store'),
+    onlyIfCached: cc.has('only-if-cached'),
+    // An unreadable max-age is read as 0: the client then gets a validated response, never an older one.
+    maxAge: cc.has('max-age') ? (deltaSeconds(cc.get('max-age')) ?? 0) : null,
+    // max-stale without a value accepts any staleness; an unreadable value accepts none.
+    maxStale: maxStale === undefined ? null : maxStale === null ? Infinity : (deltaSeconds(maxStale) ?? 0),
+    // An unreadable min-fresh is read as "fresh for a long time yet", so nothing stale-ish is reused.
+    minFresh: cc.has('min-fresh') ? (deltaSeconds(cc.get('min-fresh')) ?? DELTA_SECONDS_MAX) : null,
+  };
+}
+
+// ---- status codes --------------------------------------------------------------------------
+
+/** RFC 9110 §15.1: cacheable by default, so heuristic freshness may apply. */
+const HEURISTICALLY_CACHEABLE = new Set([200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501]);
+
+/**
+ * The final status codes this cache understands (RFC 9110 §15): the ones
+ * `must-understand` (§5.2.2.3) lets it store. 206 and 304 are left out: they
+ * are never stored here.
+ */
+const UNDERSTOOD = new Set([
+  200, 201, 202, 203, 204, 205, 300, 301, 302, 303, 307, 308,
+  400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 421, 422, 426,
+  500, 501, 502, 503, 504, 505,
+]);
+
+// ---- storing (§3) --------------------------------------------------------------------------
+
+export type NotStoredReason =
+  | 'method'
+  | 'status'
+  | 'no-store'
+  | 'private'
+  | 'authorization'
+  | 'vary-star'
+  | 'not-cacheable'
+  | 'set-cookie'
+  | 'framing'
+  | 'no-validator';
+
+export interface StoreInput {
+  method: string;
+  requestHeaders: Headers;
+  status: number;
+  responseHeaders: Headers;
+  /** How the body is delimited (RFC 9112 §6.3). */
+  framing: 'none' | 'length' | 'chunked' | 'close';
+  /** When the response head arrived (ms since the epoch). */
+  responseTime: number;
+}
+
+/** §3 for a shared cache, plus the choices in the header comment. */
+export function storability(i: StoreInput): { store: true } | { store: false; reason: NotStoredReason } {
+  if (i.method !== 'GET') return { store: false, reason: 'method' };
+  const req = cacheControl(i.requestHeaders);
+  const res = cacheControl(i.responseHeaders);
+  const understood = UNDERSTOOD.has(i.status);
+  if (!understood) return { store: false, reason: 'status' };
+  // §5.2.2.3: a cache that understands the status code may ignore no-store next to must-understand.
+  if (res.has('no-store') && !res.has('must-understand')) return { store: false, reason: 'no-store' };
+  if (req.has('no-store')) return { store: false, reason: 'no-store' };
+  // §5.2.2.7: an unqualified private forbids a shared cache to store; a qualified one only its fields.
+  if (res.has('private') && qualifiedFieldNames(res, 'private').length === 0) return { store: false, reason: 'private' };
+  // §3.5
+  if (fieldValues(i.requestHeaders, 'authorization').length > 0 && !allowsAuthorized(res)) return { store: false, reason: 'authorization' };
+  if (varyNames(i.responseHeaders) === '*') return { store: false, reason: 'vary-star' };
+  // §3: explicit freshness, `public`, or a status code that is cacheable by default.
+  const explicit = hasExplicitExpiry(res, i.responseHeaders);
+  if (!explicit && !res.has('public') && !HEURISTICALLY_CACHEABLE.has(i.status)) return { store: false, reason: 'not-cacheable' };
+  if (!explicit && !res.has('public') && fieldValues(i.responseHeaders, 'set-cookie').length > 0) return { store: false, reason: 'set-cookie' };
+  if (i.framing === 'close') return { store: false, reason: 'framing' };
+  const { seconds } = freshnessLifetime(i.status, i.responseHeaders, i.responseTime);
+  const v = validators(i.responseHeaders);
+  if (seconds <= 0 && v.etag === null && v.lastModified === null) return { store: false, reason: 'no-validator' };
+  return { store: true };
+}
+
+/** §3.5: directives that let a shared cache store and reuse a response to a request with Authorization. */
+function allowsAuthorized(res: Directives): boolean {
+  return res.has('public') || res.has('must-revalidate') || res.has('s-maxage');
+}
+
+/** §3.5 at reuse time: may this stored response answer a request carrying Authorization? */
+export function reusableWithAuthorization(storedHeaders: Headers): boolean {
+  return allowsAuthorized(cacheControl(storedHeaders));
+}
+
+function hasExplicitExpiry(res: Directives, headers: Headers): boolean {
+  return res.has('s-maxage') || res.has('max-age') || fieldValues(headers, 'expires').length > 0;
+}
+
+/**
+ * The header fields kept with a stored response (§3.1): not the hop-by-hop
+ * ones nor those Connection names, not Content-Length (the store knows the
+ * body's length) nor Age (recomputed on every use, §4.2.3), not the fields a
+ * qualified private or no-cache names (§5.2.2.4, §5.2.2.7: a shared cache may
+ * store the rest without them). A Date is added when the origin sent none
+ * (RFC 9110 §6.6.1: a cache records when it received the response).
+ */
+export function headersToStore(headers: Headers, responseTime: number): string[] {
+  const res = cacheControl(headers);
+  const excluded = new Set([...connectionOptions(headers), ...qualifiedFieldNames(res, 'private'), ...qualifiedFieldNames(res, 'no-cache')]);
+  const out: string[] = [];
+  for (let i = 0; i + 1 < headers.length; i += 2) {
+    const lower = headers[i]!.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || excluded.has(lower) || lower === 'content-length' || lower === 'age') continue;
+    out.push(headers[i]!, headers[i + 1]!);
+  }
+  if (fieldValue(out, 'date') === undefined) out.push('Date', new Date(responseTime).toUTCString());
+  return out;
+}
+
+function connectionOptions(headers: Headers): string[] {
+  return fieldValues(headers, 'connection').flatMap((v) => v.split(',').map((o) => trimOws(o).toLowerCase())).filter((o) => o !== '');
+}
+
+/**
+ * §3.2: a 304 (or a HEAD response, §4.3.5) updates the stored fields: each
+ * field it carries replaces all of the stored ones of that name, except those
+ * §3.1 keeps out of storage and Content-Length (the stored body's length is
+ * what it is).
+ */
+export function freshenHeaders(stored: Headers, update: Headers, responseTime: number): string[] {
+  const incoming = headersToStore(update, responseTime);
+  const replaced = new Set<string>();
+  for (let i = 0; i < incoming.length; i += 2) replaced.add(incoming[i]!.toLowerCase());
+  // A 304 without Date got one from headersToStore: it replaces the stored Date, since the
+  // freshness of the update is measured from the response that brought it (§4.2.3).
+  const out: string[] = [];
+  for (let i = 0; i + 1 < stored.length; i += 2) {
+    if (!replaced.has(stored[i]!.toLowerCase())) out.push(stored[i]!, stored[i + 1]!);
+  }
+  out.push(...incoming);
+  return out;
+}
+
+// ---- freshness (§4.2) ----------------------------------------------------------------------
+
+/** §4.2.2 heuristics: this fraction of the time since Last-Modified ... */
+export const HEURISTIC_FRACTION = 0.1;
+/** ... and never more than a day. */
+export const HEURISTIC_MAX_SECONDS = 86_400;
+
+/**
+ * §4.2.1 for a shared cache: s-maxage, else max-age, else Expires - Date,
+ * else a heuristic. An invalid or duplicated-and-unreadable value counts as
+ * already expired (§5.3: "especially the value 0"). Seconds, never negative.
+ */
+export function freshnessLifetime(status: number, headers: Headers, responseTime: number): { seconds: number; heuristic: boolean } {
+  const cc = cacheControl(headers);
+  if (cc.has('s-maxage')) return { seconds: deltaSeconds(cc.get('s-maxage')) ?? 0, heuristic: false };
+  if (cc.has('max-age')) return { seconds: deltaSeconds(cc.get('max-age')) ?? 0, heuristic: false };
+  const expires = fieldValues(headers, 'expires');
+  if (expires.length > 0) {
+    const at = expires.length === 1 ? parseHttpDate(expires[0]!) : undefined;
+    if (at === undefined) return { seconds: 0, heuristic: false };
+    return { seconds: Math.max(0, Math.floor((at.getTime() - dateValue(headers, responseTime)) / 1000)), heuristic: false };
+  }
+  if (!HEURISTICALLY_CACHEABLE.has(status) && !cc.has('public')) return { seconds: 0, heuristic: false };
+  const lm = fieldValue(headers, 'last-modified');
+  const modified = lm === undefined ? undefined : parseHttpDate(lm);
+  if (modified === undefined) return { seconds: 0, heuristic: true };
+  const since = (dateValue(headers, responseTime) - modified.getTime()) / 1000;
+  return { seconds: Math.max(0, Math.min(HEURISTIC_MAX_SECONDS, Math.floor(since * HEURISTIC_FRACTION))), heuristic: true };
+}
+
+/** The Date field (ms), or the time the response was received when it has none or an unreadable one. */
+function dateValue(headers: Headers, responseTime: number): number {
+  const d = fieldValue(headers, 'date');
+  const parsed = d === undefined ? undefined : parseHttpDate(d);
+  return parsed === undefined ? responseTime : parsed.getTime();
+}
+
+/**
+ * §4.2.3 corrected_initial_age in seconds, from the response's Age and Date
+ * and the cache's own request and response times (ms).
+ */
+export function initialAge(headers: Headers, requestTime: number, responseTime: number): number {
+  const apparentAge = Math.max(0, (responseTime - dateValue(headers, responseTime)) / 1000);
+  const ageField = fieldValue(headers, 'age');
+  const ageValue = ageField === undefined ? 0 : (deltaSeconds(trimOws(ageField)) ?? 0);
+  const responseDelay = Math.max(0, (responseTime - requestTime) / 1000);
+  const correctedAgeValue = ageValue + responseDelay;
+  return Math.max(apparentAge, correctedAgeValue);
+}
+
+/** §4.2.3 current_age in whole seconds, as the Age field carries it (§5.1: at most 2^31). */
+export function currentAge(initial: number, responseTime: number, now: number): number {
+  const residentTime = Math.max(0, (now - responseTime) / 1000);
+  return Math.min(DELTA_SECONDS_MAX, Math.floor(initial + residentTime));
+}
+
+export interface StoredTiming {
+  status: number;
+  headers: Headers;
+  /** Seconds, from freshnessLifetime(). */
+  lifetime: number;
+  /** Seconds, from initialAge(). */
+  initialAge: number;
+  responseTime: number;
+}
+
+export type Reuse =
+  | { use: 'fresh'; ttl: number }
+  /** Must be validated with the origin first; `stale` tells Cache-Status whether it was stale or only forbidden. */
+  | { use: 'validate'; ttl: number; stale: boolean };
+
+/**
+ * §4, §4.2.4, §5.2: may `stored` answer a request with these directives now,
+ * or must it be validated first? ttl = lifetime - age (negative when stale).
+ */
+export function reuse(stored: StoredTiming, req: RequestDirectives, now: number): Reuse {
+  const age = currentAge(stored.initialAge, stored.responseTime, now);
+  const ttl = stored.lifetime - age;
+  const res = cacheControl(stored.headers);
+  const stale = ttl <= 0;
+  // §5.2.2.4 unqualified no-cache (a qualified one removed its fields at storage); §5.2.1.4.
+  const noCache = (res.has('no-cache') && qualifiedFieldNames(res, 'no-cache').length === 0) || req.noCache;
+  if (noCache) return { use: 'validate', ttl, stale };
+  if (req.maxAge !== null && age > req.maxAge) return { use: 'validate', ttl, stale };
+  if (req.minFresh !== null && ttl < req.minFresh) return { use: 'validate', ttl, stale };
+  if (!stale) return { use: 'fresh', ttl };
+  // §4.2.4: stale only when the client allows it and no directive forbids it: must-revalidate,
+  // proxy-revalidate, and s-maxage (which implies proxy-revalidate for a shared cache, §5.2.2.10).
+  const forbidden = res.has('must-revalidate') || res.has('proxy-revalidate') || res.has('s-maxage');
+  if (!forbidden && req.maxStale !== null && -ttl <= req.maxStale) return { use: 'fresh', ttl };
+  return { use: 'validate', ttl, stale };
+}
+
+// ---- validation (§4.3) ---------------------------------------------------------------------
+
+export function validators(headers: Headers): { etag: string | null; lastModified: string | null } {
+  return { etag: fieldValue(headers, 'etag') ?? null, lastModified: fieldValue(headers, 'last-modified') ?? null };
+}
+
+/**
+ * §4.3.4: does a 304 answering our conditional request apply to the stored
+ * response we asked about? With an entity-tag it must be the stored one
+ * (strong or weak alike: we sent only that tag); without one, a Last-Modified
+ * must equal the stored one; a 304 with neither answers the only validators
+ * we sent.
+ */
+export function notModifiedApplies(stored: Headers, notModified: Headers): boolean {
+  const theirs = validators(notModified);
+  const ours = validators(stored);
+  if (theirs.etag !== null) return ours.etag !== null && opaqueTag(theirs.etag) === opaqueTag(ours.etag);
+  if (theirs.lastModified !== null) return ours.lastModified !== null && theirs.lastModified === ours.lastModified;
+  return true;
+}
+
+function opaqueTag(tag: string): string {
+  const t = tag.trim();
+  return t.startsWith('W/') ? t.slice(2) : t;
+}
+
+/**
+ * The fields a 304 built from a stored response carries (RFC 9110 §15.4.5):
+ * Content-Location, Date, ETag, Vary, Cache-Control and Expires; Last-Modified
+ * only when there is no ETag (it then guides the client's cache).
+ */
+export function notModifiedFields(stored: Headers): string[] {
+  const keep = new Set(['content-location', 'date', 'etag', 'vary', 'cache-control', 'expires']);
+  if (fieldValue(stored, 'etag') === undefined) keep.add('last-modified');
+  const out: string[] = [];
+  for (let i = 0; i + 1 < stored.length; i += 2) {
+    if (keep.has(stored[i]!.toLowerCase())) out.push(stored[i]!, stored[i + 1]!);
+  }
+  return out;
+}
+
+// ---- Vary (§4.1) ---------------------------------------------------------------------------
+
+/** The lowercase field names a response varies on, or '*' (which never matches, §4.1). */
+export function varyNames(headers: Headers): string[] | '*' {
+  const names: string[] = [];
+  for (const value of fieldValues(headers, 'vary')) {
+    for (const element of value.split(',')) {
+      const name = trimOws(element).toLowerCase();
+      if (name === '*') return '*';
+      if (name !== '' && !names.includes(name)) names.push(name);
+    }
+  }
+  return names;
+}
+
+/**
+ * The request's value of each field a response varies on, normalised as §4.1
+ * allows: all field lines combined, list elements trimmed and rejoined with
+ * ", " (so "gzip,br" and "gzip, br" select the same variant); null when the
+ * request has no such field (which matches only an absent field).
+ */
+export function varySelection(names: readonly string[], requestHeaders: Headers): Record<string, string | null> {
+  const out: Record<string, string | null> = {};
+  for (const name of names) {
+    const values = fieldValues(requestHeaders, name);
+    out[name] = values.length === 0 ? null : values.flatMap((v) => v.split(',')).map((e) => trimOws(e)).filter((e) => e !== '').join(', ');
+  }
+  return out;
+}
+
+/** §4.1: does a request select a response stored with this selection? */
+export function varyMatches(selection: Readonly<Record<string, string | null>>, requestHeaders: Headers): boolean {
+  const names = Object.keys(selection);
+  const now = varySelection(names, requestHeaders);
+  return names.every((n) => now[n] === selection[n]);
+}
+
+// ---- invalidation (§4.4) -------------------------------------------------------------------
+
+/**
+ * §4.4: a non-error answer (2xx, 3xx) to an unsafe method invalidates the
+ * target URI, and (a MAY, taken) the URIs in Location and Content-Location
+ * when they have the target's authority, so no one can invalidate another
+ * site's entries. The scheme is not compared: a legacy origin behind Aludel
+ * writes http:// into Location for what clients reach by https.
+ */
+export function invalidationKeys(method: string, status: number, targetKey: string, responseHeaders: Headers): string[] {
+  if (!isUnsafe(method) || status < 200 || status >= 400) return [];
+  const keys = [targetKey];
+  const target = new URL(targetKey);
+  for (const name of ['location', 'content-location']) {
+    const value = fieldValue(responseHeaders, name);
+    if (value === undefined) continue;
+    let url: URL;
+    try {
+      url = new URL(value, targetKey);
+    } catch {
+      continue;
+    }
+    if (url.host !== target.host) continue;
+    const key = `https://${url.host}${url.pathname}${url.search}`;
+    if (!keys.includes(key)) keys.push(key);
+  }
+  return keys;
+}
+
+// ---- Cache-Status (RFC 9211) ---------------------------------------------------------------
+
+/** The cache's name in Cache-Status (RFC 9211 §2: an identifier for the cache). */
+export const CACHE_NAME = 'aludel';
+
+export interface CacheStatus {
+  hit?: boolean;
+  /** RFC 9211 §2.2: why the request went forward. */
+  fwd?: 'bypass' | 'method' | 'uri-miss' | 'vary-miss' | 'miss' | 'request' | 'stale';
+  /** §2.3: the status the forward request got. */
+  fwdStatus?: number;
+  /** §2.4: freshness left, in seconds (negative when stale). */
+  ttl?: number;
+  /** §2.5: the response was stored. */
+  stored?: boolean;
+  /** §2.6: the request was collapsed into another one's forward request. */
+  collapsed?: boolean;
+  /** §2.8: implementation-specific detail (here: why a response was not stored). */
+  detail?: string;
+}
+
+/** One Cache-Status list member (an sf-item with parameters, RFC 8941), e.g. `aludel; fwd=uri-miss; stored`. */
+export function cacheStatus(s: CacheStatus): string {
+  let v = CACHE_NAME;
+  if (s.hit) v += '; hit';
+  if (s.fwd !== undefined) v += `; fwd=${s.fwd}`;
+  if (s.fwdStatus !== undefined) v += `; fwd-status=${s.fwdStatus}`;
+  if (s.ttl !== undefined) v += `; ttl=${Math.trunc(s.ttl)}`;
+  if (s.stored) v += '; stored';
+  if (s.collapsed) v += '; collapsed';
+  if (s.detail !== undefined) v += `; detail=${s.detail}`;
+  return v;
+}

@@ -1,0 +1,126 @@
+/**
+ * Answers a request from a stored response, or from one still being stored:
+ * the client's conditional request (304) and Range (206/416) are evaluated
+ * here with the same code `aludel serve` uses for files, then the header
+ * fields go out through node's ServerResponse and the body by the
+ * connection's sendFile: sendfile(2) from the page cache into the kTLS
+ * socket, or read + SSL_write without kTLS TX.
+ *
+ * A body still being written is sent as it lands: each newly written range
+ * of the file goes out, then the sender waits for the next (see fill.ts).
+ * Without a known length (a chunked upstream still filling) each range is one
+ * HTTP/1.1 chunk (RFC 9112 §7.1).
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { evaluatePreconditions, ifRangeAllows, parseHttpDate } from '../http/conditional.js';
+import { parseRange } from '../http/range.js';
+import type { BodyPath } from '../transport/copy-file.js';
+import type { SecureConnection } from '../tls/types.js';
+import { fieldValue, notModifiedFields } from './policy.js';
+
+export interface StoredBody {
+  status: number;
+  reason: string;
+  /** The stored header fields (no Content-Length, no Age). */
+  headers: readonly string[];
+  /** The whole body's length; null while a chunked body is still being stored. */
+  length(): number | null;
+  /** The file to send from, by offset. */
+  fd: number;
+  /** Current age in seconds (§4.2.3), sent as Age (§5.1). */
+  age: number;
+  /** Bytes of the file that can be sent now. */
+  available(): number;
+  /** Every body byte is in the file. */
+  complete(): boolean;
+  /** Resolves when more bytes arrived or the body is complete; rejects when storing it failed. */
+  progress(): Promise<void>;
+}
+
+export interface SentStored {
+  status: number;
+  bytes: number;
+  bodyPath: BodyPath;
+}
+
+const CRLF = Buffer.from('\r\n');
+
+/** Sends `src` as the answer to `req`, with `cacheStatus` as this cache's Cache-Status member (RFC 9211). */
+export async function sendStored(req: IncomingMessage, res: ServerResponse, src: StoredBody, cacheStatus: string, onBody: (path: BodyPath, bytes: number) => void): Promise<SentStored> {
+  const method = req.method ?? 'GET';
+  const own = ['Age', String(src.age), 'Cache-Status', cacheStatus];
+  // Validators and Range only mean something for a 200 (RFC 9110 §13.2.1, §14.2).
+  const selected = src.status === 200 && (method === 'GET' || method === 'HEAD');
+  const etag = fieldValue(src.headers, 'etag') ?? '';
+  // §4.3.2: If-Modified-Since is compared with Last-Modified, or else the Date of the stored response.
+  const lastModified = parseHttpDate(fieldValue(src.headers, 'last-modified') ?? fieldValue(src.headers, 'date') ?? '') ?? new Date(NaN);
+  if (selected) {
+    // If-Match and If-Unmodified-Since never get here: they are the origin's to evaluate (§4.3.2).
+    const headers = { 'if-none-match': req.headers['if-none-match'], 'if-modified-since': req.headers['if-modified-since'] };
+    if (evaluatePreconditions({ method, headers }, etag, lastModified) === 'not-modified') {
+      res.writeHead(304, 'Not Modified', [...notModifiedFields(src.headers), ...own]);
+      res.end();
+      return { status: 304, bytes: 0, bodyPath: 'none' };
+    }
+  }
+
+  let status = src.status;
+  let reason = src.reason;
+  let start = 0;
+  const total = src.length();
+  let length = total;
+  const headers = [...src.headers, ...own];
+  const range = req.headers.range;
+  if (selected && method === 'GET' && total !== null && range !== undefined && ifRangeAllows(headerString(req.headers['if-range']), etag, lastModified)) {
+    const r = parseRange(range, total);
+    if (r.kind === 'unsatisfiable') {
+      // RFC 9110 §15.5.17: a 416 for byte ranges says the current length.
+      const text = 'Range Not Satisfiable\n';
+      res.writeHead(416, 'Range Not Satisfiable', [...own, 'Content-Range', `bytes */${total}`, 'Content-Type', 'text/plain', 'Content-Length', String(text.length)]);
+      res.end(text);
+      return { status: 416, bytes: text.length, bodyPath: 'none' };
+    }
+    if (r.kind === 'single') {
+      status = 206;
+      reason = 'Partial Content';
+      start = r.start;
+      length = r.end - r.start + 1;
+      headers.push('Content-Range', `bytes ${r.start}-${r.end}/${total}`);
+    }
+  }
+  if (length !== null) headers.push('Content-Length', String(length));
+  res.writeHead(status, reason, headers);
+  if (method === 'HEAD' || length === 0) {
+    res.end();
+    return { status, bytes: 0, bodyPath: 'none' };
+  }
+  const conn = res.socket as unknown as SecureConnection;
+  // Unknown length: node chose chunked for an HTTP/1.1 client (close-delimited for 1.0).
+  const chunked = length === null && res.chunkedEncoding;
+  res.flushHeaders();
+  const end = length === null ? null : start + length;
+  let pos = start;
+  let bodyPath: BodyPath = 'none';
+  for (;;) {
+    const upto = end === null ? src.available() : Math.min(end, src.available());
+    if (upto > pos) {
+      if (chunked) conn.write(Buffer.from(`${(upto - pos).toString(16)}\r\n`, 'latin1'));
+      bodyPath = await conn.sendFile(src.fd, pos, upto - pos);
+      if (chunked) conn.write(CRLF);
+      onBody(bodyPath, upto - pos);
+      pos = upto;
+      continue;
+    }
+    if (end !== null ? pos >= end : src.complete()) break;
+    // Complete yet short of `end`: the store's length check makes this unreachable; never wait forever.
+    if (src.complete()) throw new Error(`stored body ended at ${pos} of ${end} bytes`);
+    await src.progress();
+  }
+  res.end();
+  return { status, bytes: pos - start, bodyPath };
+}
+
+/** If-Range is not in node's typed header list, so it may arrive as an array. */
+function headerString(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(', ') : value;
+}

@@ -1,0 +1,346 @@
+/**
+ * The cache on disk: one body file and one metadata file per stored response,
+ * an in-memory index rebuilt from the metadata at start-up, and a size limit
+ * kept by evicting the least recently used responses.
+ *
+ *   DIR/<2 hex>/<id>.body        exactly the body bytes (sendfile reads them)
+ *   DIR/<2 hex>/<id>.meta.json   key, Vary selection, status, header fields, length, times
+ *
+ * The commit protocol makes a partial fill impossible to serve, even after
+ * kill -9 or a power cut: a body is written to `<id>.body.tmp`, and only when
+ * its length is verified complete is it fdatasync'ed and renamed to
+ * `<id>.body`; the metadata is written to a temporary file and renamed after
+ * that. The metadata is the commit record: at start-up, a body without
+ * metadata, metadata whose body is missing or of another length, and every
+ * `.tmp` are deleted. Each stored response gets a new random id, so replacing
+ * a response never overwrites a file some reader still expects.
+ *
+ * Eviction unlinks files: a hit that already opened the body keeps its file
+ * descriptor, so the bytes it sends stay intact. Files in DIR that do not
+ * match these names are never touched.
+ *
+ * Last access is kept in memory only (writing it to disk on every hit would
+ * cost a syscall per request); after a restart the LRU order starts as the
+ * order in which responses were received.
+ */
+import crypto from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { z } from 'zod';
+import type { Logger } from '../log/logger.js';
+import { freshnessLifetime } from './policy.js';
+
+/** A response as stored: everything needed to answer from it without the origin. */
+export interface StoredResponse {
+  /** The primary key (the target URI, §2). */
+  key: string;
+  /** The request's values of the fields the response varies on (§4.1); null when it has no Vary. */
+  vary: Record<string, string | null> | null;
+  status: number;
+  reason: string;
+  /** As policy.headersToStore() left them: no hop-by-hop fields, no Content-Length, no Age. */
+  headers: string[];
+  /** Body bytes. */
+  length: number;
+  /** When the request that brought it was sent, and its response head received (ms since the epoch). */
+  requestTime: number;
+  responseTime: number;
+  /** §4.2.3 corrected_initial_age, seconds. */
+  initialAge: number;
+}
+
+export interface Entry extends StoredResponse {
+  readonly id: string;
+  readonly bodyFile: string;
+  /** Freshness lifetime of the current header fields, seconds (§4.2.1). */
+  lifetime: number;
+  /** Body plus metadata bytes: what counts against the size limit. */
+  diskBytes: number;
+}
+
+const metaSchema = z.object({
+  v: z.literal(1),
+  key: z.string(),
+  vary: z.record(z.string(), z.string().nullable()).nullable(),
+  status: z.number().int().min(200).max(599),
+  reason: z.string(),
+  headers: z.array(z.string()).refine((h) => h.length % 2 === 0, 'name/value pairs'),
+  length: z.number().int().nonnegative(),
+  requestTime: z.number(),
+  responseTime: z.number(),
+  initialAge: z.number().nonnegative(),
+});
+
+const SUBDIR = /^[0-9a-f]{2}$/;
+const BODY = /^([0-9a-f]{32})\.body$/;
+const META = /^([0-9a-f]{32})\.meta\.json$/;
+const TEMP = /^[0-9a-f]{32}\.(body|meta\.json)\.tmp$/;
+
+/** A body being written; becomes an entry's body at commit, or is deleted. */
+export class BodyFile {
+  readonly id: string;
+  readonly tmpPath: string;
+  readonly handle: FileHandle;
+  /** Bytes appended so far. */
+  written = 0;
+
+  constructor(id: string, tmpPath: string, handle: FileHandle) {
+    this.id = id;
+    this.tmpPath = tmpPath;
+    this.handle = handle;
+  }
+
+  /** Readers use this with explicit offsets (sendfile, pread), so it is shared safely. */
+  get fd(): number {
+    return this.handle.fd;
+  }
+
+  /** Appends all of `buf` at the end; rejects with the fs error (ENOSPC, EIO, ...). */
+  async append(buf: Buffer): Promise<void> {
+    let off = 0;
+    while (off < buf.length) {
+      const { bytesWritten } = await this.handle.write(buf, off, buf.length - off, this.written);
+      off += bytesWritten;
+      this.written += bytesWritten;
+    }
+  }
+}
+
+export interface StoreOptions {
+  dir: string;
+  /** Body and metadata bytes kept at most; least recently used responses go first. */
+  maxBytes: number;
+  log: Logger;
+}
+
+export class CacheStore {
+  readonly dir: string;
+  readonly maxBytes: number;
+  private readonly log: Logger;
+  private readonly byKey = new Map<string, Entry[]>();
+  /** Every entry, least recently used first (a Map keeps insertion order; a touch re-inserts). */
+  private readonly lru = new Map<string, Entry>();
+  private total = 0;
+
+  private constructor(o: StoreOptions) {
+    this.dir = o.dir;
+    this.maxBytes = o.maxBytes;
+    this.log = o.log;
+  }
+
+  /** Opens (creating it if needed) the cache directory and rebuilds the index from what is complete in it. */
+  static async open(o: StoreOptions): Promise<CacheStore> {
+    const store = new CacheStore(o);
+    await fsp.mkdir(o.dir, { recursive: true });
+    await Promise.all(Array.from({ length: 256 }, (_, i) => fsp.mkdir(path.join(o.dir, i.toString(16).padStart(2, '0')), { recursive: true })));
+    await store.rebuild();
+    return store;
+  }
+
+  /** Bytes stored (bodies and metadata). */
+  get bytes(): number {
+    return this.total;
+  }
+
+  /** Responses stored. */
+  get count(): number {
+    return this.lru.size;
+  }
+
+  /** The stored responses (variants) of a key, oldest first. */
+  variants(key: string): readonly Entry[] {
+    return this.byKey.get(key) ?? [];
+  }
+
+  /** Marks a use, for LRU. */
+  touch(e: Entry): void {
+    if (!this.lru.delete(e.id)) return;
+    this.lru.set(e.id, e);
+  }
+
+  private paths(id: string): { body: string; meta: string } {
+    const sub = path.join(this.dir, id.slice(0, 2));
+    return { body: path.join(sub, `${id}.body`), meta: path.join(sub, `${id}.meta.json`) };
+  }
+
+  /** A new empty body file for a fill. */
+  async create(): Promise<BodyFile> {
+    const id = crypto.randomBytes(16).toString('hex');
+    const tmp = `${this.paths(id).body}.tmp`;
+    // wx: a fresh file (never someone else's); + so readers could share it, though they pread.
+    return new BodyFile(id, tmp, await fsp.open(tmp, 'wx+'));
+  }
+
+  /** Deletes an unfinished body (the handle is the caller's to close). */
+  async discard(file: BodyFile): Promise<void> {
+    await fsp.unlink(file.tmpPath).catch(() => undefined);
+  }
+
+  /**
+   * Makes a completely written body an entry: fdatasync, rename, then the
+   * metadata (temporary file, rename). Replaces older responses of the same
+   * key and Vary selection (§4: the newer one wins) and evicts down to the
+   * limit. Rejects with the fs error, leaving nothing behind. Returns null
+   * when the response alone is larger than the whole cache.
+   */
+  async commit(file: BodyFile, r: StoredResponse): Promise<Entry | null> {
+    if (file.written !== r.length) throw new Error(`body file holds ${file.written} bytes, the response ${r.length}`);
+    const p = this.paths(file.id);
+    const json = JSON.stringify(toMeta(r));
+    const { v: _v, ...fields } = toMeta(r);
+    const entry: Entry = { ...fields, id: file.id, bodyFile: p.body, lifetime: freshnessLifetime(r.status, r.headers, r.responseTime).seconds, diskBytes: r.length + Buffer.byteLength(json) };
+    if (entry.diskBytes > this.maxBytes) {
+      await this.discard(file);
+      return null;
+    }
+    try {
+      await file.handle.datasync();
+      await fsp.rename(file.tmpPath, p.body);
+      await writeAtomically(p.meta, json);
+    } catch (err) {
+      await Promise.all([fsp.unlink(file.tmpPath), fsp.unlink(p.body)].map((x) => x.catch(() => undefined)));
+      throw err;
+    }
+    for (const old of this.variants(r.key)) {
+      if (sameSelection(old.vary, r.vary)) this.remove(old);
+    }
+    this.insert(entry);
+    this.evict(entry);
+    return entry;
+  }
+
+  /**
+   * A 304 freshened an entry (§4.3.4): new header fields and times, written
+   * to its metadata atomically. The body is untouched.
+   */
+  async update(e: Entry, next: Pick<StoredResponse, 'headers' | 'requestTime' | 'responseTime' | 'initialAge'>): Promise<void> {
+    e.headers = next.headers;
+    e.requestTime = next.requestTime;
+    e.responseTime = next.responseTime;
+    e.initialAge = next.initialAge;
+    e.lifetime = freshnessLifetime(e.status, e.headers, e.responseTime).seconds;
+    const { meta } = this.paths(e.id);
+    const json = JSON.stringify(toMeta(e));
+    await writeAtomically(meta, json);
+    // Removed meanwhile (purged, evicted): the rename just brought its metadata back.
+    if (!this.lru.has(e.id)) await fsp.unlink(meta).catch(() => undefined);
+    else {
+      this.total += e.length + Buffer.byteLength(json) - e.diskBytes;
+      e.diskBytes = e.length + Buffer.byteLength(json);
+    }
+  }
+
+  /** Drops an entry from the index now; its files are unlinked in the background. */
+  remove(e: Entry): void {
+    if (!this.lru.delete(e.id)) return;
+    this.total -= e.diskBytes;
+    const list = this.byKey.get(e.key)!;
+    list.splice(list.indexOf(e), 1);
+    if (list.length === 0) this.byKey.delete(e.key);
+    const p = this.paths(e.id);
+    // Metadata first: a crash in between leaves an orphan body, which start-up deletes.
+    void fsp.unlink(p.meta).then(() => fsp.unlink(p.body)).catch((err: unknown) => this.log.warn({ err, file: p.body }, 'cache: could not delete a removed response'));
+  }
+
+  /** Removes every variant of `key`; returns how many there were. */
+  purge(key: string): number {
+    const list = [...this.variants(key)];
+    for (const e of list) this.remove(e);
+    return list.length;
+  }
+
+  private insert(e: Entry): void {
+    this.lru.set(e.id, e);
+    this.total += e.diskBytes;
+    const list = this.byKey.get(e.key);
+    if (list) list.push(e);
+    else this.byKey.set(e.key, [e]);
+  }
+
+  /** Least recently used first, until the total fits; `keep` (just stored) goes last. */
+  private evict(keep?: Entry): void {
+    for (const e of this.lru.values()) {
+      if (this.total <= this.maxBytes) return;
+      if (e !== keep) {
+        this.remove(e);
+        this.log.debug({ key: e.key, bytes: e.diskBytes }, 'cache: evicted');
+      }
+    }
+  }
+
+  /**
+   * The index from the directory: complete entries only (see the header
+   * comment); everything unfinished is deleted. Oldest responses first, so
+   * they are the first evicted.
+   */
+  private async rebuild(): Promise<void> {
+    const found: Entry[] = [];
+    let dropped = 0;
+    for (const sub of (await fsp.readdir(this.dir)).filter((n) => SUBDIR.test(n))) {
+      const dir = path.join(this.dir, sub);
+      const names = await fsp.readdir(dir);
+      const bodies = new Set(names.filter((n) => BODY.test(n)));
+      const doomed: string[] = names.filter((n) => TEMP.test(n));
+      for (const name of names) {
+        const id = META.exec(name)?.[1];
+        if (id === undefined) continue;
+        const entry = await this.load(dir, id, bodies.has(`${id}.body`));
+        bodies.delete(`${id}.body`);
+        if (entry) found.push(entry);
+        else doomed.push(name, `${id}.body`);
+      }
+      doomed.push(...bodies);
+      // Counted: the bodies (finished or not) that will never be served.
+      const gone = await Promise.all(doomed.map((n) => fsp.unlink(path.join(dir, n)).then(() => !n.endsWith('.meta.json'), () => false)));
+      dropped += gone.filter(Boolean).length;
+    }
+    found.sort((a, b) => a.responseTime - b.responseTime);
+    for (const e of found) {
+      for (const old of this.variants(e.key)) if (sameSelection(old.vary, e.vary)) this.remove(old);
+      this.insert(e);
+    }
+    this.evict();
+    this.log.info({ dir: this.dir, entries: this.count, bytes: this.total, maxBytes: this.maxBytes, deletedIncomplete: dropped }, 'cache index rebuilt');
+  }
+
+  /** One entry from its metadata, if its body is there with exactly the recorded length. */
+  private async load(dir: string, id: string, hasBody: boolean): Promise<Entry | null> {
+    if (!hasBody) return null;
+    try {
+      const text = await fsp.readFile(path.join(dir, `${id}.meta.json`), 'utf8');
+      const parsed = metaSchema.safeParse(JSON.parse(text));
+      if (!parsed.success) return null;
+      const bodyFile = path.join(dir, `${id}.body`);
+      if ((await fsp.stat(bodyFile)).size !== parsed.data.length) return null;
+      const { v: _v, ...r } = parsed.data;
+      return { ...r, id, bodyFile, lifetime: freshnessLifetime(r.status, r.headers, r.responseTime).seconds, diskBytes: r.length + Buffer.byteLength(text) };
+    } catch {
+      return null;
+    }
+  }
+}
+
+/** Exactly the stored fields, whatever else the object carries. */
+function toMeta(e: StoredResponse): { v: 1 } & StoredResponse {
+  return { v: 1, key: e.key, vary: e.vary, status: e.status, reason: e.reason, headers: e.headers, length: e.length, requestTime: e.requestTime, responseTime: e.responseTime, initialAge: e.initialAge };
+}
+
+/** Same Vary selection: the same fields with the same values (§4.1), or both without Vary. */
+function sameSelection(a: StoredResponse['vary'], b: StoredResponse['vary']): boolean {
+  if (a === null || b === null) return a === b;
+  const ka = Object.keys(a);
+  return ka.length === Object.keys(b).length && ka.every((k) => k in b && a[k] === b[k]);
+}
+
+/** Temporary file then rename: readers (and a restart) see the old content or the new, never a mix. */
+async function writeAtomically(file: string, text: string): Promise<void> {
+  const tmp = `${file}.tmp`;
+  try {
+    await fsp.writeFile(tmp, text);
+    await fsp.rename(tmp, file);
+  } catch (err) {
+    await fsp.unlink(tmp).catch(() => undefined);
+    throw err;
+  }
+}

@@ -1,0 +1,515 @@
+/**
+ * `aludel proxy --cache DIR` on this kernel (no kTLS: hits are sent by read +
+ * SSL_write, logged as body "write"; test/ktls/cache-ktls.test.ts checks
+ * sendfile and the kernel's counters). Real origins: the node sink's /cache
+ * route (fields from the query string, a request counter in the body) and
+ * Debian's nginx (static files with ETag/Last-Modified, access log). Every
+ * client is curl; every check looks at what reached the origin, what the
+ * client got, and what is in the cache directory.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { startAludel, type LogLine, type Running } from '../support/aludel-process.js';
+import { curl } from '../support/clients.js';
+import { makeFixtures, sha256, type Fixtures } from '../support/fixtures.js';
+import { patternBytes, patternSha256, startNginxOrigin, startSinkOrigin, type NginxOrigin, type SinkOrigin } from '../support/origins.js';
+
+const MiB = 1024 * 1024;
+const FILES = { 'small.txt': 3000, 'big.bin': 5 * MiB };
+
+let fx: Fixtures<keyof typeof FILES>;
+let nginx: NginxOrigin;
+let sink: SinkOrigin;
+const running: Running[] = [];
+let serial = 0;
+
+interface Answer {
+  status: number;
+  /** The final response's fields, lowercase names, repeated ones joined with ", ". */
+  headers: Record<string, string>;
+  /** Every header block curl saw (interim responses first). */
+  heads: string[];
+  body: Buffer;
+}
+
+function cacheDir(): string {
+  return path.join(fx.dir, `cache-${++serial}`);
+}
+
+async function proxy(to: string, dir: string, ...extra: string[]): Promise<Running> {
+  const p = await startAludel(['proxy', '--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--to', to, '--cache', dir, ...extra]);
+  running.push(p);
+  return p;
+}
+
+/** curl, headers to stdout, body to a file. */
+async function fetch(port: number, urlPath: string, ...extra: string[]): Promise<Answer> {
+  const out = path.join(fx.outDir, `body-${++serial}`);
+  const r = await curl(['--cacert', fx.certFile, '-D', '-', '-o', out, ...extra, `https://localhost:${port}${urlPath}`], 60_000);
+  assert.equal(r.code, 0, `curl ${urlPath}: ${r.stderr}`);
+  const heads = r.stdout.toString('latin1').split('\r\n\r\n').filter((b) => b.startsWith('HTTP/'));
+  const last = heads.at(-1) ?? '';
+  const [statusLine, ...lines] = last.split('\r\n');
+  const headers: Record<string, string> = {};
+  for (const line of lines) {
+    const i = line.indexOf(':');
+    const k = line.slice(0, i).toLowerCase();
+    const v = line.slice(i + 1).trim();
+    headers[k] = headers[k] === undefined ? v : `${headers[k]}, ${v}`;
+  }
+  const body = fs.existsSync(out) ? fs.readFileSync(out) : Buffer.alloc(0);
+  fs.rmSync(out, { force: true });
+  return { status: Number(statusLine?.split(' ')[1]), headers, heads, body };
+}
+
+/** The request log line of the next request for `url` logged after `from`. */
+function logged(p: Running, url: string, from: number, timeoutMs = 10_000): Promise<LogLine> {
+  return p.waitForLog((l) => l.msg === 'request' && l.url === url, timeoutMs, from);
+}
+
+/** GET through the proxy and wait for its log line (the entry is committed when the line is written). */
+async function get(p: Running, url: string, ...extra: string[]): Promise<Answer & { log: LogLine }> {
+  const from = p.mark();
+  const a = await fetch(p.port, url, ...extra);
+  return { ...a, log: await logged(p, url, from) };
+}
+
+/** The sink's JSON body: n counts its /cache requests, so equal n means the same origin response. */
+function n(a: Answer): number {
+  return (JSON.parse(a.body.toString()) as { n: number }).n;
+}
+
+function sinkCount(url: string): number {
+  return sink.requests.filter((r) => r.url === url).length;
+}
+
+/** Files in the cache directory, by kind (no stat: evictions unlink files in the background). */
+function stored(dir: string): { bodies: string[]; metas: string[]; temps: string[] } {
+  const all = fs.readdirSync(dir, { recursive: true, withFileTypes: true }).filter((d) => d.isFile()).map((d) => path.join(d.parentPath, d.name));
+  return { bodies: all.filter((f) => f.endsWith('.body')), metas: all.filter((f) => f.endsWith('.meta.json')), temps: all.filter((f) => f.endsWith('.tmp')) };
+}
+
+/** The metadata of every stored response, with its body's size (call when no eviction is under way). */
+function storedMetas(dir: string): Array<{ key: string; length: number; bodySize: number | null }> {
+  return stored(dir).metas.map((m) => {
+    const meta = JSON.parse(fs.readFileSync(m, 'utf8')) as { key: string; length: number };
+    const body = m.replace(/\.meta\.json$/, '.body');
+    return { key: meta.key, length: meta.length, bodySize: fs.existsSync(body) ? fs.statSync(body).size : null };
+  });
+}
+
+const enc = encodeURIComponent;
+
+before(async () => {
+  fx = await makeFixtures(FILES);
+  nginx = await startNginxOrigin({ root: fx.root });
+  sink = await startSinkOrigin();
+});
+
+after(async () => {
+  for (const p of running) await p.stop();
+  await nginx?.stop();
+  await sink?.stop();
+  fx?.cleanup();
+});
+
+describe('aludel proxy --cache (userspace TLS)', () => {
+  test('MISS then HIT: one origin request, Cache-Status and Age, HEAD from the stored response', async () => {
+    const dir = cacheDir();
+    const p = await proxy(`http://127.0.0.1:${sink.port}`, dir);
+    const url = `/cache?cc=${enc('max-age=60')}&etag=t1`;
+    const miss = await get(p, url);
+    assert.equal(miss.status, 200);
+    assert.equal(miss.headers['cache-status'], 'aludel; fwd=uri-miss; stored');
+    assert.equal(miss.log.cache, 'miss');
+    const hit = await get(p, url);
+    assert.equal(hit.status, 200);
+    assert.match(hit.headers['cache-status']!, /^aludel; hit; ttl=(59|60)$/);
+    assert.match(hit.headers.age!, /^[01]$/);
+    assert.equal(hit.headers.etag, '"t1"');
+    assert.deepEqual(hit.body, miss.body);
+    assert.equal(hit.log.cache, 'hit');
+    assert.equal(hit.log.upstream, null);
+    assert.equal(hit.log.body, 'write', 'no kTLS here: read + SSL_write');
+    assert.equal(hit.log.bytes, hit.body.length);
+    const head = await get(p, url, '-I');
+    assert.equal(head.status, 200);
+    assert.equal(head.headers['content-length'], String(miss.body.length));
+    assert.match(head.headers['cache-status']!, /; hit;/);
+    assert.equal(sinkCount(url), 1);
+    assert.equal(stored(dir).bodies.length, 1);
+  });
+
+  test('Vary: Accept-Encoding keeps two variants apart; Vary: * is never reused', async () => {
+    const p = await proxy(`http://127.0.0.1:${sink.port}`, cacheDir());
+    const url = `/cache?cc=${enc('max-age=60')}&vary=Accept-Encoding`;
+    const gz = await get(p, url, '-H', 'Accept-Encoding: gzip');
+    const plain = await get(p, url);
+    assert.equal(plain.headers['cache-status'], 'aludel; fwd=vary-miss; stored', 'the URI is stored, not this variant');
+    const gzHit = await get(p, url, '-H', 'Accept-Encoding: gzip');
+    const plainHit = await get(p, url);
+    assert.equal(n(gzHit), n(gz));
+    assert.equal(n(plainHit), n(plain));
+    assert.notEqual(n(gz), n(plain));
+    assert.equal(JSON.parse(gzHit.body.toString()).ae, 'gzip');
+    assert.equal(JSON.parse(plainHit.body.toString()).ae, null);
+    assert.match(gzHit.headers['cache-status']!, /; hit;/);
+    assert.equal(sinkCount(url), 2);
+    const star = `/cache?cc=${enc('max-age=60')}&vary=*`;
+    const s1 = await get(p, star);
+    const s2 = await get(p, star);
+    assert.equal(s1.headers['cache-status'], 'aludel; fwd=uri-miss; detail=vary-star');
+    assert.notEqual(n(s1), n(s2));
+  });
+
+  test('no-store, private, Authorization and a heuristic Set-Cookie never reach the disk', async () => {
+    const dir = cacheDir();
+    const p = await proxy(`http://127.0.0.1:${sink.port}`, dir);
+    const lm = Math.floor(Date.now() / 1000) - 86_400;
+    const cases = [
+      { url: `/cache?cc=${enc('no-store, max-age=60')}`, extra: [], detail: 'no-store' },
+      { url: `/cache?cc=${enc('private, max-age=60')}`, extra: [], detail: 'private' },
+      { url: `/cache?cc=${enc('max-age=60')}&a=1`, extra: ['-H', 'Authorization: Basic dTpw'], detail: 'authorization' },
+      { url: `/cache?lm=${lm}&cookie=id%3D7`, extra: [], detail: 'set-cookie' },
+      { url: `/cache?cc=${enc('max-age=60')}&b=1`, extra: ['-H', 'Cache-Control: no-store'], detail: null },
+    ];
+    for (const c of cases) {
+      const a = await get(p, c.url, ...c.extra);
+      const b = await get(p, c.url, ...c.extra);
+      assert.notEqual(n(a), n(b), `${c.url}: both from the origin`);
+      if (c.detail !== null) assert.equal(a.headers['cache-status'], `aludel; fwd=uri-miss; detail=${c.detail}`, c.url);
+      assert.equal(b.log.cache, 'miss');
+    }
+    assert.deepEqual(stored(dir), { bodies: [], metas: [], temps: [] });
+    // Stored when the origin allows it explicitly: public with Authorization (§3.5), max-age with Set-Cookie (§7.3).
+    const pub = `/cache?cc=${enc('public, max-age=60')}`;
+    const a1 = await get(p, pub, '-H', 'Authorization: Basic dTpw');
+    const a2 = await get(p, pub, '-H', 'Authorization: Basic b3RoZXI6eA==');
+    assert.equal(n(a1), n(a2));
+    const cookie = `/cache?cc=${enc('max-age=60')}&cookie=shared%3D1`;
+    await get(p, cookie);
+    const c2 = await get(p, cookie);
+    assert.match(c2.headers['cache-status']!, /; hit;/);
+    assert.equal(c2.headers['set-cookie'], 'shared=1');
+    assert.equal(stored(dir).bodies.length, 2);
+  });
+
+  test('conditional requests are answered from the cache (304) without the origin', async () => {
+    const p = await proxy(`http://127.0.0.1:${sink.port}`, cacheDir());
+    const lm = Math.floor(Date.now() / 1000) - 3600;
+    const url = `/cache?cc=${enc('max-age=60')}&etag=c1&lm=${lm}`;
+    const first = await get(p, url);
+    const inm = await get(p, url, '-H', 'If-None-Match: "other", "c1"');
+    assert.equal(inm.status, 304);
+    assert.equal(inm.headers.etag, '"c1"');
+    assert.equal(inm.headers['cache-control'], 'max-age=60');
+    assert.match(inm.headers['cache-status']!, /; hit;/);
+    assert.equal(inm.body.length, 0);
+    const ims = await get(p, url, '-H', `If-Modified-Since: ${new Date(lm * 1000).toUTCString()}`);
+    assert.equal(ims.status, 304);
+    const changed = await get(p, url, '-H', 'If-None-Match: "old"');
+    assert.equal(changed.status, 200);
+    assert.deepEqual(changed.body, first.body);
+    // If-Match is the origin's to evaluate (§4.3.2): forwarded.
+    const ifMatch = await get(p, url, '-H', 'If-Match: "c1"');
+    assert.equal(ifMatch.headers['cache-status'], 'aludel; fwd=request');
+    assert.equal(sinkCount(url), 2);
+  });
+
+  test('Range hits: first byte, last byte, middle, suffix match the file; 416 beyond it', async () => {
+    const p = await proxy(`http://127.0.0.1:${nginx.port}`, cacheDir());
+    const f = fx.files['big.bin'];
+    // nginx's $arg_cc is the raw query text: no percent-encoding.
+    const url = '/cc/big.bin?cc=max-age=600';
+    const full = await get(p, url);
+    assert.equal(sha256(full.body), f.sha256);
+    const bytes = fs.readFileSync(f.path);
+    const mid = Math.floor(f.size / 2);
+    const ranges: Array<[string, number, number]> = [['0-0', 0, 0], [`${f.size - 1}-${f.size - 1}`, f.size - 1, f.size - 1], [`${mid}-${mid + MiB}`, mid, mid + MiB], ['-1000', f.size - 1000, f.size - 1]];
+    for (const [spec, start, end] of ranges) {
+      const r = await get(p, url, '-r', spec);
+      assert.equal(r.status, 206, spec);
+      assert.equal(r.headers['content-range'], `bytes ${start}-${end}/${f.size}`);
+      assert.equal(sha256(r.body), sha256(bytes.subarray(start, end + 1)), spec);
+      assert.match(r.headers['cache-status']!, /; hit;/);
+      assert.equal(r.log.bytes, end - start + 1);
+    }
+    const beyond = await get(p, url, '-r', `${f.size}-`);
+    assert.equal(beyond.status, 416);
+    assert.equal(beyond.headers['content-range'], `bytes */${f.size}`);
+    // If-Range with the stored ETag gets the range; with another, the whole body (RFC 9110 §13.1.5).
+    assert.equal((await get(p, url, '-r', '0-9', '-H', `If-Range: ${full.headers.etag}`)).status, 206);
+    assert.equal((await get(p, url, '-r', '0-9', '-H', 'If-Range: "nope"')).status, 200);
+    const entries = (await nginx.accessLog()).filter((e) => e.uri === url);
+    assert.equal(entries.length, 1, 'one origin request for all of them');
+  });
+
+  test('after max-age a conditional request goes to the origin; its 304 keeps the stored body serving', async () => {
+    const p = await proxy(`http://127.0.0.1:${nginx.port}`, cacheDir());
+    const url = '/cc/small.txt?cc=max-age=1';
+    const first = await get(p, url);
+    assert.equal(sha256(first.body), fx.files['small.txt'].sha256);
+    await new Promise((r) => setTimeout(r, 2100));
+    const again = await get(p, url);
+    assert.equal(again.status, 200);
+    assert.match(again.headers['cache-status']!, /^aludel; fwd=stale; fwd-status=304; ttl=[01]$/);
+    assert.equal(again.log.cache, 'revalidated');
+    assert.deepEqual(again.body, first.body);
+    const fresh = await get(p, url);
+    assert.match(fresh.headers['cache-status']!, /; hit;/, 'the 304 freshened the stored response');
+    const entries = (await nginx.accessLog(2)).filter((e) => e.uri === url);
+    assert.deepEqual(entries.map((e) => e.status), [200, 304]);
+    // A request no-cache validates even a fresh response (§5.2.1.4).
+    const forced = await get(p, url, '-H', 'Cache-Control: no-cache');
+    assert.match(forced.headers['cache-status']!, /^aludel; fwd=request; fwd-status=304/);
+  });
+
+  test('a changed file on the origin: its 200 replaces the stale response', async () => {
+    const dir = cacheDir();
+    const p = await proxy(`http://127.0.0.1:${nginx.port}`, dir);
+    const file = path.join(fx.root, 'changing.txt');
+    fs.writeFileSync(file, 'version 1\n');
+    const url = '/cc/changing.txt?cc=max-age=1';
+    assert.equal((await get(p, url)).body.toString(), 'version 1\n');
+    await new Promise((r) => setTimeout(r, 2100));
+    // A new size and mtime: nginx's ETag changes, so the validation gets a 200.
+    fs.writeFileSync(file, 'version two\n');
+    const changed = await get(p, url);
+    assert.equal(changed.body.toString(), 'version two\n');
+    assert.equal(changed.headers['cache-status'], 'aludel; fwd=stale; fwd-status=200; stored');
+    assert.equal(changed.log.cache, 'stale');
+    const hit = await get(p, url);
+    assert.equal(hit.body.toString(), 'version two\n');
+    assert.match(hit.headers['cache-status']!, /; hit;/);
+    for (let i = 0; i < 50 && stored(dir).metas.length > 1; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(storedMetas(dir).length, 1, 'the new response replaced the old one');
+  });
+
+  test('without an ETag, validation sends the stored Last-Modified', async () => {
+    const dir = cacheDir();
+    const p = await proxy(`http://127.0.0.1:${sink.port}`, dir);
+    const url = `/cache?cc=${enc('max-age=1')}&lm=1000000000`;
+    const first = await get(p, url);
+    await new Promise((r) => setTimeout(r, 2100));
+    const revalidated = await get(p, url);
+    assert.equal(revalidated.log.cache, 'revalidated');
+    assert.equal(n(revalidated), n(first));
+    const lastRequest = sink.requests.filter((r) => r.url === url).at(-1)!;
+    const sentIms = lastRequest.headers.findIndex((h) => h.toLowerCase() === 'if-modified-since');
+    assert.equal(lastRequest.headers[sentIms + 1], new Date(1_000_000_000_000).toUTCString(), 'validated with the stored Last-Modified');
+    assert.equal(storedMetas(dir).length, 1);
+  });
+
+  test('unsafe methods invalidate the target and a same-host Location', async () => {
+    const p = await proxy(`http://127.0.0.1:${sink.port}`, cacheDir());
+    const a = `/cache?cc=${enc('max-age=60')}&item=a`;
+    const b = `/cache?cc=${enc('max-age=60')}&item=b`;
+    const first = { a: await get(p, a), b: await get(p, b) };
+    assert.match((await get(p, a)).headers['cache-status']!, /; hit;/);
+    const postA = await curl(['--cacert', fx.certFile, '-sS', '-o', '/dev/null', '-w', '%{http_code}', '--data', 'x', '-X', 'POST', `https://localhost:${p.port}${a}`]);
+    assert.equal(postA.stdout.toString(), '200');
+    const afterA = await get(p, a);
+    assert.notEqual(n(afterA), n(first.a), 'the POST target was invalidated');
+    assert.match((await get(p, b)).headers['cache-status']!, /; hit;/, 'b untouched so far');
+    const withLocation = `/cache?cc=${enc('max-age=60')}&item=c&location=${enc(`https://localhost:${p.port}${b}`)}`;
+    const put = await curl(['--cacert', fx.certFile, '-sS', '-o', '/dev/null', '-w', '%{http_code}', '-X', 'PUT', '--data', 'y', `https://localhost:${p.port}${withLocation}`]);
+    assert.equal(put.stdout.toString(), '200');
+    const afterB = await get(p, b);
+    assert.notEqual(n(afterB), n(first.b), 'the Location of the PUT answer was invalidated');
+    const post2 = await get(p, a);
+    assert.match(post2.headers['cache-status']!, /; hit;/);
+  });
+
+  test('16 concurrent clients missing on one cold key: one origin request, every client the whole body', async () => {
+    const p = await proxy(`http://127.0.0.1:${sink.port}`, cacheDir());
+    const size = 2 * MiB + 3;
+    // The origin waits before its head and then sends at 4 MiB/s, so all 16 arrive while the fill is under way.
+    const url = `/cache?cc=${enc('max-age=600')}&size=${size}&delay=1500`;
+    const from = p.mark();
+    const answers = await Promise.all(Array.from({ length: 16 }, () => fetch(p.port, url, '-H', 'X-Sink-Rate: 4194304')));
+    for (const a of answers) {
+      assert.equal(a.status, 200);
+      assert.equal(sha256(a.body), patternSha256(size));
+    }
+    assert.equal(sinkCount(url), 1, 'exactly one origin request');
+    for (let i = 0; i < 100 && p.logs.slice(from).filter((l) => l.msg === 'request').length < 16; i++) await new Promise((r) => setTimeout(r, 50));
+    const outcomes = p.logs.slice(from).filter((l) => l.msg === 'request').map((l) => l.cache);
+    assert.equal(outcomes.filter((o) => o === 'miss').length, 1, outcomes.join(','));
+    assert.ok(outcomes.filter((o) => o === 'collapsed').length >= 8, `followers streamed the fill: ${outcomes.join(',')}`);
+    const collapsed = answers.find((a) => a.headers['cache-status']?.includes('collapsed'));
+    assert.equal(collapsed?.headers['cache-status'], 'aludel; fwd=uri-miss; collapsed');
+  });
+
+  test('a chunked origin body is stored (complete by its last chunk) and followed as chunks', async () => {
+    const p = await proxy(`http://127.0.0.1:${sink.port}`, cacheDir());
+    const size = MiB + 17;
+    const url = `/cache?cc=${enc('max-age=600')}&size=${size}&chunked=1&delay=800`;
+    const [a, b] = await Promise.all([fetch(p.port, url, '-H', 'X-Sink-Rate: 2097152'), fetch(p.port, url, '-H', 'X-Sink-Rate: 2097152')]);
+    for (const x of [a!, b!]) assert.equal(sha256(x.body), patternSha256(size));
+    assert.ok([a!, b!].some((x) => x.headers['cache-status']?.includes('collapsed') && x.headers['transfer-encoding'] === 'chunked'));
+    await logged(p, url, 0);
+    for (let i = 0; i < 50 && p.logs.filter((l) => l.msg === 'request' && l.url === url).length < 2; i++) await new Promise((r) => setTimeout(r, 50));
+    const hit = await get(p, url);
+    assert.equal(hit.headers['content-length'], String(size), 'stored with its length');
+    assert.equal(sha256(hit.body), patternSha256(size));
+    assert.equal(sinkCount(url), 1);
+  });
+
+  test('an origin dying mid-fill: every client following it sees an aborted response, nothing is stored', async () => {
+    const dir = cacheDir();
+    const p = await proxy(`http://127.0.0.1:${sink.port}`, dir, '--max-fails', '0');
+    const size = 4 * MiB;
+    const url = `/cache?cc=${enc('max-age=600')}&size=${size}&die=${MiB}&delay=800`;
+    const results = await Promise.all([0, 1].map(() => curl(['--cacert', fx.certFile, '-o', '/dev/null', '-w', '%{size_download}', `https://localhost:${p.port}${url}`])));
+    for (const r of results) {
+      assert.notEqual(r.code, 0, 'never a clean end');
+      assert.ok(Number(r.stdout.toString()) < size);
+    }
+    for (let i = 0; i < 50 && p.logs.filter((l) => l.msg === 'request' && l.url === url).length < 2; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(stored(dir), { bodies: [], metas: [], temps: [] });
+    assert.equal(sinkCount(url), 1);
+  });
+
+  test('kill -9 during a large fill, restart on the same directory: the entry is absent, never short; the next request refills it', async () => {
+    const dir = cacheDir();
+    const size = 64 * MiB;
+    const url = `/cache?cc=${enc('max-age=600')}&size=${size}&kill=1`;
+    const p1 = await proxy(`http://127.0.0.1:${sink.port}`, dir);
+    // 2 MiB/s: the fill is far from done when the process dies.
+    const client = curl(['--cacert', fx.certFile, '-o', '/dev/null', '-H', 'X-Sink-Rate: 2097152', `https://localhost:${p1.port}${url}`], 60_000);
+    let partial = 0;
+    for (let i = 0; i < 100 && partial < 512 * 1024; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      const t = stored(dir).temps;
+      partial = t.length === 1 ? fs.statSync(t[0]!).size : 0;
+    }
+    assert.ok(partial >= 512 * 1024, 'the fill was under way');
+    p1.child.kill('SIGKILL');
+    assert.notEqual((await client).code, 0, 'the client saw the response cut short');
+    assert.equal(stored(dir).temps.length, 1, 'the killed fill left its temporary file');
+    const p2 = await proxy(`http://127.0.0.1:${sink.port}`, dir);
+    const rebuilt = await p2.waitForLog((l) => l.msg === 'cache index rebuilt');
+    assert.equal(rebuilt.deletedIncomplete, 1);
+    assert.deepEqual(stored(dir).temps, []);
+    for (const m of storedMetas(dir)) assert.equal(m.bodySize, m.length, `${m.key} complete`);
+    assert.equal(storedMetas(dir).filter((m) => m.key.endsWith(url)).length, 0, 'absent');
+    const refill = await get(p2, url);
+    assert.equal(refill.headers['cache-status'], 'aludel; fwd=uri-miss; stored');
+    assert.equal(sha256(refill.body), patternSha256(size));
+    const hit = await get(p2, url);
+    assert.match(hit.headers['cache-status']!, /; hit;/);
+    assert.equal(sha256(hit.body), patternSha256(size));
+    assert.deepEqual(storedMetas(dir).filter((m) => m.key.endsWith(url)).map((m) => [m.length, m.bodySize]), [[size, size]]);
+  });
+
+  test('--cache-size: least recently used responses are evicted', async () => {
+    const dir = cacheDir();
+    const p = await proxy(`http://127.0.0.1:${sink.port}`, dir, '--cache-size', `${2 * MiB + MiB / 2}`);
+    const url = (k: string) => `/cache?cc=${enc('max-age=600')}&size=${MiB}&lru=${k}`;
+    await get(p, url('a'));
+    await get(p, url('b'));
+    assert.match((await get(p, url('a'))).headers['cache-status']!, /; hit;/);
+    await get(p, url('c'));
+    assert.match((await get(p, url('a'))).headers['cache-status']!, /; hit;/);
+    assert.match((await get(p, url('c'))).headers['cache-status']!, /; hit;/);
+    const b = await get(p, url('b'));
+    assert.equal(b.headers['cache-status'], 'aludel; fwd=uri-miss; stored', 'b was the least recently used');
+    assert.equal(sinkCount(url('b')), 2);
+    for (let i = 0; i < 50 && stored(dir).bodies.length > 2; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(stored(dir).bodies.length, 2);
+    const total = stored(dir).bodies.concat(stored(dir).metas).reduce((t, f) => t + fs.statSync(f).size, 0);
+    assert.ok(total <= 2 * MiB + MiB / 2, `${total} bytes on disk`);
+  });
+
+  test('ENOSPC while filling: the client gets the whole response, one log line, nothing half-stored', async () => {
+    const dir = cacheDir();
+    fs.mkdirSync(dir);
+    // A 1 MiB tmpfs over the cache directory, in a mount namespace of the proxy's own (gone with it).
+    const p = await startAludel(['proxy', '--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--to', `http://127.0.0.1:${sink.port}`, '--cache', dir], {
+      prefix: ['unshare', '-rm', 'sh', '-c', 'mount -t tmpfs -o size=1m aludel-test "$0" && exec "$@"', dir],
+    });
+    running.push(p);
+    const size = 3 * MiB;
+    const url = `/cache?cc=${enc('max-age=600')}&size=${size}&enospc=1`;
+    const a = await get(p, url);
+    assert.equal(a.status, 200);
+    assert.equal(sha256(a.body), patternSha256(size));
+    const line = await p.waitForLog((l) => l.msg.startsWith('cache: could not write a response body'));
+    assert.equal(line.code, 'ENOSPC');
+    const b = await get(p, url);
+    assert.equal(sha256(b.body), patternSha256(size));
+    assert.equal(b.log.cache, 'miss');
+    assert.equal(p.logs.filter((l) => l.msg.startsWith('cache: could not write')).length, 1, 'logged once');
+    // What fits is still stored.
+    const small = `/cache?cc=${enc('max-age=600')}&size=10000&enospc=2`;
+    await get(p, small);
+    assert.match((await get(p, small)).headers['cache-status']!, /; hit;/);
+    assert.equal(sha256((await get(p, small)).body), sha256(patternBytes(10000)));
+  });
+
+  test('interim 103 Early Hints pass through and are never stored', async () => {
+    const p = await proxy(`http://127.0.0.1:${sink.port}`, cacheDir());
+    const url = `/cache?cc=${enc('max-age=60')}&hints=1`;
+    const miss = await get(p, url);
+    assert.equal(miss.heads.length, 2);
+    assert.match(miss.heads[0]!, /^HTTP\/1\.1 103 Early Hints\r\nLink: <\/style\.css>; rel=preload; as=style/);
+    const hit = await get(p, url);
+    assert.equal(hit.heads.length, 1, 'the stored response has no interim response');
+    assert.match(hit.headers['cache-status']!, /; hit;/);
+  });
+
+  test('PURGE from loopback removes every variant; only-if-cached; the request log and counters', async () => {
+    const dir = cacheDir();
+    const p = await proxy(`http://127.0.0.1:${sink.port}`, dir);
+    const url = `/cache?cc=${enc('max-age=60')}&vary=Accept-Encoding&purge=1`;
+    await get(p, url);
+    await get(p, url, '-H', 'Accept-Encoding: br');
+    assert.equal((await get(p, url, '-H', 'Cache-Control: only-if-cached')).status, 200);
+    const purge = await curl(['--cacert', fx.certFile, '-sS', '-X', 'PURGE', `https://localhost:${p.port}${url}`]);
+    assert.deepEqual(JSON.parse(purge.stdout.toString()), { key: `https://localhost:${p.port}${url}`, purged: 2 });
+    for (let i = 0; i < 50 && stored(dir).bodies.length > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(stored(dir).bodies, []);
+    const again = await curl(['--cacert', fx.certFile, '-sS', '-o', '/dev/null', '-w', '%{http_code}', '-X', 'PURGE', `https://localhost:${p.port}${url}`]);
+    assert.equal(again.stdout.toString(), '404');
+    const gone = await get(p, url, '-H', 'Cache-Control: only-if-cached');
+    assert.equal(gone.status, 504, 'only-if-cached and nothing stored (§5.2.1.7)');
+    assert.equal(sinkCount(url), 2);
+    const stopped = p.mark();
+    await p.stop();
+    const totals = p.logs.slice(stopped).find((l) => l.msg === 'proxy stopped')?.totals as { cache: { responses: Record<string, number> } } | undefined;
+    assert.equal(totals?.cache.responses.hit, 1);
+    assert.equal(totals?.cache.responses.miss, 2);
+  });
+
+  test('purge by URL on the admin listener (POST /purge?url=)', async () => {
+    const dir = cacheDir();
+    const p = await proxy(`http://127.0.0.1:${sink.port}`, dir, '--admin', '127.0.0.1:0');
+    const adminAt = String((await p.waitForLog((l) => l.msg === 'admin listening')).admin);
+    const url = `/cache?cc=${enc('max-age=60')}&adminpurge=1`;
+    await get(p, url);
+    assert.match((await get(p, url)).headers['cache-status']!, /; hit;/);
+    const full = `https://localhost:${p.port}${url}`;
+    const r = await curl(['-sS', '-X', 'POST', `http://${adminAt}/purge?url=${encodeURIComponent(full)}`]);
+    assert.deepEqual(JSON.parse(r.stdout.toString()), { url: full, purged: 1 });
+    assert.match((await get(p, url)).headers['cache-status']!, /fwd=(uri-)?miss/, 'the next request goes to the origin');
+    assert.equal(sinkCount(url), 2);
+    const none = await curl(['-sS', '-o', '/dev/null', '-w', '%{http_code}', '-X', 'POST', `http://${adminAt}/purge`]);
+    assert.equal(none.stdout.toString(), '400');
+  });
+
+  test('settings from a config file: cache and cache-size', async () => {
+    const dir = cacheDir();
+    const file = path.join(fx.dir, 'cache-proxy.yaml');
+    await fs.promises.writeFile(file, `listen: 127.0.0.1:0\ncert: ${fx.certFile}\nkey: ${fx.keyFile}\nto: http://127.0.0.1:${sink.port}\ncache: ${path.basename(dir)}\ncache-size: 64MiB\n`);
+    const p = await startAludel(['proxy', '--config', file]);
+    running.push(p);
+    const line = p.logs.find((l) => l.msg === 'cache index rebuilt')!;
+    assert.equal(line.dir, dir, 'relative to the config file');
+    assert.equal(line.maxBytes, 64 * MiB);
+    const url = `/cache?cc=${enc('max-age=60')}&config=1`;
+    await get(p, url);
+    assert.match((await get(p, url)).headers['cache-status']!, /; hit;/);
+  });
+});

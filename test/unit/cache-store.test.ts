@@ -1,0 +1,194 @@
+/**
+ * The cache's disk store (src/cache/store.ts) in temporary directories: only
+ * complete bodies become entries, the index survives a reopen, whatever is
+ * unfinished or inconsistent is deleted at start-up, LRU eviction keeps the
+ * size limit.
+ */
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, it } from 'node:test';
+import { silentLogger } from '../../src/log/logger.js';
+import { CacheStore, type StoredResponse } from '../../src/cache/store.js';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+});
+
+function tempDir(): string {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'aludel-store-'));
+  dirs.push(d);
+  return d;
+}
+
+function open(dir: string, maxBytes = 1 << 30): Promise<CacheStore> {
+  return CacheStore.open({ dir, maxBytes, log: silentLogger });
+}
+
+function response(key: string, length: number, more: Partial<StoredResponse> = {}): StoredResponse {
+  const now = Date.now();
+  return { key, vary: null, status: 200, reason: 'OK', headers: ['Cache-Control', 'max-age=60', 'Date', new Date(now).toUTCString()], length, requestTime: now, responseTime: now, initialAge: 0, ...more };
+}
+
+async function put(store: CacheStore, r: StoredResponse, body = crypto.randomBytes(r.length)) {
+  const f = await store.create();
+  await f.append(body);
+  const e = await store.commit(f, r);
+  await f.handle.close();
+  return { entry: e, body };
+}
+
+/** Every file under dir, relative, sorted (no stat: a background unlink may remove one meanwhile). */
+function files(dir: string): string[] {
+  return fs.readdirSync(dir, { recursive: true, withFileTypes: true }).filter((d) => d.isFile()).map((d) => path.relative(dir, path.join(d.parentPath, d.name))).sort();
+}
+
+/** Background unlinks of removed entries: wait until the files are gone. */
+async function settled(dir: string, want: (names: string[]) => boolean): Promise<string[]> {
+  for (let i = 0; i < 100; i++) {
+    const now = files(dir);
+    if (want(now)) return now;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return files(dir);
+}
+
+describe('CacheStore', () => {
+  it('a body becomes visible only at commit, and only with the announced length', async () => {
+    const dir = tempDir();
+    const store = await open(dir);
+    const f = await store.create();
+    await f.append(Buffer.alloc(1000, 1));
+    assert.deepEqual(files(dir).map((n) => path.basename(n)), [`${f.id}.body.tmp`], 'while filling there is only a .tmp');
+    await assert.rejects(store.commit(f, response('https://h/a', 2000)), /holds 1000 bytes/);
+    assert.equal(store.count, 0);
+    await f.append(Buffer.alloc(1000, 2));
+    const e = await store.commit(f, response('https://h/a', 2000));
+    await f.handle.close();
+    assert.ok(e);
+    assert.deepEqual(files(dir).map((n) => path.basename(n)), [`${f.id}.body`, `${f.id}.meta.json`]);
+    assert.equal(fs.statSync(e.bodyFile).size, 2000);
+    assert.equal(store.variants('https://h/a').length, 1);
+  });
+
+  it('the index survives a reopen: same fields, same bytes', async () => {
+    const dir = tempDir();
+    const s1 = await open(dir);
+    const a = await put(s1, response('https://h/a', 5000, { vary: { 'accept-encoding': 'gzip' } }));
+    const b = await put(s1, response('https://h/b', 0, { status: 204, reason: 'No Content' }));
+    const s2 = await open(dir);
+    assert.equal(s2.count, 2);
+    assert.equal(s2.bytes, s1.bytes);
+    const [ra] = s2.variants('https://h/a');
+    assert.deepEqual({ ...ra, lifetime: 0 }, { ...a.entry!, lifetime: 0 });
+    assert.equal(ra!.lifetime, 60);
+    assert.deepEqual(fs.readFileSync(ra!.bodyFile), a.body);
+    assert.equal(s2.variants('https://h/b')[0]!.status, b.entry!.status);
+  });
+
+  it('start-up deletes unfinished and inconsistent files, keeps unrelated ones', async () => {
+    const dir = tempDir();
+    const s1 = await open(dir);
+    const good = await put(s1, response('https://h/good', 100));
+    const short = await put(s1, response('https://h/short', 100));
+    const orphan = await put(s1, response('https://h/orphan', 100));
+    const corrupt = await put(s1, response('https://h/corrupt', 100));
+    const noBody = await put(s1, response('https://h/nobody', 100));
+    const partial = await s1.create();
+    await partial.append(Buffer.alloc(50));
+    await partial.handle.close();
+    // A killed fill (the .tmp), a body cut short, a body without metadata, unreadable
+    // metadata, metadata without its body, and a file the store does not own.
+    fs.truncateSync(short.entry!.bodyFile, 99);
+    fs.unlinkSync(orphan.entry!.bodyFile.replace(/\.body$/, '.meta.json'));
+    fs.writeFileSync(corrupt.entry!.bodyFile.replace(/\.body$/, '.meta.json'), '{"v":1,');
+    fs.unlinkSync(noBody.entry!.bodyFile);
+    fs.writeFileSync(path.join(dir, 'README'), 'mine');
+    fs.writeFileSync(path.join(dir, '00', 'notes.txt'), 'mine too');
+    const s2 = await open(dir);
+    assert.equal(s2.count, 1);
+    assert.equal(s2.variants('https://h/good')[0]!.id, good.entry!.id);
+    const left = files(dir);
+    assert.deepEqual(left, [path.join('00', 'notes.txt'), 'README', ...[`${good.entry!.id}.body`, `${good.entry!.id}.meta.json`].map((n) => path.join(n.slice(0, 2), n))].sort());
+  });
+
+  it('LRU eviction keeps the limit: the least recently used goes first', async () => {
+    const dir = tempDir();
+    const meta = 400; // about one metadata file
+    const store = await open(dir, 3 * 1000 + 3 * meta);
+    const a = await put(store, response('https://h/a', 1000));
+    const b = await put(store, response('https://h/b', 1000));
+    const c = await put(store, response('https://h/c', 1000));
+    assert.equal(store.count, 3);
+    store.touch(a.entry!);
+    await put(store, response('https://h/d', 1000));
+    assert.deepEqual(['a', 'b', 'c', 'd'].map((k) => store.variants(`https://h/${k}`).length), [1, 0, 1, 1], 'b was the least recently used');
+    assert.ok(store.bytes <= store.maxBytes);
+    const left = await settled(dir, (n) => !n.some((f) => f.includes(b.entry!.id)));
+    assert.equal(left.filter((f) => f.includes(b.entry!.id)).length, 0, 'its files are deleted');
+    assert.equal(left.filter((f) => f.includes(c.entry!.id)).length, 2);
+    // A smaller limit at the next start-up evicts the oldest.
+    const small = await open(dir, 1000 + meta);
+    assert.equal(small.count, 1);
+    assert.ok(small.bytes <= small.maxBytes);
+  });
+
+  it('a response larger than the whole cache is not stored', async () => {
+    const dir = tempDir();
+    const store = await open(dir, 1000);
+    const { entry } = await put(store, response('https://h/big', 5000));
+    assert.equal(entry, null);
+    assert.equal(store.count, 0);
+    assert.deepEqual(files(dir), []);
+  });
+
+  it('a newer response replaces the one with the same Vary selection; other variants stay', async () => {
+    const dir = tempDir();
+    const store = await open(dir);
+    const gz = await put(store, response('https://h/v', 10, { vary: { 'accept-encoding': 'gzip' } }));
+    await put(store, response('https://h/v', 10, { vary: { 'accept-encoding': null } }));
+    const gz2 = await put(store, response('https://h/v', 20, { vary: { 'accept-encoding': 'gzip' } }));
+    const v = store.variants('https://h/v');
+    assert.equal(v.length, 2);
+    assert.ok(v.includes(gz2.entry!) && !v.includes(gz.entry!));
+    await settled(dir, (n) => !n.some((f) => f.includes(gz.entry!.id)));
+    assert.equal(store.purge('https://h/v'), 2);
+    assert.equal(store.count, 0);
+    assert.equal(store.bytes, 0);
+    assert.deepEqual(await settled(dir, (n) => n.length === 0), []);
+  });
+
+  it('update rewrites the metadata atomically and survives a reopen', async () => {
+    const dir = tempDir();
+    const store = await open(dir);
+    const { entry } = await put(store, response('https://h/u', 10));
+    const later = Date.now() + 5000;
+    await store.update(entry!, { headers: ['Cache-Control', 'max-age=600', 'ETag', '"x"'], requestTime: later, responseTime: later, initialAge: 3 });
+    assert.equal(entry!.lifetime, 600);
+    const again = (await open(dir)).variants('https://h/u')[0]!;
+    assert.deepEqual(again.headers, ['Cache-Control', 'max-age=600', 'ETag', '"x"']);
+    assert.equal(again.initialAge, 3);
+    assert.equal(again.diskBytes, entry!.diskBytes);
+    assert.ok(!files(dir).some((f) => f.endsWith('.tmp')));
+  });
+
+  it('a body being read keeps its bytes when the entry is evicted', async () => {
+    const dir = tempDir();
+    const store = await open(dir);
+    const { entry, body } = await put(store, response('https://h/r', 4096));
+    const fh = await fs.promises.open(entry!.bodyFile, 'r');
+    try {
+      store.purge('https://h/r');
+      await settled(dir, (n) => n.length === 0);
+      const buf = Buffer.alloc(4096);
+      const { bytesRead } = await fh.read(buf, 0, 4096, 0);
+      assert.equal(bytesRead, 4096);
+      assert.deepEqual(buf, body);
+    } finally {
+      await fh.close();
+    }
+  });
+});
