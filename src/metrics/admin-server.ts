@@ -13,6 +13,7 @@ import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import type { Logger } from '../log/logger.js';
 import type { UpstreamGroup } from '../proxy/upstream-group.js';
 import type { OffloadDecision, SecureServer } from '../tls/types.js';
+import { isLoopback } from '../config/loopback.js';
 import { kernelTlsRegistry, readKernelTlsStat, type KernelTlsStat } from './kernel-tls-stat.js';
 import type { TrafficStats, TrafficTotals } from './traffic-stats.js';
 
@@ -40,14 +41,6 @@ export interface AdminServer {
 /** dist/src/metrics/admin-server.js -> package.json */
 const VERSION = (JSON.parse(fs.readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
-const LOOPBACK = new net.BlockList();
-LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
-LOOPBACK.addAddress('::1', 'ipv6');
-
-function isLoopback(host: string): boolean {
-  // check() also matches IPv4-mapped IPv6 (::ffff:127.0.0.1) against the IPv4 subnet.
-  return LOOPBACK.check(host, net.isIPv6(host) ? 'ipv6' : 'ipv4');
-}
 
 /**
  * prom-client's process and Node.js metrics (standard names: process_*,

@@ -24,6 +24,7 @@ import { formatFeature, readNicFeatures, type NicReport } from '../offload/nic-f
 import { decideOffload } from './offload.js';
 import { DEVICE_OFFLOAD_CIPHERS, type TlsVersionName } from './policy.js';
 import type { OffloadMode, OffloadPolicy } from './types.js';
+import { isLoopback } from '../config/loopback.js';
 
 /** The client-side TLS settings of a listener; cipherList undefined = the defaults of policy.ts. */
 export interface ListenerTls {
@@ -63,10 +64,6 @@ export interface HwPolicyDecision {
 
 function canonical(address: string): string {
   return new net.SocketAddress({ address, family: net.isIPv6(address) ? 'ipv6' : 'ipv4' }).address;
-}
-
-function isLoopback(address: string): boolean {
-  return net.isIPv6(address) ? canonical(address) === '::1' : address.startsWith('127.');
 }
 
 /** The interfaces (up) that serve `host`, each with its TLS TX offload state. */

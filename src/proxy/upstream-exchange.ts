@@ -1,0 +1,211 @@
+/**
+ * One exchange with an upstream, below the proxy's policy: reading a response
+ * head (peeked from a plain socket so the body stays in the kernel), moving a
+ * body by framing (length, chunked, until close) either through user space or
+ * by splice, and streaming a request body up. Nothing here decides what to
+ * forward or cache; http-proxy.ts does.
+ */
+import type http from 'node:http';
+import { ChunkedDecoder } from '../http/chunked-decoder.js';
+import { isInterim, parseResponseHead, type Framing, type HeadLimits, type ResponseHead } from '../http/response-head.js';
+import { UpstreamResponseError, UpstreamTruncatedError } from '../errors.js';
+import type { SecureConnection } from '../tls/types.js';
+import type { PipePool } from '../transport/pipe-pool.js';
+import type { PlainSocket } from '../transport/plain-socket.js';
+import { spliceBody } from '../transport/splice-body.js';
+import type { UpstreamStream } from './upstream-stream.js';
+
+/** Upstream socket -> pipe -> kTLS client socket. */
+export interface SpliceRoute {
+  pipes: PipePool;
+  sock: PlainSocket;
+  conn: Required<SecureConnection>;
+}
+
+/** An error's code, for logs and counters. */
+export function errCode(err: unknown): string {
+  return (err as { code?: string }).code ?? 'ERR_UNKNOWN';
+}
+
+/**
+ * Transfer codings other than plain chunked (gzip, chunked) would reach the
+ * client still coded once Transfer-Encoding, a hop-by-hop field, is dropped:
+ * refuse them as nginx does ("upstream sent unknown Transfer-Encoding").
+ */
+export function checkTransferCoding(head: ResponseHead): void {
+  for (let i = 0; i < head.headers.length; i += 2) {
+    if (head.headers[i]!.toLowerCase() === 'transfer-encoding' && head.headers[i + 1]!.trim().toLowerCase() !== 'chunked') {
+      throw new UpstreamResponseError(`unsupported Transfer-Encoding "${head.headers[i + 1]}"`);
+    }
+  }
+}
+
+export function isConnectionLoss(err: unknown): boolean {
+  const c = errCode(err);
+  return c === 'ECONNRESET' || c === 'EPIPE' || c === 'ERR_UPSTREAM_CLOSED';
+}
+
+export const EMPTY = Buffer.alloc(0);
+
+export type OnInterim = (head: ResponseHead) => void;
+
+/** Reads until a complete response head; interim 1xx responses (other than an awaited 101) go to `onInterim`. */
+export async function readResponseHead(u: UpstreamStream, method: string, limits: HeadLimits, allowSwitch = false, onInterim?: OnInterim): Promise<{ head: ResponseHead; rest: Buffer }> {
+  if (u.plain) return peekResponseHead(u.plain, method, limits, allowSwitch, onInterim);
+  let buf: Buffer = EMPTY;
+  for (;;) {
+    const head = buf.length > 0 ? parseResponseHead(buf, limits, method) : null;
+    if (head) {
+      const rest = buf.subarray(head.headerBytes);
+      if (skipInterim(head, allowSwitch)) {
+        onInterim?.(head);
+        buf = Buffer.from(rest);
+        continue;
+      }
+      return { head, rest };
+    }
+    const chunk = await u.read();
+    if (chunk === null) throw upstreamClosed();
+    buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+  }
+}
+
+/** Interim responses precede the final one (RFC 9110 §15.2); 101 ends the exchange when an upgrade was asked for. */
+export function skipInterim(head: ResponseHead, allowSwitch: boolean): boolean {
+  return isInterim(head.status) && !(allowSwitch && head.status === 101);
+}
+
+export function upstreamClosed(): Error {
+  return Object.assign(new Error('upstream closed the connection before a complete response head'), { code: 'ERR_UPSTREAM_CLOSED' });
+}
+
+/**
+ * The same from a plain socket, taking exactly the head: it looks with
+ * MSG_PEEK and then consumes only the head's bytes, so every body byte is
+ * still in the kernel for splice (nginx and a fast origin often deliver head
+ * and a small body in one segment). Bytes of an incomplete head are consumed
+ * as they are seen (so readiness never fires for data already looked at).
+ */
+export async function peekResponseHead(sock: PlainSocket, method: string, limits: HeadLimits, allowSwitch: boolean, onInterim?: OnInterim): Promise<{ head: ResponseHead; rest: Buffer }> {
+  // One more byte than a head may have: parseResponseHead then reports an oversized head.
+  const room = Buffer.allocUnsafe(limits.maxHeaderSize + 1);
+  let held: Buffer = EMPTY;
+  for (;;) {
+    const n = await sock.peek(room, room.length - held.length);
+    if (n === 0) throw upstreamClosed();
+    const seen = held.length > 0 ? Buffer.concat([held, room.subarray(0, n)]) : room.subarray(0, n);
+    const head = parseResponseHead(seen, limits, method);
+    if (head === null) {
+      sock.skip(n);
+      held = Buffer.from(seen);
+      continue;
+    }
+    sock.skip(head.headerBytes - held.length);
+    held = EMPTY;
+    if (!skipInterim(head, allowSwitch)) return { head, rest: EMPTY };
+    onInterim?.(head);
+  }
+}
+
+/** Streams the client's body upstream, re-framed (chunk sizes from what arrives), at the pace of the slower side. */
+export async function sendRequestBody(req: http.IncomingMessage, u: UpstreamStream, chunked: boolean, max: number | null): Promise<void> {
+  let total = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    total += chunk.length;
+    if (max !== null && total > max) throw Object.assign(new Error(`request body over ${max} bytes`), { code: 'ERR_BODY_TOO_LARGE' });
+    if (chunked) await u.write(Buffer.from(`${chunk.length.toString(16)}\r\n`, 'latin1'));
+    await u.write(chunk);
+    if (chunked) await u.write(CRLF);
+  }
+  if (chunked) await u.write(LAST_CHUNK);
+}
+
+export const CRLF = Buffer.from('\r\n');
+export const LAST_CHUNK = Buffer.from('0\r\n\r\n');
+
+/** Writes to the response, waiting only when it pushes back. */
+export function sendChunk(res: http.ServerResponse, chunk: Buffer): Promise<void> {
+  if (res.destroyed) return Promise.reject(Object.assign(new Error('client connection closed'), { code: 'ECONNRESET' }));
+  if (res.write(chunk)) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const done = (): void => { res.off('drain', done); res.off('close', closed); resolve(); };
+    const closed = (): void => { res.off('drain', done); reject(Object.assign(new Error('client connection closed'), { code: 'ECONNRESET' })); };
+    res.on('drain', done);
+    res.on('close', closed);
+  });
+}
+
+/**
+ * Reads a response body through user space (TLS upstreams, kTLS off, the
+ * cache's fills), handing each piece of body data to `onData` and waiting
+ * for it: de-chunked, exactly Content-Length bytes, or until the upstream
+ * closes. Returns true when the connection ends exactly at the body's end
+ * and may carry another exchange. A close before the announced end throws
+ * UpstreamTruncatedError.
+ */
+export async function readBody(u: UpstreamStream, f: Framing, rest: Buffer, onData: (b: Buffer) => Promise<void>): Promise<boolean> {
+  if (f.kind === 'none') return rest.length === 0;
+  if (f.kind === 'chunked') return readChunked(u, rest, onData);
+  if (f.kind === 'close') {
+    // Delimited by the upstream closing (RFC 9112 §6.3 point 8).
+    if (rest.length > 0) await onData(rest);
+    for (let c = await u.read(); c !== null; c = await u.read()) await onData(c);
+    return false;
+  }
+  // Bytes beyond the announced length: the upstream broke framing; never reuse it.
+  let clean = rest.length <= f.length;
+  const early = rest.subarray(0, f.length);
+  if (early.length > 0) await onData(early);
+  let left = f.length - early.length;
+  while (left > 0) {
+    const c = await u.read();
+    if (c === null) throw new UpstreamTruncatedError(`closed after ${f.length - left} of ${f.length} body bytes`);
+    if (c.length > left) clean = false;
+    const part = c.length > left ? c.subarray(0, left) : c;
+    await onData(part);
+    left -= part.length;
+  }
+  return clean;
+}
+
+/**
+ * A chunked upstream body by splice: the framing (size lines, CRLFs, trailers)
+ * is peeked and consumed here, each chunk's data is spliced and re-framed as
+ * one chunk per pipeful. Returns true: the decoder stops exactly at the body's
+ * end, so the connection can carry the next exchange.
+ */
+export async function spliceChunked(t: SpliceRoute, onBytes: (n: number) => void): Promise<boolean> {
+  const dec = new ChunkedDecoder();
+  const look = Buffer.allocUnsafe(4096);
+  while (!dec.done) {
+    const pending = dec.dataPending;
+    if (pending > 0) {
+      await spliceBody(t.pipes, t.sock, t.conn, pending, onBytes, true);
+      dec.dataMoved(pending);
+      continue;
+    }
+    const n = await t.sock.peek(look, look.length);
+    if (n === 0) throw new UpstreamTruncatedError('closed inside a chunked body');
+    t.sock.skip(dec.pushFraming(look.subarray(0, n)));
+  }
+  return true;
+}
+
+/** De-chunks the upstream body into `onData`; true when nothing followed the last chunk. */
+export async function readChunked(u: UpstreamStream, first: Buffer, onData: (b: Buffer) => Promise<void>): Promise<boolean> {
+  const dec = new ChunkedDecoder();
+  const out: Buffer[] = [];
+  const collect = (b: Buffer): void => { out.push(b); };
+  let input: Buffer | null = first;
+  for (;;) {
+    if (input !== null && input.length > 0) {
+      const used = dec.push(input, collect);
+      for (const b of out) await onData(b);
+      out.length = 0;
+      if (dec.done) return used === input.length;
+    }
+    input = await u.read();
+    if (input === null) throw new UpstreamTruncatedError('closed inside a chunked body');
+  }
+}
+
