@@ -93,3 +93,10 @@ export class InvalidRequestError extends AludelError {
     super('ERR_BAD_REQUEST', `bad request: ${problem}; the client must send a valid HTTP/1.1 request (RFC 9112)`);
   }
 }
+
+/** aludel run found no preload library: the native build did not run or failed. */
+export class PreloadMissingError extends AludelError {
+  constructor(file: string) {
+    super('ERR_PRELOAD_MISSING', `the preload library ${file} is missing; build it with npm run build:native (needs a C compiler)`);
+  }
+}
