@@ -71,6 +71,8 @@ export interface NginxOriginOptions {
   wrapper?: string[];
   /** Added to nginx's (or the wrapper's) environment. */
   env?: NodeJS.ProcessEnv;
+  /** How long nginx (and its wrapper) may take to listen; default 10 s. */
+  readyTimeoutMs?: number;
 }
 
 /** One access log line (nginx's own variables, named after them). */
@@ -264,7 +266,7 @@ export async function startNginxOrigin(opts: NginxOriginOptions): Promise<NginxO
         `config ${confFile}:\n${await readOr(confFile, '')}\nerror log:\n${await readOr(errorLog, '(none)')}\noutput:\n${nginx.output()}`;
       try {
         // nginx writes its pid file after binding: a connect before that could reach whoever else holds the port.
-        await waitReady(nginx, `nginx (${NGINX}, Debian package nginx)`, async () => ownPid((await readOr(pidFile, '')).trim()) && (await accepts(port)), describe);
+        await waitReady(nginx, `nginx (${NGINX}, Debian package nginx)`, async () => ownPid((await readOr(pidFile, '')).trim()) && (await accepts(port)), describe, opts.readyTimeoutMs);
       } catch (err) {
         await nginx.stop();
         if (attempt < PORT_ATTEMPTS && (await readOr(errorLog, '')).includes('Address already in use')) continue;
