@@ -21,7 +21,7 @@
       "product_name": "aludel-preload",
       "product_prefix": "",
       "product_extension": "so",
-      "sources": ["native/preload.c"],
+      "sources": ["native/preload.c", "native/preload-keys.c"],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2", "-fvisibility=hidden"],
       "libraries": ["-ldl", "-lpthread"]
     }

@@ -19,14 +19,22 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 export const PRELOAD_PATH = path.resolve(here, '../../../build/Release/aludel-preload.so');
 
 export type RunOffload = 'auto' | 'kernel';
+/** option: SSL_OP_ENABLE_KTLS (OpenSSL >= 3.0 does the rest); keys: native/preload-keys.c. */
+export type RunStrategy = 'option' | 'keys';
 
 /** Signals a supervisor or shell may send that the program should get (nginx: HUP reload, USR1 reopen, QUIT graceful, WINCH). */
 const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'];
 
-/** LD_PRELOAD with ours appended: an existing preload (a malloc, a sanitizer) keeps its place first. */
-export function preloadEnv(env: NodeJS.ProcessEnv, preload: string = PRELOAD_PATH): NodeJS.ProcessEnv {
+/**
+ * LD_PRELOAD with ours appended (an existing preload, a malloc or a sanitizer,
+ * keeps its place first) and the strategy for the preload.
+ */
+export function preloadEnv(env: NodeJS.ProcessEnv, strategy: RunStrategy = 'option', preload: string = PRELOAD_PATH): NodeJS.ProcessEnv {
   const existing = (env.LD_PRELOAD ?? '').split(/[: ]+/).filter((p) => p.length > 0 && p !== preload);
-  return { ...env, LD_PRELOAD: [...existing, preload].join(':') };
+  const out: NodeJS.ProcessEnv = { ...env, LD_PRELOAD: [...existing, preload].join(':') };
+  if (strategy === 'keys') out.ALUDEL_PRELOAD_STRATEGY = 'keys';
+  else delete out.ALUDEL_PRELOAD_STRATEGY;
+  return out;
 }
 
 /** Why kTLS cannot work on this kernel, or null (the same live probe `aludel serve` makes). */

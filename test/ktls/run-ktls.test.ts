@@ -156,3 +156,46 @@ describe('node:https (memory BIOs, its own OpenSSL)', { timeout: TIMEOUT }, () =
     }
   });
 });
+
+describe('aludel run --strategy keys: openssl s_server -WWW (keys through the OpenSSL API, kTLS programmed by the preload)', { timeout: TIMEOUT }, () => {
+  for (const suite of ['ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-ECDSA-AES256-GCM-SHA384']) {
+    test(`TLS 1.2 ${suite}: 64 MiB and a small file intact; TlsTxSw and TlsRxSw grow per connection`, async () => {
+      const log = preloadLog(fx.dir, `keys-${suite}`);
+      const srv = await startSServer({
+        root: fx.root,
+        certFile: fx.certFile,
+        keyFile: fx.keyFile,
+        wrapper: aludelRun('--offload', 'kernel', '--strategy', 'keys'),
+        env: { ALUDEL_PRELOAD_LOG: log.file },
+        args: ['-tls1_2', '-cipher', suite],
+      });
+      try {
+        for (const name of ['big.bin', 'small.bin'] as const) {
+          const r = await download(srv.port, name);
+          assert.equal(r.size, FILES[name], name);
+          assert.equal(r.sha, fx.files[name].sha256, name);
+          assert.equal(r.stat.TlsTxSw, 1, `${name}: ${JSON.stringify(r.stat)}`);
+          assert.equal(r.stat.TlsRxSw, 1, `${name}: ${JSON.stringify(r.stat)}`);
+          assert.equal(r.stat.TlsDecryptError ?? 0, 0);
+        }
+        const lines = log.lines();
+        assert.equal(lines.length, 1, lines.join('\n'));
+        assert.match(lines[0]!, /keys strategy: TLS 1\.2 AES-GCM connections handed to kernel TLS after the handshake \(OpenSSL 3\./);
+      } finally {
+        await srv.stop();
+      }
+    });
+  }
+
+  test('TLS 1.3 on the same server is left to OpenSSL: bytes intact, no kernel TLS', async () => {
+    const srv = await startSServer({ root: fx.root, certFile: fx.certFile, keyFile: fx.keyFile, wrapper: aludelRun('--strategy', 'keys') });
+    try {
+      const r = await download(srv.port, 'small.bin', curlTlsArgs('1.3', 'TLS_AES_128_GCM_SHA256'));
+      assert.equal(r.sha, fx.files['small.bin'].sha256);
+      assert.equal(r.stat.TlsTxSw, 0);
+      assert.equal(r.stat.TlsRxSw, 0);
+    } finally {
+      await srv.stop();
+    }
+  });
+});

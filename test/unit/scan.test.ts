@@ -111,8 +111,13 @@ test('recommend: nothing to front without a listening port or without libssl', (
 });
 
 test('LD_PRELOAD: ours appended after an existing preload, not doubled', () => {
-  assert.equal(preloadEnv({}, '/x/aludel-preload.so').LD_PRELOAD, '/x/aludel-preload.so');
-  assert.equal(preloadEnv({ LD_PRELOAD: '/lib/libjemalloc.so.2' }, '/x/aludel-preload.so').LD_PRELOAD, '/lib/libjemalloc.so.2:/x/aludel-preload.so');
-  assert.equal(preloadEnv({ LD_PRELOAD: '/x/aludel-preload.so /a.so' }, '/x/aludel-preload.so').LD_PRELOAD, '/a.so:/x/aludel-preload.so');
-  assert.equal(preloadEnv({ PATH: '/bin' }, '/p.so').PATH, '/bin', 'the rest of the environment is kept');
+  assert.equal(preloadEnv({}, 'option', '/x/aludel-preload.so').LD_PRELOAD, '/x/aludel-preload.so');
+  assert.equal(preloadEnv({ LD_PRELOAD: '/lib/libjemalloc.so.2' }, 'option', '/x/aludel-preload.so').LD_PRELOAD, '/lib/libjemalloc.so.2:/x/aludel-preload.so');
+  assert.equal(preloadEnv({ LD_PRELOAD: '/x/aludel-preload.so /a.so' }, 'option', '/x/aludel-preload.so').LD_PRELOAD, '/a.so:/x/aludel-preload.so');
+  assert.equal(preloadEnv({ PATH: '/bin' }, 'option', '/p.so').PATH, '/bin', 'the rest of the environment is kept');
+});
+
+test('the strategy reaches the preload only when it is keys', () => {
+  assert.equal(preloadEnv({}, 'keys', '/p.so').ALUDEL_PRELOAD_STRATEGY, 'keys');
+  assert.equal(preloadEnv({ ALUDEL_PRELOAD_STRATEGY: 'keys' }, 'option', '/p.so').ALUDEL_PRELOAD_STRATEGY, undefined);
 });
