@@ -54,6 +54,7 @@ struct conn {
   int last_error;     /* what SSL_get_error says after our last call */
   size_t write_done;  /* bytes of an unfinished SSL_write already with the kernel (no partial-write mode) */
   int closed;         /* close_notify received */
+  int broken;         /* RX went to the kernel and TX did not: every call fails */
 };
 
 #define BUCKETS 1024
@@ -184,7 +185,7 @@ static int prf(const EVP_MD *md, const unsigned char *secret, size_t secret_len,
   return 1;
 }
 
-/* Both directions' crypto_info from the key block; 0 if the suite is not TLS 1.2 AES-GCM. */
+/* Both directions' crypto_info from the key block: 1 done; 0 nothing changed (not TLS 1.2 AES-GCM, no kTLS); -1 half done. */
 static int set_keys(SSL *ssl, int fd) {
   const SSL_CIPHER *cipher = aludel_real.current_cipher(ssl);
   if (cipher == NULL) return 0;
@@ -203,10 +204,12 @@ static int set_keys(SSL *ssl, int fd) {
   int server = aludel_real.is_server(ssl);
   const unsigned char *client_key = block, *server_key = block + keylen;
   const unsigned char *client_iv = block + 2 * keylen, *server_iv = block + 2 * keylen + 4;
-  const unsigned char *keys[2] = {server ? server_key : client_key, server ? client_key : server_key};
-  const unsigned char *salts[2] = {server ? server_iv : client_iv, server ? client_iv : server_iv};
+  /* [0] RX, [1] TX: RX first, so a kernel without RX (4.13-4.16) leaves the connection wholly to OpenSSL. */
+  const unsigned char *keys[2] = {server ? client_key : server_key, server ? server_key : client_key};
+  const unsigned char *salts[2] = {server ? client_iv : server_iv, server ? server_iv : client_iv};
   /* Sequence 1 both ways (the Finished records); TX's explicit nonce starts there too, as OpenSSL's own kTLS does. */
   const unsigned char seq[8] = {0, 0, 0, 0, 0, 0, 0, 1};
+  int rx_set = 0;
   if (setsockopt(fd, SOL_TCP, TCP_ULP, "tls", sizeof "tls") != 0) ok = 0;
   for (int dir = 0; ok && dir < 2; dir++) {
     union {
@@ -232,11 +235,13 @@ static int set_keys(SSL *ssl, int fd) {
       memcpy(info.g256.rec_seq, seq, 8);
       len = sizeof info.g256;
     }
-    ok = setsockopt(fd, SOL_TLS, dir == 0 ? TLS_TX : TLS_RX, &info, len) == 0;
+    if (setsockopt(fd, SOL_TLS, dir == 0 ? TLS_RX : TLS_TX, &info, len) != 0) ok = 0;
+    else if (dir == 0) rx_set = 1;
     explicit_bzero(&info, sizeof info);
   }
   explicit_bzero(block, sizeof block);
-  return ok;
+  /* RX in the kernel but TX refused: neither side can carry on alone, so the connection only fails from now on. */
+  return ok ? 1 : rx_set ? -1 : 0;
 }
 
 /*
@@ -253,14 +258,12 @@ static void examine(SSL *ssl) {
   if (aludel_real.has_pending != NULL && aludel_real.has_pending(ssl)) return; /* bytes OpenSSL read ahead: the kernel would miss them */
   int fd = aludel_real.get_fd(ssl);
   if (fd < 0) return;
-  /*
-   * A failure after TCP_ULP leaves a socket the kernel still treats as plain
-   * TCP only until TLS_TX is set; if TX went in and RX did not, the
-   * connection cannot be saved by either side alone.
-   */
-  if (!set_keys(ssl, fd)) return;
+  /* The TLS ULP without keys leaves the socket plain TCP, so a refusal before RX changes nothing. */
+  int set = set_keys(ssl, fd);
+  if (set == 0) return;
   c->fd = fd;
   c->offloaded = 1;
+  c->broken = set < 0;
 }
 
 static int finish_handshake(SSL *ssl) {
@@ -308,6 +311,10 @@ static size_t kernel_read(struct conn *c, void *buf, size_t n, int peek, int wan
   struct iovec iov = {.iov_base = buf, .iov_len = n};
   struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
   c->last_error = P_SSL_ERROR_NONE;
+  if (c->broken) {
+    c->last_error = P_SSL_ERROR_SSL;
+    return 0;
+  }
   if (c->closed) {
     c->last_error = P_SSL_ERROR_ZERO_RETURN;
     return 0;
@@ -342,6 +349,10 @@ static size_t kernel_read(struct conn *c, void *buf, size_t n, int peek, int wan
 static int kernel_write(struct conn *c, const void *buf, size_t n, size_t *written) {
   int partial = (aludel_real.ctrl(c->ssl, P_SSL_CTRL_MODE, 0, NULL) & P_SSL_MODE_ENABLE_PARTIAL_WRITE) != 0;
   c->last_error = P_SSL_ERROR_NONE;
+  if (c->broken) {
+    c->last_error = P_SSL_ERROR_SSL;
+    return 0;
+  }
   size_t done = partial ? 0 : c->write_done;
   while (done < n) {
     ssize_t w = send(c->fd, (const char *)buf + done, n - done, MSG_NOSIGNAL);
@@ -448,6 +459,7 @@ ALUDEL_EXPORT int SSL_shutdown(SSL *ssl) {
   aludel_prepare();
   struct conn *c = offloaded(ssl);
   if (c == NULL) return aludel_real.shutdown(ssl);
+  if (c->broken) return 1;
   unsigned char alert[2] = {1 /* warning */, 0 /* close_notify */};
   char cbuf[CMSG_SPACE(sizeof(unsigned char))];
   struct iovec iov = {.iov_base = alert, .iov_len = sizeof alert};

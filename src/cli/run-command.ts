@@ -1,7 +1,7 @@
 /** `aludel run [--offload auto|kernel] -- PROGRAM ARGS...` and `aludel scan [--json]`. */
 import type { Command } from 'commander';
 import { InvalidOptionError } from '../errors.js';
-import { checkRunOffload, endLike, PRELOAD_PATH, preloadEnv, runProgram, type RunOffload, type RunStrategy } from '../run/run-program.js';
+import { checkPreload, checkRunOffload, endLike, PRELOAD_PATH, preloadEnv, runProgram, type RunOffload, type RunStrategy } from '../run/run-program.js';
 import { formatScanTable, scanHost } from '../scan/scan.js';
 
 export function registerRunCommands(program: Command): void {
@@ -19,6 +19,7 @@ export function registerRunCommands(program: Command): void {
       try {
         if (flags.offload !== 'auto' && flags.offload !== 'kernel') throw new InvalidOptionError(`--offload must be auto or kernel, not ${JSON.stringify(flags.offload)}`);
         if (flags.strategy !== 'option' && flags.strategy !== 'keys') throw new InvalidOptionError(`--strategy must be option or keys, not ${JSON.stringify(flags.strategy)}`);
+        checkPreload();
         const warning = checkRunOffload(flags.offload as RunOffload);
         if (warning) process.stderr.write(`aludel run: warning: ${warning}\n`);
         const what =

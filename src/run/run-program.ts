@@ -51,9 +51,13 @@ export function checkRunOffload(mode: RunOffload, problem: string | null = runKe
   return `kTLS cannot work here (${problem}); the program runs with its usual userspace TLS`;
 }
 
+/** Throws PreloadMissingError when the native build did not make the preload library. */
+export function checkPreload(file: string = PRELOAD_PATH): void {
+  if (!fs.existsSync(file)) throw new PreloadMissingError(file);
+}
+
 /** Starts the program and resolves with how it ended; signals to this process go to it meanwhile. */
 export function runProgram(program: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-  if (!fs.existsSync(PRELOAD_PATH)) throw new PreloadMissingError(PRELOAD_PATH);
   const child = spawn(program, args, { stdio: 'inherit', env });
   const forward = (signal: NodeJS.Signals): void => {
     child.kill(signal);

@@ -1,10 +1,12 @@
 /**
  * What `aludel scan` recommends for one process, from what it can see:
  * - run: the program maps a shared OpenSSL >= 3.0, which can drive kTLS
- *   itself once SSL_OP_ENABLE_KTLS is on: `aludel run` sets it, no extra hop.
+ *   itself once SSL_OP_ENABLE_KTLS is on: `aludel run` sets it, no extra hop;
+ *   or OpenSSL 1.1.1: `aludel run --strategy keys` hands its TLS 1.2 AES-GCM
+ *   connections to the kernel.
  * - proxy: the program's TLS cannot be reached in-process (statically linked,
- *   another library, or OpenSSL < 3.0 without kTLS): `aludel proxy`/`aludel
- *   tcp` terminate TLS in front of it.
+ *   another library, or OpenSSL < 1.1.1): `aludel proxy`/`aludel tcp`
+ *   terminate TLS in front of it.
  * - cache: as proxy, for an HTTPS port: cached responses then leave by
  *   sendfile on a kTLS socket and the program serves only misses.
  * - none: kTLS is already on, or there is nothing to front (no listening port,
@@ -39,9 +41,12 @@ export function recommend(p: RecommendInput): Recommendation {
     const major = Number(p.libsslVersion.split('.')[0]);
     if (major >= 3 && p.underRun) return { action: 'run', reason: `already under aludel run; ${p.ktls === 'no' ? 'its connections still lack kTLS: see aludel doctor (kernel tls module, cipher suites)' : 'kTLS shows once it has TLS connections'}` };
     if (major >= 3) return { action: 'run', reason: `shared OpenSSL ${p.libsslVersion} can drive kTLS itself: restart it under aludel run` };
+    if (/^1\.1\.1/.test(p.libsslVersion)) {
+      return { action: 'run', reason: `OpenSSL ${p.libsslVersion} has no kTLS of its own: restart it under aludel run --strategy keys (TLS 1.2 AES-GCM connections go to the kernel)` };
+    }
     return {
       action: frontAction(p.listeningPorts),
-      reason: `OpenSSL ${p.libsslVersion} has no kTLS; terminate TLS in front of it (or upgrade it to OpenSSL >= 3.0 and use aludel run)`,
+      reason: `OpenSSL ${p.libsslVersion} has no kTLS and is too old for aludel run --strategy keys (needs 1.1.1); terminate TLS in front of it`,
     };
   }
   if (p.libcryptoMapped) return { action: 'none', reason: 'libcrypto without libssl: no OpenSSL TLS to offload here (e.g. SSH)' };

@@ -66,6 +66,34 @@ describe('aludel run -- openssl s_server -WWW', { timeout: 120_000 }, () => {
   });
 });
 
+describe('aludel run --strategy keys -- openssl s_server -WWW', { timeout: 120_000 }, () => {
+  test('TLS 1.2 and 1.3 clients get intact bytes; the preload says it runs the keys strategy', async () => {
+    const log = preloadLog(fx.dir, 'keys');
+    const srv = await startSServer({ ...fx, wrapper: aludelRun('--strategy', 'keys'), env: { ALUDEL_PRELOAD_LOG: log.file } });
+    try {
+      for (const tls of [['--tlsv1.2', '--tls-max', '1.2'], ['--tlsv1.3']]) {
+        for (const f of [fx.files.big, fx.files.mid]) {
+          const r = await curl(['-k', ...tls, `https://127.0.0.1:${srv.port}/${f.name}`]);
+          assert.equal(r.code, 0, r.stderr);
+          assert.equal(sha256(r.stdout), f.sha256, `${tls.join(' ')} ${f.name}`);
+        }
+      }
+      const lines = log.lines();
+      assert.equal(lines.length, 1, lines.join('\n'));
+      assert.match(lines[0]!, /^aludel-preload: pid \d+: keys strategy: TLS 1\.2 AES-GCM connections handed to kernel TLS after the handshake \(OpenSSL 3\./);
+      assert.match(srv.daemon.output(), /each TLS 1\.2 AES-GCM connection goes to kernel TLS after its handshake/);
+    } finally {
+      await srv.stop();
+    }
+  });
+
+  test('--strategy bogus is refused', async () => {
+    const r = await runCli(['run', '--strategy', 'bogus', '--', 'true']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /--strategy must be option or keys, not "bogus"/);
+  });
+});
+
 describe('aludel run leaves other programs alone', { timeout: 120_000 }, () => {
   test('node:https (node\'s bundled OpenSSL) serves intact bytes with the preload mapped, and the preload does nothing', async () => {
     const log = preloadLog(fx.dir, 'node');

@@ -89,18 +89,25 @@ test('recommend: under aludel run without kTLS points at the doctor', () => {
   assert.match(r.reason, /already under aludel run.*aludel doctor/);
 });
 
-test('recommend: OpenSSL 1.1 and invisible TLS -> proxy, cache on HTTPS ports', () => {
+test('recommend: OpenSSL 1.1.1 -> run --strategy keys', () => {
+  const r = recommend({ ...base, libsslVersion: '1.1.1w' });
+  assert.equal(r.action, 'run');
+  assert.match(r.reason, /aludel run --strategy keys/);
+  assert.match(recommend({ ...base, libsslVersion: '1.1' }).reason, /too old/, 'a soname alone says 1.1, not 1.1.1');
+});
+
+test('recommend: OpenSSL < 1.1.1 and invisible TLS -> proxy, cache on HTTPS ports', () => {
   assert.deepEqual(
     [
-      recommend({ ...base, libsslVersion: '1.1.1w', listeningPorts: [6379] }).action,
-      recommend({ ...base, libsslVersion: '1.1.1w', listeningPorts: [443] }).action,
+      recommend({ ...base, libsslVersion: '1.1.0l', listeningPorts: [6379] }).action,
+      recommend({ ...base, libsslVersion: '1.0.2u', listeningPorts: [443] }).action,
       recommend({ ...base, libsslVersion: null, libcryptoMapped: false, listeningPorts: [3000] }).action,
       recommend({ ...base, libsslVersion: null, libcryptoMapped: false, listeningPorts: [80, 8443] }).action,
     ],
     ['proxy', 'cache', 'proxy', 'cache'],
   );
   assert.match(recommend({ ...base, libsslVersion: null, libcryptoMapped: false }).reason, /TLS library not visible/);
-  assert.match(recommend({ ...base, libsslVersion: '1.0.2u' }).reason, /OpenSSL 1\.0\.2u has no kTLS/);
+  assert.match(recommend({ ...base, libsslVersion: '1.0.2u' }).reason, /OpenSSL 1\.0\.2u has no kTLS and is too old/);
 });
 
 test('recommend: nothing to front without a listening port or without libssl', () => {
