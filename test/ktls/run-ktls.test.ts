@@ -199,3 +199,31 @@ describe('aludel run --strategy keys: openssl s_server -WWW (keys through the Op
     }
   });
 });
+
+describe('aludel run --strategy keys: nginx (SSL_do_handshake, SSL_read, SSL_write, SSL_shutdown)', { timeout: TIMEOUT }, () => {
+  test('TLS 1.2 AES-128-GCM: 64 MiB intact over a keep-alive pair of requests; TlsTxSw and TlsRxSw grow', async () => {
+    const nginx = await startNginxOrigin({
+      root: fx.root,
+      tls: { ...NGINX_TLS(fx), protocols: 'TLSv1.2' },
+      wrapper: aludelRun('--offload', 'kernel', '--strategy', 'keys'),
+      readyTimeoutMs: 120_000,
+    });
+    try {
+      const out = `${fx.outDir}/keys-nginx`;
+      const before = readTlsStat();
+      // Two requests on one connection: the second proves reads after a full response still decrypt.
+      const r = await curl(['--fail', '--cacert', fx.certFile, '-o', `${out}.1`, `https://localhost:${nginx.port}/big.bin`, '-o', `${out}.2`, `https://localhost:${nginx.port}/small.bin`], 600_000);
+      const d = delta(before, readTlsStat());
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(sha256(fs.readFileSync(`${out}.1`)), fx.files['big.bin'].sha256);
+      assert.equal(sha256(fs.readFileSync(`${out}.2`)), fx.files['small.bin'].sha256);
+      assert.equal(d.TlsTxSw, 1, JSON.stringify(d));
+      assert.equal(d.TlsRxSw, 1, JSON.stringify(d));
+      assert.equal(d.TlsDecryptError ?? 0, 0);
+      const log = await nginx.accessLog(2);
+      assert.deepEqual(log.map((e) => [e.status, e.connectionRequests]), [[200, 1], [200, 2]], 'one keep-alive connection');
+    } finally {
+      await nginx.stop();
+    }
+  });
+});
