@@ -9,6 +9,7 @@ import { loadAddon, type UlpInfo } from '../native/binding.js';
 import { parseTlsLibraries, readVersionText, sonameVersion } from './proc-maps.js';
 import { readProcTcp, socketInodes, TCP_ESTABLISHED, TCP_LISTEN } from './proc-net.js';
 import { recommend, type KtlsUse, type Recommendation } from './recommend.js';
+import { textTable } from '../text/text-table.js';
 
 export interface ScannedProcess {
   pid: number;
@@ -152,12 +153,6 @@ function hostPort(l: { address: string; port: number }): string {
   return l.address.includes(':') ? `[${l.address}]:${l.port}` : `${l.address}:${l.port}`;
 }
 
-function table(rows: string[][]): string {
-  const widths: number[] = [];
-  for (const row of rows) row.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
-  return rows.map((row) => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
-}
-
 export function formatScanTable(r: ScanReport): string {
   const rows = [['pid', 'command', 'openssl', 'listening', 'kTLS', 'recommend', 'why']];
   for (const p of r.processes) {
@@ -172,5 +167,5 @@ export function formatScanTable(r: ScanReport): string {
     ]);
   }
   const notes = r.netAdmin ? '' : '\nkTLS unknown: the kernel shows TLS ULP state only to CAP_NET_ADMIN; run aludel scan as root.\n';
-  return `${table(rows)}\n${notes}`;
+  return `${textTable(rows, '')}\n${notes}`;
 }
