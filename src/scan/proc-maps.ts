@@ -12,13 +12,15 @@ export interface TlsLibraries {
   libcrypto: string | null;
   /** aludel-preload.so is mapped: the process runs under `aludel run`. */
   preload: boolean;
+  /** aludel.node is mapped: the process is Aludel itself (serve, proxy, tcp), which sets up kTLS on its own. */
+  aludel: boolean;
 }
 
 const LIB = /^lib(ssl|crypto)\.so(\.\d+)*$/;
 
 /** The libssl/libcrypto paths in a maps text; "(deleted)" (upgraded under a running process) is kept off the path. */
 export function parseTlsLibraries(maps: string): TlsLibraries {
-  const found: TlsLibraries = { libssl: null, libcrypto: null, preload: false };
+  const found: TlsLibraries = { libssl: null, libcrypto: null, preload: false, aludel: false };
   for (const line of maps.split('\n')) {
     // address perms offset dev inode pathname: the path is the sixth field and may hold spaces.
     const m = /^\S+\s+\S+\s+\S+\s+\S+\s+\d+\s+(\/.*?)(?: \(deleted\))?$/.exec(line);
@@ -26,6 +28,7 @@ export function parseTlsLibraries(maps: string): TlsLibraries {
     const file = m[1]!;
     const base = file.slice(file.lastIndexOf('/') + 1);
     if (base === 'aludel-preload.so') found.preload = true;
+    if (base === 'aludel.node') found.aludel = true;
     const lib = LIB.exec(base);
     if (!lib) continue;
     if (lib[1] === 'ssl') found.libssl ??= file;

@@ -9,8 +9,8 @@
  *   terminate TLS in front of it.
  * - cache: as proxy, for an HTTPS port: cached responses then leave by
  *   sendfile on a kTLS socket and the program serves only misses.
- * - none: kTLS is already on, or there is nothing to front (no listening port,
- *   or libcrypto without libssl, e.g. SSH).
+ * - none: kTLS is already on, the process is Aludel itself, or there is
+ *   nothing to front (no listening port, or libcrypto without libssl, e.g. SSH).
  */
 export type Action = 'run' | 'proxy' | 'cache' | 'none';
 
@@ -24,6 +24,8 @@ export interface RecommendInput {
   ktls: KtlsUse;
   /** aludel-preload.so is mapped. */
   underRun: boolean;
+  /** The process is Aludel (its addon is mapped). */
+  aludel: boolean;
 }
 
 export interface Recommendation {
@@ -36,6 +38,7 @@ const HTTPS_PORTS = new Set([443, 8443]);
 
 export function recommend(p: RecommendInput): Recommendation {
   if (p.ktls === 'yes') return { action: 'none', reason: 'its TLS connections already use kernel TLS' };
+  if (p.aludel) return { action: 'none', reason: 'Aludel itself: it sets up kernel TLS on its own where the kernel allows (see aludel doctor)' };
   if (p.listeningPorts.length === 0) return { action: 'none', reason: 'no listening TCP port (a client, a worker without sockets, or idle): nothing to front' };
   if (p.libsslVersion !== null) {
     const major = Number(p.libsslVersion.split('.')[0]);

@@ -133,6 +133,7 @@ export function scanHost(): ScanReport {
         listeningPorts: listening.map((l) => l.port),
         ktls,
         underRun: libs.preload,
+        aludel: libs.aludel,
       }),
     });
   }

@@ -10,6 +10,7 @@ const MAPS = `55d0c8a00000-55d0c8a2e000 r--p 00000000 08:01 1311 /usr/sbin/nginx
 7f1a2c07a000-7f1a2c0d6000 r-xp 0007a000 08:01 2222 /usr/lib/x86_64-linux-gnu/libssl.so.3
 7f1a2c200000-7f1a2c2a0000 r--p 00000000 08:01 3333 /usr/lib/x86_64-linux-gnu/libcrypto.so.3 (deleted)
 7f1a2c400000-7f1a2c401000 r-xp 00000000 08:01 4444 /opt/aludel/build/Release/aludel-preload.so
+7f1a2c600000-7f1a2c601000 r-xp 00000000 08:01 4445 /opt/aludel/build/Release/aludel.node
 7f1a2c500000-7f1a2c501000 rw-p 00000000 00:00 0
 7ffd4a9f0000-7ffd4aa11000 rw-p 00000000 00:00 0                          [stack]
 `;
@@ -19,6 +20,7 @@ test('maps: libssl and libcrypto paths, (deleted) dropped, the preload noticed',
     libssl: '/usr/lib/x86_64-linux-gnu/libssl.so.3',
     libcrypto: '/usr/lib/x86_64-linux-gnu/libcrypto.so.3',
     preload: true,
+    aludel: true,
   });
 });
 
@@ -27,7 +29,7 @@ test('maps: statically linked node and lookalike names map no OpenSSL', () => {
 7f00-7f01 r-xp 00000000 08:01 78 /usr/lib/libssl3-helper.so
 7f02-7f03 r-xp 00000000 08:01 79 /home/u/libssl.so.3.bak
 `;
-  assert.deepEqual(parseTlsLibraries(maps), { libssl: null, libcrypto: null, preload: false });
+  assert.deepEqual(parseTlsLibraries(maps), { libssl: null, libcrypto: null, preload: false, aludel: false });
 });
 
 test('maps: a path with spaces is kept whole', () => {
@@ -70,7 +72,7 @@ test('/proc/net/tcp and tcp6 rows: addresses, ports, states, inodes', () => {
   );
 });
 
-const base: RecommendInput = { libsslVersion: '3.0.22', libcryptoMapped: true, listeningPorts: [8443], ktls: 'no', underRun: false };
+const base: RecommendInput = { libsslVersion: '3.0.22', libcryptoMapped: true, listeningPorts: [8443], ktls: 'no', underRun: false, aludel: false };
 
 test('recommend: shared OpenSSL 3 -> run', () => {
   assert.equal(recommend(base).action, 'run');
@@ -81,6 +83,12 @@ test('recommend: shared OpenSSL 3 -> run', () => {
 test('recommend: kTLS already on -> none', () => {
   assert.equal(recommend({ ...base, ktls: 'yes' }).action, 'none');
   assert.equal(recommend({ ...base, ktls: 'yes', libsslVersion: null, libcryptoMapped: false }).action, 'none');
+});
+
+test('recommend: Aludel itself (its addon dlopens libssl) is not sent to aludel run', () => {
+  const r = recommend({ ...base, aludel: true });
+  assert.equal(r.action, 'none');
+  assert.match(r.reason, /Aludel itself/);
 });
 
 test('recommend: under aludel run without kTLS points at the doctor', () => {
