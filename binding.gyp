@@ -15,6 +15,16 @@
       ],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2", "-fvisibility=hidden"],
       "libraries": ["-ldl"]
+    },
+    {
+      "target_name": "aludel-preload",
+      "type": "shared_library",
+      "product_name": "aludel-preload",
+      "product_prefix": "",
+      "product_extension": "so",
+      "sources": ["native/preload.c", "native/preload-keys.c"],
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2", "-fvisibility=hidden"],
+      "libraries": ["-ldl", "-lpthread"]
     }
   ]
 }

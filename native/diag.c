@@ -69,6 +69,40 @@ static int fill_id(int fd, struct inet_diag_req_v2 *r) {
   return 0;
 }
 
+/* The INET_ULP_INFO_TLS nest of one inet_diag answer as {version, cipher, txConf, rxConf}, or null. */
+static napi_value ulp_object(napi_env env, struct inet_diag_msg *m, struct nlmsghdr *h) {
+  napi_value result;
+  napi_get_null(env, &result);
+  int len = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof *m));
+  for (struct rtattr *a = (struct rtattr *)(m + 1); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+    if ((a->rta_type & NLA_TYPE_MASK) != INET_DIAG_ULP_INFO) continue;
+    int ulen = (int)RTA_PAYLOAD(a);
+    for (struct rtattr *u = RTA_DATA(a); RTA_OK(u, ulen); u = RTA_NEXT(u, ulen)) {
+      if ((u->rta_type & NLA_TYPE_MASK) != INET_ULP_INFO_TLS) continue;
+      unsigned version = 0, cipher = 0, tx = 0, rx = 0;
+      int tlen = (int)RTA_PAYLOAD(u);
+      for (struct rtattr *t = RTA_DATA(u); RTA_OK(t, tlen); t = RTA_NEXT(t, tlen)) {
+        uint16_t v = 0;
+        if (RTA_PAYLOAD(t) >= sizeof v) memcpy(&v, RTA_DATA(t), sizeof v);
+        switch (t->rta_type & NLA_TYPE_MASK) {
+          case TLS_INFO_VERSION: version = v; break;
+          case TLS_INFO_CIPHER: cipher = v; break;
+          case TLS_INFO_TXCONF: tx = v; break;
+          case TLS_INFO_RXCONF: rx = v; break;
+          default: break;
+        }
+      }
+      napi_create_object(env, &result);
+      napi_set_named_property(env, result, "version", aludel_str(env, version_name(version)));
+      napi_set_named_property(env, result, "cipher", aludel_str(env, cipher_name(cipher)));
+      napi_set_named_property(env, result, "txConf", aludel_str(env, conf_name(tx)));
+      napi_set_named_property(env, result, "rxConf", aludel_str(env, conf_name(rx)));
+      return result;
+    }
+  }
+  return result;
+}
+
 static napi_value tls_ulp_info(napi_env env, napi_callback_info info) {
   napi_value argv[1], result;
   int32_t fd;
@@ -105,40 +139,78 @@ static napi_value tls_ulp_info(napi_env env, napi_callback_info info) {
     }
     return result;
   }
-  struct inet_diag_msg *m = NLMSG_DATA(h);
-  int len = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof *m));
-  for (struct rtattr *a = (struct rtattr *)(m + 1); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
-    if ((a->rta_type & NLA_TYPE_MASK) != INET_DIAG_ULP_INFO) continue;
-    int ulen = (int)RTA_PAYLOAD(a);
-    for (struct rtattr *u = RTA_DATA(a); RTA_OK(u, ulen); u = RTA_NEXT(u, ulen)) {
-      if ((u->rta_type & NLA_TYPE_MASK) != INET_ULP_INFO_TLS) continue;
-      unsigned version = 0, cipher = 0, tx = 0, rx = 0;
-      int tlen = (int)RTA_PAYLOAD(u);
-      for (struct rtattr *t = RTA_DATA(u); RTA_OK(t, tlen); t = RTA_NEXT(t, tlen)) {
-        uint16_t v = 0;
-        if (RTA_PAYLOAD(t) >= sizeof v) memcpy(&v, RTA_DATA(t), sizeof v);
-        switch (t->rta_type & NLA_TYPE_MASK) {
-          case TLS_INFO_VERSION: version = v; break;
-          case TLS_INFO_CIPHER: cipher = v; break;
-          case TLS_INFO_TXCONF: tx = v; break;
-          case TLS_INFO_RXCONF: rx = v; break;
-          default: break;
-        }
+  return ulp_object(env, NLMSG_DATA(h), h);
+}
+
+/*
+ * tcpUlpDump(family) -> [{inode, state, tls}]: every TCP socket of the
+ * caller's network namespace in one NLM_F_DUMP request, with its inode (to
+ * match /proc/<pid>/fd/N -> socket:[inode]), TCP state number and the same
+ * ULP object (or null) as tlsUlpInfo. `aludel scan` uses it for other
+ * processes' sockets, which it cannot name by fd. Only net admins see ULP info.
+ */
+static napi_value tcp_ulp_dump(napi_env env, napi_callback_info info) {
+  napi_value argv[1], list;
+  int32_t family;
+  if (!aludel_args(env, info, 1, argv) || !aludel_arg_int32(env, argv[0], &family)) return NULL;
+  struct {
+    struct nlmsghdr nlh;
+    struct inet_diag_req_v2 r;
+  } req;
+  memset(&req, 0, sizeof req);
+  req.nlh.nlmsg_len = sizeof req;
+  req.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  req.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  req.r.sdiag_family = (uint8_t)family;
+  req.r.sdiag_protocol = IPPROTO_TCP;
+  req.r.idiag_states = ~0U;
+  req.r.idiag_ext = 1 << (INET_DIAG_INFO - 1);
+  int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (nl < 0) return aludel_throw_errno(env, errno, "socket(NETLINK_SOCK_DIAG)");
+  if (send(nl, &req, sizeof req, 0) != (ssize_t)sizeof req) {
+    int err = errno;
+    close(nl);
+    return aludel_throw_errno(env, err, "sock_diag");
+  }
+  napi_create_array(env, &list);
+  uint32_t count = 0;
+  union {
+    struct nlmsghdr h;
+    char bytes[32768];
+  } buf;
+  for (;;) {
+    ssize_t n = recv(nl, &buf, sizeof buf, 0);
+    if (n < 0) {
+      int err = errno;
+      close(nl);
+      return aludel_throw_errno(env, err, "sock_diag");
+    }
+    for (struct nlmsghdr *h = &buf.h; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+      if (h->nlmsg_type == NLMSG_DONE) {
+        close(nl);
+        return list;
       }
-      napi_create_object(env, &result);
-      napi_set_named_property(env, result, "version", aludel_str(env, version_name(version)));
-      napi_set_named_property(env, result, "cipher", aludel_str(env, cipher_name(cipher)));
-      napi_set_named_property(env, result, "txConf", aludel_str(env, conf_name(tx)));
-      napi_set_named_property(env, result, "rxConf", aludel_str(env, conf_name(rx)));
-      return result;
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        const struct nlmsgerr *e = NLMSG_DATA(h);
+        close(nl);
+        return aludel_throw_errno(env, e->error ? -e->error : EPROTO, "sock_diag");
+      }
+      if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY) continue;
+      struct inet_diag_msg *m = NLMSG_DATA(h);
+      napi_value row;
+      napi_create_object(env, &row);
+      napi_set_named_property(env, row, "inode", aludel_int(env, m->idiag_inode));
+      napi_set_named_property(env, row, "state", aludel_int(env, m->idiag_state));
+      napi_set_named_property(env, row, "tls", ulp_object(env, m, h));
+      napi_set_element(env, list, count++, row);
     }
   }
-  return result;
 }
 
 void aludel_register_diag(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"tlsUlpInfo", NULL, tls_ulp_info, NULL, NULL, NULL, napi_default, NULL},
+      {"tcpUlpDump", NULL, tcp_ulp_dump, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

@@ -108,3 +108,10 @@ export class ClientGoneError extends AludelError {
     super('ERR_CLIENT_GONE', 'the client closed the connection before the response was complete');
   }
 }
+
+/** aludel run found no preload library: the native build did not run or failed. */
+export class PreloadMissingError extends AludelError {
+  constructor(file: string) {
+    super('ERR_PRELOAD_MISSING', `the preload library ${file} is missing; build it with npm run build:native (needs a C compiler)`);
+  }
+}

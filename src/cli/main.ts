@@ -8,6 +8,7 @@ import { writeCertFiles } from '../tls/write-cert-files.js';
 import { runDemo } from './demo-command.js';
 import { registerDoctor } from './doctor-command.js';
 import { registerProxyCommands } from './proxy-command.js';
+import { registerRunCommands } from './run-command.js';
 import { reportFatal, runServe, type ServeFlags } from './serve-command.js';
 
 const program = new Command();
@@ -79,5 +80,6 @@ program
 
 registerProxyCommands(program);
 registerDoctor(program);
+registerRunCommands(program);
 
 await program.parseAsync(process.argv);

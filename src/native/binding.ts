@@ -106,6 +106,8 @@ export interface Native {
   sslFree(ssl: SslHandle): void;
   /** null: no TLS ULP on the socket, or no CAP_NET_ADMIN (the kernel shows ULP info to net admins only). */
   tlsUlpInfo(fd: number): UlpInfo | null;
+  /** Every TCP socket of this network namespace (family AF_INET=2 or AF_INET6=10): inode, TCP state, ULP info as tlsUlpInfo. */
+  tcpUlpDump(family: number): Array<{ inode: number; state: number; tls: UlpInfo | null }>;
   /** sendfile(2) on the thread pool; the socket is non-blocking, so errno EAGAIN means "wait until writable". */
   sendfileAsync(socketFd: number, fileFd: number, offset: number, length: number, done: (sent: number, errno: number) => void): void;
   /** Non-blocking connect to a numeric address; completes when writable, then socketError() says how. */

@@ -22,6 +22,7 @@ import { nicFindings } from './nic-findings.js';
 import { NIC_FEATURES, formatFeature, readNicFeatures, type NicReport } from './nic-features.js';
 import { opensslReport, type OpensslReport } from './openssl-matrix.js';
 import { readRapl, type RaplReport } from './rapl.js';
+import { textTable as table } from '../text/text-table.js';
 
 export type FindingLevel = 'ok' | 'warn' | 'error';
 
@@ -205,12 +206,6 @@ export function findingsFor(r: Omit<DoctorReport, 'findings'>): Finding[] {
 }
 
 /** Aligns rows into columns separated by two spaces. */
-function table(rows: string[][], indent = '  '): string {
-  const widths: number[] = [];
-  for (const row of rows) row.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
-  return rows.map((row) => indent + row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
-}
-
 function yesNo(v: boolean | null): string {
   return v === null ? '?' : v ? 'yes' : 'no';
 }

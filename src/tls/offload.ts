@@ -53,7 +53,8 @@ export function probeCapabilities(): Capabilities {
   return probed;
 }
 
-function kernelProblem(native: Native): string | null {
+/** Why the kernel cannot take the TLS ULP here, with what to do; null when it can (live TCP_ULP probe). */
+export function kernelProblem(native: Native): string | null {
   const r = native.probeTcpUlp();
   if (r.errno === 0) return null;
   const release = os.release();

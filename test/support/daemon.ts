@@ -22,8 +22,9 @@ export interface Daemon {
   stop(graceMs?: number): Promise<void>;
 }
 
-export function spawnDaemon(cmd: string, args: string[]): Daemon {
-  const child = reapOnExit(spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
+/** `env` is added to process.env. */
+export function spawnDaemon(cmd: string, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Daemon {
+  const child = reapOnExit(spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: options.cwd, env: { ...process.env, ...options.env } }));
   let out = '';
   let ended: string | null = null;
   const keep = (chunk: Buffer): void => {

@@ -70,6 +70,15 @@ export interface NginxTls {
 export interface NginxOriginOptions {
   root: string;
   tls?: NginxTls;
+  /**
+   * A command nginx is started under, e.g. [node, cli, 'run', '--']: nginx is
+   * then its child, and readiness waits for nginx's own pid in the pid file.
+   */
+  wrapper?: string[];
+  /** Added to nginx's (or the wrapper's) environment. */
+  env?: NodeJS.ProcessEnv;
+  /** How long nginx (and its wrapper) may take to listen; default 10 s. */
+  readyTimeoutMs?: number;
 }
 
 /** One access log line (nginx's own variables, named after them). */
@@ -99,6 +108,8 @@ export interface AccessEntry {
 
 export interface NginxOrigin {
   port: number;
+  /** nginx's own pid (from its pid file; the wrapper's child when there is one). */
+  pid: number;
   /** The origin behind /upload (its `requests` show what nginx forwarded). */
   sink: SinkOrigin;
   /**
@@ -255,12 +266,16 @@ export async function startNginxOrigin(opts: NginxOriginOptions): Promise<NginxO
       await fs.promises.writeFile(errorLog, '');
       await fs.promises.rm(pidFile, { force: true });
       // -e: errors before the config's error_log takes over go to the file too.
-      const nginx = spawnDaemon(NGINX, ['-p', `${dir}/`, '-c', confFile, '-e', errorLog, '-g', 'daemon off;']);
+      const nginxArgs = [NGINX, '-p', `${dir}/`, '-c', confFile, '-e', errorLog, '-g', 'daemon off;'];
+      const command = [...(opts.wrapper ?? []), ...nginxArgs];
+      const nginx = spawnDaemon(command[0]!, command.slice(1), { env: opts.env });
+      // Without a wrapper nginx is our child; with one, any live pid written after binding.
+      const ownPid = (pid: string): boolean => (opts.wrapper ? /^\d+$/.test(pid) && fs.existsSync(`/proc/${pid}`) : pid === String(nginx.child.pid));
       const describe = async (): Promise<string> =>
         `config ${confFile}:\n${await readOr(confFile, '')}\nerror log:\n${await readOr(errorLog, '(none)')}\noutput:\n${nginx.output()}`;
       try {
         // nginx writes its pid file after binding: a connect before that could reach whoever else holds the port.
-        await waitReady(nginx, `nginx (${NGINX}, Debian package nginx)`, async () => (await readOr(pidFile, '')).trim() === String(nginx.child.pid) && (await accepts(port)), describe);
+        await waitReady(nginx, `nginx (${NGINX}, Debian package nginx)`, async () => ownPid((await readOr(pidFile, '')).trim()) && (await accepts(port)), describe, opts.readyTimeoutMs);
       } catch (err) {
         await nginx.stop();
         if (attempt < PORT_ATTEMPTS && (await readOr(errorLog, '')).includes('Address already in use')) continue;
@@ -268,6 +283,7 @@ export async function startNginxOrigin(opts: NginxOriginOptions): Promise<NginxO
       }
       return {
         port,
+        pid: Number((await readOr(pidFile, '')).trim()),
         sink,
         async accessLog(atLeast = 0) {
           const deadline = Date.now() + 2000;

@@ -1,0 +1,87 @@
+/**
+ * `aludel run`: starts a program with aludel-preload.so (native/preload.c) in
+ * LD_PRELOAD, so its own OpenSSL 3 switches kTLS on, with no proxy hop. Node
+ * cannot exec(2) in place, so the program is a child: signals the shell or
+ * init send to us are passed on, and we end as it ended (same exit status,
+ * same signal).
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { KtlsUnavailableError, PreloadMissingError } from '../errors.js';
+import { loadAddon } from '../native/binding.js';
+import { kernelProblem } from '../tls/offload.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+/** Built beside the addon by binding.gyp (dist/src/run -> ../../../build/Release). */
+export const PRELOAD_PATH = path.resolve(here, '../../../build/Release/aludel-preload.so');
+
+export type RunOffload = 'auto' | 'kernel';
+/** option: SSL_OP_ENABLE_KTLS (OpenSSL >= 3.0 does the rest); keys: native/preload-keys.c. */
+export type RunStrategy = 'option' | 'keys';
+
+/** Signals a supervisor or shell may send that the program should get (nginx: HUP reload, USR1 reopen, QUIT graceful, WINCH). */
+const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'];
+
+/**
+ * LD_PRELOAD with ours appended (an existing preload, a malloc or a sanitizer,
+ * keeps its place first) and the strategy for the preload.
+ */
+export function preloadEnv(env: NodeJS.ProcessEnv, strategy: RunStrategy = 'option', preload: string = PRELOAD_PATH): NodeJS.ProcessEnv {
+  const existing = (env.LD_PRELOAD ?? '').split(/[: ]+/).filter((p) => p.length > 0 && p !== preload);
+  const out: NodeJS.ProcessEnv = { ...env, LD_PRELOAD: [...existing, preload].join(':') };
+  if (strategy === 'keys') out.ALUDEL_PRELOAD_STRATEGY = 'keys';
+  else delete out.ALUDEL_PRELOAD_STRATEGY;
+  return out;
+}
+
+/** Why kTLS cannot work on this kernel, or null (the same live probe `aludel serve` makes). */
+export function runKernelProblem(): string | null {
+  const addon = loadAddon();
+  if (addon instanceof Error) return `native addon not available (${addon.message.split('\n')[0]}); run npm run build:native`;
+  return process.platform === 'linux' ? kernelProblem(addon) : `kernel TLS is Linux-only (this is ${process.platform})`;
+}
+
+/** Checks what --offload asks for; returns the warning to print (auto) or throws (kernel). */
+export function checkRunOffload(mode: RunOffload, problem: string | null = runKernelProblem()): string | null {
+  if (problem === null) return null;
+  if (mode === 'kernel') throw new KtlsUnavailableError(`--offload kernel: kTLS cannot work here: ${problem}. Fix that, or use --offload auto (the program then runs with its own userspace TLS).`);
+  return `kTLS cannot work here (${problem}); the program runs with its usual userspace TLS`;
+}
+
+/** Throws PreloadMissingError when the native build did not make the preload library. */
+export function checkPreload(file: string = PRELOAD_PATH): void {
+  if (!fs.existsSync(file)) throw new PreloadMissingError(file);
+}
+
+/** Starts the program and resolves with how it ended; signals to this process go to it meanwhile. */
+export function runProgram(program: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  const child = spawn(program, args, { stdio: 'inherit', env });
+  const forward = (signal: NodeJS.Signals): void => {
+    child.kill(signal);
+  };
+  for (const s of FORWARDED) process.on(s, forward);
+  return new Promise((resolve, reject) => {
+    child.once('error', (err) => {
+      for (const s of FORWARDED) process.off(s, forward);
+      reject(err);
+    });
+    child.once('exit', (code, signal) => {
+      for (const s of FORWARDED) process.off(s, forward);
+      resolve({ code, signal });
+    });
+  });
+}
+
+/** Ends this process as the child ended: its exit status, or death by its signal (so a shell sees the same). */
+export function endLike(result: { code: number | null; signal: NodeJS.Signals | null }): void {
+  if (result.signal) {
+    process.removeAllListeners(result.signal);
+    process.kill(process.pid, result.signal);
+    // Signals this process cannot die of by default (none of the forwarded set): 128 + number, as shells report.
+    process.exit(128 + (os.constants.signals[result.signal] ?? 0));
+  }
+  process.exit(result.code ?? 1);
+}

@@ -1,0 +1,240 @@
+/**
+ * `aludel run` and `aludel scan` on this machine, whose kernel has no kTLS:
+ * the preload loads into real programs, logs its one line, leaves their
+ * bytes intact and node's own TLS alone; exit statuses and signals come back;
+ * --offload kernel refuses; scan finds a real nginx with its port and OpenSSL.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import { hasKernelTls } from '../support/tls-stat.js';
+import { runCli } from '../support/aludel-process.js';
+import { curl } from '../support/clients.js';
+import { makeFixtures, sha256, type StandardFixtures } from '../support/fixtures.js';
+import { startNginxOrigin } from '../support/nginx-origin.js';
+import { aludelRun, preloadLog, startNodeHttps, startSServer } from '../support/run-origins.js';
+import { reapOnExit, run } from '../support/run-process.js';
+import { delay } from '../support/wait.js';
+import type { ScanReport } from '../../src/scan/scan.js';
+
+let fx: StandardFixtures;
+
+before(async () => {
+  fx = await makeFixtures();
+});
+
+after(() => fx?.cleanup());
+
+const LINE = /^aludel-preload: pid (\d+): SSL_OP_ENABLE_KTLS set on every SSL_CTX and SSL \(OpenSSL 3\.\d+\.\d+\S* .*, libssl\.so\.3\)$/;
+
+describe('aludel run -- openssl s_server -WWW', { timeout: 120_000 }, () => {
+  test('serves intact bytes over several connections; the preload logs exactly one line, with the server pid', async () => {
+    const log = preloadLog(fx.dir, 's_server');
+    const srv = await startSServer({ ...fx, wrapper: aludelRun(), env: { ALUDEL_PRELOAD_LOG: log.file } });
+    try {
+      for (const f of [fx.files.big, fx.files.mid, fx.files.one]) {
+        const r = await curl(['-k', `https://127.0.0.1:${srv.port}/${f.name}`]);
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(sha256(r.stdout), f.sha256, f.name);
+      }
+      const lines = log.lines();
+      assert.equal(lines.length, 1, `one line per process, not per context or connection: ${lines.join('\n')}`);
+      const m = LINE.exec(lines[0]!);
+      assert.ok(m, lines[0]);
+      const pid = Number(m[1]);
+      assert.notEqual(pid, srv.daemon.child.pid, 'logged by s_server, not by the aludel run wrapper');
+      const stat = await run('ps', ['-o', 'ppid=,comm=', '-p', String(pid)], { timeoutMs: 5000 });
+      assert.match(stat.stdout.toString().trim(), new RegExp(`^${srv.daemon.child.pid}\\s+openssl$`), 'the logging pid is the wrapper\'s openssl child');
+      // What aludel run itself says, before the program starts.
+      assert.match(srv.daemon.output(), /aludel run: starting openssl with \S+aludel-preload\.so in LD_PRELOAD/);
+      if (!hasKernelTls()) assert.match(srv.daemon.output(), /aludel run: warning: kTLS cannot work here \(.*CONFIG_TLS/);
+    } finally {
+      await srv.stop();
+    }
+  });
+
+  test('without ALUDEL_PRELOAD_LOG the line goes to the program\'s stderr', async () => {
+    const srv = await startSServer({ ...fx, wrapper: aludelRun() });
+    try {
+      const r = await curl(['-k', `https://127.0.0.1:${srv.port}/${fx.files.mid.name}`]);
+      assert.equal(sha256(r.stdout), fx.files.mid.sha256);
+      assert.equal(srv.daemon.output().split('\n').filter((l) => LINE.test(l)).length, 1, srv.daemon.output());
+    } finally {
+      await srv.stop();
+    }
+  });
+});
+
+describe('aludel run --strategy keys -- openssl s_server -WWW', { timeout: 120_000 }, () => {
+  test('TLS 1.2 and 1.3 clients get intact bytes; the preload says it runs the keys strategy', async () => {
+    const log = preloadLog(fx.dir, 'keys');
+    const srv = await startSServer({ ...fx, wrapper: aludelRun('--strategy', 'keys'), env: { ALUDEL_PRELOAD_LOG: log.file } });
+    try {
+      for (const tls of [['--tlsv1.2', '--tls-max', '1.2'], ['--tlsv1.3']]) {
+        for (const f of [fx.files.big, fx.files.mid]) {
+          const r = await curl(['-k', ...tls, `https://127.0.0.1:${srv.port}/${f.name}`]);
+          assert.equal(r.code, 0, r.stderr);
+          assert.equal(sha256(r.stdout), f.sha256, `${tls.join(' ')} ${f.name}`);
+        }
+      }
+      const lines = log.lines();
+      assert.equal(lines.length, 1, lines.join('\n'));
+      assert.match(lines[0]!, /^aludel-preload: pid \d+: keys strategy: TLS 1\.2 AES-GCM connections handed to kernel TLS after the handshake \(OpenSSL 3\./);
+      assert.match(srv.daemon.output(), /each TLS 1\.2 AES-GCM connection goes to kernel TLS after its handshake/);
+    } finally {
+      await srv.stop();
+    }
+  });
+
+  test('--strategy bogus is refused', async () => {
+    const r = await runCli(['run', '--strategy', 'bogus', '--', 'true']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /--strategy must be option or keys, not "bogus"/);
+  });
+});
+
+describe('aludel run leaves other programs alone', { timeout: 120_000 }, () => {
+  test('node:https (node\'s bundled OpenSSL) serves intact bytes with the preload mapped, and the preload does nothing', async () => {
+    const log = preloadLog(fx.dir, 'node');
+    const srv = await startNodeHttps({ file: fx.files.big.path, certFile: fx.certFile, keyFile: fx.keyFile, wrapper: aludelRun(), env: { ALUDEL_PRELOAD_LOG: log.file } });
+    try {
+      const r = await curl(['-k', '-D', '-', '-o', `${fx.outDir}/node.bin`, `https://127.0.0.1:${srv.port}/`]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout.toString(), /x-preloaded: true/i, 'the preload was in node\'s memory map');
+      assert.equal(sha256(fs.readFileSync(`${fx.outDir}/node.bin`)), fx.files.big.sha256);
+      assert.deepEqual(log.lines().filter((l) => /SSL_OP_ENABLE_KTLS set/.test(l)), [], 'never claims to have changed node');
+    } finally {
+      await srv.stop();
+    }
+  });
+
+  test('a program without TLS: output unchanged, no line', async () => {
+    const log = preloadLog(fx.dir, 'sh');
+    const r = await runCli(['run', '--', 'sh', '-c', 'echo "$LD_PRELOAD"; echo hello'], { ALUDEL_PRELOAD_LOG: log.file, LD_PRELOAD: '' });
+    assert.equal(r.code, 0, r.stderr);
+    const [preload, hello] = r.stdout.trim().split('\n');
+    assert.match(preload!, /^\S+\/aludel-preload\.so$/);
+    assert.equal(hello, 'hello');
+    assert.deepEqual(log.lines(), []);
+  });
+
+  test('an existing LD_PRELOAD keeps its place first', async () => {
+    const r = await runCli(['run', '--', 'sh', '-c', 'echo "$LD_PRELOAD"'], { LD_PRELOAD: '/lib/x86_64-linux-gnu/libc.so.6' });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout.trim(), /^\/lib\/x86_64-linux-gnu\/libc\.so\.6:\S+\/aludel-preload\.so$/);
+  });
+});
+
+describe('aludel run: how the program ended, and refusals', { timeout: 60_000 }, () => {
+  test('exit status passes through', async () => {
+    const r = await runCli(['run', '--', 'sh', '-c', 'exit 7']);
+    assert.equal(r.code, 7);
+  });
+
+  test('death by signal passes through', async () => {
+    const r = await runCli(['run', '--', 'sh', '-c', 'kill -TERM $$']);
+    assert.equal(r.signal, 'SIGTERM');
+  });
+
+  test('SIGTERM to aludel run reaches the program', async () => {
+    const child = spawn(process.execPath, [...aludelRun().slice(1), 'sh', '-c', 'trap "echo got-term; exit 3" TERM; echo ready; while :; do sleep 0.1; done'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    for (let i = 0; i < 200 && !out.includes('ready'); i++) await delay(25);
+    assert.ok(out.includes('ready'), 'program started');
+    child.kill('SIGTERM');
+    const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+    assert.match(out, /got-term/);
+    assert.equal(code, 3);
+  });
+
+  test('a missing program: 127 and a clear message', async () => {
+    const r = await runCli(['run', '--', 'no-such-program-aludel']);
+    assert.equal(r.code, 127);
+    assert.match(r.stderr, /no-such-program-aludel: command not found/);
+  });
+
+  test('--offload bogus is refused', async () => {
+    const r = await runCli(['run', '--offload', 'bogus', '--', 'true']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /--offload must be auto or kernel, not "bogus"/);
+  });
+
+  test(hasKernelTls() ? '--offload kernel runs the program (kernel has TLS)' : '--offload kernel refuses to start without kernel TLS, saying what to do', async () => {
+    const r = await runCli(['run', '--offload', 'kernel', '--', 'sh', '-c', 'echo started']);
+    if (hasKernelTls()) {
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout.trim(), 'started');
+    } else {
+      assert.equal(r.code, 2);
+      assert.equal(r.stdout, '', 'the program never started');
+      assert.match(r.stderr, /--offload kernel: kTLS cannot work here: .*(CONFIG_TLS|modprobe tls).*--offload auto/);
+    }
+  });
+});
+
+async function scan(): Promise<ScanReport> {
+  const r = await runCli(['scan', '--json'], undefined, 60_000);
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout) as ScanReport;
+}
+
+describe('aludel scan', { timeout: 120_000 }, () => {
+  const tls = { certFile: '', keyFile: '', protocols: 'TLSv1.2 TLSv1.3', ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256' };
+
+  test('lists a TLS nginx with its port, its OpenSSL, its open connection, and recommends run', async () => {
+    const nginx = await startNginxOrigin({ root: fx.root, tls: { ...tls, certFile: fx.certFile, keyFile: fx.keyFile } });
+    // A slow download keeps one TLS connection established while scan looks.
+    const slow = reapOnExit(spawn('curl', ['-sk', '-o', '/dev/null', `https://127.0.0.1:${nginx.port}/slow/${fx.files.big.name}`], { stdio: 'ignore' }));
+    try {
+      await delay(500);
+      const report = await scan();
+      const p = report.processes.find((x) => x.pid === nginx.pid);
+      assert.ok(p, `nginx pid ${nginx.pid} listed: ${report.processes.map((x) => `${x.pid} ${x.command}`).join(', ')}`);
+      assert.equal(p.command, 'nginx');
+      assert.deepEqual(p.listening, [{ address: '127.0.0.1', port: nginx.port }]);
+      assert.match(p.openssl?.libssl ?? '', /libssl\.so\.3$/);
+      assert.match(p.openssl?.version ?? '', /^3\.\d+\.\d+/);
+      assert.equal(p.underRun, false);
+      assert.ok(p.established >= 1, 'the slow download is seen');
+      assert.equal(report.netAdmin, process.getuid?.() === 0);
+      if (report.netAdmin) assert.equal(p.ktls, 'no', 'plain nginx: no kernel TLS');
+      assert.equal(p.recommendation.action, 'run');
+      const table = await runCli(['scan'], undefined, 60_000);
+      const row = table.stdout.split('\n').find((l) => l.startsWith(`${nginx.pid} `));
+      assert.ok(row, table.stdout);
+      assert.match(row, new RegExp(`nginx\\s+3\\.\\d+\\.\\d+\\S*\\s+127\\.0\\.0\\.1:${nginx.port}\\s+${report.netAdmin ? 'no' : 'unknown'}\\s+run\\s`));
+    } finally {
+      slow.kill('SIGKILL');
+      await nginx.stop();
+    }
+  });
+
+  test('an nginx under aludel run is marked so', async () => {
+    const nginx = await startNginxOrigin({ root: fx.root, tls: { ...tls, certFile: fx.certFile, keyFile: fx.keyFile }, wrapper: aludelRun() });
+    try {
+      const p = (await scan()).processes.find((x) => x.pid === nginx.pid);
+      assert.ok(p);
+      assert.equal(p.underRun, true);
+      assert.equal(p.ktls, 'idle', 'no connection open');
+    } finally {
+      await nginx.stop();
+    }
+  });
+
+  test('node (OpenSSL linked in) listening: TLS library not visible, proxy', async () => {
+    const srv = await startNodeHttps({ file: fx.files.one.path, certFile: fx.certFile, keyFile: fx.keyFile });
+    try {
+      const p = (await scan()).processes.find((x) => x.pid === srv.daemon.child.pid);
+      assert.ok(p);
+      assert.equal(p.openssl, null);
+      assert.equal(p.recommendation.action, 'proxy');
+      assert.match(p.recommendation.reason, /TLS library not visible/);
+      const table = await runCli(['scan'], undefined, 60_000);
+      assert.match(table.stdout.split('\n').find((l) => l.startsWith(`${srv.daemon.child.pid} `)) ?? '', /TLS library not visible/);
+    } finally {
+      await srv.stop();
+    }
+  });
+});
