@@ -36,7 +36,7 @@ if [ -r /proc/net/tls_stat ]; then
   count
 elif [ -x "$vm" ] && command -v qemu-system-x86_64 >/dev/null && ls /boot/vmlinuz-* >/dev/null 2>&1; then
   echo "no kTLS in this kernel ($(uname -r)): running inside $vm"
-  "$vm" -m 4096 -t 3600 -- "${ktls_cmd[@]}" 2>&1 | tee "$out"; [ "${PIPESTATUS[0]}" = 0 ] || status=1
+  "$vm" -m 4096 -t 5400 -- "${ktls_cmd[@]}" 2>&1 | tee "$out"; [ "${PIPESTATUS[0]}" = 0 ] || status=1
   count
 else
   echo "kTLS tests NOT RUN: no /proc/net/tls_stat here and no VM runner ($vm needs: apt-get install -y qemu-system-x86 linux-image-amd64 busybox-static)"
