@@ -103,21 +103,28 @@ static napi_value ulp_object(napi_env env, struct inet_diag_msg *m, struct nlmsg
   return result;
 }
 
+typedef struct {
+  struct nlmsghdr nlh;
+  struct inet_diag_req_v2 r;
+} diag_req;
+
+/* A sock_diag request for TCP sockets in any state, asking for INET_DIAG_INFO (the ULP info rides with it). */
+static void diag_req_init(diag_req *req, uint16_t flags) {
+  memset(req, 0, sizeof *req);
+  req->nlh.nlmsg_len = sizeof *req;
+  req->nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  req->nlh.nlmsg_flags = flags;
+  req->r.sdiag_protocol = IPPROTO_TCP;
+  req->r.idiag_states = ~0U;
+  req->r.idiag_ext = 1 << (INET_DIAG_INFO - 1);
+}
+
 static napi_value tls_ulp_info(napi_env env, napi_callback_info info) {
   napi_value argv[1], result;
   int32_t fd;
   if (!aludel_args(env, info, 1, argv) || !aludel_arg_int32(env, argv[0], &fd)) return NULL;
-  struct {
-    struct nlmsghdr nlh;
-    struct inet_diag_req_v2 r;
-  } req;
-  memset(&req, 0, sizeof req);
-  req.nlh.nlmsg_len = sizeof req;
-  req.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-  req.nlh.nlmsg_flags = NLM_F_REQUEST;
-  req.r.sdiag_protocol = IPPROTO_TCP;
-  req.r.idiag_states = ~0U;
-  req.r.idiag_ext = 1 << (INET_DIAG_INFO - 1); /* the ULP info rides with INET_DIAG_INFO */
+  diag_req req;
+  diag_req_init(&req, NLM_F_REQUEST);
   if (fill_id(fd, &req.r) != 0) return aludel_throw_errno(env, errno, "getsockname");
   int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
   if (nl < 0) return aludel_throw_errno(env, errno, "socket(NETLINK_SOCK_DIAG)");
@@ -153,18 +160,9 @@ static napi_value tcp_ulp_dump(napi_env env, napi_callback_info info) {
   napi_value argv[1], list;
   int32_t family;
   if (!aludel_args(env, info, 1, argv) || !aludel_arg_int32(env, argv[0], &family)) return NULL;
-  struct {
-    struct nlmsghdr nlh;
-    struct inet_diag_req_v2 r;
-  } req;
-  memset(&req, 0, sizeof req);
-  req.nlh.nlmsg_len = sizeof req;
-  req.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-  req.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  diag_req req;
+  diag_req_init(&req, NLM_F_REQUEST | NLM_F_DUMP);
   req.r.sdiag_family = (uint8_t)family;
-  req.r.sdiag_protocol = IPPROTO_TCP;
-  req.r.idiag_states = ~0U;
-  req.r.idiag_ext = 1 << (INET_DIAG_INFO - 1);
   int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
   if (nl < 0) return aludel_throw_errno(env, errno, "socket(NETLINK_SOCK_DIAG)");
   if (send(nl, &req, sizeof req, 0) != (ssize_t)sizeof req) {
