@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { runPhase, type PhaseResult } from './phase.js';
-import { headlineRatios, ratiosTable, reportHtml, toCsv, writeCharts, type Results } from './report.js';
+import { fmt, headlineRatios, ratiosTable, reportHtml, toCsv, writeCharts, type Results } from './report.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const PROGRESS = 'ALUDEL_BENCH_PROGRESS ';
@@ -27,6 +27,7 @@ interface Options {
   phase?: 'native' | 'vm';
   emulated: boolean;
   out?: string;
+  updateDocs: boolean;
 }
 
 function bar(label: string): { update(done: number, total: number, what: string): void; stop(): void } {
@@ -68,6 +69,30 @@ async function runInVm(o: Options, outFile: string, commit: string): Promise<Pha
   return JSON.parse(await fs.promises.readFile(outFile, 'utf8')) as PhaseResult;
 }
 
+const DOCS_BEGIN = '<!-- bench:generated (npm run bench -- --update-docs rewrites this part) -->';
+const DOCS_END = '<!-- /bench:generated -->';
+
+/** docs/benchmarks.md keeps its prose; the part between the markers is this run's command, environment, ratios and charts. */
+async function updateDocs(res: Results, chartDir: string, charts: string[]): Promise<void> {
+  const docDir = path.join(REPO, 'docs', 'benchmarks');
+  await fs.promises.rm(docDir, { recursive: true, force: true });
+  await fs.promises.mkdir(docDir, { recursive: true });
+  for (const c of charts) await fs.promises.copyFile(path.join(chartDir, c), path.join(docDir, c));
+  const env = res.phases
+    .map((p) => {
+      const e = p.environment;
+      return `- ${p.points[0]?.phase}: commit ${e.commit}, kernel ${e.kernel}, ${e.openssl}, ${e.nginx}, CPU ${e.cpuModel} x${e.cpus}, emulated: ${e.emulated ? `**yes** (${e.emulatedReason})` : 'no'}, load average ${e.loadAverageBefore.map((x) => x.toFixed(2)).join(' ')} before / ${(e.loadAverageAfter ?? []).map((x) => x.toFixed(2)).join(' ')} after, ${e.network}, power: ${e.rapl}, crypto floor ${fmt(p.cryptoFloorCpuPerGB)} CPU-s/GB (${e.date})`;
+    })
+    .join('\n');
+  const block = [DOCS_BEGIN, '', `Made by \`${res.command}\` (${res.mode} mode).`, '', env, '', ratiosTable(res.ratios), '', ...charts.map((c) => `![${c}](benchmarks/${c})\n`), DOCS_END].join('\n');
+  const file = path.join(REPO, 'docs', 'benchmarks.md');
+  const text = await fs.promises.readFile(file, 'utf8');
+  const a = text.indexOf(DOCS_BEGIN);
+  const b = text.indexOf(DOCS_END);
+  if (a < 0 || b < a) throw new Error(`${file} has no ${DOCS_BEGIN} ... ${DOCS_END} block to rewrite`);
+  await fs.promises.writeFile(file, text.slice(0, a) + block + text.slice(b + DOCS_END.length));
+}
+
 async function main(): Promise<void> {
   const o = new Command()
     .name('npm run bench --')
@@ -76,6 +101,7 @@ async function main(): Promise<void> {
     .option('--no-kernel', 'skip the kernel phase (kTLS VM or native kTLS)')
     .option('--loopback', 'client on loopback instead of its own network namespace + veth', false)
     .option('--pin', 'pin the servers to CPU 0 and the client to CPU 1 (taskset)', false)
+    .option('--update-docs', 'copy the charts to docs/benchmarks/ and rewrite the generated part of docs/benchmarks.md', false)
     .option('--phase <where>', '(internal) run one phase and write it to --out')
     .option('--emulated', '(internal) the phase runs on an emulated CPU', false)
     .option('--out <file>', '(internal) where --phase writes its result')
@@ -119,6 +145,7 @@ async function main(): Promise<void> {
   const latest = path.join(REPO, 'bench', 'results', 'latest');
   await fs.promises.rm(latest, { recursive: true, force: true });
   await fs.promises.cp(outDir, latest, { recursive: true });
+  if (o.updateDocs) await updateDocs(results, path.join(outDir, 'charts'), charts);
   const fell = points.filter((p) => p.ktls === 'FELL BACK').length;
   console.log(`\n${ratiosTable(results.ratios)}\n\n${fell ? `WARNING: ${fell} kernel-mode point(s) fell back to userspace (no tls_stat rise)\n` : ''}report: ${path.relative(process.cwd(), path.join(outDir, 'report.html'))} (copied to bench/results/latest/)`);
 }

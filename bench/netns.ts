@@ -6,6 +6,7 @@
  * the results say so.
  */
 import { execFile } from 'node:child_process';
+import fs from 'node:fs';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
@@ -18,6 +19,12 @@ export interface ClientNet {
   serverAddress: string;
   /** Prefix for client commands: ['ip', 'netns', 'exec', name] or []. */
   prefix: string[];
+  /**
+   * Bytes the servers sent to / received from the client so far, from the
+   * server-side veth's counters (TLS records plus TCP/IP headers); null on
+   * loopback, where the origin's traffic would count too.
+   */
+  wireBytes(): { tx: number; rx: number } | null;
   close(): Promise<void>;
 }
 
@@ -29,7 +36,7 @@ async function ip(...args: string[]): Promise<void> {
 }
 
 export async function setUpClientNet(wanted: boolean): Promise<ClientNet> {
-  const loopback = (note: string): ClientNet => ({ kind: 'loopback', note, serverAddress: '127.0.0.1', prefix: [], close: async () => {} });
+  const loopback = (note: string): ClientNet => ({ kind: 'loopback', note, serverAddress: '127.0.0.1', prefix: [], wireBytes: () => null, close: async () => {} });
   if (!wanted) return loopback('loopback (--loopback given)');
   // Names carry the pid so that two runs never collide; interface names are at most 15 bytes.
   const ns = `aludel-bench-${process.pid}`;
@@ -54,6 +61,10 @@ export async function setUpClientNet(wanted: boolean): Promise<ClientNet> {
     note: `client in network namespace ${ns}, veth ${hostIf} <-> ${clientIf}, ${SERVER_ADDR} <- ${CLIENT_ADDR}`,
     serverAddress: SERVER_ADDR,
     prefix: ['ip', 'netns', 'exec', ns],
+    wireBytes() {
+      const read = (what: string): number => Number(fs.readFileSync(`/sys/class/net/${hostIf}/statistics/${what}`, 'utf8'));
+      return { tx: read('tx_bytes'), rx: read('rx_bytes') };
+    },
     async close() {
       // Deleting one end of a veth pair deletes both.
       await run('ip', ['link', 'del', hostIf]).catch(() => {});

@@ -25,7 +25,7 @@ export interface Ratio {
 }
 
 const CSV_COLUMNS: Array<keyof Point> = [
-  'phase', 'emulated', 'test', 'scenario', 'front', 'offload', 'connections', 'fileBytes', 'recordBytes', 'durationS', 'requests', 'bytes', 'errors',
+  'phase', 'emulated', 'test', 'scenario', 'front', 'offload', 'connections', 'fileBytes', 'recordBytes', 'durationS', 'requests', 'bytes', 'bytesSource', 'clientBytes', 'errors',
   'requestsPerSec', 'bytesPerSec', 'cpuFrontS', 'cpuOriginS', 'cpuS', 'cpuPerGB', 'cpuPerRequestMs', 'cpuPerRecordUs', 'floorRatio', 'energyJ', 'ktls',
 ];
 

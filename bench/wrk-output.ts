@@ -31,7 +31,8 @@ export interface WrkResult {
   errors: number;
   requestsPerSec: number;
   bytesPerSec: number;
-  latencyMs: { mean: number; p50: number; p75: number; p90: number; p99: number; max: number };
+  /** null when no request completed within the run (64 connections on a 10 MiB file in a short point): wrk then has no latencies. */
+  latencyMs: { mean: number; p50: number; p75: number; p90: number; p99: number; max: number } | null;
 }
 
 interface RawWrk {
@@ -58,7 +59,7 @@ export function parseWrkOutput(stdout: string): WrkResult {
     errors: e.connect + e.read + e.write + e.status + e.timeout,
     requestsPerSec: raw.requests / durationS,
     bytesPerSec: raw.bytes / durationS,
-    latencyMs: {
+    latencyMs: raw.requests === 0 ? null : {
       mean: ms(raw.latencyUs.mean),
       p50: ms(raw.latencyUs.p50),
       p75: ms(raw.latencyUs.p75),

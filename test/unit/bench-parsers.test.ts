@@ -53,6 +53,13 @@ describe('bench: wrk result line', () => {
     assert.deepEqual(r.latencyMs, { mean: 1.5005, p50: 1.2, p75: 1.8, p90: 2.5, p99: 9, max: 12 });
   });
 
+  test('no completed request: bytes still count, latencies are absent rather than zero', () => {
+    const r = parseWrkOutput(`${WRK_MARKER}{"durationUs":2000000,"requests":0,"bytes":300000000,"errors":{"connect":0,"read":0,"write":0,"status":0,"timeout":0},"latencyUs":{"mean":0,"p50":0,"p75":0,"p90":0,"p99":0,"max":0}}\n`);
+    assert.equal(r.bytesPerSec, 150000000);
+    assert.equal(r.requestsPerSec, 0);
+    assert.equal(r.latencyMs, null);
+  });
+
   test('no result line (wrk could not connect) is an error carrying the output', () => {
     assert.throws(() => parseWrkOutput('unable to connect to 10.0.0.1:1 Connection refused\n'), /Connection refused/);
   });
