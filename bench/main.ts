@@ -1,0 +1,156 @@
+/**
+ * `npm run bench` (quick, under 10 minutes) and `npm run bench -- --full`:
+ * the native phase (userspace TLS: this machine's kernel has no kTLS), then
+ * the kernel phase inside ../shared/ktls-vm/run-in-vm (userspace and kernel
+ * side by side, emulated CPU) or natively where /proc/net/tls_stat exists,
+ * then one report in bench/results/<timestamp>/ and a copy in bench/results/latest/.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command } from 'commander';
+import cliProgress from 'cli-progress';
+import { runPhase, type PhaseResult } from './phase.js';
+import { fmt, headlineRatios, ratiosTable, reportHtml, toCsv, writeCharts, type Results } from './report.js';
+
+const REPO = fileURLToPath(new URL('../..', import.meta.url));
+const PROGRESS = 'ALUDEL_BENCH_PROGRESS ';
+const VM = path.join(REPO, '..', 'shared', 'ktls-vm', 'run-in-vm');
+
+interface Options {
+  full: boolean;
+  native: boolean;
+  kernel: boolean;
+  loopback: boolean;
+  pin: boolean;
+  phase?: 'native' | 'vm';
+  emulated: boolean;
+  out?: string;
+  updateDocs: boolean;
+}
+
+function bar(label: string): { update(done: number, total: number, what: string): void; stop(): void } {
+  const b = new cliProgress.SingleBar({ format: `${label} [{bar}] {value}/{total} {what}`, hideCursor: true, noTTYOutput: true, notTTYSchedule: 10_000 }, cliProgress.Presets.shades_classic);
+  let started = false;
+  return {
+    update(done, total, what) {
+      if (!started) b.start(total, done, { what });
+      started = true;
+      b.setTotal(total);
+      b.update(done, { what });
+    },
+    stop: () => started && b.stop(),
+  };
+}
+
+/** Runs the kernel phase in the VM: this same program with --phase vm, its progress lines fed to our bar. */
+async function runInVm(o: Options, outFile: string, commit: string): Promise<PhaseResult> {
+  const args = ['-m', '4096', '-t', o.full ? '7200' : '1200', '-e', `ALUDEL_BENCH_COMMIT=${commit}`, '--', process.execPath, fileURLToPath(import.meta.url), '--phase', 'vm', '--emulated', '--out', outFile, ...(o.full ? ['--full'] : []), ...(o.loopback ? ['--loopback'] : []), ...(o.pin ? ['--pin'] : [])];
+  const b = bar('kTLS VM');
+  const child = spawn(VM, args, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  let partial = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    partial += d;
+    let nl: number;
+    while ((nl = partial.indexOf('\n')) >= 0) {
+      const line = partial.slice(0, nl);
+      partial = partial.slice(nl + 1);
+      const m = line.startsWith(PROGRESS) ? /^(\d+) (\d+) (.*)$/.exec(line.slice(PROGRESS.length)) : null;
+      if (m) b.update(Number(m[1]), Number(m[2]), m[3]!);
+      else log += `${line}\n`;
+    }
+  });
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (log += d));
+  const code = await new Promise<number | null>((r) => child.once('exit', r));
+  b.stop();
+  if (code !== 0) throw new Error(`the kTLS VM phase failed (exit ${code}):\n${log}`);
+  return JSON.parse(await fs.promises.readFile(outFile, 'utf8')) as PhaseResult;
+}
+
+const DOCS_BEGIN = '<!-- bench:generated (npm run bench -- --update-docs rewrites this part) -->';
+const DOCS_END = '<!-- /bench:generated -->';
+
+/** docs/benchmarks.md keeps its prose; the part between the markers is this run's command, environment, ratios and charts. */
+async function updateDocs(res: Results, chartDir: string, charts: string[]): Promise<void> {
+  const docDir = path.join(REPO, 'docs', 'benchmarks');
+  await fs.promises.rm(docDir, { recursive: true, force: true });
+  await fs.promises.mkdir(docDir, { recursive: true });
+  for (const c of charts) await fs.promises.copyFile(path.join(chartDir, c), path.join(docDir, c));
+  const env = res.phases
+    .map((p) => {
+      const e = p.environment;
+      return `- ${p.points[0]?.phase}: commit ${e.commit}, kernel ${e.kernel}, ${e.openssl}, ${e.nginx}, CPU ${e.cpuModel} x${e.cpus}, emulated: ${e.emulated ? `**yes** (${e.emulatedReason})` : 'no'}, load average ${e.loadAverageBefore.map((x) => x.toFixed(2)).join(' ')} before / ${(e.loadAverageAfter ?? []).map((x) => x.toFixed(2)).join(' ')} after, ${e.network}, power: ${e.rapl}, crypto floor ${fmt(p.cryptoFloorCpuPerGB)} CPU-s/GB (${e.date})`;
+    })
+    .join('\n');
+  const block = [DOCS_BEGIN, '', `Made by \`${res.command}\` (${res.mode} mode).`, '', env, '', ratiosTable(res.ratios), '', ...charts.map((c) => `![${c}](benchmarks/${c})\n`), DOCS_END].join('\n');
+  const file = path.join(REPO, 'docs', 'benchmarks.md');
+  const text = await fs.promises.readFile(file, 'utf8');
+  const a = text.indexOf(DOCS_BEGIN);
+  const b = text.indexOf(DOCS_END);
+  if (a < 0 || b < a) throw new Error(`${file} has no ${DOCS_BEGIN} ... ${DOCS_END} block to rewrite`);
+  await fs.promises.writeFile(file, text.slice(0, a) + block + text.slice(b + DOCS_END.length));
+}
+
+async function main(): Promise<void> {
+  const o = new Command()
+    .name('npm run bench --')
+    .option('--full', 'the full matrix (10 s points, 3 rounds, all sizes) instead of the quick mode', false)
+    .option('--no-native', 'skip the native (userspace) phase')
+    .option('--no-kernel', 'skip the kernel phase (kTLS VM or native kTLS)')
+    .option('--loopback', 'client on loopback instead of its own network namespace + veth', false)
+    .option('--pin', 'pin the servers to CPU 0 and the client to CPU 1 (taskset)', false)
+    .option('--update-docs', 'copy the charts to docs/benchmarks/ and rewrite the generated part of docs/benchmarks.md', false)
+    .option('--phase <where>', '(internal) run one phase and write it to --out')
+    .option('--emulated', '(internal) the phase runs on an emulated CPU', false)
+    .option('--out <file>', '(internal) where --phase writes its result')
+    .parse()
+    .opts<Options>();
+
+  if (o.phase) {
+    // Inner phase (in the VM): progress as lines for the outer bar.
+    const result = await runPhase({ phase: o.phase, full: o.full, offloads: ['userspace', 'kernel'], emulated: o.emulated, loopback: o.loopback, pin: o.pin, progress: (d, t, l) => console.log(`${PROGRESS}${d} ${t} ${l}`) });
+    await fs.promises.writeFile(o.out!, JSON.stringify(result));
+    return;
+  }
+
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const outDir = path.join(REPO, 'bench', 'results', stamp);
+  await fs.promises.mkdir(outDir, { recursive: true });
+  const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: REPO, encoding: 'utf8' }).trim() + (execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: REPO, encoding: 'utf8' }).trim() ? '+dirty' : '');
+  process.env.ALUDEL_BENCH_COMMIT = commit;
+  const phases: PhaseResult[] = [];
+  const nativeKtls = fs.existsSync('/proc/net/tls_stat');
+  if (o.native) {
+    const b = bar('native');
+    try {
+      // With native kTLS both offloads run here and the VM is not needed.
+      phases.push(await runPhase({ phase: 'native', full: o.full, offloads: nativeKtls && o.kernel ? ['userspace', 'kernel'] : ['userspace'], emulated: false, loopback: o.loopback, pin: o.pin, progress: (d, t, l) => b.update(d, t, l) }));
+    } finally {
+      b.stop();
+    }
+  }
+  if (o.kernel && !nativeKtls) phases.push(await runInVm(o, path.join(outDir, 'vm-phase.json'), commit));
+
+  const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
+  const results: Results = { command, mode: o.full ? 'full' : 'quick', phases, ratios: phases.flatMap(headlineRatios) };
+  const points = phases.flatMap((p) => p.points);
+  await fs.promises.writeFile(path.join(outDir, 'results.json'), JSON.stringify(results, null, 1));
+  await fs.promises.writeFile(path.join(outDir, 'results.csv'), toCsv(points));
+  await fs.promises.rm(path.join(outDir, 'vm-phase.json'), { force: true });
+  const charts = await writeCharts(path.join(outDir, 'charts'), points);
+  await fs.promises.writeFile(path.join(outDir, 'report.html'), reportHtml(results, charts));
+  await fs.promises.writeFile(path.join(outDir, 'ratios.md'), `${ratiosTable(results.ratios)}\n`);
+  const latest = path.join(REPO, 'bench', 'results', 'latest');
+  await fs.promises.rm(latest, { recursive: true, force: true });
+  await fs.promises.cp(outDir, latest, { recursive: true });
+  if (o.updateDocs) await updateDocs(results, path.join(outDir, 'charts'), charts);
+  const fell = points.filter((p) => p.ktls === 'FELL BACK').length;
+  console.log(`\n${ratiosTable(results.ratios)}\n\n${fell ? `WARNING: ${fell} kernel-mode point(s) fell back to userspace (no tls_stat rise)\n` : ''}report: ${path.relative(process.cwd(), path.join(outDir, 'report.html'))} (copied to bench/results/latest/)`);
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof Error ? err.message : err);
+  process.exitCode = 1;
+});

@@ -1,0 +1,361 @@
+/**
+ * One phase of the benchmark: every scenario started first, then measured
+ * point by point in turns (A, B, C, A, B, C...) so the machine's drift
+ * (ktls-notes.md: up to 2x within minutes) spreads over all of them alike.
+ * A phase runs natively (userspace offload) or inside the kTLS VM (both).
+ */
+import { execFile } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { readKernelTlsStat } from '../src/metrics/kernel-tls-stat.js';
+import { measureCryptoFloor } from './crypto-floor.js';
+import { energyJoules, readEnergy } from './energy.js';
+import { describeEnvironment, type Environment } from './environment.js';
+import { setUpClientNet, type ClientNet } from './netns.js';
+import { clockTicksPerSecond, cpuSeconds } from './proc-cpu.js';
+import { counterDelta, cpuPerGB, floorCpuPerGB, ktlsProven, median, ratio } from './ratios.js';
+import { startAludel, startNginx, startOpensslSink, TLS12_CIPHER, type Offload, type Server, type Tls } from './servers.js';
+import { parseWrkOutput, WRK_SCRIPT, type WrkResult } from './wrk-output.js';
+
+const run = promisify(execFile);
+
+/** The front ends compared, all serving the same files. */
+export const FRONTS = {
+  'nginx-direct': 'nginx serving the files itself (the legacy baseline)',
+  'aludel-proxy': 'aludel proxy -> nginx origin',
+  'aludel-cache': 'aludel proxy --cache -> nginx origin',
+  'nginx-proxy': 'nginx proxy_pass -> nginx origin',
+  'nginx-cache': 'nginx proxy_cache -> nginx origin',
+} as const;
+export type Front = keyof typeof FRONTS;
+
+export type Test = 'load' | 'download' | 'file-size' | 'record-tx' | 'record-rx';
+
+export interface Point {
+  phase: 'native' | 'vm';
+  emulated: boolean;
+  test: Test;
+  /** e.g. "aludel-cache/kernel" */
+  scenario: string;
+  front: Front | 'openssl-s_server';
+  offload: Offload;
+  connections: number;
+  fileBytes: number;
+  recordBytes: number | null;
+  durationS: number;
+  requests: number;
+  /**
+   * Bytes served in the point: the veth's count (wire bytes: TLS records and
+   * TCP/IP headers, server to client, or client to server for record-rx)
+   * when the client has its own namespace, else what the client counted.
+   * wrk counts a response's bytes only once it is complete, so a short point
+   * of 64 connections on a 10 MiB file can show no bytes at all there.
+   */
+  bytes: number;
+  bytesSource: 'veth' | 'client';
+  /** What the client itself counted (wrk: completed responses only). */
+  clientBytes: number;
+  errors: number;
+  requestsPerSec: number;
+  bytesPerSec: number;
+  latencyMs: WrkResult['latencyMs'];
+  /** utime+stime of the front end / of the origin (proxy and cache scenarios) during the point. */
+  cpuFrontS: number;
+  cpuOriginS: number;
+  cpuS: number;
+  cpuPerGB: number | null;
+  cpuPerRequestMs: number | null;
+  cpuPerRecordUs: number | null;
+  /** cpuPerGB / the phase's crypto floor. */
+  floorRatio: number | null;
+  energyJ: number | null;
+  tlsStatDelta: Record<string, number> | null;
+  /** 'proven' (TlsTxSw/RxSw rose), 'FELL BACK' (a kernel point that did not), 'userspace', or 'no tls_stat'. */
+  ktls: 'proven' | 'FELL BACK' | 'userspace' | 'no tls_stat';
+}
+
+export interface PhaseResult {
+  environment: Environment;
+  /** openssl speed aes-128-gcm, 16 KiB, bytes/s: probes before and after. */
+  cryptoFloorBytesPerSec: number[];
+  cryptoFloorCpuPerGB: number;
+  points: Point[];
+}
+
+export interface PhaseOptions {
+  phase: 'native' | 'vm';
+  full: boolean;
+  offloads: Offload[];
+  emulated: boolean;
+  loopback: boolean;
+  pin: boolean;
+  progress(done: number, total: number, label: string): void;
+}
+
+const MiB = 1024 * 1024;
+
+interface Plan {
+  loadSeconds: number;
+  connections: number[];
+  downloadFileBytes: number;
+  downloads: number;
+  fileSizes: number[];
+  fileSizeSeconds: number;
+  recordSizes: number[];
+  recordSeconds: number;
+  rxBytes: number;
+  rounds: number;
+}
+
+function plan(o: PhaseOptions): Plan {
+  // The VM's AES is ~95x slower (emulated): fewer bytes, same shape.
+  const vm = o.emulated;
+  if (o.full) {
+    return {
+      loadSeconds: 10,
+      connections: [1, 8, 16, 64],
+      downloadFileBytes: vm ? 64 * MiB : 512 * MiB,
+      downloads: vm ? 2 : 4,
+      fileSizes: [4096, 16384, 65536, 262144, MiB],
+      fileSizeSeconds: 10,
+      recordSizes: [1024, 2048, 4096, 8192, 16384],
+      recordSeconds: 10,
+      rxBytes: vm ? 64 * MiB : 1024 * MiB,
+      rounds: 3,
+    };
+  }
+  // Quick: the whole run (native, then the VM with twice the scenarios) under 10 minutes.
+  return {
+    loadSeconds: vm ? 2 : 3,
+    connections: [1, 8, 16, 64],
+    downloadFileBytes: vm ? 16 * MiB : 128 * MiB,
+    downloads: 2,
+    fileSizes: vm ? [4096, MiB] : [4096, 65536, MiB],
+    fileSizeSeconds: vm ? 1 : 2,
+    recordSizes: [1024, 4096, 16384],
+    recordSeconds: 1,
+    rxBytes: vm ? 8 * MiB : 256 * MiB,
+    rounds: 1,
+  };
+}
+
+async function makeFiles(root: string, p: Plan): Promise<void> {
+  await fs.promises.mkdir(root, { recursive: true });
+  // Random bytes: nothing on the path compresses, and all scenarios read the same files.
+  const write = async (name: string, size: number): Promise<void> => {
+    const fh = await fs.promises.open(path.join(root, name), 'w');
+    const block = crypto.randomBytes(MiB);
+    for (let done = 0; done < size; done += MiB) await fh.write(block, 0, Math.min(MiB, size - done));
+    await fh.close();
+  };
+  await write('load.bin', 10 * MiB);
+  await write('download.bin', p.downloadFileBytes);
+  for (const s of p.fileSizes) await write(`size-${s}.bin`, s);
+}
+
+async function makeCert(dir: string): Promise<Tls> {
+  const certFile = path.join(dir, 'cert.pem');
+  const keyFile = path.join(dir, 'key.pem');
+  await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=localhost', '-keyout', keyFile, '-out', certFile]);
+  return { certFile, keyFile };
+}
+
+interface Scenario {
+  name: string;
+  front: Front;
+  offload: Offload;
+  server: Server;
+  origin: Server | null;
+}
+
+export async function runPhase(o: PhaseOptions): Promise<PhaseResult> {
+  const p = plan(o);
+  const work = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'aludel-bench-'));
+  const stops: Array<() => Promise<void>> = [];
+  const net = await setUpClientNet(!o.loopback);
+  stops.push(() => net.close());
+  const raplProbe = readEnergy();
+  const env = describeEnvironment(o.emulated, net.note, raplProbe ? `RAPL zones ${[...raplProbe.zones.keys()].join(', ')}` : 'unavailable (no readable /sys/class/powercap/intel-rapl:N/energy_uj)', o.pin);
+  const hz = clockTicksPerSecond();
+  const points: Point[] = [];
+  try {
+    const root = path.join(work, 'www');
+    await makeFiles(root, p);
+    const tls = await makeCert(work);
+    const floors = [await measureCryptoFloor(1)];
+
+    const origin = await startNginx('origin', { dir: path.join(work, 'origin'), host: '127.0.0.1', root, role: { kind: 'origin' } });
+    stops.push(() => origin.stop());
+    // Started together: on the VM's emulated CPU each Node start-up takes tens of seconds.
+    const starting: Array<Promise<Scenario>> = [];
+    for (const offload of o.offloads) {
+      for (const front of Object.keys(FRONTS) as Front[]) {
+        const name = `${front}/${offload}`;
+        const dir = path.join(work, name.replace('/', '-'));
+        const server =
+          front === 'nginx-direct'
+            ? startNginx(name, { dir, host: net.serverAddress, root, role: { kind: 'direct' }, tls: { ...tls, offload } })
+            : front === 'nginx-proxy' || front === 'nginx-cache'
+              ? startNginx(name, { dir, host: net.serverAddress, root, role: { kind: front === 'nginx-proxy' ? 'proxy' : 'cache', originPort: origin.port }, tls: { ...tls, offload } })
+              : startAludel(name, { host: net.serverAddress, tls, offload, originPort: origin.port, cacheDir: front === 'aludel-cache' ? path.join(dir, 'cache') : undefined });
+        starting.push(server.then((srv) => ({ name, front, offload, server: srv, origin: front === 'nginx-direct' ? null : origin })));
+      }
+    }
+    const settled = await Promise.allSettled(starting);
+    for (const r of settled) if (r.status === 'fulfilled') stops.push(() => r.value.server.stop());
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    const scenarios = settled.map((r) => (r as PromiseFulfilledResult<Scenario>).value);
+    // Record-size sweep servers: nginx with sendfile off writes every body through SSL_write in ssl_buffer_size records (also with kTLS);
+    // openssl s_server receives records of the client's -max_send_frag.
+    const txServers: Array<{ offload: Offload; record: number; server: Server }> = [];
+    const rxServers: Array<{ offload: Offload; server: Server }> = [];
+    for (const offload of o.offloads) {
+      for (const record of p.recordSizes) {
+        const server = await startNginx(`record-${record}/${offload}`, { dir: path.join(work, `record-${record}-${offload}`), host: net.serverAddress, root, role: { kind: 'direct' }, tls: { ...tls, offload }, recordSize: record, sendfile: false });
+        stops.push(() => server.stop());
+        txServers.push({ offload, record, server });
+      }
+      const sink = await startOpensslSink(path.join(work, `sink-${offload}`), net.serverAddress, tls, offload);
+      stops.push(() => sink.stop());
+      rxServers.push({ offload, server: sink });
+    }
+    if (o.pin) for (const pid of [origin.pid, ...scenarios.map((s) => s.server.pid), ...txServers.map((s) => s.server.pid), ...rxServers.map((s) => s.server.pid)]) await run('taskset', ['-a', '-p', '-c', '0', String(pid)]);
+    const client = [...net.prefix, ...(o.pin ? ['taskset', '-c', os.cpus().length > 1 ? '1' : '0'] : [])];
+    const url = (s: Server, file: string): string => `https://${net.serverAddress}:${s.port}/${file}`;
+
+    const scriptFile = path.join(work, 'report.lua');
+    await fs.promises.writeFile(scriptFile, WRK_SCRIPT);
+    const exec = async (argv: string[], timeoutS: number): Promise<string> => {
+      const all = [...client, ...argv];
+      const { stdout } = await run(all[0]!, all.slice(1), { maxBuffer: 16 << 20, timeout: timeoutS * 1000 });
+      return stdout;
+    };
+
+    // Fill both caches (one request each per file) before anything is measured.
+    for (const s of scenarios.filter((x) => x.front.endsWith('-cache'))) {
+      for (const f of ['load.bin', 'download.bin', ...p.fileSizes.map((x) => `size-${x}.bin`)]) await exec(['curl', '-skf', '-o', '/dev/null', url(s.server, f)], 600);
+    }
+    const wrk = async (s: Server, file: string, conns: number, seconds: number): Promise<WrkResult> =>
+      parseWrkOutput(await exec(['wrk', '-t', String(Math.min(conns, 2)), '-c', String(conns), '-d', `${seconds}s`, '--timeout', '60s', '-s', scriptFile, url(s, file)], seconds * 20 + 120));
+
+    const tlsStat = async (): Promise<Record<string, number> | null> => {
+      const t = await readKernelTlsStat();
+      return t.available ? t.counters : null;
+    };
+    const floorPerGB = (): number => floorCpuPerGB(median(floors)!);
+
+    /** Measures one client run against `pids`; the client returns its own counts. */
+    const measure = async (
+      base: Pick<Point, 'test' | 'scenario' | 'front' | 'offload' | 'connections' | 'fileBytes' | 'recordBytes'>,
+      front: number,
+      originPid: number | null,
+      client: () => Promise<{ durationS: number; requests: number; bytes: number; errors: number; latencyMs: Point['latencyMs'] }>,
+    ): Promise<void> => {
+      const w0 = net.wireBytes();
+      const t0 = await tlsStat();
+      const e0 = readEnergy();
+      const f0 = cpuSeconds([front], hz);
+      const g0 = originPid ? cpuSeconds([originPid], hz) : 0;
+      const r = await client();
+      const f1 = cpuSeconds([front], hz);
+      const g1 = originPid ? cpuSeconds([originPid], hz) : 0;
+      const e1 = readEnergy();
+      const t1 = await tlsStat();
+      const w1 = net.wireBytes();
+      const wire = w0 && w1 ? (base.test === 'record-rx' ? w1.rx - w0.rx : w1.tx - w0.tx) : null;
+      const bytes = wire ?? r.bytes;
+      const delta = t0 && t1 ? counterDelta(t0, t1) : null;
+      const cpuS = f1 - f0 + (g1 - g0);
+      const perGB = cpuPerGB(cpuS, bytes);
+      const ktls: Point['ktls'] = !delta
+        ? 'no tls_stat'
+        : base.offload === 'userspace'
+          ? 'userspace'
+          : ktlsProven(delta) || (base.test === 'record-rx' && (delta.TlsRxSw ?? 0) > 0)
+            ? 'proven'
+            : 'FELL BACK';
+      points.push({
+        phase: o.phase,
+        emulated: env.emulated,
+        ...base,
+        ...r,
+        bytes,
+        bytesSource: wire === null ? 'client' : 'veth',
+        clientBytes: r.bytes,
+        requestsPerSec: r.requests / r.durationS,
+        bytesPerSec: bytes / r.durationS,
+        cpuFrontS: f1 - f0,
+        cpuOriginS: g1 - g0,
+        cpuS,
+        cpuPerGB: perGB,
+        cpuPerRequestMs: r.requests > 0 ? (cpuS / r.requests) * 1000 : null,
+        // Records ~ bytes / record size (on the wire 21 bytes of TLS and ~3% TCP/IP per record ride along: all sizes alike).
+        cpuPerRecordUs: base.recordBytes && bytes > 0 ? (cpuS / (bytes / base.recordBytes)) * 1e6 : null,
+        floorRatio: ratio(perGB, floorPerGB()),
+        energyJ: energyJoules(e0, e1),
+        tlsStatDelta: delta,
+        ktls,
+      });
+    };
+
+    const steps: Array<[string, () => Promise<void>]> = [];
+    for (let round = 0; round < p.rounds; round++) {
+      for (const conns of p.connections) {
+        for (const s of scenarios)
+          steps.push([`load ${s.name} c=${conns}`, () => measure({ test: 'load', scenario: s.name, front: s.front, offload: s.offload, connections: conns, fileBytes: 10 * MiB, recordBytes: null }, s.server.pid, s.origin?.pid ?? null, () => wrk(s.server, 'load.bin', conns, p.loadSeconds))]);
+      }
+      for (const s of scenarios) {
+        steps.push([
+          `download ${s.name}`,
+          () =>
+            measure({ test: 'download', scenario: s.name, front: s.front, offload: s.offload, connections: 1, fileBytes: p.downloadFileBytes, recordBytes: null }, s.server.pid, s.origin?.pid ?? null, async () => {
+              // One curl, one keep-alive connection, the same large file `downloads` times.
+              const argv = ['curl', '-sk', '-w', '%{size_download} %{http_code}\\n'];
+              for (let i = 0; i < p.downloads; i++) argv.push('-o', '/dev/null', url(s.server, 'download.bin'));
+              const t = process.hrtime.bigint();
+              const out = await exec(argv, 1800);
+              const durationS = Number(process.hrtime.bigint() - t) / 1e9;
+              const lines = out.trim().split('\n').map((l) => l.split(' '));
+              return { durationS, requests: lines.length, bytes: lines.reduce((a, [b]) => a + Number(b), 0), errors: lines.filter(([, c]) => c !== '200').length, latencyMs: null };
+            }),
+        ]);
+      }
+      for (const size of p.fileSizes) {
+        for (const s of scenarios)
+          steps.push([`file ${size} ${s.name}`, () => measure({ test: 'file-size', scenario: s.name, front: s.front, offload: s.offload, connections: 8, fileBytes: size, recordBytes: null }, s.server.pid, s.origin?.pid ?? null, () => wrk(s.server, `size-${size}.bin`, 8, p.fileSizeSeconds))]);
+      }
+      for (const t of txServers)
+        steps.push([`record TX ${t.record} ${t.offload}`, () => measure({ test: 'record-tx', scenario: `nginx-direct/${t.offload}`, front: 'nginx-direct', offload: t.offload, connections: 1, fileBytes: 10 * MiB, recordBytes: t.record }, t.server.pid, null, () => wrk(t.server, 'load.bin', 1, p.recordSeconds))]);
+      for (const record of p.recordSizes) {
+        for (const r of rxServers)
+          steps.push([
+            `record RX ${record} ${r.offload}`,
+            () =>
+              measure({ test: 'record-rx', scenario: `openssl-s_server/${r.offload}`, front: 'openssl-s_server', offload: r.offload, connections: 1, fileBytes: p.rxBytes, recordBytes: record }, r.server.pid, null, async () => {
+                // s_client sends stdin in records of -max_send_frag bytes and closes at its EOF.
+                const t = process.hrtime.bigint();
+                await exec(['sh', '-c', `head -c ${p.rxBytes} /dev/zero | openssl s_client -connect ${net.serverAddress}:${r.server.port} -tls1_2 -cipher ${TLS12_CIPHER} -max_send_frag ${record} >/dev/null 2>&1`], 1800);
+                const durationS = Number(process.hrtime.bigint() - t) / 1e9;
+                return { durationS, requests: 1, bytes: p.rxBytes, errors: 0, latencyMs: null };
+              }),
+          ]);
+      }
+    }
+    for (let i = 0; i < steps.length; i++) {
+      const [label, step] = steps[i]!;
+      o.progress(i, steps.length, label);
+      await step();
+    }
+    o.progress(steps.length, steps.length, 'done');
+    floors.push(await measureCryptoFloor(1));
+    env.loadAverageAfter = os.loadavg();
+    return { environment: env, cryptoFloorBytesPerSec: floors, cryptoFloorCpuPerGB: floorPerGB(), points };
+  } finally {
+    for (const stop of stops.reverse()) await stop().catch(() => {});
+    await fs.promises.rm(work, { recursive: true, force: true });
+  }
+}

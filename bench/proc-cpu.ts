@@ -1,0 +1,46 @@
+/**
+ * Server CPU time from /proc/<pid>/stat (proc(5)): utime + stime, fields 14
+ * and 15, in clock ticks. They cover every thread of the process (libuv's
+ * pool included) but not reaped children, which none of the servers have.
+ * On veth, part of the receiver's softirq work is charged to whichever
+ * process is running, so server system time carries some network cost too.
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+
+export interface CpuTicks {
+  utime: number;
+  stime: number;
+}
+
+/**
+ * Field 2 (comm) is in parentheses and may itself hold spaces and ')', so
+ * the fields are counted from the last ')'.
+ */
+export function parseProcStat(text: string): CpuTicks {
+  const close = text.lastIndexOf(')');
+  if (close < 0) throw new Error(`not a /proc/<pid>/stat line: ${JSON.stringify(text.slice(0, 80))}`);
+  // After ") " comes field 3 (state): field n is at index n - 3.
+  const fields = text.slice(close + 2).trim().split(/\s+/);
+  const utime = Number(fields[14 - 3]);
+  const stime = Number(fields[15 - 3]);
+  if (!Number.isInteger(utime) || !Number.isInteger(stime)) throw new Error(`no utime/stime in /proc/<pid>/stat: ${JSON.stringify(text.slice(0, 200))}`);
+  return { utime, stime };
+}
+
+/** sysconf(_SC_CLK_TCK): 100 on every Linux architecture Debian ships, but asked rather than assumed. */
+export function clockTicksPerSecond(): number {
+  const hz = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+  if (!(hz > 0)) throw new Error('getconf CLK_TCK gave no number');
+  return hz;
+}
+
+/** Summed user + system seconds of the processes, read now. */
+export function cpuSeconds(pids: readonly number[], hz: number): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    const { utime, stime } = parseProcStat(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    ticks += utime + stime;
+  }
+  return ticks / hz;
+}

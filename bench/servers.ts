@@ -1,0 +1,230 @@
+/**
+ * The servers under test, each started from a temp directory with its own
+ * config so nothing outside it is written (the kTLS VM's filesystem is
+ * read-only): Debian's nginx as origin, as TLS server of the files, as proxy
+ * and as proxy_cache (with or without kTLS), and `aludel proxy` with and
+ * without --cache. Every one is a single process (nginx: master_process off,
+ * one worker), so /proc/<pid>/stat holds all its CPU time.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const NGINX = '/usr/sbin/nginx';
+/** dist/bench/servers.js -> dist/src/cli/main.js */
+const ALUDEL_CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+
+/** The one suite every scenario negotiates, so the crypto floor (openssl speed aes-128-gcm) applies to all. */
+export const TLS13_SUITE = 'TLS_AES_128_GCM_SHA256';
+export const TLS12_CIPHER = 'ECDHE-ECDSA-AES128-GCM-SHA256';
+
+export type Offload = 'userspace' | 'kernel';
+
+export interface Server {
+  pid: number;
+  port: number;
+  stop(): Promise<void>;
+}
+
+export interface Tls {
+  certFile: string;
+  keyFile: string;
+}
+
+async function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, host, () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function accepts(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = net.connect(port, host);
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => resolve(false));
+  });
+}
+
+/** `stdinPipe`: a pipe never written to, for servers that would act on stdin's EOF. */
+async function startProcess(what: string, cmd: string, args: string[], host: string, port: number, env?: NodeJS.ProcessEnv, stdinPipe = false): Promise<Server> {
+  const child: ChildProcess = spawn(cmd, args, { stdio: [stdinPipe ? 'pipe' : 'ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  let exited: string | null = null;
+  child.once('exit', (code, signal) => (exited = `exited (${code ?? signal})`));
+  const killer = (): void => {
+    child.kill('SIGKILL');
+  };
+  process.once('exit', killer);
+  // Node's start-up alone takes tens of seconds on the VM's emulated CPU.
+  const deadline = Date.now() + 180_000;
+  while (!(await accepts(host, port))) {
+    if (exited || Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`${what} ${exited ?? 'did not listen within 180 s'}: ${cmd} ${args.join(' ')}\n${stderr}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    pid: child.pid!,
+    port,
+    async stop() {
+      process.off('exit', killer);
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const gone = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 3000);
+      await gone;
+      clearTimeout(t);
+    },
+  };
+}
+
+export type NginxRole =
+  | { kind: 'origin' }
+  | { kind: 'direct' }
+  | { kind: 'proxy'; originPort: number }
+  | { kind: 'cache'; originPort: number };
+
+export interface NginxOptions {
+  dir: string;
+  host: string;
+  root: string;
+  role: NginxRole;
+  tls?: Tls & { offload: Offload };
+  /** ssl_buffer_size: the TLS record size nginx writes (bodies through SSL_write only, i.e. sendfile off). */
+  recordSize?: number;
+  sendfile?: boolean;
+}
+
+/** A double-quoted nginx string; refuses what would need escaping or expand as a variable. */
+function str(value: string): string {
+  if (/["\\$\x00-\x1f]/.test(value)) throw new Error(`cannot put ${JSON.stringify(value)} into an nginx config`);
+  return `"${value}"`;
+}
+
+function nginxConf(o: NginxOptions, port: number): string {
+  const p = (name: string): string => str(path.join(o.dir, name));
+  const { role, tls } = o;
+  const location =
+    role.kind === 'origin' || role.kind === 'direct'
+      ? [
+          // The origin marks everything cacheable, so both caches (RFC 9111 for Aludel, proxy_cache for nginx) store it without heuristics.
+          ...(role.kind === 'origin' ? ['      add_header Cache-Control "public, max-age=86400";'] : []),
+        ]
+      : [
+          `      proxy_pass http://127.0.0.1:${role.originPort};`,
+          '      proxy_http_version 1.1;',
+          '      proxy_set_header Connection "";',
+          ...(role.kind === 'cache' ? ['      proxy_cache bench;', '      proxy_cache_valid 200 1d;'] : []),
+        ];
+  return [
+    'master_process off;',
+    'worker_processes 1;',
+    ...(process.geteuid?.() === 0 ? ['user root root;'] : []),
+    `pid ${p('nginx.pid')};`,
+    `lock_file ${p('nginx.lock')};`,
+    `error_log ${p('error.log')} warn;`,
+    'events { worker_connections 4096; }',
+    'http {',
+    '  access_log off;',
+    `  client_body_temp_path ${p('client_body')};`,
+    `  proxy_temp_path ${p('proxy')};`,
+    `  fastcgi_temp_path ${p('fastcgi')};`,
+    `  uwsgi_temp_path ${p('uwsgi')};`,
+    `  scgi_temp_path ${p('scgi')};`,
+    ...(role.kind === 'cache' ? [`  proxy_cache_path ${p('cache')} levels=1:2 keys_zone=bench:10m max_size=4g inactive=1d;`] : []),
+    '  default_type application/octet-stream;',
+    `  sendfile ${o.sendfile === false ? 'off' : 'on'};`,
+    '  tcp_nopush on;',
+    '  keepalive_requests 1000000;',
+    ...(role.kind === 'proxy' || role.kind === 'cache' ? [`  upstream origin { server 127.0.0.1:${role.originPort}; keepalive 32; }`] : []),
+    '  server {',
+    `    listen ${role.kind === 'origin' ? '127.0.0.1' : o.host}:${port}${tls ? ' ssl' : ''};`,
+    `    root ${str(path.resolve(o.root))};`,
+    ...(tls
+      ? [
+          `    ssl_certificate ${str(tls.certFile)};`,
+          `    ssl_certificate_key ${str(tls.keyFile)};`,
+          '    ssl_protocols TLSv1.2 TLSv1.3;',
+          `    ssl_ciphers ${TLS12_CIPHER};`,
+          `    ssl_conf_command Ciphersuites ${TLS13_SUITE};`,
+          // nginx 1.22 + OpenSSL 3.0: KTLS needs the option and sendfile on for file bodies (ktls-notes.md).
+          ...(tls.offload === 'kernel' ? ['    ssl_conf_command Options KTLS;'] : []),
+          ...(o.recordSize ? [`    ssl_buffer_size ${o.recordSize};`] : []),
+        ]
+      : []),
+    `    location / {`,
+    ...location.map((l) => l.replace(/proxy_pass http:\/\/127\.0\.0\.1:\d+;/, 'proxy_pass http://origin;')),
+    '    }',
+    '  }',
+    '}',
+    '',
+  ].join('\n');
+}
+
+export async function startNginx(name: string, o: NginxOptions): Promise<Server> {
+  await fs.promises.mkdir(o.dir, { recursive: true });
+  const port = await freePort(o.role.kind === 'origin' ? '127.0.0.1' : o.host);
+  const conf = path.join(o.dir, 'nginx.conf');
+  await fs.promises.writeFile(conf, nginxConf(o, port));
+  return startProcess(`nginx (${name})`, NGINX, ['-p', `${o.dir}/`, '-c', conf, '-e', path.join(o.dir, 'error.log'), '-g', 'daemon off;'], o.role.kind === 'origin' ? '127.0.0.1' : o.host, port);
+}
+
+export interface AludelOptions {
+  host: string;
+  tls: Tls;
+  offload: Offload;
+  originPort: number;
+  cacheDir?: string;
+}
+
+export async function startAludel(name: string, o: AludelOptions): Promise<Server> {
+  const port = await freePort(o.host);
+  const args = [
+    ALUDEL_CLI,
+    'proxy',
+    '--listen',
+    `${o.host}:${port}`,
+    '--cert',
+    o.tls.certFile,
+    '--key',
+    o.tls.keyFile,
+    '--to',
+    `http://127.0.0.1:${o.originPort}`,
+    '--offload',
+    o.offload,
+    '--ciphersuites',
+    TLS13_SUITE,
+    // One line per request would be Aludel's cost but not nginx's (access_log off).
+    '--log-level',
+    'warn',
+    ...(o.cacheDir ? ['--cache', o.cacheDir] : []),
+  ];
+  return startProcess(`aludel (${name})`, process.execPath, args, o.host, port);
+}
+
+/** `openssl s_server` reading (and discarding) what a client sends: the RX side of the record-size sweep. */
+export async function startOpensslSink(dir: string, host: string, tls: Tls, offload: Offload): Promise<Server> {
+  await fs.promises.mkdir(dir, { recursive: true });
+  const port = await freePort(host);
+  // Debian's s_server has no -ktls switch: the option comes from a config file (ktls-notes.md).
+  const conf = path.join(dir, 'openssl.cnf');
+  await fs.promises.writeFile(
+    conf,
+    ['openssl_conf = conf', '[conf]', 'ssl_conf = ssl', '[ssl]', 'system_default = sys', '[sys]', offload === 'kernel' ? 'Options = KTLS' : 'Options = -KTLS', ''].join('\n'),
+  );
+  const args = ['s_server', '-accept', `${host}:${port}`, '-cert', tls.certFile, '-key', tls.keyFile, '-tls1_2', '-cipher', TLS12_CIPHER, '-quiet'];
+  // s_server sends what it reads on stdin and spins on its EOF, so stdin is a silent pipe; what it receives goes to /dev/null.
+  return startProcess(`openssl s_server (${offload})`, 'sh', ['-c', 'exec openssl "$@" >/dev/null', 'sh', ...args], host, port, { OPENSSL_CONF: conf }, true);
+}
