@@ -65,6 +65,8 @@ export class NodeTlsServer extends EventEmitter implements SecureServer {
       ciphers: `${o.cipherSuites}:${o.cipherList}`,
       ALPNProtocols: [...o.alpn],
       handshakeTimeout: o.handshakeTimeoutMs,
+      // As nginx's tcp_nodelay: no Nagle wait for the client's delayed ACK between a head and its body.
+      noDelay: true,
     });
     this.server.on('secureConnection', (sock: tls.TLSSocket) => {
       this.live.add(sock);

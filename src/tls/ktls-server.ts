@@ -82,6 +82,14 @@ export class KtlsServer extends EventEmitter implements SecureServer {
 
   private startConnection(fd: number): void {
     const { native, log, context } = this.o;
+    // TCP_NODELAY on every connection, as nginx's tcp_nodelay: a response written as a head
+    // and then a body would otherwise wait under Nagle for the client's delayed ACK (~40 ms).
+    // (http.Server's noDelay option acts only on sockets its own net.Server accepted.)
+    try {
+      native.setNoDelay(fd, true);
+    } catch {
+      // A peer that reset already: the handshake reports it.
+    }
     let conn: KtlsConnection;
     try {
       conn = new KtlsConnection(native, native.sslNew(context, fd), fd, nextConnectionId(), log);
