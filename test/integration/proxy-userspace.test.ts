@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { startAludel, type Running } from '../support/aludel-process.js';
+import { startAludel, type LogLine, type Running } from '../support/aludel-process.js';
+import { waitUntil } from '../support/wait.js';
 import { curl } from '../support/clients.js';
 import { makeFixtures, sha256, type StandardFixtures } from '../support/fixtures.js';
 import { makeRsaCert, patternSha256, startNginxOrigin, startRedis, startSinkOrigin, type NginxOrigin, type SinkOrigin } from '../support/origins.js';
@@ -63,8 +64,10 @@ describe('aludel proxy (userspace TLS)', () => {
     }
     const head = await curl(['--cacert', fx.certFile, '-sI', `https://localhost:${p.port}/${fx.files.big.name}`]);
     assert.match(head.stdout.toString(), new RegExp(`content-length: ${fx.files.big.size}`, 'i'));
-    const log = p.logs.filter((l) => l.msg === 'request');
-    assert.ok(log.length >= 9);
+    // The log line of the last request may be written just after curl has its last byte.
+    const requestLines = (): LogLine[] => p.logs.filter((l) => l.msg === 'request');
+    await waitUntil(() => requestLines().length >= 9);
+    const log = requestLines();
     assert.ok(log.every((l) => l.body === 'write' || l.body === 'none'), 'no kTLS here: bodies are copied');
     // Eight GETs and a HEAD over one proxy: the upstream pool reuses connections.
     const entries = await nginx.accessLog(9);
@@ -238,8 +241,8 @@ describe('aludel proxy (userspace TLS)', () => {
       const [entry] = await legacy.accessLog(1);
       assert.equal(entry?.tlsProtocol, 'TLSv1');
       assert.equal(entry?.tlsCipher, 'AES128-SHA');
-      const line = p.logs.find((l) => l.msg === 'request');
-      assert.equal(line?.tls, 'TLSv1.3', 'the client side stays modern');
+      const line = await p.waitForLog((l) => l.msg === 'request');
+      assert.equal(line.tls, 'TLSv1.3', 'the client side stays modern');
       // A wrong pin is refused before any request is sent upstream.
       const pinned = await proxy('--to', `https://127.0.0.1:${legacy.port}`, '--upstream-tls-min', '1.0', '--upstream-ciphers', 'AES128-SHA', '--upstream-fingerprint', 'AA'.repeat(32), '--max-fails', '0');
       assert.equal(bodyAndStatus((await get(pinned.port, '/')).stdout).status, 502);
