@@ -1,56 +1,60 @@
 /*
- * aludel-preload.so: loaded by `aludel run` through LD_PRELOAD into a program
- * that links the system's OpenSSL 3, it sets SSL_OP_ENABLE_KTLS on every
- * SSL_CTX and SSL the program creates. OpenSSL then programs the kernel's TLS
- * ULP itself after each handshake on a socket BIO (ssl/record/methods/ktls or
- * ssl/ktls.c, 3.0: TLS 1.2 AES-GCM/ChaCha20 both ways, TLS 1.3 TX), which
- * is what `Options = KTLS` in openssl.cnf or nginx's `ssl_conf_command
- * Options KTLS` would do. Memory BIOs never get kTLS (OpenSSL checks the BIO
- * before it calls setsockopt), so programs using them are unchanged.
+ * aludel-preload.so: loaded by `aludel run` through LD_PRELOAD. At the first
+ * hooked call it identifies the program's OpenSSL and picks a strategy:
+ * - `option` for a shared OpenSSL 3.x: SSL_OP_ENABLE_KTLS on every SSL_CTX
+ *   and SSL the program creates. OpenSSL then programs the kernel's TLS ULP
+ *   itself after each handshake on a socket BIO (3.0: TLS 1.2 AES-GCM/ChaCha20
+ *   both ways, TLS 1.3 TX), which is what `Options = KTLS` in openssl.cnf or
+ *   nginx's `ssl_conf_command Options KTLS` would do.
+ * - `keys` for OpenSSL 1.1.1 and 1.0.2 (the libssl.so.1.1 and
+ *   libssl.so.1.0.0 ABIs), which cannot: preload-keys.c hands each connection
+ *   to the kernel itself after its handshake.
+ * ALUDEL_PRELOAD_STRATEGY=option|keys (aludel run --strategy) overrides the
+ * choice. Any other library (1.1.0, 1.0.1 and older, LibreSSL, BoringSSL, a
+ * static or bundled OpenSSL such as node's) gets one log line and an untouched
+ * program: it is identified (OpenSSL_version_num, or SSLeay before 1.1.0, and
+ * the version text) before any structure or option is touched.
  *
  * Nothing here links libssl: the real functions are found with
- * dlsym(RTLD_NEXT) at first use, so a process without OpenSSL never calls in.
- * The program may carry its own OpenSSL (node exports its bundled SSL_*
- * symbols, and RTLD_NEXT finds them): the hooks act only when the real symbol
- * lives in a file named libssl.so.* and OpenSSL_version_num() (from a
- * libcrypto.so.*) says 3.x, where bit 3 means ENABLE_KTLS; elsewhere they
- * pass the call through unchanged.
- *
- * With ALUDEL_PRELOAD_STRATEGY=keys (aludel run --strategy keys) the option is
- * left alone and preload-keys.c hands TLS 1.2 AES-GCM connections to the
- * kernel itself, for an OpenSSL that cannot (1.1.1).
+ * dlsym(RTLD_NEXT) at first use, so a process without OpenSSL never calls in,
+ * and every hook can pass its call through unchanged.
  *
  * One line per process goes to stderr (or to the file named by
- * ALUDEL_PRELOAD_LOG, appended): at the first hooked call, saying what the
- * preload does in this process. At the first call and not at exit, because
+ * ALUDEL_PRELOAD_LOG, appended): at the first hooked call, saying which
+ * strategy it took and why. At the first call and not at exit, because
  * daemons usually die by signal and never run destructors. A forked child
- * (nginx workers) inherits the decision and does not repeat the line.
+ * (nginx workers) inherits the decision and does not repeat the line. Events
+ * (bad records, refused renegotiations, KeyUpdates the kernel cannot follow)
+ * get one line each, at most EVENTS_PER_SECOND a second.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "preload.h"
 
 #define SSL_OP_ENABLE_KTLS ((uint64_t)1 << 3) /* openssl/ssl.h, 3.0 */
+#define EVENTS_PER_SECOND 10
 
 typedef struct ossl_lib_ctx_st OSSL_LIB_CTX;
 
 struct aludel_real aludel_real;
 int aludel_keys_active;
+enum aludel_lib aludel_lib;
 
 static struct {
   SSL_CTX *(*ctx_new)(const SSL_METHOD *);
   SSL_CTX *(*ctx_new_ex)(OSSL_LIB_CTX *, const char *, const SSL_METHOD *);
-  SSL *(*ssl_new)(SSL_CTX *);
   uint64_t (*ctx_set_options)(SSL_CTX *, uint64_t);
   uint64_t (*set_options)(SSL *, uint64_t);
-  int active;               /* the hooks set the option */
+  int option_active;        /* the hooks set SSL_OP_ENABLE_KTLS */
   char why[512];            /* what the log line says */
 } real;
 
@@ -71,11 +75,11 @@ static int is_lib(const char *file, const char *prefix) {
 
 #define NEXT(field, name) (*(void **)&(field) = dlsym(RTLD_NEXT, name))
 
-static void resolve(void) {
+static void resolve_hooked(void) {
   /* Every hooked function first, so each hook can always pass its call through. */
   NEXT(real.ctx_new, "SSL_CTX_new");
   NEXT(real.ctx_new_ex, "SSL_CTX_new_ex");
-  NEXT(real.ssl_new, "SSL_new");
+  NEXT(aludel_real.ssl_new, "SSL_new");
   NEXT(aludel_real.do_handshake, "SSL_do_handshake");
   NEXT(aludel_real.accept, "SSL_accept");
   NEXT(aludel_real.connect, "SSL_connect");
@@ -89,67 +93,120 @@ static void resolve(void) {
   NEXT(aludel_real.shutdown, "SSL_shutdown");
   NEXT(aludel_real.pending, "SSL_pending");
   NEXT(aludel_real.has_pending, "SSL_has_pending");
+  NEXT(aludel_real.clear, "SSL_clear");
   NEXT(aludel_real.free, "SSL_free");
-  const char *ssl_file = defining_file((void *)real.ssl_new);
-  if (!is_lib(ssl_file, "libssl.so")) {
-    snprintf(real.why, sizeof real.why, "SSL_new comes from %s, not a shared libssl: nothing changed (a bundled OpenSSL, e.g. node's, is left alone)",
-             ssl_file ? ssl_file : "nowhere");
+  NEXT(aludel_real.ctx_set_keylog, "SSL_CTX_set_keylog_callback");
+  NEXT(aludel_real.ctx_get_keylog, "SSL_CTX_get_keylog_callback");
+  NEXT(aludel_real.ctx_set_msg_cb, "SSL_CTX_set_msg_callback");
+  NEXT(aludel_real.set_msg_cb, "SSL_set_msg_callback");
+}
+
+/*
+ * Which OpenSSL this is, from its own answer: OpenSSL_version_num (1.1.0+)
+ * or SSLeay (up to 1.0.2, where OpenSSL_version_num does not exist), and the
+ * version text, which names LibreSSL and BoringSSL (both report an OpenSSL
+ * number). ALUDEL_LIB_NONE with the reason in why otherwise.
+ */
+static enum aludel_lib identify(const char *ssl_file, char *text_out, size_t text_size) {
+  unsigned long (*num)(void);
+  const char *(*text)(int);
+  NEXT(num, "OpenSSL_version_num");
+  NEXT(text, "OpenSSL_version");
+  if (num == NULL) {
+    NEXT(num, "SSLeay");
+    NEXT(text, "SSLeay_version");
+  }
+  const char *crypto_file = defining_file((void *)num);
+  if (!is_lib(crypto_file, "libcrypto.so") || text == NULL) {
+    snprintf(real.why, sizeof real.why, "%s found but no libcrypto OpenSSL_version_num or SSLeay: nothing changed", ssl_file);
+    return ALUDEL_LIB_NONE;
+  }
+  unsigned long v = num();
+  const char *t = text(0 /* OPENSSL_VERSION, SSLEAY_VERSION */);
+  snprintf(text_out, text_size, "%s", t != NULL ? t : "?");
+  /* BoringSSL and AWS-LC say "OpenSSL 1.1.1 (compatible; BoringSSL)" with 1.1.1's number; LibreSSL says "LibreSSL x.y.z". */
+  if (t == NULL || strncmp(t, "OpenSSL ", 8) != 0 || strstr(t, "(compatible") != NULL) {
+    snprintf(real.why, sizeof real.why, "%s is %s, not OpenSSL: nothing changed (use aludel proxy)", ssl_file, text_out);
+    return ALUDEL_LIB_NONE;
+  }
+  if ((v >> 28) >= 3) return ALUDEL_LIB_3;
+  if ((v >> 12) == 0x10101) return ALUDEL_LIB_111;
+  if ((v >> 12) == 0x10002) return ALUDEL_LIB_102;
+  snprintf(real.why, sizeof real.why, "%s is %s: only OpenSSL 1.0.2, 1.1.1 and 3.x are supported: nothing changed (use aludel proxy)", ssl_file, text_out);
+  return ALUDEL_LIB_NONE;
+}
+
+static void choose_keys(enum aludel_lib lib, const char *ssl_file, const char *text, const char *because) {
+  char missing[128];
+  if (!aludel_keys_resolve(lib, missing, sizeof missing)) {
+    snprintf(real.why, sizeof real.why, "strategy keys (%s): %s (%s) lacks %s: nothing changed", because, ssl_file, text, missing);
     return;
   }
-  unsigned long (*version_num)(void);
-  const char *(*version_text)(int);
-  NEXT(version_num, "OpenSSL_version_num");
-  NEXT(version_text, "OpenSSL_version");
-  const char *crypto_file = defining_file((void *)version_num);
-  if (!is_lib(crypto_file, "libcrypto.so") || version_text == NULL) {
-    snprintf(real.why, sizeof real.why, "%s found but no libcrypto OpenSSL_version_num: nothing changed", ssl_file);
-    return;
-  }
-  unsigned long v = version_num();
-  const char *text = version_text(0 /* OPENSSL_VERSION */);
-  const char *strategy = getenv("ALUDEL_PRELOAD_STRATEGY");
-  if (strategy != NULL && strcmp(strategy, "keys") == 0) {
-    char missing[128];
-    if ((v >> 20) < 0x111) {
-      snprintf(real.why, sizeof real.why, "keys strategy: %s is %s, older than 1.1.1: nothing changed", ssl_file, text);
-    } else if (!aludel_keys_resolve(missing, sizeof missing)) {
-      snprintf(real.why, sizeof real.why, "keys strategy: %s (%s) lacks %s: nothing changed", ssl_file, text, missing);
-    } else {
-      aludel_keys_active = 1;
-      snprintf(real.why, sizeof real.why, "keys strategy: TLS 1.2 AES-GCM connections handed to kernel TLS after the handshake (%s, %s)", text, ssl_file);
-    }
-    return;
-  }
-  if ((v >> 28) < 3) {
-    /* Before 3.0 bit 3 is no KTLS switch (1.1.1 has no kTLS in Debian builds). */
-    snprintf(real.why, sizeof real.why, "%s is %s, older than 3.0: nothing changed (see aludel run --strategy keys)", ssl_file, text);
-    return;
-  }
+  aludel_lib = lib;
+  aludel_keys_active = 1;
+  const char *what = lib == ALUDEL_LIB_102 ? "TLS 1.2 AES-GCM connections" : "TLS 1.2 (AES-GCM, ChaCha20-Poly1305) and TLS 1.3 connections";
+  snprintf(real.why, sizeof real.why, "strategy keys (%s): %s handed to kernel TLS after the handshake, both directions (%s, %s)", because, what, text, ssl_file);
+}
+
+static void choose_option(const char *ssl_file, const char *text, const char *because) {
   NEXT(real.ctx_set_options, "SSL_CTX_set_options");
   NEXT(real.set_options, "SSL_set_options");
   if (real.ctx_set_options == NULL || real.set_options == NULL) {
-    snprintf(real.why, sizeof real.why, "%s (%s) has no SSL_CTX_set_options: nothing changed", ssl_file, text);
+    snprintf(real.why, sizeof real.why, "strategy option (%s): %s (%s) has no SSL_CTX_set_options: nothing changed", because, ssl_file, text);
     return;
   }
-  real.active = 1;
-  snprintf(real.why, sizeof real.why, "SSL_OP_ENABLE_KTLS set on every SSL_CTX and SSL (%s, %s)", text, ssl_file);
+  aludel_lib = ALUDEL_LIB_3;
+  real.option_active = 1;
+  snprintf(real.why, sizeof real.why, "strategy option (%s): SSL_OP_ENABLE_KTLS set on every SSL_CTX and SSL (%s, %s)", because, text, ssl_file);
 }
 
-static void write_log(void) {
-  char line[640];
-  int n = snprintf(line, sizeof line, "aludel-preload: pid %ld: %s\n", (long)getpid(), real.why);
+static void resolve(void) {
+  resolve_hooked();
+  const char *ssl_file = defining_file((void *)aludel_real.ssl_new);
+  if (!is_lib(ssl_file, "libssl.so")) {
+    snprintf(real.why, sizeof real.why, "SSL_new comes from %s, not a shared libssl: nothing changed (a bundled or static OpenSSL, e.g. node's, is left alone)",
+             ssl_file ? ssl_file : "nowhere");
+    return;
+  }
+  char text[128];
+  enum aludel_lib lib = identify(ssl_file, text, sizeof text);
+  if (lib == ALUDEL_LIB_NONE) return;
+  const char *forced = getenv("ALUDEL_PRELOAD_STRATEGY");
+  if (forced != NULL && strcmp(forced, "keys") == 0) {
+    choose_keys(lib, ssl_file, text, "--strategy keys");
+  } else if (forced != NULL && strcmp(forced, "option") == 0) {
+    /* Before 3.0 bit 3 is no KTLS switch (and 1.1.1 has no kTLS in Debian's builds). */
+    if (lib == ALUDEL_LIB_3) choose_option(ssl_file, text, "--strategy option");
+    else snprintf(real.why, sizeof real.why, "strategy option (--strategy option): %s is %s, older than 3.0, where the option does not exist: nothing changed (drop --strategy)", ssl_file, text);
+  } else if (lib == ALUDEL_LIB_3) {
+    choose_option(ssl_file, text, "OpenSSL 3.x programs kTLS itself");
+  } else {
+    choose_keys(lib, ssl_file, text, lib == ALUDEL_LIB_111 ? "OpenSSL 1.1.1 cannot program kTLS" : "OpenSSL 1.0.2 cannot program kTLS");
+  }
+}
+
+/* One write(2) with O_APPEND, so lines from several processes do not interleave; 0600: it is the program's log, not the world's. */
+static void write_line(const char *text) {
+  char line[768];
+  int n = snprintf(line, sizeof line, "aludel-preload: pid %ld: %s\n", (long)getpid(), text);
   if (n < 0) return;
-  if ((size_t)n >= sizeof line) n = sizeof line - 1;
+  if ((size_t)n >= sizeof line) {
+    n = sizeof line - 1;
+    line[n - 1] = '\n';
+  }
   const char *path = getenv("ALUDEL_PRELOAD_LOG");
   int fd = 2, opened = -1;
   if (path != NULL && *path != '\0') {
-    opened = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    opened = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (opened >= 0) fd = opened;
   }
-  /* One write(2) with O_APPEND: lines from several processes do not interleave. */
   ssize_t w = write(fd, line, (size_t)n);
   (void)w;
   if (opened >= 0) close(opened);
+}
+
+static void write_log(void) {
+  write_line(real.why);
 }
 
 void aludel_prepare(void) {
@@ -157,11 +214,38 @@ void aludel_prepare(void) {
   pthread_once(&log_once, write_log);
 }
 
+static pthread_mutex_t event_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void aludel_event(const char *fmt, ...) {
+  static time_t second;
+  static unsigned in_second, suppressed;
+  char text[600];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(text, sizeof text, fmt, ap);
+  va_end(ap);
+  time_t now = time(NULL);
+  pthread_mutex_lock(&event_lock);
+  if (now != second) second = now, in_second = 0;
+  int write_it = in_second++ < EVENTS_PER_SECOND;
+  unsigned dropped = write_it ? suppressed : 0;
+  if (write_it) suppressed = 0;
+  else suppressed++;
+  pthread_mutex_unlock(&event_lock);
+  if (!write_it) return;
+  if (dropped > 0) {
+    size_t len = strlen(text);
+    snprintf(text + len, sizeof text - len, " (%u similar lines suppressed)", dropped);
+  }
+  write_line(text);
+}
+
 ALUDEL_EXPORT SSL_CTX *SSL_CTX_new(const SSL_METHOD *method) {
   aludel_prepare();
   if (real.ctx_new == NULL) return NULL;
   SSL_CTX *ctx = real.ctx_new(method);
-  if (ctx != NULL && real.active) real.ctx_set_options(ctx, SSL_OP_ENABLE_KTLS);
+  if (ctx != NULL && real.option_active) real.ctx_set_options(ctx, SSL_OP_ENABLE_KTLS);
+  aludel_secrets_ctx_created(ctx);
   return ctx;
 }
 
@@ -169,15 +253,19 @@ ALUDEL_EXPORT SSL_CTX *SSL_CTX_new_ex(OSSL_LIB_CTX *libctx, const char *propq, c
   aludel_prepare();
   if (real.ctx_new_ex == NULL) return NULL;
   SSL_CTX *ctx = real.ctx_new_ex(libctx, propq, method);
-  if (ctx != NULL && real.active) real.ctx_set_options(ctx, SSL_OP_ENABLE_KTLS);
+  if (ctx != NULL && real.option_active) real.ctx_set_options(ctx, SSL_OP_ENABLE_KTLS);
+  aludel_secrets_ctx_created(ctx);
   return ctx;
 }
 
 /* Again per SSL: a program may clear the context's options after creating it. */
 ALUDEL_EXPORT SSL *SSL_new(SSL_CTX *ctx) {
   aludel_prepare();
-  if (real.ssl_new == NULL) return NULL;
-  SSL *ssl = real.ssl_new(ctx);
-  if (ssl != NULL && real.active) real.set_options(ssl, SSL_OP_ENABLE_KTLS);
+  if (aludel_real.ssl_new == NULL) return NULL;
+  SSL *ssl = aludel_real.ssl_new(ctx);
+  if (ssl != NULL && real.option_active) real.set_options(ssl, SSL_OP_ENABLE_KTLS);
+  /* An SSL freed inside libssl (an SSL BIO's BIO_free: -Bsymbolic calls never reach SSL_free here) may leave its entry: a new SSL at that address starts clean. */
+  if (ssl != NULL && aludel_keys_active) aludel_conn_drop(ssl);
+  aludel_secrets_ssl_created(ssl, ctx);
   return ssl;
 }

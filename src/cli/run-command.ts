@@ -1,32 +1,33 @@
 /** `aludel run [--offload auto|kernel] -- PROGRAM ARGS...` and `aludel scan [--json]`. */
 import type { Command } from 'commander';
 import { InvalidOptionError } from '../errors.js';
-import { checkPreload, checkRunOffload, endLike, PRELOAD_PATH, preloadEnv, runProgram, type RunOffload, type RunStrategy } from '../run/run-program.js';
+import { checkPreload, checkRunOffload, endLike, PRELOAD_PATH, preloadEnv, RUN_STRATEGIES, runProgram, strategyText, type RunOffload, type RunStrategy } from '../run/run-program.js';
 import { formatScanTable, scanHost } from '../scan/scan.js';
 
 export function registerRunCommands(program: Command): void {
   program.enablePositionalOptions();
   program
     .command('run')
-    .description('run a program that links the system OpenSSL 3 with kernel TLS switched on in its own TLS (no proxy hop)')
+    .description('run a program that links a shared OpenSSL (1.0.2, 1.1.1 or 3.x) with its TLS handed to the kernel (no proxy hop)')
     .usage('[--offload auto|kernel] -- PROGRAM [ARGS...]')
     .argument('<program>', 'the program (searched in PATH)')
     .argument('[args...]', 'its arguments')
     .option('--offload <mode>', 'auto (warn and run when the kernel has no TLS), kernel (refuse to start then)', 'auto')
-    .option('--strategy <how>', 'option: OpenSSL >= 3.0 programs the kernel itself (SSL_OP_ENABLE_KTLS); keys: after each TLS 1.2 AES-GCM handshake, the keys go to the kernel and reads/writes bypass OpenSSL (for OpenSSL 1.1.1)', 'option')
+    .option(
+      '--strategy <how>',
+      'auto: chosen by the OpenSSL the program loads; option: OpenSSL >= 3.0 programs the kernel itself (SSL_OP_ENABLE_KTLS); keys: after each handshake the keys go to the kernel and reads/writes bypass OpenSSL (1.0.2: TLS 1.2 AES-GCM; 1.1.1 and 3.x: TLS 1.2 and 1.3, AES-GCM and ChaCha20-Poly1305)',
+      'auto',
+    )
     .passThroughOptions()
     .action(async (command: string, args: string[], flags: { offload: string; strategy: string }) => {
       try {
         if (flags.offload !== 'auto' && flags.offload !== 'kernel') throw new InvalidOptionError(`--offload must be auto or kernel, not ${JSON.stringify(flags.offload)}`);
-        if (flags.strategy !== 'option' && flags.strategy !== 'keys') throw new InvalidOptionError(`--strategy must be option or keys, not ${JSON.stringify(flags.strategy)}`);
+        if (!RUN_STRATEGIES.includes(flags.strategy as RunStrategy)) throw new InvalidOptionError(`--strategy must be ${RUN_STRATEGIES.join(', ')}, not ${JSON.stringify(flags.strategy)}`);
         checkPreload();
         const warning = checkRunOffload(flags.offload as RunOffload);
         if (warning) process.stderr.write(`aludel run: warning: ${warning}\n`);
-        const what =
-          flags.strategy === 'keys'
-            ? 'if it links a shared OpenSSL >= 1.1.1, each TLS 1.2 AES-GCM connection goes to kernel TLS after its handshake, keys and all'
-            : 'if it links a shared OpenSSL >= 3.0, SSL_OP_ENABLE_KTLS goes on for every SSL_CTX and SSL it creates';
-        process.stderr.write(`aludel run: starting ${command} with ${PRELOAD_PATH} in LD_PRELOAD: ${what} (the preload logs one line saying what it did)\n`);
+        const what = strategyText(flags.strategy as RunStrategy);
+        process.stderr.write(`aludel run: starting ${command} with ${PRELOAD_PATH} in LD_PRELOAD: ${what} (the preload logs one line saying which strategy it took and why)\n`);
         endLike(await runProgram(command, args, preloadEnv(process.env, flags.strategy as RunStrategy)));
       } catch (err) {
         const e = err as NodeJS.ErrnoException;
@@ -40,9 +41,9 @@ export function registerRunCommands(program: Command): void {
     .command('scan')
     .description('list processes using OpenSSL or listening on TCP: OpenSSL version, ports, whether their TLS connections run on kernel TLS, and what to do (run, proxy, cache)')
     .option('--json', 'print the report as JSON')
-    .action((flags: { json?: boolean }) => {
+    .action(async (flags: { json?: boolean }) => {
       try {
-        const report = scanHost();
+        const report = await scanHost();
         process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : formatScanTable(report));
       } catch (err) {
         process.stderr.write(`aludel scan: ${(err as Error).message}\n`);

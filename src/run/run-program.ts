@@ -1,6 +1,10 @@
 /**
  * `aludel run`: starts a program with aludel-preload.so (native/preload.c) in
- * LD_PRELOAD, so its own OpenSSL 3 switches kTLS on, with no proxy hop. Node
+ * LD_PRELOAD, so its own OpenSSL hands its TLS to the kernel, with no proxy
+ * hop. The preload picks the strategy inside the program, from the OpenSSL
+ * the dynamic linker really loaded (a wrapper script, LD_LIBRARY_PATH or an
+ * rpath can make that another one than the binary's own soname suggests):
+ * `option` for 3.x, `keys` for 1.1.1 and 1.0.2. Node
  * cannot exec(2) in place, so the program is a child: signals the shell or
  * init send to us are passed on, and we end as it ended (same exit status,
  * same signal).
@@ -19,22 +23,36 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 export const PRELOAD_PATH = path.resolve(here, '../../../build/Release/aludel-preload.so');
 
 export type RunOffload = 'auto' | 'kernel';
-/** option: SSL_OP_ENABLE_KTLS (OpenSSL >= 3.0 does the rest); keys: native/preload-keys.c. */
-export type RunStrategy = 'option' | 'keys';
+/** auto: the preload chooses by the loaded OpenSSL; option: SSL_OP_ENABLE_KTLS (OpenSSL >= 3.0 does the rest); keys: native/preload-keys.c. */
+export type RunStrategy = 'auto' | 'option' | 'keys';
+export const RUN_STRATEGIES: readonly RunStrategy[] = ['auto', 'option', 'keys'];
 
 /** Signals a supervisor or shell may send that the program should get (nginx: HUP reload, USR1 reopen, QUIT graceful, WINCH). */
 const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'];
 
 /**
  * LD_PRELOAD with ours appended (an existing preload, a malloc or a sanitizer,
- * keeps its place first) and the strategy for the preload.
+ * keeps its place first) and the strategy for the preload: none for `auto`,
+ * so a strategy left in the caller's environment cannot override the choice.
  */
-export function preloadEnv(env: NodeJS.ProcessEnv, strategy: RunStrategy = 'option', preload: string = PRELOAD_PATH): NodeJS.ProcessEnv {
+export function preloadEnv(env: NodeJS.ProcessEnv, strategy: RunStrategy = 'auto', preload: string = PRELOAD_PATH): NodeJS.ProcessEnv {
   const existing = (env.LD_PRELOAD ?? '').split(/[: ]+/).filter((p) => p.length > 0 && p !== preload);
   const out: NodeJS.ProcessEnv = { ...env, LD_PRELOAD: [...existing, preload].join(':') };
-  if (strategy === 'keys') out.ALUDEL_PRELOAD_STRATEGY = 'keys';
-  else delete out.ALUDEL_PRELOAD_STRATEGY;
+  if (strategy === 'auto') delete out.ALUDEL_PRELOAD_STRATEGY;
+  else out.ALUDEL_PRELOAD_STRATEGY = strategy;
   return out;
+}
+
+/** What the start-up line says the preload will do under `strategy`. */
+export function strategyText(strategy: RunStrategy): string {
+  switch (strategy) {
+    case 'option':
+      return 'if it links a shared OpenSSL >= 3.0, SSL_OP_ENABLE_KTLS goes on for every SSL_CTX and SSL it creates';
+    case 'keys':
+      return 'if it links a shared OpenSSL 1.0.2, 1.1.1 or 3.x, each qualifying connection goes to kernel TLS after its handshake, keys and all';
+    default:
+      return 'the preload picks the strategy from the OpenSSL the program loads: option for 3.x, keys for 1.1.1 and 1.0.2';
+  }
 }
 
 /** Why kTLS cannot work on this kernel, or null (the same live probe `aludel serve` makes). */

@@ -2,7 +2,8 @@
  * `aludel run` and `aludel scan` on this machine, whose kernel has no kTLS:
  * the preload loads into real programs, logs its one line, leaves their
  * bytes intact and node's own TLS alone; exit statuses and signals come back;
- * --offload kernel refuses; scan finds a real nginx with its port and OpenSSL.
+ * --offload kernel refuses; scan finds a real nginx with its port, OpenSSL,
+ * strategy and TLS (more in scan-legacy.test.ts).
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -26,7 +27,7 @@ before(async () => {
 
 after(() => fx?.cleanup());
 
-const LINE = /^aludel-preload: pid (\d+): SSL_OP_ENABLE_KTLS set on every SSL_CTX and SSL \(OpenSSL 3\.\d+\.\d+\S* .*, libssl\.so\.3\)$/;
+const LINE = /^aludel-preload: pid (\d+): strategy option \(OpenSSL 3\.x programs kTLS itself\): SSL_OP_ENABLE_KTLS set on every SSL_CTX and SSL \(OpenSSL 3\.\d+\.\d+\S* .*, libssl\.so\.3\)$/;
 
 describe('aludel run -- openssl s_server -WWW', { timeout: 120_000 }, () => {
   test('serves intact bytes over several connections; the preload logs exactly one line, with the server pid', async () => {
@@ -80,8 +81,8 @@ describe('aludel run --strategy keys -- openssl s_server -WWW', { timeout: 120_0
       }
       const lines = log.lines();
       assert.equal(lines.length, 1, lines.join('\n'));
-      assert.match(lines[0]!, /^aludel-preload: pid \d+: keys strategy: TLS 1\.2 AES-GCM connections handed to kernel TLS after the handshake \(OpenSSL 3\./);
-      assert.match(srv.daemon.output(), /each TLS 1\.2 AES-GCM connection goes to kernel TLS after its handshake/);
+      assert.match(lines[0]!, /^aludel-preload: pid \d+: strategy keys \(--strategy keys\): TLS 1\.2 \(AES-GCM, ChaCha20-Poly1305\) and TLS 1\.3 connections handed to kernel TLS after the handshake, both directions \(OpenSSL 3\./);
+      assert.match(srv.daemon.output(), /each qualifying connection goes to kernel TLS after its handshake/);
     } finally {
       await srv.stop();
     }
@@ -90,7 +91,7 @@ describe('aludel run --strategy keys -- openssl s_server -WWW', { timeout: 120_0
   test('--strategy bogus is refused', async () => {
     const r = await runCli(['run', '--strategy', 'bogus', '--', 'true']);
     assert.equal(r.code, 2);
-    assert.match(r.stderr, /--strategy must be option or keys, not "bogus"/);
+    assert.match(r.stderr, /--strategy must be auto, option, keys, not "bogus"/);
   });
 });
 
@@ -193,9 +194,10 @@ describe('aludel scan', { timeout: 120_000 }, () => {
       const p = report.processes.find((x) => x.pid === nginx.pid);
       assert.ok(p, `nginx pid ${nginx.pid} listed: ${report.processes.map((x) => `${x.pid} ${x.command}`).join(', ')}`);
       assert.equal(p.command, 'nginx');
-      assert.deepEqual(p.listening, [{ address: '127.0.0.1', port: nginx.port }]);
+      assert.deepEqual(p.listening, [{ address: '127.0.0.1', port: nginx.port, tls: 'yes', tlsNote: 'probe: TLS handshake record' }]);
       assert.match(p.openssl?.libssl ?? '', /libssl\.so\.3$/);
       assert.match(p.openssl?.version ?? '', /^3\.\d+\.\d+/);
+      assert.equal(p.strategy, 'option');
       assert.equal(p.underRun, false);
       assert.ok(p.established >= 1, 'the slow download is seen');
       assert.equal(report.netAdmin, process.getuid?.() === 0);
@@ -204,7 +206,7 @@ describe('aludel scan', { timeout: 120_000 }, () => {
       const table = await runCli(['scan'], undefined, 60_000);
       const row = table.stdout.split('\n').find((l) => l.startsWith(`${nginx.pid} `));
       assert.ok(row, table.stdout);
-      assert.match(row, new RegExp(`nginx\\s+3\\.\\d+\\.\\d+\\S*\\s+127\\.0\\.0\\.1:${nginx.port}\\s+${report.netAdmin ? 'no' : 'unknown'}\\s+run\\s`));
+      assert.match(row, new RegExp(`nginx\\s+3\\.\\d+\\.\\d+\\S*\\s+option\\s+yes\\s+127\\.0\\.0\\.1:${nginx.port}\\s+${report.netAdmin ? 'no' : 'unknown'}\\s+run\\s+TLS on port ${nginx.port}:`));
     } finally {
       slow.kill('SIGKILL');
       await nginx.stop();

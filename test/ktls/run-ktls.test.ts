@@ -100,7 +100,7 @@ describe('nginx (TLS config without ssl_conf_command Options KTLS)', { timeout: 
   test('the preload said once what it did', () => {
     const lines = log.lines();
     assert.equal(lines.length, 1, lines.join('\n'));
-    assert.match(lines[0]!, new RegExp(`^aludel-preload: pid ${underRun.pid}: SSL_OP_ENABLE_KTLS set on every SSL_CTX and SSL \\(OpenSSL 3\\.`));
+    assert.match(lines[0]!, new RegExp(`^aludel-preload: pid ${underRun.pid}: strategy option \\(OpenSSL 3\\.x programs kTLS itself\\): SSL_OP_ENABLE_KTLS set on every SSL_CTX and SSL \\(OpenSSL 3\\.`));
   });
 
   test('aludel scan: kTLS no for plain nginx, yes under aludel run', async () => {
@@ -180,20 +180,23 @@ describe('aludel run --strategy keys: openssl s_server -WWW (keys through the Op
         }
         const lines = log.lines();
         assert.equal(lines.length, 1, lines.join('\n'));
-        assert.match(lines[0]!, /keys strategy: TLS 1\.2 AES-GCM connections handed to kernel TLS after the handshake \(OpenSSL 3\./);
+        assert.match(lines[0]!, /strategy keys \(--strategy keys\): TLS 1\.2 \(AES-GCM, ChaCha20-Poly1305\) and TLS 1\.3 connections handed to kernel TLS after the handshake, both directions \(OpenSSL 3\./);
       } finally {
         await srv.stop();
       }
     });
   }
 
-  test('TLS 1.3 on the same server is left to OpenSSL: bytes intact, no kernel TLS', async () => {
+  test('TLS 1.3 on OpenSSL 3.0: both directions in the kernel (3.0\'s own kTLS does TX only), the NewSessionTickets counted', async () => {
     const srv = await startSServer({ root: fx.root, certFile: fx.certFile, keyFile: fx.keyFile, wrapper: aludelRun('--strategy', 'keys') });
     try {
-      const r = await download(srv.port, 'small.bin', curlTlsArgs('1.3', 'TLS_AES_128_GCM_SHA256'));
-      assert.equal(r.sha, fx.files['small.bin'].sha256);
-      assert.equal(r.stat.TlsTxSw, 0);
-      assert.equal(r.stat.TlsRxSw, 0);
+      for (const name of ['big.bin', 'small.bin'] as const) {
+        const r = await download(srv.port, name, curlTlsArgs('1.3', 'TLS_AES_128_GCM_SHA256'));
+        assert.equal(r.sha, fx.files[name].sha256, name);
+        assert.equal(r.stat.TlsTxSw, 1, `${name}: ${JSON.stringify(r.stat)}`);
+        assert.equal(r.stat.TlsRxSw, 1, `${name}: ${JSON.stringify(r.stat)}`);
+        assert.equal(r.stat.TlsDecryptError ?? 0, 0);
+      }
     } finally {
       await srv.stop();
     }
