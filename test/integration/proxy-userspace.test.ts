@@ -229,6 +229,33 @@ describe('aludel proxy (userspace TLS)', () => {
     assert.ok(got.endsWith('ping-pong'));
   });
 
+  test('1,000 upgrades the origin refuses leave no descriptor behind, and requests are still served (regression: one leaked socket each)', async () => {
+    const p = await proxy('--to', `http://127.0.0.1:${sink.port}`);
+    const pid = p.child.pid!;
+    const fds = (): number => fs.readdirSync(`/proc/${pid}/fd`).length;
+    assert.equal(bodyAndStatus((await get(p.port, '/echo-headers')).stdout).status, 200);
+    const start = fds();
+    const { default: tls } = await import('node:tls');
+    const refused = (): Promise<string> =>
+      new Promise((resolve, reject) => {
+        let out = '';
+        const s = tls.connect({ host: '127.0.0.1', port: p.port, servername: 'localhost', ca: fx.certPem }, () =>
+          s.write('GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n'),
+        );
+        s.on('data', (d: Buffer) => {
+          out += d.toString('latin1');
+          // The whole answer (a 400 with an empty body): the client closes, as curl does.
+          if (out.includes('\r\n\r\n')) s.end();
+        });
+        s.on('close', () => resolve(out));
+        s.on('error', reject);
+      });
+    for (let i = 0; i < 1000; i++) assert.match(await refused(), /^HTTP\/1\.1 400 /, `upgrade ${i}`);
+    await waitUntil(() => fds() <= start + 10, 10_000).catch(() => {});
+    assert.ok(fds() <= start + 10, `descriptors: ${start} before, ${fds()} after 1,000 refused upgrades`);
+    assert.equal(bodyAndStatus((await get(p.port, '/echo-headers')).stdout).status, 200, 'still serving');
+  });
+
   test('legacy HTTPS origin (TLS 1.0, CBC, RSA key exchange) behind a modern client side', async () => {
     const rsa = await makeRsaCert(fx.dir);
     const legacy = await startNginxOrigin({ root: fx.root, tls: { ...rsa, protocols: 'TLSv1', ciphers: 'AES128-SHA:@SECLEVEL=0' } });
