@@ -4,13 +4,18 @@
  * the kernel phase inside ../shared/ktls-vm/run-in-vm (userspace and kernel
  * side by side, emulated CPU) or natively where /proc/net/tls_stat exists,
  * then one report in bench/results/<timestamp>/ and a copy in bench/results/latest/.
+ * `npm run bench -- --legacy-run` runs only bench/legacy-run.ts (nginx 1.11.1 +
+ * OpenSSL 1.0.2f under `aludel run` against itself alone), in the VM unless
+ * this kernel has kTLS, into bench/results/<timestamp>-legacy-run/.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import cliProgress from 'cli-progress';
+import { legacyRunTable, runLegacyRun, type LegacyRunResult } from './legacy-run.js';
 import { runPhase, type PhaseResult } from './phase.js';
 import { fmt, headlineRatios, ratiosTable, reportHtml, toCsv, writeCharts, type Results } from './report.js';
 
@@ -28,6 +33,7 @@ interface Options {
   emulated: boolean;
   out?: string;
   updateDocs: boolean;
+  legacyRun: boolean;
 }
 
 function bar(label: string): { update(done: number, total: number, what: string): void; stop(): void } {
@@ -44,10 +50,10 @@ function bar(label: string): { update(done: number, total: number, what: string)
   };
 }
 
-/** Runs the kernel phase in the VM: this same program with --phase vm, its progress lines fed to our bar. */
-async function runInVm(o: Options, outFile: string, commit: string): Promise<PhaseResult> {
-  const args = ['-m', '4096', '-t', o.full ? '7200' : '1200', '-e', `ALUDEL_BENCH_COMMIT=${commit}`, '--', process.execPath, fileURLToPath(import.meta.url), '--phase', 'vm', '--emulated', '--out', outFile, ...(o.full ? ['--full'] : []), ...(o.loopback ? ['--loopback'] : []), ...(o.pin ? ['--pin'] : [])];
-  const b = bar('kTLS VM');
+/** Runs the kernel phase (or --legacy-run) in the VM: this same program with --phase vm, its progress lines fed to our bar. */
+async function runInVm<T = PhaseResult>(o: Options, outFile: string, commit: string): Promise<T> {
+  const args = ['-m', '4096', '-t', o.full ? '7200' : '1200', '-e', `ALUDEL_BENCH_COMMIT=${commit}`, '--', process.execPath, fileURLToPath(import.meta.url), '--phase', 'vm', '--emulated', '--out', outFile, ...(o.full ? ['--full'] : []), ...(o.loopback ? ['--loopback'] : []), ...(o.pin ? ['--pin'] : []), ...(o.legacyRun ? ['--legacy-run'] : [])];
+  const b = bar(o.legacyRun ? 'kTLS VM, legacy run' : 'kTLS VM');
   const child = spawn(VM, args, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   let partial = '';
@@ -66,11 +72,54 @@ async function runInVm(o: Options, outFile: string, commit: string): Promise<Pha
   const code = await new Promise<number | null>((r) => child.once('exit', r));
   b.stop();
   if (code !== 0) throw new Error(`the kTLS VM phase failed (exit ${code}):\n${log}`);
-  return JSON.parse(await fs.promises.readFile(outFile, 'utf8')) as PhaseResult;
+  return JSON.parse(await fs.promises.readFile(outFile, 'utf8')) as T;
 }
 
 const DOCS_BEGIN = '<!-- bench:generated (npm run bench -- --update-docs rewrites this part) -->';
 const DOCS_END = '<!-- /bench:generated -->';
+const LEGACY_BEGIN = '<!-- bench:legacy-run (npm run bench -- --legacy-run --update-docs rewrites this part) -->';
+const LEGACY_END = '<!-- /bench:legacy-run -->';
+
+/** Replaces the text between `begin` and `end` (markers included) in docs/benchmarks.md. */
+async function rewriteDocsBlock(begin: string, end: string, block: string): Promise<void> {
+  const file = path.join(REPO, 'docs', 'benchmarks.md');
+  const text = await fs.promises.readFile(file, 'utf8');
+  const a = text.indexOf(begin);
+  const b = text.indexOf(end);
+  if (a < 0 || b < a) throw new Error(`${file} has no ${begin} ... ${end} block to rewrite`);
+  await fs.promises.writeFile(file, text.slice(0, a) + [begin, '', block.replace(/\n+$/, ''), '', end].join('\n') + text.slice(b + end.length));
+}
+
+/** `--legacy-run`: the one comparison, natively where the kernel has kTLS, else in the VM. */
+async function legacyRunMain(o: Options): Promise<void> {
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const outDir = path.join(REPO, 'bench', 'results', `${stamp}-legacy-run`);
+  await fs.promises.mkdir(outDir, { recursive: true });
+  const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: REPO, encoding: 'utf8' }).trim() + (execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: REPO, encoding: 'utf8' }).trim() ? '+dirty' : '');
+  process.env.ALUDEL_BENCH_COMMIT = commit;
+  let result: LegacyRunResult;
+  const hostLoad = os.loadavg();
+  if (fs.existsSync('/proc/net/tls_stat')) {
+    const b = bar('legacy run');
+    try {
+      result = await runLegacyRun({ full: o.full, emulated: false, loopback: o.loopback, progress: (d, t, l) => b.update(d, t, l) });
+    } finally {
+      b.stop();
+    }
+  } else {
+    const inner = path.join(outDir, 'vm-result.json');
+    result = await runInVm<LegacyRunResult>(o, inner, commit);
+    await fs.promises.rm(inner, { force: true });
+  }
+  if (result.environment.emulated) result.hostLoadAverage = { before: hostLoad, after: os.loadavg() };
+  result.command = `npm run bench -- ${process.argv.slice(2).join(' ')}`;
+  const table = legacyRunTable(result);
+  await fs.promises.writeFile(path.join(outDir, 'results.json'), JSON.stringify(result, null, 1));
+  await fs.promises.writeFile(path.join(outDir, 'legacy-run.md'), `${table}\n`);
+  if (o.updateDocs) await rewriteDocsBlock(LEGACY_BEGIN, LEGACY_END, `Made by \`${result.command}\` (commit ${result.environment.commit}).\n\n${legacyRunTable(result, false)}`);
+  const bad = result.points.filter((p) => p.ktls !== 'proven' && p.ktls !== 'userspace');
+  console.log(`\n${table}\n\n${bad.length ? `WARNING: ${bad.length} point(s) without the expected kTLS state: ${bad.map((p) => `${p.mode} #${p.repeat + 1} ${p.ktls}`).join(', ')}\n` : ''}result: ${path.relative(process.cwd(), outDir)}/`);
+}
 
 /** docs/benchmarks.md keeps its prose; the part between the markers is this run's command, environment, ratios and charts. */
 async function updateDocs(res: Results, chartDir: string, charts: string[]): Promise<void> {
@@ -84,13 +133,7 @@ async function updateDocs(res: Results, chartDir: string, charts: string[]): Pro
       return `- ${p.points[0]?.phase}: commit ${e.commit}, kernel ${e.kernel}, ${e.openssl}, ${e.nginx}, CPU ${e.cpuModel} x${e.cpus}, emulated: ${e.emulated ? `**yes** (${e.emulatedReason})` : 'no'}, load average ${e.loadAverageBefore.map((x) => x.toFixed(2)).join(' ')} before / ${(e.loadAverageAfter ?? []).map((x) => x.toFixed(2)).join(' ')} after, ${e.network}, power: ${e.rapl}, crypto floor ${fmt(p.cryptoFloorCpuPerGB)} CPU-s/GB (${e.date})`;
     })
     .join('\n');
-  const block = [DOCS_BEGIN, '', `Made by \`${res.command}\` (${res.mode} mode).`, '', env, '', ratiosTable(res.ratios), '', ...charts.map((c) => `![${c}](benchmarks/${c})\n`), DOCS_END].join('\n');
-  const file = path.join(REPO, 'docs', 'benchmarks.md');
-  const text = await fs.promises.readFile(file, 'utf8');
-  const a = text.indexOf(DOCS_BEGIN);
-  const b = text.indexOf(DOCS_END);
-  if (a < 0 || b < a) throw new Error(`${file} has no ${DOCS_BEGIN} ... ${DOCS_END} block to rewrite`);
-  await fs.promises.writeFile(file, text.slice(0, a) + block + text.slice(b + DOCS_END.length));
+  await rewriteDocsBlock(DOCS_BEGIN, DOCS_END, [`Made by \`${res.command}\` (${res.mode} mode).`, '', env, '', ratiosTable(res.ratios), '', ...charts.map((c) => `![${c}](benchmarks/${c})\n`)].join('\n'));
 }
 
 async function main(): Promise<void> {
@@ -101,13 +144,20 @@ async function main(): Promise<void> {
     .option('--no-kernel', 'skip the kernel phase (kTLS VM or native kTLS)')
     .option('--loopback', 'client on loopback instead of its own network namespace + veth', false)
     .option('--pin', 'pin the servers to CPU 0 and the client to CPU 1 (taskset)', false)
-    .option('--update-docs', 'copy the charts to docs/benchmarks/ and rewrite the generated part of docs/benchmarks.md', false)
+    .option('--update-docs', 'copy the charts to docs/benchmarks/ and rewrite the generated part of docs/benchmarks.md (with --legacy-run: its own part)', false)
+    .option('--legacy-run', 'only nginx 1.11.1 + OpenSSL 1.0.2f (../shared/legacy/build) under aludel run vs alone, CPU-s/GB (in the kTLS VM unless this kernel has kTLS)', false)
     .option('--phase <where>', '(internal) run one phase and write it to --out')
     .option('--emulated', '(internal) the phase runs on an emulated CPU', false)
     .option('--out <file>', '(internal) where --phase writes its result')
     .parse()
     .opts<Options>();
 
+  if (o.phase && o.legacyRun) {
+    const result = await runLegacyRun({ full: o.full, emulated: o.emulated, loopback: o.loopback, progress: (d, t, l) => console.log(`${PROGRESS}${d} ${t} ${l}`) });
+    await fs.promises.writeFile(o.out!, JSON.stringify(result));
+    return;
+  }
+  if (o.legacyRun) return legacyRunMain(o);
   if (o.phase) {
     // Inner phase (in the VM): progress as lines for the outer bar.
     const result = await runPhase({ phase: o.phase, full: o.full, offloads: ['userspace', 'kernel'], emulated: o.emulated, loopback: o.loopback, pin: o.pin, progress: (d, t, l) => console.log(`${PROGRESS}${d} ${t} ${l}`) });

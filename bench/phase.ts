@@ -156,7 +156,7 @@ async function makeFiles(root: string, p: Plan): Promise<void> {
   for (const s of p.fileSizes) await write(`size-${s}.bin`, s);
 }
 
-async function makeCert(dir: string): Promise<Tls> {
+export async function makeCert(dir: string): Promise<Tls> {
   const certFile = path.join(dir, 'cert.pem');
   const keyFile = path.join(dir, 'key.pem');
   await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=localhost', '-keyout', keyFile, '-out', certFile]);

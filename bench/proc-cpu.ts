@@ -4,6 +4,9 @@
  * pool included) but not reaped children, which none of the servers have.
  * On veth, part of the receiver's softirq work is charged to whichever
  * process is running, so server system time carries some network cost too.
+ * Kernel TLS encrypts inside the sending process's sendmsg (net/tls/tls_sw.c;
+ * x86 AES-GCM runs there unless the driver must defer it to cryptd), so that
+ * crypto lands in the server's stime.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -26,6 +29,43 @@ export function parseProcStat(text: string): CpuTicks {
   const stime = Number(fields[15 - 3]);
   if (!Number.isInteger(utime) || !Number.isInteger(stime)) throw new Error(`no utime/stime in /proc/<pid>/stat: ${JSON.stringify(text.slice(0, 200))}`);
   return { utime, stime };
+}
+
+/** Field 4 (ppid) of a /proc/<pid>/stat line, counted from the last ')' as above. */
+export function parseParentPid(text: string): number {
+  const close = text.lastIndexOf(')');
+  const ppid = Number(text.slice(close + 2).trim().split(/\s+/)[4 - 3]);
+  if (close < 0 || !Number.isInteger(ppid)) throw new Error(`no ppid in /proc/<pid>/stat: ${JSON.stringify(text.slice(0, 200))}`);
+  return ppid;
+}
+
+/**
+ * `root` and every process descended from it, read now from /proc/<pid>/stat
+ * (`aludel run` is a Node process whose child is the program; nginx with a
+ * master has its workers below it). Processes that end during the scan are
+ * skipped.
+ */
+export function processTree(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let text: string;
+    try {
+      text = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    const ppid = parseParentPid(text);
+    children.set(ppid, [...(children.get(ppid) ?? []), Number(name)]);
+  }
+  const out: number[] = [];
+  const todo = [root];
+  while (todo.length > 0 && out.length < 10_000) {
+    const pid = todo.shift()!;
+    out.push(pid);
+    todo.push(...(children.get(pid) ?? []));
+  }
+  return out;
 }
 
 /** sysconf(_SC_CLK_TCK): 100 on every Linux architecture Debian ships, but asked rather than assumed. */

@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { processTree } from './proc-cpu.js';
 
 const NGINX = '/usr/sbin/nginx';
 /** dist/bench/servers.js -> dist/src/cli/main.js */
@@ -25,6 +26,8 @@ export type Offload = 'userspace' | 'kernel';
 export interface Server {
   pid: number;
   port: number;
+  /** The started process and all its descendants, read now (under `aludel run`: the Node wrapper and the program). */
+  pids(): number[];
   stop(): Promise<void>;
 }
 
@@ -78,6 +81,7 @@ async function startProcess(what: string, cmd: string, args: string[], host: str
   return {
     pid: child.pid!,
     port,
+    pids: () => processTree(child.pid!),
     async stop() {
       process.off('exit', killer);
       if (child.exitCode !== null || child.signalCode !== null) return;
@@ -105,6 +109,16 @@ export interface NginxOptions {
   /** ssl_buffer_size: the TLS record size nginx writes (bodies through SSL_write only, i.e. sendfile off). */
   recordSize?: number;
   sendfile?: boolean;
+  /** Another nginx binary (default Debian's /usr/sbin/nginx). */
+  binary?: string;
+  /**
+   * A config for the legacy nginx 1.11.1 + OpenSSL 1.0.2 (../shared/legacy):
+   * TLS 1.2 only (1.0.2 has no 1.3), no ssl_conf_command (nginx 1.19.4+),
+   * no `-e` switch (1.19.5+).
+   */
+  legacy?: boolean;
+  /** Start it under `aludel run` (no flag: the preload picks the strategy), the preload's log line appended to this file. */
+  aludelRun?: { logFile: string };
 }
 
 /** A double-quoted nginx string; refuses what would need escaping or expand as a variable. */
@@ -156,11 +170,15 @@ function nginxConf(o: NginxOptions, port: number): string {
       ? [
           `    ssl_certificate ${str(tls.certFile)};`,
           `    ssl_certificate_key ${str(tls.keyFile)};`,
-          '    ssl_protocols TLSv1.2 TLSv1.3;',
-          `    ssl_ciphers ${TLS12_CIPHER};`,
-          `    ssl_conf_command Ciphersuites ${TLS13_SUITE};`,
-          // nginx 1.22 + OpenSSL 3.0: KTLS needs the option and sendfile on for file bodies (ktls-notes.md).
-          ...(tls.offload === 'kernel' ? ['    ssl_conf_command Options KTLS;'] : []),
+          ...(o.legacy
+            ? ['    ssl_protocols TLSv1.2;', `    ssl_ciphers ${TLS12_CIPHER};`]
+            : [
+                '    ssl_protocols TLSv1.2 TLSv1.3;',
+                `    ssl_ciphers ${TLS12_CIPHER};`,
+                `    ssl_conf_command Ciphersuites ${TLS13_SUITE};`,
+                // nginx 1.22 + OpenSSL 3.0: KTLS needs the option and sendfile on for file bodies (ktls-notes.md).
+                ...(tls.offload === 'kernel' ? ['    ssl_conf_command Options KTLS;'] : []),
+              ]),
           ...(o.recordSize ? [`    ssl_buffer_size ${o.recordSize};`] : []),
         ]
       : []),
@@ -174,11 +192,17 @@ function nginxConf(o: NginxOptions, port: number): string {
 }
 
 export async function startNginx(name: string, o: NginxOptions): Promise<Server> {
-  await fs.promises.mkdir(o.dir, { recursive: true });
+  if (o.legacy && o.tls?.offload === 'kernel') throw new Error(`nginx (${name}): the legacy config has no kernel offload of its own (start it under aludel run instead)`);
+  // nginx without -e opens its built-in error log (logs/error.log under -p) before reading the config.
+  await fs.promises.mkdir(path.join(o.dir, 'logs'), { recursive: true });
   const port = await freePort(o.role.kind === 'origin' ? '127.0.0.1' : o.host);
   const conf = path.join(o.dir, 'nginx.conf');
   await fs.promises.writeFile(conf, nginxConf(o, port));
-  return startProcess(`nginx (${name})`, NGINX, ['-p', `${o.dir}/`, '-c', conf, '-e', path.join(o.dir, 'error.log'), '-g', 'daemon off;'], o.role.kind === 'origin' ? '127.0.0.1' : o.host, port);
+  const nginx = o.binary ?? NGINX;
+  const args = ['-p', `${o.dir}/`, '-c', conf, ...(o.legacy ? [] : ['-e', path.join(o.dir, 'error.log')]), '-g', 'daemon off;'];
+  const host = o.role.kind === 'origin' ? '127.0.0.1' : o.host;
+  if (o.aludelRun) return startProcess(`aludel run nginx (${name})`, process.execPath, [ALUDEL_CLI, 'run', '--', nginx, ...args], host, port, { ALUDEL_PRELOAD_LOG: o.aludelRun.logFile });
+  return startProcess(`nginx (${name})`, nginx, args, host, port);
 }
 
 export interface AludelOptions {
