@@ -23,6 +23,29 @@ else
   echo "FAIL: native/openssl-api.h disagrees with the system headers (or libssl-dev is missing)"; fail=$((fail + 1)); status=1
 fi
 
+# The real legacy TLS programs (../shared/legacy/README.md) for the `aludel run` tests:
+# idempotent, cached in LEGACY_PREFIX (default /var/tmp/aludel-legacy); the first run builds
+# OpenSSL 1.0.2f and nginx 1.11.1 (~4 min) and fetches Debian 11's nginx 1.18 / OpenSSL 1.1.1w.
+# A failure here fails the run; the tests that need the programs then say which script to run.
+echo "== legacy TLS programs (../shared/legacy)"
+for script in ../shared/legacy/build ../shared/legacy/fetch-debian11; do
+  if [ ! -x "$script" ]; then
+    echo "FAIL: $script not found (the legacy programs come from ../shared/legacy)"; fail=$((fail + 1)); status=1
+  elif "$script"; then
+    :
+  else
+    echo "FAIL: $script failed"; fail=$((fail + 1)); status=1
+  fi
+done
+
+echo "== OpenSSL 1.0.2 structures (native/preload-ossl102.h) vs the 1.0.2f headers"
+legacy_include=${LEGACY_PREFIX:-/var/tmp/aludel-legacy}/openssl-1.0.2f/include
+if cc -fsyntax-only -Wall -Werror -I"$legacy_include" native/abi-check-102.c; then
+  echo "ok: every declared 1.0.2 offset and size matches $legacy_include"; pass=$((pass + 1))
+else
+  echo "FAIL: native/preload-ossl102.h disagrees with the OpenSSL 1.0.2f headers (or ../shared/legacy/build did not install them)"; fail=$((fail + 1)); status=1
+fi
+
 echo "== unit and integration tests (this kernel)"
 node --test --test-reporter=spec --test-concurrency=2 dist/test/unit/ dist/test/integration/ 2>&1 | tee "$out"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1

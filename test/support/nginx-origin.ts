@@ -144,19 +144,19 @@ const LOG_FORMAT = [
 ] as const;
 
 /** A double-quoted nginx string; refuses what would need escaping or expand as a variable. */
-function str(value: string): string {
+export function nginxString(value: string): string {
   if (/["\\$\x00-\x1f]/.test(value)) throw new Error(`cannot put ${JSON.stringify(value)} into an nginx config: it holds a quote, backslash, $ or control character`);
   return `"${value}"`;
 }
 
-function nginxConf(dir: string, port: number, sinkPort: number, { root, tls }: NginxOriginOptions): string {
-  const rootDir = path.resolve(root);
-  const files = str(`${rootDir}/`);
-  const p = (name: string): string => str(path.join(dir, name));
-  const protocols = tls?.protocols.trim().split(/\s+/) ?? [];
-  for (const v of protocols) if (!/^(SSLv[23]|TLSv1(\.[123])?)$/.test(v)) throw new Error(`not an ssl_protocols value: ${v}`);
-  const lines = [
-    '# Written by the tests (test/support/nginx-origin.ts).',
+/**
+ * The main context every test nginx shares (this one and the legacy ones in
+ * legacy.ts): one process, files in `dir`, the error log at info.
+ */
+export function nginxMainContext(dir: string, writtenBy: string): string[] {
+  const p = (name: string): string => nginxString(path.join(dir, name));
+  return [
+    `# Written by the tests (${writtenBy}).`,
     // One process: a SIGKILL from the test harness (run-process.ts reapOnExit)
     // then leaves no orphaned workers behind, and no worker changes user.
     'master_process off;',
@@ -169,15 +169,26 @@ function nginxConf(dir: string, port: number, sinkPort: number, { root, tls }: N
     `lock_file ${p('nginx.lock')};`,
     `error_log ${p('error.log')} info;`,
     'events { worker_connections 1024; }',
+  ];
+}
+
+/** The http context's temp paths: the compiled-in defaults are under /var/lib/nginx or the build prefix, read-only in the VM, not ours as non-root. */
+export function nginxTempPaths(dir: string): string[] {
+  return ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${nginxString(path.join(dir, t))};`);
+}
+
+function nginxConf(dir: string, port: number, sinkPort: number, { root, tls }: NginxOriginOptions): string {
+  const rootDir = path.resolve(root);
+  const files = nginxString(`${rootDir}/`);
+  const p = (name: string): string => nginxString(path.join(dir, name));
+  const protocols = tls?.protocols.trim().split(/\s+/) ?? [];
+  for (const v of protocols) if (!/^(SSLv[23]|TLSv1(\.[123])?)$/.test(v)) throw new Error(`not an ssl_protocols value: ${v}`);
+  const lines = [
+    ...nginxMainContext(dir, 'test/support/nginx-origin.ts'),
     'http {',
     `  log_format aludel escape=json '{${LOG_FORMAT.map(([k, v]) => `"${k}":"${v}"`).join(',')}}';`,
     `  access_log ${p('access.log')} aludel;`,
-    // The compiled-in defaults are under /var/lib/nginx: read-only in the VM, not ours as non-root.
-    `  client_body_temp_path ${p('client_body')};`,
-    `  proxy_temp_path ${p('proxy')};`,
-    `  fastcgi_temp_path ${p('fastcgi')};`,
-    `  uwsgi_temp_path ${p('uwsgi')};`,
-    `  scgi_temp_path ${p('scgi')};`,
+    ...nginxTempPaths(dir),
     '  types { text/html html htm; text/plain txt; application/json json; }',
     '  default_type application/octet-stream;',
     '  sendfile on;',
@@ -185,18 +196,18 @@ function nginxConf(dir: string, port: number, sinkPort: number, { root, tls }: N
     '  server {',
     `    listen 127.0.0.1:${port}${tls ? ' ssl' : ''};`,
     '    server_name localhost;',
-    `    root ${str(rootDir)};`,
+    `    root ${nginxString(rootDir)};`,
     ...(tls
       ? [
-          `    ssl_certificate ${str(tls.certFile)};`,
-          `    ssl_certificate_key ${str(tls.keyFile)};`,
+          `    ssl_certificate ${nginxString(tls.certFile)};`,
+          `    ssl_certificate_key ${nginxString(tls.keyFile)};`,
           `    ssl_protocols ${protocols.join(' ')};`,
-          `    ssl_ciphers ${str(tls.ciphers)};`,
+          `    ssl_ciphers ${nginxString(tls.ciphers)};`,
           '    ssl_prefer_server_ciphers on;',
         ]
       : []),
     '    location / { }',
-    `    location /chunked/ { alias ${files}; sub_filter ${str(CHUNKING_PATTERN)} ""; sub_filter_types *; }`,
+    `    location /chunked/ { alias ${files}; sub_filter ${nginxString(CHUNKING_PATTERN)} ""; sub_filter_types *; }`,
     `    location /slow/ { alias ${files}; limit_rate ${SLOW_RATE}; }`,
     // add_header skips a field whose value is empty, so an absent argument sends none; an empty limit_rate is no limit.
     `    location /cc/ { alias ${files}; add_header Cache-Control $arg_cc; add_header Vary $arg_vary; limit_rate $arg_rate; }`,

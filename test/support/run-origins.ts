@@ -23,12 +23,17 @@ export interface Started {
 /**
  * `openssl s_server -WWW` on a free loopback port, serving `root`. `wrapper`
  * (aludelRun()) or none; `args` adds s_server flags (-tls1_2, -cipher ...).
+ * `openssl` is another openssl binary than the system's (test/support/legacy.ts);
+ * `portOnlyAccept` for OpenSSL 1.0.2, whose -accept takes a port only (and
+ * binds every IPv4 address).
  */
-export async function startSServer(opts: { root: string; certFile: string; keyFile: string; wrapper?: string[]; env?: NodeJS.ProcessEnv; args?: string[] }): Promise<Started> {
+export async function startSServer(opts: { root: string; certFile: string; keyFile: string; wrapper?: string[]; env?: NodeJS.ProcessEnv; args?: string[]; openssl?: string; portOnlyAccept?: boolean }): Promise<Started> {
   const port = await freePort();
-  const cmd = [...(opts.wrapper ?? []), 'openssl', 's_server', '-accept', `127.0.0.1:${port}`, '-cert', opts.certFile, '-key', opts.keyFile, '-WWW', '-quiet', ...(opts.args ?? [])];
+  const bin = opts.openssl ?? 'openssl';
+  const accept = opts.portOnlyAccept ? String(port) : `127.0.0.1:${port}`;
+  const cmd = [...(opts.wrapper ?? []), bin, 's_server', '-accept', accept, '-cert', opts.certFile, '-key', opts.keyFile, '-WWW', '-quiet', ...(opts.args ?? [])];
   const daemon = spawnDaemon(cmd[0]!, cmd.slice(1), { env: opts.env, cwd: opts.root });
-  await waitReady(daemon, 'openssl s_server', () => accepts(port), async () => daemon.output(), 60_000);
+  await waitReady(daemon, `${bin} s_server`, () => accepts(port), async () => daemon.output(), 60_000);
   return { port, daemon, stop: () => daemon.stop() };
 }
 
