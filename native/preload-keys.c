@@ -107,7 +107,6 @@ static void resolve_all(void) {
   RESOLVE(wbio, "SSL_get_wbio");
   RESOLVE(bio_type, "BIO_method_type");
   RESOLVE(get_fd, "SSL_get_fd");
-  RESOLVE(ctrl, "SSL_ctrl");
   RESOLVE(get_ssl_ctx, "SSL_get_SSL_CTX");
   RESOLVE(get_shutdown, "SSL_get_shutdown");
   RESOLVE(set_shutdown, "SSL_set_shutdown");
@@ -232,9 +231,7 @@ void aludel_examine(SSL *ssl) {
   int fd = aludel_real.get_fd(ssl);
   int set = no == NULL ? install(fd, &k) : 0;
   if (no == NULL && set == 0) no = "the kernel refused the keys";
-  static int debug = -1; /* ALUDEL_PRELOAD_DEBUG: one line per connection, for tests and bug reports */
-  if (debug < 0) debug = getenv("ALUDEL_PRELOAD_DEBUG") != NULL;
-  if (debug) {
+  if (aludel_debug) { /* ALUDEL_PRELOAD_DEBUG: one line per connection, for tests and bug reports */
     if (no != NULL) aludel_event("fd %d stays with OpenSSL: %s (%s)", fd, no, set == 0 && no != NULL && errno != 0 ? strerror(errno) : "-");
     else aludel_event("fd %d: TLS %s %s to the kernel, rx seq %llu, tx seq %llu", fd, k.version == P_TLS1_3_VERSION ? "1.3" : "1.2", cipher_text(k.cipher),
                       (unsigned long long)k.rx.seq, (unsigned long long)k.tx.seq);
@@ -464,6 +461,16 @@ size_t aludel_kernel_read(struct aludel_conn *c, void *buf, size_t n, int peek) 
     if (type == RT_APPLICATION_DATA) return (size_t)got;
     if (!start_control(c, type, buf, peek ? 0 : (size_t)got)) return 0;
     if (!take_control(c)) return 0;
+    /*
+     * A post-handshake message was taken. Without SSL_MODE_AUTO_RETRY (off in
+     * 1.0.2, and switched off by programs such as s_client that wait in
+     * select()), OpenSSL returns WANT_READ here rather than read on, which on a
+     * blocking socket would wait for data that may never come.
+     */
+    if (c->ctrl_len == 0 && !(aludel_real.ctrl(c->ssl, P_SSL_CTRL_MODE, 0, NULL) & P_SSL_MODE_AUTO_RETRY)) {
+      c->last_error = P_SSL_ERROR_WANT_READ;
+      return 0;
+    }
   }
 }
 
@@ -596,6 +603,30 @@ ALUDEL_EXPORT int SSL_shutdown(SSL *ssl) {
   aludel_real.set_shutdown(ssl, mode | P_SSL_SENT_SHUTDOWN);
   c->last_error = P_SSL_ERROR_NONE;
   return 1;
+}
+
+/*
+ * Read-ahead lets OpenSSL take records from the socket past the handshake (a
+ * TLS 1.3 client sends its first request right behind its Finished, and nginx
+ * turns read-ahead on): those records would then never reach the kernel and
+ * the connection would have to stay with OpenSSL. Under the keys strategy it
+ * stays off, OpenSSL's default; it changes how OpenSSL reads, never what.
+ */
+ALUDEL_EXPORT long SSL_CTX_ctrl(SSL_CTX *ctx, int cmd, long larg, void *parg) {
+  aludel_prepare();
+  if (aludel_keys_active && cmd == P_SSL_CTRL_SET_READ_AHEAD) larg = 0;
+  return aludel_real.ctx_ctrl(ctx, cmd, larg, parg);
+}
+
+ALUDEL_EXPORT long SSL_ctrl(SSL *ssl, int cmd, long larg, void *parg) {
+  aludel_prepare();
+  if (aludel_keys_active && cmd == P_SSL_CTRL_SET_READ_AHEAD) larg = 0;
+  return aludel_real.ctrl(ssl, cmd, larg, parg);
+}
+
+ALUDEL_EXPORT void SSL_set_read_ahead(SSL *ssl, int yes) {
+  aludel_prepare();
+  if (aludel_real.set_read_ahead != NULL) aludel_real.set_read_ahead(ssl, aludel_keys_active ? 0 : yes);
 }
 
 /* A cleared SSL starts a new connection: forget the old one's kernel state (the program's message callback stays). */

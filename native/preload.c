@@ -48,6 +48,24 @@ typedef struct ossl_lib_ctx_st OSSL_LIB_CTX;
 struct aludel_real aludel_real;
 int aludel_keys_active;
 enum aludel_lib aludel_lib;
+int aludel_debug;
+
+/*
+ * The environment as it was when the program started: nginx replaces its own
+ * environment early (keeping only TZ and its `env` directives), before its
+ * first TLS connection, so ALUDEL_PRELOAD_* are read here, once, at load time.
+ */
+static struct {
+  char log[4096];
+  char strategy[16];
+} env;
+
+__attribute__((constructor)) static void capture_env(void) {
+  const char *log = getenv("ALUDEL_PRELOAD_LOG"), *strategy = getenv("ALUDEL_PRELOAD_STRATEGY");
+  if (log != NULL && strlen(log) < sizeof env.log) strcpy(env.log, log);
+  if (strategy != NULL && strlen(strategy) < sizeof env.strategy) strcpy(env.strategy, strategy);
+  aludel_debug = getenv("ALUDEL_PRELOAD_DEBUG") != NULL;
+}
 
 static struct {
   SSL_CTX *(*ctx_new)(const SSL_METHOD *);
@@ -95,6 +113,9 @@ static void resolve_hooked(void) {
   NEXT(aludel_real.has_pending, "SSL_has_pending");
   NEXT(aludel_real.clear, "SSL_clear");
   NEXT(aludel_real.free, "SSL_free");
+  NEXT(aludel_real.ctrl, "SSL_ctrl");
+  NEXT(aludel_real.ctx_ctrl, "SSL_CTX_ctrl");
+  NEXT(aludel_real.set_read_ahead, "SSL_set_read_ahead");
   NEXT(aludel_real.ctx_set_keylog, "SSL_CTX_set_keylog_callback");
   NEXT(aludel_real.ctx_get_keylog, "SSL_CTX_get_keylog_callback");
   NEXT(aludel_real.ctx_set_msg_cb, "SSL_CTX_set_msg_callback");
@@ -171,10 +192,10 @@ static void resolve(void) {
   char text[128];
   enum aludel_lib lib = identify(ssl_file, text, sizeof text);
   if (lib == ALUDEL_LIB_NONE) return;
-  const char *forced = getenv("ALUDEL_PRELOAD_STRATEGY");
-  if (forced != NULL && strcmp(forced, "keys") == 0) {
+  const char *forced = env.strategy;
+  if (strcmp(forced, "keys") == 0) {
     choose_keys(lib, ssl_file, text, "--strategy keys");
-  } else if (forced != NULL && strcmp(forced, "option") == 0) {
+  } else if (strcmp(forced, "option") == 0) {
     /* Before 3.0 bit 3 is no KTLS switch (and 1.1.1 has no kTLS in Debian's builds). */
     if (lib == ALUDEL_LIB_3) choose_option(ssl_file, text, "--strategy option");
     else snprintf(real.why, sizeof real.why, "strategy option (--strategy option): %s is %s, older than 3.0, where the option does not exist: nothing changed (drop --strategy)", ssl_file, text);
@@ -194,10 +215,10 @@ static void write_line(const char *text) {
     n = sizeof line - 1;
     line[n - 1] = '\n';
   }
-  const char *path = getenv("ALUDEL_PRELOAD_LOG");
   int fd = 2, opened = -1;
-  if (path != NULL && *path != '\0') {
-    opened = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  if (env.log[0] != '\0') {
+    /* Opened per line, never kept: a daemon that closes every descriptor at start-up must not leave us writing into another file. */
+    opened = open(env.log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (opened >= 0) fd = opened;
   }
   ssize_t w = write(fd, line, (size_t)n);

@@ -45,6 +45,8 @@ typedef void (*aludel_msg_cb)(int write_p, int version, int content_type, const 
 #define P_SSL_MODE_ENABLE_PARTIAL_WRITE 0x1L
 #define P_SSL_CTRL_MODE 33
 #define P_SSL_CTRL_GET_READ_AHEAD 40
+#define P_SSL_CTRL_SET_READ_AHEAD 41
+#define P_SSL_MODE_AUTO_RETRY 0x4L
 #define P_SSL_ST_OK 0x03 /* 1.0.2: SSL_state() once the handshake is done */
 #define P_TLS1_2_VERSION 0x0303
 #define P_TLS1_3_VERSION 0x0304
@@ -97,6 +99,8 @@ struct aludel_real {
   int (*has_pending)(const SSL *); /* 1.1.0+ */
   int (*clear)(SSL *);
   void (*free)(SSL *);
+  long (*ctx_ctrl)(SSL_CTX *, int, long, void *);
+  void (*set_read_ahead)(SSL *, int);
   /* Used by the keys strategy only. */
   int (*version)(const SSL *);
   int (*is_server)(const SSL *);
@@ -139,6 +143,9 @@ extern struct aludel_real aludel_real;
 
 /* 1 when the keys strategy is on (resolved and chosen); set by preload.c. */
 extern int aludel_keys_active;
+
+/* ALUDEL_PRELOAD_DEBUG, read when the library is loaded (nginx empties its environment before it serves). */
+extern int aludel_debug;
 
 /* Resolves (once) and logs (once); every hook calls it first. */
 void aludel_prepare(void);
