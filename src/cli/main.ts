@@ -10,6 +10,7 @@ import { registerDoctor } from './doctor-command.js';
 import { registerProxyCommands } from './proxy-command.js';
 import { registerRunCommands } from './run-command.js';
 import { reportFatal, runServe, type ServeFlags } from './serve-command.js';
+import { handleServingSignals } from './signals.js';
 
 const program = new Command();
 program.name('aludel').description('Modern, cheap TLS (Linux kernel TLS) in front of applications that cannot be changed');
@@ -41,8 +42,7 @@ program
         log.info({ signal }, 'shutting down');
         void Promise.all([server.close(), admin?.close()]).then(() => process.exit(0));
       };
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
+      handleServingSignals(log, stop);
     } catch (err) {
       reportFatal(err);
     }

@@ -19,6 +19,7 @@ import { CacheDirectoryError } from '../errors.js';
 import { UpstreamGroup } from '../proxy/upstream-group.js';
 import { addProxyOptions, resolveProxySettings } from './proxy-options.js';
 import { logHwPolicy, logOffload, reportFatal } from './serve-command.js';
+import { handleServingSignals } from './signals.js';
 
 export interface RunningProxy {
   server: SecureServer;
@@ -95,8 +96,7 @@ export function registerProxyCommands(program: Command): void {
           running.log.info({ signal }, 'shutting down');
           void running.close().then(() => process.exit(0));
         };
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
+        handleServingSignals(running.log, stop);
       } catch (err) {
         reportFatal(err);
       }
