@@ -277,17 +277,23 @@ ALUDEL_EXPORT int SSL_connect(SSL *ssl) {
 }
 
 /*
- * Before data moves on a connection whose handshake is still under way (the
- * program relies on SSL_read/SSL_write to do it): finish it here, so that it
- * ends before any application record is read. <= 0: the handshake's result.
+ * Before data moves: a handshake still under way (the program relies on
+ * SSL_read/SSL_write to do it) is finished here, so that it ends before any
+ * application record is read; a connection finished elsewhere (an SSL BIO's
+ * own state machine) is examined now. One table lookup per call once
+ * examined. Returns the offloaded connection or NULL; *h <= 0 is the
+ * handshake's result.
  */
-static int ensure_handshake(SSL *ssl) {
-  if (!aludel_keys_active) return 1;
-  if (aludel_is_init_finished(ssl)) {
-    aludel_examine(ssl); /* finished elsewhere (an SSL BIO's own state machine): still before any application record */
-    return 1;
+static struct aludel_conn *route(SSL *ssl, int *h) {
+  *h = 1;
+  if (!aludel_keys_active) return NULL;
+  if (!aludel_is_init_finished(ssl) && (*h = aludel_finish_handshake(ssl)) <= 0) return NULL;
+  struct aludel_conn *c = aludel_conn_find(ssl);
+  if (c == NULL || !c->examined) {
+    aludel_examine(ssl);
+    c = aludel_conn_find(ssl);
   }
-  return aludel_finish_handshake(ssl);
+  return c != NULL && c->offloaded ? c : NULL;
 }
 
 /* ---- kernel reads: application data, alerts, post-handshake messages ---- */
@@ -504,8 +510,9 @@ int aludel_kernel_write(struct aludel_conn *c, const void *buf, size_t n, size_t
 
 ALUDEL_EXPORT int SSL_read_ex(SSL *ssl, void *buf, size_t n, size_t *readbytes) {
   aludel_prepare();
-  if (ensure_handshake(ssl) <= 0) return 0;
-  struct aludel_conn *c = aludel_offloaded(ssl);
+  int h;
+  struct aludel_conn *c = route(ssl, &h);
+  if (h <= 0) return 0;
   if (c == NULL) return aludel_real.read_ex(ssl, buf, n, readbytes);
   size_t got = aludel_kernel_read(c, buf, n, 0);
   if (readbytes != NULL) *readbytes = got;
@@ -514,9 +521,9 @@ ALUDEL_EXPORT int SSL_read_ex(SSL *ssl, void *buf, size_t n, size_t *readbytes) 
 
 ALUDEL_EXPORT int SSL_read(SSL *ssl, void *buf, int n) {
   aludel_prepare();
-  int h = ensure_handshake(ssl);
+  int h;
+  struct aludel_conn *c = route(ssl, &h);
   if (h <= 0) return h;
-  struct aludel_conn *c = aludel_offloaded(ssl);
   if (c == NULL) return aludel_real.read(ssl, buf, n);
   size_t got = aludel_kernel_read(c, buf, n < 0 ? 0 : (size_t)n, 0);
   return got > 0 ? (int)got : c->last_error == P_SSL_ERROR_ZERO_RETURN ? 0 : -1;
@@ -524,8 +531,9 @@ ALUDEL_EXPORT int SSL_read(SSL *ssl, void *buf, int n) {
 
 ALUDEL_EXPORT int SSL_peek_ex(SSL *ssl, void *buf, size_t n, size_t *readbytes) {
   aludel_prepare();
-  if (ensure_handshake(ssl) <= 0) return 0;
-  struct aludel_conn *c = aludel_offloaded(ssl);
+  int h;
+  struct aludel_conn *c = route(ssl, &h);
+  if (h <= 0) return 0;
   if (c == NULL) return aludel_real.peek_ex(ssl, buf, n, readbytes);
   size_t got = aludel_kernel_read(c, buf, n, 1);
   if (readbytes != NULL) *readbytes = got;
@@ -534,9 +542,9 @@ ALUDEL_EXPORT int SSL_peek_ex(SSL *ssl, void *buf, size_t n, size_t *readbytes) 
 
 ALUDEL_EXPORT int SSL_peek(SSL *ssl, void *buf, int n) {
   aludel_prepare();
-  int h = ensure_handshake(ssl);
+  int h;
+  struct aludel_conn *c = route(ssl, &h);
   if (h <= 0) return h;
-  struct aludel_conn *c = aludel_offloaded(ssl);
   if (c == NULL) return aludel_real.peek(ssl, buf, n);
   size_t got = aludel_kernel_read(c, buf, n < 0 ? 0 : (size_t)n, 1);
   return got > 0 ? (int)got : c->last_error == P_SSL_ERROR_ZERO_RETURN ? 0 : -1;
@@ -544,8 +552,9 @@ ALUDEL_EXPORT int SSL_peek(SSL *ssl, void *buf, int n) {
 
 ALUDEL_EXPORT int SSL_write_ex(SSL *ssl, const void *buf, size_t n, size_t *written) {
   aludel_prepare();
-  if (ensure_handshake(ssl) <= 0) return 0;
-  struct aludel_conn *c = aludel_offloaded(ssl);
+  int h;
+  struct aludel_conn *c = route(ssl, &h);
+  if (h <= 0) return 0;
   if (c == NULL) return aludel_real.write_ex(ssl, buf, n, written);
   size_t w = 0;
   int ok = aludel_kernel_write(c, buf, n, &w);
@@ -555,9 +564,9 @@ ALUDEL_EXPORT int SSL_write_ex(SSL *ssl, const void *buf, size_t n, size_t *writ
 
 ALUDEL_EXPORT int SSL_write(SSL *ssl, const void *buf, int n) {
   aludel_prepare();
-  int h = ensure_handshake(ssl);
+  int h;
+  struct aludel_conn *c = route(ssl, &h);
   if (h <= 0) return h;
-  struct aludel_conn *c = aludel_offloaded(ssl);
   if (c == NULL) return aludel_real.write(ssl, buf, n);
   size_t w = 0;
   return aludel_kernel_write(c, buf, n < 0 ? 0 : (size_t)n, &w) ? (int)w : -1;
