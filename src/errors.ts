@@ -102,6 +102,13 @@ export class InvalidRequestError extends AludelError {
   }
 }
 
+/** A request body (chunked, so its size was unknown up front) went past --max-body-size. */
+export class BodyTooLargeError extends AludelError {
+  constructor(max: number) {
+    super('ERR_BODY_TOO_LARGE', `request body over the ${max}-byte limit (--max-body-size)`);
+  }
+}
+
 /** The client closed its connection while its request was still being proxied. */
 export class ClientGoneError extends AludelError {
   constructor() {

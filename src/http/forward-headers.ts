@@ -20,10 +20,11 @@
  * - An absolute-form target ("GET http://h/p") is sent in origin-form with
  *   Host taken from it (RFC 9112 §3.2.2: the Host field is ignored then),
  *   since legacy applications expect a path and would trust the Host field.
- * - Untrusted X-Forwarded-For/-Proto/-Host and Forwarded are removed, and so
- *   are their spellings with "_" (always): CGI, PHP and WSGI map both "-" and
- *   "_" to the same HTTP_X_FORWARDED_FOR variable (RFC 3875 §4.1.18), the
- *   spoofing nginx's underscores_in_headers default prevents.
+ * - Untrusted X-Forwarded-For/-Proto/-Host and Forwarded are removed.
+ * - Every field name with "_" is removed (nginx's underscores_in_headers off):
+ *   CGI, PHP and WSGI map both "-" and "_" to the same HTTP_* variable
+ *   (RFC 3875 §4.1.18), so "Transfer_Encoding" or "X_Forwarded_For" would
+ *   reach the application as the field Aludel framed or wrote itself.
  * - With trustForwarded, X-Forwarded-For and Forwarded get this hop
  *   appended, while X-Forwarded-Proto and -Host keep the first hop's values
  *   (they describe the original request, and applications read them as one
@@ -123,7 +124,7 @@ export function buildUpstreamRequestHead(input: UpstreamRequestInput): string {
       else priorForwarded = join(priorForwarded, value);
       continue;
     }
-    if (lower.includes('_') && isForwardingField(lower.replaceAll('_', '-'))) continue;
+    if (lower.includes('_')) continue;
     fields += `${name}: ${value}\r\n`;
   }
 
@@ -179,10 +180,6 @@ function connectionOptions(headers: string[]): ReadonlySet<string> {
     }
   }
   return options ?? NO_OPTIONS;
-}
-
-function isForwardingField(lower: string): boolean {
-  return lower === XFF || lower === XFP || lower === XFH || lower === FORWARDED;
 }
 
 /** Fields repeated in a request combine into one comma-separated list (RFC 9110 §5.3). */

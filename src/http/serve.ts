@@ -89,11 +89,45 @@ export function answerClientError(log: Logger, err: Error & { code?: string }, s
   const httpError = err.code?.startsWith('HPE_') === true || err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
   if (httpError) log.warn({ conn: conn.id, code: err.code, detail: err.message }, 'bad request');
   if (httpError && socket.writable) {
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
-    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    closeDetached(conn, LINGER_MS, closingAnswer(status));
   } else {
     socket.destroy();
   }
+}
+
+/** How long a connection being closed after an error answer waits for its client to read it (nginx's lingering_timeout). */
+const LINGER_MS = 5_000;
+
+/** A complete HTTP/1.1 error answer for a connection about to close. */
+export function closingAnswer(status: number, extra = ''): string {
+  return `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n${extra}\r\n`;
+}
+
+/**
+ * CONNECT (RFC 9110 §9.3.6) asks for a tunnel, which Aludel does not offer:
+ * node hands such a socket over detached ('connect'), so it is answered and
+ * closed here (with no listener node would reset it without a word).
+ */
+export function answerConnect(log: Logger, req: http.IncomingMessage, conn: SecureConnection, lingerMs: number, status: 405 | 501, allow?: string): void {
+  log.warn({ conn: conn.id, method: req.method, url: req.url, status }, 'CONNECT refused');
+  closeDetached(conn, lingerMs, closingAnswer(status, allow ? `Allow: ${allow}\r\n` : ''));
+}
+
+/**
+ * A socket the HTTP server handed over ('upgrade', 'connect') or gave up on
+ * ('clientError') has no other owner, and nothing reads it, so the client's
+ * FIN is never seen: end it (with `last`, an answer), and close it once the
+ * answer and close_notify are out, or after lingerMs if the client stops
+ * reading. (Ending alone left one descriptor per refused upgrade.)
+ */
+export function closeDetached(conn: SecureConnection, lingerMs: number, last?: string): void {
+  const timer = setTimeout(() => conn.destroy(), lingerMs);
+  timer.unref();
+  conn.once('close', () => clearTimeout(timer));
+  conn.once('finish', () => conn.destroy());
+  if (last === undefined) conn.end();
+  else conn.end(last);
 }
 
 /**
@@ -142,6 +176,8 @@ export async function startServe(o: ServeOptions): Promise<http.Server> {
   );
   httpServer.timeout = o.idleTimeoutMs;
   httpServer.on('clientError', (err: Error & { code?: string }, socket: Duplex) => answerClientError(o.log, err, socket));
+  // §15.5.6: a 405 MUST carry Allow, the methods the static handler answers.
+  httpServer.on('connect', (req: http.IncomingMessage, socket: Duplex) => answerConnect(o.log, req, socket as unknown as SecureConnection, o.idleTimeoutMs, 405, 'GET, HEAD'));
   onSecureConnections(o.server, o.log, o.stats, (conn) => httpServer.emit('connection', conn));
   // http.Server starts its headersTimeout/requestTimeout sweeper on 'listening'; it never
   // listens itself here (connections come from the TLS listener), so start it explicitly.

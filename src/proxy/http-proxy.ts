@@ -19,11 +19,11 @@ import type { ProxySettings } from '../config/proxy-settings.js';
 import type { SecureConnection, SecureServer } from '../tls/types.js';
 import type { ResponseHead } from '../http/response-head.js';
 import { buildUpstreamRequestHead, filterResponseHeaders } from '../http/forward-headers.js';
-import { ClientGoneError, NoLiveUpstreamError, UpstreamResponseError, UpstreamTimeoutError, UpstreamTruncatedError } from '../errors.js';
+import { BodyTooLargeError, ClientGoneError, InvalidRequestError, UpstreamResponseError, UpstreamTimeoutError, UpstreamTruncatedError } from '../errors.js';
 import { PipePool } from '../transport/pipe-pool.js';
 import { spliceBody } from '../transport/splice-body.js';
 import type { Native } from '../native/binding.js';
-import { answerClientError, cryptoSite, onSecureConnections } from '../http/serve.js';
+import { answerClientError, answerConnect, closeDetached, closingAnswer, cryptoSite, onSecureConnections } from '../http/serve.js';
 import { UpstreamGroup, type Lease } from './upstream-group.js';
 import type { UpstreamStream } from './upstream-stream.js';
 import { tunnel } from './tunnel.js';
@@ -59,10 +59,20 @@ import {
 /** Methods a proxy may send twice (RFC 9110 §9.2.2) when a reused connection died before any answer. */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
-/** Why a request failed before the client got a status line, and what status that gives. */
-function gatewayStatus(err: unknown): 502 | 503 | 504 {
+/** Failures of the client's making: logged at info, never counted against an upstream's health. */
+function isClientFault(err: unknown): boolean {
+  return err instanceof ClientGoneError || err instanceof InvalidRequestError || err instanceof BodyTooLargeError;
+}
+
+/**
+ * Why a request failed before the client got a status line, and what status
+ * that gives: the client's own fault is a 400 (RFC 9112 §3.2: a repeated
+ * Host; §6.3: an unusable Content-Length), never a gateway error.
+ */
+function failureStatus(err: unknown): 400 | 413 | 502 | 504 {
+  if (err instanceof InvalidRequestError) return 400;
+  if (err instanceof BodyTooLargeError) return 413;
   if (err instanceof UpstreamTimeoutError) return 504;
-  if (err instanceof NoLiveUpstreamError) return 502;
   return 502;
 }
 
@@ -83,6 +93,8 @@ interface Exchange {
   res: http.ServerResponse;
   conn: SecureConnection;
   lease: Lease | null;
+  /** The upstream last picked for this request, for the log (kept after a failed lease is dropped). */
+  upstream: string | null;
   /** The upstream may carry another request afterwards. */
   reusable: boolean;
   bodyPath: BodyPath;
@@ -128,7 +140,7 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const started = process.hrtime.bigint();
     const conn = req.socket as unknown as SecureConnection;
-    const x: Exchange = { req, res, conn, lease: null, reusable: false, bodyPath: 'none', bytes: 0, sentAt: 0, cache: null, cacheStatus: null };
+    const x: Exchange = { req, res, conn, lease: null, upstream: null, reusable: false, bodyPath: 'none', bytes: 0, sentAt: 0, cache: null, cacheStatus: null };
     let status = 0;
     let error: unknown = null;
     // A client that goes away must not hold an upstream connection until the upstream
@@ -141,7 +153,7 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
       status = o.cache ? await cached(x, o.cache) : await proxy(x);
     } catch (err) {
       error = err;
-      status = res.headersSent ? res.statusCode : gatewayStatus(err);
+      status = res.headersSent ? res.statusCode : failureStatus(err);
       if (!res.headersSent && !conn.destroyed) {
         sendText(x, status);
       } else {
@@ -158,15 +170,14 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
     o.stats.body(conn, x.bodyPath, x.bytes);
     if (x.cache) o.stats.cache(x.cache, x.bytes);
     const t = conn.tls;
-    const upstream = x.lease?.peer.upstream.url ?? null;
     const fields = {
-      conn: conn.id, method: req.method, url: req.url, status, bytes: x.bytes, body: x.bodyPath, upstream,
+      conn: conn.id, method: req.method, url: req.url, status, bytes: x.bytes, body: x.bodyPath, upstream: x.upstream,
       ...(x.cache ? { cache: x.cache } : {}),
       tls: t.version, cipher: t.cipher, ...cryptoSite(t),
       ms: Math.round(Number(process.hrtime.bigint() - started) / 1e4) / 100,
       ...(error ? { error: errCode(error), detail: (error as Error).message } : {}),
     };
-    if (error && !(error instanceof UpstreamTruncatedError) && !(error instanceof ClientGoneError) && errCode(error) !== 'ECONNRESET') o.log.warn(fields, 'request');
+    if (error && !(error instanceof UpstreamTruncatedError) && !isClientFault(error) && errCode(error) !== 'ECONNRESET') o.log.warn(fields, 'request');
     else o.log.info(fields, 'request');
   }
 
@@ -175,6 +186,8 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
     const { req } = x;
     if (req.rawHeaders.length / 2 > s.maxHeaderCount) return reject(x, 431, `more than ${s.maxHeaderCount} header fields`);
     const declared = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) : null;
+    // llhttp takes any 64-bit length; past 2^53-1 a JS number is no longer exact (RFC 9112 §6.3 point 5: invalid).
+    if (declared !== null && !Number.isSafeInteger(declared)) return reject(x, 400, `Content-Length ${req.headers['content-length']} over 2^53-1`);
     const chunked = req.headers['transfer-encoding'] !== undefined;
     if (s.maxBodySize !== null && declared !== null && declared > s.maxBodySize) return reject(x, 413, `body of ${declared} bytes over the ${s.maxBodySize}-byte limit`);
     const bodyFraming = chunked ? 'chunked' : declared !== null && declared > 0 ? 'length' : 'none';
@@ -196,6 +209,7 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
     // nothing came back and the request can be sent again, retry once on a new one.
     for (let attempt = 0; ; attempt++) {
       const peer = o.group.pick();
+      x.upstream = peer.upstream.url;
       const lease = await leaseOrFail(peer, attempt > 0);
       x.lease = lease;
       const u = lease.stream;
@@ -203,22 +217,28 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
       u.setIdleTimeout(s.upstreamIdleTimeoutMs, () => new UpstreamTimeoutError('body', s.upstreamIdleTimeoutMs, peer.upstream.url));
       let response: { head: ResponseHead; rest: Buffer } | null = null;
       let bodySent: Promise<void> = Promise.resolve();
+      let resumeClientTimer = (): void => undefined;
       try {
         x.sentAt = Date.now();
         await u.write(headBuf);
         if (bodyFraming !== 'none') {
           bodySent = sendRequestBody(req, u, bodyFraming === 'chunked', s.maxBodySize);
-          bodySent.catch(() => undefined);
+          // A body that cannot be sent whole (over --max-body-size, the client gone) leaves the
+          // upstream waiting for the rest: stop waiting for its head, which then never comes.
+          bodySent.catch((err: unknown) => { if (response === null) u.destroy(err as Error); });
         }
         u.setIdleTimeout(s.upstreamHeadersTimeoutMs, () => new UpstreamTimeoutError('headers', s.upstreamHeadersTimeoutMs, peer.upstream.url));
+        resumeClientTimer = pauseClientTimer(x, bodySent);
         response = await readResponseHead(u, method, limits, false, (interim) => forwardInterim(x, interim));
+        resumeClientTimer();
       } catch (err) {
+        resumeClientTimer();
         const retry = lease.reused && attempt === 0 && bodyFraming === 'none' && IDEMPOTENT.has(method) && isConnectionLoss(err);
         lease.stream.destroy();
         x.lease = null;
         if (retry) continue;
         // The client leaving is no fault of the upstream: passive health must not count it.
-        if (!(err instanceof ClientGoneError)) {
+        if (!isClientFault(err)) {
           o.group.fail(peer, errCode(err));
           o.stats.upstreamError(peer.upstream.url, errCode(err));
         }
@@ -233,6 +253,27 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
       x.reusable = x.reusable && requestDone && response.head.keepAlive;
       return status;
     }
+  }
+
+  /**
+   * While the upstream prepares its answer, the client is idle by no fault of
+   * its own: its timer (--idle-timeout, node's socket timeout) stops once the
+   * whole request has gone upstream, so that --upstream-headers-timeout
+   * decides and the client gets a 504 naming the upstream, as with nginx's
+   * proxy_read_timeout. A client still sending its body stays timed.
+   * Returns the function that restarts the timer (idempotent).
+   */
+  function pauseClientTimer(x: Exchange, requestSent: Promise<void>): () => void {
+    let state: 'waiting' | 'paused' | 'done' = 'waiting';
+    requestSent.then(() => {
+      if (state !== 'waiting') return;
+      state = 'paused';
+      x.req.setTimeout(0);
+    }, () => undefined);
+    return () => {
+      if (state === 'paused' && !x.conn.destroyed) x.req.setTimeout(s.idleTimeoutMs);
+      state = 'done';
+    };
   }
 
   async function leaseOrFail(peer: ReturnType<UpstreamGroup['pick']>, fresh: boolean): Promise<Lease> {
@@ -581,6 +622,8 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
   }
 
   httpServer.on('clientError', (err: Error & { code?: string }, socket) => answerClientError(o.log, err, socket));
+  // CONNECT asks for a tunnel to any host (RFC 9110 §9.3.6): a gateway to its upstreams offers none.
+  httpServer.on('connect', (req: http.IncomingMessage, socket) => answerConnect(o.log, req, socket as unknown as SecureConnection, s.idleTimeoutMs, 501));
   httpServer.on('upgrade', (req: http.IncomingMessage, socket, head: Buffer) => void upgrade(req, socket as unknown as SecureConnection, head));
 
   /** Upgrade (WebSocket and friends, RFC 9110 §7.8): forward the request; on 101, tunnel both ways. */
@@ -616,7 +659,7 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
       o.stats.body(conn, moved.downPath, moved.down);
     } catch (err) {
       o.log.warn({ conn: conn.id, url: req.url, error: errCode(err), detail: (err as Error).message }, 'upgrade failed');
-      if (!conn.destroyed) closeDetached(conn, s.idleTimeoutMs, `HTTP/1.1 ${gatewayStatus(err)} ${http.STATUS_CODES[gatewayStatus(err)]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+      if (!conn.destroyed) closeDetached(conn, s.idleTimeoutMs, closingAnswer(failureStatus(err)));
     } finally {
       lease?.stream.destroy();
     }
@@ -626,21 +669,6 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
   // No listen() of its own (connections come from the TLS listener): start the timeout sweeper.
   httpServer.emit('listening');
   return httpServer;
-}
-
-/**
- * A socket the HTTP server handed over ('upgrade') has no other owner, and
- * nothing reads it, so the client's FIN is never seen: end it, and close it
- * once the answer and close_notify are out, or after idleMs if the client
- * stops reading. (Ending alone left one descriptor per refused upgrade.)
- */
-function closeDetached(conn: SecureConnection, idleMs: number, last?: string): void {
-  const timer = setTimeout(() => conn.destroy(), idleMs);
-  timer.unref();
-  conn.once('close', () => clearTimeout(timer));
-  conn.once('finish', () => conn.destroy());
-  if (last === undefined) conn.end();
-  else conn.end(last);
 }
 
 function has(headers: readonly string[], lower: string): boolean {

@@ -8,7 +8,7 @@
 import type http from 'node:http';
 import { ChunkedDecoder } from '../http/chunked-decoder.js';
 import { isInterim, parseResponseHead, type Framing, type HeadLimits, type ResponseHead } from '../http/response-head.js';
-import { UpstreamResponseError, UpstreamTruncatedError } from '../errors.js';
+import { BodyTooLargeError, UpstreamResponseError, UpstreamTruncatedError } from '../errors.js';
 import type { SecureConnection } from '../tls/types.js';
 import type { PipePool } from '../transport/pipe-pool.js';
 import type { PlainSocket } from '../transport/plain-socket.js';
@@ -112,7 +112,7 @@ export async function sendRequestBody(req: http.IncomingMessage, u: UpstreamStre
   let total = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     total += chunk.length;
-    if (max !== null && total > max) throw Object.assign(new Error(`request body over ${max} bytes`), { code: 'ERR_BODY_TOO_LARGE' });
+    if (max !== null && total > max) throw new BodyTooLargeError(max);
     if (chunked) await u.write(Buffer.from(`${chunk.length.toString(16)}\r\n`, 'latin1'));
     await u.write(chunk);
     if (chunked) await u.write(CRLF);

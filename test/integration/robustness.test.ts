@@ -283,6 +283,18 @@ describe('aludel serve: header limit and load', { timeout: 60_000 }, () => {
     for (const line of lines) assert.deepEqual(duplicateKeys(line), [], line);
   });
 
+  test('(i) CONNECT: 405 with Allow, and no descriptor left behind (node reset it without a word)', async () => {
+    const fds = (): number => fs.readdirSync(`/proc/${srv.child.pid}/fd`).length;
+    const start = fds();
+    for (let i = 0; i < 50; i++) {
+      const r = splitHttp(await rawTls(srv.port, fx.certPem, 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n'));
+      assert.equal(r.status, 405);
+      assert.equal(r.headers.allow, 'GET, HEAD');
+    }
+    await waitUntil(() => fds() <= start + 10, 10_000).catch(() => undefined);
+    assert.ok(fds() <= start + 10, `${start} descriptors before, ${fds()} after 50 CONNECTs`);
+  });
+
   test('server still running after (f) and (h)', () => {
     assert.equal(srv.child.exitCode, null, srv.stderr());
     assert.deepEqual(srv.logs.filter((l) => l.level >= 50), []);

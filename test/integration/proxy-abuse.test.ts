@@ -1,0 +1,141 @@
+/**
+ * `aludel proxy` against the defects a hostile client or a broken backend
+ * found (issue 12), each case repeated and followed by a count of the
+ * proxy's open descriptors: a slow upstream gets the client a 504 naming the
+ * upstream (not a cut by the client's idle timer); client errors are 400s,
+ * never 502s; CONNECT is answered; names with "_" never reach the origin;
+ * bad requests answered by the parser leave no socket behind.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import { startAludel, type Running } from '../support/aludel-process.js';
+import { waitUntil } from '../support/wait.js';
+import { curl } from '../support/clients.js';
+import { makeFixtures, type StandardFixtures } from '../support/fixtures.js';
+import { startSinkOrigin, type SinkOrigin } from '../support/origins.js';
+import { rawTls, splitHttp } from '../support/raw-http.js';
+
+let fx: StandardFixtures;
+let sink: SinkOrigin;
+let p: Running;
+
+const fds = (): number => fs.readdirSync(`/proc/${p.child.pid}/fd`).length;
+
+/** Runs `abuse` `times` times, then waits for the descriptor count to come back within 10 of where it was. */
+async function noLeak(name: string, times: number, abuse: (i: number) => Promise<void>): Promise<void> {
+  const start = fds();
+  for (let i = 0; i < times; i++) await abuse(i);
+  await waitUntil(() => fds() <= start + 10, 10_000).catch(() => undefined);
+  assert.ok(fds() <= start + 10, `${name}: ${start} descriptors before, ${fds()} after ${times} cases`);
+  const ok = splitHttp(await rawTls(p.port, fx.certPem, 'GET /echo-headers HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
+  assert.equal(ok.status, 200, `${name}: a normal request is still served`);
+}
+
+function send(request: string): Promise<{ status: number; text: string }> {
+  return rawTls(p.port, fx.certPem, request).then((raw) => ({ status: raw.length > 0 ? splitHttp(raw).status : 0, text: raw.toString('latin1') }));
+}
+
+before(async () => {
+  fx = await makeFixtures();
+  sink = await startSinkOrigin();
+  p = await startAludel(['proxy', '--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--to', `http://127.0.0.1:${sink.port}`, '--max-fails', '0']);
+});
+
+after(async () => {
+  await p?.stop();
+  await sink?.stop();
+  fx?.cleanup();
+});
+
+describe('aludel proxy under abuse (regressions of issue 12)', () => {
+  test('an upstream slower than the client idle timeout: 504 at the upstream-headers timeout, logged against the upstream', async () => {
+    const slow = await startAludel(['proxy', '--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--to', `http://127.0.0.1:${sink.port}`,
+      '--idle-timeout', '1s', '--upstream-headers-timeout', '3s', '--max-fails', '0']);
+    try {
+      const t0 = Date.now();
+      const r = await curl(['--cacert', fx.certFile, '-s', '-o', '/dev/null', '-w', '%{http_code}', `https://localhost:${slow.port}/hang-headers`]);
+      const ms = Date.now() - t0;
+      // Before the fix the client's 1 s idle timer cut the connection: curl got no reply (000).
+      assert.equal(r.stdout.toString(), '504', `status after ${ms} ms: ${r.stdout.toString()} ${r.stderr.toString()}`);
+      assert.ok(ms >= 2500, `the upstream's 3 s decided, not the client's 1 s (${ms} ms)`);
+      const line = await slow.waitForLog((l) => l.msg === 'request' && l.url === '/hang-headers');
+      assert.equal(line.status, 504);
+      assert.equal(line.error, 'ERR_UPSTREAM_TIMEOUT');
+      assert.equal(line.upstream, `http://127.0.0.1:${sink.port}`);
+      // The client's idle timer is back once the exchange is over: an idle keep-alive client is still closed.
+      const idle = await rawTls(slow.port, fx.certPem, 'GET /echo-headers HTTP/1.1\r\nHost: x\r\n\r\n', 10_000);
+      assert.equal(splitHttp(idle).status, 200, 'the connection closed by the idle timer after its answer');
+    } finally {
+      await slow.stop();
+    }
+  });
+
+  test('a repeated Host is a 400 (RFC 9112 §3.2), not a 502, and reaches no origin', async () => {
+    const seen = sink.requests.length;
+    await noLeak('duplicate Host', 50, async (i) => {
+      const r = await send(`GET /dup-host-${i} HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n`);
+      assert.equal(r.status, 400, JSON.stringify(r.text.slice(0, 60)));
+    });
+    assert.equal(sink.requests.slice(seen).filter((q) => q.url.startsWith('/dup-host')).length, 0);
+    const line = await p.waitForLog((l) => l.msg === 'request' && String(l.url).startsWith('/dup-host'));
+    assert.equal(line.error, 'ERR_BAD_REQUEST');
+    assert.equal(line.level, 30, 'a client error is logged at info, not as an upstream failure');
+  });
+
+  test('a Content-Length of 2^53 or more is a 400, not a 502, and reaches no origin', async () => {
+    const seen = sink.requests.length;
+    for (const length of ['9007199254740992', '18446744073709551615']) {
+      await noLeak(`Content-Length ${length}`, 20, async () => {
+        const r = await send(`POST /big-cl HTTP/1.1\r\nHost: x\r\nContent-Length: ${length}\r\n\r\nabc`);
+        assert.equal(r.status, 400, `${length}: ${JSON.stringify(r.text.slice(0, 60))}`);
+      });
+    }
+    assert.equal(sink.requests.slice(seen).filter((q) => q.url === '/big-cl').length, 0);
+  });
+
+  test('a chunked body past --max-body-size: 413 at once, even under a chunk size of 2^63-1 whose data never all comes', async () => {
+    const capped = await startAludel(['proxy', '--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--to', `http://127.0.0.1:${sink.port}`, '--max-body-size', '1k']);
+    try {
+      const cases = {
+        'whole body': `800\r\n${'a'.repeat(0x800)}\r\n0\r\n\r\n`,
+        // The client then waits: before the fix the upstream waited for the rest and the client got nothing for 60 s.
+        'huge chunk size': `7fffffffffffffff\r\n${'b'.repeat(2000)}`,
+      };
+      for (const [name, body] of Object.entries(cases)) {
+        const t0 = Date.now();
+        const raw = await rawTls(capped.port, fx.certPem, `POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n${body}`, 20_000);
+        assert.equal(splitHttp(raw).status, 413, `${name}: ${JSON.stringify(raw.toString('latin1').slice(0, 60))}`);
+        assert.ok(Date.now() - t0 < 10_000, `${name}: answered without waiting for a timeout (${Date.now() - t0} ms)`);
+      }
+      const line = await capped.waitForLog((l) => l.msg === 'request' && l.status === 413);
+      assert.equal(line.error, 'ERR_BODY_TOO_LARGE');
+      const fine = await rawTls(capped.port, fx.certPem, 'POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n10\r\n0123456789abcdef\r\n0\r\n\r\n');
+      assert.equal(splitHttp(fine).status, 200, 'a body under the limit still goes through');
+    } finally {
+      await capped.stop();
+    }
+  });
+
+  test('CONNECT gets 501 and the connection closes (it was reset without a word)', async () => {
+    await noLeak('CONNECT', 50, async () => {
+      const r = await send('CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n');
+      assert.equal(r.status, 501, JSON.stringify(r.text.slice(0, 60)));
+    });
+  });
+
+  test('field names with "_" never reach the origin (Transfer_Encoding would be read as Transfer-Encoding by CGI)', async () => {
+    const r = await send('GET /echo-headers HTTP/1.1\r\nHost: x\r\nTransfer_Encoding: chunked\r\nX_Custom: 1\r\nX-Kept: 2\r\nConnection: close\r\n\r\n');
+    assert.equal(r.status, 200);
+    const names = (JSON.parse(r.text.slice(r.text.indexOf('\r\n\r\n') + 4)) as { headers: string[] }).headers.filter((_, i) => i % 2 === 0).map((n) => n.toLowerCase());
+    assert.ok(!names.includes('transfer_encoding') && !names.includes('x_custom'), names.join(','));
+    assert.ok(names.includes('x-kept'));
+  });
+
+  test('requests the parser refuses (400, 431) leave no descriptor behind', async () => {
+    await noLeak('parser errors', 200, async (i) => {
+      const r = await send(i % 2 === 0 ? 'GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n' : `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
+      assert.ok(r.status === 400 || r.status === 431, JSON.stringify(r.text.slice(0, 60)));
+    });
+  });
+});
