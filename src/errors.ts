@@ -70,13 +70,6 @@ export class UpstreamTimeoutError extends AludelError {
   }
 }
 
-/** Every upstream of the group is marked down (passive or active health checks). */
-export class NoLiveUpstreamError extends AludelError {
-  constructor() {
-    super('ERR_NO_LIVE_UPSTREAM', 'no live upstream: every upstream failed its health checks recently');
-  }
-}
-
 /**
  * An upstream sent a response head or chunked body that breaks RFC 9112;
  * forwarding a guess could desynchronise the connection, so it is refused.

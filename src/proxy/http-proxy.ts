@@ -23,7 +23,7 @@ import { BodyTooLargeError, ClientGoneError, InvalidRequestError, UpstreamRespon
 import { PipePool } from '../transport/pipe-pool.js';
 import { spliceBody } from '../transport/splice-body.js';
 import type { Native } from '../native/binding.js';
-import { answerClientError, answerConnect, closeDetached, closingAnswer, cryptoSite, onSecureConnections } from '../http/serve.js';
+import { answerClientError, answerConnect, checkingInterval, closeDetached, closingAnswer, cryptoSite, onSecureConnections } from '../http/serve.js';
 import { UpstreamGroup, type Lease } from './upstream-group.js';
 import type { UpstreamStream } from './upstream-stream.js';
 import { tunnel } from './tunnel.js';
@@ -126,6 +126,7 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
     {
       maxHeaderSize: s.maxHeaderSize,
       headersTimeout: s.headersTimeoutMs,
+      connectionsCheckingInterval: checkingInterval(s.headersTimeoutMs),
       requestTimeout: 0,
       keepAliveTimeout: s.idleTimeoutMs,
       noDelay: true,

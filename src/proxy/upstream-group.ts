@@ -4,11 +4,17 @@
  * peer down for the window), optional active checks (a TCP connect, or a GET
  * of a path for HTTP upstreams, every interval), and a keep-alive pool of idle
  * connections per upstream (nginx `keepalive N`).
+ *
+ * Health only steers requests between peers; it never refuses one by itself.
+ * As in nginx, a group's only upstream is never marked down by passive
+ * checks (one failed connection would otherwise fail every request for
+ * fail_timeout), and when every peer is down the one that failed least
+ * recently is tried instead of answering 502 without trying.
  */
 import type { Logger } from '../log/logger.js';
 import type { Native } from '../native/binding.js';
 import type { HealthCheck, Upstream } from '../config/proxy-settings.js';
-import { NoLiveUpstreamError, UpstreamTimeoutError } from '../errors.js';
+import { UpstreamTimeoutError } from '../errors.js';
 import { connectUpstream, type UpstreamStream } from './upstream-stream.js';
 
 export interface Peer {
@@ -20,6 +26,8 @@ export interface Peer {
   downUntil: number;
   /** Marked down by the last active check (cleared by the next good one). */
   activeDown: boolean;
+  /** When it last failed a request or an active check (ms since epoch); 0 = never. */
+  lastFailAt: number;
   idle: Array<{ stream: UpstreamStream; since: number }>;
 }
 
@@ -48,7 +56,7 @@ export class UpstreamGroup {
 
   constructor(o: GroupOptions) {
     this.o = o;
-    this.peers = o.upstreams.map((upstream) => ({ upstream, fails: 0, windowStart: 0, downUntil: 0, activeDown: false, idle: [] }));
+    this.peers = o.upstreams.map((upstream) => ({ upstream, fails: 0, windowStart: 0, downUntil: 0, activeDown: false, lastFailAt: 0, idle: [] }));
     // Idle connections past their time are closed even when no request comes to reuse them.
     if (o.keepAlive.maxIdle > 0) this.every(Math.max(1000, Math.floor(o.keepAlive.idleTimeoutMs / 2)), () => this.sweepIdle());
     if (o.health.intervalMs > 0) this.every(o.health.intervalMs, () => { for (const p of this.peers) void this.activeCheck(p); });
@@ -65,7 +73,7 @@ export class UpstreamGroup {
     return !p.activeDown && p.downUntil <= now;
   }
 
-  /** The next live peer in round-robin order. */
+  /** The next live peer in round-robin order; when none is live, the one that failed least recently. */
   pick(): Peer {
     const now = Date.now();
     for (let i = 0; i < this.peers.length; i++) {
@@ -75,7 +83,7 @@ export class UpstreamGroup {
         return p;
       }
     }
-    throw new NoLiveUpstreamError();
+    return this.peers.reduce((a, b) => (b.lastFailAt < a.lastFailAt ? b : a));
   }
 
   /** An idle pooled connection to `p` that is still alive, else a new one. */
@@ -106,7 +114,8 @@ export class UpstreamGroup {
   fail(p: Peer, why: string): void {
     const now = Date.now();
     const { maxFails, failTimeoutMs } = this.o.health;
-    if (maxFails <= 0) return;
+    p.lastFailAt = now;
+    if (maxFails <= 0 || this.peers.length === 1) return;
     if (now - p.windowStart > failTimeoutMs) {
       p.windowStart = now;
       p.fails = 0;
@@ -155,6 +164,7 @@ export class UpstreamGroup {
     } finally {
       stream?.destroy();
     }
+    if (!ok) p.lastFailAt = Date.now();
     if (ok === !p.activeDown) return; // no change
     p.activeDown = !ok;
     if (ok) this.o.log.info({ upstream: p.upstream.url }, 'upstream healthy again (active check)');

@@ -71,6 +71,19 @@ describe('aludel proxy under abuse (regressions of issue 12)', () => {
     }
   });
 
+  test('--headers-timeout 2s: a head still incomplete gets 408 within 3 s (it took up to 32 s)', async () => {
+    const short = await startAludel(['proxy', '--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--to', `http://127.0.0.1:${sink.port}`, '--headers-timeout', '2s']);
+    try {
+      const t0 = Date.now();
+      const raw = await rawTls(short.port, fx.certPem, 'GET / HTTP/1.1\r\nHost: x\r\n', 40_000);
+      const ms = Date.now() - t0;
+      assert.equal(splitHttp(raw).status, 408);
+      assert.ok(ms >= 1900 && ms < 3000, `408 after ${ms} ms`);
+    } finally {
+      await short.stop();
+    }
+  });
+
   test('a repeated Host is a 400 (RFC 9112 §3.2), not a 502, and reaches no origin', async () => {
     const seen = sink.requests.length;
     await noLeak('duplicate Host', 50, async (i) => {

@@ -183,6 +183,45 @@ describe('aludel proxy (userspace TLS)', () => {
     }
   });
 
+  test('a lone upstream that resets once is not marked down: the next request succeeds (it got 502 for --fail-timeout)', async () => {
+    const { default: http } = await import('node:http');
+    let resets = 0;
+    const flaky = http.createServer((_req, res) => res.end('fine\n'));
+    flaky.on('connection', (s) => { if (resets++ === 0) s.resetAndDestroy(); });
+    await new Promise<void>((resolve) => flaky.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (flaky.address() as { port: number }).port;
+      const p = await proxy('--to', `http://127.0.0.1:${port}`, '--max-fails', '1', '--fail-timeout', '30s');
+      const first = bodyAndStatus((await get(p.port, '/')).stdout);
+      assert.equal(first.status, 502, 'the reset itself is a gateway error');
+      const second = bodyAndStatus((await get(p.port, '/')).stdout);
+      assert.equal(second.status, 200);
+      assert.equal(second.body.toString(), 'fine\n');
+      assert.ok(!p.logs.some((l) => l.msg === 'upstream marked down'), 'a group of one is never marked down');
+    } finally {
+      flaky.close();
+    }
+  });
+
+  test('every upstream down: the one that failed least recently is tried, not a 502 without trying', async () => {
+    const a = await startSinkOrigin();
+    const b = await startSinkOrigin();
+    const [portA, portB] = [a.port, b.port];
+    const p = await proxy('--to', `http://127.0.0.1:${portA}`, `http://127.0.0.1:${portB}`, '--max-fails', '1', '--fail-timeout', '30s');
+    await a.stop();
+    await b.stop();
+    for (let i = 0; i < 2; i++) assert.equal(bodyAndStatus((await get(p.port, '/echo-headers')).stdout).status, 502);
+    await waitUntil(() => p.logs.filter((l) => l.msg === 'upstream marked down').length === 2);
+    const revived = await startSinkOrigin(portA);
+    try {
+      // A failed before B: it is tried first although both are still marked down for 30 s.
+      assert.equal(bodyAndStatus((await get(p.port, '/echo-headers')).stdout).status, 200);
+      assert.equal(revived.requests.length, 1);
+    } finally {
+      await revived.stop();
+    }
+  });
+
   test('active health checks mark a dead upstream down and a revived one up, with no client traffic', async () => {
     const spare = await startSinkOrigin();
     const port = spare.port;
