@@ -17,6 +17,7 @@ import { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { legacyRunTable, runLegacyRun, type LegacyRunResult } from './legacy-run.js';
 import { runPhase, type PhaseResult } from './phase.js';
+import { runStalled, stalledPointsTable, stalledTable } from './stalled.js';
 import { fmt, headlineRatios, ratiosTable, reportHtml, toCsv, writeCharts, type Results } from './report.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
@@ -34,6 +35,9 @@ interface Options {
   out?: string;
   updateDocs: boolean;
   legacyRun: boolean;
+  stalled: boolean;
+  connections: string;
+  repeats: string;
 }
 
 function bar(label: string): { update(done: number, total: number, what: string): void; stop(): void } {
@@ -88,6 +92,31 @@ async function rewriteDocsBlock(begin: string, end: string, block: string): Prom
   const b = text.indexOf(end);
   if (a < 0 || b < a) throw new Error(`${file} has no ${begin} ... ${end} block to rewrite`);
   await fs.promises.writeFile(file, text.slice(0, a) + [begin, '', block.replace(/\n+$/, ''), '', end].join('\n') + text.slice(b + end.length));
+}
+
+const STALLED_BEGIN = '<!-- bench:stalled (npm run bench -- --stalled --update-docs rewrites this part) -->';
+const STALLED_END = '<!-- /bench:stalled -->';
+
+/** `--stalled`: memory per stalled download, aludel vs nginx, on this host (bench/stalled.ts). */
+async function stalledMain(o: Options): Promise<void> {
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const outDir = path.join(REPO, 'bench', 'results', `${stamp}-stalled`);
+  await fs.promises.mkdir(outDir, { recursive: true });
+  process.env.ALUDEL_BENCH_COMMIT = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: REPO, encoding: 'utf8' }).trim() + (execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: REPO, encoding: 'utf8' }).trim() ? '+dirty' : '');
+  const b = bar('stalled downloads');
+  let result;
+  try {
+    result = await runStalled({ connections: Number(o.connections), repeats: Number(o.repeats), progress: (d, t, l) => b.update(d, t, l) });
+  } finally {
+    b.stop();
+  }
+  result.command = `npm run bench -- ${process.argv.slice(2).join(' ')}`;
+  const table = stalledTable(result);
+  await fs.promises.writeFile(path.join(outDir, 'results.json'), JSON.stringify(result, null, 1));
+  await fs.promises.writeFile(path.join(outDir, 'stalled.md'), `${table}\n\n${stalledPointsTable(result)}\n`);
+  const e = result.environment;
+  if (o.updateDocs) await rewriteDocsBlock(STALLED_BEGIN, STALLED_END, `Made by \`${result.command}\` (commit ${e.commit}, kernel ${e.kernel}, ${e.openssl}, ${e.nginx}, CPU ${e.cpuModel} x${e.cpus}, ${e.date}).\n\n${table}\n\n${stalledPointsTable(result)}`);
+  console.log(`\n${table}\n\n${stalledPointsTable(result)}\n\nresult: ${path.relative(process.cwd(), outDir)}/`);
 }
 
 /** `--legacy-run`: the one comparison, natively where the kernel has kTLS, else in the VM. */
@@ -146,6 +175,9 @@ async function main(): Promise<void> {
     .option('--pin', 'pin the servers to CPU 0 and the client to CPU 1 (taskset)', false)
     .option('--update-docs', 'copy the charts to docs/benchmarks/ and rewrite the generated part of docs/benchmarks.md (with --legacy-run: its own part)', false)
     .option('--legacy-run', 'only nginx 1.11.1 + OpenSSL 1.0.2f (../shared/legacy/build) under aludel run vs alone, CPU-s/GB (in the kTLS VM unless this kernel has kTLS)', false)
+    .option('--stalled', 'only memory per stalled download: 1,000 TLS downloads that stop reading, aludel vs nginx (proxy and serve), on this host', false)
+    .option('--connections <n>', 'with --stalled: stalled downloads per point', '1000')
+    .option('--repeats <n>', 'with --stalled: repeats (each runs every server once, in turns)', '3')
     .option('--phase <where>', '(internal) run one phase and write it to --out')
     .option('--emulated', '(internal) the phase runs on an emulated CPU', false)
     .option('--out <file>', '(internal) where --phase writes its result')
@@ -158,6 +190,7 @@ async function main(): Promise<void> {
     return;
   }
   if (o.legacyRun) return legacyRunMain(o);
+  if (o.stalled) return stalledMain(o);
   if (o.phase) {
     // Inner phase (in the VM): progress as lines for the outer bar.
     const result = await runPhase({ phase: o.phase, full: o.full, offloads: ['userspace', 'kernel'], emulated: o.emulated, loopback: o.loopback, pin: o.pin, progress: (d, t, l) => console.log(`${PROGRESS}${d} ${t} ${l}`) });

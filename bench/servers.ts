@@ -119,6 +119,12 @@ export interface NginxOptions {
   legacy?: boolean;
   /** Start it under `aludel run` (no flag: the preload picks the strategy), the preload's log line appended to this file. */
   aludelRun?: { logFile: string };
+  /**
+   * proxy_max_temp_file_size 0: a proxy reads its upstream only as fast as the
+   * client takes the body (no spooling to disk), as Aludel does. For stalled
+   * readers: otherwise each would spool up to 1 GiB to proxy_temp.
+   */
+  noTempFile?: boolean;
 }
 
 /** A double-quoted nginx string; refuses what would need escaping or expand as a variable. */
@@ -141,6 +147,7 @@ function nginxConf(o: NginxOptions, port: number): string {
           '      proxy_http_version 1.1;',
           '      proxy_set_header Connection "";',
           ...(role.kind === 'cache' ? ['      proxy_cache bench;', '      proxy_cache_valid 200 1d;'] : []),
+          ...(o.noTempFile ? ['      proxy_max_temp_file_size 0;'] : []),
         ];
   return [
     'master_process off;',
@@ -211,6 +218,13 @@ export interface AludelOptions {
   offload: Offload;
   originPort: number;
   cacheDir?: string;
+}
+
+/** `aludel serve` of `root`, with the same suite and log level as the proxy. */
+export async function startAludelServe(name: string, o: { host: string; tls: Tls; offload: Offload; root: string }): Promise<Server> {
+  const port = await freePort(o.host);
+  const args = [ALUDEL_CLI, 'serve', '--listen', `${o.host}:${port}`, '--cert', o.tls.certFile, '--key', o.tls.keyFile, '--root', o.root, '--offload', o.offload, '--ciphersuites', TLS13_SUITE, '--log-level', 'warn'];
+  return startProcess(`aludel serve (${name})`, process.execPath, args, o.host, port);
 }
 
 export async function startAludel(name: string, o: AludelOptions): Promise<Server> {

@@ -21,11 +21,19 @@ typedef struct ssl_ctx_st SSL_CTX;
 typedef struct ssl_method_st SSL_METHOD;
 typedef struct ssl_cipher_st SSL_CIPHER;
 typedef struct bio_st BIO;
+typedef struct crypto_ex_data_st CRYPTO_EX_DATA;
 
 typedef int (*aludel_alpn_select_cb)(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                                      const unsigned char *in, unsigned int inlen, void *arg);
 typedef void (*aludel_msg_cb)(int write_p, int version, int content_type, const void *buf,
                               size_t len, SSL *ssl, void *arg);
+/* The servername callback's real type; SSL_CTX_callback_ctrl takes it as void (*)(void). */
+typedef int (*aludel_servername_cb)(SSL *ssl, int *alert, void *arg);
+/* CRYPTO_EX_new/dup/free of <openssl/crypto.h>. */
+typedef void aludel_ex_new_fn(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp);
+typedef int aludel_ex_dup_fn(CRYPTO_EX_DATA *to, const CRYPTO_EX_DATA *from, void **from_d, int idx,
+                             long argl, void *argp);
+typedef void aludel_ex_free_fn(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp);
 
 /* Constants, checked against the openssl headers by native/abi-check.c. */
 #define ALUDEL_OPENSSL_VERSION 0             /* OpenSSL_version(OPENSSL_VERSION) */
@@ -44,7 +52,12 @@ typedef void (*aludel_msg_cb)(int write_p, int version, int content_type, const 
 #define ALUDEL_TLSEXT_NAMETYPE_host_name 0
 #define ALUDEL_OPENSSL_NPN_NEGOTIATED 1
 #define ALUDEL_SSL_TLSEXT_ERR_OK 0
+#define ALUDEL_SSL_TLSEXT_ERR_ALERT_FATAL 2
 #define ALUDEL_SSL_TLSEXT_ERR_NOACK 3
+#define ALUDEL_SSL_AD_INTERNAL_ERROR 80
+#define ALUDEL_SSL_CTRL_SET_TLSEXT_SERVERNAME_CB 53
+#define ALUDEL_SSL_CTRL_SET_TLSEXT_SERVERNAME_ARG 54
+#define ALUDEL_CRYPTO_EX_INDEX_SSL_CTX 1
 #define ALUDEL_SSL3_RT_HANDSHAKE 22
 #define ALUDEL_SSL3_MT_KEY_UPDATE 24
 #define ALUDEL_SSL_KEY_UPDATE_REQUESTED 1
@@ -69,6 +82,12 @@ enum {
   X(SSL_CTX *, SSL_CTX_new, (const SSL_METHOD *meth))                                          \
   X(void, SSL_CTX_free, (SSL_CTX *ctx))                                                        \
   X(long, SSL_CTX_ctrl, (SSL_CTX *ctx, int cmd, long larg, void *parg))                        \
+  X(long, SSL_CTX_callback_ctrl, (SSL_CTX *ctx, int cmd, void (*fp)(void)))                    \
+  X(int, SSL_CTX_up_ref, (SSL_CTX *ctx))                                                       \
+  X(int, SSL_CTX_set_ex_data, (SSL_CTX *ctx, int idx, void *data))                             \
+  X(int, CRYPTO_get_ex_new_index, (int class_index, long argl, void *argp,                     \
+                                   aludel_ex_new_fn *new_func, aludel_ex_dup_fn *dup_func,     \
+                                   aludel_ex_free_fn *free_func))                              \
   X(uint64_t, SSL_CTX_set_options, (SSL_CTX *ctx, uint64_t op))                                \
   X(int, SSL_CTX_set_cipher_list, (SSL_CTX *ctx, const char *str))                             \
   X(int, SSL_CTX_set_ciphersuites, (SSL_CTX *ctx, const char *str))                            \
@@ -82,6 +101,7 @@ enum {
                                  const unsigned char *server, unsigned int server_len,         \
                                  const unsigned char *client, unsigned int client_len))        \
   X(SSL *, SSL_new, (SSL_CTX *ctx))                                                            \
+  X(SSL_CTX *, SSL_set_SSL_CTX, (SSL *ssl, SSL_CTX *ctx))                                      \
   X(void, SSL_free, (SSL *ssl))                                                                \
   X(int, SSL_set_fd, (SSL *ssl, int fd))                                                       \
   X(void, SSL_set_accept_state, (SSL *ssl))                                                    \

@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,10 +51,31 @@ static napi_value load_openssl(napi_env env, napi_callback_info info) {
 
 /* ---------- contexts ---------- */
 
+/* An SNI table entry: a host name (lower case; "*.example.com" for a wildcard) and its context. */
+typedef struct {
+  char *name;
+  unsigned int target;
+} sni_entry;
+
+/*
+ * The table TypeScript installs on a listening context (sniTableSet). The C
+ * side only looks names up in it; which names exist, which certificate group
+ * each one selects, and the precedence between groups are decided in
+ * TypeScript (src/tls/certificates.ts).
+ */
+typedef struct {
+  sni_entry *entries; /* sorted by name (strcmp), for bsearch */
+  size_t count;
+  SSL_CTX **contexts; /* contexts[0] is the default (unknown or absent server name) */
+  size_t ncontexts;
+  SSL_CTX *owner; /* the listening context itself: not referenced, or it could never be freed */
+} sni_table;
+
 typedef struct {
   SSL_CTX *ctx;
   unsigned char alpn[256]; /* server preference list in ALPN wire format (RFC 7301 3.1) */
   unsigned int alpn_len;
+  sni_table *sni; /* on the listening context only; NULL elsewhere */
 } aludel_ctx;
 
 typedef struct {
@@ -61,12 +83,39 @@ typedef struct {
   bool key_update_requested; /* set by the message callback, read by keyUpdateRequested() */
 } aludel_ssl;
 
+static void sni_table_free(sni_table *t) {
+  if (t == NULL) return;
+  for (size_t i = 0; i < t->count; i++) free(t->entries[i].name);
+  for (size_t i = 0; i < t->ncontexts; i++)
+    if (t->contexts[i] != NULL && t->contexts[i] != t->owner) aludel_ossl.SSL_CTX_free(t->contexts[i]);
+  free(t->entries);
+  free(t->contexts);
+  free(t);
+}
+
+/*
+ * Why the aludel_ctx hangs off the SSL_CTX's ex_data: OpenSSL calls our ALPN
+ * and servername callbacks with it for as long as any SSL still uses the
+ * context, and after a reconfigure (or an SNI switch) that can outlive the
+ * JavaScript object that created it. The ex_data free callback runs when the
+ * context's last reference goes (SSL_CTX_free -> CRYPTO_free_ex_data, which
+ * calls free callbacks outside its lock, so freeing other contexts here is safe).
+ */
+static int ctx_ex_index = -1;
+
+static void ctx_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp) {
+  (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+  aludel_ctx *c = (aludel_ctx *)ptr;
+  if (c == NULL) return;
+  sni_table_free(c->sni);
+  free(c);
+}
+
 static void ctx_finalize(napi_env env, void *data, void *hint) {
   (void)env, (void)hint;
   aludel_ctx *c = (aludel_ctx *)data;
-  /* SSL objects hold their own reference to the SSL_CTX, so this is safe while they live. */
+  /* Drops the JavaScript object's reference only: SSLs and SNI tables hold their own. */
   aludel_ossl.SSL_CTX_free(c->ctx);
-  free(c);
 }
 
 static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
@@ -98,6 +147,66 @@ static void msg_callback(int write_p, int version, int content_type, const void 
   if (s != NULL) s->key_update_requested = true;
 }
 
+static int sni_entry_cmp(const void *a, const void *b) {
+  return strcmp(((const sni_entry *)a)->name, ((const sni_entry *)b)->name);
+}
+
+static const sni_entry *sni_find(const sni_table *t, const char *name) {
+  sni_entry key = {(char *)name, 0};
+  return (const sni_entry *)bsearch(&key, t->entries, t->count, sizeof key, sni_entry_cmp);
+}
+
+/*
+ * The context for a server name: the exact name, else the wildcard for its
+ * parent domain ("a.example.com" -> "*.example.com": a wildcard covers exactly
+ * one leftmost label, RFC 6125 6.4.3), else the default (0). DNS names compare
+ * case-insensitively (RFC 4343); SNI carries A-labels, so ASCII folding will do
+ * (RFC 6066 3). The same rules as lookupSni() in src/tls/certificates.ts.
+ */
+static size_t sni_lookup(const sni_table *t, const char *servername) {
+  char name[256];
+  size_t n = servername ? strlen(servername) : 0;
+  if (n > 0 && servername[n - 1] == '.') n--; /* an absolute name: same host */
+  if (n == 0 || n >= sizeof name - 1) return 0;
+  for (size_t i = 0; i < n; i++) {
+    char ch = servername[i];
+    name[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch - 'A' + 'a') : ch;
+  }
+  name[n] = 0;
+  const sni_entry *e = sni_find(t, name);
+  if (e != NULL) return e->target;
+  char *dot = strchr(name, '.');
+  if (dot != NULL && dot != name && dot[1] != 0) {
+    char wild[257];
+    wild[0] = '*';
+    memcpy(wild + 1, dot, strlen(dot) + 1);
+    e = sni_find(t, wild);
+    if (e != NULL) return e->target;
+  }
+  return 0;
+}
+
+/*
+ * The servername callback (RFC 6066 3), set on listening contexts only. OpenSSL
+ * calls it after parsing the ClientHello's extensions, before it picks the
+ * cipher, the signature algorithm and the certificate (statem_srvr.c:
+ * tls_early_post_process_client_hello -> final_server_name), whether or not
+ * the client sent a name. SSL_set_SSL_CTX then swaps the certificates (the
+ * whole CERT: every key type of the group, with its chain) and the session id
+ * context, and takes a reference on the new context, so the connection keeps
+ * it whatever TypeScript installs next.
+ */
+static int servername_cb(SSL *ssl, int *alert, void *arg) {
+  aludel_ctx *c = (aludel_ctx *)arg;
+  if (c->sni == NULL || c->sni->ncontexts == 0) return ALUDEL_SSL_TLSEXT_ERR_OK;
+  size_t i = sni_lookup(c->sni, aludel_ossl.SSL_get_servername(ssl, ALUDEL_TLSEXT_NAMETYPE_host_name));
+  if (aludel_ossl.SSL_set_SSL_CTX(ssl, c->sni->contexts[i]) == NULL) {
+    *alert = ALUDEL_SSL_AD_INTERNAL_ERROR; /* only on allocation failure (ssl_cert_dup) */
+    return ALUDEL_SSL_TLSEXT_ERR_ALERT_FATAL;
+  }
+  return ALUDEL_SSL_TLSEXT_ERR_OK;
+}
+
 static bool get_string_prop(napi_env env, napi_value obj, const char *key, char *buf, size_t size) {
   napi_value v;
   napi_valuetype t;
@@ -122,28 +231,91 @@ static bool get_bool_prop(napi_env env, napi_value obj, const char *key) {
   return out;
 }
 
+static aludel_ctx *unwrap_ctx(napi_env env, napi_value v) {
+  aludel_ctx *c = NULL;
+  if (napi_unwrap(env, v, (void **)&c) != napi_ok || c == NULL) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG", "not a TLS context");
+    return NULL;
+  }
+  return c;
+}
+
+/* The context owns c from here on (ex_data): failing paths free the context only. */
 #define CTX_FAIL(what)                                                                      \
   do {                                                                                      \
     aludel_ossl.SSL_CTX_free(c->ctx);                                                       \
-    free(c);                                                                                \
     return aludel_throw(env, "ERR_TLS_CONTEXT", 0, what, what " failed", true);             \
   } while (0)
 
+/* Same, naming the file in the message. */
+static napi_value ctx_fail_file(napi_env env, aludel_ctx *c, const char *call, const char *file) {
+  char message[4400];
+  snprintf(message, sizeof message, "%s(%s) failed", call, file);
+  aludel_ossl.SSL_CTX_free(c->ctx);
+  return aludel_throw(env, "ERR_TLS_CONTEXT", 0, call, message, true);
+}
+
 /*
- * ctxNew({certFile, keyFile, minVersion, maxVersion, cipherList, cipherSuites, ktls, alpn})
+ * Loads each {certFile, keyFile} of the array into the context. OpenSSL keeps
+ * one certificate slot per key type (RSA, RSA-PSS, EC, Ed25519, Ed448), each
+ * with its own chain: SSL_CTX_use_certificate_chain_file fills the slot of the
+ * leaf's key type and attaches the following certificates as its chain, and
+ * SSL_CTX_use_PrivateKey_file the slot of the key's type. With an RSA and an
+ * ECDSA pair in one context, OpenSSL picks per handshake from the client's
+ * signature_algorithms (TLS 1.3) or cipher list (TLS 1.2) (ssl/t1_lib.c
+ * tls_choose_sigalg). SSL_CTX_check_private_key checks the slot just set.
+ */
+static napi_value ctx_use_certificates(napi_env env, aludel_ctx *c, napi_value list) {
+  static char cert[4096], key[4096];
+  uint32_t n = 0;
+  bool is_array = false;
+  if (napi_is_array(env, list, &is_array) != napi_ok || !is_array) {
+    aludel_ossl.SSL_CTX_free(c->ctx);
+    napi_throw_type_error(env, "ERR_INVALID_ARG", "certificates must be an array");
+    return NULL;
+  }
+  napi_get_array_length(env, list, &n);
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value pair;
+    if (napi_get_element(env, list, i, &pair) != napi_ok ||
+        !get_string_prop(env, pair, "certFile", cert, sizeof cert) ||
+        !get_string_prop(env, pair, "keyFile", key, sizeof key)) {
+      aludel_ossl.SSL_CTX_free(c->ctx);
+      return NULL;
+    }
+    if (!aludel_ossl.SSL_CTX_use_certificate_chain_file(c->ctx, cert))
+      return ctx_fail_file(env, c, "SSL_CTX_use_certificate_chain_file", cert);
+    if (!aludel_ossl.SSL_CTX_use_PrivateKey_file(c->ctx, key, ALUDEL_SSL_FILETYPE_PEM))
+      return ctx_fail_file(env, c, "SSL_CTX_use_PrivateKey_file", key);
+    if (!aludel_ossl.SSL_CTX_check_private_key(c->ctx))
+      return ctx_fail_file(env, c, "SSL_CTX_check_private_key", key);
+  }
+  napi_value done;
+  napi_get_boolean(env, true, &done);
+  return done;
+}
+
+/*
+ * ctxNew({certificates: [{certFile, keyFile}], minVersion, maxVersion, cipherList,
+ *         cipherSuites, ktls, alpn})
  * alpn: a Buffer in wire format. Versions: 0x0303 = TLS 1.2, 0x0304 = TLS 1.3.
  */
 static napi_value ctx_new(napi_env env, napi_callback_info info) {
-  napi_value argv[1], obj;
-  static char cert[4096], key[4096], list[2048], suites[1024];
+  napi_value argv[1], obj, certs;
+  static char list[2048], suites[1024];
   if (!aludel_args(env, info, 1, argv)) return NULL;
   if (aludel_ossl_handle == NULL)
     return aludel_throw(env, "ERR_OPENSSL_NOT_LOADED", 0, "ctxNew", "call loadOpenssl() first", false);
-  if (!get_string_prop(env, argv[0], "certFile", cert, sizeof cert) ||
-      !get_string_prop(env, argv[0], "keyFile", key, sizeof key) ||
-      !get_string_prop(env, argv[0], "cipherList", list, sizeof list) ||
-      !get_string_prop(env, argv[0], "cipherSuites", suites, sizeof suites))
+  if (!get_string_prop(env, argv[0], "cipherList", list, sizeof list) ||
+      !get_string_prop(env, argv[0], "cipherSuites", suites, sizeof suites) ||
+      napi_get_named_property(env, argv[0], "certificates", &certs) != napi_ok)
     return NULL;
+  aludel_ossl.ERR_clear_error();
+  if (ctx_ex_index < 0) {
+    ctx_ex_index = aludel_ossl.CRYPTO_get_ex_new_index(ALUDEL_CRYPTO_EX_INDEX_SSL_CTX, 0, NULL, NULL, NULL, ctx_ex_free);
+    if (ctx_ex_index < 0)
+      return aludel_throw(env, "ERR_TLS_CONTEXT", 0, "CRYPTO_get_ex_new_index", "CRYPTO_get_ex_new_index failed", true);
+  }
   aludel_ctx *c = calloc(1, sizeof *c);
   if (c == NULL) return aludel_throw_errno(env, ENOMEM, "calloc");
   napi_value alpn;
@@ -157,11 +329,15 @@ static napi_value ctx_new(napi_env env, napi_callback_info info) {
     memcpy(c->alpn, data, len);
     c->alpn_len = (unsigned int)len;
   }
-  aludel_ossl.ERR_clear_error();
   c->ctx = aludel_ossl.SSL_CTX_new(aludel_ossl.TLS_server_method());
   if (c->ctx == NULL) {
     free(c);
     return aludel_throw(env, "ERR_TLS_CONTEXT", 0, "SSL_CTX_new", "SSL_CTX_new failed", true);
+  }
+  if (!aludel_ossl.SSL_CTX_set_ex_data(c->ctx, ctx_ex_index, c)) {
+    aludel_ossl.SSL_CTX_free(c->ctx);
+    free(c);
+    return aludel_throw(env, "ERR_TLS_CONTEXT", 0, "SSL_CTX_set_ex_data", "SSL_CTX_set_ex_data failed", true);
   }
   /* kTLS needs no compression (already off in 3.0) and forces no renegotiation (RFC 5746 is moot). */
   uint64_t options = ALUDEL_SSL_OP_NO_COMPRESSION | ALUDEL_SSL_OP_NO_RENEGOTIATION;
@@ -181,22 +357,139 @@ static napi_value ctx_new(napi_env env, napi_callback_info info) {
     CTX_FAIL("SSL_CTX_set_min/max_proto_version");
   if (list[0] && !aludel_ossl.SSL_CTX_set_cipher_list(c->ctx, list)) CTX_FAIL("SSL_CTX_set_cipher_list");
   if (suites[0] && !aludel_ossl.SSL_CTX_set_ciphersuites(c->ctx, suites)) CTX_FAIL("SSL_CTX_set_ciphersuites");
-  if (!aludel_ossl.SSL_CTX_use_certificate_chain_file(c->ctx, cert))
-    CTX_FAIL("SSL_CTX_use_certificate_chain_file");
-  if (!aludel_ossl.SSL_CTX_use_PrivateKey_file(c->ctx, key, ALUDEL_SSL_FILETYPE_PEM))
-    CTX_FAIL("SSL_CTX_use_PrivateKey_file");
-  if (!aludel_ossl.SSL_CTX_check_private_key(c->ctx)) CTX_FAIL("SSL_CTX_check_private_key");
-  /* A session id context lets the server session cache resume sessions (TLS 1.2 ids). */
+  if (ctx_use_certificates(env, c, certs) == NULL) return NULL;
+  /* A session id context lets the server session cache resume sessions (TLS 1.2 ids).
+     Every context gets the same one, so a session stays valid whichever
+     certificate group SNI selected (SSL_set_SSL_CTX carries it over). */
   static const unsigned char sid[] = "aludel";
   aludel_ossl.SSL_CTX_set_session_id_context(c->ctx, sid, sizeof sid - 1);
   if (c->alpn_len > 0) aludel_ossl.SSL_CTX_set_alpn_select_cb(c->ctx, alpn_select, c);
   aludel_ossl.SSL_CTX_set_msg_callback(c->ctx, msg_callback);
   napi_create_object(env, &obj);
   if (napi_wrap(env, obj, c, ctx_finalize, NULL, NULL) != napi_ok) {
-    ctx_finalize(env, c, NULL);
+    aludel_ossl.SSL_CTX_free(c->ctx);
     return NULL;
   }
   return obj;
+}
+
+/*
+ * sniTableSet(listenCtx, contexts, names, targets): installs (or replaces) the
+ * server-name table of a listening context. names[i] (lower case, exact or
+ * "*.parent") selects contexts[targets[i]]; contexts[0] is the default.
+ *
+ * Why every context in the table is built by ctxNew with the listener's own
+ * settings: SSL_set_SSL_CTX (ssl/ssl_lib.c) replaces only the certificates
+ * (ssl->cert) and the session id context, and takes a reference on the new
+ * context. Everything SSL_new copied from the listening context stays: the
+ * options (SSL_OP_ENABLE_KTLS among them), the protocol version bounds and
+ * the cipher lists, the mode, the message callback, and session_ctx, whose
+ * session cache and ticket keys serve every group (so resumption works
+ * across groups). The ALPN callback, on the other hand, is read from
+ * ssl->ctx when the ClientHello is processed (after this switch), so each
+ * group context needs its own. Building all of them from one TlsOptions keeps
+ * both sources equal.
+ *
+ * The old table is released at once: connections that already switched hold
+ * their own context reference, and those still waiting for their ClientHello
+ * use the new table. All of this runs on the JavaScript thread, as do all
+ * handshakes, so the swap is atomic with respect to the callback.
+ */
+static napi_value sni_table_set(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  uint32_t ncontexts = 0, nnames = 0, ntargets = 0;
+  if (!aludel_args(env, info, 4, argv)) return NULL;
+  aludel_ctx *listen = unwrap_ctx(env, argv[0]);
+  if (listen == NULL) return NULL;
+  bool a1 = false, a2 = false, a3 = false;
+  napi_is_array(env, argv[1], &a1);
+  napi_is_array(env, argv[2], &a2);
+  napi_is_array(env, argv[3], &a3);
+  if (!a1 || !a2 || !a3) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG", "sniTableSet(ctx, contexts[], names[], targets[])");
+    return NULL;
+  }
+  napi_get_array_length(env, argv[1], &ncontexts);
+  napi_get_array_length(env, argv[2], &nnames);
+  napi_get_array_length(env, argv[3], &ntargets);
+  if (ncontexts == 0 || nnames != ntargets) {
+    napi_throw_range_error(env, "ERR_INVALID_ARG", "need at least one context and one target per name");
+    return NULL;
+  }
+  sni_table *t = calloc(1, sizeof *t);
+  if (t == NULL) return aludel_throw_errno(env, ENOMEM, "calloc");
+  t->owner = listen->ctx;
+  t->contexts = calloc(ncontexts, sizeof *t->contexts);
+  t->entries = calloc(nnames > 0 ? nnames : 1, sizeof *t->entries);
+  if (t->contexts == NULL || t->entries == NULL) {
+    sni_table_free(t);
+    return aludel_throw_errno(env, ENOMEM, "calloc");
+  }
+  for (uint32_t i = 0; i < ncontexts; i++) {
+    napi_value v;
+    napi_get_element(env, argv[1], i, &v);
+    aludel_ctx *c = unwrap_ctx(env, v);
+    if (c == NULL) {
+      sni_table_free(t);
+      return NULL;
+    }
+    if (c->ctx != t->owner) aludel_ossl.SSL_CTX_up_ref(c->ctx);
+    t->contexts[i] = c->ctx;
+    t->ncontexts = i + 1;
+  }
+  for (uint32_t i = 0; i < nnames; i++) {
+    napi_value v;
+    char name[256];
+    int32_t target = -1;
+    napi_get_element(env, argv[2], i, &v);
+    if (!aludel_arg_string(env, v, name, sizeof name)) {
+      sni_table_free(t);
+      return NULL;
+    }
+    napi_get_element(env, argv[3], i, &v);
+    if (!aludel_arg_int32(env, v, &target)) {
+      sni_table_free(t);
+      return NULL;
+    }
+    if (target < 0 || (uint32_t)target >= ncontexts) {
+      sni_table_free(t);
+      napi_throw_range_error(env, "ERR_INVALID_ARG", "target outside contexts");
+      return NULL;
+    }
+    t->entries[i].name = strdup(name);
+    t->entries[i].target = (unsigned int)target;
+    t->count = i + 1;
+    if (t->entries[i].name == NULL) {
+      sni_table_free(t);
+      return aludel_throw_errno(env, ENOMEM, "strdup");
+    }
+  }
+  qsort(t->entries, t->count, sizeof *t->entries, sni_entry_cmp);
+  sni_table *old = listen->sni;
+  listen->sni = t;
+  sni_table_free(old);
+  aludel_ossl.SSL_CTX_ctrl(listen->ctx, ALUDEL_SSL_CTRL_SET_TLSEXT_SERVERNAME_ARG, 0, listen);
+  aludel_ossl.SSL_CTX_callback_ctrl(listen->ctx, ALUDEL_SSL_CTRL_SET_TLSEXT_SERVERNAME_CB,
+                                    (void (*)(void))(aludel_servername_cb)servername_cb);
+  return NULL;
+}
+
+/* sniLookup(listenCtx, servername) -> the table index the callback would choose (for tests and logs). */
+static napi_value sni_lookup_js(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  char name[1024];
+  napi_valuetype t;
+  if (!aludel_args(env, info, 2, argv)) return NULL;
+  aludel_ctx *c = unwrap_ctx(env, argv[0]);
+  if (c == NULL) return NULL;
+  napi_typeof(env, argv[1], &t);
+  const char *servername = NULL;
+  if (t == napi_string) {
+    if (!aludel_arg_string(env, argv[1], name, sizeof name)) return NULL;
+    servername = name;
+  }
+  if (c->sni == NULL) return aludel_int(env, 0);
+  return aludel_int(env, (int64_t)sni_lookup(c->sni, servername));
 }
 
 /* ---------- connections ---------- */
@@ -229,11 +522,8 @@ static napi_value ssl_new(napi_env env, napi_callback_info info) {
   napi_value argv[2], obj;
   int32_t fd;
   if (!aludel_args(env, info, 2, argv) || !aludel_arg_int32(env, argv[1], &fd)) return NULL;
-  aludel_ctx *c = NULL;
-  if (napi_unwrap(env, argv[0], (void **)&c) != napi_ok || c == NULL) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG", "not a TLS context");
-    return NULL;
-  }
+  aludel_ctx *c = unwrap_ctx(env, argv[0]);
+  if (c == NULL) return NULL;
   aludel_ssl *s = calloc(1, sizeof *s);
   if (s == NULL) return aludel_throw_errno(env, ENOMEM, "calloc");
   aludel_ossl.ERR_clear_error();
@@ -421,6 +711,8 @@ void aludel_register_tls(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"loadOpenssl", NULL, load_openssl, NULL, NULL, NULL, napi_default, NULL},
       {"ctxNew", NULL, ctx_new, NULL, NULL, NULL, napi_default, NULL},
+      {"sniTableSet", NULL, sni_table_set, NULL, NULL, NULL, napi_default, NULL},
+      {"sniLookup", NULL, sni_lookup_js, NULL, NULL, NULL, napi_default, NULL},
       {"sslNew", NULL, ssl_new, NULL, NULL, NULL, napi_default, NULL},
       {"handshake", NULL, ssl_handshake, NULL, NULL, NULL, napi_default, NULL},
       {"read", NULL, ssl_read, NULL, NULL, NULL, napi_default, NULL},

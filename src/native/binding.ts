@@ -35,8 +35,12 @@ export interface OpensslProbe {
 export interface SockAddr { address: string; port: number; family: 'IPv4' | 'IPv6' }
 
 export interface ContextOptions {
-  certFile: string;
-  keyFile: string;
+  /**
+   * Loaded in order into one context: leaf then intermediates per file
+   * (SSL_CTX_use_certificate_chain_file), at most one pair per key type
+   * (RSA, EC, ...); OpenSSL picks the type per handshake from what the client supports.
+   */
+  certificates: ReadonlyArray<{ certFile: string; keyFile: string }>;
   minVersion: number;
   maxVersion: number;
   cipherList: string;
@@ -93,6 +97,15 @@ export interface Native {
   pollStart(poll: PollHandle, events: number): void;
   pollClose(poll: PollHandle): void;
   ctxNew(options: ContextOptions): ContextHandle;
+  /**
+   * Installs (or replaces) the server-name table of a listening context: names[i]
+   * (lower case, exact or "*.parent") selects contexts[targets[i]]; contexts[0]
+   * is the default. A servername callback switches each handshake to its
+   * context (SSL_set_SSL_CTX); connections already switched keep theirs.
+   */
+  sniTableSet(listen: ContextHandle, contexts: readonly ContextHandle[], names: readonly string[], targets: readonly number[]): void;
+  /** The index of `contexts` the servername callback would choose for this name (null: no SNI). */
+  sniLookup(listen: ContextHandle, servername: string | null): number;
   sslNew(ctx: ContextHandle, fd: number): SslHandle;
   handshake(ssl: SslHandle): number;
   read(ssl: SslHandle, buf: Buffer, offset: number, length: number): number;

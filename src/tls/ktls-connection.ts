@@ -13,7 +13,7 @@ import { Duplex } from 'node:stream';
 import type { Logger } from '../log/logger.js';
 import { AGAIN, EOF_NO_NOTIFY, READABLE, WANT_READ, WANT_WRITE, WRITABLE, type Native, type SslHandle } from '../native/binding.js';
 import { FileTruncatedError, HandshakeTimeoutError, KeyUpdateUnsupportedError } from '../errors.js';
-import { copyFileToStream, type BodyPath } from '../transport/copy-file.js';
+import { ChunkPool, readAt, type BodyPath } from '../transport/copy-file.js';
 import { FdReadiness } from '../transport/fd-readiness.js';
 import type { SecureConnection, TlsInfo } from './types.js';
 
@@ -21,8 +21,44 @@ import type { SecureConnection, TlsInfo } from './types.js';
 const RECORD_MAX = 16384;
 /** One scratch buffer per process: reads are synchronous, results are copied out at their exact size. */
 const scratch = Buffer.allocUnsafe(RECORD_MAX);
-/** Below this, writev() chunks are joined so headers and a small body share a record. */
-const COALESCE_MAX = 64 * 1024;
+/** Where small writev() pieces are gathered into one record (see nextWrite). */
+const gatherScratch = Buffer.allocUnsafe(RECORD_MAX);
+
+/** A write in progress: `pieces` from `index`/`off` on are still owed to the socket. */
+interface PendingWrite {
+  pieces: Buffer[];
+  index: number;
+  off: number;
+  /** A gathered record that returned WANT_WRITE under kTLS TX, kept for the retry. */
+  held: Buffer | null;
+  cb: (err?: Error | null) => void;
+}
+
+/** Copies up to one record of the pieces from (index, off) into `into`; returns the bytes copied. */
+function gatherRecord(pieces: readonly Buffer[], index: number, off: number, into: Buffer): number {
+  let n = 0;
+  for (let i = index; i < pieces.length && n < into.length; i++) {
+    const p = pieces[i]!;
+    const from = i === index ? off : 0;
+    n += p.copy(into, n, from, Math.min(p.length, from + into.length - n));
+  }
+  return n;
+}
+
+/** Moves the write position `n` bytes on, across pieces. */
+function advance(w: PendingWrite, n: number): void {
+  let left = n;
+  while (left > 0) {
+    const rest = w.pieces[w.index]!.length - w.off;
+    if (left < rest) {
+      w.off += left;
+      return;
+    }
+    left -= rest;
+    w.index++;
+    w.off = 0;
+  }
+}
 /**
  * Bodies up to this size go by SSL_sendfile on the event loop: if their pages
  * are cold the loop blocks for at most this much disk I/O, and hot small files
@@ -32,6 +68,12 @@ const INLINE_SENDFILE_MAX = 128 * 1024;
 /** Per thread-pool call: bounds how long one connection holds a worker. */
 const POOL_SENDFILE_MAX = 2 * 1024 * 1024;
 const { EAGAIN } = os.constants.errno;
+/**
+ * File bodies without kTLS TX: read 256 KiB at a time on the thread pool (few
+ * hops per MB), each buffer back in the pool as soon as the socket is full,
+ * so a stalled client holds none (see writeFileUserspace).
+ */
+const fileChunks = new ChunkPool(256 * 1024, 16);
 
 export class KtlsConnection extends Duplex implements SecureConnection {
   readonly id: number;
@@ -51,7 +93,7 @@ export class KtlsConnection extends Duplex implements SecureConnection {
   private readonly ready: FdReadiness;
   private readonly log: Logger;
   private reading = false;
-  private pendingWrite: { buf: Buffer; off: number; cb: (err?: Error | null) => void } | null = null;
+  private pendingWrite: PendingWrite | null = null;
   private flushWaiters: Array<() => void> = [];
   /** After a fatal TLS error OpenSSL forbids SSL_shutdown; after a refused KeyUpdate we must not send. */
   private mustNotSend = false;
@@ -205,28 +247,44 @@ export class KtlsConnection extends Duplex implements SecureConnection {
   // ---- writing ----------------------------------------------------------------------------
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this.startWrite(chunk, cb);
-  }
-
-  private startWrite(buf: Buffer, cb: (err?: Error | null) => void): void {
-    this.pendingWrite = { buf, off: 0, cb };
-    this.pumpWrite();
+    this.startWrite([chunk], cb);
   }
 
   override _writev(chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
-    let total = 0;
-    for (const c of chunks) total += c.chunk.length;
-    if (total <= COALESCE_MAX) {
-      // Joined, so a response's headers and a small body go out as one TLS record.
-      this.startWrite(Buffer.concat(chunks.map((c) => c.chunk), total), cb);
-      return;
-    }
-    let i = 0;
-    const next = (err?: Error | null): void => {
-      if (err || i === chunks.length) { cb(err); return; }
-      this.startWrite(chunks[i++]!.chunk, next);
-    };
-    next();
+    this.startWrite(chunks.map((c) => c.chunk), cb);
+  }
+
+  /**
+   * The pieces are written in place, never joined into a copy: a client that
+   * stops reading then holds only what the stream was given (one chunk, as
+   * the writers wait for 'drain' or the callback), not that and a copy.
+   */
+  private startWrite(pieces: Buffer[], cb: (err?: Error | null) => void): void {
+    this.pendingWrite = { pieces, index: 0, off: 0, held: null, cb };
+    this.pumpWrite();
+  }
+
+  /**
+   * The bytes of the next SSL_write. A piece shorter than a record with more
+   * after it is gathered with what follows, up to one record, so a response's
+   * head and a small body (or a chunk-size line and its data) share a record.
+   * A call that returned WANT_WRITE is retried with the same bytes: the
+   * choice depends only on the position, and a gathered record is kept until
+   * it is taken.
+   */
+  private nextWrite(w: PendingWrite): { buf: Buffer; off: number; len: number } {
+    const piece = w.pieces[w.index]!;
+    const rest = piece.length - w.off;
+    if (rest >= RECORD_MAX || w.index + 1 === w.pieces.length) return { buf: piece, off: w.off, len: rest };
+    if (w.held) return { buf: w.held, off: 0, len: w.held.length };
+    // Without kTLS, OpenSSL encrypts into its own buffer and never looks at ours again, so a
+    // shared scratch will do. With kTLS TX it sends from the caller's buffer, and after
+    // WANT_WRITE resends from that same address (rec_layer_s3.c, do_ssl3_write: app_buffer):
+    // the gathered record must then stay untouched until taken, so it gets its own copy.
+    const n = gatherRecord(w.pieces, w.index, w.off, gatherScratch);
+    if (!this.tls.ktlsTx) return { buf: gatherScratch, off: 0, len: n };
+    w.held = Buffer.from(gatherScratch.subarray(0, n));
+    return { buf: w.held, off: 0, len: n };
   }
 
   private readonly pumpWrite = (): void => {
@@ -237,10 +295,16 @@ export class KtlsConnection extends Duplex implements SecureConnection {
       w.cb(Object.assign(new Error('connection can no longer send'), { code: 'EPIPE' }));
       return;
     }
-    while (w.off < w.buf.length) {
+    while (w.index < w.pieces.length) {
+      if (w.off === w.pieces[w.index]!.length) {
+        w.index++;
+        w.off = 0;
+        continue;
+      }
+      const next = this.nextWrite(w);
       let r: number;
       try {
-        r = this.native.write(this.ssl, w.buf, w.off, w.buf.length - w.off);
+        r = this.native.write(this.ssl, next.buf, next.off, next.len);
       } catch (err) {
         this.pendingWrite = null;
         this.mustNotSend = true;
@@ -248,7 +312,8 @@ export class KtlsConnection extends Duplex implements SecureConnection {
         return;
       }
       if (r > 0) {
-        w.off += r;
+        w.held = null;
+        advance(w, r);
         this.bytesWritten += r;
         this.touch();
         continue;
@@ -285,7 +350,7 @@ export class KtlsConnection extends Duplex implements SecureConnection {
   async sendFile(fd: number, offset: number, length: number): Promise<BodyPath> {
     await this.flushed();
     if (!this.tls.ktlsTx) {
-      await copyFileToStream(this, fd, offset, length);
+      await this.writeFileUserspace(fd, offset, length);
       return 'write';
     }
     const end = offset + length;
@@ -306,6 +371,60 @@ export class KtlsConnection extends Duplex implements SecureConnection {
       }
     }
     return 'sendfile';
+  }
+
+  /**
+   * read + SSL_write, holding no user-space buffer while the socket is full:
+   * when SSL_write says WANT_WRITE, the record it could not send is already
+   * encrypted in OpenSSL's own write buffer (without kTLS), and the retry
+   * only has to pass at least as many bytes (ssl3_write_pending checks the
+   * length, and the address only without ACCEPT_MOVING_WRITE_BUFFER, which
+   * is set). So the chunk goes back to the pool, and once the socket takes
+   * more the bytes from that position are read from the file again. A
+   * stalled client costs OpenSSL's record buffer and its kernel socket
+   * buffer, nothing more.
+   */
+  private async writeFileUserspace(fd: number, offset: number, length: number): Promise<void> {
+    const end = offset + length;
+    let pos = offset;
+    while (pos < end) {
+      const buf = fileChunks.take();
+      let n: number;
+      try {
+        n = await readAt(fd, buf, Math.min(buf.length, end - pos), pos);
+      } catch (err) {
+        fileChunks.give(buf);
+        throw err;
+      }
+      if (n === 0) {
+        fileChunks.give(buf);
+        throw new FileTruncatedError(length, pos - offset);
+      }
+      const sent = this.writeSome(buf, n);
+      fileChunks.give(buf);
+      pos += sent.bytes;
+      if (sent.wait !== 0) await (sent.wait === WANT_READ ? this.ready.readable() : this.ready.writable());
+    }
+  }
+
+  /** SSL_write of buf[0, n) until done or the socket is full; the bytes taken, and the state to wait for (0: none). */
+  private writeSome(buf: Buffer, n: number): { bytes: number; wait: number } {
+    let off = 0;
+    while (off < n) {
+      if (this.released || this.mustNotSend) throw Object.assign(new Error('connection closed during a file body'), { code: 'ECONNRESET' });
+      let r: number;
+      try {
+        r = this.native.write(this.ssl, buf, off, n - off);
+      } catch (err) {
+        this.mustNotSend = true;
+        throw err;
+      }
+      if (r <= 0) return { bytes: off, wait: r };
+      off += r;
+      this.bytesWritten += r;
+      this.touch();
+    }
+    return { bytes: off, wait: 0 };
   }
 
   /**

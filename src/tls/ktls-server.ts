@@ -6,9 +6,13 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../log/logger.js';
-import { AGAIN, READABLE, type ContextHandle, type Native, type PollHandle } from '../native/binding.js';
+import { AGAIN, READABLE, type Native, type PollHandle } from '../native/binding.js';
+import { describePlan } from './certificates.js';
+import { ConnectionLimit } from './connection-limit.js';
+import { answerPlainHttp, isPlainHttp } from './plain-http.js';
 import { KtlsConnection } from './ktls-connection.js';
-import type { ListenOptions, OffloadDecision, SecureServer } from './types.js';
+import type { NativeTls } from './tls-setup.js';
+import type { ListenOptions, OffloadDecision, SecureServer, TlsOptions } from './types.js';
 
 /** Accept at most this many per wake-up, so a connection flood cannot starve open connections. */
 const ACCEPT_BATCH = 64;
@@ -22,9 +26,14 @@ export function nextConnectionId(): number {
 
 export interface KtlsServerOptions {
   native: Native;
-  context: ContextHandle;
+  /** The contexts and SNI table new connections start on. */
+  tls: NativeTls;
+  /** Builds the contexts of a new configuration (reconfigure); throws, changing nothing, when it is invalid. */
+  build: (options: TlsOptions) => NativeTls;
   offload: OffloadDecision;
   handshakeTimeoutMs: number;
+  /** --max-connections: live connections (handshaking or open) beyond which new ones are closed unread; null = no limit. */
+  maxConnections?: number | null;
   log: Logger;
 }
 
@@ -35,11 +44,21 @@ export class KtlsServer extends EventEmitter implements SecureServer {
   private poll: PollHandle | null = null;
   private readonly live = new Set<KtlsConnection>();
   private pauseTimer: NodeJS.Timeout | null = null;
+  private readonly limit: ConnectionLimit;
+  /** Replaced whole by reconfigure(): each accepted connection takes the listening context of the moment. */
+  private tls: NativeTls;
 
   constructor(options: KtlsServerOptions) {
     super();
     this.o = options;
     this.offload = options.offload;
+    this.tls = options.tls;
+    this.limit = new ConnectionLimit(options.maxConnections ?? null, options.log, () => this.live.size);
+  }
+
+  /** Connections closed unread because --max-connections was reached. */
+  get refusedConnections(): number {
+    return this.limit.total;
   }
 
   get connectionCount(): number {
@@ -67,6 +86,12 @@ export class KtlsServer extends EventEmitter implements SecureServer {
         return;
       }
       if (fd === AGAIN) return;
+      if (!this.limit.admits()) {
+        // Closed before any read: no SSL object, no buffer (see connection-limit.ts).
+        native.closeFd(fd);
+        this.limit.refused();
+        continue;
+      }
       this.startConnection(fd);
     }
   }
@@ -81,7 +106,7 @@ export class KtlsServer extends EventEmitter implements SecureServer {
   }
 
   private startConnection(fd: number): void {
-    const { native, log, context } = this.o;
+    const { native, log } = this.o;
     // TCP_NODELAY on every connection, as nginx's tcp_nodelay: a response written as a head
     // and then a body would otherwise wait under Nagle for the client's delayed ACK (~40 ms).
     // (http.Server's noDelay option acts only on sockets its own net.Server accepted.)
@@ -92,7 +117,7 @@ export class KtlsServer extends EventEmitter implements SecureServer {
     }
     let conn: KtlsConnection;
     try {
-      conn = new KtlsConnection(native, native.sslNew(context, fd), fd, nextConnectionId(), log);
+      conn = new KtlsConnection(native, native.sslNew(this.tls.listen, fd), fd, nextConnectionId(), log);
     } catch (err) {
       log.error({ err }, 'cannot set up TLS for an accepted connection');
       native.closeFd(fd);
@@ -108,17 +133,36 @@ export class KtlsServer extends EventEmitter implements SecureServer {
       },
       (err: Error) => {
         this.emit('tlsClientError', err, conn);
+        if (isPlainHttp(err)) answerPlainHttp(native, fd);
         conn.destroy();
       },
     );
   }
 
-  async close(): Promise<void> {
+  /**
+   * New contexts and SNI table for connections accepted from now on. Built
+   * completely before the swap, so a failure leaves everything as it was.
+   * Connections accepted earlier keep the SSL_CTX they started on (OpenSSL
+   * holds a reference), handshaking or not.
+   */
+  reconfigure(options: TlsOptions): void {
+    const next = this.o.build(options);
+    this.tls = next;
+    this.o.log.info({ contexts: describePlan(next.resolved.plan) }, 'TLS configuration replaced');
+  }
+
+  stopAccepting(): void {
     if (this.pauseTimer) clearTimeout(this.pauseTimer);
+    this.pauseTimer = null;
     if (this.poll) this.o.native.pollClose(this.poll);
     this.poll = null;
     if (this.listenFd >= 0) this.o.native.closeFd(this.listenFd);
     this.listenFd = -1;
+  }
+
+  async close(): Promise<void> {
+    this.stopAccepting();
+    this.limit.close();
     for (const c of this.live) c.destroy();
   }
 }

@@ -2,6 +2,7 @@ import type { Duplex } from 'node:stream';
 import type { EventEmitter } from 'node:events';
 import type { BodyPath } from '../transport/copy-file.js';
 import type { UlpInfo } from '../native/binding.js';
+import type { TlsVersionName } from './policy.js';
 
 export type OffloadMode = 'auto' | 'kernel' | 'userspace';
 /** default: TLS settings as given; prefer-hw: TLS 1.2 AES-128-GCM where the NIC offloads TLS (src/tls/hw-offload-policy.ts). */
@@ -62,10 +63,43 @@ export interface ListenOptions {
   reusePort?: boolean;
 }
 
+/**
+ * The TLS settings of a listener: what createKtlsServer() starts with and what
+ * SecureServer.reconfigure() replaces. Absent fields take the defaults of
+ * src/tls/policy.ts (TLS 1.2-1.3, kernel-offloadable AEAD suites, ALPN http/1.1).
+ */
+export interface TlsOptions {
+  /**
+   * Certificate/key pairs, in order; the first is the default (unknown or no
+   * SNI). Each certFile: PEM, leaf first, then its intermediates. Which names
+   * each pair serves comes from its certificate (docs/certificates.md).
+   */
+  certificates: ReadonlyArray<{ certFile: string; keyFile: string }>;
+  minVersion?: TlsVersionName;
+  maxVersion?: TlsVersionName;
+  /** TLS 1.2 cipher list (OpenSSL syntax); default: kernel-offloadable AEAD suites. */
+  cipherList?: string;
+  /** TLS 1.3 suites; default: TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256. */
+  cipherSuites?: string;
+  /** ALPN protocols in server preference order; [] = no ALPN. Default ['http/1.1']. */
+  alpn?: readonly string[];
+}
+
 export interface SecureServer extends EventEmitter {
   readonly offload: OffloadDecision;
   listen(options: ListenOptions): Promise<{ address: string; port: number }>;
+  /** Closes the listening socket only: connections in flight go on (a graceful stop drains them). */
+  stopAccepting(): void;
   close(): Promise<void>;
+  /**
+   * Replaces the TLS settings (certificates, versions, ciphers, ALPN) for
+   * connections accepted from now on (e.g. on SIGHUP); connections already
+   * accepted, handshaking or open, keep theirs (OpenSSL holds a reference on
+   * their contexts). Synchronous and all-or-nothing: when anything is
+   * invalid it throws (a CertificateError names the file) and nothing changed.
+   * The offload decision (kTLS on or off) stays as it was at start-up.
+   */
+  reconfigure(options: TlsOptions): void;
   /** Live connections (handshaking or open). */
   readonly connectionCount: number;
 }

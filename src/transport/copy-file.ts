@@ -8,21 +8,34 @@ import { FileTruncatedError } from '../errors.js';
 
 export type BodyPath = 'sendfile' | 'splice' | 'write' | 'none';
 
-/** 256 KiB: large enough to amortise a thread-pool hop, small enough for many connections. */
-const CHUNK = 256 * 1024;
-/** Recycled buffers: no per-request allocation on the hot path. */
-const pool: Buffer[] = [];
-const POOL_MAX = 64;
+/** Recycled buffers of one size: no per-request allocation on the hot path; held only while a read or write uses them. */
+export class ChunkPool {
+  readonly size: number;
+  private readonly idle: Buffer[] = [];
+  private readonly keep: number;
 
-function take(): Buffer {
-  return pool.pop() ?? Buffer.allocUnsafe(CHUNK);
+  constructor(size: number, keep: number) {
+    this.size = size;
+    this.keep = keep;
+  }
+
+  take(): Buffer {
+    return this.idle.pop() ?? Buffer.allocUnsafe(this.size);
+  }
+
+  give(buf: Buffer): void {
+    if (this.idle.length < this.keep) this.idle.push(buf);
+  }
 }
 
-function give(buf: Buffer): void {
-  if (pool.length < POOL_MAX) pool.push(buf);
-}
+/**
+ * 32 KiB: two full TLS records per thread-pool read. A client that stops
+ * reading holds exactly one of these (the write waiting for the socket) on
+ * this generic path (node:tls); the rest of the body waits in the file.
+ */
+const pool = new ChunkPool(32 * 1024, 64);
 
-function readAt(fd: number, buf: Buffer, length: number, position: number): Promise<number> {
+export function readAt(fd: number, buf: Buffer, length: number, position: number): Promise<number> {
   return new Promise((resolve, reject) => {
     fs.read(fd, buf, 0, length, position, (err, n) => (err ? reject(err) : resolve(n)));
   });
@@ -39,32 +52,25 @@ function writeAll(stream: Writable, chunk: Buffer): Promise<void> {
 }
 
 /**
- * Copies exactly `length` bytes of fd from `offset` into stream. Two buffers
- * alternate so the next read overlaps the current write.
+ * Copies exactly `length` bytes of fd from `offset` into stream, one chunk at
+ * a time: the next read starts once the stream has taken the previous chunk
+ * (its write callback), so user space holds at most one chunk per connection
+ * however long the client stalls.
  */
 export async function copyFileToStream(stream: Writable, fd: number, offset: number, length: number): Promise<void> {
-  const bufs = [take(), take()] as const;
+  const buf = pool.take();
+  const CHUNK = pool.size;
   let pos = offset;
   const end = offset + length;
-  let i = 0;
   try {
-    // The write of one buffer overlaps the read of the next; its failure (a peer reset)
-    // is observed at the next await; the no-op catch keeps it from being an unhandled
-    // rejection (which would end the process) while a read is in flight.
-    let pending: Promise<void> = Promise.resolve();
     while (pos < end) {
-      const buf = bufs[i]!;
-      const reading = readAt(fd, buf, Math.min(CHUNK, end - pos), pos);
-      const [n] = await Promise.all([reading, pending]);
+      const n = await readAt(fd, buf, Math.min(CHUNK, end - pos), pos);
       if (n === 0) throw new FileTruncatedError(length, pos - offset);
-      pending = writeAll(stream, n === CHUNK ? buf : buf.subarray(0, n));
-      pending.catch(() => undefined);
+      await writeAll(stream, n === CHUNK ? buf : buf.subarray(0, n));
       pos += n;
-      i ^= 1;
     }
-    await pending;
   } finally {
-    // Only recycle once nothing references them (a write still queued would be corrupted).
-    if (pos >= end) { give(bufs[0]); give(bufs[1]); }
+    // Only recycled once nothing references it (a failed write may still sit in a stream's queue).
+    if (pos >= end) pool.give(buf);
   }
 }
