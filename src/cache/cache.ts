@@ -13,24 +13,29 @@ import { CacheStore, type Entry } from './store.js';
 export interface CacheOptions {
   dir: string;
   maxBytes: number;
+  /** --cache-cookies: store explicitly cacheable responses that set cookies (policy.storability). */
+  cookies?: boolean;
   log: Logger;
 }
 
 export class HttpCache {
   readonly store: CacheStore;
+  /** Responses with Set-Cookie may be stored (--cache-cookies). */
+  readonly cookies: boolean;
   private readonly log: Logger;
   /** Fills in progress per key (several when variants or no-cache requests overlap). */
   private readonly fills = new Map<string, Fill[]>();
   /** Disk errors are logged once per kind (ENOSPC would otherwise log on every fill). */
   private readonly diskErrorsLogged = new Set<string>();
 
-  private constructor(store: CacheStore, log: Logger) {
+  private constructor(store: CacheStore, cookies: boolean, log: Logger) {
     this.store = store;
+    this.cookies = cookies;
     this.log = log;
   }
 
   static async open(o: CacheOptions): Promise<HttpCache> {
-    return new HttpCache(await CacheStore.open({ dir: o.dir, maxBytes: o.maxBytes, log: o.log }), o.log);
+    return new HttpCache(await CacheStore.open({ dir: o.dir, maxBytes: o.maxBytes, log: o.log }), o.cookies ?? false, o.log);
   }
 
   /**

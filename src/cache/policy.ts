@@ -22,12 +22,15 @@
  * - Heuristic freshness (§4.2.2, a MAY) is 10% of the time since
  *   Last-Modified, capped at one day, and only for heuristically cacheable
  *   status codes or `public`; without Last-Modified there is none.
- * - Set-Cookie does not inhibit caching (§7.3), so a response the origin
- *   explicitly made cacheable (public, s-maxage, max-age, Expires) is stored
- *   with it. A response that would only be cacheable by heuristics is not
- *   stored when it sets a cookie: the heuristic is the cache's own choice, and
- *   handing one user's cookie to others on a guess is not a choice to make
- *   (nginx and Varnish refuse these too).
+ * - A response that sets a cookie is not stored (nginx's proxy_cache and
+ *   Varnish refuse them too): Set-Cookie does not inhibit caching (§7.3),
+ *   but legacy applications set session cookies on pages they also mark
+ *   cacheable, and replaying one user's session to every client is the
+ *   worst a shared cache can do. `cacheCookies` (--cache-cookies) stores
+ *   those the origin made cacheable explicitly (public, s-maxage, max-age,
+ *   Expires), never on a heuristic, which is the cache's own guess. A
+ *   qualified private="Set-Cookie" (or no-cache=) needs no opt-in: the
+ *   response is stored without the cookie (§5.2.2.7).
  * - A response that would be stale at once and has no validator is not
  *   stored: it could never be reused.
  * - Pragma (deprecated, §5.4) is not interpreted; it is forwarded.
@@ -157,6 +160,8 @@ export interface StoreInput {
   framing: 'none' | 'length' | 'chunked' | 'close';
   /** When the response head arrived (ms since the epoch). */
   responseTime: number;
+  /** --cache-cookies: store explicitly cacheable responses that set cookies. */
+  cacheCookies: boolean;
 }
 
 /** §3 for a shared cache, plus the choices in the header comment. */
@@ -177,12 +182,18 @@ export function storability(i: StoreInput): { store: true } | { store: false; re
   // §3: explicit freshness, `public`, or a status code that is cacheable by default.
   const explicit = hasExplicitExpiry(res, i.responseHeaders);
   if (!explicit && !res.has('public') && !HEURISTICALLY_CACHEABLE.has(i.status)) return { store: false, reason: 'not-cacheable' };
-  if (!explicit && !res.has('public') && fieldValues(i.responseHeaders, 'set-cookie').length > 0) return { store: false, reason: 'set-cookie' };
+  if (setsStoredCookie(res, i.responseHeaders) && !(i.cacheCookies && (explicit || res.has('public')))) return { store: false, reason: 'set-cookie' };
   if (i.framing === 'close') return { store: false, reason: 'framing' };
   const { seconds } = freshnessLifetime(i.status, i.responseHeaders, i.responseTime);
   const v = validators(i.responseHeaders);
   if (seconds <= 0 && v.etag === null && v.lastModified === null) return { store: false, reason: 'no-validator' };
   return { store: true };
+}
+
+/** Set-Cookie would be stored with the response: present and not excluded by a qualified private or no-cache (§5.2.2.4, §5.2.2.7). */
+function setsStoredCookie(res: Directives, headers: Headers): boolean {
+  if (fieldValues(headers, 'set-cookie').length === 0) return false;
+  return !qualifiedFieldNames(res, 'private').includes('set-cookie') && !qualifiedFieldNames(res, 'no-cache').includes('set-cookie');
 }
 
 /** §3.5: directives that let a shared cache store and reuse a response to a request with Authorization. */

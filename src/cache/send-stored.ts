@@ -14,6 +14,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { evaluatePreconditions, ifRangeAllows, parseHttpDate } from '../http/conditional.js';
 import { parseRange } from '../http/range.js';
+import { whenAttached } from '../http/front.js';
 import type { BodyPath } from '../transport/copy-file.js';
 import type { SecureConnection } from '../tls/types.js';
 import { fieldValue, notModifiedFields } from './policy.js';
@@ -94,7 +95,7 @@ export async function sendStored(req: IncomingMessage, res: ServerResponse, src:
     res.end();
     return { status, bytes: 0, bodyPath: 'none' };
   }
-  const conn = res.socket as unknown as SecureConnection;
+  const conn = await whenAttached(res);
   // Unknown length: node chose chunked for an HTTP/1.1 client (close-delimited for 1.0).
   const chunked = length === null && res.chunkedEncoding;
   res.flushHeaders();

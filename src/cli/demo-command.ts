@@ -19,16 +19,24 @@ export async function runDemo(listen: string): Promise<void> {
   const pair = await createSelfSignedCert({ commonName: 'localhost' });
   const { certPath, keyPath } = await writeCertFiles(path.join(dir, 'tls'), pair);
   const app = await startLegacyApp();
-  const proxy = await runProxy(await resolveProxySettings('http', { listen, cert: certPath, key: keyPath, to: [app.url] }));
-  const host = proxy.address.includes(':') ? `[${proxy.address}]` : proxy.address;
-  const url = `https://${host === '0.0.0.0' ? '127.0.0.1' : host}:${proxy.port}`;
+  let proxy: Awaited<ReturnType<typeof runProxy>>;
+  try {
+    proxy = await runProxy(await resolveProxySettings('http', { listen, cert: certPath, key: keyPath, to: [app.url] }));
+  } catch (err) {
+    // A demo that could not start (port taken, ...) leaves nothing behind.
+    await app.close();
+    await fs.promises.rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+  const bound = proxy.addresses[0]!;
+  const url = `https://${bound.startsWith('0.0.0.0:') ? `127.0.0.1${bound.slice(7)}` : bound}`;
   process.stderr.write(
     [
       '',
       'Aludel demo is running: HTTPS with modern TLS in front of a legacy plain-HTTP app.',
       `  legacy app: ${app.url} (unchanged, knows no TLS)`,
       `  Aludel:     ${url} -> ${app.url}`,
-      `  ${describeOffload(proxy.server.offload)}`,
+      `  ${describeOffload(proxy.listeners.offload)}`,
       '',
       'Try:',
       `  curl --cacert ${certPath} ${url}/`,
@@ -42,7 +50,7 @@ export async function runDemo(listen: string): Promise<void> {
     ].join('\n'),
   );
   const stop = (): void => {
-    void proxy.close()
+    void proxy.serving.close()
       .then(() => app.close())
       .then(() => fs.promises.rm(dir, { recursive: true, force: true }))
       .then(() => process.exit(0));

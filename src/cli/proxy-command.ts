@@ -10,76 +10,83 @@ import { loadAddon } from '../native/binding.js';
 import { createKtlsServer } from '../tls/create-server.js';
 import { resolveHwPolicy } from '../tls/hw-offload-policy.js';
 import type { SecureServer } from '../tls/types.js';
-import { startHttpProxy } from '../proxy/http-proxy.js';
-import { startTcpProxy } from '../proxy/tcp-proxy.js';
+import { createHttpProxy } from '../proxy/http-proxy.js';
+import { createTcpProxy } from '../proxy/tcp-proxy.js';
 import { startAdmin, type AdminServer } from '../metrics/admin-server.js';
 import { TrafficStats } from '../metrics/traffic-stats.js';
 import { HttpCache } from '../cache/cache.js';
 import { CacheDirectoryError } from '../errors.js';
 import { UpstreamGroup } from '../proxy/upstream-group.js';
 import { addProxyOptions, resolveProxySettings } from './proxy-options.js';
-import { logHwPolicy, logOffload, reportFatal } from './serve-command.js';
+import { changed, reportFatal, startRedirectFor } from './serve-command.js';
+import { Listeners } from './listeners.js';
+import { Serving, type Generation } from './serving.js';
 import { handleServingSignals } from './signals.js';
+import { AccessLog } from '../log/access-log.js';
 
 export interface RunningProxy {
-  server: SecureServer;
-  group: UpstreamGroup;
+  listeners: Listeners;
+  serving: Serving<ProxySettings>;
   stats: TrafficStats;
   admin: AdminServer | null;
   /** The shared cache (--cache); its purge(url) is what an admin interface calls. */
   cache: HttpCache | null;
   log: Logger;
-  address: string;
-  port: number;
-  close(): Promise<void>;
+  /** The bound addresses, in --listen order. */
+  addresses: string[];
 }
 
-export async function runProxy(s: ProxySettings): Promise<RunningProxy> {
+/** What a reload cannot change in a running proxy: the sockets, the engine, the files held open. */
+const PROXY_RESTART: ReadonlyArray<keyof ProxySettings> = ['listen', 'reusePort', 'admin', 'offload', 'offloadPolicy', 'maxConnections', 'accessLog', 'cache', 'redirectHttp'];
+
+export async function runProxy(s: ProxySettings, load: () => Promise<ProxySettings> = () => Promise.resolve(s)): Promise<RunningProxy> {
   const log = createLogger({ level: s.logLevel });
-  const hw = resolveHwPolicy(s.offloadPolicy, s.listen.host, s.offload, { minVersion: s.tlsMin, maxVersion: s.tlsMax, cipherList: s.ciphers ?? undefined });
-  const server = createKtlsServer({
-    certFile: s.cert,
-    keyFile: s.key,
-    offload: s.offload,
-    ...hw.tls,
-    cipherSuites: s.ciphersuites ?? undefined,
-    // ALPN names an application protocol: http/1.1 for the HTTP proxy, none for raw TCP.
-    alpn: s.mode === 'http' ? ['http/1.1'] : [],
-    handshakeTimeoutMs: s.handshakeTimeoutMs,
-    log,
-  });
+  // ALPN names an application protocol: http/1.1 for the HTTP proxy, none for raw TCP.
+  const listeners = new Listeners(s, log, s.mode === 'http' ? ['http/1.1'] : []);
   // Upstream sockets use the addon when it loaded (even if the system OpenSSL did not:
   // the node:tls fallback then copies bodies, since only kTLS connections can splice).
   const addon = loadAddon();
   const native = addon instanceof Error ? null : addon;
-  const group = new UpstreamGroup({ native, upstreams: s.upstreams, health: s.healthCheck, connectTimeoutMs: s.connectTimeoutMs, keepAlive: s.keepAlive, log });
   const stats = new TrafficStats();
   let cache: HttpCache | null = null;
   if (s.cache !== null) {
     try {
-      cache = await HttpCache.open({ dir: s.cache.dir, maxBytes: s.cache.maxBytes, log });
+      cache = await HttpCache.open({ dir: s.cache.dir, maxBytes: s.cache.maxBytes, cookies: s.cache.cookies, log });
     } catch (err) {
-      group.close();
       throw new CacheDirectoryError(s.cache.dir, err);
     }
   }
-  if (s.mode === 'http') startHttpProxy({ server, settings: s, group, native, stats, cache, log });
-  else startTcpProxy({ server, group, native, stats, upstreamIdleTimeoutMs: s.upstreamIdleTimeoutMs, log });
-  const bound = await server.listen({ host: s.listen.host, port: s.listen.port, reusePort: s.reusePort });
-  const address = `${bound.address}:${bound.port}`;
-  logOffload(log, server.offload, address);
-  logHwPolicy(log, hw, address);
-  const purge = cache === null ? undefined : (url: string): number => cache!.purge(url);
-  const admin = s.admin === null ? null : await startAdmin({ ...s.admin, command: s.mode === 'http' ? 'proxy' : 'tcp', server, listen: address, stats, group, purge, log });
-  log.info({ listen: address, mode: s.mode, upstreams: s.upstreams.map((u) => u.url), cache: s.cache }, 'proxying');
-  return {
-    server, group, stats, admin, cache, log, address: bound.address, port: bound.port,
-    async close() {
-      group.close();
-      await Promise.all([server.close(), admin?.close()]);
+  const access = new AccessLog({ ...s.accessLog, log });
+  let group: UpstreamGroup | null = null;
+  let admin: AdminServer | null = null;
+  let redirect: Awaited<ReturnType<typeof startRedirectFor>> = null;
+  const build = async (next: ProxySettings, previous: ProxySettings | null): Promise<Generation<ProxySettings>> => {
+    if (previous !== null) listeners.reconfigure(next);
+    log.level = next.logLevel;
+    const g = new UpstreamGroup({ native, upstreams: next.upstreams, health: next.healthCheck, connectTimeoutMs: next.connectTimeoutMs, keepAlive: next.keepAlive, log });
+    group = g;
+    const front = next.mode === 'http'
+      ? createHttpProxy({ settings: next, group: g, native, stats, cache, log, access })
+      : createTcpProxy({ group: g, native, stats, upstreamIdleTimeoutMs: next.upstreamIdleTimeoutMs, log });
+    return { settings: next, front, retire: () => g.close() };
+  };
+  const serving = new Serving<ProxySettings>({
+    servers: listeners.servers, log, stats, load, build,
+    restartOnly: (a, b) => changed(a, b, PROXY_RESTART),
+    shutdownTimeoutMs: (x) => x.shutdownTimeoutMs,
+    reopenLogs: () => access.reopen(),
+    closeRest: async () => {
+      await Promise.all([admin?.close(), redirect?.close()]);
+      access.close();
       log.info({ totals: await stats.snapshot() }, 'proxy stopped');
     },
-  };
+  }, await build(s, null));
+  const addresses = await listeners.listen(s, log);
+  if (s.mode === 'http') redirect = await startRedirectFor(s, addresses, log);
+  const purge = cache === null ? undefined : (url: string): number => cache!.purge(url);
+  admin = s.admin === null ? null : await startAdmin({ ...s.admin, command: s.mode === 'http' ? 'proxy' : 'tcp', server: listeners, listen: addresses.join(' '), stats, group: () => group!, purge, log });
+  log.info({ listen: addresses[0], addresses, mode: s.mode, upstreams: s.upstreams.map((u) => u.url), cache: s.cache }, 'proxying');
+  return { listeners, serving, stats, admin, cache, log, addresses };
 }
 
 export function registerProxyCommands(program: Command): void {
@@ -91,12 +98,8 @@ export function registerProxyCommands(program: Command): void {
     const cmd = program.command(c.name).description(c.description);
     addProxyOptions(cmd, c.mode).action(async (flags: Record<string, unknown>) => {
       try {
-        const running = await runProxy(await resolveProxySettings(c.mode, flags));
-        const stop = (signal: string): void => {
-          running.log.info({ signal }, 'shutting down');
-          void running.close().then(() => process.exit(0));
-        };
-        handleServingSignals(running.log, stop);
+        const running = await runProxy(await resolveProxySettings(c.mode, flags), () => resolveProxySettings(c.mode, flags));
+        handleServingSignals(running.log, running.serving);
       } catch (err) {
         reportFatal(err);
       }

@@ -1,14 +1,14 @@
 /**
- * Flags of `aludel proxy` and `aludel tcp`, and how they combine with
- * `--config FILE`. No flag has a commander default: a default would hide the
+ * Flags of `aludel serve`, `aludel proxy` and `aludel tcp`, and how they
+ * combine with `--config FILE`: one table, one schema, one set of messages. No flag has a commander default: a default would hide the
  * config file's value, so defaults are applied below both (PROXY_DEFAULTS)
  * and only shown in the help text.
  */
 import type { Command } from 'commander';
-import { assembleProxySettings, HTTP_DEFAULT_LISTEN, PROXY_DEFAULTS, type SettingLayer } from '../config/assemble-proxy-settings.js';
+import { assembleProxySettings, assembleServeSettings, HTTP_DEFAULT_LISTEN, PROXY_DEFAULTS, type SettingLayer } from '../config/assemble-proxy-settings.js';
 import { loadProxyConfigFile } from '../config/proxy-config-file.js';
-import { parseProxyInput, proxyKeys, type ProxyKey, type ProxyMode } from '../config/proxy-input.js';
-import type { ProxySettings } from '../config/proxy-settings.js';
+import { parseProxyInput, proxyKeys, type ProxyKey, type ProxyMode, type SettingsMode } from '../config/proxy-input.js';
+import type { ProxySettings, ServeSettings } from '../config/proxy-settings.js';
 import { InvalidOptionError } from '../errors.js';
 
 type Camel<S extends string> = S extends `${infer H}-${infer T}` ? `${H}${Capitalize<Camel<T>>}` : S;
@@ -22,10 +22,11 @@ function camel(key: string): string {
 }
 
 /** Value placeholder (null: a switch) and help, per setting; the order of --help. */
-const OPTIONS: Record<ProxyKey, { arg: string | null; help: (mode: ProxyMode) => string }> = {
-  listen: { arg: '<addr:port>', help: () => 'listen address, e.g. 127.0.0.1:8443, [::1]:8443 or :8443' },
-  cert: { arg: '<file>', help: () => 'certificate chain (PEM)' },
-  key: { arg: '<file>', help: () => 'private key (PEM)' },
+const OPTIONS: Record<ProxyKey, { arg: string | null; help: (mode: SettingsMode) => string }> = {
+  listen: { arg: '<addr:port...>', help: () => 'listen address(es), e.g. 127.0.0.1:8443, [::1]:8443 or :8443 (repeatable)' },
+  cert: { arg: '<file...>', help: () => 'certificate chain (PEM); repeat --cert/--key pairs for more names, chosen by SNI (the first is the default)' },
+  key: { arg: '<file...>', help: () => 'private key (PEM) of the --cert in the same position' },
+  root: { arg: '<dir>', help: () => 'document root' },
   to: {
     arg: '<url...>',
     help: (mode) =>
@@ -40,7 +41,9 @@ const OPTIONS: Record<ProxyKey, { arg: string | null; help: (mode: ProxyMode) =>
   ciphers: { arg: '<list>', help: () => 'client TLS 1.2 cipher list (default: kernel-offloadable AEAD suites)' },
   ciphersuites: { arg: '<list>', help: () => 'client TLS 1.3 suites (default: AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305)' },
   'handshake-timeout': { arg: '<time>', help: () => 'drop clients that have not finished the TLS handshake' },
-  'idle-timeout': { arg: '<time>', help: (mode) => (mode === 'http' ? 'close client connections idle this long (keep-alive, stalled sends)' : 'close connections with no data either way for this long') },
+  'max-connections': { arg: '<n>', help: () => 'live client connections (TLS handshakes included) beyond which new ones are closed unread; 0 = no limit' },
+  'shutdown-timeout': { arg: '<time>', help: () => 'on SIGTERM/SIGINT, how long connections in flight may take to finish before they are cut' },
+  'idle-timeout': { arg: '<time>', help: (mode) => (mode !== 'tcp' ? 'close client connections idle this long (keep-alive, stalled sends)' : 'close connections with no data either way for this long') },
   'headers-timeout': { arg: '<time>', help: () => 'time allowed to receive client request headers (408)' },
   'max-header-size': { arg: '<size>', help: () => 'largest request line + headers (431), also the largest upstream response head' },
   'max-header-count': { arg: '<n>', help: () => 'most request header fields (431)' },
@@ -65,18 +68,22 @@ const OPTIONS: Record<ProxyKey, { arg: string | null; help: (mode: ProxyMode) =>
   'fail-timeout': { arg: '<time>', help: () => 'window for --max-fails, and how long an upstream stays down (nginx fail_timeout)' },
   cache: { arg: '<dir>', help: () => 'RFC 9111 shared cache in this directory (created if missing); hits go out by sendfile' },
   'cache-size': { arg: '<size>', help: () => 'most bytes the cache keeps on disk, least recently used evicted first' },
+  'cache-cookies': { arg: null, help: () => 'store responses that set cookies when the origin made them cacheable explicitly (default: never stored, as nginx)' },
+  'redirect-http': { arg: '<addr:port>', help: () => 'also listen for plain HTTP here and answer 308 to https:// (e.g. :80); default: off' },
+  'access-log': { arg: '<file>', help: () => 'write request lines to this file (reopened on SIGUSR1) instead of the main log on stdout' },
+  'access-log-format': { arg: '<format>', help: () => 'json, or combined (nginx combined plus request time, upstream and request id)' },
   'log-level': { arg: '<level>', help: () => 'fatal, error, warn, info, debug, trace or silent' },
   'reuse-port': { arg: null, help: () => 'SO_REUSEPORT: several aludel processes may share the port (kernel load-balances)' },
   admin: { arg: '<addr:port>', help: () => 'admin HTTP listener for Prometheus GET /metrics and GET /status (JSON); a bare port binds 127.0.0.1 (default: off)' },
 };
 
-/** Adds the flags of `aludel proxy` (mode http) or `aludel tcp`; none is required here, as a config file may give it. */
-export function addProxyOptions(cmd: Command, mode: ProxyMode): Command {
+/** Adds the flags of `aludel serve`, `aludel proxy` (mode http) or `aludel tcp`; none is required here, as a config file may give it. */
+export function addProxyOptions(cmd: Command, mode: SettingsMode): Command {
   cmd.option('--config <file>', 'settings file (.yaml, .yml or .json), keys as the long flag names; flags given here win');
   const keys = new Set(proxyKeys(mode));
   for (const [key, { arg, help }] of Object.entries(OPTIONS) as Array<[ProxyKey, (typeof OPTIONS)[ProxyKey]]>) {
     if (!keys.has(key)) continue;
-    const shown = key === 'listen' ? (mode === 'http' ? HTTP_DEFAULT_LISTEN : 'none, required') : PROXY_DEFAULTS[key];
+    const shown = key === 'listen' ? (mode !== 'tcp' ? HTTP_DEFAULT_LISTEN : 'none, required') : PROXY_DEFAULTS[key];
     const suffix = typeof shown === 'string' ? ` (default: ${shown})` : '';
     cmd.option(arg === null ? `--${key}` : `--${key} ${arg}`, `${help(mode)}${suffix}`);
   }
@@ -90,6 +97,16 @@ export function addProxyOptions(cmd: Command, mode: ProxyMode): Command {
  * reported in one InvalidOptionError naming its flag or config key.
  */
 export async function resolveProxySettings(mode: ProxyMode, flags: ProxyFlags): Promise<ProxySettings> {
+  return assembleProxySettings(mode, await settingLayers(mode, flags));
+}
+
+/** The same for `aludel serve`. */
+export async function resolveServeSettings(flags: ProxyFlags): Promise<ServeSettings> {
+  return assembleServeSettings(await settingLayers('serve', flags));
+}
+
+/** The config file's layer (when --config is given) under the command line's. */
+async function settingLayers(mode: SettingsMode, flags: ProxyFlags): Promise<SettingLayer[]> {
   const given = flags as Record<string, unknown>;
   const raw: Record<string, unknown> = {};
   for (const key of proxyKeys(mode)) {
@@ -103,5 +120,5 @@ export async function resolveProxySettings(mode: ProxyMode, flags: ProxyFlags): 
     layers.push({ values: await loadProxyConfigFile(flags.config, mode), source: { kind: 'file', file: flags.config } });
   }
   layers.push({ values: cli.values, source: { kind: 'cli' } });
-  return assembleProxySettings(mode, layers);
+  return layers;
 }

@@ -1,47 +1,15 @@
-import fs from 'node:fs';
 import { createLogger, type Logger } from '../log/logger.js';
-import { parseDuration, parseSize } from '../config/duration.js';
-import { parseListen } from '../config/listen-address.js';
-import { parseFlag } from '../config/setting-issues.js';
-import { adminAddress, offloadPolicy } from '../config/setting-values.js';
-import { AludelError, InvalidOptionError } from '../errors.js';
-import { startServe } from '../http/serve.js';
+import type { HttpServerSettings, ListenerSettings, ServeSettings } from '../config/proxy-settings.js';
+import { AludelError } from '../errors.js';
+import { createServe } from '../http/serve.js';
+import { startRedirect } from '../http/redirect.js';
+import { AccessLog } from '../log/access-log.js';
 import { startAdmin, type AdminServer } from '../metrics/admin-server.js';
 import { TrafficStats } from '../metrics/traffic-stats.js';
-import { createKtlsServer } from '../tls/create-server.js';
 import { describeHwPolicy, resolveHwPolicy, type HwPolicyDecision } from '../tls/hw-offload-policy.js';
-import type { OffloadDecision, OffloadMode, SecureServer } from '../tls/types.js';
-
-export interface ServeFlags {
-  listen: string;
-  cert: string;
-  key: string;
-  root: string;
-  offload: string;
-  offloadPolicy: string;
-  handshakeTimeout: string;
-  idleTimeout: string;
-  headersTimeout: string;
-  maxHeaderSize: string;
-  tlsMin: string;
-  tlsMax: string;
-  ciphers?: string;
-  ciphersuites?: string;
-  logLevel: string;
-  reusePort?: boolean;
-  admin?: string;
-}
-
-function offloadMode(v: string): OffloadMode {
-  if (v === 'auto' || v === 'kernel' || v === 'userspace') return v;
-  throw new InvalidOptionError(`--offload ${JSON.stringify(v)}: expected auto, kernel or userspace`);
-}
-
-function tlsVersion(flag: string, v: string): 'TLSv1.2' | 'TLSv1.3' {
-  if (v === '1.2' || v === 'TLSv1.2') return 'TLSv1.2';
-  if (v === '1.3' || v === 'TLSv1.3') return 'TLSv1.3';
-  throw new InvalidOptionError(`${flag} ${JSON.stringify(v)}: expected 1.2 or 1.3 (older versions are what Aludel exists to retire)`);
-}
+import type { OffloadDecision, SecureServer } from '../tls/types.js';
+import { Serving, type Generation } from './serving.js';
+import { Listeners } from './listeners.js';
 
 /** One line that says where the crypto of this listener runs, and why. */
 export function describeOffload(d: OffloadDecision): string {
@@ -65,65 +33,63 @@ export function logHwPolicy(log: Logger, d: HwPolicyDecision, address: string): 
   log.info({ listen: address, offloadPolicy: d.policy, preferHw: d.preferHw, interfaces, tlsMin: d.tls.minVersion, tlsMax: d.tls.maxVersion, reasons: d.reasons }, describeHwPolicy(d));
 }
 
-/** Checks the files the flags name before anything starts, so the error names the flag. */
-async function checkPaths(flags: ServeFlags): Promise<void> {
-  const checks: Array<[string, string, 'file' | 'dir']> = [['--cert', flags.cert, 'file'], ['--key', flags.key, 'file'], ['--root', flags.root, 'dir']];
-  for (const [flag, p, kind] of checks) {
-    let st: fs.Stats;
-    try {
-      st = await fs.promises.stat(p);
-      await fs.promises.access(p, fs.constants.R_OK);
-    } catch (err) {
-      throw new InvalidOptionError(`${flag} ${p}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : (err as Error).message}`);
-    }
-    if (kind === 'dir' && !st.isDirectory()) throw new InvalidOptionError(`${flag} ${p}: not a directory`);
-    if (kind === 'file' && !st.isFile()) throw new InvalidOptionError(`${flag} ${p}: not a regular file`);
-  }
-}
-
 export interface RunningServe {
-  server: SecureServer;
-  address: string;
-  port: number;
+  listeners: Listeners;
+  serving: Serving<ServeSettings>;
+  /** The bound addresses, in --listen order. */
+  addresses: string[];
   log: Logger;
   stats: TrafficStats;
   admin: AdminServer | null;
 }
 
-export async function runServe(flags: ServeFlags): Promise<RunningServe> {
-  const log = createLogger({ level: flags.logLevel });
-  await checkPaths(flags);
-  const { host, port } = parseListen(flags.listen);
-  const adminAt = flags.admin === undefined ? null : parseFlag(adminAddress, '--admin', flags.admin);
-  const offload = offloadMode(flags.offload);
-  const tls = { minVersion: tlsVersion('--tls-min', flags.tlsMin), maxVersion: tlsVersion('--tls-max', flags.tlsMax), cipherList: flags.ciphers };
-  const hw = resolveHwPolicy(parseFlag(offloadPolicy, '--offload-policy', flags.offloadPolicy), host, offload, tls);
-  const server = createKtlsServer({
-    certFile: flags.cert,
-    keyFile: flags.key,
-    offload,
-    ...hw.tls,
-    cipherSuites: flags.ciphersuites,
-    handshakeTimeoutMs: parseDuration('--handshake-timeout', flags.handshakeTimeout),
-    log,
-  });
+/** Settings a reload cannot change in a running listener (the sockets, the engine, the files held open). */
+const LISTENER_RESTART: ReadonlyArray<keyof (ListenerSettings & HttpServerSettings)> = ['listen', 'reusePort', 'admin', 'offload', 'offloadPolicy', 'maxConnections', 'accessLog', 'redirectHttp'];
+
+/** --redirect-http: plain HTTP answered with a 308 to the first TLS address's port. */
+export async function startRedirectFor(s: HttpServerSettings, addresses: readonly string[], log: Logger): Promise<Awaited<ReturnType<typeof startRedirect>> | null> {
+  if (s.redirectHttp === null) return null;
+  const first = addresses[0]!;
+  return startRedirect({ ...s.redirectHttp, httpsPort: Number(first.slice(first.lastIndexOf(':') + 1)), log });
+}
+
+/** The names of `keys` whose values differ, for the reload warning. */
+export function changed<S extends object>(a: S, b: S, keys: ReadonlyArray<keyof S>): string[] {
+  return keys.filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k])).map(String);
+}
+
+export async function runServe(s: ServeSettings, load: () => Promise<ServeSettings> = () => Promise.resolve(s)): Promise<RunningServe> {
+  const log = createLogger({ level: s.logLevel });
+  const listeners = new Listeners(s, log);
   const stats = new TrafficStats();
-  await startServe({
-    server,
-    stats,
-    root: flags.root,
-    log,
-    idleTimeoutMs: parseDuration('--idle-timeout', flags.idleTimeout),
-    headersTimeoutMs: parseDuration('--headers-timeout', flags.headersTimeout),
-    maxHeaderSize: parseSize('--max-header-size', flags.maxHeaderSize),
-  });
-  const bound = await server.listen({ host, port, reusePort: flags.reusePort ?? false });
-  const listen = `${bound.address}:${bound.port}`;
-  logOffload(log, server.offload, listen);
-  logHwPolicy(log, hw, listen);
-  const admin = adminAt === null ? null : await startAdmin({ ...adminAt, command: 'serve', server, listen, stats, group: null, log });
-  log.info({ listen, root: flags.root }, 'serving files over HTTPS');
-  return { server, address: bound.address, port: bound.port, log, stats, admin };
+  const access = new AccessLog({ ...s.accessLog, log });
+  let admin: AdminServer | null = null;
+  let redirect: Awaited<ReturnType<typeof startRedirect>> | null = null;
+  const build = async (next: ServeSettings, previous: ServeSettings | null): Promise<Generation<ServeSettings>> => {
+    if (previous !== null) listeners.reconfigure(next);
+    log.level = next.logLevel;
+    const front = await createServe({
+      stats, root: next.root, log, access,
+      idleTimeoutMs: next.idleTimeoutMs, headersTimeoutMs: next.headersTimeoutMs, maxHeaderSize: next.maxHeaderSize,
+    });
+    return { settings: next, front, retire: () => undefined };
+  };
+  const serving = new Serving<ServeSettings>({
+    servers: listeners.servers, log, stats, load, build,
+    restartOnly: (a, b) => changed(a, b, LISTENER_RESTART),
+    shutdownTimeoutMs: (x) => x.shutdownTimeoutMs,
+    reopenLogs: () => access.reopen(),
+    closeRest: async () => {
+      await Promise.all([admin?.close(), redirect?.close()]);
+      access.close();
+      log.info({ totals: await stats.snapshot() }, 'stopped');
+    },
+  }, await build(s, null));
+  const addresses = await listeners.listen(s, log);
+  redirect = await startRedirectFor(s, addresses, log);
+  admin = s.admin === null ? null : await startAdmin({ ...s.admin, command: 'serve', server: listeners, listen: addresses.join(' '), stats, group: null, log });
+  log.info({ listen: addresses[0], addresses, root: s.root }, 'serving files over HTTPS');
+  return { listeners, serving, addresses, log, stats, admin };
 }
 
 /** For the CLI: a failure the user can act on prints its message alone; anything else, its stack. */

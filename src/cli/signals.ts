@@ -1,19 +1,46 @@
 /**
- * Signals of a serving process (serve, proxy, tcp), handled deliberately:
- * - INT and TERM: graceful stop.
- * - HUP: what `systemctl reload` and certificate-renewal hooks send. Node's
- *   default is to die, silently. Reload is not implemented yet, so the
- *   process keeps serving with what it has and says so once per signal.
- * - USR1: nginx admins send it to reopen logs. Node's default is to start the
- *   inspector on 127.0.0.1:9229, which in a root process hands any local user
- *   a debugger. A JS listener replaces that default (Node 20 has no
- *   --disable-sigusr1); the logs go to stdout, so there is nothing to reopen.
+ * Signals of a serving process (serve, proxy, tcp), handled deliberately and
+ * each logged, as nginx and HAProxy admins expect:
+ * - HUP (`systemctl reload`, certificate-renewal hooks): reload settings and
+ *   certificates; Node's default would kill the process, silently.
+ * - TERM and INT: graceful stop within --shutdown-timeout.
+ * - QUIT: stop at once (nginx's fast shutdown is TERM; here TERM is graceful
+ *   because systemd sends it, and QUIT is the way to cut).
+ * - USR1: reopen the access log after rotation. Node's default is to start
+ *   the inspector on 127.0.0.1:9229, which in a root process hands any local
+ *   user a debugger. A JS listener replaces that default (Node 20 has no
+ *   --disable-sigusr1), so the inspector never opens.
  */
 import type { Logger } from '../log/logger.js';
 
-export function handleServingSignals(log: Logger, stop: (signal: string) => void): void {
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-  process.on('SIGHUP', () => log.warn({ signal: 'SIGHUP' }, 'reload is not supported yet: still serving with the certificates and settings it started with; restart to apply changes'));
-  process.on('SIGUSR1', () => log.info({ signal: 'SIGUSR1' }, 'logs go to stdout: nothing to reopen (the Node inspector stays off)'));
+export interface SignalTargets {
+  reload(): Promise<void>;
+  stop(signal: string): Promise<void>;
+  close(): Promise<void>;
+  reopenLogs(): void;
+}
+
+export function handleServingSignals(log: Logger, t: SignalTargets): void {
+  const exitAfter = (p: Promise<void>): void => {
+    void p.then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ detail: (err as Error).message }, 'error while stopping');
+        process.exit(1);
+      },
+    );
+  };
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => exitAfter(t.stop(signal)));
+  process.on('SIGQUIT', () => {
+    log.info({ signal: 'SIGQUIT' }, 'stopping now: open connections are closed');
+    exitAfter(t.close());
+  });
+  process.on('SIGHUP', () => {
+    log.info({ signal: 'SIGHUP' }, 'reloading settings and certificates');
+    void t.reload();
+  });
+  process.on('SIGUSR1', () => {
+    log.info({ signal: 'SIGUSR1' }, 'reopening the access log (the Node inspector stays off)');
+    t.reopenLogs();
+  });
 }

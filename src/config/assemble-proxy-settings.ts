@@ -4,8 +4,9 @@
  */
 import net from 'node:net';
 import { InvalidOptionError } from '../errors.js';
-import { parseProxyInput, settingLabel, settingMention, type ProxyInput, type ProxyKey, type ProxyMode, type SettingSource } from './proxy-input.js';
-import type { ProxySettings, Upstream, UpstreamTls } from './proxy-settings.js';
+import { parseProxyInput, proxyKeys, settingLabel, settingMention, type ProxyInput, type ProxyKey, type ProxyMode, type SettingSource, type SettingsMode } from './proxy-input.js';
+import type { HttpServerSettings, ListenerSettings, ProxySettings, ServeSettings, Upstream, UpstreamTls } from './proxy-settings.js';
+import type { AccessFormat } from '../log/access-log.js';
 import { unreadableFileReason } from './readable-file.js';
 import { VERSION_ORDER } from './setting-values.js';
 
@@ -16,7 +17,9 @@ export const PROXY_DEFAULTS: Partial<Record<ProxyKey, string | boolean>> = {
   'tls-min': '1.2',
   'tls-max': '1.3',
   'handshake-timeout': '10s',
+  'max-connections': '0',
   'idle-timeout': '60s',
+  'shutdown-timeout': '30s',
   'headers-timeout': '20s',
   'connect-timeout': '5s',
   'upstream-headers-timeout': '60s',
@@ -35,11 +38,13 @@ export const PROXY_DEFAULTS: Partial<Record<ProxyKey, string | boolean>> = {
   'log-level': 'info',
   'reuse-port': false,
   'cache-size': '10GiB',
+  'cache-cookies': false,
+  'access-log-format': 'json',
 };
 
 /**
- * `aludel proxy` listens where `aludel serve` does. `aludel tcp` has no default:
- * no port is conventional for an arbitrary TLS-wrapped TCP service.
+ * `aludel proxy` and `aludel serve` listen on 127.0.0.1:8443. `aludel tcp` has
+ * no default: no port is conventional for an arbitrary TLS-wrapped TCP service.
  */
 export const HTTP_DEFAULT_LISTEN = '127.0.0.1:8443';
 
@@ -76,7 +81,7 @@ function versionName(v: string): string {
 }
 
 /** Checks that need every setting at once; one line per problem. */
-function crossCheck(mode: ProxyMode, s: ProxyInput, from: (key: ProxyKey) => SettingSource): string[] {
+function crossCheck(mode: SettingsMode, s: ProxyInput, from: (key: ProxyKey) => SettingSource): string[] {
   const problems: string[] = [];
   const given = (key: ProxyKey): boolean => from(key).kind !== 'default' && s[key] !== undefined;
   const label = (key: ProxyKey): string => settingLabel(from(key), key);
@@ -85,10 +90,14 @@ function crossCheck(mode: ProxyMode, s: ProxyInput, from: (key: ProxyKey) => Set
 
   if (s.cert === undefined) problems.push(`--cert is required: give --cert FILE (certificate chain, PEM)${config('cert')}`);
   if (s.key === undefined) problems.push(`--key is required: give --key FILE (private key, PEM)${config('key')}`);
+  if (s.cert !== undefined && s.key !== undefined && s.cert.length !== s.key.length) {
+    problems.push(`${mention('cert')} names ${s.cert.length} certificate(s) and ${mention('key')} ${s.key.length} key(s): give one key per certificate, in the same order`);
+  }
   if (s.listen === undefined) {
     problems.push(`--listen is required for aludel tcp (no port is conventional for a TLS-wrapped TCP service): give e.g. --listen 127.0.0.1:9993${config('listen')}`);
   }
-  if (s.to === undefined) {
+  if (mode === 'serve' && s.root === undefined) problems.push(`--root is required: give --root DIR (the document root)${config('root')}`);
+  if (mode !== 'serve' && s.to === undefined) {
     const example = mode === 'http' ? 'http://127.0.0.1:8080' : '127.0.0.1:5432';
     problems.push(`--to is required: give the upstream(s), e.g. --to ${example}${config('to')}`);
   }
@@ -99,6 +108,13 @@ function crossCheck(mode: ProxyMode, s: ProxyInput, from: (key: ProxyKey) => Set
     if (lo !== undefined && hi !== undefined && VERSION_ORDER[lo] > VERSION_ORDER[hi]) {
       problems.push(`${mention(min)} ${versionName(lo)} is above ${mention(max)} ${versionName(hi)}: lower the minimum or raise the maximum`);
     }
+  }
+
+  const addresses = new Set<string>();
+  for (const a of s.listen ?? []) {
+    const id = `[${a.host}]:${a.port}`;
+    if (addresses.has(id) && a.port !== 0) problems.push(`${label('listen')}: ${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port} is listed twice; each address once`);
+    addresses.add(id);
   }
 
   const seen = new Map<string, string>();
@@ -132,17 +148,26 @@ function crossCheck(mode: ProxyMode, s: ProxyInput, from: (key: ProxyKey) => Set
   if (given('health-check-timeout') && timeout !== undefined && interval > 0 && timeout >= interval) {
     problems.push(`${label('health-check-timeout')}: must be shorter than ${mention('health-check-interval')} (${interval} ms), so one check ends before the next`);
   }
-  if (given('cache-size') && s.cache === undefined) problems.push(`${label('cache-size')}: has no effect without a cache; give --cache DIR${config('cache')}, or remove it`);
+  for (const key of ['cache-size', 'cache-cookies'] as const) {
+    if (given(key) && s[key] !== false && s.cache === undefined) problems.push(`${label(key)}: has no effect without a cache; give --cache DIR${config('cache')}, or remove it`);
+  }
   return problems;
 }
 
 async function fileProblems(s: ProxyInput, from: (key: ProxyKey) => SettingSource): Promise<string[]> {
   const problems: string[] = [];
-  for (const key of ['cert', 'key', 'upstream-ca'] as const) {
-    const file = s[key];
-    if (file === undefined) continue;
+  const files: Array<[ProxyKey, string]> = [
+    ...(s.cert ?? []).map((f): [ProxyKey, string] => ['cert', f]),
+    ...(s.key ?? []).map((f): [ProxyKey, string] => ['key', f]),
+    ...(s['upstream-ca'] === undefined ? [] : [['upstream-ca', s['upstream-ca']] as [ProxyKey, string]]),
+  ];
+  for (const [key, file] of files) {
     const why = await unreadableFileReason(file);
     if (why !== null) problems.push(`${settingLabel(from(key), key)}: ${file}: ${why}`);
+  }
+  if (s.root !== undefined) {
+    const why = await unreadableFileReason(s.root, 'directory');
+    if (why !== null) problems.push(`${settingLabel(from('root'), 'root')}: ${s.root}: ${why}`);
   }
   return problems;
 }
@@ -161,15 +186,16 @@ function upstreamTls(u: Omit<Upstream, 'tls'>, s: ProxyInput): UpstreamTls | nul
 }
 
 /**
- * Merges parsed layers (later wins, per setting) over the defaults, checks
- * the whole, and builds ProxySettings. Throws InvalidOptionError listing
- * every problem, each naming its flag or config key.
+ * Merges parsed layers (later wins, per setting) over the mode's defaults and
+ * checks the whole. Throws InvalidOptionError listing every problem, each
+ * naming its flag or config key.
  */
-export async function assembleProxySettings(mode: ProxyMode, layers: readonly SettingLayer[]): Promise<ProxySettings> {
+async function mergeAndCheck(mode: SettingsMode, layers: readonly SettingLayer[]): Promise<ProxyInput> {
   const merged: Record<string, unknown> = {};
   const sources = new Map<string, SettingSource>();
-  const defaults: SettingLayer = { values: mode === 'http' ? defaultValues : { ...defaultValues, listen: undefined }, source: DEFAULT_SOURCE };
-  for (const { values, source } of [defaults, ...layers]) {
+  const keys = new Set<string>(proxyKeys(mode));
+  const modeDefaults = Object.fromEntries(Object.entries(defaultValues).filter(([k]) => keys.has(k) && !(mode === 'tcp' && k === 'listen')));
+  for (const { values, source } of [{ values: modeDefaults, source: DEFAULT_SOURCE }, ...layers]) {
     for (const [key, value] of Object.entries(values)) {
       if (value === undefined) continue;
       merged[key] = value;
@@ -178,31 +204,61 @@ export async function assembleProxySettings(mode: ProxyMode, layers: readonly Se
   }
   const s = merged as ProxyInput;
   const from = (key: ProxyKey): SettingSource => sources.get(key) ?? DEFAULT_SOURCE;
-
   let problems = crossCheck(mode, s, from);
   if (problems.length === 0) problems = await fileProblems(s, from);
   if (problems.length > 0) throw new InvalidOptionError(problems.join('\n'));
+  return s;
+}
 
-  const interval = s['health-check-interval']!;
+/** The settings every listener shares, from checked input. */
+function listenerSettings(s: ProxyInput): ListenerSettings {
   return {
-    mode,
     listen: s.listen!,
-    cert: s.cert!,
-    key: s.key!,
+    certificates: s.cert!.map((certFile, i) => ({ certFile, keyFile: s.key![i]! })),
     offload: s.offload!,
     offloadPolicy: s['offload-policy']!,
     tlsMin: s['tls-min']!,
     tlsMax: s['tls-max']!,
     ciphers: s.ciphers ?? null,
     ciphersuites: s.ciphersuites ?? null,
-    upstreams: s.to!.map((u) => ({ ...u, tls: upstreamTls(u, s) })),
     handshakeTimeoutMs: s['handshake-timeout']!,
+    maxConnections: s['max-connections'] ?? null,
     idleTimeoutMs: s['idle-timeout']!,
-    headersTimeoutMs: s['headers-timeout']!,
+    shutdownTimeoutMs: s['shutdown-timeout']!,
+    logLevel: s['log-level']!,
+    reusePort: s['reuse-port']!,
+    admin: s.admin ?? null,
+  };
+}
+
+/** tcp has no HTTP side: its values are the defaults, unused. */
+function httpServerSettings(s: ProxyInput): HttpServerSettings {
+  return {
+    headersTimeoutMs: s['headers-timeout'] ?? defaultValues['headers-timeout']!,
+    maxHeaderSize: s['max-header-size'] ?? defaultValues['max-header-size']!,
+    accessLog: { file: s['access-log'] ?? null, format: (s['access-log-format'] ?? 'json') as AccessFormat },
+    redirectHttp: s['redirect-http'] ?? null,
+  };
+}
+
+/** `aludel serve`'s settings from its layers (defaults < config file < flags). */
+export async function assembleServeSettings(layers: readonly SettingLayer[]): Promise<ServeSettings> {
+  const s = await mergeAndCheck('serve', layers);
+  return { mode: 'serve', ...listenerSettings(s), ...httpServerSettings(s), root: s.root! };
+}
+
+/** `aludel proxy` / `aludel tcp`'s settings from their layers (defaults < config file < flags). */
+export async function assembleProxySettings(mode: ProxyMode, layers: readonly SettingLayer[]): Promise<ProxySettings> {
+  const s = await mergeAndCheck(mode, layers);
+  const interval = s['health-check-interval']!;
+  return {
+    mode,
+    ...listenerSettings(s),
+    ...httpServerSettings(s),
+    upstreams: s.to!.map((u) => ({ ...u, tls: upstreamTls(u, s) })),
     connectTimeoutMs: s['connect-timeout']!,
     upstreamHeadersTimeoutMs: s['upstream-headers-timeout']!,
     upstreamIdleTimeoutMs: s['upstream-idle-timeout']!,
-    maxHeaderSize: s['max-header-size']!,
     maxHeaderCount: s['max-header-count']!,
     maxBodySize: s['max-body-size'] ?? null,
     keepAlive: { maxIdle: s['upstream-keepalive']!, idleTimeoutMs: s['upstream-keepalive-timeout']! },
@@ -214,9 +270,6 @@ export async function assembleProxySettings(mode: ProxyMode, layers: readonly Se
       maxFails: s['max-fails']!,
       failTimeoutMs: s['fail-timeout']!,
     },
-    logLevel: s['log-level']!,
-    reusePort: s['reuse-port']!,
-    admin: s.admin ?? null,
-    cache: s.cache === undefined ? null : { dir: s.cache, maxBytes: s['cache-size']! },
+    cache: s.cache === undefined ? null : { dir: s.cache, maxBytes: s['cache-size']!, cookies: s['cache-cookies']! },
   };
 }

@@ -1,21 +1,21 @@
 /**
- * `--config FILE`: the settings of `aludel proxy` / `aludel tcp` as YAML
+ * `--config FILE`: the settings of `aludel serve`, `proxy` or `tcp` as YAML
  * (.yaml/.yml) or JSON (.json), keyed by the long flag names, e.g.
  *
  *   listen: 127.0.0.1:8443
  *   to: [http://10.0.0.5:8080, http://10.0.0.6:8080]
  *   connect-timeout: 5s
  *
- * Relative file paths (cert, key, upstream-ca, cache) are taken relative to the
+ * Relative paths (cert, key, upstream-ca, cache, root, access-log) are taken relative to the
  * config file's directory, so a config and its certificates move together.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { InvalidOptionError } from '../errors.js';
-import { parseProxyInput, type ProxyInput, type ProxyMode } from './proxy-input.js';
+import { parseProxyInput, type ProxyInput, type SettingsMode } from './proxy-input.js';
 
-const PATH_KEYS = ['cert', 'key', 'upstream-ca', 'cache'] as const;
+const PATH_KEYS = ['cert', 'key', 'upstream-ca', 'cache', 'root', 'access-log'] as const;
 
 function parseText(file: string, text: string): unknown {
   const ext = path.extname(file).toLowerCase();
@@ -41,7 +41,7 @@ function parseText(file: string, text: string): unknown {
 }
 
 /** Reads, parses and validates a config file; every problem in it is reported at once. */
-export async function loadProxyConfigFile(file: string, mode: ProxyMode): Promise<ProxyInput> {
+export async function loadProxyConfigFile(file: string, mode: SettingsMode): Promise<ProxyInput> {
   let text: string;
   try {
     text = await fs.promises.readFile(file, 'utf8');
@@ -59,7 +59,8 @@ export async function loadProxyConfigFile(file: string, mode: ProxyMode): Promis
   const dir = path.dirname(file);
   for (const key of PATH_KEYS) {
     const p = values[key];
-    if (p !== undefined) values[key] = path.resolve(dir, p);
+    if (typeof p === 'string') (values as Record<string, unknown>)[key] = path.resolve(dir, p);
+    else if (Array.isArray(p)) (values as Record<string, unknown>)[key] = p.map((f: string) => path.resolve(dir, f));
   }
   return values;
 }

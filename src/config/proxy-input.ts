@@ -1,7 +1,8 @@
 /**
- * The settings of `aludel proxy` / `aludel tcp` as given: one schema for the
- * command line and config files alike, keyed by the long flag name without
- * its dashes (the config file keys), so both are checked by the same rules.
+ * The settings of `aludel serve`, `aludel proxy` and `aludel tcp` as given:
+ * one schema for the command line and config files alike, keyed by the long
+ * flag name without its dashes (the config file keys), so both are checked
+ * by the same rules, with the same messages, for every command.
  */
 import { z } from 'zod';
 import { didYouMean } from './did-you-mean.js';
@@ -25,15 +26,29 @@ import {
   upstreamTlsVersion,
 } from './setting-values.js';
 import { upstreamUrl } from './upstream-url.js';
+import { ACCESS_FORMATS } from '../log/access-log.js';
 
 export type ProxyMode = 'http' | 'tcp';
+/** Which command the settings are for: serve, or the proxy in its two modes. */
+export type SettingsMode = ProxyMode | 'serve';
 
 const positiveDuration = duration({ allowZero: false });
 
-const COMMON = {
-  listen: listenAddress,
-  cert: filePath,
-  key: filePath,
+/** Every listener: serve, proxy and tcp. */
+/** `listen: a` or a list; --listen is repeatable. */
+const listenList = z
+  .union([z.string().transform((s) => [s]), z.array(z.unknown()).min(1, 'list at least one address')], { error: 'expected ADDRESS:PORT or a list of them' })
+  .pipe(z.array(listenAddress));
+
+/** `cert: a.pem` or a list; --cert and --key are repeatable, paired in order. */
+const fileList = z
+  .union([z.string().transform((s) => [s]), z.array(z.unknown()).min(1, 'list at least one file')], { error: 'expected a file path or a list of them' })
+  .pipe(z.array(filePath));
+
+const LISTENER = {
+  listen: listenList,
+  cert: fileList,
+  key: fileList,
   offload: offloadMode,
   'offload-policy': offloadPolicy,
   'tls-min': tlsVersion,
@@ -41,23 +56,37 @@ const COMMON = {
   ciphers: text,
   ciphersuites: text,
   'handshake-timeout': positiveDuration,
+  // Per listener, TLS handshakes in progress included; 0 = no limit.
+  'max-connections': count(0).transform((n) => (n === 0 ? null : n)),
   'idle-timeout': positiveDuration,
+  'shutdown-timeout': positiveDuration,
+  'log-level': logLevel,
+  'reuse-port': flag,
+  admin: adminAddress,
+};
+
+/** The upstream side of proxy and tcp. */
+const UPSTREAM = {
   'connect-timeout': positiveDuration,
   'upstream-idle-timeout': positiveDuration,
   'health-check-interval': duration({ allowZero: true }),
   'health-check-timeout': positiveDuration,
   'max-fails': count(0),
   'fail-timeout': positiveDuration,
-  'log-level': logLevel,
-  'reuse-port': flag,
-  admin: adminAddress,
+};
+
+/** HTTP requests from clients: serve and proxy. */
+const HTTP_SERVER = {
+  'headers-timeout': positiveDuration,
+  'max-header-size': size.refine((n) => n > 0, 'must be more than 0'),
+  'access-log': filePath,
+  'redirect-http': listenAddress,
+  'access-log-format': z.enum(ACCESS_FORMATS as [string, ...string[]], { error: 'expected json or combined' }),
 };
 
 /** Settings about HTTP messages or TLS to the upstream: not offered by `aludel tcp`. */
 const HTTP_ONLY = {
-  'headers-timeout': positiveDuration,
   'upstream-headers-timeout': positiveDuration,
-  'max-header-size': size.refine((n) => n > 0, 'must be more than 0'),
   'max-header-count': count(1),
   // 0 = no limit, as nginx's client_max_body_size 0.
   'max-body-size': size.transform((n) => (n === 0 ? null : n)),
@@ -74,6 +103,7 @@ const HTTP_ONLY = {
   'health-check-path': requestPath,
   cache: filePath,
   'cache-size': size.refine((n) => n > 0, 'must be more than 0'),
+  'cache-cookies': flag,
 };
 
 /** `to: http://a` or a list; --to is variadic and repeatable. */
@@ -85,18 +115,26 @@ function upstreamList(mode: ProxyMode) {
     .pipe(z.array(upstreamUrl(mode)));
 }
 
-const httpInput = z.strictObject({ ...COMMON, to: upstreamList('http'), ...HTTP_ONLY }).partial();
-const tcpInput = z.strictObject({ ...COMMON, to: upstreamList('tcp') }).partial();
+/** `aludel serve` only. */
+const SERVE_ONLY = {
+  root: filePath,
+};
+
+const httpInput = z.strictObject({ ...LISTENER, to: upstreamList('http'), ...UPSTREAM, ...HTTP_SERVER, ...HTTP_ONLY }).partial();
+const tcpInput = z.strictObject({ ...LISTENER, to: upstreamList('tcp'), ...UPSTREAM }).partial();
+const serveInput = z.strictObject({ ...LISTENER, ...HTTP_SERVER, ...SERVE_ONLY }).partial();
+const INPUTS = { http: httpInput, tcp: tcpInput, serve: serveInput } as const;
 
 /** Every setting parsed to its value (durations in ms, sizes in bytes, ...); absent when not given. */
-export type ProxyInput = z.output<typeof httpInput>;
+export type ProxyInput = z.output<typeof httpInput> & z.output<typeof serveInput>;
 export type ProxyKey = keyof ProxyInput & string;
 
-const HTTP_ONLY_KEYS: readonly string[] = Object.keys(HTTP_ONLY);
+const HTTP_KEYS: readonly string[] = [...Object.keys(HTTP_SERVER), ...Object.keys(HTTP_ONLY)];
+const PROXY_KEYS: readonly string[] = ['to', ...Object.keys(UPSTREAM), ...Object.keys(HTTP_ONLY)];
 
 /** The keys (and flags) of a mode, in schema order. */
-export function proxyKeys(mode: ProxyMode): ProxyKey[] {
-  return Object.keys((mode === 'http' ? httpInput : tcpInput).shape) as ProxyKey[];
+export function proxyKeys(mode: SettingsMode): ProxyKey[] {
+  return Object.keys(INPUTS[mode].shape) as ProxyKey[];
 }
 
 /** Where a value came from, for messages. */
@@ -114,10 +152,13 @@ export function settingMention(source: SettingSource, key: string): string {
   return source.kind === 'file' ? `${key} in config ${source.file}` : settingLabel(source, key);
 }
 
-function unknownKeyProblem(mode: ProxyMode, source: SettingSource, key: string): string {
+function unknownKeyProblem(mode: SettingsMode, source: SettingSource, key: string): string {
   const where = source.kind === 'file' ? `config ${source.file}: ` : '';
-  if (mode === 'tcp' && HTTP_ONLY_KEYS.includes(key)) {
+  if (mode === 'tcp' && HTTP_KEYS.includes(key)) {
     return `${where}${key}: applies to aludel proxy (HTTP) only, not to aludel tcp; remove it`;
+  }
+  if (mode === 'serve' && (PROXY_KEYS.includes(key) || key === 'cache' || key.startsWith('cache-'))) {
+    return `${where}${key}: applies to aludel proxy and tcp, not to aludel serve; remove it`;
   }
   const near = didYouMean(key, proxyKeys(mode));
   return `${where}unknown setting '${key}'${near === null ? '' : ` (did you mean '${near}'?)`}`;
@@ -128,9 +169,9 @@ function unknownKeyProblem(mode: ProxyMode, source: SettingSource, key: string):
  * a file). Returns every problem, one line each, rather than the first only,
  * so a config file is fixed in one round.
  */
-export function parseProxyInput(mode: ProxyMode, raw: Record<string, unknown>, source: SettingSource): { values: ProxyInput; problems: string[] } {
-  const result = (mode === 'http' ? httpInput : tcpInput).safeParse(raw, { reportInput: true });
-  if (result.success) return { values: result.data, problems: [] };
+export function parseProxyInput(mode: SettingsMode, raw: Record<string, unknown>, source: SettingSource): { values: ProxyInput; problems: string[] } {
+  const result = INPUTS[mode].safeParse(raw, { reportInput: true });
+  if (result.success) return { values: result.data as ProxyInput, problems: [] };
   const problems: string[] = [];
   for (const issue of result.error.issues) {
     if (issue.code === 'unrecognized_keys') {

@@ -1,8 +1,10 @@
 /**
- * What `aludel proxy` (HTTP) and `aludel tcp` run on: every value validated,
- * defaulted and merged (defaults < config file < command line) by
- * resolveProxySettings() in src/cli/proxy-options.ts.
+ * What `aludel serve`, `aludel proxy` (HTTP) and `aludel tcp` run on: every
+ * value validated, defaulted and merged (defaults < config file < command
+ * line) by resolveServeSettings() / resolveProxySettings() in
+ * src/cli/proxy-options.ts, one settings path for the three commands.
  */
+import type { AccessFormat } from '../log/access-log.js';
 import type { TlsVersionName } from '../tls/policy.js';
 import type { OffloadPolicy } from '../tls/types.js';
 
@@ -53,12 +55,16 @@ export interface HealthCheck {
   failTimeoutMs: number;
 }
 
-export interface ProxySettings {
-  mode: 'http' | 'tcp';
-  listen: { host: string; port: number };
-  /** Certificate chain and private key files (PEM), checked readable at start-up. */
-  cert: string;
-  key: string;
+/** What every listener has: the TLS side, client timeouts, logs and the admin listener. */
+export interface ListenerSettings {
+  /** One or more addresses (--listen repeated, or a list in the config file), each its own listener with the same settings. */
+  listen: Array<{ host: string; port: number }>;
+  /**
+   * Certificate chain and private key files (PEM), paired in order (--cert/--key
+   * repeated, or lists in the config file), checked readable at start-up. The
+   * first pair is the default; the others are chosen by SNI (docs/certificates.md).
+   */
+  certificates: Array<{ certFile: string; keyFile: string }>;
   offload: 'auto' | 'kernel' | 'userspace';
   /** Default 'default'; 'prefer-hw': TLS 1.2 AES-128-GCM on the client side where the NIC offloads TLS (src/tls/hw-offload-policy.ts). */
   offloadPolicy: OffloadPolicy;
@@ -67,22 +73,49 @@ export interface ProxySettings {
   /** null = the kernel-offloadable AEAD defaults of src/tls/policy.ts. */
   ciphers: string | null;
   ciphersuites: string | null;
-  /** At least one; all http/https for mode http (may mix), all tcp for mode tcp. */
-  upstreams: Upstream[];
   /** Default 10s. */
   handshakeTimeoutMs: number;
+  /** Live client connections per listener, handshakes included, beyond which new ones are closed unread; default null = no limit. */
+  maxConnections: number | null;
   /** Client keep-alive / stalled client, default 60s. */
   idleTimeoutMs: number;
+  /** SIGTERM/SIGINT: how long connections in flight may take to finish before they are cut, default 30s. */
+  shutdownTimeoutMs: number;
+  /** Default info. */
+  logLevel: string;
+  reusePort: boolean;
+  /** The admin listener (/metrics, /status); null = off, the default. */
+  admin: { host: string; port: number } | null;
+}
+
+/** serve and proxy: HTTP requests from clients, and their access log. */
+export interface HttpServerSettings {
   /** Client request headers, default 20s. */
   headersTimeoutMs: number;
+  /** Request line + headers, default 16 KiB (also the upstream response head limit). */
+  maxHeaderSize: number;
+  /** --access-log FILE (reopened on SIGUSR1), null = the main log on stdout; format json (default) or combined. */
+  accessLog: { file: string | null; format: AccessFormat };
+  /** --redirect-http ADDR: a plain-HTTP listener answering 308 to https://; null = off (plain HTTP to the TLS port then gets a 400). */
+  redirectHttp: { host: string; port: number } | null;
+}
+
+export interface ServeSettings extends ListenerSettings, HttpServerSettings {
+  mode: 'serve';
+  /** Document root, checked to be a readable directory at start-up. */
+  root: string;
+}
+
+export interface ProxySettings extends ListenerSettings, HttpServerSettings {
+  mode: 'http' | 'tcp';
+  /** At least one; all http/https for mode http (may mix), all tcp for mode tcp. */
+  upstreams: Upstream[];
   /** Upstream connect (nginx proxy_connect_timeout), default 5s. */
   connectTimeoutMs: number;
   /** Upstream response head (nginx proxy_read_timeout for the first byte), default 60s. */
   upstreamHeadersTimeoutMs: number;
   /** Upstream body read / write stall, default 60s. */
   upstreamIdleTimeoutMs: number;
-  /** Request line + headers, default 16 KiB (also the upstream response head limit). */
-  maxHeaderSize: number;
   /** Default 100. */
   maxHeaderCount: number;
   /** Client request body limit (nginx client_max_body_size), default null = unlimited. */
@@ -97,12 +130,5 @@ export interface ProxySettings {
    * if missing), at most `maxBytes` of bodies and metadata (--cache-size,
    * default 10 GiB), least recently used evicted first. null = no cache.
    */
-  cache: { dir: string; maxBytes: number } | null;
-  /** Default info. */
-  logLevel: string;
-  reusePort: boolean;
-  /** The admin listener (/metrics, /status); null = off, the default. */
-  admin: { host: string; port: number } | null;
-  /** (no reload yet) */
-  reloadable?: never;
+  cache: { dir: string; maxBytes: number; cookies: boolean } | null;
 }

@@ -20,7 +20,9 @@
  * - An absolute-form target ("GET http://h/p") is sent in origin-form with
  *   Host taken from it (RFC 9112 §3.2.2: the Host field is ignored then),
  *   since legacy applications expect a path and would trust the Host field.
- * - Untrusted X-Forwarded-For/-Proto/-Host and Forwarded are removed.
+ * - Untrusted X-Forwarded-For/-Proto/-Host and Forwarded are removed, and so
+ *   is X-Real-IP (nginx's realip convention, which applications trust as the
+ *   client address), unless --trust-forwarded.
  * - Every field name with "_" is removed (nginx's underscores_in_headers off):
  *   CGI, PHP and WSGI map both "-" and "_" to the same HTTP_* variable
  *   (RFC 3875 §4.1.18), so "Transfer_Encoding" or "X_Forwarded_For" would
@@ -125,6 +127,7 @@ export function buildUpstreamRequestHead(input: UpstreamRequestInput): string {
       continue;
     }
     if (lower.includes('_')) continue;
+    if (lower === 'x-real-ip' && !trustForwarded) continue;
     fields += `${name}: ${value}\r\n`;
   }
 

@@ -11,6 +11,10 @@ import type { Logger } from '../log/logger.js';
 import type { SecureConnection, SecureServer, TlsInfo } from '../tls/types.js';
 import type { TrafficStats } from '../metrics/traffic-stats.js';
 import { createStaticHandler, type BodySender } from './static-handler.js';
+import { AccessLog, requestId, type AccessFields } from '../log/access-log.js';
+import { answeredMidBody, httpFront, owedResponse, whenAttached, type Front } from './front.js';
+import { requestProblem } from './request-checks.js';
+import { InvalidRequestError } from '../errors.js';
 
 export interface ServeOptions {
   server: SecureServer;
@@ -20,12 +24,14 @@ export interface ServeOptions {
   headersTimeoutMs: number;
   maxHeaderSize: number;
   stats: TrafficStats;
+  /** Where request lines go; default: the main log. */
+  access?: AccessLog;
 }
 
 /** Headers go out through the stream, then the body by the connection's fastest path. */
 export const connectionBodySender: BodySender = {
   async sendBody(res, fd, offset, length) {
-    const conn = res.socket as unknown as SecureConnection;
+    const conn = await whenAttached(res);
     res.flushHeaders();
     const path = await conn.sendFile(fd, offset, length);
     res.end();
@@ -90,7 +96,18 @@ export function answerClientError(log: Logger, err: Error & { code?: string }, s
   if (httpError) log.warn({ conn: conn.id, code: err.code, detail: err.message }, 'bad request');
   if (httpError && socket.writable) {
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-    closeDetached(conn, LINGER_MS, closingAnswer(status));
+    const answered = answeredMidBody(conn);
+    if (answered !== undefined) {
+      // The error is in the body of a request already answered (serve's 405 to a POST, a
+      // request-checks 400, an origin that answered early): one response per request, so
+      // no second one; the connection just closes once that answer is out.
+      if (answered.writableFinished) closeDetached(conn, LINGER_MS);
+      else answered.once('close', () => (answered.writableFinished ? closeDetached(conn, LINGER_MS) : conn.destroy()));
+      return;
+    }
+    // Bytes after a request with Connection: close are not a request to answer (RFC 9112 §9.6).
+    const answer = err.code === 'HPE_CLOSED_CONNECTION' ? undefined : closingAnswer(status);
+    afterOwed(conn, () => closeDetached(conn, LINGER_MS, answer));
   } else {
     socket.destroy();
   }
@@ -111,21 +128,42 @@ export function closingAnswer(status: number, extra = ''): string {
  */
 export function answerConnect(log: Logger, req: http.IncomingMessage, conn: SecureConnection, lingerMs: number, status: 405 | 501, allow?: string): void {
   log.warn({ conn: conn.id, method: req.method, url: req.url, status }, 'CONNECT refused');
-  closeDetached(conn, lingerMs, closingAnswer(status, allow ? `Allow: ${allow}\r\n` : ''));
+  afterOwed(conn, () => closeDetached(conn, lingerMs, closingAnswer(status, allow ? `Allow: ${allow}\r\n` : '')));
 }
 
 /**
+ * Runs `fn` once the responses owed to earlier pipelined requests on `conn`
+ * are out (RFC 9112 §9.3.2: responses in request order), or closes the
+ * connection if one of them fails.
+ */
+function afterOwed(conn: SecureConnection, fn: () => void): void {
+  const owed = owedResponse(conn);
+  if (owed === undefined) fn();
+  else owed.once('close', () => (owed.writableFinished ? fn() : conn.destroy()));
+}
+
+const closing = new WeakSet<SecureConnection>();
+
+/**
  * A socket the HTTP server handed over ('upgrade', 'connect') or gave up on
- * ('clientError') has no other owner, and nothing reads it, so the client's
- * FIN is never seen: end it (with `last`, an answer), and close it once the
- * answer and close_notify are out, or after lingerMs if the client stops
- * reading. (Ending alone left one descriptor per refused upgrade.)
+ * ('clientError') has no other owner: end it (with `last`, an answer), then
+ * linger as nginx does (lingering_close): what the client still sends is
+ * read and dropped until it closes, or for lingerMs at most. Closing at once
+ * with unread bytes queued makes the kernel send a RST, which can destroy
+ * the answer before the client reads it. (Ending alone, with nothing
+ * reading, left one descriptor per refused upgrade.)
  */
 export function closeDetached(conn: SecureConnection, lingerMs: number, last?: string): void {
+  if (closing.has(conn)) return;
+  closing.add(conn);
   const timer = setTimeout(() => conn.destroy(), lingerMs);
   timer.unref();
   conn.once('close', () => clearTimeout(timer));
-  conn.once('finish', () => conn.destroy());
+  // node's parser may still be attached after a parse error: nothing more goes to it.
+  conn.removeAllListeners('data');
+  conn.on('data', () => undefined);
+  conn.once('end', () => conn.destroy());
+  conn.resume();
   if (last === undefined) conn.end();
   else conn.end(last);
 }
@@ -148,6 +186,24 @@ export function onSecureConnections(server: SecureServer, log: Logger, stats: Tr
   });
 }
 
+/** A request RFC 9112 says to refuse (request-checks.ts): 400, and the connection closes. */
+function refuse(res: http.ServerResponse, problem: string): { status: number; bytes: number; bodyPath: 'none'; error: Error } {
+  const text = 'Bad Request\n';
+  res.shouldKeepAlive = false;
+  res.writeHead(400, { 'Content-Type': 'text/plain', 'Content-Length': text.length }).end(res.req.method === 'HEAD' ? undefined : text);
+  return { status: 400, bytes: res.req.method === 'HEAD' ? 0 : text.length, bodyPath: 'none', error: new InvalidRequestError(problem) };
+}
+
+/** The access-log fields every request line has (serve and proxy add theirs). */
+export function requestFields(req: http.IncomingMessage, conn: SecureConnection, status: number, bytes: number, started: bigint): AccessFields {
+  const h = req.headers;
+  return {
+    id: requestId(), conn: conn.id, client: `${conn.remoteAddress ?? '-'}:${conn.remotePort ?? 0}`,
+    method: req.method, url: req.url, host: h.host, userAgent: h['user-agent'], referer: h.referer,
+    status, bytes, ms: Math.round(Number(process.hrtime.bigint() - started) / 1e4) / 100,
+  };
+}
+
 /**
  * How often node's http.Server looks for requests past headersTimeout (its
  * connectionsCheckingInterval, 30 s by default, so a 2 s --headers-timeout
@@ -157,9 +213,18 @@ export function checkingInterval(headersTimeoutMs: number): number {
   return Math.min(1000, Math.max(250, Math.floor(headersTimeoutMs / 4)));
 }
 
-export async function startServe(o: ServeOptions): Promise<http.Server> {
+/** `serve` on a listener: each finished handshake goes to a new front. */
+export async function startServe(o: ServeOptions): Promise<Front> {
+  const front = await createServe(o);
+  onSecureConnections(o.server, o.log, o.stats, (conn) => front.accept(conn));
+  return front;
+}
+
+/** The static-file front: node's http.Server over the connections it is given. */
+export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Front> {
   const root = await fs.promises.realpath(o.root);
   const handle = createStaticHandler({ root, sender: connectionBodySender });
+  const access = o.access ?? new AccessLog({ file: null, format: 'json', log: o.log });
   const httpServer = http.createServer(
     {
       maxHeaderSize: o.maxHeaderSize, headersTimeout: o.headersTimeoutMs, requestTimeout: 0, keepAliveTimeout: o.idleTimeoutMs, noDelay: true,
@@ -168,19 +233,16 @@ export async function startServe(o: ServeOptions): Promise<http.Server> {
     (req, res) => {
       const started = process.hrtime.bigint();
       const conn = req.socket as unknown as SecureConnection;
-      handle(req, res).then(
+      const problem = requestProblem(req.method ?? 'GET', req.url ?? '/', req.rawHeaders);
+      (problem === null ? handle(req, res) : Promise.resolve(refuse(res, problem))).then(
         (out) => {
           o.stats.body(conn, out.bodyPath, out.bytes);
           const t = conn.tls;
-          o.log.info(
-            {
-              conn: conn.id, method: req.method, url: req.url, status: out.status, bytes: out.bytes, body: out.bodyPath,
-              tls: t.version, cipher: t.cipher, ...cryptoSite(t),
-              ms: Math.round(Number(process.hrtime.bigint() - started) / 1e4) / 100,
-              ...(out.error ? { error: (out.error as { code?: string }).code ?? 'ERR_UNKNOWN', detail: (out.error as Error).message } : {}),
-            },
-            'request',
-          );
+          access.write('info', {
+            ...requestFields(req, conn, out.status, out.bytes, started), body: out.bodyPath,
+            tls: t.version, cipher: t.cipher, ...cryptoSite(t),
+            ...(out.error ? { error: (out.error as { code?: string }).code ?? 'ERR_UNKNOWN', detail: (out.error as Error).message } : {}),
+          });
         },
         (err: unknown) => o.log.error({ conn: conn.id, err }, 'request handler failed'),
       );
@@ -190,9 +252,8 @@ export async function startServe(o: ServeOptions): Promise<http.Server> {
   httpServer.on('clientError', (err: Error & { code?: string }, socket: Duplex) => answerClientError(o.log, err, socket));
   // §15.5.6: a 405 MUST carry Allow, the methods the static handler answers.
   httpServer.on('connect', (req: http.IncomingMessage, socket: Duplex) => answerConnect(o.log, req, socket as unknown as SecureConnection, o.idleTimeoutMs, 405, 'GET, HEAD'));
-  onSecureConnections(o.server, o.log, o.stats, (conn) => httpServer.emit('connection', conn));
   // http.Server starts its headersTimeout/requestTimeout sweeper on 'listening'; it never
   // listens itself here (connections come from the TLS listener), so start it explicitly.
   httpServer.emit('listening');
-  return httpServer;
+  return httpFront(httpServer);
 }

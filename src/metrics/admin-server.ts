@@ -21,12 +21,13 @@ export interface AdminOptions {
   host: string;
   port: number;
   command: 'serve' | 'proxy' | 'tcp';
-  server: SecureServer;
+  /** The listeners: their engine and their connection count. */
+  server: Pick<SecureServer, 'offload' | 'connectionCount'>;
   /** The TLS listener's bound address, for /status. */
   listen: string;
   stats: TrafficStats;
-  /** The upstreams of `aludel proxy` / `aludel tcp`; null for `aludel serve`. */
-  group: UpstreamGroup | null;
+  /** The upstreams of `aludel proxy` / `aludel tcp` in force (a reload replaces them); null for `aludel serve`. */
+  group: (() => UpstreamGroup) | null;
   /** `aludel proxy --cache`: removes every stored variant of an absolute URL, returns how many. */
   purge?: (url: string) => number;
   log: Logger;
@@ -64,8 +65,8 @@ function registerStateGauges(o: AdminOptions): void {
       this.set(o.server.connectionCount);
     },
   });
-  const group = o.group;
-  if (group === null) return;
+  const current = o.group;
+  if (current === null) return;
   new Gauge({
     name: 'aludel_upstream_up',
     help: 'Whether the upstream is in rotation (1) or marked down by passive or active health checks (0)',
@@ -73,6 +74,8 @@ function registerStateGauges(o: AdminOptions): void {
     registers,
     collect() {
       const now = Date.now();
+      const group = current();
+      this.reset();
       for (const p of group.peers) this.set({ upstream: p.upstream.url }, group.isUp(p, now) ? 1 : 0);
     },
   });
@@ -105,7 +108,7 @@ export interface AdminStatus {
 async function status(o: AdminOptions, admin: string): Promise<AdminStatus> {
   const [totals, kernelTls] = await Promise.all([o.stats.snapshot(), readKernelTlsStat()]);
   const now = Date.now();
-  const group = o.group;
+  const group = o.group?.() ?? null;
   return {
     version: VERSION,
     command: o.command,

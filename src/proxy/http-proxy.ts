@@ -23,7 +23,10 @@ import { BodyTooLargeError, ClientGoneError, InvalidRequestError, UpstreamRespon
 import { PipePool } from '../transport/pipe-pool.js';
 import { spliceBody } from '../transport/splice-body.js';
 import type { Native } from '../native/binding.js';
-import { answerClientError, answerConnect, checkingInterval, closeDetached, closingAnswer, cryptoSite, onSecureConnections } from '../http/serve.js';
+import { answerClientError, answerConnect, checkingInterval, closeDetached, closingAnswer, cryptoSite, onSecureConnections, requestFields } from '../http/serve.js';
+import { AccessLog } from '../log/access-log.js';
+import { requestProblem } from '../http/request-checks.js';
+import { httpFront, whenAttached, type Front } from '../http/front.js';
 import { UpstreamGroup, type Lease } from './upstream-group.js';
 import type { UpstreamStream } from './upstream-stream.js';
 import { tunnel } from './tunnel.js';
@@ -86,6 +89,8 @@ export interface HttpProxyOptions {
   /** The shared cache (--cache), or null. */
   cache: HttpCache | null;
   log: Logger;
+  /** Where request lines go; default: the main log. */
+  access?: AccessLog;
 }
 
 interface Exchange {
@@ -101,6 +106,8 @@ interface Exchange {
   bytes: number;
   /** When the request head went upstream (ms since the epoch): the request_time of RFC 9111 §4.2.3. */
   sentAt: number;
+  /** ms from sending the request head to the response head (nginx's $upstream_header_time), or null. */
+  upstreamMs: number | null;
   /** What the cache did, for the log and the counters; null without a cache. */
   cache: CacheOutcome | null;
   /** This cache's Cache-Status member for the response (RFC 9211), when it forwards one. */
@@ -117,10 +124,19 @@ interface Forward {
   answer?: (x: Exchange, u: UpstreamStream, head: ResponseHead, rest: Buffer) => Promise<number>;
 }
 
-export function startHttpProxy(o: HttpProxyOptions): http.Server {
+/** The proxy on a listener: each finished handshake goes to a new front. */
+export function startHttpProxy(o: HttpProxyOptions): Front {
+  const front = createHttpProxy(o);
+  onSecureConnections(o.server, o.log, o.stats, (conn) => front.accept(conn));
+  return front;
+}
+
+/** The HTTP proxy front: node's http.Server over the connections it is given. */
+export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
   const s = o.settings;
   const pipes = o.native ? new PipePool(o.native) : null;
   const limits = { maxHeaderSize: s.maxHeaderSize, maxHeaderCount: s.maxHeaderCount };
+  const access = o.access ?? new AccessLog({ file: null, format: 'json', log: o.log });
 
   const httpServer = http.createServer(
     {
@@ -141,7 +157,7 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const started = process.hrtime.bigint();
     const conn = req.socket as unknown as SecureConnection;
-    const x: Exchange = { req, res, conn, lease: null, upstream: null, reusable: false, bodyPath: 'none', bytes: 0, sentAt: 0, cache: null, cacheStatus: null };
+    const x: Exchange = { req, res, conn, lease: null, upstream: null, reusable: false, bodyPath: 'none', bytes: 0, sentAt: 0, upstreamMs: null, cache: null, cacheStatus: null };
     let status = 0;
     let error: unknown = null;
     // A client that goes away must not hold an upstream connection until the upstream
@@ -151,6 +167,8 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
     };
     res.once('close', onClose);
     try {
+      const problem = requestProblem(req.method ?? 'GET', req.url ?? '/', req.rawHeaders);
+      if (problem !== null) throw new InvalidRequestError(problem);
       status = o.cache ? await cached(x, o.cache) : await proxy(x);
     } catch (err) {
       error = err;
@@ -172,14 +190,13 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
     if (x.cache) o.stats.cache(x.cache, x.bytes);
     const t = conn.tls;
     const fields = {
-      conn: conn.id, method: req.method, url: req.url, status, bytes: x.bytes, body: x.bodyPath, upstream: x.upstream,
+      ...requestFields(req, conn, status, x.bytes, started), body: x.bodyPath, upstream: x.upstream, upstreamMs: x.upstreamMs,
       ...(x.cache ? { cache: x.cache } : {}),
       tls: t.version, cipher: t.cipher, ...cryptoSite(t),
-      ms: Math.round(Number(process.hrtime.bigint() - started) / 1e4) / 100,
       ...(error ? { error: errCode(error), detail: (error as Error).message } : {}),
     };
-    if (error && !(error instanceof UpstreamTruncatedError) && !isClientFault(error) && errCode(error) !== 'ECONNRESET') o.log.warn(fields, 'request');
-    else o.log.info(fields, 'request');
+    const worthALook = error && !(error instanceof UpstreamTruncatedError) && !isClientFault(error) && errCode(error) !== 'ECONNRESET';
+    access.write(worthALook ? 'warn' : 'info', fields);
   }
 
   /** Returns the status sent to the client. */
@@ -231,6 +248,7 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
         u.setIdleTimeout(s.upstreamHeadersTimeoutMs, () => new UpstreamTimeoutError('headers', s.upstreamHeadersTimeoutMs, peer.upstream.url));
         resumeClientTimer = pauseClientTimer(x, bodySent);
         response = await readResponseHead(u, method, limits, false, (interim) => forwardInterim(x, interim));
+        x.upstreamMs = Date.now() - x.sentAt;
         resumeClientTimer();
       } catch (err) {
         resumeClientTimer();
@@ -317,7 +335,10 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
     if (chunkedSplice) headers.push('Transfer-Encoding', 'chunked');
     res.writeHead(head.status, head.reason, headers);
     if (splice !== null && (f.kind === 'length' || chunkedSplice)) {
-      // The head goes out through OpenSSL; spliceFromPipe() waits until it is flushed.
+      // splice writes into the connection itself: only once the responses to earlier
+      // pipelined requests are out. The head goes out through OpenSSL first;
+      // spliceFromPipe() waits until it is flushed.
+      await whenAttached(res);
       res.flushHeaders();
       x.bodyPath = 'splice';
       if (f.kind === 'length') {
@@ -522,7 +543,7 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
     checkTransferCoding(head);
     const f = head.framing;
     const responseTime = Date.now();
-    const verdict = storability({ method: req.method ?? 'GET', requestHeaders: req.rawHeaders, status: head.status, responseHeaders: head.headers, framing: f.kind, responseTime });
+    const verdict = storability({ method: req.method ?? 'GET', requestHeaders: req.rawHeaders, status: head.status, responseHeaders: head.headers, framing: f.kind, responseTime, cacheCookies: c.cookies });
     const length = f.kind === 'length' ? f.length : f.kind === 'none' ? 0 : null;
     const why = !verdict.store ? verdict.reason : length !== null && length > c.store.maxBytes ? 'too-large' : null;
     let file = null;
@@ -666,10 +687,9 @@ export function startHttpProxy(o: HttpProxyOptions): http.Server {
     }
   }
 
-  onSecureConnections(o.server, o.log, o.stats, (conn) => httpServer.emit('connection', conn));
   // No listen() of its own (connections come from the TLS listener): start the timeout sweeper.
   httpServer.emit('listening');
-  return httpServer;
+  return httpFront(httpServer);
 }
 
 function has(headers: readonly string[], lower: string): boolean {

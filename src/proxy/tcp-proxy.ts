@@ -12,6 +12,7 @@ import { PipePool } from '../transport/pipe-pool.js';
 import type { UpstreamGroup } from './upstream-group.js';
 import type { TrafficStats } from '../metrics/traffic-stats.js';
 import { tunnel } from './tunnel.js';
+import { ConnectionSet, type Front } from '../http/front.js';
 
 export interface TcpProxyOptions {
   server: SecureServer;
@@ -22,9 +23,27 @@ export interface TcpProxyOptions {
   log: Logger;
 }
 
-export function startTcpProxy(o: TcpProxyOptions): void {
+/** `tcp` on a listener: each finished handshake goes to a new front. */
+export function startTcpProxy(o: TcpProxyOptions): Front {
+  const front = createTcpProxy(o);
+  onSecureConnections(o.server, o.log, o.stats, (conn) => front.accept(conn));
+  return front;
+}
+
+/** The tunnel front: one upstream connection per client; draining lets tunnels run to their end. */
+export function createTcpProxy(o: Omit<TcpProxyOptions, 'server'>): Front {
   const pipes = o.native ? new PipePool(o.native) : null;
-  onSecureConnections(o.server, o.log, o.stats, (conn) => void forward(conn));
+  const conns = new ConnectionSet();
+  return {
+    accept(conn) {
+      conns.add(conn);
+      void forward(conn);
+    },
+    drain: () => conns.emptied(),
+    get connections() {
+      return conns.size;
+    },
+  };
 
   async function forward(conn: SecureConnection): Promise<void> {
     const started = process.hrtime.bigint();

@@ -164,7 +164,7 @@ describe('aludel proxy --cache (userspace TLS)', () => {
     assert.notEqual(n(s1), n(s2));
   });
 
-  test('no-store, private, Authorization and a heuristic Set-Cookie never reach the disk', async () => {
+  test('no-store, private, Authorization and Set-Cookie never reach the disk', async () => {
     const dir = cacheDir();
     const p = await proxy(`http://127.0.0.1:${sink.port}`, dir);
     const lm = Math.floor(Date.now() / 1000) - 86_400;
@@ -173,6 +173,8 @@ describe('aludel proxy --cache (userspace TLS)', () => {
       { url: `/cache?cc=${enc('private, max-age=60')}`, extra: [], detail: 'private' },
       { url: `/cache?cc=${enc('max-age=60')}&a=1`, extra: ['-H', 'Authorization: Basic dTpw'], detail: 'authorization' },
       { url: `/cache?lm=${lm}&cookie=id%3D7`, extra: [], detail: 'set-cookie' },
+      // Explicitly cacheable, but one user's session cookie must not be replayed to others (nginx's default too).
+      { url: `/cache?cc=${enc('public, max-age=60')}&cookie=session%3D7`, extra: [], detail: 'set-cookie' },
       { url: `/cache?cc=${enc('max-age=60')}&b=1`, extra: ['-H', 'Cache-Control: no-store'], detail: null },
     ];
     for (const c of cases) {
@@ -183,17 +185,26 @@ describe('aludel proxy --cache (userspace TLS)', () => {
       assert.equal(b.log.cache, 'miss');
     }
     assert.deepEqual(stored(dir), { bodies: [], metas: [], temps: [] });
-    // Stored when the origin allows it explicitly: public with Authorization (§3.5), max-age with Set-Cookie (§7.3).
+    // Stored when the origin allows it explicitly: public with Authorization (§3.5).
     const pub = `/cache?cc=${enc('public, max-age=60')}`;
     const a1 = await get(p, pub, '-H', 'Authorization: Basic dTpw');
     const a2 = await get(p, pub, '-H', 'Authorization: Basic b3RoZXI6eA==');
     assert.equal(n(a1), n(a2));
+    assert.equal(stored(dir).bodies.length, 1);
+  });
+
+  test('--cache-cookies: max-age with Set-Cookie is stored and replayed (§7.3); a heuristic one still is not', async () => {
+    const dir = cacheDir();
+    const p = await proxy(`http://127.0.0.1:${sink.port}`, dir, '--cache-cookies');
     const cookie = `/cache?cc=${enc('max-age=60')}&cookie=shared%3D1`;
     await get(p, cookie);
     const c2 = await get(p, cookie);
     assert.match(c2.headers['cache-status']!, /; hit;/);
     assert.equal(c2.headers['set-cookie'], 'shared=1');
-    assert.equal(stored(dir).bodies.length, 2);
+    const lm = Math.floor(Date.now() / 1000) - 86_400;
+    const h1 = await get(p, `/cache?lm=${lm}&cookie=id%3D8`);
+    assert.equal(h1.headers['cache-status'], 'aludel; fwd=uri-miss; detail=set-cookie');
+    assert.equal(stored(dir).bodies.length, 1);
   });
 
   test('conditional requests are answered from the cache (304) without the origin', async () => {

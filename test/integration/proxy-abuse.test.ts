@@ -130,6 +130,26 @@ describe('aludel proxy under abuse (regressions of issue 12)', () => {
     }
   });
 
+  test('Host with userinfo or a path, and GET *, are 400s that reach no origin (RFC 9112 §3.2, §3.2.4)', async () => {
+    const seen = sink.requests.length;
+    await noLeak('invalid Host', 20, async (i) => {
+      const host = i % 2 === 0 ? 'a@b' : 'a/b';
+      assert.equal((await send(`GET /bad-host HTTP/1.1\r\nHost: ${host}\r\n\r\n`)).status, 400, host);
+    });
+    assert.equal((await send('GET * HTTP/1.1\r\nHost: x\r\n\r\n')).status, 400);
+    const reached = sink.requests.slice(seen).filter((r) => r.url === '/bad-host' || r.url === '*');
+    assert.equal(reached.length, 0, JSON.stringify(reached.map((r) => r.url)));
+  });
+
+  test('pipelined: a request the parser refuses is answered after the responses owed to the ones before it (RFC 9112 §9.3.2)', async () => {
+    for (let i = 0; i < 20; i++) {
+      const raw = await rawTls(p.port, fx.certPem, 'GET /echo-headers?n=1 HTTP/1.1\r\nHost: x\r\n\r\nGET /echo-headers?n=2 HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5;\r\n\r\n');
+      const statuses = [...raw.toString('latin1').matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
+      assert.deepEqual(statuses, [200, 200, 400], `round ${i}`);
+      assert.ok(raw.toString('latin1').indexOf('n=1') < raw.toString('latin1').indexOf('n=2'), 'in request order');
+    }
+  });
+
   test('CONNECT gets 501 and the connection closes (it was reset without a word)', async () => {
     await noLeak('CONNECT', 50, async () => {
       const r = await send('CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n');

@@ -111,11 +111,12 @@ describe('aludel serve under hostile clients', { timeout: 120_000 }, () => {
     assert.equal(srv.child.exitCode, null);
   });
 
-  test('(b) plain HTTP to the TLS port: disconnected, ERR_SSL_PROTOCOL logged', async () => {
+  test('(b) plain HTTP to the TLS port: a plain 400 saying so (as nginx; it was a reset), ERR_SSL_PROTOCOL logged', async () => {
     const from = srv.mark();
     const r = await rawTcp(srv.port, 'GET / HTTP/1.1\r\nHost: localhost\r\n\r\n', 5000);
     assert.ok(r.ms < 1000, `closed promptly (took ${r.ms} ms)`);
-    assert.ok(!r.received.toString('latin1').includes('HTTP/1.1 200'), 'no plaintext file served');
+    assert.match(r.received.toString('latin1'), /^HTTP\/1\.1 400 Bad Request\r\n[\s\S]*\r\n\r\nThe plain HTTP request was sent to the HTTPS port\n$/);
+    assert.equal(r.error, undefined, 'closed with a FIN, not a reset');
     const line = await failureAfter(from);
     assert.equal(line.msg, 'TLS handshake failed');
     assert.equal(line.code, 'ERR_SSL_PROTOCOL');
@@ -295,6 +296,22 @@ describe('aludel serve: header limit and load', { timeout: 60_000 }, () => {
     assert.ok(fds() <= start + 10, `${start} descriptors before, ${fds()} after 50 CONNECTs`);
   });
 
+  test('(j) pipelined GETs of files are all answered, in order; a refused one after them comes last; bad Host and GET * are 400s', async () => {
+    const get = (name: string): string => `GET /${name} HTTP/1.1\r\nHost: localhost\r\n\r\n`;
+    for (let i = 0; i < 10; i++) {
+      // Before the fix the second response never came: its body went to the connection before its turn.
+      const raw = await rawTls(srv.port, fx.certPem, `${get(fx.files.mid.name)}${get(fx.files.one.name)}GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5;\r\n\r\n`);
+      const text = raw.toString('latin1');
+      const statuses = [...text.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
+      assert.deepEqual(statuses, [200, 200, 400], `round ${i}`);
+      const first = splitHttp(raw);
+      assert.equal(sha256(first.body.subarray(0, fx.files.mid.size)), fx.files.mid.sha256, 'the first body whole, before the second head');
+    }
+    for (const request of ['GET / HTTP/1.1\r\nHost: a@b\r\n\r\n', 'GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n', 'GET * HTTP/1.1\r\nHost: a\r\n\r\n']) {
+      assert.equal(splitHttp(await rawTls(srv.port, fx.certPem, request)).status, 400, JSON.stringify(request));
+    }
+  });
+
   test('server still running after (f) and (h)', () => {
     assert.equal(srv.child.exitCode, null, srv.stderr());
     assert.deepEqual(srv.logs.filter((l) => l.level >= 50), []);
@@ -314,13 +331,13 @@ describe('(g) node:https and createKtlsServer in one process', { timeout: 60_000
     let ktls: SecureServer | undefined;
     let plain: https.Server | undefined;
     try {
-      ktls = createKtlsServer({ certFile: fx.certFile, keyFile: fx.keyFile, offload: 'auto', handshakeTimeoutMs: 5000, log });
+      ktls = createKtlsServer({ certificates: [{ certFile: fx.certFile, keyFile: fx.keyFile }], offload: 'auto', handshakeTimeoutMs: 5000, log });
       assert.equal(ktls.offload.engine, 'system-openssl', 'the dlopen path, not the node:tls fallback');
       const engines: string[] = [];
       ktls.on('secureConnection', (conn: SecureConnection) => engines.push(conn.tls.engine));
-      const httpServer: http.Server = await startServe({ server: ktls, root: fx.root, log, idleTimeoutMs: 10_000, headersTimeoutMs: 10_000, maxHeaderSize: 16384, stats: new TrafficStats() });
+      const front = await startServe({ server: ktls, root: fx.root, log, idleTimeoutMs: 10_000, headersTimeoutMs: 10_000, maxHeaderSize: 16384, stats: new TrafficStats() });
       const a = await ktls.listen({ host: '127.0.0.1', port: 0 });
-      assert.ok(httpServer);
+      assert.equal(front.connections, 0);
 
       plain = https.createServer({ cert: fs.readFileSync(fx.certFile), key: fs.readFileSync(fx.keyFile) }, (req, res) => {
         res.setHeader('content-type', 'text/plain');

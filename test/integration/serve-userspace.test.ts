@@ -276,32 +276,3 @@ test('keep-alive responses are not held back by Nagle: 20 small requests on one 
     await server.stop();
   }
 });
-
-test('SIGHUP and SIGUSR1 are handled: each logged, the server keeps serving, and no Node inspector opens on 9229 (regression: HUP killed it, USR1 started a debugger)', async () => {
-  const server = await startAludel(serveArgs(fx));
-  const { default: net } = await import('node:net');
-  const inspectorRefused = (): Promise<boolean> =>
-    new Promise((resolve) => {
-      const s = net.connect({ host: '127.0.0.1', port: 9229 });
-      s.once('connect', () => { s.destroy(); resolve(false); });
-      s.once('error', () => resolve(true));
-    });
-  try {
-    const from = server.mark();
-    server.child.kill('SIGUSR1');
-    const usr1 = await server.waitForLog((l) => l.signal === 'SIGUSR1', 5000, from);
-    assert.match(String(usr1.msg), /nothing to reopen/);
-    await new Promise((r) => setTimeout(r, 300)); // Node's inspector would be listening by now
-    assert.ok(await inspectorRefused(), 'nothing listens on 127.0.0.1:9229');
-    server.child.kill('SIGHUP');
-    const hup = await server.waitForLog((l) => l.signal === 'SIGHUP', 5000, from);
-    assert.match(String(hup.msg), /reload is not supported yet/);
-    const r = await curl(['--cacert', fx.certFile, `https://localhost:${server.port}/${fx.files.one.name}`]);
-    assert.equal(r.code, 0, r.stderr);
-    assert.equal(sha256(r.stdout), fx.files.one.sha256, 'still serving after both signals');
-    assert.equal(server.child.exitCode, null);
-    assert.equal(server.child.signalCode, null);
-  } finally {
-    await server.stop();
-  }
-});

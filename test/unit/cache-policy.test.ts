@@ -31,7 +31,7 @@ const T0 = Date.UTC(2024, 2, 5, 10, 0, 0);
 const http = (ms: number): string => new Date(ms).toUTCString();
 
 function store(res: string[], more: Partial<StoreInput> = {}) {
-  return storability({ method: 'GET', requestHeaders: [], status: 200, responseHeaders: res, framing: 'length', responseTime: T0, ...more });
+  return storability({ method: 'GET', requestHeaders: [], status: 200, responseHeaders: res, framing: 'length', responseTime: T0, cacheCookies: false, ...more });
 }
 
 describe('Cache-Control parsing (§5.2)', () => {
@@ -119,11 +119,17 @@ describe('storing responses (§3)', () => {
     assert.deepEqual(store(['Cache-Control', 'max-age=60'], { status: 302 }), { store: true });
   });
 
-  it('Set-Cookie does not inhibit explicit caching (§7.3), but is not stored on a heuristic', () => {
+  it('Set-Cookie: not stored by default (as nginx); with cacheCookies, stored when explicitly cacheable (§7.3), never on a heuristic', () => {
     const lm = ['Last-Modified', http(T0 - 100 * 86_400_000), 'Set-Cookie', 'id=1'];
     assert.deepEqual(store(lm), { store: false, reason: 'set-cookie' });
-    assert.deepEqual(store([...lm, 'Cache-Control', 'max-age=60']), { store: true });
-    assert.deepEqual(store([...lm, 'Expires', http(T0 + 60_000), 'Date', http(T0)]), { store: true });
+    assert.deepEqual(store([...lm, 'Cache-Control', 'max-age=60']), { store: false, reason: 'set-cookie' });
+    assert.deepEqual(store([...lm, 'Cache-Control', 'public, max-age=60']), { store: false, reason: 'set-cookie' });
+    const optIn = { cacheCookies: true };
+    assert.deepEqual(store(lm, optIn), { store: false, reason: 'set-cookie' });
+    assert.deepEqual(store([...lm, 'Cache-Control', 'max-age=60'], optIn), { store: true });
+    assert.deepEqual(store([...lm, 'Expires', http(T0 + 60_000), 'Date', http(T0)], optIn), { store: true });
+    // A qualified private="Set-Cookie" stores the response without the cookie: no opt-in needed.
+    assert.deepEqual(store(['Cache-Control', 'no-cache="Set-Cookie", max-age=60', 'Set-Cookie', 'a=1']), { store: true });
   });
 
   it('refuses 206, 304 and close-delimited bodies; keeps 204 with no body', () => {

@@ -141,6 +141,7 @@ describe('buildUpstreamRequestHead', () => {
       'X-Real_Name', 'dropped',
       'Transfer_Encoding', 'chunked',
       'X-Real-Name', 'kept',
+      'X-Real-IP', '203.0.113.11',
     ];
 
     it('replaces the client\'s when not trusted, and drops every name with an underscore', () => {
@@ -155,6 +156,7 @@ describe('buildUpstreamRequestHead', () => {
       assert.deepEqual(field(head, 'x-real_name'), []);
       assert.deepEqual(field(head, 'transfer_encoding'), []);
       assert.deepEqual(field(head, 'x-real-name'), ['kept']);
+      assert.deepEqual(field(head, 'x-real-ip'), [], 'a spoofed client address');
     });
 
     it('appends to the client\'s when trusted, keeping its original proto and host', () => {
@@ -165,6 +167,7 @@ describe('buildUpstreamRequestHead', () => {
       assert.deepEqual(field(head, 'forwarded'), ['for=203.0.113.9, for=192.0.2.7;proto=https;host=h']);
       // Underscore spellings are never trusted.
       assert.deepEqual(field(head, 'x_forwarded_for'), []);
+      assert.deepEqual(field(head, 'x-real-ip'), ['203.0.113.11']);
     });
 
     it('sets its own when trusted and the client sent none', () => {

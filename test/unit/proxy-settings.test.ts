@@ -4,11 +4,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Command, CommanderError } from 'commander';
-import { addProxyOptions, resolveProxySettings, type ProxyFlags } from '../../src/cli/proxy-options.js';
+import { addProxyOptions, resolveProxySettings, resolveServeSettings, type ProxyFlags } from '../../src/cli/proxy-options.js';
 import { normaliseFingerprint } from '../../src/config/fingerprint.js';
 import { parseFlag } from '../../src/config/setting-issues.js';
 import { adminAddress, offloadMode, offloadPolicy, tlsVersion } from '../../src/config/setting-values.js';
-import type { ProxySettings } from '../../src/config/proxy-settings.js';
+import type { ProxySettings, ServeSettings } from '../../src/config/proxy-settings.js';
 import { InvalidOptionError } from '../../src/errors.js';
 
 const FP = 'ab'.repeat(32);
@@ -59,9 +59,8 @@ describe('defaults', () => {
     const s = await resolveProxySettings('http', minimal());
     assert.deepEqual(s, {
       mode: 'http',
-      listen: { host: '127.0.0.1', port: 8443 },
-      cert,
-      key,
+      listen: [{ host: '127.0.0.1', port: 8443 }],
+      certificates: [{ certFile: cert, keyFile: key }],
       offload: 'auto',
       offloadPolicy: 'default',
       tlsMin: 'TLSv1.2',
@@ -70,12 +69,16 @@ describe('defaults', () => {
       ciphersuites: null,
       upstreams: [{ url: 'http://127.0.0.1:8080', protocol: 'http', host: '127.0.0.1', port: 8080, tls: null }],
       handshakeTimeoutMs: 10_000,
+      maxConnections: null,
       idleTimeoutMs: 60_000,
+      shutdownTimeoutMs: 30_000,
       headersTimeoutMs: 20_000,
       connectTimeoutMs: 5_000,
       upstreamHeadersTimeoutMs: 60_000,
       upstreamIdleTimeoutMs: 60_000,
       maxHeaderSize: 16_384,
+      accessLog: { file: null, format: 'json' },
+      redirectHttp: null,
       maxHeaderCount: 100,
       maxBodySize: null,
       keepAlive: { maxIdle: 32, idleTimeoutMs: 30_000 },
@@ -86,6 +89,19 @@ describe('defaults', () => {
       admin: null,
       cache: null,
     } satisfies ProxySettings);
+  });
+
+  test('aludel serve: the same listener defaults, its root, and no upstream settings', async () => {
+    const root = path.dirname(cert);
+    const s = await resolveServeSettings({ cert, key, root });
+    assert.deepEqual(s, {
+      mode: 'serve',
+      listen: [{ host: '127.0.0.1', port: 8443 }],
+      certificates: [{ certFile: cert, keyFile: key }], root,
+      offload: 'auto', offloadPolicy: 'default', tlsMin: 'TLSv1.2', tlsMax: 'TLSv1.3', ciphers: null, ciphersuites: null,
+      handshakeTimeoutMs: 10_000, maxConnections: null, idleTimeoutMs: 60_000, shutdownTimeoutMs: 30_000, logLevel: 'info', reusePort: false, admin: null,
+      headersTimeoutMs: 20_000, maxHeaderSize: 16_384, accessLog: { file: null, format: 'json' }, redirectHttp: null,
+    } satisfies ServeSettings);
   });
 
   test('https upstream: TLS 1.2-1.3, system CAs, SNI = host name, none for an IP', async () => {
@@ -106,7 +122,7 @@ describe('defaults', () => {
     await rejectsWith(resolveProxySettings('tcp', { cert, key, to: ['127.0.0.1:5432'] }), '--listen is required for aludel tcp');
     const s = await resolveProxySettings('tcp', { cert, key, to: ['127.0.0.1:5432'], listen: '127.0.0.1:9993' });
     assert.equal(s.mode, 'tcp');
-    assert.deepEqual(s.listen, { host: '127.0.0.1', port: 9993 });
+    assert.deepEqual(s.listen, [{ host: '127.0.0.1', port: 9993 }]);
     assert.deepEqual(s.upstreams, [{ url: '127.0.0.1:5432', protocol: 'tcp', host: '127.0.0.1', port: 5432, tls: null }]);
     assert.equal(s.connectTimeoutMs, 5_000);
   });
@@ -156,9 +172,8 @@ describe('config file', () => {
       ].join('\n'),
     );
     const s = await resolveProxySettings('http', { config: file });
-    assert.deepEqual(s.listen, { host: '::1', port: 9443 });
-    assert.equal(s.cert, cert);
-    assert.equal(s.key, key);
+    assert.deepEqual(s.listen, [{ host: '::1', port: 9443 }]);
+    assert.deepEqual(s.certificates, [{ certFile: cert, keyFile: key }]);
     assert.equal(s.offload, 'userspace');
     assert.equal(s.offloadPolicy, 'prefer-hw');
     assert.equal(s.tlsMin, 'TLSv1.3');
@@ -175,7 +190,7 @@ describe('config file', () => {
     assert.equal(s.logLevel, 'debug');
     assert.equal(s.reusePort, true);
     assert.deepEqual(s.admin, { host: '127.0.0.1', port: 9100 });
-    assert.deepEqual(s.cache, { dir: path.join(dir, 'cache-dir'), maxBytes: 2 * 1024 ** 3 });
+    assert.deepEqual(s.cache, { dir: path.join(dir, 'cache-dir'), maxBytes: 2 * 1024 ** 3, cookies: false });
     assert.deepEqual(s.upstreams[0], {
       url: 'https://[fd00::5]:8443',
       protocol: 'https',
@@ -219,7 +234,7 @@ describe('flags over file', () => {
     assert.equal(s.connectTimeoutMs, 7_000);
     assert.deepEqual(s.upstreams.map((u) => u.url), ['http://10.0.0.9:8080']);
     // Not given on the command line: the file's value, not the built-in default.
-    assert.deepEqual(s.listen, { host: '127.0.0.1', port: 7443 });
+    assert.deepEqual(s.listen, [{ host: '127.0.0.1', port: 7443 }]);
     assert.equal(s.logLevel, 'warn');
     assert.equal(s.offload, 'auto');
   });
@@ -437,7 +452,9 @@ describe('errors name the flag or the file and key', () => {
   });
 
   test('--cache: default size 10 GiB; --cache-size alone has no effect; sizes must be positive', async () => {
-    assert.deepEqual((await fromArgv('http', ['--cert', cert, '--key', key, '--to', 'http://127.0.0.1:8080', '--cache', '/var/cache/aludel'])).cache, { dir: '/var/cache/aludel', maxBytes: 10 * 1024 ** 3 });
+    assert.deepEqual((await fromArgv('http', ['--cert', cert, '--key', key, '--to', 'http://127.0.0.1:8080', '--cache', '/var/cache/aludel'])).cache, { dir: '/var/cache/aludel', maxBytes: 10 * 1024 ** 3, cookies: false });
+    assert.equal((await resolveProxySettings('http', { ...minimal(), cache: 'c', cacheCookies: true })).cache?.cookies, true);
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), cacheCookies: true }), '--cache-cookies: has no effect without a cache');
     assert.equal((await resolveProxySettings('http', { ...minimal(), cache: 'c', cacheSize: '512m' })).cache?.maxBytes, 512 * 1024 ** 2);
     await rejectsWith(resolveProxySettings('http', { ...minimal(), cacheSize: '1g' }), '--cache-size: has no effect without a cache');
     await rejectsWith(resolveProxySettings('http', { ...minimal(), cache: 'c', cacheSize: '0' }), '--cache-size: must be more than 0');
@@ -451,5 +468,46 @@ describe('errors name the flag or the file and key', () => {
       resolveProxySettings('http', { ...minimal(), healthCheckInterval: '2s', healthCheckTimeout: '2s' }),
       '--health-check-timeout: must be shorter than --health-check-interval',
     );
+  });
+});
+
+describe('several listen addresses (issue 13)', () => {
+  test('--listen repeated, or a list in the config file; each address once', async () => {
+    const s = await fromArgv('http', ['--cert', cert, '--key', key, '--to', 'http://127.0.0.1:8080', '--listen', '127.0.0.1:8443', '--listen', '[::1]:8443']);
+    assert.deepEqual(s.listen, [{ host: '127.0.0.1', port: 8443 }, { host: '::1', port: 8443 }]);
+    const file = configFile('two.yaml', `listen: [127.0.0.1:9443, "[::1]:9443"]\ncert: ${cert}\nkey: ${key}\nto: http://127.0.0.1:8080\n`);
+    assert.equal((await resolveProxySettings('http', { config: file })).listen.length, 2);
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), listen: ['127.0.0.1:8443', '127.0.0.1:8443'] }), '--listen: 127.0.0.1:8443 is listed twice');
+  });
+});
+
+describe('several certificates (issue 13)', () => {
+  test('--cert/--key pairs in order, or lists in the config file; counts must match', async () => {
+    const s = await fromArgv('http', ['--cert', cert, '--key', key, '--cert', ca, '--key', key, '--to', 'http://127.0.0.1:8080']);
+    assert.deepEqual(s.certificates, [{ certFile: cert, keyFile: key }, { certFile: ca, keyFile: key }]);
+    const file = configFile('certs.yaml', `cert: [${path.basename(cert)}, ${path.basename(ca)}]\nkey: [${path.basename(key)}, ${path.basename(key)}]\nto: http://127.0.0.1:8080\n`);
+    assert.deepEqual((await resolveProxySettings('http', { config: file })).certificates, [{ certFile: path.join(path.dirname(file), path.basename(cert)), keyFile: path.join(path.dirname(file), path.basename(key)) }, { certFile: path.join(path.dirname(file), path.basename(ca)), keyFile: path.join(path.dirname(file), path.basename(key)) }]);
+    await rejectsWith(resolveProxySettings('http', { cert: [cert, ca], key: [key], to: ['http://127.0.0.1:8080'] }), '--cert names 2 certificate(s) and --key 1 key(s): give one key per certificate, in the same order');
+  });
+});
+
+describe('aludel serve shares the settings path (issue 13)', () => {
+  const root = (): string => path.dirname(cert);
+  test('the checks proxy has: levels, TLS range, required root, readable directory', async () => {
+    await rejectsWith(resolveServeSettings({ cert, key, root: root(), logLevel: 'verbose' }), '--log-level: expected');
+    await rejectsWith(resolveServeSettings({ cert, key, root: root(), tlsMin: '1.3', tlsMax: '1.2' }), '--tls-min TLSv1.3 is above --tls-max TLSv1.2');
+    await rejectsWith(resolveServeSettings({ cert, key }), '--root is required');
+    await rejectsWith(resolveServeSettings({ cert, key, root: cert }), `--root: ${cert}: not a directory`);
+    await rejectsWith(resolveServeSettings({ cert, key, root: root(), accessLogFormat: 'apache' }), '--access-log-format: expected json or combined');
+  });
+
+  test('--config for serve, relative paths from the file, flags win; proxy keys refused by name', async () => {
+    const file = configFile('serve.yaml', `cert: ${path.basename(cert)}\nkey: ${path.basename(key)}\nroot: .\nidle-timeout: 5s\naccess-log: access.log\naccess-log-format: combined\n`);
+    const s = await resolveServeSettings({ config: file, idleTimeout: '7s' });
+    assert.equal(s.root, path.dirname(file));
+    assert.equal(s.idleTimeoutMs, 7000);
+    assert.deepEqual(s.accessLog, { file: path.join(path.dirname(file), 'access.log'), format: 'combined' });
+    const bad = configFile('serve-bad.yaml', `cert: ${cert}\nkey: ${key}\nroot: .\nto: http://127.0.0.1:8080\n`);
+    await rejectsWith(resolveServeSettings({ config: bad }), `config ${bad}: to: applies to aludel proxy and tcp, not to aludel serve`);
   });
 });

@@ -1,0 +1,73 @@
+/**
+ * The TLS listeners of a command: one per --listen address, all with the
+ * same certificates and TLS settings (narrowed per address by
+ * --offload-policy prefer-hw, which looks at the NIC behind that address),
+ * each with its own accept loop and --max-connections.
+ */
+import type { Logger } from '../log/logger.js';
+import type { ListenerSettings } from '../config/proxy-settings.js';
+import { createKtlsServer } from '../tls/create-server.js';
+import { resolveHwPolicy, type HwPolicyDecision } from '../tls/hw-offload-policy.js';
+import type { OffloadDecision, SecureServer, TlsOptions } from '../tls/types.js';
+import { logHwPolicy, logOffload } from './serve-command.js';
+
+
+interface Listener {
+  server: SecureServer;
+  host: string;
+  port: number;
+  hw: HwPolicyDecision;
+}
+
+export class Listeners {
+  private readonly list: Listener[];
+  private readonly alpn: readonly string[] | undefined;
+
+  /** `alpn`: the application protocols offered (default http/1.1; none for tcp). */
+  constructor(s: ListenerSettings, log: Logger, alpn?: readonly string[]) {
+    this.alpn = alpn;
+    this.list = s.listen.map(({ host, port }) => {
+      const { tls, hw } = this.tlsFor(s, host);
+      const server = createKtlsServer({ ...tls, offload: s.offload, handshakeTimeoutMs: s.handshakeTimeoutMs, maxConnections: s.maxConnections, log });
+      return { server, host, port, hw };
+    });
+  }
+
+  get servers(): SecureServer[] {
+    return this.list.map((l) => l.server);
+  }
+
+  /** The engine and kTLS decision (the same for every address: one OpenSSL per process). */
+  get offload(): OffloadDecision {
+    return this.list[0]!.server.offload;
+  }
+
+  get connectionCount(): number {
+    return this.list.reduce((n, l) => n + l.server.connectionCount, 0);
+  }
+
+  /** Binds every address; logs where its crypto runs. Returns the bound addresses, in order. */
+  async listen(s: ListenerSettings, log: Logger): Promise<string[]> {
+    const bound: string[] = [];
+    for (const l of this.list) {
+      const a = await l.server.listen({ host: l.host, port: l.port, reusePort: s.reusePort });
+      const address = `${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
+      logOffload(log, l.server.offload, address);
+      logHwPolicy(log, l.hw, address);
+      bound.push(address);
+    }
+    return bound;
+  }
+
+  /** SIGHUP: new certificates and TLS settings for new handshakes on every address. */
+  reconfigure(s: ListenerSettings): void {
+    for (const l of this.list) {
+      l.server.reconfigure(this.tlsFor(s, l.host).tls);
+    }
+  }
+
+  private tlsFor(s: ListenerSettings, host: string): { tls: TlsOptions; hw: HwPolicyDecision } {
+    const hw = resolveHwPolicy(s.offloadPolicy, host, s.offload, { minVersion: s.tlsMin, maxVersion: s.tlsMax, cipherList: s.ciphers ?? undefined });
+    return { hw, tls: { certificates: s.certificates, ...hw.tls, cipherSuites: s.ciphersuites ?? undefined, ...(this.alpn ? { alpn: this.alpn } : {}) } };
+  }
+}

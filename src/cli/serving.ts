@@ -1,0 +1,134 @@
+/**
+ * A serving process (serve, proxy, tcp) over its life: the listener hands
+ * each connection to the current front; SIGHUP reloads (new settings and
+ * certificates for new connections, the old front drained and retired);
+ * SIGTERM/SIGINT stop gracefully within --shutdown-timeout; SIGQUIT stops at
+ * once; SIGUSR1 reopens the access log. Every signal is logged. The signal
+ * wiring is in signals.ts; this file is what the signals do.
+ */
+import type { Logger } from '../log/logger.js';
+import type { TrafficStats } from '../metrics/traffic-stats.js';
+import { onSecureConnections } from '../http/serve.js';
+import type { Front } from '../http/front.js';
+import type { SecureServer } from '../tls/types.js';
+
+/** One set of settings in force: its front and what to release once it is drained. */
+export interface Generation<S> {
+  settings: S;
+  front: Front;
+  /** Releases what only this generation used (upstream pools, timers). */
+  retire(): void;
+}
+
+export interface ServingOptions<S> {
+  /** One per --listen address, all serving the same fronts. */
+  servers: readonly SecureServer[];
+  log: Logger;
+  stats: TrafficStats;
+  /** Reads the settings again: the config file, then the flags given at start. Throws when invalid. */
+  load(): Promise<S>;
+  /** Applies settings to new connections (certificates included). Throws, changing nothing, when they cannot be applied. */
+  build(next: S, previous: S | null): Promise<Generation<S>>;
+  /** The settings that differ between two and only take effect on a restart (listen address, ...). */
+  restartOnly(previous: S, next: S): string[];
+  /** How long a graceful stop may take (--shutdown-timeout). */
+  shutdownTimeoutMs(s: S): number;
+  /** The access log's SIGUSR1. */
+  reopenLogs(): void;
+  /** Everything not per generation (admin listener, access log, cache): closed last. */
+  closeRest(): Promise<void>;
+}
+
+export class Serving<S> {
+  private current: Generation<S>;
+  /** Generations replaced by a reload, still finishing their connections. */
+  private readonly retiring = new Set<Promise<void>>();
+  private reloading: Promise<void> | null = null;
+  private stopping = false;
+
+  constructor(private readonly o: ServingOptions<S>, first: Generation<S>) {
+    this.current = first;
+    for (const server of o.servers) onSecureConnections(server, o.log, o.stats, (conn) => this.current.front.accept(conn));
+  }
+
+  /** Live connections over every listener. */
+  get connections(): number {
+    return this.o.servers.reduce((n, s) => n + s.connectionCount, 0);
+  }
+
+  get settings(): S {
+    return this.current.settings;
+  }
+
+  /**
+   * SIGHUP: the new settings serve new connections; connections in flight
+   * finish on the old ones, whose front is then retired. Invalid settings or
+   * certificates are logged and the old ones stay. A HUP during a reload
+   * waits for it and reloads again (the files may have changed since).
+   */
+  async reload(): Promise<void> {
+    if (this.stopping) return;
+    while (this.reloading) await this.reloading;
+    this.reloading = this.reloadOnce().finally(() => { this.reloading = null; });
+    return this.reloading;
+  }
+
+  private async reloadOnce(): Promise<void> {
+    const { log } = this.o;
+    let next: Generation<S>;
+    try {
+      const settings = await this.o.load();
+      const kept = this.o.restartOnly(this.current.settings, settings);
+      if (kept.length > 0) log.warn({ settings: kept }, `reload: ${kept.join(', ')} changed; these take effect only on a restart, and the current values stay`);
+      next = await this.o.build(settings, this.current.settings);
+    } catch (err) {
+      log.error({ error: (err as { code?: string }).code ?? 'ERR_UNKNOWN', detail: (err as Error).message }, 'reload failed: still serving with the previous settings and certificates');
+      return;
+    }
+    const old = this.current;
+    this.current = next;
+    this.retire(old);
+    log.info({ retiring: old.front.connections }, 'reloaded: new connections use the new settings; connections in flight finish on the old ones');
+  }
+
+  private retire(g: Generation<S>): void {
+    const done = g.front.drain().then(() => g.retire());
+    this.retiring.add(done);
+    void done.finally(() => this.retiring.delete(done));
+  }
+
+  /**
+   * SIGTERM/SIGINT: no new connection; idle keep-alive connections close at
+   * once, the rest after their response (Connection: close); whatever is
+   * left at the deadline is cut. Resolves when everything is closed.
+   */
+  async stop(signal: string): Promise<void> {
+    if (this.stopping) {
+      this.o.log.info({ signal }, 'already stopping');
+      return;
+    }
+    this.stopping = true;
+    const deadlineMs = this.o.shutdownTimeoutMs(this.current.settings);
+    for (const server of this.o.servers) server.stopAccepting();
+    this.o.log.info({ signal, deadlineMs, connections: this.connections }, 'stopping: new connections refused, requests in flight finish');
+    let timer: NodeJS.Timeout | undefined;
+    const drained = Promise.all([this.current.front.drain(), ...this.retiring]).then(() => true);
+    const late = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), deadlineMs); });
+    const clean = await Promise.race([drained, late]);
+    clearTimeout(timer);
+    if (!clean) this.o.log.warn({ deadlineMs, cut: this.connections }, 'shutdown deadline reached: closing the connections still open');
+    await this.close();
+  }
+
+  /** SIGQUIT, or the end of stop(): everything closed now. */
+  async close(): Promise<void> {
+    this.stopping = true;
+    await Promise.all(this.o.servers.map((s) => s.close()));
+    this.current.retire();
+    await this.o.closeRest();
+  }
+
+  reopenLogs(): void {
+    this.o.reopenLogs();
+  }
+}

@@ -1,0 +1,144 @@
+/**
+ * A front: what serves a listener's finished TLS connections (static files,
+ * the HTTP proxy, or tunnels). The listener hands each connection to the
+ * current front; a reload (SIGHUP) makes a new front from the new settings
+ * and retires the old one, and a graceful stop (SIGTERM) drains the last:
+ * requests in flight finish, idle keep-alive connections are closed, as
+ * nginx's old workers do after a reload or a graceful shutdown.
+ */
+import type http from 'node:http';
+import type { SecureConnection } from '../tls/types.js';
+
+export interface Front {
+  /** Takes a connection whose handshake is done. */
+  accept(conn: SecureConnection): void;
+  /**
+   * Stops keep-alive: connections idle now are closed, and every response
+   * from now on says Connection: close and closes its connection after it.
+   * Resolves once this front holds no connection.
+   */
+  drain(): Promise<void>;
+  /** Connections this front holds now. */
+  readonly connections: number;
+}
+
+/**
+ * The responses still being written (or queued) on each connection, in
+ * request order. Pipelined responses go out in that order (RFC 9112 §9.3.2),
+ * so when a later request cannot be parsed, its 400 must wait for the
+ * responses owed to the complete requests before it (answerClientError).
+ */
+const unfinished = new WeakMap<object, http.ServerResponse[]>();
+
+/** The last response owed to a complete earlier request on `conn`, if one is not finished yet. */
+export function owedResponse(conn: object): http.ServerResponse | undefined {
+  const list = unfinished.get(conn);
+  if (list === undefined) return undefined;
+  for (let i = list.length - 1; i >= 0; i--) {
+    // A request whose body is still coming is the one that failed, not one owed an answer.
+    if (list[i]!.req.complete && !list[i]!.writableFinished) return list[i];
+  }
+  return undefined;
+}
+
+/** The response to the last request node's parser handed over on each connection. */
+const latest = new WeakMap<object, http.ServerResponse>();
+
+/**
+ * The response to the request whose body the parser is still reading on
+ * `conn`, if the server has already begun it (status line generated): a
+ * parse error found in that body then belongs to an answered request, and a
+ * second answer (a 400) would be read by the client as the response to its
+ * next request.
+ */
+export function answeredMidBody(conn: object): http.ServerResponse | undefined {
+  const res = latest.get(conn);
+  return res !== undefined && !res.req.complete && res.headersSent ? res : undefined;
+}
+
+function track(conn: object, res: http.ServerResponse): void {
+  latest.set(conn, res);
+  let list = unfinished.get(conn);
+  if (list === undefined) unfinished.set(conn, (list = []));
+  list.push(res);
+  res.once('close', () => list.splice(list.indexOf(res), 1));
+}
+
+/**
+ * Resolves with the connection once `res` is the response being written on
+ * it: node queues the responses to pipelined requests, and a response
+ * writes into its connection (sendfile, splice) only when its turn has come;
+ * before that, res.socket is null. Rejects if the response is closed first.
+ */
+export function whenAttached(res: http.ServerResponse): Promise<SecureConnection> {
+  if (res.socket) return Promise.resolve(res.socket as unknown as SecureConnection);
+  // A queued response gets no 'close' of its own when the connection goes: watch the connection.
+  const conn = res.req.socket;
+  return new Promise((resolve, reject) => {
+    const onSocket = (socket: unknown): void => { done(); resolve(socket as SecureConnection); };
+    const onClose = (): void => { done(); reject(Object.assign(new Error('client connection closed'), { code: 'ECONNRESET' })); };
+    const done = (): void => { res.off('socket', onSocket); res.off('close', onClose); conn.off('close', onClose); };
+    res.once('socket', onSocket);
+    res.once('close', onClose);
+    if (conn.destroyed) onClose();
+    else conn.once('close', onClose);
+  });
+}
+
+/** How often a draining front looks again for connections that became idle. */
+const DRAIN_TICK_MS = 100;
+
+/** The connections a front holds, so that it knows when it is empty. */
+export class ConnectionSet {
+  private readonly live = new Set<SecureConnection>();
+
+  add(conn: SecureConnection): void {
+    this.live.add(conn);
+    conn.once('close', () => this.live.delete(conn));
+  }
+
+  get size(): number {
+    return this.live.size;
+  }
+
+  /** Resolves once empty, calling `sweep` now and every tick until then. */
+  emptied(sweep: () => void = () => undefined): Promise<void> {
+    return new Promise((resolve) => {
+      const tick = (): boolean => {
+        sweep();
+        if (this.live.size > 0) return false;
+        resolve();
+        return true;
+      };
+      if (tick()) return;
+      const timer = setInterval(() => { if (tick()) clearInterval(timer); }, DRAIN_TICK_MS);
+    });
+  }
+}
+
+/** A front on node's http.Server (serve, proxy). */
+export function httpFront(httpServer: http.Server): Front {
+  const conns = new ConnectionSet();
+  let draining = false;
+  // Before the handler writes its head: a request that arrives while draining gets
+  // Connection: close (node writes it when shouldKeepAlive is false, RFC 9112 §9.6).
+  httpServer.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    track(req.socket, res);
+    if (draining) res.shouldKeepAlive = false;
+  });
+  return {
+    accept(conn) {
+      conns.add(conn);
+      httpServer.emit('connection', conn);
+    },
+    async drain() {
+      draining = true;
+      await conns.emptied(() => httpServer.closeIdleConnections());
+      // Stops node's header-timeout sweeper (it never listened: close() then only reports that).
+      httpServer.close(() => undefined);
+    },
+    get connections() {
+      return conns.size;
+    },
+  };
+}

@@ -1,0 +1,58 @@
+/**
+ * `--redirect-http ADDR`: a plain-HTTP listener that sends every request to
+ * HTTPS, as nginx's `return 308 https://$host$request_uri` server block or
+ * Caddy's automatic redirect. 308 (RFC 9110 §15.4.9) keeps the method and
+ * body, unlike 301. The target is the client's own Host (without its port)
+ * and Aludel's TLS port, so nothing the client sends can point elsewhere
+ * than the name it asked for. Small and strict: no keep-alive, short
+ * timeouts, and a 400 for a request without a usable Host.
+ */
+import http from 'node:http';
+import { isIP } from 'node:net';
+import type { Logger } from '../log/logger.js';
+import { HOST_NAME } from '../config/setting-values.js';
+
+export interface RedirectOptions {
+  host: string;
+  port: number;
+  /** The HTTPS port to send clients to (443 is left out of the URL). */
+  httpsPort: number;
+  log: Logger;
+}
+
+/** Where to send a request, or null when its Host is missing or malformed. */
+export function redirectTarget(hostField: string | undefined, url: string, httpsPort: number): string | null {
+  if (hostField === undefined) return null;
+  const m = /^(\[[0-9a-fA-F:.]+\]|[^:[\]]+)(?::\d{1,5})?$/.exec(hostField.trim());
+  if (m === null) return null;
+  const name = m[1]!;
+  const ok = name.startsWith('[') ? isIP(name.slice(1, -1)) === 6 : isIP(name) === 4 || HOST_NAME.test(name);
+  if (!ok) return null;
+  // An absolute-form target (RFC 9112 §3.2.2) keeps only its path.
+  const path = url.startsWith('/') ? url : url.replace(/^https?:\/\/[^/]*/i, '') || '/';
+  return `https://${name.toLowerCase()}${httpsPort === 443 ? '' : `:${httpsPort}`}${path.startsWith('/') ? path : `/${path}`}`;
+}
+
+export async function startRedirect(o: RedirectOptions): Promise<{ address: string; close(): Promise<void> }> {
+  const server = http.createServer({ headersTimeout: 10_000, requestTimeout: 10_000, keepAliveTimeout: 0, maxHeaderSize: 8192 }, (req, res) => {
+    const location = redirectTarget(req.headers.host, req.url ?? '/', o.httpsPort);
+    res.shouldKeepAlive = false;
+    if (location === null) {
+      res.writeHead(400, { 'Content-Type': 'text/plain', 'Content-Length': 30 }).end('Bad Request: no usable Host\r\n\r\n'.slice(0, 30));
+      return;
+    }
+    res.writeHead(308, { Location: location, 'Content-Length': 0 }).end();
+  });
+  server.on('clientError', (_err, socket) => socket.destroy());
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(o.port, o.host, () => resolve());
+  });
+  const a = server.address() as { address: string; port: number };
+  const address = `${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
+  o.log.info({ redirect: address, httpsPort: o.httpsPort }, 'plain HTTP redirected to HTTPS (308)');
+  return {
+    address,
+    close: () => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
+  };
+}

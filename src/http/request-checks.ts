@@ -1,0 +1,60 @@
+/**
+ * What RFC 9112 requires of a request that node's parser (llhttp) leaves to
+ * the server, checked once per request by serve and proxy before anything
+ * else: a 400 for more than one Host or an invalid one (§3.2), for a
+ * Transfer-Encoding whose last coding is not chunked (§6.3), and for the
+ * asterisk-form target with any method but OPTIONS (§3.2.4). Pure.
+ */
+import { isIP } from 'node:net';
+
+/**
+ * Host = uri-host [ ":" port ] (RFC 9110 §7.2, RFC 3986 §3.2.2): an IP-literal
+ * in brackets, an IPv4 address or a reg-name of unreserved, pct-encoded and
+ * sub-delims characters. So "a@b" (userinfo) and "a/b" are not hosts, and
+ * neither is anything that could change the target once forwarded.
+ */
+const REG_NAME_AND_PORT = /^(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*(?::[0-9]*)?$/;
+const IP_LITERAL_AND_PORT = /^\[([^\]]*)\](?::[0-9]*)?$/;
+
+export function isValidHost(value: string): boolean {
+  // A port is *DIGIT in the URI grammar, but TCP has 65535 of them (RFC 9293 §3.1).
+  const port = /:([0-9]*)$/.exec(value);
+  if (port !== null && port[1] !== '' && (port[1]!.length > 5 || Number(port[1]) > 65535)) return false;
+  const literal = IP_LITERAL_AND_PORT.exec(value);
+  if (literal !== null) return isIP(literal[1]!) === 6 || /^v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+$/.test(literal[1]!);
+  return REG_NAME_AND_PORT.test(value);
+}
+
+/** The reason a request must be answered 400, or null. `rawHeaders` as node gives them ([name, value, ...]). */
+export function requestProblem(method: string, target: string, rawHeaders: readonly string[]): string | null {
+  let hosts = 0;
+  let host = '';
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    if (rawHeaders[i]!.length !== 4 || rawHeaders[i]!.toLowerCase() !== 'host') continue;
+    hosts++;
+    host = rawHeaders[i + 1]!;
+  }
+  if (hosts > 1) return 'more than one Host field (RFC 9112 §3.2)';
+  // An empty Host is what a client sends when the target has no authority (RFC 9112 §3.2).
+  if (host !== '' && !isValidHost(host)) return `invalid Host ${JSON.stringify(host.slice(0, 100))} (RFC 9112 §3.2)`;
+  // §6.3 item 4: a request whose Transfer-Encoding does not end in chunked has no knowable
+  // length: 400 and close. llhttp refuses it too, but only after the request event, when
+  // a proxy may already have sent the head on.
+  const coding = finalCoding(rawHeaders);
+  if (coding !== null && coding !== 'chunked') return `Transfer-Encoding ending in ${JSON.stringify(coding.slice(0, 40))}, not chunked (RFC 9112 §6.3)`;
+  if (target === '*' && method !== 'OPTIONS') return `asterisk-form target with ${method.slice(0, 20)} (RFC 9112 §3.2.4: OPTIONS only)`;
+  return null;
+}
+
+/** The last transfer coding named by the Transfer-Encoding fields (lowercased, parameters kept), or null without any. */
+function finalCoding(rawHeaders: readonly string[]): string | null {
+  let last: string | null = null;
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    if (rawHeaders[i]!.length !== 17 || rawHeaders[i]!.toLowerCase() !== 'transfer-encoding') continue;
+    const codings = rawHeaders[i + 1]!.split(',').map((c) => c.trim()).filter((c) => c !== '');
+    // An empty value names no coding (RFC 9110 §5.6.1 list rules): it leaves the last one as is.
+    if (codings.length > 0) last = codings[codings.length - 1]!.toLowerCase();
+    else if (last === null) last = '';
+  }
+  return last;
+}

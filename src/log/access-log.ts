@@ -1,0 +1,123 @@
+/**
+ * The access log: one line per request, as nginx's access_log gives. By
+ * default a JSON line ("msg":"request") in the main log on stdout; with
+ * --access-log FILE, its own file, reopened on SIGUSR1 after logrotate has
+ * moved it (nginx's USR1). Formats: json (the default: the same fields as
+ * on stdout) or combined (nginx's "combined" text line, plus the fields
+ * nginx admins usually add: request time, upstream, upstream header time,
+ * request id). The file is written through pino's SonicBoom, asynchronously,
+ * so a slow disk never holds a request.
+ */
+import { randomBytes } from 'node:crypto';
+import { pino, type DestinationStream } from 'pino';
+import type { Logger } from './logger.js';
+
+export type AccessFormat = 'json' | 'combined';
+export const ACCESS_FORMATS: readonly AccessFormat[] = ['json', 'combined'];
+
+/** What each request line holds (serve and proxy add their own fields beside these). */
+export interface AccessFields {
+  id: string;
+  conn: number;
+  /** The client's address and port. */
+  client: string;
+  method: string | undefined;
+  url: string | undefined;
+  host: string | undefined;
+  userAgent: string | undefined;
+  referer: string | undefined;
+  status: number;
+  bytes: number;
+  ms: number;
+  /** The upstream (proxy only): its URL, and how long until its response head came. */
+  upstream?: string | null;
+  upstreamMs?: number | null;
+  [more: string]: unknown;
+}
+
+export interface AccessLogOptions {
+  /** null: the main log (stdout). */
+  file: string | null;
+  format: AccessFormat;
+  log: Logger;
+}
+
+/** A per-process prefix and a counter: unique ids without randomness per request. */
+const ID_PREFIX = randomBytes(6).toString('hex');
+let idCounter = 0;
+export function requestId(): string {
+  return `${ID_PREFIX}${(idCounter++).toString(16).padStart(8, '0')}`;
+}
+
+export class AccessLog {
+  private readonly o: AccessLogOptions;
+  private readonly dest: (DestinationStream & { reopen?: (file?: string) => void; end?: () => void }) | null;
+  private readonly json: Logger;
+
+  constructor(o: AccessLogOptions) {
+    this.o = o;
+    // 0640: client addresses are personal data; the group can be the log shipper's.
+    this.dest = o.file === null ? null : pino.destination({ dest: o.file, sync: false, mkdir: false, append: true, mode: 0o640 } as Parameters<typeof pino.destination>[0] & { mode: number });
+    this.json = this.dest === null ? o.log : pino({ base: { pid: process.pid } }, this.dest);
+  }
+
+  /** Writes one request line; warn for requests that failed for a reason worth an admin's look. */
+  write(level: 'info' | 'warn', fields: AccessFields): void {
+    if (this.o.format === 'json') {
+      this.json[level](fields, 'request');
+      return;
+    }
+    const line = `${combinedLine(fields, new Date())}\n`;
+    if (this.dest) this.dest.write(line);
+    else process.stdout.write(line);
+  }
+
+  /** SIGUSR1: logrotate has renamed the file; write to a new one under the configured name. */
+  reopen(): void {
+    if (this.dest?.reopen === undefined) {
+      this.o.log.info({ signal: 'SIGUSR1' }, 'access log goes to stdout: nothing to reopen');
+      return;
+    }
+    this.dest.reopen();
+    this.o.log.info({ signal: 'SIGUSR1', file: this.o.file }, 'access log reopened');
+  }
+
+  close(): void {
+    this.dest?.end?.();
+  }
+}
+
+/**
+ * nginx's combined format, `$remote_addr - - [$time_local] "$request" $status
+ * $body_bytes_sent "$http_referer" "$http_user_agent"`, then
+ * `rt=$request_time ua=$upstream_addr uht=$upstream_header_time id=$request_id`.
+ * Values from the client are escaped as nginx escapes them (\xHH for '"',
+ * '\' and bytes outside printable ASCII), so a line cannot be forged.
+ */
+export function combinedLine(f: AccessFields, now: Date): string {
+  const addr = f.client.slice(0, f.client.lastIndexOf(':')) || '-';
+  const request = f.method === undefined ? '-' : `${f.method} ${f.url ?? ''} HTTP/1.1`;
+  const secs = (ms: number | null | undefined): string => (ms === null || ms === undefined ? '-' : (ms / 1000).toFixed(3));
+  return `${addr} - - [${timeLocal(now)}] "${escape(request)}" ${f.status} ${f.bytes} "${escape(f.referer ?? '-')}" "${escape(f.userAgent ?? '-')}"`
+    + ` rt=${secs(f.ms)} ua=${f.upstream ? escape(f.upstream) : '-'} uht=${secs(f.upstreamMs)} id=${f.id}`;
+}
+
+function escape(s: string): string {
+  let out = '';
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    out += c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c ? `\\x${c.toString(16).toUpperCase().padStart(2, '0')}` : s[i];
+  }
+  return out;
+}
+
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+/** 03/Dec/2026:20:15:02 +0000, in local time as nginx's $time_local. */
+export function timeLocal(d: Date): string {
+  const two = (n: number): string => String(n).padStart(2, '0');
+  const off = -d.getTimezoneOffset();
+  const sign = off >= 0 ? '+' : '-';
+  const abs = Math.abs(off);
+  return `${two(d.getDate())}/${MONTHS[d.getMonth()]}/${d.getFullYear()}:${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())} ${sign}${two(Math.floor(abs / 60))}${two(abs % 60)}`;
+}

@@ -1,0 +1,46 @@
+/**
+ * Several --listen addresses (IPv4 and IPv6) and --redirect-http, on the real
+ * CLI with curl (issue 13).
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { serveArgs, startAludel } from '../support/aludel-process.js';
+import { curl } from '../support/clients.js';
+import { makeFixtures, sha256, type StandardFixtures } from '../support/fixtures.js';
+
+let fx: StandardFixtures;
+before(async () => {
+  fx = await makeFixtures();
+});
+after(() => fx?.cleanup());
+
+test('two listen addresses, 127.0.0.1 and ::1, both serve; --redirect-http answers 308 to the TLS port', async () => {
+  const p = await startAludel([...serveArgs(fx), '--listen', '[::1]:0', '--redirect-http', '127.0.0.1:0']);
+  try {
+    const line = await p.waitForLog((l) => l.msg === 'serving files over HTTPS');
+    const addresses = line.addresses as string[];
+    assert.equal(addresses.length, 2);
+    assert.match(addresses[0]!, /^127\.0\.0\.1:\d+$/);
+    assert.match(addresses[1]!, /^\[::1\]:\d+$/);
+    for (const a of addresses) {
+      const port = a.slice(a.lastIndexOf(':') + 1);
+      const host = a.startsWith('[') ? '[::1]' : '127.0.0.1';
+      const r = await curl(['--cacert', fx.certFile, '--resolve', `localhost:${port}:${host.replace(/[[\]]/g, '')}`, `https://localhost:${port}/${fx.files.big.name}`]);
+      assert.equal(r.code, 0, `${a}: ${r.stderr}`);
+      assert.equal(sha256(r.stdout), fx.files.big.sha256, a);
+    }
+    const redirect = String((await p.waitForLog((l) => l.msg === 'plain HTTP redirected to HTTPS (308)')).redirect);
+    const tlsPort = addresses[0]!.slice(addresses[0]!.lastIndexOf(':') + 1);
+    const r = await curl(['-si', '-H', 'Host: www.example.test:80', `http://${redirect}/a/b?c=1`]);
+    assert.match(r.stdout.toString(), /^HTTP\/1\.1 308 /);
+    assert.match(r.stdout.toString(), new RegExp(`\\r\\nlocation: https://www\\.example\\.test:${tlsPort}/a/b\\?c=1\\r\\n`, 'i'));
+    // Followed: curl lands on the file over HTTPS.
+    const followed = await curl(['-L', '--cacert', fx.certFile, '--resolve', `localhost:${tlsPort}:127.0.0.1`, '-H', 'Host: localhost', `http://${redirect}/${fx.files.mid.name}`]);
+    assert.equal(followed.code, 0, followed.stderr);
+    assert.equal(sha256(followed.stdout), fx.files.mid.sha256);
+    const bad = await curl(['-si', '-H', 'Host: a@b', `http://${redirect}/`]);
+    assert.match(bad.stdout.toString(), /^HTTP\/1\.1 400 /, 'no redirect to a Host that is not a host');
+  } finally {
+    await p.stop();
+  }
+});
