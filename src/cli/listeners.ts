@@ -50,7 +50,10 @@ export class Listeners {
   async listen(s: ListenerSettings, log: Logger): Promise<string[]> {
     const bound: string[] = [];
     for (const l of this.list) {
-      const a = await l.server.listen({ host: l.host, port: l.port, reusePort: s.reusePort });
+      const a = await l.server.listen({ host: l.host, port: l.port, reusePort: s.reusePort }).catch((err: Error & { code?: string }) => {
+        // The addon says "bind: Address already in use": name the address, as nginx does.
+        throw Object.assign(new Error(`--listen ${l.host.includes(':') ? `[${l.host}]` : l.host}:${l.port}: ${err.message}`), { code: err.code });
+      });
       const address = `${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
       logOffload(log, l.server.offload, address);
       logHwPolicy(log, l.hw, address);

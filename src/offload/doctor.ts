@@ -233,7 +233,10 @@ export function formatDoctorTable(r: DoctorReport): string {
       '',
     ),
   );
-  parts.push('', 'kernel kTLS features', table([['feature', 'since', 'here'], ...r.kernelFeatures.map((f) => [f.feature, f.since, yesNo(f.available)])]));
+  // "here" is what this host can use now: a kernel version with the feature is no use without the tls module.
+  const usable = kernelTlsUsable(r);
+  const here = (f: KernelFeature): string => (f.available === true && !usable ? 'no: tls module absent' : yesNo(f.available));
+  parts.push('', 'kernel kTLS features', table([['feature', 'since', 'here'], ...r.kernelFeatures.map((f) => [f.feature, f.since, here(f)])]));
   if (r.openssl.available) {
     parts.push('', 'OpenSSL kTLS directions', table([['tls', 'tx', 'rx'], ...r.openssl.ktls.map((d) => [d.tls, yesNo(d.tx), yesNo(d.rx)])]));
   }

@@ -44,3 +44,15 @@ test('two listen addresses, 127.0.0.1 and ::1, both serve; --redirect-http answe
     await p.stop();
   }
 });
+
+test('a busy address: the error names it', async () => {
+  const p = await startAludel(serveArgs(fx));
+  try {
+    const { runCli } = await import('../support/aludel-process.js');
+    const r = await runCli(['serve', '--listen', `127.0.0.1:${p.port}`, '--cert', fx.certFile, '--key', fx.keyFile, '--root', fx.root]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, new RegExp(`^aludel: --listen 127\\.0\\.0\\.1:${p.port}: bind: Address already in use`, 'm'));
+  } finally {
+    await p.stop();
+  }
+});

@@ -271,6 +271,8 @@ test('runDoctor on fixture trees: findings per ULP status, schema shape, table n
   const text = formatDoctorTable(loaded);
   assert.match(text, /^ {2}gcm\(aes\) +gcm-aes-chcr +3000 +accelerator \(coprocessor mode\)$/m);
   assert.match(text, /^ {2}TLS 1\.3 +5\.1 +yes$/m);
+  // A kernel version with the feature is no use without the module: not "yes" (it said yes).
+  assert.match(formatDoctorTable(absent), /^ {2}TLS 1\.3 +5\.1 +no: tls module absent$/m);
 });
 
 test('runDoctor on this machine: kernel TLS status matches /proc/net/tls_stat', () => {
