@@ -18,7 +18,7 @@ import { HttpCache } from '../cache/cache.js';
 import { CacheDirectoryError } from '../errors.js';
 import { UpstreamGroup } from '../proxy/upstream-group.js';
 import { addProxyOptions, resolveProxySettings } from './proxy-options.js';
-import { changed, reportFatal, startRedirectFor } from './serve-command.js';
+import { LISTENER_RESTART, reportFatal, startRedirectFor } from './serve-command.js';
 import { Listeners } from './listeners.js';
 import { Serving, type Generation } from './serving.js';
 import { handleServingSignals } from './signals.js';
@@ -37,7 +37,7 @@ export interface RunningProxy {
 }
 
 /** What a reload cannot change in a running proxy: the sockets, the engine, the files held open. */
-const PROXY_RESTART: ReadonlyArray<keyof ProxySettings> = ['listen', 'reusePort', 'admin', 'offload', 'offloadPolicy', 'maxConnections', 'accessLog', 'cache', 'redirectHttp'];
+const PROXY_RESTART: ReadonlyArray<keyof ProxySettings> = [...LISTENER_RESTART, 'cache'];
 
 export async function runProxy(s: ProxySettings, load: () => Promise<ProxySettings> = () => Promise.resolve(s)): Promise<RunningProxy> {
   const log = createLogger({ level: s.logLevel });
@@ -72,14 +72,7 @@ export async function runProxy(s: ProxySettings, load: () => Promise<ProxySettin
   };
   const serving = new Serving<ProxySettings>({
     servers: listeners.servers, log, stats, load, build,
-    restartOnly: (a, b) => changed(a, b, PROXY_RESTART),
-    shutdownTimeoutMs: (x) => x.shutdownTimeoutMs,
-    reopenLogs: () => access.reopen(),
-    closeRest: async () => {
-      await Promise.all([admin?.close(), redirect?.close()]);
-      access.close();
-      log.info({ totals: await stats.snapshot() }, 'proxy stopped');
-    },
+    restartKeys: PROXY_RESTART, access, others: () => [admin, redirect], stoppedMessage: 'proxy stopped',
   }, await build(s, null));
   const addresses = await listeners.listen(s, log);
   if (s.mode === 'http') redirect = await startRedirectFor(s, addresses, log);

@@ -44,7 +44,7 @@ export interface RunningServe {
 }
 
 /** Settings a reload cannot change in a running listener (the sockets, the engine, the files held open). */
-const LISTENER_RESTART: ReadonlyArray<keyof (ListenerSettings & HttpServerSettings)> = ['listen', 'reusePort', 'admin', 'offload', 'offloadPolicy', 'maxConnections', 'accessLog', 'redirectHttp'];
+export const LISTENER_RESTART: ReadonlyArray<keyof (ListenerSettings & HttpServerSettings)> = ['listen', 'reusePort', 'admin', 'offload', 'offloadPolicy', 'maxConnections', 'accessLog', 'redirectHttp'];
 
 /** --redirect-http: plain HTTP answered with a 308 to the first TLS address's port. */
 export async function startRedirectFor(s: HttpServerSettings, addresses: readonly string[], log: Logger): Promise<Awaited<ReturnType<typeof startRedirect>> | null> {
@@ -53,10 +53,6 @@ export async function startRedirectFor(s: HttpServerSettings, addresses: readonl
   return startRedirect({ ...s.redirectHttp, httpsPort: Number(first.slice(first.lastIndexOf(':') + 1)), log });
 }
 
-/** The names of `keys` whose values differ, for the reload warning. */
-export function changed<S extends object>(a: S, b: S, keys: ReadonlyArray<keyof S>): string[] {
-  return keys.filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k])).map(String);
-}
 
 export async function runServe(s: ServeSettings, load: () => Promise<ServeSettings> = () => Promise.resolve(s)): Promise<RunningServe> {
   const log = createLogger({ level: s.logLevel });
@@ -76,14 +72,7 @@ export async function runServe(s: ServeSettings, load: () => Promise<ServeSettin
   };
   const serving = new Serving<ServeSettings>({
     servers: listeners.servers, log, stats, load, build,
-    restartOnly: (a, b) => changed(a, b, LISTENER_RESTART),
-    shutdownTimeoutMs: (x) => x.shutdownTimeoutMs,
-    reopenLogs: () => access.reopen(),
-    closeRest: async () => {
-      await Promise.all([admin?.close(), redirect?.close()]);
-      access.close();
-      log.info({ totals: await stats.snapshot() }, 'stopped');
-    },
+    restartKeys: LISTENER_RESTART, access, others: () => [admin, redirect], stoppedMessage: 'stopped',
   }, await build(s, null));
   const addresses = await listeners.listen(s, log);
   redirect = await startRedirectFor(s, addresses, log);

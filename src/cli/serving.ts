@@ -11,6 +11,8 @@ import type { TrafficStats } from '../metrics/traffic-stats.js';
 import { onSecureConnections } from '../http/serve.js';
 import type { Front } from '../http/front.js';
 import type { SecureServer } from '../tls/types.js';
+import type { AccessLog } from '../log/access-log.js';
+import type { ListenerSettings } from '../config/proxy-settings.js';
 
 /** One set of settings in force: its front and what to release once it is drained. */
 export interface Generation<S> {
@@ -20,7 +22,7 @@ export interface Generation<S> {
   retire(): void;
 }
 
-export interface ServingOptions<S> {
+export interface ServingOptions<S extends ListenerSettings> {
   /** One per --listen address, all serving the same fronts. */
   servers: readonly SecureServer[];
   log: Logger;
@@ -29,17 +31,22 @@ export interface ServingOptions<S> {
   load(): Promise<S>;
   /** Applies settings to new connections (certificates included). Throws, changing nothing, when they cannot be applied. */
   build(next: S, previous: S | null): Promise<Generation<S>>;
-  /** The settings that differ between two and only take effect on a restart (listen address, ...). */
-  restartOnly(previous: S, next: S): string[];
-  /** How long a graceful stop may take (--shutdown-timeout). */
-  shutdownTimeoutMs(s: S): number;
-  /** The access log's SIGUSR1. */
-  reopenLogs(): void;
-  /** Everything not per generation (admin listener, access log, cache): closed last. */
-  closeRest(): Promise<void>;
+  /** The settings that only take effect on a restart (the sockets, the engine, files held open). */
+  restartKeys: ReadonlyArray<keyof S>;
+  /** Reopened on SIGUSR1, closed last. */
+  access: AccessLog;
+  /** The other listeners (admin, --redirect-http; null when off), closed after the connections. */
+  others(): ReadonlyArray<{ close(): Promise<void> } | null>;
+  /** The last log line, with the totals ("proxy stopped", "stopped"). */
+  stoppedMessage: string;
 }
 
-export class Serving<S> {
+/** The names of `keys` whose values differ, for the reload warning. */
+export function changed<S extends object>(a: S, b: S, keys: ReadonlyArray<keyof S>): string[] {
+  return keys.filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k])).map(String);
+}
+
+export class Serving<S extends ListenerSettings> {
   private current: Generation<S>;
   /** Generations replaced by a reload, still finishing their connections. */
   private readonly retiring = new Set<Promise<void>>();
@@ -78,7 +85,7 @@ export class Serving<S> {
     let next: Generation<S>;
     try {
       const settings = await this.o.load();
-      const kept = this.o.restartOnly(this.current.settings, settings);
+      const kept = changed(this.current.settings, settings, this.o.restartKeys);
       if (kept.length > 0) log.warn({ settings: kept }, `reload: ${kept.join(', ')} changed; these take effect only on a restart, and the current values stay`);
       next = await this.o.build(settings, this.current.settings);
     } catch (err) {
@@ -108,7 +115,7 @@ export class Serving<S> {
       return;
     }
     this.stopping = true;
-    const deadlineMs = this.o.shutdownTimeoutMs(this.current.settings);
+    const deadlineMs = this.current.settings.shutdownTimeoutMs;
     for (const server of this.o.servers) server.stopAccepting();
     this.o.log.info({ signal, deadlineMs, connections: this.connections }, 'stopping: new connections refused, requests in flight finish');
     let timer: NodeJS.Timeout | undefined;
@@ -125,10 +132,12 @@ export class Serving<S> {
     this.stopping = true;
     await Promise.all(this.o.servers.map((s) => s.close()));
     this.current.retire();
-    await this.o.closeRest();
+    await Promise.all(this.o.others().map((x) => x?.close()));
+    this.o.access.close();
+    this.o.log.info({ totals: await this.o.stats.snapshot() }, this.o.stoppedMessage);
   }
 
   reopenLogs(): void {
-    this.o.reopenLogs();
+    this.o.access.reopen();
   }
 }
