@@ -27,3 +27,23 @@ test('aludel demo: the printed commands work and the big file matches the printe
     await demo.stop();
   }
 });
+
+test('a demo that cannot start (address taken) says why and leaves no temporary directory behind', async () => {
+  const { default: fs } = await import('node:fs');
+  const { default: os } = await import('node:os');
+  const { default: net } = await import('node:net');
+  const { runCli } = await import('../support/aludel-process.js');
+  const busy = net.createServer();
+  await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+  const port = (busy.address() as { port: number }).port;
+  const demos = (): string[] => fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith('aludel-demo-')).sort();
+  const before = demos();
+  try {
+    const r = await runCli(['demo', '--listen', `127.0.0.1:${port}`]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, new RegExp(`--listen 127\\.0\\.0\\.1:${port}: bind: Address already in use`));
+    assert.deepEqual(demos(), before, 'the self-signed certificate directory was removed');
+  } finally {
+    busy.close();
+  }
+});
