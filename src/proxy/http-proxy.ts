@@ -651,6 +651,18 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
   /** Upgrade (WebSocket and friends, RFC 9110 §7.8): forward the request; on 101, tunnel both ways. */
   async function upgrade(req: http.IncomingMessage, conn: SecureConnection, early: Buffer): Promise<void> {
     let lease: Lease | null = null;
+    // node hands an Upgrade request over before any body: the bytes of one would reach the
+    // upstream as tunnel data after a 101, outside any framing (a smuggling channel). A
+    // WebSocket handshake is a GET without a body (RFC 6455 §4.1); refuse the rest.
+    const cl = req.headers['content-length'];
+    const problem = req.headers['transfer-encoding'] !== undefined ? 'Upgrade with a Transfer-Encoding body'
+      : cl !== undefined && cl !== '0' ? 'Upgrade with a Content-Length body'
+      : requestProblem(req.method ?? 'GET', req.url ?? '/', req.rawHeaders);
+    if (problem !== null) {
+      o.log.info({ conn: conn.id, url: req.url, status: 400, error: 'ERR_BAD_REQUEST', detail: problem }, 'upgrade refused');
+      closeDetached(conn, s.idleTimeoutMs, closingAnswer(400));
+      return;
+    }
     try {
       const peer = o.group.pick();
       lease = await leaseOrFail(peer, true);
