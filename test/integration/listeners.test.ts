@@ -15,7 +15,7 @@ before(async () => {
 after(() => fx?.cleanup());
 
 test('two listen addresses, 127.0.0.1 and ::1, both serve; --redirect-http answers 308 to the TLS port', async () => {
-  const p = await startAludel([...serveArgs(fx), '--listen', '[::1]:0', '--redirect-http', '127.0.0.1:0']);
+  const p = await startAludel(serveArgs(fx, '--listen', '127.0.0.1:0', '--listen', '[::1]:0', '--redirect-http', '127.0.0.1:0'));
   try {
     const line = await p.waitForLog((l) => l.msg === 'serving files over HTTPS');
     const addresses = line.addresses as string[];

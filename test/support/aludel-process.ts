@@ -38,9 +38,14 @@ export interface StartOptions {
   prefix?: readonly string[];
 }
 
-/** `serve --listen 127.0.0.1:0` with the fixtures' certificate, key and root, then `extra`. */
+/**
+ * `serve --listen 127.0.0.1:0` with the fixtures' certificate, key and root,
+ * then `extra`; a --listen in `extra` replaces the default one (--listen is
+ * repeatable: both would be listeners).
+ */
 export function serveArgs(fx: Pick<Fixtures, 'certFile' | 'keyFile' | 'root'>, ...extra: string[]): string[] {
-  return ['serve', '--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--root', fx.root, ...extra];
+  const listen = extra.includes('--listen') ? [] : ['--listen', '127.0.0.1:0'];
+  return ['serve', ...listen, '--cert', fx.certFile, '--key', fx.keyFile, '--root', fx.root, ...extra];
 }
 
 /**
