@@ -34,11 +34,17 @@ const unfinished = new WeakMap<object, http.ServerResponse[]>();
 export function owedResponse(conn: object): http.ServerResponse | undefined {
   const list = unfinished.get(conn);
   if (list === undefined) return undefined;
-  for (let i = list.length - 1; i >= 0; i--) {
+  let owed: http.ServerResponse | undefined;
+  for (const res of list) {
     // A request whose body is still coming is the one that failed, not one owed an answer.
-    if (list[i]!.req.complete && !list[i]!.writableFinished) return list[i];
+    if (res.req.complete && !res.writableFinished) owed = res;
+    // node ends the connection after a response that closes it (Connection: close, HTTP/1.0,
+    // a refusal): the ones queued behind it are never written, so waiting for them would wait
+    // forever (a refused pipelined request, then a GET, then a CONNECT held the connection and
+    // the GET's open file until the process ended).
+    if (closesConnection(res)) break;
   }
-  return undefined;
+  return owed;
 }
 
 /** The response to the last request node's parser handed over on each connection. */
@@ -51,9 +57,19 @@ const latest = new WeakMap<object, http.ServerResponse>();
  * second answer (a 400) would be read by the client as the response to its
  * next request.
  */
-export function answeredMidBody(conn: object): http.ServerResponse | undefined {
+export function answeredMidBody(conn: object): http.ServerResponse | 'by node' | undefined {
+  // node's parser state: the request whose head it parsed last (still there after a parse error).
+  const incoming = (conn as { parser?: { incoming?: http.IncomingMessage | null } | null }).parser?.incoming;
+  if (incoming == null || incoming.complete) return undefined;
   const res = latest.get(conn);
-  return res !== undefined && !res.req.complete && res.headersSent ? res : undefined;
+  // A parsed head that never became a 'request' node answered itself: 400 without Host, 417 for an unknown Expect.
+  if (res === undefined || res.req !== incoming) return 'by node';
+  return res.headersSent ? res : undefined;
+}
+
+/** Whether node ends the connection after `res`: keep-alive off, or a Connection: close head (node's _last). */
+function closesConnection(res: http.ServerResponse): boolean {
+  return !res.shouldKeepAlive || (res as unknown as { _last?: boolean })._last === true;
 }
 
 function track(conn: object, res: http.ServerResponse): void {
@@ -125,6 +141,17 @@ export function httpFront(httpServer: http.Server): Front {
   httpServer.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
     track(req.socket, res);
     if (draining) res.shouldKeepAlive = false;
+  });
+  // Expect: 100-continue (RFC 9110 §10.1.1). node answers it the moment the head is parsed, even
+  // for a pipelined request whose response is still queued: the interim is buffered, and the
+  // final head, once written, is put before it (node unshifts a head in front of buffered
+  // output), so "100 Continue" landed between a final head and its body. It goes out here
+  // when the response's turn comes, and only if no final head exists by then (a final
+  // response makes it needless, §10.1.1).
+  httpServer.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    if (res.socket) res.writeContinue();
+    else res.once('socket', () => { if (!res.headersSent) res.writeContinue(); });
+    httpServer.emit('request', req, res);
   });
   return {
     accept(conn) {

@@ -2,8 +2,9 @@
  * What RFC 9112 requires of a request that node's parser (llhttp) leaves to
  * the server, checked once per request by serve and proxy before anything
  * else: a 400 for more than one Host or an invalid one (§3.2), for a
- * Transfer-Encoding whose last coding is not chunked (§6.3), and for the
- * asterisk-form target with any method but OPTIONS (§3.2.4). Pure.
+ * Transfer-Encoding whose last coding is not chunked (§6.3), for a target in
+ * none of the request-target forms, and for the asterisk-form target with
+ * any method but OPTIONS (§3.2.4). Pure.
  */
 import { isIP } from 'node:net';
 
@@ -42,6 +43,9 @@ export function requestProblem(method: string, target: string, rawHeaders: reado
   // a proxy may already have sent the head on.
   const coding = finalCoding(rawHeaders);
   if (coding !== null && coding !== 'chunked') return `Transfer-Encoding ending in ${JSON.stringify(coding.slice(0, 40))}, not chunked (RFC 9112 §6.3)`;
+  // §3.2: origin-form ("/..."), absolute-form ("scheme:..."), or "*"; authority-form is CONNECT's,
+  // which node hands over apart. Anything else ('*"x', 'abc') is no request-target at all.
+  if (!target.startsWith('/') && target !== '*' && !/^[A-Za-z][A-Za-z0-9+.-]*:/.test(target)) return `request-target ${JSON.stringify(target.slice(0, 40))} is in no form of RFC 9112 §3.2`;
   if (target === '*' && method !== 'OPTIONS') return `asterisk-form target with ${method.slice(0, 20)} (RFC 9112 §3.2.4: OPTIONS only)`;
   return null;
 }

@@ -99,9 +99,12 @@ export function answerClientError(log: Logger, err: Error & { code?: string }, s
     const answered = answeredMidBody(conn);
     if (answered !== undefined) {
       // The error is in the body of a request already answered (serve's 405 to a POST, a
-      // request-checks 400, an origin that answered early): one response per request, so
-      // no second one; the connection just closes once that answer is out.
-      if (answered.writableFinished) closeDetached(conn, LINGER_MS);
+      // request-checks 400, node's own 400 or 417, an origin that answered early): one
+      // response per request, so no second one; the connection closes once that answer is out.
+      // node's own answer is queued after the responses owed to earlier requests, and is written
+      // (handed to the connection) as the last of them finishes: close after those.
+      if (answered === 'by node') afterOwed(conn, () => closeDetached(conn, LINGER_MS));
+      else if (answered.writableFinished) closeDetached(conn, LINGER_MS);
       else answered.once('close', () => (answered.writableFinished ? closeDetached(conn, LINGER_MS) : conn.destroy()));
       return;
     }
@@ -144,6 +147,9 @@ function afterOwed(conn: SecureConnection, fn: () => void): void {
 
 const closing = new WeakSet<SecureConnection>();
 
+/** How long closeDetached holds a connection whose client already closed its side, for the answer to go out. */
+const FLUSH_AFTER_FIN_MS = 1_000;
+
 /**
  * A socket the HTTP server handed over ('upgrade', 'connect') or gave up on
  * ('clientError') has no other owner: end it (with `last`, an answer), then
@@ -156,16 +162,25 @@ const closing = new WeakSet<SecureConnection>();
 export function closeDetached(conn: SecureConnection, lingerMs: number, last?: string): void {
   if (closing.has(conn)) return;
   closing.add(conn);
-  const timer = setTimeout(() => conn.destroy(), lingerMs);
-  timer.unref();
-  conn.once('close', () => clearTimeout(timer));
   // node's parser may still be attached after a parse error: nothing more goes to it.
   conn.removeAllListeners('data');
   conn.on('data', () => undefined);
-  conn.once('end', () => conn.destroy());
   conn.resume();
-  if (last === undefined) conn.end();
-  else conn.end(last);
+  // Responses still owed to earlier pipelined requests go first (RFC 9112 §9.3.2), whoever
+  // closes: a refused Upgrade or CONNECT, or a parse error (the callers that wait already
+  // find nothing owed here).
+  afterOwed(conn, () => {
+    // The client's FIN already came (a truncated request ends in HPE_INVALID_EOF_STATE): no input is
+    // left to linger for; the answer gets a moment to flush (a write parked after the peer's FIN is
+    // never resumed by the TLS layer today, so 'finish' alone would not do).
+    const timer = setTimeout(() => conn.destroy(), conn.readableEnded ? Math.min(lingerMs, FLUSH_AFTER_FIN_MS) : lingerMs);
+    timer.unref();
+    conn.once('close', () => clearTimeout(timer));
+    if (conn.readableEnded) conn.once('finish', () => conn.destroy());
+    else conn.once('end', () => conn.destroy());
+    if (last === undefined) conn.end();
+    else conn.end(last);
+  });
 }
 
 /**

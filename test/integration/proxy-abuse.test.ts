@@ -161,6 +161,32 @@ describe('aludel proxy under abuse (regressions of issue 12)', () => {
     assert.equal(sink.requests.slice(seen).filter((q) => q.url === '/up-body').length, 0);
   });
 
+  test('pipelined: a refused Upgrade is answered after the responses owed to the requests before it', async () => {
+    for (let i = 0; i < 10; i++) {
+      const raw = (await rawTls(p.port, fx.certPem, 'GET /echo-headers?n=1 HTTP/1.1\r\nHost: x\r\n\r\nGET /ws HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n')).toString('latin1');
+      assert.deepEqual([...raw.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1])), [200, 400], `round ${i}: ${JSON.stringify(raw.slice(0, 300))}`);
+    }
+  });
+
+  test('pipelined Expect: 100-continue behind a slow response: no "100 Continue" between a final head and its body', async () => {
+    // node wrote the interim as soon as the head was parsed; buffered behind the slow response,
+    // it then went out after the PUT's own final head (node puts a head before buffered output).
+    const raw = (await rawTls(p.port, fx.certPem, `GET /cache?delay=300&n=${process.hrtime.bigint()} HTTP/1.1\r\nHost: x\r\nCache-Control: no-cache\r\n\r\nPUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\nhello`)).toString('latin1');
+    const heads = [...raw.matchAll(/HTTP\/1\.1 (\d{3}) [^\r]*\r\n(?:[^\r]+\r\n)*\r\n/g)];
+    const finals = heads.filter((m) => m[1] !== '100');
+    assert.equal(finals.length, 2, JSON.stringify(raw.slice(0, 600)));
+    for (const m of heads.filter((h) => h[1] === '100')) assert.ok(m.index! < finals[1]!.index!, `100 Continue after the final head: ${JSON.stringify(raw.slice(0, 600))}`);
+  });
+
+  test('a refused request, then a GET, then CONNECT, pipelined: nothing waits for the GET (never answered after a closing 400)', async () => {
+    // The CONNECT's 501 waited for the GET's response, which node never writes after a response
+    // that closes: the connection (and its upstream lease) stayed open for good.
+    await noLeak('refusal, GET, CONNECT', 30, async (i) => {
+      const r = await send(`GET /dup-${i} HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\nGET /echo-headers HTTP/1.1\r\nHost: x\r\n\r\nCONNECT a:1 HTTP/1.1\r\nHost: a:1\r\n\r\n`);
+      assert.equal(r.status, 400, JSON.stringify(r.text.slice(0, 60)));
+    });
+  });
+
   test('CONNECT gets 501 and the connection closes (it was reset without a word)', async () => {
     await noLeak('CONNECT', 50, async () => {
       const r = await send('CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n');
@@ -194,6 +220,11 @@ describe('aludel proxy under abuse (regressions of issue 12)', () => {
       const r = await send(i % 2 === 0 ? 'POST /no-host HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n' : 'POST /dup HTTP/1.1\r\nHost: a\r\nHost: b\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n');
       assert.equal(r.text.match(/HTTP\/1\.1 /g)?.length, 1, `round ${i}: ${JSON.stringify(r.text)}`);
       assert.equal(r.status, 400);
+    }
+    // Pipelined behind a request still owed its answer, node's 400 waits its turn and the connection closes after it.
+    for (let i = 0; i < 10; i++) {
+      const raw = (await rawTls(p.port, fx.certPem, 'GET /echo-headers?n=1 HTTP/1.1\r\nHost: x\r\n\r\nPOST /no-host HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n')).toString('latin1');
+      assert.deepEqual([...raw.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1])), [200, 400], `round ${i}: ${JSON.stringify(raw.slice(0, 300))}`);
     }
   });
 

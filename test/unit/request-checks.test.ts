@@ -21,6 +21,20 @@ describe('request checks (RFC 9112 §3.2, §3.2.4)', () => {
     assert.match(requestProblem('GET', '/', ['Host', 'a', 'host', 'a'])!, /more than one Host/);
   });
 
+  it('a Transfer-Encoding must end in chunked (RFC 9112 §6.3 item 4), checked before a proxy forwards the head', () => {
+    for (const te of ['chunked', 'Chunked', 'gzip, chunked', ' chunked ']) assert.equal(requestProblem('POST', '/', ['Host', 'a', 'Transfer-Encoding', te]), null, te);
+    assert.equal(requestProblem('POST', '/', ['Host', 'a', 'Transfer-Encoding', 'gzip', 'transfer-encoding', 'chunked']), null, 'listed over two lines');
+    for (const te of ['xchunked', 'identity', 'chunked, gzip', 'chunked;q=1', '"chunked"', '']) {
+      assert.match(requestProblem('POST', '/', ['Host', 'a', 'Transfer-Encoding', te])!, /Transfer-Encoding ending in/, JSON.stringify(te));
+    }
+    assert.match(requestProblem('POST', '/', ['Host', 'a', 'Transfer-Encoding', 'chunked', 'Transfer-Encoding', 'x'])!, /ending in "x"/, 'a second line naming another coding');
+  });
+
+  it('a request-target must be in one of the forms of §3.2', () => {
+    for (const t of ['/', '/a?b', 'http://example.com/x', 'HTTPS://a:1/', '*']) assert.equal(requestProblem('OPTIONS', t, ['Host', 'a']), null, t);
+    for (const t of ['*"XTTP/1.1', 'abc', '*x', '..', '1http://a/']) assert.match(requestProblem('GET', t, ['Host', 'a'])!, /in no form/, t);
+  });
+
   it('asterisk-form only with OPTIONS', () => {
     assert.equal(requestProblem('OPTIONS', '*', ['Host', 'a']), null);
     assert.match(requestProblem('GET', '*', ['Host', 'a'])!, /asterisk-form/);
