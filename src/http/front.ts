@@ -47,6 +47,17 @@ export function owedResponse(conn: object): http.ServerResponse | undefined {
   return owed;
 }
 
+/**
+ * Resolves once the responses owed to earlier pipelined requests on `conn`
+ * are out (true), or with false when one of them failed (the connection is
+ * then going away). For writers that bypass node's queue: an upgrade's answer.
+ */
+export function owedSent(conn: object): Promise<boolean> {
+  const owed = owedResponse(conn);
+  if (owed === undefined) return Promise.resolve(true);
+  return new Promise((resolve) => owed.once('close', () => resolve(owed.writableFinished)));
+}
+
 /** The response to the last request node's parser handed over on each connection. */
 const latest = new WeakMap<object, http.ServerResponse>();
 

@@ -26,7 +26,7 @@ import type { Native } from '../native/binding.js';
 import { answerClientError, answerConnect, checkingInterval, closeDetached, closingAnswer, cryptoSite, onSecureConnections, requestFields } from '../http/serve.js';
 import { AccessLog } from '../log/access-log.js';
 import { requestProblem } from '../http/request-checks.js';
-import { httpFront, whenAttached, type Front } from '../http/front.js';
+import { httpFront, owedSent, whenAttached, type Front } from '../http/front.js';
 import { UpstreamGroup, type Lease } from './upstream-group.js';
 import type { UpstreamStream } from './upstream-stream.js';
 import { tunnel } from './tunnel.js';
@@ -679,6 +679,12 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
       const lines = [`HTTP/1.1 ${rh.status} ${rh.reason}`];
       const keep = rh.status === 101 ? rh.headers : filterResponseHeaders(rh.headers, { keepFraming: true });
       for (let i = 0; i < keep.length; i += 2) lines.push(`${keep[i]}: ${keep[i + 1]}`);
+      // The answer goes straight to the connection: only after the responses owed to earlier
+      // pipelined requests (RFC 9112 §9.3.2), which node writes from its own queue.
+      if (!(await owedSent(conn))) {
+        conn.destroy();
+        return;
+      }
       conn.write(Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1'));
       o.log.info({ conn: conn.id, url: req.url, status: rh.status, upstream: peer.upstream.url }, 'upgrade');
       if (rh.status !== 101) {

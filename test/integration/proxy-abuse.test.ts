@@ -187,6 +187,30 @@ describe('aludel proxy under abuse (regressions of issue 12)', () => {
     });
   });
 
+  test('pipelined: an upgrade answered by the upstream waits for the response owed to the request before it (RFC 9112 §9.3.2)', async () => {
+    for (let i = 0; i < 5; i++) {
+      const { default: tls } = await import('node:tls');
+      // The tunnel stays open after the 101: read until its head is in, then hang up.
+      const text = await new Promise<string>((resolve) => {
+        let got = '';
+        const c = tls.connect({ host: '127.0.0.1', port: p.port, servername: 'localhost', ca: fx.certPem }, () =>
+          c.write('GET /cache?delay=300&size=1000 HTTP/1.1\r\nHost: x\r\n\r\nGET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n'));
+        const done = (): void => { clearTimeout(timer); c.destroy(); resolve(got); };
+        const timer = setTimeout(done, 5000);
+        c.on('data', (d: Buffer) => {
+          got += d.toString('latin1');
+          const at = got.indexOf('HTTP/1.1 101 ');
+          if (at >= 0 && got.indexOf('\r\n\r\n', at) >= 0) done();
+        });
+        c.on('error', done);
+        c.on('close', done);
+      });
+      const first = text.indexOf('HTTP/1.1 200 ');
+      const second = text.indexOf('HTTP/1.1 101 ');
+      assert.ok(first === 0 && second > first, `round ${i}: ${JSON.stringify(text.slice(0, 120))}`);
+    }
+  });
+
   test('CONNECT gets 501 and the connection closes (it was reset without a word)', async () => {
     await noLeak('CONNECT', 50, async () => {
       const r = await send('CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n');
