@@ -102,15 +102,15 @@ export function answerClientError(log: Logger, err: Error & { code?: string }, s
       // request-checks 400, node's own 400 or 417, an origin that answered early): one
       // response per request, so no second one; the connection closes once that answer is out.
       // node's own answer is queued after the responses owed to earlier requests, and is written
-      // (handed to the connection) as the last of them finishes: close after those.
-      if (answered === 'by node') afterOwed(conn, () => closeDetached(conn, LINGER_MS));
+      // (handed to the connection) as the last of them finishes: closeDetached waits for those.
+      if (answered === 'by node') closeDetached(conn, LINGER_MS);
       else if (answered.writableFinished) closeDetached(conn, LINGER_MS);
       else answered.once('close', () => (answered.writableFinished ? closeDetached(conn, LINGER_MS) : conn.destroy()));
       return;
     }
     // Bytes after a request with Connection: close are not a request to answer (RFC 9112 §9.6).
     const answer = err.code === 'HPE_CLOSED_CONNECTION' ? undefined : closingAnswer(status);
-    afterOwed(conn, () => closeDetached(conn, LINGER_MS, answer));
+    closeDetached(conn, LINGER_MS, answer);
   } else {
     socket.destroy();
   }
@@ -131,7 +131,7 @@ export function closingAnswer(status: number, extra = ''): string {
  */
 export function answerConnect(log: Logger, req: http.IncomingMessage, conn: SecureConnection, lingerMs: number, status: 405 | 501, allow?: string): void {
   log.warn({ conn: conn.id, method: req.method, url: req.url, status }, 'CONNECT refused');
-  afterOwed(conn, () => closeDetached(conn, lingerMs, closingAnswer(status, allow ? `Allow: ${allow}\r\n` : '')));
+  closeDetached(conn, lingerMs, closingAnswer(status, allow ? `Allow: ${allow}\r\n` : ''));
 }
 
 /**
@@ -167,8 +167,7 @@ export function closeDetached(conn: SecureConnection, lingerMs: number, last?: s
   conn.on('data', () => undefined);
   conn.resume();
   // Responses still owed to earlier pipelined requests go first (RFC 9112 §9.3.2), whoever
-  // closes: a refused Upgrade or CONNECT, or a parse error (the callers that wait already
-  // find nothing owed here).
+  // closes: a refused Upgrade or CONNECT, or a parse error.
   afterOwed(conn, () => {
     // The client's FIN already came (a truncated request ends in HPE_INVALID_EOF_STATE): no input is
     // left to linger for; the answer gets a moment to flush (a write parked after the peer's FIN is
