@@ -12,7 +12,7 @@ import { createSelfSignedCert } from '../tls/self-signed.js';
 import { writeCertFiles } from '../tls/write-cert-files.js';
 import { runProxy } from './proxy-command.js';
 import { resolveProxySettings } from './proxy-options.js';
-import { describeOffload } from './serve-command.js';
+import { describeOffload } from './listeners.js';
 
 export async function runDemo(listen: string): Promise<void> {
   const dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'aludel-demo-'));

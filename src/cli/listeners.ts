@@ -7,9 +7,8 @@
 import type { Logger } from '../log/logger.js';
 import type { ListenerSettings } from '../config/proxy-settings.js';
 import { createKtlsServer } from '../tls/create-server.js';
-import { resolveHwPolicy, type HwPolicyDecision } from '../tls/hw-offload-policy.js';
+import { describeHwPolicy, resolveHwPolicy, type HwPolicyDecision } from '../tls/hw-offload-policy.js';
 import type { OffloadDecision, SecureServer, TlsOptions } from '../tls/types.js';
-import { logHwPolicy, logOffload } from './serve-command.js';
 
 
 interface Listener {
@@ -73,4 +72,26 @@ export class Listeners {
     const hw = resolveHwPolicy(s.offloadPolicy, host, s.offload, { minVersion: s.tlsMin, maxVersion: s.tlsMax, cipherList: s.ciphers ?? undefined });
     return { hw, tls: { certificates: s.certificates, ...hw.tls, cipherSuites: s.ciphersuites ?? undefined, ...(this.alpn ? { alpn: this.alpn } : {}) } };
   }
+}
+
+/** One line that says where the crypto of this listener runs, and why. */
+export function describeOffload(d: OffloadDecision): string {
+  const lib = d.openssl ? `${d.openssl.version}` : 'node:tls (bundled OpenSSL)';
+  if (d.ktls) return `crypto: kernel TLS (kTLS) wherever the negotiated suite allows; TLS library ${lib}`;
+  if (d.requested === 'userspace') return `crypto: userspace (--offload userspace); TLS library ${lib}`;
+  return `crypto: userspace; kTLS unavailable: ${d.reason ?? 'unknown reason'}; TLS library ${lib}`;
+}
+
+export function logOffload(log: Logger, d: OffloadDecision, address: string): void {
+  const fields = { listen: address, offload: d.requested, ktls: d.ktls, engine: d.engine, openssl: d.openssl?.version ?? null, libssl: d.openssl?.libssl ?? null };
+  // One warning, once, when auto had to fall back (the connections then say "user" in every line).
+  if (d.requested === 'auto' && !d.ktls) log.warn({ ...fields, reason: d.reason }, describeOffload(d));
+  else log.info(fields, describeOffload(d));
+}
+
+/** Under prefer-hw, one line saying whether the listener was narrowed to what the NIC takes, and why. */
+export function logHwPolicy(log: Logger, d: HwPolicyDecision, address: string): void {
+  if (d.policy === 'default') return;
+  const interfaces = d.interfaces.map((i) => ({ name: i.name, tlsTx: i.tlsTx }));
+  log.info({ listen: address, offloadPolicy: d.policy, preferHw: d.preferHw, interfaces, tlsMin: d.tls.minVersion, tlsMax: d.tls.maxVersion, reasons: d.reasons }, describeHwPolicy(d));
 }

@@ -6,32 +6,8 @@ import { startRedirect } from '../http/redirect.js';
 import { AccessLog } from '../log/access-log.js';
 import { startAdmin, type AdminServer } from '../metrics/admin-server.js';
 import { TrafficStats } from '../metrics/traffic-stats.js';
-import { describeHwPolicy, resolveHwPolicy, type HwPolicyDecision } from '../tls/hw-offload-policy.js';
-import type { OffloadDecision, SecureServer } from '../tls/types.js';
 import { Serving, type Generation } from './serving.js';
 import { Listeners } from './listeners.js';
-
-/** One line that says where the crypto of this listener runs, and why. */
-export function describeOffload(d: OffloadDecision): string {
-  const lib = d.openssl ? `${d.openssl.version}` : 'node:tls (bundled OpenSSL)';
-  if (d.ktls) return `crypto: kernel TLS (kTLS) wherever the negotiated suite allows; TLS library ${lib}`;
-  if (d.requested === 'userspace') return `crypto: userspace (--offload userspace); TLS library ${lib}`;
-  return `crypto: userspace; kTLS unavailable: ${d.reason ?? 'unknown reason'}; TLS library ${lib}`;
-}
-
-export function logOffload(log: Logger, d: OffloadDecision, address: string): void {
-  const fields = { listen: address, offload: d.requested, ktls: d.ktls, engine: d.engine, openssl: d.openssl?.version ?? null, libssl: d.openssl?.libssl ?? null };
-  // One warning, once, when auto had to fall back (the connections then say "user" in every line).
-  if (d.requested === 'auto' && !d.ktls) log.warn({ ...fields, reason: d.reason }, describeOffload(d));
-  else log.info(fields, describeOffload(d));
-}
-
-/** Under prefer-hw, one line saying whether the listener was narrowed to what the NIC takes, and why. */
-export function logHwPolicy(log: Logger, d: HwPolicyDecision, address: string): void {
-  if (d.policy === 'default') return;
-  const interfaces = d.interfaces.map((i) => ({ name: i.name, tlsTx: i.tlsTx }));
-  log.info({ listen: address, offloadPolicy: d.policy, preferHw: d.preferHw, interfaces, tlsMin: d.tls.minVersion, tlsMax: d.tls.maxVersion, reasons: d.reasons }, describeHwPolicy(d));
-}
 
 export interface RunningServe {
   listeners: Listeners;
