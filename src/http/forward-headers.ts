@@ -173,7 +173,7 @@ export function filterResponseHeaders(headers: string[], opts: { keepFraming: bo
 const NO_OPTIONS: ReadonlySet<string> = new Set();
 
 /** The lowercase options of every Connection field (RFC 9110 §7.6.1). */
-function connectionOptions(headers: string[]): ReadonlySet<string> {
+export function connectionOptions(headers: readonly string[]): ReadonlySet<string> {
   let options: Set<string> | undefined;
   for (let i = 0; i + 1 < headers.length; i += 2) {
     if (headers[i]!.toLowerCase() !== 'connection') continue;

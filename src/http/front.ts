@@ -8,6 +8,7 @@
  */
 import type http from 'node:http';
 import type { SecureConnection } from '../tls/types.js';
+import { connectionOptions } from './forward-headers.js';
 
 export interface Front {
   /** Takes a connection whose handshake is done. */
@@ -152,6 +153,10 @@ export function httpFront(httpServer: http.Server): Front {
   httpServer.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
     track(req.socket, res);
     if (draining) res.shouldKeepAlive = false;
+    // "close" among the Connection options ends the connection after this response, whatever
+    // else is listed (RFC 9112 §9.6). llhttp obeys it for HTTP/1.1 only: an HTTP/1.0 request
+    // with "Connection: keep-alive, close" was kept alive.
+    else if (req.httpVersionMinor === 0 && res.shouldKeepAlive && connectionOptions(req.rawHeaders).has('close')) res.shouldKeepAlive = false;
   });
   // Expect: 100-continue (RFC 9110 §10.1.1). node answers it the moment the head is parsed, even
   // for a pipelined request whose response is still queued: the interim is buffered, and the
@@ -167,6 +172,12 @@ export function httpFront(httpServer: http.Server): Front {
   return {
     accept(conn) {
       conns.add(conn);
+      // node's http.Server ends a connection after a response that closes it (Connection: close,
+      // HTTP/1.0, a refusal) with socket.destroySoon() where the socket has one, else end(). With
+      // end() alone nothing read on after our FIN: the client's FIN, behind pipelined requests
+      // the parser had stopped on, went unread and the connection sat in CLOSE-WAIT until the
+      // idle timeout (the fuzz run's slow descriptor leak). It closes as a refused request does.
+      (conn as SecureConnection & { destroySoon?: () => void }).destroySoon = () => closeDetached(conn, LINGER_MS);
       httpServer.emit('connection', conn);
     },
     async drain() {
@@ -179,4 +190,57 @@ export function httpFront(httpServer: http.Server): Front {
       return conns.size;
     },
   };
+}
+
+/** How long a connection being closed after an error answer waits for its client to read it (nginx's lingering_timeout). */
+export const LINGER_MS = 5_000;
+
+/**
+ * Runs `fn` once the responses owed to earlier pipelined requests on `conn`
+ * are out (RFC 9112 §9.3.2: responses in request order), or closes the
+ * connection if one of them fails.
+ */
+function afterOwed(conn: SecureConnection, fn: () => void): void {
+  const owed = owedResponse(conn);
+  if (owed === undefined) fn();
+  else owed.once('close', () => (owed.writableFinished ? fn() : conn.destroy()));
+}
+
+const closing = new WeakSet<SecureConnection>();
+
+/** How long closeDetached holds a connection whose client already closed its side, for the answer to go out. */
+const FLUSH_AFTER_FIN_MS = 1_000;
+
+/**
+ * A socket the HTTP server handed over ('upgrade', 'connect') or gave up on
+ * ('clientError') has no other owner: end it (with `last`, an answer), then
+ * linger as nginx does (lingering_close): what the client still sends is
+ * read and dropped until it closes, or for lingerMs at most. Closing at once
+ * with unread bytes queued makes the kernel send a RST, which can destroy
+ * the answer before the client reads it. (Ending alone, with nothing
+ * reading, left one descriptor per refused upgrade.)
+ */
+export function closeDetached(conn: SecureConnection, lingerMs: number, last?: string): void {
+  if (closing.has(conn)) return;
+  closing.add(conn);
+  // node's parser may still be attached after a parse error: nothing more goes to it.
+  conn.removeAllListeners('data');
+  conn.on('data', () => undefined);
+  conn.resume();
+  // Responses still owed to earlier pipelined requests go first (RFC 9112 §9.3.2), whoever
+  // closes: a refused Upgrade or CONNECT, or a parse error.
+  afterOwed(conn, () => {
+    // The client's FIN already came (a truncated request ends in HPE_INVALID_EOF_STATE): no input is
+    // left to linger for; the answer gets a moment to flush (a write parked after the peer's FIN is
+    // never resumed by the TLS layer today, so 'finish' alone would not do).
+    const timer = setTimeout(() => conn.destroy(), conn.readableEnded ? Math.min(lingerMs, FLUSH_AFTER_FIN_MS) : lingerMs);
+    timer.unref();
+    conn.once('close', () => clearTimeout(timer));
+    // Destroyed once both sides are done: the client's FIN can come before our answer is out.
+    const destroyWhenDone = (): void => { if (conn.readableEnded && conn.writableFinished) conn.destroy(); };
+    conn.once('finish', destroyWhenDone);
+    conn.once('end', destroyWhenDone);
+    if (last === undefined) conn.end();
+    else conn.end(last);
+  });
 }

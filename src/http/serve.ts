@@ -12,7 +12,7 @@ import type { SecureConnection, SecureServer, TlsInfo } from '../tls/types.js';
 import type { TrafficStats } from '../metrics/traffic-stats.js';
 import { createStaticHandler, type BodySender } from './static-handler.js';
 import { AccessLog, requestId, type AccessFields } from '../log/access-log.js';
-import { answeredMidBody, httpFront, owedResponse, whenAttached, type Front } from './front.js';
+import { answeredMidBody, closeDetached, httpFront, LINGER_MS, whenAttached, type Front } from './front.js';
 import { requestProblem } from './request-checks.js';
 import { InvalidRequestError } from '../errors.js';
 
@@ -116,9 +116,6 @@ export function answerClientError(log: Logger, err: Error & { code?: string }, s
   }
 }
 
-/** How long a connection being closed after an error answer waits for its client to read it (nginx's lingering_timeout). */
-const LINGER_MS = 5_000;
-
 /** A complete HTTP/1.1 error answer for a connection about to close. */
 export function closingAnswer(status: number, extra = ''): string {
   return `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n${extra}\r\n`;
@@ -132,54 +129,6 @@ export function closingAnswer(status: number, extra = ''): string {
 export function answerConnect(log: Logger, req: http.IncomingMessage, conn: SecureConnection, lingerMs: number, status: 405 | 501, allow?: string): void {
   log.warn({ conn: conn.id, method: req.method, url: req.url, status }, 'CONNECT refused');
   closeDetached(conn, lingerMs, closingAnswer(status, allow ? `Allow: ${allow}\r\n` : ''));
-}
-
-/**
- * Runs `fn` once the responses owed to earlier pipelined requests on `conn`
- * are out (RFC 9112 §9.3.2: responses in request order), or closes the
- * connection if one of them fails.
- */
-function afterOwed(conn: SecureConnection, fn: () => void): void {
-  const owed = owedResponse(conn);
-  if (owed === undefined) fn();
-  else owed.once('close', () => (owed.writableFinished ? fn() : conn.destroy()));
-}
-
-const closing = new WeakSet<SecureConnection>();
-
-/** How long closeDetached holds a connection whose client already closed its side, for the answer to go out. */
-const FLUSH_AFTER_FIN_MS = 1_000;
-
-/**
- * A socket the HTTP server handed over ('upgrade', 'connect') or gave up on
- * ('clientError') has no other owner: end it (with `last`, an answer), then
- * linger as nginx does (lingering_close): what the client still sends is
- * read and dropped until it closes, or for lingerMs at most. Closing at once
- * with unread bytes queued makes the kernel send a RST, which can destroy
- * the answer before the client reads it. (Ending alone, with nothing
- * reading, left one descriptor per refused upgrade.)
- */
-export function closeDetached(conn: SecureConnection, lingerMs: number, last?: string): void {
-  if (closing.has(conn)) return;
-  closing.add(conn);
-  // node's parser may still be attached after a parse error: nothing more goes to it.
-  conn.removeAllListeners('data');
-  conn.on('data', () => undefined);
-  conn.resume();
-  // Responses still owed to earlier pipelined requests go first (RFC 9112 §9.3.2), whoever
-  // closes: a refused Upgrade or CONNECT, or a parse error.
-  afterOwed(conn, () => {
-    // The client's FIN already came (a truncated request ends in HPE_INVALID_EOF_STATE): no input is
-    // left to linger for; the answer gets a moment to flush (a write parked after the peer's FIN is
-    // never resumed by the TLS layer today, so 'finish' alone would not do).
-    const timer = setTimeout(() => conn.destroy(), conn.readableEnded ? Math.min(lingerMs, FLUSH_AFTER_FIN_MS) : lingerMs);
-    timer.unref();
-    conn.once('close', () => clearTimeout(timer));
-    if (conn.readableEnded) conn.once('finish', () => conn.destroy());
-    else conn.once('end', () => conn.destroy());
-    if (last === undefined) conn.end();
-    else conn.end(last);
-  });
 }
 
 /**

@@ -23,10 +23,10 @@ import { BodyTooLargeError, ClientGoneError, InvalidRequestError, UpstreamRespon
 import { PipePool } from '../transport/pipe-pool.js';
 import { spliceBody } from '../transport/splice-body.js';
 import type { Native } from '../native/binding.js';
-import { answerClientError, answerConnect, checkingInterval, closeDetached, closingAnswer, cryptoSite, onSecureConnections, requestFields } from '../http/serve.js';
+import { answerClientError, answerConnect, checkingInterval, closingAnswer, cryptoSite, onSecureConnections, requestFields } from '../http/serve.js';
 import { AccessLog } from '../log/access-log.js';
 import { requestProblem } from '../http/request-checks.js';
-import { httpFront, owedSent, whenAttached, type Front } from '../http/front.js';
+import { closeDetached, httpFront, owedSent, whenAttached, type Front } from '../http/front.js';
 import { UpstreamGroup, type Lease } from './upstream-group.js';
 import type { UpstreamStream } from './upstream-stream.js';
 import { tunnel } from './tunnel.js';

@@ -14,7 +14,7 @@ import { waitUntil } from '../support/wait.js';
 import { curl } from '../support/clients.js';
 import { makeFixtures, type StandardFixtures } from '../support/fixtures.js';
 import { startSinkOrigin, type SinkOrigin } from '../support/origins.js';
-import { rawTls, splitHttp } from '../support/raw-http.js';
+import { rawTls, rawTlsDropAfter, splitHttp } from '../support/raw-http.js';
 
 let fx: StandardFixtures;
 let sink: SinkOrigin;
@@ -209,6 +209,18 @@ describe('aludel proxy under abuse (regressions of issue 12)', () => {
       const second = text.indexOf('HTTP/1.1 101 ');
       assert.ok(first === 0 && second > first, `round ${i}: ${JSON.stringify(text.slice(0, 120))}`);
     }
+  });
+
+  test('a closing 400 ahead of pipelined requests, then a dropped client, and HTTP/1.0 "Connection: keep-alive, close": each connection closes', async () => {
+    await noLeak('closing 400, then dropped', 20, async () => {
+      const request = 'GET /m HTTP/1.1\r\nHost: a b\r\n\r\nHEAD /echo-headers HTTP/1.1\r\nHost: x\r\n\r\nPOST /echo-headers HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n' + 'x'.repeat(30_000);
+      const raw = await rawTlsDropAfter(p.port, fx.certPem, request, (got) => /\r\n\r\n[\s\S]{11}/.test(got.toString('latin1')), 200, 4000);
+      assert.equal(splitHttp(raw).status, 400);
+    });
+    // RFC 9112 §9.6: "close" among the options ends the connection; llhttp ignored it for HTTP/1.0.
+    const r = splitHttp(await rawTls(p.port, fx.certPem, 'GET /echo-headers HTTP/1.0\r\nHost: x\r\nConnection: keep-alive, close\r\n\r\n', 4000));
+    assert.equal(r.status, 200);
+    assert.notEqual(r.headers.connection?.toLowerCase(), 'keep-alive');
   });
 
   test('CONNECT gets 501 and the connection closes (it was reset without a word)', async () => {

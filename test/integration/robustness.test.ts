@@ -23,7 +23,7 @@ import { serveArgs, startAludel, type LogLine, type Running } from '../support/a
 import { curl } from '../support/clients.js';
 import { duplicateKeys } from '../support/duplicate-keys.js';
 import { makeFixtures, sha256, type StandardFixtures } from '../support/fixtures.js';
-import { rawTls, splitHttp } from '../support/raw-http.js';
+import { rawTls, rawTlsDropAfter, splitHttp } from '../support/raw-http.js';
 import { delay, waitUntil } from '../support/wait.js';
 
 const MAX_HEADER = 4096;
@@ -310,6 +310,28 @@ describe('aludel serve: header limit and load', { timeout: 60_000 }, () => {
     for (const request of ['GET / HTTP/1.1\r\nHost: a@b\r\n\r\n', 'GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n', 'GET * HTTP/1.1\r\nHost: a\r\n\r\n']) {
       assert.equal(splitHttp(await rawTls(srv.port, fx.certPem, request)).status, 400, JSON.stringify(request));
     }
+  });
+
+  test('(k) a closing 400 ahead of pipelined requests, then the client drops the connection: no descriptor stays (CLOSE-WAIT until the idle timeout)', async () => {
+    // The fuzz run's slow leak: node ended the connection after the 400 with end() alone (no
+    // destroySoon on a kTLS connection), and nothing read the client's FIN behind the requests
+    // the parser had stopped on (a body larger than the connection's read buffer stops it).
+    const fds = (): number => fs.readdirSync(`/proc/${srv.child.pid}/fd`).length;
+    const start = fds();
+    const request = `GET /missing HTTP/1.1\r\nHost: a b\r\n\r\nHEAD /${fx.files.one.name} HTTP/1.1\r\nHost: localhost\r\n\r\nPOST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n${'x'.repeat(30_000)}`;
+    for (let i = 0; i < 20; i++) {
+      const raw = await rawTlsDropAfter(srv.port, fx.certPem, request, (got) => got.includes('Bad Request\n'), 200, 4000);
+      assert.equal(splitHttp(raw).status, 400);
+    }
+    await waitUntil(() => fds() <= start + 5, 5_000).catch(() => undefined);
+    assert.ok(fds() <= start + 5, `${start} descriptors before, ${fds()} 5 s after 20 dropped connections`);
+  });
+
+  test('(l) HTTP/1.0 with "Connection: keep-alive, close": the connection closes after the response (RFC 9112 §9.6; llhttp kept it open)', async () => {
+    const raw = await rawTls(srv.port, fx.certPem, `GET /${fx.files.one.name} HTTP/1.0\r\nHost: localhost\r\nConnection: keep-alive, close\r\n\r\n`, 4000);
+    const r = splitHttp(raw);
+    assert.equal(r.status, 200);
+    assert.notEqual(r.headers.connection?.toLowerCase(), 'keep-alive');
   });
 
   test('server still running after (f) and (h)', () => {

@@ -17,10 +17,10 @@ export function splitHttp(raw: Buffer): { status: number; headers: Record<string
 }
 
 /** Writes `request` once connected and collects everything the server sends until it closes; rejects on timeout or error. */
-function collectUntilClose(sock: net.Socket, connectEvent: 'connect' | 'secureConnect', request: string | Buffer, timeoutMs: number, label: string): Promise<Buffer> {
+function collectUntilClose(sock: net.Socket, connectEvent: 'connect' | 'secureConnect', request: string | Buffer, timeoutMs: number, label: string, halfClose = false): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
-    sock.once(connectEvent, () => sock.write(request));
+    sock.once(connectEvent, () => (halfClose ? sock.end(request) : sock.write(request)));
     const timer = setTimeout(() => {
       sock.destroy();
       reject(new Error(`${label}: no close within ${timeoutMs} ms; got ${Buffer.concat(chunks).length} bytes`));
@@ -40,12 +40,45 @@ function collectUntilClose(sock: net.Socket, connectEvent: 'connect' | 'secureCo
 /**
  * Sends `request` verbatim over a node:tls connection (trusting `ca`) and
  * collects everything the server sends until it closes; rejects on timeout.
+ * `halfClose`: the client closes its side (close_notify, FIN) after the request.
  */
-export function rawTls(port: number, ca: string, request: string | Buffer, timeoutMs = 10_000, options: tls.ConnectionOptions = {}): Promise<Buffer> {
-  return collectUntilClose(tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ca, ...options }), 'secureConnect', request, timeoutMs, 'rawTls');
+export function rawTls(port: number, ca: string, request: string | Buffer, timeoutMs = 10_000, options: tls.ConnectionOptions & { halfClose?: boolean } = {}): Promise<Buffer> {
+  const { halfClose, ...tlsOptions } = options;
+  return collectUntilClose(tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ca, ...tlsOptions }), 'secureConnect', request, timeoutMs, 'rawTls', halfClose);
 }
 
 /** The plain-TCP twin of rawTls (for origins). */
 export function rawTcp(port: number, request: string | Buffer, timeoutMs = 10_000): Promise<Buffer> {
   return collectUntilClose(net.connect({ host: '127.0.0.1', port }), 'connect', request, timeoutMs, 'rawTcp');
+}
+
+/**
+ * Sends `request` over TLS, reads until `until(received)` holds, then drops
+ * the connection (FIN, no close_notify) `dropAfterMs` later, as a client that
+ * has its answer does; resolves with what was received. Rejects on timeout.
+ */
+export function rawTlsDropAfter(port: number, ca: string, request: string | Buffer, until: (received: Buffer) => boolean, dropAfterMs = 0, timeoutMs = 10_000): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const sock = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ca }, () => sock.write(request));
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error(`rawTlsDropAfter: condition not met within ${timeoutMs} ms; got ${Buffer.concat(chunks).length} bytes`));
+    }, timeoutMs);
+    sock.on('data', (c: Buffer) => {
+      chunks.push(c);
+      const got = Buffer.concat(chunks);
+      if (!until(got)) return;
+      clearTimeout(timer);
+      sock.pause();
+      setTimeout(() => {
+        sock.destroy();
+        resolve(got);
+      }, dropAfterMs);
+    });
+    sock.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
 }
