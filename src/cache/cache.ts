@@ -1,14 +1,16 @@
 /**
  * The shared cache of `aludel proxy --cache DIR`: the disk store, the fills in
  * progress (one upstream request per key, collapsed), variant selection and
- * invalidation. The HTTP side (what to forward, what to send) is in
- * src/proxy/http-proxy.ts and src/cache/send-stored.ts; the RFC 9111
- * decisions are in policy.ts.
+ * invalidation. Nothing outside this directory reaches the store: the
+ * proxy's side (lookup, fill, revalidate, purge on an exchange) is
+ * cache-layer.ts, answering from a stored body send-stored.ts, and the
+ * RFC 9111 decisions policy.ts.
  */
+import { promises as fsp } from 'node:fs';
 import type { Logger } from '../log/logger.js';
 import { Fill, type FillHead } from './fill.js';
 import { cacheKey, reusableWithAuthorization, varyMatches, type Headers } from './policy.js';
-import { CacheStore, type Entry } from './store.js';
+import { CacheStore, type BodyFile, type Entry, type StoredResponse } from './store.js';
 
 export interface CacheOptions {
   dir: string;
@@ -19,7 +21,7 @@ export interface CacheOptions {
 }
 
 export class HttpCache {
-  readonly store: CacheStore;
+  private readonly store: CacheStore;
   /** Responses with Set-Cookie may be stored (--cache-cookies). */
   readonly cookies: boolean;
   private readonly log: Logger;
@@ -114,6 +116,49 @@ export class HttpCache {
       fill.release();
     }
     return entry;
+  }
+
+  /** The largest body stored (the store's size). */
+  get maxBytes(): number {
+    return this.store.maxBytes;
+  }
+
+  /**
+   * Opens a selected entry's body to send it; null when its file is gone
+   * (evicted since it was selected), and the entry goes with it.
+   */
+  async openBody(entry: Entry): Promise<fsp.FileHandle | null> {
+    try {
+      const fh = await fsp.open(entry.bodyFile, 'r');
+      this.store.touch(entry);
+      return fh;
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'ENOENT') throw err;
+      this.store.remove(entry);
+      return null;
+    }
+  }
+
+  /**
+   * A file for a new response body; null after a disk error (logged once):
+   * the response is then relayed without being stored.
+   */
+  async createBody(): Promise<BodyFile | null> {
+    try {
+      return await this.store.create();
+    } catch (err) {
+      this.diskError(err, 'could not create a file for a response');
+      return null;
+    }
+  }
+
+  /** §4.3.4: a 304 freshens the stored response; a disk error only costs the rewrite (the entry in memory is freshened all the same). */
+  async freshen(entry: Entry, next: Pick<StoredResponse, 'headers' | 'requestTime' | 'responseTime' | 'initialAge'>): Promise<void> {
+    try {
+      await this.store.update(entry, next);
+    } catch (err) {
+      this.diskError(err, 'could not rewrite the metadata of a revalidated response');
+    }
   }
 
   /** Logs a disk problem once per error code; storing stops for that response, clients are not disturbed. */

@@ -15,6 +15,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { evaluatePreconditions, ifRangeAllows, parseHttpDate } from '../http/conditional.js';
 import { parseRange } from '../http/range.js';
 import { whenAttached } from '../http/front.js';
+import { chunkFraming } from '../http/h1-wire.js';
 import type { BodyPath } from '../transport/copy-file.js';
 import type { SecureConnection } from '../tls/types.js';
 import { fieldValue, notModifiedFields } from './policy.js';
@@ -43,8 +44,6 @@ export interface SentStored {
   bytes: number;
   bodyPath: BodyPath;
 }
-
-const CRLF = Buffer.from('\r\n');
 
 /** Sends `src` as the answer to `req`, with `cacheStatus` as this cache's Cache-Status member (RFC 9211). */
 export async function sendStored(req: IncomingMessage, res: ServerResponse, src: StoredBody, cacheStatus: string, onBody: (path: BodyPath, bytes: number) => void): Promise<SentStored> {
@@ -97,7 +96,7 @@ export async function sendStored(req: IncomingMessage, res: ServerResponse, src:
   }
   const conn = await whenAttached(res);
   // Unknown length: node chose chunked for an HTTP/1.1 client (close-delimited for 1.0).
-  const chunked = length === null && res.chunkedEncoding;
+  const framing = length === null && res.chunkedEncoding ? chunkFraming(conn) : null;
   res.flushHeaders();
   const end = length === null ? null : start + length;
   let pos = start;
@@ -105,9 +104,9 @@ export async function sendStored(req: IncomingMessage, res: ServerResponse, src:
   for (;;) {
     const upto = end === null ? src.available() : Math.min(end, src.available());
     if (upto > pos) {
-      if (chunked) conn.write(Buffer.from(`${(upto - pos).toString(16)}\r\n`, 'latin1'));
+      framing?.before(upto - pos);
       bodyPath = await conn.sendFile(src.fd, pos, upto - pos);
-      if (chunked) conn.write(CRLF);
+      framing?.after();
       onBody(bodyPath, upto - pos);
       pos = upto;
       continue;

@@ -177,7 +177,7 @@ export function httpFront(httpServer: http.Server): Front {
       // end() alone nothing read on after our FIN: the client's FIN, behind pipelined requests
       // the parser had stopped on, went unread and the connection sat in CLOSE-WAIT until the
       // idle timeout (the fuzz run's slow descriptor leak). It closes as a refused request does.
-      (conn as SecureConnection & { destroySoon?: () => void }).destroySoon = () => closeDetached(conn, LINGER_MS);
+      (conn as SecureConnection & { destroySoon?: () => void }).destroySoon = () => endedByNode(conn);
       httpServer.emit('connection', conn);
     },
     async drain() {
@@ -195,18 +195,8 @@ export function httpFront(httpServer: http.Server): Front {
 /** How long a connection being closed after an error answer waits for its client to read it (nginx's lingering_timeout). */
 export const LINGER_MS = 5_000;
 
-/**
- * Runs `fn` once the responses owed to earlier pipelined requests on `conn`
- * are out (RFC 9112 §9.3.2: responses in request order), or closes the
- * connection if one of them fails.
- */
-function afterOwed(conn: SecureConnection, fn: () => void): void {
-  const owed = owedResponse(conn);
-  if (owed === undefined) fn();
-  else owed.once('close', () => (owed.writableFinished ? fn() : conn.destroy()));
-}
-
-const closing = new WeakSet<SecureConnection>();
+/** Connections being closed, each with the function that starts its lingering close (once). */
+const closing = new WeakMap<SecureConnection, (withAnswer: boolean) => void>();
 
 /** How long closeDetached holds a connection whose client already closed its side, for the answer to go out. */
 const FLUSH_AFTER_FIN_MS = 1_000;
@@ -219,17 +209,17 @@ const FLUSH_AFTER_FIN_MS = 1_000;
  * with unread bytes queued makes the kernel send a RST, which can destroy
  * the answer before the client reads it. (Ending alone, with nothing
  * reading, left one descriptor per refused upgrade.)
+ *
+ * Responses still owed to earlier pipelined requests go first (RFC 9112
+ * §9.3.2), whoever closes: a refused Upgrade or CONNECT, or a parse error.
+ * If one of them fails, the connection is destroyed.
  */
-export function closeDetached(conn: SecureConnection, lingerMs: number, last?: string): void {
+export function closeDetached(conn: SecureConnection, lingerMs: number, last?: Buffer): void {
   if (closing.has(conn)) return;
-  closing.add(conn);
-  // node's parser may still be attached after a parse error: nothing more goes to it.
-  conn.removeAllListeners('data');
-  conn.on('data', () => undefined);
-  conn.resume();
-  // Responses still owed to earlier pipelined requests go first (RFC 9112 §9.3.2), whoever
-  // closes: a refused Upgrade or CONNECT, or a parse error.
-  afterOwed(conn, () => {
+  let started = false;
+  const start = (withAnswer: boolean): void => {
+    if (started) return;
+    started = true;
     // The client's FIN already came (a truncated request ends in HPE_INVALID_EOF_STATE): no input is
     // left to linger for; the answer gets a moment to flush (a write parked after the peer's FIN is
     // never resumed by the TLS layer today, so 'finish' alone would not do).
@@ -240,7 +230,29 @@ export function closeDetached(conn: SecureConnection, lingerMs: number, last?: s
     const destroyWhenDone = (): void => { if (conn.readableEnded && conn.writableFinished) conn.destroy(); };
     conn.once('finish', destroyWhenDone);
     conn.once('end', destroyWhenDone);
-    if (last === undefined) conn.end();
-    else conn.end(last);
-  });
+    if (withAnswer && last !== undefined) conn.end(last);
+    else conn.end();
+  };
+  closing.set(conn, start);
+  // node's parser may still be attached after a parse error: nothing more goes to it.
+  conn.removeAllListeners('data');
+  conn.on('data', () => undefined);
+  conn.resume();
+  const owed = owedResponse(conn);
+  if (owed === undefined) start(true);
+  else owed.once('close', () => (owed.writableFinished ? start(true) : conn.destroy()));
+}
+
+/**
+ * node ended the connection after a response that closes it (its
+ * destroySoon() call). Requests it parsed behind that response are never
+ * answered (RFC 9112 §9.6), so a close already waiting for their responses
+ * (a pipelined CONNECT or refused Upgrade whose turn would come after them)
+ * starts now, without its answer; otherwise the connection closes as a
+ * refused one does.
+ */
+function endedByNode(conn: SecureConnection): void {
+  const pending = closing.get(conn);
+  if (pending !== undefined) pending(false);
+  else closeDetached(conn, LINGER_MS);
 }

@@ -14,6 +14,9 @@ import { createStaticHandler, type BodySender } from './static-handler.js';
 import { AccessLog, requestId, type AccessFields } from '../log/access-log.js';
 import { answeredMidBody, closeDetached, httpFront, LINGER_MS, whenAttached, type Front } from './front.js';
 import { requestProblem } from './request-checks.js';
+import { closingAnswer } from './h1-wire.js';
+
+export { closingAnswer };
 import { InvalidRequestError } from '../errors.js';
 
 export interface ServeOptions {
@@ -116,11 +119,6 @@ export function answerClientError(log: Logger, err: Error & { code?: string }, s
   }
 }
 
-/** A complete HTTP/1.1 error answer for a connection about to close. */
-export function closingAnswer(status: number, extra = ''): string {
-  return `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n${extra}\r\n`;
-}
-
 /**
  * CONNECT (RFC 9110 §9.3.6) asks for a tunnel, which Aludel does not offer:
  * node hands such a socket over detached ('connect'), so it is answered and
@@ -128,7 +126,7 @@ export function closingAnswer(status: number, extra = ''): string {
  */
 export function answerConnect(log: Logger, req: http.IncomingMessage, conn: SecureConnection, lingerMs: number, status: 405 | 501, allow?: string): void {
   log.warn({ conn: conn.id, method: req.method, url: req.url, status }, 'CONNECT refused');
-  closeDetached(conn, lingerMs, closingAnswer(status, allow ? `Allow: ${allow}\r\n` : ''));
+  closeDetached(conn, lingerMs, closingAnswer(status, allow ? ['Allow', allow] : []));
 }
 
 /**

@@ -7,6 +7,7 @@
  */
 import type http from 'node:http';
 import { ChunkedDecoder } from '../http/chunked-decoder.js';
+import { chunkFraming, chunkSizeLine, CRLF, LAST_CHUNK } from '../http/h1-wire.js';
 import { isInterim, parseResponseHead, type Framing, type HeadLimits, type ResponseHead } from '../http/response-head.js';
 import { BodyTooLargeError, UpstreamResponseError, UpstreamTruncatedError } from '../errors.js';
 import type { SecureConnection } from '../tls/types.js';
@@ -113,27 +114,13 @@ export async function sendRequestBody(req: http.IncomingMessage, u: UpstreamStre
   for await (const chunk of req as AsyncIterable<Buffer>) {
     total += chunk.length;
     if (max !== null && total > max) throw new BodyTooLargeError(max);
-    if (chunked) await u.write(Buffer.from(`${chunk.length.toString(16)}\r\n`, 'latin1'));
+    if (chunked) await u.write(chunkSizeLine(chunk.length));
     await u.write(chunk);
     if (chunked) await u.write(CRLF);
   }
   if (chunked) await u.write(LAST_CHUNK);
 }
 
-export const CRLF = Buffer.from('\r\n');
-export const LAST_CHUNK = Buffer.from('0\r\n\r\n');
-
-/** Writes to the response, waiting only when it pushes back. */
-export function sendChunk(res: http.ServerResponse, chunk: Buffer): Promise<void> {
-  if (res.destroyed) return Promise.reject(Object.assign(new Error('client connection closed'), { code: 'ECONNRESET' }));
-  if (res.write(chunk)) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const done = (): void => { res.off('drain', done); res.off('close', closed); resolve(); };
-    const closed = (): void => { res.off('drain', done); reject(Object.assign(new Error('client connection closed'), { code: 'ECONNRESET' })); };
-    res.on('drain', done);
-    res.on('close', closed);
-  });
-}
 
 /**
  * Reads a response body through user space (TLS upstreams, kTLS off, the
@@ -180,7 +167,7 @@ export async function spliceChunked(t: SpliceRoute, onBytes: (n: number) => void
   while (!dec.done) {
     const pending = dec.dataPending;
     if (pending > 0) {
-      await spliceBody(t.pipes, t.sock, t.conn, pending, onBytes, true);
+      await spliceBody(t.pipes, t.sock, t.conn, pending, onBytes, chunkFraming(t.conn));
       dec.dataMoved(pending);
       continue;
     }

@@ -16,6 +16,7 @@ import type { Native } from '../native/binding.js';
 import type { HealthCheck, Upstream } from '../config/proxy-settings.js';
 import { UpstreamTimeoutError } from '../errors.js';
 import { connectUpstream, type UpstreamStream } from './upstream-stream.js';
+import { requestHead, statusCodeOf } from '../http/h1-wire.js';
 
 export interface Peer {
   readonly upstream: Upstream;
@@ -151,11 +152,11 @@ export class UpstreamGroup {
       stream = await connectUpstream({ native: this.o.native, upstream: p.upstream, timeoutMs, onTimeout: () => new UpstreamTimeoutError('connect', timeoutMs, p.upstream.url) });
       if (path !== null && p.upstream.protocol !== 'tcp') {
         stream.setIdleTimeout(timeoutMs, () => new UpstreamTimeoutError('headers', timeoutMs, p.upstream.url));
-        await stream.write(Buffer.from(`GET ${path} HTTP/1.1\r\nHost: ${hostHeader(p.upstream)}\r\nUser-Agent: aludel-health-check\r\nConnection: close\r\n\r\n`, 'latin1'));
+        await stream.write(requestHead('GET', path, ['Host', hostHeader(p.upstream), 'User-Agent', 'aludel-health-check', 'Connection', 'close']));
         const first = await stream.read();
-        const m = first ? /^HTTP\/1\.[01] (\d{3})/.exec(first.toString('latin1', 0, 16)) : null;
-        ok = m !== null && Number(m[1]) < 400;
-        reason = m ? `status ${m[1]}` : 'no HTTP response';
+        const status = first ? statusCodeOf(first) : null;
+        ok = status !== null && status < 400;
+        reason = status !== null ? `status ${status}` : 'no HTTP response';
       } else {
         ok = true;
       }

@@ -11,20 +11,25 @@ import type { PlainSocket } from './plain-socket.js';
 
 export interface SpliceTarget {
   spliceFromPipe(pipeRead: number, length: number): Promise<void>;
-  write(chunk: Buffer): boolean;
 }
 
-const CRLF = Buffer.from('\r\n');
+/**
+ * What the caller writes around each pipeful (the protocol's framing: an
+ * HTTP/1.1 chunk's size line and CRLF), knowing its size before it goes.
+ */
+export interface AroundPiece {
+  before(size: number): void;
+  after(): void;
+}
 
 /**
  * Moves `length` bytes (null: until the upstream's FIN) from `src` to `dst`.
  * Resolves with the bytes moved. A FIN before `length` bytes rejects with
  * UpstreamTruncatedError: the caller must abort the client's response, never
- * end it cleanly. With `chunked`, each pipeful goes out as one HTTP/1.1 chunk
- * (RFC 9112 §7.1): its size line is written through the connection first (the
- * pipe already holds that many bytes) and its CRLF after.
+ * end it cleanly. With `around`, each pipeful is framed by the caller: its
+ * before() runs once the pipe holds the piece, its after() once it is out.
  */
-export async function spliceBody(pool: PipePool, src: PlainSocket, dst: SpliceTarget, length: number | null, onBytes?: (n: number) => void, chunked = false): Promise<number> {
+export async function spliceBody(pool: PipePool, src: PlainSocket, dst: SpliceTarget, length: number | null, onBytes?: (n: number) => void, around?: AroundPiece): Promise<number> {
   const pipe = pool.acquire();
   let moved = 0;
   let inPipe = 0;
@@ -37,9 +42,9 @@ export async function spliceBody(pool: PipePool, src: PlainSocket, dst: SpliceTa
         break;
       }
       inPipe = r;
-      if (chunked) dst.write(Buffer.from(`${r.toString(16)}\r\n`, 'latin1'));
+      around?.before(r);
       await dst.spliceFromPipe(pipe.read, r);
-      if (chunked) dst.write(CRLF);
+      around?.after();
       inPipe = 0;
       moved += r;
       onBytes?.(r);

@@ -1,0 +1,23 @@
+/**
+ * What a failed exchange means: whose fault it was (the client's never
+ * counts against an upstream's health) and which status the client gets
+ * when no status line has gone out yet.
+ */
+import { BodyTooLargeError, ClientGoneError, InvalidRequestError, UpstreamTimeoutError } from '../errors.js';
+
+/** Failures of the client's making: logged at info, never counted against an upstream's health. */
+export function isClientFault(err: unknown): boolean {
+  return err instanceof ClientGoneError || err instanceof InvalidRequestError || err instanceof BodyTooLargeError;
+}
+
+/**
+ * The status for a request that failed before the client got a status line:
+ * the client's own fault is a 400 (RFC 9112 §3.2: a repeated Host; §6.3: an
+ * unusable Content-Length) or a 413, never a gateway error.
+ */
+export function failureStatus(err: unknown): 400 | 413 | 502 | 504 {
+  if (err instanceof InvalidRequestError) return 400;
+  if (err instanceof BodyTooLargeError) return 413;
+  if (err instanceof UpstreamTimeoutError) return 504;
+  return 502;
+}

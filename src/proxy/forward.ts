@@ -1,0 +1,197 @@
+/**
+ * The upstream exchange step: one client request sent to an upstream of the
+ * group and its answer handed over. Picks a peer, leases a connection (a
+ * pooled one when there is one), writes the request head and streams the
+ * body, waits for the response head under --upstream-headers-timeout
+ * (forwarding interim 1xx answers), retries once on a fresh connection when
+ * a reused one turns out dead before any answer, and keeps the group's
+ * passive health. What happens to the answer is the caller's (Forward).
+ */
+import type http from 'node:http';
+import type { Logger } from '../log/logger.js';
+import type { ProxySettings } from '../config/proxy-settings.js';
+import type { ResponseHead } from '../http/response-head.js';
+import { buildUpstreamRequestHead, filterResponseHeaders } from '../http/forward-headers.js';
+import { ClientGoneError, UpstreamTimeoutError } from '../errors.js';
+import { isClientFault } from './failures.js';
+import type { Exchange } from '../http/exchange.js';
+import type { TrafficStats } from '../metrics/traffic-stats.js';
+import type { PipePool } from '../transport/pipe-pool.js';
+import type { Forward } from '../cache/cache-layer.js';
+import type { Lease, UpstreamGroup } from './upstream-group.js';
+import { checkTransferCoding, errCode, isConnectionLoss, readResponseHead, sendRequestBody } from './upstream-exchange.js';
+import { UpstreamResponse } from './upstream-answer.js';
+
+/** Methods a proxy may send twice (RFC 9110 §9.2.2) when a reused connection died before any answer. */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/** An exchange as the proxy holds it: the client's side, and the upstream connection it leased. */
+export interface ProxyExchange extends Exchange {
+  lease: Lease | null;
+  /** The upstream connection may carry another request afterwards. */
+  reusable: boolean;
+}
+
+export interface ForwarderOptions {
+  settings: ProxySettings;
+  group: UpstreamGroup;
+  stats: TrafficStats;
+  pipes: PipePool | null;
+  log: Logger;
+}
+
+type Peer = ReturnType<UpstreamGroup['pick']>;
+
+export class Forwarder {
+  private readonly s: ProxySettings;
+  private readonly limits: { maxHeaderSize: number; maxHeaderCount: number };
+
+  constructor(private readonly o: ForwarderOptions) {
+    this.s = o.settings;
+    this.limits = { maxHeaderSize: this.s.maxHeaderSize, maxHeaderCount: this.s.maxHeaderCount };
+  }
+
+  /** Sends x's request on as `fwd` says; resolves with the status the client got. Sets x.reusable. */
+  async forward(x: ProxyExchange, fwd: Forward = {}): Promise<number> {
+    const { req } = x;
+    const body = requestBody(req);
+    const head = Buffer.from(buildUpstreamRequestHead({
+      method: req.method ?? 'GET', url: req.url ?? '/', rawHeaders: fwd.rawHeaders ?? req.rawHeaders,
+      clientAddress: x.conn.remoteAddress ?? '', clientPort: x.conn.remotePort, proto: 'https', trustForwarded: this.s.trustForwarded,
+      bodyFraming: body.framing, contentLength: body.declared ?? undefined, keepAlive: true,
+    }), 'latin1');
+    const method = req.method ?? 'GET';
+    // A reused idle connection may have been closed by the upstream a moment ago: when
+    // nothing came back and the request can be sent again, retry once on a new one.
+    for (let attempt = 0; ; attempt++) {
+      const peer = this.o.group.pick();
+      x.upstream = peer.upstream.url;
+      const lease = await this.leaseOrFail(peer, attempt > 0);
+      x.lease = lease;
+      let sent: { answer: UpstreamResponse; bodySent: Promise<void> };
+      try {
+        sent = await this.send(x, peer, head, body.framing);
+      } catch (err) {
+        const retry = lease.reused && attempt === 0 && body.framing === 'none' && IDEMPOTENT.has(method) && isConnectionLoss(err);
+        lease.stream.destroy();
+        x.lease = null;
+        if (retry) continue;
+        // The client leaving is no fault of the upstream: passive health must not count it.
+        if (!isClientFault(err)) this.failed(peer, err);
+        throw err;
+      }
+      this.o.group.succeed(peer);
+      const { answer, bodySent } = sent;
+      lease.stream.setIdleTimeout(this.s.upstreamIdleTimeoutMs, () => new UpstreamTimeoutError('body', this.s.upstreamIdleTimeoutMs, peer.upstream.url));
+      fwd.onHead?.(answer.head);
+      checkTransferCoding(answer.head);
+      const status = await (fwd.answer ?? ((a) => a.relay()))(answer);
+      // The request body must be complete before the connection can carry another exchange.
+      const requestDone = await bodySent.then(() => true, () => false);
+      x.reusable = answer.reusable && requestDone && answer.head.keepAlive;
+      return status;
+    }
+  }
+
+  /** Head and body upstream, then the response head; interim answers go on to the client. */
+  private async send(x: ProxyExchange, peer: Peer, head: Buffer, framing: BodyFraming): Promise<{ answer: UpstreamResponse; bodySent: Promise<void> }> {
+    const u = x.lease!.stream;
+    const url = peer.upstream.url;
+    if (x.conn.destroyed) u.destroy(new ClientGoneError());
+    u.setIdleTimeout(this.s.upstreamIdleTimeoutMs, () => new UpstreamTimeoutError('body', this.s.upstreamIdleTimeoutMs, url));
+    let answered = false;
+    let bodySent: Promise<void> = Promise.resolve();
+    let resumeClientTimer = (): void => undefined;
+    try {
+      const sentAt = Date.now();
+      await u.write(head);
+      if (framing !== 'none') {
+        bodySent = sendRequestBody(x.req, u, framing === 'chunked', this.s.maxBodySize);
+        // A body that cannot be sent whole (over --max-body-size, the client gone) leaves the
+        // upstream waiting for the rest: stop waiting for its head, which then never comes.
+        bodySent.catch((err: unknown) => { if (!answered) u.destroy(err as Error); });
+      }
+      u.setIdleTimeout(this.s.upstreamHeadersTimeoutMs, () => new UpstreamTimeoutError('headers', this.s.upstreamHeadersTimeoutMs, url));
+      resumeClientTimer = this.pauseClientTimer(x, bodySent);
+      const response = await readResponseHead(u, x.req.method ?? 'GET', this.limits, false, (interim) => this.forwardInterim(x, interim));
+      answered = true;
+      x.upstreamMs = Date.now() - sentAt;
+      return { answer: new UpstreamResponse(x, u, response.head, response.rest, sentAt, this.o.pipes), bodySent };
+    } finally {
+      resumeClientTimer();
+    }
+  }
+
+  /**
+   * While the upstream prepares its answer, the client is idle by no fault of
+   * its own: its timer (--idle-timeout, node's socket timeout) stops once the
+   * whole request has gone upstream, so that --upstream-headers-timeout
+   * decides and the client gets a 504 naming the upstream, as with nginx's
+   * proxy_read_timeout. A client still sending its body stays timed.
+   * Returns the function that restarts the timer (idempotent).
+   */
+  private pauseClientTimer(x: Exchange, requestSent: Promise<void>): () => void {
+    let state: 'waiting' | 'paused' | 'done' = 'waiting';
+    requestSent.then(() => {
+      if (state !== 'waiting') return;
+      state = 'paused';
+      x.req.setTimeout(0);
+    }, () => undefined);
+    return () => {
+      if (state === 'paused' && !x.conn.destroyed) x.req.setTimeout(this.s.idleTimeoutMs);
+      state = 'done';
+    };
+  }
+
+  /** A lease on a connection to `peer` (fresh: never a pooled one); a failure counts against the peer. */
+  async leaseOrFail(peer: Peer, fresh: boolean): Promise<Lease> {
+    try {
+      return await this.o.group.lease(peer, fresh);
+    } catch (err) {
+      this.failed(peer, err);
+      throw err;
+    }
+  }
+
+  private failed(peer: Peer, err: unknown): void {
+    this.o.group.fail(peer, errCode(err));
+    this.o.stats.upstreamError(peer.upstream.url, errCode(err));
+  }
+
+  /**
+   * Interim responses (RFC 9110 §15.2): a proxy forwards them, except to
+   * HTTP/1.0 clients and except 100 Continue, which node already answered for
+   * the client (Expect is not forwarded). Node writes 102 and 103 for us; it
+   * has no way to write other 1xx codes, which no deployed server sends.
+   * Never stored: only final responses are.
+   */
+  private forwardInterim(x: Exchange, head: ResponseHead): void {
+    if (x.req.httpVersion !== '1.1' || x.res.headersSent) return;
+    if (head.status === 102) {
+      x.res.writeProcessing();
+    } else if (head.status === 103) {
+      const hints: Record<string, string | string[]> = {};
+      const fields = filterResponseHeaders(head.headers, { keepFraming: false });
+      for (let i = 0; i < fields.length; i += 2) {
+        const name = fields[i]!.toLowerCase();
+        const prior = hints[name];
+        hints[name] = prior === undefined ? fields[i + 1]! : [prior, fields[i + 1]!].flat();
+      }
+      try {
+        // Node refuses hints without a well-formed Link (its reason to exist, RFC 8297).
+        x.res.writeEarlyHints(hints);
+      } catch (err) {
+        this.o.log.debug({ conn: x.conn.id, err }, '103 Early Hints not forwarded');
+      }
+    }
+  }
+}
+
+type BodyFraming = 'chunked' | 'length' | 'none';
+
+/** How the client's request body is framed upstream (the checks on it, 413 and 400, ran before: request-limits). */
+function requestBody(req: http.IncomingMessage): { framing: BodyFraming; declared: number | null } {
+  const declared = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) : null;
+  const chunked = req.headers['transfer-encoding'] !== undefined;
+  return { framing: chunked ? 'chunked' : declared !== null && declared > 0 ? 'length' : 'none', declared };
+}

@@ -1,0 +1,91 @@
+/**
+ * Upgrade (WebSocket and friends, RFC 9110 §7.8): node hands such a request
+ * over with its socket detached from the HTTP server. The request goes to an
+ * upstream on a fresh connection; on 101 both sides are tunnelled, on any
+ * other answer that answer is relayed and the connection closed.
+ */
+import type http from 'node:http';
+import type { Logger } from '../log/logger.js';
+import type { ProxySettings } from '../config/proxy-settings.js';
+import type { SecureConnection } from '../tls/types.js';
+import type { TrafficStats } from '../metrics/traffic-stats.js';
+import type { PipePool } from '../transport/pipe-pool.js';
+import { buildUpstreamRequestHead, filterResponseHeaders } from '../http/forward-headers.js';
+import { closeDetached, owedSent } from '../http/front.js';
+import { closingAnswer, responseHead } from '../http/h1-wire.js';
+import { requestProblem } from '../http/request-checks.js';
+import { UpstreamTimeoutError } from '../errors.js';
+import type { Forwarder } from './forward.js';
+import type { Lease, UpstreamGroup } from './upstream-group.js';
+import { errCode, readResponseHead } from './upstream-exchange.js';
+import { tunnel } from './tunnel.js';
+import { failureStatus } from './failures.js';
+
+export interface UpgradeOptions {
+  settings: ProxySettings;
+  group: UpstreamGroup;
+  forwarder: Forwarder;
+  pipes: PipePool | null;
+  stats: TrafficStats;
+  log: Logger;
+}
+
+/**
+ * node hands an Upgrade request over before any body: the bytes of one would
+ * reach the upstream as tunnel data after a 101, outside any framing (a
+ * smuggling channel). A WebSocket handshake is a GET without a body (RFC 6455
+ * §4.1); the rest is refused.
+ */
+function upgradeProblem(req: http.IncomingMessage): string | null {
+  const cl = req.headers['content-length'];
+  if (req.headers['transfer-encoding'] !== undefined) return 'Upgrade with a Transfer-Encoding body';
+  if (cl !== undefined && cl !== '0') return 'Upgrade with a Content-Length body';
+  return requestProblem(req.method ?? 'GET', req.url ?? '/', req.rawHeaders);
+}
+
+export async function upgrade(o: UpgradeOptions, req: http.IncomingMessage, conn: SecureConnection, early: Buffer): Promise<void> {
+  const s = o.settings;
+  const problem = upgradeProblem(req);
+  if (problem !== null) {
+    o.log.info({ conn: conn.id, url: req.url, status: 400, error: 'ERR_BAD_REQUEST', detail: problem }, 'upgrade refused');
+    closeDetached(conn, s.idleTimeoutMs, closingAnswer(400));
+    return;
+  }
+  let lease: Lease | null = null;
+  try {
+    const peer = o.group.pick();
+    lease = await o.forwarder.leaseOrFail(peer, true);
+    const u = lease.stream;
+    u.setIdleTimeout(s.upstreamHeadersTimeoutMs, () => new UpstreamTimeoutError('headers', s.upstreamHeadersTimeoutMs, peer.upstream.url));
+    const head = buildUpstreamRequestHead({
+      method: req.method ?? 'GET', url: req.url ?? '/', rawHeaders: req.rawHeaders,
+      clientAddress: conn.remoteAddress ?? '', clientPort: conn.remotePort, proto: 'https', trustForwarded: s.trustForwarded,
+      bodyFraming: 'none', upgrade: req.headers.upgrade ?? '', keepAlive: false,
+    });
+    await u.write(Buffer.from(head, 'latin1'));
+    const { head: rh, rest } = await readResponseHead(u, req.method ?? 'GET', { maxHeaderSize: s.maxHeaderSize, maxHeaderCount: s.maxHeaderCount }, true);
+    const fields = rh.status === 101 ? rh.headers : filterResponseHeaders(rh.headers, { keepFraming: true });
+    // The answer goes straight to the connection: only after the responses owed to earlier
+    // pipelined requests (RFC 9112 §9.3.2), which node writes from its own queue.
+    if (!(await owedSent(conn))) {
+      conn.destroy();
+      return;
+    }
+    conn.write(responseHead(rh.status, rh.reason, fields));
+    if (rest.length > 0) conn.write(rest);
+    o.log.info({ conn: conn.id, url: req.url, status: rh.status, upstream: peer.upstream.url }, 'upgrade');
+    if (rh.status !== 101) {
+      closeDetached(conn, s.idleTimeoutMs);
+      return;
+    }
+    if (early.length > 0) await u.write(early);
+    u.setIdleTimeout(s.upstreamIdleTimeoutMs, () => new UpstreamTimeoutError('body', s.upstreamIdleTimeoutMs, peer.upstream.url));
+    const moved = await tunnel({ conn, upstream: u, pipes: o.pipes, log: o.log });
+    o.stats.body(conn, moved.downPath, moved.down);
+  } catch (err) {
+    o.log.warn({ conn: conn.id, url: req.url, error: errCode(err), detail: (err as Error).message }, 'upgrade failed');
+    if (!conn.destroyed) closeDetached(conn, s.idleTimeoutMs, closingAnswer(failureStatus(err)));
+  } finally {
+    lease?.stream.destroy();
+  }
+}
