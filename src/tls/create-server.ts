@@ -7,7 +7,7 @@
  * engine; SNI selection works the same in both (docs/certificates.md).
  */
 import { silentLogger, type Logger } from '../log/logger.js';
-import { NodeTlsServer } from '../native/node-tls-server.js';
+import { NodeTlsServer } from './node-tls-server.js';
 import { describePlan } from './certificates.js';
 import { KtlsServer } from './ktls-server.js';
 import { decideOffload, probeCapabilities } from './offload.js';

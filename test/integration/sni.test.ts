@@ -108,7 +108,7 @@ for (const e of ENGINES) {
 
     // node:tls copies one pair per SNI context into the connection (UseSNIContext in node's
     // crypto_tls.cc), so the RSA twin of a.test is served by the system OpenSSL engine only.
-    const rsaTwin = e.engine === 'node-tls' ? 'node:tls serves one key type per SNI name (src/native/node-tls-server.ts)' : false;
+    const rsaTwin = e.engine === 'node-tls' ? 'node:tls serves one key type per SNI name (src/tls/node-tls-server.ts)' : false;
     const cases: Array<{ what: string; sni: string | null; args?: string[]; want: () => string; keyType: string; skip?: string | false }> = [
       { what: 'exact name', sni: 'a.test', want: () => certs.a.certFile, keyType: 'ec' },
       { what: 'exact name, other case', sni: 'A.TEST', want: () => certs.a.certFile, keyType: 'ec' },

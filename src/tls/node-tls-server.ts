@@ -21,12 +21,12 @@ import { EventEmitter } from 'node:events';
 import tls from 'node:tls';
 import type { Logger } from '../log/logger.js';
 import { copyFileToStream, type BodyPath } from '../transport/copy-file.js';
-import { describePlan, lookupSni } from '../tls/certificates.js';
-import { ConnectionLimit } from '../tls/connection-limit.js';
-import { nextConnectionId } from '../tls/ktls-server.js';
-import { alpnWire } from '../tls/policy.js';
-import { resolveTls, type ResolvedTls } from '../tls/tls-setup.js';
-import type { ListenOptions, OffloadDecision, SecureConnection, SecureServer, TlsInfo, TlsOptions } from '../tls/types.js';
+import { describePlan, lookupSni } from './certificates.js';
+import { ConnectionLimit } from './connection-limit.js';
+import { nextConnectionId } from './ktls-server.js';
+import { alpnWire } from './policy.js';
+import { resolveTls, type ResolvedTls } from './tls-setup.js';
+import type { ListenOptions, OffloadDecision, SecureConnection, SecureServer, TlsInfo, TlsOptions } from './types.js';
 
 export interface NodeTlsServerOptions {
   /** Defaults applied and certificates checked (resolveTls). */
