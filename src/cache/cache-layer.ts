@@ -77,8 +77,8 @@ export class CacheLayer {
     const { req } = x;
     const c = this.cache;
     const method = req.method ?? 'GET';
-    const raw = req.rawHeaders;
-    const key = cacheKey(req.headers.host, req.url ?? '/');
+    const raw = x.fields;
+    const key = cacheKey(fieldValue(x.fields, 'host'), req.url ?? '/');
     if (method === 'PURGE') return this.purge(x, key);
     if (method !== 'GET' && method !== 'HEAD') {
       x.cache = 'bypass';
@@ -141,7 +141,7 @@ export class CacheLayer {
       length: () => entry.length, available: () => entry.length, complete: () => true, progress: () => Promise.resolve(),
     };
     try {
-      return (await sendStored(x.req, x.res, src, cacheStatus(status), (path, n) => sent(x, path, n))).status;
+      return (await sendStored(x, src, cacheStatus(status), (path, n) => sent(x, path, n))).status;
     } finally {
       // sendFile has settled: no sendfile(2) on the thread pool still reads this descriptor.
       await fh.close().catch(() => undefined);
@@ -157,7 +157,7 @@ export class CacheLayer {
       length: () => fill.length, available: () => fill.written, complete: () => fill.complete, progress: () => fill.progress(),
     };
     try {
-      return (await sendStored(x.req, x.res, src, cacheStatus({ fwd, collapsed: true }), (path, n) => sent(x, path, n))).status;
+      return (await sendStored(x, src, cacheStatus({ fwd, collapsed: true }), (path, n) => sent(x, path, n))).status;
     } finally {
       fill.release();
     }
@@ -171,7 +171,7 @@ export class CacheLayer {
    */
   private revalidate(x: Exchange, origin: Origin, key: string, entry: Entry, fwd: CacheStatus['fwd']): Promise<number> {
     const v = validators(entry.headers);
-    const raw = without(x.req.rawHeaders, VALIDATION_FIELDS);
+    const raw = without(x.fields, VALIDATION_FIELDS);
     if (v.etag !== null) raw.push('If-None-Match', v.etag);
     if (v.lastModified !== null) raw.push('If-Modified-Since', v.lastModified);
     return origin({
@@ -209,7 +209,7 @@ export class CacheLayer {
     const fwdStatus = x.cache === 'stale' ? head.status : undefined;
     const f = head.framing;
     const responseTime = Date.now();
-    const verdict = storability({ method: req.method ?? 'GET', requestHeaders: req.rawHeaders, status: head.status, responseHeaders: head.headers, framing: f.kind, responseTime, cacheCookies: c.cookies });
+    const verdict = storability({ method: req.method ?? 'GET', requestHeaders: x.fields, status: head.status, responseHeaders: head.headers, framing: f.kind, responseTime, cacheCookies: c.cookies });
     const length = f.kind === 'length' ? f.length : f.kind === 'none' ? 0 : null;
     const why = !verdict.store ? verdict.reason : length !== null && length > c.maxBytes ? 'too-large' : null;
     const file = why === null ? await c.createBody() : null;
@@ -218,10 +218,10 @@ export class CacheLayer {
       x.cacheStatus = cacheStatus({ fwd, fwdStatus, detail: why ?? 'disk-error' });
       return a.relay();
     }
-    const fill = pending ?? c.beginFill(key, req.rawHeaders);
+    const fill = pending ?? c.beginFill(key, x.fields);
     const names = varyNames(head.headers) as string[];
     fill.start({
-      key, vary: names.length > 0 ? varySelection(names, req.rawHeaders) : null,
+      key, vary: names.length > 0 ? varySelection(names, x.fields) : null,
       status: head.status, reason: head.reason, headers: headersToStore(head.headers, responseTime),
       requestTime: a.sentAt, responseTime, initialAge: initialAge(head.headers, a.sentAt, responseTime),
     }, length, file);
@@ -279,7 +279,7 @@ class ClientCopy {
   async write(b: Buffer): Promise<void> {
     if (this.gone !== null) return;
     try {
-      await writeBody(this.x.res, b);
+      await writeBody(this.x, b);
       this.x.bytes += b.length;
     } catch (err) {
       this.gone = err;

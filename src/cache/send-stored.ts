@@ -9,12 +9,15 @@
  * A body still being written is sent as it lands: each newly written range
  * of the file goes out, then the sender waits for the next (see fill.ts).
  * Without a known length (a chunked upstream still filling) each range is one
- * HTTP/1.1 chunk (RFC 9112 §7.1).
+ * HTTP/1.1 chunk (RFC 9112 §7.1). Over HTTP/2, ranges become DATA frames
+ * from bounded reads (h2-body.ts): sendfile cannot build frames.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ServerResponse } from 'node:http';
 import { evaluatePreconditions, ifRangeAllows, parseHttpDate } from '../http/conditional.js';
 import { parseRange } from '../http/range.js';
 import { whenAttached } from '../http/front.js';
+import { writeHead, type Exchange } from '../http/exchange.js';
+import { sendRangeOverH2 } from '../http/h2-body.js';
 import { chunkFraming } from '../http/h1-wire.js';
 import type { BodyPath } from '../transport/copy-file.js';
 import type { SecureConnection } from '../tls/types.js';
@@ -45,8 +48,9 @@ export interface SentStored {
   bodyPath: BodyPath;
 }
 
-/** Sends `src` as the answer to `req`, with `cacheStatus` as this cache's Cache-Status member (RFC 9211). */
-export async function sendStored(req: IncomingMessage, res: ServerResponse, src: StoredBody, cacheStatus: string, onBody: (path: BodyPath, bytes: number) => void): Promise<SentStored> {
+/** Sends `src` as the answer to x's request, with `cacheStatus` as this cache's Cache-Status member (RFC 9211). */
+export async function sendStored(x: Exchange, src: StoredBody, cacheStatus: string, onBody: (path: BodyPath, bytes: number) => void): Promise<SentStored> {
+  const { req, res } = x;
   const method = req.method ?? 'GET';
   const own = ['Age', String(src.age), 'Cache-Status', cacheStatus];
   // Validators and Range only mean something for a 200 (RFC 9110 §13.2.1, §14.2).
@@ -58,7 +62,7 @@ export async function sendStored(req: IncomingMessage, res: ServerResponse, src:
     // If-Match and If-Unmodified-Since never get here: they are the origin's to evaluate (§4.3.2).
     const headers = { 'if-none-match': req.headers['if-none-match'], 'if-modified-since': req.headers['if-modified-since'] };
     if (evaluatePreconditions({ method, headers }, etag, lastModified) === 'not-modified') {
-      res.writeHead(304, 'Not Modified', [...notModifiedFields(src.headers), ...own]);
+      writeHead(x, 304, 'Not Modified', [...notModifiedFields(src.headers), ...own]);
       res.end();
       return { status: 304, bytes: 0, bodyPath: 'none' };
     }
@@ -76,7 +80,7 @@ export async function sendStored(req: IncomingMessage, res: ServerResponse, src:
     if (r.kind === 'unsatisfiable') {
       // RFC 9110 §15.5.17: a 416 for byte ranges says the current length.
       const text = 'Range Not Satisfiable\n';
-      res.writeHead(416, 'Range Not Satisfiable', [...own, 'Content-Range', `bytes */${total}`, 'Content-Type', 'text/plain', 'Content-Length', String(text.length)]);
+      writeHead(x, 416, 'Range Not Satisfiable', [...own, 'Content-Range', `bytes */${total}`, 'Content-Type', 'text/plain', 'Content-Length', String(text.length)]);
       res.end(text);
       return { status: 416, bytes: text.length, bodyPath: 'none' };
     }
@@ -89,24 +93,19 @@ export async function sendStored(req: IncomingMessage, res: ServerResponse, src:
     }
   }
   if (length !== null) headers.push('Content-Length', String(length));
-  res.writeHead(status, reason, headers);
+  writeHead(x, status, reason, headers);
   if (method === 'HEAD' || length === 0) {
     res.end();
     return { status, bytes: 0, bodyPath: 'none' };
   }
-  const conn = await whenAttached(res);
-  // Unknown length: node chose chunked for an HTTP/1.1 client (close-delimited for 1.0).
-  const framing = length === null && res.chunkedEncoding ? chunkFraming(conn) : null;
-  res.flushHeaders();
+  const send = await rangeSender(res);
   const end = length === null ? null : start + length;
   let pos = start;
   let bodyPath: BodyPath = 'none';
   for (;;) {
     const upto = end === null ? src.available() : Math.min(end, src.available());
     if (upto > pos) {
-      framing?.before(upto - pos);
-      bodyPath = await conn.sendFile(src.fd, pos, upto - pos);
-      framing?.after();
+      bodyPath = await send(src.fd, pos, upto - pos);
       onBody(bodyPath, upto - pos);
       pos = upto;
       continue;
@@ -118,6 +117,29 @@ export async function sendStored(req: IncomingMessage, res: ServerResponse, src:
   }
   res.end();
   return { status, bytes: pos - start, bodyPath };
+}
+
+/**
+ * How ranges of the file reach the client, once its head is out: HTTP/1.1 by
+ * the connection's sendFile (sendfile(2) under kTLS), framed as chunks when
+ * the length is unknown; HTTP/2 as DATA frames.
+ */
+async function rangeSender(res: Exchange['res']): Promise<(fd: number, offset: number, length: number) => Promise<BodyPath>> {
+  if (!(res instanceof ServerResponse)) {
+    // Http2ServerResponse.flushHeaders() exists (node's compat layer) but is missing from @types/node 20.
+    (res as unknown as { flushHeaders(): void }).flushHeaders();
+    return (fd, offset, length) => sendRangeOverH2(res.stream, fd, offset, length);
+  }
+  const conn = await whenAttached(res);
+  // Unknown length: node chose chunked for an HTTP/1.1 client (close-delimited for 1.0).
+  const framing = res.chunkedEncoding ? chunkFraming(conn) : null;
+  res.flushHeaders();
+  return async (fd, offset, length) => {
+    framing?.before(length);
+    const path = await conn.sendFile(fd, offset, length);
+    framing?.after();
+    return path;
+  };
 }
 
 /** If-Range is not in node's typed header list, so it may arrive as an array. */

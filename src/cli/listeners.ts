@@ -18,12 +18,18 @@ interface Listener {
   hw: HwPolicyDecision;
 }
 
+/** Settings as the listeners see them: an HTTP command's also carry --http2. */
+type WithHttp2 = ListenerSettings & { http2?: boolean };
+
+/** The application protocols offered, in preference order: fixed, or from the settings (serve's --http2, which a reload may change). */
+export type AlpnChoice = readonly string[] | ((s: WithHttp2) => readonly string[]);
+
 export class Listeners {
   private readonly list: Listener[];
-  private readonly alpn: readonly string[] | undefined;
+  private readonly alpn: AlpnChoice | undefined;
 
   /** `alpn`: the application protocols offered (default http/1.1; none for tcp). */
-  constructor(s: ListenerSettings, log: Logger, alpn?: readonly string[]) {
+  constructor(s: ListenerSettings, log: Logger, alpn?: AlpnChoice) {
     this.alpn = alpn;
     this.list = s.listen.map(({ host, port }) => {
       const { tls, hw } = this.tlsFor(s, host);
@@ -62,15 +68,16 @@ export class Listeners {
   }
 
   /** SIGHUP: new certificates and TLS settings for new handshakes on every address. */
-  reconfigure(s: ListenerSettings): void {
+  reconfigure(s: WithHttp2): void {
     for (const l of this.list) {
       l.server.reconfigure(this.tlsFor(s, l.host).tls);
     }
   }
 
-  private tlsFor(s: ListenerSettings, host: string): { tls: TlsOptions; hw: HwPolicyDecision } {
+  private tlsFor(s: WithHttp2, host: string): { tls: TlsOptions; hw: HwPolicyDecision } {
     const hw = resolveHwPolicy(s.offloadPolicy, host, s.offload, { minVersion: s.tlsMin, maxVersion: s.tlsMax, cipherList: s.ciphers ?? undefined });
-    return { hw, tls: { certificates: s.certificates, ...hw.tls, cipherSuites: s.ciphersuites ?? undefined, ...(this.alpn ? { alpn: this.alpn } : {}) } };
+    const alpn = typeof this.alpn === 'function' ? this.alpn(s) : this.alpn;
+    return { hw, tls: { certificates: s.certificates, ...hw.tls, cipherSuites: s.ciphersuites ?? undefined, ...(alpn ? { alpn } : {}) } };
   }
 }
 

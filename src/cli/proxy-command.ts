@@ -11,6 +11,7 @@ import { createKtlsServer } from '../tls/create-server.js';
 import { resolveHwPolicy } from '../tls/hw-offload-policy.js';
 import type { SecureServer } from '../tls/types.js';
 import { createHttpProxy } from '../proxy/http-proxy.js';
+import { httpAlpn } from '../http/alpn-front.js';
 import { createTcpProxy } from '../proxy/tcp-proxy.js';
 import { startAdmin, type AdminServer } from '../metrics/admin-server.js';
 import { TrafficStats } from '../metrics/traffic-stats.js';
@@ -41,8 +42,8 @@ const PROXY_RESTART: ReadonlyArray<keyof ProxySettings> = [...LISTENER_RESTART, 
 
 export async function runProxy(s: ProxySettings, load: () => Promise<ProxySettings> = () => Promise.resolve(s)): Promise<RunningProxy> {
   const log = createLogger({ level: s.logLevel });
-  // ALPN names an application protocol: http/1.1 for the HTTP proxy, none for raw TCP.
-  const listeners = new Listeners(s, log, s.mode === 'http' ? ['http/1.1'] : []);
+  // ALPN names an application protocol: h2 and http/1.1 for the HTTP proxy (--http2), none for raw TCP.
+  const listeners = new Listeners(s, log, s.mode === 'http' ? (t) => httpAlpn(t.http2 ?? true) : []);
   // Upstream sockets use the addon when it loaded (even if the system OpenSSL did not:
   // the node:tls fallback then copies bodies, since only kTLS connections can splice).
   const addon = loadAddon();

@@ -71,6 +71,11 @@ const OPTIONS: Record<ProxyKey, { arg: string | null; help: (mode: SettingsMode)
   'cache-cookies': { arg: null, help: () => 'store responses that set cookies when the origin made them cacheable explicitly (default: never stored, as nginx)' },
   'redirect-http': { arg: '<addr:port>', help: () => 'also listen for plain HTTP here and answer 308 to https:// (e.g. :80); default: off' },
   'access-log': { arg: '<file>', help: () => 'write request lines to this file (reopened on SIGUSR1) instead of the main log on stdout' },
+  http2: {
+    arg: '<on|off>',
+    help: (mode) => (mode === 'serve' ? 'offer HTTP/2 (ALPN h2) besides HTTP/1.1' : 'offer HTTP/2 (ALPN h2) besides HTTP/1.1; checked, but the proxy offers HTTP/1.1 only for now'),
+  },
+  'http2-max-concurrent-streams': { arg: '<n>', help: () => 'HTTP/2 streams one client connection may have open at once (nginx http2_max_concurrent_streams)' },
   'access-log-format': { arg: '<format>', help: () => 'json, or combined (nginx combined plus request time, upstream and request id)' },
   'log-level': { arg: '<level>', help: () => 'fatal, error, warn, info, debug, trace or silent' },
   'reuse-port': { arg: null, help: () => 'SO_REUSEPORT: several aludel processes may share the port (kernel load-balances)' },

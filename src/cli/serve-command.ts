@@ -8,6 +8,7 @@ import { startAdmin, type AdminServer } from '../metrics/admin-server.js';
 import { TrafficStats } from '../metrics/traffic-stats.js';
 import { Serving, type Generation } from './serving.js';
 import { Listeners } from './listeners.js';
+import { httpAlpn } from '../http/alpn-front.js';
 
 export interface RunningServe {
   listeners: Listeners;
@@ -32,7 +33,8 @@ export async function startRedirectFor(s: HttpServerSettings, addresses: readonl
 
 export async function runServe(s: ServeSettings, load: () => Promise<ServeSettings> = () => Promise.resolve(s)): Promise<RunningServe> {
   const log = createLogger({ level: s.logLevel });
-  const listeners = new Listeners(s, log);
+  // --http2 decides what ALPN offers; a reload may change it (new handshakes only).
+  const listeners = new Listeners(s, log, (t) => httpAlpn(t.http2 ?? true));
   const stats = new TrafficStats();
   const access = new AccessLog({ ...s.accessLog, log });
   let admin: AdminServer | null = null;
@@ -43,6 +45,7 @@ export async function runServe(s: ServeSettings, load: () => Promise<ServeSettin
     const front = await createServe({
       stats, root: next.root, log, access,
       idleTimeoutMs: next.idleTimeoutMs, headersTimeoutMs: next.headersTimeoutMs, maxHeaderSize: next.maxHeaderSize,
+      http2MaxConcurrentStreams: next.http2MaxConcurrentStreams,
     });
     return { settings: next, front, retire: () => undefined };
   };
@@ -53,7 +56,7 @@ export async function runServe(s: ServeSettings, load: () => Promise<ServeSettin
   const addresses = await listeners.listen(s, log);
   redirect = await startRedirectFor(s, addresses, log);
   admin = s.admin === null ? null : await startAdmin({ ...s.admin, command: 'serve', server: listeners, listen: addresses.join(' '), stats, group: null, log });
-  log.info({ listen: addresses[0], addresses, root: s.root }, 'serving files over HTTPS');
+  log.info({ listen: addresses[0], addresses, root: s.root, alpn: httpAlpn(s.http2) }, 'serving files over HTTPS');
   return { listeners, serving, addresses, log, stats, admin };
 }
 

@@ -40,6 +40,8 @@ export const PROXY_DEFAULTS: Partial<Record<ProxyKey, string | boolean>> = {
   'cache-size': '10GiB',
   'cache-cookies': false,
   'access-log-format': 'json',
+  http2: 'on',
+  'http2-max-concurrent-streams': '128',
 };
 
 /**
@@ -238,6 +240,8 @@ function httpServerSettings(s: ProxyInput): HttpServerSettings {
     maxHeaderSize: s['max-header-size'] ?? defaultValues['max-header-size']!,
     accessLog: { file: s['access-log'] ?? null, format: (s['access-log-format'] ?? 'json') as AccessFormat },
     redirectHttp: s['redirect-http'] ?? null,
+    http2: s.http2 ?? defaultValues.http2!,
+    http2MaxConcurrentStreams: s['http2-max-concurrent-streams'] ?? defaultValues['http2-max-concurrent-streams']!,
   };
 }
 

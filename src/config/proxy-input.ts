@@ -18,6 +18,7 @@ import {
   logLevel,
   offloadMode,
   offloadPolicy,
+  onOff,
   requestPath,
   serverName,
   size,
@@ -82,6 +83,10 @@ const HTTP_SERVER = {
   'access-log': filePath,
   'redirect-http': listenAddress,
   'access-log-format': z.enum(ACCESS_FORMATS as [string, ...string[]], { error: 'expected json or combined' }),
+  // ALPN h2 (RFC 9113 §3.2) besides http/1.1; `aludel proxy` validates it but offers http/1.1 only for now.
+  http2: onOff,
+  // SETTINGS_MAX_CONCURRENT_STREAMS (RFC 9113 §6.5.2), nginx's http2_max_concurrent_streams.
+  'http2-max-concurrent-streams': count(1),
 };
 
 /** Settings about HTTP messages or TLS to the upstream: not offered by `aludel tcp`. */

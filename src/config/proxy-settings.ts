@@ -98,6 +98,14 @@ export interface HttpServerSettings {
   accessLog: { file: string | null; format: AccessFormat };
   /** --redirect-http ADDR: a plain-HTTP listener answering 308 to https://; null = off (plain HTTP to the TLS port then gets a 400). */
   redirectHttp: { host: string; port: number } | null;
+  /**
+   * --http2 on|off, default on: ALPN offers h2 before http/1.1 (RFC 9113 §3.2).
+   * `aludel proxy` accepts and checks it but still offers http/1.1 only: its
+   * HTTP/2 side is not wired yet.
+   */
+  http2: boolean;
+  /** HTTP/2 streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS), default 128 as nginx. */
+  http2MaxConcurrentStreams: number;
 }
 
 export interface ServeSettings extends ListenerSettings, HttpServerSettings {

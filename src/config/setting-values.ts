@@ -114,6 +114,15 @@ export const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trac
 
 export const flag = z.boolean({ error: 'expected true or false' });
 
+/**
+ * A switch with a value, as nginx writes them (`http2 on;`): "on"/"off" on the
+ * command line; in a config file also true/false (YAML 1.2 keeps `on`/`off`
+ * as strings, so both spellings arrive here).
+ */
+export const onOff = z
+  .union([z.enum(['on', 'off']), z.boolean()], { error: 'expected on or off' })
+  .transform((v) => v === true || v === 'on');
+
 /** A non-empty string passed on as it is (cipher lists: OpenSSL judges them when the context is built). */
 export const text = z.string({ error: 'expected a string' }).refine((v) => v.trim() !== '', 'must not be empty');
 

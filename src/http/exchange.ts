@@ -1,18 +1,28 @@
 /**
  * One client request on its way through the proxy's steps (cache, upstream,
  * response writer): what they share about the client's side, and what its
- * access-log line says. The upstream's side (lease, reuse) stays with the
- * proxy; the cache sees only this.
+ * access-log line says, for HTTP/1.1 and HTTP/2 alike (node's http and
+ * http2-compatibility objects). The upstream's side (lease, reuse) stays
+ * with the proxy; the cache sees only this.
  */
 import http from 'node:http';
+import http2 from 'node:http2';
 import type { SecureConnection } from '../tls/types.js';
+import { requestConnection, type AnyRequest, type AnyResponse } from './alpn-front.js';
+import { h1FieldsOfH2 } from './h2-request.js';
 import type { BodyPath } from '../transport/copy-file.js';
 import type { CacheOutcome } from '../metrics/traffic-stats.js';
 
 export interface Exchange {
-  readonly req: http.IncomingMessage;
-  readonly res: http.ServerResponse;
+  readonly req: AnyRequest;
+  readonly res: AnyResponse;
   readonly conn: SecureConnection;
+  /** The request came over HTTP/2 (one stream of a session; no splice, no Connection field). */
+  readonly h2: boolean;
+  /** The request's field lines in HTTP/1.1 form, [name, value, ...] (h2-request.ts for HTTP/2). */
+  readonly fields: string[];
+  /** Why the fields cannot be used (a malformed HTTP/2 request, RFC 9113 §8.3.1), or null. */
+  readonly malformed: string | null;
   /** The upstream last picked for this request, for the log (kept after a failed lease is dropped). */
   upstream: string | null;
   bodyPath: BodyPath;
@@ -26,8 +36,25 @@ export interface Exchange {
   cacheStatus: string | null;
 }
 
-export function newExchange(req: http.IncomingMessage, res: http.ServerResponse): Exchange {
-  return { req, res, conn: req.socket as unknown as SecureConnection, upstream: null, bodyPath: 'none', bytes: 0, upstreamMs: null, cache: null, cacheStatus: null };
+export function newExchange(req: AnyRequest, res: AnyResponse): Exchange {
+  const h2 = req instanceof http2.Http2ServerRequest;
+  let fields = req.rawHeaders;
+  let malformed: string | null = null;
+  if (h2) {
+    try {
+      fields = h1FieldsOfH2(req.rawHeaders);
+    } catch (err) {
+      fields = [];
+      malformed = (err as Error).message;
+    }
+  }
+  return { req, res, conn: requestConnection(req), h2, fields, malformed, upstream: null, bodyPath: 'none', bytes: 0, upstreamMs: null, cache: null, cacheStatus: null };
+}
+
+/** Writes a response head; HTTP/2 has no reason phrase (RFC 9113 §8.3.2), so none is given to node there. */
+export function writeHead(x: Exchange, status: number, reason: string, fields: string[]): void {
+  if (x.res instanceof http.ServerResponse) x.res.writeHead(status, reason, fields);
+  else x.res.writeHead(status, fields as unknown as http2.OutgoingHttpHeaders);
 }
 
 /** Counts body bytes that left by `path`. */
@@ -51,19 +78,40 @@ export function answerText(x: Exchange, status: number, text: string): number {
 /** Aludel's own short error answer (4xx/5xx), closing the connection, counted as serve counts its error pages: path none, the bytes the client got. */
 export function sendText(x: Exchange, status: number): void {
   const text = `${http.STATUS_CODES[status]}\n`;
-  x.res.writeHead(status, { 'Content-Type': 'text/plain', Connection: 'close' }).end(text);
+  // HTTP/2: the stream ends, the session stays; Connection is not a field there (RFC 9113 §8.2.2).
+  x.res.writeHead(status, x.h2 ? { 'Content-Type': 'text/plain' } : { 'Content-Type': 'text/plain', Connection: 'close' }).end(text);
   x.bodyPath = 'none';
   x.bytes = x.req.method === 'HEAD' ? 0 : Buffer.byteLength(text);
 }
 
-/** Writes a piece of body to the response, waiting only when it pushes back; rejects once the client is gone. */
-export function writeBody(res: http.ServerResponse, chunk: Buffer): Promise<void> {
-  if (res.destroyed) return Promise.reject(Object.assign(new Error('client connection closed'), { code: 'ECONNRESET' }));
-  if (res.write(chunk)) return Promise.resolve();
+/**
+ * Writes a piece of body to the response and resolves once the connection
+ * has taken it (the write's callback: SSL_write, or nghttp2, has the bytes),
+ * so the caller may reuse the buffer, and a client that stops reading holds
+ * this one piece; rejects once the client is gone. A pipelined response
+ * still queued behind others is only written when its turn comes, and gets
+ * no 'close' of its own if the connection goes first: the connection is
+ * watched too.
+ */
+export function writeBody(x: Exchange, chunk: Buffer): Promise<void> {
+  const res = x.res;
+  const gone = res instanceof http.ServerResponse ? res.destroyed : res.stream.destroyed;
+  if (gone || x.conn.destroyed) return Promise.reject(clientGone());
   return new Promise((resolve, reject) => {
-    const done = (): void => { res.off('drain', done); res.off('close', closed); resolve(); };
-    const closed = (): void => { res.off('drain', done); reject(Object.assign(new Error('client connection closed'), { code: 'ECONNRESET' })); };
-    res.on('drain', done);
-    res.on('close', closed);
+    const closed = (): void => { done(); reject(clientGone()); };
+    const done = (): void => { res.off('close', closed); x.conn.off('close', closed); };
+    res.once('close', closed);
+    x.conn.once('close', closed);
+    const taken = (err?: Error | null): void => {
+      done();
+      if (err) reject(err);
+      else resolve();
+    };
+    if (res instanceof http.ServerResponse) res.write(chunk, taken);
+    else res.write(chunk, taken);
   });
+}
+
+function clientGone(): Error {
+  return Object.assign(new Error('client connection closed'), { code: 'ECONNRESET' });
 }

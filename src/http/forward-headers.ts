@@ -40,11 +40,13 @@ import { isFieldValueByte, isToken, trimOws } from './char-classes.js';
 
 /**
  * Fields that describe one connection, never forwarded (RFC 9110 §7.6.1; the
- * obsolete Proxy-Connection and Keep-Alive from RFC 9112 §C.2.2; the proxy
- * authentication fields, see above).
+ * obsolete Proxy-Connection and Keep-Alive from RFC 9112 §C.2.2; HTTP2-Settings
+ * of the h2c upgrade, RFC 7540 §3.2.1, which node refuses to send on HTTP/2,
+ * RFC 9113 §8.2.2; the proxy authentication fields, see above).
  */
 export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'connection',
+  'http2-settings',
   'proxy-connection',
   'keep-alive',
   'te',

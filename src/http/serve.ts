@@ -1,11 +1,15 @@
 /**
  * `aludel serve`: node's http.Server (llhttp: keep-alive, header limits,
- * timeouts) running on kTLS connections; file bodies leave by sendfile when
- * the kernel encrypts, by write otherwise. One JSON access-log line per
- * request says where the crypto ran and which path the body took.
+ * timeouts) running on kTLS connections, and node:http2 on those whose ALPN
+ * said h2 (h2-front.ts), one static handler for both; file bodies leave by
+ * sendfile when the kernel encrypts an HTTP/1.1 connection, by write
+ * otherwise (HTTP/2 always: its DATA frames are built by nghttp2). One JSON
+ * access-log line per request says the protocol, where the crypto ran and
+ * which path the body took.
  */
 import fs from 'node:fs';
 import http from 'node:http';
+import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../log/logger.js';
 import type { SecureConnection, SecureServer, TlsInfo } from '../tls/types.js';
@@ -14,6 +18,9 @@ import { createStaticHandler, type BodySender } from './static-handler.js';
 import { AccessLog, requestId, type AccessFields } from '../log/access-log.js';
 import { answeredMidBody, closeDetached, httpFront, LINGER_MS, whenAttached, type Front } from './front.js';
 import { requestProblem } from './request-checks.js';
+import { alpnFront, requestConnection, type AnyRequest, type AnyResponse } from './alpn-front.js';
+import { h2Front } from './h2-front.js';
+import { sendFileOverH2 } from './h2-body.js';
 import { closingAnswer } from './h1-wire.js';
 
 export { closingAnswer };
@@ -29,11 +36,17 @@ export interface ServeOptions {
   stats: TrafficStats;
   /** Where request lines go; default: the main log. */
   access?: AccessLog;
+  /** HTTP/2 streams per connection (SETTINGS_MAX_CONCURRENT_STREAMS); default 128. */
+  http2MaxConcurrentStreams?: number;
 }
 
-/** Headers go out through the stream, then the body by the connection's fastest path. */
+/**
+ * HTTP/1.1: headers go out through the stream, then the body by the
+ * connection's fastest path. HTTP/2: DATA frames from bounded reads (h2-body.ts).
+ */
 export const connectionBodySender: BodySender = {
   async sendBody(res, fd, offset, length) {
+    if (res instanceof http2.Http2ServerResponse) return sendFileOverH2(res, fd, offset, length);
     const conn = await whenAttached(res);
     res.flushHeaders();
     const path = await conn.sendFile(fd, offset, length);
@@ -147,20 +160,25 @@ export function onSecureConnections(server: SecureServer, log: Logger, stats: Tr
   });
 }
 
-/** A request RFC 9112 says to refuse (request-checks.ts): 400, and the connection closes. */
-function refuse(res: http.ServerResponse, problem: string): { status: number; bytes: number; bodyPath: 'none'; error: Error } {
+/** A request RFC 9112 says to refuse (request-checks.ts): 400, and an HTTP/1.1 connection closes (an HTTP/2 stream ends alone). */
+function refuse(res: AnyResponse, problem: string): { status: number; bytes: number; bodyPath: 'none'; error: Error } {
   const text = 'Bad Request\n';
-  res.shouldKeepAlive = false;
-  res.writeHead(400, { 'Content-Type': 'text/plain', 'Content-Length': text.length }).end(res.req.method === 'HEAD' ? undefined : text);
+  if (res instanceof http.ServerResponse) res.shouldKeepAlive = false;
+  res.writeHead(400, { 'Content-Type': 'text/plain', 'Content-Length': text.length });
+  if (res.req.method === 'HEAD') res.end();
+  else res.end(text);
   return { status: 400, bytes: res.req.method === 'HEAD' ? 0 : text.length, bodyPath: 'none', error: new InvalidRequestError(problem) };
 }
 
 /** The access-log fields every request line has (serve and proxy add theirs). */
-export function requestFields(req: http.IncomingMessage, conn: SecureConnection, status: number, bytes: number, started: bigint): AccessFields {
+export function requestFields(req: http.IncomingMessage | http2.Http2ServerRequest, conn: SecureConnection, status: number, bytes: number, started: bigint): AccessFields {
   const h = req.headers;
   return {
     id: requestId(), conn: conn.id, client: `${conn.remoteAddress ?? '-'}:${conn.remotePort ?? 0}`,
-    method: req.method, url: req.url, host: h.host, userAgent: h['user-agent'], referer: h.referer,
+    // As nginx's $server_protocol: HTTP/1.0, HTTP/1.1, HTTP/2.0 (node's httpVersion is "2.0" for HTTP/2).
+    proto: `HTTP/${req.httpVersion}`,
+    // HTTP/2 carries the host in :authority (RFC 9113 §8.3.1), a Host field only from HTTP/1.1 gateways.
+    method: req.method, url: req.url, host: h.host ?? h[':authority'] as string | undefined, userAgent: h['user-agent'], referer: h.referer,
     status, bytes, ms: Math.round(Number(process.hrtime.bigint() - started) / 1e4) / 100,
   };
 }
@@ -181,33 +199,37 @@ export async function startServe(o: ServeOptions): Promise<Front> {
   return front;
 }
 
-/** The static-file front: node's http.Server over the connections it is given. */
+/**
+ * The static-file front: node's http.Server over HTTP/1.1 connections and
+ * node:http2 over h2 ones, by ALPN, with one request handler for both.
+ */
 export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Front> {
   const root = await fs.promises.realpath(o.root);
   const handle = createStaticHandler({ root, sender: connectionBodySender });
   const access = o.access ?? new AccessLog({ file: null, format: 'json', log: o.log });
+  const serveRequest = (req: AnyRequest, res: AnyResponse): void => {
+    const started = process.hrtime.bigint();
+    const conn = requestConnection(req);
+    const problem = requestProblem(req.method ?? 'GET', req.url ?? '/', req.rawHeaders);
+    (problem === null ? handle(req, res) : Promise.resolve(refuse(res, problem))).then(
+      (out) => {
+        o.stats.body(conn, out.bodyPath, out.bytes);
+        const t = conn.tls;
+        access.write('info', {
+          ...requestFields(req, conn, out.status, out.bytes, started), body: out.bodyPath,
+          tls: t.version, cipher: t.cipher, ...cryptoSite(t),
+          ...(out.error ? { error: (out.error as { code?: string }).code ?? 'ERR_UNKNOWN', detail: (out.error as Error).message } : {}),
+        });
+      },
+      (err: unknown) => o.log.error({ conn: conn.id, err }, 'request handler failed'),
+    );
+  };
   const httpServer = http.createServer(
     {
       maxHeaderSize: o.maxHeaderSize, headersTimeout: o.headersTimeoutMs, requestTimeout: 0, keepAliveTimeout: o.idleTimeoutMs, noDelay: true,
       connectionsCheckingInterval: checkingInterval(o.headersTimeoutMs),
     },
-    (req, res) => {
-      const started = process.hrtime.bigint();
-      const conn = req.socket as unknown as SecureConnection;
-      const problem = requestProblem(req.method ?? 'GET', req.url ?? '/', req.rawHeaders);
-      (problem === null ? handle(req, res) : Promise.resolve(refuse(res, problem))).then(
-        (out) => {
-          o.stats.body(conn, out.bodyPath, out.bytes);
-          const t = conn.tls;
-          access.write('info', {
-            ...requestFields(req, conn, out.status, out.bytes, started), body: out.bodyPath,
-            tls: t.version, cipher: t.cipher, ...cryptoSite(t),
-            ...(out.error ? { error: (out.error as { code?: string }).code ?? 'ERR_UNKNOWN', detail: (out.error as Error).message } : {}),
-          });
-        },
-        (err: unknown) => o.log.error({ conn: conn.id, err }, 'request handler failed'),
-      );
-    },
+    serveRequest,
   );
   httpServer.timeout = o.idleTimeoutMs;
   httpServer.on('clientError', (err: Error & { code?: string }, socket: Duplex) => answerClientError(o.log, err, socket));
@@ -216,5 +238,9 @@ export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Fron
   // http.Server starts its headersTimeout/requestTimeout sweeper on 'listening'; it never
   // listens itself here (connections come from the TLS listener), so start it explicitly.
   httpServer.emit('listening');
-  return httpFront(httpServer);
+  const h2 = h2Front({
+    log: o.log, handler: serveRequest,
+    limits: { maxConcurrentStreams: o.http2MaxConcurrentStreams ?? 128, maxHeaderSize: o.maxHeaderSize, idleTimeoutMs: o.idleTimeoutMs },
+  });
+  return alpnFront(httpFront(httpServer), h2);
 }

@@ -3,11 +3,13 @@
  * static module: validators, conditional requests, single byte ranges.
  *
  * The body bytes themselves are moved by an injected BodySender so the same
- * logic serves both the sendfile (kernel TLS) and the userspace-write paths.
+ * logic serves both the sendfile (kernel TLS) and the userspace-write paths,
+ * and HTTP/1.1 and HTTP/2 alike (node's compatibility API). No header it sets
+ * is connection-specific (RFC 9113 §8.2.2 forbids those on HTTP/2).
  */
 import { constants as fsConstants, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AnyRequest, AnyResponse } from './alpn-front.js';
 import { evaluatePreconditions, ifRangeAllows, makeEtag } from './conditional.js';
 import { contentTypeFor } from './content-type.js';
 import { parseRange } from './range.js';
@@ -19,7 +21,7 @@ export type { BodyPath };
 
 export interface BodySender {
   /** Writes res's headers then exactly `length` bytes of fd from `offset`, then ends res. Resolves with the path the body took. Rejects if the connection died. */
-  sendBody(res: ServerResponse, fd: number, offset: number, length: number): Promise<BodyPath>;
+  sendBody(res: AnyResponse, fd: number, offset: number, length: number): Promise<BodyPath>;
 }
 
 export interface StaticOutcome {
@@ -64,7 +66,7 @@ const OPEN_FLAGS = fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O
 
 export function createStaticHandler(
   opts: StaticHandlerOptions,
-): (req: IncomingMessage, res: ServerResponse) => Promise<StaticOutcome> {
+): (req: AnyRequest, res: AnyResponse) => Promise<StaticOutcome> {
   return async (req, res) => {
     try {
       return await handle(opts, req, res);
@@ -74,7 +76,7 @@ export function createStaticHandler(
   };
 }
 
-async function handle(opts: StaticHandlerOptions, req: IncomingMessage, res: ServerResponse): Promise<StaticOutcome> {
+async function handle(opts: StaticHandlerOptions, req: AnyRequest, res: AnyResponse): Promise<StaticOutcome> {
   const method = req.method ?? '';
   if (method !== 'GET' && method !== 'HEAD') {
     // §15.5.6: a 405 MUST carry Allow listing the supported methods.
@@ -97,8 +99,8 @@ async function handle(opts: StaticHandlerOptions, req: IncomingMessage, res: Ser
 
 async function serveFile(
   sender: BodySender,
-  req: IncomingMessage,
-  res: ServerResponse,
+  req: AnyRequest,
+  res: AnyResponse,
   method: string,
   file: string,
 ): Promise<StaticOutcome> {
@@ -117,7 +119,7 @@ async function serveFile(
   }
 }
 
-function answerOpenError(res: ServerResponse, method: string, err: unknown): StaticOutcome {
+function answerOpenError(res: AnyResponse, method: string, err: unknown): StaticOutcome {
   const code = errorCode(err);
   // ELOOP is O_NOFOLLOW refusing a symlink swapped in after resolution.
   if (code === 'ENOENT' || code === 'ENOTDIR') return sendText(res, method, 404, 'Not Found\n');
@@ -127,8 +129,8 @@ function answerOpenError(res: ServerResponse, method: string, err: unknown): Sta
 
 async function serveOpenFile(
   sender: BodySender,
-  req: IncomingMessage,
-  res: ServerResponse,
+  req: AnyRequest,
+  res: AnyResponse,
   method: string,
   fh: FileHandle,
   file: string,
@@ -177,7 +179,7 @@ function lastModifiedFor(mtimeMs: number): Date {
  * multipart/byteranges.
  */
 function planBody(
-  req: IncomingMessage,
+  req: AnyRequest,
   method: string,
   size: number,
   etag: string,
@@ -199,7 +201,7 @@ function headerString(value: string | string[] | undefined): string | undefined 
   return Array.isArray(value) ? value.join(', ') : value;
 }
 
-function setRepresentationHeaders(res: ServerResponse, file: string, etag: string, lastModified: Date): void {
+function setRepresentationHeaders(res: AnyResponse, file: string, etag: string, lastModified: Date): void {
   res.setHeader('Content-Type', contentTypeFor(file));
   res.setHeader('Last-Modified', lastModified.toUTCString());
   res.setHeader('ETag', etag);
@@ -208,7 +210,7 @@ function setRepresentationHeaders(res: ServerResponse, file: string, etag: strin
 
 async function sendPlannedBody(
   sender: BodySender,
-  res: ServerResponse,
+  res: AnyResponse,
   method: string,
   fh: FileHandle,
   plan: BodyPlan,
@@ -231,14 +233,14 @@ async function sendPlannedBody(
  * makes the client see a short body (Content-Length mismatch) instead of
  * silently accepting a wrong one.
  */
-function abortBody(res: ServerResponse, method: string, status: number, err: unknown): StaticOutcome {
+function abortBody(res: AnyResponse, method: string, status: number, err: unknown): StaticOutcome {
   if (!res.headersSent) return failUnexpectedly(res, method, err);
   if (!res.writableFinished) res.destroy(asError(err));
   return { status, bytes: 0, bodyPath: 'none', error: err };
 }
 
 /** §15.4.5: a 304 repeats the validators but carries no body or Content-Length. */
-function sendNotModified(res: ServerResponse, etag: string, lastModified: Date): StaticOutcome {
+function sendNotModified(res: AnyResponse, etag: string, lastModified: Date): StaticOutcome {
   res.statusCode = 304;
   res.setHeader('ETag', etag);
   res.setHeader('Last-Modified', lastModified.toUTCString());
@@ -247,7 +249,7 @@ function sendNotModified(res: ServerResponse, etag: string, lastModified: Date):
 }
 
 /** Small text/plain answers for errors; Node drops the body itself for HEAD. */
-function sendText(res: ServerResponse, method: string, status: number, text: string): StaticOutcome {
+function sendText(res: AnyResponse, method: string, status: number, text: string): StaticOutcome {
   const length = Buffer.byteLength(text);
   res.statusCode = status;
   res.setHeader('Content-Type', 'text/plain; charset=utf-8');
@@ -256,7 +258,7 @@ function sendText(res: ServerResponse, method: string, status: number, text: str
   return { status, bytes: method === 'HEAD' ? 0 : length, bodyPath: 'none' };
 }
 
-function failUnexpectedly(res: ServerResponse, method: string, err: unknown): StaticOutcome {
+function failUnexpectedly(res: AnyResponse, method: string, err: unknown): StaticOutcome {
   if (res.headersSent) {
     // A response that already went out whole is left alone: destroying the
     // socket now would only kill the next keep-alive request.

@@ -21,6 +21,8 @@ export interface AccessFields {
   conn: number;
   /** The client's address and port. */
   client: string;
+  /** HTTP/1.0, HTTP/1.1 or HTTP/2.0, as nginx's $server_protocol. */
+  proto?: string;
   method: string | undefined;
   url: string | undefined;
   host: string | undefined;
@@ -96,7 +98,7 @@ export class AccessLog {
  */
 export function combinedLine(f: AccessFields, now: Date): string {
   const addr = f.client.slice(0, f.client.lastIndexOf(':')) || '-';
-  const request = f.method === undefined ? '-' : `${f.method} ${f.url ?? ''} HTTP/1.1`;
+  const request = f.method === undefined ? '-' : `${f.method} ${f.url ?? ''} ${f.proto ?? 'HTTP/1.1'}`;
   const secs = (ms: number | null | undefined): string => (ms === null || ms === undefined ? '-' : (ms / 1000).toFixed(3));
   return `${addr} - - [${timeLocal(now)}] "${escape(request)}" ${f.status} ${f.bytes} "${escape(f.referer ?? '-')}" "${escape(f.userAgent ?? '-')}"`
     + ` rt=${secs(f.ms)} ua=${f.upstream ? escape(f.upstream) : '-'} uht=${secs(f.upstreamMs)} id=${f.id}`;

@@ -7,7 +7,8 @@
  * a reused one turns out dead before any answer, and keeps the group's
  * passive health. What happens to the answer is the caller's (Forward).
  */
-import type http from 'node:http';
+import { ServerResponse } from 'node:http';
+import { Http2ServerRequest } from 'node:http2';
 import type { Logger } from '../log/logger.js';
 import type { ProxySettings } from '../config/proxy-settings.js';
 import type { ResponseHead } from '../http/response-head.js';
@@ -54,9 +55,9 @@ export class Forwarder {
   /** Sends x's request on as `fwd` says; resolves with the status the client got. Sets x.reusable. */
   async forward(x: ProxyExchange, fwd: Forward = {}): Promise<number> {
     const { req } = x;
-    const body = requestBody(req);
+    const body = requestBody(x);
     const head = Buffer.from(buildUpstreamRequestHead({
-      method: req.method ?? 'GET', url: req.url ?? '/', rawHeaders: fwd.rawHeaders ?? req.rawHeaders,
+      method: req.method ?? 'GET', url: req.url ?? '/', rawHeaders: fwd.rawHeaders ?? x.fields,
       clientAddress: x.conn.remoteAddress ?? '', clientPort: x.conn.remotePort, proto: 'https', trustForwarded: this.s.trustForwarded,
       bodyFraming: body.framing, contentLength: body.declared ?? undefined, keepAlive: true,
     }), 'latin1');
@@ -166,9 +167,10 @@ export class Forwarder {
    * Never stored: only final responses are.
    */
   private forwardInterim(x: Exchange, head: ResponseHead): void {
-    if (x.req.httpVersion !== '1.1' || x.res.headersSent) return;
+    if (x.req.httpVersion === '1.0' || x.res.headersSent) return;
     if (head.status === 102) {
-      x.res.writeProcessing();
+      // HTTP/2 has no use for 102 (node cannot write it there); RFC 9110 §15.2 lets a proxy drop it.
+      if (x.res instanceof ServerResponse) x.res.writeProcessing();
     } else if (head.status === 103) {
       const hints: Record<string, string | string[]> = {};
       const fields = filterResponseHeaders(head.headers, { keepFraming: false });
@@ -189,9 +191,15 @@ export class Forwarder {
 
 type BodyFraming = 'chunked' | 'length' | 'none';
 
-/** How the client's request body is framed upstream (the checks on it, 413 and 400, ran before: request-limits). */
-function requestBody(req: http.IncomingMessage): { framing: BodyFraming; declared: number | null } {
-  const declared = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) : null;
-  const chunked = req.headers['transfer-encoding'] !== undefined;
+/**
+ * How the client's request body is framed upstream (the checks on it, 413
+ * and 400, ran before: http-proxy.ts). HTTP/2 has no Transfer-Encoding: a
+ * body without content-length is there when the HEADERS frame did not end
+ * the stream (RFC 9113 §8.1), and goes upstream chunked.
+ */
+function requestBody(x: Exchange): { framing: BodyFraming; declared: number | null } {
+  const h = x.req.headers;
+  const declared = h['content-length'] !== undefined ? Number(h['content-length']) : null;
+  const chunked = x.req instanceof Http2ServerRequest ? declared === null && !x.req.stream.endAfterHeaders : h['transfer-encoding'] !== undefined;
   return { framing: chunked ? 'chunked' : declared !== null && declared > 0 ? 'length' : 'none', declared };
 }

@@ -1,7 +1,10 @@
 /**
- * `aludel proxy`: HTTP/1.1 reverse proxy on kTLS connections. The client side
- * is node's http.Server (llhttp: request smuggling defences of RFC 9112 §6.3,
- * header limits); each request then goes through a pipeline of small steps:
+ * `aludel proxy`: HTTP reverse proxy on kTLS connections. The client side is
+ * node's http.Server for HTTP/1.1 (llhttp: request smuggling defences of RFC
+ * 9112 §6.3, header limits) and node:http2 for connections whose ALPN said h2
+ * (h2-front.ts), both handing requests to one handler; upstreams stay
+ * HTTP/1.1, one pooled connection per stream. Each request goes through a
+ * pipeline of small steps:
  * the request checks (400, 413, 431), the cache (cache/cache-layer.ts, with
  * --cache), the upstream exchange (forward.ts) and the response writer
  * (upstream-answer.ts), which moves a body of known length from the upstream
@@ -19,7 +22,10 @@ import { answerClientError, answerConnect, checkingInterval, cryptoSite, onSecur
 import { AccessLog } from '../log/access-log.js';
 import { requestProblem } from '../http/request-checks.js';
 import { httpFront, type Front } from '../http/front.js';
-import { newExchange, sendText } from '../http/exchange.js';
+import { alpnFront, type AnyRequest, type AnyResponse } from '../http/alpn-front.js';
+import { h2Front, resetStream } from '../http/h2-front.js';
+import { constants as http2constants, type Http2ServerResponse } from 'node:http2';
+import { newExchange, sendText, type Exchange } from '../http/exchange.js';
 import type { UpstreamGroup } from './upstream-group.js';
 import { errCode } from './upstream-exchange.js';
 import type { TrafficStats } from '../metrics/traffic-stats.js';
@@ -54,8 +60,9 @@ export function startHttpProxy(o: HttpProxyOptions): Front {
  * Content-Length past 2^53-1 is no longer exact in JS; --max-body-size;
  * more fields than --max-header-count, which node would silently drop).
  */
-function requestLimit(req: http.IncomingMessage, s: ProxySettings): { status: 400 | 413 | 431; why: string } | null {
-  if (req.rawHeaders.length / 2 > s.maxHeaderCount) return { status: 431, why: `more than ${s.maxHeaderCount} header fields` };
+function requestLimit(x: Exchange, s: ProxySettings): { status: 400 | 413 | 431; why: string } | null {
+  const req = x.req;
+  if (x.fields.length / 2 > s.maxHeaderCount) return { status: 431, why: `more than ${s.maxHeaderCount} header fields` };
   const declared = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) : null;
   if (declared !== null && !Number.isSafeInteger(declared)) return { status: 400, why: `Content-Length ${req.headers['content-length']} over 2^53-1` };
   if (s.maxBodySize !== null && declared !== null && declared > s.maxBodySize) return { status: 413, why: `body of ${declared} bytes over the ${s.maxBodySize}-byte limit` };
@@ -94,9 +101,15 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
    */
   function pipeline(x: ProxyExchange): Promise<number> {
     const { req } = x;
-    const problem = requestProblem(req.method ?? 'GET', req.url ?? '/', req.rawHeaders);
+    // CONNECT over HTTP/2 (RFC 9113 §8.5) asks for a tunnel, as over HTTP/1.1: none is offered.
+    if (x.h2 && req.method === 'CONNECT') {
+      o.log.warn({ conn: x.conn.id, method: req.method, url: req.url, status: 501 }, 'CONNECT refused');
+      sendText(x, 501);
+      return Promise.resolve(501);
+    }
+    const problem = x.malformed ?? requestProblem(req.method ?? 'GET', req.url ?? '/', x.fields);
     if (problem !== null) throw new InvalidRequestError(problem);
-    const limit = requestLimit(req, s);
+    const limit = requestLimit(x, s);
     if (limit !== null) {
       o.log.warn({ conn: x.conn.id, status: limit.status, detail: limit.why }, 'request refused');
       sendText(x, limit.status);
@@ -105,7 +118,7 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
     return cache ? cache.handle(x, (fwd) => forwarder.forward(x, fwd)) : forwarder.forward(x);
   }
 
-  async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  async function handle(req: AnyRequest, res: AnyResponse): Promise<void> {
     const started = process.hrtime.bigint();
     const x: ProxyExchange = { ...newExchange(req, res), lease: null, reusable: false };
     const { conn } = x;
@@ -124,6 +137,9 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
       status = res.headersSent ? res.statusCode : failureStatus(err);
       if (!res.headersSent && !conn.destroyed) {
         sendText(x, status);
+      } else if (x.h2) {
+        // Mid-body on HTTP/2: this stream is reset (RFC 9113 §8.1), the session's others go on.
+        resetStream((res as Http2ServerResponse).stream, http2constants.NGHTTP2_INTERNAL_ERROR);
       } else {
         // Mid-body: the client must see an aborted response, never a clean end (RFC 9112 §8).
         conn.destroy();
@@ -161,5 +177,9 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
 
   // No listen() of its own (connections come from the TLS listener): start the timeout sweeper.
   httpServer.emit('listening');
-  return httpFront(httpServer);
+  const h2 = h2Front({
+    log: o.log, handler: (req, res) => void handle(req, res),
+    limits: { maxConcurrentStreams: s.http2MaxConcurrentStreams, maxHeaderSize: s.maxHeaderSize, idleTimeoutMs: s.idleTimeoutMs },
+  });
+  return alpnFront(httpFront(httpServer), h2);
 }

@@ -7,9 +7,10 @@
  * After either, `reusable` says whether the upstream connection ended
  * exactly at the body's end and may carry another exchange.
  */
+import type { ServerResponse } from 'node:http';
 import { filterResponseHeaders } from '../http/forward-headers.js';
 import { whenAttached } from '../http/front.js';
-import { writeBody, withCacheStatus, type Exchange } from '../http/exchange.js';
+import { writeBody, writeHead, withCacheStatus, type Exchange } from '../http/exchange.js';
 import { chunkFraming } from '../http/h1-wire.js';
 import type { ResponseHead } from '../http/response-head.js';
 import type { SecureConnection } from '../tls/types.js';
@@ -38,7 +39,7 @@ export class UpstreamResponse implements UpstreamAnswer {
   }
 
   writeHead(fields: string[]): void {
-    this.x.res.writeHead(this.head.status, this.head.reason, fields);
+    writeHead(this.x, this.head.status, this.head.reason, fields);
   }
 
   async relay(): Promise<number> {
@@ -67,7 +68,7 @@ export class UpstreamResponse implements UpstreamAnswer {
     x.bodyPath = 'write';
     // Node frames what it is given: Content-Length as announced, chunked otherwise.
     await this.read(async (b) => {
-      await writeBody(res, b);
+      await writeBody(x, b);
       x.bytes += b.length;
     });
     res.end();
@@ -81,10 +82,11 @@ export class UpstreamResponse implements UpstreamAnswer {
    */
   private async spliceOut(route: SpliceRoute): Promise<void> {
     const { x } = this;
+    const res = x.res as ServerResponse;
     const f = this.head.framing;
     const count = (n: number): void => void (x.bytes += n);
-    await whenAttached(x.res);
-    x.res.flushHeaders();
+    await whenAttached(res);
+    res.flushHeaders();
     x.bodyPath = 'splice';
     if (f.kind === 'length') {
       await spliceBody(route.pipes, route.sock, route.conn, f.length, count);
@@ -97,10 +99,14 @@ export class UpstreamResponse implements UpstreamAnswer {
     }
   }
 
-  /** Bodies leave by splice when the kernel encrypts the client side and the upstream is a plain socket (whose bytes need no user-space work). */
+  /**
+   * Bodies leave by splice when the kernel encrypts the client side and the
+   * upstream is a plain socket (whose bytes need no user-space work), over
+   * HTTP/1.1: HTTP/2 DATA frames are built by nghttp2 in user space.
+   */
   private spliceRoute(): SpliceRoute | null {
     const conn = this.x.conn;
-    if (this.pipes === null || this.u.plain === null || !conn.tls.ktlsTx || conn.spliceFromPipe === undefined) return null;
+    if (this.x.h2 || this.pipes === null || this.u.plain === null || !conn.tls.ktlsTx || conn.spliceFromPipe === undefined) return null;
     return { pipes: this.pipes, sock: this.u.plain, conn: conn as Required<SecureConnection> };
   }
 }

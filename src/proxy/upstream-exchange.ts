@@ -5,7 +5,6 @@
  * by splice, and streaming a request body up. Nothing here decides what to
  * forward or cache; http-proxy.ts does.
  */
-import type http from 'node:http';
 import { ChunkedDecoder } from '../http/chunked-decoder.js';
 import { chunkFraming, chunkSizeLine, CRLF, LAST_CHUNK } from '../http/h1-wire.js';
 import { isInterim, parseResponseHead, type Framing, type HeadLimits, type ResponseHead } from '../http/response-head.js';
@@ -15,6 +14,7 @@ import type { PipePool } from '../transport/pipe-pool.js';
 import type { PlainSocket } from '../transport/plain-socket.js';
 import { spliceBody } from '../transport/splice-body.js';
 import type { UpstreamStream } from './upstream-stream.js';
+import { ChunkPool } from '../transport/copy-file.js';
 
 /** Upstream socket -> pipe -> kTLS client socket. */
 export interface SpliceRoute {
@@ -109,9 +109,9 @@ export async function peekResponseHead(sock: PlainSocket, method: string, limits
 }
 
 /** Streams the client's body upstream, re-framed (chunk sizes from what arrives), at the pace of the slower side. */
-export async function sendRequestBody(req: http.IncomingMessage, u: UpstreamStream, chunked: boolean, max: number | null): Promise<void> {
+export async function sendRequestBody(req: AsyncIterable<Buffer>, u: UpstreamStream, chunked: boolean, max: number | null): Promise<void> {
   let total = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
+  for await (const chunk of req) {
     total += chunk.length;
     if (max !== null && total > max) throw new BodyTooLargeError(max);
     if (chunked) await u.write(chunkSizeLine(chunk.length));
@@ -122,31 +122,75 @@ export async function sendRequestBody(req: http.IncomingMessage, u: UpstreamStre
 }
 
 
+/** 64 KiB, a plain socket's read: one buffer per body being copied, back in the pool when the body is done. */
+const bodyBuffers = new ChunkPool(64 * 1024, 64);
+
+/**
+ * Upstream body bytes for a copy through user space. From a plain socket,
+ * every read lands in one pooled buffer, reused for the next (a fresh 64 KiB
+ * buffer per read cost about a sixth of the proxy's CPU in allocation and
+ * GC). So a piece is valid until the next call: each must have been taken
+ * (written to the client, stored) when onData's promise resolves, as every
+ * caller's does. Other upstreams (node:tls) hand over their own chunks.
+ */
+class BodyReader {
+  private buf: Buffer | null = null;
+
+  constructor(private readonly u: UpstreamStream) {}
+
+  /** The next bytes, at most `max`, or null at the end of stream. */
+  async next(max: number = Number.MAX_SAFE_INTEGER): Promise<Buffer | null> {
+    if (this.u.readInto === undefined) return this.u.read();
+    this.buf ??= bodyBuffers.take();
+    const n = await this.u.readInto(max < this.buf.length ? this.buf.subarray(0, max) : this.buf);
+    return n === 0 ? null : this.buf.subarray(0, n);
+  }
+
+  /** Gives the buffer back once nothing can hold it: after a failed copy a write may still reference it. */
+  done(clean: boolean): void {
+    if (this.buf !== null && clean) bodyBuffers.give(this.buf);
+    this.buf = null;
+  }
+}
+
 /**
  * Reads a response body through user space (TLS upstreams, kTLS off, the
  * cache's fills), handing each piece of body data to `onData` and waiting
  * for it: de-chunked, exactly Content-Length bytes, or until the upstream
- * closes. Returns true when the connection ends exactly at the body's end
- * and may carry another exchange. A close before the announced end throws
- * UpstreamTruncatedError.
+ * closes. A piece must be taken by the time onData's promise resolves (see
+ * BodyReader). Returns true when the connection ends exactly at the body's
+ * end and may carry another exchange. A close before the announced end
+ * throws UpstreamTruncatedError.
  */
 export async function readBody(u: UpstreamStream, f: Framing, rest: Buffer, onData: (b: Buffer) => Promise<void>): Promise<boolean> {
   if (f.kind === 'none') return rest.length === 0;
-  if (f.kind === 'chunked') return readChunked(u, rest, onData);
-  if (f.kind === 'close') {
-    // Delimited by the upstream closing (RFC 9112 §6.3 point 8).
-    if (rest.length > 0) await onData(rest);
-    for (let c = await u.read(); c !== null; c = await u.read()) await onData(c);
-    return false;
+  const reader = new BodyReader(u);
+  let finished = false;
+  try {
+    const clean = f.kind === 'chunked' ? await readChunked(reader, rest, onData) : f.kind === 'close' ? await readToClose(reader, rest, onData) : await readLength(reader, f.length, rest, onData);
+    finished = true;
+    return clean;
+  } finally {
+    reader.done(finished);
   }
-  // Bytes beyond the announced length: the upstream broke framing; never reuse it.
-  let clean = rest.length <= f.length;
-  const early = rest.subarray(0, f.length);
+}
+
+/** Delimited by the upstream closing (RFC 9112 §6.3 point 8): never reusable. */
+async function readToClose(r: BodyReader, rest: Buffer, onData: (b: Buffer) => Promise<void>): Promise<false> {
+  if (rest.length > 0) await onData(rest);
+  for (let c = await r.next(); c !== null; c = await r.next()) await onData(c);
+  return false;
+}
+
+/** Exactly `length` bytes; bytes beyond them mean the upstream broke framing, and the connection is never reused. */
+async function readLength(r: BodyReader, length: number, rest: Buffer, onData: (b: Buffer) => Promise<void>): Promise<boolean> {
+  let clean = rest.length <= length;
+  const early = rest.subarray(0, length);
   if (early.length > 0) await onData(early);
-  let left = f.length - early.length;
+  let left = length - early.length;
   while (left > 0) {
-    const c = await u.read();
-    if (c === null) throw new UpstreamTruncatedError(`closed after ${f.length - left} of ${f.length} body bytes`);
+    const c = await r.next(left);
+    if (c === null) throw new UpstreamTruncatedError(`closed after ${length - left} of ${length} body bytes`);
     if (c.length > left) clean = false;
     const part = c.length > left ? c.subarray(0, left) : c;
     await onData(part);
@@ -179,7 +223,7 @@ export async function spliceChunked(t: SpliceRoute, onBytes: (n: number) => void
 }
 
 /** De-chunks the upstream body into `onData`; true when nothing followed the last chunk. */
-export async function readChunked(u: UpstreamStream, first: Buffer, onData: (b: Buffer) => Promise<void>): Promise<boolean> {
+async function readChunked(r: BodyReader, first: Buffer, onData: (b: Buffer) => Promise<void>): Promise<boolean> {
   const dec = new ChunkedDecoder();
   const out: Buffer[] = [];
   const collect = (b: Buffer): void => { out.push(b); };
@@ -191,8 +235,7 @@ export async function readChunked(u: UpstreamStream, first: Buffer, onData: (b: 
       out.length = 0;
       if (dec.done) return used === input.length;
     }
-    input = await u.read();
+    input = await r.next();
     if (input === null) throw new UpstreamTruncatedError('closed inside a chunked body');
   }
 }
-

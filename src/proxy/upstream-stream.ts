@@ -16,6 +16,8 @@ import { PlainSocket } from '../transport/plain-socket.js';
 export interface UpstreamStream {
   /** The next bytes, or null at the upstream's end of stream. */
   read(): Promise<Buffer | null>;
+  /** The next bytes into `buf`: how many, 0 at the end of stream (plain sockets; others read()). */
+  readInto?(buf: Buffer): Promise<number>;
   write(buf: Buffer): Promise<void>;
   /** Half-close: our side is done sending. */
   endWrite(): void;
@@ -44,6 +46,7 @@ class PlainUpstream implements UpstreamStream {
     this.plain = sock;
   }
   read(): Promise<Buffer | null> { return this.plain.read(); }
+  readInto(buf: Buffer): Promise<number> { return this.plain.readInto(buf); }
   write(buf: Buffer): Promise<void> { return this.plain.write(buf); }
   endWrite(): void { this.plain.endWrite(); }
   destroy(err?: Error): void { this.plain.destroy(err); }

@@ -115,6 +115,20 @@ export class PlainSocket {
     }
   }
 
+  /**
+   * The next bytes into `buf` (up to its length): how many, or 0 at the
+   * peer's FIN. For body copies, which reuse one buffer instead of getting a
+   * fresh copy per read (read() allocates one each time).
+   */
+  async readInto(buf: Buffer): Promise<number> {
+    for (;;) {
+      if (this.closed) throw this.destroyedWith ?? closedError();
+      const r = this.native.recv(this.fd, buf, 0, buf.length, false);
+      if (r >= 0) return r;
+      await this.wait(() => this.ready.readable());
+    }
+  }
+
   /** Resolves once the socket has taken all of `buf`. */
   async write(buf: Buffer): Promise<void> {
     let off = 0;

@@ -9,9 +9,13 @@ export function curlTlsArgs(version: TlsVersion, suite: string): string[] {
   return version === '1.2' ? ['--tlsv1.2', '--tls-max', '1.2', '--ciphers', suite] : ['--tlsv1.3', '--tls-max', '1.3', '--tls13-ciphers', suite];
 }
 
-/** curl with the given arguments (always -sS and --max-time); never rejects: a non-zero exit is in `code`. */
+/**
+ * curl with the given arguments (always -sS and --max-time); never rejects: a non-zero exit is in `code`.
+ * HTTP/1.1 unless `args` say --http2: `aludel serve` offers h2 too, which curl takes by
+ * default, and most tests are about HTTP/1.1 (sendfile, keep-alive, Connection: close).
+ */
 export function curl(args: string[], timeoutMs = 30_000): Promise<RunResult> {
-  return run('curl', ['-sS', '--max-time', String(Math.ceil(timeoutMs / 1000)), ...args], { timeoutMs: timeoutMs + 2000 });
+  return run('curl', ['-sS', '--max-time', String(Math.ceil(timeoutMs / 1000)), '--http1.1', ...args], { timeoutMs: timeoutMs + 2000 });
 }
 
 /**

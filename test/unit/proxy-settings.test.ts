@@ -88,6 +88,8 @@ describe('defaults', () => {
       reusePort: false,
       admin: null,
       cache: null,
+      http2: true,
+      http2MaxConcurrentStreams: 128,
     } satisfies ProxySettings);
   });
 
@@ -101,6 +103,7 @@ describe('defaults', () => {
       offload: 'auto', offloadPolicy: 'default', tlsMin: 'TLSv1.2', tlsMax: 'TLSv1.3', ciphers: null, ciphersuites: null,
       handshakeTimeoutMs: 10_000, maxConnections: null, idleTimeoutMs: 60_000, shutdownTimeoutMs: 30_000, logLevel: 'info', reusePort: false, admin: null,
       headersTimeoutMs: 20_000, maxHeaderSize: 16_384, accessLog: { file: null, format: 'json' }, redirectHttp: null,
+      http2: true, http2MaxConcurrentStreams: 128,
     } satisfies ServeSettings);
   });
 

@@ -36,13 +36,15 @@ describe('static handler', () => {
     async sendBody(res, fd, offset, length): Promise<BodyPath> {
       senderCalls++;
       if (senderMode === 'fail-before-headers') throw new Error('sender broke early');
+      // This server is node's http.Server: HTTP/1.1 responses only.
+      const out = res as http.ServerResponse;
       if (senderMode === 'fail-mid-body') {
-        res.write(Buffer.alloc(Math.min(length - 1, 1024)));
+        out.write(Buffer.alloc(Math.min(length - 1, 1024)));
         await new Promise((resolve) => setTimeout(resolve, 20));
         throw new Error('connection died');
       }
       const stream = createReadStream('', { fd, start: offset, end: offset + length - 1, autoClose: false });
-      await pipeline(stream, res);
+      await pipeline(stream, out);
       return 'write';
     },
   };

@@ -1,0 +1,211 @@
+/**
+ * The HTTP/2 front (RFC 9113): a node:http2 server session on each TLS
+ * connection whose ALPN said h2, running the same (req, res) handler as
+ * HTTP/1.1 through node's compatibility API (Http2ServerRequest,
+ * Http2ServerResponse).
+ *
+ * The connection is ours (a KtlsConnection, or a node:tls socket on the
+ * fallback engine): server.emit('connection', conn) makes node wrap a
+ * Duplex without a native stream handle in a JSStreamSocket, so nghttp2's
+ * frames are written into the connection, and with kTLS on, the kernel
+ * encrypts them. nghttp2 does the framing, HPACK and flow control; this
+ * file adds the lifecycle (GOAWAY on drain, timeouts) and the defences
+ * node does not bring (h2-defences.ts), each logged when it fires.
+ */
+import http2 from 'node:http2';
+import type { Logger } from '../log/logger.js';
+import type { SecureConnection } from '../tls/types.js';
+import { ConnectionSet, LINGER_MS, type Front } from './front.js';
+import { h2ServerOptions, headerListSize, ResetBudget, resetBudgetFor, type H2Limits } from './h2-defences.js';
+
+const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_ENHANCE_YOUR_CALM } = http2.constants;
+
+export type H2Handler = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void;
+
+export interface H2FrontOptions {
+  log: Logger;
+  limits: H2Limits;
+  handler: H2Handler;
+}
+
+/** How long a session told to go away (GOAWAY sent) may take before it is cut. */
+const GOAWAY_GRACE_MS = 1_000;
+
+/** The TLS connection under each session: node's session.socket is its own wrapper, not ours. */
+const sessionConn = new WeakMap<http2.Http2Session, SecureConnection>();
+
+/**
+ * The same per stream. node emits 'stream' on the next tick, by which time a
+ * stream the client already reset has lost its stream.session (rapid reset
+ * did that, and the lookup through the session threw).
+ */
+const streamConn = new WeakMap<http2.Http2Stream, SecureConnection>();
+
+/** Streams this server reset itself (timeouts, failed bodies): not counted as the client's resets. */
+const resetByUs = new WeakSet<http2.Http2Stream>();
+
+/** Sessions already sent away (closeSoon): one GOAWAY, one timer, one log line each. */
+const goingAway = new WeakSet<http2.Http2Session>();
+
+/** The TLS connection an HTTP/2 request came on. */
+export function h2Connection(req: http2.Http2ServerRequest): SecureConnection {
+  const conn = streamConn.get(req.stream);
+  if (conn === undefined) throw new Error('HTTP/2 request on a session this front does not know');
+  return conn;
+}
+
+/** Resets a stream on the server's own account (RFC 9113 §6.4), so that the rapid-reset count leaves it out. */
+export function resetStream(stream: http2.Http2Stream, code: number = NGHTTP2_CANCEL): void {
+  resetByUs.add(stream);
+  if (!stream.closed) stream.close(code);
+}
+
+export function h2Front(o: H2FrontOptions): Front {
+  const server = http2.createServer(h2ServerOptions(o.limits));
+  const conns = new ConnectionSet();
+  const sessions = new Set<http2.ServerHttp2Session>();
+  let draining = false;
+  let accepting: SecureConnection | null = null;
+
+  server.on('session', (session: http2.ServerHttp2Session) => {
+    const conn = accepting!;
+    sessionConn.set(session, conn);
+    sessions.add(session);
+    // Before node's own listener, which hands the stream to the compatibility layer and so to
+    // the handler: a response the handler ends at once must not leave the stream unwatched.
+    session.prependListener('stream', (stream: http2.ServerHttp2Stream) => {
+      streamConn.set(stream, conn);
+      watchStream(o, stream, conn);
+    });
+    guardResets(o, session, conn);
+    // Whatever ends the session, the connection goes with it: node ends its wrapper, and a client
+    // that never closes its side is cut after LINGER_MS (nginx's lingering_timeout).
+    session.once('close', () => {
+      sessions.delete(session);
+      if (conn.destroyed) return;
+      const timer = setTimeout(() => conn.destroy(), LINGER_MS);
+      timer.unref();
+      conn.once('close', () => clearTimeout(timer));
+    });
+    if (draining) session.close();
+  });
+  server.on('request', (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
+    // Reset by the client before its turn came (node emits streams on the next tick): nothing to answer.
+    if (req.stream.destroyed) return;
+    if (refuseLargeHeaders(o, req, res)) return;
+    o.handler(req, res);
+  });
+  // CONNECT (RFC 9113 §8.5) goes to the handler too: it answers what it does not serve (405 with Allow).
+  server.on('connect', (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
+    if (!req.stream.destroyed) o.handler(req, res);
+  });
+  server.on('sessionError', (err: Error & { code?: string }, session: http2.Http2Session) => logSessionError(o.log, err, sessionConn.get(session)));
+  // No frame either way for --idle-timeout (node checks that a queued write is not progressing):
+  // an idle keep-alive session, or a client that stopped reading. GOAWAY, then the connection closes.
+  server.setTimeout(o.limits.idleTimeoutMs);
+  server.on('timeout', (session: http2.Http2Session) => {
+    o.log.info({ conn: sessionConn.get(session)?.id, idleMs: o.limits.idleTimeoutMs }, 'HTTP/2 session idle: GOAWAY sent, closing');
+    closeSoon(session, NGHTTP2_NO_ERROR);
+  });
+
+  return {
+    accept(conn) {
+      conns.add(conn);
+      accepting = conn;
+      try {
+        // node makes the session synchronously ('session' above).
+        server.emit('connection', conn);
+      } finally {
+        accepting = null;
+      }
+    },
+    async drain() {
+      draining = true;
+      // GOAWAY with the last stream processed (RFC 9113 §6.8): streams in flight finish,
+      // the client opens new ones on a new connection; the session closes once they are done.
+      for (const s of sessions) s.close();
+      await conns.emptied();
+    },
+    get connections() {
+      return conns.size;
+    },
+  };
+}
+
+/**
+ * Per stream: a send/receive stall timeout (zero-window: a client that
+ * grants no flow-control window holds our buffers otherwise), and errors
+ * kept from becoming uncaught.
+ */
+function watchStream(o: H2FrontOptions, stream: http2.ServerHttp2Stream, conn: SecureConnection): void {
+  stream.on('error', (err: Error & { code?: string }) => {
+    o.log.debug({ conn: conn.id, stream: stream.id, code: err.code, detail: err.message }, 'HTTP/2 stream error');
+  });
+  if (stream.destroyed) return;
+  stream.setTimeout(o.limits.idleTimeoutMs, () => {
+    o.log.warn({ conn: conn.id, stream: stream.id, idleMs: o.limits.idleTimeoutMs }, 'HTTP/2 stream stalled (no flow-control window or no progress): reset');
+    resetStream(stream, NGHTTP2_CANCEL);
+  });
+}
+
+/**
+ * Counts the streams the client resets (RST_STREAM with an error code, a
+ * cancel among them) and ends the session with GOAWAY ENHANCE_YOUR_CALM
+ * once the budget is spent (CVE-2023-44487).
+ */
+function guardResets(o: H2FrontOptions, session: http2.ServerHttp2Session, conn: SecureConnection): void {
+  const { burst, perSecond } = resetBudgetFor(o.limits);
+  const budget = new ResetBudget(burst, perSecond);
+  session.on('stream', (stream: http2.ServerHttp2Stream) => {
+    stream.once('close', () => {
+      if (stream.rstCode === NGHTTP2_NO_ERROR || resetByUs.has(stream) || session.destroyed || session.closed || goingAway.has(session)) return;
+      if (budget.spend()) return;
+      o.log.warn(
+        { conn: conn.id, peer: conn.remoteAddress, resets: budget.spent, burst, perSecond, code: 'ENHANCE_YOUR_CALM' },
+        'HTTP/2 rapid reset: the client reset too many streams (CVE-2023-44487); GOAWAY sent, closing the session',
+      );
+      closeSoon(session, NGHTTP2_ENHANCE_YOUR_CALM);
+    });
+  });
+}
+
+/**
+ * GOAWAY with `code` now (nghttp2 then ignores new streams), the streams
+ * still open get a moment, then the session is destroyed. Destroying at
+ * once would cut the connection with the GOAWAY perhaps still unsent.
+ */
+function closeSoon(session: http2.Http2Session, code: number): void {
+  if (session.destroyed || goingAway.has(session)) return;
+  goingAway.add(session);
+  if (code === NGHTTP2_NO_ERROR) session.close();
+  else session.goaway(code);
+  const timer = setTimeout(() => { if (!session.destroyed) session.destroy(undefined, code); }, GOAWAY_GRACE_MS);
+  timer.unref();
+  session.once('close', () => clearTimeout(timer));
+}
+
+/**
+ * SETTINGS_MAX_HEADER_LIST_SIZE binds only once the client has acknowledged
+ * our SETTINGS (RFC 9113 §6.5.3); a request sent in the client's first flight
+ * (curl sends it with the preface) is decoded under the protocol's default,
+ * which is unlimited. So the limit is checked again here, as llhttp does for
+ * HTTP/1.1: 431 (RFC 6585 §5).
+ */
+function refuseLargeHeaders(o: H2FrontOptions, req: http2.Http2ServerRequest, res: http2.Http2ServerResponse): boolean {
+  const size = headerListSize(req.rawHeaders);
+  if (size <= o.limits.maxHeaderSize) return false;
+  o.log.warn({ conn: streamConn.get(req.stream)?.id, stream: req.stream.id, size, limit: o.limits.maxHeaderSize }, 'HTTP/2 request header list over --max-header-size: 431');
+  const text = 'Request Header Fields Too Large\n';
+  res.writeHead(431, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  if (req.method === 'HEAD') res.end();
+  else res.end(text);
+  return true;
+}
+
+/** nghttp2's own defences end the session with an error (floods, invalid frames, refused streams, memory): one line each. */
+function logSessionError(log: Logger, err: Error & { code?: string }, conn: SecureConnection | undefined): void {
+  const gone = err.code === 'ECONNRESET' || err.code === 'EPIPE' || err.code === 'ETIMEDOUT';
+  // A reset connection was logged once already, by the connection's own 'error' listener.
+  if (gone) return;
+  log.warn({ conn: conn?.id, peer: conn?.remoteAddress, code: err.code, detail: err.message }, 'HTTP/2 session error: session closed');
+}
