@@ -83,23 +83,38 @@ export class PlainSocket {
    * destroyed with `error()` (0 turns it off). The timer is refreshed by progress.
    */
   setIdleTimeout(ms: number, error: () => Error): void {
+    if (ms !== this.idleMs && this.idleTimer) {
+      clearTimeout(this.idleTimer);
+      this.idleTimer = null;
+    }
     this.idleMs = ms;
     this.idleError = error;
+    if (this.waiting > 0 && ms > 0) this.armIdleTimer();
+  }
+
+  /** Starts (or restarts) the idle timer; it fires only while an operation waits. */
+  private armIdleTimer(): void {
+    if (this.idleTimer) {
+      this.idleTimer.refresh();
+      return;
+    }
+    this.idleTimer = setTimeout(() => {
+      if (this.waiting > 0) this.destroy(this.idleError?.() ?? closedError());
+    }, this.idleMs);
+    // An armed timer of an idle pooled connection must not keep the process alive.
+    this.idleTimer.unref();
   }
 
   /** Waits for readiness with the idle timer armed; rejects if the socket is destroyed meanwhile. */
   private async wait(ready: () => Promise<void>): Promise<void> {
     if (this.closed) throw this.destroyedWith ?? closedError();
-    if (this.waiting++ === 0 && this.idleMs > 0) {
-      this.idleTimer = setTimeout(() => this.destroy(this.idleError?.() ?? closedError()), this.idleMs);
-    }
+    if (this.waiting++ === 0 && this.idleMs > 0) this.armIdleTimer();
     try {
       await ready();
     } finally {
-      if (--this.waiting === 0 && this.idleTimer) {
-        clearTimeout(this.idleTimer);
-        this.idleTimer = null;
-      }
+      // Left armed but inert: the next wait re-arms it (timer.refresh), instead of a new timer per
+      // wait (one per body read on the copy path, each an insert into node's timer lists).
+      --this.waiting;
     }
     if (this.closed) throw this.destroyedWith ?? closedError();
   }
