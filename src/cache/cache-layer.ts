@@ -111,7 +111,7 @@ export class CacheLayer {
     if (directives.onlyIfCached) return answerText(x, 504, 'Gateway Timeout: only-if-cached, and no stored response may be used\n');
     // A no-cache request wants the origin's answer to its own request, not one already under way.
     if (!directives.noCache) {
-      const followed = await c.follow(key, raw, authorized);
+      const followed = await c.follow(key, raw, authorized, directives);
       if (followed !== null) return this.followFill(x, followed.fill, followed.head, fwd);
     }
     // Fetched for the cache only as a plain GET: HEAD has no body to store, a range or a

@@ -9,7 +9,7 @@
 import { promises as fsp } from 'node:fs';
 import type { Logger } from '../log/logger.js';
 import { Fill, type FillHead } from './fill.js';
-import { cacheKey, reusableWithAuthorization, varyMatches, type Headers } from './policy.js';
+import { cacheKey, followable, freshnessLifetime, reusableWithAuthorization, varyMatches, type Headers, type RequestDirectives } from './policy.js';
 import { CacheStore, type BodyFile, type Entry, type StoredResponse } from './store.js';
 
 export interface CacheOptions {
@@ -60,15 +60,25 @@ export class HttpCache {
   /**
    * A fill in progress that this request can follow: same key, a storable
    * head whose Vary selection the request matches (and that §3.5 lets answer
-   * a request with Authorization). Waits for pending heads (the upstream's
-   * answer), so concurrent misses cost one upstream request.
+   * a request with Authorization), and that RFC 9111 §4 lets answer this
+   * request without validation (policy.followable: fresh when received, no
+   * no-cache, the request's own max-age / min-fresh). Waits for pending heads
+   * (the upstream's answer), so concurrent misses cost one upstream request;
+   * the rules are applied once the head is known, whatever the fill's state.
    */
-  async follow(key: string, requestHeaders: Headers, authorized: boolean): Promise<{ fill: Fill; head: FillHead } | null> {
+  async follow(key: string, requestHeaders: Headers, authorized: boolean, directives: RequestDirectives): Promise<{ fill: Fill; head: FillHead } | null> {
     for (const fill of [...(this.fills.get(key) ?? [])]) {
+      if (fill.head === null && !fill.failed) this.log.debug({ key }, 'cache: waiting for the response head of a fill in progress');
       const head = await fill.ready();
       if (head === null || fill.failed || fill.invalidated) continue;
       if (head.vary !== null && !varyMatches(head.vary, requestHeaders)) continue;
       if (authorized && !reusableWithAuthorization(head.headers)) continue;
+      const lifetime = freshnessLifetime(head.status, head.headers, head.responseTime).seconds;
+      const verdict = followable({ ...head, lifetime }, directives, Date.now());
+      if (!verdict.follow) {
+        this.log.debug({ key, why: verdict.why }, 'cache: not following a fill in progress (RFC 9111 §4 forbids reusing it for this request); sending the request upstream');
+        continue;
+      }
       if (fill.acquire()) return { fill, head };
     }
     return null;
@@ -96,6 +106,7 @@ export class HttpCache {
     const file = fill.file;
     try {
       if (file !== null && fill.complete && !fill.invalidated && fill.head !== null) {
+        await beforeCommit(fill.key);
         entry = await this.store.commit(file, { ...fill.head, length: fill.length! });
         // Invalidated while committing: the entry holds what was there before the unsafe request.
         if (entry !== null && fill.invalidated) {
@@ -183,4 +194,21 @@ export class HttpCache {
   purge(url: string): number {
     return this.invalidate(cacheKey(undefined, url));
   }
+}
+
+/**
+ * Test seam, inert in production. The integration tests of issue 16 hold a
+ * commit here to open, deterministically, the window between the leader's
+ * last byte (its res.end()) and the commit, in which new requests follow the
+ * fill. Nothing in Aludel sets it, and no flag, config key or request
+ * reaches it: only code already running inside the process can set it (the
+ * tests load test/support/cache-commit-gate.ts with node --import; whoever
+ * can do that runs arbitrary code in the process anyway). Unset, it costs
+ * one property read per commit.
+ */
+const BEFORE_COMMIT = Symbol.for('aludel.test.cache.beforeCommit');
+
+function beforeCommit(key: string): Promise<void> | undefined {
+  const gate = (globalThis as Record<symbol, unknown>)[BEFORE_COMMIT];
+  return typeof gate === 'function' ? (gate as (key: string) => Promise<void>)(key) : undefined;
 }

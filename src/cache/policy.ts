@@ -273,13 +273,13 @@ export function freshnessLifetime(status: number, headers: Headers, responseTime
   if (cc.has('max-age')) return { seconds: deltaSeconds(cc.get('max-age')) ?? 0, heuristic: false };
   const expires = fieldValues(headers, 'expires');
   if (expires.length > 0) {
-    const at = expires.length === 1 ? parseHttpDate(expires[0]!) : undefined;
+    const at = expires.length === 1 ? cacheDate(expires[0]!) : undefined;
     if (at === undefined) return { seconds: 0, heuristic: false };
     return { seconds: Math.max(0, Math.floor((at.getTime() - dateValue(headers, responseTime)) / 1000)), heuristic: false };
   }
   if (!HEURISTICALLY_CACHEABLE.has(status) && !cc.has('public')) return { seconds: 0, heuristic: false };
   const lm = fieldValue(headers, 'last-modified');
-  const modified = lm === undefined ? undefined : parseHttpDate(lm);
+  const modified = lm === undefined ? undefined : cacheDate(lm);
   if (modified === undefined) return { seconds: 0, heuristic: true };
   const since = (dateValue(headers, responseTime) - modified.getTime()) / 1000;
   return { seconds: Math.max(0, Math.min(HEURISTIC_MAX_SECONDS, Math.floor(since * HEURISTIC_FRACTION))), heuristic: true };
@@ -288,8 +288,40 @@ export function freshnessLifetime(status: number, headers: Headers, responseTime
 /** The Date field (ms), or the time the response was received when it has none or an unreadable one. */
 function dateValue(headers: Headers, responseTime: number): number {
   const d = fieldValue(headers, 'date');
-  const parsed = d === undefined ? undefined : parseHttpDate(d);
+  const parsed = d === undefined ? undefined : cacheDate(d);
   return parsed === undefined ? responseTime : parsed.getTime();
+}
+
+/**
+ * An HTTP-date read for freshness: all three formats of RFC 9110 §5.6.7, and
+ * names in any case, because RFC 9111 §4.2 says that "a cache recipient
+ * SHOULD match day, week, and time-zone names case-insensitively" although
+ * HTTP-date itself is case-sensitive. A zone other than GMT stays invalid
+ * (§4.2: "SHOULD consider a date with a zone abbreviation other than GMT to
+ * be invalid").
+ */
+function cacheDate(value: string): Date | undefined {
+  return parseHttpDate(value, { anyCase: true });
+}
+
+/**
+ * The Age field's value in seconds (§5.1), 0 when there is none or it is
+ * invalid. "a cache encountering a message with a list-based Age field value
+ * SHOULD use the first member of the field value, discarding subsequent
+ * ones" ("Age: 7200, 0" is 7200, and so are two Age lines), and "If the field
+ * value (after discarding additional members ...) is invalid ..., a cache
+ * SHOULD ignore the field": ignored, it is the age_value of a response
+ * without Age, 0 (§4.2.3). Empty list elements do not count as members
+ * (RFC 9110 §5.6.1).
+ */
+export function ageValue(headers: Headers): number {
+  for (const line of fieldValues(headers, 'age')) {
+    for (const member of line.split(',')) {
+      const m = trimOws(member);
+      if (m !== '') return deltaSeconds(m) ?? 0;
+    }
+  }
+  return 0;
 }
 
 /**
@@ -298,10 +330,8 @@ function dateValue(headers: Headers, responseTime: number): number {
  */
 export function initialAge(headers: Headers, requestTime: number, responseTime: number): number {
   const apparentAge = Math.max(0, (responseTime - dateValue(headers, responseTime)) / 1000);
-  const ageField = fieldValue(headers, 'age');
-  const ageValue = ageField === undefined ? 0 : (deltaSeconds(trimOws(ageField)) ?? 0);
   const responseDelay = Math.max(0, (responseTime - requestTime) / 1000);
-  const correctedAgeValue = ageValue + responseDelay;
+  const correctedAgeValue = ageValue(headers) + responseDelay;
   return Math.max(apparentAge, correctedAgeValue);
 }
 
@@ -346,6 +376,38 @@ export function reuse(stored: StoredTiming, req: RequestDirectives, now: number)
   const forbidden = res.has('must-revalidate') || res.has('proxy-revalidate') || res.has('s-maxage');
   if (!forbidden && req.maxStale !== null && -ttl <= req.maxStale) return { use: 'fresh', ttl };
   return { use: 'validate', ttl, stale };
+}
+
+/** Why a request does not follow a fill in progress (for the debug log line). */
+export type NotFollowedReason = 'stale-on-arrival' | 'no-cache' | 'request' | 'stale';
+
+/**
+ * §4 for a request that would follow a response still being received (a
+ * collapsed fill, RFC 9211 §2.6). A follower is answered from the cache, not
+ * by an exchange of its own, so everything reuse() demands of a stored
+ * response holds for it, whatever the fill's state (head pending, body
+ * streaming, body complete but not yet committed):
+ * - the response was fresh when it was received (lifetime > corrected
+ *   initial age): one stale on arrival (an upstream cache's Age past its
+ *   max-age) may only be reused after validation (§4.2.4, §4.3);
+ * - no unqualified no-cache in the response (§5.2.2.4), none in the request
+ *   (§5.2.1.4), and the request's max-age and min-fresh (§5.2.1.1,
+ *   §5.2.1.3) allow it.
+ * max-age is compared with the exact age, not whole seconds: the follower's
+ * request arrived after the leader's had gone upstream, so rounding a
+ * response received 0.9 s ago down to age 0 would let `max-age=0` (what a
+ * browser's reload sends) collapse into a response older than the request.
+ * Otherwise the follower makes its own upstream request.
+ */
+export function followable(fill: StoredTiming, req: RequestDirectives, now: number): { follow: true; ttl: number } | { follow: false; why: NotFollowedReason } {
+  const res = cacheControl(fill.headers);
+  if (res.has('no-cache') && qualifiedFieldNames(res, 'no-cache').length === 0) return { follow: false, why: 'no-cache' };
+  if (fill.lifetime - fill.initialAge <= 0) return { follow: false, why: 'stale-on-arrival' };
+  const exactAge = fill.initialAge + Math.max(0, (now - fill.responseTime) / 1000);
+  if (req.maxAge !== null && exactAge > req.maxAge) return { follow: false, why: 'request' };
+  const r = reuse(fill, req, now);
+  if (r.use === 'fresh') return { follow: true, ttl: r.ttl };
+  return { follow: false, why: r.stale ? 'stale' : 'request' };
 }
 
 // ---- validation (§4.3) ---------------------------------------------------------------------

@@ -134,23 +134,44 @@ function toSeconds(date: Date): number {
   return Math.floor(date.getTime() / 1000);
 }
 
-const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
 
 // §5.6.7: recipients MUST accept all three formats; Date.parse is far too
 // lenient ("1" parses), so each format is matched exactly.
-const IMF_FIXDATE = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d{2}) ([A-Z][a-z]{2}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT$/;
-const RFC850_DATE =
-  /^(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), (\d{2})-([A-Z][a-z]{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2}) GMT$/;
-const ASCTIME_DATE = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) ([A-Z][a-z]{2}) ([ \d]\d) (\d{2}):(\d{2}):(\d{2}) (\d{4})$/;
+const DAY = '(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)';
+const DAY_L = '(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)';
+const MONTH = '(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)';
+const IMF_FIXDATE = `^${DAY}, (\\d{2}) ${MONTH} (\\d{4}) (\\d{2}):(\\d{2}):(\\d{2}) GMT$`;
+const RFC850_DATE = `^${DAY_L}, (\\d{2})-${MONTH}-(\\d{2}) (\\d{2}):(\\d{2}):(\\d{2}) GMT$`;
+const ASCTIME_DATE = `^${DAY} ${MONTH} ([ \\d]\\d) (\\d{2}):(\\d{2}):(\\d{2}) (\\d{4})$`;
 
-/** RFC 9110 §5.6.7 HTTP-date; undefined when invalid. */
-export function parseHttpDate(value: string): Date | undefined {
+/** The three formats, as written (§5.6.7: day-name, month and GMT are %s"..." strings, case-sensitive) ... */
+const EXACT = [IMF_FIXDATE, RFC850_DATE, ASCTIME_DATE].map((f) => new RegExp(f));
+/** ... and with names in any case, for cache recipients (RFC 9111 §4.2). */
+const ANY_CASE = [IMF_FIXDATE, RFC850_DATE, ASCTIME_DATE].map((f) => new RegExp(f, 'i'));
+
+export interface HttpDateOptions {
+  /**
+   * Match day names, month names and "GMT" case-insensitively. RFC 9110
+   * §5.6.7 makes HTTP-date case-sensitive, but RFC 9111 §4.2 tells a cache
+   * recipient calculating freshness that it "SHOULD match day, week, and
+   * time-zone names case-insensitively"; the cache passes true.
+   */
+  anyCase?: boolean;
+}
+
+/**
+ * RFC 9110 §5.6.7 HTTP-date in any of its three formats (IMF-fixdate, the
+ * obsolete RFC 850 and asctime formats); undefined when invalid.
+ */
+export function parseHttpDate(value: string, options: HttpDateOptions = {}): Date | undefined {
   const text = value.trim();
-  let m = IMF_FIXDATE.exec(text);
+  const [imf, rfc850, asctime] = options.anyCase === true ? ANY_CASE : EXACT;
+  let m = imf!.exec(text);
   if (m !== null) return buildDate(m[3], m[2], m[1], m[4], m[5], m[6]);
-  m = RFC850_DATE.exec(text);
+  m = rfc850!.exec(text);
   if (m !== null) return buildDate(expandTwoDigitYear(m[3]), m[2], m[1], m[4], m[5], m[6]);
-  m = ASCTIME_DATE.exec(text);
+  m = asctime!.exec(text);
   if (m !== null) return buildDate(m[6], m[1], m[2], m[3], m[4], m[5]);
   return undefined;
 }
@@ -174,7 +195,7 @@ function buildDate(
   minute: string | undefined,
   second: string | undefined,
 ): Date | undefined {
-  const monthIndex = MONTHS.indexOf(month ?? '');
+  const monthIndex = MONTHS.indexOf((month ?? '').toLowerCase());
   const d = Number(day);
   const h = Number(hour);
   const min = Number(minute);

@@ -22,6 +22,19 @@
  *   If-None-Match / If-Modified-Since matching etag / lm get a 304 with the same
  *   fields. A request header X-Sink-Rate: B sends the body at B bytes per second;
  *   `die=N` destroys the connection after N body bytes (a backend dying mid-body).
+ *   More fields, for the freshness tests (issue 16):
+ *   - `age` an Age field, sent as given (e.g. "7200, 0");
+ *   - `expiresraw` an Expires field, sent as given (any case, any format);
+ *   - `cycle=A|B|C`: the Cache-Control of the k-th request for this exact URL
+ *     is the (k mod 3)-th of the list (overrides `cc`); with `etagn=1` each
+ *     response has its own ETag "n<n>" (so a revalidation never gets a 304);
+ *   - `hold=NAME`: the first request with that name waits before its head
+ *     until `release(NAME)` (later ones do not wait), so a test decides
+ *     exactly when the head leaves;
+ *   - `te=CODINGS`: the head says `Transfer-Encoding: CODINGS` and the body
+ *     "hello" is sent chunked, written on the socket (node:http would frame
+ *     it itself); the connection then closes.
+ *   Each /cache answer is noted in its record's `cache` (n, Cache-Control, when the head left).
  * - POST/PUT with `?location=URL`: the JSON answer carries that Location.
  * - Upgrade: echo (GET /upgrade or any path): 101, then every byte is echoed.
  *
@@ -39,11 +52,15 @@ export interface SinkRecord {
   headers: string[];
   /** The client side of the connection: equal ports mean a reused (keep-alive) connection. */
   remotePort: number;
+  /** /cache answers only: the n in its body, the Cache-Control sent, the status, and when the head was written (ms since the epoch). */
+  cache?: { n: number; cc: string | null; status: number; at: number };
 }
 
 export interface SinkOrigin {
   port: number;
   requests: SinkRecord[];
+  /** Lets the request held by `hold=name` send its head (see the header comment). */
+  release(name: string): void;
   stop(): Promise<void>;
 }
 
@@ -139,32 +156,87 @@ function dieAfter(socket: net.Socket, bytes: number, total: number): void {
   socket.write(Buffer.concat([Buffer.from(head, 'latin1'), patternSlice(0, bytes)]), () => socket.destroy());
 }
 
+/** One-shot holds of /cache?hold=NAME: a name is held the first time only. */
+class Holds {
+  private readonly seen = new Set<string>();
+  private readonly waiting = new Map<string, () => void>();
+  private readonly released = new Set<string>();
+
+  wait(name: string | null): Promise<void> {
+    if (name === null || this.seen.has(name)) return Promise.resolve();
+    this.seen.add(name);
+    if (this.released.has(name)) return Promise.resolve();
+    return new Promise((resolve) => this.waiting.set(name, resolve));
+  }
+
+  release(name: string): void {
+    this.released.add(name);
+    this.waiting.get(name)?.();
+    this.waiting.delete(name);
+  }
+
+  releaseAll(): void {
+    for (const name of [...this.waiting.keys()]) this.release(name);
+  }
+}
+
+/** Per-URL request counts, for `cycle`. */
+const urlCounts = new WeakMap<SinkRecord[], Map<string, number>>();
+
+function cycleCc(requests: SinkRecord[], url: string, cycle: string): string {
+  let counts = urlCounts.get(requests);
+  if (counts === undefined) urlCounts.set(requests, (counts = new Map()));
+  const k = counts.get(url) ?? 0;
+  counts.set(url, k + 1);
+  const list = cycle.split('|');
+  return list[k % list.length]!;
+}
+
+/** `te=`: a chunked body under the given Transfer-Encoding, written raw; the connection closes after it. */
+function rawTransferEncoding(socket: net.Socket, te: string, cc: string | null): void {
+  const head = `HTTP/1.1 200 OK\r\nDate: ${new Date().toUTCString()}\r\n${cc !== null ? `Cache-Control: ${cc}\r\n` : ''}Transfer-Encoding: ${te}\r\nConnection: close\r\n\r\n`;
+  socket.end(`${head}5\r\nhello\r\n0\r\n\r\n`, 'latin1');
+}
+
 /** The /cache route (see the header comment). */
-async function cacheable(req: http.IncomingMessage, res: http.ServerResponse, url: URL, n: number): Promise<void> {
+async function cacheable(req: http.IncomingMessage, res: http.ServerResponse, url: URL, n: number, rec: SinkRecord, holds: Holds, requests: SinkRecord[]): Promise<void> {
   const q = url.searchParams;
   const delay = count(url, 'delay');
   if (delay !== null) await new Promise((r) => setTimeout(r, delay));
+  await holds.wait(q.get('hold'));
   if (q.get('hints') === '1') res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' });
   const fields: Record<string, string> = {};
-  if (q.has('cc')) fields['Cache-Control'] = q.get('cc')!;
+  const cycle = q.get('cycle');
+  if (cycle !== null) fields['Cache-Control'] = cycleCc(requests, req.url ?? '', cycle);
+  else if (q.has('cc')) fields['Cache-Control'] = q.get('cc')!;
+  if (q.has('te')) {
+    rec.cache = { n, cc: fields['Cache-Control'] ?? null, status: 200, at: Date.now() };
+    rawTransferEncoding(req.socket, q.get('te')!, fields['Cache-Control'] ?? null);
+    return;
+  }
   if (q.has('vary')) fields.Vary = q.get('vary')!;
   if (q.has('etag')) fields.ETag = `"${q.get('etag')}"`;
+  if (q.get('etagn') === '1') fields.ETag = `"n${n}"`;
+  if (q.has('age')) fields.Age = q.get('age')!;
   const lm = count(url, 'lm');
   if (lm !== null) fields['Last-Modified'] = new Date(lm * 1000).toUTCString();
   const expires = count(url, 'expires');
   if (expires !== null) fields.Expires = new Date(Date.now() + expires * 1000).toUTCString();
+  if (q.has('expiresraw')) fields.Expires = q.get('expiresraw')!;
   if (q.has('cookie')) fields['Set-Cookie'] = q.get('cookie')!;
   const inm = req.headers['if-none-match'];
   const ims = req.headers['if-modified-since'];
   const notModified = inm !== undefined ? fields.ETag !== undefined && inm.split(',').some((t) => t.trim().replace(/^W\//, '') === fields.ETag) : ims !== undefined && lm !== null && Date.parse(ims) >= lm * 1000;
   if (notModified) {
+    rec.cache = { n, cc: fields['Cache-Control'] ?? null, status: 304, at: Date.now() };
     res.writeHead(304, fields).end();
     return;
   }
   const status = count(url, 'status') ?? 200;
   const size = count(url, 'size');
+  rec.cache = { n, cc: fields['Cache-Control'] ?? null, status, at: Date.now() };
   if (size === null) {
-    const body = `${JSON.stringify({ n, url: req.url, ae: req.headers['accept-encoding'] ?? null, auth: req.headers.authorization ?? null })}\n`;
+    const body = `${JSON.stringify({ n, url: req.url, ae: req.headers['accept-encoding'] ?? null, auth: req.headers.authorization ?? null, cc: fields['Cache-Control'] ?? null })}\n`;
     res.writeHead(status, { ...fields, 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) }).end(body);
     return;
   }
@@ -188,8 +260,10 @@ async function cacheable(req: http.IncomingMessage, res: http.ServerResponse, ur
   res.end();
 }
 
-function record(requests: SinkRecord[], req: http.IncomingMessage): void {
-  requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.rawHeaders, remotePort: req.socket.remotePort ?? 0 });
+function record(requests: SinkRecord[], req: http.IncomingMessage): SinkRecord {
+  const rec: SinkRecord = { method: req.method ?? '', url: req.url ?? '', headers: req.rawHeaders, remotePort: req.socket.remotePort ?? 0 };
+  requests.push(rec);
+  return rec;
 }
 
 /** `port`: listen there (e.g. to revive an origin that was stopped); default a free one. */
@@ -198,11 +272,12 @@ export async function startSinkOrigin(port = 0): Promise<SinkOrigin> {
   const upgraded = new Set<Duplex>();
 
   let cacheRequests = 0;
+  const holds = new Holds();
   const server = http.createServer((req, res) => {
-    record(requests, req);
+    const rec = record(requests, req);
     const url = new URL(req.url ?? '/', 'http://sink.invalid');
     if (req.method === 'GET' && url.pathname === '/cache') {
-      void cacheable(req, res, url, ++cacheRequests);
+      void cacheable(req, res, url, ++cacheRequests, rec, holds, requests);
       return;
     }
     if (req.method === 'POST' || req.method === 'PUT') {
@@ -272,7 +347,9 @@ export async function startSinkOrigin(port = 0): Promise<SinkOrigin> {
   return {
     port: bound,
     requests,
+    release: (name) => holds.release(name),
     async stop() {
+      holds.releaseAll();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       // Hanging requests and upgraded streams would otherwise hold close() open forever.
       server.closeAllConnections();
