@@ -79,6 +79,25 @@ export function answeredMidBody(conn: object): http.ServerResponse | 'by node' |
   return res.headersSent ? res : undefined;
 }
 
+/** Requests parsed behind a response that closes the connection (closingAhead). */
+const moot = new WeakSet<object>();
+
+/**
+ * Whether `req` came behind a response that closes its connection (a
+ * refusal, Connection: close, HTTP/1.0): llhttp stops parsing after a
+ * request with "Connection: close" in HTTP/1.1, but not after one closed
+ * by the server's decision or an HTTP/1.0 "keep-alive, close". Its handler
+ * must do nothing: no upstream request, no file opened.
+ */
+export function isMoot(req: object): boolean {
+  return moot.has(req);
+}
+
+function closingAhead(conn: object): boolean {
+  const list = unfinished.get(conn);
+  return list !== undefined && list.some(closesConnection);
+}
+
 /** Whether node ends the connection after `res`: keep-alive off, or a Connection: close head (node's _last). */
 function closesConnection(res: http.ServerResponse): boolean {
   return !res.shouldKeepAlive || (res as unknown as { _last?: boolean })._last === true;
@@ -151,6 +170,9 @@ export function httpFront(httpServer: http.Server): Front {
   // Before the handler writes its head: a request that arrives while draining gets
   // Connection: close (node writes it when shouldKeepAlive is false, RFC 9112 §9.6).
   httpServer.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    // A request parsed behind one whose response closes the connection is never answered (node
+    // writes nothing after it): RFC 9112 §9.6 says it must not be processed either.
+    if (closingAhead(req.socket)) moot.add(req);
     track(req.socket, res);
     if (draining) res.shouldKeepAlive = false;
     // "close" among the Connection options ends the connection after this response, whatever

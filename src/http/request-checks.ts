@@ -7,6 +7,7 @@
  * any method but OPTIONS (§3.2.4). Pure.
  */
 import { isIP } from 'node:net';
+import { isToken, trimOws } from './char-classes.js';
 
 /**
  * Host = uri-host [ ":" port ] (RFC 9110 §7.2, RFC 3986 §3.2.2): an IP-literal
@@ -46,6 +47,18 @@ export function requestProblem(method: string, target: string, rawHeaders: reado
   // §3.2: origin-form ("/..."), absolute-form ("scheme:..."), or "*"; authority-form is CONNECT's,
   // which node hands over apart. Anything else ('*"x', 'abc') is no request-target at all.
   if (!target.startsWith('/') && target !== '*' && !/^[A-Za-z][A-Za-z0-9+.-]*:/.test(target)) return `request-target ${JSON.stringify(target.slice(0, 40))} is in no form of RFC 9112 §3.2`;
+  // §3.2.2: absolute-form names the target URI; a gateway to http(s) origins has no other scheme.
+  if (!target.startsWith('/') && target !== '*') {
+    const absolute = /^https?:\/\/([^/?#]*)/i.exec(target);
+    if (absolute === null) return `absolute-form target ${JSON.stringify(target.slice(0, 40))} is not an http or https URI (RFC 9112 §3.2.2)`;
+    // Its authority replaces Host (§3.2.2): it must be one a Host field could carry.
+    if (!isValidHost(absolute[1]!)) return `absolute-form target with invalid authority ${JSON.stringify(absolute[1]!.slice(0, 100))} (RFC 9112 §3.2.2, RFC 3986 §3.2)`;
+  }
+  // RFC 9110 §7.6.1: Connection lists tokens, the names of fields that must not be forwarded. A
+  // member that is no token ("x: X-Secret") names nothing a proxy could remove, yet a backend may
+  // read it otherwise: refused rather than guessed at.
+  const option = badConnectionOption(rawHeaders);
+  if (option !== null) return `Connection option ${JSON.stringify(option.slice(0, 40))} is not a token (RFC 9110 §7.6.1)`;
   if (target === '*' && method !== 'OPTIONS') return `asterisk-form target with ${method.slice(0, 20)} (RFC 9112 §3.2.4: OPTIONS only)`;
   return null;
 }
@@ -61,4 +74,16 @@ function finalCoding(rawHeaders: readonly string[]): string | null {
     else if (last === null) last = '';
   }
   return last;
+}
+
+/** The first member of a Connection field that is not a token (empty members are allowed, RFC 9110 §5.6.1), or null. */
+function badConnectionOption(rawHeaders: readonly string[]): string | null {
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    if (rawHeaders[i]!.length !== 10 || rawHeaders[i]!.toLowerCase() !== 'connection') continue;
+    for (const member of rawHeaders[i + 1]!.split(',')) {
+      const option = trimOws(member);
+      if (option !== '' && !isToken(option)) return option;
+    }
+  }
+  return null;
 }

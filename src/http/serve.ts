@@ -18,7 +18,7 @@ import { createStaticHandler, type BodySender } from './static-handler.js';
 import type { OpenBeneath } from './safe-path.js';
 import { loadAddon } from '../native/binding.js';
 import { AccessLog, requestId, type AccessFields } from '../log/access-log.js';
-import { answeredMidBody, closeDetached, httpFront, LINGER_MS, whenAttached, type Front } from './front.js';
+import { answeredMidBody, closeDetached, httpFront, isMoot, LINGER_MS, whenAttached, type Front } from './front.js';
 import { requestProblem } from './request-checks.js';
 import { alpnFront, requestConnection, type AnyRequest, type AnyResponse } from './alpn-front.js';
 import { h2Front } from './h2-front.js';
@@ -237,6 +237,7 @@ export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Fron
   const handle = createStaticHandler({ root, sender: connectionBodySender, openBeneath: openBeneathRoot(root) });
   const access = o.access ?? new AccessLog({ file: null, format: 'json', log: o.log });
   const serveRequest = (req: AnyRequest, res: AnyResponse): void => {
+    if (isMoot(req)) return;
     const started = process.hrtime.bigint();
     const conn = requestConnection(req);
     const problem = requestProblem(req.method ?? 'GET', req.url ?? '/', req.rawHeaders);

@@ -21,7 +21,7 @@ import type { Native } from '../native/binding.js';
 import { answerClientError, answerConnect, checkingInterval, cryptoSite, onSecureConnections, requestFields } from '../http/serve.js';
 import { AccessLog } from '../log/access-log.js';
 import { requestProblem } from '../http/request-checks.js';
-import { httpFront, type Front } from '../http/front.js';
+import { httpFront, isMoot, type Front } from '../http/front.js';
 import { alpnFront, type AnyRequest, type AnyResponse } from '../http/alpn-front.js';
 import { h2Front, resetStream } from '../http/h2-front.js';
 import { constants as http2constants, type Http2ServerResponse } from 'node:http2';
@@ -119,6 +119,7 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
   }
 
   async function handle(req: AnyRequest, res: AnyResponse): Promise<void> {
+    if (isMoot(req)) return;
     const started = process.hrtime.bigint();
     const x: ProxyExchange = { ...newExchange(req, res), lease: null, reusable: false };
     const { conn } = x;

@@ -37,6 +37,9 @@ export interface UpgradeOptions {
  * §4.1); the rest is refused.
  */
 function upgradeProblem(req: http.IncomingMessage): string | null {
+  // RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400. node checks it for the requests it
+  // hands to the handler (requireHostHeader), not for those it hands over as upgrades.
+  if (req.httpVersion === '1.1' && req.headers.host === undefined) return 'HTTP/1.1 Upgrade request without Host (RFC 9112 §3.2)';
   const cl = req.headers['content-length'];
   if (req.headers['transfer-encoding'] !== undefined) return 'Upgrade with a Transfer-Encoding body';
   if (cl !== undefined && cl !== '0') return 'Upgrade with a Content-Length body';

@@ -179,7 +179,12 @@ export class OriginJudge {
     const c = this.caseOf(k);
     const req = c.reqs.find((r) => r.marker === marker);
     const text = req && c.family !== 'bytes' && c.family !== 'garbage' ? req.head : caseBytes(c).toString('latin1');
-    return /(^|\n)connection[ \t]*:[^\r\n]*x-fz-hop/i.test(text);
+    // Named as a member of a Connection field (RFC 9110 §7.6.1): a mutated name ("Cgnnection") or a
+    // member that is another token ("-X-Fz-Hop", "!X-Fz-Hop") names nothing a proxy must remove.
+    for (const m of text.matchAll(/(?:^|\n)connection[ \t]*:([^\r\n]*)/gi)) {
+      if (m[1]!.split(',').some((member) => member.trim().toLowerCase() === 'x-fz-hop')) return true;
+    }
+    return false;
   }
 
   /**

@@ -223,6 +223,29 @@ describe('aludel proxy under abuse (regressions of issue 12)', () => {
     assert.notEqual(r.headers.connection?.toLowerCase(), 'keep-alive');
   });
 
+  test('absolute-form targets with an invalid authority or another scheme, non-token Connection options, an HTTP/1.1 Upgrade without Host: 400s that reach no origin (from the long fuzz run)', async () => {
+    const seen = sink.requests.length;
+    const refused = [
+      'PUT http://other.invalid:80:0/abs-a HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n',
+      'GET http://other.invalid:-8080/abs-b HTTP/1.1\r\nHost: localhost\r\n\r\n',
+      'GET htdp://example.com/abs-c HTTP/1.1\r\nHost: localhost\r\n\r\n',
+      'OPTIONS /abs-d HTTP/1.1\r\nHost: x\r\nConnection: tion: X-Secret\r\nX-Secret: s\r\n\r\n',
+      'GET /abs-e HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n',
+    ];
+    for (const request of refused) assert.equal((await send(request)).status, 400, JSON.stringify(request));
+    assert.deepEqual(sink.requests.slice(seen).map((r) => r.url).filter((u) => u.includes('abs-')), []);
+  });
+
+  test('requests pipelined behind a response that closes the connection never reach the origin (RFC 9112 §9.6)', async () => {
+    const seen = sink.requests.length;
+    // HTTP/1.0 "keep-alive, close": llhttp goes on parsing; a refused request: node goes on parsing.
+    for (const first of ['DELETE /moot-a HTTP/1.0\r\nHost: x\r\nConnection: keep-alive, close\r\n\r\n', 'GET /moot-b HTTP/1.1\r\nHost: a b\r\n\r\n']) {
+      await send(`${first}PUT /moot-after HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\nDELETE /moot-after HTTP/1.1\r\nHost: x\r\n\r\n`);
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(sink.requests.slice(seen).map((r) => r.url).filter((u) => u === '/moot-after'), []);
+  });
+
   test('CONNECT gets 501 and the connection closes (it was reset without a word)', async () => {
     await noLeak('CONNECT', 50, async () => {
       const r = await send('CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n');
