@@ -451,6 +451,8 @@ const MUTATIONS: Mutation[] = [
   },
   // §3.2: ... and to an HTTP/1.1 request without Host.
   (_g, d) => {
+    // A duplicate-Host draft keeps its Hosts: its reject verdict names them.
+    if (d.why.includes('duplicate Host')) return;
     d.remove('host');
     // Only HTTP/1.1 requires Host: the verdict is settled in build(), once the version is final.
     d.noHost = true;

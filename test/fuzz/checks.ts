@@ -6,6 +6,9 @@ import { escapeBytes } from './escape.js';
 import { generateCase } from './cases.js';
 import { caseBytes, type Finding, type FuzzCase, type ReqInfo, type Target } from './model.js';
 import type { Resp } from './response-reader.js';
+
+/** Methods a proxy may send twice (RFC 9110 §9.2.2). */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 import type { StrictEnd, StrictEvent, StrictRequest } from './strict-http.js';
 
 /**
@@ -152,6 +155,16 @@ export class OriginJudge {
     return c;
   }
 
+  private readonly retried = new Set<string>();
+
+  /** The first repeat of a marker (a retry); later ones are duplicates. */
+  private firstRetry(k: number, marker: string): boolean {
+    const key = `${k}/${marker}`;
+    if (this.retried.has(key)) return false;
+    this.retried.add(key);
+    return true;
+  }
+
   private firstSeen(k: number, marker: string): boolean {
     const bucket = Math.floor(k / 4096);
     let s = this.seen.get(bucket);
@@ -235,7 +248,9 @@ export class OriginJudge {
     const j = Number(m[3]);
     const req = c.reqs[j];
     if (!req) return this.emit('unattributed', k, `marker ${r.marker} names no request of the case`, raw);
-    if (!this.firstSeen(k, r.marker!)) this.emit('duplicate-forward', k, `request ${r.marker} reached the origin twice`, raw);
+    // A proxy may send an idempotent request again when the reused connection it went on died
+    // before any answer (RFC 9110 §9.2.2; nginx's proxy_next_upstream does the same): once.
+    if (!this.firstSeen(k, r.marker!) && !(IDEMPOTENT.has(req.method) && this.firstRetry(k, r.marker!))) this.emit('duplicate-forward', k, `request ${r.marker} reached the origin twice`, raw);
     // A head whose only faults are in its body may stream on before they are seen (onEnd).
     if ((req.verdict === 'reject' && !req.late) || req.verdict === 'cut-head') this.emit('forwarded-invalid', k, `request ${describe(req)} must not be forwarded`, raw);
     for (let i = 0; i < j; i++) {
