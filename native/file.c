@@ -11,12 +11,8 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
-#include <linux/openat2.h>
 #include <stdlib.h>
 #include <sys/sendfile.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 #include <uv.h>
 
 #include "aludel.h"
@@ -85,33 +81,9 @@ static napi_value sendfile_async(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/*
- * openBeneath(dirFd, path) -> fd, or -errno: one openat2(2) (Linux >= 5.6)
- * read-only, non-blocking (a FIFO swapped in never parks the caller), with
- * RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS: the kernel refuses (EXDEV) any
- * resolution that leaves dirFd, through "..", an absolute path or a symlink,
- * in the same walk that opens the file, so no check-then-open window exists.
- * ENOSYS where the kernel lacks it: the caller then resolves by realpath.
- * Errors are returned as states, not thrown: the caller decides per errno.
- */
-static napi_value open_beneath(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  int32_t dir;
-  char rel[4096];
-  if (!aludel_args(env, info, 2, argv) || !aludel_arg_int32(env, argv[0], &dir) || !aludel_arg_string(env, argv[1], rel, sizeof rel))
-    return NULL;
-  struct open_how how = {
-      .flags = O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY,
-      .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
-  };
-  long fd = syscall(SYS_openat2, dir, rel, &how, sizeof how);
-  return aludel_int(env, fd < 0 ? -errno : fd);
-}
-
 void aludel_register_file(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"sendfileAsync", NULL, sendfile_async, NULL, NULL, NULL, napi_default, NULL},
-      {"openBeneath", NULL, open_beneath, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

@@ -121,11 +121,6 @@ export interface Native {
   tlsUlpInfo(fd: number): UlpInfo | null;
   /** Every TCP socket of this network namespace (family AF_INET=2 or AF_INET6=10): inode, TCP state, ULP info as tlsUlpInfo. */
   tcpUlpDump(family: number): Array<{ inode: number; state: number; tls: UlpInfo | null }>;
-  /**
-   * openat2(2) of `path` relative to `dirFd`, read-only and non-blocking, refused by the kernel
-   * (-EXDEV) if its resolution leaves dirFd; an fd, or -errno (-ENOSYS before Linux 5.6).
-   */
-  openBeneath(dirFd: number, path: string): number;
   /** sendfile(2) on the thread pool; the socket is non-blocking, so errno EAGAIN means "wait until writable". */
   sendfileAsync(socketFd: number, fileFd: number, offset: number, length: number, done: (sent: number, errno: number) => void): void;
   /** Non-blocking connect to a numeric address; completes when writable, then socketError() says how. */
