@@ -53,10 +53,22 @@ export function owedResponse(conn: object): http.ServerResponse | undefined {
  * are out (true), or with false when one of them failed (the connection is
  * then going away). For writers that bypass node's queue: an upgrade's answer.
  */
-export function owedSent(conn: object): Promise<boolean> {
+export function owedSent(conn: SecureConnection): Promise<boolean> {
   const owed = owedResponse(conn);
   if (owed === undefined) return Promise.resolve(true);
-  return new Promise((resolve) => owed.once('close', () => resolve(owed.writableFinished)));
+  if (conn.destroyed) return Promise.resolve(false);
+  // A response still queued gets no 'close' of its own when the connection goes first (node only
+  // closes the one attached): without watching the connection, an upgrade waiting here held its
+  // upstream connection for good (the long fuzz run's proxy descriptor leak).
+  return new Promise((resolve) => {
+    const done = (): void => {
+      owed.off('close', done);
+      conn.off('close', done);
+      resolve(owed.writableFinished);
+    };
+    owed.once('close', done);
+    conn.once('close', done);
+  });
 }
 
 /** The response to the last request node's parser handed over on each connection. */
