@@ -70,7 +70,8 @@ export async function upgrade(o: UpgradeOptions, req: http.IncomingMessage, conn
     const fields = rh.status === 101 ? rh.headers : filterResponseHeaders(rh.headers, { keepFraming: true });
     // The answer goes straight to the connection: only after the responses owed to earlier
     // pipelined requests (RFC 9112 §9.3.2), which node writes from its own queue.
-    if (!(await owedSent(conn))) {
+    if (!(await owedWithin(conn, s.idleTimeoutMs))) {
+      o.log.warn({ conn: conn.id, url: req.url, waitedMs: s.idleTimeoutMs }, 'upgrade: the responses owed to earlier pipelined requests did not go out; connection closed');
       conn.destroy();
       return;
     }
@@ -91,4 +92,23 @@ export async function upgrade(o: UpgradeOptions, req: http.IncomingMessage, conn
   } finally {
     lease?.stream.destroy();
   }
+}
+
+/**
+ * owedSent, bounded by the client's idle timeout. Once node has handed the
+ * connection over for the upgrade, a response to an earlier pipelined
+ * request that is still being prepared may never be flushed (node has
+ * removed its own listeners from the socket), and nothing else would end
+ * the wait: the upstream connections of all three exchanges were held for
+ * good (found by the long fuzz run).
+ */
+function owedWithin(conn: SecureConnection, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    timer.unref();
+    void owedSent(conn).then((sent) => {
+      clearTimeout(timer);
+      resolve(sent);
+    });
+  });
 }

@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { startAludel, type Running } from '../support/aludel-process.js';
 import { waitUntil } from '../support/wait.js';
@@ -244,6 +245,27 @@ describe('aludel proxy under abuse (regressions of issue 12)', () => {
     }
     await new Promise((r) => setTimeout(r, 300));
     assert.deepEqual(sink.requests.slice(seen).map((r) => r.url).filter((u) => u === '/moot-after'), []);
+  });
+
+  test('an upgrade pipelined behind answers still being prepared, then the client leaves: within --idle-timeout every upstream connection goes (they were held for good)', async () => {
+    const q = await startAludel(['proxy', '--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--to', `http://127.0.0.1:${sink.port}`, '--max-fails', '0', '--idle-timeout', '2s']);
+    try {
+      const qfds = (): number => fs.readdirSync(`/proc/${q.child.pid}/fd`).length;
+      const start = qfds();
+      for (let i = 0; i < 10; i++) {
+        const sock = tls.connect({ host: '127.0.0.1', port: q.port, servername: 'localhost', ca: fx.certPem });
+        sock.on('error', () => undefined);
+        await new Promise<void>((resolve) => sock.once('secureConnect', () => resolve()));
+        const slow = (n: number): string => `GET /cache?delay=500&n=up-${i}-${n} HTTP/1.1\r\nHost: x\r\nCache-Control: no-cache\r\n\r\n`;
+        sock.write(`${slow(1)}${slow(2)}GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n`);
+        await new Promise((r) => setTimeout(r, 100));
+        sock.destroy();
+      }
+      await waitUntil(() => qfds() <= start + 2, 15_000).catch(() => undefined);
+      assert.ok(qfds() <= start + 2, `${start} descriptors before, ${qfds()} after 10 abandoned pipelined upgrades`);
+    } finally {
+      await q.stop();
+    }
   });
 
   test('CONNECT gets 501 and the connection closes (it was reset without a word)', async () => {
