@@ -32,7 +32,7 @@ export const FRONTS = {
 } as const;
 export type Front = keyof typeof FRONTS;
 
-export type Test = 'load' | 'download' | 'file-size' | 'record-tx' | 'record-rx';
+export type Test = 'load' | 'download' | 'download-h2' | 'file-size' | 'record-tx' | 'record-rx';
 
 export interface Point {
   phase: 'native' | 'vm';
@@ -308,21 +308,28 @@ export async function runPhase(o: PhaseOptions): Promise<PhaseResult> {
         for (const s of scenarios)
           steps.push([`load ${s.name} c=${conns}`, () => measure({ test: 'load', scenario: s.name, front: s.front, offload: s.offload, connections: conns, fileBytes: 10 * MiB, recordBytes: null }, s.server.pid, s.origin?.pid ?? null, () => wrk(s.server, 'load.bin', conns, p.loadSeconds))]);
       }
-      for (const s of scenarios) {
-        steps.push([
-          `download ${s.name}`,
-          () =>
-            measure({ test: 'download', scenario: s.name, front: s.front, offload: s.offload, connections: 1, fileBytes: p.downloadFileBytes, recordBytes: null }, s.server.pid, s.origin?.pid ?? null, async () => {
-              // One curl, one keep-alive connection, the same large file `downloads` times.
-              const argv = ['curl', '-sk', '-w', '%{size_download} %{http_code}\\n'];
-              for (let i = 0; i < p.downloads; i++) argv.push('-o', '/dev/null', url(s.server, 'download.bin'));
-              const t = process.hrtime.bigint();
-              const out = await exec(argv, 1800);
-              const durationS = Number(process.hrtime.bigint() - t) / 1e9;
-              const lines = out.trim().split('\n').map((l) => l.split(' '));
-              return { durationS, requests: lines.length, bytes: lines.reduce((a, [b]) => a + Number(b), 0), errors: lines.filter(([, c]) => c !== '200').length, latencyMs: null };
-            }),
-        ]);
+      // HTTP/1.1 and HTTP/2 apart: curl offers h2 by ALPN, and over HTTP/2 neither server can send a file body by
+      // sendfile alone. Pinning the protocol keeps each ratio to one protocol on both sides.
+      for (const [test, proto] of [['download', '--http1.1'], ['download-h2', '--http2']] as const) {
+        for (const s of scenarios) {
+          steps.push([
+            `${test} ${s.name}`,
+            () =>
+              measure({ test, scenario: s.name, front: s.front, offload: s.offload, connections: 1, fileBytes: p.downloadFileBytes, recordBytes: null }, s.server.pid, s.origin?.pid ?? null, async () => {
+                // One curl, one keep-alive connection, the same large file `downloads` times.
+                const argv = ['curl', proto, '-sk', '-w', '%{size_download} %{http_code} %{http_version}\\n'];
+                for (let i = 0; i < p.downloads; i++) argv.push('-o', '/dev/null', url(s.server, 'download.bin'));
+                const t = process.hrtime.bigint();
+                const out = await exec(argv, 1800);
+                const durationS = Number(process.hrtime.bigint() - t) / 1e9;
+                const lines = out.trim().split('\n').map((l) => l.split(' '));
+                const want = proto === '--http2' ? '2' : '1.1';
+                const wrongProto = lines.find(([, , v]) => v !== want);
+                if (wrongProto) throw new Error(`${s.name}: ${test} negotiated HTTP/${wrongProto[2]}, not HTTP/${want}`);
+                return { durationS, requests: lines.length, bytes: lines.reduce((a, [b]) => a + Number(b), 0), errors: lines.filter(([, c]) => c !== '200').length, latencyMs: null };
+              }),
+          ]);
+        }
       }
       for (const size of p.fileSizes) {
         for (const s of scenarios)

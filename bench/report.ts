@@ -61,6 +61,9 @@ export function headlineRatios(phase: PhaseResult): Ratio[] {
     for (const c of conns)
       add(`Aludel proxy vs ${nginxName} proxy, throughput at ${c} connections (${off})`, 'wrk 10 MiB, bytes/s', ratio(pick(pts, 'load', `aludel-proxy/${off}`, 'bytesPerSec', (p) => p.connections === c), pick(pts, 'load', `nginx-proxy/${off}`, 'bytesPerSec', (p) => p.connections === c)));
     add(`Aludel proxy vs ${nginxName} proxy, CPU/GB (${off})`, 'download loop', ratio(pick(pts, 'download', `aludel-proxy/${off}`, 'cpuPerGB'), pick(pts, 'download', `nginx-proxy/${off}`, 'cpuPerGB')));
+    // HTTP/2: DATA frames are built in user space on both sides (no sendfile alone), so these are kept apart.
+    add(`Aludel cache vs ${nginxName} cache over HTTP/2, CPU/GB (${off})`, 'download loop, curl --http2', ratio(pick(pts, 'download-h2', `aludel-cache/${off}`, 'cpuPerGB'), pick(pts, 'download-h2', `nginx-cache/${off}`, 'cpuPerGB')));
+    add(`Aludel proxy vs ${nginxName} proxy over HTTP/2, CPU/GB (${off})`, 'download loop, curl --http2', ratio(pick(pts, 'download-h2', `aludel-proxy/${off}`, 'cpuPerGB'), pick(pts, 'download-h2', `nginx-proxy/${off}`, 'cpuPerGB')));
     for (const f of ['aludel-proxy', 'aludel-cache', 'nginx-proxy', 'nginx-cache'])
       add(`${f} vs legacy nginx-direct/userspace, CPU/GB (${off})`, 'download loop', ratio(pick(pts, 'download', `${f}/${off}`, 'cpuPerGB'), pick(pts, 'download', 'nginx-direct/userspace', 'cpuPerGB')));
   }
@@ -85,7 +88,7 @@ export async function writeCharts(dir: string, points: Point[]): Promise<string[
     ['throughput', { title: 'Throughput, 10 MiB file (wrk)', rows: rows('load'), x: 'connections', xTitle: 'connections', xLog: true, y: 'mbps', yTitle: 'MB/s', color: 'front', facet: 'where' }, 'line'],
     ['latency-p99', { title: 'p99 latency, 10 MiB file (wrk)', rows: rows('load'), x: 'connections', xTitle: 'connections', xLog: true, y: 'p99', yTitle: 'ms', yLog: true, color: 'front', facet: 'where' }, 'line'],
     ['cpu-per-gb-load', { title: 'Server CPU-seconds per GB, 10 MiB file (wrk)', rows: rows('load'), x: 'connections', xTitle: 'connections', xLog: true, y: 'cpuPerGB', yTitle: 'CPU-s / GB', color: 'front', facet: 'where' }, 'line'],
-    ['cpu-per-gb', { title: 'Server CPU-seconds per GB, large-file download loop', rows: rows('download'), x: 'cpuPerGB', xTitle: 'CPU-s / GB', y: 'scenario', color: 'offload', facet: 'where' }, 'bar'],
+    ['cpu-per-gb', { title: 'Server CPU-seconds per GB, large-file download loop (HTTP/1.1)', rows: rows('download'), x: 'cpuPerGB', xTitle: 'CPU-s / GB', y: 'scenario', color: 'offload', facet: 'where' }, 'bar'],
     ['floor-ratio', { title: 'CPU per GB as a multiple of the AES-128-GCM floor (openssl speed, same run)', rows: rows('download'), x: 'floorRatio', xTitle: 'x crypto floor', y: 'scenario', color: 'offload', facet: 'where' }, 'bar'],
     ['file-size-rps', { title: 'Requests/s by file size (wrk, 8 connections)', rows: rows('file-size'), x: 'kib', xTitle: 'file KiB', xLog: true, y: 'requestsPerSec', yTitle: 'requests/s', yLog: true, color: 'front', facet: 'where' }, 'line'],
     ['file-size-cpu', { title: 'Server CPU per request by file size (wrk, 8 connections)', rows: rows('file-size'), x: 'kib', xTitle: 'file KiB', xLog: true, y: 'cpuPerRequestMs', yTitle: 'CPU-ms / request', yLog: true, color: 'front', facet: 'where' }, 'line'],

@@ -171,7 +171,7 @@ function nginxConf(o: NginxOptions, port: number): string {
     '  keepalive_requests 1000000;',
     ...(role.kind === 'proxy' || role.kind === 'cache' ? [`  upstream origin { server 127.0.0.1:${role.originPort}; keepalive 32; }`] : []),
     '  server {',
-    `    listen ${role.kind === 'origin' ? '127.0.0.1' : o.host}:${port}${tls ? ' ssl' : ''};`,
+    `    listen ${role.kind === 'origin' ? '127.0.0.1' : o.host}:${port}${tls ? (o.legacy ? ' ssl' : ' ssl http2') : ''};`,
     `    root ${str(path.resolve(o.root))};`,
     ...(tls
       ? [

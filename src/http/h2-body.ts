@@ -16,8 +16,21 @@ import { FileTruncatedError } from '../errors.js';
 import { ChunkPool, readAt, type BodyPath } from '../transport/copy-file.js';
 import { resetStream } from './h2-front.js';
 
-/** 64 KiB: four full DATA frames of the default SETTINGS_MAX_FRAME_SIZE per read. */
-const chunks = new ChunkPool(64 * 1024, 32);
+/**
+ * Each read costs a round through the thread pool and a stream write that
+ * nghttp2 frames and hands to the TLS socket: per chunk, not per byte. With
+ * 64 KiB reads, HTTP/2 file bodies cost 3.5x the CPU of HTTP/1.1 for the same
+ * bytes; with 256 KiB, 2x (docs/benchmarks.md). So the one body a connection
+ * is sending reads 256 KiB at a time. Bodies sent beside it on the same
+ * connection read 64 KiB (four full DATA frames of the default
+ * SETTINGS_MAX_FRAME_SIZE, RFC 9113 §6.5.2): a client that opens many streams
+ * and grants no window holds 256 KiB plus 64 KiB per further stream, not
+ * 256 KiB per stream.
+ */
+const wide = new ChunkPool(256 * 1024, 8);
+const narrow = new ChunkPool(64 * 1024, 32);
+/** File bodies in flight per connection. */
+const sending = new WeakMap<http2.Http2Session, number>();
 
 function streamGone(): Error {
   return Object.assign(new Error('HTTP/2 stream closed'), { code: 'ECONNRESET' });
@@ -61,6 +74,10 @@ export async function sendFileOverH2(res: http2.Http2ServerResponse, fd: number,
  * Resolves when the last read is done (the fd is no longer used).
  */
 export async function sendRangeOverH2(stream: http2.Http2Stream, fd: number, offset: number, length: number): Promise<BodyPath> {
+  const session = stream.session;
+  const beside = session ? (sending.get(session) ?? 0) : 0;
+  if (session) sending.set(session, beside + 1);
+  const chunks = beside === 0 ? wide : narrow;
   const buf = chunks.take();
   let pos = offset;
   const end = offset + length;
@@ -78,6 +95,7 @@ export async function sendRangeOverH2(stream: http2.Http2Stream, fd: number, off
   } finally {
     // Back in the pool only when nothing references it (a write may still sit in a closed stream's queue).
     if (pos >= end) chunks.give(buf);
+    if (session) sending.set(session, (sending.get(session) ?? 1) - 1);
   }
   return 'write';
 }
