@@ -3,14 +3,17 @@
  * request, lookup (a fresh stored response from disk), follow (a fill in
  * progress, collapsed), revalidate (a stale one, with its own validators),
  * fill (a storable miss goes to its client and into the store at once), or
- * purge. What it needs from the origin side is one function, `Origin`: it
- * sends the request on and hands over the answer. The store itself stays
- * behind HttpCache.
+ * purge; and serving stale (RFC 5861, rules in stale.ts): at once while a
+ * background revalidation runs, or instead of an upstream error. What it
+ * needs from the origin side is one function, `Origin`: it sends the
+ * request on and hands over the answer. The store itself stays behind
+ * HttpCache.
  */
 import type { Logger } from '../log/logger.js';
 import type { ResponseHead } from '../http/response-head.js';
 import { UpstreamResponseError } from '../errors.js';
 import { isLoopback } from '../config/loopback.js';
+import { isClientFault } from '../proxy/failures.js';
 import { answerText, sent, withCacheStatus, writeBody, type Exchange } from '../http/exchange.js';
 import type { CacheOutcome } from '../metrics/traffic-stats.js';
 import type { HttpCache } from './cache.js';
@@ -35,7 +38,9 @@ import {
   varyNames,
   varySelection,
   type CacheStatus,
+  type RequestDirectives,
 } from './policy.js';
+import { isErrorStatus, requestStaleIfError, staleIfError, staleWhileRevalidate } from './stale.js';
 
 /** An upstream's answer, as the cache gets it: the head, and a body to take one way or the other. */
 export interface UpstreamAnswer {
@@ -58,6 +63,12 @@ export interface Forward {
   onHead?: (head: ResponseHead) => void;
   /** Answers the client from the upstream's answer; default: relay it. */
   answer?: (a: UpstreamAnswer) => Promise<number>;
+  /**
+   * The cache's own request, which no client waits for (a background
+   * revalidation, RFC 5861 §3): sent on an exchange of its own, without a
+   * body, leaving the client's connection, timers and response alone.
+   */
+  detached?: boolean;
 }
 
 /** Sends the exchange's request on as `fwd` says; resolves with the status the client got. */
@@ -65,6 +76,16 @@ export type Origin = (fwd?: Forward) => Promise<number>;
 
 /** The client's conditionals and Range: replaced by the cache's own validators when it revalidates. */
 const VALIDATION_FIELDS = new Set(['if-none-match', 'if-modified-since', 'range', 'if-range']);
+
+/** A stale stored response that may answer instead of an upstream error (RFC 5861 §4), if stale.ts allows it when the error comes. */
+interface StaleFallback {
+  entry: Entry;
+  key: string;
+  directives: RequestDirectives;
+  /** The request's own stale-if-error window, seconds, or null. */
+  requestWindow: number | null;
+  fwd: CacheStatus['fwd'];
+}
 
 export class CacheLayer {
   constructor(
@@ -96,15 +117,22 @@ export class CacheLayer {
     const authorized = has(raw, 'authorization');
     const { entry, uriHit } = c.select(key, raw, authorized);
     let fwd: CacheStatus['fwd'] = uriHit ? 'vary-miss' : 'uri-miss';
+    let stale: StaleFallback | null = null;
     if (entry !== null) {
-      const r = reuse(entry, directives, Date.now());
-      if (r.use === 'fresh') {
-        const status = await this.fromStore(x, entry, { hit: true, ttl: r.ttl }, 'hit');
+      const now = Date.now();
+      const r = reuse(entry, directives, now);
+      // RFC 5861 §3: sent at once, revalidated in the background (a GET: its answer is what gets stored).
+      const whileRevalidating = r.use === 'validate' && r.stale && method === 'GET' && staleWhileRevalidate(entry, directives, now);
+      if (r.use === 'fresh' || whileRevalidating) {
+        const status = whileRevalidating
+          ? await this.serveWhileRevalidating(x, origin, key, entry, r.ttl)
+          : await this.fromStore(x, entry, { hit: true, ttl: r.ttl }, 'hit');
         if (status !== null) return status;
         fwd = 'miss';
       } else {
         fwd = r.stale ? 'stale' : 'request';
-        if (!directives.onlyIfCached && method === 'GET' && hasValidator(entry)) return this.revalidate(x, origin, key, entry, fwd);
+        if (r.stale) stale = { entry, key, directives, requestWindow: requestStaleIfError(raw), fwd };
+        if (!directives.onlyIfCached && method === 'GET' && hasValidator(entry)) return this.revalidate(x, origin, key, entry, fwd, stale);
       }
     }
     // §5.2.1.7
@@ -119,11 +147,11 @@ export class CacheLayer {
     if (method === 'HEAD' || directives.noStore || has(raw, 'range') || has(raw, 'if-range') || has(raw, 'if-none-match') || has(raw, 'if-modified-since')) {
       x.cache = 'miss';
       x.cacheStatus = cacheStatus({ fwd });
-      return origin();
+      return this.orStale(x, origin, {}, stale);
     }
     const fill = c.beginFill(key, raw);
     try {
-      return await origin({ answer: (a) => this.storeAndRespond(x, fill, key, fwd, a) });
+      return await this.orStale(x, origin, { answer: (a) => this.storeAndRespond(x, fill, key, fwd, a) }, stale);
     } finally {
       // The upstream failed before a head: followers waiting for it go to the origin themselves.
       await c.endFill(fill);
@@ -167,32 +195,133 @@ export class CacheLayer {
    * §4.3.1: a stale (or no-cache) stored response is validated with its own
    * validators instead of the client's; a 304 freshens it (§4.3.4) and the
    * client is answered from it, its own conditionals and Range included. A
-   * full response replaces it.
+   * full response replaces it. When the upstream fails, `stale` may answer
+   * instead (orStale, RFC 5861 §4).
    */
-  private revalidate(x: Exchange, origin: Origin, key: string, entry: Entry, fwd: CacheStatus['fwd']): Promise<number> {
-    const v = validators(entry.headers);
-    const raw = without(x.fields, VALIDATION_FIELDS);
-    if (v.etag !== null) raw.push('If-None-Match', v.etag);
-    if (v.lastModified !== null) raw.push('If-Modified-Since', v.lastModified);
-    return origin({
-      rawHeaders: raw,
+  private revalidate(x: Exchange, origin: Origin, key: string, entry: Entry, fwd: CacheStatus['fwd'], stale: StaleFallback | null): Promise<number> {
+    return this.orStale(x, origin, {
+      rawHeaders: validationFields(x.fields, entry),
       answer: async (a) => {
-        const { head } = a;
-        if (head.status !== 304) return this.storeAndRespond(x, null, key, fwd, a);
-        if (!notModifiedApplies(entry.headers, head.headers)) {
-          this.cache.invalidate(key);
-          throw new UpstreamResponseError(`304 Not Modified for a validator Aludel did not send (ETag ${fieldValue(head.headers, 'etag') ?? 'none'})`, 'check the upstream ETag / Last-Modified logic; the stored response was dropped');
-        }
-        // A 304 has no body (RFC 9110 §15.4.5): this only settles whether the connection is clean.
-        await a.read(() => Promise.resolve());
-        const now = Date.now();
-        await this.cache.freshen(entry, { headers: freshenHeaders(entry.headers, head.headers, now), requestTime: a.sentAt, responseTime: now, initialAge: initialAge(head.headers, a.sentAt, now) });
-        const ttl = entry.lifetime - currentAge(entry.initialAge, entry.responseTime, now);
+        if (a.head.status !== 304) return this.storeAndRespond(x, null, key, fwd, a);
+        await this.freshenFrom(entry, key, a);
+        const ttl = entry.lifetime - currentAge(entry.initialAge, entry.responseTime, Date.now());
         const status = await this.fromStore(x, entry, { fwd, fwdStatus: 304, ttl }, 'revalidated');
         if (status === null) throw Object.assign(new Error('the revalidated response was evicted before it could be sent'), { code: 'ERR_CACHE_EVICTED' });
         return status;
       },
-    });
+    }, stale);
+  }
+
+  /**
+   * §4.3.4: a 304 for the stored response's own validator freshens it (new
+   * fields and times); one for a validator Aludel did not send drops it and
+   * is the upstream's error.
+   */
+  private async freshenFrom(entry: Entry, key: string, a: UpstreamAnswer): Promise<void> {
+    const { head } = a;
+    if (!notModifiedApplies(entry.headers, head.headers)) {
+      this.cache.invalidate(key);
+      throw new UpstreamResponseError(`304 Not Modified for a validator Aludel did not send (ETag ${fieldValue(head.headers, 'etag') ?? 'none'})`, 'check the upstream ETag / Last-Modified logic; the stored response was dropped');
+    }
+    // A 304 has no body (RFC 9110 §15.4.5): this only settles whether the connection is clean.
+    await a.read(() => Promise.resolve());
+    const now = Date.now();
+    await this.cache.freshen(entry, { headers: freshenHeaders(entry.headers, head.headers, now), requestTime: a.sentAt, responseTime: now, initialAge: initialAge(head.headers, a.sentAt, now) });
+  }
+
+  /**
+   * Sends the request on as `fwd` says; when a stale stored response may
+   * stand in for an error (RFC 5861 §4: no answer at all, or 500, 502, 503,
+   * 504, before anything was sent to the client), the client gets it
+   * instead. The 5xx's body is not read: its upstream connection is closed.
+   */
+  private async orStale(x: Exchange, origin: Origin, fwd: Forward, stale: StaleFallback | null): Promise<number> {
+    if (stale === null) return origin(fwd);
+    const answer = fwd.answer ?? ((a: UpstreamAnswer) => a.relay());
+    try {
+      return await origin({
+        ...fwd,
+        answer: async (a) => (isErrorStatus(a.head.status) ? await this.serveStaleOnError(x, stale, a.head.status, null) : null) ?? answer(a),
+      });
+    } catch (err) {
+      if (x.res.headersSent || isClientFault(err)) throw err;
+      const status = await this.serveStaleOnError(x, stale, undefined, err);
+      if (status === null) throw err;
+      return status;
+    }
+  }
+
+  /** RFC 5861 §4: the stale response instead of the upstream's error, when stale.ts allows it now; null when not. */
+  private async serveStaleOnError(x: Exchange, stale: StaleFallback, fwdStatus: number | undefined, err: unknown): Promise<number | null> {
+    const { entry } = stale;
+    const now = Date.now();
+    // Not when the entry went meanwhile (a 304 for another validator dropped it, a purge, an eviction).
+    if (!this.cache.holds(entry) || !staleIfError(entry, stale.directives, { request: stale.requestWindow, fallback: this.cache.staleIfError }, now)) return null;
+    const ttl = entry.lifetime - currentAge(entry.initialAge, entry.responseTime, now);
+    const failure = err === null ? { status: fwdStatus } : { error: (err as { code?: string }).code ?? 'ERR_UNKNOWN', detail: (err as Error).message };
+    this.log.warn({ conn: x.conn.id, key: stale.key, ...failure, ttl }, 'cache: the upstream failed; the stale stored response is sent instead (stale-if-error, RFC 5861 §4)');
+    return this.fromStore(x, entry, { fwd: stale.fwd, fwdStatus, ttl, detail: 'stale-if-error' }, 'stale-if-error');
+  }
+
+  /**
+   * RFC 5861 §3: the stale response goes out at once (a hit: this request is
+   * not forwarded, RFC 9211 §2.1), and one background revalidation per
+   * stored response brings a new one: requests arriving while it runs are
+   * answered stale too, without another.
+   */
+  private serveWhileRevalidating(x: Exchange, origin: Origin, key: string, entry: Entry, ttl: number): Promise<number | null> {
+    if (this.cache.beginRefresh(entry)) {
+      this.log.debug({ key }, 'cache: background revalidation started (stale-while-revalidate)');
+      void this.refresh(x.fields, origin, key, entry);
+    }
+    return this.fromStore(x, entry, { hit: true, ttl, detail: 'stale-while-revalidate' }, 'stale-while-revalidate');
+  }
+
+  /**
+   * The background revalidation: the stored validators, as revalidate()
+   * sends them. A 304 freshens the stored response, a full response
+   * replaces it (when storable); an error (no answer, 500, 502, 503, 504)
+   * leaves it as it is and is logged. Never rejects.
+   */
+  private async refresh(fields: string[], origin: Origin, key: string, entry: Entry): Promise<void> {
+    try {
+      const status = await origin({
+        detached: true,
+        rawHeaders: validationFields(fields, entry),
+        answer: async (a) => {
+          const s = a.head.status;
+          if (isErrorStatus(s)) throw Object.assign(new Error(`the upstream answered ${s}`), { code: 'ERR_UPSTREAM_STATUS' });
+          if (s === 304) await this.freshenFrom(entry, key, a);
+          else await this.storeDetached(fields, key, a);
+          return s;
+        },
+      });
+      this.log.debug({ key, status }, 'cache: background revalidation done (stale-while-revalidate)');
+    } catch (err) {
+      const code = (err as { code?: string }).code ?? 'ERR_UNKNOWN';
+      this.log.warn({ key, error: code, detail: (err as Error).message }, 'cache: background revalidation failed (stale-while-revalidate, RFC 5861 §3); the stored response stays as it was');
+    } finally {
+      this.cache.endRefresh(entry);
+    }
+  }
+
+  /** A full response to a background revalidation: into the store when storable (the fill machinery, no client). */
+  private async storeDetached(fields: string[], key: string, a: UpstreamAnswer): Promise<void> {
+    const opened = await this.openFill('GET', fields, null, key, a);
+    if ('why' in opened) {
+      this.log.debug({ key, status: a.head.status, why: opened.why }, 'cache: the background revalidation brought a response that is not stored');
+      return;
+    }
+    const { fill } = opened;
+    try {
+      await a.read((b) => this.append(fill, b));
+      fill.finish();
+    } catch (err) {
+      fill.fail(err as Error);
+      throw err;
+    } finally {
+      await this.cache.endFill(fill);
+    }
   }
 
   /**
@@ -202,29 +331,18 @@ export class CacheLayer {
    * is relayed as without a cache (splice included).
    */
   private async storeAndRespond(x: Exchange, pending: Fill | null, key: string, fwd: CacheStatus['fwd'], a: UpstreamAnswer): Promise<number> {
-    const { req } = x;
     const c = this.cache;
     const { head } = a;
     x.cache = fwd === 'stale' || fwd === 'request' ? 'stale' : 'miss';
     const fwdStatus = x.cache === 'stale' ? head.status : undefined;
     const f = head.framing;
-    const responseTime = Date.now();
-    const verdict = storability({ method: req.method ?? 'GET', requestHeaders: x.fields, status: head.status, responseHeaders: head.headers, framing: f.kind, responseTime, cacheCookies: c.cookies });
-    const length = f.kind === 'length' ? f.length : f.kind === 'none' ? 0 : null;
-    const why = !verdict.store ? verdict.reason : length !== null && length > c.maxBytes ? 'too-large' : null;
-    const file = why === null ? await c.createBody() : null;
-    if (file === null) {
+    const opened = await this.openFill(x.req.method ?? 'GET', x.fields, pending, key, a);
+    if ('why' in opened) {
       if (pending) await c.endFill(pending);
-      x.cacheStatus = cacheStatus({ fwd, fwdStatus, detail: why ?? 'disk-error' });
+      x.cacheStatus = cacheStatus({ fwd, fwdStatus, detail: opened.why });
       return a.relay();
     }
-    const fill = pending ?? c.beginFill(key, x.fields);
-    const names = varyNames(head.headers) as string[];
-    fill.start({
-      key, vary: names.length > 0 ? varySelection(names, x.fields) : null,
-      status: head.status, reason: head.reason, headers: headersToStore(head.headers, responseTime),
-      requestTime: a.sentAt, responseTime, initialAge: initialAge(head.headers, a.sentAt, responseTime),
-    }, length, file);
+    const { fill, length } = opened;
     x.cacheStatus = cacheStatus({ fwd, fwdStatus, stored: true });
     a.writeHead(withCacheStatus(x, filterResponseHeaders(head.headers, { keepFraming: f.kind === 'length' })));
     x.bodyPath = length === 0 ? 'none' : 'write';
@@ -244,6 +362,32 @@ export class CacheLayer {
     await c.endFill(fill);
     if (client.gone !== null) throw client.gone;
     return head.status;
+  }
+
+  /**
+   * §3 for an upstream answer to a plain GET with these request fields: the
+   * fill it goes into (`pending`, or a new one), started; or why it is not
+   * stored (a NotStoredReason, `too-large`, or `disk-error` when no file
+   * could be created).
+   */
+  private async openFill(method: string, fields: string[], pending: Fill | null, key: string, a: UpstreamAnswer): Promise<{ fill: Fill; length: number | null } | { why: string }> {
+    const c = this.cache;
+    const { head } = a;
+    const f = head.framing;
+    const responseTime = Date.now();
+    const verdict = storability({ method, requestHeaders: fields, status: head.status, responseHeaders: head.headers, framing: f.kind, responseTime, cacheCookies: c.cookies });
+    const length = f.kind === 'length' ? f.length : f.kind === 'none' ? 0 : null;
+    const why = !verdict.store ? verdict.reason : length !== null && length > c.maxBytes ? 'too-large' : null;
+    const file = why === null ? await c.createBody() : null;
+    if (file === null) return { why: why ?? 'disk-error' };
+    const fill = pending ?? c.beginFill(key, fields);
+    const names = varyNames(head.headers) as string[];
+    fill.start({
+      key, vary: names.length > 0 ? varySelection(names, fields) : null,
+      status: head.status, reason: head.reason, headers: headersToStore(head.headers, responseTime),
+      requestTime: a.sentAt, responseTime, initialAge: initialAge(head.headers, a.sentAt, responseTime),
+    }, length, file);
+    return { fill, length };
   }
 
   /** One piece of a fill to its file; past the cache's size or on a disk error, storing stops (clients are not disturbed). */
@@ -289,6 +433,15 @@ class ClientCopy {
 
 function has(headers: readonly string[], lower: string): boolean {
   return fieldValue(headers, lower) !== undefined;
+}
+
+/** §4.3.1: the request's fields with the stored response's validators in place of the client's conditionals and Range. */
+function validationFields(fields: readonly string[], entry: Entry): string[] {
+  const v = validators(entry.headers);
+  const raw = without(fields, VALIDATION_FIELDS);
+  if (v.etag !== null) raw.push('If-None-Match', v.etag);
+  if (v.lastModified !== null) raw.push('If-Modified-Since', v.lastModified);
+  return raw;
 }
 
 function without(headers: readonly string[], names: ReadonlySet<string>): string[] {

@@ -17,6 +17,8 @@ export interface CacheOptions {
   maxBytes: number;
   /** --cache-cookies: store explicitly cacheable responses that set cookies (policy.storability). */
   cookies?: boolean;
+  /** --cache-stale-if-error: the stale-if-error window, seconds, of responses that give none (RFC 5861 §4); default 0 = none. */
+  staleIfError?: number;
   log: Logger;
 }
 
@@ -24,20 +26,25 @@ export class HttpCache {
   private readonly store: CacheStore;
   /** Responses with Set-Cookie may be stored (--cache-cookies). */
   readonly cookies: boolean;
+  /** Seconds a stale response may stand in for an upstream error when it gives no stale-if-error of its own (stale.ts). */
+  readonly staleIfError: number;
   private readonly log: Logger;
   /** Fills in progress per key (several when variants or no-cache requests overlap). */
   private readonly fills = new Map<string, Fill[]>();
   /** Disk errors are logged once per kind (ENOSPC would otherwise log on every fill). */
   private readonly diskErrorsLogged = new Set<string>();
+  /** Stored responses (by id) being revalidated in the background (stale-while-revalidate): one revalidation each. */
+  private readonly refreshing = new Set<string>();
 
-  private constructor(store: CacheStore, cookies: boolean, log: Logger) {
+  private constructor(store: CacheStore, o: CacheOptions) {
     this.store = store;
-    this.cookies = cookies;
-    this.log = log;
+    this.cookies = o.cookies ?? false;
+    this.staleIfError = o.staleIfError ?? 0;
+    this.log = o.log;
   }
 
   static async open(o: CacheOptions): Promise<HttpCache> {
-    return new HttpCache(await CacheStore.open({ dir: o.dir, maxBytes: o.maxBytes, log: o.log }), o.cookies ?? false, o.log);
+    return new HttpCache(await CacheStore.open({ dir: o.dir, maxBytes: o.maxBytes, log: o.log }), o);
   }
 
   /**
@@ -127,6 +134,27 @@ export class HttpCache {
       fill.release();
     }
     return entry;
+  }
+
+  /**
+   * Claims the background revalidation of a stale stored response (RFC 5861
+   * §3): false when one is already under way, so concurrent stale hits cost
+   * one upstream request. Synchronous: the claim and the check happen in the
+   * same turn. endRefresh() gives it back.
+   */
+  beginRefresh(entry: Entry): boolean {
+    if (this.refreshing.has(entry.id)) return false;
+    this.refreshing.add(entry.id);
+    return true;
+  }
+
+  endRefresh(entry: Entry): void {
+    this.refreshing.delete(entry.id);
+  }
+
+  /** The entry is still stored as it was selected: not replaced, invalidated, purged or evicted since. */
+  holds(entry: Entry): boolean {
+    return this.store.holds(entry);
   }
 
   /** The largest body stored (the store's size). */

@@ -153,6 +153,11 @@ export class CacheStore {
     return this.byKey.get(key) ?? [];
   }
 
+  /** The entry is still in the index (not replaced, purged or evicted since it was selected). */
+  holds(e: Entry): boolean {
+    return this.lru.get(e.id) === e;
+  }
+
   /** Marks a use, for LRU. */
   touch(e: Entry): void {
     if (!this.lru.delete(e.id)) return;

@@ -109,6 +109,8 @@ const HTTP_ONLY = {
   cache: filePath,
   'cache-size': size.refine((n) => n > 0, 'must be more than 0'),
   'cache-cookies': flag,
+  // RFC 5861 §4: how long past its freshness a stored response may stand in for an upstream error, when it gives no stale-if-error of its own; 0 = off.
+  'cache-stale-if-error': duration({ allowZero: true }),
 };
 
 /** `to: http://a` or a list; --to is variadic and repeatable. */

@@ -136,7 +136,10 @@ export interface ProxySettings extends ListenerSettings, HttpServerSettings {
   /**
    * The RFC 9111 shared cache (--cache DIR): responses stored in `dir` (created
    * if missing), at most `maxBytes` of bodies and metadata (--cache-size,
-   * default 10 GiB), least recently used evicted first. null = no cache.
+   * default 10 GiB), least recently used evicted first; `staleIfErrorMs`
+   * (--cache-stale-if-error, default 0 = off): how long past its freshness a
+   * response without a stale-if-error of its own may be sent instead of an
+   * upstream error (RFC 5861 §4). null = no cache.
    */
-  cache: { dir: string; maxBytes: number; cookies: boolean } | null;
+  cache: { dir: string; maxBytes: number; cookies: boolean; staleIfErrorMs: number } | null;
 }

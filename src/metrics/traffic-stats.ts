@@ -23,10 +23,12 @@ const BODY_PATHS: readonly BodyPath[] = ['sendfile', 'splice', 'write', 'none'];
  * from disk), revalidated (stale or no-cache, the origin's 304 confirmed it),
  * collapsed (followed another request's fill), miss (forwarded, stored when
  * allowed), stale (validation brought a new response), bypass (a method or
- * precondition the cache does not answer).
+ * precondition the cache does not answer), stale-while-revalidate (a stale
+ * response sent at once, revalidated in the background, RFC 5861 §3),
+ * stale-if-error (a stale response sent instead of an upstream error, §4).
  */
-export type CacheOutcome = 'hit' | 'revalidated' | 'collapsed' | 'miss' | 'stale' | 'bypass';
-const CACHE_OUTCOMES: readonly CacheOutcome[] = ['hit', 'revalidated', 'collapsed', 'miss', 'stale', 'bypass'];
+export type CacheOutcome = 'hit' | 'revalidated' | 'collapsed' | 'miss' | 'stale' | 'bypass' | 'stale-while-revalidate' | 'stale-if-error';
+const CACHE_OUTCOMES: readonly CacheOutcome[] = ['hit', 'revalidated', 'collapsed', 'miss', 'stale', 'bypass', 'stale-while-revalidate', 'stale-if-error'];
 
 /** tx/rx label values by index (ktlsTx ? 2 : 0) + (ktlsRx ? 1 : 0). */
 const SIDES = [
@@ -134,7 +136,7 @@ export class TrafficStats {
     });
     this.cacheResponses = new Counter({
       name: 'aludel_cache_responses_total',
-      help: 'Responses of aludel proxy --cache by outcome: hit, revalidated (304 from the origin), collapsed (followed a fill in progress), miss, stale (replaced), bypass',
+      help: 'Responses of aludel proxy --cache by outcome: hit, revalidated (304 from the origin), collapsed (followed a fill in progress), miss, stale (replaced), bypass, stale-while-revalidate, stale-if-error (RFC 5861)',
       labelNames: ['outcome'],
       registers,
     });

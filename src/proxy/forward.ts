@@ -6,6 +6,8 @@
  * (forwarding interim 1xx answers), retries once on a fresh connection when
  * a reused one turns out dead before any answer, and keeps the group's
  * passive health. What happens to the answer is the caller's (Forward).
+ * The cache's background revalidations (RFC 5861 §3) go the same way,
+ * detached from the client whose request started them.
  */
 import { ServerResponse } from 'node:http';
 import { Http2ServerRequest } from 'node:http2';
@@ -53,9 +55,38 @@ export class Forwarder {
   }
 
   /** Sends x's request on as `fwd` says; resolves with the status the client got. Sets x.reusable. */
-  async forward(x: ProxyExchange, fwd: Forward = {}): Promise<number> {
+  forward(x: ProxyExchange, fwd: Forward = {}): Promise<number> {
+    return fwd.detached ? this.detached(x, fwd) : this.exchange(x, fwd, false);
+  }
+
+  /**
+   * The cache's own request (Forward.detached): on a copy of the exchange
+   * with a lease of its own, released here when it ends cleanly. The copy
+   * shares only what the request head is built from (method, target, the
+   * client's address for X-Forwarded-For); the client's exchange and its
+   * lease are not touched, so the client may come and go meanwhile.
+   */
+  private async detached(x: ProxyExchange, fwd: Forward): Promise<number> {
+    // The default answer, relay, writes to the client: a detached request takes its answer itself.
+    if (fwd.answer === undefined) throw new Error('a detached upstream request needs its own answer handler');
+    const own: ProxyExchange = { ...x, lease: null, reusable: false, bytes: 0, bodyPath: 'none', cache: null, cacheStatus: null };
+    let ok = false;
+    try {
+      const status = await this.exchange(own, fwd, true);
+      ok = true;
+      return status;
+    } finally {
+      if (own.lease !== null) {
+        if (ok && own.reusable) this.o.group.release(own.lease);
+        else own.lease.stream.destroy();
+      }
+    }
+  }
+
+  private async exchange(x: ProxyExchange, fwd: Forward, detached: boolean): Promise<number> {
     const { req } = x;
-    const body = requestBody(x);
+    // A detached request is a GET of the cache's own: no body, whatever the client's request had.
+    const body = detached ? NO_BODY : requestBody(x);
     const head = Buffer.from(buildUpstreamRequestHead({
       method: req.method ?? 'GET', url: req.url ?? '/', rawHeaders: fwd.rawHeaders ?? x.fields,
       clientAddress: x.conn.remoteAddress ?? '', clientPort: x.conn.remotePort, proto: 'https', trustForwarded: this.s.trustForwarded,
@@ -71,7 +102,7 @@ export class Forwarder {
       x.lease = lease;
       let sent: { answer: UpstreamResponse; bodySent: Promise<void> };
       try {
-        sent = await this.send(x, peer, head, body.framing);
+        sent = await this.send(x, peer, head, body.framing, detached);
       } catch (err) {
         const retry = lease.reused && attempt === 0 && body.framing === 'none' && IDEMPOTENT.has(method) && isConnectionLoss(err);
         lease.stream.destroy();
@@ -94,11 +125,15 @@ export class Forwarder {
     }
   }
 
-  /** Head and body upstream, then the response head; interim answers go on to the client. */
-  private async send(x: ProxyExchange, peer: Peer, head: Buffer, framing: BodyFraming): Promise<{ answer: UpstreamResponse; bodySent: Promise<void> }> {
+  /**
+   * Head and body upstream, then the response head; interim answers go on to
+   * the client. A detached request has no client: its answer does not
+   * depend on the client's connection, whose timer it leaves alone.
+   */
+  private async send(x: ProxyExchange, peer: Peer, head: Buffer, framing: BodyFraming, detached: boolean): Promise<{ answer: UpstreamResponse; bodySent: Promise<void> }> {
     const u = x.lease!.stream;
     const url = peer.upstream.url;
-    if (x.conn.destroyed) u.destroy(new ClientGoneError());
+    if (!detached && x.conn.destroyed) u.destroy(new ClientGoneError());
     u.setIdleTimeout(this.s.upstreamIdleTimeoutMs, () => new UpstreamTimeoutError('body', this.s.upstreamIdleTimeoutMs, url));
     let answered = false;
     let bodySent: Promise<void> = Promise.resolve();
@@ -113,8 +148,9 @@ export class Forwarder {
         bodySent.catch((err: unknown) => { if (!answered) u.destroy(err as Error); });
       }
       u.setIdleTimeout(this.s.upstreamHeadersTimeoutMs, () => new UpstreamTimeoutError('headers', this.s.upstreamHeadersTimeoutMs, url));
-      resumeClientTimer = this.pauseClientTimer(x, bodySent);
-      const response = await readResponseHead(u, x.req.method ?? 'GET', this.limits, false, (interim) => this.forwardInterim(x, interim));
+      if (!detached) resumeClientTimer = this.pauseClientTimer(x, bodySent);
+      const onInterim = detached ? undefined : (interim: ResponseHead): void => this.forwardInterim(x, interim);
+      const response = await readResponseHead(u, x.req.method ?? 'GET', this.limits, false, onInterim);
       answered = true;
       x.upstreamMs = Date.now() - sentAt;
       return { answer: new UpstreamResponse(x, u, response.head, response.rest, sentAt, this.o.pipes), bodySent };
@@ -190,6 +226,8 @@ export class Forwarder {
 }
 
 type BodyFraming = 'chunked' | 'length' | 'none';
+
+const NO_BODY: { framing: BodyFraming; declared: number | null } = { framing: 'none', declared: null };
 
 /**
  * How the client's request body is framed upstream (the checks on it, 413

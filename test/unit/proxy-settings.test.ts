@@ -172,6 +172,7 @@ describe('config file', () => {
         'admin: 9100', // a YAML number: the port, on 127.0.0.1
         'cache: cache-dir',
         'cache-size: 2GiB',
+        'cache-stale-if-error: 30s',
       ].join('\n'),
     );
     const s = await resolveProxySettings('http', { config: file });
@@ -193,7 +194,7 @@ describe('config file', () => {
     assert.equal(s.logLevel, 'debug');
     assert.equal(s.reusePort, true);
     assert.deepEqual(s.admin, { host: '127.0.0.1', port: 9100 });
-    assert.deepEqual(s.cache, { dir: path.join(dir, 'cache-dir'), maxBytes: 2 * 1024 ** 3, cookies: false });
+    assert.deepEqual(s.cache, { dir: path.join(dir, 'cache-dir'), maxBytes: 2 * 1024 ** 3, cookies: false, staleIfErrorMs: 30_000 });
     assert.deepEqual(s.upstreams[0], {
       url: 'https://[fd00::5]:8443',
       protocol: 'https',
@@ -455,7 +456,7 @@ describe('errors name the flag or the file and key', () => {
   });
 
   test('--cache: default size 10 GiB; --cache-size alone has no effect; sizes must be positive', async () => {
-    assert.deepEqual((await fromArgv('http', ['--cert', cert, '--key', key, '--to', 'http://127.0.0.1:8080', '--cache', '/var/cache/aludel'])).cache, { dir: '/var/cache/aludel', maxBytes: 10 * 1024 ** 3, cookies: false });
+    assert.deepEqual((await fromArgv('http', ['--cert', cert, '--key', key, '--to', 'http://127.0.0.1:8080', '--cache', '/var/cache/aludel'])).cache, { dir: '/var/cache/aludel', maxBytes: 10 * 1024 ** 3, cookies: false, staleIfErrorMs: 0 });
     assert.equal((await resolveProxySettings('http', { ...minimal(), cache: 'c', cacheCookies: true })).cache?.cookies, true);
     await rejectsWith(resolveProxySettings('http', { ...minimal(), cacheCookies: true }), '--cache-cookies: has no effect without a cache');
     assert.equal((await resolveProxySettings('http', { ...minimal(), cache: 'c', cacheSize: '512m' })).cache?.maxBytes, 512 * 1024 ** 2);
@@ -463,6 +464,16 @@ describe('errors name the flag or the file and key', () => {
     await rejectsWith(resolveProxySettings('http', { ...minimal(), cache: 'c', cacheSize: '0' }), '--cache-size: must be more than 0');
     await rejectsWith(resolveProxySettings('http', { ...minimal(), cache: 'c', cacheSize: 'lots' }), '--cache-size: expected a size');
     await assert.rejects(fromArgv('tcp', ['--listen', ':1', '--cert', cert, '--key', key, '--to', '127.0.0.1:1', '--cache', 'c']), CommanderError);
+  });
+
+  test('--cache-stale-if-error: a duration, 0 (off) by default, only with a cache', async () => {
+    assert.equal((await fromArgv('http', ['--cert', cert, '--key', key, '--to', 'http://127.0.0.1:8080', '--cache', 'c', '--cache-stale-if-error', '10m'])).cache?.staleIfErrorMs, 600_000);
+    assert.equal((await resolveProxySettings('http', { ...minimal(), cache: 'c', cacheStaleIfError: '0' })).cache?.staleIfErrorMs, 0);
+    assert.equal((await resolveProxySettings('http', { ...minimal(), config: configFile('stale.yaml', 'cache: c\ncache-stale-if-error: 90s\n') })).cache?.staleIfErrorMs, 90_000);
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), cacheStaleIfError: '1h' }), '--cache-stale-if-error: has no effect without a cache');
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), cache: 'c', cacheStaleIfError: 'a while' }), '--cache-stale-if-error: expected a duration');
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), config: configFile('stale-number.yaml', 'cache: c\ncache-stale-if-error: 60\n') }), 'cache-stale-if-error: expected a duration', 'a bare number is ambiguous');
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), config: configFile('stale-typo.yaml', 'cache: c\ncache-stale-if-eror: 60s\n') }), "unknown setting 'cache-stale-if-eror' (did you mean 'cache-stale-if-error'?)");
   });
 
   test('health check settings that cannot take effect', async () => {
