@@ -13,6 +13,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startAludel, type LogLine, type Running } from '../support/aludel-process.js';
 import { curl } from '../support/clients.js';
+import { parseHead } from '../support/curl-answer.js';
 import { makeFixtures, sha256, type Fixtures } from '../support/fixtures.js';
 import { patternBytes, patternSha256, startNginxOrigin, startSinkOrigin, type NginxOrigin, type SinkOrigin } from '../support/origins.js';
 
@@ -50,18 +51,10 @@ async function fetch(port: number, urlPath: string, ...extra: string[]): Promise
   const r = await curl(['--cacert', fx.certFile, '-D', '-', '-o', out, ...extra, `https://localhost:${port}${urlPath}`], 60_000);
   assert.equal(r.code, 0, `curl ${urlPath}: ${r.stderr}`);
   const heads = r.stdout.toString('latin1').split('\r\n\r\n').filter((b) => b.startsWith('HTTP/'));
-  const last = heads.at(-1) ?? '';
-  const [statusLine, ...lines] = last.split('\r\n');
-  const headers: Record<string, string> = {};
-  for (const line of lines) {
-    const i = line.indexOf(':');
-    const k = line.slice(0, i).toLowerCase();
-    const v = line.slice(i + 1).trim();
-    headers[k] = headers[k] === undefined ? v : `${headers[k]}, ${v}`;
-  }
+  const { status, headers } = parseHead(heads.at(-1) ?? '');
   const body = fs.existsSync(out) ? fs.readFileSync(out) : Buffer.alloc(0);
   fs.rmSync(out, { force: true });
-  return { status: Number(statusLine?.split(' ')[1]), headers, heads, body };
+  return { status, headers, heads, body };
 }
 
 /** The request log line of the next request for `url` logged after `from`. */

@@ -16,7 +16,13 @@ export async function curlAnswer(port: number, caFile: string, urlPath: string, 
   const blocks = r.stdout.toString('latin1').split('\r\n\r\n');
   let last = 0;
   for (let i = 0; i < blocks.length; i++) if (blocks[i]!.startsWith('HTTP/')) last = i;
-  const [statusLine, ...lines] = blocks[last]!.split('\r\n');
+  const { status, headers } = parseHead(blocks[last]!);
+  return { status, headers, body: blocks.slice(last + 1).join('\r\n\r\n') };
+}
+
+/** A response head as curl -D prints it: the status code and the fields, lowercase names, repeated ones joined with ", ". */
+export function parseHead(head: string): { status: number; headers: Record<string, string> } {
+  const [statusLine, ...lines] = head.split('\r\n');
   const headers: Record<string, string> = {};
   for (const line of lines) {
     const i = line.indexOf(':');
@@ -24,5 +30,5 @@ export async function curlAnswer(port: number, caFile: string, urlPath: string, 
     const v = line.slice(i + 1).trim();
     headers[k] = headers[k] === undefined ? v : `${headers[k]}, ${v}`;
   }
-  return { status: Number(statusLine?.split(' ')[1]), headers, body: blocks.slice(last + 1).join('\r\n\r\n') };
+  return { status: Number(statusLine?.split(' ')[1]), headers };
 }
