@@ -160,11 +160,11 @@ export class CacheLayer {
 
   /** A stored response from disk; null when its file is gone (evicted since it was selected). */
   private async fromStore(x: Exchange, entry: Entry, status: CacheStatus, outcome: CacheOutcome): Promise<number | null> {
-    const fh = await this.cache.openBody(entry);
-    if (fh === null) return null;
+    const fd = this.cache.openBody(entry);
+    if (fd === null) return null;
     x.cache = outcome;
     const src: StoredBody = {
-      status: entry.status, reason: entry.reason, headers: entry.headers, fd: fh.fd,
+      status: entry.status, reason: entry.reason, headers: entry.headers, fd,
       age: currentAge(entry.initialAge, entry.responseTime, Date.now()),
       length: () => entry.length, available: () => entry.length, complete: () => true, progress: () => Promise.resolve(),
     };
@@ -172,7 +172,7 @@ export class CacheLayer {
       return (await sendStored(x, src, cacheStatus(status), (path, n) => sent(x, path, n))).status;
     } finally {
       // sendFile has settled: no sendfile(2) on the thread pool still reads this descriptor.
-      await fh.close().catch(() => undefined);
+      this.cache.closeBody(fd);
     }
   }
 
