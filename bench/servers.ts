@@ -223,7 +223,7 @@ export interface AludelOptions {
 /** `aludel serve` of `root`, with the same suite and log level as the proxy. */
 export async function startAludelServe(name: string, o: { host: string; tls: Tls; offload: Offload; root: string }): Promise<Server> {
   const port = await freePort(o.host);
-  const args = [ALUDEL_CLI, 'serve', '--listen', `${o.host}:${port}`, '--cert', o.tls.certFile, '--key', o.tls.keyFile, '--root', o.root, '--offload', o.offload, '--ciphersuites', TLS13_SUITE, '--log-level', 'warn'];
+  const args = [ALUDEL_CLI, 'serve', '--listen', `${o.host}:${port}`, '--cert', o.tls.certFile, '--key', o.tls.keyFile, '--root', o.root, '--offload', o.offload, '--ciphersuites', TLS13_SUITE, '--access-log', 'off', '--log-level', 'warn'];
   return startProcess(`aludel serve (${name})`, process.execPath, args, o.host, port);
 }
 
@@ -245,6 +245,8 @@ export async function startAludel(name: string, o: AludelOptions): Promise<Serve
     '--ciphersuites',
     TLS13_SUITE,
     // One line per request would be Aludel's cost but not nginx's (access_log off).
+    '--access-log',
+    'off',
     '--log-level',
     'warn',
     ...(o.cacheDir ? ['--cache', o.cacheDir] : []),

@@ -71,7 +71,7 @@ const OPTIONS: Record<ProxyKey, { arg: string | null; help: (mode: SettingsMode)
   'cache-cookies': { arg: null, help: () => 'store responses that set cookies when the origin made them cacheable explicitly (default: never stored, as nginx)' },
   'cache-stale-if-error': { arg: '<time>', help: () => 'when the upstream fails (no answer, 500/502/503/504), send a stored response stale by at most this long instead, if it has no stale-if-error of its own (RFC 5861) and nothing forbids it; 0 = off' },
   'redirect-http': { arg: '<addr:port>', help: () => 'also listen for plain HTTP here and answer 308 to https:// (e.g. :80); default: off' },
-  'access-log': { arg: '<file>', help: () => 'write request lines to this file (reopened on SIGUSR1) instead of the main log on stdout' },
+  'access-log': { arg: '<file>', help: () => 'write request lines to this file (reopened on SIGUSR1) instead of the main log on stdout; off: none at all (nginx access_log off; a file named off is ./off)' },
   http2: {
     arg: '<on|off>',
     help: (mode) => (mode === 'serve' ? 'offer HTTP/2 (ALPN h2) besides HTTP/1.1' : 'offer HTTP/2 (ALPN h2) besides HTTP/1.1; checked, but the proxy offers HTTP/1.1 only for now'),

@@ -6,7 +6,7 @@ import net from 'node:net';
 import { InvalidOptionError } from '../errors.js';
 import { parseProxyInput, proxyKeys, settingLabel, settingMention, type ProxyInput, type ProxyKey, type ProxyMode, type SettingSource, type SettingsMode } from './proxy-input.js';
 import type { HttpServerSettings, ListenerSettings, ProxySettings, ServeSettings, Upstream, UpstreamTls } from './proxy-settings.js';
-import type { AccessFormat } from '../log/access-log.js';
+import { ACCESS_LOG_OFF, type AccessFormat } from '../log/access-log.js';
 import { unreadableFileReason } from './readable-file.js';
 import { VERSION_ORDER } from './setting-values.js';
 
@@ -234,12 +234,18 @@ function listenerSettings(s: ProxyInput): ListenerSettings {
   };
 }
 
+/** `--access-log off`, as nginx's `access_log off`: no request lines (a file named off is `./off`). */
+function accessLogSettings(value: string | undefined, format: AccessFormat): HttpServerSettings['accessLog'] {
+  if (value === ACCESS_LOG_OFF) return { file: null, format, off: true };
+  return { file: value ?? null, format, off: false };
+}
+
 /** tcp has no HTTP side: its values are the defaults, unused. */
 function httpServerSettings(s: ProxyInput): HttpServerSettings {
   return {
     headersTimeoutMs: s['headers-timeout'] ?? defaultValues['headers-timeout']!,
     maxHeaderSize: s['max-header-size'] ?? defaultValues['max-header-size']!,
-    accessLog: { file: s['access-log'] ?? null, format: (s['access-log-format'] ?? 'json') as AccessFormat },
+    accessLog: accessLogSettings(s['access-log'], (s['access-log-format'] ?? 'json') as AccessFormat),
     redirectHttp: s['redirect-http'] ?? null,
     http2: s.http2 ?? defaultValues.http2!,
     http2MaxConcurrentStreams: s['http2-max-concurrent-streams'] ?? defaultValues['http2-max-concurrent-streams']!,

@@ -13,6 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { InvalidOptionError } from '../errors.js';
+import { ACCESS_LOG_OFF } from '../log/access-log.js';
 import { parseProxyInput, type ProxyInput, type SettingsMode } from './proxy-input.js';
 
 const PATH_KEYS = ['cert', 'key', 'upstream-ca', 'cache', 'root', 'access-log'] as const;
@@ -59,6 +60,8 @@ export async function loadProxyConfigFile(file: string, mode: SettingsMode): Pro
   const dir = path.dirname(file);
   for (const key of PATH_KEYS) {
     const p = values[key];
+    // `access-log: off` is a word, not a file beside the config (nginx's access_log off).
+    if (key === 'access-log' && p === ACCESS_LOG_OFF) continue;
     if (typeof p === 'string') (values as Record<string, unknown>)[key] = path.resolve(dir, p);
     else if (Array.isArray(p)) (values as Record<string, unknown>)[key] = p.map((f: string) => path.resolve(dir, f));
   }

@@ -95,7 +95,8 @@ export interface HttpServerSettings {
   /** Request line + headers, default 16 KiB (also the upstream response head limit). */
   maxHeaderSize: number;
   /** --access-log FILE (reopened on SIGUSR1), null = the main log on stdout; format json (default) or combined. */
-  accessLog: { file: string | null; format: AccessFormat };
+  /** off: no request lines at all (nginx's access_log off); file null: the main log. */
+  accessLog: { file: string | null; format: AccessFormat; off: boolean };
   /** --redirect-http ADDR: a plain-HTTP listener answering 308 to https://; null = off (plain HTTP to the TLS port then gets a 400). */
   redirectHttp: { host: string; port: number } | null;
   /**

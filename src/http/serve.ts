@@ -215,6 +215,7 @@ export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Fron
     (problem === null ? handle(req, res) : Promise.resolve(refuse(res, problem))).then(
       (out) => {
         o.stats.body(conn, out.bodyPath, out.bytes);
+        if (!access.enabled) return;
         const t = conn.tls;
         access.write('info', {
           ...requestFields(req, conn, out.status, out.bytes, started), body: out.bodyPath,

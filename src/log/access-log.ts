@@ -14,6 +14,8 @@ import type { Logger } from './logger.js';
 
 export type AccessFormat = 'json' | 'combined';
 export const ACCESS_FORMATS: readonly AccessFormat[] = ['json', 'combined'];
+/** The --access-log value that turns request lines off, as nginx's `access_log off`. */
+export const ACCESS_LOG_OFF = 'off';
 
 /** What each request line holds (serve and proxy add their own fields beside these). */
 export interface AccessFields {
@@ -40,6 +42,8 @@ export interface AccessFields {
 export interface AccessLogOptions {
   /** null: the main log (stdout). */
   file: string | null;
+  /** No request lines at all (--access-log off). */
+  off?: boolean;
   format: AccessFormat;
   log: Logger;
 }
@@ -55,16 +59,20 @@ export class AccessLog {
   private readonly o: AccessLogOptions;
   private readonly dest: (DestinationStream & { reopen?: (file?: string) => void; end?: () => void }) | null;
   private readonly json: Logger;
+  /** false with --access-log off: callers skip building the line's fields. */
+  readonly enabled: boolean;
 
   constructor(o: AccessLogOptions) {
     this.o = o;
     // 0640: client addresses are personal data; the group can be the log shipper's.
-    this.dest = o.file === null ? null : pino.destination({ dest: o.file, sync: false, mkdir: false, append: true, mode: 0o640 } as Parameters<typeof pino.destination>[0] & { mode: number });
+    this.enabled = o.off !== true;
+    this.dest = o.file === null || !this.enabled ? null : pino.destination({ dest: o.file, sync: false, mkdir: false, append: true, mode: 0o640 } as Parameters<typeof pino.destination>[0] & { mode: number });
     this.json = this.dest === null ? o.log : pino({ base: { pid: process.pid } }, this.dest);
   }
 
   /** Writes one request line; warn for requests that failed for a reason worth an admin's look. */
   write(level: 'info' | 'warn', fields: AccessFields): void {
+    if (!this.enabled) return;
     if (this.o.format === 'json') {
       this.json[level](fields, 'request');
       return;
@@ -77,7 +85,7 @@ export class AccessLog {
   /** SIGUSR1: logrotate has renamed the file; write to a new one under the configured name. */
   reopen(): void {
     if (this.dest?.reopen === undefined) {
-      this.o.log.info({ signal: 'SIGUSR1' }, 'access log goes to stdout: nothing to reopen');
+      this.o.log.info({ signal: 'SIGUSR1' }, this.enabled ? 'access log goes to stdout: nothing to reopen' : 'access log is off: nothing to reopen');
       return;
     }
     this.dest.reopen();

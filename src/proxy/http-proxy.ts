@@ -159,6 +159,7 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
     const { conn } = x;
     o.stats.body(conn, x.bodyPath, x.bytes);
     if (x.cache) o.stats.cache(x.cache, x.bytes);
+    if (!access.enabled) return;
     const t = conn.tls;
     const fields = {
       ...requestFields(x.req, conn, status, x.bytes, started), body: x.bodyPath, upstream: x.upstream, upstreamMs: x.upstreamMs,

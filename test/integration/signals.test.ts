@@ -120,6 +120,23 @@ describe('signals', () => {
     }
   });
 
+  test('--access-log off (nginx access_log off): requests are served, no request line is written, no file named off appears; SIGUSR1 says so', async () => {
+    const p = await startAludel(serveArgs(fx, '--access-log', 'off'));
+    try {
+      const cwd = fs.readlinkSync(`/proc/${p.child.pid}/cwd`);
+      const from = p.mark();
+      assert.equal((await get(p.port, FILES.small.name)).code, 0);
+      p.child.kill('SIGUSR1');
+      await p.waitForLog((l) => l.msg === 'access log is off: nothing to reopen', 5000, from);
+      assert.equal((await get(p.port, FILES.small.name)).code, 0);
+      await new Promise((r) => setTimeout(r, 300));
+      assert.deepEqual(p.logs.slice(from).filter((l) => l.msg === 'request'), []);
+      assert.equal(fs.existsSync(path.join(cwd, 'off')), false);
+    } finally {
+      await p.stop();
+    }
+  });
+
   test('SIGHUP with a new certificate during a 64 MiB download: it completes intact, the next handshake presents the new one; a broken one keeps the old', async () => {
     const dir = fs.mkdtempSync(path.join(fx.outDir, 'rotate-'));
     const live = { certFile: path.join(dir, 'live.crt'), keyFile: path.join(dir, 'live.key') };

@@ -77,7 +77,7 @@ describe('defaults', () => {
       upstreamHeadersTimeoutMs: 60_000,
       upstreamIdleTimeoutMs: 60_000,
       maxHeaderSize: 16_384,
-      accessLog: { file: null, format: 'json' },
+      accessLog: { file: null, format: 'json', off: false },
       redirectHttp: null,
       maxHeaderCount: 100,
       maxBodySize: null,
@@ -102,7 +102,7 @@ describe('defaults', () => {
       certificates: [{ certFile: cert, keyFile: key }], root,
       offload: 'auto', offloadPolicy: 'default', tlsMin: 'TLSv1.2', tlsMax: 'TLSv1.3', ciphers: null, ciphersuites: null,
       handshakeTimeoutMs: 10_000, maxConnections: null, idleTimeoutMs: 60_000, shutdownTimeoutMs: 30_000, logLevel: 'info', reusePort: false, admin: null,
-      headersTimeoutMs: 20_000, maxHeaderSize: 16_384, accessLog: { file: null, format: 'json' }, redirectHttp: null,
+      headersTimeoutMs: 20_000, maxHeaderSize: 16_384, accessLog: { file: null, format: 'json', off: false }, redirectHttp: null,
       http2: true, http2MaxConcurrentStreams: 128,
     } satisfies ServeSettings);
   });
@@ -520,7 +520,13 @@ describe('aludel serve shares the settings path (issue 13)', () => {
     const s = await resolveServeSettings({ config: file, idleTimeout: '7s' });
     assert.equal(s.root, path.dirname(file));
     assert.equal(s.idleTimeoutMs, 7000);
-    assert.deepEqual(s.accessLog, { file: path.join(path.dirname(file), 'access.log'), format: 'combined' });
+    assert.deepEqual(s.accessLog, { file: path.join(path.dirname(file), 'access.log'), format: 'combined', off: false });
+    // access-log: off is nginx's access_log off, not a file named off beside the config; ./off is that file.
+    const off = configFile('serve-off.yaml', `cert: ${path.basename(cert)}\nkey: ${path.basename(key)}\nroot: .\naccess-log: off\n`);
+    assert.deepEqual((await resolveServeSettings({ config: off })).accessLog, { file: null, format: 'json', off: true });
+    assert.deepEqual((await resolveServeSettings({ cert, key, root: root(), accessLog: 'off' })).accessLog, { file: null, format: 'json', off: true });
+    const named = configFile('serve-named-off.yaml', `cert: ${path.basename(cert)}\nkey: ${path.basename(key)}\nroot: .\naccess-log: ./off\n`);
+    assert.deepEqual((await resolveServeSettings({ config: named })).accessLog, { file: path.join(path.dirname(named), 'off'), format: 'json', off: false });
     const bad = configFile('serve-bad.yaml', `cert: ${cert}\nkey: ${key}\nroot: .\nto: http://127.0.0.1:8080\n`);
     await rejectsWith(resolveServeSettings({ config: bad }), `config ${bad}: to: applies to aludel proxy and tcp, not to aludel serve`);
   });
