@@ -11,7 +11,7 @@ import type { Logger } from '../log/logger.js';
 import type { ResponseHead } from '../http/response-head.js';
 import { UpstreamResponseError } from '../errors.js';
 import { isLoopback } from '../config/loopback.js';
-import { answerText, sent, withCacheStatus, writeBody, type Exchange } from '../http/exchange.js';
+import { answerText, dropFields, sent, withCacheStatus, writeBody, type Exchange } from '../http/exchange.js';
 import type { CacheOutcome } from '../metrics/traffic-stats.js';
 import type { HttpCache } from './cache.js';
 import type { Fill, FillHead } from './fill.js';
@@ -80,6 +80,8 @@ export class CacheLayer {
     const raw = x.fields;
     const key = cacheKey(fieldValue(x.fields, 'host'), req.url ?? '/');
     if (method === 'PURGE') return this.purge(x, key);
+    // RFC 9213: the targeted fields are this cache's; whatever the answer, they do not go on to the client.
+    x.cacheConsumed = c.consumed;
     if (method !== 'GET' && method !== 'HEAD') {
       x.cache = 'bypass';
       x.cacheStatus = cacheStatus({ fwd: 'method' });
@@ -89,36 +91,49 @@ export class CacheLayer {
     // §4.3.2: If-Match and If-Unmodified-Since are for the origin server to evaluate.
     if (has(raw, 'if-match') || has(raw, 'if-unmodified-since')) {
       x.cache = 'bypass';
-      x.cacheStatus = cacheStatus({ fwd: 'request' });
+      note(x, 'precondition');
+      x.cacheStatus = cacheStatus({ fwd: 'request', detail: x.cacheDetail! });
       return origin();
     }
     const directives = requestDirectives(raw);
     const authorized = has(raw, 'authorization');
-    const { entry, uriHit } = c.select(key, raw, authorized);
+    const { entry, uriHit, refusedAuthorization } = c.select(key, raw, authorized);
+    // §3.5: a stored variant matched, but may not answer a request with Authorization.
+    if (refusedAuthorization && entry === null) note(x, 'authorization');
     let fwd: CacheStatus['fwd'] = uriHit ? 'vary-miss' : 'uri-miss';
     if (entry !== null) {
-      const r = reuse(entry, directives, Date.now());
+      const r = reuse(entry, directives, Date.now(), c.targets);
       if (r.use === 'fresh') {
         const status = await this.fromStore(x, entry, { hit: true, ttl: r.ttl }, 'hit');
         if (status !== null) return status;
         fwd = 'miss';
+        note(x, 'evicted');
       } else {
         fwd = r.stale ? 'stale' : 'request';
+        // fwd=stale already says "stale"; every other refusal is named.
+        if (r.why !== 'stale') note(x, r.why);
         if (!directives.onlyIfCached && method === 'GET' && hasValidator(entry)) return this.revalidate(x, origin, key, entry, fwd);
       }
     }
     // §5.2.1.7
-    if (directives.onlyIfCached) return answerText(x, 504, 'Gateway Timeout: only-if-cached, and no stored response may be used\n');
+    if (directives.onlyIfCached) {
+      note(x, 'only-if-cached');
+      x.cacheStatus = cacheStatus({ detail: x.cacheDetail! });
+      return answerText(x, 504, 'Gateway Timeout: only-if-cached, and no stored response may be used\n');
+    }
     // A no-cache request wants the origin's answer to its own request, not one already under way.
     if (!directives.noCache) {
       const followed = await c.follow(key, raw, authorized, directives);
-      if (followed !== null) return this.followFill(x, followed.fill, followed.head, fwd);
+      if (followed.fill !== null) return this.followFill(x, followed.fill, followed.head, fwd);
+      if (followed.refused !== null) note(x, followed.refused);
     }
     // Fetched for the cache only as a plain GET: HEAD has no body to store, a range or a
     // conditional would not bring the whole response, no-store forbids it (§5.2.1.5).
-    if (method === 'HEAD' || directives.noStore || has(raw, 'range') || has(raw, 'if-range') || has(raw, 'if-none-match') || has(raw, 'if-modified-since')) {
+    const notFetchedToStore = forwardedAsIs(method, raw, directives.noStore);
+    if (notFetchedToStore !== null) {
       x.cache = 'miss';
-      x.cacheStatus = cacheStatus({ fwd });
+      note(x, notFetchedToStore);
+      x.cacheStatus = cacheStatus({ fwd, detail: x.cacheDetail! });
       return origin();
     }
     const fill = c.beginFill(key, raw);
@@ -135,6 +150,7 @@ export class CacheLayer {
     const fh = await this.cache.openBody(entry);
     if (fh === null) return null;
     x.cache = outcome;
+    if (x.cacheDetail !== null) status.detail = x.cacheDetail;
     const src: StoredBody = {
       status: entry.status, reason: entry.reason, headers: entry.headers, fd: fh.fd,
       age: currentAge(entry.initialAge, entry.responseTime, Date.now()),
@@ -157,7 +173,7 @@ export class CacheLayer {
       length: () => fill.length, available: () => fill.written, complete: () => fill.complete, progress: () => fill.progress(),
     };
     try {
-      return (await sendStored(x, src, cacheStatus({ fwd, collapsed: true }), (path, n) => sent(x, path, n))).status;
+      return (await sendStored(x, src, cacheStatus({ fwd, collapsed: true, detail: x.cacheDetail ?? undefined }), (path, n) => sent(x, path, n))).status;
     } finally {
       fill.release();
     }
@@ -171,7 +187,8 @@ export class CacheLayer {
    */
   private revalidate(x: Exchange, origin: Origin, key: string, entry: Entry, fwd: CacheStatus['fwd']): Promise<number> {
     const v = validators(entry.headers);
-    const raw = without(x.fields, VALIDATION_FIELDS);
+    const raw = [...x.fields];
+    dropFields(raw, VALIDATION_FIELDS);
     if (v.etag !== null) raw.push('If-None-Match', v.etag);
     if (v.lastModified !== null) raw.push('If-Modified-Since', v.lastModified);
     return origin({
@@ -186,7 +203,7 @@ export class CacheLayer {
         // A 304 has no body (RFC 9110 §15.4.5): this only settles whether the connection is clean.
         await a.read(() => Promise.resolve());
         const now = Date.now();
-        await this.cache.freshen(entry, { headers: freshenHeaders(entry.headers, head.headers, now), requestTime: a.sentAt, responseTime: now, initialAge: initialAge(head.headers, a.sentAt, now) });
+        await this.cache.freshen(entry, { headers: freshenHeaders(entry.headers, head.headers, now, this.cache.targets), requestTime: a.sentAt, responseTime: now, initialAge: initialAge(head.headers, a.sentAt, now) });
         const ttl = entry.lifetime - currentAge(entry.initialAge, entry.responseTime, now);
         const status = await this.fromStore(x, entry, { fwd, fwdStatus: 304, ttl }, 'revalidated');
         if (status === null) throw Object.assign(new Error('the revalidated response was evicted before it could be sent'), { code: 'ERR_CACHE_EVICTED' });
@@ -209,28 +226,31 @@ export class CacheLayer {
     const fwdStatus = x.cache === 'stale' ? head.status : undefined;
     const f = head.framing;
     const responseTime = Date.now();
-    const verdict = storability({ method: req.method ?? 'GET', requestHeaders: x.fields, status: head.status, responseHeaders: head.headers, framing: f.kind, responseTime, cacheCookies: c.cookies });
+    const verdict = storability({
+      method: req.method ?? 'GET', requestHeaders: x.fields, status: head.status, responseHeaders: head.headers, framing: f.kind, responseTime, cacheCookies: c.cookies, targets: c.targets,
+    });
     const length = f.kind === 'length' ? f.length : f.kind === 'none' ? 0 : null;
     const why = !verdict.store ? verdict.reason : length !== null && length > c.maxBytes ? 'too-large' : null;
     const file = why === null ? await c.createBody() : null;
     if (file === null) {
       if (pending) await c.endFill(pending);
-      x.cacheStatus = cacheStatus({ fwd, fwdStatus, detail: why ?? 'disk-error' });
+      note(x, why ?? 'disk-error');
+      x.cacheStatus = cacheStatus({ fwd, fwdStatus, detail: x.cacheDetail! });
       return a.relay();
     }
     const fill = pending ?? c.beginFill(key, x.fields);
     const names = varyNames(head.headers) as string[];
     fill.start({
       key, vary: names.length > 0 ? varySelection(names, x.fields) : null,
-      status: head.status, reason: head.reason, headers: headersToStore(head.headers, responseTime),
+      status: head.status, reason: head.reason, headers: headersToStore(head.headers, responseTime, c.targets),
       requestTime: a.sentAt, responseTime, initialAge: initialAge(head.headers, a.sentAt, responseTime),
     }, length, file);
-    x.cacheStatus = cacheStatus({ fwd, fwdStatus, stored: true });
+    x.cacheStatus = cacheStatus({ fwd, fwdStatus, stored: true, detail: x.cacheDetail ?? undefined });
     a.writeHead(withCacheStatus(x, filterResponseHeaders(head.headers, { keepFraming: f.kind === 'length' })));
     x.bodyPath = length === 0 ? 'none' : 'write';
     // The client may leave: the fill goes on for the followers and the store.
     const client = new ClientCopy(x);
-    const toFile = (b: Buffer): Promise<void> => this.append(fill, b);
+    const toFile = (b: Buffer): Promise<void> => this.append(x, fill, b);
     try {
       await a.read((b) => Promise.all([toFile(b), client.write(b)]).then(() => undefined));
       fill.finish();
@@ -242,19 +262,26 @@ export class CacheLayer {
     if (client.gone === null) x.res.end();
     // Committed before the request is logged: once its line is written, the next request finds the entry.
     await c.endFill(fill);
+    // Not committed after all (Cache-Status already said `stored`): the log line says why.
+    if (fill.notCommitted !== null) note(x, fill.notCommitted);
     if (client.gone !== null) throw client.gone;
     return head.status;
   }
 
-  /** One piece of a fill to its file; past the cache's size or on a disk error, storing stops (clients are not disturbed). */
-  private async append(fill: Fill, b: Buffer): Promise<void> {
+  /**
+   * One piece of a fill to its file; past the cache's size or on a disk error, storing stops (clients
+   * are not disturbed, and only the log line can still say why: the head said `stored`).
+   */
+  private async append(x: Exchange, fill: Fill, b: Buffer): Promise<void> {
     if (fill.failed) return;
     try {
       await fill.append(b);
       if (fill.written > this.cache.maxBytes) throw Object.assign(new Error(`response over the cache size (${this.cache.maxBytes} bytes)`), { code: 'ERR_CACHE_TOO_LARGE' });
     } catch (err) {
       fill.fail(err as Error);
-      if ((err as { code?: string }).code !== 'ERR_CACHE_TOO_LARGE') this.cache.diskError(err, 'could not write a response body');
+      const tooLarge = (err as { code?: string }).code === 'ERR_CACHE_TOO_LARGE';
+      note(x, tooLarge ? 'too-large' : 'disk-error');
+      if (!tooLarge) this.cache.diskError(err, 'could not write a response body');
     }
   }
 
@@ -291,12 +318,29 @@ function has(headers: readonly string[], lower: string): boolean {
   return fieldValue(headers, lower) !== undefined;
 }
 
-function without(headers: readonly string[], names: ReadonlySet<string>): string[] {
-  const out: string[] = [];
-  for (let i = 0; i + 1 < headers.length; i += 2) {
-    if (!names.has(headers[i]!.toLowerCase())) out.push(headers[i]!, headers[i + 1]!);
-  }
-  return out;
+/**
+ * Why a GET or HEAD is forwarded as it is, not fetched to be stored, or null:
+ * HEAD has no body to store, a range or a conditional would not bring the
+ * whole response (§3.3), a request no-store forbids storing (§5.2.1.5).
+ */
+function forwardedAsIs(method: string, raw: readonly string[], noStore: boolean): 'head' | 'no-store' | 'range' | 'conditional' | null {
+  if (method === 'HEAD') return 'head';
+  if (noStore) return 'no-store';
+  if (has(raw, 'range') || has(raw, 'if-range')) return 'range';
+  if (has(raw, 'if-none-match') || has(raw, 'if-modified-since')) return 'conditional';
+  return null;
+}
+
+/**
+ * Adds a reason to the exchange's Cache-Status `detail` (RFC 9211 §2.8:
+ * implementation-specific, an sf-token here) and to its log line. Reasons
+ * are short lowercase tokens (docs/cache.md lists them); several are joined
+ * with "+", which keeps the whole an sf-token.
+ */
+function note(x: Exchange, reason: string): void {
+  const d = x.cacheDetail;
+  if (d === null) x.cacheDetail = reason;
+  else if (!d.split('+').includes(reason)) x.cacheDetail = `${d}+${reason}`;
 }
 
 function hasValidator(e: Entry): boolean {

@@ -69,6 +69,10 @@ const OPTIONS: Record<ProxyKey, { arg: string | null; help: (mode: SettingsMode)
   cache: { arg: '<dir>', help: () => 'RFC 9111 shared cache in this directory (created if missing); hits go out by sendfile' },
   'cache-size': { arg: '<size>', help: () => 'most bytes the cache keeps on disk, least recently used evicted first' },
   'cache-cookies': { arg: null, help: () => 'store responses that set cookies when the origin made them cacheable explicitly (default: never stored, as nginx)' },
+  'targeted-cache-control': {
+    arg: '<field>',
+    help: () => 'a response field (e.g. Aludel-Cache-Control) whose directives the cache follows before CDN-Cache-Control and Cache-Control (RFC 9213); both targeted fields are not forwarded to clients',
+  },
   'redirect-http': { arg: '<addr:port>', help: () => 'also listen for plain HTTP here and answer 308 to https:// (e.g. :80); default: off' },
   'access-log': { arg: '<file>', help: () => 'write request lines to this file (reopened on SIGUSR1) instead of the main log on stdout' },
   http2: {

@@ -150,7 +150,7 @@ function crossCheck(mode: SettingsMode, s: ProxyInput, from: (key: ProxyKey) => 
   if (given('health-check-timeout') && timeout !== undefined && interval > 0 && timeout >= interval) {
     problems.push(`${label('health-check-timeout')}: must be shorter than ${mention('health-check-interval')} (${interval} ms), so one check ends before the next`);
   }
-  for (const key of ['cache-size', 'cache-cookies'] as const) {
+  for (const key of ['cache-size', 'cache-cookies', 'targeted-cache-control'] as const) {
     if (given(key) && s[key] !== false && s.cache === undefined) problems.push(`${label(key)}: has no effect without a cache; give --cache DIR${config('cache')}, or remove it`);
   }
   return problems;
@@ -274,6 +274,6 @@ export async function assembleProxySettings(mode: ProxyMode, layers: readonly Se
       maxFails: s['max-fails']!,
       failTimeoutMs: s['fail-timeout']!,
     },
-    cache: s.cache === undefined ? null : { dir: s.cache, maxBytes: s['cache-size']!, cookies: s['cache-cookies']! },
+    cache: s.cache === undefined ? null : { dir: s.cache, maxBytes: s['cache-size']!, cookies: s['cache-cookies']!, targeted: s['targeted-cache-control'] ?? null },
   };
 }

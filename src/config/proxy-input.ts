@@ -22,6 +22,7 @@ import {
   requestPath,
   serverName,
   size,
+  targetedFieldName,
   text,
   tlsVersion,
   upstreamTlsVersion,
@@ -109,6 +110,8 @@ const HTTP_ONLY = {
   cache: filePath,
   'cache-size': size.refine((n) => n > 0, 'must be more than 0'),
   'cache-cookies': flag,
+  // RFC 9213 §2.1: a targeted field honoured before CDN-Cache-Control, e.g. Aludel-Cache-Control.
+  'targeted-cache-control': targetedFieldName,
 };
 
 /** `to: http://a` or a list; --to is variadic and repeatable. */

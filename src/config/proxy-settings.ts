@@ -136,7 +136,9 @@ export interface ProxySettings extends ListenerSettings, HttpServerSettings {
   /**
    * The RFC 9111 shared cache (--cache DIR): responses stored in `dir` (created
    * if missing), at most `maxBytes` of bodies and metadata (--cache-size,
-   * default 10 GiB), least recently used evicted first. null = no cache.
+   * default 10 GiB), least recently used evicted first. `targeted`
+   * (--targeted-cache-control): a response field honoured before
+   * CDN-Cache-Control (RFC 9213 §2.1), or null. null = no cache.
    */
-  cache: { dir: string; maxBytes: number; cookies: boolean } | null;
+  cache: { dir: string; maxBytes: number; cookies: boolean; targeted: string | null } | null;
 }
