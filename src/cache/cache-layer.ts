@@ -14,7 +14,7 @@ import type { ResponseHead } from '../http/response-head.js';
 import { UpstreamResponseError } from '../errors.js';
 import { isLoopback } from '../config/loopback.js';
 import { isClientFault } from '../proxy/failures.js';
-import { answerText, sent, withCacheStatus, writeBody, type Exchange } from '../http/exchange.js';
+import { answerText, dropFields, sent, withCacheStatus, writeBody, type Exchange } from '../http/exchange.js';
 import type { CacheOutcome } from '../metrics/traffic-stats.js';
 import type { HttpCache } from './cache.js';
 import type { Fill, FillHead } from './fill.js';
@@ -101,6 +101,8 @@ export class CacheLayer {
     const raw = x.fields;
     const key = cacheKey(fieldValue(x.fields, 'host'), req.url ?? '/');
     if (method === 'PURGE') return this.purge(x, key);
+    // RFC 9213: the targeted fields are this cache's; whatever the answer, they do not go on to the client.
+    x.cacheConsumed = c.consumed;
     if (method !== 'GET' && method !== 'HEAD') {
       x.cache = 'bypass';
       x.cacheStatus = cacheStatus({ fwd: 'method' });
@@ -110,43 +112,56 @@ export class CacheLayer {
     // §4.3.2: If-Match and If-Unmodified-Since are for the origin server to evaluate.
     if (has(raw, 'if-match') || has(raw, 'if-unmodified-since')) {
       x.cache = 'bypass';
-      x.cacheStatus = cacheStatus({ fwd: 'request' });
+      note(x, 'precondition');
+      x.cacheStatus = cacheStatus({ fwd: 'request', detail: x.cacheDetail! });
       return origin();
     }
     const directives = requestDirectives(raw);
     const authorized = has(raw, 'authorization');
-    const { entry, uriHit } = c.select(key, raw, authorized);
+    const { entry, uriHit, refusedAuthorization } = c.select(key, raw, authorized);
+    // §3.5: a stored variant matched, but may not answer a request with Authorization.
+    if (refusedAuthorization && entry === null) note(x, 'authorization');
     let fwd: CacheStatus['fwd'] = uriHit ? 'vary-miss' : 'uri-miss';
     let stale: StaleFallback | null = null;
     if (entry !== null) {
       const now = Date.now();
-      const r = reuse(entry, directives, now);
+      const r = reuse(entry, directives, now, c.targets);
       // RFC 5861 §3: sent at once, revalidated in the background (a GET: its answer is what gets stored).
-      const whileRevalidating = r.use === 'validate' && r.stale && method === 'GET' && staleWhileRevalidate(entry, directives, now);
+      const whileRevalidating = r.use === 'validate' && r.stale && method === 'GET' && staleWhileRevalidate(entry, directives, now, c.targets);
       if (r.use === 'fresh' || whileRevalidating) {
         const status = whileRevalidating
           ? await this.serveWhileRevalidating(x, origin, key, entry, r.ttl)
           : await this.fromStore(x, entry, { hit: true, ttl: r.ttl }, 'hit');
         if (status !== null) return status;
         fwd = 'miss';
+        note(x, 'evicted');
       } else {
         fwd = r.stale ? 'stale' : 'request';
+        // fwd=stale already says "stale"; every other refusal is named.
+        if (r.why !== 'stale') note(x, r.why);
         if (r.stale) stale = { entry, key, directives, requestWindow: requestStaleIfError(raw), fwd };
         if (!directives.onlyIfCached && method === 'GET' && hasValidator(entry)) return this.revalidate(x, origin, key, entry, fwd, stale);
       }
     }
     // §5.2.1.7
-    if (directives.onlyIfCached) return answerText(x, 504, 'Gateway Timeout: only-if-cached, and no stored response may be used\n');
+    if (directives.onlyIfCached) {
+      note(x, 'only-if-cached');
+      x.cacheStatus = cacheStatus({ detail: x.cacheDetail! });
+      return answerText(x, 504, 'Gateway Timeout: only-if-cached, and no stored response may be used\n');
+    }
     // A no-cache request wants the origin's answer to its own request, not one already under way.
     if (!directives.noCache) {
       const followed = await c.follow(key, raw, authorized, directives);
-      if (followed !== null) return this.followFill(x, followed.fill, followed.head, fwd);
+      if (followed.fill !== null) return this.followFill(x, followed.fill, followed.head, fwd);
+      if (followed.refused !== null) note(x, followed.refused);
     }
     // Fetched for the cache only as a plain GET: HEAD has no body to store, a range or a
     // conditional would not bring the whole response, no-store forbids it (§5.2.1.5).
-    if (method === 'HEAD' || directives.noStore || has(raw, 'range') || has(raw, 'if-range') || has(raw, 'if-none-match') || has(raw, 'if-modified-since')) {
+    const notFetchedToStore = forwardedAsIs(method, raw, directives.noStore);
+    if (notFetchedToStore !== null) {
       x.cache = 'miss';
-      x.cacheStatus = cacheStatus({ fwd });
+      note(x, notFetchedToStore);
+      x.cacheStatus = cacheStatus({ fwd, detail: x.cacheDetail! });
       return this.orStale(x, origin, {}, stale);
     }
     const fill = c.beginFill(key, raw);
@@ -163,6 +178,7 @@ export class CacheLayer {
     const fd = this.cache.openBody(entry);
     if (fd === null) return null;
     x.cache = outcome;
+    if (x.cacheDetail !== null) status.detail = x.cacheDetail;
     const src: StoredBody = {
       status: entry.status, reason: entry.reason, headers: entry.headers, fd,
       age: currentAge(entry.initialAge, entry.responseTime, Date.now()),
@@ -185,7 +201,7 @@ export class CacheLayer {
       length: () => fill.length, available: () => fill.written, complete: () => fill.complete, progress: () => fill.progress(),
     };
     try {
-      return (await sendStored(x, src, cacheStatus({ fwd, collapsed: true }), (path, n) => sent(x, path, n))).status;
+      return (await sendStored(x, src, cacheStatus({ fwd, collapsed: true, detail: x.cacheDetail ?? undefined }), (path, n) => sent(x, path, n))).status;
     } finally {
       fill.release();
     }
@@ -226,7 +242,7 @@ export class CacheLayer {
     // A 304 has no body (RFC 9110 §15.4.5): this only settles whether the connection is clean.
     await a.read(() => Promise.resolve());
     const now = Date.now();
-    await this.cache.freshen(entry, { headers: freshenHeaders(entry.headers, head.headers, now), requestTime: a.sentAt, responseTime: now, initialAge: initialAge(head.headers, a.sentAt, now) });
+    await this.cache.freshen(entry, { headers: freshenHeaders(entry.headers, head.headers, now, this.cache.targets), requestTime: a.sentAt, responseTime: now, initialAge: initialAge(head.headers, a.sentAt, now) });
   }
 
   /**
@@ -256,7 +272,7 @@ export class CacheLayer {
     const { entry } = stale;
     const now = Date.now();
     // Not when the entry went meanwhile (a 304 for another validator dropped it, a purge, an eviction).
-    if (!this.cache.holds(entry) || !staleIfError(entry, stale.directives, { request: stale.requestWindow, fallback: this.cache.staleIfError }, now)) return null;
+    if (!this.cache.holds(entry) || !staleIfError(entry, stale.directives, { request: stale.requestWindow, fallback: this.cache.staleIfError }, now, this.cache.targets)) return null;
     const ttl = entry.lifetime - currentAge(entry.initialAge, entry.responseTime, now);
     const failure = err === null ? { status: fwdStatus } : { error: (err as { code?: string }).code ?? 'ERR_UNKNOWN', detail: (err as Error).message };
     this.log.warn({ conn: x.conn.id, key: stale.key, ...failure, ttl }, 'cache: the upstream failed; the stale stored response is sent instead (stale-if-error, RFC 5861 §4)');
@@ -314,7 +330,7 @@ export class CacheLayer {
     }
     const { fill } = opened;
     try {
-      await a.read((b) => this.append(fill, b));
+      await a.read((b) => this.append(null, fill, b));
       fill.finish();
     } catch (err) {
       fill.fail(err as Error);
@@ -339,16 +355,17 @@ export class CacheLayer {
     const opened = await this.openFill(x.req.method ?? 'GET', x.fields, pending, key, a);
     if ('why' in opened) {
       if (pending) await c.endFill(pending);
-      x.cacheStatus = cacheStatus({ fwd, fwdStatus, detail: opened.why });
+      note(x, opened.why);
+      x.cacheStatus = cacheStatus({ fwd, fwdStatus, detail: x.cacheDetail! });
       return a.relay();
     }
     const { fill, length } = opened;
-    x.cacheStatus = cacheStatus({ fwd, fwdStatus, stored: true });
+    x.cacheStatus = cacheStatus({ fwd, fwdStatus, stored: true, detail: x.cacheDetail ?? undefined });
     a.writeHead(withCacheStatus(x, filterResponseHeaders(head.headers, { keepFraming: f.kind === 'length' })));
     x.bodyPath = length === 0 ? 'none' : 'write';
     // The client may leave: the fill goes on for the followers and the store.
     const client = new ClientCopy(x);
-    const toFile = (b: Buffer): Promise<void> => this.append(fill, b);
+    const toFile = (b: Buffer): Promise<void> => this.append(x, fill, b);
     try {
       await a.read((b) => Promise.all([toFile(b), client.write(b)]).then(() => undefined));
       fill.finish();
@@ -360,6 +377,8 @@ export class CacheLayer {
     if (client.gone === null) x.res.end();
     // Committed before the request is logged: once its line is written, the next request finds the entry.
     await c.endFill(fill);
+    // Not committed after all (Cache-Status already said `stored`): the log line says why.
+    if (fill.notCommitted !== null) note(x, fill.notCommitted);
     if (client.gone !== null) throw client.gone;
     return head.status;
   }
@@ -375,7 +394,7 @@ export class CacheLayer {
     const { head } = a;
     const f = head.framing;
     const responseTime = Date.now();
-    const verdict = storability({ method, requestHeaders: fields, status: head.status, responseHeaders: head.headers, framing: f.kind, responseTime, cacheCookies: c.cookies });
+    const verdict = storability({ method, requestHeaders: fields, status: head.status, responseHeaders: head.headers, framing: f.kind, responseTime, cacheCookies: c.cookies, targets: c.targets });
     const length = f.kind === 'length' ? f.length : f.kind === 'none' ? 0 : null;
     const why = !verdict.store ? verdict.reason : length !== null && length > c.maxBytes ? 'too-large' : null;
     const file = why === null ? await c.createBody() : null;
@@ -384,21 +403,26 @@ export class CacheLayer {
     const names = varyNames(head.headers) as string[];
     fill.start({
       key, vary: names.length > 0 ? varySelection(names, fields) : null,
-      status: head.status, reason: head.reason, headers: headersToStore(head.headers, responseTime),
+      status: head.status, reason: head.reason, headers: headersToStore(head.headers, responseTime, c.targets),
       requestTime: a.sentAt, responseTime, initialAge: initialAge(head.headers, a.sentAt, responseTime),
     }, length, file);
     return { fill, length };
   }
 
-  /** One piece of a fill to its file; past the cache's size or on a disk error, storing stops (clients are not disturbed). */
-  private async append(fill: Fill, b: Buffer): Promise<void> {
+  /**
+   * One piece of a fill to its file; past the cache's size or on a disk error, storing stops (clients
+   * are not disturbed, and only the log line can still say why: the head said `stored`).
+   */
+  private async append(x: Exchange | null, fill: Fill, b: Buffer): Promise<void> {
     if (fill.failed) return;
     try {
       await fill.append(b);
       if (fill.written > this.cache.maxBytes) throw Object.assign(new Error(`response over the cache size (${this.cache.maxBytes} bytes)`), { code: 'ERR_CACHE_TOO_LARGE' });
     } catch (err) {
       fill.fail(err as Error);
-      if ((err as { code?: string }).code !== 'ERR_CACHE_TOO_LARGE') this.cache.diskError(err, 'could not write a response body');
+      const tooLarge = (err as { code?: string }).code === 'ERR_CACHE_TOO_LARGE';
+      if (x !== null) note(x, tooLarge ? 'too-large' : 'disk-error');
+      if (!tooLarge) this.cache.diskError(err, 'could not write a response body');
     }
   }
 
@@ -438,18 +462,36 @@ function has(headers: readonly string[], lower: string): boolean {
 /** §4.3.1: the request's fields with the stored response's validators in place of the client's conditionals and Range. */
 function validationFields(fields: readonly string[], entry: Entry): string[] {
   const v = validators(entry.headers);
-  const raw = without(fields, VALIDATION_FIELDS);
+  const raw = [...fields];
+  dropFields(raw, VALIDATION_FIELDS);
   if (v.etag !== null) raw.push('If-None-Match', v.etag);
   if (v.lastModified !== null) raw.push('If-Modified-Since', v.lastModified);
   return raw;
 }
 
-function without(headers: readonly string[], names: ReadonlySet<string>): string[] {
-  const out: string[] = [];
-  for (let i = 0; i + 1 < headers.length; i += 2) {
-    if (!names.has(headers[i]!.toLowerCase())) out.push(headers[i]!, headers[i + 1]!);
-  }
-  return out;
+/**
+ * Why a GET or HEAD is forwarded as it is, not fetched to be stored, or null:
+ * HEAD has no body to store, a range or a conditional would not bring the
+ * whole response (§3.3), a request no-store forbids storing (§5.2.1.5).
+ */
+function forwardedAsIs(method: string, raw: readonly string[], noStore: boolean): 'head' | 'no-store' | 'range' | 'conditional' | null {
+  if (method === 'HEAD') return 'head';
+  if (noStore) return 'no-store';
+  if (has(raw, 'range') || has(raw, 'if-range')) return 'range';
+  if (has(raw, 'if-none-match') || has(raw, 'if-modified-since')) return 'conditional';
+  return null;
+}
+
+/**
+ * Adds a reason to the exchange's Cache-Status `detail` (RFC 9211 §2.8:
+ * implementation-specific, an sf-token here) and to its log line. Reasons
+ * are short lowercase tokens (docs/cache.md lists them); several are joined
+ * with "+", which keeps the whole an sf-token.
+ */
+function note(x: Exchange, reason: string): void {
+  const d = x.cacheDetail;
+  if (d === null) x.cacheDetail = reason;
+  else if (!d.split('+').includes(reason)) x.cacheDetail = `${d}+${reason}`;
 }
 
 function hasValidator(e: Entry): boolean {

@@ -9,8 +9,9 @@
 import fs from 'node:fs';
 import type { Logger } from '../log/logger.js';
 import { Fill, type FillHead } from './fill.js';
-import { cacheKey, followable, freshnessLifetime, reusableWithAuthorization, varyMatches, type Headers, type RequestDirectives } from './policy.js';
+import { cacheKey, followable, freshnessLifetime, reusableWithAuthorization, varyMatches, type Headers, type NotFollowedReason, type RequestDirectives } from './policy.js';
 import { CacheStore, type BodyFile, type Entry, type StoredResponse } from './store.js';
+import { targetList, type Targets } from './targeted.js';
 
 export interface CacheOptions {
   dir: string;
@@ -19,6 +20,8 @@ export interface CacheOptions {
   cookies?: boolean;
   /** --cache-stale-if-error: the stale-if-error window, seconds, of responses that give none (RFC 5861 §4); default 0 = none. */
   staleIfError?: number;
+  /** --targeted-cache-control: a field honoured before CDN-Cache-Control (RFC 9213 §2.1). */
+  targeted?: string | null;
   log: Logger;
 }
 
@@ -28,6 +31,10 @@ export class HttpCache {
   readonly cookies: boolean;
   /** Seconds a stale response may stand in for an upstream error when it gives no stale-if-error of its own (stale.ts). */
   readonly staleIfError: number;
+  /** Targeted cache-control fields honoured, most specific first, and not forwarded to clients (RFC 9213). */
+  readonly targets: Targets;
+  /** The same names as a set, for removing them from responses. */
+  readonly consumed: ReadonlySet<string>;
   private readonly log: Logger;
   /** Fills in progress per key (several when variants or no-cache requests overlap). */
   private readonly fills = new Map<string, Fill[]>();
@@ -36,32 +43,40 @@ export class HttpCache {
   /** Stored responses (by id) being revalidated in the background (stale-while-revalidate): one revalidation each. */
   private readonly refreshing = new Set<string>();
 
-  private constructor(store: CacheStore, o: CacheOptions) {
+  private constructor(store: CacheStore, o: CacheOptions, targets: Targets) {
     this.store = store;
     this.cookies = o.cookies ?? false;
     this.staleIfError = o.staleIfError ?? 0;
+    this.targets = targets;
+    this.consumed = new Set(targets);
     this.log = o.log;
   }
 
   static async open(o: CacheOptions): Promise<HttpCache> {
-    return new HttpCache(await CacheStore.open({ dir: o.dir, maxBytes: o.maxBytes, log: o.log }), o);
+    const targets = targetList(o.targeted ?? null);
+    return new HttpCache(await CacheStore.open({ dir: o.dir, maxBytes: o.maxBytes, targets, log: o.log }), o, targets);
   }
 
   /**
    * The stored response a request selects (§4.1): among the key's variants
    * whose Vary selection matches, the most recent (§4.1: "the most recent
    * response ... is used"); with Authorization, only those §3.5 allows.
-   * `uriHit` tells Cache-Status a uri-miss from a vary-miss.
+   * `uriHit` tells Cache-Status a uri-miss from a vary-miss; `refusedAuthorization`
+   * that a variant matched but §3.5 kept it from this request (Cache-Status detail).
    */
-  select(key: string, requestHeaders: Headers, authorized: boolean): { entry: Entry | null; uriHit: boolean } {
+  select(key: string, requestHeaders: Headers, authorized: boolean): { entry: Entry | null; uriHit: boolean; refusedAuthorization: boolean } {
     const variants = this.store.variants(key);
     let best: Entry | null = null;
+    let refusedAuthorization = false;
     for (const e of variants) {
       if (e.vary !== null && !varyMatches(e.vary, requestHeaders)) continue;
-      if (authorized && !reusableWithAuthorization(e.headers)) continue;
+      if (authorized && !reusableWithAuthorization(e.headers, this.targets)) {
+        refusedAuthorization = true;
+        continue;
+      }
       if (best === null || e.responseTime >= best.responseTime) best = e;
     }
-    return { entry: best, uriHit: variants.length > 0 };
+    return { entry: best, uriHit: variants.length > 0, refusedAuthorization };
   }
 
   /**
@@ -72,23 +87,35 @@ export class HttpCache {
    * no-cache, the request's own max-age / min-fresh). Waits for pending heads
    * (the upstream's answer), so concurrent misses cost one upstream request;
    * the rules are applied once the head is known, whatever the fill's state.
+   * Without one to follow, `refused` says why the last fill of this variant
+   * could not be (for Cache-Status detail), or is null.
    */
-  async follow(key: string, requestHeaders: Headers, authorized: boolean, directives: RequestDirectives): Promise<{ fill: Fill; head: FillHead } | null> {
+  async follow(
+    key: string,
+    requestHeaders: Headers,
+    authorized: boolean,
+    directives: RequestDirectives,
+  ): Promise<{ fill: Fill; head: FillHead } | { fill: null; refused: NotFollowedReason | 'authorization' | null }> {
+    let refused: NotFollowedReason | 'authorization' | null = null;
     for (const fill of [...(this.fills.get(key) ?? [])]) {
       if (fill.head === null && !fill.failed) this.log.debug({ key }, 'cache: waiting for the response head of a fill in progress');
       const head = await fill.ready();
       if (head === null || fill.failed || fill.invalidated) continue;
       if (head.vary !== null && !varyMatches(head.vary, requestHeaders)) continue;
-      if (authorized && !reusableWithAuthorization(head.headers)) continue;
-      const lifetime = freshnessLifetime(head.status, head.headers, head.responseTime).seconds;
-      const verdict = followable({ ...head, lifetime }, directives, Date.now());
+      if (authorized && !reusableWithAuthorization(head.headers, this.targets)) {
+        refused = 'authorization';
+        continue;
+      }
+      const lifetime = freshnessLifetime(head.status, head.headers, head.responseTime, this.targets).seconds;
+      const verdict = followable({ ...head, lifetime }, directives, Date.now(), this.targets);
       if (!verdict.follow) {
+        refused = verdict.why;
         this.log.debug({ key, why: verdict.why }, 'cache: not following a fill in progress (RFC 9111 §4 forbids reusing it for this request); sending the request upstream');
         continue;
       }
       if (fill.acquire()) return { fill, head };
     }
-    return null;
+    return { fill: null, refused };
   }
 
   /** Registers a fill before its request goes upstream, so requests arriving meanwhile follow it. */
@@ -115,6 +142,8 @@ export class HttpCache {
       if (file !== null && fill.complete && !fill.invalidated && fill.head !== null) {
         await beforeCommit(fill.key);
         entry = await this.store.commit(file, { ...fill.head, length: fill.length! });
+        // null: body and metadata together are larger than the whole cache.
+        if (entry === null) fill.notCommitted = 'too-large';
         // Invalidated while committing: the entry holds what was there before the unsafe request.
         if (entry !== null && fill.invalidated) {
           this.store.remove(entry);
@@ -123,8 +152,10 @@ export class HttpCache {
       } else if (file !== null) {
         await this.store.discard(file);
       }
+      if (fill.invalidated && fill.complete) fill.notCommitted = 'invalidated';
     } catch (err) {
       this.diskError(err, 'could not store a response');
+      fill.notCommitted = 'disk-error';
       if (file !== null) await this.store.discard(file);
     } finally {
       fill.abandon();

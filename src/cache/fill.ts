@@ -30,6 +30,8 @@ export class Fill {
   invalidated = false;
   /** HttpCache.endFill() ran: committed or discarded, no longer followed by new requests. */
   ended = false;
+  /** Why endFill() did not commit a storable response, for the leader's log line (its head already said `stored`). */
+  notCommitted: 'invalidated' | 'too-large' | 'disk-error' | null = null;
   private state: 'pending' | 'filling' | 'done' | 'failed' = 'pending';
   private failure: Error | null = null;
   private readonly readyPromise: Promise<FillHead | null>;

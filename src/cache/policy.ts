@@ -16,7 +16,12 @@
  * - Only GET responses are stored; HEAD is answered from them, every other
  *   method is forwarded.
  * - 206 and 304 are never stored as such (no partial-content combining,
- *   §3.3/§3.4); a 304 only freshens a stored 200.
+ *   §3.3/§3.4); a 304 only freshens a stored 200. Any other final status
+ *   code is stored when §3 allows it, one this cache does not know
+ *   included, except with must-understand (§5.2.2.3).
+ * - A valid targeted field (RFC 9213: CDN-Cache-Control, or the one
+ *   --targeted-cache-control names) replaces Cache-Control and Expires for
+ *   every decision about a response (responseControl()).
  * - A close-delimited body is not stored: a dropped connection looks exactly
  *   like its end, so completeness (§3.3) cannot be proven.
  * - Heuristic freshness (§4.2.2, a MAY) is 10% of the time since
@@ -39,6 +44,7 @@ import { HOP_BY_HOP } from '../http/forward-headers.js';
 import { parseHttpDate } from '../http/conditional.js';
 import { trimOws } from '../http/char-classes.js';
 import { deltaSeconds, DELTA_SECONDS_MAX, parseCacheControl, qualifiedFieldNames, type Directives } from './cache-control.js';
+import { DEFAULT_TARGETS, targetedDirectives, type Targets } from './targeted.js';
 
 export type Headers = readonly string[];
 
@@ -61,6 +67,22 @@ export function fieldValue(headers: Headers, lower: string): string | undefined 
 
 export function cacheControl(headers: Headers): Directives {
   return parseCacheControl(fieldValues(headers, 'cache-control'));
+}
+
+/**
+ * The directives that govern this cache's handling of a response: those of
+ * the first targeted field on `targets` with a valid, non-empty value
+ * (RFC 9213 §2.1), else Cache-Control. `targeted` also means that Expires
+ * is to be ignored (§2.1: "MUST ignore the Cache-Control and Expires header
+ * fields"). The response's Cache-Control still goes to the client as it is.
+ */
+export function responseControl(headers: Headers, targets: Targets = DEFAULT_TARGETS): { directives: Directives; targeted: boolean } {
+  const t = targetedDirectives(headers, targets);
+  return t === null ? { directives: cacheControl(headers), targeted: false } : { directives: t.directives, targeted: true };
+}
+
+function responseDirectives(headers: Headers, targets: Targets): Directives {
+  return responseControl(headers, targets).directives;
 }
 
 // ---- keys and methods ----------------------------------------------------------------------
@@ -129,7 +151,8 @@ const HEURISTICALLY_CACHEABLE = new Set([200, 203, 204, 206, 300, 301, 308, 404,
 /**
  * The final status codes this cache understands (RFC 9110 §15): the ones
  * `must-understand` (§5.2.2.3) lets it store. 206 and 304 are left out: they
- * are never stored here.
+ * are never stored here. Any other final status code may be stored when its
+ * response carries explicit freshness (§3), but not with must-understand.
  */
 const UNDERSTOOD = new Set([
   200, 201, 202, 203, 204, 205, 300, 301, 302, 303, 307, 308,
@@ -142,6 +165,7 @@ const UNDERSTOOD = new Set([
 export type NotStoredReason =
   | 'method'
   | 'status'
+  | 'must-understand'
   | 'no-store'
   | 'private'
   | 'authorization'
@@ -162,16 +186,21 @@ export interface StoreInput {
   responseTime: number;
   /** --cache-cookies: store explicitly cacheable responses that set cookies. */
   cacheCookies: boolean;
+  /** The targeted fields this cache honours, most specific first (RFC 9213 §2.1). */
+  targets?: Targets;
 }
 
 /** §3 for a shared cache, plus the choices in the header comment. */
 export function storability(i: StoreInput): { store: true } | { store: false; reason: NotStoredReason } {
   if (i.method !== 'GET') return { store: false, reason: 'method' };
+  // §3: only final responses; 206 and 304 are never stored as such (header comment).
+  if (i.status < 200 || i.status > 599 || i.status === 206 || i.status === 304) return { store: false, reason: 'status' };
+  const targets = i.targets ?? DEFAULT_TARGETS;
   const req = cacheControl(i.requestHeaders);
-  const res = cacheControl(i.responseHeaders);
-  const understood = UNDERSTOOD.has(i.status);
-  if (!understood) return { store: false, reason: 'status' };
-  // §5.2.2.3: a cache that understands the status code may ignore no-store next to must-understand.
+  const { directives: res, targeted } = responseControl(i.responseHeaders, targets);
+  // §3: "if ... the must-understand cache directive ... is present: the cache understands the response
+  // status code"; §5.2.2.3: a cache that does may then ignore the no-store next to it.
+  if (res.has('must-understand') && !UNDERSTOOD.has(i.status)) return { store: false, reason: 'must-understand' };
   if (res.has('no-store') && !res.has('must-understand')) return { store: false, reason: 'no-store' };
   if (req.has('no-store')) return { store: false, reason: 'no-store' };
   // §5.2.2.7: an unqualified private forbids a shared cache to store; a qualified one only its fields.
@@ -180,11 +209,11 @@ export function storability(i: StoreInput): { store: true } | { store: false; re
   if (fieldValues(i.requestHeaders, 'authorization').length > 0 && !allowsAuthorized(res)) return { store: false, reason: 'authorization' };
   if (varyNames(i.responseHeaders) === '*') return { store: false, reason: 'vary-star' };
   // §3: explicit freshness, `public`, or a status code that is cacheable by default.
-  const explicit = hasExplicitExpiry(res, i.responseHeaders);
+  const explicit = hasExplicitExpiry(res, i.responseHeaders, targeted);
   if (!explicit && !res.has('public') && !HEURISTICALLY_CACHEABLE.has(i.status)) return { store: false, reason: 'not-cacheable' };
   if (setsStoredCookie(res, i.responseHeaders) && !(i.cacheCookies && (explicit || res.has('public')))) return { store: false, reason: 'set-cookie' };
   if (i.framing === 'close') return { store: false, reason: 'framing' };
-  const { seconds } = freshnessLifetime(i.status, i.responseHeaders, i.responseTime);
+  const { seconds } = freshnessLifetime(i.status, i.responseHeaders, i.responseTime, targets);
   const v = validators(i.responseHeaders);
   if (seconds <= 0 && v.etag === null && v.lastModified === null) return { store: false, reason: 'no-validator' };
   return { store: true };
@@ -202,12 +231,13 @@ function allowsAuthorized(res: Directives): boolean {
 }
 
 /** §3.5 at reuse time: may this stored response answer a request carrying Authorization? */
-export function reusableWithAuthorization(storedHeaders: Headers): boolean {
-  return allowsAuthorized(cacheControl(storedHeaders));
+export function reusableWithAuthorization(storedHeaders: Headers, targets: Targets = DEFAULT_TARGETS): boolean {
+  return allowsAuthorized(responseDirectives(storedHeaders, targets));
 }
 
-function hasExplicitExpiry(res: Directives, headers: Headers): boolean {
-  return res.has('s-maxage') || res.has('max-age') || fieldValues(headers, 'expires').length > 0;
+/** Explicit freshness (§4.2.1); a targeted field's directives replace Expires too (RFC 9213 §2.1). */
+function hasExplicitExpiry(res: Directives, headers: Headers, targeted: boolean): boolean {
+  return res.has('s-maxage') || res.has('max-age') || (!targeted && fieldValues(headers, 'expires').length > 0);
 }
 
 /**
@@ -218,8 +248,8 @@ function hasExplicitExpiry(res: Directives, headers: Headers): boolean {
  * store the rest without them). A Date is added when the origin sent none
  * (RFC 9110 §6.6.1: a cache records when it received the response).
  */
-export function headersToStore(headers: Headers, responseTime: number): string[] {
-  const res = cacheControl(headers);
+export function headersToStore(headers: Headers, responseTime: number, targets: Targets = DEFAULT_TARGETS): string[] {
+  const res = responseDirectives(headers, targets);
   const excluded = new Set([...connectionOptions(headers), ...qualifiedFieldNames(res, 'private'), ...qualifiedFieldNames(res, 'no-cache')]);
   const out: string[] = [];
   for (let i = 0; i + 1 < headers.length; i += 2) {
@@ -241,8 +271,8 @@ function connectionOptions(headers: Headers): string[] {
  * §3.1 keeps out of storage and Content-Length (the stored body's length is
  * what it is).
  */
-export function freshenHeaders(stored: Headers, update: Headers, responseTime: number): string[] {
-  const incoming = headersToStore(update, responseTime);
+export function freshenHeaders(stored: Headers, update: Headers, responseTime: number, targets: Targets = DEFAULT_TARGETS): string[] {
+  const incoming = headersToStore(update, responseTime, targets);
   const replaced = new Set<string>();
   for (let i = 0; i < incoming.length; i += 2) replaced.add(incoming[i]!.toLowerCase());
   // A 304 without Date got one from headersToStore: it replaces the stored Date, since the
@@ -266,12 +296,13 @@ export const HEURISTIC_MAX_SECONDS = 86_400;
  * §4.2.1 for a shared cache: s-maxage, else max-age, else Expires - Date,
  * else a heuristic. An invalid or duplicated-and-unreadable value counts as
  * already expired (§5.3: "especially the value 0"). Seconds, never negative.
+ * A valid targeted field (RFC 9213 §2.1) replaces Cache-Control and Expires.
  */
-export function freshnessLifetime(status: number, headers: Headers, responseTime: number): { seconds: number; heuristic: boolean } {
-  const cc = cacheControl(headers);
+export function freshnessLifetime(status: number, headers: Headers, responseTime: number, targets: Targets = DEFAULT_TARGETS): { seconds: number; heuristic: boolean } {
+  const { directives: cc, targeted } = responseControl(headers, targets);
   if (cc.has('s-maxage')) return { seconds: deltaSeconds(cc.get('s-maxage')) ?? 0, heuristic: false };
   if (cc.has('max-age')) return { seconds: deltaSeconds(cc.get('max-age')) ?? 0, heuristic: false };
-  const expires = fieldValues(headers, 'expires');
+  const expires = targeted ? [] : fieldValues(headers, 'expires');
   if (expires.length > 0) {
     const at = expires.length === 1 ? cacheDate(expires[0]!) : undefined;
     if (at === undefined) return { seconds: 0, heuristic: false };
@@ -351,35 +382,46 @@ export interface StoredTiming {
   responseTime: number;
 }
 
+/**
+ * Why a stored response is not reused without validation (RFC 9211 §2.8
+ * `detail`, and the log line): `stale` past its lifetime (and any max-stale
+ * the request allows); `no-cache` in the response (§5.2.2.4); the request's
+ * `no-cache`, `max-age`, `min-fresh` (§5.2.1); `must-revalidate` when the
+ * request's max-stale would have allowed it but must-revalidate,
+ * proxy-revalidate or s-maxage forbid serving it stale (§4.2.4).
+ */
+export type ReuseRefusal = 'stale' | 'no-cache' | 'req-no-cache' | 'req-max-age' | 'req-min-fresh' | 'must-revalidate';
+
 export type Reuse =
   | { use: 'fresh'; ttl: number }
   /** Must be validated with the origin first; `stale` tells Cache-Status whether it was stale or only forbidden. */
-  | { use: 'validate'; ttl: number; stale: boolean };
+  | { use: 'validate'; ttl: number; stale: boolean; why: ReuseRefusal };
 
 /**
  * §4, §4.2.4, §5.2: may `stored` answer a request with these directives now,
  * or must it be validated first? ttl = lifetime - age (negative when stale).
  */
-export function reuse(stored: StoredTiming, req: RequestDirectives, now: number): Reuse {
+export function reuse(stored: StoredTiming, req: RequestDirectives, now: number, targets: Targets = DEFAULT_TARGETS): Reuse {
   const age = currentAge(stored.initialAge, stored.responseTime, now);
   const ttl = stored.lifetime - age;
-  const res = cacheControl(stored.headers);
+  const res = responseDirectives(stored.headers, targets);
   const stale = ttl <= 0;
+  const refuse = (why: ReuseRefusal): Reuse => ({ use: 'validate', ttl, stale, why });
   // §5.2.2.4 unqualified no-cache (a qualified one removed its fields at storage); §5.2.1.4.
-  const noCache = (res.has('no-cache') && qualifiedFieldNames(res, 'no-cache').length === 0) || req.noCache;
-  if (noCache) return { use: 'validate', ttl, stale };
-  if (req.maxAge !== null && age > req.maxAge) return { use: 'validate', ttl, stale };
-  if (req.minFresh !== null && ttl < req.minFresh) return { use: 'validate', ttl, stale };
+  if (res.has('no-cache') && qualifiedFieldNames(res, 'no-cache').length === 0) return refuse('no-cache');
+  if (req.noCache) return refuse('req-no-cache');
+  if (req.maxAge !== null && age > req.maxAge) return refuse('req-max-age');
+  if (req.minFresh !== null && ttl < req.minFresh) return refuse('req-min-fresh');
   if (!stale) return { use: 'fresh', ttl };
+  if (req.maxStale === null || -ttl > req.maxStale) return refuse('stale');
   // §4.2.4: stale only when the client allows it and no directive forbids it: must-revalidate,
   // proxy-revalidate, and s-maxage (which implies proxy-revalidate for a shared cache, §5.2.2.10).
-  const forbidden = res.has('must-revalidate') || res.has('proxy-revalidate') || res.has('s-maxage');
-  if (!forbidden && req.maxStale !== null && -ttl <= req.maxStale) return { use: 'fresh', ttl };
-  return { use: 'validate', ttl, stale };
+  if (res.has('must-revalidate') || res.has('proxy-revalidate') || res.has('s-maxage')) return refuse('must-revalidate');
+  return { use: 'fresh', ttl };
 }
 
-/** Why a request does not follow a fill in progress (for the debug log line). */
-export type NotFollowedReason = 'stale-on-arrival' | 'no-cache' | 'request' | 'stale';
+/** Why a request does not follow a fill in progress (the debug log line, Cache-Status detail). */
+export type NotFollowedReason = 'stale-on-arrival' | ReuseRefusal;
 
 /**
  * §4 for a request that would follow a response still being received (a
@@ -399,15 +441,20 @@ export type NotFollowedReason = 'stale-on-arrival' | 'no-cache' | 'request' | 's
  * browser's reload sends) collapse into a response older than the request.
  * Otherwise the follower makes its own upstream request.
  */
-export function followable(fill: StoredTiming, req: RequestDirectives, now: number): { follow: true; ttl: number } | { follow: false; why: NotFollowedReason } {
-  const res = cacheControl(fill.headers);
+export function followable(
+  fill: StoredTiming,
+  req: RequestDirectives,
+  now: number,
+  targets: Targets = DEFAULT_TARGETS,
+): { follow: true; ttl: number } | { follow: false; why: NotFollowedReason } {
+  const res = responseDirectives(fill.headers, targets);
   if (res.has('no-cache') && qualifiedFieldNames(res, 'no-cache').length === 0) return { follow: false, why: 'no-cache' };
   if (fill.lifetime - fill.initialAge <= 0) return { follow: false, why: 'stale-on-arrival' };
   const exactAge = fill.initialAge + Math.max(0, (now - fill.responseTime) / 1000);
-  if (req.maxAge !== null && exactAge > req.maxAge) return { follow: false, why: 'request' };
-  const r = reuse(fill, req, now);
+  if (req.maxAge !== null && exactAge > req.maxAge) return { follow: false, why: 'req-max-age' };
+  const r = reuse(fill, req, now, targets);
   if (r.use === 'fresh') return { follow: true, ttl: r.ttl };
-  return { follow: false, why: r.stale ? 'stale' : 'request' };
+  return { follow: false, why: r.why };
 }
 
 // ---- validation (§4.3) ---------------------------------------------------------------------
@@ -468,17 +515,64 @@ export function varyNames(headers: Headers): string[] | '*' {
 
 /**
  * The request's value of each field a response varies on, normalised as §4.1
- * allows: all field lines combined, list elements trimmed and rejoined with
- * ", " (so "gzip,br" and "gzip, br" select the same variant); null when the
- * request has no such field (which matches only an absent field).
+ * allows ("by adding or removing whitespace where allowed in the field's
+ * syntax, by combining multiple field lines ..., and by normalizing both
+ * header field values in a way that is known to have identical semantics"):
+ * all field lines combined, list elements trimmed and rejoined with ", " (so
+ * "gzip,br" and "gzip, br" select the same variant); for the proactive
+ * negotiation fields, also negotiationElements() below. null when the request
+ * has no such field (which matches only an absent field).
  */
 export function varySelection(names: readonly string[], requestHeaders: Headers): Record<string, string | null> {
   const out: Record<string, string | null> = {};
   for (const name of names) {
     const values = fieldValues(requestHeaders, name);
-    out[name] = values.length === 0 ? null : values.flatMap((v) => v.split(',')).map((e) => trimOws(e)).filter((e) => e !== '').join(', ');
+    if (values.length === 0) {
+      out[name] = null;
+      continue;
+    }
+    const elements = values.flatMap((v) => v.split(',')).map((e) => trimOws(e)).filter((e) => e !== '');
+    out[name] = (WEIGHTED_CASELESS.has(name) ? negotiationElements(elements) : elements).join(', ');
   }
   return out;
+}
+
+/**
+ * Fields whose elements are a case-insensitive token plus an optional weight
+ * (RFC 9110 §12.5.3 Accept-Encoding: content-codings are case-insensitive,
+ * §8.4.1; §12.5.4 Accept-Language: language ranges, case-insensitive per
+ * RFC 4647 §2; Accept-Charset, §12.5.2). Accept is left as sent: its media
+ * type parameters may be case-sensitive.
+ */
+const WEIGHTED_CASELESS: ReadonlySet<string> = new Set(['accept-encoding', 'accept-language', 'accept-charset']);
+
+/**
+ * Elements of Accept-Encoding / Accept-Language / Accept-Charset in one
+ * canonical form with the same meaning: lowercase, no whitespace around ";"
+ * and "=" (BWS/OWS, RFC 9110 §5.6.6), the weight written as a number and
+ * left out when it is 1, the default (§12.4.2); then ordered by weight,
+ * highest first, and by name among equal weights, since the preference
+ * between equally weighted items is not expressed by their order (§12.4.2:
+ * the weight is the preference). "gzip, br" = "BR,gzip;q=1" = "br;q=1.0, gzip".
+ */
+function negotiationElements(elements: readonly string[]): string[] {
+  const items = elements.map((e) => {
+    const parts = e.toLowerCase().split(';').map((p) => trimOws(p)).filter((p) => p !== '');
+    let weight = 1;
+    const kept: string[] = [parts[0] ?? ''];
+    for (const param of parts.slice(1)) {
+      const eq = param.indexOf('=');
+      const pname = trimOws(eq < 0 ? param : param.slice(0, eq));
+      const pvalue = eq < 0 ? '' : trimOws(param.slice(eq + 1));
+      // qvalue (§12.4.2); an unreadable one is kept as written, never merged with another value.
+      if (pname === 'q' && /^(0(\.\d{0,3})?|1(\.0{0,3})?)$/.test(pvalue)) weight = Number(pvalue);
+      else kept.push(eq < 0 ? pname : `${pname}=${pvalue}`);
+    }
+    if (weight !== 1) kept.push(`q=${weight}`);
+    return { text: kept.join(';'), weight };
+  });
+  items.sort((a, b) => b.weight - a.weight || (a.text < b.text ? -1 : a.text > b.text ? 1 : 0));
+  return items.map((i) => i.text);
 }
 
 /** §4.1: does a request select a response stored with this selection? */

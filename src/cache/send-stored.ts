@@ -16,7 +16,7 @@ import { ServerResponse } from 'node:http';
 import { evaluatePreconditions, ifRangeAllows, parseHttpDate } from '../http/conditional.js';
 import { parseRange } from '../http/range.js';
 import { whenAttached } from '../http/front.js';
-import { writeHead, type Exchange } from '../http/exchange.js';
+import { dropFields, writeHead, type Exchange } from '../http/exchange.js';
 import { sendRangeOverH2 } from '../http/h2-body.js';
 import { chunkFraming } from '../http/h1-wire.js';
 import type { BodyPath } from '../transport/copy-file.js';
@@ -73,7 +73,10 @@ export async function sendStored(x: Exchange, src: StoredBody, cacheStatus: stri
   let start = 0;
   const total = src.length();
   let length = total;
-  const headers = [...src.headers, ...own];
+  const headers = [...src.headers];
+  // RFC 9213: the targeted fields were kept for the cache's own use (lifetimes after a restart), not for the client.
+  if (x.cacheConsumed !== null) dropFields(headers, x.cacheConsumed);
+  headers.push(...own);
   const range = req.headers.range;
   if (selected && method === 'GET' && total !== null && range !== undefined && ifRangeAllows(headerString(req.headers['if-range']), etag, lastModified)) {
     const r = parseRange(range, total);

@@ -11,6 +11,10 @@
  *   seconds is sent instead; --cache-stale-if-error is the window of
  *   responses that give none.
  *
+ * The response's directives are those of the targeted field that applies
+ * (RFC 9213 §2.1: CDN-Cache-Control or --targeted-cache-control), else
+ * Cache-Control's.
+ *
  * Choices where the RFCs leave room, each on the side that serves less:
  * - Never when RFC 9111 §4.2.4 forbids stale responses: `must-revalidate`,
  *   `proxy-revalidate`, `s-maxage` (§5.2.2.10: it implies proxy-revalidate
@@ -28,7 +32,8 @@
  *   current age minus lifetime (§4.2.4), in whole seconds as Age is sent.
  */
 import { deltaSeconds, qualifiedFieldNames, type Directives } from './cache-control.js';
-import { cacheControl, currentAge, type Headers, type RequestDirectives, type StoredTiming } from './policy.js';
+import { cacheControl, currentAge, responseControl, type Headers, type RequestDirectives, type StoredTiming } from './policy.js';
+import { DEFAULT_TARGETS, type Targets } from './targeted.js';
 
 /** RFC 5861 §4: "an error is any situation that would result in a 500, 502, 503, or 504 HTTP response status code being returned". */
 const ERROR_STATUSES = new Set([500, 502, 503, 504]);
@@ -71,8 +76,8 @@ function requestRefuses(req: RequestDirectives, age: number, ttl: number): boole
  * it is revalidated in the background? Only a response that is stale (ttl
  * <= 0) by no more than its own stale-while-revalidate window.
  */
-export function staleWhileRevalidate(stored: StoredTiming, req: RequestDirectives, now: number): boolean {
-  const res = cacheControl(stored.headers);
+export function staleWhileRevalidate(stored: StoredTiming, req: RequestDirectives, now: number, targets: Targets = DEFAULT_TARGETS): boolean {
+  const res = responseControl(stored.headers, targets).directives;
   const window = windowOf(res, 'stale-while-revalidate');
   if (window === undefined || staleForbidden(res)) return false;
   const { age, ttl } = timing(stored, now);
@@ -94,8 +99,8 @@ export interface StaleIfErrorWindows {
  * for a validated or younger response) within the response's window, or
  * --cache-stale-if-error when the response gives none.
  */
-export function staleIfError(stored: StoredTiming, req: RequestDirectives, windows: StaleIfErrorWindows, now: number): boolean {
-  const res = cacheControl(stored.headers);
+export function staleIfError(stored: StoredTiming, req: RequestDirectives, windows: StaleIfErrorWindows, now: number, targets: Targets = DEFAULT_TARGETS): boolean {
+  const res = responseControl(stored.headers, targets).directives;
   if (staleForbidden(res)) return false;
   const { age, ttl } = timing(stored, now);
   if (ttl > 0) return false;

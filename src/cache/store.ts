@@ -30,6 +30,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import type { Logger } from '../log/logger.js';
 import { freshnessLifetime } from './policy.js';
+import { DEFAULT_TARGETS, type Targets } from './targeted.js';
 
 /** A response as stored: everything needed to answer from it without the origin. */
 export interface StoredResponse {
@@ -111,12 +112,15 @@ export interface StoreOptions {
   dir: string;
   /** Body and metadata bytes kept at most; least recently used responses go first. */
   maxBytes: number;
+  /** The targeted cache-control fields honoured (RFC 9213 §2.1): they can set an entry's lifetime. */
+  targets?: Targets;
   log: Logger;
 }
 
 export class CacheStore {
   readonly dir: string;
   readonly maxBytes: number;
+  private readonly targets: Targets;
   private readonly log: Logger;
   private readonly byKey = new Map<string, Entry[]>();
   /** Every entry, least recently used first (a Map keeps insertion order; a touch re-inserts). */
@@ -126,6 +130,7 @@ export class CacheStore {
   private constructor(o: StoreOptions) {
     this.dir = o.dir;
     this.maxBytes = o.maxBytes;
+    this.targets = o.targets ?? DEFAULT_TARGETS;
     this.log = o.log;
   }
 
@@ -194,7 +199,7 @@ export class CacheStore {
     const p = this.paths(file.id);
     const json = JSON.stringify(toMeta(r));
     const { v: _v, ...fields } = toMeta(r);
-    const entry: Entry = { ...fields, id: file.id, bodyFile: p.body, lifetime: freshnessLifetime(r.status, r.headers, r.responseTime).seconds, diskBytes: r.length + Buffer.byteLength(json) };
+    const entry: Entry = { ...fields, id: file.id, bodyFile: p.body, lifetime: freshnessLifetime(r.status, r.headers, r.responseTime, this.targets).seconds, diskBytes: r.length + Buffer.byteLength(json) };
     if (entry.diskBytes > this.maxBytes) {
       await this.discard(file);
       return null;
@@ -224,7 +229,7 @@ export class CacheStore {
     e.requestTime = next.requestTime;
     e.responseTime = next.responseTime;
     e.initialAge = next.initialAge;
-    e.lifetime = freshnessLifetime(e.status, e.headers, e.responseTime).seconds;
+    e.lifetime = freshnessLifetime(e.status, e.headers, e.responseTime, this.targets).seconds;
     const { meta } = this.paths(e.id);
     const json = JSON.stringify(toMeta(e));
     await writeAtomically(meta, json);
@@ -319,7 +324,7 @@ export class CacheStore {
       const bodyFile = path.join(dir, `${id}.body`);
       if ((await fsp.stat(bodyFile)).size !== parsed.data.length) return null;
       const { v: _v, ...r } = parsed.data;
-      return { ...r, id, bodyFile, lifetime: freshnessLifetime(r.status, r.headers, r.responseTime).seconds, diskBytes: r.length + Buffer.byteLength(text) };
+      return { ...r, id, bodyFile, lifetime: freshnessLifetime(r.status, r.headers, r.responseTime, this.targets).seconds, diskBytes: r.length + Buffer.byteLength(text) };
     } catch {
       return null;
     }

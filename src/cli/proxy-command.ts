@@ -52,7 +52,7 @@ export async function runProxy(s: ProxySettings, load: () => Promise<ProxySettin
   let cache: HttpCache | null = null;
   if (s.cache !== null) {
     try {
-      cache = await HttpCache.open({ dir: s.cache.dir, maxBytes: s.cache.maxBytes, cookies: s.cache.cookies, staleIfError: s.cache.staleIfErrorMs / 1000, log });
+      cache = await HttpCache.open({ dir: s.cache.dir, maxBytes: s.cache.maxBytes, cookies: s.cache.cookies, staleIfError: s.cache.staleIfErrorMs / 1000, targeted: s.cache.targeted, log });
     } catch (err) {
       throw new CacheDirectoryError(s.cache.dir, err);
     }

@@ -70,6 +70,10 @@ const OPTIONS: Record<ProxyKey, { arg: string | null; help: (mode: SettingsMode)
   'cache-size': { arg: '<size>', help: () => 'most bytes the cache keeps on disk, least recently used evicted first' },
   'cache-cookies': { arg: null, help: () => 'store responses that set cookies when the origin made them cacheable explicitly (default: never stored, as nginx)' },
   'cache-stale-if-error': { arg: '<time>', help: () => 'when the upstream fails (no answer, 500/502/503/504), send a stored response stale by at most this long instead, if it has no stale-if-error of its own (RFC 5861) and nothing forbids it; 0 = off' },
+  'targeted-cache-control': {
+    arg: '<field>',
+    help: () => 'a response field (e.g. Aludel-Cache-Control) whose directives the cache follows before CDN-Cache-Control and Cache-Control (RFC 9213); both targeted fields are not forwarded to clients',
+  },
   'redirect-http': { arg: '<addr:port>', help: () => 'also listen for plain HTTP here and answer 308 to https:// (e.g. :80); default: off' },
   'access-log': { arg: '<file>', help: () => 'write request lines to this file (reopened on SIGUSR1) instead of the main log on stdout; off: none at all (nginx access_log off; a file named off is ./off)' },
   http2: {

@@ -151,7 +151,7 @@ function crossCheck(mode: SettingsMode, s: ProxyInput, from: (key: ProxyKey) => 
   if (given('health-check-timeout') && timeout !== undefined && interval > 0 && timeout >= interval) {
     problems.push(`${label('health-check-timeout')}: must be shorter than ${mention('health-check-interval')} (${interval} ms), so one check ends before the next`);
   }
-  for (const key of ['cache-size', 'cache-cookies', 'cache-stale-if-error'] as const) {
+  for (const key of ['cache-size', 'cache-cookies', 'cache-stale-if-error', 'targeted-cache-control'] as const) {
     if (given(key) && s[key] !== false && s.cache === undefined) problems.push(`${label(key)}: has no effect without a cache; give --cache DIR${config('cache')}, or remove it`);
   }
   return problems;
@@ -281,6 +281,6 @@ export async function assembleProxySettings(mode: ProxyMode, layers: readonly Se
       maxFails: s['max-fails']!,
       failTimeoutMs: s['fail-timeout']!,
     },
-    cache: s.cache === undefined ? null : { dir: s.cache, maxBytes: s['cache-size']!, cookies: s['cache-cookies']!, staleIfErrorMs: s['cache-stale-if-error']! },
+    cache: s.cache === undefined ? null : { dir: s.cache, maxBytes: s['cache-size']!, cookies: s['cache-cookies']!, staleIfErrorMs: s['cache-stale-if-error']!, targeted: s['targeted-cache-control'] ?? null },
   };
 }

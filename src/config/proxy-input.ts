@@ -22,6 +22,7 @@ import {
   requestPath,
   serverName,
   size,
+  targetedFieldName,
   text,
   tlsVersion,
   upstreamTlsVersion,
@@ -111,6 +112,8 @@ const HTTP_ONLY = {
   'cache-cookies': flag,
   // RFC 5861 §4: how long past its freshness a stored response may stand in for an upstream error, when it gives no stale-if-error of its own; 0 = off.
   'cache-stale-if-error': duration({ allowZero: true }),
+  // RFC 9213 §2.1: a targeted field honoured before CDN-Cache-Control, e.g. Aludel-Cache-Control.
+  'targeted-cache-control': targetedFieldName,
 };
 
 /** `to: http://a` or a list; --to is variadic and repeatable. */

@@ -140,7 +140,9 @@ export interface ProxySettings extends ListenerSettings, HttpServerSettings {
    * default 10 GiB), least recently used evicted first; `staleIfErrorMs`
    * (--cache-stale-if-error, default 0 = off): how long past its freshness a
    * response without a stale-if-error of its own may be sent instead of an
-   * upstream error (RFC 5861 §4). null = no cache.
+   * upstream error (RFC 5861 §4); `targeted` (--targeted-cache-control): a
+   * response field honoured before CDN-Cache-Control (RFC 9213 §2.1), or
+   * null. null = no cache.
    */
-  cache: { dir: string; maxBytes: number; cookies: boolean; staleIfErrorMs: number } | null;
+  cache: { dir: string; maxBytes: number; cookies: boolean; staleIfErrorMs: number; targeted: string | null } | null;
 }

@@ -10,6 +10,7 @@ import { InvalidOptionError } from '../errors.js';
 import type { OffloadMode, OffloadPolicy } from '../tls/types.js';
 import { parseDuration, parseSize } from './duration.js';
 import { looksLikeSha1, normaliseFingerprint } from './fingerprint.js';
+import { isToken } from '../http/char-classes.js';
 import { parseAdminAddress, parseListen } from './listen-address.js';
 import type { TlsVersionName, UpstreamTlsVersion } from './proxy-settings.js';
 
@@ -141,6 +142,29 @@ export const adminAddress = z.union([z.string(), z.number()], { error: 'expected
     attempt(() => parseAdminAddress(String(v))) ??
     reject(ctx, v, 'expected PORT (binds 127.0.0.1) or ADDRESS:PORT with a numeric address, e.g. 9100, 127.0.0.1:9100 or [::1]:9100')
   );
+});
+
+/**
+ * Fields a targeted cache-control field (RFC 9213 §2) cannot be: those the
+ * cache already reads with their own meaning (RFC 9111 §5, RFC 9211), and
+ * CDN-Cache-Control, which is always honoured (after the named field).
+ */
+const NOT_TARGETED_FIELDS: ReadonlyMap<string, string> = new Map([
+  ['cache-control', 'it is the field targeted fields override; name another one, e.g. Aludel-Cache-Control'],
+  ['cdn-cache-control', 'CDN-Cache-Control is always honoured; name a field more specific to this cache, e.g. Aludel-Cache-Control, or leave the setting out'],
+  ['expires', 'Expires has its own meaning (RFC 9111 §5.3); name another field, e.g. Aludel-Cache-Control'],
+  ['pragma', 'Pragma has its own meaning (RFC 9111 §5.4); name another field, e.g. Aludel-Cache-Control'],
+  ['age', 'Age has its own meaning (RFC 9111 §5.1); name another field, e.g. Aludel-Cache-Control'],
+  ['vary', 'Vary has its own meaning (RFC 9110 §12.5.5); name another field, e.g. Aludel-Cache-Control'],
+  ['cache-status', 'Cache-Status is what this cache writes (RFC 9211); name another field, e.g. Aludel-Cache-Control'],
+]);
+
+/** --targeted-cache-control: a field name (a token, RFC 9110 §5.1), kept as written for messages; compared lowercase. */
+export const targetedFieldName = z.string({ error: 'expected a header field name like Aludel-Cache-Control' }).transform((v, ctx) => {
+  const name = v.trim();
+  if (!isToken(name)) return reject(ctx, v, 'expected a header field name (a token: letters, digits and !#$%&\'*+-.^_`|~), like Aludel-Cache-Control');
+  const why = NOT_TARGETED_FIELDS.get(name.toLowerCase());
+  return why === undefined ? name : reject(ctx, v, `cannot be ${name}: ${why}`);
 });
 
 /** RFC 1123 host names (underscores too: they occur in internal DNS). */

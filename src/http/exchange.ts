@@ -34,6 +34,10 @@ export interface Exchange {
   cache: CacheOutcome | null;
   /** This cache's Cache-Status member for the response (RFC 9211), when it forwards one. */
   cacheStatus: string | null;
+  /** Why the cache did not store or did not reuse (RFC 9211 §2.8 detail), for the log line; null when nothing was refused. */
+  cacheDetail: string | null;
+  /** Response fields the cache consumed (RFC 9213 targeted fields): not forwarded to the client. */
+  cacheConsumed: ReadonlySet<string> | null;
 }
 
 export function newExchange(req: AnyRequest, res: AnyResponse): Exchange {
@@ -48,7 +52,7 @@ export function newExchange(req: AnyRequest, res: AnyResponse): Exchange {
       malformed = (err as Error).message;
     }
   }
-  return { req, res, conn: requestConnection(req), h2, fields, malformed, upstream: null, bodyPath: 'none', bytes: 0, upstreamMs: null, cache: null, cacheStatus: null };
+  return { req, res, conn: requestConnection(req), h2, fields, malformed, upstream: null, bodyPath: 'none', bytes: 0, upstreamMs: null, cache: null, cacheStatus: null, cacheDetail: null, cacheConsumed: null };
 }
 
 /** Writes a response head; HTTP/2 has no reason phrase (RFC 9113 §8.3.2), so none is given to node there. */
@@ -63,15 +67,34 @@ export function sent(x: Exchange, path: BodyPath, n: number): void {
   x.bytes += n;
 }
 
-/** Appends this cache's member to any upstream cache's Cache-Status list, as another field line (RFC 9211 §2). */
+/**
+ * The cache's edits of a forwarded response head: the targeted fields it
+ * consumed removed (RFC 9213; their target was this cache, not the
+ * client's), and its member appended to any upstream cache's Cache-Status
+ * list, as another field line (RFC 9211 §2).
+ */
 export function withCacheStatus(x: Exchange, headers: string[]): string[] {
+  if (x.cacheConsumed !== null) dropFields(headers, x.cacheConsumed);
   if (x.cacheStatus !== null) headers.push('Cache-Status', x.cacheStatus);
   return headers;
 }
 
-/** A short plain-text answer that keeps the connection. */
+/** Removes the fields named in `lower` (lowercase names) from a [name, value, ...] list, in place. */
+export function dropFields(headers: string[], lower: ReadonlySet<string>): void {
+  let to = 0;
+  for (let i = 0; i + 1 < headers.length; i += 2) {
+    if (lower.has(headers[i]!.toLowerCase())) continue;
+    headers[to++] = headers[i]!;
+    headers[to++] = headers[i + 1]!;
+  }
+  headers.length = to;
+}
+
+/** A short plain-text answer that keeps the connection; the cache's own (only-if-cached) carries its Cache-Status member. */
 export function answerText(x: Exchange, status: number, text: string): number {
-  x.res.writeHead(status, { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(text) }).end(text);
+  const fields: Record<string, string | number> = { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(text) };
+  if (x.cacheStatus !== null) fields['Cache-Status'] = x.cacheStatus;
+  x.res.writeHead(status, fields).end(text);
   return status;
 }
 

@@ -164,6 +164,7 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
     const fields = {
       ...requestFields(x.req, conn, status, x.bytes, started), body: x.bodyPath, upstream: x.upstream, upstreamMs: x.upstreamMs,
       ...(x.cache ? { cache: x.cache } : {}),
+      ...(x.cacheDetail !== null ? { cacheDetail: x.cacheDetail } : {}),
       tls: t.version, cipher: t.cipher, ...cryptoSite(t),
       ...(error ? { error: errCode(error), detail: (error as Error).message } : {}),
     };

@@ -168,7 +168,7 @@ describe('aludel proxy --cache (userspace TLS)', () => {
       { url: `/cache?lm=${lm}&cookie=id%3D7`, extra: [], detail: 'set-cookie' },
       // Explicitly cacheable, but one user's session cookie must not be replayed to others (nginx's default too).
       { url: `/cache?cc=${enc('public, max-age=60')}&cookie=session%3D7`, extra: [], detail: 'set-cookie' },
-      { url: `/cache?cc=${enc('max-age=60')}&b=1`, extra: ['-H', 'Cache-Control: no-store'], detail: null },
+      { url: `/cache?cc=${enc('max-age=60')}&b=1`, extra: ['-H', 'Cache-Control: no-store'], detail: 'no-store' },
     ];
     for (const c of cases) {
       const a = await get(p, c.url, ...c.extra);
@@ -218,7 +218,8 @@ describe('aludel proxy --cache (userspace TLS)', () => {
     assert.deepEqual(changed.body, first.body);
     // If-Match is the origin's to evaluate (§4.3.2): forwarded.
     const ifMatch = await get(p, url, '-H', 'If-Match: "c1"');
-    assert.equal(ifMatch.headers['cache-status'], 'aludel; fwd=request');
+    assert.equal(ifMatch.headers['cache-status'], 'aludel; fwd=request; detail=precondition');
+    assert.equal(ifMatch.log.cacheDetail, 'precondition');
     assert.equal(sinkCount(url), 2);
   });
 
@@ -480,6 +481,8 @@ describe('aludel proxy --cache (userspace TLS)', () => {
     assert.equal(again.stdout.toString(), '404');
     const gone = await get(p, url, '-H', 'Cache-Control: only-if-cached');
     assert.equal(gone.status, 504, 'only-if-cached and nothing stored (§5.2.1.7)');
+    assert.equal(gone.headers['cache-status'], 'aludel; detail=only-if-cached', 'RFC 9211 §2.8: the refusal names its reason');
+    assert.equal(gone.log.cacheDetail, 'only-if-cached');
     assert.equal(sinkCount(url), 2);
     const stopped = p.mark();
     await p.stop();
@@ -516,5 +519,141 @@ describe('aludel proxy --cache (userspace TLS)', () => {
     const url = `/cache?cc=${enc('max-age=60')}&config=1`;
     await get(p, url);
     assert.match((await get(p, url)).headers['cache-status']!, /; hit;/);
+  });
+});
+
+describe('issue 16: targeted fields (RFC 9213), status codes, Vary normalisation, Cache-Status detail (RFC 9211 §2.8)', () => {
+  const sinkUrl = (): string => `http://127.0.0.1:${sink.port}`;
+  const field = (f: string): string => `field=${enc(f)}`;
+
+  /** The stored fields of the one response in `dir`. */
+  function storedFields(dir: string): string[] {
+    const metas = stored(dir).metas;
+    assert.equal(metas.length, 1);
+    return (JSON.parse(fs.readFileSync(metas[0]!, 'utf8')) as { headers: string[] }).headers;
+  }
+
+  test('RFC 9213 §2.1: CDN-Cache-Control max-age over Cache-Control no-store: stored and hit; the field never reaches the client', async () => {
+    const dir = cacheDir();
+    const p = await proxy(sinkUrl(), dir);
+    const url = `/cache?cc=no-store&${field('CDN-Cache-Control: max-age=60')}&etag=cdn1`;
+    const miss = await get(p, url);
+    assert.equal(miss.headers['cache-status'], 'aludel; fwd=uri-miss; stored');
+    assert.equal(miss.headers['cache-control'], 'no-store', "Cache-Control goes on as the origin sent it: it is the browser's");
+    assert.equal(miss.headers['cdn-cache-control'], undefined, 'consumed by this cache');
+    const hit = await get(p, url);
+    assert.match(hit.headers['cache-status']!, /^aludel; hit; ttl=\d+$/);
+    assert.equal(hit.headers['cdn-cache-control'], undefined);
+    assert.equal(hit.headers['cache-control'], 'no-store');
+    assert.equal(n(hit), n(miss));
+    assert.equal(sinkCount(url), 1);
+    assert.ok(storedFields(dir).includes('CDN-Cache-Control'), 'kept on disk, for the lifetime after a restart');
+  });
+
+  test('RFC 9213 §2.1: CDN-Cache-Control no-store over Cache-Control public; §2.2: an unparsable one is ignored (Cache-Control applies)', async () => {
+    const dir = cacheDir();
+    const p = await proxy(sinkUrl(), dir);
+    const noStore = `/cache?cc=${enc('public, max-age=60')}&${field('CDN-Cache-Control: no-store')}`;
+    const a = await get(p, noStore);
+    assert.equal(a.headers['cache-status'], 'aludel; fwd=uri-miss; detail=no-store');
+    assert.equal(a.log.cacheDetail, 'no-store');
+    assert.equal(a.headers['cdn-cache-control'], undefined, 'removed from responses not stored too');
+    assert.equal(a.headers['cache-control'], 'public, max-age=60');
+    // RFC 8941 keys are lowercase: "Max-Age=60" fails to parse, so the field is ignored and no-store applies.
+    const invalid = `/cache?cc=no-store&${field('CDN-Cache-Control: Max-Age=60')}`;
+    const b = await get(p, invalid);
+    assert.equal(b.headers['cache-status'], 'aludel; fwd=uri-miss; detail=no-store');
+    assert.equal(b.headers['cdn-cache-control'], undefined);
+    assert.deepEqual(stored(dir), { bodies: [], metas: [], temps: [] });
+  });
+
+  test('--targeted-cache-control Aludel-Cache-Control: first on the list (RFC 9213 §2.1), CDN-Cache-Control next; neither is forwarded', async () => {
+    const dir = cacheDir();
+    const p = await proxy(sinkUrl(), dir, '--targeted-cache-control', 'Aludel-Cache-Control');
+    const url = `/cache?cc=no-store&${field('CDN-Cache-Control: no-store')}&${field('Aludel-Cache-Control: max-age=60')}`;
+    const miss = await get(p, url);
+    assert.equal(miss.headers['cache-status'], 'aludel; fwd=uri-miss; stored');
+    assert.equal(miss.headers['aludel-cache-control'], undefined);
+    assert.equal(miss.headers['cdn-cache-control'], undefined);
+    const hit = await get(p, url);
+    assert.match(hit.headers['cache-status']!, /^aludel; hit;/);
+    assert.equal(hit.headers['aludel-cache-control'], undefined);
+    assert.equal(hit.headers['cdn-cache-control'], undefined);
+    assert.equal(sinkCount(url), 1);
+    // Without the configured field, CDN-Cache-Control decides.
+    const cdnOnly = `/cache?cc=${enc('max-age=60')}&${field('CDN-Cache-Control: no-store')}&t=2`;
+    assert.equal((await get(p, cdnOnly)).headers['cache-status'], 'aludel; fwd=uri-miss; detail=no-store');
+  });
+
+  test('RFC 9111 §3: a final status code Aludel does not know is stored with explicit freshness, not with must-understand (§5.2.2.3)', async () => {
+    const dir = cacheDir();
+    const p = await proxy(sinkUrl(), dir);
+    const teapot = `/cache?cc=${enc('max-age=60')}&status=418`;
+    const a = await get(p, teapot);
+    assert.equal(a.status, 418);
+    assert.equal(a.headers['cache-status'], 'aludel; fwd=uri-miss; stored');
+    const b = await get(p, teapot);
+    assert.equal(b.status, 418);
+    assert.match(b.headers['cache-status']!, /^aludel; hit;/);
+    assert.equal(n(b), n(a));
+    const mu = `/cache?cc=${enc('max-age=60, must-understand')}&status=418`;
+    assert.equal((await get(p, mu)).headers['cache-status'], 'aludel; fwd=uri-miss; detail=must-understand');
+    // Heuristic freshness only for the codes RFC 9110 §15.1 makes heuristically cacheable.
+    const lm = Math.floor(Date.now() / 1000) - 86_400;
+    assert.equal((await get(p, `/cache?lm=${lm}&status=302`)).headers['cache-status'], 'aludel; fwd=uri-miss; detail=not-cacheable');
+    assert.equal((await get(p, `/cache?lm=${lm}&status=410`)).headers['cache-status'], 'aludel; fwd=uri-miss; stored');
+    assert.equal(stored(dir).bodies.length, 2);
+  });
+
+  test('RFC 9111 §4.1: Accept-Encoding and Accept-Language differing in whitespace, case or order of equal weights select the same variant', async () => {
+    const p = await proxy(sinkUrl(), cacheDir());
+    const url = `/cache?cc=${enc('max-age=60')}&vary=${enc('Accept-Encoding, Accept-Language')}`;
+    const first = await get(p, url, '-H', 'Accept-Encoding: gzip, br', '-H', 'Accept-Language: en-US, fr;q=0.5, de;q=0.5');
+    assert.equal(first.headers['cache-status'], 'aludel; fwd=uri-miss; stored');
+    for (const [ae, al] of [
+      ['BR,gzip', 'EN-us,de;q=0.5,fr;q=0.5'],
+      ['gzip;q=1.0 , br', 'fr; q=0.50, en-us, DE;q=0.5'],
+    ] as const) {
+      const again = await get(p, url, '-H', `Accept-Encoding: ${ae}`, '-H', `Accept-Language: ${al}`);
+      assert.match(again.headers['cache-status']!, /^aludel; hit;/, `${ae} / ${al}`);
+      assert.equal(n(again), n(first));
+    }
+    const other = await get(p, url, '-H', 'Accept-Encoding: gzip;q=0.5, br', '-H', 'Accept-Language: en-US, fr;q=0.5, de;q=0.5');
+    assert.equal(other.headers['cache-status'], 'aludel; fwd=vary-miss; stored', 'another weight is another preference');
+    assert.equal(sinkCount(url), 2);
+  });
+
+  test('RFC 9211 §2.8: each refusal to reuse and each request not fetched to be stored names its reason, in Cache-Status and the log line', async () => {
+    const p = await proxy(sinkUrl(), cacheDir());
+    // Age: 30 from an upstream cache, so a request max-age=10 refuses it whatever the clock does.
+    const url = `/cache?cc=${enc('max-age=600')}&etag=d1&age=30`;
+    await get(p, url);
+    const cases: Array<{ extra: string[]; status: RegExp; detail: string }> = [
+      { extra: ['-H', 'Cache-Control: no-cache'], status: /^aludel; fwd=request; fwd-status=304; ttl=\d+; detail=req-no-cache$/, detail: 'req-no-cache' },
+      { extra: ['-H', 'Cache-Control: max-age=10'], status: /^aludel; fwd=request; fwd-status=304; ttl=\d+; detail=req-max-age$/, detail: 'req-max-age' },
+      { extra: ['-H', 'Cache-Control: min-fresh=3600'], status: /^aludel; fwd=request; fwd-status=304; ttl=\d+; detail=req-min-fresh$/, detail: 'req-min-fresh' },
+    ];
+    for (const c of cases) {
+      const a = await get(p, url, ...c.extra);
+      assert.match(a.headers['cache-status']!, c.status, c.detail);
+      assert.equal(a.log.cacheDetail, c.detail);
+    }
+    // A response no-cache: stored, and validated before each reuse.
+    const noCache = `/cache?cc=${enc('no-cache, max-age=60')}&etag=d2`;
+    await get(p, noCache);
+    const v = await get(p, noCache);
+    assert.match(v.headers['cache-status']!, /^aludel; fwd=request; fwd-status=304; ttl=\d+; detail=no-cache$/);
+    // Requests forwarded as they are, not fetched to be stored.
+    const fresh = (k: string): string => `/cache?cc=${enc('max-age=60')}&fwd=${k}`;
+    const head = await get(p, fresh('head'), '-I');
+    assert.equal(head.headers['cache-status'], 'aludel; fwd=uri-miss; detail=head');
+    const range = await get(p, fresh('range'), '-r', '0-9');
+    assert.equal(range.headers['cache-status'], 'aludel; fwd=uri-miss; detail=range');
+    const cond = await get(p, fresh('cond'), '-H', 'If-None-Match: "zz"');
+    assert.equal(cond.headers['cache-status'], 'aludel; fwd=uri-miss; detail=conditional');
+    assert.equal(cond.log.cacheDetail, 'conditional');
+    // §3.5: a stored variant that may not answer a request with Authorization.
+    const auth = await get(p, url, '-H', 'Authorization: Basic dTpw');
+    assert.equal(auth.headers['cache-status'], 'aludel; fwd=vary-miss; detail=authorization', 'refused for reuse and for storing: one reason');
   });
 });

@@ -33,7 +33,9 @@
  *     exactly when the head leaves;
  *   - `te=CODINGS`: the head says `Transfer-Encoding: CODINGS` and the body
  *     "hello" is sent chunked, written on the socket (node:http would frame
- *     it itself); the connection then closes.
+ *     it itself); the connection then closes;
+ *   - `field=NAME:VALUE` (repeatable): one more response field, e.g. a
+ *     targeted `CDN-Cache-Control: max-age=60` (RFC 9213).
  *   Each /cache answer is noted in its record's `cache` (n, Cache-Control, when the head left).
  * - POST/PUT with `?location=URL`: the JSON answer carries that Location.
  * - Upgrade: echo (GET /upgrade or any path): 101, then every byte is echoed.
@@ -224,6 +226,10 @@ async function cacheable(req: http.IncomingMessage, res: http.ServerResponse, ur
   if (expires !== null) fields.Expires = new Date(Date.now() + expires * 1000).toUTCString();
   if (q.has('expiresraw')) fields.Expires = q.get('expiresraw')!;
   if (q.has('cookie')) fields['Set-Cookie'] = q.get('cookie')!;
+  for (const f of q.getAll('field')) {
+    const colon = f.indexOf(':');
+    if (colon > 0) fields[f.slice(0, colon)] = f.slice(colon + 1).trim();
+  }
   const inm = req.headers['if-none-match'];
   const ims = req.headers['if-modified-since'];
   const notModified = inm !== undefined ? fields.ETag !== undefined && inm.split(',').some((t) => t.trim().replace(/^W\//, '') === fields.ETag) : ims !== undefined && lm !== null && Date.parse(ims) >= lm * 1000;

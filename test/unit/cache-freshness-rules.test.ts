@@ -3,7 +3,8 @@
  * with fixed clocks: followers of a fill in progress get only what RFC 9111
  * §4 allows (policy.followable, HttpCache.follow); a list-based Age uses its
  * first member (§5.1); cache recipients read HTTP-dates in all three formats
- * with names in any case (RFC 9110 §5.6.7, RFC 9111 §4.2).
+ * with names in any case (RFC 9110 §5.6.7, RFC 9111 §4.2); a storable fill
+ * that is not committed says why (RFC 9211 §2.8).
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -44,16 +45,16 @@ describe('RFC 9111 §4: a follower of a fill in progress gets only a reusable re
   });
 
   it('§5.2.1.4: request no-cache; §5.2.1.3: min-fresh beyond the ttl', () => {
-    assert.deepEqual(followable(fill('max-age=60'), req('no-cache'), T0), { follow: false, why: 'request' });
-    assert.deepEqual(followable(fill('max-age=60'), req('min-fresh=120'), T0), { follow: false, why: 'request' });
+    assert.deepEqual(followable(fill('max-age=60'), req('no-cache'), T0), { follow: false, why: 'req-no-cache' });
+    assert.deepEqual(followable(fill('max-age=60'), req('min-fresh=120'), T0), { follow: false, why: 'req-min-fresh' });
     assert.equal(followable(fill('max-age=60'), req('min-fresh=30'), T0).follow, true);
   });
 
   it('§5.2.1.1: max-age compares the exact age, so max-age=0 never collapses into an earlier response', () => {
     // 1 ms of response delay, followed 300 ms later: age 0.301 s, whole seconds would say 0.
-    assert.deepEqual(followable(fill('max-age=60', { delayMs: 1 }), req('max-age=0'), T0 + 300), { follow: false, why: 'request' });
+    assert.deepEqual(followable(fill('max-age=60', { delayMs: 1 }), req('max-age=0'), T0 + 300), { follow: false, why: 'req-max-age' });
     assert.equal(followable(fill('max-age=60', { delayMs: 1 }), req('max-age=5'), T0 + 300).follow, true);
-    assert.deepEqual(followable(fill('max-age=60'), req('max-age=5'), T0 + 6000), { follow: false, why: 'request' });
+    assert.deepEqual(followable(fill('max-age=60'), req('max-age=5'), T0 + 6000), { follow: false, why: 'req-max-age' });
   });
 
   it('a response that became stale while streaming is not followed, unless max-stale allows it (§4.2.4)', () => {
@@ -81,11 +82,11 @@ describe('RFC 9111 §4 in HttpCache.follow(): the rules apply after waiting for 
     assert.ok(file);
     leader.start({ key, vary: null, status: 200, reason: 'OK', headers, requestTime: now, responseTime: now, initialAge: initialAge(headers, now, now) }, 1, file);
     const got = await followed;
-    got?.fill.release();
+    got.fill?.release();
     await leader.append(Buffer.from('x'));
     leader.finish();
     await cache.endFill(leader);
-    return got !== null;
+    return got.fill !== null;
   }
 
   it('no-cache head: the waiting follower goes upstream itself', async () => {
@@ -157,5 +158,37 @@ describe('RFC 9110 §5.6.7 and RFC 9111 §4.2: Expires, Date and Last-Modified a
     const ahead = (year + 60) % 100;
     const d = parseHttpDate(`Sunday, 06-NOV-${String(ahead).padStart(2, '0')} 08:49:37 GMT`, { anyCase: true });
     assert.equal(d?.getUTCFullYear(), year + 60 - 100);
+  });
+});
+
+describe('RFC 9211 §2.8: why a storable fill was not committed (the leader\'s log line; its head already said `stored`)', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aludel-commit-'));
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  async function filled(cache: HttpCache, key: string, bytes: number): Promise<ReturnType<HttpCache['beginFill']>> {
+    const f = cache.beginFill(key, []);
+    const file = await cache.createBody();
+    assert.ok(file);
+    const now = Date.now();
+    const headers = ['Cache-Control', 'max-age=60', 'Date', http(now)];
+    f.start({ key, vary: null, status: 200, reason: 'OK', headers, requestTime: now, responseTime: now, initialAge: 0 }, bytes, file);
+    await f.append(Buffer.alloc(bytes, 0x61));
+    f.finish();
+    return f;
+  }
+
+  it('committed: no reason; body and metadata over the cache size: too-large; an unsafe method meanwhile (§4.4): invalidated', async () => {
+    const cache = await HttpCache.open({ dir, maxBytes: 4096, log: silentLogger });
+    const ok = await filled(cache, 'https://x/ok', 10);
+    assert.notEqual(await cache.endFill(ok), null);
+    assert.equal(ok.notCommitted, null);
+    // 4096 body bytes fit --cache-size at the head, but not with their metadata.
+    const big = await filled(cache, 'https://x/big', 4096);
+    assert.equal(await cache.endFill(big), null);
+    assert.equal(big.notCommitted, 'too-large');
+    const gone = await filled(cache, 'https://x/gone', 10);
+    cache.invalidate('https://x/gone');
+    assert.equal(await cache.endFill(gone), null);
+    assert.equal(gone.notCommitted, 'invalidated');
   });
 });

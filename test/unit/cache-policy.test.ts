@@ -84,7 +84,36 @@ describe('storing responses (§3)', () => {
 
   it('must-understand lets an understood status override no-store, and refuses an unknown one (§5.2.2.3)', () => {
     assert.deepEqual(store(['Cache-Control', 'max-age=60, must-understand, no-store']), { store: true });
-    assert.deepEqual(store(['Cache-Control', 'max-age=60, must-understand, no-store'], { status: 299 }), { store: false, reason: 'status' });
+    assert.deepEqual(store(['Cache-Control', 'max-age=60, must-understand, no-store'], { status: 299 }), { store: false, reason: 'must-understand' });
+    assert.deepEqual(store(['Cache-Control', 'max-age=60, must-understand'], { status: 418 }), { store: false, reason: 'must-understand' });
+  });
+
+  it('§3: any final status code with explicit freshness may be stored, understood or not', () => {
+    for (const status of [299, 418, 451, 499, 599, 201, 302, 307, 500]) {
+      assert.deepEqual(store(['Cache-Control', 'max-age=60'], { status }), { store: true }, `max-age, ${status}`);
+      assert.deepEqual(store(['Cache-Control', 's-maxage=60'], { status }), { store: true }, `s-maxage, ${status}`);
+      assert.deepEqual(store(['Expires', http(T0 + 60_000), 'Date', http(T0)], { status }), { store: true }, `Expires, ${status}`);
+    }
+    assert.equal(freshnessLifetime(418, ['Cache-Control', 'max-age=60'], T0).seconds, 60);
+  });
+
+  it('§3: "the response status code is final": 1xx and codes outside 100..599 (RFC 9110 §15) are never stored', () => {
+    for (const status of [100, 103, 199, 600, 999]) assert.deepEqual(store(['Cache-Control', 'max-age=60'], { status }), { store: false, reason: 'status' }, String(status));
+  });
+
+  it('§4.2.2 and RFC 9110 §15.1: heuristic freshness only for 200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501 (or public)', () => {
+    const lm = ['Last-Modified', http(T0 - 100 * 86_400_000), 'Date', http(T0)];
+    const heuristic = [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501];
+    for (const status of heuristic) {
+      assert.deepEqual(store(lm, { status }), { store: true }, String(status));
+      assert.deepEqual(freshnessLifetime(status, lm, T0), { seconds: 86_400, heuristic: true }, String(status));
+    }
+    assert.deepEqual(freshnessLifetime(206, lm, T0), { seconds: 86_400, heuristic: true }, '206 is heuristically cacheable, though never stored here (206 storage is §3.4)');
+    for (const status of [201, 202, 205, 302, 303, 307, 400, 403, 418, 500, 502, 503, 504, 599]) {
+      assert.deepEqual(store(lm, { status }), { store: false, reason: 'not-cacheable' }, String(status));
+      assert.deepEqual(freshnessLifetime(status, lm, T0), { seconds: 0, heuristic: false }, String(status));
+      assert.deepEqual(store([...lm, 'Cache-Control', 'public'], { status }), { store: true }, `public, ${status}`);
+    }
   });
 
   it('unqualified private is never stored by a shared cache; qualified private is, without its fields (§5.2.2.7)', () => {
@@ -226,7 +255,7 @@ describe('reuse (§4, §4.2.4, §5.2)', () => {
 
   it('fresh while age < lifetime, with the ttl left', () => {
     assert.deepEqual(reuse(stored('max-age=60', 60), none, T0 + 10_000), { use: 'fresh', ttl: 50 });
-    assert.deepEqual(reuse(stored('max-age=60', 60), none, T0 + 60_000), { use: 'validate', ttl: 0, stale: true });
+    assert.deepEqual(reuse(stored('max-age=60', 60), none, T0 + 60_000), { use: 'validate', ttl: 0, stale: true, why: 'stale' });
   });
 
   it('response no-cache always validates; a qualified one does not (§5.2.2.4)', () => {
@@ -235,11 +264,27 @@ describe('reuse (§4, §4.2.4, §5.2)', () => {
   });
 
   it('request no-cache, max-age and min-fresh (§5.2.1)', () => {
-    assert.deepEqual(reuse(stored('max-age=60', 60), requestDirectives(['Cache-Control', 'no-cache']), T0), { use: 'validate', ttl: 60, stale: false });
+    assert.deepEqual(reuse(stored('max-age=60', 60), requestDirectives(['Cache-Control', 'no-cache']), T0), { use: 'validate', ttl: 60, stale: false, why: 'req-no-cache' });
     assert.equal(reuse(stored('max-age=60', 60), requestDirectives(['Cache-Control', 'max-age=5']), T0 + 10_000).use, 'validate');
     assert.equal(reuse(stored('max-age=60', 60), requestDirectives(['Cache-Control', 'max-age=15']), T0 + 10_000).use, 'fresh');
     assert.equal(reuse(stored('max-age=60', 60), requestDirectives(['Cache-Control', 'min-fresh=55']), T0 + 10_000).use, 'validate');
     assert.equal(reuse(stored('max-age=60', 60), requestDirectives(['Cache-Control', 'max-age=junk']), T0 + 1000).use, 'validate');
+  });
+
+  it('RFC 9211 §2.8 detail: every refusal to reuse names its reason (§4.2.4, §5.2.1, §5.2.2.4)', () => {
+    const why = (cc: string, req: string | null, at: number) => {
+      const r = reuse(stored(cc, 60), requestDirectives(req === null ? [] : ['Cache-Control', req]), at);
+      return r.use === 'fresh' ? 'fresh' : r.why;
+    };
+    assert.equal(why('max-age=60', null, T0 + 61_000), 'stale');
+    assert.equal(why('max-age=60, no-cache', null, T0), 'no-cache');
+    assert.equal(why('max-age=60', 'no-cache', T0), 'req-no-cache');
+    assert.equal(why('max-age=60', 'max-age=5', T0 + 10_000), 'req-max-age');
+    assert.equal(why('max-age=60', 'min-fresh=55', T0 + 10_000), 'req-min-fresh');
+    assert.equal(why('max-age=60', 'max-stale=5', T0 + 70_000), 'stale', 'beyond the staleness the client accepts');
+    assert.equal(why('max-age=60, must-revalidate', 'max-stale', T0 + 70_000), 'must-revalidate');
+    assert.equal(why('max-age=60, proxy-revalidate', 'max-stale', T0 + 70_000), 'must-revalidate');
+    assert.equal(why('max-age=60', null, T0 + 1000), 'fresh');
   });
 
   it('max-stale allows a stale response unless must-revalidate, proxy-revalidate or s-maxage forbid it (§4.2.4)', () => {
@@ -280,12 +325,42 @@ describe('Vary (§4.1)', () => {
 
   it('selection normalises list whitespace and field lines; absent is null and matches only absent', () => {
     const sel = varySelection(['accept-encoding', 'x-absent'], ['Accept-Encoding', 'gzip,br', 'accept-encoding', ' zstd ']);
-    assert.deepEqual(sel, { 'accept-encoding': 'gzip, br, zstd', 'x-absent': null });
+    assert.deepEqual(sel, { 'accept-encoding': 'br, gzip, zstd', 'x-absent': null }, 'equal weights in one canonical order (below)');
     assert.equal(varyMatches(sel, ['accept-encoding', 'gzip, br, zstd']), true);
     assert.equal(varyMatches(sel, ['accept-encoding', 'gzip, br, zstd', 'X-Absent', '']), false, 'an empty field is present, not absent');
     assert.equal(varyMatches(sel, ['accept-encoding', 'gzip']), false);
     assert.equal(varyMatches(sel, ['accept-encoding', 'gzip, br, zstd', 'X-Absent', 'v']), false);
     assert.equal(varyMatches({}, ['anything', 'x']), true);
+  });
+
+  it('§4.1 normalisation "known to have identical semantics": Accept-Encoding whitespace, case and order of equal weights', () => {
+    const sel = varySelection(['accept-encoding'], ['Accept-Encoding', 'gzip, br']);
+    for (const same of ['br,gzip', 'GZIP, BR', 'br ;q=1, gzip', 'gzip;q=1.0,br', ' br , gzip ', 'Br;Q=1.000, Gzip']) {
+      assert.equal(varyMatches(sel, ['Accept-Encoding', same]), true, same);
+    }
+    for (const other of ['gzip', 'gzip, br, zstd', 'gzip;q=0.5, br', 'br;q=0']) assert.equal(varyMatches(sel, ['Accept-Encoding', other]), false, other);
+    const weighted = varySelection(['accept-encoding'], ['Accept-Encoding', 'gzip;q=0.8, br, identity;q=0']);
+    for (const same of ['br, gzip; q=0.80, identity;q=0.0', 'identity;Q=0, GZIP;q=0.8,br', 'br;q=1, gzip ; q = 0.8, identity; q=0']) {
+      assert.equal(varyMatches(weighted, ['Accept-Encoding', same]), true, same);
+    }
+    assert.equal(varyMatches(weighted, ['Accept-Encoding', 'br, gzip;q=0.7, identity;q=0']), false, 'a different weight');
+  });
+
+  it('§4.1 normalisation: Accept-Language tags are case-insensitive (RFC 4647 §2), equal weights unordered', () => {
+    const sel = varySelection(['accept-language'], ['Accept-Language', 'en-US, fr;q=0.5, de;q=0.5']);
+    for (const same of ['EN-us,de;q=0.5,fr;q=0.5', 'fr; q=0.50, en-us, DE;q=0.5', 'en-US;q=1.0, de ;q=0.5 , fr;Q=0.500']) {
+      assert.equal(varyMatches(sel, ['Accept-Language', same]), true, same);
+    }
+    assert.equal(varyMatches(sel, ['accept-language', 'en-us', 'accept-language', 'de;q=0.5, fr;q=0.5']), true, 'two field lines');
+    assert.equal(varyMatches(sel, ['Accept-Language', 'fr, en-US;q=0.5, de;q=0.5']), false, 'another preference');
+    assert.equal(varyMatches(sel, ['Accept-Language', 'en-GB, fr;q=0.5, de;q=0.5']), false);
+  });
+
+  it('§4.1: other fields keep their case and order (Accept media type parameters may be case-sensitive)', () => {
+    const sel = varySelection(['accept', 'x-tenant'], ['Accept', 'text/html, application/json', 'X-Tenant', 'A']);
+    assert.equal(varyMatches(sel, ['Accept', 'text/html,application/json', 'X-Tenant', 'A']), true);
+    assert.equal(varyMatches(sel, ['Accept', 'application/json, text/html', 'X-Tenant', 'A']), false);
+    assert.equal(varyMatches(sel, ['Accept', 'text/html, application/json', 'X-Tenant', 'a']), false);
   });
 });
 

@@ -173,6 +173,7 @@ describe('config file', () => {
         'cache: cache-dir',
         'cache-size: 2GiB',
         'cache-stale-if-error: 30s',
+        'targeted-cache-control: Aludel-Cache-Control',
       ].join('\n'),
     );
     const s = await resolveProxySettings('http', { config: file });
@@ -194,7 +195,7 @@ describe('config file', () => {
     assert.equal(s.logLevel, 'debug');
     assert.equal(s.reusePort, true);
     assert.deepEqual(s.admin, { host: '127.0.0.1', port: 9100 });
-    assert.deepEqual(s.cache, { dir: path.join(dir, 'cache-dir'), maxBytes: 2 * 1024 ** 3, cookies: false, staleIfErrorMs: 30_000 });
+    assert.deepEqual(s.cache, { dir: path.join(dir, 'cache-dir'), maxBytes: 2 * 1024 ** 3, cookies: false, staleIfErrorMs: 30_000, targeted: 'Aludel-Cache-Control' });
     assert.deepEqual(s.upstreams[0], {
       url: 'https://[fd00::5]:8443',
       protocol: 'https',
@@ -456,7 +457,7 @@ describe('errors name the flag or the file and key', () => {
   });
 
   test('--cache: default size 10 GiB; --cache-size alone has no effect; sizes must be positive', async () => {
-    assert.deepEqual((await fromArgv('http', ['--cert', cert, '--key', key, '--to', 'http://127.0.0.1:8080', '--cache', '/var/cache/aludel'])).cache, { dir: '/var/cache/aludel', maxBytes: 10 * 1024 ** 3, cookies: false, staleIfErrorMs: 0 });
+    assert.deepEqual((await fromArgv('http', ['--cert', cert, '--key', key, '--to', 'http://127.0.0.1:8080', '--cache', '/var/cache/aludel'])).cache, { dir: '/var/cache/aludel', maxBytes: 10 * 1024 ** 3, cookies: false, staleIfErrorMs: 0, targeted: null });
     assert.equal((await resolveProxySettings('http', { ...minimal(), cache: 'c', cacheCookies: true })).cache?.cookies, true);
     await rejectsWith(resolveProxySettings('http', { ...minimal(), cacheCookies: true }), '--cache-cookies: has no effect without a cache');
     assert.equal((await resolveProxySettings('http', { ...minimal(), cache: 'c', cacheSize: '512m' })).cache?.maxBytes, 512 * 1024 ** 2);
@@ -474,6 +475,25 @@ describe('errors name the flag or the file and key', () => {
     await rejectsWith(resolveProxySettings('http', { ...minimal(), cache: 'c', cacheStaleIfError: 'a while' }), '--cache-stale-if-error: expected a duration');
     await rejectsWith(resolveProxySettings('http', { ...minimal(), config: configFile('stale-number.yaml', 'cache: c\ncache-stale-if-error: 60\n') }), 'cache-stale-if-error: expected a duration', 'a bare number is ambiguous');
     await rejectsWith(resolveProxySettings('http', { ...minimal(), config: configFile('stale-typo.yaml', 'cache: c\ncache-stale-if-eror: 60s\n') }), "unknown setting 'cache-stale-if-eror' (did you mean 'cache-stale-if-error'?)");
+  });
+
+  test('--targeted-cache-control (RFC 9213 §2.1): a field name token, not one the cache reads otherwise, only with a cache', async () => {
+    const argv = ['--cert', cert, '--key', key, '--to', 'http://127.0.0.1:8080', '--cache', 'c'];
+    assert.equal((await fromArgv('http', [...argv, '--targeted-cache-control', 'Aludel-Cache-Control'])).cache?.targeted, 'Aludel-Cache-Control');
+    const file = configFile('targeted.yaml', 'cache: c\ntargeted-cache-control: Edge-Cache-Control\n');
+    assert.equal((await resolveProxySettings('http', { ...minimal(), config: file })).cache?.targeted, 'Edge-Cache-Control');
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), targetedCacheControl: 'Aludel-Cache-Control' }), '--targeted-cache-control: has no effect without a cache');
+    for (const bad of ['Aludel Cache Control', 'X:Y', '', 'Aludel-Cache-Control,CDN']) {
+      await rejectsWith(resolveProxySettings('http', { ...minimal(), cache: 'c', targetedCacheControl: bad }), '--targeted-cache-control: expected a header field name');
+    }
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), cache: 'c', targetedCacheControl: 'cache-control' }), '--targeted-cache-control: cannot be cache-control: it is the field targeted fields override');
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), cache: 'c', targetedCacheControl: 'CDN-Cache-Control' }), 'cannot be CDN-Cache-Control: CDN-Cache-Control is always honoured');
+    for (const taken of ['Expires', 'pragma', 'Age', 'Vary', 'Cache-Status']) {
+      await rejectsWith(resolveProxySettings('http', { ...minimal(), cache: 'c', targetedCacheControl: taken }), `--targeted-cache-control: cannot be ${taken}`);
+    }
+    const typo = configFile('targeted-typo.yaml', 'cache: c\ntarget-cache-control: A-Cache-Control\n');
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), config: typo }), "unknown setting 'target-cache-control' (did you mean 'targeted-cache-control'?)");
+    await assert.rejects(fromArgv('tcp', ['--listen', ':1', '--cert', cert, '--key', key, '--to', '127.0.0.1:1', '--targeted-cache-control', 'A']), CommanderError);
   });
 
   test('health check settings that cannot take effect', async () => {
