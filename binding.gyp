@@ -11,7 +11,8 @@
         "native/file.c",
         "native/diag.c",
         "native/stream.c",
-        "native/ethtool.c"
+        "native/ethtool.c",
+        "native/tickets.c"
       ],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2", "-fvisibility=hidden"],
       "libraries": ["-ldl"]

@@ -130,5 +130,6 @@ NAPI_MODULE_INIT() {
   aludel_register_diag(env, exports);
   aludel_register_stream(env, exports);
   aludel_register_ethtool(env, exports);
+  aludel_register_tickets(env, exports);
   return exports;
 }

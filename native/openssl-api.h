@@ -22,6 +22,11 @@ typedef struct ssl_method_st SSL_METHOD;
 typedef struct ssl_cipher_st SSL_CIPHER;
 typedef struct bio_st BIO;
 typedef struct crypto_ex_data_st CRYPTO_EX_DATA;
+typedef struct evp_cipher_st EVP_CIPHER;
+typedef struct evp_cipher_ctx_st EVP_CIPHER_CTX;
+typedef struct evp_md_st EVP_MD;
+typedef struct hmac_ctx_st HMAC_CTX;
+typedef struct engine_st ENGINE;
 
 typedef int (*aludel_alpn_select_cb)(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                                      const unsigned char *in, unsigned int inlen, void *arg);
@@ -29,6 +34,9 @@ typedef void (*aludel_msg_cb)(int write_p, int version, int content_type, const 
                               size_t len, SSL *ssl, void *arg);
 /* The servername callback's real type; SSL_CTX_callback_ctrl takes it as void (*)(void). */
 typedef int (*aludel_servername_cb)(SSL *ssl, int *alert, void *arg);
+/* The session ticket key callback (SSL_CTX_set_tlsext_ticket_key_cb), set through SSL_CTX_callback_ctrl. */
+typedef int (*aludel_ticket_key_cb)(SSL *ssl, unsigned char *key_name, unsigned char *iv,
+                                    EVP_CIPHER_CTX *cctx, HMAC_CTX *hctx, int enc);
 /* CRYPTO_EX_new/dup/free of <openssl/crypto.h>. */
 typedef void aludel_ex_new_fn(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp);
 typedef int aludel_ex_dup_fn(CRYPTO_EX_DATA *to, const CRYPTO_EX_DATA *from, void **from_d, int idx,
@@ -58,6 +66,9 @@ typedef void aludel_ex_free_fn(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int 
 #define ALUDEL_SSL_CTRL_SET_TLSEXT_SERVERNAME_CB 53
 #define ALUDEL_SSL_CTRL_SET_TLSEXT_SERVERNAME_ARG 54
 #define ALUDEL_CRYPTO_EX_INDEX_SSL_CTX 1
+#define ALUDEL_SSL_CTRL_SET_TLSEXT_TICKET_KEY_CB 72
+#define ALUDEL_TLSEXT_KEYNAME_LENGTH 16
+#define ALUDEL_EVP_MAX_IV_LENGTH 16
 #define ALUDEL_SSL3_RT_HANDSHAKE 22
 #define ALUDEL_SSL3_MT_KEY_UPDATE 24
 #define ALUDEL_SSL_KEY_UPDATE_REQUESTED 1
@@ -125,7 +136,16 @@ enum {
   X(unsigned long, ERR_get_error, (void))                                                      \
   X(unsigned long, ERR_peek_error, (void))                                                     \
   X(void, ERR_clear_error, (void))                                                             \
-  X(void, ERR_error_string_n, (unsigned long e, char *buf, size_t len))
+  X(void, ERR_error_string_n, (unsigned long e, char *buf, size_t len))                        \
+  X(int, RAND_bytes, (unsigned char *buf, int num))                                            \
+  X(const EVP_CIPHER *, EVP_aes_128_cbc, (void))                                               \
+  X(const EVP_CIPHER *, EVP_aes_256_cbc, (void))                                               \
+  X(const EVP_MD *, EVP_sha256, (void))                                                        \
+  X(int, EVP_EncryptInit_ex, (EVP_CIPHER_CTX *ctx, const EVP_CIPHER *cipher, ENGINE *impl,     \
+                              const unsigned char *key, const unsigned char *iv))              \
+  X(int, EVP_DecryptInit_ex, (EVP_CIPHER_CTX *ctx, const EVP_CIPHER *cipher, ENGINE *impl,     \
+                              const unsigned char *key, const unsigned char *iv))              \
+  X(int, HMAC_Init_ex, (HMAC_CTX *ctx, const void *key, int len, const EVP_MD *md, ENGINE *impl))
 
 #define ALUDEL_DECLARE_PTR(ret, name, params) ret(*name) params;
 typedef struct {

@@ -240,6 +240,12 @@ static aludel_ctx *unwrap_ctx(napi_env env, napi_value v) {
   return c;
 }
 
+/* For native/tickets.c: the SSL_CTX behind a ctxNew() object (NULL with a TypeError pending). */
+SSL_CTX *aludel_ssl_ctx_of(napi_env env, napi_value v) {
+  aludel_ctx *c = unwrap_ctx(env, v);
+  return c == NULL ? NULL : c->ctx;
+}
+
 /* The context owns c from here on (ex_data): failing paths free the context only. */
 #define CTX_FAIL(what)                                                                      \
   do {                                                                                      \

@@ -8,6 +8,7 @@ import type { Logger } from '../log/logger.js';
 import type { ListenerSettings } from '../config/proxy-settings.js';
 import { createKtlsServer } from '../tls/create-server.js';
 import { describeHwPolicy, resolveHwPolicy, type HwPolicyDecision } from '../tls/hw-offload-policy.js';
+import { readTicketKeyFiles } from '../tls/ticket-keys.js';
 import type { OffloadDecision, SecureServer, TlsOptions } from '../tls/types.js';
 
 
@@ -28,14 +29,28 @@ export class Listeners {
   private readonly list: Listener[];
   private readonly alpn: AlpnChoice | undefined;
 
+  private readonly log: Logger;
+
   /** `alpn`: the application protocols offered (default http/1.1; none for tcp). */
   constructor(s: ListenerSettings, log: Logger, alpn?: AlpnChoice) {
     this.alpn = alpn;
+    this.log = log;
     this.list = s.listen.map(({ host, port }) => {
       const { tls, hw } = this.tlsFor(s, host);
       const server = createKtlsServer({ ...tls, offload: s.offload, handshakeTimeoutMs: s.handshakeTimeoutMs, maxConnections: s.maxConnections, log });
       return { server, host, port, hw };
     });
+    this.useTicketKeyFiles(s);
+  }
+
+  /** Session ticket keys for every address: from --ticket-keys, or the primary's (a worker's). */
+  setTicketKeys(keys: readonly Buffer[]): void {
+    for (const l of this.list) l.server.setTicketKeys(keys);
+  }
+
+  /** --ticket-keys: read at start-up and again on every reload, so a rotated file takes effect on HUP (as nginx). */
+  private useTicketKeyFiles(s: ListenerSettings): void {
+    if (s.ticketKeyFiles.length > 0) this.setTicketKeys(readTicketKeyFiles(s.ticketKeyFiles, this.log));
   }
 
   get servers(): SecureServer[] {
@@ -51,15 +66,18 @@ export class Listeners {
     return this.list.reduce((n, l) => n + l.server.connectionCount, 0);
   }
 
-  /** Binds every address; logs where its crypto runs. Returns the bound addresses, in order. */
-  async listen(s: ListenerSettings, log: Logger): Promise<string[]> {
+  /**
+   * Binds every address; logs where its crypto runs. Returns the bound
+   * addresses, in order. A worker passes `fds`: the primary's listening
+   * sockets, one per address in --listen order, accepted on as they are.
+   */
+  async listen(s: ListenerSettings, log: Logger, fds?: readonly number[]): Promise<string[]> {
     const bound: string[] = [];
-    for (const l of this.list) {
-      const a = await l.server.listen({ host: l.host, port: l.port, reusePort: s.reusePort }).catch((err: Error & { code?: string }) => {
-        // The addon says "bind: Address already in use": name the address, as nginx does.
-        throw Object.assign(new Error(`--listen ${l.host.includes(':') ? `[${l.host}]` : l.host}:${l.port}: ${err.message}`), { code: err.code });
+    for (const [i, l] of this.list.entries()) {
+      const a = await l.server.listen({ host: l.host, port: l.port, reusePort: s.reusePort, fd: fds?.[i] }).catch((err: Error & { code?: string }) => {
+        throw listenError(l.host, l.port, err);
       });
-      const address = `${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
+      const address = formatAddress(a.address, a.port);
       logOffload(log, l.server.offload, address);
       logHwPolicy(log, l.hw, address);
       bound.push(address);
@@ -69,9 +87,11 @@ export class Listeners {
 
   /** SIGHUP: new certificates and TLS settings for new handshakes on every address. */
   reconfigure(s: WithHttp2): void {
+    const keys = s.ticketKeyFiles.length > 0 ? readTicketKeyFiles(s.ticketKeyFiles, this.log) : null;
     for (const l of this.list) {
       l.server.reconfigure(this.tlsFor(s, l.host).tls);
     }
+    if (keys !== null) this.setTicketKeys(keys);
   }
 
   private tlsFor(s: WithHttp2, host: string): { tls: TlsOptions; hw: HwPolicyDecision } {
@@ -79,6 +99,16 @@ export class Listeners {
     const alpn = typeof this.alpn === 'function' ? this.alpn(s) : this.alpn;
     return { hw, tls: { certificates: s.certificates, ...hw.tls, cipherSuites: s.ciphersuites ?? undefined, ...(alpn ? { alpn } : {}) } };
   }
+}
+
+/** host:port, IPv6 in brackets. */
+export function formatAddress(host: string, port: number): string {
+  return `${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+/** The addon says "bind: Address already in use": name the address, as nginx does. */
+export function listenError(host: string, port: number, err: Error & { code?: string }): Error {
+  return Object.assign(new Error(`--listen ${formatAddress(host, port)}: ${err.message}`), { code: err.code });
 }
 
 /** One line that says where the crypto of this listener runs, and why. */

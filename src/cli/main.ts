@@ -13,6 +13,12 @@ import { registerRunCommands } from './run-command.js';
 import { reportFatal, runServe } from './serve-command.js';
 import { addProxyOptions, resolveServeSettings, type ProxyFlags } from './proxy-options.js';
 import { handleServingSignals } from './signals.js';
+import { runPrimary } from './primary.js';
+import { workerRole } from './worker-protocol.js';
+import { guardWorkerStartup, reportWorkerReady } from './worker-link.js';
+
+// A worker of --workers N must survive a HUP and open no inspector on USR1 even before it serves.
+if (workerRole(process.env) !== null) guardWorkerStartup();
 
 const program = new Command();
 program.name('aludel').description('Modern, cheap TLS (Linux kernel TLS) in front of applications that cannot be changed');
@@ -21,8 +27,16 @@ program.version((JSON.parse(readFileSync(new URL('../../../package.json', import
 addProxyOptions(program.command('serve').description('serve static files over HTTPS/1.1, with kernel TLS and sendfile where the kernel allows'), 'serve')
   .action(async (flags: ProxyFlags) => {
     try {
-      const { serving, log } = await runServe(await resolveServeSettings(flags), () => resolveServeSettings(flags));
+      const s = await resolveServeSettings(flags);
+      const role = workerRole(process.env);
+      if (s.workers > 1 && role === null) {
+        const primary = await runPrimary(s);
+        handleServingSignals(primary.log, primary);
+        return;
+      }
+      const { serving, log, addresses } = await runServe(s, () => resolveServeSettings(flags), role);
       handleServingSignals(log, serving);
+      if (role !== null) reportWorkerReady(addresses);
     } catch (err) {
       reportFatal(err);
     }

@@ -24,6 +24,9 @@ import { Listeners } from './listeners.js';
 import { Serving, type Generation } from './serving.js';
 import { handleServingSignals } from './signals.js';
 import { AccessLog } from '../log/access-log.js';
+import { runPrimary } from './primary.js';
+import { attachWorker, reportWorkerReady } from './worker-link.js';
+import { workerRole, type WorkerRole } from './worker-protocol.js';
 
 export interface RunningProxy {
   listeners: Listeners;
@@ -40,7 +43,8 @@ export interface RunningProxy {
 /** What a reload cannot change in a running proxy: the sockets, the engine, the files held open. */
 const PROXY_RESTART: ReadonlyArray<keyof ProxySettings> = [...LISTENER_RESTART, 'cache'];
 
-export async function runProxy(s: ProxySettings, load: () => Promise<ProxySettings> = () => Promise.resolve(s)): Promise<RunningProxy> {
+/** `worker`: this process is one of --workers N (worker-link.ts); null: the one process. */
+export async function runProxy(s: ProxySettings, load: () => Promise<ProxySettings> = () => Promise.resolve(s), worker: WorkerRole | null = null): Promise<RunningProxy> {
   const log = createLogger({ level: s.logLevel });
   // ALPN names an application protocol: h2 and http/1.1 for the HTTP proxy (--http2), none for raw TCP.
   const listeners = new Listeners(s, log, s.mode === 'http' ? (t) => httpAlpn(t.http2 ?? true) : []);
@@ -75,6 +79,12 @@ export async function runProxy(s: ProxySettings, load: () => Promise<ProxySettin
     servers: listeners.servers, log, stats, load, build,
     restartKeys: PROXY_RESTART, access, others: () => [admin, redirect], stoppedMessage: 'proxy stopped',
   }, await build(s, null));
+  if (worker !== null) {
+    // The primary holds the admin and redirect listeners, and says 'proxying' once every worker is ready.
+    const addresses = await attachWorker(worker, s, { listeners, stats, group: () => group!, log });
+    log.info({ worker: worker.index, listen: addresses[0], addresses, mode: s.mode }, 'worker listening');
+    return { listeners, serving, stats, admin, cache, log, addresses };
+  }
   const addresses = await listeners.listen(s, log);
   if (s.mode === 'http') redirect = await startRedirectFor(s, addresses, log);
   const purge = cache === null ? undefined : (url: string): number => cache!.purge(url);
@@ -92,8 +102,16 @@ export function registerProxyCommands(program: Command): void {
     const cmd = program.command(c.name).description(c.description);
     addProxyOptions(cmd, c.mode).action(async (flags: Record<string, unknown>) => {
       try {
-        const running = await runProxy(await resolveProxySettings(c.mode, flags), () => resolveProxySettings(c.mode, flags));
+        const s = await resolveProxySettings(c.mode, flags);
+        const role = workerRole(process.env);
+        if (s.workers > 1 && role === null) {
+          const primary = await runPrimary(s);
+          handleServingSignals(primary.log, primary);
+          return;
+        }
+        const running = await runProxy(s, () => resolveProxySettings(c.mode, flags), role);
         handleServingSignals(running.log, running.serving);
+        if (role !== null) reportWorkerReady(running.addresses);
       } catch (err) {
         reportFatal(err);
       }

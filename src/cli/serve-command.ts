@@ -9,6 +9,8 @@ import { TrafficStats } from '../metrics/traffic-stats.js';
 import { Serving, type Generation } from './serving.js';
 import { Listeners } from './listeners.js';
 import { httpAlpn } from '../http/alpn-front.js';
+import { attachWorker } from './worker-link.js';
+import type { WorkerRole } from './worker-protocol.js';
 
 export interface RunningServe {
   listeners: Listeners;
@@ -21,7 +23,7 @@ export interface RunningServe {
 }
 
 /** Settings a reload cannot change in a running listener (the sockets, the engine, the files held open). */
-export const LISTENER_RESTART: ReadonlyArray<keyof (ListenerSettings & HttpServerSettings)> = ['listen', 'reusePort', 'admin', 'offload', 'offloadPolicy', 'maxConnections', 'accessLog', 'redirectHttp'];
+export const LISTENER_RESTART: ReadonlyArray<keyof (ListenerSettings & HttpServerSettings)> = ['listen', 'reusePort', 'admin', 'offload', 'offloadPolicy', 'maxConnections', 'accessLog', 'redirectHttp', 'workers'];
 
 /** --redirect-http: plain HTTP answered with a 308 to the first TLS address's port. */
 export async function startRedirectFor(s: HttpServerSettings, addresses: readonly string[], log: Logger): Promise<Awaited<ReturnType<typeof startRedirect>> | null> {
@@ -31,7 +33,8 @@ export async function startRedirectFor(s: HttpServerSettings, addresses: readonl
 }
 
 
-export async function runServe(s: ServeSettings, load: () => Promise<ServeSettings> = () => Promise.resolve(s)): Promise<RunningServe> {
+/** `worker`: this process is one of --workers N (worker-link.ts); null: the one process. */
+export async function runServe(s: ServeSettings, load: () => Promise<ServeSettings> = () => Promise.resolve(s), worker: WorkerRole | null = null): Promise<RunningServe> {
   const log = createLogger({ level: s.logLevel });
   // --http2 decides what ALPN offers; a reload may change it (new handshakes only).
   const listeners = new Listeners(s, log, (t) => httpAlpn(t.http2 ?? true));
@@ -53,6 +56,12 @@ export async function runServe(s: ServeSettings, load: () => Promise<ServeSettin
     servers: listeners.servers, log, stats, load, build,
     restartKeys: LISTENER_RESTART, access, others: () => [admin, redirect], stoppedMessage: 'stopped',
   }, await build(s, null));
+  if (worker !== null) {
+    // The primary holds the admin and redirect listeners, and says 'serving files over HTTPS' once every worker is ready.
+    const addresses = await attachWorker(worker, s, { listeners, stats, group: null, log });
+    log.info({ worker: worker.index, listen: addresses[0], addresses, root: s.root }, 'worker listening');
+    return { listeners, serving, addresses, log, stats, admin };
+  }
   const addresses = await listeners.listen(s, log);
   redirect = await startRedirectFor(s, addresses, log);
   admin = s.admin === null ? null : await startAdmin({ ...s.admin, command: 'serve', server: listeners, listen: addresses.join(' '), stats, group: null, log });

@@ -8,6 +8,7 @@ import { parseProxyInput, proxyKeys, settingLabel, settingMention, type ProxyInp
 import type { HttpServerSettings, ListenerSettings, ProxySettings, ServeSettings, Upstream, UpstreamTls } from './proxy-settings.js';
 import { ACCESS_LOG_OFF, type AccessFormat } from '../log/access-log.js';
 import { unreadableFileReason } from './readable-file.js';
+import { ticketKeyFileProblem } from '../tls/ticket-keys.js';
 import { VERSION_ORDER } from './setting-values.js';
 
 /** Written as an admin would write them: they are parsed by the same schema, and shown in --help. */
@@ -37,6 +38,7 @@ export const PROXY_DEFAULTS: Partial<Record<ProxyKey, string | boolean>> = {
   'fail-timeout': '10s',
   'log-level': 'info',
   'reuse-port': false,
+  workers: '1',
   'cache-size': '10GiB',
   'cache-cookies': false,
   'cache-stale-if-error': '0',
@@ -151,6 +153,12 @@ function crossCheck(mode: SettingsMode, s: ProxyInput, from: (key: ProxyKey) => 
   if (given('health-check-timeout') && timeout !== undefined && interval > 0 && timeout >= interval) {
     problems.push(`${label('health-check-timeout')}: must be shorter than ${mention('health-check-interval')} (${interval} ms), so one check ends before the next`);
   }
+  const workers = s.workers ?? 1;
+  if (workers > 1 && s.cache !== undefined) {
+    problems.push(
+      `${mention('workers')} ${workers} with ${mention('cache')} is not supported yet: the cache belongs to one process (its start-up recovery removes other processes' fills, and fills, evictions and invalidations are not seen across workers); use workers 1 with a cache for now`,
+    );
+  }
   for (const key of ['cache-size', 'cache-cookies', 'cache-stale-if-error', 'targeted-cache-control'] as const) {
     if (given(key) && s[key] !== false && s.cache === undefined) problems.push(`${label(key)}: has no effect without a cache; give --cache DIR${config('cache')}, or remove it`);
   }
@@ -167,6 +175,10 @@ async function fileProblems(s: ProxyInput, from: (key: ProxyKey) => SettingSourc
   for (const [key, file] of files) {
     const why = await unreadableFileReason(file);
     if (why !== null) problems.push(`${settingLabel(from(key), key)}: ${file}: ${why}`);
+  }
+  for (const file of s['ticket-keys'] ?? []) {
+    const why = await ticketKeyFileProblem(file);
+    if (why !== null) problems.push(`${settingLabel(from('ticket-keys'), 'ticket-keys')}: ${file}: ${why}`);
   }
   if (s.root !== undefined) {
     const why = await unreadableFileReason(s.root, 'directory');
@@ -231,6 +243,8 @@ function listenerSettings(s: ProxyInput): ListenerSettings {
     logLevel: s['log-level']!,
     reusePort: s['reuse-port']!,
     admin: s.admin ?? null,
+    workers: s.workers!,
+    ticketKeyFiles: s['ticket-keys'] ?? [],
   };
 }
 

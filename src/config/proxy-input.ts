@@ -26,6 +26,7 @@ import {
   text,
   tlsVersion,
   upstreamTlsVersion,
+  workerCount,
 } from './setting-values.js';
 import { upstreamUrl } from './upstream-url.js';
 import { ACCESS_FORMATS } from '../log/access-log.js';
@@ -65,6 +66,10 @@ const LISTENER = {
   'log-level': logLevel,
   'reuse-port': flag,
   admin: adminAddress,
+  // Worker processes sharing the listening sockets (src/cli/primary.ts).
+  workers: workerCount,
+  // nginx's ssl_session_ticket_key files: the first encrypts, all decrypt (src/tls/ticket-keys.ts).
+  'ticket-keys': fileList,
 };
 
 /** The upstream side of proxy and tcp. */

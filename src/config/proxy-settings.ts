@@ -86,6 +86,19 @@ export interface ListenerSettings {
   reusePort: boolean;
   /** The admin listener (/metrics, /status); null = off, the default. */
   admin: { host: string; port: number } | null;
+  /**
+   * Worker processes (--workers N|auto, `auto` resolved to the CPUs this process
+   * may use); default 1: one process, no primary. Above 1, a primary binds the
+   * listeners and supervises the workers (src/cli/primary.ts, docs/data-plane.md).
+   */
+  workers: number;
+  /**
+   * --ticket-keys FILE...: session ticket keys in nginx's ssl_session_ticket_key
+   * format (80 or 48 bytes), the first encrypts, all decrypt; re-read on reload.
+   * [] = keys made by the process (one set per listener, or with --workers the
+   * primary's, shared and rotated).
+   */
+  ticketKeyFiles: string[];
 }
 
 /** serve and proxy: HTTP requests from clients, and their access log. */

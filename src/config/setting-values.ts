@@ -5,6 +5,7 @@
  * and what was given.
  */
 import net from 'node:net';
+import os from 'node:os';
 import { z } from 'zod';
 import { InvalidOptionError } from '../errors.js';
 import type { OffloadMode, OffloadPolicy } from '../tls/types.js';
@@ -67,6 +68,21 @@ export function count(min: number) {
     return Number.isSafeInteger(n) && n >= min ? n : reject(ctx, v, expected);
   });
 }
+
+/** More worker processes than this is a typo (nginx caps worker_processes far lower in practice). */
+export const MAX_WORKERS = 1024;
+const WORKERS = `expected a whole number from 1 to ${MAX_WORKERS}, or auto (the CPUs this process may use)`;
+
+/**
+ * --workers N|auto: `auto` is os.availableParallelism(), the CPUs this process
+ * may run on (its affinity mask, as nginx's worker_processes auto), not every
+ * CPU of the host.
+ */
+export const workerCount = z.union([z.string(), z.number()], { error: WORKERS }).transform((v, ctx) => {
+  if (typeof v === 'string' && v.trim() === 'auto') return os.availableParallelism();
+  const n = typeof v === 'number' ? v : /^\s*\d+\s*$/.test(v) ? Number(v) : NaN;
+  return Number.isSafeInteger(n) && n >= 1 && n <= MAX_WORKERS ? n : reject(ctx, v, WORKERS);
+});
 
 /** YAML reads `tls-min: 1.2` as a number; 1.0 arrives as 1. */
 function versionText(v: string | number): string {

@@ -40,7 +40,7 @@ export interface AdminServer {
 }
 
 /** dist/src/metrics/admin-server.js -> package.json */
-const VERSION = (JSON.parse(fs.readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+export const VERSION = (JSON.parse(fs.readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 
 /**
@@ -55,7 +55,7 @@ function registerProcessMetrics(registry: Registry): void {
 }
 
 /** Gauges read from live state when scraped: nothing to update on the hot path. */
-function registerStateGauges(o: AdminOptions): void {
+function registerStateGauges(o: Pick<AdminOptions, 'stats' | 'server' | 'group'>): void {
   const registers = [o.stats.registry];
   new Gauge({
     name: 'aludel_connections_open',
@@ -72,6 +72,8 @@ function registerStateGauges(o: AdminOptions): void {
     help: 'Whether the upstream is in rotation (1) or marked down by passive or active health checks (0)',
     labelNames: ['upstream'],
     registers,
+    // Summed over --workers by the primary: each worker has its own health state; down in one is shown as down.
+    aggregator: 'min',
     collect() {
       const now = Date.now();
       const group = current();
@@ -81,9 +83,10 @@ function registerStateGauges(o: AdminOptions): void {
   });
 }
 
-async function metricsText(stats: TrafficStats): Promise<{ body: string; type: string }> {
+/** A registry's text exposition with the host's /proc/net/tls_stat counters, read now. */
+export async function metricsText(own: Registry): Promise<{ body: string; type: string }> {
   const k = await readKernelTlsStat();
-  const registry = k.available ? Registry.merge([stats.registry, kernelTlsRegistry(k.counters)]) : stats.registry;
+  const registry = k.available ? Registry.merge([own, kernelTlsRegistry(k.counters)]) : own;
   return { body: await registry.metrics(), type: registry.contentType };
 }
 
@@ -153,27 +156,48 @@ function purgeRequest(req: http.IncomingMessage, res: http.ServerResponse, purge
   reply(req, res, purged > 0 ? 200 : 404, 'application/json', `${JSON.stringify({ url: target, purged })}\n`);
 }
 
+/** What an admin listener answers: /metrics and /status bodies, and an optional purge. */
+export interface AdminAnswers {
+  metrics(): Promise<{ body: string; type: string }>;
+  status(admin: string): Promise<unknown>;
+  purge?: (url: string) => number;
+}
+
 /** Starts the admin listener; resolves once it is bound and logged. */
 export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
+  registerAdminMetrics(o);
+  return serveAdmin({ host: o.host, port: o.port, log: o.log }, { metrics: () => metricsText(o.stats.registry), status: (admin) => status(o, admin), purge: o.purge });
+}
+
+/**
+ * The metrics the admin listener shows besides the traffic counters: process
+ * and Node.js metrics and the gauges read at scrape time. A worker of
+ * --workers registers them too, so the primary's listener can sum them.
+ */
+export function registerAdminMetrics(o: Pick<AdminOptions, 'stats' | 'server' | 'group'>): void {
   registerProcessMetrics(o.stats.registry);
   registerStateGauges(o);
+}
+
+/** The HTTP side of an admin listener, whichever process's numbers it answers with. */
+export async function serveAdmin(o: { host: string; port: number; log: Logger }, a: AdminAnswers): Promise<AdminServer> {
   let admin = '';
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?', 1)[0];
-    if (req.method === 'POST' && path === '/purge' && o.purge) {
-      purgeRequest(req, res, o.purge, o.log);
+    if (req.method === 'POST' && path === '/purge' && a.purge) {
+      purgeRequest(req, res, a.purge, o.log);
       return;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      const allow = o.purge ? 'GET, HEAD (POST for /purge)' : 'GET, HEAD';
-      reply(req, res, 405, 'text/plain; charset=utf-8', `method not allowed: the admin listener takes ${allow}\n`, { Allow: o.purge && path === '/purge' ? 'POST' : 'GET, HEAD' });
+      const allow = a.purge ? 'GET, HEAD (POST for /purge)' : 'GET, HEAD';
+      reply(req, res, 405, 'text/plain; charset=utf-8', `method not allowed: the admin listener takes ${allow}\n`, { Allow: a.purge && path === '/purge' ? 'POST' : 'GET, HEAD' });
       return;
     }
     const answer =
       path === '/metrics'
-        ? metricsText(o.stats)
+        ? a.metrics()
         : path === '/status'
-          ? status(o, admin).then((s) => ({ body: `${JSON.stringify(s, null, 2)}\n`, type: 'application/json' }))
+          ? a.status(admin).then((s) => ({ body: `${JSON.stringify(s, null, 2)}\n`, type: 'application/json' }))
           : null;
     if (answer === null) {
       reply(req, res, 404, 'text/plain; charset=utf-8', 'not found: try /metrics (Prometheus) or /status (JSON)\n');

@@ -106,6 +106,14 @@ export interface Native {
   sniTableSet(listen: ContextHandle, contexts: readonly ContextHandle[], names: readonly string[], targets: readonly number[]): void;
   /** The index of `contexts` the servername callback would choose for this name (null: no SNI). */
   sniLookup(listen: ContextHandle, servername: string | null): number;
+  /**
+   * Replaces the process's session ticket key ring (each key 48 or 80 bytes in
+   * the canonical order of src/tls/ticket-keys.ts: name | HMAC secret | AES key).
+   * The first encrypts, all decrypt.
+   */
+  ticketKeysSet(keys: readonly Buffer[]): void;
+  /** This context issues and accepts tickets under the ring of ticketKeysSet (instead of random keys of its own). */
+  ctxUseTicketKeys(ctx: ContextHandle): void;
   sslNew(ctx: ContextHandle, fd: number): SslHandle;
   handshake(ssl: SslHandle): number;
   read(ssl: SslHandle, buf: Buffer, offset: number, length: number): number;

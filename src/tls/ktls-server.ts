@@ -16,6 +16,14 @@ import type { ListenOptions, OffloadDecision, SecureServer, TlsOptions } from '.
 
 /** Accept at most this many per wake-up, so a connection flood cannot starve open connections. */
 const ACCEPT_BATCH = 64;
+/**
+ * On a socket shared by --workers (an inherited fd), one per wake-up, as
+ * nginx's default `multi_accept off`: every worker polling the socket wakes
+ * for a new connection, and a worker that took a whole batch would leave the
+ * others idle. The level-triggered poll wakes this worker again at once while
+ * connections are still queued.
+ */
+const SHARED_ACCEPT_BATCH = 1;
 /** Back-off after EMFILE/ENFILE (as nginx: stop accepting briefly instead of spinning). */
 const ACCEPT_PAUSE_MS = 100;
 
@@ -44,9 +52,12 @@ export class KtlsServer extends EventEmitter implements SecureServer {
   private poll: PollHandle | null = null;
   private readonly live = new Set<KtlsConnection>();
   private pauseTimer: NodeJS.Timeout | null = null;
+  private acceptBatchSize = ACCEPT_BATCH;
   private readonly limit: ConnectionLimit;
   /** Replaced whole by reconfigure(): each accepted connection takes the listening context of the moment. */
   private tls: NativeTls;
+  /** setTicketKeys() was called: every context built from now on takes the process's key ring too. */
+  private sharedTickets = false;
 
   constructor(options: KtlsServerOptions) {
     super();
@@ -67,7 +78,8 @@ export class KtlsServer extends EventEmitter implements SecureServer {
 
   async listen(options: ListenOptions): Promise<{ address: string; port: number }> {
     const { native } = this.o;
-    this.listenFd = native.listenTcp(options.host, options.port, options.backlog ?? 511, options.reusePort ?? false);
+    this.listenFd = options.fd ?? native.listenTcp(options.host, options.port, options.backlog ?? 511, options.reusePort ?? false);
+    this.acceptBatchSize = options.fd === undefined ? ACCEPT_BATCH : SHARED_ACCEPT_BATCH;
     this.poll = native.pollNew(this.listenFd, () => this.acceptBatch());
     native.pollStart(this.poll, READABLE);
     const a = native.getSockName(this.listenFd);
@@ -76,7 +88,7 @@ export class KtlsServer extends EventEmitter implements SecureServer {
 
   private acceptBatch(): void {
     const { native, log } = this.o;
-    for (let i = 0; i < ACCEPT_BATCH; i++) {
+    for (let i = 0; i < this.acceptBatchSize; i++) {
       let fd: number;
       try {
         fd = native.accept(this.listenFd);
@@ -147,8 +159,20 @@ export class KtlsServer extends EventEmitter implements SecureServer {
    */
   reconfigure(options: TlsOptions): void {
     const next = this.o.build(options);
+    if (this.sharedTickets) for (const ctx of next.contexts) this.o.native.ctxUseTicketKeys(ctx);
     this.tls = next;
     this.o.log.info({ contexts: describePlan(next.resolved.plan) }, 'TLS configuration replaced');
+  }
+
+  /**
+   * The ring is process-wide in the addon (native/tickets.c): every listener
+   * and certificate context of this process issues and accepts the same
+   * tickets, so a session resumes whichever address or SNI name it returns to.
+   */
+  setTicketKeys(keys: readonly Buffer[]): void {
+    this.o.native.ticketKeysSet(keys);
+    for (const ctx of this.tls.contexts) this.o.native.ctxUseTicketKeys(ctx);
+    this.sharedTickets = true;
   }
 
   stopAccepting(): void {

@@ -26,6 +26,7 @@ import { ConnectionLimit } from './connection-limit.js';
 import { nextConnectionId } from './ktls-server.js';
 import { alpnWire } from './policy.js';
 import { resolveTls, type ResolvedTls } from './tls-setup.js';
+import { nodeTlsTicketKey } from './ticket-keys.js';
 import type { ListenOptions, OffloadDecision, SecureConnection, SecureServer, TlsInfo, TlsOptions } from './types.js';
 
 export interface NodeTlsServerOptions {
@@ -162,7 +163,8 @@ export class NodeTlsServer extends EventEmitter implements SecureServer {
   listen(options: ListenOptions): Promise<{ address: string; port: number }> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen({ host: options.host, port: options.port, backlog: options.backlog ?? 511 }, () => {
+      const where = options.fd === undefined ? { host: options.host, port: options.port, backlog: options.backlog ?? 511 } : { fd: options.fd };
+      this.server.listen(where, () => {
         this.server.off('error', reject);
         const a = this.server.address();
         if (a && typeof a === 'object') resolve({ address: a.address, port: a.port });
@@ -185,6 +187,14 @@ export class NodeTlsServer extends EventEmitter implements SecureServer {
     this.tls = next;
     this.log.info({ contexts: describePlan(r.plan) }, 'TLS configuration replaced');
     for (const l of nodeTlsLimits(r)) this.log.warn(l, 'certificate not served by the node:tls fallback (the system OpenSSL engine serves it)');
+  }
+
+  /**
+   * node:tls takes one 48-byte key (no older keys to decrypt with): the first
+   * key, in node's form (nodeTlsTicketKey). reconfigure() keeps it.
+   */
+  setTicketKeys(keys: readonly Buffer[]): void {
+    this.server.setTicketKeys(nodeTlsTicketKey(keys[0]!));
   }
 
   stopAccepting(): void {

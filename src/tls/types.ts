@@ -61,6 +61,11 @@ export interface ListenOptions {
   port: number;
   backlog?: number;
   reusePort?: boolean;
+  /**
+   * An already listening socket to accept on (a worker's, inherited from the
+   * primary): host, port, backlog and reusePort are then not used.
+   */
+  fd?: number;
 }
 
 /**
@@ -100,6 +105,11 @@ export interface SecureServer extends EventEmitter {
    * The offload decision (kTLS on or off) stays as it was at start-up.
    */
   reconfigure(options: TlsOptions): void;
+  /**
+   * Session ticket keys for new handshakes (canonical form, src/tls/ticket-keys.ts):
+   * the first encrypts, all decrypt. Until called, the engine's own random keys.
+   */
+  setTicketKeys(keys: readonly Buffer[]): void;
   /** Live connections (handshaking or open). */
   readonly connectionCount: number;
 }

@@ -87,6 +87,8 @@ describe('defaults', () => {
       logLevel: 'info',
       reusePort: false,
       admin: null,
+      workers: 1,
+      ticketKeyFiles: [],
       cache: null,
       http2: true,
       http2MaxConcurrentStreams: 128,
@@ -102,6 +104,7 @@ describe('defaults', () => {
       certificates: [{ certFile: cert, keyFile: key }], root,
       offload: 'auto', offloadPolicy: 'default', tlsMin: 'TLSv1.2', tlsMax: 'TLSv1.3', ciphers: null, ciphersuites: null,
       handshakeTimeoutMs: 10_000, maxConnections: null, idleTimeoutMs: 60_000, shutdownTimeoutMs: 30_000, logLevel: 'info', reusePort: false, admin: null,
+      workers: 1, ticketKeyFiles: [],
       headersTimeoutMs: 20_000, maxHeaderSize: 16_384, accessLog: { file: null, format: 'json', off: false }, redirectHttp: null,
       http2: true, http2MaxConcurrentStreams: 128,
     } satisfies ServeSettings);
@@ -494,6 +497,37 @@ describe('errors name the flag or the file and key', () => {
     const typo = configFile('targeted-typo.yaml', 'cache: c\ntarget-cache-control: A-Cache-Control\n');
     await rejectsWith(resolveProxySettings('http', { ...minimal(), config: typo }), "unknown setting 'target-cache-control' (did you mean 'targeted-cache-control'?)");
     await assert.rejects(fromArgv('tcp', ['--listen', ':1', '--cert', cert, '--key', key, '--to', '127.0.0.1:1', '--targeted-cache-control', 'A']), CommanderError);
+  });
+
+  test('--workers N|auto (issue 17): auto is the CPUs this process may use; 0, 1025 and words refused', async () => {
+    assert.equal((await fromArgv('http', ['--cert', cert, '--key', key, '--to', 'http://127.0.0.1:8080', '--workers', '3'])).workers, 3);
+    assert.equal((await resolveProxySettings('http', { ...minimal(), workers: 'auto' })).workers, os.availableParallelism());
+    assert.equal((await resolveServeSettings({ cert, key, root: dir, config: configFile('w.yaml', 'workers: 2\n') })).workers, 2);
+    assert.equal((await fromArgv('tcp', ['--listen', ':9993', '--cert', cert, '--key', key, '--to', '127.0.0.1:6379', '--workers', 'auto'])).workers, os.availableParallelism());
+    for (const bad of ['0', '1025', 'many', '1.5']) {
+      await rejectsWith(resolveProxySettings('http', { ...minimal(), workers: bad }), '--workers: expected a whole number from 1 to 1024, or auto', `"${bad}"`);
+    }
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), config: configFile('w0.yaml', 'workers: 0\n') }), 'workers: expected a whole number from 1 to 1024');
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), config: configFile('wk.yaml', 'worker: 2\n') }), "unknown setting 'worker' (did you mean 'workers'?)");
+  });
+
+  test('--workers > 1 with --cache is refused until the cache is shared-safe; --workers 1 with --cache is fine', async () => {
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), cache: 'c', workers: '2' }), '--workers 2 with --cache is not supported yet');
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), config: configFile('wc.yaml', 'workers: 4\ncache: c\n') }), 'is not supported yet', 'workers in config', 'cache in config');
+    assert.equal((await resolveProxySettings('http', { ...minimal(), cache: 'c', workers: '1' })).workers, 1);
+  });
+
+  test('--ticket-keys: repeatable, config list; 80 or 48 bytes, else the size and how to make one', async () => {
+    const k80 = path.join(dir, 'ticket80.key');
+    const k48 = path.join(dir, 'ticket48.key');
+    const k32 = path.join(dir, 'ticket32.key');
+    fs.writeFileSync(k80, Buffer.alloc(80, 1), { mode: 0o600 });
+    fs.writeFileSync(k48, Buffer.alloc(48, 2), { mode: 0o600 });
+    fs.writeFileSync(k32, Buffer.alloc(32, 3), { mode: 0o600 });
+    assert.deepEqual((await fromArgv('http', ['--cert', cert, '--key', key, '--to', 'http://127.0.0.1:8080', '--ticket-keys', k80, '--ticket-keys', k48])).ticketKeyFiles, [k80, k48]);
+    assert.deepEqual((await resolveServeSettings({ cert, key, root: dir, config: configFile('tk.yaml', 'ticket-keys: [ticket80.key, ticket48.key]\n') })).ticketKeyFiles, [k80, k48]);
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), ticketKeys: [k32] }), `--ticket-keys: ${k32}: 32 bytes; a session ticket key file has exactly 80 bytes (or 48`, 'openssl rand 80');
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), ticketKeys: [path.join(dir, 'absent.key')] }), '--ticket-keys:', 'absent.key: no such file');
   });
 
   test('health check settings that cannot take effect', async () => {

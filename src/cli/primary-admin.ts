@@ -1,0 +1,71 @@
+/**
+ * The admin listener of --workers N: held by the primary, answering with the
+ * workers' numbers. At each scrape the primary asks every worker for its
+ * registry over IPC (registry.getMetricsAsJSON()) and sums them with
+ * prom-client's AggregatorRegistry.aggregate(), which applies each metric's
+ * aggregator (counters and most gauges summed; aludel_upstream_up the
+ * minimum; process start time and version info not summed). So /metrics
+ * reads as one server's, as with one process. A worker that does not answer
+ * within 2 s (restarting) is left out of that scrape.
+ */
+import { AggregatorRegistry, Gauge, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import type { Logger } from '../log/logger.js';
+import { metricsText, serveAdmin, VERSION, type AdminServer } from '../metrics/admin-server.js';
+import { readKernelTlsStat } from '../metrics/kernel-tls-stat.js';
+
+export interface WorkerMetricsSource {
+  workerMetrics(): Promise<unknown[][]>;
+  readonly workerPids: number[];
+}
+
+export interface WorkerAdminOptions {
+  host: string;
+  port: number;
+  command: 'serve' | 'proxy' | 'tcp';
+  listen: string;
+  source: WorkerMetricsSource;
+  log: Logger;
+}
+
+type Metrics = Array<MetricObjectWithValues<MetricValue<string>>>;
+
+/** Sum of a metric's values over its labels, optionally those whose label `key` is `value`. */
+function total(metrics: Metrics, name: string, key?: string, value?: string): number {
+  const m = metrics.find((x) => x.name === name);
+  if (m === undefined) return 0;
+  return m.values.filter((v) => key === undefined || (v.labels as Record<string, unknown>)[key] === value).reduce((n, v) => n + v.value, 0);
+}
+
+async function aggregated(o: WorkerAdminOptions): Promise<Registry> {
+  const registry = AggregatorRegistry.aggregate<typeof Registry.PROMETHEUS_CONTENT_TYPE>(await o.source.workerMetrics());
+  // How many workers answer the primary now (fewer than --workers while one restarts).
+  const own = new Registry();
+  new Gauge({ name: 'aludel_workers', help: 'Worker processes running (--workers)', registers: [own] }).set(o.source.workerPids.length);
+  return Registry.merge([registry, own]);
+}
+
+export async function startWorkerAdmin(o: WorkerAdminOptions): Promise<AdminServer> {
+  return serveAdmin(o, {
+    metrics: async () => metricsText(await aggregated(o)),
+    status: async (admin) => {
+      const [metrics, kernelTls] = await Promise.all([(await aggregated(o)).getMetricsAsJSON() as Promise<Metrics>, readKernelTlsStat()]);
+      return {
+        version: VERSION,
+        command: o.command,
+        pid: process.pid,
+        workers: o.source.workerPids,
+        uptimeSeconds: Math.round(process.uptime()),
+        listen: o.listen,
+        admin,
+        connections: {
+          open: total(metrics, 'aludel_connections_open'),
+          total: total(metrics, 'aludel_connections_total'),
+          kernelTx: total(metrics, 'aludel_connections_total', 'tx', 'kernel'),
+          kernelRx: total(metrics, 'aludel_connections_total', 'rx', 'kernel'),
+        },
+        handshakes: { ok: total(metrics, 'aludel_handshakes_total', 'result', 'ok'), failed: total(metrics, 'aludel_handshakes_total', 'result', 'failed') },
+        kernelTls,
+      };
+    },
+  });
+}

@@ -1,0 +1,286 @@
+/**
+ * --workers N (N > 1): the primary process. It binds every --listen address
+ * once, forks N workers of the same command line that inherit those sockets
+ * and accept on them (docs/data-plane.md says why one shared socket rather
+ * than SO_REUSEPORT), hands them the session ticket keys and rotates them,
+ * restarts a worker that dies (restart-backoff.ts), holds the admin and
+ * --redirect-http listeners, and passes signals on:
+ * - HUP: every worker reloads (its settings and certificates, as one process does);
+ * - TERM/INT: every worker stops gracefully; the primary waits for all of them;
+ * - QUIT: every worker stops at once;
+ * - USR1: every worker reopens its access log (and no inspector opens anywhere).
+ * The primary never accepts a connection and runs no TLS.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { createLogger, type Logger } from '../log/logger.js';
+import type { HttpServerSettings, ListenerSettings } from '../config/proxy-settings.js';
+import { AludelError } from '../errors.js';
+import { loadAddon, type Native } from '../native/binding.js';
+import { generateTicketKey, rotateTicketKeys, TICKET_KEY_ROTATION_MS } from '../tls/ticket-keys.js';
+import { deathsInRow, restartDelayMs } from './restart-backoff.js';
+import { FIRST_LISTEN_FD, isToPrimary, WORKER_ENV, WORKER_FDS_ENV, withoutInspectFlags, type ToWorker } from './worker-protocol.js';
+import { startRedirectFor } from './serve-command.js';
+import { formatAddress, listenError } from './listeners.js';
+import { startWorkerAdmin, type WorkerMetricsSource } from './primary-admin.js';
+import type { SignalTargets } from './signals.js';
+
+type PrimarySettings = ListenerSettings & Partial<Pick<HttpServerSettings, 'redirectHttp'>> & { mode: 'serve' | 'http' | 'tcp' };
+
+/** After --shutdown-timeout, how long the primary still waits for a worker before SIGKILL (its own exit takes a moment). */
+const STOP_GRACE_MS = 5_000;
+
+interface Slot {
+  index: number;
+  child: ChildProcess | null;
+  startedAt: number;
+  deaths: number;
+  /** Its signal handlers are installed: HUP and USR1 may be passed on (worker-link.ts, reportWorkerReady). */
+  ready: boolean;
+  /** A HUP came while it was starting: passed on once it is ready (it may have read the settings before the change). */
+  reloadPending: boolean;
+  timer: NodeJS.Timeout | null;
+}
+
+/** Binds each address once; the descriptors are inherited by every worker. */
+function bindListeners(native: Native, s: ListenerSettings): { fds: number[]; addresses: string[] } {
+  const fds: number[] = [];
+  const addresses: string[] = [];
+  for (const { host, port } of s.listen) {
+    let fd: number;
+    try {
+      fd = native.listenTcp(host, port, 511, s.reusePort);
+    } catch (err) {
+      for (const f of fds) native.closeFd(f);
+      throw listenError(host, port, err as Error);
+    }
+    const a = native.getSockName(fd);
+    fds.push(fd);
+    addresses.push(formatAddress(a.address, a.port));
+  }
+  return { fds, addresses };
+}
+
+export class Primary implements SignalTargets, WorkerMetricsSource {
+  private readonly slots: Slot[];
+  private stopping = false;
+  private ticketKeys: Buffer[] | null;
+  private rotation: NodeJS.Timeout | null = null;
+  private readonly others: Array<{ close(): Promise<void> } | null> = [];
+  private announced = false;
+  private readonly exited = new Set<() => void>();
+  private metricsId = 0;
+  private readonly metricsWaiters = new Map<number, { want: number; got: unknown[][]; done(v: unknown[][]): void }>();
+
+  constructor(
+    private readonly s: PrimarySettings,
+    readonly log: Logger,
+    private readonly native: Native,
+    private readonly fds: number[],
+    readonly addresses: string[],
+    private readonly readyMessage: string,
+  ) {
+    this.slots = Array.from({ length: s.workers }, (_, i) => ({ index: i + 1, child: null, startedAt: 0, deaths: 0, ready: false, reloadPending: false, timer: null }));
+    // --ticket-keys files are read by each worker (and re-read on HUP); otherwise one ring for all, made here.
+    this.ticketKeys = s.ticketKeyFiles.length > 0 ? null : [generateTicketKey()];
+  }
+
+  get workerPids(): number[] {
+    return this.slots.flatMap((w) => (w.child?.pid === undefined ? [] : [w.child.pid]));
+  }
+
+  start(): void {
+    for (const w of this.slots) this.spawn(w);
+    if (this.ticketKeys !== null) {
+      this.rotation = setInterval(() => this.rotateTicketKeys(), TICKET_KEY_ROTATION_MS);
+      this.rotation.unref();
+    }
+  }
+
+  /** The admin and redirect listeners, closed after the workers. */
+  hold(listener: { close(): Promise<void> } | null): void {
+    this.others.push(listener);
+  }
+
+  private spawn(w: Slot): void {
+    w.timer = null;
+    w.ready = false;
+    w.startedAt = Date.now();
+    const env: NodeJS.ProcessEnv = { ...process.env, [WORKER_ENV]: String(w.index), [WORKER_FDS_ENV]: this.fds.map((_, i) => FIRST_LISTEN_FD + i).join(',') };
+    const nodeOptions = withoutInspectFlags(process.env.NODE_OPTIONS);
+    if (nodeOptions === undefined) delete env.NODE_OPTIONS;
+    else env.NODE_OPTIONS = nodeOptions;
+    // execArgv []: no --inspect (or anything else node was started with) reaches a worker.
+    const child = fork(process.argv[1]!, process.argv.slice(2), { env, execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...this.fds] });
+    w.child = child;
+    this.log.info({ worker: w.index, workerPid: child.pid }, 'worker started');
+    child.on('message', (m: unknown) => this.onMessage(w, child, m));
+    child.on('error', (err) => {
+      // fork(2) itself failed (EAGAIN, ENOMEM): no 'exit' will follow, so it counts as a death here.
+      if (child.pid === undefined) {
+        this.log.error({ worker: w.index, err: err.message }, 'cannot start a worker');
+        this.onExit(w, child, null, null);
+      } else {
+        // A failed send to a dying worker: its 'exit' follows and says what happened.
+        this.log.debug({ worker: w.index, err: err.message }, 'worker channel error');
+      }
+    });
+    child.once('exit', (code, signal) => this.onExit(w, child, code, signal));
+  }
+
+  private onMessage(w: Slot, child: ChildProcess, m: unknown): void {
+    if (!isToPrimary(m)) return;
+    if (m.type === 'hello') {
+      this.send(child, { type: 'start', ticketKeys: this.ticketKeys?.map((k) => k.toString('base64')) ?? null });
+    } else if (m.type === 'ready') {
+      w.ready = true;
+      if (w.reloadPending) child.kill('SIGHUP');
+      w.reloadPending = false;
+      this.log.info({ worker: w.index, workerPid: child.pid }, 'worker ready');
+      if (!this.announced && this.slots.every((x) => x.ready)) {
+        this.announced = true;
+        this.log.info({ listen: this.addresses[0], addresses: this.addresses, workers: this.slots.length, workerPids: this.workerPids }, this.readyMessage);
+      }
+    } else {
+      const waiter = this.metricsWaiters.get(m.id);
+      if (waiter === undefined) return;
+      waiter.got.push(m.metrics);
+      if (waiter.got.length === waiter.want) waiter.done(waiter.got);
+    }
+  }
+
+  private onExit(w: Slot, child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
+    if (w.child === child) w.child = null;
+    for (const notify of [...this.exited]) notify();
+    if (this.stopping) {
+      this.log.info({ worker: w.index, workerPid: child.pid, code, signal }, 'worker stopped');
+      return;
+    }
+    if (!this.announced) {
+      // Before every worker ever served, a death is a start-up failure (a certificate OpenSSL refuses,
+      // --offload kernel without kTLS): fail as one process would, rather than restart forever.
+      this.log.error({ worker: w.index, workerPid: child.pid, code, signal }, 'a worker failed to start (its error is above): stopping');
+      void this.shutdown('SIGTERM', STOP_GRACE_MS).then(() => process.exit(2));
+      return;
+    }
+    w.deaths = deathsInRow(w.deaths, Date.now() - w.startedAt);
+    const delayMs = restartDelayMs(w.deaths);
+    const why = signal !== null ? `killed by ${signal}` : `exited with status ${code}`;
+    this.log.error({ worker: w.index, workerPid: child.pid, code, signal, deathsInRow: w.deaths, restartInMs: delayMs }, `worker ${why}; restarting it in ${delayMs} ms`);
+    w.timer = setTimeout(() => this.spawn(w), delayMs);
+  }
+
+  private send(child: ChildProcess, m: ToWorker): void {
+    if (child.connected) child.send(m, (err) => err && this.log.debug({ workerPid: child.pid, err: err.message }, 'message to a worker not delivered'));
+  }
+
+  private rotateTicketKeys(): void {
+    if (this.ticketKeys === null) return;
+    this.ticketKeys = rotateTicketKeys(this.ticketKeys, generateTicketKey());
+    const keys = this.ticketKeys.map((k) => k.toString('base64'));
+    for (const w of this.slots) if (w.child) this.send(w.child, { type: 'ticket-keys', keys });
+    this.log.info({ workers: this.workerPids.length }, 'session ticket keys rotated: new tickets under a new key; the previous key still resumes sessions');
+  }
+
+  /** Every live worker's registry as JSON (for the admin listener); workers that do not answer in 2 s are left out. */
+  workerMetrics(): Promise<unknown[][]> {
+    const live = this.slots.flatMap((w) => (w.child?.connected ? [w.child] : []));
+    if (live.length === 0) return Promise.resolve([]);
+    const id = ++this.metricsId;
+    return new Promise((resolve) => {
+      const finish = (got: unknown[][]): void => {
+        clearTimeout(timer);
+        this.metricsWaiters.delete(id);
+        resolve(got);
+      };
+      const waiter = { want: live.length, got: [] as unknown[][], done: finish };
+      const timer = setTimeout(() => finish(waiter.got), 2_000);
+      this.metricsWaiters.set(id, waiter);
+      for (const child of live) this.send(child, { type: 'metrics', id });
+    });
+  }
+
+  /** TERM, INT, QUIT, KILL: to every worker (one still starting just ends: it serves nothing yet). */
+  private signalWorkers(signal: NodeJS.Signals): void {
+    for (const w of this.slots) w.child?.kill(signal);
+  }
+
+  /** HUP and USR1: only to ready workers (see Slot.ready). */
+  private signalReadyWorkers(signal: 'SIGHUP' | 'SIGUSR1'): void {
+    for (const w of this.slots) {
+      if (w.child && w.ready) w.child.kill(signal);
+      else if (w.child && signal === 'SIGHUP') w.reloadPending = true;
+    }
+  }
+
+  async reload(): Promise<void> {
+    if (this.stopping) return;
+    this.log.info({ workers: this.workerPids }, 'reload: passing SIGHUP to every worker');
+    this.signalReadyWorkers('SIGHUP');
+  }
+
+  reopenLogs(): void {
+    this.signalReadyWorkers('SIGUSR1');
+  }
+
+  /** TERM/INT: the workers stop gracefully (each within --shutdown-timeout); then the primary. */
+  async stop(signal: string): Promise<void> {
+    if (this.stopping) {
+      this.log.info({ signal }, 'already stopping');
+      return;
+    }
+    await this.shutdown(signal as NodeJS.Signals, this.s.shutdownTimeoutMs + STOP_GRACE_MS);
+  }
+
+  /** QUIT: the workers stop at once. */
+  async close(): Promise<void> {
+    await this.shutdown('SIGQUIT', STOP_GRACE_MS);
+  }
+
+  private async shutdown(signal: NodeJS.Signals, deadlineMs: number): Promise<void> {
+    this.stopping = true;
+    if (this.rotation) clearInterval(this.rotation);
+    for (const w of this.slots) if (w.timer) clearTimeout(w.timer);
+    this.log.info({ signal, workers: this.workerPids }, `stopping: passing ${signal} to every worker`);
+    // Closing the primary's copies first: once the workers have closed theirs, the sockets are gone and new connections are refused.
+    // (Once: a QUIT during a TERM escalates, passing QUIT on, and must not close them twice.)
+    for (const fd of this.fds.splice(0)) this.native.closeFd(fd);
+    this.signalWorkers(signal);
+    const allExited = (): boolean => this.slots.every((w) => w.child === null);
+    let timer: NodeJS.Timeout | undefined;
+    const clean = await new Promise<boolean>((resolve) => {
+      const check = (): void => {
+        if (!allExited()) return;
+        this.exited.delete(check);
+        resolve(true);
+      };
+      this.exited.add(check);
+      timer = setTimeout(() => resolve(false), deadlineMs);
+      check();
+    });
+    clearTimeout(timer);
+    if (!clean) {
+      this.log.warn({ workers: this.workerPids, deadlineMs }, 'workers still running at the deadline: killing them (SIGKILL)');
+      this.signalWorkers('SIGKILL');
+    }
+    await Promise.all(this.others.map((x) => x?.close()));
+    this.log.info({ signal }, 'stopped: every worker has exited');
+  }
+}
+
+const READY_MESSAGE = { serve: 'serving files over HTTPS', http: 'proxying', tcp: 'proxying' } as const;
+
+/** Binds the listeners, starts the workers and the primary's own listeners. */
+export async function runPrimary(s: PrimarySettings): Promise<Primary> {
+  const log = createLogger({ level: s.logLevel });
+  const addon = loadAddon();
+  if (addon instanceof Error) {
+    throw new AludelError('ERR_WORKERS_UNAVAILABLE', `--workers ${s.workers}: the workers share listening sockets made by Aludel's addon, which did not load (${addon.message}); run with --workers 1`);
+  }
+  const { fds, addresses } = bindListeners(addon, s);
+  const primary = new Primary(s, log, addon, fds, addresses, READY_MESSAGE[s.mode]);
+  log.info({ addresses, workers: s.workers }, `primary: ${s.workers} workers share ${addresses.join(' ')}`);
+  primary.start();
+  if (s.mode !== 'tcp' && s.redirectHttp) primary.hold(await startRedirectFor(s as PrimarySettings & HttpServerSettings, addresses, log));
+  if (s.admin !== null) primary.hold(await startWorkerAdmin({ ...s.admin, command: s.mode === 'http' ? 'proxy' : s.mode, listen: addresses.join(' '), source: primary, log }));
+  return primary;
+}

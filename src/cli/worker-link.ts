@@ -1,0 +1,76 @@
+/**
+ * The worker side of --workers N: a serve/proxy/tcp process like any other,
+ * except that it accepts on the listening sockets it inherited from the
+ * primary, takes the primary's session ticket keys, answers its metrics
+ * requests, and leaves the admin and redirect listeners to it. A worker whose
+ * primary is gone (its IPC channel closed: the primary was killed) stops
+ * gracefully, as on SIGTERM, so no worker outlives its primary.
+ */
+import type { Logger } from '../log/logger.js';
+import type { ListenerSettings } from '../config/proxy-settings.js';
+import { registerAdminMetrics } from '../metrics/admin-server.js';
+import type { TrafficStats } from '../metrics/traffic-stats.js';
+import type { UpstreamGroup } from '../proxy/upstream-group.js';
+import type { Listeners } from './listeners.js';
+import { isToWorker, type ToPrimary, type ToWorker, type WorkerRole } from './worker-protocol.js';
+
+export interface WorkerParts {
+  listeners: Listeners;
+  stats: TrafficStats;
+  /** proxy/tcp: the upstreams in force, for aludel_upstream_up. */
+  group: (() => UpstreamGroup) | null;
+  log: Logger;
+}
+
+function send(m: ToPrimary): void {
+  process.send?.(m);
+}
+
+function keys(base64: readonly string[]): Buffer[] {
+  return base64.map((k) => Buffer.from(k, 'base64'));
+}
+
+/**
+ * From a worker's first line: HUP and USR1 sent to the whole group (systemd's
+ * `KillMode=control-group`, a shell's `kill -- -PGID`) while the worker still
+ * starts must neither kill it (HUP's default action) nor open Node's inspector
+ * (USR1's default). No-op listeners replace those defaults until
+ * handleServingSignals adds the real ones beside them.
+ */
+export function guardWorkerStartup(): void {
+  const ignore = (): void => undefined;
+  process.on('SIGHUP', ignore);
+  process.on('SIGUSR1', ignore);
+}
+
+/** Waits for the primary's 'start', installs its ticket keys, listens on the inherited sockets. Returns the bound addresses. */
+export async function attachWorker(role: WorkerRole, s: ListenerSettings, p: WorkerParts): Promise<string[]> {
+  const started = new Promise<Extract<ToWorker, { type: 'start' }>>((resolve) => {
+    process.on('message', (m: unknown) => {
+      if (!isToWorker(m)) return;
+      if (m.type === 'start') resolve(m);
+      else if (m.type === 'ticket-keys') p.listeners.setTicketKeys(keys(m.keys));
+      else void p.stats.registry.getMetricsAsJSON().then((metrics) => send({ type: 'metrics', id: m.id, metrics }));
+    });
+  });
+  process.once('disconnect', () => {
+    p.log.warn({ worker: role.index }, 'the primary is gone: stopping this worker gracefully');
+    process.kill(process.pid, 'SIGTERM');
+  });
+  send({ type: 'hello' });
+  const start = await started;
+  if (start.ticketKeys !== null) p.listeners.setTicketKeys(keys(start.ticketKeys));
+  // The primary's /metrics sums the workers' registries: each carries what one process's admin listener shows.
+  if (s.admin !== null) registerAdminMetrics({ stats: p.stats, server: p.listeners, group: p.group });
+  return p.listeners.listen(s, p.log, role.fds);
+}
+
+/**
+ * Tells the primary this worker serves. Called once the signal handlers are
+ * installed (handleServingSignals): the primary passes HUP and USR1 only to
+ * ready workers, because before that a HUP would kill the worker (the
+ * default action) and a USR1 would open Node's inspector.
+ */
+export function reportWorkerReady(addresses: readonly string[]): void {
+  send({ type: 'ready', addresses: [...addresses] });
+}

@@ -1,0 +1,64 @@
+/**
+ * What the primary and its workers say to each other (node's IPC channel of
+ * child_process.fork: JSON messages), and how a worker knows it is one. Pure:
+ * the process wiring is in primary.ts and worker-link.ts.
+ */
+
+/** Set by the primary in each worker's environment: its index (1..N). */
+export const WORKER_ENV = 'ALUDEL_WORKER';
+/** The descriptors of the listening sockets the worker inherits, one per --listen address, in order ("4,5"). */
+export const WORKER_FDS_ENV = 'ALUDEL_WORKER_FDS';
+/** Where the inherited sockets start: after stdin, stdout, stderr and the IPC channel (fd 3). */
+export const FIRST_LISTEN_FD = 4;
+
+export type ToWorker =
+  /** The answer to 'hello': session ticket keys (base64, canonical form), or null when --ticket-keys files are read by each worker. */
+  | { type: 'start'; ticketKeys: string[] | null }
+  /** A rotation: [current, previous]. */
+  | { type: 'ticket-keys'; keys: string[] }
+  /** A scrape of the primary's admin listener: the worker answers with its registry as JSON. */
+  | { type: 'metrics'; id: number };
+
+export type ToPrimary =
+  | { type: 'hello' }
+  | { type: 'ready'; addresses: string[] }
+  | { type: 'metrics'; id: number; metrics: unknown[] };
+
+function typed(m: unknown): m is { type: string } {
+  return typeof m === 'object' && m !== null && typeof (m as { type?: unknown }).type === 'string';
+}
+
+const TO_WORKER = new Set(['start', 'ticket-keys', 'metrics']);
+const TO_PRIMARY = new Set(['hello', 'ready', 'metrics']);
+
+export function isToWorker(m: unknown): m is ToWorker {
+  return typed(m) && TO_WORKER.has(m.type);
+}
+
+export function isToPrimary(m: unknown): m is ToPrimary {
+  return typed(m) && TO_PRIMARY.has(m.type);
+}
+
+export interface WorkerRole {
+  index: number;
+  fds: number[];
+}
+
+/** This process's role from its environment: a worker (index and inherited sockets), or null. */
+export function workerRole(env: NodeJS.ProcessEnv): WorkerRole | null {
+  const index = Number(env[WORKER_ENV]);
+  const fds = (env[WORKER_FDS_ENV] ?? '').split(',').filter((f) => f !== '').map(Number);
+  if (!Number.isSafeInteger(index) || index < 1 || fds.length === 0 || !fds.every((fd) => Number.isSafeInteger(fd) && fd >= FIRST_LISTEN_FD)) return null;
+  return { index, fds };
+}
+
+/**
+ * NODE_OPTIONS without the inspector flags: a worker must not open a debugger
+ * port (nor fail on one the primary holds) because the operator debugged the
+ * primary. Everything else (--max-old-space-size, ...) is kept.
+ */
+export function withoutInspectFlags(nodeOptions: string | undefined): string | undefined {
+  if (nodeOptions === undefined) return undefined;
+  const kept = nodeOptions.split(/\s+/).filter((o) => o !== '' && !/^--(inspect|debug)(-brk|-port|-wait|-publish-uid)?(=|$)/.test(o));
+  return kept.join(' ');
+}

@@ -1,0 +1,336 @@
+/**
+ * --workers N (issue 17), on the real CLI with real clients: the workers share
+ * the listening socket (requests land on both, counted by the log's pid
+ * field), a worker killed with -9 costs only its own connections and is
+ * restarted, HUP reloads every worker, TLS sessions resume on another worker
+ * (the primary's ticket keys, RFC 5077 / RFC 8446 §4.6.1) and across separate
+ * processes given the same --ticket-keys file, the primary's admin listener
+ * sums the workers' counters, and TERM (or the primary's death) leaves no
+ * worker behind.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { runCli, serveArgs, startAludel, type LogLine, type Running } from '../support/aludel-process.js';
+import { curl } from '../support/clients.js';
+import { makeFixtures, sha256, type Fixtures } from '../support/fixtures.js';
+import { scrape, total } from '../support/metrics.js';
+import { run } from '../support/run-process.js';
+import { fingerprint, makeLeaf, presented } from '../support/sni-certs.js';
+import { waitUntil } from '../support/wait.js';
+
+const FILES = { small: { name: 'small.bin', size: 1000 }, big: { name: 'big-8m.bin', size: 8 * 1024 * 1024 } };
+let fx: Fixtures<keyof typeof FILES>;
+
+before(async () => {
+  fx = await makeFixtures(FILES);
+});
+after(() => fx?.cleanup());
+
+/** The worker pids, from the primary's ready line. */
+async function workerPids(p: Running): Promise<number[]> {
+  const line = await p.waitForLog((l) => Array.isArray(l.workerPids));
+  return line.workerPids as number[];
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const pidsOf = (lines: LogLine[]): Set<number> => new Set(lines.map((l) => l.pid as number));
+const since = (p: Running, from: number, msg: string): LogLine[] => p.logs.slice(from).filter((l) => l.msg === msg);
+
+/**
+ * `openssl s_client` GET saving the session (-sess_out) or offering it
+ * (-sess_in, whose stdout says "Reused" or "New"). -sess_out runs -quiet,
+ * which reads until the server closes: TLS 1.3 tickets come after the
+ * handshake (RFC 8446 §4.6.1), and s_client would otherwise leave first.
+ */
+async function sessionGet(port: number, version: '-tls1_2' | '-tls1_3', sess: string, mode: '-sess_out' | '-sess_in'): Promise<string> {
+  const args = ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'localhost', '-CAfile', fx.certFile, version, mode, sess, ...(mode === '-sess_out' ? ['-quiet'] : [])];
+  const r = await run('openssl', args, { input: `GET /${FILES.small.name} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`, timeoutMs: 20_000 });
+  assert.equal(r.code, 0, r.stderr);
+  return r.stdout.toString('latin1');
+}
+
+describe('--workers 2 (serve)', () => {
+  test('--workers 1 is one process as before: no primary, no worker lines', { timeout: 30_000 }, async () => {
+    const p = await startAludel(serveArgs(fx, '--workers', '1'));
+    try {
+      const ready = await p.waitForLog((l) => l.msg === 'serving files over HTTPS');
+      assert.equal(ready.pid, p.child.pid, 'the process started serves');
+      assert.equal(p.logs.some((l) => l.msg === 'worker started' || l.workerPids !== undefined), false);
+    } finally {
+      await p.stop();
+    }
+  });
+
+  test('1,000 short requests over 50 connections land on both workers; the primary\'s /metrics sums them', { timeout: 120_000 }, async () => {
+    const p = await startAludel(serveArgs(fx, '--workers', '2', '--admin', '127.0.0.1:0'));
+    try {
+      const pids = await workerPids(p);
+      assert.equal(pids.length, 2);
+      const admin = String((await p.waitForLog((l) => l.msg === 'admin listening')).admin);
+      const from = p.mark();
+      const urls = Array.from({ length: 1000 }, () => `https://localhost:${p.port}/${FILES.small.name}`);
+      const r = await curl(['--cacert', fx.certFile, '--parallel', '--parallel-max', '50', '-w', '%{http_code}\\n', '-o', '/dev/null', ...urls.flatMap((u, i) => (i === 0 ? [u] : ['-o', '/dev/null', u]))], 100_000);
+      assert.equal(r.code, 0, r.stderr);
+      const codes = r.stdout.toString().trim().split('\n');
+      assert.equal(codes.length, 1000);
+      assert.ok(codes.every((c) => c === '200'), 'every request answered 200');
+      await waitUntil(() => since(p, from, 'request').length === 1000, 20_000);
+      const requests = since(p, from, 'request');
+      const connections = since(p, from, 'TLS established');
+      for (const pid of pids) {
+        assert.ok(requests.some((l) => l.pid === pid), `worker ${pid} served requests`);
+        assert.ok(connections.some((l) => l.pid === pid), `worker ${pid} accepted connections`);
+      }
+      assert.deepEqual([...pidsOf(requests)].sort(), [...pids].sort(), 'only the workers serve; the primary accepts nothing');
+      assert.ok(connections.length <= 100, `keep-alive: ${connections.length} connections for 1,000 requests (curl keeps at most 50 busy)`);
+      const m = await scrape(admin);
+      assert.equal(total(m.samples, 'aludel_connections_total'), connections.length, 'the admin listener sums the workers\' counters');
+      assert.equal(total(m.samples, 'aludel_workers'), 2);
+    } finally {
+      await p.stop();
+    }
+  });
+
+  test('kill -9 of one worker during downloads: only its connections fail, the others complete intact, and it is restarted', { timeout: 120_000 }, async () => {
+    const p = await startAludel(serveArgs(fx, '--workers', '2'));
+    try {
+      const pids = await workerPids(p);
+      const from = p.mark();
+      const downloads: Array<Promise<Awaited<ReturnType<typeof curl>>>> = [];
+      // One download at a time until both workers hold at least one (the kernel picks the worker).
+      for (let i = 0; i < 10 && pidsOf(since(p, from, 'TLS established')).size < 2; i++) {
+        downloads.push(curl(['--cacert', fx.certFile, '--limit-rate', '1M', `https://localhost:${p.port}/${FILES.big.name}`], 60_000));
+        await waitUntil(() => since(p, from, 'TLS established').length === downloads.length, 10_000);
+      }
+      const byPid = since(p, from, 'TLS established');
+      assert.equal(pidsOf(byPid).size, 2, 'both workers hold a download');
+      const victim = pids[0]!;
+      const onVictim = byPid.filter((l) => l.pid === victim).length;
+      const mark = p.mark();
+      process.kill(victim, 'SIGKILL');
+      const results = await Promise.all(downloads);
+      const ok = results.filter((r) => r.code === 0);
+      assert.equal(results.length - ok.length, onVictim, 'exactly the killed worker\'s downloads failed');
+      for (const r of ok) assert.equal(sha256(r.stdout), fx.files.big.sha256, 'the other worker\'s downloads are intact');
+      const died = await p.waitForLog((l) => l.workerPid === victim && l.signal === 'SIGKILL', 10_000, mark);
+      assert.match(died.msg, /worker killed by SIGKILL; restarting it in \d+ ms/);
+      // A HUP while the replacement starts neither kills it nor is lost: it reloads once ready.
+      const started = await p.waitForLog((l) => l.msg === 'worker started' && l.worker === died.worker, 10_000, mark);
+      p.child.kill('SIGHUP');
+      const back = await p.waitForLog((l) => l.msg === 'worker ready' && l.worker === died.worker, 20_000, mark);
+      assert.equal(back.workerPid, started.workerPid);
+      await p.waitForLog((l) => l.pid === started.workerPid && String(l.msg).startsWith('reloaded:'), 20_000, mark);
+      assert.equal(p.logs.slice(mark).filter((l) => l.level === 50 && l.workerPid !== undefined).length, 1, 'one death: the kill -9, not the HUP');
+      const after = await curl(['--cacert', fx.certFile, `https://localhost:${p.port}/${FILES.small.name}`]);
+      assert.equal(sha256(after.stdout), fx.files.small.sha256);
+    } finally {
+      await p.stop();
+    }
+  });
+
+  test('SIGHUP reloads every worker: a new certificate on new connections to both', { timeout: 90_000 }, async () => {
+    const dir = fs.mkdtempSync(path.join(fx.outDir, 'hup-'));
+    const live = { certFile: path.join(dir, 'live.crt'), keyFile: path.join(dir, 'live.key') };
+    const old = await makeLeaf(dir, 'old', 'ec', 'localhost', ['localhost']);
+    const next = await makeLeaf(dir, 'new', 'ec', 'localhost', ['localhost']);
+    const install = (pair: { certFile: string; keyFile: string }): void => {
+      fs.copyFileSync(pair.certFile, live.certFile);
+      fs.copyFileSync(pair.keyFile, live.keyFile);
+    };
+    install(old);
+    const p = await startAludel(['serve', '--listen', '127.0.0.1:0', '--cert', live.certFile, '--key', live.keyFile, '--root', fx.root, '--workers', '2']);
+    try {
+      const pids = await workerPids(p);
+      install(next);
+      const from = p.mark();
+      p.child.kill('SIGHUP');
+      await waitUntil(() => pidsOf(since(p, from, 'reloaded: new connections use the new settings; connections in flight finish on the old ones')).size === 2, 20_000);
+      assert.deepEqual([...pidsOf(since(p, from, 'reloaded: new connections use the new settings; connections in flight finish on the old ones'))].sort(), [...pids].sort());
+      const mark = p.mark();
+      for (let i = 0; i < 30 && pidsOf(since(p, mark, 'TLS established')).size < 2; i++) {
+        assert.equal((await presented(p.port, 'localhost')).leaf.fingerprint256, fingerprint(next.certFile), 'every new handshake presents the new certificate');
+        await waitUntil(() => since(p, mark, 'TLS established').length > i, 5_000);
+      }
+      assert.equal(pidsOf(since(p, mark, 'TLS established')).size, 2, 'both workers were asked');
+    } finally {
+      await p.stop();
+    }
+  });
+
+  for (const version of ['-tls1_2', '-tls1_3'] as const) {
+    test(`${version}: a session resumes on the other worker (shared ticket keys, RFC 5077 / RFC 8446 §4.6.1)`, { timeout: 90_000 }, async () => {
+      const p = await startAludel(serveArgs(fx, '--workers', '2'));
+      try {
+        await workerPids(p);
+        const sess = path.join(fx.outDir, `workers${version}.pem`);
+        const from = p.mark();
+        await sessionGet(p.port, version, sess, '-sess_out');
+        await waitUntil(() => since(p, from, 'TLS established').length === 1, 5_000);
+        const first = since(p, from, 'TLS established')[0]!;
+        for (let i = 0; i < 30 && !since(p, from, 'TLS established').some((l) => l.pid !== first.pid); i++) {
+          assert.match(await sessionGet(p.port, version, sess, '-sess_in'), /^Reused, TLSv1\.[23]/m, 'openssl reports a resumed session');
+          await waitUntil(() => since(p, from, 'TLS established').length === i + 2, 5_000);
+        }
+        const other = since(p, from, 'TLS established').find((l) => l.pid !== first.pid);
+        assert.ok(other, 'a connection reached the other worker');
+        assert.equal(other.reused, true, 'and resumed the session the first worker made');
+      } finally {
+        await p.stop();
+      }
+    });
+  }
+
+  test('SIGTERM stops the primary and every worker (exit 0, no orphan); a killed primary takes its workers with it', { timeout: 60_000 }, async () => {
+    const p = await startAludel(serveArgs(fx, '--workers', '2'));
+    const pids = await workerPids(p);
+    assert.equal(await p.stop(), 0);
+    await waitUntil(() => pids.every((pid) => !alive(pid)), 10_000);
+    assert.ok(p.logs.some((l) => l.msg === 'stopped: every worker has exited' && l.pid === p.child.pid));
+
+    const q = await startAludel(serveArgs(fx, '--workers', '2'));
+    const qPids = await workerPids(q);
+    q.child.kill('SIGKILL');
+    // Each worker sees its IPC channel close and stops as on TERM.
+    await waitUntil(() => qPids.every((pid) => !alive(pid)), 20_000);
+  });
+
+  test('a worker that fails at start-up fails the start (exit 2, its error shown), as one process would', { timeout: 60_000 }, async () => {
+    const bad = path.join(fx.outDir, 'not-a-cert.pem');
+    fs.writeFileSync(bad, 'pem\n');
+    const r = await runCli(['serve', '--listen', '127.0.0.1:0', '--cert', bad, '--key', fx.keyFile, '--root', fx.root, '--workers', '2'], undefined, 30_000);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /not-a-cert\.pem/, 'the worker\'s error names the file');
+    assert.match(r.stdout, /a worker failed to start \(its error is above\): stopping/);
+  });
+
+  test('SIGUSR1 reaches the workers (access logs reopened) and opens no inspector anywhere', { timeout: 30_000 }, async () => {
+    const p = await startAludel(serveArgs(fx, '--workers', '2'), { env: { NODE_OPTIONS: '--inspect-port=0' } });
+    try {
+      const pids = await workerPids(p);
+      const from = p.mark();
+      p.child.kill('SIGUSR1');
+      await waitUntil(() => pids.every((pid) => since(p, from, 'reopening the access log (the Node inspector stays off)').some((l) => l.pid === pid)), 10_000);
+      assert.doesNotMatch(p.stderr(), /Debugger listening/);
+    } finally {
+      await p.stop();
+    }
+  });
+});
+
+describe('--workers 2 (proxy, tcp)', () => {
+  test('aludel proxy: requests reach the origin through the workers; the primary shows aludel_upstream_up', { timeout: 60_000 }, async () => {
+    const origin = http.createServer((req, res) => res.end(`origin saw ${req.url}`));
+    await new Promise<void>((resolve) => origin.listen(0, '127.0.0.1', resolve));
+    const port = (origin.address() as net.AddressInfo).port;
+    const p = await startAludel(['proxy', '--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--to', `http://127.0.0.1:${port}`, '--workers', '2', '--admin', '127.0.0.1:0']);
+    try {
+      const pids = await workerPids(p);
+      const admin = String((await p.waitForLog((l) => l.msg === 'admin listening')).admin);
+      const from = p.mark();
+      for (let i = 0; i < 10; i++) {
+        const r = await curl(['--cacert', fx.certFile, `https://localhost:${p.port}/n${i}`]);
+        assert.equal(r.stdout.toString(), `origin saw /n${i}`);
+      }
+      await waitUntil(() => since(p, from, 'request').length === 10, 10_000);
+      assert.ok([...pidsOf(since(p, from, 'request'))].every((pid) => pids.includes(pid)), 'served by the workers');
+      assert.equal(total((await scrape(admin)).samples, 'aludel_upstream_up'), 1, 'up in every worker: the minimum over them is 1');
+    } finally {
+      await p.stop();
+      origin.close();
+    }
+  });
+
+  test('aludel tcp: a TLS-wrapped echo through the workers', { timeout: 60_000 }, async () => {
+    const echo = net.createServer((s) => s.pipe(s));
+    await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve));
+    const port = (echo.address() as net.AddressInfo).port;
+    const p = await startAludel(['tcp', '--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--to', `127.0.0.1:${port}`, '--workers', '2']);
+    try {
+      await workerPids(p);
+      const r = await run('openssl', ['s_client', '-quiet', '-connect', `127.0.0.1:${p.port}`, '-servername', 'localhost', '-CAfile', fx.certFile], { input: 'ping through a worker\n', timeoutMs: 20_000 });
+      assert.match(r.stdout.toString(), /ping through a worker/);
+    } finally {
+      await p.stop();
+      echo.close();
+    }
+  });
+});
+
+describe('--ticket-keys', () => {
+  /** A key file as an admin makes one (openssl rand 80 > FILE; chmod 600). */
+  function keyFile(name: string, size: number, mode = 0o600): string {
+    const file = path.join(fx.outDir, name);
+    fs.writeFileSync(file, Buffer.from(Array.from({ length: size }, (_, i) => (i * 37 + size) & 0xff)), { mode });
+    fs.chmodSync(file, mode);
+    return file;
+  }
+
+  for (const [engine, env] of [['system OpenSSL', {}], ['node:tls fallback', { ALUDEL_LIBSSL: 'libssl-absent.so.3' }]] as const) {
+    test(`${engine}: two separate processes with the same 80-byte key file resume each other's sessions; without it, no`, { timeout: 90_000 }, async () => {
+      const tag = engine === 'system OpenSSL' ? 'openssl' : 'node';
+      const key = keyFile(`shared-${tag}.key`, 80);
+      const a = await startAludel(serveArgs(fx, '--ticket-keys', key), { env });
+      const b = await startAludel(serveArgs(fx, '--ticket-keys', key), { env });
+      const c = await startAludel(serveArgs(fx), { env });
+      try {
+        assert.equal((await a.waitForLog((l) => l.engine !== undefined)).engine, tag === 'openssl' ? 'system-openssl' : 'node-tls');
+        for (const version of ['-tls1_2', '-tls1_3'] as const) {
+          const sess = path.join(fx.outDir, `shared${version}-${tag}.pem`);
+          await sessionGet(a.port, version, sess, '-sess_out');
+          assert.match(await sessionGet(b.port, version, sess, '-sess_in'), /^Reused, TLSv1\.[23]/m, `${version}: another process with the same key resumes`);
+          assert.match(await sessionGet(c.port, version, sess, '-sess_in'), /^New, TLSv1\.[23]/m, `${version}: a process without the key does not`);
+        }
+      } finally {
+        await Promise.all([a.stop(), b.stop(), c.stop()]);
+      }
+    });
+  }
+
+  test('system OpenSSL: the first key encrypts, the others still decrypt (a rotated-out key keeps resuming)', { timeout: 60_000 }, async () => {
+    const oldKey = keyFile('old.key', 80);
+    const newKey = keyFile('new.key', 48);
+    const before = await startAludel(serveArgs(fx, '--ticket-keys', oldKey));
+    const rotated = await startAludel(serveArgs(fx, '--ticket-keys', newKey, '--ticket-keys', oldKey));
+    const dropped = await startAludel(serveArgs(fx, '--ticket-keys', newKey));
+    try {
+      for (const version of ['-tls1_2', '-tls1_3'] as const) {
+        const sess = path.join(fx.outDir, `rotated${version}.pem`);
+        await sessionGet(before.port, version, sess, '-sess_out');
+        assert.match(await sessionGet(rotated.port, version, sess, '-sess_in'), /^Reused, TLSv1\.[23]/m, `${version}: a ticket under the second key resumes`);
+        assert.match(await sessionGet(dropped.port, version, sess, '-sess_in'), /^New, TLSv1\.[23]/m, `${version}: once the old key is gone, it does not`);
+      }
+    } finally {
+      await Promise.all([before.stop(), rotated.stop(), dropped.stop()]);
+    }
+  });
+
+  test('a key file readable by others is used, with a warning; a 48-byte legacy key works; a wrong size stops start-up with its size', { timeout: 60_000 }, async () => {
+    const open = keyFile('open.key', 48, 0o644);
+    const p = await startAludel(serveArgs(fx, '--ticket-keys', open));
+    try {
+      const warn = await p.waitForLog((l) => l.level === 40 && l.file === open);
+      assert.match(warn.msg, /readable by group or other users.*chmod 600/);
+      const sess = path.join(fx.outDir, 'legacy.pem');
+      await sessionGet(p.port, '-tls1_3', sess, '-sess_out');
+      assert.match(await sessionGet(p.port, '-tls1_3', sess, '-sess_in'), /^Reused, TLSv1\.3/m);
+    } finally {
+      await p.stop();
+    }
+    const bad = keyFile('short.key', 64);
+    const r = await runCli(serveArgs(fx, '--ticket-keys', bad));
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /--ticket-keys: .*short\.key: 64 bytes; a session ticket key file has exactly 80 bytes/);
+  });
+});
