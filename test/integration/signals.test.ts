@@ -16,7 +16,7 @@ import { makeFixtures, sha256, type Fixtures } from '../support/fixtures.js';
 import { startSinkOrigin, type SinkOrigin } from '../support/origins.js';
 import { run } from '../support/run-process.js';
 import { waitUntil } from '../support/wait.js';
-import { fingerprint, makeLeaf, presented } from '../support/sni-certs.js';
+import { fingerprint, makeLeaf, presented, rotatingCert } from '../support/sni-certs.js';
 
 const FILES = { big: { name: 'big-32m.bin', size: 32 * 1024 * 1024 }, huge: { name: 'huge-64m.bin', size: 64 * 1024 * 1024 }, small: { name: 'small.bin', size: 1000 } };
 let fx: Fixtures<keyof typeof FILES>;
@@ -139,14 +139,7 @@ describe('signals', () => {
 
   test('SIGHUP with a new certificate during a 64 MiB download: it completes intact, the next handshake presents the new one; a broken one keeps the old', async () => {
     const dir = fs.mkdtempSync(path.join(fx.outDir, 'rotate-'));
-    const live = { certFile: path.join(dir, 'live.crt'), keyFile: path.join(dir, 'live.key') };
-    const old = await makeLeaf(dir, 'old', 'ec', 'localhost', ['localhost']);
-    const next = await makeLeaf(dir, 'new', 'ec', 'localhost', ['localhost']);
-    const install = (pair: { certFile: string; keyFile: string }): void => {
-      fs.copyFileSync(pair.certFile, live.certFile);
-      fs.copyFileSync(pair.keyFile, live.keyFile);
-    };
-    install(old);
+    const { live, old, next, install } = await rotatingCert(dir);
     const p = await startAludel(['serve', '--listen', '127.0.0.1:0', '--cert', live.certFile, '--key', live.keyFile, '--root', fx.root]);
     try {
       assert.equal((await presented(p.port, 'localhost')).leaf.fingerprint256, fingerprint(old.certFile));

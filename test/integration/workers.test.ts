@@ -19,7 +19,7 @@ import { curl } from '../support/clients.js';
 import { makeFixtures, sha256, type Fixtures } from '../support/fixtures.js';
 import { scrape, total } from '../support/metrics.js';
 import { run } from '../support/run-process.js';
-import { fingerprint, makeLeaf, presented } from '../support/sni-certs.js';
+import { fingerprint, presented, rotatingCert } from '../support/sni-certs.js';
 import { waitUntil } from '../support/wait.js';
 
 const FILES = { small: { name: 'small.bin', size: 1000 }, big: { name: 'big-8m.bin', size: 8 * 1024 * 1024 } };
@@ -142,14 +142,7 @@ describe('--workers 2 (serve)', () => {
 
   test('SIGHUP reloads every worker: a new certificate on new connections to both', { timeout: 90_000 }, async () => {
     const dir = fs.mkdtempSync(path.join(fx.outDir, 'hup-'));
-    const live = { certFile: path.join(dir, 'live.crt'), keyFile: path.join(dir, 'live.key') };
-    const old = await makeLeaf(dir, 'old', 'ec', 'localhost', ['localhost']);
-    const next = await makeLeaf(dir, 'new', 'ec', 'localhost', ['localhost']);
-    const install = (pair: { certFile: string; keyFile: string }): void => {
-      fs.copyFileSync(pair.certFile, live.certFile);
-      fs.copyFileSync(pair.keyFile, live.keyFile);
-    };
-    install(old);
+    const { live, next, install } = await rotatingCert(dir);
     const p = await startAludel(['serve', '--listen', '127.0.0.1:0', '--cert', live.certFile, '--key', live.keyFile, '--root', fx.root, '--workers', '2']);
     try {
       const pids = await workerPids(p);

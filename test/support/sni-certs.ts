@@ -49,6 +49,23 @@ export async function makeChain(dir: string, name: string): Promise<Pair & { roo
   return { certFile: p('chain.crt'), keyFile: p('chain-leaf.key'), root: p('root.crt'), reversed: p('chain-reversed.crt') };
 }
 
+/**
+ * A certificate file pair at fixed paths (what --cert/--key name) and two
+ * leaves for localhost, `old` installed there: install(next) then a reload
+ * is a certificate rotation as an admin does it.
+ */
+export async function rotatingCert(dir: string): Promise<{ live: Pair; old: Pair; next: Pair; install(pair: Pair): void }> {
+  const live = { certFile: path.join(dir, 'live.crt'), keyFile: path.join(dir, 'live.key') };
+  const old = await makeLeaf(dir, 'old', 'ec', 'localhost', ['localhost']);
+  const next = await makeLeaf(dir, 'new', 'ec', 'localhost', ['localhost']);
+  const install = (pair: Pair): void => {
+    fs.copyFileSync(pair.certFile, live.certFile);
+    fs.copyFileSync(pair.keyFile, live.keyFile);
+  };
+  install(old);
+  return { live, old, next, install };
+}
+
 export function fingerprint(certFile: string): string {
   return new X509Certificate(fs.readFileSync(certFile)).fingerprint256;
 }
