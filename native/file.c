@@ -1,4 +1,6 @@
 /*
+ * Regular files: sendfile on the thread pool, and reads that never wait for the disk.
+ *
  * sendfileAsync(socketFd, fileFd, offset, length, callback(bytes, errno)):
  * one sendfile(2) on libuv's thread pool. Why: sendfile from a cold page cache
  * blocks the calling thread on disk reads, which on the event loop would stall
@@ -13,6 +15,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/sendfile.h>
+#include <sys/uio.h>
 #include <uv.h>
 
 #include "aludel.h"
@@ -81,9 +84,40 @@ static napi_value sendfile_async(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * preadNowait(fd, buffer, length, position): one preadv2(2) with RWF_NOWAIT
+ * (Linux 4.14) on the calling thread: the bytes read (0 at end of file), or
+ * AGAIN (-1) when they are not all in the page cache and a read would wait
+ * for the disk (it may also return fewer bytes: those that were cached), or
+ * UNSUPPORTED (-2) when the kernel or the filesystem has no RWF_NOWAIT
+ * (EOPNOTSUPP; ENOSYS from a libc without preadv2). Why: a cached read is a
+ * few microseconds of copying, while a round trip through libuv's thread
+ * pool costs a wake-up of a worker thread and of the event loop; the caller
+ * sends only the AGAIN and UNSUPPORTED cases to the thread pool.
+ */
+static napi_value pread_nowait(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  int32_t fd;
+  int64_t len, pos;
+  void *data = NULL;
+  size_t cap = 0;
+  if (!aludel_args(env, info, 4, argv) || !aludel_arg_int32(env, argv[0], &fd) ||
+      !aludel_arg_int64(env, argv[2], &len) || !aludel_arg_int64(env, argv[3], &pos))
+    return NULL;
+  if (napi_get_buffer_info(env, argv[1], &data, &cap) != napi_ok || len < 0 || pos < 0 || (uint64_t)len > cap)
+    return aludel_throw(env, "ERR_OUT_OF_RANGE", EINVAL, "preadv2", "preadNowait needs a Buffer of at least length bytes, position >= 0", false);
+  struct iovec iov = {.iov_base = data, .iov_len = (size_t)len};
+  ssize_t n = preadv2(fd, &iov, 1, (off_t)pos, RWF_NOWAIT);
+  if (n >= 0) return aludel_int(env, n);
+  if (errno == EAGAIN) return aludel_int(env, -1);
+  if (errno == EOPNOTSUPP || errno == ENOSYS) return aludel_int(env, -2);
+  return aludel_throw_errno(env, errno, "preadv2");
+}
+
 void aludel_register_file(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"sendfileAsync", NULL, sendfile_async, NULL, NULL, NULL, napi_default, NULL},
+      {"preadNowait", NULL, pread_nowait, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

@@ -14,6 +14,8 @@ export const WANT_WRITE = -2;
 export const EOF_NO_NOTIFY = -3;
 /** accept(), recv(), send(), splice(): would block (wait for readiness and call again). */
 export const AGAIN = -1;
+/** preadNowait(): the kernel or the filesystem has no RWF_NOWAIT (read on the thread pool instead). */
+export const NOWAIT_UNSUPPORTED = -2;
 /** uv_poll event bits. */
 export const READABLE = 1;
 export const WRITABLE = 2;
@@ -131,6 +133,8 @@ export interface Native {
   tcpUlpDump(family: number): Array<{ inode: number; state: number; tls: UlpInfo | null }>;
   /** sendfile(2) on the thread pool; the socket is non-blocking, so errno EAGAIN means "wait until writable". */
   sendfileAsync(socketFd: number, fileFd: number, offset: number, length: number, done: (sent: number, errno: number) => void): void;
+  /** preadv2(RWF_NOWAIT) into buf[0, length): bytes read (0: end of file), AGAIN when not all cached, NOWAIT_UNSUPPORTED. */
+  preadNowait(fd: number, buf: Buffer, length: number, position: number): number;
   /** Non-blocking connect to a numeric address; completes when writable, then socketError() says how. */
   connectTcp(host: string, port: number): number;
   /** SO_ERROR: 0, or the errno of a failed non-blocking connect. */
