@@ -21,6 +21,7 @@ import { requestProblem } from './request-checks.js';
 import { alpnFront, requestConnection, type AnyRequest, type AnyResponse } from './alpn-front.js';
 import { h2Front } from './h2-front.js';
 import { sendFileOverH2 } from './h2-body.js';
+import { sendSmallBody, sendsWithHead } from './small-body.js';
 import { closingAnswer } from './h1-wire.js';
 
 export { closingAnswer };
@@ -48,6 +49,10 @@ export const connectionBodySender: BodySender = {
   async sendBody(res, fd, offset, length) {
     if (res instanceof http2.Http2ServerResponse) return sendFileOverH2(res, fd, offset, length);
     const conn = await whenAttached(res);
+    if (sendsWithHead(conn, length)) {
+      await sendSmallBody(res, fd, offset, length);
+      return 'write';
+    }
     res.flushHeaders();
     const path = await conn.sendFile(fd, offset, length);
     res.end();

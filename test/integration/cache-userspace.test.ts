@@ -475,7 +475,7 @@ describe('aludel proxy --cache (userspace TLS)', () => {
     assert.equal((await get(p, url, '-H', 'Cache-Control: only-if-cached')).status, 200);
     const purge = await curl(['--cacert', fx.certFile, '-sS', '-X', 'PURGE', `https://localhost:${p.port}${url}`]);
     assert.deepEqual(JSON.parse(purge.stdout.toString()), { key: `https://localhost:${p.port}${url}`, purged: 2 });
-    for (let i = 0; i < 50 && stored(dir).bodies.length > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    for (let i = 0; i < 500 && stored(dir).bodies.length > 0; i++) await new Promise((r) => setTimeout(r, 20));
     assert.deepEqual(stored(dir).bodies, []);
     const again = await curl(['--cacert', fx.certFile, '-sS', '-o', '/dev/null', '-w', '%{http_code}', '-X', 'PURGE', `https://localhost:${p.port}${url}`]);
     assert.equal(again.stdout.toString(), '404');

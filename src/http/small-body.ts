@@ -1,0 +1,56 @@
+/**
+ * A small file body without kTLS TX goes out with its response head in one
+ * write. Otherwise the head is one SSL_write and the body another: two TLS
+ * records and two send(2) calls where one of each will do (a response head
+ * and up to 12 KiB of body fit one 16 KiB record, RFC 8446 §5.1), and the two
+ * SSL_write calls were the top of a profile of 4 KiB cache hits
+ * (docs/benchmarks.md). node writes the head and the first body chunk of
+ * res.end() in one writev, which the connection gathers into one record.
+ *
+ * With kTLS TX the body still goes by sendfile: no copy through user space.
+ */
+import type { ServerResponse } from 'node:http';
+import { FileTruncatedError } from '../errors.js';
+import type { SecureConnection } from '../tls/types.js';
+import { ChunkPool, readAt } from '../transport/copy-file.js';
+
+/** The largest body sent with its head: 12 KiB, leaving 4 KiB of a 16 KiB record for the head. */
+export const SMALL_BODY_MAX = 12 * 1024;
+
+const buffers = new ChunkPool(SMALL_BODY_MAX, 64);
+
+/** Whether sendSmallBody() applies: a body this long on this connection. */
+export function sendsWithHead(conn: SecureConnection, length: number): boolean {
+  return !conn.tls.ktlsTx && length > 0 && length <= SMALL_BODY_MAX;
+}
+
+/**
+ * Reads `length` bytes of fd from `offset` and ends res with them, head
+ * included (res's head must not have been flushed). Resolves once the file
+ * is no longer read; the buffer goes back to the pool when res is done with
+ * it (finished or closed).
+ */
+export async function sendSmallBody(res: ServerResponse, fd: number, offset: number, length: number): Promise<void> {
+  const buf = buffers.take();
+  let got = 0;
+  try {
+    // A read may return less than asked (RWF_NOWAIT: only the cached part); 0 is the end of the file.
+    while (got < length) {
+      const n = await readAt(fd, buf.subarray(got), length - got, offset + got);
+      if (n === 0) throw new FileTruncatedError(length, got);
+      got += n;
+    }
+  } catch (err) {
+    buffers.give(buf);
+    throw err;
+  }
+  let given = false;
+  const giveBack = (): void => {
+    if (given) return;
+    given = true;
+    buffers.give(buf);
+  };
+  // 'close' comes after 'finish' and also when the connection dies first; either way node holds no more reference.
+  res.once('close', giveBack);
+  res.end(buf.subarray(0, length));
+}
