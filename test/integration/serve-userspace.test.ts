@@ -12,6 +12,7 @@ import { serveArgs, startAludel, type LogLine, type Running } from '../support/a
 import { curl } from '../support/clients.js';
 import { makeFixtures, sha256, type StandardFixtures } from '../support/fixtures.js';
 import { rawTls, splitHttp } from '../support/raw-http.js';
+import { run } from '../support/run-process.js';
 
 const KTLS_WARN_PREFIX = 'crypto: userspace; kTLS unavailable';
 
@@ -274,5 +275,46 @@ test('keep-alive responses are not held back by Nagle: 20 small requests on one 
   } finally {
     agent.destroy();
     await server.stop();
+  }
+});
+
+test('small bodies leave with their head (up to 12 KiB, userspace TLS): sizes around the limit, a range, and two pipelined answers, byte for byte', async () => {
+  const small = await makeFixtures({ one: { name: 's1.bin', size: 1 }, page: { name: 's4k.bin', size: 4096 }, at: { name: 's12k.bin', size: 12 * 1024 }, over: { name: 's12k1.bin', size: 12 * 1024 + 1 } });
+  const server = await startAludel(serveArgs(small, '--offload', 'userspace'));
+  try {
+    const files = Object.values(small.files);
+    const args = ['--cacert', small.certFile, '-w', '%{http_code}\n'];
+    const outs = files.map((f) => path.join(small.outDir, `got-${f.name}`));
+    files.forEach((f, i) => args.push(`https://localhost:${server.port}/${f.name}`, '-o', outs[i]!));
+    const r = await curl(args);
+    assert.equal(r.code, 0, r.stderr);
+    files.forEach((f, i) => assert.equal(sha256(fs.readFileSync(outs[i]!)), f.sha256, f.name));
+    const at = small.files.at;
+    const range = await curl(['--cacert', small.certFile, '-r', '100-4195', `https://localhost:${server.port}/${at.name}`]);
+    assert.deepEqual(range.stdout, fs.readFileSync(path.join(small.root, at.name)).subarray(100, 4196));
+    // Two pipelined GETs in one write: both answered, in order, each body exact (RFC 9112 §9.3.2).
+    const raw = await rawTls(server.port, small.certPem, `GET /${small.files.page.name} HTTP/1.1\r\nHost: localhost\r\n\r\nGET /${at.name} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`);
+    const first = splitHttp(raw);
+    assert.equal(first.status, 200);
+    const firstLen = Number(first.headers['content-length']);
+    assert.equal(firstLen, 4096);
+    const headEnd = raw.indexOf('\r\n\r\n') + 4;
+    const second = splitHttp(raw.subarray(headEnd + firstLen));
+    assert.equal(sha256(first.body.subarray(0, firstLen)), small.files.page.sha256);
+    assert.equal(second.status, 200);
+    assert.equal(sha256(second.body), at.sha256);
+    // The point of it: the 4 KiB answer is one TLS record, head and body (openssl's record trace), where it was two.
+    const trace = path.join(small.outDir, 'trace.txt');
+    const s = await run('openssl', ['s_client', '-connect', `127.0.0.1:${server.port}`, '-tls1_3', '-trace', '-msgfile', trace, '-ign_eof', '-quiet'], {
+      input: `GET /${small.files.page.name} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`, timeoutMs: 20_000,
+    });
+    assert.equal(s.stdout.length > 4096, true, `the answer arrived: ${s.stderr}`);
+    const received = fs.readFileSync(trace, 'latin1').split('Received Record').slice(1).map((r) => r.split('Sent Record')[0]!).filter((r) => /Inner Content Type = ApplicationData/.test(r));
+    assert.equal(received.length, 1, `one application-data record: ${received.map((r) => /Length = (\d+)/.exec(r)?.[1]).join(', ')}`);
+    const lines = server.logs.filter((l) => l.msg === 'request');
+    assert.ok(lines.length >= 8 && lines.every((l) => l.body === 'write' && l.status !== 500), JSON.stringify(lines.map((l) => [l.url, l.status, l.body])));
+  } finally {
+    await server.stop();
+    small.cleanup();
   }
 });
