@@ -47,11 +47,14 @@ const MAX_HEAD = 128 * 1024;
 const CHUNK_EXT = /^(?:[ \t]*;[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:[ \t]*=[ \t]*(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+|"(?:[\t\x20\x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t\x20-\x7e\x80-\xff])*"))?)*$/;
 
 export function findMarker(text: string): string | null {
-  // X-Fz is protected from byte mutations whole (CRLF included): the first exact one wins; the
-  // target's ?fz= can be extended by a byte inserted right after it, so it must end there.
-  for (const m of text.matchAll(/\r\nX-Fz:[ \t]*((?:\d+|probe)\.s?\d+)\r\n/gi)) return m[1]!;
-  const t = /[?&]fz=((?:\d+|probe)\.s?\d+)(?![\d.])/i.exec(text);
-  return t ? t[1]! : null;
+  // X-Fz is protected from byte mutations whole (CRLF included). A mutation can still add another
+  // X-Fz line, copied from another request of the case: then the one the target's ?fz= also names
+  // wins, else the first. The target's ?fz= can be extended by a byte inserted right after it, so it
+  // must end there.
+  const fields = [...text.matchAll(/\r\nX-Fz:[ \t]*((?:\d+|probe)\.s?\d+)\r\n/gi)].map((m) => m[1]!);
+  const t = /[?&]fz=((?:\d+|probe)\.s?\d+)(?![\d.])/i.exec(text)?.[1] ?? null;
+  if (fields.length === 0) return t;
+  return t !== null && fields.includes(t) ? t : fields[0]!;
 }
 
 export function shortSha(b: Buffer): string {
