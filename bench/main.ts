@@ -7,6 +7,8 @@
  * `npm run bench -- --legacy-run` runs only bench/legacy-run.ts (nginx 1.11.1 +
  * OpenSSL 1.0.2f under `aludel run` against itself alone), in the VM unless
  * this kernel has kTLS, into bench/results/<timestamp>-legacy-run/.
+ * `--stalled` and `--workers` run only their part, on this host (no VM), into
+ * bench/results/<timestamp>-stalled/ and -workers/.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -16,8 +18,10 @@ import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { legacyRunTable, runLegacyRun, type LegacyRunResult } from './legacy-run.js';
+import type { Environment } from './environment.js';
 import { runPhase, type PhaseResult } from './phase.js';
 import { runStalled, stalledPointsTable, stalledTable } from './stalled.js';
+import { runWorkers, workersTable } from './workers.js';
 import { fmt, headlineRatios, ratiosTable, reportHtml, toCsv, writeCharts, type Results } from './report.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
@@ -36,6 +40,7 @@ interface Options {
   updateDocs: boolean;
   legacyRun: boolean;
   stalled: boolean;
+  workers: boolean;
   connections: string;
   repeats: string;
 }
@@ -94,37 +99,56 @@ async function rewriteDocsBlock(begin: string, end: string, block: string): Prom
   await fs.promises.writeFile(file, text.slice(0, a) + [begin, '', block.replace(/\n+$/, ''), '', end].join('\n') + text.slice(b + end.length));
 }
 
-const STALLED_BEGIN = '<!-- bench:stalled (npm run bench -- --stalled --update-docs rewrites this part) -->';
-const STALLED_END = '<!-- /bench:stalled -->';
+/** HEAD, marked +dirty when tracked files have changes: what the results were measured on. */
+function commitStamp(): string {
+  return execFileSync('git', ['rev-parse', 'HEAD'], { cwd: REPO, encoding: 'utf8' }).trim() + (execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: REPO, encoding: 'utf8' }).trim() ? '+dirty' : '');
+}
 
-/** `--stalled`: memory per stalled download, aludel vs nginx, on this host (bench/stalled.ts). */
-async function stalledMain(o: Options): Promise<void> {
+/**
+ * A part that runs on this host only (--stalled, --workers): its result and
+ * report in bench/results/<timestamp>-<name>/, and with --update-docs its
+ * block of docs/benchmarks.md between `markers`.
+ */
+async function hostMain<R extends { command?: string; environment: Environment }>(o: Options, name: string, label: string, markers: [string, string], measure: (progress: (d: number, t: number, l: string) => void) => Promise<R>, report: (r: R) => string): Promise<void> {
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-  const outDir = path.join(REPO, 'bench', 'results', `${stamp}-stalled`);
+  const outDir = path.join(REPO, 'bench', 'results', `${stamp}-${name}`);
   await fs.promises.mkdir(outDir, { recursive: true });
-  process.env.ALUDEL_BENCH_COMMIT = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: REPO, encoding: 'utf8' }).trim() + (execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: REPO, encoding: 'utf8' }).trim() ? '+dirty' : '');
-  const b = bar('stalled downloads');
-  let result;
+  process.env.ALUDEL_BENCH_COMMIT = commitStamp();
+  const b = bar(label);
+  let result: R;
   try {
-    result = await runStalled({ connections: Number(o.connections), repeats: Number(o.repeats), progress: (d, t, l) => b.update(d, t, l) });
+    result = await measure((d, t, l) => b.update(d, t, l));
   } finally {
     b.stop();
   }
   result.command = `npm run bench -- ${process.argv.slice(2).join(' ')}`;
-  const table = stalledTable(result);
+  const text = report(result);
   await fs.promises.writeFile(path.join(outDir, 'results.json'), JSON.stringify(result, null, 1));
-  await fs.promises.writeFile(path.join(outDir, 'stalled.md'), `${table}\n\n${stalledPointsTable(result)}\n`);
+  await fs.promises.writeFile(path.join(outDir, `${name}.md`), `${text}\n`);
   const e = result.environment;
-  if (o.updateDocs) await rewriteDocsBlock(STALLED_BEGIN, STALLED_END, `Made by \`${result.command}\` (commit ${e.commit}, kernel ${e.kernel}, ${e.openssl}, ${e.nginx}, CPU ${e.cpuModel} x${e.cpus}, ${e.date}).\n\n${table}\n\n${stalledPointsTable(result)}`);
-  console.log(`\n${table}\n\n${stalledPointsTable(result)}\n\nresult: ${path.relative(process.cwd(), outDir)}/`);
+  const load = `load average ${e.loadAverageBefore.map((x) => x.toFixed(2)).join(' ')} before / ${(e.loadAverageAfter ?? []).map((x) => x.toFixed(2)).join(' ')} after`;
+  if (o.updateDocs) await rewriteDocsBlock(markers[0], markers[1], `Made by \`${result.command}\` (commit ${e.commit}, kernel ${e.kernel}, ${e.openssl}, ${e.nginx}, CPU ${e.cpuModel} x${e.cpus}, ${load}, ${e.date}).\n\n${text}`);
+  console.log(`\n${text}\n\nresult: ${path.relative(process.cwd(), outDir)}/`);
 }
+
+const STALLED_BEGIN = '<!-- bench:stalled (npm run bench -- --stalled --update-docs rewrites this part) -->';
+const STALLED_END = '<!-- /bench:stalled -->';
+const WORKERS_BEGIN = '<!-- bench:workers (npm run bench -- --workers --update-docs rewrites this part) -->';
+const WORKERS_END = '<!-- /bench:workers -->';
+
+/** `--stalled`: memory per stalled download, aludel vs nginx, on this host (bench/stalled.ts). */
+const stalledMain = (o: Options): Promise<void> =>
+  hostMain(o, 'stalled', 'stalled downloads', [STALLED_BEGIN, STALLED_END], (progress) => runStalled({ connections: Number(o.connections), repeats: Number(o.repeats), progress }), (r) => `${stalledTable(r)}\n\n${stalledPointsTable(r)}`);
+
+/** `--workers`: --workers 1 and 2 next to nginx's worker_processes 1 and 2, on this host (bench/workers.ts). */
+const workersMain = (o: Options): Promise<void> => hostMain(o, 'workers', 'workers', [WORKERS_BEGIN, WORKERS_END], (progress) => runWorkers({ full: o.full, progress }), workersTable);
 
 /** `--legacy-run`: the one comparison, natively where the kernel has kTLS, else in the VM. */
 async function legacyRunMain(o: Options): Promise<void> {
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const outDir = path.join(REPO, 'bench', 'results', `${stamp}-legacy-run`);
   await fs.promises.mkdir(outDir, { recursive: true });
-  const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: REPO, encoding: 'utf8' }).trim() + (execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: REPO, encoding: 'utf8' }).trim() ? '+dirty' : '');
+  const commit = commitStamp();
   process.env.ALUDEL_BENCH_COMMIT = commit;
   let result: LegacyRunResult;
   const hostLoad = os.loadavg();
@@ -176,6 +200,7 @@ async function main(): Promise<void> {
     .option('--update-docs', 'copy the charts to docs/benchmarks/ and rewrite the generated part of docs/benchmarks.md (with --legacy-run: its own part)', false)
     .option('--legacy-run', 'only nginx 1.11.1 + OpenSSL 1.0.2f (../shared/legacy/build) under aludel run vs alone, CPU-s/GB (in the kTLS VM unless this kernel has kTLS)', false)
     .option('--stalled', 'only memory per stalled download: 1,000 TLS downloads that stop reading, aludel vs nginx (proxy and serve), on this host', false)
+    .option('--workers', 'only worker processes: aludel serve/proxy --workers 1 and 2 next to nginx worker_processes 1 and 2 (1 KiB req/s, handshakes/s, RSS per idle connection), on this host', false)
     .option('--connections <n>', 'with --stalled: stalled downloads per point', '1000')
     .option('--repeats <n>', 'with --stalled: repeats (each runs every server once, in turns)', '3')
     .option('--phase <where>', '(internal) run one phase and write it to --out')
@@ -191,6 +216,7 @@ async function main(): Promise<void> {
   }
   if (o.legacyRun) return legacyRunMain(o);
   if (o.stalled) return stalledMain(o);
+  if (o.workers) return workersMain(o);
   if (o.phase) {
     // Inner phase (in the VM): progress as lines for the outer bar.
     const result = await runPhase({ phase: o.phase, full: o.full, offloads: ['userspace', 'kernel'], emulated: o.emulated, loopback: o.loopback, pin: o.pin, progress: (d, t, l) => console.log(`${PROGRESS}${d} ${t} ${l}`) });
@@ -201,7 +227,7 @@ async function main(): Promise<void> {
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const outDir = path.join(REPO, 'bench', 'results', stamp);
   await fs.promises.mkdir(outDir, { recursive: true });
-  const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: REPO, encoding: 'utf8' }).trim() + (execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: REPO, encoding: 'utf8' }).trim() ? '+dirty' : '');
+  const commit = commitStamp();
   process.env.ALUDEL_BENCH_COMMIT = commit;
   const phases: PhaseResult[] = [];
   const nativeKtls = fs.existsSync('/proc/net/tls_stat');

@@ -4,7 +4,9 @@
  * read-only): Debian's nginx as origin, as TLS server of the files, as proxy
  * and as proxy_cache (with or without kTLS), and `aludel proxy` with and
  * without --cache. Every one is a single process (nginx: master_process off,
- * one worker), so /proc/<pid>/stat holds all its CPU time.
+ * one worker), so /proc/<pid>/stat holds all its CPU time, unless started
+ * with `workers` (bench/workers.ts): then CPU and memory are summed over the
+ * process tree (Server.pids()).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -125,6 +127,12 @@ export interface NginxOptions {
    * readers: otherwise each would spool up to 1 GiB to proxy_temp.
    */
   noTempFile?: boolean;
+  /**
+   * worker_processes N. Above 1, master_process on: a master that forks the
+   * workers, as nginx is deployed (they share the listening socket it bound,
+   * accept_mutex off, nginx's default since 1.11.3). Default: 1, no master.
+   */
+  workers?: number;
 }
 
 /** A double-quoted nginx string; refuses what would need escaping or expand as a variable. */
@@ -150,8 +158,8 @@ function nginxConf(o: NginxOptions, port: number): string {
           ...(o.noTempFile ? ['      proxy_max_temp_file_size 0;'] : []),
         ];
   return [
-    'master_process off;',
-    'worker_processes 1;',
+    `master_process ${(o.workers ?? 1) > 1 ? 'on' : 'off'};`,
+    `worker_processes ${o.workers ?? 1};`,
     ...(process.geteuid?.() === 0 ? ['user root root;'] : []),
     `pid ${p('nginx.pid')};`,
     `lock_file ${p('nginx.lock')};`,
@@ -218,12 +226,21 @@ export interface AludelOptions {
   offload: Offload;
   originPort: number;
   cacheDir?: string;
+  /** --workers N (default: the flag not given, one process). */
+  workers?: number;
+  /** More flags, after the bench's own. */
+  extraArgs?: string[];
+}
+
+/** --workers and the caller's extra flags, for serve and proxy alike. */
+function moreArgs(o: { workers?: number; extraArgs?: string[] }): string[] {
+  return [...(o.workers ? ['--workers', String(o.workers)] : []), ...(o.extraArgs ?? [])];
 }
 
 /** `aludel serve` of `root`, with the same suite and log level as the proxy. */
-export async function startAludelServe(name: string, o: { host: string; tls: Tls; offload: Offload; root: string }): Promise<Server> {
+export async function startAludelServe(name: string, o: { host: string; tls: Tls; offload: Offload; root: string; workers?: number; extraArgs?: string[] }): Promise<Server> {
   const port = await freePort(o.host);
-  const args = [ALUDEL_CLI, 'serve', '--listen', `${o.host}:${port}`, '--cert', o.tls.certFile, '--key', o.tls.keyFile, '--root', o.root, '--offload', o.offload, '--ciphersuites', TLS13_SUITE, '--access-log', 'off', '--log-level', 'warn'];
+  const args = [ALUDEL_CLI, 'serve', '--listen', `${o.host}:${port}`, '--cert', o.tls.certFile, '--key', o.tls.keyFile, '--root', o.root, '--offload', o.offload, '--ciphersuites', TLS13_SUITE, '--access-log', 'off', '--log-level', 'warn', ...moreArgs(o)];
   return startProcess(`aludel serve (${name})`, process.execPath, args, o.host, port);
 }
 
@@ -250,6 +267,7 @@ export async function startAludel(name: string, o: AludelOptions): Promise<Serve
     '--log-level',
     'warn',
     ...(o.cacheDir ? ['--cache', o.cacheDir] : []),
+    ...moreArgs(o),
   ];
   return startProcess(`aludel (${name})`, process.execPath, args, o.host, port);
 }

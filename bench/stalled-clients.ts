@@ -53,33 +53,37 @@ function stallOne(o: StalledOptions): Promise<tls.TLSSocket> {
   });
 }
 
-export async function openStalled(o: StalledOptions): Promise<StalledClients> {
+/** Connections opened `concurrency` at a time by `one`, with the failures counted and the first few reasons kept. */
+export async function openPool(connections: number, concurrency: number, one: () => Promise<tls.TLSSocket>): Promise<{ sockets: tls.TLSSocket[]; failed: number; errors: string[] }> {
   const sockets: tls.TLSSocket[] = [];
   const errors: string[] = [];
   let failed = 0;
   let next = 0;
   const worker = async (): Promise<void> => {
-    while (next < o.connections) {
+    while (next < connections) {
       next++;
       try {
-        sockets.push(await stallOne(o));
+        sockets.push(await one());
       } catch (err) {
         failed++;
         if (errors.length < 5) errors.push((err as Error).message);
       }
     }
   };
-  await Promise.all(Array.from({ length: o.concurrency ?? 32 }, worker));
-  return {
-    stalled: sockets.length,
-    failed,
-    errors,
-    async close() {
-      await Promise.all(sockets.map((s) => new Promise<void>((r) => {
-        if (s.destroyed) { r(); return; }
-        s.once('close', () => r());
-        s.destroy();
-      })));
-    },
-  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, connections) }, worker));
+  return { sockets, failed, errors };
+}
+
+/** Destroys every socket; resolves once all are closed. */
+export async function closeAll(sockets: readonly tls.TLSSocket[]): Promise<void> {
+  await Promise.all(sockets.map((s) => new Promise<void>((r) => {
+    if (s.destroyed) { r(); return; }
+    s.once('close', () => r());
+    s.destroy();
+  })));
+}
+
+export async function openStalled(o: StalledOptions): Promise<StalledClients> {
+  const { sockets, failed, errors } = await openPool(o.connections, o.concurrency ?? 32, () => stallOne(o));
+  return { stalled: sockets.length, failed, errors, close: () => closeAll(sockets) };
 }

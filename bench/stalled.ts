@@ -24,6 +24,7 @@ import { median } from './ratios.js';
 import { fmt } from './report.js';
 import { startAludel, startAludelServe, startNginx, type Offload, type Server, type Tls } from './servers.js';
 import { openStalled } from './stalled-clients.js';
+import { readProcMemory, settleRss } from './proc-memory.js';
 
 const MiB = 1024 * 1024;
 const HOST = '127.0.0.1';
@@ -76,32 +77,6 @@ export interface StalledRunOptions {
   progress(done: number, total: number, label: string): void;
 }
 
-interface ProcMemory {
-  rssKiB: number;
-  anonKiB: number;
-}
-
-/** VmRSS and RssAnon of /proc/<pid>/status (proc(5)), in KiB. */
-export function readProcMemory(pid: number): ProcMemory {
-  const text = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-  const field = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN);
-  return { rssKiB: field('VmRSS'), anonKiB: field('RssAnon') };
-}
-
-/** Waits until RSS moves less than 0.5 % over two 500 ms reads (at most 15 s); returns the seconds waited. */
-async function settle(pid: number): Promise<number> {
-  const start = Date.now();
-  let prev = readProcMemory(pid).rssKiB;
-  let calm = 0;
-  while (calm < 2 && Date.now() - start < 15_000) {
-    await new Promise((r) => setTimeout(r, 500));
-    const now = readProcMemory(pid).rssKiB;
-    calm = Math.abs(now - prev) <= prev * 0.005 ? calm + 1 : 0;
-    prev = now;
-  }
-  return (Date.now() - start) / 1000;
-}
-
 interface Bench {
   dir: string;
   root: string;
@@ -130,11 +105,11 @@ async function measure(b: Bench, o: StalledRunOptions, repeat: number, front: St
     // Warm-up: the code paths, pools and first allocations are start-up costs, not per connection.
     const warm = await openStalled({ ...target, connections: 16 });
     await warm.close();
-    await settle(s.pid);
+    await settleRss(() => readProcMemory(s.pid).rssKiB);
     const before = readProcMemory(s.pid);
     const clients = await openStalled({ ...target, connections: o.connections });
     try {
-      const settledS = await settle(s.pid);
+      const settledS = await settleRss(() => readProcMemory(s.pid).rssKiB);
       const after = readProcMemory(s.pid);
       const n = Math.max(clients.stalled, 1);
       return {

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import { describe, test } from 'node:test';
 import { parseOpensslSpeed } from '../../bench/crypto-floor.js';
 import { energyJoules } from '../../bench/energy.js';
+import { parseOpenFilesLimit } from '../../bench/idle-clients.js';
 import { clockTicksPerSecond, cpuSeconds, parseProcStat } from '../../bench/proc-cpu.js';
 import { counterDelta, cpuPerGB, floorCpuPerGB, ktlsProven, median, ratio } from '../../bench/ratios.js';
 import { parseWrkOutput, WRK_MARKER } from '../../bench/wrk-output.js';
@@ -103,5 +104,21 @@ describe('bench: ratio maths', () => {
     assert.equal(energyJoules(at(200_000), at(700_000)), 0.5);
     assert.equal(energyJoules(at(900_000), at(100_000)), 0.2);
     assert.equal(energyJoules(null, at(1)), null);
+  });
+});
+
+describe('bench: /proc/<pid>/limits', () => {
+  test('"Max open files" is the soft limit (the first column), "unlimited" is Infinity', () => {
+    const limits = ['Limit                     Soft Limit           Hard Limit           Units     ', 'Max processes             95000                95000                processes ', 'Max open files            1024                 524288               files     ', ''].join('\n');
+    assert.equal(parseOpenFilesLimit(limits), 1024);
+    assert.equal(parseOpenFilesLimit(limits.replace('1024 ', 'unlimited')), Infinity);
+  });
+
+  test('a text without the line is refused, not read as no limit', () => {
+    assert.throws(() => parseOpenFilesLimit('Max processes 1 1 processes\n'), /no "Max open files"/);
+  });
+
+  test('this process: Node raised its soft limit to a number', () => {
+    assert.ok(parseOpenFilesLimit(fs.readFileSync('/proc/self/limits', 'utf8')) > 0);
   });
 });

@@ -1,0 +1,43 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { parseH2loadRequests, sameRoundRatios, workerShares, type WorkersPoint } from '../../bench/workers.js';
+
+describe('bench --workers: h2load summary', () => {
+  test('the "requests:" line gives done and succeeded (2xx/3xx) counts', () => {
+    const out = ['starting benchmark...', 'finished in 512.30ms, 124.93 req/s, 150.39KB/s', 'requests: 64 total, 64 started, 62 done, 61 succeeded, 3 failed, 2 errored, 0 timeout', 'status codes: 61 2xx, 0 3xx, 1 4xx, 0 5xx', ''].join('\n');
+    assert.deepEqual(parseH2loadRequests(out), { done: 62, succeeded: 61 });
+  });
+
+  test('output without the line (h2load could not connect) is refused, not read as 0 requests', () => {
+    assert.throws(() => parseH2loadRequests('client could not connect to host\n'), /no "requests:" line/);
+  });
+});
+
+describe('bench --workers: worker CPU split', () => {
+  test('with a primary, its own CPU is left out and the workers\' shares sum to 1, largest first', () => {
+    const before = new Map([[10, 1], [11, 2], [12, 2]]);
+    const after = new Map([[10, 1.5], [11, 5], [12, 3]]);
+    assert.deepEqual(workerShares({ pid: 10 }, before, after), [0.75, 0.25]);
+  });
+
+  test('one process is its own only worker; no CPU used gives no split', () => {
+    assert.deepEqual(workerShares({ pid: 10 }, new Map([[10, 1]]), new Map([[10, 2]])), [1]);
+    assert.deepEqual(workerShares({ pid: 10 }, new Map([[10, 1], [11, 1]]), new Map([[10, 1], [11, 1]])), []);
+  });
+});
+
+describe('bench --workers: same-round ratios', () => {
+  const point = (round: number, requestsPerSec: number): WorkersPoint => ({
+    round, test: 'rps', front: 'aludel-serve', workers: 1, requests: 1, errors: 0, requestsPerSec, cpuS: 0, cpuMsPer1kRequests: null, cpuPerGB: null, workerCpuShares: [],
+  });
+
+  test('ratios pair points of the same round only; median, min and max over rounds', () => {
+    const a = [point(0, 200), point(1, 300), point(2, 100)];
+    const b = [point(2, 100), point(0, 100), point(1, 100)];
+    assert.deepEqual(sameRoundRatios(a, b), { median: 2, min: 1, max: 3, n: 3 });
+  });
+
+  test('a round missing on one side or a zero denominator gives no ratio', () => {
+    assert.deepEqual(sameRoundRatios([point(0, 5), point(1, 5)], [point(0, 0)]), { median: null, min: null, max: null, n: 0 });
+  });
+});
