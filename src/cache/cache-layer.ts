@@ -4,7 +4,9 @@
  * progress, collapsed), revalidate (a stale one, with its own validators),
  * fill (a storable miss goes to its client and into the store at once), or
  * purge; and serving stale (RFC 5861, rules in stale.ts): at once while a
- * background revalidation runs, or instead of an upstream error. What it
+ * background revalidation runs, or instead of an upstream error; and
+ * partial content (§3.3, §3.4, rules in partial.ts): a 206 to a Range
+ * request stored as a part, Range requests it covers answered from it. What it
  * needs from the origin side is one function, `Origin`: it sends the
  * request on and hands over the answer. The store itself stays behind
  * HttpCache.
@@ -18,7 +20,8 @@ import { answerText, dropFields, sent, withCacheStatus, writeBody, type Exchange
 import type { CacheOutcome } from '../metrics/traffic-stats.js';
 import type { HttpCache } from './cache.js';
 import type { Fill, FillHead } from './fill.js';
-import type { Entry } from './store.js';
+import { isPartial, type Entry, type StoredResponse } from './store.js';
+import { covers, partStorability, rangeFromParts, type ByteRanges } from './partial.js';
 import { sendStored, type StoredBody } from './send-stored.js';
 import { filterResponseHeaders } from '../http/forward-headers.js';
 import {
@@ -118,11 +121,21 @@ export class CacheLayer {
     }
     const directives = requestDirectives(raw);
     const authorized = has(raw, 'authorization');
-    const { entry, uriHit, refusedAuthorization } = c.select(key, raw, authorized);
+    const selected = c.select(key, raw, authorized);
+    const { uriHit, refusedAuthorization } = selected;
     // §3.5: a stored variant matched, but may not answer a request with Authorization.
-    if (refusedAuthorization && entry === null) note(x, 'authorization');
+    if (refusedAuthorization && selected.entry === null) note(x, 'authorization');
     let fwd: CacheStatus['fwd'] = uriHit ? 'vary-miss' : 'uri-miss';
     let stale: StaleFallback | null = null;
+    // §3.3: a partial entry answers only a covered Range (fromParts); it is never revalidated, nor
+    // served stale, nor sent whole: every other request goes upstream (RFC 9211 §2.2 fwd=partial).
+    let entry = selected.entry;
+    if (entry !== null && isPartial(entry)) {
+      const status = method === 'GET' ? await this.fromParts(x, entry, directives) : null;
+      if (status !== null) return status;
+      fwd = 'partial';
+      entry = null;
+    }
     if (entry !== null) {
       const now = Date.now();
       const r = reuse(entry, directives, now, c.targets);
@@ -155,6 +168,10 @@ export class CacheLayer {
       if (followed.fill !== null) return this.followFill(x, followed.fill, followed.head, fwd);
       if (followed.refused !== null) note(x, followed.refused);
     }
+    // §3.3: a GET with Range is sent on as it is, and a 206 it brings is stored as a part.
+    if (method === 'GET' && !directives.noStore && wantsPart(raw)) {
+      return this.orStale(x, origin, { answer: (a) => this.storePart(x, key, fwd, a) }, stale);
+    }
     // Fetched for the cache only as a plain GET: HEAD has no body to store, a range or a
     // conditional would not bring the whole response, no-store forbids it (§5.2.1.5).
     const notFetchedToStore = forwardedAsIs(method, raw, directives.noStore);
@@ -183,6 +200,8 @@ export class CacheLayer {
       status: entry.status, reason: entry.reason, headers: entry.headers, fd,
       age: currentAge(entry.initialAge, entry.responseTime, Date.now()),
       length: () => entry.length, available: () => entry.length, complete: () => true, progress: () => Promise.resolve(),
+      // A partial entry: sendStored checks the range it sends is all there (fromParts chose one that is).
+      ...(isPartial(entry) ? { covers: (start: number, end: number) => covers(entry.ranges, start, end) } : {}),
     };
     try {
       return (await sendStored(x, src, cacheStatus(status), (path, n) => sent(x, path, n))).status;
@@ -190,6 +209,33 @@ export class CacheLayer {
       // sendFile has settled: no sendfile(2) on the thread pool still reads this descriptor.
       this.cache.closeBody(fd);
     }
+  }
+
+  /**
+   * A GET with Range from a stored partial entry (§3.3, partial.rangeFromParts):
+   * a 206 of stored bytes when the entry is fresh and holds the whole range;
+   * null (and why, in the detail) when the request must go upstream or the
+   * entry's file was evicted meanwhile. The
+   * entry's file never changes once committed, so every byte sent is one a
+   * complete 206 brought.
+   */
+  private async fromParts(x: Exchange, entry: Entry & { ranges: ByteRanges }, directives: RequestDirectives): Promise<number | null> {
+    const raw = x.fields;
+    if (has(raw, 'if-none-match') || has(raw, 'if-modified-since')) return null;
+    const r = reuse(entry, directives, Date.now(), this.cache.targets);
+    if (r.use !== 'fresh') {
+      note(x, r.why);
+      return null;
+    }
+    const range = rangeFromParts(entry, fieldValue(raw, 'range'), fieldValue(raw, 'if-range'));
+    if (typeof range === 'string') {
+      if (range === 'if-range') note(x, 'if-range');
+      return null;
+    }
+    note(x, 'partial');
+    const status = await this.fromStore(x, entry, { hit: true, ttl: r.ttl }, 'hit');
+    if (status === null) note(x, 'evicted');
+    return status;
   }
 
   /** Another request is fetching this response: send it from the file as it is written (collapsed, RFC 9211 §2.6). */
@@ -384,6 +430,67 @@ export class CacheLayer {
   }
 
   /**
+   * The answer to a GET with Range (§3.3): a 206 that partial.partStorability
+   * accepts goes to the client and, at its offset, into a new body file, then
+   * joins the store (HttpCache.commitPart); anything else (a 200 too: the
+   * client asked for a range, and storing is for plain GETs) is relayed as
+   * without a cache, with the reason in the detail.
+   */
+  private async storePart(x: Exchange, key: string, fwd: CacheStatus['fwd'], a: UpstreamAnswer): Promise<number> {
+    const c = this.cache;
+    const { head } = a;
+    x.cache = 'miss';
+    const f = head.framing;
+    const responseTime = Date.now();
+    const verdict = head.status === 206
+      ? partStorability({ method: 'GET', requestHeaders: x.fields, status: head.status, responseHeaders: head.headers, framing: f.kind, responseTime, cacheCookies: c.cookies, targets: c.targets })
+      : { store: false as const, reason: 'range' };
+    const part = verdict.store ? verdict.range : null;
+    const why = part === null ? (verdict as { reason: string }).reason
+      : f.kind === 'length' && f.length !== part.end - part.start ? 'content-range'
+      : part.end - part.start > c.maxBytes ? 'too-large' : null;
+    const file = why === null ? await c.createBody() : null;
+    if (part === null || file === null) {
+      note(x, why ?? 'disk-error');
+      x.cacheStatus = cacheStatus({ fwd, detail: x.cacheDetail! });
+      return a.relay();
+    }
+    const w = c.beginPart(key);
+    const names = varyNames(head.headers) as string[];
+    const stored: StoredResponse = {
+      key, vary: names.length > 0 ? varySelection(names, x.fields) : null, status: 200, reason: 'OK',
+      headers: headersToStore(withoutContentRange(head.headers), responseTime, c.targets),
+      length: part.complete, requestTime: a.sentAt, responseTime, initialAge: initialAge(head.headers, a.sentAt, responseTime),
+    };
+    x.cacheStatus = cacheStatus({ fwd, stored: true, detail: x.cacheDetail ?? undefined });
+    a.writeHead(withCacheStatus(x, filterResponseHeaders(head.headers, { keepFraming: f.kind === 'length' })));
+    x.bodyPath = 'write';
+    const client = new ClientCopy(x);
+    let at = part.start;
+    let failed: string | null = null;
+    const toFile = async (b: Buffer): Promise<void> => {
+      if (failed !== null) return;
+      // More bytes than Content-Range says: the part is not what its head described.
+      if (at + b.length > part.end) failed = 'content-range';
+      else await file.writeAt(b, at).catch((err: unknown) => { failed = 'disk-error'; c.diskError(err, 'could not write a partial response'); });
+      at += b.length;
+    };
+    try {
+      await a.read((b) => Promise.all([toFile(b), client.write(b)]).then(() => undefined));
+    } catch (err) {
+      await c.abandonPart(w, file);
+      throw err;
+    }
+    if (client.gone === null) x.res.end();
+    // Fewer bytes than Content-Range says (a Content-Length matched it, so only a short chunked body).
+    if (failed === null && at !== part.end) failed = 'content-range';
+    const notStored = failed !== null ? await c.abandonPart(w, file, failed) : await c.commitPart(w, file, stored, part).finally(() => c.endPart(w));
+    if (notStored !== null) note(x, notStored);
+    if (client.gone !== null) throw client.gone;
+    return head.status;
+  }
+
+  /**
    * §3 for an upstream answer to a plain GET with these request fields: the
    * fill it goes into (`pending`, or a new one), started; or why it is not
    * stored (a NotStoredReason, `too-large`, or `disk-error` when no file
@@ -457,6 +564,20 @@ class ClientCopy {
 
 function has(headers: readonly string[], lower: string): boolean {
   return fieldValue(headers, lower) !== undefined;
+}
+
+/** The request may bring a part to store (§3.3): it has Range and no conditional that could turn the answer into a 304. */
+function wantsPart(raw: readonly string[]): boolean {
+  return has(raw, 'range') && !has(raw, 'if-none-match') && !has(raw, 'if-modified-since');
+}
+
+const CONTENT_RANGE = new Set(['content-range']);
+
+/** A 206's fields as the stored response keeps them: Content-Range belongs to the part (§3.4), not to the response. */
+function withoutContentRange(headers: readonly string[]): string[] {
+  const out = [...headers];
+  dropFields(out, CONTENT_RANGE);
+  return out;
 }
 
 /** §4.3.1: the request's fields with the stored response's validators in place of the client's conditionals and Range. */

@@ -9,8 +9,9 @@
 import fs from 'node:fs';
 import type { Logger } from '../log/logger.js';
 import { Fill, type FillHead } from './fill.js';
-import { cacheKey, followable, freshnessLifetime, reusableWithAuthorization, varyMatches, type Headers, type NotFollowedReason, type RequestDirectives } from './policy.js';
-import { CacheStore, type BodyFile, type Entry, type StoredResponse } from './store.js';
+import { cacheKey, followable, freshenHeaders, freshnessLifetime, reusableWithAuthorization, varyMatches, type Headers, type NotFollowedReason, type RequestDirectives } from './policy.js';
+import { CacheStore, isPartial, sameSelection, type BodyFile, type Entry, type StoredResponse } from './store.js';
+import { addRange, isWhole, sameStrongValidator, subtractRange, type PartRange } from './partial.js';
 import { targetList, type Targets } from './targeted.js';
 
 export interface CacheOptions {
@@ -42,6 +43,10 @@ export class HttpCache {
   private readonly diskErrorsLogged = new Set<string>();
   /** Stored responses (by id) being revalidated in the background (stale-while-revalidate): one revalidation each. */
   private readonly refreshing = new Set<string>();
+  /** 206 bodies being stored per key (§3.3), so that an invalidation (§4.4) keeps them out of the store. */
+  private readonly parts = new Map<string, Set<PartWrite>>();
+  /** The last part commit per key: parts of one key are combined one after the other (commitPart). */
+  private readonly partCommits = new Map<string, Promise<unknown>>();
 
   private constructor(store: CacheStore, o: CacheOptions, targets: Targets) {
     this.store = store;
@@ -254,9 +259,97 @@ export class HttpCache {
     this.log.error({ dir: this.store.dir, code, detail: (err as Error).message }, `cache: ${what}; responses are still served, not stored (logged once per error code)`);
   }
 
+  /** A 206 body starts being written for `key` (§3.3); endPart() when it is committed or dropped. */
+  beginPart(key: string): PartWrite {
+    const w: PartWrite = { key, invalidated: false };
+    const set = this.parts.get(key);
+    if (set) set.add(w);
+    else this.parts.set(key, new Set([w]));
+    return w;
+  }
+
+  endPart(w: PartWrite): void {
+    const set = this.parts.get(w.key);
+    if (set?.delete(w) && set.size === 0) this.parts.delete(w.key);
+  }
+
+  /**
+   * A completely received 206 (`r`: its stored head, without ranges; `part`:
+   * its range and the complete length) joins the store (§3.3, §3.4): combined with
+   * the partial entry of the same key and Vary selection when both have the
+   * same strong validator, else replacing it; when the parts then make the
+   * whole body, the entry is a complete 200. Parts of one key are combined
+   * one at a time, each from the entry as the previous one left it, into a
+   * new file (store.copyParts), so no ranges are lost to a race and no reader
+   * of a stored file sees it change. Returns why the part was not stored, or
+   * null; `file` is consumed (committed or discarded) and closed.
+   */
+  commitPart(w: PartWrite, file: BodyFile, r: StoredResponse, part: PartRange): Promise<PartNotStored | null> {
+    const prev = this.partCommits.get(w.key) ?? Promise.resolve();
+    const next = prev.then(() => this.combinePart(w, file, r, part));
+    const settled = next.catch(() => undefined);
+    this.partCommits.set(w.key, settled);
+    void settled.then(() => {
+      if (this.partCommits.get(w.key) === settled) this.partCommits.delete(w.key);
+    });
+    return next;
+  }
+
+  private async combinePart(w: PartWrite, file: BodyFile, r: StoredResponse, part: PartRange): Promise<PartNotStored | null> {
+    try {
+      if (w.invalidated) return await this.dropPart(file, 'invalidated');
+      const held = this.store.variants(r.key).find((e) => sameSelection(e.vary, r.vary)) ?? null;
+      // §3.4: combined only with a stored response that has the same strong validator; anything else is replaced.
+      const same = held !== null && held.length === part.complete && sameStrongValidator(held.headers, r.headers);
+      if (same && !isPartial(held)) return await this.dropPart(file, 'already-complete');
+      let ranges = addRange([], part.start, part.end);
+      let headers = r.headers;
+      if (same && isPartial(held) && (await this.store.copyParts(held, file, subtractRange(held.ranges, part.start, part.end)))) {
+        ranges = addRange(held.ranges, part.start, part.end);
+        // §3.4: the new response's fields replace the stored ones of the same names.
+        headers = freshenHeaders(held.headers, r.headers, r.responseTime, this.targets);
+      }
+      if (w.invalidated) return await this.dropPart(file, 'invalidated');
+      // §3.4: all the parts make up the whole body: a complete 200 from now on.
+      const whole = isWhole(ranges, part.complete);
+      if (whole) file.written = part.complete;
+      await beforeCommit(r.key);
+      const entry = await this.store.commit(file, { ...r, headers, length: part.complete, ...(whole ? { status: 200, reason: 'OK', ranges: null } : { ranges }) });
+      if (entry === null) return 'too-large';
+      // Invalidated while committing (§4.4): the entry holds what was there before the unsafe request.
+      if (w.invalidated) {
+        this.store.remove(entry);
+        return 'invalidated';
+      }
+      return null;
+    } catch (err) {
+      this.diskError(err, 'could not store a partial response');
+      await this.store.discard(file);
+      return 'disk-error';
+    } finally {
+      await file.handle.close().catch(() => undefined);
+    }
+  }
+
+  /** A part that will not be stored (the upstream broke off, or its body was not what its head said): its file goes. */
+  async abandonPart<T = null>(w: PartWrite, file: BodyFile, why: T = null as T): Promise<T> {
+    this.endPart(w);
+    try {
+      return await this.dropPart(file, why);
+    } finally {
+      await file.handle.close().catch(() => undefined);
+    }
+  }
+
+  private async dropPart<T>(file: BodyFile, why: T): Promise<T> {
+    await this.store.discard(file);
+    return why;
+  }
+
   /** §4.4: a key's stored responses go, and fills in progress for it will not be stored. */
   invalidate(key: string): number {
     for (const f of this.fills.get(key) ?? []) f.invalidated = true;
+    for (const w of this.parts.get(key) ?? []) w.invalidated = true;
     return this.store.purge(key);
   }
 
@@ -268,6 +361,16 @@ export class HttpCache {
   purge(url: string): number {
     return this.invalidate(cacheKey(undefined, url));
   }
+}
+
+/** Why a completely received part was not stored (Cache-Status detail, log line). */
+export type PartNotStored = 'invalidated' | 'already-complete' | 'too-large' | 'disk-error';
+
+/** A 206 body on its way into the store (commitPart). */
+export interface PartWrite {
+  readonly key: string;
+  /** An unsafe method or a purge hit the key meanwhile (§4.4): the part is not stored. */
+  invalidated: boolean;
 }
 
 /**

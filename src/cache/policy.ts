@@ -15,8 +15,9 @@
  * response to someone it was not meant for:
  * - Only GET responses are stored; HEAD is answered from them, every other
  *   method is forwarded.
- * - 206 and 304 are never stored as such (no partial-content combining,
- *   §3.3/§3.4); a 304 only freshens a stored 200. Any other final status
+ * - storability() never stores a 206 or a 304 as such: a 206 to a GET with
+ *   Range is judged by partial.ts (§3.3, §3.4: stored as a part of the 200
+ *   it belongs to), a 304 only freshens a stored 200. Any other final status
  *   code is stored when §3 allows it, one this cache does not know
  *   included, except with must-understand (§5.2.2.3).
  * - A valid targeted field (RFC 9213: CDN-Cache-Control, or the one
@@ -193,7 +194,7 @@ export interface StoreInput {
 /** §3 for a shared cache, plus the choices in the header comment. */
 export function storability(i: StoreInput): { store: true } | { store: false; reason: NotStoredReason } {
   if (i.method !== 'GET') return { store: false, reason: 'method' };
-  // §3: only final responses; 206 and 304 are never stored as such (header comment).
+  // §3: only final responses; 206 (partial.ts) and 304 are never stored as such (header comment).
   if (i.status < 200 || i.status > 599 || i.status === 206 || i.status === 304) return { store: false, reason: 'status' };
   const targets = i.targets ?? DEFAULT_TARGETS;
   const req = cacheControl(i.requestHeaders);
@@ -619,7 +620,7 @@ export const CACHE_NAME = 'aludel';
 export interface CacheStatus {
   hit?: boolean;
   /** RFC 9211 §2.2: why the request went forward. */
-  fwd?: 'bypass' | 'method' | 'uri-miss' | 'vary-miss' | 'miss' | 'request' | 'stale';
+  fwd?: 'bypass' | 'method' | 'uri-miss' | 'vary-miss' | 'miss' | 'request' | 'stale' | 'partial';
   /** §2.3: the status the forward request got. */
   fwdStatus?: number;
   /** §2.4: freshness left, in seconds (negative when stale). */

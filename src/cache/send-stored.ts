@@ -41,6 +41,12 @@ export interface StoredBody {
   complete(): boolean;
   /** Resolves when more bytes arrived or the body is complete; rejects when storing it failed. */
   progress(): Promise<void>;
+  /**
+   * A partial entry (RFC 9111 §3.3): whether bytes [start, end) are stored.
+   * The caller only sends a range it checked; this is the last guard that a
+   * hole of the file never goes out as body bytes.
+   */
+  covers?(start: number, end: number): boolean;
 }
 
 export interface SentStored {
@@ -95,6 +101,9 @@ export async function sendStored(x: Exchange, src: StoredBody, cacheStatus: stri
       length = r.end - r.start + 1;
       headers.push('Content-Range', `bytes ${r.start}-${r.end}/${total}`);
     }
+  }
+  if (src.covers !== undefined && !src.covers(start, start + (length ?? 0))) {
+    throw Object.assign(new Error(`bytes ${start}-${start + (length ?? 0)} are not all in the stored partial response`), { code: 'ERR_CACHE_PARTIAL' });
   }
   if (length !== null) headers.push('Content-Length', String(length));
   writeHead(x, status, reason, headers);

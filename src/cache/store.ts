@@ -4,7 +4,13 @@
  * kept by evicting the least recently used responses.
  *
  *   DIR/<2 hex>/<id>.body        exactly the body bytes (sendfile reads them)
- *   DIR/<2 hex>/<id>.meta.json   key, Vary selection, status, header fields, length, times
+ *   DIR/<2 hex>/<id>.meta.json   key, Vary selection, status, header fields, length, times,
+ *                                and for a partial entry the byte ranges it holds
+ *
+ * A partial entry (RFC 9111 §3.3, partial.ts) has a sparse body file of the
+ * complete length in which only its `ranges` are written; it is committed
+ * like any other, and it is never changed either: a new part makes a new
+ * entry (its ranges copied into a new file, copyParts()) that replaces it.
  *
  * The commit protocol makes a partial fill impossible to serve, even after
  * kill -9 or a power cut: a body is written to `<id>.body.tmp`, and only when
@@ -31,6 +37,7 @@ import { z } from 'zod';
 import type { Logger } from '../log/logger.js';
 import { freshnessLifetime } from './policy.js';
 import { DEFAULT_TARGETS, type Targets } from './targeted.js';
+import { heldBytes, validRanges, type ByteRanges } from './partial.js';
 
 /** A response as stored: everything needed to answer from it without the origin. */
 export interface StoredResponse {
@@ -42,8 +49,14 @@ export interface StoredResponse {
   reason: string;
   /** As policy.headersToStore() left them: no hop-by-hop fields, no Content-Length, no Age. */
   headers: string[];
-  /** Body bytes. */
+  /** Body bytes (of a partial entry: the complete length, RFC 9110 §14.4). */
   length: number;
+  /**
+   * A partial entry (§3.3): the byte ranges of the body it holds, [start, end),
+   * sorted and merged; the rest of its file is a hole and must never be sent.
+   * Absent or null: the whole body.
+   */
+  ranges?: ByteRanges | null;
   /** When the request that brought it was sent, and its response head received (ms since the epoch). */
   requestTime: number;
   responseTime: number;
@@ -61,7 +74,8 @@ export interface Entry extends StoredResponse {
 }
 
 const metaSchema = z.object({
-  v: z.literal(1),
+  // 2: a partial entry. A version of Aludel that knows only 1 drops it instead of serving its holes.
+  v: z.union([z.literal(1), z.literal(2)]),
   key: z.string(),
   vary: z.record(z.string(), z.string().nullable()).nullable(),
   status: z.number().int().min(200).max(599),
@@ -71,7 +85,12 @@ const metaSchema = z.object({
   requestTime: z.number(),
   responseTime: z.number(),
   initialAge: z.number().nonnegative(),
+  // Only in partial entries (v 2).
+  ranges: z.array(z.tuple([z.number().int(), z.number().int()])).optional(),
 });
+
+/** Bytes per read when stored parts are copied into a new file (copyParts). */
+const COPY_CHUNK = 256 * 1024;
 
 const SUBDIR = /^[0-9a-f]{2}$/;
 const BODY = /^([0-9a-f]{32})\.body$/;
@@ -99,11 +118,16 @@ export class BodyFile {
 
   /** Appends all of `buf` at the end; rejects with the fs error (ENOSPC, EIO, ...). */
   async append(buf: Buffer): Promise<void> {
+    await this.writeAt(buf, this.written);
+    this.written += buf.length;
+  }
+
+  /** Writes all of `buf` at `position` (a part of a partial entry, §3.3); `written` is the caller's to keep. */
+  async writeAt(buf: Buffer, position: number): Promise<void> {
     let off = 0;
     while (off < buf.length) {
-      const { bytesWritten } = await this.handle.write(buf, off, buf.length - off, this.written);
+      const { bytesWritten } = await this.handle.write(buf, off, buf.length - off, position + off);
       off += bytesWritten;
-      this.written += bytesWritten;
     }
   }
 }
@@ -182,6 +206,37 @@ export class CacheStore {
     return new BodyFile(id, tmp, await fsp.open(tmp, 'wx+'));
   }
 
+  /**
+   * Copies the bytes of `ranges` of a stored body into a new body file at the
+   * same offsets: a new part joins a partial entry (§3.4) in a new file, the
+   * stored one is never written (hits may be reading it). False when the
+   * stored file is gone (evicted or replaced meanwhile): the new part then
+   * stands alone.
+   */
+  async copyParts(from: Entry, file: BodyFile, ranges: ByteRanges): Promise<boolean> {
+    let src: FileHandle;
+    try {
+      src = await fsp.open(from.bodyFile, 'r');
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ENOENT') return false;
+      throw err;
+    }
+    const buf = Buffer.allocUnsafe(COPY_CHUNK);
+    try {
+      for (const [a, b] of ranges) {
+        for (let pos = a; pos < b; ) {
+          const { bytesRead } = await src.read(buf, 0, Math.min(buf.length, b - pos), pos);
+          if (bytesRead === 0) throw new Error(`stored body ${from.bodyFile} ends at ${pos}, its ranges at ${b}`);
+          await file.writeAt(buf.subarray(0, bytesRead), pos);
+          pos += bytesRead;
+        }
+      }
+    } finally {
+      await src.close();
+    }
+    return true;
+  }
+
   /** Deletes an unfinished body (the handle is the caller's to close). */
   async discard(file: BodyFile): Promise<void> {
     await fsp.unlink(file.tmpPath).catch(() => undefined);
@@ -195,16 +250,19 @@ export class CacheStore {
    * when the response alone is larger than the whole cache.
    */
   async commit(file: BodyFile, r: StoredResponse): Promise<Entry | null> {
-    if (file.written !== r.length) throw new Error(`body file holds ${file.written} bytes, the response ${r.length}`);
+    const partial = isPartial(r);
+    if (!partial && file.written !== r.length) throw new Error(`body file holds ${file.written} bytes, the response ${r.length}`);
     const p = this.paths(file.id);
     const json = JSON.stringify(toMeta(r));
     const { v: _v, ...fields } = toMeta(r);
-    const entry: Entry = { ...fields, id: file.id, bodyFile: p.body, lifetime: freshnessLifetime(r.status, r.headers, r.responseTime, this.targets).seconds, diskBytes: r.length + Buffer.byteLength(json) };
+    const entry: Entry = { ...fields, id: file.id, bodyFile: p.body, lifetime: freshnessLifetime(r.status, r.headers, r.responseTime, this.targets).seconds, diskBytes: storedBytes(r) + Buffer.byteLength(json) };
     if (entry.diskBytes > this.maxBytes) {
       await this.discard(file);
       return null;
     }
     try {
+      // A partial body's file gets its complete length (holes after the last part): load() checks it after a restart.
+      if (partial) await file.handle.truncate(r.length);
       await file.handle.datasync();
       await fsp.rename(file.tmpPath, p.body);
       await writeAtomically(p.meta, json);
@@ -236,8 +294,8 @@ export class CacheStore {
     // Removed meanwhile (purged, evicted): the rename just brought its metadata back.
     if (!this.lru.has(e.id)) await fsp.unlink(meta).catch(() => undefined);
     else {
-      this.total += e.length + Buffer.byteLength(json) - e.diskBytes;
-      e.diskBytes = e.length + Buffer.byteLength(json);
+      this.total += storedBytes(e) + Buffer.byteLength(json) - e.diskBytes;
+      e.diskBytes = storedBytes(e) + Buffer.byteLength(json);
     }
   }
 
@@ -323,21 +381,34 @@ export class CacheStore {
       if (!parsed.success) return null;
       const bodyFile = path.join(dir, `${id}.body`);
       if ((await fsp.stat(bodyFile)).size !== parsed.data.length) return null;
-      const { v: _v, ...r } = parsed.data;
-      return { ...r, id, bodyFile, lifetime: freshnessLifetime(r.status, r.headers, r.responseTime, this.targets).seconds, diskBytes: r.length + Buffer.byteLength(text) };
+      const { v, ...r } = parsed.data;
+      // A partial entry whose ranges are not what partial.ts writes is dropped, never served.
+      if ((v === 2) !== (r.ranges !== undefined) || (r.ranges !== undefined && !validRanges(r.ranges, r.length))) return null;
+      return { ...r, id, bodyFile, lifetime: freshnessLifetime(r.status, r.headers, r.responseTime, this.targets).seconds, diskBytes: storedBytes(r) + Buffer.byteLength(text) };
     } catch {
       return null;
     }
   }
 }
 
-/** Exactly the stored fields, whatever else the object carries. */
-function toMeta(e: StoredResponse): { v: 1 } & StoredResponse {
-  return { v: 1, key: e.key, vary: e.vary, status: e.status, reason: e.reason, headers: e.headers, length: e.length, requestTime: e.requestTime, responseTime: e.responseTime, initialAge: e.initialAge };
+/** Exactly the stored fields, whatever else the object carries; `ranges` only for a partial entry. */
+function toMeta(e: StoredResponse): { v: 1 | 2 } & StoredResponse {
+  const meta = { v: 1 as const, key: e.key, vary: e.vary, status: e.status, reason: e.reason, headers: e.headers, length: e.length, requestTime: e.requestTime, responseTime: e.responseTime, initialAge: e.initialAge };
+  return isPartial(e) ? { ...meta, v: 2, ranges: e.ranges } : meta;
+}
+
+/** A partial entry (§3.3): only some byte ranges of its body are stored. */
+export function isPartial(e: StoredResponse): e is StoredResponse & { ranges: ByteRanges } {
+  return e.ranges !== undefined && e.ranges !== null;
+}
+
+/** Body bytes actually on disk: what counts against the size limit (a partial body's holes take no space). */
+function storedBytes(e: StoredResponse): number {
+  return isPartial(e) ? heldBytes(e.ranges) : e.length;
 }
 
 /** Same Vary selection: the same fields with the same values (§4.1), or both without Vary. */
-function sameSelection(a: StoredResponse['vary'], b: StoredResponse['vary']): boolean {
+export function sameSelection(a: StoredResponse['vary'], b: StoredResponse['vary']): boolean {
   if (a === null || b === null) return a === b;
   const ka = Object.keys(a);
   return ka.length === Object.keys(b).length && ka.every((k) => k in b && a[k] === b[k]);
