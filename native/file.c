@@ -13,9 +13,13 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
 #include <stdlib.h>
 #include <sys/sendfile.h>
 #include <sys/uio.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "aludel.h"
@@ -114,10 +118,38 @@ static napi_value pread_nowait(napi_env env, napi_callback_info info) {
   return aludel_throw_errno(env, errno, "preadv2");
 }
 
+/*
+ * openBeneath(dirFd, path) -> fd, or -errno: one openat2(2) (Linux >= 5.6)
+ * read-only, non-blocking (a FIFO swapped in never parks the caller), with
+ * RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS: the kernel refuses (EXDEV) any
+ * resolution that leaves dirFd, through "..", an absolute path or a symlink,
+ * in the same walk that opens the file, so no check-then-open window exists.
+ * RESOLVE_CACHED (Linux >= 5.12): the walk uses only the dentry cache and
+ * fails with EAGAIN where it would have to read a directory from disk, so
+ * this call on the event loop never waits for the disk (as preadNowait).
+ * ENOSYS (no openat2), EINVAL (no RESOLVE_CACHED), EAGAIN (not cached): the
+ * caller then resolves by realpath on the thread pool.
+ * Errors are returned as states, not thrown: the caller decides per errno.
+ */
+static napi_value open_beneath(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int32_t dir;
+  char rel[4096];
+  if (!aludel_args(env, info, 2, argv) || !aludel_arg_int32(env, argv[0], &dir) || !aludel_arg_string(env, argv[1], rel, sizeof rel))
+    return NULL;
+  struct open_how how = {
+      .flags = O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY,
+      .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_CACHED,
+  };
+  long fd = syscall(SYS_openat2, dir, rel, &how, sizeof how);
+  return aludel_int(env, fd < 0 ? -errno : fd);
+}
+
 void aludel_register_file(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"sendfileAsync", NULL, sendfile_async, NULL, NULL, NULL, napi_default, NULL},
       {"preadNowait", NULL, pread_nowait, NULL, NULL, NULL, napi_default, NULL},
+      {"openBeneath", NULL, open_beneath, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

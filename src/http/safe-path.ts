@@ -7,7 +7,8 @@
  * final location is realpath'ed and checked against the root (so symlinks
  * leading outside the root are refused too).
  */
-import { promises as fsp, type Stats } from 'node:fs';
+import fs, { promises as fsp, type Stats } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 export type ResolveResult =
@@ -25,7 +26,10 @@ const INDEX_FILE = 'index.html';
 /** Errors meaning "there is nothing at this path" rather than a server fault. */
 const MISSING_CODES = new Set(['ENOENT', 'ENOTDIR', 'ELOOP', 'ENAMETOOLONG']);
 
-export async function resolveUnderRoot(rootReal: string, urlPath: string): Promise<ResolveResult> {
+type Refused = Exclude<ResolveResult, { kind: 'file' }>;
+
+/** The decoded path segments of a request-target, or why there are none (400, 403). */
+function requestSegments(urlPath: string): string[] | Refused {
   const rawPath = extractPath(urlPath);
   if (rawPath === undefined) return BAD_REQUEST;
 
@@ -34,6 +38,12 @@ export async function resolveUnderRoot(rootReal: string, urlPath: string): Promi
 
   const segments = decoded.split('/');
   if (segments.includes('..')) return FORBIDDEN;
+  return segments;
+}
+
+export async function resolveUnderRoot(rootReal: string, urlPath: string): Promise<ResolveResult> {
+  const segments = requestSegments(urlPath);
+  if (!Array.isArray(segments)) return segments;
 
   // path.join on already ..-free segments cannot climb above rootReal.
   const candidate = path.join(rootReal, ...segments);
@@ -110,4 +120,48 @@ export function errorCode(err: unknown): string | undefined {
   if (typeof err !== 'object' || err === null || !('code' in err)) return undefined;
   const code = (err as { code: unknown }).code;
   return typeof code === 'string' ? code : undefined;
+}
+
+/** openat2(2) of a path relative to the root directory (the addon's openBeneath, bound to the root's fd): an fd, or -errno. */
+export type OpenBeneath = (relative: string) => number;
+
+const E = os.constants.errno;
+
+/**
+ * The fast way to a regular file under the root, where the kernel has
+ * openat2(2): one open whose resolution the kernel keeps beneath the root
+ * (RESOLVE_BENEATH: no "..", absolute path or symlink leads out), then
+ * fstat, both inline as nginx's open and fstat are, where resolveUnderRoot
+ * makes two thread-pool round trips (realpath, stat) before the open.
+ * 'fallback' sends the request the slow way, which decides with realpath:
+ * directories (index files), anything the kernel refused to resolve beneath
+ * (EXDEV: an absolute symlink may still point inside the root), no openat2.
+ */
+export function openUnderRoot(open: OpenBeneath, rootReal: string, urlPath: string): { kind: 'open'; fd: number; path: string; stat: Stats } | Refused | 'fallback' {
+  const segments = requestSegments(urlPath);
+  if (!Array.isArray(segments)) return segments;
+  const relative = segments.filter((x) => x !== '' && x !== '.').join('/');
+  if (relative === '') return 'fallback';
+  let fd: number;
+  try {
+    fd = open(relative);
+  } catch {
+    return NOT_FOUND; // longer than PATH_MAX: nothing can be there
+  }
+  if (fd < 0) {
+    if (fd === -E.ENOENT || fd === -E.ENOTDIR || fd === -E.ENAMETOOLONG) return NOT_FOUND;
+    if (fd === -E.EACCES || fd === -E.EPERM) return FORBIDDEN;
+    return 'fallback';
+  }
+  let stat: Stats;
+  try {
+    stat = fs.fstatSync(fd);
+  } catch {
+    fs.closeSync(fd);
+    return 'fallback';
+  }
+  if (stat.isFile()) return { kind: 'open', fd, path: path.join(rootReal, relative), stat };
+  fs.closeSync(fd);
+  // No directory listings; directories go the slow way for their index file.
+  return stat.isDirectory() ? 'fallback' : NOT_FOUND;
 }

@@ -15,6 +15,8 @@ import type { Logger } from '../log/logger.js';
 import type { SecureConnection, SecureServer, TlsInfo } from '../tls/types.js';
 import type { TrafficStats } from '../metrics/traffic-stats.js';
 import { createStaticHandler, type BodySender } from './static-handler.js';
+import type { OpenBeneath } from './safe-path.js';
+import { loadAddon } from '../native/binding.js';
 import { AccessLog, requestId, type AccessFields } from '../log/access-log.js';
 import { answeredMidBody, closeDetached, httpFront, isMoot, LINGER_MS, whenAttached, type Front } from './front.js';
 import { requestProblem } from './request-checks.js';
@@ -204,13 +206,40 @@ export async function startServe(o: ServeOptions): Promise<Front> {
   return front;
 }
 
+/** The root directories' fds, one per root for the process's life (a reload to another root adds one). */
+const rootFds = new Map<string, number>();
+
+/**
+ * openat2 beneath `root` where the addon and the kernel (Linux >= 5.6) have
+ * it; undefined otherwise, and the handler resolves by realpath. Asked once:
+ * "." beneath the root must open, or the fast path is not offered.
+ */
+function openBeneathRoot(root: string): OpenBeneath | undefined {
+  const addon = loadAddon();
+  if (addon instanceof Error || typeof addon.openBeneath !== 'function') return undefined;
+  let dir = rootFds.get(root);
+  if (dir === undefined) {
+    try {
+      dir = fs.openSync(root, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+    } catch {
+      return undefined;
+    }
+    rootFds.set(root, dir);
+  }
+  const probe = addon.openBeneath(dir, '.');
+  if (probe < 0) return undefined;
+  fs.closeSync(probe);
+  const fd = dir;
+  return (relative) => addon.openBeneath(fd, relative);
+}
+
 /**
  * The static-file front: node's http.Server over HTTP/1.1 connections and
  * node:http2 over h2 ones, by ALPN, with one request handler for both.
  */
 export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Front> {
   const root = await fs.promises.realpath(o.root);
-  const handle = createStaticHandler({ root, sender: connectionBodySender });
+  const handle = createStaticHandler({ root, sender: connectionBodySender, openBeneath: openBeneathRoot(root) });
   const access = o.access ?? new AccessLog({ file: null, format: 'json', log: o.log });
   const serveRequest = (req: AnyRequest, res: AnyResponse): void => {
     if (isMoot(req)) return;

@@ -12,7 +12,7 @@ import type { AnyRequest, AnyResponse } from './alpn-front.js';
 import { evaluatePreconditions, ifRangeAllows, makeEtag } from './conditional.js';
 import { contentTypeFor } from './content-type.js';
 import { parseRange } from './range.js';
-import { errorCode, resolveUnderRoot } from './safe-path.js';
+import { errorCode, openUnderRoot, resolveUnderRoot, type OpenBeneath } from './safe-path.js';
 
 import type { BodyPath } from '../transport/copy-file.js';
 
@@ -35,6 +35,8 @@ export interface StaticOutcome {
 export interface StaticHandlerOptions {
   root: string /* realpath'ed */;
   sender: BodySender;
+  /** openat2 beneath the root (safe-path.ts openUnderRoot), where the addon and the kernel have it. */
+  openBeneath?: OpenBeneath;
 }
 
 /** What to send from the open file once validators and Range are settled. */
@@ -83,17 +85,22 @@ async function handle(opts: StaticHandlerOptions, req: AnyRequest, res: AnyRespo
     return sendText(res, method, 405, 'Method Not Allowed\n');
   }
 
-  const resolved = await resolveUnderRoot(opts.root, req.url ?? '');
-  switch (resolved.kind) {
-    case 'bad-request':
-      return sendText(res, method, 400, 'Bad Request\n');
-    case 'forbidden':
-      return sendText(res, method, 403, 'Forbidden\n');
-    case 'not-found':
-      return sendText(res, method, 404, 'Not Found\n');
-    case 'file':
-      return serveFile(opts.sender, req, res, method, resolved.path);
+  if (opts.openBeneath) {
+    const fast = openUnderRoot(opts.openBeneath, opts.root, req.url ?? '');
+    if (fast !== 'fallback') {
+      if (fast.kind !== 'open') return answerUnresolved(res, method, fast.kind);
+      return serveFd(opts.sender, req, res, method, fast.fd, fast.path);
+    }
   }
+  const resolved = await resolveUnderRoot(opts.root, req.url ?? '');
+  if (resolved.kind !== 'file') return answerUnresolved(res, method, resolved.kind);
+  return serveFile(opts.sender, req, res, method, resolved.path);
+}
+
+function answerUnresolved(res: AnyResponse, method: string, kind: 'bad-request' | 'forbidden' | 'not-found'): StaticOutcome {
+  if (kind === 'bad-request') return sendText(res, method, 400, 'Bad Request\n');
+  if (kind === 'forbidden') return sendText(res, method, 403, 'Forbidden\n');
+  return sendText(res, method, 404, 'Not Found\n');
 }
 
 async function serveFile(
@@ -114,6 +121,11 @@ async function serveFile(
   } catch (err) {
     return { ...answerOpenError(res, method, err), file };
   }
+  return serveFd(sender, req, res, method, fd, file);
+}
+
+/** Serves an open file, then closes it. */
+async function serveFd(sender: BodySender, req: AnyRequest, res: AnyResponse, method: string, fd: number, file: string): Promise<StaticOutcome> {
   try {
     return { ...(await serveOpenFile(sender, req, res, method, fd, file)), file };
   } finally {

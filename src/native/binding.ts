@@ -131,6 +131,12 @@ export interface Native {
   tlsUlpInfo(fd: number): UlpInfo | null;
   /** Every TCP socket of this network namespace (family AF_INET=2 or AF_INET6=10): inode, TCP state, ULP info as tlsUlpInfo. */
   tcpUlpDump(family: number): Array<{ inode: number; state: number; tls: UlpInfo | null }>;
+  /**
+   * openat2(2) of `path` relative to `dirFd`, read-only and non-blocking, refused by the kernel
+   * (-EXDEV) if its resolution leaves dirFd, from the dentry cache only (-EAGAIN where a directory would be read from
+   * disk, -EINVAL before Linux 5.12); an fd, or -errno (-ENOSYS before Linux 5.6).
+   */
+  openBeneath(dirFd: number, path: string): number;
   /** sendfile(2) on the thread pool; the socket is non-blocking, so errno EAGAIN means "wait until writable". */
   sendfileAsync(socketFd: number, fileFd: number, offset: number, length: number, done: (sent: number, errno: number) => void): void;
   /** preadv2(RWF_NOWAIT) into buf[0, length): bytes read (0: end of file), AGAIN when not all cached, NOWAIT_UNSUPPORTED. */

@@ -1,7 +1,7 @@
 import { after, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, promises as fsp } from 'node:fs';
+import { constants as fsConstants, createReadStream, openSync, promises as fsp } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -9,6 +9,8 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { makeEtag } from '../../src/http/conditional.js';
 import { createStaticHandler, type BodyPath, type BodySender, type StaticOutcome } from '../../src/http/static-handler.js';
+import type { OpenBeneath } from '../../src/http/safe-path.js';
+import { loadAddon } from '../../src/native/binding.js';
 
 interface Reply {
   status: number;
@@ -20,7 +22,13 @@ type SenderMode = 'stream' | 'fail-before-headers' | 'fail-mid-body';
 
 const SIZE = 200 * 1024 + 7;
 
-describe('static handler', () => {
+/**
+ * The handler twice: resolving by realpath (no addon, or no openat2), and by
+ * openat2 beneath the root (the addon's openBeneath), which must answer the
+ * same in every case, symlinks included.
+ */
+for (const mode of ['realpath', 'openat2', 'not-cached'] as const) describe(mode === 'openat2' ? 'static handler, openat2 beneath the root' : mode === 'not-cached' ? 'static handler, openat2 finding nothing in the dentry cache (EAGAIN: the realpath way)' : 'static handler', () => {
+  const fast = mode !== 'realpath';
   let tmp = '';
   let root = '';
   let data = Buffer.alloc(0);
@@ -60,8 +68,22 @@ describe('static handler', () => {
     await fsp.writeFile(path.join(root, 'docs', 'index.html'), '<h1>docs</h1>\n');
     await fsp.writeFile(path.join(tmp, 'outside', 'secret.txt'), 'secret');
     await fsp.symlink(path.join(tmp, 'outside', 'secret.txt'), path.join(root, 'link-out'));
+    await fsp.symlink('../outside/secret.txt', path.join(root, 'link-out-relative'));
+    await fsp.symlink(path.join(root, 'big.bin'), path.join(root, 'link-in-absolute'));
+    await fsp.symlink('docs/index.html', path.join(root, 'link-in-relative'));
 
-    const handler = createStaticHandler({ root, sender });
+    let openBeneath: OpenBeneath | undefined;
+    if (fast) {
+      const addon = loadAddon();
+      if (addon instanceof Error) throw addon;
+      const dir = openSync(root, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
+      openBeneath = (relative) => addon.openBeneath(dir, relative);
+      // A kernel without openat2 (before 5.6) answers ENOSYS, one without RESOLVE_CACHED (5.12) EINVAL: the fast path would never be taken.
+      assert.ok(openBeneath('big.bin') >= 0, 'openat2 with RESOLVE_CACHED works on this kernel');
+      // RESOLVE_CACHED on a cold dentry cache: -EAGAIN, and the handler must answer the same the slow way.
+      if (mode === 'not-cached') openBeneath = () => -os.constants.errno.EAGAIN;
+    }
+    const handler = createStaticHandler({ root, sender, openBeneath });
     server = http.createServer((req, res) => {
       lastOutcome = handler(req, res);
     });
@@ -251,7 +273,17 @@ describe('static handler', () => {
 
   it('403 for a symlink out of root and for encoded traversal', async () => {
     assert.equal((await request('GET', '/link-out')).status, 403);
+    assert.equal((await request('GET', '/link-out-relative')).status, 403);
     assert.equal((await request('GET', '/%2e%2e/outside/secret.txt')).status, 403);
+  });
+
+  it('200 for symlinks that stay inside the root, absolute or relative (openat2 refuses the absolute one; realpath then decides)', async () => {
+    const abs = await request('GET', '/link-in-absolute');
+    assert.equal(abs.status, 200);
+    assert.equal(sha256(abs.body), sha256(data));
+    const rel = await request('GET', '/link-in-relative');
+    assert.equal(rel.status, 200);
+    assert.equal(rel.body.toString(), '<h1>docs</h1>\n');
   });
 
   it('400 for NUL and malformed escapes', async () => {
