@@ -27,6 +27,7 @@ import { AccessLog } from '../log/access-log.js';
 import { runPrimary } from './primary.js';
 import { attachWorker, reportWorkerReady } from './worker-link.js';
 import { workerRole, type WorkerRole } from './worker-protocol.js';
+import { acmeCloser, prepareAcme } from './acme-setup.js';
 
 export interface RunningProxy {
   listeners: Listeners;
@@ -46,6 +47,8 @@ const PROXY_RESTART: ReadonlyArray<keyof ProxySettings> = [...LISTENER_RESTART, 
 /** `worker`: this process is one of --workers N (worker-link.ts); null: the one process. */
 export async function runProxy(s: ProxySettings, load: () => Promise<ProxySettings> = () => Promise.resolve(s), worker: WorkerRole | null = null): Promise<RunningProxy> {
   const log = createLogger({ level: s.logLevel });
+  // Before the listeners: they load the managed pairs (stand-ins until issued) with the others.
+  const acme = await prepareAcme(s, log, () => listeners.reconfigure(serving.settings));
   // ALPN names an application protocol: h2 and http/1.1 for the HTTP proxy (--http2), none for raw TCP.
   const listeners = new Listeners(s, log, s.mode === 'http' ? (t) => httpAlpn(t.http2 ?? true) : []);
   // Upstream sockets use the addon when it loaded (even if the system OpenSSL did not:
@@ -77,7 +80,7 @@ export async function runProxy(s: ProxySettings, load: () => Promise<ProxySettin
   };
   const serving = new Serving<ProxySettings>({
     servers: listeners.servers, log, stats, load, build,
-    restartKeys: PROXY_RESTART, access, others: () => [admin, redirect], stoppedMessage: 'proxy stopped',
+    restartKeys: PROXY_RESTART, access, others: () => [admin, redirect, acmeCloser(acme)], stoppedMessage: 'proxy stopped',
   }, await build(s, null));
   if (worker !== null) {
     // The primary holds the admin and redirect listeners, and says 'proxying' once every worker is ready.
@@ -86,9 +89,10 @@ export async function runProxy(s: ProxySettings, load: () => Promise<ProxySettin
     return { listeners, serving, stats, admin, cache, log, addresses };
   }
   const addresses = await listeners.listen(s, log);
-  if (s.mode === 'http') redirect = await startRedirectFor(s, addresses, log);
+  if (s.mode === 'http') redirect = await startRedirectFor(s, addresses, log, acme?.http01);
   const purge = cache === null ? undefined : (url: string): number => cache!.purge(url);
-  admin = s.admin === null ? null : await startAdmin({ ...s.admin, command: s.mode === 'http' ? 'proxy' : 'tcp', server: listeners, listen: addresses.join(' '), stats, group: () => group!, purge, log });
+  admin = s.admin === null ? null : await startAdmin({ ...s.admin, command: s.mode === 'http' ? 'proxy' : 'tcp', server: listeners, listen: addresses.join(' '), stats, group: () => group!, purge, acme: acme ? () => acme.status() : undefined, log });
+  acme?.start();
   log.info({ listen: addresses[0], addresses, mode: s.mode, upstreams: s.upstreams.map((u) => u.url), cache: s.cache }, 'proxying');
   return { listeners, serving, stats, admin, cache, log, addresses };
 }

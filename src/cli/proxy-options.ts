@@ -74,6 +74,11 @@ const OPTIONS: Record<ProxyKey, { arg: string | null; help: (mode: SettingsMode)
     arg: '<field>',
     help: () => 'a response field (e.g. Aludel-Cache-Control) whose directives the cache follows before CDN-Cache-Control and Cache-Control (RFC 9213); both targeted fields are not forwarded to clients',
   },
+  'acme-domain': { arg: '<name...>', help: () => 'obtain and renew a certificate for this name from an ACME CA (repeatable; HTTP-01 answered on --redirect-http); no --cert/--key needed' },
+  'acme-directory': { arg: '<url>', help: () => 'the ACME directory URL (RFC 8555)' },
+  'acme-email': { arg: '<address>', help: () => 'contact address for the ACME account (expiry notices)' },
+  'acme-storage': { arg: '<dir>', help: () => 'where the account key and managed certificates are kept (mode 0700/0600; default: $STATE_DIRECTORY/acme, else ~/.local/share/aludel/acme)' },
+  'acme-ca': { arg: '<file>', help: () => "also trust this CA bundle (PEM) for the ACME directory's own TLS (besides the system CAs and NODE_EXTRA_CA_CERTS)" },
   'redirect-http': { arg: '<addr:port>', help: () => 'also listen for plain HTTP here and answer 308 to https:// (e.g. :80); default: off' },
   'access-log': { arg: '<file>', help: () => 'write request lines to this file (reopened on SIGUSR1) instead of the main log on stdout; off: none at all (nginx access_log off; a file named off is ./off)' },
   http2: {

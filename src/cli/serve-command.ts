@@ -11,6 +11,8 @@ import { Listeners } from './listeners.js';
 import { httpAlpn } from '../http/alpn-front.js';
 import { attachWorker } from './worker-link.js';
 import type { WorkerRole } from './worker-protocol.js';
+import { acmeCloser, prepareAcme } from './acme-setup.js';
+import type { Http01Responder } from '../tls/acme/http01.js';
 
 export interface RunningServe {
   listeners: Listeners;
@@ -23,19 +25,21 @@ export interface RunningServe {
 }
 
 /** Settings a reload cannot change in a running listener (the sockets, the engine, the files held open). */
-export const LISTENER_RESTART: ReadonlyArray<keyof (ListenerSettings & HttpServerSettings)> = ['listen', 'reusePort', 'admin', 'offload', 'offloadPolicy', 'maxConnections', 'accessLog', 'redirectHttp', 'workers'];
+export const LISTENER_RESTART: ReadonlyArray<keyof (ListenerSettings & HttpServerSettings)> = ['listen', 'reusePort', 'admin', 'offload', 'offloadPolicy', 'maxConnections', 'accessLog', 'redirectHttp', 'workers', 'acme'];
 
 /** --redirect-http: plain HTTP answered with a 308 to the first TLS address's port. */
-export async function startRedirectFor(s: HttpServerSettings, addresses: readonly string[], log: Logger): Promise<Awaited<ReturnType<typeof startRedirect>> | null> {
+export async function startRedirectFor(s: HttpServerSettings, addresses: readonly string[], log: Logger, http01?: Http01Responder): Promise<Awaited<ReturnType<typeof startRedirect>> | null> {
   if (s.redirectHttp === null) return null;
   const first = addresses[0]!;
-  return startRedirect({ ...s.redirectHttp, httpsPort: Number(first.slice(first.lastIndexOf(':') + 1)), log });
+  return startRedirect({ ...s.redirectHttp, httpsPort: Number(first.slice(first.lastIndexOf(':') + 1)), log, http01 });
 }
 
 
 /** `worker`: this process is one of --workers N (worker-link.ts); null: the one process. */
 export async function runServe(s: ServeSettings, load: () => Promise<ServeSettings> = () => Promise.resolve(s), worker: WorkerRole | null = null): Promise<RunningServe> {
   const log = createLogger({ level: s.logLevel });
+  // Before the listeners: they load the managed pairs (stand-ins until issued) with the others.
+  const acme = await prepareAcme(s, log, () => listeners.reconfigure(serving.settings));
   // --http2 decides what ALPN offers; a reload may change it (new handshakes only).
   const listeners = new Listeners(s, log, (t) => httpAlpn(t.http2 ?? true));
   const stats = new TrafficStats();
@@ -54,7 +58,7 @@ export async function runServe(s: ServeSettings, load: () => Promise<ServeSettin
   };
   const serving = new Serving<ServeSettings>({
     servers: listeners.servers, log, stats, load, build,
-    restartKeys: LISTENER_RESTART, access, others: () => [admin, redirect], stoppedMessage: 'stopped',
+    restartKeys: LISTENER_RESTART, access, others: () => [admin, redirect, acmeCloser(acme)], stoppedMessage: 'stopped',
   }, await build(s, null));
   if (worker !== null) {
     // The primary holds the admin and redirect listeners, and says 'serving files over HTTPS' once every worker is ready.
@@ -63,8 +67,9 @@ export async function runServe(s: ServeSettings, load: () => Promise<ServeSettin
     return { listeners, serving, addresses, log, stats, admin };
   }
   const addresses = await listeners.listen(s, log);
-  redirect = await startRedirectFor(s, addresses, log);
-  admin = s.admin === null ? null : await startAdmin({ ...s.admin, command: 'serve', server: listeners, listen: addresses.join(' '), stats, group: null, log });
+  redirect = await startRedirectFor(s, addresses, log, acme?.http01);
+  admin = s.admin === null ? null : await startAdmin({ ...s.admin, command: 'serve', server: listeners, listen: addresses.join(' '), stats, group: null, acme: acme ? () => acme.status() : undefined, log });
+  acme?.start();
   log.info({ listen: addresses[0], addresses, root: s.root, alpn: httpAlpn(s.http2) }, 'serving files over HTTPS');
   return { listeners, serving, addresses, log, stats, admin };
 }

@@ -3,6 +3,8 @@
  * settings (required ones, ranges, conflicts) and the files they name.
  */
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { InvalidOptionError } from '../errors.js';
 import { parseProxyInput, proxyKeys, settingLabel, settingMention, type ProxyInput, type ProxyKey, type ProxyMode, type SettingSource, type SettingsMode } from './proxy-input.js';
 import type { HttpServerSettings, ListenerSettings, ProxySettings, ServeSettings, Upstream, UpstreamTls } from './proxy-settings.js';
@@ -10,6 +12,10 @@ import { ACCESS_LOG_OFF, type AccessFormat } from '../log/access-log.js';
 import { unreadableFileReason } from './readable-file.js';
 import { ticketKeyFileProblem } from '../tls/ticket-keys.js';
 import { VERSION_ORDER } from './setting-values.js';
+import { managedPaths } from '../tls/acme/storage.js';
+
+/** --acme-directory's default: Let's Encrypt's production directory. */
+export const LETS_ENCRYPT_DIRECTORY = 'https://acme-v02.api.letsencrypt.org/directory';
 
 /** Written as an admin would write them: they are parsed by the same schema, and shown in --help. */
 export const PROXY_DEFAULTS: Partial<Record<ProxyKey, string | boolean>> = {
@@ -45,6 +51,7 @@ export const PROXY_DEFAULTS: Partial<Record<ProxyKey, string | boolean>> = {
   'access-log-format': 'json',
   http2: 'on',
   'http2-max-concurrent-streams': '128',
+  'acme-directory': LETS_ENCRYPT_DIRECTORY,
 };
 
 /**
@@ -93,8 +100,12 @@ function crossCheck(mode: SettingsMode, s: ProxyInput, from: (key: ProxyKey) => 
   const mention = (key: ProxyKey): string => settingMention(from(key), key);
   const config = (key: ProxyKey): string => `, or ${key}: in a --config file`;
 
-  if (s.cert === undefined) problems.push(`--cert is required: give --cert FILE (certificate chain, PEM)${config('cert')}`);
-  if (s.key === undefined) problems.push(`--key is required: give --key FILE (private key, PEM)${config('key')}`);
+  // --acme-domain brings its own certificates (src/tls/acme/); --cert/--key may then add more.
+  const acme = s['acme-domain'] !== undefined;
+  if (s.cert === undefined && !acme) problems.push(`--cert is required: give --cert FILE (certificate chain, PEM)${config('cert')}, or --acme-domain NAME`);
+  if (s.key === undefined && !acme && s.cert === undefined) problems.push(`--key is required: give --key FILE (private key, PEM)${config('key')}`);
+  if (s.key === undefined && s.cert !== undefined) problems.push(`--key is required: give --key FILE (private key, PEM)${config('key')}`);
+  if (s.cert === undefined && s.key !== undefined) problems.push(`${mention('key')} without --cert: give --cert FILE for each key${config('cert')}`);
   if (s.cert !== undefined && s.key !== undefined && s.cert.length !== s.key.length) {
     problems.push(`${mention('cert')} names ${s.cert.length} certificate(s) and ${mention('key')} ${s.key.length} key(s): give one key per certificate, in the same order`);
   }
@@ -159,10 +170,40 @@ function crossCheck(mode: SettingsMode, s: ProxyInput, from: (key: ProxyKey) => 
       `${mention('workers')} ${workers} with ${mention('cache')} is not supported yet: the cache belongs to one process (its start-up recovery removes other processes' fills, and fills, evictions and invalidations are not seen across workers); use workers 1 with a cache for now`,
     );
   }
+  problems.push(...acmeProblems(s, from));
   for (const key of ['cache-size', 'cache-cookies', 'cache-stale-if-error', 'targeted-cache-control'] as const) {
     if (given(key) && s[key] !== false && s.cache === undefined) problems.push(`${label(key)}: has no effect without a cache; give --cache DIR${config('cache')}, or remove it`);
   }
   return problems;
+}
+
+/** The ACME settings among themselves and with --workers. */
+function acmeProblems(s: ProxyInput, from: (key: ProxyKey) => SettingSource): string[] {
+  const problems: string[] = [];
+  const domains = s['acme-domain'];
+  if (domains === undefined) {
+    for (const key of ['acme-email', 'acme-storage', 'acme-ca'] as const) {
+      if (from(key).kind !== 'default' && s[key] !== undefined) problems.push(`${settingLabel(from(key), key)}: has no effect without --acme-domain NAME; give it, or remove this`);
+    }
+    if (from('acme-directory').kind !== 'default') problems.push(`${settingLabel(from('acme-directory'), 'acme-directory')}: has no effect without --acme-domain NAME; give it, or remove this`);
+    return problems;
+  }
+  const seen = new Set<string>();
+  for (const d of domains) {
+    if (seen.has(d)) problems.push(`${settingLabel(from('acme-domain'), 'acme-domain')}: ${d} is listed twice; each name once`);
+    seen.add(d);
+  }
+  const workers = s.workers ?? 1;
+  if (workers > 1) {
+    problems.push(`${settingMention(from('workers'), 'workers')} ${workers} with ${settingMention(from('acme-domain'), 'acme-domain')} is not supported yet: one process orders and renews the certificates; use workers 1 with --acme-domain for now`);
+  }
+  return problems;
+}
+
+/** --acme-storage's default: systemd's StateDirectory= when set, else the user's data directory. */
+export function defaultAcmeStorage(env: NodeJS.ProcessEnv = process.env): string {
+  const state = env.STATE_DIRECTORY?.split(':')[0];
+  return state ? path.join(state, 'acme') : path.join(os.homedir(), '.local', 'share', 'aludel', 'acme');
 }
 
 async function fileProblems(s: ProxyInput, from: (key: ProxyKey) => SettingSource): Promise<string[]> {
@@ -171,6 +212,7 @@ async function fileProblems(s: ProxyInput, from: (key: ProxyKey) => SettingSourc
     ...(s.cert ?? []).map((f): [ProxyKey, string] => ['cert', f]),
     ...(s.key ?? []).map((f): [ProxyKey, string] => ['key', f]),
     ...(s['upstream-ca'] === undefined ? [] : [['upstream-ca', s['upstream-ca']] as [ProxyKey, string]]),
+    ...(s['acme-ca'] === undefined ? [] : [['acme-ca', s['acme-ca']] as [ProxyKey, string]]),
   ];
   for (const [key, file] of files) {
     const why = await unreadableFileReason(file);
@@ -229,7 +271,8 @@ async function mergeAndCheck(mode: SettingsMode, layers: readonly SettingLayer[]
 function listenerSettings(s: ProxyInput): ListenerSettings {
   return {
     listen: s.listen!,
-    certificates: s.cert!.map((certFile, i) => ({ certFile, keyFile: s.key![i]! })),
+    // Managed certificates first (the first is the default), then the --cert/--key pairs.
+    certificates: [...acmeSettings(s)?.domains.map((d) => managedPaths(acmeSettings(s)!.storage, d)).map(({ certFile, keyFile }) => ({ certFile, keyFile })) ?? [], ...(s.cert ?? []).map((certFile, i) => ({ certFile, keyFile: s.key![i]! }))],
     offload: s.offload!,
     offloadPolicy: s['offload-policy']!,
     tlsMin: s['tls-min']!,
@@ -248,6 +291,19 @@ function listenerSettings(s: ProxyInput): ListenerSettings {
   };
 }
 
+/** --acme-*: null without --acme-domain. */
+function acmeSettings(s: ProxyInput): HttpServerSettings['acme'] {
+  const domains = s['acme-domain'];
+  if (domains === undefined) return null;
+  return {
+    domains,
+    directoryUrl: s['acme-directory'] ?? LETS_ENCRYPT_DIRECTORY,
+    email: s['acme-email'] ?? null,
+    storage: path.resolve(s['acme-storage'] ?? defaultAcmeStorage()),
+    caFile: s['acme-ca'] ?? null,
+  };
+}
+
 /** `--access-log off`, as nginx's `access_log off`: no request lines (a file named off is `./off`). */
 function accessLogSettings(value: string | undefined, format: AccessFormat): HttpServerSettings['accessLog'] {
   if (value === ACCESS_LOG_OFF) return { file: null, format, off: true };
@@ -261,6 +317,7 @@ function httpServerSettings(s: ProxyInput): HttpServerSettings {
     maxHeaderSize: s['max-header-size'] ?? defaultValues['max-header-size']!,
     accessLog: accessLogSettings(s['access-log'], (s['access-log-format'] ?? 'json') as AccessFormat),
     redirectHttp: s['redirect-http'] ?? null,
+    acme: acmeSettings(s),
     http2: s.http2 ?? defaultValues.http2!,
     http2MaxConcurrentStreams: s['http2-max-concurrent-streams'] ?? defaultValues['http2-max-concurrent-streams']!,
   };

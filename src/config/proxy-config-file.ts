@@ -6,7 +6,7 @@
  *   to: [http://10.0.0.5:8080, http://10.0.0.6:8080]
  *   connect-timeout: 5s
  *
- * Relative paths (cert, key, upstream-ca, cache, root, access-log, ticket-keys) are taken relative to the
+ * Relative paths (cert, key, upstream-ca, cache, root, access-log, ticket-keys, acme-storage, acme-ca) are taken relative to the
  * config file's directory, so a config and its certificates move together.
  */
 import fs from 'node:fs';
@@ -16,7 +16,7 @@ import { InvalidOptionError } from '../errors.js';
 import { ACCESS_LOG_OFF } from '../log/access-log.js';
 import { parseProxyInput, type ProxyInput, type SettingsMode } from './proxy-input.js';
 
-const PATH_KEYS = ['cert', 'key', 'upstream-ca', 'cache', 'root', 'access-log', 'ticket-keys'] as const;
+const PATH_KEYS = ['cert', 'key', 'upstream-ca', 'cache', 'root', 'access-log', 'ticket-keys', 'acme-storage', 'acme-ca'] as const;
 
 function parseText(file: string, text: string): unknown {
   const ext = path.extname(file).toLowerCase();

@@ -8,9 +8,12 @@ import { z } from 'zod';
 import { didYouMean } from './did-you-mean.js';
 import { describeIssue } from './setting-issues.js';
 import {
+  acmeDirectory,
+  acmeDomain,
   adminAddress,
   count,
   duration,
+  emailAddress,
   filePath,
   fingerprint,
   flag,
@@ -47,6 +50,11 @@ const listenList = z
 const fileList = z
   .union([z.string().transform((s) => [s]), z.array(z.unknown()).min(1, 'list at least one file')], { error: 'expected a file path or a list of them' })
   .pipe(z.array(filePath));
+
+/** `acme-domain: a` or a list; --acme-domain is repeatable. */
+const domainList = z
+  .union([z.string().transform((s) => [s]), z.array(z.unknown()).min(1, 'list at least one name')], { error: 'expected a DNS name or a list of them' })
+  .pipe(z.array(acmeDomain));
 
 const LISTENER = {
   listen: listenList,
@@ -93,6 +101,12 @@ const HTTP_SERVER = {
   http2: onOff,
   // SETTINGS_MAX_CONCURRENT_STREAMS (RFC 9113 §6.5.2), nginx's http2_max_concurrent_streams.
   'http2-max-concurrent-streams': count(1),
+  // Managed certificates (RFC 8555, src/tls/acme/): HTTP-01 is answered on --redirect-http, so serve and proxy only.
+  'acme-domain': domainList,
+  'acme-directory': acmeDirectory,
+  'acme-email': emailAddress,
+  'acme-storage': filePath,
+  'acme-ca': filePath,
 };
 
 /** Settings about HTTP messages or TLS to the upstream: not offered by `aludel tcp`. */

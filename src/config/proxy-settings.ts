@@ -7,6 +7,7 @@
 import type { AccessFormat } from '../log/access-log.js';
 import type { TlsVersionName } from '../tls/policy.js';
 import type { OffloadPolicy } from '../tls/types.js';
+import type { AcmeSettings } from '../tls/acme/acme-manager.js';
 
 export type { TlsVersionName };
 
@@ -112,6 +113,12 @@ export interface HttpServerSettings {
   accessLog: { file: string | null; format: AccessFormat; off: boolean };
   /** --redirect-http ADDR: a plain-HTTP listener answering 308 to https://; null = off (plain HTTP to the TLS port then gets a 400). */
   redirectHttp: { host: string; port: number } | null;
+  /**
+   * --acme-domain and the other --acme-* settings: certificates ordered and
+   * renewed from an ACME CA (src/tls/acme/, docs/acme.md), their files listed
+   * first in `certificates`; null = none managed.
+   */
+  acme: AcmeSettings | null;
   /**
    * --http2 on|off, default on: ALPN offers h2 before http/1.1 (RFC 9113 §3.2).
    * `aludel proxy` accepts and checks it but still offers http/1.1 only: its

@@ -201,3 +201,29 @@ export const fingerprint = z.string({ error: 'expected a SHA-256 fingerprint' })
 
 /** Sent verbatim in a request line, so printable ASCII without spaces only (no CR/LF to split the request). */
 export const requestPath = z.string({ error: 'expected a path like /health' }).refine((v) => /^\/[\x21-\x7e]*$/.test(v), 'expected a path like /health (absolute, no spaces)');
+
+/**
+ * --acme-domain: a DNS name the CA can validate by HTTP-01, so no wildcard
+ * (RFC 8555 §7.1.3: wildcards need DNS-01) and no IP address (RFC 8738 is not
+ * supported); lower case, no trailing dot (it also names a directory).
+ */
+export const acmeDomain = z.string({ error: 'expected a DNS name' }).transform((v, ctx) => {
+  const name = v.trim().toLowerCase().replace(/\.$/, '');
+  if (name.startsWith('*.')) return reject(ctx, v, 'a wildcard needs the DNS-01 challenge, which Aludel does not answer; list each name');
+  if (net.isIP(name) !== 0) return reject(ctx, v, 'certificates for IP addresses are not supported; give a DNS name');
+  if (!HOST_NAME.test(name) || !name.includes('.') && name !== 'localhost') return reject(ctx, v, 'expected a fully qualified DNS name like www.example.com');
+  return name;
+});
+
+/** --acme-directory: the ACME directory URL (RFC 8555 §7.1.1), over https. */
+export const acmeDirectory = z.string({ error: 'expected an https:// URL' }).transform((v, ctx) => {
+  const url = URL.canParse(v.trim()) ? new URL(v.trim()) : null;
+  if (url === null || url.protocol !== 'https:') return reject(ctx, v, 'expected the https:// URL of an ACME directory, e.g. https://acme-v02.api.letsencrypt.org/directory');
+  return url.href;
+});
+
+/** --acme-email: the account's contact (RFC 8555 §7.3, a mailto: URI); one address. */
+export const emailAddress = z.string({ error: 'expected an e-mail address' }).transform((v, ctx) => {
+  const e = v.trim();
+  return /^[^\s@,;:<>()[\]"]+@[^\s@,;:<>()[\]"]+\.[^\s@,;:<>()[\]"]+$/.test(e) ? e : reject(ctx, v, 'expected one e-mail address like admin@example.com');
+});

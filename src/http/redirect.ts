@@ -11,6 +11,7 @@ import http from 'node:http';
 import { isIP } from 'node:net';
 import type { Logger } from '../log/logger.js';
 import { HOST_NAME } from '../config/setting-values.js';
+import type { Http01Responder } from '../tls/acme/http01.js';
 
 export interface RedirectOptions {
   host: string;
@@ -18,6 +19,8 @@ export interface RedirectOptions {
   /** The HTTPS port to send clients to (443 is left out of the URL). */
   httpsPort: number;
   log: Logger;
+  /** --acme-domain: pending HTTP-01 challenges (RFC 8555 §8.3) are answered here instead of redirected. */
+  http01?: Http01Responder;
 }
 
 /** Where to send a request, or null when its Host is missing or malformed. */
@@ -35,8 +38,14 @@ export function redirectTarget(hostField: string | undefined, url: string, https
 
 export async function startRedirect(o: RedirectOptions): Promise<{ address: string; close(): Promise<void> }> {
   const server = http.createServer({ headersTimeout: 10_000, requestTimeout: 10_000, keepAliveTimeout: 0, maxHeaderSize: 8192 }, (req, res) => {
-    const location = redirectTarget(req.headers.host, req.url ?? '/', o.httpsPort);
     res.shouldKeepAlive = false;
+    const keyAuthorization = req.method === 'GET' || req.method === 'HEAD' ? (o.http01?.answer(req.url) ?? null) : null;
+    if (keyAuthorization !== null) {
+      o.log.info({ url: req.url, remote: req.socket.remoteAddress }, 'acme: HTTP-01 challenge answered');
+      res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(keyAuthorization) }).end(keyAuthorization);
+      return;
+    }
+    const location = redirectTarget(req.headers.host, req.url ?? '/', o.httpsPort);
     if (location === null) {
       res.writeHead(400, { 'Content-Type': 'text/plain', 'Content-Length': 30 }).end('Bad Request: no usable Host\r\n\r\n'.slice(0, 30));
       return;

@@ -16,6 +16,7 @@ import type { OffloadDecision, SecureServer } from '../tls/types.js';
 import { isLoopback } from '../config/loopback.js';
 import { kernelTlsRegistry, readKernelTlsStat, type KernelTlsStat } from './kernel-tls-stat.js';
 import type { TrafficStats, TrafficTotals } from './traffic-stats.js';
+import type { ManagedCertificateStatus } from '../tls/acme/acme-manager.js';
 
 export interface AdminOptions {
   host: string;
@@ -30,6 +31,8 @@ export interface AdminOptions {
   group: (() => UpstreamGroup) | null;
   /** `aludel proxy --cache`: removes every stored variant of an absolute URL, returns how many. */
   purge?: (url: string) => number;
+  /** --acme-domain: each managed certificate's expiry, next renewal and last error. */
+  acme?: () => ManagedCertificateStatus[];
   log: Logger;
 }
 
@@ -106,6 +109,8 @@ export interface AdminStatus {
   upstreams?: Array<{ url: string; up: boolean; fails: number; downUntil: string | null; activeCheckFailed: boolean }>;
   upstreamErrors?: TrafficTotals['upstreamErrors'];
   kernelTls: KernelTlsStat;
+  /** --acme-domain only. */
+  acme?: ManagedCertificateStatus[];
 }
 
 async function status(o: AdminOptions, admin: string): Promise<AdminStatus> {
@@ -136,6 +141,7 @@ async function status(o: AdminOptions, admin: string): Promise<AdminStatus> {
           upstreamErrors: totals.upstreamErrors,
         }),
     kernelTls,
+    ...(o.acme ? { acme: o.acme() } : {}),
   };
 }
 

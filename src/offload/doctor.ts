@@ -23,6 +23,7 @@ import { NIC_FEATURES, formatFeature, readNicFeatures, type NicReport } from './
 import { opensslReport, type OpensslReport } from './openssl-matrix.js';
 import { readRapl, type RaplReport } from './rapl.js';
 import { textTable as table } from '../text/text-table.js';
+import type { AcmeReportEntry } from '../tls/acme/acme-report.js';
 
 export type FindingLevel = 'ok' | 'warn' | 'error';
 
@@ -43,6 +44,8 @@ export interface DoctorReport {
   cryptoDrivers: CryptoDriversReport;
   rapl: RaplReport;
   nics: NicReport;
+  /** `aludel doctor --acme-storage DIR` only (src/tls/acme/acme-report.ts). */
+  acme?: AcmeReportEntry[];
   findings: Finding[];
 }
 

@@ -79,6 +79,7 @@ describe('defaults', () => {
       maxHeaderSize: 16_384,
       accessLog: { file: null, format: 'json', off: false },
       redirectHttp: null,
+      acme: null,
       maxHeaderCount: 100,
       maxBodySize: null,
       keepAlive: { maxIdle: 32, idleTimeoutMs: 30_000 },
@@ -105,7 +106,7 @@ describe('defaults', () => {
       offload: 'auto', offloadPolicy: 'default', tlsMin: 'TLSv1.2', tlsMax: 'TLSv1.3', ciphers: null, ciphersuites: null,
       handshakeTimeoutMs: 10_000, maxConnections: null, idleTimeoutMs: 60_000, shutdownTimeoutMs: 30_000, logLevel: 'info', reusePort: false, admin: null,
       workers: 1, ticketKeyFiles: [],
-      headersTimeoutMs: 20_000, maxHeaderSize: 16_384, accessLog: { file: null, format: 'json', off: false }, redirectHttp: null,
+      headersTimeoutMs: 20_000, maxHeaderSize: 16_384, accessLog: { file: null, format: 'json', off: false }, redirectHttp: null, acme: null,
       http2: true, http2MaxConcurrentStreams: 128,
     } satisfies ServeSettings);
   });
@@ -583,5 +584,43 @@ describe('aludel serve shares the settings path (issue 13)', () => {
     assert.deepEqual((await resolveServeSettings({ config: named })).accessLog, { file: path.join(path.dirname(named), 'off'), format: 'json', off: false });
     const bad = configFile('serve-bad.yaml', `cert: ${cert}\nkey: ${key}\nroot: .\nto: http://127.0.0.1:8080\n`);
     await rejectsWith(resolveServeSettings({ config: bad }), `config ${bad}: to: applies to aludel proxy and tcp, not to aludel serve`);
+  });
+});
+
+describe('--acme-domain and the other --acme-* settings (RFC 8555)', () => {
+  const to = ['http://127.0.0.1:8080'];
+
+  test('no --cert/--key needed; the managed pairs come first, the given ones after; Let\'s Encrypt by default', async () => {
+    const s = await fromArgv('http', ['--acme-domain', 'www.example.com', '--acme-domain', 'Shop.Example.com.', '--acme-storage', '/var/lib/aludel/acme', '--to', to[0]!]);
+    assert.deepEqual(s.acme, { domains: ['www.example.com', 'shop.example.com'], directoryUrl: 'https://acme-v02.api.letsencrypt.org/directory', email: null, storage: '/var/lib/aludel/acme', caFile: null });
+    assert.deepEqual(s.certificates, [
+      { certFile: '/var/lib/aludel/acme/certificates/www.example.com/pair.pem', keyFile: '/var/lib/aludel/acme/certificates/www.example.com/pair.pem' },
+      { certFile: '/var/lib/aludel/acme/certificates/shop.example.com/pair.pem', keyFile: '/var/lib/aludel/acme/certificates/shop.example.com/pair.pem' },
+    ]);
+    const both = await resolveProxySettings('http', { ...minimal(), acmeDomain: ['a.example.com'], acmeStorage: '/s' });
+    assert.deepEqual(both.certificates.map((c) => c.certFile), ['/s/certificates/a.example.com/pair.pem', cert]);
+    const file = configFile('acme.yaml', 'acme-domain: [a.example.com, b.example.com]\nacme-email: ops@example.com\nacme-directory: https://acme-staging-v02.api.letsencrypt.org/directory\nacme-storage: state\n');
+    const f = await resolveServeSettings({ root: dir, config: file });
+    assert.deepEqual(f.acme, { domains: ['a.example.com', 'b.example.com'], directoryUrl: 'https://acme-staging-v02.api.letsencrypt.org/directory', email: 'ops@example.com', storage: path.join(dir, 'state'), caFile: null });
+  });
+
+  test('bad values: wildcards (RFC 8555 §7.1.3 needs DNS-01), IP addresses, http:// directories, e-mail lists, a name twice', async () => {
+    await rejectsWith(resolveProxySettings('http', { to, acmeDomain: ['*.example.com'] }), '--acme-domain: a wildcard needs the DNS-01 challenge');
+    await rejectsWith(resolveProxySettings('http', { to, acmeDomain: ['192.0.2.1'] }), '--acme-domain: certificates for IP addresses are not supported');
+    await rejectsWith(resolveProxySettings('http', { to, acmeDomain: ['no_dots'] }), '--acme-domain: expected a fully qualified DNS name');
+    await rejectsWith(resolveProxySettings('http', { to, acmeDomain: ['a.example.com'], acmeDirectory: 'http://ca.internal/dir' }), '--acme-directory: expected the https:// URL of an ACME directory');
+    await rejectsWith(resolveProxySettings('http', { to, acmeDomain: ['a.example.com'], acmeEmail: 'a@example.com, b@example.com' }), '--acme-email: expected one e-mail address');
+    await rejectsWith(resolveProxySettings('http', { to, acmeDomain: ['a.example.com', 'A.example.com'] }), '--acme-domain: a.example.com is listed twice');
+  });
+
+  test('--acme-* without --acme-domain has no effect; --workers > 1 refused; --acme-ca checked readable; typos get a suggestion', async () => {
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), acmeEmail: 'ops@example.com' }), '--acme-email: has no effect without --acme-domain NAME');
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), acmeDirectory: 'https://ca.internal/dir' }), '--acme-directory: has no effect without --acme-domain NAME');
+    await rejectsWith(resolveProxySettings('http', { to, acmeDomain: ['a.example.com'], workers: '2' }), '--workers 2 with --acme-domain is not supported yet');
+    const missing = path.join(dir, 'no-ca.pem');
+    await rejectsWith(resolveProxySettings('http', { to, acmeDomain: ['a.example.com'], acmeCa: missing }), `--acme-ca: ${missing}: no such file`);
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), config: configFile('acme-typo.yaml', 'acme-domains: a.example.com\n') }), "unknown setting 'acme-domains' (did you mean 'acme-domain'?)");
+    await rejectsWith(resolveProxySettings('tcp', { listen: [':1'], to: ['127.0.0.1:1'], config: configFile('acme-tcp.yaml', 'acme-domain: a.example.com\n') }), 'acme-domain: applies to aludel proxy (HTTP) only');
+    await rejectsWith(resolveProxySettings('http', { to, key }), '--key without --cert');
   });
 });

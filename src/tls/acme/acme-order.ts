@@ -1,0 +1,146 @@
+/**
+ * One certificate order against an ACME server (RFC 8555 §7.4), through
+ * acme-client: the account (registered once, its key kept in the storage
+ * directory), a new ECDSA P-256 key and CSR per certificate, the HTTP-01
+ * challenge (http01.ts), then the chain, leaf first.
+ *
+ * The directory's own TLS is verified: against the system CAs and
+ * NODE_EXTRA_CA_CERTS (node's default), or, with --acme-ca, that file on top.
+ */
+import fs from 'node:fs';
+import https from 'node:https';
+import tls from 'node:tls';
+import acme from 'acme-client';
+import { accountKeyFile, writeSecretFile } from './storage.js';
+import type { Http01Responder } from './http01.js';
+
+export interface AcmeAccountSettings {
+  directoryUrl: string;
+  email: string | null;
+  storage: string;
+  /** --acme-ca: a PEM bundle trusted for the directory besides the system CAs; null = the system CAs only. */
+  caFile: string | null;
+}
+
+/** A refusal or failure from the CA, with its Retry-After when it gave one (429, 503). */
+export class AcmeOrderError extends Error {
+  constructor(message: string, readonly retryAfter: string | undefined) {
+    super(message);
+  }
+}
+
+/**
+ * The axios instance acme-client shares: our trust store for the directory,
+ * and no retries of its own (it would sleep through Retry-After inside the
+ * request; the scheduler backs off instead, and keeps serving meanwhile).
+ */
+function configureTransport(caFile: string | null): https.Agent {
+  const extra = [caFile, process.env.NODE_EXTRA_CA_CERTS].filter((f): f is string => typeof f === 'string' && f !== '');
+  const defaults = acme.axios.defaults as typeof acme.axios.defaults & { acmeSettings?: { retryMaxAttempts: number } };
+  if (defaults.acmeSettings) defaults.acmeSettings.retryMaxAttempts = 0;
+  const agent = caFile === null ? https.globalAgent : new https.Agent({ ca: [...tls.rootCertificates, ...extra.map((f) => fs.readFileSync(f, 'utf8'))] });
+  defaults.httpsAgent = agent;
+  if (!watching) {
+    watching = true;
+    // acme-client turns a refusal into a plain Error: keep the CA's Retry-After (RFC 8555 §6.6) aside.
+    acme.axios.interceptors.response.use(
+      (r) => {
+        if (r.status === 429 || r.status === 503) lastRetryAfter = r.headers['retry-after'] as string | undefined;
+        return r;
+      },
+      (e: { response?: { headers?: Record<string, string> } }) => {
+        lastRetryAfter = e?.response?.headers?.['retry-after'] ?? lastRetryAfter;
+        return Promise.reject(e);
+      },
+    );
+  }
+  return agent;
+}
+
+let watching = false;
+/** The Retry-After of the last 429/503 answer during the current order. */
+let lastRetryAfter: string | undefined;
+
+/**
+ * GET the directory first: a CA that cannot be reached (refused, TLS not
+ * trusted, timeout) is reported as such. (acme-client, out of retries, would
+ * report a network error as "Cannot read properties of undefined".)
+ */
+function probeDirectory(url: string, agent: https.Agent): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const req = https.get(url, { agent, timeout: 30_000 }, (res) => {
+      res.resume();
+      if (res.statusCode === 200) resolve();
+      else reject(new AcmeOrderError(`the ACME directory ${url} answered HTTP ${res.statusCode}`, res.headers['retry-after']));
+    });
+    req.once('timeout', () => req.destroy(new Error('no answer within 30 s')));
+    req.once('error', (err: NodeJS.ErrnoException) => reject(new AcmeOrderError(`cannot reach the ACME directory ${url}: ${err.code && !err.message.includes(err.code) ? `${err.code}: ` : ''}${err.message}`, undefined)));
+  });
+}
+
+/**
+ * The client, registered: with the account URL kept beside its key when
+ * there is one; else a new account (RFC 8555 §7.3), whose URL is then kept.
+ * (acme-client's own path for a known key sends an update Pebble refuses.)
+ */
+async function accountClient(account: AcmeAccountSettings): Promise<acme.Client> {
+  const key = await accountKey(account.storage);
+  const urlFile = `${accountKeyFile(account.storage)}.url`;
+  const known = fs.existsSync(urlFile) ? fs.readFileSync(urlFile, 'utf8').trim() : undefined;
+  const client = new acme.Client({ directoryUrl: account.directoryUrl, accountKey: key, ...(known ? { accountUrl: known } : {}) });
+  if (!known) {
+    await client.createAccount({ termsOfServiceAgreed: true, ...(account.email ? { contact: [`mailto:${account.email}`] } : {}) });
+    writeSecretFile(urlFile, `${client.getAccountUrl()}\n`);
+  }
+  return client;
+}
+
+/** Reads the account key, or makes one (ECDSA P-256, mode 0600) on first use. */
+async function accountKey(storage: string): Promise<Buffer> {
+  const file = accountKeyFile(storage);
+  try {
+    return fs.readFileSync(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const key = await acme.crypto.createPrivateEcdsaKey('P-256');
+  writeSecretFile(file, key);
+  return key;
+}
+
+/** acme-client throws plain Errors; the HTTP answer, when there was one, hangs off axios's error. */
+function orderError(err: unknown): AcmeOrderError {
+  if (err instanceof AcmeOrderError) return err;
+  const e = err as Error & { response?: { status?: number; headers?: Record<string, string> }; code?: string };
+  const status = e.response?.status;
+  const message = `${status !== undefined ? `HTTP ${status}: ` : ''}${e.message}${e.code && !e.message.includes(e.code) ? ` (${e.code})` : ''}`;
+  return new AcmeOrderError(message, e.response?.headers?.['retry-after'] ?? lastRetryAfter);
+}
+
+export interface Issued {
+  certPem: string;
+  keyPem: string;
+}
+
+/** Orders a certificate for `name`; throws AcmeOrderError with the CA's reason. */
+export async function orderCertificate(account: AcmeAccountSettings, name: string, http01: Http01Responder): Promise<Issued> {
+  try {
+    lastRetryAfter = undefined;
+    await probeDirectory(account.directoryUrl, configureTransport(account.caFile));
+    const client = await accountClient(account);
+    const [key, csr] = await acme.crypto.createCsr({ commonName: name, altNames: [name] }, await acme.crypto.createPrivateEcdsaKey('P-256'));
+    const certPem = await client.auto({
+      csr,
+      email: account.email ?? undefined,
+      termsOfServiceAgreed: true,
+      // The CA checks; acme-client's own pre-check would fetch port 80 from here, which is not what the CA sees.
+      skipChallengeVerification: true,
+      challengePriority: ['http-01'],
+      challengeCreateFn: async (_authz, challenge, keyAuthorization) => http01.add(challenge.token, keyAuthorization),
+      challengeRemoveFn: async (_authz, challenge) => http01.remove(challenge.token),
+    });
+    return { certPem, keyPem: key.toString() };
+  } catch (err) {
+    throw orderError(err);
+  }
+}

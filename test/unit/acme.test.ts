@@ -1,0 +1,134 @@
+/**
+ * The pure and local parts of ACME (src/tls/acme/): when to renew, how to
+ * back off, the HTTP-01 responder, and the storage rules (modes, atomic
+ * replacement, the per-name lock).
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { acmeFindings } from '../../src/tls/acme/acme-report.js';
+import { Http01Responder } from '../../src/tls/acme/http01.js';
+import { FIRST_RETRY_MS, MAX_RETRY_MS, needsRenewal, parseRetryAfter, renewalTime, retryDelay } from '../../src/tls/acme/renew-policy.js';
+import { acquireLock, ensureStorage, managedPaths, readStored, writeSecretFile } from '../../src/tls/acme/storage.js';
+import { createSelfSignedCert } from '../../src/tls/self-signed.js';
+
+const DAY = 86_400_000;
+
+describe('renewal time and backoff', () => {
+  test('renews at two thirds of the lifetime: day 60 of a 90-day certificate', () => {
+    assert.equal(renewalTime(0, 90 * DAY), 60 * DAY);
+    assert.equal(needsRenewal(59 * DAY, { notBefore: 0, notAfter: 90 * DAY }), false);
+    assert.equal(needsRenewal(60 * DAY, { notBefore: 0, notAfter: 90 * DAY }), true);
+    assert.equal(needsRenewal(0, null), true);
+  });
+
+  test('backoff doubles from 1 min to at most 6 h, with ±25 % jitter', () => {
+    assert.equal(retryDelay(1, 0.5, null), FIRST_RETRY_MS);
+    assert.equal(retryDelay(2, 0.5, null), 2 * FIRST_RETRY_MS);
+    assert.equal(retryDelay(1, 0, null), 0.75 * FIRST_RETRY_MS);
+    assert.ok(retryDelay(1, 0.9999, null) < 1.25 * FIRST_RETRY_MS + 1);
+    assert.equal(retryDelay(50, 0.5, null), MAX_RETRY_MS);
+  });
+
+  test('RFC 9110 §10.2.3 / RFC 8555 §6.6: never sooner than Retry-After, in seconds or as an HTTP date', () => {
+    assert.equal(retryDelay(1, 0.5, 3_600_000), 3_600_000);
+    assert.equal(parseRetryAfter('120', 0), 120_000);
+    const now = Date.parse('2026-01-01T00:00:00Z');
+    assert.equal(parseRetryAfter('Thu, 01 Jan 2026 00:10:00 GMT', now), 600_000);
+    assert.equal(parseRetryAfter('soon', now), null);
+    assert.equal(parseRetryAfter(undefined, now), null);
+  });
+});
+
+describe('HTTP-01 responder (RFC 8555 §8.3)', () => {
+  test('answers only a pending token, only under /.well-known/acme-challenge/, and not after removal', () => {
+    const r = new Http01Responder();
+    assert.equal(r.answer('/.well-known/acme-challenge/tok'), null);
+    r.add('tok_-1', 'tok_-1.thumb');
+    assert.equal(r.answer('/.well-known/acme-challenge/tok_-1'), 'tok_-1.thumb');
+    assert.equal(r.answer('/.well-known/acme-challenge/other'), null);
+    assert.equal(r.answer('/.well-known/acme-challenge/tok_-1/../x'), null);
+    assert.equal(r.answer('/tok_-1'), null);
+    r.remove('tok_-1');
+    assert.equal(r.answer('/.well-known/acme-challenge/tok_-1'), null);
+  });
+});
+
+describe('storage', () => {
+  let dir: string;
+  before(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aludel-acme-unit-'));
+  });
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  test('directories 0700 (narrowed if wider), secret files 0600 whatever the umask', () => {
+    const store = path.join(dir, 'modes');
+    fs.mkdirSync(store, { mode: 0o755 });
+    fs.chmodSync(store, 0o755);
+    ensureStorage(store, ['a.example.com']);
+    assert.equal(fs.statSync(store).mode & 0o777, 0o700);
+    const p = managedPaths(store, 'a.example.com');
+    assert.equal(fs.statSync(path.dirname(p.certFile)).mode & 0o777, 0o700);
+    const old = process.umask(0);
+    try {
+      writeSecretFile(p.certFile, 'secret');
+    } finally {
+      process.umask(old);
+    }
+    assert.equal(fs.statSync(p.certFile).mode & 0o777, 0o600);
+  });
+
+  test('a replacement that fails its check leaves the old file, and no temporary file behind', async () => {
+    const store = path.join(dir, 'check');
+    ensureStorage(store, ['a.example.com']);
+    const p = managedPaths(store, 'a.example.com');
+    const c = await createSelfSignedCert({ commonName: 'a.example.com', altNames: ['a.example.com'] });
+    writeSecretFile(p.certFile, c.certPem + c.keyPem);
+    assert.equal(readStored(p).state, 'valid');
+    assert.throws(() => writeSecretFile(p.certFile, 'garbage', () => { throw new Error('bad pair'); }), /bad pair/);
+    assert.equal(fs.readFileSync(p.certFile, 'utf8'), c.certPem + c.keyPem);
+    assert.deepEqual(fs.readdirSync(path.dirname(p.certFile)), ['pair.pem']);
+    fs.writeFileSync(p.certFile, '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n');
+    const corrupt = readStored(p);
+    assert.equal(corrupt.state, 'corrupt');
+  });
+
+  test('the lock: one holder at a time; a lock left by a dead process is stale and taken over', () => {
+    const store = path.join(dir, 'lock');
+    ensureStorage(store, ['a.example.com']);
+    const { lockFile } = managedPaths(store, 'a.example.com');
+    const first = acquireLock(lockFile);
+    assert.ok('release' in first);
+    assert.equal(fs.statSync(lockFile).mode & 0o777, 0o600);
+    first.release();
+    // Held by a live process (this test's parent): refused, naming it.
+    fs.writeFileSync(lockFile, `${process.ppid}\n`);
+    assert.deepEqual(acquireLock(lockFile), { heldBy: process.ppid });
+    // Held by a process that has exited: stale.
+    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).stdout.toString();
+    fs.writeFileSync(lockFile, `${dead}\n`);
+    const taken = acquireLock(lockFile);
+    assert.ok('release' in taken);
+    assert.equal(fs.readFileSync(lockFile, 'utf8'), `${process.pid}\n`);
+    taken.release();
+    // No pid at all (a crash between create and write): stale too.
+    fs.writeFileSync(lockFile, '');
+    assert.ok('release' in acquireLock(lockFile));
+  });
+});
+
+describe('aludel doctor --acme-storage findings', () => {
+  const now = Date.parse('2026-06-01T00:00:00Z');
+  const entry = { name: 'a.example.com', serial: '01', issuer: 'CN=CA', nextRenewal: '2026-07-01T00:00:00.000Z', lastError: null, lastErrorAt: null, failures: 0 };
+  test('valid: ok; failing renewals: warn with the last error; expired or never issued: error', () => {
+    assert.equal(acmeFindings([{ ...entry, state: 'issued', notAfter: '2026-08-01T00:00:00.000Z' }], now)[0]!.level, 'ok');
+    const failing = acmeFindings([{ ...entry, state: 'issued', notAfter: '2026-08-01T00:00:00.000Z', failures: 3, lastError: 'HTTP 429: slow down', lastErrorAt: '2026-05-31T00:00:00.000Z' }], now)[0]!;
+    assert.equal(failing.level, 'warn');
+    assert.match(failing.what, /3 attempt\(s\).*HTTP 429: slow down/);
+    assert.equal(acmeFindings([{ ...entry, state: 'issued', notAfter: '2026-05-01T00:00:00.000Z' }], now)[0]!.level, 'error');
+    assert.equal(acmeFindings([{ ...entry, state: 'stand-in', notAfter: '2026-06-07T00:00:00.000Z' }], now)[0]!.level, 'error');
+  });
+});
