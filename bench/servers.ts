@@ -33,6 +33,15 @@ export interface Server {
   stop(): Promise<void>;
 }
 
+/** What a host-only bench part (--stalled, --workers) sets up once: its directory, files, certificate and origin. */
+export interface BenchSetup {
+  dir: string;
+  root: string;
+  tls: Tls;
+  origin: Server;
+  offload: Offload;
+}
+
 export interface Tls {
   certFile: string;
   keyFile: string;

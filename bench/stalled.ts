@@ -22,7 +22,7 @@ import { describeEnvironment, type Environment } from './environment.js';
 import { makeCert } from './phase.js';
 import { median } from './ratios.js';
 import { fmt } from './report.js';
-import { startAludel, startAludelServe, startNginx, type Offload, type Server, type Tls } from './servers.js';
+import { startAludel, startAludelServe, startNginx, type BenchSetup, type Offload, type Server } from './servers.js';
 import { openStalled } from './stalled-clients.js';
 import { readProcMemory, settleRss } from './proc-memory.js';
 
@@ -77,13 +77,7 @@ export interface StalledRunOptions {
   progress(done: number, total: number, label: string): void;
 }
 
-interface Bench {
-  dir: string;
-  root: string;
-  tls: Tls;
-  origin: Server;
-  offload: Offload;
-}
+type Bench = BenchSetup;
 
 async function startServer(b: Bench, front: StalledFront, server: StalledServer, n: number): Promise<Server> {
   const name = `${server}-${front}-${n}`;

@@ -36,7 +36,7 @@ import { clockTicksPerSecond, cpuSeconds } from './proc-cpu.js';
 import { readTreeMemory, settleRss } from './proc-memory.js';
 import { cpuPerGB, median } from './ratios.js';
 import { fmt } from './report.js';
-import { startAludel, startAludelServe, startNginx, type Offload, type Server, type Tls } from './servers.js';
+import { startAludel, startAludelServe, startNginx, type BenchSetup, type Offload, type Server } from './servers.js';
 import { parseWrkOutput, WRK_SCRIPT } from './wrk-output.js';
 
 const run = promisify(execFile);
@@ -86,12 +86,7 @@ function plan(full: boolean): Plan {
   return full ? { seconds: 10, rounds: 3, idleConnections: 5000 } : { seconds: 3, rounds: 1, idleConnections: 1000 };
 }
 
-interface Bench {
-  dir: string;
-  root: string;
-  tls: Tls;
-  origin: Server;
-  offload: Offload;
+interface Bench extends BenchSetup {
   hz: number;
   script: string;
 }
