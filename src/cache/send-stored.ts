@@ -19,7 +19,7 @@ import { whenAttached } from '../http/front.js';
 import { dropFields, writeHead, type Exchange } from '../http/exchange.js';
 import { sendRangeOverH2 } from '../http/h2-body.js';
 import { chunkFraming } from '../http/h1-wire.js';
-import { sendSmallBody, sendsWithHead } from '../http/small-body.js';
+import { sentWithHead } from '../http/small-body.js';
 import type { BodyPath } from '../transport/copy-file.js';
 import type { SecureConnection } from '../tls/types.js';
 import { fieldValue, notModifiedFields } from './policy.js';
@@ -112,13 +112,9 @@ export async function sendStored(x: Exchange, src: StoredBody, cacheStatus: stri
     return { status, bytes: 0, bodyPath: 'none' };
   }
   // A small body already whole in the file, without kTLS TX: with its head in one record (small-body.ts).
-  if (length !== null && res instanceof ServerResponse && src.available() >= start + length) {
-    const conn = await whenAttached(res);
-    if (sendsWithHead(conn, length)) {
-      await sendSmallBody(res, src.fd, start, length);
-      onBody('write', length);
-      return { status, bytes: length, bodyPath: 'write' };
-    }
+  if (length !== null && res instanceof ServerResponse && src.available() >= start + length && (await sentWithHead(res, src.fd, start, length))) {
+    onBody('write', length);
+    return { status, bytes: length, bodyPath: 'write' };
   }
   const send = await rangeSender(res);
   const end = length === null ? null : start + length;

@@ -23,7 +23,7 @@ import { requestProblem } from './request-checks.js';
 import { alpnFront, requestConnection, type AnyRequest, type AnyResponse } from './alpn-front.js';
 import { h2Front } from './h2-front.js';
 import { sendFileOverH2 } from './h2-body.js';
-import { sendSmallBody, sendsWithHead } from './small-body.js';
+import { sentWithHead } from './small-body.js';
 import { closingAnswer } from './h1-wire.js';
 
 export { closingAnswer };
@@ -50,11 +50,8 @@ export interface ServeOptions {
 export const connectionBodySender: BodySender = {
   async sendBody(res, fd, offset, length) {
     if (res instanceof http2.Http2ServerResponse) return sendFileOverH2(res, fd, offset, length);
+    if (await sentWithHead(res, fd, offset, length)) return 'write';
     const conn = await whenAttached(res);
-    if (sendsWithHead(conn, length)) {
-      await sendSmallBody(res, fd, offset, length);
-      return 'write';
-    }
     res.flushHeaders();
     const path = await conn.sendFile(fd, offset, length);
     res.end();

@@ -11,6 +11,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import { FileTruncatedError } from '../errors.js';
+import { whenAttached } from './front.js';
 import type { SecureConnection } from '../tls/types.js';
 import { ChunkPool, readAt } from '../transport/copy-file.js';
 
@@ -44,13 +45,18 @@ export async function sendSmallBody(res: ServerResponse, fd: number, offset: num
     buffers.give(buf);
     throw err;
   }
-  let given = false;
-  const giveBack = (): void => {
-    if (given) return;
-    given = true;
-    buffers.give(buf);
-  };
-  // 'close' comes after 'finish' and also when the connection dies first; either way node holds no more reference.
-  res.once('close', giveBack);
+  // 'close' comes once, after 'finish' or when the connection dies first; either way node holds no more reference.
+  res.once('close', () => buffers.give(buf));
   res.end(buf.subarray(0, length));
+}
+
+/**
+ * For HTTP/1.1 file senders: once res is its connection's current response,
+ * sends the body with its head when sendsWithHead() says so; true if it did.
+ */
+export async function sentWithHead(res: ServerResponse, fd: number, offset: number, length: number): Promise<boolean> {
+  const conn = await whenAttached(res);
+  if (!sendsWithHead(conn, length)) return false;
+  await sendSmallBody(res, fd, offset, length);
+  return true;
 }
