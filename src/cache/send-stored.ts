@@ -21,7 +21,6 @@ import { sendRangeOverH2 } from '../http/h2-body.js';
 import { chunkFraming } from '../http/h1-wire.js';
 import { sentWithHead } from '../http/small-body.js';
 import type { BodyPath } from '../transport/copy-file.js';
-import type { SecureConnection } from '../tls/types.js';
 import { fieldValue, notModifiedFields } from './policy.js';
 
 export interface StoredBody {

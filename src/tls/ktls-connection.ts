@@ -68,6 +68,9 @@ const INLINE_SENDFILE_MAX = 128 * 1024;
 /** Per thread-pool call: bounds how long one connection holds a worker. */
 const POOL_SENDFILE_MAX = 2 * 1024 * 1024;
 const { EAGAIN } = os.constants.errno;
+/** Retries of a kTLS send that said AGAIN, when no POLLOUT came (see waitToSend): the first, and the cap. */
+const AGAIN_RETRY_FIRST_MS = 100;
+const AGAIN_RETRY_MAX_MS = 3200;
 /**
  * File bodies without kTLS TX: read 256 KiB at a time on the thread pool (few
  * hops per MB), each buffer back in the pool as soon as the socket is full,
@@ -101,6 +104,8 @@ export class KtlsConnection extends Duplex implements SecureConnection {
   private idleTimer: NodeJS.Timeout | null = null;
   private released = false;
   private poolJobs = 0;
+  /** The current retry delay of waitToSend(); 0 after progress. */
+  private againMs = 0;
 
   constructor(native: Native, ssl: SslHandle, fd: number, id: number, log: Logger) {
     super({ allowHalfOpen: false, decodeStrings: true });
@@ -318,7 +323,7 @@ export class KtlsConnection extends Duplex implements SecureConnection {
         this.touch();
         continue;
       }
-      this.ready.parkWriter(KtlsConnection.events(r), this.pumpWrite);
+      this.waitToSend(KtlsConnection.events(r), this.pumpWrite);
       return;
     }
     this.pendingWrite = null;
@@ -364,7 +369,7 @@ export class KtlsConnection extends Duplex implements SecureConnection {
         this.bytesWritten += r;
         this.touch();
       } else if (r === WANT_WRITE) {
-        await this.ready.writable();
+        await this.sendable();
       } else {
         // sendfile(2) returned 0: the file is shorter than its stat said.
         throw new FileTruncatedError(length, pos - offset);
@@ -445,11 +450,57 @@ export class KtlsConnection extends Duplex implements SecureConnection {
         this.bytesWritten += r;
         this.touch();
       } else if (r === AGAIN) {
-        await this.ready.writable();
+        await this.sendable();
       } else {
         throw new Error(`splice: the pipe ran dry with ${left} bytes owed`);
       }
     }
+  }
+
+  /** waitToSend(WRITABLE) as a promise. */
+  private sendable(): Promise<void> {
+    return new Promise((resolve) => this.waitToSend(WRITABLE, resolve));
+  }
+
+  /**
+   * Parks a send that said WANT_WRITE / AGAIN. Without kTLS TX that is
+   * POLLOUT. With it, Linux (seen on 6.1) can say AGAIN while the socket has
+   * room and never raise POLLOUT: under TCP memory pressure (the host-wide
+   * net.ipv4.tcp_mem) tls_sw's record allocation fails (sk_wmem_schedule has
+   * no per-socket minimum there; plain TCP keeps tcp_wmem[0] for each
+   * socket), and the record handed to TCP just before, sent with
+   * MSG_SENDPAGE_NOTLAST, stays corked below the MSS. Nothing is in flight,
+   * no ACK ever runs sk_write_space, and the body stalls for good: seen as
+   * 12 of 200 concurrent downloads stuck at `ss` notsent:16406 with the
+   * window open. So: push the corked bytes (setting TCP_NODELAY calls
+   * tcp_push_pending_frames, even when it is already on), and retry after a
+   * doubling delay even without POLLOUT, as the memory may come back with no
+   * event on this socket.
+   */
+  private waitToSend(events: number, resume: () => void): void {
+    if (!this.tls.ktlsTx || events !== WRITABLE || this.released) {
+      this.ready.parkWriter(events, resume);
+      return;
+    }
+    try {
+      this.native.setNoDelay(this.fd, true);
+    } catch {
+      // The socket is gone: the retry sees the error.
+    }
+    this.againMs = this.againMs === 0 ? AGAIN_RETRY_FIRST_MS : Math.min(this.againMs * 2, AGAIN_RETRY_MAX_MS);
+    let done = false;
+    const once = (): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      resume();
+    };
+    const timer = setTimeout(() => {
+      this.ready.clearWriter();
+      once();
+    }, this.againMs);
+    timer.unref();
+    this.ready.parkWriter(WRITABLE, once);
   }
 
   /** One sendfile(2) on the thread pool; the socket fd stays open until it returns (see release()). */
@@ -525,6 +576,7 @@ export class KtlsConnection extends Duplex implements SecureConnection {
   }
 
   private touch(): void {
+    this.againMs = 0;
     // The timer exists only while a timeout is set (setTimeout(0) clears it).
     this.idleTimer?.refresh();
   }

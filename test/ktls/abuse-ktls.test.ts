@@ -31,7 +31,7 @@ let server: Running;
 
 before(async () => {
   assert.ok(hasKernelTls(), 'these tests need a kernel with TLS (/proc/net/tls_stat): run them through scripts/run-tests.sh');
-  fx = await makeFixtures({ 'f16.bin': 16 * MiB, 'small.bin': 4096 });
+  fx = await makeFixtures({ 'f16.bin': 16 * MiB, 'f4.bin': 4 * MiB, 'small.bin': 4096 });
   // Start-up in the VM (emulated CPU) can take far longer than on the host.
   const start = (timeout: string, ...extra: string[]) =>
     startAludel(serveArgs(fx, '--offload', 'kernel', '--handshake-timeout', timeout, ...extra), { startTimeoutMs: 120_000 });
@@ -91,6 +91,31 @@ test('200 concurrent downloads of a 16 MiB file over kTLS all match', { timeout:
   await until(() => requests().length >= 200, 60_000, '200 request log lines');
   const bodies = requests();
   assert.ok(bodies.every((b) => b === 'sendfile'), `bodies by sendfile: ${JSON.stringify([...new Set(bodies)])}`);
+});
+
+// Regression: under TCP memory pressure (net.ipv4.tcp_mem), Linux 6.1's kTLS said EAGAIN with
+// room in the socket and its last record corked (`ss`: notsent:16406, nothing in flight), so no
+// POLLOUT ever came and those downloads stalled for good (the 200-download test above hung in CI).
+// With a 3.6 MB host-wide limit, 16 of 24 downloads stopped at their first record before the fix.
+test('under TCP memory pressure, 24 concurrent kTLS downloads of 4 MiB all complete', { timeout: 300_000 }, async (t) => {
+  const knob = '/proc/sys/net/ipv4/tcp_mem';
+  const saved = fs.readFileSync(knob, 'utf8').trim();
+  fs.writeFileSync(knob, '300 600 900'); // pages: pressure from 1.2 MB, hard limit 3.6 MB
+  try {
+    const t0 = Date.now();
+    const agent = new https.Agent({ maxSockets: 24, keepAlive: false });
+    const results = await Promise.race([
+      Promise.all(Array.from({ length: 24 }, () => download(loadServer.port, agent, '/f4.bin'))),
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error('downloads stalled under TCP memory pressure (120 s)')), 120_000).unref()),
+    ]);
+    agent.destroy();
+    const want = fx.files['f4.bin']!;
+    const bad = results.filter((r) => r.status !== 200 || r.size !== want.size || r.sha256 !== want.sha256);
+    assert.equal(bad.length, 0, `${bad.length} of 24 downloads differ: ${JSON.stringify(bad.slice(0, 3))}`);
+    t.diagnostic(`24 x 4 MiB under tcp_mem 300/600/900 pages in ${Date.now() - t0} ms, all sha256 ok`);
+  } finally {
+    fs.writeFileSync(knob, saved.replace(/\s+/g, ' '));
+  }
 });
 
 // Regression: a connection destroyed while its sendfile waited for the socket left the
