@@ -96,7 +96,7 @@ test('200 concurrent downloads of a 16 MiB file over kTLS all match', { timeout:
 // Regression: under TCP memory pressure (net.ipv4.tcp_mem), Linux 6.1's kTLS said EAGAIN with
 // room in the socket and its last record corked (`ss`: notsent:16406, nothing in flight), so no
 // POLLOUT ever came and those downloads stalled for good (the 200-download test above hung in CI).
-// With a 3.6 MB host-wide limit, 16 of 24 downloads stopped at their first record before the fix.
+// With a 3.6 MB host-wide limit, none of 24 downloads finished before the fix (16 stopped after one record).
 test('under TCP memory pressure, 24 concurrent kTLS downloads of 4 MiB all complete', { timeout: 300_000 }, async (t) => {
   const knob = '/proc/sys/net/ipv4/tcp_mem';
   const saved = fs.readFileSync(knob, 'utf8').trim();
