@@ -34,6 +34,8 @@ typedef void (*aludel_msg_cb)(int write_p, int version, int content_type, const 
                               size_t len, SSL *ssl, void *arg);
 /* The servername callback's real type; SSL_CTX_callback_ctrl takes it as void (*)(void). */
 typedef int (*aludel_servername_cb)(SSL *ssl, int *alert, void *arg);
+/* The ClientHello callback (SSL_CTX_set_client_hello_cb, OpenSSL >= 1.1.1). */
+typedef int (*aludel_client_hello_cb)(SSL *ssl, int *alert, void *arg);
 /* The session ticket key callback (SSL_CTX_set_tlsext_ticket_key_cb), set through SSL_CTX_callback_ctrl. */
 typedef int (*aludel_ticket_key_cb)(SSL *ssl, unsigned char *key_name, unsigned char *iv,
                                     EVP_CIPHER_CTX *cctx, HMAC_CTX *hctx, int enc);
@@ -69,6 +71,8 @@ typedef void aludel_ex_free_fn(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int 
 #define ALUDEL_SSL_CTRL_SET_TLSEXT_TICKET_KEY_CB 72
 #define ALUDEL_TLSEXT_KEYNAME_LENGTH 16
 #define ALUDEL_EVP_MAX_IV_LENGTH 16
+#define ALUDEL_SSL_CLIENT_HELLO_SUCCESS 1
+#define ALUDEL_TLSEXT_TYPE_application_layer_protocol_negotiation 16
 #define ALUDEL_SSL3_RT_HANDSHAKE 22
 #define ALUDEL_SSL3_MT_KEY_UPDATE 24
 #define ALUDEL_SSL_KEY_UPDATE_REQUESTED 1
@@ -108,6 +112,9 @@ enum {
   X(int, SSL_CTX_set_session_id_context, (SSL_CTX *ctx, const unsigned char *sid, unsigned int len)) \
   X(void, SSL_CTX_set_alpn_select_cb, (SSL_CTX *ctx, aludel_alpn_select_cb cb, void *arg))     \
   X(void, SSL_CTX_set_msg_callback, (SSL_CTX *ctx, aludel_msg_cb cb))                          \
+  X(void, SSL_CTX_set_client_hello_cb, (SSL_CTX *ctx, aludel_client_hello_cb cb, void *arg))   \
+  X(int, SSL_client_hello_get0_ext, (SSL *ssl, unsigned int type, const unsigned char **out,   \
+                                     size_t *outlen))                                          \
   X(int, SSL_select_next_proto, (unsigned char **out, unsigned char *outlen,                   \
                                  const unsigned char *server, unsigned int server_len,         \
                                  const unsigned char *client, unsigned int client_len))        \

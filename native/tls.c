@@ -76,11 +76,13 @@ typedef struct {
   unsigned char alpn[256]; /* server preference list in ALPN wire format (RFC 7301 3.1) */
   unsigned int alpn_len;
   sni_table *sni; /* on the listening context only; NULL elsewhere */
+  sni_table *acme; /* TLS-ALPN-01 challenge contexts by exact name (acmeTableSet); listening context only */
 } aludel_ctx;
 
 typedef struct {
   SSL *ssl;
   bool key_update_requested; /* set by the message callback, read by keyUpdateRequested() */
+  bool acme_alpn;            /* the ClientHello offered "acme-tls/1" (RFC 8737 3) */
 } aludel_ssl;
 
 static void sni_table_free(sni_table *t) {
@@ -108,6 +110,7 @@ static void ctx_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, lo
   aludel_ctx *c = (aludel_ctx *)ptr;
   if (c == NULL) return;
   sni_table_free(c->sni);
+  sni_table_free(c->acme);
   free(c);
 }
 
@@ -163,16 +166,21 @@ static const sni_entry *sni_find(const sni_table *t, const char *name) {
  * case-insensitively (RFC 4343); SNI carries A-labels, so ASCII folding will do
  * (RFC 6066 3). The same rules as lookupSni() in src/tls/certificates.ts.
  */
-static size_t sni_lookup(const sni_table *t, const char *servername) {
-  char name[256];
+static bool sni_normalise(const char *servername, char name[256]) {
   size_t n = servername ? strlen(servername) : 0;
   if (n > 0 && servername[n - 1] == '.') n--; /* an absolute name: same host */
-  if (n == 0 || n >= sizeof name - 1) return 0;
+  if (n == 0 || n >= 255) return false;
   for (size_t i = 0; i < n; i++) {
     char ch = servername[i];
     name[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch - 'A' + 'a') : ch;
   }
   name[n] = 0;
+  return true;
+}
+
+static size_t sni_lookup(const sni_table *t, const char *servername) {
+  char name[256];
+  if (!sni_normalise(servername, name)) return 0;
   const sni_entry *e = sni_find(t, name);
   if (e != NULL) return e->target;
   char *dot = strchr(name, '.');
@@ -187,6 +195,52 @@ static size_t sni_lookup(const sni_table *t, const char *servername) {
 }
 
 /*
+ * TLS-ALPN-01 (RFC 8737): the CA's validation handshake offers the ALPN
+ * protocol "acme-tls/1" and names the domain in SNI; it must get the
+ * self-signed challenge certificate for exactly that name (no wildcard, 3),
+ * and only it: ordinary clients never offer acme-tls/1, so they never see one.
+ * The servername callback cannot read the ALPN list (SSL_client_hello_get0_ext
+ * is valid only inside the ClientHello callback), so the ClientHello callback,
+ * which OpenSSL runs first (statem_srvr.c tls_early_post_process_client_hello),
+ * marks the connection, and the servername callback switches it.
+ */
+static const unsigned char ACME_TLS_1[] = "acme-tls/1";
+
+static bool alpn_offers_acme(const unsigned char *p, size_t len) {
+  /* ProtocolNameList: a 2-byte length, then 1-byte-length names (RFC 7301 3.1). */
+  if (len < 2 || (size_t)((p[0] << 8) | p[1]) != len - 2) return false;
+  for (size_t i = 2; i < len;) {
+    size_t n = p[i++];
+    if (n == 0 || n > len - i) return false;
+    if (n == sizeof ACME_TLS_1 - 1 && memcmp(p + i, ACME_TLS_1, n) == 0) return true;
+    i += n;
+  }
+  return false;
+}
+
+static int client_hello_cb(SSL *ssl, int *alert, void *arg) {
+  (void)alert, (void)arg;
+  const unsigned char *ext = NULL;
+  size_t len = 0;
+  aludel_ssl *s = (aludel_ssl *)aludel_ossl.SSL_get_ex_data(ssl, 0);
+  if (s != NULL &&
+      aludel_ossl.SSL_client_hello_get0_ext(ssl, ALUDEL_TLSEXT_TYPE_application_layer_protocol_negotiation, &ext, &len))
+    s->acme_alpn = alpn_offers_acme(ext, len);
+  return ALUDEL_SSL_CLIENT_HELLO_SUCCESS;
+}
+
+/* The challenge context for a connection that offered acme-tls/1 and names a pending domain, else NULL. */
+static SSL_CTX *acme_context(const aludel_ctx *c, SSL *ssl) {
+  aludel_ssl *s = (aludel_ssl *)aludel_ossl.SSL_get_ex_data(ssl, 0);
+  char name[256];
+  if (c->acme == NULL || s == NULL || !s->acme_alpn ||
+      !sni_normalise(aludel_ossl.SSL_get_servername(ssl, ALUDEL_TLSEXT_NAMETYPE_host_name), name))
+    return NULL;
+  const sni_entry *e = sni_find(c->acme, name);
+  return e == NULL ? NULL : c->acme->contexts[e->target];
+}
+
+/*
  * The servername callback (RFC 6066 3), set on listening contexts only. OpenSSL
  * calls it after parsing the ClientHello's extensions, before it picks the
  * cipher, the signature algorithm and the certificate (statem_srvr.c:
@@ -198,9 +252,11 @@ static size_t sni_lookup(const sni_table *t, const char *servername) {
  */
 static int servername_cb(SSL *ssl, int *alert, void *arg) {
   aludel_ctx *c = (aludel_ctx *)arg;
-  if (c->sni == NULL || c->sni->ncontexts == 0) return ALUDEL_SSL_TLSEXT_ERR_OK;
-  size_t i = sni_lookup(c->sni, aludel_ossl.SSL_get_servername(ssl, ALUDEL_TLSEXT_NAMETYPE_host_name));
-  if (aludel_ossl.SSL_set_SSL_CTX(ssl, c->sni->contexts[i]) == NULL) {
+  SSL_CTX *next = acme_context(c, ssl);
+  if (next == NULL && (c->sni == NULL || c->sni->ncontexts == 0)) return ALUDEL_SSL_TLSEXT_ERR_OK;
+  if (next == NULL)
+    next = c->sni->contexts[sni_lookup(c->sni, aludel_ossl.SSL_get_servername(ssl, ALUDEL_TLSEXT_NAMETYPE_host_name))];
+  if (aludel_ossl.SSL_set_SSL_CTX(ssl, next) == NULL) {
     *alert = ALUDEL_SSL_AD_INTERNAL_ERROR; /* only on allocation failure (ssl_cert_dup) */
     return ALUDEL_SSL_TLSEXT_ERR_ALERT_FATAL;
   }
@@ -379,6 +435,71 @@ static napi_value ctx_new(napi_env env, napi_callback_info info) {
   return obj;
 }
 
+static sni_table *table_fail(napi_env env, sni_table *t, bool type_error, const char *message) {
+  sni_table_free(t);
+  if (message == NULL) return NULL; /* the exception is already pending */
+  if (type_error) napi_throw_type_error(env, "ERR_INVALID_ARG", message);
+  else napi_throw_range_error(env, "ERR_INVALID_ARG", message);
+  return NULL;
+}
+
+/* The table of (contexts, names, targets); NULL with an exception pending. `owner` is not referenced. */
+static sni_table *table_from_js(napi_env env, const napi_value argv[3], SSL_CTX *owner, size_t min_contexts) {
+  uint32_t ncontexts = 0, nnames = 0, ntargets = 0;
+  bool a1 = false, a2 = false, a3 = false;
+  napi_is_array(env, argv[0], &a1);
+  napi_is_array(env, argv[1], &a2);
+  napi_is_array(env, argv[2], &a3);
+  if (!a1 || !a2 || !a3) return table_fail(env, NULL, true, "expected (ctx, contexts[], names[], targets[])");
+  napi_get_array_length(env, argv[0], &ncontexts);
+  napi_get_array_length(env, argv[1], &nnames);
+  napi_get_array_length(env, argv[2], &ntargets);
+  if (ncontexts < min_contexts || nnames != ntargets)
+    return table_fail(env, NULL, false, "need the contexts and one target per name");
+  sni_table *t = calloc(1, sizeof *t);
+  if (t == NULL) {
+    aludel_throw_errno(env, ENOMEM, "calloc");
+    return NULL;
+  }
+  t->owner = owner;
+  t->contexts = calloc(ncontexts > 0 ? ncontexts : 1, sizeof *t->contexts);
+  t->entries = calloc(nnames > 0 ? nnames : 1, sizeof *t->entries);
+  if (t->contexts == NULL || t->entries == NULL) {
+    sni_table_free(t);
+    aludel_throw_errno(env, ENOMEM, "calloc");
+    return NULL;
+  }
+  for (uint32_t i = 0; i < ncontexts; i++) {
+    napi_value v;
+    napi_get_element(env, argv[0], i, &v);
+    aludel_ctx *c = unwrap_ctx(env, v);
+    if (c == NULL) return table_fail(env, t, false, NULL);
+    if (c->ctx != t->owner) aludel_ossl.SSL_CTX_up_ref(c->ctx);
+    t->contexts[i] = c->ctx;
+    t->ncontexts = i + 1;
+  }
+  for (uint32_t i = 0; i < nnames; i++) {
+    napi_value v;
+    char name[256];
+    int32_t target = -1;
+    napi_get_element(env, argv[1], i, &v);
+    if (!aludel_arg_string(env, v, name, sizeof name)) return table_fail(env, t, false, NULL);
+    napi_get_element(env, argv[2], i, &v);
+    if (!aludel_arg_int32(env, v, &target)) return table_fail(env, t, false, NULL);
+    if (target < 0 || (uint32_t)target >= ncontexts) return table_fail(env, t, false, "target outside contexts");
+    t->entries[i].name = strdup(name);
+    t->entries[i].target = (unsigned int)target;
+    t->count = i + 1;
+    if (t->entries[i].name == NULL) {
+      sni_table_free(t);
+      aludel_throw_errno(env, ENOMEM, "strdup");
+      return NULL;
+    }
+  }
+  qsort(t->entries, t->count, sizeof *t->entries, sni_entry_cmp);
+  return t;
+}
+
 /*
  * sniTableSet(listenCtx, contexts, names, targets): installs (or replaces) the
  * server-name table of a listening context. names[i] (lower case, exact or
@@ -403,80 +524,43 @@ static napi_value ctx_new(napi_env env, napi_callback_info info) {
  */
 static napi_value sni_table_set(napi_env env, napi_callback_info info) {
   napi_value argv[4];
-  uint32_t ncontexts = 0, nnames = 0, ntargets = 0;
   if (!aludel_args(env, info, 4, argv)) return NULL;
   aludel_ctx *listen = unwrap_ctx(env, argv[0]);
   if (listen == NULL) return NULL;
-  bool a1 = false, a2 = false, a3 = false;
-  napi_is_array(env, argv[1], &a1);
-  napi_is_array(env, argv[2], &a2);
-  napi_is_array(env, argv[3], &a3);
-  if (!a1 || !a2 || !a3) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG", "sniTableSet(ctx, contexts[], names[], targets[])");
-    return NULL;
-  }
-  napi_get_array_length(env, argv[1], &ncontexts);
-  napi_get_array_length(env, argv[2], &nnames);
-  napi_get_array_length(env, argv[3], &ntargets);
-  if (ncontexts == 0 || nnames != ntargets) {
-    napi_throw_range_error(env, "ERR_INVALID_ARG", "need at least one context and one target per name");
-    return NULL;
-  }
-  sni_table *t = calloc(1, sizeof *t);
-  if (t == NULL) return aludel_throw_errno(env, ENOMEM, "calloc");
-  t->owner = listen->ctx;
-  t->contexts = calloc(ncontexts, sizeof *t->contexts);
-  t->entries = calloc(nnames > 0 ? nnames : 1, sizeof *t->entries);
-  if (t->contexts == NULL || t->entries == NULL) {
-    sni_table_free(t);
-    return aludel_throw_errno(env, ENOMEM, "calloc");
-  }
-  for (uint32_t i = 0; i < ncontexts; i++) {
-    napi_value v;
-    napi_get_element(env, argv[1], i, &v);
-    aludel_ctx *c = unwrap_ctx(env, v);
-    if (c == NULL) {
-      sni_table_free(t);
-      return NULL;
-    }
-    if (c->ctx != t->owner) aludel_ossl.SSL_CTX_up_ref(c->ctx);
-    t->contexts[i] = c->ctx;
-    t->ncontexts = i + 1;
-  }
-  for (uint32_t i = 0; i < nnames; i++) {
-    napi_value v;
-    char name[256];
-    int32_t target = -1;
-    napi_get_element(env, argv[2], i, &v);
-    if (!aludel_arg_string(env, v, name, sizeof name)) {
-      sni_table_free(t);
-      return NULL;
-    }
-    napi_get_element(env, argv[3], i, &v);
-    if (!aludel_arg_int32(env, v, &target)) {
-      sni_table_free(t);
-      return NULL;
-    }
-    if (target < 0 || (uint32_t)target >= ncontexts) {
-      sni_table_free(t);
-      napi_throw_range_error(env, "ERR_INVALID_ARG", "target outside contexts");
-      return NULL;
-    }
-    t->entries[i].name = strdup(name);
-    t->entries[i].target = (unsigned int)target;
-    t->count = i + 1;
-    if (t->entries[i].name == NULL) {
-      sni_table_free(t);
-      return aludel_throw_errno(env, ENOMEM, "strdup");
-    }
-  }
-  qsort(t->entries, t->count, sizeof *t->entries, sni_entry_cmp);
+  sni_table *t = table_from_js(env, argv + 1, listen->ctx, 1);
+  if (t == NULL) return NULL;
   sni_table *old = listen->sni;
   listen->sni = t;
   sni_table_free(old);
   aludel_ossl.SSL_CTX_ctrl(listen->ctx, ALUDEL_SSL_CTRL_SET_TLSEXT_SERVERNAME_ARG, 0, listen);
   aludel_ossl.SSL_CTX_callback_ctrl(listen->ctx, ALUDEL_SSL_CTRL_SET_TLSEXT_SERVERNAME_CB,
                                     (void (*)(void))(aludel_servername_cb)servername_cb);
+  return NULL;
+}
+
+/*
+ * acmeTableSet(listenCtx, contexts, names, targets): installs (or, with no
+ * names, removes) the TLS-ALPN-01 challenge contexts of a listening context
+ * whose SNI table is set (the servername callback consults both). names are
+ * exact and lower case. The ClientHello callback is set only while a
+ * challenge is pending, so handshakes pay nothing for it otherwise. Swapped
+ * on the JavaScript thread, as sniTableSet is, for the same reasons.
+ */
+static napi_value acme_table_set(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  if (!aludel_args(env, info, 4, argv)) return NULL;
+  aludel_ctx *listen = unwrap_ctx(env, argv[0]);
+  if (listen == NULL) return NULL;
+  sni_table *t = table_from_js(env, argv + 1, listen->ctx, 0);
+  if (t == NULL) return NULL;
+  if (t->count == 0) {
+    sni_table_free(t);
+    t = NULL;
+  }
+  sni_table *old = listen->acme;
+  listen->acme = t;
+  sni_table_free(old);
+  aludel_ossl.SSL_CTX_set_client_hello_cb(listen->ctx, t == NULL ? NULL : client_hello_cb, NULL);
   return NULL;
 }
 
@@ -719,6 +803,7 @@ void aludel_register_tls(napi_env env, napi_value exports) {
       {"ctxNew", NULL, ctx_new, NULL, NULL, NULL, napi_default, NULL},
       {"sniTableSet", NULL, sni_table_set, NULL, NULL, NULL, napi_default, NULL},
       {"sniLookup", NULL, sni_lookup_js, NULL, NULL, NULL, napi_default, NULL},
+      {"acmeTableSet", NULL, acme_table_set, NULL, NULL, NULL, napi_default, NULL},
       {"sslNew", NULL, ssl_new, NULL, NULL, NULL, napi_default, NULL},
       {"handshake", NULL, ssl_handshake, NULL, NULL, NULL, napi_default, NULL},
       {"read", NULL, ssl_read, NULL, NULL, NULL, napi_default, NULL},

@@ -6,6 +6,8 @@
 import type { Logger } from '../log/logger.js';
 import type { HttpServerSettings } from '../config/proxy-settings.js';
 import { AcmeManager } from '../tls/acme/acme-manager.js';
+import type { AcmeChallengeType } from '../tls/acme/acme-order.js';
+import type { AcmeChallengeCertificate } from '../tls/types.js';
 import { InvalidOptionError } from '../errors.js';
 
 /** null without --acme-domain. `reload` hands a new pair to the listeners (their reconfigure()). */
@@ -18,10 +20,34 @@ export async function prepareAcme(s: HttpServerSettings, log: Logger, reload: ()
     // EACCES, EROFS, ENOSPC...: the storage directory is unusable; say which, without a stack.
     throw new InvalidOptionError(`--acme-storage ${s.acme.storage}: cannot keep the ACME account and certificates there (${(err as Error).message})`);
   }
-  if (s.redirectHttp === null) {
-    log.warn({ domains: s.acme.domains }, 'acme: no --redirect-http, so nothing here answers the HTTP-01 challenge on port 80; orders fail unless the CA reaches another server that does');
-  }
   return manager;
+}
+
+/**
+ * The challenge orders use, and why it may fail. --acme-challenge when given;
+ * else HTTP-01 where --redirect-http answers it, else TLS-ALPN-01 where the
+ * TLS engine can answer it (the system OpenSSL; not node:tls). Either way the
+ * CA connects to the standard port of the name: 80 for HTTP-01 (RFC 8555
+ * §8.3), 443 for TLS-ALPN-01 (RFC 8737 §3).
+ */
+export function chooseChallenge(configured: AcmeChallengeType | null, redirectHttp: boolean, answersTlsAlpn01: boolean): { type: AcmeChallengeType; warning: string | null } {
+  const type = configured ?? (redirectHttp || !answersTlsAlpn01 ? 'http-01' : 'tls-alpn-01');
+  if (type === 'http-01' && !redirectHttp) {
+    return { type, warning: 'acme: no --redirect-http, so nothing here answers the HTTP-01 challenge on port 80; orders fail unless the CA reaches another server that does' };
+  }
+  if (type === 'tls-alpn-01' && !answersTlsAlpn01) {
+    return { type, warning: 'acme: this TLS engine (node:tls, the system OpenSSL could not be loaded) cannot answer TLS-ALPN-01; orders fail; use --acme-challenge http-01 with --redirect-http' };
+  }
+  return { type, warning: null };
+}
+
+/** Once the listeners are up: TLS-ALPN-01 challenges go to them, and the first orders start. */
+export function startAcme(manager: AcmeManager | null, s: HttpServerSettings, listeners: { answersTlsAlpn01: boolean; setAcmeChallenges(c: readonly AcmeChallengeCertificate[]): void }, log: Logger): void {
+  if (manager === null || s.acme === null) return;
+  const { type, warning } = chooseChallenge(s.acme.challenge, s.redirectHttp !== null, listeners.answersTlsAlpn01);
+  if (warning !== null) log.warn({ domains: s.acme.domains, challenge: type }, warning);
+  if (type === 'tls-alpn-01') manager.tlsAlpn01.attach((c) => listeners.setAcmeChallenges(c));
+  manager.start(type);
 }
 
 /** For Serving's `others`: stops the renewal timers at shutdown. */

@@ -9,7 +9,7 @@ import type { ListenerSettings } from '../config/proxy-settings.js';
 import { createKtlsServer } from '../tls/create-server.js';
 import { describeHwPolicy, resolveHwPolicy, type HwPolicyDecision } from '../tls/hw-offload-policy.js';
 import { readTicketKeyFiles } from '../tls/ticket-keys.js';
-import type { OffloadDecision, SecureServer, TlsOptions } from '../tls/types.js';
+import type { AcmeChallengeCertificate, OffloadDecision, SecureServer, TlsOptions } from '../tls/types.js';
 
 
 interface Listener {
@@ -83,6 +83,16 @@ export class Listeners {
       bound.push(address);
     }
     return bound;
+  }
+
+  /** Whether every address can answer TLS-ALPN-01 (RFC 8737): the system OpenSSL engine can, node:tls cannot. */
+  get answersTlsAlpn01(): boolean {
+    return this.list.every((l) => l.server.answersTlsAlpn01);
+  }
+
+  /** The TLS-ALPN-01 challenge certificates pending now, on every address. */
+  setAcmeChallenges(challenges: readonly AcmeChallengeCertificate[]): void {
+    for (const l of this.list) l.server.setAcmeChallenges(challenges);
   }
 
   /** SIGHUP: new certificates and TLS settings for new handshakes on every address. */

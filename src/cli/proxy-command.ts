@@ -27,7 +27,7 @@ import { AccessLog } from '../log/access-log.js';
 import { runPrimary } from './primary.js';
 import { attachWorker, reportWorkerReady } from './worker-link.js';
 import { workerRole, type WorkerRole } from './worker-protocol.js';
-import { acmeCloser, prepareAcme } from './acme-setup.js';
+import { acmeCloser, prepareAcme, startAcme } from './acme-setup.js';
 
 export interface RunningProxy {
   listeners: Listeners;
@@ -92,7 +92,7 @@ export async function runProxy(s: ProxySettings, load: () => Promise<ProxySettin
   if (s.mode === 'http') redirect = await startRedirectFor(s, addresses, log, acme?.http01);
   const purge = cache === null ? undefined : (url: string): number => cache!.purge(url);
   admin = s.admin === null ? null : await startAdmin({ ...s.admin, command: s.mode === 'http' ? 'proxy' : 'tcp', server: listeners, listen: addresses.join(' '), stats, group: () => group!, purge, acme: acme ? () => acme.status() : undefined, log });
-  acme?.start();
+  startAcme(acme, s, listeners, log);
   log.info({ listen: addresses[0], addresses, mode: s.mode, upstreams: s.upstreams.map((u) => u.url), cache: s.cache }, 'proxying');
   return { listeners, serving, stats, admin, cache, log, addresses };
 }

@@ -11,7 +11,7 @@ import { Listeners } from './listeners.js';
 import { httpAlpn } from '../http/alpn-front.js';
 import { attachWorker } from './worker-link.js';
 import type { WorkerRole } from './worker-protocol.js';
-import { acmeCloser, prepareAcme } from './acme-setup.js';
+import { acmeCloser, prepareAcme, startAcme } from './acme-setup.js';
 import type { Http01Responder } from '../tls/acme/http01.js';
 
 export interface RunningServe {
@@ -69,7 +69,7 @@ export async function runServe(s: ServeSettings, load: () => Promise<ServeSettin
   const addresses = await listeners.listen(s, log);
   redirect = await startRedirectFor(s, addresses, log, acme?.http01);
   admin = s.admin === null ? null : await startAdmin({ ...s.admin, command: 'serve', server: listeners, listen: addresses.join(' '), stats, group: null, acme: acme ? () => acme.status() : undefined, log });
-  acme?.start();
+  startAcme(acme, s, listeners, log);
   log.info({ listen: addresses[0], addresses, root: s.root, alpn: httpAlpn(s.http2) }, 'serving files over HTTPS');
   return { listeners, serving, addresses, log, stats, admin };
 }

@@ -182,7 +182,7 @@ function acmeProblems(s: ProxyInput, from: (key: ProxyKey) => SettingSource): st
   const problems: string[] = [];
   const domains = s['acme-domain'];
   if (domains === undefined) {
-    for (const key of ['acme-email', 'acme-storage', 'acme-ca'] as const) {
+    for (const key of ['acme-email', 'acme-storage', 'acme-ca', 'acme-challenge'] as const) {
       if (from(key).kind !== 'default' && s[key] !== undefined) problems.push(`${settingLabel(from(key), key)}: has no effect without --acme-domain NAME; give it, or remove this`);
     }
     if (from('acme-directory').kind !== 'default') problems.push(`${settingLabel(from('acme-directory'), 'acme-directory')}: has no effect without --acme-domain NAME; give it, or remove this`);
@@ -301,6 +301,7 @@ function acmeSettings(s: ProxyInput): HttpServerSettings['acme'] {
     email: s['acme-email'] ?? null,
     storage: path.resolve(s['acme-storage'] ?? defaultAcmeStorage()),
     caFile: s['acme-ca'] ?? null,
+    challenge: s['acme-challenge'] ?? null,
   };
 }
 

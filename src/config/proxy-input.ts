@@ -103,6 +103,8 @@ const HTTP_SERVER = {
   'http2-max-concurrent-streams': count(1),
   // Managed certificates (RFC 8555, src/tls/acme/): HTTP-01 is answered on --redirect-http, so serve and proxy only.
   'acme-domain': domainList,
+  // HTTP-01 (on --redirect-http) or TLS-ALPN-01 (RFC 8737, on the TLS listener itself), as nginx's acme `challenge`.
+  'acme-challenge': z.enum(['http-01', 'tls-alpn-01'], { error: 'expected http-01 or tls-alpn-01' }),
   'acme-directory': acmeDirectory,
   'acme-email': emailAddress,
   'acme-storage': filePath,

@@ -106,6 +106,13 @@ export interface Native {
    * context (SSL_set_SSL_CTX); connections already switched keep theirs.
    */
   sniTableSet(listen: ContextHandle, contexts: readonly ContextHandle[], names: readonly string[], targets: readonly number[]): void;
+  /**
+   * Installs (or, with no names, removes) the TLS-ALPN-01 challenge contexts
+   * of a listening context (RFC 8737): a handshake whose ClientHello offers
+   * "acme-tls/1" and names names[i] (exact, lower case) is switched to
+   * contexts[targets[i]]; every other handshake is unaffected.
+   */
+  acmeTableSet(listen: ContextHandle, contexts: readonly ContextHandle[], names: readonly string[], targets: readonly number[]): void;
   /** The index of `contexts` the servername callback would choose for this name (null: no SNI). */
   sniLookup(listen: ContextHandle, servername: string | null): number;
   /**

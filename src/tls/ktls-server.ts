@@ -11,8 +11,8 @@ import { describePlan } from './certificates.js';
 import { ConnectionLimit } from './connection-limit.js';
 import { answerPlainHttp, isPlainHttp } from './plain-http.js';
 import { KtlsConnection } from './ktls-connection.js';
-import type { NativeTls } from './tls-setup.js';
-import type { ListenOptions, OffloadDecision, SecureServer, TlsOptions } from './types.js';
+import { installAcmeChallenges, type NativeTls } from './tls-setup.js';
+import { ALPN_ACME_TLS, type AcmeChallengeCertificate, type ListenOptions, type OffloadDecision, type SecureServer, type TlsOptions } from './types.js';
 
 /** Accept at most this many per wake-up, so a connection flood cannot starve open connections. */
 const ACCEPT_BATCH = 64;
@@ -58,6 +58,9 @@ export class KtlsServer extends EventEmitter implements SecureServer {
   private tls: NativeTls;
   /** setTicketKeys() was called: every context built from now on takes the process's key ring too. */
   private sharedTickets = false;
+  /** TLS-ALPN-01 challenges pending (setAcmeChallenges), installed again on each new listening context. */
+  private challenges: readonly AcmeChallengeCertificate[] = [];
+  readonly answersTlsAlpn01 = true;
 
   constructor(options: KtlsServerOptions) {
     super();
@@ -140,6 +143,7 @@ export class KtlsServer extends EventEmitter implements SecureServer {
     const started = process.hrtime.bigint();
     conn.handshake(this.o.handshakeTimeoutMs).then(
       () => {
+        if (conn.tls.alpn === ALPN_ACME_TLS) return this.endValidation(conn);
         const ms = Number(process.hrtime.bigint() - started) / 1e6;
         this.emit('secureConnection', conn, ms);
       },
@@ -152,6 +156,21 @@ export class KtlsServer extends EventEmitter implements SecureServer {
   }
 
   /**
+   * A TLS-ALPN-01 validation handshake is the whole exchange: the CA checks
+   * the certificate and closes (RFC 8737 §3), and no application data may
+   * follow, so the connection never reaches HTTP.
+   */
+  private endValidation(conn: KtlsConnection): void {
+    this.o.log.info({ domain: conn.tls.servername, version: conn.tls.version }, 'acme: TLS-ALPN-01 challenge answered');
+    conn.destroy();
+  }
+
+  setAcmeChallenges(challenges: readonly AcmeChallengeCertificate[]): void {
+    installAcmeChallenges(this.o.native, this.tls, challenges);
+    this.challenges = challenges;
+  }
+
+  /**
    * New contexts and SNI table for connections accepted from now on. Built
    * completely before the swap, so a failure leaves everything as it was.
    * Connections accepted earlier keep the SSL_CTX they started on (OpenSSL
@@ -160,6 +179,7 @@ export class KtlsServer extends EventEmitter implements SecureServer {
   reconfigure(options: TlsOptions): void {
     const next = this.o.build(options);
     if (this.sharedTickets) for (const ctx of next.contexts) this.o.native.ctxUseTicketKeys(ctx);
+    if (this.challenges.length > 0) installAcmeChallenges(this.o.native, next, this.challenges);
     this.tls = next;
     this.o.log.info({ contexts: describePlan(next.resolved.plan) }, 'TLS configuration replaced');
   }

@@ -27,7 +27,7 @@ import { nextConnectionId } from './ktls-server.js';
 import { alpnWire } from './policy.js';
 import { resolveTls, type ResolvedTls } from './tls-setup.js';
 import { nodeTlsTicketKey } from './ticket-keys.js';
-import type { ListenOptions, OffloadDecision, SecureConnection, SecureServer, TlsInfo, TlsOptions } from './types.js';
+import type { AcmeChallengeCertificate, ListenOptions, OffloadDecision, SecureConnection, SecureServer, TlsInfo, TlsOptions } from './types.js';
 
 export interface NodeTlsServerOptions {
   /** Defaults applied and certificates checked (resolveTls). */
@@ -195,6 +195,17 @@ export class NodeTlsServer extends EventEmitter implements SecureServer {
    */
   setTicketKeys(keys: readonly Buffer[]): void {
     this.server.setTicketKeys(nodeTlsTicketKey(keys[0]!));
+  }
+
+  /**
+   * node:tls picks the certificate in SNICallback, which is not told the
+   * client's ALPN list, so it cannot serve a challenge certificate to the
+   * CA's acme-tls/1 handshake alone; orders use HTTP-01 with this engine.
+   */
+  readonly answersTlsAlpn01 = false;
+
+  setAcmeChallenges(challenges: readonly AcmeChallengeCertificate[]): void {
+    if (challenges.length > 0) throw new Error('TLS-ALPN-01 needs the system OpenSSL engine (node:tls cannot choose a certificate by ALPN)');
   }
 
   stopAccepting(): void {

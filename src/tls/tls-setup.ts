@@ -5,11 +5,11 @@
  * Used at start-up and by reconfigure(), so both fail the same way, before
  * anything changes.
  */
-import type { ContextHandle, Native } from '../native/binding.js';
+import type { ContextHandle, ContextOptions, Native } from '../native/binding.js';
 import { InvalidOptionError } from '../errors.js';
 import { planCertificates, type CertificatePlan } from './certificates.js';
 import { TLS12_CIPHERS, TLS13_SUITES, alpnWire, versionNumber, type TlsVersionName } from './policy.js';
-import type { TlsOptions } from './types.js';
+import { ALPN_ACME_TLS, type AcmeChallengeCertificate, type TlsOptions } from './types.js';
 
 export interface ResolvedTls {
   plan: CertificatePlan;
@@ -60,17 +60,34 @@ export interface NativeTls {
 export function buildNativeTls(native: Native, resolved: ResolvedTls, ktls: boolean): NativeTls {
   const { plan } = resolved;
   const contexts = plan.contexts.map((combo) =>
-    native.ctxNew({
-      certificates: combo.map((i) => ({ certFile: plan.certificates[i]!.certFile, keyFile: plan.certificates[i]!.keyFile })),
-      minVersion: versionNumber(resolved.minVersion),
-      maxVersion: versionNumber(resolved.maxVersion),
-      cipherList: resolved.cipherList,
-      cipherSuites: resolved.cipherSuites,
-      ktls,
-      alpn: alpnWire(resolved.alpn),
-    }),
+    native.ctxNew(contextOptions(resolved, combo.map((i) => plan.certificates[i]!), ktls, resolved.alpn)),
   );
   const names = [...plan.table.keys()];
   native.sniTableSet(contexts[0]!, contexts, names, names.map((n) => plan.table.get(n)!));
   return { listen: contexts[0]!, contexts, resolved };
+}
+
+/**
+ * The TLS-ALPN-01 challenge contexts, installed on the listening context of
+ * `tls` (native acmeTableSet). Each has the listener's versions and ciphers,
+ * its one challenge certificate, and offers only "acme-tls/1": the
+ * validation handshake must negotiate exactly that protocol (RFC 8737 §3),
+ * and OpenSSL reads the ALPN callback from the switched-to context.
+ */
+export function installAcmeChallenges(native: Native, tls: NativeTls, challenges: readonly AcmeChallengeCertificate[]): void {
+  const contexts = challenges.map((c) => native.ctxNew(contextOptions(tls.resolved, [c], false, [ALPN_ACME_TLS])));
+  native.acmeTableSet(tls.listen, contexts, challenges.map((c) => c.name.toLowerCase()), contexts.map((_, i) => i));
+}
+
+/** One context's settings: the listener's versions and ciphers, these pairs, this ALPN list. */
+function contextOptions(resolved: ResolvedTls, pairs: ReadonlyArray<{ certFile: string; keyFile: string }>, ktls: boolean, alpn: readonly string[]): ContextOptions {
+  return {
+    certificates: pairs.map((p) => ({ certFile: p.certFile, keyFile: p.keyFile })),
+    minVersion: versionNumber(resolved.minVersion),
+    maxVersion: versionNumber(resolved.maxVersion),
+    cipherList: resolved.cipherList,
+    cipherSuites: resolved.cipherSuites,
+    ktls,
+    alpn: alpnWire(alpn),
+  };
 }

@@ -112,4 +112,25 @@ export interface SecureServer extends EventEmitter {
   setTicketKeys(keys: readonly Buffer[]): void;
   /** Live connections (handshaking or open). */
   readonly connectionCount: number;
+  /**
+   * Whether this engine can answer TLS-ALPN-01 (RFC 8737): the system
+   * OpenSSL can; node:tls cannot choose a certificate by ALPN.
+   */
+  readonly answersTlsAlpn01: boolean;
+  /**
+   * The TLS-ALPN-01 challenge certificates pending now (the whole set; [] when
+   * none), for handshakes that offer "acme-tls/1". Kept across reconfigure().
+   */
+  setAcmeChallenges(challenges: readonly AcmeChallengeCertificate[]): void;
 }
+
+/** A TLS-ALPN-01 challenge certificate (RFC 8737 §3) for one name: chain and key in PEM files. */
+export interface AcmeChallengeCertificate {
+  /** The domain being validated, lower case. */
+  name: string;
+  certFile: string;
+  keyFile: string;
+}
+
+/** The ALPN protocol id of a TLS-ALPN-01 validation handshake (RFC 8737 §6.2). */
+export const ALPN_ACME_TLS = 'acme-tls/1';

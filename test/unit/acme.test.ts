@@ -1,6 +1,6 @@
 /**
  * The pure and local parts of ACME (src/tls/acme/): when to renew, how to
- * back off, the HTTP-01 responder, and the storage rules (modes, atomic
+ * back off, the HTTP-01 and TLS-ALPN-01 responders, which challenge, and the storage rules (modes, atomic
  * replacement, the per-name lock).
  */
 import assert from 'node:assert/strict';
@@ -9,7 +9,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { chooseChallenge } from '../../src/cli/acme-setup.js';
 import { acmeFindings } from '../../src/tls/acme/acme-report.js';
+import { TlsAlpn01Responder } from '../../src/tls/acme/tls-alpn01.js';
 import { Http01Responder } from '../../src/tls/acme/http01.js';
 import { FIRST_RETRY_MS, MAX_RETRY_MS, needsRenewal, parseRetryAfter, renewalTime, retryDelay } from '../../src/tls/acme/renew-policy.js';
 import { acquireLock, ensureStorage, managedPaths, readStored, writeSecretFile } from '../../src/tls/acme/storage.js';
@@ -130,5 +132,45 @@ describe('aludel doctor --acme-storage findings', () => {
     assert.match(failing.what, /3 attempt\(s\).*HTTP 429: slow down/);
     assert.equal(acmeFindings([{ ...entry, state: 'issued', notAfter: '2026-05-01T00:00:00.000Z' }], now)[0]!.level, 'error');
     assert.equal(acmeFindings([{ ...entry, state: 'stand-in', notAfter: '2026-06-07T00:00:00.000Z' }], now)[0]!.level, 'error');
+  });
+});
+
+describe('which challenge orders use (cli/acme-setup.ts chooseChallenge)', () => {
+  test('--acme-challenge wins; else HTTP-01 with --redirect-http, else TLS-ALPN-01 where the engine answers it', () => {
+    assert.deepEqual(chooseChallenge(null, true, true), { type: 'http-01', warning: null });
+    assert.deepEqual(chooseChallenge(null, false, true), { type: 'tls-alpn-01', warning: null });
+    assert.deepEqual(chooseChallenge('tls-alpn-01', true, true), { type: 'tls-alpn-01', warning: null });
+    assert.deepEqual(chooseChallenge('http-01', true, false), { type: 'http-01', warning: null });
+  });
+
+  test('a choice nothing here can answer is kept, with a warning saying what to change', () => {
+    // node:tls (no system OpenSSL) cannot answer TLS-ALPN-01: the fallback is HTTP-01 on --redirect-http.
+    const noEngine = chooseChallenge(null, false, false);
+    assert.equal(noEngine.type, 'http-01');
+    assert.match(noEngine.warning ?? '', /no --redirect-http/);
+    const forced = chooseChallenge('tls-alpn-01', true, false);
+    assert.equal(forced.type, 'tls-alpn-01');
+    assert.match(forced.warning ?? '', /cannot answer TLS-ALPN-01.*--acme-challenge http-01/);
+    assert.match(chooseChallenge('http-01', false, true).warning ?? '', /nothing here answers the HTTP-01 challenge/);
+  });
+});
+
+describe('TLS-ALPN-01 responder', () => {
+  test('keeps each pending pair 0600 while pending, hands the whole set over on every change, and removes the file', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aludel-alpn01-unit-'));
+    try {
+      const r = new TlsAlpn01Responder();
+      const sets: string[][] = [];
+      r.attach((c) => sets.push(c.map((x) => `${x.name} ${path.basename(x.certFile)}`)));
+      const file = path.join(dir, 'tls-alpn-01.pem');
+      r.add('Example.COM', file, 'CERT', 'KEY\n');
+      assert.equal(fs.statSync(file).mode & 0o777, 0o600);
+      assert.equal(fs.readFileSync(file, 'utf8'), 'CERT\nKEY\n');
+      r.remove('example.com');
+      assert.equal(fs.existsSync(file), false);
+      assert.deepEqual(sets, [[], ['example.com tls-alpn-01.pem'], []]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -592,16 +592,17 @@ describe('--acme-domain and the other --acme-* settings (RFC 8555)', () => {
 
   test('no --cert/--key needed; the managed pairs come first, the given ones after; Let\'s Encrypt by default', async () => {
     const s = await fromArgv('http', ['--acme-domain', 'www.example.com', '--acme-domain', 'Shop.Example.com.', '--acme-storage', '/var/lib/aludel/acme', '--to', to[0]!]);
-    assert.deepEqual(s.acme, { domains: ['www.example.com', 'shop.example.com'], directoryUrl: 'https://acme-v02.api.letsencrypt.org/directory', email: null, storage: '/var/lib/aludel/acme', caFile: null });
+    assert.deepEqual(s.acme, { domains: ['www.example.com', 'shop.example.com'], directoryUrl: 'https://acme-v02.api.letsencrypt.org/directory', email: null, storage: '/var/lib/aludel/acme', caFile: null, challenge: null });
     assert.deepEqual(s.certificates, [
       { certFile: '/var/lib/aludel/acme/certificates/www.example.com/pair.pem', keyFile: '/var/lib/aludel/acme/certificates/www.example.com/pair.pem' },
       { certFile: '/var/lib/aludel/acme/certificates/shop.example.com/pair.pem', keyFile: '/var/lib/aludel/acme/certificates/shop.example.com/pair.pem' },
     ]);
     const both = await resolveProxySettings('http', { ...minimal(), acmeDomain: ['a.example.com'], acmeStorage: '/s' });
     assert.deepEqual(both.certificates.map((c) => c.certFile), ['/s/certificates/a.example.com/pair.pem', cert]);
-    const file = configFile('acme.yaml', 'acme-domain: [a.example.com, b.example.com]\nacme-email: ops@example.com\nacme-directory: https://acme-staging-v02.api.letsencrypt.org/directory\nacme-storage: state\n');
+    const file = configFile('acme.yaml', 'acme-domain: [a.example.com, b.example.com]\nacme-email: ops@example.com\nacme-directory: https://acme-staging-v02.api.letsencrypt.org/directory\nacme-storage: state\nacme-challenge: tls-alpn-01\n');
     const f = await resolveServeSettings({ root: dir, config: file });
-    assert.deepEqual(f.acme, { domains: ['a.example.com', 'b.example.com'], directoryUrl: 'https://acme-staging-v02.api.letsencrypt.org/directory', email: 'ops@example.com', storage: path.join(dir, 'state'), caFile: null });
+    assert.deepEqual(f.acme, { domains: ['a.example.com', 'b.example.com'], directoryUrl: 'https://acme-staging-v02.api.letsencrypt.org/directory', email: 'ops@example.com', storage: path.join(dir, 'state'), caFile: null, challenge: 'tls-alpn-01' });
+    assert.equal((await fromArgv('http', ['--acme-domain', 'a.example.com', '--acme-challenge', 'http-01', '--to', to[0]!])).acme?.challenge, 'http-01');
   });
 
   test('bad values: wildcards (RFC 8555 §7.1.3 needs DNS-01), IP addresses, http:// directories, e-mail lists, a name twice', async () => {
@@ -611,11 +612,13 @@ describe('--acme-domain and the other --acme-* settings (RFC 8555)', () => {
     await rejectsWith(resolveProxySettings('http', { to, acmeDomain: ['a.example.com'], acmeDirectory: 'http://ca.internal/dir' }), '--acme-directory: expected the https:// URL of an ACME directory');
     await rejectsWith(resolveProxySettings('http', { to, acmeDomain: ['a.example.com'], acmeEmail: 'a@example.com, b@example.com' }), '--acme-email: expected one e-mail address');
     await rejectsWith(resolveProxySettings('http', { to, acmeDomain: ['a.example.com', 'A.example.com'] }), '--acme-domain: a.example.com is listed twice');
+    await rejectsWith(resolveProxySettings('http', { to, acmeDomain: ['a.example.com'], acmeChallenge: 'dns-01' }), '--acme-challenge: expected http-01 or tls-alpn-01');
   });
 
   test('--acme-* without --acme-domain has no effect; --workers > 1 refused; --acme-ca checked readable; typos get a suggestion', async () => {
     await rejectsWith(resolveProxySettings('http', { ...minimal(), acmeEmail: 'ops@example.com' }), '--acme-email: has no effect without --acme-domain NAME');
     await rejectsWith(resolveProxySettings('http', { ...minimal(), acmeDirectory: 'https://ca.internal/dir' }), '--acme-directory: has no effect without --acme-domain NAME');
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), acmeChallenge: 'tls-alpn-01' }), '--acme-challenge: has no effect without --acme-domain NAME');
     await rejectsWith(resolveProxySettings('http', { to, acmeDomain: ['a.example.com'], workers: '2' }), '--workers 2 with --acme-domain is not supported yet');
     const missing = path.join(dir, 'no-ca.pem');
     await rejectsWith(resolveProxySettings('http', { to, acmeDomain: ['a.example.com'], acmeCa: missing }), `--acme-ca: ${missing}: no such file`);

@@ -15,13 +15,16 @@
 import type { Logger } from '../../log/logger.js';
 import { createSelfSignedCert } from '../self-signed.js';
 import { loadCertificate } from '../certificates.js';
-import { orderCertificate, type AcmeAccountSettings, AcmeOrderError } from './acme-order.js';
+import { orderCertificate, type AcmeAccountSettings, type AcmeChallengeType, AcmeOrderError } from './acme-order.js';
 import { Http01Responder } from './http01.js';
+import { TlsAlpn01Responder } from './tls-alpn01.js';
 import { needsRenewal, parseRetryAfter, renewalTime, retryDelay } from './renew-policy.js';
 import { acquireLock, ensureStorage, managedPaths, readStored, setAsideCorrupt, writeSecretFile, type ManagedPaths } from './storage.js';
 
 export interface AcmeSettings extends AcmeAccountSettings {
   domains: string[];
+  /** --acme-challenge; null: chosen at start from what the listeners can answer (acme-setup.ts chooseChallenge). */
+  challenge: AcmeChallengeType | null;
 }
 
 /** One managed name as /status and `aludel doctor` show it. */
@@ -67,6 +70,9 @@ interface Managed {
 
 export class AcmeManager {
   readonly http01 = new Http01Responder();
+  readonly tlsAlpn01 = new TlsAlpn01Responder();
+  /** Set by start(). */
+  private challenge: AcmeChallengeType = 'http-01';
   private readonly managed: Managed[];
   private closed = false;
   private readonly hooks: TestHooks;
@@ -108,7 +114,8 @@ export class AcmeManager {
   }
 
   /** Schedules every name: at once for stand-ins and certificates due, else at their renewal time. */
-  start(): void {
+  start(challenge: AcmeChallengeType): void {
+    this.challenge = challenge;
     for (const m of this.managed) this.schedule(m, this.dueIn(m));
   }
 
@@ -198,10 +205,10 @@ export class AcmeManager {
   }
 
   private async order(m: Managed): Promise<void> {
-    this.log.info({ domain: m.name, directory: this.s.directoryUrl }, 'acme: ordering a certificate');
+    this.log.info({ domain: m.name, directory: this.s.directoryUrl, challenge: this.challenge }, 'acme: ordering a certificate');
     let issued;
     try {
-      issued = await orderCertificate(this.s, m.name, this.http01);
+      issued = await orderCertificate(this.s, m.name, { type: this.challenge, http01: this.http01, tlsAlpn01: this.tlsAlpn01, challengeFile: m.paths.challengeFile });
       // Checked (key matches, chain in order) before it replaces the pair in service.
       writeSecretFile(m.paths.certFile, `${issued.certPem.trim()}\n${issued.keyPem}`, (tmp) => void loadCertificate({ certFile: tmp, keyFile: tmp }, 0));
     } catch (err) {

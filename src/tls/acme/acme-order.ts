@@ -1,8 +1,8 @@
 /**
  * One certificate order against an ACME server (RFC 8555 §7.4), through
  * acme-client: the account (registered once, its key kept in the storage
- * directory), a new ECDSA P-256 key and CSR per certificate, the HTTP-01
- * challenge (http01.ts), then the chain, leaf first.
+ * directory), a new ECDSA P-256 key and CSR per certificate, the challenge
+ * (HTTP-01, http01.ts, or TLS-ALPN-01, tls-alpn01.ts), then the chain, leaf first.
  *
  * The directory's own TLS is verified: against the system CAs and
  * NODE_EXTRA_CA_CERTS (node's default), or, with --acme-ca, that file on top.
@@ -13,6 +13,19 @@ import tls from 'node:tls';
 import acme from 'acme-client';
 import { accountKeyFile, writeSecretFile } from './storage.js';
 import type { Http01Responder } from './http01.js';
+import type { TlsAlpn01Responder } from './tls-alpn01.js';
+
+/** The ACME challenge types Aludel answers (RFC 8555 §8.3, RFC 8737). */
+export type AcmeChallengeType = 'http-01' | 'tls-alpn-01';
+
+/** How an order answers its challenge. */
+export interface ChallengeAnswer {
+  type: AcmeChallengeType;
+  http01: Http01Responder;
+  tlsAlpn01: TlsAlpn01Responder;
+  /** Where the TLS-ALPN-01 pair is kept while pending (ManagedPaths.challengeFile). */
+  challengeFile: string;
+}
 
 export interface AcmeAccountSettings {
   directoryUrl: string;
@@ -123,7 +136,7 @@ export interface Issued {
 }
 
 /** Orders a certificate for `name`; throws AcmeOrderError with the CA's reason. */
-export async function orderCertificate(account: AcmeAccountSettings, name: string, http01: Http01Responder): Promise<Issued> {
+export async function orderCertificate(account: AcmeAccountSettings, name: string, answer: ChallengeAnswer): Promise<Issued> {
   try {
     lastRetryAfter = undefined;
     await probeDirectory(account.directoryUrl, configureTransport(account.caFile));
@@ -135,9 +148,21 @@ export async function orderCertificate(account: AcmeAccountSettings, name: strin
       termsOfServiceAgreed: true,
       // The CA checks; acme-client's own pre-check would fetch port 80 from here, which is not what the CA sees.
       skipChallengeVerification: true,
-      challengePriority: ['http-01'],
-      challengeCreateFn: async (_authz, challenge, keyAuthorization) => http01.add(challenge.token, keyAuthorization),
-      challengeRemoveFn: async (_authz, challenge) => http01.remove(challenge.token),
+      // Only the configured type: an order the CA validates another way would wait on nothing we answer.
+      challengePriority: [answer.type],
+      challengeCreateFn: async (authz, challenge, keyAuthorization) => {
+        // acme-client falls back to another type when the CA does not offer ours: refuse, saying which it offers.
+        const type = challenge.type as string;
+        if (type !== answer.type) throw new Error(`the CA offers no ${answer.type} challenge for ${name} (it offers ${authz.challenges.map((c) => c.type).join(', ')}); see --acme-challenge`);
+        if (type === 'http-01') return answer.http01.add(challenge.token, keyAuthorization);
+        // RFC 8737 §3: self-signed, SAN = the name, critical acmeIdentifier = SHA-256(key authorization).
+        const [alpnKey, alpnCert] = await acme.crypto.createAlpnCertificate(authz, keyAuthorization, await acme.crypto.createPrivateEcdsaKey('P-256'));
+        answer.tlsAlpn01.add(name, answer.challengeFile, alpnCert.toString(), alpnKey.toString());
+      },
+      challengeRemoveFn: async (_authz, challenge) => {
+        if ((challenge.type as string) === 'tls-alpn-01') answer.tlsAlpn01.remove(name);
+        else answer.http01.remove(challenge.token);
+      },
     });
     return { certPem, keyPem: key.toString() };
   } catch (err) {

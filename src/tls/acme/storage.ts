@@ -20,6 +20,8 @@ export interface ManagedPaths {
   lockFile: string;
   /** The scheduler's state (next renewal, last error), for `aludel doctor --acme-storage` in another process. */
   statusFile: string;
+  /** While a TLS-ALPN-01 challenge is pending: its self-signed certificate and key (RFC 8737 §3). */
+  challengeFile: string;
 }
 
 /** What is on disk for one name. */
@@ -36,7 +38,7 @@ export function accountKeyFile(dir: string): string {
 export function managedPaths(dir: string, name: string): ManagedPaths {
   const d = path.join(dir, 'certificates', name);
   const pair = path.join(d, 'pair.pem');
-  return { certFile: pair, keyFile: pair, lockFile: path.join(d, 'lock'), statusFile: path.join(d, 'status.json') };
+  return { certFile: pair, keyFile: pair, lockFile: path.join(d, 'lock'), statusFile: path.join(d, 'status.json'), challengeFile: path.join(d, 'tls-alpn-01.pem') };
 }
 
 /**
