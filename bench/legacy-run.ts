@@ -23,7 +23,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { readKernelTlsStat } from '../src/metrics/kernel-tls-stat.js';
 import { describeEnvironment, type Environment } from './environment.js';
-import { setUpClientNet } from './netns.js';
+import { setUpClientNet, type ClientNet } from './netns.js';
 import { makeCert } from './phase.js';
 import { clockTicksPerSecond, cpuSeconds, parseProcStat } from './proc-cpu.js';
 import { counterDelta, cpuPerGB, median, ratio } from './ratios.js';
@@ -205,54 +205,12 @@ export async function runLegacyRun(o: LegacyRunOptions): Promise<LegacyRunResult
 
     for (const mode of ['alone', 'run'] as const) result[mode].settledS = await settle(pids[mode], hz, 300);
 
-    const tlsStat = async (): Promise<Record<string, number> | null> => {
-      const t = await readKernelTlsStat();
-      return t.available ? t.counters : null;
-    };
     const points: LegacyPoint[] = [];
     const total = repeats * 2;
     for (let repeat = 0; repeat < repeats; repeat++) {
       for (const mode of ['alone', 'run'] as const) {
         o.progress(points.length, total, `${mode} #${repeat + 1}`);
-        const argv = [...curl, '-w', '%{size_download} %{http_code} %{num_connects}\\n'];
-        for (let i = 0; i < downloads; i++) argv.push('-o', '/dev/null', url(mode));
-        const w0 = net.wireBytes();
-        const t0 = await tlsStat();
-        const c0 = cpuOf(pids[mode], hz);
-        const t = process.hrtime.bigint();
-        const { stdout } = await exec(argv, 1800);
-        const durationS = Number(process.hrtime.bigint() - t) / 1e9;
-        const c1 = cpuOf(pids[mode], hz);
-        const t1 = await tlsStat();
-        const w1 = net.wireBytes();
-        const lines = stdout.trim().split('\n').map((l) => l.split(' '));
-        const clientBytes = lines.reduce((a, [b]) => a + Number(b), 0);
-        const connections = lines.reduce((a, [, , n]) => a + Number(n), 0);
-        if (lines.length !== downloads || clientBytes !== downloads * fileBytes || lines.some(([, c]) => c !== '200')) throw new Error(`nginx ${mode}, repeat ${repeat + 1}: curl got ${lines.length} responses, ${clientBytes} bytes, statuses ${[...new Set(lines.map(([, c]) => c))].join(',')}; expected ${downloads} x 200, ${downloads * fileBytes} bytes`);
-        const wire = w0 && w1 ? w1.tx - w0.tx : null;
-        const bytes = wire ?? clientBytes;
-        const cpuByProcess: Record<string, number> = {};
-        const used = pids[mode].map((_, i) => ({ user: c1[i]!.user - c0[i]!.user, system: c1[i]!.system - c0[i]!.system }));
-        pids[mode].forEach((p, i) => (cpuByProcess[`${comm(p)}[${p}]`] = used[i]!.user + used[i]!.system));
-        const userS = used.reduce((a, x) => a + x.user, 0);
-        const systemS = used.reduce((a, x) => a + x.system, 0);
-        const cpuS = userS + systemS;
-        const delta = t0 && t1 ? counterDelta(t0, t1) : null;
-        const tx = delta?.TlsTxSw ?? 0;
-        const rx = delta?.TlsRxSw ?? 0;
-        // The counters are host-wide, and nothing else uses TLS in the VM while a point runs.
-        const ktls: LegacyPoint['ktls'] = !delta
-          ? 'no tls_stat'
-          : mode === 'run'
-            ? tx === connections && rx === connections && connections > 0
-              ? 'proven'
-              : tx === 0 && rx === 0
-                ? 'FELL BACK'
-                : 'PARTIAL'
-            : tx === 0 && rx === 0
-              ? 'userspace'
-              : 'UNEXPECTED';
-        points.push({ repeat, mode, durationS, requests: lines.length, connections, errors: lines.filter(([, c]) => c !== '200').length, bytes, bytesSource: wire === null ? 'client' : 'veth', clientBytes, cpuS, userS, systemS, cpuByProcess, cpuPerGB: cpuPerGB(cpuS, bytes), tlsStatDelta: delta, ktls });
+        points.push(await measurePoint({ net, hz, exec, curl, url: url(mode), downloads, fileBytes }, mode, repeat, pids[mode]));
       }
     }
     o.progress(total, total, 'done');
@@ -268,32 +226,84 @@ export async function runLegacyRun(o: LegacyRunOptions): Promise<LegacyRunResult
       result[mode].errorLogProblems = log.split('\n').filter((l) => /\[(crit|alert|emerg)\]/.test(l));
     }
     result.run.preloadLog = (await fs.promises.readFile(preloadLog, 'utf8').catch(() => '')).split('\n').filter((l) => l.length > 0);
-    const ratios: number[] = [];
-    for (let r = 0; r < repeats; r++) {
-      const v = ratio(points.find((p) => p.repeat === r && p.mode === 'run')?.cpuPerGB, points.find((p) => p.repeat === r && p.mode === 'alone')?.cpuPerGB);
-      if (v !== null) ratios.push(v);
-    }
-    const perGB = (mode: LegacyMode, part: (p: LegacyPoint) => number = (p) => p.cpuS): number | null => median(points.filter((p) => p.mode === mode && p.bytes > 0).map((p) => cpuPerGB(part(p), p.bytes)!));
-    return {
-      environment: env,
-      legacyNginx,
-      fileBytes,
-      downloadsPerPoint: downloads,
-      repeats,
-      servers: result,
-      points,
-      ratios,
-      ratioMedian: median(ratios),
-      ratioMin: ratios.length ? Math.min(...ratios) : null,
-      ratioMax: ratios.length ? Math.max(...ratios) : null,
-      cpuPerGBMedian: { alone: perGB('alone'), run: perGB('run') },
-      userPerGBMedian: { alone: perGB('alone', (p) => p.userS), run: perGB('run', (p) => p.userS) },
-      systemPerGBMedian: { alone: perGB('alone', (p) => p.systemS), run: perGB('run', (p) => p.systemS) },
-    };
+    return { environment: env, legacyNginx, fileBytes, downloadsPerPoint: downloads, repeats, servers: result, points, ...summarise(points, repeats) };
   } finally {
     for (const stop of stops.reverse()) await stop().catch(() => {});
     await fs.promises.rm(work, { recursive: true, force: true });
   }
+}
+
+interface PointRig {
+  net: ClientNet;
+  hz: number;
+  exec(argv: string[], timeoutS: number): Promise<{ stdout: string; stderr: string }>;
+  curl: string[];
+  url: string;
+  downloads: number;
+  fileBytes: number;
+}
+
+/** One point: `downloads` requests over one curl, with the CPU of `pids`, the wire bytes and the kTLS counters around it. */
+async function measurePoint(r: PointRig, mode: LegacyMode, repeat: number, pids: number[]): Promise<LegacyPoint> {
+  const argv = [...r.curl, '-w', '%{size_download} %{http_code} %{num_connects}\\n'];
+  for (let i = 0; i < r.downloads; i++) argv.push('-o', '/dev/null', r.url);
+  const w0 = r.net.wireBytes();
+  const t0 = await tlsStat();
+  const c0 = cpuOf(pids, r.hz);
+  const t = process.hrtime.bigint();
+  const { stdout } = await r.exec(argv, 1800);
+  const durationS = Number(process.hrtime.bigint() - t) / 1e9;
+  const c1 = cpuOf(pids, r.hz);
+  const t1 = await tlsStat();
+  const w1 = r.net.wireBytes();
+  const lines = stdout.trim().split('\n').map((l) => l.split(' '));
+  const clientBytes = lines.reduce((a, [b]) => a + Number(b), 0);
+  const connections = lines.reduce((a, [, , n]) => a + Number(n), 0);
+  if (lines.length !== r.downloads || clientBytes !== r.downloads * r.fileBytes || lines.some(([, c]) => c !== '200')) throw new Error(`nginx ${mode}, repeat ${repeat + 1}: curl got ${lines.length} responses, ${clientBytes} bytes, statuses ${[...new Set(lines.map(([, c]) => c))].join(',')}; expected ${r.downloads} x 200, ${r.downloads * r.fileBytes} bytes`);
+  const wire = w0 && w1 ? w1.tx - w0.tx : null;
+  const bytes = wire ?? clientBytes;
+  const cpuByProcess: Record<string, number> = {};
+  const used = pids.map((_, i) => ({ user: c1[i]!.user - c0[i]!.user, system: c1[i]!.system - c0[i]!.system }));
+  pids.forEach((p, i) => (cpuByProcess[`${comm(p)}[${p}]`] = used[i]!.user + used[i]!.system));
+  const userS = used.reduce((a, x) => a + x.user, 0);
+  const systemS = used.reduce((a, x) => a + x.system, 0);
+  const cpuS = userS + systemS;
+  const delta = t0 && t1 ? counterDelta(t0, t1) : null;
+  return { repeat, mode, durationS, requests: lines.length, connections, errors: lines.filter(([, c]) => c !== '200').length, bytes, bytesSource: wire === null ? 'client' : 'veth', clientBytes, cpuS, userS, systemS, cpuByProcess, cpuPerGB: cpuPerGB(cpuS, bytes), tlsStatDelta: delta, ktls: legacyKtlsVerdict(mode, delta, connections) };
+}
+
+async function tlsStat(): Promise<Record<string, number> | null> {
+  const t = await readKernelTlsStat();
+  return t.available ? t.counters : null;
+}
+
+/** The counters are host-wide, and nothing else uses TLS in the VM while a point runs: under `run` every connection must show one TX and one RX switch. */
+function legacyKtlsVerdict(mode: LegacyMode, delta: Record<string, number> | null, connections: number): LegacyPoint['ktls'] {
+  if (!delta) return 'no tls_stat';
+  const tx = delta.TlsTxSw ?? 0;
+  const rx = delta.TlsRxSw ?? 0;
+  if (mode === 'alone') return tx === 0 && rx === 0 ? 'userspace' : 'UNEXPECTED';
+  if (tx === connections && rx === connections && connections > 0) return 'proven';
+  return tx === 0 && rx === 0 ? 'FELL BACK' : 'PARTIAL';
+}
+
+/** The same-repeat ratios (run / alone CPU per GB), their median and spread, and the per-mode medians. */
+function summarise(points: LegacyPoint[], repeats: number): Pick<LegacyRunResult, 'ratios' | 'ratioMedian' | 'ratioMin' | 'ratioMax' | 'cpuPerGBMedian' | 'userPerGBMedian' | 'systemPerGBMedian'> {
+  const ratios: number[] = [];
+  for (let r = 0; r < repeats; r++) {
+    const v = ratio(points.find((p) => p.repeat === r && p.mode === 'run')?.cpuPerGB, points.find((p) => p.repeat === r && p.mode === 'alone')?.cpuPerGB);
+    if (v !== null) ratios.push(v);
+  }
+  const perGB = (mode: LegacyMode, part: (p: LegacyPoint) => number = (p) => p.cpuS): number | null => median(points.filter((p) => p.mode === mode && p.bytes > 0).map((p) => cpuPerGB(part(p), p.bytes)!));
+  return {
+    ratios,
+    ratioMedian: median(ratios),
+    ratioMin: ratios.length ? Math.min(...ratios) : null,
+    ratioMax: ratios.length ? Math.max(...ratios) : null,
+    cpuPerGBMedian: { alone: perGB('alone'), run: perGB('run') },
+    userPerGBMedian: { alone: perGB('alone', (p) => p.userS), run: perGB('run', (p) => p.userS) },
+    systemPerGBMedian: { alone: perGB('alone', (p) => p.systemS), run: perGB('run', (p) => p.systemS) },
+  };
 }
 
 /** Sum of a tls_stat counter's deltas over one mode's points. */

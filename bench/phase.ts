@@ -171,6 +171,28 @@ interface Scenario {
   origin: Server | null;
 }
 
+/** What the steps of one phase share: where the servers listen, how the client runs, where points go. */
+interface PhaseContext {
+  o: PhaseOptions;
+  p: Plan;
+  net: ClientNet;
+  work: string;
+  root: string;
+  tls: Tls;
+  env: Environment;
+  floors: number[];
+  points: Point[];
+  hz: number;
+  /** Stops run in reverse order at the end, whatever happened. */
+  stops: Array<() => Promise<void>>;
+  /** Runs argv on the client side (its namespace, its CPU when pinned); returns stdout. */
+  exec(argv: string[], timeoutS: number): Promise<string>;
+  url(s: Server, file: string): string;
+}
+
+type ClientRun = () => Promise<{ durationS: number; requests: number; bytes: number; errors: number; latencyMs: Point['latencyMs'] }>;
+type PointBase = Pick<Point, 'test' | 'scenario' | 'front' | 'offload' | 'connections' | 'fileBytes' | 'recordBytes'>;
+
 export async function runPhase(o: PhaseOptions): Promise<PhaseResult> {
   const p = plan(o);
   const work = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'aludel-bench-'));
@@ -179,179 +201,21 @@ export async function runPhase(o: PhaseOptions): Promise<PhaseResult> {
   stops.push(() => net.close());
   const raplProbe = readEnergy();
   const env = describeEnvironment(o.emulated, net.note, raplProbe ? `RAPL zones ${[...raplProbe.zones.keys()].join(', ')}` : 'unavailable (no readable /sys/class/powercap/intel-rapl:N/energy_uj)', o.pin);
-  const hz = clockTicksPerSecond();
   const points: Point[] = [];
   try {
     const root = path.join(work, 'www');
     await makeFiles(root, p);
-    const tls = await makeCert(work);
     const floors = [await measureCryptoFloor(1)];
-
-    const origin = await startNginx('origin', { dir: path.join(work, 'origin'), host: '127.0.0.1', root, role: { kind: 'origin' } });
-    stops.push(() => origin.stop());
-    // Started together: on the VM's emulated CPU each Node start-up takes tens of seconds.
-    const starting: Array<Promise<Scenario>> = [];
-    for (const offload of o.offloads) {
-      for (const front of Object.keys(FRONTS) as Front[]) {
-        const name = `${front}/${offload}`;
-        const dir = path.join(work, name.replace('/', '-'));
-        const server =
-          front === 'nginx-direct'
-            ? startNginx(name, { dir, host: net.serverAddress, root, role: { kind: 'direct' }, tls: { ...tls, offload } })
-            : front === 'nginx-proxy' || front === 'nginx-cache'
-              ? startNginx(name, { dir, host: net.serverAddress, root, role: { kind: front === 'nginx-proxy' ? 'proxy' : 'cache', originPort: origin.port }, tls: { ...tls, offload } })
-              : startAludel(name, { host: net.serverAddress, tls, offload, originPort: origin.port, cacheDir: front === 'aludel-cache' ? path.join(dir, 'cache') : undefined });
-        starting.push(server.then((srv) => ({ name, front, offload, server: srv, origin: front === 'nginx-direct' ? null : origin })));
-      }
-    }
-    const settled = await Promise.allSettled(starting);
-    for (const r of settled) if (r.status === 'fulfilled') stops.push(() => r.value.server.stop());
-    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
-    const scenarios = settled.map((r) => (r as PromiseFulfilledResult<Scenario>).value);
-    // Record-size sweep servers: nginx with sendfile off writes every body through SSL_write in ssl_buffer_size records (also with kTLS);
-    // openssl s_server receives records of the client's -max_send_frag.
-    const txServers: Array<{ offload: Offload; record: number; server: Server }> = [];
-    const rxServers: Array<{ offload: Offload; server: Server }> = [];
-    for (const offload of o.offloads) {
-      for (const record of p.recordSizes) {
-        const server = await startNginx(`record-${record}/${offload}`, { dir: path.join(work, `record-${record}-${offload}`), host: net.serverAddress, root, role: { kind: 'direct' }, tls: { ...tls, offload }, recordSize: record, sendfile: false });
-        stops.push(() => server.stop());
-        txServers.push({ offload, record, server });
-      }
-      const sink = await startOpensslSink(path.join(work, `sink-${offload}`), net.serverAddress, tls, offload);
-      stops.push(() => sink.stop());
-      rxServers.push({ offload, server: sink });
-    }
-    if (o.pin) for (const pid of [origin.pid, ...scenarios.map((s) => s.server.pid), ...txServers.map((s) => s.server.pid), ...rxServers.map((s) => s.server.pid)]) await run('taskset', ['-a', '-p', '-c', '0', String(pid)]);
     const client = [...net.prefix, ...(o.pin ? ['taskset', '-c', os.cpus().length > 1 ? '1' : '0'] : [])];
-    const url = (s: Server, file: string): string => `https://${net.serverAddress}:${s.port}/${file}`;
-
-    const scriptFile = path.join(work, 'report.lua');
-    await fs.promises.writeFile(scriptFile, WRK_SCRIPT);
-    const exec = async (argv: string[], timeoutS: number): Promise<string> => {
-      const all = [...client, ...argv];
-      const { stdout } = await run(all[0]!, all.slice(1), { maxBuffer: 16 << 20, timeout: timeoutS * 1000 });
-      return stdout;
+    const c: PhaseContext = {
+      o, p, net, work, root, tls: await makeCert(work), env, floors, points, hz: clockTicksPerSecond(), stops,
+      exec: async (argv, timeoutS) => {
+        const all = [...client, ...argv];
+        return (await run(all[0]!, all.slice(1), { maxBuffer: 16 << 20, timeout: timeoutS * 1000 })).stdout;
+      },
+      url: (s, file) => `https://${net.serverAddress}:${s.port}/${file}`,
     };
-
-    // Fill both caches (one request each per file) before anything is measured.
-    for (const s of scenarios.filter((x) => x.front.endsWith('-cache'))) {
-      for (const f of ['load.bin', 'download.bin', ...p.fileSizes.map((x) => `size-${x}.bin`)]) await exec(['curl', '-skf', '-o', '/dev/null', url(s.server, f)], 600);
-    }
-    const wrk = async (s: Server, file: string, conns: number, seconds: number): Promise<WrkResult> =>
-      parseWrkOutput(await exec(['wrk', '-t', String(Math.min(conns, 2)), '-c', String(conns), '-d', `${seconds}s`, '--timeout', '60s', '-s', scriptFile, url(s, file)], seconds * 20 + 120));
-
-    const tlsStat = async (): Promise<Record<string, number> | null> => {
-      const t = await readKernelTlsStat();
-      return t.available ? t.counters : null;
-    };
-    const floorPerGB = (): number => floorCpuPerGB(median(floors)!);
-
-    /** Measures one client run against `pids`; the client returns its own counts. */
-    const measure = async (
-      base: Pick<Point, 'test' | 'scenario' | 'front' | 'offload' | 'connections' | 'fileBytes' | 'recordBytes'>,
-      front: number,
-      originPid: number | null,
-      client: () => Promise<{ durationS: number; requests: number; bytes: number; errors: number; latencyMs: Point['latencyMs'] }>,
-    ): Promise<void> => {
-      const w0 = net.wireBytes();
-      const t0 = await tlsStat();
-      const e0 = readEnergy();
-      const f0 = cpuSeconds([front], hz);
-      const g0 = originPid ? cpuSeconds([originPid], hz) : 0;
-      const r = await client();
-      const f1 = cpuSeconds([front], hz);
-      const g1 = originPid ? cpuSeconds([originPid], hz) : 0;
-      const e1 = readEnergy();
-      const t1 = await tlsStat();
-      const w1 = net.wireBytes();
-      const wire = w0 && w1 ? (base.test === 'record-rx' ? w1.rx - w0.rx : w1.tx - w0.tx) : null;
-      const bytes = wire ?? r.bytes;
-      const delta = t0 && t1 ? counterDelta(t0, t1) : null;
-      const cpuS = f1 - f0 + (g1 - g0);
-      const perGB = cpuPerGB(cpuS, bytes);
-      const ktls: Point['ktls'] = !delta
-        ? 'no tls_stat'
-        : base.offload === 'userspace'
-          ? 'userspace'
-          : ktlsProven(delta) || (base.test === 'record-rx' && (delta.TlsRxSw ?? 0) > 0)
-            ? 'proven'
-            : 'FELL BACK';
-      points.push({
-        phase: o.phase,
-        emulated: env.emulated,
-        ...base,
-        ...r,
-        bytes,
-        bytesSource: wire === null ? 'client' : 'veth',
-        clientBytes: r.bytes,
-        requestsPerSec: r.requests / r.durationS,
-        bytesPerSec: bytes / r.durationS,
-        cpuFrontS: f1 - f0,
-        cpuOriginS: g1 - g0,
-        cpuS,
-        cpuPerGB: perGB,
-        cpuPerRequestMs: r.requests > 0 ? (cpuS / r.requests) * 1000 : null,
-        // Records ~ bytes / record size (on the wire 21 bytes of TLS and ~3% TCP/IP per record ride along: all sizes alike).
-        cpuPerRecordUs: base.recordBytes && bytes > 0 ? (cpuS / (bytes / base.recordBytes)) * 1e6 : null,
-        floorRatio: ratio(perGB, floorPerGB()),
-        energyJ: energyJoules(e0, e1),
-        tlsStatDelta: delta,
-        ktls,
-      });
-    };
-
-    const steps: Array<[string, () => Promise<void>]> = [];
-    for (let round = 0; round < p.rounds; round++) {
-      for (const conns of p.connections) {
-        for (const s of scenarios)
-          steps.push([`load ${s.name} c=${conns}`, () => measure({ test: 'load', scenario: s.name, front: s.front, offload: s.offload, connections: conns, fileBytes: 10 * MiB, recordBytes: null }, s.server.pid, s.origin?.pid ?? null, () => wrk(s.server, 'load.bin', conns, p.loadSeconds))]);
-      }
-      // HTTP/1.1 and HTTP/2 apart: curl offers h2 by ALPN, and over HTTP/2 neither server can send a file body by
-      // sendfile alone. Pinning the protocol keeps each ratio to one protocol on both sides.
-      for (const [test, proto] of [['download', '--http1.1'], ['download-h2', '--http2']] as const) {
-        for (const s of scenarios) {
-          steps.push([
-            `${test} ${s.name}`,
-            () =>
-              measure({ test, scenario: s.name, front: s.front, offload: s.offload, connections: 1, fileBytes: p.downloadFileBytes, recordBytes: null }, s.server.pid, s.origin?.pid ?? null, async () => {
-                // One curl, one keep-alive connection, the same large file `downloads` times.
-                const argv = ['curl', proto, '-sk', '-w', '%{size_download} %{http_code} %{http_version}\\n'];
-                for (let i = 0; i < p.downloads; i++) argv.push('-o', '/dev/null', url(s.server, 'download.bin'));
-                const t = process.hrtime.bigint();
-                const out = await exec(argv, 1800);
-                const durationS = Number(process.hrtime.bigint() - t) / 1e9;
-                const lines = out.trim().split('\n').map((l) => l.split(' '));
-                const want = proto === '--http2' ? '2' : '1.1';
-                const wrongProto = lines.find(([, , v]) => v !== want);
-                if (wrongProto) throw new Error(`${s.name}: ${test} negotiated HTTP/${wrongProto[2]}, not HTTP/${want}`);
-                return { durationS, requests: lines.length, bytes: lines.reduce((a, [b]) => a + Number(b), 0), errors: lines.filter(([, c]) => c !== '200').length, latencyMs: null };
-              }),
-          ]);
-        }
-      }
-      for (const size of p.fileSizes) {
-        for (const s of scenarios)
-          steps.push([`file ${size} ${s.name}`, () => measure({ test: 'file-size', scenario: s.name, front: s.front, offload: s.offload, connections: 8, fileBytes: size, recordBytes: null }, s.server.pid, s.origin?.pid ?? null, () => wrk(s.server, `size-${size}.bin`, 8, p.fileSizeSeconds))]);
-      }
-      for (const t of txServers)
-        steps.push([`record TX ${t.record} ${t.offload}`, () => measure({ test: 'record-tx', scenario: `nginx-direct/${t.offload}`, front: 'nginx-direct', offload: t.offload, connections: 1, fileBytes: 10 * MiB, recordBytes: t.record }, t.server.pid, null, () => wrk(t.server, 'load.bin', 1, p.recordSeconds))]);
-      for (const record of p.recordSizes) {
-        for (const r of rxServers)
-          steps.push([
-            `record RX ${record} ${r.offload}`,
-            () =>
-              measure({ test: 'record-rx', scenario: `openssl-s_server/${r.offload}`, front: 'openssl-s_server', offload: r.offload, connections: 1, fileBytes: p.rxBytes, recordBytes: record }, r.server.pid, null, async () => {
-                // s_client sends stdin in records of -max_send_frag bytes and closes at its EOF.
-                const t = process.hrtime.bigint();
-                await exec(['sh', '-c', `head -c ${p.rxBytes} /dev/zero | openssl s_client -connect ${net.serverAddress}:${r.server.port} -tls1_2 -cipher ${TLS12_CIPHER} -max_send_frag ${record} >/dev/null 2>&1`], 1800);
-                const durationS = Number(process.hrtime.bigint() - t) / 1e9;
-                return { durationS, requests: 1, bytes: p.rxBytes, errors: 0, latencyMs: null };
-              }),
-          ]);
-      }
-    }
+    const steps = await prepareSteps(c);
     for (let i = 0; i < steps.length; i++) {
       const [label, step] = steps[i]!;
       o.progress(i, steps.length, label);
@@ -360,9 +224,179 @@ export async function runPhase(o: PhaseOptions): Promise<PhaseResult> {
     o.progress(steps.length, steps.length, 'done');
     floors.push(await measureCryptoFloor(1));
     env.loadAverageAfter = os.loadavg();
-    return { environment: env, cryptoFloorBytesPerSec: floors, cryptoFloorCpuPerGB: floorPerGB(), points };
+    return { environment: env, cryptoFloorBytesPerSec: floors, cryptoFloorCpuPerGB: floorCpuPerGB(median(floors)!), points };
   } finally {
     for (const stop of stops.reverse()) await stop().catch(() => {});
     await fs.promises.rm(work, { recursive: true, force: true });
   }
+}
+
+/** Starts every server, fills the caches, and lists the measurements in their interleaved order. */
+async function prepareSteps(c: PhaseContext): Promise<Array<[string, () => Promise<void>]>> {
+  const origin = await startNginx('origin', { dir: path.join(c.work, 'origin'), host: '127.0.0.1', root: c.root, role: { kind: 'origin' } });
+  c.stops.push(() => origin.stop());
+  const scenarios = await startFronts(c, origin);
+  const { txServers, rxServers } = await startRecordServers(c);
+  if (c.o.pin) for (const pid of [origin.pid, ...scenarios.map((s) => s.server.pid), ...txServers.map((s) => s.server.pid), ...rxServers.map((s) => s.server.pid)]) await run('taskset', ['-a', '-p', '-c', '0', String(pid)]);
+  const scriptFile = path.join(c.work, 'report.lua');
+  await fs.promises.writeFile(scriptFile, WRK_SCRIPT);
+  // Fill both caches (one request each per file) before anything is measured.
+  for (const s of scenarios.filter((x) => x.front.endsWith('-cache'))) {
+    for (const f of ['load.bin', 'download.bin', ...c.p.fileSizes.map((x) => `size-${x}.bin`)]) await c.exec(['curl', '-skf', '-o', '/dev/null', c.url(s.server, f)], 600);
+  }
+  const wrk = async (s: Server, file: string, conns: number, seconds: number): Promise<WrkResult> =>
+    parseWrkOutput(await c.exec(['wrk', '-t', String(Math.min(conns, 2)), '-c', String(conns), '-d', `${seconds}s`, '--timeout', '60s', '-s', scriptFile, c.url(s, file)], seconds * 20 + 120));
+  const steps: Array<[string, () => Promise<void>]> = [];
+  for (let round = 0; round < c.p.rounds; round++) steps.push(...roundSteps(c, scenarios, txServers, rxServers, wrk));
+  return steps;
+}
+
+/** The fronts compared (nginx and Aludel, each offload), started together: on the VM's emulated CPU each Node start-up takes tens of seconds. */
+async function startFronts(c: PhaseContext, origin: Server): Promise<Scenario[]> {
+  const starting: Array<Promise<Scenario>> = [];
+  for (const offload of c.o.offloads) {
+    for (const front of Object.keys(FRONTS) as Front[]) {
+      const name = `${front}/${offload}`;
+      const dir = path.join(c.work, name.replace('/', '-'));
+      const host = c.net.serverAddress;
+      const server =
+        front === 'nginx-direct'
+          ? startNginx(name, { dir, host, root: c.root, role: { kind: 'direct' }, tls: { ...c.tls, offload } })
+          : front === 'nginx-proxy' || front === 'nginx-cache'
+            ? startNginx(name, { dir, host, root: c.root, role: { kind: front === 'nginx-proxy' ? 'proxy' : 'cache', originPort: origin.port }, tls: { ...c.tls, offload } })
+            : startAludel(name, { host, tls: c.tls, offload, originPort: origin.port, cacheDir: front === 'aludel-cache' ? path.join(dir, 'cache') : undefined });
+      starting.push(server.then((srv) => ({ name, front, offload, server: srv, origin: front === 'nginx-direct' ? null : origin })));
+    }
+  }
+  const settled = await Promise.allSettled(starting);
+  for (const r of settled) if (r.status === 'fulfilled') c.stops.push(() => r.value.server.stop());
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((r) => (r as PromiseFulfilledResult<Scenario>).value);
+}
+
+/**
+ * Record-size sweep servers: nginx with sendfile off writes every body through SSL_write in ssl_buffer_size records (also with kTLS);
+ * openssl s_server receives records of the client's -max_send_frag.
+ */
+async function startRecordServers(c: PhaseContext): Promise<{ txServers: Array<{ offload: Offload; record: number; server: Server }>; rxServers: Array<{ offload: Offload; server: Server }> }> {
+  const txServers: Array<{ offload: Offload; record: number; server: Server }> = [];
+  const rxServers: Array<{ offload: Offload; server: Server }> = [];
+  for (const offload of c.o.offloads) {
+    for (const record of c.p.recordSizes) {
+      const server = await startNginx(`record-${record}/${offload}`, { dir: path.join(c.work, `record-${record}-${offload}`), host: c.net.serverAddress, root: c.root, role: { kind: 'direct' }, tls: { ...c.tls, offload }, recordSize: record, sendfile: false });
+      c.stops.push(() => server.stop());
+      txServers.push({ offload, record, server });
+    }
+    const sink = await startOpensslSink(path.join(c.work, `sink-${offload}`), c.net.serverAddress, c.tls, offload);
+    c.stops.push(() => sink.stop());
+    rxServers.push({ offload, server: sink });
+  }
+  return { txServers, rxServers };
+}
+
+/** One client run against `front` (and the origin behind it): CPU, wire bytes, energy and kTLS counters around it. */
+async function measure(c: PhaseContext, base: PointBase, front: number, originPid: number | null, client: ClientRun): Promise<void> {
+  const tlsStat = async (): Promise<Record<string, number> | null> => {
+    const t = await readKernelTlsStat();
+    return t.available ? t.counters : null;
+  };
+  const w0 = c.net.wireBytes();
+  const t0 = await tlsStat();
+  const e0 = readEnergy();
+  const f0 = cpuSeconds([front], c.hz);
+  const g0 = originPid ? cpuSeconds([originPid], c.hz) : 0;
+  const r = await client();
+  const f1 = cpuSeconds([front], c.hz);
+  const g1 = originPid ? cpuSeconds([originPid], c.hz) : 0;
+  const e1 = readEnergy();
+  const t1 = await tlsStat();
+  const w1 = c.net.wireBytes();
+  const wire = w0 && w1 ? (base.test === 'record-rx' ? w1.rx - w0.rx : w1.tx - w0.tx) : null;
+  const bytes = wire ?? r.bytes;
+  const delta = t0 && t1 ? counterDelta(t0, t1) : null;
+  const cpuS = f1 - f0 + (g1 - g0);
+  const perGB = cpuPerGB(cpuS, bytes);
+  c.points.push({
+    phase: c.o.phase,
+    emulated: c.env.emulated,
+    ...base,
+    ...r,
+    bytes,
+    bytesSource: wire === null ? 'client' : 'veth',
+    clientBytes: r.bytes,
+    requestsPerSec: r.requests / r.durationS,
+    bytesPerSec: bytes / r.durationS,
+    cpuFrontS: f1 - f0,
+    cpuOriginS: g1 - g0,
+    cpuS,
+    cpuPerGB: perGB,
+    cpuPerRequestMs: r.requests > 0 ? (cpuS / r.requests) * 1000 : null,
+    // Records ~ bytes / record size (on the wire 21 bytes of TLS and ~3% TCP/IP per record ride along: all sizes alike).
+    cpuPerRecordUs: base.recordBytes && bytes > 0 ? (cpuS / (bytes / base.recordBytes)) * 1e6 : null,
+    floorRatio: ratio(perGB, floorCpuPerGB(median(c.floors)!)),
+    energyJ: energyJoules(e0, e1),
+    tlsStatDelta: delta,
+    ktls: ktlsVerdict(base, delta),
+  });
+}
+
+function ktlsVerdict(base: PointBase, delta: Record<string, number> | null): Point['ktls'] {
+  if (!delta) return 'no tls_stat';
+  if (base.offload === 'userspace') return 'userspace';
+  return ktlsProven(delta) || (base.test === 'record-rx' && (delta.TlsRxSw ?? 0) > 0) ? 'proven' : 'FELL BACK';
+}
+
+/** One round: every scenario at every point, so the fronts take turns (interleaved repeats). */
+function roundSteps(
+  c: PhaseContext,
+  scenarios: Scenario[],
+  txServers: Array<{ offload: Offload; record: number; server: Server }>,
+  rxServers: Array<{ offload: Offload; server: Server }>,
+  wrk: (s: Server, file: string, conns: number, seconds: number) => Promise<WrkResult>,
+): Array<[string, () => Promise<void>]> {
+  const { p } = c;
+  const steps: Array<[string, () => Promise<void>]> = [];
+  const point = (s: Scenario, test: Test, connections: number, fileBytes: number): PointBase => ({ test, scenario: s.name, front: s.front, offload: s.offload, connections, fileBytes, recordBytes: null });
+  for (const conns of p.connections) {
+    for (const s of scenarios) steps.push([`load ${s.name} c=${conns}`, () => measure(c, point(s, 'load', conns, 10 * MiB), s.server.pid, s.origin?.pid ?? null, () => wrk(s.server, 'load.bin', conns, p.loadSeconds))]);
+  }
+  // HTTP/1.1 and HTTP/2 apart: curl offers h2 by ALPN, and over HTTP/2 neither server can send a file body by
+  // sendfile alone. Pinning the protocol keeps each ratio to one protocol on both sides.
+  for (const [test, proto] of [['download', '--http1.1'], ['download-h2', '--http2']] as const) {
+    for (const s of scenarios) steps.push([`${test} ${s.name}`, () => measure(c, point(s, test, 1, p.downloadFileBytes), s.server.pid, s.origin?.pid ?? null, () => downloads(c, s, proto))]);
+  }
+  for (const size of p.fileSizes) {
+    for (const s of scenarios) steps.push([`file ${size} ${s.name}`, () => measure(c, point(s, 'file-size', 8, size), s.server.pid, s.origin?.pid ?? null, () => wrk(s.server, `size-${size}.bin`, 8, p.fileSizeSeconds))]);
+  }
+  for (const t of txServers) {
+    steps.push([`record TX ${t.record} ${t.offload}`, () => measure(c, { test: 'record-tx', scenario: `nginx-direct/${t.offload}`, front: 'nginx-direct', offload: t.offload, connections: 1, fileBytes: 10 * MiB, recordBytes: t.record }, t.server.pid, null, () => wrk(t.server, 'load.bin', 1, p.recordSeconds))]);
+  }
+  for (const record of p.recordSizes) {
+    for (const r of rxServers) {
+      steps.push([`record RX ${record} ${r.offload}`, () => measure(c, { test: 'record-rx', scenario: `openssl-s_server/${r.offload}`, front: 'openssl-s_server', offload: r.offload, connections: 1, fileBytes: p.rxBytes, recordBytes: record }, r.server.pid, null, () => receive(c, r.server, record))]);
+    }
+  }
+  return steps;
+}
+
+/** One curl, one keep-alive connection, the same large file `downloads` times, over the one protocol asked. */
+async function downloads(c: PhaseContext, s: Scenario, proto: '--http1.1' | '--http2'): ReturnType<ClientRun> {
+  const argv = ['curl', proto, '-sk', '-w', '%{size_download} %{http_code} %{http_version}\\n'];
+  for (let i = 0; i < c.p.downloads; i++) argv.push('-o', '/dev/null', c.url(s.server, 'download.bin'));
+  const t = process.hrtime.bigint();
+  const out = await c.exec(argv, 1800);
+  const durationS = Number(process.hrtime.bigint() - t) / 1e9;
+  const lines = out.trim().split('\n').map((l) => l.split(' '));
+  const want = proto === '--http2' ? '2' : '1.1';
+  const wrongProto = lines.find(([, , v]) => v !== want);
+  if (wrongProto) throw new Error(`${s.name}: ${proto} negotiated HTTP/${wrongProto[2]}, not HTTP/${want}`);
+  return { durationS, requests: lines.length, bytes: lines.reduce((a, [b]) => a + Number(b), 0), errors: lines.filter(([, code]) => code !== '200').length, latencyMs: null };
+}
+
+/** s_client sends stdin in records of -max_send_frag bytes and closes at its EOF. */
+async function receive(c: PhaseContext, server: Server, record: number): ReturnType<ClientRun> {
+  const t = process.hrtime.bigint();
+  await c.exec(['sh', '-c', `head -c ${c.p.rxBytes} /dev/zero | openssl s_client -connect ${c.net.serverAddress}:${server.port} -tls1_2 -cipher ${TLS12_CIPHER} -max_send_frag ${record} >/dev/null 2>&1`], 1800);
+  return { durationS: Number(process.hrtime.bigint() - t) / 1e9, requests: 1, bytes: c.p.rxBytes, errors: 0, latencyMs: null };
 }
