@@ -6,6 +6,7 @@
  * primary is gone (its IPC channel closed: the primary was killed) stops
  * gracefully, as on SIGTERM, so no worker outlives its primary.
  */
+import { Gauge } from 'prom-client';
 import type { Logger } from '../log/logger.js';
 import type { ListenerSettings } from '../config/proxy-settings.js';
 import { registerAdminMetrics } from '../metrics/admin-server.js';
@@ -61,8 +62,30 @@ export async function attachWorker(role: WorkerRole, s: ListenerSettings, p: Wor
   const start = await started;
   if (start.ticketKeys !== null) p.listeners.setTicketKeys(keys(start.ticketKeys));
   // The primary's /metrics sums the workers' registries: each carries what one process's admin listener shows.
-  if (s.admin !== null) registerAdminMetrics({ stats: p.stats, server: p.listeners, group: p.group });
+  if (s.admin !== null) {
+    registerAdminMetrics({ stats: p.stats, server: p.listeners, group: p.group });
+    registerWorkerGauge(role, p);
+  }
   return p.listeners.listen(s, p.log, role.fds);
+}
+
+/**
+ * The one figure that matters per worker (issue 17): its open connections,
+ * labelled with its index and pid. The primary's aggregation sums series with
+ * equal labels only, so each worker's series stays its own beside the summed
+ * aludel_connections_open (a worker holding far more than the others shows).
+ */
+function registerWorkerGauge(role: WorkerRole, p: WorkerParts): void {
+  const labels = { worker: String(role.index), pid: String(process.pid) };
+  new Gauge({
+    name: 'aludel_worker_connections_open',
+    help: 'Client connections open now in each worker process (--workers), handshaking ones included',
+    labelNames: ['worker', 'pid'],
+    registers: [p.stats.registry],
+    collect() {
+      this.set(labels, p.listeners.connectionCount);
+    },
+  });
 }
 
 /**

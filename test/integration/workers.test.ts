@@ -13,14 +13,15 @@ import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
+import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { runCli, serveArgs, startAludel, type LogLine, type Running } from '../support/aludel-process.js';
 import { curl } from '../support/clients.js';
 import { makeFixtures, sha256, type Fixtures } from '../support/fixtures.js';
-import { scrape, total } from '../support/metrics.js';
+import { scrape, select, total } from '../support/metrics.js';
 import { run } from '../support/run-process.js';
 import { fingerprint, presented, rotatingCert } from '../support/sni-certs.js';
-import { waitUntil } from '../support/wait.js';
+import { delay, waitUntil } from '../support/wait.js';
 
 const FILES = { small: { name: 'small.bin', size: 1000 }, big: { name: 'big-8m.bin', size: 8 * 1024 * 1024 } };
 let fx: Fixtures<keyof typeof FILES>;
@@ -43,6 +44,14 @@ function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** A TLS connection that completed its handshake and sends nothing. */
+function idleTls(port: number): Promise<tls.TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ca: fx.certPem, ALPNProtocols: ['http/1.1'] }, () => resolve(s));
+    s.once('error', reject);
+  });
 }
 
 const pidsOf = (lines: LogLine[]): Set<number> => new Set(lines.map((l) => l.pid as number));
@@ -98,6 +107,18 @@ describe('--workers 2 (serve)', () => {
       const m = await scrape(admin);
       assert.equal(total(m.samples, 'aludel_connections_total'), connections.length, 'the admin listener sums the workers\' counters');
       assert.equal(total(m.samples, 'aludel_workers'), 2);
+      // Per worker: open connections with the worker's pid as a label, beside the sum.
+      const idle = await Promise.all(Array.from({ length: 6 }, () => idleTls(p.port)));
+      try {
+        let samples = (await scrape(admin)).samples;
+        for (let i = 0; i < 50 && total(samples, 'aludel_connections_open') !== 6; i++) samples = (await delay(200), await scrape(admin)).samples;
+        assert.equal(total(samples, 'aludel_connections_open'), 6);
+        const per = select(samples, 'aludel_worker_connections_open');
+        assert.deepEqual(per.map((s) => Number(s.labels.pid)).sort(), [...pids].sort(), 'one series per worker, labelled with its pid');
+        assert.equal(per.reduce((n, s) => n + s.value, 0), 6, 'the series add up to the open connections');
+      } finally {
+        for (const s of idle) s.destroy();
+      }
     } finally {
       await p.stop();
     }
