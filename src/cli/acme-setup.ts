@@ -1,7 +1,9 @@
 /**
  * --acme-domain in a serving command: the manager made and its stand-ins
  * written before the listeners load their certificates, started once the
- * listeners (and the HTTP-01 responder on --redirect-http) are up.
+ * listeners (and the HTTP-01 responder on --redirect-http) are up. With
+ * --workers N the manager runs in the primary only (primary.ts); a worker
+ * gets a challenge registry filled by the primary (workerAcme).
  */
 import type { Logger } from '../log/logger.js';
 import type { HttpServerSettings } from '../config/proxy-settings.js';
@@ -9,8 +11,12 @@ import { AcmeManager } from '../tls/acme/acme-manager.js';
 import type { AcmeChallengeType } from '../tls/acme/acme-order.js';
 import type { AcmeChallengeCertificate } from '../tls/types.js';
 import { InvalidOptionError } from '../errors.js';
+import { ChallengeRegistry } from '../tls/acme/challenges.js';
+import type { WorkerAcme } from './worker-link.js';
 
-/** null without --acme-domain. `reload` hands a new pair to the listeners (their reconfigure()). */
+/**
+ * The process that orders: the one process, or the primary of --workers N.
+ * null without --acme-domain. `reload` hands a new pair to the listeners (their reconfigure()). */
 export async function prepareAcme(s: HttpServerSettings, log: Logger, reload: () => void): Promise<AcmeManager | null> {
   if (s.acme === null) return null;
   const manager = new AcmeManager(s.acme, log, reload);
@@ -53,4 +59,9 @@ export function startAcme(manager: AcmeManager | null, s: HttpServerSettings, li
 /** For Serving's `others`: stops the renewal timers at shutdown. */
 export function acmeCloser(manager: AcmeManager | null): { close(): Promise<void> } | null {
   return manager === null ? null : { close: async () => manager.close() };
+}
+
+/** A worker's side of --acme-domain (null without it): the primary orders; `reload` takes the stored pairs into service. */
+export function workerAcme(s: HttpServerSettings, reload: () => void): WorkerAcme | null {
+  return s.acme === null ? null : { challenges: new ChallengeRegistry(), reloadCertificates: reload };
 }

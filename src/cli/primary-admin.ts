@@ -12,6 +12,7 @@ import { AggregatorRegistry, Gauge, Registry, type MetricObjectWithValues, type 
 import type { Logger } from '../log/logger.js';
 import { metricsText, serveAdmin, VERSION, type AdminServer } from '../metrics/admin-server.js';
 import { readKernelTlsStat } from '../metrics/kernel-tls-stat.js';
+import type { ManagedCertificateStatus } from '../tls/acme/acme-manager.js';
 
 export interface WorkerMetricsSource {
   workerMetrics(): Promise<unknown[][]>;
@@ -24,6 +25,8 @@ export interface WorkerAdminOptions {
   command: 'serve' | 'proxy' | 'tcp';
   listen: string;
   source: WorkerMetricsSource;
+  /** --acme-domain: the primary orders and renews, so /status shows its managed certificates. */
+  acme?: () => ManagedCertificateStatus[];
   log: Logger;
 }
 
@@ -65,6 +68,7 @@ export async function startWorkerAdmin(o: WorkerAdminOptions): Promise<AdminServ
         },
         handshakes: { ok: total(metrics, 'aludel_handshakes_total', 'result', 'ok'), failed: total(metrics, 'aludel_handshakes_total', 'result', 'failed') },
         kernelTls,
+        ...(o.acme ? { acme: o.acme() } : {}),
       };
     },
   });

@@ -4,12 +4,14 @@
  * and accept on them (docs/data-plane.md says why one shared socket rather
  * than SO_REUSEPORT), hands them the session ticket keys and rotates them,
  * restarts a worker that dies (restart-backoff.ts), holds the admin and
- * --redirect-http listeners, and passes signals on:
+ * --redirect-http listeners, orders and renews the --acme-domain
+ * certificates (the workers get the pending challenges and are told to take
+ * each new pair into service), and passes signals on:
  * - HUP: every worker reloads (its settings and certificates, as one process does);
  * - TERM/INT: every worker stops gracefully; the primary waits for all of them;
  * - QUIT: every worker stops at once;
  * - USR1: every worker reopens its access log (and no inspector opens anywhere).
- * The primary never accepts a connection and runs no TLS.
+ * The primary never accepts a TLS connection.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { createLogger, type Logger } from '../log/logger.js';
@@ -20,11 +22,13 @@ import { generateTicketKey, rotateTicketKeys, TICKET_KEY_ROTATION_MS } from '../
 import { deathsInRow, restartDelayMs } from './restart-backoff.js';
 import { FIRST_LISTEN_FD, isToPrimary, WORKER_ENV, WORKER_FDS_ENV, withoutInspectFlags, type ToWorker } from './worker-protocol.js';
 import { startRedirectFor } from './serve-command.js';
+import { acmeCloser, prepareAcme } from './acme-setup.js';
+import type { AcmeManager } from '../tls/acme/acme-manager.js';
 import { formatAddress, listenError } from './listeners.js';
 import { startWorkerAdmin, type WorkerMetricsSource } from './primary-admin.js';
 import type { SignalTargets } from './signals.js';
 
-type PrimarySettings = ListenerSettings & Partial<Pick<HttpServerSettings, 'redirectHttp'>> & { mode: 'serve' | 'http' | 'tcp' };
+type PrimarySettings = ListenerSettings & Partial<Pick<HttpServerSettings, 'redirectHttp' | 'acme'>> & { mode: 'serve' | 'http' | 'tcp' };
 
 /** After --shutdown-timeout, how long the primary still waits for a worker before SIGKILL (its own exit takes a moment). */
 const STOP_GRACE_MS = 5_000;
@@ -39,6 +43,8 @@ interface Slot {
   /** A HUP came while it was starting: passed on once it is ready (it may have read the settings before the change). */
   reloadPending: boolean;
   timer: NodeJS.Timeout | null;
+  /** Primary.certificates when it was forked: a pair stored since may have come before it listened for the news. */
+  certificatesAtSpawn: number;
 }
 
 /** Binds each address once; the descriptors are inherited by every worker. */
@@ -70,6 +76,8 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
   private readonly exited = new Set<() => void>();
   private metricsId = 0;
   private readonly metricsWaiters = new Map<number, { want: number; got: unknown[][]; done(v: unknown[][]): void }>();
+  /** How many new --acme-domain pairs were stored (issued or renewed) since start. */
+  private certificates = 0;
 
   constructor(
     private readonly s: PrimarySettings,
@@ -78,8 +86,11 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
     private readonly fds: number[],
     readonly addresses: string[],
     private readonly readyMessage: string,
+    private readonly acme: AcmeManager | null = null,
   ) {
-    this.slots = Array.from({ length: s.workers }, (_, i) => ({ index: i + 1, child: null, startedAt: 0, deaths: 0, ready: false, reloadPending: false, timer: null }));
+    this.slots = Array.from({ length: s.workers }, (_, i) => ({ index: i + 1, child: null, startedAt: 0, deaths: 0, ready: false, reloadPending: false, timer: null, certificatesAtSpawn: 0 }));
+    // Whichever worker the CA reaches must know the challenge: every change goes to all of them (worker-link.ts).
+    acme?.challenges.watch((change) => this.broadcast({ type: 'acme-challenge', ...change }));
     // --ticket-keys files are read by each worker (and re-read on HUP); otherwise one ring for all, made here.
     this.ticketKeys = s.ticketKeyFiles.length > 0 ? null : [generateTicketKey()];
   }
@@ -105,6 +116,7 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
     w.timer = null;
     w.ready = false;
     w.startedAt = Date.now();
+    w.certificatesAtSpawn = this.certificates;
     const env: NodeJS.ProcessEnv = { ...process.env, [WORKER_ENV]: String(w.index), [WORKER_FDS_ENV]: this.fds.map((_, i) => FIRST_LISTEN_FD + i).join(',') };
     const nodeOptions = withoutInspectFlags(process.env.NODE_OPTIONS);
     if (nodeOptions === undefined) delete env.NODE_OPTIONS;
@@ -130,7 +142,9 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
   private onMessage(w: Slot, child: ChildProcess, m: unknown): void {
     if (!isToPrimary(m)) return;
     if (m.type === 'hello') {
-      this.send(child, { type: 'start', ticketKeys: this.ticketKeys?.map((k) => k.toString('base64')) ?? null });
+      this.send(child, { type: 'start', ticketKeys: this.ticketKeys?.map((k) => k.toString('base64')) ?? null, challenges: this.acme?.challenges.snapshot() ?? [] });
+      // It may have loaded the pair before a new one was stored, and the news came before it listened.
+      if (w.certificatesAtSpawn !== this.certificates) this.send(child, { type: 'certificates' });
     } else if (m.type === 'ready') {
       w.ready = true;
       if (w.reloadPending) child.kill('SIGHUP');
@@ -176,9 +190,18 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
   private rotateTicketKeys(): void {
     if (this.ticketKeys === null) return;
     this.ticketKeys = rotateTicketKeys(this.ticketKeys, generateTicketKey());
-    const keys = this.ticketKeys.map((k) => k.toString('base64'));
-    for (const w of this.slots) if (w.child) this.send(w.child, { type: 'ticket-keys', keys });
+    this.broadcast({ type: 'ticket-keys', keys: this.ticketKeys.map((k) => k.toString('base64')) });
     this.log.info({ workers: this.workerPids.length }, 'session ticket keys rotated: new tickets under a new key; the previous key still resumes sessions');
+  }
+
+  private broadcast(m: ToWorker): void {
+    for (const w of this.slots) if (w.child) this.send(w.child, m);
+  }
+
+  /** --acme-domain: a new pair is in the storage directory; every worker takes it into service as on HUP (new handshakes only). */
+  certificatesStored(): void {
+    this.certificates++;
+    this.broadcast({ type: 'certificates' });
   }
 
   /** Every live worker's registry as JSON (for the admin listener); workers that do not answer in 2 s are left out. */
@@ -276,11 +299,17 @@ export async function runPrimary(s: PrimarySettings): Promise<Primary> {
   if (addon instanceof Error) {
     throw new AludelError('ERR_WORKERS_UNAVAILABLE', `--workers ${s.workers}: the workers share listening sockets made by Aludel's addon, which did not load (${addon.message}); run with --workers 1`);
   }
+  // One process orders and renews: this one, which outlives the workers. Before they start: they load the stand-ins.
+  const acme = s.mode === 'tcp' ? null : await prepareAcme(s as PrimarySettings & HttpServerSettings, log, () => primary.certificatesStored());
   const { fds, addresses } = bindListeners(addon, s);
-  const primary = new Primary(s, log, addon, fds, addresses, READY_MESSAGE[s.mode]);
+  const primary = new Primary(s, log, addon, fds, addresses, READY_MESSAGE[s.mode], acme);
   log.info({ addresses, workers: s.workers }, `primary: ${s.workers} workers share ${addresses.join(' ')}`);
   primary.start();
-  if (s.mode !== 'tcp' && s.redirectHttp) primary.hold(await startRedirectFor(s as PrimarySettings & HttpServerSettings, addresses, log));
-  if (s.admin !== null) primary.hold(await startWorkerAdmin({ ...s.admin, command: s.mode === 'http' ? 'proxy' : s.mode, listen: addresses.join(' '), source: primary, log }));
+  if (s.mode !== 'tcp' && s.redirectHttp) primary.hold(await startRedirectFor(s as PrimarySettings & HttpServerSettings, addresses, log, acme?.http01));
+  const status = acme === null ? undefined : () => acme.status();
+  if (s.admin !== null) primary.hold(await startWorkerAdmin({ ...s.admin, command: s.mode === 'http' ? 'proxy' : s.mode, listen: addresses.join(' '), source: primary, acme: status, log }));
+  primary.hold(acmeCloser(acme));
+  // HTTP-01 on the primary's --redirect-http until TLS-ALPN-01 reaches the workers.
+  acme?.start('http-01');
   return primary;
 }

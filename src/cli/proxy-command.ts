@@ -27,7 +27,7 @@ import { AccessLog } from '../log/access-log.js';
 import { runPrimary } from './primary.js';
 import { attachWorker, reportWorkerReady } from './worker-link.js';
 import { workerRole, type WorkerRole } from './worker-protocol.js';
-import { acmeCloser, prepareAcme, startAcme } from './acme-setup.js';
+import { acmeCloser, prepareAcme, startAcme, workerAcme } from './acme-setup.js';
 
 export interface RunningProxy {
   listeners: Listeners;
@@ -48,7 +48,8 @@ const PROXY_RESTART: ReadonlyArray<keyof ProxySettings> = [...LISTENER_RESTART, 
 export async function runProxy(s: ProxySettings, load: () => Promise<ProxySettings> = () => Promise.resolve(s), worker: WorkerRole | null = null): Promise<RunningProxy> {
   const log = createLogger({ level: s.logLevel });
   // Before the listeners: they load the managed pairs (stand-ins until issued) with the others.
-  const acme = await prepareAcme(s, log, () => listeners.reconfigure(serving.settings));
+  // A worker orders nothing: the primary does, and says when a new pair is stored (worker-link.ts).
+  const acme = worker === null ? await prepareAcme(s, log, () => listeners.reconfigure(serving.settings)) : null;
   // ALPN names an application protocol: h2 and http/1.1 for the HTTP proxy (--http2), none for raw TCP.
   const listeners = new Listeners(s, log, s.mode === 'http' ? (t) => httpAlpn(t.http2 ?? true) : []);
   // Upstream sockets use the addon when it loaded (even if the system OpenSSL did not:
@@ -84,7 +85,7 @@ export async function runProxy(s: ProxySettings, load: () => Promise<ProxySettin
   }, await build(s, null));
   if (worker !== null) {
     // The primary holds the admin and redirect listeners, and says 'proxying' once every worker is ready.
-    const addresses = await attachWorker(worker, s, { listeners, stats, group: () => group!, log });
+    const addresses = await attachWorker(worker, s, { listeners, stats, group: () => group!, log, acme: workerAcme(s, () => listeners.reconfigure(serving.settings)) });
     log.info({ worker: worker.index, listen: addresses[0], addresses, mode: s.mode }, 'worker listening');
     return { listeners, serving, stats, admin, cache, log, addresses };
   }

@@ -11,7 +11,7 @@ import { Listeners } from './listeners.js';
 import { httpAlpn } from '../http/alpn-front.js';
 import { attachWorker } from './worker-link.js';
 import type { WorkerRole } from './worker-protocol.js';
-import { acmeCloser, prepareAcme, startAcme } from './acme-setup.js';
+import { acmeCloser, prepareAcme, startAcme, workerAcme } from './acme-setup.js';
 import type { Http01Responder } from '../tls/acme/http01.js';
 
 export interface RunningServe {
@@ -39,7 +39,8 @@ export async function startRedirectFor(s: HttpServerSettings, addresses: readonl
 export async function runServe(s: ServeSettings, load: () => Promise<ServeSettings> = () => Promise.resolve(s), worker: WorkerRole | null = null): Promise<RunningServe> {
   const log = createLogger({ level: s.logLevel });
   // Before the listeners: they load the managed pairs (stand-ins until issued) with the others.
-  const acme = await prepareAcme(s, log, () => listeners.reconfigure(serving.settings));
+  // A worker orders nothing: the primary does, and says when a new pair is stored (worker-link.ts).
+  const acme = worker === null ? await prepareAcme(s, log, () => listeners.reconfigure(serving.settings)) : null;
   // --http2 decides what ALPN offers; a reload may change it (new handshakes only).
   const listeners = new Listeners(s, log, (t) => httpAlpn(t.http2 ?? true));
   const stats = new TrafficStats();
@@ -62,7 +63,7 @@ export async function runServe(s: ServeSettings, load: () => Promise<ServeSettin
   }, await build(s, null));
   if (worker !== null) {
     // The primary holds the admin and redirect listeners, and says 'serving files over HTTPS' once every worker is ready.
-    const addresses = await attachWorker(worker, s, { listeners, stats, group: null, log });
+    const addresses = await attachWorker(worker, s, { listeners, stats, group: null, log, acme: workerAcme(s, () => listeners.reconfigure(serving.settings)) });
     log.info({ worker: worker.index, listen: addresses[0], addresses, root: s.root }, 'worker listening');
     return { listeners, serving, addresses, log, stats, admin };
   }

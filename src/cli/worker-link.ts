@@ -2,7 +2,9 @@
  * The worker side of --workers N: a serve/proxy/tcp process like any other,
  * except that it accepts on the listening sockets it inherited from the
  * primary, takes the primary's session ticket keys, answers its metrics
- * requests, and leaves the admin and redirect listeners to it. A worker whose
+ * requests, and leaves the admin and redirect listeners to it. With
+ * --acme-domain it orders nothing: it keeps the primary's pending challenges
+ * and takes each new certificate into service when the primary says so. A worker whose
  * primary is gone (its IPC channel closed: the primary was killed) stops
  * gracefully, as on SIGTERM, so no worker outlives its primary.
  */
@@ -13,7 +15,15 @@ import { registerAdminMetrics } from '../metrics/admin-server.js';
 import type { TrafficStats } from '../metrics/traffic-stats.js';
 import type { UpstreamGroup } from '../proxy/upstream-group.js';
 import type { Listeners } from './listeners.js';
+import type { ChallengeRegistry } from '../tls/acme/challenges.js';
 import { isToWorker, type ToPrimary, type ToWorker, type WorkerRole } from './worker-protocol.js';
+
+/** --acme-domain in a worker: the primary orders; the worker answers and serves. */
+export interface WorkerAcme {
+  challenges: ChallengeRegistry;
+  /** Takes the pairs in the storage directory into service (the listeners' reconfigure(), as on HUP). */
+  reloadCertificates(): void;
+}
 
 export interface WorkerParts {
   listeners: Listeners;
@@ -21,6 +31,7 @@ export interface WorkerParts {
   /** proxy/tcp: the upstreams in force, for aludel_upstream_up. */
   group: (() => UpstreamGroup) | null;
   log: Logger;
+  acme: WorkerAcme | null;
 }
 
 function send(m: ToPrimary): void {
@@ -49,9 +60,13 @@ export async function attachWorker(role: WorkerRole, s: ListenerSettings, p: Wor
   const started = new Promise<Extract<ToWorker, { type: 'start' }>>((resolve) => {
     process.on('message', (m: unknown) => {
       if (!isToWorker(m)) return;
-      if (m.type === 'start') resolve(m);
-      else if (m.type === 'ticket-keys') p.listeners.setTicketKeys(keys(m.keys));
-      else void p.stats.registry.getMetricsAsJSON().then((metrics) => send({ type: 'metrics', id: m.id, metrics }));
+      if (m.type === 'start') {
+        // Here, not after the await: a change the primary sent after 'start' may be read in the same chunk and must come after these.
+        for (const challenge of m.challenges) onAcmeMessage({ type: 'acme-challenge', op: 'add', challenge }, p);
+        resolve(m);
+      } else if (m.type === 'ticket-keys') p.listeners.setTicketKeys(keys(m.keys));
+      else if (m.type === 'metrics') void p.stats.registry.getMetricsAsJSON().then((metrics) => send({ type: 'metrics', id: m.id, metrics }));
+      else onAcmeMessage(m, p);
     });
   });
   process.once('disconnect', () => {
@@ -67,6 +82,22 @@ export async function attachWorker(role: WorkerRole, s: ListenerSettings, p: Wor
     registerWorkerGauge(role, p);
   }
   return p.listeners.listen(s, p.log, role.fds);
+}
+
+function onAcmeMessage(m: Extract<ToWorker, { type: 'acme-challenge' | 'certificates' }>, p: WorkerParts): void {
+  if (p.acme === null) return;
+  if (m.type === 'acme-challenge') {
+    p.acme.challenges.apply(m);
+    p.log.debug({ kind: m.challenge.kind, op: m.op, challenge: m.challenge.kind === 'http-01' ? m.challenge.token : undefined }, 'acme: challenge from the primary');
+    return;
+  }
+  try {
+    p.acme.reloadCertificates();
+    p.log.info('acme: new certificate from the primary in service: new handshakes get it, connections in flight keep theirs');
+  } catch (err) {
+    // The primary checked the pair before storing it; this is the disk or a race with a second writer. The old pair keeps serving.
+    p.log.error({ error: (err as Error).message }, 'acme: cannot take the new certificate into service; the previous one keeps serving');
+  }
 }
 
 /**

@@ -3,6 +3,7 @@
  * child_process.fork: JSON messages), and how a worker knows it is one. Pure:
  * the process wiring is in primary.ts and worker-link.ts.
  */
+import type { AcmeChallenge, ChallengeChange } from '../tls/acme/challenges.js';
 
 /** Set by the primary in each worker's environment: its index (1..N). */
 export const WORKER_ENV = 'ALUDEL_WORKER';
@@ -12,12 +13,19 @@ export const WORKER_FDS_ENV = 'ALUDEL_WORKER_FDS';
 export const FIRST_LISTEN_FD = 4;
 
 export type ToWorker =
-  /** The answer to 'hello': session ticket keys (base64, canonical form), or null when --ticket-keys files are read by each worker. */
-  | { type: 'start'; ticketKeys: string[] | null }
+  /**
+   * The answer to 'hello': session ticket keys (base64, canonical form), or null when --ticket-keys files are read by each worker;
+   * the ACME challenges pending now (--acme-domain), so a worker started during an order can answer them too.
+   */
+  | { type: 'start'; ticketKeys: string[] | null; challenges: AcmeChallenge[] }
   /** A rotation: [current, previous]. */
   | { type: 'ticket-keys'; keys: string[] }
   /** A scrape of the primary's admin listener: the worker answers with its registry as JSON. */
-  | { type: 'metrics'; id: number };
+  | { type: 'metrics'; id: number }
+  /** --acme-domain: a challenge became pending or is done (the primary orders; any worker may be the one the CA reaches). */
+  | ({ type: 'acme-challenge' } & ChallengeChange)
+  /** --acme-domain: a certificate was issued or renewed into the storage directory: take it into service as a HUP does. */
+  | { type: 'certificates' };
 
 export type ToPrimary =
   | { type: 'hello' }
@@ -28,7 +36,7 @@ function typed(m: unknown): m is { type: string } {
   return typeof m === 'object' && m !== null && typeof (m as { type?: unknown }).type === 'string';
 }
 
-const TO_WORKER = new Set(['start', 'ticket-keys', 'metrics']);
+const TO_WORKER = new Set(['start', 'ticket-keys', 'metrics', 'acme-challenge', 'certificates']);
 const TO_PRIMARY = new Set(['hello', 'ready', 'metrics']);
 
 export function isToWorker(m: unknown): m is ToWorker {

@@ -177,7 +177,7 @@ function crossCheck(mode: SettingsMode, s: ProxyInput, from: (key: ProxyKey) => 
   return problems;
 }
 
-/** The ACME settings among themselves and with --workers. */
+/** The ACME settings among themselves. (With --workers N, the primary orders for all: src/cli/primary.ts.) */
 function acmeProblems(s: ProxyInput, from: (key: ProxyKey) => SettingSource): string[] {
   const problems: string[] = [];
   const domains = s['acme-domain'];
@@ -192,10 +192,6 @@ function acmeProblems(s: ProxyInput, from: (key: ProxyKey) => SettingSource): st
   for (const d of domains) {
     if (seen.has(d)) problems.push(`${settingLabel(from('acme-domain'), 'acme-domain')}: ${d} is listed twice; each name once`);
     seen.add(d);
-  }
-  const workers = s.workers ?? 1;
-  if (workers > 1) {
-    problems.push(`${settingMention(from('workers'), 'workers')} ${workers} with ${settingMention(from('acme-domain'), 'acme-domain')} is not supported yet: one process orders and renews the certificates; use workers 1 with --acme-domain for now`);
   }
   return problems;
 }

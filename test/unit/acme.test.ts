@@ -1,6 +1,7 @@
 /**
  * The pure and local parts of ACME (src/tls/acme/): when to renew, how to
- * back off, the HTTP-01 and TLS-ALPN-01 responders, which challenge, and the storage rules (modes, atomic
+ * back off, the HTTP-01 and TLS-ALPN-01 responders, which challenge, the
+ * challenge registry the primary of --workers shares with its workers, and the storage rules (modes, atomic
  * replacement, the per-name lock).
  */
 import assert from 'node:assert/strict';
@@ -11,6 +12,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chooseChallenge } from '../../src/cli/acme-setup.js';
 import { acmeFindings } from '../../src/tls/acme/acme-report.js';
+import { ChallengeRegistry, type ChallengeChange } from '../../src/tls/acme/challenges.js';
 import { TlsAlpn01Responder } from '../../src/tls/acme/tls-alpn01.js';
 import { Http01Responder } from '../../src/tls/acme/http01.js';
 import { FIRST_RETRY_MS, MAX_RETRY_MS, needsRenewal, parseRetryAfter, renewalTime, retryDelay } from '../../src/tls/acme/renew-policy.js';
@@ -56,6 +58,42 @@ describe('HTTP-01 responder (RFC 8555 §8.3)', () => {
     assert.equal(r.answer('/tok_-1'), null);
     r.remove('tok_-1');
     assert.equal(r.answer('/.well-known/acme-challenge/tok_-1'), null);
+  });
+});
+
+describe('challenge registry (--workers: the primary orders, every worker answers)', () => {
+  const url = (token: string): string => `/.well-known/acme-challenge/${token}`;
+
+  test('what the order adds and removes is answered here and sent on, whole, to the watchers', async () => {
+    const primary = new ChallengeRegistry();
+    const sent: ChallengeChange[] = [];
+    primary.watch((c) => sent.push(c));
+    const order = primary.orderingHttp01();
+    await order.add('tok1', 'tok1.thumb');
+    assert.equal(order.answer(url('tok1')), 'tok1.thumb', 'the responder handed to the order answers');
+    assert.equal(primary.http01.answer(url('tok1')), 'tok1.thumb', 'and so does the registry\'s (the --redirect-http listener)');
+    order.remove('tok1');
+    order.remove('never-added');
+    assert.equal(primary.http01.answer(url('tok1')), null);
+    const c = { kind: 'http-01', token: 'tok1', keyAuthorization: 'tok1.thumb' } as const;
+    assert.deepEqual(sent, [{ op: 'add', challenge: c }, { op: 'remove', challenge: c }], 'a remove carries the challenge as added; an unknown one sends nothing');
+  });
+
+  test('a worker applying the changes, or started later from the snapshot, answers the same set', async () => {
+    const primary = new ChallengeRegistry();
+    const early = new ChallengeRegistry();
+    primary.watch((c) => early.apply(c));
+    const order = primary.orderingHttp01();
+    await order.add('a', 'a.thumb');
+    await order.add('b', 'b.thumb');
+    order.remove('a');
+    const late = new ChallengeRegistry();
+    for (const challenge of primary.snapshot()) late.apply({ op: 'add', challenge });
+    for (const w of [early, late]) {
+      assert.equal(w.http01.answer(url('a')), null);
+      assert.equal(w.http01.answer(url('b')), 'b.thumb');
+      assert.deepEqual(w.snapshot(), primary.snapshot());
+    }
   });
 });
 

@@ -615,11 +615,15 @@ describe('--acme-domain and the other --acme-* settings (RFC 8555)', () => {
     await rejectsWith(resolveProxySettings('http', { to, acmeDomain: ['a.example.com'], acmeChallenge: 'dns-01' }), '--acme-challenge: expected http-01 or tls-alpn-01');
   });
 
-  test('--acme-* without --acme-domain has no effect; --workers > 1 refused; --acme-ca checked readable; typos get a suggestion', async () => {
+  test('--acme-* without --acme-domain has no effect; --workers > 1 accepted; --acme-ca checked readable; typos get a suggestion', async () => {
     await rejectsWith(resolveProxySettings('http', { ...minimal(), acmeEmail: 'ops@example.com' }), '--acme-email: has no effect without --acme-domain NAME');
     await rejectsWith(resolveProxySettings('http', { ...minimal(), acmeDirectory: 'https://ca.internal/dir' }), '--acme-directory: has no effect without --acme-domain NAME');
     await rejectsWith(resolveProxySettings('http', { ...minimal(), acmeChallenge: 'tls-alpn-01' }), '--acme-challenge: has no effect without --acme-domain NAME');
-    await rejectsWith(resolveProxySettings('http', { to, acmeDomain: ['a.example.com'], workers: '2' }), '--workers 2 with --acme-domain is not supported yet');
+    // With workers, the primary orders and renews for all of them (docs/acme.md).
+    const withWorkers = await resolveProxySettings('http', { to, acmeDomain: ['a.example.com'], workers: '2' });
+    assert.equal(withWorkers.workers, 2);
+    assert.deepEqual(withWorkers.acme?.domains, ['a.example.com']);
+    assert.equal(withWorkers.certificates[0]?.certFile, path.join(withWorkers.acme!.storage, 'certificates', 'a.example.com', 'pair.pem'));
     const missing = path.join(dir, 'no-ca.pem');
     await rejectsWith(resolveProxySettings('http', { to, acmeDomain: ['a.example.com'], acmeCa: missing }), `--acme-ca: ${missing}: no such file`);
     await rejectsWith(resolveProxySettings('http', { ...minimal(), config: configFile('acme-typo.yaml', 'acme-domains: a.example.com\n') }), "unknown setting 'acme-domains' (did you mean 'acme-domain'?)");

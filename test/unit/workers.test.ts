@@ -39,8 +39,10 @@ describe('primary/worker protocol', () => {
   });
 
   test('messages are checked by type in both directions', () => {
-    assert.ok(isToWorker({ type: 'start', ticketKeys: null }));
+    assert.ok(isToWorker({ type: 'start', ticketKeys: null, challenges: [] }));
     assert.ok(isToWorker({ type: 'metrics', id: 1 }));
+    assert.ok(isToWorker({ type: 'acme-challenge', op: 'add', challenge: { kind: 'http-01', token: 't', keyAuthorization: 't.k' } }));
+    assert.ok(isToWorker({ type: 'certificates' }));
     assert.ok(!isToWorker({ type: 'hello' }));
     assert.ok(isToPrimary({ type: 'ready', addresses: [] }));
     assert.ok(!isToPrimary(null));

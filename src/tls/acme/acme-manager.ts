@@ -16,7 +16,7 @@ import type { Logger } from '../../log/logger.js';
 import { createSelfSignedCert } from '../self-signed.js';
 import { loadCertificate } from '../certificates.js';
 import { orderCertificate, type AcmeAccountSettings, type AcmeChallengeType, AcmeOrderError } from './acme-order.js';
-import { Http01Responder } from './http01.js';
+import { ChallengeRegistry } from './challenges.js';
 import { TlsAlpn01Responder } from './tls-alpn01.js';
 import { needsRenewal, parseRetryAfter, renewalTime, retryDelay } from './renew-policy.js';
 import { acquireLock, ensureStorage, managedPaths, readStored, setAsideCorrupt, writeSecretFile, type ManagedPaths } from './storage.js';
@@ -69,7 +69,9 @@ interface Managed {
 }
 
 export class AcmeManager {
-  readonly http01 = new Http01Responder();
+  /** The pending challenges, answered here; with --workers, the primary sends each change to every worker (primary.ts). */
+  readonly challenges = new ChallengeRegistry();
+  readonly http01 = this.challenges.orderingHttp01();
   readonly tlsAlpn01 = new TlsAlpn01Responder();
   /** Set by start(). */
   private challenge: AcmeChallengeType = 'http-01';
