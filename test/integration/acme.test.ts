@@ -10,42 +10,21 @@ import fs from 'node:fs';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import { createHash } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { runCli, serveArgs, startAludel } from '../support/aludel-process.js';
+import { runCli, startAludel } from '../support/aludel-process.js';
+import { acmeArgs, FAILED, ISSUED, peerCertificate } from '../support/acme-serve.js';
 import { doctorSchemaProblems } from '../support/doctor-schema.js';
 import { acmeHooks } from '../support/acme-test-hooks.js';
 import { makeFixtures, type StandardFixtures } from '../support/fixtures.js';
 import { freePort } from '../support/loopback-port.js';
 import { adminAddress, status } from '../support/metrics.js';
-import { pebbleInstalled, startPebble, type Pebble } from '../support/pebble.js';
+import { pebbleInstalled, startPebble } from '../support/pebble.js';
 import { run } from '../support/run-process.js';
 import { waitUntil } from '../support/wait.js';
 
 const skip = pebbleInstalled() ? false : 'pebble is not installed (apt-get install pebble)';
-const ISSUED = 'acme: certificate issued and in service';
-const FAILED = 'acme: certificate order failed; the current certificate keeps serving';
-
-/** The leaf a handshake with SNI localhost presents. */
-function peerCertificate(port: number): Promise<tls.PeerCertificate> {
-  return new Promise((resolve, reject) => {
-    const s = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] }, () => {
-      const c = s.getPeerCertificate();
-      s.end();
-      resolve(c);
-    });
-    s.once('error', reject);
-  });
-}
-
-function acmeArgs(fx: StandardFixtures, pebble: Pebble | { directoryUrl: string; caFile: string }, storage: string, ...extra: string[]): string[] {
-  const args = serveArgs(fx, '--acme-domain', 'localhost', '--acme-directory', pebble.directoryUrl, '--acme-ca', pebble.caFile, '--acme-storage', storage, '--admin', '127.0.0.1:0', ...extra);
-  // Only managed certificates: drop the fixtures' --cert/--key.
-  const i = args.indexOf('--cert');
-  args.splice(i, 4);
-  return args;
-}
 
 describe('ACME with pebble', { skip, concurrency: false }, () => {
   let fx: StandardFixtures;
