@@ -4,9 +4,9 @@
  * primary, takes the primary's session ticket keys, answers its metrics
  * requests, and leaves the admin and redirect listeners to it. With
  * --acme-domain it orders nothing: it keeps the primary's pending challenges
- * and takes each new certificate into service when the primary says so. A worker whose
- * primary is gone (its IPC channel closed: the primary was killed) stops
- * gracefully, as on SIGTERM, so no worker outlives its primary.
+ * and takes each new certificate into service when the primary says so. A
+ * worker whose primary is gone (its IPC channel closed: the primary was
+ * killed) stops gracefully, as on SIGTERM, so no worker outlives its primary.
  */
 import { Gauge } from 'prom-client';
 import type { Logger } from '../log/logger.js';
@@ -15,7 +15,7 @@ import { registerAdminMetrics } from '../metrics/admin-server.js';
 import type { TrafficStats } from '../metrics/traffic-stats.js';
 import type { UpstreamGroup } from '../proxy/upstream-group.js';
 import type { Listeners } from './listeners.js';
-import type { ChallengeRegistry } from '../tls/acme/challenges.js';
+import { challengeKey, type ChallengeRegistry } from '../tls/acme/challenges.js';
 import { isToWorker, type ToPrimary, type ToWorker, type WorkerRole } from './worker-protocol.js';
 
 /** --acme-domain in a worker: the primary orders; the worker answers and serves. */
@@ -88,7 +88,7 @@ function onAcmeMessage(m: Extract<ToWorker, { type: 'acme-challenge' | 'certific
   if (p.acme === null) return;
   if (m.type === 'acme-challenge') {
     p.acme.challenges.apply(m);
-    p.log.debug({ kind: m.challenge.kind, op: m.op, challenge: m.challenge.kind === 'http-01' ? m.challenge.token : undefined }, 'acme: challenge from the primary');
+    p.log.debug({ kind: m.challenge.kind, op: m.op, challenge: challengeKey(m.challenge) }, 'acme: challenge from the primary');
     return;
   }
   try {

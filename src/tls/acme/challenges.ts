@@ -7,7 +7,7 @@
  * whichever process the CA's connection reaches.
  *
  * A new kind (tls-alpn-01 will carry the name and its certificate + key PEM)
- * is a variant of AcmeChallenge, its case in keyOf(), and its case in
+ * is a variant of AcmeChallenge, its case in challengeKey(), and its case in
  * answerer() that hands it to what answers it in this process.
  */
 import { Http01Responder } from './http01.js';
@@ -21,7 +21,7 @@ export interface ChallengeChange {
 }
 
 /** What identifies a challenge within its kind: a second add replaces it, a remove names it. */
-function keyOf(c: AcmeChallenge): string {
+export function challengeKey(c: AcmeChallenge): string {
   switch (c.kind) {
     case 'http-01':
       return c.token;
@@ -45,7 +45,7 @@ export class ChallengeRegistry {
   private readonly watchers = new Set<(change: ChallengeChange) => void>();
 
   add(c: AcmeChallenge): void {
-    this.pending.set(`${c.kind} ${keyOf(c)}`, c);
+    this.pending.set(`${c.kind} ${challengeKey(c)}`, c);
     this.answerer(c).add();
     this.notify({ op: 'add', challenge: c });
   }
@@ -62,7 +62,7 @@ export class ChallengeRegistry {
   /** A change made in another process (a worker applying the primary's). */
   apply(change: ChallengeChange): void {
     if (change.op === 'add') this.add(change.challenge);
-    else this.remove(change.challenge.kind, keyOf(change.challenge));
+    else this.remove(change.challenge.kind, challengeKey(change.challenge));
   }
 
   /** Every challenge pending now: what a worker that starts later is given. */
