@@ -13,10 +13,13 @@ import type { AcmeChallengeCertificate } from '../tls/types.js';
 import { InvalidOptionError } from '../errors.js';
 import { ChallengeRegistry } from '../tls/acme/challenges.js';
 import type { WorkerAcme } from './worker-link.js';
+import type { Listeners } from './listeners.js';
 
 /**
  * The process that orders: the one process, or the primary of --workers N.
- * null without --acme-domain. `reload` hands a new pair to the listeners (their reconfigure()). */
+ * null without --acme-domain. `reload` hands a new pair to the listeners
+ * (their reconfigure(); the primary's tells the workers).
+ */
 export async function prepareAcme(s: HttpServerSettings, log: Logger, reload: () => void): Promise<AcmeManager | null> {
   if (s.acme === null) return null;
   const manager = new AcmeManager(s.acme, log, reload);
@@ -61,7 +64,20 @@ export function acmeCloser(manager: AcmeManager | null): { close(): Promise<void
   return manager === null ? null : { close: async () => manager.close() };
 }
 
-/** A worker's side of --acme-domain (null without it): the primary orders; `reload` takes the stored pairs into service. */
-export function workerAcme(s: HttpServerSettings, reload: () => void): WorkerAcme | null {
-  return s.acme === null ? null : { challenges: new ChallengeRegistry(), reloadCertificates: reload };
+/**
+ * A worker's side of --acme-domain (null without it): the primary orders;
+ * its TLS-ALPN-01 challenges go to this worker's listeners; `reload` takes the
+ * stored pairs into service.
+ */
+export function workerAcme(s: HttpServerSettings, listeners: Pick<Listeners, 'setAcmeChallenges'>, log: Logger, reload: () => void): WorkerAcme | null {
+  if (s.acme === null) return null;
+  const install = (set: AcmeChallengeCertificate[]): void => {
+    try {
+      listeners.setAcmeChallenges(set);
+    } catch (err) {
+      // The file went with a challenge already done (the primary removes it after telling us), or the disk failed: the others still serve.
+      log.warn({ error: (err as Error).message, names: set.map((c) => c.name) }, 'acme: cannot install the TLS-ALPN-01 challenge certificates from the primary');
+    }
+  };
+  return { challenges: new ChallengeRegistry(install), reloadCertificates: reload };
 }

@@ -34,9 +34,9 @@ addProxyOptions(program.command('serve').description('serve static files over HT
         handleServingSignals(primary.log, primary);
         return;
       }
-      const { serving, log, addresses } = await runServe(s, () => resolveServeSettings(flags), role);
+      const { serving, log, addresses, listeners } = await runServe(s, () => resolveServeSettings(flags), role);
       handleServingSignals(log, serving);
-      if (role !== null) reportWorkerReady(addresses);
+      if (role !== null) reportWorkerReady(addresses, listeners);
     } catch (err) {
       reportFatal(err);
     }

@@ -22,7 +22,7 @@ import { generateTicketKey, rotateTicketKeys, TICKET_KEY_ROTATION_MS } from '../
 import { deathsInRow, restartDelayMs } from './restart-backoff.js';
 import { FIRST_LISTEN_FD, isToPrimary, WORKER_ENV, WORKER_FDS_ENV, withoutInspectFlags, type ToWorker } from './worker-protocol.js';
 import { startRedirectFor } from './serve-command.js';
-import { acmeCloser, prepareAcme } from './acme-setup.js';
+import { acmeCloser, prepareAcme, startAcme } from './acme-setup.js';
 import type { AcmeManager } from '../tls/acme/acme-manager.js';
 import { formatAddress, listenError } from './listeners.js';
 import { startWorkerAdmin, type WorkerMetricsSource } from './primary-admin.js';
@@ -43,6 +43,8 @@ interface Slot {
   /** A HUP came while it was starting: passed on once it is ready (it may have read the settings before the change). */
   reloadPending: boolean;
   timer: NodeJS.Timeout | null;
+  /** Said in its 'ready': its TLS engine answers TLS-ALPN-01. */
+  answersTlsAlpn01: boolean;
   /** Primary.certificates when it was forked: a pair stored since may have come before it listened for the news. */
   certificatesAtSpawn: number;
 }
@@ -78,6 +80,11 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
   private readonly metricsWaiters = new Map<number, { want: number; got: unknown[][]; done(v: unknown[][]): void }>();
   /** How many new --acme-domain pairs were stored (issued or renewed) since start. */
   private certificates = 0;
+  private announce: (answersTlsAlpn01: boolean) => void = () => undefined;
+  /** Every worker has been ready once (the start-up line is logged): whether all of them answer TLS-ALPN-01. */
+  readonly allReady = new Promise<boolean>((resolve) => {
+    this.announce = resolve;
+  });
 
   constructor(
     private readonly s: PrimarySettings,
@@ -88,7 +95,7 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
     private readonly readyMessage: string,
     private readonly acme: AcmeManager | null = null,
   ) {
-    this.slots = Array.from({ length: s.workers }, (_, i) => ({ index: i + 1, child: null, startedAt: 0, deaths: 0, ready: false, reloadPending: false, timer: null, certificatesAtSpawn: 0 }));
+    this.slots = Array.from({ length: s.workers }, (_, i) => ({ index: i + 1, child: null, startedAt: 0, deaths: 0, ready: false, reloadPending: false, timer: null, certificatesAtSpawn: 0, answersTlsAlpn01: false }));
     // Whichever worker the CA reaches must know the challenge: every change goes to all of them (worker-link.ts).
     acme?.challenges.watch((change) => this.broadcast({ type: 'acme-challenge', ...change }));
     // --ticket-keys files are read by each worker (and re-read on HUP); otherwise one ring for all, made here.
@@ -147,12 +154,14 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
       if (w.certificatesAtSpawn !== this.certificates) this.send(child, { type: 'certificates' });
     } else if (m.type === 'ready') {
       w.ready = true;
+      w.answersTlsAlpn01 = m.answersTlsAlpn01;
       if (w.reloadPending) child.kill('SIGHUP');
       w.reloadPending = false;
       this.log.info({ worker: w.index, workerPid: child.pid }, 'worker ready');
       if (!this.announced && this.slots.every((x) => x.ready)) {
         this.announced = true;
         this.log.info({ listen: this.addresses[0], addresses: this.addresses, workers: this.slots.length, workerPids: this.workerPids }, this.readyMessage);
+        this.announce(this.slots.every((x) => x.answersTlsAlpn01));
       }
     } else {
       const waiter = this.metricsWaiters.get(m.id);
@@ -309,7 +318,8 @@ export async function runPrimary(s: PrimarySettings): Promise<Primary> {
   const status = acme === null ? undefined : () => acme.status();
   if (s.admin !== null) primary.hold(await startWorkerAdmin({ ...s.admin, command: s.mode === 'http' ? 'proxy' : s.mode, listen: addresses.join(' '), source: primary, acme: status, log }));
   primary.hold(acmeCloser(acme));
-  // HTTP-01 on the primary's --redirect-http until TLS-ALPN-01 reaches the workers.
-  acme?.start('http-01');
+  // The first orders once every worker listens: they answer TLS-ALPN-01, and their TLS engine decides whether it can be used.
+  // The primary has no TLS listener of its own: the challenge reaches the workers through its registry.
+  void primary.allReady.then((answersTlsAlpn01) => startAcme(acme, s as PrimarySettings & HttpServerSettings, { answersTlsAlpn01, setAcmeChallenges: () => undefined }, log));
   return primary;
 }

@@ -85,7 +85,7 @@ export async function runProxy(s: ProxySettings, load: () => Promise<ProxySettin
   }, await build(s, null));
   if (worker !== null) {
     // The primary holds the admin and redirect listeners, and says 'proxying' once every worker is ready.
-    const addresses = await attachWorker(worker, s, { listeners, stats, group: () => group!, log, acme: workerAcme(s, () => listeners.reconfigure(serving.settings)) });
+    const addresses = await attachWorker(worker, s, { listeners, stats, group: () => group!, log, acme: workerAcme(s, listeners, log, () => listeners.reconfigure(serving.settings)) });
     log.info({ worker: worker.index, listen: addresses[0], addresses, mode: s.mode }, 'worker listening');
     return { listeners, serving, stats, admin, cache, log, addresses };
   }
@@ -116,7 +116,7 @@ export function registerProxyCommands(program: Command): void {
         }
         const running = await runProxy(s, () => resolveProxySettings(c.mode, flags), role);
         handleServingSignals(running.log, running.serving);
-        if (role !== null) reportWorkerReady(running.addresses);
+        if (role !== null) reportWorkerReady(running.addresses, running.listeners);
       } catch (err) {
         reportFatal(err);
       }

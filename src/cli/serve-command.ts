@@ -63,7 +63,7 @@ export async function runServe(s: ServeSettings, load: () => Promise<ServeSettin
   }, await build(s, null));
   if (worker !== null) {
     // The primary holds the admin and redirect listeners, and says 'serving files over HTTPS' once every worker is ready.
-    const addresses = await attachWorker(worker, s, { listeners, stats, group: null, log, acme: workerAcme(s, () => listeners.reconfigure(serving.settings)) });
+    const addresses = await attachWorker(worker, s, { listeners, stats, group: null, log, acme: workerAcme(s, listeners, log, () => listeners.reconfigure(serving.settings)) });
     log.info({ worker: worker.index, listen: addresses[0], addresses, root: s.root }, 'worker listening');
     return { listeners, serving, addresses, log, stats, admin };
   }

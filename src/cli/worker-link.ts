@@ -125,6 +125,6 @@ function registerWorkerGauge(role: WorkerRole, p: WorkerParts): void {
  * ready workers, because before that a HUP would kill the worker (the
  * default action) and a USR1 would open Node's inspector.
  */
-export function reportWorkerReady(addresses: readonly string[]): void {
-  send({ type: 'ready', addresses: [...addresses] });
+export function reportWorkerReady(addresses: readonly string[], listeners: Listeners): void {
+  send({ type: 'ready', addresses: [...addresses], answersTlsAlpn01: listeners.answersTlsAlpn01 });
 }

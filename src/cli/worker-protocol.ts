@@ -29,7 +29,8 @@ export type ToWorker =
 
 export type ToPrimary =
   | { type: 'hello' }
-  | { type: 'ready'; addresses: string[] }
+  /** answersTlsAlpn01: its TLS engine can answer TLS-ALPN-01 (RFC 8737), which decides the challenge the primary orders with. */
+  | { type: 'ready'; addresses: string[]; answersTlsAlpn01: boolean }
   | { type: 'metrics'; id: number; metrics: unknown[] };
 
 function typed(m: unknown): m is { type: string } {

@@ -97,6 +97,30 @@ describe('challenge registry (--workers: the primary orders, every worker answer
   });
 });
 
+describe('challenge registry: TLS-ALPN-01', () => {
+  test('the ordering side keeps the file and sends the name and file on; a worker installs the whole set on each change', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aludel-alpn-registry-'));
+    try {
+      const primary = new ChallengeRegistry();
+      const installed: string[][] = [];
+      const worker = new ChallengeRegistry((set) => installed.push(set.map((c) => `${c.name} ${c.certFile}`)));
+      primary.watch((c) => worker.apply(c));
+      const order = primary.orderingTlsAlpn01();
+      const fileA = path.join(dir, 'a.pem');
+      const fileB = path.join(dir, 'b.pem');
+      await order.add('A.example.com', fileA, 'CERT A\n', 'KEY A\n');
+      await order.add('b.example.com', fileB, 'CERT B\n', 'KEY B\n');
+      assert.equal(fs.readFileSync(fileA, 'utf8'), 'CERT A\nKEY A\n', 'the ordering process keeps the pair, as with one process');
+      assert.deepEqual(worker.snapshot(), [{ kind: 'tls-alpn-01', name: 'a.example.com', file: fileA }, { kind: 'tls-alpn-01', name: 'b.example.com', file: fileB }]);
+      order.remove('a.example.com');
+      assert.equal(fs.existsSync(fileA), false);
+      assert.deepEqual(installed, [[`a.example.com ${fileA}`], [`a.example.com ${fileA}`, `b.example.com ${fileB}`], [`b.example.com ${fileB}`]]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('storage', () => {
   let dir: string;
   before(() => {

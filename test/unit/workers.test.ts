@@ -44,7 +44,7 @@ describe('primary/worker protocol', () => {
     assert.ok(isToWorker({ type: 'acme-challenge', op: 'add', challenge: { kind: 'http-01', token: 't', keyAuthorization: 't.k' } }));
     assert.ok(isToWorker({ type: 'certificates' }));
     assert.ok(!isToWorker({ type: 'hello' }));
-    assert.ok(isToPrimary({ type: 'ready', addresses: [] }));
+    assert.ok(isToPrimary({ type: 'ready', addresses: [], answersTlsAlpn01: true }));
     assert.ok(!isToPrimary(null));
     assert.ok(!isToPrimary('ready'));
     assert.ok(!isToPrimary({ type: 'start' }));

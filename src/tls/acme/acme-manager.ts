@@ -17,7 +17,6 @@ import { createSelfSignedCert } from '../self-signed.js';
 import { loadCertificate } from '../certificates.js';
 import { orderCertificate, type AcmeAccountSettings, type AcmeChallengeType, AcmeOrderError } from './acme-order.js';
 import { ChallengeRegistry } from './challenges.js';
-import { TlsAlpn01Responder } from './tls-alpn01.js';
 import { needsRenewal, parseRetryAfter, renewalTime, retryDelay } from './renew-policy.js';
 import { acquireLock, ensureStorage, managedPaths, readStored, setAsideCorrupt, writeSecretFile, type ManagedPaths } from './storage.js';
 
@@ -72,7 +71,7 @@ export class AcmeManager {
   /** The pending challenges, answered here; with --workers, the primary sends each change to every worker (primary.ts). */
   readonly challenges = new ChallengeRegistry();
   readonly http01 = this.challenges.orderingHttp01();
-  readonly tlsAlpn01 = new TlsAlpn01Responder();
+  readonly tlsAlpn01 = this.challenges.orderingTlsAlpn01();
   /** Set by start(). */
   private challenge: AcmeChallengeType = 'http-01';
   private readonly managed: Managed[];

@@ -157,7 +157,7 @@ export async function orderCertificate(account: AcmeAccountSettings, name: strin
         if (type === 'http-01') return answer.http01.add(challenge.token, keyAuthorization);
         // RFC 8737 §3: self-signed, SAN = the name, critical acmeIdentifier = SHA-256(key authorization).
         const [alpnKey, alpnCert] = await acme.crypto.createAlpnCertificate(authz, keyAuthorization, await acme.crypto.createPrivateEcdsaKey('P-256'));
-        answer.tlsAlpn01.add(name, answer.challengeFile, alpnCert.toString(), alpnKey.toString());
+        return answer.tlsAlpn01.add(name, answer.challengeFile, alpnCert.toString(), alpnKey.toString());
       },
       challengeRemoveFn: async (_authz, challenge) => {
         if ((challenge.type as string) === 'tls-alpn-01') answer.tlsAlpn01.remove(name);
