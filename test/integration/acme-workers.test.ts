@@ -3,13 +3,16 @@
  * once for every worker, each worker takes the new certificate into service
  * (handshakes spread over both present it), a pending challenge reaches every
  * worker (one restarted mid-order included) while the primary's
- * --redirect-http answers it for real validation, and a renewal reaches the
+ * --redirect-http answers it for real validation, a TLS-ALPN-01 challenge is
+ * answered by every worker on its TLS listener, and a renewal reaches the
  * next handshakes on every worker.
  */
 import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { startAludel, type LogLine, type Running } from '../support/aludel-process.js';
 import { acmeArgs, ISSUED, peerCertificate } from '../support/acme-serve.js';
@@ -49,6 +52,24 @@ async function handshakesOnBoth(p: Running, pids: readonly number[], check: (ser
     await waitUntil(() => since(p, from, 'TLS established').length > i, 5_000);
   }
   assert.deepEqual([...pidsOf(since(p, from, 'TLS established'))].sort(), [...pids].sort(), 'handshakes reached both workers');
+}
+
+/**
+ * An acme-tls/1 handshake (RFC 8737) with SNI localhost, as the CA makes it:
+ * the leaf presented and the protocol negotiated, once the server has closed
+ * (closing first would cut the handshake short on the server's side).
+ */
+function alpnChallengeHandshake(port: number): Promise<{ raw: Buffer; alpn: string | false | null }> {
+  return new Promise((resolve, reject) => {
+    let seen: { raw: Buffer; alpn: string | false | null } | null = null;
+    const s = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ALPNProtocols: ['acme-tls/1'], rejectUnauthorized: false }, () => {
+      seen = { raw: s.getPeerCertificate().raw, alpn: s.alpnProtocol };
+    });
+    s.resume();
+    s.once('close', () => (seen ? resolve(seen) : reject(new Error('closed before the handshake completed'))));
+    s.once('error', (err) => (seen ? undefined : reject(err)));
+    s.setTimeout(10_000, () => s.destroy(new Error('timed out')));
+  });
 }
 
 describe('ACME with --workers 2 (pebble)', { skip, concurrency: false }, () => {
@@ -128,6 +149,44 @@ describe('ACME with --workers 2 (pebble)', { skip, concurrency: false }, () => {
       await waitUntil(() => now.every((pid) => server.logs.some((l) => l.msg === CHALLENGE && l.op === 'remove' && l.challenge === pending.token && l.pid === pid)), 10_000);
       const res = await fetch(`http://127.0.0.1:${redirectPort}/.well-known/acme-challenge/${pending.token}`, { redirect: 'manual' });
       assert.equal(res.status, 308);
+    } finally {
+      hooks.releaseChallenge();
+      await server.stop();
+      await pebble.stop();
+    }
+  });
+
+  test('TLS-ALPN-01 (no --redirect-http): a held challenge is answered by both workers on acme-tls/1 handshakes, then pebble validates it', { timeout: 120_000 }, async () => {
+    const tlsPort = await freePort();
+    const pebble = await startPebble(path.join(work, 'p4'), { alwaysValid: false, tlsPort });
+    const hooks = acmeHooks(path.join(work, 'hooks4'));
+    hooks.holdChallenge();
+    const args = acmeArgs(fx, pebble, path.join(work, 'store4'), '--workers', '2', '--listen', `127.0.0.1:${tlsPort}`);
+    const server = await startAludel(args, { env: hooks.env, startTimeoutMs: 20_000 });
+    try {
+      const pids = await workerPids(server);
+      assert.equal((await server.waitForLog((l) => l.msg === ORDERING, 30_000)).challenge, 'tls-alpn-01', 'every worker answers it, so it is the default');
+      await waitUntil(() => hooks.pendingChallenge() !== null, 30_000);
+      const pending = hooks.pendingChallenge()!;
+      assert.equal(pending.kind, 'tls-alpn-01');
+      const challengeDer = new X509Certificate(fs.readFileSync(String(pending.file))).raw;
+      // New connections until both workers have answered one: each gets the challenge certificate and acme-tls/1.
+      const answered = (): Set<number> => pidsOf(since(server, 0, 'acme: TLS-ALPN-01 challenge answered'));
+      for (let i = 0; i < 40 && answered().size < 2; i++) {
+        const seen = await alpnChallengeHandshake(server.port);
+        assert.equal(seen.alpn, 'acme-tls/1');
+        assert.ok(seen.raw.equals(challengeDer), 'the challenge certificate');
+        await waitUntil(() => since(server, 0, 'acme: TLS-ALPN-01 challenge answered').length > i, 5_000);
+      }
+      assert.deepEqual([...answered()].sort(), [...pids].sort(), 'both workers answered');
+      hooks.releaseChallenge();
+      const issued = await server.waitForLog((l) => l.msg === ISSUED, 30_000);
+      await allLogged(server, pids, TAKEN);
+      await handshakesOnBoth(server, pids, (serial, issuer) => {
+        assert.match(issuer, /Pebble Intermediate CA/);
+        assert.equal(serial, issued.serial);
+      });
+      await waitUntil(() => !fs.existsSync(String(pending.file)), 5_000);
     } finally {
       hooks.releaseChallenge();
       await server.stop();

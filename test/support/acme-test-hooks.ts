@@ -52,8 +52,8 @@ export interface AcmeHooks {
   waiting(): boolean;
   holdChallenge(): void;
   releaseChallenge(): void;
-  /** The challenge held pending, once there is one. */
-  pendingChallenge(): { kind: string; token: string; keyAuthorization: string } | null;
+  /** The challenge held pending, once there is one (src/tls/acme/challenges.ts, AcmeChallenge). */
+  pendingChallenge(): { kind: string; [field: string]: string } | null;
 }
 
 export function acmeHooks(controlDir: string): AcmeHooks {
