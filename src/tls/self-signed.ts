@@ -52,7 +52,7 @@ let x509Promise: Promise<typeof X509> | undefined;
  * points it at node's WebCrypto. Its tsyringe dependency throws at import time
  * without a Reflect metadata polyfill, hence reflect-metadata first.
  */
-function loadX509(): Promise<typeof X509> {
+export function loadX509(): Promise<typeof X509> {
   x509Promise ??= (async () => {
     await import("reflect-metadata");
     const x509 = await import("@peculiar/x509");

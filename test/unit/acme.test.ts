@@ -1,8 +1,9 @@
 /**
  * The pure and local parts of ACME (src/tls/acme/): when to renew, how to
  * back off, the HTTP-01 and TLS-ALPN-01 responders, which challenge, the
- * challenge registry the primary of --workers shares with its workers, and the storage rules (modes, atomic
- * replacement, the per-name lock).
+ * challenge registry the primary of --workers shares with its workers, the storage rules (modes, atomic
+ * replacement, the per-name lock), and ACME Renewal Information (RFC 9773):
+ * the certificate identifier, the window, the check interval.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -15,7 +16,8 @@ import { acmeFindings } from '../../src/tls/acme/acme-report.js';
 import { ChallengeRegistry, type ChallengeChange } from '../../src/tls/acme/challenges.js';
 import { TlsAlpn01Responder } from '../../src/tls/acme/tls-alpn01.js';
 import { Http01Responder } from '../../src/tls/acme/http01.js';
-import { FIRST_RETRY_MS, MAX_RETRY_MS, needsRenewal, parseRetryAfter, renewalTime, retryDelay } from '../../src/tls/acme/renew-policy.js';
+import { ARI_DEFAULT_CHECK_MS, ARI_MAX_CHECK_MS, ARI_MIN_CHECK_MS, FIRST_RETRY_MS, MAX_RETRY_MS, ariCheckDelay, needsRenewal, parseRetryAfter, renewalTime, retryDelay, timeInWindow } from '../../src/tls/acme/renew-policy.js';
+import { ariCertId, parseRenewalInfo, refusedAsReplacement, serialDerBytes } from '../../src/tls/acme/ari.js';
 import { acquireLock, ensureStorage, managedPaths, readStored, writeSecretFile } from '../../src/tls/acme/storage.js';
 import { createSelfSignedCert } from '../../src/tls/self-signed.js';
 
@@ -234,5 +236,113 @@ describe('TLS-ALPN-01 responder', () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+/** Runs openssl; throws with its stderr when it fails. */
+function openssl(args: string[]): string {
+  const r = spawnSync('openssl', args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`openssl ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+
+describe('ACME Renewal Information (RFC 9773)', () => {
+  let dir: string;
+  before(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aludel-ari-unit-'));
+  });
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  /** A leaf issued by a CA made here with openssl, with the given serial and an AKI keyid. */
+  function issue(serialHex: string): string {
+    const ca = path.join(dir, 'ca');
+    if (!fs.existsSync(`${ca}.pem`)) {
+      openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=ARI test CA', '-days', '2', '-keyout', `${ca}.key`, '-out', `${ca}.pem`, '-addext', 'subjectKeyIdentifier=hash']);
+    }
+    const leaf = path.join(dir, `leaf-${serialHex}`);
+    openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=a.example.com', '-keyout', `${leaf}.key`, '-out', `${leaf}.csr`]);
+    fs.writeFileSync(`${leaf}.ext`, 'authorityKeyIdentifier=keyid:always\n');
+    openssl(['x509', '-req', '-in', `${leaf}.csr`, '-CA', `${ca}.pem`, '-CAkey', `${ca}.key`, '-set_serial', `0x${serialHex}`, '-days', '1', '-extfile', `${leaf}.ext`, '-out', `${leaf}.pem`]);
+    return fs.readFileSync(`${leaf}.pem`, 'utf8');
+  }
+
+  /**
+   * The certID from openssl's own reading: the AKI as `x509 -text` prints it, and the serial's
+   * content bytes cut from the DER where `asn1parse` places the INTEGER (the first one at depth 2).
+   */
+  function certIdFromOpenssl(pem: string): { certId: string; serialDer: Buffer } {
+    const file = path.join(dir, 'read.pem');
+    fs.writeFileSync(file, pem);
+    const text = openssl(['x509', '-in', file, '-noout', '-text']);
+    const aki = /Authority Key Identifier:\s*\n\s*(?:keyid:)?([0-9A-F:]+)/i.exec(text)![1]!;
+    const at = /^\s*(\d+):d=2\s+hl=(\d+)\s+l=\s*(\d+)\s+prim:\s+INTEGER/m.exec(openssl(['asn1parse', '-in', file]))!;
+    const [offset, header, length] = [Number(at[1]), Number(at[2]), Number(at[3])];
+    const der = spawnSync('openssl', ['x509', '-in', file, '-outform', 'DER']).stdout;
+    const serialDer = der.subarray(offset + header, offset + header + length);
+    return { certId: `${Buffer.from(aki.replace(/:/g, ''), 'hex').toString('base64url')}.${serialDer.toString('base64url')}`, serialDer };
+  }
+
+  test('§4.1 certID: AKI keyIdentifier "." DER serial, base64url without padding; a 0x00 first where DER has one', async () => {
+    // 16 bytes with the top bit set: DER adds 0x00 (17 content bytes).
+    const high = issue('8a1b2c3d4e5f60718293a4b5c6d7e8f9');
+    const h = certIdFromOpenssl(high);
+    assert.equal(h.serialDer.toString('hex'), '008a1b2c3d4e5f60718293a4b5c6d7e8f9');
+    assert.equal(await ariCertId(high), h.certId);
+    assert.match(h.certId, /^[A-Za-z0-9_-]+\.AIob[A-Za-z0-9_-]+$/);
+    // Top bit clear: no leading zero.
+    const low = issue('3a1b2c3d4e5f60718293a4b5c6d7e8f9');
+    const l = certIdFromOpenssl(low);
+    assert.equal(l.serialDer.toString('hex'), '3a1b2c3d4e5f60718293a4b5c6d7e8f9');
+    assert.equal(await ariCertId(low), l.certId);
+    // The example of §4.1: keyIdentifier 69:88:5B:..., serial 0x87654321 (DER 00 87 65 43 21).
+    assert.equal(serialDerBytes('87654321').toString('base64url'), 'AIdlQyE');
+    assert.equal(Buffer.from('69885B6B87464041E1B37B847BA0AE2CDE01C8D4', 'hex').toString('base64url'), 'aYhba4dGQEHhs3uEe6CuLN4ByNQ');
+    assert.equal(serialDerBytes('0087654321').toString('hex'), '0087654321');
+    assert.equal(serialDerBytes('7f').toString('hex'), '7f');
+  });
+
+  test('§4.1: no certID for a certificate without an Authority Key Identifier (the self-signed stand-in)', async () => {
+    const c = await createSelfSignedCert({ commonName: 'a.example.com', altNames: ['a.example.com'] });
+    assert.equal(await ariCertId(c.certPem), null);
+    assert.equal(await ariCertId('no certificate here'), null);
+  });
+
+  test('§4.2 suggestedWindow: RFC 3339 start and end, end after start; explanationURL kept when it is an http(s) URL', () => {
+    const ok = parseRenewalInfo(JSON.stringify({ suggestedWindow: { start: '2026-01-02T00:00:00Z', end: '2026-01-03T12:00:00.5+02:00' }, explanationURL: 'https://ca.example/why' }));
+    assert.deepEqual(ok, { window: { start: Date.parse('2026-01-02T00:00:00Z'), end: Date.parse('2026-01-03T10:00:00.5Z') }, explanationURL: 'https://ca.example/why' });
+    assert.equal(parseRenewalInfo(JSON.stringify({ suggestedWindow: { start: '2026-01-02T00:00:00Z', end: '2026-01-03T00:00:00Z' }, explanationURL: 'javascript:alert(1)' })).explanationURL, null);
+    assert.throws(() => parseRenewalInfo(JSON.stringify({ suggestedWindow: { start: '2026-01-03T00:00:00Z', end: '2026-01-02T00:00:00Z' } })), /ends .* before it starts/);
+    assert.throws(() => parseRenewalInfo(JSON.stringify({ suggestedWindow: { start: '2026-01-02T00:00:00Z', end: '2026-01-02T00:00:00Z' } })), /before it starts/);
+    assert.throws(() => parseRenewalInfo(JSON.stringify({ suggestedWindow: { start: 'Fri, 02 Jan 2026 00:00:00 GMT', end: '2026-01-03T00:00:00Z' } })), /start is not an RFC 3339/);
+    assert.throws(() => parseRenewalInfo(JSON.stringify({ suggestedWindow: { start: '2026-01-02T00:00:00Z', end: 1767225600000 } })), /end is not an RFC 3339/);
+    assert.throws(() => parseRenewalInfo(JSON.stringify({ window: {} })), /no suggestedWindow/);
+    assert.throws(() => parseRenewalInfo('<html>'), /not JSON/);
+  });
+
+  test('§4.2: a time uniformly inside the window; the same window again keeps the time chosen', () => {
+    const w = { start: 1000, end: 2000 };
+    assert.equal(timeInWindow(w, 0), 1000);
+    assert.equal(timeInWindow(w, 0.5), 1500);
+    assert.ok(timeInWindow(w, 0.999999) < 2000);
+    assert.equal(timeInWindow(w, 0.9, { window: { start: 1000, end: 2000 }, at: 1234 }), 1234);
+    assert.equal(timeInWindow({ start: 5000, end: 6000 }, 0.5, { window: w, at: 1234 }), 5500);
+  });
+
+  test('§4.3: the next check after Retry-After, clamped to 1 min .. 24 h; 6 h without one', () => {
+    assert.equal(ariCheckDelay(null), ARI_DEFAULT_CHECK_MS);
+    assert.equal(ariCheckDelay(0), ARI_MIN_CHECK_MS);
+    assert.equal(ariCheckDelay(10_000), 60_000);
+    assert.equal(ariCheckDelay(3 * 3600_000), 3 * 3600_000);
+    assert.equal(ariCheckDelay(2 * 86_400_000), ARI_MAX_CHECK_MS);
+    assert.equal(ARI_MAX_CHECK_MS, 86_400_000);
+    assert.equal(ariCheckDelay(parseRetryAfter('21600', 0)), 21_600_000);
+  });
+
+  test('§5: a refusal about "replaces" is retried without it; a rate limit or another refusal is not', () => {
+    assert.equal(refusedAsReplacement(409, { type: 'urn:ietf:params:acme:error:alreadyReplaced', detail: 'certificate already replaced' }), true);
+    assert.equal(refusedAsReplacement(400, { type: 'urn:ietf:params:acme:error:malformed', detail: 'invalid "replaces" field' }), true);
+    assert.equal(refusedAsReplacement(429, { type: 'urn:ietf:params:acme:error:rateLimited', detail: 'too many replacements' }), false);
+    assert.equal(refusedAsReplacement(400, { type: 'urn:ietf:params:acme:error:rejectedIdentifier', detail: 'name blocked' }), false);
+    assert.equal(refusedAsReplacement(500, { type: 'urn:ietf:params:acme:error:serverInternal', detail: 'replaces failed' }), false);
   });
 });
