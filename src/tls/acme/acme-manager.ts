@@ -15,7 +15,8 @@
 import type { Logger } from '../../log/logger.js';
 import { createSelfSignedCert } from '../self-signed.js';
 import { loadCertificate } from '../certificates.js';
-import { orderCertificate, type AcmeAccountSettings, type AcmeChallengeType, AcmeOrderError } from './acme-order.js';
+import { configureTransport, orderCertificate, type AcmeAccountSettings, type AcmeChallengeType, AcmeOrderError } from './acme-order.js';
+import { AriTracker, type AriStatus } from './ari-tracker.js';
 import { ChallengeRegistry } from './challenges.js';
 import { needsRenewal, parseRetryAfter, renewalTime, retryDelay } from './renew-policy.js';
 import { acquireLock, ensureStorage, managedPaths, readStored, setAsideCorrupt, writeSecretFile, type ManagedPaths } from './storage.js';
@@ -38,6 +39,8 @@ export interface ManagedCertificateStatus {
   lastError: string | null;
   lastErrorAt: string | null;
   failures: number;
+  /** The CA's suggested renewal window (RFC 9773) for the certificate in service, when it gave one; nextRenewal is chosen in it. */
+  ari?: AriStatus | null;
 }
 
 /**
@@ -79,6 +82,7 @@ export class AcmeManager {
   private readonly hooks: TestHooks;
   /** Orders run one at a time: kinder to the CA, and each failure keeps its own Retry-After (acme-order.ts). */
   private queue: Promise<void> = Promise.resolve();
+  private readonly ari: AriTracker;
 
   constructor(private readonly s: AcmeSettings, private readonly log: Logger, private readonly onIssued: () => void) {
     this.managed = s.domains.map((name) => ({
@@ -88,6 +92,7 @@ export class AcmeManager {
       timer: null,
       running: false,
     }));
+    this.ari = new AriTracker(s.directoryUrl, () => configureTransport(s.caFile), log);
     this.hooks = ((globalThis as Record<symbol, unknown>)[TEST_HOOKS] as TestHooks | undefined) ?? {};
   }
 
@@ -97,7 +102,7 @@ export class AcmeManager {
   }
 
   status(): ManagedCertificateStatus[] {
-    return this.managed.map((m) => ({ ...m.status }));
+    return this.managed.map((m) => ({ ...m.status, ari: this.ari.status(m.name) }));
   }
 
   /** Before the listeners start: the directory (0700) and a loadable pair for every name. */
@@ -122,6 +127,7 @@ export class AcmeManager {
 
   close(): void {
     this.closed = true;
+    this.ari.close();
     for (const m of this.managed) if (m.timer) clearTimeout(m.timer);
   }
 
@@ -138,12 +144,20 @@ export class AcmeManager {
     m.status.serial = stored.serial;
     m.status.issuer = stored.issuer;
     m.status.notAfter = new Date(stored.notAfter).toISOString();
+    if (!stored.selfIssued) this.ari.watch(m.name, { certFile: m.paths.certFile, serial: stored.serial, notAfter: stored.notAfter }, () => this.ariChanged(m));
+  }
+
+  /** A new answer from the CA (RFC 9773): a planned renewal moves to it; a running order or a failure's backoff keeps its own timing. */
+  private ariChanged(m: Managed): void {
+    if (this.closed || m.running || m.status.failures > 0 || m.timer === null) return;
+    this.schedule(m, this.dueIn(m));
   }
 
   private dueIn(m: Managed): number {
     const stored = readStored(m.paths);
     if (stored.state !== 'valid' || stored.selfIssued) return 0;
-    const delay = Math.max(0, renewalTime(stored.notBefore, stored.notAfter) - Date.now());
+    const at = this.ari.renewalAt(m.name, stored.serial) ?? renewalTime(stored.notBefore, stored.notAfter);
+    const delay = Math.max(0, at - Date.now());
     return this.hooks.renewalDelay?.(m.name, delay) ?? delay;
   }
 
@@ -209,7 +223,7 @@ export class AcmeManager {
     this.log.info({ domain: m.name, directory: this.s.directoryUrl, challenge: this.challenge }, 'acme: ordering a certificate');
     let issued;
     try {
-      issued = await orderCertificate(this.s, m.name, { type: this.challenge, http01: this.http01, tlsAlpn01: this.tlsAlpn01, challengeFile: m.paths.challengeFile });
+      issued = await orderCertificate(this.s, m.name, { type: this.challenge, http01: this.http01, tlsAlpn01: this.tlsAlpn01, challengeFile: m.paths.challengeFile }, this.ari.replaces(m.name));
       // Checked (key matches, chain in order) before it replaces the pair in service.
       writeSecretFile(m.paths.certFile, `${issued.certPem.trim()}\n${issued.keyPem}`, (tmp) => void loadCertificate({ certFile: tmp, keyFile: tmp }, 0));
     } catch (err) {
@@ -234,7 +248,7 @@ export class AcmeManager {
   /** Kept beside the pair for `aludel doctor --acme-storage` (acme-report.ts); a failure to write it is only logged. */
   private persist(m: Managed): void {
     try {
-      writeSecretFile(m.paths.statusFile, `${JSON.stringify({ nextRenewal: m.status.nextRenewal, lastError: m.status.lastError, lastErrorAt: m.status.lastErrorAt, failures: m.status.failures })}\n`);
+      writeSecretFile(m.paths.statusFile, `${JSON.stringify({ nextRenewal: m.status.nextRenewal, lastError: m.status.lastError, lastErrorAt: m.status.lastErrorAt, failures: m.status.failures, ari: this.ari.status(m.name) })}\n`);
     } catch (err) {
       this.log.warn({ domain: m.name, file: m.paths.statusFile, error: (err as Error).message }, 'acme: cannot record the renewal state');
     }

@@ -14,6 +14,8 @@ import acme from 'acme-client';
 import { accountKeyFile, writeSecretFile } from './storage.js';
 import type { Http01Responder } from './http01.js';
 import type { TlsAlpn01Responder } from './tls-alpn01.js';
+import { orderAsReplacement } from './ari.js';
+import type { Replaces } from './ari-tracker.js';
 
 /** The ACME challenge types Aludel answers (RFC 8555 §8.3, RFC 8737). */
 export type AcmeChallengeType = 'http-01' | 'tls-alpn-01';
@@ -47,7 +49,7 @@ export class AcmeOrderError extends Error {
  * and no retries of its own (it would sleep through Retry-After inside the
  * request; the scheduler backs off instead, and keeps serving meanwhile).
  */
-function configureTransport(caFile: string | null): https.Agent {
+export function configureTransport(caFile: string | null): https.Agent {
   const extra = [caFile, process.env.NODE_EXTRA_CA_CERTS].filter((f): f is string => typeof f === 'string' && f !== '');
   const defaults = acme.axios.defaults as typeof acme.axios.defaults & { acmeSettings?: { retryMaxAttempts: number } };
   if (defaults.acmeSettings) defaults.acmeSettings.retryMaxAttempts = 0;
@@ -135,12 +137,13 @@ export interface Issued {
   keyPem: string;
 }
 
-/** Orders a certificate for `name`; throws AcmeOrderError with the CA's reason. */
-export async function orderCertificate(account: AcmeAccountSettings, name: string, answer: ChallengeAnswer): Promise<Issued> {
+/** Orders a certificate for `name`, as the replacement of `replaces` when given (RFC 9773 §5); throws AcmeOrderError with the CA's reason. */
+export async function orderCertificate(account: AcmeAccountSettings, name: string, answer: ChallengeAnswer, replaces: Replaces | null = null): Promise<Issued> {
   try {
     lastRetryAfter = undefined;
     await probeDirectory(account.directoryUrl, configureTransport(account.caFile));
     const client = await accountClient(account);
+    if (replaces) orderAsReplacement(client, replaces);
     const [key, csr] = await acme.crypto.createCsr({ commonName: name, altNames: [name] }, await acme.crypto.createPrivateEcdsaKey('P-256'));
     const certPem = await client.auto({
       csr,

@@ -14,7 +14,7 @@ export interface AcmeReportEntry extends Omit<ManagedCertificateStatus, 'state'>
   state: ManagedCertificateStatus['state'] | 'missing' | 'corrupt';
 }
 
-function savedStatus(file: string): Partial<Pick<ManagedCertificateStatus, 'nextRenewal' | 'lastError' | 'lastErrorAt' | 'failures'>> {
+function savedStatus(file: string): Partial<Pick<ManagedCertificateStatus, 'nextRenewal' | 'lastError' | 'lastErrorAt' | 'failures' | 'ari'>> {
   try {
     return JSON.parse(fs.readFileSync(file, 'utf8')) as ReturnType<typeof savedStatus>;
   } catch {
@@ -29,7 +29,7 @@ export function readAcmeReport(dir: string): AcmeReportEntry[] {
     const paths = managedPaths(dir, name);
     const stored = readStored(paths);
     const saved = savedStatus(paths.statusFile);
-    const base = { name, nextRenewal: saved.nextRenewal ?? null, lastError: saved.lastError ?? null, lastErrorAt: saved.lastErrorAt ?? null, failures: saved.failures ?? 0 };
+    const base = { name, nextRenewal: saved.nextRenewal ?? null, lastError: saved.lastError ?? null, lastErrorAt: saved.lastErrorAt ?? null, failures: saved.failures ?? 0, ari: saved.ari ?? null };
     if (stored.state !== 'valid') {
       return { ...base, state: stored.state, serial: null, issuer: null, notAfter: null, lastError: stored.state === 'corrupt' ? stored.reason : base.lastError };
     }
