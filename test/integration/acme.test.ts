@@ -60,9 +60,14 @@ describe('ACME with pebble', { skip, concurrency: false }, () => {
       assert.equal(st.acme[0]!.serial, served.serialNumber);
       assert.equal(st.acme[0]!.lastError, null);
       assert.equal(new Date(String(st.acme[0]!.notAfter)).getTime(), new Date(served.valid_to).getTime());
-      // Renewal at two thirds of the lifetime: after now, before the end.
+      // Pebble's directory has no renewalInfo (RFC 9773): said once, at level info, and the renewal stays at two thirds of the lifetime.
+      const noAri = await server.waitForLog((l) => l.msg === 'acme: the CA offers no renewal information (RFC 9773); renewing at two thirds of the lifetime', 10_000);
+      assert.equal(noAri.level, 30);
+      const from = Date.parse(served.valid_from);
+      const twoThirds = from + Math.floor(((Date.parse(served.valid_to) - from) * 2) / 3);
       const next = Date.parse(String(st.acme[0]!.nextRenewal));
-      assert.ok(next > Date.now() && next < Date.parse(served.valid_to), `next renewal ${String(st.acme[0]!.nextRenewal)}`);
+      assert.ok(next > Date.now() && Math.abs(next - twoThirds) < 2000, `next renewal ${String(st.acme[0]!.nextRenewal)}, two thirds ${new Date(twoThirds).toISOString()}`);
+      assert.equal(st.acme[0]!.ari, null);
     } finally {
       await server.stop();
       await pebble.stop();
