@@ -116,12 +116,13 @@ export class AriTracker {
     if (!this.current(e) || Date.now() >= e.notAfter) return;
     let answer;
     try {
-      const base = await renewalInfoUrl(this.directoryUrl, this.agent());
+      const agent = this.agent();
+      const base = await renewalInfoUrl(this.directoryUrl, agent);
       if (base === null) {
         this.log.info({ domain: e.name, directory: this.directoryUrl }, 'acme: the CA offers no renewal information (RFC 9773); renewing at two thirds of the lifetime');
         return;
       }
-      answer = await fetchRenewalInfo(base, e.certId!, this.agent());
+      answer = await fetchRenewalInfo(base, e.certId!, agent);
     } catch (err) {
       if (this.current(e)) this.failed(e, (err as Error).message);
       return;
