@@ -89,6 +89,28 @@ async function makeIssuer(): Promise<{ caPem: string; sign(csrB64u: string, name
   return { caPem: ca.toString('pem'), sign };
 }
 
+type Json = (status: number, value: unknown, extra?: Record<string, string>) => void;
+type Route = (req: IncomingMessage, body: string, json: Json, res: ServerResponse, headers: Record<string, string>) => void | Promise<void>;
+
+/** An HTTPS server on a free loopback port: every answer with a fresh Replay-Nonce, JSON or a problem document (RFC 8555 §6.5, §6.7). */
+async function listen(pair: { certPem: string; keyPem: string }, route: Route): Promise<https.Server> {
+  let nonce = 0;
+  const server = https.createServer({ cert: pair.certPem, key: pair.keyPem }, (req, res) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (c: string) => { body += c; });
+    req.on('end', () => {
+      const headers = { 'Replay-Nonce': `nonce${++nonce}`, 'Cache-Control': 'no-store' };
+      const json: Json = (status, value, extra = {}) => {
+        res.writeHead(status, { ...headers, 'Content-Type': status >= 400 ? 'application/problem+json' : 'application/json', ...extra }).end(JSON.stringify(value));
+      };
+      void Promise.resolve(route(req, body, json, res, headers)).catch((err: Error) => json(500, { type: 'urn:ietf:params:acme:error:serverInternal', detail: err.message, status: 500 }));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  return server;
+}
+
 export async function startFakeAcme(dir: string, refusals: Record<string, Refusal>, issuing?: FakeIssuing): Promise<FakeAcme> {
   const pair = await createSelfSignedCert({ commonName: 'fake acme', altNames: ['127.0.0.1'] });
   const caFile = path.join(dir, 'fake-acme.pem');
@@ -97,10 +119,9 @@ export async function startFakeAcme(dir: string, refusals: Record<string, Refusa
   const state: FakeAcme = { directoryUrl: '', caFile, orders: [], newOrders: [], issued: [], renewalInfoRequests: [], close: async () => undefined };
   const chains: string[] = [];
   let base = '';
-  let nonce = 0;
   let replacesRefused = false;
 
-  function route(req: IncomingMessage, body: string, json: (status: number, value: unknown, extra?: Record<string, string>) => void, res: ServerResponse, headers: Record<string, string>): void | Promise<void> {
+  function route(req: IncomingMessage, body: string, json: Json, res: ServerResponse, headers: Record<string, string>): void | Promise<void> {
     const url = req.url ?? '';
     if (url === '/dir') {
       return json(200, { newNonce: `${base}/nonce`, newAccount: `${base}/account`, newOrder: `${base}/order`, revokeCert: `${base}/revoke`, keyChange: `${base}/key`, ...(issuing?.renewalInfo ? { renewalInfo: `${base}/renewal-info/` } : {}) });
@@ -116,7 +137,7 @@ export async function startFakeAcme(dir: string, refusals: Record<string, Refusa
     json(404, { type: 'urn:ietf:params:acme:error:malformed', detail: 'not found', status: 404 });
   }
 
-  function newOrder(p: Record<string, unknown>, json: (status: number, value: unknown, extra?: Record<string, string>) => void): void {
+  function newOrder(p: Record<string, unknown>, json: Json): void {
     const name = (p.identifiers as Array<{ value: string }> | undefined)?.[0]?.value ?? '';
     const replaces = typeof p.replaces === 'string' ? p.replaces : undefined;
     state.orders.push(name);
@@ -133,7 +154,7 @@ export async function startFakeAcme(dir: string, refusals: Record<string, Refusa
     json(r.status, { type: r.type, detail: r.detail, status: r.status }, r.retryAfter ? { 'Retry-After': r.retryAfter } : {});
   }
 
-  async function finalize(n: number, csr: string, json: (status: number, value: unknown) => void): Promise<void> {
+  async function finalize(n: number, csr: string, json: Json): Promise<void> {
     const name = state.newOrders[n]!.name;
     const c = await issuer!.sign(csr, name);
     chains[n] = c.pem;
@@ -141,7 +162,7 @@ export async function startFakeAcme(dir: string, refusals: Record<string, Refusa
     json(200, { status: 'valid', identifiers: [{ type: 'dns', value: name }], authorizations: [`${base}/authz/${n}`], finalize: `${base}/finalize/${n}`, certificate: `${base}/cert/${n}` });
   }
 
-  function renewalInfo(certId: string, json: (status: number, value: unknown, extra?: Record<string, string>) => void): void {
+  function renewalInfo(certId: string, json: Json): void {
     state.renewalInfoRequests.push(certId);
     const index = state.issued.findIndex((c) => c.certId === certId);
     if (index < 0) return json(404, { type: 'urn:ietf:params:acme:error:malformed', detail: `no certificate ${certId}`, status: 404 });
@@ -149,19 +170,7 @@ export async function startFakeAcme(dir: string, refusals: Record<string, Refusa
     json(a.status ?? 200, a.body, a.retryAfter ? { 'Retry-After': a.retryAfter } : {});
   }
 
-  const server = https.createServer({ cert: pair.certPem, key: pair.keyPem }, (req, res) => {
-    let body = '';
-    req.setEncoding('utf8');
-    req.on('data', (c: string) => { body += c; });
-    req.on('end', () => {
-      const headers = { 'Replay-Nonce': `nonce${++nonce}`, 'Cache-Control': 'no-store' };
-      const json = (status: number, value: unknown, extra: Record<string, string> = {}): void => {
-        res.writeHead(status, { ...headers, 'Content-Type': status >= 400 ? 'application/problem+json' : 'application/json', ...extra }).end(JSON.stringify(value));
-      };
-      void Promise.resolve(route(req, body, json, res, headers)).catch((err: Error) => json(500, { type: 'urn:ietf:params:acme:error:serverInternal', detail: err.message, status: 500 }));
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const server = await listen(pair, route);
   base = `https://127.0.0.1:${(server.address() as { port: number }).port}`;
   state.directoryUrl = `${base}/dir`;
   state.close = () => new Promise((resolve) => { server.closeAllConnections(); server.close(() => resolve()); });
