@@ -53,7 +53,9 @@ export async function startNodeHttps(opts: { file: string; certFile: string; key
     }).listen(${port}, '127.0.0.1');`;
   const cmd = [...(opts.wrapper ?? []), process.execPath, '-e', script];
   const daemon = spawnDaemon(cmd[0]!, cmd.slice(1), { env: opts.env });
-  await waitReady(daemon, 'node https server', () => accepts(port), async () => daemon.output(), 30_000);
+  // Two Node start-ups under `aludel run` (the CLI, then this server), each tens of seconds on the kTLS VM's
+  // emulated CPU and more on a loaded host: 30 s was once not enough (CI, the host busy with other runs).
+  await waitReady(daemon, 'node https server', () => accepts(port), async () => daemon.output(), 120_000);
   return { port, daemon, stop: () => daemon.stop() };
 }
 
