@@ -23,6 +23,7 @@ import { startRedirectFor } from './serve-command.js';
 import { formatAddress, listenError } from './listeners.js';
 import { startWorkerAdmin, type WorkerMetricsSource } from './primary-admin.js';
 import type { SignalTargets } from './signals.js';
+import { CacheRelay } from './cache-relay.js';
 
 type PrimarySettings = ListenerSettings & Partial<Pick<HttpServerSettings, 'redirectHttp'>> & { mode: 'serve' | 'http' | 'tcp' };
 
@@ -70,6 +71,8 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
   private readonly exited = new Set<() => void>();
   private metricsId = 0;
   private readonly metricsWaiters = new Map<number, { want: number; got: unknown[][]; done(v: unknown[][]): void }>();
+  /** --cache: the workers' cache events and fill locks (cache-relay.ts). */
+  private readonly cacheRelay: CacheRelay;
 
   constructor(
     private readonly s: PrimarySettings,
@@ -82,6 +85,7 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
     this.slots = Array.from({ length: s.workers }, (_, i) => ({ index: i + 1, child: null, startedAt: 0, deaths: 0, ready: false, reloadPending: false, timer: null }));
     // --ticket-keys files are read by each worker (and re-read on HUP); otherwise one ring for all, made here.
     this.ticketKeys = s.ticketKeyFiles.length > 0 ? null : [generateTicketKey()];
+    this.cacheRelay = new CacheRelay(() => this.slots.flatMap((w) => (w.child === null ? [] : [w.child])), log);
   }
 
   get workerPids(): number[] {
@@ -114,6 +118,7 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
     w.child = child;
     this.log.info({ worker: w.index, workerPid: child.pid }, 'worker started');
     child.on('message', (m: unknown) => this.onMessage(w, child, m));
+    child.on('message', (m: unknown) => this.cacheRelay.onMessage(child, m));
     child.on('error', (err) => {
       // fork(2) itself failed (EAGAIN, ENOMEM): no 'exit' will follow, so it counts as a death here.
       if (child.pid === undefined) {
@@ -150,6 +155,7 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
 
   private onExit(w: Slot, child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
     if (w.child === child) w.child = null;
+    this.cacheRelay.workerExited(child.pid);
     for (const notify of [...this.exited]) notify();
     if (this.stopping) {
       this.log.info({ worker: w.index, workerPid: child.pid, code, signal }, 'worker stopped');
