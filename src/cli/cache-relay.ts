@@ -134,9 +134,13 @@ export class WorkerCachePeers implements CachePeers {
   }
 }
 
-/** False when there is no channel to the primary (it is gone). */
+/**
+ * False when there is no channel to the primary (it is gone). A send that
+ * fails later (the primary died meanwhile) is ignored: the worker stops on
+ * 'disconnect' (worker-link.ts), and a lock request then times out.
+ */
 function send(m: CacheToPrimary): boolean {
   if (process.send === undefined || !process.connected) return false;
-  process.send(m);
+  process.send(m, () => undefined);
   return true;
 }

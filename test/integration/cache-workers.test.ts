@@ -178,7 +178,7 @@ describe('--workers 2 --cache: one cache for all workers', () => {
     const slow = get(p, url, '-H', 'X-Sink-Rate: 100000');
     const tmp = /^[0-9a-f]{32}\.(\d+)\.body\.tmp$/;
     const temps = (): string[] => fs.readdirSync(p.dir, { recursive: true }).map(String).filter((f) => tmp.test(path.basename(f)));
-    await waitUntil(() => temps().some((f) => fs.statSync(path.join(p.dir, f)).size > 0), 10_000);
+    await waitUntil(() => temps().some((f) => (fs.statSync(path.join(p.dir, f), { throwIfNoEntry: false })?.size ?? 0) > 0), 10_000);
     const victim = Number(tmp.exec(path.basename(temps()[0]!))![1]);
     assert.ok(p.pids.includes(victim), 'the temporary file names the filling worker');
     const survivor = p.pids.find((pid) => pid !== victim)!;
@@ -201,6 +201,8 @@ describe('--workers 2 --cache: one cache for all workers', () => {
     assert.ok(complete.length >= 1, 'the waiting request in the other worker was answered');
     for (const r of complete) assert.equal(sha256(r.stdout), patternSha256(size), 'every complete answer is the whole body');
     const restarted = await p.waitForLog((l) => l.msg === 'worker ready' && l.workerPid !== survivor, 30_000, mark);
+    // Logged once its fill is committed (and its 'stored' sent to the restarted worker).
+    await p.waitForLog((l) => l.msg === 'request' && l.url === url && l.pid === survivor, 10_000, mark);
     // Later requests, on both workers (the survivor and the restarted one): whole bodies, from one fresh fill.
     const later = await fromBoth({ ...p, pids: [survivor, restarted.workerPid as number] }, url);
     for (const { r } of later) assert.equal(sha256(r.stdout), patternSha256(size));
