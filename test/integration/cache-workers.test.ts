@@ -62,7 +62,8 @@ function get(p: Running, url: string, ...extra: string[]): Promise<RunResult> {
 }
 
 const since = (p: Running, from: number, pred: (l: LogLine) => boolean): LogLine[] => p.logs.slice(from).filter(pred);
-const requests = (p: Running, from: number, url: string): LogLine[] => since(p, from, (l) => l.msg === 'request' && l.url === url);
+/** GETs only: the line of a PURGE or POST of the same URL can be written after the next request's mark. */
+const requests = (p: Running, from: number, url: string): LogLine[] => since(p, from, (l) => l.msg === 'request' && l.url === url && l.method === 'GET');
 const connections = (p: Running, from: number): LogLine[] => since(p, from, (l) => l.msg === 'TLS established');
 const waiting = (p: Running, from: number): LogLine[] => since(p, from, (l) => l.msg.startsWith('cache: waiting'));
 const sinkCount = (url: string): number => sink.requests.filter((r) => r.url === url).length;
