@@ -93,6 +93,7 @@ export class HttpCache {
     const onChange = peers === null ? undefined : (c: PeerEvent & { event: 'stored' | 'removed' }): void => peers.publish(c);
     const cache = new HttpCache(await CacheStore.open({ dir: o.dir, maxBytes: o.maxBytes, targets, log: o.log, onChange }), o, targets);
     peers?.subscribe((e) => cache.onPeerEvent(e));
+    peers?.answerPurges((url) => cache.purge(url));
     return cache;
   }
 

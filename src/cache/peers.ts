@@ -32,4 +32,6 @@ export interface CachePeers {
   unlock(key: string): void;
   /** Events from the others, in the order they were sent; those received before this call are delivered too. */
   subscribe(fn: (e: PeerEvent) => void): void;
+  /** Purges asked for from outside the workers (the primary's admin listener): `fn` purges a URL and says how many responses went. */
+  answerPurges(fn: (url: string) => number): void;
 }

@@ -14,6 +14,9 @@
  *   dies: its 'exit') it tells every worker 'unlocked'. The primary outlives
  *   its workers, so no lock outlives its holder and no lock file can be left
  *   stale on disk.
+ * - The admin listener's POST /purge (the primary's) is passed to one
+ *   worker, which purges as for a PURGE request: its 'invalidated' reaches
+ *   the others.
  */
 import type { ChildProcess } from 'node:child_process';
 import type { Logger } from '../log/logger.js';
@@ -21,16 +24,21 @@ import type { CachePeers, LockAnswer, PeerEvent, PublishedEvent } from '../cache
 
 /** How long a worker waits for the primary's answer to a lock request before filling without the lock. */
 const LOCK_ANSWER_MS = 2_000;
+/** How long the primary waits for a worker to answer a purge. */
+const PURGE_ANSWER_MS = 2_000;
 
 export type CacheToPrimary =
   | { type: 'cache'; op: 'event'; e: PublishedEvent }
   | { type: 'cache'; op: 'lock'; key: string; seq: number }
-  | { type: 'cache'; op: 'unlock'; key: string };
+  | { type: 'cache'; op: 'unlock'; key: string }
+  | { type: 'cache'; op: 'purged'; seq: number; purged: number };
 
 export type CacheToWorker =
   | { type: 'cache'; op: 'event'; e: PeerEvent }
   /** `mine`: the asking worker holds it itself (another of its requests fills the key). */
-  | { type: 'cache'; op: 'lock'; seq: number; granted: boolean; mine: boolean };
+  | { type: 'cache'; op: 'lock'; seq: number; granted: boolean; mine: boolean }
+  /** The admin listener's POST /purge: the worker purges `url` and answers 'purged'. */
+  | { type: 'cache'; op: 'purge'; seq: number; url: string };
 
 function isCacheMessage<T extends { type: 'cache' }>(m: unknown): m is T {
   return typeof m === 'object' && m !== null && (m as { type?: unknown }).type === 'cache' && typeof (m as { op?: unknown }).op === 'string';
@@ -40,6 +48,8 @@ function isCacheMessage<T extends { type: 'cache' }>(m: unknown): m is T {
 export class CacheRelay {
   /** Key -> pid of the worker filling it. */
   private readonly locks = new Map<string, number>();
+  private purgeSeq = 0;
+  private readonly purges = new Map<number, (n: number) => void>();
 
   constructor(
     private readonly workers: () => ChildProcess[],
@@ -51,6 +61,25 @@ export class CacheRelay {
     if (m.op === 'event') this.send(m.e, (c) => c !== from);
     else if (m.op === 'lock') this.lock(from, from.pid, m.key, m.seq);
     else if (m.op === 'unlock' && this.locks.get(m.key) === from.pid) this.unlock(m.key);
+    else if (m.op === 'purged') this.purges.get(m.seq)?.(m.purged);
+  }
+
+  /**
+   * Purges a URL (the admin listener's POST /purge) through one live worker:
+   * how many stored responses went. Rejects when no worker answers.
+   */
+  purge(url: string): Promise<number> {
+    const to = this.workers().find((c) => c.connected);
+    if (to === undefined) return Promise.reject(new Error('no worker is running'));
+    const seq = ++this.purgeSeq;
+    return new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`worker ${to.pid} did not answer within ${PURGE_ANSWER_MS} ms`)), PURGE_ANSWER_MS);
+      this.purges.set(seq, (n) => {
+        clearTimeout(timer);
+        resolve(n);
+      });
+      this.reply(to, { type: 'cache', op: 'purge', seq, url });
+    }).finally(() => this.purges.delete(seq));
   }
 
   /** A worker died (kill -9, a crash): its fills will never end, so their keys are free again. */
@@ -86,6 +115,7 @@ export class WorkerCachePeers implements CachePeers {
   private seq = 0;
   private readonly answers = new Map<number, (a: LockAnswer) => void>();
   private listener: ((e: PeerEvent) => void) | null = null;
+  private purger: ((url: string) => number) | null = null;
   /** Events received before the cache subscribed (while its index was rebuilt). */
   private early: PeerEvent[] = [];
 
@@ -99,6 +129,8 @@ export class WorkerCachePeers implements CachePeers {
     if (m.op === 'lock') {
       this.answers.get(m.seq)?.(m.granted ? 'granted' : m.mine ? 'mine' : 'held');
       this.answers.delete(m.seq);
+    } else if (m.op === 'purge') {
+      if (this.purger !== null) send({ type: 'cache', op: 'purged', seq: m.seq, purged: this.purger(m.url) });
     } else if (this.listener !== null) this.listener(m.e);
     else this.early.push(m.e);
   }
@@ -126,6 +158,10 @@ export class WorkerCachePeers implements CachePeers {
 
   unlock(key: string): void {
     send({ type: 'cache', op: 'unlock', key });
+  }
+
+  answerPurges(fn: (url: string) => number): void {
+    this.purger = fn;
   }
 
   subscribe(fn: (e: PeerEvent) => void): void {

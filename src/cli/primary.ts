@@ -187,6 +187,11 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
     this.log.info({ workers: this.workerPids.length }, 'session ticket keys rotated: new tickets under a new key; the previous key still resumes sessions');
   }
 
+  /** --cache: the admin listener's POST /purge, through a worker (cache-relay.ts). */
+  purgeCache(url: string): Promise<number> {
+    return this.cacheRelay.purge(url);
+  }
+
   /** Every live worker's registry as JSON (for the admin listener); workers that do not answer in 2 s are left out. */
   workerMetrics(): Promise<unknown[][]> {
     const live = this.slots.flatMap((w) => (w.child?.connected ? [w.child] : []));
@@ -275,6 +280,11 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
 
 const READY_MESSAGE = { serve: 'serving files over HTTPS', http: 'proxying', tcp: 'proxying' } as const;
 
+/** `aludel proxy --cache`: the settings are a proxy's (PrimarySettings leaves the cache out) and name a cache. */
+function hasCache(s: PrimarySettings): boolean {
+  return s.mode === 'http' && ((s as { cache?: unknown }).cache ?? null) !== null;
+}
+
 /** Binds the listeners, starts the workers and the primary's own listeners. */
 export async function runPrimary(s: PrimarySettings): Promise<Primary> {
   const log = createLogger({ level: s.logLevel });
@@ -287,6 +297,7 @@ export async function runPrimary(s: PrimarySettings): Promise<Primary> {
   log.info({ addresses, workers: s.workers }, `primary: ${s.workers} workers share ${addresses.join(' ')}`);
   primary.start();
   if (s.mode !== 'tcp' && s.redirectHttp) primary.hold(await startRedirectFor(s as PrimarySettings & HttpServerSettings, addresses, log));
-  if (s.admin !== null) primary.hold(await startWorkerAdmin({ ...s.admin, command: s.mode === 'http' ? 'proxy' : s.mode, listen: addresses.join(' '), source: primary, log }));
+  const purge = hasCache(s) ? (url: string): Promise<number> => primary.purgeCache(url) : undefined;
+  if (s.admin !== null) primary.hold(await startWorkerAdmin({ ...s.admin, command: s.mode === 'http' ? 'proxy' : s.mode, listen: addresses.join(' '), source: primary, log, purge }));
   return primary;
 }

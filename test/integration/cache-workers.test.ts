@@ -10,8 +10,9 @@
  * - 16 concurrent misses of one URL over both workers: one origin request,
  *   16 identical bodies.
  * - A response stored through one worker is a hit through the other.
- * - After a PURGE, and after a POST (RFC 9111 §4.4), through one worker, no
- *   worker sends the old response.
+ * - After a PURGE, and after a POST (RFC 9111 §4.4), through one worker, and
+ *   after a purge on the (primary's) admin listener, no worker sends the old
+ *   response.
  * - kill -9 of the worker filling a key: a request waiting in the other
  *   worker gets a fresh fill, nothing partial is ever sent, and the dead
  *   worker's temporary file is removed when it is restarted.
@@ -48,9 +49,9 @@ interface Proxy extends Running {
   pids: number[];
 }
 
-async function proxy(): Promise<Proxy> {
+async function proxy(...extra: string[]): Promise<Proxy> {
   const dir = path.join(fx.dir, `cache-${++serial}`);
-  const args = ['proxy', '--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--to', `http://127.0.0.1:${sink.port}`, '--cache', dir, '--workers', '2', '--log-level', 'debug'];
+  const args = ['proxy', '--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--to', `http://127.0.0.1:${sink.port}`, '--cache', dir, '--workers', '2', '--log-level', 'debug', ...extra];
   const p = await startAludel(args, { startTimeoutMs: 30_000 });
   running.push(p);
   const ready = await p.waitForLog((l) => Array.isArray(l.workerPids));
@@ -148,9 +149,18 @@ describe('--workers 2 --cache: one cache for all workers', () => {
     assert.equal(sinkCount(url), 1);
   });
 
-  for (const how of ['PURGE', 'POST'] as const) {
-    test(`after a ${how} through one worker, no worker sends the old response (RFC 9111 §4.4)`, { timeout: 120_000 }, async () => {
-      const p = await proxy();
+  /** The request that invalidates `url`: a PURGE or a POST through the proxy (one worker), or the admin listener's POST /purge (the primary's). */
+  async function invalidate(p: Proxy, how: 'PURGE' | 'POST' | 'admin', url: string): Promise<RunResult> {
+    if (how === 'admin') {
+      const admin = String((await p.waitForLog((l) => l.msg === 'admin listening')).admin);
+      return curl(['-sS', '-X', 'POST', `http://${admin}/purge?url=${encodeURIComponent(`https://localhost:${p.port}${url}`)}`]);
+    }
+    return get(p, url, '-X', how, ...(how === 'POST' ? ['--data', 'x'] : []));
+  }
+
+  for (const how of ['PURGE', 'POST', 'admin'] as const) {
+    test(`after a ${how === 'admin' ? 'POST /purge on the admin listener' : `${how} through one worker`}, no worker sends the old response (RFC 9111 §4.4)`, { timeout: 120_000 }, async () => {
+      const p = await proxy(...(how === 'admin' ? ['--admin', '127.0.0.1:0'] : []));
       const url = `/cache?cc=max-age%3D600&t=${how}`;
       const from = p.mark();
       const old = await get(p, url);
@@ -161,9 +171,9 @@ describe('--workers 2 --cache: one cache for all workers', () => {
         assert.equal(line.cache, 'hit');
         assert.equal(n(r), n(old));
       }
-      const changed = await get(p, url, '-X', how, ...(how === 'POST' ? ['--data', 'x'] : []));
+      const changed = await invalidate(p, how, url);
       assert.equal(changed.code, 0, changed.stderr);
-      if (how === 'PURGE') assert.equal((JSON.parse(changed.stdout.toString()) as { purged: number }).purged, 1);
+      if (how !== 'POST') assert.equal((JSON.parse(changed.stdout.toString()) as { purged: number }).purged, 1);
       // At once, without waiting for the other worker to be told: its files are gone.
       const after = await fromBoth(p, url, 2);
       for (const { r, line } of after) assert.notEqual(n(r), n(old), `worker ${line.pid} (${String(line.cache)}) sent the response the ${how} invalidated`);

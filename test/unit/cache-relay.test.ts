@@ -1,8 +1,8 @@
 /**
  * The primary's side of one cache for all workers (src/cli/cache-relay.ts),
  * with stand-ins for the workers' channels: events go to every other worker
- * in order, a key's lock goes to one worker at a time, and a dead holder's
- * keys are freed and announced.
+ * in order, a key's lock goes to one worker at a time, a dead holder's keys
+ * are freed and announced, and an admin purge is answered by one worker.
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
@@ -44,6 +44,17 @@ describe('CacheRelay (the primary)', () => {
     for (const w of [a, b, c]) assert.deepEqual(w.got.at(-1), { type: 'cache', op: 'event', e: { event: 'unlocked', key: 'k' } });
     relay.onMessage(c, { type: 'cache', op: 'lock', key: 'k', seq: 1 });
     assert.deepEqual(c.got.at(-1), { type: 'cache', op: 'lock', seq: 1, granted: true, mine: false });
+  });
+
+  it('the admin listener\'s purge goes to one worker and resolves with its answer; with no answer it rejects', async () => {
+    const { relay, a, b } = setup();
+    const purged = relay.purge('https://h/x');
+    assert.deepEqual(a.got, [{ type: 'cache', op: 'purge', seq: 1, url: 'https://h/x' }]);
+    assert.deepEqual(b.got, []);
+    relay.onMessage(a, { type: 'cache', op: 'purged', seq: 1, purged: 2 });
+    assert.equal(await purged, 2);
+    const none = new CacheRelay(() => [], silentLogger);
+    await assert.rejects(none.purge('https://h/x'), /no worker is running/);
   });
 
   it('a worker that dies frees its keys, and every worker is told', () => {
