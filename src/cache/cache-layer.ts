@@ -96,8 +96,11 @@ export class CacheLayer {
     private readonly log: Logger,
   ) {}
 
-  /** GET and HEAD through the cache; PURGE; everything else forwarded, invalidating what it changes. */
-  async handle(x: Exchange, origin: Origin): Promise<number> {
+  /**
+   * GET and HEAD through the cache; PURGE; everything else forwarded, invalidating what it changes.
+   * `waited`: a second pass, after another worker's fill of the key ended (claimFill).
+   */
+  async handle(x: Exchange, origin: Origin, waited = false): Promise<number> {
     const { req } = x;
     const c = this.cache;
     const method = req.method ?? 'GET';
@@ -181,7 +184,9 @@ export class CacheLayer {
       x.cacheStatus = cacheStatus({ fwd, detail: x.cacheDetail! });
       return this.orStale(x, origin, {}, stale);
     }
-    const fill = c.beginFill(key, raw);
+    // One fill per key across the workers: while another one fills it, wait and look again (its entry, if stored, is then a hit).
+    const fill = await c.claimFill(key, raw, !waited && !directives.noCache);
+    if (fill === 'waited') return this.handle(x, origin, true);
     try {
       return await this.orStale(x, origin, { answer: (a) => this.storeAndRespond(x, fill, key, fwd, a) }, stale);
     } finally {

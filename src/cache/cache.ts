@@ -5,6 +5,12 @@
  * proxy's side (lookup, fill, revalidate, purge on an exchange) is
  * cache-layer.ts, answering from a stored body send-stored.ts, and the
  * RFC 9111 decisions policy.ts.
+ *
+ * With --workers N the directory is shared by the workers (`peers`,
+ * peers.ts): each change to the index is published to the others and theirs
+ * applied here, in the order they come; an invalidation (§4.4) reaches their
+ * fills in progress too; and a key is filled by one worker at a time
+ * (claimFill), the others answering from the store once it is committed.
  */
 import fs from 'node:fs';
 import type { Logger } from '../log/logger.js';
@@ -13,6 +19,7 @@ import { cacheKey, followable, freshenHeaders, freshnessLifetime, reusableWithAu
 import { CacheStore, isPartial, sameSelection, type BodyFile, type Entry, type StoredResponse } from './store.js';
 import { addRange, isWhole, sameStrongValidator, subtractRange, type PartRange } from './partial.js';
 import { targetList, type Targets } from './targeted.js';
+import type { CachePeers, LockAnswer, PeerEvent } from './peers.js';
 
 export interface CacheOptions {
   dir: string;
@@ -24,7 +31,16 @@ export interface CacheOptions {
   /** --targeted-cache-control: a field honoured before CDN-Cache-Control (RFC 9213 §2.1). */
   targeted?: string | null;
   log: Logger;
+  /** The other processes sharing DIR (--workers N); absent: this process alone. */
+  peers?: CachePeers | null;
+  /** With peers: how long a request waits for another worker's fill of its key before going upstream itself. */
+  peerWaitMs?: number;
 }
+
+/** Default of CacheOptions.peerWaitMs. */
+const PEER_WAIT_MS = 60_000;
+/** How long an invalidation is remembered for the entries other workers report afterwards (see applyStored). */
+const INVALIDATION_MEMORY_MS = 60_000;
 
 export class HttpCache {
   private readonly store: CacheStore;
@@ -47,6 +63,18 @@ export class HttpCache {
   private readonly parts = new Map<string, Set<PartWrite>>();
   /** The last part commit per key: parts of one key are combined one after the other (commitPart). */
   private readonly partCommits = new Map<string, Promise<unknown>>();
+  private readonly peers: CachePeers | null;
+  private readonly peerWaitMs: number;
+  /** Other workers' events, applied one after the other (a 'stored' reads a file first). */
+  private peerQueue: Promise<void> = Promise.resolve();
+  /** Requests waiting for another worker's fill of a key ('unlocked'). */
+  private readonly unlockWaiters = new Map<string, Set<() => void>>();
+  /** Fills of this process that hold their key's lock across the workers. */
+  private readonly locked = new Set<Fill>();
+  /** Keys whose lock this process is asking for (claimFill): true once granted and the fill registered, false when refused. */
+  private readonly claims = new Map<string, Promise<boolean>>();
+  /** When each key was last invalidated (§4.4), for entries other workers report later (applyStored). */
+  private readonly invalidatedAt = new Map<string, number>();
 
   private constructor(store: CacheStore, o: CacheOptions, targets: Targets) {
     this.store = store;
@@ -55,11 +83,49 @@ export class HttpCache {
     this.targets = targets;
     this.consumed = new Set(targets);
     this.log = o.log;
+    this.peers = o.peers ?? null;
+    this.peerWaitMs = o.peerWaitMs ?? PEER_WAIT_MS;
   }
 
   static async open(o: CacheOptions): Promise<HttpCache> {
     const targets = targetList(o.targeted ?? null);
-    return new HttpCache(await CacheStore.open({ dir: o.dir, maxBytes: o.maxBytes, targets, log: o.log }), o, targets);
+    const peers = o.peers ?? null;
+    const onChange = peers === null ? undefined : (c: PeerEvent & { event: 'stored' | 'removed' }): void => peers.publish(c);
+    const cache = new HttpCache(await CacheStore.open({ dir: o.dir, maxBytes: o.maxBytes, targets, log: o.log, onChange }), o, targets);
+    peers?.subscribe((e) => cache.onPeerEvent(e));
+    peers?.answerPurges((url) => cache.purge(url));
+    return cache;
+  }
+
+  /** Another worker's event, queued behind the earlier ones (an 'unlocked' must find the 'stored' before it applied). */
+  private onPeerEvent(e: PeerEvent): void {
+    this.peerQueue = this.peerQueue.then(() => this.applyPeerEvent(e)).catch((err: unknown) => this.log.warn({ err, event: e.event }, 'cache: could not apply another worker\'s change'));
+  }
+
+  private async applyPeerEvent(e: PeerEvent): Promise<void> {
+    if (e.event === 'unlocked') {
+      for (const wake of this.unlockWaiters.get(e.key) ?? []) wake();
+      this.unlockWaiters.delete(e.key);
+    } else if (e.event === 'invalidated') {
+      const n = this.invalidate(e.key, false, e.at);
+      this.log.debug({ key: e.key, purged: n }, 'cache: invalidated by another worker');
+    } else if (e.event === 'stored') {
+      await this.applyStored(e);
+    } else {
+      await this.store.applyRemote(e);
+    }
+  }
+
+  /**
+   * An entry another worker committed (or freshened) joins this index. One
+   * whose request went upstream before an invalidation this process knows
+   * of is refused and removed everywhere: it may hold what the unsafe
+   * request changed (§4.4), as a fill of this process would (Fill.invalidated).
+   */
+  private async applyStored(e: PeerEvent & { event: 'stored' }): Promise<void> {
+    const at = this.invalidatedAt.get(e.key);
+    const entry = await this.store.applyRemote(e, (x) => at === undefined || x.requestTime > at);
+    if (entry !== null) this.log.debug({ key: e.key, id: e.id }, 'cache: stored by another worker');
   }
 
   /**
@@ -168,8 +234,71 @@ export class HttpCache {
       if (list.includes(fill)) list.splice(list.indexOf(fill), 1);
       if (list.length === 0) this.fills.delete(fill.key);
       fill.release();
+      // After the commit's 'stored': the workers waiting for this fill find its entry when they wake.
+      if (this.locked.delete(fill)) this.peers?.unlock(fill.key);
     }
     return entry;
+  }
+
+  /**
+   * A new fill of `key`, registered (beginFill): alone, at once. With peers,
+   * one fill per key across the workers: the fill holds the key's lock
+   * (endFill releases it); or, while another worker fills the key, this
+   * waits for that fill to end (or `peerWaitMs`) and says 'waited': the
+   * caller looks in the store again, then fills without waiting (`mayWait`
+   * false). A request arriving while another request of this process asks
+   * for the key's lock waits for the answer: granted, it follows the new
+   * fill (says 'waited', and follow() finds it); refused, it asks itself.
+   */
+  async claimFill(key: string, requestHeaders: Headers, mayWait: boolean): Promise<Fill | 'waited'> {
+    if (this.peers === null) return this.beginFill(key, requestHeaders);
+    const asking = this.claims.get(key);
+    if (asking !== undefined && mayWait && (await asking)) return 'waited';
+    let answered!: (granted: boolean) => void;
+    const claim = new Promise<boolean>((resolve) => (answered = resolve));
+    this.claims.set(key, claim);
+    const settle = (granted: boolean): void => {
+      if (this.claims.get(key) === claim) this.claims.delete(key);
+      answered(granted);
+    };
+    try {
+      const answer = await this.askLock(key, mayWait, (a) => a !== 'granted' && settle(false));
+      if (answer === 'waited') return 'waited';
+      const fill = this.beginFill(key, requestHeaders);
+      if (answer === 'granted') this.locked.add(fill);
+      // After beginFill, in the same turn: the requests waiting for this answer find the fill.
+      settle(answer === 'granted');
+      return fill;
+    } finally {
+      settle(false);
+    }
+  }
+
+  /**
+   * The key's lock from the primary: 'granted'; 'waited' when another worker
+   * held it and its fill ended (the waiter is registered before the lock is
+   * asked for, so an 'unlocked' never slips between the two); otherwise
+   * 'lead' without the lock (no answer, `mayWait` false, or another fill of
+   * this process holds it: one follow() refused, RFC 9111 §4).
+   */
+  private async askLock(key: string, mayWait: boolean, onAnswer: (a: LockAnswer) => void): Promise<'granted' | 'waited' | 'lead'> {
+    let wake!: () => void;
+    const woken = new Promise<void>((resolve) => (wake = resolve));
+    const waiters = this.unlockWaiters.get(key) ?? new Set();
+    this.unlockWaiters.set(key, waiters.add(wake));
+    try {
+      const answer = await this.peers!.lock(key);
+      onAnswer(answer);
+      if (answer !== 'held' || !mayWait) return answer === 'granted' ? 'granted' : 'lead';
+      this.log.debug({ key }, 'cache: waiting for another worker\'s fill of this key');
+      const timer = setTimeout(wake, this.peerWaitMs);
+      await woken;
+      clearTimeout(timer);
+      return 'waited';
+    } finally {
+      waiters.delete(wake);
+      if (waiters.size === 0 && this.unlockWaiters.get(key) === waiters) this.unlockWaiters.delete(key);
+    }
   }
 
   /**
@@ -346,11 +475,31 @@ export class HttpCache {
     return why;
   }
 
-  /** §4.4: a key's stored responses go, and fills in progress for it will not be stored. */
-  invalidate(key: string): number {
+  /**
+   * §4.4: a key's stored responses go, and fills in progress for it will not
+   * be stored. With peers, every other worker is told (`publish`), and does
+   * the same to its own index and fills; the files are gone before this
+   * returns, so no worker can send them afterwards, even one not told yet.
+   */
+  invalidate(key: string, publish = true, at = Date.now()): number {
     for (const f of this.fills.get(key) ?? []) f.invalidated = true;
     for (const w of this.parts.get(key) ?? []) w.invalidated = true;
-    return this.store.purge(key);
+    if (this.peers !== null) this.rememberInvalidation(key, at);
+    // Not reported entry by entry: 'invalidated' says it all, and reaches the others' fills too.
+    const n = this.store.purge(key, false);
+    if (publish) this.peers?.publish({ event: 'invalidated', key, at });
+    return n;
+  }
+
+  private rememberInvalidation(key: string, at: number): void {
+    const latest = Math.max(at, this.invalidatedAt.get(key) ?? 0);
+    this.invalidatedAt.delete(key);
+    this.invalidatedAt.set(key, latest);
+    // Oldest first (a Map keeps insertion order): forget those no fill can still be behind.
+    for (const [k, t] of this.invalidatedAt) {
+      if (t >= Date.now() - INVALIDATION_MEMORY_MS) break;
+      this.invalidatedAt.delete(k);
+    }
   }
 
   /**

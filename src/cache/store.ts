@@ -13,13 +13,28 @@
  * entry (its ranges copied into a new file, copyParts()) that replaces it.
  *
  * The commit protocol makes a partial fill impossible to serve, even after
- * kill -9 or a power cut: a body is written to `<id>.body.tmp`, and only when
- * its length is verified complete is it fdatasync'ed and renamed to
- * `<id>.body`; the metadata is written to a temporary file and renamed after
- * that. The metadata is the commit record: at start-up, a body without
- * metadata, metadata whose body is missing or of another length, and every
- * `.tmp` are deleted. Each stored response gets a new random id, so replacing
- * a response never overwrites a file some reader still expects.
+ * kill -9 or a power cut: a body is written to `<id>.<pid>.body.tmp`, and
+ * only when its length is verified complete is it fdatasync'ed and renamed to
+ * `<id>.body`; the metadata is written to a temporary file
+ * (`<id>.<pid>.meta.json.tmp`) and renamed after that. The metadata is the
+ * commit record: at start-up, a body without metadata, metadata whose body is
+ * missing or of another length, and the `.tmp` files of writers that are gone
+ * are deleted. Each stored response gets a new random id, so replacing a
+ * response never overwrites a file some reader still expects.
+ *
+ * The writer's pid in a temporary name is what lets several processes share
+ * the directory (--workers N, cache-relay.ts): a worker starting (or
+ * restarting after a crash) removes a `.tmp` only when its pid is not alive
+ * (kill(pid, 0) says ESRCH), is its own (a previous process's, the pid reused),
+ * or the file was not written for STALE_TEMP_MS; never another live worker's
+ * fill in progress. Names without a pid (older versions) are always removed.
+ *
+ * Shared (`onChange` given): every change this process makes to the index
+ * (a commit, a freshened entry, a removal) is reported, and changes made by
+ * the others come in through applyRemote(), so each process's index follows
+ * the directory. Of two responses with the same key and Vary selection, every
+ * process keeps the same one: the later received (responseTime, then id), so
+ * their indexes agree whatever order the reports arrive in.
  *
  * Eviction unlinks files: a hit that already opened the body keeps its file
  * descriptor, so the bytes it sends stay intact. Files in DIR that do not
@@ -30,7 +45,7 @@
  * order in which responses were received.
  */
 import crypto from 'node:crypto';
-import { promises as fsp } from 'node:fs';
+import fs, { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
@@ -95,7 +110,16 @@ const COPY_CHUNK = 256 * 1024;
 const SUBDIR = /^[0-9a-f]{2}$/;
 const BODY = /^([0-9a-f]{32})\.body$/;
 const META = /^([0-9a-f]{32})\.meta\.json$/;
-const TEMP = /^[0-9a-f]{32}\.(body|meta\.json)\.tmp$/;
+/** `<id>.<pid>.body.tmp`, `<id>.<pid>.meta.json.tmp`; without `.<pid>`: written by an older version. */
+const TEMP = /^[0-9a-f]{32}(?:\.(\d+))?\.(?:body|meta\.json)\.tmp$/;
+
+/** A temporary file not written for this long is removed at start-up even if its pid is alive (a pid reused by another program). */
+export const STALE_TEMP_MS = 60 * 60 * 1000;
+/** Shared: a body without metadata younger than this may be another process's commit in progress (body renamed, metadata next). */
+const YOUNG_ORPHAN_MS = 10 * 60 * 1000;
+
+/** What one process reports of its changes to the index, for the others sharing the directory. */
+export type StoreChange = { event: 'stored'; id: string; key: string } | { event: 'removed'; id: string; key: string };
 
 /** A body being written; becomes an entry's body at commit, or is deleted. */
 export class BodyFile {
@@ -139,6 +163,8 @@ export interface StoreOptions {
   /** The targeted cache-control fields honoured (RFC 9213 §2.1): they can set an entry's lifetime. */
   targets?: Targets;
   log: Logger;
+  /** The directory is shared with other processes (--workers N): each change to the index is reported here. */
+  onChange?: (c: StoreChange) => void;
 }
 
 export class CacheStore {
@@ -150,12 +176,19 @@ export class CacheStore {
   /** Every entry, least recently used first (a Map keeps insertion order; a touch re-inserts). */
   private readonly lru = new Map<string, Entry>();
   private total = 0;
+  private readonly onChange: ((c: StoreChange) => void) | null;
 
   private constructor(o: StoreOptions) {
     this.dir = o.dir;
     this.maxBytes = o.maxBytes;
     this.targets = o.targets ?? DEFAULT_TARGETS;
     this.log = o.log;
+    this.onChange = o.onChange ?? null;
+  }
+
+  /** Other processes use the directory too (see the header comment). */
+  get shared(): boolean {
+    return this.onChange !== null;
   }
 
   /** Opens (creating it if needed) the cache directory and rebuilds the index from what is complete in it. */
@@ -201,7 +234,7 @@ export class CacheStore {
   /** A new empty body file for a fill. */
   async create(): Promise<BodyFile> {
     const id = crypto.randomBytes(16).toString('hex');
-    const tmp = `${this.paths(id).body}.tmp`;
+    const tmp = tempName(this.paths(id).body);
     // wx: a fresh file (never someone else's); + so readers could share it, though they pread.
     return new BodyFile(id, tmp, await fsp.open(tmp, 'wx+'));
   }
@@ -270,12 +303,28 @@ export class CacheStore {
       await Promise.all([fsp.unlink(file.tmpPath), fsp.unlink(p.body)].map((x) => x.catch(() => undefined)));
       throw err;
     }
-    for (const old of this.variants(r.key)) {
-      if (sameSelection(old.vary, r.vary)) this.remove(old);
-    }
-    this.insert(entry);
+    this.place(entry, true);
+    this.onChange?.({ event: 'stored', id: entry.id, key: entry.key });
     this.evict(entry);
     return entry;
+  }
+
+  /**
+   * Into the index, replacing the response of the same key and Vary
+   * selection (§4: the newer one wins). One process alone: the entry given
+   * always wins (it was received last). Shared: the later received wins,
+   * whoever reports it (see the header comment); a loser's files go.
+   */
+  private place(entry: Entry, local: boolean): void {
+    for (const old of [...this.variants(entry.key)]) {
+      if (!sameSelection(old.vary, entry.vary)) continue;
+      if ((local && !this.shared) || receivedLater(entry, old)) this.remove(old, local);
+      else {
+        this.unlinkFiles(entry.id);
+        return;
+      }
+    }
+    this.insert(entry);
   }
 
   /**
@@ -296,26 +345,93 @@ export class CacheStore {
     else {
       this.total += storedBytes(e) + Buffer.byteLength(json) - e.diskBytes;
       e.diskBytes = storedBytes(e) + Buffer.byteLength(json);
+      this.onChange?.({ event: 'stored', id: e.id, key: e.key });
     }
   }
 
-  /** Drops an entry from the index now; its files are unlinked in the background. */
-  remove(e: Entry): void {
-    if (!this.lru.delete(e.id)) return;
+  /**
+   * Drops an entry from the index now; its files are unlinked in the
+   * background (`now`: before this returns, so that no process sharing the
+   * directory can open the body afterwards). `report`: tell the others.
+   */
+  remove(e: Entry, report = true, now = false): void {
+    if (!this.forget(e.id)) return;
+    if (report) this.onChange?.({ event: 'removed', id: e.id, key: e.key });
+    if (now) this.unlinkFilesNow(e.id);
+    else this.unlinkFiles(e.id);
+  }
+
+  /** Out of the index only (its files are someone else's to delete); false when it was not there. */
+  private forget(id: string): boolean {
+    const e = this.lru.get(id);
+    if (e === undefined) return false;
+    this.lru.delete(id);
     this.total -= e.diskBytes;
     const list = this.byKey.get(e.key)!;
     list.splice(list.indexOf(e), 1);
     if (list.length === 0) this.byKey.delete(e.key);
-    const p = this.paths(e.id);
-    // Metadata first: a crash in between leaves an orphan body, which start-up deletes.
-    void fsp.unlink(p.meta).then(() => fsp.unlink(p.body)).catch((err: unknown) => this.log.warn({ err, file: p.body }, 'cache: could not delete a removed response'));
+    return true;
   }
 
-  /** Removes every variant of `key`; returns how many there were. */
-  purge(key: string): number {
+  /** Metadata first: a crash in between leaves an orphan body, which start-up deletes. ENOENT: another process was first. */
+  private unlinkFiles(id: string): void {
+    const p = this.paths(id);
+    void fsp.unlink(p.meta).catch(ignoreMissing).then(() => fsp.unlink(p.body).catch(ignoreMissing)).catch((err: unknown) => this.log.warn({ err, file: p.body }, 'cache: could not delete a removed response'));
+  }
+
+  private unlinkFilesNow(id: string): void {
+    const p = this.paths(id);
+    for (const file of [p.meta, p.body]) {
+      try {
+        fs.unlinkSync(file);
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'ENOENT') this.log.warn({ err, file }, 'cache: could not delete a removed response');
+      }
+    }
+  }
+
+  /**
+   * Removes every variant of `key`; returns how many there were. Their files
+   * are gone when this returns (RFC 9111 §4.4): a process sharing the
+   * directory that has not heard of it yet finds no body to send.
+   */
+  purge(key: string, report = true): number {
     const list = [...this.variants(key)];
-    for (const e of list) this.remove(e);
+    for (const e of list) this.remove(e, report, true);
     return list.length;
+  }
+
+  /**
+   * Another process sharing the directory changed the index: 'stored' (a new
+   * entry, or new metadata of a known one) is read from its metadata on disk;
+   * 'removed' is dropped here. `accept` may refuse a new entry (it is then
+   * removed everywhere). Returns the entry placed, or null.
+   */
+  async applyRemote(c: StoreChange, accept: (e: Entry) => boolean = () => true): Promise<Entry | null> {
+    if (c.event === 'removed') {
+      this.forget(c.id);
+      return null;
+    }
+    const dir = path.dirname(this.paths(c.id).body);
+    const loaded = await this.load(dir, c.id, true);
+    const known = this.lru.get(c.id);
+    if (loaded === null) {
+      // Gone already (replaced, evicted, purged): its own 'removed' follows or came.
+      return null;
+    }
+    if (known !== undefined) {
+      Object.assign(known, { headers: loaded.headers, requestTime: loaded.requestTime, responseTime: loaded.responseTime, initialAge: loaded.initialAge, lifetime: loaded.lifetime });
+      this.total += loaded.diskBytes - known.diskBytes;
+      known.diskBytes = loaded.diskBytes;
+      return known;
+    }
+    if (!accept(loaded)) {
+      this.onChange?.({ event: 'removed', id: loaded.id, key: loaded.key });
+      this.unlinkFiles(loaded.id);
+      return null;
+    }
+    this.place(loaded, false);
+    return this.holds(loaded) ? loaded : null;
   }
 
   private insert(e: Entry): void {
@@ -349,7 +465,7 @@ export class CacheStore {
       const dir = path.join(this.dir, sub);
       const names = await fsp.readdir(dir);
       const bodies = new Set(names.filter((n) => BODY.test(n)));
-      const doomed: string[] = names.filter((n) => TEMP.test(n));
+      const doomed: string[] = await this.deadTemps(dir, names);
       for (const name of names) {
         const id = META.exec(name)?.[1];
         if (id === undefined) continue;
@@ -358,7 +474,7 @@ export class CacheStore {
         if (entry) found.push(entry);
         else doomed.push(name, `${id}.body`);
       }
-      doomed.push(...bodies);
+      doomed.push(...(await this.orphans(dir, bodies)));
       // Counted: the bodies (finished or not) that will never be served.
       const gone = await Promise.all(doomed.map((n) => fsp.unlink(path.join(dir, n)).then(() => !n.endsWith('.meta.json'), () => false)));
       dropped += gone.filter(Boolean).length;
@@ -370,6 +486,28 @@ export class CacheStore {
     }
     this.evict();
     this.log.info({ dir: this.dir, entries: this.count, bytes: this.total, maxBytes: this.maxBytes, deletedIncomplete: dropped }, 'cache index rebuilt');
+  }
+
+  /** The temporary files whose writer is gone (see the header comment): never a live process's fill in progress. */
+  private async deadTemps(dir: string, names: readonly string[]): Promise<string[]> {
+    const now = Date.now();
+    const out: string[] = [];
+    for (const name of names) {
+      const m = TEMP.exec(name);
+      if (m === null) continue;
+      const pid = m[1] === undefined ? null : Number(m[1]);
+      if (pid === null || pid === process.pid || !pidAlive(pid) || (await mtimeBefore(path.join(dir, name), now - STALE_TEMP_MS))) out.push(name);
+      else this.log.debug({ file: name, pid }, 'cache: a fill in progress of another live process is left alone');
+    }
+    return out;
+  }
+
+  /** Bodies without metadata; shared, only old ones (a young one may be another process's commit in progress). */
+  private async orphans(dir: string, bodies: Iterable<string>): Promise<string[]> {
+    if (!this.shared) return [...bodies];
+    const out: string[] = [];
+    for (const name of bodies) if (await mtimeBefore(path.join(dir, name), Date.now() - YOUNG_ORPHAN_MS)) out.push(name);
+    return out;
   }
 
   /** One entry from its metadata, if its body is there with exactly the recorded length. */
@@ -414,9 +552,44 @@ export function sameSelection(a: StoredResponse['vary'], b: StoredResponse['vary
   return ka.length === Object.keys(b).length && ka.every((k) => k in b && a[k] === b[k]);
 }
 
+/** Later received: the newer response (§4), ties broken by id, so that every process sharing a directory picks the same. */
+function receivedLater(a: Entry, b: Entry): boolean {
+  return a.responseTime !== b.responseTime ? a.responseTime > b.responseTime : a.id > b.id;
+}
+
+/** `<dir>/<id>.body` -> `<dir>/<id>.<pid>.body.tmp` (likewise `.meta.json`): the writer's pid in the name (see the header comment). */
+function tempName(file: string): string {
+  const base = path.basename(file);
+  const dot = base.indexOf('.');
+  return path.join(path.dirname(file), `${base.slice(0, dot)}.${process.pid}${base.slice(dot)}.tmp`);
+}
+
+/** kill(pid, 0): ESRCH is the only answer meaning no such process (EPERM: alive, someone else's). */
+export function pidAlive(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as { code?: string }).code !== 'ESRCH';
+  }
+}
+
+async function mtimeBefore(file: string, ms: number): Promise<boolean> {
+  try {
+    return (await fsp.stat(file)).mtimeMs < ms;
+  } catch {
+    return false;
+  }
+}
+
+function ignoreMissing(err: unknown): void {
+  if ((err as { code?: string }).code !== 'ENOENT') throw err;
+}
+
 /** Temporary file then rename: readers (and a restart) see the old content or the new, never a mix. */
 async function writeAtomically(file: string, text: string): Promise<void> {
-  const tmp = `${file}.tmp`;
+  const tmp = tempName(file);
   try {
     await fsp.writeFile(tmp, text);
     await fsp.rename(tmp, file);

@@ -28,6 +28,8 @@ export interface WorkerAdminOptions {
   /** --acme-domain: the primary orders and renews, so /status shows its managed certificates. */
   acme?: () => ManagedCertificateStatus[];
   log: Logger;
+  /** --cache: POST /purge, passed to a worker (cache-relay.ts). */
+  purge?: (url: string) => Promise<number>;
 }
 
 type Metrics = Array<MetricObjectWithValues<MetricValue<string>>>;
@@ -49,6 +51,7 @@ async function aggregated(o: WorkerAdminOptions): Promise<Registry> {
 
 export async function startWorkerAdmin(o: WorkerAdminOptions): Promise<AdminServer> {
   return serveAdmin(o, {
+    purge: o.purge,
     metrics: async () => metricsText(await aggregated(o)),
     status: async (admin) => {
       const [metrics, kernelTls] = await Promise.all([(await aggregated(o)).getMetricsAsJSON() as Promise<Metrics>, readKernelTlsStat()]);

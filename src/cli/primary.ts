@@ -27,6 +27,7 @@ import type { AcmeManager } from '../tls/acme/acme-manager.js';
 import { formatAddress, listenError } from './listeners.js';
 import { startWorkerAdmin, type WorkerMetricsSource } from './primary-admin.js';
 import type { SignalTargets } from './signals.js';
+import { CacheRelay } from './cache-relay.js';
 
 type PrimarySettings = ListenerSettings & Partial<Pick<HttpServerSettings, 'redirectHttp' | 'acme'>> & { mode: 'serve' | 'http' | 'tcp' };
 
@@ -85,6 +86,8 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
   readonly allReady = new Promise<boolean>((resolve) => {
     this.announce = resolve;
   });
+  /** --cache: the workers' cache events and fill locks (cache-relay.ts). */
+  private readonly cacheRelay: CacheRelay;
 
   constructor(
     private readonly s: PrimarySettings,
@@ -100,6 +103,7 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
     acme?.challenges.watch((change) => this.broadcast({ type: 'acme-challenge', ...change }));
     // --ticket-keys files are read by each worker (and re-read on HUP); otherwise one ring for all, made here.
     this.ticketKeys = s.ticketKeyFiles.length > 0 ? null : [generateTicketKey()];
+    this.cacheRelay = new CacheRelay(() => this.slots.flatMap((w) => (w.child === null ? [] : [w.child])), log);
   }
 
   get workerPids(): number[] {
@@ -133,6 +137,7 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
     w.child = child;
     this.log.info({ worker: w.index, workerPid: child.pid }, 'worker started');
     child.on('message', (m: unknown) => this.onMessage(w, child, m));
+    child.on('message', (m: unknown) => this.cacheRelay.onMessage(child, m));
     child.on('error', (err) => {
       // fork(2) itself failed (EAGAIN, ENOMEM): no 'exit' will follow, so it counts as a death here.
       if (child.pid === undefined) {
@@ -173,6 +178,7 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
 
   private onExit(w: Slot, child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
     if (w.child === child) w.child = null;
+    this.cacheRelay.workerExited(child.pid);
     for (const notify of [...this.exited]) notify();
     if (this.stopping) {
       this.log.info({ worker: w.index, workerPid: child.pid, code, signal }, 'worker stopped');
@@ -211,6 +217,11 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
   certificatesStored(): void {
     this.certificates++;
     this.broadcast({ type: 'certificates' });
+  }
+
+  /** --cache: the admin listener's POST /purge, through a worker (cache-relay.ts). */
+  purgeCache(url: string): Promise<number> {
+    return this.cacheRelay.purge(url);
   }
 
   /** Every live worker's registry as JSON (for the admin listener); workers that do not answer in 2 s are left out. */
@@ -301,6 +312,11 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
 
 const READY_MESSAGE = { serve: 'serving files over HTTPS', http: 'proxying', tcp: 'proxying' } as const;
 
+/** `aludel proxy --cache`: the settings are a proxy's (PrimarySettings leaves the cache out) and name a cache. */
+function hasCache(s: PrimarySettings): boolean {
+  return s.mode === 'http' && ((s as { cache?: unknown }).cache ?? null) !== null;
+}
+
 /** Binds the listeners, starts the workers and the primary's own listeners. */
 export async function runPrimary(s: PrimarySettings): Promise<Primary> {
   const log = createLogger({ level: s.logLevel });
@@ -316,7 +332,8 @@ export async function runPrimary(s: PrimarySettings): Promise<Primary> {
   primary.start();
   if (s.mode !== 'tcp' && s.redirectHttp) primary.hold(await startRedirectFor(s as PrimarySettings & HttpServerSettings, addresses, log, acme?.http01));
   const status = acme === null ? undefined : () => acme.status();
-  if (s.admin !== null) primary.hold(await startWorkerAdmin({ ...s.admin, command: s.mode === 'http' ? 'proxy' : s.mode, listen: addresses.join(' '), source: primary, acme: status, log }));
+  const purge = hasCache(s) ? (url: string): Promise<number> => primary.purgeCache(url) : undefined;
+  if (s.admin !== null) primary.hold(await startWorkerAdmin({ ...s.admin, command: s.mode === 'http' ? 'proxy' : s.mode, listen: addresses.join(' '), source: primary, acme: status, log, purge }));
   primary.hold(acmeCloser(acme));
   // The first orders once every worker listens: they answer TLS-ALPN-01, and their TLS engine decides whether it can be used.
   // The primary has no TLS listener of its own: the challenge reaches the workers through its registry.

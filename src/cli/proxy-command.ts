@@ -27,6 +27,7 @@ import { AccessLog } from '../log/access-log.js';
 import { runPrimary } from './primary.js';
 import { attachWorker, reportWorkerReady } from './worker-link.js';
 import { workerRole, type WorkerRole } from './worker-protocol.js';
+import { WorkerCachePeers } from './cache-relay.js';
 import { acmeCloser, prepareAcme, startAcme, workerAcme } from './acme-setup.js';
 
 export interface RunningProxy {
@@ -60,7 +61,9 @@ export async function runProxy(s: ProxySettings, load: () => Promise<ProxySettin
   let cache: HttpCache | null = null;
   if (s.cache !== null) {
     try {
-      cache = await HttpCache.open({ dir: s.cache.dir, maxBytes: s.cache.maxBytes, cookies: s.cache.cookies, staleIfError: s.cache.staleIfErrorMs / 1000, targeted: s.cache.targeted, log });
+      // A worker of several shares the directory with the others, through the primary (cache-relay.ts).
+      const peers = worker !== null && s.workers > 1 ? new WorkerCachePeers() : null;
+      cache = await HttpCache.open({ dir: s.cache.dir, maxBytes: s.cache.maxBytes, cookies: s.cache.cookies, staleIfError: s.cache.staleIfErrorMs / 1000, targeted: s.cache.targeted, log, peers, peerWaitMs: s.upstreamHeadersTimeoutMs });
     } catch (err) {
       throw new CacheDirectoryError(s.cache.dir, err);
     }

@@ -164,12 +164,6 @@ function crossCheck(mode: SettingsMode, s: ProxyInput, from: (key: ProxyKey) => 
   if (given('health-check-timeout') && timeout !== undefined && interval > 0 && timeout >= interval) {
     problems.push(`${label('health-check-timeout')}: must be shorter than ${mention('health-check-interval')} (${interval} ms), so one check ends before the next`);
   }
-  const workers = s.workers ?? 1;
-  if (workers > 1 && s.cache !== undefined) {
-    problems.push(
-      `${mention('workers')} ${workers} with ${mention('cache')} is not supported yet: the cache belongs to one process (its start-up recovery removes other processes' fills, and fills, evictions and invalidations are not seen across workers); use workers 1 with a cache for now`,
-    );
-  }
   problems.push(...acmeProblems(s, from));
   for (const key of ['cache-size', 'cache-cookies', 'cache-stale-if-error', 'targeted-cache-control'] as const) {
     if (given(key) && s[key] !== false && s.cache === undefined) problems.push(`${label(key)}: has no effect without a cache; give --cache DIR${config('cache')}, or remove it`);

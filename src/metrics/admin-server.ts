@@ -30,7 +30,7 @@ export interface AdminOptions {
   /** The upstreams of `aludel proxy` / `aludel tcp` in force (a reload replaces them); null for `aludel serve`. */
   group: (() => UpstreamGroup) | null;
   /** `aludel proxy --cache`: removes every stored variant of an absolute URL, returns how many. */
-  purge?: (url: string) => number;
+  purge?: (url: string) => number | Promise<number>;
   /** --acme-domain: each managed certificate's expiry, next renewal and last error. */
   acme?: () => ManagedCertificateStatus[];
   log: Logger;
@@ -150,14 +150,23 @@ function reply(req: http.IncomingMessage, res: http.ServerResponse, code: number
   res.writeHead(code, { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store', ...extra }).end(req.method === 'HEAD' ? undefined : body);
 }
 
-/** POST /purge?url=<absolute URL>: drops every cached variant of it (as nginx cache_purge / Varnish ban users expect). */
-function purgeRequest(req: http.IncomingMessage, res: http.ServerResponse, purge: (url: string) => number, log: Logger): void {
+/**
+ * POST /purge?url=<absolute URL>: drops every cached variant of it (as nginx cache_purge / Varnish ban users expect).
+ * With --workers N the primary asks a worker (cache-relay.ts): an answer that fails is a 503.
+ */
+async function purgeRequest(req: http.IncomingMessage, res: http.ServerResponse, purge: (url: string) => number | Promise<number>, log: Logger): Promise<void> {
   const target = new URL(req.url ?? '/', 'http://admin.invalid').searchParams.get('url');
   if (target === null || !URL.canParse(target)) {
     reply(req, res, 400, 'text/plain; charset=utf-8', 'give the absolute URL to purge: POST /purge?url=https://host/path\n');
     return;
   }
-  const purged = purge(target);
+  let purged: number;
+  try {
+    purged = await purge(target);
+  } catch (err) {
+    reply(req, res, 503, 'text/plain; charset=utf-8', `the purge did not happen: ${(err as Error).message}\n`);
+    return;
+  }
   log.info({ url: target, purged }, 'cache purge (admin)');
   reply(req, res, purged > 0 ? 200 : 404, 'application/json', `${JSON.stringify({ url: target, purged })}\n`);
 }
@@ -166,7 +175,7 @@ function purgeRequest(req: http.IncomingMessage, res: http.ServerResponse, purge
 export interface AdminAnswers {
   metrics(): Promise<{ body: string; type: string }>;
   status(admin: string): Promise<unknown>;
-  purge?: (url: string) => number;
+  purge?: (url: string) => number | Promise<number>;
 }
 
 /** Starts the admin listener; resolves once it is bound and logged. */
@@ -191,7 +200,7 @@ export async function serveAdmin(o: { host: string; port: number; log: Logger },
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?', 1)[0];
     if (req.method === 'POST' && path === '/purge' && a.purge) {
-      purgeRequest(req, res, a.purge, o.log);
+      void purgeRequest(req, res, a.purge, o.log);
       return;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {

@@ -2,16 +2,20 @@
  * The cache's disk store (src/cache/store.ts) in temporary directories: only
  * complete bodies become entries, the index survives a reopen, whatever is
  * unfinished or inconsistent is deleted at start-up, LRU eviction keeps the
- * size limit.
+ * size limit; shared by several processes (--workers N), start-up leaves a
+ * live writer's temporary files alone and the indexes follow each other's
+ * reported changes.
  */
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { afterEach, describe, it } from 'node:test';
 import { silentLogger } from '../../src/log/logger.js';
-import { CacheStore, type StoredResponse } from '../../src/cache/store.js';
+import { CacheStore, STALE_TEMP_MS, type StoreChange, type StoredResponse } from '../../src/cache/store.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -62,7 +66,7 @@ describe('CacheStore', () => {
     const store = await open(dir);
     const f = await store.create();
     await f.append(Buffer.alloc(1000, 1));
-    assert.deepEqual(files(dir).map((n) => path.basename(n)), [`${f.id}.body.tmp`], 'while filling there is only a .tmp');
+    assert.deepEqual(files(dir).map((n) => path.basename(n)), [`${f.id}.${process.pid}.body.tmp`], 'while filling there is only a .tmp, named with the writer\'s pid');
     await assert.rejects(store.commit(f, response('https://h/a', 2000)), /holds 1000 bytes/);
     assert.equal(store.count, 0);
     await f.append(Buffer.alloc(1000, 2));
@@ -230,5 +234,109 @@ describe('CacheStore', () => {
       assert.equal(reopened.variants('https://h/p').length, 0, JSON.stringify(bad));
       assert.deepEqual(files(copy).filter((n) => !n.endsWith('.tmp')).length, 0);
     }
+  });
+});
+
+/** A process that is alive until killed, and the pid of one that has exited. */
+async function pids(): Promise<{ live: number; dead: number; stop(): void }> {
+  const sleeper = spawn('sleep', ['60'], { stdio: 'ignore' });
+  const gone = spawn('true', [], { stdio: 'ignore' });
+  await once(gone, 'exit');
+  return { live: sleeper.pid!, dead: gone.pid!, stop: () => sleeper.kill('SIGKILL') };
+}
+
+/** Two stores on one directory, each told of the other's changes as the primary would relay them (in order). */
+async function pair(dir: string, maxBytes = 1 << 30): Promise<{ a: CacheStore; b: CacheStore; relayed(): Promise<void> }> {
+  let chain: Promise<unknown> = Promise.resolve();
+  const toB: StoreChange[] = [];
+  const toA: StoreChange[] = [];
+  const a = await CacheStore.open({ dir, maxBytes, log: silentLogger, onChange: (c) => toB.push(c) });
+  const b = await CacheStore.open({ dir, maxBytes, log: silentLogger, onChange: (c) => toA.push(c) });
+  const relayed = async (): Promise<void> => {
+    while (toA.length + toB.length > 0) {
+      for (const c of toB.splice(0)) chain = chain.then(() => b.applyRemote(c));
+      for (const c of toA.splice(0)) chain = chain.then(() => a.applyRemote(c));
+      await chain;
+    }
+  };
+  return { a, b, relayed };
+}
+
+describe('CacheStore shared by several processes (--workers N)', () => {
+  it('start-up removes the temporary files of dead writers, its own pid\'s and old names; a live writer\'s stay', async () => {
+    const dir = tempDir();
+    await open(dir);
+    const p = await pids();
+    try {
+      const id = (n: number): string => n.toString(16).padStart(32, '0');
+      const sub = path.join(dir, '00');
+      const names = {
+        live: `${id(1)}.${p.live}.body.tmp`,
+        liveMeta: `${id(2)}.${p.live}.meta.json.tmp`,
+        dead: `${id(3)}.${p.dead}.body.tmp`,
+        deadMeta: `${id(4)}.${p.dead}.meta.json.tmp`,
+        own: `${id(5)}.${process.pid}.body.tmp`,
+        oldName: `${id(6)}.body.tmp`,
+        oldMeta: `${id(7)}.meta.json.tmp`,
+        staleLive: `${id(8)}.${p.live}.body.tmp`,
+      };
+      for (const n of Object.values(names)) fs.writeFileSync(path.join(sub, n), 'x');
+      const old = new Date(Date.now() - STALE_TEMP_MS - 60_000);
+      fs.utimesSync(path.join(sub, names.staleLive), old, old);
+      await open(dir);
+      assert.deepEqual(files(dir), [names.live, names.liveMeta].map((n) => path.join('00', n)).sort());
+    } finally {
+      p.stop();
+    }
+  });
+
+  it('a commit, a freshening and a removal in one are seen by the other', async () => {
+    const dir = tempDir();
+    const { a, b, relayed } = await pair(dir);
+    const { entry } = await put(a, response('https://h/x', 100));
+    await relayed();
+    const seen = b.variants('https://h/x');
+    assert.equal(seen.length, 1);
+    assert.equal(seen[0]!.id, entry!.id);
+    assert.equal(b.bytes, a.bytes);
+    await a.update(entry!, { headers: ['Cache-Control', 'max-age=600'], requestTime: Date.now(), responseTime: Date.now(), initialAge: 0 });
+    await relayed();
+    assert.equal(b.variants('https://h/x')[0]!.lifetime, 600);
+    assert.equal(a.purge('https://h/x'), 1);
+    assert.ok(!fs.existsSync(entry!.bodyFile), 'a purge unlinks before it returns: no process can open the body after it');
+    await relayed();
+    assert.equal(b.count, 0);
+    assert.equal(b.bytes, 0);
+  });
+
+  it('two commits of one key and Vary selection at once: both keep the later received, the other\'s files go', async () => {
+    const dir = tempDir();
+    const { a, b, relayed } = await pair(dir);
+    const t = Date.now();
+    // Committed in the opposite order of their responses: each process first places its own.
+    const late = await put(b, response('https://h/k', 10, { responseTime: t + 1000 }));
+    const early = await put(a, response('https://h/k', 20, { responseTime: t }));
+    await relayed();
+    assert.deepEqual(a.variants('https://h/k').map((e) => e.id), [late.entry!.id]);
+    assert.deepEqual(b.variants('https://h/k').map((e) => e.id), [late.entry!.id]);
+    assert.equal(a.bytes, b.bytes);
+    assert.deepEqual(await settled(dir, (n) => n.length === 2), [`${late.entry!.id}.body`, `${late.entry!.id}.meta.json`].map((n) => path.join(n.slice(0, 2), n)).sort());
+    assert.ok(!fs.existsSync(early.entry!.bodyFile));
+  });
+
+  it('an eviction in one is a removal in the other', async () => {
+    const dir = tempDir();
+    const { a, b, relayed } = await pair(dir, 2 * 1000 + 2 * 400);
+    const first = await put(a, response('https://h/1', 1000));
+    await put(b, response('https://h/2', 1000));
+    await relayed();
+    assert.equal(a.count, 2);
+    await put(a, response('https://h/3', 1000));
+    await relayed();
+    assert.equal(a.variants('https://h/1').length, 0, 'the least recently used went');
+    assert.equal(b.variants('https://h/1').length, 0);
+    assert.equal(b.count, 2);
+    const left = await settled(dir, (names) => !names.some((n) => n.includes(first.entry!.id)));
+    assert.ok(!left.some((n) => n.includes(first.entry!.id)), 'its files were deleted');
   });
 });

@@ -512,9 +512,13 @@ describe('errors name the flag or the file and key', () => {
     await rejectsWith(resolveProxySettings('http', { ...minimal(), config: configFile('wk.yaml', 'worker: 2\n') }), "unknown setting 'worker' (did you mean 'workers'?)");
   });
 
-  test('--workers > 1 with --cache is refused until the cache is shared-safe; --workers 1 with --cache is fine', async () => {
-    await rejectsWith(resolveProxySettings('http', { ...minimal(), cache: 'c', workers: '2' }), '--workers 2 with --cache is not supported yet');
-    await rejectsWith(resolveProxySettings('http', { ...minimal(), config: configFile('wc.yaml', 'workers: 4\ncache: c\n') }), 'is not supported yet', 'workers in config', 'cache in config');
+  test('--workers N with --cache: one cache shared by the workers (issue 17), from flags or the config file', async () => {
+    const flags = await resolveProxySettings('http', { ...minimal(), cache: 'c', workers: '2' });
+    assert.equal(flags.workers, 2);
+    assert.equal(flags.cache?.dir, 'c');
+    const config = await resolveProxySettings('http', { ...minimal(), config: configFile('wc.yaml', 'workers: 4\ncache: c\n') });
+    assert.equal(config.workers, 4);
+    assert.ok(config.cache !== null);
     assert.equal((await resolveProxySettings('http', { ...minimal(), cache: 'c', workers: '1' })).workers, 1);
   });
 

@@ -1,0 +1,182 @@
+/**
+ * One cache for all workers (--workers N --cache DIR, issue 17): the
+ * primary relays the cache's events between its workers and keeps the fill
+ * locks, over the same IPC channel as worker-protocol.ts but in messages of
+ * their own type ('cache'), which worker-link.ts and primary.ts's own
+ * handlers ignore.
+ *
+ * - A worker's event (an entry stored, freshened or removed; a key
+ *   invalidated, RFC 9111 §4.4) goes to every other worker, in the order the
+ *   primary received them (src/cache/peers.ts says what each does with it).
+ * - Fill locks: one worker at a time fetches a key for the store. The
+ *   primary grants a key's lock to the first worker that asks and answers
+ *   'held' to the others until it is released; then (or when the holder
+ *   dies: its 'exit') it tells every worker 'unlocked'. The primary outlives
+ *   its workers, so no lock outlives its holder and no lock file can be left
+ *   stale on disk.
+ * - The admin listener's POST /purge (the primary's) is passed to one
+ *   worker, which purges as for a PURGE request: its 'invalidated' reaches
+ *   the others.
+ */
+import type { ChildProcess } from 'node:child_process';
+import type { Logger } from '../log/logger.js';
+import type { CachePeers, LockAnswer, PeerEvent, PublishedEvent } from '../cache/peers.js';
+
+/** How long a worker waits for the primary's answer to a lock request before filling without the lock. */
+const LOCK_ANSWER_MS = 2_000;
+/** How long the primary waits for a worker to answer a purge. */
+const PURGE_ANSWER_MS = 2_000;
+
+export type CacheToPrimary =
+  | { type: 'cache'; op: 'event'; e: PublishedEvent }
+  | { type: 'cache'; op: 'lock'; key: string; seq: number }
+  | { type: 'cache'; op: 'unlock'; key: string }
+  | { type: 'cache'; op: 'purged'; seq: number; purged: number };
+
+export type CacheToWorker =
+  | { type: 'cache'; op: 'event'; e: PeerEvent }
+  /** `mine`: the asking worker holds it itself (another of its requests fills the key). */
+  | { type: 'cache'; op: 'lock'; seq: number; granted: boolean; mine: boolean }
+  /** The admin listener's POST /purge: the worker purges `url` and answers 'purged'. */
+  | { type: 'cache'; op: 'purge'; seq: number; url: string };
+
+function isCacheMessage<T extends { type: 'cache' }>(m: unknown): m is T {
+  return typeof m === 'object' && m !== null && (m as { type?: unknown }).type === 'cache' && typeof (m as { op?: unknown }).op === 'string';
+}
+
+/** The primary's side: relays events, keeps the locks. */
+export class CacheRelay {
+  /** Key -> pid of the worker filling it. */
+  private readonly locks = new Map<string, number>();
+  private purgeSeq = 0;
+  private readonly purges = new Map<number, (n: number) => void>();
+
+  constructor(
+    private readonly workers: () => ChildProcess[],
+    private readonly log: Logger,
+  ) {}
+
+  onMessage(from: ChildProcess, m: unknown): void {
+    if (!isCacheMessage<CacheToPrimary>(m) || from.pid === undefined) return;
+    if (m.op === 'event') this.send(m.e, (c) => c !== from);
+    else if (m.op === 'lock') this.lock(from, from.pid, m.key, m.seq);
+    else if (m.op === 'unlock' && this.locks.get(m.key) === from.pid) this.unlock(m.key);
+    else if (m.op === 'purged') this.purges.get(m.seq)?.(m.purged);
+  }
+
+  /**
+   * Purges a URL (the admin listener's POST /purge) through one live worker:
+   * how many stored responses went. Rejects when no worker answers.
+   */
+  purge(url: string): Promise<number> {
+    const to = this.workers().find((c) => c.connected);
+    if (to === undefined) return Promise.reject(new Error('no worker is running'));
+    const seq = ++this.purgeSeq;
+    return new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`worker ${to.pid} did not answer within ${PURGE_ANSWER_MS} ms`)), PURGE_ANSWER_MS);
+      this.purges.set(seq, (n) => {
+        clearTimeout(timer);
+        resolve(n);
+      });
+      this.reply(to, { type: 'cache', op: 'purge', seq, url });
+    }).finally(() => this.purges.delete(seq));
+  }
+
+  /** A worker died (kill -9, a crash): its fills will never end, so their keys are free again. */
+  workerExited(pid: number | undefined): void {
+    const held = [...this.locks].filter(([, p]) => p === pid).map(([key]) => key);
+    for (const key of held) this.unlock(key);
+    if (held.length > 0) this.log.warn({ workerPid: pid, keys: held.length }, 'cache: a worker died while filling; its keys are free again (its unfinished files are never served and are removed at the next start-up)');
+  }
+
+  private lock(from: ChildProcess, pid: number, key: string, seq: number): void {
+    const holder = this.locks.get(key);
+    if (holder === undefined) this.locks.set(key, pid);
+    this.reply(from, { type: 'cache', op: 'lock', seq, granted: holder === undefined, mine: holder === pid });
+  }
+
+  /** Every worker is told, the holder too: its own requests may wait for the fill as well. */
+  private unlock(key: string): void {
+    this.locks.delete(key);
+    this.send({ event: 'unlocked', key }, () => true);
+  }
+
+  private send(e: PeerEvent, to: (c: ChildProcess) => boolean): void {
+    for (const c of this.workers()) if (to(c)) this.reply(c, { type: 'cache', op: 'event', e });
+  }
+
+  private reply(c: ChildProcess, m: CacheToWorker): void {
+    if (c.connected) c.send(m, (err) => err && this.log.debug({ workerPid: c.pid, err: err.message }, 'cache message to a worker not delivered'));
+  }
+}
+
+/** The worker's side: the cache's CachePeers over the IPC channel to the primary. */
+export class WorkerCachePeers implements CachePeers {
+  private seq = 0;
+  private readonly answers = new Map<number, (a: LockAnswer) => void>();
+  private listener: ((e: PeerEvent) => void) | null = null;
+  private purger: ((url: string) => number) | null = null;
+  /** Events received before the cache subscribed (while its index was rebuilt). */
+  private early: PeerEvent[] = [];
+
+  constructor() {
+    process.on('message', (m: unknown) => {
+      if (isCacheMessage<CacheToWorker>(m)) this.onMessage(m);
+    });
+  }
+
+  private onMessage(m: CacheToWorker): void {
+    if (m.op === 'lock') {
+      this.answers.get(m.seq)?.(m.granted ? 'granted' : m.mine ? 'mine' : 'held');
+      this.answers.delete(m.seq);
+    } else if (m.op === 'purge') {
+      if (this.purger !== null) send({ type: 'cache', op: 'purged', seq: m.seq, purged: this.purger(m.url) });
+    } else if (this.listener !== null) this.listener(m.e);
+    else this.early.push(m.e);
+  }
+
+  publish(e: PublishedEvent): void {
+    send({ type: 'cache', op: 'event', e });
+  }
+
+  lock(key: string): Promise<LockAnswer> {
+    const seq = ++this.seq;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.answers.delete(seq);
+        resolve('unknown');
+      }, LOCK_ANSWER_MS);
+      this.answers.set(seq, (a) => {
+        clearTimeout(timer);
+        resolve(a);
+      });
+      if (send({ type: 'cache', op: 'lock', key, seq })) return;
+      this.answers.get(seq)?.('unknown');
+      this.answers.delete(seq);
+    });
+  }
+
+  unlock(key: string): void {
+    send({ type: 'cache', op: 'unlock', key });
+  }
+
+  answerPurges(fn: (url: string) => number): void {
+    this.purger = fn;
+  }
+
+  subscribe(fn: (e: PeerEvent) => void): void {
+    this.listener = fn;
+    for (const e of this.early.splice(0)) fn(e);
+  }
+}
+
+/**
+ * False when there is no channel to the primary (it is gone). A send that
+ * fails later (the primary died meanwhile) is ignored: the worker stops on
+ * 'disconnect' (worker-link.ts), and a lock request then times out.
+ */
+function send(m: CacheToPrimary): boolean {
+  if (process.send === undefined || !process.connected) return false;
+  process.send(m, () => undefined);
+  return true;
+}

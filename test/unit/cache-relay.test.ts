@@ -1,0 +1,74 @@
+/**
+ * The primary's side of one cache for all workers (src/cli/cache-relay.ts),
+ * with stand-ins for the workers' channels: events go to every other worker
+ * in order, a key's lock goes to one worker at a time, a dead holder's keys
+ * are freed and announced, and an admin purge is answered by one worker.
+ */
+import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { describe, it } from 'node:test';
+import { silentLogger } from '../../src/log/logger.js';
+import { CacheRelay, type CacheToWorker } from '../../src/cli/cache-relay.js';
+
+function worker(pid: number): ChildProcess & { got: CacheToWorker[] } {
+  const got: CacheToWorker[] = [];
+  return { pid, connected: true, got, send: (m: CacheToWorker) => got.push(m) } as unknown as ChildProcess & { got: CacheToWorker[] };
+}
+
+function setup(): { relay: CacheRelay; a: ReturnType<typeof worker>; b: ReturnType<typeof worker>; c: ReturnType<typeof worker> } {
+  const [a, b, c] = [worker(101), worker(102), worker(103)];
+  return { relay: new CacheRelay(() => [a, b, c], silentLogger), a, b, c };
+}
+
+describe('CacheRelay (the primary)', () => {
+  it('relays a worker\'s events to every other worker, in order, not back to it', () => {
+    const { relay, a, b, c } = setup();
+    relay.onMessage(a, { type: 'cache', op: 'event', e: { event: 'stored', id: 'x', key: 'k' } });
+    relay.onMessage(a, { type: 'cache', op: 'event', e: { event: 'invalidated', key: 'k', at: 1 } });
+    relay.onMessage(a, { type: 'ready' });
+    assert.deepEqual(a.got, []);
+    for (const w of [b, c]) assert.deepEqual(w.got.map((m) => m.op === 'event' && m.e.event), ['stored', 'invalidated']);
+  });
+
+  it('a key\'s lock: granted to the first, held for the others (and said to be its own to the holder), freed by its holder only', () => {
+    const { relay, a, b, c } = setup();
+    relay.onMessage(a, { type: 'cache', op: 'lock', key: 'k', seq: 1 });
+    relay.onMessage(b, { type: 'cache', op: 'lock', key: 'k', seq: 7 });
+    relay.onMessage(a, { type: 'cache', op: 'lock', key: 'k', seq: 2 });
+    relay.onMessage(b, { type: 'cache', op: 'lock', key: 'other', seq: 8 });
+    assert.deepEqual(a.got, [{ type: 'cache', op: 'lock', seq: 1, granted: true, mine: false }, { type: 'cache', op: 'lock', seq: 2, granted: false, mine: true }]);
+    assert.deepEqual(b.got, [{ type: 'cache', op: 'lock', seq: 7, granted: false, mine: false }, { type: 'cache', op: 'lock', seq: 8, granted: true, mine: false }]);
+    relay.onMessage(b, { type: 'cache', op: 'unlock', key: 'k' });
+    assert.equal(c.got.length, 0, 'not the holder: nothing happens');
+    relay.onMessage(a, { type: 'cache', op: 'unlock', key: 'k' });
+    for (const w of [a, b, c]) assert.deepEqual(w.got.at(-1), { type: 'cache', op: 'event', e: { event: 'unlocked', key: 'k' } });
+    relay.onMessage(c, { type: 'cache', op: 'lock', key: 'k', seq: 1 });
+    assert.deepEqual(c.got.at(-1), { type: 'cache', op: 'lock', seq: 1, granted: true, mine: false });
+  });
+
+  it('the admin listener\'s purge goes to one worker and resolves with its answer; with no answer it rejects', async () => {
+    const { relay, a, b } = setup();
+    const purged = relay.purge('https://h/x');
+    assert.deepEqual(a.got, [{ type: 'cache', op: 'purge', seq: 1, url: 'https://h/x' }]);
+    assert.deepEqual(b.got, []);
+    relay.onMessage(a, { type: 'cache', op: 'purged', seq: 1, purged: 2 });
+    assert.equal(await purged, 2);
+    const none = new CacheRelay(() => [], silentLogger);
+    await assert.rejects(none.purge('https://h/x'), /no worker is running/);
+  });
+
+  it('a worker that dies frees its keys, and every worker is told', () => {
+    const { relay, a, b, c } = setup();
+    relay.onMessage(a, { type: 'cache', op: 'lock', key: 'k1', seq: 1 });
+    relay.onMessage(a, { type: 'cache', op: 'lock', key: 'k2', seq: 2 });
+    relay.onMessage(b, { type: 'cache', op: 'lock', key: 'k3', seq: 1 });
+    relay.workerExited(a.pid);
+    const unlocked = (w: ReturnType<typeof worker>): string[] => w.got.flatMap((m) => (m.op === 'event' && m.e.event === 'unlocked' ? [m.e.key] : []));
+    assert.deepEqual(unlocked(b), ['k1', 'k2']);
+    assert.deepEqual(unlocked(c), ['k1', 'k2']);
+    relay.onMessage(c, { type: 'cache', op: 'lock', key: 'k1', seq: 9 });
+    assert.deepEqual(c.got.at(-1), { type: 'cache', op: 'lock', seq: 9, granted: true, mine: false });
+    relay.onMessage(c, { type: 'cache', op: 'lock', key: 'k3', seq: 10 });
+    assert.deepEqual(c.got.at(-1), { type: 'cache', op: 'lock', seq: 10, granted: false, mine: false }, 'a live worker keeps its lock');
+  });
+});
