@@ -60,14 +60,21 @@ export function spawnDaemon(cmd: string, args: string[], options: { env?: NodeJS
 
 /**
  * Polls `ready` every 25 ms until it resolves true. Rejects, with `describe()`
- * (logs and output) in the message, when the daemon exits first or after timeoutMs.
+ * (logs and output) in the message, when the daemon exits first or after
+ * timeoutMs; a daemon not ready in time is stopped first, since the caller
+ * never gets a handle to stop it (a live child keeps the test file's process,
+ * and so the whole run, waiting until the file's own timeout).
  */
 export async function waitReady(daemon: Daemon, what: string, ready: () => Promise<boolean>, describe: () => Promise<string>, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (!daemon.alive()) throw new Error(`${what} ended (${daemon.ending()}) before it was ready:\n${await describe()}`);
     if (await ready()) return;
-    if (Date.now() > deadline) throw new Error(`${what} not ready within ${timeoutMs} ms:\n${await describe()}`);
+    if (Date.now() > deadline) {
+      const output = await describe();
+      await daemon.stop();
+      throw new Error(`${what} not ready within ${timeoutMs} ms:\n${output}`);
+    }
     await delay(25);
   }
 }
