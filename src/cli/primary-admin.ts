@@ -41,8 +41,47 @@ function total(metrics: Metrics, name: string, key?: string, value?: string): nu
   return m.values.filter((v) => key === undefined || (v.labels as Record<string, unknown>)[key] === value).reduce((n, v) => n + v.value, 0);
 }
 
-async function aggregated(o: WorkerAdminOptions): Promise<Registry> {
-  const registry = AggregatorRegistry.aggregate<typeof Registry.PROMETHEUS_CONTENT_TYPE>(await o.source.workerMetrics());
+/** One upstream across the workers: in rotation everywhere (`up`), and in how many of the workers that report it. */
+export interface UpstreamAcross {
+  url: string;
+  up: boolean;
+  workersUp: number;
+  workers: number;
+}
+
+/**
+ * Each worker keeps its own health state (passive failures and active checks
+ * run per process), so an upstream can be down in one worker and up in
+ * another; `up` is true only where every reporting worker has it in rotation,
+ * as aludel_upstream_up's minimum on /metrics.
+ */
+export function upstreamsAcross(perWorker: readonly Metrics[]): UpstreamAcross[] {
+  const by = new Map<string, UpstreamAcross>();
+  for (const metrics of perWorker) {
+    for (const v of metrics.find((m) => m.name === 'aludel_upstream_up')?.values ?? []) {
+      const url = String((v.labels as Record<string, unknown>).upstream);
+      const u = by.get(url) ?? { url, up: true, workersUp: 0, workers: 0 };
+      u.workers++;
+      if (v.value === 1) u.workersUp++;
+      u.up = u.workersUp === u.workers;
+      by.set(url, u);
+    }
+  }
+  return [...by.values()];
+}
+
+/** aludel_upstream_errors_total summed over the workers, keyed as one process's /status keys it ("URL CODE"). */
+function upstreamErrors(metrics: Metrics): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const v of metrics.find((m) => m.name === 'aludel_upstream_errors_total')?.values ?? []) {
+    const l = v.labels as Record<string, unknown>;
+    out[`${String(l.upstream)} ${String(l.code)}`] = v.value;
+  }
+  return out;
+}
+
+async function aggregated(o: WorkerAdminOptions, perWorker?: unknown[][]): Promise<Registry> {
+  const registry = AggregatorRegistry.aggregate<typeof Registry.PROMETHEUS_CONTENT_TYPE>(perWorker ?? (await o.source.workerMetrics()));
   // How many workers answer the primary now (fewer than --workers while one restarts).
   const own = new Registry();
   new Gauge({ name: 'aludel_workers', help: 'Worker processes running (--workers)', registers: [own] }).set(o.source.workerPids.length);
@@ -54,7 +93,8 @@ export async function startWorkerAdmin(o: WorkerAdminOptions): Promise<AdminServ
     purge: o.purge,
     metrics: async () => metricsText(await aggregated(o)),
     status: async (admin) => {
-      const [metrics, kernelTls] = await Promise.all([(await aggregated(o)).getMetricsAsJSON() as Promise<Metrics>, readKernelTlsStat()]);
+      const perWorker = await o.source.workerMetrics();
+      const [metrics, kernelTls] = await Promise.all([(await aggregated(o, perWorker)).getMetricsAsJSON() as Promise<Metrics>, readKernelTlsStat()]);
       return {
         version: VERSION,
         command: o.command,
@@ -70,6 +110,7 @@ export async function startWorkerAdmin(o: WorkerAdminOptions): Promise<AdminServ
           kernelRx: total(metrics, 'aludel_connections_total', 'rx', 'kernel'),
         },
         handshakes: { ok: total(metrics, 'aludel_handshakes_total', 'result', 'ok'), failed: total(metrics, 'aludel_handshakes_total', 'result', 'failed') },
+        ...(o.command === 'serve' ? {} : { upstreams: upstreamsAcross(perWorker as Metrics[]), upstreamErrors: upstreamErrors(metrics) }),
         kernelTls,
         ...(o.acme ? { acme: o.acme() } : {}),
       };

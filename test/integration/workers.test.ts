@@ -18,7 +18,8 @@ import { after, before, describe, test } from 'node:test';
 import { runCli, serveArgs, startAludel, type LogLine, type Running } from '../support/aludel-process.js';
 import { curl } from '../support/clients.js';
 import { makeFixtures, sha256, type Fixtures } from '../support/fixtures.js';
-import { scrape, select, total } from '../support/metrics.js';
+import { freePort } from '../support/loopback-port.js';
+import { scrape, select, status, total } from '../support/metrics.js';
 import { run } from '../support/run-process.js';
 import { fingerprint, presented, rotatingCert } from '../support/sni-certs.js';
 import { delay, waitUntil } from '../support/wait.js';
@@ -260,6 +261,30 @@ describe('--workers 2 (proxy, tcp)', () => {
       await waitUntil(() => since(p, from, 'request').length === 10, 10_000);
       assert.ok([...pidsOf(since(p, from, 'request'))].every((pid) => pids.includes(pid)), 'served by the workers');
       assert.equal(total((await scrape(admin)).samples, 'aludel_upstream_up'), 1, 'up in every worker: the minimum over them is 1');
+    } finally {
+      await p.stop();
+      origin.close();
+    }
+  });
+
+  test('aludel proxy: the primary\'s /status shows each upstream\'s health across the workers (active checks mark a dead one down in both)', { timeout: 60_000 }, async () => {
+    const origin = http.createServer((req, res) => res.end('ok'));
+    await new Promise<void>((resolve) => origin.listen(0, '127.0.0.1', resolve));
+    const live = `http://127.0.0.1:${(origin.address() as net.AddressInfo).port}`;
+    const dead = `http://127.0.0.1:${await freePort()}`;
+    const p = await startAludel(['proxy', '--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--to', live, '--to', dead, '--health-check-interval', '1s', '--workers', '2', '--admin', '127.0.0.1:0']);
+    try {
+      await workerPids(p);
+      const admin = String((await p.waitForLog((l) => l.msg === 'admin listening')).admin);
+      const want = [{ url: live, up: true, workersUp: 2, workers: 2 }, { url: dead, up: false, workersUp: 0, workers: 2 }];
+      let seen: unknown = null;
+      for (let i = 0; i < 75; i++) {
+        const st = (await status(admin)) as unknown as { upstreams?: Array<{ url: string }> };
+        seen = [...(st.upstreams ?? [])].sort((a, b) => (a.url === live ? -1 : b.url === live ? 1 : 0));
+        if (JSON.stringify(seen) === JSON.stringify(want)) break;
+        await delay(200);
+      }
+      assert.deepEqual(seen, want);
     } finally {
       await p.stop();
       origin.close();

@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { upstreamsAcross } from '../../src/cli/primary-admin.js';
 import { deathsInRow, RESTART_CAP_MS, RESTART_FIRST_MS, restartDelayMs, STABLE_MS } from '../../src/cli/restart-backoff.js';
 import { isToPrimary, isToWorker, withoutInspectFlags, workerRole, WORKER_ENV, WORKER_FDS_ENV } from '../../src/cli/worker-protocol.js';
 import { InvalidOptionError } from '../../src/errors.js';
@@ -99,5 +100,18 @@ describe('session ticket keys', () => {
     assert.notDeepEqual(a, b, 'random');
     assert.deepEqual(rotateTicketKeys([a], b), [b, a]);
     assert.deepEqual(rotateTicketKeys([b, a], c), [c, b]);
+  });
+});
+
+describe('upstream health across workers (primary-admin.ts)', () => {
+  const up = (url: string, value: number) => ({ value, labels: { upstream: url } });
+  const worker = (...values: Array<{ value: number; labels: { upstream: string } }>) => [{ name: 'aludel_upstream_up', help: '', type: 'gauge', aggregator: 'min', values }];
+  test('up only where every reporting worker has it in rotation; counts per upstream', () => {
+    const got = upstreamsAcross([worker(up('http://a', 1), up('http://b', 0)), worker(up('http://a', 1), up('http://b', 1)), worker(up('http://a', 1))] as never);
+    assert.deepEqual(got, [
+      { url: 'http://a', up: true, workersUp: 3, workers: 3 },
+      { url: 'http://b', up: false, workersUp: 1, workers: 2 },
+    ]);
+    assert.deepEqual(upstreamsAcross([]), []);
   });
 });
