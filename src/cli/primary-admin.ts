@@ -56,18 +56,17 @@ export interface UpstreamAcross {
  * as aludel_upstream_up's minimum on /metrics.
  */
 export function upstreamsAcross(perWorker: readonly Metrics[]): UpstreamAcross[] {
-  const by = new Map<string, UpstreamAcross>();
+  const by = new Map<string, Omit<UpstreamAcross, 'up'>>();
   for (const metrics of perWorker) {
     for (const v of metrics.find((m) => m.name === 'aludel_upstream_up')?.values ?? []) {
       const url = String((v.labels as Record<string, unknown>).upstream);
-      const u = by.get(url) ?? { url, up: true, workersUp: 0, workers: 0 };
+      const u = by.get(url) ?? { url, workersUp: 0, workers: 0 };
       u.workers++;
       if (v.value === 1) u.workersUp++;
-      u.up = u.workersUp === u.workers;
       by.set(url, u);
     }
   }
-  return [...by.values()];
+  return [...by.values()].map((u) => ({ url: u.url, up: u.workersUp === u.workers, workersUp: u.workersUp, workers: u.workers }));
 }
 
 /** aludel_upstream_errors_total summed over the workers, keyed as one process's /status keys it ("URL CODE"). */
