@@ -12,7 +12,9 @@
         "native/diag.c",
         "native/stream.c",
         "native/ethtool.c",
-        "native/tickets.c"
+        "native/tickets.c",
+        "native/ktls-keys.c",
+        "native/tls-client.c"
       ],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2", "-fvisibility=hidden"],
       "libraries": ["-ldl"]
@@ -23,7 +25,7 @@
       "product_name": "aludel-preload",
       "product_prefix": "",
       "product_extension": "so",
-      "sources": ["native/preload.c", "native/preload-keys.c", "native/preload-secrets.c", "native/preload-ktls.c", "native/preload-ossl102.c", "native/preload-bio.c"],
+      "sources": ["native/preload.c", "native/preload-keys.c", "native/preload-secrets.c", "native/preload-ktls.c", "native/preload-ossl102.c", "native/preload-bio.c", "native/ktls-keys.c"],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2", "-fvisibility=hidden"],
       "libraries": ["-ldl", "-lpthread"]
     }

@@ -15,6 +15,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
+#include <openssl/x509.h>
 
 #include "openssl-api.h"
 
@@ -53,6 +54,14 @@ SAME(ALUDEL_SSL3_RT_HANDSHAKE, SSL3_RT_HANDSHAKE);
 SAME(ALUDEL_SSL3_MT_KEY_UPDATE, SSL3_MT_KEY_UPDATE);
 SAME(ALUDEL_SSL_KEY_UPDATE_REQUESTED, SSL_KEY_UPDATE_REQUESTED);
 SAME(ALUDEL_SSL_R_UNEXPECTED_EOF_WHILE_READING, SSL_R_UNEXPECTED_EOF_WHILE_READING);
+SAME(ALUDEL_SSL_CTRL_SET_TLSEXT_HOSTNAME, SSL_CTRL_SET_TLSEXT_HOSTNAME);
+SAME(ALUDEL_SSL_VERIFY_NONE, SSL_VERIFY_NONE);
+SAME(ALUDEL_SSL_VERIFY_PEER, SSL_VERIFY_PEER);
+SAME(ALUDEL_TLS1_2_VERSION, TLS1_2_VERSION);
+SAME(ALUDEL_TLS1_3_VERSION, TLS1_3_VERSION);
+SAME(ALUDEL_X509_V_OK, X509_V_OK);
+SAME(ALUDEL_SSL3_RT_ALERT, SSL3_RT_ALERT);
+SAME(ALUDEL_SSL3_RT_APPLICATION_DATA, SSL3_RT_APPLICATION_DATA);
 SAME(ALUDEL_ERR_REASON_MASK, ERR_REASON_MASK);
 SAME(ALUDEL_ERR_SYSTEM_FLAG, ERR_SYSTEM_FLAG);
 SAME(ALUDEL_SSL_ERROR_NONE, SSL_ERROR_NONE);
@@ -66,6 +75,8 @@ SAME(ALUDEL_SSL_ERROR_ZERO_RETURN, SSL_ERROR_ZERO_RETURN);
 static CRYPTO_EX_free *const check_ex_free_type = (aludel_ex_free_fn *)0;
 static CRYPTO_EX_dup *const check_ex_dup_type = (aludel_ex_dup_fn *)0;
 static CRYPTO_EX_new *const check_ex_new_type = (aludel_ex_new_fn *)0;
+static SSL_verify_cb const check_verify_cb_type = (aludel_verify_cb)0;
+static SSL_CTX_keylog_cb_func const check_keylog_cb_type = (aludel_keylog_cb)0;
 
 /* The prototypes too: each assignment fails to compile if a signature drifted. */
 #define SAME_PROTO(ret, name, params) static ret(*const check_##name) params = name;

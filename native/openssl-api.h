@@ -27,6 +27,8 @@ typedef struct evp_cipher_ctx_st EVP_CIPHER_CTX;
 typedef struct evp_md_st EVP_MD;
 typedef struct hmac_ctx_st HMAC_CTX;
 typedef struct engine_st ENGINE;
+typedef struct x509_st X509;
+typedef struct x509_store_ctx_st X509_STORE_CTX;
 
 typedef int (*aludel_alpn_select_cb)(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                                      const unsigned char *in, unsigned int inlen, void *arg);
@@ -39,6 +41,9 @@ typedef int (*aludel_client_hello_cb)(SSL *ssl, int *alert, void *arg);
 /* The session ticket key callback (SSL_CTX_set_tlsext_ticket_key_cb), set through SSL_CTX_callback_ctrl. */
 typedef int (*aludel_ticket_key_cb)(SSL *ssl, unsigned char *key_name, unsigned char *iv,
                                     EVP_CIPHER_CTX *cctx, HMAC_CTX *hctx, int enc);
+/* SSL_verify_cb and SSL_CTX_keylog_cb_func of <openssl/ssl.h> (client contexts, tls-client.c). */
+typedef int (*aludel_verify_cb)(int preverify_ok, X509_STORE_CTX *x509_ctx);
+typedef void (*aludel_keylog_cb)(const SSL *ssl, const char *line);
 /* CRYPTO_EX_new/dup/free of <openssl/crypto.h>. */
 typedef void aludel_ex_new_fn(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp);
 typedef int aludel_ex_dup_fn(CRYPTO_EX_DATA *to, const CRYPTO_EX_DATA *from, void **from_d, int idx,
@@ -77,6 +82,14 @@ typedef void aludel_ex_free_fn(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int 
 #define ALUDEL_SSL3_MT_KEY_UPDATE 24
 #define ALUDEL_SSL_KEY_UPDATE_REQUESTED 1
 #define ALUDEL_SSL_R_UNEXPECTED_EOF_WHILE_READING 294
+#define ALUDEL_SSL_CTRL_SET_TLSEXT_HOSTNAME 55
+#define ALUDEL_SSL_VERIFY_NONE 0x00
+#define ALUDEL_SSL_VERIFY_PEER 0x01
+#define ALUDEL_TLS1_2_VERSION 0x0303
+#define ALUDEL_TLS1_3_VERSION 0x0304
+#define ALUDEL_X509_V_OK 0
+#define ALUDEL_SSL3_RT_ALERT 21
+#define ALUDEL_SSL3_RT_APPLICATION_DATA 23
 #define ALUDEL_ERR_REASON_MASK 0x7FFFFF
 #define ALUDEL_ERR_SYSTEM_FLAG 0x80000000UL   /* ((unsigned int)INT_MAX + 1) */
 
@@ -152,7 +165,28 @@ enum {
                               const unsigned char *key, const unsigned char *iv))              \
   X(int, EVP_DecryptInit_ex, (EVP_CIPHER_CTX *ctx, const EVP_CIPHER *cipher, ENGINE *impl,     \
                               const unsigned char *key, const unsigned char *iv))              \
-  X(int, HMAC_Init_ex, (HMAC_CTX *ctx, const void *key, int len, const EVP_MD *md, ENGINE *impl))
+  X(int, HMAC_Init_ex, (HMAC_CTX *ctx, const void *key, int len, const EVP_MD *md, ENGINE *impl)) \
+  X(unsigned char *, HMAC, (const EVP_MD *evp_md, const void *key, int key_len,                 \
+                            const unsigned char *data, size_t data_len, unsigned char *md,       \
+                            unsigned int *md_len))                                               \
+  X(const EVP_MD *, EVP_sha384, (void))                                                        \
+  X(const SSL_METHOD *, TLS_client_method, (void))                                             \
+  X(void, SSL_CTX_set_verify, (SSL_CTX *ctx, int mode, aludel_verify_cb callback))             \
+  X(int, SSL_CTX_set_default_verify_paths, (SSL_CTX *ctx))                                     \
+  X(int, SSL_CTX_load_verify_locations, (SSL_CTX *ctx, const char *CAfile, const char *CApath)) \
+  X(void, SSL_CTX_set_keylog_callback, (SSL_CTX *ctx, aludel_keylog_cb cb))                    \
+  X(void, SSL_set_connect_state, (SSL *ssl))                                                   \
+  X(long, SSL_ctrl, (SSL *ssl, int cmd, long larg, void *parg))                                \
+  X(int, SSL_set1_host, (SSL *s, const char *hostname))                                        \
+  X(int, SSL_set_alpn_protos, (SSL *ssl, const unsigned char *protos, unsigned int protos_len)) \
+  X(long, SSL_get_verify_result, (const SSL *ssl))                                             \
+  X(const char *, X509_verify_cert_error_string, (long n))                                     \
+  X(X509 *, SSL_get1_peer_certificate, (const SSL *s))                                         \
+  X(int, X509_digest, (const X509 *data, const EVP_MD *type, unsigned char *md, unsigned int *len)) \
+  X(void, X509_free, (X509 *a))                                                                \
+  X(int, SSL_version, (const SSL *ssl))                                                        \
+  X(uint32_t, SSL_CIPHER_get_id, (const SSL_CIPHER *c))                                        \
+  X(int, SSL_has_pending, (const SSL *s))
 
 #define ALUDEL_DECLARE_PTR(ret, name, params) ret(*name) params;
 typedef struct {

@@ -55,39 +55,6 @@ static int prf(const EVP_MD *md, const unsigned char *secret, size_t secret_len,
   return ok;
 }
 
-/* HKDF-Expand-Label(secret, label, "", n) (RFC 8446 §7.1) over HKDF-Expand (RFC 5869 §2.3) with HMAC(md). */
-static int hkdf_expand_label(const EVP_MD *md, const unsigned char *secret, size_t secret_len, const char *label, unsigned char *out, size_t n) {
-  unsigned char info[2 + 1 + 255 + 1], t[64 + sizeof info + 1], block[64];
-  size_t label_len = strlen(label), info_len = 0;
-  int hlen = aludel_real.md_size(md);
-  if (hlen <= 0 || hlen > 64 || label_len + 6 > 255 || n > 255) return 0;
-  info[info_len++] = (unsigned char)(n >> 8);
-  info[info_len++] = (unsigned char)n;
-  info[info_len++] = (unsigned char)(label_len + 6);
-  memcpy(info + info_len, "tls13 ", 6);
-  memcpy(info + info_len + 6, label, label_len);
-  info_len += 6 + label_len;
-  info[info_len++] = 0; /* empty context */
-  size_t prev = 0;
-  int ok = 1;
-  size_t done = 0;
-  for (unsigned char i = 1; ok && done < n; i++) {
-    /* T(i) = HMAC(secret, T(i-1) | info | i) */
-    memcpy(t, block, prev);
-    memcpy(t + prev, info, info_len);
-    t[prev + info_len] = i;
-    unsigned int blen;
-    if (aludel_real.hmac(md, secret, (int)secret_len, t, prev + info_len + 1, block, &blen) == NULL) ok = 0;
-    size_t take = !ok ? 0 : n - done < blen ? n - done : blen;
-    memcpy(out + done, block, take);
-    done += take;
-    prev = blen;
-  }
-  explicit_bzero(t, sizeof t);
-  explicit_bzero(block, sizeof block);
-  return ok;
-}
-
 /* The kernel cipher, key and IV lengths of a suite; 0 when the kernel has none for it. */
 static int cipher_of_nid(int nid, enum aludel_cipher *cipher, size_t *keylen) {
   switch (nid) {
@@ -162,8 +129,13 @@ int aludel_tls12_keys(SSL *ssl, struct aludel_conn *c, struct aludel_keys *out) 
   return ok;
 }
 
+/* The shared schedule (ktls-keys.c) over this program's own libcrypto HMAC. */
+static int hkdf_expand_label(const EVP_MD *md, const unsigned char *secret, size_t secret_len, const char *label, unsigned char *out, size_t n) {
+  return aludel_hkdf_expand_label((aludel_hmac_fn)aludel_real.hmac, md, aludel_real.md_size(md), secret, secret_len, label, out, n);
+}
+
 static int traffic_keys(const EVP_MD *md, const unsigned char *secret, size_t len, size_t keylen, struct aludel_dir_keys *out) {
-  return hkdf_expand_label(md, secret, len, "key", out->key, keylen) && hkdf_expand_label(md, secret, len, "iv", out->iv, 12);
+  return aludel_tls13_traffic_keys((aludel_hmac_fn)aludel_real.hmac, md, aludel_real.md_size(md), secret, len, keylen, out);
 }
 
 static size_t key_length(enum aludel_cipher cipher) {

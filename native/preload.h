@@ -21,6 +21,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "ktls-keys.h"
+
 #define ALUDEL_EXPORT __attribute__((visibility("default")))
 #define ALUDEL_PRINTF(f, a) __attribute__((format(printf, f, a)))
 
@@ -156,13 +158,6 @@ void aludel_event(const char *fmt, ...) ALUDEL_PRINTF(1, 2);
 /* preload-keys.c: resolves what the keys strategy needs for `lib`; 0 when something is missing (its name in why). */
 int aludel_keys_resolve(enum aludel_lib lib, char *why, size_t size);
 
-/* What the kernel needs for one direction: RFC 5246 §6.3 / RFC 8446 §7.3 key and IV, and the next record's sequence number. */
-enum aludel_cipher { ALUDEL_AES_128_GCM = 1, ALUDEL_AES_256_GCM, ALUDEL_CHACHA20_POLY1305 };
-struct aludel_dir_keys {
-  unsigned char key[32];
-  unsigned char iv[12]; /* TLS 1.2 AES-GCM: the 4-byte implicit part only (RFC 5288 §3) */
-  uint64_t seq;
-};
 struct aludel_keys {
   int version; /* P_TLS1_2_VERSION or P_TLS1_3_VERSION */
   enum aludel_cipher cipher;
@@ -217,7 +212,6 @@ void aludel_secrets_ssl_created(SSL *ssl, SSL_CTX *ctx);
 
 /* preload-ktls.c: each returns 0 or -1 with errno, as the syscall does. */
 int aludel_ktls_ulp(int fd);
-int aludel_ktls_set(int fd, int tx, int version, enum aludel_cipher cipher, const struct aludel_dir_keys *k);
 ssize_t aludel_ktls_send_record(int fd, unsigned char type, const void *buf, size_t n);
 ssize_t aludel_ktls_recv(int fd, void *buf, size_t n, int peek, unsigned char *type);
 ssize_t aludel_ktls_send(int fd, const void *buf, size_t n);

@@ -16,6 +16,7 @@
 
 #include "aludel.h"
 #include "openssl-api.h"
+#include "tls-conn.h"
 
 /* ---------- library ---------- */
 
@@ -79,11 +80,6 @@ typedef struct {
   sni_table *acme; /* TLS-ALPN-01 challenge contexts by exact name (acmeTableSet); listening context only */
 } aludel_ctx;
 
-typedef struct {
-  SSL *ssl;
-  bool key_update_requested; /* set by the message callback, read by keyUpdateRequested() */
-  bool acme_alpn;            /* the ClientHello offered "acme-tls/1" (RFC 8737 3) */
-} aludel_ssl;
 
 static void sni_table_free(sni_table *t) {
   if (t == NULL) return;
@@ -591,7 +587,7 @@ static void ssl_finalize(napi_env env, void *data, void *hint) {
   free(s);
 }
 
-static aludel_ssl *unwrap_ssl(napi_env env, napi_value v) {
+aludel_ssl *aludel_ssl_unwrap(napi_env env, napi_value v) {
   aludel_ssl *s = NULL;
   if (napi_unwrap(env, v, (void **)&s) != napi_ok || s == NULL || s->ssl == NULL) {
     napi_throw_type_error(env, "ERR_INVALID_ARG", "not an open TLS connection");
@@ -599,6 +595,19 @@ static aludel_ssl *unwrap_ssl(napi_env env, napi_value v) {
   }
   return s;
 }
+
+napi_value aludel_ssl_wrap(napi_env env, aludel_ssl *s) {
+  napi_value obj;
+  aludel_ossl.SSL_set_ex_data(s->ssl, 0, s);
+  napi_create_object(env, &obj);
+  if (napi_wrap(env, obj, s, ssl_finalize, NULL, NULL) != napi_ok) {
+    ssl_finalize(env, s, NULL);
+    return NULL;
+  }
+  return obj;
+}
+
+#define unwrap_ssl aludel_ssl_unwrap
 
 /* The connection of a function whose only argument is the connection. */
 static aludel_ssl *ssl_arg(napi_env env, napi_callback_info info) {
@@ -609,7 +618,7 @@ static aludel_ssl *ssl_arg(napi_env env, napi_callback_info info) {
 
 /* sslNew(ctx, fd) -> connection object in server (accept) state on a socket BIO. */
 static napi_value ssl_new(napi_env env, napi_callback_info info) {
-  napi_value argv[2], obj;
+  napi_value argv[2];
   int32_t fd;
   if (!aludel_args(env, info, 2, argv) || !aludel_arg_int32(env, argv[1], &fd)) return NULL;
   aludel_ctx *c = unwrap_ctx(env, argv[0]);
@@ -623,14 +632,8 @@ static napi_value ssl_new(napi_env env, napi_callback_info info) {
     ssl_finalize(env, s, NULL);
     return aludel_throw(env, "ERR_TLS_CONNECTION", 0, "SSL_new", "SSL_new/SSL_set_fd failed", true);
   }
-  aludel_ossl.SSL_set_ex_data(s->ssl, 0, s);
   aludel_ossl.SSL_set_accept_state(s->ssl);
-  napi_create_object(env, &obj);
-  if (napi_wrap(env, obj, s, ssl_finalize, NULL, NULL) != napi_ok) {
-    ssl_finalize(env, s, NULL);
-    return NULL;
-  }
-  return obj;
+  return aludel_ssl_wrap(env, s);
 }
 
 /* Maps an OpenSSL result to a state number, or throws. */

@@ -63,6 +63,17 @@ export class UpstreamCertificateError extends AludelError {
   }
 }
 
+/**
+ * A kTLS upstream sent a record the connection cannot go on after: a fatal
+ * alert, a TLS 1.3 KeyUpdate (Linux < 6.14 cannot re-key kTLS RX), or a
+ * handshake message that has no place after the handshake.
+ */
+export class UpstreamTlsRecordError extends AludelError {
+  constructor(message: string) {
+    super('ERR_UPSTREAM_TLS_RECORD', message);
+  }
+}
+
 /** The upstream did not connect, answer or move bytes in time (answered with 504 when nothing was sent yet). */
 export class UpstreamTimeoutError extends AludelError {
   constructor(phase: 'connect' | 'headers' | 'body', ms: number, upstream: string) {

@@ -18,6 +18,8 @@ import { TrafficStats } from '../metrics/traffic-stats.js';
 import { HttpCache } from '../cache/cache.js';
 import { CacheDirectoryError } from '../errors.js';
 import { UpstreamGroup } from '../proxy/upstream-group.js';
+import { UpstreamTlsContexts } from '../tls/upstream-client.js';
+import { probeCapabilities } from '../tls/offload.js';
 import { addProxyOptions, resolveProxySettings } from './proxy-options.js';
 import { LISTENER_RESTART, reportFatal, startRedirectFor } from './serve-command.js';
 import { Listeners } from './listeners.js';
@@ -75,7 +77,7 @@ export async function runProxy(s: ProxySettings, load: () => Promise<ProxySettin
   const build = async (next: ProxySettings, previous: ProxySettings | null): Promise<Generation<ProxySettings>> => {
     if (previous !== null) listeners.reconfigure(next);
     log.level = next.logLevel;
-    const g = new UpstreamGroup({ native, upstreams: next.upstreams, health: next.healthCheck, connectTimeoutMs: next.connectTimeoutMs, keepAlive: next.keepAlive, log });
+    const g = new UpstreamGroup({ native, ktls: upstreamKtls(next, log), upstreams: next.upstreams, health: next.healthCheck, connectTimeoutMs: next.connectTimeoutMs, keepAlive: next.keepAlive, log });
     group = g;
     const front = next.mode === 'http'
       ? createHttpProxy({ settings: next, group: g, native, stats, cache, log, access })
@@ -99,6 +101,19 @@ export async function runProxy(s: ProxySettings, load: () => Promise<ProxySettin
   startAcme(acme, s, listeners, log);
   log.info({ listen: addresses[0], addresses, mode: s.mode, upstreams: s.upstreams.map((u) => u.url), cache: s.cache }, 'proxying');
   return { listeners, serving, stats, admin, cache, log, addresses };
+}
+
+/**
+ * TLS upstreams go on kTLS (bodies spliced) where the client side could: the
+ * system OpenSSL loaded and the kernel has TLS. --offload userspace keeps
+ * every connection in user space. One set of contexts per configuration,
+ * so a reload re-reads CA files and tries upstreams given up on again.
+ */
+function upstreamKtls(s: ProxySettings, log: Logger): UpstreamTlsContexts | null {
+  if (s.offload === 'userspace' || !s.upstreams.some((u) => u.tls !== null)) return null;
+  const caps = probeCapabilities();
+  if (caps.native === null || caps.kernelProblem !== null) return null;
+  return new UpstreamTlsContexts(caps.native, log);
 }
 
 export function registerProxyCommands(program: Command): void {

@@ -24,6 +24,20 @@ declare const opaque: unique symbol;
 export type PollHandle = { readonly [opaque]: 'poll' };
 export type ContextHandle = { readonly [opaque]: 'ctx' };
 export type SslHandle = { readonly [opaque]: 'ssl' };
+export type ClientContextHandle = { readonly [opaque]: 'client-ctx' };
+
+/** A TLS upstream's context (native/tls-client.c). */
+export interface ClientContextOptions {
+  /** PEM CA bundle; '' = the system trust store. */
+  caFile: string;
+  /** 1: check the chain and (per connection) the name; 0: the caller compares a pinned certificate. */
+  verify: 0 | 1;
+  cipherList: string;
+  cipherSuites: string;
+  /** 0x0303 = TLS 1.2, 0x0304 = TLS 1.3; 0 = OpenSSL's default. */
+  minVersion: number;
+  maxVersion: number;
+}
 
 export interface OpensslProbe {
   version: string;
@@ -134,6 +148,17 @@ export interface Native {
   info(ssl: SslHandle): TlsParams;
   keyUpdateRequested(ssl: SslHandle): boolean;
   sslFree(ssl: SslHandle): void;
+  clientCtxNew(o: ClientContextOptions): ClientContextHandle;
+  /** A client connection on `fd` (connected): SNI `servername` and name check `verifyName` ('' = none); ALPN http/1.1. */
+  clientSslNew(ctx: ClientContextHandle, fd: number, servername: string, verifyName: string): SslHandle;
+  /** null when the peer's chain and name were accepted, else OpenSSL's X509_V_ERR code and text. */
+  verifyResult(ssl: SslHandle): { code: number; reason: string } | null;
+  /** SHA-256 of the peer certificate's DER, or null. */
+  peerSha256(ssl: SslHandle): Buffer | null;
+  /** TLS 1.3 only: programs kernel RX from the server's traffic secret (OpenSSL 3.0 does not); 1, or throws why not. */
+  enableRx(ssl: SslHandle, fd: number): number;
+  /** recvmsg with the TLS_GET_RECORD_TYPE cmsg (kTLS RX): one record's plaintext and its type, 0 at FIN, or AGAIN. */
+  recvRecord(fd: number, buf: Buffer, offset: number, length: number): { type: number; length: number } | number;
   /** null: no TLS ULP on the socket, or no CAP_NET_ADMIN (the kernel shows ULP info to net admins only). */
   tlsUlpInfo(fd: number): UlpInfo | null;
   /** Every TCP socket of this network namespace (family AF_INET=2 or AF_INET6=10): inode, TCP state, ULP info as tlsUlpInfo. */

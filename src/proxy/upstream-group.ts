@@ -13,6 +13,7 @@
  */
 import type { Logger } from '../log/logger.js';
 import type { Native } from '../native/binding.js';
+import type { UpstreamTlsContexts } from '../tls/upstream-client.js';
 import type { HealthCheck, Upstream } from '../config/proxy-settings.js';
 import { UpstreamTimeoutError } from '../errors.js';
 import { connectUpstream, type UpstreamStream } from './upstream-stream.js';
@@ -35,6 +36,8 @@ export interface Peer {
 export interface GroupOptions {
   /** null: no addon; plain upstreams go through node:net. */
   native: Native | null;
+  /** TLS upstreams on kTLS where the kernel and the system OpenSSL allow (src/tls/upstream-client.ts); null: node:tls. */
+  ktls: UpstreamTlsContexts | null;
   upstreams: readonly Upstream[];
   health: HealthCheck;
   connectTimeoutMs: number;
@@ -96,7 +99,7 @@ export class UpstreamGroup {
       stream.destroy();
     }
     const ms = this.o.connectTimeoutMs;
-    const stream = await connectUpstream({ native: this.o.native, upstream: p.upstream, timeoutMs: ms, onTimeout: () => new UpstreamTimeoutError('connect', ms, p.upstream.url) });
+    const stream = await connectUpstream({ native: this.o.native, ktls: this.o.ktls, upstream: p.upstream, timeoutMs: ms, onTimeout: () => new UpstreamTimeoutError('connect', ms, p.upstream.url) });
     return { peer: p, stream, reused: false };
   }
 
@@ -149,7 +152,7 @@ export class UpstreamGroup {
     let reason = '';
     let stream: UpstreamStream | null = null;
     try {
-      stream = await connectUpstream({ native: this.o.native, upstream: p.upstream, timeoutMs, onTimeout: () => new UpstreamTimeoutError('connect', timeoutMs, p.upstream.url) });
+      stream = await connectUpstream({ native: this.o.native, ktls: this.o.ktls, upstream: p.upstream, timeoutMs, onTimeout: () => new UpstreamTimeoutError('connect', timeoutMs, p.upstream.url) });
       if (path !== null && p.upstream.protocol !== 'tcp') {
         stream.setIdleTimeout(timeoutMs, () => new UpstreamTimeoutError('headers', timeoutMs, p.upstream.url));
         await stream.write(requestHead('GET', path, ['Host', hostHeader(p.upstream), 'User-Agent', 'aludel-health-check', 'Connection', 'close']));

@@ -1,8 +1,10 @@
 /**
  * One connection to an upstream, whatever it speaks: plain TCP on our own fd
- * (bodies may leave it by splice) or legacy TLS through node:tls (the legacy
- * side may need TLS 1.0 and CBC suites, which the system OpenSSL context of
- * the client side must never offer). The proxy reads and writes through this
+ * (bodies may leave it by splice), TLS on the addon with kTLS both ways (read
+ * and written as a plain socket, so bodies splice too: src/tls/upstream-client.ts),
+ * or TLS through node:tls where kTLS cannot be had (legacy origins may need
+ * TLS 1.0 and CBC suites, which the system OpenSSL context of the client side
+ * must never offer). The proxy reads and writes through this
  * interface only.
  */
 import fs from 'node:fs';
@@ -12,6 +14,7 @@ import type { Native } from '../native/binding.js';
 import type { Upstream } from '../config/proxy-settings.js';
 import { UpstreamCertificateError } from '../errors.js';
 import { PlainSocket } from '../transport/plain-socket.js';
+import type { UpstreamTlsContexts } from '../tls/upstream-client.js';
 
 export interface UpstreamStream {
   /** The next bytes, or null at the upstream's end of stream. */
@@ -37,6 +40,8 @@ export interface ConnectUpstreamOptions {
   upstream: Upstream;
   timeoutMs: number;
   onTimeout: () => Error;
+  /** TLS upstreams on kTLS (the kernel has TLS and the system OpenSSL is loaded); null: node:tls only. */
+  ktls: UpstreamTlsContexts | null;
 }
 
 class PlainUpstream implements UpstreamStream {
@@ -199,8 +204,30 @@ function connectNet(o: ConnectUpstreamOptions): Promise<UpstreamStream> {
   });
 }
 
+/**
+ * TLS on the addon with both directions in the kernel: the result is read and
+ * written as a plain socket, so its bodies splice. null when this upstream's
+ * handshake did not end on kTLS (then given up for it, and the caller uses node:tls).
+ */
+async function connectKtls(o: ConnectUpstreamOptions, native: Native, ktls: UpstreamTlsContexts): Promise<UpstreamStream | null> {
+  const sock = await PlainSocket.connect(native, { host: o.upstream.host, port: o.upstream.port, timeoutMs: o.timeoutMs, onTimeout: o.onTimeout });
+  try {
+    const r = await ktls.handshake(sock, o.upstream);
+    if (r.ok) return new PlainUpstream(sock);
+    ktls.giveUp(o.upstream, r.why);
+  } catch (err) {
+    sock.destroy();
+    throw err;
+  }
+  sock.destroy();
+  return null;
+}
+
 export async function connectUpstream(o: ConnectUpstreamOptions): Promise<UpstreamStream> {
-  if (o.upstream.tls) return connectTls(o);
+  if (o.upstream.tls) {
+    const viaKernel = o.native !== null && o.ktls !== null && o.ktls.copyReason(o.upstream) === null;
+    return (viaKernel ? await connectKtls(o, o.native!, o.ktls!) : null) ?? connectTls(o);
+  }
   if (o.native === null) return connectNet(o);
   const sock = await PlainSocket.connect(o.native, { host: o.upstream.host, port: o.upstream.port, timeoutMs: o.timeoutMs, onTimeout: o.onTimeout });
   return new PlainUpstream(sock);

@@ -11,7 +11,7 @@
 import dns from 'node:dns';
 import net from 'node:net';
 import os from 'node:os';
-import { AGAIN, type Native } from '../native/binding.js';
+import { AGAIN, WANT_WRITE, type Native } from '../native/binding.js';
 import { FdReadiness } from './fd-readiness.js';
 
 /** recv() size: one read takes whatever the socket holds, up to this. */
@@ -26,6 +26,17 @@ export function errnoError(errno: number, syscall: string): Error & { code: stri
 
 function closedError(): Error {
   return Object.assign(new Error('upstream connection closed'), { code: 'ECONNRESET' });
+}
+
+/**
+ * A socket with kTLS RX (a TLS upstream, src/tls/upstream-client.ts): the
+ * kernel refuses a record that is not application data to recv() (EIO) and
+ * to splice() (EINVAL) and keeps it queued; this takes it with recvmsg and
+ * acts on it. 'again': it was dealt with (a NewSessionTicket), retry the
+ * operation; 'eof': close_notify, the end of the stream. Anything fatal throws.
+ */
+export interface ControlRecordReader {
+  takeControlRecord(): 'again' | 'eof';
 }
 
 export interface ConnectOptions {
@@ -48,6 +59,7 @@ export class PlainSocket {
   private idleError: (() => Error) | null = null;
   private idleTimer: NodeJS.Timeout | null = null;
   private waiting = 0;
+  private records: ControlRecordReader | null = null;
 
   private constructor(native: Native, fd: number, address: string, port: number) {
     this.native = native;
@@ -76,6 +88,41 @@ export class PlainSocket {
 
   get destroyed(): boolean {
     return this.closed;
+  }
+
+  /** From now on the kernel decrypts what this socket receives (kTLS RX): records that are not data go to `r`. */
+  setControlRecordReader(r: ControlRecordReader): void {
+    this.records = r;
+  }
+
+  /**
+   * Runs `step` (a handshake) until it returns a number >= 0, waiting for
+   * readability on WANT_READ and writability on WANT_WRITE, with the idle timer armed.
+   */
+  async drive(step: () => number): Promise<number> {
+    for (;;) {
+      if (this.closed) throw this.destroyedWith ?? closedError();
+      const r = step();
+      if (r >= 0) return r;
+      await this.wait(r === WANT_WRITE ? () => this.ready.writable() : () => this.ready.readable());
+    }
+  }
+
+  /** recv(), with kTLS RX's non-data records taken on the way: bytes, 0 at the end (FIN or close_notify), or AGAIN. */
+  private recvBytes(buf: Buffer, offset: number, length: number, peek: boolean): number {
+    for (;;) {
+      try {
+        return this.native.recv(this.fd, buf, offset, length, peek);
+      } catch (err) {
+        if (this.takeControl(err, 'EIO') === 'eof') return 0;
+      }
+    }
+  }
+
+  /** A non-data record that stopped `code` (EIO from recv, EINVAL from splice) on a kTLS RX socket; else `err` again. */
+  private takeControl(err: unknown, code: string): 'again' | 'eof' {
+    if (this.records === null || (err as { code?: string }).code !== code) throw err;
+    return this.records.takeControlRecord();
   }
 
   /**
@@ -123,7 +170,7 @@ export class PlainSocket {
   async read(): Promise<Buffer | null> {
     for (;;) {
       if (this.closed) throw this.destroyedWith ?? closedError();
-      const r = this.native.recv(this.fd, scratch, 0, READ_MAX, false);
+      const r = this.recvBytes(scratch, 0, READ_MAX, false);
       if (r === 0) return null;
       if (r > 0) return Buffer.from(scratch.subarray(0, r));
       await this.wait(() => this.ready.readable());
@@ -138,7 +185,7 @@ export class PlainSocket {
   async readInto(buf: Buffer): Promise<number> {
     for (;;) {
       if (this.closed) throw this.destroyedWith ?? closedError();
-      const r = this.native.recv(this.fd, buf, 0, buf.length, false);
+      const r = this.recvBytes(buf, 0, buf.length, false);
       if (r >= 0) return r;
       await this.wait(() => this.ready.readable());
     }
@@ -162,7 +209,7 @@ export class PlainSocket {
   async peek(buf: Buffer, length: number): Promise<number> {
     for (;;) {
       if (this.closed) throw this.destroyedWith ?? closedError();
-      const r = this.native.recv(this.fd, buf, 0, length, true);
+      const r = this.recvBytes(buf, 0, length, true);
       if (r !== AGAIN) return r;
       await this.wait(() => this.ready.readable());
     }
@@ -172,7 +219,7 @@ export class PlainSocket {
   skip(n: number): void {
     let left = n;
     while (left > 0) {
-      const r = this.native.recv(this.fd, scratch, 0, Math.min(left, READ_MAX), false);
+      const r = this.recvBytes(scratch, 0, Math.min(left, READ_MAX), false);
       if (r <= 0) throw new Error(`recv: ${left} peeked bytes not there`);
       left -= r;
     }
@@ -186,7 +233,13 @@ export class PlainSocket {
   async spliceInto(pipeWrite: number, max: number): Promise<number> {
     for (;;) {
       if (this.closed) throw this.destroyedWith ?? closedError();
-      const r = this.native.splice(this.fd, pipeWrite, max);
+      let r: number;
+      try {
+        r = this.native.splice(this.fd, pipeWrite, max);
+      } catch (err) {
+        if (this.takeControl(err, 'EINVAL') === 'eof') return 0;
+        continue;
+      }
       if (r !== AGAIN) return r;
       await this.wait(() => this.ready.readable());
     }
@@ -204,7 +257,7 @@ export class PlainSocket {
    * connection is unusable either way).
    */
   idleState(probe: Buffer): 'empty' | 'eof' | 'data' {
-    const r = this.native.recv(this.fd, probe, 0, 1, false);
+    const r = this.recvBytes(probe, 0, 1, false);
     return r === AGAIN ? 'empty' : r === 0 ? 'eof' : 'data';
   }
 

@@ -1,0 +1,146 @@
+/**
+ * TLS to an upstream on the system OpenSSL with kTLS in both directions, so
+ * response bodies leave the upstream socket by splice(2) like a plain
+ * upstream's: the kernel decrypts them on one socket and encrypts them on the
+ * client's, and no byte enters user space (HAProxy 3.3 has this as an
+ * experimental option; here it is the default where the kernel has TLS).
+ *
+ * OpenSSL 3.0 puts TLS 1.2 TX+RX and TLS 1.3 TX in the kernel itself; TLS 1.3
+ * RX is programmed by the addon from the server's traffic secret
+ * (native/tls-client.c). Once both directions are in the kernel the SSL is
+ * freed and the socket is read and written as a plain one; records that are
+ * not data go to ControlRecords.
+ *
+ * What cannot be offloaded stays on node:tls (the copy path), and the log
+ * says why once per upstream: a version or cipher list that allows more than
+ * TLS 1.2+ AEAD (legacy origins: CBC records cannot be offloaded), or a
+ * handshake that did not end on kTLS.
+ */
+import type { Logger } from '../log/logger.js';
+import type { ClientContextHandle, Native } from '../native/binding.js';
+import type { Upstream, UpstreamTls } from '../config/proxy-settings.js';
+import { UpstreamCertificateError } from '../errors.js';
+import type { PlainSocket } from '../transport/plain-socket.js';
+import { TLS1_2, TLS1_3, TLS12_CIPHERS, TLS13_SUITES } from './policy.js';
+import { ControlRecords } from './upstream-records.js';
+
+/** Why this upstream cannot use kTLS whatever the handshake gives; null when it may. */
+export function staticCopyReason(t: UpstreamTls): string | null {
+  if (t.minVersion === 'TLSv1' || t.minVersion === 'TLSv1.1') return `--upstream-tls-min ${t.minVersion} allows versions kernel TLS cannot take (TLS 1.2 and 1.3 only)`;
+  if (t.maxVersion === 'TLSv1' || t.maxVersion === 'TLSv1.1') return `--upstream-tls-max ${t.maxVersion}: kernel TLS takes TLS 1.2 and 1.3 only`;
+  if (t.ciphers !== null) return '--upstream-ciphers is set (it may allow CBC suites, which kernel TLS cannot take)';
+  return null;
+}
+
+/** "AB:CD:..." (node's fingerprint256 form) of a SHA-256 digest. */
+export function fingerprint256(digest: Buffer): string {
+  return [...digest].map((b) => b.toString(16).padStart(2, '0').toUpperCase()).join(':');
+}
+
+/** SNI and the name checked: as node:tls, --upstream-servername, else the host when it is a name (RFC 6066 §3: no IP literals in SNI). */
+function names(u: Upstream): { sni: string; check: string } {
+  const t = u.tls!;
+  const isIp = /^[\d.]+$/.test(u.host) || u.host.includes(':');
+  const sni = t.servername ?? (isIp ? '' : u.host);
+  // A pin replaces the chain and name checks (upstreamTlsOptions does the same for node:tls).
+  const check = !t.verify || t.fingerprint256 !== null ? '' : (t.servername ?? u.host);
+  return { sni, check };
+}
+
+export type KtlsUpstreamResult =
+  | { ok: true; version: string; cipher: string; rx: 'openssl' | 'aludel' }
+  | { ok: false; why: string };
+
+/** One client context per upstream TLS settings (a reload makes new settings, and so new contexts). */
+export class UpstreamTlsContexts {
+  private readonly contexts = new WeakMap<UpstreamTls, ClientContextHandle>();
+  /** Upstreams (by URL) whose handshakes did not end on kTLS: they stay on node:tls, said once. */
+  private readonly copyPath = new Map<string, string>();
+  private readonly announced = new Set<string>();
+
+  constructor(private readonly native: Native, private readonly log: Logger) {}
+
+  /** Why `u` goes through node:tls; null: try kTLS. */
+  copyReason(u: Upstream): string | null {
+    const t = u.tls!;
+    return staticCopyReason(t) ?? this.copyPath.get(u.url) ?? null;
+  }
+
+  /** Marks `u` for the copy path from now on, logged once. */
+  giveUp(u: Upstream, why: string): void {
+    if (this.copyPath.has(u.url)) return;
+    this.copyPath.set(u.url, why);
+    this.log.warn({ upstream: u.url, reason: why }, 'upstream TLS stays in user space (node:tls, bodies copied)');
+  }
+
+  private context(t: UpstreamTls): ClientContextHandle {
+    let ctx = this.contexts.get(t);
+    if (ctx === undefined) {
+      ctx = this.native.clientCtxNew({
+        caFile: t.caFile ?? '',
+        verify: t.verify && t.fingerprint256 === null ? 1 : 0,
+        cipherList: TLS12_CIPHERS,
+        cipherSuites: TLS13_SUITES,
+        minVersion: t.minVersion === 'TLSv1.3' ? TLS1_3 : TLS1_2,
+        maxVersion: t.maxVersion === 'TLSv1.2' ? TLS1_2 : TLS1_3,
+      });
+      this.contexts.set(t, ctx);
+    }
+    return ctx;
+  }
+
+  /**
+   * The handshake on `sock` (connected), then both directions into the kernel.
+   * Throws UpstreamCertificateError for a certificate that is not trusted or
+   * not pinned; any other failure is { ok: false } and `sock` is left to the
+   * caller (to close, and connect again through node:tls).
+   */
+  async handshake(sock: PlainSocket, u: Upstream): Promise<KtlsUpstreamResult> {
+    const { sni, check } = names(u);
+    const ssl = this.native.clientSslNew(this.context(u.tls!), sock.fd, sni, check);
+    try {
+      try {
+        await sock.drive(() => this.native.handshake(ssl));
+      } catch (err) {
+        const v = this.native.verifyResult(ssl);
+        if (v !== null && check !== '') throw new UpstreamCertificateError(`upstream ${u.url}: certificate not accepted: ${v.reason}`);
+        if (sock.destroyed) throw err; // the connect timeout
+        return { ok: false, why: `handshake failed: ${(err as Error & { opensslErrors?: string[] }).opensslErrors?.join('; ') || (err as Error).message}` };
+      }
+      this.checkPin(ssl, u);
+      const info = this.native.info(ssl);
+      const state = this.native.ktlsState(ssl);
+      if ((state & 1) === 0) return { ok: false, why: `OpenSSL kept TX in user space (${info.version} ${info.cipher})` };
+      let rx: 'openssl' | 'aludel' = 'openssl';
+      if ((state & 2) === 0) {
+        try {
+          this.native.enableRx(ssl, sock.fd);
+          rx = 'aludel';
+        } catch (err) {
+          return { ok: false, why: `kernel RX for ${info.version} ${info.cipher}: ${(err as Error).message}` };
+        }
+      }
+      sock.setControlRecordReader(new ControlRecords(this.native, sock.fd, info.version === 'TLSv1.3', u.url));
+      this.announce(u, info.version, info.cipher, rx);
+      return { ok: true, version: info.version ?? '?', cipher: info.cipher ?? '?', rx };
+    } finally {
+      // The kernel has the record state now (or the connection is given up): OpenSSL's is never used again.
+      this.native.sslFree(ssl);
+    }
+  }
+
+  /** The first kTLS connection to each upstream is logged, saying who programmed RX. */
+  private announce(u: Upstream, version: string | null, cipher: string | null, rx: 'openssl' | 'aludel'): void {
+    if (this.announced.has(u.url)) return;
+    this.announced.add(u.url);
+    this.log.info({ upstream: u.url, version, cipher, rx: rx === 'openssl' ? 'kernel (set by OpenSSL)' : 'kernel (set by Aludel from the TLS 1.3 secret)' }, 'upstream TLS on kTLS: bodies spliced');
+  }
+
+  private checkPin(ssl: ReturnType<Native['clientSslNew']>, u: Upstream): void {
+    const pin = u.tls!.fingerprint256;
+    if (pin === null) return;
+    const digest = this.native.peerSha256(ssl);
+    const seen = digest === null ? 'none' : fingerprint256(digest);
+    if (seen !== pin) throw new UpstreamCertificateError(`upstream ${u.url} presented certificate ${seen}, not the pinned ${pin}`);
+  }
+}
