@@ -19,7 +19,7 @@ import { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { legacyRunTable, runLegacyRun, type LegacyRunResult } from './legacy-run.js';
 import type { Environment } from './environment.js';
-import { runPhase, type PhaseResult } from './phase.js';
+import { FRONTS, runPhase, type Front, type PhaseResult } from './phase.js';
 import { runStalled, stalledPointsTable, stalledTable } from './stalled.js';
 import { runWorkers, workersTable } from './workers.js';
 import { fmt, headlineRatios, ratiosTable, reportHtml, toCsv, writeCharts, type Results } from './report.js';
@@ -43,6 +43,7 @@ interface Options {
   workers: boolean;
   connections: string;
   repeats: string;
+  fronts?: string;
 }
 
 function bar(label: string): { update(done: number, total: number, what: string): void; stop(): void } {
@@ -61,7 +62,7 @@ function bar(label: string): { update(done: number, total: number, what: string)
 
 /** Runs the kernel phase (or --legacy-run) in the VM: this same program with --phase vm, its progress lines fed to our bar. */
 async function runInVm<T = PhaseResult>(o: Options, outFile: string, commit: string): Promise<T> {
-  const args = ['-m', '4096', '-t', o.full ? '7200' : '1200', '-e', `ALUDEL_BENCH_COMMIT=${commit}`, '--', process.execPath, fileURLToPath(import.meta.url), '--phase', 'vm', '--emulated', '--out', outFile, ...(o.full ? ['--full'] : []), ...(o.loopback ? ['--loopback'] : []), ...(o.pin ? ['--pin'] : []), ...(o.legacyRun ? ['--legacy-run'] : [])];
+  const args = ['-m', '4096', '-t', o.full ? '7200' : '1200', '-e', `ALUDEL_BENCH_COMMIT=${commit}`, '--', process.execPath, fileURLToPath(import.meta.url), '--phase', 'vm', '--emulated', '--out', outFile, ...(o.full ? ['--full'] : []), ...(o.loopback ? ['--loopback'] : []), ...(o.pin ? ['--pin'] : []), ...(o.legacyRun ? ['--legacy-run'] : []), ...(o.fronts ? ['--fronts', o.fronts] : [])];
   const b = bar(o.legacyRun ? 'kTLS VM, legacy run' : 'kTLS VM');
   const child = spawn(VM, args, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
@@ -82,6 +83,15 @@ async function runInVm<T = PhaseResult>(o: Options, outFile: string, commit: str
   b.stop();
   if (code !== 0) throw new Error(`the kTLS VM phase failed (exit ${code}):\n${log}`);
   return JSON.parse(await fs.promises.readFile(outFile, 'utf8')) as T;
+}
+
+/** --fronts a,b: checked against FRONTS; null without the option. */
+function frontList(o: Options): Front[] | null {
+  if (!o.fronts) return null;
+  const list = o.fronts.split(',').map((f) => f.trim());
+  const unknown = list.filter((f) => !(f in FRONTS));
+  if (unknown.length > 0) throw new Error(`--fronts: unknown ${unknown.join(', ')} (known: ${Object.keys(FRONTS).join(', ')})`);
+  return list as Front[];
 }
 
 const DOCS_BEGIN = '<!-- bench:generated (npm run bench -- --update-docs rewrites this part) -->';
@@ -201,6 +211,7 @@ async function main(): Promise<void> {
     .option('--legacy-run', 'only nginx 1.11.1 + OpenSSL 1.0.2f (../shared/legacy/build) under aludel run vs alone, CPU-s/GB (in the kTLS VM unless this kernel has kTLS)', false)
     .option('--stalled', 'only memory per stalled download: 1,000 TLS downloads that stop reading, aludel vs nginx (proxy and serve), on this host', false)
     .option('--workers', 'only worker processes: aludel serve/proxy --workers 1 and 2 next to nginx worker_processes 1 and 2 (1 KiB req/s, handshakes/s, RSS per idle connection), on this host', false)
+    .option('--fronts <list>', `only these fronts, comma-separated, and no record-size sweeps (of: ${Object.keys(FRONTS).join(', ')})`)
     .option('--connections <n>', 'with --stalled: stalled downloads per point', '1000')
     .option('--repeats <n>', 'with --stalled: repeats (each runs every server once, in turns)', '3')
     .option('--phase <where>', '(internal) run one phase and write it to --out')
@@ -219,7 +230,7 @@ async function main(): Promise<void> {
   if (o.workers) return workersMain(o);
   if (o.phase) {
     // Inner phase (in the VM): progress as lines for the outer bar.
-    const result = await runPhase({ phase: o.phase, full: o.full, offloads: ['userspace', 'kernel'], emulated: o.emulated, loopback: o.loopback, pin: o.pin, progress: (d, t, l) => console.log(`${PROGRESS}${d} ${t} ${l}`) });
+    const result = await runPhase({ phase: o.phase, full: o.full, offloads: ['userspace', 'kernel'], fronts: frontList(o), emulated: o.emulated, loopback: o.loopback, pin: o.pin, progress: (d, t, l) => console.log(`${PROGRESS}${d} ${t} ${l}`) });
     await fs.promises.writeFile(o.out!, JSON.stringify(result));
     return;
   }
@@ -235,7 +246,7 @@ async function main(): Promise<void> {
     const b = bar('native');
     try {
       // With native kTLS both offloads run here and the VM is not needed.
-      phases.push(await runPhase({ phase: 'native', full: o.full, offloads: nativeKtls && o.kernel ? ['userspace', 'kernel'] : ['userspace'], emulated: false, loopback: o.loopback, pin: o.pin, progress: (d, t, l) => b.update(d, t, l) }));
+      phases.push(await runPhase({ phase: 'native', full: o.full, offloads: nativeKtls && o.kernel ? ['userspace', 'kernel'] : ['userspace'], fronts: frontList(o), emulated: false, loopback: o.loopback, pin: o.pin, progress: (d, t, l) => b.update(d, t, l) }));
     } finally {
       b.stop();
     }

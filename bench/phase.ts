@@ -29,6 +29,8 @@ export const FRONTS = {
   'aludel-cache': 'aludel proxy --cache -> nginx origin',
   'nginx-proxy': 'nginx proxy_pass -> nginx origin',
   'nginx-cache': 'nginx proxy_cache -> nginx origin',
+  'aludel-proxy-tls': 'aludel proxy -> nginx origin over TLS 1.3 (kTLS both ways on the upstream socket with --offload kernel)',
+  'nginx-proxy-tls': 'nginx proxy_pass https -> nginx origin over TLS 1.3 (proxy_ssl_conf_command Options KTLS with kernel offload)',
 } as const;
 export type Front = keyof typeof FRONTS;
 
@@ -67,6 +69,8 @@ export interface Point {
   cpuOriginS: number;
   cpuS: number;
   cpuPerGB: number | null;
+  /** The front end's CPU alone per GB (the origin left out: a TLS origin encrypts, a plain one does not). */
+  cpuFrontPerGB: number | null;
   cpuPerRequestMs: number | null;
   cpuPerRecordUs: number | null;
   /** cpuPerGB / the phase's crypto floor. */
@@ -89,6 +93,8 @@ export interface PhaseOptions {
   phase: 'native' | 'vm';
   full: boolean;
   offloads: Offload[];
+  /** Only these fronts, and no record-size sweeps (--fronts); null: every front and the sweeps. */
+  fronts: Front[] | null;
   emulated: boolean;
   loopback: boolean;
   pin: boolean;
@@ -235,8 +241,14 @@ export async function runPhase(o: PhaseOptions): Promise<PhaseResult> {
 async function prepareSteps(c: PhaseContext): Promise<Array<[string, () => Promise<void>]>> {
   const origin = await startNginx('origin', { dir: path.join(c.work, 'origin'), host: '127.0.0.1', root: c.root, role: { kind: 'origin' } });
   c.stops.push(() => origin.stop());
-  const scenarios = await startFronts(c, origin);
-  const { txServers, rxServers } = await startRecordServers(c);
+  const fronts = c.o.fronts ?? (Object.keys(FRONTS) as Front[]);
+  // The TLS origin (TLS 1.3, userspace: the origin is not what is measured) for the -tls fronts.
+  const tlsOrigin = fronts.some((f) => f.endsWith('-tls'))
+    ? await startNginx('origin-tls', { dir: path.join(c.work, 'origin-tls'), host: '127.0.0.1', root: c.root, role: { kind: 'origin' }, tls: { ...c.tls, offload: 'userspace' } })
+    : null;
+  if (tlsOrigin) c.stops.push(() => tlsOrigin.stop());
+  const scenarios = await startFronts(c, fronts, origin, tlsOrigin);
+  const { txServers, rxServers } = c.o.fronts === null ? await startRecordServers(c) : { txServers: [], rxServers: [] };
   if (c.o.pin) for (const pid of [origin.pid, ...scenarios.map((s) => s.server.pid), ...txServers.map((s) => s.server.pid), ...rxServers.map((s) => s.server.pid)]) await run('taskset', ['-a', '-p', '-c', '0', String(pid)]);
   const scriptFile = path.join(c.work, 'report.lua');
   await fs.promises.writeFile(scriptFile, WRK_SCRIPT);
@@ -252,20 +264,14 @@ async function prepareSteps(c: PhaseContext): Promise<Array<[string, () => Promi
 }
 
 /** The fronts compared (nginx and Aludel, each offload), started together: on the VM's emulated CPU each Node start-up takes tens of seconds. */
-async function startFronts(c: PhaseContext, origin: Server): Promise<Scenario[]> {
+async function startFronts(c: PhaseContext, fronts: Front[], origin: Server, tlsOrigin: Server | null): Promise<Scenario[]> {
   const starting: Array<Promise<Scenario>> = [];
   for (const offload of c.o.offloads) {
-    for (const front of Object.keys(FRONTS) as Front[]) {
+    for (const front of fronts) {
       const name = `${front}/${offload}`;
-      const dir = path.join(c.work, name.replace('/', '-'));
-      const host = c.net.serverAddress;
-      const server =
-        front === 'nginx-direct'
-          ? startNginx(name, { dir, host, root: c.root, role: { kind: 'direct' }, tls: { ...c.tls, offload } })
-          : front === 'nginx-proxy' || front === 'nginx-cache'
-            ? startNginx(name, { dir, host, root: c.root, role: { kind: front === 'nginx-proxy' ? 'proxy' : 'cache', originPort: origin.port }, tls: { ...c.tls, offload } })
-            : startAludel(name, { host, tls: c.tls, offload, originPort: origin.port, cacheDir: front === 'aludel-cache' ? path.join(dir, 'cache') : undefined });
-      starting.push(server.then((srv) => ({ name, front, offload, server: srv, origin: front === 'nginx-direct' ? null : origin })));
+      const behind = front.endsWith('-tls') ? tlsOrigin! : origin;
+      const server = startFront(c, front, offload, name, behind);
+      starting.push(server.then((srv) => ({ name, front, offload, server: srv, origin: front === 'nginx-direct' ? null : behind })));
     }
   }
   const settled = await Promise.allSettled(starting);
@@ -273,6 +279,26 @@ async function startFronts(c: PhaseContext, origin: Server): Promise<Scenario[]>
   const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) throw failed.reason;
   return settled.map((r) => (r as PromiseFulfilledResult<Scenario>).value);
+}
+
+/** One front of one offload, in front of `origin` (the TLS origin for the -tls fronts). */
+function startFront(c: PhaseContext, front: Front, offload: Offload, name: string, origin: Server): Promise<Server> {
+  const dir = path.join(c.work, name.replace('/', '-'));
+  const host = c.net.serverAddress;
+  const tls = { ...c.tls, offload };
+  switch (front) {
+    case 'nginx-direct':
+      return startNginx(name, { dir, host, root: c.root, role: { kind: 'direct' }, tls });
+    case 'nginx-proxy':
+    case 'nginx-proxy-tls':
+      return startNginx(name, { dir, host, root: c.root, role: { kind: 'proxy', originPort: origin.port, originTls: front === 'nginx-proxy-tls' }, tls });
+    case 'nginx-cache':
+      return startNginx(name, { dir, host, root: c.root, role: { kind: 'cache', originPort: origin.port }, tls });
+    case 'aludel-proxy-tls':
+      return startAludel(name, { host, tls: c.tls, offload, originPort: origin.port, originUrl: `https://127.0.0.1:${origin.port}` });
+    default:
+      return startAludel(name, { host, tls: c.tls, offload, originPort: origin.port, cacheDir: front === 'aludel-cache' ? path.join(dir, 'cache') : undefined });
+  }
 }
 
 /**
@@ -331,6 +357,7 @@ async function measure(c: PhaseContext, base: PointBase, front: number, originPi
     cpuOriginS: g1 - g0,
     cpuS,
     cpuPerGB: perGB,
+    cpuFrontPerGB: cpuPerGB(f1 - f0, bytes),
     cpuPerRequestMs: r.requests > 0 ? (cpuS / r.requests) * 1000 : null,
     // Records ~ bytes / record size (on the wire 21 bytes of TLS and ~3% TCP/IP per record ride along: all sizes alike).
     cpuPerRecordUs: base.recordBytes && bytes > 0 ? (cpuS / (bytes / base.recordBytes)) * 1e6 : null,

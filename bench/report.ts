@@ -41,7 +41,7 @@ export function toCsv(points: Point[]): string {
 }
 
 /** Median over rounds of a field for one scenario's points of a test (and optional filter). */
-function pick(points: Point[], test: Point['test'], scenario: string, field: 'cpuPerGB' | 'bytesPerSec', where: (p: Point) => boolean = () => true): number | null {
+function pick(points: Point[], test: Point['test'], scenario: string, field: 'cpuPerGB' | 'cpuFrontPerGB' | 'bytesPerSec', where: (p: Point) => boolean = () => true): number | null {
   return median(points.filter((p) => p.test === test && p.scenario === scenario && where(p)).map((p) => p[field]).filter((v): v is number => v != null));
 }
 
@@ -64,6 +64,11 @@ export function headlineRatios(phase: PhaseResult): Ratio[] {
     // HTTP/2: DATA frames are built in user space on both sides (no sendfile alone), so these are kept apart.
     add(`Aludel cache vs ${nginxName} cache over HTTP/2, CPU/GB (${off})`, 'download loop, curl --http2', ratio(pick(pts, 'download-h2', `aludel-cache/${off}`, 'cpuPerGB'), pick(pts, 'download-h2', `nginx-cache/${off}`, 'cpuPerGB')));
     add(`Aludel proxy vs ${nginxName} proxy over HTTP/2, CPU/GB (${off})`, 'download loop, curl --http2', ratio(pick(pts, 'download-h2', `aludel-proxy/${off}`, 'cpuPerGB'), pick(pts, 'download-h2', `nginx-proxy/${off}`, 'cpuPerGB')));
+    // TLS upstreams: the front's CPU only (the TLS origin's own encryption is not the proxy's cost).
+    add(`Aludel proxy, TLS upstream vs plain upstream, front CPU/GB (${off})`, 'download loop, aludel-proxy-tls / aludel-proxy', ratio(pick(pts, 'download', `aludel-proxy-tls/${off}`, 'cpuFrontPerGB'), pick(pts, 'download', `aludel-proxy/${off}`, 'cpuFrontPerGB')));
+    add(`Aludel proxy vs ${nginxName} proxy, TLS upstream, front CPU/GB (${off})`, 'download loop, aludel-proxy-tls / nginx-proxy-tls', ratio(pick(pts, 'download', `aludel-proxy-tls/${off}`, 'cpuFrontPerGB'), pick(pts, 'download', `nginx-proxy-tls/${off}`, 'cpuFrontPerGB')));
+    for (const c of conns)
+      add(`Aludel proxy vs ${nginxName} proxy, TLS upstream, throughput at ${c} connections (${off})`, 'wrk 10 MiB, bytes/s', ratio(pick(pts, 'load', `aludel-proxy-tls/${off}`, 'bytesPerSec', (p) => p.connections === c), pick(pts, 'load', `nginx-proxy-tls/${off}`, 'bytesPerSec', (p) => p.connections === c)));
     for (const f of ['aludel-proxy', 'aludel-cache', 'nginx-proxy', 'nginx-cache'])
       add(`${f} vs legacy nginx-direct/userspace, CPU/GB (${off})`, 'download loop', ratio(pick(pts, 'download', `${f}/${off}`, 'cpuPerGB'), pick(pts, 'download', 'nginx-direct/userspace', 'cpuPerGB')));
   }

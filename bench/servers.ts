@@ -108,7 +108,7 @@ async function startProcess(what: string, cmd: string, args: string[], host: str
 export type NginxRole =
   | { kind: 'origin' }
   | { kind: 'direct' }
-  | { kind: 'proxy'; originPort: number }
+  | { kind: 'proxy'; originPort: number; originTls?: boolean }
   | { kind: 'cache'; originPort: number };
 
 export interface NginxOptions {
@@ -162,6 +162,10 @@ function nginxConf(o: NginxOptions, port: number): string {
       : [
           `      proxy_pass http://127.0.0.1:${role.originPort};`,
           '      proxy_http_version 1.1;',
+          // A TLS origin: TLS 1.3 with session reuse; with kTLS nginx's upstream socket gets kernel TX (OpenSSL 3.0: no TLS 1.3 RX).
+          ...(role.kind === 'proxy' && role.originTls
+            ? ['      proxy_ssl_protocols TLSv1.3;', '      proxy_ssl_session_reuse on;', ...(tls?.offload === 'kernel' ? ['      proxy_ssl_conf_command Options KTLS;'] : [])]
+            : []),
           '      proxy_set_header Connection "";',
           ...(role.kind === 'cache' ? ['      proxy_cache bench;', '      proxy_cache_valid 200 1d;'] : []),
           ...(o.noTempFile ? ['      proxy_max_temp_file_size 0;'] : []),
@@ -207,7 +211,7 @@ function nginxConf(o: NginxOptions, port: number): string {
         ]
       : []),
     `    location / {`,
-    ...location.map((l) => l.replace(/proxy_pass http:\/\/127\.0\.0\.1:\d+;/, 'proxy_pass http://origin;')),
+    ...location.map((l) => l.replace(/proxy_pass http:\/\/127\.0\.0\.1:\d+;/, `proxy_pass ${role.kind === 'proxy' && role.originTls ? 'https' : 'http'}://origin;`)),
     '    }',
     '  }',
     '}',
@@ -234,16 +238,18 @@ export interface AludelOptions {
   tls: Tls;
   offload: Offload;
   originPort: number;
+  /** The upstream URL instead of http://127.0.0.1:<originPort> (a TLS origin: https://..., not verified, as nginx's proxy_ssl_verify off). */
+  originUrl?: string;
   cacheDir?: string;
-  /** --workers N (default: the flag not given, one process). */
+  /** --workers N (default 1: one process). */
   workers?: number;
   /** More flags, after the bench's own. */
   extraArgs?: string[];
 }
 
-/** --workers and the caller's extra flags, for serve and proxy alike. */
+/** --workers (1 unless asked: the comparisons are with one nginx worker) and the caller's extra flags, for serve and proxy alike. */
 function moreArgs(o: { workers?: number; extraArgs?: string[] }): string[] {
-  return [...(o.workers ? ['--workers', String(o.workers)] : []), ...(o.extraArgs ?? [])];
+  return ['--workers', String(o.workers ?? 1), ...(o.extraArgs ?? [])];
 }
 
 /** `aludel serve` of `root`, with the same suite and log level as the proxy. */
@@ -265,7 +271,8 @@ export async function startAludel(name: string, o: AludelOptions): Promise<Serve
     '--key',
     o.tls.keyFile,
     '--to',
-    `http://127.0.0.1:${o.originPort}`,
+    o.originUrl ?? `http://127.0.0.1:${o.originPort}`,
+    ...(o.originUrl?.startsWith('https:') ? ['--upstream-insecure'] : []),
     '--offload',
     o.offload,
     '--ciphersuites',
