@@ -235,7 +235,7 @@ export interface AludelOptions {
   offload: Offload;
   originPort: number;
   cacheDir?: string;
-  /** --workers N (default: the flag not given, one process). */
+  /** --workers N (default 1: one process, beside nginx's worker_processes 1; the CPU measured is its own). */
   workers?: number;
   /** More flags, after the bench's own. */
   extraArgs?: string[];
@@ -243,7 +243,7 @@ export interface AludelOptions {
 
 /** --workers and the caller's extra flags, for serve and proxy alike. */
 function moreArgs(o: { workers?: number; extraArgs?: string[] }): string[] {
-  return [...(o.workers ? ['--workers', String(o.workers)] : []), ...(o.extraArgs ?? [])];
+  return ['--workers', String(o.workers ?? 1), ...(o.extraArgs ?? [])];
 }
 
 /** `aludel serve` of `root`, with the same suite and log level as the proxy. */
