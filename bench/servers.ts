@@ -241,7 +241,7 @@ export interface AludelOptions {
   /** The upstream URL instead of http://127.0.0.1:<originPort> (a TLS origin: https://..., not verified, as nginx's proxy_ssl_verify off). */
   originUrl?: string;
   cacheDir?: string;
-  /** --workers N (default 1: one process). */
+  /** --workers N (default 1: one process, beside nginx's worker_processes 1; the CPU measured is its own). */
   workers?: number;
   /** More flags, after the bench's own. */
   extraArgs?: string[];

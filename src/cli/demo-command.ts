@@ -21,7 +21,8 @@ export async function runDemo(listen: string): Promise<void> {
   const app = await startLegacyApp();
   let proxy: Awaited<ReturnType<typeof runProxy>>;
   try {
-    proxy = await runProxy(await resolveProxySettings('http', { listen, cert: certPath, key: keyPath, to: [app.url] }));
+    // One process: the demo's app and certificate live in this process, which workers would run again.
+    proxy = await runProxy(await resolveProxySettings('http', { listen, cert: certPath, key: keyPath, to: [app.url], workers: '1' }));
   } catch (err) {
     // A demo that could not start (port taken, ...) leaves nothing behind.
     await app.close();

@@ -13,7 +13,7 @@ import { registerRunCommands } from './run-command.js';
 import { reportFatal, runServe } from './serve-command.js';
 import { addProxyOptions, resolveServeSettings, type ProxyFlags } from './proxy-options.js';
 import { handleServingSignals } from './signals.js';
-import { runPrimary } from './primary.js';
+import { runPrimary, startsWorkers } from './primary.js';
 import { workerRole } from './worker-protocol.js';
 import { guardWorkerStartup, reportWorkerReady } from './worker-link.js';
 
@@ -29,7 +29,7 @@ addProxyOptions(program.command('serve').description('serve static files over HT
     try {
       const s = await resolveServeSettings(flags);
       const role = workerRole(process.env);
-      if (s.workers > 1 && role === null) {
+      if (startsWorkers(s, role)) {
         const primary = await runPrimary(s);
         handleServingSignals(primary.log, primary);
         return;

@@ -1,8 +1,9 @@
 /**
- * --workers N (N > 1): the primary process. It binds every --listen address
- * once, forks N workers of the same command line that inherit those sockets
- * and accept on them (docs/data-plane.md says why one shared socket rather
- * than SO_REUSEPORT), hands them the session ticket keys and rotates them,
+ * --workers N (N > 1; or auto, the default, with several CPUs): the primary
+ * process. It binds every --listen address once, forks N workers of the same
+ * command line that inherit those sockets and accept on them
+ * (docs/data-plane.md says why one shared socket rather than SO_REUSEPORT),
+ * hands them the session ticket keys and rotates them,
  * restarts a worker that dies (restart-backoff.ts), holds the admin and
  * --redirect-http listeners, orders and renews the --acme-domain
  * certificates (the workers get the pending challenges and are told to take
@@ -20,7 +21,7 @@ import { AludelError } from '../errors.js';
 import { loadAddon, type Native } from '../native/binding.js';
 import { generateTicketKey, rotateTicketKeys, TICKET_KEY_ROTATION_MS } from '../tls/ticket-keys.js';
 import { deathsInRow, restartDelayMs } from './restart-backoff.js';
-import { FIRST_LISTEN_FD, isToPrimary, WORKER_ENV, WORKER_FDS_ENV, withoutInspectFlags, type ToWorker } from './worker-protocol.js';
+import { FIRST_LISTEN_FD, isToPrimary, WORKER_ENV, WORKER_FDS_ENV, withoutInspectFlags, workersToStart, type ToWorker, type WorkerRole } from './worker-protocol.js';
 import { startRedirectFor } from './serve-command.js';
 import { acmeCloser, prepareAcme, startAcme } from './acme-setup.js';
 import type { AcmeManager } from '../tls/acme/acme-manager.js';
@@ -315,6 +316,19 @@ const READY_MESSAGE = { serve: 'serving files over HTTPS', http: 'proxying', tcp
 /** `aludel proxy --cache`: the settings are a proxy's (PrimarySettings leaves the cache out) and name a cache. */
 function hasCache(s: PrimarySettings): boolean {
   return s.mode === 'http' && ((s as { cache?: unknown }).cache ?? null) !== null;
+}
+
+/**
+ * Whether this process starts a primary and its workers (not a worker itself,
+ * and more than one wanted). With --workers auto where workers cannot run,
+ * one process serves: an info line says why (workersToStart).
+ */
+export function startsWorkers(s: Pick<ListenerSettings, 'workers' | 'workersAuto' | 'logLevel'>, role: WorkerRole | null): boolean {
+  if (role !== null || s.workers <= 1) return false;
+  const addon = loadAddon();
+  const plan = workersToStart(s, addon instanceof Error ? addon.message.split('\n')[0]! : null);
+  if (plan.oneProcessBecause !== null) createLogger({ level: s.logLevel }).info({ workers: plan.workers, cpus: s.workers }, plan.oneProcessBecause);
+  return plan.workers > 1;
 }
 
 /** Binds the listeners, starts the workers and the primary's own listeners. */

@@ -26,7 +26,7 @@ import { Listeners } from './listeners.js';
 import { Serving, type Generation } from './serving.js';
 import { handleServingSignals } from './signals.js';
 import { AccessLog } from '../log/access-log.js';
-import { runPrimary } from './primary.js';
+import { runPrimary, startsWorkers } from './primary.js';
 import { attachWorker, reportWorkerReady } from './worker-link.js';
 import { workerRole, type WorkerRole } from './worker-protocol.js';
 import { WorkerCachePeers } from './cache-relay.js';
@@ -127,7 +127,7 @@ export function registerProxyCommands(program: Command): void {
       try {
         const s = await resolveProxySettings(c.mode, flags);
         const role = workerRole(process.env);
-        if (s.workers > 1 && role === null) {
+        if (startsWorkers(s, role)) {
           const primary = await runPrimary(s);
           handleServingSignals(primary.log, primary);
           return;

@@ -71,3 +71,17 @@ export function withoutInspectFlags(nodeOptions: string | undefined): string | u
   const kept = nodeOptions.split(/\s+/).filter((o) => o !== '' && !/^--(inspect|debug)(-brk|-port|-wait|-publish-uid)?(=|$)/.test(o));
   return kept.join(' ');
 }
+
+/**
+ * How many processes serve (role null: not a worker itself). `workers` as
+ * settled, except that `auto` (the default) stays one process where workers
+ * cannot run, and says why: they share listening sockets made by Aludel's
+ * addon (`addonProblem`: why it did not load; null: it did). A number given
+ * is kept: the primary then refuses to start, naming the cause.
+ */
+export function workersToStart(s: { workers: number; workersAuto: boolean }, addonProblem: string | null): { workers: number; oneProcessBecause: string | null } {
+  if (s.workers > 1 && s.workersAuto && addonProblem !== null) {
+    return { workers: 1, oneProcessBecause: `--workers auto: one process: the workers share listening sockets made by Aludel's addon, which did not load (${addonProblem})` };
+  }
+  return { workers: s.workers, oneProcessBecause: null };
+}

@@ -11,7 +11,7 @@ import type { HttpServerSettings, ListenerSettings, ProxySettings, ServeSettings
 import { ACCESS_LOG_OFF, type AccessFormat } from '../log/access-log.js';
 import { unreadableFileReason } from './readable-file.js';
 import { ticketKeyFileProblem } from '../tls/ticket-keys.js';
-import { VERSION_ORDER } from './setting-values.js';
+import { VERSION_ORDER, workerCountFor } from './setting-values.js';
 import { managedPaths } from '../tls/acme/storage.js';
 
 /** --acme-directory's default: Let's Encrypt's production directory. */
@@ -44,7 +44,7 @@ export const PROXY_DEFAULTS: Partial<Record<ProxyKey, string | boolean>> = {
   'fail-timeout': '10s',
   'log-level': 'info',
   'reuse-port': false,
-  workers: '1',
+  workers: 'auto',
   'cache-size': '10GiB',
   'cache-cookies': false,
   'cache-stale-if-error': '0',
@@ -276,7 +276,8 @@ function listenerSettings(s: ProxyInput): ListenerSettings {
     logLevel: s['log-level']!,
     reusePort: s['reuse-port']!,
     admin: s.admin ?? null,
-    workers: s.workers!,
+    workers: workerCountFor(s.workers!),
+    workersAuto: s.workers === 'auto',
     ticketKeyFiles: s['ticket-keys'] ?? [],
   };
 }

@@ -89,10 +89,15 @@ export interface ListenerSettings {
   admin: { host: string; port: number } | null;
   /**
    * Worker processes (--workers N|auto, `auto` resolved to the CPUs this process
-   * may use); default 1: one process, no primary. Above 1, a primary binds the
-   * listeners and supervises the workers (src/cli/primary.ts, docs/data-plane.md).
+   * may use); default auto. 1: one process, no primary. Above 1, a primary binds
+   * the listeners and supervises the workers (src/cli/primary.ts, docs/data-plane.md).
    */
   workers: number;
+  /**
+   * `workers` came from auto (the default, or given): where workers cannot run,
+   * one process serves instead, with an info line saying why (workersToStart).
+   */
+  workersAuto: boolean;
   /**
    * --ticket-keys FILE...: session ticket keys in nginx's ssl_session_ticket_key
    * format (80 or 48 bytes), the first encrypts, all decrypt; re-read on reload.

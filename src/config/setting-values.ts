@@ -73,16 +73,24 @@ export function count(min: number) {
 export const MAX_WORKERS = 1024;
 const WORKERS = `expected a whole number from 1 to ${MAX_WORKERS}, or auto (the CPUs this process may use)`;
 
-/**
- * --workers N|auto: `auto` is os.availableParallelism(), the CPUs this process
- * may run on (its affinity mask, as nginx's worker_processes auto), not every
- * CPU of the host.
- */
-export const workerCount = z.union([z.string(), z.number()], { error: WORKERS }).transform((v, ctx) => {
-  if (typeof v === 'string' && v.trim() === 'auto') return os.availableParallelism();
+/** --workers as given: a count, or `auto`, resolved by workerCountFor (and, for the default, allowed to fall back to one process). */
+export type WorkerCount = number | 'auto';
+
+/** --workers N|auto, checked; `auto` stays `auto` until workerCountFor. */
+export const workerCount = z.union([z.string(), z.number()], { error: WORKERS }).transform((v, ctx): WorkerCount => {
+  if (typeof v === 'string' && v.trim() === 'auto') return 'auto';
   const n = typeof v === 'number' ? v : /^\s*\d+\s*$/.test(v) ? Number(v) : NaN;
   return Number.isSafeInteger(n) && n >= 1 && n <= MAX_WORKERS ? n : reject(ctx, v, WORKERS);
 });
+
+/**
+ * The number of worker processes: `auto` is os.availableParallelism(), the
+ * CPUs this process may run on (its affinity mask, as nginx's
+ * worker_processes auto), not every CPU of the host; 1 on a 1-CPU host.
+ */
+export function workerCountFor(w: WorkerCount, cpus: number = os.availableParallelism()): number {
+  return w === 'auto' ? Math.min(Math.max(1, cpus), MAX_WORKERS) : w;
+}
 
 /** YAML reads `tls-min: 1.2` as a number; 1.0 arrives as 1. */
 function versionText(v: string | number): string {

@@ -18,7 +18,8 @@ const only = list.includes('-') ? (() => { const [a, b] = list.split('-').map(Nu
 const fx = await makeFixtures({});
 writeServeRoot(fx.root);
 const origin = target === 'proxy' ? await startRecordingOrigin(() => undefined) : null;
-const common = ['--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--idle-timeout', '20s', '--headers-timeout', '10s'];
+// --workers 1: the descriptors watched are those of one process.
+const common = ['--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--idle-timeout', '20s', '--headers-timeout', '10s', '--workers', '1'];
 const args = target === 'serve' ? ['serve', ...common, '--root', fx.root] : ['proxy', ...common, '--to', `http://127.0.0.1:${origin!.port}`, '--max-fails', '0', '--upstream-keepalive-timeout', '2s'];
 // LOG=file: run Aludel with its JSON log kept there (on --listen 127.0.0.1:28470) to match stuck connections to cases.
 const a = process.env.LOG ? await startLogged(args.map((x) => (x === '127.0.0.1:0' ? '127.0.0.1:28470' : x)), process.env.LOG) : await startAludelChild(args);

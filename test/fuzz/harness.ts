@@ -155,7 +155,8 @@ export interface TargetReport {
 const WORKER = fileURLToPath(new URL('./worker.js', import.meta.url));
 
 function targetArgs(target: Target, fx: Fixtures, upstreamPort: number, offload: string): string[] {
-  const common = ['--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--offload', offload, '--idle-timeout', '20s'];
+  // --workers 1: the liveness, descriptor and RSS checks watch one process.
+  const common = ['--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--offload', offload, '--idle-timeout', '20s', '--workers', '1'];
   if (target === 'serve') return ['serve', ...common, '--root', fx.root, '--headers-timeout', '10s'];
   if (target === 'proxy')
     // --max-fails 0: the origin closing after a 400 must not take it out of rotation.

@@ -1,5 +1,6 @@
 /**
- * --workers N (issue 17), on the real CLI with real clients: the workers share
+ * --workers N (issue 17), on the real CLI with real clients: the default
+ * (auto) runs one worker per CPU this process may use, the workers share
  * the listening socket (requests land on both, counted by the log's pid
  * field), a worker killed with -9 costs only its own connections and is
  * restarted, HUP reloads every worker, TLS sessions resume on another worker
@@ -12,6 +13,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
@@ -70,6 +72,47 @@ async function sessionGet(port: number, version: '-tls1_2' | '-tls1_3', sess: st
   assert.equal(r.code, 0, r.stderr);
   return r.stdout.toString('latin1');
 }
+
+describe('--workers auto, the default', () => {
+  test('aludel serve without --workers runs os.availableParallelism() workers behind a primary (one process on a 1-CPU host) and serves', { timeout: 60_000 }, async () => {
+    const cpus = os.availableParallelism();
+    // workers: null: no --workers flag at all (the helper adds --workers 1 otherwise).
+    const p = await startAludel(serveArgs(fx, '--admin', '127.0.0.1:0'), { workers: null, startTimeoutMs: 30_000 });
+    try {
+      const ready = await p.waitForLog((l) => l.msg === 'serving files over HTTPS');
+      const admin = String((await p.waitForLog((l) => l.msg === 'admin listening')).admin);
+      const st = (await status(admin)) as unknown as { pid: number; workers?: number[] };
+      let servers: number[];
+      if (cpus > 1) {
+        assert.ok(p.logs.some((l) => l.msg === `primary: ${cpus} workers share ${String(ready.listen)}` && l.workers === cpus && l.pid === p.child.pid), 'the primary says how many workers');
+        assert.equal(ready.pid, p.child.pid, 'the process started is the primary');
+        assert.equal(ready.workers, cpus);
+        servers = ready.workerPids as number[];
+        assert.equal(servers.length, cpus);
+        assert.ok(!servers.includes(p.child.pid!));
+        assert.equal(st.pid, p.child.pid, '/status is the primary\'s');
+        assert.deepEqual([...st.workers!].sort(), [...servers].sort(), '/status lists every worker');
+        assert.equal(total((await scrape(admin)).samples, 'aludel_workers'), cpus);
+      } else {
+        assert.equal(ready.pid, p.child.pid, 'one process: the process started serves');
+        assert.equal(p.logs.some((l) => l.msg === 'worker started' || l.workerPids !== undefined), false, 'no primary, no worker lines');
+        assert.equal(st.workers, undefined, 'one process\'s /status has no workers');
+        servers = [p.child.pid!];
+      }
+      const from = p.mark();
+      const r = await curl(['--cacert', fx.certFile, `https://localhost:${p.port}/${FILES.small.name}`]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(sha256(r.stdout), fx.files.small.sha256);
+      const line = await p.waitForLog((l) => l.msg === 'request' && l.url === `/${FILES.small.name}`, 5000, from);
+      assert.equal(line.status, 200);
+      assert.ok(servers.includes(line.pid as number), `served by ${cpus > 1 ? 'a worker' : 'the one process'} (pid ${String(line.pid)})`);
+      assert.equal(await p.stop(), 0, 'TERM stops it cleanly');
+      for (const pid of servers) assert.equal(alive(pid), false, `pid ${pid} has exited`);
+    } finally {
+      await p.stop();
+    }
+  });
+});
 
 describe('--workers 2 (serve)', () => {
   test('--workers 1 is one process as before: no primary, no worker lines', { timeout: 30_000 }, async () => {

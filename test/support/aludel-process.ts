@@ -36,6 +36,24 @@ export interface StartOptions {
   startTimeoutMs?: number;
   /** Runs the CLI through this command, e.g. ['ip', 'netns', 'exec', name] (which execs, so signals reach node). */
   prefix?: readonly string[];
+  /**
+   * The --workers added to serve, proxy and tcp when `args` has none: '1' by
+   * default (one process: most tests read its pid, signal it or count its
+   * metrics); null adds none, so the command's own default (auto) applies.
+   */
+  workers?: string | null;
+}
+
+/** The commands that take --workers. */
+const WORKER_COMMANDS = new Set(['serve', 'proxy', 'tcp']);
+
+/**
+ * `args` with `--workers <workers>` after the command name, unless it is not
+ * serve, proxy or tcp, already has --workers, or `workers` is null.
+ */
+export function withWorkers(args: readonly string[], workers: string | null = '1'): string[] {
+  if (workers === null || !WORKER_COMMANDS.has(args[0] ?? '') || args.includes('--workers')) return [...args];
+  return [args[0]!, '--workers', workers, ...args.slice(1)];
 }
 
 /**
@@ -49,13 +67,14 @@ export function serveArgs(fx: Pick<Fixtures, 'certFile' | 'keyFile' | 'root'>, .
 }
 
 /**
- * Starts the CLI with `args` (e.g. serveArgs(fx, ...)) and resolves once the
+ * Starts the CLI with `args` (e.g. serveArgs(fx, ...)), one process unless
+ * `args` or `options.workers` says otherwise, and resolves once the
  * "serving files over HTTPS" line gives the bound port. Rejects if the process
  * exits first or after startTimeoutMs.
  */
 export function startAludel(args: string[], options: StartOptions = {}): Promise<Running> {
-  const { env, startTimeoutMs = 10_000, prefix = [] } = options;
-  const [cmd, ...argv] = [...prefix, process.execPath, CLI, ...args];
+  const { env, startTimeoutMs = 10_000, prefix = [], workers = '1' } = options;
+  const [cmd, ...argv] = [...prefix, process.execPath, CLI, ...withWorkers(args, workers)];
   const child = reapOnExit(spawn(cmd!, argv, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }));
   const logs: LogLine[] = [];
   const raw: string[] = [];
@@ -146,8 +165,8 @@ export function startAludel(args: string[], options: StartOptions = {}): Promise
   );
 }
 
-/** Runs the CLI to completion (for commands expected to fail fast); SIGKILLed after timeoutMs. */
+/** Runs the CLI to completion (for commands expected to fail fast); SIGKILLed after timeoutMs. serve, proxy and tcp get --workers 1 unless `args` has --workers. */
 export async function runCli(args: string[], env?: NodeJS.ProcessEnv, timeoutMs = 10_000): Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string; ms: number }> {
-  const r = await run(process.execPath, [CLI, ...args], { env, timeoutMs, killSignal: 'SIGKILL' });
+  const r = await run(process.execPath, [CLI, ...withWorkers(args)], { env, timeoutMs, killSignal: 'SIGKILL' });
   return { code: r.signal ? null : r.code, signal: r.signal, stdout: r.stdout.toString('utf8'), stderr: r.stderr, ms: r.ms };
 }

@@ -88,7 +88,8 @@ describe('defaults', () => {
       logLevel: 'info',
       reusePort: false,
       admin: null,
-      workers: 1,
+      workers: os.availableParallelism(),
+      workersAuto: true,
       ticketKeyFiles: [],
       cache: null,
       http2: true,
@@ -105,7 +106,7 @@ describe('defaults', () => {
       certificates: [{ certFile: cert, keyFile: key }], root,
       offload: 'auto', offloadPolicy: 'default', tlsMin: 'TLSv1.2', tlsMax: 'TLSv1.3', ciphers: null, ciphersuites: null,
       handshakeTimeoutMs: 10_000, maxConnections: null, idleTimeoutMs: 60_000, shutdownTimeoutMs: 30_000, logLevel: 'info', reusePort: false, admin: null,
-      workers: 1, ticketKeyFiles: [],
+      workers: os.availableParallelism(), workersAuto: true, ticketKeyFiles: [],
       headersTimeoutMs: 20_000, maxHeaderSize: 16_384, accessLog: { file: null, format: 'json', off: false }, redirectHttp: null, acme: null,
       http2: true, http2MaxConcurrentStreams: 128,
     } satisfies ServeSettings);
@@ -500,11 +501,25 @@ describe('errors name the flag or the file and key', () => {
     await assert.rejects(fromArgv('tcp', ['--listen', ':1', '--cert', cert, '--key', key, '--to', '127.0.0.1:1', '--targeted-cache-control', 'A']), CommanderError);
   });
 
-  test('--workers N|auto (issue 17): auto is the CPUs this process may use; 0, 1025 and words refused', async () => {
-    assert.equal((await fromArgv('http', ['--cert', cert, '--key', key, '--to', 'http://127.0.0.1:8080', '--workers', '3'])).workers, 3);
-    assert.equal((await resolveProxySettings('http', { ...minimal(), workers: 'auto' })).workers, os.availableParallelism());
-    assert.equal((await resolveServeSettings({ cert, key, root: dir, config: configFile('w.yaml', 'workers: 2\n') })).workers, 2);
-    assert.equal((await fromArgv('tcp', ['--listen', ':9993', '--cert', cert, '--key', key, '--to', '127.0.0.1:6379', '--workers', 'auto'])).workers, os.availableParallelism());
+  test('--workers N|auto (issue 17): auto, the default, is the CPUs this process may use; 0, 1025 and words refused', async () => {
+    const cpus = os.availableParallelism();
+    const workers = (s: { workers: number; workersAuto: boolean }): [number, boolean] => [s.workers, s.workersAuto];
+    // No flag, no config key: auto, for each command.
+    assert.deepEqual(workers(await fromArgv('http', ['--cert', cert, '--key', key, '--to', 'http://127.0.0.1:8080'])), [cpus, true]);
+    assert.deepEqual(workers(await fromArgv('tcp', ['--listen', ':9993', '--cert', cert, '--key', key, '--to', '127.0.0.1:6379'])), [cpus, true]);
+    assert.deepEqual(workers(await resolveServeSettings({ cert, key, root: dir })), [cpus, true]);
+    // auto given: the same.
+    assert.deepEqual(workers(await resolveProxySettings('http', { ...minimal(), workers: 'auto' })), [cpus, true]);
+    assert.deepEqual(workers(await fromArgv('tcp', ['--listen', ':9993', '--cert', cert, '--key', key, '--to', '127.0.0.1:6379', '--workers', 'auto'])), [cpus, true]);
+    assert.deepEqual(workers(await resolveServeSettings({ cert, key, root: dir, config: configFile('wa.yaml', 'workers: auto\n') })), [cpus, true]);
+    // A number given: that number, not auto (1 = one process, as before).
+    assert.deepEqual(workers(await fromArgv('http', ['--cert', cert, '--key', key, '--to', 'http://127.0.0.1:8080', '--workers', '1'])), [1, false]);
+    assert.deepEqual(workers(await resolveServeSettings({ cert, key, root: dir, workers: '1' })), [1, false]);
+    assert.deepEqual(workers(await fromArgv('http', ['--cert', cert, '--key', key, '--to', 'http://127.0.0.1:8080', '--workers', '3'])), [3, false]);
+    assert.deepEqual(workers(await resolveServeSettings({ cert, key, root: dir, config: configFile('w.yaml', 'workers: 2\n') })), [2, false]);
+    // The flag wins over the config file, both ways.
+    assert.deepEqual(workers(await resolveServeSettings({ cert, key, root: dir, workers: '1', config: configFile('wa2.yaml', 'workers: auto\n') })), [1, false]);
+    assert.deepEqual(workers(await resolveServeSettings({ cert, key, root: dir, workers: 'auto', config: configFile('w1.yaml', 'workers: 1\n') })), [cpus, true]);
     for (const bad of ['0', '1025', 'many', '1.5']) {
       await rejectsWith(resolveProxySettings('http', { ...minimal(), workers: bad }), '--workers: expected a whole number from 1 to 1024, or auto', `"${bad}"`);
     }

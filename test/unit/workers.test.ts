@@ -1,15 +1,17 @@
 /**
- * The pure rules behind --workers and --ticket-keys (issue 17): restart
- * back-off, the primary/worker protocol and environment, inspector flags kept
- * from workers, and the session ticket key formats (RFC 5077 §4 ticket
- * protection: key name, AES-CBC, HMAC-SHA256; nginx's ssl_session_ticket_key
- * files).
+ * The pure rules behind --workers and --ticket-keys (issue 17): how many
+ * processes (auto), restart back-off, the primary/worker protocol and
+ * environment, inspector flags kept from workers, and the session ticket key
+ * formats (RFC 5077 §4 ticket protection: key name, AES-CBC, HMAC-SHA256;
+ * nginx's ssl_session_ticket_key files).
  */
 import assert from 'node:assert/strict';
+import os from 'node:os';
 import { describe, test } from 'node:test';
 import { upstreamsAcross } from '../../src/cli/primary-admin.js';
 import { deathsInRow, RESTART_CAP_MS, RESTART_FIRST_MS, restartDelayMs, STABLE_MS } from '../../src/cli/restart-backoff.js';
-import { isToPrimary, isToWorker, withoutInspectFlags, workerRole, WORKER_ENV, WORKER_FDS_ENV } from '../../src/cli/worker-protocol.js';
+import { isToPrimary, isToWorker, withoutInspectFlags, workerRole, workersToStart, WORKER_ENV, WORKER_FDS_ENV } from '../../src/cli/worker-protocol.js';
+import { MAX_WORKERS, workerCountFor } from '../../src/config/setting-values.js';
 import { InvalidOptionError } from '../../src/errors.js';
 import { exposedMode, generateTicketKey, nodeTlsTicketKey, parseTicketKey, rotateTicketKeys } from '../../src/tls/ticket-keys.js';
 
@@ -56,6 +58,29 @@ describe('primary/worker protocol', () => {
     assert.equal(withoutInspectFlags('--inspect --max-old-space-size=512'), '--max-old-space-size=512');
     assert.equal(withoutInspectFlags('--inspect-brk=0.0.0.0:9229 --inspect-port=0 --inspect-wait --debug-port=1 --trace-warnings'), '--trace-warnings');
     assert.equal(withoutInspectFlags('--inspector-something-else'), '--inspector-something-else', 'only the inspector flags themselves');
+  });
+});
+
+describe('how many processes (--workers auto, the default)', () => {
+  test('auto is the CPUs this process may use: 1 on a 1-CPU host, never 0, capped at 1024; a number is itself', () => {
+    assert.equal(workerCountFor('auto'), os.availableParallelism());
+    assert.equal(workerCountFor('auto', 1), 1);
+    assert.equal(workerCountFor('auto', 2), 2);
+    assert.equal(workerCountFor('auto', 64), 64);
+    assert.equal(workerCountFor('auto', 0), 1);
+    assert.equal(workerCountFor('auto', 5000), MAX_WORKERS);
+    assert.equal(workerCountFor(1, 64), 1, '--workers 1: one process whatever the CPUs');
+    assert.equal(workerCountFor(3, 1), 3);
+  });
+
+  test('auto stays one process where workers cannot run (no addon), saying why; a number given is kept (the primary refuses it)', () => {
+    assert.deepEqual(workersToStart({ workers: 2, workersAuto: true }, null), { workers: 2, oneProcessBecause: null });
+    const fallback = workersToStart({ workers: 2, workersAuto: true }, 'Cannot find module aludel.node');
+    assert.equal(fallback.workers, 1);
+    assert.match(fallback.oneProcessBecause ?? '', /^--workers auto: one process: .*addon, which did not load \(Cannot find module aludel\.node\)$/);
+    assert.deepEqual(workersToStart({ workers: 2, workersAuto: false }, 'no addon'), { workers: 2, oneProcessBecause: null });
+    assert.deepEqual(workersToStart({ workers: 1, workersAuto: true }, 'no addon'), { workers: 1, oneProcessBecause: null }, 'one CPU: one process anyway, nothing to say');
+    assert.deepEqual(workersToStart({ workers: 1, workersAuto: false }, null), { workers: 1, oneProcessBecause: null });
   });
 });
 
