@@ -333,24 +333,26 @@ export class CacheLayer {
   /**
    * RFC 5861 §3: the stale response goes out at once (a hit: this request is
    * not forwarded, RFC 9211 §2.1), and one background revalidation per
-   * stored response brings a new one: requests arriving while it runs are
-   * answered stale too, without another.
+   * stored response brings a new one: requests arriving while it runs, in
+   * this worker or another (--workers N), are answered stale too, without
+   * another.
    */
   private serveWhileRevalidating(x: Exchange, origin: Origin, key: string, entry: Entry, ttl: number): Promise<number | null> {
-    if (this.cache.beginRefresh(entry)) {
-      this.log.debug({ key }, 'cache: background revalidation started (stale-while-revalidate)');
-      void this.refresh(x.fields, origin, key, entry);
-    }
+    if (this.cache.beginRefresh(entry)) void this.refresh(x.fields, origin, key, entry);
     return this.fromStore(x, entry, { hit: true, ttl, detail: 'stale-while-revalidate' }, 'stale-while-revalidate');
   }
 
   /**
-   * The background revalidation: the stored validators, as revalidate()
-   * sends them. A 304 freshens the stored response, a full response
-   * replaces it (when storable); an error (no answer, 500, 502, 503, 504)
-   * leaves it as it is and is logged. Never rejects.
+   * The background revalidation, once this worker has the key's lock (no
+   * other worker revalidates it meanwhile, HttpCache.lockRefresh): the
+   * stored validators, as revalidate() sends them. A 304 freshens the
+   * stored response, a full response replaces it (when storable); an error
+   * (no answer, 500, 502, 503, 504) leaves it as it is and is logged. Never
+   * rejects.
    */
   private async refresh(fields: string[], origin: Origin, key: string, entry: Entry): Promise<void> {
+    if (!(await this.cache.lockRefresh(entry))) return;
+    this.log.debug({ key }, 'cache: background revalidation started (stale-while-revalidate)');
     try {
       const status = await origin({
         detached: true,

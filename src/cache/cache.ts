@@ -11,15 +11,20 @@
  * applied here, in the order they come; an invalidation (§4.4) reaches their
  * fills in progress too; and a key is filled by one worker at a time
  * (claimFill), the others answering from the store once it is committed.
+ * The same per-key lock (key-locks.ts) makes one background revalidation
+ * per stored response on the host (lockRefresh, RFC 5861 §3) and combines
+ * the parts of a key one worker at a time (combinePart, RFC 9111 §3.4);
+ * uses reach the other workers' LRU order in batches (store.ts, touch-batch.ts).
  */
 import fs from 'node:fs';
 import type { Logger } from '../log/logger.js';
 import { Fill, type FillHead } from './fill.js';
-import { cacheKey, followable, freshenHeaders, freshnessLifetime, reusableWithAuthorization, varyMatches, type Headers, type NotFollowedReason, type RequestDirectives } from './policy.js';
-import { CacheStore, isPartial, sameSelection, type BodyFile, type Entry, type StoredResponse } from './store.js';
-import { addRange, isWhole, sameStrongValidator, subtractRange, type PartRange } from './partial.js';
+import { cacheKey, currentAge, followable, freshnessLifetime, reusableWithAuthorization, varyMatches, type Headers, type NotFollowedReason, type RequestDirectives } from './policy.js';
+import { CacheStore, isPartial, sameSelection, type BodyFile, type Entry, type StoreChange, type StoredResponse } from './store.js';
+import { addRange, combinedHead, isWhole, sameStrongValidator, subtractRange, type PartRange } from './partial.js';
 import { targetList, type Targets } from './targeted.js';
 import type { CachePeers, LockAnswer, PeerEvent } from './peers.js';
+import { KeyLocks } from './key-locks.js';
 
 export interface CacheOptions {
   dir: string;
@@ -57,8 +62,13 @@ export class HttpCache {
   private readonly fills = new Map<string, Fill[]>();
   /** Disk errors are logged once per kind (ENOSPC would otherwise log on every fill). */
   private readonly diskErrorsLogged = new Set<string>();
-  /** Stored responses (by id) being revalidated in the background (stale-while-revalidate): one revalidation each. */
-  private readonly refreshing = new Set<string>();
+  /**
+   * Stored responses (by id) being revalidated in the background
+   * (stale-while-revalidate), one revalidation each; the value says whether
+   * it holds its key's lock across the workers (lockRefresh). Also those
+   * another worker revalidates, until its lock is given back.
+   */
+  private readonly refreshing = new Map<string, boolean>();
   /** 206 bodies being stored per key (§3.3), so that an invalidation (§4.4) keeps them out of the store. */
   private readonly parts = new Map<string, Set<PartWrite>>();
   /** The last part commit per key: parts of one key are combined one after the other (commitPart). */
@@ -71,6 +81,8 @@ export class HttpCache {
   private readonly unlockWaiters = new Map<string, Set<() => void>>();
   /** Fills of this process that hold their key's lock across the workers. */
   private readonly locked = new Set<Fill>();
+  /** This process's holds of the keys' locks (fills, background revalidations, parts being combined); null alone. */
+  private readonly keyLocks: KeyLocks | null;
   /** Keys whose lock this process is asking for (claimFill): true once granted and the fill registered, false when refused. */
   private readonly claims = new Map<string, Promise<boolean>>();
   /** When each key was last invalidated (§4.4), for entries other workers report later (applyStored). */
@@ -84,14 +96,17 @@ export class HttpCache {
     this.consumed = new Set(targets);
     this.log = o.log;
     this.peers = o.peers ?? null;
+    const peers = this.peers;
+    this.keyLocks = peers === null ? null : new KeyLocks((key) => peers.unlock(key));
     this.peerWaitMs = o.peerWaitMs ?? PEER_WAIT_MS;
   }
 
   static async open(o: CacheOptions): Promise<HttpCache> {
     const targets = targetList(o.targeted ?? null);
     const peers = o.peers ?? null;
-    const onChange = peers === null ? undefined : (c: PeerEvent & { event: 'stored' | 'removed' }): void => peers.publish(c);
-    const cache = new HttpCache(await CacheStore.open({ dir: o.dir, maxBytes: o.maxBytes, targets, log: o.log, onChange }), o, targets);
+    const onChange = peers === null ? undefined : (c: StoreChange): void => peers.publish(c);
+    const store = await CacheStore.open({ dir: o.dir, maxBytes: o.maxBytes, targets, log: o.log, onChange });
+    const cache = new HttpCache(store, o, targets);
     peers?.subscribe((e) => cache.onPeerEvent(e));
     peers?.answerPurges((url) => cache.purge(url));
     return cache;
@@ -111,6 +126,9 @@ export class HttpCache {
       this.log.debug({ key: e.key, purged: n }, 'cache: invalidated by another worker');
     } else if (e.event === 'stored') {
       await this.applyStored(e);
+    } else if (e.event === 'touched') {
+      const moved = this.store.touchRemote(e.ids);
+      this.log.debug({ entries: e.ids.length, moved }, 'cache: recent uses from another worker (LRU order)');
     } else {
       await this.store.applyRemote(e);
     }
@@ -235,7 +253,7 @@ export class HttpCache {
       if (list.length === 0) this.fills.delete(fill.key);
       fill.release();
       // After the commit's 'stored': the workers waiting for this fill find its entry when they wake.
-      if (this.locked.delete(fill)) this.peers?.unlock(fill.key);
+      if (this.locked.delete(fill)) this.keyLocks?.release(fill.key);
     }
     return entry;
   }
@@ -275,22 +293,30 @@ export class HttpCache {
   }
 
   /**
-   * The key's lock from the primary: 'granted'; 'waited' when another worker
-   * held it and its fill ended (the waiter is registered before the lock is
-   * asked for, so an 'unlocked' never slips between the two); otherwise
-   * 'lead' without the lock (no answer, `mayWait` false, or another fill of
-   * this process holds it: one follow() refused, RFC 9111 §4).
+   * The key's lock from the primary: 'granted', now held by this process
+   * (counted in keyLocks: granted by the primary, or joined to this
+   * process's own hold when the primary says it has the key: another fill,
+   * a background revalidation or a part of this process); 'waited' when
+   * another worker held it and its work ended (the waiter is registered
+   * before the lock is asked for, so an 'unlocked' never slips between the
+   * two); 'held' when another worker holds it and `mayWait` is false (also
+   * when the primary says this process has it but nothing here holds it:
+   * its release is on the way); 'lead' when the primary did not answer.
    */
-  private async askLock(key: string, mayWait: boolean, onAnswer: (a: LockAnswer) => void): Promise<'granted' | 'waited' | 'lead'> {
+  private async askLock(key: string, mayWait: boolean, onAnswer: (a: LockAnswer) => void, what = 'fill'): Promise<'granted' | 'waited' | 'held' | 'lead'> {
     let wake!: () => void;
     const woken = new Promise<void>((resolve) => (wake = resolve));
     const waiters = this.unlockWaiters.get(key) ?? new Set();
     this.unlockWaiters.set(key, waiters.add(wake));
     try {
       const answer = await this.peers!.lock(key);
-      onAnswer(answer);
-      if (answer !== 'held' || !mayWait) return answer === 'granted' ? 'granted' : 'lead';
-      this.log.debug({ key }, 'cache: waiting for another worker\'s fill of this key');
+      const locks = this.keyLocks!;
+      const held = answer === 'granted' ? (locks.granted(key), true) : answer === 'mine' && locks.join(key);
+      onAnswer(held ? 'granted' : answer);
+      if (held) return 'granted';
+      if (answer === 'unknown') return 'lead';
+      if (answer === 'mine' || !mayWait) return 'held';
+      this.log.debug({ key }, `cache: waiting for another worker's ${what} of this key`);
       const timer = setTimeout(wake, this.peerWaitMs);
       await woken;
       clearTimeout(timer);
@@ -302,20 +328,85 @@ export class HttpCache {
   }
 
   /**
+   * The key's lock for a background revalidation or a part being combined:
+   * 'granted' (give it back with keyLocks.release), once every event the
+   * other workers sent before the grant is applied (the previous holder's
+   * 'stored' is then in the index); 'held' while another worker holds it
+   * (with `wait`: after waiting for it to end, up to peerWaitMs in all);
+   * 'lead' when the primary does not answer (go on without it, as a fill
+   * does).
+   */
+  private async holdKey(key: string, wait: boolean, what: string): Promise<'granted' | 'held' | 'lead'> {
+    if (this.keyLocks!.join(key)) return 'granted';
+    const until = Date.now() + this.peerWaitMs;
+    for (;;) {
+      const a = await this.askLock(key, wait && Date.now() < until, () => undefined, what);
+      if (a === 'waited') continue;
+      if (a === 'granted') await this.peerQueue;
+      return a;
+    }
+  }
+
+  /**
    * Claims the background revalidation of a stale stored response (RFC 5861
-   * §3): false when one is already under way, so concurrent stale hits cost
-   * one upstream request. Synchronous: the claim and the check happen in the
-   * same turn. endRefresh() gives it back.
+   * §3) in this process: false when one is already under way (or another
+   * worker's is, see lockRefresh), so concurrent stale hits cost one
+   * upstream request. Synchronous: the claim and the check happen in the
+   * same turn. Then lockRefresh(), and endRefresh() gives it back.
    */
   beginRefresh(entry: Entry): boolean {
     if (this.refreshing.has(entry.id)) return false;
-    this.refreshing.add(entry.id);
+    this.refreshing.set(entry.id, false);
     return true;
   }
 
-  endRefresh(entry: Entry): void {
-    this.refreshing.delete(entry.id);
+  /**
+   * RFC 5861 §3 across the workers: one background revalidation per stored
+   * response on the host, under the key's lock (the fill lock, peers.ts).
+   * True: this revalidation goes ahead (endRefresh() ends it). False when
+   * another worker holds the key (its revalidation, or a fill, brings the
+   * new response; this process starts none for the entry until that worker
+   * gives the key back, and asks the primary nothing meanwhile), or when
+   * the entry was replaced or freshened by the time the lock came (another
+   * worker's revalidation ended just before). Without an answer from the
+   * primary it goes ahead without the lock, as a fill does. Never rejects.
+   */
+  async lockRefresh(entry: Entry): Promise<boolean> {
+    if (this.peers === null) return true;
+    // Registered before the lock is asked for: an 'unlocked' read together with the 'held' answer
+    // is applied before this code sees the answer. (One from an earlier holder, read before the
+    // answer, only makes the next stale hit ask again.)
+    let heldElsewhere = false;
+    let freed = false;
+    const unlocked = (): void => {
+      freed = true;
+      if (heldElsewhere) this.refreshing.delete(entry.id);
+    };
+    const waiters = this.unlockWaiters.get(entry.key) ?? new Set();
+    this.unlockWaiters.set(entry.key, waiters.add(unlocked));
+    const lock = await this.holdKey(entry.key, false, 'revalidation');
+    if (lock === 'held') {
+      this.log.debug({ key: entry.key }, 'cache: background revalidation left to another worker (it holds the key)');
+      heldElsewhere = true;
+      if (freed) this.refreshing.delete(entry.id);
+      return false;
+    }
+    waiters.delete(unlocked);
+    if (waiters.size === 0 && this.unlockWaiters.get(entry.key) === waiters) this.unlockWaiters.delete(entry.key);
+    if (lock === 'granted') this.refreshing.set(entry.id, true);
+    if (this.store.holds(entry) && currentAge(entry.initialAge, entry.responseTime, Date.now()) >= entry.lifetime) return true;
+    this.log.debug({ key: entry.key }, 'cache: no background revalidation: the stored response was replaced or freshened meanwhile');
+    this.endRefresh(entry);
+    return false;
   }
+
+  /** Ends a background revalidation: this process's claim, and the key's lock if it held it. */
+  endRefresh(entry: Entry): void {
+    const locked = this.refreshing.get(entry.id);
+    this.refreshing.delete(entry.id);
+    if (locked === true) this.keyLocks?.release(entry.key);
+  }
+
 
   /** The entry is still stored as it was selected: not replaced, invalidated, purged or evicted since. */
   holds(entry: Entry): boolean {
@@ -412,6 +503,20 @@ export class HttpCache {
    * new file (store.copyParts), so no ranges are lost to a race and no reader
    * of a stored file sees it change. Returns why the part was not stored, or
    * null; `file` is consumed (committed or discarded) and closed.
+   *
+   * Across the workers, one at a time too: a part is combined and committed
+   * under the key's lock (holdKey), so the stored parts it starts from are
+   * the last ones any worker committed. Why the lock and not a re-read of
+   * the stored parts just before the commit: no file on disk is named by
+   * its key (ids are random), so finding another worker's newer entry would
+   * take a scan of the directory, and without a lock two workers would
+   * still both read, then both commit, and one of them drop the other's
+   * part (of two entries of one key the later received wins). The lock is
+   * the one fills and revalidations take already, held only while the
+   * parts are copied and committed (milliseconds; longer only behind a fill
+   * of the key, whose complete 200 then makes the part unneeded:
+   * `already-complete`). The combination replaces the entry it was made
+   * from explicitly (store.commit `replaces`), whatever their times.
    */
   commitPart(w: PartWrite, file: BodyFile, r: StoredResponse, part: PartRange): Promise<PartNotStored | null> {
     const prev = this.partCommits.get(w.key) ?? Promise.resolve();
@@ -425,25 +530,29 @@ export class HttpCache {
   }
 
   private async combinePart(w: PartWrite, file: BodyFile, r: StoredResponse, part: PartRange): Promise<PartNotStored | null> {
+    let locked = false;
     try {
+      locked = this.peers !== null && (await this.holdKey(w.key, true, 'parts')) === 'granted';
       if (w.invalidated) return await this.dropPart(file, 'invalidated');
       const held = this.store.variants(r.key).find((e) => sameSelection(e.vary, r.vary)) ?? null;
       // §3.4: combined only with a stored response that has the same strong validator; anything else is replaced.
       const same = held !== null && held.length === part.complete && sameStrongValidator(held.headers, r.headers);
       if (same && !isPartial(held)) return await this.dropPart(file, 'already-complete');
       let ranges = addRange([], part.start, part.end);
-      let headers = r.headers;
+      let head: Pick<StoredResponse, 'headers' | 'requestTime' | 'responseTime' | 'initialAge'> = r;
+      let replaces: Entry | null = null;
       if (same && isPartial(held) && (await this.store.copyParts(held, file, subtractRange(held.ranges, part.start, part.end)))) {
         ranges = addRange(held.ranges, part.start, part.end);
-        // §3.4: the new response's fields replace the stored ones of the same names.
-        headers = freshenHeaders(held.headers, r.headers, r.responseTime, this.targets);
+        // §3.4: the newer response's fields replace the stored ones of the same names.
+        head = combinedHead(held, r, this.targets);
+        replaces = held;
       }
       if (w.invalidated) return await this.dropPart(file, 'invalidated');
       // §3.4: all the parts make up the whole body: a complete 200 from now on.
       const whole = isWhole(ranges, part.complete);
       if (whole) file.written = part.complete;
       await beforeCommit(r.key);
-      const entry = await this.store.commit(file, { ...r, headers, length: part.complete, ...(whole ? { status: 200, reason: 'OK', ranges: null } : { ranges }) });
+      const entry = await this.store.commit(file, { ...r, ...head, length: part.complete, ...(whole ? { status: 200, reason: 'OK', ranges: null } : { ranges }) }, replaces);
       if (entry === null) return 'too-large';
       // Invalidated while committing (§4.4): the entry holds what was there before the unsafe request.
       if (w.invalidated) {
@@ -456,6 +565,8 @@ export class HttpCache {
       await this.store.discard(file);
       return 'disk-error';
     } finally {
+      // After the commit's 'stored': the next worker to combine a part of the key starts from this entry.
+      if (locked) this.keyLocks!.release(w.key);
       await file.handle.close().catch(() => undefined);
     }
   }

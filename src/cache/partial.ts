@@ -17,7 +17,8 @@
  *   equality.
  */
 import { parseRange } from '../http/range.js';
-import { fieldValue, storability, type Headers, type NotStoredReason, type StoreInput } from './policy.js';
+import { fieldValue, freshenHeaders, storability, type Headers, type NotStoredReason, type StoreInput } from './policy.js';
+import type { Targets } from './targeted.js';
 
 /** Byte ranges, [start, end) with end exclusive; sorted, disjoint and never adjacent (merged). */
 export type ByteRanges = ReadonlyArray<readonly [number, number]>;
@@ -158,4 +159,28 @@ export function rangeFromParts(
   if (r.kind !== 'single') return 'no-range';
   if (ifRange !== undefined && ifRange.trim() !== strongEtag(stored.headers)) return 'if-range';
   return covers(stored.ranges, r.start, r.end + 1) ? { start: r.start, end: r.end + 1 } : 'not-covered';
+}
+
+/** The fields and times of a stored response: what a combination of parts takes from one of them. */
+export interface PartHead {
+  headers: string[];
+  requestTime: number;
+  responseTime: number;
+  initialAge: number;
+}
+
+/**
+ * §3.4: the head of the response combined from a stored partial entry and a
+ * new part with the same strong validator. The header fields of the newer
+ * one ("the new response": the later received, whichever was stored first)
+ * replace the other's fields of the same names, and its times are the
+ * combination's. Across workers, a part received earlier can be combined
+ * later (it waited for the key's lock), so the newer is not always the
+ * part being combined now.
+ */
+export function combinedHead(held: PartHead, part: PartHead, targets?: Targets): PartHead {
+  const partNewer = part.responseTime >= held.responseTime;
+  const older = partNewer ? held : part;
+  const newer = partNewer ? part : held;
+  return { headers: freshenHeaders(older.headers, newer.headers, newer.responseTime, targets), requestTime: newer.requestTime, responseTime: newer.responseTime, initialAge: newer.initialAge };
 }

@@ -9,7 +9,13 @@
  * - One fill per key across the processes: a process about to fetch a key
  *   for the store asks for the key's lock; while another holds it, it waits
  *   for that fill to end ('unlocked', which follows the fill's 'stored') and
- *   answers from the store.
+ *   answers from the store. The same lock is taken for a background
+ *   revalidation (RFC 5861 §3: one per stored response on the host; a
+ *   process that finds it held serves stale and starts none) and while
+ *   parts of the key are combined (RFC 9111 §3.4); within a process, its
+ *   holders share it (key-locks.ts).
+ * - Uses of stored responses go out in batches ('touched', touch-batch.ts),
+ *   so every process's LRU order counts the others' hits.
  */
 import type { StoreChange } from './store.js';
 

@@ -42,7 +42,9 @@
  *
  * Last access is kept in memory only (writing it to disk on every hit would
  * cost a syscall per request); after a restart the LRU order starts as the
- * order in which responses were received.
+ * order in which responses were received. Shared, each process evicts from
+ * its own LRU order, which the others' uses reach in batches ('touched',
+ * touch-batch.ts): a hit in one worker is a recent use in all of them.
  */
 import crypto from 'node:crypto';
 import fs, { promises as fsp } from 'node:fs';
@@ -53,6 +55,7 @@ import type { Logger } from '../log/logger.js';
 import { freshnessLifetime } from './policy.js';
 import { DEFAULT_TARGETS, type Targets } from './targeted.js';
 import { heldBytes, validRanges, type ByteRanges } from './partial.js';
+import { TouchBatch } from './touch-batch.js';
 
 /** A response as stored: everything needed to answer from it without the origin. */
 export interface StoredResponse {
@@ -118,8 +121,17 @@ export const STALE_TEMP_MS = 60 * 60 * 1000;
 /** Shared: a body without metadata younger than this may be another process's commit in progress (body renamed, metadata next). */
 const YOUNG_ORPHAN_MS = 10 * 60 * 1000;
 
-/** What one process reports of its changes to the index, for the others sharing the directory. */
-export type StoreChange = { event: 'stored'; id: string; key: string } | { event: 'removed'; id: string; key: string };
+/**
+ * What one process reports of its changes to the index, for the others
+ * sharing the directory. 'stored' with `replaces`: the entry takes the place
+ * of that one whatever their times (a partial entry combined from it,
+ * RFC 9111 §3.4), which every process then drops. 'touched': the entries
+ * used since the last batch, least recently used first (touch-batch.ts).
+ */
+export type StoreChange =
+  | { event: 'stored'; id: string; key: string; replaces?: string }
+  | { event: 'removed'; id: string; key: string }
+  | { event: 'touched'; ids: string[] };
 
 /** A body being written; becomes an entry's body at commit, or is deleted. */
 export class BodyFile {
@@ -165,6 +177,10 @@ export interface StoreOptions {
   log: Logger;
   /** The directory is shared with other processes (--workers N): each change to the index is reported here. */
   onChange?: (c: StoreChange) => void;
+  /** Shared: uses are reported ('touched') in batches of at most this many entries (default TOUCH_MAX_IDS)... */
+  touchMaxIds?: number;
+  /** ... or this long after the first use of a batch (default TOUCH_FLUSH_MS). */
+  touchFlushMs?: number;
 }
 
 export class CacheStore {
@@ -177,13 +193,17 @@ export class CacheStore {
   private readonly lru = new Map<string, Entry>();
   private total = 0;
   private readonly onChange: ((c: StoreChange) => void) | null;
+  /** Shared: this process's uses, for the others' LRU order. */
+  private readonly touches: TouchBatch | null;
 
   private constructor(o: StoreOptions) {
     this.dir = o.dir;
     this.maxBytes = o.maxBytes;
     this.targets = o.targets ?? DEFAULT_TARGETS;
     this.log = o.log;
-    this.onChange = o.onChange ?? null;
+    const onChange = o.onChange ?? null;
+    this.onChange = onChange;
+    this.touches = onChange === null ? null : new TouchBatch((ids) => onChange({ event: 'touched', ids }), o.touchMaxIds, o.touchFlushMs);
   }
 
   /** Other processes use the directory too (see the header comment). */
@@ -220,10 +240,28 @@ export class CacheStore {
     return this.lru.get(e.id) === e;
   }
 
-  /** Marks a use, for LRU. */
+  /** Marks a use, for LRU (shared: for the others' too, in the next batch). */
   touch(e: Entry): void {
     if (!this.lru.delete(e.id)) return;
     this.lru.set(e.id, e);
+    this.touches?.add(e.id);
+  }
+
+  /**
+   * Another process used these entries ('touched', least recently used
+   * first): they become the most recently used here too. Ids not in this
+   * index (removed meanwhile) are skipped. Returns how many moved.
+   */
+  touchRemote(ids: readonly string[]): number {
+    let moved = 0;
+    for (const id of ids) {
+      const e = this.lru.get(id);
+      if (e === undefined) continue;
+      this.lru.delete(id);
+      this.lru.set(id, e);
+      moved++;
+    }
+    return moved;
   }
 
   private paths(id: string): { body: string; meta: string } {
@@ -280,9 +318,11 @@ export class CacheStore {
    * metadata (temporary file, rename). Replaces older responses of the same
    * key and Vary selection (§4: the newer one wins) and evicts down to the
    * limit. Rejects with the fs error, leaving nothing behind. Returns null
-   * when the response alone is larger than the whole cache.
+   * when the response alone is larger than the whole cache. `replaces`: the
+   * entry this one was made from (parts combined, §3.4), replaced whatever
+   * their times (see StoreChange).
    */
-  async commit(file: BodyFile, r: StoredResponse): Promise<Entry | null> {
+  async commit(file: BodyFile, r: StoredResponse, replaces: Entry | null = null): Promise<Entry | null> {
     const partial = isPartial(r);
     if (!partial && file.written !== r.length) throw new Error(`body file holds ${file.written} bytes, the response ${r.length}`);
     const p = this.paths(file.id);
@@ -303,8 +343,9 @@ export class CacheStore {
       await Promise.all([fsp.unlink(file.tmpPath), fsp.unlink(p.body)].map((x) => x.catch(() => undefined)));
       throw err;
     }
-    this.place(entry, true);
-    this.onChange?.({ event: 'stored', id: entry.id, key: entry.key });
+    const replaced = replaces !== null && this.holds(replaces) ? replaces.id : undefined;
+    this.place(entry, true, replaced);
+    this.onChange?.({ event: 'stored', id: entry.id, key: entry.key, ...(replaced !== undefined ? { replaces: replaced } : {}) });
     this.evict(entry);
     return entry;
   }
@@ -313,12 +354,17 @@ export class CacheStore {
    * Into the index, replacing the response of the same key and Vary
    * selection (§4: the newer one wins). One process alone: the entry given
    * always wins (it was received last). Shared: the later received wins,
-   * whoever reports it (see the header comment); a loser's files go.
+   * whoever reports it (see the header comment); a loser's files go. The
+   * entry `replaces` names always goes: its removal is not reported, since
+   * the 'stored' saying `replaces` makes every process drop it in the same
+   * step as it places the new one (a separate 'removed' first would leave
+   * the key without an entry in between).
    */
-  private place(entry: Entry, local: boolean): void {
+  private place(entry: Entry, local: boolean, replaces?: string): void {
     for (const old of [...this.variants(entry.key)]) {
       if (!sameSelection(old.vary, entry.vary)) continue;
-      if ((local && !this.shared) || receivedLater(entry, old)) this.remove(old, local);
+      const replaced = old.id === replaces;
+      if (replaced || (local && !this.shared) || receivedLater(entry, old)) this.remove(old, local && !replaced);
       else {
         this.unlinkFiles(entry.id);
         return;
@@ -408,6 +454,10 @@ export class CacheStore {
    * removed everywhere). Returns the entry placed, or null.
    */
   async applyRemote(c: StoreChange, accept: (e: Entry) => boolean = () => true): Promise<Entry | null> {
+    if (c.event === 'touched') {
+      this.touchRemote(c.ids);
+      return null;
+    }
     if (c.event === 'removed') {
       this.forget(c.id);
       return null;
@@ -416,7 +466,8 @@ export class CacheStore {
     const loaded = await this.load(dir, c.id, true);
     const known = this.lru.get(c.id);
     if (loaded === null) {
-      // Gone already (replaced, evicted, purged): its own 'removed' follows or came.
+      // Gone already (replaced, evicted, purged): its own 'removed' follows or came. What it replaced went all the same.
+      if (c.replaces !== undefined) this.forget(c.replaces);
       return null;
     }
     if (known !== undefined) {
@@ -426,11 +477,12 @@ export class CacheStore {
       return known;
     }
     if (!accept(loaded)) {
+      if (c.replaces !== undefined) this.forget(c.replaces);
       this.onChange?.({ event: 'removed', id: loaded.id, key: loaded.key });
       this.unlinkFiles(loaded.id);
       return null;
     }
-    this.place(loaded, false);
+    this.place(loaded, false, c.replaces);
     return this.holds(loaded) ? loaded : null;
   }
 

@@ -8,12 +8,15 @@
  * - A worker's event (an entry stored, freshened or removed; a key
  *   invalidated, RFC 9111 §4.4) goes to every other worker, in the order the
  *   primary received them (src/cache/peers.ts says what each does with it).
- * - Fill locks: one worker at a time fetches a key for the store. The
- *   primary grants a key's lock to the first worker that asks and answers
- *   'held' to the others until it is released; then (or when the holder
- *   dies: its 'exit') it tells every worker 'unlocked'. The primary outlives
- *   its workers, so no lock outlives its holder and no lock file can be left
- *   stale on disk.
+ * - Key locks: one worker at a time fetches a key for the store,
+ *   revalidates it in the background (RFC 5861 §3) or combines parts of it
+ *   (RFC 9111 §3.4). The primary grants a key's lock to the first worker
+ *   that asks and answers 'held' to the others until it is released; then
+ *   (or when the holder dies: its 'exit') it tells every worker 'unlocked'.
+ *   The primary outlives its workers, so no lock outlives its holder and no
+ *   lock file can be left stale on disk.
+ * - 'touched' (a worker's recent uses, in batches) is relayed like any
+ *   event: the others update their LRU order (src/cache/touch-batch.ts).
  * - The admin listener's POST /purge (the primary's) is passed to one
  *   worker, which purges as for a PURGE request: its 'invalidated' reaches
  *   the others.
@@ -82,11 +85,11 @@ export class CacheRelay {
     }).finally(() => this.purges.delete(seq));
   }
 
-  /** A worker died (kill -9, a crash): its fills will never end, so their keys are free again. */
+  /** A worker died (kill -9, a crash): its fills, background revalidations and part commits will never end, so their keys are free again. */
   workerExited(pid: number | undefined): void {
     const held = [...this.locks].filter(([, p]) => p === pid).map(([key]) => key);
     for (const key of held) this.unlock(key);
-    if (held.length > 0) this.log.warn({ workerPid: pid, keys: held.length }, 'cache: a worker died while filling; its keys are free again (its unfinished files are never served and are removed at the next start-up)');
+    if (held.length > 0) this.log.warn({ workerPid: pid, keys: held.length }, 'cache: a worker died holding keys (filling, revalidating or combining parts); they are free again (its unfinished files are never served and are removed at the next start-up)');
   }
 
   private lock(from: ChildProcess, pid: number, key: string, seq: number): void {

@@ -16,21 +16,37 @@
  * - kill -9 of the worker filling a key: a request waiting in the other
  *   worker gets a fresh fill, nothing partial is ever sent, and the dead
  *   worker's temporary file is removed when it is restarted.
+ * - stale-while-revalidate (RFC 5861 §3): concurrent stale hits over both
+ *   workers, the origin holding its answer (test/support/switch-origin.ts),
+ *   make one background revalidation on the host; kill -9 of the worker
+ *   revalidating frees the key for the next one.
+ * - Two workers storing parts of one key at once (RFC 9111 §3.4, Debian's
+ *   nginx as origin, the commit gate of test/support/cache-commit-gate.ts
+ *   holding both commits): the stored entry holds both parts.
+ * - --cache-size: a response kept in use through one worker is not the one
+ *   the other worker's commits evict.
+ * Where a request must reach a given worker, it goes over a keep-alive
+ * connection pinned to it (test/support/pinned-connections.ts).
  */
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startAludel, type LogLine, type Running } from '../support/aludel-process.js';
+import { commitGate } from '../support/cache-commit-gate.js';
 import { curl } from '../support/clients.js';
 import { makeFixtures, sha256, type Fixtures } from '../support/fixtures.js';
-import { patternSha256, startSinkOrigin, type SinkOrigin } from '../support/origins.js';
+import { patternSha256, startNginxOrigin, startSinkOrigin, type NginxOrigin, type SinkOrigin } from '../support/origins.js';
+import { pinToWorkers, type PinnedConnection } from '../support/pinned-connections.js';
 import type { RunResult } from '../support/run-process.js';
+import { startSwitchOrigin, type SwitchOrigin } from '../support/switch-origin.js';
 import { waitUntil } from '../support/wait.js';
 
 let fx: Fixtures;
 let sink: SinkOrigin;
 const running: Running[] = [];
+const origins: Array<{ stop(): Promise<void> }> = [];
 let serial = 0;
 
 before(async () => {
@@ -40,6 +56,7 @@ before(async () => {
 
 after(async () => {
   for (const p of running) await p.stop();
+  for (const o of origins) await o.stop();
   await sink?.stop();
   fx?.cleanup();
 });
@@ -49,13 +66,23 @@ interface Proxy extends Running {
   pids: number[];
 }
 
-async function proxy(...extra: string[]): Promise<Proxy> {
+function proxy(...extra: string[]): Promise<Proxy> {
+  return proxyTo(`http://127.0.0.1:${sink.port}`, {}, ...extra);
+}
+
+async function proxyTo(to: string, env: NodeJS.ProcessEnv, ...extra: string[]): Promise<Proxy> {
   const dir = path.join(fx.dir, `cache-${++serial}`);
-  const args = ['proxy', '--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--to', `http://127.0.0.1:${sink.port}`, '--cache', dir, '--workers', '2', '--log-level', 'debug', ...extra];
-  const p = await startAludel(args, { startTimeoutMs: 30_000 });
+  const args = ['proxy', '--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--to', to, '--cache', dir, '--workers', '2', '--log-level', 'debug', ...extra];
+  const p = await startAludel(args, { startTimeoutMs: 30_000, env });
   running.push(p);
   const ready = await p.waitForLog((l) => Array.isArray(l.workerPids));
   return Object.assign(p, { dir, pids: ready.workerPids as number[] });
+}
+
+/** A keep-alive connection on each worker, in the order of p.pids. */
+async function pinned(p: Proxy, probe: string): Promise<PinnedConnection[]> {
+  const byPid = await pinToWorkers(p, fs.readFileSync(fx.certFile), p.pids, probe);
+  return p.pids.map((pid) => byPid.get(pid)!);
 }
 
 function get(p: Running, url: string, ...extra: string[]): Promise<RunResult> {
@@ -97,6 +124,20 @@ async function fromBoth(p: Proxy, url: string, each = 1): Promise<Array<{ r: Run
     assert.equal(r.code, 0, r.stderr);
     await waitUntil(() => requests(p, from, url).length === 1, 10_000);
     out.push({ r, line: requests(p, from, url)[0]! });
+  }
+  return out;
+}
+
+/** The metadata of the responses stored in a cache directory (one unlinked while it is read is left out). */
+function storedMetas(dir: string): Array<{ key: string; ranges?: unknown }> {
+  const out: Array<{ key: string; ranges?: unknown }> = [];
+  for (const d of fs.readdirSync(dir, { recursive: true, withFileTypes: true })) {
+    if (!d.isFile() || !d.name.endsWith('.meta.json')) continue;
+    try {
+      out.push(JSON.parse(fs.readFileSync(path.join(d.parentPath, d.name), 'utf8')) as { key: string; ranges?: unknown });
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'ENOENT') throw err;
+    }
   }
   return out;
 }
@@ -219,5 +260,162 @@ describe('--workers 2 --cache: one cache for all workers', () => {
     for (const { r } of later) assert.equal(sha256(r.stdout), patternSha256(size));
     assert.equal(sinkCount(url), 2, 'the killed fill, then one fresh fill');
     assert.ok(!temps().some((f) => f.includes(`.${victim}.`)), 'the dead worker\'s temporary file was removed at the restart');
+  });
+  describe('stale-while-revalidate (RFC 5861 §3) across the workers', () => {
+    const enc = encodeURIComponent;
+    /** About 99 s stale as soon as it is stored (Age: 100, max-age=1), within its stale-while-revalidate window. */
+    const url = (name: string): string => `/${name}?cc=${enc('max-age=1, stale-while-revalidate=600')}&age=100&etag=${name}`;
+    const keyOf = (l: LogLine, u: string): boolean => typeof l.key === 'string' && l.key.endsWith(u);
+    const started = (p: Proxy, from: number, u: string): LogLine[] => since(p, from, (l) => l.msg.startsWith('cache: background revalidation started') && keyOf(l, u));
+    const leftToOther = (p: Proxy, from: number, u: string): LogLine[] => since(p, from, (l) => l.msg.startsWith('cache: background revalidation left to another worker') && keyOf(l, u));
+
+    async function setup(name: string): Promise<{ p: Proxy; o: SwitchOrigin; u: string; first: RunResult; open: () => void }> {
+      const o = await startSwitchOrigin();
+      origins.push(o);
+      const p = await proxyTo(`http://127.0.0.1:${o.port}`, {});
+      const u = url(name);
+      const from = p.mark();
+      const first = await get(p, u);
+      assert.equal(first.code, 0, first.stderr);
+      await waitUntil(() => requests(p, from, u).length === 1, 10_000);
+      assert.equal(requests(p, from, u)[0]!.cache, 'miss');
+      await relayed(p, u, requests(p, from, u)[0]!.pid as number, from);
+      // From now on the origin holds its answers: a revalidation that started is still running when the last request comes.
+      let open!: () => void;
+      o.gate = new Promise((resolve) => (open = resolve));
+      return { p, o, u, first, open };
+    }
+
+    test('8 concurrent stale hits over both workers: all answered at once, one revalidation reaches the origin', { timeout: 120_000 }, async () => {
+      const { p, o, u, first, open } = await setup('swr-one');
+      const mark = p.mark();
+      const results = await Promise.all(await spread(p, 8, () => get(p, u)));
+      for (const r of results) {
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(n(r), n(first), 'the stored (stale) response, without waiting for the origin');
+      }
+      await waitUntil(() => requests(p, mark, u).length === results.length, 10_000);
+      const lines = requests(p, mark, u);
+      assert.deepEqual(new Set(lines.map((l) => l.pid)), new Set(p.pids), 'both workers answered');
+      assert.ok(lines.every((l) => l.cache === 'stale-while-revalidate'), JSON.stringify(lines.map((l) => l.cache)));
+      // Each worker has made up its mind (started one, or found the key held by the other) and what started reached the origin.
+      const decided = (pid: number): boolean => [...started(p, mark, u), ...leftToOther(p, mark, u)].some((l) => l.pid === pid);
+      await waitUntil(() => p.pids.every(decided) && o.count(u) >= 2, 10_000);
+      assert.deepEqual(started(p, mark, u).length, 1, `one background revalidation on the host, not one per worker: ${JSON.stringify(started(p, mark, u).map((l) => l.pid))}`);
+      const reviser = started(p, mark, u)[0]!.pid as number;
+      const other = p.pids.find((pid) => pid !== reviser)!;
+      assert.ok(leftToOther(p, mark, u).every((l) => l.pid === other));
+      assert.equal(o.count(u), 2, 'the first fetch, then one revalidation');
+      // Its 304 (now with max-age=600) freshens the response for both workers.
+      const done = p.mark();
+      o.fresh = 'max-age=600';
+      open();
+      await p.waitForLog((l) => l.msg.startsWith('cache: background revalidation done') && l.pid === reviser, 10_000, done);
+      await p.waitForLog((l) => l.msg === 'cache: stored by another worker' && l.pid === other && keyOf(l, u), 10_000, done);
+      for (const { r, line } of await fromBoth(p, u)) {
+        assert.equal(line.cache, 'hit', `worker ${String(line.pid)}`);
+        assert.equal(n(r), n(first), 'freshened by a 304: the same body');
+      }
+      assert.equal(o.count(u), 2);
+    });
+
+    test('kill -9 of the worker revalidating frees the key: the next stale hit starts a revalidation in a live worker', { timeout: 120_000 }, async () => {
+      const { p, o, u, open } = await setup('swr-kill');
+      try {
+        const mark = p.mark();
+        const r = await get(p, u);
+        assert.equal(r.code, 0, r.stderr);
+        const victim = (await p.waitForLog((l) => l.msg.startsWith('cache: background revalidation started') && keyOf(l, u), 10_000, mark)).pid as number;
+        // The revalidation is at the origin, which holds it.
+        await waitUntil(() => o.count(u) === 2, 10_000);
+        const killed = p.mark();
+        process.kill(victim, 'SIGKILL');
+        await p.waitForLog((l) => l.msg.startsWith('cache: a worker died holding keys') && l.workerPid === victim, 10_000, killed);
+        const again = await get(p, u);
+        assert.equal(again.code, 0, again.stderr);
+        const line = await p.waitForLog((l) => l.msg.startsWith('cache: background revalidation started') && keyOf(l, u), 10_000, killed);
+        assert.notEqual(line.pid, victim);
+        await waitUntil(() => o.count(u) === 3, 10_000);
+      } finally {
+        open();
+      }
+    });
+  });
+
+  test('two workers storing parts of one key at once: the stored entry holds both parts (RFC 9111 §3.4)', { timeout: 120_000 }, async () => {
+    const nginx: NginxOrigin = await startNginxOrigin({ root: fx.root });
+    origins.push(nginx);
+    const gate = commitGate(path.join(fx.dir, `gate-${++serial}`));
+    const p = await proxyTo(`http://127.0.0.1:${nginx.port}`, gate.env);
+    const [a, b] = await pinned(p, '/probe');
+    const name = `parts-${++serial}.bin`;
+    const bytes = crypto.randomBytes(300_000);
+    fs.writeFileSync(path.join(fx.root, name), bytes);
+    const u = `/cc/${name}?cc=max-age=60`;
+    const from = p.mark();
+    // Each worker's part is held before its commit: neither has seen the other's when both are received.
+    gate.hold();
+    const [ra, rb] = await Promise.all([a!.get(u, { Range: 'bytes=0-9999' }), b!.get(u, { Range: 'bytes=100000-109999' })]);
+    assert.equal(ra.status, 206);
+    assert.ok(ra.body.equals(bytes.subarray(0, 10_000)));
+    assert.equal(rb.status, 206);
+    assert.ok(rb.body.equals(bytes.subarray(100_000, 110_000)));
+    // Both are committing: both at the gate, or one there and the other waiting for the key.
+    const waitsForKey = (): boolean => since(p, from, (l) => l.msg.startsWith('cache: waiting for another worker') && p.pids.includes(l.pid as number)).length > 0;
+    await waitUntil(() => gate.held().length === 2 || (gate.held().length === 1 && waitsForKey()), 10_000);
+    gate.release();
+    await waitUntil(() => requests(p, from, u).length === 2, 10_000);
+    assert.deepEqual(requests(p, from, u).map((l) => l.cacheDetail ?? null), [null, null], 'both parts stored');
+    // The entries they replaced are unlinked in the background: then one is left.
+    let metas: Array<{ ranges?: unknown }> = [];
+    await waitUntil(() => (metas = storedMetas(p.dir)).length === 1, 10_000);
+    assert.deepEqual(metas[0]!.ranges, [[0, 10_000], [100_000, 110_000]], 'each worker\'s part kept');
+    // Each worker answers the other's part from the store.
+    for (const [c, first, last] of [[a!, 100_000, 109_999], [b!, 0, 9_999]] as const) {
+      const mark = p.mark();
+      const r = await c.get(u, { Range: `bytes=${first}-${last}` });
+      assert.equal(r.status, 206);
+      assert.ok(r.body.equals(bytes.subarray(first, last + 1)));
+      assert.equal((await p.waitForLog((l) => l.msg === 'request' && l.url === u, 10_000, mark)).cache, 'hit', `worker ${c.pid}`);
+    }
+    assert.equal((await nginx.accessLog()).filter((e) => e.uri === u).length, 2, 'the origin sent each part once');
+  });
+
+  test('--cache-size: a response kept in use through one worker survives the evictions of the other\'s commits (one LRU order)', { timeout: 120_000 }, async () => {
+    const size = 100_000;
+    // Three responses of 100 kB (and their metadata) fit, four do not.
+    const p = await proxy('--cache-size', '350000');
+    const [a, b] = await pinned(p, '/echo-headers');
+    const u = (name: string): string => `/cache?size=${size}&cc=max-age%3D600&t=lru-${name}`;
+    const line = async (c: PinnedConnection, url: string): Promise<LogLine> => {
+      const from = p.mark();
+      const r = await c.get(url);
+      assert.equal(r.status, 200);
+      assert.equal(sha256(r.body), patternSha256(size));
+      const l = await p.waitForLog((x) => x.msg === 'request' && x.url === url, 10_000, from);
+      assert.equal(l.pid, c.pid);
+      return l;
+    };
+    const store = async (c: PinnedConnection, url: string): Promise<void> => {
+      const from = p.mark();
+      assert.equal((await line(c, url)).cache, 'miss');
+      await relayed(p, url, c.pid, from);
+    };
+    // In both workers' LRU order: hot, e1, e2.
+    await store(a!, u('hot'));
+    await store(b!, u('e1'));
+    await store(b!, u('e2'));
+    // Used through a: b never served it, so in b's own order it is still the oldest.
+    const used = p.mark();
+    assert.equal((await line(a!, u('hot'))).cache, 'hit');
+    await p.waitForLog((l) => l.pid === b!.pid && l.msg.startsWith('cache: recent uses from another worker') && (l.moved as number) >= 1, 10_000, used);
+    // b's commit of a fourth response passes --cache-size: b evicts its least recently used.
+    const evictions = p.mark();
+    await store(b!, u('e3'));
+    const evicted = since(p, evictions, (l) => l.msg === 'cache: evicted').map((l) => String(l.key));
+    assert.deepEqual(evicted.map((k) => k.slice(k.indexOf('/cache'))), [u('e1')], 'the least recently used on the host went, not the one in use');
+    for (const c of [b!, a!]) assert.equal((await line(c, u('hot'))).cache, 'hit', `worker ${c.pid}`);
+    assert.equal(sinkCount(u('hot')), 1);
+    assert.equal((await line(b!, u('e1'))).cache, 'miss', 'evicted');
   });
 });

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
   addRange,
+  combinedHead,
   covers,
   heldBytes,
   isWhole,
@@ -18,7 +19,7 @@ import {
   subtractRange,
   validRanges,
 } from '../../src/cache/partial.js';
-import { cacheStatus, type StoreInput } from '../../src/cache/policy.js';
+import { cacheStatus, fieldValue, type StoreInput } from '../../src/cache/policy.js';
 
 const T0 = Date.UTC(2024, 2, 5, 10, 0, 0);
 
@@ -130,5 +131,21 @@ describe('RFC 9211 §2.2 Cache-Status for partial content', () => {
   it('fwd=partial: a stored partial response could not answer, the request went forward', () => {
     assert.equal(cacheStatus({ fwd: 'partial', stored: true }), 'aludel; fwd=partial; stored');
     assert.equal(cacheStatus({ hit: true, ttl: 59.5, detail: 'partial' }), 'aludel; hit; ttl=59; detail=partial');
+  });
+});
+
+describe('RFC 9111 §3.4 combining parts: the head of the combination', () => {
+  it('the newer response\'s fields replace the other\'s of the same names and its times are kept, whichever was stored first', () => {
+    const date = (t: number): string => new Date(t).toUTCString();
+    const older = { headers: ['ETag', '"v"', 'Cache-Control', 'max-age=60', 'X-Only-Old', '1', 'Date', date(T0)], requestTime: T0 - 5, responseTime: T0, initialAge: 0 };
+    const newer = { headers: ['ETag', '"v"', 'Cache-Control', 'max-age=120', 'Date', date(T0 + 10_000)], requestTime: T0 + 9_000, responseTime: T0 + 10_000, initialAge: 3 };
+    // Stored first, or the part combined now: a part received earlier can be combined later (another worker held the key).
+    for (const [held, part] of [[older, newer], [newer, older]] as const) {
+      const h = combinedHead(held, part);
+      assert.deepEqual([h.requestTime, h.responseTime, h.initialAge], [T0 + 9_000, T0 + 10_000, 3]);
+      assert.equal(fieldValue(h.headers, 'cache-control'), 'max-age=120');
+      assert.equal(fieldValue(h.headers, 'date'), date(T0 + 10_000));
+      assert.equal(fieldValue(h.headers, 'x-only-old'), '1', 'a field only the older has is kept');
+    }
   });
 });

@@ -21,13 +21,15 @@ function setup(): { relay: CacheRelay; a: ReturnType<typeof worker>; b: ReturnTy
 }
 
 describe('CacheRelay (the primary)', () => {
-  it('relays a worker\'s events to every other worker, in order, not back to it', () => {
+  it('relays a worker\'s events (its batches of uses too) to every other worker, in order, not back to it', () => {
     const { relay, a, b, c } = setup();
     relay.onMessage(a, { type: 'cache', op: 'event', e: { event: 'stored', id: 'x', key: 'k' } });
     relay.onMessage(a, { type: 'cache', op: 'event', e: { event: 'invalidated', key: 'k', at: 1 } });
     relay.onMessage(a, { type: 'ready' });
+    relay.onMessage(a, { type: 'cache', op: 'event', e: { event: 'touched', ids: ['x', 'y'] } });
     assert.deepEqual(a.got, []);
-    for (const w of [b, c]) assert.deepEqual(w.got.map((m) => m.op === 'event' && m.e.event), ['stored', 'invalidated']);
+    for (const w of [b, c]) assert.deepEqual(w.got.map((m) => m.op === 'event' && m.e.event), ['stored', 'invalidated', 'touched']);
+    assert.deepEqual(b.got[2], { type: 'cache', op: 'event', e: { event: 'touched', ids: ['x', 'y'] } }, 'a batch of uses as one message');
   });
 
   it('a key\'s lock: granted to the first, held for the others (and said to be its own to the holder), freed by its holder only', () => {

@@ -245,13 +245,13 @@ async function pids(): Promise<{ live: number; dead: number; stop(): void }> {
   return { live: sleeper.pid!, dead: gone.pid!, stop: () => sleeper.kill('SIGKILL') };
 }
 
-/** Two stores on one directory, each told of the other's changes as the primary would relay them (in order). */
-async function pair(dir: string, maxBytes = 1 << 30): Promise<{ a: CacheStore; b: CacheStore; relayed(): Promise<void> }> {
+/** Two stores on one directory, each told of the other's changes as the primary would relay them (in order); `touchMaxIds` 1: each use is sent at once. */
+async function pair(dir: string, maxBytes = 1 << 30, touchMaxIds?: number): Promise<{ a: CacheStore; b: CacheStore; relayed(): Promise<void> }> {
   let chain: Promise<unknown> = Promise.resolve();
   const toB: StoreChange[] = [];
   const toA: StoreChange[] = [];
-  const a = await CacheStore.open({ dir, maxBytes, log: silentLogger, onChange: (c) => toB.push(c) });
-  const b = await CacheStore.open({ dir, maxBytes, log: silentLogger, onChange: (c) => toA.push(c) });
+  const a = await CacheStore.open({ dir, maxBytes, log: silentLogger, onChange: (c) => toB.push(c), touchMaxIds });
+  const b = await CacheStore.open({ dir, maxBytes, log: silentLogger, onChange: (c) => toA.push(c), touchMaxIds });
   const relayed = async (): Promise<void> => {
     while (toA.length + toB.length > 0) {
       for (const c of toB.splice(0)) chain = chain.then(() => b.applyRemote(c));
@@ -338,5 +338,64 @@ describe('CacheStore shared by several processes (--workers N)', () => {
     assert.equal(b.count, 2);
     const left = await settled(dir, (names) => !names.some((n) => n.includes(first.entry!.id)));
     assert.ok(!left.some((n) => n.includes(first.entry!.id)), 'its files were deleted');
+  });
+
+  it('a use in one is a recent use in the other: the other\'s eviction takes the least recently used on both', async () => {
+    for (const used of [true, false]) {
+      const dir = tempDir();
+      // Three responses fit, four do not.
+      const { a, b, relayed } = await pair(dir, 3 * 1000 + 3 * 400, 1);
+      // In both orders: hot, e1, e2.
+      const hot = await put(a, response('https://h/hot', 1000));
+      await relayed();
+      await put(b, response('https://h/e1', 1000));
+      await put(b, response('https://h/e2', 1000));
+      await relayed();
+      // A hit in a: b never served it, so in b's own order it is the oldest until a's use reaches it.
+      if (used) a.touch(hot.entry!);
+      await relayed();
+      await put(b, response('https://h/e3', 1000));
+      await relayed();
+      const gone = used ? 'https://h/e1' : 'https://h/hot';
+      for (const s of [a, b]) {
+        assert.equal(s.variants(gone).length, 0, `${used ? 'used in a' : 'not used'}: ${gone} evicted`);
+        assert.equal(s.count, 3);
+      }
+      if (used) assert.equal(b.variants('https://h/hot').length, 1);
+    }
+  });
+
+  it('uses of entries the other does not hold are skipped', async () => {
+    const dir = tempDir();
+    const { a } = await pair(dir);
+    const { entry } = await put(a, response('https://h/x', 10));
+    assert.equal(a.touchRemote(['f'.repeat(32), entry!.id]), 1);
+  });
+
+  it('a combination of parts replaces the entry it was made from in both, even when its response is older', async () => {
+    const dir = tempDir();
+    const { a, b, relayed } = await pair(dir);
+    const t = Date.now();
+    const held = await put(b, response('https://h/p', 10, { responseTime: t + 1000 }));
+    await relayed();
+    const from = a.variants('https://h/p')[0]!;
+    assert.equal(from.id, held.entry!.id);
+    // Without `replaces`, an older response loses to the stored one (§4: the newer wins) ...
+    const f1 = await a.create();
+    await f1.append(crypto.randomBytes(10));
+    const older = await a.commit(f1, response('https://h/p', 10, { responseTime: t }));
+    await f1.handle.close();
+    await relayed();
+    for (const s of [a, b]) assert.deepEqual(s.variants('https://h/p').map((e) => e.id), [held.entry!.id]);
+    assert.ok(older !== null);
+    // ... with it (the entry it combined), it takes its place everywhere.
+    const f2 = await a.create();
+    await f2.append(crypto.randomBytes(10));
+    const combined = await a.commit(f2, response('https://h/p', 10, { responseTime: t }), from);
+    await f2.handle.close();
+    await relayed();
+    for (const s of [a, b]) assert.deepEqual(s.variants('https://h/p').map((e) => e.id), [combined!.id]);
+    const left = await settled(dir, (n) => n.length === 2);
+    assert.deepEqual(left, [`${combined!.id}.body`, `${combined!.id}.meta.json`].map((n) => path.join(n.slice(0, 2), n)).sort());
   });
 });
