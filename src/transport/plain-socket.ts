@@ -240,9 +240,32 @@ export class PlainSocket {
         if (this.takeControl(err, 'EINVAL') === 'eof') return 0;
         continue;
       }
+      if (r > 0 && this.records !== null) return r + this.spliceMoreRecords(pipeWrite, max - r);
       if (r !== AGAIN) return r;
       await this.wait(() => this.ready.readable());
     }
+  }
+
+  /**
+   * kTLS RX moves at most one record per splice (tls_sw_splice_read, Linux
+   * 6.1): without this loop a body would cross user space's event loop once
+   * per 16 KiB. Takes the records already decrypted-ready, up to `room`,
+   * without waiting; anything else (no data, a record that is not data, the
+   * end, an error) stops it and is met by the next spliceInto.
+   */
+  private spliceMoreRecords(pipeWrite: number, room: number): number {
+    let moved = 0;
+    while (moved < room) {
+      let r: number;
+      try {
+        r = this.native.splice(this.fd, pipeWrite, room - moved);
+      } catch {
+        break;
+      }
+      if (r <= 0) break;
+      moved += r;
+    }
+    return moved;
   }
 
   /** Resolves when bytes (or the FIN) are waiting to be read. */
