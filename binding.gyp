@@ -12,7 +12,8 @@
         "native/diag.c",
         "native/stream.c",
         "native/ethtool.c",
-        "native/tickets.c"
+        "native/tickets.c",
+        "native/copy.c"
       ],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2", "-fvisibility=hidden"],
       "libraries": ["-ldl"]

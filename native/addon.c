@@ -131,5 +131,6 @@ NAPI_MODULE_INIT() {
   aludel_register_stream(env, exports);
   aludel_register_ethtool(env, exports);
   aludel_register_tickets(env, exports);
+  aludel_register_copy(env, exports);
   return exports;
 }

@@ -457,6 +457,38 @@ export class KtlsConnection extends Duplex implements SecureConnection {
     }
   }
 
+  /**
+   * The copy path's write (src/transport/copy-body.ts): SSL_write of
+   * buf[offset, offset + length) as whole records in one native call, once
+   * earlier writes are out (the caller awaits whenFlushed() first). The
+   * bytes taken, or a WANT state when none were.
+   */
+  writeRecords(buf: Buffer, offset: number, length: number): number {
+    if (this.released || this.mustNotSend) throw Object.assign(new Error('connection closed during a body copy'), { code: 'ECONNRESET' });
+    let r: number;
+    try {
+      r = this.native.writeRecords(this.ssl, buf, offset, length);
+    } catch (err) {
+      this.mustNotSend = true;
+      throw err;
+    }
+    if (r > 0) {
+      this.bytesWritten += r;
+      this.touch();
+    }
+    return r;
+  }
+
+  /** Resolves when a write that returned `state` (or took part of its bytes) may be tried again. */
+  writeReady(state: number): Promise<void> {
+    return new Promise((resolve) => this.waitToSend(KtlsConnection.events(state), resolve));
+  }
+
+  /** Resolves when everything written so far through the stream has been handed to the socket. */
+  whenFlushed(): Promise<void> {
+    return this.flushed();
+  }
+
   /** waitToSend(WRITABLE) as a promise. */
   private sendable(): Promise<void> {
     return new Promise((resolve) => this.waitToSend(WRITABLE, resolve));

@@ -179,6 +179,27 @@ export class PlainSocket {
   }
 
   /**
+   * Copies up to `length` waiting bytes into buf[offset, ...) and leaves them
+   * in the socket (MSG_PEEK), without waiting: how many, 0 at the peer's FIN,
+   * or AGAIN. The copy path's read: only the bytes the client's socket then
+   * takes are removed (discard), so none wait in user space.
+   */
+  peekNow(buf: Buffer, offset: number, length: number): number {
+    if (this.closed) throw this.destroyedWith ?? closedError();
+    return this.native.recv(this.fd, buf, offset, length, true);
+  }
+
+  /** Removes `n` bytes that peekNow() has shown are waiting, without copying them (recv MSG_TRUNC). */
+  discard(n: number): void {
+    let left = n;
+    while (left > 0) {
+      const r = this.native.recvDiscard(this.fd, left);
+      if (r <= 0) throw new Error(`recv: ${left} peeked bytes not there`);
+      left -= r;
+    }
+  }
+
+  /**
    * splice(2) from this socket into a pipe's write end: bytes moved, or 0 at
    * the peer's FIN. The pipe must have room for `max` bytes (the caller fills
    * only an empty pipe), so AGAIN here means "no data yet".
