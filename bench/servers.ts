@@ -239,6 +239,8 @@ export interface AludelOptions {
   workers?: number;
   /** More flags, after the bench's own. */
   extraArgs?: string[];
+  /** Another build's dist/src/cli/main.js (a baseline measured in the same run); default this one. */
+  cli?: string;
 }
 
 /** --workers and the caller's extra flags, for serve and proxy alike. */
@@ -256,7 +258,7 @@ export async function startAludelServe(name: string, o: { host: string; tls: Tls
 export async function startAludel(name: string, o: AludelOptions): Promise<Server> {
   const port = await freePort(o.host);
   const args = [
-    ALUDEL_CLI,
+    o.cli ?? ALUDEL_CLI,
     'proxy',
     '--listen',
     `${o.host}:${port}`,
