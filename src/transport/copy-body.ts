@@ -14,7 +14,8 @@
  * through node's streams, and a client that stops reading holds nothing in
  * user space: what it has not taken waits in the upstream socket (and in
  * OpenSSL's one encrypted record), as on the splice path. A promise is made
- * only when a socket is not ready.
+ * only when a socket is not ready, and once per MiB moved without a wait, to
+ * let other connections run.
  *
  * Framing: with `framed`, each pass is one HTTP/1.1 chunk (RFC 9112 §7.1),
  * its size line and CRLF written in the same span as its data, so they share
@@ -57,6 +58,15 @@ interface Piece {
 
 /** The least a pass asks for: one whole record, at least the one OpenSSL may hold from the pass before. */
 const COPY_MIN = 16 * 1024;
+/**
+ * Bytes moved without waiting after which the copy lets the event loop run
+ * (setImmediate): with both sockets ready a body would otherwise go start to
+ * end in one turn, holding off every other connection's reads, writes and
+ * handshakes for as long (a 64 MiB body at 500 MB/s: 130 ms). nginx returns
+ * to its event loop once its proxy buffers are written. Measured with wrk at
+ * 8 connections on a busy 2-CPU host: the fronts then keep more clients fed.
+ */
+const YIELD_AFTER = 1024 * 1024;
 
 /**
  * Moves `length` bytes (null: until the upstream's FIN) from `src` to `dst`;
@@ -72,12 +82,14 @@ export async function copyBody(src: CopySource, dst: CopyTarget, length: number 
   let moved = 0;
   let want = COPY_MAX;
   let piece: Piece | null = null;
+  let sinceWait = 0;
   for (;;) {
     let peeked: number;
     if (piece === null) {
       if (length !== null && moved >= length) return moved;
       const r = src.peekNow(scratch, HEAD_ROOM, length === null ? want : Math.min(want, length - moved));
       if (r === AGAIN) {
+        sinceWait = 0;
         await src.readable();
         continue;
       }
@@ -95,6 +107,7 @@ export async function copyBody(src: CopySource, dst: CopyTarget, length: number 
     const span = spanOf(piece, peeked);
     const taken = dst.writeRecords(scratch, span.start, span.end - span.start);
     if (taken < 0) {
+      sinceWait = 0;
       await dst.writeReady(taken);
       continue;
     }
@@ -108,9 +121,15 @@ export async function copyBody(src: CopySource, dst: CopyTarget, length: number 
     if (done) piece = null;
     if (taken < span.end - span.start) {
       want = Math.min(COPY_MAX, Math.max(COPY_MIN, Math.ceil(taken / COPY_MIN) * COPY_MIN));
+      sinceWait = 0;
       await dst.writeReady(WANT_WRITE);
     } else {
       want = Math.min(COPY_MAX, want * 2);
+      sinceWait += taken;
+      if (sinceWait >= YIELD_AFTER) {
+        sinceWait = 0;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
     }
   }
 }

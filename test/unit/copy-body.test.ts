@@ -165,6 +165,18 @@ describe('copyBody', () => {
     }
   });
 
+  it('with both sides always ready, other work still runs during a large body (the loop yields every MiB)', async () => {
+    const data = crypto.randomBytes(8 * 1024 * 1024);
+    const src = new FakeSource(data, rng(3), false);
+    src.avail = data.length;
+    let movedWhenOtherRan = -1;
+    let moved = 0;
+    const dst: CopyTarget = { writeRecords: (_buf, _off, len) => ((moved += len), len), writeReady: () => assert.fail('no wait expected') };
+    setImmediate(() => (movedWhenOtherRan = moved));
+    await copyBody(src, dst, data.length, false);
+    assert.ok(movedWhenOtherRan > 0 && movedWhenOtherRan <= 2 * 1024 * 1024, `another callback ran after ${movedWhenOtherRan} bytes`);
+  });
+
   it('a FIN before the announced length rejects with UpstreamTruncatedError and takes no further bytes', async () => {
     const rand = rng(99);
     const src = new FakeSource(crypto.randomBytes(300_000), rand, true);
