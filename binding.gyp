@@ -14,7 +14,8 @@
         "native/ethtool.c",
         "native/tickets.c",
         "native/ktls-keys.c",
-        "native/tls-client.c"
+        "native/tls-client.c",
+        "native/copy.c"
       ],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2", "-fvisibility=hidden"],
       "libraries": ["-ldl"]

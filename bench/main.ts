@@ -7,8 +7,8 @@
  * `npm run bench -- --legacy-run` runs only bench/legacy-run.ts (nginx 1.11.1 +
  * OpenSSL 1.0.2f under `aludel run` against itself alone), in the VM unless
  * this kernel has kTLS, into bench/results/<timestamp>-legacy-run/.
- * `--stalled` and `--workers` run only their part, on this host (no VM), into
- * bench/results/<timestamp>-stalled/ and -workers/.
+ * `--stalled`, `--workers` and `--copy-path` run only their part, on this
+ * host (no VM), into bench/results/<timestamp>-stalled/, -workers/ and -copy-path/.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -22,6 +22,7 @@ import type { Environment } from './environment.js';
 import { FRONTS, runPhase, type Front, type PhaseResult } from './phase.js';
 import { runStalled, stalledPointsTable, stalledTable } from './stalled.js';
 import { runWorkers, workersTable } from './workers.js';
+import { copyPathTable, runCopyPath } from './copy-path.js';
 import { fmt, headlineRatios, ratiosTable, reportHtml, toCsv, writeCharts, type Results } from './report.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
@@ -44,6 +45,8 @@ interface Options {
   connections: string;
   repeats: string;
   fronts?: string;
+  copyPath: boolean;
+  baseline?: string;
 }
 
 function bar(label: string): { update(done: number, total: number, what: string): void; stop(): void } {
@@ -153,6 +156,13 @@ const stalledMain = (o: Options): Promise<void> =>
 /** `--workers`: --workers 1 and 2 next to nginx's worker_processes 1 and 2, on this host (bench/workers.ts). */
 const workersMain = (o: Options): Promise<void> => hostMain(o, 'workers', 'workers', [WORKERS_BEGIN, WORKERS_END], (progress) => runWorkers({ full: o.full, progress }), workersTable);
 
+const COPY_PATH_BEGIN = '<!-- bench:copy-path (npm run bench -- --copy-path --update-docs rewrites this part) -->';
+const COPY_PATH_END = '<!-- /bench:copy-path -->';
+
+/** `--copy-path`: aludel proxy vs nginx proxy_pass, userspace TLS, repeated (bench/copy-path.ts). */
+const copyPathMain = (o: Options): Promise<void> =>
+  hostMain(o, 'copy-path', 'copy path', [COPY_PATH_BEGIN, COPY_PATH_END], (progress) => runCopyPath({ rounds: Number(o.repeats), seconds: o.full ? 10 : 5, connections: [8, 1], loopback: o.loopback, baseline: o.baseline ?? null, progress }), copyPathTable);
+
 /** `--legacy-run`: the one comparison, natively where the kernel has kTLS, else in the VM. */
 async function legacyRunMain(o: Options): Promise<void> {
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
@@ -212,8 +222,10 @@ async function main(): Promise<void> {
     .option('--stalled', 'only memory per stalled download: 1,000 TLS downloads that stop reading, aludel vs nginx (proxy and serve), on this host', false)
     .option('--workers', 'only worker processes: aludel serve/proxy --workers 1 and 2 next to nginx worker_processes 1 and 2 (1 KiB req/s, handshakes/s, RSS per idle connection), on this host', false)
     .option('--fronts <list>', `only these fronts, comma-separated, and no record-size sweeps (of: ${Object.keys(FRONTS).join(', ')})`)
+    .option('--copy-path', 'only the proxy copy path: aludel proxy vs nginx proxy_pass, userspace TLS, 10 MiB at 8 and 1 connections, --repeats rounds (--full: 10 s points), on this host', false)
+    .option('--baseline <dir>', 'with --copy-path: also run the aludel build of this checkout (its dist/ and build/), in the same turns')
     .option('--connections <n>', 'with --stalled: stalled downloads per point', '1000')
-    .option('--repeats <n>', 'with --stalled: repeats (each runs every server once, in turns)', '3')
+    .option('--repeats <n>', 'with --stalled and --copy-path: repeats (each runs every server once, in turns)', '3')
     .option('--phase <where>', '(internal) run one phase and write it to --out')
     .option('--emulated', '(internal) the phase runs on an emulated CPU', false)
     .option('--out <file>', '(internal) where --phase writes its result')
@@ -228,6 +240,7 @@ async function main(): Promise<void> {
   if (o.legacyRun) return legacyRunMain(o);
   if (o.stalled) return stalledMain(o);
   if (o.workers) return workersMain(o);
+  if (o.copyPath) return copyPathMain(o);
   if (o.phase) {
     // Inner phase (in the VM): progress as lines for the outer bar.
     const result = await runPhase({ phase: o.phase, full: o.full, offloads: ['userspace', 'kernel'], fronts: frontList(o), emulated: o.emulated, loopback: o.loopback, pin: o.pin, progress: (d, t, l) => console.log(`${PROGRESS}${d} ${t} ${l}`) });

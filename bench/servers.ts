@@ -245,6 +245,8 @@ export interface AludelOptions {
   workers?: number;
   /** More flags, after the bench's own. */
   extraArgs?: string[];
+  /** Another build's dist/src/cli/main.js (a baseline measured in the same run); default this one. */
+  cli?: string;
 }
 
 /** --workers (1 unless asked: the comparisons are with one nginx worker) and the caller's extra flags, for serve and proxy alike. */
@@ -262,7 +264,7 @@ export async function startAludelServe(name: string, o: { host: string; tls: Tls
 export async function startAludel(name: string, o: AludelOptions): Promise<Server> {
   const port = await freePort(o.host);
   const args = [
-    ALUDEL_CLI,
+    o.cli ?? ALUDEL_CLI,
     'proxy',
     '--listen',
     `${o.host}:${port}`,

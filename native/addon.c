@@ -132,5 +132,6 @@ NAPI_MODULE_INIT() {
   aludel_register_ethtool(env, exports);
   aludel_register_tickets(env, exports);
   aludel_register_tls_client(env, exports);
+  aludel_register_copy(env, exports);
   return exports;
 }

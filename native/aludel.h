@@ -49,5 +49,6 @@ void aludel_register_stream(napi_env env, napi_value exports);
 void aludel_register_ethtool(napi_env env, napi_value exports);
 void aludel_register_tickets(napi_env env, napi_value exports);
 void aludel_register_tls_client(napi_env env, napi_value exports);
+void aludel_register_copy(napi_env env, napi_value exports);
 
 #endif

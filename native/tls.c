@@ -820,3 +820,17 @@ void aludel_register_tls(napi_env env, napi_value exports) {
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }
+
+/* ---------- for native/copy.c ---------- */
+
+/* The SSL of a connection object; NULL (TypeError pending) once it is freed. */
+SSL *aludel_ssl_of(napi_env env, napi_value v) {
+  aludel_ssl *s = unwrap_ssl(env, v);
+  return s != NULL ? s->ssl : NULL;
+}
+
+/* An SSL_*_ex result of `ssl` as a state number, or a thrown error (see io_result). */
+napi_value aludel_ssl_result(napi_env env, SSL *ssl, int ret, int saved_errno, const char *op) {
+  aludel_ssl s = {.ssl = ssl};
+  return io_result(env, &s, ret, saved_errno, op);
+}

@@ -186,6 +186,13 @@ export interface Native {
   pipeNew(size: number): { read: number; write: number; size: number };
   /** splice(2) between a pipe and a socket: bytes moved (> 0), 0 at end of input, or AGAIN. */
   splice(fdIn: number, fdOut: number, length: number): number;
+  /**
+   * SSL_write of buf[offset, offset + length) as whole records (16 KiB each) in one call: the bytes
+   * taken (> 0; fewer than `length` when the socket filled), or WANT_READ / WANT_WRITE when none were.
+   */
+  writeRecords(ssl: SslHandle, buf: Buffer, offset: number, length: number): number;
+  /** recv(MSG_TRUNC): drops up to `length` waiting bytes without copying them; count, 0 at FIN, or AGAIN. */
+  recvDiscard(fd: number, length: number): number;
   /** if_nameindex(3): every interface of this network namespace, up or down. */
   netInterfaces(): Array<{ index: number; name: string }>;
   /** The kernel's feature bit names (ETH_SS_FEATURES), bit i = names[i]; [] when it has none. */

@@ -2,8 +2,11 @@
  * The response writer: an upstream's answer to one exchange, sent on to the
  * client. relay() picks the body's path: splice from the upstream socket into
  * the kTLS socket when the kernel encrypts and the upstream is plain (the
- * bytes never enter user space), a copy through user space otherwise (TLS
- * upstreams, kTLS off, the cache's fills, which read() the body themselves).
+ * bytes never enter user space); from a plain upstream without kTLS TX, the
+ * copy path (src/transport/copy-body.ts: peek, SSL_write in whole records,
+ * drop what was taken); node's write path otherwise (TLS upstreams, HTTP/2,
+ * small bodies, unknown lengths to HTTP/1.0 clients, and the cache's fills,
+ * which read() the body themselves).
  * After either, `reusable` says whether the upstream connection ended
  * exactly at the body's end and may carry another exchange.
  */
@@ -16,9 +19,23 @@ import type { ResponseHead } from '../http/response-head.js';
 import type { SecureConnection } from '../tls/types.js';
 import type { PipePool } from '../transport/pipe-pool.js';
 import { spliceBody } from '../transport/splice-body.js';
+import { copyBody, type CopyTarget } from '../transport/copy-body.js';
+import type { PlainSocket } from '../transport/plain-socket.js';
 import type { UpstreamAnswer } from '../cache/cache-layer.js';
-import { readBody, spliceChunked, type SpliceRoute } from './upstream-exchange.js';
+import { moveChunked, readBody, spliceChunked, type SpliceRoute } from './upstream-exchange.js';
 import type { UpstreamStream } from './upstream-stream.js';
+
+/**
+ * Content-Length bodies below this size keep node's write path, where the
+ * head and the first body bytes share a record.
+ */
+const COPY_MIN = 64 * 1024;
+
+/** Upstream socket -> user space -> SSL_write on the client's connection, outside node's streams. */
+interface CopyRoute {
+  sock: PlainSocket;
+  conn: SecureConnection & CopyTarget & { whenFlushed(): Promise<void> };
+}
 
 export class UpstreamResponse implements UpstreamAnswer {
   /** The upstream connection ended exactly at the body's end (set once the body has been taken). */
@@ -53,15 +70,15 @@ export class UpstreamResponse implements UpstreamAnswer {
       return head.status;
     }
     // A plain upstream's head was peeked (rest is empty): every body byte is still in the kernel.
-    const splice = this.rest.length === 0 ? this.spliceRoute() : null;
-    // Unknown length to an HTTP/1.1 client: each pipeful becomes one chunk we frame ourselves,
-    // so Transfer-Encoding: chunked is declared here and node's end() writes the last chunk.
-    const chunkedSplice = splice !== null && f.kind !== 'length' && req.httpVersion === '1.1';
+    const direct = this.rest.length === 0 ? this.spliceRoute() ?? this.copyRoute() : null;
+    // Unknown length to an HTTP/1.1 client: each pipeful (or copied piece) becomes one chunk we
+    // frame ourselves, so Transfer-Encoding: chunked is declared here and node's end() writes the last chunk.
+    const framedByUs = direct !== null && f.kind !== 'length' && req.httpVersion === '1.1';
     const fields = withCacheStatus(x, filterResponseHeaders(head.headers, { keepFraming: f.kind === 'length' }));
-    if (chunkedSplice) fields.push('Transfer-Encoding', 'chunked');
+    if (framedByUs) fields.push('Transfer-Encoding', 'chunked');
     this.writeHead(fields);
-    if (splice !== null && (f.kind === 'length' || chunkedSplice)) {
-      await this.spliceOut(splice);
+    if (direct !== null && (f.kind === 'length' || framedByUs)) {
+      await ('pipes' in direct ? this.spliceOut(direct) : this.copyOut(direct));
       res.end();
       return head.status;
     }
@@ -97,6 +114,48 @@ export class UpstreamResponse implements UpstreamAnswer {
       await spliceBody(route.pipes, route.sock, route.conn, null, count, chunkFraming(route.conn));
       this.reusable = false;
     }
+  }
+
+  /**
+   * The copy path (src/transport/copy-body.ts): written into the connection
+   * itself, like splice, once earlier responses and this one's head are out.
+   * The body goes through user space (and OpenSSL), so it counts as 'write'.
+   */
+  private async copyOut(route: CopyRoute): Promise<void> {
+    const { x } = this;
+    const res = x.res as ServerResponse;
+    const f = this.head.framing;
+    const count = (n: number): void => void (x.bytes += n);
+    await whenAttached(res);
+    res.flushHeaders();
+    await route.conn.whenFlushed();
+    x.bodyPath = 'write';
+    if (f.kind === 'length') {
+      await copyBody(route.sock, route.conn, f.length, false, count);
+      this.reusable = true;
+    } else if (f.kind === 'chunked') {
+      this.reusable = await moveChunked(route.sock, (pending) => copyBody(route.sock, route.conn, pending, true, count));
+    } else {
+      await copyBody(route.sock, route.conn, null, true, count);
+      this.reusable = false;
+    }
+  }
+
+  /**
+   * The copy path, where splice cannot be used (kTLS TX off) and the
+   * upstream is a plain socket, over HTTP/1.1 on a system-OpenSSL connection.
+   * Bodies known to be small keep node's write path: there the head and the
+   * body share one record (a head sent apart costs a record and a syscall).
+   */
+  private copyRoute(): CopyRoute | null {
+    const { x, head } = this;
+    const conn = x.conn;
+    // A kTLS RX upstream is not a plain TCP socket for peek-and-drop: recv(MSG_TRUNC) is TCP's
+    // (tcp(7)), and records that are not data must go through its control-record reader.
+    if (x.h2 || this.u.plain === null || this.u.plain.decryptsInKernel || conn.tls.ktlsTx) return null;
+    if (conn.writeRecords === undefined || conn.writeReady === undefined || conn.whenFlushed === undefined) return null;
+    if (head.framing.kind === 'length' && head.framing.length < COPY_MIN) return null;
+    return { sock: this.u.plain, conn: conn as CopyRoute['conn'] };
   }
 
   /**

@@ -200,26 +200,32 @@ async function readLength(r: BodyReader, length: number, rest: Buffer, onData: (
 }
 
 /**
- * A chunked upstream body by splice: the framing (size lines, CRLFs, trailers)
- * is peeked and consumed here, each chunk's data is spliced and re-framed as
- * one chunk per pipeful. Returns true: the decoder stops exactly at the body's
- * end, so the connection can carry the next exchange.
+ * A chunked upstream body moved without user-space de-chunking of its data:
+ * the framing (size lines, CRLFs, trailers) is peeked and consumed here, and
+ * each chunk's data is left in the socket for `move` (splice, or the copy
+ * path), which re-frames it. Returns true: the decoder stops exactly at the
+ * body's end, so the connection can carry the next exchange.
  */
-export async function spliceChunked(t: SpliceRoute, onBytes: (n: number) => void): Promise<boolean> {
+export async function moveChunked(sock: PlainSocket, move: (pending: number) => Promise<unknown>): Promise<boolean> {
   const dec = new ChunkedDecoder();
   const look = Buffer.allocUnsafe(4096);
   while (!dec.done) {
     const pending = dec.dataPending;
     if (pending > 0) {
-      await spliceBody(t.pipes, t.sock, t.conn, pending, onBytes, chunkFraming(t.conn));
+      await move(pending);
       dec.dataMoved(pending);
       continue;
     }
-    const n = await t.sock.peek(look, look.length);
+    const n = await sock.peek(look, look.length);
     if (n === 0) throw new UpstreamTruncatedError('closed inside a chunked body');
-    t.sock.skip(dec.pushFraming(look.subarray(0, n)));
+    sock.skip(dec.pushFraming(look.subarray(0, n)));
   }
   return true;
+}
+
+/** A chunked upstream body by splice, one chunk per pipeful. */
+export function spliceChunked(t: SpliceRoute, onBytes: (n: number) => void): Promise<boolean> {
+  return moveChunked(t.sock, (pending) => spliceBody(t.pipes, t.sock, t.conn, pending, onBytes, chunkFraming(t.conn)));
 }
 
 /** De-chunks the upstream body into `onData`; true when nothing followed the last chunk. */

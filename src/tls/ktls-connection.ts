@@ -309,7 +309,7 @@ export class KtlsConnection extends Duplex implements SecureConnection {
       const next = this.nextWrite(w);
       let r: number;
       try {
-        r = this.native.write(this.ssl, next.buf, next.off, next.len);
+        r = this.sslWrite(next.buf, next.off, next.len);
       } catch (err) {
         this.pendingWrite = null;
         this.mustNotSend = true;
@@ -330,6 +330,17 @@ export class KtlsConnection extends Duplex implements SecureConnection {
     w.cb();
     this.notifyFlushed();
   };
+
+  /**
+   * SSL_write of up to `len` bytes: more than a record goes as whole records
+   * in one native call (writeRecords), so a 256 KiB file chunk or a large
+   * stream write is one crossing into the addon rather than sixteen. Both
+   * return the bytes taken (> 0) or a WANT state; after a partial take the
+   * next call says what to wait for.
+   */
+  private sslWrite(buf: Buffer, off: number, len: number): number {
+    return len > RECORD_MAX ? this.native.writeRecords(this.ssl, buf, off, len) : this.native.write(this.ssl, buf, off, len);
+  }
 
   private notifyFlushed(): void {
     if (this.pendingWrite === null && this.writableLength === 0 && this.flushWaiters.length > 0) {
@@ -419,7 +430,7 @@ export class KtlsConnection extends Duplex implements SecureConnection {
       if (this.released || this.mustNotSend) throw Object.assign(new Error('connection closed during a file body'), { code: 'ECONNRESET' });
       let r: number;
       try {
-        r = this.native.write(this.ssl, buf, off, n - off);
+        r = this.sslWrite(buf, off, n - off);
       } catch (err) {
         this.mustNotSend = true;
         throw err;
@@ -455,6 +466,38 @@ export class KtlsConnection extends Duplex implements SecureConnection {
         throw new Error(`splice: the pipe ran dry with ${left} bytes owed`);
       }
     }
+  }
+
+  /**
+   * The copy path's write (src/transport/copy-body.ts): SSL_write of
+   * buf[offset, offset + length) as whole records in one native call, once
+   * earlier writes are out (the caller awaits whenFlushed() first). The
+   * bytes taken, or a WANT state when none were.
+   */
+  writeRecords(buf: Buffer, offset: number, length: number): number {
+    if (this.released || this.mustNotSend) throw Object.assign(new Error('connection closed during a body copy'), { code: 'ECONNRESET' });
+    let r: number;
+    try {
+      r = this.native.writeRecords(this.ssl, buf, offset, length);
+    } catch (err) {
+      this.mustNotSend = true;
+      throw err;
+    }
+    if (r > 0) {
+      this.bytesWritten += r;
+      this.touch();
+    }
+    return r;
+  }
+
+  /** Resolves when a write that returned `state` (or took part of its bytes) may be tried again. */
+  writeReady(state: number): Promise<void> {
+    return new Promise((resolve) => this.waitToSend(KtlsConnection.events(state), resolve));
+  }
+
+  /** Resolves when everything written so far through the stream has been handed to the socket. */
+  whenFlushed(): Promise<void> {
+    return this.flushed();
   }
 
   /** waitToSend(WRITABLE) as a promise. */

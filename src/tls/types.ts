@@ -43,6 +43,15 @@ export interface SecureConnection extends Duplex {
    * with kTLS TX on (the kernel encrypts them); absent on node:tls ones.
    */
   spliceFromPipe?(pipeRead: number, length: number): Promise<void>;
+  /**
+   * The copy path (src/transport/copy-body.ts), on system-OpenSSL connections
+   * only: SSL_write of a span as whole records in one native call (bytes
+   * taken, or a WANT state), the wait after one, and the wait for earlier
+   * stream writes (a response head) to be out.
+   */
+  writeRecords?(buf: Buffer, offset: number, length: number): number;
+  writeReady?(state: number): Promise<void>;
+  whenFlushed?(): Promise<void>;
 }
 
 /** How the listener resolved --offload, decided once at start-up. */

@@ -90,6 +90,11 @@ export class PlainSocket {
     return this.closed;
   }
 
+  /** kTLS RX: the kernel decrypts what this socket receives (a TLS upstream, src/tls/upstream-client.ts). */
+  get decryptsInKernel(): boolean {
+    return this.records !== null;
+  }
+
   /** From now on the kernel decrypts what this socket receives (kTLS RX): records that are not data go to `r`. */
   setControlRecordReader(r: ControlRecordReader): void {
     this.records = r;
@@ -220,6 +225,27 @@ export class PlainSocket {
     let left = n;
     while (left > 0) {
       const r = this.recvBytes(scratch, 0, Math.min(left, READ_MAX), false);
+      if (r <= 0) throw new Error(`recv: ${left} peeked bytes not there`);
+      left -= r;
+    }
+  }
+
+  /**
+   * Copies up to `length` waiting bytes into buf[offset, ...) and leaves them
+   * in the socket (MSG_PEEK), without waiting: how many, 0 at the peer's FIN,
+   * or AGAIN. The copy path's read: only the bytes the client's socket then
+   * takes are removed (discard), so none wait in user space.
+   */
+  peekNow(buf: Buffer, offset: number, length: number): number {
+    if (this.closed) throw this.destroyedWith ?? closedError();
+    return this.native.recv(this.fd, buf, offset, length, true);
+  }
+
+  /** Removes `n` bytes that peekNow() has shown are waiting, without copying them (recv MSG_TRUNC). */
+  discard(n: number): void {
+    let left = n;
+    while (left > 0) {
+      const r = this.native.recvDiscard(this.fd, left);
       if (r <= 0) throw new Error(`recv: ${left} peeked bytes not there`);
       left -= r;
     }
