@@ -14,7 +14,9 @@
  *   that asks and answers 'held' to the others until it is released; then
  *   (or when the holder dies: its 'exit') it tells every worker 'unlocked'.
  *   The primary outlives its workers, so no lock outlives its holder and no
- *   lock file can be left stale on disk.
+ *   lock file can be left stale on disk. A worker that got no answer within
+ *   2 s goes on without the lock; a grant arriving after that is given
+ *   back at once (WorkerCachePeers.lockAnswered).
  * - 'touched' (a worker's recent uses, in batches) is relayed like any
  *   event: the others update their LRU order (src/cache/touch-batch.ts).
  * - The admin listener's POST /purge (the primary's) is passed to one
@@ -113,54 +115,92 @@ export class CacheRelay {
   }
 }
 
+/** The channel to the primary as a worker uses it: the process's IPC channel (processChannel), or a stand-in in tests. */
+export interface PrimaryChannel {
+  /** False when there is no channel to the primary (it is gone): nothing was sent. */
+  send(m: CacheToPrimary): boolean;
+  onMessage(fn: (m: unknown) => void): void;
+}
+
+const processChannel: PrimaryChannel = { send, onMessage: (fn) => process.on('message', fn) };
+
 /** The worker's side: the cache's CachePeers over the IPC channel to the primary. */
 export class WorkerCachePeers implements CachePeers {
   private seq = 0;
-  private readonly answers = new Map<number, (a: LockAnswer) => void>();
+  /**
+   * Lock requests sent and not answered yet: the key, and who waits for the
+   * answer (null once nobody does: no answer came within `answerMs`, and
+   * the caller went on without the lock).
+   */
+  private readonly pending = new Map<number, { key: string; answer: ((a: LockAnswer) => void) | null }>();
   private listener: ((e: PeerEvent) => void) | null = null;
   private purger: ((url: string) => number) | null = null;
   /** Events received before the cache subscribed (while its index was rebuilt). */
   private early: PeerEvent[] = [];
 
-  constructor() {
-    process.on('message', (m: unknown) => {
+  constructor(
+    private readonly channel: PrimaryChannel = processChannel,
+    private readonly answerMs = LOCK_ANSWER_MS,
+  ) {
+    channel.onMessage((m: unknown) => {
       if (isCacheMessage<CacheToWorker>(m)) this.onMessage(m);
     });
   }
 
   private onMessage(m: CacheToWorker): void {
-    if (m.op === 'lock') {
-      this.answers.get(m.seq)?.(m.granted ? 'granted' : m.mine ? 'mine' : 'held');
-      this.answers.delete(m.seq);
-    } else if (m.op === 'purge') {
-      if (this.purger !== null) send({ type: 'cache', op: 'purged', seq: m.seq, purged: this.purger(m.url) });
+    if (m.op === 'lock') this.lockAnswered(m.seq, m.granted ? 'granted' : m.mine ? 'mine' : 'held');
+    else if (m.op === 'purge') {
+      if (this.purger !== null) this.channel.send({ type: 'cache', op: 'purged', seq: m.seq, purged: this.purger(m.url) });
     } else if (this.listener !== null) this.listener(m.e);
     else this.early.push(m.e);
   }
 
+  /**
+   * The primary's answer to lock request `seq`. A grant that comes after the
+   * requester stopped waiting (a busy primary, a long IPC queue) is given
+   * back at once: nothing here will ever release it, and the primary would
+   * keep the key for this process until it exits: every other worker's
+   * fill of the key would wait its full --upstream-headers-timeout, and none
+   * would revalidate the key in the background. Nothing else in this
+   * process holds the key then (the primary granted it, so it had no
+   * holder; this process's later requests get 'mine', which never creates
+   * a hold here: cache.ts askLock), so the release frees only this grant.
+   * ('mine' and 'held' gave this process nothing to give back.)
+   */
+  private lockAnswered(seq: number, a: LockAnswer): void {
+    const request = this.pending.get(seq);
+    if (request === undefined) return;
+    this.pending.delete(seq);
+    if (request.answer !== null) request.answer(a);
+    else if (a === 'granted') this.unlock(request.key);
+  }
+
   publish(e: PublishedEvent): void {
-    send({ type: 'cache', op: 'event', e });
+    this.channel.send({ type: 'cache', op: 'event', e });
   }
 
   lock(key: string): Promise<LockAnswer> {
     const seq = ++this.seq;
     return new Promise((resolve) => {
+      const request = { key, answer: null as ((a: LockAnswer) => void) | null };
       const timer = setTimeout(() => {
-        this.answers.delete(seq);
+        // Kept in `pending` (nobody waiting): a grant arriving later is given back (lockAnswered).
+        request.answer = null;
         resolve('unknown');
-      }, LOCK_ANSWER_MS);
-      this.answers.set(seq, (a) => {
+      }, this.answerMs);
+      request.answer = (a) => {
         clearTimeout(timer);
         resolve(a);
-      });
-      if (send({ type: 'cache', op: 'lock', key, seq })) return;
-      this.answers.get(seq)?.('unknown');
-      this.answers.delete(seq);
+      };
+      this.pending.set(seq, request);
+      if (this.channel.send({ type: 'cache', op: 'lock', key, seq })) return;
+      this.pending.delete(seq);
+      request.answer('unknown');
     });
   }
 
   unlock(key: string): void {
-    send({ type: 'cache', op: 'unlock', key });
+    this.channel.send({ type: 'cache', op: 'unlock', key });
   }
 
   answerPurges(fn: (url: string) => number): void {

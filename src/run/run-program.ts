@@ -9,7 +9,7 @@
  * init send to us are passed on, and we end as it ended (same exit status,
  * same signal).
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -74,20 +74,45 @@ export function checkPreload(file: string = PRELOAD_PATH): void {
   if (!fs.existsSync(file)) throw new PreloadMissingError(file);
 }
 
-/** Starts the program and resolves with how it ended; signals to this process go to it meanwhile. */
+/**
+ * Starts the program and resolves with how it ended; signals to this process go to it meanwhile.
+ *
+ * The listeners go on before spawn(). Node runs signal listeners from its
+ * event loop: the first process.on() for a signal installs libuv's handler
+ * at once (uv_signal_start), which only records the signal, and the
+ * listener runs on a later turn, after this synchronous code, when `child`
+ * is set. Added after spawn(), as before, a TERM arriving in between (the
+ * program already running; a loaded host can deschedule this process
+ * there for many milliseconds) met the default action (POSIX: terminate):
+ * this process died, no one passed the signal on, and the program was left
+ * running, orphaned. A TERM (INT, HUP, QUIT) before this point still ends
+ * this process by its default action, before any program exists: nothing
+ * to pass on, and no program is started after it was asked to stop.
+ */
 export function runProgram(program: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-  const child = spawn(program, args, { stdio: 'inherit', env });
+  let child: ChildProcess | null = null;
+  // No pid: spawn() failed ('error' follows). Node's kill() would then signal pid 0: kill(2) sends that to our whole process group.
   const forward = (signal: NodeJS.Signals): void => {
-    child.kill(signal);
+    if (child?.pid !== undefined) child.kill(signal);
+  };
+  const stopForwarding = (): void => {
+    for (const s of FORWARDED) process.off(s, forward);
   };
   for (const s of FORWARDED) process.on(s, forward);
+  let started: ChildProcess;
+  try {
+    started = child = spawn(program, args, { stdio: 'inherit', env });
+  } catch (err) {
+    stopForwarding();
+    throw err;
+  }
   return new Promise((resolve, reject) => {
-    child.once('error', (err) => {
-      for (const s of FORWARDED) process.off(s, forward);
+    started.once('error', (err) => {
+      stopForwarding();
       reject(err);
     });
-    child.once('exit', (code, signal) => {
-      for (const s of FORWARDED) process.off(s, forward);
+    started.once('exit', (code, signal) => {
+      stopForwarding();
       resolve({ code, signal });
     });
   });

@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { hasKernelTls } from '../support/tls-stat.js';
 import { runCli } from '../support/aludel-process.js';
@@ -16,10 +17,22 @@ import { makeFixtures, sha256, type StandardFixtures } from '../support/fixtures
 import { startNginxOrigin } from '../support/nginx-origin.js';
 import { aludelRun, preloadLog, startNodeHttps, startSServer } from '../support/run-origins.js';
 import { reapOnExit, run } from '../support/run-process.js';
-import { delay } from '../support/wait.js';
+import { delay, waitUntil } from '../support/wait.js';
 import type { ScanReport } from '../../src/scan/scan.js';
 
 let fx: StandardFixtures;
+
+/** dist/test/support/signal-at-spawn.js: `aludel run` signalled from inside its spawn() of the program. */
+const SIGNAL_AT_SPAWN = fileURLToPath(new URL('../support/signal-at-spawn.js', import.meta.url));
+
+/** Whether `pid` is a live process (not gone, not a zombie waiting to be reaped). */
+function running(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z /.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
 
 before(async () => {
   fx = await makeFixtures();
@@ -148,6 +161,26 @@ describe('aludel run: how the program ended, and refusals', { timeout: 60_000 },
     const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
     assert.match(out, /got-term/);
     assert.equal(code, 3);
+  });
+
+  test('SIGTERM to aludel run the moment the program has started (spawn() not yet returned) reaches the program; none is left running', async () => {
+    // signal-at-spawn.ts makes the gap exact: the TERM is sent from inside spawn(), right after the program started.
+    const child = reapOnExit(spawn(process.execPath, [SIGNAL_AT_SPAWN, 'SIGTERM', 'run', '--', 'sleep', '30'], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.once('exit', (c, s) => resolve([c, s])));
+    // The lines are in the pipe before the process ends; reading them may take a moment more ('end' never comes while an orphan holds the pipe).
+    await waitUntil(() => /^signal-at-spawn: pid \d+$/m.test(err), 5000).catch(() => undefined);
+    const pid = Number(/^signal-at-spawn: pid (\d+)$/m.exec(err)?.[1]);
+    assert.ok(pid > 0, `the program was started: ${err}`);
+    try {
+      await waitUntil(() => /^signal-at-spawn: program ended/m.test(err), 2000).catch(() => undefined);
+      assert.match(err, /^signal-at-spawn: program ended: null SIGTERM$/m, 'aludel run passed the TERM on and waited for the program');
+      assert.deepEqual([code, signal], [null, 'SIGTERM'], 'and ended as the program did');
+      assert.equal(running(pid), false, `the program (pid ${pid}) is not left running`);
+    } finally {
+      if (running(pid)) process.kill(pid, 'SIGKILL');
+    }
   });
 
   test('a missing program: 127 and a clear message', async () => {
