@@ -17,7 +17,7 @@
  * handshake that did not end on kTLS.
  */
 import type { Logger } from '../log/logger.js';
-import type { ClientContextHandle, Native } from '../native/binding.js';
+import type { ClientContextHandle, Native, SslHandle } from '../native/binding.js';
 import type { Upstream, UpstreamTls } from '../config/proxy-settings.js';
 import { UpstreamCertificateError } from '../errors.js';
 import type { PlainSocket } from '../transport/plain-socket.js';
@@ -104,8 +104,11 @@ export class UpstreamTlsContexts {
       } catch (err) {
         const v = this.native.verifyResult(ssl);
         if (v !== null && check !== '') throw new UpstreamCertificateError(`upstream ${u.url}: certificate not accepted: ${v.reason}`);
-        if (sock.destroyed) throw err; // the connect timeout
-        return { ok: false, why: `handshake failed: ${(err as Error & { opensslErrors?: string[] }).opensslErrors?.join('; ') || (err as Error).message}` };
+        // Only a refusal in TLS itself (no shared suite or version) says node:tls may do better; a reset,
+        // an EOF or the connect timeout is the upstream's trouble and fails this connection as node:tls would.
+        const e = err as Error & { code?: string; opensslErrors?: string[] };
+        if (sock.destroyed || e.code !== 'ERR_SSL_PROTOCOL') throw err;
+        return { ok: false, why: `handshake failed: ${e.opensslErrors?.join('; ') || e.message}` };
       }
       this.checkPin(ssl, u);
       const info = this.native.info(ssl);
@@ -136,7 +139,7 @@ export class UpstreamTlsContexts {
     this.log.info({ upstream: u.url, version, cipher, rx: rx === 'openssl' ? 'kernel (set by OpenSSL)' : 'kernel (set by Aludel from the TLS 1.3 secret)' }, 'upstream TLS on kTLS: bodies spliced');
   }
 
-  private checkPin(ssl: ReturnType<Native['clientSslNew']>, u: Upstream): void {
+  private checkPin(ssl: SslHandle, u: Upstream): void {
     const pin = u.tls!.fingerprint256;
     if (pin === null) return;
     const digest = this.native.peerSha256(ssl);

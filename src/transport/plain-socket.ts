@@ -11,7 +11,7 @@
 import dns from 'node:dns';
 import net from 'node:net';
 import os from 'node:os';
-import { AGAIN, WANT_WRITE, type Native } from '../native/binding.js';
+import { AGAIN, EOF_NO_NOTIFY, WANT_WRITE, type Native } from '../native/binding.js';
 import { FdReadiness } from './fd-readiness.js';
 
 /** recv() size: one read takes whatever the socket holds, up to this. */
@@ -109,6 +109,8 @@ export class PlainSocket {
       if (this.closed) throw this.destroyedWith ?? closedError();
       const r = step();
       if (r >= 0) return r;
+      // The peer's FIN in the middle (no close_notify, RFC 8446 §6.1): waiting for readability again would spin.
+      if (r === EOF_NO_NOTIFY) throw Object.assign(new Error('connection closed by the peer during the TLS handshake'), { code: 'ECONNRESET' });
       await this.wait(r === WANT_WRITE ? () => this.ready.writable() : () => this.ready.readable());
     }
   }

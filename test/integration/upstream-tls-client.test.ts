@@ -1,0 +1,92 @@
+/**
+ * The TLS upstream client's decisions (src/tls/upstream-client.ts) on this
+ * kernel, with real servers: what goes to kTLS, what is given up for
+ * node:tls (only a refusal in TLS itself), and what is an error of this
+ * connection. The bodies on kTLS are proven in test/ktls/tls-upstream-ktls.test.ts.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import net from 'node:net';
+import tls from 'node:tls';
+import { after, before, describe, test } from 'node:test';
+import { probeCapabilities } from '../../src/tls/offload.js';
+import { UpstreamTlsContexts } from '../../src/tls/upstream-client.js';
+import { PlainSocket } from '../../src/transport/plain-socket.js';
+import { createLogger } from '../../src/log/logger.js';
+import type { Upstream } from '../../src/config/proxy-settings.js';
+import { UpstreamCertificateError } from '../../src/errors.js';
+import { makeFixtures, type Fixtures } from '../support/fixtures.js';
+
+let fx: Fixtures;
+const servers: net.Server[] = [];
+
+before(async () => {
+  fx = await makeFixtures({});
+});
+
+after(async () => {
+  for (const s of servers) await new Promise((r) => s.close(r));
+  fx?.cleanup();
+});
+
+async function listen(server: net.Server): Promise<number> {
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return (server.address() as net.AddressInfo).port;
+}
+
+function upstream(port: number, caFile: string | null): Upstream {
+  return { url: `https://127.0.0.1:${port}`, protocol: 'https', host: '127.0.0.1', port, tls: { minVersion: 'TLSv1.2', maxVersion: 'TLSv1.3', ciphers: null, caFile, fingerprint256: null, verify: true, servername: 'localhost' } };
+}
+
+async function attempt(port: number, caFile: string | null): Promise<{ result?: Awaited<ReturnType<UpstreamTlsContexts['handshake']>>; error?: Error; ms: number }> {
+  const caps = probeCapabilities();
+  assert.ok(caps.native, `the system OpenSSL must load for these tests: ${caps.opensslProblem}`);
+  const contexts = new UpstreamTlsContexts(caps.native, createLogger({ level: 'silent' }));
+  const started = Date.now();
+  const sock = await PlainSocket.connect(caps.native, { host: '127.0.0.1', port, timeoutMs: 10_000, onTimeout: () => new Error('connect timeout') });
+  try {
+    return { result: await contexts.handshake(sock, upstream(port, caFile)), ms: Date.now() - started };
+  } catch (error) {
+    return { error: error as Error, ms: Date.now() - started };
+  } finally {
+    sock.destroy();
+  }
+}
+
+describe('TLS upstream client: kTLS, given up, or an error', () => {
+  test('an upstream that closes during the handshake: an error of this connection at once (no spinning until the connect timeout), not a reason to give up', { timeout: 30_000 }, async () => {
+    const port = await listen(net.createServer((s) => s.once('data', () => s.end())));
+    const r = await attempt(port, fx.certFile);
+    assert.equal(r.result, undefined, JSON.stringify(r.result));
+    assert.equal((r.error as Error & { code?: string }).code, 'ECONNRESET', String(r.error));
+    assert.ok(r.ms < 5_000, `${r.ms} ms`);
+  });
+
+  test('an upstream with CBC suites only: given up with the handshake failure as the reason', async () => {
+    const port = await listen(tls.createServer({ cert: fs.readFileSync(fx.certFile), key: fs.readFileSync(fx.keyFile), maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES128-SHA' }, (s) => s.on('error', () => {})));
+    const r = await attempt(port, fx.certFile);
+    assert.equal(r.error, undefined, String(r.error));
+    assert.equal(r.result!.ok, false);
+    assert.match((r.result as { why: string }).why, /handshake failed/);
+  });
+
+  test('an untrusted certificate: UpstreamCertificateError, never given up for node:tls', async () => {
+    const port = await listen(tls.createServer({ cert: fs.readFileSync(fx.certFile), key: fs.readFileSync(fx.keyFile) }, (s) => s.on('error', () => {})));
+    const r = await attempt(port, null);
+    assert.ok(r.error instanceof UpstreamCertificateError, String(r.error));
+  });
+
+  test('a trusted TLS 1.3 upstream: on kTLS where the kernel has TLS, else given up because TX stayed in user space', async () => {
+    const port = await listen(tls.createServer({ cert: fs.readFileSync(fx.certFile), key: fs.readFileSync(fx.keyFile), minVersion: 'TLSv1.3' }, (s) => s.on('error', () => {})));
+    const r = await attempt(port, fx.certFile);
+    assert.equal(r.error, undefined, String(r.error));
+    if (probeCapabilities().kernelProblem === null) {
+      assert.equal(r.result!.ok, true, JSON.stringify(r.result));
+      assert.equal((r.result as { rx: string }).rx, 'aludel');
+    } else {
+      assert.equal(r.result!.ok, false);
+      assert.match((r.result as { why: string }).why, /OpenSSL kept TX in user space \(TLSv1\.3 /);
+    }
+  });
+});
