@@ -92,19 +92,25 @@ export class UpstreamResponse implements UpstreamAnswer {
     return head.status;
   }
 
+  /** What splice and the copy path do first: the head out through node once attached (and, for the copy path, flushed); returns the byte counter. */
+  private async startBody(path: 'splice' | 'write', flushed?: () => Promise<void>): Promise<(n: number) => void> {
+    const { x } = this;
+    const res = x.res as ServerResponse;
+    await whenAttached(res);
+    res.flushHeaders();
+    await flushed?.();
+    x.bodyPath = path;
+    return (n: number): void => void (x.bytes += n);
+  }
+
   /**
    * splice writes into the connection itself: only once the responses to
    * earlier pipelined requests are out. The head goes out through OpenSSL
    * first; spliceFromPipe() waits until it is flushed.
    */
   private async spliceOut(route: SpliceRoute): Promise<void> {
-    const { x } = this;
-    const res = x.res as ServerResponse;
     const f = this.head.framing;
-    const count = (n: number): void => void (x.bytes += n);
-    await whenAttached(res);
-    res.flushHeaders();
-    x.bodyPath = 'splice';
+    const count = await this.startBody('splice');
     if (f.kind === 'length') {
       await spliceBody(route.pipes, route.sock, route.conn, f.length, count);
       this.reusable = true;
@@ -122,14 +128,8 @@ export class UpstreamResponse implements UpstreamAnswer {
    * The body goes through user space (and OpenSSL), so it counts as 'write'.
    */
   private async copyOut(route: CopyRoute): Promise<void> {
-    const { x } = this;
-    const res = x.res as ServerResponse;
     const f = this.head.framing;
-    const count = (n: number): void => void (x.bytes += n);
-    await whenAttached(res);
-    res.flushHeaders();
-    await route.conn.whenFlushed();
-    x.bodyPath = 'write';
+    const count = await this.startBody('write', () => route.conn.whenFlushed());
     if (f.kind === 'length') {
       await copyBody(route.sock, route.conn, f.length, false, count);
       this.reusable = true;

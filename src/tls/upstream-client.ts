@@ -37,14 +37,16 @@ export function fingerprint256(digest: Buffer): string {
   return [...digest].map((b) => b.toString(16).padStart(2, '0').toUpperCase()).join(':');
 }
 
-/** SNI and the name checked: as node:tls, --upstream-servername, else the host when it is a name (RFC 6066 §3: no IP literals in SNI). */
+/**
+ * SNI and the name checked, as node:tls gets them (upstreamTlsOptions): the
+ * settings already default servername to the host when it is a name and to
+ * none for an IP literal (RFC 6066 §3); the check falls back to the host.
+ */
 function names(u: Upstream): { sni: string; check: string } {
   const t = u.tls!;
-  const isIp = /^[\d.]+$/.test(u.host) || u.host.includes(':');
-  const sni = t.servername ?? (isIp ? '' : u.host);
   // A pin replaces the chain and name checks (upstreamTlsOptions does the same for node:tls).
   const check = !t.verify || t.fingerprint256 !== null ? '' : (t.servername ?? u.host);
-  return { sni, check };
+  return { sni: t.servername ?? '', check };
 }
 
 export type KtlsUpstreamResult =

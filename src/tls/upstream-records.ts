@@ -64,8 +64,6 @@ const record = Buffer.allocUnsafe(RECORD_MAX);
 
 /** The reader a kTLS RX upstream socket uses (PlainSocket.setControlRecordReader). */
 export class ControlRecords implements ControlRecordReader {
-  /** Records taken so far, by action: for the access log and tests. */
-  taken = 0;
   constructor(private readonly native: Native, private readonly fd: number, private readonly tls13: boolean, private readonly upstream: string) {}
 
   takeControlRecord(): 'again' | 'eof' {
@@ -73,7 +71,6 @@ export class ControlRecords implements ControlRecordReader {
     if (r === AGAIN) return 'again';
     if (r === 0) return 'eof';
     if (typeof r === 'number') throw new UpstreamTlsRecordError(`upstream ${this.upstream}: recvmsg returned ${r}`);
-    this.taken++;
     const action = recordAction(r.type, record.subarray(0, r.length), this.tls13);
     if (action.kind === 'fail') throw new UpstreamTlsRecordError(`upstream ${this.upstream}: ${action.why}; connection closed`);
     return action.kind;
