@@ -45,6 +45,7 @@ interface Options {
   connections: string;
   repeats: string;
   fronts?: string;
+  kernelOnly: boolean;
   copyPath: boolean;
   baseline?: string;
 }
@@ -65,7 +66,7 @@ function bar(label: string): { update(done: number, total: number, what: string)
 
 /** Runs the kernel phase (or --legacy-run) in the VM: this same program with --phase vm, its progress lines fed to our bar. */
 async function runInVm<T = PhaseResult>(o: Options, outFile: string, commit: string): Promise<T> {
-  const args = ['-m', '4096', '-t', o.full ? '7200' : '1200', '-e', `ALUDEL_BENCH_COMMIT=${commit}`, '--', process.execPath, fileURLToPath(import.meta.url), '--phase', 'vm', '--emulated', '--out', outFile, ...(o.full ? ['--full'] : []), ...(o.loopback ? ['--loopback'] : []), ...(o.pin ? ['--pin'] : []), ...(o.legacyRun ? ['--legacy-run'] : []), ...(o.fronts ? ['--fronts', o.fronts] : [])];
+  const args = ['-m', '4096', '-t', o.full ? '7200' : '1200', '-e', `ALUDEL_BENCH_COMMIT=${commit}`, '--', process.execPath, fileURLToPath(import.meta.url), '--phase', 'vm', '--emulated', '--out', outFile, ...(o.full ? ['--full'] : []), ...(o.loopback ? ['--loopback'] : []), ...(o.pin ? ['--pin'] : []), ...(o.legacyRun ? ['--legacy-run'] : []), ...(o.fronts ? ['--fronts', o.fronts] : []), ...(o.kernelOnly ? ['--kernel-only'] : [])];
   const b = bar(o.legacyRun ? 'kTLS VM, legacy run' : 'kTLS VM');
   const child = spawn(VM, args, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
@@ -222,6 +223,7 @@ async function main(): Promise<void> {
     .option('--stalled', 'only memory per stalled download: 1,000 TLS downloads that stop reading, aludel vs nginx (proxy and serve), on this host', false)
     .option('--workers', 'only worker processes: aludel serve/proxy --workers 1 and 2 next to nginx worker_processes 1 and 2 (1 KiB req/s, handshakes/s, RSS per idle connection), on this host', false)
     .option('--fronts <list>', `only these fronts, comma-separated, and no record-size sweeps (of: ${Object.keys(FRONTS).join(', ')})`)
+    .option('--kernel-only', 'in the kTLS VM phase, only the kernel offload (userspace TLS is measured natively, on the real CPU): half the VM time', false)
     .option('--copy-path', 'only the proxy copy path: aludel proxy vs nginx proxy_pass, userspace TLS, 10 MiB at 8 and 1 connections, --repeats rounds (--full: 10 s points), on this host', false)
     .option('--baseline <dir>', 'with --copy-path: also run the aludel build of this checkout (its dist/ and build/), in the same turns')
     .option('--connections <n>', 'with --stalled: stalled downloads per point', '1000')
@@ -243,7 +245,7 @@ async function main(): Promise<void> {
   if (o.copyPath) return copyPathMain(o);
   if (o.phase) {
     // Inner phase (in the VM): progress as lines for the outer bar.
-    const result = await runPhase({ phase: o.phase, full: o.full, offloads: ['userspace', 'kernel'], fronts: frontList(o), emulated: o.emulated, loopback: o.loopback, pin: o.pin, progress: (d, t, l) => console.log(`${PROGRESS}${d} ${t} ${l}`) });
+    const result = await runPhase({ phase: o.phase, full: o.full, offloads: o.kernelOnly ? ['kernel'] : ['userspace', 'kernel'], fronts: frontList(o), emulated: o.emulated, loopback: o.loopback, pin: o.pin, progress: (d, t, l) => console.log(`${PROGRESS}${d} ${t} ${l}`) });
     await fs.promises.writeFile(o.out!, JSON.stringify(result));
     return;
   }

@@ -290,6 +290,22 @@ export async function startAludel(name: string, o: AludelOptions): Promise<Serve
   return startProcess(`aludel (${name})`, process.execPath, args, o.host, port);
 }
 
+/**
+ * `openssl s_server -WWW -sendfile` on kTLS: each GET is one SSL_sendfile of
+ * the whole file (apps/s_server.c), no HTTP beyond the request line. Its CPU
+ * per GB is the floor a sendfile front can reach on this kernel: the kernel's
+ * own record encryption (tls_sw) plus TCP, with nothing of a server around it.
+ */
+export async function startOpensslWww(dir: string, host: string, tls: Tls, root: string): Promise<Server> {
+  await fs.promises.mkdir(dir, { recursive: true });
+  const port = await freePort(host);
+  const conf = path.join(dir, 'openssl.cnf');
+  await fs.promises.writeFile(conf, ['openssl_conf = conf', '[conf]', 'ssl_conf = ssl', '[ssl]', 'system_default = sys', '[sys]', 'Options = KTLS', ''].join('\n'));
+  const args = ['s_server', '-accept', `${host}:${port}`, '-cert', tls.certFile, '-key', tls.keyFile, '-tls1_3', '-ciphersuites', TLS13_SUITE, '-WWW', '-sendfile', '-quiet'];
+  // -WWW serves paths relative to the working directory.
+  return startProcess('openssl s_server -WWW -sendfile', 'sh', ['-c', 'cd "$1" && shift && exec openssl "$@" >/dev/null', 'sh', root, ...args], host, port, { OPENSSL_CONF: conf }, true);
+}
+
 /** `openssl s_server` reading (and discarding) what a client sends: the RX side of the record-size sweep. */
 export async function startOpensslSink(dir: string, host: string, tls: Tls, offload: Offload): Promise<Server> {
   await fs.promises.mkdir(dir, { recursive: true });
