@@ -21,7 +21,12 @@ export interface Ratio {
   name: string;
   /** What is divided by what, and on which measurement. */
   basis: string;
+  /** The median of the per-round ratios (each round's two points were measured in the same turn). */
   value: number | null;
+  /** The smallest and largest per-round ratio, and how many rounds gave one. */
+  min: number | null;
+  max: number | null;
+  rounds: number;
 }
 
 const CSV_COLUMNS: Array<keyof Point> = [
@@ -40,9 +45,19 @@ export function toCsv(points: Point[]): string {
   return [head.join(','), ...rows].join('\n') + '\n';
 }
 
-/** Median over rounds of a field for one scenario's points of a test (and optional filter). */
-function pick(points: Point[], test: Point['test'], scenario: string, field: 'cpuPerGB' | 'cpuFrontPerGB' | 'bytesPerSec', where: (p: Point) => boolean = () => true): number | null {
-  return median(points.filter((p) => p.test === test && p.scenario === scenario && where(p)).map((p) => p[field]).filter((v): v is number => v != null));
+/**
+ * One scenario's values of a field for a test, in round order: every round
+ * measures each (test, scenario, connections) point once, in the same turn
+ * order, so the n-th value of two scenarios come from the same round.
+ */
+function series(points: Point[], test: Point['test'], scenario: string, field: 'cpuPerGB' | 'cpuFrontPerGB' | 'bytesPerSec', where: (p: Point) => boolean = () => true): Array<number | null> {
+  return points.filter((p) => p.test === test && p.scenario === scenario && where(p)).map((p) => p[field] ?? null);
+}
+
+/** Same-round ratios num[i] / den[i], as the median with its spread (never a ratio of medians). */
+export function roundRatios(num: Array<number | null>, den: Array<number | null>): Pick<Ratio, 'value' | 'min' | 'max' | 'rounds'> {
+  const rs = num.map((n, i) => ratio(n, den[i])).filter((r): r is number => r != null);
+  return { value: median(rs), min: rs.length ? Math.min(...rs) : null, max: rs.length ? Math.max(...rs) : null, rounds: rs.length };
 }
 
 /** The questions of the issue, each answered from one phase's own points (same-run ratios). */
@@ -51,31 +66,34 @@ export function headlineRatios(phase: PhaseResult): Ratio[] {
   const { emulated } = phase.environment;
   const ph = pts[0]?.phase ?? 'native';
   const out: Ratio[] = [];
-  const add = (name: string, basis: string, value: number | null): void => void out.push({ phase: ph, emulated, name, basis, value });
+  const add = (name: string, basis: string, num: Array<number | null>, den: Array<number | null>): void => void out.push({ phase: ph, emulated, name, basis, ...roundRatios(num, den) });
   const offloads = [...new Set(pts.map((p) => p.offload))];
   const conns = [...new Set(pts.filter((p) => p.test === 'load').map((p) => p.connections))].sort((a, b) => a - b);
   for (const off of offloads) {
     const nginxName = off === 'kernel' ? 'nginx+kTLS' : 'nginx (userspace TLS)';
-    add(`Aludel cache vs ${nginxName} cache, CPU/GB (${off})`, 'download loop, aludel-cache / nginx-cache', ratio(pick(pts, 'download', `aludel-cache/${off}`, 'cpuPerGB'), pick(pts, 'download', `nginx-cache/${off}`, 'cpuPerGB')));
-    add(`Aludel cache vs ${nginxName} cache, CPU/GB at 16 connections (${off})`, 'wrk 10 MiB c=16', ratio(pick(pts, 'load', `aludel-cache/${off}`, 'cpuPerGB', (p) => p.connections === 16), pick(pts, 'load', `nginx-cache/${off}`, 'cpuPerGB', (p) => p.connections === 16)));
+    add(`Aludel cache vs ${nginxName} cache, CPU/GB (${off})`, 'download loop, aludel-cache / nginx-cache', series(pts, 'download', `aludel-cache/${off}`, 'cpuPerGB'), series(pts, 'download', `nginx-cache/${off}`, 'cpuPerGB'));
+    add(`Aludel cache vs ${nginxName} cache, CPU/GB at 16 connections (${off})`, 'wrk 10 MiB c=16', series(pts, 'load', `aludel-cache/${off}`, 'cpuPerGB', (p) => p.connections === 16), series(pts, 'load', `nginx-cache/${off}`, 'cpuPerGB', (p) => p.connections === 16));
     for (const c of conns)
-      add(`Aludel proxy vs ${nginxName} proxy, throughput at ${c} connections (${off})`, 'wrk 10 MiB, bytes/s', ratio(pick(pts, 'load', `aludel-proxy/${off}`, 'bytesPerSec', (p) => p.connections === c), pick(pts, 'load', `nginx-proxy/${off}`, 'bytesPerSec', (p) => p.connections === c)));
-    add(`Aludel proxy vs ${nginxName} proxy, CPU/GB (${off})`, 'download loop', ratio(pick(pts, 'download', `aludel-proxy/${off}`, 'cpuPerGB'), pick(pts, 'download', `nginx-proxy/${off}`, 'cpuPerGB')));
+      add(`Aludel proxy vs ${nginxName} proxy, throughput at ${c} connections (${off})`, 'wrk 10 MiB, bytes/s', series(pts, 'load', `aludel-proxy/${off}`, 'bytesPerSec', (p) => p.connections === c), series(pts, 'load', `nginx-proxy/${off}`, 'bytesPerSec', (p) => p.connections === c));
+    // The cost of the hop: the proxy against nginx serving the same file itself.
+    for (const c of conns)
+      add(`Aludel proxy vs ${nginxName} direct, throughput at ${c} connections (${off})`, 'wrk 10 MiB, bytes/s', series(pts, 'load', `aludel-proxy/${off}`, 'bytesPerSec', (p) => p.connections === c), series(pts, 'load', `nginx-direct/${off}`, 'bytesPerSec', (p) => p.connections === c));
+    add(`Aludel proxy vs ${nginxName} proxy, CPU/GB (${off})`, 'download loop', series(pts, 'download', `aludel-proxy/${off}`, 'cpuPerGB'), series(pts, 'download', `nginx-proxy/${off}`, 'cpuPerGB'));
     // HTTP/2: DATA frames are built in user space on both sides (no sendfile alone), so these are kept apart.
-    add(`Aludel cache vs ${nginxName} cache over HTTP/2, CPU/GB (${off})`, 'download loop, curl --http2', ratio(pick(pts, 'download-h2', `aludel-cache/${off}`, 'cpuPerGB'), pick(pts, 'download-h2', `nginx-cache/${off}`, 'cpuPerGB')));
-    add(`Aludel proxy vs ${nginxName} proxy over HTTP/2, CPU/GB (${off})`, 'download loop, curl --http2', ratio(pick(pts, 'download-h2', `aludel-proxy/${off}`, 'cpuPerGB'), pick(pts, 'download-h2', `nginx-proxy/${off}`, 'cpuPerGB')));
+    add(`Aludel cache vs ${nginxName} cache over HTTP/2, CPU/GB (${off})`, 'download loop, curl --http2', series(pts, 'download-h2', `aludel-cache/${off}`, 'cpuPerGB'), series(pts, 'download-h2', `nginx-cache/${off}`, 'cpuPerGB'));
+    add(`Aludel proxy vs ${nginxName} proxy over HTTP/2, CPU/GB (${off})`, 'download loop, curl --http2', series(pts, 'download-h2', `aludel-proxy/${off}`, 'cpuPerGB'), series(pts, 'download-h2', `nginx-proxy/${off}`, 'cpuPerGB'));
     // TLS upstreams: the front's CPU only (the TLS origin's own encryption is not the proxy's cost).
-    add(`Aludel proxy, TLS upstream vs plain upstream, front CPU/GB (${off})`, 'download loop, aludel-proxy-tls / aludel-proxy', ratio(pick(pts, 'download', `aludel-proxy-tls/${off}`, 'cpuFrontPerGB'), pick(pts, 'download', `aludel-proxy/${off}`, 'cpuFrontPerGB')));
-    add(`Aludel proxy vs ${nginxName} proxy, TLS upstream, front CPU/GB (${off})`, 'download loop, aludel-proxy-tls / nginx-proxy-tls', ratio(pick(pts, 'download', `aludel-proxy-tls/${off}`, 'cpuFrontPerGB'), pick(pts, 'download', `nginx-proxy-tls/${off}`, 'cpuFrontPerGB')));
+    add(`Aludel proxy, TLS upstream vs plain upstream, front CPU/GB (${off})`, 'download loop, aludel-proxy-tls / aludel-proxy', series(pts, 'download', `aludel-proxy-tls/${off}`, 'cpuFrontPerGB'), series(pts, 'download', `aludel-proxy/${off}`, 'cpuFrontPerGB'));
+    add(`Aludel proxy vs ${nginxName} proxy, TLS upstream, front CPU/GB (${off})`, 'download loop, aludel-proxy-tls / nginx-proxy-tls', series(pts, 'download', `aludel-proxy-tls/${off}`, 'cpuFrontPerGB'), series(pts, 'download', `nginx-proxy-tls/${off}`, 'cpuFrontPerGB'));
     for (const c of conns)
-      add(`Aludel proxy vs ${nginxName} proxy, TLS upstream, throughput at ${c} connections (${off})`, 'wrk 10 MiB, bytes/s', ratio(pick(pts, 'load', `aludel-proxy-tls/${off}`, 'bytesPerSec', (p) => p.connections === c), pick(pts, 'load', `nginx-proxy-tls/${off}`, 'bytesPerSec', (p) => p.connections === c)));
+      add(`Aludel proxy vs ${nginxName} proxy, TLS upstream, throughput at ${c} connections (${off})`, 'wrk 10 MiB, bytes/s', series(pts, 'load', `aludel-proxy-tls/${off}`, 'bytesPerSec', (p) => p.connections === c), series(pts, 'load', `nginx-proxy-tls/${off}`, 'bytesPerSec', (p) => p.connections === c));
     for (const f of ['aludel-proxy', 'aludel-cache', 'nginx-proxy', 'nginx-cache'])
-      add(`${f} vs legacy nginx-direct/userspace, CPU/GB (${off})`, 'download loop', ratio(pick(pts, 'download', `${f}/${off}`, 'cpuPerGB'), pick(pts, 'download', 'nginx-direct/userspace', 'cpuPerGB')));
+      add(`${f} vs legacy nginx-direct/userspace, CPU/GB (${off})`, 'download loop', series(pts, 'download', `${f}/${off}`, 'cpuPerGB'), series(pts, 'download', 'nginx-direct/userspace', 'cpuPerGB'));
   }
   if (offloads.includes('kernel') && offloads.includes('userspace')) {
     for (const f of ['nginx-direct', 'aludel-proxy', 'aludel-cache', 'nginx-proxy', 'nginx-cache']) {
-      add(`${f}: kernel vs userspace, CPU/GB`, 'download loop', ratio(pick(pts, 'download', `${f}/kernel`, 'cpuPerGB'), pick(pts, 'download', `${f}/userspace`, 'cpuPerGB')));
-      add(`${f}: kernel vs userspace, throughput at 16 connections`, 'wrk 10 MiB c=16', ratio(pick(pts, 'load', `${f}/kernel`, 'bytesPerSec', (p) => p.connections === 16), pick(pts, 'load', `${f}/userspace`, 'bytesPerSec', (p) => p.connections === 16)));
+      add(`${f}: kernel vs userspace, CPU/GB`, 'download loop', series(pts, 'download', `${f}/kernel`, 'cpuPerGB'), series(pts, 'download', `${f}/userspace`, 'cpuPerGB'));
+      add(`${f}: kernel vs userspace, throughput at 16 connections`, 'wrk 10 MiB c=16', series(pts, 'load', `${f}/kernel`, 'bytesPerSec', (p) => p.connections === 16), series(pts, 'load', `${f}/userspace`, 'bytesPerSec', (p) => p.connections === 16));
     }
   }
   return out;
@@ -113,7 +131,7 @@ const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;'
 export const fmt = (v: number | null | undefined, digits = 3): string => (v == null ? 'n/a' : Number(v.toPrecision(digits)).toString());
 
 export function ratiosTable(ratios: Ratio[]): string {
-  return ['| phase | ratio | basis | value |', '|---|---|---|---|', ...ratios.map((r) => `| ${r.phase}${r.emulated ? ' (emulated)' : ''} | ${r.name} | ${r.basis} | ${fmt(r.value)} |`)].join('\n');
+  return ['| phase | ratio | basis | median of same-round ratios | min–max | rounds |', '|---|---|---|---|---|---|', ...ratios.map((r) => `| ${r.phase}${r.emulated ? ' (emulated)' : ''} | ${r.name} | ${r.basis} | ${fmt(r.value)} | ${r.rounds > 1 ? `${fmt(r.min)}–${fmt(r.max)}` : ''} | ${r.rounds} |`)].join('\n');
 }
 
 export function reportHtml(res: Results, charts: string[]): string {
@@ -124,7 +142,7 @@ export function reportHtml(res: Results, charts: string[]): string {
     })
     .join('\n');
   const fell = res.phases.flatMap((p) => p.points).filter((p) => p.ktls === 'FELL BACK');
-  const ratioRows = res.ratios.map((r) => `<tr><td>${r.phase}${r.emulated ? ' (emulated)' : ''}</td><td>${esc(r.name)}</td><td>${esc(r.basis)}</td><td>${fmt(r.value)}</td></tr>`).join('\n');
+  const ratioRows = res.ratios.map((r) => `<tr><td>${r.phase}${r.emulated ? ' (emulated)' : ''}</td><td>${esc(r.name)}</td><td>${esc(r.basis)}</td><td>${fmt(r.value)}</td><td>${r.rounds > 1 ? `${fmt(r.min)}–${fmt(r.max)}` : ''}</td><td>${r.rounds}</td></tr>`).join('\n');
   const pointRows = res.phases
     .flatMap((p) => p.points)
     .map((p) => `<tr><td>${p.phase}</td><td>${p.test}</td><td>${p.scenario}</td><td>${p.connections}</td><td>${p.recordBytes ?? p.fileBytes}</td><td>${fmt(p.bytesPerSec / 1e6)}</td><td>${fmt(p.requestsPerSec)}</td><td>${fmt(p.latencyMs?.p50)}</td><td>${fmt(p.latencyMs?.p99)}</td><td>${fmt(p.cpuS)}</td><td>${fmt(p.cpuPerGB)}</td><td>${fmt(p.floorRatio)}</td><td>${fmt(p.energyJ)}</td><td>${p.errors}</td><td>${p.ktls}</td></tr>`)
@@ -140,7 +158,7 @@ ${fell.length ? `<p class="warn">${fell.length} kernel-mode point(s) did not rai
 <table><tr><th>phase</th><th>commit</th><th>kernel</th><th>OpenSSL</th><th>CPU</th><th>emulated</th><th>load avg before / after</th><th>network</th><th>power</th><th>crypto floor CPU-s/GB</th></tr>
 ${envRows}</table>
 <h2>Headline ratios (same-run)</h2>
-<table><tr><th>phase</th><th>ratio</th><th>basis</th><th>value</th></tr>${ratioRows}</table>
+<table><tr><th>phase</th><th>ratio</th><th>basis</th><th>median of same-round ratios</th><th>min–max</th><th>rounds</th></tr>${ratioRows}</table>
 <h2>Charts</h2>
 ${charts.map((c) => `<img src="charts/${c}" alt="${c}">`).join('\n')}
 <h2>All points</h2>

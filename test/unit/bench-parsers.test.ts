@@ -6,6 +6,7 @@ import { energyJoules } from '../../bench/energy.js';
 import { parseOpenFilesLimit } from '../../bench/idle-clients.js';
 import { clockTicksPerSecond, cpuSeconds, parseProcStat } from '../../bench/proc-cpu.js';
 import { counterDelta, cpuPerGB, floorCpuPerGB, ktlsProven, median, ratio } from '../../bench/ratios.js';
+import { roundRatios } from '../../bench/report.js';
 import { parseWrkOutput, WRK_MARKER } from '../../bench/wrk-output.js';
 
 describe('bench: /proc/<pid>/stat', () => {
@@ -120,5 +121,27 @@ describe('bench: /proc/<pid>/limits', () => {
 
   test('this process: Node raised its soft limit to a number', () => {
     assert.ok(parseOpenFilesLimit(fs.readFileSync('/proc/self/limits', 'utf8')) > 0);
+  });
+});
+
+describe('roundRatios (same-round ratios, never a ratio of medians)', () => {
+  test('pairs the n-th values, takes the median and the spread', () => {
+    // Round 2 is slow for both: its ratio is still 1.1.
+    const r = roundRatios([110, 220, 55], [100, 200, 50]);
+    assert.equal(r.rounds, 3);
+    assert.ok(Math.abs(r.value! - 1.1) < 1e-9 && Math.abs(r.min! - 1.1) < 1e-9 && Math.abs(r.max! - 1.1) < 1e-9);
+  });
+  test('differs from the ratio of medians when the rounds drift', () => {
+    const r = roundRatios([1, 10, 100], [2, 5, 1000]);
+    // per round: 0.5, 2, 0.1 -> median 0.5; medians would give 10 / 5 = 2
+    assert.equal(r.value, 0.5);
+    assert.equal(r.min, 0.1);
+    assert.equal(r.max, 2);
+  });
+  test('skips rounds where either side is missing or zero', () => {
+    const r = roundRatios([1, null, 3], [1, 2, 0]);
+    assert.equal(r.rounds, 1);
+    assert.equal(r.value, 1);
+    assert.deepEqual(roundRatios([], []), { value: null, min: null, max: null, rounds: 0 });
   });
 });
