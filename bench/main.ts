@@ -19,7 +19,7 @@ import { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { legacyRunTable, runLegacyRun, type LegacyRunResult } from './legacy-run.js';
 import type { Environment } from './environment.js';
-import { FRONTS, runPhase, type Front, type PhaseResult } from './phase.js';
+import { FRONTS, runPhase, type Front, type PhaseResult, type Test } from './phase.js';
 import { runStalled, stalledPointsTable, stalledTable } from './stalled.js';
 import { runWorkers, workersTable } from './workers.js';
 import { copyPathTable, runCopyPath } from './copy-path.js';
@@ -46,6 +46,8 @@ interface Options {
   repeats: string;
   fronts?: string;
   kernelOnly: boolean;
+  tests?: string;
+  loadConnections?: string;
   copyPath: boolean;
   baseline?: string;
 }
@@ -66,7 +68,7 @@ function bar(label: string): { update(done: number, total: number, what: string)
 
 /** Runs the kernel phase (or --legacy-run) in the VM: this same program with --phase vm, its progress lines fed to our bar. */
 async function runInVm<T = PhaseResult>(o: Options, outFile: string, commit: string): Promise<T> {
-  const args = ['-m', '4096', '-t', o.full ? '7200' : '1200', '-e', `ALUDEL_BENCH_COMMIT=${commit}`, '--', process.execPath, fileURLToPath(import.meta.url), '--phase', 'vm', '--emulated', '--out', outFile, ...(o.full ? ['--full'] : []), ...(o.loopback ? ['--loopback'] : []), ...(o.pin ? ['--pin'] : []), ...(o.legacyRun ? ['--legacy-run'] : []), ...(o.fronts ? ['--fronts', o.fronts] : []), ...(o.kernelOnly ? ['--kernel-only'] : [])];
+  const args = ['-m', '4096', '-t', o.full ? '7200' : '1200', '-e', `ALUDEL_BENCH_COMMIT=${commit}`, '--', process.execPath, fileURLToPath(import.meta.url), '--phase', 'vm', '--emulated', '--out', outFile, ...(o.full ? ['--full'] : []), ...(o.loopback ? ['--loopback'] : []), ...(o.pin ? ['--pin'] : []), ...(o.legacyRun ? ['--legacy-run'] : []), ...(o.fronts ? ['--fronts', o.fronts] : []), ...(o.kernelOnly ? ['--kernel-only'] : []), ...(o.tests ? ['--tests', o.tests] : []), ...(o.loadConnections ? ['--load-connections', o.loadConnections] : [])];
   const b = bar(o.legacyRun ? 'kTLS VM, legacy run' : 'kTLS VM');
   const child = spawn(VM, args, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
@@ -96,6 +98,23 @@ function frontList(o: Options): Front[] | null {
   const unknown = list.filter((f) => !(f in FRONTS));
   if (unknown.length > 0) throw new Error(`--fronts: unknown ${unknown.join(', ')} (known: ${Object.keys(FRONTS).join(', ')})`);
   return list as Front[];
+}
+
+const TESTS: Test[] = ['load', 'download', 'download-h2', 'file-size'];
+
+function testList(o: Options): Test[] | null {
+  if (!o.tests) return null;
+  const list = o.tests.split(',').map((t) => t.trim());
+  const unknown = list.filter((t) => !(TESTS as string[]).includes(t));
+  if (unknown.length > 0) throw new Error(`--tests: unknown ${unknown.join(', ')} (known: ${TESTS.join(', ')})`);
+  return list as Test[];
+}
+
+function connectionList(o: Options): number[] | null {
+  if (!o.loadConnections) return null;
+  const list = o.loadConnections.split(',').map(Number);
+  if (list.some((n) => !Number.isInteger(n) || n < 1)) throw new Error(`--load-connections: positive whole numbers, comma-separated (got ${o.loadConnections})`);
+  return list;
 }
 
 const DOCS_BEGIN = '<!-- bench:generated (npm run bench -- --update-docs rewrites this part) -->';
@@ -224,6 +243,8 @@ async function main(): Promise<void> {
     .option('--workers', 'only worker processes: aludel serve/proxy --workers 1 and 2 next to nginx worker_processes 1 and 2 (1 KiB req/s, handshakes/s, RSS per idle connection), on this host', false)
     .option('--fronts <list>', `only these fronts, comma-separated, and no record-size sweeps (of: ${Object.keys(FRONTS).join(', ')})`)
     .option('--kernel-only', 'in the kTLS VM phase, only the kernel offload (userspace TLS is measured natively, on the real CPU): half the VM time', false)
+    .option('--tests <list>', 'only these tests, comma-separated (of: load, download, download-h2, file-size), e.g. load,download for the headline ratios alone')
+    .option('--load-connections <list>', 'the load test at these wrk connection counts only, comma-separated (default 1,8,16,64)')
     .option('--copy-path', 'only the proxy copy path: aludel proxy vs nginx proxy_pass, userspace TLS, 10 MiB at 8 and 1 connections, --repeats rounds (--full: 10 s points), on this host', false)
     .option('--baseline <dir>', 'with --copy-path: also run the aludel build of this checkout (its dist/ and build/), in the same turns')
     .option('--connections <n>', 'with --stalled: stalled downloads per point', '1000')
@@ -245,7 +266,7 @@ async function main(): Promise<void> {
   if (o.copyPath) return copyPathMain(o);
   if (o.phase) {
     // Inner phase (in the VM): progress as lines for the outer bar.
-    const result = await runPhase({ phase: o.phase, full: o.full, offloads: o.kernelOnly ? ['kernel'] : ['userspace', 'kernel'], fronts: frontList(o), emulated: o.emulated, loopback: o.loopback, pin: o.pin, progress: (d, t, l) => console.log(`${PROGRESS}${d} ${t} ${l}`) });
+    const result = await runPhase({ phase: o.phase, full: o.full, offloads: o.kernelOnly ? ['kernel'] : ['userspace', 'kernel'], fronts: frontList(o), tests: testList(o), loadConnections: connectionList(o), emulated: o.emulated, loopback: o.loopback, pin: o.pin, progress: (d, t, l) => console.log(`${PROGRESS}${d} ${t} ${l}`) });
     await fs.promises.writeFile(o.out!, JSON.stringify(result));
     return;
   }
@@ -261,7 +282,7 @@ async function main(): Promise<void> {
     const b = bar('native');
     try {
       // With native kTLS both offloads run here and the VM is not needed.
-      phases.push(await runPhase({ phase: 'native', full: o.full, offloads: nativeKtls && o.kernel ? ['userspace', 'kernel'] : ['userspace'], fronts: frontList(o), emulated: false, loopback: o.loopback, pin: o.pin, progress: (d, t, l) => b.update(d, t, l) }));
+      phases.push(await runPhase({ phase: 'native', full: o.full, offloads: nativeKtls && o.kernel ? ['userspace', 'kernel'] : ['userspace'], fronts: frontList(o), tests: testList(o), loadConnections: connectionList(o), emulated: false, loopback: o.loopback, pin: o.pin, progress: (d, t, l) => b.update(d, t, l) }));
     } finally {
       b.stop();
     }

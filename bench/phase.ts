@@ -95,6 +95,10 @@ export interface PhaseOptions {
   offloads: Offload[];
   /** Only these fronts, and no record-size sweeps (--fronts); null: every front and the sweeps. */
   fronts: Front[] | null;
+  /** Only these tests (--tests), e.g. load and download for the headline ratios alone; null: all. */
+  tests?: Test[] | null;
+  /** The wrk connection counts of the load test (--load-connections); null: the plan's. */
+  loadConnections?: number[] | null;
   emulated: boolean;
   loopback: boolean;
   pin: boolean;
@@ -117,6 +121,12 @@ interface Plan {
 }
 
 function plan(o: PhaseOptions): Plan {
+  const p = basePlan(o);
+  const want = (t: Test): boolean => !o.tests || o.tests.includes(t);
+  return { ...p, connections: want('load') ? (o.loadConnections ?? p.connections) : [], fileSizes: want('file-size') ? p.fileSizes : [] };
+}
+
+function basePlan(o: PhaseOptions): Plan {
   // The VM's AES is ~95x slower (emulated): fewer bytes, same shape.
   const vm = o.emulated;
   if (o.full) {
@@ -391,6 +401,7 @@ function roundSteps(
   // HTTP/1.1 and HTTP/2 apart: curl offers h2 by ALPN, and over HTTP/2 neither server can send a file body by
   // sendfile alone. Pinning the protocol keeps each ratio to one protocol on both sides.
   for (const [test, proto] of [['download', '--http1.1'], ['download-h2', '--http2']] as const) {
+    if (c.o.tests && !c.o.tests.includes(test)) continue;
     for (const s of scenarios) steps.push([`${test} ${s.name}`, () => measure(c, point(s, test, 1, p.downloadFileBytes), s.server.pid, s.origin?.pid ?? null, () => downloads(c, s, proto))]);
   }
   for (const size of p.fileSizes) {
