@@ -8,6 +8,8 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import tls from 'node:tls';
 import { serveArgs, startAludel, type LogLine, type Running } from '../support/aludel-process.js';
 import { curl } from '../support/clients.js';
 import { makeFixtures, sha256, type StandardFixtures } from '../support/fixtures.js';
@@ -316,5 +318,36 @@ test('small bodies leave with their head (up to 12 KiB, userspace TLS): sizes ar
   } finally {
     await server.stop();
     small.cleanup();
+  }
+});
+
+test('the idle timeout (userspace TLS): requests closer together than --idle-timeout keep a connection, and one idle about that long after its last answer is closed', async () => {
+  const server = await startAludel(serveArgs(fx, '--offload', 'userspace', '--idle-timeout', '1s'));
+  try {
+    const sock = tls.connect({ host: '127.0.0.1', port: server.port, servername: 'localhost', ca: fx.certPem });
+    let received = '';
+    let closedAt = 0;
+    sock.on('data', (c: Buffer) => (received += c.toString('latin1')));
+    const closed = new Promise<void>((resolve) => sock.once('close', () => { closedAt = performance.now(); resolve(); }));
+    sock.on('error', () => undefined);
+    await new Promise<void>((resolve) => sock.once('secureConnect', () => resolve()));
+    const answers = (): number => received.split('HTTP/1.1 200 ').length - 1;
+    // Six requests 400 ms apart: 2.4 s on one connection, more than twice the idle timeout.
+    let lastAnswerAt = 0;
+    for (let i = 1; i <= 6; i++) {
+      sock.write(`GET /${fx.files.one.name} HTTP/1.1\r\nHost: localhost\r\n\r\n`);
+      const deadline = performance.now() + 5000;
+      while (answers() < i && performance.now() < deadline && closedAt === 0) await new Promise((r) => setTimeout(r, 5));
+      assert.equal(answers(), i, `answer ${i} came on the same connection (closed: ${closedAt !== 0})`);
+      lastAnswerAt = performance.now();
+      if (i < 6) await new Promise((r) => setTimeout(r, 400));
+    }
+    await Promise.race([closed, new Promise((r) => setTimeout(r, 6000))]);
+    assert.ok(closedAt !== 0, 'the idle connection was closed');
+    // node's http.Server: keepAliveTimeout (= --idle-timeout) plus its 1 s buffer once a response is done.
+    const idle = closedAt - lastAnswerAt;
+    assert.ok(idle >= 1900 && idle < 4000, `closed ${Math.round(idle)} ms after the last answer`);
+  } finally {
+    await server.stop();
   }
 });
