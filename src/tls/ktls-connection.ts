@@ -102,6 +102,8 @@ export class KtlsConnection extends Duplex implements SecureConnection {
   /** After a fatal TLS error OpenSSL forbids SSL_shutdown; after a refused KeyUpdate we must not send. */
   private mustNotSend = false;
   private checkKeyUpdate = false;
+  /** Read-ahead is on: after a read OpenSSL may hold more records (hasPending). */
+  private readsAhead = false;
   private idleTimer: NodeJS.Timeout | null = null;
   /** The idle timeout set (0: none), the last activity and when the armed timer fires, on performance.now()'s clock. */
   private idleMs = 0;
@@ -192,6 +194,14 @@ export class KtlsConnection extends Duplex implements SecureConnection {
     const k = this.native.ktlsState(this.ssl);
     this.tls = { engine: 'system-openssl', ...p, ktlsTx: (k & 1) !== 0, ktlsRx: (k & 2) !== 0, kernel: k !== 0 ? this.askKernel() : null };
     this.checkKeyUpdate = this.tls.ktlsTx && p.version === 'TLSv1.3';
+    // OpenSSL alone on the connection (no kTLS either way): let each read(2) take what the socket
+    // holds, one syscall per request where a record's header and body took two. Left off with
+    // kTLS, whose records the kernel frames (RX), and where OpenSSL must not hold bytes the
+    // kernel is meant to see (an addon without these calls: as before).
+    if (!this.tls.ktlsTx && !this.tls.ktlsRx && this.native.readAhead !== undefined && this.native.hasPending !== undefined) {
+      this.native.readAhead(this.ssl);
+      this.readsAhead = true;
+    }
   }
 
   /** One sock_diag round trip per kTLS connection; a refusal only costs the detail. */
@@ -228,11 +238,11 @@ export class KtlsConnection extends Duplex implements SecureConnection {
         const chunk = Buffer.allocUnsafe(r);
         scratch.copy(chunk, 0, 0, r);
         if (!this.push(chunk)) this.reading = false;
-        if (r < RECORD_MAX && this.reading && !this.released && !this.tls.ktlsRx) {
-          // Less than a full record: OpenSSL, reading one record at a time (read-ahead off),
-          // holds nothing more, so the next SSL_read would only find the socket empty (one
-          // EAGAIN read per keep-alive request). The poll is level-triggered: it wakes this
-          // reader at once if more bytes are there. Returning also lets node run the ticks
+        if (r < RECORD_MAX && this.reading && !this.released && !this.tls.ktlsRx && !(this.readsAhead && this.native.hasPending!(this.ssl))) {
+          // Less than a full record, and OpenSSL holds no more bytes (without read-ahead it
+          // reads one record at a time): the next SSL_read would only find the socket empty
+          // (one EAGAIN read per keep-alive request). The poll is level-triggered: it wakes
+          // this reader at once if more bytes are there. Returning also lets node run the ticks
           // queued meanwhile, among them the 'finish' that frees the connection for the next
           // response (http.Server queues a response while the one before is attached).
           this.ready.parkReader(READABLE, this.pumpRead);
