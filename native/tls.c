@@ -789,6 +789,29 @@ static napi_value ssl_key_update_requested(napi_env env, napi_callback_info info
   return b;
 }
 
+/*
+ * readAhead(conn): from now on each read(2) takes as much as the socket
+ * holds (up to OpenSSL's record buffer), not a record's 5-byte header and
+ * then its body in two calls. Only for a connection whose records OpenSSL
+ * decrypts itself (no kTLS RX): bytes read ahead must never be skipped by
+ * the kernel. The caller then asks hasPending() before waiting for the poll.
+ */
+static napi_value ssl_read_ahead(napi_env env, napi_callback_info info) {
+  aludel_ssl *s = ssl_arg(env, info);
+  if (s == NULL) return NULL;
+  aludel_ossl.SSL_ctrl(s->ssl, ALUDEL_SSL_CTRL_SET_READ_AHEAD, 1, NULL);
+  return NULL;
+}
+
+/* hasPending(conn) -> true while OpenSSL holds bytes read from the socket and not yet returned (SSL_has_pending). */
+static napi_value ssl_pending(napi_env env, napi_callback_info info) {
+  napi_value b;
+  aludel_ssl *s = ssl_arg(env, info);
+  if (s == NULL) return NULL;
+  napi_get_boolean(env, aludel_ossl.SSL_has_pending(s->ssl) == 1, &b);
+  return b;
+}
+
 /* free(conn): releases the SSL now (the fd is the caller's to close). */
 static napi_value ssl_free(napi_env env, napi_callback_info info) {
   napi_value argv[1];
@@ -816,6 +839,8 @@ void aludel_register_tls(napi_env env, napi_value exports) {
       {"ktlsState", NULL, ssl_ktls_state, NULL, NULL, NULL, napi_default, NULL},
       {"info", NULL, ssl_info, NULL, NULL, NULL, napi_default, NULL},
       {"keyUpdateRequested", NULL, ssl_key_update_requested, NULL, NULL, NULL, napi_default, NULL},
+      {"readAhead", NULL, ssl_read_ahead, NULL, NULL, NULL, napi_default, NULL},
+      {"hasPending", NULL, ssl_pending, NULL, NULL, NULL, napi_default, NULL},
       {"sslFree", NULL, ssl_free, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

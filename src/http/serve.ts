@@ -14,7 +14,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from '../log/logger.js';
 import type { SecureConnection, SecureServer, TlsInfo } from '../tls/types.js';
 import type { TrafficStats } from '../metrics/traffic-stats.js';
-import { createStaticHandler, type BodySender } from './static-handler.js';
+import { createStaticHandler, type BodySender, type StaticOutcome } from './static-handler.js';
 import type { OpenBeneath } from './safe-path.js';
 import { loadAddon } from '../native/binding.js';
 import { AccessLog, requestId, type AccessFields } from '../log/access-log.js';
@@ -23,7 +23,7 @@ import { requestProblem } from './request-checks.js';
 import { alpnFront, requestConnection, type AnyRequest, type AnyResponse } from './alpn-front.js';
 import { h2Front } from './h2-front.js';
 import { sendFileOverH2 } from './h2-body.js';
-import { sentWithHead } from './small-body.js';
+import { sentWithHead, sentWithHeadNow } from './small-body.js';
 import { closingAnswer } from './h1-wire.js';
 
 export { closingAnswer };
@@ -56,6 +56,10 @@ export const connectionBodySender: BodySender = {
     const path = await conn.sendFile(fd, offset, length);
     res.end();
     return path;
+  },
+  sendBodyNow(res, fd, offset, length) {
+    if (res instanceof http2.Http2ServerResponse) return undefined;
+    return sentWithHeadNow(res, fd, offset, length) ? 'write' : undefined;
   },
 };
 
@@ -238,22 +242,32 @@ export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Fron
   const root = await fs.promises.realpath(o.root);
   const handle = createStaticHandler({ root, sender: connectionBodySender, openBeneath: openBeneathRoot(root) });
   const access = o.access ?? new AccessLog({ file: null, format: 'json', log: o.log });
+  /** Counts the response and writes its access-log line. */
+  const finished = (req: AnyRequest, conn: SecureConnection, started: bigint, out: StaticOutcome): void => {
+    o.stats.body(conn, out.bodyPath, out.bytes);
+    if (!access.enabled) return;
+    const t = conn.tls;
+    access.write('info', {
+      ...requestFields(req, conn, out.status, out.bytes, started), body: out.bodyPath,
+      tls: t.version, cipher: t.cipher, ...cryptoSite(t),
+      ...(out.error ? { error: (out.error as { code?: string }).code ?? 'ERR_UNKNOWN', detail: (out.error as Error).message } : {}),
+    });
+  };
   const serveRequest = (req: AnyRequest, res: AnyResponse): void => {
     if (isMoot(req)) return;
-    const started = process.hrtime.bigint();
+    // Only the access log reads the start time.
+    const started = access.enabled ? process.hrtime.bigint() : 0n;
     const conn = requestConnection(req);
     const problem = requestProblem(req.method ?? 'GET', req.url ?? '/', req.rawHeaders);
-    (problem === null ? handle(req, res) : Promise.resolve(refuse(res, problem))).then(
-      (out) => {
-        o.stats.body(conn, out.bodyPath, out.bytes);
-        if (!access.enabled) return;
-        const t = conn.tls;
-        access.write('info', {
-          ...requestFields(req, conn, out.status, out.bytes, started), body: out.bodyPath,
-          tls: t.version, cipher: t.cipher, ...cryptoSite(t),
-          ...(out.error ? { error: (out.error as { code?: string }).code ?? 'ERR_UNKNOWN', detail: (out.error as Error).message } : {}),
-        });
-      },
+    const out = problem === null ? handle(req, res) : refuse(res, problem);
+    // A request answered without waiting (most GETs of small cached files) is counted at once,
+    // without a promise: the handler settles synchronously when it can (static-handler.ts).
+    if (!(out instanceof Promise)) {
+      finished(req, conn, started, out);
+      return;
+    }
+    out.then(
+      (settled) => finished(req, conn, started, settled),
       (err: unknown) => o.log.error({ conn: conn.id, err }, 'request handler failed'),
     );
   };

@@ -13,7 +13,7 @@ import type { ServerResponse } from 'node:http';
 import { FileTruncatedError } from '../errors.js';
 import { whenAttached } from './front.js';
 import type { SecureConnection } from '../tls/types.js';
-import { ChunkPool, readAt } from '../transport/copy-file.js';
+import { ChunkPool, readAt, readNow } from '../transport/copy-file.js';
 
 /** The largest body sent with its head: 12 KiB, leaving 4 KiB of a 16 KiB record for the head. */
 export const SMALL_BODY_MAX = 12 * 1024;
@@ -48,6 +48,41 @@ export async function sendSmallBody(res: ServerResponse, fd: number, offset: num
   // 'close' comes once, after 'finish' or when the connection dies first; either way node holds no more reference.
   res.once('close', () => buffers.give(buf));
   res.end(buf.subarray(0, length));
+}
+
+/**
+ * sendSmallBody() when nothing has to be waited for: res is its connection's
+ * current response (not queued behind a pipelined one), the body goes with
+ * its head (sendsWithHead), and the bytes are in the page cache. true once
+ * res is ended with them; false having sent nothing (then sentWithHead()).
+ * Throws FileTruncatedError as sendSmallBody rejects.
+ */
+export function sentWithHeadNow(res: ServerResponse, fd: number, offset: number, length: number): boolean {
+  const conn = res.socket as unknown as SecureConnection | null;
+  if (conn === null || !sendsWithHead(conn, length)) return false;
+  const buf = buffers.take();
+  let got = 0;
+  try {
+    while (got < length) {
+      const n = readNow(fd, buf.subarray(got), length - got, offset + got);
+      if (n < 0) {
+        buffers.give(buf);
+        return false;
+      }
+      if (n === 0) throw new FileTruncatedError(length, got);
+      got += n;
+    }
+  } catch (err) {
+    buffers.give(buf);
+    throw err;
+  }
+  res.end(buf.subarray(0, length));
+  // The connection usually takes the whole response within end() (SSL_write copies it into
+  // OpenSSL's record buffer: sendsWithHead excludes kTLS TX, which would send from ours); node
+  // then holds no reference and the buffer goes back at once, without a listener per request.
+  if (res.writableFinished) buffers.give(buf);
+  else res.once('close', () => buffers.give(buf));
+  return true;
 }
 
 /**

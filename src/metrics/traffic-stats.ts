@@ -18,6 +18,7 @@ import type { BodyPath } from '../transport/copy-file.js';
 import type { SecureConnection } from '../tls/types.js';
 
 const BODY_PATHS: readonly BodyPath[] = ['sendfile', 'splice', 'write', 'none'];
+const BODY_PATH_INDEX = Object.fromEntries(BODY_PATHS.map((p, i) => [p, i])) as Record<BodyPath, number>;
 /**
  * What the cache did for one request (`aludel proxy --cache`): hit (fresh,
  * from disk), revalidated (stale or no-cache, the origin's 304 confirmed it),
@@ -80,6 +81,9 @@ export class TrafficStats {
   /** [path][side] */
   private readonly bodyChildren: Record<BodyPath, CounterChild[]>;
   private readonly bodyByteChildren: Record<BodyPath, CounterChild[]>;
+  /** body()'s counts not yet in the counters, [path index * 4 + side] (exact as integers up to 2^53). */
+  private readonly unfoldedBodies = new Float64Array(BODY_PATHS.length * SIDES.length);
+  private readonly unfoldedBodyBytes = new Float64Array(BODY_PATHS.length * SIDES.length);
   private readonly handshakeChildren = new Map<string, { count: CounterChild; seconds: HistogramChild }>();
   private readonly failureChildren = new Map<string, CounterChild>();
   private readonly upstreamErrorChildren = new Map<string, CounterChild>();
@@ -103,17 +107,21 @@ export class TrafficStats {
       labelNames: ['tx_conf', 'rx_conf'],
       registers,
     });
+    // prom-client calls collect() before each read of a metric (get(), the registry's output).
+    const collect = (): void => this.foldBodies();
     this.bodies = new Counter({
       name: 'aludel_bodies_total',
       help: 'Response bodies (aludel tcp: upstream-to-client tunnel directions) by the path they took: sendfile, splice, write, none (no body)',
       labelNames: ['path', 'tx', 'rx'],
       registers,
+      collect,
     });
     this.bodyBytes = new Counter({
       name: 'aludel_body_bytes_total',
       help: 'Body bytes sent to clients (headers excluded) by path (sendfile and splice stay in the kernel, write is copied through user space) and crypto site',
       labelNames: ['path', 'tx', 'rx'],
       registers,
+      collect,
     });
     this.handshakes = new Counter({
       name: 'aludel_handshakes_total',
@@ -200,11 +208,31 @@ export class TrafficStats {
     c.inc();
   }
 
-  /** A response (or tunnel direction) body of `bytes` sent to `conn` by `path`. */
+  /**
+   * A response (or tunnel direction) body of `bytes` sent to `conn` by `path`.
+   * Counted in plain numbers and folded into the counters when they are read:
+   * prom-client's inc() builds its label hash for each call, even on a child
+   * whose labels are fixed, and this runs once or twice per request.
+   */
   body(conn: SecureConnection, path: BodyPath, bytes: number): void {
-    const s = side(conn);
-    this.bodyChildren[path][s]!.inc();
-    if (bytes > 0) this.bodyByteChildren[path][s]!.inc(bytes);
+    const i = BODY_PATH_INDEX[path] * SIDES.length + side(conn);
+    this.unfoldedBodies[i] = this.unfoldedBodies[i]! + 1;
+    this.unfoldedBodyBytes[i] = this.unfoldedBodyBytes[i]! + bytes;
+  }
+
+  /** Moves the counts body() kept into the counters (before each read of them). */
+  private foldBodies(): void {
+    for (let i = 0; i < this.unfoldedBodies.length; i++) {
+      const bodies = this.unfoldedBodies[i]!;
+      const bytes = this.unfoldedBodyBytes[i]!;
+      if (bodies === 0 && bytes === 0) continue;
+      this.unfoldedBodies[i] = 0;
+      this.unfoldedBodyBytes[i] = 0;
+      const path = BODY_PATHS[Math.floor(i / SIDES.length)]!;
+      const s = i % SIDES.length;
+      if (bodies > 0) this.bodyChildren[path][s]!.inc(bodies);
+      if (bytes > 0) this.bodyByteChildren[path][s]!.inc(bytes);
+    }
   }
 
   /** A response the cache answered or forwarded, with its body bytes (also counted by body()). */

@@ -147,6 +147,10 @@ export interface Native {
   ktlsState(ssl: SslHandle): number;
   info(ssl: SslHandle): TlsParams;
   keyUpdateRequested(ssl: SslHandle): boolean;
+  /** SSL read-ahead on: a read(2) takes all the socket holds, not a record header and then its body. Only without kTLS RX. */
+  readAhead?(ssl: SslHandle): void;
+  /** SSL_has_pending: OpenSSL holds bytes read from the socket that no read has returned yet. */
+  hasPending?(ssl: SslHandle): boolean;
   sslFree(ssl: SslHandle): void;
   clientCtxNew(o: ClientContextOptions): ClientContextHandle;
   /** A client connection on `fd` (connected): SNI `servername` and name check `verifyName` ('' = none); ALPN http/1.1. */

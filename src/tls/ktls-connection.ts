@@ -9,6 +9,7 @@
  * the socket is ready, then called again.
  */
 import os from 'node:os';
+import { performance } from 'node:perf_hooks';
 import { Duplex } from 'node:stream';
 import type { Logger } from '../log/logger.js';
 import { AGAIN, EOF_NO_NOTIFY, READABLE, WANT_READ, WANT_WRITE, WRITABLE, type Native, type SslHandle } from '../native/binding.js';
@@ -101,7 +102,13 @@ export class KtlsConnection extends Duplex implements SecureConnection {
   /** After a fatal TLS error OpenSSL forbids SSL_shutdown; after a refused KeyUpdate we must not send. */
   private mustNotSend = false;
   private checkKeyUpdate = false;
+  /** Read-ahead is on: after a read OpenSSL may hold more records (hasPending). */
+  private readsAhead = false;
   private idleTimer: NodeJS.Timeout | null = null;
+  /** The idle timeout set (0: none), the last activity and when the armed timer fires, on performance.now()'s clock. */
+  private idleMs = 0;
+  private lastActive = 0;
+  private idleDue = 0;
   private released = false;
   private poolJobs = 0;
   /** The current retry delay of waitToSend(); 0 after progress. */
@@ -187,6 +194,14 @@ export class KtlsConnection extends Duplex implements SecureConnection {
     const k = this.native.ktlsState(this.ssl);
     this.tls = { engine: 'system-openssl', ...p, ktlsTx: (k & 1) !== 0, ktlsRx: (k & 2) !== 0, kernel: k !== 0 ? this.askKernel() : null };
     this.checkKeyUpdate = this.tls.ktlsTx && p.version === 'TLSv1.3';
+    // OpenSSL alone on the connection (no kTLS either way): let each read(2) take what the socket
+    // holds, one syscall per request where a record's header and body took two. Left off with
+    // kTLS, whose records the kernel frames (RX), and where OpenSSL must not hold bytes the
+    // kernel is meant to see (an addon without these calls: as before).
+    if (!this.tls.ktlsTx && !this.tls.ktlsRx && this.native.readAhead !== undefined && this.native.hasPending !== undefined) {
+      this.native.readAhead(this.ssl);
+      this.readsAhead = true;
+    }
   }
 
   /** One sock_diag round trip per kTLS connection; a refusal only costs the detail. */
@@ -223,6 +238,16 @@ export class KtlsConnection extends Duplex implements SecureConnection {
         const chunk = Buffer.allocUnsafe(r);
         scratch.copy(chunk, 0, 0, r);
         if (!this.push(chunk)) this.reading = false;
+        if (r < RECORD_MAX && this.reading && !this.released && !this.tls.ktlsRx && !(this.readsAhead && this.native.hasPending!(this.ssl))) {
+          // Less than a full record, and OpenSSL holds no more bytes (without read-ahead it
+          // reads one record at a time): the next SSL_read would only find the socket empty
+          // (one EAGAIN read per keep-alive request). The poll is level-triggered: it wakes
+          // this reader at once if more bytes are there. Returning also lets node run the ticks
+          // queued meanwhile, among them the 'finish' that frees the connection for the next
+          // response (http.Server queues a response while the one before is attached).
+          this.ready.parkReader(READABLE, this.pumpRead);
+          return;
+        }
         continue;
       }
       if (r === WANT_READ || r === WANT_WRITE) {
@@ -586,6 +611,8 @@ export class KtlsConnection extends Duplex implements SecureConnection {
     if (this.released) return;
     this.released = true;
     if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+    this.idleMs = 0;
     // Parked operations are resumed last, not dropped: each sees the connection is gone
     // and settles (a sendFile() waiting for writability must reject, or its file stays open).
     const parked = this.ready.close();
@@ -608,20 +635,57 @@ export class KtlsConnection extends Duplex implements SecureConnection {
 
   // ---- net.Socket surface http.Server uses ----------------------------------------------------
 
+  /**
+   * The idle timeout: 'timeout' once no byte has moved for `ms`, again after
+   * the next activity. One timer per connection, armed at most once per
+   * period: each read and write only notes the time, and the timer, when it
+   * fires early (activity since), re-arms for what is left. http.Server calls
+   * setTimeout twice per keep-alive request (keepAliveTimeout once a response
+   * is done, its timeout again when the next request comes) and node's
+   * refresh() re-inserts the timer in its list: a timer created or moved per
+   * request and per read or write was among serve's own costs in a profile
+   * of 1 KiB keep-alive GETs.
+   */
   setTimeout(ms: number, cb?: () => void): this {
     if (cb) this.once('timeout', cb);
-    if (this.idleTimer) { clearTimeout(this.idleTimer); this.idleTimer = null; }
-    if (ms > 0 && !this.released) {
-      this.idleTimer = setTimeout(() => this.emit('timeout'), ms);
-      this.idleTimer.unref();
+    if (!(ms > 0) || this.released) {
+      this.idleMs = 0;
+      if (this.idleTimer) { clearTimeout(this.idleTimer); this.idleTimer = null; }
+      return this;
     }
+    const now = performance.now();
+    this.idleMs = ms;
+    this.lastActive = now;
+    // A timer due later than the new period ends is moved; one due sooner re-arms when it fires.
+    if (this.idleTimer !== null && this.idleDue > now + ms) { clearTimeout(this.idleTimer); this.idleTimer = null; }
+    if (this.idleTimer === null) this.armIdle(ms, now);
     return this;
   }
 
+  private armIdle(ms: number, now: number): void {
+    this.idleDue = now + ms;
+    this.idleTimer = setTimeout(this.onIdleTimer, ms);
+    this.idleTimer.unref();
+  }
+
+  private readonly onIdleTimer = (): void => {
+    this.idleTimer = null;
+    if (this.idleMs === 0 || this.released) return;
+    const now = performance.now();
+    const idle = now - this.lastActive;
+    // libuv times the timer from its loop clock, which may lag this one by the loop's current
+    // turn: a timer can come a little before the period is over, and then waits the rest.
+    if (idle < this.idleMs) { this.armIdle(Math.max(1, Math.ceil(this.idleMs - idle)), now); return; }
+    this.emit('timeout');
+  };
+
   private touch(): void {
     this.againMs = 0;
-    // The timer exists only while a timeout is set (setTimeout(0) clears it).
-    this.idleTimer?.refresh();
+    if (this.idleMs === 0) return;
+    const now = performance.now();
+    this.lastActive = now;
+    // After a 'timeout' the timer is gone: activity starts a new period (as refresh() of a fired timer did).
+    if (this.idleTimer === null) this.armIdle(this.idleMs, now);
   }
 
   setNoDelay(noDelay = true): this {

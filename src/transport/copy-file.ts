@@ -60,6 +60,19 @@ export function readAt(fd: number, buf: Buffer, length: number, position: number
   return readAtWith(inlineRead, fd, buf, length, position);
 }
 
+/**
+ * readAt()'s attempt on the event loop alone: the bytes read (0: end of
+ * file), or -1 when they cannot be had without waiting for the disk (not
+ * all cached, or no RWF_NOWAIT here); readAt() then reads them.
+ */
+export function readNow(fd: number, buf: Buffer, length: number, position: number): number {
+  if (inlineRead === null || length <= 0) return -1;
+  const n = inlineRead(fd, buf, length, position);
+  if (n >= 0) return n;
+  if (n === NOWAIT_UNSUPPORTED) inlineRead = null;
+  return -1;
+}
+
 /** readAt() with the inline attempt given (tests pass a stub to take the fallback). */
 export function readAtWith(inline: InlineRead | null, fd: number, buf: Buffer, length: number, position: number): Promise<number> {
   if (inline !== null && length > 0) {

@@ -7,7 +7,11 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { Duplex } from 'node:stream';
+import tls from 'node:tls';
 import { serveArgs, startAludel, type LogLine, type Running } from '../support/aludel-process.js';
 import { curl } from '../support/clients.js';
 import { makeFixtures, sha256, type StandardFixtures } from '../support/fixtures.js';
@@ -316,5 +320,82 @@ test('small bodies leave with their head (up to 12 KiB, userspace TLS): sizes ar
   } finally {
     await server.stop();
     small.cleanup();
+  }
+});
+
+test('the idle timeout (userspace TLS): requests closer together than --idle-timeout keep a connection, and one idle about that long after its last answer is closed', async () => {
+  const server = await startAludel(serveArgs(fx, '--offload', 'userspace', '--idle-timeout', '1s'));
+  try {
+    const sock = tls.connect({ host: '127.0.0.1', port: server.port, servername: 'localhost', ca: fx.certPem });
+    let received = '';
+    let closedAt = 0;
+    sock.on('data', (c: Buffer) => (received += c.toString('latin1')));
+    const closed = new Promise<void>((resolve) => sock.once('close', () => { closedAt = performance.now(); resolve(); }));
+    sock.on('error', () => undefined);
+    await new Promise<void>((resolve) => sock.once('secureConnect', () => resolve()));
+    const answers = (): number => received.split('HTTP/1.1 200 ').length - 1;
+    // Six requests 400 ms apart: 2.4 s on one connection, more than twice the idle timeout.
+    let lastAnswerAt = 0;
+    for (let i = 1; i <= 6; i++) {
+      sock.write(`GET /${fx.files.one.name} HTTP/1.1\r\nHost: localhost\r\n\r\n`);
+      const deadline = performance.now() + 5000;
+      while (answers() < i && performance.now() < deadline && closedAt === 0) await new Promise((r) => setTimeout(r, 5));
+      assert.equal(answers(), i, `answer ${i} came on the same connection (closed: ${closedAt !== 0})`);
+      lastAnswerAt = performance.now();
+      if (i < 6) await new Promise((r) => setTimeout(r, 400));
+    }
+    await Promise.race([closed, new Promise((r) => setTimeout(r, 6000))]);
+    assert.ok(closedAt !== 0, 'the idle connection was closed');
+    // node's http.Server: keepAliveTimeout (= --idle-timeout) plus its 1 s buffer once a response is done.
+    const idle = closedAt - lastAnswerAt;
+    assert.ok(idle >= 1900 && idle < 4000, `closed ${Math.round(idle)} ms after the last answer`);
+  } finally {
+    await server.stop();
+  }
+});
+
+test('several TLS records in one TCP segment (userspace TLS reads ahead): every request in them is answered', async () => {
+  const server = await startAludel(serveArgs(fx, '--offload', 'userspace'));
+  const tcp = net.connect(server.port, '127.0.0.1');
+  try {
+    await new Promise<void>((resolve, reject) => tcp.once('connect', resolve).once('error', reject));
+    // node's TLS client over a transport of our own, so its records can be held and sent in one write.
+    let holding = false;
+    const held: Buffer[] = [];
+    const transport = new Duplex({
+      write(chunk: Buffer, _enc, cb) {
+        if (holding) held.push(chunk);
+        else tcp.write(chunk);
+        cb();
+      },
+      read() {},
+    });
+    tcp.on('data', (d: Buffer) => transport.push(d));
+    tcp.on('end', () => transport.push(null));
+    const sock = tls.connect({ socket: transport, servername: 'localhost', ca: fx.certPem });
+    sock.on('error', () => undefined);
+    await new Promise<void>((resolve) => sock.once('secureConnect', () => resolve()));
+    let received = '';
+    sock.on('data', (c: Buffer) => (received += c.toString('latin1')));
+    holding = true;
+    // One write per turn of the loop: writes queued together would be gathered into one record.
+    for (let i = 0; i < 3; i++) {
+      sock.write(`GET /${fx.files.one.name}?r=${i} HTTP/1.1\r\nHost: localhost\r\n\r\n`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    holding = false;
+    const burst = Buffer.concat(held);
+    let records = 0;
+    for (let at = 0; at + 5 <= burst.length; at += 5 + burst.readUInt16BE(at + 3)) records++;
+    assert.ok(records >= 3, `the three requests are ${records} records`);
+    tcp.write(burst);
+    const answers = (): number => received.split('HTTP/1.1 200 ').length - 1;
+    const deadline = performance.now() + 5000;
+    while (answers() < 3 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    // OpenSSL read all three records with its first read(2): the reader must not wait for the poll while it holds two.
+    assert.equal(answers(), 3, `answers: ${answers()}`);
+  } finally {
+    tcp.destroy();
+    await server.stop();
   }
 });

@@ -36,7 +36,7 @@ for (const mode of ['realpath', 'openat2', 'not-cached'] as const) describe(mode
   let port = 0;
   let senderCalls = 0;
   let senderMode: SenderMode = 'stream';
-  let lastOutcome: Promise<StaticOutcome> = Promise.reject(new Error('no request yet'));
+  let lastOutcome: StaticOutcome | Promise<StaticOutcome> = Promise.reject(new Error('no request yet'));
   lastOutcome.catch(() => undefined);
 
   /** The production sender is sendfile-based; this one streams through res like the fallback path. */

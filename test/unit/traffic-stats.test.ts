@@ -1,0 +1,34 @@
+/**
+ * traffic-stats.ts: bodies are counted in plain numbers and folded into the
+ * prom-client counters when those are read; every read must see every body.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { TrafficStats } from '../../src/metrics/traffic-stats.js';
+import type { SecureConnection } from '../../src/tls/types.js';
+
+function conn(ktlsTx: boolean, ktlsRx: boolean): SecureConnection {
+  return { tls: { ktlsTx, ktlsRx } } as unknown as SecureConnection;
+}
+
+describe('traffic stats', () => {
+  it('bodies and their bytes, by path and crypto site, in the snapshot and the registry, read after read', async () => {
+    const stats = new TrafficStats();
+    stats.body(conn(false, false), 'write', 1024);
+    stats.body(conn(false, false), 'write', 1024);
+    stats.body(conn(true, false), 'sendfile', 5000);
+    stats.body(conn(true, true), 'none', 0);
+    let snap = await stats.snapshot();
+    assert.deepEqual(snap.bodies, { sendfile: { bodies: 1, bytes: 5000 }, splice: { bodies: 0, bytes: 0 }, write: { bodies: 2, bytes: 2048 }, none: { bodies: 1, bytes: 0 } });
+    // Counted once: a second read adds nothing, later bodies add to what is there.
+    stats.body(conn(false, true), 'splice', 7);
+    snap = await stats.snapshot();
+    assert.deepEqual(snap.bodies, { sendfile: { bodies: 1, bytes: 5000 }, splice: { bodies: 1, bytes: 7 }, write: { bodies: 2, bytes: 2048 }, none: { bodies: 1, bytes: 0 } });
+    stats.body(conn(false, false), 'write', 10);
+    const text = await stats.registry.metrics();
+    assert.match(text, /aludel_bodies_total\{path="write",tx="user",rx="user"\} 3\n/);
+    assert.match(text, /aludel_body_bytes_total\{path="write",tx="user",rx="user"\} 2058\n/);
+    assert.match(text, /aludel_body_bytes_total\{path="splice",tx="user",rx="kernel"\} 7\n/);
+    assert.match(text, /aludel_bodies_total\{path="none",tx="kernel",rx="kernel"\} 1\n/);
+  });
+});
