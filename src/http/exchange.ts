@@ -135,6 +135,26 @@ export function writeBody(x: Exchange, chunk: Buffer): Promise<void> {
   });
 }
 
+/**
+ * The last piece of body, ending the response: as writeBody() then end(),
+ * resolving once the response is finished ('finish': the connection has
+ * every byte), rejecting once the client is gone. Over HTTP/1.x one end(),
+ * so node writes head and body in one go (end() uncorks at once) rather
+ * than a write, a tick later its flush, and then the end.
+ */
+export function endBody(x: Exchange, chunk: Buffer): Promise<void> {
+  const res = x.res;
+  if (!(res instanceof http.ServerResponse)) return writeBody(x, chunk).then(() => void res.end());
+  if (res.destroyed || x.conn.destroyed) return Promise.reject(clientGone());
+  return new Promise((resolve, reject) => {
+    const closed = (): void => { done(); reject(clientGone()); };
+    const done = (): void => { res.off('close', closed); x.conn.off('close', closed); };
+    res.once('close', closed);
+    x.conn.once('close', closed);
+    res.end(chunk, () => { done(); resolve(); });
+  });
+}
+
 function clientGone(): Error {
   return Object.assign(new Error('client connection closed'), { code: 'ECONNRESET' });
 }

@@ -150,7 +150,8 @@ export class Forwarder {
       u.setIdleTimeout(this.s.upstreamHeadersTimeoutMs, () => new UpstreamTimeoutError('headers', this.s.upstreamHeadersTimeoutMs, url));
       if (!detached) resumeClientTimer = this.pauseClientTimer(x, bodySent);
       const onInterim = detached ? undefined : (interim: ResponseHead): void => this.forwardInterim(x, interim);
-      const response = await readResponseHead(u, x.req.method ?? 'GET', this.limits, false, onInterim);
+      const take = UpstreamResponse.takeWithHead(x, u, this.o.pipes);
+      const response = await readResponseHead(u, x.req.method ?? 'GET', this.limits, false, onInterim, take);
       answered = true;
       x.upstreamMs = Date.now() - sentAt;
       return { answer: new UpstreamResponse(x, u, response.head, response.rest, sentAt, this.o.pipes), bodySent };

@@ -13,7 +13,7 @@
 import type { ServerResponse } from 'node:http';
 import { filterResponseHeaders } from '../http/forward-headers.js';
 import { whenAttached } from '../http/front.js';
-import { writeBody, writeHead, withCacheStatus, type Exchange } from '../http/exchange.js';
+import { endBody, writeBody, writeHead, withCacheStatus, type Exchange } from '../http/exchange.js';
 import { chunkFraming } from '../http/h1-wire.js';
 import type { ResponseHead } from '../http/response-head.js';
 import type { SecureConnection } from '../tls/types.js';
@@ -45,7 +45,7 @@ export class UpstreamResponse implements UpstreamAnswer {
     private readonly x: Exchange,
     private readonly u: UpstreamStream,
     readonly head: ResponseHead,
-    /** Body bytes read along with the head (none from a plain upstream: its head was peeked). */
+    /** Body bytes read along with the head (from a plain upstream, only what takeWithHead allowed: the rest is still in the kernel). */
     private readonly rest: Buffer,
     readonly sentAt: number,
     private readonly pipes: PipePool | null,
@@ -69,7 +69,8 @@ export class UpstreamResponse implements UpstreamAnswer {
       this.reusable = this.rest.length === 0;
       return head.status;
     }
-    // A plain upstream's head was peeked (rest is empty): every body byte is still in the kernel.
+    // A plain upstream's head was peeked: unless takeWithHead let a small body come along (rest),
+    // every body byte is still in the kernel.
     const direct = this.rest.length === 0 ? this.spliceRoute() ?? this.copyRoute() : null;
     // Unknown length to an HTTP/1.1 client: each pipeful (or copied piece) becomes one chunk we
     // frame ourselves, so Transfer-Encoding: chunked is declared here and node's end() writes the last chunk.
@@ -83,6 +84,14 @@ export class UpstreamResponse implements UpstreamAnswer {
       return head.status;
     }
     x.bodyPath = 'write';
+    if (f.kind === 'length' && this.rest.length >= f.length) {
+      // The whole body came with the head (takeWithHead): one end() sends it.
+      await endBody(x, this.rest.subarray(0, f.length));
+      x.bytes += f.length;
+      // Bytes past the body mean the upstream broke framing (as readBody() decides).
+      this.reusable = this.rest.length === f.length;
+      return head.status;
+    }
     // Node frames what it is given: Content-Length as announced, chunked otherwise.
     await this.read(async (b) => {
       await writeBody(x, b);
@@ -142,6 +151,30 @@ export class UpstreamResponse implements UpstreamAnswer {
   }
 
   /**
+   * How many body bytes the head's reader may take with the head (a
+   * TakeWithHead for readResponseHead): a body of known length that relay()
+   * sends through node's write path anyway (no splice route, and below
+   * COPY_MIN or no copy route), which would otherwise cost another recv
+   * and a wait on it. The rest of such a body is read as before.
+   */
+  static takeWithHead(x: Exchange, u: UpstreamStream, pipes: PipePool | null): (head: ResponseHead) => number {
+    return (head) => {
+      const f = head.framing;
+      if (f.kind !== 'length' || UpstreamResponse.splicePossible(x, u, pipes)) return 0;
+      return f.length < COPY_MIN || !UpstreamResponse.copyPossible(x, u) ? f.length : 0;
+    };
+  }
+
+  /** The copy path's conditions other than the body's length (copyRoute()). */
+  private static copyPossible(x: Exchange, u: UpstreamStream): boolean {
+    const conn = x.conn;
+    // A kTLS RX upstream is not a plain TCP socket for peek-and-drop: recv(MSG_TRUNC) is TCP's
+    // (tcp(7)), and records that are not data must go through its control-record reader.
+    if (x.h2 || u.plain === null || u.plain.decryptsInKernel || conn.tls.ktlsTx) return false;
+    return conn.writeRecords !== undefined && conn.writeReady !== undefined && conn.whenFlushed !== undefined;
+  }
+
+  /**
    * The copy path, where splice cannot be used (kTLS TX off) and the
    * upstream is a plain socket, over HTTP/1.1 on a system-OpenSSL connection.
    * Bodies known to be small keep node's write path: there the head and the
@@ -149,13 +182,9 @@ export class UpstreamResponse implements UpstreamAnswer {
    */
   private copyRoute(): CopyRoute | null {
     const { x, head } = this;
-    const conn = x.conn;
-    // A kTLS RX upstream is not a plain TCP socket for peek-and-drop: recv(MSG_TRUNC) is TCP's
-    // (tcp(7)), and records that are not data must go through its control-record reader.
-    if (x.h2 || this.u.plain === null || this.u.plain.decryptsInKernel || conn.tls.ktlsTx) return null;
-    if (conn.writeRecords === undefined || conn.writeReady === undefined || conn.whenFlushed === undefined) return null;
+    if (!UpstreamResponse.copyPossible(x, this.u)) return null;
     if (head.framing.kind === 'length' && head.framing.length < COPY_MIN) return null;
-    return { sock: this.u.plain, conn: conn as CopyRoute['conn'] };
+    return { sock: this.u.plain!, conn: x.conn as CopyRoute['conn'] };
   }
 
   /**
@@ -164,8 +193,12 @@ export class UpstreamResponse implements UpstreamAnswer {
    * HTTP/1.1: HTTP/2 DATA frames are built by nghttp2 in user space.
    */
   private spliceRoute(): SpliceRoute | null {
-    const conn = this.x.conn;
-    if (this.x.h2 || this.pipes === null || this.u.plain === null || !conn.tls.ktlsTx || conn.spliceFromPipe === undefined) return null;
-    return { pipes: this.pipes, sock: this.u.plain, conn: conn as Required<SecureConnection> };
+    if (!UpstreamResponse.splicePossible(this.x, this.u, this.pipes)) return null;
+    return { pipes: this.pipes!, sock: this.u.plain!, conn: this.x.conn as Required<SecureConnection> };
+  }
+
+  private static splicePossible(x: Exchange, u: UpstreamStream, pipes: PipePool | null): boolean {
+    const conn = x.conn;
+    return !x.h2 && pipes !== null && u.plain !== null && conn.tls.ktlsTx && conn.spliceFromPipe !== undefined;
   }
 }

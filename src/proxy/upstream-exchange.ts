@@ -12,6 +12,7 @@ import { BodyTooLargeError, UpstreamResponseError, UpstreamTruncatedError } from
 import type { SecureConnection } from '../tls/types.js';
 import type { PipePool } from '../transport/pipe-pool.js';
 import type { PlainSocket } from '../transport/plain-socket.js';
+import { AGAIN } from '../native/binding.js';
 import { spliceBody } from '../transport/splice-body.js';
 import type { UpstreamStream } from './upstream-stream.js';
 import { ChunkPool } from '../transport/copy-file.js';
@@ -51,8 +52,13 @@ export const EMPTY = Buffer.alloc(0);
 export type OnInterim = (head: ResponseHead) => void;
 
 /** Reads until a complete response head; interim 1xx responses (other than an awaited 101) go to `onInterim`. */
-export async function readResponseHead(u: UpstreamStream, method: string, limits: HeadLimits, allowSwitch = false, onInterim?: OnInterim): Promise<{ head: ResponseHead; rest: Buffer }> {
-  if (u.plain) return peekResponseHead(u.plain, method, limits, allowSwitch, onInterim);
+export function readResponseHead(u: UpstreamStream, method: string, limits: HeadLimits, allowSwitch = false, onInterim?: OnInterim, take?: TakeWithHead): Promise<{ head: ResponseHead; rest: Buffer }> {
+  // Not async itself: an async function returning a promise settles a few microtask turns later.
+  return u.plain ? peekResponseHead(u.plain, method, limits, allowSwitch, onInterim, take) : readStreamHead(u, method, limits, allowSwitch, onInterim);
+}
+
+/** readResponseHead() from a stream that hands over its bytes (node:tls). */
+async function readStreamHead(u: UpstreamStream, method: string, limits: HeadLimits, allowSwitch: boolean, onInterim?: OnInterim): Promise<{ head: ResponseHead; rest: Buffer }> {
   let buf: Buffer = EMPTY;
   for (;;) {
     const head = buf.length > 0 ? parseResponseHead(buf, limits, method) : null;
@@ -81,18 +87,48 @@ export function upstreamClosed(): Error {
 }
 
 /**
+ * How many body bytes a head's reader may take along with the head: the
+ * response writer's choice, made once the framing is known. 0 leaves the
+ * whole body in the kernel (for splice or the copy path).
+ */
+export type TakeWithHead = (head: ResponseHead) => number;
+
+/**
+ * Body bytes a peek may bring along beyond a head, for a small body the
+ * writer takes with it (TakeWithHead): nginx and a fast origin often deliver
+ * head and a small body in one segment, and one recv then takes both.
+ */
+const PEEK_BODY = 16 * 1024;
+
+/**
+ * The peek buffer, shared by all sockets: peekSome() fills it and the head is
+ * parsed in the same turn, so no other socket's peek comes in between. Grows
+ * to the largest --max-header-size seen (a fresh buffer of that size per
+ * response was a malloc and a GC'd ArrayBuffer for every request).
+ */
+let peekRoom = Buffer.allocUnsafe(16 * 1024 + 1 + PEEK_BODY);
+
+/**
  * The same from a plain socket, taking exactly the head: it looks with
  * MSG_PEEK and then consumes only the head's bytes, so every body byte is
- * still in the kernel for splice (nginx and a fast origin often deliver head
- * and a small body in one segment). Bytes of an incomplete head are consumed
- * as they are seen (so readiness never fires for data already looked at).
+ * still in the kernel for splice. When `take` allows, the body bytes that
+ * came with the head (up to its say) are consumed in the same recv and
+ * returned as `rest`. Bytes of an incomplete head are consumed as they are
+ * seen (so readiness never fires for data already looked at).
  */
-export async function peekResponseHead(sock: PlainSocket, method: string, limits: HeadLimits, allowSwitch: boolean, onInterim?: OnInterim): Promise<{ head: ResponseHead; rest: Buffer }> {
+export async function peekResponseHead(sock: PlainSocket, method: string, limits: HeadLimits, allowSwitch: boolean, onInterim?: OnInterim, take?: TakeWithHead): Promise<{ head: ResponseHead; rest: Buffer }> {
   // One more byte than a head may have: parseResponseHead then reports an oversized head.
-  const room = Buffer.allocUnsafe(limits.maxHeaderSize + 1);
+  const max = limits.maxHeaderSize + 1;
+  if (peekRoom.length < max + PEEK_BODY) peekRoom = Buffer.allocUnsafe(max + PEEK_BODY);
   let held: Buffer = EMPTY;
   for (;;) {
-    const n = await sock.peek(room, room.length - held.length);
+    const room = peekRoom;
+    // Past an incomplete head, only as much as the head may still have.
+    const n = sock.peekSome(room, held.length > 0 ? max - held.length : room.length);
+    if (n === AGAIN) {
+      await sock.readable();
+      continue;
+    }
     if (n === 0) throw upstreamClosed();
     const seen = held.length > 0 ? Buffer.concat([held, room.subarray(0, n)]) : room.subarray(0, n);
     const head = parseResponseHead(seen, limits, method);
@@ -101,10 +137,15 @@ export async function peekResponseHead(sock: PlainSocket, method: string, limits
       held = Buffer.from(seen);
       continue;
     }
-    sock.skip(head.headerBytes - held.length);
-    held = EMPTY;
-    if (!skipInterim(head, allowSwitch)) return { head, rest: EMPTY };
-    onInterim?.(head);
+    if (skipInterim(head, allowSwitch)) {
+      sock.skip(head.headerBytes - held.length);
+      held = EMPTY;
+      onInterim?.(head);
+      continue;
+    }
+    const body = Math.min(take?.(head) ?? 0, seen.length - head.headerBytes);
+    sock.skip(head.headerBytes + body - held.length);
+    return { head, rest: body > 0 ? Buffer.from(seen.subarray(head.headerBytes, head.headerBytes + body)) : EMPTY };
   }
 }
 

@@ -2,8 +2,9 @@
  * Readiness of one non-blocking fd through a libuv uv_poll_t: at most one
  * parked reader and one parked writer, each resumed once when the fd becomes
  * readable / writable. libuv polling is level-triggered, so the poll interest
- * always equals what the parked operations wait for (no busy wake-ups), and
- * it is settled once per dispatch rather than per park.
+ * is what the parked operations wait for, plus readability kept until a
+ * wake-up finds nobody waiting for it (at most one idle wake-up, no busy
+ * ones; see update()), and it is settled once per dispatch rather than per park.
  */
 import { READABLE, WRITABLE, type Native, type PollHandle } from '../native/binding.js';
 
@@ -61,10 +62,20 @@ export class FdReadiness {
     if (!this.dispatching) this.update();
   }
 
-  /** One uv_poll_start (epoll_ctl) per change of interest. */
-  private update(): void {
+  /**
+   * One uv_poll_start (epoll_ctl) per change of interest. Readability stays
+   * watched after its waiter is resumed (`dropRead` false), until a wake-up
+   * finds nobody waiting for it: a reader is usually parked again within a
+   * turn or two (the next response on an upstream connection, the next
+   * record on a client's), and uv_poll_stop + uv_poll_start cost an
+   * EPOLL_CTL_DEL and an EPOLL_CTL_ADD each time (libuv's
+   * uv__platform_invalidate_fd, uv__io_poll). Writability is dropped at
+   * once: a socket is writable nearly always, so a kept interest would wake
+   * the loop on every turn.
+   */
+  private update(dropRead = false): void {
     if (this.closed) return;
-    const want = this.reader.events | this.writer.events;
+    const want = this.reader.events | this.writer.events | (dropRead ? 0 : this.polling & READABLE);
     if (want !== this.polling) {
       this.polling = want;
       this.native.pollStart(this.poll, want);
@@ -76,6 +87,8 @@ export class FdReadiness {
     // parked operations surfaces the real error (ECONNRESET) from the socket itself.
     const fire = status < 0 ? READABLE | WRITABLE : events;
     if (status < 0) this.polling = 0;
+    // Readable with nobody waiting for it: the interest kept by update() has served its time.
+    const unwanted = (fire & READABLE) !== 0 && ((this.reader.events | this.writer.events) & READABLE) === 0;
     const r = this.reader.events & fire ? this.reader.resume : null;
     const w = this.writer.events & fire ? this.writer.resume : null;
     if (r) { this.reader.events = 0; this.reader.resume = null; }
@@ -88,7 +101,7 @@ export class FdReadiness {
       if (w) w();
     } finally {
       this.dispatching = false;
-      this.update();
+      this.update(unwanted);
     }
   }
 

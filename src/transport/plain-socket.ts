@@ -58,6 +58,8 @@ export class PlainSocket {
   private idleMs = 0;
   private idleError: (() => Error) | null = null;
   private idleTimer: NodeJS.Timeout | null = null;
+  /** The period idleTimer was made with. */
+  private timerMs = 0;
   private waiting = 0;
   private records: ControlRecordReader | null = null;
 
@@ -137,7 +139,10 @@ export class PlainSocket {
    * destroyed with `error()` (0 turns it off). The timer is refreshed by progress.
    */
   setIdleTimeout(ms: number, error: () => Error): void {
-    if (ms !== this.idleMs && this.idleTimer) {
+    // 0 leaves the timer inert rather than cleared: an exchange on a pooled connection sets
+    // its timeout, then 0 when released, then the same again on the next lease, and a
+    // timer cleared each time was a new one (an insert into node's timer lists) per request.
+    if (ms > 0 && ms !== this.timerMs && this.idleTimer) {
       clearTimeout(this.idleTimer);
       this.idleTimer = null;
     }
@@ -146,14 +151,15 @@ export class PlainSocket {
     if (this.waiting > 0 && ms > 0) this.armIdleTimer();
   }
 
-  /** Starts (or restarts) the idle timer; it fires only while an operation waits. */
+  /** Starts (or restarts) the idle timer; it fires only while an operation waits, with a timeout set. */
   private armIdleTimer(): void {
     if (this.idleTimer) {
       this.idleTimer.refresh();
       return;
     }
+    this.timerMs = this.idleMs;
     this.idleTimer = setTimeout(() => {
-      if (this.waiting > 0) this.destroy(this.idleError?.() ?? closedError());
+      if (this.waiting > 0 && this.idleMs > 0) this.destroy(this.idleError?.() ?? closedError());
     }, this.idleMs);
     // An armed timer of an idle pooled connection must not keep the process alive.
     this.idleTimer.unref();
@@ -220,6 +226,18 @@ export class PlainSocket {
       if (r !== AGAIN) return r;
       await this.wait(() => this.ready.readable());
     }
+  }
+
+  /**
+   * peek() without waiting: up to `length` waiting bytes into `buf`, left in
+   * the socket; 0 at the peer's FIN, AGAIN when nothing is there. The bytes
+   * are in `buf` in the same turn, so a buffer shared by all sockets will do
+   * (peek()'s result reaches its caller a microtask later, when another
+   * socket's peek may have used the buffer meanwhile).
+   */
+  peekSome(buf: Buffer, length: number): number {
+    if (this.closed) throw this.destroyedWith ?? closedError();
+    return this.recvBytes(buf, 0, length, true);
   }
 
   /** Takes `n` bytes that peek() has shown are waiting (so it never blocks) and drops them. */

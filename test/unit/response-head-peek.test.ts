@@ -1,0 +1,116 @@
+/**
+ * peekResponseHead (src/proxy/upstream-exchange.ts) against a fake upstream
+ * socket: MSG_PEEK looks, recv takes. The head is taken exactly; a small
+ * body the response writer will copy anyway comes along in the same recv
+ * when it is there (TakeWithHead), and otherwise stays in the socket for
+ * splice. One peek buffer serves every socket, so a head must be parsed in
+ * the turn its bytes were peeked.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { AGAIN } from '../../src/native/binding.js';
+import { peekResponseHead } from '../../src/proxy/upstream-exchange.js';
+import type { PlainSocket } from '../../src/transport/plain-socket.js';
+import type { ResponseHead } from '../../src/http/response-head.js';
+
+const LIMITS = { maxHeaderSize: 16 * 1024, maxHeaderCount: 100 };
+
+/** A socket whose bytes arrive in the given parts, one more part each time readable() is awaited. */
+class FakeSocket {
+  private data: Buffer = Buffer.alloc(0);
+  taken = 0;
+  recvs = 0;
+  constructor(private readonly parts: Buffer[], private readonly onReadable: () => Promise<void> = () => Promise.resolve()) {
+    this.data = parts.shift() ?? Buffer.alloc(0);
+  }
+
+  peekSome(buf: Buffer, length: number): number {
+    const waiting = this.data.length - this.taken;
+    if (waiting === 0) return AGAIN;
+    this.recvs++;
+    return this.data.copy(buf, 0, this.taken, this.taken + Math.min(length, waiting));
+  }
+
+  skip(n: number): void {
+    assert.ok(n >= 0 && n <= this.data.length - this.taken, `skip ${n} of ${this.data.length - this.taken} waiting`);
+    if (n > 0) this.recvs++;
+    this.taken += n;
+  }
+
+  async readable(): Promise<void> {
+    assert.ok(this.parts.length > 0, 'readable() awaited with nothing more to come');
+    await this.onReadable();
+    this.data = Buffer.concat([this.data, this.parts.shift()!]);
+  }
+
+  /** What is still in the socket. */
+  left(): string {
+    return this.data.subarray(this.taken).toString('latin1');
+  }
+}
+
+function peek(sock: FakeSocket, take?: (head: ResponseHead) => number) {
+  return peekResponseHead(sock as unknown as PlainSocket, 'GET', LIMITS, false, undefined, take);
+}
+
+const HEAD = 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n';
+const all = (head: ResponseHead): number => (head.framing.kind === 'length' ? head.framing.length : 0);
+
+describe('peekResponseHead', () => {
+  it('takes exactly the head when the writer takes no body: the body stays for splice', async () => {
+    const sock = new FakeSocket([Buffer.from(`${HEAD}hello`)]);
+    const { head, rest } = await peek(sock);
+    assert.equal(head.status, 200);
+    assert.equal(rest.length, 0);
+    assert.equal(sock.left(), 'hello');
+  });
+
+  it('a small body that came with the head is taken in the same recv', async () => {
+    const sock = new FakeSocket([Buffer.from(`${HEAD}helloHTTP/1.1 200 OK`)]);
+    const { head, rest } = await peek(sock, all);
+    assert.equal(head.status, 200);
+    assert.equal(rest.toString(), 'hello');
+    // Bytes past the body (a broken upstream's) are not taken: the pool's probe sees them.
+    assert.equal(sock.left(), 'HTTP/1.1 200 OK');
+    assert.equal(sock.recvs, 2, 'one peek, one recv');
+  });
+
+  it('only the part of the body that is there is taken; the rest stays', async () => {
+    const sock = new FakeSocket([Buffer.from(`${HEAD}he`), Buffer.from('llo')]);
+    const { rest } = await peek(sock, all);
+    assert.equal(rest.toString(), 'he');
+    assert.equal(sock.left(), '');
+  });
+
+  it('a head in pieces, an interim response before it, then the body', async () => {
+    const sock = new FakeSocket([Buffer.from('HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nConte'), Buffer.from('nt-Length: 5\r\n\r\nhello')]);
+    const interim: number[] = [];
+    const { head, rest } = await peekResponseHead(sock as unknown as PlainSocket, 'GET', LIMITS, false, (h) => interim.push(h.status), all);
+    assert.deepEqual(interim, [103]);
+    assert.equal(head.status, 200);
+    assert.equal(rest.toString(), 'hello');
+    assert.equal(sock.left(), '');
+  });
+
+  it('two sockets waiting at once: each head is parsed from its own bytes (one shared peek buffer)', async () => {
+    // Both become readable in the same turn; each one's bytes are peeked and parsed before the other's peek.
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const a = new FakeSocket([Buffer.alloc(0), Buffer.from('HTTP/1.1 200 A\r\nContent-Length: 1\r\n\r\na')], () => gate);
+    const b = new FakeSocket([Buffer.alloc(0), Buffer.from('HTTP/1.1 404 B\r\nContent-Length: 2\r\n\r\nbb')], () => gate);
+    const pa = peek(a, all);
+    const pb = peek(b, all);
+    release();
+    const [ra, rb] = await Promise.all([pa, pb]);
+    assert.equal(ra.head.reason, 'A');
+    assert.equal(ra.rest.toString(), 'a');
+    assert.equal(rb.head.reason, 'B');
+    assert.equal(rb.rest.toString(), 'bb');
+  });
+
+  it('a head larger than --max-header-size is refused even when more bytes were peeked', async () => {
+    const big = `HTTP/1.1 200 OK\r\nX: ${'a'.repeat(LIMITS.maxHeaderSize)}\r\nContent-Length: 0\r\n\r\n`;
+    const sock = new FakeSocket([Buffer.from(big)]);
+    await assert.rejects(peek(sock, all), /larger than 16384 bytes/);
+  });
+});
