@@ -8,7 +8,7 @@
 import type { Logger } from '../log/logger.js';
 import type { HttpServerSettings } from '../config/proxy-settings.js';
 import { AcmeManager } from '../tls/acme/acme-manager.js';
-import type { AcmeChallengeType } from '../tls/acme/acme-order.js';
+import { loadAcmeClient, type AcmeChallengeType } from '../tls/acme/acme-order.js';
 import type { AcmeChallengeCertificate } from '../tls/types.js';
 import { InvalidOptionError } from '../errors.js';
 import { ChallengeRegistry } from '../tls/acme/challenges.js';
@@ -22,6 +22,7 @@ import type { Listeners } from './listeners.js';
  */
 export async function prepareAcme(s: HttpServerSettings, log: Logger, reload: () => void): Promise<AcmeManager | null> {
   if (s.acme === null) return null;
+  await loadAcmeClient();
   const manager = new AcmeManager(s.acme, log, reload);
   try {
     await manager.prepare();

@@ -10,7 +10,25 @@
 import fs from 'node:fs';
 import https from 'node:https';
 import tls from 'node:tls';
-import acme from 'acme-client';
+import type AcmeClient from 'acme-client';
+
+type Acme = typeof AcmeClient;
+let loaded: Acme | null = null;
+
+/**
+ * acme-client (with the axios under it) costs about 27 MiB of RSS and 0.4 s
+ * of start-up in each process that imports it: every worker paid that before
+ * any certificate was ordered. Only the process that orders (the one with
+ * --acme-domain) loads it, before its first use.
+ */
+export async function loadAcmeClient(): Promise<void> {
+  loaded ??= (await import('acme-client')).default;
+}
+
+function acmeLib(): Acme {
+  if (!loaded) throw new Error('acme-client is not loaded: loadAcmeClient() comes first');
+  return loaded;
+}
 import { accountKeyFile, writeSecretFile } from './storage.js';
 import type { Http01Responder } from './http01.js';
 import type { TlsAlpn01Responder } from './tls-alpn01.js';
@@ -51,14 +69,14 @@ export class AcmeOrderError extends Error {
  */
 export function configureTransport(caFile: string | null): https.Agent {
   const extra = [caFile, process.env.NODE_EXTRA_CA_CERTS].filter((f): f is string => typeof f === 'string' && f !== '');
-  const defaults = acme.axios.defaults as typeof acme.axios.defaults & { acmeSettings?: { retryMaxAttempts: number } };
+  const defaults = acmeLib().axios.defaults as typeof AcmeClient.axios.defaults & { acmeSettings?: { retryMaxAttempts: number } };
   if (defaults.acmeSettings) defaults.acmeSettings.retryMaxAttempts = 0;
   const agent = caFile === null ? https.globalAgent : new https.Agent({ ca: [...tls.rootCertificates, ...extra.map((f) => fs.readFileSync(f, 'utf8'))] });
   defaults.httpsAgent = agent;
   if (!watching) {
     watching = true;
     // acme-client turns a refusal into a plain Error: keep the CA's Retry-After (RFC 8555 §6.6) aside.
-    acme.axios.interceptors.response.use(
+    acmeLib().axios.interceptors.response.use(
       (r) => {
         if (r.status === 429 || r.status === 503) lastRetryAfter = r.headers['retry-after'] as string | undefined;
         return r;
@@ -98,11 +116,12 @@ function probeDirectory(url: string, agent: https.Agent): Promise<void> {
  * there is one; else a new account (RFC 8555 §7.3), whose URL is then kept.
  * (acme-client's own path for a known key sends an update Pebble refuses.)
  */
-async function accountClient(account: AcmeAccountSettings): Promise<acme.Client> {
+async function accountClient(account: AcmeAccountSettings): Promise<AcmeClient.Client> {
   const key = await accountKey(account.storage);
   const urlFile = `${accountKeyFile(account.storage)}.url`;
   const known = fs.existsSync(urlFile) ? fs.readFileSync(urlFile, 'utf8').trim() : undefined;
-  const client = new acme.Client({ directoryUrl: account.directoryUrl, accountKey: key, ...(known ? { accountUrl: known } : {}) });
+  const { Client } = acmeLib();
+  const client = new Client({ directoryUrl: account.directoryUrl, accountKey: key, ...(known ? { accountUrl: known } : {}) });
   if (!known) {
     await client.createAccount({ termsOfServiceAgreed: true, ...(account.email ? { contact: [`mailto:${account.email}`] } : {}) });
     writeSecretFile(urlFile, `${client.getAccountUrl()}\n`);
@@ -118,7 +137,7 @@ async function accountKey(storage: string): Promise<Buffer> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
-  const key = await acme.crypto.createPrivateEcdsaKey('P-256');
+  const key = await acmeLib().crypto.createPrivateEcdsaKey('P-256');
   writeSecretFile(file, key);
   return key;
 }
@@ -144,7 +163,7 @@ export async function orderCertificate(account: AcmeAccountSettings, name: strin
     await probeDirectory(account.directoryUrl, configureTransport(account.caFile));
     const client = await accountClient(account);
     if (replaces) orderAsReplacement(client, replaces);
-    const [key, csr] = await acme.crypto.createCsr({ commonName: name, altNames: [name] }, await acme.crypto.createPrivateEcdsaKey('P-256'));
+    const [key, csr] = await acmeLib().crypto.createCsr({ commonName: name, altNames: [name] }, await acmeLib().crypto.createPrivateEcdsaKey('P-256'));
     const certPem = await client.auto({
       csr,
       email: account.email ?? undefined,
@@ -159,7 +178,7 @@ export async function orderCertificate(account: AcmeAccountSettings, name: strin
         if (type !== answer.type) throw new Error(`the CA offers no ${answer.type} challenge for ${name} (it offers ${authz.challenges.map((c) => c.type).join(', ')}); see --acme-challenge`);
         if (type === 'http-01') return answer.http01.add(challenge.token, keyAuthorization);
         // RFC 8737 §3: self-signed, SAN = the name, critical acmeIdentifier = SHA-256(key authorization).
-        const [alpnKey, alpnCert] = await acme.crypto.createAlpnCertificate(authz, keyAuthorization, await acme.crypto.createPrivateEcdsaKey('P-256'));
+        const [alpnKey, alpnCert] = await acmeLib().crypto.createAlpnCertificate(authz, keyAuthorization, await acmeLib().crypto.createPrivateEcdsaKey('P-256'));
         return answer.tlsAlpn01.add(name, answer.challengeFile, alpnCert.toString(), alpnKey.toString());
       },
       challengeRemoveFn: async (_authz, challenge) => {
