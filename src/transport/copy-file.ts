@@ -66,27 +66,32 @@ export function readAt(fd: number, buf: Buffer, length: number, position: number
  * all cached, or no RWF_NOWAIT here); readAt() then reads them.
  */
 export function readNow(fd: number, buf: Buffer, length: number, position: number): number {
-  if (inlineRead === null || length <= 0) return -1;
-  const n = inlineRead(fd, buf, length, position);
+  return tryInline(inlineRead, fd, buf, length, position);
+}
+
+/**
+ * One inline read: its bytes, or -1 when it cannot be had without waiting.
+ * Throws the read's error.
+ */
+function tryInline(inline: InlineRead | null, fd: number, buf: Buffer, length: number, position: number): number {
+  if (inline === null || length <= 0) return -1;
+  const n = inline(fd, buf, length, position);
   if (n >= 0) return n;
-  if (n === NOWAIT_UNSUPPORTED) inlineRead = null;
+  // The kernel (before 4.14) or this file's filesystem has no RWF_NOWAIT. From then on every read takes
+  // the thread pool, for files on other filesystems too: always safe, at worst slower.
+  if (n === NOWAIT_UNSUPPORTED && inline === inlineRead) inlineRead = null;
   return -1;
 }
 
 /** readAt() with the inline attempt given (tests pass a stub to take the fallback). */
 export function readAtWith(inline: InlineRead | null, fd: number, buf: Buffer, length: number, position: number): Promise<number> {
-  if (inline !== null && length > 0) {
-    let n: number;
-    try {
-      n = inline(fd, buf, length, position);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    if (n >= 0) return Promise.resolve(n);
-    // The kernel (before 4.14) or this file's filesystem has no RWF_NOWAIT. From then on every read takes
-    // the thread pool, for files on other filesystems too: always safe, at worst slower.
-    if (n === NOWAIT_UNSUPPORTED && inline === inlineRead) inlineRead = null;
+  let n: number;
+  try {
+    n = tryInline(inline, fd, buf, length, position);
+  } catch (err) {
+    return Promise.reject(err);
   }
+  if (n >= 0) return Promise.resolve(n);
   return new Promise((resolve, reject) => {
     fs.read(fd, buf, 0, length, position, (err, n) => (err ? reject(err) : resolve(n)));
   });

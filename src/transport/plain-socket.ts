@@ -221,8 +221,7 @@ export class PlainSocket {
    */
   async peek(buf: Buffer, length: number): Promise<number> {
     for (;;) {
-      if (this.closed) throw this.destroyedWith ?? closedError();
-      const r = this.recvBytes(buf, 0, length, true);
+      const r = this.peekSome(buf, length);
       if (r !== AGAIN) return r;
       await this.wait(() => this.ready.readable());
     }
