@@ -174,7 +174,7 @@ const stalledMain = (o: Options): Promise<void> =>
   hostMain(o, 'stalled', 'stalled downloads', [STALLED_BEGIN, STALLED_END], (progress) => runStalled({ connections: Number(o.connections), repeats: Number(o.repeats), progress }), (r) => `${stalledTable(r)}\n\n${stalledPointsTable(r)}`);
 
 /** `--workers`: --workers 1 and 2 next to nginx's worker_processes 1 and 2, on this host (bench/workers.ts). */
-const workersMain = (o: Options): Promise<void> => hostMain(o, 'workers', 'workers', [WORKERS_BEGIN, WORKERS_END], (progress) => runWorkers({ full: o.full, progress }), workersTable);
+const workersMain = (o: Options): Promise<void> => hostMain(o, 'workers', 'workers', [WORKERS_BEGIN, WORKERS_END], (progress) => runWorkers({ full: o.full, rounds: Number(o.repeats), progress }), workersTable);
 
 const COPY_PATH_BEGIN = '<!-- bench:copy-path (npm run bench -- --copy-path --update-docs rewrites this part) -->';
 const COPY_PATH_END = '<!-- /bench:copy-path -->';
@@ -240,7 +240,7 @@ async function main(): Promise<void> {
     .option('--update-docs', 'copy the charts to docs/benchmarks/ and rewrite the generated part of docs/benchmarks.md (with --legacy-run: its own part)', false)
     .option('--legacy-run', 'only nginx 1.11.1 + OpenSSL 1.0.2f (../shared/legacy/build) under aludel run vs alone, CPU-s/GB (in the kTLS VM unless this kernel has kTLS)', false)
     .option('--stalled', 'only memory per stalled download: 1,000 TLS downloads that stop reading, aludel vs nginx (proxy and serve), on this host', false)
-    .option('--workers', 'only worker processes: aludel serve/proxy --workers 1 and 2 next to nginx worker_processes 1 and 2 (1 KiB req/s, handshakes/s, RSS per idle connection), on this host', false)
+    .option('--workers', 'only worker processes: aludel serve, proxy and proxy --cache with --workers 1 and 2 next to nginx worker_processes 1 and 2 (1 KiB req/s, 10 MiB MB/s, handshakes/s, RSS per idle connection), on this host', false)
     .option('--fronts <list>', `only these fronts, comma-separated, and no record-size sweeps (of: ${Object.keys(FRONTS).join(', ')})`)
     .option('--kernel-only', 'in the kTLS VM phase, only the kernel offload (userspace TLS is measured natively, on the real CPU): half the VM time', false)
     .option('--tests <list>', 'only these tests, comma-separated (of: load, download, download-h2, file-size), e.g. load,download for the headline ratios alone')
@@ -248,7 +248,7 @@ async function main(): Promise<void> {
     .option('--copy-path', 'only the proxy copy path: aludel proxy vs nginx proxy_pass, userspace TLS, 10 MiB at 8 and 1 connections, --repeats rounds (--full: 10 s points), on this host', false)
     .option('--baseline <dir>', 'with --copy-path: also run the aludel build of this checkout (its dist/ and build/), in the same turns')
     .option('--connections <n>', 'with --stalled: stalled downloads per point', '1000')
-    .option('--repeats <n>', 'with --stalled and --copy-path: repeats (each runs every server once, in turns)', '3')
+    .option('--repeats <n>', 'with --stalled, --workers and --copy-path: repeats (each runs every server once, in turns)', '3')
     .option('--phase <where>', '(internal) run one phase and write it to --out')
     .option('--emulated', '(internal) the phase runs on an emulated CPU', false)
     .option('--out <file>', '(internal) where --phase writes its result')

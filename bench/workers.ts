@@ -1,11 +1,13 @@
 /**
  * `npm run bench -- --workers`: what worker processes buy (issue 17), on this
  * host's CPU (userspace TLS where the kernel has no kTLS), loopback only.
- * `aludel serve` and `aludel proxy` with `--workers 1` and `--workers 2`, next
- * to nginx serving the same files and nginx proxy_pass to the same origin with
- * worker_processes 1 and 2:
+ * `aludel serve`, `aludel proxy` and `aludel proxy --cache` with `--workers 1`
+ * and `--workers 2`, next to nginx serving the same files, nginx proxy_pass to
+ * the same origin and nginx proxy_cache, with worker_processes 1 and 2:
  *
  * - rps: requests/s for a 1 KiB file, 64 keep-alive connections (wrk);
+ * - throughput: a 10 MiB file over 8 keep-alive connections (wrk), MB/s and
+ *   CPU-s per GB: the bulk case, where the record crypto is the work;
  * - handshakes: every request on a new connection with a full handshake:
  *   `h2load --h1 -n 64 -c 64` over and over (64 clients, one request each,
  *   each with its own SSL object, so none resumes a session). Not wrk with
@@ -43,12 +45,20 @@ const run = promisify(execFile);
 const HOST = '127.0.0.1';
 const FILE = 'one-kib.bin';
 const CONNECTIONS = 64;
+/** The throughput test's file and connections: as bench/phase.ts's load test. */
+const BULK_FILE = 'load.bin';
+const BULK_BYTES = 10 * 1024 * 1024;
+const BULK_CONNECTIONS = 8;
 
-export type WorkersFront = 'aludel-serve' | 'nginx-direct' | 'aludel-proxy' | 'nginx-proxy';
-export type WorkersTest = 'rps' | 'handshakes' | 'idle';
-const FRONTS: WorkersFront[] = ['aludel-serve', 'nginx-direct', 'aludel-proxy', 'nginx-proxy'];
+export type WorkersFront = 'aludel-serve' | 'nginx-direct' | 'aludel-proxy' | 'nginx-proxy' | 'aludel-cache' | 'nginx-cache';
+export type WorkersTest = 'rps' | 'throughput' | 'handshakes' | 'idle';
+const FRONTS: WorkersFront[] = ['aludel-serve', 'nginx-direct', 'aludel-proxy', 'nginx-proxy', 'aludel-cache', 'nginx-cache'];
 /** Which nginx each Aludel front is compared with. */
-const PEER: Record<'aludel-serve' | 'aludel-proxy', WorkersFront> = { 'aludel-serve': 'nginx-direct', 'aludel-proxy': 'nginx-proxy' };
+const PEER: Record<'aludel-serve' | 'aludel-proxy' | 'aludel-cache', WorkersFront> = { 'aludel-serve': 'nginx-direct', 'aludel-proxy': 'nginx-proxy', 'aludel-cache': 'nginx-cache' };
+/** Fronts with an idle point: a cache front holds an idle connection as its proxy does. */
+const IDLE_FRONTS: ReadonlySet<WorkersFront> = new Set(['aludel-serve', 'nginx-direct', 'aludel-proxy', 'nginx-proxy']);
+/** Fronts whose CPU includes the origin's: the proxies, and the caches (whose hits leave the origin idle). */
+const hasOrigin = (front: WorkersFront): boolean => front.endsWith('-proxy') || front.endsWith('-cache');
 
 export interface WorkersPoint {
   round: number;
@@ -61,6 +71,8 @@ export interface WorkersPoint {
   cpuS: number;
   cpuMsPer1kRequests: number | null;
   cpuPerGB: number | null;
+  /** Response bytes per second wrk read (heads included). */
+  bytesPerSec?: number;
   /** Each worker's share of the front's CPU (worker processes only, largest first): how evenly the kernel spread the load. */
   workerCpuShares: number[];
   idle?: { connections: number; failed: number; rssBeforeKiB: number; rssAfterKiB: number; kibPerConnection: number };
@@ -82,8 +94,9 @@ interface Plan {
   idleConnections: number;
 }
 
-function plan(full: boolean): Plan {
-  return full ? { seconds: 10, rounds: 3, idleConnections: 5000 } : { seconds: 3, rounds: 1, idleConnections: 1000 };
+/** Rounds: every point once per round, in turns; ≥ 3 so that each ratio has a median and a spread. */
+function plan(full: boolean, rounds: number): Plan {
+  return full ? { seconds: 10, rounds, idleConnections: 5000 } : { seconds: 3, rounds, idleConnections: 1000 };
 }
 
 interface Bench extends BenchSetup {
@@ -105,6 +118,10 @@ async function startFront(b: Bench, front: WorkersFront, workers: number, name: 
       return startNginx(name, { dir, host: HOST, root: b.root, role: { kind: 'direct' }, tls: { ...b.tls, offload: b.offload }, workers });
     case 'nginx-proxy':
       return startNginx(name, { dir, host: HOST, root: b.root, role: { kind: 'proxy', originPort: b.origin.port }, tls: { ...b.tls, offload: b.offload }, workers });
+    case 'aludel-cache':
+      return startAludel(name, { host: HOST, tls: b.tls, offload: b.offload, originPort: b.origin.port, cacheDir: path.join(dir, 'cache'), workers, extraArgs });
+    case 'nginx-cache':
+      return startNginx(name, { dir, host: HOST, root: b.root, role: { kind: 'cache', originPort: b.origin.port }, tls: { ...b.tls, offload: b.offload }, workers });
   }
 }
 
@@ -154,22 +171,28 @@ async function handshakes(url: string, seconds: number): Promise<{ durationS: nu
   return { durationS: elapsed(), requests, bytes: 0, errors };
 }
 
-async function wrkPoint(b: Bench, s: Server, front: WorkersFront, workers: number, test: 'rps' | 'handshakes', round: number, seconds: number): Promise<WorkersPoint> {
-  const url = `https://${HOST}:${s.port}/${FILE}`;
-  const origin = front.endsWith('-proxy') ? b.origin.pid : null;
+function wrk(b: Bench, url: string, connections: number, seconds: number): Promise<{ durationS: number; requests: number; bytes: number; errors: number }> {
+  return run('wrk', ['-t', '2', '-c', String(connections), '-d', `${seconds}s`, '--timeout', '10s', '-s', b.script, url], { maxBuffer: 1 << 20, timeout: (seconds + 60) * 1000 }).then((r) => parseWrkOutput(r.stdout));
+}
+
+async function wrkPoint(b: Bench, s: Server, front: WorkersFront, workers: number, test: 'rps' | 'throughput' | 'handshakes', round: number, seconds: number): Promise<WorkersPoint> {
+  const base = `https://${HOST}:${s.port}/`;
+  const origin = hasOrigin(front) ? b.origin.pid : null;
   const c0 = cpuByPid(s, b.hz);
   const o0 = origin ? cpuSeconds([origin], b.hz) : 0;
   const w =
     test === 'handshakes'
-      ? await handshakes(url, seconds)
-      : parseWrkOutput((await run('wrk', ['-t', '2', '-c', String(CONNECTIONS), '-d', `${seconds}s`, '--timeout', '10s', '-s', b.script, url], { maxBuffer: 1 << 20, timeout: (seconds + 60) * 1000 })).stdout);
+      ? await handshakes(base + FILE, seconds)
+      : test === 'throughput'
+        ? await wrk(b, base + BULK_FILE, BULK_CONNECTIONS, seconds)
+        : await wrk(b, base + FILE, CONNECTIONS, seconds);
   const c1 = cpuByPid(s, b.hz);
   const o1 = origin ? cpuSeconds([origin], b.hz) : 0;
   let front0 = 0;
   for (const [pid, t] of c1) front0 += t - (c0.get(pid) ?? 0);
   const cpuS = front0 + (o1 - o0);
   return {
-    round, test, front, workers, requests: w.requests, errors: w.errors, requestsPerSec: w.requests / w.durationS, cpuS,
+    round, test, front, workers, requests: w.requests, errors: w.errors, requestsPerSec: w.requests / w.durationS, bytesPerSec: w.bytes / w.durationS, cpuS,
     cpuMsPer1kRequests: w.requests > 0 ? (cpuS / w.requests) * 1e6 : null,
     cpuPerGB: cpuPerGB(cpuS, w.bytes),
     workerCpuShares: workerShares(s, c0, c1),
@@ -203,13 +226,40 @@ async function idlePoint(b: Bench, front: WorkersFront, workers: number, round: 
   }
 }
 
+type Scenario = { front: WorkersFront; workers: number; server: Server };
+
+/** Every point of the run, in turns: each scenario once per test per round. */
+function workersSteps(b: Bench, p: Plan, scenarios: Scenario[]): Array<[string, () => Promise<WorkersPoint | null>]> {
+  const steps: Array<[string, () => Promise<WorkersPoint | null>]> = [];
+  // Warm-up: JIT, pools, every worker ready (the primary's socket accepts before its workers are), and both caches filled with both files.
+  for (const sc of scenarios) {
+    steps.push([
+      `warm-up ${sc.front} x${sc.workers}`,
+      async () => {
+        await wrkPoint(b, sc.server, sc.front, sc.workers, 'rps', -1, 1);
+        await wrkPoint(b, sc.server, sc.front, sc.workers, 'throughput', -1, 1);
+        return null;
+      },
+    ]);
+  }
+  for (let round = 0; round < p.rounds; round++) {
+    for (const test of ['rps', 'throughput', 'handshakes'] as const) {
+      for (const sc of scenarios) steps.push([`${test} ${sc.front} x${sc.workers} #${round + 1}`, () => wrkPoint(b, sc.server, sc.front, sc.workers, test, round, p.seconds)]);
+    }
+    for (const sc of scenarios.filter((x) => IDLE_FRONTS.has(x.front))) steps.push([`idle ${sc.front} x${sc.workers} #${round + 1}`, () => idlePoint(b, sc.front, sc.workers, round, p.idleConnections)]);
+  }
+  return steps;
+}
+
 export interface WorkersRunOptions {
   full: boolean;
+  /** Rounds (every point once per round, in turns). */
+  rounds: number;
   progress(done: number, total: number, label: string): void;
 }
 
 export async function runWorkers(o: WorkersRunOptions): Promise<WorkersResult> {
-  const p = plan(o.full);
+  const p = plan(o.full, o.rounds);
   const dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'aludel-workers-'));
   const offload: Offload = fs.existsSync('/proc/net/tls_stat') ? 'kernel' : 'userspace';
   const environment = describeEnvironment(false, 'loopback', 'not measured', false);
@@ -218,6 +268,7 @@ export async function runWorkers(o: WorkersRunOptions): Promise<WorkersResult> {
     const root = path.join(dir, 'root');
     await fs.promises.mkdir(root);
     await fs.promises.writeFile(path.join(root, FILE), crypto.randomBytes(1024));
+    await fs.promises.writeFile(path.join(root, BULK_FILE), crypto.randomBytes(BULK_BYTES));
     const tls = await makeCert(dir);
     const script = path.join(dir, 'report.lua');
     await fs.promises.writeFile(script, WRK_SCRIPT);
@@ -225,7 +276,7 @@ export async function runWorkers(o: WorkersRunOptions): Promise<WorkersResult> {
     const origin = await startNginx('origin', { dir: path.join(dir, 'origin'), host: HOST, root, role: { kind: 'origin' } });
     stops.push(() => origin.stop());
     const b: Bench = { dir, root, tls, origin, offload, hz: clockTicksPerSecond(), script };
-    const scenarios: Array<{ front: WorkersFront; workers: number; server: Server }> = [];
+    const scenarios: Scenario[] = [];
     for (const front of FRONTS) {
       for (const workers of [1, 2]) {
         const server = await startFront(b, front, workers, `${front}-${workers}`);
@@ -233,15 +284,7 @@ export async function runWorkers(o: WorkersRunOptions): Promise<WorkersResult> {
         scenarios.push({ front, workers, server });
       }
     }
-    const steps: Array<[string, () => Promise<WorkersPoint | null>]> = [];
-    // Warm-up: JIT, pools, and every worker ready (the primary's socket accepts before its workers are).
-    for (const sc of scenarios) steps.push([`warm-up ${sc.front} x${sc.workers}`, async () => (await wrkPoint(b, sc.server, sc.front, sc.workers, 'rps', -1, 1), null)]);
-    for (let round = 0; round < p.rounds; round++) {
-      for (const test of ['rps', 'handshakes'] as const) {
-        for (const sc of scenarios) steps.push([`${test} ${sc.front} x${sc.workers} #${round + 1}`, () => wrkPoint(b, sc.server, sc.front, sc.workers, test, round, p.seconds)]);
-      }
-      for (const sc of scenarios) steps.push([`idle ${sc.front} x${sc.workers} #${round + 1}`, () => idlePoint(b, sc.front, sc.workers, round, p.idleConnections)]);
-    }
+    const steps = workersSteps(b, p, scenarios);
     const points: WorkersPoint[] = [];
     for (let i = 0; i < steps.length; i++) {
       o.progress(i, steps.length, steps[i]![0]);
@@ -257,9 +300,11 @@ export async function runWorkers(o: WorkersRunOptions): Promise<WorkersResult> {
   }
 }
 
-/** The value a row reports for a test: req/s (rps, handshakes) or KiB per idle connection. */
+/** The value a row reports for a test: req/s (rps, handshakes), MB/s (throughput) or KiB per idle connection. */
 function value(p: WorkersPoint): number | null {
-  return p.test === 'idle' ? (p.idle?.kibPerConnection ?? null) : p.requestsPerSec;
+  if (p.test === 'idle') return p.idle?.kibPerConnection ?? null;
+  if (p.test === 'throughput') return p.bytesPerSec != null ? p.bytesPerSec / 1e6 : null;
+  return p.requestsPerSec;
 }
 
 /** Same-round ratios a/b of `value`, with their median and min–max. */
@@ -279,11 +324,11 @@ const spread = (r: ReturnType<typeof sameRoundRatios>): string => (r.n > 1 ? `${
 /** One row per test, front and worker count: medians, the CPU split over workers, and the same-round ratios. */
 export function workersTable(res: WorkersResult): string {
   const head = [
-    '| test | front | workers | req/s or KiB/conn (median) | CPU ms / 1k req | CPU-s/GB | worker CPU split | vs nginx (same workers) | 2 workers / 1 |',
+    '| test | front | workers | req/s, MB/s or KiB/conn (median) | CPU ms / 1k req | CPU-s/GB | worker CPU split | vs nginx (same workers) | 2 workers / 1 |',
     '|---|---|---|---|---|---|---|---|---|',
   ];
   const body: string[] = [];
-  for (const test of ['rps', 'handshakes', 'idle'] as const) {
+  for (const test of ['rps', 'throughput', 'handshakes', 'idle'] as const) {
     for (const front of FRONTS) {
       for (const workers of [1, 2]) {
         const of = (f: WorkersFront, w: number): WorkersPoint[] => res.points.filter((p) => p.test === test && p.front === f && p.workers === w);
@@ -299,6 +344,6 @@ export function workersTable(res: WorkersResult): string {
   }
   const errors = res.points.reduce((n, p) => n + p.errors, 0);
   const e = res.environment;
-  const note = `${res.mode} mode: ${res.seconds} s points, ${FILE} of 1,024 bytes (rps: wrk -t2 -c${CONNECTIONS}; handshakes: h2load --h1 -n ${CONNECTIONS} -c ${CONNECTIONS} repeated, no resumption), ${res.idleConnections} idle connections per idle point, ${Math.max(...res.points.map((p) => p.round)) + 1} round(s), ${res.offload} TLS, loopback, client and servers on the same ${e.cpus} CPUs; ${errors} error(s). Proxies: the origin's CPU included. Worker CPU split: first round, largest share first.`;
+  const note = `${res.mode} mode: ${res.seconds} s points, ${FILE} of 1,024 bytes (rps: wrk -t2 -c${CONNECTIONS}; throughput: ${BULK_FILE} of ${BULK_BYTES / 1024 / 1024} MiB, wrk -t2 -c${BULK_CONNECTIONS}, MB/s; handshakes: h2load --h1 -n ${CONNECTIONS} -c ${CONNECTIONS} repeated, no resumption), ${res.idleConnections} idle connections per idle point, ${Math.max(...res.points.map((p) => p.round)) + 1} round(s), ${res.offload} TLS, loopback, client and servers on the same ${e.cpus} CPUs; ${errors} error(s). Proxies and caches: the origin's CPU included (idle on cache hits). Worker CPU split: first round, largest share first.`;
   return [...head, ...body, '', note].join('\n');
 }

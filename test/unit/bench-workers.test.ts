@@ -37,6 +37,12 @@ describe('bench --workers: same-round ratios', () => {
     assert.deepEqual(sameRoundRatios(a, b), { median: 2, min: 1, max: 3, n: 3 });
   });
 
+  test('throughput points compare bytes per second, not requests', () => {
+    const bulk = (round: number, requestsPerSec: number, bytesPerSec: number): WorkersPoint => ({ ...point(round, requestsPerSec), test: 'throughput', bytesPerSec });
+    // Same requests per second, twice the bytes: the ratio follows the bytes.
+    assert.deepEqual(sameRoundRatios([bulk(0, 10, 4e8)], [bulk(0, 10, 2e8)]), { median: 2, min: 2, max: 2, n: 1 });
+  });
+
   test('a round missing on one side or a zero denominator gives no ratio', () => {
     assert.deepEqual(sameRoundRatios([point(0, 5), point(1, 5)], [point(0, 0)]), { median: null, min: null, max: null, n: 0 });
   });
