@@ -270,6 +270,8 @@ export class HttpCache {
    */
   async claimFill(key: string, requestHeaders: Headers, mayWait: boolean): Promise<Fill | 'waited'> {
     if (this.peers === null) return this.beginFill(key, requestHeaders);
+    // The key's entries as this request found them (select ran in this turn, or after a local fill it did not follow).
+    const seen = mayWait ? this.store.variants(key).map((e) => e.id) : null;
     const asking = this.claims.get(key);
     if (asking !== undefined && mayWait && (await asking)) return 'waited';
     let answered!: (granted: boolean) => void;
@@ -282,6 +284,12 @@ export class HttpCache {
     try {
       const answer = await this.askLock(key, mayWait, (a) => a !== 'granted' && settle(false));
       if (answer === 'waited') return 'waited';
+      if (answer === 'granted' && seen !== null && (await this.storedSince(key, seen))) {
+        // Another worker committed this key between this request's miss and the grant: its
+        // 'stored' came over the channel ahead of the grant. Look again instead of a second fill.
+        this.keyLocks!.release(key);
+        return 'waited';
+      }
       const fill = this.beginFill(key, requestHeaders);
       if (answer === 'granted') this.locked.add(fill);
       // After beginFill, in the same turn: the requests waiting for this answer find the fill.
@@ -290,6 +298,18 @@ export class HttpCache {
     } finally {
       settle(false);
     }
+  }
+
+  /**
+   * Whether `key` has an entry that was not among `seen`, once every event
+   * the other workers sent before the lock's answer is applied: the primary
+   * relays a worker's 'stored' before it frees the key, so a request that
+   * missed just before another worker's commit is granted the lock with that
+   * entry already on its way (the same wait as holdKey's).
+   */
+  private async storedSince(key: string, seen: readonly string[]): Promise<boolean> {
+    await this.peerQueue;
+    return this.store.variants(key).some((e) => !seen.includes(e.id));
   }
 
   /**

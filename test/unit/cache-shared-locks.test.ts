@@ -30,10 +30,14 @@ class Peers implements CachePeers {
     this.published.push(e);
   }
 
+  /** Other workers' events the primary relayed before its next answer (they arrive first on the channel). */
+  eventsBeforeAnswer: PeerEvent[] = [];
+
   lock(key: string): Promise<LockAnswer> {
     this.asked.push(key);
     const a = this.answers.shift();
     assert.ok(a !== undefined, `a lock request for ${key} the test did not expect`);
+    for (const e of this.eventsBeforeAnswer.splice(0)) this.listener!(e);
     const answer = Promise.resolve(a);
     if (this.unlockBehindAnswer) {
       this.unlockBehindAnswer = false;
@@ -163,5 +167,39 @@ describe('HttpCache: background revalidation under the key\'s lock across the wo
     assert.deepEqual(peers.unlocked, [], 'the revalidation still holds it');
     cache.endRefresh(e);
     assert.deepEqual(peers.unlocked, ['https://h/f']);
+  });
+});
+
+describe('HttpCache: one fill per key across the workers, when another worker commits just before the grant', () => {
+  it('granted with the other worker\'s entry already relayed: no fill, the key goes back, and the request looks again (a hit)', async () => {
+    // Two workers on one directory: A commits the key; B missed just before and asks for the lock.
+    const shared = path.join(dir, `shared-${++serial}`);
+    const a = new Peers();
+    const b = new Peers();
+    const cacheA = await HttpCache.open({ dir: shared, maxBytes: 1 << 20, log: silentLogger, peers: a });
+    const cacheB = await HttpCache.open({ dir: shared, maxBytes: 1 << 20, log: silentLogger, peers: b });
+    const key = 'https://h/late';
+    assert.equal(cacheB.select(key, [], false).entry, null, 'B misses');
+    await stored(cacheA, key, 'max-age=600', 0);
+    const relayed = a.published.filter((e) => e.event === 'stored');
+    assert.equal(relayed.length, 1);
+    // The primary relays A's 'stored' to B, then frees the key: B's request is granted it.
+    b.eventsBeforeAnswer = relayed;
+    b.answers = ['granted'];
+    const fill = await cacheB.claimFill(key, [], true);
+    assert.equal(fill, 'waited', 'a second fill would fetch what A just stored');
+    assert.deepEqual(b.unlocked, [key], 'the key goes back at once');
+    assert.notEqual(cacheB.select(key, [], false).entry, null, 'the second look finds A\'s entry');
+  });
+
+  it('granted with nothing new for the key: the fill goes ahead; a second look (mayWait false) never waits', async () => {
+    const { cache, peers } = await open();
+    peers.answers = ['granted', 'granted'];
+    const first = await cache.claimFill('https://h/new', [], true);
+    assert.notEqual(first, 'waited');
+    if (first !== 'waited') await cache.endFill(first);
+    const second = await cache.claimFill('https://h/new', [], false);
+    assert.notEqual(second, 'waited');
+    if (second !== 'waited') await cache.endFill(second);
   });
 });
