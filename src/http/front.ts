@@ -120,7 +120,15 @@ function track(conn: object, res: http.ServerResponse): void {
   let list = unfinished.get(conn);
   if (list === undefined) unfinished.set(conn, (list = []));
   list.push(res);
-  res.once('close', () => list.splice(list.indexOf(res), 1));
+  // 'close' comes once per response (node's resOnFinish, or the connection's end): a plain
+  // listener shared by all, rather than a closure and once()'s wrapper per response.
+  res.on('close', untrack);
+}
+
+function untrack(this: http.ServerResponse): void {
+  const list = unfinished.get(this.req.socket);
+  const i = list === undefined ? -1 : list.indexOf(this);
+  if (i >= 0) list!.splice(i, 1);
 }
 
 /**

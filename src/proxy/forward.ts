@@ -95,16 +95,19 @@ export class Forwarder {
     const method = req.method ?? 'GET';
     // A reused idle connection may have been closed by the upstream a moment ago: when
     // nothing came back and the request can be sent again, retry once on a new one.
+    const retrySafe = body.framing === 'none' && IDEMPOTENT.has(method);
     for (let attempt = 0; ; attempt++) {
       const peer = this.o.group.pick();
       x.upstream = peer.upstream.url;
-      const lease = await this.leaseOrFail(peer, attempt > 0);
+      // A pooled connection without a promise when there is one. Only a request that may be
+      // retried trusts readiness for the connection's health; others get the recv check.
+      const lease = (attempt === 0 ? this.o.group.leaseIdle(peer, retrySafe) : null) ?? await this.leaseOrFail(peer, attempt > 0);
       x.lease = lease;
       let sent: { answer: UpstreamResponse; bodySent: Promise<void> };
       try {
         sent = await this.send(x, peer, head, body.framing, detached);
       } catch (err) {
-        const retry = lease.reused && attempt === 0 && body.framing === 'none' && IDEMPOTENT.has(method) && isConnectionLoss(err);
+        const retry = lease.reused && attempt === 0 && retrySafe && isConnectionLoss(err);
         lease.stream.destroy();
         x.lease = null;
         if (retry) continue;
@@ -137,7 +140,8 @@ export class Forwarder {
     u.setIdleTimeout(this.s.upstreamIdleTimeoutMs, () => new UpstreamTimeoutError('body', this.s.upstreamIdleTimeoutMs, url));
     let answered = false;
     let bodySent: Promise<void> = Promise.resolve();
-    let resumeClientTimer = (): void => undefined;
+    let resumeClientTimer: (x: Exchange | null) => void = noop;
+    let timedX: Exchange | null = null;
     try {
       const sentAt = Date.now();
       await u.write(head);
@@ -148,7 +152,16 @@ export class Forwarder {
         bodySent.catch((err: unknown) => { if (!answered) u.destroy(err as Error); });
       }
       u.setIdleTimeout(this.s.upstreamHeadersTimeoutMs, () => new UpstreamTimeoutError('headers', this.s.upstreamHeadersTimeoutMs, url));
-      if (!detached) resumeClientTimer = this.pauseClientTimer(x, bodySent);
+      if (detached) {
+        // No client: its timer is not ours.
+      } else if (framing === 'none') {
+        // The whole request is upstream already: paused now, without a promise turn.
+        x.req.setTimeout(0);
+        resumeClientTimer = this.resumeClientTimer;
+        timedX = x;
+      } else {
+        resumeClientTimer = this.pauseClientTimer(x, bodySent);
+      }
       const onInterim = detached ? undefined : (interim: ResponseHead): void => this.forwardInterim(x, interim);
       const take = UpstreamResponse.takeWithHead(x, u, this.o.pipes);
       const response = await readResponseHead(u, x.req.method ?? 'GET', this.limits, false, onInterim, take);
@@ -156,9 +169,14 @@ export class Forwarder {
       x.upstreamMs = Date.now() - sentAt;
       return { answer: new UpstreamResponse(x, u, response.head, response.rest, sentAt, this.o.pipes), bodySent };
     } finally {
-      resumeClientTimer();
+      resumeClientTimer(timedX);
     }
   }
+
+  /** pauseClientTimer()'s restart for a request sent whole at once (no body): one function, not one per request. */
+  private readonly resumeClientTimer = (x: Exchange | null): void => {
+    if (x !== null && !x.conn.destroyed) x.req.setTimeout(this.s.idleTimeoutMs);
+  };
 
   /**
    * While the upstream prepares its answer, the client is idle by no fault of
@@ -225,6 +243,8 @@ export class Forwarder {
     }
   }
 }
+
+const noop = (): void => undefined;
 
 type BodyFraming = 'chunked' | 'length' | 'none';
 

@@ -48,6 +48,16 @@ export interface HttpProxyOptions {
   access?: AccessLog;
 }
 
+/** Where a response keeps its exchange for onResponseClose. */
+const EXCHANGE = Symbol('exchange');
+type Watched = AnyResponse & { [EXCHANGE]?: ProxyExchange };
+
+/** A response closed before it finished: the client went away, and its upstream connection goes too. */
+function onResponseClose(this: Watched): void {
+  const x = this[EXCHANGE];
+  if (x !== undefined && !this.writableFinished) x.lease?.stream.destroy(new ClientGoneError());
+}
+
 /** The proxy on a listener: each finished handshake goes to a new front. */
 export function startHttpProxy(o: HttpProxyOptions): Front {
   const front = createHttpProxy(o);
@@ -127,10 +137,9 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
     let error: unknown = null;
     // A client that goes away must not hold an upstream connection until the upstream
     // timeouts fire: whatever waits on the upstream fails at once with ClientGoneError.
-    const onClose = (): void => {
-      if (!res.writableFinished) x.lease?.stream.destroy(new ClientGoneError());
-    };
-    res.once('close', onClose);
+    // One listener for all responses, finding its exchange on the response (no closure per request).
+    (res as Watched)[EXCHANGE] = x;
+    res.once('close', onResponseClose);
     try {
       status = await pipeline(x);
     } catch (err) {
@@ -146,7 +155,7 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
         conn.destroy();
       }
     } finally {
-      res.off('close', onClose);
+      res.off('close', onResponseClose);
       if (x.lease) {
         if (x.reusable && error === null) o.group.release(x.lease);
         else x.lease.stream.destroy();

@@ -30,8 +30,15 @@ export interface UpstreamStream {
   setIdleTimeout(ms: number, error: () => Error): void;
   /** The plain socket, when the body can be spliced out of it; null for TLS. */
   readonly plain: PlainSocket | null;
-  /** For a pooled idle connection: false when it was closed or sent something unasked. */
-  isIdleAlive(): boolean;
+  /**
+   * For a pooled idle connection: false when it was closed or sent something
+   * unasked. `quietEnough`: readiness having reported nothing since the
+   * connection went idle is proof enough (no recv); for a request that can be
+   * sent again when the connection turns out dead after all (see Forwarder).
+   */
+  isIdleAlive(quietEnough?: boolean): boolean;
+  /** The connection goes idle in the pool (quietEnough in isIdleAlive() counts from here). */
+  watchIdle?(): void;
 }
 
 export interface ConnectUpstreamOptions {
@@ -57,11 +64,18 @@ class PlainUpstream implements UpstreamStream {
   destroy(err?: Error): void { this.plain.destroy(err); }
   get destroyed(): boolean { return this.plain.destroyed; }
   setIdleTimeout(ms: number, error: () => Error): void { this.plain.setIdleTimeout(ms, error); }
-  isIdleAlive(): boolean {
+  isIdleAlive(quietEnough = false): boolean {
+    if (this.plain.destroyed) return false;
+    // Nothing reported readable since the connection went idle: as of the loop's last poll the
+    // upstream has sent neither bytes nor its FIN, so the recv below would find nothing (nginx
+    // goes by the same events: ngx_http_upstream_keepalive_close_handler). Whatever came after
+    // that poll is met by the caller's retry on a fresh connection.
+    if (quietEnough && this.plain.quietSinceIdle()) return true;
     // An idle keep-alive connection has nothing to read: a FIN (0) means the upstream
     // closed it, bytes mean it broke the protocol. Either way it must not be reused.
-    return !this.plain.destroyed && this.plain.idleState(this.probe) === 'empty';
+    return this.plain.idleState(this.probe) === 'empty';
   }
+  watchIdle(): void { this.plain.watchIdle(); }
 }
 
 /**

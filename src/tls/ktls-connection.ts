@@ -650,7 +650,10 @@ export class KtlsConnection extends Duplex implements SecureConnection {
     if (cb) this.once('timeout', cb);
     if (!(ms > 0) || this.released) {
       this.idleMs = 0;
-      if (this.idleTimer) { clearTimeout(this.idleTimer); this.idleTimer = null; }
+      // Turned off, the timer is left armed but inert (onIdleTimer does nothing while idleMs is
+      // 0), not cleared: the proxy turns the client's timeout off while the upstream prepares
+      // each answer and on again after it, and a cleared timer was a new one per request.
+      if (this.idleTimer && this.released) { clearTimeout(this.idleTimer); this.idleTimer = null; }
       return this;
     }
     const now = performance.now();

@@ -18,6 +18,8 @@ export class FdReadiness {
   private polling = 0;
   private dispatching = false;
   private closed = false;
+  /** Wake-ups for readability that found nobody waiting for it (see quietSince()). */
+  private stirs = 0;
 
   constructor(native: Native, fd: number) {
     this.native = native;
@@ -41,6 +43,29 @@ export class FdReadiness {
   clearWriter(): void {
     this.writer.events = 0;
     this.writer.resume = null;
+  }
+
+  /**
+   * Watches readability with nobody waiting (an idle keep-alive connection,
+   * whose peer should say nothing) and returns a mark for quietSince(). The
+   * interest is usually still on from the last response's wait: then this
+   * costs no epoll_ctl.
+   */
+  watchIdle(): number {
+    if (!this.closed && (this.polling & READABLE) === 0) {
+      this.polling |= READABLE;
+      this.native.pollStart(this.poll, this.polling);
+    }
+    return this.stirs;
+  }
+
+  /**
+   * Nothing was reported readable since watchIdle() returned `mark`, and
+   * readability was watched all along: as of the loop's last poll, no byte
+   * and no FIN has arrived. Says nothing of what came after that poll.
+   */
+  quietSince(mark: number): boolean {
+    return !this.closed && this.stirs === mark && (this.polling & READABLE) !== 0;
   }
 
   readable(): Promise<void> {
@@ -89,6 +114,7 @@ export class FdReadiness {
     if (status < 0) this.polling = 0;
     // Readable with nobody waiting for it: the interest kept by update() has served its time.
     const unwanted = (fire & READABLE) !== 0 && ((this.reader.events | this.writer.events) & READABLE) === 0;
+    if (unwanted) this.stirs++;
     const r = this.reader.events & fire ? this.reader.resume : null;
     const w = this.writer.events & fire ? this.writer.resume : null;
     if (r) { this.reader.events = 0; this.reader.resume = null; }

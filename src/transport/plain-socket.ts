@@ -17,6 +17,7 @@ import { FdReadiness } from './fd-readiness.js';
 /** recv() size: one read takes whatever the socket holds, up to this. */
 const READ_MAX = 64 * 1024;
 const scratch = Buffer.allocUnsafe(READ_MAX);
+const SENT: Promise<void> = Promise.resolve();
 const errnoNames = new Map<number, string>(Object.entries(os.constants.errno).map(([k, v]) => [v, k]));
 
 export function errnoError(errno: number, syscall: string): Error & { code: string; errno: number; syscall: string } {
@@ -62,6 +63,8 @@ export class PlainSocket {
   private timerMs = 0;
   private waiting = 0;
   private records: ControlRecordReader | null = null;
+  /** FdReadiness.watchIdle()'s mark for the current idle period; -1: none. */
+  private idleMark = -1;
 
   private constructor(native: Native, fd: number, address: string, port: number) {
     this.native = native;
@@ -204,9 +207,25 @@ export class PlainSocket {
     }
   }
 
-  /** Resolves once the socket has taken all of `buf`. */
-  async write(buf: Buffer): Promise<void> {
-    let off = 0;
+  /**
+   * Resolves once the socket has taken all of `buf`. Not async itself: a
+   * request head nearly always fits the socket's buffer at once, and then
+   * the answer is a promise already settled instead of an async function's.
+   */
+  write(buf: Buffer): Promise<void> {
+    if (this.closed || buf.length === 0) return this.writeFrom(buf, 0);
+    let r: number;
+    try {
+      r = this.native.send(this.fd, buf, 0, buf.length);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (r === buf.length) return SENT;
+    return this.writeFrom(buf, r === AGAIN ? 0 : r);
+  }
+
+  private async writeFrom(buf: Buffer, start: number): Promise<void> {
+    let off = start;
     while (off < buf.length) {
       if (this.closed) throw this.destroyedWith ?? closedError();
       const r = this.native.send(this.fd, buf, off, buf.length - off);
@@ -327,6 +346,16 @@ export class PlainSocket {
   idleState(probe: Buffer): 'empty' | 'eof' | 'data' {
     const r = this.recvBytes(probe, 0, 1, false);
     return r === AGAIN ? 'empty' : r === 0 ? 'eof' : 'data';
+  }
+
+  /** Starts an idle period (a pooled keep-alive connection): readiness watches for anything the peer sends. */
+  watchIdle(): void {
+    this.idleMark = this.ready.watchIdle();
+  }
+
+  /** Readiness has reported nothing since watchIdle() (as of the loop's last poll: see FdReadiness.quietSince). */
+  quietSinceIdle(): boolean {
+    return !this.closed && this.idleMark >= 0 && this.ready.quietSince(this.idleMark);
   }
 
   /** Our FIN; the read side stays open (half-close). */
