@@ -52,7 +52,7 @@ const OPTIONS: Record<ProxyKey, { arg: string | null; help: (mode: SettingsMode)
   'connect-timeout': { arg: '<time>', help: () => 'upstream connect timeout (nginx proxy_connect_timeout)' },
   'upstream-headers-timeout': { arg: '<time>', help: () => 'wait this long for the upstream response head' },
   'upstream-idle-timeout': { arg: '<time>', help: () => 'upstream read/write stall timeout' },
-  'upstream-keepalive': { arg: '<n>', help: () => 'idle upstream connections kept per upstream; 0 = none' },
+  'upstream-keepalive': { arg: '<n>', help: () => 'idle upstream connections kept per upstream (those past it are closed after 1 s idle, oldest first); 0 = none' },
   'upstream-keepalive-timeout': { arg: '<time>', help: () => 'close idle upstream connections after this long' },
   'upstream-tls-min': { arg: '<version>', help: () => 'lowest TLS version to https:// upstreams: 1.0, 1.1, 1.2 or 1.3' },
   'upstream-tls-max': { arg: '<version>', help: () => 'highest TLS version to https:// upstreams' },
