@@ -128,6 +128,23 @@ export type OpenBeneath = (relative: string) => number;
 const E = os.constants.errno;
 
 /**
+ * An origin-form target of plain segments: unreserved characters only (RFC
+ * 3986 §2.3), none starting with a dot, so no "." or ".." and no percent
+ * escape, query or fragment. Its path beneath the root is itself without
+ * the leading slash: what requestSegments, the filter and the join make of
+ * it, without the decoding, the split and the arrays.
+ */
+const PLAIN_TARGET = /^(?:\/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+$/;
+
+/** The decoded path beneath the root ("" for the root itself), or why there is none. */
+function relativePath(urlPath: string): string | Refused {
+  if (PLAIN_TARGET.test(urlPath)) return urlPath.slice(1);
+  const segments = requestSegments(urlPath);
+  if (!Array.isArray(segments)) return segments;
+  return segments.filter((x) => x !== '' && x !== '.').join('/');
+}
+
+/**
  * The fast way to a regular file under the root, where the kernel has
  * openat2(2): one open whose resolution the kernel keeps beneath the root
  * (RESOLVE_BENEATH: no "..", absolute path or symlink leads out), then
@@ -138,9 +155,8 @@ const E = os.constants.errno;
  * (EXDEV: an absolute symlink may still point inside the root), no openat2.
  */
 export function openUnderRoot(open: OpenBeneath, rootReal: string, urlPath: string): { kind: 'open'; fd: number; path: string; stat: Stats } | Refused | 'fallback' {
-  const segments = requestSegments(urlPath);
-  if (!Array.isArray(segments)) return segments;
-  const relative = segments.filter((x) => x !== '' && x !== '.').join('/');
+  const relative = relativePath(urlPath);
+  if (typeof relative !== 'string') return relative;
   if (relative === '') return 'fallback';
   let fd: number;
   try {
@@ -160,7 +176,8 @@ export function openUnderRoot(open: OpenBeneath, rootReal: string, urlPath: stri
     fs.closeSync(fd);
     return 'fallback';
   }
-  if (stat.isFile()) return { kind: 'open', fd, path: path.join(rootReal, relative), stat };
+  // relative has no empty, "." or ".." segment: joined as path.join would, without its normalising pass.
+  if (stat.isFile()) return { kind: 'open', fd, path: rootReal === path.sep ? rootReal + relative : rootReal + path.sep + relative, stat };
   fs.closeSync(fd);
   // No directory listings; directories go the slow way for their index file.
   return stat.isDirectory() ? 'fallback' : NOT_FOUND;

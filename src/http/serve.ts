@@ -57,9 +57,9 @@ export const connectionBodySender: BodySender = {
     res.end();
     return path;
   },
-  sendBodyNow(res, fd, offset, length) {
+  sendBodyNow(res, fd, offset, length, head) {
     if (res instanceof http2.Http2ServerResponse) return undefined;
-    return sentWithHeadNow(res, fd, offset, length) ? 'write' : undefined;
+    return sentWithHeadNow(res, fd, offset, length, head) ? 'write' : undefined;
   },
 };
 

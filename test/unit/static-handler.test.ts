@@ -1,7 +1,7 @@
 import { after, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { constants as fsConstants, createReadStream, openSync, promises as fsp } from 'node:fs';
+import { constants as fsConstants, createReadStream, openSync, promises as fsp, readSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -18,7 +18,12 @@ interface Reply {
   body: Buffer;
 }
 
-type SenderMode = 'stream' | 'fail-before-headers' | 'fail-mid-body';
+/**
+ * The sender's way for a body: streamed by sendBody (its sendBodyNow declines, leaving res
+ * alone), failing in sendBody, or sent at once by sendBodyNow with the head it was given
+ * ('now'), or sendBodyNow failing before it wrote anything ('now-fails').
+ */
+type SenderMode = 'stream' | 'fail-before-headers' | 'fail-mid-body' | 'now' | 'now-fails';
 
 const SIZE = 200 * 1024 + 7;
 
@@ -53,6 +58,18 @@ for (const mode of ['realpath', 'openat2', 'not-cached'] as const) describe(mode
       }
       const stream = createReadStream('', { fd, start: offset, end: offset + length - 1, autoClose: false });
       await pipeline(stream, out);
+      return 'write';
+    },
+    sendBodyNow(res, fd, offset, length, head): BodyPath | undefined {
+      if (senderMode === 'now-fails') throw new Error('file shorter than its fstat');
+      if (senderMode !== 'now') return undefined;
+      const out = res as http.ServerResponse;
+      assert.equal(out.headersSent, false, 'nothing set on res before sendBodyNow');
+      assert.deepEqual(out.getHeaderNames(), []);
+      const buf = Buffer.alloc(length);
+      assert.equal(readSync(fd, buf, 0, length, offset), length);
+      out.writeHead(head.status, head.fields);
+      out.end(buf);
       return 'write';
     },
   };
@@ -113,6 +130,20 @@ for (const mode of ['realpath', 'openat2', 'not-cached'] as const) describe(mode
           if (!res.complete) reject(new Error('response truncated'));
         });
         res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  /** A GET (or `method`) whose answer is read with the field names as sent, in order. */
+  function rawResponse(urlPath: string, range?: string, method = 'GET'): Promise<{ status: number; names: string[]; headers: http.IncomingHttpHeaders; body: Buffer }> {
+    return new Promise((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, method, path: urlPath, headers: range ? { range } : {}, agent: false }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('error', reject);
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, names: res.rawHeaders.filter((_, i) => i % 2 === 0), headers: res.headers, body: Buffer.concat(chunks) }));
       });
       req.on('error', reject);
       req.end();
@@ -308,6 +339,54 @@ for (const mode of ['realpath', 'openat2', 'not-cached'] as const) describe(mode
     const outcome = await lastOutcome;
     assert.equal(outcome.status, 500);
     assert.ok(outcome.error instanceof Error);
+  });
+
+  it('sendBodyNow gets the head to write: the same status, fields and body as the streamed way, fields in the same order', async () => {
+    const streamed = await rawResponse('/big.bin', 'bytes=10-20');
+    senderMode = 'now';
+    senderCalls = 0;
+    const now = await rawResponse('/big.bin', 'bytes=10-20');
+    assert.equal(now.status, 206);
+    assert.deepEqual(now.names, streamed.names);
+    assert.deepEqual(now.names.slice(0, 6), ['Content-Type', 'Last-Modified', 'ETag', 'Accept-Ranges', 'Content-Length', 'Content-Range']);
+    assert.equal(now.headers['content-range'], `bytes 10-20/${SIZE}`);
+    assert.deepEqual(now.body, data.subarray(10, 21));
+    const whole = await request('GET', '/big.bin');
+    assert.equal(whole.status, 200);
+    assert.equal(whole.headers.etag, await bigEtag());
+    assert.equal(whole.headers['content-length'], String(SIZE));
+    assert.equal(whole.headers['accept-ranges'], 'bytes');
+    assert.equal(sha256(whole.body), sha256(data));
+    assert.equal(senderCalls, 0, 'sendBody never called');
+    const outcome = await lastOutcome;
+    assert.deepEqual({ status: outcome.status, bytes: outcome.bytes, bodyPath: outcome.bodyPath, file: outcome.file }, { status: 200, bytes: SIZE, bodyPath: 'write', file: path.join(root, 'big.bin') });
+  });
+
+  it('HEAD and 304 (written by the handler itself) carry the same validators as the GET', async () => {
+    senderMode = 'now';
+    const get = await rawResponse('/big.bin');
+    const head = await rawResponse('/big.bin', undefined, 'HEAD');
+    assert.equal(head.status, 200);
+    assert.deepEqual(head.names, get.names);
+    for (const name of ['content-type', 'last-modified', 'etag', 'accept-ranges', 'content-length']) assert.equal(head.headers[name], get.headers[name], name);
+    assert.equal(head.body.length, 0);
+    const notModified = await request('GET', '/big.bin', { 'if-none-match': get.headers.etag! });
+    assert.equal(notModified.status, 304);
+    assert.equal(notModified.headers.etag, get.headers.etag);
+    assert.equal(notModified.headers['last-modified'], get.headers['last-modified']);
+    assert.equal(notModified.headers['content-length'], undefined);
+  });
+
+  it('500 when sendBodyNow fails before writing: the head it was given never reached res', async () => {
+    senderMode = 'now-fails';
+    const reply = await request('GET', '/big.bin');
+    assert.equal(reply.status, 500);
+    assert.equal(reply.headers.etag, undefined);
+    assert.equal(reply.headers['accept-ranges'], undefined);
+    const outcome = await lastOutcome;
+    assert.equal(outcome.status, 500);
+    assert.ok(outcome.error instanceof Error);
+    assert.equal(outcome.file, path.join(root, 'big.bin'));
   });
 
   it('destroys the connection when the body fails midway', async () => {
