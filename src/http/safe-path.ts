@@ -10,6 +10,7 @@
 import fs, { promises as fsp, type Stats } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { statFromSlots, type FileStat } from './file-stat.js';
 
 export type ResolveResult =
   | { kind: 'file'; path: string; stat: Stats }
@@ -122,8 +123,13 @@ export function errorCode(err: unknown): string | undefined {
   return typeof code === 'string' ? code : undefined;
 }
 
-/** openat2(2) of a path relative to the root directory (the addon's openBeneath, bound to the root's fd): an fd, or -errno. */
-export type OpenBeneath = (relative: string) => number;
+/**
+ * openat2(2) of a path relative to the root directory (the addon's
+ * openBeneath, bound to the root's fd): an fd, or -errno. With `fstats`, the
+ * opener also fstat'ed the fd it returned and wrote it there (the addon's
+ * openBeneathStat, file-stat.ts); without, openUnderRoot asks fs.fstatSync.
+ */
+export type OpenBeneath = ((relative: string) => number) & { readonly fstats?: Float64Array };
 
 const E = os.constants.errno;
 
@@ -154,7 +160,7 @@ function relativePath(urlPath: string): string | Refused {
  * directories (index files), anything the kernel refused to resolve beneath
  * (EXDEV: an absolute symlink may still point inside the root), no openat2.
  */
-export function openUnderRoot(open: OpenBeneath, rootReal: string, urlPath: string): { kind: 'open'; fd: number; path: string; stat: Stats } | Refused | 'fallback' {
+export function openUnderRoot(open: OpenBeneath, rootReal: string, urlPath: string): { kind: 'open'; fd: number; path: string; stat: FileStat } | Refused | 'fallback' {
   const relative = relativePath(urlPath);
   if (typeof relative !== 'string') return relative;
   if (relative === '') return 'fallback';
@@ -169,12 +175,16 @@ export function openUnderRoot(open: OpenBeneath, rootReal: string, urlPath: stri
     if (fd === -E.EACCES || fd === -E.EPERM) return FORBIDDEN;
     return 'fallback';
   }
-  let stat: Stats;
-  try {
-    stat = fs.fstatSync(fd);
-  } catch {
-    fs.closeSync(fd);
-    return 'fallback';
+  let stat: FileStat;
+  if (open.fstats !== undefined) {
+    stat = statFromSlots(open.fstats);
+  } else {
+    try {
+      stat = fs.fstatSync(fd);
+    } catch {
+      fs.closeSync(fd);
+      return 'fallback';
+    }
   }
   // relative has no empty, "." or ".." segment: joined as path.join would, without its normalising pass.
   if (stat.isFile()) return { kind: 'open', fd, path: rootReal === path.sep ? rootReal + relative : rootReal + path.sep + relative, stat };

@@ -12,6 +12,7 @@ import type http from 'node:http';
 import type { AnyRequest, AnyResponse } from './alpn-front.js';
 import { evaluatePreconditions, ifRangeAllows } from './conditional.js';
 import { validatorsFor, type FileValidators } from './file-validators.js';
+import type { FileStat } from './file-stat.js';
 import { parseRange } from './range.js';
 import { errorCode, openUnderRoot, resolveUnderRoot, type OpenBeneath } from './safe-path.js';
 
@@ -162,7 +163,7 @@ function serveFile(
   }
   // Validators come from the open fd: if the file was replaced since
   // resolution, headers and body still describe the same inode.
-  let stat: fs.Stats;
+  let stat: FileStat;
   try {
     stat = fs.fstatSync(fd);
   } catch (err) {
@@ -173,7 +174,7 @@ function serveFile(
 }
 
 /** Serves an open file whose fstat is `stat`, then closes it (at once, or when the sender settles). */
-function serveFd(sender: BodySender, req: AnyRequest, res: AnyResponse, method: string, fd: number, file: string, stat: fs.Stats): StaticResult {
+function serveFd(sender: BodySender, req: AnyRequest, res: AnyResponse, method: string, fd: number, file: string, stat: FileStat): StaticResult {
   let out: StaticResult;
   try {
     out = serveOpenFile(sender, req, res, method, fd, file, stat);
@@ -229,7 +230,7 @@ function serveOpenFile(
   method: string,
   fd: number,
   file: string,
-  stat: fs.Stats,
+  stat: FileStat,
 ): StaticResult {
   if (!stat.isFile()) return sendText(res, method, 404, 'Not Found\n');
 

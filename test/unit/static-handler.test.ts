@@ -10,6 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { makeEtag } from '../../src/http/conditional.js';
 import { createStaticHandler, type BodyPath, type BodySender, type StaticOutcome } from '../../src/http/static-handler.js';
 import type { OpenBeneath } from '../../src/http/safe-path.js';
+import { STAT_SLOTS } from '../../src/http/file-stat.js';
 import { loadAddon } from '../../src/native/binding.js';
 
 interface Reply {
@@ -32,7 +33,14 @@ const SIZE = 200 * 1024 + 7;
  * openat2 beneath the root (the addon's openBeneath), which must answer the
  * same in every case, symlinks included.
  */
-for (const mode of ['realpath', 'openat2', 'not-cached'] as const) describe(mode === 'openat2' ? 'static handler, openat2 beneath the root' : mode === 'not-cached' ? 'static handler, openat2 finding nothing in the dentry cache (EAGAIN: the realpath way)' : 'static handler', () => {
+const SUITE_NAMES = {
+  realpath: 'static handler',
+  openat2: 'static handler, openat2 beneath the root',
+  'openat2-fstat': 'static handler, openat2 and fstat in one call into the addon (openBeneathStat)',
+  'not-cached': 'static handler, openat2 finding nothing in the dentry cache (EAGAIN: the realpath way)',
+} as const;
+
+for (const mode of ['realpath', 'openat2', 'openat2-fstat', 'not-cached'] as const) describe(SUITE_NAMES[mode], () => {
   const fast = mode !== 'realpath';
   let tmp = '';
   let root = '';
@@ -99,6 +107,11 @@ for (const mode of ['realpath', 'openat2', 'not-cached'] as const) describe(mode
       assert.ok(openBeneath('big.bin') >= 0, 'openat2 with RESOLVE_CACHED works on this kernel');
       // RESOLVE_CACHED on a cold dentry cache: -EAGAIN, and the handler must answer the same the slow way.
       if (mode === 'not-cached') openBeneath = () => -os.constants.errno.EAGAIN;
+      if (mode === 'openat2-fstat') {
+        assert.equal(typeof addon.openBeneathStat, 'function', 'the addon has openBeneathStat');
+        const fstats = new Float64Array(STAT_SLOTS);
+        openBeneath = Object.assign((relative: string) => addon.openBeneathStat!(dir, relative, fstats), { fstats });
+      }
     }
     const handler = createStaticHandler({ root, sender, openBeneath });
     server = http.createServer((req, res) => {
