@@ -7,7 +7,7 @@
  * request (a profile of 1 KiB keep-alive GETs had the ETag concatenation and
  * toUTCString() among serve's own costs).
  */
-import type { Stats } from 'node:fs';
+import type { FileStat } from './file-stat.js';
 import { makeEtag } from './conditional.js';
 import { contentTypeFor } from './content-type.js';
 
@@ -46,7 +46,7 @@ function lastModifiedFor(mtimeMs: number, now: number): Date {
  * the mtime itself, whatever the clock says); a file stamped in the future
  * is computed for each request, as its Last-Modified follows the clock.
  */
-export function validatorsFor(file: string, stat: Stats, now: number = Date.now()): FileValidators {
+export function validatorsFor(file: string, stat: FileStat, now: number = Date.now()): FileValidators {
   const kept = entries.get(file);
   const fresh = stat.mtimeMs <= now;
   if (kept !== undefined && fresh && kept.mtimeMs === stat.mtimeMs && kept.size === stat.size && kept.ino === stat.ino && kept.dev === stat.dev) return kept;

@@ -24,19 +24,33 @@ export interface Front {
 }
 
 /**
- * The responses still being written (or queued) on each connection, in
- * request order. Pipelined responses go out in that order (RFC 9112 §9.3.2),
- * so when a later request cannot be parsed, its 400 must wait for the
- * responses owed to the complete requests before it (answerClientError).
+ * What a connection's requests left to know: `latest`, the response to the
+ * last request node's parser handed over, and `responses`, those not yet
+ * closed, in request order. Pipelined responses go out in that order (RFC
+ * 9112 §9.3.2), so when a later request cannot be parsed, its 400 must wait
+ * for the responses owed to the complete requests before it
+ * (answerClientError).
+ *
+ * A closed response is dropped when the next request comes (track), not by
+ * a 'close' listener of its own: node sets res.closed just before it emits
+ * 'close' (_http_server.js emitCloseNT), so readers skipping closed ones see
+ * what the listener left, and a per-request closure and once() wrapper were
+ * among serve's costs in a profile of 1 KiB keep-alive GETs.
  */
-const unfinished = new WeakMap<object, http.ServerResponse[]>();
+interface ConnRequests {
+  latest: http.ServerResponse;
+  responses: http.ServerResponse[];
+}
+
+const requestsOn = new WeakMap<object, ConnRequests>();
 
 /** The last response owed to a complete earlier request on `conn`, if one is not finished yet. */
 export function owedResponse(conn: object): http.ServerResponse | undefined {
-  const list = unfinished.get(conn);
+  const list = requestsOn.get(conn)?.responses;
   if (list === undefined) return undefined;
   let owed: http.ServerResponse | undefined;
   for (const res of list) {
+    if (res.closed) continue;
     // A request whose body is still coming is the one that failed, not one owed an answer.
     if (res.req.complete && !res.writableFinished) owed = res;
     // node ends the connection after a response that closes it (Connection: close, HTTP/1.0,
@@ -71,9 +85,6 @@ export function owedSent(conn: SecureConnection): Promise<boolean> {
   });
 }
 
-/** The response to the last request node's parser handed over on each connection. */
-const latest = new WeakMap<object, http.ServerResponse>();
-
 /**
  * The response to the request whose body the parser is still reading on
  * `conn`, if the server has already begun it (status line generated): a
@@ -85,7 +96,7 @@ export function answeredMidBody(conn: object): http.ServerResponse | 'by node' |
   // node's parser state: the request whose head it parsed last (still there after a parse error).
   const incoming = (conn as { parser?: { incoming?: http.IncomingMessage | null } | null }).parser?.incoming;
   if (incoming == null || incoming.complete) return undefined;
-  const res = latest.get(conn);
+  const res = requestsOn.get(conn)?.latest;
   // A parsed head that never became a 'request' node answered itself: 400 without Host, 417 for an unknown Expect.
   if (res === undefined || res.req !== incoming) return 'by node';
   return res.headersSent ? res : undefined;
@@ -106,8 +117,10 @@ export function isMoot(req: object): boolean {
 }
 
 function closingAhead(conn: object): boolean {
-  const list = unfinished.get(conn);
-  return list !== undefined && list.some(closesConnection);
+  const list = requestsOn.get(conn)?.responses;
+  if (list === undefined) return false;
+  for (const res of list) if (!res.closed && closesConnection(res)) return true;
+  return false;
 }
 
 /** Whether node ends the connection after `res`: keep-alive off, or a Connection: close head (node's _last). */
@@ -116,19 +129,18 @@ function closesConnection(res: http.ServerResponse): boolean {
 }
 
 function track(conn: object, res: http.ServerResponse): void {
-  latest.set(conn, res);
-  let list = unfinished.get(conn);
-  if (list === undefined) unfinished.set(conn, (list = []));
+  const known = requestsOn.get(conn);
+  if (known === undefined) {
+    requestsOn.set(conn, { latest: res, responses: [res] });
+    return;
+  }
+  known.latest = res;
+  const list = known.responses;
+  // Keep-alive without pipelining: the one before is closed, and this is a one-slot swap.
+  let kept = 0;
+  for (let i = 0; i < list.length; i++) if (!list[i]!.closed) list[kept++] = list[i]!;
+  list.length = kept;
   list.push(res);
-  // 'close' comes once per response (node's resOnFinish, or the connection's end): a plain
-  // listener shared by all, rather than a closure and once()'s wrapper per response.
-  res.on('close', untrack);
-}
-
-function untrack(this: http.ServerResponse): void {
-  const list = unfinished.get(this.req.socket);
-  const i = list === undefined ? -1 : list.indexOf(this);
-  if (i >= 0) list!.splice(i, 1);
 }
 
 /**

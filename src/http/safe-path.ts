@@ -10,6 +10,7 @@
 import fs, { promises as fsp, type Stats } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { statFromSlots, type FileStat } from './file-stat.js';
 
 export type ResolveResult =
   | { kind: 'file'; path: string; stat: Stats }
@@ -122,10 +123,32 @@ export function errorCode(err: unknown): string | undefined {
   return typeof code === 'string' ? code : undefined;
 }
 
-/** openat2(2) of a path relative to the root directory (the addon's openBeneath, bound to the root's fd): an fd, or -errno. */
-export type OpenBeneath = (relative: string) => number;
+/**
+ * openat2(2) of a path relative to the root directory (the addon's
+ * openBeneath, bound to the root's fd): an fd, or -errno. With `fstats`, the
+ * opener also fstat'ed the fd it returned and wrote it there (the addon's
+ * openBeneathStat, file-stat.ts); without, openUnderRoot asks fs.fstatSync.
+ */
+export type OpenBeneath = ((relative: string) => number) & { readonly fstats?: Float64Array };
 
 const E = os.constants.errno;
+
+/**
+ * An origin-form target of plain segments: unreserved characters only (RFC
+ * 3986 §2.3), none starting with a dot, so no "." or ".." and no percent
+ * escape, query or fragment. Its path beneath the root is itself without
+ * the leading slash: what requestSegments, the filter and the join make of
+ * it, without the decoding, the split and the arrays.
+ */
+const PLAIN_TARGET = /^(?:\/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+$/;
+
+/** The decoded path beneath the root ("" for the root itself), or why there is none. */
+function relativePath(urlPath: string): string | Refused {
+  if (PLAIN_TARGET.test(urlPath)) return urlPath.slice(1);
+  const segments = requestSegments(urlPath);
+  if (!Array.isArray(segments)) return segments;
+  return segments.filter((x) => x !== '' && x !== '.').join('/');
+}
 
 /**
  * The fast way to a regular file under the root, where the kernel has
@@ -137,10 +160,9 @@ const E = os.constants.errno;
  * directories (index files), anything the kernel refused to resolve beneath
  * (EXDEV: an absolute symlink may still point inside the root), no openat2.
  */
-export function openUnderRoot(open: OpenBeneath, rootReal: string, urlPath: string): { kind: 'open'; fd: number; path: string; stat: Stats } | Refused | 'fallback' {
-  const segments = requestSegments(urlPath);
-  if (!Array.isArray(segments)) return segments;
-  const relative = segments.filter((x) => x !== '' && x !== '.').join('/');
+export function openUnderRoot(open: OpenBeneath, rootReal: string, urlPath: string): { kind: 'open'; fd: number; path: string; stat: FileStat } | Refused | 'fallback' {
+  const relative = relativePath(urlPath);
+  if (typeof relative !== 'string') return relative;
   if (relative === '') return 'fallback';
   let fd: number;
   try {
@@ -153,14 +175,19 @@ export function openUnderRoot(open: OpenBeneath, rootReal: string, urlPath: stri
     if (fd === -E.EACCES || fd === -E.EPERM) return FORBIDDEN;
     return 'fallback';
   }
-  let stat: Stats;
-  try {
-    stat = fs.fstatSync(fd);
-  } catch {
-    fs.closeSync(fd);
-    return 'fallback';
+  let stat: FileStat;
+  if (open.fstats !== undefined) {
+    stat = statFromSlots(open.fstats);
+  } else {
+    try {
+      stat = fs.fstatSync(fd);
+    } catch {
+      fs.closeSync(fd);
+      return 'fallback';
+    }
   }
-  if (stat.isFile()) return { kind: 'open', fd, path: path.join(rootReal, relative), stat };
+  // relative has no empty, "." or ".." segment: joined as path.join would, without its normalising pass.
+  if (stat.isFile()) return { kind: 'open', fd, path: rootReal === path.sep ? rootReal + relative : rootReal + path.sep + relative, stat };
   fs.closeSync(fd);
   // No directory listings; directories go the slow way for their index file.
   return stat.isDirectory() ? 'fallback' : NOT_FOUND;

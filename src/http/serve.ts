@@ -16,6 +16,7 @@ import type { SecureConnection, SecureServer, TlsInfo } from '../tls/types.js';
 import type { TrafficStats } from '../metrics/traffic-stats.js';
 import { createStaticHandler, type BodySender, type StaticOutcome } from './static-handler.js';
 import type { OpenBeneath } from './safe-path.js';
+import { STAT_SLOTS } from './file-stat.js';
 import { loadAddon } from '../native/binding.js';
 import { AccessLog, requestId, type AccessFields } from '../log/access-log.js';
 import { answeredMidBody, closeDetached, httpFront, isMoot, LINGER_MS, whenAttached, type Front } from './front.js';
@@ -57,9 +58,9 @@ export const connectionBodySender: BodySender = {
     res.end();
     return path;
   },
-  sendBodyNow(res, fd, offset, length) {
+  sendBodyNow(res, fd, offset, length, head) {
     if (res instanceof http2.Http2ServerResponse) return undefined;
-    return sentWithHeadNow(res, fd, offset, length) ? 'write' : undefined;
+    return sentWithHeadNow(res, fd, offset, length, head) ? 'write' : undefined;
   },
 };
 
@@ -231,6 +232,11 @@ function openBeneathRoot(root: string): OpenBeneath | undefined {
   if (probe < 0) return undefined;
   fs.closeSync(probe);
   const fd = dir;
+  // Open and fstat in one call where the addon has it (file-stat.ts); the stat goes into these slots.
+  if (typeof addon.openBeneathStat === 'function') {
+    const fstats = new Float64Array(STAT_SLOTS);
+    return Object.assign((relative: string) => addon.openBeneathStat!(fd, relative, fstats), { fstats });
+  }
   return (relative) => addon.openBeneath(fd, relative);
 }
 

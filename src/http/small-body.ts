@@ -12,6 +12,7 @@
 import type { ServerResponse } from 'node:http';
 import { FileTruncatedError } from '../errors.js';
 import { whenAttached } from './front.js';
+import type { ResponseHead } from './static-handler.js';
 import type { SecureConnection } from '../tls/types.js';
 import { ChunkPool, readAt, readNow } from '../transport/copy-file.js';
 
@@ -54,10 +55,12 @@ export async function sendSmallBody(res: ServerResponse, fd: number, offset: num
  * sendSmallBody() when nothing has to be waited for: res is its connection's
  * current response (not queued behind a pipelined one), the body goes with
  * its head (sendsWithHead), and the bytes are in the page cache. true once
- * res is ended with them; false having sent nothing (then sentWithHead()).
+ * res is ended with them, its head written from `head` if given (res.writeHead,
+ * after the read: a file found short still gets its 500; else the head res
+ * already holds); false having done nothing to res (then sentWithHead()).
  * Throws FileTruncatedError as sendSmallBody rejects.
  */
-export function sentWithHeadNow(res: ServerResponse, fd: number, offset: number, length: number): boolean {
+export function sentWithHeadNow(res: ServerResponse, fd: number, offset: number, length: number, head?: ResponseHead): boolean {
   const conn = res.socket as unknown as SecureConnection | null;
   if (conn === null || !sendsWithHead(conn, length)) return false;
   const buf = buffers.take();
@@ -76,6 +79,7 @@ export function sentWithHeadNow(res: ServerResponse, fd: number, offset: number,
     buffers.give(buf);
     throw err;
   }
+  if (head !== undefined) res.writeHead(head.status, head.fields);
   res.end(buf.subarray(0, length));
   // The connection usually takes the whole response within end() (SSL_write copies it into
   // OpenSSL's record buffer: sendsWithHead excludes kTLS TX, which would send from ours); node

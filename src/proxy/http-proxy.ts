@@ -79,6 +79,19 @@ function requestLimit(x: Exchange, s: ProxySettings): { status: 400 | 413 | 431;
   return null;
 }
 
+/**
+ * The exchange of one proxied request. Its two fields are added to the new
+ * exchange in place: a copy by spread ({ ...newExchange(), lease, ... }) went
+ * through V8's slow runtime path (Runtime_DefineNamedOwnIC_Slow), about 2%
+ * of the proxy's CPU in a profile of 1 KiB cache hits.
+ */
+function proxyExchange(req: AnyRequest, res: AnyResponse): ProxyExchange {
+  const x = newExchange(req, res) as ProxyExchange;
+  x.lease = null;
+  x.reusable = false;
+  return x;
+}
+
 /** The HTTP proxy front: node's http.Server over the connections it is given. */
 export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
   const s = o.settings;
@@ -131,7 +144,7 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
   async function handle(req: AnyRequest, res: AnyResponse): Promise<void> {
     if (isMoot(req)) return;
     const started = process.hrtime.bigint();
-    const x: ProxyExchange = { ...newExchange(req, res), lease: null, reusable: false };
+    const x = proxyExchange(req, res);
     const { conn } = x;
     let status = 0;
     let error: unknown = null;

@@ -35,6 +35,16 @@ interface PendingWrite {
   cb: (err?: Error | null) => void;
 }
 
+/** A writev() piece: strings come as written (decodeStrings off), with their encoding. */
+interface WriteChunk {
+  chunk: Buffer | string;
+  encoding: BufferEncoding;
+}
+
+function asBuffer(chunk: Buffer | string, encoding: BufferEncoding): Buffer {
+  return typeof chunk === 'string' ? Buffer.from(chunk, encoding) : chunk;
+}
+
 /** Copies up to one record of the pieces from (index, off) into `into`; returns the bytes copied. */
 function gatherRecord(pieces: readonly Buffer[], index: number, off: number, into: Buffer): number {
   let n = 0;
@@ -115,7 +125,10 @@ export class KtlsConnection extends Duplex implements SecureConnection {
   private againMs = 0;
 
   constructor(native: Native, ssl: SslHandle, fd: number, id: number, log: Logger) {
-    super({ allowHalfOpen: false, decodeStrings: true });
+    // Strings stay strings (decodeStrings off): node's HTTP/1.1 head is a latin1 string, which a
+    // gathered write copies straight into its record (writeGathered) instead of first into a
+    // Buffer of its own; every other write makes the Buffer (asBuffer).
+    super({ allowHalfOpen: false, decodeStrings: false });
     this.native = native;
     this.ssl = ssl;
     this.fd = fd;
@@ -276,12 +289,58 @@ export class KtlsConnection extends Duplex implements SecureConnection {
 
   // ---- writing ----------------------------------------------------------------------------
 
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this.startWrite([chunk], cb);
+  override _write(chunk: Buffer | string, enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.startWrite([asBuffer(chunk, enc)], cb);
   }
 
-  override _writev(chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
-    this.startWrite(chunks.map((c) => c.chunk), cb);
+  override _writev(chunks: WriteChunk[], cb: (err?: Error | null) => void): void {
+    if (this.writeGathered(chunks, cb)) return;
+    this.startWrite(chunks.map((c) => asBuffer(c.chunk, c.encoding)), cb);
+  }
+
+  /**
+   * A writev whose bytes fit one record, without kTLS TX (OpenSSL encrypts
+   * into its own buffer and never reads ours again, so the shared scratch
+   * will do): gathered there and handed to one SSL_write at once. This is
+   * node's whole HTTP/1.1 response to a small request, written corked by
+   * res.end(): the head (a string), the body and an empty '' carrying the
+   * finish callback (_http_outgoing.js end). What the socket did not take
+   * goes on as any write, from a copy of its own (a WANT_WRITE retry passes
+   * the same bytes again, as OpenSSL wants). false having done nothing.
+   */
+  private writeGathered(chunks: WriteChunk[], cb: (err?: Error | null) => void): boolean {
+    if (this.tls.ktlsTx || this.mustNotSend || this.released || this.pendingWrite !== null) return false;
+    let n = 0;
+    for (const c of chunks) {
+      n += typeof c.chunk === 'string' ? Buffer.byteLength(c.chunk, c.encoding) : c.chunk.length;
+      if (n > RECORD_MAX) return false;
+    }
+    let at = 0;
+    for (const c of chunks) at += typeof c.chunk === 'string' ? gatherScratch.write(c.chunk, at, c.encoding) : c.chunk.copy(gatherScratch, at);
+    if (n === 0) {
+      cb();
+      return true;
+    }
+    let r: number;
+    try {
+      r = this.native.write(this.ssl, gatherScratch, 0, n);
+    } catch (err) {
+      this.mustNotSend = true;
+      cb(err as Error);
+      return true;
+    }
+    const taken = r > 0 ? r : 0;
+    if (taken > 0) {
+      this.bytesWritten += taken;
+      this.touch();
+    }
+    if (taken === n) {
+      cb();
+      this.notifyFlushed();
+      return true;
+    }
+    this.startWrite([Buffer.from(gatherScratch.subarray(taken, n))], cb);
+    return true;
   }
 
   /**

@@ -214,6 +214,11 @@ describe('aludel proxy --cache (userspace TLS)', () => {
     assert.equal(inm.body.length, 0);
     const ims = await get(p, url, '-H', `If-Modified-Since: ${new Date(lm * 1000).toUTCString()}`);
     assert.equal(ims.status, 304);
+    // The stored Last-Modified is read only for a request that compares with it: an earlier date gets the body.
+    const before = await get(p, url, '-H', `If-Modified-Since: ${new Date((lm - 60) * 1000).toUTCString()}`);
+    assert.equal(before.status, 200);
+    assert.deepEqual(before.body, first.body);
+    assert.match(before.headers['cache-status']!, /; hit;/);
     const changed = await get(p, url, '-H', 'If-None-Match: "old"');
     assert.equal(changed.status, 200);
     assert.deepEqual(changed.body, first.body);
@@ -248,6 +253,10 @@ describe('aludel proxy --cache (userspace TLS)', () => {
     // If-Range with the stored ETag gets the range; with another, the whole body (RFC 9110 §13.1.5).
     assert.equal((await get(p, url, '-r', '0-9', '-H', `If-Range: ${full.headers.etag}`)).status, 206);
     assert.equal((await get(p, url, '-r', '0-9', '-H', 'If-Range: "nope"')).status, 200);
+    // A date in If-Range is compared with the stored Last-Modified: equal, the range; another, the whole body.
+    const lastModified = full.headers['last-modified']!;
+    assert.equal((await get(p, url, '-r', '0-9', '-H', `If-Range: ${lastModified}`)).status, 206);
+    assert.equal((await get(p, url, '-r', '0-9', '-H', `If-Range: ${new Date(Date.parse(lastModified) - 1000).toUTCString()}`)).status, 200);
     const entries = (await nginx.accessLog()).filter((e) => e.uri === url);
     assert.equal(entries.length, 1, 'one origin request for all of them');
   });

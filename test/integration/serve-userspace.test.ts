@@ -399,3 +399,59 @@ test('several TLS records in one TCP segment (userspace TLS reads ahead): every 
     await server.stop();
   }
 });
+
+test('pipelined small answers to a client that stops reading (userspace TLS): the gathered writes the socket cannot take wait, and every answer arrives whole and in order', { timeout: 60_000 }, async () => {
+  // Each answer (head and a 12 KiB body) is one gathered SSL_write (KtlsConnection.writeGathered).
+  // With the client not reading, the socket fills and SSL_write says WANT_WRITE: the rest must go
+  // out later from a copy of its own, before anything written after it, and nothing twice.
+  const small = await makeFixtures({ at: { name: 'p12k.bin', size: 12 * 1024 }, tiny: { name: 'p1.bin', size: 1 } });
+  const server = await startAludel(serveArgs(small, '--offload', 'userspace'));
+  const sock = tls.connect({ host: '127.0.0.1', port: server.port, servername: 'localhost', ca: small.certPem });
+  try {
+    sock.on('error', () => undefined);
+    await new Promise<void>((resolve) => sock.once('secureConnect', () => resolve()));
+    const chunks: Buffer[] = [];
+    sock.on('data', (c: Buffer) => chunks.push(c));
+    sock.pause();
+    const N = 1200;
+    const files = [small.files.at!, small.files.tiny!];
+    let requests = '';
+    for (let i = 0; i < N; i++) requests += `GET /${files[i % 2]!.name}?n=${i} HTTP/1.1\r\nHost: localhost\r\n\r\n`;
+    sock.write(requests);
+    // Long enough for the server to fill the socket (about 7 MB of answers) while nothing is read.
+    await new Promise((r) => setTimeout(r, 1500));
+    sock.resume();
+    const parsed = (): number => {
+      const all = Buffer.concat(chunks);
+      let at = 0;
+      let n = 0;
+      for (;;) {
+        const end = all.indexOf('\r\n\r\n', at);
+        if (end < 0) return n;
+        const length = Number(/content-length: (\d+)/i.exec(all.subarray(at, end).toString('latin1'))?.[1]);
+        if (all.length < end + 4 + length) return n;
+        at = end + 4 + length;
+        n++;
+      }
+    };
+    const deadline = performance.now() + 30_000;
+    while (parsed() < N && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const all = Buffer.concat(chunks);
+    let at = 0;
+    for (let i = 0; i < N; i++) {
+      const res = splitHttp(all.subarray(at));
+      assert.equal(res.status, 200, `answer ${i}`);
+      const f = files[i % 2]!;
+      assert.equal(res.headers['content-length'], String(f.size), `answer ${i} is that of request ${i}`);
+      assert.equal(sha256(res.body.subarray(0, f.size)), f.sha256, `answer ${i}: body`);
+      at = all.indexOf('\r\n\r\n', at) + 4 + f.size;
+    }
+    assert.equal(at, all.length, 'nothing after the last answer');
+    const lines = server.logs.filter((l) => l.msg === 'request');
+    assert.ok(lines.every((l) => l.status === 200 && l.body === 'write'), JSON.stringify(lines.filter((l) => l.status !== 200).slice(0, 3)));
+  } finally {
+    sock.destroy();
+    await server.stop();
+    small.cleanup();
+  }
+});

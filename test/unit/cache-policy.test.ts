@@ -258,6 +258,20 @@ describe('reuse (§4, §4.2.4, §5.2)', () => {
     assert.deepEqual(reuse(stored('max-age=60', 60), none, T0 + 60_000), { use: 'validate', ttl: 0, stale: true, why: 'stale' });
   });
 
+  it('the directives read once per stored head: a new head (freshened) and other targets are read anew (RFC 9213)', () => {
+    const entry = stored('max-age=60', 60);
+    assert.equal(reuse(entry, none, T0).use, 'fresh');
+    assert.equal(reuse(entry, none, T0).use, 'fresh', 'the same head again');
+    // A freshened entry gets a new field list (freshenHeaders): its no-cache counts at once.
+    entry.headers = ['Cache-Control', 'no-cache, max-age=60'];
+    assert.equal(reuse(entry, none, T0).use, 'validate');
+    // The same list read for other targets (a reload's --cache-targets): a targeted field now rules.
+    const targeted = { ...stored('max-age=60', 60), headers: ['Cache-Control', 'max-age=60', 'X-Cache-Control', 'no-cache'] };
+    assert.equal(reuse(targeted, none, T0).use, 'fresh');
+    assert.equal(reuse(targeted, none, T0, ['x-cache-control']).use, 'validate');
+    assert.equal(reuse(targeted, none, T0).use, 'fresh', 'and back');
+  });
+
   it('response no-cache always validates; a qualified one does not (§5.2.2.4)', () => {
     assert.equal(reuse(stored('no-cache, max-age=60', 60), none, T0).use, 'validate');
     assert.equal(reuse(stored('no-cache="X-A", max-age=60', 60), none, T0).use, 'fresh');

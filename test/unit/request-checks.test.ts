@@ -17,6 +17,17 @@ describe('request checks (RFC 9112 §3.2, §3.2.4)', () => {
     assert.match(requestProblem('GET', '/', ['Host', 'a@b'])!, /invalid Host "a@b"/);
   });
 
+  it('the remembered last valid Host never lets an invalid one through, before or after it', () => {
+    assert.equal(isValidHost('example.com:8443'), true);
+    assert.equal(isValidHost('example.com:8443'), true, 'the same again (remembered)');
+    assert.equal(isValidHost('example.com:84430'), false, 'a longer invalid one after it');
+    assert.equal(isValidHost('a@b'), false);
+    assert.equal(isValidHost('example.com:8443'), true, 'still valid after invalid ones');
+    assert.equal(isValidHost(''), true, 'the empty Host');
+    assert.equal(isValidHost('a b'), false, 'an invalid one after the empty Host');
+    for (let i = 0; i < 3; i++) assert.match(requestProblem('GET', '/', ['Host', 'a@b'])!, /invalid Host/, `refused every time (${i})`);
+  });
+
   it('more than one Host is a 400, whatever the values', () => {
     assert.match(requestProblem('GET', '/', ['Host', 'a', 'host', 'a'])!, /more than one Host/);
   });

@@ -1,9 +1,9 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { promises as fsp } from 'node:fs';
+import { closeSync, openSync, promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { resolveUnderRoot } from '../../src/http/safe-path.js';
+import { openUnderRoot, resolveUnderRoot } from '../../src/http/safe-path.js';
 
 describe('resolveUnderRoot', () => {
   let tmp = '';
@@ -104,5 +104,62 @@ describe('resolveUnderRoot', () => {
     await expectKind('*', 'bad-request');
     await expectKind('', 'bad-request');
     await expectKind('example.test:443', 'bad-request');
+  });
+});
+
+describe('openUnderRoot: the path handed to openat2', () => {
+  /** What openUnderRoot asks the kernel to open for `target` (nothing: undefined), and what it answers. */
+  function asked(target: string): { relative: string | undefined; kind: string } {
+    let relative: string | undefined;
+    const out = openUnderRoot((r) => {
+      relative = r;
+      return -os.constants.errno.ENOENT;
+    }, '/srv/www', target);
+    return { relative, kind: typeof out === 'string' ? out : out.kind };
+  }
+
+  it('a plain target (the shortcut) and every other form name the same file as the decoding way does', () => {
+    const cases: Array<[string, string | undefined, string]> = [
+      ['/f1k', 'f1k', 'not-found'],
+      ['/a/b.txt', 'a/b.txt', 'not-found'],
+      ['/~user/-x_y.tar.gz', '~user/-x_y.tar.gz', 'not-found'],
+      ['/a..b/c.', 'a..b/c.', 'not-found'],
+      // Not plain: decoded, split, "." and empty segments dropped.
+      ['/a//b', 'a/b', 'not-found'],
+      ['/a/./b', 'a/b', 'not-found'],
+      ['/.hidden', '.hidden', 'not-found'],
+      ['/%61/b', 'a/b', 'not-found'],
+      ['/a%2Fb', 'a/b', 'not-found'],
+      ['/a?x=/../..', 'a', 'not-found'],
+      ['/a#frag', 'a', 'not-found'],
+      ['/a/', 'a', 'not-found'],
+      ['https://host/a/b', 'a/b', 'not-found'],
+      // Refused before any open.
+      ['/a/../b', undefined, 'forbidden'],
+      ['/%2e%2e/x', undefined, 'forbidden'],
+      ['/..', undefined, 'forbidden'],
+      ['/a%00', undefined, 'bad-request'],
+      ['/%zz', undefined, 'bad-request'],
+      // The root itself goes the realpath way (its index file).
+      ['/', undefined, 'fallback'],
+      ['/.', undefined, 'fallback'],
+    ];
+    for (const [target, relative, kind] of cases) assert.deepEqual(asked(target), { relative, kind }, target);
+  });
+
+  it('the path of an opened file is the root joined with it, as path.join would make it', async () => {
+    const tmp = await fsp.realpath(await fsp.mkdtemp(path.join(os.tmpdir(), 'aludel-open-under-')));
+    try {
+      await fsp.mkdir(path.join(tmp, 'd'));
+      await fsp.writeFile(path.join(tmp, 'd', 'f.txt'), 'x');
+      for (const target of ['/d/f.txt', '/d//./f.txt', '/%64/f.txt']) {
+        const out = openUnderRoot((r) => openSync(path.join(tmp, r), 'r'), tmp, target);
+        assert.ok(typeof out === 'object' && out.kind === 'open', target);
+        closeSync(out.fd);
+        assert.equal(out.path, path.join(tmp, 'd', 'f.txt'), target);
+      }
+    } finally {
+      await fsp.rm(tmp, { recursive: true, force: true });
+    }
   });
 });

@@ -1,7 +1,7 @@
 import { after, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { constants as fsConstants, createReadStream, openSync, promises as fsp } from 'node:fs';
+import { constants as fsConstants, createReadStream, openSync, promises as fsp, readSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -10,6 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { makeEtag } from '../../src/http/conditional.js';
 import { createStaticHandler, type BodyPath, type BodySender, type StaticOutcome } from '../../src/http/static-handler.js';
 import type { OpenBeneath } from '../../src/http/safe-path.js';
+import { STAT_SLOTS } from '../../src/http/file-stat.js';
 import { loadAddon } from '../../src/native/binding.js';
 
 interface Reply {
@@ -18,7 +19,12 @@ interface Reply {
   body: Buffer;
 }
 
-type SenderMode = 'stream' | 'fail-before-headers' | 'fail-mid-body';
+/**
+ * The sender's way for a body: streamed by sendBody (its sendBodyNow declines, leaving res
+ * alone), failing in sendBody, or sent at once by sendBodyNow with the head it was given
+ * ('now'), or sendBodyNow failing before it wrote anything ('now-fails').
+ */
+type SenderMode = 'stream' | 'fail-before-headers' | 'fail-mid-body' | 'now' | 'now-fails';
 
 const SIZE = 200 * 1024 + 7;
 
@@ -27,7 +33,14 @@ const SIZE = 200 * 1024 + 7;
  * openat2 beneath the root (the addon's openBeneath), which must answer the
  * same in every case, symlinks included.
  */
-for (const mode of ['realpath', 'openat2', 'not-cached'] as const) describe(mode === 'openat2' ? 'static handler, openat2 beneath the root' : mode === 'not-cached' ? 'static handler, openat2 finding nothing in the dentry cache (EAGAIN: the realpath way)' : 'static handler', () => {
+const SUITE_NAMES = {
+  realpath: 'static handler',
+  openat2: 'static handler, openat2 beneath the root',
+  'openat2-fstat': 'static handler, openat2 and fstat in one call into the addon (openBeneathStat)',
+  'not-cached': 'static handler, openat2 finding nothing in the dentry cache (EAGAIN: the realpath way)',
+} as const;
+
+for (const mode of ['realpath', 'openat2', 'openat2-fstat', 'not-cached'] as const) describe(SUITE_NAMES[mode], () => {
   const fast = mode !== 'realpath';
   let tmp = '';
   let root = '';
@@ -53,6 +66,18 @@ for (const mode of ['realpath', 'openat2', 'not-cached'] as const) describe(mode
       }
       const stream = createReadStream('', { fd, start: offset, end: offset + length - 1, autoClose: false });
       await pipeline(stream, out);
+      return 'write';
+    },
+    sendBodyNow(res, fd, offset, length, head): BodyPath | undefined {
+      if (senderMode === 'now-fails') throw new Error('file shorter than its fstat');
+      if (senderMode !== 'now') return undefined;
+      const out = res as http.ServerResponse;
+      assert.equal(out.headersSent, false, 'nothing set on res before sendBodyNow');
+      assert.deepEqual(out.getHeaderNames(), []);
+      const buf = Buffer.alloc(length);
+      assert.equal(readSync(fd, buf, 0, length, offset), length);
+      out.writeHead(head.status, head.fields);
+      out.end(buf);
       return 'write';
     },
   };
@@ -82,6 +107,11 @@ for (const mode of ['realpath', 'openat2', 'not-cached'] as const) describe(mode
       assert.ok(openBeneath('big.bin') >= 0, 'openat2 with RESOLVE_CACHED works on this kernel');
       // RESOLVE_CACHED on a cold dentry cache: -EAGAIN, and the handler must answer the same the slow way.
       if (mode === 'not-cached') openBeneath = () => -os.constants.errno.EAGAIN;
+      if (mode === 'openat2-fstat') {
+        assert.equal(typeof addon.openBeneathStat, 'function', 'the addon has openBeneathStat');
+        const fstats = new Float64Array(STAT_SLOTS);
+        openBeneath = Object.assign((relative: string) => addon.openBeneathStat!(dir, relative, fstats), { fstats });
+      }
     }
     const handler = createStaticHandler({ root, sender, openBeneath });
     server = http.createServer((req, res) => {
@@ -113,6 +143,20 @@ for (const mode of ['realpath', 'openat2', 'not-cached'] as const) describe(mode
           if (!res.complete) reject(new Error('response truncated'));
         });
         res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  /** A GET (or `method`) whose answer is read with the field names as sent, in order. */
+  function rawResponse(urlPath: string, range?: string, method = 'GET'): Promise<{ status: number; names: string[]; headers: http.IncomingHttpHeaders; body: Buffer }> {
+    return new Promise((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, method, path: urlPath, headers: range ? { range } : {}, agent: false }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('error', reject);
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, names: res.rawHeaders.filter((_, i) => i % 2 === 0), headers: res.headers, body: Buffer.concat(chunks) }));
       });
       req.on('error', reject);
       req.end();
@@ -308,6 +352,54 @@ for (const mode of ['realpath', 'openat2', 'not-cached'] as const) describe(mode
     const outcome = await lastOutcome;
     assert.equal(outcome.status, 500);
     assert.ok(outcome.error instanceof Error);
+  });
+
+  it('sendBodyNow gets the head to write: the same status, fields and body as the streamed way, fields in the same order', async () => {
+    const streamed = await rawResponse('/big.bin', 'bytes=10-20');
+    senderMode = 'now';
+    senderCalls = 0;
+    const now = await rawResponse('/big.bin', 'bytes=10-20');
+    assert.equal(now.status, 206);
+    assert.deepEqual(now.names, streamed.names);
+    assert.deepEqual(now.names.slice(0, 6), ['Content-Type', 'Last-Modified', 'ETag', 'Accept-Ranges', 'Content-Length', 'Content-Range']);
+    assert.equal(now.headers['content-range'], `bytes 10-20/${SIZE}`);
+    assert.deepEqual(now.body, data.subarray(10, 21));
+    const whole = await request('GET', '/big.bin');
+    assert.equal(whole.status, 200);
+    assert.equal(whole.headers.etag, await bigEtag());
+    assert.equal(whole.headers['content-length'], String(SIZE));
+    assert.equal(whole.headers['accept-ranges'], 'bytes');
+    assert.equal(sha256(whole.body), sha256(data));
+    assert.equal(senderCalls, 0, 'sendBody never called');
+    const outcome = await lastOutcome;
+    assert.deepEqual({ status: outcome.status, bytes: outcome.bytes, bodyPath: outcome.bodyPath, file: outcome.file }, { status: 200, bytes: SIZE, bodyPath: 'write', file: path.join(root, 'big.bin') });
+  });
+
+  it('HEAD and 304 (written by the handler itself) carry the same validators as the GET', async () => {
+    senderMode = 'now';
+    const get = await rawResponse('/big.bin');
+    const head = await rawResponse('/big.bin', undefined, 'HEAD');
+    assert.equal(head.status, 200);
+    assert.deepEqual(head.names, get.names);
+    for (const name of ['content-type', 'last-modified', 'etag', 'accept-ranges', 'content-length']) assert.equal(head.headers[name], get.headers[name], name);
+    assert.equal(head.body.length, 0);
+    const notModified = await request('GET', '/big.bin', { 'if-none-match': get.headers.etag! });
+    assert.equal(notModified.status, 304);
+    assert.equal(notModified.headers.etag, get.headers.etag);
+    assert.equal(notModified.headers['last-modified'], get.headers['last-modified']);
+    assert.equal(notModified.headers['content-length'], undefined);
+  });
+
+  it('500 when sendBodyNow fails before writing: the head it was given never reached res', async () => {
+    senderMode = 'now-fails';
+    const reply = await request('GET', '/big.bin');
+    assert.equal(reply.status, 500);
+    assert.equal(reply.headers.etag, undefined);
+    assert.equal(reply.headers['accept-ranges'], undefined);
+    const outcome = await lastOutcome;
+    assert.equal(outcome.status, 500);
+    assert.ok(outcome.error instanceof Error);
+    assert.equal(outcome.file, path.join(root, 'big.bin'));
   });
 
   it('destroys the connection when the body fails midway', async () => {

@@ -31,4 +31,27 @@ describe('traffic stats', () => {
     assert.match(text, /aludel_body_bytes_total\{path="splice",tx="user",rx="kernel"\} 7\n/);
     assert.match(text, /aludel_bodies_total\{path="none",tx="kernel",rx="kernel"\} 1\n/);
   });
+
+  it('cache responses and their bytes, by outcome, in the snapshot and the registry, read after read', async () => {
+    const stats = new TrafficStats();
+    for (let i = 0; i < 3; i++) stats.cache('hit', 1024);
+    stats.cache('miss', 5);
+    stats.cache('stale-if-error', 0);
+    let snap = await stats.snapshot();
+    assert.equal(snap.cache.responses.hit, 3);
+    assert.equal(snap.cache.bytes.hit, 3072);
+    assert.equal(snap.cache.responses.miss, 1);
+    assert.equal(snap.cache.bytes.miss, 5);
+    assert.equal(snap.cache.responses['stale-if-error'], 1);
+    assert.equal(snap.cache.responses.bypass, 0);
+    // Counted once: a second read adds nothing, later responses add to what is there.
+    snap = await stats.snapshot();
+    assert.equal(snap.cache.responses.hit, 3);
+    stats.cache('hit', 1);
+    const text = await stats.registry.metrics();
+    assert.match(text, /aludel_cache_responses_total\{outcome="hit"\} 4\n/);
+    assert.match(text, /aludel_cache_body_bytes_total\{outcome="hit"\} 3073\n/);
+    assert.match(text, /aludel_cache_responses_total\{outcome="stale-if-error"\} 1\n/);
+    assert.equal((await stats.snapshot()).cache.responses.hit, 4);
+  });
 });
