@@ -115,6 +115,15 @@ export class Forwarder {
         if (!isClientFault(err)) this.failed(peer, err);
         throw err;
       }
+      if (sent.answer.head.status === 408 && lease.reused && attempt === 0 && retrySafe) {
+        // RFC 9110 §15.5.9: a 408 read on a connection taken from the pool is the upstream closing
+        // it as idle, written before our request arrived (a lease that trusted readiness cannot
+        // have seen it yet), so the request was not processed: sent again on a new connection,
+        // as browsers do with a reused connection's 408.
+        lease.stream.destroy();
+        x.lease = null;
+        continue;
+      }
       this.o.group.succeed(peer);
       const { answer, bodySent } = sent;
       lease.stream.setIdleTimeout(this.s.upstreamIdleTimeoutMs, () => new UpstreamTimeoutError('body', this.s.upstreamIdleTimeoutMs, peer.upstream.url));

@@ -17,7 +17,7 @@ import { makeFixtures, type Fixtures } from '../support/fixtures.js';
 import { waitUntil } from '../support/wait.js';
 
 /** What the origin does with a connection once it has answered a request on it. */
-type AfterAnswer = { kind: 'fin'; delayMs: number } | { kind: 'garbage'; delayMs: number } | { kind: 'keep' };
+type AfterAnswer = { kind: 'fin'; delayMs: number } | { kind: 'garbage'; delayMs: number } | { kind: 'keep' } | { kind: 'timeout-next' };
 
 interface RawOrigin {
   port: number;
@@ -33,7 +33,9 @@ interface RawOrigin {
  * An HTTP/1.1 origin that answers each request with "<connection>:<request
  * on it>:<method>:<body bytes>" (keep-alive, never Connection: close) and
  * then does what `after` says: ends the connection (FIN) or writes an
- * unasked 408 and ends it, after delayMs (0: at once), or keeps it.
+ * unasked 408 and ends it, after delayMs (0: at once), or keeps it; or
+ * (timeout-next) answers the next request on the connection with the 408 it
+ * would have sent as idle, and ends it.
  */
 async function startRawOrigin(): Promise<RawOrigin> {
   const origin: RawOrigin = { port: 0, accepted: 0, open: 0, after: { kind: 'keep' }, close: async () => undefined };
@@ -53,9 +55,13 @@ async function startRawOrigin(): Promise<RawOrigin> {
         const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
         if (buf.length < end + 4 + length) return;
         buf = buf.subarray(end + 4 + length);
+        const a = origin.after;
+        if (a.kind === 'timeout-next' && served > 0) {
+          sock.end('HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+          return;
+        }
         const text = `${id}:${++served}:${head.split(' ')[0]}:${length}`;
         sock.write(`HTTP/1.1 200 OK\r\nContent-Length: ${text.length}\r\n\r\n${text}`);
-        const a = origin.after;
         // delayMs 0: the FIN right behind the answer, in the same turn (a timer would let a
         // quick next request in before it, which no proxy may then send again if it is a POST).
         if (a.kind === 'fin' && a.delayMs === 0) sock.end();
@@ -136,6 +142,15 @@ describe('pooled upstream connections the origin ends or talks on', () => {
       assert.equal(r.status, 200, `request ${i} (${method}) got the unasked answer: ${r.text}`);
       assert.match(r.text, /^\d+:1:/);
       await sleep(60);
+    }
+  });
+
+  test('a 408 read as the answer on a pooled connection (the origin\'s idle notice, crossing the request): a GET goes again on a new one', async () => {
+    origin.after = { kind: 'timeout-next' };
+    for (let i = 0; i < 6; i++) {
+      const r = await request('GET');
+      assert.equal(r.status, 200, `request ${i} got the origin's idle 408: ${r.text}`);
+      assert.match(r.text, /^\d+:1:GET:0$/, `request ${i}: a fresh connection's first answer`);
     }
   });
 
