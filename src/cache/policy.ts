@@ -399,10 +399,6 @@ export type Reuse =
   | { use: 'validate'; ttl: number; stale: boolean; why: ReuseRefusal };
 
 /**
- * §4, §4.2.4, §5.2: may `stored` answer a request with these directives now,
- * or must it be validated first? ttl = lifetime - age (negative when stale).
- */
-/**
  * The directives of stored response heads, by the identity of the field list
  * and of the targets they were read with: reuse() reads them on every hit,
  * and parsing Cache-Control anew each time was among the top entries of a
@@ -421,6 +417,10 @@ function storedResponseDirectives(headers: Headers, targets: Targets): Directive
   return directives;
 }
 
+/**
+ * §4, §4.2.4, §5.2: may `stored` answer a request with these directives now,
+ * or must it be validated first? ttl = lifetime - age (negative when stale).
+ */
 export function reuse(stored: StoredTiming, req: RequestDirectives, now: number, targets: Targets = DEFAULT_TARGETS): Reuse {
   const age = currentAge(stored.initialAge, stored.responseTime, now);
   const ttl = stored.lifetime - age;

@@ -103,11 +103,13 @@ export class Forwarder {
       // retried trusts readiness for the connection's health; others get the recv check.
       const lease = (attempt === 0 ? this.o.group.leaseIdle(peer, retrySafe) : null) ?? await this.leaseOrFail(peer, attempt > 0);
       x.lease = lease;
+      // Sent again on a new connection when a reused one proves dead before any answer.
+      const mayRetry = lease.reused && attempt === 0 && retrySafe;
       let sent: { answer: UpstreamResponse; bodySent: Promise<void> };
       try {
         sent = await this.send(x, peer, head, body.framing, detached);
       } catch (err) {
-        const retry = lease.reused && attempt === 0 && retrySafe && isConnectionLoss(err);
+        const retry = mayRetry && isConnectionLoss(err);
         lease.stream.destroy();
         x.lease = null;
         if (retry) continue;
@@ -115,7 +117,7 @@ export class Forwarder {
         if (!isClientFault(err)) this.failed(peer, err);
         throw err;
       }
-      if (sent.answer.head.status === 408 && lease.reused && attempt === 0 && retrySafe) {
+      if (mayRetry && sent.answer.head.status === 408) {
         // RFC 9110 §15.5.9: a 408 read on a connection taken from the pool is the upstream closing
         // it as idle, written before our request arrived (a lease that trusted readiness cannot
         // have seen it yet), so the request was not processed: sent again on a new connection,
