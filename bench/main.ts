@@ -42,6 +42,8 @@ interface Options {
   legacyRun: boolean;
   stalled: boolean;
   workers: boolean;
+  /** --workers: also 2 workers with a SO_REUSEPORT socket each. */
+  reusePort: boolean;
   connections: string;
   repeats: string;
   fronts?: string;
@@ -174,7 +176,7 @@ const stalledMain = (o: Options): Promise<void> =>
   hostMain(o, 'stalled', 'stalled downloads', [STALLED_BEGIN, STALLED_END], (progress) => runStalled({ connections: Number(o.connections), repeats: Number(o.repeats), progress }), (r) => `${stalledTable(r)}\n\n${stalledPointsTable(r)}`);
 
 /** `--workers`: --workers 1 and 2 next to nginx's worker_processes 1 and 2, on this host (bench/workers.ts). */
-const workersMain = (o: Options): Promise<void> => hostMain(o, 'workers', 'workers', [WORKERS_BEGIN, WORKERS_END], (progress) => runWorkers({ full: o.full, rounds: Number(o.repeats), progress }), workersTable);
+const workersMain = (o: Options): Promise<void> => hostMain(o, 'workers', 'workers', [WORKERS_BEGIN, WORKERS_END], (progress) => runWorkers({ full: o.full, rounds: Number(o.repeats), reusePort: o.reusePort, progress }), workersTable);
 
 const COPY_PATH_BEGIN = '<!-- bench:copy-path (npm run bench -- --copy-path --update-docs rewrites this part) -->';
 const COPY_PATH_END = '<!-- /bench:copy-path -->';
@@ -248,6 +250,7 @@ async function main(): Promise<void> {
     .option('--copy-path', 'only the proxy copy path: aludel proxy vs nginx proxy_pass, userspace TLS, 10 MiB at 8 and 1 connections, --repeats rounds (--full: 10 s points), on this host', false)
     .option('--baseline <dir>', 'with --copy-path: also run the aludel build of this checkout (its dist/ and build/), in the same turns')
     .option('--connections <n>', 'with --stalled: stalled downloads per point', '1000')
+    .option('--reuse-port', 'with --workers: also 2 workers with a listening socket each (Aludel --reuse-port, nginx listen ... reuseport), compared with the shared socket in the same rounds', false)
     .option('--repeats <n>', 'with --stalled, --workers and --copy-path: repeats (each runs every server once, in turns)', '3')
     .option('--phase <where>', '(internal) run one phase and write it to --out')
     .option('--emulated', '(internal) the phase runs on an emulated CPU', false)

@@ -69,6 +69,12 @@ function accepts(host: string, port: number): Promise<boolean> {
   });
 }
 
+/** Servers still running: killed if the bench exits first. One 'exit' listener for all (a run may hold 18 servers). */
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
 /** `stdinPipe`: a pipe never written to, for servers that would act on stdin's EOF. */
 async function startProcess(what: string, cmd: string, args: string[], host: string, port: number, env?: NodeJS.ProcessEnv, stdinPipe = false): Promise<Server> {
   const child: ChildProcess = spawn(cmd, args, { stdio: [stdinPipe ? 'pipe' : 'ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
@@ -76,10 +82,7 @@ async function startProcess(what: string, cmd: string, args: string[], host: str
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   let exited: string | null = null;
   child.once('exit', (code, signal) => (exited = `exited (${code ?? signal})`));
-  const killer = (): void => {
-    child.kill('SIGKILL');
-  };
-  process.once('exit', killer);
+  running.add(child);
   // Node's start-up alone takes tens of seconds on the VM's emulated CPU.
   const deadline = Date.now() + 180_000;
   while (!(await accepts(host, port))) {
@@ -94,7 +97,7 @@ async function startProcess(what: string, cmd: string, args: string[], host: str
     port,
     pids: () => processTree(child.pid!),
     async stop() {
-      process.off('exit', killer);
+      running.delete(child);
       if (child.exitCode !== null || child.signalCode !== null) return;
       const gone = new Promise((r) => child.once('exit', r));
       child.kill('SIGTERM');
@@ -142,6 +145,8 @@ export interface NginxOptions {
    * accept_mutex off, nginx's default since 1.11.3). Default: 1, no master.
    */
   workers?: number;
+  /** `listen ... reuseport`: a listening socket per worker, SO_REUSEPORT. */
+  reusePort?: boolean;
 }
 
 /** A double-quoted nginx string; refuses what would need escaping or expand as a variable. */
@@ -192,7 +197,7 @@ function nginxConf(o: NginxOptions, port: number): string {
     '  keepalive_requests 1000000;',
     ...(role.kind === 'proxy' || role.kind === 'cache' ? [`  upstream origin { server 127.0.0.1:${role.originPort}; keepalive 32; }`] : []),
     '  server {',
-    `    listen ${role.kind === 'origin' ? '127.0.0.1' : o.host}:${port}${tls ? (o.legacy ? ' ssl' : ' ssl http2') : ''};`,
+    `    listen ${role.kind === 'origin' ? '127.0.0.1' : o.host}:${port}${tls ? (o.legacy ? ' ssl' : ' ssl http2') : ''}${o.reusePort ? ' reuseport' : ''};`,
     `    root ${str(path.resolve(o.root))};`,
     ...(tls
       ? [

@@ -18,6 +18,11 @@
  *   the server's process tree (primary + workers, master + workers), on a
  *   server started fresh for the point (RSS does not shrink after frees).
  *
+ * With `--reuse-port`, every front also runs with 2 workers that each have a
+ * listening socket of their own (Aludel's --reuse-port, nginx's `listen ...
+ * reuseport`), beside the shared socket: the column "reuseport / shared"
+ * compares them in the same round.
+ *
  * CPU is utime + stime summed over the front's process tree, plus the origin's
  * for the proxies (as bench/phase.ts), per 1,000 requests and per GB of
  * response bytes wrk read. Points run in turns (every scenario once per test,
@@ -65,6 +70,8 @@ export interface WorkersPoint {
   test: WorkersTest;
   front: WorkersFront;
   workers: number;
+  /** 2 workers, each with its own SO_REUSEPORT socket (otherwise they share one). */
+  reusePort?: boolean;
   requests: number;
   errors: number;
   requestsPerSec: number | null;
@@ -104,24 +111,24 @@ interface Bench extends BenchSetup {
   script: string;
 }
 
-async function startFront(b: Bench, front: WorkersFront, workers: number, name: string): Promise<Server> {
+async function startFront(b: Bench, front: WorkersFront, workers: number, name: string, reusePort = false): Promise<Server> {
   const dir = path.join(b.dir, name);
   await fs.promises.mkdir(dir, { recursive: true });
   // Idle connections must outlive the point: no request comes, so the header timeout would close them.
-  const extraArgs = ['--headers-timeout', '10m', '--idle-timeout', '10m'];
+  const extraArgs = ['--headers-timeout', '10m', '--idle-timeout', '10m', ...(reusePort ? ['--reuse-port'] : [])];
   switch (front) {
     case 'aludel-serve':
       return startAludelServe(name, { host: HOST, tls: b.tls, offload: b.offload, root: b.root, workers, extraArgs });
     case 'aludel-proxy':
       return startAludel(name, { host: HOST, tls: b.tls, offload: b.offload, originPort: b.origin.port, workers, extraArgs });
     case 'nginx-direct':
-      return startNginx(name, { dir, host: HOST, root: b.root, role: { kind: 'direct' }, tls: { ...b.tls, offload: b.offload }, workers });
+      return startNginx(name, { dir, host: HOST, root: b.root, role: { kind: 'direct' }, tls: { ...b.tls, offload: b.offload }, workers, reusePort });
     case 'nginx-proxy':
-      return startNginx(name, { dir, host: HOST, root: b.root, role: { kind: 'proxy', originPort: b.origin.port }, tls: { ...b.tls, offload: b.offload }, workers });
+      return startNginx(name, { dir, host: HOST, root: b.root, role: { kind: 'proxy', originPort: b.origin.port }, tls: { ...b.tls, offload: b.offload }, workers, reusePort });
     case 'aludel-cache':
       return startAludel(name, { host: HOST, tls: b.tls, offload: b.offload, originPort: b.origin.port, cacheDir: path.join(dir, 'cache'), workers, extraArgs });
     case 'nginx-cache':
-      return startNginx(name, { dir, host: HOST, root: b.root, role: { kind: 'cache', originPort: b.origin.port }, tls: { ...b.tls, offload: b.offload }, workers });
+      return startNginx(name, { dir, host: HOST, root: b.root, role: { kind: 'cache', originPort: b.origin.port }, tls: { ...b.tls, offload: b.offload }, workers, reusePort });
   }
 }
 
@@ -226,7 +233,8 @@ async function idlePoint(b: Bench, front: WorkersFront, workers: number, round: 
   }
 }
 
-type Scenario = { front: WorkersFront; workers: number; server: Server };
+type Scenario = { front: WorkersFront; workers: number; reusePort: boolean; server: Server };
+const named = (sc: Scenario): string => `${sc.front} x${sc.workers}${sc.reusePort ? ' reuseport' : ''}`;
 
 /** Every point of the run, in turns: each scenario once per test per round. */
 function workersSteps(b: Bench, p: Plan, scenarios: Scenario[]): Array<[string, () => Promise<WorkersPoint | null>]> {
@@ -234,7 +242,7 @@ function workersSteps(b: Bench, p: Plan, scenarios: Scenario[]): Array<[string, 
   // Warm-up: JIT, pools, every worker ready (the primary's socket accepts before its workers are), and both caches filled with both files.
   for (const sc of scenarios) {
     steps.push([
-      `warm-up ${sc.front} x${sc.workers}`,
+      `warm-up ${named(sc)}`,
       async () => {
         await wrkPoint(b, sc.server, sc.front, sc.workers, 'rps', -1, 1);
         await wrkPoint(b, sc.server, sc.front, sc.workers, 'throughput', -1, 1);
@@ -244,9 +252,10 @@ function workersSteps(b: Bench, p: Plan, scenarios: Scenario[]): Array<[string, 
   }
   for (let round = 0; round < p.rounds; round++) {
     for (const test of ['rps', 'throughput', 'handshakes'] as const) {
-      for (const sc of scenarios) steps.push([`${test} ${sc.front} x${sc.workers} #${round + 1}`, () => wrkPoint(b, sc.server, sc.front, sc.workers, test, round, p.seconds)]);
+      for (const sc of scenarios) steps.push([`${test} ${named(sc)} #${round + 1}`, () => wrkPoint(b, sc.server, sc.front, sc.workers, test, round, p.seconds).then((pt) => ({ ...pt, reusePort: sc.reusePort }))]);
     }
-    for (const sc of scenarios.filter((x) => IDLE_FRONTS.has(x.front))) steps.push([`idle ${sc.front} x${sc.workers} #${round + 1}`, () => idlePoint(b, sc.front, sc.workers, round, p.idleConnections)]);
+    // Idle memory does not depend on how connections are accepted: the shared-socket fronts only.
+    for (const sc of scenarios.filter((x) => IDLE_FRONTS.has(x.front) && !x.reusePort)) steps.push([`idle ${sc.front} x${sc.workers} #${round + 1}`, () => idlePoint(b, sc.front, sc.workers, round, p.idleConnections)]);
   }
   return steps;
 }
@@ -255,6 +264,8 @@ export interface WorkersRunOptions {
   full: boolean;
   /** Rounds (every point once per round, in turns). */
   rounds: number;
+  /** Also 2 workers with a SO_REUSEPORT socket each, for every front. */
+  reusePort?: boolean;
   progress(done: number, total: number, label: string): void;
 }
 
@@ -278,10 +289,10 @@ export async function runWorkers(o: WorkersRunOptions): Promise<WorkersResult> {
     const b: Bench = { dir, root, tls, origin, offload, hz: clockTicksPerSecond(), script };
     const scenarios: Scenario[] = [];
     for (const front of FRONTS) {
-      for (const workers of [1, 2]) {
-        const server = await startFront(b, front, workers, `${front}-${workers}`);
+      for (const [workers, reusePort] of [[1, false], [2, false], ...(o.reusePort ? [[2, true]] : [])] as Array<[number, boolean]>) {
+        const server = await startFront(b, front, workers, `${front}-${workers}${reusePort ? '-reuseport' : ''}`, reusePort);
         stops.push(() => server.stop());
-        scenarios.push({ front, workers, server });
+        scenarios.push({ front, workers, reusePort, server });
       }
     }
     const steps = workersSteps(b, p, scenarios);
@@ -321,29 +332,42 @@ export function sameRoundRatios(a: WorkersPoint[], b: WorkersPoint[]): { median:
 
 const spread = (r: ReturnType<typeof sameRoundRatios>): string => (r.n > 1 ? `${fmt(r.median)} (${fmt(r.min)}–${fmt(r.max)})` : fmt(r.median));
 
-/** One row per test, front and worker count: medians, the CPU split over workers, and the same-round ratios. */
+/** How a row's points were accepted: 1 worker, 2 sharing a socket, or 2 with a SO_REUSEPORT socket each. */
+type Layout = { workers: number; reusePort: boolean };
+const LAYOUTS: Layout[] = [{ workers: 1, reusePort: false }, { workers: 2, reusePort: false }, { workers: 2, reusePort: true }];
+
+/** The largest worker's share of the CPU, median over the rounds (max): 50 % is an even split of 2; 100 %, one worker did everything. */
+function largestShare(points: WorkersPoint[]): string {
+  const largest = points.map((p) => p.workerCpuShares[0]).filter((x): x is number => x !== undefined && points[0]!.workerCpuShares.length > 1);
+  if (largest.length === 0) return '';
+  return `${Math.round(median(largest)! * 100)} % (${Math.round(Math.max(...largest) * 100)} %)`;
+}
+
+/** One row per test, front and layout: medians, how evenly the workers shared the CPU, and the same-round ratios. */
 export function workersTable(res: WorkersResult): string {
+  const withReusePort = res.points.some((p) => p.reusePort === true);
   const head = [
-    '| test | front | workers | req/s, MB/s or KiB/conn (median) | CPU ms / 1k req | CPU-s/GB | worker CPU split | vs nginx (same workers) | 2 workers / 1 |',
-    '|---|---|---|---|---|---|---|---|---|',
+    `| test | front | workers | req/s, MB/s or KiB/conn (median) | CPU ms / 1k req | CPU-s/GB | largest worker's CPU share, median (max) | vs nginx (same workers) | 2 workers / 1 |${withReusePort ? ' reuseport / shared |' : ''}`,
+    `|---|---|---|---|---|---|---|---|---|${withReusePort ? '---|' : ''}`,
   ];
   const body: string[] = [];
   for (const test of ['rps', 'throughput', 'handshakes', 'idle'] as const) {
     for (const front of FRONTS) {
-      for (const workers of [1, 2]) {
-        const of = (f: WorkersFront, w: number): WorkersPoint[] => res.points.filter((p) => p.test === test && p.front === f && p.workers === w);
-        const mine = of(front, workers);
+      for (const { workers, reusePort } of LAYOUTS) {
+        const of = (f: WorkersFront, w: number, rp = false): WorkersPoint[] => res.points.filter((p) => p.test === test && p.front === f && p.workers === w && (p.reusePort ?? false) === rp);
+        const mine = of(front, workers, reusePort);
         if (mine.length === 0) continue;
         const med = (f: (p: WorkersPoint) => number | null | undefined): number | null => median(mine.map(f).filter((x): x is number => x != null));
-        const peer = front in PEER ? spread(sameRoundRatios(mine, of(PEER[front as keyof typeof PEER], workers))) : '';
+        const peer = front in PEER ? spread(sameRoundRatios(mine, of(PEER[front as keyof typeof PEER], workers, reusePort))) : '';
         const scale = workers === 2 ? spread(sameRoundRatios(mine, of(front, 1))) : '';
-        const shares = mine[0]!.workerCpuShares.length > 1 ? mine[0]!.workerCpuShares.map((s) => `${Math.round(s * 100)} %`).join(' / ') : '';
-        body.push(`| ${test} | ${front} | ${workers} | ${fmt(med(value))} | ${fmt(med((p) => p.cpuMsPer1kRequests))} | ${fmt(med((p) => p.cpuPerGB))} | ${shares} | ${peer} | ${scale} |`);
+        const layout = reusePort ? `${workers}, reuseport` : String(workers);
+        const vsShared = withReusePort ? ` ${reusePort ? spread(sameRoundRatios(mine, of(front, workers))) : ''} |` : '';
+        body.push(`| ${test} | ${front} | ${layout} | ${fmt(med(value))} | ${fmt(med((p) => p.cpuMsPer1kRequests))} | ${fmt(med((p) => p.cpuPerGB))} | ${largestShare(mine)} | ${peer} | ${scale} |${vsShared}`);
       }
     }
   }
   const errors = res.points.reduce((n, p) => n + p.errors, 0);
   const e = res.environment;
-  const note = `${res.mode} mode: ${res.seconds} s points, ${FILE} of 1,024 bytes (rps: wrk -t2 -c${CONNECTIONS}; throughput: ${BULK_FILE} of ${BULK_BYTES / 1024 / 1024} MiB, wrk -t2 -c${BULK_CONNECTIONS}, MB/s; handshakes: h2load --h1 -n ${CONNECTIONS} -c ${CONNECTIONS} repeated, no resumption), ${res.idleConnections} idle connections per idle point, ${Math.max(...res.points.map((p) => p.round)) + 1} round(s), ${res.offload} TLS, loopback, client and servers on the same ${e.cpus} CPUs; ${errors} error(s). Proxies and caches: the origin's CPU included (idle on cache hits). Worker CPU split: first round, largest share first.`;
+  const note = `${res.mode} mode: ${res.seconds} s points, ${FILE} of 1,024 bytes (rps: wrk -t2 -c${CONNECTIONS}; throughput: ${BULK_FILE} of ${BULK_BYTES / 1024 / 1024} MiB, wrk -t2 -c${BULK_CONNECTIONS}, MB/s; handshakes: h2load --h1 -n ${CONNECTIONS} -c ${CONNECTIONS} repeated, no resumption), ${res.idleConnections} idle connections per idle point, ${Math.max(...res.points.map((p) => p.round)) + 1} round(s), ${res.offload} TLS, loopback, client and servers on the same ${e.cpus} CPUs; ${errors} error(s). Proxies and caches: the origin's CPU included (idle on cache hits). Largest worker's CPU share: of the workers' CPU in each point (the primary or master left out).${withReusePort ? ' reuseport: 2 workers with a listening socket each (Aludel --reuse-port, nginx listen ... reuseport); "reuseport / shared" compares them with the 2 workers sharing one socket, same round.' : ''}`;
   return [...head, ...body, '', note].join('\n');
 }

@@ -69,12 +69,13 @@ export class Listeners {
   /**
    * Binds every address; logs where its crypto runs. Returns the bound
    * addresses, in order. A worker passes `fds`: the primary's listening
-   * sockets, one per address in --listen order, accepted on as they are.
+   * sockets, one per address in --listen order, accepted on as they are
+   * (shared with the other workers, or its own under --reuse-port).
    */
   async listen(s: ListenerSettings, log: Logger, fds?: readonly number[]): Promise<string[]> {
     const bound: string[] = [];
     for (const [i, l] of this.list.entries()) {
-      const a = await l.server.listen({ host: l.host, port: l.port, reusePort: s.reusePort, fd: fds?.[i] }).catch((err: Error & { code?: string }) => {
+      const a = await l.server.listen({ host: l.host, port: l.port, reusePort: s.reusePort, fd: fds?.[i], shared: !s.reusePort }).catch((err: Error & { code?: string }) => {
         throw listenError(l.host, l.port, err);
       });
       const address = formatAddress(a.address, a.port);

@@ -2,7 +2,8 @@
  * --workers N (N > 1; or auto, the default, with several CPUs): the primary
  * process. It binds every --listen address once, forks N workers of the same
  * command line that inherit those sockets and accept on them
- * (docs/data-plane.md says why one shared socket rather than SO_REUSEPORT),
+ * (docs/data-plane.md says why one shared socket by default; with
+ * --reuse-port each worker gets sockets of its own, as nginx's `reuseport`),
  * hands them the session ticket keys and rotates them,
  * restarts a worker that dies (restart-backoff.ts), holds the admin and
  * --redirect-http listeners, orders and renews the --acme-domain
@@ -51,23 +52,44 @@ interface Slot {
   certificatesAtSpawn: number;
 }
 
-/** Binds each address once; the descriptors are inherited by every worker. */
-function bindListeners(native: Native, s: ListenerSettings): { fds: number[]; addresses: string[] } {
-  const fds: number[] = [];
+/**
+ * The listening sockets, per worker slot: `slots[i]` holds one descriptor
+ * per --listen address, in order, for worker i + 1.
+ * - By default each address is bound once and every slot shares that socket
+ *   (docs/data-plane.md, "One shared accepting socket").
+ * - With --reuse-port each slot gets sockets of its own, bound with
+ *   SO_REUSEPORT to the same port, and the kernel hashes each new connection
+ *   to one of them (nginx's `listen ... reuseport`). The primary keeps every
+ *   copy open, as nginx's master does, so the connections queued on a dead
+ *   worker's socket wait for its replacement instead of being reset.
+ */
+interface BoundListeners {
+  slots: number[][];
+  addresses: string[];
+}
+
+function bindListeners(native: Native, s: ListenerSettings): BoundListeners {
+  const perWorker = s.reusePort ? s.workers : 1;
+  const slots: number[][] = Array.from({ length: perWorker }, () => []);
   const addresses: string[] = [];
   for (const { host, port } of s.listen) {
-    let fd: number;
-    try {
-      fd = native.listenTcp(host, port, 511, s.reusePort);
-    } catch (err) {
-      for (const f of fds) native.closeFd(f);
-      throw listenError(host, port, err as Error);
+    // --listen host:0: the first socket picks the port; the others of the group bind that one.
+    let bound = port;
+    for (const fds of slots) {
+      let fd: number;
+      try {
+        fd = native.listenTcp(host, bound, 511, s.reusePort);
+      } catch (err) {
+        for (const f of slots.flat()) native.closeFd(f);
+        throw listenError(host, port, err as Error);
+      }
+      fds.push(fd);
+      bound = native.getSockName(fd).port;
     }
-    const a = native.getSockName(fd);
-    fds.push(fd);
+    const a = native.getSockName(slots[0]!.at(-1)!);
     addresses.push(formatAddress(a.address, a.port));
   }
-  return { fds, addresses };
+  return { slots: s.reusePort ? slots : Array.from({ length: s.workers }, () => slots[0]!), addresses };
 }
 
 export class Primary implements SignalTargets, WorkerMetricsSource {
@@ -94,8 +116,7 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
     private readonly s: PrimarySettings,
     readonly log: Logger,
     private readonly native: Native,
-    private readonly fds: number[],
-    readonly addresses: string[],
+    private readonly bound: BoundListeners,
     private readonly readyMessage: string,
     private readonly acme: AcmeManager | null = null,
   ) {
@@ -105,6 +126,11 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
     // --ticket-keys files are read by each worker (and re-read on HUP); otherwise one ring for all, made here.
     this.ticketKeys = s.ticketKeyFiles.length > 0 ? null : [generateTicketKey()];
     this.cacheRelay = new CacheRelay(() => this.slots.flatMap((w) => (w.child === null ? [] : [w.child])), log);
+  }
+
+  /** The bound --listen addresses, in order. */
+  get addresses(): string[] {
+    return this.bound.addresses;
   }
 
   get workerPids(): number[] {
@@ -129,12 +155,13 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
     w.ready = false;
     w.startedAt = Date.now();
     w.certificatesAtSpawn = this.certificates;
-    const env: NodeJS.ProcessEnv = { ...process.env, [WORKER_ENV]: String(w.index), [WORKER_FDS_ENV]: this.fds.map((_, i) => FIRST_LISTEN_FD + i).join(',') };
+    const fds = this.bound.slots[w.index - 1]!;
+    const env: NodeJS.ProcessEnv = { ...process.env, [WORKER_ENV]: String(w.index), [WORKER_FDS_ENV]: fds.map((_, i) => FIRST_LISTEN_FD + i).join(',') };
     const nodeOptions = withoutInspectFlags(process.env.NODE_OPTIONS);
     if (nodeOptions === undefined) delete env.NODE_OPTIONS;
     else env.NODE_OPTIONS = nodeOptions;
     // execArgv []: no --inspect (or anything else node was started with) reaches a worker.
-    const child = fork(process.argv[1]!, process.argv.slice(2), { env, execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...this.fds] });
+    const child = fork(process.argv[1]!, process.argv.slice(2), { env, execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...fds] });
     w.child = child;
     this.log.info({ worker: w.index, workerPid: child.pid }, 'worker started');
     child.on('message', (m: unknown) => this.onMessage(w, child, m));
@@ -287,7 +314,7 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
     this.log.info({ signal, workers: this.workerPids }, `stopping: passing ${signal} to every worker`);
     // Closing the primary's copies first: once the workers have closed theirs, the sockets are gone and new connections are refused.
     // (Once: a QUIT during a TERM escalates, passing QUIT on, and must not close them twice.)
-    for (const fd of this.fds.splice(0)) this.native.closeFd(fd);
+    for (const fd of new Set(this.bound.slots.splice(0).flat())) this.native.closeFd(fd);
     this.signalWorkers(signal);
     const allExited = (): boolean => this.slots.every((w) => w.child === null);
     let timer: NodeJS.Timeout | undefined;
@@ -340,14 +367,15 @@ export async function runPrimary(s: PrimarySettings): Promise<Primary> {
   }
   // One process orders and renews: this one, which outlives the workers. Before they start: they load the stand-ins.
   const acme = s.mode === 'tcp' ? null : await prepareAcme(s as PrimarySettings & HttpServerSettings, log, () => primary.certificatesStored());
-  const { fds, addresses } = bindListeners(addon, s);
-  const primary = new Primary(s, log, addon, fds, addresses, READY_MESSAGE[s.mode], acme);
-  log.info({ addresses, workers: s.workers }, `primary: ${s.workers} workers share ${addresses.join(' ')}`);
+  const bound = bindListeners(addon, s);
+  const primary = new Primary(s, log, addon, bound, READY_MESSAGE[s.mode], acme);
+  const how = s.reusePort ? `each of ${s.workers} workers has its own SO_REUSEPORT socket on` : `${s.workers} workers share`;
+  log.info({ addresses: bound.addresses, workers: s.workers, reusePort: s.reusePort }, `primary: ${how} ${bound.addresses.join(' ')}`);
   primary.start();
-  if (s.mode !== 'tcp' && s.redirectHttp) primary.hold(await startRedirectFor(s as PrimarySettings & HttpServerSettings, addresses, log, acme?.http01));
+  if (s.mode !== 'tcp' && s.redirectHttp) primary.hold(await startRedirectFor(s as PrimarySettings & HttpServerSettings, bound.addresses, log, acme?.http01));
   const status = acme === null ? undefined : () => acme.status();
   const purge = hasCache(s) ? (url: string): Promise<number> => primary.purgeCache(url) : undefined;
-  if (s.admin !== null) primary.hold(await startWorkerAdmin({ ...s.admin, command: s.mode === 'http' ? 'proxy' : s.mode, listen: addresses.join(' '), source: primary, acme: status, log, purge }));
+  if (s.admin !== null) primary.hold(await startWorkerAdmin({ ...s.admin, command: s.mode === 'http' ? 'proxy' : s.mode, listen: bound.addresses.join(' '), source: primary, acme: status, log, purge }));
   primary.hold(acmeCloser(acme));
   // The first orders once every worker listens: they answer TLS-ALPN-01, and their TLS engine decides whether it can be used.
   // The primary has no TLS listener of its own: the challenge reaches the workers through its registry.

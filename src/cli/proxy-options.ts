@@ -89,7 +89,7 @@ const OPTIONS: Record<ProxyKey, { arg: string | null; help: (mode: SettingsMode)
   'http2-max-concurrent-streams': { arg: '<n>', help: () => 'HTTP/2 streams one client connection may have open at once (nginx http2_max_concurrent_streams)' },
   'access-log-format': { arg: '<format>', help: () => 'json, or combined (nginx combined plus request time, upstream and request id)' },
   'log-level': { arg: '<level>', help: () => 'fatal, error, warn, info, debug, trace or silent' },
-  'reuse-port': { arg: null, help: () => 'SO_REUSEPORT: several aludel processes may share the port (kernel load-balances)' },
+  'reuse-port': { arg: null, help: () => 'SO_REUSEPORT: with --workers, each worker gets its own listening socket and the kernel spreads new connections over them (nginx\'s listen ... reuseport); several aludel processes may also share the port' },
   workers: { arg: '<n|auto>', help: () => 'worker processes sharing the listeners (auto = the CPUs this process may use); 1 = one process, no primary' },
   'ticket-keys': { arg: '<file...>', help: () => 'TLS session ticket key files, 80 (or 48) bytes as nginx ssl_session_ticket_key: the first encrypts, all decrypt (repeatable); default: keys made at start-up' },
   admin: { arg: '<addr:port>', help: () => 'admin HTTP listener for Prometheus GET /metrics and GET /status (JSON); a bare port binds 127.0.0.1 (default: off)' },

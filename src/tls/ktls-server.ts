@@ -21,7 +21,8 @@ const ACCEPT_BATCH = 64;
  * nginx's default `multi_accept off`: every worker polling the socket wakes
  * for a new connection, and a worker that took a whole batch would leave the
  * others idle. The level-triggered poll wakes this worker again at once while
- * connections are still queued.
+ * connections are still queued. A worker's own --reuse-port socket takes
+ * whole batches again: its queue is no one else's.
  */
 const SHARED_ACCEPT_BATCH = 1;
 /** Back-off after EMFILE/ENFILE (as nginx: stop accepting briefly instead of spinning). */
@@ -82,7 +83,7 @@ export class KtlsServer extends EventEmitter implements SecureServer {
   async listen(options: ListenOptions): Promise<{ address: string; port: number }> {
     const { native } = this.o;
     this.listenFd = options.fd ?? native.listenTcp(options.host, options.port, options.backlog ?? 511, options.reusePort ?? false);
-    this.acceptBatchSize = options.fd === undefined ? ACCEPT_BATCH : SHARED_ACCEPT_BATCH;
+    this.acceptBatchSize = options.fd !== undefined && options.shared !== false ? SHARED_ACCEPT_BATCH : ACCEPT_BATCH;
     this.poll = native.pollNew(this.listenFd, () => this.acceptBatch());
     native.pollStart(this.poll, READABLE);
     const a = native.getSockName(this.listenFd);

@@ -75,6 +75,12 @@ export interface ListenOptions {
    * primary): host, port, backlog and reusePort are then not used.
    */
   fd?: number;
+  /**
+   * With `fd`: other workers accept on the same socket (the default). False:
+   * the socket is this worker's own (--reuse-port), so nothing is gained by
+   * leaving its queue to others.
+   */
+  shared?: boolean;
 }
 
 /**

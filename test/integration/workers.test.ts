@@ -7,7 +7,8 @@
  * (the primary's ticket keys, RFC 5077 / RFC 8446 §4.6.1) and across separate
  * processes given the same --ticket-keys file, the primary's admin listener
  * sums the workers' counters, and TERM (or the primary's death) leaves no
- * worker behind.
+ * worker behind. With --reuse-port each worker has a socket of its own, and
+ * the queue of a dead worker's socket waits for its replacement.
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -281,6 +282,65 @@ describe('--workers 2 (serve)', () => {
       p.child.kill('SIGUSR1');
       await waitUntil(() => pids.every((pid) => since(p, from, 'reopening the access log (the Node inspector stays off)').some((l) => l.pid === pid)), 10_000);
       assert.doesNotMatch(p.stderr(), /Debugger listening/);
+    } finally {
+      await p.stop();
+    }
+  });
+});
+
+/** Listening TCP sockets on 127.0.0.1:`port`, from /proc/net/tcp (state 0A is LISTEN). */
+function listeningSockets(port: number): number {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  return fs.readFileSync('/proc/net/tcp', 'latin1').split('\n').filter((row) => {
+    const f = row.trim().split(/\s+/);
+    return f[1] === local && f[3] === '0A';
+  }).length;
+}
+
+/** `n` GETs, each on a new connection, all opened at once. Returns the status codes. */
+async function burst(port: number, n: number): Promise<string[]> {
+  const url = `https://localhost:${port}/${FILES.small.name}`;
+  const args = ['--cacert', fx.certFile, '--parallel', '--parallel-immediate', '--parallel-max', String(n), '-H', 'Connection: close', '-w', '%{http_code}\\n'];
+  for (let i = 0; i < n; i++) args.push('-o', '/dev/null', url);
+  const r = await curl(args, 60_000);
+  assert.equal(r.code, 0, r.stderr);
+  return r.stdout.toString().trim().split('\n');
+}
+
+describe('--workers 2 --reuse-port: a listening socket per worker (nginx\'s reuseport)', () => {
+  test('each worker accepts on its own SO_REUSEPORT socket; a burst of 64 connections is spread over both', { timeout: 60_000 }, async () => {
+    const p = await startAludel(serveArgs(fx, '--workers', '2', '--reuse-port'));
+    try {
+      const pids = await workerPids(p);
+      assert.equal(listeningSockets(p.port), 2, 'two listening sockets on the one port (the shared mode has one)');
+      assert.ok(p.logs.some((l) => String(l.msg).startsWith('primary: each of 2 workers has its own SO_REUSEPORT socket on')));
+      const from = p.mark();
+      const codes = await burst(p.port, 64);
+      assert.deepEqual(new Set(codes), new Set(['200']));
+      await waitUntil(() => since(p, from, 'request').length === 64, 20_000);
+      // The kernel hashes each connection's 4-tuple over the group: 64 all on one socket has odds of 2^-63.
+      assert.deepEqual([...pidsOf(since(p, from, 'TLS established'))].sort(), [...pids].sort(), 'both workers accepted connections');
+    } finally {
+      await p.stop();
+    }
+  });
+
+  test('kill -9 of a worker: connections hashed to its socket wait in the queue the primary keeps, and its replacement answers them', { timeout: 90_000 }, async () => {
+    const p = await startAludel(serveArgs(fx, '--workers', '2', '--reuse-port'));
+    try {
+      const pids = await workerPids(p);
+      const mark = p.mark();
+      process.kill(pids[0]!, 'SIGKILL');
+      const died = await p.waitForLog((l) => l.workerPid === pids[0] && l.signal === 'SIGKILL', 10_000, mark);
+      // Opened while the worker is dead: about half hash to its socket, still listening in the primary.
+      const from = p.mark();
+      const codes = await burst(p.port, 32);
+      assert.deepEqual(new Set(codes), new Set(['200']), 'every connection was answered, none reset');
+      const started = await p.waitForLog((l) => l.msg === 'worker started' && l.worker === died.worker, 10_000, mark);
+      const served = pidsOf(since(p, from, 'TLS established'));
+      assert.ok(served.has(started.workerPid as number), 'the replacement accepted connections queued on the dead worker\'s socket');
+      assert.ok(served.has(pids[1]!), 'the other worker kept accepting on its own socket');
+      assert.equal(listeningSockets(p.port), 2);
     } finally {
       await p.stop();
     }

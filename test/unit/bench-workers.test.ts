@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { parseH2loadRequests, sameRoundRatios, workerShares, type WorkersPoint } from '../../bench/workers.js';
+import { parseH2loadRequests, sameRoundRatios, workersTable, workerShares, type WorkersPoint, type WorkersResult } from '../../bench/workers.js';
 
 describe('bench --workers: h2load summary', () => {
   test('the "requests:" line gives done and succeeded (2xx/3xx) counts', () => {
@@ -45,5 +45,43 @@ describe('bench --workers: same-round ratios', () => {
 
   test('a round missing on one side or a zero denominator gives no ratio', () => {
     assert.deepEqual(sameRoundRatios([point(0, 5), point(1, 5)], [point(0, 0)]), { median: null, min: null, max: null, n: 0 });
+  });
+});
+
+describe('bench --workers --reuse-port: the table', () => {
+  const p = (front: WorkersPoint['front'], workers: number, reusePort: boolean, round: number, requestsPerSec: number, shares: number[]): WorkersPoint => ({
+    round, test: 'rps', front, workers, reusePort, requests: 1, errors: 0, requestsPerSec, cpuS: 0, cpuMsPer1kRequests: null, cpuPerGB: null, workerCpuShares: shares,
+  });
+  const result = (points: WorkersPoint[]): WorkersResult => ({
+    mode: 'quick', offload: 'userspace', seconds: 3, idleConnections: 10, points,
+    environment: { cpus: 2 } as WorkersResult['environment'],
+  });
+
+  test('a reuseport row compares with the shared socket and with nginx\'s reuseport, same round; shared rows never mix in reuseport points', () => {
+    const points = [0, 1, 2].flatMap((r) => [
+      p('aludel-serve', 1, false, r, 100, [1]),
+      p('aludel-serve', 2, false, r, 150, [1, 0]),
+      p('aludel-serve', 2, true, r, 180 + r * 30, [0.5, 0.5]),
+      p('nginx-direct', 2, false, r, 300, [0.6, 0.4]),
+      p('nginx-direct', 2, true, r, 360, [0.55, 0.45]),
+    ]);
+    const rows = workersTable(result(points)).split('\n');
+    assert.match(rows[0]!, /reuseport \/ shared \|$/);
+    const rp = rows.find((r) => r.startsWith('| rps | aludel-serve | 2, reuseport |'))!;
+    const cells = rp.split('|').map((c) => c.trim());
+    // 210/360 median vs nginx reuseport; 210/100 vs 1 worker; 210/150 vs shared.
+    assert.equal(cells[7], '50 % (50 %)');
+    assert.match(cells[8]!, /^0\.583 /);
+    assert.match(cells[9]!, /^2\.1 /);
+    assert.match(cells[10]!, /^1\.4 /);
+    const shared = rows.find((r) => r.startsWith('| rps | aludel-serve | 2 |'))!.split('|').map((c) => c.trim());
+    assert.equal(shared[4], '150', 'the shared row\'s median is of shared points only');
+    assert.equal(shared[7], '100 % (100 %)', 'one worker took everything');
+    assert.equal(shared[10], '');
+  });
+
+  test('without reuseport points there is no reuseport column', () => {
+    const rows = workersTable(result([p('aludel-serve', 1, false, 0, 100, [1])])).split('\n');
+    assert.doesNotMatch(rows[0]!, /reuseport/);
   });
 });
