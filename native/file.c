@@ -190,12 +190,28 @@ static napi_value open_beneath_stat(napi_env env, napi_callback_info info) {
   return aludel_int(env, fd);
 }
 
+/*
+ * linkCount(fd) -> st_nlink of what fd refers to, or -errno: 0 once the file
+ * was unlinked (fstat(2) on an open descriptor still works then). For a body
+ * descriptor the cache keeps open between hits (src/cache/open-bodies.ts):
+ * one syscall, without node's fs.Stats object.
+ */
+static napi_value link_count(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int32_t fd;
+  if (!aludel_args(env, info, 1, argv) || !aludel_arg_int32(env, argv[0], &fd)) return NULL;
+  struct stat st;
+  if (fstat(fd, &st) != 0) return aludel_int(env, -errno);
+  return aludel_int(env, (int64_t)st.st_nlink);
+}
+
 void aludel_register_file(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"sendfileAsync", NULL, sendfile_async, NULL, NULL, NULL, napi_default, NULL},
       {"preadNowait", NULL, pread_nowait, NULL, NULL, NULL, napi_default, NULL},
       {"openBeneath", NULL, open_beneath, NULL, NULL, NULL, napi_default, NULL},
       {"openBeneathStat", NULL, open_beneath_stat, NULL, NULL, NULL, napi_default, NULL},
+      {"linkCount", NULL, link_count, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

@@ -197,8 +197,9 @@ export class CacheLayer {
 
   /** A stored response from disk; null when its file is gone (evicted since it was selected). */
   private async fromStore(x: Exchange, entry: Entry, status: CacheStatus, outcome: CacheOutcome): Promise<number | null> {
-    const fd = this.cache.openBody(entry);
-    if (fd === null) return null;
+    const lease = this.cache.openBody(entry);
+    if (lease === null) return null;
+    const fd = lease.fd;
     x.cache = outcome;
     if (x.cacheDetail !== null) status.detail = x.cacheDetail;
     const src: StoredBody = {
@@ -212,7 +213,7 @@ export class CacheLayer {
       return (await sendStored(x, src, cacheStatus(status), (path, n) => sent(x, path, n))).status;
     } finally {
       // sendFile has settled: no sendfile(2) on the thread pool still reads this descriptor.
-      this.cache.closeBody(fd);
+      this.cache.closeBody(entry, lease);
     }
   }
 

@@ -25,6 +25,7 @@ import { addRange, combinedHead, isWhole, sameStrongValidator, subtractRange, ty
 import { targetList, type Targets } from './targeted.js';
 import type { CachePeers, LockAnswer, PeerEvent } from './peers.js';
 import { KeyLocks } from './key-locks.js';
+import { descriptorLimit, linkCountByFstat, OpenBodies, openBodiesBound, type BodyLease } from './open-bodies.js';
 
 export interface CacheOptions {
   dir: string;
@@ -40,6 +41,10 @@ export interface CacheOptions {
   peers?: CachePeers | null;
   /** With peers: how long a request waits for another worker's fill of its key before going upstream itself. */
   peerWaitMs?: number;
+  /** st_nlink of an open body descriptor (the addon's linkCount); default fs.fstatSync's. */
+  linkCount?: (fd: number) => number;
+  /** Body descriptors kept open between hits at most (default: openBodiesBound of the descriptor limit). */
+  openBodies?: number;
 }
 
 /** Default of CacheOptions.peerWaitMs. */
@@ -87,9 +92,13 @@ export class HttpCache {
   private readonly claims = new Map<string, Promise<boolean>>();
   /** When each key was last invalidated (§4.4), for entries other workers report later (applyStored). */
   private readonly invalidatedAt = new Map<string, number>();
+  /** Body descriptors kept open between hits. */
+  private readonly bodies: OpenBodies;
 
   private constructor(store: CacheStore, o: CacheOptions, targets: Targets) {
     this.store = store;
+    this.bodies = new OpenBodies({ max: o.openBodies ?? openBodiesBound(descriptorLimit()), open: (file) => fs.openSync(file, 'r'), linkCount: o.linkCount ?? linkCountByFstat, shared: store.shared });
+    store.onDropped = (id) => this.bodies.drop(id);
     this.cookies = o.cookies ?? false;
     this.staleIfError = o.staleIfError ?? 0;
     this.targets = targets;
@@ -439,34 +448,29 @@ export class HttpCache {
   }
 
   /**
-   * Opens a selected entry's body to send it: its descriptor, or null when
-   * its file is gone (evicted since it was selected), and the entry goes with
-   * it. The caller closes it with closeBody().
+   * A selected entry's body descriptor to send it from, or null when its
+   * file is gone (evicted since it was selected, here or by another worker),
+   * and the entry goes with it. Give it back with closeBody().
    *
-   * open(2) runs inline, as nginx opens its cache files: the file is one the
-   * store wrote under a directory it keeps open, and a thread-pool round trip
-   * for a syscall of a few microseconds cost a cache hit more than the
-   * syscall itself (the same change on the serve path: docs/benchmarks.md).
+   * Descriptors stay open between hits (open-bodies.ts). A new one is opened
+   * inline, as nginx opens its cache files: the file is one the store wrote
+   * under a directory it keeps open, and a thread-pool round trip for a
+   * syscall of a few microseconds cost a cache hit more than the syscall
+   * itself (the same change on the serve path: docs/benchmarks.md).
    */
-  openBody(entry: Entry): number | null {
-    try {
-      const fd = fs.openSync(entry.bodyFile, 'r');
-      this.store.touch(entry);
-      return fd;
-    } catch (err) {
-      if ((err as { code?: string }).code !== 'ENOENT') throw err;
+  openBody(entry: Entry): BodyLease | null {
+    const lease = this.bodies.acquire(entry.id, entry.bodyFile);
+    if (lease === null) {
       this.store.remove(entry);
       return null;
     }
+    this.store.touch(entry);
+    return lease;
   }
 
-  /** Closes what openBody() opened, once nothing (no sendfile on the thread pool) reads it any more. */
-  closeBody(fd: number): void {
-    try {
-      fs.closeSync(fd);
-    } catch {
-      // A close failure cannot change what the client already received.
-    }
+  /** Gives back what openBody() gave, once nothing (no sendfile on the thread pool) reads it any more. */
+  closeBody(entry: Entry, lease: BodyLease): void {
+    this.bodies.release(entry.id, lease);
   }
 
   /**

@@ -195,6 +195,8 @@ export class CacheStore {
   private readonly onChange: ((c: StoreChange) => void) | null;
   /** Shared: this process's uses, for the others' LRU order. */
   private readonly touches: TouchBatch | null;
+  /** Called with the id of every entry that leaves the index (the cache's open body descriptors, open-bodies.ts). */
+  onDropped: ((id: string) => void) | null = null;
 
   private constructor(o: StoreOptions) {
     this.dir = o.dir;
@@ -412,6 +414,7 @@ export class CacheStore {
     const e = this.lru.get(id);
     if (e === undefined) return false;
     this.lru.delete(id);
+    this.onDropped?.(id);
     this.total -= e.diskBytes;
     const list = this.byKey.get(e.key)!;
     list.splice(list.indexOf(e), 1);

@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import { createLogger, type Logger } from '../log/logger.js';
 import type { ProxySettings } from '../config/proxy-settings.js';
-import { loadAddon } from '../native/binding.js';
+import { loadAddon, type Native } from '../native/binding.js';
 import { createKtlsServer } from '../tls/create-server.js';
 import { resolveHwPolicy } from '../tls/hw-offload-policy.js';
 import type { SecureServer } from '../tls/types.js';
@@ -65,7 +65,7 @@ export async function runProxy(s: ProxySettings, load: () => Promise<ProxySettin
     try {
       // A worker of several shares the directory with the others, through the primary (cache-relay.ts).
       const peers = worker !== null && s.workers > 1 ? new WorkerCachePeers() : null;
-      cache = await HttpCache.open({ dir: s.cache.dir, maxBytes: s.cache.maxBytes, cookies: s.cache.cookies, staleIfError: s.cache.staleIfErrorMs / 1000, targeted: s.cache.targeted, log, peers, peerWaitMs: s.upstreamHeadersTimeoutMs });
+      cache = await HttpCache.open({ dir: s.cache.dir, maxBytes: s.cache.maxBytes, cookies: s.cache.cookies, staleIfError: s.cache.staleIfErrorMs / 1000, targeted: s.cache.targeted, log, peers, peerWaitMs: s.upstreamHeadersTimeoutMs, linkCount: bodyLinkCount(native) });
     } catch (err) {
       throw new CacheDirectoryError(s.cache.dir, err);
     }
@@ -101,6 +101,12 @@ export async function runProxy(s: ProxySettings, load: () => Promise<ProxySettin
   startAcme(acme, s, listeners, log);
   log.info({ listen: addresses[0], addresses, mode: s.mode, upstreams: s.upstreams.map((u) => u.url), cache: s.cache }, 'proxying');
   return { listeners, serving, stats, admin, cache, log, addresses };
+}
+
+/** The addon's fstat st_nlink for the cache's kept body descriptors; undefined (fs.fstatSync) without it or in an older build. */
+function bodyLinkCount(native: Native | null): ((fd: number) => number) | undefined {
+  const f = native?.linkCount;
+  return f === undefined ? undefined : (fd) => f.call(native, fd);
 }
 
 /**

@@ -175,6 +175,8 @@ export interface Native {
   openBeneath(dirFd: number, path: string): number;
   /** openBeneath, then fstat(2) of the fd it opened into `out` (STAT_SLOTS, http/file-stat.ts); a failed fstat closes it and says -errno. Absent from older builds. */
   openBeneathStat?(dirFd: number, path: string, out: Float64Array): number;
+  /** fstat(2)'s st_nlink of fd (0: unlinked), or -errno. Absent from older builds. */
+  linkCount?(fd: number): number;
   /** sendfile(2) on the thread pool; the socket is non-blocking, so errno EAGAIN means "wait until writable". */
   sendfileAsync(socketFd: number, fileFd: number, offset: number, length: number, done: (sent: number, errno: number) => void): void;
   /** preadv2(RWF_NOWAIT) into buf[0, length): bytes read (0: end of file), AGAIN when not all cached, NOWAIT_UNSUPPORTED. */
