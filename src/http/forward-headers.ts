@@ -179,9 +179,15 @@ export function connectionOptions(headers: readonly string[]): ReadonlySet<strin
   let options: Set<string> | undefined;
   for (let i = 0; i + 1 < headers.length; i += 2) {
     if (headers[i]!.toLowerCase() !== 'connection') continue;
-    for (const element of headers[i + 1]!.split(',')) {
-      const option = trimOws(element).toLowerCase();
+    const value = headers[i + 1]!;
+    // The list walked in place rather than split into an array: once per request for the
+    // upstream's "Connection: keep-alive".
+    for (let start = 0; start <= value.length; ) {
+      const comma = value.indexOf(',', start);
+      const end = comma < 0 ? value.length : comma;
+      const option = trimOws(value.slice(start, end)).toLowerCase();
       if (option !== '') (options ??= new Set()).add(option);
+      start = end + 1;
     }
   }
   return options ?? NO_OPTIONS;
@@ -252,6 +258,8 @@ function forwardedNode(client: string, port: number | undefined): string {
 /** value = token / quoted-string (RFC 7239 §4, RFC 9110 §5.6.4). */
 function tokenOrQuoted(value: string): string {
   if (isToken(value)) return value;
+  // Nothing to escape (the common case, "127.0.0.1:54321"): one string, not one per character.
+  if (!value.includes('"') && !value.includes('\\')) return `"${value}"`;
   let quoted = '"';
   for (const c of value) quoted += c === '"' || c === '\\' ? `\\${c}` : c;
   return `${quoted}"`;

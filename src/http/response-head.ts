@@ -286,10 +286,14 @@ function isKeepAlive(version: '1.0' | '1.1', connection: string[]): boolean {
   let close = false;
   let keepAlive = false;
   for (const field of connection) {
-    for (const element of field.split(',')) {
-      const option = trimOws(element).toLowerCase();
+    // Walked in place, not split into an array: nearly every response has "Connection: keep-alive".
+    for (let start = 0; start <= field.length; ) {
+      const comma = field.indexOf(',', start);
+      const end = comma < 0 ? field.length : comma;
+      const option = trimOws(field.slice(start, end)).toLowerCase();
       if (option === 'close') close = true;
       else if (option === 'keep-alive') keepAlive = true;
+      start = end + 1;
     }
   }
   if (close) return false;
