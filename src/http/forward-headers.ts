@@ -178,7 +178,9 @@ const NO_OPTIONS: ReadonlySet<string> = new Set();
 export function connectionOptions(headers: readonly string[]): ReadonlySet<string> {
   let options: Set<string> | undefined;
   for (let i = 0; i + 1 < headers.length; i += 2) {
-    if (headers[i]!.toLowerCase() !== 'connection') continue;
+    // The length first: no lowercased copy of every other name (twice per proxied request).
+    const name = headers[i]!;
+    if (name.length !== 10 || name.toLowerCase() !== 'connection') continue;
     const value = headers[i + 1]!;
     // The list walked in place rather than split into an array: once per request for the
     // upstream's "Connection: keep-alive".

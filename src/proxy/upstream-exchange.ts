@@ -36,7 +36,9 @@ export function errCode(err: unknown): string {
  */
 export function checkTransferCoding(head: ResponseHead): void {
   for (let i = 0; i < head.headers.length; i += 2) {
-    if (head.headers[i]!.toLowerCase() === 'transfer-encoding' && head.headers[i + 1]!.trim().toLowerCase() !== 'chunked') {
+    const name = head.headers[i]!;
+    // The length first: no lowercased copy of every name per response.
+    if (name.length === 17 && name.toLowerCase() === 'transfer-encoding' && head.headers[i + 1]!.trim().toLowerCase() !== 'chunked') {
       throw new UpstreamResponseError(`unsupported Transfer-Encoding "${head.headers[i + 1]}"`);
     }
   }
