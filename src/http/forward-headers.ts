@@ -243,16 +243,28 @@ function requestTarget(method: string, url: string): { path: string; authority?:
 
 /** The client as X-Forwarded-For gives it; "unknown" (RFC 7239 §6.2) when it is no IP address. */
 function clientNode(address: string): string {
+  if (address === lastClient.address) return lastClient.node;
   const unmapped = address.toLowerCase().startsWith(IPV4_MAPPED) && isIP(address.slice(IPV4_MAPPED.length)) === 4 ? address.slice(IPV4_MAPPED.length) : address;
-  return isIP(unmapped) === 0 ? 'unknown' : unmapped;
+  const node = isIP(unmapped) === 0 ? 'unknown' : unmapped;
+  lastClient = { address, node, v6: isIP(node) === 6 };
+  return node;
 }
+
+/**
+ * The last client address seen and what it gives: a client's requests come
+ * one after another on its connection (and many clients share an address),
+ * and clientNode's and forwardedNode's isIP() regular expressions ran on
+ * every request. A string comparison is cheaper (as isValidHost does).
+ */
+let lastClient = { address: '', node: 'unknown', v6: false };
 
 /**
  * node = nodename [ ":" node-port ], IPv6 in brackets (RFC 7239 §6); a value
  * with ":" or "[" is not a token, so it is quoted (§4), e.g. for="[2001:db8::1]".
  */
 function forwardedNode(client: string, port: number | undefined): string {
-  const name = isIP(client) === 6 ? `[${client}]` : client;
+  const v6 = client === lastClient.node ? lastClient.v6 : isIP(client) === 6;
+  const name = v6 ? `[${client}]` : client;
   const node = port === undefined || client === 'unknown' ? name : `${name}:${port}`;
   return tokenOrQuoted(node);
 }
