@@ -123,8 +123,9 @@ export function writeBody(x: Exchange, chunk: Buffer): Promise<void> {
   return new Promise((resolve, reject) => {
     const closed = (): void => { done(); reject(clientGone()); };
     const done = (): void => { res.off('close', closed); x.conn.off('close', closed); };
-    res.once('close', closed);
-    x.conn.once('close', closed);
+    // on(), not once(): done() removes both either way (see endBody).
+    res.on('close', closed);
+    x.conn.on('close', closed);
     const taken = (err?: Error | null): void => {
       done();
       if (err) reject(err);
@@ -149,8 +150,10 @@ export function endBody(x: Exchange, chunk: Buffer): Promise<void> {
   return new Promise((resolve, reject) => {
     const closed = (): void => { done(); reject(clientGone()); };
     const done = (): void => { res.off('close', closed); x.conn.off('close', closed); };
-    res.once('close', closed);
-    x.conn.once('close', closed);
+    // on(), not once(): done() removes both either way, and once() wraps each listener in a
+    // bound function of its own (events.js _onceWrap), two per small response.
+    res.on('close', closed);
+    x.conn.on('close', closed);
     res.end(chunk, () => { done(); resolve(); });
   });
 }

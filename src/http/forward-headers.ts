@@ -178,10 +178,18 @@ const NO_OPTIONS: ReadonlySet<string> = new Set();
 export function connectionOptions(headers: readonly string[]): ReadonlySet<string> {
   let options: Set<string> | undefined;
   for (let i = 0; i + 1 < headers.length; i += 2) {
-    if (headers[i]!.toLowerCase() !== 'connection') continue;
-    for (const element of headers[i + 1]!.split(',')) {
-      const option = trimOws(element).toLowerCase();
+    // The length first: no lowercased copy of every other name (twice per proxied request).
+    const name = headers[i]!;
+    if (name.length !== 10 || name.toLowerCase() !== 'connection') continue;
+    const value = headers[i + 1]!;
+    // The list walked in place rather than split into an array: once per request for the
+    // upstream's "Connection: keep-alive".
+    for (let start = 0; start <= value.length; ) {
+      const comma = value.indexOf(',', start);
+      const end = comma < 0 ? value.length : comma;
+      const option = trimOws(value.slice(start, end)).toLowerCase();
       if (option !== '') (options ??= new Set()).add(option);
+      start = end + 1;
     }
   }
   return options ?? NO_OPTIONS;
@@ -235,16 +243,28 @@ function requestTarget(method: string, url: string): { path: string; authority?:
 
 /** The client as X-Forwarded-For gives it; "unknown" (RFC 7239 §6.2) when it is no IP address. */
 function clientNode(address: string): string {
+  if (address === lastClient.address) return lastClient.node;
   const unmapped = address.toLowerCase().startsWith(IPV4_MAPPED) && isIP(address.slice(IPV4_MAPPED.length)) === 4 ? address.slice(IPV4_MAPPED.length) : address;
-  return isIP(unmapped) === 0 ? 'unknown' : unmapped;
+  const node = isIP(unmapped) === 0 ? 'unknown' : unmapped;
+  lastClient = { address, node, v6: isIP(node) === 6 };
+  return node;
 }
+
+/**
+ * The last client address seen and what it gives: a client's requests come
+ * one after another on its connection (and many clients share an address),
+ * and clientNode's and forwardedNode's isIP() regular expressions ran on
+ * every request. A string comparison is cheaper (as isValidHost does).
+ */
+let lastClient = { address: '', node: 'unknown', v6: false };
 
 /**
  * node = nodename [ ":" node-port ], IPv6 in brackets (RFC 7239 §6); a value
  * with ":" or "[" is not a token, so it is quoted (§4), e.g. for="[2001:db8::1]".
  */
 function forwardedNode(client: string, port: number | undefined): string {
-  const name = isIP(client) === 6 ? `[${client}]` : client;
+  const v6 = client === lastClient.node ? lastClient.v6 : isIP(client) === 6;
+  const name = v6 ? `[${client}]` : client;
   const node = port === undefined || client === 'unknown' ? name : `${name}:${port}`;
   return tokenOrQuoted(node);
 }
@@ -252,6 +272,8 @@ function forwardedNode(client: string, port: number | undefined): string {
 /** value = token / quoted-string (RFC 7239 §4, RFC 9110 §5.6.4). */
 function tokenOrQuoted(value: string): string {
   if (isToken(value)) return value;
+  // Nothing to escape (the common case, "127.0.0.1:54321"): one string, not one per character.
+  if (!value.includes('"') && !value.includes('\\')) return `"${value}"`;
   let quoted = '"';
   for (const c of value) quoted += c === '"' || c === '\\' ? `\\${c}` : c;
   return `${quoted}"`;

@@ -20,7 +20,7 @@ import { isClientFault } from './failures.js';
 import type { Exchange } from '../http/exchange.js';
 import type { TrafficStats } from '../metrics/traffic-stats.js';
 import type { PipePool } from '../transport/pipe-pool.js';
-import type { Forward } from '../cache/cache-layer.js';
+import type { Forward, UpstreamAnswer } from '../cache/cache-layer.js';
 import type { Lease, UpstreamGroup } from './upstream-group.js';
 import { checkTransferCoding, errCode, isConnectionLoss, readResponseHead, sendRequestBody } from './upstream-exchange.js';
 import { UpstreamResponse } from './upstream-answer.js';
@@ -48,6 +48,7 @@ type Peer = ReturnType<UpstreamGroup['pick']>;
 export class Forwarder {
   private readonly s: ProxySettings;
   private readonly limits: { maxHeaderSize: number; maxHeaderCount: number };
+  private readonly timeouts = new Map<string, TimeoutErrors>();
 
   constructor(private readonly o: ForwarderOptions) {
     this.s = o.settings;
@@ -55,7 +56,7 @@ export class Forwarder {
   }
 
   /** Sends x's request on as `fwd` says; resolves with the status the client got. Sets x.reusable. */
-  forward(x: ProxyExchange, fwd: Forward = {}): Promise<number> {
+  forward(x: ProxyExchange, fwd: Forward = PLAIN): Promise<number> {
     return fwd.detached ? this.detached(x, fwd) : this.exchange(x, fwd, false);
   }
 
@@ -105,7 +106,7 @@ export class Forwarder {
       x.lease = lease;
       // Sent again on a new connection when a reused one proves dead before any answer.
       const mayRetry = lease.reused && attempt === 0 && retrySafe;
-      let sent: { answer: UpstreamResponse; bodySent: Promise<void> };
+      let sent: { answer: UpstreamResponse; bodySent: Promise<void> | null };
       try {
         sent = await this.send(x, peer, head, body.framing, detached);
       } catch (err) {
@@ -128,12 +129,13 @@ export class Forwarder {
       }
       this.o.group.succeed(peer);
       const { answer, bodySent } = sent;
-      lease.stream.setIdleTimeout(this.s.upstreamIdleTimeoutMs, () => new UpstreamTimeoutError('body', this.s.upstreamIdleTimeoutMs, peer.upstream.url));
+      lease.stream.setIdleTimeout(this.s.upstreamIdleTimeoutMs, this.timeoutErrors(peer.upstream.url).body);
       fwd.onHead?.(answer.head);
       checkTransferCoding(answer.head);
-      const status = await (fwd.answer ?? ((a) => a.relay()))(answer);
-      // The request body must be complete before the connection can carry another exchange.
-      const requestDone = await bodySent.then(() => true, () => false);
+      const status = await (fwd.answer ?? relay)(answer);
+      // The request body must be complete before the connection can carry another exchange
+      // (null: there was none, and no promise is made to say so).
+      const requestDone = bodySent === null || await bodySent.then(() => true, () => false);
       x.reusable = answer.reusable && requestDone && answer.head.keepAlive;
       return status;
     }
@@ -144,25 +146,26 @@ export class Forwarder {
    * the client. A detached request has no client: its answer does not
    * depend on the client's connection, whose timer it leaves alone.
    */
-  private async send(x: ProxyExchange, peer: Peer, head: Buffer, framing: BodyFraming, detached: boolean): Promise<{ answer: UpstreamResponse; bodySent: Promise<void> }> {
+  private async send(x: ProxyExchange, peer: Peer, head: Buffer, framing: BodyFraming, detached: boolean): Promise<{ answer: UpstreamResponse; bodySent: Promise<void> | null }> {
     const u = x.lease!.stream;
-    const url = peer.upstream.url;
+    const errors = this.timeoutErrors(peer.upstream.url);
     if (!detached && x.conn.destroyed) u.destroy(new ClientGoneError());
-    u.setIdleTimeout(this.s.upstreamIdleTimeoutMs, () => new UpstreamTimeoutError('body', this.s.upstreamIdleTimeoutMs, url));
+    u.setIdleTimeout(this.s.upstreamIdleTimeoutMs, errors.body);
     let answered = false;
-    let bodySent: Promise<void> = Promise.resolve();
+    let bodySent: Promise<void> | null = null;
     let resumeClientTimer: (x: Exchange | null) => void = noop;
     let timedX: Exchange | null = null;
     try {
       const sentAt = Date.now();
       await u.write(head);
       if (framing !== 'none') {
-        bodySent = sendRequestBody(x.req, u, framing === 'chunked', this.s.maxBodySize);
+        const sending = sendRequestBody(x.req, u, framing === 'chunked', this.s.maxBodySize);
         // A body that cannot be sent whole (over --max-body-size, the client gone) leaves the
         // upstream waiting for the rest: stop waiting for its head, which then never comes.
-        bodySent.catch((err: unknown) => { if (!answered) u.destroy(err as Error); });
+        sending.catch((err: unknown) => { if (!answered) u.destroy(err as Error); });
+        bodySent = sending;
       }
-      u.setIdleTimeout(this.s.upstreamHeadersTimeoutMs, () => new UpstreamTimeoutError('headers', this.s.upstreamHeadersTimeoutMs, url));
+      u.setIdleTimeout(this.s.upstreamHeadersTimeoutMs, errors.headers);
       if (detached) {
         // No client: its timer is not ours.
       } else if (framing === 'none') {
@@ -171,7 +174,8 @@ export class Forwarder {
         resumeClientTimer = this.resumeClientTimer;
         timedX = x;
       } else {
-        resumeClientTimer = this.pauseClientTimer(x, bodySent);
+        // framing is not 'none' here: bodySent is the body being sent.
+        resumeClientTimer = this.pauseClientTimer(x, bodySent!);
       }
       const onInterim = detached ? undefined : (interim: ResponseHead): void => this.forwardInterim(x, interim);
       const take = UpstreamResponse.takeWithHead(x, u, this.o.pipes);
@@ -208,6 +212,24 @@ export class Forwarder {
       if (state === 'paused' && !x.conn.destroyed) x.req.setTimeout(this.s.idleTimeoutMs);
       state = 'done';
     };
+  }
+
+  /**
+   * The idle-timeout errors for one upstream (by URL), made once: a closure
+   * per request and phase was two allocations per request. Bounded by the
+   * configured upstreams.
+   */
+  private timeoutErrors(url: string): TimeoutErrors {
+    let t = this.timeouts.get(url);
+    if (t === undefined) {
+      const s = this.s;
+      t = {
+        body: () => new UpstreamTimeoutError('body', s.upstreamIdleTimeoutMs, url),
+        headers: () => new UpstreamTimeoutError('headers', s.upstreamHeadersTimeoutMs, url),
+      };
+      this.timeouts.set(url, t);
+    }
+    return t;
   }
 
   /** A lease on a connection to `peer` (fresh: never a pooled one); a failure counts against the peer. */
@@ -256,6 +278,17 @@ export class Forwarder {
 }
 
 const noop = (): void => undefined;
+
+/** Forward's default: the client's request, its answer relayed (one object, not a {} per request). */
+const PLAIN: Forward = Object.freeze({});
+
+/** The default answer handler: the upstream's answer goes on to the client. */
+const relay = (a: UpstreamAnswer): Promise<number> => a.relay();
+
+interface TimeoutErrors {
+  body: () => Error;
+  headers: () => Error;
+}
 
 type BodyFraming = 'chunked' | 'length' | 'none';
 

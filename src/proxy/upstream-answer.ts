@@ -22,7 +22,7 @@ import { spliceBody } from '../transport/splice-body.js';
 import { copyBody, type CopyTarget } from '../transport/copy-body.js';
 import type { PlainSocket } from '../transport/plain-socket.js';
 import type { UpstreamAnswer } from '../cache/cache-layer.js';
-import { moveChunked, readBody, spliceChunked, type SpliceRoute } from './upstream-exchange.js';
+import { moveChunked, readBody, spliceChunked, type SpliceRoute, type TakeWithHead } from './upstream-exchange.js';
 import type { UpstreamStream } from './upstream-stream.js';
 
 /**
@@ -30,6 +30,11 @@ import type { UpstreamStream } from './upstream-stream.js';
  * head and the first body bytes share a record.
  */
 const COPY_MIN = 64 * 1024;
+
+/** takeWithHead()'s answers: splice takes the whole body from the kernel; the copy path takes bodies of COPY_MIN and more. */
+const TAKE_NONE: TakeWithHead = () => 0;
+const TAKE_BELOW_COPY_MIN: TakeWithHead = (head) => (head.framing.kind === 'length' && head.framing.length < COPY_MIN ? head.framing.length : 0);
+const TAKE_ALL: TakeWithHead = (head) => (head.framing.kind === 'length' ? head.framing.length : 0);
 
 /** Upstream socket -> user space -> SSL_write on the client's connection, outside node's streams. */
 interface CopyRoute {
@@ -85,8 +90,9 @@ export class UpstreamResponse implements UpstreamAnswer {
     }
     x.bodyPath = 'write';
     if (f.kind === 'length' && this.rest.length >= f.length) {
-      // The whole body came with the head (takeWithHead): one end() sends it.
-      await endBody(x, this.rest.subarray(0, f.length));
+      // The whole body came with the head (takeWithHead): one end() sends it. rest is never
+      // longer than the body (takeWithHead's say), so no view of it is made for nothing.
+      await endBody(x, this.rest.length === f.length ? this.rest : this.rest.subarray(0, f.length));
       x.bytes += f.length;
       // Bytes past the body mean the upstream broke framing (as readBody() decides).
       this.reusable = this.rest.length === f.length;
@@ -157,12 +163,10 @@ export class UpstreamResponse implements UpstreamAnswer {
    * COPY_MIN or no copy route), which would otherwise cost another recv
    * and a wait on it. The rest of such a body is read as before.
    */
-  static takeWithHead(x: Exchange, u: UpstreamStream, pipes: PipePool | null): (head: ResponseHead) => number {
-    return (head) => {
-      const f = head.framing;
-      if (f.kind !== 'length' || UpstreamResponse.splicePossible(x, u, pipes)) return 0;
-      return f.length < COPY_MIN || !UpstreamResponse.copyPossible(x, u) ? f.length : 0;
-    };
+  static takeWithHead(x: Exchange, u: UpstreamStream, pipes: PipePool | null): TakeWithHead {
+    // The routes do not depend on the head: one of three shared functions, not a closure per request.
+    if (UpstreamResponse.splicePossible(x, u, pipes)) return TAKE_NONE;
+    return UpstreamResponse.copyPossible(x, u) ? TAKE_BELOW_COPY_MIN : TAKE_ALL;
   }
 
   /** The copy path's conditions other than the body's length (copyRoute()). */

@@ -11,7 +11,7 @@
 import dns from 'node:dns';
 import net from 'node:net';
 import os from 'node:os';
-import { AGAIN, EOF_NO_NOTIFY, WANT_WRITE, type Native } from '../native/binding.js';
+import { AGAIN, EOF_NO_NOTIFY, READABLE, WANT_WRITE, WRITABLE, type Native } from '../native/binding.js';
 import { FdReadiness } from './fd-readiness.js';
 
 /** recv() size: one read takes whatever the socket holds, up to this. */
@@ -80,7 +80,7 @@ export class PlainSocket {
     const sock = new PlainSocket(native, native.connectTcp(address, o.port), address, o.port);
     sock.setIdleTimeout(o.timeoutMs, o.onTimeout);
     try {
-      await sock.wait(() => sock.ready.writable());
+      await sock.wait(WRITABLE);
       const err = native.socketError(sock.fd);
       if (err !== 0) throw errnoError(err, 'connect');
       native.setNoDelay(sock.fd, true);
@@ -116,7 +116,7 @@ export class PlainSocket {
       if (r >= 0) return r;
       // The peer's FIN in the middle (no close_notify, RFC 8446 §6.1): waiting for readability again would spin.
       if (r === EOF_NO_NOTIFY) throw Object.assign(new Error('connection closed by the peer during the TLS handshake'), { code: 'ECONNRESET' });
-      await this.wait(r === WANT_WRITE ? () => this.ready.writable() : () => this.ready.readable());
+      await this.wait(r === WANT_WRITE ? WRITABLE : READABLE);
     }
   }
 
@@ -168,18 +168,28 @@ export class PlainSocket {
     this.idleTimer.unref();
   }
 
-  /** Waits for readiness with the idle timer armed; rejects if the socket is destroyed meanwhile. */
-  private async wait(ready: () => Promise<void>): Promise<void> {
-    if (this.closed) throw this.destroyedWith ?? closedError();
+  /**
+   * Waits for `events` (READABLE: the reading side's slot, WRITABLE: the
+   * writing side's) with the idle timer armed; rejects if the socket is
+   * destroyed meanwhile (destroy() resumes what is parked). One promise,
+   * settled from the readiness callback itself: an async function around
+   * FdReadiness.readable() was a second promise, its frame and a microtask
+   * turn per wait, about two waits per proxied request.
+   */
+  private wait(events: typeof READABLE | typeof WRITABLE): Promise<void> {
+    if (this.closed) return Promise.reject(this.destroyedWith ?? closedError());
     if (this.waiting++ === 0 && this.idleMs > 0) this.armIdleTimer();
-    try {
-      await ready();
-    } finally {
-      // Left armed but inert: the next wait re-arms it (timer.refresh), instead of a new timer per
-      // wait (one per body read on the copy path, each an insert into node's timer lists).
-      --this.waiting;
-    }
-    if (this.closed) throw this.destroyedWith ?? closedError();
+    return new Promise((resolve, reject) => {
+      const resume = (): void => {
+        // The timer is left armed but inert: the next wait re-arms it (timer.refresh), instead of
+        // a new timer per wait (one per body read on the copy path, each an insert into node's timer lists).
+        --this.waiting;
+        if (this.closed) reject(this.destroyedWith ?? closedError());
+        else resolve();
+      };
+      if (events === READABLE) this.ready.parkReader(READABLE, resume);
+      else this.ready.parkWriter(WRITABLE, resume);
+    });
   }
 
   /** The next bytes (a copy of exactly what arrived), or null at the peer's FIN. */
@@ -189,7 +199,7 @@ export class PlainSocket {
       const r = this.recvBytes(scratch, 0, READ_MAX, false);
       if (r === 0) return null;
       if (r > 0) return Buffer.from(scratch.subarray(0, r));
-      await this.wait(() => this.ready.readable());
+      await this.wait(READABLE);
     }
   }
 
@@ -203,7 +213,7 @@ export class PlainSocket {
       if (this.closed) throw this.destroyedWith ?? closedError();
       const r = this.recvBytes(buf, 0, buf.length, false);
       if (r >= 0) return r;
-      await this.wait(() => this.ready.readable());
+      await this.wait(READABLE);
     }
   }
 
@@ -229,7 +239,7 @@ export class PlainSocket {
     while (off < buf.length) {
       if (this.closed) throw this.destroyedWith ?? closedError();
       const r = this.native.send(this.fd, buf, off, buf.length - off);
-      if (r === AGAIN) await this.wait(() => this.ready.writable());
+      if (r === AGAIN) await this.wait(WRITABLE);
       else off += r;
     }
   }
@@ -242,7 +252,7 @@ export class PlainSocket {
     for (;;) {
       const r = this.peekSome(buf, length);
       if (r !== AGAIN) return r;
-      await this.wait(() => this.ready.readable());
+      await this.wait(READABLE);
     }
   }
 
@@ -306,7 +316,7 @@ export class PlainSocket {
       }
       if (r > 0 && this.records !== null) return r + this.spliceMoreRecords(pipeWrite, max - r);
       if (r !== AGAIN) return r;
-      await this.wait(() => this.ready.readable());
+      await this.wait(READABLE);
     }
   }
 
@@ -334,7 +344,7 @@ export class PlainSocket {
 
   /** Resolves when bytes (or the FIN) are waiting to be read. */
   readable(): Promise<void> {
-    return this.wait(() => this.ready.readable());
+    return this.wait(READABLE);
   }
 
   /**

@@ -202,6 +202,24 @@ describe('buildUpstreamRequestHead', () => {
       assert.deepEqual(field(head, 'forwarded'), ['for=unknown;proto=https;host=example.com']);
     });
 
+    it('each request gets its own client whatever came before (the last address is remembered, never mixed up)', () => {
+      const seq: Array<[string, number, string, string]> = [
+        ['2001:db8::1', 1, '2001:db8::1', 'for="[2001:db8::1]:1"'],
+        ['2001:db8::1', 2, '2001:db8::1', 'for="[2001:db8::1]:2"'],
+        ['::ffff:192.0.2.7', 3, '192.0.2.7', 'for="192.0.2.7:3"'],
+        ['192.0.2.7', 4, '192.0.2.7', 'for="192.0.2.7:4"'],
+        ['', 5, 'unknown', 'for=unknown'],
+        ['::1', 6, '::1', 'for="[::1]:6"'],
+        ['not an address', 7, 'unknown', 'for=unknown'],
+        ['2001:db8::1', 8, '2001:db8::1', 'for="[2001:db8::1]:8"'],
+      ];
+      for (const [clientAddress, clientPort, xff, node] of seq) {
+        const head = build({ clientAddress, clientPort });
+        assert.deepEqual(field(head, 'x-forwarded-for'), [xff], clientAddress);
+        assert.deepEqual(field(head, 'forwarded'), [`${node};proto=https;host=example.com`], clientAddress);
+      }
+    });
+
     it('quotes a host with a port or IPv6 literal, escaping quotes', () => {
       assert.deepEqual(field(build({ rawHeaders: ['Host', 'example.com:8443'] }), 'forwarded'), ['for=192.0.2.7;proto=https;host="example.com:8443"']);
       assert.deepEqual(field(build({ rawHeaders: ['Host', '[::1]:8443'] }), 'forwarded'), ['for=192.0.2.7;proto=https;host="[::1]:8443"']);

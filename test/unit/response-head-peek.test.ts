@@ -20,13 +20,19 @@ class FakeSocket {
   private data: Buffer = Buffer.alloc(0);
   taken = 0;
   recvs = 0;
+  /** readable() calls, and peeks that found nothing (a recv saying EAGAIN). */
+  waits = 0;
+  agains = 0;
   constructor(private readonly parts: Buffer[], private readonly onReadable: () => Promise<void> = () => Promise.resolve()) {
     this.data = parts.shift() ?? Buffer.alloc(0);
   }
 
   peekSome(buf: Buffer, length: number): number {
     const waiting = this.data.length - this.taken;
-    if (waiting === 0) return AGAIN;
+    if (waiting === 0) {
+      this.agains++;
+      return AGAIN;
+    }
     this.recvs++;
     return this.data.copy(buf, 0, this.taken, this.taken + Math.min(length, waiting));
   }
@@ -37,7 +43,10 @@ class FakeSocket {
     this.taken += n;
   }
 
+  /** Level-triggered, as the poll is: at once while bytes are waiting, else once the next part has come. */
   async readable(): Promise<void> {
+    this.waits++;
+    if (this.data.length > this.taken) return;
     assert.ok(this.parts.length > 0, 'readable() awaited with nothing more to come');
     await this.onReadable();
     this.data = Buffer.concat([this.data, this.parts.shift()!]);
@@ -106,6 +115,23 @@ describe('peekResponseHead', () => {
     assert.equal(ra.rest.toString(), 'a');
     assert.equal(rb.head.reason, 'B');
     assert.equal(rb.rest.toString(), 'bb');
+  });
+
+  it('the first look waits for readiness: no recv that can only say EAGAIN right after the request went up', async () => {
+    const sock = new FakeSocket([Buffer.alloc(0), Buffer.from(`${HEAD}hello`)]);
+    const { rest } = await peek(sock, all);
+    assert.equal(rest.toString(), 'hello');
+    assert.equal(sock.agains, 0);
+    assert.equal(sock.waits, 1);
+    assert.equal(sock.recvs, 2, 'one peek, one recv');
+  });
+
+  it('an answer already there when the request went up is read after one wait (the poll reports it at once)', async () => {
+    const sock = new FakeSocket([Buffer.from(`${HEAD}hello`)]);
+    const { rest } = await peek(sock, all);
+    assert.equal(rest.toString(), 'hello');
+    assert.equal(sock.waits, 1);
+    assert.equal(sock.agains, 0);
   });
 
   it('a head larger than --max-header-size is refused even when more bytes were peeked', async () => {
