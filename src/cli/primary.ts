@@ -1,7 +1,8 @@
 /**
  * --workers N (N > 1; or auto, the default, with several CPUs): the primary
- * process. It binds every --listen address once, forks N workers of the same
- * command line that inherit those sockets and accept on them
+ * process. It binds every --listen address (once, or once per worker with
+ * --reuse-port), forks N workers of the same command line that inherit
+ * those sockets and accept on them
  * (docs/data-plane.md says why one shared socket by default; with
  * --reuse-port each worker gets sockets of its own, as nginx's `reuseport`),
  * hands them the session ticket keys and rotates them,
@@ -69,8 +70,9 @@ interface BoundListeners {
 }
 
 function bindListeners(native: Native, s: ListenerSettings): BoundListeners {
-  const perWorker = s.reusePort ? s.workers : 1;
-  const slots: number[][] = Array.from({ length: perWorker }, () => []);
+  // One set of sockets for all workers, or one set per worker.
+  const sets = s.reusePort ? s.workers : 1;
+  const slots: number[][] = Array.from({ length: sets }, () => []);
   const addresses: string[] = [];
   for (const { host, port } of s.listen) {
     // --listen host:0: the first socket picks the port; the others of the group bind that one.
