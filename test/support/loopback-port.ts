@@ -18,6 +18,22 @@ export function freePort(): Promise<number> {
 }
 
 /** True when a TCP connect to 127.0.0.1:port succeeds within timeoutMs. */
+/**
+ * Whether 127.0.0.1:`port` accepts a connection before `timeoutMs`, trying
+ * again after each refusal while `alive()` says the server may still come
+ * up. For servers that say they listen before they bind (pebble logs
+ * "Listening on" and only then calls ListenAndServeTLS), where one refused
+ * connect says nothing yet.
+ */
+export async function acceptsWithin(port: number, timeoutMs: number, alive: () => boolean = () => true): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (alive() && Date.now() < deadline) {
+    if (await accepts(port, Math.max(1, Math.min(1000, deadline - Date.now())))) return true;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return false;
+}
+
 export function accepts(port: number, timeoutMs = 1000): Promise<boolean> {
   return new Promise((resolve) => {
     const sock = net.connect({ host: '127.0.0.1', port });

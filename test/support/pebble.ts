@@ -9,7 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { createSelfSignedCert } from '../../src/tls/self-signed.js';
-import { accepts, freePort } from './loopback-port.js';
+import { acceptsWithin, freePort } from './loopback-port.js';
 import { reapOnExit } from './run-process.js';
 import { waitUntil } from './wait.js';
 
@@ -65,7 +65,8 @@ export async function startPebble(dir: string, o: PebbleOptions): Promise<Pebble
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     let up = false;
     await waitUntil(() => child.exitCode !== null || out.includes('Listening on'), 10_000).catch(() => undefined);
-    if (child.exitCode === null) up = await accepts(port, 2000);
+    // pebble logs "Listening on" before it calls ListenAndServeTLS: a connect right then may be refused (a CI run failed so).
+    if (child.exitCode === null) up = await acceptsWithin(port, 10_000, () => child.exitCode === null);
     if (!up) {
       child.kill('SIGKILL');
       await exited;
