@@ -409,6 +409,9 @@ static napi_value ctx_new(napi_env env, napi_callback_info info) {
                                ALUDEL_SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                                ALUDEL_SSL_MODE_RELEASE_BUFFERS,
                            NULL);
+  /* readAhead (never with ktls, see contextOptions in tls-setup.ts): SSL_new copies it to each
+     connection, so the handshake's reads take whole flights (SSL_CTX_set_read_ahead). */
+  if (get_bool_prop(env, argv[0], "readAhead")) aludel_ossl.SSL_CTX_ctrl(c->ctx, ALUDEL_SSL_CTRL_SET_READ_AHEAD, 1, NULL);
   int64_t minv = get_int_prop(env, argv[0], "minVersion"), maxv = get_int_prop(env, argv[0], "maxVersion");
   if ((minv && !aludel_ossl.SSL_CTX_ctrl(c->ctx, ALUDEL_SSL_CTRL_SET_MIN_PROTO_VERSION, (long)minv, NULL)) ||
       (maxv && !aludel_ossl.SSL_CTX_ctrl(c->ctx, ALUDEL_SSL_CTRL_SET_MAX_PROTO_VERSION, (long)maxv, NULL)))

@@ -62,6 +62,12 @@ export interface ContextOptions {
   cipherList: string;
   cipherSuites: string;
   ktls: boolean;
+  /**
+   * SSL_CTX_set_read_ahead from the first handshake message on: each read(2)
+   * takes what the socket holds, not a record's 5-byte header and then its
+   * body. Only where `ktls` is false (see contextOptions in tls/tls-setup.ts).
+   */
+  readAhead?: boolean;
   alpn?: Buffer;
 }
 
