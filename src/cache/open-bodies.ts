@@ -26,6 +26,7 @@
  * treated as gone, as the ENOENT of a fresh open(2) was.
  */
 import fs from 'node:fs';
+import { closeQuietly } from '../transport/close-quietly.js';
 
 /** What a hit holds: the descriptor, and whether it is kept (shared) or its own. */
 export interface BodyLease {
@@ -129,7 +130,7 @@ export class OpenBodies {
   release(id: string, lease: BodyLease): void {
     const k = lease.kept ? this.kept.get(id) : undefined;
     if (k === undefined || k.fd !== lease.fd) {
-      close(lease.fd);
+      closeQuietly(lease.fd);
       return;
     }
     k.users--;
@@ -157,14 +158,7 @@ export class OpenBodies {
 
   private closeKept(id: string, k: Kept): void {
     this.kept.delete(id);
-    close(k.fd);
+    closeQuietly(k.fd);
   }
 }
 
-function close(fd: number): void {
-  try {
-    fs.closeSync(fd);
-  } catch {
-    // A close failure cannot change what the client already received.
-  }
-}

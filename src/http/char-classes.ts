@@ -45,3 +45,19 @@ export function trimOws(text: string): string {
   while (end > start && isOws(text.charCodeAt(end - 1))) end--;
   return text.slice(start, end);
 }
+
+/**
+ * Calls `each` with every element of a comma-separated list (RFC 9110
+ * §5.6.1), OWS trimmed and lowercased, empty elements skipped (the list rule
+ * allows them). Walked in place rather than split into an array: it runs on
+ * the Connection field of nearly every request and response.
+ */
+export function forEachListElement(value: string, each: (element: string) => void): void {
+  for (let start = 0; start <= value.length; ) {
+    const comma = value.indexOf(',', start);
+    const end = comma < 0 ? value.length : comma;
+    const element = trimOws(value.slice(start, end)).toLowerCase();
+    if (element !== '') each(element);
+    start = end + 1;
+  }
+}

@@ -36,7 +36,7 @@
  */
 import { isIP } from 'node:net';
 import { InvalidRequestError } from '../errors.js';
-import { isFieldValueByte, isToken, trimOws } from './char-classes.js';
+import { forEachListElement, isFieldValueByte, isToken } from './char-classes.js';
 
 /**
  * Fields that describe one connection, never forwarded (RFC 9110 §7.6.1; the
@@ -181,16 +181,7 @@ export function connectionOptions(headers: readonly string[]): ReadonlySet<strin
     // The length first: no lowercased copy of every other name (twice per proxied request).
     const name = headers[i]!;
     if (name.length !== 10 || name.toLowerCase() !== 'connection') continue;
-    const value = headers[i + 1]!;
-    // The list walked in place rather than split into an array: once per request for the
-    // upstream's "Connection: keep-alive".
-    for (let start = 0; start <= value.length; ) {
-      const comma = value.indexOf(',', start);
-      const end = comma < 0 ? value.length : comma;
-      const option = trimOws(value.slice(start, end)).toLowerCase();
-      if (option !== '') (options ??= new Set()).add(option);
-      start = end + 1;
-    }
+    forEachListElement(headers[i + 1]!, (option) => (options ??= new Set()).add(option));
   }
   return options ?? NO_OPTIONS;
 }

@@ -18,7 +18,7 @@
  * - Status codes outside 100..599 are refused (RFC 9110 §15: invalid).
  */
 import { UpstreamResponseError } from '../errors.js';
-import { isFieldValueByte, isOws, isTchar, isToken, trimOws } from './char-classes.js';
+import { forEachListElement, isFieldValueByte, isOws, isTchar, isToken, trimOws } from './char-classes.js';
 
 /** How the response body is delimited (RFC 9112 §6.3). */
 export type Framing = { kind: 'none' } | { kind: 'length'; length: number } | { kind: 'chunked' } | { kind: 'close' };
@@ -290,15 +290,10 @@ function isKeepAlive(version: '1.0' | '1.1', connection: string[]): boolean {
   let close = false;
   let keepAlive = false;
   for (const field of connection) {
-    // Walked in place, not split into an array: nearly every response has "Connection: keep-alive".
-    for (let start = 0; start <= field.length; ) {
-      const comma = field.indexOf(',', start);
-      const end = comma < 0 ? field.length : comma;
-      const option = trimOws(field.slice(start, end)).toLowerCase();
+    forEachListElement(field, (option) => {
       if (option === 'close') close = true;
       else if (option === 'keep-alive') keepAlive = true;
-      start = end + 1;
-    }
+    });
   }
   if (close) return false;
   return version === '1.1' || keepAlive;

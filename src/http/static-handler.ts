@@ -16,6 +16,7 @@ import type { FileStat } from './file-stat.js';
 import { parseRange } from './range.js';
 import { errorCode, openUnderRoot, resolveUnderRoot, type OpenBeneath } from './safe-path.js';
 
+import { closeQuietly } from '../transport/close-quietly.js';
 import type { BodyPath } from '../transport/copy-file.js';
 
 export type { BodyPath };
@@ -203,15 +204,6 @@ async function closeWhenSettled(out: Promise<StaticOutcome>, fd: number, file: s
     return withFile(await out, file);
   } finally {
     closeQuietly(fd);
-  }
-}
-
-/** The sender has finished with the fd by the time it settles; a close failure cannot change what the client already received. */
-function closeQuietly(fd: number): void {
-  try {
-    fs.closeSync(fd);
-  } catch {
-    // nothing to do
   }
 }
 
