@@ -2,11 +2,12 @@
  * The response writer: an upstream's answer to one exchange, sent on to the
  * client. relay() picks the body's path: splice from the upstream socket into
  * the kTLS socket when the kernel encrypts and the upstream is plain (the
- * bytes never enter user space); from a plain upstream without kTLS TX, the
- * copy path (src/transport/copy-body.ts: peek, SSL_write in whole records,
- * drop what was taken); node's write path otherwise (TLS upstreams, HTTP/2,
- * small bodies, unknown lengths to HTTP/1.0 clients, and the cache's fills,
- * which read() the body themselves).
+ * bytes never enter user space); without kTLS TX, the copy path
+ * (src/transport/copy-body.ts: SSL_write in whole records of what a plain
+ * upstream's socket holds, peeked and dropped as taken, or of what node:tls
+ * decrypted from a TLS upstream); node's write path otherwise (HTTP/2, small
+ * bodies, unknown lengths to HTTP/1.0 clients, TLS upstreams to kTLS
+ * clients, and the cache's fills, which read() the body themselves).
  * After either, `reusable` says whether the upstream connection ended
  * exactly at the body's end and may carry another exchange.
  */
@@ -19,10 +20,9 @@ import type { ResponseHead } from '../http/response-head.js';
 import type { SecureConnection } from '../tls/types.js';
 import type { PipePool } from '../transport/pipe-pool.js';
 import { spliceBody } from '../transport/splice-body.js';
-import { copyBody, type CopyTarget } from '../transport/copy-body.js';
-import type { PlainSocket } from '../transport/plain-socket.js';
+import { copyBody, type CopySource, type CopyTarget } from '../transport/copy-body.js';
 import type { UpstreamAnswer } from '../cache/cache-layer.js';
-import { moveChunked, readBody, spliceChunked, type SpliceRoute, type TakeWithHead } from './upstream-exchange.js';
+import { moveChunked, readBody, spliceChunked, type FramingSource, type SpliceRoute, type TakeWithHead } from './upstream-exchange.js';
 import type { UpstreamStream } from './upstream-stream.js';
 
 /**
@@ -36,11 +36,19 @@ const TAKE_NONE: TakeWithHead = () => 0;
 const TAKE_BELOW_COPY_MIN: TakeWithHead = (head) => (head.framing.kind === 'length' && head.framing.length < COPY_MIN ? head.framing.length : 0);
 const TAKE_ALL: TakeWithHead = (head) => (head.framing.kind === 'length' ? head.framing.length : 0);
 
-/** Upstream socket -> user space -> SSL_write on the client's connection, outside node's streams. */
+/**
+ * Upstream -> user space -> SSL_write on the client's connection, outside
+ * node's streams. The source is a plain socket (bytes peeked, then dropped as
+ * taken) or a node:tls stream (bytes taken from node's buffer as looked at).
+ */
 interface CopyRoute {
-  sock: PlainSocket;
+  src: CopySource & FramingSource;
   conn: SecureConnection & CopyTarget & { whenFlushed(): Promise<void> };
+  /** Bytes the source took from the upstream and the body did not use (past its framing). */
+  leftover(): number;
 }
+
+const NOTHING_LEFT = (): number => 0;
 
 export class UpstreamResponse implements UpstreamAnswer {
   /** The upstream connection ended exactly at the body's end (set once the body has been taken). */
@@ -74,9 +82,7 @@ export class UpstreamResponse implements UpstreamAnswer {
       this.reusable = this.rest.length === 0;
       return head.status;
     }
-    // A plain upstream's head was peeked: unless takeWithHead let a small body come along (rest),
-    // every body byte is still in the kernel.
-    const direct = this.rest.length === 0 ? this.spliceRoute() ?? this.copyRoute() : null;
+    const direct = this.spliceRoute() ?? this.copyRoute();
     // Unknown length to an HTTP/1.1 client: each pipeful (or copied piece) becomes one chunk we
     // frame ourselves, so Transfer-Encoding: chunked is declared here and node's end() writes the last chunk.
     const framedByUs = direct !== null && f.kind !== 'length' && req.httpVersion === '1.1';
@@ -146,12 +152,12 @@ export class UpstreamResponse implements UpstreamAnswer {
     const f = this.head.framing;
     const count = await this.startBody('write', () => route.conn.whenFlushed());
     if (f.kind === 'length') {
-      await copyBody(route.sock, route.conn, f.length, false, count);
-      this.reusable = true;
+      await copyBody(route.src, route.conn, f.length, false, count);
+      this.reusable = route.leftover() === 0;
     } else if (f.kind === 'chunked') {
-      this.reusable = await moveChunked(route.sock, (pending) => copyBody(route.sock, route.conn, pending, true, count));
+      this.reusable = (await moveChunked(route.src, (pending) => copyBody(route.src, route.conn, pending, true, count))) && route.leftover() === 0;
     } else {
-      await copyBody(route.sock, route.conn, null, true, count);
+      await copyBody(route.src, route.conn, null, true, count);
       this.reusable = false;
     }
   }
@@ -174,21 +180,28 @@ export class UpstreamResponse implements UpstreamAnswer {
     const conn = x.conn;
     // A kTLS RX upstream is not a plain TCP socket for peek-and-drop: recv(MSG_TRUNC) is TCP's
     // (tcp(7)), and records that are not data must go through its control-record reader.
-    if (x.h2 || u.plain === null || u.plain.decryptsInKernel || conn.tls.ktlsTx) return false;
+    const source = u.plain !== null ? !u.plain.decryptsInKernel : u.streamSource !== undefined;
+    if (x.h2 || !source || conn.tls.ktlsTx) return false;
     return conn.writeRecords !== undefined && conn.writeReady !== undefined && conn.whenFlushed !== undefined;
   }
 
   /**
-   * The copy path, where splice cannot be used (kTLS TX off) and the
-   * upstream is a plain socket, over HTTP/1.1 on a system-OpenSSL connection.
-   * Bodies known to be small keep node's write path: there the head and the
-   * body share one record (a head sent apart costs a record and a syscall).
+   * The copy path, where splice cannot be used (kTLS TX off), over HTTP/1.1
+   * on a system-OpenSSL connection: from a plain upstream whose head was
+   * peeked alone (every body byte still in the kernel), or from a node:tls
+   * upstream (its bytes already in user space, those that came with the head
+   * first). Bodies known to be small keep node's write path: there the head
+   * and the body share one record (a head sent apart costs a record and a
+   * syscall).
    */
   private copyRoute(): CopyRoute | null {
-    const { x, head } = this;
-    if (!UpstreamResponse.copyPossible(x, this.u)) return null;
+    const { x, head, u } = this;
+    if (!UpstreamResponse.copyPossible(x, u)) return null;
     if (head.framing.kind === 'length' && head.framing.length < COPY_MIN) return null;
-    return { sock: this.u.plain!, conn: x.conn as CopyRoute['conn'] };
+    const conn = x.conn as CopyRoute['conn'];
+    if (u.plain !== null) return this.rest.length === 0 ? { src: u.plain, conn, leftover: NOTHING_LEFT } : null;
+    const src = u.streamSource!(this.rest);
+    return { src, conn, leftover: () => src.leftover };
   }
 
   /**
@@ -197,7 +210,8 @@ export class UpstreamResponse implements UpstreamAnswer {
    * HTTP/1.1: HTTP/2 DATA frames are built by nghttp2 in user space.
    */
   private spliceRoute(): SpliceRoute | null {
-    if (!UpstreamResponse.splicePossible(this.x, this.u, this.pipes)) return null;
+    // Unless takeWithHead let a small body come along (rest), every body byte is still in the kernel.
+    if (this.rest.length > 0 || !UpstreamResponse.splicePossible(this.x, this.u, this.pipes)) return null;
     return { pipes: this.pipes!, sock: this.u.plain!, conn: this.x.conn as Required<SecureConnection> };
   }
 

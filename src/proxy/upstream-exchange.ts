@@ -250,6 +250,9 @@ async function readLength(r: BodyReader, length: number, rest: Buffer, onData: (
   return clean;
 }
 
+/** What moveChunked reads the chunk framing from: a plain socket, or the copy path's StreamSource. */
+export type FramingSource = Pick<PlainSocket, 'peek' | 'skip'>;
+
 /**
  * A chunked upstream body moved without user-space de-chunking of its data:
  * the framing (size lines, CRLFs, trailers) is peeked and consumed here, and
@@ -257,7 +260,7 @@ async function readLength(r: BodyReader, length: number, rest: Buffer, onData: (
  * path), which re-frames it. Returns true: the decoder stops exactly at the
  * body's end, so the connection can carry the next exchange.
  */
-export async function moveChunked(sock: PlainSocket, move: (pending: number) => Promise<unknown>): Promise<boolean> {
+export async function moveChunked(sock: FramingSource, move: (pending: number) => Promise<unknown>): Promise<boolean> {
   const dec = new ChunkedDecoder();
   const look = Buffer.allocUnsafe(4096);
   while (!dec.done) {

@@ -14,6 +14,7 @@ import type { Native } from '../native/binding.js';
 import type { Upstream } from '../config/proxy-settings.js';
 import { UpstreamCertificateError } from '../errors.js';
 import { PlainSocket } from '../transport/plain-socket.js';
+import { StreamSource, type PulledStream } from '../transport/stream-source.js';
 import type { UpstreamTlsContexts } from '../tls/upstream-client.js';
 
 export interface UpstreamStream {
@@ -30,6 +31,11 @@ export interface UpstreamStream {
   setIdleTimeout(ms: number, error: () => Error): void;
   /** The plain socket, when the body can be spliced out of it; null for TLS. */
   readonly plain: PlainSocket | null;
+  /**
+   * For the copy path from a stream that decrypts in user space (node:tls):
+   * its bytes, starting with `first` (body bytes that came with the head).
+   */
+  streamSource?(first: Buffer): StreamSource;
   /**
    * For a pooled idle connection: false when it was closed or sent something
    * unasked. `quietEnough`: readiness having reported nothing since the
@@ -83,10 +89,10 @@ class PlainUpstream implements UpstreamStream {
  * addon is unavailable), read in paused mode (socket.read()) so bytes wait in
  * the socket until the proxy asks for them.
  */
-class SocketUpstream implements UpstreamStream {
+class SocketUpstream implements UpstreamStream, PulledStream {
   readonly plain = null;
   private readonly socket: net.Socket;
-  private ended = false;
+  private finished = false;
   private failed: Error | null = null;
   private wake: (() => void) | null = null;
   private idleMs = 0;
@@ -100,25 +106,50 @@ class SocketUpstream implements UpstreamStream {
       w?.();
     };
     socket.on('readable', notify);
-    socket.on('end', () => { this.ended = true; notify(); });
+    socket.on('end', () => { this.finished = true; notify(); });
     socket.on('error', (err) => { this.failed ??= err; notify(); });
-    socket.on('close', () => { this.ended = true; notify(); });
+    socket.on('close', () => { this.finished = true; notify(); });
     socket.on('timeout', () => socket.destroy(this.idleError?.() ?? new Error('upstream idle timeout')));
   }
 
   async read(): Promise<Buffer | null> {
     for (;;) {
-      if (this.failed) throw this.failed;
-      const chunk = this.socket.read() as Buffer | null;
+      const chunk = this.pull();
       if (chunk !== null) return chunk;
-      if (this.ended || this.socket.destroyed) {
+      if (this.ended) {
         if (this.failed) throw this.failed;
         return null;
       }
-      this.socket.setTimeout(this.idleMs);
-      await new Promise<void>((resolve) => (this.wake = resolve));
-      this.socket.setTimeout(0);
+      await this.readable();
     }
+  }
+
+  /** What node holds, taken whole (paused mode: read() hands over every buffered byte). */
+  pull(): Buffer | null {
+    if (this.failed) throw this.failed;
+    return this.socket.read() as Buffer | null;
+  }
+
+  get ended(): boolean {
+    return this.finished || this.socket.destroyed;
+  }
+
+  /** Resolves once bytes, the end or a failure may be there; the idle timeout runs meanwhile. */
+  async readable(): Promise<void> {
+    if (this.socket.readableLength > 0 || this.ended || this.failed) return;
+    this.socket.setTimeout(this.idleMs);
+    await new Promise<void>((resolve) => (this.wake = resolve));
+    this.socket.setTimeout(0);
+  }
+
+  /**
+   * node:tls reads and decrypts ahead of the proxy up to its highWaterMark
+   * (16 KiB, node's default, kept: it bounds what a stalled client holds
+   * here, and 64 KiB measured no better), and each pass of the copy takes
+   * what it holds.
+   */
+  streamSource(first: Buffer): StreamSource {
+    return new StreamSource(this, first);
   }
 
   write(buf: Buffer): Promise<void> {
@@ -147,7 +178,7 @@ class SocketUpstream implements UpstreamStream {
     this.idleError = error;
   }
   isIdleAlive(): boolean {
-    return !this.ended && !this.failed && !this.socket.destroyed && this.socket.readableLength === 0;
+    return !this.finished && !this.failed && !this.socket.destroyed && this.socket.readableLength === 0;
   }
 }
 

@@ -6,12 +6,17 @@
  * arrive with its sha256, also to a client that reads slowly (its socket
  * fills, so writes stop part-way and the unsent bytes are peeked again), and
  * a reset mid-body must cut the response short with only correct bytes.
+ * All of it twice: from a plain origin (bytes peeked in the upstream socket,
+ * dropped as taken) and from the same origin over TLS, which node:tls
+ * decrypts on this kernel (src/transport/stream-source.ts: bytes taken from
+ * node's buffer as the copy looks at them).
  */
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { startAludel, type Running } from '../support/aludel-process.js';
 import { curl } from '../support/clients.js';
@@ -22,8 +27,9 @@ const BODY = crypto.randomBytes(64 * MiB);
 
 let fx: Fixtures<never>;
 let origin: net.Server;
-let originPort = 0;
+let tlsOrigin: net.Server;
 let proxy: Running;
+let tlsProxy: Running;
 
 /**
  * GET /len/N, /chunked/N/K (chunks of K bytes), /close/N (no length, ended
@@ -31,7 +37,7 @@ let proxy: Running;
  * N bytes of BODY. Keep-alive for the first two, as the proxy pools
  * connections.
  */
-function answer(socket: net.Socket, target: string): void {
+function answer(socket: net.Socket, target: string, tcp: net.Socket): void {
   const [kind, a, b] = target.split('/').slice(1);
   const n = Number(a);
   const body = BODY.subarray(0, n);
@@ -53,54 +59,62 @@ function answer(socket: net.Socket, target: string): void {
     socket.end(Buffer.concat([Buffer.from(head('Connection: close\r\n')), body]));
   } else if (kind === 'reset') {
     socket.write(head(`Content-Length: ${Number(b)}\r\n`));
-    socket.write(body, () => setTimeout(() => socket.resetAndDestroy(), 50));
+    // The RST goes on the TCP socket: a TLSSocket's handle is not a TCP handle (node refuses resetAndDestroy there).
+    socket.write(body, () => setTimeout(() => tcp.resetAndDestroy(), 50));
   } else {
     socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
   }
 }
 
-function startOrigin(): Promise<void> {
-  origin = net.createServer((socket) => {
-    let held = '';
-    socket.on('error', () => undefined);
-    socket.on('data', (d: Buffer) => {
-      held += d.toString('latin1');
-      for (let end = held.indexOf('\r\n\r\n'); end >= 0; end = held.indexOf('\r\n\r\n')) {
-        const target = held.slice(0, held.indexOf('\r\n')).split(' ')[1] ?? '/';
-        held = held.slice(end + 4);
-        answer(socket, target);
-      }
-    });
+/** Answers each request head as it arrives (keep-alive, pipelining allowed); `tcp`: the socket under TLS. */
+function serveRequests(socket: net.Socket, tcp: net.Socket = socket): void {
+  let held = '';
+  socket.on('error', () => undefined);
+  socket.on('data', (d: Buffer) => {
+    held += d.toString('latin1');
+    for (let end = held.indexOf('\r\n\r\n'); end >= 0; end = held.indexOf('\r\n\r\n')) {
+      const target = held.slice(0, held.indexOf('\r\n')).split(' ')[1] ?? '/';
+      held = held.slice(end + 4);
+      answer(socket, target, tcp);
+    }
   });
-  return new Promise((resolve) => origin.listen(0, '127.0.0.1', () => {
-    originPort = (origin.address() as net.AddressInfo).port;
-    resolve();
-  }));
+}
+
+async function listen(server: net.Server): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return (server.address() as net.AddressInfo).port;
 }
 
 before(async () => {
   fx = await makeFixtures({});
-  await startOrigin();
-  proxy = await startAludel(['proxy', '--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--offload', 'userspace', '--to', `http://127.0.0.1:${originPort}`]);
+  origin = net.createServer((tcp) => serveRequests(tcp));
+  const secureContext = tls.createSecureContext({ cert: fs.readFileSync(fx.certFile), key: fs.readFileSync(fx.keyFile) });
+  tlsOrigin = net.createServer((tcp) => serveRequests(new tls.TLSSocket(tcp, { isServer: true, secureContext }), tcp));
+  const [port, tlsPort] = [await listen(origin), await listen(tlsOrigin)];
+  const front = ['proxy', '--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--offload', 'userspace'];
+  proxy = await startAludel([...front, '--to', `http://127.0.0.1:${port}`]);
+  tlsProxy = await startAludel([...front, '--to', `https://127.0.0.1:${tlsPort}`, '--upstream-insecure']);
 });
 
 after(async () => {
   await proxy?.stop();
+  await tlsProxy?.stop();
   origin?.close();
+  tlsOrigin?.close();
   fx?.cleanup();
 });
 
 /** One GET into a file: curl's exit code, the status, and the body. */
-async function fetch(urlPath: string, ...extra: string[]): Promise<{ code: number; status: number; body: Buffer; stderr: string }> {
+async function fetch(front: Running, urlPath: string, ...extra: string[]): Promise<{ code: number; status: number; body: Buffer; stderr: string }> {
   const out = path.join(fx.outDir, 'body.bin');
-  const r = await curl(['--cacert', fx.certFile, '-o', out, '-w', '%{http_code}', ...extra, `https://localhost:${proxy.port}${urlPath}`], 120_000);
+  const r = await curl(['--cacert', fx.certFile, '-o', out, '-w', '%{http_code}', ...extra, `https://localhost:${front.port}${urlPath}`], 120_000);
   const body = fs.existsSync(out) ? await fs.promises.readFile(out) : Buffer.alloc(0);
   await fs.promises.rm(out, { force: true });
   return { code: r.code, status: Number(r.stdout.toString()), body, stderr: r.stderr };
 }
 
-async function assertBody(urlPath: string, size: number, ...extra: string[]): Promise<void> {
-  const r = await fetch(urlPath, ...extra);
+async function assertBody(front: Running, urlPath: string, size: number, ...extra: string[]): Promise<void> {
+  const r = await fetch(front, urlPath, ...extra);
   assert.equal(r.code, 0, `${urlPath}: ${r.stderr}`);
   assert.equal(r.status, 200, urlPath);
   assert.equal(r.body.length, size, `${urlPath}: length`);
@@ -111,39 +125,41 @@ const RECORD = 16 * 1024;
 const PASS = 256 * 1024;
 const SIZES = [0, 1, RECORD - 1, RECORD, RECORD + 1, 64 * 1024 - 1, 64 * 1024, 64 * 1024 + 1, PASS - 1, PASS, PASS + 1, MiB + 7, 64 * MiB];
 
-describe('aludel proxy: the copy path (userspace TLS, plain upstream)', () => {
-  test('Content-Length bodies from 0 B to 64 MiB arrive byte-exact', async () => {
-    for (const n of SIZES) await assertBody(`/len/${n}`, n);
-  });
+for (const [upstream, front] of [['plain upstream', (): Running => proxy], ['TLS upstream on node:tls', (): Running => tlsProxy]] as const) {
+  describe(`aludel proxy: the copy path (userspace TLS, ${upstream})`, () => {
+    test('Content-Length bodies from 0 B to 64 MiB arrive byte-exact', async () => {
+      for (const n of SIZES) await assertBody(front(), `/len/${n}`, n);
+    });
 
-  test('chunked bodies (small, odd and large chunks) arrive byte-exact, re-chunked', async () => {
-    for (const [n, k] of [[0, 1], [1, 1], [100_000, 1000], [PASS + 1, 65_539], [3 * MiB + 5, RECORD - 3], [64 * MiB, MiB]] as const) {
-      await assertBody(`/chunked/${n}/${k}`, n);
-    }
-  });
+    test('chunked bodies (small, odd and large chunks) arrive byte-exact, re-chunked', async () => {
+      for (const [n, k] of [[0, 1], [1, 1], [100_000, 1000], [PASS + 1, 65_539], [3 * MiB + 5, RECORD - 3], [64 * MiB, MiB]] as const) {
+        await assertBody(front(), `/chunked/${n}/${k}`, n);
+      }
+    });
 
-  test('bodies ended by the upstream closing arrive byte-exact, to HTTP/1.1 and HTTP/1.0 clients', async () => {
-    for (const n of [0, 1, 64 * 1024, PASS + 1, 64 * MiB]) await assertBody(`/close/${n}`, n);
-    for (const n of [1, PASS + 1]) await assertBody(`/close/${n}`, n, '--http1.0');
-  });
+    test('bodies ended by the upstream closing arrive byte-exact, to HTTP/1.1 and HTTP/1.0 clients', async () => {
+      for (const n of [0, 1, 64 * 1024, PASS + 1, 64 * MiB]) await assertBody(front(), `/close/${n}`, n);
+      for (const n of [1, PASS + 1]) await assertBody(front(), `/close/${n}`, n, '--http1.0');
+    });
 
-  test('a client reading slowly gets every byte (writes stop part-way; the rest is peeked again)', async () => {
-    await assertBody(`/len/${8 * MiB + 3}`, 8 * MiB + 3, '--limit-rate', '4M');
-    await assertBody(`/close/${4 * MiB + 1}`, 4 * MiB + 1, '--limit-rate', '4M');
-    await assertBody(`/chunked/${4 * MiB}/${100_000}`, 4 * MiB, '--limit-rate', '4M');
-  });
+    test('a client reading slowly gets every byte (writes stop part-way; the rest is peeked again)', async () => {
+      await assertBody(front(), `/len/${8 * MiB + 3}`, 8 * MiB + 3, '--limit-rate', '4M');
+      await assertBody(front(), `/close/${4 * MiB + 1}`, 4 * MiB + 1, '--limit-rate', '4M');
+      await assertBody(front(), `/chunked/${4 * MiB}/${100_000}`, 4 * MiB, '--limit-rate', '4M');
+    });
 
-  test('an upstream reset mid-body cuts the response short: only correct bytes, never a clean end', async () => {
-    for (const [n, total] of [[100_000, 4 * MiB], [PASS * 3 + 17, 16 * MiB], [20 * MiB, 64 * MiB]] as const) {
-      const mark = proxy.mark();
-      const r = await fetch(`/reset/${n}/${total}`);
-      assert.notEqual(r.code, 0, `/reset/${n}/${total}: curl must see the response cut short`);
-      assert.ok(r.body.length <= n, `/reset/${n}/${total}: ${r.body.length} bytes, more than the upstream sent`);
-      assert.ok(r.body.equals(BODY.subarray(0, r.body.length)), `/reset/${n}/${total}: the bytes that came are the body's`);
-      const line = await proxy.waitForLog((l) => l.msg === 'request' && String(l.url).startsWith('/reset/'), 5000, mark);
-      assert.ok(['ECONNRESET', 'ERR_UPSTREAM_TRUNCATED'].includes(String(line.error)), `logged ${String(line.error)}`);
-    }
-    // The proxy still serves afterwards, on a fresh upstream connection.
-    await assertBody(`/len/${PASS + 1}`, PASS + 1);
+    test('an upstream reset mid-body cuts the response short: only correct bytes, never a clean end', async () => {
+      for (const [n, total] of [[100_000, 4 * MiB], [PASS * 3 + 17, 16 * MiB], [20 * MiB, 64 * MiB]] as const) {
+        const mark = front().mark();
+        const r = await fetch(front(), `/reset/${n}/${total}`);
+        assert.notEqual(r.code, 0, `/reset/${n}/${total}: curl must see the response cut short`);
+        assert.ok(r.body.length <= n, `/reset/${n}/${total}: ${r.body.length} bytes, more than the upstream sent`);
+        assert.ok(r.body.equals(BODY.subarray(0, r.body.length)), `/reset/${n}/${total}: the bytes that came are the body's`);
+        const line = await front().waitForLog((l) => l.msg === 'request' && String(l.url).startsWith('/reset/'), 5000, mark);
+        assert.ok(['ECONNRESET', 'ERR_UPSTREAM_TRUNCATED'].includes(String(line.error)), `logged ${String(line.error)}`);
+      }
+      // The proxy still serves afterwards, on a fresh upstream connection.
+      await assertBody(front(), `/len/${PASS + 1}`, PASS + 1);
+    });
   });
-});
+}
