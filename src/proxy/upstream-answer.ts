@@ -2,12 +2,12 @@
  * The response writer: an upstream's answer to one exchange, sent on to the
  * client. relay() picks the body's path: splice from the upstream socket into
  * the kTLS socket when the kernel encrypts and the upstream is plain (the
- * bytes never enter user space); without kTLS TX, the copy path
- * (src/transport/copy-body.ts: SSL_write in whole records of what a plain
- * upstream's socket holds, peeked and dropped as taken, or of what node:tls
- * decrypted from a TLS upstream); node's write path otherwise (HTTP/2, small
- * bodies, unknown lengths to HTTP/1.0 clients, TLS upstreams to kTLS
- * clients, and the cache's fills, which read() the body themselves).
+ * bytes never enter user space); the copy path (src/transport/copy-body.ts:
+ * SSL_write in whole records) of what a plain upstream's socket holds when
+ * kTLS TX is off (peeked, and dropped as taken), or of what node:tls
+ * decrypted from a TLS upstream; node's write path otherwise (HTTP/2, small
+ * bodies, unknown lengths to HTTP/1.0 clients, and the cache's fills,
+ * which read() the body themselves).
  * After either, `reusable` says whether the upstream connection ended
  * exactly at the body's end and may carry another exchange.
  */
@@ -180,17 +180,19 @@ export class UpstreamResponse implements UpstreamAnswer {
     const conn = x.conn;
     // A kTLS RX upstream is not a plain TCP socket for peek-and-drop: recv(MSG_TRUNC) is TCP's
     // (tcp(7)), and records that are not data must go through its control-record reader.
-    const source = u.plain !== null ? !u.plain.decryptsInKernel : u.streamSource !== undefined;
-    if (x.h2 || !source || conn.tls.ktlsTx) return false;
+    // With kTLS TX a plain upstream's bodies splice; a node:tls upstream's are in user space
+    // anyway, and SSL_write hands them to the kernel to encrypt.
+    const source = u.plain !== null ? !u.plain.decryptsInKernel && !conn.tls.ktlsTx : u.streamSource !== undefined;
+    if (x.h2 || !source) return false;
     return conn.writeRecords !== undefined && conn.writeReady !== undefined && conn.whenFlushed !== undefined;
   }
 
   /**
-   * The copy path, where splice cannot be used (kTLS TX off), over HTTP/1.1
-   * on a system-OpenSSL connection: from a plain upstream whose head was
-   * peeked alone (every body byte still in the kernel), or from a node:tls
-   * upstream (its bytes already in user space, those that came with the head
-   * first). Bodies known to be small keep node's write path: there the head
+   * The copy path, where splice cannot be used, over HTTP/1.1 on a
+   * system-OpenSSL connection: from a plain upstream whose head was peeked
+   * alone (every body byte still in the kernel) when kTLS TX is off, or from
+   * a node:tls upstream (its bytes already in user space, those that came
+   * with the head first), kTLS TX or not. Bodies known to be small keep node's write path: there the head
    * and the body share one record (a head sent apart costs a record and a
    * syscall).
    */
