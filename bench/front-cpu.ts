@@ -7,6 +7,8 @@
  * Environment: FRONTS (comma-separated, the first is the base of the ratios),
  * OFFLOAD (kernel|userspace), SIZE (MiB per file, 32), N (downloads per point, 3), ROUNDS (3).
  * `openssl-sendfile` (s_server -WWW -sendfile on kTLS, kernel mode only) is the floor of a sendfile front.
+ * BASELINE=DIR (a built checkout) adds `aludel-proxy-base` and `aludel-proxy-tls-base`: that
+ * build's proxy, measured in the same rounds (an A/B).
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -34,6 +36,11 @@ const make: Record<string, () => Promise<Server>> = {
   'openssl-sendfile': () => startOpensslWww(path.join(work, 'os'), '127.0.0.1', tls, root),
   'nginx-cache': () => startNginx('nc', { dir: path.join(work, 'nc'), host: '127.0.0.1', root, role: { kind: 'cache', originPort: origin.port }, tls: { ...tls, offload: off } }),
 };
+const baseline = process.env.BASELINE ? path.join(path.resolve(process.env.BASELINE), 'dist', 'src', 'cli', 'main.js') : null;
+if (baseline) {
+  make['aludel-proxy-base'] = () => startAludel('apb', { host: '127.0.0.1', tls, offload: off, originPort: origin.port, cli: baseline });
+  make['aludel-proxy-tls-base'] = () => startAludel('aptb', { host: '127.0.0.1', tls, offload: off, originPort: originTls.port, originUrl: `https://127.0.0.1:${originTls.port}`, cli: baseline });
+}
 const names = (process.env.FRONTS ?? 'aludel-proxy,aludel-proxy-tls,nginx-proxy-tls').split(',');
 const fronts: Record<string, Server> = {};
 for (const n of names) {
