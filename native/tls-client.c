@@ -92,7 +92,7 @@ static napi_value ctx_fail(napi_env env, client_ctx *c, const char *call) {
 }
 
 /*
- * clientCtxNew({caFile, verify, cipherList, cipherSuites, minVersion, maxVersion}) -> context.
+ * clientCtxNew({caFile, verify, cipherList, cipherSuites, minVersion, maxVersion, ktls}) -> context.
  * caFile "" = the system's trust store. verify 0 = no chain or name check (a
  * pinned certificate is compared by the caller). The suites are the caller's
  * (kTLS-capable AEADs only: CBC records cannot be offloaded).
@@ -107,13 +107,14 @@ static napi_value client_ctx_new(napi_env env, napi_callback_info info) {
       !string_prop(env, argv[0], "cipherSuites", suites, sizeof suites))
     return NULL;
   int64_t verify = int_prop(env, argv[0], "verify"), minv = int_prop(env, argv[0], "minVersion"),
-          maxv = int_prop(env, argv[0], "maxVersion");
+          maxv = int_prop(env, argv[0], "maxVersion"), ktls = int_prop(env, argv[0], "ktls");
   client_ctx *c = calloc(1, sizeof *c);
   if (c == NULL) return aludel_throw_errno(env, ENOMEM, "calloc");
   aludel_ossl.ERR_clear_error();
   c->ctx = aludel_ossl.SSL_CTX_new(aludel_ossl.TLS_client_method());
   if (c->ctx == NULL) return ctx_fail(env, c, "SSL_CTX_new");
-  aludel_ossl.SSL_CTX_set_options(c->ctx, ALUDEL_SSL_OP_ENABLE_KTLS | ALUDEL_SSL_OP_NO_COMPRESSION | ALUDEL_SSL_OP_NO_RENEGOTIATION);
+  /* ktls 0 (no TLS in the kernel, or --offload userspace): the connection stays in OpenSSL. */
+  aludel_ossl.SSL_CTX_set_options(c->ctx, (ktls ? ALUDEL_SSL_OP_ENABLE_KTLS : 0) | ALUDEL_SSL_OP_NO_COMPRESSION | ALUDEL_SSL_OP_NO_RENEGOTIATION);
   if ((minv && !aludel_ossl.SSL_CTX_ctrl(c->ctx, ALUDEL_SSL_CTRL_SET_MIN_PROTO_VERSION, (long)minv, NULL)) ||
       (maxv && !aludel_ossl.SSL_CTX_ctrl(c->ctx, ALUDEL_SSL_CTRL_SET_MAX_PROTO_VERSION, (long)maxv, NULL)))
     return ctx_fail(env, c, "SSL_CTX_set_min/max_proto_version");

@@ -77,7 +77,7 @@ export async function runProxy(s: ProxySettings, load: () => Promise<ProxySettin
   const build = async (next: ProxySettings, previous: ProxySettings | null): Promise<Generation<ProxySettings>> => {
     if (previous !== null) listeners.reconfigure(next);
     log.level = next.logLevel;
-    const g = new UpstreamGroup({ native, ktls: upstreamKtls(next, log), upstreams: next.upstreams, health: next.healthCheck, connectTimeoutMs: next.connectTimeoutMs, keepAlive: next.keepAlive, log });
+    const g = new UpstreamGroup({ native, systemTls: upstreamTlsContexts(next, log), upstreams: next.upstreams, health: next.healthCheck, connectTimeoutMs: next.connectTimeoutMs, keepAlive: next.keepAlive, log });
     group = g;
     const front = next.mode === 'http'
       ? createHttpProxy({ settings: next, group: g, native, stats, cache, log, access })
@@ -110,16 +110,17 @@ function bodyLinkCount(native: Native | null): ((fd: number) => number) | undefi
 }
 
 /**
- * TLS upstreams go on kTLS (bodies spliced) where the client side could: the
- * system OpenSSL loaded and the kernel has TLS. --offload userspace keeps
- * every connection in user space. One set of contexts per configuration,
- * so a reload re-reads CA files and tries upstreams given up on again.
+ * TLS upstreams go on the system OpenSSL where it is loaded: on kTLS (bodies
+ * spliced) where the kernel has TLS and --offload is not userspace, else in
+ * user space on OpenSSL (bodies copied without node:tls). One set of
+ * contexts per configuration, so a reload re-reads CA files and tries
+ * upstreams given up on again.
  */
-function upstreamKtls(s: ProxySettings, log: Logger): UpstreamTlsContexts | null {
-  if (s.offload === 'userspace' || !s.upstreams.some((u) => u.tls !== null)) return null;
+function upstreamTlsContexts(s: ProxySettings, log: Logger): UpstreamTlsContexts | null {
+  if (!s.upstreams.some((u) => u.tls !== null)) return null;
   const caps = probeCapabilities();
-  if (caps.native === null || caps.kernelProblem !== null) return null;
-  return new UpstreamTlsContexts(caps.native, log);
+  if (caps.native === null) return null;
+  return new UpstreamTlsContexts(caps.native, log, s.offload !== 'userspace' && caps.kernelProblem === null);
 }
 
 export function registerProxyCommands(program: Command): void {

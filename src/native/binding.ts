@@ -37,6 +37,8 @@ export interface ClientContextOptions {
   /** 0x0303 = TLS 1.2, 0x0304 = TLS 1.3; 0 = OpenSSL's default. */
   minVersion: number;
   maxVersion: number;
+  /** 1: SSL_OP_ENABLE_KTLS (OpenSSL moves the record state into the kernel where it can); 0: all in user space. */
+  ktls: 0 | 1;
 }
 
 export interface OpensslProbe {

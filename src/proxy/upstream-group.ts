@@ -46,8 +46,8 @@ export interface Peer {
 export interface GroupOptions {
   /** null: no addon; plain upstreams go through node:net. */
   native: Native | null;
-  /** TLS upstreams on kTLS where the kernel and the system OpenSSL allow (src/tls/upstream-client.ts); null: node:tls. */
-  ktls: UpstreamTlsContexts | null;
+  /** TLS upstreams on the system OpenSSL, kTLS where the kernel takes it (src/tls/upstream-client.ts); null: node:tls. */
+  systemTls: UpstreamTlsContexts | null;
   upstreams: readonly Upstream[];
   health: HealthCheck;
   connectTimeoutMs: number;
@@ -123,7 +123,7 @@ export class UpstreamGroup {
     const idle = fresh ? null : this.leaseIdle(p, false);
     if (idle !== null) return idle;
     const ms = this.o.connectTimeoutMs;
-    const stream = await connectUpstream({ native: this.o.native, ktls: this.o.ktls, upstream: p.upstream, timeoutMs: ms, onTimeout: () => new UpstreamTimeoutError('connect', ms, p.upstream.url) });
+    const stream = await connectUpstream({ native: this.o.native, systemTls: this.o.systemTls, upstream: p.upstream, timeoutMs: ms, onTimeout: () => new UpstreamTimeoutError('connect', ms, p.upstream.url) });
     return { peer: p, stream, reused: false };
   }
 
@@ -214,7 +214,7 @@ export class UpstreamGroup {
     let reason = '';
     let stream: UpstreamStream | null = null;
     try {
-      stream = await connectUpstream({ native: this.o.native, ktls: this.o.ktls, upstream: p.upstream, timeoutMs, onTimeout: () => new UpstreamTimeoutError('connect', timeoutMs, p.upstream.url) });
+      stream = await connectUpstream({ native: this.o.native, systemTls: this.o.systemTls, upstream: p.upstream, timeoutMs, onTimeout: () => new UpstreamTimeoutError('connect', timeoutMs, p.upstream.url) });
       if (path !== null && p.upstream.protocol !== 'tcp') {
         stream.setIdleTimeout(timeoutMs, () => new UpstreamTimeoutError('headers', timeoutMs, p.upstream.url));
         await stream.write(requestHead('GET', path, ['Host', hostHeader(p.upstream), 'User-Agent', 'aludel-health-check', 'Connection', 'close']));

@@ -15,6 +15,7 @@ import type { Upstream } from '../config/proxy-settings.js';
 import { UpstreamCertificateError } from '../errors.js';
 import { PlainSocket } from '../transport/plain-socket.js';
 import { StreamSource, type PulledStream } from '../transport/stream-source.js';
+import { SslUpstream } from './ssl-upstream.js';
 import type { UpstreamTlsContexts } from '../tls/upstream-client.js';
 
 export interface UpstreamStream {
@@ -53,8 +54,8 @@ export interface ConnectUpstreamOptions {
   upstream: Upstream;
   timeoutMs: number;
   onTimeout: () => Error;
-  /** TLS upstreams on kTLS (the kernel has TLS and the system OpenSSL is loaded); null: node:tls only. */
-  ktls: UpstreamTlsContexts | null;
+  /** TLS upstreams on the system OpenSSL (kTLS where the kernel takes it, else user space); null: node:tls only. */
+  systemTls: UpstreamTlsContexts | null;
 }
 
 class PlainUpstream implements UpstreamStream {
@@ -250,16 +251,17 @@ function connectNet(o: ConnectUpstreamOptions): Promise<UpstreamStream> {
 }
 
 /**
- * TLS on the addon with both directions in the kernel: the result is read and
- * written as a plain socket, so its bodies splice. null when this upstream's
- * handshake did not end on kTLS (then given up for it, and the caller uses node:tls).
+ * TLS on the addon: with both directions in the kernel, read and written as
+ * a plain socket, so its bodies splice; else on the system OpenSSL in user
+ * space (SslUpstream). null when this upstream's handshake failed in TLS
+ * itself (then given up for it, and the caller uses node:tls).
  */
-async function connectKtls(o: ConnectUpstreamOptions, native: Native, ktls: UpstreamTlsContexts): Promise<UpstreamStream | null> {
+async function connectSystemTls(o: ConnectUpstreamOptions, native: Native, contexts: UpstreamTlsContexts): Promise<UpstreamStream | null> {
   const sock = await PlainSocket.connect(native, { host: o.upstream.host, port: o.upstream.port, timeoutMs: o.timeoutMs, onTimeout: o.onTimeout });
   try {
-    const r = await ktls.handshake(sock, o.upstream);
-    if (r.ok) return new PlainUpstream(sock);
-    ktls.giveUp(o.upstream, r.why);
+    const r = await contexts.handshake(sock, o.upstream);
+    if (r.ok) return r.kernel ? new PlainUpstream(sock) : new SslUpstream(native, sock, r.ssl);
+    contexts.giveUp(o.upstream, r.why);
   } catch (err) {
     sock.destroy();
     throw err;
@@ -270,8 +272,8 @@ async function connectKtls(o: ConnectUpstreamOptions, native: Native, ktls: Upst
 
 export async function connectUpstream(o: ConnectUpstreamOptions): Promise<UpstreamStream> {
   if (o.upstream.tls) {
-    const viaKernel = o.native !== null && o.ktls !== null && o.ktls.copyReason(o.upstream) === null;
-    return (viaKernel ? await connectKtls(o, o.native!, o.ktls!) : null) ?? connectTls(o);
+    const system = o.native !== null && o.systemTls !== null && o.systemTls.copyReason(o.upstream) === null;
+    return (system ? await connectSystemTls(o, o.native!, o.systemTls!) : null) ?? connectTls(o);
   }
   if (o.native === null) return connectNet(o);
   const sock = await PlainSocket.connect(o.native, { host: o.upstream.host, port: o.upstream.port, timeoutMs: o.timeoutMs, onTimeout: o.onTimeout });

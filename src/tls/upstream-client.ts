@@ -11,10 +11,13 @@
  * freed and the socket is read and written as a plain one; records that are
  * not data go to ControlRecords.
  *
- * What cannot be offloaded stays on node:tls (the copy path), and the log
- * says why once per upstream: a version or cipher list that allows more than
- * TLS 1.2+ AEAD (legacy origins: CBC records cannot be offloaded), or a
- * handshake that did not end on kTLS.
+ * Where the kernel has no TLS (or --offload userspace), or OpenSSL kept TX in
+ * user space, the connection stays with the system OpenSSL in user space
+ * (src/proxy/ssl-upstream.ts: bodies on the copy path, decrypted straight
+ * into its buffers). What the system OpenSSL side must not offer stays on
+ * node:tls, and the log says why once per upstream: a version or cipher list
+ * that allows more than TLS 1.2+ AEAD (legacy origins: CBC records cannot be
+ * offloaded), or a handshake that failed in TLS itself.
  */
 import type { Logger } from '../log/logger.js';
 import type { ClientContextHandle, Native, SslHandle } from '../native/binding.js';
@@ -50,7 +53,10 @@ function names(u: Upstream): { sni: string; check: string } {
 }
 
 export type KtlsUpstreamResult =
-  | { ok: true; version: string; cipher: string; rx: 'openssl' | 'aludel' }
+  /** Both directions in the kernel; OpenSSL's connection is freed. */
+  | { ok: true; kernel: true; version: string; cipher: string; rx: 'openssl' | 'aludel' }
+  /** The connection stays with OpenSSL in user space; the caller owns `ssl` (src/proxy/ssl-upstream.ts). */
+  | { ok: true; kernel: false; version: string; cipher: string; ssl: SslHandle }
   | { ok: false; why: string };
 
 /** One client context per upstream TLS settings (a reload makes new settings, and so new contexts). */
@@ -60,7 +66,12 @@ export class UpstreamTlsContexts {
   private readonly copyPath = new Map<string, string>();
   private readonly announced = new Set<string>();
 
-  constructor(private readonly native: Native, private readonly log: Logger) {}
+  /**
+   * `kernel`: try kTLS on each connection (the kernel has TLS and --offload
+   * is not userspace); false: every connection stays with the system OpenSSL
+   * in user space, which still spares it node:tls (ssl-upstream.ts).
+   */
+  constructor(private readonly native: Native, private readonly log: Logger, private readonly kernel = true) {}
 
   /** Why `u` goes through node:tls; null: try kTLS. */
   copyReason(u: Upstream): string | null {
@@ -85,6 +96,7 @@ export class UpstreamTlsContexts {
         cipherSuites: TLS13_SUITES,
         minVersion: t.minVersion === 'TLSv1.3' ? TLS1_3 : TLS1_2,
         maxVersion: t.maxVersion === 'TLSv1.2' ? TLS1_2 : TLS1_3,
+        ktls: this.kernel ? 1 : 0,
       });
       this.contexts.set(t, ctx);
     }
@@ -92,7 +104,9 @@ export class UpstreamTlsContexts {
   }
 
   /**
-   * The handshake on `sock` (connected), then both directions into the kernel.
+   * The handshake on `sock` (connected), then both directions into the kernel
+   * where it takes them; where it does not (no TLS in this kernel, or OpenSSL
+   * kept TX in user space), the connection stays with OpenSSL in user space.
    * Throws UpstreamCertificateError for a certificate that is not trusted or
    * not pinned; any other failure is { ok: false } and `sock` is left to the
    * caller (to close, and connect again through node:tls).
@@ -100,6 +114,7 @@ export class UpstreamTlsContexts {
   async handshake(sock: PlainSocket, u: Upstream): Promise<KtlsUpstreamResult> {
     const { sni, check } = names(u);
     const ssl = this.native.clientSslNew(this.context(u.tls!), sock.fd, sni, check);
+    let kept = false;
     try {
       try {
         await sock.drive(() => this.native.handshake(ssl));
@@ -115,7 +130,11 @@ export class UpstreamTlsContexts {
       this.checkPin(ssl, u);
       const info = this.native.info(ssl);
       const state = this.native.ktlsState(ssl);
-      if ((state & 1) === 0) return { ok: false, why: `OpenSSL kept TX in user space (${info.version} ${info.cipher})` };
+      if ((state & 1) === 0) {
+        kept = true;
+        this.announceUser(u, info.version, info.cipher, this.kernel ? `OpenSSL kept TX in user space (${info.version} ${info.cipher})` : 'no kernel TLS here');
+        return { ok: true, kernel: false, version: info.version ?? '?', cipher: info.cipher ?? '?', ssl };
+      }
       let rx: 'openssl' | 'aludel' = 'openssl';
       if ((state & 2) === 0) {
         try {
@@ -127,11 +146,18 @@ export class UpstreamTlsContexts {
       }
       sock.setControlRecordReader(new ControlRecords(this.native, sock.fd, info.version === 'TLSv1.3', u.url));
       this.announce(u, info.version, info.cipher, rx);
-      return { ok: true, version: info.version ?? '?', cipher: info.cipher ?? '?', rx };
+      return { ok: true, kernel: true, version: info.version ?? '?', cipher: info.cipher ?? '?', rx };
     } finally {
-      // The kernel has the record state now (or the connection is given up): OpenSSL's is never used again.
-      this.native.sslFree(ssl);
+      // On kTLS the kernel has the record state now (or the connection is given up): OpenSSL's is never used again.
+      if (!kept) this.native.sslFree(ssl);
     }
+  }
+
+  /** The first user-space connection to each upstream on the system OpenSSL is logged, with why. */
+  private announceUser(u: Upstream, version: string | null, cipher: string | null, why: string): void {
+    if (this.announced.has(u.url)) return;
+    this.announced.add(u.url);
+    this.log.info({ upstream: u.url, version, cipher, reason: why }, 'upstream TLS in user space on the system OpenSSL: bodies copied');
   }
 
   /** The first kTLS connection to each upstream is logged, saying who programmed RX. */

@@ -347,6 +347,11 @@ export class PlainSocket {
     return this.wait(READABLE);
   }
 
+  /** Waits as a TLS call's state says (WANT_WRITE: writable, else readable), with the idle timer armed. */
+  waitFor(state: number): Promise<void> {
+    return this.wait(state === WANT_WRITE ? WRITABLE : READABLE);
+  }
+
   /**
    * For a connection that should have nothing to say (an idle keep-alive one):
    * 'empty' when no byte is waiting, 'eof' when the peer sent its FIN, 'data'

@@ -6,10 +6,11 @@
  * arrive with its sha256, also to a client that reads slowly (its socket
  * fills, so writes stop part-way and the unsent bytes are peeked again), and
  * a reset mid-body must cut the response short with only correct bytes.
- * All of it twice: from a plain origin (bytes peeked in the upstream socket,
- * dropped as taken) and from the same origin over TLS, which node:tls
- * decrypts on this kernel (src/transport/stream-source.ts: bytes taken from
- * node's buffer as the copy looks at them).
+ * All of it three times: from a plain origin (bytes peeked in the upstream
+ * socket, dropped as taken), and from the same origin over TLS, decrypted by
+ * the system OpenSSL in user space (src/proxy/ssl-upstream.ts) and by
+ * node:tls (--upstream-ciphers keeps it there); both hand their bytes to the
+ * copy through src/transport/stream-source.ts.
  */
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -30,6 +31,7 @@ let origin: net.Server;
 let tlsOrigin: net.Server;
 let proxy: Running;
 let tlsProxy: Running;
+let nodeTlsProxy: Running;
 
 /**
  * GET /len/N, /chunked/N/K (chunks of K bytes), /close/N (no length, ended
@@ -94,11 +96,14 @@ before(async () => {
   const front = ['proxy', '--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--offload', 'userspace'];
   proxy = await startAludel([...front, '--to', `http://127.0.0.1:${port}`]);
   tlsProxy = await startAludel([...front, '--to', `https://127.0.0.1:${tlsPort}`, '--upstream-insecure']);
+  // A cipher list of its own keeps an upstream on node:tls (staticCopyReason); TLS 1.3 still comes first.
+  nodeTlsProxy = await startAludel([...front, '--to', `https://127.0.0.1:${tlsPort}`, '--upstream-insecure', '--upstream-ciphers', 'ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256']);
 });
 
 after(async () => {
   await proxy?.stop();
   await tlsProxy?.stop();
+  await nodeTlsProxy?.stop();
   origin?.close();
   tlsOrigin?.close();
   fx?.cleanup();
@@ -125,7 +130,13 @@ const RECORD = 16 * 1024;
 const PASS = 256 * 1024;
 const SIZES = [0, 1, RECORD - 1, RECORD, RECORD + 1, 64 * 1024 - 1, 64 * 1024, 64 * 1024 + 1, PASS - 1, PASS, PASS + 1, MiB + 7, 64 * MiB];
 
-for (const [upstream, front] of [['plain upstream', (): Running => proxy], ['TLS upstream on node:tls', (): Running => tlsProxy]] as const) {
+const FRONTS = [
+  ['plain upstream', (): Running => proxy],
+  ['TLS upstream on the system OpenSSL', (): Running => tlsProxy],
+  ['TLS upstream on node:tls', (): Running => nodeTlsProxy],
+] as const;
+
+for (const [upstream, front] of FRONTS) {
   describe(`aludel proxy: the copy path (userspace TLS, ${upstream})`, () => {
     test('Content-Length bodies from 0 B to 64 MiB arrive byte-exact', async () => {
       for (const n of SIZES) await assertBody(front(), `/len/${n}`, n);
@@ -163,3 +174,11 @@ for (const [upstream, front] of [['plain upstream', (): Running => proxy], ['TLS
     });
   });
 }
+
+test('each TLS front says once which OpenSSL decrypts its upstream: the system one in user space, or node:tls and why', () => {
+  const user = tlsProxy.logs.filter((l) => l.msg === 'upstream TLS in user space on the system OpenSSL: bodies copied');
+  assert.equal(user.length, 1, JSON.stringify(user));
+  assert.equal(user[0]!.reason, 'no kernel TLS here');
+  assert.equal(tlsProxy.logs.filter((l) => l.msg === 'upstream TLS stays in user space (node:tls, bodies copied)').length, 0);
+  assert.equal(nodeTlsProxy.logs.filter((l) => l.msg === 'upstream TLS in user space on the system OpenSSL: bodies copied').length, 0);
+});

@@ -1,8 +1,8 @@
 /**
  * The TLS upstream client's decisions (src/tls/upstream-client.ts) on this
- * kernel, with real servers: what goes to kTLS, what is given up for
- * node:tls (only a refusal in TLS itself), and what is an error of this
- * connection. The bodies on kTLS are proven in test/ktls/tls-upstream-ktls.test.ts.
+ * kernel, with real servers: what goes to kTLS, what stays with OpenSSL in
+ * user space, what is given up for node:tls (only a refusal in TLS itself),
+ * and what is an error of this connection. The bodies on kTLS are proven in test/ktls/tls-upstream-ktls.test.ts.
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -39,10 +39,10 @@ function upstream(port: number, caFile: string | null): Upstream {
   return { url: `https://127.0.0.1:${port}`, protocol: 'https', host: '127.0.0.1', port, tls: { minVersion: 'TLSv1.2', maxVersion: 'TLSv1.3', ciphers: null, caFile, fingerprint256: null, verify: true, servername: 'localhost' } };
 }
 
-async function attempt(port: number, caFile: string | null): Promise<{ result?: Awaited<ReturnType<UpstreamTlsContexts['handshake']>>; error?: Error; ms: number }> {
+async function attempt(port: number, caFile: string | null, kernel?: boolean): Promise<{ result?: Awaited<ReturnType<UpstreamTlsContexts['handshake']>>; error?: Error; ms: number }> {
   const caps = probeCapabilities();
   assert.ok(caps.native, `the system OpenSSL must load for these tests: ${caps.opensslProblem}`);
-  const contexts = new UpstreamTlsContexts(caps.native, createLogger({ level: 'silent' }));
+  const contexts = new UpstreamTlsContexts(caps.native, createLogger({ level: 'silent' }), kernel ?? caps.kernelProblem === null);
   const started = Date.now();
   const sock = await PlainSocket.connect(caps.native, { host: '127.0.0.1', port, timeoutMs: 10_000, onTimeout: () => new Error('connect timeout') });
   try {
@@ -54,7 +54,13 @@ async function attempt(port: number, caFile: string | null): Promise<{ result?: 
   }
 }
 
-describe('TLS upstream client: kTLS, given up, or an error', () => {
+/** A connection kept in user space is the caller's to free. */
+function release(r: Awaited<ReturnType<typeof attempt>>): void {
+  const res = r.result;
+  if (res?.ok === true && !res.kernel) probeCapabilities().native!.sslFree(res.ssl);
+}
+
+describe('TLS upstream client: kTLS, user space on OpenSSL, given up, or an error', () => {
   test('an upstream that closes during the handshake: an error of this connection at once (no spinning until the connect timeout), not a reason to give up', { timeout: 30_000 }, async () => {
     const port = await listen(net.createServer((s) => s.once('data', () => s.end())));
     const r = await attempt(port, fx.certFile);
@@ -77,16 +83,28 @@ describe('TLS upstream client: kTLS, given up, or an error', () => {
     assert.ok(r.error instanceof UpstreamCertificateError, String(r.error));
   });
 
-  test('a trusted TLS 1.3 upstream: on kTLS where the kernel has TLS, else given up because TX stayed in user space', async () => {
+  test('a trusted TLS 1.3 upstream: on kTLS where the kernel has TLS, else kept with the system OpenSSL in user space', async () => {
     const port = await listen(tls.createServer({ cert: fs.readFileSync(fx.certFile), key: fs.readFileSync(fx.keyFile), minVersion: 'TLSv1.3' }, (s) => s.on('error', () => {})));
     const r = await attempt(port, fx.certFile);
     assert.equal(r.error, undefined, String(r.error));
+    const res = r.result!;
+    assert.equal(res.ok, true, JSON.stringify(res));
     if (probeCapabilities().kernelProblem === null) {
-      assert.equal(r.result!.ok, true, JSON.stringify(r.result));
-      assert.equal((r.result as { rx: string }).rx, 'aludel');
+      assert.equal((res as { kernel: boolean; rx: string }).kernel, true);
+      assert.equal((res as { rx: string }).rx, 'aludel');
     } else {
-      assert.equal(r.result!.ok, false);
-      assert.match((r.result as { why: string }).why, /OpenSSL kept TX in user space \(TLSv1\.3 /);
+      assert.equal((res as { kernel: boolean }).kernel, false);
+      assert.equal((res as { version: string }).version, 'TLSv1.3');
     }
+    release(r);
+  });
+
+  test('contexts without kernel TLS (--offload userspace): the connection stays with OpenSSL, never on kTLS', async () => {
+    const port = await listen(tls.createServer({ cert: fs.readFileSync(fx.certFile), key: fs.readFileSync(fx.keyFile) }, (s) => s.on('error', () => {})));
+    const r = await attempt(port, fx.certFile, false);
+    assert.equal(r.error, undefined, String(r.error));
+    assert.equal(r.result!.ok, true, JSON.stringify(r.result));
+    assert.equal((r.result as { kernel: boolean }).kernel, false);
+    release(r);
   });
 });

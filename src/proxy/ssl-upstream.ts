@@ -1,0 +1,166 @@
+/**
+ * A TLS upstream on the system OpenSSL in user space: where the kernel has no
+ * TLS (or --offload userspace), the connection the addon made and shook hands
+ * on (src/tls/upstream-client.ts) stays with OpenSSL instead of going to
+ * node:tls. Its records are decrypted by SSL_read straight into buffers of
+ * the copy path (pull(), src/transport/stream-source.ts), as nginx's
+ * upstream SSL reads into its proxy buffers, with none of node:tls's stream
+ * machinery around each record.
+ *
+ * OpenSSL's states are states here (WANT_READ / WANT_WRITE wait on the
+ * socket); its errors end the connection. A close_notify ends the stream
+ * (RFC 8446 §6.1: a close-delimited body may end there); a FIN without one is
+ * a truncation and fails like a reset, as on the kTLS path.
+ */
+import { AGAIN, EOF_NO_NOTIFY, WANT_READ, WANT_WRITE, type Native, type SslHandle } from '../native/binding.js';
+import type { PlainSocket } from '../transport/plain-socket.js';
+import { StreamSource, type PulledStream } from '../transport/stream-source.js';
+import type { UpstreamStream } from './upstream-stream.js';
+
+/** TLS's largest record plaintext (RFC 8446 §5.1): SSL_read returns at most one record. */
+const RECORD = 16 * 1024;
+/** Bytes per pull(): four records, decrypted in one turn. */
+const PULL = 4 * RECORD;
+/** read()'s record, copied out at its exact size (one process-wide buffer). */
+const scratch = Buffer.allocUnsafe(RECORD);
+
+function truncated(): Error {
+  return Object.assign(new Error('upstream closed the TLS connection without close_notify'), { code: 'ECONNRESET' });
+}
+
+export class SslUpstream implements UpstreamStream, PulledStream {
+  readonly plain = null;
+  private readonly probe = Buffer.allocUnsafe(1);
+  private finished = false;
+  private failed: Error | null = null;
+  private freed = false;
+  /** What the last SSL call that could not go on waits for. */
+  private want = WANT_READ;
+
+  constructor(
+    private readonly native: Native,
+    private readonly sock: PlainSocket,
+    private readonly ssl: SslHandle,
+  ) {}
+
+  /**
+   * One SSL_read into buf[offset, offset + length): bytes, 0 at close_notify,
+   * or AGAIN (the state kept in `want`). Throws on a TLS error or a FIN
+   * without close_notify; the failure stays.
+   */
+  private readStep(buf: Buffer, offset: number, length: number): number {
+    if (this.failed) throw this.failed;
+    if (this.finished) return 0;
+    let r: number;
+    try {
+      r = this.native.read(this.ssl, buf, offset, length);
+    } catch (err) {
+      this.failed = err as Error;
+      throw err;
+    }
+    if (r > 0) return r;
+    if (r === WANT_READ || r === WANT_WRITE) {
+      this.want = r;
+      return AGAIN;
+    }
+    if (r === EOF_NO_NOTIFY) {
+      this.failed = truncated();
+      throw this.failed;
+    }
+    this.finished = true;
+    return 0;
+  }
+
+  async read(): Promise<Buffer | null> {
+    for (;;) {
+      const n = this.readStep(scratch, 0, RECORD);
+      if (n > 0) return Buffer.from(scratch.subarray(0, n));
+      if (n === 0) return null;
+      await this.readable();
+    }
+  }
+
+  /**
+   * The copy path's pull: records decrypted into one buffer while a whole
+   * record still fits (so OpenSSL never holds part of one back), until the
+   * socket has no more. null when nothing could be read now.
+   */
+  pull(): Buffer | null {
+    let buf: Buffer | null = null;
+    let n = 0;
+    while (PULL - n >= RECORD) {
+      buf ??= Buffer.allocUnsafe(PULL);
+      const r = this.readStep(buf, n, PULL - n);
+      if (r === AGAIN || r === 0) break;
+      n += r;
+    }
+    return n > 0 ? buf!.subarray(0, n) : null;
+  }
+
+  get ended(): boolean {
+    return this.finished || this.sock.destroyed;
+  }
+
+  /** Bytes OpenSSL already holds need no wait; otherwise what the last call asked for. */
+  readable(): Promise<void> {
+    if (this.failed || this.finished || (!this.freed && this.native.hasPending?.(this.ssl) === true)) return Promise.resolve();
+    return this.sock.waitFor(this.want);
+  }
+
+  streamSource(first: Buffer): StreamSource {
+    return new StreamSource(this, first);
+  }
+
+  async write(buf: Buffer): Promise<void> {
+    for (let off = 0; off < buf.length; ) {
+      if (this.failed) throw this.failed;
+      off += await this.sock.drive(() => {
+        const len = buf.length - off;
+        return len > RECORD ? this.native.writeRecords(this.ssl, buf, off, len) : this.native.write(this.ssl, buf, off, len);
+      });
+    }
+  }
+
+  /** close_notify: our side is done sending (RFC 8446 §6.1); best effort, the read side stays open. */
+  endWrite(): void {
+    if (this.freed || this.sock.destroyed) return;
+    try {
+      this.native.shutdown(this.ssl);
+    } catch {
+      // A connection already failing: its reads will say so.
+    }
+  }
+
+  destroy(err?: Error): void {
+    if (err) this.failed ??= err;
+    if (!this.freed) {
+      this.freed = true;
+      this.native.sslFree(this.ssl);
+    }
+    this.sock.destroy(err);
+  }
+
+  get destroyed(): boolean {
+    return this.sock.destroyed;
+  }
+
+  setIdleTimeout(ms: number, error: () => Error): void {
+    this.sock.setIdleTimeout(ms, error);
+  }
+
+  /**
+   * As a plain upstream's (PlainUpstream.isIdleAlive): nothing may wait on an
+   * idle connection, in OpenSSL or in the socket. A record there (a late
+   * session ticket, an alert, a close_notify) makes it unusable: the probe
+   * takes a byte of it.
+   */
+  isIdleAlive(quietEnough = false): boolean {
+    if (this.freed || this.sock.destroyed || this.finished || this.failed || this.native.hasPending?.(this.ssl) === true) return false;
+    if (quietEnough && this.sock.quietSinceIdle()) return true;
+    return this.sock.idleState(this.probe) === 'empty';
+  }
+
+  watchIdle(): void {
+    this.sock.watchIdle();
+  }
+}
