@@ -194,10 +194,22 @@ const DRAIN_TICK_MS = 100;
 /** The connections a front holds, so that it knows when it is empty. */
 export class ConnectionSet {
   private readonly live = new Set<SecureConnection>();
+  /**
+   * Each connection's 'close' listener, one function for the whole set (the
+   * emitter calls it with `this` set to the connection, as EventEmitter
+   * does): a once() with a closure of its own was a wrapper, its state, a
+   * bound function and a context held by every idle connection.
+   */
+  private readonly forget: (this: SecureConnection) => void;
+
+  constructor() {
+    const live = this.live;
+    this.forget = function (this: SecureConnection) { live.delete(this); };
+  }
 
   add(conn: SecureConnection): void {
     this.live.add(conn);
-    conn.once('close', () => this.live.delete(conn));
+    conn.on('close', this.forget);
   }
 
   get size(): number {
@@ -255,7 +267,7 @@ export function httpFront(httpServer: http.Server): Front {
       // end() alone nothing read on after our FIN: the client's FIN, behind pipelined requests
       // the parser had stopped on, went unread and the connection sat in CLOSE-WAIT until the
       // idle timeout (the fuzz run's slow descriptor leak). It closes as a refused request does.
-      (conn as SecureConnection & { destroySoon?: () => void }).destroySoon = () => endedByNode(conn);
+      (conn as SecureConnection & { destroySoon?: () => void }).destroySoon = destroySoon;
       httpServer.emit('connection', conn);
     },
     async drain() {
@@ -319,6 +331,11 @@ export function closeDetached(conn: SecureConnection, lingerMs: number, last?: B
   const owed = owedResponse(conn);
   if (owed === undefined) start(true);
   else owed.once('close', () => (owed.writableFinished ? start(true) : conn.destroy()));
+}
+
+/** The destroySoon() of every connection: node calls it as a method (socket.destroySoon()), so `this` is the connection. */
+function destroySoon(this: SecureConnection): void {
+  endedByNode(this);
 }
 
 /**

@@ -52,6 +52,8 @@ export class KtlsServer extends EventEmitter implements SecureServer {
   private listenFd = -1;
   private poll: PollHandle | null = null;
   private readonly live = new Set<KtlsConnection>();
+  /** Each connection's 'close' listener, one function for all (see ConnectionSet in src/http/front.ts). */
+  private readonly forget: (this: KtlsConnection) => void;
   private pauseTimer: NodeJS.Timeout | null = null;
   private acceptBatchSize = ACCEPT_BATCH;
   private readonly limit: ConnectionLimit;
@@ -68,6 +70,8 @@ export class KtlsServer extends EventEmitter implements SecureServer {
     this.o = options;
     this.offload = options.offload;
     this.tls = options.tls;
+    const live = this.live;
+    this.forget = function (this: KtlsConnection) { live.delete(this); };
     this.limit = new ConnectionLimit(options.maxConnections ?? null, options.log, () => this.live.size);
   }
 
@@ -140,7 +144,7 @@ export class KtlsServer extends EventEmitter implements SecureServer {
       return;
     }
     this.live.add(conn);
-    conn.once('close', () => this.live.delete(conn));
+    conn.on('close', this.forget);
     const started = process.hrtime.bigint();
     conn.handshake(this.o.handshakeTimeoutMs).then(
       () => {
