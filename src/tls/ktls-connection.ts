@@ -106,6 +106,8 @@ export class KtlsConnection extends Duplex implements SecureConnection {
   private readonly fd: number;
   private readonly ready: FdReadiness;
   private readonly log: Logger;
+  /** Told once, as the connection is released (before its 'close'): the listener's count of live connections. */
+  private readonly onReleased: ((conn: KtlsConnection) => void) | null;
   private reading = false;
   private pendingWrite: PendingWrite | null = null;
   private flushWaiters: Array<() => void> = [];
@@ -124,7 +126,7 @@ export class KtlsConnection extends Duplex implements SecureConnection {
   /** The current retry delay of waitToSend(); 0 after progress. */
   private againMs = 0;
 
-  constructor(native: Native, ssl: SslHandle, fd: number, id: number, log: Logger) {
+  constructor(native: Native, ssl: SslHandle, fd: number, id: number, log: Logger, onReleased: ((conn: KtlsConnection) => void) | null = null) {
     // Strings stay strings (decodeStrings off): node's HTTP/1.1 head is a latin1 string, which a
     // gathered write copies straight into its record (writeGathered) instead of first into a
     // Buffer of its own; every other write makes the Buffer (asBuffer).
@@ -134,6 +136,7 @@ export class KtlsConnection extends Duplex implements SecureConnection {
     this.fd = fd;
     this.id = id;
     this.log = log;
+    this.onReleased = onReleased;
     this.tls = { engine: 'system-openssl', version: null, cipher: null, alpn: null, servername: null, reused: false, ktlsTx: false, ktlsRx: false, kernel: null };
     this.ready = new FdReadiness(native, fd);
     try {
@@ -685,6 +688,7 @@ export class KtlsConnection extends Duplex implements SecureConnection {
     for (const fn of this.flushWaiters) fn();
     this.flushWaiters = [];
     for (const fn of parked) fn();
+    this.onReleased?.(this);
   }
 
   private failHard(err: Error): void {
