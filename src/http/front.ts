@@ -31,14 +31,19 @@ export interface Front {
  * for the responses owed to the complete requests before it
  * (answerClientError).
  *
- * A closed response is dropped when the next request comes (track), not by
- * a 'close' listener of its own: node sets res.closed just before it emits
- * 'close' (_http_server.js emitCloseNT), so readers skipping closed ones see
- * what the listener left, and a per-request closure and once() wrapper were
- * among serve's costs in a profile of 1 KiB keep-alive GETs.
+ * A closed response is dropped by forgetClosed, one function shared by
+ * every response (a per-request closure and once() wrapper were among
+ * serve's costs in a profile of 1 KiB keep-alive GETs), and by the next
+ * request (track). Kept until then, the last response and its request
+ * (node's own references to them are gone by then: resOnFinish clears
+ * parser.incoming and state.incoming, _http_server.js) cost each idle
+ * keep-alive connection about 2 KiB of V8 heap: the ServerResponse, the
+ * IncomingMessage with its header strings and ReadableState, and node's
+ * resOnFinish bound to them.
  */
 interface ConnRequests {
-  latest: http.ServerResponse;
+  /** null once that response closed: a request node's parser is still reading then came later, or was answered already. */
+  latest: http.ServerResponse | null;
   responses: http.ServerResponse[];
 }
 
@@ -98,7 +103,9 @@ export function answeredMidBody(conn: object): http.ServerResponse | 'by node' |
   if (incoming == null || incoming.complete) return undefined;
   const res = requestsOn.get(conn)?.latest;
   // A parsed head that never became a 'request' node answered itself: 400 without Host, 417 for an unknown Expect.
-  if (res === undefined || res.req !== incoming) return 'by node';
+  // A closed (forgotten) response gets the same answer, as it would as a finished one: its
+  // connection is closed with nothing more written (answerClientError).
+  if (res == null || res.req !== incoming) return 'by node';
   return res.headersSent ? res : undefined;
 }
 
@@ -132,15 +139,32 @@ function track(conn: object, res: http.ServerResponse): void {
   const known = requestsOn.get(conn);
   if (known === undefined) {
     requestsOn.set(conn, { latest: res, responses: [res] });
-    return;
+  } else {
+    known.latest = res;
+    // Keep-alive without pipelining: the one before is gone already (forgetClosed).
+    dropClosed(known.responses);
+    known.responses.push(res);
   }
-  known.latest = res;
-  const list = known.responses;
-  // Keep-alive without pipelining: the one before is closed, and this is a one-slot swap.
+  res.on('close', forgetClosed);
+}
+
+function dropClosed(list: http.ServerResponse[]): void {
   let kept = 0;
   for (let i = 0; i < list.length; i++) if (!list[i]!.closed) list[kept++] = list[i]!;
   list.length = kept;
-  list.push(res);
+}
+
+/**
+ * A tracked response's 'close' (this: the response): node emits it once the
+ * response is finished and detached, or its connection gone
+ * (_http_server.js emitCloseNT, onServerResponseClose), with res.closed
+ * already set. The connection's entry stays, emptied, for its next request.
+ */
+function forgetClosed(this: http.ServerResponse): void {
+  const known = requestsOn.get(this.req.socket);
+  if (known === undefined) return;
+  if (known.latest === this) known.latest = null;
+  dropClosed(known.responses);
 }
 
 /**
@@ -170,10 +194,22 @@ const DRAIN_TICK_MS = 100;
 /** The connections a front holds, so that it knows when it is empty. */
 export class ConnectionSet {
   private readonly live = new Set<SecureConnection>();
+  /**
+   * Each connection's 'close' listener, one function for the whole set (the
+   * emitter calls it with `this` set to the connection, as EventEmitter
+   * does): a once() with a closure of its own was a wrapper, its state, a
+   * bound function and a context held by every idle connection.
+   */
+  private readonly forget: (this: SecureConnection) => void;
+
+  constructor() {
+    const live = this.live;
+    this.forget = function (this: SecureConnection) { live.delete(this); };
+  }
 
   add(conn: SecureConnection): void {
     this.live.add(conn);
-    conn.once('close', () => this.live.delete(conn));
+    conn.on('close', this.forget);
   }
 
   get size(): number {
@@ -231,7 +267,7 @@ export function httpFront(httpServer: http.Server): Front {
       // end() alone nothing read on after our FIN: the client's FIN, behind pipelined requests
       // the parser had stopped on, went unread and the connection sat in CLOSE-WAIT until the
       // idle timeout (the fuzz run's slow descriptor leak). It closes as a refused request does.
-      (conn as SecureConnection & { destroySoon?: () => void }).destroySoon = () => endedByNode(conn);
+      (conn as SecureConnection & { destroySoon?: () => void }).destroySoon = destroySoon;
       httpServer.emit('connection', conn);
     },
     async drain() {
@@ -295,6 +331,11 @@ export function closeDetached(conn: SecureConnection, lingerMs: number, last?: B
   const owed = owedResponse(conn);
   if (owed === undefined) start(true);
   else owed.once('close', () => (owed.writableFinished ? start(true) : conn.destroy()));
+}
+
+/** The destroySoon() of every connection: node calls it as a method (socket.destroySoon()), so `this` is the connection. */
+function destroySoon(this: SecureConnection): void {
+  endedByNode(this);
 }
 
 /**

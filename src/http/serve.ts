@@ -100,12 +100,18 @@ export function logConnection(log: Logger, conn: SecureConnection, handshakeMs: 
   );
 }
 
-/** Logs a connection's errors once: resets at info (house rule), anything else at warn. */
-export function attachConnectionLogging(log: Logger, conn: SecureConnection): void {
-  conn.on('error', (err: Error & { code?: string }) => {
-    if (isPeerGone(err)) log.info({ conn: conn.id, code: err.code }, 'connection reset by peer');
-    else log.warn({ conn: conn.id, code: err.code, detail: err.message }, 'connection error');
-  });
+/**
+ * The 'error' listener that logs a connection's errors once: resets at info
+ * (house rule), anything else at warn. One function per logger, shared by
+ * its connections (the emitter calls it with `this` set to the connection):
+ * a closure per connection was one more function and context held by each
+ * idle one.
+ */
+export function connectionErrorLogger(log: Logger): (this: SecureConnection, err: Error & { code?: string }) => void {
+  return function (this: SecureConnection, err: Error & { code?: string }) {
+    if (isPeerGone(err)) log.info({ conn: this.id, code: err.code }, 'connection reset by peer');
+    else log.warn({ conn: this.id, code: err.code, detail: err.message }, 'connection error');
+  };
 }
 
 /**
@@ -157,10 +163,11 @@ export function answerConnect(log: Logger, req: http.IncomingMessage, conn: Secu
  * logged once, then the connection goes to `use`.
  */
 export function onSecureConnections(server: SecureServer, log: Logger, stats: TrafficStats, use: (conn: SecureConnection) => void): void {
+  const logErrors = connectionErrorLogger(log);
   server.on('secureConnection', (conn: SecureConnection, handshakeMs: number) => {
     stats.handshake(conn, handshakeMs);
     logConnection(log, conn, handshakeMs);
-    attachConnectionLogging(log, conn);
+    conn.on('error', logErrors);
     use(conn);
   });
   server.on('tlsClientError', (err: Error, conn: SecureConnection) => {

@@ -106,6 +106,8 @@ export class KtlsConnection extends Duplex implements SecureConnection {
   private readonly fd: number;
   private readonly ready: FdReadiness;
   private readonly log: Logger;
+  /** Told once, as the connection is released (before its 'close'): the listener's count of live connections. */
+  private readonly onReleased: ((conn: KtlsConnection) => void) | null;
   private reading = false;
   private pendingWrite: PendingWrite | null = null;
   private flushWaiters: Array<() => void> = [];
@@ -124,7 +126,7 @@ export class KtlsConnection extends Duplex implements SecureConnection {
   /** The current retry delay of waitToSend(); 0 after progress. */
   private againMs = 0;
 
-  constructor(native: Native, ssl: SslHandle, fd: number, id: number, log: Logger) {
+  constructor(native: Native, ssl: SslHandle, fd: number, id: number, log: Logger, onReleased: ((conn: KtlsConnection) => void) | null = null) {
     // Strings stay strings (decodeStrings off): node's HTTP/1.1 head is a latin1 string, which a
     // gathered write copies straight into its record (writeGathered) instead of first into a
     // Buffer of its own; every other write makes the Buffer (asBuffer).
@@ -134,15 +136,16 @@ export class KtlsConnection extends Duplex implements SecureConnection {
     this.fd = fd;
     this.id = id;
     this.log = log;
+    this.onReleased = onReleased;
     this.tls = { engine: 'system-openssl', version: null, cipher: null, alpn: null, servername: null, reused: false, ktlsTx: false, ktlsRx: false, kernel: null };
     this.ready = new FdReadiness(native, fd);
     try {
       const peer = native.getPeerName(fd);
-      this.remoteAddress = peer.address;
+      this.remoteAddress = intern(peer.address);
       this.remotePort = peer.port;
-      this.remoteFamily = peer.family;
+      this.remoteFamily = intern(peer.family);
       const local = native.getSockName(fd);
-      this.localAddress = local.address;
+      this.localAddress = intern(local.address);
       this.localPort = local.port;
     } catch {
       // The peer may already be gone (reset while queued); the handshake will report it.
@@ -205,7 +208,10 @@ export class KtlsConnection extends Duplex implements SecureConnection {
     const p = this.native.info(this.ssl);
     // Ask, never assume: OpenSSL engages kTLS only for suites and versions the kernel takes.
     const k = this.native.ktlsState(this.ssl);
-    this.tls = { engine: 'system-openssl', ...p, ktlsTx: (k & 1) !== 0, ktlsRx: (k & 2) !== 0, kernel: k !== 0 ? this.askKernel() : null };
+    this.tls = {
+      engine: 'system-openssl', version: intern(p.version), cipher: intern(p.cipher), alpn: intern(p.alpn), servername: intern(p.servername), reused: p.reused,
+      ktlsTx: (k & 1) !== 0, ktlsRx: (k & 2) !== 0, kernel: k !== 0 ? this.askKernel() : null,
+    };
     this.checkKeyUpdate = this.tls.ktlsTx && p.version === 'TLSv1.3';
     // OpenSSL alone on the connection (no kTLS either way): let each read(2) take what the socket
     // holds, one syscall per request where a record's header and body took two. Left off with
@@ -685,6 +691,7 @@ export class KtlsConnection extends Duplex implements SecureConnection {
     for (const fn of this.flushWaiters) fn();
     this.flushWaiters = [];
     for (const fn of parked) fn();
+    this.onReleased?.(this);
   }
 
   private failHard(err: Error): void {
@@ -762,6 +769,25 @@ export class KtlsConnection extends Duplex implements SecureConnection {
   address(): { address: string; port: number; family: string } | Record<string, never> {
     return this.localAddress ? { address: this.localAddress, port: this.localPort ?? 0, family: this.remoteFamily ?? 'IPv4' } : {};
   }
+}
+
+/**
+ * The strings each connection keeps for its life (the addresses, 'IPv4', the
+ * TLS version, cipher, ALPN and server name) come from the addon as new
+ * strings each time (napi_create_string_*), some 30 bytes of V8 heap each per
+ * idle connection; these repeat across connections (the listener's address,
+ * a balancer's or a NAT's, a handful of versions and suites), so one copy is
+ * kept and shared. Bounded: many distinct peers only empty it now and then.
+ */
+const INTERN_MAX = 1024;
+const interned = new Map<string, string>();
+function intern<T extends string | null | undefined>(s: T): T {
+  if (typeof s !== 'string') return s;
+  const known = interned.get(s);
+  if (known !== undefined) return known as T;
+  if (interned.size >= INTERN_MAX) interned.clear();
+  interned.set(s, s);
+  return s;
 }
 
 const errnoNames = new Map<number, string>(Object.entries(os.constants.errno).map(([k, v]) => [v, k]));
