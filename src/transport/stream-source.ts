@@ -21,6 +21,11 @@ export interface PulledStream {
   readonly ended: boolean;
   /** Resolves when bytes, the end or a failure may be there. */
   readable(): Promise<void>;
+  /**
+   * A chunk pull() returned has been taken whole and copied out: its buffer
+   * may be used again. Called in the order pull() returned them.
+   */
+  release?(chunk: Buffer): void;
 }
 
 export class StreamSource {
@@ -28,12 +33,15 @@ export class StreamSource {
   /** Bytes of chunks[0] already taken. */
   private offset = 0;
   private held = 0;
+  /** chunks[0] is `first`, which was not pulled (and is not released). */
+  private firstHeld = false;
 
   /** `first`: body bytes that came along with the response head. */
   constructor(private readonly s: PulledStream, first: Buffer) {
     if (first.length > 0) {
       this.chunks.push(first);
       this.held = first.length;
+      this.firstHeld = true;
     }
   }
 
@@ -73,8 +81,10 @@ export class StreamSource {
         return;
       }
       left -= rest;
-      this.chunks.shift();
+      const done = this.chunks.shift()!;
       this.offset = 0;
+      if (this.firstHeld) this.firstHeld = false;
+      else this.s.release?.(done);
     }
   }
 

@@ -19,7 +19,12 @@ class FakeStream implements PulledStream {
   ended = false;
   failure: Error | null = null;
   pulls = 0;
+  released: string[] = [];
   private wake: (() => void) | null = null;
+
+  release(chunk: Buffer): void {
+    this.released.push(chunk.toString('latin1'));
+  }
 
   pull(): Buffer | null {
     if (this.failure) throw this.failure;
@@ -115,5 +120,22 @@ test('copyBody over a StreamSource moves every byte in order, to a target that t
   clearInterval(feed);
   assert.equal(moved, body.length);
   assert.ok(Buffer.concat(got).equals(body), 'the bytes, in order');
+  assert.equal(src.leftover, 0);
+});
+
+test('each pulled chunk is released once taken whole, in order; the bytes that came with the head never are', () => {
+  const s = new FakeStream();
+  const src = new StreamSource(s, Buffer.from('h'));
+  const buf = Buffer.alloc(16);
+  s.arrive(Buffer.from('ab'));
+  assert.equal(src.peekNow(buf, 0, 3), 3);
+  s.arrive(Buffer.from('cd'));
+  assert.equal(src.peekNow(buf, 0, 5), 5, 'h, ab and cd (pulled in two pulls)');
+  src.discard(2);
+  assert.deepEqual(s.released, [], 'ab is still partly held; h is never released');
+  src.discard(1);
+  assert.deepEqual(s.released, ['ab']);
+  src.discard(2);
+  assert.deepEqual(s.released, ['ab', 'cd']);
   assert.equal(src.leftover, 0);
 });
