@@ -38,7 +38,6 @@ function truncated(): Error {
 
 export class SslUpstream implements UpstreamStream, PulledStream {
   readonly plain = null;
-  private readonly probe = Buffer.allocUnsafe(1);
   private finished = false;
   private failed: Error | null = null;
   private freed = false;
@@ -174,15 +173,14 @@ export class SslUpstream implements UpstreamStream, PulledStream {
   }
 
   /**
-   * As a plain upstream's (PlainUpstream.isIdleAlive): nothing may wait on an
+   * As a plain upstream's (PlainSocket.idleAlive): nothing may wait on an
    * idle connection, in OpenSSL or in the socket. A record there (a late
    * session ticket, an alert, a close_notify) makes it unusable: the probe
    * takes a byte of it.
    */
   isIdleAlive(quietEnough = false): boolean {
-    if (this.freed || this.sock.destroyed || this.finished || this.failed || this.native.hasPending?.(this.ssl) === true) return false;
-    if (quietEnough && this.sock.quietSinceIdle()) return true;
-    return this.sock.idleState(this.probe) === 'empty';
+    if (this.freed || this.finished || this.failed || this.native.hasPending?.(this.ssl) === true) return false;
+    return this.sock.idleAlive(quietEnough);
   }
 
   watchIdle(): void {

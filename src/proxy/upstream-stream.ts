@@ -60,7 +60,6 @@ export interface ConnectUpstreamOptions {
 
 class PlainUpstream implements UpstreamStream {
   readonly plain: PlainSocket;
-  private readonly probe = Buffer.allocUnsafe(1);
   constructor(sock: PlainSocket) {
     this.plain = sock;
   }
@@ -71,17 +70,7 @@ class PlainUpstream implements UpstreamStream {
   destroy(err?: Error): void { this.plain.destroy(err); }
   get destroyed(): boolean { return this.plain.destroyed; }
   setIdleTimeout(ms: number, error: () => Error): void { this.plain.setIdleTimeout(ms, error); }
-  isIdleAlive(quietEnough = false): boolean {
-    if (this.plain.destroyed) return false;
-    // Nothing reported readable since the connection went idle: as of the loop's last poll the
-    // upstream has sent neither bytes nor its FIN, so the recv below would find nothing (nginx
-    // goes by the same events: ngx_http_upstream_keepalive_close_handler). Whatever came after
-    // that poll is met by the caller's retry on a fresh connection.
-    if (quietEnough && this.plain.quietSinceIdle()) return true;
-    // An idle keep-alive connection has nothing to read: a FIN (0) means the upstream
-    // closed it, bytes mean it broke the protocol. Either way it must not be reused.
-    return this.plain.idleState(this.probe) === 'empty';
-  }
+  isIdleAlive(quietEnough = false): boolean { return this.plain.idleAlive(quietEnough); }
   watchIdle(): void { this.plain.watchIdle(); }
 }
 

@@ -155,16 +155,21 @@ export class UpstreamTlsContexts {
 
   /** The first user-space connection to each upstream on the system OpenSSL is logged, with why. */
   private announceUser(u: Upstream, version: string | null, cipher: string | null, why: string): void {
-    if (this.announced.has(u.url)) return;
-    this.announced.add(u.url);
+    if (!this.firstTime(u)) return;
     this.log.info({ upstream: u.url, version, cipher, reason: why }, 'upstream TLS in user space on the system OpenSSL: bodies copied');
   }
 
   /** The first kTLS connection to each upstream is logged, saying who programmed RX. */
   private announce(u: Upstream, version: string | null, cipher: string | null, rx: 'openssl' | 'aludel'): void {
-    if (this.announced.has(u.url)) return;
-    this.announced.add(u.url);
+    if (!this.firstTime(u)) return;
     this.log.info({ upstream: u.url, version, cipher, rx: rx === 'openssl' ? 'kernel (set by OpenSSL)' : 'kernel (set by Aludel from the TLS 1.3 secret)' }, 'upstream TLS on kTLS: bodies spliced');
+  }
+
+  /** True only the first time an upstream is met here: each is announced once, whichever way it went. */
+  private firstTime(u: Upstream): boolean {
+    if (this.announced.has(u.url)) return false;
+    this.announced.add(u.url);
+    return true;
   }
 
   private checkPin(ssl: SslHandle, u: Upstream): void {

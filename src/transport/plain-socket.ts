@@ -18,6 +18,8 @@ import { FdReadiness } from './fd-readiness.js';
 const READ_MAX = 64 * 1024;
 const scratch = Buffer.allocUnsafe(READ_MAX);
 const SENT: Promise<void> = Promise.resolve();
+/** Takes the byte an idle connection should not have had (idleAlive). */
+const idleProbe = Buffer.allocUnsafe(1);
 const errnoNames = new Map<number, string>(Object.entries(os.constants.errno).map(([k, v]) => [v, k]));
 
 export function errnoError(errno: number, syscall: string): Error & { code: string; errno: number; syscall: string } {
@@ -353,14 +355,22 @@ export class PlainSocket {
   }
 
   /**
-   * For a connection that should have nothing to say (an idle keep-alive one):
-   * 'empty' when no byte is waiting, 'eof' when the peer sent its FIN, 'data'
-   * when it sent bytes nobody asked for (one is consumed into `probe`: the
-   * connection is unusable either way).
+   * Whether an idle keep-alive connection may be reused: nothing may wait on
+   * it. An idle keep-alive connection has nothing to read: a FIN means the
+   * peer closed it, bytes mean it broke the protocol, and either way it must
+   * not be reused (a byte is consumed by the probe: the connection is
+   * unusable then anyway).
+   *
+   * With `quietEnough`, nothing reported readable since watchIdle() is enough:
+   * as of the loop's last poll the peer has sent neither bytes nor its FIN,
+   * so the recv would find nothing (nginx goes by the same events:
+   * ngx_http_upstream_keepalive_close_handler). Whatever came after that poll
+   * is met by the caller's retry on a fresh connection.
    */
-  idleState(probe: Buffer): 'empty' | 'eof' | 'data' {
-    const r = this.recvBytes(probe, 0, 1, false);
-    return r === AGAIN ? 'empty' : r === 0 ? 'eof' : 'data';
+  idleAlive(quietEnough: boolean): boolean {
+    if (this.closed) return false;
+    if (quietEnough && this.quietSinceIdle()) return true;
+    return this.recvBytes(idleProbe, 0, 1, false) === AGAIN;
   }
 
   /** Starts an idle period (a pooled keep-alive connection): readiness watches for anything the peer sends. */
@@ -369,7 +379,7 @@ export class PlainSocket {
   }
 
   /** Readiness has reported nothing since watchIdle() (as of the loop's last poll: see FdReadiness.quietSince). */
-  quietSinceIdle(): boolean {
+  private quietSinceIdle(): boolean {
     return !this.closed && this.idleMark >= 0 && this.ready.quietSince(this.idleMark);
   }
 
