@@ -50,7 +50,13 @@ export class SslUpstream implements UpstreamStream, PulledStream {
     private readonly native: Native,
     private readonly sock: PlainSocket,
     private readonly ssl: SslHandle,
-  ) {}
+  ) {
+    // OpenSSL alone decrypts this connection from now on (no kTLS RX, and it never moves to the
+    // kernel): each read(2) may take what the socket holds, about one per record instead of a
+    // 5-byte header and then the record's body (SSL_set_read_ahead). What it reads ahead is
+    // asked for by isIdleAlive (SSL_has_pending) before a pooled connection is used again.
+    native.readAhead?.(ssl);
+  }
 
   /**
    * One SSL_read into buf[offset, offset + length): bytes, 0 at close_notify,
@@ -125,9 +131,15 @@ export class SslUpstream implements UpstreamStream, PulledStream {
     return this.finished || this.sock.destroyed;
   }
 
-  /** Bytes OpenSSL already holds need no wait; otherwise what the last call asked for. */
+  /**
+   * What the last SSL call asked for: it is only called after one said
+   * WANT_READ or WANT_WRITE. Not SSL_has_pending: that is also true for part
+   * of a record read from the socket, which OpenSSL cannot return until the
+   * rest arrives (ssl3_read_n), so resolving on it spun on SSL_read and
+   * EAGAIN while a record came in pieces.
+   */
   readable(): Promise<void> {
-    if (this.failed || this.finished || (!this.freed && this.native.hasPending?.(this.ssl) === true)) return Promise.resolve();
+    if (this.failed || this.finished) return Promise.resolve();
     return this.sock.waitFor(this.want);
   }
 

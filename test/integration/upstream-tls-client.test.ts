@@ -15,6 +15,10 @@ import { PlainSocket } from '../../src/transport/plain-socket.js';
 import { createLogger } from '../../src/log/logger.js';
 import type { Upstream } from '../../src/config/proxy-settings.js';
 import { UpstreamCertificateError } from '../../src/errors.js';
+import { SslUpstream } from '../../src/proxy/ssl-upstream.js';
+import type { Native } from '../../src/native/binding.js';
+import crypto from 'node:crypto';
+import { spawn } from 'node:child_process';
 import { makeFixtures, type Fixtures } from '../support/fixtures.js';
 
 let fx: Fixtures;
@@ -107,4 +111,63 @@ describe('TLS upstream client: kTLS, user space on OpenSSL, given up, or an erro
     assert.equal((r.result as { kernel: boolean }).kernel, false);
     release(r);
   });
+
+  test('records that arrive in pieces: a user-space upstream waits on the socket between them (no SSL_read spinning on a partial record), and reads ahead', { timeout: 30_000 }, async (t) => {
+    const caps = probeCapabilities();
+    assert.ok(caps.native, `the system OpenSSL must load for these tests: ${caps.opensslProblem}`);
+    const body = crypto.randomBytes(64 * 1024);
+    const origin = await listen(tls.createServer({ cert: fs.readFileSync(fx.certFile), key: fs.readFileSync(fx.keyFile), minVersion: 'TLSv1.3' }, (s) => {
+      s.on('error', () => {});
+      s.once('data', () => s.write(body));
+    }));
+    // The origin's bytes go on in 700-byte pieces, 5 ms apart: each 16 KiB record waits in part.
+    // The relay is another process, so that a reader spinning here cannot hold it up.
+    const relayCode = `
+      const net = require('node:net');
+      const s = net.createServer((c) => {
+        c.on('error', () => {});
+        const o = net.connect(${origin}, '127.0.0.1');
+        o.on('error', () => c.destroy());
+        c.pipe(o);
+        let queue = Buffer.alloc(0);
+        const tick = setInterval(() => {
+          if (queue.length === 0) return;
+          c.write(queue.subarray(0, 700));
+          queue = queue.subarray(700);
+        }, 5);
+        o.on('data', (d) => { queue = Buffer.concat([queue, d]); });
+        c.on('close', () => { clearInterval(tick); o.destroy(); });
+      }).listen(0, '127.0.0.1', () => console.log(s.address().port));`;
+    const child = spawn(process.execPath, ['-e', relayCode], { stdio: ['ignore', 'pipe', 'inherit'] });
+    t.after(() => child.kill());
+    const relay = Number(await new Promise<string>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(d.toString()))));
+    let reads = 0;
+    let readAhead = 0;
+    const native = Object.create(caps.native) as Native;
+    Object.defineProperty(native, 'read', { value: (...a: Parameters<Native['read']>) => (reads++, caps.native!.read(...a)) });
+    Object.defineProperty(native, 'readAhead', { value: (ssl: Parameters<Native['sslFree']>[0]) => (readAhead++, caps.native!.readAhead!(ssl)) });
+    const contexts = new UpstreamTlsContexts(caps.native, createLogger({ level: 'silent' }), false);
+    const sock = await PlainSocket.connect(caps.native, { host: '127.0.0.1', port: relay, timeoutMs: 10_000, onTimeout: () => new Error('connect timeout') });
+    const hs = await contexts.handshake(sock, upstream(relay, fx.certFile));
+    assert.ok(hs.ok && !hs.kernel, JSON.stringify(hs));
+    const up = new SslUpstream(native, sock, (hs as { ssl: Parameters<Native['sslFree']>[0] }).ssl);
+    try {
+      assert.equal(readAhead, 1, 'read-ahead is set once the connection is kept in user space');
+      await up.write(Buffer.from('go'));
+      const got: Buffer[] = [];
+      let n = 0;
+      while (n < body.length) {
+        const b = await up.read();
+        assert.ok(b !== null, `ended after ${n} bytes`);
+        got.push(b);
+        n += b.length;
+      }
+      assert.ok(Buffer.concat(got).equals(body), 'the bytes, in order');
+      const pieces = Math.ceil(body.length / 700);
+      assert.ok(reads <= 3 * pieces, `${reads} SSL_read calls for at least ${pieces} pieces: waiting on the socket, not spinning`);
+    } finally {
+      up.destroy();
+    }
+  });
 });
+
