@@ -17,6 +17,11 @@
  * only when a socket is not ready, and once per MiB moved without a wait, to
  * let other connections run.
  *
+ * Sources whose bytes are already in user space (a TLS upstream decrypted
+ * by OpenSSL or node:tls: stream-source.ts) offer an unframed body's bytes
+ * in place, and step 1 copies nothing: SSL_write encrypts from the buffer
+ * SSL_read decrypted into.
+ *
  * Framing: with `framed`, each pass is one HTTP/1.1 chunk (RFC 9112 §7.1),
  * its size line and CRLF written in the same span as its data, so they share
  * its records.
@@ -31,6 +36,12 @@ export interface CopySource {
   discard(n: number): void;
   /** Resolves when bytes (or the FIN) are waiting. */
   readable(): Promise<void>;
+  /**
+   * Sources whose bytes are already in user space (StreamSource): up to
+   * `length` of them where they lie, to be written from there at once when
+   * the body is not framed (instead of peekNow); AGAIN or 0 as peekNow.
+   */
+  inPlace?(length: number): Buffer | number;
 }
 
 export interface CopyTarget {
@@ -84,10 +95,14 @@ export async function copyBody(src: CopySource, dst: CopyTarget, length: number 
   let piece: Piece | null = null;
   let sinceWait = 0;
   for (;;) {
-    let peeked: number;
+    let buf: Buffer = scratch;
+    let start: number;
+    let end: number;
     if (piece === null) {
       if (length !== null && moved >= length) return moved;
-      const r = src.peekNow(scratch, HEAD_ROOM, length === null ? want : Math.min(want, length - moved));
+      const max = length === null ? want : Math.min(want, length - moved);
+      const held = framed || src.inPlace === undefined ? null : src.inPlace(max);
+      const r = held === null ? src.peekNow(scratch, HEAD_ROOM, max) : typeof held === 'number' ? held : held.length;
       if (r === AGAIN) {
         sinceWait = 0;
         await src.readable();
@@ -98,15 +113,26 @@ export async function copyBody(src: CopySource, dst: CopyTarget, length: number 
         return moved;
       }
       piece = { line: framed ? `${r.toString(16)}\r\n` : '', lineSent: 0, dataLeft: r, tailLeft: framed ? 2 : 0 };
-      peeked = r;
+      if (held instanceof Buffer) {
+        // Written where the source holds it; a part not taken is offered again next pass, from
+        // the same byte on and at least as long (the rest of the same span, or more).
+        buf = held;
+        start = 0;
+        end = r;
+      } else {
+        ({ start, end } = spanOf(piece, r));
+      }
     } else {
-      // The rest of a piece the client's socket did not take: still in the upstream socket, only peeked.
-      peeked = Math.min(piece.dataLeft, want);
+      // The rest of a piece the client's socket did not take: still in the source, only peeked.
+      const peeked = Math.min(piece.dataLeft, want);
       if (peeked > 0 && src.peekNow(scratch, HEAD_ROOM, peeked) !== peeked) throw new UpstreamTruncatedError(`peeked body bytes gone after ${moved}`);
+      ({ start, end } = spanOf(piece, peeked));
     }
-    const span = spanOf(piece, peeked);
-    const taken = dst.writeRecords(scratch, span.start, span.end - span.start);
+    const taken = dst.writeRecords(buf, start, end - start);
+    // What was written in place and not taken is offered afresh next pass, in place again.
+    const inPlace = buf !== scratch;
     if (taken < 0) {
+      if (inPlace) piece = null;
       sinceWait = 0;
       await dst.writeReady(taken);
       continue;
@@ -118,8 +144,8 @@ export async function copyBody(src: CopySource, dst: CopyTarget, length: number 
       onBytes?.(data);
     }
     const done = piece.lineSent === piece.line.length && piece.dataLeft === 0 && piece.tailLeft === 0;
-    if (done) piece = null;
-    if (taken < span.end - span.start) {
+    if (done || inPlace) piece = null;
+    if (taken < end - start) {
       want = Math.min(COPY_MAX, Math.max(COPY_MIN, Math.ceil(taken / COPY_MIN) * COPY_MIN));
       sinceWait = 0;
       await dst.writeReady(WANT_WRITE);

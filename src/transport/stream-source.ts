@@ -13,6 +13,11 @@
  */
 import { AGAIN } from '../native/binding.js';
 
+/** TLS's largest record plaintext (RFC 8446 §5.1). */
+const RECORD = 16 * 1024;
+/** inPlace()'s record joined from the tail of one chunk and the start of the next. */
+const joint = Buffer.allocUnsafe(RECORD);
+
 /** A node stream read in paused mode, as the copy path pulls from it. */
 export interface PulledStream {
   /** The bytes node holds, taken from it (socket.read()), or null when none; throws once the stream failed. */
@@ -50,15 +55,20 @@ export class StreamSource {
     return this.held;
   }
 
-  /** Up to `length` bytes into buf at `offset`, still held: how many, 0 at the end, or AGAIN. */
-  peekNow(buf: Buffer, offset: number, length: number): number {
+  /** Pulls until `length` bytes are held or the stream has none now. */
+  private fill(length: number): void {
     while (this.held < length) {
       const c = this.s.pull();
-      if (c === null) break;
+      if (c === null) return;
       if (c.length === 0) continue;
       this.chunks.push(c);
       this.held += c.length;
     }
+  }
+
+  /** Up to `length` bytes into buf at `offset`, still held: how many, 0 at the end, or AGAIN. */
+  peekNow(buf: Buffer, offset: number, length: number): number {
+    this.fill(length);
     if (this.held === 0) return this.s.ended ? 0 : AGAIN;
     let n = 0;
     let from = this.offset;
@@ -67,6 +77,39 @@ export class StreamSource {
       n += c.copy(buf, offset + n, from, Math.min(c.length, from + (length - n)));
     }
     return n;
+  }
+
+  /**
+   * For a body sent as it is (no chunk framing): up to `length` held bytes
+   * where they lie, a span of one pulled buffer, so that SSL_write encrypts
+   * them from the buffer SSL_read decrypted them into, with no copy between
+   * (peekNow's copy was about 4 % of the proxy's samples). While more bytes
+   * are held behind the span, it is cut to whole 16 KiB records, and a
+   * shorter tail is joined to the next chunk's bytes in one record's copy,
+   * so the client still gets whole records (but for the head's bytes). AGAIN or 0 (the end) when
+   * nothing is held. The span is written before anything else runs (the
+   * joined record is one process-wide buffer) and taken with discard(), as
+   * peekNow's bytes are.
+   */
+  inPlace(length: number): Buffer | number {
+    // Pulled only when there is not a record's worth held: a span is one chunk at most, and
+    // pulling ahead of it to `length` would cost a failing SSL_read (a read(2) finding
+    // nothing) per span.
+    this.fill(Math.min(length, RECORD));
+    if (this.held === 0) return this.s.ended ? 0 : AGAIN;
+    const c = this.chunks[0]!;
+    const n = Math.min(length, c.length - this.offset);
+    // The head's bytes go as they are, short last record and all: they end where an upstream
+    // record ended (the head was read in whole records), so the chunks pulled after them start
+    // on the upstream's record edges, and with an upstream that writes 16 KiB records (nginx's
+    // ssl_buffer_size) every later span is whole records, with no joining.
+    if (n === length || this.firstHeld || n % RECORD === 0) return c.subarray(this.offset, this.offset + n);
+    // A short last record only when no more bytes can be had now.
+    if (n === this.held) this.fill(Math.min(length, n + RECORD));
+    if (n === this.held) return c.subarray(this.offset, this.offset + n);
+    const whole = n - (n % RECORD);
+    if (whole > 0) return c.subarray(this.offset, this.offset + whole);
+    return joint.subarray(0, this.peekNow(joint, 0, Math.min(length, RECORD)));
   }
 
   /** Takes `n` bytes that peekNow() showed. */

@@ -4,7 +4,9 @@
  * drops exactly those, across chunk edges; AGAIN while the stream is merely
  * empty, 0 at its end, its failure thrown; what is held past the body is
  * `leftover`. And copyBody over it moves every byte, in order, to a target
- * that takes a little at a time.
+ * that takes a little at a time, and to one that keeps OpenSSL's rules for a
+ * retried write, from the pulled buffers themselves when the body is not
+ * framed, in whole records.
  */
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -20,6 +22,10 @@ class FakeStream implements PulledStream {
   failure: Error | null = null;
   pulls = 0;
   released: string[] = [];
+  /** false: one queued chunk per pull, as SslUpstream hands over each buffer it decrypted into. */
+  whole = true;
+  /** Every buffer pull() handed over. */
+  readonly pulled = new Set<ArrayBufferLike>();
   private wake: (() => void) | null = null;
 
   release(chunk: Buffer): void {
@@ -30,9 +36,15 @@ class FakeStream implements PulledStream {
     if (this.failure) throw this.failure;
     this.pulls++;
     if (this.queue.length === 0) return null;
+    if (!this.whole) {
+      const one = Buffer.from(this.queue.shift()!);
+      this.pulled.add(one.buffer);
+      return one;
+    }
     // As node's read() in paused mode: everything buffered, in one Buffer.
     const all = Buffer.concat(this.queue);
     this.queue = [];
+    this.pulled.add(all.buffer);
     return all;
   }
 
@@ -138,4 +150,136 @@ test('each pulled chunk is released once taken whole, in order; the bytes that c
   src.discard(2);
   assert.deepEqual(s.released, ['ab', 'cd']);
   assert.equal(src.leftover, 0);
+});
+
+test('inPlace: spans of the pulled buffers themselves, cut to whole records while more is held; a shorter tail joined into one record', () => {
+  const R = 16 * 1024;
+  const s = new FakeStream();
+  s.whole = false;
+  const src = new StreamSource(s, Buffer.alloc(0));
+  assert.equal(src.inPlace(4 * R), AGAIN, 'nothing held, not ended');
+  const a = crypto.randomBytes(R + 100);
+  const b = crypto.randomBytes(3 * R);
+  s.arrive(a, b);
+  const first = src.inPlace(4 * R) as Buffer;
+  assert.ok(Buffer.isBuffer(first));
+  assert.equal(first.length, R, 'a whole record of the first chunk; its 100-byte tail is not sent alone');
+  assert.ok(s.pulled.has(first.buffer), 'a span of the pulled buffer: no copy');
+  assert.ok(first.equals(a.subarray(0, R)));
+  src.discard(R);
+  const joined = src.inPlace(4 * R) as Buffer;
+  assert.equal(joined.length, R, 'the tail and the next chunk joined into one record');
+  assert.ok(!s.pulled.has(joined.buffer), 'joined by a copy');
+  assert.ok(joined.equals(Buffer.concat([a.subarray(R), b]).subarray(0, R)));
+  src.discard(1000);
+  const again = src.inPlace(4 * R) as Buffer;
+  assert.ok(s.pulled.has(again.buffer), 'the rest of one chunk, everything held: in place, a short last record allowed');
+  assert.ok(again.equals(b.subarray(900)), 'after a partial take, offered from the first byte not taken');
+  assert.equal((src.inPlace(100) as Buffer).length, 100, 'never more than asked');
+  const rest = again;
+  src.discard(rest.length);
+  assert.equal(src.leftover, 0);
+  s.end();
+  assert.equal(src.inPlace(R), 0, 'the end');
+});
+
+/**
+ * A target that keeps OpenSSL's rules (SSL_MODE_ENABLE_PARTIAL_WRITE |
+ * ACCEPT_MOVING_WRITE_BUFFER): it takes whole records of up to 16 KiB while
+ * its socket has room; a record that does not fit stays pending (WANT_WRITE)
+ * and a retry must offer at least as many bytes (ssl3_write_pending: "bad
+ * write retry"), from the same byte of the body.
+ */
+class StrictTarget {
+  readonly records: number[] = [];
+  readonly got: Buffer[] = [];
+  inPlaceBytes = 0;
+  private pending: Buffer | null = null;
+  private room = 0;
+  constructor(private readonly pulled: Set<ArrayBufferLike>) {}
+
+  writeRecords(buf: Buffer, offset: number, length: number): number {
+    const span = buf.subarray(offset, offset + length);
+    let taken = 0;
+    if (this.pending !== null) {
+      if (length < this.pending.length) throw new Error(`bad write retry: ${length} < ${this.pending.length}`);
+      assert.ok(span.subarray(0, this.pending.length).equals(this.pending), 'a retry starts at the pending record');
+      if (this.room < this.pending.length) return WANT_WRITE;
+      taken = this.take(this.pending, buf);
+      this.pending = null;
+    }
+    while (taken < length) {
+      const rec = span.subarray(taken, taken + Math.min(16 * 1024, length - taken));
+      if (this.room < rec.length) {
+        if (taken > 0) return taken;
+        this.pending = Buffer.from(rec);
+        return WANT_WRITE;
+      }
+      taken += this.take(rec, buf);
+    }
+    return taken;
+  }
+
+  private take(rec: Buffer, from: Buffer): number {
+    this.room -= rec.length;
+    this.records.push(rec.length);
+    this.got.push(Buffer.from(rec));
+    if (this.pulled.has(from.buffer)) this.inPlaceBytes += rec.length;
+    return rec.length;
+  }
+
+  writeReady(): Promise<void> {
+    return new Promise((resolve) => setImmediate(() => {
+      this.room += 10_000 + Math.floor(Math.random() * 60_000);
+      resolve();
+    }));
+  }
+}
+
+test('copyBody takes an unframed body from the pulled buffers in place, in whole records, keeping OpenSSL\'s retry rule', async () => {
+  const R = 16 * 1024;
+  const body = crypto.randomBytes(2_000_000);
+  const s = new FakeStream();
+  s.whole = false;
+  const src = new StreamSource(s, body.subarray(0, 700));
+  // Chunks of whole records, as SslUpstream's pulls from an upstream writing 16 KiB records, and
+  // near the end one that is not: its tail is joined to the next one's bytes from then on.
+  const sizes = [4 * R, 4 * R, 3 * R, R, 4 * R];
+  for (let off = 700, i = 0; off < body.length; i++) {
+    const n = Math.min(body.length - off, off > 1_700_000 && off < 1_800_000 ? 40_000 : sizes[i % sizes.length]!);
+    s.queue.push(body.subarray(off, off + n));
+    off += n;
+  }
+  s.ended = true;
+  const target = new StrictTarget(s.pulled);
+  assert.equal(await copyBody(src, target, body.length, false), body.length);
+  assert.ok(Buffer.concat(target.got).equals(body), 'the bytes, in order');
+  assert.equal(target.records[0], 700, 'the bytes that came with the head: their own record');
+  const short = target.records.slice(1, -1).filter((n) => n !== R);
+  assert.deepEqual(short, [], 'every record between is a whole 16 KiB one');
+  assert.ok(target.inPlaceBytes > 0.9 * body.length, `${target.inPlaceBytes} of ${body.length} bytes written from the pulled buffers themselves`);
+  assert.equal(src.leftover, 0);
+});
+
+test('a framed body is still copied (its size lines share the records), in order', async () => {
+  const body = crypto.randomBytes(300_000);
+  const s = new FakeStream();
+  s.whole = false;
+  const src = new StreamSource(s, Buffer.alloc(0));
+  for (let off = 0; off < body.length; off += 50_000) s.queue.push(body.subarray(off, off + 50_000));
+  s.ended = true;
+  const target = new StrictTarget(s.pulled);
+  await copyBody(src, target, body.length, true);
+  assert.equal(target.inPlaceBytes, 0);
+  const wire = Buffer.concat(target.got).toString('latin1');
+  let pos = 0;
+  const parts: Buffer[] = [];
+  while (pos < wire.length) {
+    const eol = wire.indexOf('\r\n', pos);
+    const size = parseInt(wire.slice(pos, eol), 16);
+    parts.push(Buffer.from(wire.slice(eol + 2, eol + 2 + size), 'latin1'));
+    assert.equal(wire.slice(eol + 2 + size, eol + 4 + size), '\r\n');
+    pos = eol + 4 + size;
+  }
+  assert.ok(Buffer.concat(parts).equals(body));
 });
