@@ -47,7 +47,7 @@ export interface Tls {
   keyFile: string;
 }
 
-async function freePort(host: string): Promise<number> {
+export async function freePort(host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
     s.once('error', reject);
@@ -76,7 +76,7 @@ process.once('exit', () => {
 });
 
 /** `stdinPipe`: a pipe never written to, for servers that would act on stdin's EOF. */
-async function startProcess(what: string, cmd: string, args: string[], host: string, port: number, env?: NodeJS.ProcessEnv, stdinPipe = false): Promise<Server> {
+export async function startProcess(what: string, cmd: string, args: string[], host: string, port: number, env?: NodeJS.ProcessEnv, stdinPipe = false): Promise<Server> {
   const child: ChildProcess = spawn(cmd, args, { stdio: [stdinPipe ? 'pipe' : 'ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));

@@ -1,0 +1,109 @@
+/**
+ * Where the CPU of a small request goes: `aludel serve`, nginx serving the
+ * same 1 KiB file, and two floors on Aludel's own TLS listener
+ * (bench/floor-responder.ts): `floor-http` (node's http.Server with a handler
+ * that only answers) and `floor-raw` (no HTTP machinery at all). The gaps
+ * between them are what node's HTTP/1.1 server costs and what serve's own
+ * handler costs, per request, in one run.
+ *
+ * Points: keep-alive GETs of /one.bin (1 KiB) over 64 connections, the
+ * fronts interleaved in each of ROUNDS rounds; CPU of each server's process
+ * tree from /proc/<pid>/stat. Reported per round and as medians (min-max) of
+ * same-round ratios to nginx. Userspace TLS 1.3 AES-128-GCM, one process each.
+ *
+ * The load is a fixed rate (h2load --rps: RATE requests/s in all, below what
+ * each front can do), not wrk's closed loop. In a closed loop the slower
+ * server is the bottleneck, the client sleeps between its answers, and each
+ * response write pays the client's wakeup (on this host a paravirtual
+ * irq-enable in sock_def_readable, a fifth of the samples): the slower server
+ * is charged more per request for the same work. At a fixed rate every
+ * front pays the same wakeups. LOOP=1 measures the closed loop instead
+ * (`wrk -t2 -c64`), as the --workers bench does.
+ *
+ * Environment: ROUNDS (3), SECS (5), RATE (6400), LOOP, OFFLOAD (userspace).
+ *   npm run build:ts && node dist/bench/request-floor.js
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { clockTicksPerSecond, cpuSeconds } from './proc-cpu.js';
+import { median } from './ratios.js';
+import { freePort, startAludelServe, startNginx, startProcess, type Offload, type Server } from './servers.js';
+import { parseWrkOutput, WRK_SCRIPT } from './wrk-output.js';
+
+const ROUNDS = Number(process.env.ROUNDS ?? 3);
+const SECS = Number(process.env.SECS ?? 5);
+const offload = (process.env.OFFLOAD ?? 'userspace') as Offload;
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'request-floor-'));
+const root = path.join(work, 'root');
+fs.mkdirSync(root);
+fs.writeFileSync(path.join(root, 'one.bin'), Buffer.alloc(1024, 0x61));
+const script = path.join(work, 'wrk.lua');
+fs.writeFileSync(script, WRK_SCRIPT);
+const certFile = path.join(work, 'c.pem');
+const keyFile = path.join(work, 'k.pem');
+execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=localhost', '-keyout', keyFile, '-out', certFile], { stdio: 'ignore' });
+const tls = { certFile, keyFile };
+const host = '127.0.0.1';
+const responder = path.join(path.dirname(fileURLToPath(import.meta.url)), 'floor-responder.js');
+
+async function floor(mode: 'raw' | 'http'): Promise<Server> {
+  const port = await freePort(host);
+  return startProcess(`floor-${mode}`, process.execPath, [responder, mode, String(port), certFile, keyFile, offload], host, port);
+}
+
+const fronts: Array<[string, Server]> = [
+  ['nginx', await startNginx('nginx-direct', { dir: path.join(work, 'nginx'), host, root, role: { kind: 'direct' }, tls: { ...tls, offload } })],
+  ['aludel-serve', await startAludelServe('serve', { host, tls, offload, root })],
+  ['floor-http', await floor('http')],
+  ['floor-raw', await floor('raw')],
+];
+
+const RATE = Number(process.env.RATE ?? 6400);
+const LOOP = process.env.LOOP === '1';
+
+/** Requests answered in one point: wrk's closed loop, or h2load at RATE requests/s over 64 clients. */
+function load(port: number): number {
+  const url = `https://localhost:${port}/one.bin`;
+  if (LOOP) {
+    const r = parseWrkOutput(execFileSync('wrk', ['-t', '2', '-c', '64', '-d', `${SECS}s`, '--timeout', '10s', '-s', script, url], { encoding: 'utf8', maxBuffer: 1 << 20 }));
+    if (r.errors > 0) throw new Error(`wrk on port ${port}: ${r.errors} errors`);
+    return r.requests;
+  }
+  const out = execFileSync('h2load', ['--h1', '-c', '64', `--rps=${Math.max(1, Math.round(RATE / 64))}`, '-D', String(SECS), url], { encoding: 'utf8', maxBuffer: 1 << 20 });
+  const m = /requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored/.exec(out);
+  if (!m || m[4] !== '0' || m[5] !== '0' || m[3] !== m[2]) throw new Error(`h2load on port ${port}: ${m?.[0] ?? out}`);
+  return Number(m[3]);
+}
+
+function point(s: Server): { us: number; rps: number } {
+  const hz = clockTicksPerSecond();
+  const before = cpuSeconds(s.pids(), hz);
+  const started = process.hrtime.bigint();
+  const requests = load(s.port);
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const cpu = cpuSeconds(s.pids(), hz) - before;
+  if (requests === 0) throw new Error(`no request answered on port ${s.port}`);
+  return { us: (cpu * 1e6) / requests, rps: requests / seconds };
+}
+
+// One short warm-up point each (JIT, caches), not counted.
+for (const [, s] of fronts) execFileSync('wrk', ['-t', '1', '-c', '8', '-d', '1s', `https://localhost:${s.port}/one.bin`], { stdio: 'ignore' });
+const rows: Record<string, Array<{ us: number; rps: number }>> = Object.fromEntries(fronts.map(([n]) => [n, []]));
+for (let r = 0; r < ROUNDS; r++) {
+  // Each round in another order, so that no front always follows the same one.
+  const order = r % 2 === 0 ? fronts : [...fronts].reverse();
+  for (const [name, s] of order) rows[name]!.push(point(s));
+}
+const fmt = (xs: number[]): string => `${median(xs)!.toFixed(3)} (${Math.min(...xs).toFixed(3)}-${Math.max(...xs).toFixed(3)})`;
+console.log(`request-floor: 1 KiB keep-alive GETs, 64 connections, ${LOOP ? 'wrk -t2 closed loop' : `h2load at ${RATE} req/s`}, ${SECS} s points, ${offload} TLS 1.3, ${ROUNDS} interleaved rounds`);
+console.log('front          CPU us/request per round        req/s per round          CPU/request vs nginx, median (min-max)');
+for (const [name] of fronts) {
+  const xs = rows[name]!;
+  const ratios = xs.map((x, i) => x.us / rows.nginx![i]!.us);
+  console.log(`${name.padEnd(14)} ${xs.map((x) => x.us.toFixed(1)).join(' ').padEnd(31)} ${xs.map((x) => x.rps.toFixed(0)).join(' ').padEnd(24)} ${fmt(ratios)}`);
+}
+for (const [, s] of fronts) await s.stop();
+fs.rmSync(work, { recursive: true, force: true });
