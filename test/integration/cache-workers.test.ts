@@ -142,6 +142,15 @@ function storedMetas(dir: string): Array<{ key: string; ranges?: unknown }> {
   return out;
 }
 
+/** The ids of the responses stored in a cache directory (their metadata files are named by id). */
+function storedIds(dir: string): string[] {
+  const out: string[] = [];
+  for (const d of fs.readdirSync(dir, { recursive: true, withFileTypes: true })) {
+    if (d.isFile() && d.name.endsWith('.meta.json')) out.push(d.name.slice(0, -'.meta.json'.length));
+  }
+  return out;
+}
+
 /** The entry stored for `url` has reached the worker that did not store it. */
 async function relayed(p: Proxy, url: string, storedBy: number, from: number): Promise<void> {
   await p.waitForLog((l) => l.msg === 'cache: stored by another worker' && l.pid !== storedBy && String(l.key).endsWith(url), 10_000, from);
@@ -370,6 +379,11 @@ describe('--workers 2 --cache: one cache for all workers', () => {
     let metas: Array<{ ranges?: unknown }> = [];
     await waitUntil(() => (metas = storedMetas(p.dir)).length === 1, 10_000);
     assert.deepEqual(metas[0]!.ranges, [[0, 10_000], [100_000, 110_000]], 'each worker\'s part kept');
+    // The entry left has reached the worker that did not store it: the files on disk settle
+    // before that worker applies the later store's event, and until then it still looks in its
+    // own entry (a miss there once failed this test).
+    const finalId = storedIds(p.dir)[0]!;
+    await waitUntil(() => since(p, from, (l) => l.msg === 'cache: stored by another worker' && l.id === finalId).length === 1, 10_000);
     // Each worker answers the other's part from the store.
     for (const [c, first, last] of [[a!, 100_000, 109_999], [b!, 0, 9_999]] as const) {
       const mark = p.mark();
