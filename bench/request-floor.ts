@@ -20,7 +20,13 @@
  * front pays the same wakeups. LOOP=1 measures the closed loop instead
  * (`wrk -t2 -c64`), as the --workers bench does.
  *
- * Environment: ROUNDS (3), SECS (5), RATE (6400), LOOP, OFFLOAD (userspace).
+ * FRONTS (aludel-serve,floor-http,floor-raw) picks the fronts beside nginx;
+ * nginx-proxy and aludel-proxy add the proxies' per-request cost, each in
+ * front of one plain nginx origin whose CPU neither figure counts;
+ * aludel-serve-base and aludel-proxy-base run BASELINE=DIR's build (another
+ * checkout, built) in the same rounds, for an A/B of a change.
+ *
+ * Environment: ROUNDS (3), SECS (5), RATE (6400), LOOP, OFFLOAD (userspace), FRONTS, BASELINE.
  *   npm run build:ts && node dist/bench/request-floor.js
  */
 import { execFileSync } from 'node:child_process';
@@ -30,7 +36,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { clockTicksPerSecond, cpuSeconds } from './proc-cpu.js';
 import { median } from './ratios.js';
-import { freePort, startAludelServe, startNginx, startProcess, type Offload, type Server } from './servers.js';
+import { freePort, startAludel, startAludelServe, startNginx, startProcess, type Offload, type Server } from './servers.js';
 import { parseH2loadRequests } from './workers.js';
 import { parseWrkOutput, WRK_SCRIPT } from './wrk-output.js';
 
@@ -55,12 +61,32 @@ async function floor(mode: 'raw' | 'http'): Promise<Server> {
   return startProcess(`floor-${mode}`, process.execPath, [responder, mode, String(port), certFile, keyFile, offload], host, port);
 }
 
-const fronts: Array<[string, Server]> = [
-  ['nginx', await startNginx('nginx-direct', { dir: path.join(work, 'nginx'), host, root, role: { kind: 'direct' }, tls: { ...tls, offload } })],
-  ['aludel-serve', await startAludelServe('serve', { host, tls, offload, root })],
-  ['floor-http', await floor('http')],
-  ['floor-raw', await floor('raw')],
-];
+/** Every front this bench knows, started on demand: FRONTS picks some (nginx always runs, the ratios' base). */
+const makers: Record<string, () => Promise<Server>> = {
+  nginx: () => startNginx('nginx-direct', { dir: path.join(work, 'nginx'), host, root, role: { kind: 'direct' }, tls: { ...tls, offload } }),
+  'aludel-serve': () => startAludelServe('serve', { host, tls, offload, root }),
+  'floor-http': () => floor('http'),
+  'floor-raw': () => floor('raw'),
+  // The proxies' per-request cost, against one plain origin (nginx, its CPU counted in neither front's figure).
+  'nginx-proxy': async () => startNginx('nginx-proxy', { dir: path.join(work, 'nginx-proxy'), host, root, role: { kind: 'proxy', originPort: (await origin()).port }, tls: { ...tls, offload } }),
+  'aludel-proxy': async () => startAludel('proxy', { host, tls, offload, originPort: (await origin()).port }),
+  // A/B: the same fronts from another built checkout (BASELINE=DIR), in the same rounds.
+  'aludel-serve-base': () => startAludelServe('serve, baseline', { host, tls, offload, root, cli: baselineCli() }),
+  'aludel-proxy-base': async () => startAludel('proxy, baseline', { host, tls, offload, originPort: (await origin()).port, cli: baselineCli() }),
+};
+function baselineCli(): string {
+  if (!process.env.BASELINE) throw new Error('the -base fronts need BASELINE=DIR, a built checkout');
+  return path.join(path.resolve(process.env.BASELINE), 'dist', 'src', 'cli', 'main.js');
+}
+let originServer: Promise<Server> | null = null;
+function origin(): Promise<Server> {
+  originServer ??= startNginx('nginx-origin', { dir: path.join(work, 'origin'), host, root, role: { kind: 'origin' } });
+  return originServer;
+}
+const names = ['nginx', ...(process.env.FRONTS ?? 'aludel-serve,floor-http,floor-raw').split(',').filter((n) => n !== 'nginx')];
+for (const n of names) if (!(n in makers)) throw new Error(`FRONTS: unknown front ${n} (known: ${Object.keys(makers).join(', ')})`);
+const fronts: Array<[string, Server]> = [];
+for (const n of names) fronts.push([n, await makers[n]!()]);
 
 const RATE = Number(process.env.RATE ?? 6400);
 const LOOP = process.env.LOOP === '1';
@@ -106,4 +132,7 @@ for (const [name] of fronts) {
   console.log(`${name.padEnd(14)} ${xs.map((x) => x.us.toFixed(1)).join(' ').padEnd(31)} ${xs.map((x) => x.rps.toFixed(0)).join(' ').padEnd(24)} ${fmt(ratios)}`);
 }
 for (const [, s] of fronts) await s.stop();
+// (read through a cast: TypeScript cannot see origin() assign it)
+const started = originServer as Promise<Server> | null;
+if (started !== null) await (await started).stop();
 fs.rmSync(work, { recursive: true, force: true });

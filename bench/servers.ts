@@ -260,9 +260,9 @@ function moreArgs(o: { workers?: number; extraArgs?: string[] }): string[] {
 }
 
 /** `aludel serve` of `root`, with the same suite and log level as the proxy. */
-export async function startAludelServe(name: string, o: { host: string; tls: Tls; offload: Offload; root: string; workers?: number; extraArgs?: string[] }): Promise<Server> {
+export async function startAludelServe(name: string, o: { host: string; tls: Tls; offload: Offload; root: string; workers?: number; extraArgs?: string[]; cli?: string }): Promise<Server> {
   const port = await freePort(o.host);
-  const args = [ALUDEL_CLI, 'serve', '--listen', `${o.host}:${port}`, '--cert', o.tls.certFile, '--key', o.tls.keyFile, '--root', o.root, '--offload', o.offload, '--ciphersuites', TLS13_SUITE, '--access-log', 'off', '--log-level', 'warn', ...moreArgs(o)];
+  const args = [o.cli ?? ALUDEL_CLI, 'serve', '--listen', `${o.host}:${port}`, '--cert', o.tls.certFile, '--key', o.tls.keyFile, '--root', o.root, '--offload', o.offload, '--ciphersuites', TLS13_SUITE, '--access-log', 'off', '--log-level', 'warn', ...moreArgs(o)];
   return startProcess(`aludel serve (${name})`, process.execPath, args, o.host, port);
 }
 
