@@ -131,6 +131,12 @@ for (const [name] of fronts) {
   const ratios = xs.map((x, i) => x.us / rows.nginx![i]!.us);
   console.log(`${name.padEnd(14)} ${xs.map((x) => x.us.toFixed(1)).join(' ').padEnd(31)} ${xs.map((x) => x.rps.toFixed(0)).join(' ').padEnd(24)} ${fmt(ratios)}`);
 }
+// An A/B (BASELINE): this build's CPU per request over the baseline's, same round.
+for (const [name] of fronts) {
+  const base = rows[`${name}-base`];
+  if (base === undefined) continue;
+  console.log(`${name} / ${name}-base, CPU per request: ${fmt(rows[name]!.map((x, i) => x.us / base[i]!.us))}`);
+}
 for (const [, s] of fronts) await s.stop();
 // (read through a cast: TypeScript cannot see origin() assign it)
 const started = originServer as Promise<Server> | null;

@@ -150,13 +150,27 @@ static napi_value open_beneath(napi_env env, napi_callback_info info) {
  * openBeneathStat(dirFd, path, out) -> fd, or -errno: openBeneath, then
  * fstat(2) of the fd it opened, written into `out` (a Float64Array of at
  * least STAT_SLOTS): st_mode, st_size, st_mtim.tv_sec, st_mtim.tv_nsec,
- * st_ino, st_dev, as node's fs.fstatSync reads them (node_file.cc
- * FillStatsArray: doubles). One crossing into the addon where openBeneath
+ * st_ino, st_dev, and with 8 slots st_ctim.tv_sec, st_ctim.tv_nsec, as
+ * node's fs.fstatSync reads them (node_file.cc FillStatsArray: doubles). One crossing into the addon where openBeneath
  * and fs.fstatSync made two, without node's FSReqWrapSync and its fs.Stats
  * object (both among serve's costs in a profile of 1 KiB keep-alive GETs).
  * A failed fstat closes the fd and says -errno, as a failed open does.
  */
 #define STAT_SLOTS 6
+
+/* The slots: st_mode, st_size, st_mtim (sec, nsec), st_ino, st_dev; then st_ctim (sec, nsec) where there are 8. */
+static void fill_stat_slots(double *out, size_t length, const struct stat *st) {
+  out[0] = (double)st->st_mode;
+  out[1] = (double)st->st_size;
+  out[2] = (double)st->st_mtim.tv_sec;
+  out[3] = (double)st->st_mtim.tv_nsec;
+  out[4] = (double)st->st_ino;
+  out[5] = (double)st->st_dev;
+  if (length >= 8) {
+    out[6] = (double)st->st_ctim.tv_sec;
+    out[7] = (double)st->st_ctim.tv_nsec;
+  }
+}
 static napi_value open_beneath_stat(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   int32_t dir;
@@ -180,14 +194,38 @@ static napi_value open_beneath_stat(napi_env env, napi_callback_info info) {
     close((int)fd);
     return aludel_int(env, -err);
   }
-  double *out = (double *)data;
-  out[0] = (double)st.st_mode;
-  out[1] = (double)st.st_size;
-  out[2] = (double)st.st_mtim.tv_sec;
-  out[3] = (double)st.st_mtim.tv_nsec;
-  out[4] = (double)st.st_ino;
-  out[5] = (double)st.st_dev;
+  fill_stat_slots((double *)data, length, &st);
   return aludel_int(env, fd);
+}
+
+/*
+ * statAt(dirFd, path, out) -> 0, or -errno: fstatat(2) of path relative to
+ * dirFd, not following a symlink in the last component, into `out` as
+ * openBeneathStat writes it (ctime included with 8 slots). For a file
+ * descriptor serve keeps open (src/http/open-files.ts): one syscall asks
+ * whether the path still names the same unchanged inode. The walk is not
+ * kept beneath dirFd (fstatat has no RESOLVE_BENEATH): the caller only
+ * compares the identity with a descriptor openBeneath opened, and anything
+ * else goes the guarded way. Nor is it RESOLVE_CACHED: the kept descriptor
+ * pins its dentry and every ancestor's (a dentry holds its parent), so the
+ * same names are found in the dentry cache; only a tree renamed meanwhile
+ * may be read from disk.
+ */
+static napi_value stat_at(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  int32_t dir;
+  char rel[4096];
+  napi_typedarray_type type;
+  size_t length = 0;
+  void *data = NULL;
+  if (!aludel_args(env, info, 3, argv) || !aludel_arg_int32(env, argv[0], &dir) || !aludel_arg_string(env, argv[1], rel, sizeof rel))
+    return NULL;
+  if (napi_get_typedarray_info(env, argv[2], &type, &length, &data, NULL, NULL) != napi_ok || type != napi_float64_array || length < STAT_SLOTS)
+    return aludel_throw(env, "ERR_INVALID_ARG", EINVAL, "fstatat", "statAt needs a Float64Array of at least 6 slots", false);
+  struct stat st;
+  if (fstatat(dir, rel, &st, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT) != 0) return aludel_int(env, -errno);
+  fill_stat_slots((double *)data, length, &st);
+  return aludel_int(env, 0);
 }
 
 /*
@@ -212,6 +250,7 @@ void aludel_register_file(napi_env env, napi_value exports) {
       {"openBeneath", NULL, open_beneath, NULL, NULL, NULL, napi_default, NULL},
       {"openBeneathStat", NULL, open_beneath_stat, NULL, NULL, NULL, napi_default, NULL},
       {"linkCount", NULL, link_count, NULL, NULL, NULL, napi_default, NULL},
+      {"statAt", NULL, stat_at, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

@@ -26,20 +26,12 @@
  * treated as gone, as the ENOENT of a fresh open(2) was.
  */
 import fs from 'node:fs';
-import { closeQuietly } from '../transport/close-quietly.js';
+import { KeptDescriptors } from '../transport/kept-descriptors.js';
 
 /** What a hit holds: the descriptor, and whether it is kept (shared) or its own. */
 export interface BodyLease {
   readonly fd: number;
   readonly kept: boolean;
-}
-
-interface Kept {
-  fd: number;
-  /** Hits sending from it now. */
-  users: number;
-  /** Left the index: closed when the last user is done. */
-  dropped: boolean;
 }
 
 export interface OpenBodiesOptions {
@@ -53,28 +45,8 @@ export interface OpenBodiesOptions {
   shared: boolean;
 }
 
-/** The default bound: as nginx's `open_file_cache max=1000` examples; each costs one descriptor. */
-export const OPEN_BODIES_MAX = 1000;
-
-/**
- * How many to keep under a descriptor limit of `nofile` (RLIMIT_NOFILE, soft;
- * null: unknown): an eighth of it at most, so that kept bodies never take the
- * descriptors connections need (accepts would fail with EMFILE).
- */
-export function openBodiesBound(nofile: number | null): number {
-  if (nofile === null || !Number.isFinite(nofile)) return OPEN_BODIES_MAX;
-  return Math.max(0, Math.min(OPEN_BODIES_MAX, Math.floor(nofile / 8)));
-}
-
-/** The soft RLIMIT_NOFILE of this process, from /proc/self/limits (node has no getrlimit); null when unreadable or unlimited. */
-export function descriptorLimit(): number | null {
-  try {
-    const m = /^Max open files\s+(\d+|unlimited)/m.exec(fs.readFileSync('/proc/self/limits', 'latin1'));
-    return m === null || m[1] === 'unlimited' ? null : Number(m[1]);
-  } catch {
-    return null;
-  }
-}
+/** The default bound (descriptor-limit.ts), under their old names. */
+export { KEPT_MAX as OPEN_BODIES_MAX, keptBound as openBodiesBound, descriptorLimit } from '../transport/descriptor-limit.js';
 
 /** st_nlink by node's fs.fstatSync: the fallback where the addon has no linkCount. */
 export function linkCountByFstat(fd: number): number {
@@ -86,10 +58,11 @@ export function linkCountByFstat(fd: number): number {
 }
 
 export class OpenBodies {
-  /** By entry id, least recently used first (a Map keeps insertion order; a use re-inserts). */
-  private readonly kept = new Map<string, Kept>();
+  private readonly kept: KeptDescriptors<null>;
 
-  constructor(private readonly o: OpenBodiesOptions) {}
+  constructor(private readonly o: OpenBodiesOptions) {
+    this.kept = new KeptDescriptors(o.max);
+  }
 
   /** Descriptors open now (kept ones; a hit's own is not counted). */
   get size(): number {
@@ -102,15 +75,13 @@ export class OpenBodies {
    * otherwise. Give it back with release().
    */
   acquire(id: string, file: string): BodyLease | null {
-    const k = this.kept.get(id);
-    if (k !== undefined && !k.dropped) {
+    const k = this.kept.use(id);
+    if (k !== undefined) {
       if (this.o.shared && this.o.linkCount(k.fd) <= 0) {
-        this.drop(id);
+        this.kept.release(id, k.fd, 0);
+        this.kept.drop(id);
         return null;
       }
-      k.users++;
-      this.kept.delete(id);
-      this.kept.set(id, k);
       return { fd: k.fd, kept: true };
     }
     let fd: number;
@@ -121,44 +92,16 @@ export class OpenBodies {
       throw err;
     }
     // A dropped one still being sent from keeps its place until its last user is done; this hit gets its own.
-    if (k !== undefined || !this.makeRoom()) return { fd, kept: false };
-    this.kept.set(id, { fd, users: 1, dropped: false });
-    return { fd, kept: true };
+    return { fd, kept: this.kept.add(id, fd, null, 0) !== undefined };
   }
 
   /** The hit is done with the descriptor: no sendfile(2) on the thread pool still reads it. */
   release(id: string, lease: BodyLease): void {
-    const k = lease.kept ? this.kept.get(id) : undefined;
-    if (k === undefined || k.fd !== lease.fd) {
-      closeQuietly(lease.fd);
-      return;
-    }
-    k.users--;
-    if (k.users === 0 && k.dropped) this.closeKept(id, k);
+    this.kept.release(id, lease.fd, 0);
   }
 
   /** Entry `id` left the index: its descriptor closes now, or when the last hit sending from it is done. */
   drop(id: string): void {
-    const k = this.kept.get(id);
-    if (k === undefined) return;
-    k.dropped = true;
-    if (k.users === 0) this.closeKept(id, k);
-  }
-
-  /** Below `max` kept, closing the least recently used idle one if needed; false when every one is in use. */
-  private makeRoom(): boolean {
-    if (this.kept.size < this.o.max) return true;
-    for (const [id, k] of this.kept) {
-      if (k.users > 0) continue;
-      this.closeKept(id, k);
-      return true;
-    }
-    return false;
-  }
-
-  private closeKept(id: string, k: Kept): void {
-    this.kept.delete(id);
-    closeQuietly(k.fd);
+    this.kept.drop(id);
   }
 }
-

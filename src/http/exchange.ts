@@ -158,6 +158,21 @@ export function endBody(x: Exchange, chunk: Buffer): Promise<void> {
   });
 }
 
+/**
+ * endBody() without waiting for 'finish', over HTTP/1.x: true once res is
+ * ended with `chunk` (node then holds it until written: the caller must not
+ * reuse it), false having done nothing (HTTP/2, or the client gone: then
+ * endBody() says so). The promise, its three closures and the four
+ * listeners endBody() adds and removes were a response's cost for nothing
+ * when its caller only needs the bytes handed over.
+ */
+export function endedNow(x: Exchange, chunk: Buffer): boolean {
+  const res = x.res;
+  if (!(res instanceof http.ServerResponse) || res.destroyed || x.conn.destroyed) return false;
+  res.end(chunk);
+  return true;
+}
+
 function clientGone(): Error {
   return Object.assign(new Error('client connection closed'), { code: 'ECONNRESET' });
 }

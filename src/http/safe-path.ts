@@ -11,6 +11,8 @@ import fs, { promises as fsp, type Stats } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { statFromSlots, type FileStat } from './file-stat.js';
+import { FILE_SLOTS, type OpenFiles } from './open-files.js';
+import { closeQuietly } from '../transport/close-quietly.js';
 
 export type ResolveResult =
   | { kind: 'file'; path: string; stat: Stats }
@@ -150,6 +152,27 @@ function relativePath(urlPath: string): string | Refused {
   return segments.filter((x) => x !== '' && x !== '.').join('/');
 }
 
+/** A regular file opened beneath the root: release it with closeOpened(). */
+export interface OpenedUnderRoot {
+  kind: 'open';
+  fd: number;
+  path: string;
+  stat: FileStat;
+  /** Its path beneath the root, the key of a kept descriptor. */
+  relative: string;
+}
+
+/** relative has no empty, "." or ".." segment: joined as path.join would, without its normalising pass. */
+function underRoot(rootReal: string, relative: string): string {
+  return rootReal === path.sep ? rootReal + relative : rootReal + path.sep + relative;
+}
+
+/** A response is done with a descriptor openUnderRoot gave: kept for the next request (files), or closed. */
+export function closeOpened(files: OpenFiles | undefined, relative: string, fd: number): void {
+  if (files !== undefined) files.release(relative, fd);
+  else closeQuietly(fd);
+}
+
 /**
  * The fast way to a regular file under the root, where the kernel has
  * openat2(2): one open whose resolution the kernel keeps beneath the root
@@ -160,10 +183,13 @@ function relativePath(urlPath: string): string | Refused {
  * directories (index files), anything the kernel refused to resolve beneath
  * (EXDEV: an absolute symlink may still point inside the root), no openat2.
  */
-export function openUnderRoot(open: OpenBeneath, rootReal: string, urlPath: string): { kind: 'open'; fd: number; path: string; stat: FileStat } | Refused | 'fallback' {
+export function openUnderRoot(open: OpenBeneath, rootReal: string, urlPath: string, files?: OpenFiles): OpenedUnderRoot | Refused | 'fallback' {
   const relative = relativePath(urlPath);
   if (typeof relative !== 'string') return relative;
   if (relative === '') return 'fallback';
+  // A descriptor kept from an earlier request, if the path still names its file unchanged (open-files.ts).
+  const found = files?.find(relative);
+  if (found !== undefined) return { kind: 'open', fd: found.fd, path: underRoot(rootReal, relative), stat: found.stat, relative };
   let fd: number;
   try {
     fd = open(relative);
@@ -186,8 +212,11 @@ export function openUnderRoot(open: OpenBeneath, rootReal: string, urlPath: stri
       return 'fallback';
     }
   }
-  // relative has no empty, "." or ".." segment: joined as path.join would, without its normalising pass.
-  if (stat.isFile()) return { kind: 'open', fd, path: rootReal === path.sep ? rootReal + relative : rootReal + path.sep + relative, stat };
+  if (stat.isFile()) {
+    // Kept only with the opener's slots: ctime is what tells a later chmod (open-files.ts).
+    if (files !== undefined && open.fstats !== undefined && open.fstats.length >= FILE_SLOTS) files.keep(relative, fd, stat, open.fstats);
+    return { kind: 'open', fd, path: underRoot(rootReal, relative), stat, relative };
+  }
   fs.closeSync(fd);
   // No directory listings; directories go the slow way for their index file.
   return stat.isDirectory() ? 'fallback' : NOT_FOUND;

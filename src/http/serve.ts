@@ -16,7 +16,8 @@ import type { SecureConnection, SecureServer, TlsInfo } from '../tls/types.js';
 import type { TrafficStats } from '../metrics/traffic-stats.js';
 import { createStaticHandler, type BodySender, type StaticOutcome } from './static-handler.js';
 import type { OpenBeneath } from './safe-path.js';
-import { STAT_SLOTS } from './file-stat.js';
+import { FILE_SLOTS, OpenFiles, sweepEvery } from './open-files.js';
+import { descriptorLimit, keptBound } from '../transport/descriptor-limit.js';
 import { loadAddon } from '../native/binding.js';
 import { AccessLog, requestId, type AccessFields } from '../log/access-log.js';
 import { answeredMidBody, closeDetached, httpFront, isMoot, LINGER_MS, whenAttached, type Front } from './front.js';
@@ -239,12 +240,30 @@ function openBeneathRoot(root: string): OpenBeneath | undefined {
   if (probe < 0) return undefined;
   fs.closeSync(probe);
   const fd = dir;
-  // Open and fstat in one call where the addon has it (file-stat.ts); the stat goes into these slots.
+  // Open and fstat in one call where the addon has it (file-stat.ts); the stat goes into these
+  // slots, ctime included where the addon fills it (open-files.ts keeps a descriptor by it).
   if (typeof addon.openBeneathStat === 'function') {
-    const fstats = new Float64Array(STAT_SLOTS);
+    const fstats = new Float64Array(FILE_SLOTS);
     return Object.assign((relative: string) => addon.openBeneathStat!(fd, relative, fstats), { fstats });
   }
   return (relative) => addon.openBeneath(fd, relative);
+}
+
+/** Each root's kept descriptors (open-files.ts), for the process's life as its root fd; none without the addon's statAt. */
+const keptFiles = new Map<string, OpenFiles>();
+
+function openFilesFor(root: string, openBeneath: OpenBeneath | undefined): OpenFiles | undefined {
+  const addon = loadAddon();
+  const dir = rootFds.get(root);
+  if (openBeneath?.fstats === undefined || dir === undefined || addon instanceof Error || typeof addon.statAt !== 'function') return undefined;
+  let files = keptFiles.get(root);
+  if (files === undefined) {
+    const statAt = addon.statAt;
+    files = new OpenFiles((relative, out) => statAt(dir, relative, out), keptBound(descriptorLimit()));
+    keptFiles.set(root, files);
+    sweepEvery(files);
+  }
+  return files;
 }
 
 /**
@@ -253,7 +272,8 @@ function openBeneathRoot(root: string): OpenBeneath | undefined {
  */
 export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Front> {
   const root = await fs.promises.realpath(o.root);
-  const handle = createStaticHandler({ root, sender: connectionBodySender, openBeneath: openBeneathRoot(root) });
+  const openBeneath = openBeneathRoot(root);
+  const handle = createStaticHandler({ root, sender: connectionBodySender, openBeneath, files: openFilesFor(root, openBeneath) });
   const access = o.access ?? new AccessLog({ file: null, format: 'json', log: o.log });
   /** Counts the response and writes its access-log line. */
   const finished = (req: AnyRequest, conn: SecureConnection, started: bigint, out: StaticOutcome): void => {

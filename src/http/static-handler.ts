@@ -14,7 +14,8 @@ import { evaluatePreconditions, ifRangeAllows } from './conditional.js';
 import { validatorsFor, type FileValidators } from './file-validators.js';
 import type { FileStat } from './file-stat.js';
 import { parseRange } from './range.js';
-import { errorCode, openUnderRoot, resolveUnderRoot, type OpenBeneath } from './safe-path.js';
+import { closeOpened, errorCode, openUnderRoot, resolveUnderRoot, type OpenBeneath, type OpenedUnderRoot } from './safe-path.js';
+import type { OpenFiles } from './open-files.js';
 
 import { closeQuietly } from '../transport/close-quietly.js';
 import type { BodyPath } from '../transport/copy-file.js';
@@ -63,6 +64,8 @@ export interface StaticHandlerOptions {
   sender: BodySender;
   /** openat2 beneath the root (safe-path.ts openUnderRoot), where the addon and the kernel have it. */
   openBeneath?: OpenBeneath;
+  /** Descriptors kept between requests (open-files.ts), with openBeneath only. */
+  files?: OpenFiles;
 }
 
 /** What to send from the open file once validators and Range are settled. */
@@ -121,11 +124,11 @@ function handle(opts: StaticHandlerOptions, req: AnyRequest, res: AnyResponse): 
   }
 
   if (opts.openBeneath) {
-    const fast = openUnderRoot(opts.openBeneath, opts.root, req.url ?? '');
+    const fast = openUnderRoot(opts.openBeneath, opts.root, req.url ?? '', opts.files);
     if (fast !== 'fallback') {
       if (fast.kind !== 'open') return answerUnresolved(res, method, fast.kind);
       // openUnderRoot's fstat is of this same open fd: its validators describe the inode served.
-      return serveFd(opts.sender, req, res, method, fast.fd, fast.path, fast.stat);
+      return serveFd(opts.sender, req, res, method, fast, opts.files);
     }
   }
   return serveResolved(opts, req, res, method);
@@ -171,21 +174,25 @@ function serveFile(
     closeQuietly(fd);
     throw err;
   }
-  return serveFd(sender, req, res, method, fd, file, stat);
+  return serveFd(sender, req, res, method, { fd, path: file, stat, relative: '' }, undefined);
 }
 
-/** Serves an open file whose fstat is `stat`, then closes it (at once, or when the sender settles). */
-function serveFd(sender: BodySender, req: AnyRequest, res: AnyResponse, method: string, fd: number, file: string, stat: FileStat): StaticResult {
+/**
+ * Serves an open file whose fstat is `stat`, then gives its descriptor back
+ * (closeOpened: kept for the next request, or closed), at once or when the
+ * sender settles: a sendfile(2) on the thread pool may still read it.
+ */
+function serveFd(sender: BodySender, req: AnyRequest, res: AnyResponse, method: string, f: Omit<OpenedUnderRoot, 'kind'>, files: OpenFiles | undefined): StaticResult {
   let out: StaticResult;
   try {
-    out = serveOpenFile(sender, req, res, method, fd, file, stat);
+    out = serveOpenFile(sender, req, res, method, f.fd, f.path, f.stat);
   } catch (err) {
-    closeQuietly(fd);
+    closeOpened(files, f.relative, f.fd);
     throw err;
   }
-  if (out instanceof Promise) return closeWhenSettled(out, fd, file);
-  closeQuietly(fd);
-  return withFile(out, file);
+  if (out instanceof Promise) return closeWhenSettled(out, f, files);
+  closeOpened(files, f.relative, f.fd);
+  return withFile(out, f.path);
 }
 
 /**
@@ -199,11 +206,11 @@ function withFile(out: StaticOutcome, file: string): StaticOutcome {
   return out;
 }
 
-async function closeWhenSettled(out: Promise<StaticOutcome>, fd: number, file: string): Promise<StaticOutcome> {
+async function closeWhenSettled(out: Promise<StaticOutcome>, f: Omit<OpenedUnderRoot, 'kind'>, files: OpenFiles | undefined): Promise<StaticOutcome> {
   try {
-    return withFile(await out, file);
+    return withFile(await out, f.path);
   } finally {
-    closeQuietly(fd);
+    closeOpened(files, f.relative, f.fd);
   }
 }
 

@@ -14,7 +14,7 @@
 import type { ServerResponse } from 'node:http';
 import { filterResponseHeaders } from '../http/forward-headers.js';
 import { whenAttached } from '../http/front.js';
-import { endBody, writeBody, writeHead, withCacheStatus, type Exchange } from '../http/exchange.js';
+import { endBody, endedNow, writeBody, writeHead, withCacheStatus, type Exchange } from '../http/exchange.js';
 import { chunkFraming } from '../http/h1-wire.js';
 import type { ResponseHead } from '../http/response-head.js';
 import type { SecureConnection } from '../tls/types.js';
@@ -98,7 +98,11 @@ export class UpstreamResponse implements UpstreamAnswer {
     if (f.kind === 'length' && this.rest.length >= f.length) {
       // The whole body came with the head (takeWithHead): one end() sends it. rest is never
       // longer than the body (takeWithHead's say), so no view of it is made for nothing.
-      await endBody(x, this.rest.length === f.length ? this.rest : this.rest.subarray(0, f.length));
+      const body = this.rest.length === f.length ? this.rest : this.rest.subarray(0, f.length);
+      // Over HTTP/1.x nothing waits for the client's 'finish': end() hands head and body to the
+      // connection (queued by node behind a pipelined response still going), rest is this
+      // response's own copy, and the upstream is done with. As serve's small files (small-body.ts).
+      if (!endedNow(x, body)) await endBody(x, body);
       x.bytes += f.length;
       // Bytes past the body mean the upstream broke framing (as readBody() decides).
       this.reusable = this.rest.length === f.length;

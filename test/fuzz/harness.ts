@@ -18,7 +18,7 @@ import { Lane, probe, type Timing } from './client.js';
 import { startEchoOrigin, type EchoOrigin } from './echo-origin.js';
 import { escapeBytes } from './escape.js';
 import { caseBytes, type Finding, type Target } from './model.js';
-import { ProcSampler, fdKinds, openFds, type Sampled } from './proc-stats.js';
+import { ProcSampler, fdKinds, fdsBeyondKept, type Sampled } from './proc-stats.js';
 import { startRecordingOrigin, type RecordingOrigin } from './recording-origin.js';
 import { writeServeRoot } from './serve-files.js';
 
@@ -169,10 +169,10 @@ const SETTLE_MS = 25_000;
 
 async function settleFds(pid: number, bound: number, timeoutMs: number): Promise<number> {
   const end = Date.now() + timeoutMs;
-  let n = openFds(pid) ?? 0;
+  let n = fdsBeyondKept(pid) ?? 0;
   while (n > bound && Date.now() < end) {
     await new Promise((r) => setTimeout(r, 100));
-    n = openFds(pid) ?? n;
+    n = fdsBeyondKept(pid) ?? n;
   }
   return n;
 }

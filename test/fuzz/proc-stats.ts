@@ -1,13 +1,34 @@
 /** What the fuzz run watches in the aludel process: open descriptors and resident memory, from /proc. */
 import fs from 'node:fs';
 
-/** Entries of /proc/PID/fd; null when the process is gone. */
-export function openFds(pid: number): number | null {
+/**
+ * Entries of /proc/PID/fd, a path's first descriptor left out: what a leak
+ * check compares. serve keeps one descriptor per file it served between
+ * requests (src/http/open-files.ts, bounded, closed when the file changes or
+ * lies unused), which is not a leak; a second descriptor of the same file
+ * left after its response is, and still counts, as does every socket, pipe
+ * and eventfd. Null when the process is gone.
+ */
+export function fdsBeyondKept(pid: number): number | null {
+  let entries: string[];
   try {
-    return fs.readdirSync(`/proc/${pid}/fd`).length;
+    entries = fs.readdirSync(`/proc/${pid}/fd`);
   } catch {
     return null;
   }
+  const paths = new Set<string>();
+  let n = 0;
+  for (const f of entries) {
+    let target: string;
+    try {
+      target = fs.readlinkSync(`/proc/${pid}/fd/${f}`);
+    } catch {
+      continue; // closed meanwhile
+    }
+    if (target.startsWith('/') && !paths.has(target)) paths.add(target);
+    else n++;
+  }
+  return n;
 }
 
 /** What the descriptors of `pid` are, counted by kind (socket, pipe, anon_inode:[eventfd], a file...). */
@@ -55,7 +76,8 @@ export class ProcSampler {
     readonly pid: number,
     everyMs = 200,
   ) {
-    const f = openFds(pid) ?? 0;
+    // Counted as the leak check counts them (fdsBeyondKept): start, peak and end compare with it.
+    const f = fdsBeyondKept(pid) ?? 0;
     const r = rssKiB(pid) ?? 0;
     this.fds = { start: f, peak: f, end: f };
     this.rss = { start: r, peak: r, end: r };
@@ -64,7 +86,7 @@ export class ProcSampler {
   }
 
   sample(): void {
-    const f = openFds(this.pid);
+    const f = fdsBeyondKept(this.pid);
     const r = rssKiB(this.pid);
     if (f !== null) {
       this.fds.end = f;

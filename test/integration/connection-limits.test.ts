@@ -12,11 +12,13 @@ import { after, before, describe, test } from 'node:test';
 import { openStalled } from '../../bench/stalled-clients.js';
 import { serveArgs, startAludel, type Running } from '../support/aludel-process.js';
 import { makeFixtures, type Fixtures } from '../support/fixtures.js';
+import { fdsBeyondKept } from '../fuzz/proc-stats.js';
 
 const KiB = 1024;
 
+/** Descriptors, serve's kept files left out (fdsBeyondKept). */
 function fdCount(pid: number): number {
-  return fs.readdirSync(`/proc/${pid}/fd`).length;
+  return fdsBeyondKept(pid)!;
 }
 
 function rssAnonKiB(pid: number): number {

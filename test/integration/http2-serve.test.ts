@@ -16,6 +16,7 @@ import { curl } from '../support/clients.js';
 import { makeFixtures, sha256, type Fixtures } from '../support/fixtures.js';
 import { run } from '../support/run-process.js';
 import { waitUntil } from '../support/wait.js';
+import { fdsBeyondKept } from '../fuzz/proc-stats.js';
 
 /** Sizes on TLS record (16384), HTTP/2 frame (16384) and initial window (65535) boundaries. */
 const FILES = {
@@ -33,7 +34,8 @@ let fx: Fixtures<keyof typeof FILES>;
 let srv: Running;
 let fdsAtStart = 0;
 
-const fds = (p: Running): number => fs.readdirSync(`/proc/${p.child.pid}/fd`).length;
+/** Descriptors, serve's kept files left out (fdsBeyondKept). */
+const fds = (p: Running): number => fdsBeyondKept(p.child.pid!)!;
 const tlsArgs = (p: Running): string[] => ['--cacert', fx.certFile, '--resolve', `localhost:${p.port}:127.0.0.1`];
 const url = (p: Running, file: string): string => `https://localhost:${p.port}/${file}`;
 

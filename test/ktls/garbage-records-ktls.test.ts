@@ -16,7 +16,7 @@ import { after, before, test } from 'node:test';
 import { serveArgs, startAludel, type Running } from '../support/aludel-process.js';
 import { makeFixtures, type Fixtures } from '../support/fixtures.js';
 import { delta, hasKernelTls, readTlsStat } from '../support/tls-stat.js';
-import { openFds } from '../fuzz/proc-stats.js';
+import { fdsBeyondKept } from '../fuzz/proc-stats.js';
 import { parseResponses } from '../fuzz/response-reader.js';
 
 let fx: Fixtures;
@@ -111,7 +111,7 @@ test('garbage records under a kTLS connection: decrypt errors counted, that conn
   const established = await server.waitForLog((l) => l.msg === 'TLS established', 60_000, from);
   assert.equal(established.rx, 'kernel', `the server decrypts in the kernel: ${JSON.stringify(established)}`);
   assert.equal(established.tx, 'kernel', `and encrypts there: ${JSON.stringify(established)}`);
-  const fdsBefore = openFds(pid)!;
+  const fdsBefore = fdsBeyondKept(pid)!;
   const statBefore = readTlsStat();
 
   // 1. Well-formed application_data headers with random payloads: the kernel cannot decrypt them.
@@ -146,10 +146,10 @@ test('garbage records under a kTLS connection: decrypt errors counted, that conn
 
   // 4. The abused connections' descriptors are released.
   const deadline = Date.now() + 60_000;
-  let fds = openFds(pid)!;
+  let fds = fdsBeyondKept(pid)!;
   while (fds > fdsBefore && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 200));
-    fds = openFds(pid)!;
+    fds = fdsBeyondKept(pid)!;
   }
   t.diagnostic(`descriptors: ${fdsBefore} before the abuse, ${fds} after`);
   assert.ok(fds <= fdsBefore, `descriptors back to ${fdsBefore} (now ${fds})`);
