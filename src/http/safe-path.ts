@@ -99,7 +99,7 @@ async function realStat(rootReal: string, candidate: string): Promise<ResolveRes
   }
 }
 
-function isWithin(rootReal: string, real: string): boolean {
+export function isWithin(rootReal: string, real: string): boolean {
   if (real === rootReal) return true;
   // Compare with a trailing separator so "/srv/www-evil" is not "inside" "/srv/www".
   const prefix = rootReal.endsWith(path.sep) ? rootReal : rootReal + path.sep;

@@ -14,7 +14,7 @@ import { evaluatePreconditions, ifRangeAllows } from './conditional.js';
 import { validatorsFor, type FileValidators } from './file-validators.js';
 import type { FileStat } from './file-stat.js';
 import { parseRange } from './range.js';
-import { closeOpened, errorCode, openUnderRoot, resolveUnderRoot, type OpenBeneath, type OpenedUnderRoot } from './safe-path.js';
+import { closeOpened, errorCode, isWithin, openUnderRoot, resolveUnderRoot, type OpenBeneath, type OpenedUnderRoot } from './safe-path.js';
 import type { OpenFiles } from './open-files.js';
 
 import { closeQuietly } from '../transport/close-quietly.js';
@@ -138,7 +138,7 @@ function handle(opts: StaticHandlerOptions, req: AnyRequest, res: AnyResponse): 
 async function serveResolved(opts: StaticHandlerOptions, req: AnyRequest, res: AnyResponse, method: string): Promise<StaticOutcome> {
   const resolved = await resolveUnderRoot(opts.root, req.url ?? '');
   if (resolved.kind !== 'file') return answerUnresolved(res, method, resolved.kind);
-  return serveFile(opts.sender, req, res, method, resolved.path);
+  return serveFile(opts.sender, req, res, method, resolved.path, opts.root);
 }
 
 function answerUnresolved(res: AnyResponse, method: string, kind: 'bad-request' | 'forbidden' | 'not-found'): StaticOutcome {
@@ -153,6 +153,7 @@ function serveFile(
   res: AnyResponse,
   method: string,
   file: string,
+  root: string,
 ): StaticResult {
   // open, fstat and close run inline, as nginx runs them: resolution (realpath, stat) has just
   // run on the thread pool, so a cold directory or inode never blocks the event loop, and left
@@ -174,7 +175,29 @@ function serveFile(
     closeQuietly(fd);
     throw err;
   }
+  // O_NOFOLLOW guards the last component only: open(2) follows a symlink swapped in for any
+  // directory on the way since realpath checked the path, which can lead outside the root.
+  if (!openedWithin(fd, root)) {
+    closeQuietly(fd);
+    return sendText(res, method, 403, 'Forbidden\n');
+  }
   return serveFd(sender, req, res, method, { fd, path: file, stat, relative: '' }, undefined);
+}
+
+/**
+ * Whether the file `fd` refers to lies beneath `root` where it was opened:
+ * its path as the kernel gives it (/proc/self/fd, d_path: no symlink in it).
+ * Checking the descriptor, not the path, leaves no window between check and
+ * open. No /proc: not known, so refused.
+ */
+function openedWithin(fd: number, root: string): boolean {
+  let where: string;
+  try {
+    where = fs.readlinkSync(`/proc/self/fd/${fd}`);
+  } catch {
+    return false;
+  }
+  return isWithin(root, where);
 }
 
 /**
