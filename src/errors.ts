@@ -106,6 +106,17 @@ export class InvalidRequestError extends AludelError {
   }
 }
 
+/**
+ * A request Aludel understands the syntax of but does not implement: a
+ * transfer coding other than chunked (RFC 9112 §6.1: 501), or an HTTP major
+ * version other than 1 on an HTTP/1.x connection (RFC 9110 §15.6.6: 505).
+ */
+export class NotImplementedRequestError extends AludelError {
+  constructor(readonly status: 501 | 505, problem: string) {
+    super(status === 501 ? 'ERR_NOT_IMPLEMENTED' : 'ERR_HTTP_VERSION', `${problem}; the client must send HTTP/1.1 with no transfer coding but chunked`);
+  }
+}
+
 /** A request body (chunked, so its size was unknown up front) went past --max-body-size. */
 export class BodyTooLargeError extends AludelError {
   constructor(max: number) {

@@ -122,10 +122,12 @@ export function writeBody(x: Exchange, chunk: Buffer): Promise<void> {
   if (gone || x.conn.destroyed) return Promise.reject(clientGone());
   return new Promise((resolve, reject) => {
     const closed = (): void => { done(); reject(clientGone()); };
-    const done = (): void => { res.off('close', closed); x.conn.off('close', closed); };
-    // on(), not once(): done() removes both either way (see endBody).
+    const done = (): void => { res.off('close', closed); if (!x.h2) x.conn.off('close', closed); };
+    // on(), not once(): done() removes both either way (see endBody). Over HTTP/2 the stream's
+    // 'close' comes when its session dies too: one listener per stream on the session's
+    // connection only piled up (node's MaxListenersExceededWarning at 11 concurrent streams).
     res.on('close', closed);
-    x.conn.on('close', closed);
+    if (!x.h2) x.conn.on('close', closed);
     const taken = (err?: Error | null): void => {
       done();
       if (err) reject(err);

@@ -7,6 +7,7 @@
  * any method but OPTIONS (§3.2.4). Pure.
  */
 import { isIP } from 'node:net';
+import { NotImplementedRequestError } from '../errors.js';
 import { isToken, trimOws } from './char-classes.js';
 
 /**
@@ -75,6 +76,26 @@ export function requestProblem(method: string, target: string, rawHeaders: reado
   const option = badConnectionOption(rawHeaders);
   if (option !== null) return `Connection option ${JSON.stringify(option.slice(0, 40))} is not a token (RFC 9110 §7.6.1)`;
   if (target === '*' && method !== 'OPTIONS') return `asterisk-form target with ${method.slice(0, 20)} (RFC 9112 §3.2.4: OPTIONS only)`;
+  return null;
+}
+
+/**
+ * Why a request must be answered 501 or 505 though its syntax is fine, or
+ * null: a transfer coding other than chunked (RFC 9112 §6.1: a server that
+ * does not understand one SHOULD answer 501; "gzip, chunked" would reach the
+ * upstream as plain chunked, its gzip silently dropped), or HTTP/2.0 and up
+ * (or 0.9) in an HTTP/1.x request line (RFC 9110 §15.6.6: 505). Run after
+ * requestProblem, whose 400 covers a final coding other than chunked.
+ */
+export function unimplemented(httpVersionMajor: number, rawHeaders: readonly string[]): NotImplementedRequestError | null {
+  if (httpVersionMajor !== 1) return new NotImplementedRequestError(505, `HTTP/${httpVersionMajor} in an HTTP/1.x request line`);
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    if (rawHeaders[i]!.length !== 17 || rawHeaders[i]!.toLowerCase() !== 'transfer-encoding') continue;
+    for (const member of rawHeaders[i + 1]!.split(',')) {
+      const coding = member.trim().toLowerCase();
+      if (coding !== '' && coding !== 'chunked') return new NotImplementedRequestError(501, `transfer coding ${JSON.stringify(coding.slice(0, 40))} not implemented (RFC 9112 §6.1)`);
+    }
+  }
   return null;
 }
 

@@ -164,8 +164,16 @@ export class Forwarder {
         // upstream waiting for the rest: stop waiting for its head, which then never comes.
         sending.catch((err: unknown) => { if (!answered) u.destroy(err as Error); });
         bodySent = sending;
+        // --upstream-headers-timeout starts once the whole request is upstream, as nginx's
+        // proxy_read_timeout: a slow upload is the client's pace (its --idle-timeout runs), not an
+        // upstream failing to answer. Started with the head, it answered a slow but steady upload
+        // 504 and counted it against a healthy upstream. The head is still read meanwhile (an
+        // upstream may answer early, RFC 9110 §15.5.14's 413), with no timer of its own.
+        u.setIdleTimeout(0, errors.headers);
+        sending.then(() => { if (!answered) u.setIdleTimeout(this.s.upstreamHeadersTimeoutMs, errors.headers); }, noop);
+      } else {
+        u.setIdleTimeout(this.s.upstreamHeadersTimeoutMs, errors.headers);
       }
-      u.setIdleTimeout(this.s.upstreamHeadersTimeoutMs, errors.headers);
       if (detached) {
         // No client: its timer is not ours.
       } else if (framing === 'none') {

@@ -20,7 +20,7 @@ import { PipePool } from '../transport/pipe-pool.js';
 import type { Native } from '../native/binding.js';
 import { answerClientError, answerConnect, checkingInterval, cryptoSite, onSecureConnections, requestFields } from '../http/serve.js';
 import { AccessLog } from '../log/access-log.js';
-import { requestProblem } from '../http/request-checks.js';
+import { requestProblem, unimplemented } from '../http/request-checks.js';
 import { httpFront, isMoot, type Front } from '../http/front.js';
 import { alpnFront, type AnyRequest, type AnyResponse } from '../http/alpn-front.js';
 import { h2Front, resetStream } from '../http/h2-front.js';
@@ -46,6 +46,11 @@ export interface HttpProxyOptions {
   log: Logger;
   /** Where request lines go; default: the main log. */
   access?: AccessLog;
+}
+
+/** The client went away before its answer: its connection (HTTP/1.x) or its stream (HTTP/2) is gone. */
+function clientLeft(x: ProxyExchange): boolean {
+  return x.h2 ? (x.res as Http2ServerResponse).stream.destroyed : x.conn.destroyed;
 }
 
 /** Where a response keeps its exchange for onResponseClose. */
@@ -132,6 +137,9 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
     }
     const problem = x.malformed ?? requestProblem(req.method ?? 'GET', req.url ?? '/', x.fields);
     if (problem !== null) throw new InvalidRequestError(problem);
+    // HTTP/2 has neither transfer codings nor a version in a request line (RFC 9113 §8.2.2).
+    const unsupported = x.h2 ? null : unimplemented(req.httpVersionMajor, x.fields);
+    if (unsupported !== null) throw unsupported;
     const limit = requestLimit(x, s);
     if (limit !== null) {
       o.log.warn({ conn: x.conn.id, status: limit.status, detail: limit.why }, 'request refused');
@@ -159,8 +167,10 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
       status = await pipeline(x);
     } catch (err) {
       error = err;
-      status = res.headersSent ? res.statusCode : failureStatus(err);
-      if (!res.headersSent && !conn.destroyed) {
+      status = res.headersSent ? res.statusCode : clientLeft(x) ? 499 : failureStatus(err);
+      if (status === 499) {
+        // Nobody to answer: the stream or connection is gone already.
+      } else if (!res.headersSent && !conn.destroyed) {
         sendText(x, status);
       } else if (x.h2) {
         // Mid-body on HTTP/2: this stream is reset (RFC 9113 §8.1), the session's others go on.

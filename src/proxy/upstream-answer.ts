@@ -77,7 +77,9 @@ export class UpstreamResponse implements UpstreamAnswer {
     const { req, res } = x;
     const f = head.framing;
     if (f.kind === 'none' || (f.kind === 'length' && f.length === 0)) {
-      this.writeHead(withCacheStatus(x, filterResponseHeaders(head.headers, { keepFraming: true })));
+      // RFC 9110 §8.6: a server MUST NOT send Content-Length in a 204 (HTTP/2 clients reset the
+      // stream over one, RFC 9113 §8.1.1); a 304's describes the selected representation and stays.
+      this.writeHead(withCacheStatus(x, filterResponseHeaders(head.headers, { keepFraming: head.status !== 204 })));
       res.end();
       this.reusable = this.rest.length === 0;
       return head.status;

@@ -150,7 +150,8 @@ class SocketUpstream implements UpstreamStream, PulledStream {
       }
       this.socket.setTimeout(this.idleMs);
       this.socket.write(buf, (err) => {
-        this.socket.setTimeout(0);
+        // A read waiting meanwhile (the response head, while a body goes up) keeps its timeout.
+        this.socket.setTimeout(this.wake !== null ? this.idleMs : 0);
         if (err) reject(err);
         else resolve();
       });
@@ -166,6 +167,9 @@ class SocketUpstream implements UpstreamStream, PulledStream {
   setIdleTimeout(ms: number, error: () => Error): void {
     this.idleMs = ms;
     this.idleError = error;
+    // A read already waiting takes the new timeout from now (the headers timeout once a
+    // request body is all upstream), as PlainSocket's does.
+    if (this.wake !== null) this.socket.setTimeout(ms);
   }
   isIdleAlive(): boolean {
     return !this.finished && !this.failed && !this.socket.destroyed && this.socket.readableLength === 0;

@@ -72,6 +72,44 @@ describe('aludel proxy under abuse (regressions of issue 12)', () => {
     }
   });
 
+  test('a slow but steady upload is the client\'s pace: --upstream-headers-timeout starts once the body is all upstream, not with the head (a 504 blamed on the upstream before)', async () => {
+    const a = await startSinkOrigin();
+    const slow = await startAludel(['proxy', '--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--to', `http://127.0.0.1:${sink.port}`, '--to', `http://127.0.0.1:${a.port}`,
+      '--upstream-headers-timeout', '1s', '--max-fails', '1']);
+    try {
+      const piece = Buffer.alloc(16 * 1024, 0x61);
+      const pieces = 8;
+      for (let round = 0; round < 2; round++) {
+        // 8 pieces 300 ms apart: 2.4 s of upload under a 1 s headers timeout, to each upstream in turn.
+        const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+          const c = tls.connect({ host: '127.0.0.1', port: slow.port, ca: fx.certPem, servername: 'localhost' }, () => {
+            c.write(`POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: ${piece.length * pieces}\r\nConnection: close\r\n\r\n`);
+            let sent = 0;
+            const next = (): void => {
+              c.write(piece);
+              if (++sent < pieces) setTimeout(next, 300);
+            };
+            next();
+          });
+          const chunks: Buffer[] = [];
+          c.on('data', (d: Buffer) => chunks.push(d));
+          c.on('error', reject);
+          c.on('close', () => {
+            const r = splitHttp(Buffer.concat(chunks));
+            resolve({ status: r.status, body: r.body.toString() });
+          });
+        });
+        assert.equal(answer.status, 200, `round ${round}: ${answer.body}`);
+        assert.equal(JSON.parse(answer.body).bytes, piece.length * pieces);
+      }
+      assert.equal(slow.logs.filter((l) => l.msg === 'upstream marked down').length, 0, 'no healthy upstream marked down');
+      assert.equal(slow.logs.filter((l) => l.msg === 'request' && l.status !== 200).length, 0);
+    } finally {
+      await slow.stop();
+      await a.stop();
+    }
+  });
+
   test('--headers-timeout 2s: a head still incomplete gets 408 within 3 s (it took up to 32 s)', async () => {
     const short = await startAludel(['proxy', '--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--to', `http://127.0.0.1:${sink.port}`, '--headers-timeout', '2s']);
     try {

@@ -158,6 +158,7 @@ describe('aludel proxy (userspace TLS)', () => {
     assert.notEqual(r.code, 0);
     const line = await p.waitForLog((l) => l.msg === 'request' && l.url === '/hang-headers', 5000);
     assert.equal(line.error, 'ERR_CLIENT_GONE');
+    assert.equal(line.status, 499, 'logged as nginx logs a client that left, not as a gateway error');
     assert.ok(Date.now() - t0 < 5000, 'not held until the 60 s upstream timeout');
     assert.equal(bodyAndStatus((await get(p.port, '/echo-headers')).stdout).status, 200);
     assert.ok(!p.logs.some((l) => l.msg === 'upstream marked down'), 'the client leaving is not an upstream failure');

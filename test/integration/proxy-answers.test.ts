@@ -1,0 +1,136 @@
+/**
+ * What `aludel proxy` answers and logs at the edges a tester found (each a
+ * regression): a transfer coding it does not implement (501, RFC 9112 §6.1)
+ * and an HTTP version it does not speak (505, RFC 9110 §15.6.6), both
+ * reaching no origin; an upstream's 204 with a Content-Length (stripped, RFC
+ * 9110 §8.6, so HTTP/2 clients do not reset the stream); a client that
+ * leaves before its answer (logged 499, as nginx, not 502); many concurrent
+ * HTTP/2 streams on one connection (no MaxListenersExceededWarning).
+ */
+import assert from 'node:assert/strict';
+import http2 from 'node:http2';
+import net from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { startAludel, type Running } from '../support/aludel-process.js';
+import { makeFixtures, type StandardFixtures } from '../support/fixtures.js';
+import { rawTls, splitHttp } from '../support/raw-http.js';
+import { waitUntil } from '../support/wait.js';
+
+let fx: StandardFixtures;
+let origin: net.Server;
+let originPort = 0;
+let seen = 0;
+let p: Running;
+
+/** A keep-alive origin of raw answers: /no-content is a 204 with "Content-Length: 5"; /slow never answers; the rest 200 "ok". */
+function startOrigin(): Promise<void> {
+  origin = net.createServer((sock) => {
+    let buf = '';
+    sock.on('data', (d: Buffer) => {
+      buf += d.toString('latin1');
+      for (let end = buf.indexOf('\r\n\r\n'); end >= 0; end = buf.indexOf('\r\n\r\n')) {
+        const head = buf.slice(0, end);
+        buf = buf.slice(end + 4);
+        seen++;
+        const target = head.split(' ')[1] ?? '/';
+        if (target === '/slow') continue;
+        sock.write(target === '/no-content' ? 'HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n' : 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+      }
+    });
+    sock.on('error', () => undefined);
+  });
+  return new Promise((resolve) => origin.listen(0, '127.0.0.1', () => {
+    originPort = (origin.address() as net.AddressInfo).port;
+    resolve();
+  }));
+}
+
+before(async () => {
+  fx = await makeFixtures();
+  await startOrigin();
+  p = await startAludel(['proxy', '--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--to', `http://127.0.0.1:${originPort}`, '--max-fails', '0']);
+});
+
+after(async () => {
+  await p?.stop();
+  origin?.close();
+  fx?.cleanup();
+});
+
+function h2(): Promise<http2.ClientHttp2Session> {
+  return new Promise((resolve, reject) => {
+    const s = http2.connect(`https://localhost:${p.port}`, { ca: fx.certPem });
+    s.once('connect', () => resolve(s));
+    s.once('error', reject);
+  });
+}
+
+function h2get(s: http2.ClientHttp2Session, path: string): Promise<{ status: number; headers: http2.IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = s.request({ ':path': path });
+    let headers: http2.IncomingHttpHeaders = {};
+    let body = '';
+    req.on('response', (h) => (headers = h));
+    req.on('data', (d: Buffer) => (body += d.toString()));
+    req.on('end', () => resolve({ status: Number(headers[':status']), headers, body }));
+    req.on('error', reject);
+  });
+}
+
+describe('aludel proxy: answers at the edges', () => {
+  test('Transfer-Encoding "gzip, chunked": 501, the connection closes, and nothing reaches the origin (RFC 9112 §6.1)', async () => {
+    const before = seen;
+    const raw = await rawTls(p.port, fx.certPem, 'POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n');
+    const r = splitHttp(raw);
+    assert.equal(r.status, 501);
+    assert.equal(r.headers.connection, 'close');
+    assert.equal(seen, before, 'the origin saw nothing');
+    const line = await p.waitForLog((l) => l.msg === 'request' && l.url === '/up');
+    assert.equal(line.status, 501);
+  });
+
+  test('an HTTP/2.0 request line over HTTP/1.x: 505, reaching no origin (RFC 9110 §15.6.6)', async () => {
+    const before = seen;
+    const r = splitHttp(await rawTls(p.port, fx.certPem, 'GET /v2 HTTP/2.0\r\nHost: x\r\n\r\n'));
+    assert.equal(r.status, 505);
+    assert.equal(seen, before);
+  });
+
+  test('an upstream 204 with Content-Length: stripped, so HTTP/2 gets its 204 (RFC 9110 §8.6) and HTTP/1.1 no stray length', async () => {
+    const s = await h2();
+    try {
+      const r = await h2get(s, '/no-content');
+      assert.equal(r.status, 204);
+      assert.equal(r.headers['content-length'], undefined);
+    } finally {
+      s.close();
+    }
+    const h1 = splitHttp(await rawTls(p.port, fx.certPem, 'GET /no-content HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
+    assert.equal(h1.status, 204);
+    assert.equal(h1.headers['content-length'], undefined);
+  });
+
+  test('a client that leaves before its answer is logged 499, not a gateway error', async () => {
+    const from = p.mark();
+    const c = (await import('node:tls')).connect({ host: '127.0.0.1', port: p.port, ca: fx.certPem, servername: 'localhost' });
+    await new Promise<void>((resolve) => c.once('secureConnect', () => resolve()));
+    c.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\n');
+    await waitUntil(() => seen > 0, 5000);
+    await new Promise((r) => setTimeout(r, 200));
+    c.destroy();
+    const line = await p.waitForLog((l) => l.msg === 'request' && l.url === '/slow', 10_000, from);
+    assert.equal(line.status, 499);
+    assert.equal(line.error, 'ERR_CLIENT_GONE');
+  });
+
+  test('40 concurrent HTTP/2 streams on one connection: all answered, and no listener pile-up warning', async () => {
+    const s = await h2();
+    try {
+      const all = await Promise.all(Array.from({ length: 40 }, (_, i) => h2get(s, `/ok-${i}`)));
+      assert.deepEqual([...new Set(all.map((r) => `${r.status} ${r.body}`))], ['200 ok']);
+    } finally {
+      s.close();
+    }
+    assert.doesNotMatch(p.stderr(), /MaxListenersExceededWarning/);
+  });
+});
