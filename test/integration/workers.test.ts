@@ -26,6 +26,7 @@ import { scrape, select, status, total } from '../support/metrics.js';
 import { run } from '../support/run-process.js';
 import { fingerprint, presented, rotatingCert } from '../support/sni-certs.js';
 import { delay, waitUntil } from '../support/wait.js';
+import { USR2_IGNORED } from '../../src/cli/signals.js';
 
 const FILES = { small: { name: 'small.bin', size: 1000 }, big: { name: 'big-8m.bin', size: 8 * 1024 * 1024 } };
 let fx: Fixtures<keyof typeof FILES>;
@@ -284,6 +285,24 @@ describe('--workers 2 (serve)', () => {
       assert.doesNotMatch(p.stderr(), /Debugger listening/);
     } finally {
       await p.stop();
+    }
+  });
+
+  test('SIGUSR2 to the primary and to a worker: each ignores it with a warn line and keeps serving (its default action would end it)', { timeout: 30_000 }, async () => {
+    const p = await startAludel(serveArgs(fx, '--workers', '2'));
+    try {
+      const pids = await workerPids(p);
+      const from = p.mark();
+      p.child.kill('SIGUSR2');
+      process.kill(pids[0]!, 'SIGUSR2');
+      const ignored = (pid: number): boolean => since(p, from, USR2_IGNORED).some((l) => l.pid === pid && l.level === 40);
+      await waitUntil(() => ignored(p.child.pid!) && ignored(pids[0]!), 10_000);
+      assert.ok(alive(p.child.pid!) && pids.every(alive), 'the primary and both workers still run');
+      assert.deepEqual(p.logs.slice(from).filter((l) => l.workerPid !== undefined && l.signal === 'SIGUSR2'), [], 'no worker exit by SIGUSR2');
+      const codes = await burst(p.port, 16);
+      assert.deepEqual(codes, Array(16).fill('200'));
+    } finally {
+      assert.equal(await p.stop(), 0);
     }
   });
 });
