@@ -10,6 +10,11 @@
  *   the inspector on 127.0.0.1:9229, which in a root process hands any local
  *   user a debugger. A JS listener replaces that default (Node 20 has no
  *   --disable-sigusr1), so the inspector never opens.
+ * - USR2: ignored, and logged so. nginx admins send it by habit (binary
+ *   upgrade), which Aludel does not have; Node's default action would end the
+ *   process at once (status 140), without a log line or a drain. WINCH and
+ *   PIPE are left alone: their default actions do nothing already, and a
+ *   WINCH line would come with every resize of the terminal one runs in.
  */
 import type { Logger } from '../log/logger.js';
 
@@ -43,4 +48,10 @@ export function handleServingSignals(log: Logger, t: SignalTargets): void {
     log.info({ signal: 'SIGUSR1' }, 'reopening the access log (the Node inspector stays off)');
     t.reopenLogs();
   });
+  process.on('SIGUSR2', () => {
+    log.warn({ signal: 'SIGUSR2' }, USR2_IGNORED);
+  });
 }
+
+/** What USR2 does here, and what the signals that do something are for. */
+export const USR2_IGNORED = 'SIGUSR2 ignored (Aludel has no binary upgrade): SIGHUP reloads settings and certificates, SIGTERM or SIGINT stops gracefully, SIGQUIT at once, SIGUSR1 reopens the access log';

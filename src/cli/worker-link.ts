@@ -6,7 +6,8 @@
  * --acme-domain it orders nothing: it keeps the primary's pending challenges
  * and takes each new certificate into service when the primary says so. A
  * worker whose primary is gone (its IPC channel closed: the primary was
- * killed) stops gracefully, as on SIGTERM, so no worker outlives its primary.
+ * killed) stops gracefully, as on SIGTERM, so no worker outlives its primary;
+ * one still starting (nothing accepted yet) exits at once.
  */
 import { Gauge } from 'prom-client';
 import type { Logger } from '../log/logger.js';
@@ -34,8 +35,56 @@ export interface WorkerParts {
   acme: WorkerAcme | null;
 }
 
-function send(m: ToPrimary): void {
-  process.send?.(m);
+/**
+ * The worker's end of the IPC channel to its primary: `process` in a worker,
+ * a stand-in in tests. `send` takes a callback so that a closed channel is a
+ * failed send, not an 'error' event on process that nobody handles.
+ */
+export interface PrimaryChannel {
+  readonly connected: boolean;
+  send(m: ToPrimary, done: (err: Error | null) => void): void;
+  on(event: 'message', listener: (m: unknown) => void): unknown;
+  once(event: 'disconnect', listener: () => void): unknown;
+}
+
+/** How attachWorker reaches its primary, and what it does once the primary is gone. */
+export interface PrimaryLink {
+  channel: PrimaryChannel;
+  /** Called at most once, after the line saying the primary is gone. */
+  stop(): void;
+}
+
+const processChannel: PrimaryChannel = {
+  get connected() {
+    return process.send !== undefined && process.connected;
+  },
+  send(m, done) {
+    if (process.send === undefined) done(new Error('no IPC channel to the primary'));
+    else process.send(m, undefined, undefined, done);
+  },
+  on: (event, listener) => process.on(event, listener),
+  once: (event, listener) => process.once(event, listener),
+};
+
+/** Its signal handlers are installed (reportWorkerReady): a TERM to itself is a graceful stop. */
+let handlersInstalled = false;
+
+const processLink: PrimaryLink = {
+  channel: processChannel,
+  stop() {
+    // Serving: stop as on TERM, draining the connections within --shutdown-timeout. Still starting:
+    // no connection was accepted, and TERM would take its default action (death by signal); exit instead.
+    if (handlersInstalled) process.kill(process.pid, 'SIGTERM');
+    else process.exit(0);
+  },
+};
+
+/**
+ * A failed send means the channel closed: the primary is gone, which the
+ * 'disconnect' handler (or attachWorker's check of `connected`) acts on.
+ */
+function send(m: ToPrimary, channel: PrimaryChannel = processChannel): void {
+  channel.send(m, () => undefined);
 }
 
 function keys(base64: readonly string[]): Buffer[] {
@@ -43,37 +92,51 @@ function keys(base64: readonly string[]): Buffer[] {
 }
 
 /**
- * From a worker's first line: HUP and USR1 sent to the whole group (systemd's
- * `KillMode=control-group`, a shell's `kill -- -PGID`) while the worker still
- * starts must neither kill it (HUP's default action) nor open Node's inspector
- * (USR1's default). No-op listeners replace those defaults until
- * handleServingSignals adds the real ones beside them.
+ * From a worker's first line: HUP, USR1 and USR2 sent to the whole group
+ * (systemd's `KillMode=control-group`, a shell's `kill -- -PGID`) while the
+ * worker still starts must neither kill it (HUP's and USR2's default action)
+ * nor open Node's inspector (USR1's default). No-op listeners replace those
+ * defaults until handleServingSignals adds the real ones beside them.
  */
 export function guardWorkerStartup(): void {
   const ignore = (): void => undefined;
   process.on('SIGHUP', ignore);
   process.on('SIGUSR1', ignore);
+  process.on('SIGUSR2', ignore);
 }
 
-/** Waits for the primary's 'start', installs its ticket keys, listens on the inherited sockets. Returns the bound addresses. */
-export async function attachWorker(role: WorkerRole, s: ListenerSettings, p: WorkerParts): Promise<string[]> {
+/**
+ * Waits for the primary's 'start', installs its ticket keys, listens on the
+ * inherited sockets. Returns the bound addresses. If the primary is gone
+ * (killed while this worker started: the channel may be closed already, and
+ * its 'disconnect' then came before anyone listened), says so and stops
+ * through `link.stop`; the promise then never settles.
+ */
+export async function attachWorker(role: WorkerRole, s: ListenerSettings, p: WorkerParts, link: PrimaryLink = processLink): Promise<string[]> {
+  const { channel } = link;
+  let gone = false;
+  const primaryGone = (): void => {
+    if (gone) return;
+    gone = true;
+    p.log.warn({ worker: role.index }, 'the primary is gone: stopping this worker gracefully');
+    link.stop();
+  };
+  // Before any send: a send to a closed channel fails, and this is what handles it.
+  channel.once('disconnect', primaryGone);
   const started = new Promise<Extract<ToWorker, { type: 'start' }>>((resolve) => {
-    process.on('message', (m: unknown) => {
+    channel.on('message', (m: unknown) => {
       if (!isToWorker(m)) return;
       if (m.type === 'start') {
         // Here, not after the await: a change the primary sent after 'start' may be read in the same chunk and must come after these.
         for (const challenge of m.challenges) onAcmeMessage({ type: 'acme-challenge', op: 'add', challenge }, p);
         resolve(m);
       } else if (m.type === 'ticket-keys') p.listeners.setTicketKeys(keys(m.keys));
-      else if (m.type === 'metrics') void p.stats.registry.getMetricsAsJSON().then((metrics) => send({ type: 'metrics', id: m.id, metrics }));
+      else if (m.type === 'metrics') void p.stats.registry.getMetricsAsJSON().then((metrics) => send({ type: 'metrics', id: m.id, metrics }, channel));
       else onAcmeMessage(m, p);
     });
   });
-  process.once('disconnect', () => {
-    p.log.warn({ worker: role.index }, 'the primary is gone: stopping this worker gracefully');
-    process.kill(process.pid, 'SIGTERM');
-  });
-  send({ type: 'hello' });
+  if (!channel.connected) primaryGone();
+  else send({ type: 'hello' }, channel);
   const start = await started;
   if (start.ticketKeys !== null) p.listeners.setTicketKeys(keys(start.ticketKeys));
   // The primary's /metrics sums the workers' registries: each carries what one process's admin listener shows.
@@ -123,8 +186,10 @@ function registerWorkerGauge(role: WorkerRole, p: WorkerParts): void {
  * Tells the primary this worker serves. Called once the signal handlers are
  * installed (handleServingSignals): the primary passes HUP and USR1 only to
  * ready workers, because before that a HUP would kill the worker (the
- * default action) and a USR1 would open Node's inspector.
+ * default action) and a USR1 would open Node's inspector. From here on, a
+ * primary that is gone means a graceful stop through the TERM handler.
  */
 export function reportWorkerReady(addresses: readonly string[], listeners: Listeners): void {
+  handlersInstalled = true;
   send({ type: 'ready', addresses: [...addresses], answersTlsAlpn01: listeners.answersTlsAlpn01 });
 }

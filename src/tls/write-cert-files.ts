@@ -4,6 +4,11 @@
  * The key file is created with mode 0600 in the open(2) call itself, so it is
  * never readable by others, not even briefly (no chmod after the fact). The
  * process umask can only remove permission bits, never add them.
+ *
+ * Missing directories are created 0700 the same way (mkdir(2)'s mode): with
+ * the default 0777 a umask of 000 made them world-writable, and anyone could
+ * then rename a key.pem of their own over ours. An existing directory keeps
+ * its mode: it is the admin's (a shared /etc/aludel, say).
  */
 import { randomBytes } from "node:crypto";
 import { constants as fsConstants } from "node:fs";
@@ -93,7 +98,7 @@ export async function writeCertFiles(
   const certPath = path.join(dir, CERT_FILE_NAME);
   const keyPath = path.join(dir, KEY_FILE_NAME);
 
-  await mkdir(dir, { recursive: true });
+  await mkdir(dir, { recursive: true, mode: 0o700 });
 
   // Check both up front so we never leave a half-written pair behind
   // (new cert.pem next to an old key.pem) when only one of them exists.

@@ -2,6 +2,7 @@
  * Signals as nginx and HAProxy admins use them (issue 13), on the real CLI
  * with real clients: TERM drains within --shutdown-timeout, QUIT stops at
  * once, USR1 reopens a rotated access log (and never opens Node's inspector),
+ * USR2 is ignored and said so (its default action would end the process),
  * HUP reloads settings from the config file while requests in flight finish
  * on the old ones, and keeps the old settings when the new ones are invalid.
  */
@@ -17,6 +18,7 @@ import { startSinkOrigin, type SinkOrigin } from '../support/origins.js';
 import { run } from '../support/run-process.js';
 import { waitUntil } from '../support/wait.js';
 import { fingerprint, makeLeaf, presented, rotatingCert } from '../support/sni-certs.js';
+import { USR2_IGNORED } from '../../src/cli/signals.js';
 
 const FILES = { big: { name: 'big-32m.bin', size: 32 * 1024 * 1024 }, huge: { name: 'huge-64m.bin', size: 64 * 1024 * 1024 }, small: { name: 'small.bin', size: 1000 } };
 let fx: Fixtures<keyof typeof FILES>;
@@ -134,6 +136,27 @@ describe('signals', () => {
       assert.equal(fs.existsSync(path.join(cwd, 'off')), false);
     } finally {
       await p.stop();
+    }
+  });
+
+  test('SIGUSR2 (nginx\'s binary upgrade, which Aludel has not): ignored with one warn line naming what the signals do; it keeps serving, and TERM still stops it with 0', async () => {
+    const p = await startAludel(serveArgs(fx));
+    try {
+      assert.equal((await get(p.port, FILES.small.name)).code, 0);
+      const from = p.mark();
+      p.child.kill('SIGUSR2');
+      const line = await p.waitForLog((l) => l.signal === 'SIGUSR2', 5000, from);
+      assert.equal(line.level, 40);
+      assert.equal(line.msg, USR2_IGNORED);
+      assert.match(line.msg, /SIGHUP reloads.*SIGTERM or SIGINT stops gracefully/);
+      const r = await get(p.port, FILES.small.name, '-w', '%{http_code}', '-o', '/dev/null');
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout.toString(), '200');
+      assert.equal(p.child.exitCode, null);
+      assert.equal(p.child.signalCode, null);
+      assert.equal(p.logs.slice(from).filter((l) => l.signal === 'SIGUSR2').length, 1, 'one line');
+    } finally {
+      assert.equal(await p.stop(), 0);
     }
   });
 

@@ -11,6 +11,7 @@
  * the queue of a dead worker's socket waits for its replacement.
  */
 import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -18,7 +19,8 @@ import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
-import { runCli, serveArgs, startAludel, type LogLine, type Running } from '../support/aludel-process.js';
+import { CLI, runCli, serveArgs, startAludel, type LogLine, type Running } from '../support/aludel-process.js';
+import { FIRST_LISTEN_FD, WORKER_ENV, WORKER_FDS_ENV } from '../../src/cli/worker-protocol.js';
 import { curl } from '../support/clients.js';
 import { makeFixtures, sha256, type Fixtures } from '../support/fixtures.js';
 import { freePort } from '../support/loopback-port.js';
@@ -26,6 +28,7 @@ import { scrape, select, status, total } from '../support/metrics.js';
 import { run } from '../support/run-process.js';
 import { fingerprint, presented, rotatingCert } from '../support/sni-certs.js';
 import { delay, waitUntil } from '../support/wait.js';
+import { USR2_IGNORED } from '../../src/cli/signals.js';
 
 const FILES = { small: { name: 'small.bin', size: 1000 }, big: { name: 'big-8m.bin', size: 8 * 1024 * 1024 } };
 let fx: Fixtures<keyof typeof FILES>;
@@ -265,6 +268,35 @@ describe('--workers 2 (serve)', () => {
     await waitUntil(() => qPids.every((pid) => !alive(pid)), 20_000);
   });
 
+  test('a worker whose primary is gone before it attaches (its IPC channel closed while it starts) says so and exits 0, no unhandled ERR_IPC_CHANNEL_CLOSED', { timeout: 30_000 }, async () => {
+    // The primary's side of fork(), then the primary's death: the channel closes long before the worker, still loading, sends its hello.
+    const socket = net.createServer();
+    await new Promise<void>((resolve) => socket.listen(0, '127.0.0.1', resolve));
+    let child: ChildProcess | null = null;
+    try {
+      const fd = (socket as unknown as { _handle: { fd: number } })._handle.fd;
+      child = spawn(process.execPath, [CLI, ...serveArgs(fx, '--workers', '2')], {
+        env: { ...process.env, [WORKER_ENV]: '1', [WORKER_FDS_ENV]: String(FIRST_LISTEN_FD) },
+        stdio: ['ignore', 'pipe', 'pipe', 'ipc', fd],
+      });
+      child.disconnect();
+      let out = '';
+      let err = '';
+      child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+      const exited = child;
+      const [code, signal] = await new Promise<[number | null, string | null]>((resolve) => exited.once('exit', (c, sig) => resolve([c, sig])));
+      assert.doesNotMatch(err, /ERR_IPC_CHANNEL_CLOSED|Unhandled/, err);
+      assert.deepEqual([code, signal], [0, null], err);
+      const lines = out.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as LogLine);
+      assert.deepEqual(lines.filter((l) => l.level >= 40).map((l) => l.msg), ['the primary is gone: stopping this worker gracefully']);
+      assert.equal(lines.some((l) => l.msg === 'worker listening'), false, 'it never accepted');
+    } finally {
+      if (child?.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      socket.close();
+    }
+  });
+
   test('a worker that fails at start-up fails the start (exit 2, its error shown), as one process would', { timeout: 60_000 }, async () => {
     const bad = path.join(fx.outDir, 'not-a-cert.pem');
     fs.writeFileSync(bad, 'pem\n');
@@ -284,6 +316,24 @@ describe('--workers 2 (serve)', () => {
       assert.doesNotMatch(p.stderr(), /Debugger listening/);
     } finally {
       await p.stop();
+    }
+  });
+
+  test('SIGUSR2 to the primary and to a worker: each ignores it with a warn line and keeps serving (its default action would end it)', { timeout: 30_000 }, async () => {
+    const p = await startAludel(serveArgs(fx, '--workers', '2'));
+    try {
+      const pids = await workerPids(p);
+      const from = p.mark();
+      p.child.kill('SIGUSR2');
+      process.kill(pids[0]!, 'SIGUSR2');
+      const ignored = (pid: number): boolean => since(p, from, USR2_IGNORED).some((l) => l.pid === pid && l.level === 40);
+      await waitUntil(() => ignored(p.child.pid!) && ignored(pids[0]!), 10_000);
+      assert.ok(alive(p.child.pid!) && pids.every(alive), 'the primary and both workers still run');
+      assert.deepEqual(p.logs.slice(from).filter((l) => l.workerPid !== undefined && l.signal === 'SIGUSR2'), [], 'no worker exit by SIGUSR2');
+      const codes = await burst(p.port, 16);
+      assert.deepEqual(codes, Array(16).fill('200'));
+    } finally {
+      assert.equal(await p.stop(), 0);
     }
   });
 });

@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { X509Certificate, createPrivateKey } from "node:crypto";
-import { chmod, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
 import os from "node:os";
@@ -288,6 +288,30 @@ test("writeCertFiles: creates dir, modes 0644/0600, contents", async () => {
     const umask = process.umask();
     assert.equal((await stat(keyPath)).mode & 0o777, 0o600 & ~umask);
     assert.equal((await stat(certPath)).mode & 0o777, 0o644 & ~umask);
+  });
+});
+
+test("writeCertFiles: missing directories are created 0700 even under umask 000; an existing one keeps its mode", async () => {
+  const pair = await createSelfSignedCert();
+  await withTmpDir(async (tmp) => {
+    const existing = path.join(tmp, "existing");
+    await mkdir(existing, { mode: 0o755 });
+    await chmod(existing, 0o755);
+    const dir = path.join(existing, "a", "b");
+    const before = process.umask(0);
+    try {
+      await writeCertFiles(dir, pair);
+      await writeCertFiles(existing, pair);
+    } finally {
+      process.umask(before);
+    }
+    const mode = async (p: string): Promise<string> => ((await stat(p)).mode & 0o777).toString(8);
+    assert.equal(await mode(path.join(existing, "a")), "700", "a created parent: no other user may rename files in it");
+    assert.equal(await mode(dir), "700", "the directory holding key.pem");
+    assert.equal(await mode(path.join(dir, "key.pem")), "600");
+    assert.equal(await mode(path.join(dir, "cert.pem")), "644");
+    assert.equal(await mode(existing), "755", "an existing directory is the admin's: left alone");
+    assert.equal(await mode(path.join(existing, "key.pem")), "600");
   });
 });
 
