@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 /** The `aludel` command line (commander: subcommands, help and errors as admins expect). */
+// First: no signal's default action before the handlers are in place (early-signals.ts).
+import './early-signals.js';
 import './threadpool.js';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -15,10 +17,7 @@ import { addProxyOptions, resolveServeSettings, type ProxyFlags } from './proxy-
 import { handleServingSignals } from './signals.js';
 import { runPrimary, startsWorkers } from './primary.js';
 import { workerRole } from './worker-protocol.js';
-import { guardWorkerStartup, reportWorkerReady } from './worker-link.js';
-
-// A worker of --workers N must survive a HUP and open no inspector on USR1 even before it serves.
-if (workerRole(process.env) !== null) guardWorkerStartup();
+import { reportWorkerReady } from './worker-link.js';
 
 const program = new Command();
 program.name('aludel').description('Modern, cheap TLS (Linux kernel TLS) in front of applications that cannot be changed');

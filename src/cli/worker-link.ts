@@ -92,20 +92,6 @@ function keys(base64: readonly string[]): Buffer[] {
 }
 
 /**
- * From a worker's first line: HUP, USR1 and USR2 sent to the whole group
- * (systemd's `KillMode=control-group`, a shell's `kill -- -PGID`) while the
- * worker still starts must neither kill it (HUP's and USR2's default action)
- * nor open Node's inspector (USR1's default). No-op listeners replace those
- * defaults until handleServingSignals adds the real ones beside them.
- */
-export function guardWorkerStartup(): void {
-  const ignore = (): void => undefined;
-  process.on('SIGHUP', ignore);
-  process.on('SIGUSR1', ignore);
-  process.on('SIGUSR2', ignore);
-}
-
-/**
  * Waits for the primary's 'start', installs its ticket keys, listens on the
  * inherited sockets. Returns the bound addresses. If the primary is gone
  * (killed while this worker started: the channel may be closed already, and
