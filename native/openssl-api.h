@@ -55,6 +55,7 @@ typedef void aludel_ex_free_fn(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int 
 #define ALUDEL_SSL_OP_ENABLE_KTLS ((uint64_t)1 << 3)
 #define ALUDEL_SSL_OP_NO_RENEGOTIATION ((uint64_t)1 << 30)
 #define ALUDEL_SSL_OP_NO_COMPRESSION ((uint64_t)1 << 17)
+#define ALUDEL_SSL_OP_IGNORE_UNEXPECTED_EOF ((uint64_t)1 << 7) /* 3.0; older releases ignore the bit */
 #define ALUDEL_SSL_MODE_ENABLE_PARTIAL_WRITE 0x1L
 #define ALUDEL_SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER 0x2L
 #define ALUDEL_SSL_MODE_RELEASE_BUFFERS 0x10L

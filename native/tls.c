@@ -397,8 +397,12 @@ static napi_value ctx_new(napi_env env, napi_callback_info info) {
     free(c);
     return aludel_throw(env, "ERR_TLS_CONTEXT", 0, "SSL_CTX_set_ex_data", "SSL_CTX_set_ex_data failed", true);
   }
-  /* kTLS needs no compression (already off in 3.0) and forces no renegotiation (RFC 5746 is moot). */
-  uint64_t options = ALUDEL_SSL_OP_NO_COMPRESSION | ALUDEL_SSL_OP_NO_RENEGOTIATION;
+  /* kTLS needs no compression (already off in 3.0) and forces no renegotiation (RFC 5746 is moot).
+     IGNORE_UNEXPECTED_EOF (as nginx sets it): a client's TCP FIN without close_notify (RFC 8446
+     6.1) ends its direction only, as in OpenSSL 1.1.1. Without it OpenSSL 3 makes that FIN a fatal
+     error and refuses every later SSL_write, so a client that half-closes below TLS (RFC 9293
+     3.6) while still reading could never be sent the rest of the answer. */
+  uint64_t options = ALUDEL_SSL_OP_NO_COMPRESSION | ALUDEL_SSL_OP_NO_RENEGOTIATION | ALUDEL_SSL_OP_IGNORE_UNEXPECTED_EOF;
   if (get_bool_prop(env, argv[0], "ktls")) options |= ALUDEL_SSL_OP_ENABLE_KTLS;
   aludel_ossl.SSL_CTX_set_options(c->ctx, options);
   /* PARTIAL_WRITE: a write returns after each record, so large buffers stream;

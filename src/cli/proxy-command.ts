@@ -81,7 +81,7 @@ export async function runProxy(s: ProxySettings, load: () => Promise<ProxySettin
     group = g;
     const front = next.mode === 'http'
       ? createHttpProxy({ settings: next, group: g, native, stats, cache, log, access })
-      : createTcpProxy({ group: g, native, stats, upstreamIdleTimeoutMs: next.upstreamIdleTimeoutMs, log });
+      : createTcpProxy({ group: g, native, stats, upstreamIdleTimeoutMs: next.upstreamIdleTimeoutMs, idleTimeoutMs: next.idleTimeoutMs, log });
     return { settings: next, front, retire: () => g.close() };
   };
   const serving = new Serving<ProxySettings>({

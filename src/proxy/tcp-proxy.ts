@@ -11,7 +11,7 @@ import { cryptoSite, onSecureConnections } from '../http/serve.js';
 import { PipePool } from '../transport/pipe-pool.js';
 import type { UpstreamGroup } from './upstream-group.js';
 import type { TrafficStats } from '../metrics/traffic-stats.js';
-import { tunnel } from './tunnel.js';
+import { tunnel, TunnelIdleError } from './tunnel.js';
 import { ConnectionSet, type Front } from '../http/front.js';
 
 export interface TcpProxyOptions {
@@ -20,6 +20,8 @@ export interface TcpProxyOptions {
   native: Native | null;
   stats: TrafficStats;
   upstreamIdleTimeoutMs: number;
+  /** --idle-timeout: a tunnel with no byte either way for this long is closed on both sides. */
+  idleTimeoutMs: number;
   log: Logger;
 }
 
@@ -63,10 +65,18 @@ export function createTcpProxy(o: Omit<TcpProxyOptions, 'server'>): Front {
       }
       o.group.succeed(peer);
       lease.stream.setIdleTimeout(o.upstreamIdleTimeoutMs, () => Object.assign(new Error(`upstream ${upstream} idle for ${o.upstreamIdleTimeoutMs} ms`), { code: 'ERR_UPSTREAM_TIMEOUT' }));
-      const r = await tunnel({ conn, upstream: lease.stream, pipes, log: o.log });
+      const r = await tunnel({ conn, upstream: lease.stream, pipes, log: o.log, idleTimeoutMs: o.idleTimeoutMs });
       o.stats.body(conn, r.downPath, r.down);
       o.log.info({ conn: conn.id, upstream, up: r.up, down: r.down, body: r.downPath, ...cryptoSite(conn.tls), ms: msSince(started) }, 'tunnel closed');
     } catch (err) {
+      if (err instanceof TunnelIdleError) {
+        // Closed as configured, not a failure: one info line, as nginx's proxy_timeout ends a session.
+        const r = err.result;
+        o.stats.body(conn, r.downPath, r.down);
+        o.log.info({ conn: conn.id, upstream, up: r.up, down: r.down, reason: 'idle timeout', idleMs: err.idleMs, ms: msSince(started) }, 'tunnel closed');
+        conn.destroy();
+        return;
+      }
       const code = (err as { code?: string }).code ?? 'ERR_UNKNOWN';
       const level = code === 'ECONNRESET' || code === 'EPIPE' ? 'info' : 'warn';
       o.log[level]({ conn: conn.id, upstream, error: code, detail: (err as Error).message, ms: msSince(started) }, 'tunnel failed');

@@ -11,6 +11,7 @@
  * the only safe way out of a kTLS RX socket: splicing from it fails on any
  * non-data record (an alert, a TLS 1.3 KeyUpdate).
  */
+import { performance } from 'node:perf_hooks';
 import type { Logger } from '../log/logger.js';
 import type { SecureConnection } from '../tls/types.js';
 import type { PipePool } from '../transport/pipe-pool.js';
@@ -22,6 +23,13 @@ export interface TunnelOptions {
   upstream: UpstreamStream;
   pipes: PipePool | null;
   log: Logger;
+  /**
+   * No byte in either direction for this long closes both sides (nginx
+   * stream's proxy_timeout, HAProxy's timeout client): a peer that vanished
+   * without a FIN or a RST (a host powered off, a NAT that forgot the
+   * mapping) is otherwise waited for as long as TCP allows. 0: none.
+   */
+  idleTimeoutMs?: number;
 }
 
 export interface TunnelResult {
@@ -30,6 +38,18 @@ export interface TunnelResult {
   /** Upstream -> client bytes, and how they moved. */
   down: number;
   downPath: 'splice' | 'write';
+}
+
+/** The tunnel was closed by its idle timeout (TunnelOptions.idleTimeoutMs). */
+export class TunnelIdleError extends Error {
+  readonly code = 'ERR_TUNNEL_IDLE';
+  constructor(readonly idleMs: number, readonly result: TunnelResult) {
+    super(`idle timeout: no data either way for ${idleMs} ms`);
+  }
+}
+
+function connectionClosed(): Error {
+  return Object.assign(new Error('client connection closed'), { code: 'ECONNRESET' });
 }
 
 /** Client -> upstream: paused while the upstream has not taken the last chunk. */
@@ -53,36 +73,119 @@ async function upstreamToClient(conn: SecureConnection, u: UpstreamStream, pipes
       count(c.length);
     }
   }
-  await new Promise<void>((resolve) => conn.end(resolve));
+  await endClient(conn);
   return path;
+}
+
+/**
+ * Our close_notify, then our FIN (RFC 8446 §6.1): resolves once it is out,
+ * rejects if the connection is destroyed first. Never waits on a connection
+ * already gone: end()'s callback on a destroyed stream is not promised in
+ * every state, and a wait for it was a tunnel held forever.
+ */
+function endClient(conn: SecureConnection): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (conn.destroyed) {
+      if (conn.writableFinished) resolve();
+      else reject(connectionClosed());
+      return;
+    }
+    const closed = (): void => { if (conn.writableFinished) resolve(); else reject(connectionClosed()); };
+    conn.once('close', closed);
+    conn.end(() => {
+      conn.off('close', closed);
+      if (conn.writableFinished) resolve();
+      else reject(connectionClosed());
+    });
+  });
 }
 
 function waitDrain(conn: SecureConnection): Promise<void> {
   return new Promise((resolve, reject) => {
+    // Destroyed already: its 'close' has been emitted, and no 'drain' will come.
+    if (conn.destroyed) { reject(connectionClosed()); return; }
     const done = (): void => { conn.off('close', closed); resolve(); };
-    const closed = (): void => { conn.off('drain', done); reject(Object.assign(new Error('client connection closed'), { code: 'ECONNRESET' })); };
+    const closed = (): void => { conn.off('drain', done); reject(connectionClosed()); };
     conn.once('drain', done);
     conn.once('close', closed);
   });
 }
 
+/** What the client connection has sent so far (KtlsConnection and node's TLSSocket count it; 0 if not). */
+function sentBytes(conn: SecureConnection): number {
+  return (conn as Partial<{ bytesWritten: number }>).bytesWritten ?? 0;
+}
+
+/**
+ * Calls `fire` once no byte has moved either way for `ms`. Activity is what
+ * the two directions counted, and the client connection's own count of bytes
+ * sent, which a splice into it moves on within a pipeful (a slow client taking
+ * a large pipeful makes progress before the pipeful is counted). One timer,
+ * re-armed for what is left of the period when it fires early.
+ */
+function idleWatch(ms: number, conn: SecureConnection, fire: () => void): { touch: () => void; stop: () => void } {
+  let last = performance.now();
+  let seen = sentBytes(conn);
+  let timer: NodeJS.Timeout | null = null;
+  const check = (): void => {
+    const now = performance.now();
+    const bytes = sentBytes(conn);
+    if (bytes !== seen) { seen = bytes; last = now; }
+    const idle = now - last;
+    if (idle >= ms) { timer = null; fire(); return; }
+    timer = setTimeout(check, Math.max(1, Math.ceil(ms - idle)));
+    timer.unref();
+  };
+  if (ms > 0) {
+    timer = setTimeout(check, ms);
+    timer.unref();
+  }
+  return {
+    touch: () => { last = performance.now(); },
+    stop: () => { if (timer) clearTimeout(timer); timer = null; },
+  };
+}
+
+/**
+ * Runs both directions until both are done. Half-close (RFC 9293 §3.6) is
+ * kept: one direction ending (a FIN, a close_notify) only ends that one. The
+ * tunnel is torn down, both sockets closed, when it is dead: either direction
+ * failing (a reset, a write to a peer gone), the client connection closed
+ * under it (destroyed: nothing more can go either way, and a wait on the
+ * upstream for bytes nobody can take would hold its socket forever), or no
+ * byte either way for idleTimeoutMs (TunnelIdleError).
+ */
 export async function tunnel(o: TunnelOptions): Promise<TunnelResult> {
   const { conn, upstream: u } = o;
   // The readable side ending (close_notify) must not end the writable side: the
   // upstream may still be answering (redis-cli pipelines, then shuts down writing).
   conn.allowHalfOpen = true;
   const r: TunnelResult = { up: 0, down: 0, downPath: 'write' };
-  const up = clientToUpstream(conn, u, (n) => (r.up += n));
-  const down = upstreamToClient(conn, u, o.pipes, (n) => (r.down += n)).then((p) => { r.downPath = p; });
+  let stopped: Error | null = null;
+  const stop = (err: Error): void => {
+    stopped ??= err;
+    u.destroy(err);
+    conn.destroy();
+  };
+  const idle = idleWatch(o.idleTimeoutMs ?? 0, conn, () => stop(new TunnelIdleError(o.idleTimeoutMs!, r)));
+  const onClose = (): void => { if (!u.destroyed) u.destroy(connectionClosed()); };
+  conn.once('close', onClose);
+  const up = clientToUpstream(conn, u, (n) => { r.up += n; idle.touch(); });
+  const down = upstreamToClient(conn, u, o.pipes, (n) => { r.down += n; idle.touch(); }).then((p) => { r.downPath = p; });
   // One direction failing ends both: a reset client cannot take the rest, a dead upstream cannot send it.
   const stopOnError = (err: unknown): never => {
-    u.destroy(err as Error);
-    conn.destroy();
+    stop(err as Error);
     throw err;
   };
   try {
     await Promise.all([up.catch(stopOnError), down.catch(stopOnError)]);
+  } catch (err) {
+    // The cause, not the errors it brought about in the other direction (an idle timeout
+    // makes both directions fail with "connection closed").
+    throw stopped ?? err;
   } finally {
+    idle.stop();
+    conn.off('close', onClose);
     u.destroy();
   }
   return r;

@@ -71,6 +71,22 @@ function advance(w: PendingWrite, n: number): void {
   }
 }
 /**
+ * A send that took nothing and asks for no wait: the connection can no longer
+ * send. OpenSSL 3 refuses every call after a fatal error with an empty error
+ * queue, which the addon reports as SSL_ERROR_SYSCALL with errno 0
+ * (EOF_NO_NOTIFY); a writer that parked for writability on it was woken at
+ * once, every turn, forever (a busy loop holding the tunnel and both its
+ * sockets).
+ */
+function cannotSend(r: number): boolean {
+  return r <= 0 && r !== WANT_READ && r !== WANT_WRITE;
+}
+
+function sendRefused(r: number): Error {
+  return Object.assign(new Error(`the TLS connection can no longer send (state ${r})`), { code: 'EPIPE' });
+}
+
+/**
  * Bodies up to this size go by SSL_sendfile on the event loop: if their pages
  * are cold the loop blocks for at most this much disk I/O, and hot small files
  * skip a thread-pool hop. Larger bodies go by sendfile(2) on the thread pool.
@@ -413,6 +429,12 @@ export class KtlsConnection extends Duplex implements SecureConnection {
         this.touch();
         continue;
       }
+      if (cannotSend(r)) {
+        this.pendingWrite = null;
+        this.mustNotSend = true;
+        w.cb(sendRefused(r));
+        return;
+      }
       this.waitToSend(KtlsConnection.events(r), this.pumpWrite);
       return;
     }
@@ -525,6 +547,10 @@ export class KtlsConnection extends Duplex implements SecureConnection {
         this.mustNotSend = true;
         throw err;
       }
+      if (cannotSend(r)) {
+        this.mustNotSend = true;
+        throw sendRefused(r);
+      }
       if (r <= 0) return { bytes: off, wait: r };
       off += r;
       this.bytesWritten += r;
@@ -576,6 +602,9 @@ export class KtlsConnection extends Duplex implements SecureConnection {
     if (r > 0) {
       this.bytesWritten += r;
       this.touch();
+    } else if (cannotSend(r)) {
+      this.mustNotSend = true;
+      throw sendRefused(r);
     }
     return r;
   }
