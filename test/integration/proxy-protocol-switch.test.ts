@@ -1,10 +1,13 @@
 /**
- * `aludel proxy` and protocol switching (RFC 9110 §7.8), against a raw TCP
- * origin that answers as the test says:
+ * `aludel proxy` and protocol switching (RFC 9110 §7.8, §15.2.2), against a
+ * raw TCP origin that answers as the test says:
  * - an Upgrade request whose upstream never answers, abandoned by its client:
  *   the client's descriptor and the upstream attempt go at once (both were
  *   held until the upstream timeout, the client's then until --idle-timeout:
- *   a descriptor a minute per aborted upgrade, costing the client nothing).
+ *   a descriptor a minute per aborted upgrade, costing the client nothing);
+ * - a 101 Switching Protocols to a request that asked for no upgrade: a 502,
+ *   and that upstream connection is never used again (the 101 was relayed
+ *   with "Connection: keep-alive" and the connection went back to the pool).
  */
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -22,20 +25,24 @@ interface RawOrigin {
   requests: Array<{ target: string; remotePort: number }>;
   /** Connections open now. */
   open: number;
+  /** The client ports of the connections closed so far. */
+  closedPorts: Set<number>;
   close(): Promise<void>;
 }
 
 /**
- * Per request path: /never is never answered; anything else gets a 200
- * naming the connection's client port, keep-alive.
+ * Per request path: /never is never answered; /101 gets a bare "101
+ * Switching Protocols" (no Upgrade field), whatever the request asked for;
+ * anything else a 200 naming the connection's client port, keep-alive.
  */
 async function startRawOrigin(): Promise<RawOrigin> {
-  const origin: RawOrigin = { port: 0, requests: [], open: 0, close: async () => undefined };
+  const origin: RawOrigin = { port: 0, requests: [], open: 0, closedPorts: new Set(), close: async () => undefined };
   const sockets = new Set<net.Socket>();
   const server = net.createServer((sock) => {
     origin.open++;
     sockets.add(sock);
-    sock.on('close', () => { origin.open--; sockets.delete(sock); });
+    const port = sock.remotePort ?? 0;
+    sock.on('close', () => { origin.open--; origin.closedPorts.add(port); sockets.delete(sock); });
     sock.on('error', () => undefined);
     let buf = Buffer.alloc(0);
     sock.on('data', (d: Buffer) => {
@@ -45,6 +52,10 @@ async function startRawOrigin(): Promise<RawOrigin> {
         buf = buf.subarray(end + 4);
         origin.requests.push({ target, remotePort: sock.remotePort ?? 0 });
         if (target === '/never') continue;
+        if (target === '/101') {
+          sock.write('HTTP/1.1 101 Switching Protocols\r\n\r\n');
+          continue;
+        }
         const text = `port ${sock.remotePort}`;
         sock.write(`HTTP/1.1 200 OK\r\nContent-Length: ${text.length}\r\n\r\n${text}`);
       }
@@ -96,7 +107,7 @@ after(async () => {
   fx?.cleanup();
 });
 
-describe('aludel proxy: protocol switching (RFC 9110 §7.8)', () => {
+describe('aludel proxy: protocol switching (RFC 9110 §7.8, §15.2.2)', () => {
   test('an upgrade abandoned by its client while the upstream says nothing: the client descriptor and the upstream connection go at once (each was held until --idle-timeout)', async () => {
     // The upstream timeout far off: only noticing the client can free anything within the wait.
     const p = await proxy('--upstream-headers-timeout', '60s');
@@ -132,5 +143,24 @@ describe('aludel proxy: protocol switching (RFC 9110 §7.8)', () => {
     const raw = await rawTls(p.port, fx.certPem, UPGRADE, 10_000);
     assert.equal(splitHttp(raw).status, 504);
     assert.ok(Date.now() - t0 < 5_000, `closed ${Date.now() - t0} ms after the request`);
+  });
+
+  test('a 101 to a request that asked for no upgrade: 502, logged once, and that upstream connection is closed, never reused (it went back to the pool)', async () => {
+    const p = await proxy();
+    const from = p.mark();
+    const raw = await rawTls(p.port, fx.certPem, 'GET /101 HTTP/1.1\r\nHost: x\r\n\r\n', 5_000);
+    const text = raw.toString('latin1');
+    assert.equal(splitHttp(raw).status, 502, JSON.stringify(text.slice(0, 200)));
+    assert.ok(!text.includes(' 101 '), JSON.stringify(text.slice(0, 200)));
+    const switched = origin.requests.find((r) => r.target === '/101')!;
+    await waitUntil(() => origin.closedPorts.has(switched.remotePort), 5_000).catch(() => undefined);
+    assert.ok(origin.closedPorts.has(switched.remotePort), 'the upstream connection that answered 101 was closed');
+    const next = splitHttp(await rawTls(p.port, fx.certPem, 'GET /after-101 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
+    assert.equal(next.status, 200);
+    assert.notEqual(next.body.toString(), `port ${switched.remotePort}`, 'the next request went on the connection that answered 101');
+    const warned = p.logs.slice(from).filter((l) => l.level === 40);
+    assert.equal(warned.length, 1, JSON.stringify(warned));
+    assert.equal(warned[0]!.error, 'ERR_UPSTREAM_BAD_RESPONSE');
+    assert.match(String(warned[0]!.detail), /101 Switching Protocols to a request that asked for no upgrade/);
   });
 });
