@@ -313,13 +313,21 @@ export function closeDetached(conn: SecureConnection, lingerMs: number, last?: B
     // The client's FIN already came (a truncated request ends in HPE_INVALID_EOF_STATE): no input is
     // left to linger for; the answer gets a moment to flush (a write parked after the peer's FIN is
     // never resumed by the TLS layer today, so 'finish' alone would not do).
-    const timer = setTimeout(() => conn.destroy(), conn.readableEnded ? Math.min(lingerMs, FLUSH_AFTER_FIN_MS) : lingerMs);
-    timer.unref();
+    let timer = lingerTimer(conn, conn.readableEnded ? Math.min(lingerMs, FLUSH_AFTER_FIN_MS) : lingerMs);
     conn.once('close', () => clearTimeout(timer));
     // Destroyed once both sides are done: the client's FIN can come before our answer is out.
     const destroyWhenDone = (): void => { if (conn.readableEnded && conn.writableFinished) conn.destroy(); };
     conn.once('finish', destroyWhenDone);
-    conn.once('end', destroyWhenDone);
+    conn.once('end', () => {
+      destroyWhenDone();
+      // A FIN read before the linger began, on a handed-over connection (paused: its end is
+      // only seen once resumed here), or one that came meanwhile: the answer gets the same
+      // moment to flush as above, not the whole linger (an upgrade abandoned by its client
+      // held its descriptor for --idle-timeout).
+      if (conn.destroyed || lingerMs <= FLUSH_AFTER_FIN_MS) return;
+      clearTimeout(timer);
+      timer = lingerTimer(conn, FLUSH_AFTER_FIN_MS);
+    });
     if (withAnswer && last !== undefined) conn.end(last);
     else conn.end();
   };
@@ -331,6 +339,13 @@ export function closeDetached(conn: SecureConnection, lingerMs: number, last?: B
   const owed = owedResponse(conn);
   if (owed === undefined) start(true);
   else owed.once('close', () => (owed.writableFinished ? start(true) : conn.destroy()));
+}
+
+/** Destroys `conn` after `ms` unless cleared first; holds no event loop open. */
+function lingerTimer(conn: SecureConnection, ms: number): NodeJS.Timeout {
+  const timer = setTimeout(() => conn.destroy(), ms);
+  timer.unref();
+  return timer;
 }
 
 /** The destroySoon() of every connection: node calls it as a method (socket.destroySoon()), so `this` is the connection. */

@@ -2,7 +2,8 @@
  * Upgrade (WebSocket and friends, RFC 9110 §7.8): node hands such a request
  * over with its socket detached from the HTTP server. The request goes to an
  * upstream on a fresh connection; on 101 both sides are tunnelled, on any
- * other answer that answer is relayed and the connection closed.
+ * other answer that answer is relayed and the connection closed. A client
+ * that leaves before the answer abandons the attempt (ClientWatch).
  */
 import type http from 'node:http';
 import type { Logger } from '../log/logger.js';
@@ -14,10 +15,10 @@ import { buildUpstreamRequestHead, filterResponseHeaders } from '../http/forward
 import { closeDetached, owedSent } from '../http/front.js';
 import { closingAnswer, responseHead } from '../http/h1-wire.js';
 import { requestProblem } from '../http/request-checks.js';
-import { UpstreamTimeoutError } from '../errors.js';
+import { ClientGoneError, UpstreamTimeoutError } from '../errors.js';
 import type { Forwarder } from './forward.js';
 import type { Lease, UpstreamGroup } from './upstream-group.js';
-import { errCode, readResponseHead } from './upstream-exchange.js';
+import { EMPTY, errCode, readResponseHead } from './upstream-exchange.js';
 import { tunnel } from './tunnel.js';
 import { failureStatus } from './failures.js';
 
@@ -55,9 +56,16 @@ export async function upgrade(o: UpgradeOptions, req: http.IncomingMessage, conn
     return;
   }
   let lease: Lease | null = null;
+  // A client that leaves while the upstream is asked: the attempt is abandoned (the upstream
+  // connection destroyed, which ends whatever waits on it) and its connection released at once.
+  const client = new ClientWatch(conn, () => {
+    lease?.stream.destroy(new ClientGoneError());
+    conn.destroy();
+  });
   try {
     const peer = o.group.pick();
     lease = await o.forwarder.leaseOrFail(peer, true);
+    if (client.gone) throw new ClientGoneError();
     const u = lease.stream;
     u.setIdleTimeout(s.upstreamHeadersTimeoutMs, () => new UpstreamTimeoutError('headers', s.upstreamHeadersTimeoutMs, peer.upstream.url));
     const head = buildUpstreamRequestHead({
@@ -70,11 +78,14 @@ export async function upgrade(o: UpgradeOptions, req: http.IncomingMessage, conn
     const fields = rh.status === 101 ? rh.headers : filterResponseHeaders(rh.headers, { keepFraming: true });
     // The answer goes straight to the connection: only after the responses owed to earlier
     // pipelined requests (RFC 9112 §9.3.2), which node writes from its own queue.
-    if (!(await owedWithin(conn, s.idleTimeoutMs))) {
+    const owedOut = await owedWithin(conn, s.idleTimeoutMs);
+    if (client.gone) throw new ClientGoneError();
+    if (!owedOut) {
       o.log.warn({ conn: conn.id, url: req.url, waitedMs: s.idleTimeoutMs }, 'upgrade: the responses owed to earlier pipelined requests did not go out; connection closed');
       conn.destroy();
       return;
     }
+    const sentAhead = client.stop();
     conn.write(responseHead(rh.status, rh.reason, fields));
     if (rest.length > 0) conn.write(rest);
     o.log.info({ conn: conn.id, url: req.url, status: rh.status, upstream: peer.upstream.url }, 'upgrade');
@@ -82,15 +93,88 @@ export async function upgrade(o: UpgradeOptions, req: http.IncomingMessage, conn
       closeDetached(conn, s.idleTimeoutMs);
       return;
     }
-    if (early.length > 0) await u.write(early);
+    const ahead = sentAhead.length > 0 ? Buffer.concat([early, sentAhead]) : early;
+    if (ahead.length > 0) await u.write(ahead);
     u.setIdleTimeout(s.upstreamIdleTimeoutMs, () => new UpstreamTimeoutError('body', s.upstreamIdleTimeoutMs, peer.upstream.url));
     const moved = await tunnel({ conn, upstream: u, pipes: o.pipes, log: o.log });
     o.stats.body(conn, moved.downPath, moved.down);
   } catch (err) {
+    if (client.gone || err instanceof ClientGoneError) {
+      // The client's doing, not the upstream's: info, as for a request whose client left.
+      o.log.info({ conn: conn.id, url: req.url, error: 'ERR_CLIENT_GONE', detail: new ClientGoneError().message }, 'upgrade abandoned');
+      conn.destroy();
+      return;
+    }
     o.log.warn({ conn: conn.id, url: req.url, error: errCode(err), detail: (err as Error).message }, 'upgrade failed');
+    // Whatever ended the attempt, the connection is released: with the answer while it can
+    // still take one (closeDetached; it also notices a client gone meanwhile), else at once.
+    client.stop();
     if (!conn.destroyed) closeDetached(conn, s.idleTimeoutMs, closingAnswer(failureStatus(err)));
   } finally {
+    client.stop();
     lease?.stream.destroy();
+  }
+}
+
+/**
+ * Client bytes the proxy holds while the upstream has not answered: a
+ * WebSocket client sends none before the 101 (RFC 6455 §4.1), and past this
+ * the rest waits in the kernel, as it did before anything was read.
+ */
+const SENT_AHEAD_MAX = 16 * 1024;
+
+/**
+ * The client of an upgrade while its upstream is asked. node hands the
+ * connection over paused and without its listeners: nothing read it, so a
+ * client that left (FIN, close_notify, reset) was noticed by nobody, and
+ * its descriptor was held until the upstream attempt ended, then until
+ * --idle-timeout (the error answer, written after the peer's FIN had been
+ * read, never finished, and closeDetached lingered for it): a descriptor a
+ * minute per abandoned upgrade, costing the client nothing. Here the connection is
+ * read meanwhile: what the client sends is held for the tunnel (up to
+ * SENT_AHEAD_MAX, then reading pauses), and its end, close or error calls
+ * `onGone` once.
+ */
+class ClientWatch {
+  gone = false;
+  private watching = true;
+  private held: Buffer[] = [];
+  private bytes = 0;
+
+  constructor(private readonly conn: SecureConnection, private readonly onGone: () => void) {
+    conn.on('data', this.onData);
+    conn.on('end', this.onLeave);
+    conn.on('close', this.onLeave);
+    conn.on('error', this.onLeave);
+    if (conn.destroyed) this.onLeave();
+    else conn.resume();
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    this.held.push(chunk);
+    this.bytes += chunk.length;
+    if (this.bytes >= SENT_AHEAD_MAX) this.conn.pause();
+  };
+
+  private readonly onLeave = (): void => {
+    if (this.gone || !this.watching) return;
+    this.gone = true;
+    this.onGone();
+  };
+
+  /** Stops watching (idempotent); returns the bytes the client sent meanwhile. */
+  stop(): Buffer {
+    if (!this.watching) return EMPTY;
+    this.watching = false;
+    const { conn } = this;
+    conn.off('data', this.onData);
+    conn.off('end', this.onLeave);
+    conn.off('close', this.onLeave);
+    conn.off('error', this.onLeave);
+    if (!conn.destroyed) conn.pause();
+    const held = this.held.length === 1 ? this.held[0]! : Buffer.concat(this.held);
+    this.held = [];
+    return held;
   }
 }
 

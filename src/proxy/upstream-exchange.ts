@@ -65,6 +65,7 @@ async function readStreamHead(u: UpstreamStream, method: string, limits: HeadLim
   for (;;) {
     const head = buf.length > 0 ? parseResponseHead(buf, limits, method) : null;
     if (head) {
+      refuseUnaskedSwitch(head, allowSwitch);
       const rest = buf.subarray(head.headerBytes);
       if (skipInterim(head, allowSwitch)) {
         onInterim?.(head);
@@ -82,6 +83,20 @@ async function readStreamHead(u: UpstreamStream, method: string, limits: HeadLim
 /** Interim responses precede the final one (RFC 9110 §15.2); 101 ends the exchange when an upgrade was asked for. */
 export function skipInterim(head: ResponseHead, allowSwitch: boolean): boolean {
   return isInterim(head.status) && !(allowSwitch && head.status === 101);
+}
+
+/**
+ * RFC 9110 §15.2.2: a server MUST NOT switch to a protocol the client did
+ * not ask for (its Upgrade field, §7.8). A 101 to a request without one is
+ * an invalid response: relayed, the client got "101 Switching Protocols"
+ * with "Connection: keep-alive", both sides went on parsing HTTP, and the
+ * upstream connection, which had announced a switch, went back to the pool
+ * for the next request. Thrown, it is a 502 and that connection is closed.
+ */
+function refuseUnaskedSwitch(head: ResponseHead, allowSwitch: boolean): void {
+  if (head.status === 101 && !allowSwitch) {
+    throw new UpstreamResponseError('101 Switching Protocols to a request that asked for no upgrade (RFC 9110 §7.8, §15.2.2)', 'fix the upstream: a server must not switch to a protocol the client did not ask for');
+  }
 }
 
 export function upstreamClosed(): Error {
@@ -147,6 +162,7 @@ export async function peekResponseHead(sock: PlainSocket, method: string, limits
       held = Buffer.from(seen);
       continue;
     }
+    refuseUnaskedSwitch(head, allowSwitch);
     if (skipInterim(head, allowSwitch)) {
       sock.skip(head.headerBytes - held.length);
       held = EMPTY;

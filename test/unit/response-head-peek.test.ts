@@ -139,4 +139,11 @@ describe('peekResponseHead', () => {
     const sock = new FakeSocket([Buffer.from(big)]);
     await assert.rejects(peek(sock, all), /larger than 16384 bytes/);
   });
+
+  it('a 101 to a request that asked for no upgrade is an invalid response (RFC 9110 §15.2.2); to one that did, the final answer', async () => {
+    const switched = 'HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n';
+    await assert.rejects(peek(new FakeSocket([Buffer.from(`${switched}${HEAD}hello`)]), all), (err: Error & { code?: string }) => err.code === 'ERR_UPSTREAM_BAD_RESPONSE' && /asked for no upgrade/.test(err.message));
+    const { head } = await peekResponseHead(new FakeSocket([Buffer.from(switched)]) as unknown as PlainSocket, 'GET', LIMITS, true);
+    assert.equal(head.status, 101);
+  });
 });

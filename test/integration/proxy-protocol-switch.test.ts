@@ -1,0 +1,166 @@
+/**
+ * `aludel proxy` and protocol switching (RFC 9110 §7.8, §15.2.2), against a
+ * raw TCP origin that answers as the test says:
+ * - an Upgrade request whose upstream never answers, abandoned by its client:
+ *   the client's descriptor and the upstream attempt go at once (both were
+ *   held until the upstream timeout, the client's then until --idle-timeout:
+ *   a descriptor a minute per aborted upgrade, costing the client nothing);
+ * - a 101 Switching Protocols to a request that asked for no upgrade: a 502,
+ *   and that upstream connection is never used again (the 101 was relayed
+ *   with "Connection: keep-alive" and the connection went back to the pool).
+ */
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import tls from 'node:tls';
+import { after, before, describe, test } from 'node:test';
+import { startAludel, type Running } from '../support/aludel-process.js';
+import { makeFixtures, type StandardFixtures } from '../support/fixtures.js';
+import { rawTls, splitHttp } from '../support/raw-http.js';
+import { delay, waitUntil } from '../support/wait.js';
+import { fdsBeyondKept } from '../fuzz/proc-stats.js';
+
+interface RawOrigin {
+  port: number;
+  /** Each request's target and the client port of the connection it came on. */
+  requests: Array<{ target: string; remotePort: number }>;
+  /** Connections open now. */
+  open: number;
+  /** The client ports of the connections closed so far. */
+  closedPorts: Set<number>;
+  close(): Promise<void>;
+}
+
+/**
+ * Per request path: /never is never answered; /101 gets a bare "101
+ * Switching Protocols" (no Upgrade field), whatever the request asked for;
+ * anything else a 200 naming the connection's client port, keep-alive.
+ */
+async function startRawOrigin(): Promise<RawOrigin> {
+  const origin: RawOrigin = { port: 0, requests: [], open: 0, closedPorts: new Set(), close: async () => undefined };
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((sock) => {
+    origin.open++;
+    sockets.add(sock);
+    const port = sock.remotePort ?? 0;
+    sock.on('close', () => { origin.open--; origin.closedPorts.add(port); sockets.delete(sock); });
+    sock.on('error', () => undefined);
+    let buf = Buffer.alloc(0);
+    sock.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      for (let end = buf.indexOf('\r\n\r\n'); end >= 0; end = buf.indexOf('\r\n\r\n')) {
+        const target = buf.subarray(0, end).toString('latin1').split(' ')[1] ?? '/';
+        buf = buf.subarray(end + 4);
+        origin.requests.push({ target, remotePort: sock.remotePort ?? 0 });
+        if (target === '/never') continue;
+        if (target === '/101') {
+          sock.write('HTTP/1.1 101 Switching Protocols\r\n\r\n');
+          continue;
+        }
+        const text = `port ${sock.remotePort}`;
+        sock.write(`HTTP/1.1 200 OK\r\nContent-Length: ${text.length}\r\n\r\n${text}`);
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  origin.port = (server.address() as net.AddressInfo).port;
+  origin.close = () => new Promise((resolve) => { server.close(() => resolve()); for (const s of sockets) s.destroy(); });
+  return origin;
+}
+
+let fx: StandardFixtures;
+let origin: RawOrigin;
+const running: Running[] = [];
+
+async function proxy(...args: string[]): Promise<Running> {
+  const p = await startAludel(['proxy', '--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--to', `http://127.0.0.1:${origin.port}`, '--offload', 'userspace', '--max-fails', '0', ...args]);
+  running.push(p);
+  return p;
+}
+
+const UPGRADE = 'GET /never HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n';
+
+/**
+ * An Upgrade to /never, `then` written once the origin has the request (the
+ * upstream attempt is pending), then the client leaves (FIN, no
+ * close_notify, as the tester's client did).
+ */
+async function abandonedUpgrade(p: Running, then: Buffer | null): Promise<void> {
+  const seen = origin.requests.length;
+  const sock = tls.connect({ host: '127.0.0.1', port: p.port, servername: 'localhost', ca: fx.certPem });
+  sock.on('error', () => undefined);
+  await new Promise<void>((resolve) => sock.once('secureConnect', () => resolve()));
+  sock.write(UPGRADE);
+  await waitUntil(() => origin.requests.length > seen);
+  if (then !== null) await new Promise<void>((resolve) => sock.write(then, () => resolve()));
+  await delay(50);
+  sock.destroy();
+}
+
+before(async () => {
+  fx = await makeFixtures();
+  origin = await startRawOrigin();
+});
+
+after(async () => {
+  for (const p of running) await p.stop();
+  await origin?.close();
+  fx?.cleanup();
+});
+
+describe('aludel proxy: protocol switching (RFC 9110 §7.8, §15.2.2)', () => {
+  test('an upgrade abandoned by its client while the upstream says nothing: the client descriptor and the upstream connection go at once (each was held until --idle-timeout)', async () => {
+    // The upstream timeout far off: only noticing the client can free anything within the wait.
+    const p = await proxy('--upstream-headers-timeout', '60s');
+    const pid = p.child.pid!;
+    const fds = (): number => fdsBeyondKept(pid) ?? 0;
+    const start = fds();
+    const openBefore = origin.open;
+    for (let i = 0; i < 10; i++) await abandonedUpgrade(p, null);
+    await waitUntil(() => fds() <= start + 2 && origin.open <= openBefore, 5_000).catch(() => undefined);
+    assert.ok(fds() <= start + 2, `${start} descriptors before, ${fds()} 5 s after 10 abandoned upgrades`);
+    assert.equal(origin.open, openBefore, 'each pending upstream attempt was abandoned (its connection closed)');
+    const line = await p.waitForLog((l) => l.url === '/never' && l.error === 'ERR_CLIENT_GONE');
+    assert.equal(line.level, 30, 'the client leaving is no upstream failure: info, not warn');
+    assert.equal(splitHttp(await rawTls(p.port, fx.certPem, 'GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')).status, 200, 'still serving');
+  });
+
+  test('an upgrade attempt that ends without a tunnel (the upstream timed out) releases its client connection, also one that sent bytes ahead and left unseen', async () => {
+    // Nothing sent ahead of the answer (the tester's case), then from less to more than the
+    // proxy holds for the tunnel: past that it stops reading, sees the client go only once the
+    // upstream attempt is over, and then cannot send its 504 (the TLS layer has read the bare
+    // FIN). Run side by side.
+    const p = await proxy('--upstream-headers-timeout', '1s');
+    const pid = p.child.pid!;
+    const fds = (): number => fdsBeyondKept(pid) ?? 0;
+    const start = fds();
+    const sizes = [0, ...Array.from({ length: 11 }, (_, i) => (8 + 4 * i) * 1024)];
+    await Promise.all(sizes.map((n) => abandonedUpgrade(p, n > 0 ? Buffer.alloc(n, 0x61) : null)));
+    // The upstream attempts end 1 s after the clients left: 5 s is plenty, --idle-timeout (60 s) was needed.
+    await waitUntil(() => fds() <= start + 2, 5_000).catch(() => undefined);
+    assert.ok(fds() <= start + 2, `${start} descriptors before, ${fds()} after ${sizes.length} abandoned upgrades that timed out upstream`);
+    // A client that stays gets the 504, and then the connection closes.
+    const t0 = Date.now();
+    const raw = await rawTls(p.port, fx.certPem, UPGRADE, 10_000);
+    assert.equal(splitHttp(raw).status, 504);
+    assert.ok(Date.now() - t0 < 5_000, `closed ${Date.now() - t0} ms after the request`);
+  });
+
+  test('a 101 to a request that asked for no upgrade: 502, logged once, and that upstream connection is closed, never reused (it went back to the pool)', async () => {
+    const p = await proxy();
+    const from = p.mark();
+    const raw = await rawTls(p.port, fx.certPem, 'GET /101 HTTP/1.1\r\nHost: x\r\n\r\n', 5_000);
+    const text = raw.toString('latin1');
+    assert.equal(splitHttp(raw).status, 502, JSON.stringify(text.slice(0, 200)));
+    assert.ok(!text.includes(' 101 '), JSON.stringify(text.slice(0, 200)));
+    const switched = origin.requests.find((r) => r.target === '/101')!;
+    await waitUntil(() => origin.closedPorts.has(switched.remotePort), 5_000).catch(() => undefined);
+    assert.ok(origin.closedPorts.has(switched.remotePort), 'the upstream connection that answered 101 was closed');
+    const next = splitHttp(await rawTls(p.port, fx.certPem, 'GET /after-101 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
+    assert.equal(next.status, 200);
+    assert.notEqual(next.body.toString(), `port ${switched.remotePort}`, 'the next request went on the connection that answered 101');
+    const warned = p.logs.slice(from).filter((l) => l.level === 40);
+    assert.equal(warned.length, 1, JSON.stringify(warned));
+    assert.equal(warned[0]!.error, 'ERR_UPSTREAM_BAD_RESPONSE');
+    assert.match(String(warned[0]!.detail), /101 Switching Protocols to a request that asked for no upgrade/);
+  });
+});
