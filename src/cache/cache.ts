@@ -276,8 +276,18 @@ export class HttpCache {
    * false). A request arriving while another request of this process asks
    * for the key's lock waits for the answer: granted, it follows the new
    * fill (says 'waited', and follow() finds it); refused, it asks itself.
+   * Alone or not, a request that finds a fill of the key registered since
+   * its follow() looked says 'waited' too (mayWait: first pass only).
    */
   async claimFill(key: string, requestHeaders: Headers, mayWait: boolean): Promise<Fill | 'waited'> {
+    // One upstream request per key at a time in this process too (nginx's proxy_cache_lock).
+    // follow() and this call are a few promise turns apart, and requests read together (the
+    // HTTP/2 streams of one read, pipelined requests) all run their follow() before the first
+    // of them gets here: each found no fill, and each would register its own. A fill registered
+    // since is one this request did not look at: 'waited' sends it through handle() again, where
+    // follow() waits for that fill's head and applies RFC 9111 §4 to it. The second pass has
+    // `mayWait` false, so a request the fill cannot answer goes upstream then, never loops.
+    if (mayWait && (this.fills.get(key) ?? []).some((f) => f.joinable)) return 'waited';
     if (this.peers === null) return this.beginFill(key, requestHeaders);
     // The key's entries as this request found them (select ran in this turn, or after a local fill it did not follow).
     const seen = mayWait ? this.store.variants(key).map((e) => e.id) : null;

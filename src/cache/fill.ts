@@ -64,6 +64,11 @@ export class Fill {
     return this.state === 'failed';
   }
 
+  /** New requests for the key may still follow it (HttpCache.follow, claimFill). */
+  get joinable(): boolean {
+    return !this.ended && !this.invalidated && this.state !== 'failed';
+  }
+
   /** The response is storable: followers may start. */
   start(head: FillHead, length: number | null, file: BodyFile): void {
     this.head = head;
