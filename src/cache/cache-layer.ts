@@ -19,7 +19,7 @@ import { isClientFault } from '../proxy/failures.js';
 import { answerText, dropFields, sent, withCacheStatus, writeBody, type Exchange } from '../http/exchange.js';
 import type { CacheOutcome } from '../metrics/traffic-stats.js';
 import type { HttpCache } from './cache.js';
-import type { Fill, FillHead } from './fill.js';
+import type { Fill, FillHead, FillReader } from './fill.js';
 import { isPartial, type Entry, type StoredResponse } from './store.js';
 import { covers, partStorability, rangeFromParts, type ByteRanges } from './partial.js';
 import { sendStored, type StoredBody } from './send-stored.js';
@@ -168,7 +168,7 @@ export class CacheLayer {
     // A no-cache request wants the origin's answer to its own request, not one already under way.
     if (!directives.noCache) {
       const followed = await c.follow(key, raw, authorized, directives);
-      if (followed.fill !== null) return this.followFill(x, followed.fill, followed.head, fwd);
+      if (followed.fill !== null) return this.followFill(x, followed.fill, followed.head, followed.reader, fwd);
       if (followed.refused !== null) note(x, followed.refused);
     }
     // §3.3: a GET with Range is sent on as it is, and a 206 it brings is stored as a part.
@@ -244,18 +244,23 @@ export class CacheLayer {
     return status;
   }
 
-  /** Another request is fetching this response: send it from the file as it is written (collapsed, RFC 9211 §2.6). */
-  private async followFill(x: Exchange, fill: Fill, head: FillHead, fwd: CacheStatus['fwd']): Promise<number> {
+  /**
+   * Another request is fetching this response: send it from the file as it is
+   * written (collapsed, RFC 9211 §2.6); if storing it stops meanwhile, the rest
+   * from the fill's memory (fill.ts). Never `stored`: this request stored nothing.
+   */
+  private async followFill(x: Exchange, fill: Fill, head: FillHead, reader: FillReader, fwd: CacheStatus['fwd']): Promise<number> {
     x.cache = 'collapsed';
     const src: StoredBody = {
       status: head.status, reason: head.reason, headers: head.headers, fd: fill.file!.fd,
       age: currentAge(head.initialAge, head.responseTime, Date.now()),
       length: () => fill.length, available: () => fill.written, complete: () => fill.complete, progress: () => fill.progress(),
+      inFile: () => fill.inFile, piece: (from, max) => fill.piece(reader, from, max), sentUpTo: (pos) => fill.sentUpTo(reader, pos),
     };
     try {
       return (await sendStored(x, src, cacheStatus({ fwd, collapsed: true, detail: x.cacheDetail ?? undefined }), (path, n) => sent(x, path, n))).status;
     } finally {
-      fill.release();
+      fill.release(reader);
     }
   }
 
@@ -414,7 +419,11 @@ export class CacheLayer {
       return a.relay();
     }
     const { fill, length } = opened;
-    x.cacheStatus = cacheStatus({ fwd, fwdStatus, stored: true, detail: x.cacheDetail ?? undefined });
+    // RFC 9211 §2.5: the head goes out before the body is written, so `stored` here says the
+    // response is being stored: not while the last body write failed (a full disk, writesFailing).
+    // A store failing after the head is out cannot be taken back: the request's log line
+    // (cacheDetail `disk-error`, `too-large`) and the warn line say it was not stored.
+    x.cacheStatus = cacheStatus({ fwd, fwdStatus, stored: !c.writesFailing, detail: x.cacheDetail ?? undefined });
     a.writeHead(withCacheStatus(x, filterResponseHeaders(head.headers, { keepFraming: f.kind === 'length' })));
     x.bodyPath = length === 0 ? 'none' : 'write';
     // The client may leave: the fill goes on for the followers and the store.
@@ -525,19 +534,23 @@ export class CacheLayer {
   }
 
   /**
-   * One piece of a fill to its file; past the cache's size or on a disk error, storing stops (clients
-   * are not disturbed, and only the log line can still say why: the head said `stored`).
+   * One piece of a fill to its file; past the cache's size or on a disk error, storing stops
+   * and the body goes on (fill.ts): the leader's client, the followers' and the upstream
+   * connection are not disturbed, and only the log line can still say why (the head went out
+   * before). A disk error is logged at warn, once per failed store, with its errno.
    */
   private async append(x: Exchange | null, fill: Fill, b: Buffer): Promise<void> {
     if (fill.failed) return;
-    try {
-      await fill.append(b);
-      if (fill.written > this.cache.maxBytes) throw Object.assign(new Error(`response over the cache size (${this.cache.maxBytes} bytes)`), { code: 'ERR_CACHE_TOO_LARGE' });
-    } catch (err) {
-      fill.fail(err as Error);
-      const tooLarge = (err as { code?: string }).code === 'ERR_CACHE_TOO_LARGE';
-      if (x !== null) note(x, tooLarge ? 'too-large' : 'disk-error');
-      if (!tooLarge) this.cache.diskError(err, 'could not write a response body');
+    const stopped = await fill.append(b);
+    if (stopped !== null) {
+      const e = stopped as NodeJS.ErrnoException;
+      this.cache.writeFailure();
+      if (x !== null) note(x, 'disk-error');
+      this.log.warn({ conn: x?.conn.id, key: fill.key, code: e.code ?? 'ERR_UNKNOWN', errno: e.errno, at: fill.inFile, detail: e.message },
+        'cache: could not write a response body; it is not stored, and every client still gets all of it (followers from memory)');
+    } else if (fill.unstored === null && fill.written > this.cache.maxBytes) {
+      fill.stopStoring(Object.assign(new Error(`response over the cache size (${this.cache.maxBytes} bytes)`), { code: 'ERR_CACHE_TOO_LARGE' }));
+      if (x !== null) note(x, 'too-large');
     }
   }
 

@@ -18,7 +18,7 @@
  */
 import fs from 'node:fs';
 import type { Logger } from '../log/logger.js';
-import { Fill, type FillHead } from './fill.js';
+import { Fill, type FillHead, type FillReader } from './fill.js';
 import { cacheKey, currentAge, followable, freshnessLifetime, reusableWithAuthorization, varyMatches, type Headers, type NotFollowedReason, type RequestDirectives } from './policy.js';
 import { CacheStore, isPartial, sameSelection, type BodyFile, type Entry, type StoreChange, type StoredResponse } from './store.js';
 import { addRange, combinedHead, isWhole, sameStrongValidator, subtractRange, type PartRange } from './partial.js';
@@ -67,6 +67,8 @@ export class HttpCache {
   private readonly fills = new Map<string, Fill[]>();
   /** Disk errors are logged once per kind (ENOSPC would otherwise log on every fill). */
   private readonly diskErrorsLogged = new Set<string>();
+  /** A fill's write failed (ENOSPC, EIO, ...) and no fill was committed since (writesFailing). */
+  private writeFailed = false;
   /**
    * Stored responses (by id) being revalidated in the background
    * (stale-while-revalidate), one revalidation each; the value says whether
@@ -193,7 +195,7 @@ export class HttpCache {
     requestHeaders: Headers,
     authorized: boolean,
     directives: RequestDirectives,
-  ): Promise<{ fill: Fill; head: FillHead } | { fill: null; refused: NotFollowedReason | 'authorization' | null }> {
+  ): Promise<{ fill: Fill; head: FillHead; reader: FillReader } | { fill: null; refused: NotFollowedReason | 'authorization' | null }> {
     let refused: NotFollowedReason | 'authorization' | null = null;
     for (const fill of [...(this.fills.get(key) ?? [])]) {
       if (fill.head === null && !fill.failed) this.log.debug({ key }, 'cache: waiting for the response head of a fill in progress');
@@ -211,7 +213,9 @@ export class HttpCache {
         this.log.debug({ key, why: verdict.why }, 'cache: not following a fill in progress (RFC 9111 §4 forbids reusing it for this request); sending the request upstream');
         continue;
       }
-      if (fill.acquire()) return { fill, head };
+      // Null once storing stopped: the bytes this request would need first may be gone (fill.ts).
+      const reader = fill.acquire();
+      if (reader !== null) return { fill, head, reader };
     }
     return { fill: null, refused };
   }
@@ -237,11 +241,13 @@ export class HttpCache {
     let entry: Entry | null = null;
     const file = fill.file;
     try {
-      if (file !== null && fill.complete && !fill.invalidated && fill.head !== null) {
+      // Not when storing stopped (fill.unstored: the file lacks the end of the body).
+      if (file !== null && fill.complete && fill.unstored === null && !fill.invalidated && fill.head !== null) {
         await beforeCommit(fill.key);
         entry = await this.store.commit(file, { ...fill.head, length: fill.length! });
         // null: body and metadata together are larger than the whole cache.
         if (entry === null) fill.notCommitted = 'too-large';
+        else this.writeFailed = false;
         // Invalidated while committing: the entry holds what was there before the unsafe request.
         if (entry !== null && fill.invalidated) {
           this.store.remove(entry);
@@ -276,8 +282,18 @@ export class HttpCache {
    * false). A request arriving while another request of this process asks
    * for the key's lock waits for the answer: granted, it follows the new
    * fill (says 'waited', and follow() finds it); refused, it asks itself.
+   * Alone or not, a request that finds a fill of the key registered since
+   * its follow() looked says 'waited' too (mayWait: first pass only).
    */
   async claimFill(key: string, requestHeaders: Headers, mayWait: boolean): Promise<Fill | 'waited'> {
+    // One upstream request per key at a time in this process too (nginx's proxy_cache_lock).
+    // follow() and this call are a few promise turns apart, and requests read together (the
+    // HTTP/2 streams of one read, pipelined requests) all run their follow() before the first
+    // of them gets here: each found no fill, and each would register its own. A fill registered
+    // since is one this request did not look at: 'waited' sends it through handle() again, where
+    // follow() waits for that fill's head and applies RFC 9111 §4 to it. The second pass has
+    // `mayWait` false, so a request the fill cannot answer goes upstream then, never loops.
+    if (mayWait && (this.fills.get(key) ?? []).some((f) => f.joinable)) return 'waited';
     if (this.peers === null) return this.beginFill(key, requestHeaders);
     // The key's entries as this request found them (select ran in this turn, or after a local fill it did not follow).
     const seen = mayWait ? this.store.variants(key).map((e) => e.id) : null;
@@ -493,6 +509,22 @@ export class HttpCache {
     } catch (err) {
       this.diskError(err, 'could not rewrite the metadata of a revalidated response');
     }
+  }
+
+  /**
+   * Whether the last write of a response body failed, with no commit since
+   * (a full disk): a miss then does not say `stored` in its head (RFC 9211
+   * §2.5: the cache stored it), which goes out before any body byte is
+   * written and cannot be taken back. It is still stored if it can be, and
+   * its commit clears this.
+   */
+  get writesFailing(): boolean {
+    return this.writeFailed;
+  }
+
+  /** A fill could not write its body (the caller logs it, once per fill). */
+  writeFailure(): void {
+    this.writeFailed = true;
   }
 
   /** Logs a disk problem once per error code; storing stops for that response, clients are not disturbed. */

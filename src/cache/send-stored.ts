@@ -10,9 +10,12 @@
  * of the file goes out, then the sender waits for the next (see fill.ts).
  * Without a known length (a chunked upstream still filling) each range is one
  * HTTP/1.1 chunk (RFC 9112 §7.1). Over HTTP/2, ranges become DATA frames
- * from bounded reads (h2-body.ts): sendfile cannot build frames.
+ * from bounded reads (h2-body.ts): sendfile cannot build frames. A fill that
+ * stopped being stored (fill.ts) hands the bytes past its file's end from
+ * memory (`piece`): written to the connection as they are.
  */
 import { ServerResponse } from 'node:http';
+import type { Writable } from 'node:stream';
 import { evaluatePreconditions, ifRangeAllows, parseHttpDate } from '../http/conditional.js';
 import { parseRange } from '../http/range.js';
 import { whenAttached } from '../http/front.js';
@@ -46,6 +49,12 @@ export interface StoredBody {
    * hole of the file never goes out as body bytes.
    */
   covers?(start: number, end: number): boolean;
+  /** Bytes of available() that are in the file (the rest: piece()); default all of them. */
+  inFile?(): number;
+  /** Bytes from `from` (at or past inFile(), below available()), at most `max`, from memory. */
+  piece?(from: number, max: number): Buffer;
+  /** Everything before `pos` is sent (kept bytes may go); throws when this client is to be aborted. */
+  sentUpTo?(pos: number): void;
 }
 
 /** An Invalid Date: what a stored response without a usable Last-Modified or Date compares as; never modified. */
@@ -120,7 +129,7 @@ export async function sendStored(x: Exchange, src: StoredBody, cacheStatus: stri
   // A small body already whole in the file, without kTLS TX: with its head in one record (small-body.ts),
   // at once when the response is the connection's current one and the bytes are in the page cache
   // (each await of the asynchronous way is a promise and a microtask turn).
-  if (length !== null && res instanceof ServerResponse && src.available() >= start + length && (sentWithHeadNow(res, src.fd, start, length) || (await sentWithHead(res, src.fd, start, length)))) {
+  if (length !== null && res instanceof ServerResponse && (src.inFile?.() ?? src.available()) >= start + length && (sentWithHeadNow(res, src.fd, start, length) || (await sentWithHead(res, src.fd, start, length)))) {
     onBody('write', length);
     return { status, bytes: length, bodyPath: 'write' };
   }
@@ -131,9 +140,19 @@ export async function sendStored(x: Exchange, src: StoredBody, cacheStatus: stri
   for (;;) {
     const upto = end === null ? src.available() : Math.min(end, src.available());
     if (upto > pos) {
-      bodyPath = await send(src.fd, pos, upto - pos);
-      onBody(bodyPath, upto - pos);
-      pos = upto;
+      const inFile = src.inFile?.() ?? upto;
+      let n: number;
+      if (pos < inFile) {
+        n = Math.min(upto, inFile) - pos;
+        bodyPath = await send.file(src.fd, pos, n);
+      } else {
+        const b = src.piece!(pos, upto - pos);
+        n = b.length;
+        bodyPath = await send.bytes(b);
+      }
+      onBody(bodyPath, n);
+      pos += n;
+      src.sentUpTo?.(pos);
       continue;
     }
     if (end !== null ? pos >= end : src.complete()) break;
@@ -145,27 +164,64 @@ export async function sendStored(x: Exchange, src: StoredBody, cacheStatus: stri
   return { status, bytes: pos - start, bodyPath };
 }
 
+/** How the body reaches the client once its head is out: ranges of the file, and bytes from memory. */
+interface RangeSender {
+  file(fd: number, offset: number, length: number): Promise<BodyPath>;
+  bytes(b: Buffer): Promise<BodyPath>;
+}
+
 /**
- * How ranges of the file reach the client, once its head is out: HTTP/1.1 by
- * the connection's sendFile (sendfile(2) under kTLS), framed as chunks when
- * the length is unknown; HTTP/2 as DATA frames.
+ * HTTP/1.1 by the connection's sendFile (sendfile(2) under kTLS) and writes,
+ * in order, framed as chunks when the length is unknown; HTTP/2 as DATA frames.
  */
-async function rangeSender(res: Exchange['res']): Promise<(fd: number, offset: number, length: number) => Promise<BodyPath>> {
+async function rangeSender(res: Exchange['res']): Promise<RangeSender> {
   if (!(res instanceof ServerResponse)) {
     // Http2ServerResponse.flushHeaders() exists (node's compat layer) but is missing from @types/node 20.
     (res as unknown as { flushHeaders(): void }).flushHeaders();
-    return (fd, offset, length) => sendRangeOverH2(res.stream, fd, offset, length);
+    const stream = res.stream;
+    return {
+      file: (fd, offset, length) => sendRangeOverH2(stream, fd, offset, length),
+      bytes: (b) => writeOn(stream, b),
+    };
   }
   const conn = await whenAttached(res);
   // Unknown length: node chose chunked for an HTTP/1.1 client (close-delimited for 1.0).
   const framing = res.chunkedEncoding ? chunkFraming(conn) : null;
   res.flushHeaders();
-  return async (fd, offset, length) => {
-    framing?.before(length);
-    const path = await conn.sendFile(fd, offset, length);
-    framing?.after();
-    return path;
+  return {
+    file: async (fd, offset, length) => {
+      framing?.before(length);
+      const path = await conn.sendFile(fd, offset, length);
+      framing?.after();
+      return path;
+    },
+    bytes: async (b) => {
+      framing?.before(b.length);
+      const path = await writeOn(conn, b);
+      framing?.after();
+      return path;
+    },
   };
+}
+
+/** Resolves once `w` has taken `b` (its write callback); rejects when it failed or closed first. */
+function writeOn(w: Writable, b: Buffer): Promise<BodyPath> {
+  const gone = (): Error => Object.assign(new Error('client connection closed'), { code: 'ECONNRESET' });
+  return new Promise((resolve, reject) => {
+    if (w.destroyed) {
+      reject(gone());
+      return;
+    }
+    const onClose = (): void => reject(gone());
+    w.once('close', onClose);
+    w.write(b, (err) => {
+      w.off('close', onClose);
+      // A reset HTTP/2 stream completes its queued writes without an error: its state says it.
+      if (err) reject(err);
+      else if (w.destroyed) reject(gone());
+      else resolve('write');
+    });
+  });
 }
 
 /** If-Range is not in node's typed header list, so it may arrive as an array. */

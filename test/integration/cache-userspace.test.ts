@@ -439,7 +439,7 @@ describe('aludel proxy --cache (userspace TLS)', () => {
     assert.ok(total <= 2 * MiB + MiB / 2, `${total} bytes on disk`);
   });
 
-  test('ENOSPC while filling: the client gets the whole response, one log line, nothing half-stored', async () => {
+  test('ENOSPC while filling: the client gets the whole response, one log line per failed store, nothing half-stored', async () => {
     const dir = cacheDir();
     fs.mkdirSync(dir);
     // A 1 MiB tmpfs over the cache directory, in a mount namespace of the proxy's own (gone with it).
@@ -457,7 +457,11 @@ describe('aludel proxy --cache (userspace TLS)', () => {
     const b = await get(p, url);
     assert.equal(sha256(b.body), patternSha256(size));
     assert.equal(b.log.cache, 'miss');
-    assert.equal(p.logs.filter((l) => l.msg.startsWith('cache: could not write')).length, 1, 'logged once');
+    // One warn line per failed store (with its errno), not once per error code: each one is a response not stored.
+    const warns = p.logs.filter((l) => l.msg.startsWith('cache: could not write'));
+    assert.deepEqual(warns.map((l) => [l.level, l.code, l.errno]), [[40, 'ENOSPC', -28], [40, 'ENOSPC', -28]]);
+    // RFC 9211 §2.5: while the last write failed, a miss's head does not say `stored`.
+    assert.doesNotMatch(b.headers['cache-status']!, /stored/);
     // What fits is still stored.
     const small = `/cache?cc=${enc('max-age=600')}&size=10000&enospc=2`;
     await get(p, small);
