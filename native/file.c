@@ -13,6 +13,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <stdlib.h>
@@ -171,22 +172,35 @@ static void fill_stat_slots(double *out, size_t length, const struct stat *st) {
     out[7] = (double)st->st_ctim.tv_nsec;
   }
 }
-static napi_value open_beneath_stat(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
+/* The (dirFd, path, out) arguments of openBeneathStat and statAt; false with an exception pending. */
+struct stat_args {
   int32_t dir;
   char rel[4096];
+  double *out;
+  size_t length;
+};
+static bool get_stat_args(napi_env env, napi_callback_info info, const char *fn, struct stat_args *a) {
+  napi_value argv[3];
   napi_typedarray_type type;
-  size_t length = 0;
   void *data = NULL;
-  if (!aludel_args(env, info, 3, argv) || !aludel_arg_int32(env, argv[0], &dir) || !aludel_arg_string(env, argv[1], rel, sizeof rel))
-    return NULL;
-  if (napi_get_typedarray_info(env, argv[2], &type, &length, &data, NULL, NULL) != napi_ok || type != napi_float64_array || length < STAT_SLOTS)
-    return aludel_throw(env, "ERR_INVALID_ARG", EINVAL, "fstat", "openBeneathStat needs a Float64Array of at least 6 slots", false);
+  if (!aludel_args(env, info, 3, argv) || !aludel_arg_int32(env, argv[0], &a->dir) || !aludel_arg_string(env, argv[1], a->rel, sizeof a->rel))
+    return false;
+  if (napi_get_typedarray_info(env, argv[2], &type, &a->length, &data, NULL, NULL) != napi_ok || type != napi_float64_array || a->length < STAT_SLOTS) {
+    aludel_throw(env, "ERR_INVALID_ARG", EINVAL, fn, "needs a Float64Array of at least 6 slots", false);
+    return false;
+  }
+  a->out = (double *)data;
+  return true;
+}
+
+static napi_value open_beneath_stat(napi_env env, napi_callback_info info) {
+  struct stat_args a;
+  if (!get_stat_args(env, info, "openBeneathStat", &a)) return NULL;
   struct open_how how = {
       .flags = O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY,
       .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_CACHED,
   };
-  long fd = syscall(SYS_openat2, dir, rel, &how, sizeof how);
+  long fd = syscall(SYS_openat2, a.dir, a.rel, &how, sizeof how);
   if (fd < 0) return aludel_int(env, -errno);
   struct stat st;
   if (fstat((int)fd, &st) != 0) {
@@ -194,7 +208,7 @@ static napi_value open_beneath_stat(napi_env env, napi_callback_info info) {
     close((int)fd);
     return aludel_int(env, -err);
   }
-  fill_stat_slots((double *)data, length, &st);
+  fill_stat_slots(a.out, a.length, &st);
   return aludel_int(env, fd);
 }
 
@@ -212,19 +226,11 @@ static napi_value open_beneath_stat(napi_env env, napi_callback_info info) {
  * may be read from disk.
  */
 static napi_value stat_at(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
-  int32_t dir;
-  char rel[4096];
-  napi_typedarray_type type;
-  size_t length = 0;
-  void *data = NULL;
-  if (!aludel_args(env, info, 3, argv) || !aludel_arg_int32(env, argv[0], &dir) || !aludel_arg_string(env, argv[1], rel, sizeof rel))
-    return NULL;
-  if (napi_get_typedarray_info(env, argv[2], &type, &length, &data, NULL, NULL) != napi_ok || type != napi_float64_array || length < STAT_SLOTS)
-    return aludel_throw(env, "ERR_INVALID_ARG", EINVAL, "fstatat", "statAt needs a Float64Array of at least 6 slots", false);
+  struct stat_args a;
+  if (!get_stat_args(env, info, "statAt", &a)) return NULL;
   struct stat st;
-  if (fstatat(dir, rel, &st, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT) != 0) return aludel_int(env, -errno);
-  fill_stat_slots((double *)data, length, &st);
+  if (fstatat(a.dir, a.rel, &st, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT) != 0) return aludel_int(env, -errno);
+  fill_stat_slots(a.out, a.length, &st);
   return aludel_int(env, 0);
 }
 

@@ -13,12 +13,14 @@ import type { TrafficStats } from '../metrics/traffic-stats.js';
 import type { PipePool } from '../transport/pipe-pool.js';
 import { buildUpstreamRequestHead, filterResponseHeaders } from '../http/forward-headers.js';
 import { closeDetached, owedSent } from '../http/front.js';
-import { closingAnswer, responseHead } from '../http/h1-wire.js';
+import { chunkSizeLine, closingAnswer, CRLF, LAST_CHUNK, responseHead } from '../http/h1-wire.js';
+import type { ResponseHead } from '../http/response-head.js';
 import { requestProblem } from '../http/request-checks.js';
 import { ClientGoneError, UpstreamTimeoutError } from '../errors.js';
 import type { Forwarder } from './forward.js';
 import type { Lease, UpstreamGroup } from './upstream-group.js';
-import { EMPTY, errCode, readResponseHead } from './upstream-exchange.js';
+import { EMPTY, errCode, readBody, readResponseHead } from './upstream-exchange.js';
+import type { UpstreamStream } from './upstream-stream.js';
 import { tunnel } from './tunnel.js';
 import { failureStatus } from './failures.js';
 
@@ -75,7 +77,7 @@ export async function upgrade(o: UpgradeOptions, req: http.IncomingMessage, conn
     });
     await u.write(Buffer.from(head, 'latin1'));
     const { head: rh, rest } = await readResponseHead(u, req.method ?? 'GET', { maxHeaderSize: s.maxHeaderSize, maxHeaderCount: s.maxHeaderCount }, true);
-    const fields = rh.status === 101 ? rh.headers : filterResponseHeaders(rh.headers, { keepFraming: true });
+    const fields = rh.status === 101 ? rh.headers : refusalFields(rh);
     // The answer goes straight to the connection: only after the responses owed to earlier
     // pipelined requests (RFC 9112 §9.3.2), which node writes from its own queue.
     const owedOut = await owedWithin(conn, s.idleTimeoutMs);
@@ -87,9 +89,12 @@ export async function upgrade(o: UpgradeOptions, req: http.IncomingMessage, conn
     }
     const sentAhead = client.stop();
     conn.write(responseHead(rh.status, rh.reason, fields));
-    if (rest.length > 0) conn.write(rest);
+    if (rest.length > 0 && rh.status === 101) conn.write(rest);
     o.log.info({ conn: conn.id, url: req.url, status: rh.status, upstream: peer.upstream.url }, 'upgrade');
     if (rh.status !== 101) {
+      // A refusal (426 Upgrade Required, 401, a redirect...) keeps its body, then the connection closes.
+      u.setIdleTimeout(s.upstreamIdleTimeoutMs, () => new UpstreamTimeoutError('body', s.upstreamIdleTimeoutMs, peer.upstream.url));
+      await relayRefusalBody(conn, u, rh, rest);
       closeDetached(conn, s.idleTimeoutMs);
       return;
     }
@@ -194,5 +199,41 @@ function owedWithin(conn: SecureConnection, ms: number): Promise<boolean> {
       clearTimeout(timer);
       resolve(sent);
     });
+  });
+}
+
+/**
+ * The head of an upstream's answer other than 101 to an upgrade request, as
+ * the client gets it: its framing kept where the client can check the body's
+ * end by it (Content-Length; chunked, re-framed here, RFC 9112 §7.1), and
+ * Connection: close, as the connection ends after it.
+ */
+function refusalFields(rh: ResponseHead): string[] {
+  const fields = filterResponseHeaders(rh.headers, { keepFraming: rh.framing.kind === 'length' });
+  if (rh.framing.kind === 'chunked') fields.push('Transfer-Encoding', 'chunked');
+  fields.push('Connection', 'close');
+  return fields;
+}
+
+/** The body of such an answer, as its head says (refusalFields), at the pace the client takes it. */
+async function relayRefusalBody(conn: SecureConnection, u: UpstreamStream, rh: ResponseHead, rest: Buffer): Promise<void> {
+  const chunked = rh.framing.kind === 'chunked';
+  await readBody(u, rh.framing, rest, async (b) => {
+    if (chunked) conn.write(chunkSizeLine(b.length));
+    const more = conn.write(b);
+    if (chunked) conn.write(CRLF);
+    if (!more) await drainedOrClosed(conn);
+  });
+  if (chunked) conn.write(LAST_CHUNK);
+}
+
+function drainedOrClosed(conn: SecureConnection): Promise<void> {
+  if (conn.destroyed) return Promise.reject(new ClientGoneError());
+  return new Promise((resolve, reject) => {
+    const done = (): void => { conn.off('drain', drained); conn.off('close', closed); };
+    const drained = (): void => { done(); resolve(); };
+    const closed = (): void => { done(); reject(new ClientGoneError()); };
+    conn.on('drain', drained);
+    conn.on('close', closed);
   });
 }

@@ -15,7 +15,7 @@ import http2 from 'node:http2';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startAludel, type LogLine, type Running } from '../support/aludel-process.js';
-import { curl } from '../support/clients.js';
+import { curl, h2get } from '../support/clients.js';
 import { parseHead } from '../support/curl-answer.js';
 import { makeFixtures, sha256, type Fixtures } from '../support/fixtures.js';
 import { patternSha256, startSinkOrigin, type SinkOrigin } from '../support/origins.js';
@@ -141,15 +141,3 @@ describe('collapsed fills', { timeout: 120_000 }, () => {
   });
 });
 
-/** One request over HTTP/2 with node's client. */
-function h2get(session: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders): Promise<{ status: number; headers: http2.IncomingHttpHeaders; body: Buffer; error?: string }> {
-  return new Promise((resolve) => {
-    const req = session.request(headers);
-    const chunks: Buffer[] = [];
-    let got: http2.IncomingHttpHeaders = {};
-    req.on('response', (h) => (got = h));
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => resolve({ status: Number(got[':status']), headers: got, body: Buffer.concat(chunks) }));
-    req.on('error', (err: Error & { code?: string }) => resolve({ status: Number(got[':status'] ?? 0), headers: got, body: Buffer.concat(chunks), error: err.code ?? err.message }));
-  });
-}

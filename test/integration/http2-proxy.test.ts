@@ -14,7 +14,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { startAludel, type Running } from '../support/aludel-process.js';
-import { curl } from '../support/clients.js';
+import { curl, h2get } from '../support/clients.js';
 import { makeFixtures, type StandardFixtures } from '../support/fixtures.js';
 import { startSinkOrigin, type SinkOrigin } from '../support/sink-origin.js';
 import { waitUntil } from '../support/wait.js';
@@ -29,18 +29,6 @@ let cacheDir: string;
 const base = (): string => `https://localhost:${p.port}`;
 const tlsArgs = (): string[] => ['--cacert', fx.certFile, '--resolve', `localhost:${p.port}:127.0.0.1`];
 
-/** One request over HTTP/2 with node's client; resolves with the status, the fields and the body. */
-function h2get(session: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders): Promise<{ status: number; headers: http2.IncomingHttpHeaders; body: Buffer; error?: string }> {
-  return new Promise((resolve) => {
-    const req = session.request(headers);
-    const chunks: Buffer[] = [];
-    let got: http2.IncomingHttpHeaders = {};
-    req.on('response', (h) => (got = h));
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => resolve({ status: Number(got[':status']), headers: got, body: Buffer.concat(chunks) }));
-    req.on('error', (err: Error & { code?: string }) => resolve({ status: Number(got[':status'] ?? 0), headers: got, body: Buffer.concat(chunks), error: err.code ?? err.message }));
-  });
-}
 
 before(async () => {
   fx = await makeFixtures();

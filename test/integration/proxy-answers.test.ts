@@ -12,6 +12,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { startAludel, type Running } from '../support/aludel-process.js';
+import { h2get } from '../support/clients.js';
 import { makeFixtures, type StandardFixtures } from '../support/fixtures.js';
 import { rawTls, splitHttp } from '../support/raw-http.js';
 import { waitUntil } from '../support/wait.js';
@@ -65,17 +66,6 @@ function h2(): Promise<http2.ClientHttp2Session> {
   });
 }
 
-function h2get(s: http2.ClientHttp2Session, path: string): Promise<{ status: number; headers: http2.IncomingHttpHeaders; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = s.request({ ':path': path });
-    let headers: http2.IncomingHttpHeaders = {};
-    let body = '';
-    req.on('response', (h) => (headers = h));
-    req.on('data', (d: Buffer) => (body += d.toString()));
-    req.on('end', () => resolve({ status: Number(headers[':status']), headers, body }));
-    req.on('error', reject);
-  });
-}
 
 describe('aludel proxy: answers at the edges', () => {
   test('Transfer-Encoding "gzip, chunked": 501, the connection closes, and nothing reaches the origin (RFC 9112 §6.1)', async () => {
@@ -99,7 +89,7 @@ describe('aludel proxy: answers at the edges', () => {
   test('an upstream 204 with Content-Length: stripped, so HTTP/2 gets its 204 (RFC 9110 §8.6) and HTTP/1.1 no stray length', async () => {
     const s = await h2();
     try {
-      const r = await h2get(s, '/no-content');
+      const r = await h2get(s, { ':path': '/no-content' });
       assert.equal(r.status, 204);
       assert.equal(r.headers['content-length'], undefined);
     } finally {
@@ -126,8 +116,8 @@ describe('aludel proxy: answers at the edges', () => {
   test('40 concurrent HTTP/2 streams on one connection: all answered, and no listener pile-up warning', async () => {
     const s = await h2();
     try {
-      const all = await Promise.all(Array.from({ length: 40 }, (_, i) => h2get(s, `/ok-${i}`)));
-      assert.deepEqual([...new Set(all.map((r) => `${r.status} ${r.body}`))], ['200 ok']);
+      const all = await Promise.all(Array.from({ length: 40 }, (_, i) => h2get(s, { ':path': `/ok-${i}` })));
+      assert.deepEqual([...new Set(all.map((r) => `${r.status} ${r.body.toString()}`))], ['200 ok']);
     } finally {
       s.close();
     }

@@ -56,6 +56,15 @@ async function startRawOrigin(): Promise<RawOrigin> {
           sock.write('HTTP/1.1 101 Switching Protocols\r\n\r\n');
           continue;
         }
+        if (target === '/refuse-length' || target === '/refuse-chunked') {
+          // A refusal of the upgrade with a body (RFC 9110 §15.5.22: 426 Upgrade Required), in two pieces.
+          const body = 'upgrade to websocket/13 instead\n'.repeat(200);
+          sock.write(target === '/refuse-length'
+            ? `HTTP/1.1 426 Upgrade Required\r\nUpgrade: websocket\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 100)}`
+            : `HTTP/1.1 426 Upgrade Required\r\nUpgrade: websocket\r\nTransfer-Encoding: chunked\r\n\r\n64\r\n${body.slice(0, 100)}\r\n`);
+          setTimeout(() => sock.end(target === '/refuse-length' ? body.slice(100) : `${(body.length - 100).toString(16)}\r\n${body.slice(100)}\r\n0\r\n\r\n`), 50);
+          continue;
+        }
         const text = `port ${sock.remotePort}`;
         sock.write(`HTTP/1.1 200 OK\r\nContent-Length: ${text.length}\r\n\r\n${text}`);
       }
@@ -163,4 +172,31 @@ describe('aludel proxy: protocol switching (RFC 9110 §7.8, §15.2.2)', () => {
     assert.equal(warned[0]!.error, 'ERR_UPSTREAM_BAD_RESPONSE');
     assert.match(String(warned[0]!.detail), /101 Switching Protocols to a request that asked for no upgrade/);
   });
+
+  test('an upstream that refuses the upgrade with a body (426, by Content-Length or chunked): the client gets the whole body, framed, then the close', async () => {
+    const p = await proxy();
+    const body = 'upgrade to websocket/13 instead\n'.repeat(200);
+    for (const path of ['/refuse-length', '/refuse-chunked']) {
+      const raw = await rawTls(p.port, fx.certPem, UPGRADE.replace('/never', path), 10_000);
+      const r = splitHttp(raw);
+      assert.equal(r.status, 426, path);
+      assert.equal(r.headers.connection, 'close', path);
+      const got = r.headers['transfer-encoding'] === 'chunked' ? dechunk(r.body) : r.body.toString('latin1');
+      assert.equal(got, body, `${path}: the whole body (${got.length} of ${body.length} bytes)`);
+      if (path === '/refuse-length') assert.equal(r.headers['content-length'], String(body.length));
+    }
+  });
 });
+
+/** A chunked body's data (RFC 9112 §7.1), for checking what the client got. */
+function dechunk(b: Buffer): string {
+  let out = '';
+  let at = 0;
+  for (;;) {
+    const eol = b.indexOf('\r\n', at);
+    const size = parseInt(b.toString('latin1', at, eol), 16);
+    if (size === 0) return out;
+    out += b.toString('latin1', eol + 2, eol + 2 + size);
+    at = eol + 2 + size + 2;
+  }
+}

@@ -1,5 +1,6 @@
 /** Real clients, as users run them: curl and openssl (s_client, version). */
 import { spawn } from 'node:child_process';
+import type http2 from 'node:http2';
 import { reapOnExit, run, type RunResult } from './run-process.js';
 
 export type TlsVersion = '1.2' | '1.3';
@@ -73,5 +74,18 @@ export async function curlTransfers(common: string[], transfers: string[][], tim
   return lines.map((l) => {
     const [bytes, connects, status] = l.split(' ').map(Number);
     return { bytes: bytes!, connects: connects!, status: status! };
+  });
+}
+
+/** One request over HTTP/2 with node's client; resolves with the status, the fields and the body (and the stream's error code, if it failed). */
+export function h2get(session: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders): Promise<{ status: number; headers: http2.IncomingHttpHeaders; body: Buffer; error?: string }> {
+  return new Promise((resolve) => {
+    const req = session.request(headers);
+    const chunks: Buffer[] = [];
+    let got: http2.IncomingHttpHeaders = {};
+    req.on('response', (h) => (got = h));
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => resolve({ status: Number(got[':status']), headers: got, body: Buffer.concat(chunks) }));
+    req.on('error', (err: Error & { code?: string }) => resolve({ status: Number(got[':status'] ?? 0), headers: got, body: Buffer.concat(chunks), error: err.code ?? err.message }));
   });
 }
