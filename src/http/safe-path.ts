@@ -18,7 +18,8 @@ export type ResolveResult =
   | { kind: 'file'; path: string; stat: Stats }
   | { kind: 'not-found' }
   | { kind: 'forbidden' }
-  | { kind: 'bad-request' };
+  | { kind: 'bad-request' }
+  | { kind: 'redirect'; location: string };
 
 const NOT_FOUND = { kind: 'not-found' } as const;
 const FORBIDDEN = { kind: 'forbidden' } as const;
@@ -29,7 +30,7 @@ const INDEX_FILE = 'index.html';
 /** Errors meaning "there is nothing at this path" rather than a server fault. */
 const MISSING_CODES = new Set(['ENOENT', 'ENOTDIR', 'ELOOP', 'ENAMETOOLONG']);
 
-type Refused = Exclude<ResolveResult, { kind: 'file' }>;
+export type Refused = Exclude<ResolveResult, { kind: 'file' }>;
 
 /** The decoded path segments of a request-target, or why there are none (400, 403). */
 function requestSegments(urlPath: string): string[] | Refused {
@@ -52,9 +53,24 @@ export async function resolveUnderRoot(rootReal: string, urlPath: string): Promi
   const candidate = path.join(rootReal, ...segments);
   const found = await realStat(rootReal, candidate);
   if (found.kind !== 'file' || !found.stat.isDirectory()) return onlyRegular(found);
+  // A directory named without its trailing slash is sent there (301), as nginx does: its
+  // index's relative links resolve against the directory itself only then (RFC 3986 §5.2).
+  const rawPath = extractPath(urlPath)!;
+  if (!rawPath.endsWith('/')) return { kind: 'redirect', location: directoryLocation(rawPath, urlPath) };
 
   // No directory listings: a directory is served only through its index file.
   return onlyRegular(await realStat(rootReal, path.join(found.path, INDEX_FILE)));
+}
+
+/**
+ * Where a directory named without its trailing slash lives: the path as
+ * sent, one leading slash (so "//host" can never become a network-path
+ * reference to another host, RFC 3986 §4.2), the slash added, the query kept.
+ */
+function directoryLocation(rawPath: string, target: string): string {
+  const q = target.indexOf('?');
+  const query = q >= 0 ? target.slice(q).split('#')[0]! : '';
+  return `/${rawPath.replace(/^\/+/, '')}/${query}`;
 }
 
 /**

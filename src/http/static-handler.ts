@@ -14,7 +14,7 @@ import { evaluatePreconditions, ifRangeAllows } from './conditional.js';
 import { validatorsFor, type FileValidators } from './file-validators.js';
 import type { FileStat } from './file-stat.js';
 import { parseRange } from './range.js';
-import { closeOpened, errorCode, isWithin, openUnderRoot, resolveUnderRoot, type OpenBeneath, type OpenedUnderRoot } from './safe-path.js';
+import { closeOpened, errorCode, isWithin, openUnderRoot, resolveUnderRoot, type OpenBeneath, type OpenedUnderRoot, type Refused } from './safe-path.js';
 import type { OpenFiles } from './open-files.js';
 
 import { closeQuietly } from '../transport/close-quietly.js';
@@ -126,7 +126,7 @@ function handle(opts: StaticHandlerOptions, req: AnyRequest, res: AnyResponse): 
   if (opts.openBeneath) {
     const fast = openUnderRoot(opts.openBeneath, opts.root, req.url ?? '', opts.files);
     if (fast !== 'fallback') {
-      if (fast.kind !== 'open') return answerUnresolved(res, method, fast.kind);
+      if (fast.kind !== 'open') return answerUnresolved(res, method, fast);
       // openUnderRoot's fstat is of this same open fd: its validators describe the inode served.
       return serveFd(opts.sender, req, res, method, fast, opts.files);
     }
@@ -137,11 +137,16 @@ function handle(opts: StaticHandlerOptions, req: AnyRequest, res: AnyResponse): 
 /** The realpath way (no openat2, directories, what the kernel would not resolve beneath the root). */
 async function serveResolved(opts: StaticHandlerOptions, req: AnyRequest, res: AnyResponse, method: string): Promise<StaticOutcome> {
   const resolved = await resolveUnderRoot(opts.root, req.url ?? '');
-  if (resolved.kind !== 'file') return answerUnresolved(res, method, resolved.kind);
+  if (resolved.kind !== 'file') return answerUnresolved(res, method, resolved);
   return serveFile(opts.sender, req, res, method, resolved.path, opts.root);
 }
 
-function answerUnresolved(res: AnyResponse, method: string, kind: 'bad-request' | 'forbidden' | 'not-found'): StaticOutcome {
+function answerUnresolved(res: AnyResponse, method: string, refused: Refused): StaticOutcome {
+  const { kind } = refused;
+  if (kind === 'redirect') {
+    res.setHeader('Location', refused.location);
+    return sendText(res, method, 301, 'Moved Permanently\n');
+  }
   if (kind === 'bad-request') return sendText(res, method, 400, 'Bad Request\n');
   if (kind === 'forbidden') return sendText(res, method, 403, 'Forbidden\n');
   return sendText(res, method, 404, 'Not Found\n');

@@ -59,9 +59,22 @@ describe('resolveUnderRoot', () => {
 
   it('serves index.html for directories, without listings', async () => {
     await expectFile('/sub/', 'sub/index.html');
-    await expectFile('/sub', 'sub/index.html');
     await expectKind('/emptydir/', 'not-found');
     await expectKind('/', 'not-found');
+  });
+
+  it('a directory named without its trailing slash is redirected there, query kept, never to another host (nginx\'s 301)', async () => {
+    const location = async (urlPath: string): Promise<string | undefined> => {
+      const r = await resolveUnderRoot(root, urlPath);
+      return r.kind === 'redirect' ? r.location : `(${r.kind})`;
+    };
+    assert.equal(await location('/sub'), '/sub/');
+    assert.equal(await location('/sub?page=2#top'), '/sub/?page=2');
+    assert.equal(await location('//sub'), '/sub/', 'not the network-path reference //sub/');
+    assert.equal(await location('/%73ub'), '/%73ub/', 'the path as sent');
+    assert.equal(await location('/link-in-dir'), '/link-in-dir/');
+    assert.equal(await location('/emptydir'), '/emptydir/');
+    assert.equal(await location('/missing'), '(not-found)');
   });
 
   it('reports missing paths as not-found', async () => {

@@ -196,6 +196,13 @@ for (const mode of ['realpath', 'openat2', 'openat2-fstat', 'not-cached'] as con
     assert.equal(reply.body.toString(), '<h1>docs</h1>\n');
   });
 
+  it('a directory without its trailing slash: 301 to it, as nginx (its index\'s relative links need the slash)', async () => {
+    const reply = await request('GET', '/docs?lang=en');
+    assert.equal(reply.status, 301);
+    assert.equal(reply.headers.location, '/docs/?lang=en');
+    assert.equal(senderCalls, 0);
+  });
+
   it('HEAD sends headers only and never calls the sender', async () => {
     const reply = await request('HEAD', '/big.bin');
     assert.equal(reply.status, 200);
