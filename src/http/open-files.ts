@@ -80,6 +80,12 @@ export class OpenFiles {
     this.kept.release(relative, fd, this.tick);
   }
 
+  /** Its root is served no more: every kept descriptor closes (one in use, when its response is done), and the sweep forgets it. */
+  close(): void {
+    swept.delete(this);
+    this.kept.clear();
+  }
+
   /** Closes the descriptors no request used since the sweep before; called every SWEEP_MS. */
   sweep(): number {
     this.tick++;

@@ -7,7 +7,6 @@
  * access-log line per request says the protocol, where the crypto ran and
  * which path the body took.
  */
-import fs from 'node:fs';
 import http from 'node:http';
 import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
@@ -15,10 +14,7 @@ import type { Logger } from '../log/logger.js';
 import type { SecureConnection, SecureServer, TlsInfo } from '../tls/types.js';
 import type { TrafficStats } from '../metrics/traffic-stats.js';
 import { createStaticHandler, type BodySender, type StaticOutcome } from './static-handler.js';
-import type { OpenBeneath } from './safe-path.js';
-import { FILE_SLOTS, OpenFiles, sweepEvery } from './open-files.js';
-import { descriptorLimit, keptBound } from '../transport/descriptor-limit.js';
-import { loadAddon } from '../native/binding.js';
+import { ServedRoot } from './served-root.js';
 import { AccessLog, requestId, type AccessFields } from '../log/access-log.js';
 import { answeredMidBody, closeDetached, httpFront, isMoot, LINGER_MS, whenAttached, type Front } from './front.js';
 import { requestProblem } from './request-checks.js';
@@ -216,64 +212,13 @@ export async function startServe(o: ServeOptions): Promise<Front> {
   return front;
 }
 
-/** The root directories' fds, one per root for the process's life (a reload to another root adds one). */
-const rootFds = new Map<string, number>();
-
-/**
- * openat2 beneath `root` where the addon and the kernel (Linux >= 5.6) have
- * it; undefined otherwise, and the handler resolves by realpath. Asked once:
- * "." beneath the root must open, or the fast path is not offered.
- */
-function openBeneathRoot(root: string): OpenBeneath | undefined {
-  const addon = loadAddon();
-  if (addon instanceof Error || typeof addon.openBeneath !== 'function') return undefined;
-  let dir = rootFds.get(root);
-  if (dir === undefined) {
-    try {
-      dir = fs.openSync(root, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
-    } catch {
-      return undefined;
-    }
-    rootFds.set(root, dir);
-  }
-  const probe = addon.openBeneath(dir, '.');
-  if (probe < 0) return undefined;
-  fs.closeSync(probe);
-  const fd = dir;
-  // Open and fstat in one call where the addon has it (file-stat.ts); the stat goes into these
-  // slots, ctime included where the addon fills it (open-files.ts keeps a descriptor by it).
-  if (typeof addon.openBeneathStat === 'function') {
-    const fstats = new Float64Array(FILE_SLOTS);
-    return Object.assign((relative: string) => addon.openBeneathStat!(fd, relative, fstats), { fstats });
-  }
-  return (relative) => addon.openBeneath(fd, relative);
-}
-
-/** Each root's kept descriptors (open-files.ts), for the process's life as its root fd; none without the addon's statAt. */
-const keptFiles = new Map<string, OpenFiles>();
-
-function openFilesFor(root: string, openBeneath: OpenBeneath | undefined): OpenFiles | undefined {
-  const addon = loadAddon();
-  const dir = rootFds.get(root);
-  if (openBeneath?.fstats === undefined || dir === undefined || addon instanceof Error || typeof addon.statAt !== 'function') return undefined;
-  let files = keptFiles.get(root);
-  if (files === undefined) {
-    const statAt = addon.statAt;
-    files = new OpenFiles((relative, out) => statAt(dir, relative, out), keptBound(descriptorLimit()));
-    keptFiles.set(root, files);
-    sweepEvery(files);
-  }
-  return files;
-}
-
 /**
  * The static-file front: node's http.Server over HTTP/1.1 connections and
  * node:http2 over h2 ones, by ALPN, with one request handler for both.
  */
 export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Front> {
-  const root = await fs.promises.realpath(o.root);
-  const openBeneath = openBeneathRoot(root);
-  const handle = createStaticHandler({ root, sender: connectionBodySender, openBeneath, files: openFilesFor(root, openBeneath) });
+  // The root as it resolves now, asked again at most once a second (a deploy's symlink flip).
+  const served = await ServedRoot.open(o.root, (root) => createStaticHandler({ ...root, sender: connectionBodySender }), o.log);
   const access = o.access ?? new AccessLog({ file: null, format: 'json', log: o.log });
   /** Counts the response and writes its access-log line. */
   const finished = (req: AnyRequest, conn: SecureConnection, started: bigint, out: StaticOutcome): void => {
@@ -292,7 +237,7 @@ export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Fron
     const started = access.enabled ? process.hrtime.bigint() : 0n;
     const conn = requestConnection(req);
     const problem = requestProblem(req.method ?? 'GET', req.url ?? '/', req.rawHeaders);
-    const out = problem === null ? handle(req, res) : refuse(res, problem);
+    const out = problem === null ? served.current()(req, res) : refuse(res, problem);
     // A request answered without waiting (most GETs of small cached files) is counted at once,
     // without a promise: the handler settles synchronously when it can (static-handler.ts).
     if (!(out instanceof Promise)) {
