@@ -17,7 +17,7 @@ import { createStaticHandler, type BodySender, type StaticOutcome } from './stat
 import { ServedRoot } from './served-root.js';
 import { AccessLog, requestId, type AccessFields } from '../log/access-log.js';
 import { answeredMidBody, closeDetached, httpFront, isMoot, LINGER_MS, whenAttached, type Front } from './front.js';
-import { requestProblem } from './request-checks.js';
+import { requestProblem, unimplemented } from './request-checks.js';
 import { alpnFront, requestConnection, type AnyRequest, type AnyResponse } from './alpn-front.js';
 import { h2Front } from './h2-front.js';
 import { sendFileOverH2 } from './h2-body.js';
@@ -25,7 +25,7 @@ import { sentWithHead, sentWithHeadNow } from './small-body.js';
 import { closingAnswer } from './h1-wire.js';
 
 export { closingAnswer };
-import { InvalidRequestError } from '../errors.js';
+import { InvalidRequestError, type NotImplementedRequestError } from '../errors.js';
 
 export interface ServeOptions {
   server: SecureServer;
@@ -173,14 +173,19 @@ export function onSecureConnections(server: SecureServer, log: Logger, stats: Tr
   });
 }
 
-/** A request RFC 9112 says to refuse (request-checks.ts): 400, and an HTTP/1.1 connection closes (an HTTP/2 stream ends alone). */
-function refuse(res: AnyResponse, problem: string): { status: number; bytes: number; bodyPath: 'none'; error: Error } {
-  const text = 'Bad Request\n';
+/**
+ * A request RFC 9112 says to refuse (request-checks.ts): 400, or the 501 or
+ * 505 of one it does not implement (as the proxy answers them); an HTTP/1.1
+ * connection closes (an HTTP/2 stream ends alone).
+ */
+function refuse(res: AnyResponse, problem: string | NotImplementedRequestError): { status: number; bytes: number; bodyPath: 'none'; error: Error } {
+  const status = typeof problem === 'string' ? 400 : problem.status;
+  const text = `${http.STATUS_CODES[status]}\n`;
   if (res instanceof http.ServerResponse) res.shouldKeepAlive = false;
-  res.writeHead(400, { 'Content-Type': 'text/plain', 'Content-Length': text.length });
+  res.writeHead(status, { 'Content-Type': 'text/plain', 'Content-Length': text.length });
   if (res.req.method === 'HEAD') res.end();
   else res.end(text);
-  return { status: 400, bytes: res.req.method === 'HEAD' ? 0 : text.length, bodyPath: 'none', error: new InvalidRequestError(problem) };
+  return { status, bytes: res.req.method === 'HEAD' ? 0 : text.length, bodyPath: 'none', error: typeof problem === 'string' ? new InvalidRequestError(problem) : problem };
 }
 
 /** The access-log fields every request line has (serve and proxy add theirs). */
@@ -236,7 +241,8 @@ export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Fron
     // Only the access log reads the start time.
     const started = access.enabled ? process.hrtime.bigint() : 0n;
     const conn = requestConnection(req);
-    const problem = requestProblem(req.method ?? 'GET', req.url ?? '/', req.rawHeaders);
+    // HTTP/2 has neither transfer codings nor a version in a request line (RFC 9113 §8.2.2).
+    const problem = requestProblem(req.method ?? 'GET', req.url ?? '/', req.rawHeaders) ?? (req instanceof http2.Http2ServerRequest ? null : unimplemented(req.httpVersionMajor, req.rawHeaders));
     const out = problem === null ? served.current()(req, res) : refuse(res, problem);
     // A request answered without waiting (most GETs of small cached files) is counted at once,
     // without a promise: the handler settles synchronously when it can (static-handler.ts).

@@ -455,3 +455,19 @@ test('pipelined small answers to a client that stops reading (userspace TLS): th
     small.cleanup();
   }
 });
+
+test('an HTTP/2.0 request line over HTTP/1.x gets 505 and a transfer coding other than chunked 501, each closing the connection, as the proxy answers them (RFC 9110 §15.6.6, RFC 9112 §6.1)', async () => {
+  const server = await startAludel(serveArgs(fx));
+  try {
+    const file = fx.files.one.name;
+    const v2 = splitHttp(await rawTls(server.port, fx.certPem, `GET /${file} HTTP/2.0\r\nHost: x\r\n\r\n`));
+    assert.equal(v2.status, 505);
+    assert.equal(v2.headers.connection, 'close');
+    const te = splitHttp(await rawTls(server.port, fx.certPem, `GET /${file} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n`));
+    assert.equal(te.status, 501);
+    const ok = splitHttp(await rawTls(server.port, fx.certPem, `GET /${file} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`));
+    assert.equal(ok.status, 200);
+  } finally {
+    await server.stop();
+  }
+});
