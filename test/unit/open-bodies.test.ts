@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { isOpen } from '../support/descriptors.js';
 import { descriptorLimit, linkCountByFstat, OpenBodies, openBodiesBound, type OpenBodiesOptions } from '../../src/cache/open-bodies.js';
 import { loadAddon } from '../../src/native/binding.js';
 
@@ -25,14 +26,6 @@ function body(name: string, text: string): string {
   return file;
 }
 
-function isOpen(fd: number): boolean {
-  try {
-    fs.fstatSync(fd);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** OpenBodies counting its open(2) calls. */
 function bodies(o: Partial<OpenBodiesOptions> = {}): { b: OpenBodies; opens: () => number } {

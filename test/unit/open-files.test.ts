@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { isOpen } from '../support/descriptors.js';
 import { FILE_SLOTS, OpenFiles } from '../../src/http/open-files.js';
 import { statFromSlots } from '../../src/http/file-stat.js';
 import { loadAddon, type Native } from '../../src/native/binding.js';
@@ -30,14 +31,6 @@ after(() => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-function isOpen(fd: number): boolean {
-  try {
-    fs.fstatSync(fd);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 const read = (fd: number): string => {
   const buf = Buffer.alloc(64);
