@@ -11,6 +11,7 @@ import http from 'node:http';
 import { isIP } from 'node:net';
 import type { Logger } from '../log/logger.js';
 import { HOST_NAME } from '../config/setting-values.js';
+import { capSideListener, sideServerOptions } from '../transport/side-listener.js';
 import type { Http01Responder } from '../tls/acme/http01.js';
 
 export interface RedirectOptions {
@@ -37,7 +38,7 @@ export function redirectTarget(hostField: string | undefined, url: string, https
 }
 
 export async function startRedirect(o: RedirectOptions): Promise<{ address: string; close(): Promise<void> }> {
-  const server = http.createServer({ headersTimeout: 10_000, requestTimeout: 10_000, keepAliveTimeout: 0, maxHeaderSize: 8192 }, (req, res) => {
+  const server = http.createServer({ ...sideServerOptions(10_000), keepAliveTimeout: 0, maxHeaderSize: 8192 }, (req, res) => {
     res.shouldKeepAlive = false;
     const keyAuthorization = req.method === 'GET' || req.method === 'HEAD' ? (o.http01?.answer(req.url) ?? null) : null;
     if (keyAuthorization !== null) {
@@ -53,6 +54,7 @@ export async function startRedirect(o: RedirectOptions): Promise<{ address: stri
     res.writeHead(308, { Location: location, 'Content-Length': 0 }).end();
   });
   server.on('clientError', (_err, socket) => socket.destroy());
+  capSideListener(server, 'redirect listener', o.log);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(o.port, o.host, () => resolve());

@@ -14,6 +14,7 @@ import type { Logger } from '../log/logger.js';
 import type { UpstreamGroup } from '../proxy/upstream-group.js';
 import type { OffloadDecision, SecureServer } from '../tls/types.js';
 import { isLoopback } from '../config/loopback.js';
+import { capSideListener, sideServerOptions } from '../transport/side-listener.js';
 import { kernelTlsRegistry, readKernelTlsStat, type KernelTlsStat } from './kernel-tls-stat.js';
 import type { TrafficStats, TrafficTotals } from './traffic-stats.js';
 import type { ManagedCertificateStatus } from '../tls/acme/acme-manager.js';
@@ -197,7 +198,8 @@ export function registerAdminMetrics(o: Pick<AdminOptions, 'stats' | 'server' | 
 /** The HTTP side of an admin listener, whichever process's numbers it answers with. */
 export async function serveAdmin(o: { host: string; port: number; log: Logger }, a: AdminAnswers): Promise<AdminServer> {
   let admin = '';
-  const server = http.createServer((req, res) => {
+  // A scrape is one request: 10 s for it, as the redirect listener's.
+  const server = http.createServer(sideServerOptions(10_000), (req, res) => {
     const path = (req.url ?? '/').split('?', 1)[0];
     if (req.method === 'POST' && path === '/purge' && a.purge) {
       void purgeRequest(req, res, a.purge, o.log);
@@ -226,6 +228,7 @@ export async function serveAdmin(o: { host: string; port: number; log: Logger },
       },
     );
   });
+  capSideListener(server, 'admin listener', o.log);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen({ host: o.host, port: o.port }, () => {

@@ -8,7 +8,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from '../log/logger.js';
 import { AGAIN, READABLE, type Native, type PollHandle } from '../native/binding.js';
 import { describePlan } from './certificates.js';
-import { ConnectionLimit } from './connection-limit.js';
+import { ConnectionLimit } from '../transport/connection-limit.js';
 import { answerPlainHttp, isPlainHttp } from './plain-http.js';
 import { KtlsConnection } from './ktls-connection.js';
 import { installAcmeChallenges, type NativeTls } from './tls-setup.js';

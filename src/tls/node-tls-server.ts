@@ -22,7 +22,7 @@ import tls from 'node:tls';
 import type { Logger } from '../log/logger.js';
 import { copyFileToStream, type BodyPath } from '../transport/copy-file.js';
 import { describePlan, lookupSni } from './certificates.js';
-import { ConnectionLimit } from './connection-limit.js';
+import { ConnectionLimit } from '../transport/connection-limit.js';
 import { nextConnectionId } from './ktls-server.js';
 import { alpnWire } from './policy.js';
 import { resolveTls, type ResolvedTls } from './tls-setup.js';

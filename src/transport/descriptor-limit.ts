@@ -26,3 +26,20 @@ export function descriptorLimit(): number | null {
     return null;
   }
 }
+
+/** The most connections one plain side listener holds (see sideListenerBound). */
+export const SIDE_LISTENER_MAX = 256;
+
+/**
+ * How many connections a plain side listener (--redirect-http, --admin) may
+ * hold under a descriptor limit of `nofile`: a sixteenth of it, at most 256
+ * and at least 4. Without a cap, idle connections to the redirect port (port
+ * 80, open to anyone) took every descriptor the process had, and the TLS
+ * listener's accept(2) failed with EMFILE: nginx bounds every listener by
+ * worker_connections (512 by default) for the same reason. A redirect lives
+ * one request and an admin scrape a few, so 256 is far above their use.
+ */
+export function sideListenerBound(nofile: number | null): number {
+  if (nofile === null || !Number.isFinite(nofile)) return SIDE_LISTENER_MAX;
+  return Math.max(4, Math.min(SIDE_LISTENER_MAX, Math.floor(nofile / 16)));
+}

@@ -19,15 +19,18 @@ export class ConnectionLimit {
   readonly max: number | null;
   private readonly log: Logger;
   private readonly live: () => number;
+  /** What sets the cap, for the log line: the option, or how the bound was chosen. */
+  private readonly setting: string;
   private refusedSince = 0;
   private refusedTotal = 0;
   private timer: NodeJS.Timeout | null = null;
 
-  /** `live`: the listener's connections now (handshaking or open). */
-  constructor(max: number | null, log: Logger, live: () => number) {
+  /** `live`: the listener's connections now (handshaking or open); `setting`: what set `max` (default: --max-connections). */
+  constructor(max: number | null, log: Logger, live: () => number, setting = `--max-connections ${max}`) {
     this.max = max !== null && max > 0 ? max : null;
     this.log = log;
     this.live = live;
+    this.setting = setting;
   }
 
   /** Whether one more connection may start now. */
@@ -49,7 +52,7 @@ export class ConnectionLimit {
   }
 
   private report(): void {
-    this.log.warn({ maxConnections: this.max, live: this.live(), refused: this.refusedSince, refusedTotal: this.refusedTotal }, `connection limit reached (--max-connections ${this.max}): new connections are closed unread`);
+    this.log.warn({ maxConnections: this.max, live: this.live(), refused: this.refusedSince, refusedTotal: this.refusedTotal }, `connection limit reached (${this.setting}): new connections are closed unread`);
     this.refusedSince = 0;
     this.timer = setTimeout(() => {
       this.timer = null;
