@@ -272,4 +272,23 @@ describe('aludel scan', { timeout: 120_000 }, () => {
       await srv.stop();
     }
   });
+
+  test('a process named with terminal escapes is listed with them written out, never raw (scan runs as root)', async () => {
+    // Any user's process can set its comm (and its executable's path) to bytes that a terminal
+    // obeys: this one sets the window title and reverses the text after it (a comm holds 15 bytes).
+    const name = '\x1b]0;pwn\x07\u202e';
+    const script = `open('/proc/self/comm','w').write(${JSON.stringify(name)}); import socket,time; s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(); print(s.getsockname()[1], flush=True); time.sleep(60)`;
+    const child = reapOnExit(spawn('python3', ['-c', script], { stdio: ['ignore', 'pipe', 'inherit'] }));
+    try {
+      await new Promise((resolve) => child.stdout!.once('data', resolve));
+      const table = await runCli(['scan'], undefined, 60_000);
+      assert.equal(table.code, 0, table.stderr);
+      const row = table.stdout.split('\n').find((l) => l.startsWith(`${child.pid} `));
+      assert.ok(row, table.stdout);
+      assert.ok(row.includes('\\x1b]0;pwn\\x07\\u{202e}'), row);
+      assert.doesNotMatch(table.stdout, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e]/, 'no control character reaches the terminal');
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
 });
