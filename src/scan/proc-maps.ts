@@ -18,6 +18,8 @@ export interface TlsLibraries {
   aludel: boolean;
   /** Another shared TLS library, e.g. 'GnuTLS (libgnutls.so.30)'; null if none. */
   otherTls: string | null;
+  /** The first address range ("7f00-7f01") each OpenSSL library is mapped at: its /proc/<pid>/map_files name. */
+  ranges: Record<string, string>;
 }
 
 const LIB = /^lib(ssl|crypto)\.so(\.\d+)*$/;
@@ -37,13 +39,13 @@ const OTHER_TLS: Array<[RegExp, string]> = [
  * is the one libssl uses.
  */
 export function parseTlsLibraries(maps: string): TlsLibraries {
-  const found: TlsLibraries = { libssl: null, libcrypto: null, preload: false, aludel: false, otherTls: null };
+  const found: TlsLibraries = { libssl: null, libcrypto: null, preload: false, aludel: false, otherTls: null, ranges: {} };
   const cryptos: string[] = [];
   for (const line of maps.split('\n')) {
     // address perms offset dev inode pathname: the path is the sixth field and may hold spaces.
-    const m = /^\S+\s+\S+\s+\S+\s+\S+\s+\d+\s+(\/.*?)(?: \(deleted\))?$/.exec(line);
+    const m = /^([0-9a-f]+-[0-9a-f]+)\s+\S+\s+\S+\s+\S+\s+\d+\s+(\/.*?)(?: \(deleted\))?$/.exec(line);
     if (!m) continue;
-    const file = m[1]!;
+    const file = m[2]!;
     const base = file.slice(file.lastIndexOf('/') + 1);
     if (base === 'aludel-preload.so') found.preload = true;
     if (base === 'aludel.node') found.aludel = true;
@@ -51,6 +53,7 @@ export function parseTlsLibraries(maps: string): TlsLibraries {
     if (other) found.otherTls ??= `${other[1]} (${base})`;
     const lib = LIB.exec(base);
     if (!lib) continue;
+    found.ranges[file] ??= m[1]!;
     if (lib[1] === 'ssl') found.libssl ??= file;
     else if (!cryptos.includes(file)) cryptos.push(file);
   }
@@ -83,24 +86,69 @@ export function findVersionText(bytes: Buffer): string | null {
 /** Keyed by device and inode: one read per library file, whichever path or mount namespace names it. */
 const versionCache = new Map<string, string | null>();
 
-/** The version text of a process's mapped file, read through /proc/<pid>/root (so containers' libraries count); null if unreadable. */
-export function readVersionText(pid: number, file: string): string | null {
-  const seen = `/proc/${pid}/root${file}`;
-  let key: string;
-  try {
-    const st = fs.statSync(seen);
-    key = `${st.dev}:${st.ino}`;
-  } catch {
-    return null; // the process exited, or its root is not ours to read
-  }
+/** At most this much of a library file is read for its version text (libcrypto.so.3 is about 5 MiB). */
+const VERSION_READ_MAX = 64 * 1024 * 1024;
+
+/**
+ * The version text of a process's mapped library, or null when it cannot be
+ * read. `aludel scan` runs as root and the process may be anyone's, so the
+ * file is the one the process mapped, not what its path names now:
+ * /proc/<pid>/map_files/<range> links to the mapping's own file (proc(5);
+ * following it needs CAP_SYS_ADMIN). Through the path, a process in a mount
+ * namespace of its own (unprivileged, with a user namespace) could put a FIFO
+ * over its library's path, and scan hung on the read for ever (found by
+ * testing); a device there would have been opened by root. Without the
+ * capability (scan not run as root, so only the user's own processes are
+ * seen) the path is read, through /proc/<pid>/root for containers, with the
+ * same checks: a regular file, opened without blocking, the same inode
+ * before and after the open.
+ */
+export function readVersionText(pid: number, file: string, range: string | undefined): string | null {
+  const mapped = range === undefined ? null : statOrCode(`/proc/${pid}/map_files/${range}`);
+  const path = mapped === 'EPERM' || mapped === 'EACCES' || range === undefined ? `/proc/${pid}/root${file}` : `/proc/${pid}/map_files/${range}`;
+  const st = path.includes('/map_files/') ? mapped : statOrCode(path);
+  if (st === null || typeof st === 'string' || !st.isFile()) return null; // exited, unmapped, not ours, or not a file
+  const key = `${st.dev}:${st.ino}`;
   let text = versionCache.get(key);
   if (text === undefined) {
-    try {
-      text = findVersionText(fs.readFileSync(seen));
-    } catch {
-      text = null;
-    }
+    const bytes = readRegular(path, st);
+    text = bytes === null ? null : findVersionText(bytes);
     versionCache.set(key, text);
   }
   return text;
+}
+
+/** stat(2) of `path`, or the error's code (null when it has none). */
+function statOrCode(path: string): fs.Stats | string | null {
+  try {
+    return fs.statSync(path);
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code ?? null;
+  }
+}
+
+/**
+ * The bytes of `path` if it is still the regular file `expected` (same device
+ * and inode) and not over VERSION_READ_MAX; null otherwise. O_NONBLOCK: a
+ * FIFO swapped in after the stat cannot block the open or the read.
+ */
+function readRegular(path: string, expected: fs.Stats): Buffer | null {
+  let fd: number;
+  try {
+    fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY);
+  } catch {
+    return null;
+  }
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile() || st.dev !== expected.dev || st.ino !== expected.ino || st.size > VERSION_READ_MAX) return null;
+    const bytes = Buffer.allocUnsafe(st.size);
+    let n = 0;
+    for (let r = 1; n < bytes.length && r > 0; n += r) r = fs.readSync(fd, bytes, n, bytes.length - n, n);
+    return bytes.subarray(0, n);
+  } catch {
+    return null;
+  } finally {
+    fs.closeSync(fd);
+  }
 }

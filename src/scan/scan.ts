@@ -124,7 +124,7 @@ interface Context {
 /** The library of the mapped OpenSSL: from its own version text (libcrypto's, else libssl's), else the soname. */
 function tlsLibrary(pid: number, libs: TlsLibraries): TlsLibrary {
   let text: string | null = null;
-  for (const file of [libs.libcrypto, libs.libssl]) if (file !== null) text ??= readVersionText(pid, file);
+  for (const file of [libs.libcrypto, libs.libssl]) if (file !== null) text ??= readVersionText(pid, file, libs.ranges[file]);
   return identifyLibrary(text, libs.libssl ?? libs.libcrypto);
 }
 

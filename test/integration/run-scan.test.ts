@@ -6,8 +6,10 @@
  * strategy and TLS (more in scan-legacy.test.ts).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { hasKernelTls } from '../support/tls-stat.js';
@@ -19,8 +21,16 @@ import { aludelRun, preloadLog, startNodeHttps, startSServer } from '../support/
 import { reapOnExit, run } from '../support/run-process.js';
 import { delay, waitUntil } from '../support/wait.js';
 import type { ScanReport } from '../../src/scan/scan.js';
+import { findVersionText } from '../../src/scan/proc-maps.js';
 
 let fx: StandardFixtures;
+
+/** The system's libcrypto.so.3, as the dynamic linker finds it. */
+const SYSTEM_LIBCRYPTO = /libcrypto\.so\.3 \(libc6,x86-64\) => (\S+)/.exec(execFileSync('ldconfig', ['-p'], { encoding: 'utf8' }))?.[1] ?? '/usr/lib/x86_64-linux-gnu/libcrypto.so.3';
+
+function systemVersionText(): string | null {
+  return findVersionText(fs.readFileSync(SYSTEM_LIBCRYPTO));
+}
 
 /** dist/test/support/signal-at-spawn.js: `aludel run` signalled from inside its spawn() of the program. */
 const SIGNAL_AT_SPAWN = fileURLToPath(new URL('../support/signal-at-spawn.js', import.meta.url));
@@ -270,6 +280,38 @@ describe('aludel scan', { timeout: 120_000 }, () => {
       assert.match(table.stdout.split('\n').find((l) => l.startsWith(`${srv.daemon.child.pid} `)) ?? '', /TLS library not visible/);
     } finally {
       await srv.stop();
+    }
+  });
+
+  test('a library path covered by a FIFO in the process\'s own mount namespace: scan reads the mapped file and does not hang', async () => {
+    // A user with a user and mount namespace of their own maps a libcrypto, then mounts a FIFO over
+    // its path. Through the path, scan (root) blocked on the FIFO for ever; a device there would be opened by root.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aludel-scan-fifo-'));
+    const lib = path.join(dir, 'libcrypto.so.3');
+    fs.copyFileSync(SYSTEM_LIBCRYPTO, lib);
+    execFileSync('mkfifo', [path.join(dir, 'fifo')]);
+    const mapper = `import mmap,socket,time; f=open(${JSON.stringify(lib)},'rb'); m=mmap.mmap(f.fileno(),0,prot=mmap.PROT_READ); s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(); print(s.getsockname()[1], flush=True); time.sleep(300)`;
+    const script = `python3 -c "$0" > ${dir}/port & while [ ! -s ${dir}/port ]; do sleep 0.05; done; mount --bind ${dir}/fifo ${lib} && echo covered; wait`;
+    const child = reapOnExit(spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', script, mapper], { stdio: ['ignore', 'pipe', 'inherit'] }));
+    let pid = 0;
+    try {
+      await new Promise((resolve) => child.stdout!.once('data', resolve));
+      pid = Number(execFileSync('pgrep', ['-P', String(child.pid), 'python3'], { encoding: 'utf8' }).trim());
+      assert.ok(fs.statSync(`/proc/${pid}/root${lib}`).isFIFO(), 'the path, as the process sees it, is the FIFO');
+      const r = await runCli(['scan', '--json'], undefined, 60_000);
+      assert.equal(r.code, 0, `scan must finish: ${r.signal ?? ''} ${r.stderr}`);
+      const p = (JSON.parse(r.stdout) as ScanReport).processes.find((x) => x.pid === pid);
+      assert.ok(p?.openssl, r.stdout);
+      assert.equal(p.openssl.libcrypto, lib);
+      assert.equal(p.openssl.versionText, systemVersionText(), 'the version comes from the mapped file, not the FIFO');
+    } finally {
+      try {
+        if (pid > 0) process.kill(pid, 'SIGKILL');
+      } catch {
+        // Gone already.
+      }
+      child.kill('SIGKILL');
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 

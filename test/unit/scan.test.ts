@@ -25,6 +25,8 @@ test('maps: libssl and libcrypto paths, (deleted) dropped, the preload noticed',
     preload: true,
     aludel: true,
     otherTls: null,
+    // The first mapping of each: its /proc/<pid>/map_files name, read instead of the path (scan runs as root).
+    ranges: { '/usr/lib/x86_64-linux-gnu/libssl.so.3': '7f1a2c000000-7f1a2c07a000', '/usr/lib/x86_64-linux-gnu/libcrypto.so.3': '7f1a2c200000-7f1a2c2a0000' },
   });
 });
 
@@ -33,7 +35,7 @@ test('maps: statically linked node and lookalike names map no OpenSSL', () => {
 7f00-7f01 r-xp 00000000 08:01 78 /usr/lib/libssl3-helper.so
 7f02-7f03 r-xp 00000000 08:01 79 /home/u/libssl.so.3.bak
 `;
-  assert.deepEqual(parseTlsLibraries(maps), { libssl: null, libcrypto: null, preload: false, aludel: false, otherTls: null });
+  assert.deepEqual(parseTlsLibraries(maps), { libssl: null, libcrypto: null, preload: false, aludel: false, otherTls: null, ranges: {} });
 });
 
 test('maps: the libcrypto of libssl\'s version, and other TLS libraries named', () => {
