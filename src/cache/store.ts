@@ -47,7 +47,7 @@
  * touch-batch.ts): a hit in one worker is a recent use in all of them.
  */
 import crypto from 'node:crypto';
-import fs, { promises as fsp } from 'node:fs';
+import fs, { promises as fsp, type Stats } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
@@ -183,6 +183,21 @@ export interface StoreOptions {
   touchFlushMs?: number;
 }
 
+/**
+ * A cache directory that another user can write is refused: whoever writes
+ * there chooses what the cache serves (and, for a root process, where its
+ * renames land). Group or other write permission, or an owner that is
+ * neither this user nor root, is such a directory; /tmp itself is one. The
+ * error says how to mend it (sshd's StrictModes refuses keys for the same).
+ */
+function refuseForeignWriters(st: Stats, dir: string): void {
+  const euid = process.geteuid?.() ?? st.uid;
+  const problem =
+    (st.mode & 0o022) !== 0 ? `it is writable by its group or by others (mode ${(st.mode & 0o7777).toString(8)}); chmod go-w it` : st.uid !== euid && st.uid !== 0 ? `it belongs to user ${st.uid}, who can write it; give this user (${euid}) its own directory` : null;
+  if (problem === null) return;
+  throw Object.assign(new Error(`${dir}: ${problem}: anyone who can write the cache directory can change what is served`), { code: 'EPERM' });
+}
+
 export class CacheStore {
   readonly dir: string;
   readonly maxBytes: number;
@@ -216,8 +231,12 @@ export class CacheStore {
   /** Opens (creating it if needed) the cache directory and rebuilds the index from what is complete in it. */
   static async open(o: StoreOptions): Promise<CacheStore> {
     const store = new CacheStore(o);
-    await fsp.mkdir(o.dir, { recursive: true });
-    await Promise.all(Array.from({ length: 256 }, (_, i) => fsp.mkdir(path.join(o.dir, i.toString(16).padStart(2, '0')), { recursive: true })));
+    // 0700, as nginx creates its proxy_cache_path levels: what is stored is served to clients.
+    const dirs = [o.dir, ...Array.from({ length: 256 }, (_, i) => path.join(o.dir, i.toString(16).padStart(2, '0')))];
+    await fsp.mkdir(o.dir, { recursive: true, mode: 0o700 });
+    await Promise.all(dirs.slice(1).map((d) => fsp.mkdir(d, { recursive: true, mode: 0o700 })));
+    const stats = await Promise.all(dirs.map((d) => fsp.stat(d)));
+    stats.forEach((st, i) => refuseForeignWriters(st, dirs[i]!));
     await store.rebuild();
     return store;
   }

@@ -77,7 +77,7 @@ describe('collapsed fills', { timeout: 120_000 }, () => {
     const dir = path.join(fx.dir, `cache-${++serial}`);
     fs.mkdirSync(dir);
     // A 1 MiB tmpfs over the cache directory, in a mount namespace of the proxy's own (gone with it).
-    const p = await startAludel(proxyArgs(dir), { prefix: ['unshare', '-rm', 'sh', '-c', 'mount -t tmpfs -o size=1m aludel-test "$0" && exec "$@"', dir] });
+    const p = await startAludel(proxyArgs(dir), { prefix: ['unshare', '-rm', 'sh', '-c', 'mount -t tmpfs -o size=1m,mode=0700 aludel-test "$0" && exec "$@"', dir] });
     running.push(p);
     const size = 3 * MiB;
     // The head waits, so all 12 are waiting for it; the body then comes at 2 MiB/s, so the

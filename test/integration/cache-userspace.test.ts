@@ -444,7 +444,7 @@ describe('aludel proxy --cache (userspace TLS)', () => {
     fs.mkdirSync(dir);
     // A 1 MiB tmpfs over the cache directory, in a mount namespace of the proxy's own (gone with it).
     const p = await startAludel(['proxy', '--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--to', `http://127.0.0.1:${sink.port}`, '--cache', dir], {
-      prefix: ['unshare', '-rm', 'sh', '-c', 'mount -t tmpfs -o size=1m aludel-test "$0" && exec "$@"', dir],
+      prefix: ['unshare', '-rm', 'sh', '-c', 'mount -t tmpfs -o size=1m,mode=0700 aludel-test "$0" && exec "$@"', dir],
     });
     running.push(p);
     const size = 3 * MiB;
