@@ -239,6 +239,27 @@ for (const mode of ['auto', 'userspace'] as const) {
       }
     });
 
+    test('dot segments and doubled slashes inside the root are normalised as nginx does (200), one climbing above it is refused (400)', async () => {
+      const f = fx.files.mid;
+      // RFC 3986 §5.2.4 remove_dot_segments after percent-decoding, and nginx's merge_slashes: lexical, so
+      // the directory climbed out of need not exist (nginx answers these 200 too).
+      const inside = [`/sub/../${f.name}`, `/sub/%2e%2e/${f.name}`, `/a/b/.%2E/./../${f.name}`, `//sub//..//${f.name}`, `/sub%2f..%2f${f.name}`];
+      const above = [`/../${f.name}`, `/sub/../../${f.name}`, `/%2e%2e/${f.name}`, `/sub/..%2f..%2f${f.name}`];
+      const out = path.join(fx.outDir, `${mode}-dot-segments`);
+      const get = async (proto: string, p: string): Promise<number> => {
+        const r = await curl([...tlsArgs, proto, '--path-as-is', '-o', out, '-w', '%{http_code}', `${base}${p}`]);
+        assert.equal(r.code, 0, r.stderr);
+        return Number(r.stdout.toString());
+      };
+      for (const proto of ['--http1.1', '--http2']) {
+        for (const p of inside) {
+          assert.equal(await get(proto, p), 200, `${proto} ${p}`);
+          assert.equal(sha256(fs.readFileSync(out)), f.sha256, `${proto} ${p}`);
+        }
+        for (const p of above) assert.equal(await get(proto, p), 400, `${proto} ${p}`);
+      }
+    });
+
     test(mode === 'auto' ? 'exactly one kTLS-unavailable warning, no other warnings' : 'no kTLS-unavailable warning at all', () => {
       const ktlsWarn = srv.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith(KTLS_WARN_PREFIX));
       const warns = srv.logs.filter((l) => l.level >= 40);
