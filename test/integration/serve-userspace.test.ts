@@ -272,6 +272,23 @@ for (const mode of ['auto', 'userspace'] as const) {
         assert.deepEqual(warns, [], 'userspace mode logs no warnings');
       }
     });
+
+    // Refusals, after the test above that the happy path logged no warning: a 400 logs one.
+    test('a method node\'s parser does not know: 405 with the Allow of DELETE\'s (nginx\'s static module), an access-log line; lower-case: 400', async () => {
+      const from = srv.mark();
+      const r = splitHttp(await rawTls(srv.port, fx.certPem, `FOO /${fx.files.one.name}?m=foo HTTP/1.1\r\nHost: localhost\r\n\r\n`));
+      assert.equal(r.status, 405);
+      assert.equal(r.headers.allow, 'GET, HEAD');
+      assert.equal(r.headers.connection, 'close');
+      const line = await srv.waitForLog((l) => l.msg === 'request' && l.url === `/${fx.files.one.name}?m=foo`, 5000, from);
+      assert.deepEqual([line.method, line.status, line.proto, line.bytes], ['FOO', 405, 'HTTP/1.1', 0]);
+      const viaCurl = await curl([...tlsArgs, '--http1.1', '-X', 'BREW', '-o', '/dev/null', '-w', '%{http_code}', `${base}/`]);
+      assert.equal(viaCurl.stdout.toString(), '405');
+      // Pipelined behind a GET: its file first, then the 405 (RFC 9112 §9.3.2).
+      const raw = (await rawTls(srv.port, fx.certPem, `GET /${fx.files.one.name} HTTP/1.1\r\nHost: localhost\r\n\r\nFOO / HTTP/1.1\r\nHost: localhost\r\n\r\n`)).toString('latin1');
+      assert.deepEqual([...raw.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1])), [200, 405], raw);
+      assert.equal(splitHttp(await rawTls(srv.port, fx.certPem, 'get / HTTP/1.1\r\nHost: localhost\r\n\r\n')).status, 400);
+    });
   });
 }
 
