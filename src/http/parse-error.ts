@@ -2,7 +2,9 @@
  * The status answering a request node's HTTP/1.1 parser (llhttp) refused,
  * in one place for serve and proxy (answerClientError, serve.ts):
  *
- * - a head over --max-header-size: 431 (RFC 6585 §5);
+ * - a head over --max-header-size: 414 when the request line alone went
+ *   over (RFC 9110 §15.5.15, as nginx answers a request line longer than its
+ *   large_client_header_buffers), else 431 (RFC 6585 §5);
  * - a method llhttp does not know but that nginx's parser takes (upper-case
  *   letters, "_" and "-"): the front's own answer to it, serve's 405 with
  *   Allow as nginx's static module gives, the proxy's 501 (RFC 9110 §9.1: an
@@ -11,6 +13,8 @@
  * - a request not received in time: 408 (RFC 9110 §15.5.9);
  * - anything else llhttp refuses: 400.
  */
+import { inRequestLine } from './line-kind.js';
+
 /** What a front answers a method llhttp does not know. */
 export interface UnknownMethodAnswer {
   status: 405 | 501;
@@ -42,12 +46,12 @@ const LF = 0x0a;
 const UNKNOWN_METHOD_LINE = /^([A-Z_-]{1,64}) ([^ \r\n]*)(?: (HTTP\/\d\.\d)\r?$)?/;
 
 /** The answer to `err`, a parse error on `conn` (its code one of llhttp's HPE_*, or node's request timeout). */
-export function parseErrorAnswer(err: ParseError, _conn: object, unknownMethod: UnknownMethodAnswer): ParseErrorAnswer {
+export function parseErrorAnswer(err: ParseError, conn: object, unknownMethod: UnknownMethodAnswer): ParseErrorAnswer {
   if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return { status: 408, fields: [] };
   const raw = err.rawPacket;
   if (raw === undefined) return { status: err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400, fields: [] };
   const at = Math.min(err.bytesParsed ?? raw.length, raw.length);
-  if (err.code === 'HPE_HEADER_OVERFLOW') return { status: 431, fields: [] };
+  if (err.code === 'HPE_HEADER_OVERFLOW') return { status: inRequestLine(conn, raw, at) ? 414 : 431, fields: [] };
   if (err.code === 'HPE_INVALID_METHOD') {
     const line = unknownMethodLine(raw, at);
     if (line !== null) return { status: unknownMethod.status, fields: unknownMethod.allow !== undefined ? ['Allow', unknownMethod.allow] : [], line };

@@ -72,7 +72,7 @@ const LEGIT_5XX = new Set([501, 505]);
  * does not know: serve's 405 to a POST and the proxy's 501 to a transfer
  * coding answer well-formed requests too, with close.
  */
-const PARSE_ERROR_STATUSES = new Set([400, 408, 431]);
+const PARSE_ERROR_STATUSES = new Set([400, 408, 414, 431]);
 
 export function judgeResponses(c: FuzzCase, o: Observation): Finding[] {
   const out: Finding[] = [];

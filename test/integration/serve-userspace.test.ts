@@ -273,7 +273,7 @@ for (const mode of ['auto', 'userspace'] as const) {
       }
     });
 
-    // Refusals, after the test above that the happy path logged no warning: a 400 logs one.
+    // Refusals, after the test above that the happy path logged no warning: a 400, 414 or 431 logs one.
     test('a method node\'s parser does not know: 405 with the Allow of DELETE\'s (nginx\'s static module), an access-log line; lower-case: 400', async () => {
       const from = srv.mark();
       const r = splitHttp(await rawTls(srv.port, fx.certPem, `FOO /${fx.files.one.name}?m=foo HTTP/1.1\r\nHost: localhost\r\n\r\n`));
@@ -288,6 +288,17 @@ for (const mode of ['auto', 'userspace'] as const) {
       const raw = (await rawTls(srv.port, fx.certPem, `GET /${fx.files.one.name} HTTP/1.1\r\nHost: localhost\r\n\r\nFOO / HTTP/1.1\r\nHost: localhost\r\n\r\n`)).toString('latin1');
       assert.deepEqual([...raw.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1])), [200, 405], raw);
       assert.equal(splitHttp(await rawTls(srv.port, fx.certPem, 'get / HTTP/1.1\r\nHost: localhost\r\n\r\n')).status, 400);
+    });
+
+    test('a request line over --max-header-size: 414 (RFC 9110 §15.5.15, as nginx); header fields over it: 431', async () => {
+      for (const size of [17_000, 40_000]) {
+        const long = await curl([...tlsArgs, '--http1.1', '-o', '/dev/null', '-w', '%{http_code}', `${base}/${'a'.repeat(size)}`]);
+        assert.equal(long.stdout.toString(), '414', `a ${size}-byte target`);
+        const big = splitHttp(await rawTls(srv.port, fx.certPem, `GET / HTTP/1.1\r\nHost: localhost\r\nCookie: ${'c'.repeat(size)}\r\n\r\n`));
+        assert.equal(big.status, 431, `a ${size}-byte field`);
+      }
+      const under = splitHttp(await rawTls(srv.port, fx.certPem, `GET /${'a'.repeat(16_000)} HTTP/1.1\r\nHost: localhost\r\nX: ${'b'.repeat(2000)}\r\n\r\n`));
+      assert.equal(under.status, 431, 'a request line under the limit, its fields over it');
     });
   });
 }
