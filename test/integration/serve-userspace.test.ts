@@ -520,3 +520,41 @@ test('an HTTP/2.0 request line over HTTP/1.x gets 505 and a transfer coding othe
     await server.stop();
   }
 });
+
+test('a download cut short because the file was truncated while being sent: aborted, and the access log gives the bytes that went out (nginx\'s $body_bytes_sent), not 0', async () => {
+  const small = await makeFixtures({ one: 1 });
+  const file = path.join(small.root, 'shrinking.bin');
+  const size = 64 * 1024 * 1024;
+  const kept = 24 * 1024 * 1024;
+  fs.writeFileSync(file, '');
+  fs.truncateSync(file, size); // sparse: quick to make, and read as zeros
+  const server = await startAludel(serveArgs(small, '--offload', 'userspace'));
+  try {
+    const sock = tls.connect({ host: '127.0.0.1', port: server.port, servername: 'localhost', ca: small.certPem });
+    let received = 0;
+    let truncated = false;
+    const closed = new Promise<void>((resolve) => sock.on('close', () => resolve()));
+    sock.on('error', () => undefined);
+    sock.on('data', (d: Buffer) => {
+      received += d.length;
+      if (truncated || received < 1024 * 1024) return;
+      // The server is blocked on a full socket well before `kept` bytes: shrink the file under it, then read on.
+      truncated = true;
+      sock.pause();
+      setTimeout(() => {
+        fs.truncateSync(file, kept);
+        sock.resume();
+      }, 300);
+    });
+    sock.write('GET /shrinking.bin HTTP/1.1\r\nHost: localhost\r\n\r\n');
+    await closed;
+    const line = await server.waitForLog((l) => l.msg === 'request' && l.url === '/shrinking.bin');
+    assert.equal(line.error, 'ERR_FILE_TRUNCATED');
+    assert.equal(line.status, 200);
+    assert.equal(line.bytes, kept, `logged ${String(line.bytes)} bytes; the client received ${received} (head included)`);
+    assert.ok(received > kept && received < kept + 1024, `the client got the ${kept} bytes there were and the head: ${received}`);
+  } finally {
+    await server.stop();
+    small.cleanup();
+  }
+});
