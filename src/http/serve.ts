@@ -241,8 +241,13 @@ export function checkingInterval(headersTimeoutMs: number): number {
   return Math.min(1000, Math.max(250, Math.floor(headersTimeoutMs / 4)));
 }
 
+/** The static-file front, and what ends its hold on the root once it is drained (a reload's retired generation). */
+export interface ServeFront extends Front {
+  retire(): void;
+}
+
 /** `serve` on a listener: each finished handshake goes to a new front. */
-export async function startServe(o: ServeOptions): Promise<Front> {
+export async function startServe(o: ServeOptions): Promise<ServeFront> {
   const front = await createServe(o);
   onSecureConnections(o.server, o.log, o.stats, (conn) => front.accept(conn));
   return front;
@@ -252,7 +257,7 @@ export async function startServe(o: ServeOptions): Promise<Front> {
  * The static-file front: node's http.Server over HTTP/1.1 connections and
  * node:http2 over h2 ones, by ALPN, with one request handler for both.
  */
-export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Front> {
+export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<ServeFront> {
   // The root as it resolves now, asked again at most once a second (a deploy's symlink flip).
   const served = await ServedRoot.open(o.root, (root) => createStaticHandler({ ...root, sender: connectionBodySender }), o.log);
   const access = o.access ?? new AccessLog({ file: null, format: 'json', log: o.log });
@@ -311,5 +316,6 @@ export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Fron
     log: o.log, handler: serveRequest,
     limits: { maxConcurrentStreams: o.http2MaxConcurrentStreams ?? 128, maxHeaderSize: o.maxHeaderSize, idleTimeoutMs: o.idleTimeoutMs },
   });
-  return alpnFront(httpFront(httpServer), h2);
+  // Retired once drained (serving.ts): the root's watch entry and hold go with it (served-root.ts).
+  return Object.assign(alpnFront(httpFront(httpServer), h2), { retire: () => served.close() });
 }
