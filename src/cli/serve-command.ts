@@ -55,7 +55,8 @@ export async function runServe(s: ServeSettings, load: () => Promise<ServeSettin
       idleTimeoutMs: next.idleTimeoutMs, headersTimeoutMs: next.headersTimeoutMs, maxHeaderSize: next.maxHeaderSize,
       http2MaxConcurrentStreams: next.http2MaxConcurrentStreams,
     });
-    return { settings: next, front, retire: () => undefined };
+    // Once drained, nothing serves from its root: its descriptors may close (served-root.ts).
+    return { settings: next, front, retire: () => front.retire() };
   };
   const serving = new Serving<ServeSettings>({
     servers: listeners.servers, log, stats, load, build,

@@ -13,6 +13,7 @@
  */
 import type http2 from 'node:http2';
 import { FileTruncatedError } from '../errors.js';
+import { cutAfter } from '../transport/body-cut.js';
 import { ChunkPool, readAt, type BodyPath } from '../transport/copy-file.js';
 import { resetStream } from './h2-front.js';
 
@@ -92,6 +93,9 @@ export async function sendRangeOverH2(stream: http2.Http2Stream, fd: number, off
       await taken(stream, n === buf.length ? buf : buf.subarray(0, n));
       pos += n;
     }
+  } catch (err) {
+    // What went out is what the access log says was sent (body-cut.ts).
+    throw cutAfter(err, pos - offset, 'write');
   } finally {
     // Back in the pool only when nothing references it (a write may still sit in a closed stream's queue).
     if (pos >= end) chunks.give(buf);

@@ -2,10 +2,14 @@
  * Maps a request-target onto a regular file under the document root without
  * ever letting the request escape that root.
  *
- * Defence is layered on purpose: `..` segments are refused after decoding
- * (so `%2e%2e` and `%2f`-smuggled separators cannot slip through), and the
- * final location is realpath'ed and checked against the root (so symlinks
- * leading outside the root are refused too).
+ * Defence is layered on purpose: the path is percent-decoded, then its dot
+ * segments are removed (RFC 3986 §5.2.4) and empty ones merged, as nginx
+ * normalises a URI (ngx_http_parse_complex_uri, merge_slashes on), so
+ * "/sub/../index.html" and "/sub/%2e%2e/index.html" name "/index.html"; a
+ * ".." that would climb above the root is refused (400, as nginx answers it),
+ * so the segments joined to the root never leave it. The final location is
+ * then realpath'ed (or opened with openat2 RESOLVE_BENEATH) and checked
+ * against the root, so symlinks leading outside the root are refused too.
  */
 import fs, { promises as fsp, type Stats } from 'node:fs';
 import os from 'node:os';
@@ -32,31 +36,64 @@ const MISSING_CODES = new Set(['ENOENT', 'ENOTDIR', 'ELOOP', 'ENAMETOOLONG']);
 
 export type Refused = Exclude<ResolveResult, { kind: 'file' }>;
 
-/** The decoded path segments of a request-target, or why there are none (400, 403). */
-function requestSegments(urlPath: string): string[] | Refused {
+/** A request path after decoding and remove_dot_segments: what it names beneath the root. */
+interface NormalPath {
+  /** Decoded segments, none empty, "." or "..": joined to the root they cannot climb above it. */
+  segments: string[];
+  /** Whether the normalised path ends in "/" (it names a directory's index). */
+  slash: boolean;
+  /** Whether the raw path was already normal (one leading slash, no empty or dot segment, no %2F). */
+  asSent: boolean;
+}
+
+/**
+ * The normalised path of a request-target (RFC 3986 §5.2.4 remove_dot_segments
+ * on the decoded segments, empty ones merged as nginx's merge_slashes), or why
+ * there is none: 400 for a malformed escape, a NUL, a target that names no
+ * path, or a ".." above the root (nginx answers "/../x" 400 too, rather than
+ * clamping it to "/x" as §5.2.4 would for a reference).
+ */
+function normalPath(urlPath: string): NormalPath | Refused {
   const rawPath = extractPath(urlPath);
   if (rawPath === undefined) return BAD_REQUEST;
 
   const decoded = percentDecode(rawPath);
   if (decoded === undefined || decoded.includes('\0')) return BAD_REQUEST;
 
-  const segments = decoded.split('/');
-  if (segments.includes('..')) return FORBIDDEN;
-  return segments;
+  const segments: string[] = [];
+  const parts = decoded.split('/');
+  let asSent = parts.length === rawPath.split('/').length; // no %2F became a separator
+  for (let i = 1; i < parts.length; i++) {
+    const part = parts[i]!;
+    if (part === '..') {
+      if (segments.pop() === undefined) return BAD_REQUEST;
+    } else if (part !== '' && part !== '.') {
+      segments.push(part);
+      continue;
+    }
+    // A trailing empty segment is the slash of a directory, as sent.
+    if (part !== '' || i < parts.length - 1) asSent = false;
+  }
+  const last = parts[parts.length - 1]!;
+  return { segments, slash: parts.length > 1 && (last === '' || last === '.' || last === '..'), asSent };
 }
 
+/** The decoded path segments of a request-target, normalised, or why there are none (400). */
+function requestSegments(urlPath: string): string[] | Refused {
+  const p = normalPath(urlPath);
+  return 'kind' in p ? p : p.segments;
+}
 export async function resolveUnderRoot(rootReal: string, urlPath: string): Promise<ResolveResult> {
-  const segments = requestSegments(urlPath);
-  if (!Array.isArray(segments)) return segments;
+  const p = normalPath(urlPath);
+  if ('kind' in p) return p;
 
-  // path.join on already ..-free segments cannot climb above rootReal.
-  const candidate = path.join(rootReal, ...segments);
+  // path.join on ..-free segments cannot climb above rootReal.
+  const candidate = path.join(rootReal, ...p.segments);
   const found = await realStat(rootReal, candidate);
   if (found.kind !== 'file' || !found.stat.isDirectory()) return onlyRegular(found);
   // A directory named without its trailing slash is sent there (301), as nginx does: its
   // index's relative links resolve against the directory itself only then (RFC 3986 §5.2).
-  const rawPath = extractPath(urlPath)!;
-  if (!rawPath.endsWith('/')) return { kind: 'redirect', location: directoryLocation(rawPath, urlPath) };
+  if (!p.slash) return { kind: 'redirect', location: directoryLocation(p, urlPath) };
 
   // No directory listings: a directory is served only through its index file.
   return onlyRegular(await realStat(rootReal, path.join(found.path, INDEX_FILE)));
@@ -64,13 +101,16 @@ export async function resolveUnderRoot(rootReal: string, urlPath: string): Promi
 
 /**
  * Where a directory named without its trailing slash lives: the path as
- * sent, one leading slash (so "//host" can never become a network-path
- * reference to another host, RFC 3986 §4.2), the slash added, the query kept.
+ * sent when it was already normal, else the normalised one (as nginx's
+ * Location is its normalised URI), each segment percent-encoded again; one
+ * leading slash (so "//host" can never become a network-path reference to
+ * another host, RFC 3986 §4.2), the slash added, the query kept.
  */
-function directoryLocation(rawPath: string, target: string): string {
+function directoryLocation(p: NormalPath, target: string): string {
   const q = target.indexOf('?');
   const query = q >= 0 ? target.slice(q).split('#')[0]! : '';
-  return `/${rawPath.replace(/^\/+/, '')}/${query}`;
+  const where = p.asSent ? extractPath(target)!.slice(1) : p.segments.map(encodeURIComponent).join('/');
+  return `/${where}/${query}`;
 }
 
 /**
@@ -155,8 +195,8 @@ const E = os.constants.errno;
  * An origin-form target of plain segments: unreserved characters only (RFC
  * 3986 §2.3), none starting with a dot, so no "." or ".." and no percent
  * escape, query or fragment. Its path beneath the root is itself without
- * the leading slash: what requestSegments, the filter and the join make of
- * it, without the decoding, the split and the arrays.
+ * the leading slash: what normalPath and the join make of it, without the
+ * decoding, the split and the arrays.
  */
 const PLAIN_TARGET = /^(?:\/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+$/;
 
@@ -165,7 +205,7 @@ function relativePath(urlPath: string): string | Refused {
   if (PLAIN_TARGET.test(urlPath)) return urlPath.slice(1);
   const segments = requestSegments(urlPath);
   if (!Array.isArray(segments)) return segments;
-  return segments.filter((x) => x !== '' && x !== '.').join('/');
+  return segments.join('/');
 }
 
 /** A regular file opened beneath the root: release it with closeOpened(). */

@@ -23,6 +23,7 @@ import { h2Front } from './h2-front.js';
 import { sendFileOverH2 } from './h2-body.js';
 import { sentWithHead, sentWithHeadNow } from './small-body.js';
 import { closingAnswer } from './h1-wire.js';
+import { parseErrorAnswer, type ParseError, type RequestLine, type UnknownMethodAnswer } from './parse-error.js';
 
 export { closingAnswer };
 import { InvalidRequestError, type NotImplementedRequestError } from '../errors.js';
@@ -111,37 +112,67 @@ export function connectionErrorLogger(log: Logger): (this: SecureConnection, err
   };
 }
 
+/** How a front answers the requests node's parser refuses (answerClientError). */
+export interface ClientErrorOptions {
+  /** Its answer to a method llhttp does not know (parse-error.ts): serve's 405, the proxy's 501. */
+  unknownMethod: UnknownMethodAnswer;
+  /** Writes the access-log line of such a request, as for any other refused request. */
+  logRefused(conn: SecureConnection, line: RequestLine, status: number, err: Error & { code?: string }): void;
+}
+
 /**
  * http.Server's 'clientError': a request that could not be parsed (llhttp's
- * HPE_* codes: bad framing, smuggling attempts, oversized headers) gets its
- * status and the connection closes; socket errors were already logged once.
+ * HPE_* codes: bad framing, smuggling attempts, oversized heads, a method it
+ * does not know) gets its status (parse-error.ts) and the connection closes;
+ * socket errors were already logged once.
  */
-export function answerClientError(log: Logger, err: Error & { code?: string }, socket: Duplex): void {
+export function answerClientError(log: Logger, err: ParseError, socket: Duplex, o: ClientErrorOptions): void {
   const conn = socket as unknown as SecureConnection;
   // http.Server reports both request parse errors and the socket's own errors here; the
   // latter (resets, TLS failures) were already logged once by the connection's 'error' listener.
   const httpError = err.code?.startsWith('HPE_') === true || err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
-  if (httpError) log.warn({ conn: conn.id, code: err.code, detail: err.message }, 'bad request');
-  if (httpError && socket.writable) {
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-    const answered = answeredMidBody(conn);
-    if (answered !== undefined) {
-      // The error is in the body of a request already answered (serve's 405 to a POST, a
-      // request-checks 400, node's own 400 or 417, an origin that answered early): one
-      // response per request, so no second one; the connection closes once that answer is out.
-      // node's own answer is queued after the responses owed to earlier requests, and is written
-      // (handed to the connection) as the last of them finishes: closeDetached waits for those.
-      if (answered === 'by node') closeDetached(conn, LINGER_MS);
-      else if (answered.writableFinished) closeDetached(conn, LINGER_MS);
-      else answered.once('close', () => (answered.writableFinished ? closeDetached(conn, LINGER_MS) : conn.destroy()));
-      return;
-    }
-    // Bytes after a request with Connection: close are not a request to answer (RFC 9112 §9.6).
-    const answer = err.code === 'HPE_CLOSED_CONNECTION' ? undefined : closingAnswer(status);
-    closeDetached(conn, LINGER_MS, answer);
-  } else {
+  if (!httpError) {
     socket.destroy();
+    return;
   }
+  const refusal = parseErrorAnswer(err, conn, o.unknownMethod);
+  // A method the front does not serve is the client's choice, not a malformed request: an
+  // access-log line, as for a POST to serve, and no warning.
+  if (refusal.line === undefined) log.warn({ conn: conn.id, code: err.code, detail: err.message, status: refusal.status }, 'bad request');
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const answered = answeredMidBody(conn);
+  if (answered !== undefined) {
+    // The error is in the body of a request already answered (serve's 405 to a POST, a
+    // request-checks 400, node's own 400 or 417, an origin that answered early): one
+    // response per request, so no second one; the connection closes once that answer is out.
+    // node's own answer is queued after the responses owed to earlier requests, and is written
+    // (handed to the connection) as the last of them finishes: closeDetached waits for those.
+    if (answered === 'by node') closeDetached(conn, LINGER_MS);
+    else if (answered.writableFinished) closeDetached(conn, LINGER_MS);
+    else answered.once('close', () => (answered.writableFinished ? closeDetached(conn, LINGER_MS) : conn.destroy()));
+    return;
+  }
+  if (refusal.line !== undefined) o.logRefused(conn, refusal.line, refusal.status, err);
+  // Bytes after a request with Connection: close are not a request to answer (RFC 9112 §9.6).
+  const answer = err.code === 'HPE_CLOSED_CONNECTION' ? undefined : closingAnswer(refusal.status, refusal.fields);
+  closeDetached(conn, LINGER_MS, answer);
+}
+
+/**
+ * The access-log line of a request refused before node's parser made it a
+ * request (an unknown method): what its request line said, no header field.
+ */
+export function refusedRequestFields(conn: SecureConnection, line: RequestLine, status: number, err: Error & { code?: string }): AccessFields {
+  const t = conn.tls;
+  return {
+    id: requestId(), conn: conn.id, client: `${conn.remoteAddress ?? '-'}:${conn.remotePort ?? 0}`,
+    proto: line.version, method: line.method, url: line.target, host: undefined, userAgent: undefined, referer: undefined,
+    status, bytes: 0, ms: 0, body: 'none', tls: t.version, cipher: t.cipher, ...cryptoSite(t),
+    error: err.code ?? 'ERR_UNKNOWN', detail: `method ${line.method.slice(0, 64)} unknown to node's HTTP parser (llhttp): ${err.message}`,
+  };
 }
 
 /**
@@ -210,8 +241,13 @@ export function checkingInterval(headersTimeoutMs: number): number {
   return Math.min(1000, Math.max(250, Math.floor(headersTimeoutMs / 4)));
 }
 
+/** The static-file front, and what ends its hold on the root once it is drained (a reload's retired generation). */
+export interface ServeFront extends Front {
+  retire(): void;
+}
+
 /** `serve` on a listener: each finished handshake goes to a new front. */
-export async function startServe(o: ServeOptions): Promise<Front> {
+export async function startServe(o: ServeOptions): Promise<ServeFront> {
   const front = await createServe(o);
   onSecureConnections(o.server, o.log, o.stats, (conn) => front.accept(conn));
   return front;
@@ -221,7 +257,7 @@ export async function startServe(o: ServeOptions): Promise<Front> {
  * The static-file front: node's http.Server over HTTP/1.1 connections and
  * node:http2 over h2 ones, by ALPN, with one request handler for both.
  */
-export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Front> {
+export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<ServeFront> {
   // The root as it resolves now, asked again at most once a second (a deploy's symlink flip).
   const served = await ServedRoot.open(o.root, (root) => createStaticHandler({ ...root, sender: connectionBodySender }), o.log);
   const access = o.access ?? new AccessLog({ file: null, format: 'json', log: o.log });
@@ -263,8 +299,15 @@ export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Fron
     serveRequest,
   );
   httpServer.timeout = o.idleTimeoutMs;
-  httpServer.on('clientError', (err: Error & { code?: string }, socket: Duplex) => answerClientError(o.log, err, socket));
   // §15.5.6: a 405 MUST carry Allow, the methods the static handler answers.
+  const refusals: ClientErrorOptions = {
+    unknownMethod: { status: 405, allow: 'GET, HEAD' },
+    logRefused(conn, line, status, err) {
+      o.stats.body(conn, 'none', 0);
+      access.write('info', refusedRequestFields(conn, line, status, err));
+    },
+  };
+  httpServer.on('clientError', (err: ParseError, socket: Duplex) => answerClientError(o.log, err, socket, refusals));
   httpServer.on('connect', (req: http.IncomingMessage, socket: Duplex) => answerConnect(o.log, req, socket as unknown as SecureConnection, o.idleTimeoutMs, 405, 'GET, HEAD'));
   // http.Server starts its headersTimeout/requestTimeout sweeper on 'listening'; it never
   // listens itself here (connections come from the TLS listener), so start it explicitly.
@@ -273,5 +316,6 @@ export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Fron
     log: o.log, handler: serveRequest,
     limits: { maxConcurrentStreams: o.http2MaxConcurrentStreams ?? 128, maxHeaderSize: o.maxHeaderSize, idleTimeoutMs: o.idleTimeoutMs },
   });
-  return alpnFront(httpFront(httpServer), h2);
+  // Retired once drained (serving.ts): the root's watch entry and hold go with it (served-root.ts).
+  return Object.assign(alpnFront(httpFront(httpServer), h2), { retire: () => served.close() });
 }

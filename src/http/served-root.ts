@@ -11,7 +11,10 @@
  *
  * Per resolved root, for as long as something serves it: its directory's
  * descriptor (openat2 beneath it, safe-path.ts) and the files kept open in it
- * (open-files.ts).
+ * (open-files.ts). Each reload (SIGHUP) opens a ServedRoot of its own; the
+ * one it replaces is closed once its generation is drained (close()), as
+ * nginx's old workers exit once their connections are done, so a root flipped
+ * away from later is not held by generations that serve nothing.
  */
 import fs from 'node:fs';
 import type { Logger } from '../log/logger.js';
@@ -96,7 +99,10 @@ export class ServedRoot<H = unknown> {
   private real: string;
   private id: { dev: number; ino: number };
   private handler: H;
+  /** Whether `real` is held (access() took its directory's descriptor for this root), to be released once. */
+  private held: boolean;
   private due = false;
+  private closed = false;
 
   private constructor(
     private readonly configured: string,
@@ -107,7 +113,9 @@ export class ServedRoot<H = unknown> {
   ) {
     this.real = real;
     this.id = id;
-    this.handler = make(access(real));
+    const root = access(real);
+    this.held = root.openBeneath !== undefined;
+    this.handler = make(root);
   }
 
   /** `configured` resolved now (realpath; rejects as fs.realpath does), with a handler made for it by `make`. */
@@ -134,8 +142,31 @@ export class ServedRoot<H = unknown> {
     return this.handler;
   }
 
+  /**
+   * Nothing serves from this root any more (its generation drained after a
+   * reload, or the process stopping): it leaves the once-a-second watch and
+   * gives up its hold on the resolved root, whose descriptors close when no
+   * other ServedRoot holds it. Its handler must not be used after.
+   */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    watched.delete(this);
+    if (watched.size === 0 && ticker !== null) {
+      clearInterval(ticker);
+      ticker = null;
+    }
+    this.releaseRoot();
+  }
+
+  private releaseRoot(): void {
+    if (this.held) release(this.real);
+    this.held = false;
+  }
+
   private recheck(): void {
     this.due = false;
+    if (this.closed) return;
     let st: fs.Stats;
     try {
       st = fs.statSync(this.configured);
@@ -150,10 +181,12 @@ export class ServedRoot<H = unknown> {
       return;
     }
     const old = this.real;
-    this.handler = this.make(access(real));
+    const root = access(real);
+    this.handler = this.make(root);
+    this.releaseRoot();
+    this.held = root.openBeneath !== undefined;
     this.real = real;
     this.id = { dev: st.dev, ino: st.ino };
-    release(old);
     this.log.info({ root: this.configured, now: real, before: old }, 'root now names another directory: serving it');
   }
 }

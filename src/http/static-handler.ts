@@ -18,6 +18,7 @@ import { closeOpened, errorCode, isWithin, openUnderRoot, resolveUnderRoot, type
 import type { OpenFiles } from './open-files.js';
 
 import { closeQuietly } from '../transport/close-quietly.js';
+import { cutOf } from '../transport/body-cut.js';
 import type { BodyPath } from '../transport/copy-file.js';
 
 export type { BodyPath };
@@ -372,7 +373,9 @@ async function sendBodyLater(sender: BodySender, res: AnyResponse, method: strin
 function abortBody(res: AnyResponse, method: string, status: number, err: unknown): StaticOutcome {
   if (!res.headersSent) return failUnexpectedly(res, method, err);
   if (!res.writableFinished) res.destroy(asError(err));
-  return { status, bytes: 0, bodyPath: 'none', error: err };
+  // The bytes that did go out, as nginx's $body_bytes_sent counts them for a response cut short.
+  const cut = cutOf(err);
+  return { status, bytes: cut.bytes, bodyPath: cut.path, error: err };
 }
 
 /** §15.4.5: a 304 repeats the validators but carries no body or Content-Length. */
@@ -397,7 +400,8 @@ function failUnexpectedly(res: AnyResponse, method: string, err: unknown): Stati
     // A response that already went out whole is left alone: destroying the
     // socket now would only kill the next keep-alive request.
     if (!res.writableFinished) res.destroy(asError(err));
-    return { status: res.statusCode, bytes: 0, bodyPath: 'none', error: err };
+    const cut = cutOf(err);
+    return { status: res.statusCode, bytes: cut.bytes, bodyPath: cut.path, error: err };
   }
   for (const name of OWN_HEADERS) res.removeHeader(name);
   return { ...sendText(res, method, 500, 'Internal Server Error\n'), error: err };

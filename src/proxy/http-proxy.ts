@@ -18,7 +18,8 @@ import type { SecureConnection, SecureServer } from '../tls/types.js';
 import { ClientGoneError, InvalidRequestError, UpstreamTruncatedError } from '../errors.js';
 import { PipePool } from '../transport/pipe-pool.js';
 import type { Native } from '../native/binding.js';
-import { answerClientError, answerConnect, checkingInterval, cryptoSite, onSecureConnections, requestFields } from '../http/serve.js';
+import { answerClientError, answerConnect, checkingInterval, cryptoSite, onSecureConnections, refusedRequestFields, requestFields, type ClientErrorOptions } from '../http/serve.js';
+import type { ParseError } from '../http/parse-error.js';
 import { AccessLog } from '../log/access-log.js';
 import { requestProblem, unimplemented } from '../http/request-checks.js';
 import { httpFront, isMoot, type Front } from '../http/front.js';
@@ -206,7 +207,16 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
     access.write(worthALook ? 'warn' : 'info', fields);
   }
 
-  httpServer.on('clientError', (err: Error & { code?: string }, socket) => answerClientError(o.log, err, socket));
+  // RFC 9110 §9.1: a method the origin does not recognise SHOULD get 501. nginx would forward one
+  // it does not know; node's parser cannot parse past it, so the proxy answers for the origin.
+  const refusals: ClientErrorOptions = {
+    unknownMethod: { status: 501 },
+    logRefused(conn, line, status, err) {
+      o.stats.body(conn, 'none', 0);
+      access.write('info', { ...refusedRequestFields(conn, line, status, err), upstream: null, upstreamMs: null });
+    },
+  };
+  httpServer.on('clientError', (err: ParseError, socket) => answerClientError(o.log, err, socket, refusals));
   // CONNECT asks for a tunnel to any host (RFC 9110 §9.3.6): a gateway to its upstreams offers none.
   httpServer.on('connect', (req: http.IncomingMessage, socket) => answerConnect(o.log, req, socket as unknown as SecureConnection, s.idleTimeoutMs, 501));
   const upgrades = { settings: s, group: o.group, forwarder, pipes, stats: o.stats, log: o.log };

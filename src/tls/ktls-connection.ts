@@ -15,6 +15,7 @@ import type { Logger } from '../log/logger.js';
 import { AGAIN, EOF_NO_NOTIFY, READABLE, WANT_READ, WANT_WRITE, WRITABLE, type Native, type SslHandle } from '../native/binding.js';
 import { FileTruncatedError, HandshakeTimeoutError, KeyUpdateUnsupportedError } from '../errors.js';
 import { ChunkPool, readAt, type BodyPath } from '../transport/copy-file.js';
+import { cutAfter } from '../transport/body-cut.js';
 import { FdReadiness } from '../transport/fd-readiness.js';
 import type { SecureConnection, TlsInfo } from './types.js';
 
@@ -484,19 +485,24 @@ export class KtlsConnection extends Duplex implements SecureConnection {
     const end = offset + length;
     let pos = offset;
     const inline = length <= INLINE_SENDFILE_MAX;
-    while (pos < end) {
-      if (this.released) throw Object.assign(new Error('connection closed during sendfile'), { code: 'ECONNRESET' });
-      const r = inline ? this.native.sendfile(this.ssl, fd, pos, end - pos) : await this.sendfileInPool(fd, pos, Math.min(end - pos, POOL_SENDFILE_MAX));
-      if (r > 0) {
-        pos += r;
-        this.bytesWritten += r;
-        this.touch();
-      } else if (r === WANT_WRITE) {
-        await this.sendable();
-      } else {
-        // sendfile(2) returned 0: the file is shorter than its stat said.
-        throw new FileTruncatedError(length, pos - offset);
+    try {
+      while (pos < end) {
+        if (this.released) throw Object.assign(new Error('connection closed during sendfile'), { code: 'ECONNRESET' });
+        const r = inline ? this.native.sendfile(this.ssl, fd, pos, end - pos) : await this.sendfileInPool(fd, pos, Math.min(end - pos, POOL_SENDFILE_MAX));
+        if (r > 0) {
+          pos += r;
+          this.bytesWritten += r;
+          this.touch();
+        } else if (r === WANT_WRITE) {
+          await this.sendable();
+        } else {
+          // sendfile(2) returned 0: the file is shorter than its stat said.
+          throw new FileTruncatedError(length, pos - offset);
+        }
       }
+    } catch (err) {
+      // What went out is what the access log says was sent (body-cut.ts).
+      throw cutAfter(err, pos - offset, 'sendfile');
     }
     return 'sendfile';
   }
@@ -515,23 +521,28 @@ export class KtlsConnection extends Duplex implements SecureConnection {
   private async writeFileUserspace(fd: number, offset: number, length: number): Promise<void> {
     const end = offset + length;
     let pos = offset;
-    while (pos < end) {
-      const buf = fileChunks.take();
-      let n: number;
-      try {
-        n = await readAt(fd, buf, Math.min(buf.length, end - pos), pos);
-      } catch (err) {
+    try {
+      while (pos < end) {
+        const buf = fileChunks.take();
+        let n: number;
+        try {
+          n = await readAt(fd, buf, Math.min(buf.length, end - pos), pos);
+        } catch (err) {
+          fileChunks.give(buf);
+          throw err;
+        }
+        if (n === 0) {
+          fileChunks.give(buf);
+          throw new FileTruncatedError(length, pos - offset);
+        }
+        const sent = this.writeSome(buf, n);
         fileChunks.give(buf);
-        throw err;
+        pos += sent.bytes;
+        if (sent.wait !== 0) await (sent.wait === WANT_READ ? this.ready.readable() : this.ready.writable());
       }
-      if (n === 0) {
-        fileChunks.give(buf);
-        throw new FileTruncatedError(length, pos - offset);
-      }
-      const sent = this.writeSome(buf, n);
-      fileChunks.give(buf);
-      pos += sent.bytes;
-      if (sent.wait !== 0) await (sent.wait === WANT_READ ? this.ready.readable() : this.ready.writable());
+    } catch (err) {
+      // What went out is what the access log says was sent (body-cut.ts).
+      throw cutAfter(err, pos - offset, 'write');
     }
   }
 

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import type { Writable } from 'node:stream';
 import { FileTruncatedError } from '../errors.js';
 import { NOWAIT_UNSUPPORTED, loadAddon } from '../native/binding.js';
+import { cutAfter } from './body-cut.js';
 
 export type BodyPath = 'sendfile' | 'splice' | 'write' | 'none';
 
@@ -125,6 +126,9 @@ export async function copyFileToStream(stream: Writable, fd: number, offset: num
       await writeAll(stream, n === CHUNK ? buf : buf.subarray(0, n));
       pos += n;
     }
+  } catch (err) {
+    // What went out is what the access log says was sent (body-cut.ts).
+    throw cutAfter(err, pos - offset, 'write');
   } finally {
     // Only recycled once nothing references it (a failed write may still sit in a stream's queue).
     if (pos >= end) pool.give(buf);

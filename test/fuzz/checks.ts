@@ -66,6 +66,14 @@ function laterInvalid(c: FuzzCase, i: number): boolean {
  */
 const LEGIT_5XX = new Set([501, 505]);
 
+/**
+ * What answerClientError answers a request node's parser refused
+ * (src/http/parse-error.ts). Not its 405 and 501 to a method node's parser
+ * does not know: serve's 405 to a POST and the proxy's 501 to a transfer
+ * coding answer well-formed requests too, with close.
+ */
+const PARSE_ERROR_STATUSES = new Set([400, 408, 414, 431]);
+
 export function judgeResponses(c: FuzzCase, o: Observation): Finding[] {
   const out: Finding[] = [];
   let due = dueResponses(c);
@@ -80,9 +88,9 @@ export function judgeResponses(c: FuzzCase, o: Observation): Finding[] {
   for (let i = 0; i < Math.min(due, rs.length); i++) {
     const r = rs[i]!;
     if (r.status < 400 || r.status >= 500 || r.status === c.reqs[i]!.expect?.status) continue;
-    // The refusals Aludel writes itself on a parse error (answerClientError): 400/431/408 with close.
+    // The refusals Aludel writes itself on a parse error (answerClientError, parse-error.ts), with close.
     const closeThenMore = c.reqs.some((x, j) => x.closes && j < c.reqs.length - 1);
-    if (c.reqs[i]!.verdict === 'ok' && r.close && [400, 408, 431].includes(r.status) && (laterInvalid(c, i) || closeThenMore)) {
+    if (c.reqs[i]!.verdict === 'ok' && r.close && PARSE_ERROR_STATUSES.has(r.status) && (laterInvalid(c, i) || closeThenMore)) {
       // RFC 9112 §9.3.2: responses go out in request order. A refusal of a later request
       // written ahead of the answers still owed loses them and misleads the client.
       out.push(finding(c, 'pipeline-order', `response ${i} is ${r.status}${r.close ? ' (close)' : ''} though request ${describe(c.reqs[i])} is well-formed: the refusal of a later pipelined request overtook ${due - i} owed response(s)`));

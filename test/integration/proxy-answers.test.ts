@@ -86,6 +86,34 @@ describe('aludel proxy: answers at the edges', () => {
     assert.equal(seen, before);
   });
 
+  test('a method node\'s parser does not know: 501 with close (RFC 9110 §9.1), reaching no origin, with an access-log line; a lower-case one is a 400', async () => {
+    const before = seen;
+    const from = p.mark();
+    const r = splitHttp(await rawTls(p.port, fx.certPem, 'FOO /unknown-method HTTP/1.1\r\nHost: x\r\n\r\n'));
+    assert.equal(r.status, 501);
+    assert.equal(r.headers.connection, 'close');
+    const line = await p.waitForLog((l) => l.msg === 'request' && l.url === '/unknown-method', 5000, from);
+    assert.deepEqual([line.method, line.status, line.proto], ['FOO', 501, 'HTTP/1.1']);
+    // Pipelined behind a request owed its answer: that answer first, then the 501 (RFC 9112 §9.3.2).
+    const raw = (await rawTls(p.port, fx.certPem, 'GET /first HTTP/1.1\r\nHost: x\r\n\r\nPURGEALL /second HTTP/1.1\r\nHost: x\r\n\r\n')).toString('latin1');
+    assert.deepEqual([...raw.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1])), [200, 501], raw);
+    assert.equal(splitHttp(await rawTls(p.port, fx.certPem, 'foo / HTTP/1.1\r\nHost: x\r\n\r\n')).status, 400);
+    assert.equal(seen, before + 1, 'only GET /first reached the origin');
+  });
+
+  test('a request line over --max-header-size: 414 (RFC 9110 §15.5.15); header fields over it: 431', async () => {
+    const before = seen;
+    for (const size of [17_000, 40_000]) {
+      assert.equal(splitHttp(await rawTls(p.port, fx.certPem, `GET /${'a'.repeat(size)} HTTP/1.1\r\nHost: x\r\n\r\n`)).status, 414, `a ${size}-byte target`);
+      assert.equal(splitHttp(await rawTls(p.port, fx.certPem, `GET / HTTP/1.1\r\nHost: x\r\nCookie: ${'a'.repeat(size)}\r\n\r\n`)).status, 431, `a ${size}-byte field`);
+    }
+    // A request line under the limit, its fields taking the head over it: 431. Behind a request on the same connection: 414.
+    assert.equal(splitHttp(await rawTls(p.port, fx.certPem, `GET /${'a'.repeat(16_000)} HTTP/1.1\r\nHost: x\r\nX: ${'b'.repeat(2000)}\r\n\r\n`)).status, 431);
+    const raw = (await rawTls(p.port, fx.certPem, `GET /first HTTP/1.1\r\nHost: x\r\n\r\nGET /${'a'.repeat(40_000)} HTTP/1.1\r\nHost: x\r\n\r\n`)).toString('latin1');
+    assert.deepEqual([...raw.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1])), [200, 414], raw.slice(0, 300));
+    assert.equal(seen, before + 1, 'only GET /first reached the origin');
+  });
+
   test('an upstream 204 with Content-Length: stripped, so HTTP/2 gets its 204 (RFC 9110 §8.6) and HTTP/1.1 no stray length', async () => {
     const s = await h2();
     try {

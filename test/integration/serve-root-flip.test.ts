@@ -20,16 +20,16 @@ let fx: Fixtures;
 let dir: string;
 let p: Running;
 
-function get(file: string): Promise<string> {
-  return curl(['-s', '--cacert', fx.certFile, '--resolve', `localhost:${p.port}:127.0.0.1`, `https://localhost:${p.port}/${file}`]).then((r) => r.stdout.toString());
+function get(file: string, server = p): Promise<string> {
+  return curl(['-s', '--cacert', fx.certFile, '--resolve', `localhost:${server.port}:127.0.0.1`, `https://localhost:${server.port}/${file}`]).then((r) => r.stdout.toString());
 }
 
 /** Where the server's descriptors point, those beneath `base`. */
-function openBeneath(base: string): string[] {
+function openBeneath(base: string, pid = p.child.pid): string[] {
   const out: string[] = [];
-  for (const f of fs.readdirSync(`/proc/${p.child.pid}/fd`)) {
+  for (const f of fs.readdirSync(`/proc/${pid}/fd`)) {
     try {
-      const target = fs.readlinkSync(`/proc/${p.child.pid}/fd/${f}`);
+      const target = fs.readlinkSync(`/proc/${pid}/fd/${f}`);
       if (target === base || target.startsWith(`${base}/`)) out.push(target);
     } catch {
       // closed meanwhile
@@ -39,10 +39,10 @@ function openBeneath(base: string): string[] {
 }
 
 /** Polls `file` until its body is `text`; the ms it took. */
-async function servedWithin(file: string, text: string, ms: number): Promise<number> {
+async function servedWithin(file: string, text: string, ms: number, server = p): Promise<number> {
   const t0 = Date.now();
   for (;;) {
-    if ((await get(file)) === text) return Date.now() - t0;
+    if ((await get(file, server)) === text) return Date.now() - t0;
     if (Date.now() - t0 > ms) throw new Error(`/${file} was not ${JSON.stringify(text)} within ${ms} ms`);
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -89,4 +89,33 @@ test('a deploy flips the root symlink: the new release is served within about a 
   assert.equal(await get('a.txt'), 'two!');
   fs.symlinkSync(path.join(dir, 'r1'), path.join(dir, 'current'));
   await servedWithin('a.txt', 'one', 5000);
+});
+
+test('reloads, then flips: the generations a reload retired hold nothing of the old release (each held its directory and kept files for good)', { timeout: 30_000 }, async () => {
+  const link = path.join(dir, 'reloaded');
+  fs.symlinkSync(path.join(dir, 'r1'), link);
+  const q = await startAludel(['serve', '--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--root', link, '--offload', 'userspace']);
+  try {
+    const r1 = path.join(dir, 'r1');
+    for (let i = 0; i < 4; i++) {
+      assert.equal(await get('a.txt', q), 'one');
+      const from = q.mark();
+      q.child.kill('SIGHUP');
+      await q.waitForLog((l) => l.msg.startsWith('reloaded:'), 5000, from);
+    }
+    assert.equal(await get('a.txt', q), 'one');
+    assert.ok(openBeneath(r1, q.child.pid!).length > 0, 'the release served is open');
+    fs.symlinkSync(path.join(dir, 'r2'), `${link}.new`);
+    fs.renameSync(`${link}.new`, link);
+    await servedWithin('a.txt', 'two!', 5000, q);
+    // The retired generations were drained (their connections were idle): nothing of r1 is left.
+    assert.deepEqual(openBeneath(r1, q.child.pid!), [], 'nothing of the old release stays open');
+    // And they no longer follow the link: a flip back is served by the current generation alone.
+    fs.symlinkSync(r1, `${link}.new`);
+    fs.renameSync(`${link}.new`, link);
+    await servedWithin('a.txt', 'one', 5000, q);
+    assert.deepEqual(openBeneath(path.join(dir, 'r2'), q.child.pid!), [], 'nothing of r2 stays open after the flip back');
+  } finally {
+    await q.stop();
+  }
 });

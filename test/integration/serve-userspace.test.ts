@@ -239,6 +239,27 @@ for (const mode of ['auto', 'userspace'] as const) {
       }
     });
 
+    test('dot segments and doubled slashes inside the root are normalised as nginx does (200), one climbing above it is refused (400)', async () => {
+      const f = fx.files.mid;
+      // RFC 3986 §5.2.4 remove_dot_segments after percent-decoding, and nginx's merge_slashes: lexical, so
+      // the directory climbed out of need not exist (nginx answers these 200 too).
+      const inside = [`/sub/../${f.name}`, `/sub/%2e%2e/${f.name}`, `/a/b/.%2E/./../${f.name}`, `//sub//..//${f.name}`, `/sub%2f..%2f${f.name}`];
+      const above = [`/../${f.name}`, `/sub/../../${f.name}`, `/%2e%2e/${f.name}`, `/sub/..%2f..%2f${f.name}`];
+      const out = path.join(fx.outDir, `${mode}-dot-segments`);
+      const get = async (proto: string, p: string): Promise<number> => {
+        const r = await curl([...tlsArgs, proto, '--path-as-is', '-o', out, '-w', '%{http_code}', `${base}${p}`]);
+        assert.equal(r.code, 0, r.stderr);
+        return Number(r.stdout.toString());
+      };
+      for (const proto of ['--http1.1', '--http2']) {
+        for (const p of inside) {
+          assert.equal(await get(proto, p), 200, `${proto} ${p}`);
+          assert.equal(sha256(fs.readFileSync(out)), f.sha256, `${proto} ${p}`);
+        }
+        for (const p of above) assert.equal(await get(proto, p), 400, `${proto} ${p}`);
+      }
+    });
+
     test(mode === 'auto' ? 'exactly one kTLS-unavailable warning, no other warnings' : 'no kTLS-unavailable warning at all', () => {
       const ktlsWarn = srv.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith(KTLS_WARN_PREFIX));
       const warns = srv.logs.filter((l) => l.level >= 40);
@@ -250,6 +271,34 @@ for (const mode of ['auto', 'userspace'] as const) {
         assert.equal(ktlsWarn.length, 0);
         assert.deepEqual(warns, [], 'userspace mode logs no warnings');
       }
+    });
+
+    // Refusals, after the test above that the happy path logged no warning: a 400, 414 or 431 logs one.
+    test('a method node\'s parser does not know: 405 with the Allow of DELETE\'s (nginx\'s static module), an access-log line; lower-case: 400', async () => {
+      const from = srv.mark();
+      const r = splitHttp(await rawTls(srv.port, fx.certPem, `FOO /${fx.files.one.name}?m=foo HTTP/1.1\r\nHost: localhost\r\n\r\n`));
+      assert.equal(r.status, 405);
+      assert.equal(r.headers.allow, 'GET, HEAD');
+      assert.equal(r.headers.connection, 'close');
+      const line = await srv.waitForLog((l) => l.msg === 'request' && l.url === `/${fx.files.one.name}?m=foo`, 5000, from);
+      assert.deepEqual([line.method, line.status, line.proto, line.bytes], ['FOO', 405, 'HTTP/1.1', 0]);
+      const viaCurl = await curl([...tlsArgs, '--http1.1', '-X', 'BREW', '-o', '/dev/null', '-w', '%{http_code}', `${base}/`]);
+      assert.equal(viaCurl.stdout.toString(), '405');
+      // Pipelined behind a GET: its file first, then the 405 (RFC 9112 §9.3.2).
+      const raw = (await rawTls(srv.port, fx.certPem, `GET /${fx.files.one.name} HTTP/1.1\r\nHost: localhost\r\n\r\nFOO / HTTP/1.1\r\nHost: localhost\r\n\r\n`)).toString('latin1');
+      assert.deepEqual([...raw.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1])), [200, 405], raw);
+      assert.equal(splitHttp(await rawTls(srv.port, fx.certPem, 'get / HTTP/1.1\r\nHost: localhost\r\n\r\n')).status, 400);
+    });
+
+    test('a request line over --max-header-size: 414 (RFC 9110 §15.5.15, as nginx); header fields over it: 431', async () => {
+      for (const size of [17_000, 40_000]) {
+        const long = await curl([...tlsArgs, '--http1.1', '-o', '/dev/null', '-w', '%{http_code}', `${base}/${'a'.repeat(size)}`]);
+        assert.equal(long.stdout.toString(), '414', `a ${size}-byte target`);
+        const big = splitHttp(await rawTls(srv.port, fx.certPem, `GET / HTTP/1.1\r\nHost: localhost\r\nCookie: ${'c'.repeat(size)}\r\n\r\n`));
+        assert.equal(big.status, 431, `a ${size}-byte field`);
+      }
+      const under = splitHttp(await rawTls(srv.port, fx.certPem, `GET /${'a'.repeat(16_000)} HTTP/1.1\r\nHost: localhost\r\nX: ${'b'.repeat(2000)}\r\n\r\n`));
+      assert.equal(under.status, 431, 'a request line under the limit, its fields over it');
     });
   });
 }
@@ -469,5 +518,43 @@ test('an HTTP/2.0 request line over HTTP/1.x gets 505 and a transfer coding othe
     assert.equal(ok.status, 200);
   } finally {
     await server.stop();
+  }
+});
+
+test('a download cut short because the file was truncated while being sent: aborted, and the access log gives the bytes that went out (nginx\'s $body_bytes_sent), not 0', async () => {
+  const small = await makeFixtures({ one: 1 });
+  const file = path.join(small.root, 'shrinking.bin');
+  const size = 64 * 1024 * 1024;
+  const kept = 24 * 1024 * 1024;
+  fs.writeFileSync(file, '');
+  fs.truncateSync(file, size); // sparse: quick to make, and read as zeros
+  const server = await startAludel(serveArgs(small, '--offload', 'userspace'));
+  try {
+    const sock = tls.connect({ host: '127.0.0.1', port: server.port, servername: 'localhost', ca: small.certPem });
+    let received = 0;
+    let truncated = false;
+    const closed = new Promise<void>((resolve) => sock.on('close', () => resolve()));
+    sock.on('error', () => undefined);
+    sock.on('data', (d: Buffer) => {
+      received += d.length;
+      if (truncated || received < 1024 * 1024) return;
+      // The server is blocked on a full socket well before `kept` bytes: shrink the file under it, then read on.
+      truncated = true;
+      sock.pause();
+      setTimeout(() => {
+        fs.truncateSync(file, kept);
+        sock.resume();
+      }, 300);
+    });
+    sock.write('GET /shrinking.bin HTTP/1.1\r\nHost: localhost\r\n\r\n');
+    await closed;
+    const line = await server.waitForLog((l) => l.msg === 'request' && l.url === '/shrinking.bin');
+    assert.equal(line.error, 'ERR_FILE_TRUNCATED');
+    assert.equal(line.status, 200);
+    assert.equal(line.bytes, kept, `logged ${String(line.bytes)} bytes; the client received ${received} (head included)`);
+    assert.ok(received > kept && received < kept + 1024, `the client got the ${kept} bytes there were and the head: ${received}`);
+  } finally {
+    await server.stop();
+    small.cleanup();
   }
 });

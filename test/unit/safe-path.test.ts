@@ -75,6 +75,11 @@ describe('resolveUnderRoot', () => {
     assert.equal(await location('/link-in-dir'), '/link-in-dir/');
     assert.equal(await location('/emptydir'), '/emptydir/');
     assert.equal(await location('/missing'), '(not-found)');
+    // The normalised path, as nginx's Location is its normalised URI.
+    assert.equal(await location('/hello.txt/../sub?q'), '/sub/?q');
+    assert.equal(await location('/sub/./../sub'), '/sub/');
+    assert.equal(await location('//sub/.//..//sub'), '/sub/');
+    assert.equal(await location('/%73ub/../%73ub'), '/sub/');
   });
 
   it('reports missing paths as not-found', async () => {
@@ -95,13 +100,31 @@ describe('resolveUnderRoot', () => {
     await expectKind('/dir-index-out/', 'forbidden');
   });
 
-  it('refuses dot-dot segments, plain or encoded', async () => {
-    await expectKind('/../outside/secret.txt', 'forbidden');
-    await expectKind('/sub/..', 'forbidden');
-    await expectKind('/%2e%2e/etc/passwd', 'forbidden');
-    await expectKind('/a/%2E%2E%2F..%2Fx', 'forbidden');
-    await expectKind('/sub%2f%2e%2e%2f%2e%2e%2foutside%2fsecret.txt', 'forbidden');
-    await expectKind('/.%2e/outside/secret.txt', 'forbidden');
+  it('removes dot segments, plain or encoded, and merges slashes, as nginx normalises a URI (RFC 3986 §5.2.4)', async () => {
+    await expectFile('/sub/../hello.txt', 'hello.txt');
+    await expectFile('/sub/%2e%2e/hello.txt', 'hello.txt');
+    await expectFile('/sub/.%2E/./hello.txt', 'hello.txt');
+    await expectFile('/sub%2F..%2Fhello.txt', 'hello.txt');
+    await expectFile('/sub//..//hello.txt', 'hello.txt');
+    await expectFile('/emptydir/../sub/./../sub/index.html', 'sub/index.html');
+    await expectFile('/sub/x/../', 'sub/index.html');
+    await expectFile('/link-in-dir/../hello.txt', 'hello.txt');
+    await expectKind('/sub/..', 'not-found'); // "/", the root's index: there is none here
+  });
+
+  it('refuses dot-dot segments that climb above the root (400, as nginx), plain or encoded', async () => {
+    await expectKind('/../outside/secret.txt', 'bad-request');
+    await expectKind('/..', 'bad-request');
+    await expectKind('/sub/../..', 'bad-request');
+    await expectKind('/sub/../../root/hello.txt', 'bad-request');
+    await expectKind('/%2e%2e/etc/passwd', 'bad-request');
+    await expectKind('/a/%2E%2E%2F..%2Fx', 'bad-request');
+    await expectKind('/sub%2f%2e%2e%2f%2e%2e%2foutside%2fsecret.txt', 'bad-request');
+    await expectKind('/.%2e/outside/secret.txt', 'bad-request');
+    await expectKind('http://example.test/../outside/secret.txt', 'bad-request');
+    // Normalised first, then realpath'ed: a symlink out of the root is still refused.
+    await expectKind('/sub/../link-out', 'forbidden');
+    await expectKind('/sub/../link-out-dir/secret.txt', 'forbidden');
   });
 
   it('rejects NUL bytes and malformed encodings as bad requests', async () => {
@@ -148,14 +171,18 @@ describe('openUnderRoot: the path handed to openat2', () => {
       ['/a/', 'a', 'not-found'],
       ['https://host/a/b', 'a/b', 'not-found'],
       // Refused before any open.
-      ['/a/../b', undefined, 'forbidden'],
-      ['/%2e%2e/x', undefined, 'forbidden'],
-      ['/..', undefined, 'forbidden'],
+      ['/a/../b', 'b', 'not-found'],
+      ['/a/%2e%2e/b/./c', 'b/c', 'not-found'],
+      ['/a%2F..%2Fb', 'b', 'not-found'],
+      ['/%2e%2e/x', undefined, 'bad-request'],
+      ['/..', undefined, 'bad-request'],
+      ['/a/../../b', undefined, 'bad-request'],
       ['/a%00', undefined, 'bad-request'],
       ['/%zz', undefined, 'bad-request'],
       // The root itself goes the realpath way (its index file).
       ['/', undefined, 'fallback'],
       ['/.', undefined, 'fallback'],
+      ['/a/..', undefined, 'fallback'],
     ];
     for (const [target, relative, kind] of cases) assert.deepEqual(asked(target), { relative, kind }, target);
   });
