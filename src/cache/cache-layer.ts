@@ -171,7 +171,7 @@ export class CacheLayer {
       if (followed.fill !== null) return this.followFill(x, followed.fill, followed.head, followed.reader, fwd);
       if (followed.refused !== null) note(x, followed.refused);
     }
-    // §3.3: a GET with Range is sent on as it is, and a 206 it brings is stored as a part.
+    // §3.3: a GET with Range is sent on as it is, and a 206 it brings is stored as a part (a 200: whole, storeWhole).
     if (method === 'GET' && !directives.noStore && wantsPart(raw)) {
       return this.orStale(x, origin, { answer: (a) => this.storePart(x, key, fwd, a) }, stale);
     }
@@ -251,14 +251,8 @@ export class CacheLayer {
    */
   private async followFill(x: Exchange, fill: Fill, head: FillHead, reader: FillReader, fwd: CacheStatus['fwd']): Promise<number> {
     x.cache = 'collapsed';
-    const src: StoredBody = {
-      status: head.status, reason: head.reason, headers: head.headers, fd: fill.file!.fd,
-      age: currentAge(head.initialAge, head.responseTime, Date.now()),
-      length: () => fill.length, available: () => fill.written, complete: () => fill.complete, progress: () => fill.progress(),
-      inFile: () => fill.inFile, piece: (from, max) => fill.piece(reader, from, max), sentUpTo: (pos) => fill.sentUpTo(reader, pos),
-    };
     try {
-      return (await sendStored(x, src, cacheStatus({ fwd, collapsed: true, detail: x.cacheDetail ?? undefined }), (path, n) => sent(x, path, n))).status;
+      return (await sendStored(x, fillBody(fill, head, reader), cacheStatus({ fwd, collapsed: true, detail: x.cacheDetail ?? undefined }), (path, n) => sent(x, path, n))).status;
     } finally {
       fill.release(reader);
     }
@@ -387,9 +381,16 @@ export class CacheLayer {
       this.log.debug({ key, status: a.head.status, why: opened.why }, 'cache: the background revalidation brought a response that is not stored');
       return;
     }
-    const { fill } = opened;
+    await this.fillFrom(null, opened.fill, a);
+  }
+
+  /**
+   * The upstream's body into a started fill, read at the upstream's pace (no client writes
+   * here), then the fill ended: committed when complete. Rejects with the upstream's error.
+   */
+  private async fillFrom(x: Exchange | null, fill: Fill, a: UpstreamAnswer): Promise<void> {
     try {
-      await a.read((b) => this.append(null, fill, b));
+      await a.read((b) => this.append(x, fill, b));
       fill.finish();
     } catch (err) {
       fill.fail(err as Error);
@@ -449,13 +450,15 @@ export class CacheLayer {
   /**
    * The answer to a GET with Range (§3.3): a 206 that partial.partStorability
    * accepts goes to the client and, at its offset, into a new body file, then
-   * joins the store (HttpCache.commitPart); anything else (a 200 too: the
-   * client asked for a range, and storing is for plain GETs) is relayed as
-   * without a cache, with the reason in the detail.
+   * joins the store (HttpCache.commitPart); a 206 it refuses, or a 416, is
+   * relayed as without a cache, with the reason in the detail. Any other
+   * answer is the whole response (storeWhole).
    */
   private async storePart(x: Exchange, key: string, fwd: CacheStatus['fwd'], a: UpstreamAnswer): Promise<number> {
     const c = this.cache;
     const { head } = a;
+    // Not an answer to the range: the whole response (storeWhole). A 416 is one (RFC 9110 §15.5.17: about the range asked for).
+    if (head.status !== 206 && head.status !== 416) return this.storeWhole(x, key, fwd, a);
     x.cache = 'miss';
     const f = head.framing;
     const responseTime = Date.now();
@@ -505,6 +508,63 @@ export class CacheLayer {
     if (notStored !== null) note(x, notStored);
     if (client.gone !== null) throw client.gone;
     return head.status;
+  }
+
+  /**
+   * An answer to a GET with Range that is not about the range: the origin ignored it (RFC 9110
+   * §14.2: a server MAY) or the If-Range sent with it did not match (§13.1.5). It is the whole
+   * response, stored when §3 allows, as a plain GET's (relayed unstored, a client asking for
+   * ranges of a file from such an origin would never make it a hit). nginx's
+   * proxy_cache comes to the same: it clears Range and If-Range upstream, stores the 200 and
+   * answers the range from it. Aludel keeps sending the Range, so an origin that honours it
+   * still sends only the part (stored as one, storePart), not a whole file for 100 bytes.
+   *
+   * A 200 of known length: the client is answered as a follower of this fill (sendStored, the
+   * code of every hit), its Range and If-Range evaluated against the 200: a 206 as soon as its
+   * bytes are in the file, a 416, or the whole 200 when If-Range does not match. The fill reads
+   * at the upstream's pace, not the client's (it may want 100 bytes of a large file), and, as
+   * storeAndRespond's, is committed before the request is logged. Any other status, or an
+   * unknown length (chunked): the whole response as storeAndRespond sends it; a 206 needs the
+   * complete length for Content-Range, and waiting for the end of the body to know it would
+   * hold the client for all of it, where nginx's range filter sends the 200 too.
+   */
+  private async storeWhole(x: Exchange, key: string, fwd: CacheStatus['fwd'], a: UpstreamAnswer): Promise<number> {
+    const { head } = a;
+    if (head.status !== 200 || head.framing.kind !== 'length') return this.storeAndRespond(x, null, key, fwd, a);
+    x.cache = 'miss';
+    const opened = await this.openFill('GET', x.fields, null, key, a);
+    if ('why' in opened) {
+      note(x, opened.why);
+      x.cacheStatus = cacheStatus({ fwd, detail: x.cacheDetail! });
+      return a.relay();
+    }
+    const { fill } = opened;
+    // Just started, so storing has not stopped and the file is open: a reader is granted.
+    const reader = fill.acquire()!;
+    const filled = this.fillFrom(x, fill, a).then(() => null, (err: unknown) => err);
+    let status = 0;
+    let clientError: unknown = null;
+    try {
+      const cs = cacheStatus({ fwd, stored: !this.cache.writesFailing, detail: x.cacheDetail ?? undefined });
+      status = (await sendStored(x, fillBody(fill, fill.head!, reader), cs, (path, n) => sent(x, path, n))).status;
+    } catch (err) {
+      clientError = err;
+    } finally {
+      fill.release(reader);
+    }
+    const upstreamError = await filled;
+    if (fill.notCommitted !== null) note(x, fill.notCommitted);
+    if (upstreamError !== null && clientError === null) {
+      // The client had all its range before the upstream broke off: its response stands (thrown, the
+      // error would abort its connection); only the store lost the body, which the warn line says.
+      const e = upstreamError as NodeJS.ErrnoException;
+      this.log.warn({ conn: x.conn.id, key, code: e.code ?? 'ERR_UNKNOWN', detail: e.message }, 'cache: the upstream broke off a response being stored after the client had its range; it is not stored');
+      return status;
+    }
+    // The upstream's failure is the cause when both failed: the fill's failure aborted this client.
+    if (upstreamError !== null) throw upstreamError;
+    if (clientError !== null) throw clientError;
+    return status;
   }
 
   /**
@@ -564,6 +624,16 @@ export class CacheLayer {
     x.res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) }).end(body);
     return status;
   }
+}
+
+/** A fill as `reader` sends it: each byte once it is written, from the file or (storing stopped) from memory. */
+function fillBody(fill: Fill, head: FillHead, reader: FillReader): StoredBody {
+  return {
+    status: head.status, reason: head.reason, headers: head.headers, fd: fill.file!.fd,
+    age: currentAge(head.initialAge, head.responseTime, Date.now()),
+    length: () => fill.length, available: () => fill.written, complete: () => fill.complete, progress: () => fill.progress(),
+    inFile: () => fill.inFile, piece: (from, max) => fill.piece(reader, from, max), sentUpTo: (pos) => fill.sentUpTo(reader, pos),
+  };
 }
 
 /** The client's copy of a body being stored: once the client is gone, the rest is dropped and the error kept. */

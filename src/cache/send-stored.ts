@@ -15,7 +15,6 @@
  * memory (`piece`): written to the connection as they are.
  */
 import { ServerResponse } from 'node:http';
-import type { Writable } from 'node:stream';
 import { evaluatePreconditions, ifRangeAllows, parseHttpDate } from '../http/conditional.js';
 import { parseRange } from '../http/range.js';
 import { whenAttached } from '../http/front.js';
@@ -24,6 +23,7 @@ import { sendRangeOverH2 } from '../http/h2-body.js';
 import { chunkFraming } from '../http/h1-wire.js';
 import { sentWithHead, sentWithHeadNow } from '../http/small-body.js';
 import type { BodyPath } from '../transport/copy-file.js';
+import { taken } from '../transport/taken.js';
 import { fieldValue, notModifiedFields } from './policy.js';
 
 export interface StoredBody {
@@ -181,7 +181,10 @@ async function rangeSender(res: Exchange['res']): Promise<RangeSender> {
     const stream = res.stream;
     return {
       file: (fd, offset, length) => sendRangeOverH2(stream, fd, offset, length),
-      bytes: (b) => writeOn(stream, b),
+      bytes: async (b) => {
+        await taken(stream, b);
+        return 'write';
+      },
     };
   }
   const conn = await whenAttached(res);
@@ -197,31 +200,11 @@ async function rangeSender(res: Exchange['res']): Promise<RangeSender> {
     },
     bytes: async (b) => {
       framing?.before(b.length);
-      const path = await writeOn(conn, b);
+      await taken(conn, b);
       framing?.after();
-      return path;
+      return 'write';
     },
   };
-}
-
-/** Resolves once `w` has taken `b` (its write callback); rejects when it failed or closed first. */
-function writeOn(w: Writable, b: Buffer): Promise<BodyPath> {
-  const gone = (): Error => Object.assign(new Error('client connection closed'), { code: 'ECONNRESET' });
-  return new Promise((resolve, reject) => {
-    if (w.destroyed) {
-      reject(gone());
-      return;
-    }
-    const onClose = (): void => reject(gone());
-    w.once('close', onClose);
-    w.write(b, (err) => {
-      w.off('close', onClose);
-      // A reset HTTP/2 stream completes its queued writes without an error: its state says it.
-      if (err) reject(err);
-      else if (w.destroyed) reject(gone());
-      else resolve('write');
-    });
-  });
 }
 
 /** If-Range is not in node's typed header list, so it may arrive as an array. */

@@ -103,7 +103,7 @@ export function answeredMidBody(conn: object): http.ServerResponse | 'by node' |
   const incoming = (conn as { parser?: { incoming?: http.IncomingMessage | null } | null }).parser?.incoming;
   if (incoming == null || incoming.complete) return undefined;
   const res = requestsOn.get(conn)?.latest;
-  // A parsed head that never became a 'request' node answered itself: 400 without Host, 417 for an unknown Expect.
+  // A parsed head that never became a 'request' node answered itself: 417 for an unknown Expect.
   // A closed (forgotten) response gets the same answer, as it would as a finished one: its
   // connection is closed with nothing more written (answerClientError).
   if (res == null || res.req !== incoming) return 'by node';

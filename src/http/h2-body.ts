@@ -15,6 +15,7 @@ import type http2 from 'node:http2';
 import { FileTruncatedError } from '../errors.js';
 import { cutAfter } from '../transport/body-cut.js';
 import { ChunkPool, readAt, type BodyPath } from '../transport/copy-file.js';
+import { taken } from '../transport/taken.js';
 import { resetStream } from './h2-front.js';
 
 /**
@@ -32,29 +33,6 @@ const wide = new ChunkPool(256 * 1024, 8);
 const narrow = new ChunkPool(64 * 1024, 32);
 /** File bodies in flight per connection. */
 const sending = new WeakMap<http2.Http2Session, number>();
-
-function streamGone(): Error {
-  return Object.assign(new Error('HTTP/2 stream closed'), { code: 'ECONNRESET' });
-}
-
-/** Resolves once the stream has taken `chunk` (nghttp2 framed and wrote it); rejects if the stream closes first. */
-function taken(stream: http2.Http2Stream, chunk: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (stream.destroyed || stream.closed) {
-      reject(streamGone());
-      return;
-    }
-    const onClose = (): void => reject(streamGone());
-    stream.once('close', onClose);
-    stream.write(chunk, (err) => {
-      stream.off('close', onClose);
-      if (err) reject(err);
-      // A reset completes the writes still queued without an error: the stream's state says it.
-      else if (stream.destroyed || stream.closed) reject(streamGone());
-      else resolve();
-    });
-  });
-}
 
 /**
  * Sends the response head (status and headers as set on `res`), then

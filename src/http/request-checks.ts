@@ -1,7 +1,7 @@
 /**
  * What RFC 9112 requires of a request that node's parser (llhttp) leaves to
  * the server, checked once per request by serve and proxy before anything
- * else: a 400 for more than one Host or an invalid one (§3.2), for a
+ * else: a 400 for more than one Host or an invalid one, or none in HTTP/1.1 (§3.2), for a
  * Transfer-Encoding whose last coding is not chunked (§6.3), for a target in
  * none of the request-target forms, and for the asterisk-form target with
  * any method but OPTIONS (§3.2.4). Pure.
@@ -77,6 +77,22 @@ export function requestProblem(method: string, target: string, rawHeaders: reado
   if (option !== null) return `Connection option ${JSON.stringify(option.slice(0, 40))} is not a token (RFC 9110 §7.6.1)`;
   if (target === '*' && method !== 'OPTIONS') return `asterisk-form target with ${method.slice(0, 20)} (RFC 9112 §3.2.4: OPTIONS only)`;
   return null;
+}
+
+/**
+ * RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code
+ * to any HTTP/1.1 request message that lacks a Host header field"; a higher
+ * HTTP/1.x minor is read as 1.1 (RFC 9110 §2.5), and HTTP/1.0 may go without.
+ * Checked here rather than by node (requireHostHeader, on by default), whose
+ * own 400 never reaches the request handler, so that it gets the access-log
+ * line nginx writes for every request it answers. The reason, or null.
+ */
+export function missingHost(httpVersionMajor: number, httpVersionMinor: number, rawHeaders: readonly string[]): string | null {
+  if (httpVersionMajor !== 1 || httpVersionMinor < 1) return null;
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    if (rawHeaders[i]!.length === 4 && rawHeaders[i]!.toLowerCase() === 'host') return null;
+  }
+  return `HTTP/1.${httpVersionMinor} request without Host (RFC 9112 §3.2)`;
 }
 
 /**

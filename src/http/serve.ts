@@ -17,7 +17,7 @@ import { createStaticHandler, type BodySender, type StaticOutcome } from './stat
 import { ServedRoot } from './served-root.js';
 import { AccessLog, requestId, type AccessFields } from '../log/access-log.js';
 import { answeredMidBody, closeDetached, httpFront, isMoot, LINGER_MS, whenAttached, type Front } from './front.js';
-import { requestProblem, unimplemented } from './request-checks.js';
+import { missingHost, requestProblem, unimplemented } from './request-checks.js';
 import { alpnFront, requestConnection, type AnyRequest, type AnyResponse } from './alpn-front.js';
 import { h2Front } from './h2-front.js';
 import { sendFileOverH2 } from './h2-body.js';
@@ -146,7 +146,7 @@ export function answerClientError(log: Logger, err: ParseError, socket: Duplex, 
   const answered = answeredMidBody(conn);
   if (answered !== undefined) {
     // The error is in the body of a request already answered (serve's 405 to a POST, a
-    // request-checks 400, node's own 400 or 417, an origin that answered early): one
+    // request-checks 400, node's own 417, an origin that answered early): one
     // response per request, so no second one; the connection closes once that answer is out.
     // node's own answer is queued after the responses owed to earlier requests, and is written
     // (handed to the connection) as the last of them finishes: closeDetached waits for those.
@@ -278,7 +278,8 @@ export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Serv
     const started = access.enabled ? process.hrtime.bigint() : 0n;
     const conn = requestConnection(req);
     // HTTP/2 has neither transfer codings nor a version in a request line (RFC 9113 §8.2.2).
-    const problem = requestProblem(req.method ?? 'GET', req.url ?? '/', req.rawHeaders) ?? (req instanceof http2.Http2ServerRequest ? null : unimplemented(req.httpVersionMajor, req.rawHeaders));
+    const problem = requestProblem(req.method ?? 'GET', req.url ?? '/', req.rawHeaders)
+      ?? (req instanceof http2.Http2ServerRequest ? null : missingHost(req.httpVersionMajor, req.httpVersionMinor, req.rawHeaders) ?? unimplemented(req.httpVersionMajor, req.rawHeaders));
     const out = problem === null ? served.current()(req, res) : refuse(res, problem);
     // A request answered without waiting (most GETs of small cached files) is counted at once,
     // without a promise: the handler settles synchronously when it can (static-handler.ts).
@@ -295,6 +296,8 @@ export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Serv
     {
       maxHeaderSize: o.maxHeaderSize, headersTimeout: o.headersTimeoutMs, requestTimeout: 0, keepAliveTimeout: o.idleTimeoutMs, noDelay: true,
       connectionsCheckingInterval: checkingInterval(o.headersTimeoutMs),
+      // A missing Host is refused by serveRequest (missingHost), with its access-log line.
+      requireHostHeader: false,
     },
     serveRequest,
   );

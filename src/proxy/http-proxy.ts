@@ -21,7 +21,7 @@ import type { Native } from '../native/binding.js';
 import { answerClientError, answerConnect, checkingInterval, cryptoSite, onSecureConnections, refusedRequestFields, requestFields, type ClientErrorOptions } from '../http/serve.js';
 import type { ParseError } from '../http/parse-error.js';
 import { AccessLog } from '../log/access-log.js';
-import { requestProblem, unimplemented } from '../http/request-checks.js';
+import { missingHost, requestProblem, unimplemented } from '../http/request-checks.js';
 import { httpFront, isMoot, type Front } from '../http/front.js';
 import { alpnFront, type AnyRequest, type AnyResponse } from '../http/alpn-front.js';
 import { h2Front, resetStream } from '../http/h2-front.js';
@@ -116,6 +116,8 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
       noDelay: true,
       // One more than allowed, so that "too many" is seen (node silently drops the rest).
       maxHeadersCount: s.maxHeaderCount + 1,
+      // A missing Host is refused by the pipeline (missingHost), with its access-log line.
+      requireHostHeader: false,
     } as http.ServerOptions,
     (req, res) => void handle(req, res),
   );
@@ -136,7 +138,7 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
       sendText(x, 501);
       return Promise.resolve(501);
     }
-    const problem = x.malformed ?? requestProblem(req.method ?? 'GET', req.url ?? '/', x.fields);
+    const problem = x.malformed ?? requestProblem(req.method ?? 'GET', req.url ?? '/', x.fields) ?? (x.h2 ? null : missingHost(req.httpVersionMajor, req.httpVersionMinor, x.fields));
     if (problem !== null) throw new InvalidRequestError(problem);
     // HTTP/2 has neither transfer codings nor a version in a request line (RFC 9113 §8.2.2).
     const unsupported = x.h2 ? null : unimplemented(req.httpVersionMajor, x.fields);

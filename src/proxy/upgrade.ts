@@ -15,7 +15,7 @@ import { buildUpstreamRequestHead, filterResponseHeaders } from '../http/forward
 import { closeDetached, owedSent } from '../http/front.js';
 import { chunkSizeLine, closingAnswer, CRLF, LAST_CHUNK, responseHead } from '../http/h1-wire.js';
 import type { ResponseHead } from '../http/response-head.js';
-import { requestProblem } from '../http/request-checks.js';
+import { missingHost, requestProblem } from '../http/request-checks.js';
 import { ClientGoneError, UpstreamTimeoutError } from '../errors.js';
 import type { Forwarder } from './forward.js';
 import type { Lease, UpstreamGroup } from './upstream-group.js';
@@ -40,9 +40,8 @@ export interface UpgradeOptions {
  * §4.1); the rest is refused.
  */
 function upgradeProblem(req: http.IncomingMessage): string | null {
-  // RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400. node checks it for the requests it
-  // hands to the handler (requireHostHeader), not for those it hands over as upgrades.
-  if (req.httpVersion === '1.1' && req.headers.host === undefined) return 'HTTP/1.1 Upgrade request without Host (RFC 9112 §3.2)';
+  const noHost = missingHost(req.httpVersionMajor, req.httpVersionMinor, req.rawHeaders);
+  if (noHost !== null) return noHost;
   const cl = req.headers['content-length'];
   if (req.headers['transfer-encoding'] !== undefined) return 'Upgrade with a Transfer-Encoding body';
   if (cl !== undefined && cl !== '0') return 'Upgrade with a Content-Length body';

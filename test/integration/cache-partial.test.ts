@@ -255,18 +255,22 @@ describe('aludel proxy --cache: partial content (RFC 9111 §3.3, §3.4)', () => 
     await waitUntil(() => { const m = oneMeta(metas(d)); return m !== null && m.ranges === undefined; }, 10_000);
   });
 
-  test('RFC 9110 §13.1.5: If-Range with another validator gets the whole 200 from upstream, not the parts', async () => {
-    const p = await proxy(`http://127.0.0.1:${nginx.port}`, dir());
+  test('RFC 9110 §13.1.5: If-Range with another validator gets the whole 200 from upstream, not the parts; that 200 is stored', async () => {
+    const d = dir();
+    const p = await proxy(`http://127.0.0.1:${nginx.port}`, d);
     const f = newFile();
     const part = await get(p, f.url, '-r', '0-999');
     assertPart(part, f.bytes, 0, 999);
     const other = await get(p, f.url, '-r', '0-999', '-H', 'If-Range: "not-this-one"');
     assert.equal(other.status, 200);
     assert.ok(other.body.equals(f.bytes));
-    assert.equal(other.headers['cache-status'], 'aludel; fwd=partial; detail=if-range+range');
+    // The whole response (nginx ignored the Range for the If-Range): it replaces the parts.
+    assert.equal(other.headers['cache-status'], 'aludel; fwd=partial; stored; detail=if-range');
+    await waitUntil(() => { const m = oneMeta(metas(d)); return m !== null && m.ranges === undefined; }, 10_000);
     const same = await get(p, f.url, '-r', '0-999', '-H', `If-Range: ${part.headers.etag}`);
     assertPart(same, f.bytes, 0, 999);
-    assert.match(same.headers['cache-status']!, /^aludel; hit; ttl=\d+; detail=partial$/);
+    assert.match(same.headers['cache-status']!, /^aludel; hit; ttl=\d+$/);
+    assert.equal(same.log.upstream, null);
   });
 
   test('§3.3: restart keeps partial entries and their bytes; a tampered one is dropped, never served', async () => {
@@ -294,6 +298,61 @@ describe('aludel proxy --cache: partial content (RFC 9111 §3.3, §3.4)', () => 
     const dropped = await get(q, g.url, '-r', '0-999');
     assertPart(dropped, g.bytes, 0, 999);
     assert.equal(dropped.headers['cache-status'], 'aludel; fwd=uri-miss; stored');
+  });
+
+  test('an origin that ignores Range: its 200 is stored, the range answered from it (206), and every later request is a hit', async () => {
+    // Serves the file whole whatever the Range (RFC 9110 §14.2 lets it), with a Content-Length or chunked.
+    const bytes = crypto.randomBytes(SIZE);
+    const file = path.join(fx.root, `ignored-${++serial}.bin`);
+    fs.writeFileSync(file, bytes);
+    const seen: string[] = [];
+    const origin = http.createServer((req, res) => {
+      seen.push(req.url!);
+      const length = req.url!.startsWith('/chunked') ? {} : { 'Content-Length': bytes.length };
+      res.writeHead(200, { 'Cache-Control': 'max-age=60', ETag: '"whole"', ...length }).end(fs.readFileSync(file));
+    });
+    await new Promise<void>((resolve) => origin.listen(0, '127.0.0.1', resolve));
+    try {
+      const p = await proxy(`http://127.0.0.1:${(origin.address() as AddressInfo).port}`, dir());
+      // The range, cut from the 200 as it is stored: a 206 with the exact bytes.
+      const first = await get(p, '/length', '-r', '0-99');
+      assertPart(first, bytes, 0, 99);
+      assert.equal(first.headers['cache-status'], 'aludel; fwd=uri-miss; stored');
+      assert.equal(first.log.cacheDetail, undefined);
+      const again = await get(p, '/length', '-r', '0-99');
+      assertPart(again, bytes, 0, 99);
+      assert.match(again.headers['cache-status']!, /^aludel; hit; ttl=\d+$/);
+      const other = await get(p, '/length', '-r', '123456-234567');
+      assertPart(other, bytes, 123456, 234567);
+      assert.match(other.headers['cache-status']!, /^aludel; hit; ttl=\d+$/);
+      const whole = await get(p, '/length');
+      assert.equal(whole.status, 200);
+      assert.ok(whole.body.equals(bytes), 'the stored 200 is the file');
+      assert.match(whole.headers['cache-status']!, /^aludel; hit; ttl=\d+$/);
+      assert.deepEqual(seen, ['/length'], 'one request reached the origin');
+      // A range past the end: 416 with the length (RFC 9110 §15.5.17), and the 200 stored all the same.
+      const past = await get(p, '/past', '-r', `${SIZE}-`);
+      assert.equal(past.status, 416);
+      assert.equal(past.headers['content-range'], `bytes */${SIZE}`);
+      assertPart(await get(p, '/past', '-r', '0-9'), bytes, 0, 9);
+      // If-Range naming another validator wants the whole 200 (§13.1.5), which is stored too.
+      const ifRange = await get(p, '/if-range', '-r', '0-99', '-H', 'If-Range: "not-this-one"');
+      assert.equal(ifRange.status, 200);
+      assert.ok(ifRange.body.equals(bytes));
+      assert.equal(ifRange.headers['cache-status'], 'aludel; fwd=uri-miss; stored');
+      assertPart(await get(p, '/if-range', '-r', '0-99', '-H', 'If-Range: "whole"'), bytes, 0, 99);
+      // Chunked: no length for a Content-Range yet, so the whole 200 (stored); then ranges are hits.
+      const chunked = await get(p, '/chunked', '-r', '0-99');
+      assert.equal(chunked.status, 200);
+      assert.ok(chunked.body.equals(bytes));
+      assert.equal(chunked.headers['cache-status'], 'aludel; fwd=uri-miss; stored');
+      const chunkedHit = await get(p, '/chunked', '-r', '1000-1999');
+      assertPart(chunkedHit, bytes, 1000, 1999);
+      assert.match(chunkedHit.headers['cache-status']!, /^aludel; hit; ttl=\d+$/);
+      assert.deepEqual(seen, ['/length', '/past', '/if-range', '/chunked'], 'one origin request per URL');
+    } finally {
+      await new Promise((resolve) => origin.close(resolve));
+    }
   });
 
   test('§3.4: a 206 with a weak ETag is relayed, not stored (detail=no-strong-validator)', async () => {

@@ -135,6 +135,22 @@ describe('aludel proxy under abuse (regressions of issue 12)', () => {
     assert.equal(line.level, 30, 'a client error is logged at info, not as an upstream failure');
   });
 
+  test('an HTTP/1.1 request without Host is a 400 (RFC 9112 §3.2) with its access-log line, as nginx logs every request it answers (node answered it unlogged)', async () => {
+    for (const [request, url] of [['GET /no-host HTTP/1.1\r\n\r\n', '/no-host'], ['POST /no-host-body HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello', '/no-host-body']] as const) {
+      const from = p.mark();
+      const r = await send(request);
+      assert.equal(r.status, 400, JSON.stringify(r.text.slice(0, 60)));
+      const line = await p.waitForLog((l) => l.msg === 'request' && l.url === url, 5000, from);
+      assert.equal(line.status, 400);
+      assert.equal(line.error, 'ERR_BAD_REQUEST');
+      assert.match(String(line.detail), /without Host/);
+      assert.equal(line.level, 30, 'a client error is logged at info');
+    }
+    // HTTP/1.0 may go without Host (RFC 9112 §3.2 binds HTTP/1.1): forwarded.
+    assert.equal((await send('GET /echo-headers HTTP/1.0\r\n\r\n')).status, 200);
+    assert.equal(sink.requests.filter((q) => q.url.startsWith('/no-host')).length, 0, 'no origin saw them');
+  });
+
   test('a Content-Length of 2^53 or more is a 400, not a 502, and reaches no origin', async () => {
     const seen = sink.requests.length;
     for (const length of ['9007199254740992', '18446744073709551615']) {
@@ -332,9 +348,9 @@ describe('aludel proxy under abuse (regressions of issue 12)', () => {
   });
 
   test('a body fault after the request was answered closes the connection without a second response', async () => {
-    // node answers a 1.1 request without Host itself (400); the chunk size "zz" is then a parse
-    // error in that request's body, and its own 400 used to follow: two answers to one request.
-    // Likewise after Aludel's own 400 to a repeated Host.
+    // A 1.1 request without Host is a 400 (node answered it itself before missingHost); the chunk
+    // size "zz" is then a parse error in that request's body, and its own 400 used to follow: two
+    // answers to one request. Likewise after Aludel's own 400 to a repeated Host.
     for (let i = 0; i < 10; i++) {
       const r = await send(i % 2 === 0 ? 'POST /no-host HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n' : 'POST /dup HTTP/1.1\r\nHost: a\r\nHost: b\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n');
       assert.equal(r.text.match(/HTTP\/1\.1 /g)?.length, 1, `round ${i}: ${JSON.stringify(r.text)}`);

@@ -312,6 +312,18 @@ describe('aludel serve: header limit and load', { timeout: 60_000 }, () => {
     }
   });
 
+  test('(j2) an HTTP/1.1 request without Host: a 400 (RFC 9112 §3.2) with its access-log line, as nginx logs every request it answers (node answered it unlogged)', async () => {
+    const from = srv.mark();
+    const r = splitHttp(await rawTls(srv.port, fx.certPem, `GET /${fx.files.one.name} HTTP/1.1\r\n\r\n`));
+    assert.equal(r.status, 400);
+    const line = await srv.waitForLog((l) => l.msg === 'request' && l.url === `/${fx.files.one.name}`, 5000, from);
+    assert.equal(line.status, 400);
+    assert.equal(line.error, 'ERR_BAD_REQUEST');
+    assert.match(String(line.detail), /without Host/);
+    // HTTP/1.0 may go without Host (RFC 9112 §3.2 binds HTTP/1.1).
+    assert.equal(splitHttp(await rawTls(srv.port, fx.certPem, `GET /${fx.files.one.name} HTTP/1.0\r\n\r\n`)).status, 200);
+  });
+
   test('(k) a closing 400 ahead of pipelined requests, then the client drops the connection: no descriptor stays (CLOSE-WAIT until the idle timeout)', async () => {
     // The fuzz run's slow leak: node ended the connection after the 400 with end() alone (no
     // destroySoon on a kTLS connection), and nothing read the client's FIN behind the requests

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { isValidHost, requestProblem } from '../../src/http/request-checks.js';
+import { isValidHost, missingHost, requestProblem } from '../../src/http/request-checks.js';
 
 describe('request checks (RFC 9112 §3.2, §3.2.4)', () => {
   it('accepts names, IPv4, IPv6 literals, ports and the empty Host', () => {
@@ -49,5 +49,14 @@ describe('request checks (RFC 9112 §3.2, §3.2.4)', () => {
   it('asterisk-form only with OPTIONS', () => {
     assert.equal(requestProblem('OPTIONS', '*', ['Host', 'a']), null);
     assert.match(requestProblem('GET', '*', ['Host', 'a'])!, /asterisk-form/);
+  });
+
+  it('HTTP/1.1 (and a higher 1.x) without Host is refused; HTTP/1.0 and HTTP/2 are not asked for one; an empty Host is one', () => {
+    assert.match(missingHost(1, 1, ['Accept', '*/*'])!, /HTTP\/1\.1 request without Host/);
+    assert.match(missingHost(1, 2, [])!, /without Host/);
+    assert.equal(missingHost(1, 1, ['HOST', 'a']), null);
+    assert.equal(missingHost(1, 1, ['Host', '']), null);
+    assert.equal(missingHost(1, 0, []), null);
+    assert.equal(missingHost(2, 0, [':authority', 'a']), null);
   });
 });
