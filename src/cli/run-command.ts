@@ -2,7 +2,21 @@
 import type { Command } from 'commander';
 import { InvalidOptionError } from '../errors.js';
 import { checkPreload, checkRunOffload, endLike, PRELOAD_PATH, preloadEnv, RUN_STRATEGIES, runProgram, strategyText, type RunOffload, type RunStrategy } from '../run/run-program.js';
+import { programWarnings } from '../run/program-check.js';
 import { formatScanTable, scanHost } from '../scan/scan.js';
+
+/**
+ * What a failed start says, and the exit status, as POSIX shells report them:
+ * 127 when the command is not found, 126 when it is found but cannot be
+ * executed (no execute permission, a directory: execve's EACCES); 2 for a
+ * usage or environment problem of our own.
+ */
+export function runFailure(command: string, e: NodeJS.ErrnoException): { message: string; status: number } {
+  const spawned = e.syscall?.startsWith('spawn') === true;
+  if (spawned && e.code === 'ENOENT') return { message: `${command}: command not found`, status: 127 };
+  if (spawned && e.code === 'EACCES') return { message: `${command}: permission denied (not an executable file)`, status: 126 };
+  return { message: e.message, status: 2 };
+}
 
 export function registerRunCommands(program: Command): void {
   program.enablePositionalOptions();
@@ -26,14 +40,14 @@ export function registerRunCommands(program: Command): void {
         checkPreload();
         const warning = checkRunOffload(flags.offload as RunOffload);
         if (warning) process.stderr.write(`aludel run: warning: ${warning}\n`);
+        for (const w of programWarnings(command, process.env)) process.stderr.write(`aludel run: warning: ${w}\n`);
         const what = strategyText(flags.strategy as RunStrategy);
         process.stderr.write(`aludel run: starting ${command} with ${PRELOAD_PATH} in LD_PRELOAD: ${what} (the preload logs one line saying which strategy it took and why)\n`);
         endLike(await runProgram(command, args, preloadEnv(process.env, flags.strategy as RunStrategy)));
       } catch (err) {
-        const e = err as NodeJS.ErrnoException;
-        process.stderr.write(`aludel run: ${e.code === 'ENOENT' && e.syscall?.startsWith('spawn') ? `${command}: command not found` : e.message}\n`);
-        // 127: command not found, as shells report it; 2: usage or environment.
-        process.exit(e.code === 'ENOENT' && e.syscall?.startsWith('spawn') ? 127 : 2);
+        const { message, status } = runFailure(command, err as NodeJS.ErrnoException);
+        process.stderr.write(`aludel run: ${message}\n`);
+        process.exit(status);
       }
     });
 

@@ -151,6 +151,35 @@ describe('aludel run leaves other programs alone', { timeout: 120_000 }, () => {
 });
 
 describe('aludel run: how the program ended, and refusals', { timeout: 60_000 }, () => {
+  test('a file that is not executable: exit 126 and the reason, as shells report it (not 2 with spawn EACCES)', async () => {
+    const file = path.join(fx.dir, 'not-executable.sh');
+    fs.writeFileSync(file, '#!/bin/sh\necho hi\n', { mode: 0o644 });
+    for (const target of [file, fx.dir]) {
+      const r = await runCli(['run', '--', target]);
+      assert.equal(r.code, 126, r.stderr);
+      assert.match(r.stderr, new RegExp(`aludel run: ${target.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: permission denied \\(not an executable file\\)`));
+    }
+  });
+
+  test('programs the preload can never reach are named before they start: setuid to another user, static, no OpenSSL linked', async () => {
+    const setuid = path.join(fx.dir, 'openssl-setuid');
+    fs.copyFileSync('/usr/bin/openssl', setuid);
+    fs.chownSync(setuid, 65534, 65534);
+    fs.chmodSync(setuid, 0o4755);
+    const cases: Array<[string[], RegExp | null]> = [
+      [[setuid, 'version'], /warning: \S+openssl-setuid is set-user-ID: the dynamic linker ignores LD_PRELOAD for it/],
+      [['/sbin/ldconfig', '-p'], /warning: \/sbin\/ldconfig is statically linked: LD_PRELOAD needs the dynamic linker/],
+      [['true'], /warning: true links neither libssl nor libcrypto \(libc\.so\.6\): if its TLS is linked in/],
+      [['openssl', 'version'], null],
+    ];
+    for (const [argv, expected] of cases) {
+      const r = await runCli(['run', '--', ...argv]);
+      assert.equal(r.code, 0, `${argv[0]}: ${r.stderr}`);
+      if (expected === null) assert.doesNotMatch(r.stderr, /warning: openssl/, r.stderr);
+      else assert.match(r.stderr, expected);
+    }
+  });
+
   test('exit status passes through', async () => {
     const r = await runCli(['run', '--', 'sh', '-c', 'exit 7']);
     assert.equal(r.code, 7);
