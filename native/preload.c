@@ -107,6 +107,8 @@ static void resolve_hooked(void) {
   NEXT(aludel_real.peek_ex, "SSL_peek_ex");
   NEXT(aludel_real.write, "SSL_write");
   NEXT(aludel_real.write_ex, "SSL_write_ex");
+  NEXT(aludel_real.read_early_data, "SSL_read_early_data"); /* absent before 1.1.1: stays NULL */
+  NEXT(aludel_real.write_early_data, "SSL_write_early_data");
   NEXT(aludel_real.get_error, "SSL_get_error");
   NEXT(aludel_real.shutdown, "SSL_shutdown");
   NEXT(aludel_real.pending, "SSL_pending");

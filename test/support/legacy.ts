@@ -134,6 +134,8 @@ export interface LegacyNginxOptions {
   env?: NodeJS.ProcessEnv;
   /** Default 10 s; the kTLS VM needs far more under a wrapper. */
   readyTimeoutMs?: number;
+  /** More directives for the server block (e.g. `ssl_early_data on;`), written as given. */
+  serverLines?: string[];
 }
 
 /** One access log line. */
@@ -194,6 +196,7 @@ function legacyNginxConf(dir: string, port: number, o: LegacyNginxOptions): stri
     `    ssl_protocols ${protocols.join(' ')};`,
     `    ssl_ciphers ${nginxString(o.ciphers)};`,
     '    ssl_prefer_server_ciphers on;',
+    ...(o.serverLines ?? []).map((l) => `    ${l}`),
     '    location / { }',
     '  }',
     '}',
