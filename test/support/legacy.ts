@@ -175,8 +175,8 @@ export interface LegacyNginx {
   stop(): Promise<void>;
 }
 
-/** A double-quoted nginx string; refuses what would need escaping or expand as a variable. */
-function legacyNginxConf(dir: string, port: number, o: LegacyNginxOptions): string {
+/** The nginx.conf startLegacyNginx writes into `dir` for `port` (daemon mode comes from the command line: -g "daemon off;"). */
+export function legacyNginxConf(dir: string, port: number, o: LegacyNginxOptions): string {
   const p = (name: string): string => nginxString(path.join(dir, name));
   const protocols = o.protocols.trim().split(/\s+/);
   for (const v of protocols) if (!/^TLSv1(\.[123])?$/.test(v)) throw new Error(`not an ssl_protocols value: ${v}`);
