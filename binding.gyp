@@ -26,7 +26,7 @@
       "product_name": "aludel-preload",
       "product_prefix": "",
       "product_extension": "so",
-      "sources": ["native/preload.c", "native/preload-keys.c", "native/preload-secrets.c", "native/preload-ktls.c", "native/preload-ossl102.c", "native/preload-bio.c", "native/ktls-keys.c"],
+      "sources": ["native/preload.c", "native/preload-keys.c", "native/preload-secrets.c", "native/preload-ktls.c", "native/preload-ossl102.c", "native/preload-bio.c", "native/preload-exec.c", "native/ktls-keys.c"],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2", "-fvisibility=hidden"],
       "libraries": ["-ldl", "-lpthread"]
     }

@@ -284,9 +284,25 @@ ALUDEL_EXPORT int SSL_connect(SSL *ssl) {
  * examined. Returns the offloaded connection or NULL; *h <= 0 is the
  * handshake's result.
  */
+/*
+ * The SSL whose TLS 1.3 early data (0-RTT, RFC 8446 §2.3) OpenSSL is moving
+ * on this thread, or NULL. OpenSSL 1.1.1's SSL_read_early_data and
+ * SSL_write_early_data drive the handshake with SSL_accept/SSL_connect and
+ * move the data with SSL_read_ex/SSL_write_ex, called through libssl's PLT,
+ * so they reach the hooks below. Those calls must reach OpenSSL untouched:
+ * route() would finish the handshake first, and OpenSSL would then read the
+ * client's early data record where it expects its Finished ("unexpected
+ * record"). Per thread, because OpenSSL lets different SSLs run on different
+ * threads at once; an SSL pointer rather than a flag, so that a callback run
+ * meanwhile for another connection (nginx's SNI or ALPN callbacks) is routed
+ * as usual. The handshake ends later in SSL_do_handshake/SSL_read/SSL_write,
+ * outside these functions, and is taken there as any other.
+ */
+static __thread SSL *early_data_ssl;
+
 static struct aludel_conn *route(SSL *ssl, int *h) {
   *h = 1;
-  if (!aludel_keys_active) return NULL;
+  if (!aludel_keys_active || ssl == early_data_ssl) return NULL;
   if (!aludel_is_init_finished(ssl) && (*h = aludel_finish_handshake(ssl)) <= 0) return NULL;
   struct aludel_conn *c = aludel_conn_find(ssl);
   if (c == NULL || !c->examined) {
@@ -654,4 +670,32 @@ ALUDEL_EXPORT void SSL_free(SSL *ssl) {
   aludel_prepare();
   if (aludel_keys_active && ssl != NULL) aludel_conn_drop(ssl);
   aludel_real.free(ssl);
+}
+
+/* ---- TLS 1.3 early data: OpenSSL's own calls pass through (see early_data_ssl) ---- */
+
+ALUDEL_EXPORT int SSL_read_early_data(SSL *ssl, void *buf, size_t n, size_t *readbytes) {
+  aludel_prepare();
+  if (aludel_real.read_early_data == NULL) { /* OpenSSL 1.0.2 has no early data: SSL_READ_EARLY_DATA_ERROR, nothing read */
+    if (readbytes != NULL) *readbytes = 0;
+    return 0;
+  }
+  SSL *outer = early_data_ssl; /* kept, so nested calls restore what they found */
+  early_data_ssl = ssl;
+  int r = aludel_real.read_early_data(ssl, buf, n, readbytes);
+  early_data_ssl = outer;
+  return r;
+}
+
+ALUDEL_EXPORT int SSL_write_early_data(SSL *ssl, const void *buf, size_t n, size_t *written) {
+  aludel_prepare();
+  if (aludel_real.write_early_data == NULL) { /* before 1.1.1: failure (0), nothing written */
+    if (written != NULL) *written = 0;
+    return 0;
+  }
+  SSL *outer = early_data_ssl;
+  early_data_ssl = ssl;
+  int r = aludel_real.write_early_data(ssl, buf, n, written);
+  early_data_ssl = outer;
+  return r;
 }

@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -60,11 +61,51 @@ static struct {
   char strategy[16];
 } env;
 
+/*
+ * ALUDEL_PRELOAD_LOG, opened once when the library is loaded and kept: nginx
+ * started as root opens it in the master, before it forks workers that
+ * setuid() to `user` (nobody) and could not open a 0600 root file themselves
+ * (ngx_worker_process_init); fork keeps the descriptor, so every worker's
+ * lines land in the file. O_CLOEXEC: a program the process execs (nginx's
+ * binary upgrade, a CGI) does not inherit it; a preloaded one opens its own.
+ * Its device and inode are kept to tell, before each line, that the number
+ * still names this file: a daemon that closes every descriptor at start-up
+ * may have reused it for one of its own, which must never receive our lines.
+ */
+static struct {
+  int fd; /* -1: none, or given up (closed or reused by the program) */
+  dev_t dev;
+  ino_t ino;
+} kept_log = {-1, 0, 0};
+
+/* Never 0-2: a program started with stdin/stdout/stderr closed would take our descriptor for one of them. */
+static int open_log_file(const char *file) {
+  int fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0 || fd > 2) return fd;
+  int high = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  close(fd);
+  return high;
+}
+
+static void keep_log(const char *file) {
+  struct stat st;
+  int fd = open_log_file(file);
+  if (fd < 0) return;
+  if (fstat(fd, &st) != 0) {
+    close(fd);
+    return;
+  }
+  kept_log.dev = st.st_dev;
+  kept_log.ino = st.st_ino;
+  kept_log.fd = fd;
+}
+
 __attribute__((constructor)) static void capture_env(void) {
   const char *log = getenv("ALUDEL_PRELOAD_LOG"), *strategy = getenv("ALUDEL_PRELOAD_STRATEGY");
   if (log != NULL && strlen(log) < sizeof env.log) strcpy(env.log, log);
   if (strategy != NULL && strlen(strategy) < sizeof env.strategy) strcpy(env.strategy, strategy);
   aludel_debug = getenv("ALUDEL_PRELOAD_DEBUG") != NULL;
+  if (env.log[0] != '\0') keep_log(env.log);
 }
 
 static struct {
@@ -107,6 +148,8 @@ static void resolve_hooked(void) {
   NEXT(aludel_real.peek_ex, "SSL_peek_ex");
   NEXT(aludel_real.write, "SSL_write");
   NEXT(aludel_real.write_ex, "SSL_write_ex");
+  NEXT(aludel_real.read_early_data, "SSL_read_early_data"); /* absent before 1.1.1: stays NULL */
+  NEXT(aludel_real.write_early_data, "SSL_write_early_data");
   NEXT(aludel_real.get_error, "SSL_get_error");
   NEXT(aludel_real.shutdown, "SSL_shutdown");
   NEXT(aludel_real.pending, "SSL_pending");
@@ -206,6 +249,16 @@ static void resolve(void) {
   }
 }
 
+/* The kept log descriptor while it still names the file opened at load time, else -1 (and it is given up, never closed: it is no longer ours). */
+static int kept_log_fd(void) {
+  int fd = __atomic_load_n(&kept_log.fd, __ATOMIC_RELAXED);
+  struct stat st;
+  if (fd < 0) return -1;
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_dev == kept_log.dev && st.st_ino == kept_log.ino) return fd;
+  __atomic_store_n(&kept_log.fd, -1, __ATOMIC_RELAXED);
+  return -1;
+}
+
 /* One write(2) with O_APPEND, so lines from several processes do not interleave; 0600: it is the program's log, not the world's. */
 static void write_line(const char *text) {
   char line[768];
@@ -216,10 +269,10 @@ static void write_line(const char *text) {
     line[n - 1] = '\n';
   }
   int fd = 2, opened = -1;
-  if (env.log[0] != '\0') {
-    /* Opened per line, never kept: a daemon that closes every descriptor at start-up must not leave us writing into another file. */
-    opened = open(env.log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-    if (opened >= 0) fd = opened;
+  if (env.log[0] != '\0' && (fd = kept_log_fd()) < 0) {
+    /* The kept descriptor is gone: opened for this line only, as this process's rights allow. */
+    opened = open_log_file(env.log);
+    fd = opened >= 0 ? opened : 2;
   }
   ssize_t w = write(fd, line, (size_t)n);
   (void)w;

@@ -95,6 +95,8 @@ struct aludel_real {
   int (*peek_ex)(SSL *, void *, size_t, size_t *);
   int (*write)(SSL *, const void *, int);
   int (*write_ex)(SSL *, const void *, size_t, size_t *);
+  int (*read_early_data)(SSL *, void *, size_t, size_t *);        /* 1.1.1+ (TLS 1.3 0-RTT); NULL before */
+  int (*write_early_data)(SSL *, const void *, size_t, size_t *); /* 1.1.1+ */
   int (*get_error)(const SSL *, int);
   int (*shutdown)(SSL *);
   int (*pending)(const SSL *);

@@ -134,6 +134,14 @@ export interface LegacyNginxOptions {
   env?: NodeJS.ProcessEnv;
   /** Default 10 s; the kTLS VM needs far more under a wrapper. */
   readyTimeoutMs?: number;
+  /** More directives for the server block (e.g. `ssl_early_data on;`), written as given. */
+  serverLines?: string[];
+  /**
+   * A master and two workers running as this user (`user`; nginx's default as root is
+   * nobody), instead of the one root process of nginxMainContext. stop() still ends
+   * them all: the master takes its workers down on TERM.
+   */
+  workersAs?: string;
 }
 
 /** One access log line. */
@@ -167,14 +175,16 @@ export interface LegacyNginx {
   stop(): Promise<void>;
 }
 
-/** A double-quoted nginx string; refuses what would need escaping or expand as a variable. */
-function legacyNginxConf(dir: string, port: number, o: LegacyNginxOptions): string {
+/** The nginx.conf startLegacyNginx writes into `dir` for `port` (daemon mode comes from the command line: -g "daemon off;"). */
+export function legacyNginxConf(dir: string, port: number, o: LegacyNginxOptions): string {
   const p = (name: string): string => nginxString(path.join(dir, name));
   const protocols = o.protocols.trim().split(/\s+/);
   for (const v of protocols) if (!/^TLSv1(\.[123])?$/.test(v)) throw new Error(`not an ssl_protocols value: ${v}`);
   if (o.nginx === 'nginx-1.11.1' && protocols.includes('TLSv1.3')) throw new Error('nginx 1.11.1 with OpenSSL 1.0.2f has no TLS 1.3');
+  const main = nginxMainContext(dir, 'test/support/legacy.ts').filter((l) => !o.workersAs || !/^(master_process|worker_processes|user) /.test(l));
+  if (o.workersAs) main.splice(1, 0, 'master_process on;', 'worker_processes 2;', `user ${o.workersAs};`);
   return [
-    ...nginxMainContext(dir, 'test/support/legacy.ts'),
+    ...main,
     'http {',
     // nginx 1.11.1 has no escape=json (1.11.8): plain fields, the request line last.
     `  log_format legacy '$connection $connection_requests $status $body_bytes_sent $ssl_protocol $ssl_cipher "$request"';`,
@@ -194,6 +204,7 @@ function legacyNginxConf(dir: string, port: number, o: LegacyNginxOptions): stri
     `    ssl_protocols ${protocols.join(' ')};`,
     `    ssl_ciphers ${nginxString(o.ciphers)};`,
     '    ssl_prefer_server_ciphers on;',
+    ...(o.serverLines ?? []).map((l) => `    ${l}`),
     '    location / { }',
     '  }',
     '}',
