@@ -10,6 +10,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { pino, type DestinationStream } from 'pino';
+import { AccessFile } from './access-file.js';
 import type { Logger } from './logger.js';
 
 export type AccessFormat = 'json' | 'combined';
@@ -57,43 +58,50 @@ export function requestId(): string {
 
 export class AccessLog {
   private readonly o: AccessLogOptions;
-  private readonly dest: (DestinationStream & { reopen?: (file?: string) => void; end?: () => void }) | null;
-  private readonly json: Logger;
+  /** --access-log FILE (access-file.ts: failures, a full queue, reopening); null: stdout. */
+  private readonly file: AccessFile | null;
+  /** The JSON format's logger: the main log, or one on the file's stream of the moment (null while it failed). */
+  private json: Logger | null;
   /** false with --access-log off: callers skip building the line's fields. */
   readonly enabled: boolean;
 
   constructor(o: AccessLogOptions) {
     this.o = o;
-    // 0640: client addresses are personal data; the group can be the log shipper's.
     this.enabled = o.off !== true;
-    this.dest = o.file === null || !this.enabled ? null : pino.destination({ dest: o.file, sync: false, mkdir: false, append: true, mode: 0o640 } as Parameters<typeof pino.destination>[0] & { mode: number });
-    this.json = this.dest === null ? o.log : pino({ base: { pid: process.pid } }, this.dest);
+    this.json = o.log;
+    // 0640: client addresses are personal data; the group can be the log shipper's.
+    this.file = o.file === null || !this.enabled ? null : new AccessFile(o.file, o.log, (sink) => this.onSink(sink));
+  }
+
+  private onSink(sink: DestinationStream | null): void {
+    this.json = sink === null ? null : pino({ base: { pid: process.pid } }, sink);
   }
 
   /** Writes one request line; warn for requests that failed for a reason worth an admin's look. */
   write(level: 'info' | 'warn', fields: AccessFields): void {
     if (!this.enabled) return;
+    const sink = this.file === null ? null : this.file.current();
+    if (this.file !== null && sink === null) return;
     if (this.o.format === 'json') {
-      this.json[level](fields, 'request');
+      this.json?.[level](fields, 'request');
       return;
     }
     const line = `${combinedLine(fields, new Date())}\n`;
-    if (this.dest) this.dest.write(line);
+    if (sink !== null) sink.write(line);
     else process.stdout.write(line);
   }
 
   /** SIGUSR1: logrotate has renamed the file; write to a new one under the configured name. */
   reopen(): void {
-    if (this.dest?.reopen === undefined) {
+    if (this.file === null) {
       this.o.log.info({ signal: 'SIGUSR1' }, this.enabled ? 'access log goes to stdout: nothing to reopen' : 'access log is off: nothing to reopen');
       return;
     }
-    this.dest.reopen();
-    this.o.log.info({ signal: 'SIGUSR1', file: this.o.file }, 'access log reopened');
+    this.file.reopen();
   }
 
   close(): void {
-    this.dest?.end?.();
+    this.file?.close();
   }
 }
 
