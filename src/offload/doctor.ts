@@ -10,6 +10,8 @@ import { readCryptoDrivers, type CryptoDriversReport } from './crypto-drivers.js
 import {
   kernelFeatures,
   parseKernelRelease,
+  probeNotRun,
+  probeNotRunText,
   readTlsStat,
   tlsModuleReport,
   type KernelFeature,
@@ -95,7 +97,9 @@ export function findingsFor(r: Omit<DoctorReport, 'findings'>): Finding[] {
   const out: Finding[] = [];
   const rel = r.kernel.release;
   const m = r.tlsModule;
-  const probe = m.probe;
+  // A probe that could not connect over loopback says nothing about the kernel: the module's files decide.
+  const probe = m.probe !== null && probeNotRun(m.probe) ? null : m.probe;
+  if (m.probe !== null && probe === null) out.push({ level: 'warn', area: 'kernel', what: probeNotRunText(m.probe), advice: 'bring loopback up (ip link set lo up) and run aludel doctor again' });
   const probeText = probe ? (probe.ok ? '; setsockopt(TCP_ULP, "tls") accepted' : `; setsockopt(TCP_ULP, "tls") failed: ${probe.code ?? probe.errno}`) : '';
 
   // Kernel TLS ULP.
@@ -113,7 +117,7 @@ export function findingsFor(r: Omit<DoctorReport, 'findings'>): Finding[] {
       advice: 'boot a kernel built with CONFIG_TLS=m or CONFIG_TLS=y (Debian linux-image-amd64 has it as a module), then modprobe tls; until then crypto runs in userspace',
     });
   }
-  if (!probe) {
+  if (m.probe === null) {
     out.push({ level: 'warn', area: 'kernel', what: 'live TCP_ULP probe not run (native addon not loaded or fixture root)', advice: 'build the addon (npm run build:native) so doctor can ask the kernel directly' });
   }
 

@@ -121,6 +121,24 @@ export function readTlsStat(root: string): TlsStatReport {
   return text === null ? { present: false, counters: {} } : { present: true, counters: parseTlsStat(text) };
 }
 
+/** The step the probe makes on the kernel's TLS ULP itself (native/socket.c probe_tcp_ulp); the steps before it only connect over loopback. */
+const ULP_STEP = 'setsockopt(TCP_ULP)';
+
+/**
+ * The probe failed before it could ask for the ULP: its loopback connection
+ * failed (loopback down in this network namespace, as `unshare -n` or a
+ * container with no network leaves it: ENETUNREACH), so nothing is known
+ * about the kernel's TLS from it.
+ */
+export function probeNotRun(r: Pick<UlpProbeResult, 'errno' | 'syscall'>): boolean {
+  return r.errno !== 0 && r.syscall !== ULP_STEP;
+}
+
+/** What to tell when probeNotRun(r). */
+export function probeNotRunText(r: Pick<UlpProbeResult, 'errno' | 'code' | 'syscall'>): string {
+  return `the TLS ULP could not be tested: its loopback connection failed (${r.syscall}: ${r.code ?? r.errno}); is the loopback interface up in this network namespace? (ip link set lo up)`;
+}
+
 export function tlsModuleReport(root: string, release: string, probeUlp: (() => UlpProbeResult) | null): TlsModuleReport {
   const { status, evidence } = tlsModuleStatus(root, release);
   let probe: TlsModuleReport['probe'] = null;

@@ -6,7 +6,7 @@
 import os from 'node:os';
 import { loadAddon, type Native, type OpensslProbe } from '../native/binding.js';
 import { KtlsUnavailableError } from '../errors.js';
-import { tlsModuleStatus } from '../offload/kernel-tls.js';
+import { probeNotRun, probeNotRunText, tlsModuleStatus } from '../offload/kernel-tls.js';
 import type { OffloadDecision, OffloadMode } from './types.js';
 
 /** The system library is looked up by soname, as the dynamic linker would. */
@@ -63,6 +63,7 @@ export function kernelProblem(native: Native): string | null {
       ? `the kernel TLS module is not loaded (setsockopt TCP_ULP "tls": ENOENT); run: modprobe tls (kernel ${release})`
       : `kernel ${release} has no TLS support (CONFIG_TLS unset, no tls module); use a kernel built with CONFIG_TLS=m or y (Linux >= 4.13; TLS 1.3 >= 5.1; ChaCha20 >= 5.11)`;
   }
+  if (probeNotRun(r)) return probeNotRunText(r);
   return `the kernel refused the TLS ULP: ${r.syscall} failed with ${r.code ?? r.errno}`;
 }
 

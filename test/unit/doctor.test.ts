@@ -233,6 +233,12 @@ test('runDoctor on fixture trees: findings per ULP status, schema shape, table n
   assert.ok(!probed.findings.some((f) => /decrypted in userspace/.test(f.what)), 'OpenSSL 3.2 has TLS 1.3 RX');
   const refused = runDoctor({ root: tree({}), release: REL, capabilities: caps30, probeUlp: () => ({ errno: 1, code: 'EPERM', syscall: 'setsockopt(TCP_ULP)' }) });
   assert.deepEqual([kernelFinding(refused).level, /EPERM/.test(kernelFinding(refused).what)], ['error', true]);
+  // Loopback down (unshare -n, a container with no network): the probe's connect fails, which says nothing about
+  // the kernel's TLS; it said "refused the TLS ULP -> check seccomp/LSM policy" (found by a tester).
+  const noLoopback = runDoctor({ root: fullTree(), release: REL, capabilities: caps30, probeUlp: () => ({ errno: 101, code: 'ENETUNREACH', syscall: 'connect' }) });
+  assert.ok(!noLoopback.findings.some((f) => /refused the TLS ULP|seccomp/.test(`${f.what} ${f.advice}`)), JSON.stringify(noLoopback.findings));
+  assert.ok(noLoopback.findings.some((f) => f.level === 'warn' && /could not be tested: its loopback connection failed \(connect: ENETUNREACH\)/.test(f.what)));
+  assert.ok(!noLoopback.findings.some((f) => /probe not run \(native addon/.test(f.what)), 'the probe did run');
 
   // NIC features as given: schema-valid, a finding per offloading interface, a row per interface in the table.
   const on = { available: true, requested: true, active: true, fixed: false };

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { KtlsUnavailableError } from '../../src/errors.js';
-import { decideOffload, type Capabilities } from '../../src/tls/offload.js';
+import { decideOffload, kernelProblem, type Capabilities } from '../../src/tls/offload.js';
 import type { Native } from '../../src/native/binding.js';
 
 const openssl = { version: 'OpenSSL 3.0.19 27 Jan 2026', versionNumber: 0x30000130, libssl: '/lib/libssl.so.3', nodeCopy: false };
@@ -36,4 +36,11 @@ test('kernel: refuses with what is missing and what to do', () => {
   assert.throws(() => decideOffload('kernel', noKernel), (e: unknown) => e instanceof KtlsUnavailableError && /modprobe tls/.test(e.message) && /--offload auto/.test(e.message));
   assert.throws(() => decideOffload('kernel', noLib), KtlsUnavailableError);
   assert.equal(decideOffload('kernel', ready).ktls, true);
+});
+
+test('kernelProblem: a probe whose loopback connection failed says so, not that the kernel refused the ULP', () => {
+  const fake = (r: { errno: number; code: string | null; syscall: string | null }) => ({ probeTcpUlp: () => r }) as unknown as Native;
+  assert.match(kernelProblem(fake({ errno: 101, code: 'ENETUNREACH', syscall: 'connect' }))!, /^the TLS ULP could not be tested: its loopback connection failed \(connect: ENETUNREACH\); is the loopback interface up/);
+  assert.match(kernelProblem(fake({ errno: 1, code: 'EPERM', syscall: 'setsockopt(TCP_ULP)' }))!, /^the kernel refused the TLS ULP: setsockopt\(TCP_ULP\) failed with EPERM/);
+  assert.equal(kernelProblem(fake({ errno: 0, code: null, syscall: null })), null);
 });
