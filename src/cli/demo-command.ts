@@ -56,6 +56,7 @@ export async function runDemo(listen: string): Promise<void> {
       .then(() => fs.promises.rm(dir, { recursive: true, force: true }))
       .then(() => process.exit(0));
   };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  // Every way a terminal session ends it: Ctrl-C, kill, Ctrl-\ (QUIT), and the terminal or SSH session
+  // closing (HUP). The demo's directory holds a private key: QUIT and HUP left it behind (found by a tester).
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGQUIT', 'SIGHUP'] as const) process.once(signal, stop);
 }

@@ -84,7 +84,7 @@ const OPTIONS: Record<ProxyKey, { arg: string | null; help: (mode: SettingsMode)
   'access-log': { arg: '<file>', help: () => 'write request lines to this file (reopened on SIGUSR1) instead of the main log on stdout; off: none at all (nginx access_log off; a file named off is ./off)' },
   http2: {
     arg: '<on|off>',
-    help: (mode) => (mode === 'serve' ? 'offer HTTP/2 (ALPN h2) besides HTTP/1.1' : 'offer HTTP/2 (ALPN h2) besides HTTP/1.1; checked, but the proxy offers HTTP/1.1 only for now'),
+    help: () => 'offer HTTP/2 (ALPN h2) besides HTTP/1.1',
   },
   'http2-max-concurrent-streams': { arg: '<n>', help: () => 'HTTP/2 streams one client connection may have open at once (nginx http2_max_concurrent_streams)' },
   'access-log-format': { arg: '<format>', help: () => 'json, or combined (nginx combined plus request time, upstream and request id)' },

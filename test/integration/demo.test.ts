@@ -47,3 +47,18 @@ test('a demo that cannot start (address taken) says why and leaves no temporary 
     busy.close();
   }
 });
+
+test('a demo ended by HUP (its terminal closed) or QUIT (Ctrl-\\) removes its directory and private key, as Ctrl-C does', async () => {
+  const { default: fs } = await import('node:fs');
+  for (const signal of ['SIGHUP', 'SIGQUIT'] as const) {
+    const demo = await startAludel(['demo', '--listen', '127.0.0.1:0']);
+    await waitUntil(() => demo.stderr().includes('Ctrl-C stops it.'));
+    const certFile = /curl --cacert (\S+) /.exec(demo.stderr())![1]!;
+    const dir = /^(.*\/aludel-demo-[^/]+)\//.exec(certFile)![1]!;
+    assert.ok(fs.existsSync(certFile), certFile);
+    const exited = new Promise<number | null>((resolve) => demo.child.once('exit', (code) => resolve(code)));
+    demo.child.kill(signal);
+    assert.equal(await exited, 0, signal);
+    assert.equal(fs.existsSync(dir), false, `${signal}: ${dir}, with the key, was removed`);
+  }
+});
