@@ -18,6 +18,7 @@ import { handleServingSignals } from './signals.js';
 import { runPrimary, startsWorkers } from './primary.js';
 import { workerRole } from './worker-protocol.js';
 import { reportWorkerReady } from './worker-link.js';
+import { HeldConfig, startConfigText } from './held-config.js';
 
 const program = new Command();
 program.name('aludel').description('Modern, cheap TLS (Linux kernel TLS) in front of applications that cannot be changed');
@@ -26,10 +27,13 @@ program.version((JSON.parse(readFileSync(new URL('../../../package.json', import
 addProxyOptions(program.command('serve').description('serve static files over HTTPS/1.1, with kernel TLS and sendfile where the kernel allows'), 'serve')
   .action(async (flags: ProxyFlags) => {
     try {
-      const s = await resolveServeSettings(flags);
       const role = workerRole(process.env);
+      // Read once: the primary keeps the very text it validated (held-config.ts).
+      const text = await startConfigText(flags.config, role);
+      const s = await resolveServeSettings(flags, text);
       if (startsWorkers(s, role)) {
-        const primary = await runPrimary(s);
+        const check = (t: string): Promise<unknown> => resolveServeSettings(flags, t);
+        const primary = await runPrimary(s, text === undefined ? null : new HeldConfig(flags.config!, text, check));
         handleServingSignals(primary.log, primary);
         return;
       }

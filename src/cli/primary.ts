@@ -11,6 +11,8 @@
  * certificates (the workers get the pending challenges and are told to take
  * each new pair into service), and passes signals on:
  * - HUP: every worker reloads (its settings and certificates, as one process does);
+ *   the primary reads --config too, and keeps it if it loads: a worker it
+ *   restarts starts from that copy, not from the file (held-config.ts);
  * - TERM/INT: every worker stops gracefully; the primary waits for all of them;
  * - QUIT: every worker stops at once;
  * - USR1: every worker reopens its access log (and no inspector opens anywhere).
@@ -31,6 +33,7 @@ import { formatAddress, listenError } from './listeners.js';
 import { startWorkerAdmin, type WorkerMetricsSource } from './primary-admin.js';
 import type { SignalTargets } from './signals.js';
 import { CacheRelay } from './cache-relay.js';
+import { WORKER_CONFIG_ENV, type HeldConfig } from './held-config.js';
 
 type PrimarySettings = ListenerSettings & Partial<Pick<HttpServerSettings, 'redirectHttp' | 'acme'>> & { mode: 'serve' | 'http' | 'tcp' };
 
@@ -121,6 +124,8 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
     private readonly bound: BoundListeners,
     private readonly readyMessage: string,
     private readonly acme: AcmeManager | null = null,
+    /** --config: the text a worker starts from (held-config.ts); null without --config. */
+    private readonly config: HeldConfig | null = null,
   ) {
     this.slots = Array.from({ length: s.workers }, (_, i) => ({ index: i + 1, child: null, startedAt: 0, deaths: 0, ready: false, reloadPending: false, timer: null, certificatesAtSpawn: 0, answersTlsAlpn01: false }));
     // Whichever worker the CA reaches must know the challenge: every change goes to all of them (worker-link.ts).
@@ -162,6 +167,9 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
     const nodeOptions = withoutInspectFlags(process.env.NODE_OPTIONS);
     if (nodeOptions === undefined) delete env.NODE_OPTIONS;
     else env.NODE_OPTIONS = nodeOptions;
+    // The configuration last loaded, not the file as it is now (nginx's master respawns from memory).
+    if (this.config === null) delete env[WORKER_CONFIG_ENV];
+    else env[WORKER_CONFIG_ENV] = this.config.text;
     // execArgv []: no --inspect (or anything else node was started with) reaches a worker.
     const child = fork(process.argv[1]!, process.argv.slice(2), { env, execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...fds] });
     w.child = child;
@@ -287,6 +295,8 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
 
   async reload(): Promise<void> {
     if (this.stopping) return;
+    await this.config?.reload(this.log);
+    if (this.stopping) return;
     this.log.info({ workers: this.workerPids }, 'reload: passing SIGHUP to every worker');
     this.signalReadyWorkers('SIGHUP');
   }
@@ -361,7 +371,7 @@ export function startsWorkers(s: Pick<ListenerSettings, 'workers' | 'workersAuto
 }
 
 /** Binds the listeners, starts the workers and the primary's own listeners. */
-export async function runPrimary(s: PrimarySettings): Promise<Primary> {
+export async function runPrimary(s: PrimarySettings, config: HeldConfig | null = null): Promise<Primary> {
   const log = createLogger({ level: s.logLevel });
   const addon = loadAddon();
   if (addon instanceof Error) {
@@ -370,7 +380,7 @@ export async function runPrimary(s: PrimarySettings): Promise<Primary> {
   // One process orders and renews: this one, which outlives the workers. Before they start: they load the stand-ins.
   const acme = s.mode === 'tcp' ? null : await prepareAcme(s as PrimarySettings & HttpServerSettings, log, () => primary.certificatesStored());
   const bound = bindListeners(addon, s);
-  const primary = new Primary(s, log, addon, bound, READY_MESSAGE[s.mode], acme);
+  const primary = new Primary(s, log, addon, bound, READY_MESSAGE[s.mode], acme, config);
   const how = s.reusePort ? `each of ${s.workers} workers has its own SO_REUSEPORT socket on` : `${s.workers} workers share`;
   log.info({ addresses: bound.addresses, workers: s.workers, reusePort: s.reusePort }, `primary: ${how} ${bound.addresses.join(' ')}`);
   primary.start();

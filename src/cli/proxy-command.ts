@@ -30,6 +30,7 @@ import { runPrimary, startsWorkers } from './primary.js';
 import { attachWorker, reportWorkerReady } from './worker-link.js';
 import { workerRole, type WorkerRole } from './worker-protocol.js';
 import { WorkerCachePeers } from './cache-relay.js';
+import { HeldConfig, startConfigText } from './held-config.js';
 import { acmeCloser, prepareAcme, startAcme, workerAcme } from './acme-setup.js';
 
 export interface RunningProxy {
@@ -132,10 +133,13 @@ export function registerProxyCommands(program: Command): void {
     const cmd = program.command(c.name).description(c.description);
     addProxyOptions(cmd, c.mode).action(async (flags: Record<string, unknown>) => {
       try {
-        const s = await resolveProxySettings(c.mode, flags);
         const role = workerRole(process.env);
+        // Read once: the primary keeps the very text it validated (held-config.ts).
+        const text = await startConfigText(flags.config as string | undefined, role);
+        const s = await resolveProxySettings(c.mode, flags, text);
         if (startsWorkers(s, role)) {
-          const primary = await runPrimary(s);
+          const check = (t: string): Promise<unknown> => resolveProxySettings(c.mode, flags, t);
+          const primary = await runPrimary(s, text === undefined ? null : new HeldConfig(flags.config as string, text, check));
           handleServingSignals(primary.log, primary);
           return;
         }

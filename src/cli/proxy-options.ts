@@ -114,17 +114,17 @@ export function addProxyOptions(cmd: Command, mode: SettingsMode): Command {
  * validated, the cert/key/CA files checked readable, and every problem
  * reported in one InvalidOptionError naming its flag or config key.
  */
-export async function resolveProxySettings(mode: ProxyMode, flags: ProxyFlags): Promise<ProxySettings> {
-  return assembleProxySettings(mode, await settingLayers(mode, flags));
+export async function resolveProxySettings(mode: ProxyMode, flags: ProxyFlags, configText?: string): Promise<ProxySettings> {
+  return assembleProxySettings(mode, await settingLayers(mode, flags, configText));
 }
 
 /** The same for `aludel serve`. */
-export async function resolveServeSettings(flags: ProxyFlags): Promise<ServeSettings> {
-  return assembleServeSettings(await settingLayers('serve', flags));
+export async function resolveServeSettings(flags: ProxyFlags, configText?: string): Promise<ServeSettings> {
+  return assembleServeSettings(await settingLayers('serve', flags, configText));
 }
 
-/** The config file's layer (when --config is given) under the command line's. */
-async function settingLayers(mode: SettingsMode, flags: ProxyFlags): Promise<SettingLayer[]> {
+/** The config file's layer (when --config is given; from `configText` when given, else read now) under the command line's. */
+async function settingLayers(mode: SettingsMode, flags: ProxyFlags, configText?: string): Promise<SettingLayer[]> {
   const given = flags as Record<string, unknown>;
   const raw: Record<string, unknown> = {};
   for (const key of proxyKeys(mode)) {
@@ -135,7 +135,7 @@ async function settingLayers(mode: SettingsMode, flags: ProxyFlags): Promise<Set
   if (cli.problems.length > 0) throw new InvalidOptionError(cli.problems.join('\n'));
   const layers: SettingLayer[] = [];
   if (flags.config !== undefined) {
-    layers.push({ values: await loadProxyConfigFile(flags.config, mode), source: { kind: 'file', file: flags.config } });
+    layers.push({ values: await loadProxyConfigFile(flags.config, mode, configText), source: { kind: 'file', file: flags.config } });
   }
   layers.push({ values: cli.values, source: { kind: 'cli' } });
   return layers;

@@ -50,16 +50,23 @@ function parseText(file: string, text: string): unknown {
   throw new InvalidOptionError(`config ${file}: unknown format ${JSON.stringify(ext || '(no extension)')}; name it .yaml, .yml or .json`);
 }
 
-/** Reads, parses and validates a config file; every problem in it is reported at once. */
-export async function loadProxyConfigFile(file: string, mode: SettingsMode): Promise<ProxyInput> {
-  let text: string;
+/** The config file's text, as it is on disk now. */
+export async function readConfigText(file: string): Promise<string> {
   try {
-    text = await fs.promises.readFile(file, 'utf8');
+    return await fs.promises.readFile(file, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
     throw new InvalidOptionError(`--config ${file}: ${why}`);
   }
+}
+
+/**
+ * Reads, parses and validates a config file; every problem in it is reported at once.
+ * `text`: the file's text as read before (a --workers primary's copy), instead of the file now.
+ */
+export async function loadProxyConfigFile(file: string, mode: SettingsMode, text?: string): Promise<ProxyInput> {
+  text ??= await readConfigText(file);
   const raw = parseText(file, text) ?? {}; // an empty YAML document is null: no settings
   if (typeof raw !== 'object' || Array.isArray(raw)) {
     throw new InvalidOptionError(`config ${file}: expected a mapping of settings (key: value), got ${Array.isArray(raw) ? 'a list' : JSON.stringify(raw)}`);
