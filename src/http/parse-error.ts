@@ -73,3 +73,17 @@ export function unknownMethodLine(raw: Buffer, at: number): RequestLine | null {
   const m = UNKNOWN_METHOD_LINE.exec(raw.toString('latin1', start, Math.min(end, start + 8192)));
   return m === null ? null : { method: m[1]!, target: m[2]!, version: m[3] };
 }
+
+/** A request line split as far as its shape allows: method SP target [SP version]. */
+const LINE_PARTS = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) ([^ ]+)(?: (HTTP\/\d\.\d))?$/;
+
+/**
+ * The parts of `request`, a request line as received (head-line.ts), for
+ * the access log's method, url and proto; undefined when it does not have
+ * a request line's shape (the whole text is logged as it came, nothing is
+ * made up from it).
+ */
+export function requestLineParts(request: string | undefined): RequestLine | undefined {
+  const m = request === undefined ? null : LINE_PARTS.exec(request);
+  return m === null ? undefined : { method: m[1]!, target: m[2]!, version: m[3] };
+}

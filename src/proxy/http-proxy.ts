@@ -213,9 +213,9 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
   // it does not know; node's parser cannot parse past it, so the proxy answers for the origin.
   const refusals: ClientErrorOptions = {
     unknownMethod: { status: 501 },
-    logRefused(conn, line, status, err) {
+    logRefused(conn, refused, status, err) {
       o.stats.body(conn, 'none', 0);
-      access.write('info', { ...refusedRequestFields(conn, line, status, err), upstream: null, upstreamMs: null });
+      access.write('info', { ...refusedRequestFields(conn, refused, status, err), upstream: null, upstreamMs: null });
     },
   };
   httpServer.on('clientError', (err: ParseError, socket) => answerClientError(o.log, err, socket, refusals));
