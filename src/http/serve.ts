@@ -23,7 +23,7 @@ import { h2Front } from './h2-front.js';
 import { sendFileOverH2 } from './h2-body.js';
 import { sentWithHead, sentWithHeadNow } from './small-body.js';
 import { closingAnswer } from './h1-wire.js';
-import { parseErrorAnswer, requestLineParts, type ParseError, type RequestLine, type UnknownMethodAnswer } from './parse-error.js';
+import { bodyRefusal, parseErrorAnswer, refuseBody, requestLineParts, type ParseError, type RequestLine, type UnknownMethodAnswer } from './parse-error.js';
 import { refusedHead } from './head-line.js';
 
 export { closingAnswer };
@@ -169,24 +169,26 @@ export function answerClientError(log: Logger, err: ParseError, socket: Duplex, 
   // Bytes after a request with Connection: close are not a request to answer (RFC 9112 §9.6).
   const answer = err.code === 'HPE_CLOSED_CONNECTION' ? undefined : closingAnswer(refusal.status, refusal.fields);
   if (answer !== undefined) {
-    const refused = refusedRequest(conn, err, refusal.line);
-    if (refused !== null) o.logRefused(conn, refused, refusal.status, err);
+    const incoming = (conn as { parser?: { incoming?: { complete: boolean } | null } | null }).parser?.incoming;
+    // In the body of a request its handler has: that request's own line, with this status.
+    if (refusal.line === undefined && incoming != null && !incoming.complete) refuseBody(incoming, refusal.status, err);
+    else {
+      const refused = refusedRequest(conn, err, refusal.line);
+      if (refused !== null) o.logRefused(conn, refused, refusal.status, err);
+    }
   }
   closeDetached(conn, LINGER_MS, answer);
 }
 
 /**
- * What the access-log line of a request refused by node's parser says it
- * was (nginx writes one for each, its $request as far as it parsed, or "-"):
- * null for none, a connection on which nothing came (nginx's
- * client_header_timeout on an empty connection closes it without a line),
- * or an error in the body of a request that has a handler (its line is
- * that request's own).
+ * What the access-log line of a request refused by node's parser in its
+ * head says it was (nginx writes one for each, its $request as far as it
+ * parsed, or "-"): null for none, a connection on which nothing came
+ * (nginx's client_header_timeout on an empty connection closes it without
+ * a line).
  */
 function refusedRequest(conn: SecureConnection, err: ParseError, line: RequestLine | undefined): RefusedRequest | null {
   if (line !== undefined) return { request: `${line.method} ${line.target}${line.version === undefined ? '' : ` ${line.version}`}`, line };
-  const incoming = (conn as { parser?: { incoming?: { complete: boolean } | null } | null }).parser?.incoming;
-  if (incoming != null && !incoming.complete) return null;
   const raw = err.rawPacket;
   const head = refusedHead(conn, raw, Math.min(err.bytesParsed ?? raw?.length ?? 0, raw?.length ?? 0));
   // Split into method, url and proto only when the whole line came: the parts of a line cut short
@@ -302,7 +304,10 @@ export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Serv
   const served = await ServedRoot.open(o.root, (root) => createStaticHandler({ ...root, sender: connectionBodySender }), o.log);
   const access = o.access ?? new AccessLog({ file: null, format: 'json', log: o.log });
   /** Counts the response and writes its access-log line. */
-  const finished = (req: AnyRequest, conn: SecureConnection, started: bigint, out: StaticOutcome): void => {
+  const finished = (req: AnyRequest, conn: SecureConnection, started: bigint, settled: StaticOutcome): void => {
+    // A body refused before the answer began: the client got that refusal (answerClientError).
+    const refused = bodyRefusal(req);
+    const out: StaticOutcome = refused === undefined ? settled : { status: refused.status, bytes: 0, bodyPath: 'none', error: refused.error };
     o.stats.body(conn, out.bodyPath, out.bytes);
     if (!access.enabled) return;
     const t = conn.tls;

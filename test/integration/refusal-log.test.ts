@@ -58,6 +58,8 @@ interface Case {
   /** JSON's method and url, when the line has a request line's shape. */
   method?: string;
   url?: string;
+  /** Refused in its body, once it was a request: its own line (no `request` field), proxy only (serve answers a body's request at once). */
+  inBody?: true;
 }
 
 const LONG = `/long-${'a'.repeat(20_000)}`;
@@ -75,6 +77,8 @@ const CASES: Case[] = [
   // Over the limit in its request line (several records): as much of the line as kept (8 KiB).
   { name: '414', pieces: [`GET ${LONG} HTTP/1.1\r\nHost: x\r\n\r\n`], status: 414, request: `GET ${LONG}`.slice(0, 8192), combined: `GET ${LONG}`.slice(0, 8192) },
   { name: '431', pieces: [`GET /big-field HTTP/1.1\r\nHost: x\r\nCookie: ${'c'.repeat(20_000)}\r\n\r\n`], status: 431, request: 'GET /big-field HTTP/1.1', combined: 'GET /big-field HTTP/1.1', method: 'GET', url: '/big-field' },
+  // A bad chunk size while the origin waits for the body: the client gets 400, and the line says 400 (it said 499).
+  { name: 'bad chunk in the body', pieces: ['POST /bad-chunk HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n'], status: 400, request: 'POST /bad-chunk HTTP/1.1', combined: 'POST /bad-chunk HTTP/1.1', method: 'POST', url: '/bad-chunk', inBody: true },
   { name: '408 on a head not complete in time', pieces: ['GET /slow-head HTTP/1.1\r\nHost: x\r\n'], status: 408, request: 'GET /slow-head HTTP/1.1', combined: 'GET /slow-head HTTP/1.1', method: 'GET', url: '/slow-head' },
 ];
 
@@ -99,9 +103,9 @@ function frontArgs(kind: 'serve' | 'proxy', ...extra: string[]): string[] {
   return ['proxy', '--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--to', `http://127.0.0.1:${port}`, ...LIMITS, ...extra];
 }
 
-/** Access-log lines of parse-stage refusals on stdout after `from`. */
+/** Access-log lines of refusals on stdout after `from` (not of the good request some cases send first). */
 function refusals(p: Running, from: number): LogLine[] {
-  return p.logs.slice(from).filter((l) => l.msg === 'request' && /^(HPE_|ERR_HTTP_REQUEST_TIMEOUT)/.test(String(l.error)));
+  return p.logs.slice(from).filter((l) => l.msg === 'request' && (l.status as number) >= 400 && l.url !== '/ok');
 }
 
 for (const kind of ['serve', 'proxy'] as const) {
@@ -121,7 +125,7 @@ for (const kind of ['serve', 'proxy'] as const) {
       await combined?.stop();
     });
 
-    for (const c of CASES) {
+    for (const c of CASES.filter((k) => kind === 'proxy' || k.inBody !== true)) {
       test(`${c.name}: ${c.status}, one JSON line with the request line as far as it came`, async () => {
         const from = json.mark();
         const raw = await sendPieces(json.port, c.pieces);
@@ -132,7 +136,7 @@ for (const kind of ['serve', 'proxy'] as const) {
         const lines = refusals(json, from);
         assert.equal(lines.length, 1, JSON.stringify(lines));
         const l = lines[0]!;
-        assert.deepEqual([l.status, l.bytes, l.request, l.method, l.url], [c.status, 0, c.request, c.method, c.url]);
+        assert.deepEqual([l.status, l.bytes, l.request, l.method, l.url], [c.status, 0, c.inBody ? undefined : c.request, c.method, c.url]);
         const rawLine = json.raw.find((r) => r.includes(`"id":"${l.id as string}"`))!;
         assert.doesNotMatch(rawLine, /[\x00-\x1f]/, 'no raw control byte in the JSON line');
       });
