@@ -9,6 +9,7 @@
 import type http from 'node:http';
 import type { SecureConnection } from '../tls/types.js';
 import { connectionOptions } from './forward-headers.js';
+import { trackHeads } from './head-line.js';
 import { trackLines } from './line-kind.js';
 
 export interface Front {
@@ -273,6 +274,8 @@ export function httpFront(httpServer: http.Server): Front {
       // After node's own 'data' listener: which line of a head its parser is in, for the
       // 414 or 431 of one over the limit (line-kind.ts).
       trackLines(conn);
+      // Where its heads begin and their request lines, for the access-log line of one refused (head-line.ts).
+      trackHeads(conn);
     },
     async drain() {
       draining = true;

@@ -13,6 +13,7 @@
  * - a request not received in time: 408 (RFC 9110 §15.5.9);
  * - anything else llhttp refuses: 400.
  */
+import { InvalidRequestError } from '../errors.js';
 import { inRequestLine } from './line-kind.js';
 
 /** What a front answers a method llhttp does not know. */
@@ -72,4 +73,36 @@ export function unknownMethodLine(raw: Buffer, at: number): RequestLine | null {
   if (end < 0) end = raw.length;
   const m = UNKNOWN_METHOD_LINE.exec(raw.toString('latin1', start, Math.min(end, start + 8192)));
   return m === null ? null : { method: m[1]!, target: m[2]!, version: m[3] };
+}
+
+/** A request line split as far as its shape allows: method SP target [SP version]. */
+const LINE_PARTS = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) ([^ ]+)(?: (HTTP\/\d\.\d))?$/;
+
+/**
+ * The parts of `request`, a request line as received (head-line.ts), for
+ * the access log's method, url and proto; undefined when it does not have
+ * a request line's shape (the whole text is logged as it came, nothing is
+ * made up from it).
+ */
+export function requestLineParts(request: string | undefined): RequestLine | undefined {
+  const m = request === undefined ? null : LINE_PARTS.exec(request);
+  return m === null ? undefined : { method: m[1]!, target: m[2]!, version: m[3] };
+}
+
+/** Requests whose body node's parser refused while their handler had them (answerClientError, serve.ts). */
+const refusedBodies = new WeakMap<object, { status: number; error: InvalidRequestError }>();
+
+/**
+ * Marks `req`, whose body `err` refused before its answer began: the client
+ * gets `status` from answerClientError, and the request's own access-log
+ * line says so (nginx logs "client sent invalid chunked body" requests as
+ * 400), not what its handler made of the closed connection (the proxy's 499).
+ */
+export function refuseBody(req: object, status: number, err: ParseError): void {
+  refusedBodies.set(req, { status, error: new InvalidRequestError(`${err.code ?? 'parse error'} in the body: ${err.message}`) });
+}
+
+/** The refusal of `req`'s body, when there was one (refuseBody). */
+export function bodyRefusal(req: object): { status: number; error: InvalidRequestError } | undefined {
+  return refusedBodies.get(req);
 }

@@ -23,7 +23,8 @@ import { h2Front } from './h2-front.js';
 import { sendFileOverH2 } from './h2-body.js';
 import { sentWithHead, sentWithHeadNow } from './small-body.js';
 import { closingAnswer } from './h1-wire.js';
-import { parseErrorAnswer, type ParseError, type RequestLine, type UnknownMethodAnswer } from './parse-error.js';
+import { bodyRefusal, parseErrorAnswer, refuseBody, requestLineParts, type ParseError, type RequestLine, type UnknownMethodAnswer } from './parse-error.js';
+import { refusedHead } from './head-line.js';
 
 export { closingAnswer };
 import { InvalidRequestError, type NotImplementedRequestError } from '../errors.js';
@@ -117,7 +118,15 @@ export interface ClientErrorOptions {
   /** Its answer to a method llhttp does not know (parse-error.ts): serve's 405, the proxy's 501. */
   unknownMethod: UnknownMethodAnswer;
   /** Writes the access-log line of such a request, as for any other refused request. */
-  logRefused(conn: SecureConnection, line: RequestLine, status: number, err: Error & { code?: string }): void;
+  logRefused(conn: SecureConnection, refused: RefusedRequest, status: number, err: Error & { code?: string }): void;
+}
+
+/** A request refused at the parse stage, for its access-log line: its request line as far as it came. */
+export interface RefusedRequest {
+  /** The request line as received (to its first CR or LF, or as far as it came); undefined when unknown. */
+  request: string | undefined;
+  /** Its parts, when it has a request line's shape. */
+  line: RequestLine | undefined;
 }
 
 /**
@@ -137,8 +146,10 @@ export function answerClientError(log: Logger, err: ParseError, socket: Duplex, 
   }
   const refusal = parseErrorAnswer(err, conn, o.unknownMethod);
   // A method the front does not serve is the client's choice, not a malformed request: an
-  // access-log line, as for a POST to serve, and no warning.
-  if (refusal.line === undefined) log.warn({ conn: conn.id, code: err.code, detail: err.message, status: refusal.status }, 'bad request');
+  // access-log line, as for a POST to serve, and no main-log line. A malformed one is the
+  // client's fault too: info, as nginx logs "client sent invalid request" (and "client timed
+  // out") at info in its error_log; its access-log line below is the record of it.
+  if (refusal.line === undefined) log.info({ conn: conn.id, code: err.code, detail: err.message, status: refusal.status }, 'bad request');
   if (!socket.writable) {
     socket.destroy();
     return;
@@ -155,23 +166,54 @@ export function answerClientError(log: Logger, err: ParseError, socket: Duplex, 
     else answered.once('close', () => (answered.writableFinished ? closeDetached(conn, LINGER_MS) : conn.destroy()));
     return;
   }
-  if (refusal.line !== undefined) o.logRefused(conn, refusal.line, refusal.status, err);
   // Bytes after a request with Connection: close are not a request to answer (RFC 9112 §9.6).
   const answer = err.code === 'HPE_CLOSED_CONNECTION' ? undefined : closingAnswer(refusal.status, refusal.fields);
+  if (answer !== undefined) {
+    const incoming = (conn as { parser?: { incoming?: { complete: boolean } | null } | null }).parser?.incoming;
+    // In the body of a request its handler has: that request's own line, with this status.
+    if (refusal.line === undefined && incoming != null && !incoming.complete) refuseBody(incoming, refusal.status, err);
+    else {
+      const refused = refusedRequest(conn, err, refusal.line);
+      if (refused !== null) o.logRefused(conn, refused, refusal.status, err);
+    }
+  }
   closeDetached(conn, LINGER_MS, answer);
 }
 
 /**
- * The access-log line of a request refused before node's parser made it a
- * request (an unknown method): what its request line said, no header field.
+ * What the access-log line of a request refused by node's parser in its
+ * head says it was (nginx writes one for each, its $request as far as it
+ * parsed, or "-"): null for none, a connection on which nothing came
+ * (nginx's client_header_timeout on an empty connection closes it without
+ * a line).
  */
-export function refusedRequestFields(conn: SecureConnection, line: RequestLine, status: number, err: Error & { code?: string }): AccessFields {
+function refusedRequest(conn: SecureConnection, err: ParseError, line: RequestLine | undefined): RefusedRequest | null {
+  if (line !== undefined) return { request: `${line.method} ${line.target}${line.version === undefined ? '' : ` ${line.version}`}`, line };
+  const raw = err.rawPacket;
+  const head = refusedHead(conn, raw, Math.min(err.bytesParsed ?? raw?.length ?? 0, raw?.length ?? 0));
+  // Split into method, url and proto only when the whole line came: the parts of a line cut short
+  // (a 414's, or a 408's sent so far) would pass a truncated target off as the request's.
+  return head === null ? null : { request: head.request, line: head.ended ? requestLineParts(head.request) : undefined };
+}
+
+/**
+ * The access-log line of a request refused before node's parser made it a
+ * request (a parse error, a head not complete in time, an unknown method):
+ * its request line as far as it came (`request`, as nginx's $request, and
+ * its parts when it has a request line's shape), no header field. No body
+ * was sent: the refusal is a head with Content-Length: 0 (closingAnswer).
+ */
+export function refusedRequestFields(conn: SecureConnection, refused: RefusedRequest, status: number, err: Error & { code?: string }): AccessFields {
   const t = conn.tls;
+  const line = refused.line;
+  const detail = err.code === 'HPE_INVALID_METHOD' && (status === 405 || status === 501)
+    ? `method ${line?.method.slice(0, 64)} unknown to node's HTTP parser (llhttp): ${err.message}`
+    : err.message;
   return {
     id: requestId(), conn: conn.id, client: `${conn.remoteAddress ?? '-'}:${conn.remotePort ?? 0}`,
-    proto: line.version, method: line.method, url: line.target, host: undefined, userAgent: undefined, referer: undefined,
+    proto: line?.version, method: line?.method, url: line?.target, request: refused.request, host: undefined, userAgent: undefined, referer: undefined,
     status, bytes: 0, ms: 0, body: 'none', tls: t.version, cipher: t.cipher, ...cryptoSite(t),
-    error: err.code ?? 'ERR_UNKNOWN', detail: `method ${line.method.slice(0, 64)} unknown to node's HTTP parser (llhttp): ${err.message}`,
+    error: err.code ?? 'ERR_UNKNOWN', detail,
   };
 }
 
@@ -262,7 +304,10 @@ export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Serv
   const served = await ServedRoot.open(o.root, (root) => createStaticHandler({ ...root, sender: connectionBodySender }), o.log);
   const access = o.access ?? new AccessLog({ file: null, format: 'json', log: o.log });
   /** Counts the response and writes its access-log line. */
-  const finished = (req: AnyRequest, conn: SecureConnection, started: bigint, out: StaticOutcome): void => {
+  const finished = (req: AnyRequest, conn: SecureConnection, started: bigint, settled: StaticOutcome): void => {
+    // A body refused before the answer began: the client got that refusal (answerClientError).
+    const refused = bodyRefusal(req);
+    const out: StaticOutcome = refused === undefined ? settled : { status: refused.status, bytes: 0, bodyPath: 'none', error: refused.error };
     o.stats.body(conn, out.bodyPath, out.bytes);
     if (!access.enabled) return;
     const t = conn.tls;
@@ -305,9 +350,9 @@ export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Serv
   // §15.5.6: a 405 MUST carry Allow, the methods the static handler answers.
   const refusals: ClientErrorOptions = {
     unknownMethod: { status: 405, allow: 'GET, HEAD' },
-    logRefused(conn, line, status, err) {
+    logRefused(conn, refused, status, err) {
       o.stats.body(conn, 'none', 0);
-      access.write('info', refusedRequestFields(conn, line, status, err));
+      access.write('info', refusedRequestFields(conn, refused, status, err));
     },
   };
   httpServer.on('clientError', (err: ParseError, socket: Duplex) => answerClientError(o.log, err, socket, refusals));

@@ -114,19 +114,38 @@ export class AccessLog {
  */
 export function combinedLine(f: AccessFields, now: Date): string {
   const addr = f.client.slice(0, f.client.lastIndexOf(':')) || '-';
-  const request = f.method === undefined ? '-' : `${f.method} ${f.url ?? ''} ${f.proto ?? 'HTTP/1.1'}`;
+  // A request refused at the parse stage carries its request line as far as it came (as nginx's
+  // $request then), "-" when none came; others are rebuilt from their parts.
+  const refused = typeof f.request === 'string' ? f.request : undefined;
+  const request = refused ?? (f.method === undefined ? '-' : `${f.method} ${f.url ?? ''} ${f.proto ?? 'HTTP/1.1'}`);
   const secs = (ms: number | null | undefined): string => (ms === null || ms === undefined ? '-' : (ms / 1000).toFixed(3));
   return `${addr} - - [${timeLocal(now)}] "${escape(request)}" ${f.status} ${f.bytes} "${escape(f.referer ?? '-')}" "${escape(f.userAgent ?? '-')}"`
     + ` rt=${secs(f.ms)} ua=${f.upstream ? escape(f.upstream) : '-'} uht=${secs(f.upstreamMs)} id=${f.id}`;
 }
 
-function escape(s: string): string {
+/**
+ * nginx's escaping of logged variables (ngx_http_log_escape): each byte
+ * that is '"', '\' or outside printable ASCII (controls, DEL, 8-bit) as
+ * \xHH. Heads are read as latin1, one char a byte; a char past 0xFF (an
+ * HTTP/2 field node decoded otherwise) goes as its UTF-8 bytes.
+ */
+export function escape(s: string): string {
   let out = '';
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
-    out += c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c ? `\\x${c.toString(16).toUpperCase().padStart(2, '0')}` : s[i];
+    if (c >= 0x20 && c <= 0x7e && c !== 0x22 && c !== 0x5c) out += s[i];
+    else if (c <= 0xff) out += hex(c);
+    else {
+      const cp = s.codePointAt(i)!;
+      if (cp > 0xffff) i++;
+      for (const b of Buffer.from(String.fromCodePoint(cp), 'utf8')) out += hex(b);
+    }
   }
   return out;
+}
+
+function hex(b: number): string {
+  return `\\x${b.toString(16).toUpperCase().padStart(2, '0')}`;
 }
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];

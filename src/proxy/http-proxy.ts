@@ -18,6 +18,7 @@ import type { SecureConnection, SecureServer } from '../tls/types.js';
 import { ClientGoneError, InvalidRequestError, UpstreamTruncatedError } from '../errors.js';
 import { PipePool } from '../transport/pipe-pool.js';
 import type { Native } from '../native/binding.js';
+import { bodyRefusal } from '../http/parse-error.js';
 import { answerClientError, answerConnect, checkingInterval, cryptoSite, onSecureConnections, refusedRequestFields, requestFields, type ClientErrorOptions } from '../http/serve.js';
 import type { ParseError } from '../http/parse-error.js';
 import { AccessLog } from '../log/access-log.js';
@@ -189,6 +190,12 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
         else x.lease.stream.destroy();
       }
     }
+    // A body node's parser refused before the answer began: the client got that refusal (answerClientError), not a 499.
+    const refused = bodyRefusal(req);
+    if (refused !== undefined) {
+      // What the origin answered meanwhile never reached the client: its connection went to the refusal.
+      [status, error, x.bytes, x.bodyPath] = [refused.status, refused.error, 0, 'none'];
+    }
     logExchange(x, status, error, started);
   }
 
@@ -213,9 +220,9 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
   // it does not know; node's parser cannot parse past it, so the proxy answers for the origin.
   const refusals: ClientErrorOptions = {
     unknownMethod: { status: 501 },
-    logRefused(conn, line, status, err) {
+    logRefused(conn, refused, status, err) {
       o.stats.body(conn, 'none', 0);
-      access.write('info', { ...refusedRequestFields(conn, line, status, err), upstream: null, upstreamMs: null });
+      access.write('info', { ...refusedRequestFields(conn, refused, status, err), upstream: null, upstreamMs: null });
     },
   };
   httpServer.on('clientError', (err: ParseError, socket) => answerClientError(o.log, err, socket, refusals));

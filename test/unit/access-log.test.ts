@@ -26,6 +26,18 @@ describe('access log', () => {
     assert.match(line, /"x\\x22 200 \\x22\\x5C\\x0A"/);
   });
 
+  it('a request refused at the parse stage: its request line as it came, escaped; "-" when none came', () => {
+    const refused = { ...base, method: undefined, url: undefined, proto: undefined, request: 'G\x1bT /\x7f\xff HTTP/1.1' };
+    assert.match(combinedLine(refused, new Date()), /"G\\x1BT \/\\x7F\\xFF HTTP\/1\.1" /);
+    assert.match(combinedLine({ ...refused, request: undefined }, new Date()), / "-" /);
+  });
+
+  it('a char past 0xFF (not one byte) goes as its UTF-8 bytes, \\xHH each; DEL and C1 controls are escaped', () => {
+    const line = combinedLine({ ...base, userAgent: '\u2028\u{1F600}\x7f\x9b' }, new Date());
+    assert.match(line, /"\\xE2\\x80\\xA8\\xF0\\x9F\\x98\\x80\\x7F\\x9B"/);
+    assert.doesNotMatch(line, /[^\x20-\x7e]/);
+  });
+
   it('formats $time_local with the zone offset', () => {
     assert.match(timeLocal(new Date(2026, 0, 5, 1, 2, 3)), /^05\/Jan\/2026:01:02:03 [+-]\d{4}$/);
   });
