@@ -9,12 +9,12 @@
  * Relative paths (cert, key, upstream-ca, cache, root, access-log, ticket-keys, acme-storage, acme-ca) are taken relative to the
  * config file's directory, so a config and its certificates move together.
  */
-import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import type * as Yaml from 'yaml';
 import { InvalidOptionError } from '../errors.js';
 import { ACCESS_LOG_OFF } from '../log/access-log.js';
+import { readSmallRegularFile } from './readable-file.js';
 import { parseProxyInput, type ProxyInput, type SettingsMode } from './proxy-input.js';
 
 /**
@@ -24,6 +24,13 @@ import { parseProxyInput, type ProxyInput, type SettingsMode } from './proxy-inp
  * CommonJS build loads synchronously, as settings are read.
  */
 const requireYaml = (): typeof Yaml => createRequire(import.meta.url)('yaml') as typeof Yaml;
+
+/**
+ * A config is a few hundred bytes of settings; 1 MiB is thousands of times
+ * that and still small in every worker, while /dev/zero or a log file named
+ * by mistake is refused before it is read whole into memory.
+ */
+const MAX_CONFIG_BYTES = 1024 * 1024;
 
 const PATH_KEYS = ['cert', 'key', 'upstream-ca', 'cache', 'root', 'access-log', 'ticket-keys', 'acme-storage', 'acme-ca'] as const;
 
@@ -54,11 +61,9 @@ function parseText(file: string, text: string): unknown {
 export async function loadProxyConfigFile(file: string, mode: SettingsMode): Promise<ProxyInput> {
   let text: string;
   try {
-    text = await fs.promises.readFile(file, 'utf8');
+    text = await readSmallRegularFile(file, MAX_CONFIG_BYTES);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
-    throw new InvalidOptionError(`--config ${file}: ${why}`);
+    throw new InvalidOptionError(`--config ${file}: ${(err as Error).message}`);
   }
   const raw = parseText(file, text) ?? {}; // an empty YAML document is null: no settings
   if (typeof raw !== 'object' || Array.isArray(raw)) {

@@ -5,6 +5,7 @@
  * request.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -74,5 +75,41 @@ describe('upstream TLS settings are built when the settings are read', () => {
     const ciphers = await runCli([...base, '--upstream-ciphers', 'NOSUCHCIPHER']);
     assert.equal(ciphers.code, 2, ciphers.stderr);
     assert.match(ciphers.stderr, /--upstream-ciphers: "NOSUCHCIPHER": OpenSSL matches no cipher/);
+  });
+});
+
+describe('--config names a regular file of at most 1 MiB', () => {
+  test('a FIFO, /dev/zero or a 2 MiB file: start-up exits 2 at once with the reason', async () => {
+    const fifo = path.join(fx.outDir, 'fifo.yaml');
+    execFileSync('mkfifo', [fifo]);
+    const zero = path.join(fx.outDir, 'zero.yaml');
+    fs.symlinkSync('/dev/zero', zero);
+    const huge = path.join(fx.outDir, 'huge.yaml');
+    fs.writeFileSync(huge, '');
+    fs.truncateSync(huge, 2 * 1024 * 1024);
+    for (const [file, why] of [[fifo, /not a regular file/], [zero, /not a regular file/], [huge, /larger than 1048576 bytes/]] as const) {
+      const r = await runCli(['proxy', '--config', file], undefined, 5_000);
+      assert.equal(r.code, 2, `${file}: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`--config ${file}: ${why.source}`));
+    }
+  });
+
+  test('a reload of a config swapped for a FIFO fails at once; the next reload and SIGTERM still work', async () => {
+    const good = path.join(fx.outDir, 'good.yaml');
+    fs.writeFileSync(good, `listen: 127.0.0.1:0\ncert: ${fx.certFile}\nkey: ${fx.keyFile}\nto: http://127.0.0.1:9\n`);
+    const fifo = path.join(fx.outDir, 'swapped.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const config = path.join(fx.outDir, 'live.yaml');
+    fs.symlinkSync(good, config);
+    const p = await startAludel(['proxy', '--config', config]);
+    try {
+      const swap = (to: string) => (): void => { fs.unlinkSync(config); fs.symlinkSync(to, config); };
+      const bad = await reloadWith(p, swap(fifo));
+      assert.match(bad.msg, /^reload failed/);
+      assert.match(bad.detail, /not a regular file/);
+      assert.match((await reloadWith(p, swap(good))).msg, /^reloaded/, 'the FIFO blocked nothing');
+    } finally {
+      assert.equal(await p.stop(), 0, 'SIGTERM ends the process');
+    }
   });
 });
