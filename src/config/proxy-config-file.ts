@@ -14,6 +14,7 @@ import path from 'node:path';
 import type * as Yaml from 'yaml';
 import { InvalidOptionError } from '../errors.js';
 import { ACCESS_LOG_OFF } from '../log/access-log.js';
+import { jsonDuplicateKeys } from './json-duplicate-keys.js';
 import { readSmallRegularFile } from './readable-file.js';
 import { parseProxyInput, type ProxyInput, type SettingsMode } from './proxy-input.js';
 
@@ -37,11 +38,15 @@ const PATH_KEYS = ['cert', 'key', 'upstream-ca', 'cache', 'root', 'access-log', 
 function parseText(file: string, text: string): unknown {
   const ext = path.extname(file).toLowerCase();
   if (ext === '.json') {
+    let value: unknown;
     try {
-      return JSON.parse(text);
+      value = JSON.parse(text);
     } catch (err) {
       throw new InvalidOptionError(`config ${file}: not valid JSON: ${(err as Error).message}`);
     }
+    const dups = jsonDuplicateKeys(text);
+    if (dups.length > 0) throw new InvalidOptionError(`config ${file}: ${dups.map((k) => JSON.stringify(k)).join(', ')} given more than once; give each key once`);
+    return value;
   }
   if (ext === '.yaml' || ext === '.yml') {
     try {

@@ -113,3 +113,23 @@ describe('--config names a regular file of at most 1 MiB', () => {
     }
   });
 });
+
+describe('a JSON config with a key given twice', () => {
+  test('is refused naming the key, at start-up and on reload (nginx: "directive is duplicate"; YAML configs already were)', async () => {
+    const config = path.join(fx.outDir, 'dup.json');
+    const json = (dup: boolean): string => `{"listen": "127.0.0.1:0", "cert": ${JSON.stringify(fx.certFile)}, "key": ${JSON.stringify(fx.keyFile)},\n "to": "http://127.0.0.1:9"${dup ? ',\n "to": "http://127.0.0.1:10"' : ''}}\n`;
+    fs.writeFileSync(config, json(true));
+    const r = await runCli(['proxy', '--config', config]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /dup\.json: "to" given more than once/);
+    fs.writeFileSync(config, json(false));
+    const p = await startAludel(['proxy', '--config', config]);
+    try {
+      const bad = await reloadWith(p, () => fs.writeFileSync(config, json(true)));
+      assert.match(bad.msg, /^reload failed/);
+      assert.match(bad.detail, /"to" given more than once/);
+    } finally {
+      await p.stop();
+    }
+  });
+});
