@@ -78,7 +78,9 @@ export async function runProxy(s: ProxySettings, load: () => Promise<ProxySettin
   const build = async (next: ProxySettings, previous: ProxySettings | null): Promise<Generation<ProxySettings>> => {
     if (previous !== null) listeners.reconfigure(next);
     log.level = next.logLevel;
-    const g = new UpstreamGroup({ native, systemTls: upstreamTlsContexts(next, log), upstreams: next.upstreams, health: next.healthCheck, connectTimeoutMs: next.connectTimeoutMs, keepAlive: next.keepAlive, log });
+    const systemTls = upstreamTlsContexts(next, log);
+    systemTls?.prepare(next.upstreams); // throws before anything of the new settings serves
+    const g = new UpstreamGroup({ native, systemTls, upstreams: next.upstreams, health: next.healthCheck, connectTimeoutMs: next.connectTimeoutMs, keepAlive: next.keepAlive, log });
     group = g;
     const front = next.mode === 'http'
       ? createHttpProxy({ settings: next, group: g, native, stats, cache, log, access })

@@ -10,6 +10,7 @@ import { parseProxyInput, proxyKeys, settingLabel, settingMention, type ProxyInp
 import type { HttpServerSettings, ListenerSettings, ProxySettings, ServeSettings, Upstream, UpstreamTls } from './proxy-settings.js';
 import { ACCESS_LOG_OFF, type AccessFormat } from '../log/access-log.js';
 import { unreadableFileReason } from './readable-file.js';
+import { upstreamTlsProblems } from './upstream-tls-check.js';
 import { ticketKeyFileProblem } from '../tls/ticket-keys.js';
 import { VERSION_ORDER, workerCountFor } from './setting-values.js';
 import { managedPaths } from '../tls/acme/storage.js';
@@ -253,6 +254,7 @@ async function mergeAndCheck(mode: SettingsMode, layers: readonly SettingLayer[]
   const from = (key: ProxyKey): SettingSource => sources.get(key) ?? DEFAULT_SOURCE;
   let problems = crossCheck(mode, s, from);
   if (problems.length === 0) problems = await fileProblems(s, from);
+  if (problems.length === 0) problems = await upstreamTlsProblems(s, (key) => settingLabel(from(key), key));
   if (problems.length > 0) throw new InvalidOptionError(problems.join('\n'));
   return s;
 }

@@ -9,12 +9,13 @@
  * Relative paths (cert, key, upstream-ca, cache, root, access-log, ticket-keys, acme-storage, acme-ca) are taken relative to the
  * config file's directory, so a config and its certificates move together.
  */
-import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import type * as Yaml from 'yaml';
 import { InvalidOptionError } from '../errors.js';
 import { ACCESS_LOG_OFF } from '../log/access-log.js';
+import { jsonDuplicateKeys } from './json-duplicate-keys.js';
+import { readSmallRegularFile } from './readable-file.js';
 import { parseProxyInput, type ProxyInput, type SettingsMode } from './proxy-input.js';
 
 /**
@@ -25,16 +26,27 @@ import { parseProxyInput, type ProxyInput, type SettingsMode } from './proxy-inp
  */
 const requireYaml = (): typeof Yaml => createRequire(import.meta.url)('yaml') as typeof Yaml;
 
+/**
+ * A config is a few hundred bytes of settings; 1 MiB is thousands of times
+ * that and still small in every worker, while /dev/zero or a log file named
+ * by mistake is refused before it is read whole into memory.
+ */
+const MAX_CONFIG_BYTES = 1024 * 1024;
+
 const PATH_KEYS = ['cert', 'key', 'upstream-ca', 'cache', 'root', 'access-log', 'ticket-keys', 'acme-storage', 'acme-ca'] as const;
 
 function parseText(file: string, text: string): unknown {
   const ext = path.extname(file).toLowerCase();
   if (ext === '.json') {
+    let value: unknown;
     try {
-      return JSON.parse(text);
+      value = JSON.parse(text);
     } catch (err) {
       throw new InvalidOptionError(`config ${file}: not valid JSON: ${(err as Error).message}`);
     }
+    const dups = jsonDuplicateKeys(text);
+    if (dups.length > 0) throw new InvalidOptionError(`config ${file}: ${dups.map((k) => JSON.stringify(k)).join(', ')} given more than once; give each key once`);
+    return value;
   }
   if (ext === '.yaml' || ext === '.yml') {
     try {
@@ -53,11 +65,9 @@ function parseText(file: string, text: string): unknown {
 /** The config file's text, as it is on disk now. */
 export async function readConfigText(file: string): Promise<string> {
   try {
-    return await fs.promises.readFile(file, 'utf8');
+    return await readSmallRegularFile(file, MAX_CONFIG_BYTES);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
-    throw new InvalidOptionError(`--config ${file}: ${why}`);
+    throw new InvalidOptionError(`--config ${file}: ${(err as Error).message}`);
   }
 }
 

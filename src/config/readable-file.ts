@@ -20,3 +20,47 @@ export async function unreadableFileReason(file: string, kind: 'file' | 'directo
     return (err as Error).message;
   }
 }
+
+/** Why a file read whole cannot be (the caller prefixes the flag or key). */
+export class FileReadProblem extends Error {}
+
+/** The reason unreadableFileReason gives for an errno of open or read. */
+function errnoReason(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return 'no such file';
+  if (code === 'EACCES') return 'permission denied (the user running aludel cannot read it)';
+  return (err as Error).message;
+}
+
+/**
+ * The text of a regular file of at most `maxBytes`, else FileReadProblem
+ * saying why. Opened with O_NONBLOCK and checked with fstat on the open
+ * descriptor, not stat on the path: a FIFO (or one swapped in after a stat)
+ * would block open(2) or read(2) in a thread-pool thread for ever, every later
+ * reload queued behind it and exit waiting to join it; /dev/zero or a huge
+ * file would be read whole into memory, in every worker.
+ */
+export async function readSmallRegularFile(file: string, maxBytes: number): Promise<string> {
+  let fh: fs.promises.FileHandle;
+  try {
+    fh = await fs.promises.open(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  } catch (err) {
+    throw new FileReadProblem(errnoReason(err));
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw new FileReadProblem('not a regular file');
+    const tooBig = `larger than ${maxBytes} bytes`;
+    if (st.size > maxBytes) throw new FileReadProblem(`${tooBig} (${st.size})`);
+    // One byte more than allowed: a file still growing past the limit is refused too.
+    const buf = Buffer.alloc(maxBytes + 1);
+    let n = 0;
+    for (let r = 1; r > 0 && n < buf.length; n += r) r = (await fh.read(buf, n, buf.length - n, n)).bytesRead;
+    if (n > maxBytes) throw new FileReadProblem(tooBig);
+    return buf.subarray(0, n).toString('utf8');
+  } catch (err) {
+    throw err instanceof FileReadProblem ? err : new FileReadProblem(errnoReason(err));
+  } finally {
+    await fh.close();
+  }
+}

@@ -22,7 +22,7 @@
 import type { Logger } from '../log/logger.js';
 import type { ClientContextHandle, Native, SslHandle } from '../native/binding.js';
 import type { Upstream, UpstreamTls } from '../config/proxy-settings.js';
-import { UpstreamCertificateError } from '../errors.js';
+import { InvalidOptionError, UpstreamCertificateError } from '../errors.js';
 import type { PlainSocket } from '../transport/plain-socket.js';
 import { TLS1_2, TLS1_3, TLS12_CIPHERS, TLS13_SUITES } from './policy.js';
 import { ControlRecords } from './upstream-records.js';
@@ -84,6 +84,25 @@ export class UpstreamTlsContexts {
     if (this.copyPath.has(u.url)) return;
     this.copyPath.set(u.url, why);
     this.log.warn({ upstream: u.url, reason: why }, 'upstream TLS stays in user space (node:tls, bodies copied)');
+  }
+
+  /**
+   * Builds the contexts of the upstreams that will try the system OpenSSL now,
+   * as the settings are built, not at the first connection: like nginx's
+   * proxy_ssl context, a CA file this OpenSSL cannot load fails the start or
+   * the reload (InvalidOptionError) rather than every request with a 502.
+   */
+  prepare(upstreams: readonly Upstream[]): void {
+    for (const u of upstreams) {
+      if (u.tls === null || staticCopyReason(u.tls) !== null) continue;
+      try {
+        this.context(u.tls);
+      } catch (err) {
+        const e = err as Error & { opensslErrors?: string[] };
+        const detail = e.opensslErrors?.length ? e.opensslErrors.join('; ') : e.message;
+        throw new InvalidOptionError(`upstream ${u.url}: the system OpenSSL cannot build its TLS context${u.tls.caFile ? ` (upstream-ca ${u.tls.caFile})` : ''}: ${detail}`);
+      }
+    }
   }
 
   private context(t: UpstreamTls): ClientContextHandle {

@@ -10,6 +10,7 @@ import { parseFlag } from '../../src/config/setting-issues.js';
 import { adminAddress, offloadMode, offloadPolicy, tlsVersion } from '../../src/config/setting-values.js';
 import type { ProxySettings, ServeSettings } from '../../src/config/proxy-settings.js';
 import { InvalidOptionError } from '../../src/errors.js';
+import { makeLeaf } from '../support/sni-certs.js';
 
 const FP = 'ab'.repeat(32);
 const FP_NORMAL = Array(32).fill('AB').join(':');
@@ -21,8 +22,11 @@ let ca: string;
 
 before(async () => {
   dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'aludel-proxy-settings-'));
-  // Only readability is checked here; the PEM contents are OpenSSL's business when the context is built.
-  for (const name of ['cert.pem', 'key.pem', 'ca.pem']) await fs.promises.writeFile(path.join(dir, name), 'pem\n');
+  // Only readability is checked for cert and key here (their contents are OpenSSL's business when the
+  // listener's context is built); upstream-ca must hold a certificate, as nginx's proxy_ssl_trusted_certificate.
+  for (const name of ['cert.pem', 'key.pem']) await fs.promises.writeFile(path.join(dir, name), 'pem\n');
+  await makeLeaf(dir, 'ca', 'ec', 'upstream-ca.test', null);
+  await fs.promises.rename(path.join(dir, 'ca.crt'), path.join(dir, 'ca.pem'));
   [cert, key, ca] = ['cert.pem', 'key.pem', 'ca.pem'].map((n) => path.join(dir, n)) as [string, string, string];
 });
 
