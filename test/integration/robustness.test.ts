@@ -21,7 +21,7 @@ import { startServe } from '../../src/http/serve.js';
 import type { SecureConnection, SecureServer } from '../../src/tls/types.js';
 import { serveArgs, startAludel, type LogLine, type Running } from '../support/aludel-process.js';
 import { curl } from '../support/clients.js';
-import { duplicateKeys } from '../support/duplicate-keys.js';
+import { jsonDuplicateKeys as duplicateKeys } from '../../src/config/json-duplicate-keys.js';
 import { makeFixtures, sha256, type StandardFixtures } from '../support/fixtures.js';
 import { rawTls, rawTlsDropAfter, splitHttp } from '../support/raw-http.js';
 import { delay, waitUntil } from '../support/wait.js';
