@@ -10,7 +10,6 @@ import type http from 'node:http';
 import type { SecureConnection } from '../tls/types.js';
 import { connectionOptions } from './forward-headers.js';
 import { trackHeads } from './head-line.js';
-import { trackLines } from './line-kind.js';
 
 export interface Front {
   /** Takes a connection whose handshake is done. */
@@ -271,10 +270,8 @@ export function httpFront(httpServer: http.Server): Front {
       // idle timeout (the fuzz run's slow descriptor leak). It closes as a refused request does.
       (conn as SecureConnection & { destroySoon?: () => void }).destroySoon = destroySoon;
       httpServer.emit('connection', conn);
-      // After node's own 'data' listener: which line of a head its parser is in, for the
-      // 414 or 431 of one over the limit (line-kind.ts).
-      trackLines(conn);
-      // Where its heads begin and their request lines, for the access-log line of one refused (head-line.ts).
+      // After node's own 'data' listener: where its heads begin and their request lines, for the
+      // access-log line of one refused and the 414 or 431 of one over the limit (head-line.ts).
       trackHeads(conn);
     },
     async drain() {

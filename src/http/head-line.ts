@@ -88,12 +88,16 @@ function lengthBody(req: Incoming): boolean {
   return length !== undefined && length !== '0' && h['transfer-encoding'] === undefined;
 }
 
-/** The text of `chunk` from `start` to its first CR or LF (or its end, or MAX_LINE), and whether one came. */
-function lineFrom(chunk: Buffer, start: number): { text: string; ended: boolean } {
+/**
+ * The text of `chunk` from `start` to its first CR or LF (or its end; at
+ * most MAX_LINE of it), and where that CR or LF is (-1: not in the chunk).
+ * The end is looked for past MAX_LINE: whether a long line ended decides
+ * 414 or 431 (overflowInRequestLine).
+ */
+function lineFrom(chunk: Buffer, start: number): { text: string; endsAt: number } {
   let end = start;
-  const limit = Math.min(chunk.length, start + MAX_LINE);
-  while (end < limit && chunk[end] !== CR && chunk[end] !== LF) end++;
-  return { text: chunk.toString('latin1', start, end), ended: end < limit };
+  while (end < chunk.length && chunk[end] !== CR && chunk[end] !== LF) end++;
+  return { text: chunk.toString('latin1', start, Math.min(end, start + MAX_LINE)), endsAt: end < chunk.length ? end : -1 };
 }
 
 /** The first byte after the CRs and LFs at `start` (RFC 9112 §2.2: empty lines before a request line are ignored). */
@@ -127,25 +131,36 @@ function headStart(chunk: Buffer, at: number, fromStart: boolean, afterLengthBod
   return -1;
 }
 
+/** A head's request line as far as it came, whether its CR or LF came, and where in the chunk (-1: in an earlier chunk, or not yet). */
+export interface HeadLine {
+  line: string | undefined;
+  ended: boolean;
+  endsAt: number;
+}
+
+const UNKNOWN_LINE: HeadLine = { line: undefined, ended: false, endsAt: -1 };
+
 /**
  * The request line of the head byte `at` of `chunk` is in, given `before`,
  * where the chunks before it left the connection, `begun`, how many
  * messages began in this chunk up to `at` (the current one among them),
  * and whether the message before it had a Content-Length body.
  */
-export function headLineAt(chunk: Buffer, at: number, before: HeadState, begun: number, afterLengthBody = false): { line: string | undefined; ended: boolean } {
+export function headLineAt(chunk: Buffer, at: number, before: HeadState, begun: number, afterLengthBody = false): HeadLine {
   if (begun === 0) {
     // The head began in an earlier chunk: its line, continued by this chunk's first line if it was still open.
-    if (before.at !== 'head' || before.line === undefined) return { line: undefined, ended: true };
-    if (before.ended || before.line.length >= MAX_LINE) return { line: before.line, ended: before.ended };
+    if (before.at !== 'head' || before.line === undefined) return { line: undefined, ended: true, endsAt: -1 };
+    if (before.ended) return { line: before.line, ended: true, endsAt: -1 };
     const rest = lineFrom(chunk, 0);
-    return { line: (before.line + rest.text).slice(0, MAX_LINE), ended: rest.ended };
+    const line = before.line.length >= MAX_LINE ? before.line : (before.line + rest.text).slice(0, MAX_LINE);
+    return { line, ended: rest.endsAt >= 0, endsAt: rest.endsAt };
   }
   const fromStart = begun === 1 && (before.at === 'between' || before.at === 'nothing');
   const start = headStart(chunk, Math.min(at, chunk.length), fromStart, afterLengthBody);
-  if (start < 0 || start >= chunk.length) return { line: start < 0 ? undefined : '', ended: false };
-  const { text, ended } = lineFrom(chunk, start);
-  return { line: text, ended };
+  if (start < 0) return UNKNOWN_LINE;
+  if (start >= chunk.length) return { line: '', ended: false, endsAt: -1 };
+  const { text, endsAt } = lineFrom(chunk, start);
+  return { line: text, ended: endsAt >= 0, endsAt };
 }
 
 /**
@@ -184,11 +199,16 @@ export function trackHeads(conn: { on(event: 'data', listener: (chunk: Buffer) =
   conn.on('data', trackHead as (chunk: Buffer) => void);
 }
 
+/** Whether `line` is a whole request line: it `ended`, and nothing of it was cut at MAX_LINE. */
+function whole(line: string | undefined, ended: boolean): boolean {
+  return ended && line !== undefined && line.length < MAX_LINE;
+}
+
 /**
  * At a parse error or request timeout on `conn` (its 'clientError', before
  * the failing chunk reached trackHead): whether the refused request is
  * one to log, its request line as far as it came, and whether all of it
- * came (its CR or LF). `chunk` and `at`: the
+ * came and was kept (its CR or LF came, and it is under MAX_LINE). `chunk` and `at`: the
  * chunk the parser failed in and where (none for a timeout or a FIN).
  * Nothing read on the connection at all: no request, no line (as nginx).
  */
@@ -199,8 +219,30 @@ export function refusedHead(conn: object, chunk: Buffer | undefined, at: number)
   const begun = t[kBegun] ?? 0;
   if (chunk === undefined || chunk.length === 0) {
     if (before.at === 'nothing') return null;
-    return before.at === 'head' ? { request: before.line, ended: before.ended } : { request: undefined, ended: false };
+    return before.at === 'head' ? { request: before.line, ended: whole(before.line, before.ended) } : { request: undefined, ended: false };
   }
   const { line, ended } = headLineAt(chunk, at, before, begun, t[kAfterLengthBody] === true);
-  return { request: line, ended };
+  return { request: line, ended: whole(line, ended) };
+}
+
+/**
+ * Whether the head that went over --max-header-size at byte `at` of
+ * `chunk` (the chunk node's parser failed in) was still in its request
+ * line: 414, as nginx answers a request line longer than its
+ * large_client_header_buffers (RFC 9110 §15.5.15); else 431 (RFC 6585 §5).
+ * llhttp reports both as one error (HPE_HEADER_OVERFLOW), raised where the
+ * span that took the head over the limit ends (the target's, or a field's),
+ * and a line that overflows a 16 KiB limit began in an earlier chunk (a TLS
+ * record is at most 16 KiB, RFC 8446 §5.1): the state kept per chunk above
+ * answers it. A head whose start is unknown (behind a Content-Length body in
+ * the same chunk) gets 431.
+ */
+export function overflowInRequestLine(conn: object, chunk: Buffer, at: number): boolean {
+  const t = conn as Tracked;
+  const before = t[kState];
+  if (before === undefined) return false;
+  const head = headLineAt(chunk, at, before, t[kBegun] ?? 0, t[kAfterLengthBody] === true);
+  if (head.line === undefined) return false;
+  // Its CR or LF not come, or only after the span that went over: the request line went over.
+  return !head.ended || head.endsAt >= at;
 }

@@ -14,7 +14,7 @@
  * - anything else llhttp refuses: 400.
  */
 import { InvalidRequestError } from '../errors.js';
-import { inRequestLine } from './line-kind.js';
+import { overflowInRequestLine } from './head-line.js';
 
 /** What a front answers a method llhttp does not know. */
 export interface UnknownMethodAnswer {
@@ -52,7 +52,7 @@ export function parseErrorAnswer(err: ParseError, conn: object, unknownMethod: U
   const raw = err.rawPacket;
   if (raw === undefined) return { status: err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400, fields: [] };
   const at = Math.min(err.bytesParsed ?? raw.length, raw.length);
-  if (err.code === 'HPE_HEADER_OVERFLOW') return { status: inRequestLine(conn, raw, at) ? 414 : 431, fields: [] };
+  if (err.code === 'HPE_HEADER_OVERFLOW') return { status: overflowInRequestLine(conn, raw, at) ? 414 : 431, fields: [] };
   if (err.code === 'HPE_INVALID_METHOD') {
     const line = unknownMethodLine(raw, at);
     if (line !== null) return { status: unknownMethod.status, fields: unknownMethod.allow !== undefined ? ['Allow', unknownMethod.allow] : [], line };
