@@ -20,7 +20,7 @@ import type { SecureConnection, SecureServer } from '../../src/tls/types.js';
 import { serveArgs, startAludel } from '../support/aludel-process.js';
 import { makeFixtures, type StandardFixtures } from '../support/fixtures.js';
 import { freePort } from '../support/loopback-port.js';
-import { pebbleInstalled, startPebble } from '../support/pebble.js';
+import { pebbleSkip, startPebble } from '../support/pebble.js';
 
 const KEY_AUTHORIZATION = 'tok3n-Of_The-CA.thumbprint-of-the-account-key';
 
@@ -130,7 +130,7 @@ describe('TLS-ALPN-01 on the listener (RFC 8737 §3)', { timeout: 60_000 }, () =
   });
 });
 
-const skip = pebbleInstalled() ? false : 'pebble is not installed (apt-get install pebble)';
+const skip = pebbleSkip();
 
 describe('TLS-ALPN-01 validated by pebble', { skip, timeout: 120_000 }, () => {
   let fx: StandardFixtures;

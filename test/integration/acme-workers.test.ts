@@ -20,10 +20,10 @@ import { acmeHooks } from '../support/acme-test-hooks.js';
 import { makeFixtures, type StandardFixtures } from '../support/fixtures.js';
 import { freePort } from '../support/loopback-port.js';
 import { adminAddress, status } from '../support/metrics.js';
-import { pebbleInstalled, startPebble } from '../support/pebble.js';
+import { pebbleSkip, startPebble } from '../support/pebble.js';
 import { waitUntil } from '../support/wait.js';
 
-const skip = pebbleInstalled() ? false : 'pebble is not installed (apt-get install pebble)';
+const skip = pebbleSkip();
 const ORDERING = 'acme: ordering a certificate';
 const TAKEN = 'acme: new certificate from the primary in service: new handshakes get it, connections in flight keep theirs';
 const CHALLENGE = 'acme: challenge from the primary';

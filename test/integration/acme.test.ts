@@ -20,11 +20,11 @@ import { acmeHooks } from '../support/acme-test-hooks.js';
 import { makeFixtures, type StandardFixtures } from '../support/fixtures.js';
 import { freePort } from '../support/loopback-port.js';
 import { adminAddress, status } from '../support/metrics.js';
-import { pebbleInstalled, startPebble } from '../support/pebble.js';
+import { pebbleSkip, startPebble } from '../support/pebble.js';
 import { run } from '../support/run-process.js';
 import { waitUntil } from '../support/wait.js';
 
-const skip = pebbleInstalled() ? false : 'pebble is not installed (apt-get install pebble)';
+const skip = pebbleSkip();
 
 describe('ACME with pebble', { skip, concurrency: false }, () => {
   let fx: StandardFixtures;

@@ -35,6 +35,16 @@ export function pebbleInstalled(): boolean {
   return fs.existsSync('/usr/bin/pebble');
 }
 
+/**
+ * The `skip` of a suite that needs pebble: a reason where it is missing,
+ * except under CI=true, where .ci/run installs it and a suite that cannot
+ * run must fail (as a kTLS suite does), never pass as skipped.
+ */
+export function pebbleSkip(): false | string {
+  if (pebbleInstalled() || process.env.CI === 'true') return false;
+  return 'pebble is not installed (apt-get install pebble; the README\'s test command installs it)';
+}
+
 export async function startPebble(dir: string, o: PebbleOptions): Promise<Pebble> {
   fs.mkdirSync(dir, { recursive: true });
   const tls = await createSelfSignedCert({ commonName: 'pebble test', altNames: ['localhost', '127.0.0.1'] });
