@@ -41,7 +41,7 @@
  *   stored: it could never be reused.
  * - Pragma (deprecated, §5.4) is not interpreted; it is forwarded.
  */
-import { HOP_BY_HOP } from '../http/forward-headers.js';
+import { connectionOptions, HOP_BY_HOP } from '../http/forward-headers.js';
 import { parseHttpDate } from '../http/conditional.js';
 import { trimOws } from '../http/char-classes.js';
 import { deltaSeconds, DELTA_SECONDS_MAX, parseCacheControl, qualifiedFieldNames, type Directives } from './cache-control.js';
@@ -260,10 +260,6 @@ export function headersToStore(headers: Headers, responseTime: number, targets: 
   }
   if (fieldValue(out, 'date') === undefined) out.push('Date', new Date(responseTime).toUTCString());
   return out;
-}
-
-function connectionOptions(headers: Headers): string[] {
-  return fieldValues(headers, 'connection').flatMap((v) => v.split(',').map((o) => trimOws(o).toLowerCase())).filter((o) => o !== '');
 }
 
 /**
@@ -545,8 +541,9 @@ export function varyNames(headers: Headers): string[] | '*' {
  */
 export function varySelection(names: readonly string[], requestHeaders: Headers): Record<string, string | null> {
   const out: Record<string, string | null> = {};
+  const unsent = connectionOptions(requestHeaders);
   for (const name of names) {
-    const values = fieldValues(requestHeaders, name);
+    const values = notForwarded(name, unsent) ? [] : fieldValues(requestHeaders, name);
     if (values.length === 0) {
       out[name] = null;
       continue;
@@ -555,6 +552,21 @@ export function varySelection(names: readonly string[], requestHeaders: Headers)
     out[name] = (WEIGHTED_CASELESS.has(name) ? negotiationElements(elements) : elements).join(', ');
   }
   return out;
+}
+
+/**
+ * Whether the upstream never gets the request's `name` field (lowercase):
+ * hop-by-hop, or named by the request's Connection (`options`), which
+ * forward-headers.ts removes (RFC 9110 §7.6.1), Host excepted. The origin
+ * chose its answer without it, so for Vary it is absent. Read as sent,
+ * "Accept-Language: fr" with "Connection: Accept-Language" stored the
+ * origin's answer to a request without Accept-Language as the "fr" variant,
+ * served to every French client after it (cache poisoning by hop-by-hop
+ * removal; nginx forwards named fields, so what it stores is what its
+ * origin answered).
+ */
+function notForwarded(name: string, options: ReadonlySet<string>): boolean {
+  return name !== 'host' && (HOP_BY_HOP.has(name) || options.has(name));
 }
 
 /**

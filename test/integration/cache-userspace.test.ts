@@ -158,6 +158,23 @@ describe('aludel proxy --cache (userspace TLS)', () => {
     assert.notEqual(n(s1), n(s2));
   });
 
+  test('a Vary field the client names in Connection selects as absent: the origin never saw it (no hop-by-hop poisoning)', async () => {
+    const p = await proxy(`http://127.0.0.1:${sink.port}`, cacheDir());
+    const url = `/cache?cc=${enc('max-age=60')}&vary=Accept-Encoding&hop=1`;
+    // RFC 9110 §7.6.1: the proxy removes a field named in Connection, so the origin answers as if
+    // there were no Accept-Encoding. That answer must not be stored as the gzip variant.
+    const attacker = await get(p, url, '--http1.1', '-H', 'Accept-Encoding: gzip', '-H', 'Connection: Accept-Encoding');
+    assert.equal(JSON.parse(attacker.body.toString()).ae, null, 'the origin did not get the Accept-Encoding named in Connection');
+    const victim = await get(p, url, '-H', 'Accept-Encoding: gzip');
+    assert.equal(JSON.parse(victim.body.toString()).ae, 'gzip', "the gzip variant is the origin's answer to a gzip request");
+    assert.equal(victim.headers['cache-status'], 'aludel; fwd=vary-miss; stored');
+    // What the attacker's request did store is the no-Accept-Encoding variant, which it is.
+    const plain = await get(p, url);
+    assert.match(plain.headers['cache-status']!, /; hit;/);
+    assert.equal(n(plain), n(attacker));
+    assert.equal(sinkCount(url), 2);
+  });
+
   test('no-store, private, Authorization and Set-Cookie never reach the disk', async () => {
     const dir = cacheDir();
     const p = await proxy(`http://127.0.0.1:${sink.port}`, dir);

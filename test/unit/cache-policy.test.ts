@@ -347,6 +347,17 @@ describe('Vary (§4.1)', () => {
     assert.equal(varyMatches({}, ['anything', 'x']), true);
   });
 
+  it("a field the request's Connection names, or a hop-by-hop one, selects as absent: the origin never got it (RFC 9110 §7.6.1)", () => {
+    const hidden = ['Accept-Language', 'fr', 'Connection', 'keep-alive, ACCEPT-LANGUAGE'];
+    assert.deepEqual(varySelection(['accept-language'], hidden), { 'accept-language': null });
+    assert.equal(varyMatches({ 'accept-language': 'fr' }, hidden), false, 'not the variant the origin gave to "fr"');
+    assert.equal(varyMatches({ 'accept-language': null }, hidden), true);
+    assert.deepEqual(varySelection(['te', 'upgrade'], ['TE', 'trailers', 'Upgrade', 'x']), { te: null, upgrade: null });
+    // Host is kept upstream whatever Connection says (forward-headers.ts).
+    assert.deepEqual(varySelection(['host'], ['Host', 'a', 'Connection', 'host']), { host: 'a' });
+    assert.deepEqual(varySelection(['accept-language'], ['Accept-Language', 'fr', 'Connection', 'close']), { 'accept-language': 'fr' });
+  });
+
   it('§4.1 normalisation "known to have identical semantics": Accept-Encoding whitespace, case and order of equal weights', () => {
     const sel = varySelection(['accept-encoding'], ['Accept-Encoding', 'gzip, br']);
     for (const same of ['br,gzip', 'GZIP, BR', 'br ;q=1, gzip', 'gzip;q=1.0,br', ' br , gzip ', 'Br;Q=1.000, Gzip']) {
