@@ -45,6 +45,11 @@ function checkHost(value: string): boolean {
 
 /** The reason a request must be answered 400, or null. `rawHeaders` as node gives them ([name, value, ...]). */
 export function requestProblem(method: string, target: string, rawHeaders: readonly string[]): string | null {
+  // RFC 9110 §9.1: methods are case-sensitive, so "get" is not GET; nginx's parser takes only
+  // upper-case letters, "_" and "-" and answers 400 otherwise, over HTTP/1.1 and HTTP/2 alike.
+  // llhttp refuses such methods before a request exists; HTTP/2's :method is only checked to
+  // be a token (nghttp2), and "get" went upstream, where a legacy application may take it for GET.
+  if (!isUpperCaseMethod(method)) return `method ${JSON.stringify(method.slice(0, 20))} is not upper-case letters, "_" and "-" (RFC 9110 §9.1, as nginx parses methods)`;
   let hosts = 0;
   let host = '';
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
@@ -77,6 +82,17 @@ export function requestProblem(method: string, target: string, rawHeaders: reado
   if (option !== null) return `Connection option ${JSON.stringify(option.slice(0, 40))} is not a token (RFC 9110 §7.6.1)`;
   if (target === '*' && method !== 'OPTIONS') return `asterisk-form target with ${method.slice(0, 20)} (RFC 9112 §3.2.4: OPTIONS only)`;
   return null;
+}
+
+/** A method of upper-case letters, "_" and "-" only (nginx's ngx_http_parse_request_line and its HTTP/2 :method check). */
+function isUpperCaseMethod(method: string): boolean {
+  if (method === 'GET' || method === 'HEAD' || method === 'POST') return true;
+  if (method === '') return false;
+  for (let i = 0; i < method.length; i++) {
+    const c = method.charCodeAt(i);
+    if (!((c >= 0x41 && c <= 0x5a) || c === 0x5f || c === 0x2d)) return false;
+  }
+  return true;
 }
 
 /**

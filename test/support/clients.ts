@@ -78,9 +78,9 @@ export async function curlTransfers(common: string[], transfers: string[][], tim
 }
 
 /** One request over HTTP/2 with node's client; resolves with the status, the fields and the body (and the stream's error code, if it failed). */
-export function h2get(session: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders): Promise<{ status: number; headers: http2.IncomingHttpHeaders; body: Buffer; error?: string }> {
+export function h2get(session: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders, options?: http2.ClientSessionRequestOptions): Promise<{ status: number; headers: http2.IncomingHttpHeaders; body: Buffer; error?: string }> {
   return new Promise((resolve) => {
-    const req = session.request(headers);
+    const req = session.request(headers, options);
     const chunks: Buffer[] = [];
     let got: http2.IncomingHttpHeaders = {};
     req.on('response', (h) => (got = h));

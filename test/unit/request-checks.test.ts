@@ -28,6 +28,11 @@ describe('request checks (RFC 9112 §3.2, §3.2.4)', () => {
     for (let i = 0; i < 3; i++) assert.match(requestProblem('GET', '/', ['Host', 'a@b'])!, /invalid Host/, `refused every time (${i})`);
   });
 
+  it('a method of anything but upper-case letters, "_" and "-" is a 400 (RFC 9110 §9.1, as nginx parses methods)', () => {
+    for (const m of ['GET', 'HEAD', 'POST', 'PROPFIND', 'M-SEARCH', 'FOO_BAR']) assert.equal(requestProblem(m, '/', ['Host', 'a']), null, m);
+    for (const m of ['get', 'Get', 'gET', 'G1', 'G.T', '']) assert.match(requestProblem(m, '/', ['Host', 'a'])!, /is not upper-case letters/, JSON.stringify(m));
+  });
+
   it('more than one Host is a 400, whatever the values', () => {
     assert.match(requestProblem('GET', '/', ['Host', 'a', 'host', 'a'])!, /more than one Host/);
   });
