@@ -96,9 +96,15 @@ function responseDirectives(headers: Headers, targets: Targets): Directives {
  */
 export function cacheKey(host: string | undefined, target: string): string {
   if (/^https?:\/\//i.test(target)) {
-    const slash = target.indexOf('/', target.indexOf('//') + 2);
-    const authority = slash < 0 ? target.slice(target.indexOf('//') + 2) : target.slice(target.indexOf('//') + 2, slash);
-    return `https://${authority.toLowerCase()}${slash < 0 ? '/' : target.slice(slash)}`;
+    // RFC 3986 §3.2: the authority ends at the first "/", "?" or "#", as forward-headers.ts reads it
+    // for the upstream. Cut at "/" only, "http://h?q=1" was keyed "https://h?q=1/" while the
+    // origin got "/?q=1" for h: two entries for one target URI, and an unsafe method sent in one
+    // form left the other form's entry to be served (§4.4).
+    const start = target.indexOf('//') + 2;
+    let end = start;
+    while (end < target.length && target[end] !== '/' && target[end] !== '?' && target[end] !== '#') end++;
+    const rest = target.slice(end);
+    return `https://${target.slice(start, end).toLowerCase()}${rest.startsWith('/') ? rest : `/${rest}`}`;
   }
   return `https://${(host ?? '').toLowerCase()}${target}`;
 }

@@ -9,6 +9,8 @@
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startAludel, type LogLine, type Running } from '../support/aludel-process.js';
@@ -173,6 +175,37 @@ describe('aludel proxy --cache (userspace TLS)', () => {
     assert.match(plain.headers['cache-status']!, /; hit;/);
     assert.equal(n(plain), n(attacker));
     assert.equal(sinkCount(url), 2);
+  });
+
+  test('an absolute-form target with a query right after the authority has the key of its target URI: hit and invalidation', async () => {
+    // Every answer cacheable, numbered: equal numbers are one stored response.
+    let count = 0;
+    const seen: string[] = [];
+    const origin = http.createServer((req, res) => {
+      seen.push(`${req.method} ${req.url}`);
+      res.writeHead(200, { 'Cache-Control': 'max-age=60', 'Content-Type': 'text/plain' }).end(`n=${++count}\n`);
+    });
+    await new Promise<void>((resolve) => origin.listen(0, '127.0.0.1', resolve));
+    try {
+      const p = await proxy(`http://127.0.0.1:${(origin.address() as AddressInfo).port}`, cacheDir());
+      const absolute = `http://localhost:${p.port}?q=1`;
+      // RFC 9112 §3.2.2, §3.3: "http://host?q=1" is the target URI https://host/?q=1, as "/?q=1" with that Host.
+      const mark = p.mark();
+      const first = await fetch(p.port, '/?q=1', '--http1.1', '--request-target', absolute);
+      await logged(p, absolute, mark);
+      assert.equal(first.headers['cache-status'], 'aludel; fwd=uri-miss; stored');
+      const second = await get(p, '/?q=1');
+      assert.match(second.headers['cache-status']!, /; hit;/, 'the same target URI, the same stored response');
+      assert.equal(second.body.toString(), first.body.toString());
+      // §4.4: an unsafe method on that target invalidates it, whichever form named it.
+      const post = await fetch(p.port, '/?q=1', '--http1.1', '-X', 'POST', '--request-target', absolute);
+      assert.equal(post.status, 200);
+      const third = await get(p, '/?q=1');
+      assert.equal(third.headers['cache-status'], 'aludel; fwd=uri-miss; stored');
+      assert.deepEqual(seen, ['GET /?q=1', 'POST /?q=1', 'GET /?q=1']);
+    } finally {
+      await new Promise<void>((resolve) => origin.close(() => resolve()));
+    }
   });
 
   test('no-store, private, Authorization and Set-Cookie never reach the disk', async () => {

@@ -394,6 +394,9 @@ describe('keys and invalidation (§2, §4.4)', () => {
     assert.equal(cacheKey('Example.COM:8443', '/a/b?c=D'), 'https://example.com:8443/a/b?c=D');
     assert.equal(cacheKey('ignored', 'http://Other.example/x'), 'https://other.example/x');
     assert.equal(cacheKey('ignored', 'http://other.example'), 'https://other.example/');
+    // The authority ends at "?" or "#" too (RFC 3986 §3.2), as for the target sent upstream.
+    assert.equal(cacheKey('ignored', 'http://Other.example?q=/x'), 'https://other.example/?q=/x');
+    assert.equal(cacheKey('ignored', 'https://other.example#/x'), 'https://other.example/#/x');
   });
 
   it('unsafe methods are everything but GET, HEAD, OPTIONS, TRACE (RFC 9110 §9.2.1)', () => {
