@@ -25,8 +25,9 @@
  *   first name.
  */
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
-import fs from 'node:fs';
 import { AludelError } from '../errors.js';
+import { FileReadProblem, readSmallRegularFileSync } from '../config/readable-file.js';
+import { pemBlocks } from './pem.js';
 
 export interface CertificateFiles {
   certFile: string;
@@ -67,7 +68,14 @@ export interface CertificatePlan {
   table: Map<string, number>;
 }
 
-const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
+/**
+ * Largest certificate or key file read. A leaf with its intermediates is a
+ * few kB, and even a whole CA bundle pasted in by mistake is well under it;
+ * anything larger is not a certificate file (a log, an image, a disk image),
+ * and reading it whole would cost that much memory in every worker, on
+ * every reload.
+ */
+export const MAX_PEM_FILE_BYTES = 1024 * 1024;
 
 const KEY_TYPE_LABEL: Record<string, string> = { rsa: 'RSA', 'rsa-pss': 'RSA-PSS', ec: 'EC', ed25519: 'Ed25519', ed448: 'Ed448', dsa: 'DSA', dh: 'DH', x25519: 'X25519', x448: 'X448' };
 
@@ -88,11 +96,19 @@ function reason(err: unknown): string {
   return e?.code && e.message && !e.message.startsWith(e.code) ? `${e.code}: ${e.message}` : (e?.message ?? String(err));
 }
 
+/**
+ * The file's bytes, bounded, from a regular file only: opened without
+ * blocking and checked on the descriptor, so a FIFO or device swapped in
+ * after the settings were checked cannot hang the event loop (this read is
+ * synchronous) or fill memory.
+ */
 function readFile(flag: string, file: string): Buffer {
   try {
-    return fs.readFileSync(file);
+    return readSmallRegularFileSync(file, MAX_PEM_FILE_BYTES);
   } catch (err) {
-    throw new CertificateError(`${flag} ${file}: cannot read it (${reason(err)})`);
+    // An errno keeps its code in the message (ENOENT: ...); a file of the wrong kind or size says which.
+    const why = err instanceof FileReadProblem && err.cause === undefined ? `${err.message}; a certificate or key file is PEM text of at most 1 MiB` : reason(err instanceof FileReadProblem ? err.cause : err);
+    throw new CertificateError(`${flag} ${file}: cannot read it (${why})`);
   }
 }
 
@@ -150,7 +166,7 @@ export function certificateNames(cert: X509Certificate): string[] {
 export function loadCertificate(files: CertificateFiles, index: number): LoadedCertificate {
   const { certFile, keyFile } = files;
   const certText = readFile('--cert', certFile).toString('latin1');
-  const blocks = certText.match(PEM_CERTIFICATE) ?? [];
+  const blocks = pemBlocks(certText, ['CERTIFICATE']);
   if (blocks.length === 0) throw new CertificateError(`--cert ${certFile}: no PEM certificate in it (expected -----BEGIN CERTIFICATE-----)`);
   const chain = blocks.map((pem, i) => {
     try {

@@ -87,6 +87,9 @@ describe('the plan (pure TypeScript)', () => {
       [[{ certFile: certs.chain.reversed, keyFile: certs.chain.keyFile }], new RegExp(`--cert ${certs.chain.reversed}: certificate 2 \\(CN=chain.test\\) did not issue certificate 1.*leaf first`)],
       [[certs.default, certs.a, certs.a2], new RegExp(`--cert ${certs.a2.certFile} would never be chosen: .*a.test.*EC certificate earlier in the list \\(--cert ${certs.a.certFile}\\)`)],
       [[certs.a, certs.ipOnly], new RegExp(`--cert ${certs.ipOnly.certFile} names no host`)],
+      // A device (or a FIFO) is refused by its type, not read: /dev/zero would fill memory, a FIFO block the event loop.
+      [[{ certFile: '/dev/null', keyFile: certs.a.keyFile }], /^--cert \/dev\/null: cannot read it \(not a regular file; a certificate or key file is PEM text of at most 1 MiB\)$/],
+      [[{ certFile: certs.a.certFile, keyFile: '/dev/null' }], /^--key \/dev\/null: cannot read it \(not a regular file; /],
     ];
     for (const [pairs, re] of cases) assert.throws(() => planCertificates(pairs), (err: Error & { code?: string }) => re.test(err.message) && err.code === 'ERR_TLS_CERTIFICATE', `${re}`);
   });
@@ -209,6 +212,18 @@ for (const e of ENGINES) {
       const err = await srv.reconfigure({ certificates: [certs.default, { certFile: certs.garbage, keyFile: certs.a.keyFile }] });
       assert.ok(err, 'reconfigure must fail');
       assert.match(err.message, new RegExp(`--cert ${certs.garbage}`));
+      assert.equal(err.code, 'ERR_TLS_CERTIFICATE');
+      const p = await presented(srv.port, 'a.test');
+      assert.equal(p.leaf.fingerprint256, fingerprint(certs.a2.certFile), 'still the configuration before the failed reconfigure');
+    });
+
+    test('an oversized certificate file (a good chain, then megabytes) throws, names the file and the limit; nothing changed', async () => {
+      // Read whole before, into every worker on every reload: a certificate file is a few kB.
+      const huge = path.join(dir, `huge-${e.engine}.crt`);
+      fs.writeFileSync(huge, fs.readFileSync(certs.a.certFile, 'latin1') + '#'.repeat(2 * 1024 * 1024));
+      const err = await srv.reconfigure({ certificates: [certs.default, { certFile: huge, keyFile: certs.a.keyFile }] });
+      assert.ok(err, 'reconfigure must fail');
+      assert.match(err.message, new RegExp(`^--cert ${huge}: cannot read it \\(larger than 1048576 bytes \\(${2 * 1024 * 1024 + fs.statSync(certs.a.certFile).size}\\); a certificate or key file is PEM text of at most 1 MiB\\)$`));
       assert.equal(err.code, 'ERR_TLS_CERTIFICATE');
       const p = await presented(srv.port, 'a.test');
       assert.equal(p.leaf.fingerprint256, fingerprint(certs.a2.certFile), 'still the configuration before the failed reconfigure');
