@@ -71,6 +71,11 @@ export async function readSmallRegularFile(file: string, maxBytes: number): Prom
  * O_NONBLOCK open, fstat on the descriptor and size bound, returning bytes.
  */
 export function readSmallRegularFileSync(file: string, maxBytes: number): Buffer {
+  return readSmallRegularFileWithModeSync(file, maxBytes).bytes;
+}
+
+/** readSmallRegularFileSync, with the file's mode from the same fstat (who else may read it). */
+export function readSmallRegularFileWithModeSync(file: string, maxBytes: number): { bytes: Buffer; mode: number } {
   let fd: number;
   try {
     fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
@@ -86,7 +91,7 @@ export function readSmallRegularFileSync(file: string, maxBytes: number): Buffer
     let n = 0;
     for (let r = 1; r > 0 && n < buf.length; n += r) r = fs.readSync(fd, buf, n, buf.length - n, n);
     if (n > maxBytes) throw new FileReadProblem(tooBig);
-    return buf.subarray(0, n);
+    return { bytes: buf.subarray(0, n), mode: st.mode };
   } catch (err) {
     throw err instanceof FileReadProblem ? err : new FileReadProblem(errnoReason(err), { cause: err });
   } finally {

@@ -26,7 +26,7 @@
  */
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import { AludelError } from '../errors.js';
-import { FileReadProblem, readSmallRegularFileSync } from '../config/readable-file.js';
+import { FileReadProblem, readSmallRegularFileWithModeSync } from '../config/readable-file.js';
 import { pemBlocks } from './pem.js';
 
 export interface CertificateFiles {
@@ -48,6 +48,8 @@ export interface LoadedCertificate extends CertificateFiles {
   chainPem: string;
   /** The key file as read (what node:tls is given). */
   keyPem: Buffer;
+  /** st_mode of the key file, as read (group or other bits set: others can read the key). */
+  keyFileMode: number;
   /** DNS names the leaf covers, lower case; wildcards as `*.example.com`. */
   names: string[];
   /** OpenSSL's certificate slot: one per key type in a context (asymmetricKeyType: rsa, rsa-pss, ec, ed25519, ...). */
@@ -56,6 +58,7 @@ export interface LoadedCertificate extends CertificateFiles {
   fingerprint256: string;
   /** Certificates in the file (leaf + intermediates). */
   chainLength: number;
+  validFrom: string;
   validTo: string;
 }
 
@@ -102,9 +105,9 @@ function reason(err: unknown): string {
  * after the settings were checked cannot hang the event loop (this read is
  * synchronous) or fill memory.
  */
-function readFile(flag: string, file: string): Buffer {
+function readFile(flag: string, file: string): { bytes: Buffer; mode: number } {
   try {
-    return readSmallRegularFileSync(file, MAX_PEM_FILE_BYTES);
+    return readSmallRegularFileWithModeSync(file, MAX_PEM_FILE_BYTES);
   } catch (err) {
     // An errno keeps its code in the message (ENOENT: ...); a file of the wrong kind or size says which.
     const why = err instanceof FileReadProblem && err.cause === undefined ? `${err.message}; a certificate or key file is PEM text of at most 1 MiB` : reason(err instanceof FileReadProblem ? err.cause : err);
@@ -165,7 +168,7 @@ export function certificateNames(cert: X509Certificate): string[] {
  */
 export function loadCertificate(files: CertificateFiles, index: number): LoadedCertificate {
   const { certFile, keyFile } = files;
-  const certText = readFile('--cert', certFile).toString('latin1');
+  const certText = readFile('--cert', certFile).bytes.toString('latin1');
   const blocks = pemBlocks(certText, ['CERTIFICATE']);
   if (blocks.length === 0) throw new CertificateError(`--cert ${certFile}: no PEM certificate in it (expected -----BEGIN CERTIFICATE-----)`);
   const chain = blocks.map((pem, i) => {
@@ -184,7 +187,7 @@ export function loadCertificate(files: CertificateFiles, index: number): LoadedC
     }
   }
   const leaf = chain[0]!;
-  const keyPem = readFile('--key', keyFile);
+  const { bytes: keyPem, mode: keyFileMode } = readFile('--key', keyFile);
   let key: KeyObject;
   try {
     key = createPrivateKey(keyPem);
@@ -215,11 +218,13 @@ export function loadCertificate(files: CertificateFiles, index: number): LoadedC
     index,
     chainPem: blocks.join('\n') + '\n',
     keyPem,
+    keyFileMode,
     names: certificateNames(leaf),
     keyType: key.asymmetricKeyType ?? 'unknown',
     subject: leaf.subject.replace(/\n/g, ', '),
     fingerprint256: leaf.fingerprint256,
     chainLength: chain.length,
+    validFrom: leaf.validFrom,
     validTo: leaf.validTo,
   };
 }
@@ -315,4 +320,35 @@ export function describePlan(plan: CertificatePlan): Array<{ context: number; de
       return { certFile: c.certFile, keyType: typeLabel(c.keyType), subject: c.subject, chain: c.chainLength, validTo: c.validTo };
     }),
   }));
+}
+
+/** A pair that loads and serves, but that the admin should hear about. */
+export interface CertificateWarning {
+  fields: Record<string, unknown>;
+  msg: string;
+}
+
+/**
+ * Warnings about the loaded pairs, logged at start-up and after every
+ * reconfigure. Like nginx, Aludel serves them anyway (the admin may be
+ * mid-rotation, or the clients may not check), but says so once:
+ * - a leaf outside its validity period (RFC 5280 §4.1.2.5): every verifying
+ *   client refuses the handshake, and nothing else in the log says why;
+ * - a key file that group or other users may read: whoever reads it can
+ *   impersonate the server and, without forward secrecy, decrypt its traffic
+ *   (the same warning as --ticket-keys; nginx does not check).
+ */
+export function certificateWarnings(plan: CertificatePlan, now: number = Date.now()): CertificateWarning[] {
+  const out: CertificateWarning[] = [];
+  for (const c of plan.certificates) {
+    const notBefore = Date.parse(c.validFrom);
+    const notAfter = Date.parse(c.validTo);
+    const fields = { certFile: c.certFile, subject: c.subject, validFrom: c.validFrom, validTo: c.validTo };
+    if (now > notAfter) out.push({ fields, msg: 'certificate expired: clients that verify it refuse the handshake; renew it and reload (SIGHUP)' });
+    else if (now < notBefore) out.push({ fields, msg: 'certificate not valid yet: clients that verify it refuse the handshake until its validFrom (or the host clock is wrong)' });
+    if ((c.keyFileMode & 0o044) !== 0) {
+      out.push({ fields: { keyFile: c.keyFile, mode: (c.keyFileMode & 0o777).toString(8).padStart(4, '0') }, msg: 'the private key file is readable by group or other users; whoever reads it can impersonate this server: chmod 600 it' });
+    }
+  }
+  return out;
 }
