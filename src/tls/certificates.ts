@@ -115,6 +115,18 @@ function readFile(flag: string, file: string): { bytes: Buffer; mode: number } {
   }
 }
 
+/**
+ * Whether a key file holds an encrypted key: PKCS#8 "ENCRYPTED PRIVATE KEY"
+ * (RFC 5958 §3) or a traditional PEM with "Proc-Type: 4,ENCRYPTED" (RFC 1421
+ * §4.6.1.1). Node 20 with OpenSSL 3 reports both, without a passphrase, as
+ * ERR_OSSL_CRYPTO_INTERRUPTED_OR_CANCELLED, not ERR_MISSING_PASSPHRASE, so the
+ * code alone does not say it (Aludel, like nginx without ssl_password_file,
+ * takes unencrypted keys only).
+ */
+function encryptedKeyPem(text: string): boolean {
+  return text.includes('-----BEGIN ENCRYPTED PRIVATE KEY-----') || /^Proc-Type:\s*4,\s*ENCRYPTED\s*$/m.test(text);
+}
+
 /** "DNS:a.test, DNS:\"odd,name\", IP Address:127.0.0.1" -> the DNS values (node quotes values with special characters). */
 function sanDnsNames(san: string | undefined): string[] {
   if (!san) return [];
@@ -193,7 +205,9 @@ export function loadCertificate(files: CertificateFiles, index: number): LoadedC
     key = createPrivateKey(keyPem);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ERR_MISSING_PASSPHRASE') throw new CertificateError(`--key ${keyFile}: the key is encrypted; give an unencrypted key`);
+    if (code === 'ERR_MISSING_PASSPHRASE' || encryptedKeyPem(keyPem.toString('latin1'))) {
+      throw new CertificateError(`--key ${keyFile}: the key is encrypted; give an unencrypted key (openssl pkey -in KEY -out PLAIN.key)`);
+    }
     throw new CertificateError(`--key ${keyFile}: no usable PEM private key in it (${reason(err)})`);
   }
   const certKey = leaf.publicKey;
