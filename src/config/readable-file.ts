@@ -64,3 +64,37 @@ export async function readSmallRegularFile(file: string, maxBytes: number): Prom
     await fh.close();
   }
 }
+
+/**
+ * readSmallRegularFile for the synchronous paths (certificates and keys are
+ * read and checked synchronously, at start-up and on a reload): the same
+ * O_NONBLOCK open, fstat on the descriptor and size bound, returning bytes.
+ */
+export function readSmallRegularFileSync(file: string, maxBytes: number): Buffer {
+  return readSmallRegularFileWithModeSync(file, maxBytes).bytes;
+}
+
+/** readSmallRegularFileSync, with the file's mode from the same fstat (who else may read it). */
+export function readSmallRegularFileWithModeSync(file: string, maxBytes: number): { bytes: Buffer; mode: number } {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  } catch (err) {
+    throw new FileReadProblem(errnoReason(err), { cause: err });
+  }
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) throw new FileReadProblem('not a regular file');
+    const tooBig = `larger than ${maxBytes} bytes`;
+    if (st.size > maxBytes) throw new FileReadProblem(`${tooBig} (${st.size})`);
+    const buf = Buffer.alloc(maxBytes + 1);
+    let n = 0;
+    for (let r = 1; r > 0 && n < buf.length; n += r) r = fs.readSync(fd, buf, n, buf.length - n, n);
+    if (n > maxBytes) throw new FileReadProblem(tooBig);
+    return { bytes: buf.subarray(0, n), mode: st.mode };
+  } catch (err) {
+    throw err instanceof FileReadProblem ? err : new FileReadProblem(errnoReason(err), { cause: err });
+  } finally {
+    fs.closeSync(fd);
+  }
+}

@@ -11,13 +11,12 @@ import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import tls from 'node:tls';
 import type { ProxyInput, ProxyKey } from './proxy-input.js';
-
-const PEM_CERT = /-----BEGIN (?:TRUSTED )?CERTIFICATE-----[\s\S]+?-----END (?:TRUSTED )?CERTIFICATE-----/g;
+import { pemBlocks } from '../tls/pem.js';
 
 /** Why the upstream-ca file trusts nothing (null when it holds at least one certificate). */
 export async function caFileProblem(file: string): Promise<string | null> {
   const text = await fs.promises.readFile(file, 'latin1');
-  const blocks = text.match(PEM_CERT) ?? [];
+  const blocks = pemBlocks(text, ['CERTIFICATE', 'TRUSTED CERTIFICATE']);
   for (const block of blocks) {
     try {
       new X509Certificate(block.replace(/TRUSTED CERTIFICATE/g, 'CERTIFICATE'));

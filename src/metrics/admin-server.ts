@@ -172,6 +172,28 @@ async function purgeRequest(req: http.IncomingMessage, res: http.ServerResponse,
   reply(req, res, purged > 0 ? 200 : 404, 'application/json', `${JSON.stringify({ url: target, purged })}\n`);
 }
 
+/**
+ * Who sent a request from a web page: its Origin, else its Sec-Fetch-Site;
+ * null for a request no browser page made (curl, a deploy hook, a script).
+ * A browser sends Origin with every POST (Fetch standard, "append a request
+ * `Origin` header"), and a page may POST to any address without asking
+ * (a "simple" request, no CORS preflight): any page the admin's browser
+ * opens could otherwise empty the cache through a loopback admin listener,
+ * and a DNS-rebinding page even looks same-origin. Caddy's admin API refuses
+ * such requests the same way (enforce_origin).
+ */
+function webPageOrigin(req: http.IncomingMessage): string | null {
+  const origin = req.headers.origin;
+  if (origin !== undefined) return origin;
+  const site = req.headers['sec-fetch-site'];
+  return site !== undefined && site !== 'none' ? `Sec-Fetch-Site: ${site}` : null;
+}
+
+function refuseWebPage(req: http.IncomingMessage, res: http.ServerResponse, page: string, log: Logger): void {
+  log.warn({ origin: page.slice(0, 200), url: (req.url ?? '').slice(0, 200) }, 'admin: POST /purge from a web page refused (403): purges come from curl or scripts, which send no Origin');
+  reply(req, res, 403, 'text/plain; charset=utf-8', 'refused: this request came from a web page (Origin or Sec-Fetch-Site); purge with curl or a script\n');
+}
+
 /** What an admin listener answers: /metrics and /status bodies, and an optional purge. */
 export interface AdminAnswers {
   metrics(): Promise<{ body: string; type: string }>;
@@ -202,6 +224,8 @@ export async function serveAdmin(o: { host: string; port: number; log: Logger },
   const server = http.createServer(sideServerOptions(10_000), (req, res) => {
     const path = (req.url ?? '/').split('?', 1)[0];
     if (req.method === 'POST' && path === '/purge' && a.purge) {
+      const page = webPageOrigin(req);
+      if (page !== null) return refuseWebPage(req, res, page, o.log);
       void purgeRequest(req, res, a.purge, o.log);
       return;
     }

@@ -25,8 +25,9 @@
  *   first name.
  */
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
-import fs from 'node:fs';
 import { AludelError } from '../errors.js';
+import { FileReadProblem, readSmallRegularFileWithModeSync } from '../config/readable-file.js';
+import { pemBlocks } from './pem.js';
 
 export interface CertificateFiles {
   certFile: string;
@@ -47,6 +48,8 @@ export interface LoadedCertificate extends CertificateFiles {
   chainPem: string;
   /** The key file as read (what node:tls is given). */
   keyPem: Buffer;
+  /** st_mode of the key file, as read (group or other bits set: others can read the key). */
+  keyFileMode: number;
   /** DNS names the leaf covers, lower case; wildcards as `*.example.com`. */
   names: string[];
   /** OpenSSL's certificate slot: one per key type in a context (asymmetricKeyType: rsa, rsa-pss, ec, ed25519, ...). */
@@ -55,6 +58,7 @@ export interface LoadedCertificate extends CertificateFiles {
   fingerprint256: string;
   /** Certificates in the file (leaf + intermediates). */
   chainLength: number;
+  validFrom: string;
   validTo: string;
 }
 
@@ -67,7 +71,14 @@ export interface CertificatePlan {
   table: Map<string, number>;
 }
 
-const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
+/**
+ * Largest certificate or key file read. A leaf with its intermediates is a
+ * few kB, and even a whole CA bundle pasted in by mistake is well under it;
+ * anything larger is not a certificate file (a log, an image, a disk image),
+ * and reading it whole would cost that much memory in every worker, on
+ * every reload.
+ */
+export const MAX_PEM_FILE_BYTES = 1024 * 1024;
 
 const KEY_TYPE_LABEL: Record<string, string> = { rsa: 'RSA', 'rsa-pss': 'RSA-PSS', ec: 'EC', ed25519: 'Ed25519', ed448: 'Ed448', dsa: 'DSA', dh: 'DH', x25519: 'X25519', x448: 'X448' };
 
@@ -88,12 +99,32 @@ function reason(err: unknown): string {
   return e?.code && e.message && !e.message.startsWith(e.code) ? `${e.code}: ${e.message}` : (e?.message ?? String(err));
 }
 
-function readFile(flag: string, file: string): Buffer {
+/**
+ * The file's bytes, bounded, from a regular file only: opened without
+ * blocking and checked on the descriptor, so a FIFO or device swapped in
+ * after the settings were checked cannot hang the event loop (this read is
+ * synchronous) or fill memory.
+ */
+function readFile(flag: string, file: string): { bytes: Buffer; mode: number } {
   try {
-    return fs.readFileSync(file);
+    return readSmallRegularFileWithModeSync(file, MAX_PEM_FILE_BYTES);
   } catch (err) {
-    throw new CertificateError(`${flag} ${file}: cannot read it (${reason(err)})`);
+    // An errno keeps its code in the message (ENOENT: ...); a file of the wrong kind or size says which.
+    const why = err instanceof FileReadProblem && err.cause === undefined ? `${err.message}; a certificate or key file is PEM text of at most 1 MiB` : reason(err instanceof FileReadProblem ? err.cause : err);
+    throw new CertificateError(`${flag} ${file}: cannot read it (${why})`);
   }
+}
+
+/**
+ * Whether a key file holds an encrypted key: PKCS#8 "ENCRYPTED PRIVATE KEY"
+ * (RFC 5958 §3) or a traditional PEM with "Proc-Type: 4,ENCRYPTED" (RFC 1421
+ * §4.6.1.1). Node 20 with OpenSSL 3 reports both, without a passphrase, as
+ * ERR_OSSL_CRYPTO_INTERRUPTED_OR_CANCELLED, not ERR_MISSING_PASSPHRASE, so the
+ * code alone does not say it (Aludel, like nginx without ssl_password_file,
+ * takes unencrypted keys only).
+ */
+function encryptedKeyPem(text: string): boolean {
+  return text.includes('-----BEGIN ENCRYPTED PRIVATE KEY-----') || /^Proc-Type:\s*4,\s*ENCRYPTED\s*$/m.test(text);
 }
 
 /** "DNS:a.test, DNS:\"odd,name\", IP Address:127.0.0.1" -> the DNS values (node quotes values with special characters). */
@@ -149,8 +180,8 @@ export function certificateNames(cert: X509Certificate): string[] {
  */
 export function loadCertificate(files: CertificateFiles, index: number): LoadedCertificate {
   const { certFile, keyFile } = files;
-  const certText = readFile('--cert', certFile).toString('latin1');
-  const blocks = certText.match(PEM_CERTIFICATE) ?? [];
+  const certText = readFile('--cert', certFile).bytes.toString('latin1');
+  const blocks = pemBlocks(certText, ['CERTIFICATE']);
   if (blocks.length === 0) throw new CertificateError(`--cert ${certFile}: no PEM certificate in it (expected -----BEGIN CERTIFICATE-----)`);
   const chain = blocks.map((pem, i) => {
     try {
@@ -168,13 +199,15 @@ export function loadCertificate(files: CertificateFiles, index: number): LoadedC
     }
   }
   const leaf = chain[0]!;
-  const keyPem = readFile('--key', keyFile);
+  const { bytes: keyPem, mode: keyFileMode } = readFile('--key', keyFile);
   let key: KeyObject;
   try {
     key = createPrivateKey(keyPem);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ERR_MISSING_PASSPHRASE') throw new CertificateError(`--key ${keyFile}: the key is encrypted; give an unencrypted key`);
+    if (code === 'ERR_MISSING_PASSPHRASE' || encryptedKeyPem(keyPem.toString('latin1'))) {
+      throw new CertificateError(`--key ${keyFile}: the key is encrypted; give an unencrypted key (openssl pkey -in KEY -out PLAIN.key)`);
+    }
     throw new CertificateError(`--key ${keyFile}: no usable PEM private key in it (${reason(err)})`);
   }
   const certKey = leaf.publicKey;
@@ -199,11 +232,13 @@ export function loadCertificate(files: CertificateFiles, index: number): LoadedC
     index,
     chainPem: blocks.join('\n') + '\n',
     keyPem,
+    keyFileMode,
     names: certificateNames(leaf),
     keyType: key.asymmetricKeyType ?? 'unknown',
     subject: leaf.subject.replace(/\n/g, ', '),
     fingerprint256: leaf.fingerprint256,
     chainLength: chain.length,
+    validFrom: leaf.validFrom,
     validTo: leaf.validTo,
   };
 }
@@ -299,4 +334,35 @@ export function describePlan(plan: CertificatePlan): Array<{ context: number; de
       return { certFile: c.certFile, keyType: typeLabel(c.keyType), subject: c.subject, chain: c.chainLength, validTo: c.validTo };
     }),
   }));
+}
+
+/** A pair that loads and serves, but that the admin should hear about. */
+export interface CertificateWarning {
+  fields: Record<string, unknown>;
+  msg: string;
+}
+
+/**
+ * Warnings about the loaded pairs, logged at start-up and after every
+ * reconfigure. Like nginx, Aludel serves them anyway (the admin may be
+ * mid-rotation, or the clients may not check), but says so once:
+ * - a leaf outside its validity period (RFC 5280 §4.1.2.5): every verifying
+ *   client refuses the handshake, and nothing else in the log says why;
+ * - a key file that group or other users may read: whoever reads it can
+ *   impersonate the server and, without forward secrecy, decrypt its traffic
+ *   (the same warning as --ticket-keys; nginx does not check).
+ */
+export function certificateWarnings(plan: CertificatePlan, now: number = Date.now()): CertificateWarning[] {
+  const out: CertificateWarning[] = [];
+  for (const c of plan.certificates) {
+    const notBefore = Date.parse(c.validFrom);
+    const notAfter = Date.parse(c.validTo);
+    const fields = { certFile: c.certFile, subject: c.subject, validFrom: c.validFrom, validTo: c.validTo };
+    if (now > notAfter) out.push({ fields, msg: 'certificate expired: clients that verify it refuse the handshake; renew it and reload (SIGHUP)' });
+    else if (now < notBefore) out.push({ fields, msg: 'certificate not valid yet: clients that verify it refuse the handshake until its validFrom (or the host clock is wrong)' });
+    if ((c.keyFileMode & 0o044) !== 0) {
+      out.push({ fields: { keyFile: c.keyFile, mode: (c.keyFileMode & 0o777).toString(8).padStart(4, '0') }, msg: 'the private key file is readable by group or other users; whoever reads it can impersonate this server: chmod 600 it' });
+    }
+  }
+  return out;
 }

@@ -7,7 +7,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../log/logger.js';
 import { AGAIN, READABLE, type Native, type PollHandle } from '../native/binding.js';
-import { describePlan } from './certificates.js';
+import { certificateWarnings, describePlan } from './certificates.js';
 import { ConnectionLimit } from '../transport/connection-limit.js';
 import { answerPlainHttp, isPlainHttp } from './plain-http.js';
 import { KtlsConnection } from './ktls-connection.js';
@@ -192,6 +192,7 @@ export class KtlsServer extends EventEmitter implements SecureServer {
     if (this.challenges.length > 0) installAcmeChallenges(this.o.native, next, this.challenges);
     this.tls = next;
     this.o.log.info({ contexts: describePlan(next.resolved.plan) }, 'TLS configuration replaced');
+    for (const w of certificateWarnings(next.resolved.plan)) this.o.log.warn(w.fields, w.msg);
   }
 
   /**

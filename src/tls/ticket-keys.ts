@@ -14,12 +14,15 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { InvalidOptionError } from '../errors.js';
-import { unreadableFileReason } from '../config/readable-file.js';
+import { readSmallRegularFileWithModeSync, unreadableFileReason } from '../config/readable-file.js';
 import type { Logger } from '../log/logger.js';
 
 const NAME = 16;
 export const TICKET_KEY_BYTES = 80;
 export const LEGACY_TICKET_KEY_BYTES = 48;
+
+/** Read at most this much of a key file: enough to say how big a wrong one is, never a huge one whole. */
+const MAX_KEY_FILE_READ = 4096;
 
 /** Why a key file cannot be used (null when it can): missing, unreadable, or not 80/48 bytes. */
 export async function ticketKeyFileProblem(file: string): Promise<string | null> {
@@ -55,21 +58,17 @@ export function exposedMode(mode: number): boolean {
  */
 export function readTicketKeyFiles(files: readonly string[], log: Logger): Buffer[] {
   return files.map((file) => {
-    let bytes: Buffer;
+    let read: { bytes: Buffer; mode: number };
     try {
-      const fd = fs.openSync(file, 'r');
-      try {
-        if (exposedMode(fs.fstatSync(fd).mode)) {
-          log.warn({ file }, '--ticket-keys: the key file is readable by group or other users; whoever reads it can decrypt resumed sessions: chmod 600 it');
-        }
-        bytes = fs.readFileSync(fd);
-      } finally {
-        fs.closeSync(fd);
-      }
+      // Not open(2) then read whole: a FIFO swapped in after the settings check blocked this synchronous open for ever.
+      read = readSmallRegularFileWithModeSync(file, MAX_KEY_FILE_READ);
     } catch (err) {
       throw new InvalidOptionError(`--ticket-keys: ${file}: ${(err as Error).message}`);
     }
-    return parseTicketKey(bytes, file);
+    if (exposedMode(read.mode)) {
+      log.warn({ file }, '--ticket-keys: the key file is readable by group or other users; whoever reads it can decrypt resumed sessions: chmod 600 it');
+    }
+    return parseTicketKey(read.bytes, file);
   });
 }
 

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
@@ -14,6 +15,51 @@ import { serveArgs, startAludel, type LogLine } from '../support/aludel-process.
 import { makeFixtures, type Fixtures } from '../support/fixtures.js';
 import { startFakeAcme, type FakeAcme } from '../support/fake-acme.js';
 import { adminAddress, status } from '../support/metrics.js';
+import { createSelfSignedCert } from '../../src/tls/self-signed.js';
+
+/**
+ * A hostile CA: answers the first GET of its directory (Aludel's probe), then
+ * `stall`s every later request (accepted, never answered) or answers it with
+ * `huge` (64 MiB of JSON string). Returns its directory URL and CA file.
+ */
+async function startHostileCa(dir: string, mode: 'stall' | 'huge'): Promise<{ directoryUrl: string; caFile: string; requests: string[]; close(): void }> {
+  const pair = await createSelfSignedCert({ commonName: 'hostile-ca', altNames: ['127.0.0.1'] });
+  const caFile = path.join(dir, `hostile-${mode}.crt`);
+  fs.writeFileSync(caFile, pair.certPem);
+  const requests: string[] = [];
+  const server = https.createServer({ cert: pair.certPem, key: pair.keyPem }, (req, res) => {
+    requests.push(`${req.method} ${req.url}`);
+    const base = `https://127.0.0.1:${(server.address() as { port: number }).port}`;
+    if (requests.length === 1) {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ newNonce: `${base}/nonce`, newAccount: `${base}/account`, newOrder: `${base}/order` }));
+      return;
+    }
+    if (mode === 'stall') return;
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.write(`{"newNonce":"${base}/nonce","x":"`);
+    const chunk = Buffer.alloc(1024 * 1024, 'a');
+    let sent = 0;
+    const pump = (): void => {
+      while (sent < 64) {
+        sent++;
+        if (!res.write(chunk)) return void res.once('drain', pump);
+      }
+      res.end('"}');
+    };
+    pump();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    directoryUrl: `https://127.0.0.1:${(server.address() as { port: number }).port}/dir`,
+    caFile,
+    requests,
+    close: () => {
+      server.closeAllConnections();
+      server.close();
+    },
+  };
+}
 
 const FAILED = 'acme: certificate order failed; the current certificate keeps serving';
 
@@ -73,6 +119,30 @@ describe('ACME bad input', { concurrency: false }, () => {
       await server.stop();
     }
   });
+
+  for (const [mode, error] of [
+    ['stall', /^no complete answer from the CA within 30 s \(GET https:\/\/127\.0\.0\.1:\d+\/dir\)$/],
+    ['huge', /^GET https:\/\/127\.0\.0\.1:\d+\/dir: ERR_BAD_RESPONSE: maxContentLength size of 1048576 exceeded$/],
+  ] as const) {
+    test(`a CA that ${mode === 'stall' ? 'accepts a request and never answers' : 'answers with 64 MiB'}: the order fails within its bound, with the reason, and is retried later; the stand-in serves`, { timeout: 120_000 }, async () => {
+      const hostile = await startHostileCa(work, mode);
+      const a = args(path.join(work, `hostile-${mode}`), 'localhost');
+      a.splice(a.indexOf('--acme-directory'), 4, '--acme-directory', hostile.directoryUrl, '--acme-ca', hostile.caFile);
+      const server = await startAludel(a);
+      try {
+        // Bounded by the 30 s deadline per request (stall) or the 1 MiB answer limit (huge); 60 s is the test's own guard.
+        const line = await server.waitForLog((l) => l.msg === FAILED && l.domain === 'localhost', 60_000);
+        assert.match(String(line.error), error);
+        assert.ok(Number(line.retryInMs) > 0, 'retried later');
+        const st = (await status(await adminAddress(server))) as unknown as { acme: Array<Record<string, unknown>> };
+        assert.match(String(st.acme[0]!.lastError), error);
+        assert.equal((await peer(server.port, 'localhost')).issuer.CN, 'localhost', 'the stand-in serves');
+      } finally {
+        await server.stop();
+        hostile.close();
+      }
+    });
+  }
 
   test('a corrupt stored certificate: set aside (not deleted), logged, a stand-in served, in /status', async () => {
     const storage = path.join(work, 's2');

@@ -571,6 +571,24 @@ describe('aludel proxy --cache (userspace TLS)', () => {
     assert.equal(none.stdout.toString(), '400');
   });
 
+  test('POST /purge from a web page (Origin or Sec-Fetch-Site, as any browser sends) is refused with 403 and a log line; the entry stays', async () => {
+    const dir = cacheDir();
+    const p = await proxy(`http://127.0.0.1:${sink.port}`, dir, '--admin', '127.0.0.1:0');
+    const adminAt = String((await p.waitForLog((l) => l.msg === 'admin listening')).admin);
+    const url = `/cache?cc=${enc('max-age=60')}&webpagepurge=1`;
+    await get(p, url);
+    const purgeUrl = `http://${adminAt}/purge?url=${encodeURIComponent(`https://localhost:${p.port}${url}`)}`;
+    // What a page on another site sends (a simple POST needs no CORS preflight), and what a DNS-rebinding page sends.
+    for (const headers of [['Origin: https://evil.example', 'Sec-Fetch-Site: cross-site'], [`Origin: http://rebound.example:${adminAt.split(':')[1]}`], ['Sec-Fetch-Site: same-site']]) {
+      const from = p.mark();
+      const r = await curl(['-sS', '-w', '%{http_code}', '-X', 'POST', ...headers.flatMap((h) => ['-H', h]), purgeUrl]);
+      assert.match(r.stdout.toString(), /^refused: this request came from a web page.*\n403$/s, headers.join(', '));
+      await p.waitForLog((l) => l.level === 40 && l.msg.startsWith('admin: POST /purge from a web page refused'), 5000, from);
+    }
+    assert.match((await get(p, url)).headers['cache-status']!, /; hit;/, 'still cached');
+    assert.equal(sinkCount(url), 1);
+  });
+
   test('settings from a config file: cache and cache-size', async () => {
     const dir = cacheDir();
     const file = path.join(fx.dir, 'cache-proxy.yaml');

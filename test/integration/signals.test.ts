@@ -11,13 +11,13 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { serveArgs, startAludel, type Running } from '../support/aludel-process.js';
+import { serveArgs, startAludel, type LogLine, type Running } from '../support/aludel-process.js';
 import { curl } from '../support/clients.js';
 import { makeFixtures, sha256, type Fixtures } from '../support/fixtures.js';
 import { startSinkOrigin, type SinkOrigin } from '../support/origins.js';
 import { run } from '../support/run-process.js';
 import { waitUntil } from '../support/wait.js';
-import { fingerprint, makeLeaf, presented, rotatingCert } from '../support/sni-certs.js';
+import { fingerprint, makeDatedLeaf, makeLeaf, presented, rotatingCert } from '../support/sni-certs.js';
 import { USR2_IGNORED } from '../../src/cli/signals.js';
 
 const FILES = { big: { name: 'big-32m.bin', size: 32 * 1024 * 1024 }, huge: { name: 'huge-64m.bin', size: 64 * 1024 * 1024 }, small: { name: 'small.bin', size: 1000 } };
@@ -186,6 +186,39 @@ describe('signals', () => {
       await new Promise((r) => setTimeout(r, 200));
       assert.equal(p.logs.slice(bad).filter((l) => l.level >= 50).length, 1, 'one error line');
       assert.equal((await presented(p.port, 'localhost')).leaf.fingerprint256, fingerprint(next.certFile), 'the previous certificate keeps serving');
+    } finally {
+      await p.stop();
+    }
+  });
+
+  test('an expired certificate, a not-yet-valid one and a key file others can read: served as nginx does, with one warning line each, at start-up and after SIGHUP', async () => {
+    const dir = fs.mkdtempSync(path.join(fx.outDir, 'dated-'));
+    const day = 24 * 60 * 60 * 1000;
+    const now = Date.now();
+    const expired = await makeDatedLeaf(dir, 'expired', 'localhost', new Date(now - 30 * day), new Date(now - day), 0o644);
+    const early = await makeDatedLeaf(dir, 'early', 'localhost', new Date(now + day), new Date(now + 30 * day));
+    const live = { certFile: path.join(dir, 'live.crt'), keyFile: path.join(dir, 'live.key') };
+    fs.copyFileSync(expired.certFile, live.certFile);
+    fs.copyFileSync(expired.keyFile, live.keyFile);
+    fs.chmodSync(live.keyFile, 0o644);
+    const p = await startAludel(['serve', '--listen', '127.0.0.1:0', '--cert', live.certFile, '--key', live.keyFile, '--root', fx.root]);
+    try {
+      const warnings = (from: number, to = p.logs.length): LogLine[] => p.logs.slice(from, to).filter((l) => l.level === 40 && (l.certFile === live.certFile || l.keyFile === live.keyFile));
+      assert.deepEqual(warnings(0).map((l) => l.msg), [
+        'certificate expired: clients that verify it refuse the handshake; renew it and reload (SIGHUP)',
+        'the private key file is readable by group or other users; whoever reads it can impersonate this server: chmod 600 it',
+      ]);
+      assert.equal(warnings(0)[1]!.mode, '0644');
+      assert.equal((await presented(p.port, 'localhost')).leaf.fingerprint256, fingerprint(expired.certFile), 'still served: the admin decides');
+
+      fs.copyFileSync(early.certFile, live.certFile);
+      fs.copyFileSync(early.keyFile, live.keyFile);
+      fs.chmodSync(live.keyFile, 0o600);
+      const from = p.mark();
+      p.child.kill('SIGHUP');
+      await p.waitForLog((l) => l.msg.startsWith('reloaded'), 10_000, from);
+      assert.deepEqual(warnings(from).map((l) => l.msg), ['certificate not valid yet: clients that verify it refuse the handshake until its validFrom (or the host clock is wrong)']);
+      assert.equal((await presented(p.port, 'localhost')).leaf.fingerprint256, fingerprint(early.certFile));
     } finally {
       await p.stop();
     }

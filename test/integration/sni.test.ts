@@ -25,7 +25,7 @@ import { fingerprint, makeChain, makeLeaf, presented, sClient, startSniServer, t
 import { patternSha256 } from '../support/sni-pattern.js';
 
 let dir: string;
-let certs: { default: Pair; a: Pair; w: Pair; aRsa: Pair; chain: Pair & { root: string; reversed: string }; a2: Pair; ipOnly: Pair; garbage: string; missing: string };
+let certs: { default: Pair; a: Pair; w: Pair; aRsa: Pair; chain: Pair & { root: string; reversed: string }; a2: Pair; ipOnly: Pair; garbage: string; missing: string; encrypted: { pkcs8: string; traditional: string } };
 let list: Pair[];
 
 before(async () => {
@@ -41,7 +41,11 @@ before(async () => {
   ]);
   const garbage = path.join(dir, 'garbage.crt');
   fs.writeFileSync(garbage, '-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n');
-  certs = { default: def, a, w, aRsa, chain, a2, ipOnly, garbage, missing: path.join(dir, 'missing.crt') };
+  const plainKey = crypto.createPrivateKey(fs.readFileSync(a.keyFile));
+  const encrypted = { pkcs8: path.join(dir, 'a-pkcs8-encrypted.key'), traditional: path.join(dir, 'a-traditional-encrypted.key') };
+  fs.writeFileSync(encrypted.pkcs8, plainKey.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'secret' }));
+  fs.writeFileSync(encrypted.traditional, plainKey.export({ type: 'sec1', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'secret' }));
+  certs = { default: def, a, w, aRsa, chain, a2, ipOnly, garbage, missing: path.join(dir, 'missing.crt'), encrypted };
   list = [def, a, w, aRsa, { certFile: chain.certFile, keyFile: chain.keyFile }];
 });
 
@@ -87,6 +91,12 @@ describe('the plan (pure TypeScript)', () => {
       [[{ certFile: certs.chain.reversed, keyFile: certs.chain.keyFile }], new RegExp(`--cert ${certs.chain.reversed}: certificate 2 \\(CN=chain.test\\) did not issue certificate 1.*leaf first`)],
       [[certs.default, certs.a, certs.a2], new RegExp(`--cert ${certs.a2.certFile} would never be chosen: .*a.test.*EC certificate earlier in the list \\(--cert ${certs.a.certFile}\\)`)],
       [[certs.a, certs.ipOnly], new RegExp(`--cert ${certs.ipOnly.certFile} names no host`)],
+      // Encrypted keys, PKCS#8 and traditional PEM: node reports them as ERR_OSSL_CRYPTO_INTERRUPTED_OR_CANCELLED.
+      [[{ certFile: certs.a.certFile, keyFile: certs.encrypted.pkcs8 }], new RegExp(`^--key ${certs.encrypted.pkcs8}: the key is encrypted; give an unencrypted key`)],
+      [[{ certFile: certs.a.certFile, keyFile: certs.encrypted.traditional }], new RegExp(`^--key ${certs.encrypted.traditional}: the key is encrypted; give an unencrypted key`)],
+      // A device (or a FIFO) is refused by its type, not read: /dev/zero would fill memory, a FIFO block the event loop.
+      [[{ certFile: '/dev/null', keyFile: certs.a.keyFile }], /^--cert \/dev\/null: cannot read it \(not a regular file; a certificate or key file is PEM text of at most 1 MiB\)$/],
+      [[{ certFile: certs.a.certFile, keyFile: '/dev/null' }], /^--key \/dev\/null: cannot read it \(not a regular file; /],
     ];
     for (const [pairs, re] of cases) assert.throws(() => planCertificates(pairs), (err: Error & { code?: string }) => re.test(err.message) && err.code === 'ERR_TLS_CERTIFICATE', `${re}`);
   });
@@ -209,6 +219,18 @@ for (const e of ENGINES) {
       const err = await srv.reconfigure({ certificates: [certs.default, { certFile: certs.garbage, keyFile: certs.a.keyFile }] });
       assert.ok(err, 'reconfigure must fail');
       assert.match(err.message, new RegExp(`--cert ${certs.garbage}`));
+      assert.equal(err.code, 'ERR_TLS_CERTIFICATE');
+      const p = await presented(srv.port, 'a.test');
+      assert.equal(p.leaf.fingerprint256, fingerprint(certs.a2.certFile), 'still the configuration before the failed reconfigure');
+    });
+
+    test('an oversized certificate file (a good chain, then megabytes) throws, names the file and the limit; nothing changed', async () => {
+      // Read whole before, into every worker on every reload: a certificate file is a few kB.
+      const huge = path.join(dir, `huge-${e.engine}.crt`);
+      fs.writeFileSync(huge, fs.readFileSync(certs.a.certFile, 'latin1') + '#'.repeat(2 * 1024 * 1024));
+      const err = await srv.reconfigure({ certificates: [certs.default, { certFile: huge, keyFile: certs.a.keyFile }] });
+      assert.ok(err, 'reconfigure must fail');
+      assert.match(err.message, new RegExp(`^--cert ${huge}: cannot read it \\(larger than 1048576 bytes \\(${2 * 1024 * 1024 + fs.statSync(certs.a.certFile).size}\\); a certificate or key file is PEM text of at most 1 MiB\\)$`));
       assert.equal(err.code, 'ERR_TLS_CERTIFICATE');
       const p = await presented(srv.port, 'a.test');
       assert.equal(p.leaf.fingerprint256, fingerprint(certs.a2.certFile), 'still the configuration before the failed reconfigure');

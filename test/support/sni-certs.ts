@@ -4,12 +4,13 @@
  * -> leaf chain. Plus an s_client wrapper that returns the certificate the
  * server presented.
  */
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, webcrypto } from 'node:crypto';
 import { fork, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { reapOnExit, run } from './run-process.js';
+import { loadX509 } from '../../src/tls/self-signed.js';
 
 export interface Pair {
   certFile: string;
@@ -64,6 +65,33 @@ export async function rotatingCert(dir: string): Promise<{ live: Pair; old: Pair
   };
   install(old);
   return { live, old, next, install };
+}
+
+/**
+ * A self-signed ECDSA leaf for `name` valid only from notBefore to notAfter
+ * (openssl req cannot date a certificate in the past), the key file written
+ * with `keyMode`.
+ */
+export async function makeDatedLeaf(dir: string, file: string, name: string, notBefore: Date, notAfter: Date, keyMode = 0o600): Promise<Pair> {
+  const x509 = await loadX509();
+  const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
+  const keys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as CryptoKeyPair;
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: '01',
+    name: `CN=${name}`,
+    notBefore,
+    notAfter,
+    keys,
+    signingAlgorithm: alg,
+    extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: name }])],
+  });
+  const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey)).toString('base64');
+  const certFile = path.join(dir, `${file}.crt`);
+  const keyFile = path.join(dir, `${file}.key`);
+  fs.writeFileSync(certFile, cert.toString('pem') + '\n');
+  fs.writeFileSync(keyFile, `-----BEGIN PRIVATE KEY-----\n${pkcs8.replace(/.{64}/g, '$&\n')}\n-----END PRIVATE KEY-----\n`, { mode: keyMode });
+  fs.chmodSync(keyFile, keyMode); // the umask may have narrowed the mode given to open(2)
+  return { certFile, keyFile };
 }
 
 export function fingerprint(certFile: string): string {

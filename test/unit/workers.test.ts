@@ -6,14 +6,18 @@
  * nginx's ssl_session_ticket_key files).
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import { describe, test } from 'node:test';
 import { upstreamsAcross } from '../../src/cli/primary-admin.js';
 import { deathsInRow, RESTART_CAP_MS, RESTART_FIRST_MS, restartDelayMs, STABLE_MS } from '../../src/cli/restart-backoff.js';
 import { isToPrimary, isToWorker, withoutInspectFlags, workerRole, workersToStart, WORKER_ENV, WORKER_FDS_ENV } from '../../src/cli/worker-protocol.js';
 import { MAX_WORKERS, workerCountFor } from '../../src/config/setting-values.js';
 import { InvalidOptionError } from '../../src/errors.js';
-import { exposedMode, generateTicketKey, nodeTlsTicketKey, parseTicketKey, rotateTicketKeys } from '../../src/tls/ticket-keys.js';
+import { exposedMode, generateTicketKey, nodeTlsTicketKey, parseTicketKey, readTicketKeyFiles, rotateTicketKeys } from '../../src/tls/ticket-keys.js';
+import type { Logger } from '../../src/log/logger.js';
 
 describe('restart back-off', () => {
   test('first restart at once-ish, then doubling, capped at 30 s', () => {
@@ -110,6 +114,20 @@ describe('session ticket keys', () => {
     assert.equal(exposedMode(0o100400), false);
     assert.equal(exposedMode(0o100640), true);
     assert.equal(exposedMode(0o100604), true);
+  });
+
+  test('readTicketKeyFiles: a FIFO or a device (swapped in after the settings check) is refused by its type, not opened for reading and waited on', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aludel-ticket-'));
+    try {
+      const fifo = path.join(dir, 'ticket.key');
+      execFileSync('mkfifo', [fifo]);
+      const silent = { warn: () => undefined } as unknown as Logger;
+      for (const file of [fifo, '/dev/zero']) {
+        assert.throws(() => readTicketKeyFiles([file], silent), (e: unknown) => e instanceof InvalidOptionError && e.message === `--ticket-keys: ${file}: not a regular file`);
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('node:tls gets a 48-byte key: name | first 16 bytes of the HMAC secret | first 16 of the AES key', () => {

@@ -62,10 +62,24 @@ export class AcmeOrderError extends Error {
   }
 }
 
+/** The longest one request to the CA may take, answer included (the directory probe's bound too). */
+export const ACME_REQUEST_TIMEOUT_MS = 30_000;
+/**
+ * The largest answer taken from the CA. A directory, an order or an
+ * authorization is a few hundred bytes, a chain a few kB (RFC 8555 §7.4.2);
+ * axios's default is no limit, so a hostile or broken CA could fill memory.
+ */
+export const ACME_MAX_ANSWER_BYTES = 1024 * 1024;
+
 /**
  * The axios instance acme-client shares: our trust store for the directory,
  * and no retries of its own (it would sleep through Retry-After inside the
  * request; the scheduler backs off instead, and keeps serving meanwhile).
+ * Bounded as the directory probe is: axios's defaults have no timeout and no
+ * size limit, so a CA that accepted the connection and never answered held
+ * the order (and every later renewal of the name) for ever, with nothing
+ * logged. No redirects: RFC 8555 has none, and following one would send the
+ * signed requests to another host.
  */
 export function configureTransport(caFile: string | null): https.Agent {
   const extra = [caFile, process.env.NODE_EXTRA_CA_CERTS].filter((f): f is string => typeof f === 'string' && f !== '');
@@ -73,8 +87,16 @@ export function configureTransport(caFile: string | null): https.Agent {
   if (defaults.acmeSettings) defaults.acmeSettings.retryMaxAttempts = 0;
   const agent = caFile === null ? https.globalAgent : new https.Agent({ ca: [...tls.rootCertificates, ...extra.map((f) => fs.readFileSync(f, 'utf8'))] });
   defaults.httpsAgent = agent;
+  defaults.maxContentLength = ACME_MAX_ANSWER_BYTES;
+  defaults.maxRedirects = 0;
   if (!watching) {
     watching = true;
+    // axios's timeout is the socket's idle time: a CA dripping a byte now and then would never reach it. A deadline per request.
+    acmeLib().axios.interceptors.request.use((config) => {
+      config.signal ??= requestDeadline(config.method, config.url);
+      return config;
+    });
+    keepTransportErrors(acmeLib().axios.interceptors.response);
     // acme-client turns a refusal into a plain Error: keep the CA's Retry-After (RFC 8555 §6.6) aside.
     acmeLib().axios.interceptors.response.use(
       (r) => {
@@ -90,6 +112,37 @@ export function configureTransport(caFile: string | null): https.Agent {
   return agent;
 }
 
+/** Aborts a request that has not been answered whole within ACME_REQUEST_TIMEOUT_MS, saying so. */
+function requestDeadline(method: string | undefined, url: string | undefined): AbortSignal {
+  const ctl = new AbortController();
+  const what = `${(method ?? 'get').toUpperCase()} ${url ?? '?'}`;
+  setTimeout(() => ctl.abort(new Error(`no complete answer from the CA within ${ACME_REQUEST_TIMEOUT_MS / 1000} s (${what})`)), ACME_REQUEST_TIMEOUT_MS).unref();
+  return ctl.signal;
+}
+
+/**
+ * A request that got no answer (deadline, answer too large, connection
+ * reset) reaches acme-client's retry interceptor with no response, which,
+ * retries being off, reads `response.config` of undefined: every such
+ * failure was logged as "Cannot read properties of undefined (reading
+ * 'config')". Run first (axios runs response interceptors in the order of
+ * `handlers`, which its InterceptorManager documents as public) and pass a
+ * plain Error on, which acme-client's interceptor lets through untouched.
+ */
+function keepTransportErrors(chain: { use(ok: null, fail: (e: unknown) => unknown): number; handlers?: unknown[] }): void {
+  chain.use(null, (e: unknown) => {
+    const err = e as Error & { response?: unknown; code?: string; config?: { method?: string; url?: string; signal?: AbortSignal } };
+    if (err?.response !== undefined || err?.config === undefined) return Promise.reject(e);
+    // Our deadline: axios reports any abort as "canceled"; the signal keeps the reason.
+    const reason: unknown = err.code === 'ERR_CANCELED' ? err.config.signal?.reason : undefined;
+    if (reason instanceof Error) return Promise.reject(new Error(reason.message));
+    const what = `${(err.config.method ?? 'get').toUpperCase()} ${err.config.url ?? '?'}`;
+    return Promise.reject(new Error(`${what}: ${err.code && !err.message.includes(err.code) ? `${err.code}: ` : ''}${err.message}`));
+  });
+  const h = chain.handlers;
+  if (Array.isArray(h) && h.length > 1) h.unshift(h.pop());
+}
+
 let watching = false;
 /** The Retry-After of the last 429/503 answer during the current order. */
 let lastRetryAfter: string | undefined;
@@ -101,7 +154,7 @@ let lastRetryAfter: string | undefined;
  */
 function probeDirectory(url: string, agent: https.Agent): Promise<void> {
   return new Promise((resolve, reject) => {
-    const req = https.get(url, { agent, timeout: 30_000 }, (res) => {
+    const req = https.get(url, { agent, timeout: ACME_REQUEST_TIMEOUT_MS }, (res) => {
       res.resume();
       if (res.statusCode === 200) resolve();
       else reject(new AcmeOrderError(`the ACME directory ${url} answered HTTP ${res.statusCode}`, res.headers['retry-after']));

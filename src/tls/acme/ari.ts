@@ -10,6 +10,7 @@
 import https from 'node:https';
 import { loadX509 } from '../self-signed.js';
 import type { RenewalWindow } from './renew-policy.js';
+import { pemBlocks } from '../pem.js';
 
 /** What one renewalInfo answer says. */
 export interface RenewalInfo {
@@ -29,7 +30,6 @@ const TIMEOUT_MS = 30_000;
 /** A directory or a renewalInfo object is a few hundred bytes; anything far larger is not one. */
 const MAX_BODY = 64 * 1024;
 
-const PEM_LEAF = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/;
 /** RFC 3339 date-time (§4.2 requires it for start and end). */
 const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
 
@@ -52,7 +52,7 @@ export function serialDerBytes(hex: string): Buffer {
  * `pem`; null when it has no AKI keyIdentifier (a self-signed stand-in): no ARI for it.
  */
 export async function ariCertId(pem: string): Promise<string | null> {
-  const leaf = PEM_LEAF.exec(pem)?.[0];
+  const leaf = pemBlocks(pem, ['CERTIFICATE'])[0];
   if (!leaf) return null;
   const x509 = await loadX509();
   const cert = new x509.X509Certificate(leaf);
