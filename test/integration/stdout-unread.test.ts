@@ -71,8 +71,10 @@ describe('the main log on a stdout pipe nobody reads', { timeout: 180_000 }, () 
       await flood(s.port);
       const r = await curl(['--cacert', fx.certFile, '--max-time', '10', '-o', '/dev/null', '-w', '%{http_code}', `https://localhost:${s.port}/${fx.files.one.name}`]);
       assert.equal(r.stdout.toString(), '200', `answers while stdout is full: ${r.stderr}`);
+      // The same load with stdout read grows RSS by 60-100 MB here (HTTP/2 sessions, the heap): this
+      // bounds it loosely; what was held for the log is bounded exactly by the bytes read below.
       const grown = rssKiB(s.child.pid!) - rssBefore;
-      assert.ok(grown < 96 * 1024, `RSS grew ${grown} KiB for ~27 MB of unread lines (queue at most 16 MiB)`);
+      assert.ok(grown < 256 * 1024, `RSS grew ${grown} KiB`);
 
       let out = '';
       s.child.stdout!.on('data', (c: Buffer) => { out += c.toString(); });
@@ -83,6 +85,8 @@ describe('the main log on a stdout pipe nobody reads', { timeout: 180_000 }, () 
       assert.ok(n, `a line says lines were dropped; stdout ends: ${out.slice(-300)}`);
       assert.equal(n.level, 40);
       assert.ok(Number(n.dropped) > 0 && n.queueMax === 16 * 1024 * 1024, JSON.stringify(n));
+      // The 16 MiB queue, the socket pair's buffers and the reader's 16 KiB: not the ~27 MB logged.
+      assert.ok(Buffer.byteLength(out) < 16 * 1024 * 1024 + 4 * 1024 * 1024, `${Buffer.byteLength(out)} bytes were held for the reader`);
       const lines = out.split('\n').slice(0, -1);
       for (const l of lines) assert.doesNotThrow(() => JSON.parse(l), `a whole JSON line: ${l.slice(0, 120)}`);
       assert.ok(lines.filter((l) => l.includes('"msg":"request"')).length < 6000, 'some request lines were dropped, not queued without end');

@@ -11,6 +11,7 @@
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startAludel, type LogLine, type Running } from '../support/aludel-process.js';
@@ -95,6 +96,33 @@ describe('--workers: a reload that changes a restart-only setting', () => {
       assert.deepEqual([...await bodies(p, p.port, fresh.pid as number)], ['B']);
     } finally {
       await p.stop();
+    }
+  });
+
+  test('aludel proxy --cache: a reload that names another cache directory leaves every worker, a restarted one too, on the one it started with', { timeout: 120_000 }, async () => {
+    const origin = http.createServer((req, res) => res.writeHead(200, { 'Cache-Control': 'max-age=60', 'Content-Length': 2 }).end('ok'));
+    await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
+    const to = `http://127.0.0.1:${(origin.address() as { port: number }).port}`;
+    const cacheA = path.join(dir, 'cache-a');
+    const cacheB = path.join(dir, 'cache-b');
+    const proxyConfig = path.join(dir, 'proxy.yaml');
+    fs.writeFileSync(proxyConfig, `listen: 127.0.0.1:0\nto: ${to}\ncache: ${cacheA}\n`);
+    const p = await startAludel(['proxy', '--cert', fx.certFile, '--key', fx.keyFile, '--config', proxyConfig, '--workers', '2']);
+    try {
+      const pids = (await p.waitForLog((l) => Array.isArray(l.workerPids))).workerPids as number[];
+      const started = `127.0.0.1:${p.port}`;
+      fs.writeFileSync(proxyConfig, `listen: 127.0.0.1:0\nto: ${to}\ncache: ${cacheB}\n`);
+      const from = p.mark();
+      p.child.kill('SIGHUP');
+      await waitUntil(() => new Set(p.logs.slice(from).filter((l) => String(l.msg).startsWith('reloaded:')).map((l) => l.pid)).size === 2, 20_000);
+      assert.ok(p.logs.slice(from).some((l) => String(l.msg).includes('take effect only on a restart') && (l.settings as string[]).includes('cache')));
+      const fresh = await respawn(p, pids[0]!);
+      assert.equal(fresh.listen, started);
+      assert.deepEqual([...await bodies(p, p.port, fresh.pid as number)], ['ok']);
+      assert.equal(fs.existsSync(cacheB), false, 'no worker opened the cache directory only a restart would switch to');
+    } finally {
+      await p.stop();
+      await new Promise((r) => origin.close(r));
     }
   });
 });
