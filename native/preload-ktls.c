@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include "preload.h"
 
@@ -24,6 +25,26 @@
 /* The TLS ULP: only on an ESTABLISHED socket; ENOENT on a kernel without CONFIG_TLS. Without keys the socket stays plain TCP. */
 int aludel_ktls_ulp(int fd) {
   return setsockopt(fd, SOL_TCP, TCP_ULP, "tls", sizeof "tls");
+}
+
+/*
+ * Whether this kernel has the TLS ULP, from its own answer on a fresh TCP
+ * socket that never connects: setsockopt(TCP_ULP, "tls") fails with ENOENT
+ * when no "tls" ULP is registered or can be loaded (no CONFIG_TLS, no
+ * module); otherwise the ULP exists and tls_init refuses the unconnected
+ * socket (ENOTCONN, ENOTSUPP on 4.13-era kernels). 1: present, 0: absent,
+ * -1: no socket to ask with. errno is left as it was (the program's).
+ */
+int aludel_ktls_ulp_present(void) {
+  int saved = errno;
+  int present = -1;
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd >= 0) {
+    present = aludel_ktls_ulp(fd) == 0 || errno != ENOENT;
+    close(fd);
+  }
+  errno = saved;
+  return present;
 }
 
 /* One record of `type` (alert, handshake) through kernel TX: sendmsg with a TLS_SET_RECORD_TYPE cmsg. */

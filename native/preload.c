@@ -200,6 +200,17 @@ static enum aludel_lib identify(const char *ssl_file, char *text_out, size_t tex
   return ALUDEL_LIB_NONE;
 }
 
+/*
+ * What the strategy line says when this kernel has no TLS ULP (its answer,
+ * aludel_ktls_ulp_present), else NULL: the connections then stay in
+ * OpenSSL's userspace TLS whatever the strategy does, and the line says so
+ * rather than what would happen with kTLS (aludel run warns the same).
+ * The strategy stays active: a module loaded later serves later connections.
+ */
+static const char *kernel_tls_absent(void) {
+  return aludel_ktls_ulp_present() == 0 ? "kernel TLS is not available here (setsockopt TCP_ULP \"tls\": ENOENT, no CONFIG_TLS or tls module)" : NULL;
+}
+
 static void choose_keys(enum aludel_lib lib, const char *ssl_file, const char *text, const char *because) {
   char missing[128];
   if (!aludel_keys_resolve(lib, missing, sizeof missing)) {
@@ -209,7 +220,9 @@ static void choose_keys(enum aludel_lib lib, const char *ssl_file, const char *t
   aludel_lib = lib;
   aludel_keys_active = 1;
   const char *what = lib == ALUDEL_LIB_102 ? "TLS 1.2 AES-GCM connections" : "TLS 1.2 (AES-GCM, ChaCha20-Poly1305) and TLS 1.3 connections";
-  snprintf(real.why, sizeof real.why, "strategy keys (%s): %s handed to kernel TLS after the handshake, both directions (%s, %s)", because, what, text, ssl_file);
+  const char *absent = kernel_tls_absent();
+  if (absent != NULL) snprintf(real.why, sizeof real.why, "strategy keys (%s): %s: %s stay in OpenSSL's userspace TLS (%s, %s)", because, absent, what, text, ssl_file);
+  else snprintf(real.why, sizeof real.why, "strategy keys (%s): %s handed to kernel TLS after the handshake, both directions (%s, %s)", because, what, text, ssl_file);
 }
 
 static void choose_option(const char *ssl_file, const char *text, const char *because) {
@@ -221,7 +234,9 @@ static void choose_option(const char *ssl_file, const char *text, const char *be
   }
   aludel_lib = ALUDEL_LIB_3;
   real.option_active = 1;
-  snprintf(real.why, sizeof real.why, "strategy option (%s): SSL_OP_ENABLE_KTLS set on every SSL_CTX and SSL (%s, %s)", because, text, ssl_file);
+  const char *absent = kernel_tls_absent();
+  if (absent != NULL) snprintf(real.why, sizeof real.why, "strategy option (%s): SSL_OP_ENABLE_KTLS set on every SSL_CTX and SSL, but %s: connections stay in OpenSSL's userspace TLS (%s, %s)", because, absent, text, ssl_file);
+  else snprintf(real.why, sizeof real.why, "strategy option (%s): SSL_OP_ENABLE_KTLS set on every SSL_CTX and SSL (%s, %s)", because, text, ssl_file);
 }
 
 static void resolve(void) {

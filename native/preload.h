@@ -214,6 +214,7 @@ void aludel_secrets_ssl_created(SSL *ssl, SSL_CTX *ctx);
 
 /* preload-ktls.c: each returns 0 or -1 with errno, as the syscall does. */
 int aludel_ktls_ulp(int fd);
+int aludel_ktls_ulp_present(void); /* 1, 0, or -1 when it cannot tell: the kernel's answer, errno kept */
 ssize_t aludel_ktls_send_record(int fd, unsigned char type, const void *buf, size_t n);
 ssize_t aludel_ktls_recv(int fd, void *buf, size_t n, int peek, unsigned char *type);
 ssize_t aludel_ktls_send(int fd, const void *buf, size_t n);

@@ -19,6 +19,37 @@ import type { WorkerRole } from './worker-protocol.js';
 export const WORKER_CONFIG_ENV = 'ALUDEL_WORKER_CONFIG';
 
 /**
+ * Set beside it: the restart-only settings (the listen addresses, the
+ * engine, the access log, the cache...) as the primary started with them,
+ * JSON. A reload that changes one of them loads, and the workers keep the
+ * values they run with ("these take effect only on a restart"); the held
+ * text is the new one, so a worker restarted later would have bound the new
+ * addresses alone, beside workers still on the old ones. nginx keeps
+ * listening where it listened, and what a reload changes applies to every
+ * worker alike: a restarted worker takes these from here, the rest from
+ * the held text.
+ */
+export const WORKER_STARTED_ENV = 'ALUDEL_WORKER_STARTED';
+
+/** The values of `keys` in `s`, for WORKER_STARTED_ENV (the same JSON the reload's comparison uses, serving.ts changed). */
+export function restartOnlyJson<S extends object>(s: S, keys: ReadonlyArray<keyof S>): string {
+  return JSON.stringify(Object.fromEntries(keys.map((k) => [k, s[k]])));
+}
+
+/** `next` with the values of `keys` taken from `kept` where it has them. */
+export function keepValues<S extends object>(next: S, kept: Partial<S>, keys: ReadonlyArray<keyof S>): S {
+  const out = { ...next };
+  for (const k of keys) if (k in kept) out[k] = kept[k] as S[keyof S];
+  return out;
+}
+
+/** A worker's start settings: `s` (from the held text) with the restart-only `keys` as the primary started (WORKER_STARTED_ENV). */
+export function asStarted<S extends object>(s: S, keys: ReadonlyArray<keyof S>, role: WorkerRole | null, env: NodeJS.ProcessEnv = process.env): S {
+  const json = role === null ? undefined : env[WORKER_STARTED_ENV];
+  return json === undefined ? s : keepValues(s, JSON.parse(json) as Partial<S>, keys);
+}
+
+/**
  * The config text this process starts from: a worker's is its primary's copy;
  * anyone else reads the file (undefined: no --config).
  */
@@ -35,6 +66,8 @@ export class HeldConfig {
     private current: string,
     /** Validates a text as a start would (throws when it would not start). */
     private readonly check: (text: string) => Promise<unknown>,
+    /** The restart-only settings at start (restartOnlyJson), for WORKER_STARTED_ENV: no reload changes them. */
+    readonly startedRestartOnly: string,
   ) {}
 
   get text(): string {

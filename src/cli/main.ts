@@ -12,13 +12,13 @@ import { runDemo } from './demo-command.js';
 import { registerDoctor } from './doctor-command.js';
 import { registerProxyCommands } from './proxy-command.js';
 import { registerRunCommands } from './run-command.js';
-import { reportFatal, runServe } from './serve-command.js';
+import { LISTENER_RESTART, reportFatal, runServe } from './serve-command.js';
 import { addProxyOptions, resolveServeSettings, type ProxyFlags } from './proxy-options.js';
 import { handleServingSignals } from './signals.js';
 import { runPrimary, startsWorkers } from './primary.js';
 import { workerRole } from './worker-protocol.js';
 import { reportWorkerReady } from './worker-link.js';
-import { HeldConfig, startConfigText } from './held-config.js';
+import { asStarted, HeldConfig, restartOnlyJson, startConfigText } from './held-config.js';
 
 const program = new Command();
 program.name('aludel').description('Modern, cheap TLS (Linux kernel TLS) in front of applications that cannot be changed');
@@ -30,10 +30,10 @@ addProxyOptions(program.command('serve').description('serve static files over HT
       const role = workerRole(process.env);
       // Read once: the primary keeps the very text it validated (held-config.ts).
       const text = await startConfigText(flags.config, role);
-      const s = await resolveServeSettings(flags, text);
+      const s = asStarted(await resolveServeSettings(flags, text), LISTENER_RESTART, role);
       if (startsWorkers(s, role)) {
         const check = (t: string): Promise<unknown> => resolveServeSettings(flags, t);
-        const primary = await runPrimary(s, text === undefined ? null : new HeldConfig(flags.config!, text, check));
+        const primary = await runPrimary(s, text === undefined ? null : new HeldConfig(flags.config!, text, check, restartOnlyJson(s, LISTENER_RESTART)));
         handleServingSignals(primary.log, primary);
         return;
       }

@@ -33,7 +33,7 @@ import { formatAddress, listenError } from './listeners.js';
 import { startWorkerAdmin, type WorkerMetricsSource } from './primary-admin.js';
 import type { SignalTargets } from './signals.js';
 import { CacheRelay } from './cache-relay.js';
-import { WORKER_CONFIG_ENV, type HeldConfig } from './held-config.js';
+import { WORKER_CONFIG_ENV, WORKER_STARTED_ENV, type HeldConfig } from './held-config.js';
 
 type PrimarySettings = ListenerSettings & Partial<Pick<HttpServerSettings, 'redirectHttp' | 'acme'>> & { mode: 'serve' | 'http' | 'tcp' };
 
@@ -168,8 +168,14 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
     if (nodeOptions === undefined) delete env.NODE_OPTIONS;
     else env.NODE_OPTIONS = nodeOptions;
     // The configuration last loaded, not the file as it is now (nginx's master respawns from memory).
-    if (this.config === null) delete env[WORKER_CONFIG_ENV];
-    else env[WORKER_CONFIG_ENV] = this.config.text;
+    // Its restart-only settings (listen, ...) as every other worker's, whatever a reload loaded since.
+    if (this.config === null) {
+      delete env[WORKER_CONFIG_ENV];
+      delete env[WORKER_STARTED_ENV];
+    } else {
+      env[WORKER_CONFIG_ENV] = this.config.text;
+      env[WORKER_STARTED_ENV] = this.config.startedRestartOnly;
+    }
     // execArgv []: no --inspect (or anything else node was started with) reaches a worker.
     const child = fork(process.argv[1]!, process.argv.slice(2), { env, execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...fds] });
     w.child = child;

@@ -30,7 +30,7 @@ import { runPrimary, startsWorkers } from './primary.js';
 import { attachWorker, reportWorkerReady } from './worker-link.js';
 import { workerRole, type WorkerRole } from './worker-protocol.js';
 import { WorkerCachePeers } from './cache-relay.js';
-import { HeldConfig, startConfigText } from './held-config.js';
+import { asStarted, HeldConfig, restartOnlyJson, startConfigText } from './held-config.js';
 import { acmeCloser, prepareAcme, startAcme, workerAcme } from './acme-setup.js';
 
 export interface RunningProxy {
@@ -138,10 +138,10 @@ export function registerProxyCommands(program: Command): void {
         const role = workerRole(process.env);
         // Read once: the primary keeps the very text it validated (held-config.ts).
         const text = await startConfigText(flags.config as string | undefined, role);
-        const s = await resolveProxySettings(c.mode, flags, text);
+        const s = asStarted(await resolveProxySettings(c.mode, flags, text), PROXY_RESTART, role);
         if (startsWorkers(s, role)) {
           const check = (t: string): Promise<unknown> => resolveProxySettings(c.mode, flags, t);
-          const primary = await runPrimary(s, text === undefined ? null : new HeldConfig(flags.config as string, text, check));
+          const primary = await runPrimary(s, text === undefined ? null : new HeldConfig(flags.config as string, text, check, restartOnlyJson(s, PROXY_RESTART)));
           handleServingSignals(primary.log, primary);
           return;
         }

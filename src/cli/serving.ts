@@ -13,6 +13,7 @@ import type { Front } from '../http/front.js';
 import type { SecureServer } from '../tls/types.js';
 import type { AccessLog } from '../log/access-log.js';
 import type { ListenerSettings } from '../config/proxy-settings.js';
+import { keepValues } from './held-config.js';
 
 /** One set of settings in force: its front and what to release once it is drained. */
 export interface Generation<S> {
@@ -84,10 +85,13 @@ export class Serving<S extends ListenerSettings> {
     const { log } = this.o;
     let next: Generation<S>;
     try {
-      const settings = await this.o.load();
-      const kept = changed(this.current.settings, settings, this.o.restartKeys);
+      const loaded = await this.o.load();
+      const kept = changed(this.current.settings, loaded, this.o.restartKeys);
       if (kept.length > 0) log.warn({ settings: kept }, `reload: ${kept.join(', ')} changed; these take effect only on a restart, and the current values stay`);
-      next = await this.o.build(settings, this.current.settings);
+      // As the line says: the new generation runs with the current values (a changed --offload-policy
+      // reached the TLS contexts, and the settings in force named addresses nobody listened on), as a
+      // worker restarted after this reload starts with them (held-config.ts, WORKER_STARTED_ENV).
+      next = await this.o.build(keepValues(loaded, this.current.settings, this.o.restartKeys), this.current.settings);
     } catch (err) {
       log.error({ error: (err as { code?: string }).code ?? 'ERR_UNKNOWN', detail: (err as Error).message }, 'reload failed: still serving with the previous settings and certificates');
       return;

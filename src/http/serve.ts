@@ -144,6 +144,17 @@ export function answerClientError(log: Logger, err: ParseError, socket: Duplex, 
     socket.destroy();
     return;
   }
+  if (waitedForNothing(err, conn)) {
+    // nginx closes a connection on which no request began within client_header_timeout without
+    // a byte and without an access-log line, logging "client timed out ... while waiting for
+    // request" at info (ngx_http_wait_request_handler). A 408 head there answered a request
+    // nobody sent: a client that opened the connection ahead of use (a pool, a preconnect)
+    // would read it as the answer to the request it sends next. A close_notify and FIN only.
+    log.info({ conn: conn.id, code: err.code }, 'client timed out before sending a request');
+    if (socket.writable) closeDetached(conn, LINGER_MS);
+    else socket.destroy();
+    return;
+  }
   const refusal = parseErrorAnswer(err, conn, o.unknownMethod);
   // A method the front does not serve is the client's choice, not a malformed request: an
   // access-log line, as for a POST to serve, and no main-log line. A malformed one is the
@@ -178,6 +189,15 @@ export function answerClientError(log: Logger, err: ParseError, socket: Duplex, 
     }
   }
   closeDetached(conn, LINGER_MS, answer);
+}
+
+/**
+ * Whether `err` is node's headersTimeout on `conn` with not one byte of a
+ * request read (refusedHead: nothing came since the handshake). A request
+ * begun and not finished in time still gets its 408 (RFC 9110 §15.5.9).
+ */
+function waitedForNothing(err: ParseError, conn: object): boolean {
+  return err.code === 'ERR_HTTP_REQUEST_TIMEOUT' && refusedHead(conn, undefined, 0) === null;
 }
 
 /**

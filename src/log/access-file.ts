@@ -29,7 +29,7 @@ export const QUEUE_MAX = 16 * 1024 * 1024;
 /** After a failed write, the file is tried again this much later (a full disk is rarely freed sooner). */
 export const RETRY_MS = 10_000;
 /** Lines dropped at a full queue are reported at most this often. */
-const DROP_REPORT_MS = 10_000;
+export const DROP_REPORT_MS = 10_000;
 
 type Sink = ReturnType<typeof pino.destination>;
 

@@ -11,6 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { pino, type DestinationStream } from 'pino';
 import { AccessFile } from './access-file.js';
+import { stdoutSink } from './stdout-sink.js';
 import type { Logger } from './logger.js';
 
 export type AccessFormat = 'json' | 'combined';
@@ -88,7 +89,7 @@ export class AccessLog {
     }
     const line = `${combinedLine(fields, new Date())}\n`;
     if (sink !== null) sink.write(line);
-    else process.stdout.write(line);
+    else stdoutSink().write(line);
   }
 
   /** SIGUSR1: logrotate has renamed the file; write to a new one under the configured name. */

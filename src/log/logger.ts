@@ -1,5 +1,11 @@
-/** pino: structured JSON lines admins can feed to their log pipeline, cheap on the hot path. */
+/**
+ * pino: structured JSON lines admins can feed to their log pipeline, cheap
+ * on the hot path. On stdout (the default) through the process's one
+ * stdout sink: never blocking on a reader that stopped, bounded, drops
+ * counted (stdout-sink.ts).
+ */
 import { pino, type Logger } from 'pino';
+import { stdoutSink } from './stdout-sink.js';
 
 export type { Logger };
 
@@ -7,7 +13,7 @@ export function createLogger(options: { level?: string; destination?: number | s
   const dest = options.destination ?? 1;
   return pino(
     { level: options.level ?? process.env.ALUDEL_LOG_LEVEL ?? 'info', base: { pid: process.pid } },
-    pino.destination({ dest: typeof dest === 'number' ? dest : dest, sync: true }),
+    dest === 1 ? stdoutSink() : pino.destination({ dest, sync: true }),
   );
 }
 

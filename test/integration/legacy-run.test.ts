@@ -26,6 +26,7 @@ import {
 } from '../support/legacy.js';
 import { aludelRun, preloadLog, startSServer } from '../support/run-origins.js';
 import { sha256 } from '../support/fixtures.js';
+import { hasKernelTls } from '../support/tls-stat.js';
 
 /**
  * The preload's one line per process once it has chosen by itself (no flag):
@@ -75,6 +76,9 @@ for (const name of SERVERS) {
       assert.ok(m, `first line: ${lines[0]}`);
       assert.equal(Number(m[1]), server.pid, 'logged by the server program');
       assert.equal(lines.filter((l) => STRATEGY_KEYS_LINE.test(l)).length, 1, `one strategy line per process:\n${lines.join('\n')}`);
+      // What the kernel answered, not what the strategy would do with kTLS (aludel run warns the same).
+      if (!hasKernelTls()) assert.match(lines[0]!, /: kernel TLS is not available here \(setsockopt TCP_ULP "tls": ENOENT, no CONFIG_TLS or tls module\): .* connections stay in OpenSSL's userspace TLS \(OpenSSL 1\.[01]\.[12]/);
+      else assert.match(lines[0]!, /connections handed to kernel TLS after the handshake, both directions/);
     });
   });
 }
