@@ -213,6 +213,47 @@ static const char *cipher_text(enum aludel_cipher c) {
   return c == ALUDEL_AES_128_GCM ? "AES-128-GCM" : c == ALUDEL_AES_256_GCM ? "AES-256-GCM" : "ChaCha20-Poly1305";
 }
 
+static const char *version_text(int version) {
+  switch (version) {
+    case P_TLS1_3_VERSION: return "TLS 1.3";
+    case P_TLS1_2_VERSION: return "TLS 1.2";
+    case 0x0302: return "TLS 1.1";
+    case 0x0301: return "TLS 1.0";
+    case 0x0300: return "SSL 3.0";
+    default: return "an unknown protocol version";
+  }
+}
+
+#define FALLBACK_REASONS 16
+
+/*
+ * Without ALUDEL_PRELOAD_DEBUG, the first connection of each reason to stay
+ * with OpenSSL (a CBC suite, TLS 1.0/1.1, a memory BIO, bytes read ahead, a
+ * key the kernel refused) gets one line per process, naming the protocol and
+ * suite, so an admin can tell why kTLS is off for some clients without one
+ * line per connection. A kernel without the TLS ULP (ENOENT) is left out:
+ * aludel run said so before the program started. Reasons are the constant
+ * strings of aludel_examine, compared by address; a forked worker inherits
+ * what its parent logged (nginx's master never serves, so each worker logs).
+ */
+static void log_first_fallback(SSL *ssl, int fd, const char *reason, int refused_errno) {
+  static const char *logged[FALLBACK_REASONS];
+  static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+  if (refused_errno == ENOENT) return;
+  int fresh = 1;
+  pthread_mutex_lock(&lock);
+  for (int i = 0; i < FALLBACK_REASONS && fresh; i++) {
+    if (logged[i] == reason) fresh = 0;
+    else if (logged[i] == NULL) logged[i] = reason, i = FALLBACK_REASONS;
+  }
+  pthread_mutex_unlock(&lock);
+  if (!fresh) return;
+  const SSL_CIPHER *cipher = aludel_real.current_cipher(ssl);
+  const char *name = cipher != NULL && aludel_real.cipher_name != NULL ? aludel_real.cipher_name(cipher) : NULL;
+  aludel_event("fd %d stays with OpenSSL: %s (%s %s%s%s); later connections that stay with OpenSSL for this reason are not logged (ALUDEL_PRELOAD_DEBUG=1 logs each)",
+               fd, reason, version_text(aludel_real.version(ssl)), name != NULL ? name : "?", refused_errno != 0 ? ": " : "", refused_errno != 0 ? strerror(refused_errno) : "");
+}
+
 /* After a finished handshake: hand the connection to the kernel where it qualifies; otherwise leave it to OpenSSL. Examined once per SSL. */
 void aludel_examine(SSL *ssl) {
   if (!aludel_keys_active || !aludel_is_init_finished(ssl)) return;
@@ -229,12 +270,18 @@ void aludel_examine(SSL *ssl) {
     if (!ok) no = version == P_TLS1_3_VERSION ? "suite without kernel TLS, or the traffic secrets or record counts were not seen" : "suite without kernel TLS";
   }
   int fd = aludel_real.get_fd(ssl);
+  errno = 0;
   int set = no == NULL ? install(fd, &k) : 0;
-  if (no == NULL && set == 0) no = "the kernel refused the keys";
+  int refused_errno = 0;
+  if (no == NULL && set == 0) no = "the kernel refused the keys", refused_errno = errno;
+  /* One reason for the once-a-process line, whatever field of 1.0.2's layout differed. */
+  const char *reason = no == why ? "the OpenSSL 1.0.2 structure layout does not match" : no;
   if (aludel_debug) { /* ALUDEL_PRELOAD_DEBUG: one line per connection, for tests and bug reports */
-    if (no != NULL) aludel_event("fd %d stays with OpenSSL: %s (%s)", fd, no, set == 0 && no != NULL && errno != 0 ? strerror(errno) : "-");
+    if (no != NULL) aludel_event("fd %d stays with OpenSSL: %s (%s)", fd, no, refused_errno != 0 ? strerror(refused_errno) : "-");
     else aludel_event("fd %d: TLS %s %s to the kernel, rx seq %llu, tx seq %llu", fd, k.version == P_TLS1_3_VERSION ? "1.3" : "1.2", cipher_text(k.cipher),
                       (unsigned long long)k.rx.seq, (unsigned long long)k.tx.seq);
+  } else if (no != NULL) {
+    log_first_fallback(ssl, fd, reason, refused_errno);
   }
   explicit_bzero(&k.rx, sizeof k.rx);
   explicit_bzero(&k.tx, sizeof k.tx);
