@@ -299,6 +299,8 @@ void aludel_examine(SSL *ssl) {
 }
 
 int aludel_finish_handshake(SSL *ssl) {
+  /* The kernel has it: OpenSSL's handshake code must not write again (see refuse_handshake_message). */
+  if (aludel_offloaded(ssl) != NULL) return 1;
   int r = aludel_real.do_handshake(ssl);
   if (r == 1) aludel_examine(ssl);
   return r;
@@ -717,6 +719,57 @@ ALUDEL_EXPORT void SSL_free(SSL *ssl) {
   aludel_prepare();
   if (aludel_keys_active && ssl != NULL) aludel_conn_drop(ssl);
   aludel_real.free(ssl);
+}
+
+/*
+ * ---- calls that start a handshake message after the handshake ----
+ * Once the kernel has a connection, OpenSSL's record layer must never write
+ * to its socket again: it would write an already encrypted record, which
+ * kernel TX takes as plaintext and encrypts once more, so the peer's program
+ * reads OpenSSL's ciphertext as application data. Seen with s_server 1.1.1's
+ * `c` command (SSL_verify_client_post_handshake, then SSL_do_handshake): its
+ * CertificateRequest reached s_client as garbage bytes, and the server said
+ * the request had gone out. The kernel cannot carry the handshake those calls
+ * start either (new keys for renegotiation or KeyUpdate: Linux < 6.14 cannot
+ * re-key, and the peer's Certificate/Finished would have to be verified by
+ * OpenSSL). So they fail as OpenSSL fails them when the connection cannot
+ * (0, a reason on the error queue, nothing sent), with one event line; the
+ * connection goes on with its keys. A program that asks gets the failure it
+ * already handles for a client that did not offer post-handshake
+ * authentication (RFC 8446 §4.6.2) or a peer that refuses renegotiation.
+ */
+static int refuse_handshake_message(struct aludel_conn *c, int reason, const char *what) {
+  push_error(reason);
+  aludel_event("fd %d: %s refused: the connection is in kernel TLS, which cannot carry a handshake after the first; the connection goes on", c->fd, what);
+  return 0;
+}
+
+ALUDEL_EXPORT int SSL_verify_client_post_handshake(SSL *ssl) {
+  aludel_prepare();
+  struct aludel_conn *c = aludel_offloaded(ssl);
+  if (c != NULL) return refuse_handshake_message(c, P_SSL_R_NO_RENEGOTIATION, "TLS 1.3 post-handshake client authentication (SSL_verify_client_post_handshake)");
+  return aludel_real.verify_client_post_handshake != NULL ? aludel_real.verify_client_post_handshake(ssl) : 0;
+}
+
+ALUDEL_EXPORT int SSL_key_update(SSL *ssl, int type) {
+  aludel_prepare();
+  struct aludel_conn *c = aludel_offloaded(ssl);
+  if (c != NULL) return refuse_handshake_message(c, P_SSL_R_CANNOT_CHANGE_CIPHER, "a TLS 1.3 KeyUpdate from this side (SSL_key_update)");
+  return aludel_real.key_update != NULL ? aludel_real.key_update(ssl, type) : 0;
+}
+
+ALUDEL_EXPORT int SSL_renegotiate(SSL *ssl) {
+  aludel_prepare();
+  struct aludel_conn *c = aludel_offloaded(ssl);
+  if (c != NULL) return refuse_handshake_message(c, P_SSL_R_NO_RENEGOTIATION, "a TLS 1.2 renegotiation from this side (SSL_renegotiate)");
+  return aludel_real.renegotiate != NULL ? aludel_real.renegotiate(ssl) : 0;
+}
+
+ALUDEL_EXPORT int SSL_renegotiate_abbreviated(SSL *ssl) {
+  aludel_prepare();
+  struct aludel_conn *c = aludel_offloaded(ssl);
+  if (c != NULL) return refuse_handshake_message(c, P_SSL_R_NO_RENEGOTIATION, "a TLS 1.2 renegotiation from this side (SSL_renegotiate_abbreviated)");
+  return aludel_real.renegotiate_abbreviated != NULL ? aludel_real.renegotiate_abbreviated(ssl) : 0;
 }
 
 /* ---- TLS 1.3 early data: OpenSSL's own calls pass through (see early_data_ssl) ---- */

@@ -62,6 +62,7 @@ typedef void (*aludel_msg_cb)(int write_p, int version, int content_type, const 
 #define P_SSL_R_UNEXPECTED_MESSAGE 244
 #define P_SSL_R_DECRYPTION_FAILED_OR_BAD_RECORD_MAC 281
 #define P_SSL_R_NO_RENEGOTIATION 339
+#define P_SSL_R_CANNOT_CHANGE_CIPHER 109
 #define P_SSL_AD_REASON_OFFSET 1000
 
 /* TLS record content types and alerts (RFC 8446 §5.1, §6; RFC 5246 §7.2) */
@@ -105,6 +106,11 @@ struct aludel_real {
   void (*free)(SSL *);
   long (*ctx_ctrl)(SSL_CTX *, int, long, void *);
   void (*set_read_ahead)(SSL *, int);
+  /* Calls that start a handshake message after the handshake; refused once the kernel has the connection. */
+  int (*verify_client_post_handshake)(SSL *); /* 1.1.1+ */
+  int (*key_update)(SSL *, int);              /* 1.1.1+ */
+  int (*renegotiate)(SSL *);
+  int (*renegotiate_abbreviated)(SSL *);
   /* Used by the keys strategy only. */
   int (*version)(const SSL *);
   int (*is_server)(const SSL *);
