@@ -186,11 +186,13 @@ static void push_error(int reason) {
 
 /* ---- hand-over after the handshake ---- */
 
-/* Why the connection stays with OpenSSL, or NULL: one socket BIO both ways, nothing read ahead, a sane 1.0.2 layout. */
-static const char *not_eligible(SSL *ssl, char *why, size_t size) {
+/* Why the connection stays with OpenSSL, or NULL: one socket BIO both ways, nothing read ahead, a sane 1.0.2 layout, no handshake message only OpenSSL could answer. */
+static const char *not_eligible(SSL *ssl, const struct aludel_conn *c, char *why, size_t size) {
   BIO *r = aludel_real.rbio(ssl);
   int version = aludel_real.version(ssl);
   if (version != P_TLS1_2_VERSION && !(version == P_TLS1_3_VERSION && aludel_lib != ALUDEL_LIB_102)) return "protocol version without kernel TLS here";
+  if (version == P_TLS1_3_VERSION && c->pha_offered && !aludel_real.is_server(ssl))
+    return "TLS 1.3 post-handshake authentication offered (a CertificateRequest from the server can only be answered by OpenSSL)";
   if (r == NULL || r != aludel_real.wbio(ssl) || aludel_real.bio_type(r) != P_BIO_TYPE_SOCKET) return "not one socket BIO";
   if (aludel_real.get_fd(ssl) < 0) return "no descriptor";
   if (aludel_lib == ALUDEL_LIB_102) {
@@ -261,7 +263,7 @@ void aludel_examine(SSL *ssl) {
   if (c == NULL || c->examined) return;
   c->examined = 1;
   char why[160];
-  const char *no = not_eligible(ssl, why, sizeof why);
+  const char *no = not_eligible(ssl, c, why, sizeof why);
   struct aludel_keys k;
   memset(&k, 0, sizeof k);
   if (no == NULL) {
@@ -709,8 +711,9 @@ ALUDEL_EXPORT int SSL_clear(SSL *ssl) {
   if (aludel_keys_active && ssl != NULL) {
     struct aludel_conn *c = aludel_conn_find(ssl);
     aludel_msg_cb keep = c != NULL ? c->program_msg_cb : NULL;
+    int pha = c != NULL && c->pha_offered; /* SSL_clear keeps the SSL's settings */
     aludel_conn_drop(ssl);
-    if (keep != NULL && (c = aludel_conn_get(ssl)) != NULL) c->program_msg_cb = keep;
+    if ((keep != NULL || pha) && (c = aludel_conn_get(ssl)) != NULL) c->program_msg_cb = keep, c->pha_offered = pha;
   }
   return aludel_real.clear(ssl);
 }

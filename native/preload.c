@@ -167,6 +167,8 @@ static void resolve_hooked(void) {
   NEXT(aludel_real.ctx_get_keylog, "SSL_CTX_get_keylog_callback");
   NEXT(aludel_real.ctx_set_msg_cb, "SSL_CTX_set_msg_callback");
   NEXT(aludel_real.set_msg_cb, "SSL_set_msg_callback");
+  NEXT(aludel_real.ctx_set_pha, "SSL_CTX_set_post_handshake_auth"); /* absent before 1.1.1: stays NULL */
+  NEXT(aludel_real.set_pha, "SSL_set_post_handshake_auth");
 }
 
 /*

@@ -147,6 +147,8 @@ struct aludel_real {
   aludel_keylog_cb (*ctx_get_keylog)(const SSL_CTX *);
   void (*ctx_set_msg_cb)(SSL_CTX *, aludel_msg_cb);
   void (*set_msg_cb)(SSL *, aludel_msg_cb);
+  void (*ctx_set_pha)(SSL_CTX *, int); /* 1.1.1+ */
+  void (*set_pha)(SSL *, int);
 };
 
 extern struct aludel_real aludel_real;
@@ -193,6 +195,7 @@ struct aludel_conn {
   int tx_counted, rx_counted; /* a key change was seen in that direction, so the count is exact */
   uint64_t headers_seen;      /* record headers seen at all: the message callback really ran for this SSL */
   aludel_msg_cb program_msg_cb; /* the program's own message callback for this SSL, called after ours */
+  int pha_offered;              /* a client offering TLS 1.3 post-handshake authentication (SSL_set_post_handshake_auth) */
   /* TLS 1.3 application traffic secrets from the keylog callback (RFC 8446 §7.1), kept for KeyUpdate. */
   unsigned char client_secret[48], server_secret[48];
   size_t client_secret_len, server_secret_len;
