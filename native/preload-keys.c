@@ -186,11 +186,13 @@ static void push_error(int reason) {
 
 /* ---- hand-over after the handshake ---- */
 
-/* Why the connection stays with OpenSSL, or NULL: one socket BIO both ways, nothing read ahead, a sane 1.0.2 layout. */
-static const char *not_eligible(SSL *ssl, char *why, size_t size) {
+/* Why the connection stays with OpenSSL, or NULL: one socket BIO both ways, nothing read ahead, a sane 1.0.2 layout, no handshake message only OpenSSL could answer. */
+static const char *not_eligible(SSL *ssl, const struct aludel_conn *c, char *why, size_t size) {
   BIO *r = aludel_real.rbio(ssl);
   int version = aludel_real.version(ssl);
   if (version != P_TLS1_2_VERSION && !(version == P_TLS1_3_VERSION && aludel_lib != ALUDEL_LIB_102)) return "protocol version without kernel TLS here";
+  if (version == P_TLS1_3_VERSION && c->pha_offered && !aludel_real.is_server(ssl))
+    return "TLS 1.3 post-handshake authentication offered (a CertificateRequest from the server can only be answered by OpenSSL)";
   if (r == NULL || r != aludel_real.wbio(ssl) || aludel_real.bio_type(r) != P_BIO_TYPE_SOCKET) return "not one socket BIO";
   if (aludel_real.get_fd(ssl) < 0) return "no descriptor";
   if (aludel_lib == ALUDEL_LIB_102) {
@@ -213,6 +215,47 @@ static const char *cipher_text(enum aludel_cipher c) {
   return c == ALUDEL_AES_128_GCM ? "AES-128-GCM" : c == ALUDEL_AES_256_GCM ? "AES-256-GCM" : "ChaCha20-Poly1305";
 }
 
+static const char *version_text(int version) {
+  switch (version) {
+    case P_TLS1_3_VERSION: return "TLS 1.3";
+    case P_TLS1_2_VERSION: return "TLS 1.2";
+    case 0x0302: return "TLS 1.1";
+    case 0x0301: return "TLS 1.0";
+    case 0x0300: return "SSL 3.0";
+    default: return "an unknown protocol version";
+  }
+}
+
+#define FALLBACK_REASONS 16
+
+/*
+ * Without ALUDEL_PRELOAD_DEBUG, the first connection of each reason to stay
+ * with OpenSSL (a CBC suite, TLS 1.0/1.1, a memory BIO, bytes read ahead, a
+ * key the kernel refused) gets one line per process, naming the protocol and
+ * suite, so an admin can tell why kTLS is off for some clients without one
+ * line per connection. A kernel without the TLS ULP (ENOENT) is left out:
+ * aludel run said so before the program started. Reasons are the constant
+ * strings of aludel_examine, compared by address; a forked worker inherits
+ * what its parent logged (nginx's master never serves, so each worker logs).
+ */
+static void log_first_fallback(SSL *ssl, int fd, const char *reason, int refused_errno) {
+  static const char *logged[FALLBACK_REASONS];
+  static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+  if (refused_errno == ENOENT) return;
+  int fresh = 1;
+  pthread_mutex_lock(&lock);
+  for (int i = 0; i < FALLBACK_REASONS && fresh; i++) {
+    if (logged[i] == reason) fresh = 0;
+    else if (logged[i] == NULL) logged[i] = reason, i = FALLBACK_REASONS;
+  }
+  pthread_mutex_unlock(&lock);
+  if (!fresh) return;
+  const SSL_CIPHER *cipher = aludel_real.current_cipher(ssl);
+  const char *name = cipher != NULL && aludel_real.cipher_name != NULL ? aludel_real.cipher_name(cipher) : NULL;
+  aludel_event("fd %d stays with OpenSSL: %s (%s %s%s%s); later connections that stay with OpenSSL for this reason are not logged (ALUDEL_PRELOAD_DEBUG=1 logs each)",
+               fd, reason, version_text(aludel_real.version(ssl)), name != NULL ? name : "?", refused_errno != 0 ? ": " : "", refused_errno != 0 ? strerror(refused_errno) : "");
+}
+
 /* After a finished handshake: hand the connection to the kernel where it qualifies; otherwise leave it to OpenSSL. Examined once per SSL. */
 void aludel_examine(SSL *ssl) {
   if (!aludel_keys_active || !aludel_is_init_finished(ssl)) return;
@@ -220,7 +263,7 @@ void aludel_examine(SSL *ssl) {
   if (c == NULL || c->examined) return;
   c->examined = 1;
   char why[160];
-  const char *no = not_eligible(ssl, why, sizeof why);
+  const char *no = not_eligible(ssl, c, why, sizeof why);
   struct aludel_keys k;
   memset(&k, 0, sizeof k);
   if (no == NULL) {
@@ -229,12 +272,18 @@ void aludel_examine(SSL *ssl) {
     if (!ok) no = version == P_TLS1_3_VERSION ? "suite without kernel TLS, or the traffic secrets or record counts were not seen" : "suite without kernel TLS";
   }
   int fd = aludel_real.get_fd(ssl);
+  errno = 0;
   int set = no == NULL ? install(fd, &k) : 0;
-  if (no == NULL && set == 0) no = "the kernel refused the keys";
+  int refused_errno = 0;
+  if (no == NULL && set == 0) no = "the kernel refused the keys", refused_errno = errno;
+  /* One reason for the once-a-process line, whatever field of 1.0.2's layout differed. */
+  const char *reason = no == why ? "the OpenSSL 1.0.2 structure layout does not match" : no;
   if (aludel_debug) { /* ALUDEL_PRELOAD_DEBUG: one line per connection, for tests and bug reports */
-    if (no != NULL) aludel_event("fd %d stays with OpenSSL: %s (%s)", fd, no, set == 0 && no != NULL && errno != 0 ? strerror(errno) : "-");
+    if (no != NULL) aludel_event("fd %d stays with OpenSSL: %s (%s)", fd, no, refused_errno != 0 ? strerror(refused_errno) : "-");
     else aludel_event("fd %d: TLS %s %s to the kernel, rx seq %llu, tx seq %llu", fd, k.version == P_TLS1_3_VERSION ? "1.3" : "1.2", cipher_text(k.cipher),
                       (unsigned long long)k.rx.seq, (unsigned long long)k.tx.seq);
+  } else if (no != NULL) {
+    log_first_fallback(ssl, fd, reason, refused_errno);
   }
   explicit_bzero(&k.rx, sizeof k.rx);
   explicit_bzero(&k.tx, sizeof k.tx);
@@ -252,6 +301,8 @@ void aludel_examine(SSL *ssl) {
 }
 
 int aludel_finish_handshake(SSL *ssl) {
+  /* The kernel has it: OpenSSL's handshake code must not write again (see refuse_handshake_message). */
+  if (aludel_offloaded(ssl) != NULL) return 1;
   int r = aludel_real.do_handshake(ssl);
   if (r == 1) aludel_examine(ssl);
   return r;
@@ -660,8 +711,9 @@ ALUDEL_EXPORT int SSL_clear(SSL *ssl) {
   if (aludel_keys_active && ssl != NULL) {
     struct aludel_conn *c = aludel_conn_find(ssl);
     aludel_msg_cb keep = c != NULL ? c->program_msg_cb : NULL;
+    int pha = c != NULL && c->pha_offered; /* SSL_clear keeps the SSL's settings */
     aludel_conn_drop(ssl);
-    if (keep != NULL && (c = aludel_conn_get(ssl)) != NULL) c->program_msg_cb = keep;
+    if ((keep != NULL || pha) && (c = aludel_conn_get(ssl)) != NULL) c->program_msg_cb = keep, c->pha_offered = pha;
   }
   return aludel_real.clear(ssl);
 }
@@ -670,6 +722,57 @@ ALUDEL_EXPORT void SSL_free(SSL *ssl) {
   aludel_prepare();
   if (aludel_keys_active && ssl != NULL) aludel_conn_drop(ssl);
   aludel_real.free(ssl);
+}
+
+/*
+ * ---- calls that start a handshake message after the handshake ----
+ * Once the kernel has a connection, OpenSSL's record layer must never write
+ * to its socket again: it would write an already encrypted record, which
+ * kernel TX takes as plaintext and encrypts once more, so the peer's program
+ * reads OpenSSL's ciphertext as application data. Seen with s_server 1.1.1's
+ * `c` command (SSL_verify_client_post_handshake, then SSL_do_handshake): its
+ * CertificateRequest reached s_client as garbage bytes, and the server said
+ * the request had gone out. The kernel cannot carry the handshake those calls
+ * start either (new keys for renegotiation or KeyUpdate: Linux < 6.14 cannot
+ * re-key, and the peer's Certificate/Finished would have to be verified by
+ * OpenSSL). So they fail as OpenSSL fails them when the connection cannot
+ * (0, a reason on the error queue, nothing sent), with one event line; the
+ * connection goes on with its keys. A program that asks gets the failure it
+ * already handles for a client that did not offer post-handshake
+ * authentication (RFC 8446 §4.6.2) or a peer that refuses renegotiation.
+ */
+static int refuse_handshake_message(struct aludel_conn *c, int reason, const char *what) {
+  push_error(reason);
+  aludel_event("fd %d: %s refused: the connection is in kernel TLS, which cannot carry a handshake after the first; the connection goes on", c->fd, what);
+  return 0;
+}
+
+ALUDEL_EXPORT int SSL_verify_client_post_handshake(SSL *ssl) {
+  aludel_prepare();
+  struct aludel_conn *c = aludel_offloaded(ssl);
+  if (c != NULL) return refuse_handshake_message(c, P_SSL_R_NO_RENEGOTIATION, "TLS 1.3 post-handshake client authentication (SSL_verify_client_post_handshake)");
+  return aludel_real.verify_client_post_handshake != NULL ? aludel_real.verify_client_post_handshake(ssl) : 0;
+}
+
+ALUDEL_EXPORT int SSL_key_update(SSL *ssl, int type) {
+  aludel_prepare();
+  struct aludel_conn *c = aludel_offloaded(ssl);
+  if (c != NULL) return refuse_handshake_message(c, P_SSL_R_CANNOT_CHANGE_CIPHER, "a TLS 1.3 KeyUpdate from this side (SSL_key_update)");
+  return aludel_real.key_update != NULL ? aludel_real.key_update(ssl, type) : 0;
+}
+
+ALUDEL_EXPORT int SSL_renegotiate(SSL *ssl) {
+  aludel_prepare();
+  struct aludel_conn *c = aludel_offloaded(ssl);
+  if (c != NULL) return refuse_handshake_message(c, P_SSL_R_NO_RENEGOTIATION, "a TLS 1.2 renegotiation from this side (SSL_renegotiate)");
+  return aludel_real.renegotiate != NULL ? aludel_real.renegotiate(ssl) : 0;
+}
+
+ALUDEL_EXPORT int SSL_renegotiate_abbreviated(SSL *ssl) {
+  aludel_prepare();
+  struct aludel_conn *c = aludel_offloaded(ssl);
+  if (c != NULL) return refuse_handshake_message(c, P_SSL_R_NO_RENEGOTIATION, "a TLS 1.2 renegotiation from this side (SSL_renegotiate_abbreviated)");
+  return aludel_real.renegotiate_abbreviated != NULL ? aludel_real.renegotiate_abbreviated(ssl) : 0;
 }
 
 /* ---- TLS 1.3 early data: OpenSSL's own calls pass through (see early_data_ssl) ---- */

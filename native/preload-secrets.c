@@ -179,6 +179,7 @@ struct ctx_callbacks {
   struct ctx_callbacks *next;
   aludel_keylog_cb keylog;
   aludel_msg_cb msg;
+  int pha; /* SSL_CTX_set_post_handshake_auth: SSL_new copies it into each SSL */
 };
 
 static struct ctx_callbacks *contexts;
@@ -262,7 +263,7 @@ static void message(int write_p, int version, int content_type, const void *buf,
 void aludel_secrets_ctx_created(SSL_CTX *ctx) {
   if (!secrets_on() || ctx == NULL) return;
   struct ctx_callbacks *e = callbacks_of(ctx, 0);
-  if (e != NULL) e->keylog = NULL, e->msg = NULL;
+  if (e != NULL) e->keylog = NULL, e->msg = NULL, e->pha = 0;
   aludel_real.ctx_set_keylog(ctx, keylog);
   aludel_real.ctx_set_msg_cb(ctx, message);
 }
@@ -273,6 +274,32 @@ void aludel_secrets_ssl_created(SSL *ssl, SSL_CTX *ctx) {
   struct aludel_conn *c = aludel_conn_get(ssl);
   struct ctx_callbacks *e = callbacks_of(ctx, 0);
   if (c != NULL) c->program_msg_cb = e != NULL ? e->msg : NULL;
+  if (c != NULL) c->pha_offered = e != NULL && e->pha;
+}
+
+/*
+ * TLS 1.3 post-handshake authentication (RFC 8446 §4.6.2), offered by a
+ * client (s_client -enable_pha): the server may send a CertificateRequest at
+ * any time, which only OpenSSL can answer (Certificate, CertificateVerify and
+ * Finished over the handshake transcript). Remembered, so that such a
+ * connection stays with OpenSSL (preload-keys.c not_eligible); passed on.
+ */
+ALUDEL_EXPORT void SSL_CTX_set_post_handshake_auth(SSL_CTX *ctx, int val) {
+  aludel_prepare();
+  if (secrets_on()) {
+    struct ctx_callbacks *e = callbacks_of(ctx, 1);
+    if (e != NULL) e->pha = val != 0;
+  }
+  if (aludel_real.ctx_set_pha != NULL) aludel_real.ctx_set_pha(ctx, val);
+}
+
+ALUDEL_EXPORT void SSL_set_post_handshake_auth(SSL *ssl, int val) {
+  aludel_prepare();
+  if (secrets_on()) {
+    struct aludel_conn *c = aludel_conn_get(ssl);
+    if (c != NULL) c->pha_offered = val != 0;
+  }
+  if (aludel_real.set_pha != NULL) aludel_real.set_pha(ssl, val);
 }
 
 ALUDEL_EXPORT void SSL_CTX_set_keylog_callback(SSL_CTX *ctx, aludel_keylog_cb cb) {

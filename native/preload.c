@@ -159,10 +159,16 @@ static void resolve_hooked(void) {
   NEXT(aludel_real.ctrl, "SSL_ctrl");
   NEXT(aludel_real.ctx_ctrl, "SSL_CTX_ctrl");
   NEXT(aludel_real.set_read_ahead, "SSL_set_read_ahead");
+  NEXT(aludel_real.verify_client_post_handshake, "SSL_verify_client_post_handshake"); /* absent before 1.1.1: stays NULL */
+  NEXT(aludel_real.key_update, "SSL_key_update");
+  NEXT(aludel_real.renegotiate, "SSL_renegotiate");
+  NEXT(aludel_real.renegotiate_abbreviated, "SSL_renegotiate_abbreviated");
   NEXT(aludel_real.ctx_set_keylog, "SSL_CTX_set_keylog_callback");
   NEXT(aludel_real.ctx_get_keylog, "SSL_CTX_get_keylog_callback");
   NEXT(aludel_real.ctx_set_msg_cb, "SSL_CTX_set_msg_callback");
   NEXT(aludel_real.set_msg_cb, "SSL_set_msg_callback");
+  NEXT(aludel_real.ctx_set_pha, "SSL_CTX_set_post_handshake_auth"); /* absent before 1.1.1: stays NULL */
+  NEXT(aludel_real.set_pha, "SSL_set_post_handshake_auth");
 }
 
 /*

@@ -62,6 +62,7 @@ typedef void (*aludel_msg_cb)(int write_p, int version, int content_type, const 
 #define P_SSL_R_UNEXPECTED_MESSAGE 244
 #define P_SSL_R_DECRYPTION_FAILED_OR_BAD_RECORD_MAC 281
 #define P_SSL_R_NO_RENEGOTIATION 339
+#define P_SSL_R_CANNOT_CHANGE_CIPHER 109
 #define P_SSL_AD_REASON_OFFSET 1000
 
 /* TLS record content types and alerts (RFC 8446 §5.1, §6; RFC 5246 §7.2) */
@@ -105,6 +106,11 @@ struct aludel_real {
   void (*free)(SSL *);
   long (*ctx_ctrl)(SSL_CTX *, int, long, void *);
   void (*set_read_ahead)(SSL *, int);
+  /* Calls that start a handshake message after the handshake; refused once the kernel has the connection. */
+  int (*verify_client_post_handshake)(SSL *); /* 1.1.1+ */
+  int (*key_update)(SSL *, int);              /* 1.1.1+ */
+  int (*renegotiate)(SSL *);
+  int (*renegotiate_abbreviated)(SSL *);
   /* Used by the keys strategy only. */
   int (*version)(const SSL *);
   int (*is_server)(const SSL *);
@@ -141,6 +147,8 @@ struct aludel_real {
   aludel_keylog_cb (*ctx_get_keylog)(const SSL_CTX *);
   void (*ctx_set_msg_cb)(SSL_CTX *, aludel_msg_cb);
   void (*set_msg_cb)(SSL *, aludel_msg_cb);
+  void (*ctx_set_pha)(SSL_CTX *, int); /* 1.1.1+ */
+  void (*set_pha)(SSL *, int);
 };
 
 extern struct aludel_real aludel_real;
@@ -187,6 +195,7 @@ struct aludel_conn {
   int tx_counted, rx_counted; /* a key change was seen in that direction, so the count is exact */
   uint64_t headers_seen;      /* record headers seen at all: the message callback really ran for this SSL */
   aludel_msg_cb program_msg_cb; /* the program's own message callback for this SSL, called after ours */
+  int pha_offered;              /* a client offering TLS 1.3 post-handshake authentication (SSL_set_post_handshake_auth) */
   /* TLS 1.3 application traffic secrets from the keylog callback (RFC 8446 §7.1), kept for KeyUpdate. */
   unsigned char client_secret[48], server_secret[48];
   size_t client_secret_len, server_secret_len;
