@@ -345,6 +345,11 @@ export function closeDetached(conn: SecureConnection, lingerMs: number, last?: B
   else owed.once('close', () => (owed.writableFinished ? start(true) : conn.destroy()));
 }
 
+/** Whether closeDetached has taken `conn`: it is being closed, its answer (if any) given. */
+export function beingClosed(conn: SecureConnection): boolean {
+  return closing.has(conn);
+}
+
 /** Destroys `conn` after `ms` unless cleared first; holds no event loop open. */
 function lingerTimer(conn: SecureConnection, ms: number): NodeJS.Timeout {
   const timer = setTimeout(() => conn.destroy(), ms);

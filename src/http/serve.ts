@@ -16,7 +16,7 @@ import type { TrafficStats } from '../metrics/traffic-stats.js';
 import { createStaticHandler, type BodySender, type StaticOutcome } from './static-handler.js';
 import { ServedRoot } from './served-root.js';
 import { AccessLog, requestId, type AccessFields } from '../log/access-log.js';
-import { answeredMidBody, closeDetached, httpFront, isMoot, LINGER_MS, whenAttached, type Front } from './front.js';
+import { answeredMidBody, beingClosed, closeDetached, httpFront, isMoot, LINGER_MS, whenAttached, type Front } from './front.js';
 import { missingHost, requestProblem, unimplemented } from './request-checks.js';
 import { alpnFront, requestConnection, type AnyRequest, type AnyResponse } from './alpn-front.js';
 import { h2Front } from './h2-front.js';
@@ -144,6 +144,10 @@ export function answerClientError(log: Logger, err: ParseError, socket: Duplex, 
     socket.destroy();
     return;
   }
+  // Already answered and being closed (a 408, a 400): the client's FIN then ends the head node's
+  // parser was still in (HPE_INVALID_EOF_STATE). That is the client leaving, not a second bad
+  // request: no line; the lingering close (closeDetached) ends the connection.
+  if (beingClosed(conn)) return;
   if (waitedForNothing(err, conn)) {
     // nginx closes a connection on which no request began within client_header_timeout without
     // a byte and without an access-log line, logging "client timed out ... while waiting for

@@ -20,6 +20,7 @@ import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { serveArgs, startAludel, type Running } from '../support/aludel-process.js';
 import { makeFixtures, type StandardFixtures } from '../support/fixtures.js';
+import { delay } from '../support/wait.js';
 
 interface Outcome {
   /** Everything the server sent after the handshake. */
@@ -90,9 +91,16 @@ for (const kind of ['serve', 'proxy', 'proxy --cache'] as const) {
       assert.deepEqual(p.logs.slice(from).filter((l) => l.msg === 'request' || l.status === 408), [], 'no access-log line, no 408 anywhere');
     });
 
-    test('a request line begun and not finished still gets its 408 head', async () => {
+    test('a request line begun and not finished still gets its 408 head, and one main-log line', async () => {
+      const from = p.mark();
       const out = await silentClient(p.port, 'GET /slow HTTP/1.1\r\nHost: x\r\n');
       assert.match(out.bytes.toString('latin1'), /^HTTP\/1\.1 408 Request Timeout\r\n/);
+      // The client's FIN after the 408 ends the head node's parser was still in: that is the
+      // client leaving a connection already being closed, not a second bad request (it was logged
+      // as one, HPE_INVALID_EOF_STATE, status 400).
+      await delay(500);
+      const lines = p.logs.slice(from).filter((l) => l.msg === 'bad request');
+      assert.deepEqual(lines.map((l) => l.code), ['ERR_HTTP_REQUEST_TIMEOUT'], JSON.stringify(lines));
     });
 
     test('a keep-alive connection idle after its answer gets nothing more (408 or other) before it closes', async () => {
