@@ -194,6 +194,31 @@ function refuseWebPage(req: http.IncomingMessage, res: http.ServerResponse, page
   reply(req, res, 403, 'text/plain; charset=utf-8', 'refused: this request came from a web page (Origin or Sec-Fetch-Site); purge with curl or a script\n');
 }
 
+/**
+ * Whether `host`, a request's Host, names this machine's loopback: an IP
+ * literal in 127.0.0.0/8 or ::1, or "localhost" and its subdomains (RFC 6761
+ * §6.3: they resolve to loopback, never through DNS), with any port. No Host
+ * at all (HTTP/1.0) is taken: every browser sends one.
+ *
+ * A listener on loopback answers only these. Otherwise a web page whose own
+ * name an attacker points at 127.0.0.1 after it loaded (DNS rebinding) reads
+ * /metrics and /status as same-origin: traffic figures and upstream URLs.
+ * Caddy's admin API checks Host the same way on a loopback listener.
+ */
+export function loopbackHost(host: string | undefined): boolean {
+  if (host === undefined) return true;
+  let name = host.toLowerCase();
+  if (name.startsWith('[')) name = name.slice(1, name.indexOf(']') >>> 0);
+  else if (name.indexOf(':') === name.lastIndexOf(':')) name = name.split(':', 1)[0]!;
+  if (name.endsWith('.')) name = name.slice(0, -1);
+  return name === 'localhost' || name.endsWith('.localhost') || isLoopback(name);
+}
+
+function refuseHost(req: http.IncomingMessage, res: http.ServerResponse, log: Logger): void {
+  log.info({ host: (req.headers.host ?? '').slice(0, 200), url: (req.url ?? '').slice(0, 200) }, 'admin: a Host that is not loopback refused (403) on a loopback listener (DNS rebinding)');
+  reply(req, res, 403, 'text/plain; charset=utf-8', 'refused: this listener is on loopback and answers Host 127.0.0.1, [::1] or localhost only\n');
+}
+
 /** What an admin listener answers: /metrics and /status bodies, and an optional purge. */
 export interface AdminAnswers {
   metrics(): Promise<{ body: string; type: string }>;
@@ -220,8 +245,10 @@ export function registerAdminMetrics(o: Pick<AdminOptions, 'stats' | 'server' | 
 /** The HTTP side of an admin listener, whichever process's numbers it answers with. */
 export async function serveAdmin(o: { host: string; port: number; log: Logger }, a: AdminAnswers): Promise<AdminServer> {
   let admin = '';
+  let onLoopback = isLoopback(o.host);
   // A scrape is one request: 10 s for it, as the redirect listener's.
   const server = http.createServer(sideServerOptions(10_000), (req, res) => {
+    if (onLoopback && !loopbackHost(req.headers.host)) return refuseHost(req, res, o.log);
     const path = (req.url ?? '/').split('?', 1)[0];
     if (req.method === 'POST' && path === '/purge' && a.purge) {
       const page = webPageOrigin(req);
@@ -262,7 +289,8 @@ export async function serveAdmin(o: { host: string; port: number; log: Logger },
   });
   const bound = server.address() as net.AddressInfo;
   admin = `${bound.address}:${bound.port}`;
-  if (isLoopback(bound.address)) o.log.info({ admin }, 'admin listening');
+  onLoopback = isLoopback(bound.address);
+  if (onLoopback) o.log.info({ admin }, 'admin listening');
   else {
     o.log.warn(
       { admin, warning: 'not a loopback address: /metrics and /status show traffic, upstreams and the TLS set-up to anyone who can reach it; bind 127.0.0.1 or firewall the port' },

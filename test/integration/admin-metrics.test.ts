@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
@@ -152,6 +153,24 @@ describe('aludel serve --admin', () => {
     assert.ok(Number(head.headers.get('content-length')) > 1000);
     assert.equal((await head.arrayBuffer()).byteLength, 0);
     assert.equal((await fetch(`http://${admin}/status?pretty`)).status, 200, 'a query string is ignored');
+  });
+
+  test('on loopback, a request whose Host is not loopback gets 403 (DNS rebinding: a web page reading /status as same-origin)', async () => {
+    const { server, admin } = await start(serveArgs(fx, '--offload', 'userspace', '--admin', '127.0.0.1:0'));
+    const [host, port] = [admin.slice(0, admin.lastIndexOf(':')), Number(admin.slice(admin.lastIndexOf(':') + 1))];
+    const get = (hostHeader: string, path = '/status'): Promise<number> =>
+      new Promise((resolve, reject) => {
+        http.get({ host, port, path, headers: { Host: hostHeader } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        }).on('error', reject);
+      });
+    const from = server.mark();
+    assert.equal(await get('rebound.example'), 403);
+    assert.equal(await get(`rebound.example:${port}`, '/metrics'), 403);
+    assert.equal(await get('127.0.0.2.example'), 403);
+    await server.waitForLog((l) => /DNS rebinding/.test(String(l.msg)) && l.host === 'rebound.example', 5000, from);
+    for (const ok of [`127.0.0.1:${port}`, 'localhost', `LOCALHOST.:${port}`, `[::1]:${port}`, 'metrics.localhost']) assert.equal(await get(ok), 200, ok);
   });
 
   test('off unless given; a bad --admin or a taken port stops start-up with the reason', async () => {
