@@ -19,10 +19,11 @@ import { createSelfSignedCert } from '../../src/tls/self-signed.js';
 
 /**
  * A hostile CA: answers the first GET of its directory (Aludel's probe), then
- * `stall`s every later request (accepted, never answered) or answers it with
- * `huge` (64 MiB of JSON string). Returns its directory URL and CA file.
+ * `stall`s every later request (accepted, never answered), answers it with
+ * `huge` (64 MiB of JSON string) or with a `redirect` to another host.
+ * Returns its directory URL and CA file.
  */
-async function startHostileCa(dir: string, mode: 'stall' | 'huge'): Promise<{ directoryUrl: string; caFile: string; requests: string[]; close(): void }> {
+async function startHostileCa(dir: string, mode: 'stall' | 'huge' | 'redirect'): Promise<{ directoryUrl: string; caFile: string; requests: string[]; close(): void }> {
   const pair = await createSelfSignedCert({ commonName: 'hostile-ca', altNames: ['127.0.0.1'] });
   const caFile = path.join(dir, `hostile-${mode}.crt`);
   fs.writeFileSync(caFile, pair.certPem);
@@ -36,6 +37,10 @@ async function startHostileCa(dir: string, mode: 'stall' | 'huge'): Promise<{ di
       return;
     }
     if (mode === 'stall') return;
+    if (mode === 'redirect') {
+      res.writeHead(301, { location: 'https://ca.elsewhere.example/dir' }).end();
+      return;
+    }
     res.writeHead(200, { 'content-type': 'application/json' });
     res.write(`{"newNonce":"${base}/nonce","x":"`);
     const chunk = Buffer.alloc(1024 * 1024, 'a');
@@ -123,8 +128,10 @@ describe('ACME bad input', { concurrency: false }, () => {
   for (const [mode, error] of [
     ['stall', /^no complete answer from the CA within 30 s \(GET https:\/\/127\.0\.0\.1:\d+\/dir\)$/],
     ['huge', /^GET https:\/\/127\.0\.0\.1:\d+\/dir: ERR_BAD_RESPONSE: maxContentLength size of 1048576 exceeded$/],
+    ['redirect', /^GET https:\/\/127\.0\.0\.1:\d+\/dir: the CA answered HTTP 301 to https:\/\/ca\.elsewhere\.example\/dir; RFC 8555 has no redirects/],
   ] as const) {
-    test(`a CA that ${mode === 'stall' ? 'accepts a request and never answers' : 'answers with 64 MiB'}: the order fails within its bound, with the reason, and is retried later; the stand-in serves`, { timeout: 120_000 }, async () => {
+    const doing = { stall: 'accepts a request and never answers', huge: 'answers with 64 MiB', redirect: 'redirects to another host' }[mode];
+    test(`a CA that ${doing}: the order fails within its bound, with the reason, and is retried later; the stand-in serves`, { timeout: 120_000 }, async () => {
       const hostile = await startHostileCa(work, mode);
       const a = args(path.join(work, `hostile-${mode}`), 'localhost');
       a.splice(a.indexOf('--acme-directory'), 4, '--acme-directory', hostile.directoryUrl, '--acme-ca', hostile.caFile);

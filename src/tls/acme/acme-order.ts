@@ -131,8 +131,16 @@ function requestDeadline(method: string | undefined, url: string | undefined): A
  */
 function keepTransportErrors(chain: { use(ok: null, fail: (e: unknown) => unknown): number; handlers?: unknown[] }): void {
   chain.use(null, (e: unknown) => {
-    const err = e as Error & { response?: unknown; code?: string; config?: { method?: string; url?: string; signal?: AbortSignal } };
-    if (err?.response !== undefined || err?.config === undefined) return Promise.reject(e);
+    const err = e as Error & { response?: { status?: number; headers?: Record<string, unknown> }; code?: string; config?: { method?: string; url?: string; signal?: AbortSignal } };
+    if (err?.config === undefined) return Promise.reject(e);
+    const status = err.response?.status ?? 0;
+    if (status >= 300 && status < 400) {
+      // maxRedirects 0: the redirect itself is the answer. acme-client would report it as "returned no data".
+      const where = String(err.response?.headers?.location ?? '?').slice(0, 200);
+      const what = `${(err.config.method ?? 'get').toUpperCase()} ${err.config.url ?? '?'}`;
+      return Promise.reject(new Error(`${what}: the CA answered HTTP ${status} to ${where}; RFC 8555 has no redirects, and signed requests are not sent elsewhere`));
+    }
+    if (err.response !== undefined) return Promise.reject(e);
     // Our deadline: axios reports any abort as "canceled"; the signal keeps the reason.
     const reason: unknown = err.code === 'ERR_CANCELED' ? err.config.signal?.reason : undefined;
     if (reason instanceof Error) return Promise.reject(new Error(reason.message));
