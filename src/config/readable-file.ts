@@ -41,35 +41,12 @@ function errnoReason(err: unknown): string {
  * file would be read whole into memory, in every worker.
  */
 export async function readSmallRegularFile(file: string, maxBytes: number): Promise<string> {
-  let fh: fs.promises.FileHandle;
-  try {
-    fh = await fs.promises.open(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
-  } catch (err) {
-    throw new FileReadProblem(errnoReason(err));
-  }
-  try {
-    const st = await fh.stat();
-    if (!st.isFile()) throw new FileReadProblem('not a regular file');
-    const tooBig = `larger than ${maxBytes} bytes`;
-    if (st.size > maxBytes) throw new FileReadProblem(`${tooBig} (${st.size})`);
-    // One byte more than allowed: a file still growing past the limit is refused too.
-    const buf = Buffer.alloc(maxBytes + 1);
-    let n = 0;
-    for (let r = 1; r > 0 && n < buf.length; n += r) r = (await fh.read(buf, n, buf.length - n, n)).bytesRead;
-    if (n > maxBytes) throw new FileReadProblem(tooBig);
-    return buf.subarray(0, n).toString('utf8');
-  } catch (err) {
-    throw err instanceof FileReadProblem ? err : new FileReadProblem(errnoReason(err));
-  } finally {
-    await fh.close();
-  }
+  // The synchronous read, also here: with O_NONBLOCK and the descriptor checked before any read,
+  // nothing in it can wait (a regular file of at most maxBytes), so one body serves both.
+  return readSmallRegularFileSync(file, maxBytes).toString('utf8');
 }
 
-/**
- * readSmallRegularFile for the synchronous paths (certificates and keys are
- * read and checked synchronously, at start-up and on a reload): the same
- * O_NONBLOCK open, fstat on the descriptor and size bound, returning bytes.
- */
+/** The bytes of a regular file of at most `maxBytes` (readSmallRegularFile; certificates and keys are read synchronously). */
 export function readSmallRegularFileSync(file: string, maxBytes: number): Buffer {
   return readSmallRegularFileWithModeSync(file, maxBytes).bytes;
 }
@@ -87,6 +64,7 @@ export function readSmallRegularFileWithModeSync(file: string, maxBytes: number)
     if (!st.isFile()) throw new FileReadProblem('not a regular file');
     const tooBig = `larger than ${maxBytes} bytes`;
     if (st.size > maxBytes) throw new FileReadProblem(`${tooBig} (${st.size})`);
+    // One byte more than allowed: a file still growing past the limit is refused too.
     const buf = Buffer.alloc(maxBytes + 1);
     let n = 0;
     for (let r = 1; r > 0 && n < buf.length; n += r) r = fs.readSync(fd, buf, n, buf.length - n, n);
