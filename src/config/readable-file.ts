@@ -76,3 +76,12 @@ export function readSmallRegularFileWithModeSync(file: string, maxBytes: number)
     fs.closeSync(fd);
   }
 }
+
+/**
+ * Whether group or other users may read a file of `mode` (st_mode): for a
+ * file that holds a key (--key, --ticket-keys), whoever reads it can
+ * impersonate the server or decrypt the sessions it protected, so say so.
+ */
+export function exposedMode(mode: number): boolean {
+  return (mode & 0o044) !== 0;
+}

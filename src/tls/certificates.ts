@@ -26,7 +26,7 @@
  */
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import { AludelError } from '../errors.js';
-import { FileReadProblem, readSmallRegularFileWithModeSync } from '../config/readable-file.js';
+import { exposedMode, FileReadProblem, readSmallRegularFileWithModeSync } from '../config/readable-file.js';
 import { pemBlocks } from './pem.js';
 
 export interface CertificateFiles {
@@ -360,7 +360,7 @@ export function certificateWarnings(plan: CertificatePlan, now: number = Date.no
     const fields = { certFile: c.certFile, subject: c.subject, validFrom: c.validFrom, validTo: c.validTo };
     if (now > notAfter) out.push({ fields, msg: 'certificate expired: clients that verify it refuse the handshake; renew it and reload (SIGHUP)' });
     else if (now < notBefore) out.push({ fields, msg: 'certificate not valid yet: clients that verify it refuse the handshake until its validFrom (or the host clock is wrong)' });
-    if ((c.keyFileMode & 0o044) !== 0) {
+    if (exposedMode(c.keyFileMode)) {
       out.push({ fields: { keyFile: c.keyFile, mode: (c.keyFileMode & 0o777).toString(8).padStart(4, '0') }, msg: 'the private key file is readable by group or other users; whoever reads it can impersonate this server: chmod 600 it' });
     }
   }

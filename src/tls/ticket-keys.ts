@@ -14,7 +14,7 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { InvalidOptionError } from '../errors.js';
-import { readSmallRegularFileWithModeSync, unreadableFileReason } from '../config/readable-file.js';
+import { exposedMode, readSmallRegularFileWithModeSync, unreadableFileReason } from '../config/readable-file.js';
 import type { Logger } from '../log/logger.js';
 
 const NAME = 16;
@@ -43,11 +43,6 @@ export function parseTicketKey(bytes: Buffer, file: string): Buffer {
   if (bytes.length === TICKET_KEY_BYTES) return Buffer.from(bytes);
   // nginx 48-byte layout: name | AES-128 key | HMAC secret.
   return Buffer.concat([bytes.subarray(0, NAME), bytes.subarray(32, 48), bytes.subarray(NAME, 32)]);
-}
-
-/** Group or other users may read the file: the key decrypts every session it protected, so say so. */
-export function exposedMode(mode: number): boolean {
-  return (mode & 0o044) !== 0;
 }
 
 /**

@@ -16,7 +16,8 @@ import { deathsInRow, RESTART_CAP_MS, RESTART_FIRST_MS, restartDelayMs, STABLE_M
 import { isToPrimary, isToWorker, withoutInspectFlags, workerRole, workersToStart, WORKER_ENV, WORKER_FDS_ENV } from '../../src/cli/worker-protocol.js';
 import { MAX_WORKERS, workerCountFor } from '../../src/config/setting-values.js';
 import { InvalidOptionError } from '../../src/errors.js';
-import { exposedMode, generateTicketKey, nodeTlsTicketKey, parseTicketKey, readTicketKeyFiles, rotateTicketKeys } from '../../src/tls/ticket-keys.js';
+import { generateTicketKey, nodeTlsTicketKey, parseTicketKey, readTicketKeyFiles, rotateTicketKeys } from '../../src/tls/ticket-keys.js';
+import { exposedMode } from '../../src/config/readable-file.js';
 import type { Logger } from '../../src/log/logger.js';
 
 describe('restart back-off', () => {
