@@ -6,7 +6,9 @@
  */
 import type { Logger } from '../log/logger.js';
 import type { ListenerSettings } from '../config/proxy-settings.js';
+import { certificateWarnings } from '../tls/certificates.js';
 import { createKtlsServer } from '../tls/create-server.js';
+import { silentLogger } from '../log/logger.js';
 import { describeHwPolicy, resolveHwPolicy, type HwPolicyDecision } from '../tls/hw-offload-policy.js';
 import { readTicketKeyFiles } from '../tls/ticket-keys.js';
 import type { AcmeChallengeCertificate, OffloadDecision, SecureServer, TlsOptions } from '../tls/types.js';
@@ -30,17 +32,43 @@ export class Listeners {
   private readonly alpn: AlpnChoice | undefined;
 
   private readonly log: Logger;
+  /** Where warnings about the certificate and key files go: the log, or nowhere in all workers but the first. */
+  private readonly fileLog: Logger;
 
-  /** `alpn`: the application protocols offered (default http/1.1; none for tcp). */
-  constructor(s: ListenerSettings, log: Logger, alpn?: AlpnChoice) {
+  /**
+   * `alpn`: the application protocols offered (default http/1.1; none for tcp).
+   * `fileWarnings`: false in all workers but the first, so that a warning about
+   * a file (expired certificate, key readable by others) is logged once per
+   * load, not once per worker: every worker reads the same files.
+   */
+  constructor(s: ListenerSettings, log: Logger, alpn?: AlpnChoice, fileWarnings = true) {
     this.alpn = alpn;
     this.log = log;
+    this.fileLog = fileWarnings ? log : silentLogger;
     this.list = s.listen.map(({ host, port }) => {
       const { tls, hw } = this.tlsFor(s, host);
       const server = createKtlsServer({ ...tls, offload: s.offload, handshakeTimeoutMs: s.handshakeTimeoutMs, maxConnections: s.maxConnections, log });
       return { server, host, port, hw };
     });
+    this.warnAboutCertificates();
     this.useTicketKeyFiles(s);
+  }
+
+  /**
+   * The warnings about the certificates in force, each once (every address
+   * loads the same files, so one per address would repeat it): at start-up
+   * and after every reconfigure, as nginx says what it found at each reload.
+   */
+  private warnAboutCertificates(): void {
+    const said = new Set<string>();
+    for (const l of this.list) {
+      for (const w of certificateWarnings(l.server.certificatePlan)) {
+        const key = `${w.msg}\0${JSON.stringify(w.fields)}`;
+        if (said.has(key)) continue;
+        said.add(key);
+        this.fileLog.warn(w.fields, w.msg);
+      }
+    }
   }
 
   /** Session ticket keys for every address: from --ticket-keys, or the primary's (a worker's). */
@@ -50,7 +78,7 @@ export class Listeners {
 
   /** --ticket-keys: read at start-up and again on every reload, so a rotated file takes effect on HUP (as nginx). */
   private useTicketKeyFiles(s: ListenerSettings): void {
-    if (s.ticketKeyFiles.length > 0) this.setTicketKeys(readTicketKeyFiles(s.ticketKeyFiles, this.log));
+    if (s.ticketKeyFiles.length > 0) this.setTicketKeys(readTicketKeyFiles(s.ticketKeyFiles, this.fileLog));
   }
 
   get servers(): SecureServer[] {
@@ -98,10 +126,11 @@ export class Listeners {
 
   /** SIGHUP: new certificates and TLS settings for new handshakes on every address. */
   reconfigure(s: WithHttp2): void {
-    const keys = s.ticketKeyFiles.length > 0 ? readTicketKeyFiles(s.ticketKeyFiles, this.log) : null;
+    const keys = s.ticketKeyFiles.length > 0 ? readTicketKeyFiles(s.ticketKeyFiles, this.fileLog) : null;
     for (const l of this.list) {
       l.server.reconfigure(this.tlsFor(s, l.host).tls);
     }
+    this.warnAboutCertificates();
     if (keys !== null) this.setTicketKeys(keys);
   }
 

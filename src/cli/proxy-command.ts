@@ -28,7 +28,7 @@ import { handleServingSignals } from './signals.js';
 import { AccessLog } from '../log/access-log.js';
 import { runPrimary, startsWorkers } from './primary.js';
 import { attachWorker, reportWorkerReady } from './worker-link.js';
-import { workerRole, type WorkerRole } from './worker-protocol.js';
+import { firstOrOnly, workerRole, type WorkerRole } from './worker-protocol.js';
 import { WorkerCachePeers } from './cache-relay.js';
 import { asStarted, HeldConfig, restartOnlyJson, startConfigText } from './held-config.js';
 import { acmeCloser, prepareAcme, startAcme, workerAcme } from './acme-setup.js';
@@ -55,7 +55,7 @@ export async function runProxy(s: ProxySettings, load: () => Promise<ProxySettin
   // A worker orders nothing: the primary does, and says when a new pair is stored (worker-link.ts).
   const acme = worker === null ? await prepareAcme(s, log, () => listeners.reconfigure(serving.settings)) : null;
   // ALPN names an application protocol: h2 and http/1.1 for the HTTP proxy (--http2), none for raw TCP.
-  const listeners = new Listeners(s, log, s.mode === 'http' ? (t) => httpAlpn(t.http2 ?? true) : []);
+  const listeners = new Listeners(s, log, s.mode === 'http' ? (t) => httpAlpn(t.http2 ?? true) : [], firstOrOnly(worker));
   // Upstream sockets use the addon when it loaded (even if the system OpenSSL did not:
   // the node:tls fallback then copies bodies, since only kTLS connections can splice).
   const addon = loadAddon();

@@ -10,7 +10,7 @@ import { Serving, type Generation } from './serving.js';
 import { Listeners } from './listeners.js';
 import { httpAlpn } from '../http/alpn-front.js';
 import { attachWorker } from './worker-link.js';
-import type { WorkerRole } from './worker-protocol.js';
+import { firstOrOnly, type WorkerRole } from './worker-protocol.js';
 import { acmeCloser, prepareAcme, startAcme, workerAcme } from './acme-setup.js';
 import type { Http01Responder } from '../tls/acme/http01.js';
 
@@ -42,7 +42,7 @@ export async function runServe(s: ServeSettings, load: () => Promise<ServeSettin
   // A worker orders nothing: the primary does, and says when a new pair is stored (worker-link.ts).
   const acme = worker === null ? await prepareAcme(s, log, () => listeners.reconfigure(serving.settings)) : null;
   // --http2 decides what ALPN offers; a reload may change it (new handshakes only).
-  const listeners = new Listeners(s, log, (t) => httpAlpn(t.http2 ?? true));
+  const listeners = new Listeners(s, log, (t) => httpAlpn(t.http2 ?? true), firstOrOnly(worker));
   const stats = new TrafficStats();
   const access = new AccessLog({ ...s.accessLog, log });
   let admin: AdminServer | null = null;

@@ -85,3 +85,12 @@ export function workersToStart(s: { workers: number; workersAuto: boolean }, add
   }
   return { workers: s.workers, oneProcessBecause: null };
 }
+
+/**
+ * Whether this process says what every worker would find alike (warnings
+ * about the files all of them read): the one process, or worker 1. A
+ * restarted worker keeps its index (primary.ts), so it says them again.
+ */
+export function firstOrOnly(role: WorkerRole | null): boolean {
+  return role === null || role.index === 1;
+}

@@ -8,7 +8,7 @@
  */
 import { silentLogger, type Logger } from '../log/logger.js';
 import { NodeTlsServer } from './node-tls-server.js';
-import { certificateWarnings, describePlan } from './certificates.js';
+import { describePlan } from './certificates.js';
 import { KtlsServer } from './ktls-server.js';
 import { decideOffload, probeCapabilities } from './offload.js';
 import { buildNativeTls, resolveTls } from './tls-setup.js';
@@ -33,7 +33,6 @@ export function createKtlsServer(options: CreateServerOptions): SecureServer {
   const maxConnections = options.maxConnections ?? null;
   const tls = resolveTls(options);
   log.debug({ contexts: describePlan(tls.plan) }, 'certificates');
-  for (const w of certificateWarnings(tls.plan)) log.warn(w.fields, w.msg);
   if (offload.engine === 'node-tls' || !caps.native) {
     return new NodeTlsServer({ tls, handshakeTimeoutMs, maxConnections, offload, log });
   }

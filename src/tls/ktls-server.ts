@@ -7,7 +7,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../log/logger.js';
 import { AGAIN, READABLE, type Native, type PollHandle } from '../native/binding.js';
-import { certificateWarnings, describePlan } from './certificates.js';
+import { describePlan, type CertificatePlan } from './certificates.js';
 import { ConnectionLimit } from '../transport/connection-limit.js';
 import { answerPlainHttp, isPlainHttp } from './plain-http.js';
 import { KtlsConnection } from './ktls-connection.js';
@@ -186,13 +186,16 @@ export class KtlsServer extends EventEmitter implements SecureServer {
    * Connections accepted earlier keep the SSL_CTX they started on (OpenSSL
    * holds a reference), handshaking or not.
    */
+  get certificatePlan(): CertificatePlan {
+    return this.tls.resolved.plan;
+  }
+
   reconfigure(options: TlsOptions): void {
     const next = this.o.build(options);
     if (this.sharedTickets) for (const ctx of next.contexts) this.o.native.ctxUseTicketKeys(ctx);
     if (this.challenges.length > 0) installAcmeChallenges(this.o.native, next, this.challenges);
     this.tls = next;
     this.o.log.info({ contexts: describePlan(next.resolved.plan) }, 'TLS configuration replaced');
-    for (const w of certificateWarnings(next.resolved.plan)) this.o.log.warn(w.fields, w.msg);
   }
 
   /**

@@ -21,7 +21,7 @@ import { EventEmitter } from 'node:events';
 import tls from 'node:tls';
 import type { Logger } from '../log/logger.js';
 import { copyFileToStream, type BodyPath } from '../transport/copy-file.js';
-import { certificateWarnings, describePlan, lookupSni } from './certificates.js';
+import { describePlan, lookupSni, type CertificatePlan } from './certificates.js';
 import { ConnectionLimit } from '../transport/connection-limit.js';
 import { nextConnectionId } from './ktls-server.js';
 import { alpnWire } from './policy.js';
@@ -178,6 +178,10 @@ export class NodeTlsServer extends EventEmitter implements SecureServer {
    * (no SNI) by setSecureContext, keeping the ticket keys so sessions still
    * resume, the SNI contexts and ALPN list by swapping what the callbacks read.
    */
+  get certificatePlan(): CertificatePlan {
+    return this.tls.resolved.plan;
+  }
+
   reconfigure(options: TlsOptions): void {
     const next = buildNodeTls(resolveTls(options));
     const r = next.resolved;
@@ -186,7 +190,6 @@ export class NodeTlsServer extends EventEmitter implements SecureServer {
     (this.server as unknown as { ALPNProtocols?: Buffer }).ALPNProtocols = alpnWire(r.alpn);
     this.tls = next;
     this.log.info({ contexts: describePlan(r.plan) }, 'TLS configuration replaced');
-    for (const w of certificateWarnings(r.plan)) this.log.warn(w.fields, w.msg);
     for (const l of nodeTlsLimits(r)) this.log.warn(l, 'certificate not served by the node:tls fallback (the system OpenSSL engine serves it)');
   }
 

@@ -3,6 +3,7 @@ import type { EventEmitter } from 'node:events';
 import type { BodyPath } from '../transport/copy-file.js';
 import type { UlpInfo } from '../native/binding.js';
 import type { TlsVersionName } from './policy.js';
+import type { CertificatePlan } from './certificates.js';
 
 export type OffloadMode = 'auto' | 'kernel' | 'userspace';
 /** default: TLS settings as given; prefer-hw: TLS 1.2 AES-128-GCM where the NIC offloads TLS (src/tls/hw-offload-policy.ts). */
@@ -132,6 +133,8 @@ export interface SecureServer extends EventEmitter {
    * OpenSSL can; node:tls cannot choose a certificate by ALPN.
    */
   readonly answersTlsAlpn01: boolean;
+  /** The certificates new handshakes get (the last reconfigure()'s), for the warnings its owner logs about them. */
+  readonly certificatePlan: CertificatePlan;
   /**
    * The TLS-ALPN-01 challenge certificates pending now (the whole set; [] when
    * none), for handshakes that offer "acme-tls/1". Kept across reconfigure().

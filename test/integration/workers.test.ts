@@ -26,7 +26,7 @@ import { makeFixtures, sha256, type Fixtures } from '../support/fixtures.js';
 import { freePort } from '../support/loopback-port.js';
 import { scrape, select, status, total } from '../support/metrics.js';
 import { run } from '../support/run-process.js';
-import { fingerprint, presented, rotatingCert } from '../support/sni-certs.js';
+import { fingerprint, makeDatedLeaf, presented, rotatingCert } from '../support/sni-certs.js';
 import { delay, waitUntil } from '../support/wait.js';
 import { USR2_IGNORED } from '../../src/cli/signals.js';
 
@@ -226,6 +226,35 @@ describe('--workers 2 (serve)', () => {
         await waitUntil(() => since(p, mark, 'TLS established').length > i, 5_000);
       }
       assert.equal(pidsOf(since(p, mark, 'TLS established')).size, 2, 'both workers were asked');
+    } finally {
+      await p.stop();
+    }
+  });
+
+  test('a warning about the certificate, key or ticket-key files is logged once per load, not once per worker and address', { timeout: 90_000 }, async () => {
+    const dir = fs.mkdtempSync(path.join(fx.outDir, 'warn-once-'));
+    const now = Date.now();
+    const day = 24 * 60 * 60 * 1000;
+    const expired = await makeDatedLeaf(dir, 'expired', 'localhost', new Date(now - 30 * day), new Date(now - day), 0o644);
+    const ticketKey = path.join(dir, 'ticket.key');
+    fs.writeFileSync(ticketKey, Buffer.alloc(80, 7), { mode: 0o644 });
+    fs.chmodSync(ticketKey, 0o644);
+    const p = await startAludel(['serve', '--listen', '127.0.0.1:0', '--listen', '127.0.0.1:0', '--cert', expired.certFile, '--key', expired.keyFile,
+      '--ticket-keys', ticketKey, '--root', fx.root, '--workers', '2']);
+    try {
+      await workerPids(p);
+      const about = (from: number): string[] => p.logs.slice(from).filter((l) => l.level === 40 && (l.certFile === expired.certFile || l.keyFile === expired.keyFile || l.file === ticketKey)).map((l) => l.msg).sort();
+      const once = [
+        '--ticket-keys: the key file is readable by group or other users; whoever reads it can decrypt resumed sessions: chmod 600 it',
+        'certificate expired: clients that verify it refuse the handshake; renew it and reload (SIGHUP)',
+        'the private key file is readable by group or other users; whoever reads it can impersonate this server: chmod 600 it',
+      ];
+      assert.deepEqual(about(0), once, 'at start-up: each once, though 2 workers each load them for 2 addresses');
+      const from = p.mark();
+      p.child.kill('SIGHUP');
+      await waitUntil(() => pidsOf(since(p, from, 'reloaded: new connections use the new settings; connections in flight finish on the old ones')).size === 2, 20_000);
+      await delay(300);
+      assert.deepEqual(about(from), once, 'after a reload: each once again');
     } finally {
       await p.stop();
     }
