@@ -47,6 +47,20 @@ const resetByUs = new WeakSet<http2.Http2Stream>();
 /** Sessions already sent away (closeSoon): one GOAWAY, one timer, one log line each. */
 const goingAway = new WeakSet<http2.Http2Session>();
 
+/** Each watched stream's stall limit (--idle-timeout) and what to do when it is reached (watchStream). */
+const stallWatch = new WeakMap<http2.Http2Stream, StallWatch>();
+
+/** A stream's stall limit and its handler: the log line and the reset (RST_STREAM CANCEL). */
+export interface StallWatch {
+  ms: number;
+  stalled: () => void;
+}
+
+/** The stall limit of a stream this front watches; undefined for one it does not (a test's own stream). */
+export function stallWatchOf(stream: http2.Http2Stream): StallWatch | undefined {
+  return stallWatch.get(stream);
+}
+
 /** The TLS connection an HTTP/2 request came on. */
 export function h2Connection(req: http2.Http2ServerRequest): SecureConnection {
   const conn = streamConn.get(req.stream);
@@ -142,10 +156,17 @@ function watchStream(o: H2FrontOptions, stream: http2.ServerHttp2Stream, conn: S
     o.log.debug({ conn: conn.id, stream: stream.id, code: err.code, detail: err.message }, 'HTTP/2 stream error');
   });
   if (stream.destroyed) return;
-  stream.setTimeout(o.limits.idleTimeoutMs, () => {
+  const stalled = (): void => {
+    // Once: node's timer and a body sender's (h2-body.ts) may both find the same stall.
+    if (stream.closed || stream.destroyed) return;
     o.log.warn({ conn: conn.id, stream: stream.id, idleMs: o.limits.idleTimeoutMs }, 'HTTP/2 stream stalled (no flow-control window or no progress): reset');
     resetStream(stream, NGHTTP2_CANCEL);
-  });
+  };
+  // node's timer sees a stream whose write waits on its flow-control window as progressing
+  // whenever the session sends anything (lib/internal/http2/core.js callTimeout compares the
+  // session's chunks sent): body senders that wait on one write at a time time it themselves.
+  stallWatch.set(stream, { ms: o.limits.idleTimeoutMs, stalled });
+  stream.setTimeout(o.limits.idleTimeoutMs, stalled);
 }
 
 /**
