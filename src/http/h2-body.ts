@@ -16,7 +16,7 @@ import { FileTruncatedError } from '../errors.js';
 import { cutAfter } from '../transport/body-cut.js';
 import { ChunkPool, readAt, type BodyPath } from '../transport/copy-file.js';
 import { taken } from '../transport/taken.js';
-import { resetStream, stallWatchOf } from './h2-front.js';
+import { resetStream, startStallTimer } from './h2-front.js';
 
 /**
  * Each read costs a round through the thread pool and a stream write that
@@ -89,12 +89,10 @@ export async function sendRangeOverH2(stream: http2.Http2Stream, fd: number, off
  * request whose next write cannot go. node's own stream timer does not see
  * it while the session sends for other streams (h2-front.ts watchStream),
  * so a client that fetched a small file now and then held this stream, its
- * descriptor and its chunk for ever.
+ * descriptor and its chunk for ever. The reset closes the stream, and
+ * taken() rejects with the cut (ECONNRESET).
  */
-function takenInTime(stream: http2.Http2Stream, b: Buffer): Promise<void> {
-  const watch = stallWatchOf(stream);
-  if (watch === undefined || watch.ms <= 0) return taken(stream, b);
-  // The reset closes the stream, and taken() rejects with the cut (ECONNRESET).
-  const timer = setTimeout(watch.stalled, watch.ms);
-  return taken(stream, b).finally(() => clearTimeout(timer));
+export function takenInTime(stream: http2.Http2Stream, b: Buffer): Promise<void> {
+  const stop = startStallTimer(stream);
+  return taken(stream, b).finally(stop);
 }

@@ -51,15 +51,27 @@ const goingAway = new WeakSet<http2.Http2Session>();
 const stallWatch = new WeakMap<http2.Http2Stream, StallWatch>();
 
 /** A stream's stall limit and its handler: the log line and the reset (RST_STREAM CANCEL). */
-export interface StallWatch {
+interface StallWatch {
   ms: number;
   stalled: () => void;
 }
 
-/** The stall limit of a stream this front watches; undefined for one it does not (a test's own stream). */
-export function stallWatchOf(stream: http2.Http2Stream): StallWatch | undefined {
-  return stallWatch.get(stream);
+/**
+ * Starts the stall limit (--idle-timeout) on one write to a stream this
+ * front watches, for a writer that waits on one write at a time (a file
+ * chunk, an upstream body piece): not taken in time, the stream is logged as
+ * stalled and reset, and the write fails as the stream closes. node's own
+ * stream timer cannot tell (watchStream). Returns what to call once the
+ * write is taken or has failed.
+ */
+export function startStallTimer(stream: http2.Http2Stream): () => void {
+  const watch = stallWatch.get(stream);
+  if (watch === undefined || watch.ms <= 0) return noop;
+  const timer = setTimeout(watch.stalled, watch.ms);
+  return () => clearTimeout(timer);
 }
+
+const noop = (): void => undefined;
 
 /** The TLS connection an HTTP/2 request came on. */
 export function h2Connection(req: http2.Http2ServerRequest): SecureConnection {
