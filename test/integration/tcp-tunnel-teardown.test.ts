@@ -243,4 +243,26 @@ describe('aludel tcp: how tunnels end', () => {
     assert.equal(await Promise.race([done, delay(3000).then(() => -1)]), 10_000);
     await p.waitForLog((l) => l.msg === 'tunnel closed', 3000);
   });
+
+  test('SIGTERM past --shutdown-timeout: each tunnel still open is cut with its line, before the process exits', async () => {
+    const port = await backend('echo');
+    const p = await tcp(port, '--shutdown-timeout', '1s');
+    const clients = await Promise.all([0, 1, 2].map(() => connect(p.port)));
+    for (const [i, c] of clients.entries()) {
+      c.on('error', () => undefined);
+      const echoed = nextData(c);
+      c.write(`hello ${i}\n`);
+      assert.equal(await echoed, `hello ${i}\n`);
+    }
+    // 'close': the process is gone and its stdout read to the end.
+    const gone = new Promise<void>((resolve) => p.child.once('close', () => resolve()));
+    p.child.kill('SIGTERM');
+    await gone;
+    assert.ok(p.logs.some((l) => l.msg.startsWith('shutdown deadline reached')), 'the tunnels outlived the deadline');
+    const lines = p.logs.filter(ended);
+    assert.equal(lines.length, 3, `one line per tunnel cut at the deadline, got:\n${lines.map((l) => JSON.stringify(l)).join('\n')}`);
+    const totals = p.logs.findIndex((l) => l.totals !== undefined);
+    assert.ok(p.logs.every((l, i) => !ended(l) || i < totals), 'the tunnel lines come before the last line, the totals');
+    for (const c of clients) c.destroy();
+  });
 });
