@@ -265,4 +265,32 @@ describe('aludel tcp: how tunnels end', () => {
     assert.ok(p.logs.every((l, i) => !ended(l) || i < totals), 'the tunnel lines come before the last line, the totals');
     for (const c of clients) c.destroy();
   });
+
+  test('an upstream that answers and closes while the client is still sending: its answer reaches the client', async () => {
+    // As a server that rejects a request too large (redis' "-ERR Protocol error", an SMTP 552)
+    // and closes: its kernel resets the connection over the bytes it left unread, and our writes
+    // fail, but what it sent before the reset is still ours to read (a plain TCP client gets it).
+    const server = net.createServer((s) => {
+      s.on('error', () => undefined);
+      s.once('data', () => s.end('ERR too big\n', () => s.destroy()));
+    });
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const p = await tcp((server.address() as net.AddressInfo).port);
+    for (let round = 0; round < 5; round++) {
+      const c = await connect(p.port);
+      let got = '';
+      c.on('data', (d: Buffer) => (got += d.toString()));
+      c.on('error', () => undefined);
+      const closed = new Promise<void>((resolve) => c.once('close', () => resolve()));
+      const chunk = Buffer.alloc(64 * 1024, 0x61);
+      const pump = (): void => {
+        while (!c.destroyed && c.write(chunk));
+        if (!c.destroyed) c.once('drain', pump);
+      };
+      pump();
+      await closed;
+      assert.equal(got, 'ERR too big\n', `round ${round}: the upstream's answer`);
+    }
+  });
 });
