@@ -19,7 +19,7 @@ import { evaluatePreconditions, ifRangeAllows, parseHttpDate } from '../http/con
 import { parseRange } from '../http/range.js';
 import { whenAttached } from '../http/front.js';
 import { dropFields, writeHead, type Exchange } from '../http/exchange.js';
-import { sendRangeOverH2 } from '../http/h2-body.js';
+import { sendRangeOverH2, takenInTime } from '../http/h2-body.js';
 import { chunkFraming } from '../http/h1-wire.js';
 import { sentWithHead, sentWithHeadNow } from '../http/small-body.js';
 import type { BodyPath } from '../transport/copy-file.js';
@@ -182,7 +182,7 @@ async function rangeSender(res: Exchange['res']): Promise<RangeSender> {
     return {
       file: (fd, offset, length) => sendRangeOverH2(stream, fd, offset, length),
       bytes: async (b) => {
-        await taken(stream, b);
+        await takenInTime(stream, b);
         return 'write';
       },
     };

@@ -15,6 +15,16 @@ import type { AccessLog } from '../log/access-log.js';
 import type { ListenerSettings } from '../config/proxy-settings.js';
 import { keepValues } from './held-config.js';
 
+/** How long the connections cut at the end may take to write their last lines (close()). */
+const CUT_LINES_MS = 1_000;
+
+/** Resolves when `p` settles or after `ms`, whichever is first; never rejects. */
+function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => { timer = setTimeout(resolve, ms); });
+  return Promise.race([p.then(() => undefined, () => undefined), late]).finally(() => clearTimeout(timer));
+}
+
 /** One set of settings in force: its front and what to release once it is drained. */
 export interface Generation<S> {
   settings: S;
@@ -135,6 +145,10 @@ export class Serving<S extends ListenerSettings> {
   async close(): Promise<void> {
     this.stopping = true;
     await Promise.all(this.o.servers.map((s) => s.close()));
+    // The connections just cut write their own lines (a tunnel's 'tunnel failed', a request's
+    // access line) a few ticks later, once their 'close' has gone round: wait for the fronts to
+    // settle, briefly, so that the process does not exit with those lines unwritten.
+    await settledWithin(Promise.all([this.current.front.drain(), ...this.retiring]), CUT_LINES_MS);
     this.current.retire();
     await Promise.all(this.o.others().map((x) => x?.close()));
     this.o.access.close();

@@ -10,6 +10,7 @@ import http2 from 'node:http2';
 import type { SecureConnection } from '../tls/types.js';
 import { requestConnection, type AnyRequest, type AnyResponse } from './alpn-front.js';
 import { h1FieldsOfH2 } from './h2-request.js';
+import { startStallTimer } from './h2-front.js';
 import type { BodyPath } from '../transport/copy-file.js';
 import type { CacheOutcome } from '../metrics/traffic-stats.js';
 
@@ -120,9 +121,12 @@ export function writeBody(x: Exchange, chunk: Buffer): Promise<void> {
   const res = x.res;
   const gone = res instanceof http.ServerResponse ? res.destroyed : res.stream.destroyed;
   if (gone || x.conn.destroyed) return Promise.reject(clientGone());
+  // Over HTTP/2, a piece the client's window holds back past --idle-timeout resets the stream
+  // (h2-front.ts startStallTimer: node's stream timer counts the other streams' bytes as its progress).
+  const stopStall = res instanceof http.ServerResponse ? null : startStallTimer(res.stream);
   return new Promise((resolve, reject) => {
     const closed = (): void => { done(); reject(clientGone()); };
-    const done = (): void => { res.off('close', closed); if (!x.h2) x.conn.off('close', closed); };
+    const done = (): void => { stopStall?.(); res.off('close', closed); if (!x.h2) x.conn.off('close', closed); };
     // on(), not once(): done() removes both either way (see endBody). Over HTTP/2 the stream's
     // 'close' comes when its session dies too: one listener per stream on the session's
     // connection only piled up (node's MaxListenersExceededWarning at 11 concurrent streams).

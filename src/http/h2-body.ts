@@ -16,7 +16,7 @@ import { FileTruncatedError } from '../errors.js';
 import { cutAfter } from '../transport/body-cut.js';
 import { ChunkPool, readAt, type BodyPath } from '../transport/copy-file.js';
 import { taken } from '../transport/taken.js';
-import { resetStream } from './h2-front.js';
+import { resetStream, startStallTimer } from './h2-front.js';
 
 /**
  * Each read costs a round through the thread pool and a stream write that
@@ -68,7 +68,7 @@ export async function sendRangeOverH2(stream: http2.Http2Stream, fd: number, off
         resetStream(stream, 2 /* INTERNAL_ERROR */);
         throw new FileTruncatedError(length, pos - offset);
       }
-      await taken(stream, n === buf.length ? buf : buf.subarray(0, n));
+      await takenInTime(stream, n === buf.length ? buf : buf.subarray(0, n));
       pos += n;
     }
   } catch (err) {
@@ -80,4 +80,19 @@ export async function sendRangeOverH2(stream: http2.Http2Stream, fd: number, off
     if (session) sending.set(session, (sending.get(session) ?? 1) - 1);
   }
   return 'write';
+}
+
+/**
+ * taken(), with the stream's stall limit (--idle-timeout) on each chunk: a
+ * chunk the client's flow-control window (RFC 9113 §5.2) lets nowhere for
+ * that long is a stalled stream, reset as nginx's send_timeout ends a
+ * request whose next write cannot go. node's own stream timer does not see
+ * it while the session sends for other streams (h2-front.ts watchStream),
+ * so a client that fetched a small file now and then held this stream, its
+ * descriptor and its chunk for ever. The reset closes the stream, and
+ * taken() rejects with the cut (ECONNRESET).
+ */
+export function takenInTime(stream: http2.Http2Stream, b: Buffer): Promise<void> {
+  const stop = startStallTimer(stream);
+  return taken(stream, b).finally(stop);
 }

@@ -47,6 +47,32 @@ const resetByUs = new WeakSet<http2.Http2Stream>();
 /** Sessions already sent away (closeSoon): one GOAWAY, one timer, one log line each. */
 const goingAway = new WeakSet<http2.Http2Session>();
 
+/** Each watched stream's stall limit (--idle-timeout) and what to do when it is reached (watchStream). */
+const stallWatch = new WeakMap<http2.Http2Stream, StallWatch>();
+
+/** A stream's stall limit and its handler: the log line and the reset (RST_STREAM CANCEL). */
+interface StallWatch {
+  ms: number;
+  stalled: () => void;
+}
+
+/**
+ * Starts the stall limit (--idle-timeout) on one write to a stream this
+ * front watches, for a writer that waits on one write at a time (a file
+ * chunk, an upstream body piece): not taken in time, the stream is logged as
+ * stalled and reset, and the write fails as the stream closes. node's own
+ * stream timer cannot tell (watchStream). Returns what to call once the
+ * write is taken or has failed.
+ */
+export function startStallTimer(stream: http2.Http2Stream): () => void {
+  const watch = stallWatch.get(stream);
+  if (watch === undefined || watch.ms <= 0) return noop;
+  const timer = setTimeout(watch.stalled, watch.ms);
+  return () => clearTimeout(timer);
+}
+
+const noop = (): void => undefined;
+
 /** The TLS connection an HTTP/2 request came on. */
 export function h2Connection(req: http2.Http2ServerRequest): SecureConnection {
   const conn = streamConn.get(req.stream);
@@ -142,10 +168,17 @@ function watchStream(o: H2FrontOptions, stream: http2.ServerHttp2Stream, conn: S
     o.log.debug({ conn: conn.id, stream: stream.id, code: err.code, detail: err.message }, 'HTTP/2 stream error');
   });
   if (stream.destroyed) return;
-  stream.setTimeout(o.limits.idleTimeoutMs, () => {
+  const stalled = (): void => {
+    // Once: node's timer and a body sender's (h2-body.ts) may both find the same stall.
+    if (stream.closed || stream.destroyed) return;
     o.log.warn({ conn: conn.id, stream: stream.id, idleMs: o.limits.idleTimeoutMs }, 'HTTP/2 stream stalled (no flow-control window or no progress): reset');
     resetStream(stream, NGHTTP2_CANCEL);
-  });
+  };
+  // node's timer sees a stream whose write waits on its flow-control window as progressing
+  // whenever the session sends anything (lib/internal/http2/core.js callTimeout compares the
+  // session's chunks sent): body senders that wait on one write at a time time it themselves.
+  stallWatch.set(stream, { ms: o.limits.idleTimeoutMs, stalled });
+  stream.setTimeout(o.limits.idleTimeoutMs, stalled);
 }
 
 /**

@@ -78,11 +78,6 @@ function normalPath(urlPath: string): NormalPath | Refused {
   return { segments, slash: parts.length > 1 && (last === '' || last === '.' || last === '..'), asSent };
 }
 
-/** The decoded path segments of a request-target, normalised, or why there are none (400). */
-function requestSegments(urlPath: string): string[] | Refused {
-  const p = normalPath(urlPath);
-  return 'kind' in p ? p : p.segments;
-}
 export async function resolveUnderRoot(rootReal: string, urlPath: string): Promise<ResolveResult> {
   const p = normalPath(urlPath);
   if ('kind' in p) return p;
@@ -90,6 +85,9 @@ export async function resolveUnderRoot(rootReal: string, urlPath: string): Promi
   // path.join on ..-free segments cannot climb above rootReal.
   const candidate = path.join(rootReal, ...p.segments);
   const found = await realStat(rootReal, candidate);
+  // A path ending in a slash names a directory: a file there is not found, as open(2) of
+  // "file/" fails with ENOTDIR and nginx answers 404, never the file under a second name.
+  if (found.kind === 'file' && !found.stat.isDirectory() && p.slash) return NOT_FOUND;
   if (found.kind !== 'file' || !found.stat.isDirectory()) return onlyRegular(found);
   // A directory named without its trailing slash is sent there (301), as nginx does: its
   // index's relative links resolve against the directory itself only then (RFC 3986 §5.2).
@@ -200,12 +198,16 @@ const E = os.constants.errno;
  */
 const PLAIN_TARGET = /^(?:\/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+$/;
 
-/** The decoded path beneath the root ("" for the root itself), or why there is none. */
-function relativePath(urlPath: string): string | Refused {
+/**
+ * The decoded path beneath the root ("" for the root itself), or why there
+ * is none; null for a path ending in a slash, which names a directory (its
+ * index) and never a file (resolveUnderRoot decides).
+ */
+function relativePath(urlPath: string): string | Refused | null {
   if (PLAIN_TARGET.test(urlPath)) return urlPath.slice(1);
-  const segments = requestSegments(urlPath);
-  if (!Array.isArray(segments)) return segments;
-  return segments.join('/');
+  const p = normalPath(urlPath);
+  if ('kind' in p) return p;
+  return p.slash ? null : p.segments.join('/');
 }
 
 /** A regular file opened beneath the root: release it with closeOpened(). */
@@ -241,8 +243,8 @@ export function closeOpened(files: OpenFiles | undefined, relative: string, fd: 
  */
 export function openUnderRoot(open: OpenBeneath, rootReal: string, urlPath: string, files?: OpenFiles): OpenedUnderRoot | Refused | 'fallback' {
   const relative = relativePath(urlPath);
+  if (relative === null || relative === '') return 'fallback';
   if (typeof relative !== 'string') return relative;
-  if (relative === '') return 'fallback';
   // A descriptor kept from an earlier request, if the path still names its file unchanged (open-files.ts).
   const found = files?.find(relative);
   if (found !== undefined) return { kind: 'open', fd: found.fd, path: underRoot(rootReal, relative), stat: found.stat, relative };

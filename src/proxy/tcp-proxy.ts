@@ -36,12 +36,18 @@ export function startTcpProxy(o: TcpProxyOptions): Front {
 export function createTcpProxy(o: Omit<TcpProxyOptions, 'server'>): Front {
   const pipes = o.native ? new PipePool(o.native) : null;
   const conns = new ConnectionSet();
+  /** Each tunnel until its line is written: drained means every tunnel said how it ended. */
+  const tunnels = new Set<Promise<void>>();
   return {
     accept(conn) {
       conns.add(conn);
-      void forward(conn);
+      const t = forward(conn).finally(() => tunnels.delete(t));
+      tunnels.add(t);
     },
-    drain: () => conns.emptied(),
+    drain: async () => {
+      await conns.emptied();
+      await Promise.all([...tunnels]);
+    },
     get connections() {
       return conns.size;
     },

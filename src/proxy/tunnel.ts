@@ -52,15 +52,29 @@ function connectionClosed(): Error {
   return Object.assign(new Error('client connection closed'), { code: 'ECONNRESET' });
 }
 
-/** Client -> upstream: paused while the upstream has not taken the last chunk. */
-async function clientToUpstream(conn: SecureConnection, u: UpstreamStream, count: (n: number) => void): Promise<void> {
+/**
+ * Client -> upstream: paused while the upstream has not taken the last
+ * chunk. Resolves with null once the client's side has ended and the
+ * upstream has our FIN, or with the error of a write the upstream refused
+ * (a reset: it closed with our bytes unread, RFC 9293 §3.10.7.4). That ends
+ * this direction only: what the upstream sent before it closed is still in
+ * our socket (Linux keeps it readable after the reset) and is the client's,
+ * often the reason it closed (redis' "-ERR Protocol error", an SMTP 552).
+ * The client's further bytes are left unread: nobody can take them.
+ */
+async function clientToUpstream(conn: SecureConnection, u: UpstreamStream, count: (n: number) => void): Promise<Error | null> {
   // destroyOnReturn false: a readable side that ended (close_notify) must not destroy the
   // Duplex, whose writable side still carries the upstream's answer (half-close).
   for await (const chunk of conn.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
-    await u.write(chunk);
+    try {
+      await u.write(chunk);
+    } catch (err) {
+      return err as Error;
+    }
     count(chunk.length);
   }
   u.endWrite();
+  return null;
 }
 
 async function upstreamToClient(conn: SecureConnection, u: UpstreamStream, pipes: PipePool | null, count: (n: number) => void): Promise<'splice' | 'write'> {
@@ -68,7 +82,7 @@ async function upstreamToClient(conn: SecureConnection, u: UpstreamStream, pipes
   if (path === 'splice') {
     await spliceBody(pipes!, u.plain!, conn as Required<SecureConnection>, null, count);
   } else {
-    for (let c = await u.read(); c !== null; c = await u.read()) {
+    for (let c = await readOrFlush(conn, u); c !== null; c = await readOrFlush(conn, u)) {
       if (!conn.write(c)) await waitDrain(conn);
       count(c.length);
     }
@@ -97,6 +111,41 @@ function endClient(conn: SecureConnection): Promise<void> {
       if (conn.writableFinished) resolve();
       else reject(connectionClosed());
     });
+  });
+}
+
+/**
+ * The upstream's next bytes. When its side fails (a reset), the bytes it
+ * sent before, already written to the client connection, are flushed first:
+ * the tunnel is torn down after, and destroying the connection drops what
+ * it still holds. As a TCP reset after data, the client then sees the data
+ * and a cut (no close_notify). The tunnel's idle timeout bounds the wait.
+ */
+async function readOrFlush(conn: SecureConnection, u: UpstreamStream): Promise<Buffer | null> {
+  try {
+    return await u.read();
+  } catch (err) {
+    await flushed(conn);
+    throw err;
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * Resolves once the connection has taken every byte written to it so far,
+ * or is gone. 'drain' would not do: it comes only after a write that
+ * returned false. An empty write's callback runs after all the writes
+ * before it (stream callbacks are called in order), with an error if the
+ * connection is destroyed first.
+ */
+function flushed(conn: SecureConnection): Promise<void> {
+  return new Promise((resolve) => {
+    if (conn.destroyed || conn.writableLength === 0 || conn.writableEnded) {
+      resolve();
+      return;
+    }
+    conn.write(EMPTY, () => resolve());
   });
 }
 
@@ -170,7 +219,8 @@ export async function tunnel(o: TunnelOptions): Promise<TunnelResult> {
   const idle = idleWatch(o.idleTimeoutMs ?? 0, conn, () => stop(new TunnelIdleError(o.idleTimeoutMs!, r)));
   const onClose = (): void => { if (!u.destroyed) u.destroy(connectionClosed()); };
   conn.once('close', onClose);
-  const up = clientToUpstream(conn, u, (n) => { r.up += n; idle.touch(); });
+  let refused: Error | null = null;
+  const up = clientToUpstream(conn, u, (n) => { r.up += n; idle.touch(); }).then((err) => { refused = err; });
   const down = upstreamToClient(conn, u, o.pipes, (n) => { r.down += n; idle.touch(); }).then((p) => { r.downPath = p; });
   // One direction failing ends both: a reset client cannot take the rest, a dead upstream cannot send it.
   const stopOnError = (err: unknown): never => {
@@ -188,5 +238,7 @@ export async function tunnel(o: TunnelOptions): Promise<TunnelResult> {
     conn.off('close', onClose);
     u.destroy();
   }
+  // The upstream's answer went out whole; the tunnel still failed, and says why.
+  if (refused !== null) throw refused;
   return r;
 }

@@ -111,6 +111,35 @@ describe('aludel proxy over HTTP/2', { timeout: 120_000 }, () => {
     }
   });
 
+  test('a stream whose window stays shut is reset after --idle-timeout while other streams on its session make progress', async () => {
+    // node's per-stream timer counts any byte the session sends as this stream's progress
+    // (lib/internal/http2/core.js callTimeout): a small request now and then held the stalled
+    // stream, and its upstream connection, for ever.
+    const q = await startAludel(['proxy', '--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--to', `http://127.0.0.1:${sink.port}`, '--max-fails', '0', '--idle-timeout', '1s']);
+    const session = http2.connect(`https://localhost:${q.port}`, { ca: fx.certPem, servername: 'localhost', host: '127.0.0.1' } as http2.SecureClientSessionOptions);
+    session.on('error', () => undefined);
+    let small = 0;
+    const ticker = setInterval(() => {
+      void h2get(session, { ':path': '/echo-headers' }).then((a) => { if (a.error === undefined) small++; }, () => undefined);
+    }, 100);
+    try {
+      const big = session.request({ ':path': '/chunked-stream?size=5242880' });
+      big.on('error', () => undefined);
+      // Never read: no WINDOW_UPDATE for this stream past its first 65,535 bytes.
+      big.on('response', () => big.pause());
+      let closedWith: number | null = null;
+      big.on('close', () => (closedWith = big.rstCode));
+      await waitUntil(() => closedWith !== null, 20_000);
+      assert.equal(closedWith, http2.constants.NGHTTP2_CANCEL);
+      assert.ok(small > 0, 'the other streams were served meanwhile');
+      await q.waitForLog((l) => l.msg.startsWith('HTTP/2 stream stalled'));
+    } finally {
+      clearInterval(ticker);
+      session.destroy();
+      await q.stop();
+    }
+  });
+
   test('a :method that is not upper-case letters, "_" and "-" gets 400 and never reaches the origin (as nginx, and as over HTTP/1.1)', async () => {
     const session = http2.connect(base(), { ca: fx.certPem, servername: 'localhost', host: '127.0.0.1' } as http2.SecureClientSessionOptions);
     try {

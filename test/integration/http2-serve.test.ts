@@ -364,6 +364,36 @@ describe('aludel serve over HTTP/2', { timeout: 180_000 }, () => {
     }
   });
 
+  test('a stalled file stream is reset after --idle-timeout while other streams on its session make progress', async () => {
+    // node's per-stream timer counts any byte the session sends as this stream's progress
+    // (lib/internal/http2/core.js callTimeout): a client that never opens one stream's window but
+    // fetches a small file now and then held that stream, its descriptor and its buffer for ever.
+    const p = await startAludel(serveArgs(fx, '--idle-timeout', '1s'));
+    const session = await connect(p);
+    let small = 0;
+    const ticker = setInterval(() => {
+      request(session, { ':path': `/${FILES.one.name}` }).then(() => small++, () => undefined);
+    }, 100);
+    try {
+      const big = session.request({ ':path': `/${FILES.big.name}` });
+      big.on('error', () => undefined);
+      // Never read: no WINDOW_UPDATE for this stream past its first 65,535 bytes.
+      big.on('response', () => big.pause());
+      let closedWith: number | null = null;
+      big.on('close', () => (closedWith = big.rstCode));
+      await waitUntil(() => closedWith !== null, 20_000);
+      assert.equal(closedWith, http2.constants.NGHTTP2_CANCEL);
+      assert.ok(small > 0, 'the other streams were served meanwhile');
+      await p.waitForLog((l) => l.msg.startsWith('HTTP/2 stream stalled'));
+      const q = await p.waitForLog((l) => l.msg === 'request' && l.url === `/${FILES.big.name}`);
+      assert.equal(q.error, 'ECONNRESET', 'the access log says the body was cut');
+    } finally {
+      clearInterval(ticker);
+      session.destroy();
+      await p.stop();
+    }
+  });
+
   test('SIGTERM: GOAWAY at once, the stream in flight finishes intact, then the process exits 0', async () => {
     const p = await startAludel(serveArgs(fx, '--shutdown-timeout', '30s'));
     const big = fx.files.big;

@@ -243,4 +243,54 @@ describe('aludel tcp: how tunnels end', () => {
     assert.equal(await Promise.race([done, delay(3000).then(() => -1)]), 10_000);
     await p.waitForLog((l) => l.msg === 'tunnel closed', 3000);
   });
+
+  test('SIGTERM past --shutdown-timeout: each tunnel still open is cut with its line, before the process exits', async () => {
+    const port = await backend('echo');
+    const p = await tcp(port, '--shutdown-timeout', '1s');
+    const clients = await Promise.all([0, 1, 2].map(() => connect(p.port)));
+    for (const [i, c] of clients.entries()) {
+      c.on('error', () => undefined);
+      const echoed = nextData(c);
+      c.write(`hello ${i}\n`);
+      assert.equal(await echoed, `hello ${i}\n`);
+    }
+    // 'close': the process is gone and its stdout read to the end.
+    const gone = new Promise<void>((resolve) => p.child.once('close', () => resolve()));
+    p.child.kill('SIGTERM');
+    await gone;
+    assert.ok(p.logs.some((l) => l.msg.startsWith('shutdown deadline reached')), 'the tunnels outlived the deadline');
+    const lines = p.logs.filter(ended);
+    assert.equal(lines.length, 3, `one line per tunnel cut at the deadline, got:\n${lines.map((l) => JSON.stringify(l)).join('\n')}`);
+    const totals = p.logs.findIndex((l) => l.totals !== undefined);
+    assert.ok(p.logs.every((l, i) => !ended(l) || i < totals), 'the tunnel lines come before the last line, the totals');
+    for (const c of clients) c.destroy();
+  });
+
+  test('an upstream that answers and closes while the client is still sending: its answer reaches the client', async () => {
+    // As a server that rejects a request too large (redis' "-ERR Protocol error", an SMTP 552)
+    // and closes: its kernel resets the connection over the bytes it left unread, and our writes
+    // fail, but what it sent before the reset is still ours to read (a plain TCP client gets it).
+    const server = net.createServer((s) => {
+      s.on('error', () => undefined);
+      s.once('data', () => s.end('ERR too big\n', () => s.destroy()));
+    });
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const p = await tcp((server.address() as net.AddressInfo).port);
+    for (let round = 0; round < 5; round++) {
+      const c = await connect(p.port);
+      let got = '';
+      c.on('data', (d: Buffer) => (got += d.toString()));
+      c.on('error', () => undefined);
+      const closed = new Promise<void>((resolve) => c.once('close', () => resolve()));
+      const chunk = Buffer.alloc(64 * 1024, 0x61);
+      const pump = (): void => {
+        while (!c.destroyed && c.write(chunk));
+        if (!c.destroyed) c.once('drain', pump);
+      };
+      pump();
+      await closed;
+      assert.equal(got, 'ERR too big\n', `round ${round}: the upstream's answer`);
+    }
+  });
 });

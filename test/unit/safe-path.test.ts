@@ -88,6 +88,11 @@ describe('resolveUnderRoot', () => {
     await expectKind('/sub/missing/deeper', 'not-found');
   });
 
+  it('a file named with a trailing slash is not found, as nginx answers (open(2) of "file/" is ENOTDIR)', async () => {
+    for (const p of ['/hello.txt/', '/hello.txt/.', '/sub/../hello.txt/', '/link-in/']) await expectKind(p, 'not-found');
+    await expectFile('/link-in-dir/', path.join('sub', 'index.html'));
+  });
+
   it('follows symlinks that stay inside the root', async () => {
     await expectFile('/link-in', 'hello.txt');
     await expectFile('/link-in-dir/', 'sub/index.html');
@@ -168,7 +173,6 @@ describe('openUnderRoot: the path handed to openat2', () => {
       ['/a%2Fb', 'a/b', 'not-found'],
       ['/a?x=/../..', 'a', 'not-found'],
       ['/a#frag', 'a', 'not-found'],
-      ['/a/', 'a', 'not-found'],
       ['https://host/a/b', 'a/b', 'not-found'],
       // Refused before any open.
       ['/a/../b', 'b', 'not-found'],
@@ -179,7 +183,10 @@ describe('openUnderRoot: the path handed to openat2', () => {
       ['/a/../../b', undefined, 'bad-request'],
       ['/a%00', undefined, 'bad-request'],
       ['/%zz', undefined, 'bad-request'],
-      // The root itself goes the realpath way (its index file).
+      // The root itself goes the realpath way (its index file), as does any path ending in a slash:
+      // it names a directory, never a file (open(2) of "file/" is ENOTDIR).
+      ['/a/', undefined, 'fallback'],
+      ['/a/.', undefined, 'fallback'],
       ['/', undefined, 'fallback'],
       ['/.', undefined, 'fallback'],
       ['/a/..', undefined, 'fallback'],
