@@ -33,6 +33,7 @@ import { formatAddress, listenError } from './listeners.js';
 import { startWorkerAdmin, type WorkerMetricsSource } from './primary-admin.js';
 import type { SignalTargets } from './signals.js';
 import { CacheRelay } from './cache-relay.js';
+import { WorkerCounters, type Metrics } from './worker-counters.js';
 import { WORKER_CONFIG_ENV, WORKER_STARTED_ENV, type HeldConfig } from './held-config.js';
 
 type PrimarySettings = ListenerSettings & Partial<Pick<HttpServerSettings, 'redirectHttp' | 'acme'>> & { mode: 'serve' | 'http' | 'tcp' };
@@ -106,7 +107,9 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
   private announced = false;
   private readonly exited = new Set<() => void>();
   private metricsId = 0;
-  private readonly metricsWaiters = new Map<number, { want: number; got: unknown[][]; done(v: unknown[][]): void }>();
+  private readonly metricsWaiters = new Map<number, { want: number; got: number; done(): void }>();
+  /** The workers' last answers and the counters of those that exited: /metrics never goes backwards (worker-counters.ts). */
+  private readonly counters = new WorkerCounters();
   /** How many new --acme-domain pairs were stored (issued or renewed) since start. */
   private certificates = 0;
   private announce: (answersTlsAlpn01: boolean) => void = () => undefined;
@@ -213,16 +216,19 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
         this.announce(this.slots.every((x) => x.answersTlsAlpn01));
       }
     } else {
+      // A late answer of a worker that has exited must not bring its counts back beside the retired ones.
+      if (w.child !== child || child.pid === undefined) return;
+      this.counters.answered(child.pid, m.metrics as Metrics);
       const waiter = this.metricsWaiters.get(m.id);
       if (waiter === undefined) return;
-      waiter.got.push(m.metrics);
-      if (waiter.got.length === waiter.want) waiter.done(waiter.got);
+      if (++waiter.got === waiter.want) waiter.done();
     }
   }
 
   private onExit(w: Slot, child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
     if (w.child === child) w.child = null;
     this.cacheRelay.workerExited(child.pid);
+    this.counters.exited(child.pid);
     for (const notify of [...this.exited]) notify();
     if (this.stopping) {
       this.log.info({ worker: w.index, workerPid: child.pid, code, signal }, 'worker stopped');
@@ -268,19 +274,23 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
     return this.cacheRelay.purge(url);
   }
 
-  /** Every live worker's registry as JSON (for the admin listener); workers that do not answer in 2 s are left out. */
+  /**
+   * Every live worker's registry as JSON (for the admin listener), and the
+   * counters of the workers that exited; a worker that does not answer in 2 s
+   * counts with its last answer (worker-counters.ts).
+   */
   workerMetrics(): Promise<unknown[][]> {
     const live = this.slots.flatMap((w) => (w.child?.connected ? [w.child] : []));
-    if (live.length === 0) return Promise.resolve([]);
+    if (live.length === 0) return Promise.resolve(this.counters.toSum());
     const id = ++this.metricsId;
     return new Promise((resolve) => {
-      const finish = (got: unknown[][]): void => {
+      const finish = (): void => {
         clearTimeout(timer);
         this.metricsWaiters.delete(id);
-        resolve(got);
+        resolve(this.counters.toSum());
       };
-      const waiter = { want: live.length, got: [] as unknown[][], done: finish };
-      const timer = setTimeout(() => finish(waiter.got), 2_000);
+      const waiter = { want: live.length, got: 0, done: finish };
+      const timer = setTimeout(finish, 2_000);
       this.metricsWaiters.set(id, waiter);
       for (const child of live) this.send(child, { type: 'metrics', id });
     });
