@@ -142,6 +142,8 @@ function onAcmeMessage(m: Extract<ToWorker, { type: 'acme-challenge' | 'certific
     return;
   }
   try {
+    // A pair stored after this worker was forked: the disk has it, the primary's copy it started from does not (held-files.ts).
+    dropHeldFiles();
     p.acme.reloadCertificates();
     p.log.info('acme: new certificate from the primary in service: new handshakes get it, connections in flight keep theirs');
   } catch (err) {
