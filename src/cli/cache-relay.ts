@@ -71,11 +71,28 @@ export class CacheRelay {
 
   /**
    * Purges a URL (the admin listener's POST /purge) through one live worker:
-   * how many stored responses went. Rejects when no worker answers.
+   * how many stored responses went. A worker that does not answer within
+   * PURGE_ANSWER_MS (stopped, its event loop blocked) is passed over for the
+   * next: any worker can purge for all (its 'invalidated' reaches the
+   * others), so one stuck worker must not make every purge fail. Its request
+   * stays queued on its channel and runs if it wakes up: purging twice only
+   * costs a refetch. Rejects when no worker answers.
    */
-  purge(url: string): Promise<number> {
-    const to = this.workers().find((c) => c.connected);
-    if (to === undefined) return Promise.reject(new Error('no worker is running'));
+  async purge(url: string): Promise<number> {
+    const asked: Array<number | undefined> = [];
+    for (;;) {
+      const to = this.workers().find((c) => c.connected && !asked.includes(c.pid));
+      if (to === undefined) throw new Error(asked.length === 0 ? 'no worker is running' : `no worker answered within ${PURGE_ANSWER_MS} ms (asked ${asked.join(', ')}); a worker that wakes up still purges`);
+      asked.push(to.pid);
+      try {
+        return await this.purgeThrough(to, url);
+      } catch (err) {
+        this.log.warn({ workerPid: to.pid, url, detail: (err as Error).message }, 'cache purge (admin): a worker did not answer; asking the next one');
+      }
+    }
+  }
+
+  private purgeThrough(to: ChildProcess, url: string): Promise<number> {
     const seq = ++this.purgeSeq;
     return new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`worker ${to.pid} did not answer within ${PURGE_ANSWER_MS} ms`)), PURGE_ANSWER_MS);

@@ -8,8 +8,8 @@
  * address of its own, or keep it from ever coming back when the edit is
  * broken. The text goes in the worker's environment (small, set at fork,
  * read before anything is built); a worker's own reload (HUP) reads the
- * file, as one process does. Certificate and key files are read by path, as
- * on a reload.
+ * file, as one process does. The certificate, key and ticket key files are
+ * held the same way (held-files.ts).
  */
 import type { Logger } from '../log/logger.js';
 import { readConfigText } from '../config/proxy-config-file.js';
@@ -74,14 +74,16 @@ export class HeldConfig {
     return this.current;
   }
 
-  /** HUP: reads the file; keeps it when it loads, else keeps the previous text and says so. */
-  async reload(log: Logger): Promise<void> {
+  /** HUP: reads the file; keeps it when it loads (returns what `check` made of it), else keeps the previous text, says so and returns null. */
+  async reload(log: Logger): Promise<unknown> {
     try {
       const text = await readConfigText(this.file);
-      await this.check(text);
+      const checked = await this.check(text);
       this.current = text;
+      return checked;
     } catch (err) {
       log.error({ detail: (err as Error).message }, 'reload: the config file does not load; a worker restarted later starts from the last one that did');
+      return null;
     }
   }
 }

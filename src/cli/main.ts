@@ -18,6 +18,7 @@ import { handleServingSignals } from './signals.js';
 import { runPrimary, startsWorkers } from './primary.js';
 import { workerRole } from './worker-protocol.js';
 import { reportWorkerReady } from './worker-link.js';
+import { useHeldFiles } from '../config/held-files.js';
 import { asStarted, HeldConfig, restartOnlyJson, startConfigText } from './held-config.js';
 
 const program = new Command();
@@ -28,6 +29,8 @@ addProxyOptions(program.command('serve').description('serve static files over HT
   .action(async (flags: ProxyFlags) => {
     try {
       const role = workerRole(process.env);
+      // A worker reads its certificate and ticket key files from the primary's copy while it starts (held-files.ts).
+      useHeldFiles(role !== null);
       // Read once: the primary keeps the very text it validated (held-config.ts).
       const text = await startConfigText(flags.config, role);
       const s = asStarted(await resolveServeSettings(flags, text), LISTENER_RESTART, role);

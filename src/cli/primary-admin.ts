@@ -6,7 +6,8 @@
  * aggregator (counters and most gauges summed; aludel_upstream_up the
  * minimum; process start time and version info not summed). So /metrics
  * reads as one server's, as with one process. A worker that does not answer
- * within 2 s (restarting) is left out of that scrape.
+ * within 2 s counts with its last answer, and an exited worker's counters
+ * stay in the sum (worker-counters.ts): no counter goes backwards.
  */
 import { AggregatorRegistry, Gauge, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { Logger } from '../log/logger.js';

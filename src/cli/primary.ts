@@ -33,7 +33,15 @@ import { formatAddress, listenError } from './listeners.js';
 import { startWorkerAdmin, type WorkerMetricsSource } from './primary-admin.js';
 import type { SignalTargets } from './signals.js';
 import { CacheRelay } from './cache-relay.js';
+import { WorkerCounters, type Metrics } from './worker-counters.js';
+import { recordReads, WORKER_FILES_ENV } from '../config/held-files.js';
+import { planCertificates } from '../tls/certificates.js';
+import { readTicketKeyFiles } from '../tls/ticket-keys.js';
+import { silentLogger } from '../log/logger.js';
 import { WORKER_CONFIG_ENV, WORKER_STARTED_ENV, type HeldConfig } from './held-config.js';
+
+/** What holdFiles reads. */
+type FileSettings = Pick<ListenerSettings, 'certificates' | 'ticketKeyFiles'>;
 
 type PrimarySettings = ListenerSettings & Partial<Pick<HttpServerSettings, 'redirectHttp' | 'acme'>> & { mode: 'serve' | 'http' | 'tcp' };
 
@@ -106,7 +114,9 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
   private announced = false;
   private readonly exited = new Set<() => void>();
   private metricsId = 0;
-  private readonly metricsWaiters = new Map<number, { want: number; got: unknown[][]; done(v: unknown[][]): void }>();
+  private readonly metricsWaiters = new Map<number, { want: number; got: number; done(): void }>();
+  /** The workers' last answers and the counters of those that exited: /metrics never goes backwards (worker-counters.ts). */
+  private readonly counters = new WorkerCounters();
   /** How many new --acme-domain pairs were stored (issued or renewed) since start. */
   private certificates = 0;
   private announce: (answersTlsAlpn01: boolean) => void = () => undefined;
@@ -116,6 +126,10 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
   });
   /** --cache: the workers' cache events and fill locks (cache-relay.ts). */
   private readonly cacheRelay: CacheRelay;
+  /** The settings whose files were last held (start, the last HUP that loaded). */
+  private filesOf: FileSettings;
+  /** The certificate, key and ticket key files of the last load that succeeded, for WORKER_FILES_ENV (held-files.ts); null: read by path. */
+  private heldFiles: string | null = null;
 
   constructor(
     private readonly s: PrimarySettings,
@@ -133,6 +147,28 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
     // --ticket-keys files are read by each worker (and re-read on HUP); otherwise one ring for all, made here.
     this.ticketKeys = s.ticketKeyFiles.length > 0 ? null : [generateTicketKey()];
     this.cacheRelay = new CacheRelay(() => this.slots.flatMap((w) => (w.child === null ? [] : [w.child])), log);
+    this.filesOf = s;
+  }
+
+  /**
+   * Loads the certificate, key and --ticket-keys files of `s` as a worker
+   * would, and holds their bytes for the workers forked from now on
+   * (held-files.ts). When they do not load, the previous copy is kept, as a
+   * worker's reload keeps its previous certificates.
+   */
+  private holdFiles(s: FileSettings): void {
+    try {
+      const text = recordReads(() => {
+        planCertificates(s.certificates);
+        readTicketKeyFiles(s.ticketKeyFiles, silentLogger);
+      });
+      this.filesOf = s;
+      this.heldFiles = text;
+      if (text === null) this.log.info('the certificate and ticket key files are too large to hand to the workers: a restarted worker reads them from disk');
+    } catch (err) {
+      const kept = this.heldFiles === null ? 'a restarted worker reads them from disk' : 'a restarted worker starts from the copy of the last load that succeeded';
+      this.log.warn({ detail: (err as Error).message }, `the certificate or ticket key files do not load; ${kept}`);
+    }
   }
 
   /** The bound --listen addresses, in order. */
@@ -145,6 +181,7 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
   }
 
   start(): void {
+    this.holdFiles(this.s);
     for (const w of this.slots) this.spawn(w);
     if (this.ticketKeys !== null) {
       this.rotation = setInterval(() => this.rotateTicketKeys(), TICKET_KEY_ROTATION_MS);
@@ -176,6 +213,8 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
       env[WORKER_CONFIG_ENV] = this.config.text;
       env[WORKER_STARTED_ENV] = this.config.startedRestartOnly;
     }
+    if (this.heldFiles === null) delete env[WORKER_FILES_ENV];
+    else env[WORKER_FILES_ENV] = this.heldFiles;
     // execArgv []: no --inspect (or anything else node was started with) reaches a worker.
     const child = fork(process.argv[1]!, process.argv.slice(2), { env, execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...fds] });
     w.child = child;
@@ -213,16 +252,19 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
         this.announce(this.slots.every((x) => x.answersTlsAlpn01));
       }
     } else {
+      // A late answer of a worker that has exited must not bring its counts back beside the retired ones.
+      if (w.child !== child || child.pid === undefined) return;
+      this.counters.answered(child.pid, m.metrics as Metrics);
       const waiter = this.metricsWaiters.get(m.id);
       if (waiter === undefined) return;
-      waiter.got.push(m.metrics);
-      if (waiter.got.length === waiter.want) waiter.done(waiter.got);
+      if (++waiter.got === waiter.want) waiter.done();
     }
   }
 
   private onExit(w: Slot, child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
     if (w.child === child) w.child = null;
     this.cacheRelay.workerExited(child.pid);
+    this.counters.exited(child.pid);
     for (const notify of [...this.exited]) notify();
     if (this.stopping) {
       this.log.info({ worker: w.index, workerPid: child.pid, code, signal }, 'worker stopped');
@@ -260,6 +302,7 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
   /** --acme-domain: a new pair is in the storage directory; every worker takes it into service as on HUP (new handshakes only). */
   certificatesStored(): void {
     this.certificates++;
+    this.holdFiles(this.filesOf);
     this.broadcast({ type: 'certificates' });
   }
 
@@ -268,19 +311,23 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
     return this.cacheRelay.purge(url);
   }
 
-  /** Every live worker's registry as JSON (for the admin listener); workers that do not answer in 2 s are left out. */
+  /**
+   * Every live worker's registry as JSON (for the admin listener), and the
+   * counters of the workers that exited; a worker that does not answer in 2 s
+   * counts with its last answer (worker-counters.ts).
+   */
   workerMetrics(): Promise<unknown[][]> {
     const live = this.slots.flatMap((w) => (w.child?.connected ? [w.child] : []));
-    if (live.length === 0) return Promise.resolve([]);
+    if (live.length === 0) return Promise.resolve(this.counters.toSum());
     const id = ++this.metricsId;
     return new Promise((resolve) => {
-      const finish = (got: unknown[][]): void => {
+      const finish = (): void => {
         clearTimeout(timer);
         this.metricsWaiters.delete(id);
-        resolve(got);
+        resolve(this.counters.toSum());
       };
-      const waiter = { want: live.length, got: [] as unknown[][], done: finish };
-      const timer = setTimeout(() => finish(waiter.got), 2_000);
+      const waiter = { want: live.length, got: 0, done: finish };
+      const timer = setTimeout(finish, 2_000);
       this.metricsWaiters.set(id, waiter);
       for (const child of live) this.send(child, { type: 'metrics', id });
     });
@@ -301,8 +348,10 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
 
   async reload(): Promise<void> {
     if (this.stopping) return;
-    await this.config?.reload(this.log);
+    // The settings a worker restarted from now on reads: the held config's (or the command line's).
+    const next = this.config === null ? this.s : await this.config.reload(this.log);
     if (this.stopping) return;
+    if (next !== null) this.holdFiles(next as FileSettings);
     this.log.info({ workers: this.workerPids }, 'reload: passing SIGHUP to every worker');
     this.signalReadyWorkers('SIGHUP');
   }

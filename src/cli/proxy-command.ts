@@ -30,6 +30,7 @@ import { runPrimary, startsWorkers } from './primary.js';
 import { attachWorker, reportWorkerReady } from './worker-link.js';
 import { firstOrOnly, workerRole, type WorkerRole } from './worker-protocol.js';
 import { WorkerCachePeers } from './cache-relay.js';
+import { useHeldFiles } from '../config/held-files.js';
 import { asStarted, HeldConfig, restartOnlyJson, startConfigText } from './held-config.js';
 import { acmeCloser, prepareAcme, startAcme, workerAcme } from './acme-setup.js';
 
@@ -136,6 +137,8 @@ export function registerProxyCommands(program: Command): void {
     addProxyOptions(cmd, c.mode).action(async (flags: Record<string, unknown>) => {
       try {
         const role = workerRole(process.env);
+        // A worker reads its certificate and ticket key files from the primary's copy while it starts (held-files.ts).
+        useHeldFiles(role !== null);
         // Read once: the primary keeps the very text it validated (held-config.ts).
         const text = await startConfigText(flags.config as string | undefined, role);
         const s = asStarted(await resolveProxySettings(c.mode, flags, text), PROXY_RESTART, role);

@@ -17,6 +17,7 @@ import type { TrafficStats } from '../metrics/traffic-stats.js';
 import type { UpstreamGroup } from '../proxy/upstream-group.js';
 import type { Listeners } from './listeners.js';
 import { challengeKey, type ChallengeRegistry } from '../tls/acme/challenges.js';
+import { dropHeldFiles } from '../config/held-files.js';
 import { isToWorker, type ToPrimary, type ToWorker, type WorkerRole } from './worker-protocol.js';
 
 /** --acme-domain in a worker: the primary orders; the worker answers and serves. */
@@ -141,6 +142,8 @@ function onAcmeMessage(m: Extract<ToWorker, { type: 'acme-challenge' | 'certific
     return;
   }
   try {
+    // A pair stored after this worker was forked: the disk has it, the primary's copy it started from does not (held-files.ts).
+    dropHeldFiles();
     p.acme.reloadCertificates();
     p.log.info('acme: new certificate from the primary in service: new handshakes get it, connections in flight keep theirs');
   } catch (err) {
@@ -177,5 +180,7 @@ function registerWorkerGauge(role: WorkerRole, p: WorkerParts): void {
  */
 export function reportWorkerReady(addresses: readonly string[], listeners: Listeners): void {
   handlersInstalled = true;
+  // Started: its reloads read the files from disk, as one process does (held-files.ts).
+  dropHeldFiles();
   send({ type: 'ready', addresses: [...addresses], answersTlsAlpn01: listeners.answersTlsAlpn01 });
 }

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { heldFile, noteRead } from './held-files.js';
 
 /**
  * Why a file named in the settings cannot be used (null when it can), checked
@@ -6,6 +7,8 @@ import fs from 'node:fs';
  * surfacing later as an OpenSSL error.
  */
 export async function unreadableFileReason(file: string, kind: 'file' | 'directory' = 'file'): Promise<string | null> {
+  // A starting worker reads this file from its primary's copy (held-files.ts), whatever the disk holds now.
+  if (kind === 'file' && heldFile(file) !== undefined) return null;
   try {
     // access(R_OK) as well as stat: stat succeeds on a file this user cannot read.
     const st = await fs.promises.stat(file);
@@ -53,6 +56,14 @@ export function readSmallRegularFileSync(file: string, maxBytes: number): Buffer
 
 /** readSmallRegularFileSync, with the file's mode from the same fstat (who else may read it). */
 export function readSmallRegularFileWithModeSync(file: string, maxBytes: number): { bytes: Buffer; mode: number } {
+  const held = heldFile(file);
+  if (held !== undefined && held.bytes.length <= maxBytes) return { bytes: Buffer.from(held.bytes), mode: held.mode };
+  const read = readFromDiskSync(file, maxBytes);
+  noteRead(file, read);
+  return read;
+}
+
+function readFromDiskSync(file: string, maxBytes: number): { bytes: Buffer; mode: number } {
   let fd: number;
   try {
     fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);

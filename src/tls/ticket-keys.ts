@@ -15,6 +15,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { InvalidOptionError } from '../errors.js';
 import { exposedMode, readSmallRegularFileWithModeSync, unreadableFileReason } from '../config/readable-file.js';
+import { heldFile } from '../config/held-files.js';
 import type { Logger } from '../log/logger.js';
 
 const NAME = 16;
@@ -26,6 +27,9 @@ const MAX_KEY_FILE_READ = 4096;
 
 /** Why a key file cannot be used (null when it can): missing, unreadable, or not 80/48 bytes. */
 export async function ticketKeyFileProblem(file: string): Promise<string | null> {
+  // A starting worker's copy from its primary (held-files.ts).
+  const held = heldFile(file);
+  if (held !== undefined) return sizeProblem(held.bytes.length);
   const why = await unreadableFileReason(file);
   if (why !== null) return why;
   return sizeProblem((await fs.promises.stat(file)).size);

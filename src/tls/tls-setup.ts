@@ -5,6 +5,7 @@
  * Used at start-up and by reconfigure(), so both fail the same way, before
  * anything changes.
  */
+import { withHeldCopies } from '../config/held-files.js';
 import type { ContextHandle, ContextOptions, Native } from '../native/binding.js';
 import { InvalidOptionError } from '../errors.js';
 import { planCertificates, type CertificatePlan } from './certificates.js';
@@ -59,8 +60,9 @@ export interface NativeTls {
  */
 export function buildNativeTls(native: Native, resolved: ResolvedTls, ktls: boolean): NativeTls {
   const { plan } = resolved;
+  // A starting worker's held copies (held-files.ts): OpenSSL reads the pairs by path.
   const contexts = plan.contexts.map((combo) =>
-    native.ctxNew(contextOptions(resolved, combo.map((i) => plan.certificates[i]!), ktls, resolved.alpn)),
+    withHeldCopies(combo.map((i) => plan.certificates[i]!), (pairs) => native.ctxNew(contextOptions(resolved, pairs, ktls, resolved.alpn))),
   );
   const names = [...plan.table.keys()];
   native.sniTableSet(contexts[0]!, contexts, names, names.map((n) => plan.table.get(n)!));

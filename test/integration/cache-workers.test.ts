@@ -230,6 +230,26 @@ describe('--workers 2 --cache: one cache for all workers', () => {
     });
   }
 
+  test('POST /purge on the admin listener while the first worker is stopped (SIGSTOP): another worker purges it, 200, and the old response is gone', { timeout: 120_000 }, async () => {
+    const p = await proxy('--admin', '127.0.0.1:0');
+    const url = '/cache?cc=max-age%3D600&t=stopped';
+    const from = p.mark();
+    const old = await get(p, url);
+    await waitUntil(() => requests(p, from, url).length === 1, 10_000);
+    await relayed(p, url, requests(p, from, url)[0]!.pid as number, from);
+    // The primary asks its workers in order: the first (p.pids[0]) does not answer.
+    process.kill(p.pids[0]!, 'SIGSTOP');
+    let purged: RunResult;
+    try {
+      purged = await invalidate(p, 'admin', url);
+    } finally {
+      process.kill(p.pids[0]!, 'SIGCONT');
+    }
+    assert.equal(purged.code, 0, purged.stderr);
+    assert.deepEqual(JSON.parse(purged.stdout.toString()), { url: `https://localhost:${p.port}${url}`, purged: 1 }, purged.stdout.toString());
+    for (const { r, line } of await fromBoth(p, url)) assert.notEqual(n(r), n(old), `worker ${line.pid} (${String(line.cache)}) sent the purged response`);
+  });
+
   test('kill -9 of the worker filling a key: a request waiting in the other gets a fresh fill; nothing partial is sent', { timeout: 120_000 }, async () => {
     const p = await proxy();
     const size = 2_000_000;

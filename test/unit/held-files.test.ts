@@ -1,0 +1,53 @@
+/**
+ * held-files.ts: what the primary records of a load, how a starting worker
+ * reads from that copy (not the disk), and the private copies OpenSSL reads.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, describe, test } from 'node:test';
+import { dropHeldFiles, recordReads, useHeldFiles, withHeldCopies, WORKER_FILES_ENV } from '../../src/config/held-files.js';
+import { readSmallRegularFileSync, unreadableFileReason } from '../../src/config/readable-file.js';
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'held-files-'));
+after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+describe('held-files', () => {
+  test('the recorded bytes answer a worker\'s reads while it starts, whatever the disk holds; dropped, the disk answers', async () => {
+    const a = path.join(dir, 'a.pem');
+    fs.writeFileSync(a, 'first', { mode: 0o600 });
+    const text = recordReads(() => void readSmallRegularFileSync(a, 100));
+    assert.ok(text !== null);
+    fs.rmSync(a);
+    const env: NodeJS.ProcessEnv = { [WORKER_FILES_ENV]: text };
+    useHeldFiles(true, env);
+    try {
+      assert.equal(env[WORKER_FILES_ENV], undefined, 'taken out of the environment: no child inherits it');
+      assert.equal(readSmallRegularFileSync(a, 100).toString(), 'first');
+      assert.equal(await unreadableFileReason(a), null);
+      const seen = withHeldCopies([{ certFile: a, keyFile: path.join(dir, 'other.key') }], (pairs) => {
+        const copy = pairs[0]!.certFile;
+        assert.notEqual(copy, a);
+        assert.equal(fs.readFileSync(copy, 'utf8'), 'first');
+        assert.equal(fs.statSync(copy).mode & 0o077, 0, 'private to its user');
+        assert.equal(pairs[0]!.keyFile, path.join(dir, 'other.key'), 'a file not held is passed as it is');
+        return copy;
+      });
+      assert.equal(fs.existsSync(seen), false, 'the copy is gone once OpenSSL has read it');
+    } finally {
+      dropHeldFiles();
+    }
+    assert.throws(() => readSmallRegularFileSync(a, 100), /no such file/);
+  });
+
+  test('not a worker: the variable is removed and ignored; a load that throws records nothing', () => {
+    const env: NodeJS.ProcessEnv = { [WORKER_FILES_ENV]: JSON.stringify({ [path.join(dir, 'x')]: [0o600, 'eA=='] }) };
+    useHeldFiles(false, env);
+    assert.equal(env[WORKER_FILES_ENV], undefined);
+    assert.throws(() => readSmallRegularFileSync(path.join(dir, 'x'), 100), /no such file/);
+    assert.throws(() => recordReads(() => {
+      throw new Error('bad pem');
+    }), /bad pem/);
+  });
+});
