@@ -6,6 +6,7 @@
  * tests do not depend on a client's retry.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { after } from 'node:test';
 import fs from 'node:fs';
 import path from 'node:path';
 import { createSelfSignedCert } from '../../src/tls/self-signed.js';
@@ -45,6 +46,18 @@ export function pebbleSkip(): false | string {
   return 'pebble is not installed (apt-get install pebble; the README\'s test command installs it)';
 }
 
+/**
+ * Pebbles still running when the file's tests are done: a test that failed
+ * between startPebble and its try (an Aludel that did not start in time) never
+ * stops its pebble, whose open pipes then keep the test process, and the
+ * whole run, waiting for ever (seen under load). reapOnExit alone cannot help:
+ * 'exit' never comes while they are open.
+ */
+const running = new Set<ChildProcess>();
+after(() => {
+  for (const c of running) c.kill('SIGKILL');
+});
+
 export async function startPebble(dir: string, o: PebbleOptions): Promise<Pebble> {
   fs.mkdirSync(dir, { recursive: true });
   const tls = await createSelfSignedCert({ commonName: 'pebble test', altNames: ['localhost', '127.0.0.1'] });
@@ -69,6 +82,8 @@ export async function startPebble(dir: string, o: PebbleOptions): Promise<Pebble
     }));
     const env = { ...process.env, PEBBLE_VA_NOSLEEP: '1', PEBBLE_WFE_NONCEREJECT: '0', PEBBLE_VA_ALWAYS_VALID: o.alwaysValid ? '1' : '0' };
     const child: ChildProcess = reapOnExit(spawn('/usr/bin/pebble', ['-config', config], { env, stdio: ['ignore', 'pipe', 'pipe'] }));
+    running.add(child);
+    child.once('exit', () => running.delete(child));
     let out = '';
     child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
     child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
