@@ -147,6 +147,13 @@ export interface NginxOptions {
   workers?: number;
   /** `listen ... reuseport`: a listening socket per worker, SO_REUSEPORT. */
   reusePort?: boolean;
+  /** A command the server runs under (valgrind, strace: bench/handshake-cost.ts). */
+  wrap?: readonly string[];
+}
+
+/** `cmd args` under `wrap` (a tool and its options, e.g. valgrind), or as is. */
+function wrapped(wrap: readonly string[] | undefined, cmd: string, args: string[]): [string, string[]] {
+  return wrap === undefined || wrap.length === 0 ? [cmd, args] : [wrap[0]!, [...wrap.slice(1), cmd, ...args]];
 }
 
 /** A double-quoted nginx string; refuses what would need escaping or expand as a variable. */
@@ -235,7 +242,7 @@ export async function startNginx(name: string, o: NginxOptions): Promise<Server>
   const args = ['-p', `${o.dir}/`, '-c', conf, ...(o.legacy ? [] : ['-e', path.join(o.dir, 'error.log')]), '-g', 'daemon off;'];
   const host = o.role.kind === 'origin' ? '127.0.0.1' : o.host;
   if (o.aludelRun) return startProcess(`aludel run nginx (${name})`, process.execPath, [ALUDEL_CLI, 'run', '--', nginx, ...args], host, port, { ALUDEL_PRELOAD_LOG: o.aludelRun.logFile });
-  return startProcess(`nginx (${name})`, nginx, args, host, port);
+  return startProcess(`nginx (${name})`, ...wrapped(o.wrap, nginx, args), host, port);
 }
 
 export interface AludelOptions {
@@ -252,6 +259,8 @@ export interface AludelOptions {
   extraArgs?: string[];
   /** Another build's dist/src/cli/main.js (a baseline measured in the same run); default this one. */
   cli?: string;
+  /** A command the server runs under (valgrind, strace: bench/handshake-cost.ts). */
+  wrap?: readonly string[];
 }
 
 /** --workers (1 unless asked: the comparisons are with one nginx worker) and the caller's extra flags, for serve and proxy alike. */
@@ -260,10 +269,10 @@ function moreArgs(o: { workers?: number; extraArgs?: string[] }): string[] {
 }
 
 /** `aludel serve` of `root`, with the same suite and log level as the proxy. */
-export async function startAludelServe(name: string, o: { host: string; tls: Tls; offload: Offload; root: string; workers?: number; extraArgs?: string[]; cli?: string }): Promise<Server> {
+export async function startAludelServe(name: string, o: { host: string; tls: Tls; offload: Offload; root: string; workers?: number; extraArgs?: string[]; cli?: string; wrap?: readonly string[] }): Promise<Server> {
   const port = await freePort(o.host);
   const args = [o.cli ?? ALUDEL_CLI, 'serve', '--listen', `${o.host}:${port}`, '--cert', o.tls.certFile, '--key', o.tls.keyFile, '--root', o.root, '--offload', o.offload, '--ciphersuites', TLS13_SUITE, '--access-log', 'off', '--log-level', 'warn', ...moreArgs(o)];
-  return startProcess(`aludel serve (${name})`, process.execPath, args, o.host, port);
+  return startProcess(`aludel serve (${name})`, ...wrapped(o.wrap, process.execPath, args), o.host, port);
 }
 
 export async function startAludel(name: string, o: AludelOptions): Promise<Server> {
@@ -292,7 +301,7 @@ export async function startAludel(name: string, o: AludelOptions): Promise<Serve
     ...(o.cacheDir ? ['--cache', o.cacheDir] : []),
     ...moreArgs(o),
   ];
-  return startProcess(`aludel (${name})`, process.execPath, args, o.host, port);
+  return startProcess(`aludel (${name})`, ...wrapped(o.wrap, process.execPath, args), o.host, port);
 }
 
 /**

@@ -127,8 +127,10 @@ static napi_value poll_close(napi_env env, napi_callback_info info) {
   aludel_poll *p = unwrap(env, argv[0]);
   if (p == NULL) return NULL;
   if (p->closing) return NULL;
-  /* uv_poll_stop() removes the fd from epoll at once (uv__platform_invalidate_fd). */
-  uv_poll_stop(&p->handle);
+  /* uv_close() stops the handle before it returns (uv__poll_close -> uv__poll_stop ->
+     uv__platform_invalidate_fd), so the fd is out of epoll at once and may be closed right
+     after. A uv_poll_stop() first made that EPOLL_CTL_DEL twice, the second failing with
+     ENOENT: one wasted system call per connection. */
   release_refs(p);
   start_close(p);
   return NULL;

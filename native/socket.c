@@ -141,6 +141,60 @@ static napi_value accept_conn(napi_env env, napi_callback_info info) {
   return aludel_throw_errno(env, errno, "accept4");
 }
 
+/*
+ * acceptPeer(listenFd, out: Int32Array(3)) -> the peer's address, or null with
+ * out[0] = AGAIN; else out = [fd, peer port, 4 or 6]. What accept(),
+ * setNoDelay() and getPeerName() did in three addon calls: accept4(2) fills
+ * in the peer's address itself (nginx takes it there too, no getpeername),
+ * and TCP_NODELAY is set at once (nginx's tcp_nodelay: a head and a body
+ * written apart would wait under Nagle for the client's delayed ACK). A
+ * failed setsockopt (a peer that reset while queued) is left for the
+ * handshake to report.
+ */
+static napi_value accept_peer(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int32_t lfd;
+  if (!aludel_args(env, info, 2, argv) || !aludel_arg_int32(env, argv[0], &lfd)) return NULL;
+  napi_typedarray_type type;
+  size_t length = 0;
+  void *data = NULL;
+  if (napi_get_typedarray_info(env, argv[1], &type, &length, &data, NULL, NULL) != napi_ok || type != napi_int32_array || length < 3) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG", "acceptPeer: out must be an Int32Array of 3");
+    return NULL;
+  }
+  int32_t *out = data;
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  int fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (fd < 0) {
+    /* ECONNABORTED: the peer gave up while queued; nothing to report, try the next. */
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED) {
+      out[0] = ALUDEL_AGAIN;
+      napi_value none;
+      napi_get_null(env, &none);
+      return none;
+    }
+    return aludel_throw_errno(env, errno, "accept4");
+  }
+  int on = 1;
+  (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+  char text[INET6_ADDRSTRLEN] = "";
+  out[0] = fd;
+  out[1] = 0;
+  out[2] = 4;
+  if (ss.ss_family == AF_INET) {
+    const struct sockaddr_in *v4 = (const struct sockaddr_in *)&ss;
+    inet_ntop(AF_INET, &v4->sin_addr, text, sizeof text);
+    out[1] = ntohs(v4->sin_port);
+  } else if (ss.ss_family == AF_INET6) {
+    const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)&ss;
+    inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof text);
+    out[1] = ntohs(v6->sin6_port);
+    out[2] = 6;
+  }
+  return aludel_str(env, text);
+}
+
 static napi_value get_peer_name(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   int32_t fd;
@@ -230,6 +284,7 @@ void aludel_register_socket(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"listenTcp", NULL, listen_tcp, NULL, NULL, NULL, napi_default, NULL},
       {"accept", NULL, accept_conn, NULL, NULL, NULL, napi_default, NULL},
+      {"acceptPeer", NULL, accept_peer, NULL, NULL, NULL, napi_default, NULL},
       {"connectTcp", NULL, connect_tcp, NULL, NULL, NULL, napi_default, NULL},
       {"socketError", NULL, socket_error, NULL, NULL, NULL, napi_default, NULL},
       {"getPeerName", NULL, get_peer_name, NULL, NULL, NULL, napi_default, NULL},

@@ -87,6 +87,8 @@ export function cryptoSite(t: TlsInfo): { tx: 'kernel' | 'user'; rx: 'kernel' | 
 }
 
 export function logConnection(log: Logger, conn: SecureConnection, handshakeMs: number): void {
+  // Below --log-level info pino's info() does nothing, but its fields would still be built, per connection.
+  if (!log.isLevelEnabled('info')) return;
   const t = conn.tls;
   log.info(
     {

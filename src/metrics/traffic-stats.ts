@@ -79,7 +79,8 @@ class FoldedCounts {
 
   constructor(
     private readonly eventChildren: readonly CounterChild[],
-    private readonly byteChildren: readonly CounterChild[],
+    /** null: events only (no bytes are ever added for that index). */
+    private readonly byteChildren: readonly (CounterChild | null)[],
   ) {
     this.events = new Float64Array(eventChildren.length);
     this.bytes = new Float64Array(eventChildren.length);
@@ -98,10 +99,28 @@ class FoldedCounts {
       this.events[i] = 0;
       this.bytes[i] = 0;
       if (events > 0) this.eventChildren[i]!.inc(events);
-      if (bytes > 0) this.byteChildren[i]!.inc(bytes);
+      if (bytes > 0) this.byteChildren[i]?.inc(bytes);
     }
   }
 }
+
+/**
+ * Increments of one counter child kept as a plain number until the counter is
+ * read (FoldedCounts' reason): for the children made on the fly, one per
+ * (version, cipher) or kernel mode seen, bumped once per handshake.
+ */
+class FoldedChild {
+  pending = 0;
+  constructor(private readonly child: CounterChild) {}
+
+  fold(): void {
+    if (this.pending === 0) return;
+    this.child.inc(this.pending);
+    this.pending = 0;
+  }
+}
+
+type HandshakeChildren = { count: FoldedChild; seconds: HistogramChild };
 
 export class TrafficStats {
   /** This process's registry (never prom-client's global one): tests and embedders may run several. */
@@ -115,13 +134,18 @@ export class TrafficStats {
   private readonly handshakeSeconds: Histogram<'version'>;
   private readonly upstreamErrors: Counter<'upstream' | 'code'>;
 
-  private readonly connectionChildren: CounterChild[];
+  /** Connections by side(), folded into the counter's children when it is read. */
+  private readonly connectionCounts: FoldedCounts;
   /** body()'s counts, by path index * SIDES.length + side. */
   private readonly bodyCounts: FoldedCounts;
-  private readonly handshakeChildren = new Map<string, { count: CounterChild; seconds: HistogramChild }>();
+  private readonly handshakeChildren = new Map<string, HandshakeChildren>();
+  /** The last handshake's (interned) version and cipher and their children: one Map lookup and key string less per handshake. */
+  private lastVersion: string | null = null;
+  private lastCipher: string | null = null;
+  private lastHandshake: HandshakeChildren | null = null;
   private readonly failureChildren = new Map<string, CounterChild>();
   private readonly upstreamErrorChildren = new Map<string, CounterChild>();
-  private readonly kernelConfChildren = new Map<string, CounterChild>();
+  private readonly kernelConfChildren = new Map<string, FoldedChild>();
   private readonly cacheResponses: Counter<'outcome'>;
   private readonly cacheBytes: Counter<'outcome'>;
   /** cache()'s counts, by CACHE_OUTCOMES index. */
@@ -134,12 +158,14 @@ export class TrafficStats {
       help: 'TLS connections established, by where record encryption (tx) and decryption (rx) run: kernel (kTLS) or user (OpenSSL)',
       labelNames: ['tx', 'rx'],
       registers,
+      collect: () => this.connectionCounts.fold(),
     });
     this.kernelConf = new Counter({
       name: 'aludel_connections_kernel_tls_total',
       help: "kTLS connections by the kernel's own word (sock_diag ULP info, as ss -tie shows it): tx_conf / rx_conf sw (kernel software), hw (NIC offload), hw-record (TOE), none",
       labelNames: ['tx_conf', 'rx_conf'],
       registers,
+      collect: () => { for (const c of this.kernelConfChildren.values()) c.fold(); },
     });
     // prom-client calls collect() before each read of a metric (get(), the registry's output).
     const collect = (): void => this.bodyCounts.fold();
@@ -162,6 +188,7 @@ export class TrafficStats {
       help: 'TLS handshakes by negotiated version and cipher and result (ok or failed); failed ones have version and cipher "none" and the error code',
       labelNames: ['version', 'cipher', 'result', 'error'],
       registers,
+      collect: () => { for (const c of this.handshakeChildren.values()) c.count.fold(); },
     });
     this.handshakeSeconds = new Histogram({
       name: 'aludel_handshake_duration_seconds',
@@ -193,7 +220,8 @@ export class TrafficStats {
     });
     const byOutcome = (c: Counter<'outcome'>): CounterChild[] => CACHE_OUTCOMES.map((outcome) => c.labels({ outcome }));
     this.cacheCounts = new FoldedCounts(byOutcome(this.cacheResponses), byOutcome(this.cacheBytes));
-    this.connectionChildren = SIDES.map((s) => this.connections.labels(s));
+    const connectionChildren = SIDES.map((s) => this.connections.labels(s));
+    this.connectionCounts = new FoldedCounts(connectionChildren, connectionChildren.map(() => null));
     const byPath = (c: Counter<'path' | 'tx' | 'rx'>): CounterChild[] => BODY_PATHS.flatMap((path) => SIDES.map((s) => c.labels({ path, ...s })));
     this.bodyCounts = new FoldedCounts(byPath(this.bodies), byPath(this.bodyBytes));
   }
@@ -201,29 +229,40 @@ export class TrafficStats {
   /** A completed handshake; `ms` from accept to kTLS set up. */
   handshake(conn: SecureConnection, ms: number): void {
     const { version, cipher, engine } = conn.tls;
-    // Bounded: versions and ciphers are those this listener's configuration allows.
-    const key = `${version} ${cipher}`;
-    let c = this.handshakeChildren.get(key);
-    if (c === undefined) {
-      const v = version ?? 'none';
-      c = { count: this.handshakes.labels({ version: v, cipher: cipher ?? 'none', result: 'ok' }), seconds: this.handshakeSeconds.labels({ version: v }) };
-      this.handshakeChildren.set(key, c);
+    let c = this.lastHandshake;
+    if (c === null || version !== this.lastVersion || cipher !== this.lastCipher) {
+      c = this.handshakeChildrenOf(version, cipher);
+      this.lastVersion = version;
+      this.lastCipher = cipher;
+      this.lastHandshake = c;
     }
-    c.count.inc();
+    c.count.pending++;
     // node:tls (the fallback) does not say when its handshake started: no duration to record.
     if (engine === 'system-openssl') c.seconds.observe(ms / 1000);
-    this.connectionChildren[side(conn)]!.inc();
+    this.connectionCounts.add(side(conn), 0);
     const k = conn.tls.kernel;
     if (k !== null) {
       // Bounded: the kernel knows four modes per direction.
       const kk = `${k.txConf} ${k.rxConf}`;
       let kc = this.kernelConfChildren.get(kk);
       if (kc === undefined) {
-        kc = this.kernelConf.labels({ tx_conf: k.txConf, rx_conf: k.rxConf });
+        kc = new FoldedChild(this.kernelConf.labels({ tx_conf: k.txConf, rx_conf: k.rxConf }));
         this.kernelConfChildren.set(kk, kc);
       }
-      kc.inc();
+      kc.pending++;
     }
+  }
+
+  /** Bounded: versions and ciphers are those this listener's configuration allows. */
+  private handshakeChildrenOf(version: string | null, cipher: string | null): HandshakeChildren {
+    const key = `${version} ${cipher}`;
+    let c = this.handshakeChildren.get(key);
+    if (c === undefined) {
+      const v = version ?? 'none';
+      c = { count: new FoldedChild(this.handshakes.labels({ version: v, cipher: cipher ?? 'none', result: 'ok' })), seconds: this.handshakeSeconds.labels({ version: v }) };
+      this.handshakeChildren.set(key, c);
+    }
+    return c;
   }
 
   /**

@@ -113,6 +113,12 @@ export interface Native {
   probeTcpUlp(): { errno: number; code: string | null; syscall: string | null };
   listenTcp(host: string, port: number, backlog: number, reusePort: boolean): number;
   accept(listenFd: number): number;
+  /**
+   * accept() with TCP_NODELAY set and the peer's address from accept4 itself
+   * (no getpeername): null with out[0] = AGAIN, else the address, with
+   * out = [fd, port, 4 | 6]. Absent from an older addon.
+   */
+  acceptPeer?(listenFd: number, out: Int32Array): string | null;
   getPeerName(fd: number): SockAddr;
   getSockName(fd: number): SockAddr;
   setNoDelay(fd: number, on: boolean): void;

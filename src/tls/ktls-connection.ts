@@ -12,7 +12,7 @@ import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Duplex } from 'node:stream';
 import type { Logger } from '../log/logger.js';
-import { AGAIN, EOF_NO_NOTIFY, READABLE, WANT_READ, WANT_WRITE, WRITABLE, type Native, type SslHandle } from '../native/binding.js';
+import { AGAIN, EOF_NO_NOTIFY, READABLE, WANT_READ, WANT_WRITE, WRITABLE, type Native, type SockAddr, type SslHandle } from '../native/binding.js';
 import { FileTruncatedError, HandshakeTimeoutError, KeyUpdateUnsupportedError } from '../errors.js';
 import { ChunkPool, readAt, type BodyPath } from '../transport/copy-file.js';
 import { cutAfter } from '../transport/body-cut.js';
@@ -97,6 +97,12 @@ const INLINE_SENDFILE_MAX = 128 * 1024;
 const POOL_SENDFILE_MAX = 2 * 1024 * 1024;
 const { EAGAIN } = os.constants.errno;
 /** Retries of a kTLS send that said AGAIN, when no POLLOUT came (see waitToSend): the first, and the cap. */
+/** A connection's addresses as its listener learnt them; `local` null: ask the socket. */
+export interface KnownAddresses {
+  remote: SockAddr;
+  local: SockAddr | null;
+}
+
 const AGAIN_RETRY_FIRST_MS = 100;
 const AGAIN_RETRY_MAX_MS = 3200;
 /**
@@ -143,7 +149,13 @@ export class KtlsConnection extends Duplex implements SecureConnection {
   /** The current retry delay of waitToSend(); 0 after progress. */
   private againMs = 0;
 
-  constructor(native: Native, ssl: SslHandle, fd: number, id: number, log: Logger, onReleased: ((conn: KtlsConnection) => void) | null = null) {
+  /**
+   * `addresses`: what the listener already knows (acceptPeer's peer, its own
+   * address when it is bound to one), so neither getpeername nor getsockname
+   * is asked again; without them, or with no local address (a wildcard
+   * listener), the socket is asked.
+   */
+  constructor(native: Native, ssl: SslHandle, fd: number, id: number, log: Logger, onReleased: ((conn: KtlsConnection) => void) | null = null, addresses?: KnownAddresses) {
     // Strings stay strings (decodeStrings off): node's HTTP/1.1 head is a latin1 string, which a
     // gathered write copies straight into its record (writeGathered) instead of first into a
     // Buffer of its own; every other write makes the Buffer (asBuffer).
@@ -157,11 +169,11 @@ export class KtlsConnection extends Duplex implements SecureConnection {
     this.tls = { engine: 'system-openssl', version: null, cipher: null, alpn: null, servername: null, reused: false, ktlsTx: false, ktlsRx: false, kernel: null };
     this.ready = new FdReadiness(native, fd);
     try {
-      const peer = native.getPeerName(fd);
+      const peer = addresses?.remote ?? native.getPeerName(fd);
       this.remoteAddress = intern(peer.address);
       this.remotePort = peer.port;
       this.remoteFamily = intern(peer.family);
-      const local = native.getSockName(fd);
+      const local = addresses?.local ?? native.getSockName(fd);
       this.localAddress = intern(local.address);
       this.localPort = local.port;
     } catch {

@@ -6,11 +6,12 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../log/logger.js';
-import { AGAIN, READABLE, type Native, type PollHandle } from '../native/binding.js';
+import { performance } from 'node:perf_hooks';
+import { AGAIN, READABLE, type Native, type PollHandle, type SockAddr } from '../native/binding.js';
 import { describePlan, type CertificatePlan } from './certificates.js';
 import { ConnectionLimit } from '../transport/connection-limit.js';
 import { answerPlainHttp, isPlainHttp } from './plain-http.js';
-import { KtlsConnection } from './ktls-connection.js';
+import { KtlsConnection, type KnownAddresses } from './ktls-connection.js';
 import { installAcmeChallenges, type NativeTls } from './tls-setup.js';
 import { ALPN_ACME_TLS, type AcmeChallengeCertificate, type ListenOptions, type OffloadDecision, type SecureServer, type TlsOptions } from './types.js';
 
@@ -62,6 +63,10 @@ export class KtlsServer extends EventEmitter implements SecureServer {
   private readonly forget: (conn: KtlsConnection) => void;
   private pauseTimer: NodeJS.Timeout | null = null;
   private acceptBatchSize = ACCEPT_BATCH;
+  /** acceptPeer()'s out slots: fd, the peer's port, its family (4 or 6). */
+  private readonly accepted = new Int32Array(3);
+  /** The listening socket's own address when it is bound to one (not 0.0.0.0 or ::): every connection's local address. */
+  private fixedLocal: SockAddr | null = null;
   private readonly limit: ConnectionLimit;
   /** Replaced whole by reconfigure(): each accepted connection takes the listening context of the moment. */
   private tls: NativeTls;
@@ -97,6 +102,9 @@ export class KtlsServer extends EventEmitter implements SecureServer {
     this.poll = native.pollNew(this.listenFd, () => this.acceptBatch());
     native.pollStart(this.poll, READABLE);
     const a = native.getSockName(this.listenFd);
+    // As nginx (ngx_connection_local_sockaddr): a socket accepted on a specific address has
+    // that address; only a wildcard listener's connections need getsockname to say which.
+    this.fixedLocal = a.address === '0.0.0.0' || a.address === '::' ? null : a;
     return { address: a.address, port: a.port };
   }
 
@@ -104,8 +112,15 @@ export class KtlsServer extends EventEmitter implements SecureServer {
     const { native, log } = this.o;
     for (let i = 0; i < this.acceptBatchSize; i++) {
       let fd: number;
+      let peer: SockAddr | undefined;
       try {
-        fd = native.accept(this.listenFd);
+        if (native.acceptPeer !== undefined) {
+          const address = native.acceptPeer(this.listenFd, this.accepted);
+          fd = this.accepted[0]!;
+          if (address !== null) peer = { address, port: this.accepted[1]!, family: this.accepted[2] === 6 ? 'IPv6' : 'IPv4' };
+        } else {
+          fd = native.accept(this.listenFd);
+        }
       } catch (err) {
         log.error({ err }, 'accept failed; pausing accepts for 100 ms');
         this.pauseAccepting();
@@ -118,7 +133,7 @@ export class KtlsServer extends EventEmitter implements SecureServer {
         this.limit.refused();
         continue;
       }
-      this.startConnection(fd);
+      this.startConnection(fd, peer === undefined ? undefined : { remote: peer, local: this.fixedLocal });
     }
   }
 
@@ -131,30 +146,34 @@ export class KtlsServer extends EventEmitter implements SecureServer {
     }, ACCEPT_PAUSE_MS);
   }
 
-  private startConnection(fd: number): void {
+  /** `addresses` from acceptPeer(), which set TCP_NODELAY too; undefined from an older addon's accept(). */
+  private startConnection(fd: number, addresses: KnownAddresses | undefined): void {
     const { native, log } = this.o;
     // TCP_NODELAY on every connection, as nginx's tcp_nodelay: a response written as a head
     // and then a body would otherwise wait under Nagle for the client's delayed ACK (~40 ms).
     // (http.Server's noDelay option acts only on sockets its own net.Server accepted.)
-    try {
-      native.setNoDelay(fd, true);
-    } catch {
-      // A peer that reset already: the handshake reports it.
+    if (addresses === undefined) {
+      try {
+        native.setNoDelay(fd, true);
+      } catch {
+        // A peer that reset already: the handshake reports it.
+      }
     }
     let conn: KtlsConnection;
     try {
-      conn = new KtlsConnection(native, native.sslNew(this.tls.listen, fd), fd, nextConnectionId(), log, this.forget);
+      conn = new KtlsConnection(native, native.sslNew(this.tls.listen, fd), fd, nextConnectionId(), log, this.forget, addresses);
     } catch (err) {
       log.error({ err }, 'cannot set up TLS for an accepted connection');
       native.closeFd(fd);
       return;
     }
     this.live.add(conn);
-    const started = process.hrtime.bigint();
+    // performance.now(): the same monotonic clock in ms, without two BigInts per connection.
+    const started = performance.now();
     conn.handshake(this.o.handshakeTimeoutMs).then(
       () => {
         if (conn.tls.alpn === ALPN_ACME_TLS) return this.endValidation(conn);
-        const ms = Number(process.hrtime.bigint() - started) / 1e6;
+        const ms = performance.now() - started;
         this.emit('secureConnection', conn, ms);
       },
       (err: Error) => {

@@ -1,6 +1,7 @@
 /**
- * traffic-stats.ts: bodies are counted in plain numbers and folded into the
- * prom-client counters when those are read; every read must see every body.
+ * traffic-stats.ts: bodies, cache outcomes and handshakes are counted in
+ * plain numbers and folded into the prom-client counters when those are
+ * read; every read must see every one, once.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -53,5 +54,31 @@ describe('traffic stats', () => {
     assert.match(text, /aludel_cache_body_bytes_total\{outcome="hit"\} 3073\n/);
     assert.match(text, /aludel_cache_responses_total\{outcome="stale-if-error"\} 1\n/);
     assert.equal((await stats.snapshot()).cache.responses.hit, 4);
+  });
+
+  it('handshakes by version and cipher, connections by crypto site and kernel modes, read after read', async () => {
+    const stats = new TrafficStats();
+    const hs = (version: string, cipher: string, ktlsTx: boolean, kernel: { txConf: string; rxConf: string } | null): SecureConnection =>
+      ({ tls: { engine: 'system-openssl', version, cipher, ktlsTx, ktlsRx: false, kernel } }) as unknown as SecureConnection;
+    const a = hs('TLSv1.3', 'TLS_AES_128_GCM_SHA256', false, null);
+    const b = hs('TLSv1.2', 'ECDHE-ECDSA-AES128-GCM-SHA256', true, { txConf: 'sw', rxConf: 'none' });
+    // Alternating, so the children kept from the last handshake are replaced and found again.
+    for (const c of [a, a, b, a, b, a]) stats.handshake(c, 1.5);
+    stats.handshakeFailed(Object.assign(new Error('x'), { code: 'ECONNRESET' }));
+    let snap = await stats.snapshot();
+    assert.deepEqual(snap.handshakes, { ok: 6, failed: 1 });
+    assert.deepEqual(snap.connections, { total: 6, kernelTx: 2, kernelRx: 0 });
+    // Counted once: a second read adds nothing.
+    snap = await stats.snapshot();
+    assert.deepEqual(snap.handshakes, { ok: 6, failed: 1 });
+    stats.handshake(b, 0.5);
+    const text = await stats.registry.metrics();
+    assert.match(text, /aludel_handshakes_total\{version="TLSv1.3",cipher="TLS_AES_128_GCM_SHA256",result="ok"\} 4\n/);
+    assert.match(text, /aludel_handshakes_total\{version="TLSv1.2",cipher="ECDHE-ECDSA-AES128-GCM-SHA256",result="ok"\} 3\n/);
+    assert.match(text, /aludel_connections_total\{tx="user",rx="user"\} 4\n/);
+    assert.match(text, /aludel_connections_total\{tx="kernel",rx="user"\} 3\n/);
+    assert.match(text, /aludel_connections_kernel_tls_total\{tx_conf="sw",rx_conf="none"\} 3\n/);
+    assert.match(text, /aludel_handshake_duration_seconds_count\{version="TLSv1.2"\} 3\n/);
+    assert.deepEqual((await stats.snapshot()).handshakes, { ok: 7, failed: 1 });
   });
 });
