@@ -30,7 +30,8 @@ import { fmt, headlineRatios, ratiosTable, reportHtml, toCsv, writeCharts, type 
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const PROGRESS = 'ALUDEL_BENCH_PROGRESS ';
-const VM = path.join(REPO, '..', 'shared', 'ktls-vm', 'run-in-vm');
+/** As scripts/run-tests.sh: ALUDEL_KTLS_VM names run-in-vm where ../shared is not beside the checkout (a git worktree elsewhere). */
+const VM = process.env.ALUDEL_KTLS_VM ? path.resolve(process.env.ALUDEL_KTLS_VM) : path.join(REPO, '..', 'shared', 'ktls-vm', 'run-in-vm');
 
 interface Options {
   full: boolean;
@@ -217,6 +218,7 @@ const workersMain = (o: Options): Promise<void> =>
     'workers',
     [WORKERS_BEGIN, WORKERS_END],
     async (progress) => {
+      // Checked here too, so that a typo fails before the VM boots.
       const tests = parseWorkersTests(o.tests);
       const nativeKtls = fs.existsSync('/proc/net/tls_stat');
       const phases: WorkersResult[] = [];
@@ -328,7 +330,7 @@ async function main(): Promise<void> {
   }
   if (o.phase && o.workers) {
     // Inner --workers phase (in the VM): kernel TLS, smaller points, progress as lines for the outer bar.
-    const result = await runWorkers({ full: o.full, rounds: Number(o.repeats), reusePort: o.reusePort, tests: parseWorkersTests(o.tests), emulated: o.emulated, progress: (d, t, l) => console.log(`${PROGRESS}${d} ${t} ${l}`) });
+    const result = await runWorkers({ full: o.full, rounds: Number(o.repeats), reusePort: o.reusePort, tests: parseWorkersTests(o.tests, o.emulated), emulated: o.emulated, progress: (d, t, l) => console.log(`${PROGRESS}${d} ${t} ${l}`) });
     await fs.promises.writeFile(o.out!, JSON.stringify(result));
     return;
   }
