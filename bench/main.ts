@@ -7,8 +7,11 @@
  * `npm run bench -- --legacy-run` runs only bench/legacy-run.ts (nginx 1.11.1 +
  * OpenSSL 1.0.2f under `aludel run` against itself alone), in the VM unless
  * this kernel has kTLS, into bench/results/<timestamp>-legacy-run/.
- * `--stalled`, `--workers` and `--copy-path` run only their part, on this
- * host (no VM), into bench/results/<timestamp>-stalled/, -workers/ and -copy-path/.
+ * `--stalled` and `--copy-path` run only their part, on this host (no VM),
+ * into bench/results/<timestamp>-stalled/ and -copy-path/. `--workers` runs
+ * its part on this host, then (unless --no-kernel, or this kernel has kTLS
+ * and the host part used it) again with --offload kernel in the kTLS VM, into
+ * bench/results/<timestamp>-workers/.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -21,13 +24,14 @@ import { legacyRunTable, runLegacyRun, type LegacyRunResult } from './legacy-run
 import type { Environment } from './environment.js';
 import { FRONTS, runPhase, type Front, type PhaseResult, type Test } from './phase.js';
 import { runStalled, stalledPointsTable, stalledTable } from './stalled.js';
-import { runWorkers, workersTable } from './workers.js';
+import { parseWorkersTests, runWorkers, workersTable, type WorkersResult } from './workers.js';
 import { copyPathTable, runCopyPath } from './copy-path.js';
 import { fmt, headlineRatios, ratiosTable, reportHtml, toCsv, writeCharts, type Results } from './report.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const PROGRESS = 'ALUDEL_BENCH_PROGRESS ';
-const VM = path.join(REPO, '..', 'shared', 'ktls-vm', 'run-in-vm');
+/** As scripts/run-tests.sh: ALUDEL_KTLS_VM names run-in-vm where ../shared is not beside the checkout (a git worktree elsewhere). */
+const VM = process.env.ALUDEL_KTLS_VM ? path.resolve(process.env.ALUDEL_KTLS_VM) : path.join(REPO, '..', 'shared', 'ktls-vm', 'run-in-vm');
 
 interface Options {
   full: boolean;
@@ -68,10 +72,19 @@ function bar(label: string): { update(done: number, total: number, what: string)
   };
 }
 
-/** Runs the kernel phase (or --legacy-run) in the VM: this same program with --phase vm, its progress lines fed to our bar. */
-async function runInVm<T = PhaseResult>(o: Options, outFile: string, commit: string): Promise<T> {
-  const args = ['-m', '4096', '-t', o.full ? '7200' : '1200', '-e', `ALUDEL_BENCH_COMMIT=${commit}`, '--', process.execPath, fileURLToPath(import.meta.url), '--phase', 'vm', '--emulated', '--out', outFile, ...(o.full ? ['--full'] : []), ...(o.loopback ? ['--loopback'] : []), ...(o.pin ? ['--pin'] : []), ...(o.legacyRun ? ['--legacy-run'] : []), ...(o.fronts ? ['--fronts', o.fronts] : []), ...(o.kernelOnly ? ['--kernel-only'] : []), ...(o.tests ? ['--tests', o.tests] : []), ...(o.loadConnections ? ['--load-connections', o.loadConnections] : [])];
-  const b = bar(o.legacyRun ? 'kTLS VM, legacy run' : 'kTLS VM');
+/** The inner command's options of the main bench's kernel phase (or --legacy-run) in the VM. */
+function phaseVmArgs(o: Options): string[] {
+  return [...(o.full ? ['--full'] : []), ...(o.loopback ? ['--loopback'] : []), ...(o.pin ? ['--pin'] : []), ...(o.legacyRun ? ['--legacy-run'] : []), ...(o.fronts ? ['--fronts', o.fronts] : []), ...(o.kernelOnly ? ['--kernel-only'] : []), ...(o.tests ? ['--tests', o.tests] : []), ...(o.loadConnections ? ['--load-connections', o.loadConnections] : [])];
+}
+
+/**
+ * Runs a part in the VM: this same program with --phase vm and `inner`
+ * options, its progress lines fed to our bar. `vm` are run-in-vm's own
+ * options beyond the memory (-t, the hard time limit, above all).
+ */
+async function runInVm<T = PhaseResult>(o: Options, outFile: string, commit: string, inner = phaseVmArgs(o), label = o.legacyRun ? 'kTLS VM, legacy run' : 'kTLS VM', vm = ['-m', '4096', '-t', o.full ? '7200' : '1200']): Promise<T> {
+  const args = [...vm, '-e', `ALUDEL_BENCH_COMMIT=${commit}`, '--', process.execPath, fileURLToPath(import.meta.url), '--phase', 'vm', '--emulated', '--out', outFile, ...inner];
+  const b = bar(label);
   const child = spawn(VM, args, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   let partial = '';
@@ -175,8 +188,60 @@ const WORKERS_END = '<!-- /bench:workers -->';
 const stalledMain = (o: Options): Promise<void> =>
   hostMain(o, 'stalled', 'stalled downloads', [STALLED_BEGIN, STALLED_END], (progress) => runStalled({ connections: Number(o.connections), repeats: Number(o.repeats), progress }), (r) => `${stalledTable(r)}\n\n${stalledPointsTable(r)}`);
 
-/** `--workers`: --workers 1 and 2 next to nginx's worker_processes 1 and 2, on this host (bench/workers.ts). */
-const workersMain = (o: Options): Promise<void> => hostMain(o, 'workers', 'workers', [WORKERS_BEGIN, WORKERS_END], (progress) => runWorkers({ full: o.full, rounds: Number(o.repeats), reusePort: o.reusePort, progress }), workersTable);
+/** What `--workers` measured: this host's phase and/or the kTLS VM's, each with its own table. */
+interface WorkersRun {
+  command?: string;
+  environment: Environment;
+  phases: WorkersResult[];
+}
+
+/**
+ * The kTLS VM part of --workers: the same bench with --offload kernel, each
+ * point proven by tls_stat. Its servers (up to 24 Node processes with
+ * --reuse-port) get 6 GiB; quick mode is bounded by the VM's 25-minute limit.
+ */
+const workersInVm = (o: Options, outFile: string, commit: string): Promise<WorkersResult> =>
+  runInVm<WorkersResult>(
+    o,
+    outFile,
+    commit,
+    ['--workers', '--repeats', o.repeats, ...(o.full ? ['--full'] : []), ...(o.reusePort ? ['--reuse-port'] : []), ...(o.tests ? ['--tests', o.tests] : [])],
+    'kTLS VM, workers',
+    ['-m', '6144', '-t', o.full ? '7200' : '1500'],
+  );
+
+/** `--workers`: --workers 1 and 2 next to nginx's worker_processes 1 and 2, on this host, then in the kTLS VM (bench/workers.ts). */
+const workersMain = (o: Options): Promise<void> =>
+  hostMain<WorkersRun>(
+    o,
+    'workers',
+    'workers',
+    [WORKERS_BEGIN, WORKERS_END],
+    async (progress) => {
+      // Checked here too, so that a typo fails before the VM boots.
+      const tests = parseWorkersTests(o.tests);
+      const nativeKtls = fs.existsSync('/proc/net/tls_stat');
+      const phases: WorkersResult[] = [];
+      if (o.native) phases.push(await runWorkers({ full: o.full, rounds: Number(o.repeats), reusePort: o.reusePort, tests, progress }));
+      if (o.kernel && !(nativeKtls && o.native)) {
+        const inner = path.join(REPO, 'bench', 'results', `workers-vm-${process.pid}.json`);
+        try {
+          phases.push(nativeKtls ? await runWorkers({ full: o.full, rounds: Number(o.repeats), reusePort: o.reusePort, tests, progress }) : await workersInVm(o, inner, process.env.ALUDEL_BENCH_COMMIT ?? 'unknown'));
+        } finally {
+          await fs.promises.rm(inner, { force: true });
+        }
+      }
+      if (phases.length === 0) throw new Error('--workers with --no-native and --no-kernel measures nothing');
+      return { environment: phases[0]!.environment, phases };
+    },
+    workersRunReport,
+  );
+
+/** One table per phase, each under a heading that says where it ran. */
+function workersRunReport(r: WorkersRun): string {
+  const title = (p: WorkersResult): string => (p.environment.emulated ? `kTLS VM (${p.offload} TLS, emulated CPU x${p.environment.cpus}; ratios within this phase only)` : `this host (${p.offload} TLS, ${p.environment.cpus} CPUs)`);
+  return r.phases.map((p) => (r.phases.length > 1 ? `#### ${title(p)}\n\n${workersTable(p)}` : workersTable(p))).join('\n\n');
+}
 
 const COPY_PATH_BEGIN = '<!-- bench:copy-path (npm run bench -- --copy-path --update-docs rewrites this part) -->';
 const COPY_PATH_END = '<!-- /bench:copy-path -->';
@@ -242,10 +307,10 @@ async function main(): Promise<void> {
     .option('--update-docs', 'copy the charts to docs/benchmarks/ and rewrite the generated part of docs/benchmarks.md (with --legacy-run: its own part)', false)
     .option('--legacy-run', 'only nginx 1.11.1 + OpenSSL 1.0.2f (../shared/legacy/build) under aludel run vs alone, CPU-s/GB (in the kTLS VM unless this kernel has kTLS)', false)
     .option('--stalled', 'only memory per stalled download: 1,000 TLS downloads that stop reading, aludel vs nginx (proxy and serve), on this host', false)
-    .option('--workers', 'only worker processes: aludel serve, proxy and proxy --cache with --workers 1 and 2 next to nginx worker_processes 1 and 2 (1 KiB req/s, 10 MiB MB/s, handshakes/s, RSS per idle connection), on this host', false)
+    .option('--workers', 'only worker processes: aludel serve, proxy and proxy --cache with --workers 1 and 2 next to nginx worker_processes 1 and 2 (1 KiB req/s, 10 MiB MB/s, handshakes/s with ECDSA and RSA certificates, RSS per idle connection), on this host, then with kTLS in the kTLS VM (--no-kernel: not; --no-native: the VM only)', false)
     .option('--fronts <list>', `only these fronts, comma-separated, and no record-size sweeps (of: ${Object.keys(FRONTS).join(', ')})`)
     .option('--kernel-only', 'in the kTLS VM phase, only the kernel offload (userspace TLS is measured natively, on the real CPU): half the VM time', false)
-    .option('--tests <list>', 'only these tests, comma-separated (of: load, download, download-h2, file-size), e.g. load,download for the headline ratios alone')
+    .option('--tests <list>', 'only these tests, comma-separated (of: load, download, download-h2, file-size; with --workers of: rps, throughput, handshakes, handshakes-rsa, idle), e.g. load,download for the headline ratios alone')
     .option('--load-connections <list>', 'the load test at these wrk connection counts only, comma-separated (default 1,8,16,64)')
     .option('--copy-path', 'only the proxy copy path: aludel proxy vs nginx proxy_pass, userspace TLS, 10 MiB at 8 and 1 connections, --repeats rounds (--full: 10 s points), on this host', false)
     .option('--baseline <dir>', 'with --copy-path: also run the aludel build of this checkout (its dist/ and build/), in the same turns')
@@ -260,6 +325,12 @@ async function main(): Promise<void> {
 
   if (o.phase && o.legacyRun) {
     const result = await runLegacyRun({ full: o.full, emulated: o.emulated, loopback: o.loopback, progress: (d, t, l) => console.log(`${PROGRESS}${d} ${t} ${l}`) });
+    await fs.promises.writeFile(o.out!, JSON.stringify(result));
+    return;
+  }
+  if (o.phase && o.workers) {
+    // Inner --workers phase (in the VM): kernel TLS, smaller points, progress as lines for the outer bar.
+    const result = await runWorkers({ full: o.full, rounds: Number(o.repeats), reusePort: o.reusePort, tests: parseWorkersTests(o.tests, o.emulated), emulated: o.emulated, progress: (d, t, l) => console.log(`${PROGRESS}${d} ${t} ${l}`) });
     await fs.promises.writeFile(o.out!, JSON.stringify(result));
     return;
   }

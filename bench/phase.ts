@@ -172,10 +172,13 @@ async function makeFiles(root: string, p: Plan): Promise<void> {
   for (const s of p.fileSizes) await write(`size-${s}.bin`, s);
 }
 
-export async function makeCert(dir: string): Promise<Tls> {
-  const certFile = path.join(dir, 'cert.pem');
-  const keyFile = path.join(dir, 'key.pem');
-  await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=localhost', '-keyout', keyFile, '-out', certFile]);
+/** A self-signed certificate for localhost: ECDSA P-256 by default, or `key` as openssl req -newkey takes it (e.g. rsa:2048), in files named after it. */
+export async function makeCert(dir: string, key = 'ec'): Promise<Tls> {
+  const tag = key === 'ec' ? '' : `-${key.replace(/[^a-z0-9]/gi, '')}`;
+  const certFile = path.join(dir, `cert${tag}.pem`);
+  const keyFile = path.join(dir, `key${tag}.pem`);
+  const newkey = key === 'ec' ? ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256'] : ['-newkey', key];
+  await run('openssl', ['req', '-x509', ...newkey, '-nodes', '-days', '2', '-subj', '/CN=localhost', '-keyout', keyFile, '-out', certFile]);
   return { certFile, keyFile };
 }
 

@@ -31,6 +31,22 @@ export function parseProcStat(text: string): CpuTicks {
   return { utime, stime };
 }
 
+/**
+ * cutime + cstime (fields 16 and 17, clock ticks) of the last /proc/<pid>/stat
+ * line in `text`: the CPU of the children that process waited for (proc(5)),
+ * how the bench learns what a client it ran through `sh -c` used. Lines
+ * before it (a program's own stderr) are ignored.
+ */
+export function parseChildTicks(text: string): number {
+  const line = text.trimEnd().split('\n').pop() ?? '';
+  const close = line.lastIndexOf(')');
+  const fields = close < 0 ? [] : line.slice(close + 2).trim().split(/\s+/);
+  const cutime = Number(fields[16 - 3]);
+  const cstime = Number(fields[17 - 3]);
+  if (!Number.isInteger(cutime) || !Number.isInteger(cstime)) throw new Error(`no cutime/cstime in the last line of: ${JSON.stringify(text.slice(-300))}`);
+  return cutime + cstime;
+}
+
 /** Field 4 (ppid) of a /proc/<pid>/stat line, counted from the last ')' as above. */
 export function parseParentPid(text: string): number {
   const close = text.lastIndexOf(')');

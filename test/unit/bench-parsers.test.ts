@@ -4,7 +4,7 @@ import { describe, test } from 'node:test';
 import { parseOpensslSpeed } from '../../bench/crypto-floor.js';
 import { energyJoules } from '../../bench/energy.js';
 import { parseOpenFilesLimit } from '../../bench/idle-clients.js';
-import { clockTicksPerSecond, cpuSeconds, parseProcStat } from '../../bench/proc-cpu.js';
+import { clockTicksPerSecond, cpuSeconds, parseChildTicks, parseProcStat } from '../../bench/proc-cpu.js';
 import { counterDelta, cpuPerGB, floorCpuPerGB, ktlsProven, median, ratio } from '../../bench/ratios.js';
 import { roundRatios } from '../../bench/report.js';
 import { parseWrkOutput, WRK_MARKER } from '../../bench/wrk-output.js';
@@ -143,5 +143,24 @@ describe('roundRatios (same-round ratios, never a ratio of medians)', () => {
     assert.equal(r.rounds, 1);
     assert.equal(r.value, 1);
     assert.deepEqual(roundRatios([], []), { value: null, min: null, max: null, rounds: 0 });
+  });
+});
+
+describe('bench: a reaped child\'s CPU from the shell\'s /proc/<pid>/stat', () => {
+  // A dash process that has waited for h2load: utime 1, stime 0, cutime 57, cstime 12 (fields 14-17).
+  const stat = '4242 (sh) S 4200 4242 4200 0 -1 4194304 120 300 0 0 1 0 57 12 20 0 1 0 99 2584576 200 18446744073709551615 1 1 0 0 0 0 0 0 65538 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0';
+
+  test('cutime + cstime of the last line, after whatever the program printed on stderr', () => {
+    assert.equal(parseChildTicks(stat), 69);
+    assert.equal(parseChildTicks(`h2load: some warning\n${stat}\n`), 69);
+  });
+
+  test('a command name with spaces and parentheses does not shift the fields', () => {
+    assert.equal(parseChildTicks(stat.replace('(sh)', '(a (b) c)')), 69);
+  });
+
+  test('no stat line (the shell was killed first) is refused, not read as 0 CPU', () => {
+    assert.throws(() => parseChildTicks(''), /no cutime\/cstime/);
+    assert.throws(() => parseChildTicks('4242 (sh) S 4200'), /no cutime\/cstime/);
   });
 });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { parseH2loadRequests, sameRoundRatios, workersTable, workerShares, type WorkersPoint, type WorkersResult } from '../../bench/workers.js';
+import { clientCpuTable, parseH2loadRequests, parseWorkersTests, plan, sameRoundRatios, withTlsStat, workersTable, workerShares, WORKERS_TESTS, type WorkersPoint, type WorkersResult } from '../../bench/workers.js';
 
 describe('bench --workers: h2load summary', () => {
   test('the "requests:" line gives done and succeeded (2xx/3xx) counts', () => {
@@ -83,5 +83,74 @@ describe('bench --workers --reuse-port: the table', () => {
   test('without reuseport points there is no reuseport column', () => {
     const rows = workersTable(result([p('aludel-serve', 1, false, 0, 100, [1])])).split('\n');
     assert.doesNotMatch(rows[0]!, /reuseport/);
+  });
+});
+
+describe('bench --workers --tests', () => {
+  test('no option: every test; a list keeps the run order, whatever order it was given in', () => {
+    assert.deepEqual(parseWorkersTests(undefined), [...WORKERS_TESTS]);
+    assert.deepEqual(parseWorkersTests('handshakes-rsa'), ['handshakes-rsa']);
+    assert.deepEqual(parseWorkersTests(' idle, rps ,handshakes-rsa'), ['rps', 'handshakes-rsa', 'idle']);
+  });
+
+  test('in the kTLS VM the default leaves out idle and handshakes-rsa (server starts cost minutes there); named, they run', () => {
+    assert.deepEqual(parseWorkersTests(undefined, true), ['rps', 'throughput', 'handshakes']);
+    assert.deepEqual(parseWorkersTests('idle,handshakes-rsa', true), ['handshakes-rsa', 'idle']);
+  });
+
+  test('an unknown or empty list is refused with the known names', () => {
+    assert.throws(() => parseWorkersTests('rps,handshake'), /unknown handshake \(known with --workers: rps, throughput, handshakes, handshakes-rsa, idle\)/);
+    assert.throws(() => parseWorkersTests(' , '), /no test named/);
+  });
+});
+
+describe('bench --workers: the kTLS VM plan', () => {
+  test('emulated points are smaller than native ones (8 rps connections, 1 MiB bulk, 16 handshake clients, RSA-2048, 200 idle connections) and longer (5 s)', () => {
+    assert.deepEqual(plan(false, 3, true), { seconds: 5, rounds: 3, idleConnections: 200, connections: 8, handshakeClients: 16, bulkBytes: 1024 * 1024, rsaKey: 'rsa:2048' });
+    assert.equal(plan(false, 3).rsaKey, 'rsa:4096');
+    assert.equal(plan(false, 3).bulkBytes, 10 * 1024 * 1024);
+    assert.equal(plan(false, 3).handshakeClients, 64);
+  });
+});
+
+describe('bench --workers: kTLS proven per point', () => {
+  const point: WorkersPoint = { round: 0, test: 'rps', front: 'aludel-serve', workers: 2, requests: 10, errors: 0, requestsPerSec: 5, cpuS: 1, cpuMsPer1kRequests: null, cpuPerGB: null, workerCpuShares: [] };
+  const reads = (...values: Array<Record<string, number> | null>): (() => Promise<Record<string, number> | null>) => {
+    let i = 0;
+    return () => Promise.resolve(values[i++] ?? null);
+  };
+
+  test('a kernel point whose TlsTxSw rose keeps its deltas', async () => {
+    const p = await withTlsStat('kernel', 'rps x', () => Promise.resolve(point), reads({ TlsTxSw: 3, TlsRxSw: 0 }, { TlsTxSw: 67, TlsRxSw: 0 }));
+    assert.deepEqual(p.tlsStatDelta, { TlsTxSw: 64, TlsRxSw: 0 });
+  });
+
+  test('a kernel point whose TX counters did not rise is an error, not a result', async () => {
+    await assert.rejects(withTlsStat('kernel', 'rps aludel-serve x2 #1', () => Promise.resolve(point), reads({ TlsTxSw: 3 }, { TlsTxSw: 3 })), /rps aludel-serve x2 #1: .*did not rise.*not run on kernel TLS/);
+  });
+
+  test('a kernel point without tls_stat is an error; a userspace one is a result either way', async () => {
+    await assert.rejects(withTlsStat('kernel', 'x', () => Promise.resolve(point), reads(null, null)), /no \/proc\/net\/tls_stat/);
+    assert.equal((await withTlsStat('userspace', 'x', () => Promise.resolve(point), reads(null, null))).tlsStatDelta, undefined);
+    assert.deepEqual((await withTlsStat('userspace', 'x', () => Promise.resolve(point), reads({ TlsTxSw: 1 }, { TlsTxSw: 1 }))).tlsStatDelta, { TlsTxSw: 0 });
+  });
+});
+
+describe('bench --workers: client/server CPU split of the handshake tests', () => {
+  const hs = (test: WorkersPoint['test'], workers: number, round: number, clientCpuS: number | undefined, cpuS: number): WorkersPoint => ({
+    round, test, front: 'nginx-direct', workers, requests: 1000, errors: 0, requestsPerSec: 100, cpuS, cpuMsPer1kRequests: null, cpuPerGB: null, workerCpuShares: [], ...(clientCpuS !== undefined ? { clientCpuS } : {}),
+  });
+  const result = (points: WorkersPoint[]): WorkersResult => ({ mode: 'quick', offload: 'userspace', seconds: 3, idleConnections: 10, points, environment: { cpus: 2 } as WorkersResult['environment'] });
+
+  test('client CPU per 1k handshakes and its share of client + server, median over rounds, per test and workers', () => {
+    const rows = clientCpuTable(result([hs('handshakes-rsa', 1, 0, 0.1, 0.9), hs('handshakes-rsa', 1, 1, 0.3, 0.7), hs('handshakes-rsa', 1, 2, 0.2, 0.8), hs('handshakes', 2, 0, 1, 1)])).split('\n');
+    // Rows follow the tests' order (handshakes, then handshakes-rsa), not the points'.
+    assert.deepEqual(rows.slice(2), ['| handshakes | nginx-direct | 2 | 1000 | 50 % |', '| handshakes-rsa | nginx-direct | 1 | 200 | 20 % |']);
+  });
+
+  test('no handshake point with a client CPU gives no table, and workersTable then adds none', () => {
+    const r = result([hs('handshakes', 1, 0, undefined, 1)]);
+    assert.equal(clientCpuTable(r), '');
+    assert.doesNotMatch(workersTable(r), /client \(h2load\)/);
   });
 });
