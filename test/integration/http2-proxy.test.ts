@@ -17,6 +17,7 @@ import { startAludel, type Running } from '../support/aludel-process.js';
 import { curl, h2get } from '../support/clients.js';
 import { makeFixtures, type StandardFixtures } from '../support/fixtures.js';
 import { startSinkOrigin, type SinkOrigin } from '../support/sink-origin.js';
+import { stalledBesideOthers } from '../support/h2-stall.js';
 import { waitUntil } from '../support/wait.js';
 
 const run = promisify(execFile);
@@ -118,23 +119,12 @@ describe('aludel proxy over HTTP/2', { timeout: 120_000 }, () => {
     const q = await startAludel(['proxy', '--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--to', `http://127.0.0.1:${sink.port}`, '--max-fails', '0', '--idle-timeout', '1s']);
     const session = http2.connect(`https://localhost:${q.port}`, { ca: fx.certPem, servername: 'localhost', host: '127.0.0.1' } as http2.SecureClientSessionOptions);
     session.on('error', () => undefined);
-    let small = 0;
-    const ticker = setInterval(() => {
-      void h2get(session, { ':path': '/echo-headers' }).then((a) => { if (a.error === undefined) small++; }, () => undefined);
-    }, 100);
     try {
-      const big = session.request({ ':path': '/chunked-stream?size=5242880' });
-      big.on('error', () => undefined);
-      // Never read: no WINDOW_UPDATE for this stream past its first 65,535 bytes.
-      big.on('response', () => big.pause());
-      let closedWith: number | null = null;
-      big.on('close', () => (closedWith = big.rstCode));
-      await waitUntil(() => closedWith !== null, 20_000);
-      assert.equal(closedWith, http2.constants.NGHTTP2_CANCEL);
-      assert.ok(small > 0, 'the other streams were served meanwhile');
+      const r = await stalledBesideOthers(session, '/chunked-stream?size=5242880', () => h2get(session, { ':path': '/echo-headers' }).then((a) => a.error === undefined));
+      assert.equal(r.rstCode, http2.constants.NGHTTP2_CANCEL);
+      assert.ok(r.served > 0, 'the other streams were served meanwhile');
       await q.waitForLog((l) => l.msg.startsWith('HTTP/2 stream stalled'));
     } finally {
-      clearInterval(ticker);
       session.destroy();
       await q.stop();
     }

@@ -15,6 +15,7 @@ import { serveArgs, startAludel, type LogLine, type Running } from '../support/a
 import { curl } from '../support/clients.js';
 import { makeFixtures, sha256, type Fixtures } from '../support/fixtures.js';
 import { run } from '../support/run-process.js';
+import { stalledBesideOthers } from '../support/h2-stall.js';
 import { waitUntil } from '../support/wait.js';
 import { fdsBeyondKept } from '../fuzz/proc-stats.js';
 
@@ -370,25 +371,14 @@ describe('aludel serve over HTTP/2', { timeout: 180_000 }, () => {
     // fetches a small file now and then held that stream, its descriptor and its buffer for ever.
     const p = await startAludel(serveArgs(fx, '--idle-timeout', '1s'));
     const session = await connect(p);
-    let small = 0;
-    const ticker = setInterval(() => {
-      request(session, { ':path': `/${FILES.one.name}` }).then(() => small++, () => undefined);
-    }, 100);
     try {
-      const big = session.request({ ':path': `/${FILES.big.name}` });
-      big.on('error', () => undefined);
-      // Never read: no WINDOW_UPDATE for this stream past its first 65,535 bytes.
-      big.on('response', () => big.pause());
-      let closedWith: number | null = null;
-      big.on('close', () => (closedWith = big.rstCode));
-      await waitUntil(() => closedWith !== null, 20_000);
-      assert.equal(closedWith, http2.constants.NGHTTP2_CANCEL);
-      assert.ok(small > 0, 'the other streams were served meanwhile');
+      const r = await stalledBesideOthers(session, `/${FILES.big.name}`, () => request(session, { ':path': `/${FILES.one.name}` }).then(() => true));
+      assert.equal(r.rstCode, http2.constants.NGHTTP2_CANCEL);
+      assert.ok(r.served > 0, 'the other streams were served meanwhile');
       await p.waitForLog((l) => l.msg.startsWith('HTTP/2 stream stalled'));
       const q = await p.waitForLog((l) => l.msg === 'request' && l.url === `/${FILES.big.name}`);
       assert.equal(q.error, 'ECONNRESET', 'the access log says the body was cut');
     } finally {
-      clearInterval(ticker);
       session.destroy();
       await p.stop();
     }
