@@ -59,10 +59,16 @@ function clientLeft(x: ProxyExchange): boolean {
 const EXCHANGE = Symbol('exchange');
 type Watched = AnyResponse & { [EXCHANGE]?: ProxyExchange };
 
-/** A response closed before it finished: the client went away, and its upstream connection goes too. */
+/**
+ * A response closed before it finished: the client went away, and its
+ * upstream connection goes too (nginx's proxy_ignore_client_abort off).
+ * writableEnded too: node's HTTP/2 compatibility response reports
+ * writableFinished once its stream is closed, ended or not (a client's
+ * RST_STREAM or a connection gone), so on HTTP/2 that alone never fired.
+ */
 function onResponseClose(this: Watched): void {
   const x = this[EXCHANGE];
-  if (x !== undefined && !this.writableFinished) x.lease?.stream.destroy(new ClientGoneError());
+  if (x !== undefined && !(this.writableEnded && this.writableFinished)) x.lease?.stream.destroy(new ClientGoneError());
 }
 
 /** The proxy on a listener: each finished handshake goes to a new front. */

@@ -99,6 +99,12 @@ export class SslUpstream implements UpstreamStream, PulledStream {
    * The copy path's pull: records decrypted into one buffer while a whole
    * record still fits (so OpenSSL never holds part of one back), until the
    * socket has no more. null when nothing could be read now.
+   *
+   * A failure after some records (a FIN without close_notify right behind
+   * the last body record, as IIS and Apache's ssl-unclean-shutdown close)
+   * returns those records first: they were authenticated, and a Content-Length
+   * or chunked body they complete is whole (RFC 9112 §9.8). readStep keeps the
+   * failure, so the next pull throws it.
    */
   pull(): Buffer | null {
     const buf = pulls.take();
@@ -110,8 +116,10 @@ export class SslUpstream implements UpstreamStream, PulledStream {
         n += r;
       }
     } catch (err) {
-      pulls.give(buf);
-      throw err;
+      if (n === 0) {
+        pulls.give(buf);
+        throw err;
+      }
     }
     if (n === 0) {
       pulls.give(buf);

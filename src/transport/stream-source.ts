@@ -55,10 +55,21 @@ export class StreamSource {
     return this.held;
   }
 
-  /** Pulls until `length` bytes are held or the stream has none now. */
+  /**
+   * Pulls until `length` bytes are held or the stream has none now. A
+   * failure (a TLS upstream's FIN without close_notify, a reset) while bytes
+   * are held waits until they are taken: they arrived before it, and the
+   * stream keeps its failure for the pull after them.
+   */
   private fill(length: number): void {
     while (this.held < length) {
-      const c = this.s.pull();
+      let c: Buffer | null;
+      try {
+        c = this.s.pull();
+      } catch (err) {
+        if (this.held > 0) return;
+        throw err;
+      }
       if (c === null) return;
       if (c.length === 0) continue;
       this.chunks.push(c);

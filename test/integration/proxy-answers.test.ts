@@ -21,6 +21,8 @@ let fx: StandardFixtures;
 let origin: net.Server;
 let originPort = 0;
 let seen = 0;
+/** Origin connections that were sent a /slow request (never answered) and are still open. */
+const slowOpen = new Set<net.Socket>();
 let p: Running;
 
 /** A keep-alive origin of raw answers: /no-content is a 204 with "Content-Length: 5"; /slow never answers; the rest 200 "ok". */
@@ -34,7 +36,11 @@ function startOrigin(): Promise<void> {
         buf = buf.slice(end + 4);
         seen++;
         const target = head.split(' ')[1] ?? '/';
-        if (target === '/slow') continue;
+        if (target === '/slow' || target.startsWith('/slow?')) {
+          if (!slowOpen.has(sock)) sock.once('close', () => slowOpen.delete(sock));
+          slowOpen.add(sock);
+          continue;
+        }
         sock.write(target === '/no-content' ? 'HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n' : 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
       }
     });
@@ -139,6 +145,28 @@ describe('aludel proxy: answers at the edges', () => {
     const line = await p.waitForLog((l) => l.msg === 'request' && l.url === '/slow', 10_000, from);
     assert.equal(line.status, 499);
     assert.equal(line.error, 'ERR_CLIENT_GONE');
+  });
+
+  test('an HTTP/2 client that leaves before its answer (stream reset, or the whole connection closed) frees its upstream connection at once, logged 499', async () => {
+    for (const leave of ['reset', 'connection'] as const) {
+      const from = p.mark();
+      const before = seen;
+      const s = await h2();
+      s.on('error', () => undefined);
+      const req = s.request({ ':path': `/slow?${leave}` });
+      req.on('error', () => undefined);
+      await waitUntil(() => seen > before, 5000);
+      assert.ok(slowOpen.size > 0);
+      // RST_STREAM CANCEL (a browser leaving the page), or the TCP connection gone (curl --max-time).
+      if (leave === 'reset') req.close(http2.constants.NGHTTP2_CANCEL);
+      else s.destroy();
+      // Well before the 60 s --upstream-headers-timeout: nginx closes the upstream connection at
+      // once (proxy_ignore_client_abort off), and so must this, or each such client holds a descriptor.
+      const line = await p.waitForLog((l) => l.msg === 'request' && l.url === `/slow?${leave}`, 10_000, from);
+      assert.equal(line.status, 499, leave);
+      await waitUntil(() => slowOpen.size === 0, 5000);
+      s.destroy();
+    }
   });
 
   test('40 concurrent HTTP/2 streams on one connection: all answered, and no listener pile-up warning', async () => {

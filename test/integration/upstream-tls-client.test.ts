@@ -171,3 +171,50 @@ describe('TLS upstream client: kTLS, user space on OpenSSL, given up, or an erro
   });
 });
 
+
+describe('a user-space upstream that closes without close_notify', () => {
+  test('records decrypted before the FIN in the same pull reach the caller; the truncation is reported on the next pull', { timeout: 30_000 }, async () => {
+    const caps = probeCapabilities();
+    assert.ok(caps.native, `the system OpenSSL must load for these tests: ${caps.opensslProblem}`);
+    // Three records, then a FIN with no close_notify (destroy(), not end()), as legacy servers
+    // (IIS, Apache's ssl-unclean-shutdown) close after a Content-Length body.
+    const body = crypto.randomBytes(40 * 1024);
+    let closed!: Promise<void>;
+    const origin = await listen(tls.createServer({ cert: fs.readFileSync(fx.certFile), key: fs.readFileSync(fx.keyFile) }, (s) => {
+      s.on('error', () => {});
+      closed = new Promise((resolve) => s.once('close', () => resolve()));
+      s.once('data', () => s.write(body, () => s.destroy()));
+    }));
+    const contexts = new UpstreamTlsContexts(caps.native, createLogger({ level: 'silent' }), false);
+    const sock = await PlainSocket.connect(caps.native, { host: '127.0.0.1', port: origin, timeoutMs: 10_000, onTimeout: () => new Error('connect timeout') });
+    const hs = await contexts.handshake(sock, upstream(origin, fx.certFile));
+    assert.ok(hs.ok && !hs.kernel, JSON.stringify(hs));
+    const up = new SslUpstream(caps.native, sock, (hs as { ssl: Parameters<Native['sslFree']>[0] }).ssl);
+    try {
+      await up.write(Buffer.from('go'));
+      // Once the origin's socket is closed, the records and the FIN are all in our receive
+      // queue (loopback): one pull() meets the data and the EOF together.
+      await closed;
+      const got: Buffer[] = [];
+      let error: Error | null = null;
+      while (error === null) {
+        try {
+          const b = up.pull();
+          if (b === null) {
+            await up.readable();
+            continue;
+          }
+          got.push(Buffer.from(b));
+          up.release();
+        } catch (err) {
+          error = err as Error;
+        }
+      }
+      assert.equal(Buffer.concat(got).length, body.length, 'every byte decrypted before the FIN');
+      assert.ok(Buffer.concat(got).equals(body), 'the bytes, in order');
+      assert.match(error.message, /without close_notify/);
+    } finally {
+      up.destroy();
+    }
+  });
+});

@@ -104,6 +104,26 @@ test('a failed stream throws its error; peek waits for bytes and reports the end
   assert.throws(() => failing.peekNow(buf, 0, 8), /reset/);
 });
 
+test('bytes held when the stream fails (a TLS FIN without close_notify behind the last records) are handed over first; the failure comes after them', () => {
+  const buf = Buffer.alloc(64);
+  for (const first of ['head-bytes', '']) {
+    const s = new FakeStream();
+    const src = new StreamSource(s, Buffer.from(first));
+    s.whole = false;
+    s.arrive(Buffer.from('record-1'));
+    // The stream fails once its queue is empty, as SslUpstream after the records it decrypted.
+    const pull = s.pull.bind(s);
+    s.pull = (): Buffer | null => {
+      if (s.queue.length === 0) s.failure = Object.assign(new Error('upstream closed the TLS connection without close_notify'), { code: 'ECONNRESET' });
+      return pull();
+    };
+    const n = src.peekNow(buf, 0, buf.length);
+    assert.equal(buf.toString('latin1', 0, n), `${first}record-1`, 'every byte that came before the failure');
+    src.discard(n);
+    assert.throws(() => src.peekNow(buf, 0, buf.length), /without close_notify/, 'then the failure');
+  }
+});
+
 test('copyBody over a StreamSource moves every byte in order, to a target that takes a little at a time', async () => {
   const body = crypto.randomBytes(700_000);
   const s = new FakeStream();
