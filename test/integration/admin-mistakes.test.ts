@@ -1,0 +1,47 @@
+/**
+ * Mistakes an admin makes on the first day, each answered with one line that
+ * names the setting, what was wrong and what to do (exit 2), never a raw
+ * Node error text or a value that is not the one written.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { runCli, serveArgs } from '../support/aludel-process.js';
+import { makeFixtures, type StandardFixtures } from '../support/fixtures.js';
+
+let fx: StandardFixtures;
+before(async () => {
+  fx = await makeFixtures();
+});
+after(() => fx?.cleanup());
+
+describe('aludel doctor --acme-storage DIR', () => {
+  test('a directory that does not exist: one line naming the flag and the directory, exit 2, no scandir text', async () => {
+    const missing = path.join(fx.dir, 'no-such-acme');
+    const r = await runCli(['doctor', '--acme-storage', missing], {}, 60_000);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, new RegExp(`--acme-storage ${missing}: no such directory`));
+    assert.doesNotMatch(r.stderr, /scandir|ENOENT/);
+  });
+
+  test('a file, not a directory: said so, exit 2', async () => {
+    const r = await runCli(['doctor', '--acme-storage', fx.certFile], {}, 60_000);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /--acme-storage .*cert\.pem: not a directory/);
+    assert.doesNotMatch(r.stderr, /scandir|ENOTDIR/);
+  });
+
+  test('a storage directory with no certificate ordered yet: the host report, and a finding saying none is there yet', async () => {
+    const fresh = path.join(fx.dir, 'fresh-acme');
+    fs.mkdirSync(fresh, { mode: 0o700 });
+    const r = await runCli(['doctor', '--json', '--acme-storage', fresh], {}, 60_000);
+    assert.notEqual(r.code, 2, r.stderr);
+    const report = JSON.parse(r.stdout) as { acme: unknown[]; findings: { level: string; area: string; what: string }[] };
+    assert.deepEqual(report.acme, []);
+    const acme = report.findings.filter((f) => f.area === 'acme');
+    assert.equal(acme.length, 1);
+    assert.equal(acme[0]!.level, 'warn');
+    assert.match(acme[0]!.what, /no managed certificate/);
+  });
+});
