@@ -45,3 +45,15 @@ describe('aludel doctor --acme-storage DIR', () => {
     assert.match(acme[0]!.what, /no managed certificate/);
   });
 });
+
+describe('a config value that is not a finite number', () => {
+  test('1e309 (YAML reads it as infinity) is shown as written, not as "null"', async () => {
+    const file = path.join(fx.dir, 'inf.yaml');
+    fs.writeFileSync(file, 'idle-timeout: 1e309\nmax-connections: .inf\n');
+    const r = await runCli(serveArgs(fx, '--listen', '127.0.0.1:0', '--config', file));
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /idle-timeout: .*\(got Infinity\)/);
+    assert.match(r.stderr, /max-connections: .*\(got Infinity\)/);
+    assert.doesNotMatch(r.stderr, /got null/);
+  });
+});
