@@ -7,8 +7,10 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { runCli, serveArgs } from '../support/aludel-process.js';
+import { spawn } from 'node:child_process';
+import { CLI, runCli, serveArgs } from '../support/aludel-process.js';
 import { makeFixtures, type StandardFixtures } from '../support/fixtures.js';
+import { reapOnExit, run } from '../support/run-process.js';
 
 let fx: StandardFixtures;
 before(async () => {
@@ -55,5 +57,27 @@ describe('a config value that is not a finite number', () => {
     assert.match(r.stderr, /idle-timeout: .*\(got Infinity\)/);
     assert.match(r.stderr, /max-connections: .*\(got Infinity\)/);
     assert.doesNotMatch(r.stderr, /got null/);
+  });
+});
+
+describe('aludel scan as a user who cannot inspect every process', () => {
+  test('says how many processes it could not inspect and to run it as root, instead of an empty table alone', async () => {
+    assert.equal(process.getuid?.(), 0, 'this test starts a root-owned listener and drops to nobody with setpriv: run it as root');
+    // A root-owned listener: its /proc/PID/maps and fd/ are closed to nobody (ptrace access mode, proc(5)).
+    const listener = reapOnExit(spawn(process.execPath, ['-e', "require('net').createServer().listen(0, '127.0.0.1', () => console.log('up'))"], { stdio: ['ignore', 'pipe', 'inherit'] }));
+    try {
+      await new Promise<void>((resolve) => listener.stdout.once('data', () => resolve()));
+      const asNobody = (...args: string[]) => run('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, CLI, 'scan', ...args], { timeoutMs: 60_000 });
+      const json = await asNobody('--json');
+      assert.equal(json.code, 0, json.stderr);
+      const report = JSON.parse(json.stdout.toString('utf8')) as { notInspected: number; processes: { pid: number }[] };
+      assert.ok(!report.processes.some((p) => p.pid === listener.pid), 'the root-owned listener cannot be inspected by nobody');
+      assert.ok(report.notInspected >= 1, `notInspected: ${report.notInspected}`);
+      const table = await asNobody();
+      assert.equal(table.code, 0, table.stderr);
+      assert.match(table.stdout.toString('utf8'), /\d+ processes? not inspected \(owned by other users\): run aludel scan as root/);
+    } finally {
+      listener.kill();
+    }
   });
 });
