@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { spawn } from 'node:child_process';
@@ -80,4 +81,21 @@ describe('aludel scan as a user who cannot inspect every process', () => {
       listener.kill();
     }
   });
+});
+
+describe('a side listener whose port is taken', () => {
+  for (const flag of ['--admin', '--redirect-http']) {
+    test(`${flag}: the error names ${flag} and the address, as --listen's does`, async () => {
+      const taken = net.createServer();
+      await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+      const port = (taken.address() as net.AddressInfo).port;
+      try {
+        const r = await runCli(serveArgs(fx, flag, `127.0.0.1:${port}`));
+        assert.equal(r.code, 2, r.stderr);
+        assert.match(r.stderr, new RegExp(`^aludel: ${flag} 127\\.0\\.0\\.1:${port}: bind: Address already in use$`, 'm'));
+      } finally {
+        taken.close();
+      }
+    });
+  }
 });
