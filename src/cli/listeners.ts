@@ -148,7 +148,9 @@ export function formatAddress(host: string, port: number): string {
 
 /** The addon says "bind: Address already in use": name the address, as nginx does. */
 export function listenError(host: string, port: number, err: Error & { code?: string }): Error {
-  return Object.assign(new Error(`--listen ${formatAddress(host, port)}: ${err.message}`), { code: err.code });
+  // bind(2) EACCES: a port below net.ipv4.ip_unprivileged_port_start (1024) without CAP_NET_BIND_SERVICE.
+  const hint = err.code === 'EACCES' ? ' (ports below 1024 need root or CAP_NET_BIND_SERVICE)' : '';
+  return Object.assign(new Error(`--listen ${formatAddress(host, port)}: ${err.message}${hint}`), { code: err.code });
 }
 
 /** One line that says where the crypto of this listener runs, and why. */

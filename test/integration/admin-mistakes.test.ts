@@ -99,3 +99,21 @@ describe('a side listener whose port is taken', () => {
     });
   }
 });
+
+describe('a port below 1024 as a user without CAP_NET_BIND_SERVICE', () => {
+  for (const workers of ['1', '2']) {
+    test(`--listen 127.0.0.1:443 as nobody (--workers ${workers}): says what it takes, one line, exit 2`, async () => {
+      assert.equal(process.getuid?.(), 0, 'this test drops to nobody with setpriv: run it as root');
+      // nobody must read the files it is given: a copy of the pair, world-readable, in a directory it may enter.
+      const dir = fs.mkdtempSync(path.join(fx.dir, 'nobody-'));
+      fs.chmodSync(fx.dir, 0o755);
+      fs.chmodSync(dir, 0o755);
+      for (const f of [fx.certFile, fx.keyFile]) fs.copyFileSync(f, path.join(dir, path.basename(f)));
+      for (const f of fs.readdirSync(dir)) fs.chmodSync(path.join(dir, f), 0o644);
+      const args = ['serve', '--workers', workers, '--listen', '127.0.0.1:443', '--cert', path.join(dir, path.basename(fx.certFile)), '--key', path.join(dir, path.basename(fx.keyFile)), '--root', dir];
+      const r = await run('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, CLI, ...args], { timeoutMs: 60_000 });
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /^aludel: --listen 127\.0\.0\.1:443: bind: Permission denied \(ports below 1024 need root or CAP_NET_BIND_SERVICE\)$/m);
+    });
+  }
+});
