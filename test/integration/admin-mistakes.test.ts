@@ -117,3 +117,14 @@ describe('a port below 1024 as a user without CAP_NET_BIND_SERVICE', () => {
     });
   }
 });
+
+describe('a cipher list OpenSSL matches nothing in', () => {
+  for (const [flag, value, more] of [['--ciphers', 'RC4-MD5', /TLS 1\.2/], ['--ciphers', 'TLS_AES_128_GCM_SHA256', /TLS 1\.3 suites go in --ciphersuites/], ['--ciphersuites', 'BOGUS', /TLS 1\.3/]] as const) {
+    test(`${flag} ${value}: the error names ${flag} and the value, not only OpenSSL's SSL_CTX call`, async () => {
+      const r = await runCli(serveArgs(fx, flag, value));
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, new RegExp(`^aludel: ${flag} "${value}": OpenSSL matches no `, 'm'));
+      assert.match(r.stderr, more);
+    });
+  }
+});
