@@ -128,3 +128,23 @@ describe('a cipher list OpenSSL matches nothing in', () => {
     });
   }
 });
+
+describe('YAML config files the yaml library refuses', () => {
+  test("two documents ('---' then more settings): says to keep one, not the library's parseAllDocuments() advice", async () => {
+    const file = path.join(fx.dir, 'two-docs.yaml');
+    fs.writeFileSync(file, 'idle-timeout: 30s\n---\nidle-timeout: 60s\n');
+    const r = await runCli(serveArgs(fx, '--config', file));
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /two-docs\.yaml: .*more than one YAML document/);
+    assert.doesNotMatch(r.stderr, /parseAllDocuments|quote values/);
+  });
+
+  test('nesting deeper than the parser goes: says so, not "Maximum call stack size exceeded" with advice about quoting', async () => {
+    const file = path.join(fx.dir, 'deep.yaml');
+    fs.writeFileSync(file, `listen: ${'['.repeat(10_000)}${']'.repeat(10_000)}\n`);
+    const r = await runCli(serveArgs(fx, '--config', file));
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /deep\.yaml: .*nested too deeply/);
+    assert.doesNotMatch(r.stderr, /call stack|quote values/);
+  });
+});
