@@ -4,6 +4,7 @@
  * --offload-policy prefer-hw, which looks at the NIC behind that address),
  * each with its own accept loop and --max-connections.
  */
+import { InvalidOptionError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { ListenerSettings } from '../config/proxy-settings.js';
 import { certificateWarnings } from '../tls/certificates.js';
@@ -47,7 +48,7 @@ export class Listeners {
     this.fileLog = fileWarnings ? log : silentLogger;
     this.list = s.listen.map(({ host, port }) => {
       const { tls, hw } = this.tlsFor(s, host);
-      const server = createKtlsServer({ ...tls, offload: s.offload, handshakeTimeoutMs: s.handshakeTimeoutMs, maxConnections: s.maxConnections, log });
+      const server = namingCipherSetting(s, () => createKtlsServer({ ...tls, offload: s.offload, handshakeTimeoutMs: s.handshakeTimeoutMs, maxConnections: s.maxConnections, log }));
       return { server, host, port, hw };
     });
     this.warnAboutCertificates();
@@ -128,7 +129,7 @@ export class Listeners {
   reconfigure(s: WithHttp2): void {
     const keys = s.ticketKeyFiles.length > 0 ? readTicketKeyFiles(s.ticketKeyFiles, this.fileLog) : null;
     for (const l of this.list) {
-      l.server.reconfigure(this.tlsFor(s, l.host).tls);
+      namingCipherSetting(s, () => l.server.reconfigure(this.tlsFor(s, l.host).tls));
     }
     this.warnAboutCertificates();
     if (keys !== null) this.setTicketKeys(keys);
@@ -141,6 +142,30 @@ export class Listeners {
   }
 }
 
+/**
+ * Runs `build` (a TLS context made from `s`); where OpenSSL matched nothing in
+ * --ciphers or --ciphersuites (SSL_CTX_set_cipher_list/_ciphersuites fail
+ * only then), the error names the setting and its value, as nginx's
+ * "SSL_CTX_set_cipher_list(\"...\") failed" quotes the list. TLS 1.3 names
+ * are not TLS 1.2 ciphers: OpenSSL keeps them apart (SSL_CTX_set_ciphersuites(3)).
+ */
+function namingCipherSetting<T>(s: ListenerSettings, build: () => T): T {
+  try {
+    return build();
+  } catch (err) {
+    const e = err as Error & { code?: string; syscall?: string };
+    const why = e.message.split('\n')[0]!.replace(/^SSL_CTX_\w+ failed: /, '');
+    if (e.code === 'ERR_TLS_CONTEXT' && e.syscall === 'SSL_CTX_set_cipher_list' && s.ciphers) {
+      const tls13 = s.ciphers.split(':').some((c) => c.startsWith('TLS_')) ? '; TLS 1.3 suites go in --ciphersuites' : '';
+      throw new InvalidOptionError(`--ciphers ${JSON.stringify(s.ciphers)}: OpenSSL matches no TLS 1.2 cipher in it (${why})${tls13}`);
+    }
+    if (e.code === 'ERR_TLS_CONTEXT' && e.syscall === 'SSL_CTX_set_ciphersuites' && s.ciphersuites) {
+      throw new InvalidOptionError(`--ciphersuites ${JSON.stringify(s.ciphersuites)}: OpenSSL matches no TLS 1.3 suite in it (${why}); e.g. TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256`);
+    }
+    throw err;
+  }
+}
+
 /** host:port, IPv6 in brackets. */
 export function formatAddress(host: string, port: number): string {
   return `${host.includes(':') ? `[${host}]` : host}:${port}`;
@@ -148,7 +173,9 @@ export function formatAddress(host: string, port: number): string {
 
 /** The addon says "bind: Address already in use": name the address, as nginx does. */
 export function listenError(host: string, port: number, err: Error & { code?: string }): Error {
-  return Object.assign(new Error(`--listen ${formatAddress(host, port)}: ${err.message}`), { code: err.code });
+  // bind(2) EACCES: a port below net.ipv4.ip_unprivileged_port_start (1024) without CAP_NET_BIND_SERVICE.
+  const hint = err.code === 'EACCES' ? ' (ports below 1024 need root or CAP_NET_BIND_SERVICE)' : '';
+  return Object.assign(new Error(`--listen ${formatAddress(host, port)}: ${err.message}${hint}`), { code: err.code });
 }
 
 /** One line that says where the crypto of this listener runs, and why. */

@@ -35,6 +35,20 @@ const MAX_CONFIG_BYTES = 1024 * 1024;
 
 const PATH_KEYS = ['cert', 'key', 'upstream-ca', 'cache', 'root', 'access-log', 'ticket-keys', 'acme-storage', 'acme-ca'] as const;
 
+/**
+ * The yaml library's refusal in an admin's words. Its texts for two of them
+ * speak to a programmer (MULTIPLE_DOCS: "please use YAML.parseAllDocuments()")
+ * or name its own recursion limit (RESOURCE_EXHAUSTION: "Maximum call stack
+ * size exceeded"), and neither is cured by the quoting advice the others get.
+ */
+function yamlProblem(err: Error & { code?: string; linePos?: Array<{ line: number }> }): string {
+  const line = err.linePos?.[0]?.line;
+  const at = line === undefined ? '' : ` (line ${line})`;
+  if (err.code === 'MULTIPLE_DOCS') return `more than one YAML document${at}: a '---' line starts another; keep the settings in one document`;
+  if (err.code === 'RESOURCE_EXHAUSTION' && /call stack/.test(err.message)) return `not valid YAML: nested too deeply${at}; settings are at most a list of values`;
+  return `not valid YAML: ${err.message}\n(quote values that start with [ { * & ! | > ' " % @ or a backquote, e.g. listen: "[::1]:8443")`;
+}
+
 function parseText(file: string, text: string): unknown {
   const ext = path.extname(file).toLowerCase();
   if (ext === '.json') {
@@ -54,9 +68,7 @@ function parseText(file: string, text: string): unknown {
       // YAML 1.1, `no`/`off` stay strings and `1:30` is not a base-60 number. Duplicate keys are errors.
       return requireYaml().parse(text, { version: '1.2', schema: 'core', uniqueKeys: true });
     } catch (err) {
-      throw new InvalidOptionError(
-        `config ${file}: not valid YAML: ${(err as Error).message}\n(quote values that start with [ { * & ! | > ' " % @ or a backquote, e.g. listen: "[::1]:8443")`,
-      );
+      throw new InvalidOptionError(`config ${file}: ${yamlProblem(err as Error & { code?: string; linePos?: Array<{ line: number }> })}`);
     }
   }
   throw new InvalidOptionError(`config ${file}: unknown format ${JSON.stringify(ext || '(no extension)')}; name it .yaml, .yml or .json`);

@@ -11,7 +11,7 @@ import http from 'node:http';
 import { isIP } from 'node:net';
 import type { Logger } from '../log/logger.js';
 import { HOST_NAME } from '../config/setting-values.js';
-import { capSideListener, sideServerOptions } from '../transport/side-listener.js';
+import { capSideListener, listenSideServer, sideServerOptions } from '../transport/side-listener.js';
 import type { Http01Responder } from '../tls/acme/http01.js';
 
 export interface RedirectOptions {
@@ -55,10 +55,7 @@ export async function startRedirect(o: RedirectOptions): Promise<{ address: stri
   });
   server.on('clientError', (_err, socket) => socket.destroy());
   capSideListener(server, 'redirect listener', o.log);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(o.port, o.host, () => resolve());
-  });
+  await listenSideServer(server, '--redirect-http', o.host, o.port);
   const a = server.address() as { address: string; port: number };
   const address = `${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
   o.log.info({ redirect: address, httpsPort: o.httpsPort }, 'plain HTTP redirected to HTTPS (308)');

@@ -14,7 +14,7 @@ import type { Logger } from '../log/logger.js';
 import type { UpstreamGroup } from '../proxy/upstream-group.js';
 import type { OffloadDecision, SecureServer } from '../tls/types.js';
 import { isLoopback } from '../config/loopback.js';
-import { capSideListener, sideServerOptions } from '../transport/side-listener.js';
+import { capSideListener, listenSideServer, sideServerOptions } from '../transport/side-listener.js';
 import { kernelTlsRegistry, readKernelTlsStat, type KernelTlsStat } from './kernel-tls-stat.js';
 import type { TrafficStats, TrafficTotals } from './traffic-stats.js';
 import type { ManagedCertificateStatus } from '../tls/acme/acme-manager.js';
@@ -280,13 +280,7 @@ export async function serveAdmin(o: { host: string; port: number; log: Logger },
     );
   });
   capSideListener(server, 'admin listener', o.log);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host: o.host, port: o.port }, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  await listenSideServer(server, '--admin', o.host, o.port);
   const bound = server.address() as net.AddressInfo;
   admin = `${bound.address}:${bound.port}`;
   onLoopback = isLoopback(bound.address);

@@ -58,6 +58,12 @@ export interface ScanReport {
   /** False: the kernel hides ULP info (no CAP_NET_ADMIN), so kTLS use shows as unknown. */
   netAdmin: boolean;
   processes: ScannedProcess[];
+  /**
+   * Processes whose /proc/PID/maps this user may not read (EACCES/EPERM: the
+   * kernel's ptrace access check, proc(5)), so neither their libraries nor
+   * their sockets are known: other users' processes, for a non-root scan.
+   */
+  notInspected: number;
 }
 
 export interface ScanOptions {
@@ -128,9 +134,19 @@ function tlsLibrary(pid: number, libs: TlsLibraries): TlsLibrary {
   return identifyLibrary(text, libs.libssl ?? libs.libcrypto);
 }
 
-function inspect(pid: number, ctx: Context): Seen | null {
-  const maps = readOr(`/proc/${pid}/maps`);
-  if (maps === null) return null; // exited, or not ours to read
+/** /proc/PID/maps, or 'denied' (another user's process), or null (exited meanwhile). */
+function readMaps(pid: number): string | 'denied' | null {
+  try {
+    return fs.readFileSync(`/proc/${pid}/maps`, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === 'EACCES' || code === 'EPERM' ? 'denied' : null;
+  }
+}
+
+function inspect(pid: number, ctx: Context): Seen | 'denied' | null {
+  const maps = readMaps(pid);
+  if (maps === null || maps === 'denied') return maps;
   const libs = parseTlsLibraries(maps);
   const inodes = socketInodes(pid);
   const tcp = inodes.size > 0 ? readProcTcp(pid).filter((r) => inodes.has(r.inode)) : [];
@@ -185,7 +201,9 @@ export async function scanHost(opts: ScanOptions = {}): Promise<ScanReport> {
   const probe = opts.probe ?? true;
   const ctx: Context = { netAdmin: hasNetAdmin(), ulp: ulpByInode(), ourNetns: linkOr('/proc/self/ns/net') };
   const pids = fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number).sort((a, b) => a - b);
-  const seen = pids.filter((pid) => pid !== process.pid).map((pid) => inspect(pid, ctx)).filter((s): s is Seen => s !== null);
+  const inspected = pids.filter((pid) => pid !== process.pid).map((pid) => inspect(pid, ctx));
+  const seen = inspected.filter((s): s is Seen => s !== null && s !== 'denied');
+  const notInspected = inspected.filter((s) => s === 'denied').length;
   const probes = await runProbes(seen, probe);
   const processes = seen.map((s): ScannedProcess => {
     const listening = listeningPorts(s, probes, probe);
@@ -215,7 +233,7 @@ export async function scanHost(opts: ScanOptions = {}): Promise<ScanReport> {
       }),
     };
   });
-  return { netAdmin: ctx.netAdmin, processes };
+  return { netAdmin: ctx.netAdmin, processes, notInspected };
 }
 
 function dedupe<T extends { address: string; port: number }>(list: T[]): T[] {
@@ -264,6 +282,15 @@ export function formatScanTable(r: ScanReport): string {
   }
   const legend =
     '\nstrategy: what aludel run would take (option: OpenSSL 3; keys: 1.1.1, 1.0.2; -: none). TLS: whether its ports speak TLS, from one probe per port over loopback or the port\'s convention (--json says which, per port).\n';
-  const notes = r.netAdmin ? '' : 'kTLS unknown: the kernel shows TLS ULP state only to CAP_NET_ADMIN; run aludel scan as root.\n';
+  let notes = r.netAdmin ? '' : 'kTLS unknown: the kernel shows TLS ULP state only to CAP_NET_ADMIN; run aludel scan as root.\n';
+  if (r.notInspected > 0) {
+    const n = r.notInspected === 1 ? '1 process' : `${r.notInspected} processes`;
+    // Without CAP_NET_ADMIN this is a non-root scan, and the others' processes are what it misses;
+    // with it, what remains is a process the ptrace access check refuses even to root (another
+    // user namespace's, or a Yama/LSM policy).
+    notes += r.netAdmin
+      ? `${n} not inspected: the kernel refused their /proc/PID/maps (ptrace access check: another user namespace, or a Yama/LSM policy).\n`
+      : `${n} not inspected (owned by other users): run aludel scan as root to see their libraries and ports.\n`;
+  }
   return `${textTable(rows, '')}\n${legend}${notes}`;
 }

@@ -38,3 +38,31 @@ export function capSideListener(server: http.Server, name: string, log: Logger):
   server.once('close', () => limit.close());
   return limit;
 }
+
+/** What bind(2) says for the errors an admin meets (as the addon says it for --listen, and nginx's "bind() to ... failed"). */
+const BIND_ERRORS: Record<string, string> = {
+  EADDRINUSE: 'bind: Address already in use',
+  EACCES: 'bind: Permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)',
+  EADDRNOTAVAIL: 'bind: Cannot assign requested address (no interface holds it)',
+};
+
+/**
+ * Listens `server` on host:port; a failure names the flag and the address,
+ * "--admin 127.0.0.1:9100: bind: Address already in use", where node's own
+ * "listen EADDRINUSE: address already in use" left the admin to guess which
+ * of several listeners it was.
+ */
+export function listenSideServer(server: http.Server, flag: string, host: string | undefined, port: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const fail = (err: Error & { code?: string }): void => {
+      const where = host === undefined || host === '' ? `:${port}` : `${host.includes(':') ? `[${host}]` : host}:${port}`;
+      const why = (err.code !== undefined ? BIND_ERRORS[err.code] : undefined) ?? err.message;
+      reject(Object.assign(new Error(`${flag} ${where}: ${why}`), { code: err.code }));
+    };
+    server.once('error', fail);
+    server.listen({ host: host === '' ? undefined : host, port }, () => {
+      server.off('error', fail);
+      resolve();
+    });
+  });
+}

@@ -188,7 +188,7 @@ describe('aludel serve --admin', () => {
       const port = (taken.address() as net.AddressInfo).port;
       const busy = await runCli(serveArgs(fx, '--admin', String(port)));
       assert.equal(busy.code, 2);
-      assert.match(busy.stderr, new RegExp(`EADDRINUSE.*127\\.0\\.0\\.1:${port}`));
+      assert.match(busy.stderr, new RegExp(`--admin 127\\.0\\.0\\.1:${port}: bind: Address already in use`));
     } finally {
       taken.close();
     }

@@ -322,6 +322,7 @@ test('the table: version, strategy and TLS columns', () => {
   const ossl = (version: string, library: string | null = 'OpenSSL') => ({ libssl: '/l/libssl.so.x', libcrypto: '/l/libcrypto.so.x', library, version, versionText: null });
   const table = formatScanTable({
     netAdmin: true,
+    notInspected: 0,
     processes: [
       scanned({ pid: 10, openssl: ossl('1.0.2f'), strategy: 'keys', listening: [{ address: '0.0.0.0', port: 443, tls: 'yes', tlsNote: '' }, { address: '0.0.0.0', port: 80, tls: 'no', tlsNote: '' }], recommendation: { action: 'run', reason: 'TLS on port 443' } }),
       scanned({ pid: 11, openssl: ossl('3.0.19'), strategy: 'option', listening: [{ address: '::', port: 80, tls: 'no', tlsNote: '' }], recommendation: { action: 'none', reason: 'no TLS on its ports' } }),

@@ -5,6 +5,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { InvalidOptionError } from '../../errors.js';
 import type { Finding } from '../../offload/doctor.js';
 import type { ManagedCertificateStatus } from './acme-manager.js';
 import { renewalTime } from './renew-policy.js';
@@ -22,9 +23,38 @@ function savedStatus(file: string): Partial<Pick<ManagedCertificateStatus, 'next
   }
 }
 
-/** One entry per directory under DIR/certificates; throws when DIR cannot be read. */
+function storageProblem(dir: string, err: unknown): InvalidOptionError {
+  const code = (err as NodeJS.ErrnoException).code;
+  const why =
+    code === 'ENOENT' ? 'no such directory (give the --acme-storage of serve/proxy; its default is $STATE_DIRECTORY/acme, else ~/.local/share/aludel/acme of the user it runs as)'
+    : code === 'ENOTDIR' ? 'not a directory'
+    : code === 'EACCES' ? 'permission denied (it is 0700: run doctor as the user aludel runs as)'
+    : (err as Error).message;
+  return new InvalidOptionError(`--acme-storage ${dir}: ${why}`);
+}
+
+/**
+ * The managed names: the directories under DIR/certificates. DIR/certificates
+ * is made by the first order (storage.ts ensureStorage), so a DIR without it
+ * holds no certificate yet: an empty list, not an error.
+ */
+function managedNames(dir: string): string[] {
+  try {
+    if (!fs.statSync(dir).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+  } catch (err) {
+    throw storageProblem(dir, err);
+  }
+  try {
+    return fs.readdirSync(path.join(dir, 'certificates'), { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name).sort();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw storageProblem(dir, err);
+  }
+}
+
+/** One entry per directory under DIR/certificates; throws an InvalidOptionError when DIR cannot be read. */
 export function readAcmeReport(dir: string): AcmeReportEntry[] {
-  const names = fs.readdirSync(path.join(dir, 'certificates'), { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name).sort();
+  const names = managedNames(dir);
   return names.map((name) => {
     const paths = managedPaths(dir, name);
     const stored = readStored(paths);
@@ -46,6 +76,9 @@ export function readAcmeReport(dir: string): AcmeReportEntry[] {
 
 /** Pure: what an admin should know about each entry at `now`. */
 export function acmeFindings(entries: readonly AcmeReportEntry[], now: number): Finding[] {
+  if (entries.length === 0) {
+    return [{ level: 'warn', area: 'acme', what: 'no managed certificate in this --acme-storage directory yet', advice: 'start serve/proxy with --acme-domain NAME and this --acme-storage; the first order writes certificates/NAME here' }];
+  }
   return entries.map((e): Finding => {
     const why = e.lastError ? ` (last error ${e.lastErrorAt ?? ''}: ${e.lastError})` : '';
     if (e.state === 'missing' || e.state === 'corrupt' || e.state === 'stand-in') {
