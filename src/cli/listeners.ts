@@ -5,11 +5,10 @@
  * each with its own accept loop and --max-connections.
  */
 import { InvalidOptionError } from '../errors.js';
-import type { Logger } from '../log/logger.js';
+import { silentLogger, type Logger } from '../log/logger.js';
 import type { ListenerSettings } from '../config/proxy-settings.js';
 import { certificateWarnings } from '../tls/certificates.js';
 import { createKtlsServer } from '../tls/create-server.js';
-import { silentLogger } from '../log/logger.js';
 import { describeHwPolicy, resolveHwPolicy, type HwPolicyDecision } from '../tls/hw-offload-policy.js';
 import { readTicketKeyFiles } from '../tls/ticket-keys.js';
 import type { AcmeChallengeCertificate, OffloadDecision, SecureServer, TlsOptions } from '../tls/types.js';
