@@ -12,7 +12,7 @@ import { PipePool } from '../transport/pipe-pool.js';
 import type { UpstreamGroup } from './upstream-group.js';
 import type { TrafficStats } from '../metrics/traffic-stats.js';
 import { tunnel, TunnelIdleError } from './tunnel.js';
-import { ConnectionSet, type Front } from '../http/front.js';
+import { beingClosed, ConnectionSet, type Front } from '../http/front.js';
 
 export interface TcpProxyOptions {
   server: SecureServer;
@@ -86,7 +86,8 @@ export function createTcpProxy(o: Omit<TcpProxyOptions, 'server'>): Front {
       const code = (err as { code?: string }).code ?? 'ERR_UNKNOWN';
       const level = code === 'ECONNRESET' || code === 'EPIPE' ? 'info' : 'warn';
       o.log[level]({ conn: conn.id, upstream, error: code, detail: (err as Error).message, ms: msSince(started) }, 'tunnel failed');
-      conn.destroy();
+      // An upstream that failed after answering: the tunnel closes the client with a linger.
+      if (!beingClosed(conn)) conn.destroy();
     }
   }
 }

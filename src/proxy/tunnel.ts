@@ -16,6 +16,7 @@ import type { Logger } from '../log/logger.js';
 import type { SecureConnection } from '../tls/types.js';
 import type { PipePool } from '../transport/pipe-pool.js';
 import { spliceBody } from '../transport/splice-body.js';
+import { closeDetached, LINGER_MS } from '../http/front.js';
 import type { UpstreamStream } from './upstream-stream.js';
 
 export interface TunnelOptions {
@@ -60,7 +61,8 @@ function connectionClosed(): Error {
  * this direction only: what the upstream sent before it closed is still in
  * our socket (Linux keeps it readable after the reset) and is the client's,
  * often the reason it closed (redis' "-ERR Protocol error", an SMTP 552).
- * The client's further bytes are left unread: nobody can take them.
+ * The client's further bytes are read and dropped by the lingering close
+ * that ends the tunnel (see tunnel()).
  */
 async function clientToUpstream(conn: SecureConnection, u: UpstreamStream, count: (n: number) => void): Promise<Error | null> {
   // destroyOnReturn false: a readable side that ended (close_notify) must not destroy the
@@ -82,7 +84,7 @@ async function upstreamToClient(conn: SecureConnection, u: UpstreamStream, pipes
   if (path === 'splice') {
     await spliceBody(pipes!, u.plain!, conn as Required<SecureConnection>, null, count);
   } else {
-    for (let c = await readOrFlush(conn, u); c !== null; c = await readOrFlush(conn, u)) {
+    for (let c = await readUpstream(u); c !== null; c = await readUpstream(u)) {
       if (!conn.write(c)) await waitDrain(conn);
       count(c.length);
     }
@@ -114,39 +116,17 @@ function endClient(conn: SecureConnection): Promise<void> {
   });
 }
 
-/**
- * The upstream's next bytes. When its side fails (a reset), the bytes it
- * sent before, already written to the client connection, are flushed first:
- * the tunnel is torn down after, and destroying the connection drops what
- * it still holds. As a TCP reset after data, the client then sees the data
- * and a cut (no close_notify). The tunnel's idle timeout bounds the wait.
- */
-async function readOrFlush(conn: SecureConnection, u: UpstreamStream): Promise<Buffer | null> {
+/** Errors of the upstream's side (a read it failed): the tunnel closes the client with a linger for them. */
+const upstreamFailures = new WeakSet<object>();
+
+/** The upstream's next bytes; a failure is marked as the upstream's. */
+async function readUpstream(u: UpstreamStream): Promise<Buffer | null> {
   try {
     return await u.read();
   } catch (err) {
-    await flushed(conn);
+    if (typeof err === 'object' && err !== null) upstreamFailures.add(err);
     throw err;
   }
-}
-
-const EMPTY = Buffer.alloc(0);
-
-/**
- * Resolves once the connection has taken every byte written to it so far,
- * or is gone. 'drain' would not do: it comes only after a write that
- * returned false. An empty write's callback runs after all the writes
- * before it (stream callbacks are called in order), with an error if the
- * connection is destroyed first.
- */
-function flushed(conn: SecureConnection): Promise<void> {
-  return new Promise((resolve) => {
-    if (conn.destroyed || conn.writableLength === 0 || conn.writableEnded) {
-      resolve();
-      return;
-    }
-    conn.write(EMPTY, () => resolve());
-  });
 }
 
 function waitDrain(conn: SecureConnection): Promise<void> {
@@ -202,7 +182,10 @@ function idleWatch(ms: number, conn: SecureConnection, fire: () => void): { touc
  * failing (a reset, a write to a peer gone), the client connection closed
  * under it (destroyed: nothing more can go either way, and a wait on the
  * upstream for bytes nobody can take would hold its socket forever), or no
- * byte either way for idleTimeoutMs (TunnelIdleError).
+ * byte either way for idleTimeoutMs (TunnelIdleError). When the upstream's
+ * side is the one that failed, the client is not cut but given a lingering
+ * close after the upstream's last bytes (lingerOnClient); the caller then
+ * finds it beingClosed() and leaves it to finish.
  */
 export async function tunnel(o: TunnelOptions): Promise<TunnelResult> {
   const { conn, upstream: u } = o;
@@ -211,15 +194,16 @@ export async function tunnel(o: TunnelOptions): Promise<TunnelResult> {
   conn.allowHalfOpen = true;
   const r: TunnelResult = { up: 0, down: 0, downPath: 'write' };
   let stopped: Error | null = null;
+  let refused: Error | null = null;
   const stop = (err: Error): void => {
     stopped ??= err;
     u.destroy(err);
-    conn.destroy();
+    if (refused !== null || upstreamFailures.has(err)) lingerOnClient(conn);
+    else conn.destroy();
   };
   const idle = idleWatch(o.idleTimeoutMs ?? 0, conn, () => stop(new TunnelIdleError(o.idleTimeoutMs!, r)));
   const onClose = (): void => { if (!u.destroyed) u.destroy(connectionClosed()); };
   conn.once('close', onClose);
-  let refused: Error | null = null;
   const up = clientToUpstream(conn, u, (n) => { r.up += n; idle.touch(); }).then((err) => { refused = err; });
   const down = upstreamToClient(conn, u, o.pipes, (n) => { r.down += n; idle.touch(); }).then((p) => { r.downPath = p; });
   // One direction failing ends both: a reset client cannot take the rest, a dead upstream cannot send it.
@@ -238,7 +222,26 @@ export async function tunnel(o: TunnelOptions): Promise<TunnelResult> {
     conn.off('close', onClose);
     u.destroy();
   }
-  // The upstream's answer went out whole; the tunnel still failed, and says why.
-  if (refused !== null) throw refused;
+  // The upstream's answer is on its way to the client; the tunnel still failed, and says why.
+  if (refused !== null) {
+    lingerOnClient(conn);
+    throw refused;
+  }
   return r;
+}
+
+/**
+ * The upstream failed (it reset, or refused our bytes), and what it sent
+ * before is written to the client: close the client as nginx's
+ * lingering_close does. Our close_notify and FIN follow the data, as nginx's
+ * stream proxy sends close_notify when its upstream goes (ngx_ssl_shutdown);
+ * what the client still sends is read and dropped until it closes, for
+ * LINGER_MS at most. Closing at once with the client's bytes unread makes
+ * the kernel answer with a RST (RFC 9293 §3.10.7.4 on a close with data
+ * pending, the case RFC 9112 §9.6 warns of): a client still writing gets
+ * the reset on its next write and may drop the answer unread (node's
+ * sockets do, on the write's error).
+ */
+function lingerOnClient(conn: SecureConnection): void {
+  if (!conn.destroyed) closeDetached(conn, LINGER_MS);
 }
