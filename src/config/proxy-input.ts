@@ -191,6 +191,11 @@ function unknownKeyProblem(mode: SettingsMode, source: SettingSource, key: strin
   if (mode === 'serve' && (PROXY_KEYS.includes(key) || key === 'cache' || key.startsWith('cache-'))) {
     return `${where}${key}: applies to aludel proxy and tcp, not to aludel serve; remove it`;
   }
+  // A YAML 1.1 merge key (docker-compose files use them): YAML 1.2, which the file is read as, has
+  // none, and a flat mapping of settings has nothing to merge from.
+  if (key === '<<' && source.kind === 'file') {
+    return `${where}'<<' (a YAML merge key) is not supported: settings are one flat mapping; write each setting out`;
+  }
   const near = didYouMean(key, proxyKeys(mode));
   return `${where}unknown setting '${key}'${near === null ? '' : ` (did you mean '${near}'?)`}`;
 }

@@ -367,6 +367,11 @@ describe('errors name the flag or the file and key', () => {
     });
   });
 
+  test('a YAML merge key is refused as such, not as an unknown setting', async () => {
+    const file = configFile('merge.yaml', 'base: &b\n  connect-timeout: 5s\n<<: *b\n');
+    await rejectsWith(resolveProxySettings('http', { ...minimal(), config: file }), `config ${file}: '<<' (a YAML merge key) is not supported`);
+  });
+
   test('an HTTP-only key in an aludel tcp config says so', async () => {
     const file = configFile('tcp.yaml', 'listen: :9993\nto: db:5432\ntrust-forwarded: true\n');
     await rejectsWith(resolveProxySettings('tcp', { cert, key, config: file }), `config ${file}: trust-forwarded: applies to aludel proxy (HTTP) only`);
