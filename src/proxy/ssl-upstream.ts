@@ -203,7 +203,7 @@ export class SslUpstream implements UpstreamStream, PulledStream {
     return this.sock.idleAlive(quietEnough);
   }
 
-  watchIdle(): void {
-    this.sock.watchIdle();
+  watchIdle(onStir: (stream: UpstreamStream) => void): void {
+    this.sock.watchIdle(onStir as (arg: unknown) => void, this);
   }
 }

@@ -144,10 +144,34 @@ export class UpstreamGroup {
       return;
     }
     l.stream.setIdleTimeout(0, idleError);
-    l.stream.watchIdle?.();
+    l.stream.watchIdle?.(this.idleStirred);
     p.idle.push({ stream: l.stream, since: Date.now() });
     if (p.idle.length > max && this.trimTimer === null) this.scheduleTrim();
   }
+
+  /**
+   * Readiness saw something on a pooled connection: the origin closed it (a
+   * FIN, a RST; its keepalive_timeout) or spoke unasked. Closed at once, as
+   * nginx's ngx_http_upstream_keepalive_close_handler does: left pooled, it
+   * sat in CLOSE-WAIT until the next lease or sweep, each holding a
+   * descriptor while a busy origin closes hundreds. A wake-up with nothing
+   * to read (isIdleAlive's recv finds EAGAIN) keeps it and watches again.
+   * One function for every connection (no closure per release).
+   */
+  private readonly idleStirred = (stream: UpstreamStream): void => {
+    for (const p of this.peers) {
+      const i = p.idle.findIndex((e) => e.stream === stream);
+      if (i < 0) continue;
+      if (stream.isIdleAlive()) {
+        stream.watchIdle?.(this.idleStirred);
+        return;
+      }
+      p.idle.splice(i, 1);
+      stream.destroy();
+      return;
+    }
+    // Not pooled (leased again meanwhile): its exchange reads what came.
+  };
 
   private scheduleTrim(): void {
     this.trimTimer = setTimeout(() => {

@@ -44,8 +44,12 @@ export interface UpstreamStream {
    * sent again when the connection turns out dead after all (see Forwarder).
    */
   isIdleAlive(quietEnough?: boolean): boolean;
-  /** The connection goes idle in the pool (quietEnough in isIdleAlive() counts from here). */
-  watchIdle?(): void;
+  /**
+   * The connection goes idle in the pool (quietEnough in isIdleAlive()
+   * counts from here); `onStir(this)` is called once when the peer sends
+   * something or closes meanwhile, as far as readiness sees it.
+   */
+  watchIdle?(onStir: (stream: UpstreamStream) => void): void;
 }
 
 export interface ConnectUpstreamOptions {
@@ -71,7 +75,7 @@ class PlainUpstream implements UpstreamStream {
   get destroyed(): boolean { return this.plain.destroyed; }
   setIdleTimeout(ms: number, error: () => Error): void { this.plain.setIdleTimeout(ms, error); }
   isIdleAlive(quietEnough = false): boolean { return this.plain.idleAlive(quietEnough); }
-  watchIdle(): void { this.plain.watchIdle(); }
+  watchIdle(onStir: (stream: UpstreamStream) => void): void { this.plain.watchIdle(onStir as (arg: unknown) => void, this); }
 }
 
 /**

@@ -20,6 +20,9 @@ export class FdReadiness {
   private closed = false;
   /** Wake-ups for readability that found nobody waiting for it (see quietSince()). */
   private stirs = 0;
+  /** watchIdle()'s callback and its argument, called at the next such wake-up. */
+  private onStir: ((arg: unknown) => void) | null = null;
+  private stirArg: unknown = null;
 
   constructor(native: Native, fd: number) {
     this.native = native;
@@ -49,9 +52,13 @@ export class FdReadiness {
    * Watches readability with nobody waiting (an idle keep-alive connection,
    * whose peer should say nothing) and returns a mark for quietSince(). The
    * interest is usually still on from the last response's wait: then this
-   * costs no epoll_ctl.
+   * costs no epoll_ctl. `onStir(arg)` is called once, at the first wake-up
+   * for readability that finds nobody waiting (a function and its argument,
+   * not a closure: one idle period per pooled request).
    */
-  watchIdle(): number {
+  watchIdle(onStir: ((arg: unknown) => void) | null = null, arg: unknown = null): number {
+    this.onStir = onStir;
+    this.stirArg = arg;
     if (!this.closed && (this.polling & READABLE) === 0) {
       this.polling |= READABLE;
       this.native.pollStart(this.poll, this.polling);
@@ -114,6 +121,7 @@ export class FdReadiness {
     if (status < 0) this.polling = 0;
     // Readable with nobody waiting for it: the interest kept by update() has served its time.
     const unwanted = (fire & READABLE) !== 0 && ((this.reader.events | this.writer.events) & READABLE) === 0;
+    const stirred = unwanted ? this.onStir : null;
     if (unwanted) this.stirs++;
     const r = this.reader.events & fire ? this.reader.resume : null;
     const w = this.writer.events & fire ? this.writer.resume : null;
@@ -129,6 +137,11 @@ export class FdReadiness {
       this.dispatching = false;
       this.update(unwanted);
     }
+    if (stirred !== null) {
+      const arg = this.stirArg;
+      this.onStir = this.stirArg = null;
+      stirred(arg);
+    }
   }
 
   /**
@@ -140,6 +153,7 @@ export class FdReadiness {
   close(): Array<() => void> {
     if (this.closed) return [];
     this.closed = true;
+    this.onStir = this.stirArg = null;
     const parked = [this.reader.resume, this.writer.resume].filter((fn): fn is () => void => fn !== null);
     this.reader.resume = this.writer.resume = null;
     this.reader.events = this.writer.events = 0;

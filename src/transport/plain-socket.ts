@@ -373,9 +373,12 @@ export class PlainSocket {
     return this.recvBytes(idleProbe, 0, 1, false) === AGAIN;
   }
 
-  /** Starts an idle period (a pooled keep-alive connection): readiness watches for anything the peer sends. */
-  watchIdle(): void {
-    this.idleMark = this.ready.watchIdle();
+  /**
+   * Starts an idle period (a pooled keep-alive connection): readiness watches
+   * for anything the peer sends, and calls `onStir(arg)` once when it does.
+   */
+  watchIdle(onStir: ((arg: unknown) => void) | null = null, arg: unknown = null): void {
+    this.idleMark = this.ready.watchIdle(onStir, arg);
   }
 
   /** Readiness has reported nothing since watchIdle() (as of the loop's last poll: see FdReadiness.quietSince). */

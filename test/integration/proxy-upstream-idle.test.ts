@@ -134,6 +134,19 @@ describe('pooled upstream connections the origin ends or talks on', () => {
     }
   });
 
+  test('an idle pooled connection the origin closes is closed at once on our side, not left in CLOSE-WAIT', async () => {
+    // The origin's keepalive_timeout: its FIN 100 ms after the answer. nginx closes its side on
+    // that FIN (ngx_http_upstream_keepalive_close_handler); the origin's socket closes only then.
+    origin.after = { kind: 'fin', delayMs: 100 };
+    for (let i = 0; i < 3; i++) {
+      const r = await request('GET');
+      assert.equal(r.status, 200, `request ${i}: ${r.text}`);
+    }
+    await waitUntil(() => origin.open === 0, 2000).catch(() => {
+      assert.fail(`${origin.open} pooled connection(s) still open 2 s after the origin closed them`);
+    });
+  });
+
   test('bytes the origin sends unasked on an idle connection never reach a client', async () => {
     origin.after = { kind: 'garbage', delayMs: 20 };
     for (let i = 0; i < 10; i++) {
