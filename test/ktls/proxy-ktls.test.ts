@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { startAludel, type LogLine, type Running } from '../support/aludel-process.js';
 import { curl, curlTlsArgs, type TlsVersion } from '../support/clients.js';
@@ -200,6 +201,43 @@ describe('aludel tcp with kTLS', () => {
       assert.ok(closed.every((l) => l.body === 'splice' && l.tx === 'kernel'), JSON.stringify(closed));
       const get = closed[1]!;
       assert.ok(Number(get.down) > MiB, 'the 1 MiB reply went upstream -> client by splice');
+    } finally {
+      await redis.stop();
+    }
+  });
+
+  test('redis closing on a protocol error while the client still sends: its error line reaches the client, read late', { timeout: 600_000 }, async () => {
+    // redis answers "-ERR Protocol error" and closes with the client's bytes unread, so it resets;
+    // our writes to it fail, and its line must still reach a client that reads only later.
+    const redis = await startRedis();
+    try {
+      const p = await aludel(['tcp', '--to', `127.0.0.1:${redis.port}`]);
+      const before = readTlsStat();
+      const c = await new Promise<tls.TLSSocket>((resolve, reject) => {
+        const s = tls.connect({ host: '127.0.0.1', port: p.port, servername: 'localhost', ca: fx.certPem }, () => resolve(s));
+        s.once('error', reject);
+      });
+      let got = '';
+      c.on('error', () => undefined);
+      c.pause();
+      c.on('data', (d: Buffer) => (got += d.toString()));
+      const late = setTimeout(() => c.resume(), 3000);
+      const closed = new Promise<void>((resolve) => c.once('close', () => resolve()));
+      // A bulk length past proto-max-bulk-len (512 MB): "invalid bulk length".
+      c.write('*1\r\n$99999999999\r\n');
+      const chunk = Buffer.alloc(64 * 1024, 0x61);
+      const pump = (): void => {
+        while (c.writable && c.write(chunk));
+        if (c.writable) c.once('drain', pump);
+      };
+      pump();
+      await closed;
+      clearTimeout(late);
+      assert.match(got, /^-ERR Protocol error/, `the client got ${JSON.stringify(got.slice(0, 80))}`);
+      const failed = p.logs.filter((l) => l.msg === 'tunnel failed');
+      assert.equal(failed.length, 1, JSON.stringify(p.logs.slice(-3)));
+      const d = delta(before, readTlsStat());
+      assert.equal(d.TlsTxSw, 1, JSON.stringify(d));
     } finally {
       await redis.stop();
     }
