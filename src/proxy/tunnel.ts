@@ -31,6 +31,14 @@ export interface TunnelOptions {
    * mapping) is otherwise waited for as long as TCP allows. 0: none.
    */
   idleTimeoutMs?: number;
+  /**
+   * Client bytes read before the tunnel began (what an upgrade's client sent
+   * behind its request, before the 101): the upstream's first bytes. Their
+   * write is the tunnel's, so an upstream that refuses it is handled as any
+   * refused write (its answer relayed, then a lingering close), never as a
+   * failure before the switch.
+   */
+  sentAhead?: Buffer;
 }
 
 export interface TunnelResult {
@@ -64,7 +72,15 @@ function connectionClosed(): Error {
  * The client's further bytes are read and dropped by the lingering close
  * that ends the tunnel (see tunnel()).
  */
-async function clientToUpstream(conn: SecureConnection, u: UpstreamStream, count: (n: number) => void): Promise<Error | null> {
+async function clientToUpstream(conn: SecureConnection, u: UpstreamStream, ahead: Buffer | undefined, count: (n: number) => void): Promise<Error | null> {
+  if (ahead !== undefined && ahead.length > 0) {
+    try {
+      await u.write(ahead);
+    } catch (err) {
+      return err as Error;
+    }
+    count(ahead.length);
+  }
   // destroyOnReturn false: a readable side that ended (close_notify) must not destroy the
   // Duplex, whose writable side still carries the upstream's answer (half-close).
   for await (const chunk of conn.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
@@ -204,7 +220,7 @@ export async function tunnel(o: TunnelOptions): Promise<TunnelResult> {
   const idle = idleWatch(o.idleTimeoutMs ?? 0, conn, () => stop(new TunnelIdleError(o.idleTimeoutMs!, r)));
   const onClose = (): void => { if (!u.destroyed) u.destroy(connectionClosed()); };
   conn.once('close', onClose);
-  const up = clientToUpstream(conn, u, (n) => { r.up += n; idle.touch(); }).then((err) => { refused = err; });
+  const up = clientToUpstream(conn, u, o.sentAhead, (n) => { r.up += n; idle.touch(); }).then((err) => { refused = err; });
   const down = upstreamToClient(conn, u, o.pipes, (n) => { r.down += n; idle.touch(); }).then((p) => { r.downPath = p; });
   // One direction failing ends both: a reset client cannot take the rest, a dead upstream cannot send it.
   const stopOnError = (err: unknown): never => {

@@ -7,7 +7,10 @@
  *   a descriptor a minute per aborted upgrade, costing the client nothing);
  * - a 101 Switching Protocols to a request that asked for no upgrade: a 502,
  *   and that upstream connection is never used again (the 101 was relayed
- *   with "Connection: keep-alive" and the connection went back to the pool).
+ *   with "Connection: keep-alive" and the connection went back to the pool);
+ * - an upstream that fails once its answer has begun (a reset after its 101,
+ *   or in a refusal's body): no answer of ours follows (a "502 Bad Gateway"
+ *   was written after the 101, into the tunnel, and after half a 426 body).
  */
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -54,6 +57,17 @@ async function startRawOrigin(): Promise<RawOrigin> {
         if (target === '/never') continue;
         if (target === '/101') {
           sock.write('HTTP/1.1 101 Switching Protocols\r\n\r\n');
+          continue;
+        }
+        if (target === '/101-reset') {
+          // Switches, says one line, and resets: the client's bytes sent behind its request
+          // then reach a connection already reset.
+          sock.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nDATA\n', () => sock.resetAndDestroy());
+          continue;
+        }
+        if (target === '/refuse-reset') {
+          // A refusal whose body is cut short by a reset.
+          sock.write('HTTP/1.1 426 Upgrade Required\r\nContent-Length: 1000\r\n\r\n' + 'x'.repeat(100), () => sock.resetAndDestroy());
           continue;
         }
         if (target === '/refuse-length' || target === '/refuse-chunked') {
@@ -185,6 +199,31 @@ describe('aludel proxy: protocol switching (RFC 9110 §7.8, §15.2.2)', () => {
       assert.equal(got, body, `${path}: the whole body (${got.length} of ${body.length} bytes)`);
       if (path === '/refuse-length') assert.equal(r.headers['content-length'], String(body.length));
     }
+  });
+
+  test('an upstream that resets after its 101, with client bytes sent behind the request: the client gets the 101 and the upstream\'s line, then the close, never a 502 in the tunnel', async () => {
+    const p = await proxy();
+    const from = p.mark();
+    // The tunnel bytes ride with the request (node hands them over with the upgrade): their write
+    // to the upstream is refused. Five rounds: the reset may also come once they are written.
+    for (let i = 0; i < 5; i++) {
+      const raw = await rawTls(p.port, fx.certPem, UPGRADE.replace('/never', '/101-reset') + 'EARLY', 10_000);
+      const r = splitHttp(raw);
+      assert.equal(r.status, 101, JSON.stringify(raw.toString('latin1')));
+      assert.equal(r.body.toString('latin1'), 'DATA\n', `round ${i}: after the 101, only what the upstream sent`);
+    }
+    await waitUntil(() => p.logs.slice(from).filter((l) => l.msg === 'upgrade failed').length >= 5, 5_000);
+    const failed = p.logs.slice(from).filter((l) => l.msg === 'upgrade failed');
+    assert.equal(failed.length, 5, 'one line per failed tunnel');
+    assert.equal(new Set(failed.map((l) => l.conn)).size, 5);
+  });
+
+  test('an upstream that resets in the body of its refusal: the client gets what came, then the close, never a 502 inside the body', async () => {
+    const p = await proxy();
+    const raw = await rawTls(p.port, fx.certPem, UPGRADE.replace('/never', '/refuse-reset'), 10_000).catch((err: Error) => Buffer.from(`error ${err.message}`));
+    const r = splitHttp(raw);
+    assert.equal(r.status, 426, JSON.stringify(raw.toString('latin1').slice(0, 200)));
+    assert.equal(r.body.toString('latin1'), 'x'.repeat(100), 'the part of the body that came, nothing after it');
   });
 });
 
