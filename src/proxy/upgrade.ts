@@ -110,7 +110,8 @@ export async function upgrade(o: UpgradeOptions, req: http.IncomingMessage, conn
     // so an upstream that refuses those bytes ends the tunnel, and no HTTP answer may follow.
     const ahead = sentAhead.length > 0 ? Buffer.concat([early, sentAhead]) : early;
     u.setIdleTimeout(s.upstreamIdleTimeoutMs, () => new UpstreamTimeoutError('body', s.upstreamIdleTimeoutMs, peer.upstream.url));
-    const moved = await tunnel({ conn, upstream: u, pipes: o.pipes, log: o.log, sentAhead: ahead });
+    // --idle-timeout bounds a stalled client (nginx's send_timeout); a quiet tunnel is the upstream timeout's.
+    const moved = await tunnel({ conn, upstream: u, pipes: o.pipes, log: o.log, sentAhead: ahead, stallTimeoutMs: s.idleTimeoutMs });
     o.stats.body(conn, moved.downPath, moved.down);
   } catch (err) {
     if (client.gone || err instanceof ClientGoneError) {

@@ -65,6 +65,15 @@ async function startRawOrigin(): Promise<RawOrigin> {
           sock.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nDATA\n', () => sock.resetAndDestroy());
           continue;
         }
+        if (target === '/101-stream' || target === '/101-quiet') {
+          // Switches, then streams as fast as the proxy takes it (a feed), or says nothing.
+          sock.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+          const chunk = Buffer.alloc(64 * 1024, 0x70);
+          const pump = (): void => { while (target === '/101-stream' && !sock.destroyed && sock.write(chunk)); };
+          sock.on('drain', pump);
+          pump();
+          continue;
+        }
         if (target === '/refuse-reset') {
           // A refusal whose body is cut short by a reset.
           sock.write('HTTP/1.1 426 Upgrade Required\r\nContent-Length: 1000\r\n\r\n' + 'x'.repeat(100), () => sock.resetAndDestroy());
@@ -224,6 +233,40 @@ describe('aludel proxy: protocol switching (RFC 9110 §7.8, §15.2.2)', () => {
     const r = splitHttp(raw);
     assert.equal(r.status, 426, JSON.stringify(raw.toString('latin1').slice(0, 200)));
     assert.equal(r.body.toString('latin1'), 'x'.repeat(100), 'the part of the body that came, nothing after it');
+  });
+
+  test('a WebSocket client that stops reading while the upstream streams: the tunnel is closed after --idle-timeout (it was held for good), an idle one is not', async () => {
+    const p = await proxy('--idle-timeout', '1s', '--upstream-idle-timeout', '60s');
+    const from = p.mark();
+    const opened = (path: string): Promise<{ raw: net.Socket; port: number }> => new Promise((resolve, reject) => {
+      const raw = net.connect({ host: '127.0.0.1', port: p.port });
+      const c = tls.connect({ socket: raw, servername: 'localhost', ca: fx.certPem });
+      c.on('error', () => undefined);
+      c.once('secureConnect', () => c.write(UPGRADE.replace('/never', path)));
+      c.once('data', (d: Buffer) => {
+        if (!d.toString('latin1').startsWith('HTTP/1.1 101 ')) reject(new Error(d.toString('latin1').slice(0, 100)));
+        // Reads nothing more: TLS records pile up in our socket, then in the proxy's.
+        raw.pause();
+        c.pause();
+        resolve({ raw, port: origin.requests.filter((r) => r.target === path).at(-1)!.remotePort });
+      });
+    });
+    const stalled = await opened('/101-stream');
+    const quiet = await opened('/101-quiet');
+    const quietSince = Date.now();
+    try {
+      // The stalled one's upstream connection goes once the client has taken nothing for 1 s.
+      await waitUntil(() => origin.closedPorts.has(stalled.port), 10_000).catch(() => undefined);
+      assert.ok(origin.closedPorts.has(stalled.port), 'the tunnel to a client that reads nothing was still open after 10 s');
+      const line = await p.waitForLog((l) => l.msg === 'upgrade failed', 3_000, from);
+      assert.equal(line.error, 'ERR_CLIENT_STALLED', JSON.stringify(line));
+      // Idle both ways is not stalled: --upstream-idle-timeout (60 s) governs that one, as before.
+      await delay(Math.max(0, 2500 - (Date.now() - quietSince)));
+      assert.ok(!origin.closedPorts.has(quiet.port), 'the idle tunnel was closed');
+    } finally {
+      stalled.raw.destroy();
+      quiet.raw.destroy();
+    }
   });
 });
 
