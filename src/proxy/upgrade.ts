@@ -21,7 +21,7 @@ import type { Forwarder } from './forward.js';
 import type { Lease, UpstreamGroup } from './upstream-group.js';
 import { EMPTY, errCode, readBody, readResponseHead } from './upstream-exchange.js';
 import type { UpstreamStream } from './upstream-stream.js';
-import { tunnel } from './tunnel.js';
+import { tunnel, TunnelStalledError } from './tunnel.js';
 import { failureStatus } from './failures.js';
 
 export interface UpgradeOptions {
@@ -120,7 +120,9 @@ export async function upgrade(o: UpgradeOptions, req: http.IncomingMessage, conn
       conn.destroy();
       return;
     }
-    o.log.warn({ conn: conn.id, url: req.url, error: errCode(err), detail: (err as Error).message }, 'upgrade failed');
+    // A client that stopped reading is the client's doing: info, as nginx logs "client timed out".
+    const level = err instanceof TunnelStalledError ? 'info' : 'warn';
+    o.log[level]({ conn: conn.id, url: req.url, error: errCode(err), detail: (err as Error).message }, 'upgrade failed');
     // Whatever ended the attempt, the connection is released: with the answer while it can
     // still take one (closeDetached; it also notices a client gone meanwhile), else at once.
     // Once answered, no second answer (the tunnel may have begun a lingering close).

@@ -260,6 +260,7 @@ describe('aludel proxy: protocol switching (RFC 9110 §7.8, §15.2.2)', () => {
       assert.ok(origin.closedPorts.has(stalled.port), 'the tunnel to a client that reads nothing was still open after 10 s');
       const line = await p.waitForLog((l) => l.msg === 'upgrade failed', 3_000, from);
       assert.equal(line.error, 'ERR_CLIENT_STALLED', JSON.stringify(line));
+      assert.equal(line.level, 30, 'the client\'s doing: info, as nginx\'s "client timed out"');
       // Idle both ways is not stalled: --upstream-idle-timeout (60 s) governs that one, as before.
       await delay(Math.max(0, 2500 - (Date.now() - quietSince)));
       assert.ok(!origin.closedPorts.has(quiet.port), 'the idle tunnel was closed');
