@@ -73,7 +73,10 @@ export class SslUpstream implements UpstreamStream, PulledStream {
       this.failed = err as Error;
       throw err;
     }
-    if (r > 0) return r;
+    if (r > 0) {
+      this.sock.progressed();
+      return r;
+    }
     if (r === WANT_READ || r === WANT_WRITE) {
       this.want = r;
       return AGAIN;

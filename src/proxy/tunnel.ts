@@ -31,6 +31,22 @@ export interface TunnelOptions {
    * mapping) is otherwise waited for as long as TCP allows. 0: none.
    */
   idleTimeoutMs?: number;
+  /**
+   * Bytes for the client waiting this long with none taken closes both sides
+   * (nginx's send_timeout on an upgraded connection): a client that stopped
+   * reading otherwise held the tunnel and both descriptors for good, the
+   * upstream's reads paused behind it. A tunnel quiet both ways is not
+   * stalled and stays. 0: none.
+   */
+  stallTimeoutMs?: number;
+  /**
+   * Client bytes read before the tunnel began (what an upgrade's client sent
+   * behind its request, before the 101): the upstream's first bytes. Their
+   * write is the tunnel's, so an upstream that refuses it is handled as any
+   * refused write (its answer relayed, then a lingering close), never as a
+   * failure before the switch.
+   */
+  sentAhead?: Buffer;
 }
 
 export interface TunnelResult {
@@ -49,6 +65,14 @@ export class TunnelIdleError extends Error {
   }
 }
 
+/** The tunnel was closed because its client took no byte for TunnelOptions.stallTimeoutMs. */
+export class TunnelStalledError extends Error {
+  readonly code = 'ERR_CLIENT_STALLED';
+  constructor(readonly stallMs: number, readonly result: TunnelResult) {
+    super(`the client took no byte for ${stallMs} ms with data waiting for it`);
+  }
+}
+
 function connectionClosed(): Error {
   return Object.assign(new Error('client connection closed'), { code: 'ECONNRESET' });
 }
@@ -64,7 +88,15 @@ function connectionClosed(): Error {
  * The client's further bytes are read and dropped by the lingering close
  * that ends the tunnel (see tunnel()).
  */
-async function clientToUpstream(conn: SecureConnection, u: UpstreamStream, count: (n: number) => void): Promise<Error | null> {
+async function clientToUpstream(conn: SecureConnection, u: UpstreamStream, ahead: Buffer | undefined, count: (n: number) => void): Promise<Error | null> {
+  if (ahead !== undefined && ahead.length > 0) {
+    try {
+      await u.write(ahead);
+    } catch (err) {
+      return err as Error;
+    }
+    count(ahead.length);
+  }
   // destroyOnReturn false: a readable side that ended (close_notify) must not destroy the
   // Duplex, whose writable side still carries the upstream's answer (half-close).
   for await (const chunk of conn.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
@@ -152,7 +184,7 @@ function sentBytes(conn: SecureConnection): number {
  * a large pipeful makes progress before the pipeful is counted). One timer,
  * re-armed for what is left of the period when it fires early.
  */
-function idleWatch(ms: number, conn: SecureConnection, fire: () => void): { touch: () => void; stop: () => void } {
+function idleWatch(ms: number, conn: SecureConnection, fire: () => void, due: () => boolean = () => true): { touch: () => void; stop: () => void } {
   let last = performance.now();
   let seen = sentBytes(conn);
   let timer: NodeJS.Timeout | null = null;
@@ -160,6 +192,8 @@ function idleWatch(ms: number, conn: SecureConnection, fire: () => void): { touc
     const now = performance.now();
     const bytes = sentBytes(conn);
     if (bytes !== seen) { seen = bytes; last = now; }
+    // Idle, but not what this watch ends (a stall watch on a tunnel merely quiet): a new period.
+    if (now - last >= ms && !due()) last = now;
     const idle = now - last;
     if (idle >= ms) { timer = null; fire(); return; }
     timer = setTimeout(check, Math.max(1, Math.ceil(ms - idle)));
@@ -202,10 +236,12 @@ export async function tunnel(o: TunnelOptions): Promise<TunnelResult> {
     else conn.destroy();
   };
   const idle = idleWatch(o.idleTimeoutMs ?? 0, conn, () => stop(new TunnelIdleError(o.idleTimeoutMs!, r)));
+  // Stalled: bytes for the client wait above the stream's high-water mark (writableNeedDrain).
+  const stall = idleWatch(o.stallTimeoutMs ?? 0, conn, () => stop(new TunnelStalledError(o.stallTimeoutMs!, r)), () => conn.writableNeedDrain);
   const onClose = (): void => { if (!u.destroyed) u.destroy(connectionClosed()); };
   conn.once('close', onClose);
-  const up = clientToUpstream(conn, u, (n) => { r.up += n; idle.touch(); }).then((err) => { refused = err; });
-  const down = upstreamToClient(conn, u, o.pipes, (n) => { r.down += n; idle.touch(); }).then((p) => { r.downPath = p; });
+  const up = clientToUpstream(conn, u, o.sentAhead, (n) => { r.up += n; idle.touch(); }).then((err) => { refused = err; });
+  const down = upstreamToClient(conn, u, o.pipes, (n) => { r.down += n; idle.touch(); stall.touch(); }).then((p) => { r.downPath = p; });
   // One direction failing ends both: a reset client cannot take the rest, a dead upstream cannot send it.
   const stopOnError = (err: unknown): never => {
     stop(err as Error);
@@ -219,6 +255,7 @@ export async function tunnel(o: TunnelOptions): Promise<TunnelResult> {
     throw stopped ?? err;
   } finally {
     idle.stop();
+    stall.stop();
     conn.off('close', onClose);
     u.destroy();
   }

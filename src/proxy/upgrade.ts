@@ -12,7 +12,7 @@ import type { SecureConnection } from '../tls/types.js';
 import type { TrafficStats } from '../metrics/traffic-stats.js';
 import type { PipePool } from '../transport/pipe-pool.js';
 import { buildUpstreamRequestHead, filterResponseHeaders } from '../http/forward-headers.js';
-import { closeDetached, owedSent } from '../http/front.js';
+import { beingClosed, closeDetached, owedSent } from '../http/front.js';
 import { chunkSizeLine, closingAnswer, CRLF, LAST_CHUNK, responseHead } from '../http/h1-wire.js';
 import type { ResponseHead } from '../http/response-head.js';
 import { missingHost, requestProblem } from '../http/request-checks.js';
@@ -21,7 +21,7 @@ import type { Forwarder } from './forward.js';
 import type { Lease, UpstreamGroup } from './upstream-group.js';
 import { EMPTY, errCode, readBody, readResponseHead } from './upstream-exchange.js';
 import type { UpstreamStream } from './upstream-stream.js';
-import { tunnel } from './tunnel.js';
+import { tunnel, TunnelStalledError } from './tunnel.js';
 import { failureStatus } from './failures.js';
 
 export interface UpgradeOptions {
@@ -57,6 +57,14 @@ export async function upgrade(o: UpgradeOptions, req: http.IncomingMessage, conn
     return;
   }
   let lease: Lease | null = null;
+  /**
+   * The upstream's answer has begun on the connection: a failure from then on
+   * gets no answer of ours, which would follow the 101 as tunnel bytes (RFC
+   * 9110 §15.2.2: the connection carries the other protocol now) or cut into
+   * a refusal's body. The tunnel closes its connection itself; a refusal cut
+   * short is closed at once, its framing telling the client it is short.
+   */
+  let answered = false;
   // A client that leaves while the upstream is asked: the attempt is abandoned (the upstream
   // connection destroyed, which ends whatever waits on it) and its connection released at once.
   const client = new ClientWatch(conn, () => {
@@ -88,6 +96,7 @@ export async function upgrade(o: UpgradeOptions, req: http.IncomingMessage, conn
     }
     const sentAhead = client.stop();
     conn.write(responseHead(rh.status, rh.reason, fields));
+    answered = true;
     if (rest.length > 0 && rh.status === 101) conn.write(rest);
     o.log.info({ conn: conn.id, url: req.url, status: rh.status, upstream: peer.upstream.url }, 'upgrade');
     if (rh.status !== 101) {
@@ -97,10 +106,12 @@ export async function upgrade(o: UpgradeOptions, req: http.IncomingMessage, conn
       closeDetached(conn, s.idleTimeoutMs);
       return;
     }
+    // What the client sent behind its request goes first, written by the tunnel: the 101 is out,
+    // so an upstream that refuses those bytes ends the tunnel, and no HTTP answer may follow.
     const ahead = sentAhead.length > 0 ? Buffer.concat([early, sentAhead]) : early;
-    if (ahead.length > 0) await u.write(ahead);
     u.setIdleTimeout(s.upstreamIdleTimeoutMs, () => new UpstreamTimeoutError('body', s.upstreamIdleTimeoutMs, peer.upstream.url));
-    const moved = await tunnel({ conn, upstream: u, pipes: o.pipes, log: o.log });
+    // --idle-timeout bounds a stalled client (nginx's send_timeout); a quiet tunnel is the upstream timeout's.
+    const moved = await tunnel({ conn, upstream: u, pipes: o.pipes, log: o.log, sentAhead: ahead, stallTimeoutMs: s.idleTimeoutMs });
     o.stats.body(conn, moved.downPath, moved.down);
   } catch (err) {
     if (client.gone || err instanceof ClientGoneError) {
@@ -109,11 +120,15 @@ export async function upgrade(o: UpgradeOptions, req: http.IncomingMessage, conn
       conn.destroy();
       return;
     }
-    o.log.warn({ conn: conn.id, url: req.url, error: errCode(err), detail: (err as Error).message }, 'upgrade failed');
+    // A client that stopped reading is the client's doing: info, as nginx logs "client timed out".
+    const level = err instanceof TunnelStalledError ? 'info' : 'warn';
+    o.log[level]({ conn: conn.id, url: req.url, error: errCode(err), detail: (err as Error).message }, 'upgrade failed');
     // Whatever ended the attempt, the connection is released: with the answer while it can
     // still take one (closeDetached; it also notices a client gone meanwhile), else at once.
+    // Once answered, no second answer (the tunnel may have begun a lingering close).
     client.stop();
-    if (!conn.destroyed) closeDetached(conn, s.idleTimeoutMs, closingAnswer(failureStatus(err)));
+    if (answered) { if (!beingClosed(conn)) conn.destroy(); }
+    else if (!conn.destroyed) closeDetached(conn, s.idleTimeoutMs, closingAnswer(failureStatus(err)));
   } finally {
     client.stop();
     lease?.stream.destroy();

@@ -115,7 +115,10 @@ export class PlainSocket {
     for (;;) {
       if (this.closed) throw this.destroyedWith ?? closedError();
       const r = step();
-      if (r >= 0) return r;
+      if (r >= 0) {
+        this.progressed();
+        return r;
+      }
       // The peer's FIN in the middle (no close_notify, RFC 8446 §6.1): waiting for readability again would spin.
       if (r === EOF_NO_NOTIFY) throw Object.assign(new Error('connection closed by the peer during the TLS handshake'), { code: 'ECONNRESET' });
       await this.wait(r === WANT_WRITE ? WRITABLE : READABLE);
@@ -154,6 +157,19 @@ export class PlainSocket {
     this.idleMs = ms;
     this.idleError = error;
     if (this.waiting > 0 && ms > 0) this.armIdleTimer();
+  }
+
+  /**
+   * Bytes moved either way: an operation waiting meanwhile gets its period
+   * from now. A tunnel's read waits on the upstream while the client's bytes
+   * go up (a log shipper, a long upload): an upstream that takes them is not
+   * stalled, only silent, and was cut after --upstream-idle-timeout. As node's
+   * socket.setTimeout and nginx stream's proxy_timeout count it, any read or
+   * write is activity. Public for the TLS layer above (SslUpstream), whose
+   * records move through this socket's descriptor.
+   */
+  progressed(): void {
+    if (this.waiting > 0 && this.idleMs > 0 && this.idleTimer) this.idleTimer.refresh();
   }
 
   /** Starts (or restarts) the idle timer; it fires only while an operation waits, with a timeout set. */
@@ -200,7 +216,10 @@ export class PlainSocket {
       if (this.closed) throw this.destroyedWith ?? closedError();
       const r = this.recvBytes(scratch, 0, READ_MAX, false);
       if (r === 0) return null;
-      if (r > 0) return Buffer.from(scratch.subarray(0, r));
+      if (r > 0) {
+        this.progressed();
+        return Buffer.from(scratch.subarray(0, r));
+      }
       await this.wait(READABLE);
     }
   }
@@ -214,6 +233,7 @@ export class PlainSocket {
     for (;;) {
       if (this.closed) throw this.destroyedWith ?? closedError();
       const r = this.recvBytes(buf, 0, buf.length, false);
+      if (r > 0) this.progressed();
       if (r >= 0) return r;
       await this.wait(READABLE);
     }
@@ -232,6 +252,7 @@ export class PlainSocket {
     } catch (err) {
       return Promise.reject(err);
     }
+    if (r > 0) this.progressed();
     if (r === buf.length) return SENT;
     return this.writeFrom(buf, r === AGAIN ? 0 : r);
   }
@@ -242,7 +263,10 @@ export class PlainSocket {
       if (this.closed) throw this.destroyedWith ?? closedError();
       const r = this.native.send(this.fd, buf, off, buf.length - off);
       if (r === AGAIN) await this.wait(WRITABLE);
-      else off += r;
+      else {
+        off += r;
+        this.progressed();
+      }
     }
   }
 

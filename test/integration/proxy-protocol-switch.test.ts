@@ -7,7 +7,10 @@
  *   a descriptor a minute per aborted upgrade, costing the client nothing);
  * - a 101 Switching Protocols to a request that asked for no upgrade: a 502,
  *   and that upstream connection is never used again (the 101 was relayed
- *   with "Connection: keep-alive" and the connection went back to the pool).
+ *   with "Connection: keep-alive" and the connection went back to the pool);
+ * - an upstream that fails once its answer has begun (a reset after its 101,
+ *   or in a refusal's body): no answer of ours follows (a "502 Bad Gateway"
+ *   was written after the 101, into the tunnel, and after half a 426 body).
  */
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -54,6 +57,26 @@ async function startRawOrigin(): Promise<RawOrigin> {
         if (target === '/never') continue;
         if (target === '/101') {
           sock.write('HTTP/1.1 101 Switching Protocols\r\n\r\n');
+          continue;
+        }
+        if (target === '/101-reset') {
+          // Switches, says one line, and resets: the client's bytes sent behind its request
+          // then reach a connection already reset.
+          sock.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nDATA\n', () => sock.resetAndDestroy());
+          continue;
+        }
+        if (target === '/101-stream' || target === '/101-quiet') {
+          // Switches, then streams as fast as the proxy takes it (a feed), or says nothing.
+          sock.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+          const chunk = Buffer.alloc(64 * 1024, 0x70);
+          const pump = (): void => { while (target === '/101-stream' && !sock.destroyed && sock.write(chunk)); };
+          sock.on('drain', pump);
+          pump();
+          continue;
+        }
+        if (target === '/refuse-reset') {
+          // A refusal whose body is cut short by a reset.
+          sock.write('HTTP/1.1 426 Upgrade Required\r\nContent-Length: 1000\r\n\r\n' + 'x'.repeat(100), () => sock.resetAndDestroy());
           continue;
         }
         if (target === '/refuse-length' || target === '/refuse-chunked') {
@@ -184,6 +207,66 @@ describe('aludel proxy: protocol switching (RFC 9110 §7.8, §15.2.2)', () => {
       const got = r.headers['transfer-encoding'] === 'chunked' ? dechunk(r.body) : r.body.toString('latin1');
       assert.equal(got, body, `${path}: the whole body (${got.length} of ${body.length} bytes)`);
       if (path === '/refuse-length') assert.equal(r.headers['content-length'], String(body.length));
+    }
+  });
+
+  test('an upstream that resets after its 101, with client bytes sent behind the request: the client gets the 101 and the upstream\'s line, then the close, never a 502 in the tunnel', async () => {
+    const p = await proxy();
+    const from = p.mark();
+    // The tunnel bytes ride with the request (node hands them over with the upgrade): their write
+    // to the upstream is refused. Five rounds: the reset may also come once they are written.
+    for (let i = 0; i < 5; i++) {
+      const raw = await rawTls(p.port, fx.certPem, UPGRADE.replace('/never', '/101-reset') + 'EARLY', 10_000);
+      const r = splitHttp(raw);
+      assert.equal(r.status, 101, JSON.stringify(raw.toString('latin1')));
+      assert.equal(r.body.toString('latin1'), 'DATA\n', `round ${i}: after the 101, only what the upstream sent`);
+    }
+    await waitUntil(() => p.logs.slice(from).filter((l) => l.msg === 'upgrade failed').length >= 5, 5_000);
+    const failed = p.logs.slice(from).filter((l) => l.msg === 'upgrade failed');
+    assert.equal(failed.length, 5, 'one line per failed tunnel');
+    assert.equal(new Set(failed.map((l) => l.conn)).size, 5);
+  });
+
+  test('an upstream that resets in the body of its refusal: the client gets what came, then the close, never a 502 inside the body', async () => {
+    const p = await proxy();
+    const raw = await rawTls(p.port, fx.certPem, UPGRADE.replace('/never', '/refuse-reset'), 10_000).catch((err: Error) => Buffer.from(`error ${err.message}`));
+    const r = splitHttp(raw);
+    assert.equal(r.status, 426, JSON.stringify(raw.toString('latin1').slice(0, 200)));
+    assert.equal(r.body.toString('latin1'), 'x'.repeat(100), 'the part of the body that came, nothing after it');
+  });
+
+  test('a WebSocket client that stops reading while the upstream streams: the tunnel is closed after --idle-timeout (it was held for good), an idle one is not', async () => {
+    const p = await proxy('--idle-timeout', '1s', '--upstream-idle-timeout', '60s');
+    const from = p.mark();
+    const opened = (path: string): Promise<{ raw: net.Socket; port: number }> => new Promise((resolve, reject) => {
+      const raw = net.connect({ host: '127.0.0.1', port: p.port });
+      const c = tls.connect({ socket: raw, servername: 'localhost', ca: fx.certPem });
+      c.on('error', () => undefined);
+      c.once('secureConnect', () => c.write(UPGRADE.replace('/never', path)));
+      c.once('data', (d: Buffer) => {
+        if (!d.toString('latin1').startsWith('HTTP/1.1 101 ')) reject(new Error(d.toString('latin1').slice(0, 100)));
+        // Reads nothing more: TLS records pile up in our socket, then in the proxy's.
+        raw.pause();
+        c.pause();
+        resolve({ raw, port: origin.requests.filter((r) => r.target === path).at(-1)!.remotePort });
+      });
+    });
+    const stalled = await opened('/101-stream');
+    const quiet = await opened('/101-quiet');
+    const quietSince = Date.now();
+    try {
+      // The stalled one's upstream connection goes once the client has taken nothing for 1 s.
+      await waitUntil(() => origin.closedPorts.has(stalled.port), 10_000).catch(() => undefined);
+      assert.ok(origin.closedPorts.has(stalled.port), 'the tunnel to a client that reads nothing was still open after 10 s');
+      const line = await p.waitForLog((l) => l.msg === 'upgrade failed', 3_000, from);
+      assert.equal(line.error, 'ERR_CLIENT_STALLED', JSON.stringify(line));
+      assert.equal(line.level, 30, 'the client\'s doing: info, as nginx\'s "client timed out"');
+      // Idle both ways is not stalled: --upstream-idle-timeout (60 s) governs that one, as before.
+      await delay(Math.max(0, 2500 - (Date.now() - quietSince)));
+      assert.ok(!origin.closedPorts.has(quiet.port), 'the idle tunnel was closed');
+    } finally {
+      stalled.raw.destroy();
+      quiet.raw.destroy();
     }
   });
 });

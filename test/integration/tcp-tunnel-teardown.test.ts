@@ -192,6 +192,30 @@ describe('aludel tcp: how tunnels end', () => {
     await waitUntil(() => fdsBeyondKept(pid) === start, 3000);
   });
 
+  test('one-way traffic (a log shipper: the client sends, the upstream never answers) outlives --upstream-idle-timeout', async () => {
+    // The backend takes every byte and says nothing until the client's FIN (count).
+    const port = await backend('count');
+    const p = await tcp(port, '--upstream-idle-timeout', '1s', '--idle-timeout', '60s');
+    const from = p.mark();
+    const c = await connect(p.port);
+    c.on('error', () => undefined);
+    let got = '';
+    c.on('data', (d: Buffer) => (got += d.toString()));
+    const ended = new Promise<void>((r) => c.once('end', () => r()));
+    // A line every 100 ms for 3 s, three times the upstream timeout: the upstream takes each
+    // at once, so it is not stalled, only silent, as nginx stream's proxy_timeout counts it.
+    for (let i = 0; i < 30; i++) {
+      await new Promise<void>((r) => c.write('log line\n', () => r()));
+      await delay(100);
+    }
+    assert.equal(p.logs.slice(from).filter((l) => l.msg === 'tunnel failed').length, 0, JSON.stringify(p.logs.slice(from).filter((l) => l.msg === 'tunnel failed')));
+    c.end();
+    await Promise.race([ended, delay(3000)]);
+    assert.equal(got, `got ${30 * 'log line\n'.length} bytes\n`, 'every line reached the upstream, and its answer came back');
+    const line = await p.waitForLog((l) => l.msg === 'tunnel closed' || l.msg === 'tunnel failed', 3000, from);
+    assert.equal(line.msg, 'tunnel closed', JSON.stringify(line));
+  });
+
   test('half-close: a client that sends its FIN (with close_notify, or without) still gets the upstream\'s answer', async () => {
     const port = await backend('count');
     const p = await tcp(port, '--idle-timeout', '10s');
