@@ -70,8 +70,11 @@ export function createTcpProxy(o: Omit<TcpProxyOptions, 'server'>): Front {
         throw err;
       }
       o.group.succeed(peer);
-      lease.stream.setIdleTimeout(o.upstreamIdleTimeoutMs, () => Object.assign(new Error(`upstream ${upstream} idle for ${o.upstreamIdleTimeoutMs} ms`), { code: 'ERR_UPSTREAM_TIMEOUT' }));
-      const r = await tunnel({ conn, upstream: lease.stream, pipes, log: o.log, idleTimeoutMs: o.idleTimeoutMs });
+      // One idle limit, the tunnel's (nginx stream has one, proxy_timeout): both settings count
+      // bytes either way, so the smaller governs, and a tunnel quiet that long is closed as idle,
+      // not failed (the upstream's own timer raced it, and won with a warning at equal values).
+      lease.stream.setIdleTimeout(0, upstreamIdle);
+      const r = await tunnel({ conn, upstream: lease.stream, pipes, log: o.log, idleTimeoutMs: Math.min(o.idleTimeoutMs, o.upstreamIdleTimeoutMs) });
       o.stats.body(conn, r.downPath, r.down);
       o.log.info({ conn: conn.id, upstream, up: r.up, down: r.down, body: r.downPath, ...cryptoSite(conn.tls), ms: msSince(started) }, 'tunnel closed');
     } catch (err) {
@@ -91,6 +94,9 @@ export function createTcpProxy(o: Omit<TcpProxyOptions, 'server'>): Front {
     }
   }
 }
+
+/** The upstream's own idle timer is off in a tunnel: its error is never made. */
+const upstreamIdle = (): Error => new Error('upstream idle');
 
 function msSince(t: bigint): number {
   return Math.round(Number(process.hrtime.bigint() - t) / 1e4) / 100;

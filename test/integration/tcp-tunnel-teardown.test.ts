@@ -216,6 +216,20 @@ describe('aludel tcp: how tunnels end', () => {
     assert.equal(line.msg, 'tunnel closed', JSON.stringify(line));
   });
 
+  test('--upstream-idle-timeout below --idle-timeout: a quiet tunnel is closed as idle at the smaller, not failed', async () => {
+    const port = await backend('echo');
+    const p = await tcp(port, '--upstream-idle-timeout', '1s', '--idle-timeout', '10s');
+    const from = p.mark();
+    const c = await connect(p.port);
+    c.on('error', () => undefined);
+    const line = await p.waitForLog((l) => ended(l), 4000, from);
+    assert.equal(line.msg, 'tunnel closed', JSON.stringify(line));
+    assert.equal(line.level, 30, 'info');
+    assert.equal(line.reason, 'idle timeout');
+    assert.equal(line.idleMs, 1000);
+    c.destroy();
+  });
+
   test('half-close: a client that sends its FIN (with close_notify, or without) still gets the upstream\'s answer', async () => {
     const port = await backend('count');
     const p = await tcp(port, '--idle-timeout', '10s');
