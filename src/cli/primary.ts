@@ -29,7 +29,7 @@ import { FIRST_LISTEN_FD, isToPrimary, WORKER_ENV, WORKER_FDS_ENV, withoutInspec
 import { startRedirectFor } from './serve-command.js';
 import { acmeCloser, prepareAcme, startAcme } from './acme-setup.js';
 import type { AcmeManager } from '../tls/acme/acme-manager.js';
-import { formatAddress, listenError } from './listeners.js';
+import { formatAddress, listenError, Listeners } from './listeners.js';
 import { startWorkerAdmin, type WorkerMetricsSource } from './primary-admin.js';
 import type { SignalTargets } from './signals.js';
 import { CacheRelay } from './cache-relay.js';
@@ -425,6 +425,19 @@ export function startsWorkers(s: Pick<ListenerSettings, 'workers' | 'workersAuto
   return plan.workers > 1;
 }
 
+/**
+ * Refuses what every worker would refuse at its start (a key that is not the
+ * certificate's, a pair OpenSSL refuses such as an "ee key too small", a
+ * --ciphers list it matches nothing in, --offload kernel without kTLS), by
+ * building the TLS listeners a worker builds, never bound and logging
+ * nowhere. As nginx's master checks its configuration before it starts a
+ * worker (`nginx -t`): one error, the one `--workers 1` gives, reading the
+ * files by their own paths, nothing bound or forked.
+ */
+function checkAsWorkerWould(s: ListenerSettings): void {
+  new Listeners(s, silentLogger, undefined, false);
+}
+
 /** Binds the listeners, starts the workers and the primary's own listeners. */
 export async function runPrimary(s: PrimarySettings, config: HeldConfig | null = null): Promise<Primary> {
   const log = createLogger({ level: s.logLevel });
@@ -434,6 +447,8 @@ export async function runPrimary(s: PrimarySettings, config: HeldConfig | null =
   }
   // One process orders and renews: this one, which outlives the workers. Before they start: they load the stand-ins.
   const acme = s.mode === 'tcp' ? null : await prepareAcme(s as PrimarySettings & HttpServerSettings, log, () => primary.certificatesStored());
+  // After prepareAcme: with --acme-domain the pairs checked are its stand-ins or stored pairs.
+  checkAsWorkerWould(s);
   const bound = bindListeners(addon, s);
   const primary = new Primary(s, log, addon, bound, READY_MESSAGE[s.mode], acme, config);
   const how = s.reusePort ? `each of ${s.workers} workers has its own SO_REUSEPORT socket on` : `${s.workers} workers share`;

@@ -12,6 +12,7 @@ import { spawn } from 'node:child_process';
 import { CLI, runCli, serveArgs } from '../support/aludel-process.js';
 import { makeFixtures, type StandardFixtures } from '../support/fixtures.js';
 import { reapOnExit, run } from '../support/run-process.js';
+import { makeRsaCert } from '../support/rsa-cert.js';
 
 let fx: StandardFixtures;
 before(async () => {
@@ -147,4 +148,34 @@ describe('YAML config files the yaml library refuses', () => {
     assert.match(r.stderr, /deep\.yaml: .*nested too deeply/);
     assert.doesNotMatch(r.stderr, /call stack|quote values/);
   });
+});
+
+describe('--workers 2 with a certificate and key that do not load', () => {
+  // nginx checks its configuration before it starts a worker (as `nginx -t`): one message, nothing started.
+  const pairs: Record<string, () => Promise<{ certFile: string; keyFile: string }>> = {
+    'a key that is not the certificate\'s': async () => ({ certFile: fx.certFile, keyFile: (await makeRsaCert(fs.mkdtempSync(path.join(fx.dir, 'other-')))).keyFile }),
+    'an RSA-768 pair OpenSSL refuses (ee key too small)': async () => {
+      const dir = fs.mkdtempSync(path.join(fx.dir, 'weak-'));
+      const certFile = path.join(dir, 'weak.pem');
+      const keyFile = path.join(dir, 'weak.key');
+      const r = await run('openssl', ['req', '-x509', '-newkey', 'rsa:768', '-nodes', '-sha256', '-days', '2', '-subj', '/CN=weak', '-keyout', keyFile, '-out', certFile], { timeoutMs: 30_000 });
+      assert.equal(r.code, 0, r.stderr);
+      return { certFile, keyFile };
+    },
+  };
+  for (const [what, make] of Object.entries(pairs)) {
+    test(`${what}: the primary refuses before forking, with the text --workers 1 gives, exit 2`, async () => {
+      const { certFile, keyFile } = await make();
+      const args = (workers: string) => ['serve', '--workers', workers, '--listen', '127.0.0.1:0', '--cert', certFile, '--key', keyFile, '--root', fx.root];
+      const one = await runCli(args('1'), {}, 60_000);
+      assert.equal(one.code, 2, one.stderr);
+      const two = await runCli(args('2'), {}, 60_000);
+      assert.equal(two.code, 2, two.stderr);
+      assert.equal(two.stderr, one.stderr);
+      const errors = two.stderr.split('\n').filter((l) => l.startsWith('aludel: '));
+      assert.equal(errors.length, 1, two.stderr);
+      assert.ok(errors[0]!.includes(certFile), errors[0]);
+      assert.doesNotMatch(two.stdout, /worker started|primary: /);
+    });
+  }
 });
