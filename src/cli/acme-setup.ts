@@ -24,6 +24,8 @@ export async function prepareAcme(s: HttpServerSettings, log: Logger, reload: ()
   if (s.acme === null) return null;
   await loadAcmeClient();
   const manager = new AcmeManager(s.acme, log, reload);
+  // Whatever ends a start before the first order (an error, exit 2, a signal) leaves no stand-in behind.
+  process.once('exit', () => manager.discardStandIns());
   try {
     await manager.prepare();
   } catch (err) {

@@ -74,16 +74,25 @@ export class HeldConfig {
     return this.current;
   }
 
-  /** HUP: reads the file; keeps it when it loads (returns what `check` made of it), else keeps the previous text, says so and returns null. */
-  async reload(log: Logger): Promise<unknown> {
-    try {
-      const text = await readConfigText(this.file);
-      const checked = await this.check(text);
-      this.current = text;
-      return checked;
-    } catch (err) {
-      log.error({ detail: (err as Error).message }, 'reload: the config file does not load; a worker restarted later starts from the last one that did');
-      return null;
-    }
+  /** HUP: reads the file and checks it as a start would; throws when it does not load. Nothing is kept until keep(). */
+  async load(): Promise<{ text: string; settings: unknown }> {
+    const text = await readConfigText(this.file);
+    return { text, settings: await this.check(text) };
+  }
+
+  /** The text a worker restarted from now on starts from: a reload's, once everything it names loaded. */
+  keep(text: string): void {
+    this.current = text;
+  }
+
+  /** The restart-only settings that `next` changes from the start, by name (the reload warning). */
+  restartOnlyChanged(next: object): string[] {
+    const started = JSON.parse(this.startedRestartOnly) as Record<string, unknown>;
+    return Object.keys(started).filter((k) => JSON.stringify((next as Record<string, unknown>)[k]) !== JSON.stringify(started[k]));
+  }
+
+  /** `next` with the restart-only settings as started: what a worker's reload applies. */
+  asStarted<S extends object>(next: S): S {
+    return { ...next, ...(JSON.parse(this.startedRestartOnly) as Partial<S>) };
   }
 }

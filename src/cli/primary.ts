@@ -10,9 +10,11 @@
  * --redirect-http listeners, orders and renews the --acme-domain
  * certificates (the workers get the pending challenges and are told to take
  * each new pair into service), and passes signals on:
- * - HUP: every worker reloads (its settings and certificates, as one process does);
- *   the primary reads --config too, and keeps it if it loads: a worker it
- *   restarts starts from that copy, not from the file (held-config.ts);
+ * - HUP: the primary reads --config and the files it names first, and checks
+ *   them as a worker would; a mistake is one line and no worker is told (as
+ *   nginx's master keeps its workers when a new configuration fails). When
+ *   they load, every worker reloads (as one process does), and a worker the
+ *   primary restarts starts from its copy, not from the file (held-config.ts);
  * - TERM/INT: every worker stops gracefully; the primary waits for all of them;
  * - QUIT: every worker stops at once;
  * - USR1: every worker reopens its access log (and no inspector opens anywhere).
@@ -29,7 +31,7 @@ import { FIRST_LISTEN_FD, isToPrimary, WORKER_ENV, WORKER_FDS_ENV, withoutInspec
 import { startRedirectFor } from './serve-command.js';
 import { acmeCloser, prepareAcme, startAcme } from './acme-setup.js';
 import type { AcmeManager } from '../tls/acme/acme-manager.js';
-import { formatAddress, listenError } from './listeners.js';
+import { formatAddress, listenError, Listeners } from './listeners.js';
 import { startWorkerAdmin, type WorkerMetricsSource } from './primary-admin.js';
 import type { SignalTargets } from './signals.js';
 import { CacheRelay } from './cache-relay.js';
@@ -348,12 +350,42 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
 
   async reload(): Promise<void> {
     if (this.stopping) return;
-    // The settings a worker restarted from now on reads: the held config's (or the command line's).
-    const next = this.config === null ? this.s : await this.config.reload(this.log);
-    if (this.stopping) return;
-    if (next !== null) this.holdFiles(next as FileSettings);
+    const loaded = await this.checkReload();
+    if (this.stopping || !loaded) return;
     this.log.info({ workers: this.workerPids }, 'reload: passing SIGHUP to every worker');
     this.signalReadyWorkers('SIGHUP');
+  }
+
+  /**
+   * HUP: the settings a worker's reload would load (--config, when given, read
+   * again; with the restart-only ones as started), checked as it would check
+   * them. As nginx's master checks a new configuration before any worker
+   * sees it, a mistake (a file that is not YAML, a key that is not the
+   * certificate's) is one line, here, and no worker is told: each keeps
+   * serving what it serves. Otherwise the text and the files are held for
+   * the workers restarted from now on, and a restart-only change is said
+   * once, here, rather than by every worker.
+   */
+  private async checkReload(): Promise<boolean> {
+    try {
+      if (this.config === null) {
+        checkAsWorkerWould(this.s);
+        this.holdFiles(this.s);
+        return true;
+      }
+      const { text, settings } = await this.config.load();
+      const applied = this.config.asStarted(settings as PrimarySettings);
+      checkAsWorkerWould(applied);
+      this.config.keep(text);
+      this.holdFiles(applied);
+      const kept = this.config.restartOnlyChanged(settings as PrimarySettings);
+      if (kept.length > 0) this.log.warn({ settings: kept }, `reload: ${kept.join(', ')} changed; these take effect only on a restart, and the current values stay`);
+      return true;
+    } catch (err) {
+      const e = err as Error & { code?: string };
+      this.log.error({ error: e.code, detail: e.message }, 'reload failed: still serving with the previous settings and certificates');
+      return false;
+    }
   }
 
   reopenLogs(): void {
@@ -425,6 +457,19 @@ export function startsWorkers(s: Pick<ListenerSettings, 'workers' | 'workersAuto
   return plan.workers > 1;
 }
 
+/**
+ * Refuses what every worker would refuse at its start (a key that is not the
+ * certificate's, a pair OpenSSL refuses such as an "ee key too small", a
+ * --ciphers list it matches nothing in, --offload kernel without kTLS), by
+ * building the TLS listeners a worker builds, never bound and logging
+ * nowhere. As nginx's master checks its configuration before it starts a
+ * worker (`nginx -t`): one error, the one `--workers 1` gives, reading the
+ * files by their own paths, nothing bound or forked.
+ */
+function checkAsWorkerWould(s: ListenerSettings): void {
+  new Listeners(s, silentLogger, undefined, false);
+}
+
 /** Binds the listeners, starts the workers and the primary's own listeners. */
 export async function runPrimary(s: PrimarySettings, config: HeldConfig | null = null): Promise<Primary> {
   const log = createLogger({ level: s.logLevel });
@@ -434,6 +479,8 @@ export async function runPrimary(s: PrimarySettings, config: HeldConfig | null =
   }
   // One process orders and renews: this one, which outlives the workers. Before they start: they load the stand-ins.
   const acme = s.mode === 'tcp' ? null : await prepareAcme(s as PrimarySettings & HttpServerSettings, log, () => primary.certificatesStored());
+  // After prepareAcme: with --acme-domain the pairs checked are its stand-ins or stored pairs.
+  checkAsWorkerWould(s);
   const bound = bindListeners(addon, s);
   const primary = new Primary(s, log, addon, bound, READY_MESSAGE[s.mode], acme, config);
   const how = s.reusePort ? `each of ${s.workers} workers has its own SO_REUSEPORT socket on` : `${s.workers} workers share`;

@@ -90,7 +90,7 @@ export async function runProxy(s: ProxySettings, load: () => Promise<ProxySettin
   };
   const serving = new Serving<ProxySettings>({
     servers: listeners.servers, log, stats, load, build,
-    restartKeys: PROXY_RESTART, access, others: () => [admin, redirect, acmeCloser(acme)], stoppedMessage: 'proxy stopped',
+    restartKeys: PROXY_RESTART, restartKeysWarning: worker === null, access, others: () => [admin, redirect, acmeCloser(acme)], stoppedMessage: 'proxy stopped',
   }, await build(s, null));
   if (worker !== null) {
     // The primary holds the admin and redirect listeners, and says 'proxying' once every worker is ready.

@@ -60,7 +60,7 @@ export async function runServe(s: ServeSettings, load: () => Promise<ServeSettin
   };
   const serving = new Serving<ServeSettings>({
     servers: listeners.servers, log, stats, load, build,
-    restartKeys: LISTENER_RESTART, access, others: () => [admin, redirect, acmeCloser(acme)], stoppedMessage: 'stopped',
+    restartKeys: LISTENER_RESTART, restartKeysWarning: worker === null, access, others: () => [admin, redirect, acmeCloser(acme)], stoppedMessage: 'stopped',
   }, await build(s, null));
   if (worker !== null) {
     // The primary holds the admin and redirect listeners, and says 'serving files over HTTPS' once every worker is ready.

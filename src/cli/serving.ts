@@ -44,6 +44,8 @@ export interface ServingOptions<S extends ListenerSettings> {
   build(next: S, previous: S | null): Promise<Generation<S>>;
   /** The settings that only take effect on a restart (the sockets, the engine, files held open). */
   restartKeys: ReadonlyArray<keyof S>;
+  /** Whether a reload that changes one of them says so (false in a worker: its primary says it once for all). Default true. */
+  restartKeysWarning?: boolean;
   /** Reopened on SIGUSR1, closed last. */
   access: AccessLog;
   /** The other listeners (admin, --redirect-http; null when off), closed after the connections. */
@@ -97,7 +99,8 @@ export class Serving<S extends ListenerSettings> {
     try {
       const loaded = await this.o.load();
       const kept = changed(this.current.settings, loaded, this.o.restartKeys);
-      if (kept.length > 0) log.warn({ settings: kept }, `reload: ${kept.join(', ')} changed; these take effect only on a restart, and the current values stay`);
+      const say = this.o.restartKeysWarning === false ? log.debug.bind(log) : log.warn.bind(log);
+      if (kept.length > 0) say({ settings: kept }, `reload: ${kept.join(', ')} changed; these take effect only on a restart, and the current values stay`);
       // As the line says: the new generation runs with the current values (a changed --offload-policy
       // reached the TLS contexts, and the settings in force named addresses nobody listened on), as a
       // worker restarted after this reload starts with them (held-config.ts, WORKER_STARTED_ENV).

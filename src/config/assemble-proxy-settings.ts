@@ -14,6 +14,7 @@ import { upstreamTlsProblems } from './upstream-tls-check.js';
 import { ticketKeyFileProblem } from '../tls/ticket-keys.js';
 import { VERSION_ORDER, workerCountFor } from './setting-values.js';
 import { managedPaths } from '../tls/acme/storage.js';
+import type { CertificateFiles } from '../tls/certificates.js';
 
 /** --acme-directory's default: Let's Encrypt's production directory. */
 export const LETS_ENCRYPT_DIRECTORY = 'https://acme-v02.api.letsencrypt.org/directory';
@@ -259,12 +260,25 @@ async function mergeAndCheck(mode: SettingsMode, layers: readonly SettingLayer[]
   return s;
 }
 
+/**
+ * The --acme-domain pairs, one per name in the storage directory; errors name
+ * each by its --acme-domain, not by a --cert the admin never gave.
+ */
+function managedCertificates(s: ProxyInput): CertificateFiles[] {
+  const acme = acmeSettings(s);
+  if (acme === null) return [];
+  return acme.domains.map((d) => {
+    const { certFile, keyFile } = managedPaths(acme.storage, d);
+    return { certFile, keyFile, label: `--acme-domain ${d}, its certificate kept in --acme-storage ${acme.storage}` };
+  });
+}
+
 /** The settings every listener shares, from checked input. */
 function listenerSettings(s: ProxyInput): ListenerSettings {
   return {
     listen: s.listen!,
     // Managed certificates first (the first is the default), then the --cert/--key pairs.
-    certificates: [...acmeSettings(s)?.domains.map((d) => managedPaths(acmeSettings(s)!.storage, d)).map(({ certFile, keyFile }) => ({ certFile, keyFile })) ?? [], ...(s.cert ?? []).map((certFile, i) => ({ certFile, keyFile: s.key![i]! }))],
+    certificates: [...managedCertificates(s), ...(s.cert ?? []).map((certFile, i) => ({ certFile, keyFile: s.key![i]! }))],
     offload: s.offload!,
     offloadPolicy: s['offload-policy']!,
     tlsMin: s['tls-min']!,

@@ -65,7 +65,7 @@ export interface ListenerSettings {
    * repeated, or lists in the config file), checked readable at start-up. The
    * first pair is the default; the others are chosen by SNI (docs/certificates.md).
    */
-  certificates: Array<{ certFile: string; keyFile: string }>;
+  certificates: Array<{ certFile: string; keyFile: string; label?: string }>;
   offload: 'auto' | 'kernel' | 'userspace';
   /** Default 'default'; 'prefer-hw': TLS 1.2 AES-128-GCM on the client side where the NIC offloads TLS (src/tls/hw-offload-policy.ts). */
   offloadPolicy: OffloadPolicy;

@@ -32,6 +32,16 @@ import { pemBlocks } from './pem.js';
 export interface CertificateFiles {
   certFile: string;
   keyFile: string;
+  /**
+   * How an error names this pair when it is not the admin's own --cert
+   * (an --acme-domain's managed pair); default `--cert FILE`.
+   */
+  label?: string;
+}
+
+/** The pair as the admin gave it: `--cert FILE`, or what made it (an --acme-domain). */
+function pairLabel(c: CertificateFiles): string {
+  return c.label ?? `--cert ${c.certFile}`;
 }
 
 /** A certificate or key file that cannot serve: the message names the file and the problem. */
@@ -229,6 +239,7 @@ export function loadCertificate(files: CertificateFiles, index: number): LoadedC
   return {
     certFile,
     keyFile,
+    ...(files.label === undefined ? {} : { label: files.label }),
     index,
     chainPem: blocks.join('\n') + '\n',
     keyPem,
@@ -263,7 +274,7 @@ export function planCertificates(list: readonly CertificateFiles[]): Certificate
   const certs = list.map((files, i) => loadCertificate(files, i));
   for (const c of certs.slice(1)) {
     if (c.names.length === 0) {
-      throw new CertificateError(`--cert ${c.certFile} names no host (no subjectAltName DNS entry, no CN), so it could never be chosen; only the first certificate (the default) may do without names`);
+      throw new CertificateError(`${pairLabel(c)} names no host (no subjectAltName DNS entry, no CN), so it could never be chosen; only the first certificate (the default) may do without names`);
     }
   }
   const listing = new Map<string, LoadedCertificate[]>();
@@ -300,7 +311,7 @@ export function planCertificates(list: readonly CertificateFiles[]): Certificate
     if (used.has(c.index)) continue;
     const by = certs.find((o) => o.index < c.index && o.keyType === c.keyType && c.names.every((n) => o.names.includes(n)));
     throw new CertificateError(
-      `--cert ${c.certFile} would never be chosen: each of its names (${c.names.join(', ')}) already has a ${typeLabel(c.keyType)} certificate earlier in the list${by ? ` (--cert ${by.certFile})` : ''}`,
+      `${pairLabel(c)} would never be chosen: each of its names (${c.names.join(', ')}) already has a ${typeLabel(c.keyType)} certificate earlier in the list${by ? ` (${pairLabel(by)})` : ''}`,
     );
   }
   return { certificates: certs, contexts, table };

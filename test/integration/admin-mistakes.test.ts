@@ -12,6 +12,7 @@ import { spawn } from 'node:child_process';
 import { CLI, runCli, serveArgs } from '../support/aludel-process.js';
 import { makeFixtures, type StandardFixtures } from '../support/fixtures.js';
 import { reapOnExit, run } from '../support/run-process.js';
+import { makeRsaCert } from '../support/rsa-cert.js';
 
 let fx: StandardFixtures;
 before(async () => {
@@ -146,5 +147,80 @@ describe('YAML config files the yaml library refuses', () => {
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /deep\.yaml: .*nested too deeply/);
     assert.doesNotMatch(r.stderr, /call stack|quote values/);
+  });
+});
+
+describe('--workers 2 with a certificate and key that do not load', () => {
+  // nginx checks its configuration before it starts a worker (as `nginx -t`): one message, nothing started.
+  const pairs: Record<string, () => Promise<{ certFile: string; keyFile: string }>> = {
+    'a key that is not the certificate\'s': async () => ({ certFile: fx.certFile, keyFile: (await makeRsaCert(fs.mkdtempSync(path.join(fx.dir, 'other-')))).keyFile }),
+    'an RSA-768 pair OpenSSL refuses (ee key too small)': async () => {
+      const dir = fs.mkdtempSync(path.join(fx.dir, 'weak-'));
+      const certFile = path.join(dir, 'weak.pem');
+      const keyFile = path.join(dir, 'weak.key');
+      const r = await run('openssl', ['req', '-x509', '-newkey', 'rsa:768', '-nodes', '-sha256', '-days', '2', '-subj', '/CN=weak', '-keyout', keyFile, '-out', certFile], { timeoutMs: 30_000 });
+      assert.equal(r.code, 0, r.stderr);
+      return { certFile, keyFile };
+    },
+  };
+  for (const [what, make] of Object.entries(pairs)) {
+    test(`${what}: the primary refuses before forking, with the text --workers 1 gives, exit 2`, async () => {
+      const { certFile, keyFile } = await make();
+      const args = (workers: string) => ['serve', '--workers', workers, '--listen', '127.0.0.1:0', '--cert', certFile, '--key', keyFile, '--root', fx.root];
+      const one = await runCli(args('1'), {}, 60_000);
+      assert.equal(one.code, 2, one.stderr);
+      const two = await runCli(args('2'), {}, 60_000);
+      assert.equal(two.code, 2, two.stderr);
+      assert.equal(two.stderr, one.stderr);
+      const errors = two.stderr.split('\n').filter((l) => l.startsWith('aludel: '));
+      assert.equal(errors.length, 1, two.stderr);
+      assert.ok(errors[0]!.includes(certFile), errors[0]);
+      assert.doesNotMatch(two.stdout, /worker started|primary: /);
+    });
+  }
+});
+
+describe('a start with --acme-domain that fails', () => {
+  // Nothing is ordered: each start fails before the first order, so no CA is needed (the directory is never asked).
+  const acme = (storage: string) => ['--acme-domain', 'example.test', '--acme-directory', 'https://127.0.0.1:1/directory', '--acme-storage', storage];
+  const pairOf = (storage: string) => path.join(storage, 'certificates', 'example.test', 'pair.pem');
+
+  test('a --cert for the same name: the error names --acme-domain and the storage directory, not a --cert never given; no stand-in left behind', async () => {
+    const storage = path.join(fx.dir, 'acme-conflict');
+    const own = fs.mkdtempSync(path.join(fx.dir, 'own-'));
+    const made = await runCli(['cert', '--out', own, '--name', 'example.test']);
+    assert.equal(made.code, 0, made.stderr);
+    for (const workers of ['1', '2']) {
+      const r = await runCli(['serve', '--workers', workers, '--listen', '127.0.0.1:0', '--root', fx.root, '--cert', path.join(own, 'cert.pem'), '--key', path.join(own, 'key.pem'), ...acme(storage)], {}, 60_000);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, new RegExp(`^aludel: --cert ${path.join(own, 'cert.pem')} would never be chosen: .*\\(--acme-domain example\\.test, its certificate kept in --acme-storage ${storage}\\)`, 'm'));
+      assert.doesNotMatch(r.stderr, /--cert \S*pair\.pem/);
+      assert.equal(fs.existsSync(pairOf(storage)), false, `--workers ${workers}: the stand-in written by the failed start is still there`);
+    }
+  });
+
+  test('a --listen port that is taken (--workers 1 and 2): exit 2, and the storage holds no stand-in afterwards', async () => {
+    const taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as net.AddressInfo).port;
+    try {
+      for (const workers of ['1', '2']) {
+        const storage = path.join(fx.dir, `acme-taken-${workers}`);
+        const r = await runCli(['serve', '--workers', workers, '--listen', `127.0.0.1:${port}`, '--root', fx.root, ...acme(storage)], {}, 60_000);
+        assert.equal(r.code, 2, r.stderr);
+        assert.match(r.stderr, /Address already in use/);
+        assert.equal(fs.existsSync(pairOf(storage)), false, `--workers ${workers}: the stand-in written by the failed start is still there`);
+      }
+    } finally {
+      taken.close();
+    }
+  });
+
+  test('a worker that fails at start-up (--workers 2, an access log it cannot open): no stand-in left behind', async () => {
+    const storage = path.join(fx.dir, 'acme-worker-fails');
+    const r = await runCli(['serve', '--workers', '2', '--listen', '127.0.0.1:0', '--root', fx.root, '--access-log', path.join(fx.dir, 'no-such-dir', 'access.log'), ...acme(storage)], {}, 60_000);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stdout, /a worker failed to start/);
+    assert.equal(fs.existsSync(pairOf(storage)), false, 'the stand-in written by the failed start is still there');
   });
 });

@@ -327,12 +327,21 @@ describe('--workers 2 (serve)', () => {
   });
 
   test('a worker that fails at start-up fails the start (exit 2, its error shown), as one process would', { timeout: 60_000 }, async () => {
+    // An access log in a directory that does not exist: each worker opens it (the primary does not), so the worker fails.
+    const log = path.join(fx.outDir, 'no-such-dir', 'access.log');
+    const r = await runCli(['serve', '--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--root', fx.root, '--access-log', log, '--workers', '2'], undefined, 30_000);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /no-such-dir\/access\.log/, 'the worker\'s error names the file');
+    assert.match(r.stdout, /a worker failed to start \(its error is above\): stopping/);
+  });
+
+  test('a certificate that does not load is refused by the primary before any worker starts (exit 2, the file named)', { timeout: 60_000 }, async () => {
     const bad = path.join(fx.outDir, 'not-a-cert.pem');
     fs.writeFileSync(bad, 'pem\n');
     const r = await runCli(['serve', '--listen', '127.0.0.1:0', '--cert', bad, '--key', fx.keyFile, '--root', fx.root, '--workers', '2'], undefined, 30_000);
     assert.equal(r.code, 2, r.stderr);
-    assert.match(r.stderr, /not-a-cert\.pem/, 'the worker\'s error names the file');
-    assert.match(r.stdout, /a worker failed to start \(its error is above\): stopping/);
+    assert.match(r.stderr, /^aludel: .*not-a-cert\.pem/);
+    assert.doesNotMatch(r.stdout, /worker started/);
   });
 
   test('SIGUSR1 reaches the workers (access logs reopened) and opens no inspector anywhere', { timeout: 30_000 }, async () => {

@@ -622,8 +622,8 @@ describe('--acme-domain and the other --acme-* settings (RFC 8555)', () => {
     const s = await fromArgv('http', ['--acme-domain', 'www.example.com', '--acme-domain', 'Shop.Example.com.', '--acme-storage', '/var/lib/aludel/acme', '--to', to[0]!]);
     assert.deepEqual(s.acme, { domains: ['www.example.com', 'shop.example.com'], directoryUrl: 'https://acme-v02.api.letsencrypt.org/directory', email: null, storage: '/var/lib/aludel/acme', caFile: null, challenge: null });
     assert.deepEqual(s.certificates, [
-      { certFile: '/var/lib/aludel/acme/certificates/www.example.com/pair.pem', keyFile: '/var/lib/aludel/acme/certificates/www.example.com/pair.pem' },
-      { certFile: '/var/lib/aludel/acme/certificates/shop.example.com/pair.pem', keyFile: '/var/lib/aludel/acme/certificates/shop.example.com/pair.pem' },
+      { certFile: '/var/lib/aludel/acme/certificates/www.example.com/pair.pem', keyFile: '/var/lib/aludel/acme/certificates/www.example.com/pair.pem', label: '--acme-domain www.example.com, its certificate kept in --acme-storage /var/lib/aludel/acme' },
+      { certFile: '/var/lib/aludel/acme/certificates/shop.example.com/pair.pem', keyFile: '/var/lib/aludel/acme/certificates/shop.example.com/pair.pem', label: '--acme-domain shop.example.com, its certificate kept in --acme-storage /var/lib/aludel/acme' },
     ]);
     const both = await resolveProxySettings('http', { ...minimal(), acmeDomain: ['a.example.com'], acmeStorage: '/s' });
     assert.deepEqual(both.certificates.map((c) => c.certFile), ['/s/certificates/a.example.com/pair.pem', cert]);

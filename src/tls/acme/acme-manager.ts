@@ -12,6 +12,7 @@
  * (renew-policy.ts). The lock (storage.ts) keeps two processes sharing the
  * directory from ordering the same name at once.
  */
+import fs from 'node:fs';
 import type { Logger } from '../../log/logger.js';
 import { createSelfSignedCert } from '../self-signed.js';
 import { loadCertificate } from '../certificates.js';
@@ -83,6 +84,9 @@ export class AcmeManager {
   /** Orders run one at a time: kinder to the CA, and each failure keeps its own Retry-After (acme-order.ts). */
   private queue: Promise<void> = Promise.resolve();
   private readonly ari: AriTracker;
+  /** The stand-ins prepare() wrote, by name, as written; a start that fails before start() takes them away (discardStandIns). */
+  private readonly standInsWritten = new Map<Managed, string>();
+  private started = false;
 
   constructor(private readonly s: AcmeSettings, private readonly log: Logger, private readonly onIssued: () => void) {
     this.managed = s.domains.map((name) => ({
@@ -121,6 +125,7 @@ export class AcmeManager {
 
   /** Schedules every name: at once for stand-ins and certificates due, else at their renewal time. */
   start(challenge: AcmeChallengeType): void {
+    this.started = true;
     this.challenge = challenge;
     for (const m of this.managed) this.schedule(m, this.dueIn(m));
   }
@@ -133,7 +138,29 @@ export class AcmeManager {
 
   private async writeStandIn(m: Managed): Promise<void> {
     const c = await createSelfSignedCert({ commonName: m.name, altNames: [m.name], days: STAND_IN_DAYS });
-    writeSecretFile(m.paths.certFile, `${c.certPem}${c.keyPem}`);
+    const pem = `${c.certPem}${c.keyPem}`;
+    writeSecretFile(m.paths.certFile, pem);
+    this.standInsWritten.set(m, pem);
+  }
+
+  /**
+   * Before start() (the start failed: a port taken, a --cert for the same
+   * name, a worker that could not start): removes the stand-ins prepare()
+   * wrote, so the storage directory is as this start found it and the next
+   * start (or `aludel doctor`) sees no certificate for a name that never
+   * served. A file that is no longer the one written (another process
+   * sharing the directory stored its own since) stays. After start(): nothing.
+   */
+  discardStandIns(): void {
+    if (this.started) return;
+    for (const [m, pem] of this.standInsWritten) {
+      try {
+        if (fs.readFileSync(m.paths.certFile, 'latin1') === pem) fs.rmSync(m.paths.certFile, { force: true });
+      } catch {
+        // Gone already, or unreadable now: nothing of ours to remove.
+      }
+    }
+    this.standInsWritten.clear();
   }
 
   /** The status fields that come from the pair on disk. */
