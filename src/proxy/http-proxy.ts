@@ -234,8 +234,13 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
   httpServer.on('clientError', (err: ParseError, socket) => answerClientError(o.log, err, socket, refusals));
   // CONNECT asks for a tunnel to any host (RFC 9110 §9.3.6): a gateway to its upstreams offers none.
   httpServer.on('connect', (req: http.IncomingMessage, socket) => answerConnect(o.log, req, socket as unknown as SecureConnection, s.idleTimeoutMs, 501));
-  const upgrades = { settings: s, group: o.group, forwarder, pipes, stats: o.stats, log: o.log };
-  httpServer.on('upgrade', (req: http.IncomingMessage, socket, head: Buffer) => void upgrade(upgrades, req, socket as unknown as SecureConnection, head));
+  const upgrades = { settings: s, group: o.group, forwarder, pipes, stats: o.stats, access, log: o.log };
+  /** Each upgrade until its lines are written: drained means every tunnel said how it ended (as tcp's). */
+  const upgrading = new Set<Promise<void>>();
+  httpServer.on('upgrade', (req: http.IncomingMessage, socket, head: Buffer) => {
+    const u = upgrade(upgrades, req, socket as unknown as SecureConnection, head).finally(() => upgrading.delete(u));
+    upgrading.add(u);
+  });
 
   // No listen() of its own (connections come from the TLS listener): start the timeout sweeper.
   httpServer.emit('listening');
@@ -243,5 +248,15 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
     log: o.log, handler: (req, res) => void handle(req, res),
     limits: { maxConcurrentStreams: s.http2MaxConcurrentStreams, maxHeaderSize: s.maxHeaderSize, idleTimeoutMs: s.idleTimeoutMs },
   });
-  return alpnFront(httpFront(httpServer), h2);
+  const front = alpnFront(httpFront(httpServer), h2);
+  return {
+    accept: (conn) => front.accept(conn),
+    drain: async () => {
+      await front.drain();
+      await Promise.all([...upgrading]);
+    },
+    get connections() {
+      return front.connections;
+    },
+  };
 }

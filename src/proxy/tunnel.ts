@@ -93,7 +93,7 @@ async function clientToUpstream(conn: SecureConnection, u: UpstreamStream, ahead
     try {
       await u.write(ahead);
     } catch (err) {
-      return err as Error;
+      return refusedBy(err);
     }
     count(ahead.length);
   }
@@ -103,12 +103,18 @@ async function clientToUpstream(conn: SecureConnection, u: UpstreamStream, ahead
     try {
       await u.write(chunk);
     } catch (err) {
-      return err as Error;
+      return refusedBy(err);
     }
     count(chunk.length);
   }
   u.endWrite();
   return null;
+}
+
+/** A write the upstream refused: the upstream's failure, as its failed reads are. */
+function refusedBy(err: unknown): Error {
+  if (typeof err === 'object' && err !== null) upstreamFailures.add(err);
+  return err as Error;
 }
 
 async function upstreamToClient(conn: SecureConnection, u: UpstreamStream, pipes: PipePool | null, count: (n: number) => void): Promise<'splice' | 'write'> {
@@ -151,12 +157,37 @@ function endClient(conn: SecureConnection): Promise<void> {
 /** Errors of the upstream's side (a read it failed): the tunnel closes the client with a linger for them. */
 const upstreamFailures = new WeakSet<object>();
 
+/**
+ * Errors the tunnel itself destroyed the upstream with (its timeouts, the
+ * client connection gone): the upstream's read then fails with them, which
+ * makes them no failure of the upstream's.
+ */
+const tunnelsOwn = new WeakSet<object>();
+
+/** Whether a tunnel's error is the upstream's doing (a read it failed, a write it refused), not the client's. */
+export function isUpstreamFailure(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && upstreamFailures.has(err);
+}
+
+/** What a tunnel that failed had moved by then, by the error it threw. */
+const resultsOfFailures = new WeakMap<object, TunnelResult>();
+
+/**
+ * The bytes a failed tunnel moved before it ended (null for an error that
+ * is no tunnel's): a tunnel cut or reset after an hour of traffic still
+ * carried that traffic, and its lines and counters say so, as nginx's
+ * $bytes_sent does for a connection that ended badly.
+ */
+export function tunnelResultOf(err: unknown): TunnelResult | null {
+  return typeof err === 'object' && err !== null ? resultsOfFailures.get(err) ?? null : null;
+}
+
 /** The upstream's next bytes; a failure is marked as the upstream's. */
 async function readUpstream(u: UpstreamStream): Promise<Buffer | null> {
   try {
     return await u.read();
   } catch (err) {
-    if (typeof err === 'object' && err !== null) upstreamFailures.add(err);
+    if (typeof err === 'object' && err !== null && !tunnelsOwn.has(err)) upstreamFailures.add(err);
     throw err;
   }
 }
@@ -231,6 +262,7 @@ export async function tunnel(o: TunnelOptions): Promise<TunnelResult> {
   let refused: Error | null = null;
   const stop = (err: Error): void => {
     stopped ??= err;
+    if (!upstreamFailures.has(err)) tunnelsOwn.add(err);
     u.destroy(err);
     if (refused !== null || upstreamFailures.has(err)) lingerOnClient(conn);
     else conn.destroy();
@@ -238,7 +270,12 @@ export async function tunnel(o: TunnelOptions): Promise<TunnelResult> {
   const idle = idleWatch(o.idleTimeoutMs ?? 0, conn, () => stop(new TunnelIdleError(o.idleTimeoutMs!, r)));
   // Stalled: bytes for the client wait above the stream's high-water mark (writableNeedDrain).
   const stall = idleWatch(o.stallTimeoutMs ?? 0, conn, () => stop(new TunnelStalledError(o.stallTimeoutMs!, r)), () => conn.writableNeedDrain);
-  const onClose = (): void => { if (!u.destroyed) u.destroy(connectionClosed()); };
+  const onClose = (): void => {
+    if (u.destroyed) return;
+    const gone = connectionClosed();
+    tunnelsOwn.add(gone);
+    u.destroy(gone);
+  };
   conn.once('close', onClose);
   const up = clientToUpstream(conn, u, o.sentAhead, (n) => { r.up += n; idle.touch(); }).then((err) => { refused = err; });
   const down = upstreamToClient(conn, u, o.pipes, (n) => { r.down += n; idle.touch(); stall.touch(); }).then((p) => { r.downPath = p; });
@@ -252,7 +289,9 @@ export async function tunnel(o: TunnelOptions): Promise<TunnelResult> {
   } catch (err) {
     // The cause, not the errors it brought about in the other direction (an idle timeout
     // makes both directions fail with "connection closed").
-    throw stopped ?? err;
+    const cause = (stopped ?? err) as Error;
+    if (typeof cause === 'object' && cause !== null) resultsOfFailures.set(cause, r);
+    throw cause;
   } finally {
     idle.stop();
     stall.stop();
@@ -262,6 +301,7 @@ export async function tunnel(o: TunnelOptions): Promise<TunnelResult> {
   // The upstream's answer is on its way to the client; the tunnel still failed, and says why.
   if (refused !== null) {
     lingerOnClient(conn);
+    resultsOfFailures.set(refused, r);
     throw refused;
   }
   return r;

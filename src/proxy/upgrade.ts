@@ -10,6 +10,8 @@ import type { Logger } from '../log/logger.js';
 import type { ProxySettings } from '../config/proxy-settings.js';
 import type { SecureConnection } from '../tls/types.js';
 import type { TrafficStats } from '../metrics/traffic-stats.js';
+import type { AccessLog } from '../log/access-log.js';
+import { wasCutAtShutdown } from '../tls/shutdown-cut.js';
 import type { PipePool } from '../transport/pipe-pool.js';
 import { buildUpstreamRequestHead, filterResponseHeaders } from '../http/forward-headers.js';
 import { beingClosed, closeDetached, owedSent } from '../http/front.js';
@@ -20,9 +22,11 @@ import { ClientGoneError, UpstreamTimeoutError } from '../errors.js';
 import type { Forwarder } from './forward.js';
 import type { Lease, UpstreamGroup } from './upstream-group.js';
 import { EMPTY, errCode, readBody, readResponseHead } from './upstream-exchange.js';
+import { cryptoSite } from '../http/serve.js';
 import type { UpstreamStream } from './upstream-stream.js';
-import { tunnel, TunnelStalledError } from './tunnel.js';
-import { failureStatus } from './failures.js';
+import { isUpstreamFailure, tunnel, tunnelResultOf, TunnelStalledError, type TunnelResult } from './tunnel.js';
+import { failureStatus, isClientFault } from './failures.js';
+import { UpgradeRecord } from './upgrade-record.js';
 
 export interface UpgradeOptions {
   settings: ProxySettings;
@@ -30,6 +34,8 @@ export interface UpgradeOptions {
   forwarder: Forwarder;
   pipes: PipePool | null;
   stats: TrafficStats;
+  /** Where each upgrade request's line goes, written when it ends (upgrade-record.ts). */
+  access: AccessLog;
   log: Logger;
 }
 
@@ -50,10 +56,13 @@ function upgradeProblem(req: http.IncomingMessage): string | null {
 
 export async function upgrade(o: UpgradeOptions, req: http.IncomingMessage, conn: SecureConnection, early: Buffer): Promise<void> {
   const s = o.settings;
+  const record = new UpgradeRecord(o, req, conn);
   const problem = upgradeProblem(req);
   if (problem !== null) {
     o.log.info({ conn: conn.id, url: req.url, status: 400, error: 'ERR_BAD_REQUEST', detail: problem }, 'upgrade refused');
     closeDetached(conn, s.idleTimeoutMs, closingAnswer(400));
+    record.status = 400;
+    record.end('info', Object.assign(new Error(problem), { code: 'ERR_BAD_REQUEST' }));
     return;
   }
   let lease: Lease | null = null;
@@ -84,6 +93,7 @@ export async function upgrade(o: UpgradeOptions, req: http.IncomingMessage, conn
     });
     await u.write(Buffer.from(head, 'latin1'));
     const { head: rh, rest } = await readResponseHead(u, req.method ?? 'GET', { maxHeaderSize: s.maxHeaderSize, maxHeaderCount: s.maxHeaderCount }, true);
+    record.answered(peer.upstream.url, rh.status);
     const fields = rh.status === 101 ? rh.headers : refusalFields(rh);
     // The answer goes straight to the connection: only after the responses owed to earlier
     // pipelined requests (RFC 9112 §9.3.2), which node writes from its own queue.
@@ -92,18 +102,25 @@ export async function upgrade(o: UpgradeOptions, req: http.IncomingMessage, conn
     if (!owedOut) {
       o.log.warn({ conn: conn.id, url: req.url, waitedMs: s.idleTimeoutMs }, 'upgrade: the responses owed to earlier pipelined requests did not go out; connection closed');
       conn.destroy();
+      record.status = 499;
+      record.end('warn');
       return;
     }
     const sentAhead = client.stop();
     conn.write(responseHead(rh.status, rh.reason, fields));
     answered = true;
-    if (rest.length > 0 && rh.status === 101) conn.write(rest);
+    if (rest.length > 0 && rh.status === 101) {
+      conn.write(rest);
+      record.bytes += rest.length;
+      record.bodyPath = 'write';
+    }
     o.log.info({ conn: conn.id, url: req.url, status: rh.status, upstream: peer.upstream.url }, 'upgrade');
     if (rh.status !== 101) {
       // A refusal (426 Upgrade Required, 401, a redirect...) keeps its body, then the connection closes.
       u.setIdleTimeout(s.upstreamIdleTimeoutMs, () => new UpstreamTimeoutError('body', s.upstreamIdleTimeoutMs, peer.upstream.url));
-      await relayRefusalBody(conn, u, rh, rest);
+      await relayRefusalBody(conn, u, rh, rest, record);
       closeDetached(conn, s.idleTimeoutMs);
+      record.end('info');
       return;
     }
     // What the client sent behind its request goes first, written by the tunnel: the 101 is out,
@@ -112,17 +129,19 @@ export async function upgrade(o: UpgradeOptions, req: http.IncomingMessage, conn
     u.setIdleTimeout(s.upstreamIdleTimeoutMs, () => new UpstreamTimeoutError('body', s.upstreamIdleTimeoutMs, peer.upstream.url));
     // --idle-timeout bounds a stalled client (nginx's send_timeout); a quiet tunnel is the upstream timeout's.
     const moved = await tunnel({ conn, upstream: u, pipes: o.pipes, log: o.log, sentAhead: ahead, stallTimeoutMs: s.idleTimeoutMs });
-    o.stats.body(conn, moved.downPath, moved.down);
+    tunnelEnded(o, record, conn, moved, null);
   } catch (err) {
     if (client.gone || err instanceof ClientGoneError) {
       // The client's doing, not the upstream's: info, as for a request whose client left.
       o.log.info({ conn: conn.id, url: req.url, error: 'ERR_CLIENT_GONE', detail: new ClientGoneError().message }, 'upgrade abandoned');
       conn.destroy();
+      record.status = answered ? record.status : 499;
+      record.end('info', new ClientGoneError());
       return;
     }
-    // A client that stopped reading is the client's doing: info, as nginx logs "client timed out".
-    const level = err instanceof TunnelStalledError ? 'info' : 'warn';
-    o.log[level]({ conn: conn.id, url: req.url, error: errCode(err), detail: (err as Error).message }, 'upgrade failed');
+    const moved = tunnelResultOf(err);
+    if (answered && record.status === 101 && moved !== null) tunnelEnded(o, record, conn, moved, err);
+    else failedBeforeTunnel(o, record, err, answered);
     // Whatever ended the attempt, the connection is released: with the answer while it can
     // still take one (closeDetached; it also notices a client gone meanwhile), else at once.
     // Once answered, no second answer (the tunnel may have begun a lingering close).
@@ -133,6 +152,50 @@ export async function upgrade(o: UpgradeOptions, req: http.IncomingMessage, conn
     client.stop();
     lease?.stream.destroy();
   }
+}
+
+/**
+ * A switched tunnel's end, `err` null when both sides ended it: one
+ * main-log line, as `aludel tcp` writes `tunnel closed` (bytes each way,
+ * how the bytes to the client moved, how long it lived), then the request's
+ * access-log line with status 101 and those bytes. Only the upstream's
+ * failure (a reset, a refused write) is a warning; a client that reset or
+ * stopped reading (nginx: "client timed out", at info), a tunnel quiet past
+ * --upstream-idle-timeout (closed as configured) and one cut at the
+ * --shutdown-timeout deadline (the admin's stop) are info.
+ */
+function tunnelEnded(o: UpgradeOptions, record: UpgradeRecord, conn: SecureConnection, moved: TunnelResult, err: unknown): void {
+  record.bytes += moved.down;
+  if (moved.down > 0) record.bodyPath = moved.downPath;
+  const fields = { conn: conn.id, url: record.req.url, status: 101, upstream: record.upstream, up: moved.up, down: record.bytes, body: record.bodyPath, ...cryptoSite(conn.tls), ms: record.msSoFar() };
+  const reason = endReason(conn, err);
+  if (err === null || reason !== null) {
+    o.log.info({ ...fields, ...(reason !== null ? { reason } : {}) }, 'upgrade closed');
+    record.end('info');
+    return;
+  }
+  // A client that stopped reading, or reset, is the client's doing: info, as nginx's "client timed out".
+  const level = isUpstreamFailure(err) && !(err instanceof TunnelStalledError) ? 'warn' : 'info';
+  o.log[level]({ ...fields, error: errCode(err), detail: (err as Error).message }, 'upgrade failed');
+  record.end(level, err);
+}
+
+/** Why a tunnel that ended on an error was closed as configured, not failed; null: it failed. */
+function endReason(conn: SecureConnection, err: unknown): 'shutdown' | 'idle timeout' | null {
+  if (err === null) return null;
+  if (wasCutAtShutdown(conn)) return 'shutdown';
+  // The upstream's idle timer counts bytes either way: it fired on a tunnel quiet both ways.
+  if (err instanceof UpstreamTimeoutError) return 'idle timeout';
+  return null;
+}
+
+/** An upgrade that failed before any tunnel: the 502/504 that closeDetached sends, or the cut after a refusal began. */
+function failedBeforeTunnel(o: UpgradeOptions, record: UpgradeRecord, err: unknown, answered: boolean): void {
+  const worthALook = !isClientFault(err) && errCode(err) !== 'ECONNRESET';
+  const level = worthALook ? 'warn' : 'info';
+  if (!answered) record.status = failureStatus(err);
+  o.log[level]({ conn: record.conn.id, url: record.req.url, error: errCode(err), detail: (err as Error).message }, 'upgrade failed');
+  record.end(level, err);
 }
 
 /**
@@ -230,15 +293,21 @@ function refusalFields(rh: ResponseHead): string[] {
 }
 
 /** The body of such an answer, as its head says (refusalFields), at the pace the client takes it. */
-async function relayRefusalBody(conn: SecureConnection, u: UpstreamStream, rh: ResponseHead, rest: Buffer): Promise<void> {
+async function relayRefusalBody(conn: SecureConnection, u: UpstreamStream, rh: ResponseHead, rest: Buffer, record: UpgradeRecord): Promise<void> {
   const chunked = rh.framing.kind === 'chunked';
+  // Counted as written, chunk framing included: what nginx's $body_bytes_sent counts.
+  const send = (b: Buffer): boolean => {
+    record.bytes += b.length;
+    record.bodyPath = 'write';
+    return conn.write(b);
+  };
   await readBody(u, rh.framing, rest, async (b) => {
-    if (chunked) conn.write(chunkSizeLine(b.length));
-    const more = conn.write(b);
-    if (chunked) conn.write(CRLF);
+    if (chunked) send(chunkSizeLine(b.length));
+    const more = send(b);
+    if (chunked) send(CRLF);
     if (!more) await drainedOrClosed(conn);
   });
-  if (chunked) conn.write(LAST_CHUNK);
+  if (chunked) send(LAST_CHUNK);
 }
 
 function drainedOrClosed(conn: SecureConnection): Promise<void> {

@@ -14,6 +14,7 @@ import { answerPlainHttp, isPlainHttp } from './plain-http.js';
 import { KtlsConnection, type KnownAddresses } from './ktls-connection.js';
 import { installAcmeChallenges, type NativeTls } from './tls-setup.js';
 import { ALPN_ACME_TLS, type AcmeChallengeCertificate, type ListenOptions, type OffloadDecision, type SecureServer, type TlsOptions } from './types.js';
+import { cutAtShutdown } from './shutdown-cut.js';
 
 /** Accept at most this many per wake-up, so a connection flood cannot starve open connections. */
 const ACCEPT_BATCH = 64;
@@ -240,6 +241,6 @@ export class KtlsServer extends EventEmitter implements SecureServer {
   async close(): Promise<void> {
     this.stopAccepting();
     this.limit.close();
-    for (const c of this.live) c.destroy();
+    for (const c of this.live) cutAtShutdown(c);
   }
 }

@@ -28,6 +28,7 @@ import { alpnWire } from './policy.js';
 import { resolveTls, type ResolvedTls } from './tls-setup.js';
 import { nodeTlsTicketKey } from './ticket-keys.js';
 import type { AcmeChallengeCertificate, ListenOptions, OffloadDecision, SecureConnection, SecureServer, TlsInfo, TlsOptions } from './types.js';
+import { cutAtShutdown } from './shutdown-cut.js';
 
 export interface NodeTlsServerOptions {
   /** Defaults applied and certificates checked (resolveTls). */
@@ -219,7 +220,7 @@ export class NodeTlsServer extends EventEmitter implements SecureServer {
 
   close(): Promise<void> {
     this.limit.close();
-    for (const s of this.live) s.destroy();
+    for (const s of this.live) cutAtShutdown(s);
     if (!this.server.listening) return Promise.resolve();
     return new Promise((resolve) => this.server.close(() => resolve()));
   }

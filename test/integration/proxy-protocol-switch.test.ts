@@ -10,13 +10,19 @@
  *   with "Connection: keep-alive" and the connection went back to the pool);
  * - an upstream that fails once its answer has begun (a reset after its 101,
  *   or in a refusal's body): no answer of ours follows (a "502 Bad Gateway"
- *   was written after the 101, into the tunnel, and after half a 426 body).
+ *   was written after the 101, into the tunnel, and after half a 426 body);
+ * - how a tunnel's end is logged: one main-log line when it ends (nothing
+ *   was logged for a clean end, a warning for one cut by the shutdown), and
+ *   the request's access-log line then, with status 101 and the bytes the
+ *   tunnel carried, as nginx writes it (there was none at all).
  */
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
-import { startAludel, type Running } from '../support/aludel-process.js';
+import fs from 'node:fs';
+import path from 'node:path';
+import { startAludel, type LogLine, type Running } from '../support/aludel-process.js';
 import { makeFixtures, type StandardFixtures } from '../support/fixtures.js';
 import { rawTls, splitHttp } from '../support/raw-http.js';
 import { delay, waitUntil } from '../support/wait.js';
@@ -48,7 +54,9 @@ async function startRawOrigin(): Promise<RawOrigin> {
     sock.on('close', () => { origin.open--; origin.closedPorts.add(port); sockets.delete(sock); });
     sock.on('error', () => undefined);
     let buf = Buffer.alloc(0);
+    let echoing = false;
     sock.on('data', (d: Buffer) => {
+      if (echoing) { sock.write(d); return; }
       buf = Buffer.concat([buf, d]);
       for (let end = buf.indexOf('\r\n\r\n'); end >= 0; end = buf.indexOf('\r\n\r\n')) {
         const target = buf.subarray(0, end).toString('latin1').split(' ')[1] ?? '/';
@@ -58,6 +66,13 @@ async function startRawOrigin(): Promise<RawOrigin> {
         if (target === '/101') {
           sock.write('HTTP/1.1 101 Switching Protocols\r\n\r\n');
           continue;
+        }
+        if (target === '/101-echo') {
+          // A WebSocket-ish peer: switches, then echoes every byte; the client's FIN ends it (node ends ours).
+          sock.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+          echoing = true;
+          if (buf.length > 0) sock.write(buf);
+          return;
         }
         if (target === '/101-reset') {
           // Switches, says one line, and resets: the client's bytes sent behind its request
@@ -268,6 +283,107 @@ describe('aludel proxy: protocol switching (RFC 9110 §7.8, §15.2.2)', () => {
       stalled.raw.destroy();
       quiet.raw.destroy();
     }
+  });
+});
+
+/**
+ * A WebSocket-ish client on /101-echo: after the 101 it sends `rounds` pieces
+ * of 1000 bytes, each once the last came back; `close` then ends its side
+ * (close_notify, FIN) and waits for the proxy's end, 'keep' leaves it open.
+ * Resolves with the connection and the tunnel bytes each way.
+ */
+async function echoTunnel(p: Running, rounds: number, close: 'close' | 'keep'): Promise<{ c: tls.TLSSocket; bytes: number }> {
+  const c = tls.connect({ host: '127.0.0.1', port: p.port, servername: 'localhost', ca: fx.certPem, allowHalfOpen: true } as tls.ConnectionOptions);
+  c.on('error', () => undefined);
+  await new Promise<void>((resolve) => c.once('secureConnect', () => resolve()));
+  let got = Buffer.alloc(0);
+  let want = 0;
+  let arrived: () => void = () => undefined;
+  c.on('data', (d: Buffer) => { got = Buffer.concat([got, d]); if (got.length >= want) arrived(); });
+  const until = (n: number): Promise<void> => new Promise((resolve) => { want = n; arrived = resolve; if (got.length >= n) resolve(); });
+  c.write(UPGRADE.replace('/never', '/101-echo'));
+  const head = 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n';
+  await until(head.length);
+  for (let i = 1; i <= rounds; i++) {
+    c.write(Buffer.alloc(1000, 0x30 + i));
+    await until(head.length + 1000 * i);
+  }
+  assert.equal(got.length, head.length + 1000 * rounds, 'every byte echoed, nothing more');
+  if (close === 'close') {
+    const ended = new Promise<void>((resolve) => c.once('end', () => resolve()));
+    c.end();
+    await ended;
+  }
+  return { c, bytes: 1000 * rounds };
+}
+
+describe('aludel proxy: the line an Upgrade (WebSocket) tunnel leaves when it ends', () => {
+  const request = (url: string) => (l: LogLine): boolean => l.msg === 'request' && l.url === url;
+
+  test('a tunnel both sides end: one info line in the main log with the bytes each way, then its access-log line with 101 and the bytes sent (nothing was logged at its end)', async () => {
+    const dir = fs.mkdtempSync(path.join(fx.dir, 'upgrade-log-'));
+    const file = path.join(dir, 'access.log');
+    const p = await proxy('--access-log', file, '--access-log-format', 'combined');
+    const from = p.mark();
+    const { bytes } = await echoTunnel(p, 5, 'close');
+    const closed = await p.waitForLog((l) => l.msg === 'upgrade closed' || l.msg === 'upgrade failed', 5_000, from);
+    assert.equal(closed.msg, 'upgrade closed', JSON.stringify(closed));
+    assert.equal(closed.level, 30);
+    assert.equal(closed.url, '/101-echo');
+    assert.equal(closed.status, 101);
+    assert.equal(closed.up, bytes, 'client -> upstream bytes');
+    assert.equal(closed.down, bytes, 'upstream -> client bytes');
+    assert.equal(typeof closed.ms, 'number');
+    assert.equal(p.logs.slice(from).filter((l) => l.msg === 'upgrade closed' || l.msg === 'upgrade failed').length, 1, 'one line per tunnel');
+    // The access-log line is the request's, written at the end (nginx: "GET ... HTTP/1.1" 101 $body_bytes_sent).
+    await waitUntil(() => fs.existsSync(file) && fs.readFileSync(file, 'utf8').includes('/101-echo'), 5_000).catch(() => undefined);
+    const lines = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.includes('/101-echo'));
+    assert.equal(lines.length, 1, JSON.stringify(lines));
+    assert.match(lines[0]!, new RegExp(`"GET /101-echo HTTP/1\\.1" 101 ${bytes} `));
+    assert.match(lines[0]!, /ua=http:\/\/127\.0\.0\.1:\d+ uht=\d+\.\d{3} /);
+  });
+
+  test('every upgrade request has its access-log line: a refusal relayed (426) with its body bytes, a tunnel with 101 and its bytes', async () => {
+    const p = await proxy();
+    const from = p.mark();
+    const body = 'upgrade to websocket/13 instead\n'.repeat(200);
+    assert.equal(splitHttp(await rawTls(p.port, fx.certPem, UPGRADE.replace('/never', '/refuse-length'), 10_000)).status, 426);
+    const refused = await p.waitForLog(request('/refuse-length'), 5_000, from);
+    assert.equal(refused.status, 426);
+    assert.equal(refused.bytes, body.length);
+    const { bytes } = await echoTunnel(p, 3, 'close');
+    const line = await p.waitForLog(request('/101-echo'), 5_000, from);
+    assert.equal(line.status, 101);
+    assert.equal(line.bytes, bytes);
+    assert.equal(line.level, 30);
+    assert.equal(typeof line.upstreamMs, 'number');
+  });
+
+  test('a tunnel still open at the --shutdown-timeout deadline: an info line saying the shutdown cut it, its access-log line and its bytes counted, before the totals (it was a warning, ERR_STREAM_PREMATURE_CLOSE, and nothing counted)', async () => {
+    const p = await proxy('--shutdown-timeout', '1s');
+    const { c, bytes } = await echoTunnel(p, 4, 'keep');
+    try {
+      const gone = new Promise<void>((resolve) => p.child.once('close', () => resolve()));
+      p.child.kill('SIGTERM');
+      await gone;
+    } finally {
+      c.destroy();
+    }
+    assert.ok(p.logs.some((l) => l.msg.startsWith('shutdown deadline reached')), 'the tunnel outlived the deadline');
+    const ends = p.logs.filter((l) => l.msg === 'upgrade closed' || l.msg === 'upgrade failed');
+    assert.equal(ends.length, 1, ends.map((l) => JSON.stringify(l)).join('\n'));
+    assert.equal(ends[0]!.msg, 'upgrade closed', JSON.stringify(ends[0]));
+    assert.equal(ends[0]!.level, 30);
+    assert.equal(ends[0]!.reason, 'shutdown');
+    assert.equal(ends[0]!.down, bytes);
+    const line = p.logs.find(request('/101-echo'));
+    assert.ok(line !== undefined, 'the access-log line of the cut tunnel');
+    assert.equal(line.status, 101);
+    assert.equal(line.bytes, bytes);
+    const totals = p.logs.findIndex((l) => l.totals !== undefined);
+    assert.ok(totals > p.logs.indexOf(line), 'the lines come before the totals');
+    const counted = (p.logs[totals]!.totals as { bodies: { write: { bodies: number; bytes: number } } }).bodies.write;
+    assert.deepEqual(counted, { bodies: 1, bytes }, 'the tunnel\'s bytes to the client are counted');
   });
 });
 
