@@ -11,7 +11,8 @@ import { cryptoSite, onSecureConnections } from '../http/serve.js';
 import { PipePool } from '../transport/pipe-pool.js';
 import type { UpstreamGroup } from './upstream-group.js';
 import type { TrafficStats } from '../metrics/traffic-stats.js';
-import { tunnel, TunnelIdleError } from './tunnel.js';
+import { tunnel, TunnelIdleError, tunnelResultOf } from './tunnel.js';
+import { wasCutAtShutdown } from '../tls/shutdown-cut.js';
 import { beingClosed, ConnectionSet, type Front } from '../http/front.js';
 
 export interface TcpProxyOptions {
@@ -78,17 +79,25 @@ export function createTcpProxy(o: Omit<TcpProxyOptions, 'server'>): Front {
       o.stats.body(conn, r.downPath, r.down);
       o.log.info({ conn: conn.id, upstream, up: r.up, down: r.down, body: r.downPath, ...cryptoSite(conn.tls), ms: msSince(started) }, 'tunnel closed');
     } catch (err) {
+      // What the tunnel carried before it ended is counted and said, however it ended.
+      const r = tunnelResultOf(err);
+      if (r !== null) o.stats.body(conn, r.downPath, r.down);
+      const moved = r !== null ? { up: r.up, down: r.down } : {};
       if (err instanceof TunnelIdleError) {
         // Closed as configured, not a failure: one info line, as nginx's proxy_timeout ends a session.
-        const r = err.result;
-        o.stats.body(conn, r.downPath, r.down);
-        o.log.info({ conn: conn.id, upstream, up: r.up, down: r.down, reason: 'idle timeout', idleMs: err.idleMs, ms: msSince(started) }, 'tunnel closed');
+        o.log.info({ conn: conn.id, upstream, ...moved, reason: 'idle timeout', idleMs: err.idleMs, ms: msSince(started) }, 'tunnel closed');
         conn.destroy();
+        return;
+      }
+      if (wasCutAtShutdown(conn)) {
+        // Cut at the --shutdown-timeout deadline (or by QUIT): the admin's stop, which its own
+        // warning already reports, not the tunnel's failure (nginx's worker_shutdown_timeout).
+        o.log.info({ conn: conn.id, upstream, ...moved, reason: 'shutdown', ms: msSince(started) }, 'tunnel closed');
         return;
       }
       const code = (err as { code?: string }).code ?? 'ERR_UNKNOWN';
       const level = code === 'ECONNRESET' || code === 'EPIPE' ? 'info' : 'warn';
-      o.log[level]({ conn: conn.id, upstream, error: code, detail: (err as Error).message, ms: msSince(started) }, 'tunnel failed');
+      o.log[level]({ conn: conn.id, upstream, error: code, detail: (err as Error).message, ...moved, ms: msSince(started) }, 'tunnel failed');
       // An upstream that failed after answering: the tunnel closes the client with a linger.
       if (!beingClosed(conn)) conn.destroy();
     }

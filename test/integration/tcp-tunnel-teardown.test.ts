@@ -299,8 +299,16 @@ describe('aludel tcp: how tunnels end', () => {
     assert.ok(p.logs.some((l) => l.msg.startsWith('shutdown deadline reached')), 'the tunnels outlived the deadline');
     const lines = p.logs.filter(ended);
     assert.equal(lines.length, 3, `one line per tunnel cut at the deadline, got:\n${lines.map((l) => JSON.stringify(l)).join('\n')}`);
+    // Cut as the admin asked (nginx's worker_shutdown_timeout), not failed: info, saying so, with
+    // what each carried (a warning, ERR_STREAM_PREMATURE_CLOSE, without bytes, and none counted).
+    for (const l of lines) {
+      assert.deepEqual([l.msg, l.level, l.reason], ['tunnel closed', 30, 'shutdown'], JSON.stringify(l));
+      assert.deepEqual([l.up, l.down], [8, 8], JSON.stringify(l));
+    }
     const totals = p.logs.findIndex((l) => l.totals !== undefined);
     assert.ok(p.logs.every((l, i) => !ended(l) || i < totals), 'the tunnel lines come before the last line, the totals');
+    const counted = (p.logs[totals]!.totals as { bodies: { write: { bodies: number; bytes: number } } }).bodies.write;
+    assert.deepEqual(counted, { bodies: 3, bytes: 24 }, 'the bytes the cut tunnels sent to their clients are counted');
     for (const c of clients) c.destroy();
   });
 
