@@ -292,8 +292,10 @@ describe('aludel proxy: protocol switching (RFC 9110 §7.8, §15.2.2)', () => {
  * (close_notify, FIN) and waits for the proxy's end, 'keep' leaves it open.
  * Resolves with the connection and the tunnel bytes each way.
  */
-async function echoTunnel(p: Running, rounds: number, close: 'close' | 'keep'): Promise<{ c: tls.TLSSocket; bytes: number }> {
-  const c = tls.connect({ host: '127.0.0.1', port: p.port, servername: 'localhost', ca: fx.certPem, allowHalfOpen: true } as tls.ConnectionOptions);
+async function echoTunnel(p: Running, rounds: number, close: 'close' | 'keep'): Promise<{ c: tls.TLSSocket; raw: net.Socket; bytes: number }> {
+  const raw = net.connect({ host: '127.0.0.1', port: p.port });
+  raw.on('error', () => undefined);
+  const c = tls.connect({ socket: raw, servername: 'localhost', ca: fx.certPem, allowHalfOpen: true } as tls.ConnectionOptions);
   c.on('error', () => undefined);
   await new Promise<void>((resolve) => c.once('secureConnect', () => resolve()));
   let got = Buffer.alloc(0);
@@ -314,7 +316,7 @@ async function echoTunnel(p: Running, rounds: number, close: 'close' | 'keep'): 
     c.end();
     await ended;
   }
-  return { c, bytes: 1000 * rounds };
+  return { c, raw, bytes: 1000 * rounds };
 }
 
 describe('aludel proxy: the line an Upgrade (WebSocket) tunnel leaves when it ends', () => {
@@ -357,6 +359,32 @@ describe('aludel proxy: the line an Upgrade (WebSocket) tunnel leaves when it en
     assert.equal(line.bytes, bytes);
     assert.equal(line.level, 30);
     assert.equal(typeof line.upstreamMs, 'number');
+  });
+
+  test('who ended a tunnel sets its level: the client\'s reset is info, a tunnel quiet past --upstream-idle-timeout is closed at info, the upstream\'s reset is a warning (all three were warnings)', async () => {
+    const p = await proxy('--upstream-idle-timeout', '1s');
+    const ends = (from: number): Promise<LogLine> => p.waitForLog((l) => l.msg === 'upgrade closed' || l.msg === 'upgrade failed', 5_000, from);
+    let from = p.mark();
+    const reset = await echoTunnel(p, 2, 'keep');
+    reset.raw.resetAndDestroy();
+    const byClient = await ends(from);
+    assert.deepEqual([byClient.msg, byClient.level, byClient.error], ['upgrade failed', 30, 'ECONNRESET'], JSON.stringify(byClient));
+    assert.equal(byClient.down, reset.bytes);
+    assert.equal((await p.waitForLog(request('/101-echo'), 5_000, from)).level, 30);
+    from = p.mark();
+    const quiet = await echoTunnel(p, 1, 'keep');
+    try {
+      const idle = await ends(from);
+      assert.deepEqual([idle.msg, idle.level, idle.reason], ['upgrade closed', 30, 'idle timeout'], JSON.stringify(idle));
+      assert.equal(idle.down, quiet.bytes);
+    } finally {
+      quiet.c.destroy();
+    }
+    from = p.mark();
+    assert.equal(splitHttp(await rawTls(p.port, fx.certPem, UPGRADE.replace('/never', '/101-reset') + 'EARLY', 10_000)).status, 101);
+    const byUpstream = await ends(from);
+    assert.deepEqual([byUpstream.msg, byUpstream.level], ['upgrade failed', 40], JSON.stringify(byUpstream));
+    assert.equal((await p.waitForLog(request('/101-reset'), 5_000, from)).level, 40);
   });
 
   test('a tunnel still open at the --shutdown-timeout deadline: an info line saying the shutdown cut it, its access-log line and its bytes counted, before the totals (it was a warning, ERR_STREAM_PREMATURE_CLOSE, and nothing counted)', async () => {
