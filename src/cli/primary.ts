@@ -350,9 +350,9 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
     for (const w of this.slots) if (w.child && w.ready) w.child.kill(signal);
   }
 
-  /** The text checked last (null: no --config): what a worker's reload applies (worker-protocol.ts, 'reload'). */
+  /** The text and files checked last (null: no --config): what a worker's reload applies, as a restarted worker's start (worker-protocol.ts, 'reload'). */
   private sendReload(child: ChildProcess): void {
-    this.send(child, { type: 'reload', config: this.config?.text ?? null });
+    this.send(child, { type: 'reload', config: this.config?.text ?? null, files: this.heldFiles });
   }
 
   /**

@@ -30,7 +30,7 @@ import { runPrimary, startsWorkers } from './primary.js';
 import { attachWorker, reportWorkerReady } from './worker-link.js';
 import { firstOrOnly, workerRole, type WorkerRole } from './worker-protocol.js';
 import { WorkerCachePeers } from './cache-relay.js';
-import { useHeldFiles } from '../config/held-files.js';
+import { useHeldFiles, withHeldFiles } from '../config/held-files.js';
 import { asStarted, HeldConfig, restartOnlyJson, startConfigText } from './held-config.js';
 import { acmeCloser, prepareAcme, startAcme, workerAcme } from './acme-setup.js';
 
@@ -97,8 +97,8 @@ export async function runProxy(s: ProxySettings, load: (configText?: string) => 
     const addresses = await attachWorker(worker, s, {
       listeners, stats, group: () => group!, log,
       acme: workerAcme(s, listeners, log, () => listeners.reconfigure(serving.settings)),
-      // The text the primary checked, not the file as it is now (worker-link.ts).
-      reload: (text) => void serving.reload(() => load(text ?? undefined)),
+      // The text and files the primary checked, not the files as they are now (worker-link.ts).
+      reload: (text, files) => void serving.reload(() => load(text ?? undefined), (run) => withHeldFiles(files, run)),
     });
     log.info({ worker: worker.index, listen: addresses[0], addresses, mode: s.mode }, 'worker listening');
     return { listeners, serving, stats, admin, cache, log, addresses };

@@ -9,6 +9,7 @@ import { TrafficStats } from '../metrics/traffic-stats.js';
 import { Serving, type Generation } from './serving.js';
 import { Listeners } from './listeners.js';
 import { httpAlpn } from '../http/alpn-front.js';
+import { withHeldFiles } from '../config/held-files.js';
 import { attachWorker } from './worker-link.js';
 import { firstOrOnly, type WorkerRole } from './worker-protocol.js';
 import { acmeCloser, prepareAcme, startAcme, workerAcme } from './acme-setup.js';
@@ -67,8 +68,8 @@ export async function runServe(s: ServeSettings, load: (configText?: string) => 
     const addresses = await attachWorker(worker, s, {
       listeners, stats, group: null, log,
       acme: workerAcme(s, listeners, log, () => listeners.reconfigure(serving.settings)),
-      // The text the primary checked, not the file as it is now (worker-link.ts).
-      reload: (text) => void serving.reload(() => load(text ?? undefined)),
+      // The text and files the primary checked, not the files as they are now (worker-link.ts).
+      reload: (text, files) => void serving.reload(() => load(text ?? undefined), (run) => withHeldFiles(files, run)),
     });
     log.info({ worker: worker.index, listen: addresses[0], addresses, root: s.root }, 'worker listening');
     return { listeners, serving, addresses, log, stats, admin };

@@ -86,12 +86,14 @@ export class Serving<S extends ListenerSettings> {
    * certificates are logged and the old ones stay. A HUP during a reload
    * waits for it and reloads again (the files may have changed since).
    * `load`: where the settings come from, the options' load() by default
-   * (a worker's reload loads the text its primary checked, worker-link.ts).
+   * (a worker's reload loads the text its primary checked, worker-link.ts);
+   * `around`: runs this reload, once its turn came (a worker's reads the
+   * primary's copy of the files, held-files.ts withHeldFiles).
    */
-  async reload(load: () => Promise<S> = this.o.load): Promise<void> {
+  async reload(load: () => Promise<S> = this.o.load, around: (run: () => Promise<void>) => Promise<void> = (run) => run()): Promise<void> {
     if (this.stopping) return;
     while (this.reloading) await this.reloading;
-    this.reloading = this.reloadOnce(load).finally(() => { this.reloading = null; });
+    this.reloading = around(() => this.reloadOnce(load)).finally(() => { this.reloading = null; });
     return this.reloading;
   }
 

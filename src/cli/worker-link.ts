@@ -9,6 +9,8 @@
  * text it checked, which the worker applies (never the file as it is by then:
  * an edit made after the check would reach the workers unchecked, and a
  * worker restarted from the primary's copy would serve another setup). A
+ * The certificate, key and ticket key files come with it, as the primary
+ * read them for its check (held-files.ts). A
  * SIGHUP sent to a worker itself is ignored and logged (signals.ts), as
  * nginx's workers ignore it: only the master reloads. A
  * worker whose primary is gone (its IPC channel closed: the primary was
@@ -41,10 +43,11 @@ export interface WorkerParts {
   log: Logger;
   acme: WorkerAcme | null;
   /**
-   * Reloads with `configText`, the --config text the primary checked (null: no --config). The worker's
-   * Serving.reload: logs its own success or failure; concurrent calls apply in the order they came.
+   * Reloads with `configText`, the --config text the primary checked (null: no --config), reading the
+   * certificate, key and ticket key files from `files`, the primary's copy (held-files.ts, withHeldFiles).
+   * The worker's Serving.reload: logs its own success or failure; calls apply in the order they came.
    */
-  reload(configText: string | null): void;
+  reload(configText: string | null, files: string | null): void;
 }
 
 /**
@@ -130,7 +133,7 @@ export async function attachWorker(role: WorkerRole, s: ListenerSettings, p: Wor
         resolve(m);
       } else if (m.type === 'ticket-keys') p.listeners.setTicketKeys(keys(m.keys));
       else if (m.type === 'metrics') void p.stats.registry.getMetricsAsJSON().then((metrics) => send({ type: 'metrics', id: m.id, metrics }, channel));
-      else if (m.type === 'reload') p.reload(m.config);
+      else if (m.type === 'reload') p.reload(m.config, m.files);
       else onAcmeMessage(m, p);
     });
   });
@@ -192,7 +195,7 @@ function registerWorkerGauge(role: WorkerRole, p: WorkerParts): void {
  */
 export function reportWorkerReady(addresses: readonly string[], listeners: Listeners): void {
   handlersInstalled = true;
-  // Started: its reloads read the files from disk, as one process does (held-files.ts).
+  // Started: the start-up copy is done with; each reload brings the copy of its own check (held-files.ts, withHeldFiles).
   dropHeldFiles();
   send({ type: 'ready', addresses: [...addresses], answersTlsAlpn01: listeners.answersTlsAlpn01 });
 }

@@ -28,9 +28,10 @@ export type ToWorker =
   | { type: 'certificates' }
   /**
    * A reload (HUP to the primary) that the primary checked: apply `config`, the --config text it read and
-   * checked (null: no --config, the command line alone), never the file as it is when this message arrives.
+   * checked (null: no --config, the command line alone), never the file as it is when this message arrives;
+   * `files`: the certificate, key and ticket key files it read then (held-files.ts; null: too large, read from disk).
    */
-  | { type: 'reload'; config: string | null };
+  | { type: 'reload'; config: string | null; files: string | null };
 
 export type ToPrimary =
   | { type: 'hello' }

@@ -38,14 +38,14 @@ class FakeChannel extends EventEmitter implements PrimaryChannel {
   }
 }
 
-function parts(): { p: WorkerParts; warnings: string[]; listened: () => boolean; reloads: Array<string | null> } {
+function parts(): { p: WorkerParts; warnings: string[]; listened: () => boolean; reloads: Array<[string | null, string | null]> } {
   const warnings: string[] = [];
-  const reloads: Array<string | null> = [];
+  const reloads: Array<[string | null, string | null]> = [];
   let listened = false;
   const log = { warn: (_o: unknown, msg: string) => warnings.push(msg), info: () => undefined, debug: () => undefined, error: () => undefined };
   const listeners = { listen: async () => { listened = true; return ['127.0.0.1:1']; }, setTicketKeys: () => undefined };
   return {
-    p: { listeners: listeners as unknown as Listeners, stats: {} as TrafficStats, group: null, log: log as unknown as Logger, acme: null, reload: (text) => reloads.push(text) },
+    p: { listeners: listeners as unknown as Listeners, stats: {} as TrafficStats, group: null, log: log as unknown as Logger, acme: null, reload: (text, files) => reloads.push([text, files]) },
     warnings,
     reloads,
     listened: () => listened,
@@ -99,15 +99,15 @@ describe('attachWorker: the primary is gone', () => {
 });
 
 describe('attachWorker: reloads', () => {
-  test('each reload message reloads with the text the primary checked, in order; null without --config', async () => {
+  test('each reload message reloads with the text and files the primary checked, in order; null without --config', async () => {
     const channel = new FakeChannel(true);
     const { p, reloads } = parts();
     const attached = attachWorker(role, settings, p, { channel, stop: () => undefined });
     channel.emit('message', { type: 'start', ticketKeys: null, challenges: [] });
     await attached;
-    channel.emit('message', { type: 'reload', config: 'root: /a\n' });
-    channel.emit('message', { type: 'reload', config: 'root: /b\n' });
-    channel.emit('message', { type: 'reload', config: null });
-    assert.deepEqual(reloads, ['root: /a\n', 'root: /b\n', null]);
+    channel.emit('message', { type: 'reload', config: 'root: /a\n', files: '{}' });
+    channel.emit('message', { type: 'reload', config: 'root: /b\n', files: null });
+    channel.emit('message', { type: 'reload', config: null, files: null });
+    assert.deepEqual(reloads, [['root: /a\n', '{}'], ['root: /b\n', null], [null, null]]);
   });
 });
