@@ -7,9 +7,12 @@
  * only (requests split between two configurations), make it bind a --listen
  * address of its own, or keep it from ever coming back when the edit is
  * broken. The text goes in the worker's environment (small, set at fork,
- * read before anything is built); a worker's own reload (HUP) reads the
- * file, as one process does. The certificate, key and ticket key files are
- * held the same way (held-files.ts).
+ * read before anything is built); at a HUP that loads, the primary sends
+ * the text it kept to every running worker, whose reload applies it (the
+ * 'reload' message, worker-link.ts), so running and restarted workers run
+ * the same text. The certificate, key and ticket key files are held the
+ * same way for a starting worker (held-files.ts); a running worker's reload
+ * reads those from disk.
  */
 import type { Logger } from '../log/logger.js';
 import { readConfigText } from '../config/proxy-config-file.js';

@@ -40,8 +40,8 @@ addProxyOptions(program.command('serve').description('serve static files over HT
         handleServingSignals(primary.log, primary);
         return;
       }
-      const { serving, log, addresses, listeners } = await runServe(s, () => resolveServeSettings(flags), role);
-      handleServingSignals(log, serving);
+      const { serving, log, addresses, listeners } = await runServe(s, (t) => resolveServeSettings(flags, t), role);
+      handleServingSignals(log, serving, role !== null);
       if (role !== null) reportWorkerReady(addresses, listeners);
     } catch (err) {
       reportFatal(err);

@@ -13,8 +13,11 @@
  * - HUP: the primary reads --config and the files it names first, and checks
  *   them as a worker would; a mistake is one line and no worker is told (as
  *   nginx's master keeps its workers when a new configuration fails). When
- *   they load, every worker reloads (as one process does), and a worker the
- *   primary restarts starts from its copy, not from the file (held-config.ts);
+ *   they load, every worker reloads with the very text the primary checked,
+ *   sent over the IPC channel (a 'reload' message, not a signal: a worker
+ *   reading the file itself would take an edit made after the check), and a
+ *   worker the primary restarts starts from the same copy (held-config.ts);
+ *   a HUP sent to a worker directly is ignored there (signals.ts);
  * - TERM/INT: every worker stops gracefully; the primary waits for all of them;
  * - QUIT: every worker stops at once;
  * - USR1: every worker reopens its access log (and no inspector opens anywhere).
@@ -55,9 +58,9 @@ interface Slot {
   child: ChildProcess | null;
   startedAt: number;
   deaths: number;
-  /** Its signal handlers are installed: HUP and USR1 may be passed on (worker-link.ts, reportWorkerReady). */
+  /** Its signal handlers are installed and it serves: reloads and USR1 may be passed on (worker-link.ts, reportWorkerReady). */
   ready: boolean;
-  /** A HUP came while it was starting: passed on once it is ready (it may have read the settings before the change). */
+  /** A reload loaded while it was starting: sent once it is ready (it may have started from the text before the change). */
   reloadPending: boolean;
   timer: NodeJS.Timeout | null;
   /** Said in its 'ready': its TLS engine answers TLS-ALPN-01. */
@@ -114,6 +117,8 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
   private rotation: NodeJS.Timeout | null = null;
   private readonly others: Array<{ close(): Promise<void> } | null> = [];
   private announced = false;
+  /** The reload (HUP) in progress, if any: the next one waits for it. */
+  private reloading: Promise<void> = Promise.resolve();
   private readonly exited = new Set<() => void>();
   private metricsId = 0;
   private readonly metricsWaiters = new Map<number, { want: number; got: number; done(): void }>();
@@ -245,7 +250,7 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
     } else if (m.type === 'ready') {
       w.ready = true;
       w.answersTlsAlpn01 = m.answersTlsAlpn01;
-      if (w.reloadPending) child.kill('SIGHUP');
+      if (w.reloadPending) this.sendReload(child);
       w.reloadPending = false;
       this.log.info({ worker: w.index, workerPid: child.pid }, 'worker ready');
       if (!this.announced && this.slots.every((x) => x.ready)) {
@@ -340,20 +345,34 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
     for (const w of this.slots) w.child?.kill(signal);
   }
 
-  /** HUP and USR1: only to ready workers (see Slot.ready). */
-  private signalReadyWorkers(signal: 'SIGHUP' | 'SIGUSR1'): void {
-    for (const w of this.slots) {
-      if (w.child && w.ready) w.child.kill(signal);
-      else if (w.child && signal === 'SIGHUP') w.reloadPending = true;
-    }
+  /** USR1: only to ready workers (see Slot.ready). */
+  private signalReadyWorkers(signal: 'SIGUSR1'): void {
+    for (const w of this.slots) if (w.child && w.ready) w.child.kill(signal);
   }
 
-  async reload(): Promise<void> {
+  /** The text and files checked last (null: no --config): what a worker's reload applies, as a restarted worker's start (worker-protocol.ts, 'reload'). */
+  private sendReload(child: ChildProcess): void {
+    this.send(child, { type: 'reload', config: this.config?.text ?? null, files: this.heldFiles });
+  }
+
+  /**
+   * HUP. One at a time, in the order they came: two checks running side by
+   * side could keep the older text last while the workers apply the newer.
+   */
+  reload(): Promise<void> {
+    this.reloading = this.reloading.then(() => this.reloadOnce());
+    return this.reloading;
+  }
+
+  private async reloadOnce(): Promise<void> {
     if (this.stopping) return;
     const loaded = await this.checkReload();
     if (this.stopping || !loaded) return;
-    this.log.info({ workers: this.workerPids }, 'reload: passing SIGHUP to every worker');
-    this.signalReadyWorkers('SIGHUP');
+    this.log.info({ workers: this.workerPids }, 'reload: passing the checked settings to every worker');
+    for (const w of this.slots) {
+      if (w.child && w.ready) this.sendReload(w.child);
+      else if (w.child) w.reloadPending = true;
+    }
   }
 
   /**

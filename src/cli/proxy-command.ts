@@ -30,7 +30,7 @@ import { runPrimary, startsWorkers } from './primary.js';
 import { attachWorker, reportWorkerReady } from './worker-link.js';
 import { firstOrOnly, workerRole, type WorkerRole } from './worker-protocol.js';
 import { WorkerCachePeers } from './cache-relay.js';
-import { useHeldFiles } from '../config/held-files.js';
+import { useHeldFiles, withHeldFiles } from '../config/held-files.js';
 import { asStarted, HeldConfig, restartOnlyJson, startConfigText } from './held-config.js';
 import { acmeCloser, prepareAcme, startAcme, workerAcme } from './acme-setup.js';
 
@@ -50,7 +50,7 @@ export interface RunningProxy {
 const PROXY_RESTART: ReadonlyArray<keyof ProxySettings> = [...LISTENER_RESTART, 'cache'];
 
 /** `worker`: this process is one of --workers N (worker-link.ts); null: the one process. */
-export async function runProxy(s: ProxySettings, load: () => Promise<ProxySettings> = () => Promise.resolve(s), worker: WorkerRole | null = null): Promise<RunningProxy> {
+export async function runProxy(s: ProxySettings, load: (configText?: string) => Promise<ProxySettings> = () => Promise.resolve(s), worker: WorkerRole | null = null): Promise<RunningProxy> {
   const log = createLogger({ level: s.logLevel });
   // Before the listeners: they load the managed pairs (stand-ins until issued) with the others.
   // A worker orders nothing: the primary does, and says when a new pair is stored (worker-link.ts).
@@ -94,7 +94,12 @@ export async function runProxy(s: ProxySettings, load: () => Promise<ProxySettin
   }, await build(s, null));
   if (worker !== null) {
     // The primary holds the admin and redirect listeners, and says 'proxying' once every worker is ready.
-    const addresses = await attachWorker(worker, s, { listeners, stats, group: () => group!, log, acme: workerAcme(s, listeners, log, () => listeners.reconfigure(serving.settings)) });
+    const addresses = await attachWorker(worker, s, {
+      listeners, stats, group: () => group!, log,
+      acme: workerAcme(s, listeners, log, () => listeners.reconfigure(serving.settings)),
+      // The text and files the primary checked, not the files as they are now (worker-link.ts).
+      reload: (text, files) => void serving.reload(() => load(text ?? undefined), (run) => withHeldFiles(files, run)),
+    });
     log.info({ worker: worker.index, listen: addresses[0], addresses, mode: s.mode }, 'worker listening');
     return { listeners, serving, stats, admin, cache, log, addresses };
   }
@@ -148,8 +153,8 @@ export function registerProxyCommands(program: Command): void {
           handleServingSignals(primary.log, primary);
           return;
         }
-        const running = await runProxy(s, () => resolveProxySettings(c.mode, flags), role);
-        handleServingSignals(running.log, running.serving);
+        const running = await runProxy(s, (t) => resolveProxySettings(c.mode, flags, t), role);
+        handleServingSignals(running.log, running.serving, role !== null);
         if (role !== null) reportWorkerReady(running.addresses, running.listeners);
       } catch (err) {
         reportFatal(err);

@@ -9,6 +9,7 @@ import { TrafficStats } from '../metrics/traffic-stats.js';
 import { Serving, type Generation } from './serving.js';
 import { Listeners } from './listeners.js';
 import { httpAlpn } from '../http/alpn-front.js';
+import { withHeldFiles } from '../config/held-files.js';
 import { attachWorker } from './worker-link.js';
 import { firstOrOnly, type WorkerRole } from './worker-protocol.js';
 import { acmeCloser, prepareAcme, startAcme, workerAcme } from './acme-setup.js';
@@ -36,7 +37,7 @@ export async function startRedirectFor(s: HttpServerSettings, addresses: readonl
 
 
 /** `worker`: this process is one of --workers N (worker-link.ts); null: the one process. */
-export async function runServe(s: ServeSettings, load: () => Promise<ServeSettings> = () => Promise.resolve(s), worker: WorkerRole | null = null): Promise<RunningServe> {
+export async function runServe(s: ServeSettings, load: (configText?: string) => Promise<ServeSettings> = () => Promise.resolve(s), worker: WorkerRole | null = null): Promise<RunningServe> {
   const log = createLogger({ level: s.logLevel });
   // Before the listeners: they load the managed pairs (stand-ins until issued) with the others.
   // A worker orders nothing: the primary does, and says when a new pair is stored (worker-link.ts).
@@ -64,7 +65,12 @@ export async function runServe(s: ServeSettings, load: () => Promise<ServeSettin
   }, await build(s, null));
   if (worker !== null) {
     // The primary holds the admin and redirect listeners, and says 'serving files over HTTPS' once every worker is ready.
-    const addresses = await attachWorker(worker, s, { listeners, stats, group: null, log, acme: workerAcme(s, listeners, log, () => listeners.reconfigure(serving.settings)) });
+    const addresses = await attachWorker(worker, s, {
+      listeners, stats, group: null, log,
+      acme: workerAcme(s, listeners, log, () => listeners.reconfigure(serving.settings)),
+      // The text and files the primary checked, not the files as they are now (worker-link.ts).
+      reload: (text, files) => void serving.reload(() => load(text ?? undefined), (run) => withHeldFiles(files, run)),
+    });
     log.info({ worker: worker.index, listen: addresses[0], addresses, root: s.root }, 'worker listening');
     return { listeners, serving, addresses, log, stats, admin };
   }

@@ -85,19 +85,23 @@ export class Serving<S extends ListenerSettings> {
    * finish on the old ones, whose front is then retired. Invalid settings or
    * certificates are logged and the old ones stay. A HUP during a reload
    * waits for it and reloads again (the files may have changed since).
+   * `load`: where the settings come from, the options' load() by default
+   * (a worker's reload loads the text its primary checked, worker-link.ts);
+   * `around`: runs this reload, once its turn came (a worker's reads the
+   * primary's copy of the files, held-files.ts withHeldFiles).
    */
-  async reload(): Promise<void> {
+  async reload(load: () => Promise<S> = this.o.load, around: (run: () => Promise<void>) => Promise<void> = (run) => run()): Promise<void> {
     if (this.stopping) return;
     while (this.reloading) await this.reloading;
-    this.reloading = this.reloadOnce().finally(() => { this.reloading = null; });
+    this.reloading = around(() => this.reloadOnce(load)).finally(() => { this.reloading = null; });
     return this.reloading;
   }
 
-  private async reloadOnce(): Promise<void> {
+  private async reloadOnce(load: () => Promise<S>): Promise<void> {
     const { log } = this.o;
     let next: Generation<S>;
     try {
-      const loaded = await this.o.load();
+      const loaded = await load();
       const kept = changed(this.current.settings, loaded, this.o.restartKeys);
       const say = this.o.restartKeysWarning === false ? log.debug.bind(log) : log.warn.bind(log);
       if (kept.length > 0) say({ settings: kept }, `reload: ${kept.join(', ')} changed; these take effect only on a restart, and the current values stay`);

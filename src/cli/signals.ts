@@ -2,7 +2,13 @@
  * Signals of a serving process (serve, proxy, tcp), handled deliberately and
  * each logged, as nginx and HAProxy admins expect:
  * - HUP (`systemctl reload`, certificate-renewal hooks): reload settings and
- *   certificates; Node's default would kill the process, silently.
+ *   certificates; Node's default would kill the process, silently. In a
+ *   worker of --workers N it is ignored, and logged so, as nginx's workers
+ *   ignore it: the primary reloads (it checks --config and sends every worker
+ *   the text it checked, worker-link.ts). A worker reading the file on its own
+ *   would serve what nobody checked and what a restarted worker (started
+ *   from the primary's copy) does not; a `pkill -HUP aludel` that reaches the
+ *   primary too reloads once, through it.
  * - TERM and INT: graceful stop within --shutdown-timeout.
  * - QUIT: stop at once (nginx's fast shutdown is TERM; here TERM is graceful
  *   because systemd sends it, and QUIT is the way to cut).
@@ -25,7 +31,8 @@ export interface SignalTargets {
   reopenLogs(): void;
 }
 
-export function handleServingSignals(log: Logger, t: SignalTargets): void {
+/** `worker`: this process is a worker of --workers N (HUP ignored, see above). */
+export function handleServingSignals(log: Logger, t: SignalTargets, worker = false): void {
   const exitAfter = (p: Promise<void>): void => {
     void p.then(
       () => process.exit(0),
@@ -41,6 +48,10 @@ export function handleServingSignals(log: Logger, t: SignalTargets): void {
     exitAfter(t.close());
   });
   process.on('SIGHUP', () => {
+    if (worker) {
+      log.warn({ signal: 'SIGHUP', primaryPid: process.ppid }, WORKER_HUP_IGNORED);
+      return;
+    }
     log.info({ signal: 'SIGHUP' }, 'reloading settings and certificates');
     void t.reload();
   });
@@ -55,3 +66,6 @@ export function handleServingSignals(log: Logger, t: SignalTargets): void {
 
 /** What USR2 does here, and what the signals that do something are for. */
 export const USR2_IGNORED = 'SIGUSR2 ignored (Aludel has no binary upgrade): SIGHUP reloads settings and certificates, SIGTERM or SIGINT stops gracefully, SIGQUIT at once, SIGUSR1 reopens the access log';
+
+/** A HUP sent to a worker itself. */
+export const WORKER_HUP_IGNORED = 'SIGHUP ignored by a worker: send it to the primary (primaryPid), which checks the settings and reloads every worker with them';

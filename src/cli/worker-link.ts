@@ -5,6 +5,14 @@
  * requests, and leaves the admin and redirect listeners to it. With
  * --acme-domain it orders nothing: it keeps the primary's pending challenges
  * and takes each new certificate into service when the primary says so. A
+ * reload is the primary's: it reads and checks --config on HUP and sends the
+ * text it checked, which the worker applies (never the file as it is by then:
+ * an edit made after the check would reach the workers unchecked, and a
+ * worker restarted from the primary's copy would serve another setup). A
+ * The certificate, key and ticket key files come with it, as the primary
+ * read them for its check (held-files.ts). A
+ * SIGHUP sent to a worker itself is ignored and logged (signals.ts), as
+ * nginx's workers ignore it: only the master reloads. A
  * worker whose primary is gone (its IPC channel closed: the primary was
  * killed) stops gracefully, as on SIGTERM, so no worker outlives its primary;
  * one still starting (nothing accepted yet) exits at once.
@@ -34,6 +42,12 @@ export interface WorkerParts {
   group: (() => UpstreamGroup) | null;
   log: Logger;
   acme: WorkerAcme | null;
+  /**
+   * Reloads with `configText`, the --config text the primary checked (null: no --config), reading the
+   * certificate, key and ticket key files from `files`, the primary's copy (held-files.ts, withHeldFiles).
+   * The worker's Serving.reload: logs its own success or failure; calls apply in the order they came.
+   */
+  reload(configText: string | null, files: string | null): void;
 }
 
 /**
@@ -119,6 +133,7 @@ export async function attachWorker(role: WorkerRole, s: ListenerSettings, p: Wor
         resolve(m);
       } else if (m.type === 'ticket-keys') p.listeners.setTicketKeys(keys(m.keys));
       else if (m.type === 'metrics') void p.stats.registry.getMetricsAsJSON().then((metrics) => send({ type: 'metrics', id: m.id, metrics }, channel));
+      else if (m.type === 'reload') p.reload(m.config, m.files);
       else onAcmeMessage(m, p);
     });
   });
@@ -173,14 +188,14 @@ function registerWorkerGauge(role: WorkerRole, p: WorkerParts): void {
 
 /**
  * Tells the primary this worker serves. Called once the signal handlers are
- * installed (handleServingSignals): the primary passes HUP and USR1 only to
- * ready workers, because before that a HUP would kill the worker (the
- * default action) and a USR1 would open Node's inspector. From here on, a
+ * installed (handleServingSignals): the primary passes reloads and USR1 only
+ * to ready workers (a reload needs the serving state; before the handlers a
+ * USR1 would open Node's inspector). From here on, a
  * primary that is gone means a graceful stop through the TERM handler.
  */
 export function reportWorkerReady(addresses: readonly string[], listeners: Listeners): void {
   handlersInstalled = true;
-  // Started: its reloads read the files from disk, as one process does (held-files.ts).
+  // Started: the start-up copy is done with; each reload brings the copy of its own check (held-files.ts, withHeldFiles).
   dropHeldFiles();
   send({ type: 'ready', addresses: [...addresses], answersTlsAlpn01: listeners.answersTlsAlpn01 });
 }

@@ -25,7 +25,13 @@ export type ToWorker =
   /** --acme-domain: a challenge became pending or is done (the primary orders; any worker may be the one the CA reaches). */
   | ({ type: 'acme-challenge' } & ChallengeChange)
   /** --acme-domain: a certificate was issued or renewed into the storage directory: take it into service as a HUP does. */
-  | { type: 'certificates' };
+  | { type: 'certificates' }
+  /**
+   * A reload (HUP to the primary) that the primary checked: apply `config`, the --config text it read and
+   * checked (null: no --config, the command line alone), never the file as it is when this message arrives;
+   * `files`: the certificate, key and ticket key files it read then (held-files.ts; null: too large, read from disk).
+   */
+  | { type: 'reload'; config: string | null; files: string | null };
 
 export type ToPrimary =
   | { type: 'hello' }
@@ -37,7 +43,7 @@ function typed(m: unknown): m is { type: string } {
   return typeof m === 'object' && m !== null && typeof (m as { type?: unknown }).type === 'string';
 }
 
-const TO_WORKER = new Set(['start', 'ticket-keys', 'metrics', 'acme-challenge', 'certificates']);
+const TO_WORKER = new Set(['start', 'ticket-keys', 'metrics', 'acme-challenge', 'certificates', 'reload']);
 const TO_PRIMARY = new Set(['hello', 'ready', 'metrics']);
 
 export function isToWorker(m: unknown): m is ToWorker {

@@ -16,7 +16,11 @@
  * built, and Linux caps one environment string at 128 KiB (past
  * MAX_HELD_BYTES nothing is held and files are read by path, as before).
  * The worker answers its start-up reads from that copy, then drops it once
- * it serves: its own reloads (HUP) read the files, as one process does.
+ * it serves. A reload the primary passes on carries the copy of that
+ * reload's check (the 'reload' message, worker-link.ts), and the worker's
+ * reload reads from it (withHeldFiles): a file replaced after the primary's
+ * check would otherwise reach the running workers unchecked, while a
+ * restarted worker starts from the checked bytes.
  * OpenSSL's engine loads the pairs by path (SSL_CTX_use_certificate_chain_file):
  * for that one synchronous call the held bytes are written to a private
  * directory (mkdtemp, 0700; files 0600) and removed right after
@@ -71,13 +75,32 @@ export function recordReads(load: () => void): string | null {
   }
 }
 
+/** The primary's copy, from recordReads' text. */
+function parseHeld(text: string): Map<string, HeldFile> {
+  const parsed = JSON.parse(text) as Record<string, [number, string]>;
+  return new Map(Object.entries(parsed).map(([file, [mode, b64]]) => [file, { mode, bytes: Buffer.from(b64, 'base64') }]));
+}
+
 /** In a worker, before its settings are read: takes the primary's copy from the environment (and out of it). */
 export function useHeldFiles(isWorker: boolean, env: NodeJS.ProcessEnv = process.env): void {
   const text = env[WORKER_FILES_ENV];
   delete env[WORKER_FILES_ENV];
   if (!isWorker || text === undefined) return;
-  const parsed = JSON.parse(text) as Record<string, [number, string]>;
-  held = new Map(Object.entries(parsed).map(([file, [mode, b64]]) => [file, { mode, bytes: Buffer.from(b64, 'base64') }]));
+  held = parseHeld(text);
+}
+
+/**
+ * In a serving worker: runs `reload` with the files read from `text`, the
+ * primary's copy of the reload it checked (null: too large to hold, read
+ * from disk), then drops the copy. Reloads run one at a time (serving.ts).
+ */
+export async function withHeldFiles<T>(text: string | null, reload: () => Promise<T>): Promise<T> {
+  held = text === null ? null : parseHeld(text);
+  try {
+    return await reload();
+  } finally {
+    held = null;
+  }
 }
 
 /** The worker serves: from here on (its reloads), files are read from disk. */

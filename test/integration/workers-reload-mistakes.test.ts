@@ -47,7 +47,7 @@ async function hupThenGood(p: Running, config: string, bad: string, good: string
     const primary = lines.filter((l) => l.pid === p.child.pid);
     if (primary.some((l) => l.msg === FAILED)) return true;
     const answered = new Set(lines.filter((l) => l.pid !== p.child.pid && (l.msg === FAILED || String(l.msg).startsWith('reloaded:'))).map((l) => l.pid));
-    return primary.some((l) => l.msg === 'reload: passing SIGHUP to every worker') && answered.size === 2;
+    return primary.some((l) => l.msg === 'reload: passing the checked settings to every worker') && answered.size === 2;
   }, 20_000);
   const second = p.mark();
   save(config, good);

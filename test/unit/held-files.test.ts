@@ -1,13 +1,14 @@
 /**
  * held-files.ts: what the primary records of a load, how a starting worker
- * reads from that copy (not the disk), and the private copies OpenSSL reads.
+ * reads from that copy (not the disk), and the private copies OpenSSL reads;
+ * a serving worker's reload reads the copy the primary sent with it.
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { dropHeldFiles, recordReads, useHeldFiles, withHeldCopies, WORKER_FILES_ENV } from '../../src/config/held-files.js';
+import { dropHeldFiles, recordReads, useHeldFiles, withHeldCopies, withHeldFiles, WORKER_FILES_ENV } from '../../src/config/held-files.js';
 import { readSmallRegularFileSync, unreadableFileReason } from '../../src/config/readable-file.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'held-files-'));
@@ -49,5 +50,18 @@ describe('held-files', () => {
     assert.throws(() => recordReads(() => {
       throw new Error('bad pem');
     }), /bad pem/);
+  });
+
+  test('a reload reads the copy it came with, whatever the disk holds; after it (even a failed one) the disk answers', async () => {
+    const b = path.join(dir, 'b.pem');
+    fs.writeFileSync(b, 'checked', { mode: 0o600 });
+    const text = recordReads(() => void readSmallRegularFileSync(b, 100));
+    assert.ok(text !== null);
+    fs.writeFileSync(b, 'saved after the check');
+    assert.equal(await withHeldFiles(text, async () => readSmallRegularFileSync(b, 100).toString()), 'checked');
+    assert.equal(readSmallRegularFileSync(b, 100).toString(), 'saved after the check');
+    await assert.rejects(withHeldFiles(text, async () => { throw new Error('reload failed'); }), /reload failed/);
+    assert.equal(readSmallRegularFileSync(b, 100).toString(), 'saved after the check');
+    assert.equal(await withHeldFiles(null, async () => readSmallRegularFileSync(b, 100).toString()), 'saved after the check', 'nothing held: the disk');
   });
 });

@@ -2,7 +2,8 @@
  * The worker's end of --workers (worker-link.ts) against a stand-in for the
  * IPC channel: a primary that is gone before or while the worker attaches
  * (killed while the worker started) is a logged, graceful stop, never an
- * unhandled ERR_IPC_CHANNEL_CLOSED.
+ * unhandled ERR_IPC_CHANNEL_CLOSED. A reload applies the text the primary
+ * sent, in the order sent.
  */
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
@@ -37,14 +38,16 @@ class FakeChannel extends EventEmitter implements PrimaryChannel {
   }
 }
 
-function parts(): { p: WorkerParts; warnings: string[]; listened: () => boolean } {
+function parts(): { p: WorkerParts; warnings: string[]; listened: () => boolean; reloads: Array<[string | null, string | null]> } {
   const warnings: string[] = [];
+  const reloads: Array<[string | null, string | null]> = [];
   let listened = false;
   const log = { warn: (_o: unknown, msg: string) => warnings.push(msg), info: () => undefined, debug: () => undefined, error: () => undefined };
   const listeners = { listen: async () => { listened = true; return ['127.0.0.1:1']; }, setTicketKeys: () => undefined };
   return {
-    p: { listeners: listeners as unknown as Listeners, stats: {} as TrafficStats, group: null, log: log as unknown as Logger, acme: null },
+    p: { listeners: listeners as unknown as Listeners, stats: {} as TrafficStats, group: null, log: log as unknown as Logger, acme: null, reload: (text, files) => reloads.push([text, files]) },
     warnings,
+    reloads,
     listened: () => listened,
   };
 }
@@ -92,5 +95,19 @@ describe('attachWorker: the primary is gone', () => {
     assert.deepEqual(await attached, ['127.0.0.1:1']);
     assert.deepEqual(warnings, []);
     assert.equal(stops, 0);
+  });
+});
+
+describe('attachWorker: reloads', () => {
+  test('each reload message reloads with the text and files the primary checked, in order; null without --config', async () => {
+    const channel = new FakeChannel(true);
+    const { p, reloads } = parts();
+    const attached = attachWorker(role, settings, p, { channel, stop: () => undefined });
+    channel.emit('message', { type: 'start', ticketKeys: null, challenges: [] });
+    await attached;
+    channel.emit('message', { type: 'reload', config: 'root: /a\n', files: '{}' });
+    channel.emit('message', { type: 'reload', config: 'root: /b\n', files: null });
+    channel.emit('message', { type: 'reload', config: null, files: null });
+    assert.deepEqual(reloads, [['root: /a\n', '{}'], ['root: /b\n', null], [null, null]]);
   });
 });
