@@ -11,7 +11,7 @@ import { cryptoSite, onSecureConnections } from '../http/serve.js';
 import { PipePool } from '../transport/pipe-pool.js';
 import type { UpstreamGroup } from './upstream-group.js';
 import type { TrafficStats } from '../metrics/traffic-stats.js';
-import { tunnel, TunnelIdleError, tunnelResultOf } from './tunnel.js';
+import { isUpstreamFailure, tunnel, TunnelIdleError, tunnelResultOf } from './tunnel.js';
 import { wasCutAtShutdown } from '../tls/shutdown-cut.js';
 import { beingClosed, ConnectionSet, type Front } from '../http/front.js';
 
@@ -96,7 +96,9 @@ export function createTcpProxy(o: Omit<TcpProxyOptions, 'server'>): Front {
         return;
       }
       const code = (err as { code?: string }).code ?? 'ERR_UNKNOWN';
-      const level = code === 'ECONNRESET' || code === 'EPIPE' ? 'info' : 'warn';
+      // The upstream's reset or refusal is a warning (nginx logs its recv() failure at error); the
+      // client's going is info, as for an HTTP client that leaves.
+      const level = !isUpstreamFailure(err) && (code === 'ECONNRESET' || code === 'EPIPE') ? 'info' : 'warn';
       o.log[level]({ conn: conn.id, upstream, error: code, detail: (err as Error).message, ...moved, ms: msSince(started) }, 'tunnel failed');
       // An upstream that failed after answering: the tunnel closes the client with a linger.
       if (!beingClosed(conn)) conn.destroy();

@@ -348,6 +348,8 @@ describe('aludel tcp: how tunnels end', () => {
     }
     const lines = p.logs.filter((l) => l.msg === 'tunnel failed');
     assert.equal(lines.length, 6, 'one line per tunnel');
+    // The upstream's failure, not the client's: a warning, as under an HTTP upgrade.
+    assert.ok(lines.every((l) => l.level === 40), JSON.stringify(lines));
     // The lingering close ends with the client's close: both descriptors of each tunnel are released.
     await waitUntil(() => fdsBeyondKept(p.child.pid!) === start, 3000);
   });
