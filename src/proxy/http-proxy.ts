@@ -35,7 +35,7 @@ import type { HttpCache } from '../cache/cache.js';
 import { CacheLayer } from '../cache/cache-layer.js';
 import { Forwarder, type ProxyExchange } from './forward.js';
 import { failureStatus, isClientFault } from './failures.js';
-import { upgrade } from './upgrade.js';
+import { upgrade, type UpgradeOptions } from './upgrade.js';
 
 export interface HttpProxyOptions {
   server: SecureServer;
@@ -234,13 +234,7 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
   httpServer.on('clientError', (err: ParseError, socket) => answerClientError(o.log, err, socket, refusals));
   // CONNECT asks for a tunnel to any host (RFC 9110 §9.3.6): a gateway to its upstreams offers none.
   httpServer.on('connect', (req: http.IncomingMessage, socket) => answerConnect(o.log, req, socket as unknown as SecureConnection, s.idleTimeoutMs, 501));
-  const upgrades = { settings: s, group: o.group, forwarder, pipes, stats: o.stats, access, log: o.log };
-  /** Each upgrade until its lines are written: drained means every tunnel said how it ended (as tcp's). */
-  const upgrading = new Set<Promise<void>>();
-  httpServer.on('upgrade', (req: http.IncomingMessage, socket, head: Buffer) => {
-    const u = upgrade(upgrades, req, socket as unknown as SecureConnection, head).finally(() => upgrading.delete(u));
-    upgrading.add(u);
-  });
+  const upgrading = takeUpgrades(httpServer, { settings: s, group: o.group, forwarder, pipes, stats: o.stats, access, log: o.log });
 
   // No listen() of its own (connections come from the TLS listener): start the timeout sweeper.
   httpServer.emit('listening');
@@ -248,7 +242,24 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
     log: o.log, handler: (req, res) => void handle(req, res),
     limits: { maxConcurrentStreams: s.http2MaxConcurrentStreams, maxHeaderSize: s.maxHeaderSize, idleTimeoutMs: s.idleTimeoutMs },
   });
-  const front = alpnFront(httpFront(httpServer), h2);
+  return drainingUpgrades(alpnFront(httpFront(httpServer), h2), upgrading);
+}
+
+/**
+ * HTTP Upgrade requests, each run as a tunnel (upgrade.ts); the set holds
+ * each until its lines are written.
+ */
+function takeUpgrades(httpServer: http.Server, o: UpgradeOptions): Set<Promise<void>> {
+  const upgrading = new Set<Promise<void>>();
+  httpServer.on('upgrade', (req: http.IncomingMessage, socket, head: Buffer) => {
+    const u = upgrade(o, req, socket as unknown as SecureConnection, head).finally(() => upgrading.delete(u));
+    upgrading.add(u);
+  });
+  return upgrading;
+}
+
+/** `front`, whose drain also waits for the upgrades' lines: drained means every tunnel said how it ended (as tcp's). */
+function drainingUpgrades(front: Front, upgrading: Set<Promise<void>>): Front {
   return {
     accept: (conn) => front.accept(conn),
     drain: async () => {
