@@ -8,12 +8,11 @@
  * reload is the primary's: it reads and checks --config on HUP and sends the
  * text it checked, which the worker applies (never the file as it is by then:
  * an edit made after the check would reach the workers unchecked, and a
- * worker restarted from the primary's copy would serve another setup). A
- * The certificate, key and ticket key files come with it, as the primary
- * read them for its check (held-files.ts). A
- * SIGHUP sent to a worker itself is ignored and logged (signals.ts), as
- * nginx's workers ignore it: only the master reloads. A
- * worker whose primary is gone (its IPC channel closed: the primary was
+ * worker restarted from the primary's copy would serve another setup). The
+ * certificate, key and ticket key files come with it, as the primary read
+ * them for its check (held-files.ts). A SIGHUP sent to a worker itself is
+ * ignored and logged (signals.ts), as nginx's workers ignore it: only the
+ * master reloads. A worker whose primary is gone (its IPC channel closed: the primary was
  * killed) stops gracefully, as on SIGTERM, so no worker outlives its primary;
  * one still starting (nothing accepted yet) exits at once.
  */
