@@ -163,6 +163,18 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
    * (held-files.ts). When they do not load, the previous copy is kept, as a
    * worker's reload keeps its previous certificates.
    */
+  /**
+   * Checks `s` as a worker would (checkAsWorkerWould, which throws its
+   * error) and holds the bytes that check read: one read of each file, and
+   * the workers restarted from now on get exactly the bytes checked.
+   */
+  private checkAndHold(s: ListenerSettings): void {
+    const text = recordReads(() => checkAsWorkerWould(s));
+    this.filesOf = s;
+    this.heldFiles = text;
+    if (text === null) this.log.info('the certificate and ticket key files are too large to hand to the workers: a restarted worker reads them from disk');
+  }
+
   private holdFiles(s: FileSettings): void {
     try {
       const text = recordReads(() => {
@@ -388,15 +400,13 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
   private async checkReload(): Promise<boolean> {
     try {
       if (this.config === null) {
-        checkAsWorkerWould(this.s);
-        this.holdFiles(this.s);
+        this.checkAndHold(this.s);
         return true;
       }
       const { text, settings } = await this.config.load();
       const applied = this.config.asStarted(settings as PrimarySettings);
-      checkAsWorkerWould(applied);
+      this.checkAndHold(applied);
       this.config.keep(text);
-      this.holdFiles(applied);
       const kept = this.config.restartOnlyChanged(settings as PrimarySettings);
       if (kept.length > 0) this.log.warn({ settings: kept }, `reload: ${kept.join(', ')} changed; these take effect only on a restart, and the current values stay`);
       return true;
