@@ -19,7 +19,8 @@ import { FILE_SLOTS, type OpenFiles } from './open-files.js';
 import { closeQuietly } from '../transport/close-quietly.js';
 
 export type ResolveResult =
-  | { kind: 'file'; path: string; stat: Stats }
+  /** path: a Buffer where the request named bytes that are not UTF-8 (NormalPath.bytes). */
+  | { kind: 'file'; path: string | Buffer; stat: Stats }
   | { kind: 'not-found' }
   | { kind: 'forbidden' }
   | { kind: 'bad-request' }
@@ -44,6 +45,12 @@ interface NormalPath {
   slash: boolean;
   /** Whether the raw path was already normal (one leading slash, no empty or dot segment, no %2F). */
   asSent: boolean;
+  /**
+   * Whether the decoded bytes are not UTF-8: the segments are then latin1
+   * strings, one character per byte (percentDecode), and name the file by
+   * those bytes, as nginx does (a tree of Latin-1 file names, "/caf%E9.txt").
+   */
+  bytes: boolean;
 }
 
 /**
@@ -57,7 +64,12 @@ function normalPath(urlPath: string): NormalPath | Refused {
   const rawPath = extractPath(urlPath);
   if (rawPath === undefined) return BAD_REQUEST;
 
-  const decoded = percentDecode(rawPath);
+  let decoded = percentDecode(rawPath);
+  let bytes = false;
+  if (decoded === undefined) {
+    decoded = percentDecodeBytes(rawPath);
+    bytes = true;
+  }
   if (decoded === undefined || decoded.includes('\0')) return BAD_REQUEST;
 
   const segments: string[] = [];
@@ -75,13 +87,14 @@ function normalPath(urlPath: string): NormalPath | Refused {
     if (part !== '' || i < parts.length - 1) asSent = false;
   }
   const last = parts[parts.length - 1]!;
-  return { segments, slash: parts.length > 1 && (last === '' || last === '.' || last === '..'), asSent };
+  return { segments, slash: parts.length > 1 && (last === '' || last === '.' || last === '..'), asSent, bytes };
 }
 
 export async function resolveUnderRoot(rootReal: string, urlPath: string): Promise<ResolveResult> {
   const p = normalPath(urlPath);
   if ('kind' in p) return p;
 
+  if (p.bytes) return resolveBytes(rootReal, p, urlPath);
   // path.join on ..-free segments cannot climb above rootReal.
   const candidate = path.join(rootReal, ...p.segments);
   const found = await realStat(rootReal, candidate);
@@ -107,7 +120,7 @@ export async function resolveUnderRoot(rootReal: string, urlPath: string): Promi
 function directoryLocation(p: NormalPath, target: string): string {
   const q = target.indexOf('?');
   const query = q >= 0 ? target.slice(q).split('#')[0]! : '';
-  const where = p.asSent ? extractPath(target)!.slice(1) : p.segments.map(encodeURIComponent).join('/');
+  const where = p.asSent ? extractPath(target)!.slice(1) : p.segments.map(p.bytes ? encodeBytes : encodeURIComponent).join('/');
   return `/${where}/${query}`;
 }
 
@@ -142,8 +155,66 @@ function percentDecode(raw: string): string | undefined {
   }
 }
 
+/** A "%" not followed by two hex digits (RFC 3986 §2.1). */
+const MALFORMED_ESCAPE = /%(?![0-9A-Fa-f]{2})/;
+
+/**
+ * The bytes of a path whose escapes are well formed but not UTF-8, as a
+ * latin1 string (one character per byte), or undefined for a malformed
+ * escape. nginx decodes escapes to bytes and opens the file by them
+ * (ngx_http_parse_complex_uri): a file named in Latin-1 is served, where
+ * decodeURIComponent refuses the escape.
+ */
+function percentDecodeBytes(raw: string): string | undefined {
+  if (MALFORMED_ESCAPE.test(raw)) return undefined;
+  return raw.replace(/%([0-9A-Fa-f]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+}
+
+/** A latin1 segment of a bytes path percent-encoded again: unreserved characters as they are (RFC 3986 §2.3), every other byte escaped. */
+function encodeBytes(segment: string): string {
+  let out = '';
+  for (let i = 0; i < segment.length; i++) {
+    const c = segment.charCodeAt(i);
+    out += UNRESERVED.test(segment[i]!) ? segment[i] : `%${c.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+const UNRESERVED = /^[A-Za-z0-9._~-]$/;
+
+/**
+ * resolveUnderRoot for a path of bytes that are not UTF-8: the same steps on
+ * Buffer paths (node encodes a string path as UTF-8, which would name other
+ * bytes). Only the realpath way: openUnderRoot sends these here.
+ */
+async function resolveBytes(rootReal: string, p: NormalPath, target: string): Promise<ResolveResult> {
+  const root = Buffer.from(rootReal);
+  const join = (base: Buffer, rest: string): Buffer => Buffer.concat([base, base[base.length - 1] === 0x2f ? Buffer.alloc(0) : Buffer.from('/'), Buffer.from(rest, 'latin1')]);
+  const found = await realStatBytes(root, join(root, p.segments.join('/')));
+  if (found.kind === 'file' && !found.stat.isDirectory() && p.slash) return NOT_FOUND;
+  if (found.kind !== 'file' || !found.stat.isDirectory()) return onlyRegular(found);
+  if (!p.slash) return { kind: 'redirect', location: directoryLocation(p, target) };
+  return onlyRegular(await realStatBytes(root, join(found.path, INDEX_FILE)));
+}
+
+/** realStat on Buffer paths. */
+async function realStatBytes(root: Buffer, candidate: Buffer): Promise<{ kind: 'file'; path: Buffer; stat: Stats } | Refused> {
+  try {
+    const real = await fsp.realpath(candidate, { encoding: 'buffer' });
+    if (!isWithinBytes(root, real)) return FORBIDDEN;
+    return { kind: 'file', path: real, stat: await fsp.stat(real) };
+  } catch (err) {
+    return classifyFsError(err);
+  }
+}
+
+function isWithinBytes(root: Buffer, real: Buffer): boolean {
+  if (real.equals(root)) return true;
+  const n = root[root.length - 1] === 0x2f ? root.length : root.length + 1;
+  return real.length > n && real.subarray(0, root.length).equals(root) && (n === root.length || real[root.length] === 0x2f);
+}
+
 /** realpath + containment check + stat; the returned path is the real one. */
-async function realStat(rootReal: string, candidate: string): Promise<ResolveResult> {
+async function realStat(rootReal: string, candidate: string): Promise<{ kind: 'file'; path: string; stat: Stats } | Refused> {
   try {
     const real = await fsp.realpath(candidate);
     if (!isWithin(rootReal, real)) return FORBIDDEN;
@@ -160,7 +231,7 @@ export function isWithin(rootReal: string, real: string): boolean {
   return real.startsWith(prefix);
 }
 
-function classifyFsError(err: unknown): ResolveResult {
+function classifyFsError(err: unknown): Refused {
   const code = errorCode(err);
   if (code !== undefined && MISSING_CODES.has(code)) return NOT_FOUND;
   if (code === 'EACCES' || code === 'EPERM') return FORBIDDEN;
@@ -201,13 +272,15 @@ const PLAIN_TARGET = /^(?:\/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+$/;
 /**
  * The decoded path beneath the root ("" for the root itself), or why there
  * is none; null for a path ending in a slash, which names a directory (its
- * index) and never a file (resolveUnderRoot decides).
+ * index) and never a file, or for bytes that are not UTF-8 (resolveUnderRoot
+ * decides both).
  */
 function relativePath(urlPath: string): string | Refused | null {
   if (PLAIN_TARGET.test(urlPath)) return urlPath.slice(1);
   const p = normalPath(urlPath);
   if ('kind' in p) return p;
-  return p.slash ? null : p.segments.join('/');
+  // A path of bytes that are not UTF-8 goes the realpath way, on Buffer paths (resolveBytes).
+  return p.slash || p.bytes ? null : p.segments.join('/');
 }
 
 /** A regular file opened beneath the root: release it with closeOpened(). */

@@ -158,9 +158,12 @@ function serveFile(
   req: AnyRequest,
   res: AnyResponse,
   method: string,
-  file: string,
+  found: string | Buffer,
   root: string,
 ): StaticResult {
+  // A Buffer names bytes that are not UTF-8 (a Latin-1 file name): opened by those bytes, and
+  // named in the log, Content-Type and validators by their latin1 reading.
+  const file = typeof found === 'string' ? found : found.toString('latin1');
   // open, fstat and close run inline, as nginx runs them: resolution (realpath, stat) has just
   // run on the thread pool, so a cold directory or inode never blocks the event loop, and left
   // the dentries and inode cached; these are then syscalls of a few microseconds each, where a
@@ -168,7 +171,7 @@ function serveFile(
   // downloads had open, fstat and close at over a fifth of serve's CPU).
   let fd: number;
   try {
-    fd = fs.openSync(file, OPEN_FLAGS);
+    fd = fs.openSync(found, OPEN_FLAGS);
   } catch (err) {
     return withFile(answerOpenError(res, method, err), file);
   }

@@ -260,6 +260,42 @@ for (const mode of ['auto', 'userspace'] as const) {
       }
     });
 
+    test('a file or directory named in bytes that are not UTF-8 (Latin-1) is served by those bytes, as nginx serves it; a malformed escape stays 400', async () => {
+      // "café.txt" and "répertoire" in Latin-1: é is the one byte 0xE9, which is not UTF-8 on its own.
+      const latin1 = (name: string): Buffer => Buffer.concat([Buffer.from(fx.root + '/'), Buffer.from(name, 'latin1')]);
+      const file = latin1('caf\u00e9.txt');
+      const dir = latin1('r\u00e9pertoire');
+      const index = Buffer.concat([dir, Buffer.from('/index.html')]);
+      fs.writeFileSync(file, 'latin-1 name\n');
+      fs.mkdirSync(dir);
+      fs.writeFileSync(index, 'index of a latin-1 directory\n');
+      try {
+        const get = async (proto: string, p: string): Promise<{ status: number; body: string; location: string | undefined }> => {
+          const r = await curl([...tlsArgs, proto, '--path-as-is', '-D', '-', `${base}${p}`]);
+          assert.equal(r.code, 0, r.stderr);
+          const res = splitHttp(r.stdout);
+          // "HTTP/2 200" has no minor version, which splitHttp's status wants.
+          const status = Number(/^HTTP\/[\d.]+ (\d{3})/.exec(r.stdout.toString('latin1'))?.[1]);
+          return { status, body: res.body.toString(), location: res.headers.location };
+        };
+        for (const proto of ['--http1.1', '--http2']) {
+          for (const p of ['/caf%E9.txt', '/caf%e9.txt', '/x/../caf%E9.txt']) assert.deepEqual(await get(proto, p), { status: 200, body: 'latin-1 name\n', location: undefined }, `${proto} ${p}`);
+          // The same name in UTF-8 is another file, not there (nginx: 404).
+          assert.equal((await get(proto, '/caf%C3%A9.txt')).status, 404, `${proto} UTF-8 spelling`);
+          assert.equal((await get(proto, '/nothere%E9.txt')).status, 404, `${proto} missing`);
+          const redirect = await get(proto, '/r%E9pertoire');
+          assert.equal(redirect.status, 301, `${proto} directory without its slash`);
+          assert.match(redirect.location ?? '', /^(https:\/\/[^/]+)?\/r%E9pertoire\/$/, `${proto} Location`);
+          assert.equal((await get(proto, '/./r%E9pertoire')).location?.replace(/^https:\/\/[^/]+/, ''), '/r%E9pertoire/', `${proto} Location of a normalised path`);
+          assert.deepEqual(await get(proto, '/r%E9pertoire/'), { status: 200, body: 'index of a latin-1 directory\n', location: undefined }, `${proto} directory index`);
+          for (const p of ['/caf%E9%zz', '/%E9%00', '/%E9/../..']) assert.equal((await get(proto, p)).status, 400, `${proto} ${p}`);
+        }
+      } finally {
+        fs.rmSync(file);
+        fs.rmSync(dir, { recursive: true });
+      }
+    });
+
     test('a file named with a trailing slash (or "/." after it) is 404, as nginx answers it (open(2) says ENOTDIR), never the file', async () => {
       const f = fx.files.mid;
       for (const proto of ['--http1.1', '--http2']) {

@@ -138,7 +138,35 @@ describe('resolveUnderRoot', () => {
     await expectKind('/%zz', 'bad-request');
     await expectKind('/%', 'bad-request');
     await expectKind('/%E0%A4%A', 'bad-request');
-    await expectKind('/%FF', 'bad-request');
+    await expectKind('/%FF%zz', 'bad-request');
+    await expectKind('/%FF%00', 'bad-request');
+    await expectKind('/%FF/../..', 'bad-request');
+  });
+
+  it('names a file by escaped bytes that are not UTF-8 (a Latin-1 name), as nginx does, on Buffer paths', async () => {
+    const latin1 = (name: string): Buffer => Buffer.concat([Buffer.from(root + '/'), Buffer.from(name, 'latin1')]);
+    await fsp.writeFile(latin1('caf\u00e9.txt'), 'latin-1');
+    await fsp.mkdir(latin1('r\u00e9p'));
+    await fsp.writeFile(Buffer.concat([latin1('r\u00e9p'), Buffer.from('/index.html')]), 'index');
+    await fsp.symlink(path.join(tmp, 'outside', 'secret.txt'), latin1('\u00e9-out'));
+    try {
+      for (const target of ['/caf%E9.txt', '/caf%e9.txt', '/sub/../caf%E9.txt', '/r%E9p/', '//r%E9p/./']) {
+        const r = await resolveUnderRoot(root, target);
+        assert.equal(r.kind, 'file', target);
+        if (r.kind === 'file') assert.ok(Buffer.isBuffer(r.path) && r.stat.isFile(), target);
+      }
+      const r = await resolveUnderRoot(root, '/caf%E9.txt');
+      if (r.kind === 'file') assert.deepEqual(r.path, latin1('caf\u00e9.txt'));
+      await expectKind('/%FF', 'not-found');
+      await expectKind('/caf%E9.txt/', 'not-found');
+      await expectKind('/%E9-out', 'forbidden');
+      assert.deepEqual(await resolveUnderRoot(root, '/r%E9p'), { kind: 'redirect', location: '/r%E9p/' });
+      assert.deepEqual(await resolveUnderRoot(root, '/./r%e9p?q=1'), { kind: 'redirect', location: '/r%E9p/?q=1' });
+    } finally {
+      await fsp.rm(latin1('caf\u00e9.txt'));
+      await fsp.rm(latin1('r\u00e9p'), { recursive: true });
+      await fsp.rm(latin1('\u00e9-out'));
+    }
   });
 
   it('rejects request-targets that are not paths', async () => {
@@ -183,6 +211,8 @@ describe('openUnderRoot: the path handed to openat2', () => {
       ['/a/../../b', undefined, 'bad-request'],
       ['/a%00', undefined, 'bad-request'],
       ['/%zz', undefined, 'bad-request'],
+      // Bytes that are not UTF-8 go the realpath way, on Buffer paths (resolveUnderRoot).
+      ['/caf%E9.txt', undefined, 'fallback'],
       // The root itself goes the realpath way (its index file), as does any path ending in a slash:
       // it names a directory, never a file (open(2) of "file/" is ENOTDIR).
       ['/a/', undefined, 'fallback'],
