@@ -7,9 +7,9 @@
  *   any local user (Node 20 has no --disable-sigusr1; a listener replaces
  *   the default), whatever the command;
  * - a serving process (serve, proxy, tcp, and their --workers, which run
- *   with the same arguments) must not die of a HUP or USR2 sent while it
- *   starts (systemd's reload, a group-wide `kill`): their default actions
- *   end the process at once, without a log line.
+ *   with the same arguments) must not die of a HUP, USR2, ALRM or IO sent
+ *   while it starts (systemd's reload, a group-wide `kill`): their default
+ *   actions end the process at once, without a log line.
  * A one-shot command (cert, doctor, scan, run...) keeps HUP's default: a
  * closed terminal still ends it.
  */
@@ -19,4 +19,6 @@ process.on('SIGUSR1', ignore);
 if (['serve', 'proxy', 'tcp'].includes(process.argv[2] ?? '')) {
   process.on('SIGHUP', ignore);
   process.on('SIGUSR2', ignore);
+  process.on('SIGALRM', ignore);
+  process.on('SIGIO', ignore);
 }

@@ -21,6 +21,10 @@
  *   process at once (status 140), without a log line or a drain. WINCH and
  *   PIPE are left alone: their default actions do nothing already, and a
  *   WINCH line would come with every resize of the terminal one runs in.
+ * - ALRM and IO: ignored, and logged so. nginx's master catches both
+ *   (ngx_process.c: they only set flags its loop reads) and lives on; their
+ *   default action here would end the process at once (status 142, 157),
+ *   without a line, whoever sent them (a stray `kill -ALRM`, a tool's timer).
  */
 import type { Logger } from '../log/logger.js';
 
@@ -62,6 +66,15 @@ export function handleServingSignals(log: Logger, t: SignalTargets, worker = fal
   process.on('SIGUSR2', () => {
     log.warn({ signal: 'SIGUSR2' }, USR2_IGNORED);
   });
+  for (const signal of SHRUGGED) process.on(signal, () => log.warn({ signal }, ignoredLine(signal)));
+}
+
+/** Signals with no use here whose default action would end the process (see above). */
+export const SHRUGGED = ['SIGALRM', 'SIGIO'] as const;
+
+/** The line of an ignored SHRUGGED signal. */
+export function ignoredLine(signal: string): string {
+  return `${signal} ignored (it does nothing here): SIGHUP reloads settings and certificates, SIGTERM or SIGINT stops gracefully, SIGQUIT at once, SIGUSR1 reopens the access log`;
 }
 
 /** What USR2 does here, and what the signals that do something are for. */

@@ -18,7 +18,7 @@ import { startSinkOrigin, type SinkOrigin } from '../support/origins.js';
 import { run } from '../support/run-process.js';
 import { waitUntil } from '../support/wait.js';
 import { fingerprint, makeDatedLeaf, makeLeaf, presented, rotatingCert } from '../support/sni-certs.js';
-import { USR2_IGNORED } from '../../src/cli/signals.js';
+import { ignoredLine, SHRUGGED, USR2_IGNORED } from '../../src/cli/signals.js';
 
 const FILES = { big: { name: 'big-32m.bin', size: 32 * 1024 * 1024 }, huge: { name: 'huge-64m.bin', size: 64 * 1024 * 1024 }, small: { name: 'small.bin', size: 1000 } };
 let fx: Fixtures<keyof typeof FILES>;
@@ -159,6 +159,30 @@ describe('signals', () => {
       assert.equal(await p.stop(), 0);
     }
   });
+
+  for (const workers of ['1', '2']) {
+    test(`SIGALRM and SIGIO (--workers ${workers}): ignored with one warn line each, as nginx's master catches them; it keeps serving, and TERM still stops it with 0`, async () => {
+      const p = await startAludel(serveArgs(fx, '--workers', workers));
+      try {
+        assert.equal((await get(p.port, FILES.small.name)).code, 0);
+        for (const signal of SHRUGGED) {
+          const from = p.mark();
+          p.child.kill(signal);
+          const line = await p.waitForLog((l) => l.signal === signal, 5000, from);
+          assert.equal(line.level, 40);
+          assert.equal(line.msg, ignoredLine(signal));
+          const r = await get(p.port, FILES.small.name, '-w', '%{http_code}', '-o', '/dev/null');
+          assert.equal(r.code, 0, r.stderr);
+          assert.equal(r.stdout.toString(), '200', signal);
+          assert.equal(p.child.exitCode, null, signal);
+          assert.equal(p.child.signalCode, null, signal);
+          assert.equal(p.logs.slice(from).filter((l) => l.signal === signal).length, 1, `one line for ${signal}`);
+        }
+      } finally {
+        assert.equal(await p.stop(), 0);
+      }
+    });
+  }
 
   test('SIGHUP with a new certificate during a 64 MiB download: it completes intact, the next handshake presents the new one; a broken one keeps the old', async () => {
     const dir = fs.mkdtempSync(path.join(fx.outDir, 'rotate-'));
