@@ -27,8 +27,15 @@ export type RunOffload = 'auto' | 'kernel';
 export type RunStrategy = 'auto' | 'option' | 'keys';
 export const RUN_STRATEGIES: readonly RunStrategy[] = ['auto', 'option', 'keys'];
 
-/** Signals a supervisor or shell may send that the program should get (nginx: HUP reload, USR1 reopen, QUIT graceful, WINCH). */
-const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'];
+/**
+ * Signals a supervisor or shell may send that the program should get (nginx:
+ * HUP reload, USR1 reopen, QUIT graceful, WINCH), and those whose default
+ * action would end this process at once and leave the program running,
+ * orphaned (POSIX: ALRM, IO, VTALRM and PWR terminate): the program decides
+ * what they do (nginx's master catches ALRM and IO and lives on), as
+ * init-style supervisors (tini, dumb-init) pass every signal on.
+ */
+const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH', 'SIGALRM', 'SIGIO', 'SIGVTALRM', 'SIGPWR'];
 
 /**
  * LD_PRELOAD with ours appended (an existing preload, a malloc or a sanitizer,

@@ -214,6 +214,33 @@ describe('aludel run: how the program ended, and refusals', { timeout: 60_000 },
     assert.equal(code, 3);
   });
 
+  test('ALRM, IO, VTALRM and PWR to aludel run reach the program, and aludel run lives on (their default action ended it and orphaned the program)', async () => {
+    const signals = ['SIGALRM', 'SIGIO', 'SIGVTALRM', 'SIGPWR'] as const;
+    // By number: dash's trap knows some of these names only by number.
+    const traps = signals.map((s) => `trap "echo got-${s}" ${os.constants.signals[s]}`).join('; ');
+    const child = spawn(process.execPath, [...aludelRun().slice(1), 'sh', '-c', `${traps}; trap "exit 3" TERM; echo "ready $$"; while :; do sleep 0.1; done`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+    try {
+      await waitUntil(() => out.includes('ready'), 5000);
+      for (const s of signals) {
+        child.kill(s);
+        await waitUntil(() => out.includes(`got-${s}`), 5000).catch(() => undefined);
+        assert.match(out, new RegExp(`got-${s}`), `${s} reached the program`);
+        assert.equal(child.exitCode, null, `aludel run still running after ${s}`);
+        assert.equal(child.signalCode, null, `aludel run still running after ${s}`);
+      }
+      child.kill('SIGTERM');
+      assert.equal(await exited, 3);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      // The program, orphaned if aludel run died first.
+      const pid = Number(/ready (\d+)/.exec(out)?.[1]);
+      if (pid > 0) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+    }
+  });
+
   test('SIGTERM to aludel run the moment the program has started (spawn() not yet returned) reaches the program; none is left running', async () => {
     // signal-at-spawn.ts makes the gap exact: the TERM is sent from inside spawn(), right after the program started.
     const child = reapOnExit(spawn(process.execPath, [SIGNAL_AT_SPAWN, 'SIGTERM', 'run', '--', 'sleep', '30'], { stdio: ['ignore', 'pipe', 'pipe'] }));
