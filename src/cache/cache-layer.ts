@@ -15,7 +15,7 @@ import type { Logger } from '../log/logger.js';
 import type { ResponseHead } from '../http/response-head.js';
 import { UpstreamResponseError } from '../errors.js';
 import { isLoopback } from '../config/loopback.js';
-import { isClientFault } from '../proxy/failures.js';
+import { isClientFault } from '../http/failures.js';
 import { answerText, dropFields, sent, withCacheStatus, writeBody, type Exchange } from '../http/exchange.js';
 import type { CacheOutcome } from '../metrics/traffic-stats.js';
 import type { HttpCache } from './cache.js';

@@ -16,7 +16,7 @@ import type { ProxySettings } from '../config/proxy-settings.js';
 import type { ResponseHead } from '../http/response-head.js';
 import { buildUpstreamRequestHead, filterResponseHeaders } from '../http/forward-headers.js';
 import { ClientGoneError, UpstreamTimeoutError } from '../errors.js';
-import { isClientFault } from './failures.js';
+import { isClientFault } from '../http/failures.js';
 import type { Exchange } from '../http/exchange.js';
 import type { TrafficStats } from '../metrics/traffic-stats.js';
 import type { PipePool } from '../transport/pipe-pool.js';

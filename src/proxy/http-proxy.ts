@@ -34,7 +34,7 @@ import type { TrafficStats } from '../metrics/traffic-stats.js';
 import type { HttpCache } from '../cache/cache.js';
 import { CacheLayer } from '../cache/cache-layer.js';
 import { Forwarder, type ProxyExchange } from './forward.js';
-import { failureStatus, isClientFault } from './failures.js';
+import { failureStatus, isClientFault } from '../http/failures.js';
 import { upgrade, type UpgradeOptions } from './upgrade.js';
 
 export interface HttpProxyOptions {

@@ -25,7 +25,7 @@ import { EMPTY, errCode, readBody, readResponseHead } from './upstream-exchange.
 import { cryptoSite } from '../http/serve.js';
 import type { UpstreamStream } from './upstream-stream.js';
 import { isUpstreamFailure, tunnel, tunnelResultOf, TunnelStalledError, type TunnelResult } from './tunnel.js';
-import { failureStatus, isClientFault } from './failures.js';
+import { failureStatus, isClientFault } from '../http/failures.js';
 import { UpgradeRecord } from './upgrade-record.js';
 
 export interface UpgradeOptions {
