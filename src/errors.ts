@@ -131,6 +131,17 @@ export class ClientGoneError extends AludelError {
   }
 }
 
+/**
+ * The client's request body ended short of the whole (an HTTP/2 stream it
+ * reset mid-body, fewer bytes than its content-length): the client left mid-request.
+ */
+export class RequestBodyCutError extends ClientGoneError {
+  constructor(got: number, declared: number | null) {
+    super();
+    this.message = `the client ended its request body after ${got} bytes${declared !== null ? ` of ${declared}` : ''}, without finishing it`;
+  }
+}
+
 /** aludel run found no preload library: the native build did not run or failed. */
 export class PreloadMissingError extends AludelError {
   constructor(file: string) {

@@ -23,6 +23,7 @@ import { h2Front } from './h2-front.js';
 import { sendFileOverH2 } from './h2-body.js';
 import { sentWithHead, sentWithHeadNow } from './small-body.js';
 import { closingAnswer } from './h1-wire.js';
+import { answerUpgradeAsRequest } from './upgrade-as-request.js';
 import { bodyRefusal, parseErrorAnswer, refuseBody, requestLineParts, type ParseError, type RequestLine, type UnknownMethodAnswer } from './parse-error.js';
 import { refusedHead } from './head-line.js';
 
@@ -383,6 +384,8 @@ export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Serv
   };
   httpServer.on('clientError', (err: ParseError, socket: Duplex) => answerClientError(o.log, err, socket, refusals));
   httpServer.on('connect', (req: http.IncomingMessage, socket: Duplex) => answerConnect(o.log, req, socket as unknown as SecureConnection, o.idleTimeoutMs, 405, 'GET, HEAD'));
+  // Without this listener node answers an Upgrade request but drops what was pipelined behind it (upgrade-as-request.ts).
+  httpServer.on('upgrade', (req: http.IncomingMessage, socket: Duplex) => answerUpgradeAsRequest(req, socket as unknown as SecureConnection, LINGER_MS, serveRequest));
   // http.Server starts its headersTimeout/requestTimeout sweeper on 'listening'; it never
   // listens itself here (connections come from the TLS listener), so start it explicitly.
   httpServer.emit('listening');

@@ -78,6 +78,15 @@ export class AccessLog {
     this.json = sink === null ? null : pino({ base: { pid: process.pid } }, sink);
   }
 
+  /**
+   * Request lines are JSON lines of the main log itself (no --access-log, the
+   * json format): a line the main log would write about the same event at
+   * the same moment says nothing the request line cannot carry.
+   */
+  get jsonInMainLog(): boolean {
+    return this.enabled && this.file === null && this.o.format === 'json';
+  }
+
   /** Writes one request line; warn for requests that failed for a reason worth an admin's look. */
   write(level: 'info' | 'warn', fields: AccessFields): void {
     if (!this.enabled) return;

@@ -15,7 +15,7 @@ import type { Logger } from '../log/logger.js';
 import type { ProxySettings } from '../config/proxy-settings.js';
 import type { ResponseHead } from '../http/response-head.js';
 import { buildUpstreamRequestHead, filterResponseHeaders } from '../http/forward-headers.js';
-import { ClientGoneError, UpstreamTimeoutError } from '../errors.js';
+import { ClientGoneError, RequestBodyCutError, UpstreamTimeoutError } from '../errors.js';
 import { isClientFault } from '../http/failures.js';
 import type { Exchange } from '../http/exchange.js';
 import type { TrafficStats } from '../metrics/traffic-stats.js';
@@ -159,7 +159,7 @@ export class Forwarder {
       const sentAt = Date.now();
       await u.write(head);
       if (framing !== 'none') {
-        const sending = sendRequestBody(x.req, u, framing === 'chunked', this.s.maxBodySize);
+        const sending = sendRequestBody(x.req, u, framing === 'chunked', this.s.maxBodySize, bodyCut(x.req));
         // A body that cannot be sent whole (over --max-body-size, the client gone) leaves the
         // upstream waiting for the rest: stop waiting for its head, which then never comes.
         sending.catch((err: unknown) => { if (!answered) u.destroy(err as Error); });
@@ -301,6 +301,28 @@ interface TimeoutErrors {
 type BodyFraming = 'chunked' | 'length' | 'none';
 
 const NO_BODY: { framing: BodyFraming; declared: number | null } = { framing: 'none', declared: null };
+
+/**
+ * sendRequestBody's check of the client's end. A client that resets its
+ * HTTP/2 stream (RST_STREAM) mid-body fails the request's stream while our
+ * answer is still open, but once the answer has ended (an upstream that
+ * answered early, RFC 9110 §15.5.14's 413) node's compatibility layer ends
+ * it as at END_STREAM. What tells them apart then: the stream's reset code,
+ * set before that end, and the count against content-length (RFC 9113
+ * §8.1.1: DATA that do not add up to it make the request malformed). A body
+ * cut so must not look whole upstream: its last chunk written, or the
+ * connection pooled short of the declared bytes, where the next request
+ * would be read as the rest of this body. (node's HTTP/1.1 parser fails a
+ * cut body itself.) A reset with NO_ERROR (code 0) mid-body is not told.
+ */
+function bodyCut(req: Exchange['req']): (total: number) => Error | null {
+  const cl = req.headers['content-length'];
+  const declared = cl !== undefined ? Number(cl) : null;
+  return (total) => {
+    const reset = req instanceof Http2ServerRequest && (req.aborted || (req.stream.rstCode ?? 0) !== 0);
+    return reset || (declared !== null && total < declared) ? new RequestBodyCutError(total, declared) : null;
+  };
+}
 
 /**
  * How the client's request body is framed upstream (the checks on it, 413

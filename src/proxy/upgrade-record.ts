@@ -44,8 +44,12 @@ export class UpgradeRecord {
     return Math.round(Number(process.hrtime.bigint() - this.started) / 1e4) / 100;
   }
 
-  /** Counts the body and writes the access-log line (at most once): warn for a failure worth an admin's look. */
-  end(level: 'info' | 'warn', error: unknown = null): void {
+  /**
+   * Counts the body and writes the access-log line (at most once): warn for
+   * a failure worth an admin's look; `more`, fields of the tunnel's end the
+   * line carries where no other line says them (upgrade.ts tunnelEnded).
+   */
+  end(level: 'info' | 'warn', error: unknown = null, more?: Record<string, unknown>): void {
     if (this.ended) return;
     this.ended = true;
     this.o.stats.body(this.conn, this.bodyPath, this.bytes);
@@ -54,7 +58,7 @@ export class UpgradeRecord {
     this.o.access.write(level, {
       ...requestFields(this.req, this.conn, this.status, this.bytes, this.started), body: this.bodyPath,
       upstream: this.upstream, upstreamMs: this.upstreamMs, tls: t.version, cipher: t.cipher, ...cryptoSite(t),
-      ...(error !== null ? { error: errCode(error), detail: (error as Error).message } : {}),
+      ...more, ...(error !== null ? { error: errCode(error), detail: (error as Error).message } : {}),
     });
   }
 }

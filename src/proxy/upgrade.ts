@@ -158,7 +158,8 @@ export async function upgrade(o: UpgradeOptions, req: http.IncomingMessage, conn
  * A switched tunnel's end, `err` null when both sides ended it: one
  * main-log line, as `aludel tcp` writes `tunnel closed` (bytes each way,
  * how the bytes to the client moved, how long it lived), then the request's
- * access-log line with status 101 and those bytes. Only the upstream's
+ * access-log line with status 101 and those bytes (request lines in the
+ * main log: that line alone, with `up` and `reason`). Only the upstream's
  * failure (a reset, a refused write) is a warning; a client that reset or
  * stopped reading (nginx: "client timed out", at info), a tunnel quiet past
  * --upstream-idle-timeout (closed as configured) and one cut at the
@@ -170,7 +171,16 @@ function tunnelEnded(o: UpgradeOptions, record: UpgradeRecord, conn: SecureConne
   const fields = { conn: conn.id, url: record.req.url, status: 101, upstream: record.upstream, up: moved.up, down: record.bytes, body: record.bodyPath, ...cryptoSite(conn.tls), ms: record.msSoFar() };
   const reason = endReason(conn, err);
   if (err === null || reason !== null) {
-    o.log.info({ ...fields, ...(reason !== null ? { reason } : {}) }, 'upgrade closed');
+    const why = reason !== null ? { reason } : {};
+    // Request lines in the main log (no --access-log): the request line, written at this same
+    // moment, says it all with `up` and `reason` added; "upgrade closed" beside it would be a
+    // second line about one end. nginx writes the access line alone for a WebSocket that ends
+    // well (nothing in its error log); a failure keeps both, as nginx logs an error and the access line.
+    if (o.access.jsonInMainLog) {
+      record.end('info', null, { up: moved.up, ...why });
+      return;
+    }
+    o.log.info({ ...fields, ...why }, 'upgrade closed');
     record.end('info');
     return;
   }

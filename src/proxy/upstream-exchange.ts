@@ -175,8 +175,14 @@ export async function peekResponseHead(sock: PlainSocket, method: string, limits
   }
 }
 
-/** Streams the client's body upstream, re-framed (chunk sizes from what arrives), at the pace of the slower side. */
-export async function sendRequestBody(req: AsyncIterable<Buffer>, u: UpstreamStream, chunked: boolean, max: number | null): Promise<void> {
+/**
+ * Streams the client's body upstream, re-framed (chunk sizes from what
+ * arrives), at the pace of the slower side. `cut(total)`, asked once the
+ * client's stream has ended, says why that end is not the body's (an error
+ * to reject with) or null: the body is then complete upstream, its last
+ * chunk written, only when it was complete from the client.
+ */
+export async function sendRequestBody(req: AsyncIterable<Buffer>, u: UpstreamStream, chunked: boolean, max: number | null, cut?: (total: number) => Error | null): Promise<void> {
   let total = 0;
   for await (const chunk of req) {
     total += chunk.length;
@@ -185,6 +191,8 @@ export async function sendRequestBody(req: AsyncIterable<Buffer>, u: UpstreamStr
     await u.write(chunk);
     if (chunked) await u.write(CRLF);
   }
+  const short = cut?.(total) ?? null;
+  if (short !== null) throw short;
   if (chunked) await u.write(LAST_CHUNK);
 }
 

@@ -428,6 +428,29 @@ test('small bodies leave with their head (up to 12 KiB, userspace TLS): sizes ar
   }
 });
 
+test('a request asking to switch protocols (Upgrade, which serve does not offer) is answered as any GET, then the connection closes, saying so: what was pipelined behind it was dropped by node, unanswered, and the connection held in silence until --idle-timeout', async () => {
+  const server = await startAludel(serveArgs(fx, '--offload', 'userspace'));
+  try {
+    for (const f of [fx.files.one, fx.files.mid]) {
+      const from = server.mark();
+      const upgrade = `GET /${f.name} HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`;
+      const next = `GET /${f.name} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`;
+      // One write: the next request is in the same record as the Upgrade one. The idle timeout is 60 s.
+      const raw = await rawTls(server.port, fx.certPem, upgrade + next, 20_000);
+      const first = splitHttp(raw);
+      assert.equal(first.status, 200, f.name);
+      assert.equal(sha256(first.body.subarray(0, f.size)), f.sha256, f.name);
+      // nginx answers both on the one connection; here the client knows the second went unanswered
+      // (Connection: close, then the close) and sends it again (RFC 9112 §9.3.2).
+      assert.equal(first.headers.connection, 'close', f.name);
+      const line = await server.waitForLog((l) => l.msg === 'request' && l.url === `/${f.name}`, 5_000, from);
+      assert.deepEqual([line.status, line.bytes], [200, f.size], JSON.stringify(line));
+    }
+  } finally {
+    await server.stop();
+  }
+});
+
 test('the idle timeout (userspace TLS): requests closer together than --idle-timeout keep a connection, and one idle about that long after its last answer is closed', async () => {
   const server = await startAludel(serveArgs(fx, '--offload', 'userspace', '--idle-timeout', '1s'));
   try {
