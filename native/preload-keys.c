@@ -256,6 +256,22 @@ static void log_first_fallback(SSL *ssl, int fd, const char *reason, int refused
                fd, reason, version_text(aludel_real.version(ssl)), name != NULL ? name : "?", refused_errno != 0 ? ": " : "", refused_errno != 0 ? strerror(refused_errno) : "");
 }
 
+/*
+ * Why install() failed. The kernel sets the TLS ULP only on an ESTABLISHED
+ * socket (tls_init: ENOTCONN otherwise): a peer whose FIN (or reset) came
+ * before this side read its Finished, as a TLS health check or port scanner
+ * that closes right after the handshake, leaves it in CLOSE_WAIT. That
+ * connection is ending and rightly stays with OpenSSL, but it is no refusal
+ * of the keys: its own reason, so the once-a-process line about keys the
+ * kernel refuses (a suite this kernel lacks) is not spent on it, nor worded
+ * as a kernel problem.
+ */
+static const char *refused_reason(SSL *ssl, int err) {
+  if (err != ENOTCONN) return "the kernel refused the keys";
+  return aludel_real.is_server(ssl) ? "the client had already closed the connection (the kernel takes TLS keys only on an established TCP connection)"
+                                    : "the server had already closed the connection (the kernel takes TLS keys only on an established TCP connection)";
+}
+
 /* After a finished handshake: hand the connection to the kernel where it qualifies; otherwise leave it to OpenSSL. Examined once per SSL. */
 void aludel_examine(SSL *ssl) {
   if (!aludel_keys_active || !aludel_is_init_finished(ssl)) return;
@@ -275,7 +291,7 @@ void aludel_examine(SSL *ssl) {
   errno = 0;
   int set = no == NULL ? install(fd, &k) : 0;
   int refused_errno = 0;
-  if (no == NULL && set == 0) no = "the kernel refused the keys", refused_errno = errno;
+  if (no == NULL && set == 0) no = refused_reason(ssl, errno), refused_errno = errno;
   /* One reason for the once-a-process line, whatever field of 1.0.2's layout differed. */
   const char *reason = no == why ? "the OpenSSL 1.0.2 structure layout does not match" : no;
   if (aludel_debug) { /* ALUDEL_PRELOAD_DEBUG: one line per connection, for tests and bug reports */
