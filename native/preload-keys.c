@@ -256,6 +256,22 @@ static void log_first_fallback(SSL *ssl, int fd, const char *reason, int refused
                fd, reason, version_text(aludel_real.version(ssl)), name != NULL ? name : "?", refused_errno != 0 ? ": " : "", refused_errno != 0 ? strerror(refused_errno) : "");
 }
 
+/*
+ * Why install() failed. The kernel sets the TLS ULP only on an ESTABLISHED
+ * socket (tls_init: ENOTCONN otherwise): a peer whose FIN (or reset) came
+ * before this side read its Finished, as a TLS health check or port scanner
+ * that closes right after the handshake, leaves it in CLOSE_WAIT. That
+ * connection is ending and rightly stays with OpenSSL, but it is no refusal
+ * of the keys: its own reason, so the once-a-process line about keys the
+ * kernel refuses (a suite this kernel lacks) is not spent on it, nor worded
+ * as a kernel problem.
+ */
+static const char *refused_reason(SSL *ssl, int err) {
+  if (err != ENOTCONN) return "the kernel refused the keys";
+  return aludel_real.is_server(ssl) ? "the client had already closed the connection (the kernel takes TLS keys only on an established TCP connection)"
+                                    : "the server had already closed the connection (the kernel takes TLS keys only on an established TCP connection)";
+}
+
 /* After a finished handshake: hand the connection to the kernel where it qualifies; otherwise leave it to OpenSSL. Examined once per SSL. */
 void aludel_examine(SSL *ssl) {
   if (!aludel_keys_active || !aludel_is_init_finished(ssl)) return;
@@ -275,7 +291,7 @@ void aludel_examine(SSL *ssl) {
   errno = 0;
   int set = no == NULL ? install(fd, &k) : 0;
   int refused_errno = 0;
-  if (no == NULL && set == 0) no = "the kernel refused the keys", refused_errno = errno;
+  if (no == NULL && set == 0) no = refused_reason(ssl, errno), refused_errno = errno;
   /* One reason for the once-a-process line, whatever field of 1.0.2's layout differed. */
   const char *reason = no == why ? "the OpenSSL 1.0.2 structure layout does not match" : no;
   if (aludel_debug) { /* ALUDEL_PRELOAD_DEBUG: one line per connection, for tests and bug reports */
@@ -705,17 +721,49 @@ ALUDEL_EXPORT void SSL_set_read_ahead(SSL *ssl, int yes) {
   if (aludel_real.set_read_ahead != NULL) aludel_real.set_read_ahead(ssl, aludel_keys_active ? 0 : yes);
 }
 
-/* A cleared SSL starts a new connection: forget the old one's kernel state (the program's message callback stays). */
+/*
+ * The SSL starts a new connection: forget the old one's kernel state, keep
+ * what belongs to the SSL's settings (the program's message callback, TLS 1.3
+ * post-handshake authentication offered), which OpenSSL keeps too.
+ */
+static void start_afresh(SSL *ssl) {
+  if (!aludel_keys_active || ssl == NULL) return;
+  struct aludel_conn *c = aludel_conn_find(ssl);
+  if (c == NULL) return;
+  aludel_msg_cb keep = c->program_msg_cb;
+  int pha = c->pha_offered;
+  aludel_conn_drop(ssl);
+  if ((keep != NULL || pha) && (c = aludel_conn_get(ssl)) != NULL) c->program_msg_cb = keep, c->pha_offered = pha;
+}
+
 ALUDEL_EXPORT int SSL_clear(SSL *ssl) {
   aludel_prepare();
-  if (aludel_keys_active && ssl != NULL) {
-    struct aludel_conn *c = aludel_conn_find(ssl);
-    aludel_msg_cb keep = c != NULL ? c->program_msg_cb : NULL;
-    int pha = c != NULL && c->pha_offered; /* SSL_clear keeps the SSL's settings */
-    aludel_conn_drop(ssl);
-    if ((keep != NULL || pha) && (c = aludel_conn_get(ssl)) != NULL) c->program_msg_cb = keep, c->pha_offered = pha;
-  }
+  start_afresh(ssl);
   return aludel_real.clear(ssl);
+}
+
+/*
+ * SSL_set_connect_state and SSL_set_accept_state put an SSL back before its
+ * handshake (OpenSSL resets its state machine and cipher state, ssl_lib.c),
+ * and programs use that to reuse one SSL for a new connection on a new
+ * socket: `openssl s_client -reconnect` calls SSL_shutdown, then
+ * SSL_set_connect_state, then SSL_set_bio with the next socket, never
+ * SSL_clear. Without forgetting the old connection here, the new one was
+ * taken for it: already in the kernel, so its handshake was skipped and the
+ * program's bytes went to a socket without keys (the client waited for an
+ * answer to a ClientHello it never sent). nginx calls SSL_set_accept_state
+ * on each new SSL: one table lookup there.
+ */
+ALUDEL_EXPORT void SSL_set_connect_state(SSL *ssl) {
+  aludel_prepare();
+  start_afresh(ssl);
+  if (aludel_real.set_connect_state != NULL) aludel_real.set_connect_state(ssl);
+}
+
+ALUDEL_EXPORT void SSL_set_accept_state(SSL *ssl) {
+  aludel_prepare();
+  start_afresh(ssl);
+  if (aludel_real.set_accept_state != NULL) aludel_real.set_accept_state(ssl);
 }
 
 ALUDEL_EXPORT void SSL_free(SSL *ssl) {

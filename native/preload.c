@@ -155,6 +155,8 @@ static void resolve_hooked(void) {
   NEXT(aludel_real.pending, "SSL_pending");
   NEXT(aludel_real.has_pending, "SSL_has_pending");
   NEXT(aludel_real.clear, "SSL_clear");
+  NEXT(aludel_real.set_connect_state, "SSL_set_connect_state");
+  NEXT(aludel_real.set_accept_state, "SSL_set_accept_state");
   NEXT(aludel_real.free, "SSL_free");
   NEXT(aludel_real.ctrl, "SSL_ctrl");
   NEXT(aludel_real.ctx_ctrl, "SSL_CTX_ctrl");

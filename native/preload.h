@@ -103,6 +103,8 @@ struct aludel_real {
   int (*pending)(const SSL *);
   int (*has_pending)(const SSL *); /* 1.1.0+ */
   int (*clear)(SSL *);
+  void (*set_connect_state)(SSL *);
+  void (*set_accept_state)(SSL *);
   void (*free)(SSL *);
   long (*ctx_ctrl)(SSL_CTX *, int, long, void *);
   void (*set_read_ahead)(SSL *, int);
