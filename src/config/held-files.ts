@@ -1,6 +1,6 @@
 /**
- * --workers N: the certificate, key and --ticket-keys files a worker starts
- * from are the primary's copy, the bytes of the last load that succeeded
+ * --workers N: the certificate, key, --ticket-keys and --upstream-ca files a
+ * worker starts from are the primary's copy, the bytes of the last load that succeeded
  * (at start, at a HUP, at an --acme-domain renewal), not the files as they
  * are when the worker starts. nginx's master reads them once per
  * (re)load and a respawned worker inherits them in memory, so a key file
@@ -10,7 +10,9 @@
  * primary still held the listening sockets, and clients sat in the accept
  * queue without an answer.
  *
- * The primary records the reads of one load (recordReads) and hands the
+ * The primary records the reads of one load (recordReads; the --upstream-ca
+ * bytes, read as the settings were assembled, are noted from the settings
+ * that carry them, noteCarried) and hands the
  * result to each worker it forks in its environment (WORKER_FILES_ENV), as
  * it hands the config text (held-config.ts): needed before anything is
  * built, and Linux caps one environment string at 128 KiB (past
@@ -57,6 +59,17 @@ export function heldFile(file: string): HeldFile | undefined {
 /** readable-file.ts: a file was read (recorded while the primary records a load). */
 export function noteRead(file: string, read: HeldFile): void {
   recording?.set(path.resolve(file), { bytes: Buffer.from(read.bytes), mode: read.mode });
+}
+
+/**
+ * Settings that carry a file's bytes, read and checked as they were
+ * assembled (--upstream-ca: UpstreamTls.caPem), before the primary records
+ * the load: held as the settings carry them, so that the workers get those
+ * very bytes, not a second read. Only a key file's mode is ever looked at
+ * (certificates.ts), so such a file is held as 0644.
+ */
+export function noteCarried(file: string, bytes: Buffer): void {
+  noteRead(file, { bytes, mode: 0o644 });
 }
 
 /**
