@@ -39,7 +39,7 @@ import { startWorkerAdmin, type WorkerMetricsSource } from './primary-admin.js';
 import type { SignalTargets } from './signals.js';
 import { CacheRelay } from './cache-relay.js';
 import { WorkerCounters, type Metrics } from './worker-counters.js';
-import { noteCarried, recordReads, WORKER_FILES_ENV } from '../config/held-files.js';
+import { noteCarried, recordReads, WORKER_FILES_ENV, type Recorded } from '../config/held-files.js';
 import type { ProxySettings } from '../config/proxy-settings.js';
 import { planCertificates } from '../tls/certificates.js';
 import { readTicketKeyFiles } from '../tls/ticket-keys.js';
@@ -146,7 +146,7 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
     /** --config: the text a worker starts from (held-config.ts); null without --config. */
     private readonly config: HeldConfig | null = null,
     /** What the start-up check read (checkAndRecord): the workers start from exactly those bytes. */
-    startFiles: string | null,
+    startFiles: Recorded,
   ) {
     this.slots = Array.from({ length: s.workers }, (_, i) => ({ index: i + 1, child: null, startedAt: 0, deaths: 0, ready: false, reloadPending: false, timer: null, certificatesAtSpawn: 0, answersTlsAlpn01: false }));
     // Whichever worker the CA reaches must know the challenge: every change goes to all of them (worker-link.ts).
@@ -159,10 +159,11 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
   }
 
   /** The bytes of a load that succeeded (checkAndRecord's), for the workers forked from now on and the reloads passed on. */
-  private keepFiles(s: ListenerSettings, text: string | null): void {
+  private keepFiles(s: ListenerSettings, files: Recorded): void {
     this.filesOf = s;
-    this.heldFiles = text;
-    if (text === null) this.log.info('the certificate, ticket key and upstream CA files are too large to hand to the workers: a restarted worker reads them from disk');
+    this.heldFiles = files.text;
+    if (files.text === null) this.log.info('the certificate, ticket key and upstream CA files are too large to hand to the workers: a restarted worker reads them from disk');
+    else if (files.leftOut.length > 0) this.log.info({ files: files.leftOut }, 'these upstream CA files are too large to hand to the workers with the certificates: a worker reads them from disk');
   }
 
   /**
@@ -511,7 +512,7 @@ function checkAsWorkerWould(s: ListenerSettings): void {
  * them again to hold them: a file replaced in between reached the workers
  * unchecked).
  */
-function checkAndRecord(s: ListenerSettings): string | null {
+function checkAndRecord(s: ListenerSettings): Recorded {
   return recordReads(() => {
     checkAsWorkerWould(s);
     holdCarriedFiles(s);

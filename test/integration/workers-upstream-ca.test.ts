@@ -71,12 +71,12 @@ async function answersByWorker(p: Running, pids: readonly number[]): Promise<Map
   return seen;
 }
 
-async function startProxy(name: string): Promise<{ p: Running; pids: number[]; ca: string }> {
+async function startProxy(name: string, pair = { certFile: fx.certFile, keyFile: fx.keyFile }, bundle = upstreamCert): Promise<{ p: Running; pids: number[]; ca: string }> {
   const ca = path.join(dir, `${name}-ca.pem`);
-  install(upstreamCert, ca);
+  install(bundle, ca);
   const config = path.join(dir, `${name}.yaml`);
   fs.writeFileSync(config, [
-    'listen: 127.0.0.1:0', 'workers: 2', `cert: ${fx.certFile}`, `key: ${fx.keyFile}`,
+    'listen: 127.0.0.1:0', 'workers: 2', `cert: ${pair.certFile}`, `key: ${pair.keyFile}`,
     `to: https://127.0.0.1:${originPort}`, 'upstream-servername: localhost', `upstream-ca: ${ca}`, '',
   ].join('\n'));
   const p = await startAludel(['proxy', '--config', config], { workers: null });
@@ -122,6 +122,31 @@ describe('--workers 2: the --upstream-ca bundle the workers trust is the one the
       const ready = (): number[] => p.logs.slice(mark).filter((l) => l.msg === 'worker ready').map((l) => l.workerPid as number);
       await waitUntil(() => ready().length === 2, 30_000);
       for (const [pid, v] of await answersByWorker(p, ready())) assert.equal(v, 'from the upstream 200', `restarted worker ${pid} verifies with the bundle loaded at start`);
+    } finally {
+      await p.stop();
+    }
+  });
+
+  test('a bundle too large to hand over (as the system one) is read by path, said once; the pair is still held: workers restarted with it broken on disk serve', { timeout: 120_000 }, async () => {
+    // The upstream's certificate among some 200 KiB of others: past what one environment string can hold.
+    const bundle = path.join(dir, 'big-bundle.pem');
+    const other = fs.readFileSync(otherCert, 'latin1');
+    fs.writeFileSync(bundle, [fs.readFileSync(upstreamCert, 'latin1'), ...Array.from({ length: Math.ceil((200 * 1024) / other.length) }, () => other)].join(''));
+    const live = { certFile: path.join(dir, 'live-cert.pem'), keyFile: path.join(dir, 'live-key.pem') };
+    install(fx.certFile, live.certFile);
+    install(fx.keyFile, live.keyFile);
+    const { p, pids, ca } = await startProxy('big', live, bundle);
+    try {
+      const said = p.logs.find((l) => l.pid === p.child.pid && /too large to hand to the workers/.test(String(l.msg)));
+      assert.deepEqual(said?.files, [ca], `one line names the bundle left out: ${JSON.stringify(said)}`);
+      for (const f of [live.certFile, live.keyFile]) fs.writeFileSync(f, 'half-written\n');
+      const mark = p.mark();
+      for (const pid of pids) process.kill(pid, 'SIGKILL');
+      const ready = (): number[] => p.logs.slice(mark).filter((l) => l.msg === 'worker ready').map((l) => l.workerPid as number);
+      await waitUntil(() => ready().length === 2, 30_000).catch(() => {
+        assert.fail(`the restarted workers did not start: ${JSON.stringify(p.logs.slice(mark).filter((l) => l.level >= 50).map((l) => l.msg).slice(0, 4))}`);
+      });
+      for (const [pid, v] of await answersByWorker(p, ready())) assert.equal(v, 'from the upstream 200', `restarted worker ${pid}`);
     } finally {
       await p.stop();
     }
