@@ -147,6 +147,12 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
     private readonly config: HeldConfig | null = null,
     /** What the start-up check read (checkAndRecord): the workers start from exactly those bytes. */
     startFiles: Recorded,
+    /**
+     * Without --config: the settings resolved again from the command line, as
+     * a worker's reload resolves them; the files they carry (--upstream-ca)
+     * are read again (null: `s` as started).
+     */
+    private readonly resolveAgain: (() => Promise<unknown>) | null = null,
   ) {
     this.slots = Array.from({ length: s.workers }, (_, i) => ({ index: i + 1, child: null, startedAt: 0, deaths: 0, ready: false, reloadPending: false, timer: null, certificatesAtSpawn: 0, answersTlsAlpn01: false }));
     // Whichever worker the CA reaches must know the challenge: every change goes to all of them (worker-link.ts).
@@ -405,7 +411,8 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
   private async checkReload(): Promise<boolean> {
     try {
       if (this.config === null) {
-        this.checkAndHold(this.s);
+        // The command line cannot change; the files it names can, the carried ones too (a CA bundle replaced).
+        this.checkAndHold(this.resolveAgain === null ? this.s : ((await this.resolveAgain()) as PrimarySettings));
         return true;
       }
       const { text, settings } = await this.config.load();
@@ -534,7 +541,7 @@ function holdCarriedFiles(s: ListenerSettings): void {
 }
 
 /** Binds the listeners, starts the workers and the primary's own listeners. */
-export async function runPrimary(s: PrimarySettings, config: HeldConfig | null = null): Promise<Primary> {
+export async function runPrimary(s: PrimarySettings, config: HeldConfig | null = null, resolveAgain: (() => Promise<unknown>) | null = null): Promise<Primary> {
   const log = createLogger({ level: s.logLevel });
   const addon = loadAddon();
   if (addon instanceof Error) {
@@ -545,7 +552,7 @@ export async function runPrimary(s: PrimarySettings, config: HeldConfig | null =
   // After prepareAcme: with --acme-domain the pairs checked are its stand-ins or stored pairs.
   const startFiles = checkAndRecord(s);
   const bound = bindListeners(addon, s);
-  const primary = new Primary(s, log, addon, bound, READY_MESSAGE[s.mode], acme, config, startFiles);
+  const primary = new Primary(s, log, addon, bound, READY_MESSAGE[s.mode], acme, config, startFiles, resolveAgain);
   const how = s.reusePort ? `each of ${s.workers} workers has its own SO_REUSEPORT socket on` : `${s.workers} workers share`;
   log.info({ addresses: bound.addresses, workers: s.workers, reusePort: s.reusePort }, `primary: ${how} ${bound.addresses.join(' ')}`);
   primary.start();

@@ -127,6 +127,24 @@ describe('--workers 2: the --upstream-ca bundle the workers trust is the one the
     }
   });
 
+  test('no --config: a HUP reads the bundle again, and the workers trust the new one', { timeout: 120_000 }, async () => {
+    const ca = path.join(dir, 'flags-ca.pem');
+    install(otherCert, ca);
+    const p = await startAludel(['proxy', '--listen', '127.0.0.1:0', '--workers', '2', '--cert', fx.certFile, '--key', fx.keyFile, '--to', `https://127.0.0.1:${originPort}`, '--upstream-servername', 'localhost', '--upstream-ca', ca], { workers: null });
+    try {
+      const pids = (await p.waitForLog((l) => Array.isArray(l.workerPids))).workerPids as number[];
+      for (const [pid, v] of await answersByWorker(p, pids)) assert.match(v, / 502$/, `worker ${pid}: the bundle at start does not sign the upstream`);
+      install(upstreamCert, ca);
+      const from = p.mark();
+      p.child.kill('SIGHUP');
+      await waitUntil(() => new Set(p.logs.slice(from).filter((l) => pids.includes(l.pid as number) && (l.msg === FAILED || String(l.msg).startsWith('reloaded:'))).map((l) => l.pid)).size === 2, 20_000);
+      assert.deepEqual(p.logs.slice(from).filter((l) => l.msg === FAILED), [], 'both workers reloaded');
+      for (const [pid, v] of await answersByWorker(p, pids)) assert.equal(v, 'from the upstream 200', `worker ${pid} trusts the bundle read at the HUP`);
+    } finally {
+      await p.stop();
+    }
+  });
+
   test('a bundle too large to hand over (as the system one) is read by path, said once; the pair is still held: workers restarted with it broken on disk serve', { timeout: 120_000 }, async () => {
     // The upstream's certificate among some 200 KiB of others: past what one environment string can hold.
     const bundle = path.join(dir, 'big-bundle.pem');
