@@ -29,6 +29,7 @@ typedef struct hmac_ctx_st HMAC_CTX;
 typedef struct engine_st ENGINE;
 typedef struct x509_st X509;
 typedef struct x509_store_ctx_st X509_STORE_CTX;
+typedef struct x509_store_st X509_STORE;
 
 typedef int (*aludel_alpn_select_cb)(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                                      const unsigned char *in, unsigned int inlen, void *arg);
@@ -175,7 +176,12 @@ enum {
   X(const SSL_METHOD *, TLS_client_method, (void))                                             \
   X(void, SSL_CTX_set_verify, (SSL_CTX *ctx, int mode, aludel_verify_cb callback))             \
   X(int, SSL_CTX_set_default_verify_paths, (SSL_CTX *ctx))                                     \
-  X(int, SSL_CTX_load_verify_locations, (SSL_CTX *ctx, const char *CAfile, const char *CApath)) \
+  X(X509_STORE *, SSL_CTX_get_cert_store, (const SSL_CTX *ctx))                                \
+  X(int, X509_STORE_add_cert, (X509_STORE *store, X509 *x))                                   \
+  X(BIO *, BIO_new_mem_buf, (const void *buf, int len))                                       \
+  X(int, BIO_free, (BIO *a))                                                                  \
+  X(X509 *, PEM_read_bio_X509_AUX, (BIO *bp, X509 **x, void *cb, void *u))                     \
+  X(unsigned long, ERR_peek_last_error, (void))                                               \
   X(void, SSL_CTX_set_keylog_callback, (SSL_CTX *ctx, aludel_keylog_cb cb))                    \
   X(void, SSL_set_connect_state, (SSL *ssl))                                                   \
   X(long, SSL_ctrl, (SSL *ssl, int cmd, long larg, void *parg))                                \

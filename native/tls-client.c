@@ -91,19 +91,63 @@ static napi_value ctx_fail(napi_env env, client_ctx *c, const char *call) {
   return aludel_throw(env, "ERR_TLS_CONTEXT", 0, call, call, true);
 }
 
+/* OpenSSL's PEM_R_NO_START_LINE: no PEM block left (the end of the bundle, not an error). */
+#define ALUDEL_PEM_R_NO_START_LINE 108
+
 /*
- * clientCtxNew({caFile, verify, cipherList, cipherSuites, minVersion, maxVersion, ktls}) -> context.
- * caFile "" = the system's trust store. verify 0 = no chain or name check (a
+ * The CA bundle's certificates into the context's store, from the bytes the
+ * caller read and checked (--upstream-ca: with --workers, the primary's copy,
+ * not the file as it is now). PEM_read_bio_X509_AUX takes "CERTIFICATE" and
+ * "TRUSTED CERTIFICATE" blocks, as SSL_CTX_load_verify_locations does; a
+ * block that does not parse fails the whole bundle, as it does there.
+ */
+static bool load_ca_pem(SSL_CTX *ctx, const char *pem, size_t len) {
+  if (len > INT32_MAX) return false;
+  BIO *bio = aludel_ossl.BIO_new_mem_buf(pem, (int)len);
+  if (bio == NULL) return false;
+  X509_STORE *store = aludel_ossl.SSL_CTX_get_cert_store(ctx);
+  int n = 0;
+  bool ok = true;
+  X509 *x;
+  while (ok && (x = aludel_ossl.PEM_read_bio_X509_AUX(bio, NULL, NULL, NULL)) != NULL) {
+    ok = aludel_ossl.X509_STORE_add_cert(store, x) == 1;
+    aludel_ossl.X509_free(x);
+    n++;
+  }
+  aludel_ossl.BIO_free(bio);
+  if (!ok) return false;
+  /* The loop ends on an error: "no start line" once every block is read; anything else is a bad block. */
+  unsigned long e = aludel_ossl.ERR_peek_last_error();
+  if (n == 0 || (e != 0 && (e & 0x7FFFFF) != ALUDEL_PEM_R_NO_START_LINE)) return false;
+  aludel_ossl.ERR_clear_error();
+  return true;
+}
+
+/* The buffer property `key`: its bytes, or *len 0 when it is absent or null. */
+static bool buffer_prop(napi_env env, napi_value obj, const char *key, char **data, size_t *len) {
+  napi_value v;
+  bool is_buffer = false;
+  *data = NULL;
+  *len = 0;
+  if (napi_get_named_property(env, obj, key, &v) != napi_ok || napi_is_buffer(env, v, &is_buffer) != napi_ok) return false;
+  return !is_buffer || napi_get_buffer_info(env, v, (void **)data, len) == napi_ok;
+}
+
+/*
+ * clientCtxNew({caPem, verify, cipherList, cipherSuites, minVersion, maxVersion, ktls}) -> context.
+ * caPem null = the system's trust store. verify 0 = no chain or name check (a
  * pinned certificate is compared by the caller). The suites are the caller's
  * (kTLS-capable AEADs only: CBC records cannot be offloaded).
  */
 static napi_value client_ctx_new(napi_env env, napi_callback_info info) {
   napi_value argv[1], obj;
-  static char ca[4096], list[2048], suites[1024];
+  static char list[2048], suites[1024];
+  char *ca;
+  size_t ca_len;
   if (!aludel_args(env, info, 1, argv)) return NULL;
   if (aludel_ossl_handle == NULL)
     return aludel_throw(env, "ERR_OPENSSL_NOT_LOADED", 0, "clientCtxNew", "call loadOpenssl() first", false);
-  if (!string_prop(env, argv[0], "caFile", ca, sizeof ca) || !string_prop(env, argv[0], "cipherList", list, sizeof list) ||
+  if (!buffer_prop(env, argv[0], "caPem", &ca, &ca_len) || !string_prop(env, argv[0], "cipherList", list, sizeof list) ||
       !string_prop(env, argv[0], "cipherSuites", suites, sizeof suites))
     return NULL;
   int64_t verify = int_prop(env, argv[0], "verify"), minv = int_prop(env, argv[0], "minVersion"),
@@ -120,8 +164,8 @@ static napi_value client_ctx_new(napi_env env, napi_callback_info info) {
     return ctx_fail(env, c, "SSL_CTX_set_min/max_proto_version");
   if (list[0] && !aludel_ossl.SSL_CTX_set_cipher_list(c->ctx, list)) return ctx_fail(env, c, "SSL_CTX_set_cipher_list");
   if (suites[0] && !aludel_ossl.SSL_CTX_set_ciphersuites(c->ctx, suites)) return ctx_fail(env, c, "SSL_CTX_set_ciphersuites");
-  if (ca[0] ? !aludel_ossl.SSL_CTX_load_verify_locations(c->ctx, ca, NULL) : !aludel_ossl.SSL_CTX_set_default_verify_paths(c->ctx))
-    return ctx_fail(env, c, ca[0] ? "SSL_CTX_load_verify_locations" : "SSL_CTX_set_default_verify_paths");
+  if (ca_len > 0 ? !load_ca_pem(c->ctx, ca, ca_len) : !aludel_ossl.SSL_CTX_set_default_verify_paths(c->ctx))
+    return ctx_fail(env, c, ca_len > 0 ? "PEM_read_bio_X509_AUX/X509_STORE_add_cert (the CA bundle)" : "SSL_CTX_set_default_verify_paths");
   aludel_ossl.SSL_CTX_set_verify(c->ctx, verify ? ALUDEL_SSL_VERIFY_PEER : ALUDEL_SSL_VERIFY_NONE, NULL);
   aludel_ossl.SSL_CTX_set_keylog_callback(c->ctx, keylog);
   napi_create_object(env, &obj);

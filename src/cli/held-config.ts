@@ -10,9 +10,9 @@
  * read before anything is built); at a HUP that loads, the primary sends
  * the text it kept to every running worker, whose reload applies it (the
  * 'reload' message, worker-link.ts), so running and restarted workers run
- * the same text. The certificate, key and ticket key files are held the
- * same way for a starting worker (held-files.ts); a running worker's reload
- * reads those from disk.
+ * the same text. The certificate, key, ticket key and --upstream-ca files
+ * are held the same way, for a starting worker and for a running worker's
+ * reload (held-files.ts).
  */
 import type { Logger } from '../log/logger.js';
 import { readConfigText } from '../config/proxy-config-file.js';

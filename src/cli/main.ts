@@ -36,7 +36,7 @@ addProxyOptions(program.command('serve').description('serve static files over HT
       const s = asStarted(await resolveServeSettings(flags, text), LISTENER_RESTART, role);
       if (startsWorkers(s, role)) {
         const check = (t: string): Promise<unknown> => resolveServeSettings(flags, t);
-        const primary = await runPrimary(s, text === undefined ? null : new HeldConfig(flags.config!, text, check, restartOnlyJson(s, LISTENER_RESTART)));
+        const primary = await runPrimary(s, text === undefined ? null : new HeldConfig(flags.config!, text, check, restartOnlyJson(s, LISTENER_RESTART)), () => resolveServeSettings(flags));
         handleServingSignals(primary.log, primary);
         return;
       }

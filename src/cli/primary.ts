@@ -39,14 +39,12 @@ import { startWorkerAdmin, type WorkerMetricsSource } from './primary-admin.js';
 import type { SignalTargets } from './signals.js';
 import { CacheRelay } from './cache-relay.js';
 import { WorkerCounters, type Metrics } from './worker-counters.js';
-import { recordReads, WORKER_FILES_ENV } from '../config/held-files.js';
+import { noteCarried, recordReads, WORKER_FILES_ENV, type Recorded } from '../config/held-files.js';
+import type { ProxySettings } from '../config/proxy-settings.js';
 import { planCertificates } from '../tls/certificates.js';
 import { readTicketKeyFiles } from '../tls/ticket-keys.js';
 import { silentLogger } from '../log/logger.js';
 import { WORKER_CONFIG_ENV, WORKER_STARTED_ENV, type HeldConfig } from './held-config.js';
-
-/** What holdFiles reads. */
-type FileSettings = Pick<ListenerSettings, 'certificates' | 'ticketKeyFiles'>;
 
 type PrimarySettings = ListenerSettings & Partial<Pick<HttpServerSettings, 'redirectHttp' | 'acme'>> & { mode: 'serve' | 'http' | 'tcp' };
 
@@ -134,8 +132,8 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
   /** --cache: the workers' cache events and fill locks (cache-relay.ts). */
   private readonly cacheRelay: CacheRelay;
   /** The settings whose files were last held (start, the last HUP that loaded). */
-  private filesOf: FileSettings;
-  /** The certificate, key and ticket key files of the last load that succeeded, for WORKER_FILES_ENV (held-files.ts); null: read by path. */
+  private filesOf: ListenerSettings;
+  /** The certificate, key, ticket key and --upstream-ca files of the last load that succeeded, for WORKER_FILES_ENV (held-files.ts); null: read by path. */
   private heldFiles: string | null = null;
 
   constructor(
@@ -147,6 +145,14 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
     private readonly acme: AcmeManager | null = null,
     /** --config: the text a worker starts from (held-config.ts); null without --config. */
     private readonly config: HeldConfig | null = null,
+    /** What the start-up check read (checkAndRecord): the workers start from exactly those bytes. */
+    startFiles: Recorded,
+    /**
+     * Without --config: the settings resolved again from the command line, as
+     * a worker's reload resolves them; the files they carry (--upstream-ca)
+     * are read again (null: `s` as started).
+     */
+    private readonly resolveAgain: (() => Promise<unknown>) | null = null,
   ) {
     this.slots = Array.from({ length: s.workers }, (_, i) => ({ index: i + 1, child: null, startedAt: 0, deaths: 0, ready: false, reloadPending: false, timer: null, certificatesAtSpawn: 0, answersTlsAlpn01: false }));
     // Whichever worker the CA reaches must know the challenge: every change goes to all of them (worker-link.ts).
@@ -155,35 +161,40 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
     this.ticketKeys = s.ticketKeyFiles.length > 0 ? null : [generateTicketKey()];
     this.cacheRelay = new CacheRelay(() => this.slots.flatMap((w) => (w.child === null ? [] : [w.child])), log);
     this.filesOf = s;
+    this.keepFiles(s, startFiles);
+  }
+
+  /** The bytes of a load that succeeded (checkAndRecord's), for the workers forked from now on and the reloads passed on. */
+  private keepFiles(s: ListenerSettings, files: Recorded): void {
+    this.filesOf = s;
+    this.heldFiles = files.text;
+    if (files.text === null) this.log.info('the certificate, ticket key and upstream CA files are too large to hand to the workers: a restarted worker reads them from disk');
+    else if (files.leftOut.length > 0) this.log.info({ files: files.leftOut }, 'these upstream CA files are too large to hand to the workers with the certificates: a worker reads them from disk');
   }
 
   /**
-   * Loads the certificate, key and --ticket-keys files of `s` as a worker
-   * would, and holds their bytes for the workers forked from now on
-   * (held-files.ts). When they do not load, the previous copy is kept, as a
-   * worker's reload keeps its previous certificates.
-   */
-  /**
-   * Checks `s` as a worker would (checkAsWorkerWould, which throws its
-   * error) and holds the bytes that check read: one read of each file, and
-   * the workers restarted from now on get exactly the bytes checked.
+   * HUP: checks `s` as a worker would (checkAndRecord, which throws its
+   * error) and holds the bytes that check read, as the start does: one read
+   * of each file, and the workers get exactly the bytes checked.
    */
   private checkAndHold(s: ListenerSettings): void {
-    const text = recordReads(() => checkAsWorkerWould(s));
-    this.filesOf = s;
-    this.heldFiles = text;
-    if (text === null) this.log.info('the certificate and ticket key files are too large to hand to the workers: a restarted worker reads them from disk');
+    this.keepFiles(s, checkAndRecord(s));
   }
 
-  private holdFiles(s: FileSettings): void {
+  /**
+   * --acme-domain: a new pair stored. Reads the certificate, key and
+   * --ticket-keys files of `s` again and holds their bytes (with the
+   * --upstream-ca bytes the settings carry) for the workers forked from now
+   * on. When they do not load, the previous copy is kept, as a worker's
+   * reload keeps its previous certificates.
+   */
+  private holdFiles(s: ListenerSettings): void {
     try {
-      const text = recordReads(() => {
+      this.keepFiles(s, recordReads(() => {
         planCertificates(s.certificates);
         readTicketKeyFiles(s.ticketKeyFiles, silentLogger);
-      });
-      this.filesOf = s;
-      this.heldFiles = text;
-      if (text === null) this.log.info('the certificate and ticket key files are too large to hand to the workers: a restarted worker reads them from disk');
+        holdCarriedFiles(s);
+      }));
     } catch (err) {
       const kept = this.heldFiles === null ? 'a restarted worker reads them from disk' : 'a restarted worker starts from the copy of the last load that succeeded';
       this.log.warn({ detail: (err as Error).message }, `the certificate or ticket key files do not load; ${kept}`);
@@ -199,8 +210,8 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
     return this.slots.flatMap((w) => (w.child?.pid === undefined ? [] : [w.child.pid]));
   }
 
+  /** Forks the workers, from the bytes the start-up check read (runPrimary: checkAndRecord), not a second read. */
   start(): void {
-    this.holdFiles(this.s);
     for (const w of this.slots) this.spawn(w);
     if (this.ticketKeys !== null) {
       this.rotation = setInterval(() => this.rotateTicketKeys(), TICKET_KEY_ROTATION_MS);
@@ -400,7 +411,8 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
   private async checkReload(): Promise<boolean> {
     try {
       if (this.config === null) {
-        this.checkAndHold(this.s);
+        // The command line cannot change; the files it names can, the carried ones too (a CA bundle replaced).
+        this.checkAndHold(this.resolveAgain === null ? this.s : ((await this.resolveAgain()) as PrimarySettings));
         return true;
       }
       const { text, settings } = await this.config.load();
@@ -499,8 +511,37 @@ function checkAsWorkerWould(s: ListenerSettings): void {
   new Listeners(s, silentLogger, undefined, false);
 }
 
+/**
+ * checkAsWorkerWould, its reads recorded with the bytes the settings carry:
+ * the text for WORKER_FILES_ENV (null: too large to hold). The start and
+ * each HUP go through here, so what the workers get is what was checked,
+ * one read of each file (before, the start checked the pairs, then read
+ * them again to hold them: a file replaced in between reached the workers
+ * unchecked).
+ */
+function checkAndRecord(s: ListenerSettings): Recorded {
+  return recordReads(() => {
+    checkAsWorkerWould(s);
+    holdCarriedFiles(s);
+  });
+}
+
+/**
+ * The files whose bytes the settings carry, checked as they were assembled
+ * (--upstream-ca), held with the files the check read: a worker's start and
+ * reload read them from the primary's copy (held-files.ts), so a bundle
+ * replaced after the check reaches no worker, and a restarted worker trusts
+ * what the running ones trust (nginx's workers take the
+ * proxy_ssl_trusted_certificate their master read).
+ */
+function holdCarriedFiles(s: ListenerSettings): void {
+  for (const u of (s as Partial<ProxySettings>).upstreams ?? []) {
+    if (u.tls?.caFile && u.tls.caPem) noteCarried(u.tls.caFile, u.tls.caPem);
+  }
+}
+
 /** Binds the listeners, starts the workers and the primary's own listeners. */
-export async function runPrimary(s: PrimarySettings, config: HeldConfig | null = null): Promise<Primary> {
+export async function runPrimary(s: PrimarySettings, config: HeldConfig | null = null, resolveAgain: (() => Promise<unknown>) | null = null): Promise<Primary> {
   const log = createLogger({ level: s.logLevel });
   const addon = loadAddon();
   if (addon instanceof Error) {
@@ -509,9 +550,9 @@ export async function runPrimary(s: PrimarySettings, config: HeldConfig | null =
   // One process orders and renews: this one, which outlives the workers. Before they start: they load the stand-ins.
   const acme = s.mode === 'tcp' ? null : await prepareAcme(s as PrimarySettings & HttpServerSettings, log, () => primary.certificatesStored());
   // After prepareAcme: with --acme-domain the pairs checked are its stand-ins or stored pairs.
-  checkAsWorkerWould(s);
+  const startFiles = checkAndRecord(s);
   const bound = bindListeners(addon, s);
-  const primary = new Primary(s, log, addon, bound, READY_MESSAGE[s.mode], acme, config);
+  const primary = new Primary(s, log, addon, bound, READY_MESSAGE[s.mode], acme, config, startFiles, resolveAgain);
   const how = s.reusePort ? `each of ${s.workers} workers has its own SO_REUSEPORT socket on` : `${s.workers} workers share`;
   log.info({ addresses: bound.addresses, workers: s.workers, reusePort: s.reusePort }, `primary: ${how} ${bound.addresses.join(' ')}`);
   primary.start();

@@ -149,7 +149,7 @@ export function registerProxyCommands(program: Command): void {
         const s = asStarted(await resolveProxySettings(c.mode, flags, text), PROXY_RESTART, role);
         if (startsWorkers(s, role)) {
           const check = (t: string): Promise<unknown> => resolveProxySettings(c.mode, flags, t);
-          const primary = await runPrimary(s, text === undefined ? null : new HeldConfig(flags.config as string, text, check, restartOnlyJson(s, PROXY_RESTART)));
+          const primary = await runPrimary(s, text === undefined ? null : new HeldConfig(flags.config as string, text, check, restartOnlyJson(s, PROXY_RESTART)), () => resolveProxySettings(c.mode, flags));
           handleServingSignals(primary.log, primary);
           return;
         }

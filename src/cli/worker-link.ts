@@ -9,7 +9,7 @@
  * text it checked, which the worker applies (never the file as it is by then:
  * an edit made after the check would reach the workers unchecked, and a
  * worker restarted from the primary's copy would serve another setup). The
- * certificate, key and ticket key files come with it, as the primary read
+ * certificate, key, ticket key and --upstream-ca files come with it, as the primary read
  * them for its check (held-files.ts). A SIGHUP sent to a worker itself is
  * ignored and logged (signals.ts), as nginx's workers ignore it: only the
  * master reloads. A worker whose primary is gone (its IPC channel closed: the primary was
@@ -43,7 +43,7 @@ export interface WorkerParts {
   acme: WorkerAcme | null;
   /**
    * Reloads with `configText`, the --config text the primary checked (null: no --config), reading the
-   * certificate, key and ticket key files from `files`, the primary's copy (held-files.ts, withHeldFiles).
+   * certificate, key, ticket key and --upstream-ca files from `files`, the primary's copy (held-files.ts, withHeldFiles).
    * The worker's Serving.reload: logs its own success or failure; calls apply in the order they came.
    */
   reload(configText: string | null, files: string | null): void;

@@ -29,7 +29,7 @@ export type ToWorker =
   /**
    * A reload (HUP to the primary) that the primary checked: apply `config`, the --config text it read and
    * checked (null: no --config, the command line alone), never the file as it is when this message arrives;
-   * `files`: the certificate, key and ticket key files it read then (held-files.ts; null: too large, read from disk).
+   * `files`: the certificate, key, ticket key and --upstream-ca files it read then (held-files.ts; null: too large, read from disk).
    */
   | { type: 'reload'; config: string | null; files: string | null };
 

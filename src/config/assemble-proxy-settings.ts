@@ -221,13 +221,14 @@ async function fileProblems(s: ProxyInput, from: (key: ProxyKey) => SettingSourc
   return problems;
 }
 
-function upstreamTls(u: Omit<Upstream, 'tls'>, s: ProxyInput): UpstreamTls | null {
+function upstreamTls(u: Omit<Upstream, 'tls'>, s: ProxyInput, caPem: Buffer | null): UpstreamTls | null {
   if (u.protocol !== 'https') return null;
   return {
     minVersion: s['upstream-tls-min']!,
     maxVersion: s['upstream-tls-max']!,
     ciphers: s['upstream-ciphers'] ?? null,
     caFile: s['upstream-ca'] ?? null,
+    caPem,
     fingerprint256: s['upstream-fingerprint'] ?? null,
     verify: s['upstream-insecure'] !== true,
     servername: s['upstream-servername'] ?? (net.isIP(u.host) === 0 ? u.host : null),
@@ -237,9 +238,10 @@ function upstreamTls(u: Omit<Upstream, 'tls'>, s: ProxyInput): UpstreamTls | nul
 /**
  * Merges parsed layers (later wins, per setting) over the mode's defaults and
  * checks the whole. Throws InvalidOptionError listing every problem, each
- * naming its flag or config key.
+ * naming its flag or config key. Returns the input and the upstream-ca bytes
+ * checked (the settings carry them: upstream-tls-check.ts readCaFile).
  */
-async function mergeAndCheck(mode: SettingsMode, layers: readonly SettingLayer[]): Promise<ProxyInput> {
+async function mergeAndCheck(mode: SettingsMode, layers: readonly SettingLayer[]): Promise<{ s: ProxyInput; caPem: Buffer | null }> {
   const merged: Record<string, unknown> = {};
   const sources = new Map<string, SettingSource>();
   const keys = new Set<string>(proxyKeys(mode));
@@ -255,9 +257,10 @@ async function mergeAndCheck(mode: SettingsMode, layers: readonly SettingLayer[]
   const from = (key: ProxyKey): SettingSource => sources.get(key) ?? DEFAULT_SOURCE;
   let problems = crossCheck(mode, s, from);
   if (problems.length === 0) problems = await fileProblems(s, from);
-  if (problems.length === 0) problems = await upstreamTlsProblems(s, (key) => settingLabel(from(key), key));
+  let caPem: Buffer | null = null;
+  if (problems.length === 0) ({ problems, caPem } = upstreamTlsProblems(s, (key) => settingLabel(from(key), key)));
   if (problems.length > 0) throw new InvalidOptionError(problems.join('\n'));
-  return s;
+  return { s, caPem };
 }
 
 /**
@@ -333,19 +336,19 @@ function httpServerSettings(s: ProxyInput): HttpServerSettings {
 
 /** `aludel serve`'s settings from its layers (defaults < config file < flags). */
 export async function assembleServeSettings(layers: readonly SettingLayer[]): Promise<ServeSettings> {
-  const s = await mergeAndCheck('serve', layers);
+  const { s } = await mergeAndCheck('serve', layers);
   return { mode: 'serve', ...listenerSettings(s), ...httpServerSettings(s), root: s.root! };
 }
 
 /** `aludel proxy` / `aludel tcp`'s settings from their layers (defaults < config file < flags). */
 export async function assembleProxySettings(mode: ProxyMode, layers: readonly SettingLayer[]): Promise<ProxySettings> {
-  const s = await mergeAndCheck(mode, layers);
+  const { s, caPem } = await mergeAndCheck(mode, layers);
   const interval = s['health-check-interval']!;
   return {
     mode,
     ...listenerSettings(s),
     ...httpServerSettings(s),
-    upstreams: s.to!.map((u) => ({ ...u, tls: upstreamTls(u, s) })),
+    upstreams: s.to!.map((u) => ({ ...u, tls: upstreamTls(u, s, caPem) })),
     connectTimeoutMs: s['connect-timeout']!,
     upstreamHeadersTimeoutMs: s['upstream-headers-timeout']!,
     upstreamIdleTimeoutMs: s['upstream-idle-timeout']!,

@@ -1,6 +1,6 @@
 /**
- * --workers N: the certificate, key and --ticket-keys files a worker starts
- * from are the primary's copy, the bytes of the last load that succeeded
+ * --workers N: the certificate, key, --ticket-keys and --upstream-ca files a
+ * worker starts from are the primary's copy, the bytes of the last load that succeeded
  * (at start, at a HUP, at an --acme-domain renewal), not the files as they
  * are when the worker starts. nginx's master reads them once per
  * (re)load and a respawned worker inherits them in memory, so a key file
@@ -10,7 +10,9 @@
  * primary still held the listening sockets, and clients sat in the accept
  * queue without an answer.
  *
- * The primary records the reads of one load (recordReads) and hands the
+ * The primary records the reads of one load (recordReads; the --upstream-ca
+ * bytes, read as the settings were assembled, are noted from the settings
+ * that carry them, noteCarried) and hands the
  * result to each worker it forks in its environment (WORKER_FILES_ENV), as
  * it hands the config text (held-config.ts): needed before anything is
  * built, and Linux caps one environment string at 128 KiB (past
@@ -48,6 +50,8 @@ export interface HeldFile {
 let held: ReadonlyMap<string, HeldFile> | null = null;
 /** While the primary records a load: what it read. */
 let recording: Map<string, HeldFile> | null = null;
+/** Among them, the files the settings carried (noteCarried): the first left out when all do not fit. */
+let carried: Set<string> | null = null;
 
 /** The primary's copy of `file`, in a worker still starting. */
 export function heldFile(file: string): HeldFile | undefined {
@@ -60,18 +64,55 @@ export function noteRead(file: string, read: HeldFile): void {
 }
 
 /**
+ * Settings that carry a file's bytes, read and checked as they were
+ * assembled (--upstream-ca: UpstreamTls.caPem), before the primary records
+ * the load: held as the settings carry them, so that the workers get those
+ * very bytes, not a second read. Only a key file's mode is ever looked at
+ * (certificates.ts), so such a file is held as 0644.
+ */
+export function noteCarried(file: string, bytes: Buffer): void {
+  const key = path.resolve(file);
+  // Also read by the check (a --cert named as the CA bundle too): that read is held, and is no carried file.
+  if (recording === null || recording.has(key)) return;
+  noteRead(key, { bytes, mode: 0o644 });
+  carried?.add(key);
+}
+
+/** What recordReads recorded. */
+export interface Recorded {
+  /** The text for WORKER_FILES_ENV; null: too large even without the carried files (everything is read by path). */
+  text: string | null;
+  /**
+   * The carried files left out so that the rest fits (a CA bundle such as
+   * the system's, some 200 KiB, beside the pairs): those alone are read by path.
+   */
+  leftOut: string[];
+}
+
+function heldText(files: Iterable<[string, HeldFile]>): string {
+  return JSON.stringify(Object.fromEntries([...files].map(([file, r]) => [file, [r.mode, r.bytes.toString('base64')]])));
+}
+
+/**
  * Runs `load` (synchronous) with every small-file read recorded; returns
- * them as the text for WORKER_FILES_ENV, or null when too large. Throws what
+ * them as the text for WORKER_FILES_ENV. When they do not all fit, the
+ * carried files are left out first: the certificate, key and ticket key
+ * files are what a restarted worker cannot start without. Throws what
  * `load` throws: then nothing is recorded.
  */
-export function recordReads(load: () => void): string | null {
+export function recordReads(load: () => void): Recorded {
   recording = new Map();
+  carried = new Set();
   try {
     load();
-    const text = JSON.stringify(Object.fromEntries([...recording].map(([file, r]) => [file, [r.mode, r.bytes.toString('base64')]])));
-    return text.length > MAX_HELD_BYTES ? null : text;
+    const all = heldText(recording);
+    if (all.length <= MAX_HELD_BYTES) return { text: all, leftOut: [] };
+    const left = carried;
+    const rest = heldText([...recording].filter(([file]) => !left.has(file)));
+    return rest.length <= MAX_HELD_BYTES ? { text: rest, leftOut: [...left] } : { text: null, leftOut: [] };
   } finally {
     recording = null;
+    carried = null;
   }
 }
 

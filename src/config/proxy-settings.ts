@@ -23,6 +23,13 @@ export interface UpstreamTls {
   ciphers: string | null;
   /** Verify the upstream certificate against this CA bundle (PEM). An absolute path or relative to the working directory. */
   caFile: string | null;
+  /**
+   * caFile's bytes, read once when these settings were loaded and checked
+   * (held-files.ts: in a worker, its primary's copy), and what every context
+   * and connection of these settings trusts: like nginx's
+   * proxy_ssl_trusted_certificate, read at (re)load, never per connection.
+   */
+  caPem: Buffer | null;
   /** Or pin the leaf certificate: SHA-256 in node's `fingerprint256` form, upper-case `AA:BB:...`. */
   fingerprint256: string | null;
   /** false = verification explicitly off (--upstream-insecure); true with neither caFile nor fingerprint = system CAs. */

@@ -8,14 +8,33 @@
  * request then got 502.
  */
 import { X509Certificate } from 'node:crypto';
-import fs from 'node:fs';
 import tls from 'node:tls';
 import type { ProxyInput, ProxyKey } from './proxy-input.js';
 import { pemBlocks } from '../tls/pem.js';
+import { FileReadProblem, readSmallRegularFileSync } from './readable-file.js';
 
-/** Why the upstream-ca file trusts nothing (null when it holds at least one certificate). */
-export async function caFileProblem(file: string): Promise<string | null> {
-  const text = await fs.promises.readFile(file, 'latin1');
+/** A CA bundle larger than this is refused (Debian's whole system bundle is about 220 KiB). */
+export const MAX_CA_FILE_BYTES = 4 * 1024 * 1024;
+
+/**
+ * The upstream-ca file's bytes, read once for the load that checks them: the
+ * same bytes are checked (caBundleProblem), held for the workers (the
+ * primary's recordReads, held-files.ts) and trusted by every upstream
+ * connection of these settings. In a worker, they are its primary's copy.
+ */
+export function readCaFile(file: string): { pem: Buffer } | { problem: string } {
+  try {
+    const pem = readSmallRegularFileSync(file, MAX_CA_FILE_BYTES);
+    const problem = caBundleProblem(pem.toString('latin1'));
+    return problem === null ? { pem } : { problem };
+  } catch (err) {
+    if (!(err instanceof FileReadProblem)) throw err;
+    return { problem: `cannot read it (${err.message})` };
+  }
+}
+
+/** Why a CA bundle's text trusts nothing (null when it holds at least one certificate). */
+function caBundleProblem(text: string): string | null {
   const blocks = pemBlocks(text, ['CERTIFICATE', 'TRUSTED CERTIFICATE']);
   for (const block of blocks) {
     try {
@@ -28,12 +47,14 @@ export async function caFileProblem(file: string): Promise<string | null> {
 }
 
 /**
- * Problems of upstream-ca and upstream-ciphers, each labelled by `label(key)`.
+ * Problems of upstream-ca and upstream-ciphers, each labelled by `label(key)`,
+ * and the upstream-ca bytes they checked (null: none given, or a problem).
  * The cipher list goes through node:tls as a connection would take it (the
  * system OpenSSL side uses its own fixed kTLS list: upstream-client.ts).
  */
-export async function upstreamTlsProblems(s: ProxyInput, label: (key: ProxyKey) => string): Promise<string[]> {
+export function upstreamTlsProblems(s: ProxyInput, label: (key: ProxyKey) => string): { problems: string[]; caPem: Buffer | null } {
   const problems: string[] = [];
+  let caPem: Buffer | null = null;
   const ciphers = s['upstream-ciphers'];
   if (ciphers !== undefined) {
     try {
@@ -44,8 +65,9 @@ export async function upstreamTlsProblems(s: ProxyInput, label: (key: ProxyKey) 
   }
   const ca = s['upstream-ca'];
   if (ca !== undefined) {
-    const why = await caFileProblem(ca);
-    if (why !== null) problems.push(`${label('upstream-ca')}: ${ca}: ${why}`);
+    const read = readCaFile(ca);
+    if ('problem' in read) problems.push(`${label('upstream-ca')}: ${ca}: ${read.problem}`);
+    else caPem = read.pem;
   }
-  return problems;
+  return { problems, caPem };
 }

@@ -28,8 +28,8 @@ export type ClientContextHandle = { readonly [opaque]: 'client-ctx' };
 
 /** A TLS upstream's context (native/tls-client.c). */
 export interface ClientContextOptions {
-  /** PEM CA bundle; '' = the system trust store. */
-  caFile: string;
+  /** The PEM CA bundle's bytes, as read and checked with the settings (--upstream-ca); null = the system trust store. */
+  caPem: Buffer | null;
   /** 1: check the chain and (per connection) the name; 0: the caller compares a pinned certificate. */
   verify: 0 | 1;
   cipherList: string;

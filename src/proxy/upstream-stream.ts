@@ -7,7 +7,6 @@
  * must never offer). The proxy reads and writes through this
  * interface only.
  */
-import fs from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Native } from '../native/binding.js';
@@ -198,7 +197,7 @@ export function upstreamTlsOptions(u: Upstream): tls.ConnectionOptions {
     minVersion: t.minVersion,
     maxVersion: t.maxVersion,
     ciphers,
-    ca: t.caFile ? fs.readFileSync(t.caFile) : undefined,
+    ca: t.caPem ?? undefined,
     // A pinned certificate replaces CA and name checks (as curl --pinnedpubkey users expect
     // of a self-signed legacy box); the pin itself is checked once connected.
     rejectUnauthorized: t.verify && pinned === null,

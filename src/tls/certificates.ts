@@ -258,6 +258,15 @@ function typeLabel(keyType: string): string {
   return KEY_TYPE_LABEL[keyType] ?? keyType;
 }
 
+/**
+ * "a" or "an" before a key type said as letters or a word: "an EC", "an RSA",
+ * "an Ed25519", "an X25519", but "a DSA", "a DH". The letters said with a
+ * vowel sound first (ef, aitch, ell, em, en, ar, ess, ex) take "an".
+ */
+function withArticle(label: string): string {
+  return `${/^[aefhilmnorsx]/i.test(label) ? 'an' : 'a'} ${label}`;
+}
+
 /** The parent-domain wildcard that would cover an exact name ("a.b.c" -> "*.b.c"), or null. */
 function wildcardFor(name: string): string | null {
   const dot = name.indexOf('.');
@@ -311,7 +320,7 @@ export function planCertificates(list: readonly CertificateFiles[]): Certificate
     if (used.has(c.index)) continue;
     const by = certs.find((o) => o.index < c.index && o.keyType === c.keyType && c.names.every((n) => o.names.includes(n)));
     throw new CertificateError(
-      `${pairLabel(c)} would never be chosen: each of its names (${c.names.join(', ')}) already has a ${typeLabel(c.keyType)} certificate earlier in the list${by ? ` (${pairLabel(by)})` : ''}`,
+      `${pairLabel(c)} would never be chosen: each of its names (${c.names.join(', ')}) already has ${withArticle(typeLabel(c.keyType))} certificate earlier in the list${by ? ` (${pairLabel(by)})` : ''}`,
     );
   }
   return { certificates: certs, contexts, table };

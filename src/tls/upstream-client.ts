@@ -109,7 +109,7 @@ export class UpstreamTlsContexts {
     let ctx = this.contexts.get(t);
     if (ctx === undefined) {
       ctx = this.native.clientCtxNew({
-        caFile: t.caFile ?? '',
+        caPem: t.caPem,
         verify: t.verify && t.fingerprint256 === null ? 1 : 0,
         cipherList: TLS12_CIPHERS,
         cipherSuites: TLS13_SUITES,

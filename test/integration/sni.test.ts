@@ -89,7 +89,7 @@ describe('the plan (pure TypeScript)', () => {
       [[{ certFile: certs.a.keyFile, keyFile: certs.a.keyFile }], new RegExp(`--cert ${certs.a.keyFile}: no PEM certificate in it`)],
       [[{ certFile: certs.a.certFile, keyFile: certs.a.certFile }], new RegExp(`--key ${certs.a.certFile}: no usable PEM private key`)],
       [[{ certFile: certs.chain.reversed, keyFile: certs.chain.keyFile }], new RegExp(`--cert ${certs.chain.reversed}: certificate 2 \\(CN=chain.test\\) did not issue certificate 1.*leaf first`)],
-      [[certs.default, certs.a, certs.a2], new RegExp(`--cert ${certs.a2.certFile} would never be chosen: .*a.test.*EC certificate earlier in the list \\(--cert ${certs.a.certFile}\\)`)],
+      [[certs.default, certs.a, certs.a2], new RegExp(`--cert ${certs.a2.certFile} would never be chosen: .*a.test.* already has an EC certificate earlier in the list \\(--cert ${certs.a.certFile}\\)`)],
       [[certs.a, certs.ipOnly], new RegExp(`--cert ${certs.ipOnly.certFile} names no host`)],
       // Encrypted keys, PKCS#8 and traditional PEM: node reports them as ERR_OSSL_CRYPTO_INTERRUPTED_OR_CANCELLED.
       [[{ certFile: certs.a.certFile, keyFile: certs.encrypted.pkcs8 }], new RegExp(`^--key ${certs.encrypted.pkcs8}: the key is encrypted; give an unencrypted key`)],

@@ -40,7 +40,7 @@ async function listen(server: net.Server): Promise<number> {
 }
 
 function upstream(port: number, caFile: string | null): Upstream {
-  return { url: `https://127.0.0.1:${port}`, protocol: 'https', host: '127.0.0.1', port, tls: { minVersion: 'TLSv1.2', maxVersion: 'TLSv1.3', ciphers: null, caFile, fingerprint256: null, verify: true, servername: 'localhost' } };
+  return { url: `https://127.0.0.1:${port}`, protocol: 'https', host: '127.0.0.1', port, tls: { minVersion: 'TLSv1.2', maxVersion: 'TLSv1.3', ciphers: null, caFile, caPem: caFile === null ? null : fs.readFileSync(caFile), fingerprint256: null, verify: true, servername: 'localhost' } };
 }
 
 async function attempt(port: number, caFile: string | null, kernel?: boolean): Promise<{ result?: Awaited<ReturnType<UpstreamTlsContexts['handshake']>>; error?: Error; ms: number }> {

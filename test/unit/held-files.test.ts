@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { dropHeldFiles, recordReads, useHeldFiles, withHeldCopies, withHeldFiles, WORKER_FILES_ENV } from '../../src/config/held-files.js';
+import { dropHeldFiles, MAX_HELD_BYTES, noteCarried, recordReads, useHeldFiles, withHeldCopies, withHeldFiles, WORKER_FILES_ENV } from '../../src/config/held-files.js';
 import { readSmallRegularFileSync, unreadableFileReason } from '../../src/config/readable-file.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'held-files-'));
@@ -18,7 +18,7 @@ describe('held-files', () => {
   test('the recorded bytes answer a worker\'s reads while it starts, whatever the disk holds; dropped, the disk answers', async () => {
     const a = path.join(dir, 'a.pem');
     fs.writeFileSync(a, 'first', { mode: 0o600 });
-    const text = recordReads(() => void readSmallRegularFileSync(a, 100));
+    const { text } = recordReads(() => void readSmallRegularFileSync(a, 100));
     assert.ok(text !== null);
     fs.rmSync(a);
     const env: NodeJS.ProcessEnv = { [WORKER_FILES_ENV]: text };
@@ -55,7 +55,7 @@ describe('held-files', () => {
   test('a reload reads the copy it came with, whatever the disk holds; after it (even a failed one) the disk answers', async () => {
     const b = path.join(dir, 'b.pem');
     fs.writeFileSync(b, 'checked', { mode: 0o600 });
-    const text = recordReads(() => void readSmallRegularFileSync(b, 100));
+    const { text } = recordReads(() => void readSmallRegularFileSync(b, 100));
     assert.ok(text !== null);
     fs.writeFileSync(b, 'saved after the check');
     assert.equal(await withHeldFiles(text, async () => readSmallRegularFileSync(b, 100).toString()), 'checked');
@@ -63,5 +63,28 @@ describe('held-files', () => {
     await assert.rejects(withHeldFiles(text, async () => { throw new Error('reload failed'); }), /reload failed/);
     assert.equal(readSmallRegularFileSync(b, 100).toString(), 'saved after the check');
     assert.equal(await withHeldFiles(null, async () => readSmallRegularFileSync(b, 100).toString()), 'saved after the check', 'nothing held: the disk');
+  });
+
+  test('a carried CA bundle too large to hold beside the pairs is left out, named; the pair is still held', async () => {
+    const key = path.join(dir, 'pair.key');
+    fs.writeFileSync(key, 'the key', { mode: 0o600 });
+    const bundle = path.join(dir, 'bundle.pem');
+    // As the system bundle (some 200 KiB): alone, more than the environment string can take.
+    const big = Buffer.alloc(MAX_HELD_BYTES, 'A');
+    const r = recordReads(() => {
+      readSmallRegularFileSync(key, 100);
+      noteCarried(bundle, big);
+    });
+    assert.deepEqual(r.leftOut, [bundle]);
+    assert.ok(r.text !== null, 'the pair is held');
+    fs.rmSync(key);
+    assert.equal(await withHeldFiles(r.text, async () => readSmallRegularFileSync(key, 100).toString()), 'the key');
+    fs.writeFileSync(key, 'the key', { mode: 0o600 });
+    const small = recordReads(() => {
+      readSmallRegularFileSync(key, 100);
+      noteCarried(bundle, Buffer.from('a small bundle'));
+    });
+    assert.deepEqual(small.leftOut, [], 'a bundle that fits is held with the rest');
+    assert.equal(await withHeldFiles(small.text, async () => readSmallRegularFileSync(bundle, 100).toString()), 'a small bundle');
   });
 });

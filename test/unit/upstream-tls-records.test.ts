@@ -48,7 +48,7 @@ describe('records a kTLS RX upstream hands over apart from data (recordAction)',
 });
 
 describe('TLS upstream settings that keep the copy path (staticCopyReason)', () => {
-  const base: UpstreamTls = { minVersion: 'TLSv1.2', maxVersion: 'TLSv1.3', ciphers: null, caFile: null, fingerprint256: null, verify: true, servername: null };
+  const base: UpstreamTls = { minVersion: 'TLSv1.2', maxVersion: 'TLSv1.3', ciphers: null, caFile: null, caPem: null, fingerprint256: null, verify: true, servername: null };
   test('TLS 1.2 and 1.3 with the default suites may use kTLS', () => {
     assert.equal(staticCopyReason(base), null);
     assert.equal(staticCopyReason({ ...base, minVersion: 'TLSv1.3' }), null);
