@@ -117,10 +117,28 @@ function refusedBy(err: unknown): Error {
   return err as Error;
 }
 
-async function upstreamToClient(conn: SecureConnection, u: UpstreamStream, pipes: PipePool | null, count: (n: number) => void): Promise<'splice' | 'write'> {
-  const path = pipes !== null && u.plain !== null && conn.tls.ktlsTx && conn.spliceFromPipe !== undefined ? 'splice' : 'write';
-  if (path === 'splice') {
-    await spliceBody(pipes!, u.plain!, conn as Required<SecureConnection>, null, count);
+/**
+ * The upstream's bytes to the client until its end, by splice where `pipes`
+ * is given (downPath), else written. `toClient.waiting` is
+ * true while a pipeful waits to go into the client (splice): those bytes
+ * bypass the stream, so its writableNeedDrain never says that a client
+ * stopped reading them, and the stall watch would never fire (a WebSocket
+ * client that stopped reading held its tunnel for good under kTLS).
+ */
+async function upstreamToClient(conn: SecureConnection, u: UpstreamStream, pipes: PipePool | null, count: (n: number) => void, toClient: { waiting: boolean }): Promise<void> {
+  if (pipes !== null) {
+    const into = conn as Required<SecureConnection>;
+    const target = {
+      async spliceFromPipe(pipeRead: number, length: number): Promise<void> {
+        toClient.waiting = true;
+        try {
+          await into.spliceFromPipe(pipeRead, length);
+        } finally {
+          toClient.waiting = false;
+        }
+      },
+    };
+    await spliceBody(pipes, u.plain!, target, null, count);
   } else {
     for (let c = await readUpstream(u); c !== null; c = await readUpstream(u)) {
       if (!conn.write(c)) await waitDrain(conn);
@@ -128,7 +146,11 @@ async function upstreamToClient(conn: SecureConnection, u: UpstreamStream, pipes
     }
   }
   await endClient(conn);
-  return path;
+}
+
+/** How the upstream's bytes go to the client: by splice from a plain upstream into kTLS TX, else written. */
+function downPath(conn: SecureConnection, u: UpstreamStream, pipes: PipePool | null): 'splice' | 'write' {
+  return pipes !== null && u.plain !== null && conn.tls.ktlsTx && conn.spliceFromPipe !== undefined ? 'splice' : 'write';
 }
 
 /**
@@ -268,8 +290,10 @@ export async function tunnel(o: TunnelOptions): Promise<TunnelResult> {
     else conn.destroy();
   };
   const idle = idleWatch(o.idleTimeoutMs ?? 0, conn, () => stop(new TunnelIdleError(o.idleTimeoutMs!, r)));
-  // Stalled: bytes for the client wait above the stream's high-water mark (writableNeedDrain).
-  const stall = idleWatch(o.stallTimeoutMs ?? 0, conn, () => stop(new TunnelStalledError(o.stallTimeoutMs!, r)), () => conn.writableNeedDrain);
+  // Stalled: bytes for the client wait, above the stream's high-water mark (writableNeedDrain) or
+  // in a pipe whose splice into the client waits for room (toClient.waiting).
+  const toClient = { waiting: false };
+  const stall = idleWatch(o.stallTimeoutMs ?? 0, conn, () => stop(new TunnelStalledError(o.stallTimeoutMs!, r)), () => conn.writableNeedDrain || toClient.waiting);
   const onClose = (): void => {
     if (u.destroyed) return;
     const gone = connectionClosed();
@@ -278,7 +302,9 @@ export async function tunnel(o: TunnelOptions): Promise<TunnelResult> {
   };
   conn.once('close', onClose);
   const up = clientToUpstream(conn, u, o.sentAhead, (n) => { r.up += n; idle.touch(); }).then((err) => { refused = err; });
-  const down = upstreamToClient(conn, u, o.pipes, (n) => { r.down += n; idle.touch(); stall.touch(); }).then((p) => { r.downPath = p; });
+  // Known from the start: a tunnel that fails after splicing says so in its line and counters.
+  r.downPath = downPath(conn, u, o.pipes);
+  const down = upstreamToClient(conn, u, r.downPath === 'splice' ? o.pipes : null, (n) => { r.down += n; idle.touch(); stall.touch(); }, toClient);
   // One direction failing ends both: a reset client cannot take the rest, a dead upstream cannot send it.
   const stopOnError = (err: unknown): never => {
     stop(err as Error);

@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
@@ -17,6 +18,7 @@ import { makeFixtures, sha256, type Fixtures } from '../support/fixtures.js';
 import { makeRsaCert, patternSha256, startNginxOrigin, startRedis, type NginxOrigin } from '../support/origins.js';
 import { run } from '../support/run-process.js';
 import { delta, hasKernelTls, readTlsStat } from '../support/tls-stat.js';
+import { waitUntil } from '../support/wait.js';
 
 const MiB = 1024 * 1024;
 const FILES = { 'empty.bin': 0, 'one.bin': 1, 'record.bin': 16 * 1024 + 1, 'big.bin': 64 * MiB };
@@ -171,6 +173,56 @@ describe('aludel proxy with kTLS', () => {
       assert.doesNotMatch(out, /Socket errors|Non-2xx/, out);
     }
     assert.ok((delta(before, readTlsStat()).TlsTxSw ?? 0) >= 25, 'every wrk connection on kTLS');
+  });
+
+  test('a WebSocket client that stops reading while the upstream streams: on the splice path too, the tunnel is cut after --idle-timeout (ERR_CLIENT_STALLED)', { timeout: 600_000 }, async () => {
+    // An upstream that answers 101 and then writes as fast as it may: the bytes go upstream -> pipe ->
+    // kTLS socket by splice, past the client stream's own buffer, which never fills.
+    const closed: number[] = [];
+    const sockets = new Set<net.Socket>();
+    const origin = net.createServer((sock) => {
+      sockets.add(sock);
+      sock.on('error', () => undefined);
+      sock.on('close', () => closed.push(sock.remotePort ?? 0));
+      sock.once('data', () => {
+        sock.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+        const chunk = Buffer.alloc(64 * 1024, 0x61);
+        const pump = (): void => { while (!sock.destroyed && sock.write(chunk)); };
+        sock.on('drain', pump);
+        pump();
+      });
+    });
+    await new Promise<void>((resolve) => origin.listen(0, '127.0.0.1', resolve));
+    const port = (origin.address() as net.AddressInfo).port;
+    const p = await aludel(['proxy', '--to', `http://127.0.0.1:${port}`, '--idle-timeout', '2s', '--upstream-idle-timeout', '600s']);
+    const from = p.mark();
+    const before = readTlsStat();
+    const raw = net.connect({ host: '127.0.0.1', port: p.port });
+    raw.on('error', () => undefined);
+    try {
+      const c = tls.connect({ socket: raw, servername: 'localhost', ca: fs.readFileSync(fx.certFile) });
+      c.on('error', () => undefined);
+      await new Promise<void>((resolve) => c.once('secureConnect', () => resolve()));
+      c.write('GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+      const head = await new Promise<string>((resolve) => c.once('data', (d: Buffer) => resolve(d.toString('latin1'))));
+      assert.ok(head.startsWith('HTTP/1.1 101 '), head.slice(0, 100));
+      // Reads nothing more: records pile up in our socket, then in the proxy's, then in its pipe.
+      c.pause();
+      raw.pause();
+      const line = await p.waitForLog((l) => l.msg === 'upgrade failed' || l.msg === 'request', 120_000, from).catch(() => null);
+      assert.ok(line !== null, 'the tunnel to a client that reads nothing was still open after 120 s');
+      const failed = p.logs.slice(from).find((l) => l.msg === 'upgrade failed');
+      assert.equal(failed?.error, 'ERR_CLIENT_STALLED', JSON.stringify(p.logs.slice(from)));
+      assert.equal(failed?.body, 'splice', 'the bytes went by splice');
+      await waitUntil(() => closed.length > 0, 10_000).catch(() => undefined);
+      assert.equal(closed.length, 1, 'the upstream connection was closed');
+      const d = delta(before, readTlsStat());
+      assert.ok((d.TlsTxSw ?? 0) >= 1, `kTLS TX on the client connection: ${JSON.stringify(d)}`);
+    } finally {
+      raw.destroy();
+      for (const sock of sockets) sock.destroy();
+      await new Promise((resolve) => origin.close(resolve));
+    }
   });
 });
 
