@@ -45,6 +45,8 @@ typedef int (*aludel_ticket_key_cb)(SSL *ssl, unsigned char *key_name, unsigned 
 /* SSL_verify_cb and SSL_CTX_keylog_cb_func of <openssl/ssl.h> (client contexts, tls-client.c). */
 typedef int (*aludel_verify_cb)(int preverify_ok, X509_STORE_CTX *x509_ctx);
 typedef void (*aludel_keylog_cb)(const SSL *ssl, const char *line);
+/* OpenSSL's pem_password_cb (pem.h): asked for a passphrase; CA certificates are never encrypted, so NULL is passed. */
+typedef int (*aludel_pem_password_cb)(char *buf, int size, int rwflag, void *u);
 /* CRYPTO_EX_new/dup/free of <openssl/crypto.h>. */
 typedef void aludel_ex_new_fn(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp);
 typedef int aludel_ex_dup_fn(CRYPTO_EX_DATA *to, const CRYPTO_EX_DATA *from, void **from_d, int idx,
@@ -180,7 +182,7 @@ enum {
   X(int, X509_STORE_add_cert, (X509_STORE *store, X509 *x))                                   \
   X(BIO *, BIO_new_mem_buf, (const void *buf, int len))                                       \
   X(int, BIO_free, (BIO *a))                                                                  \
-  X(X509 *, PEM_read_bio_X509_AUX, (BIO *bp, X509 **x, void *cb, void *u))                     \
+  X(X509 *, PEM_read_bio_X509_AUX, (BIO *bp, X509 **x, aludel_pem_password_cb cb, void *u))   \
   X(unsigned long, ERR_peek_last_error, (void))                                               \
   X(void, SSL_CTX_set_keylog_callback, (SSL_CTX *ctx, aludel_keylog_cb cb))                    \
   X(void, SSL_set_connect_state, (SSL *ssl))                                                   \
