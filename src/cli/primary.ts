@@ -152,7 +152,7 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
      * a worker's reload resolves them; the files they carry (--upstream-ca)
      * are read again (null: `s` as started).
      */
-    private readonly resolveAgain: (() => Promise<unknown>) | null = null,
+    private readonly resolveAgain: (() => Promise<ListenerSettings>) | null = null,
   ) {
     this.slots = Array.from({ length: s.workers }, (_, i) => ({ index: i + 1, child: null, startedAt: 0, deaths: 0, ready: false, reloadPending: false, timer: null, certificatesAtSpawn: 0, answersTlsAlpn01: false }));
     // Whichever worker the CA reaches must know the challenge: every change goes to all of them (worker-link.ts).
@@ -412,7 +412,7 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
     try {
       if (this.config === null) {
         // The command line cannot change; the files it names can, the carried ones too (a CA bundle replaced).
-        this.checkAndHold(this.resolveAgain === null ? this.s : ((await this.resolveAgain()) as PrimarySettings));
+        this.checkAndHold(this.resolveAgain === null ? this.s : await this.resolveAgain());
         return true;
       }
       const { text, settings } = await this.config.load();
@@ -541,7 +541,7 @@ function holdCarriedFiles(s: ListenerSettings): void {
 }
 
 /** Binds the listeners, starts the workers and the primary's own listeners. */
-export async function runPrimary(s: PrimarySettings, config: HeldConfig | null = null, resolveAgain: (() => Promise<unknown>) | null = null): Promise<Primary> {
+export async function runPrimary(s: PrimarySettings, config: HeldConfig | null = null, resolveAgain: (() => Promise<ListenerSettings>) | null = null): Promise<Primary> {
   const log = createLogger({ level: s.logLevel });
   const addon = loadAddon();
   if (addon instanceof Error) {
