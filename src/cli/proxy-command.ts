@@ -19,7 +19,7 @@ import { HttpCache } from '../cache/cache.js';
 import { CacheDirectoryError } from '../errors.js';
 import { UpstreamGroup } from '../proxy/upstream-group.js';
 import { UpstreamTlsContexts } from '../tls/upstream-client.js';
-import { probeCapabilities } from '../tls/offload.js';
+import { probeCapabilities } from '../offload/capabilities.js';
 import { addProxyOptions, resolveProxySettings } from './proxy-options.js';
 import { LISTENER_RESTART, reportFatal, startRedirectFor } from './serve-command.js';
 import { Listeners } from './listeners.js';

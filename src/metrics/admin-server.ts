@@ -11,13 +11,22 @@ import http from 'node:http';
 import net from 'node:net';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import type { Logger } from '../log/logger.js';
-import type { UpstreamGroup } from '../proxy/upstream-group.js';
 import type { OffloadDecision, SecureServer } from '../tls/types.js';
 import { isLoopback } from '../config/loopback.js';
 import { capSideListener, listenSideServer, sideServerOptions } from '../transport/side-listener.js';
 import { kernelTlsRegistry, readKernelTlsStat, type KernelTlsStat } from './kernel-tls-stat.js';
 import type { TrafficStats, TrafficTotals } from './traffic-stats.js';
 import type { ManagedCertificateStatus } from '../tls/acme/acme-manager.js';
+
+/**
+ * What /metrics and /status read of an upstream group (proxy/upstream-group.ts
+ * has it): each peer's health, as nginx's upstream status shows it. Declared
+ * here, by its reader, so the metrics stay below the proxy they describe.
+ */
+export interface UpstreamHealthView {
+  readonly peers: ReadonlyArray<{ upstream: { url: string }; fails: number; downUntil: number; activeDown: boolean }>;
+  isUp(p: UpstreamHealthView['peers'][number], now: number): boolean;
+}
 
 export interface AdminOptions {
   host: string;
@@ -29,7 +38,7 @@ export interface AdminOptions {
   listen: string;
   stats: TrafficStats;
   /** The upstreams of `aludel proxy` / `aludel tcp` in force (a reload replaces them); null for `aludel serve`. */
-  group: (() => UpstreamGroup) | null;
+  group: (() => UpstreamHealthView) | null;
   /** `aludel proxy --cache`: removes every stored variant of an absolute URL, returns how many. */
   purge?: (url: string) => number | Promise<number>;
   /** --acme-domain: each managed certificate's expiry, next renewal and last error. */

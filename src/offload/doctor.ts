@@ -5,7 +5,7 @@
  */
 import os from 'node:os';
 import { loadAddon } from '../native/binding.js';
-import { probeCapabilities, type Capabilities } from '../tls/offload.js';
+import { probeCapabilities, type Capabilities } from './capabilities.js';
 import { readCryptoDrivers, type CryptoDriversReport } from './crypto-drivers.js';
 import {
   kernelFeatures,
@@ -25,7 +25,6 @@ import { NIC_FEATURES, formatFeature, readNicFeatures, type NicReport } from './
 import { opensslReport, type OpensslReport } from './openssl-matrix.js';
 import { readRapl, type RaplReport } from './rapl.js';
 import { textTable as table } from '../text/text-table.js';
-import type { AcmeReportEntry } from '../tls/acme/acme-report.js';
 
 export type FindingLevel = 'ok' | 'warn' | 'error';
 
@@ -46,8 +45,6 @@ export interface DoctorReport {
   cryptoDrivers: CryptoDriversReport;
   rapl: RaplReport;
   nics: NicReport;
-  /** `aludel doctor --acme-storage DIR` only (src/tls/acme/acme-report.ts). */
-  acme?: AcmeReportEntry[];
   findings: Finding[];
 }
 

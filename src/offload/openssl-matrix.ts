@@ -3,7 +3,7 @@
  * version: 3.0/3.1 give TLS 1.2 TX+RX and TLS 1.3 TX only; 3.2+ give both
  * directions for both. (OpenSSL must be built with enable-ktls, as Debian's is.)
  */
-import type { Capabilities } from '../tls/offload.js';
+import type { Capabilities } from './capabilities.js';
 
 export interface KtlsDirections {
   tls: '1.2' | '1.3';

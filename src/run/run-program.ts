@@ -16,7 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KtlsUnavailableError, PreloadMissingError } from '../errors.js';
 import { loadAddon } from '../native/binding.js';
-import { kernelProblem } from '../tls/offload.js';
+import { kernelProblem } from '../offload/capabilities.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** Built beside the addon by binding.gyp (dist/src/run -> ../../../build/Release). */

@@ -10,7 +10,8 @@ import { silentLogger, type Logger } from '../log/logger.js';
 import { NodeTlsServer } from './node-tls-server.js';
 import { describePlan } from './certificates.js';
 import { KtlsServer } from './ktls-server.js';
-import { decideOffload, probeCapabilities } from './offload.js';
+import { probeCapabilities } from '../offload/capabilities.js';
+import { decideOffload } from './offload.js';
 import { buildNativeTls, resolveTls } from './tls-setup.js';
 import type { OffloadMode, SecureServer, TlsOptions } from './types.js';
 

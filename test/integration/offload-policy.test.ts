@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { probeCapabilities } from '../../src/tls/offload.js';
+import { probeCapabilities } from '../../src/offload/capabilities.js';
 import { runCli, serveArgs, startAludel } from '../support/aludel-process.js';
 import { curl, opensslCliLibraryVersion } from '../support/clients.js';
 import { makeFixtures, sha256, type StandardFixtures } from '../support/fixtures.js';

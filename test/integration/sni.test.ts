@@ -19,7 +19,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { lookupSni, planCertificates } from '../../src/tls/certificates.js';
-import { probeCapabilities } from '../../src/tls/offload.js';
+import { probeCapabilities } from '../../src/offload/capabilities.js';
 import { buildNativeTls, resolveTls } from '../../src/tls/tls-setup.js';
 import { fingerprint, makeChain, makeLeaf, presented, sClient, startSniServer, type Pair, type SniServer } from '../support/sni-certs.js';
 import { patternSha256 } from '../support/sni-pattern.js';

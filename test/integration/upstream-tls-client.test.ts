@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
-import { probeCapabilities } from '../../src/tls/offload.js';
+import { probeCapabilities } from '../../src/offload/capabilities.js';
 import { UpstreamTlsContexts } from '../../src/tls/upstream-client.js';
 import { PlainSocket } from '../../src/transport/plain-socket.js';
 import { createLogger } from '../../src/log/logger.js';

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { KtlsUnavailableError } from '../../src/errors.js';
-import { decideOffload, kernelProblem, type Capabilities } from '../../src/tls/offload.js';
+import { kernelProblem, type Capabilities } from '../../src/offload/capabilities.js';
+import { decideOffload } from '../../src/tls/offload.js';
 import type { Native } from '../../src/native/binding.js';
 
 const openssl = { version: 'OpenSSL 3.0.19 27 Jan 2026', versionNumber: 0x30000130, libssl: '/lib/libssl.so.3', nodeCopy: false };

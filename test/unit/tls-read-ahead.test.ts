@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { ContextOptions, Native } from '../../src/native/binding.js';
-import { probeCapabilities } from '../../src/tls/offload.js';
+import { probeCapabilities } from '../../src/offload/capabilities.js';
 import { buildNativeTls, resolveTls } from '../../src/tls/tls-setup.js';
 import { makeLeaf, type Pair } from '../support/sni-certs.js';
 
