@@ -14,7 +14,7 @@
  * - An element that is not a token (garbage between commas) is skipped: the
  *   others still mean what they say, and no directive is invented from it.
  */
-import { isToken, trimOws } from '../http/char-classes.js';
+import { isToken, trimOws } from '../text/char-classes.js';
 
 /** Directive name (lowercase) -> its argument, or null when it has none. */
 export type Directives = ReadonlyMap<string, string | null>;

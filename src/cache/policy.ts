@@ -43,7 +43,7 @@
  */
 import { connectionOptions, HOP_BY_HOP } from '../http/forward-headers.js';
 import { parseHttpDate } from '../http/conditional.js';
-import { trimOws } from '../http/char-classes.js';
+import { trimOws } from '../text/char-classes.js';
 import { deltaSeconds, DELTA_SECONDS_MAX, parseCacheControl, qualifiedFieldNames, type Directives } from './cache-control.js';
 import { DEFAULT_TARGETS, targetedDirectives, type Targets } from './targeted.js';
 

@@ -8,12 +8,13 @@
 import type { Logger } from '../log/logger.js';
 import type { HttpServerSettings } from '../config/proxy-settings.js';
 import { AcmeManager } from '../tls/acme/acme-manager.js';
-import { loadAcmeClient, type AcmeChallengeType } from '../tls/acme/acme-order.js';
+import { loadAcmeClient } from '../tls/acme/acme-order.js';
 import type { AcmeChallengeCertificate } from '../tls/types.js';
 import { InvalidOptionError } from '../errors.js';
 import { ChallengeRegistry } from '../tls/acme/challenges.js';
 import type { WorkerAcme } from './worker-link.js';
 import type { Listeners } from './listeners.js';
+import type { AcmeChallengeType } from '../config/tls-settings.js';
 
 /**
  * The process that orders: the one process, or the primary of --workers N.

@@ -14,7 +14,6 @@
  * are held the same way, for a starting worker and for a running worker's
  * reload (held-files.ts).
  */
-import type { Logger } from '../log/logger.js';
 import { readConfigText } from '../config/proxy-config-file.js';
 import type { WorkerRole } from './worker-protocol.js';
 

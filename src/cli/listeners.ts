@@ -31,7 +31,6 @@ export class Listeners {
   private readonly list: Listener[];
   private readonly alpn: AlpnChoice | undefined;
 
-  private readonly log: Logger;
   /** Where warnings about the certificate and key files go: the log, or nowhere in all workers but the first. */
   private readonly fileLog: Logger;
 
@@ -43,7 +42,6 @@ export class Listeners {
    */
   constructor(s: ListenerSettings, log: Logger, alpn?: AlpnChoice, fileWarnings = true) {
     this.alpn = alpn;
-    this.log = log;
     this.fileLog = fileWarnings ? log : silentLogger;
     this.list = s.listen.map(({ host, port }) => {
       const { tls, hw } = this.tlsFor(s, host);

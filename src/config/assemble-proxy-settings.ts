@@ -11,10 +11,10 @@ import type { HttpServerSettings, ListenerSettings, ProxySettings, ServeSettings
 import { ACCESS_LOG_OFF, type AccessFormat } from '../log/access-log.js';
 import { unreadableFileReason } from './readable-file.js';
 import { upstreamTlsProblems } from './upstream-tls-check.js';
-import { ticketKeyFileProblem } from '../tls/ticket-keys.js';
+import { ticketKeyFileProblem } from './ticket-key-file.js';
 import { VERSION_ORDER, workerCountFor } from './setting-values.js';
-import { managedPaths } from '../tls/acme/storage.js';
-import type { CertificateFiles } from '../tls/certificates.js';
+import { managedPaths } from './acme-paths.js';
+import type { CertificateFiles } from './tls-settings.js';
 
 /** --acme-directory's default: Let's Encrypt's production directory. */
 export const LETS_ENCRYPT_DIRECTORY = 'https://acme-v02.api.letsencrypt.org/directory';

@@ -5,9 +5,7 @@
  * src/cli/proxy-options.ts, one settings path for the three commands.
  */
 import type { AccessFormat } from '../log/access-log.js';
-import type { TlsVersionName } from '../tls/policy.js';
-import type { OffloadPolicy } from '../tls/types.js';
-import type { AcmeSettings } from '../tls/acme/acme-manager.js';
+import type { AcmeSettings, OffloadPolicy, TlsVersionName } from './tls-settings.js';
 
 export type { TlsVersionName };
 

@@ -8,12 +8,12 @@ import net from 'node:net';
 import os from 'node:os';
 import { z } from 'zod';
 import { InvalidOptionError } from '../errors.js';
-import type { OffloadMode, OffloadPolicy } from '../tls/types.js';
+import type { OffloadMode, OffloadPolicy, TlsVersionName } from './tls-settings.js';
 import { parseDuration, parseSize } from './duration.js';
 import { looksLikeSha1, normaliseFingerprint } from './fingerprint.js';
-import { isToken } from '../http/char-classes.js';
+import { isToken } from '../text/char-classes.js';
 import { parseAdminAddress, parseListen } from './listen-address.js';
-import type { TlsVersionName, UpstreamTlsVersion } from './proxy-settings.js';
+import type { UpstreamTlsVersion } from './proxy-settings.js';
 
 /** Fails the value with an issue that carries what was given. */
 export function reject(ctx: z.RefinementCtx, input: unknown, message: string): never {

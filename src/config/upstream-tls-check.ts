@@ -10,7 +10,7 @@
 import { X509Certificate } from 'node:crypto';
 import tls from 'node:tls';
 import type { ProxyInput, ProxyKey } from './proxy-input.js';
-import { pemBlocks } from '../tls/pem.js';
+import { pemBlocks } from '../text/pem.js';
 import { FileReadProblem, readSmallRegularFileSync } from './readable-file.js';
 
 /** A CA bundle larger than this is refused (Debian's whole system bundle is about 220 KiB). */

@@ -23,7 +23,7 @@
  * After a throw the decoder is unusable; the connection must be closed.
  */
 import { UpstreamResponseError } from '../errors.js';
-import { isFieldValueByte, isOws, isTchar } from './char-classes.js';
+import { isFieldValueByte, isOws, isTchar } from '../text/char-classes.js';
 
 export interface ChunkedLimits {
   /** Hex digits in one chunk-size, leading zeros included (default 16). */

@@ -36,7 +36,7 @@
  */
 import { isIP } from 'node:net';
 import { InvalidRequestError } from '../errors.js';
-import { forEachListElement, isFieldValueByte, isToken } from './char-classes.js';
+import { forEachListElement, isFieldValueByte, isToken } from '../text/char-classes.js';
 
 /**
  * Fields that describe one connection, never forwarded (RFC 9110 §7.6.1; the

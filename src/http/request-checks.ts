@@ -8,7 +8,7 @@
  */
 import { isIP } from 'node:net';
 import { NotImplementedRequestError } from '../errors.js';
-import { isToken, trimOws } from './char-classes.js';
+import { isToken, trimOws } from '../text/char-classes.js';
 
 /**
  * Host = uri-host [ ":" port ] (RFC 9110 §7.2, RFC 3986 §3.2.2): an IP-literal

@@ -18,7 +18,7 @@
  * - Status codes outside 100..599 are refused (RFC 9110 §15: invalid).
  */
 import { UpstreamResponseError } from '../errors.js';
-import { forEachListElement, isFieldValueByte, isOws, isTchar, isToken, trimOws } from './char-classes.js';
+import { forEachListElement, isFieldValueByte, isOws, isTchar, isToken, trimOws } from '../text/char-classes.js';
 
 /** How the response body is delimited (RFC 9112 §6.3). */
 export type Framing = { kind: 'none' } | { kind: 'length'; length: number } | { kind: 'chunked' } | { kind: 'close' };

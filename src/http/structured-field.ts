@@ -5,7 +5,7 @@
  * of RFC 8941 §4.2, strict as §4.2 demands: any error fails the whole field
  * (the caller then ignores it, RFC 9213 §2.2), nothing is guessed.
  */
-import { isTchar } from './char-classes.js';
+import { isTchar } from '../text/char-classes.js';
 
 /** sf-integer and sf-decimal are numbers, sf-string a string, sf-token and sf-binary wrapped, sf-boolean a boolean. */
 export type BareItem = number | string | boolean | { token: string } | { binary: string };

@@ -27,17 +27,8 @@
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import { AludelError } from '../errors.js';
 import { exposedMode, FileReadProblem, readSmallRegularFileWithModeSync } from '../config/readable-file.js';
-import { pemBlocks } from './pem.js';
-
-export interface CertificateFiles {
-  certFile: string;
-  keyFile: string;
-  /**
-   * How an error names this pair when it is not the admin's own --cert
-   * (an --acme-domain's managed pair); default `--cert FILE`.
-   */
-  label?: string;
-}
+import { pemBlocks } from '../text/pem.js';
+import type { CertificateFiles } from '../config/tls-settings.js';
 
 /** The pair as the admin gave it: `--cert FILE`, or what made it (an --acme-domain). */
 function pairLabel(c: CertificateFiles): string {

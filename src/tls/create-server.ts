@@ -13,7 +13,8 @@ import { KtlsServer } from './ktls-server.js';
 import { probeCapabilities } from '../offload/capabilities.js';
 import { decideOffload } from './offload.js';
 import { buildNativeTls, resolveTls } from './tls-setup.js';
-import type { OffloadMode, SecureServer, TlsOptions } from './types.js';
+import type { SecureServer, TlsOptions } from './types.js';
+import type { OffloadMode } from '../config/tls-settings.js';
 
 export type { TlsOptions } from './types.js';
 

@@ -22,8 +22,8 @@ import net from 'node:net';
 import os from 'node:os';
 import { formatFeature, readNicFeatures, type NicReport } from '../offload/nic-features.js';
 import { decideOffload } from './offload.js';
-import { DEVICE_OFFLOAD_CIPHERS, type TlsVersionName } from './policy.js';
-import type { OffloadMode, OffloadPolicy } from './types.js';
+import { DEVICE_OFFLOAD_CIPHERS } from './policy.js';
+import type { OffloadMode, OffloadPolicy, TlsVersionName } from '../config/tls-settings.js';
 import { isLoopback } from '../config/loopback.js';
 
 /** The client-side TLS settings of a listener; cipherList undefined = the defaults of policy.ts. */

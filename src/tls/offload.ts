@@ -6,7 +6,8 @@
  */
 import { KtlsUnavailableError } from '../errors.js';
 import { probeCapabilities, type Capabilities } from '../offload/capabilities.js';
-import type { OffloadDecision, OffloadMode } from './types.js';
+import type { OffloadDecision } from './types.js';
+import type { OffloadMode } from '../config/tls-settings.js';
 
 /** Applies the mode to what is available; throws KtlsUnavailableError for kernel mode. */
 export function decideOffload(requested: OffloadMode, caps: Capabilities = probeCapabilities()): OffloadDecision {

@@ -4,6 +4,7 @@
  * forward secrecy, for TLS 1.2 and 1.3. The userspace mode uses the same list,
  * so kernel vs userspace comparisons are like for like.
  */
+import type { TlsVersionName } from '../config/tls-settings.js';
 export const TLS12_CIPHERS = [
   'ECDHE-ECDSA-AES128-GCM-SHA256',
   'ECDHE-RSA-AES128-GCM-SHA256',
@@ -27,7 +28,6 @@ export const TLS13_SUITES = ['TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384',
 export const TLS1_2 = 0x0303;
 export const TLS1_3 = 0x0304;
 
-export type TlsVersionName = 'TLSv1.2' | 'TLSv1.3';
 
 export function versionNumber(v: TlsVersionName): number {
   return v === 'TLSv1.2' ? TLS1_2 : TLS1_3;

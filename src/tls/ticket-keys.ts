@@ -12,37 +12,19 @@
  * they are reordered here. native/tickets.c uses keys in canonical form.
  */
 import { randomBytes } from 'node:crypto';
-import fs from 'node:fs';
 import { InvalidOptionError } from '../errors.js';
-import { exposedMode, readSmallRegularFileWithModeSync, unreadableFileReason } from '../config/readable-file.js';
-import { heldFile } from '../config/held-files.js';
+import { exposedMode, readSmallRegularFileWithModeSync } from '../config/readable-file.js';
+import { LEGACY_TICKET_KEY_BYTES, TICKET_KEY_BYTES, ticketKeySizeProblem } from '../config/ticket-key-file.js';
 import type { Logger } from '../log/logger.js';
 
 const NAME = 16;
-export const TICKET_KEY_BYTES = 80;
-export const LEGACY_TICKET_KEY_BYTES = 48;
 
 /** Read at most this much of a key file: enough to say how big a wrong one is, never a huge one whole. */
 const MAX_KEY_FILE_READ = 4096;
 
-/** Why a key file cannot be used (null when it can): missing, unreadable, or not 80/48 bytes. */
-export async function ticketKeyFileProblem(file: string): Promise<string | null> {
-  // A starting worker's copy from its primary (held-files.ts).
-  const held = heldFile(file);
-  if (held !== undefined) return sizeProblem(held.bytes.length);
-  const why = await unreadableFileReason(file);
-  if (why !== null) return why;
-  return sizeProblem((await fs.promises.stat(file)).size);
-}
-
-function sizeProblem(size: number): string | null {
-  if (size === TICKET_KEY_BYTES || size === LEGACY_TICKET_KEY_BYTES) return null;
-  return `${size} bytes; a session ticket key file has exactly 80 bytes (or 48, the legacy AES-128 format), e.g. made by: openssl rand 80 > FILE && chmod 600 FILE`;
-}
-
 /** A key file's bytes in canonical form; throws InvalidOptionError naming the file when the size is wrong. */
 export function parseTicketKey(bytes: Buffer, file: string): Buffer {
-  const problem = sizeProblem(bytes.length);
+  const problem = ticketKeySizeProblem(bytes.length);
   if (problem !== null) throw new InvalidOptionError(`--ticket-keys: ${file}: ${problem}`);
   if (bytes.length === TICKET_KEY_BYTES) return Buffer.from(bytes);
   // nginx 48-byte layout: name | AES-128 key | HMAC secret.

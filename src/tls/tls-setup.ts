@@ -9,8 +9,9 @@ import { withHeldCopies } from '../config/held-files.js';
 import type { ContextHandle, ContextOptions, Native } from '../native/binding.js';
 import { InvalidOptionError } from '../errors.js';
 import { planCertificates, type CertificatePlan } from './certificates.js';
-import { TLS12_CIPHERS, TLS13_SUITES, alpnWire, versionNumber, type TlsVersionName } from './policy.js';
+import { TLS12_CIPHERS, TLS13_SUITES, alpnWire, versionNumber } from './policy.js';
 import { ALPN_ACME_TLS, type AcmeChallengeCertificate, type TlsOptions } from './types.js';
+import type { TlsVersionName } from '../config/tls-settings.js';
 
 export interface ResolvedTls {
   plan: CertificatePlan;

@@ -2,12 +2,9 @@ import type { Duplex } from 'node:stream';
 import type { EventEmitter } from 'node:events';
 import type { BodyPath } from '../transport/copy-file.js';
 import type { UlpInfo } from '../native/binding.js';
-import type { TlsVersionName } from './policy.js';
+import type { OffloadMode, TlsVersionName } from '../config/tls-settings.js';
 import type { CertificatePlan } from './certificates.js';
 
-export type OffloadMode = 'auto' | 'kernel' | 'userspace';
-/** default: TLS settings as given; prefer-hw: TLS 1.2 AES-128-GCM where the NIC offloads TLS (src/tls/hw-offload-policy.ts). */
-export type OffloadPolicy = 'default' | 'prefer-hw';
 export type TlsEngine = 'system-openssl' | 'node-tls';
 
 /** What was negotiated, and where the record crypto of this connection runs. */

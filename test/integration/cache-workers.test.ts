@@ -254,7 +254,6 @@ describe('--workers 2 --cache: one cache for all workers', () => {
     const p = await proxy();
     const size = 2_000_000;
     const url = `/cache?size=${size}&cc=max-age%3D600&t=kill`;
-    const from = p.mark();
     // 100 kB/s: the fill takes 20 s, the test kills its worker long before.
     const slow = get(p, url, '-H', 'X-Sink-Rate: 100000');
     const tmp = /^[0-9a-f]{32}\.(\d+)\.body\.tmp$/;

@@ -13,7 +13,7 @@ import { waitUntil } from '../support/wait.js';
 import { curl } from '../support/clients.js';
 import { makeFixtures, sha256, type StandardFixtures } from '../support/fixtures.js';
 import { makeRsaCert, patternSha256, startNginxOrigin, startRedis, startSinkOrigin, type NginxOrigin, type SinkOrigin } from '../support/origins.js';
-import { rawTls, splitHttp } from '../support/raw-http.js';
+import { rawTls } from '../support/raw-http.js';
 import { run } from '../support/run-process.js';
 
 let fx: StandardFixtures;

@@ -18,7 +18,8 @@ import { TlsAlpn01Responder } from '../../src/tls/acme/tls-alpn01.js';
 import { Http01Responder } from '../../src/tls/acme/http01.js';
 import { ARI_DEFAULT_CHECK_MS, ARI_MAX_CHECK_MS, ARI_MIN_CHECK_MS, FIRST_RETRY_MS, MAX_RETRY_MS, ariCheckDelay, needsRenewal, parseRetryAfter, renewalTime, retryDelay, timeInWindow } from '../../src/tls/acme/renew-policy.js';
 import { ariCertId, parseRenewalInfo, refusedAsReplacement, serialDerBytes } from '../../src/tls/acme/ari.js';
-import { acquireLock, ensureStorage, managedPaths, readStored, writeSecretFile } from '../../src/tls/acme/storage.js';
+import { acquireLock, ensureStorage, readStored, writeSecretFile } from '../../src/tls/acme/storage.js';
+import { managedPaths } from '../../src/config/acme-paths.js';
 import { createSelfSignedCert } from '../../src/tls/self-signed.js';
 
 const DAY = 86_400_000;

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { pemBlocks } from '../../src/tls/pem.js';
+import { pemBlocks } from '../../src/text/pem.js';
 
 const block = (label: string, body: string): string => `-----BEGIN ${label}-----\n${body}\n-----END ${label}-----`;
 

@@ -16,17 +16,13 @@ import fs from 'node:fs';
 import type { Logger } from '../../log/logger.js';
 import { createSelfSignedCert } from '../self-signed.js';
 import { loadCertificate } from '../certificates.js';
-import { configureTransport, orderCertificate, type AcmeAccountSettings, type AcmeChallengeType, AcmeOrderError } from './acme-order.js';
+import { configureTransport, orderCertificate, AcmeOrderError } from './acme-order.js';
 import { AriTracker, type AriStatus } from './ari-tracker.js';
 import { ChallengeRegistry } from './challenges.js';
 import { needsRenewal, parseRetryAfter, renewalTime, retryDelay } from './renew-policy.js';
-import { acquireLock, ensureStorage, managedPaths, readStored, setAsideCorrupt, writeSecretFile, type ManagedPaths } from './storage.js';
-
-export interface AcmeSettings extends AcmeAccountSettings {
-  domains: string[];
-  /** --acme-challenge; null: chosen at start from what the listeners can answer (acme-setup.ts chooseChallenge). */
-  challenge: AcmeChallengeType | null;
-}
+import { acquireLock, ensureStorage, readStored, setAsideCorrupt, writeSecretFile } from './storage.js';
+import { managedPaths, type ManagedPaths } from '../../config/acme-paths.js';
+import type { AcmeChallengeType, AcmeSettings } from '../../config/tls-settings.js';
 
 /** One managed name as /status and `aludel doctor` show it. */
 export interface ManagedCertificateStatus {

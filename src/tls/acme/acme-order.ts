@@ -29,14 +29,13 @@ function acmeLib(): Acme {
   if (!loaded) throw new Error('acme-client is not loaded: loadAcmeClient() comes first');
   return loaded;
 }
-import { accountKeyFile, writeSecretFile } from './storage.js';
+import { writeSecretFile } from './storage.js';
+import { accountKeyFile } from '../../config/acme-paths.js';
 import type { Http01Responder } from './http01.js';
 import type { TlsAlpn01Responder } from './tls-alpn01.js';
 import { orderAsReplacement } from './ari.js';
 import type { Replaces } from './ari-tracker.js';
-
-/** The ACME challenge types Aludel answers (RFC 8555 §8.3, RFC 8737). */
-export type AcmeChallengeType = 'http-01' | 'tls-alpn-01';
+import type { AcmeAccountSettings, AcmeChallengeType } from '../../config/tls-settings.js';
 
 /** How an order answers its challenge. */
 export interface ChallengeAnswer {
@@ -45,14 +44,6 @@ export interface ChallengeAnswer {
   tlsAlpn01: TlsAlpn01Responder;
   /** Where the TLS-ALPN-01 pair is kept while pending (ManagedPaths.challengeFile). */
   challengeFile: string;
-}
-
-export interface AcmeAccountSettings {
-  directoryUrl: string;
-  email: string | null;
-  storage: string;
-  /** --acme-ca: a PEM bundle trusted for the directory besides the system CAs; null = the system CAs only. */
-  caFile: string | null;
 }
 
 /** A refusal or failure from the CA, with its Retry-After when it gave one (429, 503). */

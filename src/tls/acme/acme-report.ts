@@ -9,7 +9,8 @@ import { InvalidOptionError } from '../../errors.js';
 import type { Finding } from '../../offload/doctor.js';
 import type { ManagedCertificateStatus } from './acme-manager.js';
 import { renewalTime } from './renew-policy.js';
-import { managedPaths, readStored } from './storage.js';
+import { readStored } from './storage.js';
+import { managedPaths } from '../../config/acme-paths.js';
 
 export interface AcmeReportEntry extends Omit<ManagedCertificateStatus, 'state'> {
   state: ManagedCertificateStatus['state'] | 'missing' | 'corrupt';

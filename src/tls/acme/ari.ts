@@ -10,7 +10,7 @@
 import https from 'node:https';
 import { loadX509 } from '../self-signed.js';
 import type { RenewalWindow } from './renew-policy.js';
-import { pemBlocks } from '../pem.js';
+import { pemBlocks } from '../../text/pem.js';
 
 /** What one renewalInfo answer says. */
 export interface RenewalInfo {

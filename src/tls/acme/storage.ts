@@ -11,35 +11,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { loadCertificate } from '../certificates.js';
-
-export interface ManagedPaths {
-  /** The chain, leaf first, then the private key: one file, so one rename(2) replaces both at once. */
-  certFile: string;
-  /** The same file as certFile (a key may sit with its certificates, docs/certificates.md). */
-  keyFile: string;
-  lockFile: string;
-  /** The scheduler's state (next renewal, last error), for `aludel doctor --acme-storage` in another process. */
-  statusFile: string;
-  /** While a TLS-ALPN-01 challenge is pending: its self-signed certificate and key (RFC 8737 §3). */
-  challengeFile: string;
-}
+import { accountKeyFile, managedPaths, type ManagedPaths } from '../../config/acme-paths.js';
 
 /** What is on disk for one name. */
 export type StoredCertificate =
   | { state: 'valid'; notBefore: number; notAfter: number; serial: string; issuer: string; selfIssued: boolean }
   | { state: 'missing' }
   | { state: 'corrupt'; reason: string };
-
-export function accountKeyFile(dir: string): string {
-  return path.join(dir, 'account.key');
-}
-
-/** The files of one managed name; `name` is a checked DNS name (no '/', no '..'). */
-export function managedPaths(dir: string, name: string): ManagedPaths {
-  const d = path.join(dir, 'certificates', name);
-  const pair = path.join(d, 'pair.pem');
-  return { certFile: pair, keyFile: pair, lockFile: path.join(d, 'lock'), statusFile: path.join(d, 'status.json'), challengeFile: path.join(d, 'tls-alpn-01.pem') };
-}
 
 /**
  * Creates DIR and DIR/certificates/NAME with mode 0700, and narrows existing

@@ -1,7 +1,8 @@
 /**
- * Byte classes of HTTP field syntax, shared by the upstream response parser
- * and the chunked decoder. Lookup tables rather than regexes because they run
- * once per byte of a head or trailer.
+ * Byte classes of HTTP field syntax (RFC 9110 §5.5, §5.6): the grammar that
+ * the upstream response parser, the chunked decoder, the cache's directives
+ * and the settings' header names all check against. Lookup tables rather than
+ * regexes because they run once per byte of a head or trailer.
  */
 
 /** tchar (RFC 9110 §5.6.2): the bytes allowed in a token, such as a field name. */
