@@ -12,7 +12,7 @@
  */
 import http from 'node:http';
 import { createKtlsServer } from '../src/tls/create-server.js';
-import type { OffloadMode } from '../src/tls/types.js';
+import type { OffloadMode } from '../src/config/tls-settings.js';
 
 const [mode, port, certFile, keyFile, offload] = process.argv.slice(2);
 if ((mode !== 'raw' && mode !== 'http') || !port || !certFile || !keyFile || !offload) {
