@@ -108,6 +108,27 @@ function bindListeners(native: Native, s: ListenerSettings): BoundListeners {
   return { slots: s.reusePort ? slots : Array.from({ length: s.workers }, () => slots[0]!), addresses };
 }
 
+/** What a primary is made of: its settings and what runPrimary prepared before it. */
+export interface PrimaryParts {
+  settings: PrimarySettings;
+  log: Logger;
+  native: Native;
+  bound: BoundListeners;
+  /** The line logged once every worker is ready. */
+  readyMessage: string;
+  acme: AcmeManager | null;
+  /** --config: the text a worker starts from (held-config.ts); null without --config. */
+  config: HeldConfig | null;
+  /** What the start-up check read (checkAndRecord): the workers start from exactly those bytes. */
+  startFiles: Recorded;
+  /**
+   * Without --config: the settings resolved again from the command line, as
+   * a worker's reload resolves them; the files they carry (--upstream-ca)
+   * are read again (null: `settings` as started).
+   */
+  resolveAgain: (() => Promise<ListenerSettings>) | null;
+}
+
 export class Primary implements SignalTargets, WorkerMetricsSource {
   private readonly slots: Slot[];
   private stopping = false;
@@ -136,24 +157,25 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
   /** The certificate, key, ticket key and --upstream-ca files of the last load that succeeded, for WORKER_FILES_ENV (held-files.ts); null: read by path. */
   private heldFiles: string | null = null;
 
-  constructor(
-    private readonly s: PrimarySettings,
-    readonly log: Logger,
-    private readonly native: Native,
-    private readonly bound: BoundListeners,
-    private readonly readyMessage: string,
-    private readonly acme: AcmeManager | null = null,
-    /** --config: the text a worker starts from (held-config.ts); null without --config. */
-    private readonly config: HeldConfig | null = null,
-    /** What the start-up check read (checkAndRecord): the workers start from exactly those bytes. */
-    startFiles: Recorded,
-    /**
-     * Without --config: the settings resolved again from the command line, as
-     * a worker's reload resolves them; the files they carry (--upstream-ca)
-     * are read again (null: `s` as started).
-     */
-    private readonly resolveAgain: (() => Promise<ListenerSettings>) | null = null,
-  ) {
+  private readonly s: PrimarySettings;
+  readonly log: Logger;
+  private readonly native: Native;
+  private readonly bound: BoundListeners;
+  private readonly readyMessage: string;
+  private readonly acme: AcmeManager | null;
+  private readonly config: HeldConfig | null;
+  private readonly resolveAgain: (() => Promise<ListenerSettings>) | null;
+
+  constructor(o: PrimaryParts) {
+    const { settings: s, log, acme } = o;
+    this.s = s;
+    this.log = log;
+    this.native = o.native;
+    this.bound = o.bound;
+    this.readyMessage = o.readyMessage;
+    this.acme = acme;
+    this.config = o.config;
+    this.resolveAgain = o.resolveAgain;
     this.slots = Array.from({ length: s.workers }, (_, i) => ({ index: i + 1, child: null, startedAt: 0, deaths: 0, ready: false, reloadPending: false, timer: null, certificatesAtSpawn: 0, answersTlsAlpn01: false }));
     // Whichever worker the CA reaches must know the challenge: every change goes to all of them (worker-link.ts).
     acme?.challenges.watch((change) => this.broadcast({ type: 'acme-challenge', ...change }));
@@ -161,7 +183,7 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
     this.ticketKeys = s.ticketKeyFiles.length > 0 ? null : [generateTicketKey()];
     this.cacheRelay = new CacheRelay(() => this.slots.flatMap((w) => (w.child === null ? [] : [w.child])), log);
     this.filesOf = s;
-    this.keepFiles(s, startFiles);
+    this.keepFiles(s, o.startFiles);
   }
 
   /** The bytes of a load that succeeded (checkAndRecord's), for the workers forked from now on and the reloads passed on. */
@@ -552,7 +574,7 @@ export async function runPrimary(s: PrimarySettings, config: HeldConfig | null =
   // After prepareAcme: with --acme-domain the pairs checked are its stand-ins or stored pairs.
   const startFiles = checkAndRecord(s);
   const bound = bindListeners(addon, s);
-  const primary = new Primary(s, log, addon, bound, READY_MESSAGE[s.mode], acme, config, startFiles, resolveAgain);
+  const primary = new Primary({ settings: s, log, native: addon, bound, readyMessage: READY_MESSAGE[s.mode], acme, config, startFiles, resolveAgain });
   const how = s.reusePort ? `each of ${s.workers} workers has its own SO_REUSEPORT socket on` : `${s.workers} workers share`;
   log.info({ addresses: bound.addresses, workers: s.workers, reusePort: s.reusePort }, `primary: ${how} ${bound.addresses.join(' ')}`);
   primary.start();
