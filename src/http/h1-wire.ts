@@ -2,12 +2,14 @@
  * HTTP/1.1 message syntax written by Aludel itself (RFC 9112), in one place:
  * what node's http.Server does not write for us. Heads of answers on
  * connections node has handed over (upgrades, CONNECT, parse errors), the
- * chunk framing of bodies that leave by splice or sendfile (node frames only
- * what passes through res.write), request bodies re-framed for an upstream,
+ * chunk framing of bodies that leave by splice, sendfile or the copy path
+ * (node frames only what passes through res.write), request bodies re-framed
+ * for an upstream,
  * and the request and status line of health checks. Parsing lives beside it:
  * response-head.ts (heads) and chunked-decoder.ts (chunked bodies).
  */
 import http from 'node:http';
+import type { PieceWire } from '../transport/copy-body.js';
 
 export const CRLF = Buffer.from('\r\n');
 
@@ -15,9 +17,16 @@ export const CRLF = Buffer.from('\r\n');
 export const LAST_CHUNK = Buffer.from('0\r\n\r\n');
 
 /** chunk-size CRLF (RFC 9112 §7.1): hex, no extension. */
-export function chunkSizeLine(size: number): Buffer {
-  return Buffer.from(`${size.toString(16)}\r\n`, 'latin1');
+export function chunkSizeText(size: number): string {
+  return `${size.toString(16)}\r\n`;
 }
+
+export function chunkSizeLine(size: number): Buffer {
+  return Buffer.from(chunkSizeText(size), 'latin1');
+}
+
+/** A chunk's bytes around its data, for bodies copied through user space (transport/copy-body.ts lays them out). */
+export const CHUNK_WIRE: PieceWire = { line: chunkSizeText, tail: '\r\n' };
 
 /**
  * How a body moved by splice or sendfile is framed around each piece: for

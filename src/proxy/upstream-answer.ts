@@ -15,7 +15,7 @@ import type { ServerResponse } from 'node:http';
 import { filterResponseHeaders } from '../http/forward-headers.js';
 import { whenAttached } from '../http/front.js';
 import { endBody, endedNow, writeBody, writeHead, withCacheStatus, type Exchange } from '../http/exchange.js';
-import { chunkFraming } from '../http/h1-wire.js';
+import { CHUNK_WIRE, chunkFraming } from '../http/h1-wire.js';
 import type { ResponseHead } from '../http/response-head.js';
 import type { SecureConnection } from '../tls/types.js';
 import type { PipePool } from '../transport/pipe-pool.js';
@@ -158,12 +158,12 @@ export class UpstreamResponse implements UpstreamAnswer {
     const f = this.head.framing;
     const count = await this.startBody('write', () => route.conn.whenFlushed());
     if (f.kind === 'length') {
-      await copyBody(route.src, route.conn, f.length, false, count);
+      await copyBody(route.src, route.conn, f.length, null, count);
       this.reusable = route.leftover() === 0;
     } else if (f.kind === 'chunked') {
-      this.reusable = (await moveChunked(route.src, (pending) => copyBody(route.src, route.conn, pending, true, count))) && route.leftover() === 0;
+      this.reusable = (await moveChunked(route.src, (pending) => copyBody(route.src, route.conn, pending, CHUNK_WIRE, count))) && route.leftover() === 0;
     } else {
-      await copyBody(route.src, route.conn, null, true, count);
+      await copyBody(route.src, route.conn, null, CHUNK_WIRE, count);
       this.reusable = false;
     }
   }

@@ -22,9 +22,10 @@
  * in place, and step 1 copies nothing: SSL_write encrypts from the buffer
  * SSL_read decrypted into.
  *
- * Framing: with `framed`, each pass is one HTTP/1.1 chunk (RFC 9112 §7.1),
- * its size line and CRLF written in the same span as its data, so they share
- * its records.
+ * Framing: with `framing` (the HTTP/1.1 chunk's, h1-wire.ts CHUNK_WIRE), each
+ * pass is one piece, its line and tail written in the same span as its data,
+ * so they share its records. What the bytes are is the caller's; this file
+ * only lays them out and counts them.
  */
 import { AGAIN, WANT_WRITE } from '../native/binding.js';
 import { UpstreamTruncatedError } from '../errors.js';
@@ -44,6 +45,13 @@ export interface CopySource {
   inPlace?(length: number): Buffer | number;
 }
 
+/** The bytes around each piece of a framed body: a line before its data, a tail after (an HTTP/1.1 chunk's size line and CRLF). */
+export interface PieceWire {
+  /** The line before a piece of `size` data bytes; at most HEAD_ROOM (16) bytes for a piece of COPY_MAX. */
+  line(size: number): string;
+  tail: string;
+}
+
 export interface CopyTarget {
   /** SSL_write of buf[offset, offset + length) as whole records: bytes taken (> 0), or a WANT state. Throws once closed. */
   writeRecords(buf: Buffer, offset: number, length: number): number;
@@ -53,18 +61,21 @@ export interface CopyTarget {
 
 /** Bytes per pass: 16 records, few passes per MB, and at most this much copied again after the client's socket fills. */
 export const COPY_MAX = 256 * 1024;
-/** Room before the data for a chunk-size line (hex of COPY_MAX is 5 digits, + CRLF). */
+/** Room before the data for a piece's line (a chunk-size line for COPY_MAX: 5 hex digits and CRLF). */
 const HEAD_ROOM = 16;
-const scratch = Buffer.allocUnsafe(HEAD_ROOM + COPY_MAX + 2);
+/** Room after the data for a piece's tail (a chunk's CRLF). */
+const TAIL_ROOM = 16;
+const scratch = Buffer.allocUnsafe(HEAD_ROOM + COPY_MAX + TAIL_ROOM);
 
-/** One pass's bytes until they are all taken: the chunk-size line and CRLF (framed), and the data still in the socket. */
+/** One pass's bytes until they are all taken: its line and tail (framed), and the data still in the socket. */
 interface Piece {
   line: string;
   lineSent: number;
   /** Data bytes of this piece still in the upstream socket (peeked, not yet taken by SSL_write). */
   dataLeft: number;
-  /** Bytes of the closing CRLF not yet taken (0 when not framed). */
-  tailLeft: number;
+  /** The tail after the data ('' when not framed), and how much of it was taken. */
+  tail: string;
+  tailSent: number;
 }
 
 /** The least a pass asks for: one whole record, at least the one OpenSSL may hold from the pass before. */
@@ -89,7 +100,7 @@ const YIELD_AFTER = 1024 * 1024;
  * twice as much after each pass it took whole): a slow reader costs few
  * copies of bytes that then wait, a fast one gets 256 KiB passes.
  */
-export async function copyBody(src: CopySource, dst: CopyTarget, length: number | null, framed: boolean, onBytes?: (n: number) => void): Promise<number> {
+export async function copyBody(src: CopySource, dst: CopyTarget, length: number | null, framing: PieceWire | null, onBytes?: (n: number) => void): Promise<number> {
   let moved = 0;
   let want = COPY_MAX;
   let piece: Piece | null = null;
@@ -101,7 +112,7 @@ export async function copyBody(src: CopySource, dst: CopyTarget, length: number 
     if (piece === null) {
       if (length !== null && moved >= length) return moved;
       const max = length === null ? want : Math.min(want, length - moved);
-      const held = framed || src.inPlace === undefined ? null : src.inPlace(max);
+      const held = framing !== null || src.inPlace === undefined ? null : src.inPlace(max);
       const r = held === null ? src.peekNow(scratch, HEAD_ROOM, max) : typeof held === 'number' ? held : held.length;
       if (r === AGAIN) {
         sinceWait = 0;
@@ -112,7 +123,7 @@ export async function copyBody(src: CopySource, dst: CopyTarget, length: number 
         if (length !== null) throw new UpstreamTruncatedError(`closed after ${moved} of ${length} body bytes`);
         return moved;
       }
-      piece = { line: framed ? `${r.toString(16)}\r\n` : '', lineSent: 0, dataLeft: r, tailLeft: framed ? 2 : 0 };
+      piece = framing === null ? { line: '', lineSent: 0, dataLeft: r, tail: '', tailSent: 0 } : { line: framing.line(r), lineSent: 0, dataLeft: r, tail: framing.tail, tailSent: 0 };
       if (held instanceof Buffer) {
         // Written where the source holds it; a part not taken is offered again next pass, from
         // the same byte on and at least as long (the rest of the same span, or more).
@@ -143,7 +154,7 @@ export async function copyBody(src: CopySource, dst: CopyTarget, length: number 
       moved += data;
       onBytes?.(data);
     }
-    const done = piece.lineSent === piece.line.length && piece.dataLeft === 0 && piece.tailLeft === 0;
+    const done = piece.lineSent === piece.line.length && piece.dataLeft === 0 && piece.tailSent === piece.tail.length;
     if (done || inPlace) piece = null;
     if (taken < end - start) {
       want = Math.min(COPY_MAX, Math.max(COPY_MIN, Math.ceil(taken / COPY_MIN) * COPY_MIN));
@@ -162,8 +173,8 @@ export async function copyBody(src: CopySource, dst: CopyTarget, length: number 
 
 /**
  * Lays the piece's unsent bytes out contiguously in the scratch buffer: the
- * rest of its size line before the `peeked` data bytes, and the rest of its
- * CRLF after them once they are the piece's last. A retry after a partial
+ * rest of its line before the `peeked` data bytes, and the rest of its tail
+ * after them once they are the piece's last. A retry after a partial
  * write starts at the first byte not taken and is at least a record long
  * (or the rest of the body), so OpenSSL sees at least the length of the
  * record it holds (ssl3_write_pending).
@@ -173,14 +184,11 @@ function spanOf(p: Piece, peeked: number): { start: number; end: number } {
   const start = HEAD_ROOM - lineRest;
   if (lineRest > 0) scratch.write(p.lineSent === 0 ? p.line : p.line.slice(p.lineSent), start, 'latin1');
   let end = HEAD_ROOM + peeked;
-  if (peeked === p.dataLeft) {
-    if (p.tailLeft === 2) end += scratch.write('\r\n', end, 'latin1');
-    else if (p.tailLeft === 1) end += scratch.write('\n', end, 'latin1');
-  }
+  if (peeked === p.dataLeft && p.tailSent < p.tail.length) end += scratch.write(p.tailSent === 0 ? p.tail : p.tail.slice(p.tailSent), end, 'latin1');
   return { start, end };
 }
 
-/** Counts `taken` bytes against the line, then the data, then the CRLF; returns the data bytes among them. */
+/** Counts `taken` bytes against the line, then the data, then the tail; returns the data bytes among them. */
 function account(p: Piece, taken: number): number {
   let t = taken;
   const fromLine = Math.min(t, p.line.length - p.lineSent);
@@ -189,6 +197,6 @@ function account(p: Piece, taken: number): number {
   const fromData = Math.min(t, p.dataLeft);
   p.dataLeft -= fromData;
   t -= fromData;
-  p.tailLeft -= t;
+  p.tailSent += t;
   return fromData;
 }

@@ -12,6 +12,7 @@ import crypto from 'node:crypto';
 import { AGAIN, WANT_READ, WANT_WRITE } from '../../src/native/binding.js';
 import { COPY_MAX, copyBody, type CopySource, type CopyTarget } from '../../src/transport/copy-body.js';
 import { ChunkedDecoder } from '../../src/http/chunked-decoder.js';
+import { CHUNK_WIRE } from '../../src/http/h1-wire.js';
 import { UpstreamTruncatedError } from '../../src/errors.js';
 
 const RECORD = 16 * 1024;
@@ -126,7 +127,7 @@ describe('copyBody', () => {
             const src = new FakeSource(Buffer.concat([data, extra]), rand, !byLength);
             const dst = new FakeTls(rand);
             let counted = 0;
-            const moved = await copyBody(src, dst, byLength ? size : null, framed, (n) => (counted += n));
+            const moved = await copyBody(src, dst, byLength ? size : null, framed ? CHUNK_WIRE : null, (n) => (counted += n));
             const wire = Buffer.concat(dst.out);
             const what = `size ${size} seed ${seed}`;
             assert.equal(moved, size, what);
@@ -159,7 +160,7 @@ describe('copyBody', () => {
           },
           writeReady: async () => undefined,
         };
-        assert.equal(await copyBody(src, dst, null, true), size);
+        assert.equal(await copyBody(src, dst, null, CHUNK_WIRE), size);
         assert.ok(dechunk(Buffer.concat(out)).equals(data), `size ${size}, cut ${cut(100)} of 100`);
       }
     }
@@ -173,14 +174,14 @@ describe('copyBody', () => {
     let moved = 0;
     const dst: CopyTarget = { writeRecords: (_buf, _off, len) => ((moved += len), len), writeReady: () => assert.fail('no wait expected') };
     setImmediate(() => (movedWhenOtherRan = moved));
-    await copyBody(src, dst, data.length, false);
+    await copyBody(src, dst, data.length, null);
     assert.ok(movedWhenOtherRan > 0 && movedWhenOtherRan <= 2 * 1024 * 1024, `another callback ran after ${movedWhenOtherRan} bytes`);
   });
 
   it('a FIN before the announced length rejects with UpstreamTruncatedError and takes no further bytes', async () => {
     const rand = rng(99);
     const src = new FakeSource(crypto.randomBytes(300_000), rand, true);
-    await assert.rejects(copyBody(src, new FakeTls(rand), 400_000, false), (err: unknown) => err instanceof UpstreamTruncatedError);
+    await assert.rejects(copyBody(src, new FakeTls(rand), 400_000, null), (err: unknown) => err instanceof UpstreamTruncatedError);
     assert.equal(src.pos, 300_000);
   });
 
@@ -193,7 +194,7 @@ describe('copyBody', () => {
       writeRecords: (buf, off, len) => (out.push(Buffer.from(buf.subarray(off, off + len))), len),
       writeReady: () => assert.fail('no wait expected'),
     };
-    assert.equal(await copyBody(src, dst, data.length, false), data.length);
+    assert.equal(await copyBody(src, dst, data.length, null), data.length);
     assert.equal(src.peeks, 4);
     assert.deepEqual(out.map((b) => b.length), [COPY_MAX, COPY_MAX, COPY_MAX, COPY_MAX]);
   });

@@ -13,6 +13,7 @@ import crypto from 'node:crypto';
 import { test } from 'node:test';
 import { AGAIN, WANT_WRITE } from '../../src/native/binding.js';
 import { copyBody } from '../../src/transport/copy-body.js';
+import { CHUNK_WIRE } from '../../src/http/h1-wire.js';
 import { StreamSource, type PulledStream } from '../../src/transport/stream-source.js';
 
 /** A stream whose chunks are handed over as queued; `arrive` adds some and wakes a waiter. */
@@ -148,7 +149,7 @@ test('copyBody over a StreamSource moves every byte in order, to a target that t
     s.arrive(body.subarray(off, off + n));
     off += n;
   }, 1);
-  const moved = await copyBody(src, target, body.length, false);
+  const moved = await copyBody(src, target, body.length, null);
   clearInterval(feed);
   assert.equal(moved, body.length);
   assert.ok(Buffer.concat(got).equals(body), 'the bytes, in order');
@@ -272,7 +273,7 @@ test('copyBody takes an unframed body from the pulled buffers in place, in whole
   }
   s.ended = true;
   const target = new StrictTarget(s.pulled);
-  assert.equal(await copyBody(src, target, body.length, false), body.length);
+  assert.equal(await copyBody(src, target, body.length, null), body.length);
   assert.ok(Buffer.concat(target.got).equals(body), 'the bytes, in order');
   assert.equal(target.records[0], 700, 'the bytes that came with the head: their own record');
   const short = target.records.slice(1, -1).filter((n) => n !== R);
@@ -289,7 +290,7 @@ test('a framed body is still copied (its size lines share the records), in order
   for (let off = 0; off < body.length; off += 50_000) s.queue.push(body.subarray(off, off + 50_000));
   s.ended = true;
   const target = new StrictTarget(s.pulled);
-  await copyBody(src, target, body.length, true);
+  await copyBody(src, target, body.length, CHUNK_WIRE);
   assert.equal(target.inPlaceBytes, 0);
   const wire = Buffer.concat(target.got).toString('latin1');
   let pos = 0;
