@@ -5,12 +5,14 @@
  * body, unlike 301. The target is the client's own Host (without its port)
  * and Aludel's TLS port, so nothing the client sends can point elsewhere
  * than the name it asked for. Small and strict: no keep-alive, short
- * timeouts, and a 400 for a request without a usable Host.
+ * timeouts, and a 400 for a request without a usable Host, or one the TLS
+ * fronts would refuse (request-checks.ts).
  */
 import http from 'node:http';
 import { isIP } from 'node:net';
 import type { Logger } from '../log/logger.js';
 import { HOST_NAME } from '../config/setting-values.js';
+import { requestProblem } from './request-checks.js';
 import { capSideListener, listenSideServer, sideServerOptions } from '../transport/side-listener.js';
 import type { Http01Responder } from '../tls/acme/http01.js';
 
@@ -46,9 +48,13 @@ export async function startRedirect(o: RedirectOptions): Promise<{ address: stri
       res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(keyAuthorization) }).end(keyAuthorization);
       return;
     }
-    const location = redirectTarget(req.headers.host, req.url ?? '/', o.httpsPort);
+    // The checks the TLS fronts make (request-checks.ts): RFC 9112 §3.2 requires a 400 for more than
+    // one Host field, and node keeps only the first in req.headers, so a redirect went to that one.
+    const problem = requestProblem(req.method ?? '', req.url ?? '/', req.rawHeaders);
+    const location = problem === null ? redirectTarget(req.headers.host, req.url ?? '/', o.httpsPort) : null;
     if (location === null) {
-      res.writeHead(400, { 'Content-Type': 'text/plain', 'Content-Length': 30 }).end('Bad Request: no usable Host\r\n\r\n'.slice(0, 30));
+      const text = problem === null ? 'Bad Request: no usable Host\n' : 'Bad Request\n';
+      res.writeHead(400, { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(text) }).end(text);
       return;
     }
     res.writeHead(308, { Location: location, 'Content-Length': 0 }).end();

@@ -7,6 +7,7 @@ import { after, before, test } from 'node:test';
 import { serveArgs, startAludel } from '../support/aludel-process.js';
 import { curl } from '../support/clients.js';
 import { makeFixtures, sha256, type StandardFixtures } from '../support/fixtures.js';
+import { rawTcp } from '../support/raw-http.js';
 
 let fx: StandardFixtures;
 before(async () => {
@@ -40,6 +41,14 @@ test('two listen addresses, 127.0.0.1 and ::1, both serve; --redirect-http answe
     assert.equal(sha256(followed.stdout), fx.files.mid.sha256);
     const bad = await curl(['-si', '-H', 'Host: a@b', `http://${redirect}/`]);
     assert.match(bad.stdout.toString(), /^HTTP\/1\.1 400 /, 'no redirect to a Host that is not a host');
+    // RFC 9112 §3.2: a 400 for more than one Host field (node keeps the first in req.headers,
+    // and the redirect went there), and for the asterisk-form target with any method but OPTIONS.
+    const port = Number(redirect.slice(redirect.lastIndexOf(':') + 1));
+    const twoHosts = (await rawTcp(port, 'GET /x HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n')).toString('latin1');
+    assert.match(twoHosts, /^HTTP\/1\.1 400 /, twoHosts);
+    assert.doesNotMatch(twoHosts, /location/i);
+    const star = (await rawTcp(port, 'GET * HTTP/1.1\r\nHost: a.example\r\n\r\n')).toString('latin1');
+    assert.match(star, /^HTTP\/1\.1 400 /, star);
   } finally {
     await p.stop();
   }
