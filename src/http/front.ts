@@ -10,6 +10,7 @@ import type http from 'node:http';
 import type { SecureConnection } from '../tls/types.js';
 import { connectionOptions } from './forward-headers.js';
 import { trackHeads } from './head-line.js';
+import { LaneConnection, type LaneOptions } from './h1-lane.js';
 
 export interface Front {
   /** Takes a connection whose handshake is done. */
@@ -233,9 +234,16 @@ export class ConnectionSet {
 }
 
 /** A front on node's http.Server (serve, proxy). */
-export function httpFront(httpServer: http.Server): Front {
+export function httpFront(httpServer: http.Server, lane?: Omit<LaneOptions, 'draining' | 'handOver' | 'left'>): Front {
   const conns = new ConnectionSet();
+  const lanes = new Set<LaneConnection>();
   let draining = false;
+  const attachNode = (conn: SecureConnection, rest: Buffer | null): void => {
+    (conn as SecureConnection & { destroySoon?: () => void }).destroySoon = destroySoon;
+    httpServer.emit('connection', conn);
+    trackHeads(conn);
+    if (rest !== null) conn.unshift(rest);
+  };
   // Before the handler writes its head: a request that arrives while draining gets
   // Connection: close (node writes it when shouldKeepAlive is false, RFC 9112 §9.6).
   httpServer.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -263,6 +271,10 @@ export function httpFront(httpServer: http.Server): Front {
   return {
     accept(conn) {
       conns.add(conn);
+      if (lane !== undefined && !draining) {
+        lanes.add(new LaneConnection(conn, { ...lane, draining: () => draining, handOver: attachNode, left: (l) => lanes.delete(l) }));
+        return;
+      }
       // node's http.Server ends a connection after a response that closes it (Connection: close,
       // HTTP/1.0, a refusal) with socket.destroySoon() where the socket has one, else end(). With
       // end() alone nothing read on after our FIN: the client's FIN, behind pipelined requests
@@ -276,7 +288,10 @@ export function httpFront(httpServer: http.Server): Front {
     },
     async drain() {
       draining = true;
-      await conns.emptied(() => httpServer.closeIdleConnections());
+      await conns.emptied(() => {
+        httpServer.closeIdleConnections();
+        for (const l of lanes) l.closeIfIdle();
+      });
       // Stops node's header-timeout sweeper (it never listened: close() then only reports that).
       httpServer.close(() => undefined);
     },

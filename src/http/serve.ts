@@ -13,6 +13,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from '../log/logger.js';
 import type { SecureConnection, SecureServer, TlsInfo } from '../tls/types.js';
 import type { TrafficStats } from '../metrics/traffic-stats.js';
+import type { LaneOptions, LaneRequest } from './h1-lane.js';
 import { createStaticHandler, type BodySender, type StaticOutcome } from './static-handler.js';
 import { ServedRoot } from './served-root.js';
 import { AccessLog, requestId, type AccessFields } from '../log/access-log.js';
@@ -152,14 +153,7 @@ export function answerClientError(log: Logger, err: ParseError, socket: Duplex, 
   // request: no line; the lingering close (closeDetached) ends the connection.
   if (beingClosed(conn)) return;
   if (waitedForNothing(err, conn)) {
-    // nginx closes a connection on which no request began within client_header_timeout without
-    // a byte and without an access-log line, logging "client timed out ... while waiting for
-    // request" at info (ngx_http_wait_request_handler). A 408 head there answered a request
-    // nobody sent: a client that opened the connection ahead of use (a pool, a preconnect)
-    // would read it as the answer to the request it sends next. A close_notify and FIN only.
-    log.info({ conn: conn.id, code: err.code }, 'client timed out before sending a request');
-    if (socket.writable) closeDetached(conn, LINGER_MS);
-    else socket.destroy();
+    closeWaitedForNothing(log, conn);
     return;
   }
   const refusal = parseErrorAnswer(err, conn, o.unknownMethod);
@@ -196,6 +190,21 @@ export function answerClientError(log: Logger, err: ParseError, socket: Duplex, 
     }
   }
   closeDetached(conn, LINGER_MS, answer);
+}
+
+/**
+ * No byte of a request came within --headers-timeout. nginx closes such a
+ * connection without a byte and without an access-log line, logging "client
+ * timed out ... while waiting for request" at info
+ * (ngx_http_wait_request_handler). A 408 head there answered a request nobody
+ * sent: a client that opened the connection ahead of use (a pool, a
+ * preconnect) would read it as the answer to the request it sends next. A
+ * close_notify and FIN only.
+ */
+export function closeWaitedForNothing(log: Logger, conn: SecureConnection): void {
+  log.info({ conn: conn.id, code: 'ERR_HTTP_REQUEST_TIMEOUT' }, 'client timed out before sending a request');
+  if (conn.writable) closeDetached(conn, LINGER_MS);
+  else conn.destroy();
 }
 
 /**
@@ -394,5 +403,12 @@ export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Serv
     limits: { maxConcurrentStreams: o.http2MaxConcurrentStreams ?? 128, maxHeaderSize: o.maxHeaderSize, idleTimeoutMs: o.idleTimeoutMs },
   });
   // Retired once drained (serving.ts): the root's watch entry and hold go with it (served-root.ts).
-  return Object.assign(alpnFront(httpFront(httpServer), h2), { retire: () => served.close() });
+  const lane = {
+    maxHeaderSize: o.maxHeaderSize, idleTimeoutMs: o.idleTimeoutMs, handle: serveRequest as unknown as LaneOptions['handle'],
+    // A request to refuse goes to node's server, which answers and closes as it does for all others.
+    takes: (req: LaneRequest) => requestProblem(req.method, req.url, req.rawHeaders) === null,
+    headersTimeoutMs: o.headersTimeoutMs,
+    silent: (conn: SecureConnection) => closeWaitedForNothing(o.log, conn),
+  };
+  return Object.assign(alpnFront(httpFront(httpServer, lane), h2), { retire: () => served.close() });
 }

@@ -637,3 +637,47 @@ test('a download cut short because the file was truncated while being sent: abor
     small.cleanup();
   }
 });
+
+test('plain GETs answered in the lane, then requests it leaves to node\'s server on the same connection (a body, a head cut across writes, HTTP/1.0): all answered in order, each logged once', async () => {
+  const server = await startAludel(serveArgs(fx, '--offload', 'userspace'));
+  try {
+    const sock = tls.connect({ host: '127.0.0.1', port: server.port, servername: 'localhost', ca: fx.certPem });
+    sock.on('error', () => undefined);
+    await new Promise<void>((resolve) => sock.once('secureConnect', () => resolve()));
+    let received = Buffer.alloc(0);
+    sock.on('data', (c: Buffer) => (received = Buffer.concat([received, c])));
+    const get = (q: string): string => `GET /${fx.files.one.name}?${q} HTTP/1.1\r\nHost: localhost\r\n\r\n`;
+    const statuses = (): string[] => [...received.toString('latin1').matchAll(/HTTP\/1\.[01] (\d{3}) /g)].map((m) => m[1]!);
+    const until = async (n: number): Promise<void> => {
+      const deadline = performance.now() + 5000;
+      while (statuses().length < n && performance.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    };
+    // Three pipelined plain GETs in one write: the lane answers them one after another.
+    sock.write(get('a') + get('b') + get('c'));
+    await until(3);
+    // Then a head cut in two writes (node's server takes the connection from there), a POST
+    // with a body, and a GET behind it: answered by node's server, in order.
+    const cut = get('d');
+    sock.write(cut.slice(0, 10));
+    await new Promise((r) => setTimeout(r, 50));
+    sock.write(cut.slice(10) + `POST /${fx.files.one.name} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\n\r\nabc` + get('e'));
+    await until(6);
+    sock.write(`GET /${fx.files.one.name}?f HTTP/1.0\r\n\r\n`);
+    await until(7);
+    assert.deepEqual(statuses(), ['200', '200', '200', '200', '405', '200', '200']);
+    // The file's byte after each 200's head: six of the seven answers (the 405 says why).
+    const body = fs.readFileSync(path.join(fx.root, fx.files.one.name)).toString('latin1');
+    const bodies = [...received.toString('latin1').matchAll(/HTTP\/1\.[01] 200 [^]*?\r\n\r\n([^]?)/g)].map((m) => m[1]);
+    assert.deepEqual(bodies, Array(6).fill(body));
+    const requests = (): LogLine[] => server.logs.filter((l) => l.msg === 'request');
+    const deadline = performance.now() + 5000;
+    while (requests().length < 7 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    const lines = requests();
+    assert.deepEqual(lines.map((l) => `${l.method} ${String(l.url).split('?')[1] ?? ''} ${l.status} ${l.proto}`), [
+      'GET a 200 HTTP/1.1', 'GET b 200 HTTP/1.1', 'GET c 200 HTTP/1.1', 'GET d 200 HTTP/1.1', 'POST  405 HTTP/1.1', 'GET e 200 HTTP/1.1', 'GET f 200 HTTP/1.0',
+    ]);
+    sock.destroy();
+  } finally {
+    await server.stop();
+  }
+});

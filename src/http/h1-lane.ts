@@ -1,0 +1,355 @@
+/**
+ * The lane: `serve`'s plain HTTP/1.1 requests answered without node's
+ * http.Server. A keep-alive GET or HEAD whose head is whole in what was read,
+ * strictly formed (RFC 9112 §3, §5: CRLF lines, token names, no obs-fold, no
+ * control bytes, one Host, no field twice), with no body, Upgrade or Expect,
+ * is read here and answered by the same request function as every other
+ * (serve.ts serveRequest) through a response that writes node's head format
+ * (status line, the handler's fields, Date, Connection, Keep-Alive). One
+ * request at a time: pipelined heads wait in the buffer.
+ *
+ * Anything else (a head cut across reads, HTTP/1.0, a body, a refusal, a
+ * malformed or unusual head) hands the connection, with every byte not yet
+ * taken, to node's server for good, which answers it as it answered all
+ * requests before: its parser, refusals and logging are unchanged. The lane
+ * keeps node's timeouts: headersTimeout from the connection's start to the
+ * first request, the socket timeout, and the keep-alive timeout plus node's
+ * 1 s buffer between requests.
+ *
+ * Why: node's HTTP/1.1 server was half of what a 1 KiB keep-alive GET cost
+ * serve beyond nginx (docs/benchmarks.md, the request floors); in the lane
+ * a request costs about 0.7 of what it cost through node's server.
+ */
+import { EventEmitter } from 'node:events';
+import http from 'node:http';
+import type { SecureConnection } from '../tls/types.js';
+import { isToken } from '../text/char-classes.js';
+
+export interface LaneRequest {
+  method: string;
+  url: string;
+  headers: Record<string, string>;
+  rawHeaders: string[];
+  httpVersion: string;
+  httpVersionMajor: number;
+  httpVersionMinor: number;
+  socket: SecureConnection;
+  complete: boolean;
+}
+
+const MAX_FIELDS = 64;
+
+/** A complete simple head at the start of buf: its request and length; null: not one the lane takes. */
+export function simpleHead(buf: Buffer, maxHeaderSize: number): { req: Omit<LaneRequest, 'socket'>; length: number } | null {
+  const end = buf.indexOf('\r\n\r\n', 0, 'latin1');
+  if (end < 0 || end + 4 > maxHeaderSize) return null;
+  const text = buf.toString('latin1', 0, end);
+  const lineEnd = text.indexOf('\r\n');
+  const line = lineEnd < 0 ? text : text.slice(0, lineEnd);
+  let method: string;
+  if (line.startsWith('GET ')) method = 'GET';
+  else if (line.startsWith('HEAD ')) method = 'HEAD';
+  else return null;
+  if (!line.endsWith(' HTTP/1.1')) return null;
+  const url = line.slice(method.length + 1, line.length - 9);
+  if (url.length === 0 || url.charCodeAt(0) !== 0x2f) return null;
+  for (let i = 0; i < url.length; i++) {
+    const c = url.charCodeAt(i);
+    if (c <= 0x20 || c >= 0x7f) return null;
+  }
+  const headers: Record<string, string> = Object.create(null);
+  const rawHeaders: string[] = [];
+  let at = lineEnd < 0 ? text.length : lineEnd + 2;
+  while (at < text.length) {
+    let next = text.indexOf('\r\n', at);
+    if (next < 0) next = text.length;
+    const colon = text.indexOf(':', at);
+    if (colon < 0 || colon >= next) return null;
+    const name = text.slice(at, colon);
+    if (!isToken(name)) return null;
+    let vs = colon + 1;
+    let ve = next;
+    while (vs < ve && (text.charCodeAt(vs) === 0x20 || text.charCodeAt(vs) === 0x09)) vs++;
+    while (ve > vs && (text.charCodeAt(ve - 1) === 0x20 || text.charCodeAt(ve - 1) === 0x09)) ve--;
+    const value = text.slice(vs, ve);
+    for (let i = 0; i < value.length; i++) {
+      const c = value.charCodeAt(i);
+      if ((c < 0x20 && c !== 0x09) || c === 0x7f) return null;
+    }
+    const lower = name.toLowerCase();
+    if (headers[lower] !== undefined) return null;
+    if (lower === 'content-length' || lower === 'transfer-encoding' || lower === 'upgrade' || lower === 'expect') return null;
+    if (lower === 'connection' && value.toLowerCase() !== 'keep-alive') return null;
+    headers[lower] = value;
+    rawHeaders.push(name, value);
+    if (rawHeaders.length > 2 * MAX_FIELDS) return null;
+    at = next + 2;
+  }
+  if (headers.host === undefined) return null;
+  return { req: { method, url, headers, rawHeaders, httpVersion: '1.1', httpVersionMajor: 1, httpVersionMinor: 1, complete: true }, length: end + 4 };
+}
+
+let dateSecond = -1;
+let dateText = '';
+function utcDate(): string {
+  const now = Date.now();
+  const s = Math.floor(now / 1000);
+  if (s !== dateSecond) {
+    dateSecond = s;
+    dateText = new Date(now).toUTCString();
+  }
+  return dateText;
+}
+
+/** The subset of node's ServerResponse the static handler and its body senders use. */
+export class LaneResponse extends EventEmitter {
+  statusCode = 200;
+  headersSent = false;
+  writableFinished = false;
+  closed = false;
+  closingConn = false;
+  private fields: Array<string | number> = [];
+  private head = '';
+  constructor(readonly req: LaneRequest, readonly socket: SecureConnection, private readonly keepAliveSecs: number, private readonly closing: boolean, private readonly done: (res: LaneResponse) => void) {
+    super();
+  }
+
+  setHeader(name: string, value: string | number): this {
+    this.removeHeader(name);
+    this.fields.push(name, value);
+    return this;
+  }
+
+  removeHeader(name: string): void {
+    const lower = name.toLowerCase();
+    for (let i = 0; i < this.fields.length; i += 2) {
+      if (String(this.fields[i]).toLowerCase() === lower) {
+        this.fields.splice(i, 2);
+        return;
+      }
+    }
+  }
+
+  writeHead(status: number, fields?: Array<string | number> | Record<string, string | number>): this {
+    this.statusCode = status;
+    if (Array.isArray(fields)) for (let i = 0; i + 1 < fields.length; i += 2) this.fields.push(fields[i]!, fields[i + 1]!);
+    else if (fields) for (const k of Object.keys(fields)) this.setHeader(k, fields[k]!);
+    this.makeHead();
+    return this;
+  }
+
+  private makeHead(): void {
+    if (this.headersSent) return;
+    let h = `HTTP/1.1 ${this.statusCode} ${http.STATUS_CODES[this.statusCode] ?? 'unknown'}\r\n`;
+    const f = this.fields;
+    for (let i = 0; i + 1 < f.length; i += 2) h += `${f[i]}: ${f[i + 1]}\r\n`;
+    h += `Date: ${utcDate()}\r\n`;
+    h += this.closing ? 'Connection: close\r\n\r\n' : `Connection: keep-alive\r\nKeep-Alive: timeout=${this.keepAliveSecs}\r\n\r\n`;
+    this.head = h;
+    this.headersSent = true;
+  }
+
+  flushHeaders(): void {
+    this.makeHead();
+    if (this.head !== '') {
+      this.socket.write(this.head, 'latin1');
+      this.head = '';
+    }
+  }
+
+  end(data?: string | Buffer): this {
+    this.makeHead();
+    const body = data === undefined || this.req.method === 'HEAD' ? undefined : data;
+    const conn = this.socket;
+    conn.cork();
+    if (this.head !== '') conn.write(this.head, 'latin1');
+    this.head = '';
+    if (body !== undefined && body.length > 0) conn.write(body as Buffer);
+    conn.write('', () => this.finish());
+    conn.uncork();
+    return this;
+  }
+
+  private finish(): void {
+    if (this.writableFinished) return;
+    this.writableFinished = true;
+    this.emit('finish');
+    this.close();
+  }
+
+  private close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.emit('close');
+    this.done(this);
+  }
+
+  destroy(err?: Error): void {
+    this.socket.destroy(err);
+    this.close();
+  }
+
+  /** Its connection closed before it finished. */
+  connectionClosed(): void {
+    this.close();
+  }
+}
+
+export interface LaneOptions {
+  maxHeaderSize: number;
+  idleTimeoutMs: number;
+  headersTimeoutMs: number;
+  /** No byte of a first request within headersTimeoutMs: what node's server does then (serve.ts answerClientError). */
+  silent(conn: SecureConnection): void;
+  /** Whether responses now close their connection (a draining front). */
+  draining(): boolean;
+  /** Whether the lane answers this request; false: node's server does (a refusal, say). */
+  takes(req: LaneRequest): boolean;
+  handle(req: LaneRequest, res: LaneResponse): void;
+  /** Gives the connection to node's http.Server for good, `rest` unshifted. */
+  handOver(conn: SecureConnection, rest: Buffer | null): void;
+  /** The lane is done with `conn` (handed over or closed). */
+  left(lane: LaneConnection): void;
+}
+
+/** One connection served in the lane, one request at a time. */
+export class LaneConnection {
+  private pending: Buffer | null = null;
+  private current: LaneResponse | null = null;
+  private ended = false;
+  private gone = false;
+  private readonly keepAliveSecs: number;
+  /** Until the first request's head is whole: node's headersTimeout runs from the connection's start. */
+  private firstTimer: NodeJS.Timeout | null;
+  /** The keep-alive timeout is set (node's _keepAliveTimeoutSet): taken off when a request comes. */
+  private keepAliveSet = false;
+
+  constructor(private readonly conn: SecureConnection, private readonly o: LaneOptions) {
+    this.keepAliveSecs = Math.floor(o.idleTimeoutMs / 1000);
+    conn.on('data', this.onData);
+    conn.on('end', this.onEnd);
+    conn.on('timeout', this.onTimeout);
+    conn.on('close', this.onClose);
+    this.setTimeout(o.idleTimeoutMs);
+    this.firstTimer = o.headersTimeoutMs > 0 ? setTimeout(this.onFirstTimeout, o.headersTimeoutMs) : null;
+    this.firstTimer?.unref();
+  }
+
+  private setTimeout(ms: number): void {
+    (this.conn as SecureConnection & { setTimeout(ms: number): unknown }).setTimeout(ms);
+  }
+
+  private readonly onFirstTimeout = (): void => {
+    this.firstTimer = null;
+    if (this.gone || this.current !== null) return;
+    if (this.pending !== null) {
+      this.handOver();
+      return;
+    }
+    this.leaveLane();
+    this.o.silent(this.conn);
+  };
+
+  /** A draining front's sweep: an idle connection is closed (node's closeIdleConnections). */
+  closeIfIdle(): void {
+    if (!this.gone && this.current === null && this.pending === null) this.conn.destroy();
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    this.pending = this.pending === null ? chunk : Buffer.concat([this.pending, chunk]);
+    if (this.current === null) this.next();
+    // Pipelined heads wait while a response is written: a client that sends faster than it reads is held back.
+    else if (this.pending.length > 2 * this.o.maxHeaderSize) this.conn.pause();
+  };
+
+  private readonly onEnd = (): void => {
+    this.ended = true;
+    if (this.current === null) this.finishIdle();
+  };
+
+  // node's socket timeout (http.Server.timeout): the connection is destroyed, busy or idle.
+  private readonly onTimeout = (): void => {
+    this.conn.destroy();
+  };
+
+  private readonly onClose = (): void => {
+    const res = this.current;
+    this.leaveLane();
+    if (res !== null) res.connectionClosed();
+  };
+
+  private finishIdle(): void {
+    if (this.pending === null) {
+      this.leaveLane();
+      this.conn.end();
+    } else {
+      this.handOver();
+    }
+  }
+
+  private leaveLane(): void {
+    if (this.gone) return;
+    this.gone = true;
+    if (this.firstTimer !== null) clearTimeout(this.firstTimer);
+    this.firstTimer = null;
+    this.conn.off('data', this.onData);
+    this.conn.off('end', this.onEnd);
+    this.conn.off('timeout', this.onTimeout);
+    this.conn.off('close', this.onClose);
+    this.o.left(this);
+  }
+
+  private handOver(): void {
+    const rest = this.pending;
+    this.pending = null;
+    this.leaveLane();
+    this.conn.resume();
+    this.o.handOver(this.conn, rest);
+  }
+
+  private readonly responded = (res: LaneResponse): void => {
+    if (this.current !== res) return;
+    this.current = null;
+    if (this.gone) return;
+    if (res.closingConn) {
+      this.leaveLane();
+      this.conn.end();
+      return;
+    }
+    this.conn.resume();
+    if (this.pending !== null) process.nextTick(this.next);
+    else if (this.ended) this.finishIdle();
+    else {
+      // node's resOnFinish: the advertised keep-alive timeout and 1 s more, so that the client,
+      // which closes at the advertised one, closes first (HTTP_SERVER_KEEP_ALIVE_TIMEOUT_BUFFER).
+      this.setTimeout(this.o.idleTimeoutMs + 1000);
+      this.keepAliveSet = true;
+    }
+  };
+
+  private readonly next = (): void => {
+    if (this.current !== null || this.gone || this.pending === null) return;
+    const found = simpleHead(this.pending, this.o.maxHeaderSize);
+    const req = found === null ? null : (found.req as LaneRequest);
+    if (req !== null) req.socket = this.conn;
+    if (found === null || req === null || !this.o.takes(req)) {
+      this.handOver();
+      return;
+    }
+    this.pending = found.length === this.pending.length ? null : this.pending.subarray(found.length);
+    if (this.firstTimer !== null) {
+      clearTimeout(this.firstTimer);
+      this.firstTimer = null;
+    }
+    // node's parserOnIncoming: no socket timeout while a request is answered after a keep-alive wait.
+    if (this.keepAliveSet) {
+      this.setTimeout(0);
+      this.keepAliveSet = false;
+    }
+    const closing = this.o.draining();
+    const res = new LaneResponse(req, this.conn, this.keepAliveSecs, closing, this.responded);
+    res.closingConn = closing;
+    this.current = res;
+    this.o.handle(req, res);
+  };
+}

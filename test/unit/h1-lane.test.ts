@@ -1,0 +1,59 @@
+/**
+ * The lane's head reader (src/http/h1-lane.ts simpleHead): it takes only a
+ * whole, plain GET or HEAD head; everything else is left whole for node's
+ * server, which answers it as before.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { simpleHead } from '../../src/http/h1-lane.js';
+
+const head = (text: string): Buffer => Buffer.from(text, 'latin1');
+
+describe('simpleHead', () => {
+  it('takes a plain GET and HEAD, with its fields, and says where the next request begins', () => {
+    const buf = head('GET /a/b.txt?x=1 HTTP/1.1\r\nHost: example.test\r\nUser-Agent:  curl/8 \r\nRange: bytes=0-9\r\n\r\nGET /next');
+    const got = simpleHead(buf, 16384);
+    assert.ok(got !== null);
+    assert.equal(got.req.method, 'GET');
+    assert.equal(got.req.url, '/a/b.txt?x=1');
+    assert.equal(got.req.headers.host, 'example.test');
+    assert.equal(got.req.headers['user-agent'], 'curl/8', 'optional whitespace around the value is not part of it (RFC 9110 §5.5)');
+    assert.equal(got.req.headers.range, 'bytes=0-9');
+    assert.deepEqual(got.req.rawHeaders, ['Host', 'example.test', 'User-Agent', 'curl/8', 'Range', 'bytes=0-9']);
+    assert.equal(buf.subarray(got.length).toString('latin1'), 'GET /next');
+    assert.equal(simpleHead(head('HEAD / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n'), 16384)?.req.method, 'HEAD');
+  });
+
+  it('leaves to node every head that is not whole and plain', () => {
+    const refused: Array<[string, string]> = [
+      ['incomplete', 'GET / HTTP/1.1\r\nHost: a\r\n'],
+      ['another method', 'POST / HTTP/1.1\r\nHost: a\r\n\r\n'],
+      ['a lower-case method', 'get / HTTP/1.1\r\nHost: a\r\n\r\n'],
+      ['HTTP/1.0', 'GET / HTTP/1.0\r\nHost: a\r\n\r\n'],
+      ['no Host', 'GET / HTTP/1.1\r\nAccept: */*\r\n\r\n'],
+      ['two Host fields', 'GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n'],
+      ['a repeated field', 'GET / HTTP/1.1\r\nHost: a\r\nAccept: x\r\naccept: y\r\n\r\n'],
+      ['a body (Content-Length)', 'GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n'],
+      ['a body (Transfer-Encoding)', 'GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'],
+      ['Upgrade', 'GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n'],
+      ['Expect', 'GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n'],
+      ['Connection: close', 'GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n'],
+      ['an absolute-form target', 'GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n'],
+      ['the asterisk-form target', 'GET * HTTP/1.1\r\nHost: a\r\n\r\n'],
+      ['a control byte in the target', 'GET /a\x01 HTTP/1.1\r\nHost: a\r\n\r\n'],
+      ['obs-text in the target', 'GET /caf\xe9 HTTP/1.1\r\nHost: a\r\n\r\n'],
+      ['a field without a colon', 'GET / HTTP/1.1\r\nHost: a\r\nnonsense\r\n\r\n'],
+      ['a space before the colon', 'GET / HTTP/1.1\r\nHost : a\r\n\r\n'],
+      ['obs-fold', 'GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\n\r\n'],
+      ['a control byte in a value', 'GET / HTTP/1.1\r\nHost: a\r\nX-A: b\x00c\r\n\r\n'],
+      ['a bare LF', 'GET / HTTP/1.1\nHost: a\n\n'],
+    ];
+    for (const [what, text] of refused) assert.equal(simpleHead(head(text), 16384), null, what);
+  });
+
+  it('leaves to node a head over the size limit (its 431)', () => {
+    const text = `GET / HTTP/1.1\r\nHost: a\r\nX-Big: ${'x'.repeat(200)}\r\n\r\n`;
+    assert.ok(simpleHead(head(text), text.length) !== null);
+    assert.equal(simpleHead(head(text), text.length - 1), null);
+  });
+});
