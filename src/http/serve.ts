@@ -20,6 +20,7 @@ import { answeredMidBody, beingClosed, closeDetached, httpFront, isMoot, LINGER_
 import { missingHost, requestProblem, unimplemented } from './request-checks.js';
 import { alpnFront, requestConnection, type AnyRequest, type AnyResponse } from './alpn-front.js';
 import { h2Front } from './h2-front.js';
+import { h2HostProblem } from './h2-request.js';
 import { sendFileOverH2 } from './h2-body.js';
 import { sentWithHead, sentWithHeadNow } from './small-body.js';
 import { closingAnswer } from './h1-wire.js';
@@ -361,7 +362,7 @@ export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Serv
     const conn = requestConnection(req);
     // HTTP/2 has neither transfer codings nor a version in a request line (RFC 9113 §8.2.2).
     const problem = requestProblem(req.method ?? 'GET', req.url ?? '/', req.rawHeaders)
-      ?? (req instanceof http2.Http2ServerRequest ? null : missingHost(req.httpVersionMajor, req.httpVersionMinor, req.rawHeaders) ?? unimplemented(req.httpVersionMajor, req.rawHeaders));
+      ?? (req instanceof http2.Http2ServerRequest ? h2HostProblem(req.rawHeaders) : missingHost(req.httpVersionMajor, req.httpVersionMinor, req.rawHeaders) ?? unimplemented(req.httpVersionMajor, req.rawHeaders));
     const out = problem === null ? served.current()(req, res) : refuse(res, problem);
     // A request answered without waiting (most GETs of small cached files) is counted at once,
     // without a promise: the handler settles synchronously when it can (static-handler.ts).
