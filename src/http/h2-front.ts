@@ -16,7 +16,7 @@ import http2 from 'node:http2';
 import type { Logger } from '../log/logger.js';
 import type { SecureConnection } from '../tls/types.js';
 import { ConnectionSet, LINGER_MS, type Front } from './front.js';
-import { h2ServerOptions, headerListSize, ResetBudget, resetBudgetFor, type H2Limits } from './h2-defences.js';
+import { H2_FIXED, h2ServerOptions, headerListSize, ResetBudget, resetBudgetFor, type H2Limits } from './h2-defences.js';
 import { followSentResets } from './h2-sent-resets.js';
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_PROTOCOL_ERROR } = http2.constants;
@@ -157,7 +157,7 @@ export function h2Front(o: H2FrontOptions): Front {
     accept(conn) {
       conns.add(conn);
       // Before node takes it: from its first frame (our SETTINGS) on, so that every frame header is found.
-      followMalformed(o, conn);
+      followOwnResets(o, conn);
       accepting = conn;
       try {
         // node makes the session synchronously ('session' above).
@@ -197,16 +197,28 @@ function noteStream(conn: SecureConnection, stream: http2.ServerHttp2Stream): vo
 }
 
 /**
- * Each RST_STREAM PROTOCOL_ERROR nghttp2 sends for a stream node never made
- * (a malformed request, refused in its header block) gets its access-log
- * line through o.malformed, as nginx logs each request it refuses. A stream
- * the handler has answers for itself (its line says how it ended).
+ * The streams reset before node made a stream of them, each logged once:
+ * - RST_STREAM PROTOCOL_ERROR (nghttp2: a malformed request, refused in its
+ *   header block) gets its access-log line through o.malformed, as nginx logs
+ *   each request it refuses;
+ * - RST_STREAM ENHANCE_YOUR_CALM (node, lib node_http2.cc: a header block over
+ *   maxHeaderListPairs or the header list size while it is decoded, or a stream
+ *   refused over the session's stream or memory limits) a warning, since the
+ *   wire does not say which.
+ * A stream the handler has answers for itself (its line says how it ended).
  */
-function followMalformed(o: H2FrontOptions, conn: SecureConnection): void {
+function followOwnResets(o: H2FrontOptions, conn: SecureConnection): void {
   const seen = new Set<number>();
   streamsSeen.set(conn, seen);
   followSentResets(conn, (stream, code) => {
-    if (code === NGHTTP2_PROTOCOL_ERROR && stream !== 0 && !seen.has(stream)) o.malformed(conn, new H2MalformedRequestError(stream));
+    if (stream === 0 || seen.has(stream)) return;
+    if (code === NGHTTP2_PROTOCOL_ERROR) o.malformed(conn, new H2MalformedRequestError(stream));
+    else if (code === NGHTTP2_ENHANCE_YOUR_CALM) {
+      o.log.warn(
+        { conn: conn.id, peer: conn.remoteAddress, stream, maxFields: H2_FIXED.maxHeaderListPairs, maxHeaderSize: o.limits.maxHeaderSize, maxConcurrentStreams: o.limits.maxConcurrentStreams },
+        'HTTP/2 request refused before the handler (RST_STREAM ENHANCE_YOUR_CALM): its header block over --max-header-size or the field count, or the session over its stream or memory limits',
+      );
+    }
   });
 }
 

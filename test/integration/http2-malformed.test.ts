@@ -146,5 +146,20 @@ for (const kind of ['serve', 'proxy'] as const) {
         if (kind === 'proxy') assert.deepEqual(sink.requests.slice(originBefore).map((r) => r.url), ['/one.bin'], 'only the good request reached the origin');
       });
     }
+
+    // node resets a header block of more than maxHeaderListPairs (128) fields while decoding it
+    // (RST_STREAM ENHANCE_YOUR_CALM), before a stream exists: the README says each defence logs a
+    // line when it fires, and this one logged nothing. nginx (no count limit) serves it.
+    test('200 cookie crumbs (RFC 9113 §8.2.3), over 128 fields: RST_STREAM ENHANCE_YOUR_CALM, one warning line, the next stream served', async () => {
+      const from = p.mark();
+      const crumbs = Array.from({ length: 200 }, (_, i) => ['cookie', `c${i}=1`] as const);
+      const out = await malformedThenGood(p.port, [...PSEUDO, [':path', '/one.bin'], ...crumbs], '/one.bin');
+      assert.equal(out.resets.get(1), 11, 'stream 1 reset with ENHANCE_YOUR_CALM');
+      assert.ok(!out.resets.has(3), 'stream 3 served');
+      const line = await p.waitForLog((l) => /RST_STREAM ENHANCE_YOUR_CALM/.test(l.msg), 5000, from);
+      assert.deepEqual([line.level, line.stream, line.maxFields, line.maxHeaderSize], [40, 1, 128, 16 * 1024]);
+      await waitUntil(() => accessLines(p, from).length >= 1, 5000);
+      assert.equal(p.logs.slice(from).filter((l) => /RST_STREAM ENHANCE_YOUR_CALM/.test(l.msg)).length, 1);
+    });
   });
 }
