@@ -81,7 +81,10 @@ export class SentFrames {
  * http2 server writes a connection it did not make (a Duplex of ours) through
  * its JSStreamSocket, which calls conn.write() with each buffer nghttp2
  * produced, in order (lib/internal/js_stream_socket.js, doWrite): the write
- * is followed there, then goes on unchanged.
+ * is followed there, then goes on unchanged. A node:tls socket (the
+ * fallback engine) has a native stream handle that nghttp2 writes through
+ * directly (lib/internal/http2/core.js, setupHandle): no write to follow,
+ * so no reset is reported there.
  */
 export function followSentResets(conn: Duplex, onReset: (stream: number, code: number) => void): void {
   const frames = new SentFrames(onReset);
