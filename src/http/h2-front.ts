@@ -201,7 +201,7 @@ function noteStream(conn: SecureConnection, stream: http2.ServerHttp2Stream): vo
  * - RST_STREAM PROTOCOL_ERROR (nghttp2: a malformed request, refused in its
  *   header block) gets its access-log line through o.malformed, as nginx logs
  *   each request it refuses;
- * - RST_STREAM ENHANCE_YOUR_CALM (node, lib node_http2.cc: a header block over
+ * - RST_STREAM ENHANCE_YOUR_CALM (node's src/node_http2.cc: a header block over
  *   maxHeaderListPairs or the header list size while it is decoded, or a stream
  *   refused over the session's stream or memory limits) a warning, since the
  *   wire does not say which.
