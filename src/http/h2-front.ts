@@ -16,9 +16,10 @@ import http2 from 'node:http2';
 import type { Logger } from '../log/logger.js';
 import type { SecureConnection } from '../tls/types.js';
 import { ConnectionSet, LINGER_MS, type Front } from './front.js';
-import { h2ServerOptions, headerListSize, ResetBudget, resetBudgetFor, type H2Limits } from './h2-defences.js';
+import { H2_FIXED, h2ServerOptions, headerListSize, ResetBudget, resetBudgetFor, type H2Limits } from './h2-defences.js';
+import { followSentResets } from './h2-sent-resets.js';
 
-const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_ENHANCE_YOUR_CALM } = http2.constants;
+const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_PROTOCOL_ERROR } = http2.constants;
 
 export type H2Handler = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void;
 
@@ -26,6 +27,23 @@ export interface H2FrontOptions {
   log: Logger;
   limits: H2Limits;
   handler: H2Handler;
+  /**
+   * A request nghttp2 found malformed and reset (RST_STREAM PROTOCOL_ERROR,
+   * RFC 9113 §8.1.1) before node made a stream of it: the handler never saw
+   * it, so this writes its access-log line (h2-sent-resets.ts).
+   */
+  malformed: (conn: SecureConnection, err: H2MalformedRequestError) => void;
+}
+
+/** A request nghttp2 reset as malformed before it reached the handler, for its access-log line. */
+export class H2MalformedRequestError extends Error {
+  readonly code = 'ERR_HTTP2_MALFORMED_REQUEST';
+  constructor(readonly stream: number) {
+    super(
+      `HTTP/2 stream ${stream}: malformed request (RFC 9113 §8.1.1: e.g. a :path not in origin form, an upper-case or connection-specific field, `
+      + 'TE other than trailers, a bad pseudo-header, a body unlike its content-length); reset with RST_STREAM PROTOCOL_ERROR, no response sent',
+    );
+  }
 }
 
 /** How long a session told to go away (GOAWAY sent) may take before it is cut. */
@@ -101,6 +119,7 @@ export function h2Front(o: H2FrontOptions): Front {
     // the handler: a response the handler ends at once must not leave the stream unwatched.
     session.prependListener('stream', (stream: http2.ServerHttp2Stream) => {
       streamConn.set(stream, conn);
+      noteStream(conn, stream);
       watchStream(o, stream, conn);
     });
     guardResets(o, session, conn);
@@ -137,6 +156,8 @@ export function h2Front(o: H2FrontOptions): Front {
   return {
     accept(conn) {
       conns.add(conn);
+      // Before node takes it: from its first frame (our SETTINGS) on, so that every frame header is found.
+      followOwnResets(o, conn);
       accepting = conn;
       try {
         // node makes the session synchronously ('session' above).
@@ -156,6 +177,49 @@ export function h2Front(o: H2FrontOptions): Front {
       return conns.size;
     },
   };
+}
+
+/** The ids of the streams node made on each connection (and has not closed a moment ago). */
+const streamsSeen = new WeakMap<SecureConnection, Set<number>>();
+
+/**
+ * Remembered until a moment after the stream closes: nghttp2 writes the
+ * RST_STREAM of a stream it resets itself before node's 'close' for it runs
+ * (the close callback follows the frame's send, and node emits 'close' on a
+ * later tick), so such a reset still finds its stream here.
+ */
+function noteStream(conn: SecureConnection, stream: http2.ServerHttp2Stream): void {
+  const seen = streamsSeen.get(conn);
+  const id = stream.id;
+  if (seen === undefined || id === undefined) return;
+  seen.add(id);
+  stream.once('close', () => setImmediate(() => seen.delete(id)));
+}
+
+/**
+ * The streams reset before node made a stream of them, each logged once:
+ * - RST_STREAM PROTOCOL_ERROR (nghttp2: a malformed request, refused in its
+ *   header block) gets its access-log line through o.malformed, as nginx logs
+ *   each request it refuses;
+ * - RST_STREAM ENHANCE_YOUR_CALM (node's src/node_http2.cc: a header block over
+ *   maxHeaderListPairs or the header list size while it is decoded, or a stream
+ *   refused over the session's stream or memory limits) a warning, since the
+ *   wire does not say which.
+ * A stream the handler has answers for itself (its line says how it ended).
+ */
+function followOwnResets(o: H2FrontOptions, conn: SecureConnection): void {
+  const seen = new Set<number>();
+  streamsSeen.set(conn, seen);
+  followSentResets(conn, (stream, code) => {
+    if (stream === 0 || seen.has(stream)) return;
+    if (code === NGHTTP2_PROTOCOL_ERROR) o.malformed(conn, new H2MalformedRequestError(stream));
+    else if (code === NGHTTP2_ENHANCE_YOUR_CALM) {
+      o.log.warn(
+        { conn: conn.id, peer: conn.remoteAddress, stream, maxFields: H2_FIXED.maxHeaderListPairs, maxHeaderSize: o.limits.maxHeaderSize, maxConcurrentStreams: o.limits.maxConcurrentStreams },
+        'HTTP/2 request refused before the handler (RST_STREAM ENHANCE_YOUR_CALM): its header block over --max-header-size or the field count, or the session over its stream or memory limits',
+      );
+    }
+  });
 }
 
 /**

@@ -28,9 +28,34 @@ export function h1FieldsOfH2(rawHeaders: readonly string[]): string[] {
       out.push(name, value);
     }
   }
-  // §8.3.1: both present with different values is a malformed request.
-  if (authority !== undefined && host !== undefined && authority !== host) throw new InvalidRequestError(`:authority ${JSON.stringify(authority.slice(0, 100))} and Host ${JSON.stringify(host.slice(0, 100))} differ (RFC 9113 §8.3.1)`);
+  const differ = authorityProblem(authority, host);
+  if (differ !== null) throw new InvalidRequestError(differ);
   if (host === undefined && authority !== undefined) out.unshift('host', authority);
   if (cookies.length > 0) out.push('cookie', cookies.join('; '));
   return out;
+}
+
+/**
+ * RFC 9113 §8.3.1: a server SHOULD treat a request whose Host names another
+ * entity than its :authority as malformed (nginx 1.22 refuses any Host beside
+ * :authority, 400). The reason, or null.
+ */
+function authorityProblem(authority: string | undefined, host: string | undefined): string | null {
+  if (authority === undefined || host === undefined || authority === host) return null;
+  return `:authority ${JSON.stringify(authority.slice(0, 100))} and Host ${JSON.stringify(host.slice(0, 100))} differ (RFC 9113 §8.3.1)`;
+}
+
+/**
+ * The same check for a handler that reads an HTTP/2 request's fields as they
+ * came (serve): a Host that differs from :authority, or null. More than one
+ * Host is requestProblem's.
+ */
+export function h2HostProblem(rawHeaders: readonly string[]): string | null {
+  let authority: string | undefined;
+  let host: string | undefined;
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    if (rawHeaders[i] === ':authority') authority = rawHeaders[i + 1];
+    else if (rawHeaders[i] === 'host') host ??= rawHeaders[i + 1];
+  }
+  return authorityProblem(authority, host);
 }

@@ -21,6 +21,7 @@ import { answeredMidBody, beingClosed, closeDetached, httpFront, isMoot, LINGER_
 import { missingHost, requestProblem, unimplemented } from './request-checks.js';
 import { alpnFront, requestConnection, type AnyRequest, type AnyResponse } from './alpn-front.js';
 import { h2Front } from './h2-front.js';
+import { h2HostProblem } from './h2-request.js';
 import { sendFileOverH2 } from './h2-body.js';
 import { sentWithHead, sentWithHeadNow } from './small-body.js';
 import { closingAnswer } from './h1-wire.js';
@@ -126,11 +127,21 @@ export interface ClientErrorOptions {
 }
 
 /** A request refused at the parse stage, for its access-log line: its request line as far as it came. */
+/**
+ * An HTTP/2 request nghttp2 refused as malformed (h2-front.ts): no request
+ * line came, so "-" as nginx logs a request it refused before parsing one,
+ * with the 400 nginx answers it with (the stream itself was reset, RFC 9113
+ * §8.1.1; the line's detail says so).
+ */
+export const H2_MALFORMED: RefusedRequest = { request: undefined, line: undefined, proto: 'HTTP/2.0' };
+
 export interface RefusedRequest {
   /** The request line as received (to its first CR or LF, or as far as it came); undefined when unknown. */
   request: string | undefined;
   /** Its parts, when it has a request line's shape. */
   line: RequestLine | undefined;
+  /** The protocol when no line says it (an HTTP/2 request has none). */
+  proto?: string;
 }
 
 /**
@@ -247,7 +258,7 @@ export function refusedRequestFields(conn: SecureConnection, refused: RefusedReq
     : err.message;
   return {
     id: requestId(), conn: conn.id, client: `${conn.remoteAddress ?? '-'}:${conn.remotePort ?? 0}`,
-    proto: line?.version, method: line?.method, url: line?.target, request: refused.request, host: undefined, userAgent: undefined, referer: undefined,
+    proto: line?.version ?? refused.proto, method: line?.method, url: line?.target, request: refused.request, host: undefined, userAgent: undefined, referer: undefined,
     status, bytes: 0, ms: 0, body: 'none', tls: t.version, cipher: t.cipher, ...cryptoSite(t),
     error: err.code ?? 'ERR_UNKNOWN', detail,
   };
@@ -360,7 +371,7 @@ export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Serv
     const conn = requestConnection(req);
     // HTTP/2 has neither transfer codings nor a version in a request line (RFC 9113 §8.2.2).
     const problem = requestProblem(req.method ?? 'GET', req.url ?? '/', req.rawHeaders)
-      ?? (req instanceof http2.Http2ServerRequest ? null : missingHost(req.httpVersionMajor, req.httpVersionMinor, req.rawHeaders) ?? unimplemented(req.httpVersionMajor, req.rawHeaders));
+      ?? (req instanceof http2.Http2ServerRequest ? h2HostProblem(req.rawHeaders) : missingHost(req.httpVersionMajor, req.httpVersionMinor, req.rawHeaders) ?? unimplemented(req.httpVersionMajor, req.rawHeaders));
     const out = problem === null ? served.current()(req, res) : refuse(res, problem);
     // A request answered without waiting (most GETs of small cached files) is counted at once,
     // without a promise: the handler settles synchronously when it can (static-handler.ts).
@@ -400,6 +411,7 @@ export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Serv
   httpServer.emit('listening');
   const h2 = h2Front({
     log: o.log, handler: serveRequest,
+    malformed: (conn, err) => refusals.logRefused(conn, H2_MALFORMED, 400, err),
     limits: { maxConcurrentStreams: o.http2MaxConcurrentStreams ?? 128, maxHeaderSize: o.maxHeaderSize, idleTimeoutMs: o.idleTimeoutMs },
   });
   // Retired once drained (serving.ts): the root's watch entry and hold go with it (served-root.ts).

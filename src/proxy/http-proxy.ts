@@ -19,7 +19,7 @@ import { ClientGoneError, InvalidRequestError, UpstreamTruncatedError } from '..
 import { PipePool } from '../transport/pipe-pool.js';
 import type { Native } from '../native/binding.js';
 import { bodyRefusal } from '../http/parse-error.js';
-import { answerClientError, answerConnect, checkingInterval, cryptoSite, onSecureConnections, refusedRequestFields, requestFields, type ClientErrorOptions } from '../http/serve.js';
+import { answerClientError, answerConnect, checkingInterval, cryptoSite, onSecureConnections, H2_MALFORMED, refusedRequestFields, requestFields, type ClientErrorOptions } from '../http/serve.js';
 import type { ParseError } from '../http/parse-error.js';
 import { AccessLog } from '../log/access-log.js';
 import { missingHost, requestProblem, unimplemented } from '../http/request-checks.js';
@@ -240,6 +240,7 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
   httpServer.emit('listening');
   const h2 = h2Front({
     log: o.log, handler: (req, res) => void handle(req, res),
+    malformed: (conn, err) => refusals.logRefused(conn, H2_MALFORMED, 400, err),
     limits: { maxConcurrentStreams: s.http2MaxConcurrentStreams, maxHeaderSize: s.maxHeaderSize, idleTimeoutMs: s.idleTimeoutMs },
   });
   return drainingUpgrades(alpnFront(httpFront(httpServer), h2), upgrading);

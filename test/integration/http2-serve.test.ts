@@ -203,6 +203,28 @@ describe('aludel serve over HTTP/2', { timeout: 180_000 }, () => {
     }
   });
 
+  // RFC 9113 §8.3.1: a Host naming another entity than :authority SHOULD make the request
+  // malformed; the proxy refused it (400), serve served the file and logged the Host. nginx 1.22
+  // answers 400 to any Host beside :authority.
+  test('a Host that differs from :authority: 400 with its access-log line; an equal one is served', async () => {
+    const from = srv.mark();
+    const session = await connect(srv);
+    try {
+      // Both named: node's client sends a lone host field in place of :authority.
+      const other = await request(session, { ':path': `/${FILES.one.name}`, ':authority': `localhost:${srv.port}`, host: 'other.example' });
+      assert.equal(other.status, 400);
+      const same = await request(session, { ':path': `/${FILES.one.name}`, ':authority': `localhost:${srv.port}`, host: `localhost:${srv.port}` });
+      assert.equal(same.status, 200);
+    } finally {
+      await closeSession(session);
+    }
+    await waitUntil(() => requestLines(srv, from).length >= 2);
+    const [bad, good] = requestLines(srv, from);
+    assert.deepEqual([bad!.status, bad!.error, bad!.proto], [400, 'ERR_BAD_REQUEST', 'HTTP/2.0']);
+    assert.match(bad!.detail as string, /:authority "localhost:\d+" and Host "other.example" differ \(RFC 9113 §8\.3\.1\)/);
+    assert.equal(good!.status, 200);
+  });
+
   test('Range (206), If-None-Match (304), HEAD, 404 and 405 with Allow, over HTTP/2', async () => {
     const big = fx.files.big;
     const session = await connect(srv);
