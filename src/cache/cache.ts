@@ -502,6 +502,16 @@ export class HttpCache {
     }
   }
 
+  /**
+   * One stored response goes (a 304 made it unstorable, policy.notKeptAfterUpdate),
+   * reported to the other workers. Its files are gone when this returns, as
+   * for an invalidation: no worker can open them afterwards; a descriptor
+   * already open (a hit still sending, this request's lease) keeps its bytes.
+   */
+  drop(entry: Entry): void {
+    this.store.remove(entry, true, true);
+  }
+
   /** §4.3.4: a 304 freshens the stored response; a disk error only costs the rewrite (the entry in memory is freshened all the same). */
   async freshen(entry: Entry, next: Pick<StoredResponse, 'headers' | 'requestTime' | 'responseTime' | 'initialAge'>): Promise<void> {
     try {

@@ -237,6 +237,52 @@ describe('aludel proxy --cache (userspace TLS)', () => {
     assert.equal(stored(dir).bodies.length, 1);
   });
 
+  test('a 304 bringing Set-Cookie, private, no-store or Vary: * is not merged into the stored response (§3.2, §4.3.4): only the validated request gets it, the entry goes', async () => {
+    const dir = cacheDir();
+    const p = await proxy(`http://127.0.0.1:${sink.port}`, dir);
+    // Age: 100 with max-age=60: stored (it has an ETag) but stale, so the next request validates it. The 304
+    // says Age: 0, so a stored response it freshened would be fresh, and the request after it a hit.
+    const cases = [
+      { nm: 'Set-Cookie:session=victim', field: 'set-cookie', value: 'session=victim', detail: 'set-cookie' },
+      { nm: 'Cache-Control:private, max-age=60', field: 'cache-control', value: 'private, max-age=60', detail: 'private' },
+      { nm: 'Cache-Control:no-store, max-age=60', field: 'cache-control', value: 'no-store, max-age=60', detail: 'no-store' },
+      { nm: 'Vary:*', field: 'vary', value: '*', detail: 'vary-star' },
+    ];
+    for (const [i, c] of cases.entries()) {
+      const url = `/cache?cc=${enc('max-age=60')}&age=100&etag=u${i}&nm=${enc('Age:0')}&nm=${enc(c.nm)}`;
+      const first = await get(p, url);
+      assert.equal(first.headers['cache-status'], 'aludel; fwd=uri-miss; stored', c.nm);
+      const validated = await get(p, url);
+      const next = await get(p, url);
+      assert.notEqual(next.headers[c.field], c.value, `${c.nm}: another client never gets the 304's field`);
+      assert.equal(next.log.cache, 'miss', `${c.nm}: the entry was dropped`);
+      assert.equal(validated.headers['cache-status'], `aludel; fwd=stale; fwd-status=304; detail=${c.detail}`, c.nm);
+      assert.equal(validated.log.cache, 'revalidated');
+      assert.equal(n(validated), n(first), `${c.nm}: the stored body`);
+      assert.equal(validated.headers[c.field], c.value, `${c.nm}: the answer to the request it validated carries the 304's field`);
+      assert.equal(next.headers['cache-status'], 'aludel; fwd=uri-miss; stored', c.nm);
+      assert.equal(sinkCount(url), 3, c.nm);
+    }
+    for (const m of stored(dir).metas) {
+      const { headers } = JSON.parse(fs.readFileSync(m, 'utf8')) as { headers: string[] };
+      assert.doesNotMatch(headers.join('\n'), /victim|private|no-store|^\*$/m, m);
+    }
+  });
+
+  test('§5.2.2.7: a stored private="Set-Cookie" keeps out the cookie of a 304 without Cache-Control: freshened and hit without it, the validated request gets it', async () => {
+    const p = await proxy(`http://127.0.0.1:${sink.port}`, cacheDir());
+    const q = `/cache?cc=${enc('max-age=60, private="Set-Cookie"')}&cookie=first%3D1&age=100&etag=q&nm=${enc('Age:0')}&nm=${enc('Cache-Control:')}&nm=${enc('Set-Cookie:session=victim')}`;
+    const first = await get(p, q);
+    assert.equal(first.headers['cache-status'], 'aludel; fwd=uri-miss; stored');
+    const validated = await get(p, q);
+    const hit = await get(p, q);
+    assert.equal(hit.headers['set-cookie'], undefined, 'another client never gets the cookie the 304 brought');
+    assert.match(hit.headers['cache-status']!, /^aludel; hit; ttl=/);
+    assert.equal(n(hit), n(first));
+    assert.match(validated.headers['cache-status']!, /^aludel; fwd=stale; fwd-status=304; ttl=/);
+    assert.equal(validated.headers['set-cookie'], 'session=victim', 'the request the 304 answered gets its cookie');
+  });
+
   test('--cache-cookies: max-age with Set-Cookie is stored and replayed (§7.3); a heuristic one still is not', async () => {
     const dir = cacheDir();
     const p = await proxy(`http://127.0.0.1:${sink.port}`, dir, '--cache-cookies');
