@@ -226,6 +226,10 @@ export class CacheLayer {
     };
     try {
       return (await sendStored(x, src, cacheStatus(status), (path, n) => sent(x, path, n))).status;
+    } catch (err) {
+      // The file ended before its committed length: changed since it was opened (cache.brokenBody).
+      if ((err as { code?: string }).code === 'ERR_FILE_TRUNCATED') this.cache.brokenBody(entry, err);
+      throw err;
     } finally {
       // sendFile has settled: no sendfile(2) on the thread pool still reads this descriptor.
       this.cache.closeBody(entry, lease);

@@ -8,6 +8,7 @@
  * client got, and what is in the cache directory.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -533,6 +534,51 @@ describe('aludel proxy --cache (userspace TLS)', () => {
     assert.equal(stored(dir).bodies.length, 2);
     const total = stored(dir).bodies.concat(stored(dir).metas).reduce((t, f) => t + fs.statSync(f).size, 0);
     assert.ok(total <= 2 * MiB + MiB / 2, `${total} bytes on disk`);
+  });
+
+  test('a stored body replaced by a FIFO or a directory, or truncated, is dropped and fetched again: no hang, no hit failing forever', async () => {
+    const dir = cacheDir();
+    const p = await proxy(`http://127.0.0.1:${sink.port}`, dir);
+    const bodyOf = (url: string): string => {
+      const meta = stored(dir).metas.find((m) => (JSON.parse(fs.readFileSync(m, 'utf8')) as { key: string }).key.endsWith(url))!;
+      return meta.replace(/\.meta\.json$/, '.body');
+    };
+    // --max-time bounds the hang before the fix (open(2) of a FIFO blocked the whole process); it is not what is checked.
+    const bounded = ['--max-time', '20'];
+    const directory = `/cache?cc=${enc('max-age=600')}&k=dir`;
+    const d1 = await get(p, directory);
+    const dirBody = bodyOf(directory);
+    fs.rmSync(dirBody);
+    fs.mkdirSync(dirBody);
+    const d2 = await get(p, directory, ...bounded);
+    assert.equal(d2.log.cache, 'miss', 'a directory is not a body: fetched again');
+    assert.equal(n(d2), n(d1) + 1);
+
+    // Truncated under a descriptor a hit keeps open: that hit is aborted (its head is out), the next one refetches.
+    const cut = `/cache?size=${64 * 1024}&cc=${enc('max-age=600')}&k=cut`;
+    await get(p, cut);
+    assert.match((await get(p, cut)).headers['cache-status']!, /; hit;/);
+    fs.truncateSync(bodyOf(cut), 1000);
+    const from = p.mark();
+    const aborted = await curl(['--cacert', fx.certFile, '-o', '/dev/null', ...bounded, `https://localhost:${p.port}${cut}`], 30_000);
+    assert.notEqual(aborted.code, 0, 'the head went out before the short read: aborted, never ended short');
+    assert.equal((await logged(p, cut, from)).error, 'ERR_FILE_TRUNCATED');
+    const again = await get(p, cut, ...bounded);
+    assert.equal(again.log.cache, 'miss', 'the truncated entry was dropped');
+    assert.equal(sha256(again.body), patternSha256(64 * 1024));
+    assert.equal(sinkCount(cut), 2);
+
+    const fifo = `/cache?cc=${enc('max-age=600')}&k=fifo`;
+    const f1 = await get(p, fifo);
+    const fifoBody = bodyOf(fifo);
+    fs.rmSync(fifoBody);
+    execFileSync('mkfifo', [fifoBody]);
+    const f2 = await get(p, fifo, ...bounded);
+    assert.equal(f2.log.cache, 'miss', 'the FIFO is not a body: fetched again');
+    assert.equal(f2.headers['cache-status'], 'aludel; fwd=miss; stored; detail=evicted');
+    assert.equal(n(f2), n(f1) + 1);
+    assert.ok(p.logs.some((l) => l.msg.startsWith('cache: a stored body is not the file that was committed') && l.code === 'ERR_CACHE_BODY_CHANGED'));
+    assert.match((await get(p, fifo)).headers['cache-status']!, /; hit;/);
   });
 
   test('ENOSPC while filling: the client gets the whole response, one log line per failed store, nothing half-stored', async () => {
