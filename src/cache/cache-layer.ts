@@ -25,6 +25,7 @@ import { covers, partStorability, rangeFromParts, type ByteRanges } from './part
 import { sendStored, type StoredBody } from './send-stored.js';
 import { filterResponseHeaders } from '../http/forward-headers.js';
 import {
+  answeredHeaders,
   cacheKey,
   cacheStatus,
   currentAge,
@@ -33,6 +34,7 @@ import {
   headersToStore,
   initialAge,
   invalidationKeys,
+  notKeptAfterUpdate,
   notModifiedApplies,
   requestDirectives,
   reuse,
@@ -79,6 +81,11 @@ export type Origin = (fwd?: Forward) => Promise<number>;
 
 /** The client's conditionals and Range: replaced by the cache's own validators when it revalidates. */
 const VALIDATION_FIELDS = new Set(['if-none-match', 'if-modified-since', 'range', 'if-range']);
+
+/** A stored response as a 304 made it for the request it validated (freshenFrom), and why it is not kept, or null when it is. */
+interface Revalidated extends Pick<StoredResponse, 'headers' | 'initialAge' | 'responseTime'> {
+  why: string | null;
+}
 
 /** A stale stored response that may answer instead of an upstream error (RFC 5861 §4), if stale.ts allows it when the error comes. */
 interface StaleFallback {
@@ -195,22 +202,34 @@ export class CacheLayer {
     }
   }
 
-  /** A stored response from disk; null when its file is gone (evicted since it was selected). */
-  private async fromStore(x: Exchange, entry: Entry, status: CacheStatus, outcome: CacheOutcome): Promise<number | null> {
+  /**
+   * A stored response from disk; null when its file is gone (evicted since it
+   * was selected). With `update` (freshenFrom), the body is sent with the
+   * fields and times of the 304's response to this request; when that
+   * update may not be kept, the entry goes from the store once this request
+   * holds its descriptor.
+   */
+  private async fromStore(x: Exchange, entry: Entry, status: CacheStatus, outcome: CacheOutcome, update: Revalidated | null = null): Promise<number | null> {
     const lease = this.cache.openBody(entry);
     if (lease === null) return null;
+    if (update !== null && update.why !== null) this.cache.drop(entry);
     const fd = lease.fd;
+    const view = update ?? entry;
     x.cache = outcome;
     if (x.cacheDetail !== null) status.detail = x.cacheDetail;
     const src: StoredBody = {
-      status: entry.status, reason: entry.reason, headers: entry.headers, fd,
-      age: currentAge(entry.initialAge, entry.responseTime, Date.now()),
+      status: entry.status, reason: entry.reason, headers: view.headers, fd,
+      age: currentAge(view.initialAge, view.responseTime, Date.now()),
       length: () => entry.length, available: () => entry.length, complete: () => true, progress: () => Promise.resolve(),
       // A partial entry: sendStored checks the range it sends is all there (fromParts chose one that is).
       ...(isPartial(entry) ? { covers: (start: number, end: number) => covers(entry.ranges, start, end) } : {}),
     };
     try {
       return (await sendStored(x, src, cacheStatus(status), (path, n) => sent(x, path, n))).status;
+    } catch (err) {
+      // The file ended before its committed length: changed since it was opened (cache.brokenBody).
+      if ((err as { code?: string }).code === 'ERR_FILE_TRUNCATED') this.cache.brokenBody(entry, err);
+      throw err;
     } finally {
       // sendFile has settled: no sendfile(2) on the thread pool still reads this descriptor.
       this.cache.closeBody(entry, lease);
@@ -270,9 +289,10 @@ export class CacheLayer {
       rawHeaders: validationFields(x.fields, entry),
       answer: async (a) => {
         if (a.head.status !== 304) return this.storeAndRespond(x, null, key, fwd, a);
-        await this.freshenFrom(entry, key, a);
-        const ttl = entry.lifetime - currentAge(entry.initialAge, entry.responseTime, Date.now());
-        const status = await this.fromStore(x, entry, { fwd, fwdStatus: 304, ttl }, 'revalidated');
+        const update = await this.freshenFrom(entry, key, a);
+        if (update.why !== null) note(x, update.why);
+        const ttl = update.why === null ? entry.lifetime - currentAge(entry.initialAge, entry.responseTime, Date.now()) : undefined;
+        const status = await this.fromStore(x, entry, { fwd, fwdStatus: 304, ttl }, 'revalidated', update);
         if (status === null) throw Object.assign(new Error('the revalidated response was evicted before it could be sent'), { code: 'ERR_CACHE_EVICTED' });
         return status;
       },
@@ -282,9 +302,15 @@ export class CacheLayer {
   /**
    * §4.3.4: a 304 for the stored response's own validator freshens it (new
    * fields and times); one for a validator Aludel did not send drops it and
-   * is the upstream's error.
+   * is the upstream's error. Returns the response for the client whose
+   * request brought the 304: every field of the 304 (a Set-Cookie too),
+   * whatever is kept in the store (policy.freshenHeaders). A 304 whose
+   * fields make the response one that may not be stored
+   * (policy.notKeptAfterUpdate: Set-Cookie, private, no-store, Vary: *)
+   * leaves the stored response as it was, and `why` says the caller drops it
+   * (fromStore).
    */
-  private async freshenFrom(entry: Entry, key: string, a: UpstreamAnswer): Promise<void> {
+  private async freshenFrom(entry: Entry, key: string, a: UpstreamAnswer): Promise<Revalidated> {
     const { head } = a;
     if (!notModifiedApplies(entry.headers, head.headers)) {
       this.cache.invalidate(key);
@@ -293,7 +319,15 @@ export class CacheLayer {
     // A 304 has no body (RFC 9110 §15.4.5): this only settles whether the connection is clean.
     await a.read(() => Promise.resolve());
     const now = Date.now();
-    await this.cache.freshen(entry, { headers: freshenHeaders(entry.headers, head.headers, now, this.cache.targets), requestTime: a.sentAt, responseTime: now, initialAge: initialAge(head.headers, a.sentAt, now) });
+    const next = { headers: freshenHeaders(entry.headers, head.headers, now, this.cache.targets), requestTime: a.sentAt, responseTime: now, initialAge: initialAge(head.headers, a.sentAt, now) };
+    const answered = { headers: answeredHeaders(entry.headers, head.headers, now), responseTime: now, initialAge: next.initialAge };
+    const why = notKeptAfterUpdate(entry.status, next.headers, now, this.cache.cookies, this.cache.targets);
+    if (why !== null) {
+      this.log.debug({ key, why }, 'cache: a 304 made the stored response one that may not be stored (RFC 9111 §3, §4.3.4); it is dropped');
+      return { ...answered, why };
+    }
+    await this.cache.freshen(entry, next);
+    return { ...answered, why: null };
   }
 
   /**
@@ -360,8 +394,9 @@ export class CacheLayer {
         answer: async (a) => {
           const s = a.head.status;
           if (isErrorStatus(s)) throw Object.assign(new Error(`the upstream answered ${s}`), { code: 'ERR_UPSTREAM_STATUS' });
-          if (s === 304) await this.freshenFrom(entry, key, a);
-          else await this.storeDetached(fields, key, a);
+          if (s === 304) {
+            if ((await this.freshenFrom(entry, key, a)).why !== null) this.cache.drop(entry);
+          } else await this.storeDetached(fields, key, a);
           return s;
         },
       });

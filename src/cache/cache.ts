@@ -99,7 +99,7 @@ export class HttpCache {
 
   private constructor(store: CacheStore, o: CacheOptions, targets: Targets) {
     this.store = store;
-    this.bodies = new OpenBodies({ max: o.openBodies ?? openBodiesBound(descriptorLimit()), open: (file) => fs.openSync(file, 'r'), linkCount: o.linkCount ?? linkCountByFstat, shared: store.shared });
+    this.bodies = new OpenBodies({ max: o.openBodies ?? openBodiesBound(descriptorLimit()), open: openStoredBody, linkCount: o.linkCount ?? linkCountByFstat, shared: store.shared });
     store.onDropped = (id) => this.bodies.drop(id);
     this.cookies = o.cookies ?? false;
     this.staleIfError = o.staleIfError ?? 0;
@@ -475,13 +475,35 @@ export class HttpCache {
    * itself (the same change on the serve path: docs/benchmarks.md).
    */
   openBody(entry: Entry): BodyLease | null {
-    const lease = this.bodies.acquire(entry.id, entry.bodyFile);
+    let lease: BodyLease | null;
+    try {
+      lease = this.bodies.acquire(entry.id, entry.bodyFile, entry.length);
+    } catch (err) {
+      // Not the file the store committed (openStoredBody): as gone, so the request fetches the response again.
+      this.brokenBody(entry, err);
+      return null;
+    }
     if (lease === null) {
       this.store.remove(entry);
       return null;
     }
     this.store.touch(entry);
     return lease;
+  }
+
+  /**
+   * A stored body that cannot be sent as its entry says (not a regular file
+   * of its length, or it ended early while being sent, ERR_FILE_TRUNCATED):
+   * the entry goes, with one warn line, so that the next request fetches the
+   * response again instead of every hit failing until the entry expires.
+   * Committed bodies never change (store.ts): only something outside Aludel
+   * (a truncate, a file put in its place, a disk error) gets here.
+   */
+  brokenBody(entry: Entry, err: unknown): void {
+    if (!this.store.holds(entry)) return;
+    const e = err as { code?: string; message?: string };
+    this.log.warn({ key: entry.key, file: entry.bodyFile, code: e.code ?? 'ERR_UNKNOWN', detail: e.message }, 'cache: a stored body is not the file that was committed; the entry is dropped and the response will be fetched again');
+    this.store.remove(entry);
   }
 
   /** Gives back what openBody() gave, once nothing (no sendfile on the thread pool) reads it any more. */
@@ -500,6 +522,16 @@ export class HttpCache {
       this.diskError(err, 'could not create a file for a response');
       return null;
     }
+  }
+
+  /**
+   * One stored response goes (a 304 made it unstorable, policy.notKeptAfterUpdate),
+   * reported to the other workers. Its files are gone when this returns, as
+   * for an invalidation: no worker can open them afterwards; a descriptor
+   * already open (a hit still sending, this request's lease) keeps its bytes.
+   */
+  drop(entry: Entry): void {
+    this.store.remove(entry, true, true);
   }
 
   /** §4.3.4: a 304 freshens the stored response; a disk error only costs the rewrite (the entry in memory is freshened all the same). */
@@ -676,6 +708,32 @@ export class HttpCache {
    */
   purge(url: string): number {
     return this.invalidate(cacheKey(undefined, url));
+  }
+}
+
+/**
+ * Opens a committed body: O_NONBLOCK, because open(2) of a FIFO put in its
+ * place would block the event loop, every client of this worker with it,
+ * until a writer came (nginx opens its cache files non-blocking too; reads
+ * and sendfile(2) of a regular file ignore the flag); O_NOFOLLOW, because
+ * the store never writes a symlink. Then one fstat(2): a body that is not a
+ * regular file of the committed length (truncated, replaced by a directory)
+ * throws ERR_CACHE_BODY_CHANGED, as nginx refuses a cache file that "is not
+ * a regular file". Runs only when no kept descriptor is reused.
+ */
+function openStoredBody(file: string, length?: number): number {
+  // libuv adds O_CLOEXEC itself.
+  const { O_RDONLY, O_NONBLOCK, O_NOFOLLOW } = fs.constants;
+  const fd = fs.openSync(file, O_RDONLY | O_NONBLOCK | O_NOFOLLOW);
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile() || (length !== undefined && st.size !== length)) {
+      throw Object.assign(new Error(`${st.isFile() ? `${st.size} bytes` : 'not a regular file'}, committed with ${length ?? '?'} bytes`), { code: 'ERR_CACHE_BODY_CHANGED' });
+    }
+    return fd;
+  } catch (err) {
+    fs.closeSync(fd);
+    throw err;
   }
 }
 

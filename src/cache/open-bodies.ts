@@ -37,8 +37,8 @@ export interface BodyLease {
 export interface OpenBodiesOptions {
   /** How many descriptors stay open at most. */
   max: number;
-  /** Opens a body file; throws as fs.openSync does (ENOENT: gone). */
-  open(file: string): number;
+  /** Opens a body file of `length` bytes (when given); throws as fs.openSync does (ENOENT: gone). */
+  open(file: string, length?: number): number;
   /** st_nlink of an open descriptor (0: unlinked), or -errno. */
   linkCount(fd: number): number;
   /** Whether another process may unlink a body this one still indexes (workers sharing the directory). */
@@ -74,7 +74,7 @@ export class OpenBodies {
    * opened, or unlinked by another process). Throws what open(2) throws
    * otherwise. Give it back with release().
    */
-  acquire(id: string, file: string): BodyLease | null {
+  acquire(id: string, file: string, length?: number): BodyLease | null {
     const k = this.kept.use(id);
     if (k !== undefined) {
       if (this.o.shared && this.o.linkCount(k.fd) <= 0) {
@@ -86,7 +86,7 @@ export class OpenBodies {
     }
     let fd: number;
     try {
-      fd = this.o.open(file);
+      fd = this.o.open(file, length);
     } catch (err) {
       if ((err as { code?: string }).code === 'ENOENT') return null;
       throw err;

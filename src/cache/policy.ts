@@ -256,14 +256,27 @@ function hasExplicitExpiry(res: Directives, headers: Headers, targeted: boolean)
  * (RFC 9110 §6.6.1: a cache records when it received the response).
  */
 export function headersToStore(headers: Headers, responseTime: number, targets: Targets = DEFAULT_TARGETS): string[] {
+  return withDate(withoutFields(headers, qualifiedExclusions(headers, targets)), responseTime);
+}
+
+/** The fields a qualified private or no-cache names (§5.2.2.4, §5.2.2.7), and those Connection names: not stored. */
+function qualifiedExclusions(headers: Headers, targets: Targets): Set<string> {
   const res = responseDirectives(headers, targets);
-  const excluded = new Set([...connectionOptions(headers), ...qualifiedFieldNames(res, 'private'), ...qualifiedFieldNames(res, 'no-cache')]);
+  return new Set([...connectionOptions(headers), ...qualifiedFieldNames(res, 'private'), ...qualifiedFieldNames(res, 'no-cache')]);
+}
+
+/** `headers` without hop-by-hop fields, Content-Length, Age and the `excluded` names (lowercase). */
+function withoutFields(headers: Headers, excluded: ReadonlySet<string>): string[] {
   const out: string[] = [];
   for (let i = 0; i + 1 < headers.length; i += 2) {
     const lower = headers[i]!.toLowerCase();
     if (HOP_BY_HOP.has(lower) || excluded.has(lower) || lower === 'content-length' || lower === 'age') continue;
     out.push(headers[i]!, headers[i + 1]!);
   }
+  return out;
+}
+
+function withDate(out: string[], responseTime: number): string[] {
   if (fieldValue(out, 'date') === undefined) out.push('Date', new Date(responseTime).toUTCString());
   return out;
 }
@@ -272,13 +285,32 @@ export function headersToStore(headers: Headers, responseTime: number, targets: 
  * §3.2: a 304 (or a HEAD response, §4.3.5) updates the stored fields: each
  * field it carries replaces all of the stored ones of that name, except those
  * §3.1 keeps out of storage and Content-Length (the stored body's length is
- * what it is).
+ * what it is). The qualified private / no-cache of the updated response name
+ * fields kept out whichever response brought them: a 304 with a Set-Cookie
+ * and no Cache-Control of its own still falls under the stored
+ * `private="Set-Cookie"` (§5.2.2.7), else that one client's cookie would be
+ * stored and sent with every hit.
  */
 export function freshenHeaders(stored: Headers, update: Headers, responseTime: number, targets: Targets = DEFAULT_TARGETS): string[] {
-  const incoming = headersToStore(update, responseTime, targets);
+  const merged = updatedHeaders(stored, headersToStore(update, responseTime, targets));
+  return withoutFields(merged, qualifiedExclusions(merged, targets));
+}
+
+/**
+ * The response a 304 makes of the stored one for the request it validated
+ * (§4.3.4): the stored fields with every end-to-end field of the 304 in
+ * place of those of its name, its qualified private and no-cache fields
+ * included (they are this client's, as a miss's leader gets them); what is
+ * kept in the store is freshenHeaders().
+ */
+export function answeredHeaders(stored: Headers, update: Headers, responseTime: number): string[] {
+  return updatedHeaders(stored, withDate(withoutFields(update, new Set(connectionOptions(update))), responseTime));
+}
+
+function updatedHeaders(stored: Headers, incoming: string[]): string[] {
   const replaced = new Set<string>();
   for (let i = 0; i < incoming.length; i += 2) replaced.add(incoming[i]!.toLowerCase());
-  // A 304 without Date got one from headersToStore: it replaces the stored Date, since the
+  // A 304 without Date got one (withDate): it replaces the stored Date, since the
   // freshness of the update is measured from the response that brought it (§4.2.3).
   const out: string[] = [];
   for (let i = 0; i + 1 < stored.length; i += 2) {
@@ -286,6 +318,24 @@ export function freshenHeaders(stored: Headers, update: Headers, responseTime: n
   }
   out.push(...incoming);
   return out;
+}
+
+/**
+ * Why a stored response may not be kept once a 304 (§4.3.4) updated its
+ * fields, or null when it may. §3.2 merges the 304's fields into the stored
+ * ones, and those fields are the origin's word on the response from then
+ * on: a 304 can bring `no-store`, an unqualified `private`, `Vary: *` or a
+ * `Set-Cookie` (the session of the client whose request was validated).
+ * Kept, the entry would be sent to every client with them, which §3 (and
+ * this cache's cookie rule, §7.3) forbids for a response arriving whole; so
+ * the updated response is judged by the same rules. Only the response's own
+ * fields count: the request that brought the 304 did not choose what was
+ * stored (a client's `no-store` must not drop an entry for everyone).
+ */
+export function notKeptAfterUpdate(status: number, headers: Headers, responseTime: number, cacheCookies: boolean, targets: Targets = DEFAULT_TARGETS): NotStoredReason | null {
+  // The stored body is complete and of a known length: framing 'length'.
+  const verdict = storability({ method: 'GET', requestHeaders: [], status, responseHeaders: headers, framing: 'length', responseTime, cacheCookies, targets });
+  return verdict.store ? null : verdict.reason;
 }
 
 // ---- freshness (§4.2) ----------------------------------------------------------------------

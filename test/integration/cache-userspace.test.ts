@@ -8,6 +8,7 @@
  * client got, and what is in the cache directory.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -235,6 +236,52 @@ describe('aludel proxy --cache (userspace TLS)', () => {
     const a2 = await get(p, pub, '-H', 'Authorization: Basic b3RoZXI6eA==');
     assert.equal(n(a1), n(a2));
     assert.equal(stored(dir).bodies.length, 1);
+  });
+
+  test('a 304 bringing Set-Cookie, private, no-store or Vary: * is not merged into the stored response (§3.2, §4.3.4): only the validated request gets it, the entry goes', async () => {
+    const dir = cacheDir();
+    const p = await proxy(`http://127.0.0.1:${sink.port}`, dir);
+    // Age: 100 with max-age=60: stored (it has an ETag) but stale, so the next request validates it. The 304
+    // says Age: 0, so a stored response it freshened would be fresh, and the request after it a hit.
+    const cases = [
+      { nm: 'Set-Cookie:session=victim', field: 'set-cookie', value: 'session=victim', detail: 'set-cookie' },
+      { nm: 'Cache-Control:private, max-age=60', field: 'cache-control', value: 'private, max-age=60', detail: 'private' },
+      { nm: 'Cache-Control:no-store, max-age=60', field: 'cache-control', value: 'no-store, max-age=60', detail: 'no-store' },
+      { nm: 'Vary:*', field: 'vary', value: '*', detail: 'vary-star' },
+    ];
+    for (const [i, c] of cases.entries()) {
+      const url = `/cache?cc=${enc('max-age=60')}&age=100&etag=u${i}&nm=${enc('Age:0')}&nm=${enc(c.nm)}`;
+      const first = await get(p, url);
+      assert.equal(first.headers['cache-status'], 'aludel; fwd=uri-miss; stored', c.nm);
+      const validated = await get(p, url);
+      const next = await get(p, url);
+      assert.notEqual(next.headers[c.field], c.value, `${c.nm}: another client never gets the 304's field`);
+      assert.equal(next.log.cache, 'miss', `${c.nm}: the entry was dropped`);
+      assert.equal(validated.headers['cache-status'], `aludel; fwd=stale; fwd-status=304; detail=${c.detail}`, c.nm);
+      assert.equal(validated.log.cache, 'revalidated');
+      assert.equal(n(validated), n(first), `${c.nm}: the stored body`);
+      assert.equal(validated.headers[c.field], c.value, `${c.nm}: the answer to the request it validated carries the 304's field`);
+      assert.equal(next.headers['cache-status'], 'aludel; fwd=uri-miss; stored', c.nm);
+      assert.equal(sinkCount(url), 3, c.nm);
+    }
+    for (const m of stored(dir).metas) {
+      const { headers } = JSON.parse(fs.readFileSync(m, 'utf8')) as { headers: string[] };
+      assert.doesNotMatch(headers.join('\n'), /victim|private|no-store|^\*$/m, m);
+    }
+  });
+
+  test('§5.2.2.7: a stored private="Set-Cookie" keeps out the cookie of a 304 without Cache-Control: freshened and hit without it, the validated request gets it', async () => {
+    const p = await proxy(`http://127.0.0.1:${sink.port}`, cacheDir());
+    const q = `/cache?cc=${enc('max-age=60, private="Set-Cookie"')}&cookie=first%3D1&age=100&etag=q&nm=${enc('Age:0')}&nm=${enc('Cache-Control:')}&nm=${enc('Set-Cookie:session=victim')}`;
+    const first = await get(p, q);
+    assert.equal(first.headers['cache-status'], 'aludel; fwd=uri-miss; stored');
+    const validated = await get(p, q);
+    const hit = await get(p, q);
+    assert.equal(hit.headers['set-cookie'], undefined, 'another client never gets the cookie the 304 brought');
+    assert.match(hit.headers['cache-status']!, /^aludel; hit; ttl=/);
+    assert.equal(n(hit), n(first));
+    assert.match(validated.headers['cache-status']!, /^aludel; fwd=stale; fwd-status=304; ttl=/);
+    assert.equal(validated.headers['set-cookie'], 'session=victim', 'the request the 304 answered gets its cookie');
   });
 
   test('--cache-cookies: max-age with Set-Cookie is stored and replayed (§7.3); a heuristic one still is not', async () => {
@@ -487,6 +534,51 @@ describe('aludel proxy --cache (userspace TLS)', () => {
     assert.equal(stored(dir).bodies.length, 2);
     const total = stored(dir).bodies.concat(stored(dir).metas).reduce((t, f) => t + fs.statSync(f).size, 0);
     assert.ok(total <= 2 * MiB + MiB / 2, `${total} bytes on disk`);
+  });
+
+  test('a stored body replaced by a FIFO or a directory, or truncated, is dropped and fetched again: no hang, no hit failing forever', async () => {
+    const dir = cacheDir();
+    const p = await proxy(`http://127.0.0.1:${sink.port}`, dir);
+    const bodyOf = (url: string): string => {
+      const meta = stored(dir).metas.find((m) => (JSON.parse(fs.readFileSync(m, 'utf8')) as { key: string }).key.endsWith(url))!;
+      return meta.replace(/\.meta\.json$/, '.body');
+    };
+    // --max-time bounds the hang before the fix (open(2) of a FIFO blocked the whole process); it is not what is checked.
+    const bounded = ['--max-time', '20'];
+    const directory = `/cache?cc=${enc('max-age=600')}&k=dir`;
+    const d1 = await get(p, directory);
+    const dirBody = bodyOf(directory);
+    fs.rmSync(dirBody);
+    fs.mkdirSync(dirBody);
+    const d2 = await get(p, directory, ...bounded);
+    assert.equal(d2.log.cache, 'miss', 'a directory is not a body: fetched again');
+    assert.equal(n(d2), n(d1) + 1);
+
+    // Truncated under a descriptor a hit keeps open: that hit is aborted (its head is out), the next one refetches.
+    const cut = `/cache?size=${64 * 1024}&cc=${enc('max-age=600')}&k=cut`;
+    await get(p, cut);
+    assert.match((await get(p, cut)).headers['cache-status']!, /; hit;/);
+    fs.truncateSync(bodyOf(cut), 1000);
+    const from = p.mark();
+    const aborted = await curl(['--cacert', fx.certFile, '-o', '/dev/null', ...bounded, `https://localhost:${p.port}${cut}`], 30_000);
+    assert.notEqual(aborted.code, 0, 'the head went out before the short read: aborted, never ended short');
+    assert.equal((await logged(p, cut, from)).error, 'ERR_FILE_TRUNCATED');
+    const again = await get(p, cut, ...bounded);
+    assert.equal(again.log.cache, 'miss', 'the truncated entry was dropped');
+    assert.equal(sha256(again.body), patternSha256(64 * 1024));
+    assert.equal(sinkCount(cut), 2);
+
+    const fifo = `/cache?cc=${enc('max-age=600')}&k=fifo`;
+    const f1 = await get(p, fifo);
+    const fifoBody = bodyOf(fifo);
+    fs.rmSync(fifoBody);
+    execFileSync('mkfifo', [fifoBody]);
+    const f2 = await get(p, fifo, ...bounded);
+    assert.equal(f2.log.cache, 'miss', 'the FIFO is not a body: fetched again');
+    assert.equal(f2.headers['cache-status'], 'aludel; fwd=miss; stored; detail=evicted');
+    assert.equal(n(f2), n(f1) + 1);
+    assert.ok(p.logs.some((l) => l.msg.startsWith('cache: a stored body is not the file that was committed') && l.code === 'ERR_CACHE_BODY_CHANGED'));
+    assert.match((await get(p, fifo)).headers['cache-status']!, /; hit;/);
   });
 
   test('ENOSPC while filling: the client gets the whole response, one log line per failed store, nothing half-stored', async () => {

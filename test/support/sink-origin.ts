@@ -36,6 +36,9 @@
  *     it itself); the connection then closes;
  *   - `field=NAME:VALUE` (repeatable): one more response field, e.g. a
  *     targeted `CDN-Cache-Control: max-age=60` (RFC 9213).
+ *   - `nm=NAME:VALUE` (repeatable): a field of the 304 answers only, replacing
+ *     one of that name, e.g. a Set-Cookie or `private` a revalidation brings;
+ *     with an empty VALUE, the 304 has no field of that name.
  *   Each /cache answer is noted in its record's `cache` (n, Cache-Control, when the head left).
  * - POST/PUT with `?location=URL`: the JSON answer carries that Location.
  * - Upgrade: echo (GET /upgrade or any path): 101, then every byte is echoed.
@@ -234,6 +237,12 @@ async function cacheable(req: http.IncomingMessage, res: http.ServerResponse, ur
   const ims = req.headers['if-modified-since'];
   const notModified = inm !== undefined ? fields.ETag !== undefined && inm.split(',').some((t) => t.trim().replace(/^W\//, '') === fields.ETag) : ims !== undefined && lm !== null && Date.parse(ims) >= lm * 1000;
   if (notModified) {
+    for (const f of q.getAll('nm')) {
+      const colon = f.indexOf(':');
+      const value = f.slice(colon + 1).trim();
+      if (colon > 0 && value === '') delete fields[f.slice(0, colon)];
+      else if (colon > 0) fields[f.slice(0, colon)] = value;
+    }
     rec.cache = { n, cc: fields['Cache-Control'] ?? null, status: 304, at: Date.now() };
     res.writeHead(304, fields).end();
     return;

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { deltaSeconds, parseCacheControl, qualifiedFieldNames } from '../../src/cache/cache-control.js';
 import {
+  answeredHeaders,
   cacheKey,
   cacheStatus,
   currentAge,
@@ -15,6 +16,7 @@ import {
   initialAge,
   invalidationKeys,
   isUnsafe,
+  notKeptAfterUpdate,
   notModifiedApplies,
   notModifiedFields,
   requestDirectives,
@@ -192,6 +194,26 @@ describe('stored header fields (§3.1, §3.2)', () => {
     const stored = ['Cache-Control', 'max-age=1', 'ETag', '"a"', 'X-Old', '1', 'X-Multi', 'a', 'X-Multi', 'b', 'Date', http(T0)];
     const update = ['Cache-Control', 'max-age=100', 'X-Multi', 'c', 'Content-Length', '0', 'Connection', 'close', 'Date', http(T0 + 5000)];
     assert.deepEqual(freshenHeaders(stored, update, T0 + 5000), ['ETag', '"a"', 'X-Old', '1', 'Cache-Control', 'max-age=100', 'X-Multi', 'c', 'Date', http(T0 + 5000)]);
+  });
+
+  it('a stored qualified private keeps out the field a 304 brings without Cache-Control (§5.2.2.7); the validated request gets it', () => {
+    const stored = ['Cache-Control', 'max-age=60, private="Set-Cookie"', 'ETag', '"a"', 'Date', http(T0)];
+    const update = ['ETag', '"a"', 'Set-Cookie', 's=1', 'Connection', 'close', 'Date', http(T0 + 5000)];
+    assert.deepEqual(freshenHeaders(stored, update, T0 + 5000), ['Cache-Control', 'max-age=60, private="Set-Cookie"', 'ETag', '"a"', 'Date', http(T0 + 5000)]);
+    assert.deepEqual(answeredHeaders(stored, update, T0 + 5000), ['Cache-Control', 'max-age=60, private="Set-Cookie"', 'ETag', '"a"', 'Set-Cookie', 's=1', 'Date', http(T0 + 5000)]);
+  });
+
+  it('a stored response a 304 made unstorable is not kept (§3 after §3.2); one it freshened is', () => {
+    const stored = ['Cache-Control', 'max-age=60', 'ETag', '"a"', 'Date', http(T0)];
+    const after = (update: string[]): string[] => freshenHeaders(stored, update, T0 + 5000);
+    assert.equal(notKeptAfterUpdate(200, after(['Cache-Control', 'max-age=100']), T0 + 5000, false), null);
+    assert.equal(notKeptAfterUpdate(200, after(['Set-Cookie', 's=1']), T0 + 5000, false), 'set-cookie');
+    // --cache-cookies: explicitly fresh, so kept with its cookie, as a 200 with it would be stored.
+    assert.equal(notKeptAfterUpdate(200, after(['Set-Cookie', 's=1']), T0 + 5000, true), null);
+    assert.equal(notKeptAfterUpdate(200, after(['Set-Cookie', 's=1', 'Cache-Control', 'max-age=60, private="Set-Cookie"']), T0 + 5000, false), null);
+    assert.equal(notKeptAfterUpdate(200, after(['Cache-Control', 'private, max-age=60']), T0 + 5000, false), 'private');
+    assert.equal(notKeptAfterUpdate(200, after(['Cache-Control', 'no-store']), T0 + 5000, false), 'no-store');
+    assert.equal(notKeptAfterUpdate(200, after(['Vary', '*']), T0 + 5000, false), 'vary-star');
   });
 
   it('a 304 built from the cache carries the fields of RFC 9110 §15.4.5', () => {
