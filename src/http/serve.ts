@@ -126,7 +126,6 @@ export interface ClientErrorOptions {
   logRefused(conn: SecureConnection, refused: RefusedRequest, status: number, err: Error & { code?: string }): void;
 }
 
-/** A request refused at the parse stage, for its access-log line: its request line as far as it came. */
 /**
  * An HTTP/2 request nghttp2 refused as malformed (h2-front.ts): no request
  * line came, so "-" as nginx logs a request it refused before parsing one,
@@ -135,6 +134,7 @@ export interface ClientErrorOptions {
  */
 export const H2_MALFORMED: RefusedRequest = { request: undefined, line: undefined, proto: 'HTTP/2.0' };
 
+/** A request refused at the parse stage, for its access-log line: its request line as far as it came. */
 export interface RefusedRequest {
   /** The request line as received (to its first CR or LF, or as far as it came); undefined when unknown. */
   request: string | undefined;
