@@ -111,6 +111,9 @@ static void resolve_all(void) {
   RESOLVE(get_shutdown, "SSL_get_shutdown");
   RESOLVE(set_shutdown, "SSL_set_shutdown");
   RESOLVE(get_quiet_shutdown, "SSL_get_quiet_shutdown");
+  RESOLVE(get_info_cb, "SSL_get_info_callback");
+  RESOLVE(ctx_get_info_cb, "SSL_CTX_get_info_callback");
+  RESOLVE(get_options, "SSL_get_options");
   RESOLVE(hmac, "HMAC");
   RESOLVE(md_size, "EVP_MD_get_size"); /* 3.x name */
   if (aludel_real.md_size == NULL) RESOLVE(md_size, "EVP_MD_size");
@@ -465,6 +468,29 @@ static int key_update(struct aludel_conn *c, const unsigned char *body, size_t l
   return 1;
 }
 
+/*
+ * A client's ClientHello after the handshake: OpenSSL 1.0.2 (and 1.1.x
+ * without SSL_OP_NO_RENEGOTIATION) starts a new handshake and first calls the
+ * program's info callback with SSL_CB_HANDSHAKE_START (ssl3_accept). Servers
+ * on those versions refuse client-initiated renegotiation there
+ * (CVE-2009-3555, CVE-2011-1473): nginx before 1.13 marks the connection and,
+ * once SSL_read returns, closes it with "[notice] SSL renegotiation disabled"
+ * (ngx_ssl_info_callback, ngx_ssl_handle_recv); Apache's mod_ssl and HAProxy
+ * do the same. The kernel cannot renegotiate, so the preload refuses anyway,
+ * but tells the callback as OpenSSL would, so that such a program ends the
+ * connection as it does without aludel run instead of keeping it. Where
+ * OpenSSL itself refuses (SSL_OP_NO_RENEGOTIATION: nginx >= 1.13 on 1.1.x) it
+ * calls no callback, and neither does this. 1: a callback was told.
+ */
+static int tell_handshake_start(struct aludel_conn *c) {
+  if (aludel_lib != ALUDEL_LIB_102 && aludel_real.get_options != NULL && (aludel_real.get_options(c->ssl) & P_SSL_OP_NO_RENEGOTIATION)) return 0;
+  aludel_info_cb cb = aludel_real.get_info_cb != NULL ? aludel_real.get_info_cb(c->ssl) : NULL;
+  if (cb == NULL && aludel_real.ctx_get_info_cb != NULL) cb = aludel_real.ctx_get_info_cb(aludel_real.get_ssl_ctx(c->ssl));
+  if (cb == NULL) return 0;
+  cb(c->ssl, P_SSL_CB_HANDSHAKE_START, 1);
+  return 1;
+}
+
 /* A post-handshake message: 1 taken (read on), 0 the connection stops (last_error set). */
 static int handshake_message(struct aludel_conn *c, const unsigned char *m, size_t len) {
   int tls13 = c->version == P_TLS1_3_VERSION;
@@ -481,7 +507,10 @@ static int handshake_message(struct aludel_conn *c, const unsigned char *m, size
       /* RFC 5246 §7.2.2: renegotiation refused with a warning no_renegotiation; the connection goes on with its keys (the kernel cannot re-key TLS 1.2). */
       if (!tls13 && (m[0] == HS_CLIENT_HELLO) == (c->server != 0)) {
         send_alert(c, ALERT_WARNING, AD_NO_RENEGOTIATION);
-        aludel_event("fd %d: TLS 1.2 renegotiation refused (no_renegotiation): the connection goes on", c->fd);
+        if (c->server && tell_handshake_start(c))
+          aludel_event("fd %d: TLS 1.2 renegotiation refused (no_renegotiation); the program's info callback was told a handshake started, as OpenSSL tells it, and may close the connection", c->fd);
+        else
+          aludel_event("fd %d: TLS 1.2 renegotiation refused (no_renegotiation): the connection goes on", c->fd);
         return 1;
       }
       break;
