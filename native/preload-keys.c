@@ -406,8 +406,9 @@ static int fail(struct aludel_conn *c, int alert, int reason, const char *what) 
 static int io_failed(struct aludel_conn *c, ssize_t got, int want) {
   int err = errno;
   if (got == 0) {
-    /* TCP FIN without close_notify (RFC 5246 §7.2.1): OpenSSL reports SYSCALL with errno 0. */
+    /* TCP FIN without close_notify (RFC 5246 §7.2.1): OpenSSL reports SYSCALL with errno 0, and SSL_read returns 0 (see read_result). */
     errno = 0;
+    c->eof = 1;
     c->last_error = P_SSL_ERROR_SYSCALL;
   } else if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) {
     c->last_error = want;
@@ -559,6 +560,7 @@ static int start_control(struct aludel_conn *c, unsigned char type, const void *
 /* Reads plaintext from the kernel: > 0 bytes; 0 with last_error set otherwise. */
 size_t aludel_kernel_read(struct aludel_conn *c, void *buf, size_t n, int peek) {
   c->last_error = P_SSL_ERROR_NONE;
+  c->eof = 0;
   if (n == 0) return 0; /* nothing asked: not an end of file */
   for (;;) {
     if (c->broken) {
@@ -620,6 +622,19 @@ int aludel_kernel_write(struct aludel_conn *c, const void *buf, size_t n, size_t
 
 /* ---- the SSL_* calls of an offloaded connection ---- */
 
+/*
+ * What SSL_read/SSL_peek return when aludel_kernel_read got nothing. OpenSSL
+ * 1.0.2 and 1.1.1 return 0 for an end of the connection, close_notify
+ * (ZERO_RETURN) or a bare TCP FIN (SYSCALL), and -1 otherwise; their manuals
+ * (SSL_read, SSL_get_error) tell programs that SYSCALL with 0 is an EOF and
+ * with -1 an I/O error to look up in errno, and programs act on it (stunnel
+ * logs "TLS socket closed" for one, a socket error for the other).
+ */
+static int read_result(const struct aludel_conn *c, size_t got) {
+  if (got > 0) return (int)got;
+  return c->last_error == P_SSL_ERROR_ZERO_RETURN || (c->last_error == P_SSL_ERROR_SYSCALL && c->eof) ? 0 : -1;
+}
+
 ALUDEL_EXPORT int SSL_read_ex(SSL *ssl, void *buf, size_t n, size_t *readbytes) {
   aludel_prepare();
   int h;
@@ -637,8 +652,7 @@ ALUDEL_EXPORT int SSL_read(SSL *ssl, void *buf, int n) {
   struct aludel_conn *c = route(ssl, &h);
   if (h <= 0) return h;
   if (c == NULL) return aludel_real.read(ssl, buf, n);
-  size_t got = aludel_kernel_read(c, buf, n < 0 ? 0 : (size_t)n, 0);
-  return got > 0 ? (int)got : c->last_error == P_SSL_ERROR_ZERO_RETURN ? 0 : -1;
+  return read_result(c, aludel_kernel_read(c, buf, n < 0 ? 0 : (size_t)n, 0));
 }
 
 ALUDEL_EXPORT int SSL_peek_ex(SSL *ssl, void *buf, size_t n, size_t *readbytes) {
@@ -658,8 +672,7 @@ ALUDEL_EXPORT int SSL_peek(SSL *ssl, void *buf, int n) {
   struct aludel_conn *c = route(ssl, &h);
   if (h <= 0) return h;
   if (c == NULL) return aludel_real.peek(ssl, buf, n);
-  size_t got = aludel_kernel_read(c, buf, n < 0 ? 0 : (size_t)n, 1);
-  return got > 0 ? (int)got : c->last_error == P_SSL_ERROR_ZERO_RETURN ? 0 : -1;
+  return read_result(c, aludel_kernel_read(c, buf, n < 0 ? 0 : (size_t)n, 1));
 }
 
 ALUDEL_EXPORT int SSL_write_ex(SSL *ssl, const void *buf, size_t n, size_t *written) {

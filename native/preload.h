@@ -195,6 +195,7 @@ struct aludel_conn {
   int offloaded;      /* the kernel has both directions */
   int broken;         /* nothing more may go through (RX went in and TX did not, or a fatal record): every call fails */
   int closed;         /* close_notify received */
+  int eof;            /* the last read met a TCP FIN without close_notify */
   int shutdown_sent;  /* close_notify sent */
   int last_error;     /* what SSL_get_error says after our last call */
   size_t write_done;  /* bytes of an unfinished SSL_write already with the kernel (no partial-write mode) */
