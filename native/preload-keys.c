@@ -111,6 +111,9 @@ static void resolve_all(void) {
   RESOLVE(get_shutdown, "SSL_get_shutdown");
   RESOLVE(set_shutdown, "SSL_set_shutdown");
   RESOLVE(get_quiet_shutdown, "SSL_get_quiet_shutdown");
+  RESOLVE(get_info_cb, "SSL_get_info_callback");
+  RESOLVE(ctx_get_info_cb, "SSL_CTX_get_info_callback");
+  RESOLVE(get_options, "SSL_get_options");
   RESOLVE(hmac, "HMAC");
   RESOLVE(md_size, "EVP_MD_get_size"); /* 3.x name */
   if (aludel_real.md_size == NULL) RESOLVE(md_size, "EVP_MD_size");
@@ -403,8 +406,9 @@ static int fail(struct aludel_conn *c, int alert, int reason, const char *what) 
 static int io_failed(struct aludel_conn *c, ssize_t got, int want) {
   int err = errno;
   if (got == 0) {
-    /* TCP FIN without close_notify (RFC 5246 §7.2.1): OpenSSL reports SYSCALL with errno 0. */
+    /* TCP FIN without close_notify (RFC 5246 §7.2.1): OpenSSL reports SYSCALL with errno 0, and SSL_read returns 0 (see read_result). */
     errno = 0;
+    c->eof = 1;
     c->last_error = P_SSL_ERROR_SYSCALL;
   } else if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) {
     c->last_error = want;
@@ -465,6 +469,29 @@ static int key_update(struct aludel_conn *c, const unsigned char *body, size_t l
   return 1;
 }
 
+/*
+ * A client's ClientHello after the handshake: OpenSSL 1.0.2 (and 1.1.x
+ * without SSL_OP_NO_RENEGOTIATION) starts a new handshake and first calls the
+ * program's info callback with SSL_CB_HANDSHAKE_START (ssl3_accept). Servers
+ * on those versions refuse client-initiated renegotiation there
+ * (CVE-2009-3555, CVE-2011-1473): nginx before 1.13 marks the connection and,
+ * once SSL_read returns, closes it with "[notice] SSL renegotiation disabled"
+ * (ngx_ssl_info_callback, ngx_ssl_handle_recv); Apache's mod_ssl and HAProxy
+ * do the same. The kernel cannot renegotiate, so the preload refuses anyway,
+ * but tells the callback as OpenSSL would, so that such a program ends the
+ * connection as it does without aludel run instead of keeping it. Where
+ * OpenSSL itself refuses (SSL_OP_NO_RENEGOTIATION: nginx >= 1.13 on 1.1.x) it
+ * calls no callback, and neither does this. 1: a callback was told.
+ */
+static int tell_handshake_start(struct aludel_conn *c) {
+  if (aludel_lib != ALUDEL_LIB_102 && aludel_real.get_options != NULL && (aludel_real.get_options(c->ssl) & P_SSL_OP_NO_RENEGOTIATION)) return 0;
+  aludel_info_cb cb = aludel_real.get_info_cb != NULL ? aludel_real.get_info_cb(c->ssl) : NULL;
+  if (cb == NULL && aludel_real.ctx_get_info_cb != NULL) cb = aludel_real.ctx_get_info_cb(aludel_real.get_ssl_ctx(c->ssl));
+  if (cb == NULL) return 0;
+  cb(c->ssl, P_SSL_CB_HANDSHAKE_START, 1);
+  return 1;
+}
+
 /* A post-handshake message: 1 taken (read on), 0 the connection stops (last_error set). */
 static int handshake_message(struct aludel_conn *c, const unsigned char *m, size_t len) {
   int tls13 = c->version == P_TLS1_3_VERSION;
@@ -481,7 +508,10 @@ static int handshake_message(struct aludel_conn *c, const unsigned char *m, size
       /* RFC 5246 §7.2.2: renegotiation refused with a warning no_renegotiation; the connection goes on with its keys (the kernel cannot re-key TLS 1.2). */
       if (!tls13 && (m[0] == HS_CLIENT_HELLO) == (c->server != 0)) {
         send_alert(c, ALERT_WARNING, AD_NO_RENEGOTIATION);
-        aludel_event("fd %d: TLS 1.2 renegotiation refused (no_renegotiation): the connection goes on", c->fd);
+        if (c->server && tell_handshake_start(c))
+          aludel_event("fd %d: TLS 1.2 renegotiation refused (no_renegotiation); the program's info callback was told a handshake started, as OpenSSL tells it, and may close the connection", c->fd);
+        else
+          aludel_event("fd %d: TLS 1.2 renegotiation refused (no_renegotiation): the connection goes on", c->fd);
         return 1;
       }
       break;
@@ -530,6 +560,7 @@ static int start_control(struct aludel_conn *c, unsigned char type, const void *
 /* Reads plaintext from the kernel: > 0 bytes; 0 with last_error set otherwise. */
 size_t aludel_kernel_read(struct aludel_conn *c, void *buf, size_t n, int peek) {
   c->last_error = P_SSL_ERROR_NONE;
+  c->eof = 0;
   if (n == 0) return 0; /* nothing asked: not an end of file */
   for (;;) {
     if (c->broken) {
@@ -591,6 +622,19 @@ int aludel_kernel_write(struct aludel_conn *c, const void *buf, size_t n, size_t
 
 /* ---- the SSL_* calls of an offloaded connection ---- */
 
+/*
+ * What SSL_read/SSL_peek return when aludel_kernel_read got nothing. OpenSSL
+ * 1.0.2 and 1.1.1 return 0 for an end of the connection, close_notify
+ * (ZERO_RETURN) or a bare TCP FIN (SYSCALL), and -1 otherwise; their manuals
+ * (SSL_read, SSL_get_error) tell programs that SYSCALL with 0 is an EOF and
+ * with -1 an I/O error to look up in errno, and programs act on it (stunnel
+ * logs "TLS socket closed" for one, a socket error for the other).
+ */
+static int read_result(const struct aludel_conn *c, size_t got) {
+  if (got > 0) return (int)got;
+  return c->last_error == P_SSL_ERROR_ZERO_RETURN || (c->last_error == P_SSL_ERROR_SYSCALL && c->eof) ? 0 : -1;
+}
+
 ALUDEL_EXPORT int SSL_read_ex(SSL *ssl, void *buf, size_t n, size_t *readbytes) {
   aludel_prepare();
   int h;
@@ -608,8 +652,7 @@ ALUDEL_EXPORT int SSL_read(SSL *ssl, void *buf, int n) {
   struct aludel_conn *c = route(ssl, &h);
   if (h <= 0) return h;
   if (c == NULL) return aludel_real.read(ssl, buf, n);
-  size_t got = aludel_kernel_read(c, buf, n < 0 ? 0 : (size_t)n, 0);
-  return got > 0 ? (int)got : c->last_error == P_SSL_ERROR_ZERO_RETURN ? 0 : -1;
+  return read_result(c, aludel_kernel_read(c, buf, n < 0 ? 0 : (size_t)n, 0));
 }
 
 ALUDEL_EXPORT int SSL_peek_ex(SSL *ssl, void *buf, size_t n, size_t *readbytes) {
@@ -629,8 +672,7 @@ ALUDEL_EXPORT int SSL_peek(SSL *ssl, void *buf, int n) {
   struct aludel_conn *c = route(ssl, &h);
   if (h <= 0) return h;
   if (c == NULL) return aludel_real.peek(ssl, buf, n);
-  size_t got = aludel_kernel_read(c, buf, n < 0 ? 0 : (size_t)n, 1);
-  return got > 0 ? (int)got : c->last_error == P_SSL_ERROR_ZERO_RETURN ? 0 : -1;
+  return read_result(c, aludel_kernel_read(c, buf, n < 0 ? 0 : (size_t)n, 1));
 }
 
 ALUDEL_EXPORT int SSL_write_ex(SSL *ssl, const void *buf, size_t n, size_t *written) {

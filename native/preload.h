@@ -36,6 +36,7 @@ typedef struct evp_md_st EVP_MD;
 
 typedef void (*aludel_keylog_cb)(const SSL *, const char *);
 typedef void (*aludel_msg_cb)(int write_p, int version, int content_type, const void *buf, size_t len, SSL *ssl, void *arg);
+typedef void (*aludel_info_cb)(const SSL *ssl, int where, int ret);
 
 /* openssl/ssl.h, prov_ssl.h, bio.h, obj_mac.h, sslerr.h (same values in 1.0.2, 1.1.1 and 3.x) */
 #define P_SSL_ERROR_NONE 0
@@ -64,6 +65,8 @@ typedef void (*aludel_msg_cb)(int write_p, int version, int content_type, const 
 #define P_SSL_R_NO_RENEGOTIATION 339
 #define P_SSL_R_CANNOT_CHANGE_CIPHER 109
 #define P_SSL_AD_REASON_OFFSET 1000
+#define P_SSL_CB_HANDSHAKE_START 0x10
+#define P_SSL_OP_NO_RENEGOTIATION 0x40000000UL /* 1.1.0h+; in 1.0.2 the bit means something else */
 
 /* TLS record content types and alerts (RFC 8446 §5.1, §6; RFC 5246 §7.2) */
 #define RT_ALERT 21
@@ -135,6 +138,9 @@ struct aludel_real {
   int (*get_shutdown)(const SSL *);
   void (*set_shutdown)(SSL *, int);
   int (*get_quiet_shutdown)(const SSL *);
+  aludel_info_cb (*get_info_cb)(const SSL *);
+  aludel_info_cb (*ctx_get_info_cb)(SSL_CTX *);
+  unsigned long (*get_options)(const SSL *); /* 1.1.0+ (a macro over SSL_ctrl in 1.0.2) */
   unsigned char *(*hmac)(const EVP_MD *, const void *, int, const unsigned char *, size_t, unsigned char *, unsigned int *);
   int (*md_size)(const EVP_MD *);
   const EVP_MD *(*sha256)(void);
@@ -189,6 +195,7 @@ struct aludel_conn {
   int offloaded;      /* the kernel has both directions */
   int broken;         /* nothing more may go through (RX went in and TX did not, or a fatal record): every call fails */
   int closed;         /* close_notify received */
+  int eof;            /* the last read met a TCP FIN without close_notify */
   int shutdown_sent;  /* close_notify sent */
   int last_error;     /* what SSL_get_error says after our last call */
   size_t write_done;  /* bytes of an unfinished SSL_write already with the kernel (no partial-write mode) */
