@@ -16,6 +16,7 @@ import { serveArgs, startAludel, type LogLine, type Running } from '../support/a
 import { makeFixtures, type StandardFixtures } from '../support/fixtures.js';
 import { startSinkOrigin, type SinkOrigin } from '../support/sink-origin.js';
 import { waitUntil } from '../support/wait.js';
+import { frame } from '../support/h2-frames.js';
 
 let fx: StandardFixtures;
 let sink: SinkOrigin;
@@ -28,16 +29,6 @@ before(async () => {
 after(async () => {
   await sink?.stop();
 });
-
-/** An HTTP/2 frame (RFC 9113 §4.1). */
-function frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
-  const h = Buffer.alloc(9);
-  h.writeUIntBE(payload.length, 0, 3);
-  h[3] = type;
-  h[4] = flags;
-  h.writeUInt32BE(stream, 5);
-  return Buffer.concat([h, payload]);
-}
 
 /**
  * A header block of literal fields without indexing, new names, no Huffman

@@ -18,6 +18,7 @@ import { run } from '../support/run-process.js';
 import { stalledBesideOthers } from '../support/h2-stall.js';
 import { waitUntil } from '../support/wait.js';
 import { fdsBeyondKept } from '../fuzz/proc-stats.js';
+import { frame } from '../support/h2-frames.js';
 
 /** Sizes on TLS record (16384), HTTP/2 frame (16384) and initial window (65535) boundaries. */
 const FILES = {
@@ -79,16 +80,6 @@ function closeSession(session: http2.ClientHttp2Session): Promise<void> {
     if (session.destroyed) resolve();
     else session.close(() => resolve());
   });
-}
-
-/** An HTTP/2 frame header (RFC 9113 §4.1) and its payload. */
-function frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
-  const h = Buffer.alloc(9);
-  h.writeUIntBE(payload.length, 0, 3);
-  h[3] = type;
-  h[4] = flags;
-  h.writeUInt32BE(stream, 5);
-  return Buffer.concat([h, payload]);
 }
 
 /**
