@@ -108,6 +108,7 @@ export class LaneResponse extends EventEmitter {
   writableFinished = false;
   closed = false;
   closingConn = false;
+  private ending = false;
   private fields: Array<string | number> = [];
   private head = '';
   constructor(readonly req: LaneRequest, readonly socket: SecureConnection, private readonly keepAliveSecs: number, private readonly closing: boolean, private readonly done: (res: LaneResponse) => void) {
@@ -158,6 +159,9 @@ export class LaneResponse extends EventEmitter {
   }
 
   end(data?: string | Buffer): this {
+    // As node's: a second end() writes nothing (a byte after the body would be read as the next response's).
+    if (this.ending) return this;
+    this.ending = true;
     this.makeHead();
     const body = data === undefined || this.req.method === 'HEAD' ? undefined : data;
     const conn = this.socket;

@@ -5,7 +5,9 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { simpleHead } from '../../src/http/h1-lane.js';
+import { PassThrough } from 'node:stream';
+import { LaneResponse, simpleHead, type LaneRequest } from '../../src/http/h1-lane.js';
+import type { SecureConnection } from '../../src/tls/types.js';
 
 const head = (text: string): Buffer => Buffer.from(text, 'latin1');
 
@@ -55,5 +57,46 @@ describe('simpleHead', () => {
     const text = `GET / HTTP/1.1\r\nHost: a\r\nX-Big: ${'x'.repeat(200)}\r\n\r\n`;
     assert.ok(simpleHead(head(text), text.length) !== null);
     assert.equal(simpleHead(head(text), text.length - 1), null);
+  });
+});
+
+describe('LaneResponse', () => {
+  const written = (conn: PassThrough): string => {
+    const parts: Buffer[] = [];
+    let chunk: Buffer | null;
+    while ((chunk = conn.read() as Buffer | null) !== null) parts.push(chunk);
+    return Buffer.concat(parts).toString('latin1');
+  };
+  const make = (method: string, closing = false): { conn: PassThrough; res: LaneResponse; done: LaneResponse[] } => {
+    const conn = new PassThrough();
+    const done: LaneResponse[] = [];
+    const req = { method, url: '/', headers: {}, rawHeaders: [], httpVersion: '1.1', httpVersionMajor: 1, httpVersionMinor: 1, complete: true, socket: conn } as unknown as LaneRequest;
+    const res = new LaneResponse(req, conn as unknown as SecureConnection, 60, closing, (r) => done.push(r));
+    return { conn, res, done };
+  };
+
+  it('writes node\'s head: status line, the fields in order, Date, Connection and Keep-Alive; then the body once', async () => {
+    const { conn, res, done } = make('GET');
+    res.writeHead(200, ['Content-Type', 'text/plain', 'Content-Length', 2]);
+    res.end(Buffer.from('ok'));
+    res.end(Buffer.from('again'));
+    await new Promise((r) => setImmediate(r));
+    const out = written(conn);
+    assert.match(out, /^HTTP\/1\.1 200 OK\r\nContent-Type: text\/plain\r\nContent-Length: 2\r\nDate: [A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT\r\nConnection: keep-alive\r\nKeep-Alive: timeout=60\r\n\r\nok$/);
+    assert.equal(done.length, 1, 'done once');
+    assert.ok(res.writableFinished && res.closed);
+  });
+
+  it('HEAD gets the head without the body; a closing response says Connection: close', async () => {
+    const head = make('HEAD');
+    head.res.setHeader('Content-Length', 5);
+    head.res.end('hello');
+    const closing = make('GET', true);
+    closing.res.statusCode = 404;
+    closing.res.setHeader('Content-Length', 0);
+    closing.res.end();
+    await new Promise((r) => setImmediate(r));
+    assert.match(written(head.conn), /^HTTP\/1\.1 200 OK\r\nContent-Length: 5\r\nDate: [^\r]+\r\nConnection: keep-alive\r\nKeep-Alive: timeout=60\r\n\r\n$/);
+    assert.match(written(closing.conn), /^HTTP\/1\.1 404 Not Found\r\nContent-Length: 0\r\nDate: [^\r]+\r\nConnection: close\r\n\r\n$/);
   });
 });
