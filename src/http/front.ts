@@ -238,11 +238,12 @@ export function httpFront(httpServer: http.Server, lane?: Omit<LaneOptions, 'dra
   const conns = new ConnectionSet();
   const lanes = new Set<LaneConnection>();
   let draining = false;
-  const attachNode = (conn: SecureConnection, rest: Buffer | null): void => {
+  const attachNode = (conn: SecureConnection, rest: Buffer | null, firstDeadline: number | null = null): void => {
     (conn as SecureConnection & { destroySoon?: () => void }).destroySoon = destroySoon;
     httpServer.emit('connection', conn);
     trackHeads(conn);
     if (rest !== null) conn.unshift(rest);
+    if (firstDeadline !== null) firstHeadDue(httpServer, conn, firstDeadline);
   };
   // Before the handler writes its head: a request that arrives while draining gets
   // Connection: close (node writes it when shouldKeepAlive is false, RFC 9112 §9.6).
@@ -299,6 +300,23 @@ export function httpFront(httpServer: http.Server, lane?: Omit<LaneOptions, 'dra
       return conns.size;
     },
   };
+}
+
+/**
+ * A first request whose head began in the lane and went to node's server
+ * unfinished: node's headersTimeout counts from when it took the connection,
+ * so a client that waited before its first byte would get that long again.
+ * At the time the head was due from the connection's start, if node has no
+ * request on it yet, it gets what node's own timeout gives it: a
+ * 'clientError' ERR_HTTP_REQUEST_TIMEOUT (its 408 and access-log line).
+ */
+function firstHeadDue(httpServer: http.Server, conn: SecureConnection, due: number): void {
+  const timer = setTimeout(() => {
+    if (conn.destroyed || requestsOn.has(conn) || beingClosed(conn)) return;
+    httpServer.emit('clientError', Object.assign(new Error('Request timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }), conn);
+  }, Math.max(0, due - performance.now()));
+  timer.unref();
+  conn.once('close', () => clearTimeout(timer));
 }
 
 /** How long a connection being closed after an error answer waits for its client to read it (nginx's lingering_timeout). */

@@ -210,8 +210,13 @@ export interface LaneOptions {
   /** Whether the lane answers this request; false: node's server does (a refusal, say). */
   takes(req: LaneRequest): boolean;
   handle(req: LaneRequest, res: LaneResponse): void;
-  /** Gives the connection to node's http.Server for good, `rest` unshifted. */
-  handOver(conn: SecureConnection, rest: Buffer | null): void;
+  /**
+   * Gives the connection to node's http.Server for good, `rest` unshifted.
+   * `firstDeadline` (performance.now() time): when the first request's head
+   * was due, if it has not come whole yet; node's own headersTimeout would
+   * count from the handover instead.
+   */
+  handOver(conn: SecureConnection, rest: Buffer | null, firstDeadline: number | null): void;
   /** The lane is done with `conn` (handed over or closed). */
   left(lane: LaneConnection): void;
 }
@@ -227,6 +232,7 @@ export class LaneConnection {
   private firstTimer: NodeJS.Timeout | null;
   /** The keep-alive timeout is set (node's _keepAliveTimeoutSet): taken off when a request comes. */
   private keepAliveSet = false;
+  private readonly startedAt: number;
 
   constructor(private readonly conn: SecureConnection, private readonly o: LaneOptions) {
     this.keepAliveSecs = Math.floor(o.idleTimeoutMs / 1000);
@@ -235,6 +241,7 @@ export class LaneConnection {
     conn.on('timeout', this.onTimeout);
     conn.on('close', this.onClose);
     this.setTimeout(o.idleTimeoutMs);
+    this.startedAt = performance.now();
     this.firstTimer = o.headersTimeoutMs > 0 ? setTimeout(this.onFirstTimeout, o.headersTimeoutMs) : null;
     this.firstTimer?.unref();
   }
@@ -305,10 +312,11 @@ export class LaneConnection {
 
   private handOver(): void {
     const rest = this.pending;
+    const firstDeadline = this.firstTimer !== null ? this.startedAt + this.o.headersTimeoutMs : null;
     this.pending = null;
     this.leaveLane();
     this.conn.resume();
-    this.o.handOver(this.conn, rest);
+    this.o.handOver(this.conn, rest, firstDeadline);
   }
 
   private readonly responded = (res: LaneResponse): void => {
