@@ -203,7 +203,7 @@ export interface LaneOptions {
   maxHeaderSize: number;
   idleTimeoutMs: number;
   headersTimeoutMs: number;
-  /** No byte of a first request within headersTimeoutMs: what node's server does then (serve.ts answerClientError). */
+  /** No byte of a first request within headersTimeoutMs: what node's server does then (serve.ts closeWaitedForNothing). */
   silent(conn: SecureConnection): void;
   /** Whether responses now close their connection (a draining front). */
   draining(): boolean;
