@@ -9,6 +9,7 @@ import type http from 'node:http';
 import type { SecureConnection } from '../tls/types.js';
 import type { Front } from './front.js';
 import { h2Connection } from './h2-front.js';
+import type { LaneRequest } from './h1-lane.js';
 
 /** ALPN protocol ids (IANA registry): "h2" is HTTP/2 over TLS (RFC 9113 §3.2). */
 export const ALPN_H2 = 'h2';
@@ -45,6 +46,6 @@ export type AnyRequest = http.IncomingMessage | http2.Http2ServerRequest;
 export type AnyResponse = http.ServerResponse | http2.Http2ServerResponse;
 
 /** The TLS connection a request came on, for either protocol (an HTTP/2 request's socket is node's wrapper). */
-export function requestConnection(req: AnyRequest): SecureConnection {
+export function requestConnection(req: AnyRequest | LaneRequest): SecureConnection {
   return req instanceof http2.Http2ServerRequest ? h2Connection(req) : (req.socket as unknown as SecureConnection);
 }

@@ -10,7 +10,7 @@ import type http from 'node:http';
 import type { SecureConnection } from '../tls/types.js';
 import { connectionOptions } from './forward-headers.js';
 import { trackHeads } from './head-line.js';
-import { LaneConnection, type LaneOptions } from './h1-lane.js';
+import { LaneConnection, type H1Response, type LaneOptions } from './h1-lane.js';
 
 export interface Front {
   /** Takes a connection whose handshake is done. */
@@ -175,7 +175,7 @@ function forgetClosed(this: http.ServerResponse): void {
  * writes into its connection (sendfile, splice) only when its turn has come;
  * before that, res.socket is null. Rejects if the response is closed first.
  */
-export function whenAttached(res: http.ServerResponse): Promise<SecureConnection> {
+export function whenAttached(res: H1Response): Promise<SecureConnection> {
   if (res.socket) return Promise.resolve(res.socket as unknown as SecureConnection);
   // A queued response gets no 'close' of its own when the connection goes: watch the connection.
   const conn = res.req.socket;

@@ -37,6 +37,9 @@ export interface LaneRequest {
   complete: boolean;
 }
 
+/** An HTTP/1.1 response serve writes: node's, or the lane's own (LaneResponse). */
+export type H1Response = http.ServerResponse | LaneResponse;
+
 const MAX_FIELDS = 64;
 
 /** A complete simple head at the start of buf: its request and length; null: not one the lane takes. */

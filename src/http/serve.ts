@@ -13,13 +13,13 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from '../log/logger.js';
 import type { SecureConnection, SecureServer, TlsInfo } from '../tls/types.js';
 import type { TrafficStats } from '../metrics/traffic-stats.js';
-import type { LaneOptions, LaneRequest } from './h1-lane.js';
-import { createStaticHandler, type BodySender, type StaticOutcome } from './static-handler.js';
+import type { LaneRequest } from './h1-lane.js';
+import { asH1Response, createStaticHandler, isH2Response, type BodySender, type ServedRequest, type ServedResponse, type StaticOutcome } from './static-handler.js';
 import { ServedRoot } from './served-root.js';
 import { AccessLog, requestId, type AccessFields } from '../log/access-log.js';
 import { answeredMidBody, beingClosed, closeDetached, httpFront, isMoot, LINGER_MS, whenAttached, type Front } from './front.js';
 import { missingHost, requestProblem, unimplemented } from './request-checks.js';
-import { alpnFront, requestConnection, type AnyRequest, type AnyResponse } from './alpn-front.js';
+import { alpnFront, requestConnection } from './alpn-front.js';
 import { h2Front } from './h2-front.js';
 import { h2HostProblem } from './h2-request.js';
 import { sendFileOverH2 } from './h2-body.js';
@@ -52,17 +52,18 @@ export interface ServeOptions {
  */
 export const connectionBodySender: BodySender = {
   async sendBody(res, fd, offset, length) {
-    if (res instanceof http2.Http2ServerResponse) return sendFileOverH2(res, fd, offset, length);
-    if (await sentWithHead(res, fd, offset, length)) return 'write';
-    const conn = await whenAttached(res);
-    res.flushHeaders();
+    if (isH2Response(res)) return sendFileOverH2(res, fd, offset, length);
+    const h1 = asH1Response(res);
+    if (await sentWithHead(h1, fd, offset, length)) return 'write';
+    const conn = await whenAttached(h1);
+    h1.flushHeaders();
     const path = await conn.sendFile(fd, offset, length);
-    res.end();
+    h1.end();
     return path;
   },
   sendBodyNow(res, fd, offset, length, head) {
-    if (res instanceof http2.Http2ServerResponse) return undefined;
-    return sentWithHeadNow(res, fd, offset, length, head) ? 'write' : undefined;
+    if (isH2Response(res)) return undefined;
+    return sentWithHeadNow(asH1Response(res), fd, offset, length, head) ? 'write' : undefined;
   },
 };
 
@@ -298,18 +299,21 @@ export function onSecureConnections(server: SecureServer, log: Logger, stats: Tr
  * 505 of one it does not implement (as the proxy answers them); an HTTP/1.1
  * connection closes (an HTTP/2 stream ends alone).
  */
-function refuse(res: AnyResponse, problem: string | NotImplementedRequestError): { status: number; bytes: number; bodyPath: 'none'; error: Error } {
+function refuse(req: ServedRequest, res: ServedResponse, problem: string | NotImplementedRequestError): { status: number; bytes: number; bodyPath: 'none'; error: Error } {
   const status = typeof problem === 'string' ? 400 : problem.status;
   const text = `${http.STATUS_CODES[status]}\n`;
   if (res instanceof http.ServerResponse) res.shouldKeepAlive = false;
-  res.writeHead(status, { 'Content-Type': 'text/plain', 'Content-Length': text.length });
-  if (res.req.method === 'HEAD') res.end();
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'text/plain');
+  res.setHeader('Content-Length', text.length);
+  const head = req.method === 'HEAD';
+  if (head) res.end();
   else res.end(text);
-  return { status, bytes: res.req.method === 'HEAD' ? 0 : text.length, bodyPath: 'none', error: typeof problem === 'string' ? new InvalidRequestError(problem) : problem };
+  return { status, bytes: head ? 0 : text.length, bodyPath: 'none', error: typeof problem === 'string' ? new InvalidRequestError(problem) : problem };
 }
 
 /** The access-log fields every request line has (serve and proxy add theirs). */
-export function requestFields(req: http.IncomingMessage | http2.Http2ServerRequest, conn: SecureConnection, status: number, bytes: number, started: bigint): AccessFields {
+export function requestFields(req: ServedRequest, conn: SecureConnection, status: number, bytes: number, started: bigint): AccessFields {
   const h = req.headers;
   return {
     id: requestId(), conn: conn.id, client: `${conn.remoteAddress ?? '-'}:${conn.remotePort ?? 0}`,
@@ -351,7 +355,7 @@ export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Serv
   const served = await ServedRoot.open(o.root, (root) => createStaticHandler({ ...root, sender: connectionBodySender }), o.log);
   const access = o.access ?? new AccessLog({ file: null, format: 'json', log: o.log });
   /** Counts the response and writes its access-log line. */
-  const finished = (req: AnyRequest, conn: SecureConnection, started: bigint, settled: StaticOutcome): void => {
+  const finished = (req: ServedRequest, conn: SecureConnection, started: bigint, settled: StaticOutcome): void => {
     // A body refused before the answer began: the client got that refusal (answerClientError).
     const refused = bodyRefusal(req);
     const out: StaticOutcome = refused === undefined ? settled : { status: refused.status, bytes: 0, bodyPath: 'none', error: refused.error };
@@ -364,7 +368,7 @@ export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Serv
       ...(out.error ? { error: (out.error as { code?: string }).code ?? 'ERR_UNKNOWN', detail: (out.error as Error).message } : {}),
     });
   };
-  const serveRequest = (req: AnyRequest, res: AnyResponse): void => {
+  const serveRequest = (req: ServedRequest, res: ServedResponse): void => {
     if (isMoot(req)) return;
     // Only the access log reads the start time.
     const started = access.enabled ? process.hrtime.bigint() : 0n;
@@ -372,7 +376,7 @@ export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Serv
     // HTTP/2 has neither transfer codings nor a version in a request line (RFC 9113 §8.2.2).
     const problem = requestProblem(req.method ?? 'GET', req.url ?? '/', req.rawHeaders)
       ?? (req instanceof http2.Http2ServerRequest ? h2HostProblem(req.rawHeaders) : missingHost(req.httpVersionMajor, req.httpVersionMinor, req.rawHeaders) ?? unimplemented(req.httpVersionMajor, req.rawHeaders));
-    const out = problem === null ? served.current()(req, res) : refuse(res, problem);
+    const out = problem === null ? served.current()(req, res) : refuse(req, res, problem);
     // A request answered without waiting (most GETs of small cached files) is counted at once,
     // without a promise: the handler settles synchronously when it can (static-handler.ts).
     if (!(out instanceof Promise)) {
@@ -416,7 +420,7 @@ export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Serv
   });
   // Retired once drained (serving.ts): the root's watch entry and hold go with it (served-root.ts).
   const lane = {
-    maxHeaderSize: o.maxHeaderSize, idleTimeoutMs: o.idleTimeoutMs, handle: serveRequest as unknown as LaneOptions['handle'],
+    maxHeaderSize: o.maxHeaderSize, idleTimeoutMs: o.idleTimeoutMs, handle: serveRequest,
     // A request to refuse goes to node's server, which answers and closes as it does for all others.
     takes: (req: LaneRequest) => requestProblem(req.method, req.url, req.rawHeaders) === null,
     headersTimeoutMs: o.headersTimeoutMs,

@@ -9,9 +9,9 @@
  *
  * With kTLS TX the body still goes by sendfile: no copy through user space.
  */
-import type { ServerResponse } from 'node:http';
 import { FileTruncatedError } from '../errors.js';
 import { whenAttached } from './front.js';
+import type { H1Response } from './h1-lane.js';
 import type { ResponseHead } from './static-handler.js';
 import type { SecureConnection } from '../tls/types.js';
 import { ChunkPool, readAt, readNow } from '../transport/copy-file.js';
@@ -32,7 +32,7 @@ export function sendsWithHead(conn: SecureConnection, length: number): boolean {
  * is no longer read; the buffer goes back to the pool when res is done with
  * it (finished or closed).
  */
-export async function sendSmallBody(res: ServerResponse, fd: number, offset: number, length: number): Promise<void> {
+export async function sendSmallBody(res: H1Response, fd: number, offset: number, length: number): Promise<void> {
   const buf = buffers.take();
   let got = 0;
   try {
@@ -60,7 +60,7 @@ export async function sendSmallBody(res: ServerResponse, fd: number, offset: num
  * already holds); false having done nothing to res (then sentWithHead()).
  * Throws FileTruncatedError as sendSmallBody rejects.
  */
-export function sentWithHeadNow(res: ServerResponse, fd: number, offset: number, length: number, head?: ResponseHead): boolean {
+export function sentWithHeadNow(res: H1Response, fd: number, offset: number, length: number, head?: ResponseHead): boolean {
   const conn = res.socket as unknown as SecureConnection | null;
   if (conn === null || !sendsWithHead(conn, length)) return false;
   const buf = buffers.take();
@@ -93,7 +93,7 @@ export function sentWithHeadNow(res: ServerResponse, fd: number, offset: number,
  * For HTTP/1.1 file senders: once res is its connection's current response,
  * sends the body with its head when sendsWithHead() says so; true if it did.
  */
-export async function sentWithHead(res: ServerResponse, fd: number, offset: number, length: number): Promise<boolean> {
+export async function sentWithHead(res: H1Response, fd: number, offset: number, length: number): Promise<boolean> {
   const conn = await whenAttached(res);
   if (!sendsWithHead(conn, length)) return false;
   await sendSmallBody(res, fd, offset, length);

@@ -9,7 +9,9 @@
  */
 import fs, { constants as fsConstants } from 'node:fs';
 import type http from 'node:http';
-import type { AnyRequest, AnyResponse } from './alpn-front.js';
+import http2 from 'node:http2';
+import type { AnyRequest } from './alpn-front.js';
+import type { H1Response, LaneRequest } from './h1-lane.js';
 import { evaluatePreconditions, ifRangeAllows } from './conditional.js';
 import { validatorsFor, type FileValidators } from './file-validators.js';
 import type { FileStat } from './file-stat.js';
@@ -23,9 +25,41 @@ import type { BodyPath } from '../transport/copy-file.js';
 
 export type { BodyPath };
 
+/** What serve answers: node's HTTP/1.1 and HTTP/2 requests (alpn-front.ts) and the lane's (h1-lane.ts). */
+export type ServedRequest = AnyRequest | LaneRequest;
+
+/**
+ * What serve does to a response, which node's HTTP/1.1 and HTTP/2 responses
+ * and the lane's (h1-lane.ts LaneResponse) all do: the compiler holds the
+ * lane's response to it. An interface, not their union, because TypeScript
+ * cannot call a method that two members of a union overload differently.
+ * writeHead with a flat list is called through node:http's type (writeHead
+ * below).
+ */
+export interface ServedResponse {
+  statusCode: number;
+  readonly headersSent: boolean;
+  readonly writableFinished: boolean;
+  setHeader(name: string, value: string | number): unknown;
+  removeHeader(name: string): void;
+  end(): unknown;
+  end(data: string | Buffer): unknown;
+  destroy(err?: Error): unknown;
+}
+
+/** An HTTP/2 response (node:http2's compatibility API); else asH1Response applies. */
+export function isH2Response(res: ServedResponse): res is http2.Http2ServerResponse {
+  return res instanceof http2.Http2ServerResponse;
+}
+
+/** A response that is not HTTP/2 (isH2Response): the other two kinds, node's HTTP/1.1 one and the lane's. */
+export function asH1Response(res: ServedResponse): H1Response {
+  return res as H1Response;
+}
+
 export interface BodySender {
   /** Writes res's headers then exactly `length` bytes of fd from `offset`, then ends res. Resolves with the path the body took. Rejects if the connection died. */
-  sendBody(res: AnyResponse, fd: number, offset: number, length: number): Promise<BodyPath>;
+  sendBody(res: ServedResponse, fd: number, offset: number, length: number): Promise<BodyPath>;
   /**
    * What sendBody does, done at once when nothing has to be waited for (the
    * connection free, the bytes in the page cache), the head included: it is
@@ -35,7 +69,7 @@ export interface BodySender {
    * Throws as sendBody rejects, with res untouched. Optional: without it
    * every body goes by sendBody.
    */
-  sendBodyNow?(res: AnyResponse, fd: number, offset: number, length: number, head: ResponseHead): BodyPath | undefined;
+  sendBodyNow?(res: ServedResponse, fd: number, offset: number, length: number, head: ResponseHead): BodyPath | undefined;
 }
 
 /**
@@ -103,7 +137,7 @@ const OPEN_FLAGS = fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O
  */
 export type StaticResult = StaticOutcome | Promise<StaticOutcome>;
 
-export function createStaticHandler(opts: StaticHandlerOptions): (req: AnyRequest, res: AnyResponse) => StaticResult {
+export function createStaticHandler(opts: StaticHandlerOptions): (req: ServedRequest, res: ServedResponse) => StaticResult {
   return (req, res) => {
     let out: StaticResult;
     try {
@@ -116,7 +150,7 @@ export function createStaticHandler(opts: StaticHandlerOptions): (req: AnyReques
   };
 }
 
-function handle(opts: StaticHandlerOptions, req: AnyRequest, res: AnyResponse): StaticResult {
+function handle(opts: StaticHandlerOptions, req: ServedRequest, res: ServedResponse): StaticResult {
   const method = req.method ?? '';
   if (method !== 'GET' && method !== 'HEAD') {
     // §15.5.6: a 405 MUST carry Allow listing the supported methods.
@@ -136,13 +170,13 @@ function handle(opts: StaticHandlerOptions, req: AnyRequest, res: AnyResponse): 
 }
 
 /** The realpath way (no openat2, directories, what the kernel would not resolve beneath the root). */
-async function serveResolved(opts: StaticHandlerOptions, req: AnyRequest, res: AnyResponse, method: string): Promise<StaticOutcome> {
+async function serveResolved(opts: StaticHandlerOptions, req: ServedRequest, res: ServedResponse, method: string): Promise<StaticOutcome> {
   const resolved = await resolveUnderRoot(opts.root, req.url ?? '');
   if (resolved.kind !== 'file') return answerUnresolved(res, method, resolved);
   return serveFile(opts.sender, req, res, method, resolved.path, opts.root);
 }
 
-function answerUnresolved(res: AnyResponse, method: string, refused: Refused): StaticOutcome {
+function answerUnresolved(res: ServedResponse, method: string, refused: Refused): StaticOutcome {
   const { kind } = refused;
   if (kind === 'redirect') {
     res.setHeader('Location', refused.location);
@@ -155,8 +189,8 @@ function answerUnresolved(res: AnyResponse, method: string, refused: Refused): S
 
 function serveFile(
   sender: BodySender,
-  req: AnyRequest,
-  res: AnyResponse,
+  req: ServedRequest,
+  res: ServedResponse,
   method: string,
   found: string | Buffer,
   root: string,
@@ -214,7 +248,7 @@ function openedWithin(fd: number, root: string): boolean {
  * (closeOpened: kept for the next request, or closed), at once or when the
  * sender settles: a sendfile(2) on the thread pool may still read it.
  */
-function serveFd(sender: BodySender, req: AnyRequest, res: AnyResponse, method: string, f: Omit<OpenedUnderRoot, 'kind'>, files: OpenFiles | undefined): StaticResult {
+function serveFd(sender: BodySender, req: ServedRequest, res: ServedResponse, method: string, f: Omit<OpenedUnderRoot, 'kind'>, files: OpenFiles | undefined): StaticResult {
   let out: StaticResult;
   try {
     out = serveOpenFile(sender, req, res, method, f.fd, f.path, f.stat);
@@ -246,7 +280,7 @@ async function closeWhenSettled(out: Promise<StaticOutcome>, f: Omit<OpenedUnder
   }
 }
 
-function answerOpenError(res: AnyResponse, method: string, err: unknown): StaticOutcome {
+function answerOpenError(res: ServedResponse, method: string, err: unknown): StaticOutcome {
   const code = errorCode(err);
   // ELOOP is O_NOFOLLOW refusing a symlink swapped in after resolution.
   if (code === 'ENOENT' || code === 'ENOTDIR') return sendText(res, method, 404, 'Not Found\n');
@@ -256,8 +290,8 @@ function answerOpenError(res: AnyResponse, method: string, err: unknown): Static
 
 function serveOpenFile(
   sender: BodySender,
-  req: AnyRequest,
-  res: AnyResponse,
+  req: ServedRequest,
+  res: ServedResponse,
   method: string,
   fd: number,
   file: string,
@@ -294,12 +328,12 @@ function fileFields(v: FileValidators, plan: BodyPlan, size: number): Array<stri
  * compatibility API take (the latter appends each pair); @types/node types
  * the list for node:http only.
  */
-function writeHead(res: AnyResponse, head: ResponseHead): void {
+function writeHead(res: ServedResponse, head: ResponseHead): void {
   (res as http.ServerResponse).writeHead(head.status, head.fields);
 }
 
 /** Sets a head on res field by field (status and header map), for the senders that flush it themselves. */
-function setHead(res: AnyResponse, head: ResponseHead): void {
+function setHead(res: ServedResponse, head: ResponseHead): void {
   res.statusCode = head.status;
   const f = head.fields;
   for (let i = 0; i + 1 < f.length; i += 2) res.setHeader(f[i] as string, f[i + 1]!);
@@ -311,7 +345,7 @@ function setHead(res: AnyResponse, head: ResponseHead): void {
  * multipart/byteranges.
  */
 function planBody(
-  req: AnyRequest,
+  req: ServedRequest,
   method: string,
   size: number,
   etag: string,
@@ -335,7 +369,7 @@ function headerString(value: string | string[] | undefined): string | undefined 
 
 function sendPlannedBody(
   sender: BodySender,
-  res: AnyResponse,
+  res: ServedResponse,
   method: string,
   fd: number,
   plan: BodyPlan,
@@ -359,7 +393,7 @@ function sendPlannedBody(
   return sendBodyLater(sender, res, method, fd, plan);
 }
 
-async function sendBodyLater(sender: BodySender, res: AnyResponse, method: string, fd: number, plan: BodyPlan): Promise<StaticOutcome> {
+async function sendBodyLater(sender: BodySender, res: ServedResponse, method: string, fd: number, plan: BodyPlan): Promise<StaticOutcome> {
   try {
     const bodyPath = await sender.sendBody(res, fd, plan.start, plan.length);
     return { status: plan.status, bytes: plan.length, bodyPath };
@@ -373,7 +407,7 @@ async function sendBodyLater(sender: BodySender, res: AnyResponse, method: strin
  * makes the client see a short body (Content-Length mismatch) instead of
  * silently accepting a wrong one.
  */
-function abortBody(res: AnyResponse, method: string, status: number, err: unknown): StaticOutcome {
+function abortBody(res: ServedResponse, method: string, status: number, err: unknown): StaticOutcome {
   if (!res.headersSent) return failUnexpectedly(res, method, err);
   if (!res.writableFinished) res.destroy(asError(err));
   // The bytes that did go out, as nginx's $body_bytes_sent counts them for a response cut short.
@@ -382,14 +416,14 @@ function abortBody(res: AnyResponse, method: string, status: number, err: unknow
 }
 
 /** §15.4.5: a 304 repeats the validators but carries no body or Content-Length. */
-function sendNotModified(res: AnyResponse, v: FileValidators): StaticOutcome {
+function sendNotModified(res: ServedResponse, v: FileValidators): StaticOutcome {
   writeHead(res, { status: 304, fields: ['ETag', v.etag, 'Last-Modified', v.lastModifiedText] });
   res.end();
   return { status: 304, bytes: 0, bodyPath: 'none' };
 }
 
 /** Small text/plain answers for errors; Node drops the body itself for HEAD. */
-function sendText(res: AnyResponse, method: string, status: number, text: string): StaticOutcome {
+function sendText(res: ServedResponse, method: string, status: number, text: string): StaticOutcome {
   const length = Buffer.byteLength(text);
   res.statusCode = status;
   res.setHeader('Content-Type', 'text/plain; charset=utf-8');
@@ -398,7 +432,7 @@ function sendText(res: AnyResponse, method: string, status: number, text: string
   return { status, bytes: method === 'HEAD' ? 0 : length, bodyPath: 'none' };
 }
 
-function failUnexpectedly(res: AnyResponse, method: string, err: unknown): StaticOutcome {
+function failUnexpectedly(res: ServedResponse, method: string, err: unknown): StaticOutcome {
   if (res.headersSent) {
     // A response that already went out whole is left alone: destroying the
     // socket now would only kill the next keep-alive request.
