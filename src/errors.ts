@@ -132,6 +132,18 @@ export class ClientGoneError extends AludelError {
 }
 
 /**
+ * The client took nothing for --idle-timeout while a response was being
+ * sent, and Aludel closed its connection (HTTP/1.1) or reset its stream
+ * (HTTP/2), as nginx's send_timeout does ("client timed out"). Not the
+ * client closing: its access-log line says which.
+ */
+export class ClientTimeoutError extends AludelError {
+  constructor(ms: number) {
+    super('ERR_CLIENT_TIMEOUT', `no progress for ${ms} ms (--idle-timeout: a client that took no data): Aludel closed it, as nginx's send_timeout does`);
+  }
+}
+
+/**
  * The client's request body ended short of the whole (an HTTP/2 stream it
  * reset mid-body, fewer bytes than its content-length): the client left mid-request.
  */

@@ -3,11 +3,11 @@
  * counts against an upstream's health) and which status the client gets
  * when no status line has gone out yet.
  */
-import { BodyTooLargeError, ClientGoneError, InvalidRequestError, NotImplementedRequestError, UpstreamTimeoutError } from '../errors.js';
+import { BodyTooLargeError, ClientGoneError, ClientTimeoutError, InvalidRequestError, NotImplementedRequestError, UpstreamTimeoutError } from '../errors.js';
 
 /** Failures of the client's making: logged at info, never counted against an upstream's health. */
 export function isClientFault(err: unknown): boolean {
-  return err instanceof ClientGoneError || err instanceof InvalidRequestError || err instanceof BodyTooLargeError || err instanceof NotImplementedRequestError;
+  return err instanceof ClientGoneError || err instanceof ClientTimeoutError || err instanceof InvalidRequestError || err instanceof BodyTooLargeError || err instanceof NotImplementedRequestError;
 }
 
 /**

@@ -24,6 +24,7 @@ import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import type { SecureConnection } from '../tls/types.js';
 import { isToken } from '../text/char-classes.js';
+import { closedForTimeout } from './timed-out.js';
 
 export interface LaneRequest {
   method: string;
@@ -283,6 +284,7 @@ export class LaneConnection {
 
   // node's socket timeout (http.Server.timeout): the connection is destroyed, busy or idle.
   private readonly onTimeout = (): void => {
+    closedForTimeout(this.conn, this.o.idleTimeoutMs);
     this.conn.destroy();
   };
 

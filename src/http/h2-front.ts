@@ -18,6 +18,7 @@ import type { SecureConnection } from '../tls/types.js';
 import { ConnectionSet, LINGER_MS, type Front } from './front.js';
 import { H2_FIXED, h2ServerOptions, headerListSize, ResetBudget, resetBudgetFor, type H2Limits } from './h2-defences.js';
 import { followSentResets } from './h2-sent-resets.js';
+import { closedForTimeout } from './timed-out.js';
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_PROTOCOL_ERROR } = http2.constants;
 
@@ -236,6 +237,7 @@ function watchStream(o: H2FrontOptions, stream: http2.ServerHttp2Stream, conn: S
     // Once: node's timer and a body sender's (h2-body.ts) may both find the same stall.
     if (stream.closed || stream.destroyed) return;
     o.log.warn({ conn: conn.id, stream: stream.id, idleMs: o.limits.idleTimeoutMs }, 'HTTP/2 stream stalled (no flow-control window or no progress): reset');
+    closedForTimeout(stream, o.limits.idleTimeoutMs);
     resetStream(stream, NGHTTP2_CANCEL);
   };
   // node's timer sees a stream whose write waits on its flow-control window as progressing

@@ -25,6 +25,7 @@ import { h2HostProblem } from './h2-request.js';
 import { sendFileOverH2 } from './h2-body.js';
 import { sentWithHead, sentWithHeadNow } from './small-body.js';
 import { closingAnswer } from './h1-wire.js';
+import { closedForTimeout, cutCause } from './timed-out.js';
 import { answerUpgradeAsRequest } from './upgrade-as-request.js';
 import { bodyRefusal, parseErrorAnswer, refuseBody, requestLineParts, type ParseError, type RequestLine, type UnknownMethodAnswer } from './parse-error.js';
 import { refusedHead } from './head-line.js';
@@ -358,7 +359,9 @@ export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Serv
   const finished = (req: ServedRequest, conn: SecureConnection, started: bigint, settled: StaticOutcome): void => {
     // A body refused before the answer began: the client got that refusal (answerClientError).
     const refused = bodyRefusal(req);
-    const out: StaticOutcome = refused === undefined ? settled : { status: refused.status, bytes: 0, bodyPath: 'none', error: refused.error };
+    const given: StaticOutcome = refused === undefined ? settled : { status: refused.status, bytes: 0, bodyPath: 'none', error: refused.error };
+    // A body cut because our own timeout closed its connection or stream is logged as that timeout.
+    const out = given.error === undefined ? given : { ...given, error: cutCause(given.error, conn, req instanceof http2.Http2ServerRequest ? req.stream : undefined) };
     o.stats.body(conn, out.bodyPath, out.bytes);
     if (!access.enabled) return;
     const t = conn.tls;
@@ -398,6 +401,11 @@ export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Serv
     serveRequest,
   );
   httpServer.timeout = o.idleTimeoutMs;
+  // node's own answer to the socket timeout is destroy(); with a listener it leaves that to us (_http_server.js socketOnTimeout).
+  httpServer.on('timeout', (socket: Duplex) => {
+    closedForTimeout(socket, o.idleTimeoutMs);
+    socket.destroy();
+  });
   // §15.5.6: a 405 MUST carry Allow, the methods the static handler answers.
   const refusals: ClientErrorOptions = {
     unknownMethod: { status: 405, allow: 'GET, HEAD' },

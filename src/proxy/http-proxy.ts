@@ -35,6 +35,7 @@ import type { HttpCache } from '../cache/cache.js';
 import { CacheLayer } from '../cache/cache-layer.js';
 import { Forwarder, type ProxyExchange } from './forward.js';
 import { failureStatus, isClientFault } from '../http/failures.js';
+import { cutCause } from '../http/timed-out.js';
 import { upgrade, type UpgradeOptions } from './upgrade.js';
 
 export interface HttpProxyOptions {
@@ -202,7 +203,8 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
       // What the origin answered meanwhile never reached the client: its connection went to the refusal.
       [status, error, x.bytes, x.bodyPath] = [refused.status, refused.error, 0, 'none'];
     }
-    logExchange(x, status, error, started);
+    // A body cut because the stream's own stall limit reset it is logged as that timeout (h2-front.ts watchStream).
+    logExchange(x, status, error === null ? null : cutCause(error, conn, x.h2 ? (res as Http2ServerResponse).stream : undefined), started);
   }
 
   function logExchange(x: ProxyExchange, status: number, error: unknown, started: bigint): void {

@@ -124,6 +124,8 @@ describe('aludel proxy over HTTP/2', { timeout: 120_000 }, () => {
       assert.equal(r.rstCode, http2.constants.NGHTTP2_CANCEL);
       assert.ok(r.served > 0, 'the other streams were served meanwhile');
       await q.waitForLog((l) => l.msg.startsWith('HTTP/2 stream stalled'));
+      const line = await q.waitForLog((l) => l.msg === 'request' && l.url === '/chunked-stream?size=5242880');
+      assert.equal(line.error, 'ERR_CLIENT_TIMEOUT', 'the access log says our stall limit cut the body');
     } finally {
       session.destroy();
       await q.stop();

@@ -15,7 +15,7 @@ import tls from 'node:tls';
 import { serveArgs, startAludel, type LogLine, type Running } from '../support/aludel-process.js';
 import { curl } from '../support/clients.js';
 import { makeFixtures, sha256, type StandardFixtures } from '../support/fixtures.js';
-import { rawTls, splitHttp } from '../support/raw-http.js';
+import { rawTls, rawTlsDropAfter, splitHttp } from '../support/raw-http.js';
 import { run } from '../support/run-process.js';
 
 const KTLS_WARN_PREFIX = 'crypto: userspace; kTLS unavailable';
@@ -595,6 +595,34 @@ test('an HTTP/2.0 request line over HTTP/1.x gets 505 and a transfer coding othe
     assert.equal(te.status, 501);
     const ok = splitHttp(await rawTls(server.port, fx.certPem, `GET /${file} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`));
     assert.equal(ok.status, 200);
+  } finally {
+    await server.stop();
+  }
+});
+
+test('a download whose client stops reading is closed after --idle-timeout and logged as that timeout (ERR_CLIENT_TIMEOUT, nginx\'s "client timed out"), in the lane and in node\'s server; a client that leaves is still ECONNRESET or EPIPE', async () => {
+  const server = await startAludel(serveArgs(fx, '--offload', 'userspace', '--idle-timeout', '1s'));
+  const big = fx.files.big.name;
+  try {
+    // HTTP/1.1 is answered in the lane (h1-lane.ts), HTTP/1.0 by node's http.Server.
+    for (const [version, url] of [['1.1', `/${big}?lane`], ['1.0', `/${big}?node`]] as const) {
+      const sock = tls.connect({ host: '127.0.0.1', port: server.port, servername: 'localhost', ca: fx.certPem });
+      sock.on('error', () => undefined);
+      // Reads the first bytes, then nothing: the server's writes stop on a full socket.
+      sock.once('data', () => sock.pause());
+      sock.write(`GET ${url} HTTP/${version}\r\nHost: localhost\r\n\r\n`);
+      const line = await server.waitForLog((l) => l.msg === 'request' && l.url === url, 10_000);
+      sock.destroy();
+      assert.equal(line.error, 'ERR_CLIENT_TIMEOUT', `HTTP/${version}: ${JSON.stringify(line)}`);
+      assert.match(String(line.detail), /no progress for 1000 ms \(--idle-timeout/);
+      assert.equal(line.status, 200);
+      assert.ok(Number(line.bytes) > 0 && Number(line.bytes) < fx.files.big.size, `HTTP/${version}: ${String(line.bytes)} bytes went out`);
+    }
+    // The client that closes mid-body is not our timeout.
+    await rawTlsDropAfter(server.port, fx.certPem, `GET /${big}?gone HTTP/1.1\r\nHost: localhost\r\n\r\n`, (got) => got.length > 0);
+    const gone = await server.waitForLog((l) => l.msg === 'request' && l.url === `/${big}?gone`, 10_000);
+    // Its close meets our next write as a reset or a broken pipe, as the kernel has it then.
+    assert.ok(gone.error === 'ECONNRESET' || gone.error === 'EPIPE', `a client that left: ${String(gone.error)}`);
   } finally {
     await server.stop();
   }
