@@ -227,6 +227,8 @@ export class LaneConnection {
   private current: LaneResponse | null = null;
   private ended = false;
   private gone = false;
+  /** Paused by onData: more heads wait than 2 × maxHeaderSize. */
+  private held = false;
   private readonly keepAliveSecs: number;
   /** Until the first request's head is whole: node's headersTimeout runs from the connection's start. */
   private firstTimer: NodeJS.Timeout | null;
@@ -269,8 +271,13 @@ export class LaneConnection {
   private readonly onData = (chunk: Buffer): void => {
     this.pending = this.pending === null ? chunk : Buffer.concat([this.pending, chunk]);
     if (this.current === null) this.next();
-    // Pipelined heads wait while a response is written: a client that sends faster than it reads is held back.
-    else if (this.pending.length > 2 * this.o.maxHeaderSize) this.conn.pause();
+    // Pipelined heads wait while a response is written: a client that sends faster than it reads is
+    // held back (as node's server pauses a socket whose answers are not taken), until next() has
+    // taken the heads waiting down to the limit again.
+    else if (!this.held && this.pending.length > 2 * this.o.maxHeaderSize) {
+      this.held = true;
+      this.conn.pause();
+    }
   };
 
   private readonly onEnd = (): void => {
@@ -328,7 +335,8 @@ export class LaneConnection {
       this.conn.end();
       return;
     }
-    this.conn.resume();
+    // Not resumed here: with heads still waiting, another read would only pile onto them (one head
+    // taken per answer, a whole read added: the buffer grew without bound). next() resumes.
     if (this.pending !== null) process.nextTick(this.next);
     else if (this.ended) this.finishIdle();
     else {
@@ -349,6 +357,10 @@ export class LaneConnection {
       return;
     }
     this.pending = found.length === this.pending.length ? null : this.pending.subarray(found.length);
+    if (this.held && (this.pending === null || this.pending.length <= 2 * this.o.maxHeaderSize)) {
+      this.held = false;
+      this.conn.resume();
+    }
     if (this.firstTimer !== null) {
       clearTimeout(this.firstTimer);
       this.firstTimer = null;
