@@ -365,9 +365,10 @@ export class LaneConnection {
       clearTimeout(this.firstTimer);
       this.firstTimer = null;
     }
-    // node's parserOnIncoming: no socket timeout while a request is answered after a keep-alive wait.
+    // node's resetSocketTimeout (parserOnIncoming): a request ending a keep-alive wait sets the
+    // socket timeout back to server.timeout (--idle-timeout), so a stalled answer is still cut.
     if (this.keepAliveSet) {
-      this.setTimeout(0);
+      this.setTimeout(this.o.idleTimeoutMs);
       this.keepAliveSet = false;
     }
     const closing = this.o.draining();

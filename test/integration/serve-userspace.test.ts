@@ -482,6 +482,35 @@ test('the idle timeout (userspace TLS): requests closer together than --idle-tim
   }
 });
 
+test('a stalled answer to a keep-alive connection\'s second request is cut at --idle-timeout, as its first request\'s is (node\'s socket timeout, set again when a request ends a keep-alive wait)', async () => {
+  // Larger than what loopback's socket buffers take while the client reads nothing.
+  const huge = await makeFixtures({ huge: 32 * 1024 * 1024 });
+  const server = await startAludel(serveArgs(huge, '--offload', 'userspace', '--idle-timeout', '1s'));
+  try {
+    const sock = tls.connect({ host: '127.0.0.1', port: server.port, servername: 'localhost', ca: huge.certPem });
+    sock.on('error', () => undefined);
+    await new Promise<void>((resolve) => sock.once('secureConnect', () => resolve()));
+    let received = '';
+    const onData = (c: Buffer): void => void (received += c.toString('latin1'));
+    sock.on('data', onData);
+    sock.write('GET /huge?first HTTP/1.1\r\nHost: localhost\r\nRange: bytes=0-0\r\n\r\n');
+    const deadline = performance.now() + 5000;
+    while (!received.includes('\r\n\r\n') && performance.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    assert.match(received, /^HTTP\/1\.1 206 /);
+    // The second request's answer is never read.
+    sock.off('data', onData);
+    sock.pause();
+    sock.write('GET /huge?second HTTP/1.1\r\nHost: localhost\r\n\r\n');
+    const line = await server.waitForLog((l) => l.msg === 'request' && l.url === '/huge?second', 15_000).catch(() => null);
+    assert.ok(line !== null, 'the stalled answer was cut (its access-log line written), not held for good');
+    assert.ok(Number(line.bytes) < huge.files.huge.size, `cut short: ${String(line.bytes)} bytes`);
+    sock.destroy();
+  } finally {
+    await server.stop();
+    await huge.cleanup();
+  }
+});
+
 test('several TLS records in one TCP segment (userspace TLS reads ahead): every request in them is answered', async () => {
   const server = await startAludel(serveArgs(fx, '--offload', 'userspace'));
   const tcp = net.connect(server.port, '127.0.0.1');
