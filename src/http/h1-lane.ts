@@ -107,11 +107,11 @@ export class LaneResponse extends EventEmitter {
   headersSent = false;
   writableFinished = false;
   closed = false;
-  closingConn = false;
   private ending = false;
   private fields: Array<string | number> = [];
   private head = '';
-  constructor(readonly req: LaneRequest, readonly socket: SecureConnection, private readonly keepAliveSecs: number, private readonly closing: boolean, private readonly done: (res: LaneResponse) => void) {
+  /** `closing`: it says Connection: close, and its connection ends once it is written. */
+  constructor(readonly req: LaneRequest, readonly socket: SecureConnection, private readonly keepAliveSecs: number, readonly closing: boolean, private readonly done: (res: LaneResponse) => void) {
     super();
   }
 
@@ -330,7 +330,7 @@ export class LaneConnection {
     if (this.current !== res) return;
     this.current = null;
     if (this.gone) return;
-    if (res.closingConn) {
+    if (res.closing) {
       this.leaveLane();
       this.conn.end();
       return;
@@ -371,9 +371,7 @@ export class LaneConnection {
       this.setTimeout(this.o.idleTimeoutMs);
       this.keepAliveSet = false;
     }
-    const closing = this.o.draining();
-    const res = new LaneResponse(req, this.conn, this.keepAliveSecs, closing, this.responded);
-    res.closingConn = closing;
+    const res = new LaneResponse(req, this.conn, this.keepAliveSecs, this.o.draining(), this.responded);
     this.current = res;
     this.o.handle(req, res);
   };
