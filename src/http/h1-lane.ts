@@ -217,6 +217,12 @@ export interface LaneOptions {
    * count from the handover instead.
    */
   handOver(conn: SecureConnection, rest: Buffer | null, firstDeadline: number | null): void;
+  /**
+   * Ends `conn` after an answer that said Connection: close: what the client still sends is
+   * read and dropped until it closes, for a while at most (front.ts closeDetached, nginx's
+   * lingering close), as node's server ends one (its destroySoon).
+   */
+  closeAfterAnswer(conn: SecureConnection): void;
   /** The lane is done with `conn` (handed over or closed). */
   left(lane: LaneConnection): void;
 }
@@ -331,8 +337,10 @@ export class LaneConnection {
     this.current = null;
     if (this.gone) return;
     if (res.closing) {
+      // Not end() alone: a connection paused with heads waiting (onData) would never read the
+      // client's FIN, and sat in CLOSE-WAIT until a stop's deadline cut it.
       this.leaveLane();
-      this.conn.end();
+      this.o.closeAfterAnswer(this.conn);
       return;
     }
     // Not resumed here: with heads still waiting, another read would only pile onto them (one head

@@ -511,6 +511,38 @@ test('a stalled answer to a keep-alive connection\'s second request is cut at --
   }
 });
 
+test('stopping while a lane connection\'s answer is in flight and more heads than it holds wait behind it: the answer finishes, the next says Connection: close, and the connection closes once the client does (no shutdown deadline reached)', { timeout: 60_000 }, async () => {
+  // Larger than what loopback's socket buffers take while the client reads nothing.
+  const huge = await makeFixtures({ huge: 32 * 1024 * 1024 });
+  const server = await startAludel(serveArgs(huge, '--offload', 'userspace', '--shutdown-timeout', '10s'));
+  try {
+    const sock = tls.connect({ host: '127.0.0.1', port: server.port, servername: 'localhost', ca: huge.certPem });
+    sock.on('error', () => undefined);
+    await new Promise<void>((resolve) => sock.once('secureConnect', () => resolve()));
+    const chunks: Buffer[] = [];
+    sock.on('data', (c: Buffer) => chunks.push(c));
+    // More heads behind the first than the lane holds (2 x --max-header-size): it stops reading them.
+    const more = `GET /huge?more${'x'.repeat(200)} HTTP/1.1\r\nHost: localhost\r\n\r\n`.repeat(200);
+    const firstBytes = new Promise<void>((resolve) => sock.once('data', () => { sock.pause(); resolve(); }));
+    sock.write(`GET /huge HTTP/1.1\r\nHost: localhost\r\n\r\n${more}`);
+    await firstBytes;
+    const exited = new Promise<void>((resolve) => server.child.once('exit', () => resolve()));
+    server.child.kill('SIGTERM');
+    await server.waitForLog((l) => l.msg.startsWith('stopping'), 5000);
+    sock.resume();
+    const closed = new Promise<void>((resolve) => sock.once('close', () => resolve()));
+    await Promise.race([closed, new Promise((r) => setTimeout(r, 20_000))]);
+    const got = Buffer.concat(chunks).toString('latin1');
+    const heads = [...got.matchAll(/HTTP\/1\.1 (\d{3}) [^]*?Connection: ([a-z-]+)\r\n/g)].map((m) => `${m[1]} ${m[2]}`);
+    assert.deepEqual(heads, ['200 keep-alive', '200 close'], 'the answer in flight, then one that closes');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 20_000))]);
+    assert.equal(server.logs.find((l) => l.msg.startsWith('shutdown deadline reached')), undefined, 'nothing was left to cut at the deadline');
+  } finally {
+    await server.stop();
+    await huge.cleanup();
+  }
+});
+
 test('several TLS records in one TCP segment (userspace TLS reads ahead): every request in them is answered', async () => {
   const server = await startAludel(serveArgs(fx, '--offload', 'userspace'));
   const tcp = net.connect(server.port, '127.0.0.1');

@@ -146,7 +146,7 @@ describe('LaneConnection', () => {
         res.setHeader('Content-Length', 1);
         res.end('x');
       },
-      handOver: () => assert.fail('handed over'), left: () => undefined,
+      handOver: () => assert.fail('handed over'), closeAfterAnswer: () => assert.fail('closed'), left: () => undefined,
     });
     assert.ok(lane);
     // 512 heads a read, 64 reads: far more than the lane should hold while no answer is read.
