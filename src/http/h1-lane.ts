@@ -244,6 +244,12 @@ export class LaneConnection {
 
   constructor(private readonly conn: SecureConnection, private readonly o: LaneOptions) {
     this.keepAliveSecs = Math.floor(o.idleTimeoutMs / 1000);
+    // A client may send its requests and then its FIN (a half-close, TCP's shutdown(SHUT_WR)):
+    // the requests it sent are still answered, in order, and the connection ends after the last
+    // (finishIdle), as nginx answers the pipelined requests it read before a FIN. The
+    // connection's default (allowHalfOpen false: its writable side ends with its readable one)
+    // cut the answer in flight and dropped those behind it.
+    (conn as SecureConnection & { allowHalfOpen: boolean }).allowHalfOpen = true;
     conn.on('data', this.onData);
     conn.on('end', this.onEnd);
     conn.on('timeout', this.onTimeout);
@@ -288,7 +294,8 @@ export class LaneConnection {
 
   private readonly onEnd = (): void => {
     this.ended = true;
-    if (this.current === null) this.finishIdle();
+    // Heads waiting with no answer in flight: the next() responded() queued takes them first.
+    if (this.current === null && this.pending === null) this.finishIdle();
   };
 
   // node's socket timeout (http.Server.timeout): the connection is destroyed, busy or idle.
@@ -302,13 +309,10 @@ export class LaneConnection {
     if (res !== null) res.connectionClosed();
   };
 
+  /** The client's FIN came and every request before it is answered: our side ends too. */
   private finishIdle(): void {
-    if (this.pending === null) {
-      this.leaveLane();
-      this.conn.end();
-    } else {
-      this.handOver();
-    }
+    this.leaveLane();
+    this.conn.end();
   }
 
   private leaveLane(): void {
@@ -328,6 +332,14 @@ export class LaneConnection {
     const firstDeadline = this.firstTimer !== null ? this.startedAt + this.o.headersTimeoutMs : null;
     this.pending = null;
     this.leaveLane();
+    (this.conn as SecureConnection & { allowHalfOpen: boolean }).allowHalfOpen = false;
+    if (this.ended) {
+      // Behind a FIN node's server cannot take the connection (no unshift after 'end'), and
+      // would answer nothing more itself (its socketOnEnd ends the socket): closed, the
+      // requests not answered, as node's server left them before the lane.
+      this.o.closeAfterAnswer(this.conn);
+      return;
+    }
     this.conn.resume();
     this.o.handOver(this.conn, rest, firstDeadline);
   }

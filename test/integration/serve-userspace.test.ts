@@ -543,6 +543,36 @@ test('stopping while a lane connection\'s answer is in flight and more heads tha
   }
 });
 
+test('a client that half-closes after its requests (its FIN right behind them) still gets every answer, whole and in order, then our FIN', async () => {
+  const server = await startAludel(serveArgs(fx, '--offload', 'userspace'));
+  try {
+    for (const files of [[fx.files.big, fx.files.one], [fx.files.one, fx.files.mid, fx.files.big, fx.files.one]]) {
+      const sock = tls.connect({ host: '127.0.0.1', port: server.port, servername: 'localhost', ca: fx.certPem });
+      sock.on('error', () => undefined);
+      await new Promise<void>((resolve) => sock.once('secureConnect', () => resolve()));
+      const chunks: Buffer[] = [];
+      sock.on('data', (c: Buffer) => chunks.push(c));
+      const closed = new Promise<void>((resolve) => sock.once('close', () => resolve()));
+      // The requests and the client's close_notify and FIN, together.
+      sock.end(files.map((f) => `GET /${f.name} HTTP/1.1\r\nHost: localhost\r\n\r\n`).join(''));
+      await Promise.race([closed, new Promise((r) => setTimeout(r, 15_000))]);
+      assert.ok(sock.readableEnded, 'our FIN came after the answers');
+      const got = Buffer.concat(chunks);
+      const bodies: string[] = [];
+      for (let at = 0; at < got.length;) {
+        const end = got.indexOf('\r\n\r\n', at, 'latin1');
+        if (end < 0) break;
+        const length = Number(/Content-Length: (\d+)/.exec(got.toString('latin1', at, end))?.[1]);
+        bodies.push(sha256(got.subarray(end + 4, end + 4 + length)));
+        at = end + 4 + length;
+      }
+      assert.deepEqual(bodies, files.map((f) => f.sha256), files.map((f) => f.name).join(' '));
+    }
+  } finally {
+    await server.stop();
+  }
+});
+
 test('several TLS records in one TCP segment (userspace TLS reads ahead): every request in them is answered', async () => {
   const server = await startAludel(serveArgs(fx, '--offload', 'userspace'));
   const tcp = net.connect(server.port, '127.0.0.1');
