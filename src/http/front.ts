@@ -234,7 +234,7 @@ export class ConnectionSet {
 }
 
 /** A front on node's http.Server (serve, proxy). */
-export function httpFront(httpServer: http.Server, lane?: Omit<LaneOptions, 'draining' | 'handOver' | 'left'>): Front {
+export function httpFront(httpServer: http.Server, lane?: Omit<LaneOptions, 'draining' | 'handOver' | 'closeAfterAnswer' | 'left'>): Front {
   const conns = new ConnectionSet();
   const lanes = new Set<LaneConnection>();
   let draining = false;
@@ -273,7 +273,7 @@ export function httpFront(httpServer: http.Server, lane?: Omit<LaneOptions, 'dra
     accept(conn) {
       conns.add(conn);
       if (lane !== undefined && !draining) {
-        lanes.add(new LaneConnection(conn, { ...lane, draining: () => draining, handOver: attachNode, left: (l) => lanes.delete(l) }));
+        lanes.add(new LaneConnection(conn, { ...lane, draining: () => draining, handOver: attachNode, closeAfterAnswer: endedByNode, left: (l) => lanes.delete(l) }));
         return;
       }
       // node's http.Server ends a connection after a response that closes it (Connection: close,
@@ -397,7 +397,7 @@ function destroySoon(this: SecureConnection): void {
 
 /**
  * node ended the connection after a response that closes it (its
- * destroySoon() call). Requests it parsed behind that response are never
+ * destroySoon() call), or the lane did (h1-lane.ts closeAfterAnswer). Requests it parsed behind that response are never
  * answered (RFC 9112 §9.6), so a close already waiting for their responses
  * (a pipelined CONNECT or refused Upgrade whose turn would come after them)
  * starts now, without its answer; otherwise the connection closes as a

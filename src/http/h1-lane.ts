@@ -111,11 +111,11 @@ export class LaneResponse extends EventEmitter {
   headersSent = false;
   writableFinished = false;
   closed = false;
-  closingConn = false;
   private ending = false;
   private fields: Array<string | number> = [];
   private head = '';
-  constructor(readonly req: LaneRequest, readonly socket: SecureConnection, private readonly keepAliveSecs: number, private readonly closing: boolean, private readonly done: (res: LaneResponse) => void) {
+  /** `closing`: it says Connection: close, and its connection ends once it is written. */
+  constructor(readonly req: LaneRequest, readonly socket: SecureConnection, private readonly keepAliveSecs: number, readonly closing: boolean, private readonly done: (res: LaneResponse) => void) {
     super();
   }
 
@@ -221,6 +221,12 @@ export interface LaneOptions {
    * count from the handover instead.
    */
   handOver(conn: SecureConnection, rest: Buffer | null, firstDeadline: number | null): void;
+  /**
+   * Ends `conn` after an answer that said Connection: close: what the client still sends is
+   * read and dropped until it closes, for a while at most (front.ts closeDetached, nginx's
+   * lingering close), as node's server ends one (its destroySoon).
+   */
+  closeAfterAnswer(conn: SecureConnection): void;
   /** The lane is done with `conn` (handed over or closed). */
   left(lane: LaneConnection): void;
 }
@@ -231,6 +237,8 @@ export class LaneConnection {
   private current: LaneResponse | null = null;
   private ended = false;
   private gone = false;
+  /** Paused by onData: more heads wait than 2 × maxHeaderSize. */
+  private held = false;
   private readonly keepAliveSecs: number;
   /** Until the first request's head is whole: node's headersTimeout runs from the connection's start. */
   private firstTimer: NodeJS.Timeout | null;
@@ -240,6 +248,12 @@ export class LaneConnection {
 
   constructor(private readonly conn: SecureConnection, private readonly o: LaneOptions) {
     this.keepAliveSecs = Math.floor(o.idleTimeoutMs / 1000);
+    // A client may send its requests and then its FIN (a half-close, TCP's shutdown(SHUT_WR)):
+    // the requests it sent are still answered, in order, and the connection ends after the last
+    // (finishIdle), as nginx answers the pipelined requests it read before a FIN. The
+    // connection's default (allowHalfOpen false: its writable side ends with its readable one)
+    // cut the answer in flight and dropped those behind it.
+    (conn as SecureConnection & { allowHalfOpen: boolean }).allowHalfOpen = true;
     conn.on('data', this.onData);
     conn.on('end', this.onEnd);
     conn.on('timeout', this.onTimeout);
@@ -273,13 +287,19 @@ export class LaneConnection {
   private readonly onData = (chunk: Buffer): void => {
     this.pending = this.pending === null ? chunk : Buffer.concat([this.pending, chunk]);
     if (this.current === null) this.next();
-    // Pipelined heads wait while a response is written: a client that sends faster than it reads is held back.
-    else if (this.pending.length > 2 * this.o.maxHeaderSize) this.conn.pause();
+    // Pipelined heads wait while a response is written: a client that sends faster than it reads is
+    // held back (as node's server pauses a socket whose answers are not taken), until next() has
+    // taken the heads waiting down to the limit again.
+    else if (!this.held && this.pending.length > 2 * this.o.maxHeaderSize) {
+      this.held = true;
+      this.conn.pause();
+    }
   };
 
   private readonly onEnd = (): void => {
     this.ended = true;
-    if (this.current === null) this.finishIdle();
+    // Heads waiting with no answer in flight: the next() responded() queued takes them first.
+    if (this.current === null && this.pending === null) this.finishIdle();
   };
 
   // node's socket timeout (http.Server.timeout): the connection is destroyed, busy or idle.
@@ -294,13 +314,10 @@ export class LaneConnection {
     if (res !== null) res.connectionClosed();
   };
 
+  /** The client's FIN came and every request before it is answered: our side ends too. */
   private finishIdle(): void {
-    if (this.pending === null) {
-      this.leaveLane();
-      this.conn.end();
-    } else {
-      this.handOver();
-    }
+    this.leaveLane();
+    this.conn.end();
   }
 
   private leaveLane(): void {
@@ -320,6 +337,14 @@ export class LaneConnection {
     const firstDeadline = this.firstTimer !== null ? this.startedAt + this.o.headersTimeoutMs : null;
     this.pending = null;
     this.leaveLane();
+    (this.conn as SecureConnection & { allowHalfOpen: boolean }).allowHalfOpen = false;
+    if (this.ended) {
+      // Behind a FIN node's server cannot take the connection (no unshift after 'end'), and
+      // would answer nothing more itself (its socketOnEnd ends the socket): closed, the
+      // requests not answered, as node's server left them before the lane.
+      this.o.closeAfterAnswer(this.conn);
+      return;
+    }
     this.conn.resume();
     this.o.handOver(this.conn, rest, firstDeadline);
   }
@@ -328,12 +353,15 @@ export class LaneConnection {
     if (this.current !== res) return;
     this.current = null;
     if (this.gone) return;
-    if (res.closingConn) {
+    if (res.closing) {
+      // Not end() alone: a connection paused with heads waiting (onData) would never read the
+      // client's FIN, and sat in CLOSE-WAIT until a stop's deadline cut it.
       this.leaveLane();
-      this.conn.end();
+      this.o.closeAfterAnswer(this.conn);
       return;
     }
-    this.conn.resume();
+    // Not resumed here: with heads still waiting, another read would only pile onto them (one head
+    // taken per answer, a whole read added: the buffer grew without bound). next() resumes.
     if (this.pending !== null) process.nextTick(this.next);
     else if (this.ended) this.finishIdle();
     else {
@@ -354,18 +382,21 @@ export class LaneConnection {
       return;
     }
     this.pending = found.length === this.pending.length ? null : this.pending.subarray(found.length);
+    if (this.held && (this.pending === null || this.pending.length <= 2 * this.o.maxHeaderSize)) {
+      this.held = false;
+      this.conn.resume();
+    }
     if (this.firstTimer !== null) {
       clearTimeout(this.firstTimer);
       this.firstTimer = null;
     }
-    // node's parserOnIncoming: no socket timeout while a request is answered after a keep-alive wait.
+    // node's resetSocketTimeout (parserOnIncoming): a request ending a keep-alive wait sets the
+    // socket timeout back to server.timeout (--idle-timeout), so a stalled answer is still cut.
     if (this.keepAliveSet) {
-      this.setTimeout(0);
+      this.setTimeout(this.o.idleTimeoutMs);
       this.keepAliveSet = false;
     }
-    const closing = this.o.draining();
-    const res = new LaneResponse(req, this.conn, this.keepAliveSecs, closing, this.responded);
-    res.closingConn = closing;
+    const res = new LaneResponse(req, this.conn, this.keepAliveSecs, this.o.draining(), this.responded);
     this.current = res;
     this.o.handle(req, res);
   };

@@ -13,7 +13,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from '../log/logger.js';
 import type { SecureConnection, SecureServer, TlsInfo } from '../tls/types.js';
 import type { TrafficStats } from '../metrics/traffic-stats.js';
-import type { LaneRequest } from './h1-lane.js';
+import type { LaneRequest, LaneResponse } from './h1-lane.js';
 import { asH1Response, createStaticHandler, isH2Response, type BodySender, type ServedRequest, type ServedResponse, type StaticOutcome } from './static-handler.js';
 import { ServedRoot } from './served-root.js';
 import { AccessLog, requestId, type AccessFields } from '../log/access-log.js';
@@ -371,14 +371,11 @@ export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Serv
       ...(out.error ? { error: (out.error as { code?: string }).code ?? 'ERR_UNKNOWN', detail: (out.error as Error).message } : {}),
     });
   };
-  const serveRequest = (req: ServedRequest, res: ServedResponse): void => {
-    if (isMoot(req)) return;
+  /** Answers a request (its refusal when `problem` says what is wrong with it), counts and logs it. */
+  const answer = (req: ServedRequest, res: ServedResponse, problem: string | NotImplementedRequestError | null): void => {
     // Only the access log reads the start time.
     const started = access.enabled ? process.hrtime.bigint() : 0n;
     const conn = requestConnection(req);
-    // HTTP/2 has neither transfer codings nor a version in a request line (RFC 9113 §8.2.2).
-    const problem = requestProblem(req.method ?? 'GET', req.url ?? '/', req.rawHeaders)
-      ?? (req instanceof http2.Http2ServerRequest ? h2HostProblem(req.rawHeaders) : missingHost(req.httpVersionMajor, req.httpVersionMinor, req.rawHeaders) ?? unimplemented(req.httpVersionMajor, req.rawHeaders));
     const out = problem === null ? served.current()(req, res) : refuse(req, res, problem);
     // A request answered without waiting (most GETs of small cached files) is counted at once,
     // without a promise: the handler settles synchronously when it can (static-handler.ts).
@@ -391,6 +388,17 @@ export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Serv
       (err: unknown) => o.log.error({ conn: conn.id, err }, 'request handler failed'),
     );
   };
+  const serveRequest = (req: ServedRequest, res: ServedResponse): void => {
+    if (isMoot(req)) return;
+    // HTTP/2 has neither transfer codings nor a version in a request line (RFC 9113 §8.2.2).
+    answer(req, res, requestProblem(req.method ?? 'GET', req.url ?? '/', req.rawHeaders)
+      ?? (req instanceof http2.Http2ServerRequest ? h2HostProblem(req.rawHeaders) : missingHost(req.httpVersionMajor, req.httpVersionMinor, req.rawHeaders) ?? unimplemented(req.httpVersionMajor, req.rawHeaders)));
+  };
+  // A lane request was checked once, by the lane's takes() (requestProblem), and the lane takes
+  // only HTTP/1.1 heads with one Host and no transfer coding (h1-lane.ts simpleHead): nothing
+  // missingHost or unimplemented would refuse. None is moot: only node's server queues
+  // requests behind a closing answer (front.ts closingAhead).
+  const laneRequest = (req: LaneRequest, res: LaneResponse): void => answer(req, res, null);
   const httpServer = http.createServer(
     {
       maxHeaderSize: o.maxHeaderSize, headersTimeout: o.headersTimeoutMs, requestTimeout: 0, keepAliveTimeout: o.idleTimeoutMs, noDelay: true,
@@ -428,7 +436,7 @@ export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Serv
   });
   // Retired once drained (serving.ts): the root's watch entry and hold go with it (served-root.ts).
   const lane = {
-    maxHeaderSize: o.maxHeaderSize, idleTimeoutMs: o.idleTimeoutMs, handle: serveRequest,
+    maxHeaderSize: o.maxHeaderSize, idleTimeoutMs: o.idleTimeoutMs, handle: laneRequest,
     // A request to refuse goes to node's server, which answers and closes as it does for all others.
     takes: (req: LaneRequest) => requestProblem(req.method, req.url, req.rawHeaders) === null,
     headersTimeoutMs: o.headersTimeoutMs,

@@ -482,6 +482,97 @@ test('the idle timeout (userspace TLS): requests closer together than --idle-tim
   }
 });
 
+test('a stalled answer to a keep-alive connection\'s second request is cut at --idle-timeout, as its first request\'s is (node\'s socket timeout, set again when a request ends a keep-alive wait)', async () => {
+  // Larger than what loopback's socket buffers take while the client reads nothing.
+  const huge = await makeFixtures({ huge: 32 * 1024 * 1024 });
+  const server = await startAludel(serveArgs(huge, '--offload', 'userspace', '--idle-timeout', '1s'));
+  try {
+    const sock = tls.connect({ host: '127.0.0.1', port: server.port, servername: 'localhost', ca: huge.certPem });
+    sock.on('error', () => undefined);
+    await new Promise<void>((resolve) => sock.once('secureConnect', () => resolve()));
+    let received = '';
+    const onData = (c: Buffer): void => void (received += c.toString('latin1'));
+    sock.on('data', onData);
+    sock.write('GET /huge?first HTTP/1.1\r\nHost: localhost\r\nRange: bytes=0-0\r\n\r\n');
+    const deadline = performance.now() + 5000;
+    while (!received.includes('\r\n\r\n') && performance.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    assert.match(received, /^HTTP\/1\.1 206 /);
+    // The second request's answer is never read.
+    sock.off('data', onData);
+    sock.pause();
+    sock.write('GET /huge?second HTTP/1.1\r\nHost: localhost\r\n\r\n');
+    const line = await server.waitForLog((l) => l.msg === 'request' && l.url === '/huge?second', 15_000).catch(() => null);
+    assert.ok(line !== null, 'the stalled answer was cut (its access-log line written), not held for good');
+    assert.ok(Number(line.bytes) < huge.files.huge.size, `cut short: ${String(line.bytes)} bytes`);
+    sock.destroy();
+  } finally {
+    await server.stop();
+    await huge.cleanup();
+  }
+});
+
+test('stopping while a lane connection\'s answer is in flight and more heads than it holds wait behind it: the answer finishes, the next says Connection: close, and the connection closes once the client does (no shutdown deadline reached)', { timeout: 60_000 }, async () => {
+  // Larger than what loopback's socket buffers take while the client reads nothing.
+  const huge = await makeFixtures({ huge: 32 * 1024 * 1024 });
+  const server = await startAludel(serveArgs(huge, '--offload', 'userspace', '--shutdown-timeout', '10s'));
+  try {
+    const sock = tls.connect({ host: '127.0.0.1', port: server.port, servername: 'localhost', ca: huge.certPem });
+    sock.on('error', () => undefined);
+    await new Promise<void>((resolve) => sock.once('secureConnect', () => resolve()));
+    const chunks: Buffer[] = [];
+    sock.on('data', (c: Buffer) => chunks.push(c));
+    // More heads behind the first than the lane holds (2 x --max-header-size): it stops reading them.
+    const more = `GET /huge?more${'x'.repeat(200)} HTTP/1.1\r\nHost: localhost\r\n\r\n`.repeat(200);
+    const firstBytes = new Promise<void>((resolve) => sock.once('data', () => { sock.pause(); resolve(); }));
+    sock.write(`GET /huge HTTP/1.1\r\nHost: localhost\r\n\r\n${more}`);
+    await firstBytes;
+    const exited = new Promise<void>((resolve) => server.child.once('exit', () => resolve()));
+    server.child.kill('SIGTERM');
+    await server.waitForLog((l) => l.msg.startsWith('stopping'), 5000);
+    sock.resume();
+    const closed = new Promise<void>((resolve) => sock.once('close', () => resolve()));
+    await Promise.race([closed, new Promise((r) => setTimeout(r, 20_000))]);
+    const got = Buffer.concat(chunks).toString('latin1');
+    const heads = [...got.matchAll(/HTTP\/1\.1 (\d{3}) [^]*?Connection: ([a-z-]+)\r\n/g)].map((m) => `${m[1]} ${m[2]}`);
+    assert.deepEqual(heads, ['200 keep-alive', '200 close'], 'the answer in flight, then one that closes');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 20_000))]);
+    assert.equal(server.logs.find((l) => l.msg.startsWith('shutdown deadline reached')), undefined, 'nothing was left to cut at the deadline');
+  } finally {
+    await server.stop();
+    await huge.cleanup();
+  }
+});
+
+test('a client that half-closes after its requests (its FIN right behind them) still gets every answer, whole and in order, then our FIN', async () => {
+  const server = await startAludel(serveArgs(fx, '--offload', 'userspace'));
+  try {
+    for (const files of [[fx.files.big, fx.files.one], [fx.files.one, fx.files.mid, fx.files.big, fx.files.one]]) {
+      const sock = tls.connect({ host: '127.0.0.1', port: server.port, servername: 'localhost', ca: fx.certPem });
+      sock.on('error', () => undefined);
+      await new Promise<void>((resolve) => sock.once('secureConnect', () => resolve()));
+      const chunks: Buffer[] = [];
+      sock.on('data', (c: Buffer) => chunks.push(c));
+      const closed = new Promise<void>((resolve) => sock.once('close', () => resolve()));
+      // The requests and the client's close_notify and FIN, together.
+      sock.end(files.map((f) => `GET /${f.name} HTTP/1.1\r\nHost: localhost\r\n\r\n`).join(''));
+      await Promise.race([closed, new Promise((r) => setTimeout(r, 15_000))]);
+      assert.ok(sock.readableEnded, 'our FIN came after the answers');
+      const got = Buffer.concat(chunks);
+      const bodies: string[] = [];
+      for (let at = 0; at < got.length;) {
+        const end = got.indexOf('\r\n\r\n', at, 'latin1');
+        if (end < 0) break;
+        const length = Number(/Content-Length: (\d+)/.exec(got.toString('latin1', at, end))?.[1]);
+        bodies.push(sha256(got.subarray(end + 4, end + 4 + length)));
+        at = end + 4 + length;
+      }
+      assert.deepEqual(bodies, files.map((f) => f.sha256), files.map((f) => f.name).join(' '));
+    }
+  } finally {
+    await server.stop();
+  }
+});
+
 test('several TLS records in one TCP segment (userspace TLS reads ahead): every request in them is answered', async () => {
   const server = await startAludel(serveArgs(fx, '--offload', 'userspace'));
   const tcp = net.connect(server.port, '127.0.0.1');

@@ -5,8 +5,8 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { PassThrough } from 'node:stream';
-import { LaneResponse, simpleHead, type LaneRequest } from '../../src/http/h1-lane.js';
+import { Duplex, PassThrough } from 'node:stream';
+import { LaneConnection, LaneResponse, simpleHead, type LaneRequest } from '../../src/http/h1-lane.js';
 import type { SecureConnection } from '../../src/tls/types.js';
 
 const head = (text: string): Buffer => Buffer.from(text, 'latin1');
@@ -98,5 +98,70 @@ describe('LaneResponse', () => {
     await new Promise((r) => setImmediate(r));
     assert.match(written(head.conn), /^HTTP\/1\.1 200 OK\r\nContent-Length: 5\r\nDate: [^\r]+\r\nConnection: keep-alive\r\nKeep-Alive: timeout=60\r\n\r\n$/);
     assert.match(written(closing.conn), /^HTTP\/1\.1 404 Not Found\r\nContent-Length: 0\r\nDate: [^\r]+\r\nConnection: close\r\n\r\n$/);
+  });
+});
+
+describe('LaneConnection', () => {
+  /**
+   * A connection whose client sends pipelined heads and reads no answer: every write
+   * stalls (its callback held, as a full socket holds it) until release() lets the
+   * writes so far complete, as a client reading one answer would.
+   */
+  class StalledConn extends Duplex {
+    held: Array<() => void> = [];
+    pushed = 0;
+    override _read(): void {}
+    override _write(_c: Buffer, _e: BufferEncoding, cb: () => void): void {
+      this.held.push(cb);
+    }
+    override _writev(_c: unknown[], cb: () => void): void {
+      this.held.push(cb);
+    }
+    setTimeout(): this {
+      return this;
+    }
+    release(): void {
+      const held = this.held;
+      this.held = [];
+      for (const cb of held) cb();
+    }
+    send(b: Buffer): void {
+      this.pushed += b.length;
+      this.push(b);
+    }
+  }
+  const settle = async (): Promise<void> => {
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+  };
+
+  it('takes no more from a client that sends faster than it reads than a bounded buffer: the heads waiting stay within twice --max-header-size and a read', async () => {
+    const conn = new StalledConn();
+    const maxHeaderSize = 1024;
+    const one = 'GET /a HTTP/1.1\r\nHost: a\r\n\r\n';
+    let answered = 0;
+    const lane = new LaneConnection(conn as unknown as SecureConnection, {
+      maxHeaderSize, idleTimeoutMs: 0, headersTimeoutMs: 0, silent: () => undefined, draining: () => false, takes: () => true,
+      handle: (_req, res) => {
+        answered++;
+        res.setHeader('Content-Length', 1);
+        res.end('x');
+      },
+      handOver: () => assert.fail('handed over'), closeAfterAnswer: () => assert.fail('closed'), left: () => undefined,
+    });
+    assert.ok(lane);
+    // 512 heads a read, 64 reads: far more than the lane should hold while no answer is read.
+    const chunk = Buffer.from(one.repeat(16), 'latin1');
+    for (let i = 0; i < 64; i++) conn.send(chunk);
+    await settle();
+    const bound = 2 * maxHeaderSize + chunk.length;
+    for (let round = 0; round < 40; round++) {
+      const taken = conn.pushed - conn.readableLength;
+      const waiting = taken - answered * one.length;
+      assert.ok(waiting <= bound, `after ${answered} answers the lane holds ${waiting} bytes of heads (at most ${bound})`);
+      conn.release();
+      await settle();
+    }
+    assert.ok(answered >= 40, `every answer read lets the next request be answered (${answered})`);
+    conn.destroy();
   });
 });
