@@ -163,3 +163,34 @@ test('the log states per connection what `ss -tie` shows for the same socket', {
     }
   }
 });
+
+test('a client that half-closes right behind its requests (close_notify and FIN) gets every answer whole and in order from kernel TLS, then our FIN (TLS 1.2 and 1.3)', { timeout: 600_000 }, async (t) => {
+  const { connect } = await import('node:tls');
+  for (const version of ['TLSv1.2', 'TLSv1.3'] as const) {
+    const before = readTlsStat();
+    const files = ['big.bin', 'one.bin', 'record.bin'];
+    const sock = connect({ host: '127.0.0.1', port: kernel.port, servername: 'localhost', ca: fx.certPem, minVersion: version, maxVersion: version });
+    sock.on('error', () => undefined);
+    await new Promise<void>((resolve) => sock.once('secureConnect', () => resolve()));
+    const chunks: Buffer[] = [];
+    sock.on('data', (c: Buffer) => chunks.push(c));
+    const closed = new Promise<void>((resolve) => sock.once('close', () => resolve()));
+    sock.end(files.map((f) => `GET /${f} HTTP/1.1\r\nHost: localhost\r\n\r\n`).join(''));
+    await Promise.race([closed, new Promise((r) => setTimeout(r, 300_000))]);
+    assert.ok(sock.readableEnded, `${version}: our FIN came after the answers`);
+    const got = Buffer.concat(chunks);
+    const bodies: string[] = [];
+    for (let at = 0; at < got.length;) {
+      const end = got.indexOf('\r\n\r\n', at, 'latin1');
+      if (end < 0) break;
+      const length = Number(/Content-Length: (\d+)/.exec(got.toString('latin1', at, end))?.[1]);
+      bodies.push(sha256(got.subarray(end + 4, end + 4 + length)));
+      at = end + 4 + length;
+    }
+    assert.deepEqual(bodies, files.map((f) => fx.files[f]!.sha256), version);
+    const d = delta(before, readTlsStat());
+    t.diagnostic(`${version}: TlsTxSw +${d.TlsTxSw} TlsRxSw +${d.TlsRxSw} TlsDecryptError +${d.TlsDecryptError}`);
+    assert.equal(d.TlsTxSw, 1, `${version}: the answers went through kernel TLS`);
+    assert.equal(d.TlsDecryptError, 0);
+  }
+});
