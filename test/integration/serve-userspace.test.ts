@@ -15,7 +15,7 @@ import tls from 'node:tls';
 import { serveArgs, startAludel, type LogLine, type Running } from '../support/aludel-process.js';
 import { curl } from '../support/clients.js';
 import { makeFixtures, sha256, type StandardFixtures } from '../support/fixtures.js';
-import { rawTls, rawTlsDropAfter, splitHttp } from '../support/raw-http.js';
+import { pipelinedBodies, rawTls, rawTlsDropAfter, splitHttp } from '../support/raw-http.js';
 import { run } from '../support/run-process.js';
 
 const KTLS_WARN_PREFIX = 'crypto: userspace; kTLS unavailable';
@@ -558,14 +558,7 @@ test('a client that half-closes after its requests (its FIN right behind them) s
       await Promise.race([closed, new Promise((r) => setTimeout(r, 15_000))]);
       assert.ok(sock.readableEnded, 'our FIN came after the answers');
       const got = Buffer.concat(chunks);
-      const bodies: string[] = [];
-      for (let at = 0; at < got.length;) {
-        const end = got.indexOf('\r\n\r\n', at, 'latin1');
-        if (end < 0) break;
-        const length = Number(/Content-Length: (\d+)/.exec(got.toString('latin1', at, end))?.[1]);
-        bodies.push(sha256(got.subarray(end + 4, end + 4 + length)));
-        at = end + 4 + length;
-      }
+      const bodies = pipelinedBodies(got).map((b) => sha256(b));
       assert.deepEqual(bodies, files.map((f) => f.sha256), files.map((f) => f.name).join(' '));
     }
   } finally {

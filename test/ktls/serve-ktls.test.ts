@@ -10,6 +10,7 @@ import { run } from '../support/run-process.js';
 import { makeFixtures, sha256, type Fixtures } from '../support/fixtures.js';
 import { serveArgs, startAludel, type LogLine, type Running } from '../support/aludel-process.js';
 import { delta, hasKernelTls, readTlsStat } from '../support/tls-stat.js';
+import { pipelinedBodies } from '../support/raw-http.js';
 
 const MiB = 1024 * 1024;
 const FILES = { 'empty.bin': 0, 'one.bin': 1, 'record.bin': 16 * 1024 + 1, 'big.bin': 64 * MiB };
@@ -179,14 +180,7 @@ test('a client that half-closes right behind its requests (close_notify and FIN)
     await Promise.race([closed, new Promise((r) => setTimeout(r, 300_000))]);
     assert.ok(sock.readableEnded, `${version}: our FIN came after the answers`);
     const got = Buffer.concat(chunks);
-    const bodies: string[] = [];
-    for (let at = 0; at < got.length;) {
-      const end = got.indexOf('\r\n\r\n', at, 'latin1');
-      if (end < 0) break;
-      const length = Number(/Content-Length: (\d+)/.exec(got.toString('latin1', at, end))?.[1]);
-      bodies.push(sha256(got.subarray(end + 4, end + 4 + length)));
-      at = end + 4 + length;
-    }
+    const bodies = pipelinedBodies(got).map((b) => sha256(b));
     assert.deepEqual(bodies, files.map((f) => fx.files[f]!.sha256), version);
     const d = delta(before, readTlsStat());
     t.diagnostic(`${version}: TlsTxSw +${d.TlsTxSw} TlsRxSw +${d.TlsRxSw} TlsDecryptError +${d.TlsDecryptError}`);

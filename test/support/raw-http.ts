@@ -16,6 +16,19 @@ export function splitHttp(raw: Buffer): { status: number; headers: Record<string
   return { status, headers, body: raw.subarray(end + 4) };
 }
 
+/** The bodies of consecutive Content-Length responses in `raw` (pipelined answers), in order. */
+export function pipelinedBodies(raw: Buffer): Buffer[] {
+  const bodies: Buffer[] = [];
+  for (let at = 0; at < raw.length;) {
+    const end = raw.indexOf('\r\n\r\n', at, 'latin1');
+    if (end < 0) break;
+    const length = Number(/Content-Length: (\d+)/i.exec(raw.toString('latin1', at, end))?.[1]);
+    bodies.push(raw.subarray(end + 4, end + 4 + length));
+    at = end + 4 + length;
+  }
+  return bodies;
+}
+
 /** Writes `request` once connected and collects everything the server sends until it closes; rejects on timeout or error. */
 function collectUntilClose(sock: net.Socket, connectEvent: 'connect' | 'secureConnect', request: string | Buffer, timeoutMs: number, label: string, halfClose = false): Promise<Buffer> {
   return new Promise((resolve, reject) => {
