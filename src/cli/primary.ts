@@ -250,6 +250,9 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
   private spawn(w: Slot): void {
     w.timer = null;
     w.ready = false;
+    // A reload marked for the worker this one replaces (it died starting) is not this one's: it starts
+    // from the text and files checked last (below), and a reload checked from now on marks it anew.
+    w.reloadPending = false;
     w.startedAt = Date.now();
     w.certificatesAtSpawn = this.certificates;
     const fds = this.bound.slots[w.index - 1]!;
