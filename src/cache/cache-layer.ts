@@ -649,17 +649,32 @@ export class CacheLayer {
     }
   }
 
-  /** PURGE (as Varnish and nginx cache_purge users know it), from loopback clients only: every variant of the URL. */
+  /**
+   * PURGE (as Varnish and nginx cache_purge users know it), from loopback
+   * clients only: every variant of the URL. Files that could not be deleted
+   * (EROFS, EACCES) make it a 500 naming them, logged at error: an admin
+   * purges to remove content (a leaked file, a takedown), and those files
+   * would be served again after a restart. The entries left the index all
+   * the same, so this process does not serve them.
+   */
   private purge(x: Exchange, key: string): number {
     if (!isLoopback(x.conn.remoteAddress)) return answerText(x, 403, 'Forbidden: PURGE is accepted from loopback clients only\n');
-    const n = this.cache.invalidate(key);
-    this.log.info({ conn: x.conn.id, key, purged: n }, 'cache purge');
-    const body = `${JSON.stringify({ key, purged: n })}\n`;
-    const status = n > 0 ? 200 : 404;
+    const { purged, undeleted } = this.cache.invalidate(key);
+    let answer: object = { key, purged };
+    let status = purged > 0 ? 200 : 404;
+    if (undeleted.length > 0) {
+      status = 500;
+      answer = { ...answer, error: PURGE_INCOMPLETE, undeleted };
+      this.log.error({ conn: x.conn.id, key, purged, undeleted }, 'cache purge failed: files could not be deleted');
+    } else this.log.info({ conn: x.conn.id, key, purged }, 'cache purge');
+    const body = `${JSON.stringify(answer)}\n`;
     x.res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) }).end(body);
     return status;
   }
 }
+
+/** The error of a purge that left files on disk (also the admin listener's, metrics/admin-server.ts). */
+const PURGE_INCOMPLETE = 'the stored files could not be deleted: this process no longer serves them, but they are still on disk and a restart would serve them again; fix the cache directory and purge again';
 
 /** A fill as `reader` sends it: each byte once it is written, from the file or (storing stopped) from memory. */
 function fillBody(fill: Fill, head: FillHead, reader: FillReader): StoredBody {

@@ -20,7 +20,7 @@ import fs from 'node:fs';
 import type { Logger } from '../log/logger.js';
 import { Fill, type FillHead, type FillReader } from './fill.js';
 import { cacheKey, currentAge, followable, freshnessLifetime, reusableWithAuthorization, varyMatches, type Headers, type NotFollowedReason, type RequestDirectives } from './policy.js';
-import { CacheStore, isPartial, sameSelection, type BodyFile, type Entry, type StoreChange, type StoredResponse } from './store.js';
+import { CacheStore, isPartial, sameSelection, type BodyFile, type Entry, type PurgeResult, type StoreChange, type StoredResponse } from './store.js';
 import { addRange, combinedHead, isWhole, sameStrongValidator, subtractRange, type PartRange } from './partial.js';
 import { targetList, type Targets } from './targeted.js';
 import type { CachePeers, LockAnswer, PeerEvent } from './peers.js';
@@ -133,8 +133,8 @@ export class HttpCache {
       for (const wake of this.unlockWaiters.get(e.key) ?? []) wake();
       this.unlockWaiters.delete(e.key);
     } else if (e.event === 'invalidated') {
-      const n = this.invalidate(e.key, false, e.at);
-      this.log.debug({ key: e.key, purged: n }, 'cache: invalidated by another worker');
+      const { purged } = this.invalidate(e.key, false, e.at);
+      this.log.debug({ key: e.key, purged }, 'cache: invalidated by another worker');
     } else if (e.event === 'stored') {
       await this.applyStored(e);
     } else if (e.event === 'touched') {
@@ -680,14 +680,14 @@ export class HttpCache {
    * the same to its own index and fills; the files are gone before this
    * returns, so no worker can send them afterwards, even one not told yet.
    */
-  invalidate(key: string, publish = true, at = Date.now()): number {
+  invalidate(key: string, publish = true, at = Date.now()): PurgeResult {
     for (const f of this.fills.get(key) ?? []) f.invalidated = true;
     for (const w of this.parts.get(key) ?? []) w.invalidated = true;
     if (this.peers !== null) this.rememberInvalidation(key, at);
     // Not reported entry by entry: 'invalidated' says it all, and reaches the others' fills too.
-    const n = this.store.purge(key, false);
+    const r = this.store.purge(key, false);
     if (publish) this.peers?.publish({ event: 'invalidated', key, at });
-    return n;
+    return r;
   }
 
   private rememberInvalidation(key: string, at: number): void {
@@ -704,9 +704,9 @@ export class HttpCache {
   /**
    * Purge by URL, for the admin interface: `https://host[:port]/path?query`
    * (the scheme is ignored: keys are always https), every variant. Returns
-   * how many stored responses were removed.
+   * how many stored responses were removed, and their files still on disk.
    */
-  purge(url: string): number {
+  purge(url: string): PurgeResult {
     return this.invalidate(cacheKey(undefined, url));
   }
 }

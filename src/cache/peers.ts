@@ -17,7 +17,7 @@
  * - Uses of stored responses go out in batches ('touched', touch-batch.ts),
  *   so every process's LRU order counts the others' hits.
  */
-import type { StoreChange } from './store.js';
+import type { PurgeResult, StoreChange } from './store.js';
 
 export type PeerEvent =
   | StoreChange
@@ -38,6 +38,6 @@ export interface CachePeers {
   unlock(key: string): void;
   /** Events from the others, in the order they were sent; those received before this call are delivered too. */
   subscribe(fn: (e: PeerEvent) => void): void;
-  /** Purges asked for from outside the workers (the primary's admin listener): `fn` purges a URL and says how many responses went. */
-  answerPurges(fn: (url: string) => number): void;
+  /** Purges asked for from outside the workers (the primary's admin listener): `fn` purges a URL and says how many responses went, and which files stayed. */
+  answerPurges(fn: (url: string) => PurgeResult): void;
 }

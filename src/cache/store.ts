@@ -133,6 +133,19 @@ export type StoreChange =
   | { event: 'removed'; id: string; key: string }
   | { event: 'touched'; ids: string[] };
 
+/** A file of a removed entry that unlink(2) refused (EROFS, EACCES, EPERM, EIO). */
+export interface UndeletedFile {
+  file: string;
+  code: string;
+  detail: string;
+}
+
+/** What a purge of a key did: entries dropped from the index, and the files of theirs still on disk. */
+export interface PurgeResult {
+  purged: number;
+  undeleted: UndeletedFile[];
+}
+
 /** A body being written; becomes an entry's body at commit, or is deleted. */
 export class BodyFile {
   readonly id: string;
@@ -204,6 +217,8 @@ export class CacheStore {
   private readonly targets: Targets;
   private readonly log: Logger;
   private readonly byKey = new Map<string, Entry[]>();
+  /** Key -> ids of purged entries whose files unlink(2) refused: a later purge of the key tries them again. */
+  private readonly undeletedByKey = new Map<string, Set<string>>();
   /** Every entry, least recently used first (a Map keeps insertion order; a touch re-inserts). */
   private readonly lru = new Map<string, Entry>();
   private total = 0;
@@ -421,11 +436,12 @@ export class CacheStore {
    * background (`now`: before this returns, so that no process sharing the
    * directory can open the body afterwards). `report`: tell the others.
    */
-  remove(e: Entry, report = true, now = false): void {
-    if (!this.forget(e.id)) return;
+  remove(e: Entry, report = true, now = false): UndeletedFile[] {
+    if (!this.forget(e.id)) return [];
     if (report) this.onChange?.({ event: 'removed', id: e.id, key: e.key });
-    if (now) this.unlinkFilesNow(e.id);
-    else this.unlinkFiles(e.id);
+    if (now) return this.unlinkFilesNow(e.id);
+    this.unlinkFiles(e.id);
+    return [];
   }
 
   /** Out of the index only (its files are someone else's to delete); false when it was not there. */
@@ -447,26 +463,50 @@ export class CacheStore {
     void fsp.unlink(p.meta).catch(ignoreMissing).then(() => fsp.unlink(p.body).catch(ignoreMissing)).catch((err: unknown) => this.log.warn({ err, file: p.body }, 'cache: could not delete a removed response'));
   }
 
-  private unlinkFilesNow(id: string): void {
+  /** The files that could not be deleted (ENOENT is not a failure: another process was first). */
+  private unlinkFilesNow(id: string): UndeletedFile[] {
     const p = this.paths(id);
+    const failed: UndeletedFile[] = [];
     for (const file of [p.meta, p.body]) {
       try {
         fs.unlinkSync(file);
       } catch (err) {
-        if ((err as { code?: string }).code !== 'ENOENT') this.log.warn({ err, file }, 'cache: could not delete a removed response');
+        const e = err as NodeJS.ErrnoException;
+        if (e.code === 'ENOENT') continue;
+        this.log.warn({ err, file }, 'cache: could not delete a removed response');
+        failed.push({ file, code: e.code ?? 'ERR_UNKNOWN', detail: e.message });
       }
     }
+    return failed;
   }
 
   /**
-   * Removes every variant of `key`; returns how many there were. Their files
-   * are gone when this returns (RFC 9111 §4.4): a process sharing the
-   * directory that has not heard of it yet finds no body to send.
+   * Removes every variant of `key` from the index, and their files before
+   * this returns (RFC 9111 §4.4): a process sharing the directory that has
+   * not heard of it yet finds no body to send. `undeleted`: files still on
+   * disk (a read-only or unwritable directory); they leave the index all
+   * the same, so this process never serves them, but a restart would find
+   * them, which is why a purge must say so (cache-layer.ts).
    */
-  purge(key: string, report = true): number {
+  purge(key: string, report = true): PurgeResult {
     const list = [...this.variants(key)];
-    for (const e of list) this.remove(e, report, true);
-    return list.length;
+    const undeleted: UndeletedFile[] = [];
+    const left = new Set<string>();
+    for (const e of list) {
+      const failed = this.remove(e, report, true);
+      if (failed.length > 0) left.add(e.id);
+      undeleted.push(...failed);
+    }
+    // Those an earlier purge could not delete: tried again, so that purging again once the directory is fixed finishes the job.
+    const earlier = [...(this.undeletedByKey.get(key) ?? [])];
+    for (const id of earlier) {
+      const failed = this.unlinkFilesNow(id);
+      if (failed.length > 0) left.add(id);
+      undeleted.push(...failed);
+    }
+    if (left.size > 0) this.undeletedByKey.set(key, left);
+    else this.undeletedByKey.delete(key);
+    return { purged: list.length + earlier.length, undeleted };
   }
 
   /**

@@ -26,6 +26,7 @@
 import type { ChildProcess } from 'node:child_process';
 import type { Logger } from '../log/logger.js';
 import type { CachePeers, LockAnswer, PeerEvent, PublishedEvent } from '../cache/peers.js';
+import type { PurgeResult } from '../cache/store.js';
 
 /** How long a worker waits for the primary's answer to a lock request before filling without the lock. */
 const LOCK_ANSWER_MS = 2_000;
@@ -36,7 +37,7 @@ export type CacheToPrimary =
   | { type: 'cache'; op: 'event'; e: PublishedEvent }
   | { type: 'cache'; op: 'lock'; key: string; seq: number }
   | { type: 'cache'; op: 'unlock'; key: string }
-  | { type: 'cache'; op: 'purged'; seq: number; purged: number };
+  | { type: 'cache'; op: 'purged'; seq: number; result: PurgeResult };
 
 export type CacheToWorker =
   | { type: 'cache'; op: 'event'; e: PeerEvent }
@@ -54,7 +55,7 @@ export class CacheRelay {
   /** Key -> pid of the worker filling it. */
   private readonly locks = new Map<string, number>();
   private purgeSeq = 0;
-  private readonly purges = new Map<number, (n: number) => void>();
+  private readonly purges = new Map<number, (r: PurgeResult) => void>();
 
   constructor(
     private readonly workers: () => ChildProcess[],
@@ -66,7 +67,7 @@ export class CacheRelay {
     if (m.op === 'event') this.send(m.e, (c) => c !== from);
     else if (m.op === 'lock') this.lock(from, from.pid, m.key, m.seq);
     else if (m.op === 'unlock' && this.locks.get(m.key) === from.pid) this.unlock(m.key);
-    else if (m.op === 'purged') this.purges.get(m.seq)?.(m.purged);
+    else if (m.op === 'purged') this.purges.get(m.seq)?.(m.result);
   }
 
   /**
@@ -78,7 +79,7 @@ export class CacheRelay {
    * stays queued on its channel and runs if it wakes up: purging twice only
    * costs a refetch. Rejects when no worker answers.
    */
-  async purge(url: string): Promise<number> {
+  async purge(url: string): Promise<PurgeResult> {
     const asked: Array<number | undefined> = [];
     for (;;) {
       const to = this.workers().find((c) => c.connected && !asked.includes(c.pid));
@@ -92,13 +93,13 @@ export class CacheRelay {
     }
   }
 
-  private purgeThrough(to: ChildProcess, url: string): Promise<number> {
+  private purgeThrough(to: ChildProcess, url: string): Promise<PurgeResult> {
     const seq = ++this.purgeSeq;
-    return new Promise<number>((resolve, reject) => {
+    return new Promise<PurgeResult>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`worker ${to.pid} did not answer within ${PURGE_ANSWER_MS} ms`)), PURGE_ANSWER_MS);
-      this.purges.set(seq, (n) => {
+      this.purges.set(seq, (r) => {
         clearTimeout(timer);
-        resolve(n);
+        resolve(r);
       });
       this.reply(to, { type: 'cache', op: 'purge', seq, url });
     }).finally(() => this.purges.delete(seq));
@@ -151,7 +152,7 @@ export class WorkerCachePeers implements CachePeers {
    */
   private readonly pending = new Map<number, { key: string; answer: ((a: LockAnswer) => void) | null }>();
   private listener: ((e: PeerEvent) => void) | null = null;
-  private purger: ((url: string) => number) | null = null;
+  private purger: ((url: string) => PurgeResult) | null = null;
   /** Events received before the cache subscribed (while its index was rebuilt). */
   private early: PeerEvent[] = [];
 
@@ -167,7 +168,7 @@ export class WorkerCachePeers implements CachePeers {
   private onMessage(m: CacheToWorker): void {
     if (m.op === 'lock') this.lockAnswered(m.seq, m.granted ? 'granted' : m.mine ? 'mine' : 'held');
     else if (m.op === 'purge') {
-      if (this.purger !== null) this.channel.send({ type: 'cache', op: 'purged', seq: m.seq, purged: this.purger(m.url) });
+      if (this.purger !== null) this.channel.send({ type: 'cache', op: 'purged', seq: m.seq, result: this.purger(m.url) });
     } else if (this.listener !== null) this.listener(m.e);
     else this.early.push(m.e);
   }
@@ -220,7 +221,7 @@ export class WorkerCachePeers implements CachePeers {
     this.channel.send({ type: 'cache', op: 'unlock', key });
   }
 
-  answerPurges(fn: (url: string) => number): void {
+  answerPurges(fn: (url: string) => PurgeResult): void {
     this.purger = fn;
   }
 

@@ -11,7 +11,7 @@
  */
 import { AggregatorRegistry, Gauge, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { Logger } from '../log/logger.js';
-import { metricsText, serveAdmin, VERSION, type AdminServer } from '../metrics/admin-server.js';
+import { metricsText, serveAdmin, VERSION, type AdminPurgeResult, type AdminServer } from '../metrics/admin-server.js';
 import { readKernelTlsStat } from '../metrics/kernel-tls-stat.js';
 import type { ManagedCertificateStatus } from '../tls/acme/acme-manager.js';
 
@@ -30,7 +30,7 @@ export interface WorkerAdminOptions {
   acme?: () => ManagedCertificateStatus[];
   log: Logger;
   /** --cache: POST /purge, passed to a worker (cache-relay.ts). */
-  purge?: (url: string) => Promise<number>;
+  purge?: (url: string) => Promise<AdminPurgeResult>;
 }
 
 type Metrics = Array<MetricObjectWithValues<MetricValue<string>>>;

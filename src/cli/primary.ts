@@ -45,6 +45,7 @@ import { planCertificates } from '../tls/certificates.js';
 import { readTicketKeyFiles } from '../tls/ticket-keys.js';
 import { silentLogger } from '../log/logger.js';
 import { WORKER_CONFIG_ENV, WORKER_STARTED_ENV, type HeldConfig } from './held-config.js';
+import type { PurgeResult } from '../cache/store.js';
 
 type PrimarySettings = ListenerSettings & Partial<Pick<HttpServerSettings, 'redirectHttp' | 'acme'>> & { mode: 'serve' | 'http' | 'tcp' };
 
@@ -249,6 +250,9 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
   private spawn(w: Slot): void {
     w.timer = null;
     w.ready = false;
+    // A reload marked for the worker this one replaces (it died starting) is not this one's: it starts
+    // from the text and files checked last (below), and a reload checked from now on marks it anew.
+    w.reloadPending = false;
     w.startedAt = Date.now();
     w.certificatesAtSpawn = this.certificates;
     const fds = this.bound.slots[w.index - 1]!;
@@ -359,7 +363,7 @@ export class Primary implements SignalTargets, WorkerMetricsSource {
   }
 
   /** --cache: the admin listener's POST /purge, through a worker (cache-relay.ts). */
-  purgeCache(url: string): Promise<number> {
+  purgeCache(url: string): Promise<PurgeResult> {
     return this.cacheRelay.purge(url);
   }
 
@@ -580,7 +584,7 @@ export async function runPrimary(s: PrimarySettings, config: HeldConfig | null =
   primary.start();
   if (s.mode !== 'tcp' && s.redirectHttp) primary.hold(await startRedirectFor(s as PrimarySettings & HttpServerSettings, bound.addresses, log, acme?.http01));
   const status = acme === null ? undefined : () => acme.status();
-  const purge = hasCache(s) ? (url: string): Promise<number> => primary.purgeCache(url) : undefined;
+  const purge = hasCache(s) ? (url: string): Promise<PurgeResult> => primary.purgeCache(url) : undefined;
   if (s.admin !== null) primary.hold(await startWorkerAdmin({ ...s.admin, command: s.mode === 'http' ? 'proxy' : s.mode, listen: bound.addresses.join(' '), source: primary, acme: status, log, purge }));
   primary.hold(acmeCloser(acme));
   // The first orders once every worker listens: they answer TLS-ALPN-01, and their TLS engine decides whether it can be used.

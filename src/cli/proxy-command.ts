@@ -13,6 +13,7 @@ import { createTcpProxy } from '../proxy/tcp-proxy.js';
 import { startAdmin, type AdminServer } from '../metrics/admin-server.js';
 import { TrafficStats } from '../metrics/traffic-stats.js';
 import { HttpCache } from '../cache/cache.js';
+import type { PurgeResult } from '../cache/store.js';
 import { CacheDirectoryError } from '../errors.js';
 import { UpstreamGroup } from '../proxy/upstream-group.js';
 import { UpstreamTlsContexts } from '../tls/upstream-client.js';
@@ -102,7 +103,7 @@ export async function runProxy(s: ProxySettings, load: (configText?: string) => 
   }
   const addresses = await listeners.listen(s, log);
   if (s.mode === 'http') redirect = await startRedirectFor(s, addresses, log, acme?.http01);
-  const purge = cache === null ? undefined : (url: string): number => cache!.purge(url);
+  const purge = cache === null ? undefined : (url: string): PurgeResult => cache!.purge(url);
   admin = s.admin === null ? null : await startAdmin({ ...s.admin, command: s.mode === 'http' ? 'proxy' : 'tcp', server: listeners, listen: addresses.join(' '), stats, group: () => group!, purge, acme: acme ? () => acme.status() : undefined, log });
   startAcme(acme, s, listeners, log);
   log.info({ listen: addresses[0], addresses, mode: s.mode, upstreams: s.upstreams.map((u) => u.url), cache: s.cache }, 'proxying');

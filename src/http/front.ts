@@ -233,8 +233,16 @@ export class ConnectionSet {
   }
 }
 
+/** httpFront's front, with what an Upgrade answered as a request needs (upgrade-as-request.ts). */
+export interface HttpFront extends Front {
+  /** drain() was called: responses say Connection: close. */
+  draining(): boolean;
+  /** Gives a connection node's server handed over ('upgrade') back to it, with the bytes read after that request. */
+  giveBack(conn: SecureConnection, rest: Buffer): void;
+}
+
 /** A front on node's http.Server (serve, proxy). */
-export function httpFront(httpServer: http.Server, lane?: Omit<LaneOptions, 'draining' | 'handOver' | 'closeAfterAnswer' | 'left'>): Front {
+export function httpFront(httpServer: http.Server, lane?: Omit<LaneOptions, 'draining' | 'handOver' | 'closeAfterAnswer' | 'left'>): HttpFront {
   const conns = new ConnectionSet();
   const lanes = new Set<LaneConnection>();
   let draining = false;
@@ -242,7 +250,7 @@ export function httpFront(httpServer: http.Server, lane?: Omit<LaneOptions, 'dra
     (conn as SecureConnection & { destroySoon?: () => void }).destroySoon = destroySoon;
     httpServer.emit('connection', conn);
     trackHeads(conn);
-    if (rest !== null) conn.unshift(rest);
+    if (rest !== null && rest.length > 0) conn.unshift(rest);
     if (firstDeadline !== null) firstHeadDue(httpServer, conn, firstDeadline);
   };
   // Before the handler writes its head: a request that arrives while draining gets
@@ -298,6 +306,21 @@ export function httpFront(httpServer: http.Server, lane?: Omit<LaneOptions, 'dra
     },
     get connections() {
       return conns.size;
+    },
+    draining: () => draining,
+    giveBack: (conn, rest) => {
+      attachNode(conn, rest);
+      // node's connection listener adds its 'resume' and 'pause' listeners (onSocketResume,
+      // onSocketPause) again, and its 'upgrade' hand-over had left the first ones on: one more of
+      // each per request (MaxListenersExceededWarning after 10 on one connection). Calling one
+      // twice does what calling it once does; the repeats go.
+      for (const event of ['resume', 'pause'] as const) {
+        const seen = new Set<unknown>();
+        for (const fn of conn.listeners(event) as Array<(...args: unknown[]) => void>) {
+          if (seen.has(fn)) conn.removeListener(event, fn);
+          else seen.add(fn);
+        }
+      }
     },
   };
 }

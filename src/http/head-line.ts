@@ -188,14 +188,18 @@ function trackHead(this: Tracked, chunk: Buffer): void {
   }
 }
 
-/** Starts following `conn`'s heads; call after node's http.Server took it ('connection'), so its parser is there. */
-export function trackHeads(conn: { on(event: 'data', listener: (chunk: Buffer) => void): unknown; parser?: unknown }): void {
+/**
+ * Starts following `conn`'s heads; call after node's http.Server took it ('connection'), so its parser is there.
+ * Again on a connection node gave back and took anew (an Upgrade answered as a request): the listener goes after node's new one, once.
+ */
+export function trackHeads(conn: { on(event: 'data', listener: (chunk: Buffer) => void): unknown; off(event: 'data', listener: (chunk: Buffer) => void): unknown; parser?: unknown }): void {
   const t = conn as unknown as Tracked;
   t[kState] = NOTHING;
   t[kBegun] = 0;
   t[kIncomingAtBegin] = null;
   const parser = t.parser;
   if (parser != null) parser[kOnMessageBegin] = onMessageBegin;
+  conn.off('data', trackHead as (chunk: Buffer) => void);
   conn.on('data', trackHead as (chunk: Buffer) => void);
 }
 

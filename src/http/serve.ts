@@ -424,8 +424,6 @@ export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Serv
   };
   httpServer.on('clientError', (err: ParseError, socket: Duplex) => answerClientError(o.log, err, socket, refusals));
   httpServer.on('connect', (req: http.IncomingMessage, socket: Duplex) => answerConnect(o.log, req, socket as unknown as SecureConnection, o.idleTimeoutMs, 405, 'GET, HEAD'));
-  // Without this listener node answers an Upgrade request but drops what was pipelined behind it (upgrade-as-request.ts).
-  httpServer.on('upgrade', (req: http.IncomingMessage, socket: Duplex) => answerUpgradeAsRequest(req, socket as unknown as SecureConnection, LINGER_MS, serveRequest));
   // http.Server starts its headersTimeout/requestTimeout sweeper on 'listening'; it never
   // listens itself here (connections come from the TLS listener), so start it explicitly.
   httpServer.emit('listening');
@@ -442,5 +440,9 @@ export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Serv
     headersTimeoutMs: o.headersTimeoutMs,
     silent: (conn: SecureConnection) => closeWaitedForNothing(o.log, conn),
   };
-  return Object.assign(alpnFront(httpFront(httpServer, lane), h2), { retire: () => served.close() });
+  const front = httpFront(httpServer, lane);
+  // Without this listener node answers an Upgrade request but drops what was pipelined behind it (upgrade-as-request.ts).
+  httpServer.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
+    answerUpgradeAsRequest(req, socket as unknown as SecureConnection, head, { lingerMs: LINGER_MS, handle: serveRequest, draining: front.draining, giveBack: front.giveBack }));
+  return Object.assign(alpnFront(front, h2), { retire: () => served.close() });
 }

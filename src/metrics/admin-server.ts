@@ -39,8 +39,8 @@ export interface AdminOptions {
   stats: TrafficStats;
   /** The upstreams of `aludel proxy` / `aludel tcp` in force (a reload replaces them); null for `aludel serve`. */
   group: (() => UpstreamHealthView) | null;
-  /** `aludel proxy --cache`: removes every stored variant of an absolute URL, returns how many. */
-  purge?: (url: string) => number | Promise<number>;
+  /** `aludel proxy --cache`: removes every stored variant of an absolute URL, returns how many and the files it could not delete. */
+  purge?: (url: string) => AdminPurgeResult | Promise<AdminPurgeResult>;
   /** --acme-domain: each managed certificate's expiry, next renewal and last error. */
   acme?: () => ManagedCertificateStatus[];
   log: Logger;
@@ -164,17 +164,25 @@ function reply(req: http.IncomingMessage, res: http.ServerResponse, code: number
  * POST /purge?url=<absolute URL>: drops every cached variant of it (as nginx cache_purge / Varnish ban users expect).
  * With --workers N the primary asks a worker (cache-relay.ts): an answer that fails is a 503.
  */
-async function purgeRequest(req: http.IncomingMessage, res: http.ServerResponse, purge: (url: string) => number | Promise<number>, log: Logger): Promise<void> {
+async function purgeRequest(req: http.IncomingMessage, res: http.ServerResponse, purge: (url: string) => AdminPurgeResult | Promise<AdminPurgeResult>, log: Logger): Promise<void> {
   const target = new URL(req.url ?? '/', 'http://admin.invalid').searchParams.get('url');
   if (target === null || !URL.canParse(target)) {
     reply(req, res, 400, 'text/plain; charset=utf-8', 'give the absolute URL to purge: POST /purge?url=https://host/path\n');
     return;
   }
-  let purged: number;
+  let r: AdminPurgeResult;
   try {
-    purged = await purge(target);
+    r = await purge(target);
   } catch (err) {
     reply(req, res, 503, 'text/plain; charset=utf-8', `the purge did not happen: ${(err as Error).message}\n`);
+    return;
+  }
+  const { purged, undeleted } = r;
+  if (undeleted.length > 0) {
+    // A purge removes content (a leaked file, a takedown): files left on disk would be served again after a restart, so it is a failure, not a 200.
+    log.error({ url: target, purged, undeleted }, 'cache purge (admin) failed: files could not be deleted');
+    const error = 'the stored files could not be deleted: the workers no longer serve them, but they are still on disk and a restart would serve them again; fix the cache directory and purge again';
+    reply(req, res, 500, 'application/json', `${JSON.stringify({ url: target, purged, error, undeleted })}\n`);
     return;
   }
   log.info({ url: target, purged }, 'cache purge (admin)');
@@ -232,7 +240,14 @@ function refuseHost(req: http.IncomingMessage, res: http.ServerResponse, log: Lo
 export interface AdminAnswers {
   metrics(): Promise<{ body: string; type: string }>;
   status(admin: string): Promise<unknown>;
-  purge?: (url: string) => number | Promise<number>;
+  purge?: (url: string) => AdminPurgeResult | Promise<AdminPurgeResult>;
+}
+
+/** A purge's outcome (the cache's PurgeResult, cache/store.ts; metrics/ sits below cache/, so restated here). */
+export interface AdminPurgeResult {
+  purged: number;
+  /** Files unlink(2) refused (EROFS, EACCES): the purge failed for them. */
+  undeleted: Array<{ file: string; code: string; detail: string }>;
 }
 
 /** Starts the admin listener; resolves once it is bound and logged. */

@@ -96,6 +96,35 @@ describe('--workers: a restarted worker starts from the configuration the primar
     }
   });
 
+  test('a HUP while a worker starts reloads it once when it is ready; a worker that then dies before ready comes back on the new file, not reloaded again', { timeout: 120_000 }, async () => {
+    // Found by testing: the slot kept its "reload when ready" mark across the death, so the
+    // replacement, started from the text the HUP loaded, reloaded once more when it was ready.
+    const p = await start();
+    try {
+      const pids = await workerPids(p);
+      let from = p.mark();
+      process.kill(pids[0]!, 'SIGKILL');
+      const starting = (await p.waitForLog((l) => l.msg === 'worker started' && l.worker === 1, 10_000, from)).workerPid as number;
+      // Held before its 'ready' (SIGSTOP): the HUP surely finds it starting, from the old text.
+      process.kill(starting, 'SIGSTOP');
+      writeConfig('b');
+      p.child.kill('SIGHUP');
+      await p.waitForLog((l) => String(l.msg).startsWith('reload: passing'), 10_000, from);
+      from = p.mark();
+      process.kill(starting, 'SIGKILL');
+      const fresh = (await p.waitForLog((l) => l.msg === 'worker ready' && l.worker === 1, 20_000, from)).workerPid as number;
+      assert.deepEqual(only(await bodies(p, fresh)), ['B'], 'the replacement serves the reloaded file');
+      // A second HUP: its 'reloaded' is the replacement's first if nothing was sent at its 'ready' (a worker applies reloads in order).
+      const second = p.mark();
+      p.child.kill('SIGHUP');
+      await p.waitForLog((l) => l.pid === fresh && String(l.msg).startsWith('reloaded:'), 20_000, second);
+      const reloads = p.logs.slice(from).filter((l) => l.pid === fresh && String(l.msg).startsWith('reload'));
+      assert.deepEqual(reloads.map((l) => String(l.msg).slice(0, 9)), ['reloaded:'], 'one reload, the second HUP\'s');
+    } finally {
+      await p.stop();
+    }
+  });
+
   test('a broken edit (reloaded or not) keeps no worker from coming back: it starts from the last configuration that loaded', { timeout: 120_000 }, async () => {
     const p = await start();
     try {

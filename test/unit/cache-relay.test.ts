@@ -57,8 +57,9 @@ describe('CacheRelay (the primary)', () => {
     const purged = relay.purge('https://h/x');
     assert.deepEqual(a.got, [{ type: 'cache', op: 'purge', seq: 1, url: 'https://h/x' }]);
     assert.deepEqual(b.got, []);
-    relay.onMessage(a, { type: 'cache', op: 'purged', seq: 1, purged: 2 });
-    assert.equal(await purged, 2);
+    const result = { purged: 2, undeleted: [{ file: '/c/0a/x.meta.json', code: 'EROFS', detail: 'read-only file system' }] };
+    relay.onMessage(a, { type: 'cache', op: 'purged', seq: 1, result });
+    assert.deepEqual(await purged, result, 'the files the worker could not delete reach the admin listener');
     const none = new CacheRelay(() => [], silentLogger);
     await assert.rejects(none.purge('https://h/x'), /no worker is running/);
   });

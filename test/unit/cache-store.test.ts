@@ -159,7 +159,7 @@ describe('CacheStore', () => {
     assert.equal(v.length, 2);
     assert.ok(v.includes(gz2.entry!) && !v.includes(gz.entry!));
     await settled(dir, (n) => !n.some((f) => f.includes(gz.entry!.id)));
-    assert.equal(store.purge('https://h/v'), 2);
+    assert.deepEqual(store.purge('https://h/v'), { purged: 2, undeleted: [] });
     assert.equal(store.count, 0);
     assert.equal(store.bytes, 0);
     assert.deepEqual(await settled(dir, (n) => n.length === 0), []);
@@ -302,7 +302,7 @@ describe('CacheStore shared by several processes (--workers N)', () => {
     await a.update(entry!, { headers: ['Cache-Control', 'max-age=600'], requestTime: Date.now(), responseTime: Date.now(), initialAge: 0 });
     await relayed();
     assert.equal(b.variants('https://h/x')[0]!.lifetime, 600);
-    assert.equal(a.purge('https://h/x'), 1);
+    assert.deepEqual(a.purge('https://h/x'), { purged: 1, undeleted: [] });
     assert.ok(!fs.existsSync(entry!.bodyFile), 'a purge unlinks before it returns: no process can open the body after it');
     await relayed();
     assert.equal(b.count, 0);
