@@ -58,7 +58,7 @@ export class UpstreamResponse implements UpstreamAnswer {
     private readonly x: Exchange,
     private readonly u: UpstreamStream,
     readonly head: ResponseHead,
-    /** Body bytes read along with the head (from a plain upstream, only what takeWithHead allowed: the rest is still in the kernel). */
+    /** Body bytes read along with the head (from a plain upstream, only what takeWithHead allowed: the rest is still in the kernel; and any stray bytes seen past a body that ends there). */
     private readonly rest: Buffer,
     readonly sentAt: number,
     private readonly pipes: PipePool | null,
@@ -98,8 +98,8 @@ export class UpstreamResponse implements UpstreamAnswer {
     }
     x.bodyPath = 'write';
     if (f.kind === 'length' && this.rest.length >= f.length) {
-      // The whole body came with the head (takeWithHead): one end() sends it. rest is never
-      // longer than the body (takeWithHead's say), so no view of it is made for nothing.
+      // The whole body came with the head (takeWithHead): one end() sends it. rest is longer
+      // than the body only when a broken upstream sent more (peekResponseHead takes it all).
       const body = this.rest.length === f.length ? this.rest : this.rest.subarray(0, f.length);
       // Over HTTP/1.x nothing waits for the client's 'finish': end() hands head and body to the
       // connection (queued by node behind a pipelined response still going), rest is this

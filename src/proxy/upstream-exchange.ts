@@ -169,10 +169,29 @@ export async function peekResponseHead(sock: PlainSocket, method: string, limits
       onInterim?.(head);
       continue;
     }
-    const body = Math.min(take?.(head) ?? 0, seen.length - head.headerBytes);
+    const body = bytesWithHead(head, take, seen.length - head.headerBytes);
     sock.skip(head.headerBytes + body - held.length);
     return { head, rest: body > 0 ? Buffer.from(seen.subarray(head.headerBytes, head.headerBytes + body)) : EMPTY };
   }
+}
+
+/**
+ * How many of the `after` bytes seen behind a head peekResponseHead takes
+ * with it: what `take` allows, except that when it allows the whole body,
+ * every byte seen is taken. A response ends where its framing says: a HEAD's,
+ * a 204's or a 304's at its head (RFC 9110 §9.3.2, §6.4.1), a Content-Length
+ * body at its length; bytes beyond are no next response (nothing was asked
+ * for) but the upstream's error, such as a body sent to HEAD. Left in the
+ * socket, the connection went back to the pool with them, and the next
+ * request sent on it read them as its answer: a 502. Taken, they make the
+ * rest longer than the body, and the connection is not reused (relay,
+ * readBody), as nginx's "upstream sent more data than specified" does.
+ */
+function bytesWithHead(head: ResponseHead, take: TakeWithHead | undefined, after: number): number {
+  const allowed = take?.(head) ?? 0;
+  const f = head.framing;
+  const whole = f.kind === 'none' ? 0 : f.kind === 'length' ? f.length : -1;
+  return take !== undefined && whole >= 0 && allowed >= whole ? after : Math.min(allowed, after);
 }
 
 /**
