@@ -51,6 +51,7 @@ _Static_assert(BIO_TYPE_SOCKET == (5 | 0x0400 | 0x0100), "BIO_TYPE_SOCKET");
 _Static_assert(BIO_TYPE_SSL == (7 | 0x0200), "BIO_TYPE_SSL");
 _Static_assert(BIO_C_GET_SSL == 110, "BIO_C_GET_SSL");
 _Static_assert(BIO_FLAGS_READ == 0x01 && BIO_FLAGS_WRITE == 0x02 && BIO_FLAGS_RWS == 0x07 && BIO_FLAGS_SHOULD_RETRY == 0x08, "BIO flags");
-_Static_assert(SSL_R_UNEXPECTED_MESSAGE == 244 && SSL_R_DECRYPTION_FAILED_OR_BAD_RECORD_MAC == 281 && SSL_R_NO_RENEGOTIATION == 339, "reason codes");
+_Static_assert(SSL_R_UNEXPECTED_MESSAGE == 244 && SSL_R_DECRYPTION_FAILED_OR_BAD_RECORD_MAC == 281 && SSL_R_NO_RENEGOTIATION == 339 && SSL_R_BAD_LENGTH == 271, "reason codes");
+_Static_assert(SSL_F_SSL3_WRITE_BYTES == 158, "function codes");
 _Static_assert(SSL_AD_REASON_OFFSET == 1000 && ERR_LIB_SSL == 20, "error codes");
 _Static_assert(SSL_MAX_MASTER_KEY_LENGTH == 48 && SSL3_RANDOM_SIZE == 32, "sizes");

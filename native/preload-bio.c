@@ -59,7 +59,11 @@ static struct {
 
 static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
 
-/* Finishes a pending handshake for a BIO call; 1 when done, else 0 with the BIO's retry flags as the real SSL BIO would set them. */
+/*
+ * Finishes a pending handshake for a BIO call: 1 when done, else the
+ * handshake's result (<= 0, what SSL_read/SSL_write would have returned while
+ * driving it) with the BIO's retry flags as the real SSL BIO would set them.
+ */
 static int bio_handshake(BIO *b, SSL *ssl) {
   if (aludel_is_init_finished(ssl)) {
     aludel_examine(ssl); /* finished by the BIO's own state machine: examined now, still before any application record */
@@ -70,7 +74,7 @@ static int bio_handshake(BIO *b, SSL *ssl) {
   int e = aludel_real.get_error(ssl, r);
   if (e == P_SSL_ERROR_WANT_READ) sb.set_flags(b, P_BIO_FLAGS_READ | P_BIO_FLAGS_SHOULD_RETRY);
   if (e == P_SSL_ERROR_WANT_WRITE) sb.set_flags(b, P_BIO_FLAGS_WRITE | P_BIO_FLAGS_SHOULD_RETRY);
-  return 0;
+  return r;
 }
 
 static SSL *bio_ssl(BIO *b) {
@@ -79,48 +83,60 @@ static SSL *bio_ssl(BIO *b) {
   return ssl;
 }
 
-/* One read or write for either library: 1 done by the kernel, 0 failed (retry flags set), -1 not offloaded (call the real method). */
+#define NOT_OURS (-2) /* bio_io: the connection is not offloaded, the real method does the call */
+
+/*
+ * One read or write for either library, with the result the real SSL BIO
+ * passes on from SSL_read/SSL_write (1.0.2 bio_ssl.c ssl_read/ssl_write
+ * return it as it is; 1.1.1 from ssl_read_internal/ssl_write_internal, and
+ * BIO_read/BIO_write return it when it is <= 0): 1 done by the kernel (*done
+ * bytes); 0 at the end of the connection (close_notify, or a FIN without
+ * it), -1 for a retry or an error, retry flags set; NOT_OURS otherwise.
+ * A reader tells the end of the stream (0) from a retry by that value.
+ */
 static int bio_io(BIO *b, void *buf, size_t n, size_t *done, int write) {
   SSL *ssl = bio_ssl(b);
   *done = 0;
-  if (ssl == NULL) return -1;
+  if (ssl == NULL) return NOT_OURS;
   sb.clear_flags(b, P_BIO_FLAGS_RWS | P_BIO_FLAGS_SHOULD_RETRY);
-  if (!bio_handshake(b, ssl)) return 0;
+  int h = bio_handshake(b, ssl);
+  if (h <= 0) return h;
   struct aludel_conn *c = aludel_offloaded(ssl);
-  if (c == NULL) return -1;
+  if (c == NULL) return NOT_OURS;
   if (write ? aludel_kernel_write(c, buf, n, done) : (*done = aludel_kernel_read(c, buf, n, 0)) > 0) return 1;
   if (c->last_error == P_SSL_ERROR_WANT_READ) sb.set_flags(b, P_BIO_FLAGS_READ | P_BIO_FLAGS_SHOULD_RETRY);
   if (c->last_error == P_SSL_ERROR_WANT_WRITE) sb.set_flags(b, P_BIO_FLAGS_WRITE | P_BIO_FLAGS_SHOULD_RETRY);
-  return 0;
+  return write ? -1 : aludel_read_result(c, 0);
 }
 
 static int ssl_bio_read(BIO *b, char *buf, size_t n, size_t *got) {
   int r = bio_io(b, buf, n, got, 0);
-  return r >= 0 ? r : sb.real_read(b, buf, n, got);
+  return r != NOT_OURS ? r : sb.real_read(b, buf, n, got);
 }
 
 static int ssl_bio_write(BIO *b, const char *buf, size_t n, size_t *written) {
   int r = bio_io(b, (void *)buf, n, written, 1);
-  return r >= 0 ? r : sb.real_write(b, buf, n, written);
+  return r != NOT_OURS ? r : sb.real_write(b, buf, n, written);
 }
 
 /* The real SSL BIO's puts writes through its internal ssl_write: route it through ours. */
 static int ssl_bio_puts(BIO *b, const char *s) {
   size_t w = 0;
-  return ssl_bio_write(b, s, strlen(s), &w) ? (int)w : -1;
+  int r = ssl_bio_write(b, s, strlen(s), &w);
+  return r > 0 ? (int)w : r;
 }
 
 /* 1.0.2 signatures: int counts, <= 0 on failure. */
 static int ssl_bio_read102(void *b, char *buf, int n) {
   size_t got = 0;
   int r = bio_io(b, buf, n < 0 ? 0 : (size_t)n, &got, 0);
-  return r < 0 ? sb.real_read102(b, buf, n) : r > 0 ? (int)got : -1;
+  return r == NOT_OURS ? sb.real_read102(b, buf, n) : r > 0 ? (int)got : r;
 }
 
 static int ssl_bio_write102(void *b, const char *buf, int n) {
   size_t w = 0;
   int r = bio_io(b, (void *)buf, n < 0 ? 0 : (size_t)n, &w, 1);
-  return r < 0 ? sb.real_write102(b, buf, n) : r > 0 ? (int)w : -1;
+  return r == NOT_OURS ? sb.real_write102(b, buf, n) : r > 0 ? (int)w : r;
 }
 
 static int ssl_bio_puts102(void *b, const char *s) {

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "preload.h"
@@ -176,15 +177,24 @@ int aludel_is_init_finished(const SSL *ssl) {
   return aludel_real.state != NULL && aludel_real.state(ssl) == P_SSL_ST_OK; /* 1.0.2: SSL_is_init_finished was a macro */
 }
 
-/* Puts reason on OpenSSL's error queue, as OpenSSL would for the same record, so the program logs what it always logs (nginx: SSL_read() failed (SSL: ...)). */
-static void push_error(int reason) {
+/*
+ * Puts reason on OpenSSL's error queue, as OpenSSL would for the same record
+ * or call, so the program logs what it always logs (nginx: SSL_read() failed
+ * (SSL: ...)). func: OpenSSL's function code up to 1.1.1 (3.x has none), 0
+ * for none.
+ */
+static void push_error_in(int func, int reason) {
   if (aludel_real.err_new != NULL && aludel_real.err_set_debug != NULL && aludel_real.err_set_error != NULL) {
     aludel_real.err_new();
     aludel_real.err_set_debug("aludel-preload", 0, "aludel_kernel_read");
     aludel_real.err_set_error(P_ERR_LIB_SSL, reason, NULL);
   } else if (aludel_real.err_put != NULL) {
-    aludel_real.err_put(P_ERR_LIB_SSL, 0, reason, "aludel-preload", 0);
+    aludel_real.err_put(P_ERR_LIB_SSL, func, reason, "aludel-preload", 0);
   }
+}
+
+static void push_error(int reason) {
+  push_error_in(0, reason);
 }
 
 /* ---- hand-over after the handshake ---- */
@@ -386,15 +396,16 @@ static struct aludel_conn *route(SSL *ssl, int *h) {
 
 #define CTRL_MAX (4 + 16384) /* one handshake message of up to a record's plaintext (RFC 8446 §5.1) */
 
-static void send_alert(struct aludel_conn *c, int level, int description) {
+/* flags: 0 for an alert OpenSSL would send too (SIGPIPE as its write(2) would raise, see preload-ktls.c), MSG_NOSIGNAL for one of our own. */
+static void send_alert(struct aludel_conn *c, int level, int description, int flags) {
   unsigned char alert[2] = {(unsigned char)level, (unsigned char)description};
-  ssize_t w = aludel_ktls_send_record(c->fd, RT_ALERT, alert, sizeof alert);
+  ssize_t w = aludel_ktls_send_record(c->fd, RT_ALERT, alert, sizeof alert, flags);
   (void)w; /* best effort: the connection is ending either way */
 }
 
 /* The connection cannot go on: a fatal alert to the peer (under keys it can still decrypt), the reason on the error queue, one event line. */
 static int fail(struct aludel_conn *c, int alert, int reason, const char *what) {
-  if (alert >= 0) send_alert(c, ALERT_FATAL, alert);
+  if (alert >= 0) send_alert(c, ALERT_FATAL, alert, 0);
   push_error(reason);
   aludel_event("fd %d: %s: connection ended", c->fd, what);
   c->broken = 1;
@@ -406,7 +417,7 @@ static int fail(struct aludel_conn *c, int alert, int reason, const char *what) 
 static int io_failed(struct aludel_conn *c, ssize_t got, int want) {
   int err = errno;
   if (got == 0) {
-    /* TCP FIN without close_notify (RFC 5246 §7.2.1): OpenSSL reports SYSCALL with errno 0, and SSL_read returns 0 (see read_result). */
+    /* TCP FIN without close_notify (RFC 5246 §7.2.1): OpenSSL reports SYSCALL with errno 0, and SSL_read returns 0 (see aludel_read_result). */
     errno = 0;
     c->eof = 1;
     c->last_error = P_SSL_ERROR_SYSCALL;
@@ -451,7 +462,7 @@ static int key_update(struct aludel_conn *c, const unsigned char *body, size_t l
   int err = errno;
   explicit_bzero(&k, sizeof k);
   if (!ok) {
-    send_alert(c, ALERT_WARNING, AD_CLOSE_NOTIFY);
+    send_alert(c, ALERT_WARNING, AD_CLOSE_NOTIFY, MSG_NOSIGNAL); /* OpenSSL would follow the KeyUpdate: no write of its own here */
     c->shutdown_sent = 1;
     char what[200];
     snprintf(what, sizeof what, "the peer sent a TLS 1.3 KeyUpdate%s and this kernel cannot take a new receive key (%s; Linux >= 6.14 can)",
@@ -461,7 +472,7 @@ static int key_update(struct aludel_conn *c, const unsigned char *body, size_t l
   if (requested) {
     /* Our own KeyUpdate (update_not_requested) under the old key, then the new key for everything after it. */
     static const unsigned char ku[5] = {HS_KEY_UPDATE, 0, 0, 1, 0};
-    ok = aludel_ktls_send_record(c->fd, RT_HANDSHAKE, ku, sizeof ku) == (ssize_t)sizeof ku && aludel_tls13_next_keys(c, 1, &k) &&
+    ok = aludel_ktls_send_record(c->fd, RT_HANDSHAKE, ku, sizeof ku, 0) == (ssize_t)sizeof ku && aludel_tls13_next_keys(c, 1, &k) &&
          aludel_ktls_set(c->fd, 1, c->version, c->cipher, &k) == 0;
     explicit_bzero(&k, sizeof k);
     if (!ok) return fail(c, -1, P_SSL_R_UNEXPECTED_MESSAGE, "could not answer a KeyUpdate with our own");
@@ -507,7 +518,7 @@ static int handshake_message(struct aludel_conn *c, const unsigned char *m, size
     case HS_CLIENT_HELLO:
       /* RFC 5246 §7.2.2: renegotiation refused with a warning no_renegotiation; the connection goes on with its keys (the kernel cannot re-key TLS 1.2). */
       if (!tls13 && (m[0] == HS_CLIENT_HELLO) == (c->server != 0)) {
-        send_alert(c, ALERT_WARNING, AD_NO_RENEGOTIATION);
+        send_alert(c, ALERT_WARNING, AD_NO_RENEGOTIATION, 0);
         if (c->server && tell_handshake_start(c))
           aludel_event("fd %d: TLS 1.2 renegotiation refused (no_renegotiation); the program's info callback was told a handshake started, as OpenSSL tells it, and may close the connection", c->fd);
         else
@@ -603,6 +614,19 @@ int aludel_kernel_write(struct aludel_conn *c, const void *buf, size_t n, size_t
     return 0;
   }
   size_t done = partial ? 0 : c->write_done;
+  /*
+   * A retry shorter than what the kernel already took of the call that
+   * returned WANT_WRITE: OpenSSL's ssl3_write_bytes fails it ("if (len < tot)
+   * ... SSL_R_BAD_LENGTH; return -1", 1.0.2f s3_pkt.c; 1.1.1 rec_layer_s3.c
+   * checks len < wnum the same way) rather than report more written than
+   * asked. What was taken stays counted, as 1.1.1 keeps wnum, so a retry
+   * with the right length still finishes the write.
+   */
+  if (n < done) {
+    push_error_in(P_SSL_F_SSL3_WRITE_BYTES, P_SSL_R_BAD_LENGTH);
+    c->last_error = P_SSL_ERROR_SSL;
+    return 0;
+  }
   while (done < n) {
     ssize_t w = aludel_ktls_send(c->fd, (const char *)buf + done, n - done);
     if (w < 0) {
@@ -630,7 +654,7 @@ int aludel_kernel_write(struct aludel_conn *c, const void *buf, size_t n, size_t
  * with -1 an I/O error to look up in errno, and programs act on it (stunnel
  * logs "TLS socket closed" for one, a socket error for the other).
  */
-static int read_result(const struct aludel_conn *c, size_t got) {
+int aludel_read_result(const struct aludel_conn *c, size_t got) {
   if (got > 0) return (int)got;
   return c->last_error == P_SSL_ERROR_ZERO_RETURN || (c->last_error == P_SSL_ERROR_SYSCALL && c->eof) ? 0 : -1;
 }
@@ -652,7 +676,7 @@ ALUDEL_EXPORT int SSL_read(SSL *ssl, void *buf, int n) {
   struct aludel_conn *c = route(ssl, &h);
   if (h <= 0) return h;
   if (c == NULL) return aludel_real.read(ssl, buf, n);
-  return read_result(c, aludel_kernel_read(c, buf, n < 0 ? 0 : (size_t)n, 0));
+  return aludel_read_result(c, aludel_kernel_read(c, buf, n < 0 ? 0 : (size_t)n, 0));
 }
 
 ALUDEL_EXPORT int SSL_peek_ex(SSL *ssl, void *buf, size_t n, size_t *readbytes) {
@@ -672,7 +696,7 @@ ALUDEL_EXPORT int SSL_peek(SSL *ssl, void *buf, int n) {
   struct aludel_conn *c = route(ssl, &h);
   if (h <= 0) return h;
   if (c == NULL) return aludel_real.peek(ssl, buf, n);
-  return read_result(c, aludel_kernel_read(c, buf, n < 0 ? 0 : (size_t)n, 1));
+  return aludel_read_result(c, aludel_kernel_read(c, buf, n < 0 ? 0 : (size_t)n, 1));
 }
 
 ALUDEL_EXPORT int SSL_write_ex(SSL *ssl, const void *buf, size_t n, size_t *written) {
@@ -717,26 +741,75 @@ ALUDEL_EXPORT int SSL_has_pending(const SSL *ssl) {
 }
 
 /*
- * close_notify as an alert record (RFC 5246 §7.2.1, RFC 8446 §6.1) through
- * the kernel, once, unless the program asked for a quiet shutdown or marked
- * it sent (SSL_set_shutdown, as nginx does for timed-out connections), as
- * OpenSSL's ssl3_shutdown decides. 1: done, without waiting for the peer's.
+ * Waits for the peer's close_notify, as OpenSSL's ssl3_shutdown does on a
+ * call after ours went out (1.0.2f s3_lib.c, 1.1.1 the same): it reads one
+ * record with ssl3_read_bytes(type 0), which throws application data away
+ * once our close_notify is sent ("if (s->shutdown & SSL_SENT_SHUTDOWN)") and
+ * returns 0, and SSL_shutdown then returns -1 (SSL_get_error: SYSCALL, as
+ * rwstate is SSL_NOTHING). 1: the peer's close_notify came; -1 otherwise,
+ * last_error as the read left it (WANT_READ, SYSCALL for a FIN, SSL).
  */
+static int wait_close_notify(struct aludel_conn *c) {
+  unsigned char scrap[16384]; /* one record's plaintext at most (RFC 5246 §6.2.1) */
+  size_t got = aludel_kernel_read(c, scrap, sizeof scrap, 0);
+  explicit_bzero(scrap, got);
+  if (c->closed) return 1;
+  if (got > 0) {
+    errno = 0;
+    c->last_error = P_SSL_ERROR_SYSCALL;
+  }
+  return -1;
+}
+
+/*
+ * SSL_shutdown as OpenSSL's ssl3_shutdown answers it (1.0.2f and 1.1.1):
+ * - quiet shutdown: nothing sent, both directions marked shut, 1;
+ * - the first call sends close_notify (RFC 5246 §7.2.1, RFC 8446 §6.1) and
+ *   returns 0 ("sent, the peer's not yet received"), or 1 when the peer's
+ *   close_notify had already come; -1 (WANT_WRITE) when it could not go out,
+ *   and the next call sends it again;
+ * - a later call (or the first when the program marked ours sent with
+ *   SSL_set_shutdown) waits for the peer's close_notify: 1 once it came, -1
+ *   otherwise (see wait_close_notify).
+ * Programs act on the 0: nginx frees the SSL on 0 or 1 alike (a 0 with an
+ * empty error queue is no error in ngx_ssl_shutdown), and sets
+ * SSL_RECEIVED_SHUTDOWN itself (no_wait_shutdown) when it will not wait, so
+ * it gets 1; others call SSL_shutdown again to wait for the peer.
+ */
+static int kernel_shutdown(struct aludel_conn *c) {
+  SSL *ssl = c->ssl;
+  int mode = aludel_real.get_shutdown(ssl);
+  c->last_error = P_SSL_ERROR_NONE;
+  if (aludel_real.get_quiet_shutdown(ssl)) {
+    aludel_real.set_shutdown(ssl, P_SSL_SENT_SHUTDOWN | P_SSL_RECEIVED_SHUTDOWN);
+    return 1;
+  }
+  if (c->broken) { /* nothing more may go through this connection */
+    aludel_real.set_shutdown(ssl, mode | P_SSL_SENT_SHUTDOWN);
+    return 1;
+  }
+  if (!(mode & P_SSL_SENT_SHUTDOWN) || c->shutdown_pending) {
+    aludel_real.set_shutdown(ssl, mode |= P_SSL_SENT_SHUTDOWN);
+    unsigned char alert[2] = {ALERT_WARNING, AD_CLOSE_NOTIFY};
+    if (aludel_ktls_send_record(c->fd, RT_ALERT, alert, sizeof alert, 0) < 0) {
+      c->shutdown_pending = 1; /* OpenSSL's s3->alert_dispatch: sent again by the next call */
+      return io_failed(c, -1, P_SSL_ERROR_WANT_WRITE) - 1;
+    }
+    c->shutdown_pending = 0;
+    c->shutdown_sent = 1;
+  } else if (!(mode & P_SSL_RECEIVED_SHUTDOWN)) {
+    if (wait_close_notify(c) < 0) return -1;
+    mode = aludel_real.get_shutdown(ssl);
+  }
+  c->last_error = P_SSL_ERROR_NONE;
+  return mode == (P_SSL_SENT_SHUTDOWN | P_SSL_RECEIVED_SHUTDOWN) ? 1 : 0;
+}
+
 ALUDEL_EXPORT int SSL_shutdown(SSL *ssl) {
   aludel_prepare();
   struct aludel_conn *c = aludel_offloaded(ssl);
   if (c == NULL) return aludel_real.shutdown(ssl);
-  int mode = aludel_real.get_shutdown(ssl);
-  if (c->broken || c->shutdown_sent || aludel_real.get_quiet_shutdown(ssl) || (mode & P_SSL_SENT_SHUTDOWN)) {
-    aludel_real.set_shutdown(ssl, mode | P_SSL_SENT_SHUTDOWN);
-    return 1;
-  }
-  unsigned char alert[2] = {ALERT_WARNING, AD_CLOSE_NOTIFY};
-  if (aludel_ktls_send_record(c->fd, RT_ALERT, alert, sizeof alert) < 0) return io_failed(c, -1, P_SSL_ERROR_WANT_WRITE) - 1;
-  c->shutdown_sent = 1;
-  aludel_real.set_shutdown(ssl, mode | P_SSL_SENT_SHUTDOWN);
-  c->last_error = P_SSL_ERROR_NONE;
-  return 1;
+  return kernel_shutdown(c);
 }
 
 /*

@@ -47,8 +47,24 @@ int aludel_ktls_ulp_present(void) {
   return present;
 }
 
-/* One record of `type` (alert, handshake) through kernel TX: sendmsg with a TLS_SET_RECORD_TYPE cmsg. */
-ssize_t aludel_ktls_send_record(int fd, unsigned char type, const void *buf, size_t n) {
+/*
+ * No MSG_NOSIGNAL on either send: they stand for the write(2) that OpenSSL's
+ * socket BIO makes for the same bytes (1.0.2f and 1.1.1 BIO_s_socket:
+ * writesocket/write, no flags), and on a connection the peer has closed or
+ * reset, write(2) raises SIGPIPE (EPIPE otherwise). A program therefore gets
+ * under `aludel run` what it gets alone: nginx, stunnel, HAProxy and
+ * OpenSSL's own s_server/s_client ignore SIGPIPE (ngx_signals SIG_IGN,
+ * do_pipe_sig in apps.h) and see EPIPE either way; a program that keeps the
+ * default disposition is ended by the signal, as it would be alone, rather
+ * than sent down an error path it never takes without aludel; one with a
+ * SIGPIPE handler sees it called. That holds where OpenSSL would write the
+ * same record (application data, close_notify, alerts, a KeyUpdate answer);
+ * the one record the preload adds of its own (close_notify when this kernel
+ * cannot follow the peer's KeyUpdate) goes with MSG_NOSIGNAL.
+ */
+
+/* One record of `type` (alert, handshake) through kernel TX: sendmsg with a TLS_SET_RECORD_TYPE cmsg; flags 0, or MSG_NOSIGNAL for a record OpenSSL would not have written. */
+ssize_t aludel_ktls_send_record(int fd, unsigned char type, const void *buf, size_t n, int flags) {
   char cbuf[CMSG_SPACE(sizeof(unsigned char))];
   memset(cbuf, 0, sizeof cbuf);
   struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
@@ -58,12 +74,12 @@ ssize_t aludel_ktls_send_record(int fd, unsigned char type, const void *buf, siz
   cm->cmsg_type = TLS_SET_RECORD_TYPE;
   cm->cmsg_len = CMSG_LEN(sizeof(unsigned char));
   *CMSG_DATA(cm) = type;
-  return sendmsg(fd, &msg, MSG_NOSIGNAL);
+  return sendmsg(fd, &msg, flags);
 }
 
 /* Application data: the kernel frames and encrypts it. */
 ssize_t aludel_ktls_send(int fd, const void *buf, size_t n) {
-  return send(fd, buf, n, MSG_NOSIGNAL);
+  return send(fd, buf, n, 0);
 }
 
 /*

@@ -64,6 +64,8 @@ typedef void (*aludel_info_cb)(const SSL *ssl, int where, int ret);
 #define P_SSL_R_DECRYPTION_FAILED_OR_BAD_RECORD_MAC 281
 #define P_SSL_R_NO_RENEGOTIATION 339
 #define P_SSL_R_CANNOT_CHANGE_CIPHER 109
+#define P_SSL_R_BAD_LENGTH 271
+#define P_SSL_F_SSL3_WRITE_BYTES 158 /* function code, up to 1.1.1 */
 #define P_SSL_AD_REASON_OFFSET 1000
 #define P_SSL_CB_HANDSHAKE_START 0x10
 #define P_SSL_OP_NO_RENEGOTIATION 0x40000000UL /* 1.1.0h+; in 1.0.2 the bit means something else */
@@ -197,6 +199,7 @@ struct aludel_conn {
   int closed;         /* close_notify received */
   int eof;            /* the last read met a TCP FIN without close_notify */
   int shutdown_sent;  /* close_notify sent */
+  int shutdown_pending; /* SSL_shutdown's close_notify could not go out (EAGAIN): the next call sends it */
   int last_error;     /* what SSL_get_error says after our last call */
   size_t write_done;  /* bytes of an unfinished SSL_write already with the kernel (no partial-write mode) */
   /* Records seen by the message callback since the last key change, per direction (preload-secrets.c). */
@@ -233,7 +236,7 @@ void aludel_secrets_ssl_created(SSL *ssl, SSL_CTX *ctx);
 /* preload-ktls.c: each returns 0 or -1 with errno, as the syscall does. */
 int aludel_ktls_ulp(int fd);
 int aludel_ktls_ulp_present(void); /* 1, 0, or -1 when it cannot tell: the kernel's answer, errno kept */
-ssize_t aludel_ktls_send_record(int fd, unsigned char type, const void *buf, size_t n);
+ssize_t aludel_ktls_send_record(int fd, unsigned char type, const void *buf, size_t n, int flags);
 ssize_t aludel_ktls_recv(int fd, void *buf, size_t n, int peek, unsigned char *type);
 ssize_t aludel_ktls_send(int fd, const void *buf, size_t n);
 
@@ -251,5 +254,7 @@ int aludel_is_init_finished(const SSL *ssl);
 struct aludel_conn *aludel_offloaded(const SSL *ssl);
 size_t aludel_kernel_read(struct aludel_conn *c, void *buf, size_t n, int peek);
 int aludel_kernel_write(struct aludel_conn *c, const void *buf, size_t n, size_t *written);
+/* What SSL_read returns for `got` bytes from aludel_kernel_read: got, or 0 at the end of the connection, -1 otherwise. */
+int aludel_read_result(const struct aludel_conn *c, size_t got);
 
 #endif
