@@ -107,7 +107,17 @@ export async function resolveUnderRoot(rootReal: string, urlPath: string): Promi
   if (!p.slash) return { kind: 'redirect', location: directoryLocation(p, urlPath) };
 
   // No directory listings: a directory is served only through its index file.
-  return onlyRegular(await realStat(rootReal, path.join(found.path, INDEX_FILE)));
+  return indexOf(await realStat(rootReal, path.join(found.path, INDEX_FILE)));
+}
+
+/**
+ * A directory's index, as found: a directory without one is 403, as nginx
+ * answers it without autoindex ("directory index of ... is forbidden",
+ * ngx_http_index_module declining to the static module, which refuses a URI
+ * ending in "/"): the directory is there, its listing is not given.
+ */
+function indexOf(found: ResolveResult): ResolveResult {
+  return found.kind === 'not-found' ? FORBIDDEN : onlyRegular(found);
 }
 
 /**
@@ -193,7 +203,7 @@ async function resolveBytes(rootReal: string, p: NormalPath, target: string): Pr
   if (found.kind === 'file' && !found.stat.isDirectory() && p.slash) return NOT_FOUND;
   if (found.kind !== 'file' || !found.stat.isDirectory()) return onlyRegular(found);
   if (!p.slash) return { kind: 'redirect', location: directoryLocation(p, target) };
-  return onlyRegular(await realStatBytes(root, join(found.path, INDEX_FILE)));
+  return indexOf(await realStatBytes(root, join(found.path, INDEX_FILE)));
 }
 
 /** realStat on Buffer paths. */

@@ -227,6 +227,21 @@ for (const mode of ['auto', 'userspace'] as const) {
       assert.ok(fs.existsSync(fx.files.one.path), 'DELETE did not delete');
     });
 
+    test('a directory without an index file: 403, as nginx answers it without autoindex (its listing is not given); one with an index: the index', async () => {
+      const dir = path.join(fx.root, `noindex-${mode}`);
+      fs.mkdirSync(dir);
+      try {
+        const bare = await curl([...tlsArgs, '-D', '-', `${base}/noindex-${mode}/`]);
+        assert.equal(splitHttp(bare.stdout).status, 403);
+        fs.writeFileSync(path.join(dir, 'index.html'), '<p>index</p>\n');
+        const indexed = splitHttp((await curl([...tlsArgs, '-D', '-', `${base}/noindex-${mode}/`])).stdout);
+        assert.equal(indexed.status, 200);
+        assert.equal(indexed.body.toString(), '<p>index</p>\n');
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
     test('path traversal never leaves the root', async () => {
       const passwd = fs.existsSync('/etc/passwd') ? fs.readFileSync('/etc/passwd') : Buffer.from('root:x:0:0');
       for (const p of ['/%2e%2e/%2e%2e/etc/passwd', '/../../etc/passwd', '/..%2f..%2fetc%2fpasswd', '/%2e%2e%2f%2e%2e%2f%2e%2e%2fetc%2fpasswd']) {

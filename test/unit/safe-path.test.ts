@@ -57,10 +57,10 @@ describe('resolveUnderRoot', () => {
     await expectFile('http://example.test/hello.txt?x', 'hello.txt');
   });
 
-  it('serves index.html for directories, without listings', async () => {
+  it('serves index.html for directories, without listings: a directory without one is forbidden (nginx\'s 403), not missing', async () => {
     await expectFile('/sub/', 'sub/index.html');
-    await expectKind('/emptydir/', 'not-found');
-    await expectKind('/', 'not-found');
+    await expectKind('/emptydir/', 'forbidden');
+    await expectKind('/', 'forbidden'); // the root too: nginx's 403 for a root without index.html
   });
 
   it('a directory named without its trailing slash is redirected there, query kept, never to another host (nginx\'s 301)', async () => {
@@ -114,7 +114,7 @@ describe('resolveUnderRoot', () => {
     await expectFile('/emptydir/../sub/./../sub/index.html', 'sub/index.html');
     await expectFile('/sub/x/../', 'sub/index.html');
     await expectFile('/link-in-dir/../hello.txt', 'hello.txt');
-    await expectKind('/sub/..', 'not-found'); // "/", the root's index: there is none here
+    await expectKind('/sub/..', 'forbidden'); // "/", the root's index: there is none here
   });
 
   it('refuses dot-dot segments that climb above the root (400, as nginx), plain or encoded', async () => {
