@@ -12,74 +12,36 @@
  * value (stunnel logs "TLS socket closed" for 0, a socket error for -1).
  */
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import net from 'node:net';
+import type net from 'node:net';
 import path from 'node:path';
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { makeFixtures, type Fixtures } from '../support/fixtures.js';
-import { spawnDaemon, type Daemon } from '../support/daemon.js';
-import { connectionsUlp, legacyPath, LEGACY_PREFIX, wrappedPid, type ConnectionUlp } from '../support/legacy.js';
-import { freePort } from '../support/loopback-port.js';
+import { legacyPath, LEGACY_PREFIX } from '../support/legacy.js';
 import { run } from '../support/run-process.js';
-import { aludelRun } from '../support/run-origins.js';
-import { delta, hasKernelTls, readTlsStat } from '../support/tls-stat.js';
-import { delay } from '../support/wait.js';
+import { waitFor, withProbe } from '../support/ssl-probe.js';
+import { hasKernelTls } from '../support/tls-stat.js';
 
 const PROBE_SOURCE = fileURLToPath(new URL('../../../test/support/ssl-eof-probe.c', import.meta.url));
-/** Start-up under `aludel run` in the VM: node loading the CLI on the emulated CPU takes seconds. */
-const READY_MS = 180_000;
-const WAIT_MS = 30_000;
 
 let fx: Fixtures<'x.bin'>;
 let probe: string;
 
-const inKernel = (c: ConnectionUlp): boolean => c.tls !== null && c.tls.txConf !== 'none' && c.tls.rxConf !== 'none';
-
-async function until(cond: () => boolean, what: string, ms = WAIT_MS): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out (${ms} ms) waiting for ${what}`);
-    await delay(50);
-  }
-}
-
 /**
- * The probe (under run or alone) and one TLS 1.2 client: "hello" once the
- * server has the connection (in the kernel both ways, under run), then
- * `end` ends it. Returns the probe's last line and the kernel's counters.
+ * The probe (under run or alone) and one TLS 1.2 client (ssl-probe.ts):
+ * `end` ends the connection. Returns the probe's last line and the kernel's
+ * counters.
  */
 async function probeEnd(underRun: boolean, end: (s: tls.TLSSocket, tcp: net.Socket) => void): Promise<{ line: string; tlsRxSw: number }> {
-  const port = await freePort();
-  const cmd = [...(underRun ? aludelRun() : []), probe, String(port), fx.certFile, fx.keyFile];
-  const d: Daemon = spawnDaemon(cmd[0]!, cmd.slice(1));
-  const before = readTlsStat();
-  try {
-    await until(() => d.output().includes('listening\n') || !d.alive(), 'the probe to listen', READY_MS);
-    const tcp = net.connect(port, '127.0.0.1');
-    const s = tls.connect({ socket: tcp, ca: fs.readFileSync(fx.certFile), servername: 'localhost', maxVersion: 'TLSv1.2' });
-    s.on('error', () => undefined); // the server may answer a FIN with its own close
-    await new Promise<void>((resolve, reject) => {
-      s.once('secureConnect', () => resolve());
-      s.once('error', reject);
-    });
-    await until(() => d.output().includes('handshake\n'), 'the handshake');
-    if (underRun) {
-      const pid = wrappedPid(d.child.pid!);
-      await until(() => connectionsUlp(pid).some(inKernel), "the probe's connection in the kernel both ways");
-    }
-    s.write('hello');
-    await until(() => d.output().includes('read 5\n'), 'the probe to read the 5 bytes');
+  const { result, tlsRxSw } = await withProbe({ probe, certFile: fx.certFile, keyFile: fx.keyFile, underRun }, async ({ d, s, tcp }) => {
     end(s, tcp);
-    await until(() => /^end: .*$/m.test(d.output()) || !d.alive(), "the probe's last line");
+    await waitFor(() => /^end: .*$/m.test(d.output()) || !d.alive(), "the probe's last line");
     const line = /^end: .*$/m.exec(d.output());
     assert.ok(line, `the probe ended without its line:\n${d.output()}`);
-    s.destroy();
-    return { line: line[0], tlsRxSw: delta(before, readTlsStat()).TlsRxSw! };
-  } finally {
-    await d.stop();
-  }
+    return line[0];
+  });
+  return { line: result, tlsRxSw };
 }
 
 describe('the end of a connection as OpenSSL 1.0.2 reports it, under aludel run and alone', { timeout: 900_000 }, () => {

@@ -14,26 +14,19 @@
  * of 0 is the end of the stream where -1 is an error or a retry.
  */
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import net from 'node:net';
+import type net from 'node:net';
 import path from 'node:path';
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { makeFixtures, type Fixtures } from '../support/fixtures.js';
-import { spawnDaemon, type Daemon } from '../support/daemon.js';
-import { connectionsUlp, legacyPath, LEGACY_PREFIX, wrappedPid, type ConnectionUlp } from '../support/legacy.js';
-import { freePort } from '../support/loopback-port.js';
+import type { Daemon } from '../support/daemon.js';
+import { legacyPath, LEGACY_PREFIX } from '../support/legacy.js';
 import { run } from '../support/run-process.js';
-import { aludelRun } from '../support/run-origins.js';
-import { delta, hasKernelTls, readTlsStat } from '../support/tls-stat.js';
-import { delay } from '../support/wait.js';
+import { waitFor, withProbe } from '../support/ssl-probe.js';
+import { hasKernelTls } from '../support/tls-stat.js';
 
 const PROBE_SOURCE = fileURLToPath(new URL('../../../test/support/ssl-return-probe.c', import.meta.url));
-/** Start-up under `aludel run` in the VM: node loading the CLI on the emulated CPU takes seconds. */
-const READY_MS = 180_000;
-const WAIT_MS = 60_000;
-
 type Mode = 'shutdown' | 'peer-first' | 'quiet' | 'bio' | 'write-shorter' | 'write-after-reset';
 type ClientPart = (s: tls.TLSSocket, d: Daemon, tcp: net.Socket) => Promise<void> | void;
 
@@ -41,16 +34,6 @@ type Library = '1.0.2f' | '1.1.1w';
 
 let fx: Fixtures<'x.bin'>;
 const probes = new Map<Library, string>();
-
-const inKernel = (c: ConnectionUlp): boolean => c.tls !== null && c.tls.txConf !== 'none' && c.tls.rxConf !== 'none';
-
-async function until(cond: () => boolean, what: string, ms = WAIT_MS): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out (${ms} ms) waiting for ${what}`);
-    await delay(50);
-  }
-}
 
 /**
  * How the probe ended: its "end: " line, or the signal that killed it.
@@ -69,40 +52,17 @@ function outcome(d: Daemon): string | null {
 }
 
 /**
- * The probe in `mode` (under run or alone) and one TLS 1.2 client: "hello"
- * once the server has the connection (in the kernel both ways, under run),
- * then `then` does the client's part. Returns how the probe ended and the
- * kernel's counters.
+ * The probe in `mode` (under run or alone) and one TLS 1.2 client
+ * (ssl-probe.ts): `then` does the client's part. Returns how the probe ended
+ * and the kernel's counters.
  */
 async function probeLine(lib: Library, underRun: boolean, mode: Mode, then: ClientPart): Promise<{ line: string; tlsRxSw: number }> {
-  const port = await freePort();
-  const cmd = [...(underRun ? aludelRun() : []), probes.get(lib)!, String(port), fx.certFile, fx.keyFile, mode];
-  const d: Daemon = spawnDaemon(cmd[0]!, cmd.slice(1));
-  const before = readTlsStat();
-  let s: tls.TLSSocket | undefined;
-  try {
-    await until(() => d.output().includes('listening\n') || !d.alive(), 'the probe to listen', READY_MS);
-    const tcp = net.connect(port, '127.0.0.1');
-    s = tls.connect({ socket: tcp, ca: fs.readFileSync(fx.certFile), servername: 'localhost', maxVersion: 'TLSv1.2' });
-    s.on('error', () => undefined); // the server may end the connection first
-    await new Promise<void>((resolve, reject) => {
-      s!.once('secureConnect', () => resolve());
-      s!.once('error', reject);
-    });
-    await until(() => d.output().includes('handshake\n'), 'the handshake');
-    if (underRun) {
-      const pid = wrappedPid(d.child.pid!);
-      await until(() => connectionsUlp(pid).some(inKernel), "the probe's connection in the kernel both ways");
-    }
-    s.write('hello');
-    await until(() => d.output().includes('read 5\n'), 'the probe to read the 5 bytes');
+  const { result, tlsRxSw } = await withProbe({ probe: probes.get(lib)!, args: [mode], certFile: fx.certFile, keyFile: fx.keyFile, underRun }, async ({ d, s, tcp }) => {
     await then(s, d, tcp);
-    await until(() => outcome(d) !== null, "the probe's last line or its end");
-    return { line: outcome(d)!, tlsRxSw: delta(before, readTlsStat()).TlsRxSw! };
-  } finally {
-    s?.destroy();
-    await d.stop();
-  }
+    await waitFor(() => outcome(d) !== null, "the probe's last line or its end");
+    return outcome(d)!;
+  });
+  return { line: result, tlsRxSw };
 }
 
 /** The same client part alone and under run: both lines, the one alone checked against what OpenSSL is known to print. */
@@ -167,7 +127,7 @@ describe('return values of OpenSSL 1.0.2f and 1.1.1w under aludel run and alone'
         // The client stops reading, so the probe's large write fills the socket and gets WANT_WRITE.
         const paused = async (s: tls.TLSSocket, d: Daemon): Promise<void> => {
           s.pause();
-          await until(() => /^first write /m.test(d.output()), "the probe's first write");
+          await waitFor(() => /^first write /m.test(d.output()), "the probe's first write");
         };
         await compare(lib, 'write-shorter', 'end: SSL_write=-1 SSL_get_error=3 then SSL_write(1)=-1 SSL_get_error=1 reason=271 (bad length)', paused);
       });

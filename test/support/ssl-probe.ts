@@ -1,0 +1,85 @@
+/**
+ * The session the OpenSSL probes share (ssl-eof-probe.c, ssl-return-probe.c,
+ * run in the kTLS VM): the probe server started under `aludel run` or alone,
+ * one TLS 1.2 client that sends "hello" once the probe has the connection
+ * (in the kernel both ways, under run), then the test's own part. What the
+ * probe prints is compared under run and alone.
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import tls from 'node:tls';
+import { spawnDaemon, type Daemon } from './daemon.js';
+import { connectionsUlp, wrappedPid, type ConnectionUlp } from './legacy.js';
+import { freePort } from './loopback-port.js';
+import { aludelRun } from './run-origins.js';
+import { delta, readTlsStat } from './tls-stat.js';
+import { delay } from './wait.js';
+
+/** Start-up under `aludel run` in the VM: node loading the CLI on the emulated CPU takes seconds. */
+const READY_MS = 180_000;
+const WAIT_MS = 60_000;
+
+const inKernel = (c: ConnectionUlp): boolean => c.tls !== null && c.tls.txConf !== 'none' && c.tls.rxConf !== 'none';
+
+/** Polls `cond` every 50 ms; rejects after `ms`, naming `what` it waited for. */
+export async function waitFor(cond: () => boolean, what: string, ms = WAIT_MS): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out (${ms} ms) waiting for ${what}`);
+    await delay(50);
+  }
+}
+
+export interface ProbeOptions {
+  /** The built probe. */
+  probe: string;
+  /** Its arguments after the port, certificate and key (a mode, say). */
+  args?: string[];
+  certFile: string;
+  keyFile: string;
+  underRun: boolean;
+}
+
+/** The probe and its client, once the probe has read the client's "hello". */
+export interface ProbeSession {
+  d: Daemon;
+  s: tls.TLSSocket;
+  tcp: net.Socket;
+}
+
+/**
+ * Runs `part` on a probe session; resolves with what it returned and the
+ * kernel's count of TLS RX contexts made meanwhile (1 under run: the
+ * connection was in the kernel). The probe is stopped and the client closed
+ * after.
+ */
+export async function withProbe<T>(o: ProbeOptions, part: (p: ProbeSession) => Promise<T>): Promise<{ result: T; tlsRxSw: number }> {
+  const port = await freePort();
+  const cmd = [...(o.underRun ? aludelRun() : []), o.probe, String(port), o.certFile, o.keyFile, ...(o.args ?? [])];
+  const d: Daemon = spawnDaemon(cmd[0]!, cmd.slice(1));
+  const before = readTlsStat();
+  let s: tls.TLSSocket | undefined;
+  try {
+    await waitFor(() => d.output().includes('listening\n') || !d.alive(), 'the probe to listen', READY_MS);
+    const tcp = net.connect(port, '127.0.0.1');
+    const client = tls.connect({ socket: tcp, ca: fs.readFileSync(o.certFile), servername: 'localhost', maxVersion: 'TLSv1.2' });
+    s = client;
+    client.on('error', () => undefined); // the probe may end the connection first
+    await new Promise<void>((resolve, reject) => {
+      client.once('secureConnect', () => resolve());
+      client.once('error', reject);
+    });
+    await waitFor(() => d.output().includes('handshake\n'), 'the handshake');
+    if (o.underRun) {
+      const pid = wrappedPid(d.child.pid!);
+      await waitFor(() => connectionsUlp(pid).some(inKernel), "the probe's connection in the kernel both ways");
+    }
+    client.write('hello');
+    await waitFor(() => d.output().includes('read 5\n'), 'the probe to read the 5 bytes');
+    const result = await part({ d, s: client, tcp });
+    return { result, tlsRxSw: delta(before, readTlsStat()).TlsRxSw! };
+  } finally {
+    s?.destroy();
+    await d.stop();
+  }
+}
