@@ -22,33 +22,10 @@
  * Built by the test against OpenSSL 1.0.2f and against 1.1.1w (with the
  * system's 3.x headers: Debian 11's libssl1.1 ships none).
  */
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <openssl/bio.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
 
-static int listen_on(int port) {
-  int s = socket(AF_INET, SOCK_STREAM, 0);
-  int one = 1;
-  struct sockaddr_in a;
-  memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
-  a.sin_port = htons((unsigned short)port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (s < 0 || setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 || bind(s, (struct sockaddr *)&a, sizeof a) != 0 || listen(s, 1) != 0) {
-    perror("listen");
-    exit(2);
-  }
-  return s;
-}
+#include "ssl-probe-server.h"
 
 static void shutdown_twice(SSL *ssl) {
   int r1 = SSL_shutdown(ssl);
@@ -116,25 +93,9 @@ int main(int argc, char **argv) {
     return 2;
   }
   const char *mode = argv[4];
-  setvbuf(stdout, NULL, _IONBF, 0);
-  SSL_library_init();
-  SSL_load_error_strings();
-  SSL_CTX *ctx = SSL_CTX_new(SSLv23_server_method());
-  if (ctx == NULL || SSL_CTX_use_certificate_file(ctx, argv[2], SSL_FILETYPE_PEM) != 1 || SSL_CTX_use_PrivateKey_file(ctx, argv[3], SSL_FILETYPE_PEM) != 1) {
-    ERR_print_errors_fp(stderr);
-    return 2;
-  }
-  SSL_CTX_set_ecdh_auto(ctx, 1); /* 1.0.2: ECDHE (and so an ECDSA certificate) only when asked for */
-  int l = listen_on(atoi(argv[1]));
-  printf("listening\n");
-  int fd = accept(l, NULL, NULL);
-  SSL *ssl = SSL_new(ctx);
-  SSL_set_fd(ssl, fd);
-  if (SSL_accept(ssl) != 1) {
-    ERR_print_errors_fp(stderr);
-    return 1;
-  }
-  printf("handshake\n");
+  struct probe_conn c = accept_one(argv[1], argv[2], argv[3]);
+  SSL *ssl = c.ssl;
+  int fd = c.fd;
   char buf[5];
   int n = SSL_read(ssl, buf, sizeof buf);
   printf("read %d\n", n);
@@ -147,7 +108,7 @@ int main(int argc, char **argv) {
   else fprintf(stderr, "unknown mode %s\n", mode);
   SSL_free(ssl);
   close(fd);
-  close(l);
-  SSL_CTX_free(ctx);
+  close(c.listener);
+  SSL_CTX_free(c.ctx);
   return 0;
 }
