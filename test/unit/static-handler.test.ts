@@ -315,10 +315,10 @@ for (const mode of ['realpath', 'openat2', 'openat2-fstat', 'not-cached'] as con
     }
   });
 
-  it('404 for missing files and directories without index', async () => {
+  it('404 for missing files, 403 for a directory without an index (nginx without autoindex)', async () => {
     assert.equal((await request('GET', '/nope.txt')).status, 404);
     const reply = await request('GET', '/');
-    assert.equal(reply.status, 404);
+    assert.equal(reply.status, 403);
     assert.equal(reply.headers['content-length'], String(reply.body.length));
   });
 
