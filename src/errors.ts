@@ -154,6 +154,18 @@ export class RequestBodyCutError extends ClientGoneError {
   }
 }
 
+/**
+ * A cache purge left files on disk that unlink(2) refused (EROFS, EACCES):
+ * the entries left the index, so `who` no longer serves them, but a restart
+ * would. The error of PURGE (cache-layer.ts) and of the admin listener's
+ * POST /purge (admin-server.ts).
+ */
+export class PurgeIncompleteError extends AludelError {
+  constructor(who: 'this process' | 'the workers') {
+    super('ERR_PURGE_INCOMPLETE', `the stored files could not be deleted: ${who} no longer serve${who === 'this process' ? 's' : ''} them, but they are still on disk and a restart would serve them again; fix the cache directory and purge again`);
+  }
+}
+
 /** aludel run found no preload library: the native build did not run or failed. */
 export class PreloadMissingError extends AludelError {
   constructor(file: string) {

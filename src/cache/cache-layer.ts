@@ -13,7 +13,7 @@
  */
 import type { Logger } from '../log/logger.js';
 import type { ResponseHead } from '../http/response-head.js';
-import { UpstreamResponseError } from '../errors.js';
+import { PurgeIncompleteError, UpstreamResponseError } from '../errors.js';
 import { isLoopback } from '../config/loopback.js';
 import { isClientFault } from '../http/failures.js';
 import { answerText, dropFields, sent, withCacheStatus, writeBody, type Exchange } from '../http/exchange.js';
@@ -664,7 +664,7 @@ export class CacheLayer {
     let status = purged > 0 ? 200 : 404;
     if (undeleted.length > 0) {
       status = 500;
-      answer = { ...answer, error: PURGE_INCOMPLETE, undeleted };
+      answer = { ...answer, error: new PurgeIncompleteError('this process').message, undeleted };
       this.log.error({ conn: x.conn.id, key, purged, undeleted }, 'cache purge failed: files could not be deleted');
     } else this.log.info({ conn: x.conn.id, key, purged }, 'cache purge');
     const body = `${JSON.stringify(answer)}\n`;
@@ -672,9 +672,6 @@ export class CacheLayer {
     return status;
   }
 }
-
-/** The error of a purge that left files on disk (also the admin listener's, metrics/admin-server.ts). */
-const PURGE_INCOMPLETE = 'the stored files could not be deleted: this process no longer serves them, but they are still on disk and a restart would serve them again; fix the cache directory and purge again';
 
 /** A fill as `reader` sends it: each byte once it is written, from the file or (storing stopped) from memory. */
 function fillBody(fill: Fill, head: FillHead, reader: FillReader): StoredBody {

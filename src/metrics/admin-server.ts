@@ -17,6 +17,7 @@ import { capSideListener, listenSideServer, sideServerOptions } from '../transpo
 import { kernelTlsRegistry, readKernelTlsStat, type KernelTlsStat } from './kernel-tls-stat.js';
 import type { TrafficStats, TrafficTotals } from './traffic-stats.js';
 import type { ManagedCertificateStatus } from '../tls/acme/acme-manager.js';
+import { PurgeIncompleteError } from '../errors.js';
 
 /**
  * What /metrics and /status read of an upstream group (proxy/upstream-group.ts
@@ -181,7 +182,7 @@ async function purgeRequest(req: http.IncomingMessage, res: http.ServerResponse,
   if (undeleted.length > 0) {
     // A purge removes content (a leaked file, a takedown): files left on disk would be served again after a restart, so it is a failure, not a 200.
     log.error({ url: target, purged, undeleted }, 'cache purge (admin) failed: files could not be deleted');
-    const error = 'the stored files could not be deleted: the workers no longer serve them, but they are still on disk and a restart would serve them again; fix the cache directory and purge again';
+    const error = new PurgeIncompleteError('the workers').message;
     reply(req, res, 500, 'application/json', `${JSON.stringify({ url: target, purged, error, undeleted })}\n`);
     return;
   }
