@@ -136,9 +136,32 @@ export class Forwarder {
       // The request body must be complete before the connection can carry another exchange
       // (null: there was none, and no promise is made to say so).
       const requestDone = bodySent === null || await bodySent.then(() => true, () => false);
-      x.reusable = answer.reusable && requestDone && answer.head.keepAlive;
+      x.reusable = requestDone && answer.head.keepAlive && this.endsAtAnswer(x, lease, answer);
       return status;
     }
+  }
+
+  /**
+   * Whether nothing follows the answer on its connection, so that it may go
+   * back to the pool. The body's reader says whether it met bytes past the
+   * framing's end (answer.reusable false for a framed body; one ended by the
+   * upstream's close is never reused). Where it stopped exactly there
+   * (Content-Length, the last chunk: RFC 9112 §6.3), what follows is still
+   * in the kernel, and one recv asks. An upstream that sent more (a body
+   * longer than announced, an answer nobody asked for) had those bytes read
+   * as the answer to the next request sent on the connection: another
+   * client's (seen: 358 of 1,920 answers). The pool's readiness watch sees
+   * them only at the loop's next poll, and a request in the same turn may
+   * lease the connection before that (the pool gives out the one released
+   * last). nginx closes such a connection too ("upstream sent more data than
+   * specified"). A FIN here is the upstream closing, not its error.
+   */
+  private endsAtAnswer(x: ProxyExchange, lease: Lease, answer: UpstreamResponse): boolean {
+    const after = answer.reusable ? lease.stream.afterAnswer() : answer.head.framing.kind === 'close' ? 'closed' : 'bytes';
+    if (after === 'bytes') {
+      this.o.log.warn({ conn: x.conn.id, upstream: x.upstream, url: x.req.url }, 'upstream sent more data than its answer framed: the connection is closed, not reused');
+    }
+    return after === 'quiet';
   }
 
   /**

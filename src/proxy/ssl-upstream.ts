@@ -206,6 +206,13 @@ export class SslUpstream implements UpstreamStream, PulledStream {
     return this.sock.idleAlive(quietEnough);
   }
 
+  /** A record OpenSSL holds (decrypted, or a ticket, an alert) counts as bytes past the answer. */
+  afterAnswer(): 'quiet' | 'bytes' | 'closed' {
+    if (this.freed || this.finished || this.failed) return 'closed';
+    if (this.native.hasPending?.(this.ssl) === true) return 'bytes';
+    return this.sock.afterAnswer();
+  }
+
   watchIdle(onStir: (stream: UpstreamStream) => void): void {
     this.sock.watchIdle(onStir as (arg: unknown) => void, this);
   }

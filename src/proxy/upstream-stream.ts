@@ -44,6 +44,12 @@ export interface UpstreamStream {
    */
   isIdleAlive(quietEnough?: boolean): boolean;
   /**
+   * Once an answer has been read to its framing's end: what waits on the
+   * connection behind it (see Forwarder.endsAtAnswer). 'bytes': the peer sent
+   * more than it framed; 'closed': its FIN (or an error); 'quiet': nothing.
+   */
+  afterAnswer(): 'quiet' | 'bytes' | 'closed';
+  /**
    * The connection goes idle in the pool (quietEnough in isIdleAlive()
    * counts from here); `onStir(this)` is called once when the peer sends
    * something or closes meanwhile, as far as readiness sees it.
@@ -74,6 +80,7 @@ class PlainUpstream implements UpstreamStream {
   get destroyed(): boolean { return this.plain.destroyed; }
   setIdleTimeout(ms: number, error: () => Error): void { this.plain.setIdleTimeout(ms, error); }
   isIdleAlive(quietEnough = false): boolean { return this.plain.idleAlive(quietEnough); }
+  afterAnswer(): 'quiet' | 'bytes' | 'closed' { return this.plain.afterAnswer(); }
   watchIdle(onStir: (stream: UpstreamStream) => void): void { this.plain.watchIdle(onStir as (arg: unknown) => void, this); }
 }
 
@@ -175,7 +182,12 @@ class SocketUpstream implements UpstreamStream, PulledStream {
     if (this.wake !== null) this.socket.setTimeout(ms);
   }
   isIdleAlive(): boolean {
-    return !this.finished && !this.failed && !this.socket.destroyed && this.socket.readableLength === 0;
+    return this.afterAnswer() === 'quiet';
+  }
+  /** What node:tls has read and decrypted so far: its buffer holds what came past the answer. */
+  afterAnswer(): 'quiet' | 'bytes' | 'closed' {
+    if (this.socket.readableLength > 0) return 'bytes';
+    return this.finished || this.failed || this.socket.destroyed ? 'closed' : 'quiet';
   }
 }
 

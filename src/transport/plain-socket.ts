@@ -394,7 +394,23 @@ export class PlainSocket {
   idleAlive(quietEnough: boolean): boolean {
     if (this.closed) return false;
     if (quietEnough && this.quietSinceIdle()) return true;
-    return this.recvBytes(idleProbe, 0, 1, false) === AGAIN;
+    return this.afterAnswer() === 'quiet';
+  }
+
+  /**
+   * What waits on the connection now, looked at with one recv: nothing
+   * ('quiet', EAGAIN), the peer's FIN or an error ('closed'), or bytes
+   * ('bytes'; one is taken, and the connection is unusable then anyway).
+   */
+  afterAnswer(): 'quiet' | 'bytes' | 'closed' {
+    if (this.closed) return 'closed';
+    let r: number;
+    try {
+      r = this.recvBytes(idleProbe, 0, 1, false);
+    } catch {
+      return 'closed';
+    }
+    return r === AGAIN ? 'quiet' : r === 0 ? 'closed' : 'bytes';
   }
 
   /**
