@@ -5,6 +5,7 @@
  * (rate-limited), and timeouts that node enforces promptly.
  */
 import type http from 'node:http';
+import type { Socket } from 'node:net';
 import type { Logger } from '../log/logger.js';
 import { ConnectionLimit } from './connection-limit.js';
 import { descriptorLimit, sideListenerBound } from './descriptor-limit.js';
@@ -21,20 +22,60 @@ export function sideServerOptions(ms: number): http.ServerOptions {
 }
 
 /**
- * Caps `server`'s connections (net.Server maxConnections: node closes each
- * one over at once, and emits 'drop') and logs the refusals, at most a line a
- * second. `name` says which listener, in the log line.
+ * Caps `server`'s connections at a sixteenth of the descriptor limit
+ * (sideListenerBound). A connection over the cap first takes the place of
+ * the oldest one with no request being answered (waiting for its first
+ * request, between keep-alive requests, or trickling a head): that one is
+ * closed, as nginx closes its oldest reusable connections (keep-alive and
+ * waiting ones, ngx_drain_connections) when worker_connections run out.
+ * Only when every connection has a request in flight is the new one closed
+ * unread. With node's net.Server maxConnections instead, the cap's worth of
+ * idle local connections kept /metrics blind until their 10 s request
+ * timeout, and a client reconnecting as they went kept it blind for good.
+ * Both are logged, at most a line a second. `name` says which listener.
  */
 export function capSideListener(server: http.Server, name: string, log: Logger): ConnectionLimit {
   const max = sideListenerBound(descriptorLimit());
-  server.maxConnections = max;
+  /** Connections with no request in flight, oldest idle first (a Map keeps insertion order). */
+  const idle = new Map<Socket, true>();
+  /** Requests in flight per connection (pipelined ones included). */
+  const busy = new Map<Socket, number>();
   let open = 0;
-  server.on('connection', (socket) => {
-    open++;
-    socket.once('close', () => open--);
-  });
   const limit = new ConnectionLimit(max, log, () => open, `${name}: at most ${max}, a sixteenth of the descriptor limit`);
-  server.on('drop', () => limit.refused());
+  server.on('connection', (socket: Socket) => {
+    open++;
+    socket.once('close', () => {
+      open--;
+      idle.delete(socket);
+      busy.delete(socket);
+    });
+    if (open > max) {
+      const oldest = idle.keys().next();
+      if (oldest.done === true) {
+        limit.refused();
+        socket.destroy();
+        return;
+      }
+      idle.delete(oldest.value);
+      limit.reclaimed();
+      oldest.value.destroy();
+    }
+    idle.set(socket, true);
+  });
+  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const socket = req.socket;
+    idle.delete(socket);
+    busy.set(socket, (busy.get(socket) ?? 0) + 1);
+    res.once('close', () => {
+      const left = (busy.get(socket) ?? 1) - 1;
+      if (left > 0) busy.set(socket, left);
+      else {
+        busy.delete(socket);
+        // Idle again: now the youngest idle one (a Map entry set anew goes last).
+        if (!socket.destroyed) idle.set(socket, true);
+      }
+    });
+  });
   server.once('close', () => limit.close());
   return limit;
 }
