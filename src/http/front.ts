@@ -9,7 +9,7 @@
 import type http from 'node:http';
 import type { SecureConnection } from '../tls/types.js';
 import { connectionOptions } from './forward-headers.js';
-import { trackHeads } from './head-line.js';
+import { trackHeads } from '../transport/head-line.js';
 import { LaneConnection, type H1Response, type LaneOptions } from './h1-lane.js';
 
 export interface Front {
@@ -292,7 +292,7 @@ export function httpFront(httpServer: http.Server, lane?: Omit<LaneOptions, 'dra
       (conn as SecureConnection & { destroySoon?: () => void }).destroySoon = destroySoon;
       httpServer.emit('connection', conn);
       // After node's own 'data' listener: where its heads begin and their request lines, for the
-      // access-log line of one refused and the 414 or 431 of one over the limit (head-line.ts).
+      // access-log line of one refused and the 414 or 431 of one over the limit (transport/head-line.ts).
       trackHeads(conn);
     },
     async drain() {

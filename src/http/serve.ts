@@ -28,7 +28,7 @@ import { closingAnswer } from './h1-wire.js';
 import { closedForTimeout, cutCause } from './timed-out.js';
 import { answerUpgradeAsRequest } from './upgrade-as-request.js';
 import { bodyRefusal, parseErrorAnswer, refuseBody, requestLineParts, type ParseError, type RequestLine, type UnknownMethodAnswer } from './parse-error.js';
-import { refusedHead } from './head-line.js';
+import { refusedHead } from '../transport/head-line.js';
 
 export { closingAnswer };
 import { InvalidRequestError, type NotImplementedRequestError } from '../errors.js';
