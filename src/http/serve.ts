@@ -409,6 +409,9 @@ export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Serv
     serveRequest,
   );
   httpServer.timeout = o.idleTimeoutMs;
+  // The requests a client sent before its FIN are answered, then the connection ends, as nginx
+  // answers the pipelined requests it read before a FIN and as the lane does (front.ts answersAfterFin).
+  (httpServer as http.Server & { httpAllowHalfOpen?: boolean }).httpAllowHalfOpen = true;
   // node's own answer to the socket timeout is destroy(); with a listener it leaves that to us (_http_server.js socketOnTimeout).
   httpServer.on('timeout', (socket: Duplex) => {
     closedForTimeout(socket, o.idleTimeoutMs);
