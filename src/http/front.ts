@@ -9,7 +9,7 @@
 import type http from 'node:http';
 import type { SecureConnection } from '../tls/types.js';
 import { connectionOptions } from './forward-headers.js';
-import { trackHeads } from './head-line.js';
+import { trackHeads } from '../transport/head-line.js';
 import { LaneConnection, type H1Response, type LaneOptions } from './h1-lane.js';
 
 export interface Front {
@@ -246,10 +246,22 @@ export function httpFront(httpServer: http.Server, lane?: Omit<LaneOptions, 'dra
   const conns = new ConnectionSet();
   const lanes = new Set<LaneConnection>();
   let draining = false;
-  const attachNode = (conn: SecureConnection, rest: Buffer | null, firstDeadline: number | null = null): void => {
+  const halfOpen = answersAfterFin(httpServer);
+  const attachNode = (conn: SecureConnection, rest: Buffer | null, firstDeadline: number | null = null, ended = false): void => {
     (conn as SecureConnection & { destroySoon?: () => void }).destroySoon = destroySoon;
+    (conn as SecureConnection & { allowHalfOpen: boolean }).allowHalfOpen = halfOpen;
+    if (ended && !halfOpen) {
+      // node's server, which ends a connection at its client's FIN, would answer nothing more.
+      endedByNode(conn);
+      return;
+    }
+    const ownEnd = ended ? conn.listeners('end') : [];
     httpServer.emit('connection', conn);
     trackHeads(conn);
+    if (ended) {
+      feedAfterFin(conn, rest, ownEnd);
+      return;
+    }
     if (rest !== null && rest.length > 0) conn.unshift(rest);
     if (firstDeadline !== null) firstHeadDue(httpServer, conn, firstDeadline);
   };
@@ -290,9 +302,10 @@ export function httpFront(httpServer: http.Server, lane?: Omit<LaneOptions, 'dra
       // the parser had stopped on, went unread and the connection sat in CLOSE-WAIT until the
       // idle timeout (the fuzz run's slow descriptor leak). It closes as a refused request does.
       (conn as SecureConnection & { destroySoon?: () => void }).destroySoon = destroySoon;
+      if (halfOpen) (conn as SecureConnection & { allowHalfOpen: boolean }).allowHalfOpen = true;
       httpServer.emit('connection', conn);
       // After node's own 'data' listener: where its heads begin and their request lines, for the
-      // access-log line of one refused and the 414 or 431 of one over the limit (head-line.ts).
+      // access-log line of one refused and the 414 or 431 of one over the limit (transport/head-line.ts).
       trackHeads(conn);
     },
     async drain() {
@@ -323,6 +336,34 @@ export function httpFront(httpServer: http.Server, lane?: Omit<LaneOptions, 'dra
       }
     },
   };
+}
+
+/**
+ * Whether `httpServer` answers the requests a client sent before its FIN (a
+ * half-close, shutdown(SHUT_WR)) and then ends the connection, as nginx
+ * answers the pipelined requests it read before a FIN (serve sets it: node's
+ * undocumented http.Server.httpAllowHalfOpen, read by its socketOnEnd, which
+ * marks the last response queued to end the connection, res._last). Without
+ * it node aborts the requests not yet answered and ends the connection at the
+ * FIN, as nginx's proxy ends a request whose client closed
+ * (ngx_http_upstream_check_broken_connection), which the proxy keeps.
+ */
+function answersAfterFin(httpServer: http.Server): boolean {
+  return (httpServer as http.Server & { httpAllowHalfOpen?: boolean }).httpAllowHalfOpen === true;
+}
+
+/**
+ * Gives node's server, which just took `conn`, the bytes the lane read
+ * before the client's FIN and then the FIN itself. The stream has ended, so
+ * `rest` cannot be unshifted (ERR_STREAM_UNSHIFT_AFTER_END_EVENT), and its
+ * 'end' is not emitted again: node's own listeners, those its 'connection'
+ * added (`ownEnd` were there before), are called with them as a read would.
+ */
+function feedAfterFin(conn: SecureConnection, rest: Buffer | null, ownEnd: Function[]): void {
+  const nodeEnd = conn.listeners('end').filter((fn) => !ownEnd.includes(fn));
+  // node's socketOnData and head-line.ts's trackHead: the lane's own listener is gone.
+  if (rest !== null && rest.length > 0) conn.emit('data', rest);
+  for (const fn of nodeEnd) (fn as (this: SecureConnection) => void).call(conn);
 }
 
 /**

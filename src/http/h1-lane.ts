@@ -218,9 +218,9 @@ export interface LaneOptions {
    * Gives the connection to node's http.Server for good, `rest` unshifted.
    * `firstDeadline` (performance.now() time): when the first request's head
    * was due, if it has not come whole yet; node's own headersTimeout would
-   * count from the handover instead.
+   * count from the handover instead. `ended`: the client's FIN came after `rest`.
    */
-  handOver(conn: SecureConnection, rest: Buffer | null, firstDeadline: number | null): void;
+  handOver(conn: SecureConnection, rest: Buffer | null, firstDeadline: number | null, ended: boolean): void;
   /**
    * Ends `conn` after an answer that said Connection: close: what the client still sends is
    * read and dropped until it closes, for a while at most (front.ts closeDetached, nginx's
@@ -337,16 +337,9 @@ export class LaneConnection {
     const firstDeadline = this.firstTimer !== null ? this.startedAt + this.o.headersTimeoutMs : null;
     this.pending = null;
     this.leaveLane();
-    (this.conn as SecureConnection & { allowHalfOpen: boolean }).allowHalfOpen = false;
-    if (this.ended) {
-      // Behind a FIN node's server cannot take the connection (no unshift after 'end'), and
-      // would answer nothing more itself (its socketOnEnd ends the socket): closed, the
-      // requests not answered, as node's server left them before the lane.
-      this.o.closeAfterAnswer(this.conn);
-      return;
-    }
     this.conn.resume();
-    this.o.handOver(this.conn, rest, firstDeadline);
+    // Behind a FIN too: node's server answers what came before it (front.ts feedAfterFin).
+    this.o.handOver(this.conn, rest, firstDeadline, this.ended);
   }
 
   private readonly responded = (res: LaneResponse): void => {

@@ -14,7 +14,7 @@
  * - anything else llhttp refuses: 400.
  */
 import { InvalidRequestError } from '../errors.js';
-import { overflowInRequestLine } from './head-line.js';
+import { overflowInRequestLine } from '../transport/head-line.js';
 
 /** What a front answers a method llhttp does not know. */
 export interface UnknownMethodAnswer {
@@ -79,7 +79,7 @@ export function unknownMethodLine(raw: Buffer, at: number): RequestLine | null {
 const LINE_PARTS = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) ([^ ]+)(?: (HTTP\/\d\.\d))?$/;
 
 /**
- * The parts of `request`, a request line as received (head-line.ts), for
+ * The parts of `request`, a request line as received (transport/head-line.ts), for
  * the access log's method, url and proto; undefined when it does not have
  * a request line's shape (the whole text is logged as it came, nothing is
  * made up from it).

@@ -28,7 +28,7 @@ import { closingAnswer } from './h1-wire.js';
 import { closedForTimeout, cutCause } from './timed-out.js';
 import { answerUpgradeAsRequest } from './upgrade-as-request.js';
 import { bodyRefusal, parseErrorAnswer, refuseBody, requestLineParts, type ParseError, type RequestLine, type UnknownMethodAnswer } from './parse-error.js';
-import { refusedHead } from './head-line.js';
+import { refusedHead } from '../transport/head-line.js';
 
 export { closingAnswer };
 import { InvalidRequestError, type NotImplementedRequestError } from '../errors.js';
@@ -409,6 +409,9 @@ export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Serv
     serveRequest,
   );
   httpServer.timeout = o.idleTimeoutMs;
+  // The requests a client sent before its FIN are answered, then the connection ends, as nginx
+  // answers the pipelined requests it read before a FIN and as the lane does (front.ts answersAfterFin).
+  (httpServer as http.Server & { httpAllowHalfOpen?: boolean }).httpAllowHalfOpen = true;
   // node's own answer to the socket timeout is destroy(); with a listener it leaves that to us (_http_server.js socketOnTimeout).
   httpServer.on('timeout', (socket: Duplex) => {
     closedForTimeout(socket, o.idleTimeoutMs);

@@ -13,7 +13,7 @@ import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import type { Logger } from '../log/logger.js';
 import type { OffloadDecision, SecureServer } from '../tls/types.js';
 import { isLoopback } from '../config/loopback.js';
-import { capSideListener, listenSideServer, sideServerOptions } from '../transport/side-listener.js';
+import { answerParseErrors, capSideListener, listenSideServer, sideServerOptions } from '../transport/side-listener.js';
 import { kernelTlsRegistry, readKernelTlsStat, type KernelTlsStat } from './kernel-tls-stat.js';
 import type { TrafficStats, TrafficTotals } from './traffic-stats.js';
 import type { ManagedCertificateStatus } from '../tls/acme/acme-manager.js';
@@ -305,6 +305,7 @@ export async function serveAdmin(o: { host: string; port: number; log: Logger },
     );
   });
   capSideListener(server, 'admin listener', o.log);
+  answerParseErrors(server);
   await listenSideServer(server, '--admin', o.host, o.port);
   const bound = server.address() as net.AddressInfo;
   admin = `${bound.address}:${bound.port}`;

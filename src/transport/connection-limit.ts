@@ -23,6 +23,8 @@ export class ConnectionLimit {
   private readonly setting: string;
   private refusedSince = 0;
   private refusedTotal = 0;
+  /** Idle connections closed to make room for new ones (side listeners, capSideListener). */
+  private reclaimedSince = 0;
   private timer: NodeJS.Timeout | null = null;
 
   /** `live`: the listener's connections now (handshaking or open); `setting`: what set `max` (default: --max-connections). */
@@ -46,18 +48,29 @@ export class ConnectionLimit {
     this.report();
   }
 
+  /** Counts an idle connection closed to admit a new one; logged as refusals are. */
+  reclaimed(): void {
+    this.reclaimedSince++;
+    if (this.timer) return;
+    this.report();
+  }
+
   /** Connections refused since the listener started. */
   get total(): number {
     return this.refusedTotal;
   }
 
   private report(): void {
-    this.log.warn({ maxConnections: this.max, live: this.live(), refused: this.refusedSince, refusedTotal: this.refusedTotal }, `connection limit reached (${this.setting}): new connections are closed unread`);
+    const fields = { maxConnections: this.max, live: this.live(), refused: this.refusedSince, refusedTotal: this.refusedTotal };
+    if (this.reclaimedSince === 0) this.log.warn(fields, `connection limit reached (${this.setting}): new connections are closed unread`);
+    // As nginx's "N worker_connections are not enough, reusing connections" (ngx_drain_connections).
+    else this.log.warn({ ...fields, reclaimed: this.reclaimedSince }, `connection limit reached (${this.setting}): the oldest idle connections are closed to admit new ones`);
+    this.reclaimedSince = 0;
     this.refusedSince = 0;
     this.timer = setTimeout(() => {
       this.timer = null;
       // Refusals during the quiet second are reported now, and the next second stays quiet too.
-      if (this.refusedSince > 0) this.report();
+      if (this.refusedSince > 0 || this.reclaimedSince > 0) this.report();
     }, LOG_INTERVAL_MS);
     this.timer.unref();
   }

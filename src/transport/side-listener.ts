@@ -4,10 +4,14 @@
  * through them: a connection cap under the descriptor limit, refusals logged
  * (rate-limited), and timeouts that node enforces promptly.
  */
+import { STATUS_CODES } from 'node:http';
 import type http from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Logger } from '../log/logger.js';
 import { ConnectionLimit } from './connection-limit.js';
 import { descriptorLimit, sideListenerBound } from './descriptor-limit.js';
+import { overflowInRequestLine, trackHeads } from './head-line.js';
 
 /**
  * Options for http.createServer: a request's head and whole request within
@@ -21,22 +25,99 @@ export function sideServerOptions(ms: number): http.ServerOptions {
 }
 
 /**
- * Caps `server`'s connections (net.Server maxConnections: node closes each
- * one over at once, and emits 'drop') and logs the refusals, at most a line a
- * second. `name` says which listener, in the log line.
+ * Caps `server`'s connections at a sixteenth of the descriptor limit
+ * (sideListenerBound). A connection over the cap first takes the place of
+ * the oldest one with no request being answered (waiting for its first
+ * request, between keep-alive requests, or trickling a head): that one is
+ * closed, as nginx closes its oldest reusable connections (keep-alive and
+ * waiting ones, ngx_drain_connections) when worker_connections run out.
+ * Only when every connection has a request in flight is the new one closed
+ * unread. With node's net.Server maxConnections instead, the cap's worth of
+ * idle local connections kept /metrics blind until their 10 s request
+ * timeout, and a client reconnecting as they went kept it blind for good.
+ * Both are logged, at most a line a second. `name` says which listener.
  */
 export function capSideListener(server: http.Server, name: string, log: Logger): ConnectionLimit {
   const max = sideListenerBound(descriptorLimit());
-  server.maxConnections = max;
+  /** Connections with no request in flight, oldest idle first (a Map keeps insertion order). */
+  const idle = new Map<Socket, true>();
+  /** Requests in flight per connection (pipelined ones included). */
+  const busy = new Map<Socket, number>();
   let open = 0;
-  server.on('connection', (socket) => {
-    open++;
-    socket.once('close', () => open--);
-  });
   const limit = new ConnectionLimit(max, log, () => open, `${name}: at most ${max}, a sixteenth of the descriptor limit`);
-  server.on('drop', () => limit.refused());
+  server.on('connection', (socket: Socket) => {
+    open++;
+    socket.once('close', () => {
+      open--;
+      idle.delete(socket);
+      busy.delete(socket);
+    });
+    if (open > max) {
+      const oldest = idle.keys().next();
+      if (oldest.done === true) {
+        limit.refused();
+        socket.destroy();
+        return;
+      }
+      idle.delete(oldest.value);
+      limit.reclaimed();
+      oldest.value.destroy();
+    }
+    idle.set(socket, true);
+  });
+  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const socket = req.socket;
+    idle.delete(socket);
+    busy.set(socket, (busy.get(socket) ?? 0) + 1);
+    res.once('close', () => {
+      const left = (busy.get(socket) ?? 1) - 1;
+      if (left > 0) busy.set(socket, left);
+      else {
+        busy.delete(socket);
+        // Idle again: now the youngest idle one (a Map entry set anew goes last).
+        if (!socket.destroyed) idle.set(socket, true);
+      }
+    });
+  });
   server.once('close', () => limit.close());
   return limit;
+}
+
+/** How long an answered parse error waits for its client to read it and close (nginx's lingering_timeout, 5 s). */
+const LINGER_MS = 5_000;
+
+/**
+ * Answers what node's HTTP/1.1 parser refuses on `server` as nginx does: a
+ * head over the size limit is 414 when the request line alone went over
+ * (RFC 9110 §15.5.15; nginx's "Request-URI Too Large" for a line longer than
+ * large_client_header_buffers), else 431 (RFC 6585 §5); a head not in time
+ * 408, anything else 400. node's own answer is 431 for both sizes, as its
+ * parser counts the line and the fields together (maxHeaderSize).
+ */
+export function answerParseErrors(server: http.Server): void {
+  // After node's own 'connection' listener, so that the parser is there to follow.
+  server.on('connection', (socket: Socket) => trackHeads(socket));
+  server.on('clientError', (err: Error & { code?: string; rawPacket?: Buffer; bytesParsed?: number }, socket: Duplex) => {
+    // As node's default: no second head on a connection an answer began on.
+    if (!socket.writable || (socket as Socket).bytesWritten > 0) {
+      socket.destroy();
+      return;
+    }
+    const raw = err.rawPacket;
+    const status =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? raw !== undefined && overflowInRequestLine(socket, raw, Math.min(err.bytesParsed ?? raw.length, raw.length)) ? 414 : 431
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    // The parser stays in its error: nothing more goes to it (node's 'on' wrapper takes the
+    // socket back from a parser that consumed it). What the client still sends is dropped, and
+    // the socket closes at its FIN or after LINGER_MS: closing with the rest of a 100 KB head
+    // unread would make the kernel send a RST (RFC 9293 §3.6.1) that can destroy the answer.
+    socket.removeAllListeners('data');
+    socket.on('data', () => undefined);
+    socket.once('end', () => socket.destroy());
+    setTimeout(() => socket.destroy(), LINGER_MS).unref();
+    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+  });
 }
 
 /** What bind(2) says for the errors an admin meets (as the addon says it for --listen, and nginx's "bind() to ... failed"). */

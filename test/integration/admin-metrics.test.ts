@@ -16,6 +16,7 @@ import { curlTransfers, type Transfer } from '../support/clients.js';
 import { makeFixtures, type StandardFixtures } from '../support/fixtures.js';
 import { adminAddress, assertPromtoolPasses, scrape, select, status, total, type Sample } from '../support/metrics.js';
 import { patternBytes, startNginxOrigin, type NginxOrigin } from '../support/origins.js';
+import { rawTcp } from '../support/raw-http.js';
 import { run } from '../support/run-process.js';
 import { hasKernelTls } from '../support/tls-stat.js';
 import { waitUntil } from '../support/wait.js';
@@ -153,6 +154,18 @@ describe('aludel serve --admin', () => {
     assert.ok(Number(head.headers.get('content-length')) > 1000);
     assert.equal((await head.arrayBuffer()).byteLength, 0);
     assert.equal((await fetch(`http://${admin}/status?pretty`)).status, 200, 'a query string is ignored');
+  });
+
+  test('an over-long request target gets 414, as nginx answers it; over-long header fields 431', async () => {
+    const { admin } = await start(serveArgs(fx, '--offload', 'userspace', '--admin', '127.0.0.1:0'));
+    const port = Number(admin.slice(admin.lastIndexOf(':') + 1));
+    // node's parser counts the request line and the fields together (--max-header-size): node answered 431 for both.
+    const longTarget = await rawTcp(port, `GET /metrics?${'a'.repeat(100_000)} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+    assert.match(longTarget.toString('latin1'), /^HTTP\/1\.1 414 URI Too Long\r\n/);
+    const longField = await rawTcp(port, `GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: ${'a'.repeat(100_000)}\r\n\r\n`);
+    assert.match(longField.toString('latin1'), /^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
+    // The listener still answers.
+    assert.equal((await fetch(`http://${admin}/metrics`)).status, 200);
   });
 
   test('on loopback, a request whose Host is not loopback gets 403 (DNS rebinding: a web page reading /status as same-origin)', async () => {

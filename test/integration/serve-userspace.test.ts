@@ -614,6 +614,59 @@ test('a client that half-closes after its requests (its FIN right behind them) s
   }
 });
 
+/** The status lines and bodies of pipelined responses framed by Content-Length. */
+function pipelinedAnswers(raw: Buffer): Array<{ status: number; body: Buffer }> {
+  const answers: Array<{ status: number; body: Buffer }> = [];
+  for (let at = 0; at < raw.length;) {
+    const end = raw.indexOf('\r\n\r\n', at, 'latin1');
+    if (end < 0) break;
+    const head = raw.toString('latin1', at, end);
+    const length = Number(/\r\nContent-Length: (\d+)/i.exec(head)?.[1] ?? 0);
+    answers.push({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1]), body: raw.subarray(end + 4, end + 4 + length) });
+    at = end + 4 + length;
+  }
+  return answers;
+}
+
+test('a client that half-closes behind requests node\'s server answers (OPTIONS, a POST with a body), in the lane or not: every one is answered, in order, then our FIN, as nginx answers them', { timeout: 60_000 }, async () => {
+  // Larger than loopback's socket buffers: its answer is still being written when the client's FIN is read.
+  const huge = await makeFixtures({ huge: 32 * 1024 * 1024, one: { name: 'one.bin', size: 1 } });
+  const server = await startAludel(serveArgs(huge, '--offload', 'userspace'));
+  const get = (name: string): string => `GET /${name} HTTP/1.1\r\nHost: localhost\r\n\r\n`;
+  const options = 'OPTIONS /one.bin HTTP/1.1\r\nHost: localhost\r\n\r\n';
+  const post = 'POST /one.bin HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nab';
+  const sequences: Array<{ what: string; requests: string[]; statuses: number[] }> = [
+    // The lane answers the first GET and hands the connection to node's server at the OPTIONS, after the FIN.
+    { what: 'lane first', requests: [get('huge'), options, post, get('one.bin')], statuses: [200, 405, 405, 200] },
+    // node's server from the first request: the FIN comes while it writes the second answer.
+    { what: 'node from the start', requests: [options, get('huge'), post, get('one.bin')], statuses: [405, 200, 405, 200] },
+  ];
+  try {
+    for (const { what, requests, statuses } of sequences) {
+      const sock = tls.connect({ host: '127.0.0.1', port: server.port, servername: 'localhost', ca: huge.certPem });
+      sock.on('error', () => undefined);
+      await new Promise<void>((resolve) => sock.once('secureConnect', () => resolve()));
+      const chunks: Buffer[] = [];
+      const closed = new Promise<void>((resolve) => sock.once('close', () => resolve()));
+      // The requests, then close_notify and FIN; nothing read until the server has had time to
+      // read the FIN, so that it comes while the huge answer is still being written.
+      sock.pause();
+      sock.end(requests.join(''));
+      await new Promise((r) => setTimeout(r, 500));
+      sock.on('data', (c: Buffer) => chunks.push(c));
+      sock.resume();
+      await Promise.race([closed, new Promise((r) => setTimeout(r, 30_000))]);
+      const answers = pipelinedAnswers(Buffer.concat(chunks));
+      assert.deepEqual(answers.map((a) => a.status), statuses, what);
+      assert.equal(sha256(answers[statuses.indexOf(200)]!.body), huge.files.huge.sha256, `${what}: the huge body whole`);
+      assert.ok(sock.readableEnded, `${what}: our FIN came after the answers`);
+    }
+  } finally {
+    await server.stop();
+    await huge.cleanup();
+  }
+});
+
 test('several TLS records in one TCP segment (userspace TLS reads ahead): every request in them is answered', async () => {
   const server = await startAludel(serveArgs(fx, '--offload', 'userspace'));
   const tcp = net.connect(server.port, '127.0.0.1');

@@ -7,6 +7,12 @@
  * Now each side listener holds at most a sixteenth of the descriptor limit
  * (transport/side-listener.ts), logs the connections it drops, and closes an
  * idle connection after its 10 s request timeout.
+ *
+ * Found next: the cap's worth of idle local connections to the admin
+ * listener kept /metrics blind for those 10 s (node's maxConnections closed
+ * every new connection), and a client reconnecting as they went kept it
+ * blind for good. Now a new connection takes the place of the oldest idle
+ * one, as nginx reuses its oldest idle connections (ngx_drain_connections).
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -94,6 +100,25 @@ describe('side listeners under a connection flood', () => {
       }
     });
   }
+
+  test(`${bound} idle connections to the admin listener: /metrics still answers, and the oldest idle one is closed for it`, async () => {
+    const from = server.mark();
+    const sockets = await hold(admin, bound);
+    const closedOne = new Promise<number>((resolve) => sockets.forEach((s, i) => s.once('close', () => resolve(i))));
+    try {
+      // Before, node closed the scrape's connection unread (fetch failed) until the idle ones timed out.
+      const res = await fetch(`http://${admin}/metrics`, { signal: AbortSignal.timeout(5_000) });
+      assert.equal(res.status, 200);
+      assert.match(await res.text(), /aludel_connections_open/);
+      // An idle one made room for it (the oldest, unless earlier tests' connections were still closing).
+      const none = new Promise<number>((resolve) => setTimeout(() => resolve(-1), 5_000).unref());
+      assert.ok((await Promise.race([closedOne, none])) >= 0, 'no idle connection was closed to admit the scrape');
+      const line = await server.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith(`connection limit reached (admin listener: at most ${bound},`) && typeof l.reclaimed === 'number', 10_000, from);
+      assert.ok((line.reclaimed as number) >= 1);
+    } finally {
+      for (const s of sockets) s.destroy();
+    }
+  });
 
   test('an idle connection to the redirect listener is closed after its 10 s request timeout', async () => {
     const [s] = await hold(redirect, 1);

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { Duplex } from 'node:stream';
-import { headLineAt, MAX_LINE, trackHeads, type HeadState } from '../../src/http/head-line.js';
+import { headLineAt, MAX_LINE, trackHeads, type HeadState } from '../../src/transport/head-line.js';
 import { parseErrorAnswer } from '../../src/http/parse-error.js';
 
 const B = (s: string): Buffer => Buffer.from(s, 'latin1');
