@@ -22,6 +22,7 @@ import { after, before, describe, test } from 'node:test';
 import { startAludel, type Running } from '../support/aludel-process.js';
 import { curl } from '../support/clients.js';
 import { makeFixtures, sha256, type Fixtures } from '../support/fixtures.js';
+import { onRequestTargets } from '../support/raw-http.js';
 
 const MiB = 1024 * 1024;
 const BODY = crypto.randomBytes(64 * MiB);
@@ -70,16 +71,7 @@ function answer(socket: net.Socket, target: string, tcp: net.Socket): void {
 
 /** Answers each request head as it arrives (keep-alive, pipelining allowed); `tcp`: the socket under TLS. */
 function serveRequests(socket: net.Socket, tcp: net.Socket = socket): void {
-  let held = '';
-  socket.on('error', () => undefined);
-  socket.on('data', (d: Buffer) => {
-    held += d.toString('latin1');
-    for (let end = held.indexOf('\r\n\r\n'); end >= 0; end = held.indexOf('\r\n\r\n')) {
-      const target = held.slice(0, held.indexOf('\r\n')).split(' ')[1] ?? '/';
-      held = held.slice(end + 4);
-      answer(socket, target, tcp);
-    }
-  });
+  onRequestTargets(socket, (target) => answer(socket, target, tcp));
 }
 
 async function listen(server: net.Server): Promise<number> {

@@ -95,3 +95,21 @@ export function rawTlsDropAfter(port: number, ca: string, request: string | Buff
     });
   });
 }
+
+/**
+ * For a raw test origin: calls `onTarget` with the request target of each
+ * request head as it arrives on `socket` (keep-alive and pipelining; heads
+ * only, no bodies).
+ */
+export function onRequestTargets(socket: import('node:net').Socket, onTarget: (target: string) => void): void {
+  let held = '';
+  socket.on('error', () => undefined);
+  socket.on('data', (d: Buffer) => {
+    held += d.toString('latin1');
+    for (let end = held.indexOf('\r\n\r\n'); end >= 0; end = held.indexOf('\r\n\r\n')) {
+      const target = held.slice(0, held.indexOf('\r\n')).split(' ')[1] ?? '/';
+      held = held.slice(end + 4);
+      onTarget(target);
+    }
+  });
+}
