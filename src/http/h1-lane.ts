@@ -328,6 +328,16 @@ export interface LaneOptions {
   closeAfterAnswer(conn: SecureConnection): void;
   /** The lane is done with `conn` (handed over or closed). */
   left(lane: LaneConnection): void;
+  /**
+   * The client's FIN aborts the request in flight and those waiting: the
+   * connection is destroyed, the response closes (the proxy's 499, its
+   * upstream connection closed), as node's server does (socketOnEnd's
+   * abortIncoming) and nginx's proxy (ngx_http_upstream_check_broken_connection:
+   * "client prematurely closed connection", proxy_ignore_client_abort off).
+   * Without it (serve) the requests read before a FIN are answered first, as
+   * nginx answers static ones.
+   */
+  abortOnFin?: boolean;
 }
 
 /** One connection served in the lane, one request at a time. */
@@ -399,6 +409,7 @@ export class LaneConnection {
     this.ended = true;
     // Heads waiting with no answer in flight: the next() responded() queued takes them first.
     if (this.current === null && this.pending === null) this.finishIdle();
+    else if (this.o.abortOnFin === true) this.conn.destroy();
   };
 
   // node's socket timeout (http.Server.timeout): the connection is destroyed, busy or idle.

@@ -1,8 +1,9 @@
 /**
  * `aludel proxy`: HTTP reverse proxy on kTLS connections. The client side is
  * node's http.Server for HTTP/1.1 (llhttp: request smuggling defences of RFC
- * 9112 §6.3, header limits) and node:http2 for connections whose ALPN said h2
- * (h2-front.ts), both handing requests to one handler; upstreams stay
+ * 9112 §6.3, header limits), except plain keep-alive GETs and HEADs, which
+ * the lane reads (h1-lane.ts, proxyLane), and node:http2 for connections
+ * whose ALPN said h2 (h2-front.ts), all handing requests to one handler; upstreams stay
  * HTTP/1.1, one pooled connection per stream. Each request goes through a
  * pipeline of small steps:
  * the request checks (400, 413, 431), the cache (cache/cache-layer.ts, with
@@ -265,6 +266,8 @@ function proxyLane(s: ProxySettings, log: Logger, handle: (req: ExchangeRequest,
     handle: (req, res) => void handle(req, res),
     takes: (req: LaneRequest) => req.rawHeaders.length / 2 <= s.maxHeaderCount && requestProblem(req.method, req.url, req.rawHeaders) === null,
     silent: (conn: SecureConnection) => closeWaitedForNothing(log, conn),
+    // A FIN while the upstream answers is the client leaving: 499, as before the lane (node's server) and as nginx.
+    abortOnFin: true,
   };
 }
 
