@@ -15,6 +15,7 @@
  * memory (`piece`): written to the connection as they are.
  */
 import { ServerResponse } from 'node:http';
+import { Http2ServerResponse } from 'node:http2';
 import { evaluatePreconditions, ifRangeAllows, parseHttpDate } from '../http/conditional.js';
 import { parseRange } from '../http/range.js';
 import { whenAttached } from '../http/front.js';
@@ -175,7 +176,7 @@ interface RangeSender {
  * in order, framed as chunks when the length is unknown; HTTP/2 as DATA frames.
  */
 async function rangeSender(res: Exchange['res']): Promise<RangeSender> {
-  if (!(res instanceof ServerResponse)) {
+  if (res instanceof Http2ServerResponse) {
     // Http2ServerResponse.flushHeaders() exists (node's compat layer) but is missing from @types/node 20.
     (res as unknown as { flushHeaders(): void }).flushHeaders();
     const stream = res.stream;
@@ -187,6 +188,8 @@ async function rangeSender(res: Exchange['res']): Promise<RangeSender> {
       },
     };
   }
+  // With a cache every HTTP/1.1 request goes through node's server (http-proxy.ts proxyLane): never the lane's response.
+  if (!(res instanceof ServerResponse)) throw new Error('a stored body is sent through node\'s response only');
   const conn = await whenAttached(res);
   // Unknown length: node chose chunked for an HTTP/1.1 client (close-delimited for 1.0).
   const framing = res.chunkedEncoding ? chunkFraming(conn) : null;

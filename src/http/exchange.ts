@@ -8,15 +8,47 @@
 import http from 'node:http';
 import http2 from 'node:http2';
 import type { SecureConnection } from '../tls/types.js';
-import { requestConnection, type AnyRequest, type AnyResponse } from './alpn-front.js';
+import { requestConnection, type AnyRequest } from './alpn-front.js';
+import { LaneResponse, type H1Response, type LaneRequest } from './h1-lane.js';
 import { h1FieldsOfH2 } from './h2-request.js';
 import { startStallTimer } from './h2-front.js';
 import type { BodyPath } from '../transport/copy-file.js';
 import type { CacheOutcome } from '../metrics/traffic-stats.js';
 
+/** A request the proxy answers: node's HTTP/1.1 or HTTP/2 one, or the lane's (h1-lane.ts: a plain keep-alive GET or HEAD). */
+export type ExchangeRequest = AnyRequest | LaneRequest;
+
+/**
+ * What the proxy's steps do to a response, which node's HTTP/1.1 and
+ * HTTP/2 responses and the lane's (h1-lane.ts LaneResponse) all do: the
+ * compiler holds each to it where a response becomes an exchange's. An
+ * interface, not their union: TypeScript cannot call a method that members
+ * of a union overload differently. What only HTTP/1.1 responses do is
+ * reached through h1Response, what only HTTP/2 ones do through instanceof.
+ */
+export interface ExchangeResponse {
+  statusCode: number;
+  readonly headersSent: boolean;
+  writeHead(status: number, fields: Record<string, string | number>): { end(data: string): unknown };
+  end(): unknown;
+  end(data: string | Buffer): unknown;
+  end(data: string | Buffer, cb: () => void): unknown;
+  write(chunk: Buffer, cb: (err?: Error | null) => void): boolean;
+  writeEarlyHints(hints: Record<string, string | string[]>): void;
+  readonly writableEnded: boolean;
+  readonly writableFinished: boolean;
+  on(event: 'close', listener: () => void): unknown;
+  off(event: 'close', listener: () => void): unknown;
+}
+
+/** An exchange's HTTP/1.1 response (node's or the lane's), or null for an HTTP/2 one. */
+export function h1Response(res: ExchangeResponse): H1Response | null {
+  return res instanceof http.ServerResponse || res instanceof LaneResponse ? res : null;
+}
+
 export interface Exchange {
-  readonly req: AnyRequest;
-  readonly res: AnyResponse;
+  readonly req: ExchangeRequest;
+  readonly res: ExchangeResponse;
   readonly conn: SecureConnection;
   /** The request came over HTTP/2 (one stream of a session; no splice, no Connection field). */
   readonly h2: boolean;
@@ -41,11 +73,11 @@ export interface Exchange {
   cacheConsumed: ReadonlySet<string> | null;
 }
 
-export function newExchange(req: AnyRequest, res: AnyResponse): Exchange {
+export function newExchange(req: ExchangeRequest, res: ExchangeResponse): Exchange {
   const h2 = req instanceof http2.Http2ServerRequest;
   let fields = req.rawHeaders;
   let malformed: string | null = null;
-  if (h2) {
+  if (req instanceof http2.Http2ServerRequest) {
     try {
       fields = h1FieldsOfH2(req.rawHeaders);
     } catch (err) {
@@ -58,8 +90,8 @@ export function newExchange(req: AnyRequest, res: AnyResponse): Exchange {
 
 /** Writes a response head; HTTP/2 has no reason phrase (RFC 9113 §8.3.2), so none is given to node there. */
 export function writeHead(x: Exchange, status: number, reason: string, fields: string[]): void {
-  if (x.res instanceof http.ServerResponse) x.res.writeHead(status, reason, fields);
-  else x.res.writeHead(status, fields as unknown as http2.OutgoingHttpHeaders);
+  if (x.res instanceof http2.Http2ServerResponse) x.res.writeHead(status, fields as unknown as http2.OutgoingHttpHeaders);
+  else h1Response(x.res)?.writeHead(status, reason, fields);
 }
 
 /** Counts body bytes that left by `path`. */
@@ -119,11 +151,11 @@ export function sendText(x: Exchange, status: number): void {
  */
 export function writeBody(x: Exchange, chunk: Buffer): Promise<void> {
   const res = x.res;
-  const gone = res instanceof http.ServerResponse ? res.destroyed : res.stream.destroyed;
+  const gone = res instanceof http2.Http2ServerResponse ? res.stream.destroyed : h1Response(res)?.destroyed !== false;
   if (gone || x.conn.destroyed) return Promise.reject(clientGone());
   // Over HTTP/2, a piece the client's window holds back past --idle-timeout resets the stream
   // (h2-front.ts startStallTimer: node's stream timer counts the other streams' bytes as its progress).
-  const stopStall = res instanceof http.ServerResponse ? null : startStallTimer(res.stream);
+  const stopStall = res instanceof http2.Http2ServerResponse ? startStallTimer(res.stream) : null;
   return new Promise((resolve, reject) => {
     const closed = (): void => { done(); reject(clientGone()); };
     const done = (): void => { stopStall?.(); res.off('close', closed); if (!x.h2) x.conn.off('close', closed); };
@@ -137,8 +169,7 @@ export function writeBody(x: Exchange, chunk: Buffer): Promise<void> {
       if (err) reject(err);
       else resolve();
     };
-    if (res instanceof http.ServerResponse) res.write(chunk, taken);
-    else res.write(chunk, taken);
+    res.write(chunk, taken);
   });
 }
 
@@ -151,8 +182,8 @@ export function writeBody(x: Exchange, chunk: Buffer): Promise<void> {
  */
 export function endBody(x: Exchange, chunk: Buffer): Promise<void> {
   const res = x.res;
-  if (!(res instanceof http.ServerResponse)) return writeBody(x, chunk).then(() => void res.end());
-  if (res.destroyed || x.conn.destroyed) return Promise.reject(clientGone());
+  if (res instanceof http2.Http2ServerResponse) return writeBody(x, chunk).then(() => void res.end());
+  if (h1Response(res)?.destroyed !== false || x.conn.destroyed) return Promise.reject(clientGone());
   return new Promise((resolve, reject) => {
     const closed = (): void => { done(); reject(clientGone()); };
     const done = (): void => { res.off('close', closed); x.conn.off('close', closed); };
@@ -174,7 +205,7 @@ export function endBody(x: Exchange, chunk: Buffer): Promise<void> {
  */
 export function endedNow(x: Exchange, chunk: Buffer): boolean {
   const res = x.res;
-  if (!(res instanceof http.ServerResponse) || res.destroyed || x.conn.destroyed) return false;
+  if (h1Response(res)?.destroyed !== false || x.conn.destroyed) return false;
   res.end(chunk);
   return true;
 }

@@ -1,12 +1,14 @@
 /**
- * The lane: `serve`'s plain HTTP/1.1 requests answered without node's
- * http.Server. A keep-alive GET or HEAD whose head is whole in what was read,
+ * The lane: the plain HTTP/1.1 requests of `serve` and `proxy` (without
+ * --cache) answered without node's http.Server. A keep-alive GET or HEAD
+ * whose head is whole in what was read,
  * strictly formed (RFC 9112 §3, §5: CRLF lines, token names, no obs-fold, no
  * control bytes, one Host, no field twice), with no body, Upgrade or Expect,
  * is read here and answered by the same request function as every other
- * (serve.ts serveRequest) through a response that writes node's head format
- * (status line, the handler's fields, Date, Connection, Keep-Alive). One
- * request at a time: pipelined heads wait in the buffer.
+ * (serve.ts serveRequest, http-proxy.ts handle) through a response
+ * (LaneResponse) that writes what node's ServerResponse writes, every byte
+ * of HTTP/1.1 syntax by h1-wire.ts. One request at a time: pipelined heads
+ * wait in the buffer.
  *
  * Anything else (a head cut across reads, HTTP/1.0, a body, a refusal, a
  * malformed or unusual head) hands the connection, with every byte not yet
@@ -18,13 +20,15 @@
  *
  * Why: node's HTTP/1.1 server was half of what a 1 KiB keep-alive GET cost
  * serve beyond nginx (docs/benchmarks.md, the request floors); in the lane
- * a request costs about 0.7 of what it cost through node's server.
+ * a request costs about 0.7 of what it cost through node's server (a
+ * proxied one about 0.9, docs/benchmarks.md).
  */
 import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import type { SecureConnection } from '../tls/types.js';
 import { isToken } from '../text/char-classes.js';
 import { closedForTimeout } from './timed-out.js';
+import { chunkSizeLine, CRLF, earlyHintsHead, framedResponseHead, LAST_CHUNK, PROCESSING_HEAD } from './h1-wire.js';
 
 export interface LaneRequest {
   method: string;
@@ -36,6 +40,25 @@ export interface LaneRequest {
   httpVersionMinor: number;
   socket: SecureConnection;
   complete: boolean;
+  /** As node's IncomingMessage.setTimeout: the connection's idle timeout (the proxy pauses it while the upstream answers). */
+  setTimeout(ms: number): unknown;
+  /**
+   * Its body, read as node's IncomingMessage is (for await): none. The lane
+   * takes no request with Content-Length or Transfer-Encoding, and without
+   * either a request has no body (RFC 9112 §6.3 rule 7).
+   */
+  [Symbol.asyncIterator](): AsyncIterator<Buffer>;
+}
+
+/** LaneRequest's body: no bytes. */
+async function* noBody(): AsyncGenerator<Buffer> {
+  // Nothing: see LaneRequest[Symbol.asyncIterator].
+}
+
+/** LaneRequest.setTimeout, one function for every request. */
+function setRequestTimeout(this: LaneRequest, ms: number): LaneRequest {
+  (this.socket as SecureConnection & { setTimeout(ms: number): unknown }).setTimeout(ms);
+  return this;
 }
 
 /** An HTTP/1.1 response serve writes: node's, or the lane's own (LaneResponse). */
@@ -90,7 +113,12 @@ export function simpleHead(buf: Buffer, maxHeaderSize: number): { req: Omit<Lane
     at = next + 2;
   }
   if (headers.host === undefined) return null;
-  return { req: { method, url, headers, rawHeaders, httpVersion: '1.1', httpVersionMajor: 1, httpVersionMinor: 1, complete: true }, length: end + 4 };
+  return { req: { method, url, headers, rawHeaders, httpVersion: '1.1', httpVersionMajor: 1, httpVersionMinor: 1, complete: true, setTimeout: setRequestTimeout, [Symbol.asyncIterator]: noBody }, length: end + 4 };
+}
+
+/** A writeHead field list ([name, value, ...]), not an object of fields. */
+function isFieldList(f: ReadonlyArray<string | number> | Readonly<Record<string, string | number>> | undefined): f is ReadonlyArray<string | number> {
+  return Array.isArray(f);
 }
 
 let dateSecond = -1;
@@ -105,18 +133,44 @@ function utcDate(): string {
   return dateText;
 }
 
-/** The subset of node's ServerResponse the static handler and its body senders use. */
+/**
+ * The subset of node's ServerResponse that serve's static handler and the
+ * proxy's response writer use, writing what node's would: its head is
+ * h1-wire.ts framedResponseHead (the handler's fields, Date, Connection,
+ * and the framing node adds), its body pieces raw or as chunks as that
+ * head says (RFC 9112 §6.3, §7.1), its interim heads h1-wire.ts's too. No
+ * byte of HTTP/1.1 syntax is written here but through h1-wire.ts.
+ */
 export class LaneResponse extends EventEmitter {
   statusCode = 200;
+  statusMessage: string | undefined = undefined;
   headersSent = false;
   writableFinished = false;
   closed = false;
   private ending = false;
+  /** Body pieces go as chunks (framedResponseHead said so). */
+  private chunked = false;
+  /** The response has a body (responseHasBody): known once the head is made. */
+  private body = true;
   private fields: Array<string | number> = [];
   private head = '';
-  /** `closing`: it says Connection: close, and its connection ends once it is written. */
-  constructor(readonly req: LaneRequest, readonly socket: SecureConnection, private readonly keepAliveSecs: number, readonly closing: boolean, private readonly done: (res: LaneResponse) => void) {
+  /**
+   * `closing`: it says Connection: close, and its connection ends once it is
+   * written; a handler's own Connection: close field (the proxy's error
+   * answers) sets it too, when the head is made.
+   */
+  constructor(readonly req: LaneRequest, readonly socket: SecureConnection, private readonly keepAliveSecs: number, public closing: boolean, private readonly done: (res: LaneResponse) => void) {
     super();
+  }
+
+  /** end() was called (node's writableEnded). */
+  get writableEnded(): boolean {
+    return this.ending;
+  }
+
+  /** The response can no longer be written: its connection is gone (node's res.destroyed once the socket closes). */
+  get destroyed(): boolean {
+    return this.socket.destroyed;
   }
 
   setHeader(name: string, value: string | number): this {
@@ -135,22 +189,30 @@ export class LaneResponse extends EventEmitter {
     }
   }
 
-  writeHead(status: number, fields?: Array<string | number> | Record<string, string | number>): this {
+  /** As node's: writeHead(status, [reason], fields), fields as [name, value, ...] or an object. */
+  writeHead(status: number, reasonOrFields?: string | ReadonlyArray<string | number> | Readonly<Record<string, string | number>>, more?: ReadonlyArray<string | number> | Readonly<Record<string, string | number>>): this {
     this.statusCode = status;
-    if (Array.isArray(fields)) for (let i = 0; i + 1 < fields.length; i += 2) this.fields.push(fields[i]!, fields[i + 1]!);
+    let fields = more;
+    if (typeof reasonOrFields === 'string') this.statusMessage = reasonOrFields;
+    else fields = reasonOrFields;
+    if (isFieldList(fields)) for (let i = 0; i + 1 < fields.length; i += 2) this.fields.push(fields[i]!, fields[i + 1]!);
     else if (fields) for (const k of Object.keys(fields)) this.setHeader(k, fields[k]!);
     this.makeHead();
     return this;
   }
 
-  private makeHead(): void {
+  /** `wholeLength`: the body's length when end() was given it whole before the head (node's _contentLength). */
+  private makeHead(wholeLength?: number): void {
     if (this.headersSent) return;
-    let h = `HTTP/1.1 ${this.statusCode} ${http.STATUS_CODES[this.statusCode] ?? 'unknown'}\r\n`;
-    const f = this.fields;
-    for (let i = 0; i + 1 < f.length; i += 2) h += `${f[i]}: ${f[i + 1]}\r\n`;
-    h += `Date: ${utcDate()}\r\n`;
-    h += this.closing ? 'Connection: close\r\n\r\n' : `Connection: keep-alive\r\nKeep-Alive: timeout=${this.keepAliveSecs}\r\n\r\n`;
-    this.head = h;
+    const status = this.statusCode;
+    const framed = framedResponseHead({
+      status, reason: this.statusMessage ?? http.STATUS_CODES[status] ?? 'unknown', fields: this.fields, method: this.req.method,
+      date: utcDate(), keepAliveSecs: this.closing ? null : this.keepAliveSecs, wholeLength,
+    });
+    this.head = framed.text;
+    this.chunked = framed.chunked;
+    this.body = framed.body;
+    this.closing = framed.closes;
     this.headersSent = true;
   }
 
@@ -162,17 +224,54 @@ export class LaneResponse extends EventEmitter {
     }
   }
 
-  end(data?: string | Buffer): this {
+  /** As node's: the head first if not out yet; a body piece (a chunk when chunked); `cb` once the connection took it. */
+  write(data: Buffer, cb?: (err?: Error | null) => void): boolean {
+    this.makeHead();
+    const conn = this.socket;
+    if (!this.body || data.length === 0) {
+      // node's write() of nothing, or to a response without a body, writes no body byte (RFC 9112 §6.3 rule 1).
+      this.flushHeaders();
+      if (cb) process.nextTick(cb);
+      return true;
+    }
+    conn.cork();
+    this.flushHeaders();
+    let ok: boolean;
+    if (this.chunked) {
+      conn.write(chunkSizeLine(data.length));
+      conn.write(data);
+      ok = conn.write(CRLF, cb);
+    } else ok = conn.write(data, cb);
+    conn.uncork();
+    return ok;
+  }
+
+  /** node's writeEarlyHints: a 103 (RFC 8297) goes out at once, before the final head; nothing without a Link; a malformed Link throws. */
+  writeEarlyHints(hints: Readonly<Record<string, string | string[]>>, cb?: () => void): void {
+    const head = earlyHintsHead(hints);
+    if (head !== null) this.socket.write(head, 'latin1', cb);
+  }
+
+  /** node's writeProcessing: RFC 2518's 102, at once. */
+  writeProcessing(cb?: () => void): void {
+    this.socket.write(PROCESSING_HEAD, 'latin1', cb);
+  }
+
+  end(data?: string | Buffer, cb?: () => void): this {
     // As node's: a second end() writes nothing (a byte after the body would be read as the next response's).
     if (this.ending) return this;
     this.ending = true;
-    this.makeHead();
-    const body = data === undefined || this.req.method === 'HEAD' ? undefined : data;
+    this.makeHead(typeof data === 'string' ? Buffer.byteLength(data) : (data?.length ?? 0));
+    if (cb) this.once('finish', cb);
     const conn = this.socket;
     conn.cork();
-    if (this.head !== '') conn.write(this.head, 'latin1');
-    this.head = '';
-    if (body !== undefined && body.length > 0) conn.write(body as Buffer);
+    this.flushHeaders();
+    if (this.body && data !== undefined && data.length > 0) {
+      if (this.chunked) conn.write(chunkSizeLine(Buffer.byteLength(data)));
+      conn.write(data);
+      if (this.chunked) conn.write(CRLF);
+    }
+    if (this.chunked) conn.write(LAST_CHUNK);
     conn.write('', () => this.finish());
     conn.uncork();
     return this;
@@ -229,6 +328,16 @@ export interface LaneOptions {
   closeAfterAnswer(conn: SecureConnection): void;
   /** The lane is done with `conn` (handed over or closed). */
   left(lane: LaneConnection): void;
+  /**
+   * The client's FIN aborts the request in flight and those waiting: the
+   * connection is destroyed, the response closes (the proxy's 499, its
+   * upstream connection closed), as node's server does (socketOnEnd's
+   * abortIncoming) and nginx's proxy (ngx_http_upstream_check_broken_connection:
+   * "client prematurely closed connection", proxy_ignore_client_abort off).
+   * Without it (serve) the requests read before a FIN are answered first, as
+   * nginx answers static ones.
+   */
+  abortOnFin?: boolean;
 }
 
 /** One connection served in the lane, one request at a time. */
@@ -300,6 +409,7 @@ export class LaneConnection {
     this.ended = true;
     // Heads waiting with no answer in flight: the next() responded() queued takes them first.
     if (this.current === null && this.pending === null) this.finishIdle();
+    else if (this.o.abortOnFin === true) this.conn.destroy();
   };
 
   // node's socket timeout (http.Server.timeout): the connection is destroyed, busy or idle.

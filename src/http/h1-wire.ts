@@ -1,6 +1,8 @@
 /**
  * HTTP/1.1 message syntax written by Aludel itself (RFC 9112), in one place:
- * what node's http.Server does not write for us. Heads of answers on
+ * what node's http.Server does not write for us. The lane's responses
+ * (h1-lane.ts LaneResponse: their heads with the fields node adds, their
+ * chunks, 102 and 103 interim heads), heads of answers on
  * connections node has handed over (upgrades, CONNECT, parse errors), the
  * chunk framing of bodies that leave by splice, sendfile or the copy path
  * (node frames only what passes through res.write), request bodies re-framed
@@ -67,4 +69,130 @@ export function requestHead(method: string, target: string, fields: readonly str
 export function statusCodeOf(bytes: Buffer): number | null {
   const m = /^HTTP\/1\.[01] (\d{3})/.exec(bytes.toString('latin1', 0, 16));
   return m ? Number(m[1]) : null;
+}
+
+/**
+ * Whether a response to `method` with `status` has a body (RFC 9110 §6.4.1,
+ * §9.3.2; RFC 9112 §6.3 rule 1): not to HEAD, not 1xx, 204 or 304. node's
+ * ServerResponse._hasBody says the same.
+ */
+export function responseHasBody(method: string, status: number): boolean {
+  return method !== 'HEAD' && status !== 204 && status !== 304 && status >= 200;
+}
+
+/** What a response head's own fields say of its framing and its connection, read as node's _storeHeader reads them. */
+interface GivenFields {
+  date: boolean;
+  length: boolean;
+  /** Transfer-Encoding given: with chunked as a coding (the writer then frames each piece), or without. */
+  te: 'none' | 'chunked' | 'other';
+  /** A Connection field given: with the close option (RFC 9112 §9.6), or without. */
+  connection: 'none' | 'close' | 'other';
+}
+
+/** node's chunkExpression and RE_CONN_CLOSE (_http_outgoing.js): the token anywhere in the list. */
+const CHUNKED_TOKEN = /(?:^|\W)chunked(?:$|\W)/i;
+const CLOSE_TOKEN = /(?:^|\W)close(?:$|\W)/i;
+
+function givenFields(f: ReadonlyArray<string | number>): GivenFields {
+  const seen: GivenFields = { date: false, length: false, te: 'none', connection: 'none' };
+  for (let i = 0; i + 1 < f.length; i += 2) {
+    const name = String(f[i]);
+    // The length first: no lowercased copy of every name (as node's matchHeader).
+    if (name.length === 4 && name.toLowerCase() === 'date') seen.date = true;
+    else if (name.length === 14 && name.toLowerCase() === 'content-length') seen.length = true;
+    else if (name.length === 17 && name.toLowerCase() === 'transfer-encoding') seen.te = CHUNKED_TOKEN.test(String(f[i + 1])) ? 'chunked' : 'other';
+    else if (name.length === 10 && name.toLowerCase() === 'connection') seen.connection = CLOSE_TOKEN.test(String(f[i + 1])) ? 'close' : 'other';
+  }
+  return seen;
+}
+
+/** A response head as a handler set it, for framedResponseHead. */
+export interface HandlerHead {
+  status: number;
+  reason: string;
+  /** The handler's field lines, [name, value, ...], written in order. */
+  fields: ReadonlyArray<string | number>;
+  /** The request's method: a HEAD's answer has no body. */
+  method: string;
+  /** The Date value (RFC 9110 §6.6.1) written when the handler gave none. */
+  date: string;
+  /** The keep-alive timeout advertised (Keep-Alive: timeout=N), or null: the connection closes after this response. */
+  keepAliveSecs: number | null;
+  /** The body's length when it was given whole before the head went out (end(body)); else unknown. */
+  wholeLength?: number;
+}
+
+/** A head ready to write, and how what follows it is written. */
+export interface FramedHead {
+  text: string;
+  /** Each body piece goes as a chunk, and the body ends with LAST_CHUNK (RFC 9112 §7.1). */
+  chunked: boolean;
+  /** The response has a body at all (responseHasBody): else nothing after the head is written. */
+  body: boolean;
+  /** The connection closes after this response: its own Connection: close, or keepAliveSecs null. */
+  closes: boolean;
+}
+
+/**
+ * The head of an HTTP/1.1 response with the fields added that node's
+ * ServerResponse adds (_http_outgoing.js _storeHeader), in its order, so a
+ * response the lane writes is byte for byte what node's server wrote:
+ * the handler's fields, Date unless given, Connection (keep-alive with
+ * Keep-Alive, or close) unless given, then the framing. A response without
+ * a body gets no framing field (RFC 9112 §6.3 rule 1). Otherwise, when the
+ * handler gave no Content-Length and no Transfer-Encoding, the message
+ * must still say where it ends, without closing the connection (RFC 9112
+ * §6.3 rule 8 would make it close-delimited): a Content-Length when the
+ * body's whole length is known (§6.2), else Transfer-Encoding: chunked
+ * (§6.1, §7.1), which every HTTP/1.1 client must parse. A Connection field
+ * the handler gave is its own say (RFC 9112 §9.6): its close option closes
+ * the connection after the response.
+ */
+export function framedResponseHead(h: HandlerHead): FramedHead {
+  const f = h.fields;
+  const given = givenFields(f);
+  const body = responseHasBody(h.method, h.status);
+  let text = `HTTP/1.1 ${h.status} ${h.reason}\r\n`;
+  for (let i = 0; i + 1 < f.length; i += 2) text += `${f[i]}: ${f[i + 1]}\r\n`;
+  if (!given.date) text += `Date: ${h.date}\r\n`;
+  if (given.connection === 'none') text += h.keepAliveSecs === null ? 'Connection: close\r\n' : `Connection: keep-alive\r\nKeep-Alive: timeout=${h.keepAliveSecs}\r\n`;
+  let chunked = given.te === 'chunked' && body;
+  if (body && !given.length && given.te === 'none') {
+    if (h.wholeLength !== undefined) text += `Content-Length: ${h.wholeLength}\r\n`;
+    else {
+      text += 'Transfer-Encoding: chunked\r\n';
+      chunked = true;
+    }
+  }
+  return { text: `${text}\r\n`, chunked, body, closes: given.connection === 'close' || h.keepAliveSecs === null };
+}
+
+/** 102 Processing (RFC 2518 §10.1, an interim response: RFC 9110 §15.2), as node's writeProcessing writes it. */
+export const PROCESSING_HEAD = 'HTTP/1.1 102 Processing\r\n\r\n';
+
+/** A link-value (RFC 8288 §3) as node checks one (validateLinkHeaderFormat in its internal/validators). */
+const LINK_VALUE = /^(?:<[^>]*>)(?:\s*;\s*[^;"\s]+(?:=(")?[^;"\s]*\1)?)*$/;
+
+function checkedLink(value: string): string {
+  if (!LINK_VALUE.test(value)) {
+    throw Object.assign(new TypeError(`The argument 'hints' must be an array or string of format "</styles.css>; rel=preload; as=style". Received ${JSON.stringify(value)}`), { code: 'ERR_INVALID_ARG_VALUE' });
+  }
+  return value;
+}
+
+/**
+ * A 103 Early Hints head (RFC 8297) as node's writeEarlyHints writes it:
+ * its Link first, then the other hints in order; null when there is no
+ * Link to send (a 103 exists for its Link, RFC 8297 §2). A Link that is no
+ * link-value throws, with node's code (ERR_INVALID_ARG_VALUE).
+ */
+export function earlyHintsHead(hints: Readonly<Record<string, string | string[]>>): string | null {
+  const given = hints.link;
+  if (given === undefined) return null;
+  const link = Array.isArray(given) ? given.map(checkedLink).join(', ') : checkedLink(given);
+  if (link.length === 0) return null;
+  let head = `HTTP/1.1 103 Early Hints\r\nLink: ${link}\r\n`;
+  for (const key of Object.keys(hints)) if (key !== 'link') head += `${key}: ${String(hints[key])}\r\n`;
+  return `${head}\r\n`;
 }

@@ -9,7 +9,6 @@
  * The cache's background revalidations (RFC 5861 §3) go the same way,
  * detached from the client whose request started them.
  */
-import { ServerResponse } from 'node:http';
 import { Http2ServerRequest } from 'node:http2';
 import type { Logger } from '../log/logger.js';
 import type { ProxySettings } from '../config/proxy-settings.js';
@@ -17,7 +16,7 @@ import type { ResponseHead } from '../http/response-head.js';
 import { buildUpstreamRequestHead, filterResponseHeaders } from '../http/forward-headers.js';
 import { ClientGoneError, RequestBodyCutError, UpstreamTimeoutError } from '../errors.js';
 import { isClientFault } from '../http/failures.js';
-import type { Exchange } from '../http/exchange.js';
+import { h1Response, type Exchange } from '../http/exchange.js';
 import type { TrafficStats } from '../metrics/traffic-stats.js';
 import type { PipePool } from '../transport/pipe-pool.js';
 import type { Forward, UpstreamAnswer } from '../cache/cache-layer.js';
@@ -289,7 +288,8 @@ export class Forwarder {
     if (x.req.httpVersion === '1.0' || x.res.headersSent) return;
     if (head.status === 102) {
       // HTTP/2 has no use for 102 (node cannot write it there); RFC 9110 §15.2 lets a proxy drop it.
-      if (x.res instanceof ServerResponse) x.res.writeProcessing();
+      // HTTP/1.1: node's response or the lane's, which writes the same 102 (h1-wire.ts PROCESSING_HEAD).
+      h1Response(x.res)?.writeProcessing();
     } else if (head.status === 103) {
       const hints: Record<string, string | string[]> = {};
       const fields = filterResponseHeaders(head.headers, { keepFraming: false });

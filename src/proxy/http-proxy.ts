@@ -1,8 +1,9 @@
 /**
  * `aludel proxy`: HTTP reverse proxy on kTLS connections. The client side is
  * node's http.Server for HTTP/1.1 (llhttp: request smuggling defences of RFC
- * 9112 §6.3, header limits) and node:http2 for connections whose ALPN said h2
- * (h2-front.ts), both handing requests to one handler; upstreams stay
+ * 9112 §6.3, header limits), except plain keep-alive GETs and HEADs, which
+ * the lane reads (h1-lane.ts, proxyLane), and node:http2 for connections
+ * whose ALPN said h2 (h2-front.ts), all handing requests to one handler; upstreams stay
  * HTTP/1.1, one pooled connection per stream. Each request goes through a
  * pipeline of small steps:
  * the request checks (400, 413, 431), the cache (cache/cache-layer.ts, with
@@ -19,15 +20,16 @@ import { ClientGoneError, InvalidRequestError, UpstreamTruncatedError } from '..
 import { PipePool } from '../transport/pipe-pool.js';
 import type { Native } from '../native/binding.js';
 import { bodyRefusal } from '../http/parse-error.js';
-import { answerClientError, answerConnect, checkingInterval, cryptoSite, onSecureConnections, H2_MALFORMED, refusedRequestFields, requestFields, type ClientErrorOptions } from '../http/serve.js';
+import { answerClientError, answerConnect, checkingInterval, closeWaitedForNothing, cryptoSite, onSecureConnections, H2_MALFORMED, refusedRequestFields, requestFields, type ClientErrorOptions } from '../http/serve.js';
 import type { ParseError } from '../http/parse-error.js';
 import { AccessLog } from '../log/access-log.js';
 import { missingHost, requestProblem, unimplemented } from '../http/request-checks.js';
 import { httpFront, isMoot, type Front } from '../http/front.js';
-import { alpnFront, type AnyRequest, type AnyResponse } from '../http/alpn-front.js';
+import type { LaneOptions, LaneRequest } from '../http/h1-lane.js';
+import { alpnFront } from '../http/alpn-front.js';
 import { h2Front, resetStream } from '../http/h2-front.js';
-import { constants as http2constants, type Http2ServerResponse } from 'node:http2';
-import { newExchange, sendText, type Exchange } from '../http/exchange.js';
+import { constants as http2constants, Http2ServerResponse } from 'node:http2';
+import { newExchange, sendText, type Exchange, type ExchangeRequest, type ExchangeResponse } from '../http/exchange.js';
 import type { UpstreamGroup } from './upstream-group.js';
 import { errCode } from './upstream-exchange.js';
 import type { TrafficStats } from '../metrics/traffic-stats.js';
@@ -53,12 +55,12 @@ export interface HttpProxyOptions {
 
 /** The client went away before its answer: its connection (HTTP/1.x) or its stream (HTTP/2) is gone. */
 function clientLeft(x: ProxyExchange): boolean {
-  return x.h2 ? (x.res as Http2ServerResponse).stream.destroyed : x.conn.destroyed;
+  return x.res instanceof Http2ServerResponse ? x.res.stream.destroyed : x.conn.destroyed;
 }
 
 /** Where a response keeps its exchange for onResponseClose. */
 const EXCHANGE = Symbol('exchange');
-type Watched = AnyResponse & { [EXCHANGE]?: ProxyExchange };
+type Watched = ExchangeResponse & { [EXCHANGE]?: ProxyExchange };
 
 /**
  * A response closed before it finished: the client went away, and its
@@ -99,7 +101,7 @@ function requestLimit(x: Exchange, s: ProxySettings): { status: 400 | 413 | 431;
  * through V8's slow runtime path (Runtime_DefineNamedOwnIC_Slow), about 2%
  * of the proxy's CPU in a profile of 1 KiB cache hits.
  */
-function proxyExchange(req: AnyRequest, res: AnyResponse): ProxyExchange {
+function proxyExchange(req: ExchangeRequest, res: ExchangeResponse): ProxyExchange {
   const x = newExchange(req, res) as ProxyExchange;
   x.lease = null;
   x.reusable = false;
@@ -160,7 +162,7 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
     return cache ? cache.handle(x, (fwd) => forwarder.forward(x, fwd)) : forwarder.forward(x);
   }
 
-  async function handle(req: AnyRequest, res: AnyResponse): Promise<void> {
+  async function handle(req: ExchangeRequest, res: ExchangeResponse): Promise<void> {
     if (isMoot(req)) return;
     // Only the access-log line reads it (its request time): off, no clock read and no BigInt per request.
     const started = access.enabled ? process.hrtime.bigint() : 0n;
@@ -185,7 +187,7 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
         sendText(x, status);
       } else if (x.h2) {
         // Mid-body on HTTP/2: this stream is reset (RFC 9113 §8.1), the session's others go on.
-        resetStream((res as Http2ServerResponse).stream, http2constants.NGHTTP2_INTERNAL_ERROR);
+        if (res instanceof Http2ServerResponse) resetStream(res.stream, http2constants.NGHTTP2_INTERNAL_ERROR);
       } else {
         // Mid-body: the client must see an aborted response, never a clean end (RFC 9112 §8).
         conn.destroy();
@@ -204,7 +206,7 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
       [status, error, x.bytes, x.bodyPath] = [refused.status, refused.error, 0, 'none'];
     }
     // A body cut because the stream's own stall limit reset it is logged as that timeout (h2-front.ts watchStream).
-    logExchange(x, status, error === null ? null : cutCause(error, conn, x.h2 ? (res as Http2ServerResponse).stream : undefined), started);
+    logExchange(x, status, error === null ? null : cutCause(error, conn, res instanceof Http2ServerResponse ? res.stream : undefined), started);
   }
 
   function logExchange(x: ProxyExchange, status: number, error: unknown, started: bigint): void {
@@ -245,7 +247,28 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
     malformed: (conn, err) => refusals.logRefused(conn, H2_MALFORMED, 400, err),
     limits: { maxConcurrentStreams: s.http2MaxConcurrentStreams, maxHeaderSize: s.maxHeaderSize, idleTimeoutMs: s.idleTimeoutMs },
   });
-  return drainingUpgrades(alpnFront(httpFront(httpServer), h2), upgrading);
+  return drainingUpgrades(alpnFront(httpFront(httpServer, cache === null ? proxyLane(s, o.log, handle) : undefined), h2), upgrading);
+
+}
+
+/**
+ * The lane (h1-lane.ts): plain keep-alive GETs and HEADs without a body are
+ * read and answered without node's http.Server, by the same handler (node's
+ * server was a sixth of a 1 KiB keep-alive GET's CPU in a profile). A
+ * request the pipeline would refuse (requestProblem, more fields than
+ * --max-header-count) goes to node's server with its connection, which
+ * refuses it as before. With --cache, node's server takes every request
+ * (the cache's answers are written for node's response).
+ */
+function proxyLane(s: ProxySettings, log: Logger, handle: (req: ExchangeRequest, res: ExchangeResponse) => Promise<void>): Omit<LaneOptions, 'draining' | 'handOver' | 'closeAfterAnswer' | 'left'> {
+  return {
+    maxHeaderSize: s.maxHeaderSize, idleTimeoutMs: s.idleTimeoutMs, headersTimeoutMs: s.headersTimeoutMs,
+    handle: (req, res) => void handle(req, res),
+    takes: (req: LaneRequest) => req.rawHeaders.length / 2 <= s.maxHeaderCount && requestProblem(req.method, req.url, req.rawHeaders) === null,
+    silent: (conn: SecureConnection) => closeWaitedForNothing(log, conn),
+    // A FIN while the upstream answers is the client leaving: 499, as before the lane (node's server) and as nginx.
+    abortOnFin: true,
+  };
 }
 
 /**

@@ -11,10 +11,9 @@
  * After either, `reusable` says whether the upstream connection ended
  * exactly at the body's end and may carry another exchange.
  */
-import type { ServerResponse } from 'node:http';
 import { filterResponseHeaders } from '../http/forward-headers.js';
 import { whenAttached } from '../http/front.js';
-import { endBody, endedNow, writeBody, writeHead, withCacheStatus, type Exchange } from '../http/exchange.js';
+import { endBody, endedNow, h1Response, writeBody, writeHead, withCacheStatus, type Exchange } from '../http/exchange.js';
 import { CHUNK_WIRE, chunkFraming } from '../http/h1-wire.js';
 import type { ResponseHead } from '../http/response-head.js';
 import type { SecureConnection } from '../tls/types.js';
@@ -122,7 +121,9 @@ export class UpstreamResponse implements UpstreamAnswer {
   /** What splice and the copy path do first: the head out through node once attached (and, for the copy path, flushed); returns the byte counter. */
   private async startBody(path: 'splice' | 'write', flushed?: () => Promise<void>): Promise<(n: number) => void> {
     const { x } = this;
-    const res = x.res as ServerResponse;
+    // Only HTTP/1.1 bodies go by splice or the copy path (spliceRoute, copyRoute): node's response or the lane's.
+    const res = h1Response(x.res);
+    if (res === null) throw new Error('splice and the copy path write HTTP/1.1 bodies only');
     await whenAttached(res);
     res.flushHeaders();
     await flushed?.();

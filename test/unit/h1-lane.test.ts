@@ -99,6 +99,63 @@ describe('LaneResponse', () => {
     assert.match(written(head.conn), /^HTTP\/1\.1 200 OK\r\nContent-Length: 5\r\nDate: [^\r]+\r\nConnection: keep-alive\r\nKeep-Alive: timeout=60\r\n\r\n$/);
     assert.match(written(closing.conn), /^HTTP\/1\.1 404 Not Found\r\nContent-Length: 0\r\nDate: [^\r]+\r\nConnection: close\r\n\r\n$/);
   });
+
+  it('as node\'s for the proxy: the reason phrase given, a Date given kept alone, Connection: close given closing', async () => {
+    const { conn, res } = make('GET');
+    res.writeHead(200, 'Fine Thanks', ['Date', 'Mon, 01 Jan 2024 00:00:00 GMT', 'Content-Length', 2]);
+    res.end(Buffer.from('ok'));
+    const closing = make('GET');
+    closing.res.writeHead(502, { 'Content-Type': 'text/plain', Connection: 'close' });
+    closing.res.end('Bad Gateway\n');
+    await new Promise((r) => setImmediate(r));
+    assert.equal(written(conn), 'HTTP/1.1 200 Fine Thanks\r\nDate: Mon, 01 Jan 2024 00:00:00 GMT\r\nContent-Length: 2\r\nConnection: keep-alive\r\nKeep-Alive: timeout=60\r\n\r\nok');
+    // node's writeHead stores the head at once: no length known, so the body is chunked (RFC 9112 §7.1).
+    assert.match(written(closing.conn), /^HTTP\/1\.1 502 Bad Gateway\r\nContent-Type: text\/plain\r\nConnection: close\r\nDate: [^\r]+\r\nTransfer-Encoding: chunked\r\n\r\nc\r\nBad Gateway\n\r\n0\r\n\r\n$/);
+    assert.ok(closing.res.closing, 'its own Connection: close closes the connection after it');
+  });
+
+  it('a body of unknown length is chunked, each write a chunk, the last chunk at end; a given Transfer-Encoding: chunked is not repeated', async () => {
+    const { conn, res } = make('GET');
+    res.writeHead(200, 'OK', ['X-A', '1']);
+    let taken = 0;
+    res.write(Buffer.from('abc'), () => taken++);
+    res.write(Buffer.from('de'), () => taken++);
+    const ended = new Promise<void>((r) => res.end(undefined, r));
+    await ended;
+    assert.equal(taken, 2);
+    assert.match(written(conn), /^HTTP\/1\.1 200 OK\r\nX-A: 1\r\nDate: [^\r]+\r\nConnection: keep-alive\r\nKeep-Alive: timeout=60\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n$/);
+    const given = make('GET');
+    given.res.writeHead(200, 'OK', ['Transfer-Encoding', 'chunked']);
+    given.res.end();
+    await new Promise((r) => setImmediate(r));
+    assert.match(written(given.conn), /^HTTP\/1\.1 200 OK\r\nTransfer-Encoding: chunked\r\nDate: [^\r]+\r\nConnection: keep-alive\r\nKeep-Alive: timeout=60\r\n\r\n0\r\n\r\n$/);
+  });
+
+  it('204, 304 and HEAD get no framing and no body (RFC 9110 §6.4.1); end() given the whole body first says its Content-Length', async () => {
+    const out: string[] = [];
+    for (const [method, status] of [['GET', 204], ['GET', 304], ['HEAD', 200]] as const) {
+      const { conn, res } = make(method);
+      res.writeHead(status, ['X-B', '2']);
+      res.end();
+      await new Promise((r) => setImmediate(r));
+      out.push(written(conn));
+    }
+    for (const o of out) assert.match(o, /^HTTP\/1\.1 \d{3} [^\r]+\r\nX-B: 2\r\nDate: [^\r]+\r\nConnection: keep-alive\r\nKeep-Alive: timeout=60\r\n\r\n$/);
+    const whole = make('GET');
+    whole.res.end('hello');
+    await new Promise((r) => setImmediate(r));
+    assert.match(written(whole.conn), /^HTTP\/1\.1 200 OK\r\nDate: [^\r]+\r\nConnection: keep-alive\r\nKeep-Alive: timeout=60\r\nContent-Length: 5\r\n\r\nhello$/);
+  });
+
+  it('103 Early Hints and 102 Processing go out at once, as node writes them', async () => {
+    const { conn, res } = make('GET');
+    res.writeEarlyHints({ link: '</s.css>; rel=preload', 'x-c': '3' });
+    res.writeProcessing();
+    assert.throws(() => res.writeEarlyHints({ link: 'no angle brackets' }), { code: 'ERR_INVALID_ARG_VALUE' });
+    await new Promise((r) => setImmediate(r));
+    assert.equal(written(conn), 'HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\nx-c: 3\r\n\r\nHTTP/1.1 102 Processing\r\n\r\n');
+    assert.equal(res.headersSent, false);
+  });
 });
 
 describe('LaneConnection', () => {
