@@ -15,7 +15,8 @@
         "native/tickets.c",
         "native/ktls-keys.c",
         "native/tls-client.c",
-        "native/copy.c"
+        "native/copy.c",
+        "native/process.c"
       ],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2", "-fvisibility=hidden"],
       "libraries": ["-ldl"]

@@ -133,5 +133,6 @@ NAPI_MODULE_INIT() {
   aludel_register_tickets(env, exports);
   aludel_register_tls_client(env, exports);
   aludel_register_copy(env, exports);
+  aludel_register_process(env, exports);
   return exports;
 }

@@ -50,5 +50,6 @@ void aludel_register_ethtool(napi_env env, napi_value exports);
 void aludel_register_tickets(napi_env env, napi_value exports);
 void aludel_register_tls_client(napi_env env, napi_value exports);
 void aludel_register_copy(napi_env env, napi_value exports);
+void aludel_register_process(napi_env env, napi_value exports);
 
 #endif

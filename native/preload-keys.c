@@ -124,6 +124,7 @@ static void resolve_all(void) {
   RESOLVE(err_new, "ERR_new");
   RESOLVE(err_set_debug, "ERR_set_debug");
   RESOLVE(err_set_error, "ERR_set_error");
+  RESOLVE(err_add_error_data, "ERR_add_error_data");
 }
 
 int aludel_keys_resolve(enum aludel_lib lib, char *why, size_t size) {
@@ -178,23 +179,50 @@ int aludel_is_init_finished(const SSL *ssl) {
 }
 
 /*
- * Puts reason on OpenSSL's error queue, as OpenSSL would for the same record
- * or call, so the program logs what it always logs (nginx: SSL_read() failed
- * (SSL: ...)). func: OpenSSL's function code up to 1.1.1 (3.x has none), 0
- * for none.
+ * The OpenSSL function an error is put in, as OpenSSL itself names it: the
+ * function code up to 1.1.1, which ERR_error_string prints
+ * ("error:140943FC:SSL routines:ssl3_read_bytes:sslv3 alert bad record mac";
+ * code 0 printed "func(0)"), and the C name that 3.x keeps with ERR_set_debug
+ * instead. Programs log that string (nginx: "SSL_read() failed (SSL: ...)").
  */
-static void push_error_in(int func, int reason) {
+struct ossl_func {
+  int code;
+  const char *name;
+};
+static const struct ossl_func F_GET_RECORD = {P_SSL_F_SSL3_GET_RECORD, "ssl3_get_record"}; /* a record that fails authentication */
+static const struct ossl_func F_READ_BYTES = {P_SSL_F_SSL3_READ_BYTES, "ssl3_read_bytes"}; /* alerts and unexpected records read */
+static const struct ossl_func F_WRITE_BYTES = {P_SSL_F_SSL3_WRITE_BYTES, "ssl3_write_bytes"};
+static const struct ossl_func F_WRITE_PENDING = {P_SSL_F_SSL3_WRITE_PENDING, "ssl3_write_pending"};
+static const struct ossl_func F_SHUTDOWN = {P_SSL_F_SSL_SHUTDOWN, "SSL_shutdown"};
+static const struct ossl_func F_NONE = {0, "aludel-preload"};
+
+/*
+ * Puts reason on OpenSSL's error queue, as OpenSSL would for the same record
+ * or call, so the program logs what it always logs. alert >= 0: a fatal
+ * alert received, with the data OpenSSL adds to it ("SSL alert number 20":
+ * ERR_add_error_data in ssl3_read_bytes up to 1.1.1, SSLfatal_data in 3.x),
+ * which nginx prints after the error string.
+ */
+static void push_error_alert(const struct ossl_func *f, int reason, int alert) {
+  char number[16];
+  snprintf(number, sizeof number, "%d", alert);
   if (aludel_real.err_new != NULL && aludel_real.err_set_debug != NULL && aludel_real.err_set_error != NULL) {
     aludel_real.err_new();
-    aludel_real.err_set_debug("aludel-preload", 0, "aludel_kernel_read");
-    aludel_real.err_set_error(P_ERR_LIB_SSL, reason, NULL);
+    aludel_real.err_set_debug("aludel-preload", 0, f->name);
+    if (alert >= 0) aludel_real.err_set_error(P_ERR_LIB_SSL, reason, "SSL alert number %s", number);
+    else aludel_real.err_set_error(P_ERR_LIB_SSL, reason, NULL);
   } else if (aludel_real.err_put != NULL) {
-    aludel_real.err_put(P_ERR_LIB_SSL, func, reason, "aludel-preload", 0);
+    aludel_real.err_put(P_ERR_LIB_SSL, f->code, reason, "aludel-preload", 0);
+    if (alert >= 0 && aludel_real.err_add_error_data != NULL) aludel_real.err_add_error_data(2, "SSL alert number ", number);
   }
 }
 
+static void push_error_in(const struct ossl_func *f, int reason) {
+  push_error_alert(f, reason, -1);
+}
+
 static void push_error(int reason) {
-  push_error_in(0, reason);
+  push_error_in(&F_NONE, reason);
 }
 
 /* ---- hand-over after the handshake ---- */
@@ -403,14 +431,18 @@ static void send_alert(struct aludel_conn *c, int level, int description, int fl
   (void)w; /* best effort: the connection is ending either way */
 }
 
-/* The connection cannot go on: a fatal alert to the peer (under keys it can still decrypt), the reason on the error queue, one event line. */
-static int fail(struct aludel_conn *c, int alert, int reason, const char *what) {
+/* The connection cannot go on: a fatal alert to the peer (under keys it can still decrypt), the reason on the error queue (in ssl3_read_bytes, where OpenSSL finds what the kernel passed up), one event line. */
+static int fail_in(struct aludel_conn *c, const struct ossl_func *f, int alert, int reason, const char *what) {
   if (alert >= 0) send_alert(c, ALERT_FATAL, alert, 0);
-  push_error(reason);
+  push_error_in(f, reason);
   aludel_event("fd %d: %s: connection ended", c->fd, what);
   c->broken = 1;
   c->last_error = P_SSL_ERROR_SSL;
   return 0;
+}
+
+static int fail(struct aludel_conn *c, int alert, int reason, const char *what) {
+  return fail_in(c, &F_READ_BYTES, alert, reason, what);
 }
 
 /* A failed recvmsg/send: WANT_READ/WANT_WRITE, SSL (a record the kernel rejected), or SYSCALL with errno kept. */
@@ -425,7 +457,7 @@ static int io_failed(struct aludel_conn *c, ssize_t got, int want) {
     c->last_error = want;
   } else if (err == EBADMSG) {
     /* The kernel could not authenticate a record (tls_sw: TlsDecryptError) and has failed the socket. */
-    return fail(c, -1, P_SSL_R_DECRYPTION_FAILED_OR_BAD_RECORD_MAC, "a record failed authentication in the kernel (EBADMSG: garbage or a forged record)");
+    return fail_in(c, &F_GET_RECORD, -1, P_SSL_R_DECRYPTION_FAILED_OR_BAD_RECORD_MAC, "a record failed authentication in the kernel (EBADMSG: garbage or a forged record)");
   } else {
     c->last_error = P_SSL_ERROR_SYSCALL;
     errno = err;
@@ -541,8 +573,18 @@ static int alert_received(struct aludel_conn *c, const unsigned char *a) {
   }
   /* TLS 1.2 warnings are ignored, as OpenSSL does; in TLS 1.3 every alert but close_notify and user_canceled is fatal (RFC 8446 §6). */
   if ((c->version != P_TLS1_3_VERSION && a[0] == ALERT_WARNING) || a[1] == 90 /* user_canceled */) return 1;
-  push_error(P_SSL_AD_REASON_OFFSET + a[1]);
+  push_error_alert(&F_READ_BYTES, P_SSL_AD_REASON_OFFSET + a[1], a[1]);
+  /*
+   * As close_notify: OpenSSL's ssl3_read_bytes marks the peer's side shut on
+   * a fatal alert too ("s->shutdown |= SSL_RECEIVED_SHUTDOWN", 1.0.2f and
+   * 1.1.1) and returns 0: SSL_read returns 0 (SSL_get_error: SSL, the alert
+   * queued), a waiting SSL_shutdown returns 1, and a later SSL_read returns 0
+   * again, which SSL_get_error calls ZERO_RETURN (RECEIVED_SHUTDOWN with
+   * warn_alert 0, close_notify's number). Seen with 1.0.2f and 1.1.1w.
+   */
+  aludel_real.set_shutdown(c->ssl, aludel_real.get_shutdown(c->ssl) | P_SSL_RECEIVED_SHUTDOWN);
   c->broken = 1;
+  c->fatal_alert = 1;
   c->last_error = P_SSL_ERROR_SSL;
   return 0;
 }
@@ -573,9 +615,13 @@ size_t aludel_kernel_read(struct aludel_conn *c, void *buf, size_t n, int peek) 
   c->last_error = P_SSL_ERROR_NONE;
   c->eof = 0;
   if (n == 0) return 0; /* nothing asked: not an end of file */
+  if (c->fatal) { /* OpenSSL 1.1.1's state machine in its error state: -1, nothing queued, SSL_ERROR_SYSCALL */
+    c->last_error = P_SSL_ERROR_SYSCALL;
+    return 0;
+  }
   for (;;) {
     if (c->broken) {
-      c->last_error = P_SSL_ERROR_SSL;
+      c->last_error = c->fatal_alert ? P_SSL_ERROR_ZERO_RETURN : P_SSL_ERROR_SSL; /* see alert_received */
       return 0;
     }
     if (c->closed) {
@@ -605,33 +651,63 @@ size_t aludel_kernel_read(struct aludel_conn *c, void *buf, size_t n, int peek) 
   }
 }
 
+/*
+ * A retry of the SSL_write that returned WANT_WRITE (or failed), checked as
+ * OpenSSL checks it (ssl3_write_bytes and ssl3_write_pending: 1.0.2f
+ * s3_pkt.c, 1.1.1 rec_layer_s3.c). OpenSSL keeps the bytes of that call in
+ * records already written (wnum) and in the record it had built and not yet
+ * written out (wpend_tot, at most 2^14 bytes: RFC 5246 §6.2.1), and the
+ * buffer's address (wpend_buf); here the bytes the kernel took stand for
+ * wnum, and at most one record's worth after them for wpend_tot
+ * (write_committed). Refused, with the call failing (-1, SSL_ERROR_SSL):
+ * - a retry shorter than that, SSL_R_BAD_LENGTH, rather than report more
+ *   written than asked: "len < tot" in 1.0.2f, "len < wnum + wpend_tot" in
+ *   1.1.1, which so refuses a shorter retry in partial-write mode too, where
+ *   1.0.2f takes it;
+ * - a retry from another buffer, SSL_R_BAD_WRITE_RETRY, unless the program
+ *   set SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER. nginx sets no such mode and
+ *   retries from the same buffer (ngx_ssl_send_chain keeps c->ssl->buf).
+ * 1.0.2f only queues the error: what was taken stays counted and a right
+ * retry finishes the write. 1.1.1 fails both with SSLfatal: its state
+ * machine goes to its error state, where SSL_read and SSL_write return -1
+ * with nothing queued (SSL_ERROR_SYSCALL) and SSL_shutdown fails with
+ * SSL_R_SHUTDOWN_WHILE_IN_INIT; the fatal alert waits behind the unwritten
+ * record (ssl3_send_alert) and never goes out, and none goes out here.
+ */
+static int write_retry_refused(struct aludel_conn *c, const void *buf, size_t n, size_t done) {
+  if (!c->write_pending) return 0;
+  int sslfatal = aludel_lib != ALUDEL_LIB_102;
+  long mode = aludel_real.ctrl(c->ssl, P_SSL_CTRL_MODE, 0, NULL);
+  if (n < (sslfatal ? c->write_committed : done)) push_error_in(&F_WRITE_BYTES, P_SSL_R_BAD_LENGTH);
+  else if (buf != c->write_buf && !(mode & P_SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER)) push_error_in(&F_WRITE_PENDING, P_SSL_R_BAD_WRITE_RETRY);
+  else return 0;
+  c->last_error = P_SSL_ERROR_SSL;
+  c->fatal = sslfatal;
+  return 1;
+}
+
 /* Writes plaintext to the kernel, which frames and encrypts it; OpenSSL's all-or-retry semantics unless partial writes are on. */
 int aludel_kernel_write(struct aludel_conn *c, const void *buf, size_t n, size_t *written) {
   int partial = (aludel_real.ctrl(c->ssl, P_SSL_CTRL_MODE, 0, NULL) & P_SSL_MODE_ENABLE_PARTIAL_WRITE) != 0;
   c->last_error = P_SSL_ERROR_NONE;
+  if (c->fatal) { /* OpenSSL 1.1.1's state machine in its error state (write_retry_refused) */
+    c->last_error = P_SSL_ERROR_SYSCALL;
+    return 0;
+  }
   if (c->broken) {
     c->last_error = P_SSL_ERROR_SSL;
     return 0;
   }
   size_t done = partial ? 0 : c->write_done;
-  /*
-   * A retry shorter than what the kernel already took of the call that
-   * returned WANT_WRITE: OpenSSL's ssl3_write_bytes fails it ("if (len < tot)
-   * ... SSL_R_BAD_LENGTH; return -1", 1.0.2f s3_pkt.c; 1.1.1 rec_layer_s3.c
-   * checks len < wnum the same way) rather than report more written than
-   * asked. What was taken stays counted, as 1.1.1 keeps wnum, so a retry
-   * with the right length still finishes the write.
-   */
-  if (n < done) {
-    push_error_in(P_SSL_F_SSL3_WRITE_BYTES, P_SSL_R_BAD_LENGTH);
-    c->last_error = P_SSL_ERROR_SSL;
-    return 0;
-  }
+  if (write_retry_refused(c, buf, n, done)) return 0;
   while (done < n) {
     ssize_t w = aludel_ktls_send(c->fd, (const char *)buf + done, n - done);
     if (w < 0) {
       if (partial && done > 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) break;
       if (!partial) c->write_done = done;
+      c->write_pending = 1;
+      c->write_buf = buf;
+      c->write_committed = done + (n - done < P_SSL3_RT_MAX_PLAIN_LENGTH ? n - done : P_SSL3_RT_MAX_PLAIN_LENGTH);
       if (errno == EBADMSG) errno = ECONNRESET; /* the socket failed on a bad record it read: as dead as a reset one */
       return io_failed(c, -1, P_SSL_ERROR_WANT_WRITE);
     }
@@ -639,6 +715,7 @@ int aludel_kernel_write(struct aludel_conn *c, const void *buf, size_t n, size_t
     if (partial) break;
   }
   c->write_done = 0;
+  c->write_pending = 0;
   c->last_error = P_SSL_ERROR_NONE;
   *written = done;
   return 1;
@@ -652,10 +729,12 @@ int aludel_kernel_write(struct aludel_conn *c, const void *buf, size_t n, size_t
  * (ZERO_RETURN) or a bare TCP FIN (SYSCALL), and -1 otherwise; their manuals
  * (SSL_read, SSL_get_error) tell programs that SYSCALL with 0 is an EOF and
  * with -1 an I/O error to look up in errno, and programs act on it (stunnel
- * logs "TLS socket closed" for one, a socket error for the other).
+ * logs "TLS socket closed" for one, a socket error for the other). The
+ * peer's fatal alert ends a read with 0 too (see alert_received).
  */
 int aludel_read_result(const struct aludel_conn *c, size_t got) {
   if (got > 0) return (int)got;
+  if (c->last_error == P_SSL_ERROR_SSL && c->fatal_alert) return 0; /* the read that met the peer's fatal alert (alert_received) */
   return c->last_error == P_SSL_ERROR_ZERO_RETURN || (c->last_error == P_SSL_ERROR_SYSCALL && c->eof) ? 0 : -1;
 }
 
@@ -746,14 +825,19 @@ ALUDEL_EXPORT int SSL_has_pending(const SSL *ssl) {
  * record with ssl3_read_bytes(type 0), which throws application data away
  * once our close_notify is sent ("if (s->shutdown & SSL_SENT_SHUTDOWN)") and
  * returns 0, and SSL_shutdown then returns -1 (SSL_get_error: SYSCALL, as
- * rwstate is SSL_NOTHING). 1: the peer's close_notify came; -1 otherwise,
- * last_error as the read left it (WANT_READ, SYSCALL for a FIN, SSL).
+ * rwstate is SSL_NOTHING). 1: the peer's close_notify came, or a fatal
+ * alert (OpenSSL marks the peer's side shut on it and so returns 1, the
+ * alert's error left on the queue: "error:140943FC:SSL
+ * routines:ssl3_read_bytes:sslv3 alert bad record mac", seen with 1.0.2f and
+ * 1.1.1w); -1 otherwise, last_error as the read left it (WANT_READ, SYSCALL
+ * for a FIN, SSL).
  */
 static int wait_close_notify(struct aludel_conn *c) {
   unsigned char scrap[16384]; /* one record's plaintext at most (RFC 5246 §6.2.1) */
   size_t got = aludel_kernel_read(c, scrap, sizeof scrap, 0);
   explicit_bzero(scrap, got);
-  if (c->closed) return 1;
+  /* A fatal alert marks the peer's side shut as close_notify does (alert_received): 1, with the alert's error queued, as OpenSSL returns. */
+  if (c->closed || (aludel_real.get_shutdown(c->ssl) & P_SSL_RECEIVED_SHUTDOWN)) return 1;
   if (got > 0) {
     errno = 0;
     c->last_error = P_SSL_ERROR_SYSCALL;
@@ -780,6 +864,11 @@ static int kernel_shutdown(struct aludel_conn *c) {
   SSL *ssl = c->ssl;
   int mode = aludel_real.get_shutdown(ssl);
   c->last_error = P_SSL_ERROR_NONE;
+  if (c->fatal) { /* 1.1.1's SSL_shutdown refuses an SSL in its error state (SSL_in_init) before anything else */
+    push_error_in(&F_SHUTDOWN, P_SSL_R_SHUTDOWN_WHILE_IN_INIT);
+    c->last_error = P_SSL_ERROR_SSL;
+    return -1;
+  }
   if (aludel_real.get_quiet_shutdown(ssl)) {
     aludel_real.set_shutdown(ssl, P_SSL_SENT_SHUTDOWN | P_SSL_RECEIVED_SHUTDOWN);
     return 1;

@@ -65,7 +65,16 @@ typedef void (*aludel_info_cb)(const SSL *ssl, int where, int ret);
 #define P_SSL_R_NO_RENEGOTIATION 339
 #define P_SSL_R_CANNOT_CHANGE_CIPHER 109
 #define P_SSL_R_BAD_LENGTH 271
-#define P_SSL_F_SSL3_WRITE_BYTES 158 /* function code, up to 1.1.1 */
+/* Function codes up to 1.1.1 (ssl.h 1.0.2f, sslerr.h 1.1.1: the same numbers), which ERR_error_string names ("ssl3_read_bytes"); 3.x has none. */
+#define P_SSL_F_SSL3_GET_RECORD 143
+#define P_SSL_F_SSL3_READ_BYTES 148
+#define P_SSL_F_SSL3_WRITE_BYTES 158
+#define P_SSL_F_SSL3_WRITE_PENDING 159
+#define P_SSL_F_SSL_SHUTDOWN 224
+#define P_SSL_R_BAD_WRITE_RETRY 127
+#define P_SSL_R_SHUTDOWN_WHILE_IN_INIT 407 /* 1.1.0+ */
+#define P_SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER 0x2L
+#define P_SSL3_RT_MAX_PLAIN_LENGTH 16384 /* RFC 5246 §6.2.1: 2^14 bytes of plaintext per record at most */
 #define P_SSL_AD_REASON_OFFSET 1000
 #define P_SSL_CB_HANDSHAKE_START 0x10
 #define P_SSL_OP_NO_RENEGOTIATION 0x40000000UL /* 1.1.0h+; in 1.0.2 the bit means something else */
@@ -151,6 +160,7 @@ struct aludel_real {
   void (*err_new)(void);                                                    /* 3.x */
   void (*err_set_debug)(const char *file, int line, const char *func);
   void (*err_set_error)(int lib, int reason, const char *fmt, ...);
+  void (*err_add_error_data)(int num, ...); /* up to 1.1.1 (3.x: ERR_set_error's format) */
   /* 1.1.1+: the secrets of TLS 1.3 and the record headers come through these callbacks. */
   SSL *(*ssl_new)(SSL_CTX *);
   void (*ctx_set_keylog)(SSL_CTX *, aludel_keylog_cb);
@@ -196,12 +206,18 @@ struct aludel_conn {
   int examined;       /* looked at after its handshake (once) */
   int offloaded;      /* the kernel has both directions */
   int broken;         /* nothing more may go through (RX went in and TX did not, or a fatal record): every call fails */
+  int fatal_alert;    /* broken by the peer's fatal alert: reads end as OpenSSL's do then (see alert_received) */
   int closed;         /* close_notify received */
   int eof;            /* the last read met a TCP FIN without close_notify */
   int shutdown_sent;  /* close_notify sent */
   int shutdown_pending; /* SSL_shutdown's close_notify could not go out (EAGAIN): the next call sends it */
   int last_error;     /* what SSL_get_error says after our last call */
+  int fatal;          /* 1.1.1+: a refused write retry put OpenSSL's state machine in its error state (SSLfatal): see write_retry_refused */
   size_t write_done;  /* bytes of an unfinished SSL_write already with the kernel (no partial-write mode) */
+  /* The SSL_write that returned WANT_WRITE, as OpenSSL keeps it (wpend_buf, wnum + wpend_tot) to check the retry: see write_retry_refused. */
+  int write_pending;
+  const void *write_buf;
+  size_t write_committed;
   /* Records seen by the message callback since the last key change, per direction (preload-secrets.c). */
   uint64_t tx_records, rx_records;
   int tx_counted, rx_counted; /* a key change was seen in that direction, so the count is exact */

@@ -223,6 +223,10 @@ export interface Native {
   ethtoolFeatureNames(ifname: string): string[];
   /** The interface's feature bits (SIOCETHTOOL ETHTOOL_GFEATURES); ENODEV when it is gone. */
   ethtoolFeatures(ifname: string): EthtoolFeatureWords;
+  /** sigaction(2) SIG_DFL for `signo` and unblocks it in this thread (node ignores SIGPIPE). Absent from older builds. */
+  signalDefault?(signo: number): void;
+  /** setrlimit(2): soft RLIMIT_CORE 0, no core file of this process. Absent from older builds. */
+  disableCoreDumps?(): void;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -125,13 +125,36 @@ export function runProgram(program: string, args: string[], env: NodeJS.ProcessE
   });
 }
 
-/** Ends this process as the child ended: its exit status, or death by its signal (so a shell sees the same). */
-export function endLike(result: { code: number | null; signal: NodeJS.Signals | null }): void {
+/** Signals whose default action dumps core (signal(7): action "Core"). */
+const CORE_SIGNALS: ReadonlySet<NodeJS.Signals> = new Set(['SIGABRT', 'SIGBUS', 'SIGFPE', 'SIGILL', 'SIGIOT', 'SIGQUIT', 'SIGSEGV', 'SIGSYS', 'SIGTRAP', 'SIGXCPU', 'SIGXFSZ']);
+
+/**
+ * Ends this process as the child ended: its exit status, or death by its
+ * signal, so that a shell's $?, `wait`, `kill -l` and systemd (Result=signal,
+ * not exit-code) see what they would see with the program alone.
+ *
+ * A signal is re-raised with its default disposition: node ignores SIGPIPE
+ * from start-up, and may have a handler of its own for others (V8's
+ * WebAssembly trap handler on SIGSEGV, libuv's for a signal still listened
+ * to), so process.kill() alone did nothing for SIGPIPE and this process then
+ * exited 141 (128 + 13): the same number in a shell's $?, but an exit, not a
+ * death by signal, to waitpid(2) and so to every supervisor. For a signal
+ * that dumps core, RLIMIT_CORE goes to 0 first: the program dumped (or did
+ * not) as its own limit said; node's core, written by the re-raise, would be
+ * of the wrong process and, with core_pattern "core", replace the program's
+ * file in the same directory.
+ */
+export function endLike(result: { code: number | null; signal: NodeJS.Signals | null }, addon: ReturnType<typeof loadAddon> = loadAddon()): void {
   if (result.signal) {
+    const signo = os.constants.signals[result.signal];
     process.removeAllListeners(result.signal);
+    if (!(addon instanceof Error) && signo !== undefined) {
+      if (CORE_SIGNALS.has(result.signal)) addon.disableCoreDumps?.();
+      addon.signalDefault?.(signo);
+    }
     process.kill(process.pid, result.signal);
-    // Signals this process cannot die of by default (none of the forwarded set): 128 + number, as shells report.
-    process.exit(128 + (os.constants.signals[result.signal] ?? 0));
+    // Only when the signal could not end this process (an addon from an older build): 128 + number, as shells report.
+    process.exit(128 + (signo ?? 0));
   }
   process.exit(result.code ?? 1);
 }

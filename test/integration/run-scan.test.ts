@@ -202,6 +202,31 @@ describe('aludel run: how the program ended, and refusals', { timeout: 60_000 },
     assert.equal(r.signal, 'SIGTERM');
   });
 
+  test('death by SIGPIPE, SIGSEGV or SIGTERM passes through as that signal, not as exit 128 + n; an exit status of 141 stays an exit', async () => {
+    // Node ignores SIGPIPE, so re-raising it in aludel run did nothing and it exited 141: a shell's $? is the same,
+    // but waitpid(2), and so systemd and `wait`, told an exit from a death by signal.
+    for (const sig of ['PIPE', 'SEGV', 'TERM'] as const) {
+      const r = await runCli(['run', '--', 'sh', '-c', `ulimit -c 0; kill -${sig} $$`]);
+      assert.deepEqual([r.signal, r.code], [`SIG${sig}`, null], `program killed by SIG${sig}: ${r.stderr}`);
+    }
+    const exit = await runCli(['run', '--', 'sh', '-c', 'exit 141']);
+    assert.deepEqual([exit.signal, exit.code], [null, 141]);
+  });
+
+  test('a program killed by SIGSEGV leaves no core of aludel run (node) in its directory, even with cores allowed', async () => {
+    // core_pattern "core" (this machine's): the re-raised SIGSEGV would make node write ./core over the program's own.
+    assert.equal(fs.readFileSync('/proc/sys/kernel/core_pattern', 'utf8').trim(), 'core', 'core_pattern of this machine: a core file in the working directory');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aludel-core-'));
+    try {
+      const child = reapOnExit(spawn('prlimit', ['--core=unlimited', '--', process.execPath, ...aludelRun().slice(1), 'sh', '-c', 'ulimit -c 0; kill -SEGV $$'], { cwd: dir, stdio: 'ignore' }));
+      const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.once('exit', (c, s) => resolve([c, s])));
+      assert.deepEqual([signal, code], ['SIGSEGV', null]);
+      assert.deepEqual(fs.readdirSync(dir).filter((f) => f.startsWith('core')), [], 'no core file written by aludel run');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('SIGTERM to aludel run reaches the program', async () => {
     const child = spawn(process.execPath, [...aludelRun().slice(1), 'sh', '-c', 'trap "echo got-term; exit 3" TERM; echo ready; while :; do sleep 0.1; done'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';

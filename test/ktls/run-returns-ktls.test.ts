@@ -1,5 +1,7 @@
 /**
- * What SSL_shutdown, SSL_write and an SSL BIO's read return once the kernel
+ * What SSL_shutdown, SSL_write (and its retries after WANT_WRITE), SSL_read
+ * on the peer's fatal alert and an SSL BIO's read return, and the error they
+ * queue as ERR_error_string prints it, once the kernel
  * has a connection under `aludel run` (run in the kTLS VM by
  * scripts/run-tests.sh): a small OpenSSL server
  * (test/support/ssl-return-probe.c) prints what those calls return, under
@@ -27,7 +29,7 @@ import { waitFor, withProbe } from '../support/ssl-probe.js';
 import { hasKernelTls } from '../support/tls-stat.js';
 
 const PROBE_SOURCE = fileURLToPath(new URL('../../../test/support/ssl-return-probe.c', import.meta.url));
-type Mode = 'shutdown' | 'peer-first' | 'quiet' | 'bio' | 'write-shorter' | 'write-after-reset';
+type Mode = 'shutdown' | 'peer-first' | 'quiet' | 'bio' | 'write-shorter' | 'write-moved' | 'write-moved-accepted' | 'write-partial-shorter' | 'write-read' | 'write-after-reset';
 type ClientPart = (s: tls.TLSSocket, d: Daemon, tcp: net.Socket) => Promise<void> | void;
 
 type Library = '1.0.2f' | '1.1.1w';
@@ -35,19 +37,13 @@ type Library = '1.0.2f' | '1.1.1w';
 let fx: Fixtures<'x.bin'>;
 const probes = new Map<Library, string>();
 
-/**
- * How the probe ended: its "end: " line, or the signal that killed it.
- * `aludel run` ends as its program ended, but its own process is node, which
- * ignores SIGPIPE, so a program killed by SIGPIPE makes it exit 128 + 13
- * (endLike in src/run/run-program.ts), the status a shell reports for the
- * signal (141) either way.
- */
+/** How the probe ended: its "end: " line, or the signal that killed it (`aludel run` dies of its program's signal: endLike in src/run/run-program.ts). */
 function outcome(d: Daemon): string | null {
   const line = /^end: .*$/m.exec(d.output());
   if (line) return line[0];
   if (d.alive()) return null;
   const ending = d.ending();
-  if (ending === 'signal SIGPIPE' || ending === 'exit 141') return 'killed by SIGPIPE';
+  if (ending === 'signal SIGPIPE') return 'killed by SIGPIPE';
   return `ended (${ending}) without its line:\n${d.output()}`;
 }
 
@@ -56,8 +52,9 @@ function outcome(d: Daemon): string | null {
  * (ssl-probe.ts): `then` does the client's part. Returns how the probe ended
  * and the kernel's counters.
  */
-async function probeLine(lib: Library, underRun: boolean, mode: Mode, then: ClientPart): Promise<{ line: string; tlsRxSw: number }> {
-  const { result, tlsRxSw } = await withProbe({ probe: probes.get(lib)!, args: [mode], certFile: fx.certFile, keyFile: fx.keyFile, underRun }, async ({ d, s, tcp }) => {
+async function probeLine(lib: Library, underRun: boolean, mode: Mode, then: ClientPart, corruptFirst?: 21 | 23): Promise<{ line: string; tlsRxSw: number }> {
+  const options = { probe: probes.get(lib)!, args: [mode], certFile: fx.certFile, keyFile: fx.keyFile, underRun, corruptFirst };
+  const { result, tlsRxSw } = await withProbe(options, async ({ d, s, tcp }) => {
     await then(s, d, tcp);
     await waitFor(() => outcome(d) !== null, "the probe's last line or its end");
     return outcome(d)!;
@@ -66,16 +63,42 @@ async function probeLine(lib: Library, underRun: boolean, mode: Mode, then: Clie
 }
 
 /** The same client part alone and under run: both lines, the one alone checked against what OpenSSL is known to print. */
-async function compare(lib: Library, mode: Mode, expectedAlone: string, then: ClientPart): Promise<void> {
-  const alone = await probeLine(lib, false, mode, then);
+async function compare(lib: Library, mode: Mode, expectedAlone: string, then: ClientPart, corruptFirst?: 21 | 23): Promise<void> {
+  const alone = await probeLine(lib, false, mode, then, corruptFirst);
   assert.equal(alone.line, expectedAlone, `OpenSSL ${lib} alone`);
-  const underRun = await probeLine(lib, true, mode, then);
+  const underRun = await probeLine(lib, true, mode, then, corruptFirst);
   assert.equal(underRun.tlsRxSw, 1, 'the connection was in the kernel');
   assert.equal(underRun.line, alone.line, 'under aludel run');
 }
 
 /** node answers a close_notify with its own (TLSSocket ends its writable side when the readable side ends). */
 const nothing = (): void => undefined;
+
+/** The client stops reading, so the probe's large write fills the socket and gets WANT_WRITE. */
+async function paused(s: tls.TLSSocket, d: Daemon): Promise<void> {
+  s.pause();
+  await waitFor(() => /^first write /m.test(d.output()), "the probe's first write");
+}
+
+/** What each library prints alone where 1.0.2f and 1.1.1w differ (seen with both). */
+const BY_LIB: Record<Library, { moved: string; partialShorter: string }> = {
+  '1.0.2f': {
+    // 1.0.2f only queues the error: the retry from the first buffer goes on (still WANT_WRITE), and SSL_shutdown waits to write.
+    moved:
+      'end: SSL_write=-1 SSL_get_error=3 then moved SSL_write=-1 SSL_get_error=1 error=error:1409F07F:SSL routines:ssl3_write_pending:bad write retry' +
+      ' then SSL_write=-1 SSL_get_error=3 error=none then SSL_shutdown=-1 SSL_get_error=3 error=none',
+    // "len < tot" only: in partial-write mode nothing was counted, so the 1-byte retry is taken (and waits).
+    partialShorter: 'end: SSL_write=-1 SSL_get_error=3 then SSL_write(1)=-1 SSL_get_error=3 error=none',
+  },
+  '1.1.1w': {
+    // SSLfatal: the state machine's error state, where SSL_write fails with nothing queued and SSL_shutdown refuses.
+    moved:
+      'end: SSL_write=-1 SSL_get_error=3 then moved SSL_write=-1 SSL_get_error=1 error=error:1409F07F:SSL routines:ssl3_write_pending:bad write retry' +
+      ' then SSL_write=-1 SSL_get_error=5 error=none then SSL_shutdown=-1 SSL_get_error=1 error=error:140E0197:SSL routines:SSL_shutdown:shutdown while in init',
+    // "len < wnum + wpend_tot": the record built and not yet written counts.
+    partialShorter: 'end: SSL_write=-1 SSL_get_error=3 then SSL_write(1)=-1 SSL_get_error=1 error=error:1409E10F:SSL routines:ssl3_write_bytes:bad length',
+  },
+};
 
 /** Builds the probe against `lib`; its path. */
 async function buildProbe(lib: Library): Promise<string> {
@@ -108,7 +131,22 @@ describe('return values of OpenSSL 1.0.2f and 1.1.1w under aludel run and alone'
   for (const lib of ['1.0.2f', '1.1.1w'] as const) {
     describe(`OpenSSL ${lib}`, () => {
       test('SSL_shutdown returns 0 while the peer has not closed, then 1 once its close_notify came, as without aludel run', async () => {
-        await compare(lib, 'shutdown', 'end: SSL_shutdown=0 SSL_get_error=5 shutdown=1 then SSL_shutdown=1 SSL_get_error=0 shutdown=3', nothing);
+        await compare(lib, 'shutdown', 'end: SSL_shutdown=0 SSL_get_error=5 shutdown=1 then SSL_shutdown=1 SSL_get_error=0 shutdown=3 error=none', nothing);
+      });
+
+      test("SSL_shutdown waiting for the peer's close_notify returns 1 on a fatal alert, the alert's error queued, as without aludel run", async () => {
+        // The relay corrupts the probe's close_notify; the client answers with a fatal bad_record_mac (20), which OpenSSL takes as the peer's side shut.
+        const expected =
+          'end: SSL_shutdown=0 SSL_get_error=5 shutdown=1 then SSL_shutdown=1 SSL_get_error=0 shutdown=3 error=error:140943FC:SSL routines:ssl3_read_bytes:sslv3 alert bad record mac:SSL alert number 20';
+        await compare(lib, 'shutdown', expected, nothing, 21);
+      });
+
+      test("SSL_read meeting the peer's fatal alert returns 0 with the alert's error, and 0 again after (ZERO_RETURN), as without aludel run", async () => {
+        // The relay corrupts the probe's 1-byte record; the client answers with a fatal bad_record_mac (20).
+        const expected =
+          'end: SSL_write=1 then SSL_read=0 SSL_get_error=1 shutdown=2 error=error:140943FC:SSL routines:ssl3_read_bytes:sslv3 alert bad record mac:SSL alert number 20' +
+          ' then SSL_read=0 SSL_get_error=6 error=none';
+        await compare(lib, 'write-read', expected, nothing, 23);
       });
 
       test('SSL_shutdown after the peer closed first returns 1 at once, as without aludel run', async () => {
@@ -124,12 +162,20 @@ describe('return values of OpenSSL 1.0.2f and 1.1.1w under aludel run and alone'
       });
 
       test('an SSL_write retried shorter than what it already wrote fails with SSL_R_BAD_LENGTH, as without aludel run', async () => {
-        // The client stops reading, so the probe's large write fills the socket and gets WANT_WRITE.
-        const paused = async (s: tls.TLSSocket, d: Daemon): Promise<void> => {
-          s.pause();
-          await waitFor(() => /^first write /m.test(d.output()), "the probe's first write");
-        };
-        await compare(lib, 'write-shorter', 'end: SSL_write=-1 SSL_get_error=3 then SSL_write(1)=-1 SSL_get_error=1 reason=271 (bad length)', paused);
+        await compare(lib, 'write-shorter', 'end: SSL_write=-1 SSL_get_error=3 then SSL_write(1)=-1 SSL_get_error=1 error=error:1409E10F:SSL routines:ssl3_write_bytes:bad length', paused);
+      });
+
+      test('an SSL_write retried from another buffer fails with SSL_R_BAD_WRITE_RETRY, and what follows is as without aludel run', async () => {
+        await compare(lib, 'write-moved', BY_LIB[lib].moved, paused);
+      });
+
+      test('with SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER an SSL_write retried from another buffer is taken, as without aludel run', async () => {
+        const taken = 'end: SSL_write=-1 SSL_get_error=3 then moved SSL_write=-1 SSL_get_error=3 error=none then SSL_write=-1 SSL_get_error=3 error=none then SSL_shutdown=-1 SSL_get_error=3 error=none';
+        await compare(lib, 'write-moved-accepted', taken, paused);
+      });
+
+      test('with SSL_MODE_ENABLE_PARTIAL_WRITE a shorter retry gets what this OpenSSL gives it without aludel run', async () => {
+        await compare(lib, 'write-partial-shorter', BY_LIB[lib].partialShorter, paused);
       });
 
       test('an SSL_write to a reset connection raises SIGPIPE, as the write(2) of OpenSSL\'s socket BIO does without aludel run', async () => {

@@ -38,6 +38,58 @@ export interface ProbeOptions {
   certFile: string;
   keyFile: string;
   underRun: boolean;
+  /**
+   * The client connects through a relay that flips one bit in the first
+   * record of this type the probe sends (21: an alert, its close_notify; 23:
+   * application data): the client's OpenSSL cannot authenticate it and
+   * answers with a fatal bad_record_mac alert (RFC 5246 §7.2.2), the one way
+   * to make a TLS client send the probe a fatal alert. TLS 1.2 records carry
+   * their type in the clear, in the kernel's records as in OpenSSL's.
+   */
+  corruptFirst?: 21 | 23;
+}
+
+/** A loopback relay to `port` that flips the last bit of the first record of `type` (RFC 5246 §6.2.1) coming back; its port. */
+async function corruptingRelay(port: number, type: number): Promise<{ port: number; close(): void }> {
+  const sockets: net.Socket[] = [];
+  const relay = net.createServer((client) => {
+    const upstream = net.connect(port, '127.0.0.1');
+    sockets.push(client, upstream);
+    let seen = Buffer.alloc(0); // records from the probe not yet complete
+    let done = false;
+    client.on('data', (b: Buffer) => upstream.write(b));
+    upstream.on('data', (b: Buffer) => {
+      if (!done) {
+        const chunk = Buffer.from(b);
+        const base = seen.length; // offset of chunk in seen + chunk
+        seen = Buffer.concat([seen, chunk]);
+        let at = 0;
+        while (!done && seen.length - at >= 5 && seen.length - at >= 5 + seen.readUInt16BE(at + 3)) {
+          const end = at + 5 + seen.readUInt16BE(at + 3);
+          if (seen[at] === type && end - 1 >= base) {
+            chunk.writeUInt8(chunk.readUInt8(end - 1 - base) ^ 1, end - 1 - base); // in the AEAD tag: the record fails authentication
+            done = true;
+          }
+          at = end;
+        }
+        seen = seen.subarray(at);
+        b = chunk;
+      }
+      client.write(b);
+    });
+    for (const [a, z] of [[client, upstream], [upstream, client]] as const) {
+      a.on('end', () => z.end());
+      a.on('error', () => z.destroy());
+    }
+  });
+  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (relay.address() as net.AddressInfo).port,
+    close: () => {
+      for (const x of sockets) x.destroy();
+      relay.close();
+    },
+  };
 }
 
 /** The probe and its client, once the probe has read the client's "hello". */
@@ -59,9 +111,10 @@ export async function withProbe<T>(o: ProbeOptions, part: (p: ProbeSession) => P
   const d: Daemon = spawnDaemon(cmd[0]!, cmd.slice(1));
   const before = readTlsStat();
   let s: tls.TLSSocket | undefined;
+  const relay = o.corruptFirst !== undefined ? await corruptingRelay(port, o.corruptFirst) : null;
   try {
     await waitFor(() => d.output().includes('listening\n') || !d.alive(), 'the probe to listen', READY_MS);
-    const tcp = net.connect(port, '127.0.0.1');
+    const tcp = net.connect(relay?.port ?? port, '127.0.0.1');
     const client = tls.connect({ socket: tcp, ca: fs.readFileSync(o.certFile), servername: 'localhost', maxVersion: 'TLSv1.2' });
     s = client;
     client.on('error', () => undefined); // the probe may end the connection first
@@ -80,6 +133,7 @@ export async function withProbe<T>(o: ProbeOptions, part: (p: ProbeSession) => P
     return { result, tlsRxSw: delta(before, readTlsStat()).TlsRxSw! };
   } finally {
     s?.destroy();
+    relay?.close();
     await d.stop();
   }
 }

@@ -15,6 +15,19 @@
  * - write-shorter: non-blocking, an SSL_write larger than the socket can take
  *   while the client does not read (WANT_WRITE), then the same SSL_write
  *   retried with 1 byte: its result, SSL_get_error and the error's reason.
+ * - write-moved: as write-shorter, but the retry has the same length and
+ *   another buffer (a copy): OpenSSL refuses it (SSL_R_BAD_WRITE_RETRY)
+ *   unless SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER is set; then retried once
+ *   more with the first buffer.
+ * - write-moved-accepted: write-moved with SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER
+ *   (nginx sets it): the moved retry is taken.
+ * - write-partial-shorter: SSL_MODE_ENABLE_PARTIAL_WRITE, SSL_write until it
+ *   returns WANT_WRITE, then the same call retried with 1 byte.
+ * Each failed call prints its first queued error as ERR_error_string (library,
+ * function, reason) and the error's data ("SSL alert number 20"), which is
+ * what programs log (nginx: "SSL_write() failed (SSL: error:...)").
+ * - write-read: SSL_write of 1 byte, then SSL_read twice: with the test's
+ *   relay corrupting that record, the client answers with a fatal alert.
  * - write-after-reset: SSL_read until the client's reset fails it (ECONNRESET),
  *   then SSL_write: OpenSSL's socket BIO writes with write(2), which raises
  *   SIGPIPE on a reset connection, so with SIGPIPE's default disposition the
@@ -27,13 +40,28 @@
 
 #include "ssl-probe-server.h"
 
+/* The first error on the queue as programs log it: ERR_error_string, then its data (ERR_TXT_STRING) after a colon, as nginx's ngx_ssl_error. */
+static const char *first_error(void) {
+  static char text[512];
+  const char *data = NULL;
+  int flags = 0;
+  unsigned long e = ERR_peek_error_line_data(NULL, NULL, &data, &flags);
+  if (e == 0) return "none";
+  ERR_error_string_n(e, text, sizeof text);
+  if ((flags & ERR_TXT_STRING) && data != NULL && *data != '\0') {
+    size_t len = strlen(text);
+    snprintf(text + len, sizeof text - len, ":%s", data);
+  }
+  return text;
+}
+
 static void shutdown_twice(SSL *ssl) {
   int r1 = SSL_shutdown(ssl);
   int e1 = SSL_get_error(ssl, r1), m1 = SSL_get_shutdown(ssl);
   printf("first shutdown %d\n", r1);
   int r2 = SSL_shutdown(ssl);
   int e2 = SSL_get_error(ssl, r2), m2 = SSL_get_shutdown(ssl);
-  printf("end: SSL_shutdown=%d SSL_get_error=%d shutdown=%d then SSL_shutdown=%d SSL_get_error=%d shutdown=%d\n", r1, e1, m1, r2, e2, m2);
+  printf("end: SSL_shutdown=%d SSL_get_error=%d shutdown=%d then SSL_shutdown=%d SSL_get_error=%d shutdown=%d error=%s\n", r1, e1, m1, r2, e2, m2, first_error());
 }
 
 static void shutdown_once(SSL *ssl, const char *before) {
@@ -71,11 +99,72 @@ static void write_shorter(SSL *ssl, int fd) {
   ERR_clear_error();
   int w2 = SSL_write(ssl, big, 1);
   int e2 = SSL_get_error(ssl, w2);
-  unsigned long err = ERR_peek_error();
-  int reason = (int)(err & 0xFFF); /* ERR_PACK of 1.0.2 and 1.1.1 (3.x headers' ERR_GET_REASON reads a wider field) */
-  printf("end: SSL_write=%d SSL_get_error=%d then SSL_write(1)=%d SSL_get_error=%d reason=%d (%s)\n", w1, e1, w2, e2, reason,
-         err != 0 ? ERR_reason_error_string(err) : "none");
+  printf("end: SSL_write=%d SSL_get_error=%d then SSL_write(1)=%d SSL_get_error=%d error=%s\n", w1, e1, w2, e2, first_error());
   free(big);
+}
+
+/*
+ * ssl3_write_pending (1.0.2f s3_pkt.c, 1.1.1 rec_layer_s3.c): a retry whose
+ * buffer is not the one of the call that returned WANT_WRITE is
+ * SSL_R_BAD_WRITE_RETRY, unless SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER.
+ */
+static void write_moved(SSL *ssl, int fd, int accept_moving) {
+  size_t size = 64 << 20;
+  char *big = calloc(1, size), *moved = calloc(1, size);
+  if (accept_moving) SSL_set_mode(ssl, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  int w1 = SSL_write(ssl, big, (int)size);
+  int e1 = SSL_get_error(ssl, w1);
+  printf("first write %d %d\n", w1, e1);
+  ERR_clear_error();
+  int w2 = SSL_write(ssl, moved, (int)size);
+  int e2 = SSL_get_error(ssl, w2);
+  char error[512];
+  snprintf(error, sizeof error, "%s", first_error());
+  ERR_clear_error();
+  int w3 = SSL_write(ssl, big, (int)size);
+  int e3 = SSL_get_error(ssl, w3);
+  char error3[512];
+  snprintf(error3, sizeof error3, "%s", first_error());
+  ERR_clear_error();
+  /* 1.1.1 made the refusal fatal (SSLfatal): its state machine is in its error state, which SSL_shutdown refuses. */
+  int s4 = SSL_shutdown(ssl);
+  int e4 = SSL_get_error(ssl, s4);
+  printf("end: SSL_write=%d SSL_get_error=%d then moved SSL_write=%d SSL_get_error=%d error=%s then SSL_write=%d SSL_get_error=%d error=%s then SSL_shutdown=%d SSL_get_error=%d error=%s\n",
+         w1, e1, w2, e2, error, w3, e3, error3, s4, e4, first_error());
+  free(big);
+  free(moved);
+}
+
+/* ssl3_write_bytes with SSL_MODE_ENABLE_PARTIAL_WRITE: what a shorter retry of the call that returned WANT_WRITE gets. */
+static void write_partial_shorter(SSL *ssl, int fd) {
+  size_t size = 1 << 20;
+  char *big = calloc(1, size);
+  SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE);
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  int w1;
+  while ((w1 = SSL_write(ssl, big, (int)size)) > 0) continue;
+  int e1 = SSL_get_error(ssl, w1);
+  printf("first write %d %d\n", w1, e1);
+  ERR_clear_error();
+  int w2 = SSL_write(ssl, big, 1);
+  int e2 = SSL_get_error(ssl, w2);
+  printf("end: SSL_write=%d SSL_get_error=%d then SSL_write(1)=%d SSL_get_error=%d error=%s\n", w1, e1, w2, e2, first_error());
+  free(big);
+}
+
+/* SSL_read meeting the peer's fatal alert (the client's answer to a record the test corrupted), then SSL_read once more. */
+static void write_then_read(SSL *ssl) {
+  char buf[16];
+  int w = SSL_write(ssl, "x", 1);
+  int n = SSL_read(ssl, buf, sizeof buf);
+  int e = SSL_get_error(ssl, n), m = SSL_get_shutdown(ssl);
+  char error[512];
+  snprintf(error, sizeof error, "%s", first_error());
+  ERR_clear_error();
+  int n2 = SSL_read(ssl, buf, sizeof buf);
+  int e2 = SSL_get_error(ssl, n2);
+  printf("end: SSL_write=%d then SSL_read=%d SSL_get_error=%d shutdown=%d error=%s then SSL_read=%d SSL_get_error=%d error=%s\n", w, n, e, m, error, n2, e2, first_error());
 }
 
 static void write_after_reset(SSL *ssl) {
@@ -104,6 +193,10 @@ int main(int argc, char **argv) {
   else if (strcmp(mode, "quiet") == 0) SSL_set_quiet_shutdown(ssl, 1), shutdown_once(ssl, "");
   else if (strcmp(mode, "bio") == 0) bio_read(ssl);
   else if (strcmp(mode, "write-shorter") == 0) write_shorter(ssl, fd);
+  else if (strcmp(mode, "write-read") == 0) write_then_read(ssl);
+  else if (strcmp(mode, "write-moved") == 0) write_moved(ssl, fd, 0);
+  else if (strcmp(mode, "write-moved-accepted") == 0) write_moved(ssl, fd, 1);
+  else if (strcmp(mode, "write-partial-shorter") == 0) write_partial_shorter(ssl, fd);
   else if (strcmp(mode, "write-after-reset") == 0) write_after_reset(ssl);
   else fprintf(stderr, "unknown mode %s\n", mode);
   SSL_free(ssl);
