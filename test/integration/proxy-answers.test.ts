@@ -14,7 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import { startAludel, type Running } from '../support/aludel-process.js';
 import { h2get } from '../support/clients.js';
 import { makeFixtures, type StandardFixtures } from '../support/fixtures.js';
-import { rawTls, splitHttp } from '../support/raw-http.js';
+import { listenLocal, onRequestTargets, rawTls, splitHttp } from '../support/raw-http.js';
 import { waitUntil } from '../support/wait.js';
 
 let fx: StandardFixtures;
@@ -26,30 +26,19 @@ const slowOpen = new Set<net.Socket>();
 let p: Running;
 
 /** A keep-alive origin of raw answers: /no-content is a 204 with "Content-Length: 5"; /slow never answers; the rest 200 "ok". */
-function startOrigin(): Promise<void> {
+async function startOrigin(): Promise<void> {
   origin = net.createServer((sock) => {
-    let buf = '';
-    sock.on('data', (d: Buffer) => {
-      buf += d.toString('latin1');
-      for (let end = buf.indexOf('\r\n\r\n'); end >= 0; end = buf.indexOf('\r\n\r\n')) {
-        const head = buf.slice(0, end);
-        buf = buf.slice(end + 4);
-        seen++;
-        const target = head.split(' ')[1] ?? '/';
-        if (target === '/slow' || target.startsWith('/slow?')) {
-          if (!slowOpen.has(sock)) sock.once('close', () => slowOpen.delete(sock));
-          slowOpen.add(sock);
-          continue;
-        }
-        sock.write(target === '/no-content' ? 'HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n' : 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+    onRequestTargets(sock, (target) => {
+      seen++;
+      if (target === '/slow' || target.startsWith('/slow?')) {
+        if (!slowOpen.has(sock)) sock.once('close', () => slowOpen.delete(sock));
+        slowOpen.add(sock);
+        return;
       }
+      sock.write(target === '/no-content' ? 'HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n' : 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
     });
-    sock.on('error', () => undefined);
   });
-  return new Promise((resolve) => origin.listen(0, '127.0.0.1', () => {
-    originPort = (origin.address() as net.AddressInfo).port;
-    resolve();
-  }));
+  originPort = await listenLocal(origin);
 }
 
 before(async () => {

@@ -22,7 +22,7 @@ import { after, before, describe, test } from 'node:test';
 import { startAludel, type Running } from '../support/aludel-process.js';
 import { curl } from '../support/clients.js';
 import { makeFixtures, sha256, type Fixtures } from '../support/fixtures.js';
-import { onRequestTargets } from '../support/raw-http.js';
+import { listenLocal, onRequestTargets } from '../support/raw-http.js';
 
 const MiB = 1024 * 1024;
 const BODY = crypto.randomBytes(64 * MiB);
@@ -74,17 +74,12 @@ function serveRequests(socket: net.Socket, tcp: net.Socket = socket): void {
   onRequestTargets(socket, (target) => answer(socket, target, tcp));
 }
 
-async function listen(server: net.Server): Promise<number> {
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return (server.address() as net.AddressInfo).port;
-}
-
 before(async () => {
   fx = await makeFixtures({});
   origin = net.createServer((tcp) => serveRequests(tcp));
   const secureContext = tls.createSecureContext({ cert: fs.readFileSync(fx.certFile), key: fs.readFileSync(fx.keyFile) });
   tlsOrigin = net.createServer((tcp) => serveRequests(new tls.TLSSocket(tcp, { isServer: true, secureContext }), tcp));
-  const [port, tlsPort] = [await listen(origin), await listen(tlsOrigin)];
+  const [port, tlsPort] = [await listenLocal(origin), await listenLocal(tlsOrigin)];
   const front = ['proxy', '--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--offload', 'userspace'];
   proxy = await startAludel([...front, '--to', `http://127.0.0.1:${port}`]);
   tlsProxy = await startAludel([...front, '--to', `https://127.0.0.1:${tlsPort}`, '--upstream-insecure']);

@@ -23,7 +23,7 @@ import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { startAludel, type Running } from '../support/aludel-process.js';
 import { makeFixtures, type StandardFixtures } from '../support/fixtures.js';
-import { rawTls } from '../support/raw-http.js';
+import { listenLocal, onRequestTargets, rawTls } from '../support/raw-http.js';
 
 let fx: StandardFixtures;
 let origin: net.Server;
@@ -44,32 +44,15 @@ const ANSWERS: Record<string, string> = {
   '/close-delimited': 'HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end',
 };
 
-function startOrigin(): Promise<void> {
+async function startOrigin(): Promise<void> {
   origin = net.createServer((sock) => {
-    let buf = '';
-    sock.on('data', (d: Buffer) => {
-      buf += d.toString('latin1');
-      for (let end = buf.indexOf('\r\n\r\n'); end >= 0; end = buf.indexOf('\r\n\r\n')) {
-        const head = buf.slice(0, end);
-        buf = buf.slice(end + 4);
-        const target = head.split(' ')[1] ?? '/';
-        if (target === '/gone') {
-          sock.destroy();
-          return;
-        }
-        if (target === '/close-delimited') {
-          sock.end(ANSWERS[target]!, 'latin1');
-          return;
-        }
-        sock.write(ANSWERS[target] ?? ANSWERS['/len']!, 'latin1');
-      }
+    onRequestTargets(sock, (target) => {
+      if (target === '/gone') sock.destroy();
+      else if (target === '/close-delimited') sock.end(ANSWERS[target]!, 'latin1');
+      else sock.write(ANSWERS[target] ?? ANSWERS['/len']!, 'latin1');
     });
-    sock.on('error', () => undefined);
   });
-  return new Promise((resolve) => origin.listen(0, '127.0.0.1', () => {
-    originPort = (origin.address() as net.AddressInfo).port;
-    resolve();
-  }));
+  originPort = await listenLocal(origin);
 }
 
 before(async () => {

@@ -14,7 +14,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { startAludel, type LogLine, type Running } from './aludel-process.js';
 import { makeFixtures, type Fixtures } from './fixtures.js';
-import { onRequestTargets } from './raw-http.js';
+import { listenLocal, onRequestTargets } from './raw-http.js';
 
 const BODY = crypto.randomBytes(100 * 1024);
 const EVIL = 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nEVIL!';
@@ -45,18 +45,13 @@ function serveRequests(socket: net.Socket): void {
   });
 }
 
-async function listen(server: net.Server): Promise<number> {
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return (server.address() as net.AddressInfo).port;
-}
-
 /** The two origins (plain, TLS) and a proxy in front of each, with `--offload offload`. */
 export async function startOverrun(offload: 'userspace' | 'kernel', startTimeoutMs?: number): Promise<{ proxy: Running; tlsProxy: Running; stop: () => Promise<void> }> {
   fx = await makeFixtures({});
   origin = net.createServer((tcp) => serveRequests(tcp));
   const secureContext = tls.createSecureContext({ cert: fs.readFileSync(fx.certFile), key: fs.readFileSync(fx.keyFile) });
   tlsOrigin = net.createServer((tcp) => serveRequests(new tls.TLSSocket(tcp, { isServer: true, secureContext })));
-  const [port, tlsPort] = [await listen(origin), await listen(tlsOrigin)];
+  const [port, tlsPort] = [await listenLocal(origin), await listenLocal(tlsOrigin)];
   const front = ['proxy', '--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--offload', offload];
   const proxy = await startAludel([...front, '--to', `http://127.0.0.1:${port}`], { startTimeoutMs });
   const tlsProxy = await startAludel([...front, '--to', `https://127.0.0.1:${tlsPort}`, '--upstream-insecure'], { startTimeoutMs });

@@ -113,3 +113,9 @@ export function onRequestTargets(socket: import('node:net').Socket, onTarget: (t
     }
   });
 }
+
+/** Listens on 127.0.0.1, port 0: the port the kernel gave. */
+export async function listenLocal(server: import('node:net').Server): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return (server.address() as import('node:net').AddressInfo).port;
+}

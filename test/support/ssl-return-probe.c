@@ -88,18 +88,22 @@ static void bio_read(SSL *ssl) {
   BIO_free(b);
 }
 
-/* ssl3_write_bytes (1.0.2f, 1.1.1): a retry shorter than what the earlier call already wrote is SSL_R_BAD_LENGTH. */
-static void write_shorter(SSL *ssl, int fd) {
-  size_t size = 64 << 20;
-  char *big = calloc(1, size);
-  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-  int w1 = SSL_write(ssl, big, (int)size);
+/* After a write of `big` that returned w1 (WANT_WRITE), the same call retried with 1 byte: what each returned, and the error queued. */
+static void retry_one_byte(SSL *ssl, const char *big, int w1) {
   int e1 = SSL_get_error(ssl, w1);
   printf("first write %d %d\n", w1, e1);
   ERR_clear_error();
   int w2 = SSL_write(ssl, big, 1);
   int e2 = SSL_get_error(ssl, w2);
   printf("end: SSL_write=%d SSL_get_error=%d then SSL_write(1)=%d SSL_get_error=%d error=%s\n", w1, e1, w2, e2, first_error());
+}
+
+/* ssl3_write_bytes (1.0.2f, 1.1.1): a retry shorter than what the earlier call already wrote is SSL_R_BAD_LENGTH. */
+static void write_shorter(SSL *ssl, int fd) {
+  size_t size = 64 << 20;
+  char *big = calloc(1, size);
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  retry_one_byte(ssl, big, SSL_write(ssl, big, (int)size));
   free(big);
 }
 
@@ -144,12 +148,7 @@ static void write_partial_shorter(SSL *ssl, int fd) {
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
   int w1;
   while ((w1 = SSL_write(ssl, big, (int)size)) > 0) continue;
-  int e1 = SSL_get_error(ssl, w1);
-  printf("first write %d %d\n", w1, e1);
-  ERR_clear_error();
-  int w2 = SSL_write(ssl, big, 1);
-  int e2 = SSL_get_error(ssl, w2);
-  printf("end: SSL_write=%d SSL_get_error=%d then SSL_write(1)=%d SSL_get_error=%d error=%s\n", w1, e1, w2, e2, first_error());
+  retry_one_byte(ssl, big, w1);
   free(big);
 }
 
