@@ -77,7 +77,7 @@ export function newExchange(req: ExchangeRequest, res: ExchangeResponse): Exchan
   const h2 = req instanceof http2.Http2ServerRequest;
   let fields = req.rawHeaders;
   let malformed: string | null = null;
-  if (req instanceof http2.Http2ServerRequest) {
+  if (h2) {
     try {
       fields = h1FieldsOfH2(req.rawHeaders);
     } catch (err) {

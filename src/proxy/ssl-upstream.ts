@@ -202,15 +202,18 @@ export class SslUpstream implements UpstreamStream, PulledStream {
    * takes a byte of it.
    */
   isIdleAlive(quietEnough = false): boolean {
-    if (this.freed || this.finished || this.failed || this.native.hasPending?.(this.ssl) === true) return false;
-    return this.sock.idleAlive(quietEnough);
+    return this.heldHere() === null && this.sock.idleAlive(quietEnough);
   }
 
-  /** A record OpenSSL holds (decrypted, or a ticket, an alert) counts as bytes past the answer. */
+  /** As isIdleAlive, said as what waits: a record OpenSSL holds (decrypted, or a ticket, an alert) counts as bytes past the answer. */
   afterAnswer(): 'quiet' | 'bytes' | 'closed' {
+    return this.heldHere() ?? this.sock.afterAnswer();
+  }
+
+  /** What this side knows without the socket: the connection is done with, or OpenSSL holds a record; null: ask the socket. */
+  private heldHere(): 'bytes' | 'closed' | null {
     if (this.freed || this.finished || this.failed) return 'closed';
-    if (this.native.hasPending?.(this.ssl) === true) return 'bytes';
-    return this.sock.afterAnswer();
+    return this.native.hasPending?.(this.ssl) === true ? 'bytes' : null;
   }
 
   watchIdle(onStir: (stream: UpstreamStream) => void): void {
