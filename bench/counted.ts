@@ -1,0 +1,200 @@
+/**
+ * What the counted benches (bench/handshake-cost.ts, bench/request-cost.ts)
+ * share: a scratch directory with a 1 KiB file and an ECDSA P-256
+ * certificate, the fronts they compare, a front run under callgrind whose
+ * counters are zeroed and dumped around a batch of work, a front run
+ * natively with strace -c -f attached around a batch, and the report's
+ * lines. Counting instead of timing, because on a shared host whose speed
+ * drifts an A/B of a few per cent cannot be timed (docs/benchmarks.md).
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { median } from './ratios.js';
+import { fileURLToPath } from 'node:url';
+import { startAludel, startAludelServe, startNginx, type Server } from './servers.js';
+
+export const host = '127.0.0.1';
+/** Userspace TLS in every front: this host's kernel has no kTLS, and the VM's emulated CPU would count QEMU, not us. */
+const offload = 'userspace' as const;
+
+export interface Bench {
+  /** The fronts by name: start one, optionally under a wrapping command (valgrind). */
+  makers: Record<string, (wrap: readonly string[]) => Promise<Server>>;
+  /** FRONTS from the environment (comma-separated), checked against `makers`. */
+  fronts(fallback: string): string[];
+  /** Stop the shared origin, if one was started, and remove the scratch directory (kept, with its callgrind dumps, under KEEP=1). */
+  finish(): Promise<void>;
+  work: string;
+}
+
+/** A scratch directory holding `root/one.bin` (1 KiB) and a certificate, and the fronts serving it. */
+export function bench(prefix: string): Bench {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), `${prefix}-`));
+  const root = path.join(work, 'root');
+  fs.mkdirSync(root);
+  fs.writeFileSync(path.join(root, 'one.bin'), Buffer.alloc(1024, 0x61));
+  const certFile = path.join(work, 'c.pem');
+  const keyFile = path.join(work, 'k.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=localhost', '-keyout', keyFile, '-out', certFile], { stdio: 'ignore' });
+  const tls = { certFile, keyFile };
+  let originServer: Promise<Server> | null = null;
+  // One plain nginx origin for every proxy front; its cost is not counted (it is another process).
+  const origin = (): Promise<Server> => (originServer ??= startNginx('nginx-origin', { dir: path.join(work, 'origin'), host, root, role: { kind: 'origin' } }));
+  const baselineCli = (): string => {
+    if (!process.env.BASELINE) throw new Error('the -base fronts need BASELINE=DIR, a built checkout');
+    return path.join(path.resolve(process.env.BASELINE), 'dist', 'src', 'cli', 'main.js');
+  };
+  let dirs = 0;
+  const makers: Bench['makers'] = {
+    nginx: (wrap) => startNginx('nginx-direct', { dir: path.join(work, `nginx-${dirs++}`), host, root, role: { kind: 'direct' }, tls: { ...tls, offload }, wrap }),
+    'nginx-proxy': async (wrap) => startNginx('nginx-proxy', { dir: path.join(work, `nginx-${dirs++}`), host, root, role: { kind: 'proxy', originPort: (await origin()).port }, tls: { ...tls, offload }, wrap }),
+    'aludel-serve': (wrap) => startAludelServe('serve', { host, tls, offload, root, wrap }),
+    'aludel-proxy': async (wrap) => startAludel('proxy', { host, tls, offload, originPort: (await origin()).port, wrap }),
+    'aludel-serve-base': (wrap) => startAludelServe('serve, baseline', { host, tls, offload, root, cli: baselineCli(), wrap }),
+    'aludel-proxy-base': async (wrap) => startAludel('proxy, baseline', { host, tls, offload, originPort: (await origin()).port, cli: baselineCli(), wrap }),
+  };
+  return {
+    makers,
+    work,
+    fronts(fallback) {
+      const names = (process.env.FRONTS ?? fallback).split(',');
+      for (const n of names) if (!(n in makers)) throw new Error(`FRONTS: unknown front ${n} (known: ${Object.keys(makers).join(', ')})`);
+      return names;
+    },
+    async finish() {
+      if (originServer !== null) await (await originServer).stop();
+      if (process.env.KEEP === '1') console.log(`kept: ${work}`);
+      else fs.rmSync(work, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Instructions counted by callgrind since the last zeroing: the main thread (the event loop) and all threads. */
+export interface Dump { main: number; all: number; files: string[] }
+
+/**
+ * A front under `valgrind --tool=callgrind --separate-threads=yes`: zero()
+ * and dump() bracket a batch (callgrind_control -z / -d). The main thread's
+ * dump is the file ending in -01; V8's compiler and GC helpers are the other
+ * threads, which under valgrind keep recompiling, so their share is noisier.
+ */
+export interface Callgrind {
+  server: Server;
+  zero(): void;
+  dump(label: string): Dump;
+}
+
+export async function underCallgrind<T>(b: Bench, name: string, body: (cg: Callgrind) => Promise<T>): Promise<T> {
+  const dir = fs.mkdtempSync(path.join(b.work, 'cg-'));
+  const server = await b.makers[name]!(['env', `LD_PRELOAD=${openat2Shim(b)}`, 'valgrind', '--tool=callgrind', '--separate-threads=yes', '--smc-check=all-non-file', `--callgrind-out-file=${dir}/cg.%p`]);
+  const seen = new Set<string>();
+  const ctl = (...args: string[]): void => void execFileSync('callgrind_control', [...args, String(server.pid)], { stdio: 'ignore' });
+  try {
+    return await body({
+      server,
+      zero: () => ctl('-z'),
+      dump(label) {
+        ctl('-d', label);
+        const out: Dump = { main: 0, all: 0, files: [] };
+        for (const f of fs.readdirSync(dir)) {
+          if (!f.startsWith(`cg.${server.pid}.`) || seen.has(f)) continue;
+          seen.add(f);
+          const file = path.join(dir, f);
+          const total = Number(/^totals: (\d+)/m.exec(fs.readFileSync(file, 'utf8'))?.[1] ?? 0);
+          out.all += total;
+          if (f.endsWith('-01')) {
+            out.main += total;
+            out.files.push(file);
+          }
+        }
+        return out;
+      },
+    });
+  } finally {
+    await server.stop();
+  }
+}
+
+/** bench/openat2-shim.c built into the scratch directory once (cc): openat2 for a front under valgrind 3.19, which has none. */
+function openat2Shim(b: Bench): string {
+  const so = path.join(b.work, 'openat2-shim.so');
+  if (!fs.existsSync(so)) {
+    // dist/bench/counted.js -> bench/openat2-shim.c
+    const src = fileURLToPath(new URL('../../bench/openat2-shim.c', import.meta.url));
+    execFileSync('cc', ['-shared', '-fPIC', '-O2', '-o', so, src, '-ldl']);
+  }
+  return so;
+}
+
+/**
+ * Whether the dump shows serve's realpath way (node's fs.realpath): then
+ * the requests did not take the openat2 way they take natively, and the
+ * count is not of the production path.
+ */
+export function tookRealpath(file: string): boolean {
+  return inclusive(file, 'node::fs::RealPath(v8::FunctionCallbackInfo<v8::Value> const&)') !== null;
+}
+
+/** `fn`'s inclusive instructions in a callgrind dump (the sum over its callers' call records), or null if it was not called. */
+export function inclusive(file: string, fn: string): number | null {
+  const text = fs.readFileSync(file, 'utf8');
+  // With name compression a function is named once as "(id) name", then by "(id)" alone.
+  const escaped = fn.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const id = new RegExp(`^c?fn=\\((\\d+)\\) ${escaped}$`, 'm').exec(text)?.[1];
+  if (id === undefined) return null;
+  let sum = 0;
+  const re = new RegExp(`^cfn=\\(${id}\\)(?: ${escaped})?\\ncalls=[^\\n]*\\n\\S+ (\\d+)`, 'gm');
+  for (let m = re.exec(text); m !== null; m = re.exec(text)) sum += Number(m[1]);
+  return sum;
+}
+
+/** System calls by name: [calls, failed]. */
+export type Syscalls = Map<string, [number, number]>;
+
+/** The calls the process tree of `server` makes during `work()`, natively, from `strace -c -f` attached for it. */
+export async function straced(b: Bench, server: Server, tag: string, work: () => void): Promise<Syscalls> {
+  const out = path.join(b.work, `strace-${tag}`);
+  const tracer = spawn('strace', ['-c', '-f', '-o', out, ...server.pids().flatMap((p) => ['-p', String(p)])], { stdio: 'ignore' });
+  // strace attaches asynchronously; a second is ample on this host.
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  work();
+  const gone = new Promise((resolve) => tracer.once('exit', resolve));
+  tracer.kill('SIGINT');
+  await gone;
+  const calls: Syscalls = new Map();
+  for (const line of fs.readFileSync(out, 'utf8').split('\n')) {
+    const m = /^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(\d+)?\s*(\w+)$/.exec(line);
+    if (m && m[3] !== 'total') calls.set(m[3]!, [Number(m[1]), Number(m[2] ?? 0)]);
+  }
+  return calls;
+}
+
+/** `a - b` name by name (for a difference of two batches), each divided by `per`. */
+export function perUnit(a: Syscalls, b: Syscalls | null, per: number): Syscalls {
+  const out: Syscalls = new Map();
+  for (const name of new Set([...a.keys(), ...(b?.keys() ?? [])])) {
+    const [c1, e1] = a.get(name) ?? [0, 0];
+    const [c0, e0] = b?.get(name) ?? [0, 0];
+    out.set(name, [(c1 - c0) / per, (e1 - e0) / per]);
+  }
+  return out;
+}
+
+/** "total (failed)  name n, name n (m failed), ..." for the calls made at least 0.05 times per unit. */
+export function syscallLine(calls: Syscalls): string {
+  let total = 0;
+  let failed = 0;
+  for (const [c, e] of calls.values()) { total += c; failed += e; }
+  const by = [...calls].filter(([, [c]]) => Math.abs(c) >= 0.05).sort((x, y) => y[1][0] - x[1][0]).map(([name, [c, e]]) => `${name} ${c.toFixed(2)}${Math.abs(e) >= 0.005 ? ` (${e.toFixed(2)} failed)` : ''}`);
+  return `${total.toFixed(2)} (${Math.abs(failed).toFixed(2)})  ${by.join(', ')}`;
+}
+
+/** Thousands of instructions, for the report. */
+export const k = (x: number, digits = 1): string => `${(x / 1000).toFixed(digits)}k`;
+
+/** "r1 r2 r3 (median)" of per-round figures. */
+export function rounds(values: readonly number[], fmt = (x: number) => k(x)): string {
+  return `${values.map(fmt).join(' ')} (${fmt(median(values)!)})`;
+}

@@ -1,0 +1,102 @@
+/**
+ * What one small keep-alive request (a 1 KiB GET on a connection already
+ * open) costs a front, counted rather than timed (issue 17): instructions
+ * under callgrind and system calls under strace, as bench/handshake-cost.ts
+ * counts a handshake.
+ *
+ * Each round makes two batches with the same CLIENTS connections,
+ * `h2load --h1 -c CLIENTS` with SHORT and then LONG requests per connection
+ * (no pipelining: one request in flight per connection). Both batches make
+ * the same handshakes and teardowns, so their difference divided by
+ * CLIENTS * (LONG - SHORT) is what a keep-alive request costs alone.
+ *
+ * - instructions: the front runs under callgrind (counted.ts); after WARMUP
+ *   requests (V8 has optimised the path by then), each of ROUNDS rounds
+ *   zeroes and dumps around each batch. Reported per request: the main
+ *   thread (the event loop), all threads (plus V8's compiler and GC
+ *   helpers, noisier under valgrind), and what the idle process spends in
+ *   the time the LONG batch took beyond the SHORT one.
+ * - system calls: the front runs natively, strace -c -f attached around
+ *   each batch after the warm-up; per request by name, the difference again.
+ *
+ *   npm run build:ts && BASELINE=<a built checkout> \
+ *     FRONTS=nginx,aludel-serve,aludel-serve-base node dist/bench/request-cost.js
+ *
+ * Environment: FRONTS (nginx,aludel-serve), CLIENTS (64), SHORT (5), LONG
+ * (55), ROUNDS (3), WARMUP (20000 requests), BASELINE, KEEP=1 (keep the
+ * dumps: the last LONG batch's main thread is printed for callgrind_annotate).
+ */
+import { execFileSync } from 'node:child_process';
+import { bench, k, perUnit, rounds, straced, syscallLine, tookRealpath, underCallgrind, type Syscalls } from './counted.js';
+import type { Server } from './servers.js';
+
+const CLIENTS = Number(process.env.CLIENTS ?? 64);
+const SHORT = Number(process.env.SHORT ?? 5);
+const LONG = Number(process.env.LONG ?? 55);
+const ROUNDS = Number(process.env.ROUNDS ?? 3);
+const WARMUP = Number(process.env.WARMUP ?? 20000);
+const REQUESTS = CLIENTS * (LONG - SHORT);
+const b = bench('request-cost');
+
+/** `count` keep-alive GETs of the 1 KiB file over CLIENTS connections; the milliseconds it took. */
+function requests(port: number, count: number): number {
+  const t = performance.now();
+  const out = execFileSync('h2load', ['--h1', '-c', String(CLIENTS), '-n', String(count), `https://localhost:${port}/one.bin`], { encoding: 'utf8' });
+  if (!out.includes(`${count} succeeded`)) throw new Error(`h2load on port ${port}:\n${out}`);
+  return performance.now() - t;
+}
+
+interface Instructions { main: number[]; all: number[]; idle: number; file: string | undefined }
+
+/** Per-request instruction counts under callgrind, ROUNDS rounds after the warm-up. */
+function instructions(name: string): Promise<Instructions> {
+  return underCallgrind(b, name, async (cg) => {
+    requests(cg.server.port, WARMUP);
+    const main: number[] = [];
+    const all: number[] = [];
+    let ms = 0;
+    let file: string | undefined;
+    for (let r = 0; r < ROUNDS; r++) {
+      cg.zero();
+      const shortMs = requests(cg.server.port, CLIENTS * SHORT);
+      const short = cg.dump(`short${r}`);
+      cg.zero();
+      const longMs = requests(cg.server.port, CLIENTS * LONG);
+      const long = cg.dump(`long${r}`);
+      main.push((long.main - short.main) / REQUESTS);
+      all.push((long.all - short.all) / REQUESTS);
+      ms += Math.max(0, longMs - shortMs);
+      file = long.files[0];
+    }
+    // The idle process over the time the extra requests took: timers and GC, not the requests' own work.
+    cg.zero();
+    await new Promise((resolve) => setTimeout(resolve, ms / ROUNDS));
+    const idle = cg.dump('idle').main / REQUESTS;
+    return { main, all, idle, file };
+  });
+}
+
+/** System calls per request natively: the LONG batch's minus the SHORT batch's. */
+async function syscalls(name: string): Promise<Syscalls> {
+  const s: Server = await b.makers[name]!([]);
+  try {
+    requests(s.port, WARMUP);
+    const short = await straced(b, s, `${name}-short`, () => void requests(s.port, CLIENTS * SHORT));
+    const long = await straced(b, s, `${name}-long`, () => void requests(s.port, CLIENTS * LONG));
+    return perUnit(long, short, REQUESTS);
+  } finally {
+    await s.stop();
+  }
+}
+
+const names = b.fronts('nginx,aludel-serve');
+console.log(`request-cost: keep-alive GETs of 1 KiB over ${CLIENTS} connections (h2load --h1), ${LONG} minus ${SHORT} per connection = ${REQUESTS} requests per round, ${ROUNDS} rounds after ${WARMUP}, userspace TLS 1.3, one process each`);
+console.log('front               instructions/request: main thread per round (median)   idle share   all threads per round (median)');
+for (const n of names) {
+  const r = await instructions(n);
+  const realpath = r.file !== undefined && tookRealpath(r.file) ? '  (realpath way: not the native path)' : '';
+  console.log(`${n.padEnd(19)} ${rounds(r.main).padEnd(36)} ${k(r.idle).padEnd(8)} ${rounds(r.all)}${realpath}${r.file && process.env.KEEP === '1' ? `  dump: ${r.file}` : ''}`);
+}
+console.log('front               system calls per request: total (failed), then by name');
+for (const n of names) console.log(`${n.padEnd(19)} ${syscallLine(await syscalls(n))}`);
+await b.finish();
