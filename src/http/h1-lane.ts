@@ -66,6 +66,26 @@ export type H1Response = http.ServerResponse | LaneResponse;
 
 const MAX_FIELDS = 64;
 
+/**
+ * Field names as they were sent -> lowercased (RFC 9110 §5.1: names are
+ * case-insensitive; node's req.headers keys are lowercase). The same few
+ * names come in every request: one lookup where toLowerCase made a new
+ * string each time, which then had to be hashed and looked up in V8's
+ * string table as the headers object's key (bench/request-cost.ts counts
+ * it). At most NAMES_KEPT entries: names past that are lowercased each time.
+ */
+const lowerNames = new Map<string, string>();
+const NAMES_KEPT = 256;
+
+function lowerName(name: string): string {
+  let lower = lowerNames.get(name);
+  if (lower === undefined) {
+    lower = name.toLowerCase();
+    if (lowerNames.size < NAMES_KEPT) lowerNames.set(name, lower);
+  }
+  return lower;
+}
+
 /** A complete simple head at the start of buf: its request and length; null: not one the lane takes. */
 export function simpleHead(buf: Buffer, maxHeaderSize: number): { req: Omit<LaneRequest, 'socket'>; length: number } | null {
   const end = buf.indexOf('\r\n\r\n', 0, 'latin1');
@@ -103,7 +123,7 @@ export function simpleHead(buf: Buffer, maxHeaderSize: number): { req: Omit<Lane
       const c = value.charCodeAt(i);
       if ((c < 0x20 && c !== 0x09) || c === 0x7f) return null;
     }
-    const lower = name.toLowerCase();
+    const lower = lowerName(name);
     if (headers[lower] !== undefined) return null;
     if (lower === 'content-length' || lower === 'transfer-encoding' || lower === 'upgrade' || lower === 'expect') return null;
     if (lower === 'connection' && value.toLowerCase() !== 'keep-alive') return null;

@@ -94,15 +94,31 @@ interface GivenFields {
 const CHUNKED_TOKEN = /(?:^|\W)chunked(?:$|\W)/i;
 const CLOSE_TOKEN = /(?:^|\W)close(?:$|\W)/i;
 
+/**
+ * `name` is `lower` but for the case of its letters (field names are
+ * case-insensitive, RFC 9110 §5.1), compared in place: no lowercased copy
+ * per name (serve's ETag and Content-Length made two per response, counted
+ * by bench/request-cost.ts). `lower` is lowercase letters and '-' only.
+ */
+function isName(name: string, lower: string): boolean {
+  if (name.length !== lower.length) return false;
+  for (let i = 0; i < lower.length; i++) {
+    const want = lower.charCodeAt(i);
+    const c = name.charCodeAt(i);
+    // ASCII letters differ in case by the 0x20 bit alone; anything else must match exactly.
+    if (c !== want && (want < 0x61 || (c | 0x20) !== want)) return false;
+  }
+  return true;
+}
+
 function givenFields(f: ReadonlyArray<string | number>): GivenFields {
   const seen: GivenFields = { date: false, length: false, te: 'none', connection: 'none' };
   for (let i = 0; i + 1 < f.length; i += 2) {
     const name = String(f[i]);
-    // The length first: no lowercased copy of every name (as node's matchHeader).
-    if (name.length === 4 && name.toLowerCase() === 'date') seen.date = true;
-    else if (name.length === 14 && name.toLowerCase() === 'content-length') seen.length = true;
-    else if (name.length === 17 && name.toLowerCase() === 'transfer-encoding') seen.te = CHUNKED_TOKEN.test(String(f[i + 1])) ? 'chunked' : 'other';
-    else if (name.length === 10 && name.toLowerCase() === 'connection') seen.connection = CLOSE_TOKEN.test(String(f[i + 1])) ? 'close' : 'other';
+    if (isName(name, 'date')) seen.date = true;
+    else if (isName(name, 'content-length')) seen.length = true;
+    else if (isName(name, 'transfer-encoding')) seen.te = CHUNKED_TOKEN.test(String(f[i + 1])) ? 'chunked' : 'other';
+    else if (isName(name, 'connection')) seen.connection = CLOSE_TOKEN.test(String(f[i + 1])) ? 'close' : 'other';
   }
   return seen;
 }
@@ -150,6 +166,35 @@ export interface FramedHead {
  * the connection after the response.
  */
 export function framedResponseHead(h: HandlerHead): FramedHead {
+  const last = lastMade;
+  if (last !== null && sameHead(last.from, h)) return last.head;
+  const head = makeFramedHead(h);
+  // A copy of the fields: the caller's list may change after this call.
+  lastMade = { from: { ...h, fields: h.fields.slice() }, head: Object.freeze(head) };
+  return head;
+}
+
+/**
+ * The last head framedResponseHead made and what it was made from. Its text
+ * depends on nothing else, so the same inputs again (a file's 200 to every
+ * client, Date changing once a second) are answered with the same string:
+ * not rebuilt, its fields not read again, and already flat when written
+ * (V8 flattens a concatenated string in place on its first write). Counted
+ * by bench/request-cost.ts. One entry: no bound to keep, nothing kept past
+ * the next different head.
+ */
+let lastMade: { from: HandlerHead; head: FramedHead } | null = null;
+
+function sameHead(a: HandlerHead, b: HandlerHead): boolean {
+  if (a.status !== b.status || a.reason !== b.reason || a.method !== b.method || a.date !== b.date || a.keepAliveSecs !== b.keepAliveSecs || a.wholeLength !== b.wholeLength) return false;
+  const x = a.fields;
+  const y = b.fields;
+  if (x.length !== y.length) return false;
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}
+
+function makeFramedHead(h: HandlerHead): FramedHead {
   const f = h.fields;
   const given = givenFields(f);
   const body = responseHasBody(h.method, h.status);

@@ -26,6 +26,16 @@ describe('simpleHead', () => {
     assert.equal(simpleHead(head('HEAD / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n'), 16384)?.req.method, 'HEAD');
   });
 
+  it('names its fields in lowercase however they were sent, the same each time; a name twice in two cases is refused', () => {
+    for (let i = 0; i < 3; i++) {
+      const got = simpleHead(head('GET / HTTP/1.1\r\nHOST: a\r\nuser-agent: b\r\nAcCePt: c\r\n\r\n'), 16384);
+      assert.deepEqual(Object.keys(got?.req.headers ?? {}), ['host', 'user-agent', 'accept']);
+      assert.deepEqual(got?.req.rawHeaders, ['HOST', 'a', 'user-agent', 'b', 'AcCePt', 'c']);
+    }
+    assert.equal(simpleHead(head('GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nx-a: 2\r\n\r\n'), 16384), null);
+    assert.equal(simpleHead(head('GET / HTTP/1.1\r\nHost: a\r\nCONTENT-LENGTH: 0\r\n\r\n'), 16384), null, 'a framing field in any case goes to node');
+  });
+
   it('leaves to node every head that is not whole and plain', () => {
     const refused: Array<[string, string]> = [
       ['incomplete', 'GET / HTTP/1.1\r\nHost: a\r\n'],
@@ -112,6 +122,20 @@ describe('LaneResponse', () => {
     // node's writeHead stores the head at once: no length known, so the body is chunked (RFC 9112 §7.1).
     assert.match(written(closing.conn), /^HTTP\/1\.1 502 Bad Gateway\r\nContent-Type: text\/plain\r\nConnection: close\r\nDate: [^\r]+\r\nTransfer-Encoding: chunked\r\n\r\nc\r\nBad Gateway\n\r\n0\r\n\r\n$/);
     assert.ok(closing.res.closing, 'its own Connection: close closes the connection after it');
+  });
+
+  it('reads the fields it frames by in any case (RFC 9110 §5.1), and no other name as one of them', async () => {
+    const given = make('GET');
+    given.res.writeHead(200, ['DATE', 'Mon, 01 Jan 2024 00:00:00 GMT', 'content-LENGTH', 2, 'connection', 'Close']);
+    given.res.end(Buffer.from('ok'));
+    const alike = make('GET');
+    alike.res.writeHead(200, ['Dat-', 'x', 'Content-Lengtx', 1, 'Connectio-', 'close', 'Content_Length', 3]);
+    alike.res.end(Buffer.from('ok'));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(written(given.conn), 'HTTP/1.1 200 OK\r\nDATE: Mon, 01 Jan 2024 00:00:00 GMT\r\ncontent-LENGTH: 2\r\nconnection: Close\r\n\r\nok');
+    assert.ok(given.res.closing, 'its own connection: Close closes the connection after it');
+    assert.match(written(alike.conn), /^HTTP\/1\.1 200 OK\r\nDat-: x\r\nContent-Lengtx: 1\r\nConnectio-: close\r\nContent_Length: 3\r\nDate: [^\r]+\r\nConnection: keep-alive\r\nKeep-Alive: timeout=60\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n$/);
+    assert.ok(!alike.res.closing);
   });
 
   it('a body of unknown length is chunked, each write a chunk, the last chunk at end; a given Transfer-Encoding: chunked is not repeated', async () => {
