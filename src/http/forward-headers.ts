@@ -37,6 +37,7 @@
 import { isIP } from 'node:net';
 import { InvalidRequestError } from '../errors.js';
 import { forEachListElement, isFieldValueByte, isToken } from '../text/char-classes.js';
+import { lowerName } from '../text/field-names.js';
 
 /**
  * Fields that describe one connection, never forwarded (RFC 9110 §7.6.1; the
@@ -110,7 +111,7 @@ export function buildUpstreamRequestHead(input: UpstreamRequestInput): string {
     const name = rawHeaders[i]!;
     const value = rawHeaders[i + 1]!;
     checkField(name, value);
-    const lower = name.toLowerCase();
+    const lower = lowerName(name);
     if (lower === 'host') {
       // RFC 9112 §3.2: more than one Host must be answered with 400.
       if (host !== undefined) throw new InvalidRequestError('more than one Host field');
@@ -165,7 +166,7 @@ export function filterResponseHeaders(headers: string[], opts: { keepFraming: bo
   const out: string[] = [];
   for (let i = 0; i + 1 < headers.length; i += 2) {
     const name = headers[i]!;
-    const lower = name.toLowerCase();
+    const lower = lowerName(name);
     if (lower === 'content-length' ? !opts.keepFraming : (HOP_BY_HOP.has(lower) || dropped.has(lower))) continue;
     out.push(name, headers[i + 1]!);
   }

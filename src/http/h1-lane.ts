@@ -27,6 +27,7 @@ import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import type { SecureConnection } from '../tls/types.js';
 import { isToken } from '../text/char-classes.js';
+import { lowerName } from '../text/field-names.js';
 import { closedForTimeout } from './timed-out.js';
 import { chunkSizeLine, CRLF, earlyHintsHead, framedResponseHead, LAST_CHUNK, PROCESSING_HEAD } from './h1-wire.js';
 
@@ -65,26 +66,6 @@ function setRequestTimeout(this: LaneRequest, ms: number): LaneRequest {
 export type H1Response = http.ServerResponse | LaneResponse;
 
 const MAX_FIELDS = 64;
-
-/**
- * Field names as they were sent -> lowercased (RFC 9110 §5.1: names are
- * case-insensitive; node's req.headers keys are lowercase). The same few
- * names come in every request: one lookup where toLowerCase made a new
- * string each time, which then had to be hashed and looked up in V8's
- * string table as the headers object's key (bench/request-cost.ts counts
- * it). At most NAMES_KEPT entries: names past that are lowercased each time.
- */
-const lowerNames = new Map<string, string>();
-const NAMES_KEPT = 256;
-
-function lowerName(name: string): string {
-  let lower = lowerNames.get(name);
-  if (lower === undefined) {
-    lower = name.toLowerCase();
-    if (lowerNames.size < NAMES_KEPT) lowerNames.set(name, lower);
-  }
-  return lower;
-}
 
 /** A complete simple head at the start of buf: its request and length; null: not one the lane takes. */
 export function simpleHead(buf: Buffer, maxHeaderSize: number): { req: Omit<LaneRequest, 'socket'>; length: number } | null {

@@ -1,0 +1,31 @@
+/**
+ * Field names lowercased (RFC 9110 §5.1: names are case-insensitive; node's
+ * req.headers keys and the proxy's comparisons use lowercase). The same few
+ * names come in every request and every upstream answer: one Map lookup
+ * where toLowerCase made a new string each time, which then had to be
+ * hashed and looked up again wherever it was used as a key
+ * (bench/request-cost.ts counts it, docs/benchmarks.md). At most NAMES_KEPT
+ * names are kept, the first ones seen: a client sending names of its own
+ * invention gets them lowercased each time, as before, and holds no memory.
+ */
+const lowerNames = new Map<string, string>();
+const NAMES_KEPT = 256;
+
+export function lowerName(name: string): string {
+  let lower = lowerNames.get(name);
+  if (lower === undefined) {
+    lower = name.toLowerCase();
+    if (lowerNames.size < NAMES_KEPT) {
+      // Copies of their own: a name sliced from a request's head (V8 slices strings of 13
+      // characters or more) would keep that whole head alive for as long as it is kept.
+      lower = detached(lower);
+      lowerNames.set(detached(name), lower);
+    }
+  }
+  return lower;
+}
+
+/** `s` in a string of its own, sharing no parent string. */
+function detached(s: string): string {
+  return Buffer.from(s, 'latin1').toString('latin1');
+}
