@@ -150,6 +150,13 @@ export function inclusive(file: string, fn: string): number | null {
   return sum;
 }
 
+/**
+ * V8's garbage collections on the main thread (scavenges, mostly), inclusive,
+ * in a dump: their number per batch moves from run to run with the young
+ * generation's sizing, so the count without them is the steadier one.
+ */
+export const GC_FN = 'v8::internal::Heap::CollectGarbage(v8::internal::AllocationSpace, v8::internal::GarbageCollectionReason, v8::GCCallbackFlags)';
+
 /** System calls by name: [calls, failed]. */
 export type Syscalls = Map<string, [number, number]>;
 

@@ -13,7 +13,9 @@
  * - instructions: the front runs under callgrind (counted.ts); after WARMUP
  *   requests (V8 has optimised the path by then), each of ROUNDS rounds
  *   zeroes and dumps around each batch. Reported per request: the main
- *   thread (the event loop), all threads (plus V8's compiler and GC
+ *   thread (the event loop), the same without V8's garbage collections
+ *   (their number per batch moves between runs: the steadier figure; the
+ *   first round may still carry V8's tiering), all threads (plus V8's compiler and GC
  *   helpers, noisier under valgrind), and what the idle process spends in
  *   the time the LONG batch took beyond the SHORT one.
  * - system calls: the front runs natively, strace -c -f attached around
@@ -27,7 +29,7 @@
  * dumps: the last LONG batch's main thread is printed for callgrind_annotate).
  */
 import { execFileSync } from 'node:child_process';
-import { bench, k, perUnit, rounds, straced, syscallLine, tookRealpath, underCallgrind, type Syscalls } from './counted.js';
+import { bench, GC_FN, inclusive, k, perUnit, rounds, straced, syscallLine, tookRealpath, underCallgrind, type Dump, type Syscalls } from './counted.js';
 import type { Server } from './servers.js';
 
 const CLIENTS = Number(process.env.CLIENTS ?? 64);
@@ -46,13 +48,19 @@ function requests(port: number, count: number): number {
   return performance.now() - t;
 }
 
-interface Instructions { main: number[]; all: number[]; idle: number; file: string | undefined }
+interface Instructions { main: number[]; noGc: number[]; all: number[]; idle: number; file: string | undefined }
+
+/** The main thread's instructions in a dump less its garbage collections. */
+function withoutGc(d: Dump): number {
+  return d.main - d.files.reduce((sum, f) => sum + (inclusive(f, GC_FN) ?? 0), 0);
+}
 
 /** Per-request instruction counts under callgrind, ROUNDS rounds after the warm-up. */
 function instructions(name: string): Promise<Instructions> {
   return underCallgrind(b, name, async (cg) => {
     requests(cg.server.port, WARMUP);
     const main: number[] = [];
+    const noGc: number[] = [];
     const all: number[] = [];
     let ms = 0;
     let file: string | undefined;
@@ -64,6 +72,7 @@ function instructions(name: string): Promise<Instructions> {
       const longMs = requests(cg.server.port, CLIENTS * LONG);
       const long = cg.dump(`long${r}`);
       main.push((long.main - short.main) / REQUESTS);
+      noGc.push((withoutGc(long) - withoutGc(short)) / REQUESTS);
       all.push((long.all - short.all) / REQUESTS);
       ms += Math.max(0, longMs - shortMs);
       file = long.files[0];
@@ -72,7 +81,7 @@ function instructions(name: string): Promise<Instructions> {
     cg.zero();
     await new Promise((resolve) => setTimeout(resolve, ms / ROUNDS));
     const idle = cg.dump('idle').main / REQUESTS;
-    return { main, all, idle, file };
+    return { main, noGc, all, idle, file };
   });
 }
 
@@ -91,11 +100,11 @@ async function syscalls(name: string): Promise<Syscalls> {
 
 const names = b.fronts('nginx,aludel-serve');
 console.log(`request-cost: keep-alive GETs of 1 KiB over ${CLIENTS} connections (h2load --h1), ${LONG} minus ${SHORT} per connection = ${REQUESTS} requests per round, ${ROUNDS} rounds after ${WARMUP}, userspace TLS 1.3, one process each`);
-console.log('front               instructions/request: main thread per round (median)   idle share   all threads per round (median)');
+console.log('front               instructions/request: main thread per round (median)   without GC (median)   idle share   all threads per round (median)');
 for (const n of names) {
   const r = await instructions(n);
   const realpath = r.file !== undefined && tookRealpath(r.file) ? '  (realpath way: not the native path)' : '';
-  console.log(`${n.padEnd(19)} ${rounds(r.main).padEnd(36)} ${k(r.idle).padEnd(8)} ${rounds(r.all)}${realpath}${r.file && process.env.KEEP === '1' ? `  dump: ${r.file}` : ''}`);
+  console.log(`${n.padEnd(19)} ${rounds(r.main).padEnd(36)} ${rounds(r.noGc).padEnd(36)} ${k(r.idle).padEnd(8)} ${rounds(r.all)}${realpath}${r.file && process.env.KEEP === '1' ? `  dump: ${r.file}` : ''}`);
 }
 console.log('front               system calls per request: total (failed), then by name');
 for (const n of names) console.log(`${n.padEnd(19)} ${syscallLine(await syscalls(n))}`);
