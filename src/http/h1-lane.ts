@@ -1,6 +1,6 @@
 /**
- * The lane: the plain HTTP/1.1 requests of `serve` and `proxy` (without
- * --cache) answered without node's http.Server. A keep-alive GET or HEAD
+ * The lane: the plain HTTP/1.1 requests of `serve` and `proxy` (with or
+ * without --cache) answered without node's http.Server. A keep-alive GET or HEAD
  * whose head is whole in what was read,
  * strictly formed (RFC 9112 §3, §5: CRLF lines, token names, no obs-fold, no
  * control bytes, one Host, no field twice), with no body, Upgrade or Expect,
@@ -166,6 +166,16 @@ export class LaneResponse extends EventEmitter {
   /** end() was called (node's writableEnded). */
   get writableEnded(): boolean {
     return this.ending;
+  }
+
+  /**
+   * Its body pieces go as chunks (RFC 9112 §7.1), as node's `chunkedEncoding`
+   * says of its own response once the head is made (writeHead, flushHeaders,
+   * a first write): a writer that puts body bytes into the connection itself
+   * (sendfile, splice) frames them as chunks then, with h1-wire.ts.
+   */
+  get chunkedEncoding(): boolean {
+    return this.chunked;
   }
 
   /** The response can no longer be written: its connection is gone (node's res.destroyed once the socket closes). */

@@ -247,7 +247,7 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
     malformed: (conn, err) => refusals.logRefused(conn, H2_MALFORMED, 400, err),
     limits: { maxConcurrentStreams: s.http2MaxConcurrentStreams, maxHeaderSize: s.maxHeaderSize, idleTimeoutMs: s.idleTimeoutMs },
   });
-  return drainingUpgrades(alpnFront(httpFront(httpServer, cache === null ? proxyLane(s, o.log, handle) : undefined), h2), upgrading);
+  return drainingUpgrades(alpnFront(httpFront(httpServer, proxyLane(s, o.log, handle)), h2), upgrading);
 
 }
 
@@ -257,8 +257,9 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
  * server was a sixth of a 1 KiB keep-alive GET's CPU in a profile). A
  * request the pipeline would refuse (requestProblem, more fields than
  * --max-header-count) goes to node's server with its connection, which
- * refuses it as before. With --cache, node's server takes every request
- * (the cache's answers are written for node's response).
+ * refuses it as before. With --cache too: the cache writes its answers
+ * (stored bodies by sendfile, chunked while a fill is still being stored)
+ * through the exchange's response, the lane's as node's (send-stored.ts).
  */
 function proxyLane(s: ProxySettings, log: Logger, handle: (req: ExchangeRequest, res: ExchangeResponse) => Promise<void>): Omit<LaneOptions, 'draining' | 'handOver' | 'closeAfterAnswer' | 'left'> {
   return {
