@@ -352,7 +352,8 @@ export function httpFront(httpServer: http.Server, lane?: Omit<LaneOptions, 'dra
  * it node aborts the requests not yet answered and ends the connection at the
  * FIN. The proxy sets it too, and aborts only what waits on its upstream
  * (abortAtFin), as nginx's proxy ends a request whose client closed
- * (ngx_http_upstream_check_broken_connection) but sends a cache hit whole.
+ * (ngx_http_upstream_check_broken_connection); an answer from the store goes
+ * on whole (h1-lane.ts sendWholeAfterFin).
  */
 function answersAfterFin(httpServer: http.Server): boolean {
   return (httpServer as http.Server & { httpAllowHalfOpen?: boolean }).httpAllowHalfOpen === true;
@@ -365,7 +366,7 @@ function answersAfterFin(httpServer: http.Server): boolean {
  * answer that is not sent whole (h1-lane.ts sendWholeAfterFin: one that waits
  * on its upstream) is aborted as node's server without httpAllowHalfOpen
  * aborts it, and nginx (ngx_http_upstream_check_broken_connection, 499): the
- * connection is destroyed. Answers from the store go on whole (RFC 9112 §9.6).
+ * connection is destroyed. Answers from the store go on whole (sendWholeAfterFin).
  * After node's own 'end' listener, once per connection (a connection given
  * back after an Upgrade is attached again).
  */

@@ -133,10 +133,10 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
   );
   httpServer.maxHeadersCount = s.maxHeaderCount + 1;
   httpServer.timeout = s.idleTimeoutMs;
-  // A client's FIN (a half-close, RFC 9112 §9.6) no longer aborts every request on node's
+  // A client's FIN (a half-close, RFC 9293 §3.6) no longer aborts every request on node's
   // server: front.ts abortAtFin aborts those waiting on the upstream (499, as nginx's
-  // ngx_http_upstream_check_broken_connection), and an answer from the store goes on whole, as
-  // nginx sends a cache hit (h1-lane.ts sendWholeAfterFin), as the lane does (abortOnFin).
+  // ngx_http_upstream_check_broken_connection), and an answer from the store goes on whole
+  // (h1-lane.ts sendWholeAfterFin), as on the lane (abortOnFin).
   (httpServer as http.Server & { httpAllowHalfOpen?: boolean }).httpAllowHalfOpen = true;
 
   /**

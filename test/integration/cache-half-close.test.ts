@@ -1,11 +1,11 @@
 /**
  * `aludel proxy --cache`: a client that half-closes after its request
- * (close_notify and FIN behind it, TCP's shutdown(SHUT_WR); RFC 9112 §9.6
- * lets a client close its side while it still reads) gets a cache hit whole,
- * as nginx sends one (ngx_http_upstream_cache_send runs before
- * ngx_http_upstream_init_request installs the check for a client that left).
- * A request that waits on the upstream is still given up at the FIN and
- * logged 499, its upstream connection closed (proxy_ignore_client_abort off).
+ * (close_notify and FIN behind it, TCP's shutdown(SHUT_WR); it still reads,
+ * RFC 9293 §3.6, RFC 8446 §6.1) gets a cache hit whole: nothing waits on an
+ * upstream (h1-lane.ts sendWholeAfterFin; nginx cuts most such hits, see
+ * there). A request that waits on the upstream is still given up at the FIN
+ * and logged 499, its upstream connection closed, as nginx's
+ * (ngx_http_upstream_check_broken_connection, proxy_ignore_client_abort off).
  * Both on the lane (a plain GET) and on node's server (the same GET with a
  * field given twice, which the lane hands over).
  */
