@@ -133,6 +133,11 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
   );
   httpServer.maxHeadersCount = s.maxHeaderCount + 1;
   httpServer.timeout = s.idleTimeoutMs;
+  // A client's FIN (a half-close, RFC 9293 §3.6) no longer aborts every request on node's
+  // server: front.ts abortAtFin aborts those waiting on the upstream (499, as nginx's
+  // ngx_http_upstream_check_broken_connection), and an answer from the store goes on whole
+  // (h1-lane.ts sendWholeAfterFin), as on the lane (abortOnFin).
+  (httpServer as http.Server & { httpAllowHalfOpen?: boolean }).httpAllowHalfOpen = true;
 
   /**
    * The pipeline for one request: checks, then the cache or straight upstream.
@@ -267,7 +272,8 @@ function proxyLane(s: ProxySettings, log: Logger, handle: (req: ExchangeRequest,
     handle: (req, res) => void handle(req, res),
     takes: (req: LaneRequest) => req.rawHeaders.length / 2 <= s.maxHeaderCount && requestProblem(req.method, req.url, req.rawHeaders) === null,
     silent: (conn: SecureConnection) => closeWaitedForNothing(log, conn),
-    // A FIN while the upstream answers is the client leaving: 499, as before the lane (node's server) and as nginx.
+    // A FIN while the upstream answers is the client leaving: 499, as on node's server (front.ts
+    // abortAtFin) and as nginx; an answer from the store is sent whole (h1-lane.ts sendWholeAfterFin).
     abortOnFin: true,
   };
 }
