@@ -23,7 +23,9 @@
  * FRONTS (aludel-serve,floor-http,floor-raw) picks the fronts beside nginx;
  * nginx-proxy and aludel-proxy add the proxies' per-request cost, each in
  * front of one plain nginx origin whose CPU neither figure counts;
- * aludel-serve-base and aludel-proxy-base run BASELINE=DIR's build (another
+ * nginx-cache (proxy_cache) and aludel-cache (`aludel proxy --cache`) the
+ * caches' hits in front of it (the warm-up stores the file);
+ * aludel-serve-base, aludel-proxy-base and aludel-cache-base run BASELINE=DIR's build (another
  * checkout, built) in the same rounds, for an A/B of a change.
  *
  * Environment: ROUNDS (3), SECS (5), RATE (6400), LOOP, OFFLOAD (userspace), FRONTS, BASELINE.
@@ -73,6 +75,10 @@ const makers: Record<string, () => Promise<Server>> = {
   // A/B: the same fronts from another built checkout (BASELINE=DIR), in the same rounds.
   'aludel-serve-base': () => startAludelServe('serve, baseline', { host, tls, offload, root, cli: baselineCli() }),
   'aludel-proxy-base': async () => startAludel('proxy, baseline', { host, tls, offload, originPort: (await origin()).port, cli: baselineCli() }),
+  // The caches' hits: the origin answers each front's first request only (it marks everything cacheable).
+  'nginx-cache': async () => startNginx('nginx-cache', { dir: path.join(work, 'nginx-cache'), host, root, role: { kind: 'cache', originPort: (await origin()).port }, tls: { ...tls, offload } }),
+  'aludel-cache': async () => startAludel('proxy --cache', { host, tls, offload, originPort: (await origin()).port, cacheDir: path.join(work, 'aludel-cache') }),
+  'aludel-cache-base': async () => startAludel('proxy --cache, baseline', { host, tls, offload, originPort: (await origin()).port, cacheDir: path.join(work, 'aludel-cache-base'), cli: baselineCli() }),
 };
 function baselineCli(): string {
   if (!process.env.BASELINE) throw new Error('the -base fronts need BASELINE=DIR, a built checkout');
@@ -136,6 +142,13 @@ for (const [name] of fronts) {
   const base = rows[`${name}-base`];
   if (base === undefined) continue;
   console.log(`${name} / ${name}-base, CPU per request: ${fmt(rows[name]!.map((x, i) => x.us / base[i]!.us))}`);
+}
+// A proxy beside its nginx peer (same role), same round: proxy vs proxy, cache vs proxy_cache.
+for (const [name, peer] of [['aludel-proxy', 'nginx-proxy'], ['aludel-proxy-base', 'nginx-proxy'], ['aludel-cache', 'nginx-cache'], ['aludel-cache-base', 'nginx-cache']] as const) {
+  const mine = rows[name];
+  const theirs = rows[peer];
+  if (mine === undefined || theirs === undefined) continue;
+  console.log(`${name} / ${peer}, CPU per request: ${fmt(mine.map((x, i) => x.us / theirs[i]!.us))}`);
 }
 for (const [, s] of fronts) await s.stop();
 // (read through a cast: TypeScript cannot see origin() assign it)

@@ -194,7 +194,18 @@ static const struct ossl_func F_READ_BYTES = {P_SSL_F_SSL3_READ_BYTES, "ssl3_rea
 static const struct ossl_func F_WRITE_BYTES = {P_SSL_F_SSL3_WRITE_BYTES, "ssl3_write_bytes"};
 static const struct ossl_func F_WRITE_PENDING = {P_SSL_F_SSL3_WRITE_PENDING, "ssl3_write_pending"};
 static const struct ossl_func F_SHUTDOWN = {P_SSL_F_SSL_SHUTDOWN, "SSL_shutdown"};
-static const struct ossl_func F_NONE = {0, "aludel-preload"};
+/*
+ * Where 1.1.1 and 3.x refuse a handshake message after the handshake (see
+ * refuse_handshake_message): 1.1.1 in the call itself (SSL_renegotiate,
+ * SSL_renegotiate_abbreviated, SSL_key_update, SSL_verify_client_post_handshake:
+ * "error:14204153:SSL routines:SSL_renegotiate:no renegotiation", seen with
+ * 1.1.1w), 3.x renegotiation in its helper can_renegotiate (ssl_lib.c). 1.0.2f
+ * has neither KeyUpdate nor post-handshake authentication.
+ */
+static const struct ossl_func F_RENEGOTIATE = {P_SSL_F_SSL_RENEGOTIATE, "can_renegotiate"};
+static const struct ossl_func F_RENEGOTIATE_ABBREVIATED = {P_SSL_F_SSL_RENEGOTIATE_ABBREVIATED, "can_renegotiate"};
+static const struct ossl_func F_KEY_UPDATE = {P_SSL_F_SSL_KEY_UPDATE, "SSL_key_update"};
+static const struct ossl_func F_VERIFY_CLIENT_POST_HANDSHAKE = {P_SSL_F_SSL_VERIFY_CLIENT_POST_HANDSHAKE, "SSL_verify_client_post_handshake"};
 
 /*
  * Puts reason on OpenSSL's error queue, as OpenSSL would for the same record
@@ -221,9 +232,6 @@ static void push_error_in(const struct ossl_func *f, int reason) {
   push_error_alert(f, reason, -1);
 }
 
-static void push_error(int reason) {
-  push_error_in(&F_NONE, reason);
-}
 
 /* ---- hand-over after the handshake ---- */
 
@@ -694,8 +702,17 @@ int aludel_kernel_write(struct aludel_conn *c, const void *buf, size_t n, size_t
     c->last_error = P_SSL_ERROR_SYSCALL;
     return 0;
   }
-  if (c->broken) {
-    c->last_error = P_SSL_ERROR_SSL;
+  if (c->broken && !(c->fatal_alert && aludel_lib == ALUDEL_LIB_102)) {
+    /*
+     * After the peer's fatal alert (alert_received), as OpenSSL: 1.1.1 took
+     * it with SSLfatal, and its SSL_write meets the state machine's error
+     * state (-1, nothing queued), which SSL_get_error calls ZERO_RETURN
+     * (RECEIVED_SHUTDOWN with warn_alert 0, as after alert_received's read);
+     * 1.0.2f only queued the alert and marked the peer's side shut, and
+     * writes on (below). Seen with both alone (ssl-return-probe.c
+     * write-read-write).
+     */
+    c->last_error = c->fatal_alert ? P_SSL_ERROR_ZERO_RETURN : P_SSL_ERROR_SSL;
     return 0;
   }
   size_t done = partial ? 0 : c->write_done;
@@ -988,13 +1005,25 @@ ALUDEL_EXPORT void SSL_free(SSL *ssl) {
  * start either (new keys for renegotiation or KeyUpdate: Linux < 6.14 cannot
  * re-key, and the peer's Certificate/Finished would have to be verified by
  * OpenSSL). So they fail as OpenSSL fails them when the connection cannot
- * (0, a reason on the error queue, nothing sent), with one event line; the
+ * (0, nothing sent, and the reason queued in the function that OpenSSL
+ * version names, or nothing queued where it queues nothing), with one event line; the
  * connection goes on with its keys. A program that asks gets the failure it
  * already handles for a client that did not offer post-handshake
  * authentication (RFC 8446 §4.6.2) or a peer that refuses renegotiation.
  */
-static int refuse_handshake_message(struct aludel_conn *c, int reason, const char *what) {
-  push_error(reason);
+static int refuse_handshake_message(struct aludel_conn *c, const struct ossl_func *f, int reason, const char *what) {
+  /*
+   * 1.0.2f's SSL_renegotiate refuses (ssl3_renegotiate, under
+   * SSL3_FLAGS_NO_RENEGOTIATE_CIPHERS) with 0 and nothing queued, which
+   * SSL_get_error calls SYSCALL; 1.1.1 and 3.x queue the reason, SSL_get_error
+   * then says SSL. Seen with both alone (ssl-return-probe.c renegotiate-refused).
+   */
+  if (aludel_lib == ALUDEL_LIB_102) {
+    c->last_error = P_SSL_ERROR_SYSCALL;
+  } else {
+    push_error_in(f, reason);
+    c->last_error = P_SSL_ERROR_SSL;
+  }
   aludel_event("fd %d: %s refused: the connection is in kernel TLS, which cannot carry a handshake after the first; the connection goes on", c->fd, what);
   return 0;
 }
@@ -1002,28 +1031,28 @@ static int refuse_handshake_message(struct aludel_conn *c, int reason, const cha
 ALUDEL_EXPORT int SSL_verify_client_post_handshake(SSL *ssl) {
   aludel_prepare();
   struct aludel_conn *c = aludel_offloaded(ssl);
-  if (c != NULL) return refuse_handshake_message(c, P_SSL_R_NO_RENEGOTIATION, "TLS 1.3 post-handshake client authentication (SSL_verify_client_post_handshake)");
+  if (c != NULL) return refuse_handshake_message(c, &F_VERIFY_CLIENT_POST_HANDSHAKE, P_SSL_R_NO_RENEGOTIATION, "TLS 1.3 post-handshake client authentication (SSL_verify_client_post_handshake)");
   return aludel_real.verify_client_post_handshake != NULL ? aludel_real.verify_client_post_handshake(ssl) : 0;
 }
 
 ALUDEL_EXPORT int SSL_key_update(SSL *ssl, int type) {
   aludel_prepare();
   struct aludel_conn *c = aludel_offloaded(ssl);
-  if (c != NULL) return refuse_handshake_message(c, P_SSL_R_CANNOT_CHANGE_CIPHER, "a TLS 1.3 KeyUpdate from this side (SSL_key_update)");
+  if (c != NULL) return refuse_handshake_message(c, &F_KEY_UPDATE, P_SSL_R_CANNOT_CHANGE_CIPHER, "a TLS 1.3 KeyUpdate from this side (SSL_key_update)");
   return aludel_real.key_update != NULL ? aludel_real.key_update(ssl, type) : 0;
 }
 
 ALUDEL_EXPORT int SSL_renegotiate(SSL *ssl) {
   aludel_prepare();
   struct aludel_conn *c = aludel_offloaded(ssl);
-  if (c != NULL) return refuse_handshake_message(c, P_SSL_R_NO_RENEGOTIATION, "a TLS 1.2 renegotiation from this side (SSL_renegotiate)");
+  if (c != NULL) return refuse_handshake_message(c, &F_RENEGOTIATE, P_SSL_R_NO_RENEGOTIATION, "a TLS 1.2 renegotiation from this side (SSL_renegotiate)");
   return aludel_real.renegotiate != NULL ? aludel_real.renegotiate(ssl) : 0;
 }
 
 ALUDEL_EXPORT int SSL_renegotiate_abbreviated(SSL *ssl) {
   aludel_prepare();
   struct aludel_conn *c = aludel_offloaded(ssl);
-  if (c != NULL) return refuse_handshake_message(c, P_SSL_R_NO_RENEGOTIATION, "a TLS 1.2 renegotiation from this side (SSL_renegotiate_abbreviated)");
+  if (c != NULL) return refuse_handshake_message(c, &F_RENEGOTIATE_ABBREVIATED, P_SSL_R_NO_RENEGOTIATION, "a TLS 1.2 renegotiation from this side (SSL_renegotiate_abbreviated)");
   return aludel_real.renegotiate_abbreviated != NULL ? aludel_real.renegotiate_abbreviated(ssl) : 0;
 }
 

@@ -71,6 +71,10 @@ typedef void (*aludel_info_cb)(const SSL *ssl, int where, int ret);
 #define P_SSL_F_SSL3_WRITE_BYTES 158
 #define P_SSL_F_SSL3_WRITE_PENDING 159
 #define P_SSL_F_SSL_SHUTDOWN 224
+#define P_SSL_F_SSL_KEY_UPDATE 515 /* 1.1.1 only, as the four below */
+#define P_SSL_F_SSL_RENEGOTIATE 516
+#define P_SSL_F_SSL_RENEGOTIATE_ABBREVIATED 546
+#define P_SSL_F_SSL_VERIFY_CLIENT_POST_HANDSHAKE 616
 #define P_SSL_R_BAD_WRITE_RETRY 127
 #define P_SSL_R_SHUTDOWN_WHILE_IN_INIT 407 /* 1.1.0+ */
 #define P_SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER 0x2L

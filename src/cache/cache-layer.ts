@@ -24,6 +24,7 @@ import { isPartial, type Entry, type StoredResponse } from './store.js';
 import { covers, partStorability, rangeFromParts, type ByteRanges } from './partial.js';
 import { sendStored, type StoredBody } from './send-stored.js';
 import { filterResponseHeaders } from '../http/forward-headers.js';
+import { sendWholeAfterFin } from '../http/h1-lane.js';
 import {
   answeredHeaders,
   cacheKey,
@@ -216,6 +217,10 @@ export class CacheLayer {
     const fd = lease.fd;
     const view = update ?? entry;
     x.cache = outcome;
+    // From here nothing waits on an upstream: a client that half-closes now gets it whole
+    // (h1-lane.ts sendWholeAfterFin). Marked in the turn the request was read for a hit (select,
+    // openBody are synchronous), so before its FIN can be seen.
+    sendWholeAfterFin(x.res);
     if (x.cacheDetail !== null) status.detail = x.cacheDetail;
     const src: StoredBody = {
       status: entry.status, reason: entry.reason, headers: view.headers, fd,
@@ -270,6 +275,12 @@ export class CacheLayer {
    */
   private async followFill(x: Exchange, fill: Fill, head: FillHead, reader: FillReader, fwd: CacheStatus['fwd']): Promise<number> {
     x.cache = 'collapsed';
+    // The fill goes on for the store whether this client stays or not, and this request holds no
+    // upstream connection a FIN should free: it is sent whole (h1-lane.ts sendWholeAfterFin), as a
+    // hit is. nginx's request waiting on proxy_cache_lock has no check for a client that left
+    // either (ngx_http_upstream_cache returns NGX_BUSY before ngx_http_upstream_init_request installs
+    // it). A FIN while c.follow() is still under way comes before this mark: that request is aborted.
+    sendWholeAfterFin(x.res);
     try {
       return (await sendStored(x, fillBody(fill, head, reader), cacheStatus({ fwd, collapsed: true, detail: x.cacheDetail ?? undefined }), (path, n) => sent(x, path, n))).status;
     } finally {

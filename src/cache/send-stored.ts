@@ -2,7 +2,8 @@
  * Answers a request from a stored response, or from one still being stored:
  * the client's conditional request (304) and Range (206/416) are evaluated
  * here with the same code `aludel serve` uses for files, then the header
- * fields go out through node's ServerResponse and the body by the
+ * fields go out through the exchange's response (node's HTTP/1.1 or HTTP/2
+ * one, or the lane's, h1-lane.ts LaneResponse) and the body by the
  * connection's sendFile: sendfile(2) from the page cache into the kTLS
  * socket, or read + SSL_write without kTLS TX.
  *
@@ -14,12 +15,11 @@
  * stopped being stored (fill.ts) hands the bytes past its file's end from
  * memory (`piece`): written to the connection as they are.
  */
-import { ServerResponse } from 'node:http';
 import { Http2ServerResponse } from 'node:http2';
 import { evaluatePreconditions, ifRangeAllows, parseHttpDate } from '../http/conditional.js';
 import { parseRange } from '../http/range.js';
 import { whenAttached } from '../http/front.js';
-import { dropFields, writeHead, type Exchange } from '../http/exchange.js';
+import { dropFields, h1Response, writeHead, type Exchange } from '../http/exchange.js';
 import { sendRangeOverH2, takenInTime } from '../http/h2-body.js';
 import { chunkFraming } from '../http/h1-wire.js';
 import { sentWithHead, sentWithHeadNow } from '../http/small-body.js';
@@ -130,7 +130,8 @@ export async function sendStored(x: Exchange, src: StoredBody, cacheStatus: stri
   // A small body already whole in the file, without kTLS TX: with its head in one record (small-body.ts),
   // at once when the response is the connection's current one and the bytes are in the page cache
   // (each await of the asynchronous way is a promise and a microtask turn).
-  if (length !== null && res instanceof ServerResponse && (src.inFile?.() ?? src.available()) >= start + length && (sentWithHeadNow(res, src.fd, start, length) || (await sentWithHead(res, src.fd, start, length)))) {
+  const h1 = h1Response(res);
+  if (length !== null && h1 !== null && (src.inFile?.() ?? src.available()) >= start + length && (sentWithHeadNow(h1, src.fd, start, length) || (await sentWithHead(h1, src.fd, start, length)))) {
     onBody('write', length);
     return { status, bytes: length, bodyPath: 'write' };
   }
@@ -188,12 +189,14 @@ async function rangeSender(res: Exchange['res']): Promise<RangeSender> {
       },
     };
   }
-  // With a cache every HTTP/1.1 request goes through node's server (http-proxy.ts proxyLane): never the lane's response.
-  if (!(res instanceof ServerResponse)) throw new Error('a stored body is sent through node\'s response only');
-  const conn = await whenAttached(res);
-  // Unknown length: node chose chunked for an HTTP/1.1 client (close-delimited for 1.0).
-  const framing = res.chunkedEncoding ? chunkFraming(conn) : null;
-  res.flushHeaders();
+  // node's response or the lane's: both frame a body of unknown length the same way (h1-wire.ts framedResponseHead).
+  const h1 = h1Response(res);
+  if (h1 === null) throw new Error('a response neither HTTP/2 nor HTTP/1.1');
+  const conn = await whenAttached(h1);
+  // Unknown length: chunked for an HTTP/1.1 client (close-delimited for 1.0, node's server only), as
+  // the response's head says; the bytes sendfile puts into the connection are framed here to match.
+  h1.flushHeaders();
+  const framing = h1.chunkedEncoding ? chunkFraming(conn) : null;
   return {
     file: async (fd, offset, length) => {
       framing?.before(length);

@@ -8,6 +8,7 @@ import { InvalidOptionError } from '../errors.js';
 import { silentLogger, type Logger } from '../log/logger.js';
 import type { ListenerSettings } from '../config/proxy-settings.js';
 import { certificateWarnings } from '../tls/certificates.js';
+import { PLAIN_HTTP_ANSWER } from '../http/h1-wire.js';
 import { createKtlsServer } from '../tls/create-server.js';
 import { describeHwPolicy, resolveHwPolicy, type HwPolicyDecision } from '../tls/hw-offload-policy.js';
 import { readTicketKeyFiles } from '../tls/ticket-keys.js';
@@ -45,7 +46,7 @@ export class Listeners {
     this.fileLog = fileWarnings ? log : silentLogger;
     this.list = s.listen.map(({ host, port }) => {
       const { tls, hw } = this.tlsFor(s, host);
-      const server = namingCipherSetting(s, () => createKtlsServer({ ...tls, offload: s.offload, handshakeTimeoutMs: s.handshakeTimeoutMs, maxConnections: s.maxConnections, log }));
+      const server = namingCipherSetting(s, () => createKtlsServer({ ...tls, offload: s.offload, handshakeTimeoutMs: s.handshakeTimeoutMs, maxConnections: s.maxConnections, plainHttpAnswer: PLAIN_HTTP_ANSWER, log }));
       return { server, host, port, hw };
     });
     this.warnAboutCertificates();

@@ -11,6 +11,7 @@
  */
 import { AggregatorRegistry, Gauge, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { Logger } from '../log/logger.js';
+import { closingAnswer } from '../http/h1-wire.js';
 import { metricsText, serveAdmin, VERSION, type AdminPurgeResult, type AdminServer } from '../metrics/admin-server.js';
 import { readKernelTlsStat } from '../metrics/kernel-tls-stat.js';
 import type { ManagedCertificateStatus } from '../tls/acme/acme-manager.js';
@@ -89,7 +90,7 @@ async function aggregated(o: WorkerAdminOptions, perWorker?: unknown[][]): Promi
 }
 
 export async function startWorkerAdmin(o: WorkerAdminOptions): Promise<AdminServer> {
-  return serveAdmin(o, {
+  return serveAdmin({ ...o, closingAnswer }, {
     purge: o.purge,
     metrics: async () => metricsText(await aggregated(o)),
     status: async (admin) => {

@@ -9,6 +9,7 @@ import type { ProxySettings } from '../config/proxy-settings.js';
 import { loadAddon, type Native } from '../native/binding.js';
 import { createHttpProxy } from '../proxy/http-proxy.js';
 import { httpAlpn } from '../http/alpn-front.js';
+import { closingAnswer } from '../http/h1-wire.js';
 import { createTcpProxy } from '../proxy/tcp-proxy.js';
 import { startAdmin, type AdminServer } from '../metrics/admin-server.js';
 import { TrafficStats } from '../metrics/traffic-stats.js';
@@ -104,7 +105,7 @@ export async function runProxy(s: ProxySettings, load: (configText?: string) => 
   const addresses = await listeners.listen(s, log);
   if (s.mode === 'http') redirect = await startRedirectFor(s, addresses, log, acme?.http01);
   const purge = cache === null ? undefined : (url: string): PurgeResult => cache!.purge(url);
-  admin = s.admin === null ? null : await startAdmin({ ...s.admin, command: s.mode === 'http' ? 'proxy' : 'tcp', server: listeners, listen: addresses.join(' '), stats, group: () => group!, purge, acme: acme ? () => acme.status() : undefined, log });
+  admin = s.admin === null ? null : await startAdmin({ ...s.admin, command: s.mode === 'http' ? 'proxy' : 'tcp', server: listeners, listen: addresses.join(' '), stats, group: () => group!, purge, closingAnswer, acme: acme ? () => acme.status() : undefined, log });
   startAcme(acme, s, listeners, log);
   log.info({ listen: addresses[0], addresses, mode: s.mode, upstreams: s.upstreams.map((u) => u.url), cache: s.cache }, 'proxying');
   return { listeners, serving, stats, admin, cache, log, addresses };

@@ -9,6 +9,7 @@ import { TrafficStats } from '../metrics/traffic-stats.js';
 import { Serving, type Generation } from './serving.js';
 import { Listeners } from './listeners.js';
 import { httpAlpn } from '../http/alpn-front.js';
+import { closingAnswer } from '../http/h1-wire.js';
 import { withHeldFiles } from '../config/held-files.js';
 import { attachWorker } from './worker-link.js';
 import { firstOrOnly, type WorkerRole } from './worker-protocol.js';
@@ -76,7 +77,7 @@ export async function runServe(s: ServeSettings, load: (configText?: string) => 
   }
   const addresses = await listeners.listen(s, log);
   redirect = await startRedirectFor(s, addresses, log, acme?.http01);
-  admin = s.admin === null ? null : await startAdmin({ ...s.admin, command: 'serve', server: listeners, listen: addresses.join(' '), stats, group: null, acme: acme ? () => acme.status() : undefined, log });
+  admin = s.admin === null ? null : await startAdmin({ ...s.admin, command: 'serve', server: listeners, listen: addresses.join(' '), stats, group: null, closingAnswer, acme: acme ? () => acme.status() : undefined, log });
   startAcme(acme, s, listeners, log);
   log.info({ listen: addresses[0], addresses, root: s.root, alpn: httpAlpn(s.http2) }, 'serving files over HTTPS');
   return { listeners, serving, addresses, log, stats, admin };

@@ -10,7 +10,7 @@ import type http from 'node:http';
 import type { SecureConnection } from '../tls/types.js';
 import { connectionOptions } from './forward-headers.js';
 import { trackHeads } from '../transport/head-line.js';
-import { LaneConnection, type H1Response, type LaneOptions } from './h1-lane.js';
+import { LaneConnection, sentWholeAfterFin, type H1Response, type LaneOptions } from './h1-lane.js';
 
 export interface Front {
   /** Takes a connection whose handshake is done. */
@@ -247,6 +247,9 @@ export function httpFront(httpServer: http.Server, lane?: Omit<LaneOptions, 'dra
   const lanes = new Set<LaneConnection>();
   let draining = false;
   const halfOpen = answersAfterFin(httpServer);
+  // The lane's abortOnFin on node's server too (abortAtFin); node's own abort at a FIN needs
+  // httpAllowHalfOpen off, and then aborts every request, a hit too.
+  const finAborts = halfOpen && lane?.abortOnFin === true;
   const attachNode = (conn: SecureConnection, rest: Buffer | null, firstDeadline: number | null = null, ended = false): void => {
     (conn as SecureConnection & { destroySoon?: () => void }).destroySoon = destroySoon;
     (conn as SecureConnection & { allowHalfOpen: boolean }).allowHalfOpen = halfOpen;
@@ -257,6 +260,7 @@ export function httpFront(httpServer: http.Server, lane?: Omit<LaneOptions, 'dra
     }
     const ownEnd = ended ? conn.listeners('end') : [];
     httpServer.emit('connection', conn);
+    if (finAborts) abortsAtFin(conn);
     trackHeads(conn);
     if (ended) {
       feedAfterFin(conn, rest, ownEnd);
@@ -304,6 +308,7 @@ export function httpFront(httpServer: http.Server, lane?: Omit<LaneOptions, 'dra
       (conn as SecureConnection & { destroySoon?: () => void }).destroySoon = destroySoon;
       if (halfOpen) (conn as SecureConnection & { allowHalfOpen: boolean }).allowHalfOpen = true;
       httpServer.emit('connection', conn);
+      if (finAborts) abortsAtFin(conn);
       // After node's own 'data' listener: where its heads begin and their request lines, for the
       // access-log line of one refused and the 414 or 431 of one over the limit (transport/head-line.ts).
       trackHeads(conn);
@@ -345,11 +350,39 @@ export function httpFront(httpServer: http.Server, lane?: Omit<LaneOptions, 'dra
  * undocumented http.Server.httpAllowHalfOpen, read by its socketOnEnd, which
  * marks the last response queued to end the connection, res._last). Without
  * it node aborts the requests not yet answered and ends the connection at the
- * FIN, as nginx's proxy ends a request whose client closed
- * (ngx_http_upstream_check_broken_connection), which the proxy keeps.
+ * FIN. The proxy sets it too, and aborts only what waits on its upstream
+ * (abortAtFin), as nginx's proxy ends a request whose client closed
+ * (ngx_http_upstream_check_broken_connection); an answer from the store goes
+ * on whole (h1-lane.ts sendWholeAfterFin).
  */
 function answersAfterFin(httpServer: http.Server): boolean {
   return (httpServer as http.Server & { httpAllowHalfOpen?: boolean }).httpAllowHalfOpen === true;
+}
+
+/**
+ * The client's FIN on a connection of node's server with httpAllowHalfOpen (a
+ * front whose lane has abortOnFin: the proxy): node has marked the last
+ * response to end the connection (socketOnEnd); a request still owed an
+ * answer that is not sent whole (h1-lane.ts sendWholeAfterFin: one that waits
+ * on its upstream) is aborted as node's server without httpAllowHalfOpen
+ * aborts it, and nginx (ngx_http_upstream_check_broken_connection, 499): the
+ * connection is destroyed. Answers from the store go on whole (sendWholeAfterFin).
+ * After node's own 'end' listener, once per connection (a connection given
+ * back after an Upgrade is attached again).
+ */
+function abortsAtFin(conn: SecureConnection): void {
+  if (!conn.listeners('end').includes(abortAtFin)) conn.on('end', abortAtFin);
+}
+
+function abortAtFin(this: SecureConnection): void {
+  const list = requestsOn.get(this)?.responses;
+  if (list === undefined) return;
+  for (const res of list) {
+    if (!res.closed && !res.writableFinished && !sentWholeAfterFin(res)) {
+      this.destroy();
+      return;
+    }
+  }
 }
 
 /**

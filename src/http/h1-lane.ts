@@ -1,6 +1,6 @@
 /**
- * The lane: the plain HTTP/1.1 requests of `serve` and `proxy` (without
- * --cache) answered without node's http.Server. A keep-alive GET or HEAD
+ * The lane: the plain HTTP/1.1 requests of `serve` and `proxy` (with or
+ * without --cache) answered without node's http.Server. A keep-alive GET or HEAD
  * whose head is whole in what was read,
  * strictly formed (RFC 9112 §3, §5: CRLF lines, token names, no obs-fold, no
  * control bytes, one Host, no field twice), with no body, Upgrade or Expect,
@@ -169,6 +169,16 @@ export class LaneResponse extends EventEmitter {
     return this.ending;
   }
 
+  /**
+   * Its body pieces go as chunks (RFC 9112 §7.1), as node's `chunkedEncoding`
+   * says of its own response once the head is made (writeHead, flushHeaders,
+   * a first write): a writer that puts body bytes into the connection itself
+   * (sendfile, splice) frames them as chunks then, with h1-wire.ts.
+   */
+  get chunkedEncoding(): boolean {
+    return this.chunked;
+  }
+
   /** The response can no longer be written: its connection is gone (node's res.destroyed once the socket closes). */
   get destroyed(): boolean {
     return this.socket.destroyed;
@@ -303,6 +313,31 @@ export class LaneResponse extends EventEmitter {
   }
 }
 
+/** Responses sent whole even if their client half-closes meanwhile (sendWholeAfterFin). */
+const wholeAfterFin = new WeakSet<object>();
+
+/**
+ * `res` (the lane's or node's) is answered without waiting on an upstream (a
+ * stored response, the proxy's cache): a FIN from its client does not abort
+ * it, where abortOnFin aborts the others. A client that closes its sending
+ * side still reads (TCP's half-close, RFC 9293 §3.6; TLS's close_notify has
+ * no effect on the read side, RFC 8446 §6.1), and aborting frees nothing
+ * here: no upstream connection waits. nginx is not followed here: it aborts a
+ * request waiting on its upstream at the FIN (ngx_http_upstream_check_broken_connection,
+ * 499, as abortOnFin does), but also any response that once had to wait for
+ * the socket (ngx_http_set_write_handler's ngx_http_test_reading, "client
+ * prematurely closed connection"), a cache hit or a static file alike: 1.11.1
+ * and 1.18 cut most 4 MiB hits to half-closing clients, logged 200.
+ */
+export function sendWholeAfterFin(res: object): void {
+  wholeAfterFin.add(res);
+}
+
+/** Whether sendWholeAfterFin said so of `res`. */
+export function sentWholeAfterFin(res: object): boolean {
+  return wholeAfterFin.has(res);
+}
+
 export interface LaneOptions {
   maxHeaderSize: number;
   idleTimeoutMs: number;
@@ -336,7 +371,9 @@ export interface LaneOptions {
    * abortIncoming) and nginx's proxy (ngx_http_upstream_check_broken_connection:
    * "client prematurely closed connection", proxy_ignore_client_abort off).
    * Without it (serve) the requests read before a FIN are answered first, as
-   * nginx answers static ones.
+   * nginx answers static ones. With it, a response in flight marked by
+   * sendWholeAfterFin is still sent whole, and the connection then ends: the
+   * requests read behind it are dropped, as the abort would have.
    */
   abortOnFin?: boolean;
 }
@@ -410,7 +447,7 @@ export class LaneConnection {
     this.ended = true;
     // Heads waiting with no answer in flight: the next() responded() queued takes them first.
     if (this.current === null && this.pending === null) this.finishIdle();
-    else if (this.o.abortOnFin === true) this.conn.destroy();
+    else if (this.o.abortOnFin === true && !(this.current !== null && sentWholeAfterFin(this.current))) this.conn.destroy();
   };
 
   // node's socket timeout (http.Server.timeout): the connection is destroyed, busy or idle.
@@ -462,6 +499,12 @@ export class LaneConnection {
       // client's FIN, and sat in CLOSE-WAIT until a stop's deadline cut it.
       this.leaveLane();
       this.o.closeAfterAnswer(this.conn);
+      return;
+    }
+    if (this.ended && this.o.abortOnFin === true) {
+      // A response sent whole past its client's FIN (onEnd): the heads behind it are aborted, unread.
+      this.pending = null;
+      this.finishIdle();
       return;
     }
     // Not resumed here: with heads still waiting, another read would only pile onto them (one head

@@ -58,6 +58,17 @@ export function closingAnswer(status: number, extra: readonly string[] = []): Bu
   return responseHead(status, http.STATUS_CODES[status] ?? 'Error', ['Connection', 'close', 'Content-Length', '0', ...extra]);
 }
 
+const PLAIN_HTTP_BODY = 'The plain HTTP request was sent to the HTTPS port\n';
+
+/**
+ * The clear-text answer to plain HTTP sent to a TLS port (tls/plain-http.ts
+ * sends it), as nginx's 400 "The plain HTTP request was sent to HTTPS port".
+ */
+export const PLAIN_HTTP_ANSWER = Buffer.concat([
+  responseHead(400, 'Bad Request', ['Content-Type', 'text/plain', 'Content-Length', String(PLAIN_HTTP_BODY.length), 'Connection', 'close']),
+  Buffer.from(PLAIN_HTTP_BODY, 'latin1'),
+]);
+
 /** A request head with no body, for requests Aludel makes itself (health checks). */
 export function requestHead(method: string, target: string, fields: readonly string[]): Buffer {
   let head = `${method} ${target} HTTP/1.1\r\n`;

@@ -13,7 +13,8 @@ import { isIP } from 'node:net';
 import type { Logger } from '../log/logger.js';
 import { HOST_NAME } from '../config/setting-values.js';
 import { requestProblem } from './request-checks.js';
-import { capSideListener, listenSideServer, sideServerOptions } from '../transport/side-listener.js';
+import { answerParseErrors, capSideListener, listenSideServer, sideServerOptions } from '../transport/side-listener.js';
+import { closingAnswer } from './h1-wire.js';
 import type { Http01Responder } from '../tls/acme/http01.js';
 
 export interface RedirectOptions {
@@ -59,7 +60,9 @@ export async function startRedirect(o: RedirectOptions): Promise<{ address: stri
     }
     res.writeHead(308, { Location: location, 'Content-Length': 0 }).end();
   });
-  server.on('clientError', (_err, socket) => socket.destroy());
+  // A head node's parser refuses gets nginx's answer (414, 431, 408 or 400, then the close), as on
+  // the admin listener, where it had node's silent close: nginx's port-80 server answers it too.
+  answerParseErrors(server, closingAnswer);
   capSideListener(server, 'redirect listener', o.log);
   await listenSideServer(server, '--redirect-http', o.host, o.port);
   const a = server.address() as { address: string; port: number };

@@ -13,7 +13,7 @@ import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import type { Logger } from '../log/logger.js';
 import type { OffloadDecision, SecureServer } from '../tls/types.js';
 import { isLoopback } from '../config/loopback.js';
-import { answerParseErrors, capSideListener, listenSideServer, sideServerOptions } from '../transport/side-listener.js';
+import { answerParseErrors, capSideListener, listenSideServer, sideServerOptions, type ClosingAnswer } from '../transport/side-listener.js';
 import { kernelTlsRegistry, readKernelTlsStat, type KernelTlsStat } from './kernel-tls-stat.js';
 import type { TrafficStats, TrafficTotals } from './traffic-stats.js';
 import type { ManagedCertificateStatus } from '../tls/acme/acme-manager.js';
@@ -44,6 +44,8 @@ export interface AdminOptions {
   purge?: (url: string) => AdminPurgeResult | Promise<AdminPurgeResult>;
   /** --acme-domain: each managed certificate's expiry, next renewal and last error. */
   acme?: () => ManagedCertificateStatus[];
+  /** The answer to a request node's parser refuses (http/h1-wire.ts closingAnswer: metrics/ sits below http/). */
+  closingAnswer: ClosingAnswer;
   log: Logger;
 }
 
@@ -254,7 +256,7 @@ export interface AdminPurgeResult {
 /** Starts the admin listener; resolves once it is bound and logged. */
 export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
   registerAdminMetrics(o);
-  return serveAdmin({ host: o.host, port: o.port, log: o.log }, { metrics: () => metricsText(o.stats.registry), status: (admin) => status(o, admin), purge: o.purge });
+  return serveAdmin({ host: o.host, port: o.port, closingAnswer: o.closingAnswer, log: o.log }, { metrics: () => metricsText(o.stats.registry), status: (admin) => status(o, admin), purge: o.purge });
 }
 
 /**
@@ -268,7 +270,7 @@ export function registerAdminMetrics(o: Pick<AdminOptions, 'stats' | 'server' | 
 }
 
 /** The HTTP side of an admin listener, whichever process's numbers it answers with. */
-export async function serveAdmin(o: { host: string; port: number; log: Logger }, a: AdminAnswers): Promise<AdminServer> {
+export async function serveAdmin(o: Pick<AdminOptions, 'host' | 'port' | 'closingAnswer' | 'log'>, a: AdminAnswers): Promise<AdminServer> {
   let admin = '';
   let onLoopback = isLoopback(o.host);
   // A scrape is one request: 10 s for it, as the redirect listener's.
@@ -305,7 +307,7 @@ export async function serveAdmin(o: { host: string; port: number; log: Logger },
     );
   });
   capSideListener(server, 'admin listener', o.log);
-  answerParseErrors(server);
+  answerParseErrors(server, o.closingAnswer);
   await listenSideServer(server, '--admin', o.host, o.port);
   const bound = server.address() as net.AddressInfo;
   admin = `${bound.address}:${bound.port}`;

@@ -133,6 +133,11 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
   );
   httpServer.maxHeadersCount = s.maxHeaderCount + 1;
   httpServer.timeout = s.idleTimeoutMs;
+  // A client's FIN (a half-close, RFC 9293 §3.6) no longer aborts every request on node's
+  // server: front.ts abortAtFin aborts those waiting on the upstream (499, as nginx's
+  // ngx_http_upstream_check_broken_connection), and an answer from the store goes on whole
+  // (h1-lane.ts sendWholeAfterFin), as on the lane (abortOnFin).
+  (httpServer as http.Server & { httpAllowHalfOpen?: boolean }).httpAllowHalfOpen = true;
 
   /**
    * The pipeline for one request: checks, then the cache or straight upstream.
@@ -247,7 +252,7 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
     malformed: (conn, err) => refusals.logRefused(conn, H2_MALFORMED, 400, err),
     limits: { maxConcurrentStreams: s.http2MaxConcurrentStreams, maxHeaderSize: s.maxHeaderSize, idleTimeoutMs: s.idleTimeoutMs },
   });
-  return drainingUpgrades(alpnFront(httpFront(httpServer, cache === null ? proxyLane(s, o.log, handle) : undefined), h2), upgrading);
+  return drainingUpgrades(alpnFront(httpFront(httpServer, proxyLane(s, o.log, handle)), h2), upgrading);
 
 }
 
@@ -257,8 +262,9 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
  * server was a sixth of a 1 KiB keep-alive GET's CPU in a profile). A
  * request the pipeline would refuse (requestProblem, more fields than
  * --max-header-count) goes to node's server with its connection, which
- * refuses it as before. With --cache, node's server takes every request
- * (the cache's answers are written for node's response).
+ * refuses it as before. With --cache too: the cache writes its answers
+ * (stored bodies by sendfile, chunked while a fill is still being stored)
+ * through the exchange's response, the lane's as node's (send-stored.ts).
  */
 function proxyLane(s: ProxySettings, log: Logger, handle: (req: ExchangeRequest, res: ExchangeResponse) => Promise<void>): Omit<LaneOptions, 'draining' | 'handOver' | 'closeAfterAnswer' | 'left'> {
   return {
@@ -266,7 +272,8 @@ function proxyLane(s: ProxySettings, log: Logger, handle: (req: ExchangeRequest,
     handle: (req, res) => void handle(req, res),
     takes: (req: LaneRequest) => req.rawHeaders.length / 2 <= s.maxHeaderCount && requestProblem(req.method, req.url, req.rawHeaders) === null,
     silent: (conn: SecureConnection) => closeWaitedForNothing(log, conn),
-    // A FIN while the upstream answers is the client leaving: 499, as before the lane (node's server) and as nginx.
+    // A FIN while the upstream answers is the client leaving: 499, as on node's server (front.ts
+    // abortAtFin) and as nginx; an answer from the store is sent whole (h1-lane.ts sendWholeAfterFin).
     abortOnFin: true,
   };
 }

@@ -24,6 +24,12 @@ export interface CreateServerOptions extends TlsOptions {
   handshakeTimeoutMs?: number;
   /** --max-connections per listener (handshakes in progress included); null or absent = no limit. */
   maxConnections?: number | null;
+  /**
+   * The clear-text answer to plain HTTP sent to the TLS port (http/h1-wire.ts
+   * PLAIN_HTTP_ANSWER, passed in by the commands: tls/ sits below http/);
+   * absent: such a client is closed unanswered.
+   */
+  plainHttpAnswer?: Buffer;
   log?: Logger;
 }
 
@@ -46,6 +52,7 @@ export function createKtlsServer(options: CreateServerOptions): SecureServer {
     offload,
     handshakeTimeoutMs,
     maxConnections,
+    plainHttpAnswer: options.plainHttpAnswer ?? null,
     log,
   });
 }

@@ -45,6 +45,8 @@ export interface KtlsServerOptions {
   handshakeTimeoutMs: number;
   /** --max-connections: live connections (handshaking or open) beyond which new ones are closed unread; null = no limit. */
   maxConnections?: number | null;
+  /** What a client speaking plain HTTP to this TLS port is answered (plain-http.ts); null: it is closed unanswered. */
+  plainHttpAnswer: Buffer | null;
   log: Logger;
 }
 
@@ -179,7 +181,7 @@ export class KtlsServer extends EventEmitter implements SecureServer {
       },
       (err: Error) => {
         this.emit('tlsClientError', err, conn);
-        if (isPlainHttp(err)) answerPlainHttp(native, fd);
+        if (this.o.plainHttpAnswer !== null && isPlainHttp(err)) answerPlainHttp(native, fd, this.o.plainHttpAnswer);
         conn.destroy();
       },
     );

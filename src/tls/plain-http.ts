@@ -6,12 +6,12 @@
  * it, so the admin or the user sees what went wrong; Aludel does the same,
  * in the clear, then closes. What the client sent is read and dropped first
  * (one non-blocking pass), so that closing does not turn into a RST that
- * could discard the answer before the client reads it.
+ * could discard the answer before the client reads it. The answer's bytes
+ * are http/h1-wire.ts PLAIN_HTTP_ANSWER, handed down by the commands (tls/
+ * sits below http/, the one writer of HTTP/1.1 wire format).
  */
 import { AGAIN, type Native } from '../native/binding.js';
 
-const BODY = 'The plain HTTP request was sent to the HTTPS port\n';
-const ANSWER = Buffer.from(`HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: ${BODY.length}\r\nConnection: close\r\n\r\n${BODY}`, 'latin1');
 const DRAIN = Buffer.allocUnsafe(16 * 1024);
 /** At most this much unread input is dropped; a client sending more gets the RST it asked for. */
 const DRAIN_MAX = 256 * 1024;
@@ -22,10 +22,10 @@ export function isPlainHttp(err: unknown): boolean {
   return Array.isArray(queue) && queue.some((e) => /http request/i.test(String(e)));
 }
 
-/** Best effort, never throws: the 400 in the clear, unread input dropped, our FIN. The caller closes the fd. */
-export function answerPlainHttp(native: Native, fd: number): void {
+/** Best effort, never throws: `answer` (the 400) in the clear, unread input dropped, our FIN. The caller closes the fd. */
+export function answerPlainHttp(native: Native, fd: number, answer: Buffer): void {
   try {
-    native.send(fd, ANSWER, 0, ANSWER.length);
+    native.send(fd, answer, 0, answer.length);
     for (let dropped = 0; dropped < DRAIN_MAX;) {
       const n = native.recv(fd, DRAIN, 0, DRAIN.length, false);
       if (n === AGAIN || n <= 0) break;

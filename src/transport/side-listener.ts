@@ -4,7 +4,6 @@
  * through them: a connection cap under the descriptor limit, refusals logged
  * (rate-limited), and timeouts that node enforces promptly.
  */
-import { STATUS_CODES } from 'node:http';
 import type http from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -83,6 +82,13 @@ export function capSideListener(server: http.Server, name: string, log: Logger):
   return limit;
 }
 
+/**
+ * The whole answer, status line to empty line, closing a connection with
+ * `status`: http/h1-wire.ts closingAnswer, the one writer of HTTP/1.1 wire
+ * format, which this layer (below http/) is handed by the commands.
+ */
+export type ClosingAnswer = (status: number) => Buffer;
+
 /** How long an answered parse error waits for its client to read it and close (nginx's lingering_timeout, 5 s). */
 const LINGER_MS = 5_000;
 
@@ -93,8 +99,9 @@ const LINGER_MS = 5_000;
  * large_client_header_buffers), else 431 (RFC 6585 §5); a head not in time
  * 408, anything else 400. node's own answer is 431 for both sizes, as its
  * parser counts the line and the fields together (maxHeaderSize).
+ * `answer` writes the bytes.
  */
-export function answerParseErrors(server: http.Server): void {
+export function answerParseErrors(server: http.Server, answer: ClosingAnswer): void {
   // After node's own 'connection' listener, so that the parser is there to follow.
   server.on('connection', (socket: Socket) => trackHeads(socket));
   server.on('clientError', (err: Error & { code?: string; rawPacket?: Buffer; bytesParsed?: number }, socket: Duplex) => {
@@ -116,7 +123,7 @@ export function answerParseErrors(server: http.Server): void {
     socket.on('data', () => undefined);
     socket.once('end', () => socket.destroy());
     setTimeout(() => socket.destroy(), LINGER_MS).unref();
-    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    socket.end(answer(status));
   });
 }
 

@@ -156,14 +156,20 @@ describe('aludel serve --admin', () => {
     assert.equal((await fetch(`http://${admin}/status?pretty`)).status, 200, 'a query string is ignored');
   });
 
-  test('an over-long request target gets 414, as nginx answers it; over-long header fields 431', async () => {
+  test('an over-long request target gets 414, as nginx answers it; over-long header fields 431; a bad head 400, a slow one 408: each whole answer byte for byte', async () => {
     const { admin } = await start(serveArgs(fx, '--offload', 'userspace', '--admin', '127.0.0.1:0'));
     const port = Number(admin.slice(admin.lastIndexOf(':') + 1));
+    const closing = (line: string): string => `HTTP/1.1 ${line}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`;
     // node's parser counts the request line and the fields together (--max-header-size): node answered 431 for both.
     const longTarget = await rawTcp(port, `GET /metrics?${'a'.repeat(100_000)} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
-    assert.match(longTarget.toString('latin1'), /^HTTP\/1\.1 414 URI Too Long\r\n/);
+    assert.equal(longTarget.toString('latin1'), closing('414 URI Too Long'));
     const longField = await rawTcp(port, `GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: ${'a'.repeat(100_000)}\r\n\r\n`);
-    assert.match(longField.toString('latin1'), /^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
+    assert.equal(longField.toString('latin1'), closing('431 Request Header Fields Too Large'));
+    const badField = await rawTcp(port, 'GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nno colon here\r\n\r\n');
+    assert.equal(badField.toString('latin1'), closing('400 Bad Request'));
+    // A head never finished: the listener's 10 s request timeout (sideServerOptions) answers it.
+    const unfinished = await rawTcp(port, 'GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n', 30_000);
+    assert.equal(unfinished.toString('latin1'), closing('408 Request Timeout'));
     // The listener still answers.
     assert.equal((await fetch(`http://${admin}/metrics`)).status, 200);
   });

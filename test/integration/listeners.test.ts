@@ -49,6 +49,12 @@ test('two listen addresses, 127.0.0.1 and ::1, both serve; --redirect-http answe
     assert.doesNotMatch(twoHosts, /location/i);
     const star = (await rawTcp(port, 'GET * HTTP/1.1\r\nHost: a.example\r\n\r\n')).toString('latin1');
     assert.match(star, /^HTTP\/1\.1 400 /, star);
+    // What node's parser refuses is answered as nginx answers it, then closed (it was a close with no answer).
+    const closing = (line: string): string => `HTTP/1.1 ${line}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`;
+    assert.equal((await rawTcp(port, 'GET /x HTTP/1.1\r\nHost: a.example\r\nno colon here\r\n\r\n')).toString('latin1'), closing('400 Bad Request'));
+    assert.equal((await rawTcp(port, `GET /${'a'.repeat(100_000)} HTTP/1.1\r\nHost: a.example\r\n\r\n`)).toString('latin1'), closing('414 URI Too Long'));
+    assert.equal((await rawTcp(port, `GET /x HTTP/1.1\r\nHost: a.example\r\nX-Pad: ${'a'.repeat(100_000)}\r\n\r\n`)).toString('latin1'), closing('431 Request Header Fields Too Large'));
+    assert.equal((await rawTcp(port, '\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03')).toString('latin1'), closing('400 Bad Request'), 'a TLS ClientHello sent to the plain-HTTP port');
   } finally {
     await p.stop();
   }

@@ -19,16 +19,9 @@
  * upstream's error) left those bytes in the pooled upstream connection.
  */
 import assert from 'node:assert/strict';
-import net from 'node:net';
-import { after, before, describe, test } from 'node:test';
-import { startAludel, type Running } from '../support/aludel-process.js';
-import { makeFixtures, type StandardFixtures } from '../support/fixtures.js';
-import { listenLocal, onRequestTargets, rawTls } from '../support/raw-http.js';
-
-let fx: StandardFixtures;
-let origin: net.Server;
-let originPort = 0;
-let p: Running;
+import { describe, test } from 'node:test';
+import { rawTls } from '../support/raw-http.js';
+import { proxyOnRawOrigin } from '../support/raw-origin-proxy.js';
 
 const BIG = 'b'.repeat(100 * 1024);
 
@@ -44,33 +37,16 @@ const ANSWERS: Record<string, string> = {
   '/close-delimited': 'HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end',
 };
 
-async function startOrigin(): Promise<void> {
-  origin = net.createServer((sock) => {
-    onRequestTargets(sock, (target) => {
-      if (target === '/gone') sock.destroy();
-      else if (target === '/close-delimited') sock.end(ANSWERS[target]!, 'latin1');
-      else sock.write(ANSWERS[target] ?? ANSWERS['/len']!, 'latin1');
-    });
-  });
-  originPort = await listenLocal(origin);
-}
-
-before(async () => {
-  fx = await makeFixtures();
-  await startOrigin();
-  p = await startAludel(['proxy', '--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--to', `http://127.0.0.1:${originPort}`, '--max-fails', '0']);
-});
-
-after(async () => {
-  await p?.stop();
-  origin?.close();
-  fx?.cleanup();
+const setup = proxyOnRawOrigin((sock, target) => {
+  if (target === '/gone') sock.destroy();
+  else if (target === '/close-delimited') sock.end(ANSWERS[target]!, 'latin1');
+  else sock.write(ANSWERS[target] ?? ANSWERS['/len']!, 'latin1');
 });
 
 /** What the client got on one connection: `method target` (lane-shaped, or with a repeated field for node's server), then a closing GET. */
 async function exchange(method: string, target: string, viaNode: boolean): Promise<string> {
   const extra = viaNode ? 'X-Twice: 1\r\nX-Twice: 2\r\n' : '';
-  const raw = await rawTls(p.port, fx.certPem, `${method} ${target} HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\n${extra}\r\nGET /len HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+  const raw = await rawTls(setup.p.port, setup.fx.certPem, `${method} ${target} HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\n${extra}\r\nGET /len HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
   // The Date aludel writes is the time of writing; the origin's own (1 Jan 2024) stays as it is.
   return raw.toString('latin1').replace(/\r\nDate: (?!Mon, 01 Jan 2024)[^\r]*/g, '\r\nDate: (now)');
 }
@@ -79,7 +55,7 @@ describe('aludel proxy: an upstream\'s bytes past its answer', () => {
   test('a body sent to HEAD (RFC 9110 §9.3.2) is not read as the answer to the next request on that upstream connection', async () => {
     // The lane takes the GET in the same turn the HEAD's answer ended: it got the pooled upstream
     // connection with the HEAD's stray "ok" still in it, read that as its answer and sent a 502.
-    const raw = await rawTls(p.port, fx.certPem, 'HEAD /len HTTP/1.1\r\nHost: x\r\n\r\nGET /len HTTP/1.1\r\nHost: x\r\n\r\nGET /len HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    const raw = await rawTls(setup.p.port, setup.fx.certPem, 'HEAD /len HTTP/1.1\r\nHost: x\r\n\r\nGET /len HTTP/1.1\r\nHost: x\r\n\r\nGET /len HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
     const statuses = [...raw.toString('latin1').matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => m[1]);
     assert.deepEqual(statuses, ['200', '200', '200']);
     assert.ok(raw.toString('latin1').endsWith('\r\n\r\nok'));

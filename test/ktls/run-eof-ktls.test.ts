@@ -18,10 +18,7 @@ import type tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { makeFixtures, type Fixtures } from '../support/fixtures.js';
-import { legacyPath, LEGACY_PREFIX } from '../support/legacy.js';
-import { run } from '../support/run-process.js';
-import { waitFor, withProbe } from '../support/ssl-probe.js';
-import { hasKernelTls } from '../support/tls-stat.js';
+import { assertProbeHost, buildProbe, waitFor, withProbe } from '../support/ssl-probe.js';
 
 const PROBE_SOURCE = fileURLToPath(new URL('../../../test/support/ssl-eof-probe.c', import.meta.url));
 
@@ -46,14 +43,9 @@ async function probeEnd(underRun: boolean, end: (s: tls.TLSSocket, tcp: net.Sock
 
 describe('the end of a connection as OpenSSL 1.0.2 reports it, under aludel run and alone', { timeout: 900_000 }, () => {
   before(async () => {
-    assert.ok(hasKernelTls(), 'these tests need a kernel with TLS (/proc/net/tls_stat): run them through scripts/run-tests.sh');
-    assert.equal(process.geteuid?.(), 0, 'the kernel shows TLS ULP state (sock_diag) to CAP_NET_ADMIN only: run as root (the VM does)');
-    legacyPath('openssl-1.0.2f');
+    assertProbeHost();
     fx = await makeFixtures({ 'x.bin': 1 });
-    probe = path.join(fx.dir, 'ssl-eof-probe');
-    const lib = path.join(LEGACY_PREFIX, 'openssl-1.0.2f');
-    const cc = await run('cc', ['-Wall', '-Werror', '-o', probe, PROBE_SOURCE, `-I${lib}/include`, `-L${lib}/lib`, `-Wl,-rpath,${lib}/lib`, '-lssl', '-lcrypto']);
-    assert.equal(cc.code, 0, `building the probe: ${cc.stderr}`);
+    probe = await buildProbe(PROBE_SOURCE, '1.0.2f', path.join(fx.dir, 'ssl-eof-probe'));
   });
 
   after(() => fx?.cleanup());

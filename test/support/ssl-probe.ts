@@ -1,19 +1,54 @@
 /**
  * The session the OpenSSL probes share (ssl-eof-probe.c, ssl-return-probe.c,
  * run in the kTLS VM): the probe server started under `aludel run` or alone,
- * one TLS 1.2 client that sends "hello" once the probe has the connection
+ * one TLS 1.2 client (TLS 1.3 where asked) that sends "hello" once the probe has the connection
  * (in the kernel both ways, under run), then the test's own part. What the
  * probe prints is compared under run and alone.
  */
+import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import tls from 'node:tls';
 import { spawnDaemon, type Daemon } from './daemon.js';
-import { connectionsUlp, wrappedPid, type ConnectionUlp } from './legacy.js';
+import { connectionsUlp, legacyPath, LEGACY_PREFIX, wrappedPid, type ConnectionUlp } from './legacy.js';
 import { freePort } from './loopback-port.js';
 import { aludelRun } from './run-origins.js';
-import { delta, readTlsStat } from './tls-stat.js';
+import { run } from './run-process.js';
+import { delta, hasKernelTls, readTlsStat } from './tls-stat.js';
 import { delay } from './wait.js';
+
+/** The legacy OpenSSL a probe is built against. */
+export type ProbeLibrary = '1.0.2f' | '1.1.1w';
+
+/** What the probe tests need of the machine: a kernel with TLS, root (sock_diag), and the legacy OpenSSL 1.0.2f. */
+export function assertProbeHost(): void {
+  assert.ok(hasKernelTls(), 'these tests need a kernel with TLS (/proc/net/tls_stat): run them through scripts/run-tests.sh');
+  assert.equal(process.geteuid?.(), 0, 'the kernel shows TLS ULP state (sock_diag) to CAP_NET_ADMIN only: run as root (the VM does)');
+  legacyPath('openssl-1.0.2f');
+}
+
+/**
+ * Builds the probe `source` as `out` against `lib`: the real 1.0.2f headers
+ * and library, or Debian 11's libssl.so.1.1 (OpenSSL 1.1.1w, whose package
+ * ships no headers: the system's 3.x headers declare every function the
+ * probes call with the same ABI, and their macros expand to calls 1.1.1
+ * exports). Returns `out`.
+ */
+export async function buildProbe(source: string, lib: ProbeLibrary, out: string): Promise<string> {
+  let flags: string[];
+  if (lib === '1.0.2f') {
+    const dir = path.join(LEGACY_PREFIX, 'openssl-1.0.2f');
+    flags = [`-I${dir}/include`, `-L${dir}/lib`, `-Wl,-rpath,${dir}/lib`, '-lssl', '-lcrypto'];
+  } else {
+    legacyPath('openssl-1.1.1w');
+    const dir = path.join(LEGACY_PREFIX, 'debian11/root/usr/lib/x86_64-linux-gnu');
+    flags = ['-Wno-deprecated-declarations', `-Wl,-rpath,${dir}`, `${dir}/libssl.so.1.1`, `${dir}/libcrypto.so.1.1`];
+  }
+  const cc = await run('cc', ['-Wall', '-Werror', '-o', out, source, ...flags]);
+  assert.equal(cc.code, 0, `building ${path.basename(source)} against OpenSSL ${lib}: ${cc.stderr}`);
+  return out;
+}
 
 /** Start-up under `aludel run` in the VM: node loading the CLI on the emulated CPU takes seconds. */
 const READY_MS = 180_000;
@@ -47,6 +82,8 @@ export interface ProbeOptions {
    * their type in the clear, in the kernel's records as in OpenSSL's.
    */
   corruptFirst?: 21 | 23;
+  /** The client speaks TLS 1.3 (only): for the calls that exist in TLS 1.3 alone (KeyUpdate, post-handshake authentication). */
+  tls13?: boolean;
 }
 
 /** A loopback relay to `port` that flips the last bit of the first record of `type` (RFC 5246 §6.2.1) coming back; its port. */
@@ -115,7 +152,7 @@ export async function withProbe<T>(o: ProbeOptions, part: (p: ProbeSession) => P
   try {
     await waitFor(() => d.output().includes('listening\n') || !d.alive(), 'the probe to listen', READY_MS);
     const tcp = net.connect(relay?.port ?? port, '127.0.0.1');
-    const client = tls.connect({ socket: tcp, ca: fs.readFileSync(o.certFile), servername: 'localhost', maxVersion: 'TLSv1.2' });
+    const client = tls.connect({ socket: tcp, ca: fs.readFileSync(o.certFile), servername: 'localhost', ...(o.tls13 === true ? { minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' } : { maxVersion: 'TLSv1.2' }) });
     s = client;
     client.on('error', () => undefined); // the probe may end the connection first
     await new Promise<void>((resolve, reject) => {

@@ -32,6 +32,15 @@
  *   then SSL_write: OpenSSL's socket BIO writes with write(2), which raises
  *   SIGPIPE on a reset connection, so with SIGPIPE's default disposition the
  *   probe is killed there and prints no "end: " line.
+ * - write-read-write: write-read's SSL_write and SSL_read (the peer's fatal
+ *   alert), then one more SSL_write of 1 byte.
+ * - renegotiate, renegotiate-refused: SSL_renegotiate, then
+ *   SSL_renegotiate_abbreviated; -refused first makes OpenSSL refuse them as
+ *   it can (1.1.1: SSL_OP_NO_RENEGOTIATION; 1.0.2f, which has no such
+ *   option: SSL3_FLAGS_NO_RENEGOTIATE_CIPHERS, which ssl3_renegotiate obeys).
+ * - key-update, key-update-bad (TLS 1.3, 1.1.1 only): SSL_key_update with
+ *   SSL_KEY_UPDATE_NOT_REQUESTED, or with a type that is none (refused).
+ * - pha (TLS 1.3, 1.1.1 only): SSL_verify_client_post_handshake.
  * Built by the test against OpenSSL 1.0.2f and against 1.1.1w (with the
  * system's 3.x headers: Debian 11's libssl1.1 ships none).
  */
@@ -175,6 +184,56 @@ static void write_after_reset(SSL *ssl) {
   printf("end: SSL_read=%d SSL_get_error=%d then SSL_write=%d SSL_get_error=%d, no SIGPIPE\n", n, e, w, SSL_get_error(ssl, w));
 }
 
+/* write-read, then SSL_write once more: what a program writing after the peer's fatal alert gets. */
+static void write_read_write(SSL *ssl) {
+  char buf[16];
+  int w = SSL_write(ssl, "x", 1);
+  int n = SSL_read(ssl, buf, sizeof buf);
+  int e = SSL_get_error(ssl, n);
+  ERR_clear_error();
+  int w2 = SSL_write(ssl, "y", 1);
+  int e2 = SSL_get_error(ssl, w2);
+  printf("end: SSL_write=%d then SSL_read=%d SSL_get_error=%d then SSL_write=%d SSL_get_error=%d error=%s\n", w, n, e, w2, e2, first_error());
+}
+
+/* One call that starts a handshake message after the handshake: its result, SSL_get_error and the error queued, as "NAME=r SSL_get_error=e error=...". */
+static void after_handshake(char *out, size_t size, SSL *ssl, const char *name, int r) {
+  int e = SSL_get_error(ssl, r);
+  snprintf(out, size, "%s=%d SSL_get_error=%d error=%s", name, r, e, first_error());
+  ERR_clear_error();
+}
+
+static void renegotiate(SSL *ssl, int refused) {
+  if (refused) {
+#if OPENSSL_VERSION_NUMBER < 0x10100000L
+    ssl->s3->flags |= SSL3_FLAGS_NO_RENEGOTIATE_CIPHERS;
+#else
+    SSL_set_options(ssl, SSL_OP_NO_RENEGOTIATION);
+#endif
+  }
+  char full[512], abbreviated[512];
+  ERR_clear_error();
+  after_handshake(full, sizeof full, ssl, "SSL_renegotiate", SSL_renegotiate(ssl));
+  after_handshake(abbreviated, sizeof abbreviated, ssl, "SSL_renegotiate_abbreviated", SSL_renegotiate_abbreviated(ssl));
+  printf("end: %s then %s\n", full, abbreviated);
+}
+
+#if OPENSSL_VERSION_NUMBER >= 0x10101000L
+static void key_update(SSL *ssl, int type) {
+  char line[512];
+  ERR_clear_error();
+  after_handshake(line, sizeof line, ssl, "SSL_key_update", SSL_key_update(ssl, type));
+  printf("end: %s\n", line);
+}
+
+static void post_handshake_auth(SSL *ssl) {
+  char line[512];
+  ERR_clear_error();
+  after_handshake(line, sizeof line, ssl, "SSL_verify_client_post_handshake", SSL_verify_client_post_handshake(ssl));
+  printf("end: %s\n", line);
+}
+#endif
+
 int main(int argc, char **argv) {
   if (argc != 5) {
     fprintf(stderr, "usage: %s PORT CERT KEY MODE\n", argv[0]);
@@ -197,6 +256,14 @@ int main(int argc, char **argv) {
   else if (strcmp(mode, "write-moved-accepted") == 0) write_moved(ssl, fd, 1);
   else if (strcmp(mode, "write-partial-shorter") == 0) write_partial_shorter(ssl, fd);
   else if (strcmp(mode, "write-after-reset") == 0) write_after_reset(ssl);
+  else if (strcmp(mode, "write-read-write") == 0) write_read_write(ssl);
+  else if (strcmp(mode, "renegotiate") == 0) renegotiate(ssl, 0);
+  else if (strcmp(mode, "renegotiate-refused") == 0) renegotiate(ssl, 1);
+#if OPENSSL_VERSION_NUMBER >= 0x10101000L
+  else if (strcmp(mode, "key-update") == 0) key_update(ssl, SSL_KEY_UPDATE_NOT_REQUESTED);
+  else if (strcmp(mode, "key-update-bad") == 0) key_update(ssl, 7);
+  else if (strcmp(mode, "pha") == 0) post_handshake_auth(ssl);
+#endif
   else fprintf(stderr, "unknown mode %s\n", mode);
   SSL_free(ssl);
   close(fd);

@@ -5,6 +5,8 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
+import { Socket } from 'node:net';
 import { Duplex, PassThrough } from 'node:stream';
 import { LaneConnection, LaneResponse, simpleHead, type LaneRequest } from '../../src/http/h1-lane.js';
 import type { SecureConnection } from '../../src/tls/types.js';
@@ -169,6 +171,20 @@ describe('LaneResponse', () => {
     whole.res.end('hello');
     await new Promise((r) => setImmediate(r));
     assert.match(written(whole.conn), /^HTTP\/1\.1 200 OK\r\nDate: [^\r]+\r\nConnection: keep-alive\r\nKeep-Alive: timeout=60\r\nContent-Length: 5\r\n\r\nhello$/);
+  });
+
+  it('chunkedEncoding says what node\'s ServerResponse says once the head is made: chunked for a GET without a length, not with one, not for HEAD or 304', () => {
+    const cases: Array<[string, number, Array<string | number>]> = [['GET', 200, []], ['GET', 200, ['Content-Length', 5]], ['HEAD', 200, []], ['GET', 304, []], ['GET', 200, ['Transfer-Encoding', 'chunked']]];
+    for (const [method, status, fields] of cases) {
+      const lane = make(method).res;
+      assert.equal(lane.chunkedEncoding, false, 'before the head');
+      lane.writeHead(status, fields);
+      // node's response reads its request's method and version when it is made (HEAD: no body; HTTP/1.1: chunked by default).
+      const nodeReq = Object.assign(new http.IncomingMessage(new Socket()), { method, httpVersionMajor: 1, httpVersionMinor: 1 });
+      const nodeRes = new http.ServerResponse(nodeReq);
+      nodeRes.writeHead(status, fields);
+      assert.equal(lane.chunkedEncoding, nodeRes.chunkedEncoding, `${method} ${status} ${fields.join(' ')}`);
+    }
   });
 
   it('103 Early Hints and 102 Processing go out at once, as node writes them', async () => {

@@ -28,6 +28,9 @@ type SenderMode = 'stream' | 'fail-before-headers' | 'fail-mid-body' | 'now' | '
 
 const SIZE = 200 * 1024 + 7;
 
+/** big.bin's mtime in seconds (utimes): 2023-11-14 22:13:20.9996 UTC. */
+const BIG_MTIME_S = 1_700_000_000.9996;
+
 /**
  * The handler twice: resolving by realpath (no addon, or no openat2), and by
  * openat2 beneath the root (the addon's openBeneath), which must answer the
@@ -89,6 +92,10 @@ for (const mode of ['realpath', 'openat2', 'openat2-fstat', 'not-cached'] as con
     await fsp.mkdir(path.join(tmp, 'outside'));
     data = randomBytes(SIZE);
     await fsp.writeFile(path.join(root, 'big.bin'), data);
+    // 0.4 ms before a second's end: Last-Modified is that second (st_mtim.tv_sec, as nginx's
+    // ngx_file_mtime), where rounding to a whole ms first (node's Stats.mtime) carries it into
+    // the next one. A fresh file's mtime fell there one run in a few hundred.
+    await fsp.utimes(path.join(root, 'big.bin'), BIG_MTIME_S, BIG_MTIME_S);
     await fsp.writeFile(path.join(root, 'empty.txt'), '');
     await fsp.writeFile(path.join(root, 'docs', 'index.html'), '<h1>docs</h1>\n');
     await fsp.writeFile(path.join(tmp, 'outside', 'secret.txt'), 'secret');
@@ -179,8 +186,10 @@ for (const mode of ['realpath', 'openat2', 'openat2-fstat', 'not-cached'] as con
     assert.equal(reply.headers['content-type'], 'application/octet-stream');
     assert.equal(reply.headers['accept-ranges'], 'bytes');
     assert.equal(reply.headers.etag, await bigEtag());
-    const mtime = (await fsp.stat(path.join(root, 'big.bin'))).mtime;
-    assert.equal(reply.headers['last-modified'], new Date(Math.floor(mtime.getTime() / 1000) * 1000).toUTCString());
+    // The second st_mtim.tv_sec says, read in nanoseconds: no rounding on the way.
+    const mtimeSec = (await fsp.stat(path.join(root, 'big.bin'), { bigint: true })).mtimeNs / 1_000_000_000n;
+    assert.equal(reply.headers['last-modified'], new Date(Number(mtimeSec) * 1000).toUTCString());
+    assert.equal(reply.headers['last-modified'], 'Tue, 14 Nov 2023 22:13:20 GMT');
     assert.deepEqual(await lastOutcome, {
       status: 200,
       bytes: SIZE,
