@@ -110,6 +110,13 @@ export function answerParseErrors(server: http.Server, answer: ClosingAnswer): v
       socket.destroy();
       return;
     }
+    // A connection that sent nothing before its request timeout asked nothing: it is closed
+    // unanswered, as nginx closes one idle past client_header_timeout (ngx_http_wait_request_handler,
+    // no 408). node's default would write a 408 that such a client, never reading, leaves unread.
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' && (socket as Socket).bytesRead === 0) {
+      socket.destroy();
+      return;
+    }
     const raw = err.rawPacket;
     const status =
       err.code === 'HPE_HEADER_OVERFLOW'
