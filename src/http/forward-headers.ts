@@ -37,7 +37,7 @@
 import { isIP } from 'node:net';
 import { InvalidRequestError } from '../errors.js';
 import { forEachListElement, isFieldValueByte, isToken } from '../text/char-classes.js';
-import { lowerName } from '../text/field-names.js';
+import { isFieldName, lowerName } from '../text/field-names.js';
 
 /**
  * Fields that describe one connection, never forwarded (RFC 9110 §7.6.1; the
@@ -179,9 +179,9 @@ const NO_OPTIONS: ReadonlySet<string> = new Set();
 export function connectionOptions(headers: readonly string[]): ReadonlySet<string> {
   let options: Set<string> | undefined;
   for (let i = 0; i + 1 < headers.length; i += 2) {
-    // The length first: no lowercased copy of every other name (twice per proxied request).
+    // Compared in place: no lowercased copy of every other name (twice per proxied request).
     const name = headers[i]!;
-    if (name.length !== 10 || name.toLowerCase() !== 'connection') continue;
+    if (!isFieldName(name, 'connection')) continue;
     forEachListElement(headers[i + 1]!, (option) => (options ??= new Set()).add(option));
   }
   return options ?? NO_OPTIONS;

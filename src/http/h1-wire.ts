@@ -11,6 +11,7 @@
  * response-head.ts (heads) and chunked-decoder.ts (chunked bodies).
  */
 import http from 'node:http';
+import { isFieldName } from '../text/field-names.js';
 import type { PieceWire } from '../transport/copy-body.js';
 
 export const CRLF = Buffer.from('\r\n');
@@ -105,31 +106,14 @@ interface GivenFields {
 const CHUNKED_TOKEN = /(?:^|\W)chunked(?:$|\W)/i;
 const CLOSE_TOKEN = /(?:^|\W)close(?:$|\W)/i;
 
-/**
- * `name` is `lower` but for the case of its letters (field names are
- * case-insensitive, RFC 9110 §5.1), compared in place: no lowercased copy
- * per name (serve's ETag and Content-Length made two per response, counted
- * by bench/request-cost.ts). `lower` is lowercase letters and '-' only.
- */
-function isName(name: string, lower: string): boolean {
-  if (name.length !== lower.length) return false;
-  for (let i = 0; i < lower.length; i++) {
-    const want = lower.charCodeAt(i);
-    const c = name.charCodeAt(i);
-    // ASCII letters differ in case by the 0x20 bit alone; anything else must match exactly.
-    if (c !== want && (want < 0x61 || (c | 0x20) !== want)) return false;
-  }
-  return true;
-}
-
 function givenFields(f: ReadonlyArray<string | number>): GivenFields {
   const seen: GivenFields = { date: false, length: false, te: 'none', connection: 'none' };
   for (let i = 0; i + 1 < f.length; i += 2) {
     const name = String(f[i]);
-    if (isName(name, 'date')) seen.date = true;
-    else if (isName(name, 'content-length')) seen.length = true;
-    else if (isName(name, 'transfer-encoding')) seen.te = CHUNKED_TOKEN.test(String(f[i + 1])) ? 'chunked' : 'other';
-    else if (isName(name, 'connection')) seen.connection = CLOSE_TOKEN.test(String(f[i + 1])) ? 'close' : 'other';
+    if (isFieldName(name, 'date')) seen.date = true;
+    else if (isFieldName(name, 'content-length')) seen.length = true;
+    else if (isFieldName(name, 'transfer-encoding')) seen.te = CHUNKED_TOKEN.test(String(f[i + 1])) ? 'chunked' : 'other';
+    else if (isFieldName(name, 'connection')) seen.connection = CLOSE_TOKEN.test(String(f[i + 1])) ? 'close' : 'other';
   }
   return seen;
 }

@@ -9,6 +9,7 @@
 import { isIP } from 'node:net';
 import { NotImplementedRequestError } from '../errors.js';
 import { isToken, trimOws } from '../text/char-classes.js';
+import { isFieldName } from '../text/field-names.js';
 
 /**
  * Host = uri-host [ ":" port ] (RFC 9110 §7.2, RFC 3986 §3.2.2): an IP-literal
@@ -147,7 +148,7 @@ function finalCoding(rawHeaders: readonly string[]): string | null {
 /** The first member of a Connection field that is not a token (empty members are allowed, RFC 9110 §5.6.1), or null. */
 function badConnectionOption(rawHeaders: readonly string[]): string | null {
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
-    if (rawHeaders[i]!.length !== 10 || rawHeaders[i]!.toLowerCase() !== 'connection') continue;
+    if (!isFieldName(rawHeaders[i]!, 'connection')) continue;
     for (const member of rawHeaders[i + 1]!.split(',')) {
       const option = trimOws(member);
       if (option !== '' && !isToken(option)) return option;

@@ -29,3 +29,21 @@ export function lowerName(name: string): string {
 function detached(s: string): string {
   return Buffer.from(s, 'latin1').toString('latin1');
 }
+
+/**
+ * `name` is `lower` but for the case of its letters (field names are
+ * case-insensitive, RFC 9110 §5.1), compared in place: no lowercased copy
+ * per name (h1-wire's framing fields made two per serve response, counted
+ * by bench/request-cost.ts), for the framing fields and Connection alike.
+ * `lower` is lowercase letters and '-' only.
+ */
+export function isFieldName(name: string, lower: string): boolean {
+  if (name.length !== lower.length) return false;
+  for (let i = 0; i < lower.length; i++) {
+    const want = lower.charCodeAt(i);
+    const c = name.charCodeAt(i);
+    // ASCII letters differ in case by the 0x20 bit alone; anything else must match exactly.
+    if (c !== want && (want < 0x61 || (c | 0x20) !== want)) return false;
+  }
+  return true;
+}
