@@ -93,11 +93,12 @@ export type ClosingAnswer = (status: number) => Buffer;
 const LINGER_MS = 5_000;
 
 /**
- * Answers what node's HTTP/1.1 parser refuses on `server` as nginx does: a
- * head over the size limit is 414 when the request line alone went over
- * (RFC 9110 §15.5.15; nginx's "Request-URI Too Large" for a line longer than
- * large_client_header_buffers), else 431 (RFC 6585 §5); a head not in time
- * 408, anything else 400. node's own answer is 431 for both sizes, as its
+ * Answers what node's HTTP/1.1 parser refuses on `server`: a head over the
+ * size limit is 414 when the request line alone went over (RFC 9110
+ * §15.5.15; nginx's "Request-URI Too Large" for a line longer than
+ * large_client_header_buffers), else 431 (RFC 6585 §5), as nginx; a head
+ * begun but not finished in time 408 (RFC 9110 §15.5.9; nginx closes without
+ * an answer), anything else 400. node's own answer is 431 for both sizes, as its
  * parser counts the line and the fields together (maxHeaderSize).
  * `answer` writes the bytes.
  */
