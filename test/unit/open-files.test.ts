@@ -77,15 +77,22 @@ describe('OpenFiles', { skip: usable ? false : 'the addon has no statAt (older b
     ['chmod', (file) => fs.chmodSync(file, 0o600), 'alpha'],
     // rsync --inplace --times: the bytes change, the size and mtime are put back; only ctime tells.
     ['written in place with its mtime put back (only ctime moves)', (file) => {
-      const before = fs.statSync(file);
+      const before = fs.statSync(file, { bigint: true });
       fs.writeFileSync(file, 'ALPHA');
-      fs.utimesSync(file, before.atime, before.mtime);
+      fs.utimesSync(file, 1_700_000_000, 1_700_000_000);
+      const after = fs.statSync(file, { bigint: true });
+      assert.equal(after.mtimeNs, before.mtimeNs, 'the mtime is put back exactly');
+      assert.equal(after.size, before.size);
+      assert.notEqual(after.ctimeNs, before.ctimeNs, 'only ctime moves');
     }, 'ALPHA'],
   ];
   for (const [what, change, now] of changes) {
     test(`a file ${what}: opened afresh, the stale descriptor closed`, () => {
       write('c.txt', 'alpha');
       fs.chmodSync(path.join(dir, 'c.txt'), 0o644);
+      // utimes takes seconds as a double, which cannot hold every nanosecond: a
+      // whole second, so that a change can put the mtime back exactly.
+      fs.utimesSync(path.join(dir, 'c.txt'), 1_700_000_000, 1_700_000_000);
       const files = make();
       const first = serveOnce(files, a, 'c.txt');
       files.release('c.txt', first.fd);
