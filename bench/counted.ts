@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { median } from './ratios.js';
 import { fileURLToPath } from 'node:url';
-import { startAludel, startAludelServe, startNginx, type Server } from './servers.js';
+import { startAludel, startAludelServe, startFloor, startNginx, type Server } from './servers.js';
 
 export const host = '127.0.0.1';
 /** Userspace TLS in every front: this host's kernel has no kTLS, and the VM's emulated CPU would count QEMU, not us. */
@@ -54,6 +54,9 @@ export function bench(prefix: string): Bench {
     'aludel-proxy': async (wrap) => startAludel('proxy', { host, tls, offload, originPort: (await origin()).port, wrap }),
     'aludel-serve-base': (wrap) => startAludelServe('serve, baseline', { host, tls, offload, root, cli: baselineCli(), wrap }),
     'aludel-proxy-base': async (wrap) => startAludel('proxy, baseline', { host, tls, offload, originPort: (await origin()).port, cli: baselineCli(), wrap }),
+    // Floors under serve (bench/floor-responder.ts): Aludel's TLS connections answering with a canned response.
+    'floor-raw': (wrap) => startFloor('raw', { host, tls, offload, wrap }),
+    'floor-http': (wrap) => startFloor('http', { host, tls, offload, wrap }),
   };
   return {
     makers,

@@ -35,10 +35,9 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { clockTicksPerSecond, cpuSeconds } from './proc-cpu.js';
 import { median } from './ratios.js';
-import { freePort, startAludel, startAludelServe, startNginx, startProcess, type Offload, type Server } from './servers.js';
+import { startAludel, startAludelServe, startFloor, startNginx, type Offload, type Server } from './servers.js';
 import { parseH2loadRequests } from './workers.js';
 import { parseWrkOutput, WRK_SCRIPT } from './wrk-output.js';
 
@@ -56,19 +55,13 @@ const keyFile = path.join(work, 'k.pem');
 execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=localhost', '-keyout', keyFile, '-out', certFile], { stdio: 'ignore' });
 const tls = { certFile, keyFile };
 const host = '127.0.0.1';
-const responder = path.join(path.dirname(fileURLToPath(import.meta.url)), 'floor-responder.js');
-
-async function floor(mode: 'raw' | 'http'): Promise<Server> {
-  const port = await freePort(host);
-  return startProcess(`floor-${mode}`, process.execPath, [responder, mode, String(port), certFile, keyFile, offload], host, port);
-}
 
 /** Every front this bench knows, started on demand: FRONTS picks some (nginx always runs, the ratios' base). */
 const makers: Record<string, () => Promise<Server>> = {
   nginx: () => startNginx('nginx-direct', { dir: path.join(work, 'nginx'), host, root, role: { kind: 'direct' }, tls: { ...tls, offload } }),
   'aludel-serve': () => startAludelServe('serve', { host, tls, offload, root }),
-  'floor-http': () => floor('http'),
-  'floor-raw': () => floor('raw'),
+  'floor-http': () => startFloor('http', { host, tls, offload }),
+  'floor-raw': () => startFloor('raw', { host, tls, offload }),
   // The proxies' per-request cost, against one plain origin (nginx, its CPU counted in neither front's figure).
   'nginx-proxy': async () => startNginx('nginx-proxy', { dir: path.join(work, 'nginx-proxy'), host, root, role: { kind: 'proxy', originPort: (await origin()).port }, tls: { ...tls, offload } }),
   'aludel-proxy': async () => startAludel('proxy', { host, tls, offload, originPort: (await origin()).port }),

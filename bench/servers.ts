@@ -275,6 +275,18 @@ export async function startAludelServe(name: string, o: { host: string; tls: Tls
   return startProcess(`aludel serve (${name})`, ...wrapped(o.wrap, process.execPath, args), o.host, port);
 }
 
+/**
+ * A floor under `aludel serve` (bench/floor-responder.ts): Aludel's own TLS
+ * listener answering every request with one canned 1 KiB response, with no
+ * HTTP machinery (`raw`) or with node's http.Server (`http`).
+ */
+export async function startFloor(mode: 'raw' | 'http', o: { host: string; tls: Tls; offload: Offload; wrap?: readonly string[] }): Promise<Server> {
+  const port = await freePort(o.host);
+  const responder = path.join(path.dirname(fileURLToPath(import.meta.url)), 'floor-responder.js');
+  const args = [responder, mode, String(port), o.tls.certFile, o.tls.keyFile, o.offload];
+  return startProcess(`floor-${mode}`, ...wrapped(o.wrap, process.execPath, args), o.host, port);
+}
+
 export async function startAludel(name: string, o: AludelOptions): Promise<Server> {
   const port = await freePort(o.host);
   const args = [
