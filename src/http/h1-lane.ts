@@ -217,7 +217,10 @@ export class LaneResponse extends EventEmitter {
     let fields = more;
     if (typeof reasonOrFields === 'string') this.statusMessage = reasonOrFields;
     else fields = reasonOrFields;
-    if (isFieldList(fields)) for (let i = 0; i + 1 < fields.length; i += 2) this.fields.push(fields[i]!, fields[i + 1]!);
+    // The common case, no field set before: the list copied whole (one copy of a packed array, where
+    // pushing its pairs one by one grew this.fields several times).
+    if (isFieldList(fields) && this.fields.length === 0 && fields.length % 2 === 0) this.fields = fields.slice();
+    else if (isFieldList(fields)) for (let i = 0; i + 1 < fields.length; i += 2) this.fields.push(fields[i]!, fields[i + 1]!);
     else if (fields) for (const k of Object.keys(fields)) this.setHeader(k, fields[k]!);
     this.makeHead();
     return this;
