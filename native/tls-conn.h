@@ -14,7 +14,7 @@ typedef struct {
   size_t server_secret_len;
 } aludel_ssl;
 
-/* Wraps a new connection in a JS object that frees it when collected (ex_data 0 points back to it); NULL with an exception pending. */
+/* A new connection as a JS external that frees it when collected (ex_data 0 points back to it); NULL with an exception pending. */
 napi_value aludel_ssl_wrap(napi_env env, aludel_ssl *s);
 /* The open connection behind a JS object, or NULL with a TypeError pending. */
 aludel_ssl *aludel_ssl_unwrap(napi_env env, napi_value v);

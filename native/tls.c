@@ -594,9 +594,25 @@ static void ssl_finalize(napi_env env, void *data, void *hint) {
   free(s);
 }
 
+/*
+ * A connection's JS handle is an external (napi_create_external), not an
+ * object with the struct wrapped into it (napi_wrap): every read and write
+ * takes the handle, and napi_unwrap looks the pointer up as a private
+ * property of the object (v8::Object::GetPrivate, about 700 instructions a
+ * call, three calls per keep-alive request, counted by bench/request-cost.ts),
+ * where napi_get_value_external reads it from the external itself. Either
+ * is freed by its finalizer once collected; anything else passed is refused
+ * (napi_invalid_arg) as before.
+ */
+static aludel_ssl *ssl_of_handle(napi_env env, napi_value v) {
+  void *data = NULL;
+  if (napi_get_value_external(env, v, &data) != napi_ok) return NULL;
+  return (aludel_ssl *)data;
+}
+
 aludel_ssl *aludel_ssl_unwrap(napi_env env, napi_value v) {
-  aludel_ssl *s = NULL;
-  if (napi_unwrap(env, v, (void **)&s) != napi_ok || s == NULL || s->ssl == NULL) {
+  aludel_ssl *s = ssl_of_handle(env, v);
+  if (s == NULL || s->ssl == NULL) {
     napi_throw_type_error(env, "ERR_INVALID_ARG", "not an open TLS connection");
     return NULL;
   }
@@ -606,8 +622,7 @@ aludel_ssl *aludel_ssl_unwrap(napi_env env, napi_value v) {
 napi_value aludel_ssl_wrap(napi_env env, aludel_ssl *s) {
   napi_value obj;
   aludel_ossl.SSL_set_ex_data(s->ssl, 0, s);
-  napi_create_object(env, &obj);
-  if (napi_wrap(env, obj, s, ssl_finalize, NULL, NULL) != napi_ok) {
+  if (napi_create_external(env, s, ssl_finalize, NULL, &obj) != napi_ok) {
     ssl_finalize(env, s, NULL);
     return NULL;
   }
@@ -823,8 +838,8 @@ static napi_value ssl_pending(napi_env env, napi_callback_info info) {
 static napi_value ssl_free(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (!aludel_args(env, info, 1, argv)) return NULL;
-  aludel_ssl *s = NULL;
-  if (napi_unwrap(env, argv[0], (void **)&s) != napi_ok || s == NULL) return NULL;
+  aludel_ssl *s = ssl_of_handle(env, argv[0]);
+  if (s == NULL) return NULL;
   if (s->ssl != NULL) aludel_ossl.SSL_free(s->ssl);
   s->ssl = NULL;
   return NULL;

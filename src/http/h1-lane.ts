@@ -69,9 +69,14 @@ const MAX_FIELDS = 64;
 
 /** A complete simple head at the start of buf: its request and length; null: not one the lane takes. */
 export function simpleHead(buf: Buffer, maxHeaderSize: number): { req: Omit<LaneRequest, 'socket'>; length: number } | null {
-  const end = buf.indexOf('\r\n\r\n', 0, 'latin1');
-  if (end < 0 || end + 4 > maxHeaderSize) return null;
-  const text = buf.toString('latin1', 0, end);
+  // The head's end is looked for in its latin1 text, not in the Buffer: Buffer#indexOf of a
+  // string encodes the needle and crosses into C++ for each request (IndexOfString, about 1 k
+  // instructions per keep-alive GET counted by bench/request-cost.ts), where the text is made
+  // anyway. Only the first maxHeaderSize bytes can hold a head the lane takes.
+  const all = buf.toString('latin1', 0, Math.min(buf.length, maxHeaderSize));
+  const end = all.indexOf('\r\n\r\n');
+  if (end < 0) return null;
+  const text = all.slice(0, end);
   const lineEnd = text.indexOf('\r\n');
   const line = lineEnd < 0 ? text : text.slice(0, lineEnd);
   let method: string;
@@ -156,6 +161,12 @@ export class LaneResponse extends EventEmitter {
   private fields: Array<string | number> = [];
   private head = '';
   /**
+   * end()'s body was copied out as it was given (writeWhole): the response
+   * no longer references it, though 'finish' is still to come (a pooled
+   * buffer can go back at once, small-body.ts).
+   */
+  bodyCopied = false;
+  /**
    * `closing`: it says Connection: close, and its connection ends once it is
    * written; a handler's own Connection: close field (the proxy's error
    * answers) sets it too, when the head is made.
@@ -206,7 +217,10 @@ export class LaneResponse extends EventEmitter {
     let fields = more;
     if (typeof reasonOrFields === 'string') this.statusMessage = reasonOrFields;
     else fields = reasonOrFields;
-    if (isFieldList(fields)) for (let i = 0; i + 1 < fields.length; i += 2) this.fields.push(fields[i]!, fields[i + 1]!);
+    // The common case, no field set before: the list copied whole (one copy of a packed array, where
+    // pushing its pairs one by one grew this.fields several times).
+    if (isFieldList(fields) && this.fields.length === 0 && fields.length % 2 === 0) this.fields = fields.slice();
+    else if (isFieldList(fields)) for (let i = 0; i + 1 < fields.length; i += 2) this.fields.push(fields[i]!, fields[i + 1]!);
     else if (fields) for (const k of Object.keys(fields)) this.setHeader(k, fields[k]!);
     this.makeHead();
     return this;
@@ -275,6 +289,17 @@ export class LaneResponse extends EventEmitter {
     this.makeHead(typeof data === 'string' ? Buffer.byteLength(data) : (data?.length ?? 0));
     if (cb) this.once('finish', cb);
     const conn = this.socket;
+    // The common case, a head not yet written and a body given whole (or none): both at once,
+    // past the connection's stream (ktls-connection.ts writeWhole). Chunked bodies, heads already
+    // out and connections without it go through the stream as below.
+    if (!this.chunked && this.head !== '' && conn.writeWhole !== undefined) {
+      const body = this.body && data !== undefined && data.length > 0 ? data : undefined;
+      if (conn.writeWhole(this.head, body, finishWritten, this)) {
+        this.head = '';
+        this.bodyCopied = true;
+        return this;
+      }
+    }
     conn.cork();
     this.flushHeaders();
     if (this.body && data !== undefined && data.length > 0) {
@@ -286,6 +311,11 @@ export class LaneResponse extends EventEmitter {
     conn.write('', () => this.finish());
     conn.uncork();
     return this;
+  }
+
+  /** finishWritten's way in: the response is handed to its connection. */
+  static written(res: LaneResponse): void {
+    res.finish();
   }
 
   private finish(): void {
@@ -311,6 +341,11 @@ export class LaneResponse extends EventEmitter {
   connectionClosed(): void {
     this.close();
   }
+}
+
+/** writeWhole's callback: one function with the response as its argument, no closure per response. */
+function finishWritten(res: LaneResponse): void {
+  LaneResponse.written(res);
 }
 
 /** Responses sent whole even if their client half-closes meanwhile (sendWholeAfterFin). */

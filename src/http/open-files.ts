@@ -29,6 +29,8 @@ export const FILE_SLOTS = 8;
 interface OpenedAs {
   readonly stat: FileStat;
   readonly slots: Float64Array;
+  /** The file's path as the requests that find it name it (their access-log line, validators' key), if given to keep(). */
+  readonly path: string | undefined;
 }
 
 /** statAt bound to the root's descriptor: fstatat(2) of `relative`, 0 or -errno. */
@@ -57,10 +59,10 @@ export class OpenFiles {
    * names that file unchanged; release() it when done. undefined otherwise
    * (a stale one is dropped): open the file, then offer it to keep().
    */
-  find(relative: string): { fd: number; stat: FileStat } | undefined {
+  find(relative: string): { fd: number; stat: FileStat; path: string | undefined } | undefined {
     const k = this.kept.use(relative);
     if (k === undefined) return undefined;
-    if (this.statAt(relative, this.probe) === 0 && sameSlots(this.probe, k.value.slots)) return { fd: k.fd, stat: k.value.stat };
+    if (this.statAt(relative, this.probe) === 0 && sameSlots(this.probe, k.value.slots)) return { fd: k.fd, stat: k.value.stat, path: k.value.path };
     this.kept.release(relative, k.fd, this.tick);
     this.kept.drop(relative);
     return undefined;
@@ -70,9 +72,12 @@ export class OpenFiles {
    * Offers `fd`, just opened for `relative` and fstat'ed into `slots`
    * (FILE_SLOTS of them: ctime included), for keeping. Either way the
    * caller release()s it when done: a descriptor not kept is closed then.
+   * `path`: what find() gives back as the file's path, the same string each
+   * time (not made anew per request: a string made per request was hashed,
+   * flattened and compared anew as the key of validatorsFor's map).
    */
-  keep(relative: string, fd: number, stat: FileStat, slots: Float64Array): void {
-    this.kept.add(relative, fd, { stat, slots: Float64Array.from(slots) }, this.tick);
+  keep(relative: string, fd: number, stat: FileStat, slots: Float64Array, path?: string): void {
+    this.kept.add(relative, fd, { stat, slots: Float64Array.from(slots), path }, this.tick);
   }
 
   /** The response is done with `fd` (found or kept for `relative`, or not kept). */

@@ -54,7 +54,8 @@ export function requestProblem(method: string, target: string, rawHeaders: reado
   let hosts = 0;
   let host = '';
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
-    if (rawHeaders[i]!.length !== 4 || rawHeaders[i]!.toLowerCase() !== 'host') continue;
+    // Compared in place, not lowercased into a new string per request (isFieldName: RFC 9110 §5.1, names are case-insensitive).
+    if (!isFieldName(rawHeaders[i]!, 'host')) continue;
     hosts++;
     host = rawHeaders[i + 1]!;
   }

@@ -330,7 +330,7 @@ export function openUnderRoot(open: OpenBeneath, rootReal: string, urlPath: stri
   if (typeof relative !== 'string') return relative;
   // A descriptor kept from an earlier request, if the path still names its file unchanged (open-files.ts).
   const found = files?.find(relative);
-  if (found !== undefined) return { kind: 'open', fd: found.fd, path: underRoot(rootReal, relative), stat: found.stat, relative };
+  if (found !== undefined) return { kind: 'open', fd: found.fd, path: found.path ?? underRoot(rootReal, relative), stat: found.stat, relative };
   let fd: number;
   try {
     fd = open(relative);
@@ -354,9 +354,10 @@ export function openUnderRoot(open: OpenBeneath, rootReal: string, urlPath: stri
     }
   }
   if (stat.isFile()) {
+    const file = underRoot(rootReal, relative);
     // Kept only with the opener's slots: ctime is what tells a later chmod (open-files.ts).
-    if (files !== undefined && open.fstats !== undefined && open.fstats.length >= FILE_SLOTS) files.keep(relative, fd, stat, open.fstats);
-    return { kind: 'open', fd, path: underRoot(rootReal, relative), stat, relative };
+    if (files !== undefined && open.fstats !== undefined && open.fstats.length >= FILE_SLOTS) files.keep(relative, fd, stat, open.fstats, file);
+    return { kind: 'open', fd, path: file, stat, relative };
   }
   fs.closeSync(fd);
   // No directory listings; directories go the slow way for their index file.

@@ -11,7 +11,7 @@
  */
 import { FileTruncatedError } from '../errors.js';
 import { whenAttached } from './front.js';
-import type { H1Response } from './h1-lane.js';
+import { LaneResponse, type H1Response } from './h1-lane.js';
 import type { ResponseHead } from './static-handler.js';
 import type { SecureConnection } from '../tls/types.js';
 import { ChunkPool, readAt, readNow } from '../transport/copy-file.js';
@@ -83,8 +83,10 @@ export function sentWithHeadNow(res: H1Response, fd: number, offset: number, len
   res.end(buf.subarray(0, length));
   // The connection usually takes the whole response within end() (SSL_write copies it into
   // OpenSSL's record buffer: sendsWithHead excludes kTLS TX, which would send from ours); node
-  // then holds no reference and the buffer goes back at once, without a listener per request.
-  if (res.writableFinished) buffers.give(buf);
+  // then holds no reference and the buffer goes back at once, without a listener per request; the
+  // lane's response says so at once when its connection copied the body out (bodyCopied), where
+  // node's says it at 'finish', after end() returned.
+  if (res.writableFinished || (res instanceof LaneResponse && res.bodyCopied)) buffers.give(buf);
   else res.once('close', () => buffers.give(buf));
   return true;
 }

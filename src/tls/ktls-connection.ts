@@ -379,6 +379,58 @@ export class KtlsConnection extends Duplex implements SecureConnection {
   }
 
   /**
+   * A whole response, `head` (latin1) then `body` (a string as utf8), written
+   * at once past the stream: one SSL_write from the shared scratch, as
+   * writeGathered writes node's corked response, but without the stream's
+   * queue and the writev around it (three write() calls, their queued
+   * entries, the callbacks' ticks: several thousand instructions of a 1 KiB
+   * keep-alive GET through the lane, counted by bench/request-cost.ts). Only
+   * when nothing is queued, corked or in progress, so no byte can overtake
+   * an earlier one, and without kTLS TX (OpenSSL encrypts into its own
+   * buffer and never reads ours again). What the socket did not take goes on
+   * as a stream write from a copy of its own, as in writeGathered (a
+   * WANT_WRITE retry passes the same bytes again, as OpenSSL wants). `done(arg)`
+   * is called once every byte is handed to the socket (or the write failed),
+   * never within this call, as a stream write's callback. false having done
+   * nothing (the caller writes through the stream); true: neither `head` nor
+   * `body` is referenced any more.
+   */
+  writeWhole<T>(head: string, body: Buffer | string | undefined, done: (arg: T) => void, arg: T): boolean {
+    if (this.tls.ktlsTx || this.mustNotSend || this.released || this.pendingWrite !== null) return false;
+    if (this.writableLength !== 0 || this.writableCorked !== 0 || this.writableEnded || this.destroyed) return false;
+    const headLength = head.length;
+    const n = headLength + (body === undefined ? 0 : typeof body === 'string' ? Buffer.byteLength(body) : body.length);
+    if (n > RECORD_MAX || headLength === 0) return false;
+    gatherScratch.write(head, 0, headLength, 'latin1');
+    if (body !== undefined) {
+      if (typeof body === 'string') gatherScratch.write(body, headLength, 'utf8');
+      else body.copy(gatherScratch, headLength);
+    }
+    let r: number;
+    try {
+      r = this.native.write(this.ssl, gatherScratch, 0, n);
+    } catch (err) {
+      // As a stream write that failed: the connection is destroyed with the error, the callback still called.
+      this.mustNotSend = true;
+      this.destroy(err as Error);
+      process.nextTick(done, arg);
+      return true;
+    }
+    const taken = r > 0 ? r : 0;
+    if (taken > 0) {
+      this.bytesWritten += taken;
+      this.touch();
+    }
+    if (taken === n) {
+      process.nextTick(done, arg);
+      this.notifyFlushed();
+      return true;
+    }
+    this.write(Buffer.from(gatherScratch.subarray(taken, n)), () => done(arg));
+    return true;
+  }
+
+  /**
    * The pieces are written in place, never joined into a copy: a client that
    * stops reading then holds only what the stream was given (one chunk, as
    * the writers wait for 'drain' or the callback), not that and a copy.

@@ -48,6 +48,12 @@ export interface SecureConnection extends Duplex {
    * stream writes (a response head) to be out.
    */
   writeRecords?(buf: Buffer, offset: number, length: number): number;
+  /**
+   * A whole small response (a head and its body) at once, past the stream's
+   * queue, on system-OpenSSL connections without kTLS TX (ktls-connection.ts):
+   * false having done nothing; else `done(arg)` once it is handed to the socket.
+   */
+  writeWhole?<T>(head: string, body: Buffer | string | undefined, done: (arg: T) => void, arg: T): boolean;
   writeReady?(state: number): Promise<void>;
   whenFlushed?(): Promise<void>;
 }

@@ -33,6 +33,8 @@ interface Slot<T> extends Kept<T> {
 export class KeptDescriptors<T> {
   /** By key, least recently used first. */
   private readonly kept = new Map<string, Slot<T>>();
+  /** The key set last into `kept` (its last entry), if it is still there; undefined when unknown. */
+  private newest: string | undefined = undefined;
 
   constructor(private readonly max: number) {}
 
@@ -46,8 +48,16 @@ export class KeptDescriptors<T> {
     const s = this.kept.get(key);
     if (s === undefined || s.dropped) return undefined;
     s.users++;
-    this.kept.delete(key);
-    this.kept.set(key, s);
+    // Re-inserted to be the most recently used, unless it already is (a file asked for again and
+    // again): a delete and a set of a Map's only or last entry made V8 shrink and regrow its
+    // table on every request (Runtime_MapShrink, about 750 instructions per keep-alive GET
+    // counted by bench/request-cost.ts). Map order is insertion order (ECMA-262 §24.1), so the
+    // last entry's key is the one set last.
+    if (key !== this.newest) {
+      this.kept.delete(key);
+      this.kept.set(key, s);
+      this.newest = key;
+    }
     return s;
   }
 
@@ -60,6 +70,7 @@ export class KeptDescriptors<T> {
     if (this.kept.has(key) || !this.makeRoom()) return undefined;
     const s: Slot<T> = { fd, value, users: 1, dropped: false, lastUsed: now };
     this.kept.set(key, s);
+    this.newest = key;
     return s;
   }
 
@@ -116,6 +127,7 @@ export class KeptDescriptors<T> {
 
   private close(key: string, s: Slot<T>): void {
     this.kept.delete(key);
+    if (key === this.newest) this.newest = undefined;
     closeQuietly(s.fd);
   }
 }

@@ -187,6 +187,48 @@ describe('LaneResponse', () => {
     }
   });
 
+  it('a whole response goes by the connection\'s writeWhole when it has one: the same bytes, finish after end() returns, the body let go at once; else by the stream', async () => {
+    type Whole = { head: string; body: Buffer | string | undefined };
+    const make2 = (method: string, takes: boolean): { conn: PassThrough; res: LaneResponse; calls: Whole[] } => {
+      const m = make(method);
+      const calls: Whole[] = [];
+      Object.assign(m.conn, {
+        writeWhole<T>(head: string, body: Buffer | string | undefined, done: (arg: T) => void, arg: T): boolean {
+          if (!takes) return false;
+          calls.push({ head, body });
+          m.conn.write(body === undefined ? head : Buffer.concat([Buffer.from(head, 'latin1'), Buffer.from(body)]));
+          process.nextTick(done, arg);
+          return true;
+        },
+      });
+      return { conn: m.conn, res: m.res, calls };
+    };
+    const whole = make2('GET', true);
+    whole.res.writeHead(200, ['Content-Length', 2]);
+    let finished = false;
+    whole.res.on('finish', () => (finished = true));
+    whole.res.end(Buffer.from('ok'));
+    assert.equal(finished, false, 'finish comes after end() returns, as node\'s');
+    assert.ok(whole.res.bodyCopied);
+    await new Promise((r) => setImmediate(r));
+    assert.ok(finished && whole.res.closed);
+    assert.equal(whole.calls.length, 1);
+    assert.match(written(whole.conn), /^HTTP\/1\.1 200 OK\r\nContent-Length: 2\r\nDate: [^\r]+\r\nConnection: keep-alive\r\nKeep-Alive: timeout=60\r\n\r\nok$/);
+    const head = make2('HEAD', true);
+    head.res.end('hello');
+    assert.equal(head.calls[0]?.body, undefined, 'HEAD: no body (RFC 9110 §9.3.2)');
+    const chunked = make2('GET', true);
+    chunked.res.writeHead(200, ['X-A', '1']);
+    chunked.res.end(Buffer.from('abc'));
+    assert.equal(chunked.calls.length, 0, 'a chunked body goes by the stream');
+    const refused = make2('GET', false);
+    refused.res.end(Buffer.from('ok'));
+    assert.equal(refused.res.bodyCopied, false);
+    await new Promise((r) => setImmediate(r));
+    assert.match(written(refused.conn), /^HTTP\/1\.1 200 OK\r\nDate: [^\r]+\r\nConnection: keep-alive\r\nKeep-Alive: timeout=60\r\nContent-Length: 2\r\n\r\nok$/);
+    assert.ok(refused.res.writableFinished);
+  });
+
   it('103 Early Hints and 102 Processing go out at once, as node writes them', async () => {
     const { conn, res } = make('GET');
     res.writeEarlyHints({ link: '</s.css>; rel=preload', 'x-c': '3' });
