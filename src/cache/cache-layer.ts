@@ -24,7 +24,7 @@ import { isPartial, type Entry, type StoredResponse } from './store.js';
 import { covers, partStorability, rangeFromParts, type ByteRanges } from './partial.js';
 import { sendStored, type StoredBody } from './send-stored.js';
 import { filterResponseHeaders } from '../http/forward-headers.js';
-import { sendWholeAfterFin } from '../http/h1-lane.js';
+import { sendWholeAfterFin, waitsOnUpstream } from '../http/h1-lane.js';
 import {
   answeredHeaders,
   cacheKey,
@@ -175,8 +175,14 @@ export class CacheLayer {
     }
     // A no-cache request wants the origin's answer to its own request, not one already under way.
     if (!directives.noCache) {
+      // A follower is sent whole past its client's FIN (followFill), and so is one still waiting
+      // here for the fill's head: it holds no upstream connection of its own either. Marked in the
+      // turn the request was read, before its FIN can be seen; taken back if there is no fill to
+      // follow, and a FIN read meanwhile then aborts it (waitsOnUpstream).
+      sendWholeAfterFin(x.res);
       const followed = await c.follow(key, raw, authorized, directives);
       if (followed.fill !== null) return this.followFill(x, followed.fill, followed.head, followed.reader, fwd);
+      waitsOnUpstream(x.res);
       if (followed.refused !== null) note(x, followed.refused);
     }
     // §3.3: a GET with Range is sent on as it is, and a 206 it brings is stored as a part (a 200: whole, storeWhole).
@@ -279,7 +285,7 @@ export class CacheLayer {
     // upstream connection a FIN should free: it is sent whole (h1-lane.ts sendWholeAfterFin), as a
     // hit is. nginx's request waiting on proxy_cache_lock has no check for a client that left
     // either (ngx_http_upstream_cache returns NGX_BUSY before ngx_http_upstream_init_request installs
-    // it). A FIN while c.follow() is still under way comes before this mark: that request is aborted.
+    // it). Marked already while c.follow() waited for the fill's head (handle); the mark stays.
     sendWholeAfterFin(x.res);
     try {
       return (await sendStored(x, fillBody(fill, head, reader), cacheStatus({ fwd, collapsed: true, detail: x.cacheDetail ?? undefined }), (path, n) => sent(x, path, n))).status;

@@ -10,7 +10,7 @@ import type http from 'node:http';
 import type { SecureConnection } from '../tls/types.js';
 import { connectionOptions } from './forward-headers.js';
 import { trackHeads } from '../transport/head-line.js';
-import { LaneConnection, sentWholeAfterFin, type H1Response, type LaneOptions } from './h1-lane.js';
+import { atFinCheck, LaneConnection, sentWholeAfterFin, type H1Response, type LaneOptions } from './h1-lane.js';
 
 export interface Front {
   /** Takes a connection whose handshake is done. */
@@ -362,26 +362,44 @@ function answersAfterFin(httpServer: http.Server): boolean {
 /**
  * The client's FIN on a connection of node's server with httpAllowHalfOpen (a
  * front whose lane has abortOnFin: the proxy): node has marked the last
- * response to end the connection (socketOnEnd); a request still owed an
- * answer that is not sent whole (h1-lane.ts sendWholeAfterFin: one that waits
- * on its upstream) is aborted as node's server without httpAllowHalfOpen
- * aborts it, and nginx (ngx_http_upstream_check_broken_connection, 499): the
- * connection is destroyed. Answers from the store go on whole (sendWholeAfterFin).
+ * response to end the connection (socketOnEnd). Its responses go out in
+ * request order (RFC 9112 §9.3.2): those sent whole (h1-lane.ts
+ * sendWholeAfterFin: answers from the store) or already all written go on;
+ * the first one that waits on its upstream is aborted once those ahead of it
+ * are out, as node's server without httpAllowHalfOpen aborts it, and nginx
+ * (ngx_http_upstream_check_broken_connection, 499): the connection is
+ * destroyed. Destroyed at the FIN, it cut a hit pipelined ahead of it.
  * After node's own 'end' listener, once per connection (a connection given
  * back after an Upgrade is attached again).
  */
 function abortsAtFin(conn: SecureConnection): void {
   if (!conn.listeners('end').includes(abortAtFin)) conn.on('end', abortAtFin);
+  atFinCheck(conn, () => settleAtFin(conn));
 }
 
 function abortAtFin(this: SecureConnection): void {
-  const list = requestsOn.get(this)?.responses;
-  if (list === undefined) return;
+  settleAtFin(this);
+}
+
+/** Responses whose 'finish' settleAtFin waits for (one listener each). */
+const awaitedAtFin = new WeakSet<http.ServerResponse>();
+
+/** abortsAtFin's check, at the FIN and again as each response let past it is out (or one is no longer sent whole). */
+function settleAtFin(conn: SecureConnection): void {
+  const list = requestsOn.get(conn)?.responses;
+  if (list === undefined || conn.destroyed) return;
   for (const res of list) {
-    if (!res.closed && !res.writableFinished && !sentWholeAfterFin(res)) {
-      this.destroy();
+    if (res.closed || res.writableFinished) continue;
+    if (!sentWholeAfterFin(res) && !res.writableEnded) {
+      conn.destroy();
       return;
     }
+    // In flight or queued, sent whole: the ones behind it are looked at once it is out.
+    if (!awaitedAtFin.has(res)) {
+      awaitedAtFin.add(res);
+      res.once('finish', () => settleAtFin(conn));
+    }
+    return;
   }
 }
 

@@ -373,6 +373,28 @@ export function sentWholeAfterFin(res: object): boolean {
   return wholeAfterFin.has(res);
 }
 
+/** Per connection: its front's check of what a FIN already read aborts (atFinCheck, waitsOnUpstream). */
+const finChecks = new WeakMap<object, () => void>();
+
+/** `check` looks again at what the FIN `conn` already read aborts, once an answer is no longer sent whole (waitsOnUpstream). */
+export function atFinCheck(conn: object, check: () => void): void {
+  finChecks.set(conn, check);
+}
+
+/**
+ * Takes back sendWholeAfterFin(res): its answer waits on an upstream after
+ * all (the cache marks a request while it looks for a fill to follow, and
+ * the lookup found none). A FIN its client sent meanwhile was read and let
+ * pass; it aborts the request now, as it would have at once (abortOnFin,
+ * front.ts abortAtFin). Only HTTP/1.1 responses: an HTTP/2 stream is not
+ * ended by its connection's FIN this way.
+ */
+export function waitsOnUpstream(res: object): void {
+  if (!wholeAfterFin.delete(res)) return;
+  const conn = res instanceof LaneResponse ? res.socket : res instanceof http.ServerResponse ? res.req.socket : null;
+  if (conn !== null && conn.readableEnded) finChecks.get(conn)?.();
+}
+
 export interface LaneOptions {
   maxHeaderSize: number;
   idleTimeoutMs: number;
@@ -406,9 +428,12 @@ export interface LaneOptions {
    * abortIncoming) and nginx's proxy (ngx_http_upstream_check_broken_connection:
    * "client prematurely closed connection", proxy_ignore_client_abort off).
    * Without it (serve) the requests read before a FIN are answered first, as
-   * nginx answers static ones. With it, a response in flight marked by
-   * sendWholeAfterFin is still sent whole, and the connection then ends: the
-   * requests read behind it are dropped, as the abort would have.
+   * nginx answers static ones. With it, a response marked by
+   * sendWholeAfterFin is still sent whole, and so is each request read
+   * behind it whose answer is marked in the turn it is taken (a hit); the
+   * first one that would wait on the upstream is aborted then (499), as
+   * nginx answers pipelined requests after the FIN in turn and gives up the
+   * one that waits on its upstream. None is dropped unread and unlogged.
    */
   abortOnFin?: boolean;
 }
@@ -440,6 +465,7 @@ export class LaneConnection {
     conn.on('end', this.onEnd);
     conn.on('timeout', this.onTimeout);
     conn.on('close', this.onClose);
+    atFinCheck(conn, this.abortIfWaiting);
     this.setTimeout(o.idleTimeoutMs);
     this.startedAt = performance.now();
     this.firstTimer = o.headersTimeoutMs > 0 ? setTimeout(this.onFirstTimeout, o.headersTimeoutMs) : null;
@@ -482,7 +508,20 @@ export class LaneConnection {
     this.ended = true;
     // Heads waiting with no answer in flight: the next() responded() queued takes them first.
     if (this.current === null && this.pending === null) this.finishIdle();
-    else if (this.o.abortOnFin === true && !(this.current !== null && sentWholeAfterFin(this.current))) this.conn.destroy();
+    else this.abortIfWaiting();
+  };
+
+  /**
+   * After the client's FIN, with abortOnFin: the request in flight is
+   * aborted (the connection destroyed) unless its answer is sent whole
+   * (sendWholeAfterFin) or already all written. Heads waiting behind it are
+   * looked at in turn as next() takes them (RFC 9112 §9.3.2: answers in
+   * request order), not dropped.
+   */
+  private readonly abortIfWaiting = (): void => {
+    if (this.o.abortOnFin !== true || !this.ended || this.gone) return;
+    const res = this.current;
+    if (res !== null && !sentWholeAfterFin(res) && !res.writableEnded) this.conn.destroy();
   };
 
   // node's socket timeout (http.Server.timeout): the connection is destroyed, busy or idle.
@@ -536,12 +575,6 @@ export class LaneConnection {
       this.o.closeAfterAnswer(this.conn);
       return;
     }
-    if (this.ended && this.o.abortOnFin === true) {
-      // A response sent whole past its client's FIN (onEnd): the heads behind it are aborted, unread.
-      this.pending = null;
-      this.finishIdle();
-      return;
-    }
     // Not resumed here: with heads still waiting, another read would only pile onto them (one head
     // taken per answer, a whole read added: the buffer grew without bound). next() resumes.
     if (this.pending !== null) process.nextTick(this.next);
@@ -581,5 +614,8 @@ export class LaneConnection {
     const res = new LaneResponse(req, this.conn, this.keepAliveSecs, this.o.draining(), this.responded);
     this.current = res;
     this.o.handle(req, res);
+    // A head read before the client's FIN: its answer is sent whole if marked in this turn (a
+    // hit, sendWholeAfterFin), else it is aborted now, as one in flight at the FIN.
+    if (this.ended) this.abortIfWaiting();
   };
 }
