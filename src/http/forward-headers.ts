@@ -36,8 +36,9 @@
  */
 import { isIP } from 'node:net';
 import { InvalidRequestError } from '../errors.js';
-import { forEachListElement, isFieldValueByte, isToken } from '../text/char-classes.js';
-import { isFieldName, lowerName } from '../text/field-names.js';
+import { forEachListElement, isFieldValueByte, isTchar, isToken } from '../text/char-classes.js';
+import { isFieldName, isLowerToken, lowerName } from '../text/field-names.js';
+import { requestHeadText } from './h1-wire.js';
 
 /**
  * Fields that describe one connection, never forwarded (RFC 9110 §7.6.1; the
@@ -78,11 +79,62 @@ export interface UpstreamRequestInput {
   keepAlive: boolean;
 }
 
-/** The forwarding fields, which the client may only set when trusted. */
-const XFF = 'x-forwarded-for';
-const XFP = 'x-forwarded-proto';
-const XFH = 'x-forwarded-host';
-const FORWARDED = 'forwarded';
+/**
+ * What the proxy does with a field, by its name: the fields it treats apart
+ * (HOP_BY_HOP, framing, Expect, Host, the forwarding fields), found by
+ * comparing the name in place (case-insensitively, RFC 9110 §5.1) with the
+ * few names of its length. A Map of lowercased names cost more than
+ * building the rest of the head: a name read from a head is a new string,
+ * hashed on every lookup and compared in the runtime (bench/request-cost.ts,
+ * docs/benchmarks.md).
+ */
+const OTHER = 0;
+const HOP = 1;
+const HOST = 2;
+const CONTENT_LENGTH = 3;
+const EXPECT = 4;
+const XFF = 5;
+const XFP = 6;
+const XFH = 7;
+const FORWARDED = 8;
+const REAL_IP = 9;
+type Role = typeof OTHER | typeof HOP | typeof HOST | typeof CONTENT_LENGTH | typeof EXPECT | typeof XFF | typeof XFP | typeof XFH | typeof FORWARDED | typeof REAL_IP;
+
+/**
+ * `name`'s role (OTHER for any field the proxy passes on as it is): a switch
+ * on its length, then the few names of that length (a table of names by
+ * length made V8 load them through its generic keyed-load stubs). HOP is
+ * exactly HOP_BY_HOP (test/unit/forward-headers.test.ts checks it).
+ */
+export function fieldRole(name: string): Role {
+  switch (name.length) {
+    case 2: return isFieldName(name, 'te') ? HOP : OTHER;
+    case 4: return isFieldName(name, 'host') ? HOST : OTHER;
+    case 6: return isFieldName(name, 'expect') ? EXPECT : OTHER;
+    case 7: return isFieldName(name, 'upgrade') || isFieldName(name, 'trailer') ? HOP : OTHER;
+    case 9: return isFieldName(name, 'forwarded') ? FORWARDED : isFieldName(name, 'x-real-ip') ? REAL_IP : OTHER;
+    case 10: return isFieldName(name, 'connection') || isFieldName(name, 'keep-alive') ? HOP : OTHER;
+    case 14: return isFieldName(name, 'content-length') ? CONTENT_LENGTH : isFieldName(name, 'http2-settings') ? HOP : OTHER;
+    case 15: return isFieldName(name, 'x-forwarded-for') ? XFF : OTHER;
+    case 16: return isFieldName(name, 'x-forwarded-host') ? XFH : isFieldName(name, 'proxy-connection') ? HOP : OTHER;
+    case 17: return isFieldName(name, 'x-forwarded-proto') ? XFP : isFieldName(name, 'transfer-encoding') ? HOP : OTHER;
+    case 18: return isFieldName(name, 'proxy-authenticate') ? HOP : OTHER;
+    case 19: return isFieldName(name, 'proxy-authorization') ? HOP : OTHER;
+    default: return OTHER;
+  }
+}
+
+/**
+ * Whether `name` is among the fields a Connection field listed (RFC 9110
+ * §7.6.1). A few options (nearly always one: keep-alive or close) are
+ * compared in place; a long list is looked up by the lowercased name.
+ */
+function named(options: ReadonlySet<string>, name: string): boolean {
+  if (options.size === 0) return false;
+  if (options.size > 4) return options.has(lowerName(name));
+  for (const option of options) if (isLowerToken(name, option)) return true;
+  return false;
+}
 
 const IPV4_MAPPED = '::ffff:';
 
@@ -91,13 +143,14 @@ const IPV4_MAPPED = '::ffff:';
  * through the final CRLFCRLF, to be written as latin1 (node decoded the
  * fields as latin1). Framing and Connection fields are Aludel's own, never the
  * client's: the body is re-framed as `bodyFraming` says. Throws
- * InvalidRequestError for anything that could split the head.
+ * InvalidRequestError for anything that could split the head. Which fields
+ * go is decided here; h1-wire.ts writes them.
  */
 export function buildUpstreamRequestHead(input: UpstreamRequestInput): string {
   const { rawHeaders, trustForwarded } = input;
   if (!isToken(input.method)) throw new InvalidRequestError(`method ${JSON.stringify(input.method)} is not a token`);
   const target = requestTarget(input.method, input.url);
-  const dropped = connectionOptions(rawHeaders);
+  const dropped = namingOptions(rawHeaders);
 
   let hostName = 'Host';
   let host: string | undefined;
@@ -105,14 +158,14 @@ export function buildUpstreamRequestHead(input: UpstreamRequestInput): string {
   let priorProto: string | undefined;
   let priorHost: string | undefined;
   let priorForwarded: string | undefined;
-  let fields = '';
+  const fields: string[] = [];
 
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!;
     const value = rawHeaders[i + 1]!;
     checkField(name, value);
-    const lower = lowerName(name);
-    if (lower === 'host') {
+    const role = fieldRole(name);
+    if (role === HOST) {
       // RFC 9112 §3.2: more than one Host must be answered with 400.
       if (host !== undefined) throw new InvalidRequestError('more than one Host field');
       hostName = name;
@@ -120,38 +173,38 @@ export function buildUpstreamRequestHead(input: UpstreamRequestInput): string {
       continue;
     }
     // Framing is Aludel's own; Expect: 100-continue is answered by Aludel.
-    if (HOP_BY_HOP.has(lower) || dropped.has(lower) || lower === 'content-length' || lower === 'expect') continue;
-    if (lower === XFF || lower === XFP || lower === XFH || lower === FORWARDED) {
+    if (role === HOP || role === CONTENT_LENGTH || role === EXPECT || named(dropped, name)) continue;
+    if (role === XFF || role === XFP || role === XFH || role === FORWARDED) {
       if (!trustForwarded) continue;
-      if (lower === XFF) priorFor = join(priorFor, value);
-      else if (lower === XFP) priorProto = join(priorProto, value);
-      else if (lower === XFH) priorHost = join(priorHost, value);
+      if (role === XFF) priorFor = join(priorFor, value);
+      else if (role === XFP) priorProto = join(priorProto, value);
+      else if (role === XFH) priorHost = join(priorHost, value);
       else priorForwarded = join(priorForwarded, value);
       continue;
     }
-    if (lower.includes('_')) continue;
-    if (lower === 'x-real-ip' && !trustForwarded) continue;
-    fields += `${name}: ${value}\r\n`;
+    // '_' is no letter: the name has one whatever its case.
+    if (name.includes('_')) continue;
+    if (role === REAL_IP && !trustForwarded) continue;
+    fields.push(name, value);
   }
 
   if (target.authority !== undefined) host = target.authority;
   const client = clientNode(input.clientAddress);
   const forwardedElement = `for=${forwardedNode(client, input.clientPort)};proto=${input.proto}${host ? `;host=${tokenOrQuoted(host)}` : ''}`;
 
-  let head = `${input.method} ${target.path} HTTP/1.1\r\n${host ? `${hostName}: ${host}` : `${hostName}:`}\r\n${fields}`;
-  head += `X-Forwarded-For: ${priorFor ? `${priorFor}, ${client}` : client}\r\n`;
-  head += `X-Forwarded-Proto: ${priorProto || input.proto}\r\n`;
+  fields.push('X-Forwarded-For', priorFor ? `${priorFor}, ${client}` : client);
+  fields.push('X-Forwarded-Proto', priorProto || input.proto);
   const forwardedHost = priorHost || host;
-  if (forwardedHost) head += `X-Forwarded-Host: ${forwardedHost}\r\n`;
-  head += `Forwarded: ${priorForwarded ? `${priorForwarded}, ${forwardedElement}` : forwardedElement}\r\n`;
-  head += framingField(input);
+  if (forwardedHost) fields.push('X-Forwarded-Host', forwardedHost);
+  fields.push('Forwarded', priorForwarded ? `${priorForwarded}, ${forwardedElement}` : forwardedElement);
+  framingField(input, fields);
   if (input.upgrade !== undefined) {
     if (input.upgrade === '' || !isFieldValue(input.upgrade)) throw new InvalidRequestError(`Upgrade ${JSON.stringify(input.upgrade)} names no protocol`);
-    head += `Connection: upgrade\r\nUpgrade: ${input.upgrade}\r\n`;
+    fields.push('Connection', 'upgrade', 'Upgrade', input.upgrade);
   } else {
-    head += input.keepAlive ? 'Connection: keep-alive\r\n' : 'Connection: close\r\n';
+    fields.push('Connection', input.keepAlive ? 'keep-alive' : 'close');
   }
-  return `${head}\r\n`;
+  return requestHeadText(input.method, target.path, hostName, host ?? '', fields);
 }
 
 /**
@@ -162,12 +215,12 @@ export function buildUpstreamRequestHead(input: UpstreamRequestInput): string {
  * Connection says). Repeated fields such as Set-Cookie stay separate entries.
  */
 export function filterResponseHeaders(headers: string[], opts: { keepFraming: boolean }): string[] {
-  const dropped = connectionOptions(headers);
+  const dropped = namingOptions(headers);
   const out: string[] = [];
   for (let i = 0; i + 1 < headers.length; i += 2) {
     const name = headers[i]!;
-    const lower = lowerName(name);
-    if (lower === 'content-length' ? !opts.keepFraming : (HOP_BY_HOP.has(lower) || dropped.has(lower))) continue;
+    const role = fieldRole(name);
+    if (role === CONTENT_LENGTH ? !opts.keepFraming : (role === HOP || named(dropped, name))) continue;
     out.push(name, headers[i + 1]!);
   }
   return out;
@@ -185,6 +238,21 @@ export function connectionOptions(headers: readonly string[]): ReadonlySet<strin
     forEachListElement(headers[i + 1]!, (option) => (options ??= new Set()).add(option));
   }
   return options ?? NO_OPTIONS;
+}
+
+/**
+ * The Connection options that may name a field to remove besides the
+ * hop-by-hop ones: connectionOptions, but a Connection of just keep-alive or
+ * close (nearly every one) is passed over without a Set made: those options
+ * name hop-by-hop fields, removed anyway.
+ */
+function namingOptions(headers: readonly string[]): ReadonlySet<string> {
+  for (let i = 0; i + 1 < headers.length; i += 2) {
+    if (!isFieldName(headers[i]!, 'connection')) continue;
+    const value = headers[i + 1]!;
+    if (!isLowerToken(value, 'keep-alive') && !isLowerToken(value, 'close')) return connectionOptions(headers);
+  }
+  return NO_OPTIONS;
 }
 
 /** Fields repeated in a request combine into one comma-separated list (RFC 9110 §5.3). */
@@ -255,34 +323,50 @@ let lastClient = { address: '', node: 'unknown', v6: false };
  * with ":" or "[" is not a token, so it is quoted (§4), e.g. for="[2001:db8::1]".
  */
 function forwardedNode(client: string, port: number | undefined): string {
+  // client is "unknown" (a token: no port with it) or an IP address (clientNode): digits, dots,
+  // hex and colons, none of them '"' or '\\', so what tokenOrQuoted would make is known without
+  // looking at each character (a string per request, looked at twice, was 2 k instructions).
+  if (client === 'unknown') return client;
   const v6 = client === lastClient.node ? lastClient.v6 : isIP(client) === 6;
-  const name = v6 ? `[${client}]` : client;
-  const node = port === undefined || client === 'unknown' ? name : `${name}:${port}`;
-  return tokenOrQuoted(node);
+  if (v6) return port === undefined ? `"[${client}]"` : `"[${client}]:${port}"`;
+  // An IPv4 address alone is a token; with ":" port it is not.
+  return port === undefined ? client : `"${client}:${port}"`;
 }
 
 /** value = token / quoted-string (RFC 7239 §4, RFC 9110 §5.6.4). */
 function tokenOrQuoted(value: string): string {
-  if (isToken(value)) return value;
-  // Nothing to escape (the common case, "127.0.0.1:54321"): one string, not one per character.
-  if (!value.includes('"') && !value.includes('\\')) return `"${value}"`;
+  // One look at each character: whether it is a token, and whether anything needs escaping.
+  let token = value.length > 0;
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c === 0x22 || c === 0x5c) return escapedQuoted(value);
+    if (token && !isTchar(c)) token = false;
+  }
+  return token ? value : `"${value}"`;
+}
+
+/** quoted-string with '"' and '\\' escaped as quoted-pairs (RFC 9110 §5.6.4). */
+function escapedQuoted(value: string): string {
   let quoted = '"';
   for (const c of value) quoted += c === '"' || c === '\\' ? `\\${c}` : c;
   return `${quoted}"`;
 }
 
-function framingField(input: UpstreamRequestInput): string {
+/** The framing field of the body as re-framed (RFC 9112 §6.1, §6.2), added to `fields`; none without a body. */
+function framingField(input: UpstreamRequestInput, fields: string[]): void {
   switch (input.bodyFraming) {
     case 'none':
-      return '';
+      return;
     case 'chunked':
-      return 'Transfer-Encoding: chunked\r\n';
+      fields.push('Transfer-Encoding', 'chunked');
+      return;
     case 'length': {
       const length = input.contentLength;
       if (length === undefined || !Number.isSafeInteger(length) || length < 0) {
         throw new InvalidRequestError(`Content-Length ${String(length)} is not a non-negative integer`);
       }
-      return `Content-Length: ${length}\r\n`;
+      fields.push('Content-Length', String(length));
+      return;
     }
   }
 }

@@ -7,7 +7,8 @@
  * chunk framing of bodies that leave by splice, sendfile or the copy path
  * (node frames only what passes through res.write), request bodies re-framed
  * for an upstream,
- * and the request and status line of health checks. Parsing lives beside it:
+ * the request heads sent upstream (the proxy's requests, whose fields
+ * forward-headers.ts chooses, and health checks). Parsing lives beside it:
  * response-head.ts (heads) and chunked-decoder.ts (chunked bodies).
  */
 import http from 'node:http';
@@ -70,11 +71,24 @@ export const PLAIN_HTTP_ANSWER = Buffer.concat([
   Buffer.from(PLAIN_HTTP_BODY, 'latin1'),
 ]);
 
-/** A request head with no body, for requests Aludel makes itself (health checks). */
-export function requestHead(method: string, target: string, fields: readonly string[]): Buffer {
-  let head = `${method} ${target} HTTP/1.1\r\n`;
-  for (let i = 0; i + 1 < fields.length; i += 2) head += `${fields[i]}: ${fields[i + 1]}\r\n`;
-  return Buffer.from(`${head}\r\n`, 'latin1');
+/**
+ * A request head (RFC 9112 §3, §5): the request line, Host first (§3.2: a
+ * client sends it first; with no authority known it is sent empty, as
+ * "Host:"), then the field lines `fields` ([name, value, ...]) in order, and
+ * the empty line. The text is what goes on the wire, written as latin1.
+ * The proxy's upstream requests (forward-headers.ts chooses their fields)
+ * and health checks alike.
+ */
+export function requestHeadText(method: string, target: string, hostName: string, host: string, fields: readonly string[]): string {
+  // Concatenated with +, not in template literals: the fields are strings already (no ToString each).
+  let head = method + ' ' + target + ' HTTP/1.1\r\n' + hostName + (host === '' ? ':\r\n' : ': ' + host + '\r\n');
+  for (let i = 0; i + 1 < fields.length; i += 2) head += fields[i]! + ': ' + fields[i + 1]! + '\r\n';
+  return head + '\r\n';
+}
+
+/** requestHeadText's bytes, for requests Aludel makes itself with no body (health checks). */
+export function requestHead(method: string, target: string, host: string, fields: readonly string[]): Buffer {
+  return Buffer.from(requestHeadText(method, target, 'Host', host, fields), 'latin1');
 }
 
 /** The status code of a status line at the start of `bytes` (RFC 9112 §4), or null when it is none. */

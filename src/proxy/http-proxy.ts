@@ -145,7 +145,7 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
    * node parsed the request: a refusal that closes the connection is then
    * known before node parses the pipelined requests behind it.
    */
-  function pipeline(x: ProxyExchange): Promise<number> {
+  function pipeline(x: ProxyExchange, vetted: boolean): Promise<number> {
     const { req } = x;
     // CONNECT over HTTP/2 (RFC 9113 §8.5) asks for a tunnel, as over HTTP/1.1: none is offered.
     if (x.h2 && req.method === 'CONNECT') {
@@ -153,11 +153,16 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
       sendText(x, 501);
       return Promise.resolve(501);
     }
-    const problem = x.malformed ?? requestProblem(req.method ?? 'GET', req.url ?? '/', x.fields) ?? (x.h2 ? null : missingHost(req.httpVersionMajor, req.httpVersionMinor, x.fields));
-    if (problem !== null) throw new InvalidRequestError(problem);
-    // HTTP/2 has neither transfer codings nor a version in a request line (RFC 9113 §8.2.2).
-    const unsupported = x.h2 ? null : unimplemented(req.httpVersionMajor, x.fields);
-    if (unsupported !== null) throw unsupported;
+    // A lane request (vetted) was checked once, by the lane's takes() (requestProblem), and the lane
+    // takes only HTTP/1.1 heads with one Host and no transfer coding (h1-lane.ts simpleHead):
+    // nothing missingHost or unimplemented would refuse. As serve's lane requests (serve.ts).
+    if (!vetted) {
+      const problem = x.malformed ?? requestProblem(req.method ?? 'GET', req.url ?? '/', x.fields) ?? (x.h2 ? null : missingHost(req.httpVersionMajor, req.httpVersionMinor, x.fields));
+      if (problem !== null) throw new InvalidRequestError(problem);
+      // HTTP/2 has neither transfer codings nor a version in a request line (RFC 9113 §8.2.2).
+      const unsupported = x.h2 ? null : unimplemented(req.httpVersionMajor, x.fields);
+      if (unsupported !== null) throw unsupported;
+    }
     const limit = requestLimit(x, s);
     if (limit !== null) {
       o.log.warn({ conn: x.conn.id, status: limit.status, detail: limit.why }, 'request refused');
@@ -167,7 +172,8 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
     return cache ? cache.handle(x, (fwd) => forwarder.forward(x, fwd)) : forwarder.forward(x);
   }
 
-  async function handle(req: ExchangeRequest, res: ExchangeResponse): Promise<void> {
+  /** `vetted`: a lane request, which the lane's takes() has checked already (pipeline). */
+  async function handle(req: ExchangeRequest, res: ExchangeResponse, vetted = false): Promise<void> {
     if (isMoot(req)) return;
     // Only the access-log line reads it (its request time): off, no clock read and no BigInt per request.
     const started = access.enabled ? process.hrtime.bigint() : 0n;
@@ -182,7 +188,7 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
     (res as Watched)[EXCHANGE] = x;
     res.on('close', onResponseClose);
     try {
-      status = await pipeline(x);
+      status = await pipeline(x, vetted);
     } catch (err) {
       error = err;
       status = res.headersSent ? res.statusCode : clientLeft(x) ? 499 : failureStatus(err);
@@ -266,10 +272,10 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
  * (stored bodies by sendfile, chunked while a fill is still being stored)
  * through the exchange's response, the lane's as node's (send-stored.ts).
  */
-function proxyLane(s: ProxySettings, log: Logger, handle: (req: ExchangeRequest, res: ExchangeResponse) => Promise<void>): Omit<LaneOptions, 'draining' | 'handOver' | 'closeAfterAnswer' | 'left'> {
+function proxyLane(s: ProxySettings, log: Logger, handle: (req: ExchangeRequest, res: ExchangeResponse, vetted: boolean) => Promise<void>): Omit<LaneOptions, 'draining' | 'handOver' | 'closeAfterAnswer' | 'left'> {
   return {
     maxHeaderSize: s.maxHeaderSize, idleTimeoutMs: s.idleTimeoutMs, headersTimeoutMs: s.headersTimeoutMs,
-    handle: (req, res) => void handle(req, res),
+    handle: (req, res) => void handle(req, res, true),
     takes: (req: LaneRequest) => req.rawHeaders.length / 2 <= s.maxHeaderCount && requestProblem(req.method, req.url, req.rawHeaders) === null,
     silent: (conn: SecureConnection) => closeWaitedForNothing(log, conn),
     // A FIN while the upstream answers is the client leaving: 499, as on node's server (front.ts

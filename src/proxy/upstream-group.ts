@@ -241,7 +241,7 @@ export class UpstreamGroup {
       stream = await connectUpstream({ native: this.o.native, systemTls: this.o.systemTls, upstream: p.upstream, timeoutMs, onTimeout: () => new UpstreamTimeoutError('connect', timeoutMs, p.upstream.url) });
       if (path !== null && p.upstream.protocol !== 'tcp') {
         stream.setIdleTimeout(timeoutMs, () => new UpstreamTimeoutError('headers', timeoutMs, p.upstream.url));
-        await stream.write(requestHead('GET', path, ['Host', hostHeader(p.upstream), 'User-Agent', 'aludel-health-check', 'Connection', 'close']));
+        await stream.write(requestHead('GET', path, hostHeader(p.upstream), ['User-Agent', 'aludel-health-check', 'Connection', 'close']));
         const first = await stream.read();
         const status = first ? statusCodeOf(first) : null;
         ok = status !== null && status < 400;

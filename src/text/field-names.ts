@@ -47,3 +47,17 @@ export function isFieldName(name: string, lower: string): boolean {
   }
   return true;
 }
+
+/**
+ * `name` is `lower` but for the case of its letters, for any lowercase
+ * token `lower` (a Connection option, say): only A-Z fold onto a-z
+ * (isFieldName's fold would take "^" for "~").
+ */
+export function isLowerToken(name: string, lower: string): boolean {
+  if (name.length !== lower.length) return false;
+  for (let i = 0; i < lower.length; i++) {
+    const c = name.charCodeAt(i);
+    if ((c >= 0x41 && c <= 0x5a ? c | 0x20 : c) !== lower.charCodeAt(i)) return false;
+  }
+  return true;
+}

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildUpstreamRequestHead, filterResponseHeaders, HOP_BY_HOP, type UpstreamRequestInput } from '../../src/http/forward-headers.js';
+import { buildUpstreamRequestHead, fieldRole, filterResponseHeaders, HOP_BY_HOP, type UpstreamRequestInput } from '../../src/http/forward-headers.js';
 import { InvalidRequestError } from '../../src/errors.js';
 
 function build(overrides: Partial<UpstreamRequestInput> = {}): string {
@@ -337,5 +337,46 @@ describe('HOP_BY_HOP', () => {
       assert.ok(HOP_BY_HOP.has(name), name);
     }
     assert.equal(HOP_BY_HOP.has('content-length'), false);
+  });
+});
+
+describe('fieldRole', () => {
+  it('knows every hop-by-hop field in any case, and no other field as one', () => {
+    const hop = fieldRole('Connection');
+    for (const name of HOP_BY_HOP) {
+      assert.equal(fieldRole(name), hop, name);
+      assert.equal(fieldRole(name.toUpperCase()), hop, name);
+    }
+    for (const name of ['Host', 'Content-Length', 'Expect', 'X-Forwarded-For', 'Forwarded', 'X-Real-IP', 'Accept', 'T', 'TF', 'Connectio', 'Connections', 'Http2_Settings', 'x', '']) {
+      assert.notEqual(fieldRole(name), hop, name);
+    }
+    assert.equal(fieldRole('Accept'), fieldRole('A-Name-Longer-Than-Any-Known-Field'));
+  });
+
+  it('tells the fields the proxy treats apart by name in any case', () => {
+    const roles = ['host', 'content-length', 'expect', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-real-ip'].map(fieldRole);
+    assert.equal(new Set(roles).size, roles.length);
+    assert.equal(roles.includes(fieldRole('accept')), false);
+    assert.equal(fieldRole('X-FORWARDED-PROTO'), fieldRole('x-forwarded-proto'));
+    assert.equal(fieldRole('x-forwarded-protO'), fieldRole('x-forwarded-proto'));
+    assert.equal(fieldRole('x_forwarded_proto'), fieldRole('accept'));
+  });
+});
+
+describe('Connection options compared in place', () => {
+  it('drops the fields a response Connection names in any case, and only those', () => {
+    const out = filterResponseHeaders(['Connection', 'X-Gone, x~y', 'x-gone', '1', 'X^Y', '2', 'X~Y', '3', 'Keep', '4'], { keepFraming: true });
+    assert.deepEqual(out, ['X^Y', '2', 'Keep', '4']);
+  });
+
+  it('reads every Connection field, a keep-alive or close one beside the others', () => {
+    assert.deepEqual(filterResponseHeaders(['Connection', 'Keep-Alive', 'Connection', 'X-A', 'X-A', '1', 'X-B', '2'], { keepFraming: true }), ['X-B', '2']);
+    assert.deepEqual(filterResponseHeaders(['Connection', 'X-A', 'connection', 'CLOSE', 'X-A', '1', 'X-B', '2'], { keepFraming: true }), ['X-B', '2']);
+    assert.deepEqual(lines(build({ rawHeaders: ['Host', 'h', 'Connection', 'close', 'Connection', 'x-a', 'X-A', '1', 'X-B', '2'] })).slice(2, 3), ['X-B: 2']);
+  });
+
+  it('drops them from a long list of options too', () => {
+    const out = filterResponseHeaders(['Connection', 'a, b, c, d, e, X-Gone', 'X-GONE', '1', 'F', '2'], { keepFraming: true });
+    assert.deepEqual(out, ['F', '2']);
   });
 });

@@ -5,7 +5,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { framedResponseHead, type HandlerHead } from '../../src/http/h1-wire.js';
+import { framedResponseHead, requestHead, requestHeadText, type HandlerHead } from '../../src/http/h1-wire.js';
 
 const base: HandlerHead = {
   status: 200, reason: 'OK', method: 'GET', date: 'Mon, 01 Jan 2024 00:00:00 GMT', keepAliveSecs: 60,
@@ -45,5 +45,22 @@ describe('framedResponseHead', () => {
     fields[1] = '"d"';
     assert.match(text({ ...base, fields }), /ETag: "d"\r\n/);
     assert.match(before, /ETag: "c"\r\n/);
+  });
+});
+
+describe('requestHeadText', () => {
+  it('writes the request line, Host first, the fields in order and the empty line', () => {
+    assert.equal(
+      requestHeadText('GET', '/a?b', 'host', 'example.com', ['Accept', '*/*', 'X-Empty', '']),
+      'GET /a?b HTTP/1.1\r\nhost: example.com\r\nAccept: */*\r\nX-Empty: \r\n\r\n',
+    );
+  });
+
+  it('writes an empty Host as "Host:" (RFC 9112 §3.2: no authority known)', () => {
+    assert.equal(requestHeadText('OPTIONS', '*', 'Host', '', []), 'OPTIONS * HTTP/1.1\r\nHost:\r\n\r\n');
+  });
+
+  it('gives requestHead the same bytes', () => {
+    assert.deepEqual(requestHead('GET', '/health', 'h:81', ['Connection', 'close']), Buffer.from('GET /health HTTP/1.1\r\nHost: h:81\r\nConnection: close\r\n\r\n', 'latin1'));
   });
 });
