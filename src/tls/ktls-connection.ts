@@ -356,18 +356,13 @@ export class KtlsConnection extends Duplex implements SecureConnection {
       cb();
       return true;
     }
-    let r: number;
+    let taken: number;
     try {
-      r = this.native.write(this.ssl, gatherScratch, 0, n);
+      taken = this.writeScratch(n);
     } catch (err) {
       this.mustNotSend = true;
       cb(err as Error);
       return true;
-    }
-    const taken = r > 0 ? r : 0;
-    if (taken > 0) {
-      this.bytesWritten += taken;
-      this.touch();
     }
     if (taken === n) {
       cb();
@@ -376,6 +371,21 @@ export class KtlsConnection extends Duplex implements SecureConnection {
     }
     this.startWrite([Buffer.from(gatherScratch.subarray(taken, n))], cb);
     return true;
+  }
+
+  /**
+   * One SSL_write of the shared scratch's first `n` bytes: how many the
+   * socket took (0 for WANT_WRITE, a state, not an error), counted and the
+   * idle timer touched. Throws what native.write throws (a fatal error).
+   */
+  private writeScratch(n: number): number {
+    const r = this.native.write(this.ssl, gatherScratch, 0, n);
+    const taken = r > 0 ? r : 0;
+    if (taken > 0) {
+      this.bytesWritten += taken;
+      this.touch();
+    }
+    return taken;
   }
 
   /**
@@ -406,20 +416,15 @@ export class KtlsConnection extends Duplex implements SecureConnection {
       if (typeof body === 'string') gatherScratch.write(body, headLength, 'utf8');
       else body.copy(gatherScratch, headLength);
     }
-    let r: number;
+    let taken: number;
     try {
-      r = this.native.write(this.ssl, gatherScratch, 0, n);
+      taken = this.writeScratch(n);
     } catch (err) {
       // As a stream write that failed: the connection is destroyed with the error, the callback still called.
       this.mustNotSend = true;
       this.destroy(err as Error);
       process.nextTick(done, arg);
       return true;
-    }
-    const taken = r > 0 ? r : 0;
-    if (taken > 0) {
-      this.bytesWritten += taken;
-      this.touch();
     }
     if (taken === n) {
       process.nextTick(done, arg);

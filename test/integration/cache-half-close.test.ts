@@ -137,18 +137,26 @@ describe('aludel proxy --cache: a client that half-closes after its request', ()
       await waitUntil(() => slowOpen.size === 0, 5000);
     });
 
-    test(`a follower of a fill still waiting for its head gets it whole (${path}, ${CLIENTS} clients)`, async () => {
-      const from = p.mark();
-      const target = `/hold?${viaNode ? 'node' : 'lane'}`;
+    /**
+     * A fill of `target` held before its head, and CLIENTS half-closing followers each in
+     * c.follow(), waiting for that head, their FINs on the way: the owner's and the followers' answers.
+     */
+    async function followersWaiting(target: string, from: number): Promise<{ owner: Promise<Buffer>; followers: Array<Promise<Buffer>> }> {
       const owner = rawTls(p.port, fx.certPem, `GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`, 30_000);
       await waitUntil(() => holding.has(target), 5000);
       const followers = Array.from({ length: CLIENTS }, () => rawTls(p.port, fx.certPem, getText(target, viaNode), 30_000, { halfClose: true }));
-      // Each follower is in c.follow(), waiting for the fill's head, and its FIN is on its way.
       const waiting = () => p.logs.slice(from).filter((l) => l.msg === 'cache: waiting for the response head of a fill in progress').length;
       await waitUntil(() => waiting() === CLIENTS, 10_000);
       // Only gives the FINs, sent with the requests, time to be read before the head comes:
       // before the fix they aborted the followers then. The assertions do not depend on it.
       await new Promise((r) => setTimeout(r, 300));
+      return { owner, followers };
+    }
+
+    test(`a follower of a fill still waiting for its head gets it whole (${path}, ${CLIENTS} clients)`, async () => {
+      const from = p.mark();
+      const target = `/hold?${viaNode ? 'node' : 'lane'}`;
+      const { owner, followers } = await followersWaiting(target, from);
       answer(holding.get(target)!);
       assert.ok(wholeBig(await owner), 'the fill\'s own client got it whole');
       const got = await Promise.all(followers);
@@ -196,12 +204,7 @@ describe('aludel proxy --cache: a client that half-closes after its request', ()
     test(`a follower the fill's head cannot answer is aborted at its FIN, read while it waited: 499, nothing sent upstream (${path})`, async () => {
       const from = p.mark();
       const target = `/hold-no-cache?${viaNode ? 'node' : 'lane'}`;
-      const owner = rawTls(p.port, fx.certPem, `GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`, 30_000);
-      await waitUntil(() => holding.has(target), 5000);
-      const followers = Array.from({ length: CLIENTS }, () => rawTls(p.port, fx.certPem, getText(target, viaNode), 30_000, { halfClose: true }));
-      const waiting = () => p.logs.slice(from).filter((l) => l.msg === 'cache: waiting for the response head of a fill in progress').length;
-      await waitUntil(() => waiting() === CLIENTS, 10_000);
-      await new Promise((r) => setTimeout(r, 300));
+      const { owner, followers } = await followersWaiting(target, from);
       // no-cache: stored, but RFC 9111 §4 lets it answer no other request unvalidated (cache.ts follow).
       answer(holding.get(target)!, 'no-cache, max-age=600');
       assert.ok(wholeBig(await owner), 'the fill\'s own client got it whole');
