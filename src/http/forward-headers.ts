@@ -37,7 +37,7 @@
 import { isIP } from 'node:net';
 import { InvalidRequestError } from '../errors.js';
 import { forEachListElement, isFieldValueByte, isTchar, isToken } from '../text/char-classes.js';
-import { isFieldName, isLowerToken, lowerName } from '../text/field-names.js';
+import { isFieldName, lowerName } from '../text/field-names.js';
 import { requestHeadText } from './h1-wire.js';
 
 /**
@@ -132,7 +132,7 @@ export function fieldRole(name: string): Role {
 function named(options: ReadonlySet<string>, name: string): boolean {
   if (options.size === 0) return false;
   if (options.size > 4) return options.has(lowerName(name));
-  for (const option of options) if (isLowerToken(name, option)) return true;
+  for (const option of options) if (isFieldName(name, option)) return true;
   return false;
 }
 
@@ -250,7 +250,7 @@ function namingOptions(headers: readonly string[]): ReadonlySet<string> {
   for (let i = 0; i + 1 < headers.length; i += 2) {
     if (!isFieldName(headers[i]!, 'connection')) continue;
     const value = headers[i + 1]!;
-    if (!isLowerToken(value, 'keep-alive') && !isLowerToken(value, 'close')) return connectionOptions(headers);
+    if (!isFieldName(value, 'keep-alive') && !isFieldName(value, 'close')) return connectionOptions(headers);
   }
   return NO_OPTIONS;
 }

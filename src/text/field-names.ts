@@ -34,30 +34,17 @@ function detached(s: string): string {
  * `name` is `lower` but for the case of its letters (field names are
  * case-insensitive, RFC 9110 §5.1), compared in place: no lowercased copy
  * per name (h1-wire's framing fields made two per serve response, counted
- * by bench/request-cost.ts), for the framing fields and Connection alike.
- * `lower` is lowercase letters and '-' only.
+ * by bench/request-cost.ts). `lower` is any lowercase token: a field name,
+ * or a Connection option.
  */
 export function isFieldName(name: string, lower: string): boolean {
   if (name.length !== lower.length) return false;
   for (let i = 0; i < lower.length; i++) {
     const want = lower.charCodeAt(i);
     const c = name.charCodeAt(i);
-    // ASCII letters differ in case by the 0x20 bit alone; anything else must match exactly.
-    if (c !== want && (want < 0x61 || (c | 0x20) !== want)) return false;
-  }
-  return true;
-}
-
-/**
- * `name` is `lower` but for the case of its letters, for any lowercase
- * token `lower` (a Connection option, say): only A-Z fold onto a-z
- * (isFieldName's fold would take "^" for "~").
- */
-export function isLowerToken(name: string, lower: string): boolean {
-  if (name.length !== lower.length) return false;
-  for (let i = 0; i < lower.length; i++) {
-    const c = name.charCodeAt(i);
-    if ((c >= 0x41 && c <= 0x5a ? c | 0x20 : c) !== lower.charCodeAt(i)) return false;
+    // a-z match their capitals, which differ by the 0x20 bit alone; anything else must match
+    // exactly (folding every character would take "^" for "~").
+    if (c !== want && (want < 0x61 || want > 0x7a || (c | 0x20) !== want)) return false;
   }
   return true;
 }
