@@ -164,7 +164,11 @@ export class CacheLayer {
         // fwd=stale already says "stale"; every other refusal is named.
         if (r.why !== 'stale') note(x, r.why);
         if (r.stale) stale = { entry, key, directives, requestWindow: requestStaleIfError(raw), fwd };
-        if (!directives.onlyIfCached && method === 'GET' && hasValidator(entry)) return this.revalidate(x, origin, key, entry, fwd, stale);
+        if (!directives.onlyIfCached && method === 'GET' && hasValidator(entry)) {
+          // Upstream: a FIN gives it up, as below. A second pass (another worker's fill ended) comes here marked.
+          waitsOnUpstream(x.res);
+          return this.revalidate(x, origin, key, entry, fwd, stale);
+        }
       }
     }
     // §5.2.1.7
@@ -176,31 +180,37 @@ export class CacheLayer {
     // A no-cache request wants the origin's answer to its own request, not one already under way.
     if (!directives.noCache) {
       // A follower is sent whole past its client's FIN (followFill), and so is one still waiting
-      // here for the fill's head: it holds no upstream connection of its own either. Marked in the
-      // turn the request was read, before its FIN can be seen; taken back if there is no fill to
-      // follow, and a FIN read meanwhile then aborts it (waitsOnUpstream).
+      // for a fill: here for a fill's head, or in claimFill for another worker's fill to end. It
+      // holds no upstream connection of its own. Marked in the turn the request was read, before
+      // its FIN can be seen; taken back (waitsOnUpstream) only once it goes upstream itself.
       sendWholeAfterFin(x.res);
       const followed = await c.follow(key, raw, authorized, directives);
       if (followed.fill !== null) return this.followFill(x, followed.fill, followed.head, followed.reader, fwd);
-      waitsOnUpstream(x.res);
       if (followed.refused !== null) note(x, followed.refused);
     }
     // §3.3: a GET with Range is sent on as it is, and a 206 it brings is stored as a part (a 200: whole, storeWhole).
-    if (method === 'GET' && !directives.noStore && wantsPart(raw)) {
-      return this.orStale(x, origin, { answer: (a) => this.storePart(x, key, fwd, a) }, stale);
-    }
+    const part = method === 'GET' && !directives.noStore && wantsPart(raw);
     // Fetched for the cache only as a plain GET: HEAD has no body to store, a range or a
     // conditional would not bring the whole response, no-store forbids it (§5.2.1.5).
-    const notFetchedToStore = forwardedAsIs(method, raw, directives.noStore);
-    if (notFetchedToStore !== null) {
+    const notFetchedToStore = part ? null : forwardedAsIs(method, raw, directives.noStore);
+    // One fill per key across the workers: while another one fills it, wait and look again (its
+    // entry, if stored, is then a hit, sent whole: fromStore marks it again).
+    const fill = part || notFetchedToStore !== null ? null : await c.claimFill(key, raw, !waited && !directives.noCache);
+    if (fill === 'waited') return this.handle(x, origin, true);
+    // This request goes to the upstream itself (as a revalidation above does): a FIN from its
+    // client, read now or meanwhile, gives it up (499, abortOnFin), so no upstream connection is
+    // held for a client that left. nginx 1.18 gives up such a request when it goes upstream at
+    // once, but not one that waited on proxy_cache_lock first: ngx_http_upstream_init_request
+    // installs its broken-connection check then, and it runs only on a read event that comes
+    // after, where the FIN's came during the wait (docs/proxy.md).
+    waitsOnUpstream(x.res);
+    if (part) return this.orStale(x, origin, { answer: (a) => this.storePart(x, key, fwd, a) }, stale);
+    if (fill === null) {
       x.cache = 'miss';
-      note(x, notFetchedToStore);
+      note(x, notFetchedToStore!);
       x.cacheStatus = cacheStatus({ fwd, detail: x.cacheDetail! });
       return this.orStale(x, origin, {}, stale);
     }
-    // One fill per key across the workers: while another one fills it, wait and look again (its entry, if stored, is then a hit).
-    const fill = await c.claimFill(key, raw, !waited && !directives.noCache);
-    if (fill === 'waited') return this.handle(x, origin, true);
     try {
       return await this.orStale(x, origin, { answer: (a) => this.storeAndRespond(x, fill, key, fwd, a) }, stale);
     } finally {

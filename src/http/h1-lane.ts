@@ -383,8 +383,9 @@ export function atFinCheck(conn: object, check: () => void): void {
 
 /**
  * Takes back sendWholeAfterFin(res): its answer waits on an upstream after
- * all (the cache marks a request while it looks for a fill to follow, and
- * the lookup found none). A FIN its client sent meanwhile was read and let
+ * all (the cache marks a request while it looks for a fill to follow or
+ * waits for another worker's, and it goes upstream itself after all:
+ * cache-layer.ts handle). A FIN its client sent meanwhile was read and let
  * pass; it aborts the request now, as it would have at once (abortOnFin,
  * front.ts abortAtFin). Only HTTP/1.1 responses: an HTTP/2 stream is not
  * ended by its connection's FIN this way.

@@ -25,6 +25,12 @@
  *   holding both commits): the stored entry holds both parts.
  * - --cache-size: a response kept in use through one worker is not the one
  *   the other worker's commits evict.
+ * - Clients that half-close after their request (close_notify and FIN, RFC
+ *   9293 §3.6; they still read) while another worker fills the key: each
+ *   gets the stored answer whole, on the lane and on node's server, as a
+ *   follower in the filling worker does; when that fill stores nothing and
+ *   they would go upstream themselves, each is given up then (499), nothing
+ *   sent upstream.
  * Where a request must reach a given worker, it goes over a keep-alive
  * connection pinned to it (test/support/pinned-connections.ts).
  */
@@ -35,10 +41,12 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startAludel, type LogLine, type Running } from '../support/aludel-process.js';
 import { commitGate } from '../support/cache-commit-gate.js';
+import { decodeChunked } from '../support/chunked.js';
 import { curl } from '../support/clients.js';
 import { makeFixtures, sha256, type Fixtures } from '../support/fixtures.js';
 import { patternSha256, startNginxOrigin, startSinkOrigin, type NginxOrigin, type SinkOrigin } from '../support/origins.js';
 import { pinToWorkers, type PinnedConnection } from '../support/pinned-connections.js';
+import { rawTls, splitHttp } from '../support/raw-http.js';
 import type { RunResult } from '../support/run-process.js';
 import { startSwitchOrigin, type SwitchOrigin } from '../support/switch-origin.js';
 import { waitUntil } from '../support/wait.js';
@@ -451,4 +459,99 @@ describe('--workers 2 --cache: one cache for all workers', () => {
     assert.equal(sinkCount(u('hot')), 1);
     assert.equal((await line(b!, u('e1'))).cache, 'miss', 'evicted');
   });
+});
+
+describe('--workers 2 --cache: clients that half-close while another worker fills the key', () => {
+  /** Half-closing followers on the worker that does not fill: enough to see them all kept (before the fix each was cut). */
+  const CROSS = 4;
+  const size = 300_000;
+
+  /** A GET on a new connection; `halfClose`: close_notify and FIN right behind it. Via node's server: a field given twice (the lane hands it over). */
+  function send(p: Proxy, url: string, viaNode: boolean, halfClose: boolean): Promise<Buffer> {
+    const text = `GET ${url} HTTP/1.1\r\nHost: localhost:${p.port}\r\n${viaNode ? 'X-Twice: 1\r\nX-Twice: 2\r\n' : ''}${halfClose ? '' : 'Connection: close\r\n'}\r\n`;
+    return rawTls(p.port, fx.certPem, text, 60_000, { halfClose });
+  }
+
+  /** Whether `raw` is a 200 carrying the sink's `size` pattern bytes whole (Content-Length or chunked). */
+  function whole(raw: Buffer): boolean {
+    if (raw.indexOf('\r\n\r\n') < 0) return false;
+    const r = splitHttp(raw);
+    try {
+      return r.status === 200 && sha256(r.headers['transfer-encoding'] === 'chunked' ? decodeChunked(r.body).data : r.body) === patternSha256(size);
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * A fill of `url` held at the origin before its head (the sink's hold=), its worker the
+   * leader's; then half-closing clients, one connection at a time, until CROSS of them are on
+   * the other worker, each waiting for the fill (in its worker, or for the other worker's).
+   */
+  async function whileAnotherFills(p: Proxy, url: string, viaNode: boolean): Promise<{ leader: Promise<Buffer>; leaderPid: number; followers: Array<{ got: Promise<Buffer>; pid: number }> }> {
+    const from = p.mark();
+    const leader = send(p, url, viaNode, false);
+    await waitUntil(() => sinkCount(url) === 1, 20_000);
+    const leaderPid = connections(p, from)[0]!.pid as number;
+    const followers: Array<{ got: Promise<Buffer>; pid: number }> = [];
+    while (followers.filter((f) => f.pid !== leaderPid).length < CROSS) {
+      assert.ok(followers.length < 60, `60 connections and still not ${CROSS} on the worker that does not fill`);
+      const got = send(p, url, viaNode, true);
+      await waitUntil(() => connections(p, from).length === followers.length + 2, 10_000);
+      followers.push({ got, pid: connections(p, from)[followers.length + 1]!.pid as number });
+    }
+    // Every follower waits: in the leader's worker for the fill's head, in the other for its fill to end.
+    await waitUntil(() => waiting(p, from).length === followers.length, 20_000);
+    const cross = waiting(p, from).filter((l) => l.msg === 'cache: waiting for another worker\'s fill of this key');
+    assert.equal(cross.length, CROSS, JSON.stringify(waiting(p, from)));
+    assert.ok(cross.every((l) => l.pid !== leaderPid), 'the cross-worker waits are in the worker that does not fill');
+    // Only gives the FINs, sent with the requests, time to be read while they wait: before the
+    // fix they aborted the cross-worker followers then. The assertions do not depend on it.
+    await new Promise((r) => setTimeout(r, 300));
+    return { leader, leaderPid, followers };
+  }
+
+  for (const viaNode of [false, true]) {
+    const path = viaNode ? "node's server" : 'the lane';
+    test(`a request waiting for another worker's fill gets the stored answer whole (${path})`, { timeout: 120_000 }, async () => {
+      const p = await proxy();
+      const url = `/cache?size=${size}&cc=max-age%3D600&hold=hc-${viaNode ? 'node' : 'lane'}`;
+      const from = p.mark();
+      const { leader, leaderPid, followers } = await whileAnotherFills(p, url, viaNode);
+      sink.release(`hc-${viaNode ? 'node' : 'lane'}`);
+      assert.ok(whole(await leader), 'the fill\'s own client got it whole');
+      const got = await Promise.all(followers.map((f) => f.got));
+      const short = got.map((raw, i) => (whole(raw) ? null : `${followers[i]!.pid === leaderPid ? 'same' : 'other'} worker: ${raw.length} bytes`)).filter((s) => s !== null);
+      assert.deepEqual(short, [], `${short.length} of ${followers.length} half-closing followers did not get the whole answer`);
+      await waitUntil(() => requests(p, from, url).length === followers.length + 1, 10_000);
+      const lines = requests(p, from, url);
+      assert.ok(lines.every((l) => l.status === 200 && l.error === undefined), JSON.stringify(lines));
+      // In the other worker, answered from the store once the fill was committed.
+      const other = lines.filter((l) => l.pid !== leaderPid);
+      assert.equal(other.length, CROSS);
+      assert.ok(other.every((l) => l.cache === 'hit'), JSON.stringify(other));
+      assert.equal(sinkCount(url), 1, 'one origin request for all of them');
+    });
+
+    // no-store: nothing stored, the request goes to the origin itself; no-cache with an ETag:
+    // stored, but it must be validated (RFC 9111 §5.2.2.4), so the request revalidates upstream.
+    for (const [what, cc] of [['stores nothing', 'no-store'], ['stores a response that must be validated', 'no-cache&etag=v1']] as const) {
+      test(`when the other worker's fill ${what}, a request that would go upstream itself is given up at its FIN: 499, nothing sent upstream (${path})`, { timeout: 120_000 }, async () => {
+        const p = await proxy();
+        const hold = `hc-${cc.slice(0, 8)}-${viaNode ? 'node' : 'lane'}`;
+        const url = `/cache?size=${size}&cc=${cc}&hold=${hold}`;
+        const from = p.mark();
+        const { leader, followers } = await whileAnotherFills(p, url, viaNode);
+        sink.release(hold);
+        assert.ok(whole(await leader), 'the fill\'s own client got it whole');
+        const got = await Promise.all(followers.map((f) => f.got));
+        assert.deepEqual(got.map((raw) => raw.length), followers.map(() => 0), 'no answer after the client left');
+        await waitUntil(() => requests(p, from, url).length === followers.length + 1, 10_000);
+        const gone = requests(p, from, url).filter((l) => l.status === 499);
+        assert.equal(gone.length, followers.length, JSON.stringify(requests(p, from, url)));
+        assert.ok(gone.every((l) => l.error === 'ERR_CLIENT_GONE'), JSON.stringify(gone));
+        assert.equal(sinkCount(url), 1, 'only the fill went upstream');
+      });
+    }
+  }
 });
