@@ -214,7 +214,7 @@ export function buildUpstreamRequestHead(input: UpstreamRequestInput): string {
  * (the proxy then sends exactly that many bytes, so it stays, whatever
  * Connection says). Repeated fields such as Set-Cookie stay separate entries.
  */
-export function filterResponseHeaders(headers: string[], opts: { keepFraming: boolean }): string[] {
+export function filterResponseHeaders(headers: readonly string[], opts: { keepFraming: boolean }): string[] {
   const dropped = namingOptions(headers);
   const out: string[] = [];
   for (let i = 0; i + 1 < headers.length; i += 2) {

@@ -19,6 +19,7 @@
  */
 import { UpstreamResponseError } from '../errors.js';
 import { forEachListElement, isFieldValueByte, isOws, isTchar, isToken, trimOws } from '../text/char-classes.js';
+import { isFieldName } from '../text/field-names.js';
 
 /** How the response body is delimited (RFC 9112 §6.3). */
 export type Framing = { kind: 'none' } | { kind: 'length'; length: number } | { kind: 'chunked' } | { kind: 'close' };
@@ -30,9 +31,10 @@ export interface ResponseHead {
   /**
    * Flat [name, value, name, value, ...], names as sent, values without the
    * surrounding OWS. Content-Length appears at most once, as the single
-   * decimal value all its copies agreed on.
+   * decimal value all its copies agreed on. Shared by the heads parsed from
+   * the same bytes (parseResponseHead): never changed.
    */
-  headers: string[];
+  headers: readonly string[];
   /** Bytes of the head, including the final CRLFCRLF; the body starts here. */
   headerBytes: number;
   keepAlive: boolean;
@@ -65,8 +67,148 @@ export function isInterim(status: number): boolean {
  * invalid or too large. `requestMethod` is the method of the request this
  * answers (HEAD responses have no body). CONNECT is never forwarded, so
  * §6.3's tunnel rule for 2xx answers to it does not arise.
+ *
+ * Three ways, one answer: the same bytes as the last head parsed (for the
+ * same method and limits) give that head again, its strings the same
+ * objects (sameAsLast); else a head of the common forms is read by
+ * quickHead; anything else, and every head that is to be refused, by
+ * strictHead, which says why. quickHead answers only where strictHead would
+ * answer the same (test/unit/response-head.test.ts runs both on each case).
  */
 export function parseResponseHead(buf: Buffer, limits: HeadLimits, requestMethod: string): ResponseHead | null {
+  const last = lastParsed;
+  if (last !== null && sameAsLast(last, buf, limits, requestMethod)) return { ...last.head };
+  const head = quickHead(buf, limits, requestMethod) ?? strictHead(buf, limits, requestMethod);
+  if (head !== null) remember(buf, limits, requestMethod, head);
+  return head;
+}
+
+/**
+ * The last head parsed and what it was parsed from. An upstream answers the
+ * same resource with the same head bytes until its Date turns (nginx's 1
+ * KiB file to every client, bench/request-cost.ts): one comparison of the
+ * bytes (memcmp) then stands for the whole parse, which cost a fifth of a
+ * proxied request's instructions, and the field strings handed on are the
+ * last head's own, so framedResponseHead (h1-wire.ts) finds its last head
+ * equal by identity instead of comparing each string's characters. One
+ * entry, as framedResponseHead's: nothing kept past the next different head.
+ * The headers list is shared between the heads given out: ResponseHead
+ * makes it readonly.
+ */
+let lastParsed: { head: ResponseHead; length: number; method: string; maxHeaderSize: number; maxHeaderCount: number } | null = null;
+/** The last head's bytes (its first lastParsed.length), in a buffer kept and reused. */
+let lastBytes = Buffer.allocUnsafeSlow(1024);
+
+function sameAsLast(last: NonNullable<typeof lastParsed>, buf: Buffer, limits: HeadLimits, method: string): boolean {
+  const n = last.length;
+  // Its bytes end with the head's CRLFCRLF, the first empty line: the same prefix is the same head.
+  return buf.length >= n && last.method === method && last.maxHeaderSize === limits.maxHeaderSize && last.maxHeaderCount === limits.maxHeaderCount &&
+    buf.compare(lastBytes, 0, n, 0, n) === 0;
+}
+
+function remember(buf: Buffer, limits: HeadLimits, method: string, head: ResponseHead): void {
+  const n = head.headerBytes;
+  if (lastBytes.length < n) lastBytes = Buffer.allocUnsafeSlow(n);
+  buf.copy(lastBytes, 0, 0, n);
+  lastParsed = { head, length: n, method, maxHeaderSize: limits.maxHeaderSize, maxHeaderCount: limits.maxHeaderCount };
+}
+
+/**
+ * A head whose every line is well formed, checked by one regular
+ * expression over its text (irregexp's compiled code, where a loop over
+ * each byte in JavaScript cost about 40 instructions a byte): the status
+ * line (RFC 9112 §4), field lines of a token, a colon and field-value bytes
+ * (RFC 9112 §5, RFC 9110 §5.5: no CR, LF, NUL or other control but HTAB), each
+ * ending in CRLF, and the empty line. No whitespace before a colon or at a
+ * line's start (obs-fold), no bare CR or LF: those heads go to strictHead.
+ */
+const WELL_FORMED_HEAD = /^HTTP\/1\.[01] \d{3}(?: [\t\x20-\x7e\x80-\xff]*)?\r\n(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*\r\n)*\r\n$/;
+
+/**
+ * The head at the start of `buf` when it is whole, well formed
+ * (WELL_FORMED_HEAD) and of the usual kinds: at most one Content-Length, of
+ * plain digits as String(n) writes them; Transfer-Encoding, if any, once
+ * and just "chunked"; Connection of keep-alive or close. undefined
+ * otherwise (incomplete, invalid, too large or unusual): strictHead decides.
+ */
+function quickHead(buf: Buffer, limits: HeadLimits, method: string): ResponseHead | undefined {
+  const end = quickHeadEnd(buf, limits.maxHeaderSize);
+  if (end < 0) return undefined;
+  const text = buf.toString('latin1', 0, end);
+  if (!WELL_FORMED_HEAD.test(text)) return undefined;
+  const status = (text.charCodeAt(9) - 0x30) * 100 + (text.charCodeAt(10) - 0x30) * 10 + (text.charCodeAt(11) - 0x30);
+  if (status < 100 || status > 599) return undefined;
+  const version = text.charCodeAt(7) === 0x30 ? '1.0' : '1.1';
+  // The status line's CR is the head's first: a reason has none.
+  const statusEnd = text.indexOf('\r');
+  const reason = statusEnd > 12 ? text.slice(13, statusEnd) : '';
+  const headers: string[] = [];
+  let contentLength = -1;
+  let chunked = false;
+  // Connection options seen: 1 close, 2 keep-alive.
+  let options = 0;
+  let count = 0;
+  for (let lineStart = statusEnd + 2; lineStart < end - 2; ) {
+    const colon = text.indexOf(':', lineStart);
+    const cr = text.indexOf('\r', colon);
+    if (++count > limits.maxHeaderCount) return undefined;
+    let valueStart = colon + 1;
+    let valueEnd = cr;
+    while (valueStart < valueEnd && isOws(text.charCodeAt(valueStart))) valueStart++;
+    while (valueEnd > valueStart && isOws(text.charCodeAt(valueEnd - 1))) valueEnd--;
+    const name = text.slice(lineStart, colon);
+    const value = text.slice(valueStart, valueEnd);
+    const len = colon - lineStart;
+    if (len === 14 && isFieldName(name, 'content-length')) {
+      if (contentLength >= 0) return undefined;
+      contentLength = plainLength(value);
+      if (contentLength < 0) return undefined;
+    } else if (len === 17 && isFieldName(name, 'transfer-encoding')) {
+      if (chunked || !isFieldName(value, 'chunked')) return undefined;
+      chunked = true;
+    } else if (len === 10 && isFieldName(name, 'connection')) {
+      if (isFieldName(value, 'close')) options |= 1;
+      else if (isFieldName(value, 'keep-alive')) options |= 2;
+      else return undefined;
+    }
+    headers.push(name, value);
+    lineStart = cr + 2;
+  }
+  // Errors of framing (RFC 9112 §6.1, §6.3 point 3) are strictHead's to refuse.
+  if (chunked && (contentLength >= 0 || version === '1.0')) return undefined;
+  const framing = method === 'HEAD' || status < 200 || status === 204 || status === 304 ? NONE : chunked ? CHUNKED : contentLength >= 0 ? { kind: 'length' as const, length: contentLength } : CLOSE;
+  const keepAlive = framing !== CLOSE && (options & 1) === 0 && (version === '1.1' || (options & 2) !== 0);
+  return { version, status, reason, headers, headerBytes: end, keepAlive, framing };
+}
+
+/**
+ * Index just past the first empty line (CRLFCRLF) within maxHeaderSize, or
+ * -1. Lines may end in a bare LF here: WELL_FORMED_HEAD refuses those.
+ */
+function quickHeadEnd(buf: Buffer, maxHeaderSize: number): number {
+  for (let from = 0; ; ) {
+    const lf = buf.indexOf(LF, from);
+    // strictHead refuses a line ending at or past maxHeaderSize (findHeadEnd).
+    if (lf < 0 || lf + 2 >= maxHeaderSize) return -1;
+    if (buf[lf + 1] === CR && buf[lf + 2] === LF) return lf + 3;
+    from = lf + 1;
+  }
+}
+
+/** A Content-Length value of 1 to 15 digits without a leading zero (its String() again), or -1. */
+function plainLength(value: string): number {
+  if (value.length === 0 || value.length > 15 || (value.charCodeAt(0) === 0x30 && value.length > 1)) return -1;
+  let n = 0;
+  for (let i = 0; i < value.length; i++) {
+    const digit = value.charCodeAt(i) - 0x30;
+    if (digit < 0 || digit > 9) return -1;
+    n = n * 10 + digit;
+  }
+  return n;
+}
+
+/** Every head quickHead passes over: the strict reading, with the reason for a refusal. Exported for the tests, which hold quickHead to it. */
+export function strictHead(buf: Buffer, limits: HeadLimits, requestMethod: string): ResponseHead | null {
   const end = findHeadEnd(buf, limits.maxHeaderSize);
   if (end < 0) return null;
 

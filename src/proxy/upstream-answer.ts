@@ -49,6 +49,23 @@ interface CopyRoute {
 
 const NOTHING_LEFT = (): number => 0;
 
+/**
+ * The head's fields as they go to the client (filterResponseHeaders), in a
+ * list of the caller's own. The parser hands the same (readonly) headers
+ * list again for the same head bytes (parseResponseHead), so the last
+ * filtering is kept for it: the list is copied, not filtered again (a
+ * look at each name and the Connection options per request).
+ */
+function forwardedFields(head: ResponseHead, keepFraming: boolean): string[] {
+  const last = lastForwarded;
+  if (last !== null && last.from === head.headers && last.keepFraming === keepFraming) return last.fields.slice();
+  const fields = filterResponseHeaders(head.headers, { keepFraming });
+  lastForwarded = { from: head.headers, keepFraming, fields: fields.slice() };
+  return fields;
+}
+
+let lastForwarded: { from: readonly string[]; keepFraming: boolean; fields: readonly string[] } | null = null;
+
 export class UpstreamResponse implements UpstreamAnswer {
   /** The upstream connection ended exactly at the body's end (set once the body has been taken). */
   reusable = false;
@@ -78,7 +95,7 @@ export class UpstreamResponse implements UpstreamAnswer {
     if (f.kind === 'none' || (f.kind === 'length' && f.length === 0)) {
       // RFC 9110 §8.6: a server MUST NOT send Content-Length in a 204 (HTTP/2 clients reset the
       // stream over one, RFC 9113 §8.1.1); a 304's describes the selected representation and stays.
-      this.writeHead(withCacheStatus(x, filterResponseHeaders(head.headers, { keepFraming: head.status !== 204 })));
+      this.writeHead(withCacheStatus(x, forwardedFields(head, head.status !== 204)));
       res.end();
       this.reusable = this.rest.length === 0;
       return head.status;
@@ -87,7 +104,7 @@ export class UpstreamResponse implements UpstreamAnswer {
     // Unknown length to an HTTP/1.1 client: each pipeful (or copied piece) becomes one chunk we
     // frame ourselves, so Transfer-Encoding: chunked is declared here and node's end() writes the last chunk.
     const framedByUs = direct !== null && f.kind !== 'length' && req.httpVersion === '1.1';
-    const fields = withCacheStatus(x, filterResponseHeaders(head.headers, { keepFraming: f.kind === 'length' }));
+    const fields = withCacheStatus(x, forwardedFields(head, f.kind === 'length'));
     if (framedByUs) fields.push('Transfer-Encoding', 'chunked');
     this.writeHead(fields);
     if (direct !== null && (f.kind === 'length' || framedByUs)) {

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { isInterim, parseResponseHead, type ResponseHead } from '../../src/http/response-head.js';
+import { isInterim, parseResponseHead, strictHead, type ResponseHead } from '../../src/http/response-head.js';
 import { UpstreamResponseError } from '../../src/errors.js';
 
 const LIMITS = { maxHeaderSize: 16 * 1024, maxHeaderCount: 100 };
@@ -243,6 +243,61 @@ describe('parseResponseHead: rejections', () => {
       () => parse('HTTP/1.1 200 OK\r\nX: 1234567890\r\n\r\n', 'GET', { maxHeaderSize: 20, maxHeaderCount: 10 }),
       /raise the upstream header size limit/,
     );
+  });
+});
+
+describe('parseResponseHead: its quick ways answer as the strict reading', () => {
+  const nginx = 'HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sun, 06 Dec 2026 22:10:00 GMT\r\nContent-Type: application/octet-stream\r\n' +
+    'Content-Length: 1024\r\nLast-Modified: Sun, 06 Dec 2026 22:00:00 GMT\r\nConnection: keep-alive\r\nETag: "6574a2b0-400"\r\nAccept-Ranges: bytes\r\n\r\n';
+  const heads = [
+    nginx,
+    'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello',
+    'HTTP/1.0 404 Not Found\r\nServer: legacy\r\n\r\n',
+    'HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n',
+    'HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n',
+    'HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: CLOSE\r\n\r\n',
+    'HTTP/1.1 200 OK\r\nConnection: close\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\n',
+    'HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: foo, keep-alive\r\n\r\n',
+    'HTTP/1.1 204 \r\nX: y\r\n\r\n',
+    'HTTP/1.1 204\r\nX: y\r\n\r\n',
+    'HTTP/1.1 200 All\tgood  caf\xe9 \r\n\r\n',
+    'HTTP/1.1 200 OK\r\n\r\n',
+    'HTTP/1.1 200 OK\r\nX-Empty:\r\nX-Spaces: \t a b \t\r\nX-Obs: \xe9t\xe9\r\n\r\n',
+    'HTTP/1.1 200 OK\r\ntransfer-encoding: Chunked\r\n\r\n',
+    'HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n',
+    'HTTP/1.1 200 OK\r\ncontent-length:  0012 \r\n\r\n',
+    'HTTP/1.1 200 OK\r\nContent-Length: 7\r\nContent-Length: 7\r\n\r\n',
+    'HTTP/1.1 200 OK\r\nContent-Length: 999999999999999\r\n\r\n',
+    'HTTP/1.1 100 Continue\r\n\r\n',
+    'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n',
+    'HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\nETag: "x"\r\n\r\n',
+    'HTTP/1.1 599 Odd\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n',
+  ];
+  for (const text of heads) {
+    for (const method of ['GET', 'HEAD']) {
+      it(`${JSON.stringify(text.slice(0, 60))} to ${method}`, () => {
+        const buf = Buffer.from(text, 'latin1');
+        const strict = strictHead(buf, LIMITS, method);
+        assert.deepEqual(parseResponseHead(buf, LIMITS, method), strict);
+        // Again: now the last head parsed.
+        assert.deepEqual(parseResponseHead(buf, LIMITS, method), strict);
+      });
+    }
+  }
+
+  it('gives the same bytes again the last head, its headers list the same one', () => {
+    const buf = Buffer.from(`${nginx}body`, 'latin1');
+    const first = parseResponseHead(buf, LIMITS, 'GET')!;
+    const again = parseResponseHead(Buffer.from(`${nginx}other body bytes`, 'latin1'), LIMITS, 'GET')!;
+    assert.deepEqual(again, first);
+    assert.notEqual(again, first);
+    assert.equal(again.headers, first.headers);
+    // Not for another method, other limits or other bytes.
+    assert.deepEqual(parseResponseHead(buf, LIMITS, 'HEAD')!.framing, { kind: 'none' });
+    assert.deepEqual(parseResponseHead(buf, LIMITS, 'GET')!.framing, { kind: 'length', length: 1024 });
+    rejects(`${nginx}body`, /more than 3 header fields/, 'GET', { maxHeaderSize: 1024, maxHeaderCount: 3 });
+    assert.equal(parse(nginx.replace('22:10:00', '22:10:01'))!.headers[3], 'Sun, 06 Dec 2026 22:10:01 GMT');
+    assert.equal(parse(nginx.slice(0, -2)), null);
   });
 });
 
