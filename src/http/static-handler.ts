@@ -12,7 +12,7 @@ import type http from 'node:http';
 import http2 from 'node:http2';
 import type { AnyRequest } from './alpn-front.js';
 import type { H1Response, LaneRequest } from './h1-lane.js';
-import { evaluatePreconditions, ifRangeAllows } from './conditional.js';
+import { evaluatePreconditions, ifRangeAllows, mayHaveConditions } from './conditional.js';
 import { validatorsFor, type FileValidators } from './file-validators.js';
 import type { FileStat } from './file-stat.js';
 import { parseRange } from './range.js';
@@ -300,11 +300,14 @@ function serveOpenFile(
   if (!stat.isFile()) return sendText(res, method, 404, 'Not Found\n');
 
   const v = validatorsFor(file, stat);
-  const precondition = evaluatePreconditions({ method, headers: req.headers }, v.etag, v.lastModified);
-  if (precondition === 'not-modified') return sendNotModified(res, v);
-  if (precondition === 'precondition-failed') return sendText(res, method, 412, 'Precondition Failed\n');
-
-  const plan = planBody(req, method, stat.size, v.etag, v.lastModified);
+  let plan: BodyPlan | 'unsatisfiable' = { status: 200, start: 0, length: stat.size };
+  // Without a field that may be a precondition or a Range (mayHaveConditions) there is none to look up.
+  if (mayHaveConditions(req.rawHeaders)) {
+    const precondition = evaluatePreconditions({ method, headers: req.headers }, v.etag, v.lastModified);
+    if (precondition === 'not-modified') return sendNotModified(res, v);
+    if (precondition === 'precondition-failed') return sendText(res, method, 412, 'Precondition Failed\n');
+    plan = planBody(req, method, stat.size, v.etag, v.lastModified);
+  }
   if (plan === 'unsatisfiable') {
     // §15.5.17: a 416 for byte ranges SHOULD say the current length.
     res.setHeader('Content-Range', `bytes */${stat.size}`);
@@ -316,6 +319,8 @@ function serveOpenFile(
 
 /** The head of a 200 or 206 (RFC 9110 §15.3.7: Content-Range on a 206 of one range), in the order setHeader once gave it. */
 function fileFields(v: FileValidators, plan: BodyPlan, size: number): Array<string | number> {
+  // The whole file: the list kept with the validators (the same each request, made once per file version).
+  if (plan.status === 200 && plan.length === size && v.fullFields[9] === size) return v.fullFields;
   const fields: Array<string | number> = [
     'Content-Type', v.contentType, 'Last-Modified', v.lastModifiedText, 'ETag', v.etag, 'Accept-Ranges', 'bytes', 'Content-Length', plan.length,
   ];
@@ -417,7 +422,7 @@ function abortBody(res: ServedResponse, method: string, status: number, err: unk
 
 /** §15.4.5: a 304 repeats the validators but carries no body or Content-Length. */
 function sendNotModified(res: ServedResponse, v: FileValidators): StaticOutcome {
-  writeHead(res, { status: 304, fields: ['ETag', v.etag, 'Last-Modified', v.lastModifiedText] });
+  writeHead(res, { status: 304, fields: v.notModifiedFields });
   res.end();
   return { status: 304, bytes: 0, bodyPath: 'none' };
 }

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import type { IncomingHttpHeaders } from 'node:http';
 import {
   evaluatePreconditions,
+  mayHaveConditions,
   ifRangeAllows,
   makeEtag,
   parseEntityTags,
@@ -125,5 +126,18 @@ describe('ifRangeAllows', () => {
     assert.equal(ifRangeAllows('Tue, 05 Mar 2024 10:20:31 GMT', ETAG, LAST_MODIFIED), false);
     assert.equal(ifRangeAllows('Tue, 05 Mar 2024 10:20:29 GMT', ETAG, LAST_MODIFIED), false);
     assert.equal(ifRangeAllows('garbage', ETAG, LAST_MODIFIED), false);
+  });
+});
+
+describe('mayHaveConditions', () => {
+  it('is true for any field that may be a precondition or a Range, in any case; false only when none can be', () => {
+    for (const name of ['If-None-Match', 'if-match', 'IF-MODIFIED-SINCE', 'If-Unmodified-Since', 'If-Range', 'Range', 'range']) {
+      assert.equal(mayHaveConditions(['Host', 'a', name, 'x']), true, name);
+    }
+    // Over-approximate: a name that merely starts like one is looked at the full way.
+    assert.equal(mayHaveConditions(['Referer', 'https://a/']), true);
+    assert.equal(mayHaveConditions(['Host', 'a', 'User-Agent', 'h2load', 'Accept', '*/*']), false);
+    assert.equal(mayHaveConditions([':method', 'GET', ':path', '/', ':authority', 'a']), false);
+    assert.equal(mayHaveConditions([]), false);
   });
 });

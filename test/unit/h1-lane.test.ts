@@ -99,6 +99,20 @@ describe('LaneResponse', () => {
     assert.ok(res.writableFinished && res.closed);
   });
 
+  it('writes from writeHead\'s list without changing it: a field set or removed afterwards changes the response\'s own copy', () => {
+    // The static handler gives the same list to every response of a file (file-validators.ts fullFields).
+    const shared: Array<string | number> = ['Content-Type', 'text/plain', 'Content-Length', 2];
+    const { res } = make('GET');
+    res.writeHead(200, shared);
+    res.setHeader('X-After', '1');
+    res.removeHeader('content-type');
+    assert.deepEqual(shared, ['Content-Type', 'text/plain', 'Content-Length', 2]);
+    const again = make('GET');
+    again.res.writeHead(200, shared);
+    again.res.end(Buffer.from('ok'));
+    assert.match(written(again.conn), /^HTTP\/1\.1 200 OK\r\nContent-Type: text\/plain\r\nContent-Length: 2\r\n/);
+  });
+
   it('HEAD gets the head without the body; a closing response says Connection: close', async () => {
     const head = make('HEAD');
     head.res.setHeader('Content-Length', 5);
