@@ -1,0 +1,8 @@
+/**
+ * The connection's direct reads and the lane on them, on userspace OpenSSL
+ * (test/support/direct-read.ts; test/ktls/direct-read-ktls.test.ts runs the
+ * same with kTLS RX).
+ */
+import { directReadTests } from '../support/direct-read.js';
+
+directReadTests('userspace', false);
