@@ -5,4 +5,5 @@
  */
 import { directReadTests } from '../support/direct-read.js';
 
-directReadTests('userspace', false);
+directReadTests('userspace', 'TLSv1.3', false);
+directReadTests('userspace', 'TLSv1.2', false);
