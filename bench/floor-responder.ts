@@ -13,6 +13,7 @@
 import http from 'node:http';
 import { createKtlsServer } from '../src/tls/create-server.js';
 import type { OffloadMode } from '../src/config/tls-settings.js';
+import type { SecureConnection } from '../src/tls/types.js';
 
 const [mode, port, certFile, keyFile, offload] = process.argv.slice(2);
 if ((mode !== 'raw' && mode !== 'http') || !port || !certFile || !keyFile || !offload) {
@@ -29,16 +30,19 @@ const response = Buffer.concat([
 // The suite every bench front is pinned to (servers.ts TLS13_SUITE).
 const server = createKtlsServer({ certificates: [{ certFile, keyFile }], offload: offload as OffloadMode, cipherSuites: 'TLS_AES_128_GCM_SHA256' });
 if (mode === 'raw') {
-  server.on('secureConnection', (conn: import('node:stream').Duplex) => {
+  server.on('secureConnection', (conn: SecureConnection) => {
     let pending = '';
     conn.on('error', () => conn.destroy());
-    conn.on('data', (d: Buffer) => {
-      pending += d.toString('latin1');
+    const took = (text: string): void => {
+      pending += text;
       for (let end = pending.indexOf('\r\n\r\n'); end >= 0; end = pending.indexOf('\r\n\r\n')) {
         pending = pending.slice(end + 4);
         conn.write(response);
       }
-    });
+    };
+    // Each read straight from the connection's read scratch, as the lane reads (readInto): the
+    // text is a copy of its own, made before the call returns.
+    if (conn.readInto?.((buf, start, end) => took(buf.toString('latin1', start, end))) !== true) conn.on('data', (d: Buffer) => took(d.toString('latin1')));
   });
 } else {
   const h = http.createServer((_req, res) => {

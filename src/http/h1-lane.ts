@@ -67,13 +67,16 @@ export type H1Response = http.ServerResponse | LaneResponse;
 
 const MAX_FIELDS = 64;
 
-/** A complete simple head at the start of buf: its request and length; null: not one the lane takes. */
-export function simpleHead(buf: Buffer, maxHeaderSize: number): { req: Omit<LaneRequest, 'socket'>; length: number } | null {
+/**
+ * A complete simple head at the start of buf[start, stop): its request (no
+ * reference to buf) and length; null: not one the lane takes.
+ */
+export function simpleHead(buf: Buffer, maxHeaderSize: number, start = 0, stop = buf.length): { req: Omit<LaneRequest, 'socket'>; length: number } | null {
   // The head's end is looked for in its latin1 text, not in the Buffer: Buffer#indexOf of a
   // string encodes the needle and crosses into C++ for each request (IndexOfString, about 1 k
   // instructions per keep-alive GET counted by bench/request-cost.ts), where the text is made
   // anyway. Only the first maxHeaderSize bytes can hold a head the lane takes.
-  const all = buf.toString('latin1', 0, Math.min(buf.length, maxHeaderSize));
+  const all = buf.toString('latin1', start, Math.min(stop, start + maxHeaderSize));
   const end = all.indexOf('\r\n\r\n');
   if (end < 0) return null;
   const text = all.slice(0, end);
@@ -461,8 +464,10 @@ export class LaneConnection {
   private current: LaneResponse | null = null;
   private ended = false;
   private gone = false;
-  /** Paused by onData: more heads wait than 2 × maxHeaderSize. */
+  /** Reads held by onBytes: more heads wait than 2 × maxHeaderSize. */
   private held = false;
+  /** Reads come straight from the connection's read scratch (readInto), not as 'data'. */
+  private readonly direct: boolean;
   private readonly keepAliveSecs: number;
   /** Until the first request's head is whole: node's headersTimeout runs from the connection's start. */
   private firstTimer: NodeJS.Timeout | null;
@@ -478,7 +483,10 @@ export class LaneConnection {
     // connection's default (allowHalfOpen false: its writable side ends with its readable one)
     // cut the answer in flight and dropped those behind it.
     (conn as SecureConnection & { allowHalfOpen: boolean }).allowHalfOpen = true;
-    conn.on('data', this.onData);
+    // Each read straight from the connection's scratch where it can (ktls-connection.ts
+    // readInto): no Buffer and no 'data' event per read. The FIN is still the stream's 'end'.
+    this.direct = conn.readInto !== undefined && conn.readInto(this.onRead);
+    if (!this.direct) conn.on('data', this.onData);
     conn.on('end', this.onEnd);
     conn.on('timeout', this.onTimeout);
     conn.on('close', this.onClose);
@@ -510,16 +518,36 @@ export class LaneConnection {
   }
 
   private readonly onData = (chunk: Buffer): void => {
-    this.pending = this.pending === null ? chunk : Buffer.concat([this.pending, chunk]);
+    this.onBytes(chunk, 0, chunk.length, true);
+  };
+
+  /** A direct read (readInto): buf[start, end) is the connection's scratch, valid during this call only. */
+  private readonly onRead = (buf: Buffer, start: number, end: number): void => {
+    this.onBytes(buf, start, end, false);
+  };
+
+  /** Bytes read, `owned` (a Buffer of their own, kept as is) or not (copied if kept). */
+  private onBytes(buf: Buffer, start: number, end: number, owned: boolean): void {
+    // The common case, nothing waiting and no answer in flight: the head is read where it lies.
+    if (this.pending === null && this.current === null) {
+      this.take(buf, start, end, owned);
+      return;
+    }
+    this.pending = this.pending === null ? kept(buf, start, end, owned) : Buffer.concat([this.pending, buf.subarray(start, end)]);
     if (this.current === null) this.next();
     // Pipelined heads wait while a response is written: a client that sends faster than it reads is
-    // held back (as node's server pauses a socket whose answers are not taken), until next() has
+    // held back (as node's server pauses a socket whose answers are not taken), until take() has
     // taken the heads waiting down to the limit again.
-    else if (!this.held && this.pending.length > 2 * this.o.maxHeaderSize) {
-      this.held = true;
-      this.conn.pause();
-    }
-  };
+    else if (!this.held && this.pending.length > 2 * this.o.maxHeaderSize) this.hold(true);
+  }
+
+  /** Stops (or restarts) reading: the connection's holdReads, or the stream's pause/resume. */
+  private hold(held: boolean): void {
+    this.held = held;
+    if (this.direct) this.conn.holdReads!(held);
+    else if (held) this.conn.pause();
+    else this.conn.resume();
+  }
 
   private readonly onEnd = (): void => {
     this.ended = true;
@@ -564,7 +592,9 @@ export class LaneConnection {
     this.gone = true;
     if (this.firstTimer !== null) clearTimeout(this.firstTimer);
     this.firstTimer = null;
-    this.conn.off('data', this.onData);
+    // Reads go back to the stream (for node's server, closeDetached); what was read is in `pending`.
+    if (this.direct) this.conn.readInto!(null);
+    else this.conn.off('data', this.onData);
     this.conn.off('end', this.onEnd);
     this.conn.off('timeout', this.onTimeout);
     this.conn.off('close', this.onClose);
@@ -605,19 +635,32 @@ export class LaneConnection {
   };
 
   private readonly next = (): void => {
-    if (this.current !== null || this.gone || this.pending === null) return;
-    const found = simpleHead(this.pending, this.o.maxHeaderSize);
+    const p = this.pending;
+    if (this.current !== null || this.gone || p === null) return;
+    this.take(p, 0, p.length, true);
+  };
+
+  /**
+   * The next request from buf[start, end), every byte not yet taken (what
+   * `pending` held, or a read with nothing waiting): answered here, or the
+   * connection handed over with all of them. `owned` false: buf is the
+   * connection's read scratch, so what is kept is copied first.
+   */
+  private take(buf: Buffer, start: number, end: number, owned: boolean): void {
+    const found = simpleHead(buf, this.o.maxHeaderSize, start, end);
     const req = found === null ? null : (found.req as LaneRequest);
     if (req !== null) req.socket = this.conn;
     if (found === null || req === null || !this.o.takes(req)) {
+      this.pending = kept(buf, start, end, owned);
       this.handOver();
       return;
     }
-    this.pending = found.length === this.pending.length ? null : this.pending.subarray(found.length);
-    if (this.held && (this.pending === null || this.pending.length <= 2 * this.o.maxHeaderSize)) {
-      this.held = false;
-      this.conn.resume();
-    }
+    const rest = start + found.length;
+    this.pending = rest === end ? null : kept(buf, rest, end, owned);
+    // The answer now in flight holds the heads behind it (onBytes): more than the limit of them
+    // stop reads at once (one read can bring a record's worth), fewer let them go on.
+    const over = this.pending !== null && this.pending.length > 2 * this.o.maxHeaderSize;
+    if (this.held !== over) this.hold(over);
     if (this.firstTimer !== null) {
       clearTimeout(this.firstTimer);
       this.firstTimer = null;
@@ -634,5 +677,13 @@ export class LaneConnection {
     // A head read before the client's FIN: its answer is sent whole if marked in this turn (a
     // hit, sendWholeAfterFin), else it is aborted now, as one in flight at the FIN.
     if (this.ended) this.abortIfWaiting();
-  };
+  }
+}
+
+/** buf[start, end) to keep: as it is when `owned`, else a copy (the connection's read scratch is reused). */
+function kept(buf: Buffer, start: number, end: number, owned: boolean): Buffer {
+  if (owned) return start === 0 && end === buf.length ? buf : buf.subarray(start, end);
+  const copy = Buffer.allocUnsafe(end - start);
+  buf.copy(copy, 0, start, end);
+  return copy;
 }

@@ -26,6 +26,12 @@ const scratch = Buffer.allocUnsafe(RECORD_MAX);
 /** Where small writev() pieces are gathered into one record (see nextWrite). */
 const gatherScratch = Buffer.allocUnsafe(RECORD_MAX);
 
+/**
+ * A direct reader (KtlsConnection.readInto): one read's plaintext,
+ * buf[start, end), valid only during the call.
+ */
+export type DirectReader = (buf: Buffer, start: number, end: number) => void;
+
 /** A write in progress: `pieces` from `index`/`off` on are still owed to the socket. */
 interface PendingWrite {
   pieces: Buffer[];
@@ -131,7 +137,15 @@ export class KtlsConnection extends Duplex implements SecureConnection {
   private readonly log: Logger;
   /** Told once, as the connection is released (before its 'close'): the listener's count of live connections. */
   private readonly onReleased: ((conn: KtlsConnection) => void) | null;
+  /** Reads are wanted (the stream's _read, or a direct reader not held): the read loop runs while set. */
   private reading = false;
+  /** The read loop is on the stack (a direct reader's restart goes on in it, see holdReads). */
+  private pumping = false;
+  /** The direct reader (readInto), and whether it holds reads (holdReads). */
+  private direct: DirectReader | null = null;
+  private held = false;
+  /** The end of input was read (and pushed): no read follows. */
+  private atEnd = false;
   private pendingWrite: PendingWrite | null = null;
   private flushWaiters: Array<() => void> = [];
   /** After a fatal TLS error OpenSSL forbids SSL_shutdown; after a refused KeyUpdate we must not send. */
@@ -265,12 +279,88 @@ export class KtlsConnection extends Duplex implements SecureConnection {
   // ---- reading ----------------------------------------------------------------------------
 
   override _read(): void {
-    if (this.reading) return;
+    // With a direct reader, reads are its own and holdReads' (a 'data' listener added meanwhile
+    // must not restart held reads); readInto(null) restarts them for the stream.
+    if (this.reading || this.direct !== null) return;
     this.reading = true;
     this.pumpRead();
   }
 
+  /**
+   * Direct reads: `reader` gets each read's plaintext as scratch[start, end)
+   * instead of a Buffer pushed into the stream and its 'data' event (a
+   * Buffer, a copy and node's stream bookkeeping per read: 4.4k of floor-raw's
+   * 32.5k instructions per request, docs/benchmarks.md). The bytes are the
+   * process's shared read scratch, valid only during the call: the next read
+   * overwrites them, so a reader copies what it keeps (a partial head, a
+   * pipelined remainder). While a reader is installed the stream sees no
+   * data; everything else stays the stream's and this class's as before: the
+   * end of input (close_notify or a bare FIN) is the stream's end (push(null),
+   * 'end', readableEnded), errors and destroy are the stream's, bytesRead and
+   * the idle timeout count reads as ever. holdReads() stops and restarts
+   * reads (the stream's pause() does not: it only holds pushed data back).
+   * null removes the reader: reads go on into the stream (restarted on the
+   * next tick if held; pushed ones stop at its high-water mark as ever), and
+   * bytes the reader kept go to the stream's next consumer by unshift()
+   * before any read after it is pushed: within the reader before it returns
+   * (its loop then pushes the next read), or elsewhere in the same tick (no
+   * read is pushed within the call that removes the reader). Installed only
+   * before anything read the stream: false (nothing done) once the stream
+   * was read, flows or has data, ended or was destroyed; the first read comes
+   * on the next tick, never within this call.
+   */
+  readInto(reader: DirectReader | null): boolean {
+    if (reader === null) {
+      if (this.direct === null) return true;
+      this.direct = null;
+      this.held = false;
+      // The stream may have asked for data meanwhile (_read, ignored above) and will not ask again
+      // before a push: reads restart for it, unless they run or the input has ended.
+      if (!this.reading && !this.atEnd && !this.released) {
+        this.reading = true;
+        if (!this.pumping) process.nextTick(this.pumpRead);
+      }
+      return true;
+    }
+    if (this.direct !== null || this.reading || this.released || this.destroyed || this.readableLength > 0 || this.readableEnded || this.readableFlowing !== null) return false;
+    this.direct = reader;
+    this.reading = true;
+    process.nextTick(this.pumpRead);
+    return true;
+  }
+
+  /**
+   * With a reader installed (readInto): stops reads (`held` true) until
+   * called with false; a read in progress delivers what it got first. Reads
+   * restart on the next tick, never within this call; from within the
+   * reader, in the loop that called it once the reader returns (the scratch
+   * it is given is not overwritten under it).
+   */
+  holdReads(held: boolean): void {
+    if (this.direct === null || held === this.held) return;
+    this.held = held;
+    if (held) {
+      this.reading = false;
+      return;
+    }
+    if (this.reading || this.released) return;
+    this.reading = true;
+    // On the next tick, as the stream's resume() reads: a read within this call would give the
+    // reader bytes while its caller is still between two states (the lane, taking a head).
+    if (!this.pumping) process.nextTick(this.pumpRead);
+  }
+
   private readonly pumpRead = (): void => {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      this.readLoop();
+    } finally {
+      this.pumping = false;
+    }
+  };
+
+  private readLoop(): void {
     while (this.reading && !this.released) {
       let r: number;
       try {
@@ -283,9 +373,13 @@ export class KtlsConnection extends Duplex implements SecureConnection {
         if (this.refuseKeyUpdate()) return;
         this.bytesRead += r;
         this.touch();
-        const chunk = Buffer.allocUnsafe(r);
-        scratch.copy(chunk, 0, 0, r);
-        if (!this.push(chunk)) this.reading = false;
+        const direct = this.direct;
+        if (direct !== null) direct(scratch, 0, r);
+        else {
+          const chunk = Buffer.allocUnsafe(r);
+          scratch.copy(chunk, 0, 0, r);
+          if (!this.push(chunk)) this.reading = false;
+        }
         if (r < RECORD_MAX && this.reading && !this.released && !this.tls.ktlsRx && !(this.readsAhead && this.native.hasPending!(this.ssl))) {
           // Less than a full record, and OpenSSL holds no more bytes (without read-ahead it
           // reads one record at a time): the next SSL_read would only find the socket empty
@@ -306,10 +400,14 @@ export class KtlsConnection extends Duplex implements SecureConnection {
       // 0: close_notify; EOF_NO_NOTIFY: bare FIN. Both end the readable side (RFC 8446 §6.1).
       if (r === EOF_NO_NOTIFY) this.log.debug({ conn: this.id }, 'peer closed without close_notify');
       this.reading = false;
+      this.atEnd = true;
       this.push(null);
+      // A direct reader never read the stream: 'end' is emitted only once it flows (nothing is
+      // in it to lose; _read is not called after the end).
+      if (this.direct !== null) this.resume();
       return;
     }
-  };
+  }
 
   /**
    * After each read on a TLS 1.3 kTLS-TX connection: did the peer request a KeyUpdate?

@@ -55,6 +55,15 @@ export interface SecureConnection extends Duplex {
    */
   writeWhole?<T>(head: string, body: Buffer | string | undefined, done: (arg: T) => void, arg: T): boolean;
   writeReady?(state: number): Promise<void>;
+  /**
+   * Direct reads (ktls-connection.ts readInto), on system-OpenSSL connections:
+   * each read's plaintext to `reader` as buf[start, end), valid during the
+   * call only, no 'data'; the end of input is still the stream's 'end'. null
+   * gives reads back to the stream. false: not taken (the stream was read).
+   */
+  readInto?(reader: ((buf: Buffer, start: number, end: number) => void) | null): boolean;
+  /** With a direct reader: stops (true) and restarts (false) reads. */
+  holdReads?(held: boolean): void;
   whenFlushed?(): Promise<void>;
 }
 
