@@ -208,6 +208,27 @@ export function buildUpstreamRequestHead(input: UpstreamRequestInput): string {
 }
 
 /**
+ * Whether `a` and `b` give the same upstream head: buildUpstreamRequestHead
+ * depends on its input alone (no clock, no state but clientNode's, which
+ * maps an address to one node), so a head built for `a` is the head for
+ * `b`, byte for byte. The requests on one keep-alive connection nearly
+ * always repeat (same method, target, fields, client address and port), and
+ * comparing them costs less than building and encoding the head again
+ * (bench/request-cost.ts, docs/benchmarks.md). Field values are compared as
+ * strings, so a field whose value differs in any byte gives a new head.
+ */
+export function sameUpstreamRequest(a: UpstreamRequestInput, b: UpstreamRequestInput): boolean {
+  if (a.clientPort !== b.clientPort || a.url !== b.url || a.method !== b.method || a.clientAddress !== b.clientAddress) return false;
+  if (a.trustForwarded !== b.trustForwarded || a.bodyFraming !== b.bodyFraming || a.contentLength !== b.contentLength) return false;
+  if (a.upgrade !== b.upgrade || a.keepAlive !== b.keepAlive || a.proto !== b.proto) return false;
+  const x = a.rawHeaders;
+  const y = b.rawHeaders;
+  if (x.length !== y.length) return false;
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}
+
+/**
  * The upstream response's fields as they go to the client: hop-by-hop fields
  * and those its Connection names are removed, Transfer-Encoding always (node's
  * ServerResponse frames the body itself), Content-Length unless keepFraming

@@ -13,7 +13,7 @@ import { Http2ServerRequest } from 'node:http2';
 import type { Logger } from '../log/logger.js';
 import type { ProxySettings } from '../config/proxy-settings.js';
 import type { ResponseHead } from '../http/response-head.js';
-import { buildUpstreamRequestHead, filterResponseHeaders } from '../http/forward-headers.js';
+import { buildUpstreamRequestHead, filterResponseHeaders, sameUpstreamRequest, type UpstreamRequestInput } from '../http/forward-headers.js';
 import { ClientGoneError, RequestBodyCutError, UpstreamTimeoutError } from '../errors.js';
 import { isClientFault } from '../http/failures.js';
 import { h1Response, type Exchange } from '../http/exchange.js';
@@ -48,6 +48,8 @@ export class Forwarder {
   private readonly s: ProxySettings;
   private readonly limits: { maxHeaderSize: number; maxHeaderCount: number };
   private readonly timeouts = new Map<string, TimeoutErrors>();
+  /** Each client connection's last upstream request head and what it was built from (upstreamHead). */
+  private readonly lastHeads = new WeakMap<object, { from: UpstreamRequestInput; head: Buffer }>();
 
   constructor(private readonly o: ForwarderOptions) {
     this.s = o.settings;
@@ -83,15 +85,33 @@ export class Forwarder {
     }
   }
 
+  /**
+   * The request head's bytes: the last ones made on this client connection
+   * when the request gives the same head (sameUpstreamRequest: a keep-alive
+   * client's requests nearly always do), else built and encoded anew. Keyed
+   * by connection, not one entry for all: Forwarded's for= carries the
+   * client's port, so requests of different connections never share a head.
+   * The Buffer is only ever read (written upstream), so it may be written
+   * again; it goes with its connection (a WeakMap).
+   */
+  private upstreamHead(x: ProxyExchange, input: UpstreamRequestInput): Buffer {
+    const last = this.lastHeads.get(x.conn);
+    if (last !== undefined && sameUpstreamRequest(last.from, input)) return last.head;
+    const head = Buffer.from(buildUpstreamRequestHead(input), 'latin1');
+    // A copy of the fields: the caller's list is not ours to keep.
+    this.lastHeads.set(x.conn, { from: { ...input, rawHeaders: input.rawHeaders.slice() }, head });
+    return head;
+  }
+
   private async exchange(x: ProxyExchange, fwd: Forward, detached: boolean): Promise<number> {
     const { req } = x;
     // A detached request is a GET of the cache's own: no body, whatever the client's request had.
     const body = detached ? NO_BODY : requestBody(x);
-    const head = Buffer.from(buildUpstreamRequestHead({
+    const head = this.upstreamHead(x, {
       method: req.method ?? 'GET', url: req.url ?? '/', rawHeaders: fwd.rawHeaders ?? x.fields,
       clientAddress: x.conn.remoteAddress ?? '', clientPort: x.conn.remotePort, proto: 'https', trustForwarded: this.s.trustForwarded,
       bodyFraming: body.framing, contentLength: body.declared ?? undefined, keepAlive: true,
-    }), 'latin1');
+    });
     const method = req.method ?? 'GET';
     // A reused idle connection may have been closed by the upstream a moment ago: when
     // nothing came back and the request can be sent again, retry once on a new one.

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildUpstreamRequestHead, fieldRole, filterResponseHeaders, HOP_BY_HOP, type UpstreamRequestInput } from '../../src/http/forward-headers.js';
+import { buildUpstreamRequestHead, fieldRole, filterResponseHeaders, HOP_BY_HOP, sameUpstreamRequest, type UpstreamRequestInput } from '../../src/http/forward-headers.js';
 import { InvalidRequestError } from '../../src/errors.js';
 
 function build(overrides: Partial<UpstreamRequestInput> = {}): string {
@@ -378,5 +378,34 @@ describe('Connection options compared in place', () => {
   it('drops them from a long list of options too', () => {
     const out = filterResponseHeaders(['Connection', 'a, b, c, d, e, X-Gone', 'X-GONE', '1', 'F', '2'], { keepFraming: true });
     assert.deepEqual(out, ['F', '2']);
+  });
+});
+
+describe('sameUpstreamRequest', () => {
+  const base: UpstreamRequestInput = {
+    method: 'GET', url: '/a', rawHeaders: ['Host', 'example.com', 'Accept', '*/*'], clientAddress: '192.0.2.7', clientPort: 40000,
+    proto: 'https', trustForwarded: false, bodyFraming: 'none', keepAlive: true,
+  };
+
+  it('is true for the same request with its fields in new strings and a new list', () => {
+    const again = { ...base, rawHeaders: base.rawHeaders.map((v) => `${v}!`.slice(0, -1)) };
+    assert.equal(sameUpstreamRequest(base, again), true);
+    assert.equal(buildUpstreamRequestHead(again), buildUpstreamRequestHead(base));
+  });
+
+  it('is false whenever an input that shows in the head differs, and the heads then differ', () => {
+    const changes: Partial<UpstreamRequestInput>[] = [
+      { method: 'HEAD' }, { url: '/b' }, { clientAddress: '192.0.2.8' }, { clientPort: 40001 }, { clientPort: undefined },
+      { trustForwarded: true, rawHeaders: [...base.rawHeaders, 'X-Forwarded-For', '198.51.100.1'] },
+      { bodyFraming: 'length', contentLength: 3 }, { bodyFraming: 'chunked' }, { upgrade: 'websocket' }, { keepAlive: false },
+      { rawHeaders: ['Host', 'example.org', 'Accept', '*/*'] }, { rawHeaders: ['Host', 'example.com', 'accept', '*/*'] },
+      { rawHeaders: ['Host', 'example.com'] },
+    ];
+    for (const change of changes) {
+      const other = { ...base, ...change };
+      assert.equal(sameUpstreamRequest(base, other), false, JSON.stringify(change));
+      assert.notEqual(buildUpstreamRequestHead(other), buildUpstreamRequestHead(base), JSON.stringify(change));
+    }
+    assert.equal(sameUpstreamRequest({ ...base, bodyFraming: 'length', contentLength: 3 }, { ...base, bodyFraming: 'length', contentLength: 4 }), false);
   });
 });
