@@ -362,9 +362,18 @@ export class HttpCache {
       if (answer === 'unknown') return 'lead';
       if (answer === 'mine' || !mayWait) return 'held';
       this.log.debug({ key }, `cache: waiting for another worker's ${what} of this key`);
-      const timer = setTimeout(wake, this.peerWaitMs);
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        wake();
+      }, this.peerWaitMs);
       await woken;
       clearTimeout(timer);
+      // The caller looks in the store once more and then goes upstream itself, without the lock
+      // (a fill slower than the wait is not waited for twice), as nginx passes a request to the
+      // upstream at proxy_cache_lock_timeout (nginx does not store that answer; this fill may).
+      // Logged, unlike the wait itself: it is the one way two fills of a key run at once.
+      if (timedOut) this.log.info({ key, waitedMs: this.peerWaitMs }, `cache: stopped waiting for another worker's ${what} of this key (--upstream-headers-timeout)`);
       return 'waited';
     } finally {
       waiters.delete(wake);

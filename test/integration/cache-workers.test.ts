@@ -16,6 +16,9 @@
  * - kill -9 of the worker filling a key: a request waiting in the other
  *   worker gets a fresh fill, nothing partial is ever sent, and the dead
  *   worker's temporary file is removed when it is restarted.
+ * - A request waiting for another worker's slow fill stops waiting at
+ *   --upstream-headers-timeout and fetches the key itself, whole, while
+ *   that fill goes on.
  * - stale-while-revalidate (RFC 5861 §3): concurrent stale hits over both
  *   workers, the origin holding its answer (test/support/switch-origin.ts),
  *   make one background revalidation on the host; kill -9 of the worker
@@ -296,6 +299,44 @@ describe('--workers 2 --cache: one cache for all workers', () => {
     for (const { r } of later) assert.equal(sha256(r.stdout), patternSha256(size));
     assert.equal(sinkCount(url), 2, 'the killed fill, then one fresh fill');
     assert.ok(!temps().some((f) => f.includes(`.${victim}.`)), 'the dead worker\'s temporary file was removed at the restart');
+  });
+  test('--upstream-headers-timeout bounds the wait for another worker\'s fill: the waiting request then fetches the key itself, whole, while that fill goes on', { timeout: 120_000 }, async () => {
+    const p = await proxy('--upstream-headers-timeout', '1s');
+    const size = 1_000_000;
+    const url = `/cache?size=${size}&cc=max-age%3D600&t=peer-wait`;
+    // 100 kB/s: the fill takes 10 s, ten times the wait. Its head comes at once (the timeout is not the fill's).
+    let slowDone = false;
+    const slow = get(p, url, '-H', 'X-Sink-Rate: 100000').finally(() => (slowDone = true));
+    const tmp = /^[0-9a-f]{32}\.(\d+)\.body\.tmp$/;
+    const temps = (): string[] => fs.readdirSync(p.dir, { recursive: true }).map(String).filter((f) => tmp.test(path.basename(f)));
+    await waitUntil(() => temps().length > 0, 10_000);
+    const filler = Number(tmp.exec(path.basename(temps()[0]!))![1]);
+    const other = p.pids.find((pid) => pid !== filler)!;
+    // New connections until one request waits in the other worker (the others follow the fill in its own worker).
+    const mark = p.mark();
+    const sent: Array<Promise<RunResult>> = [];
+    while (!waiting(p, mark).some((l) => l.pid === other)) {
+      assert.ok(sent.length < 30, 'no request reached the other worker');
+      const before = connections(p, mark).length;
+      sent.push(get(p, url));
+      await waitUntil(() => connections(p, mark).length > before, 10_000);
+      if (connections(p, mark).at(-1)!.pid === other) await p.waitForLog((l) => l.pid === other && l.msg.startsWith('cache: waiting'), 10_000, mark);
+    }
+    const stopped = await p.waitForLog((l) => l.pid === other && l.msg.startsWith('cache: stopped waiting for another worker\'s fill'), 10_000, mark);
+    assert.equal(stopped.waitedMs, 1000);
+    const waiter = await sent.at(-1)!;
+    assert.equal(waiter.code, 0, waiter.stderr);
+    assert.equal(sha256(waiter.stdout), patternSha256(size), 'its own fetch: the whole body');
+    assert.equal(slowDone, false, 'answered while the first fill was still going: it did not wait for it');
+    assert.equal(sinkCount(url), 2, 'the first fill, and the waiting request\'s own');
+    const line = await p.waitForLog((l) => l.msg === 'request' && l.url === url && l.pid === other, 10_000, mark);
+    assert.equal(line.status, 200);
+    // The first fill and its own followers are unharmed.
+    for (const r of [await slow, ...(await Promise.all(sent))]) {
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(sha256(r.stdout), patternSha256(size));
+    }
+    assert.equal(sinkCount(url), 2);
   });
   describe('stale-while-revalidate (RFC 5861 §3) across the workers', () => {
     const enc = encodeURIComponent;
