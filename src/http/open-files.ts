@@ -33,7 +33,7 @@ interface OpenedAs {
   readonly path: string | undefined;
 }
 
-/** statAt bound to the root's descriptor: fstatat(2) of `relative`, 0 or -errno. */
+/** statAt bound to the root's descriptor: fstatat(2) of `relative` into `out` (FILE_SLOTS), 0 or -errno. */
 export type StatAt = (relative: string, out: Float64Array) => number;
 
 /** How often unused descriptors are looked for; one unused across a whole interval is closed. */
@@ -41,12 +41,20 @@ export const SWEEP_MS = 30_000;
 
 export class OpenFiles {
   private readonly kept: KeptDescriptors<OpenedAs>;
-  private readonly probe = new Float64Array(FILE_SLOTS);
+  /** Where statAt writes: its own, or the addon's shared slots (served-root.ts), which it is given with. */
+  private readonly probe: Float64Array;
   /** Sweeps so far: the clock of lastUsed (no time read per request). */
   private tick = 0;
 
-  constructor(private readonly statAt: StatAt, max: number) {
+  /**
+   * `probe`: the slots statAt fills whatever `out` it is passed (the addon's
+   * statAtShared, which takes none), read at once after each call; by
+   * default a new array of FILE_SLOTS.
+   */
+  constructor(private readonly statAt: StatAt, max: number, probe?: Float64Array) {
     this.kept = new KeptDescriptors(max);
+    if (probe !== undefined && probe.length < FILE_SLOTS) throw new RangeError(`OpenFiles needs ${FILE_SLOTS} stat slots, given ${probe.length}`);
+    this.probe = probe ?? new Float64Array(FILE_SLOTS);
   }
 
   /** Descriptors kept now. */
