@@ -25,12 +25,26 @@ import type { FileStat } from './file-stat.js';
 /** The slots statAt and openBeneathStat fill with ctime: mode, size, mtime (s, ns), ino, dev, ctime (s, ns). */
 export const FILE_SLOTS = 8;
 
-/** What a kept descriptor's file was when opened: its fstat, and the slots a later statAt must match. */
-interface OpenedAs {
+/**
+ * What find() gives for a kept descriptor: the same object for every request
+ * that finds it (made once by keep(), never changed), where an object made
+ * per request was an allocation per 1 KiB keep-alive GET. Its shape is
+ * safe-path.ts's OpenedUnderRoot, which openUnderRoot hands on as it is.
+ */
+export interface KeptFile {
+  readonly kind: 'open';
+  readonly fd: number;
   readonly stat: FileStat;
-  readonly slots: Float64Array;
   /** The file's path as the requests that find it name it (their access-log line, validators' key), if given to keep(). */
   readonly path: string | undefined;
+  /** Its path beneath the root: the key it is kept by. */
+  readonly relative: string;
+}
+
+/** What a kept descriptor's file was when opened: find()'s answer, and the slots a later statAt must match. */
+interface OpenedAs {
+  readonly found: KeptFile;
+  readonly slots: Float64Array;
 }
 
 /** statAt bound to the root's descriptor: fstatat(2) of `relative` into `out` (FILE_SLOTS), 0 or -errno. */
@@ -67,10 +81,10 @@ export class OpenFiles {
    * names that file unchanged; release() it when done. undefined otherwise
    * (a stale one is dropped): open the file, then offer it to keep().
    */
-  find(relative: string): { fd: number; stat: FileStat; path: string | undefined } | undefined {
+  find(relative: string): KeptFile | undefined {
     const k = this.kept.use(relative);
     if (k === undefined) return undefined;
-    if (this.statAt(relative, this.probe) === 0 && sameSlots(this.probe, k.value.slots)) return { fd: k.fd, stat: k.value.stat, path: k.value.path };
+    if (this.statAt(relative, this.probe) === 0 && sameSlots(this.probe, k.value.slots)) return k.value.found;
     this.kept.release(relative, k.fd, this.tick);
     this.kept.drop(relative);
     return undefined;
@@ -85,7 +99,7 @@ export class OpenFiles {
    * flattened and compared anew as the key of validatorsFor's map).
    */
   keep(relative: string, fd: number, stat: FileStat, slots: Float64Array, path?: string): void {
-    this.kept.add(relative, fd, { stat, slots: Float64Array.from(slots), path }, this.tick);
+    this.kept.add(relative, fd, { found: { kind: 'open', fd, stat, path, relative }, slots: Float64Array.from(slots) }, this.tick);
   }
 
   /** The response is done with `fd` (found or kept for `relative`, or not kept). */
