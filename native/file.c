@@ -332,6 +332,7 @@ void aludel_register_file(napi_env env, napi_value exports) {
     napi_throw_error(env, "ERR_NO_MEMORY", "aludel: no memory for the shared stat slots");
     return;
   }
+  /* statSlots and statAtShared, the last two above: their shared_stat, per environment. */
   props[sizeof props / sizeof props[0] - 2].data = shared;
   props[sizeof props / sizeof props[0] - 1].data = shared;
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
