@@ -235,6 +235,72 @@ static napi_value stat_at(napi_env env, napi_callback_info info) {
 }
 
 /*
+ * statSlots() -> the Float64Array (8 slots) that statAtShared fills, made
+ * once per environment (napi_get_cb_info's data), with its own off-heap
+ * ArrayBuffer: its data pointer stays put for as long as the reference held
+ * here keeps it alive (an ArrayBuffer's backing store does not move; only a
+ * typed array made on V8's heap would, until its buffer is asked for).
+ *
+ * statAtShared(dirFd, path) -> statAt into those slots. Taking the typed
+ * array as an argument on every call cost napi_get_typedarray_info (V8's
+ * JSTypedArray::GetBuffer, a handle): about 0.5k of statAt's 1.2k
+ * instructions per kept-descriptor check, counted by
+ * bench/request-cost.ts. One environment, one array: a worker thread (its
+ * own environment) gets its own, so no two threads write the same slots.
+ */
+struct shared_stat {
+  napi_ref array;
+  double *slots;
+};
+
+static struct shared_stat *shared_stat_of(napi_env env, napi_callback_info info, size_t n, napi_value *argv) {
+  size_t argc = n;
+  void *data = NULL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, &data) != napi_ok) return NULL;
+  if (argc < n) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG", "missing arguments");
+    return NULL;
+  }
+  return (struct shared_stat *)data;
+}
+
+static napi_value stat_slots(napi_env env, napi_callback_info info) {
+  struct shared_stat *s = shared_stat_of(env, info, 0, NULL);
+  if (s == NULL) return NULL;
+  napi_value out = NULL;
+  if (s->array != NULL) {
+    napi_get_reference_value(env, s->array, &out);
+    return out;
+  }
+  void *data = NULL;
+  napi_value ab;
+  if (napi_create_arraybuffer(env, 8 * sizeof(double), &data, &ab) != napi_ok) return NULL;
+  if (napi_create_typedarray(env, napi_float64_array, 8, ab, 0, &out) != napi_ok) return NULL;
+  if (napi_create_reference(env, out, 1, &s->array) != napi_ok) return NULL;
+  s->slots = (double *)data;
+  return out;
+}
+
+static napi_value stat_at_shared(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  struct shared_stat *s = shared_stat_of(env, info, 2, argv);
+  if (s == NULL) return NULL;
+  int32_t dir;
+  char rel[4096];
+  if (!aludel_arg_int32(env, argv[0], &dir) || !aludel_arg_string(env, argv[1], rel, sizeof rel)) return NULL;
+  if (s->slots == NULL) return aludel_throw(env, "ERR_INVALID_STATE", EINVAL, "statAtShared", "statSlots() was not called", false);
+  struct stat st;
+  if (fstatat(dir, rel, &st, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT) != 0) return aludel_int(env, -errno);
+  fill_stat_slots(s->slots, 8, &st);
+  return aludel_int(env, 0);
+}
+
+/* The environment is going away: its references with it; the struct is ours. */
+static void shared_stat_free(void *arg) {
+  free(arg);
+}
+
+/*
  * linkCount(fd) -> st_nlink of what fd refers to, or -errno: 0 once the file
  * was unlinked (fstat(2) on an open descriptor still works then). For a body
  * descriptor the cache keeps open between hits (src/cache/open-bodies.ts):
@@ -257,6 +323,17 @@ void aludel_register_file(napi_env env, napi_value exports) {
       {"openBeneathStat", NULL, open_beneath_stat, NULL, NULL, NULL, napi_default, NULL},
       {"linkCount", NULL, link_count, NULL, NULL, NULL, napi_default, NULL},
       {"statAt", NULL, stat_at, NULL, NULL, NULL, napi_default, NULL},
+      {"statSlots", NULL, stat_slots, NULL, NULL, NULL, napi_default, NULL},
+      {"statAtShared", NULL, stat_at_shared, NULL, NULL, NULL, napi_default, NULL},
   };
+  struct shared_stat *shared = calloc(1, sizeof *shared);
+  if (shared == NULL || napi_add_env_cleanup_hook(env, shared_stat_free, shared) != napi_ok) {
+    free(shared);
+    napi_throw_error(env, "ERR_NO_MEMORY", "aludel: no memory for the shared stat slots");
+    return;
+  }
+  /* statSlots and statAtShared, the last two above: their shared_stat, per environment. */
+  props[sizeof props / sizeof props[0] - 2].data = shared;
+  props[sizeof props / sizeof props[0] - 1].data = shared;
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

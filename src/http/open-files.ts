@@ -25,15 +25,29 @@ import type { FileStat } from './file-stat.js';
 /** The slots statAt and openBeneathStat fill with ctime: mode, size, mtime (s, ns), ino, dev, ctime (s, ns). */
 export const FILE_SLOTS = 8;
 
-/** What a kept descriptor's file was when opened: its fstat, and the slots a later statAt must match. */
-interface OpenedAs {
+/**
+ * What find() gives for a kept descriptor: the same object for every request
+ * that finds it (made once by keep(), never changed), where an object made
+ * per request was an allocation per 1 KiB keep-alive GET. Its shape is
+ * safe-path.ts's OpenedUnderRoot, which openUnderRoot hands on as it is.
+ */
+export interface KeptFile {
+  readonly kind: 'open';
+  readonly fd: number;
   readonly stat: FileStat;
-  readonly slots: Float64Array;
   /** The file's path as the requests that find it name it (their access-log line, validators' key), if given to keep(). */
   readonly path: string | undefined;
+  /** Its path beneath the root: the key it is kept by. */
+  readonly relative: string;
 }
 
-/** statAt bound to the root's descriptor: fstatat(2) of `relative`, 0 or -errno. */
+/** What a kept descriptor's file was when opened: find()'s answer, and the slots a later statAt must match. */
+interface OpenedAs {
+  readonly found: KeptFile;
+  readonly slots: Float64Array;
+}
+
+/** statAt bound to the root's descriptor: fstatat(2) of `relative` into `out` (FILE_SLOTS), 0 or -errno. */
 export type StatAt = (relative: string, out: Float64Array) => number;
 
 /** How often unused descriptors are looked for; one unused across a whole interval is closed. */
@@ -41,12 +55,20 @@ export const SWEEP_MS = 30_000;
 
 export class OpenFiles {
   private readonly kept: KeptDescriptors<OpenedAs>;
-  private readonly probe = new Float64Array(FILE_SLOTS);
+  /** Where statAt writes: its own, or the addon's shared slots (served-root.ts), which it is given with. */
+  private readonly probe: Float64Array;
   /** Sweeps so far: the clock of lastUsed (no time read per request). */
   private tick = 0;
 
-  constructor(private readonly statAt: StatAt, max: number) {
+  /**
+   * `probe`: the slots statAt fills whatever `out` it is passed (the addon's
+   * statAtShared, which takes none), read at once after each call; by
+   * default a new array of FILE_SLOTS.
+   */
+  constructor(private readonly statAt: StatAt, max: number, probe?: Float64Array) {
     this.kept = new KeptDescriptors(max);
+    if (probe !== undefined && probe.length < FILE_SLOTS) throw new RangeError(`OpenFiles needs ${FILE_SLOTS} stat slots, given ${probe.length}`);
+    this.probe = probe ?? new Float64Array(FILE_SLOTS);
   }
 
   /** Descriptors kept now. */
@@ -59,10 +81,10 @@ export class OpenFiles {
    * names that file unchanged; release() it when done. undefined otherwise
    * (a stale one is dropped): open the file, then offer it to keep().
    */
-  find(relative: string): { fd: number; stat: FileStat; path: string | undefined } | undefined {
+  find(relative: string): KeptFile | undefined {
     const k = this.kept.use(relative);
     if (k === undefined) return undefined;
-    if (this.statAt(relative, this.probe) === 0 && sameSlots(this.probe, k.value.slots)) return { fd: k.fd, stat: k.value.stat, path: k.value.path };
+    if (this.statAt(relative, this.probe) === 0 && sameSlots(this.probe, k.value.slots)) return k.value.found;
     this.kept.release(relative, k.fd, this.tick);
     this.kept.drop(relative);
     return undefined;
@@ -77,7 +99,7 @@ export class OpenFiles {
    * flattened and compared anew as the key of validatorsFor's map).
    */
   keep(relative: string, fd: number, stat: FileStat, slots: Float64Array, path?: string): void {
-    this.kept.add(relative, fd, { stat, slots: Float64Array.from(slots), path }, this.tick);
+    this.kept.add(relative, fd, { found: { kind: 'open', fd, stat, path, relative }, slots: Float64Array.from(slots) }, this.tick);
   }
 
   /** The response is done with `fd` (found or kept for `relative`, or not kept). */

@@ -306,14 +306,14 @@ function relativePath(urlPath: string): string | Refused | null {
   return p.slash || p.bytes ? null : p.segments.join('/');
 }
 
-/** A regular file opened beneath the root: release it with closeOpened(). */
+/** A regular file opened beneath the root: release it with closeOpened(). Not to be changed (a kept one's is shared: open-files.ts KeptFile). */
 export interface OpenedUnderRoot {
-  kind: 'open';
-  fd: number;
-  path: string;
-  stat: FileStat;
+  readonly kind: 'open';
+  readonly fd: number;
+  readonly path: string;
+  readonly stat: FileStat;
   /** Its path beneath the root, the key of a kept descriptor. */
-  relative: string;
+  readonly relative: string;
 }
 
 /** relative has no empty, "." or ".." segment: joined as path.join would, without its normalising pass. */
@@ -343,7 +343,11 @@ export function openUnderRoot(open: OpenBeneath, rootReal: string, urlPath: stri
   if (typeof relative !== 'string') return relative;
   // A descriptor kept from an earlier request, if the path still names its file unchanged (open-files.ts).
   const found = files?.find(relative);
-  if (found !== undefined) return { kind: 'open', fd: found.fd, path: found.path ?? underRoot(rootReal, relative), stat: found.stat, relative };
+  if (found !== undefined) {
+    // Kept with its path (below): handed on as it is, the same object each time (open-files.ts KeptFile).
+    if (found.path !== undefined) return found as OpenedUnderRoot;
+    return { kind: 'open', fd: found.fd, path: underRoot(rootReal, relative), stat: found.stat, relative };
+  }
   let fd: number;
   try {
     fd = open(relative);

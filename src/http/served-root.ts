@@ -18,7 +18,7 @@
  */
 import fs from 'node:fs';
 import type { Logger } from '../log/logger.js';
-import { loadAddon } from '../native/binding.js';
+import { loadAddon, type Native } from '../native/binding.js';
 import { descriptorLimit, keptBound } from '../transport/descriptor-limit.js';
 import { closeQuietly } from '../transport/close-quietly.js';
 import { FILE_SLOTS, OpenFiles, sweepEvery } from './open-files.js';
@@ -72,12 +72,28 @@ function access(real: string): RootAccess {
   // Open and fstat in one call (file-stat.ts), into these slots, ctime included (open-files.ts keeps a descriptor by it).
   const fstats = new Float64Array(FILE_SLOTS);
   const openBeneath = Object.assign((relative: string) => addon.openBeneathStat!(fd, relative, fstats), { fstats });
-  if (hold.files === undefined && typeof addon.statAt === 'function') {
-    const statAt = addon.statAt;
-    hold.files = new OpenFiles((relative, out) => statAt(fd, relative, out), keptBound(descriptorLimit()));
-    sweepEvery(hold.files);
-  }
+  if (hold.files === undefined) hold.files = openFiles(addon, fd);
   return { root: real, openBeneath, files: hold.files };
+}
+
+/**
+ * The kept descriptors of the root open as `fd`, checked by the addon's
+ * statAtShared into its shared slots where it has them (one argument less to
+ * look up per request: native/file.c statSlots), else by statAt; none
+ * without either. The slots are read right after each call, on this thread,
+ * so every root may share them.
+ */
+function openFiles(addon: Native, fd: number): OpenFiles | undefined {
+  let files: OpenFiles;
+  if (typeof addon.statAtShared === 'function' && typeof addon.statSlots === 'function') {
+    const statAtShared = addon.statAtShared;
+    files = new OpenFiles((relative) => statAtShared(fd, relative), keptBound(descriptorLimit()), addon.statSlots());
+  } else if (typeof addon.statAt === 'function') {
+    const statAt = addon.statAt;
+    files = new OpenFiles((relative, out) => statAt(fd, relative, out), keptBound(descriptorLimit()));
+  } else return undefined;
+  sweepEvery(files);
+  return files;
 }
 
 /** One user less of `real`'s hold: with none left, its kept files and its directory's descriptor close. */

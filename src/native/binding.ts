@@ -193,6 +193,10 @@ export interface Native {
   linkCount?(fd: number): number;
   /** fstatat(2) of path relative to dirFd, no symlink followed last, into `out` as openBeneathStat (8 slots: ctime too); 0 or -errno. Absent from older builds. */
   statAt?(dirFd: number, path: string, out: Float64Array): number;
+  /** The 8 slots statAtShared fills: one Float64Array per environment, the same each call. Absent from older builds. */
+  statSlots?(): Float64Array;
+  /** statAt into statSlots()'s array (no typed array to look up per call); 0 or -errno. Absent from older builds. */
+  statAtShared?(dirFd: number, path: string): number;
   /** sendfile(2) on the thread pool; the socket is non-blocking, so errno EAGAIN means "wait until writable". */
   sendfileAsync(socketFd: number, fileFd: number, offset: number, length: number, done: (sent: number, errno: number) => void): void;
   /** preadv2(RWF_NOWAIT) into buf[0, length): bytes read (0: end of file), AGAIN when not all cached, NOWAIT_UNSUPPORTED. */

@@ -48,9 +48,19 @@ function serveOnce(files: OpenFiles, a: Native, relative: string): { fd: number;
   return { fd, fresh: true };
 }
 
-describe('OpenFiles', { skip: usable ? false : 'the addon has no statAt (older build)' }, () => {
+/**
+ * Both ways a kept descriptor is checked: statAt into the OpenFiles' own
+ * slots, and statAtShared into the addon's one shared array (served-root.ts),
+ * with the same outcome for every change.
+ */
+const checks: Array<[string, (a: Native, max: number) => OpenFiles]> = [
+  ['statAt', (a, max) => new OpenFiles((relative, out) => a.statAt!(dirFd, relative, out), max)],
+  ['statAtShared', (a, max) => new OpenFiles((relative) => a.statAtShared!(dirFd, relative), max, a.statSlots!())],
+];
+const sharedUsable = usable && typeof (addon as Native).statAtShared === 'function';
+for (const [check, makeWith] of checks) describe(`OpenFiles, checked by ${check}`, { skip: (check === 'statAt' ? usable : sharedUsable) ? false : `the addon has no ${check} (older build)` }, () => {
   const a = addon as Native;
-  const make = (max = 8): OpenFiles => new OpenFiles((relative, out) => a.statAt!(dirFd, relative, out), max);
+  const make = (max = 8): OpenFiles => makeWith(a, max);
   const write = (name: string, text: string): void => fs.writeFileSync(path.join(dir, name), text);
 
   test('an unchanged file: one open for many requests, the same descriptor each time', () => {
@@ -121,6 +131,8 @@ describe('OpenFiles', { skip: usable ? false : 'the addon has no statAt (older b
   });
 
   test('a symlink swapped in for the file: not the kept descriptor (statAt does not follow it)', () => {
+    // Each check's suite runs in the same directory: the link the one before left goes first.
+    fs.rmSync(path.join(dir, 's.txt'), { force: true });
     write('s.txt', 'real');
     write('other.txt', 'other');
     const files = make();
@@ -185,5 +197,57 @@ describe('OpenFiles', { skip: usable ? false : 'the addon has no statAt (older b
     assert.equal(isOpen(own.fd) && own.fd !== two2.fd && own.fd !== three.fd, false, 'a descriptor not kept is closed on release');
     files.release('2.txt', two2.fd);
     files.release('3.txt', three.fd);
+  });
+});
+
+describe('the addon\'s shared stat slots (statSlots, statAtShared)', { skip: sharedUsable ? false : 'the addon has no statAtShared (older build)' }, () => {
+  const a = addon as Native;
+
+  test('one array, the same on every call, filled as statAt fills its own', () => {
+    fs.writeFileSync(path.join(dir, 'sh.txt'), 'shared');
+    const slots = a.statSlots!();
+    assert.equal(slots, a.statSlots!());
+    assert.equal(slots.length, FILE_SLOTS);
+    const own = new Float64Array(FILE_SLOTS);
+    assert.equal(a.statAt!(dirFd, 'sh.txt', own), 0);
+    assert.equal(a.statAtShared!(dirFd, 'sh.txt'), 0);
+    assert.deepEqual([...slots], [...own]);
+    assert.equal(a.statAtShared!(dirFd, 'no-such-file'), -os.constants.errno.ENOENT);
+  });
+
+  test('two roots checked through the same slots keep apart: a change under one misses there only', () => {
+    const dir2 = fs.mkdtempSync(path.join(os.tmpdir(), 'open-files-2-'));
+    const dir2Fd = fs.openSync(dir2, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+    try {
+      fs.writeFileSync(path.join(dir, 'same.txt'), 'one');
+      fs.writeFileSync(path.join(dir2, 'same.txt'), 'two');
+      const one = new OpenFiles((relative) => a.statAtShared!(dirFd, relative), 8, a.statSlots!());
+      const two = new OpenFiles((relative) => a.statAtShared!(dir2Fd, relative), 8, a.statSlots!());
+      const keep = (files: OpenFiles, root: number): number => {
+        const slots = new Float64Array(FILE_SLOTS);
+        const fd = a.openBeneathStat!(root, 'same.txt', slots);
+        files.keep('same.txt', fd, statFromSlots(slots), slots);
+        files.release('same.txt', fd);
+        return fd;
+      };
+      const fd1 = keep(one, dirFd);
+      const fd2 = keep(two, dir2Fd);
+      fs.writeFileSync(path.join(dir2, 'same.new'), 'TWO!');
+      fs.renameSync(path.join(dir2, 'same.new'), path.join(dir2, 'same.txt'));
+      const found1 = one.find('same.txt');
+      assert.equal(found1?.fd, fd1, 'unchanged under the first root: its kept descriptor');
+      one.release('same.txt', fd1);
+      assert.equal(two.find('same.txt'), undefined, 'replaced under the second: a miss');
+      assert.equal(isOpen(fd2) && fd2 !== fd1, false);
+      one.close();
+      two.close();
+    } finally {
+      fs.closeSync(dir2Fd);
+      fs.rmSync(dir2, { recursive: true, force: true });
+    }
+  });
+
+  test('an OpenFiles given fewer slots than it compares is refused', () => {
+    assert.throws(() => new OpenFiles(() => 0, 8, new Float64Array(6)), RangeError);
   });
 });
