@@ -32,6 +32,8 @@ const HOST = 3;
 /** A field name as sent, its lowercase form (RFC 9110 §5.1: names are case-insensitive) and its role. */
 interface Name {
   readonly raw: string;
+  /** `raw`'s bytes, compared with a head's (a string's charCodeAt costs several times a byte array's load). */
+  readonly bytes: Uint8Array;
   readonly lower: string;
   readonly role: number;
 }
@@ -152,12 +154,11 @@ export function simpleHead(buf: Buffer, maxHeaderSize: number, start = 0, stop =
 }
 
 const VERSION_LINE = ' HTTP/1.1\r\n';
-const VERSION_BYTES = Buffer.from(VERSION_LINE, 'latin1');
 
+/** buf[p, limit) begins with VERSION_LINE: byte by byte, unrolled (a loop over a table of its bytes cost 0.4k per head). */
 function versionLine(buf: Buffer, p: number, limit: number): boolean {
-  if (p + VERSION_BYTES.length > limit) return false;
-  for (let i = 0; i < VERSION_BYTES.length; i++) if (buf[p + i] !== VERSION_BYTES[i]) return false;
-  return true;
+  return p + VERSION_LINE.length <= limit && buf[p] === 0x20 && buf[p + 1] === 0x48 && buf[p + 2] === 0x54 && buf[p + 3] === 0x54 && buf[p + 4] === 0x50
+    && buf[p + 5] === 0x2f && buf[p + 6] === 0x31 && buf[p + 7] === 0x2e && buf[p + 8] === 0x31 && buf[p + 9] === 0x0d && buf[p + 10] === 0x0a;
 }
 
 /**
@@ -183,7 +184,7 @@ function fields(buf: Buffer, start: number, length: number, method: string, urlS
     for (let j = 0; j < i; j++) if (lowers[j] === lower) return clear(i);
     lowers[i] = lower;
     if (name.role === HOST) host = true;
-    const value = name.role === HOST ? hostValue(buf, vs, ve, text, start) : text.slice(vs - start, ve - start);
+    const value = text.slice(vs - start, ve - start);
     headers[lower] = value;
     rawHeaders.push(name.raw, value);
   }
@@ -191,22 +192,6 @@ function fields(buf: Buffer, start: number, length: number, method: string, urlS
   if (!host) return null;
   return { req: new LaneHead(method, text.slice(urlStart - start, urlEnd - start), headers, rawHeaders), length };
 }
-
-/**
- * The Host value: the last one's string when the bytes are the same (a
- * client names the same host in each request), so that request-checks.ts
- * isValidHost finds it by pointer, not by comparing a new string with the
- * one it validated last (0.4k instructions per request counted by
- * bench/request-cost.ts). A new one is a string of its own, not a slice
- * keeping its head's text alive.
- */
-function hostValue(buf: Buffer, vs: number, ve: number, text: string, start: number): string {
-  if (sameBytes(buf, vs, ve, lastHost)) return lastHost;
-  if (ve - vs > NAME_MAX) return text.slice(vs - start, ve - start);
-  lastHost = latin1(buf, vs, ve);
-  return lastHost;
-}
-let lastHost = '';
 
 /** The lowercase names of the head being read, for the check of a field twice. */
 const lowers: string[] = new Array<string>(MAX_FIELDS).fill('');
@@ -243,20 +228,21 @@ const KEEP_ALIVE = 'keep-alive';
 function fieldName(buf: Buffer, s: number, e: number, hash: number): Name {
   const slot = (hash ^ (hash >>> 9) ^ (e - s)) & (NAME_SLOTS - 1);
   const kept = names[slot]!;
-  if (kept !== null && sameBytes(buf, s, e, kept.raw)) return kept;
+  if (kept !== null && sameBytes(buf, s, e, kept.bytes)) return kept;
   // Strings of their own (not cut from a head's text, which a slice would keep alive in the
   // table), the lowercase one V8's internalized key itself (found by pointer in `headers`).
   const raw = latin1(buf, s, e);
   const lower = raw.toLowerCase();
-  if (e - s > NAME_MAX) return { raw, lower, role: roleOf(lower) };
-  const entry: Name = { raw, lower: Object.keys({ [lower]: 0 })[0]!, role: roleOf(lower) };
+  const bytes = Uint8Array.prototype.slice.call(buf, s, e);
+  if (e - s > NAME_MAX) return { raw, bytes, lower, role: roleOf(lower) };
+  const entry: Name = { raw, bytes, lower: Object.keys({ [lower]: 0 })[0]!, role: roleOf(lower) };
   names[slot] = entry;
   return entry;
 }
 
-function sameBytes(buf: Buffer, s: number, e: number, raw: string): boolean {
-  if (raw.length !== e - s) return false;
-  for (let i = 0; i < raw.length; i++) if (buf[s + i] !== raw.charCodeAt(i)) return false;
+function sameBytes(buf: Buffer, s: number, e: number, bytes: Uint8Array): boolean {
+  if (bytes.length !== e - s) return false;
+  for (let i = 0; i < bytes.length; i++) if (buf[s + i] !== bytes[i]) return false;
   return true;
 }
 

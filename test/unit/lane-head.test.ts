@@ -166,7 +166,7 @@ describe('lane-head simpleHead against the reader it replaced', () => {
     }
   });
 
-  it('gives the Host value sent, whichever came before it (the last one is kept by its bytes)', () => {
+  it('gives the Host value sent, whichever came before it', () => {
     const hosts = ['a', 'b', 'ab', 'a', 'A', '', 'a:1', 'a:2', 'x'.repeat(47), 'x'.repeat(48), 'x'.repeat(49), 'x'.repeat(49), 'caf\xe9', 'a'];
     for (const host of hosts) {
       const got = agree(b(`GET / HTTP/1.1\r\nHost: ${host}\r\n\r\n`), 16384, `Host ${host}`);
