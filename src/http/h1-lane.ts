@@ -26,10 +26,11 @@
 import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import type { SecureConnection } from '../tls/types.js';
-import { isToken } from '../text/char-classes.js';
-import { lowerName } from '../text/field-names.js';
+import { simpleHead } from './lane-head.js';
 import { closedForTimeout } from './timed-out.js';
 import { chunkSizeLine, CRLF, earlyHintsHead, framedResponseHead, LAST_CHUNK, PROCESSING_HEAD } from './h1-wire.js';
+
+export { simpleHead };
 
 export interface LaneRequest {
   method: string;
@@ -51,79 +52,8 @@ export interface LaneRequest {
   [Symbol.asyncIterator](): AsyncIterator<Buffer>;
 }
 
-/** LaneRequest's body: no bytes. */
-async function* noBody(): AsyncGenerator<Buffer> {
-  // Nothing: see LaneRequest[Symbol.asyncIterator].
-}
-
-/** LaneRequest.setTimeout, one function for every request. */
-function setRequestTimeout(this: LaneRequest, ms: number): LaneRequest {
-  (this.socket as SecureConnection & { setTimeout(ms: number): unknown }).setTimeout(ms);
-  return this;
-}
-
 /** An HTTP/1.1 response serve writes: node's, or the lane's own (LaneResponse). */
 export type H1Response = http.ServerResponse | LaneResponse;
-
-const MAX_FIELDS = 64;
-
-/**
- * A complete simple head at the start of buf[start, stop): its request (no
- * reference to buf) and length; null: not one the lane takes.
- */
-export function simpleHead(buf: Buffer, maxHeaderSize: number, start = 0, stop = buf.length): { req: Omit<LaneRequest, 'socket'>; length: number } | null {
-  // The head's end is looked for in its latin1 text, not in the Buffer: Buffer#indexOf of a
-  // string encodes the needle and crosses into C++ for each request (IndexOfString, about 1 k
-  // instructions per keep-alive GET counted by bench/request-cost.ts), where the text is made
-  // anyway. Only the first maxHeaderSize bytes can hold a head the lane takes.
-  const all = buf.toString('latin1', start, Math.min(stop, start + maxHeaderSize));
-  const end = all.indexOf('\r\n\r\n');
-  if (end < 0) return null;
-  const text = all.slice(0, end);
-  const lineEnd = text.indexOf('\r\n');
-  const line = lineEnd < 0 ? text : text.slice(0, lineEnd);
-  let method: string;
-  if (line.startsWith('GET ')) method = 'GET';
-  else if (line.startsWith('HEAD ')) method = 'HEAD';
-  else return null;
-  if (!line.endsWith(' HTTP/1.1')) return null;
-  const url = line.slice(method.length + 1, line.length - 9);
-  if (url.length === 0 || url.charCodeAt(0) !== 0x2f) return null;
-  for (let i = 0; i < url.length; i++) {
-    const c = url.charCodeAt(i);
-    if (c <= 0x20 || c >= 0x7f) return null;
-  }
-  const headers: Record<string, string> = Object.create(null);
-  const rawHeaders: string[] = [];
-  let at = lineEnd < 0 ? text.length : lineEnd + 2;
-  while (at < text.length) {
-    let next = text.indexOf('\r\n', at);
-    if (next < 0) next = text.length;
-    const colon = text.indexOf(':', at);
-    if (colon < 0 || colon >= next) return null;
-    const name = text.slice(at, colon);
-    if (!isToken(name)) return null;
-    let vs = colon + 1;
-    let ve = next;
-    while (vs < ve && (text.charCodeAt(vs) === 0x20 || text.charCodeAt(vs) === 0x09)) vs++;
-    while (ve > vs && (text.charCodeAt(ve - 1) === 0x20 || text.charCodeAt(ve - 1) === 0x09)) ve--;
-    const value = text.slice(vs, ve);
-    for (let i = 0; i < value.length; i++) {
-      const c = value.charCodeAt(i);
-      if ((c < 0x20 && c !== 0x09) || c === 0x7f) return null;
-    }
-    const lower = lowerName(name);
-    if (headers[lower] !== undefined) return null;
-    if (lower === 'content-length' || lower === 'transfer-encoding' || lower === 'upgrade' || lower === 'expect') return null;
-    if (lower === 'connection' && value.toLowerCase() !== 'keep-alive') return null;
-    headers[lower] = value;
-    rawHeaders.push(name, value);
-    if (rawHeaders.length > 2 * MAX_FIELDS) return null;
-    at = next + 2;
-  }
-  if (headers.host === undefined) return null;
-  return { req: { method, url, headers, rawHeaders, httpVersion: '1.1', httpVersionMajor: 1, httpVersionMinor: 1, complete: true, setTimeout: setRequestTimeout, [Symbol.asyncIterator]: noBody }, length: end + 4 };
-}
 
 /** A writeHead field list ([name, value, ...]), not an object of fields. */
 function isFieldList(f: ReadonlyArray<string | number> | Readonly<Record<string, string | number>> | undefined): f is ReadonlyArray<string | number> {
