@@ -35,6 +35,9 @@ export function errCode(err: unknown): string {
  * refuse them as nginx does ("upstream sent unknown Transfer-Encoding").
  */
 export function checkTransferCoding(head: ResponseHead): void {
+  // The same (never changed) list as the last accepted one: parsed from the same head bytes
+  // (parseResponseHead), so the same answer; no look at each name again.
+  if (head.headers === lastAccepted) return;
   for (let i = 0; i < head.headers.length; i += 2) {
     const name = head.headers[i]!;
     // The length first: no lowercased copy of every name per response.
@@ -42,7 +45,11 @@ export function checkTransferCoding(head: ResponseHead): void {
       throw new UpstreamResponseError(`unsupported Transfer-Encoding "${head.headers[i + 1]}"`);
     }
   }
+  lastAccepted = head.headers;
 }
+
+/** The field list checkTransferCoding last accepted (a ResponseHead's headers are never changed). */
+let lastAccepted: readonly string[] | null = null;
 
 export function isConnectionLoss(err: unknown): boolean {
   const c = errCode(err);
