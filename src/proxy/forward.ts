@@ -21,7 +21,7 @@ import type { TrafficStats } from '../metrics/traffic-stats.js';
 import type { PipePool } from '../transport/pipe-pool.js';
 import type { Forward, UpstreamAnswer } from '../cache/cache-layer.js';
 import type { Lease, UpstreamGroup } from './upstream-group.js';
-import { checkTransferCoding, errCode, isConnectionLoss, readResponseHead, sendRequestBody } from './upstream-exchange.js';
+import { checkTransferCoding, errCode, isConnectionLoss, peekWholeHead, readResponseHead, sendRequestBody } from './upstream-exchange.js';
 import { UpstreamResponse } from './upstream-answer.js';
 import { SENT } from '../transport/plain-socket.js';
 
@@ -234,7 +234,14 @@ export class Forwarder {
       }
       const onInterim = detached ? undefined : (interim: ResponseHead): void => this.forwardInterim(x, interim);
       const take = UpstreamResponse.takeWithHead(x, u, this.o.pipes);
-      const response = await readResponseHead(u, x.req.method ?? 'GET', this.limits, false, onInterim, take);
+      const method = x.req.method ?? 'GET';
+      let response: { head: ResponseHead; rest: Buffer } | null = null;
+      if (u.plain !== null) {
+        // Waited for here, the answer is read in the turn its readiness comes (peekWholeHead), nearly always whole.
+        await u.plain.readable();
+        response = peekWholeHead(u.plain, method, this.limits, take);
+      }
+      response ??= await readResponseHead(u, method, this.limits, false, onInterim, take);
       answered = true;
       x.upstreamMs = Date.now() - sentAt;
       return { answer: new UpstreamResponse(x, u, response.head, response.rest, sentAt, this.o.pipes), bodySent };
