@@ -43,7 +43,8 @@ export interface ExchangeResponse {
 
 /** An exchange's HTTP/1.1 response (node's or the lane's), or null for an HTTP/2 one. */
 export function h1Response(res: ExchangeResponse): H1Response | null {
-  return res instanceof http.ServerResponse || res instanceof LaneResponse ? res : null;
+  // The lane's first: it answers nearly every keep-alive GET (h1-lane.ts).
+  return res instanceof LaneResponse || res instanceof http.ServerResponse ? res : null;
 }
 
 export interface Exchange {
@@ -90,8 +91,9 @@ export function newExchange(req: ExchangeRequest, res: ExchangeResponse): Exchan
 
 /** Writes a response head; HTTP/2 has no reason phrase (RFC 9113 §8.3.2), so none is given to node there. */
 export function writeHead(x: Exchange, status: number, reason: string, fields: string[]): void {
-  if (x.res instanceof http2.Http2ServerResponse) x.res.writeHead(status, fields as unknown as http2.OutgoingHttpHeaders);
-  else h1Response(x.res)?.writeHead(status, reason, fields);
+  // x.h2 says which response it is (newExchange): no instanceof per response.
+  if (x.h2) (x.res as http2.Http2ServerResponse).writeHead(status, fields as unknown as http2.OutgoingHttpHeaders);
+  else (x.res as H1Response).writeHead(status, reason, fields);
 }
 
 /** Counts body bytes that left by `path`. */
@@ -204,8 +206,9 @@ export function endBody(x: Exchange, chunk: Buffer): Promise<void> {
  * when its caller only needs the bytes handed over.
  */
 export function endedNow(x: Exchange, chunk: Buffer): boolean {
-  const res = x.res;
-  if (h1Response(res)?.destroyed !== false || x.conn.destroyed) return false;
+  if (x.h2) return false;
+  const res = x.res as H1Response;
+  if (res.destroyed || x.conn.destroyed) return false;
   res.end(chunk);
   return true;
 }

@@ -21,8 +21,9 @@ import type { TrafficStats } from '../metrics/traffic-stats.js';
 import type { PipePool } from '../transport/pipe-pool.js';
 import type { Forward, UpstreamAnswer } from '../cache/cache-layer.js';
 import type { Lease, UpstreamGroup } from './upstream-group.js';
-import { checkTransferCoding, errCode, isConnectionLoss, readResponseHead, sendRequestBody } from './upstream-exchange.js';
+import { checkTransferCoding, errCode, isConnectionLoss, peekWholeHead, readResponseHead, sendRequestBody } from './upstream-exchange.js';
 import { UpstreamResponse } from './upstream-answer.js';
+import { SENT } from '../transport/plain-socket.js';
 
 /** Methods a proxy may send twice (RFC 9110 §9.2.2) when a reused connection died before any answer. */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
@@ -151,7 +152,9 @@ export class Forwarder {
       lease.stream.setIdleTimeout(this.s.upstreamIdleTimeoutMs, this.timeoutErrors(peer.upstream.url).body);
       fwd.onHead?.(answer.head);
       checkTransferCoding(answer.head);
-      const status = await (fwd.answer ?? relay)(answer);
+      // The default answer of a small body that came with its head is sent in this turn (relayWhole).
+      const now = fwd.answer === undefined ? answer.relayWhole() : null;
+      const status = typeof now === 'number' ? now : await (now ?? (fwd.answer ?? relay)(answer));
       // The request body must be complete before the connection can carry another exchange
       // (null: there was none, and no promise is made to say so).
       const requestDone = bodySent === null || await bodySent.then(() => true, () => false);
@@ -199,7 +202,9 @@ export class Forwarder {
     let timedX: Exchange | null = null;
     try {
       const sentAt = Date.now();
-      await u.write(head);
+      // A head the socket took at once (nearly always) goes on in this turn: no await of a settled promise.
+      const written = u.write(head);
+      if (written !== SENT) await written;
       if (framing !== 'none') {
         const sending = sendRequestBody(x.req, u, framing === 'chunked', this.s.maxBodySize, bodyCut(x.req));
         // A body that cannot be sent whole (over --max-body-size, the client gone) leaves the
@@ -229,7 +234,14 @@ export class Forwarder {
       }
       const onInterim = detached ? undefined : (interim: ResponseHead): void => this.forwardInterim(x, interim);
       const take = UpstreamResponse.takeWithHead(x, u, this.o.pipes);
-      const response = await readResponseHead(u, x.req.method ?? 'GET', this.limits, false, onInterim, take);
+      const method = x.req.method ?? 'GET';
+      let response: { head: ResponseHead; rest: Buffer } | null = null;
+      if (u.plain !== null) {
+        // Waited for here, the answer is read in the turn its readiness comes (peekWholeHead), nearly always whole.
+        await u.plain.readable();
+        response = peekWholeHead(u.plain, method, this.limits, take);
+      }
+      response ??= await readResponseHead(u, method, this.limits, false, onInterim, take);
       answered = true;
       x.upstreamMs = Date.now() - sentAt;
       return { answer: new UpstreamResponse(x, u, response.head, response.rest, sentAt, this.o.pipes), bodySent };

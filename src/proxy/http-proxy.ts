@@ -25,7 +25,7 @@ import type { ParseError } from '../http/parse-error.js';
 import { AccessLog } from '../log/access-log.js';
 import { missingHost, requestProblem, unimplemented } from '../http/request-checks.js';
 import { httpFront, isMoot, type Front } from '../http/front.js';
-import type { LaneOptions, LaneRequest } from '../http/h1-lane.js';
+import type { LaneOptions, LaneRequest, LaneResponse } from '../http/h1-lane.js';
 import { alpnFront } from '../http/alpn-front.js';
 import { h2Front, resetStream } from '../http/h2-front.js';
 import { constants as http2constants, Http2ServerResponse } from 'node:http2';
@@ -72,6 +72,32 @@ type Watched = ExchangeResponse & { [EXCHANGE]?: ProxyExchange };
 function onResponseClose(this: Watched): void {
   const x = this[EXCHANGE];
   if (x !== undefined && !(this.writableEnded && this.writableFinished)) x.lease?.stream.destroy(new ClientGoneError());
+}
+
+/** onResponseClose for the lane's response (LaneResponse.closeWatch), its exchange given along. */
+function laneClosed(x: unknown, res: LaneResponse): void {
+  if (!(res.writableEnded && res.writableFinished)) (x as ProxyExchange).lease?.stream.destroy(new ClientGoneError());
+}
+
+/**
+ * Starts watching `res` for onResponseClose with exchange `x`, or stops (x
+ * null). The lane's response has a slot for it (LaneResponse.closeWatch),
+ * which costs no listener added and removed and no symbol-keyed store per
+ * request; node's responses get a 'close' listener. `lane`: res is the
+ * lane's (handle's vetted: only the lane hands over vetted requests), said
+ * by the caller rather than asked of res by instanceof each time.
+ */
+function watchClose(res: ExchangeResponse, lane: boolean, x: ProxyExchange | null): void {
+  if (lane) {
+    const r = res as LaneResponse;
+    r.closeWatch = x === null ? null : laneClosed;
+    r.closeArg = x;
+  } else if (x !== null) {
+    (res as Watched)[EXCHANGE] = x;
+    res.on('close', onResponseClose);
+  } else {
+    res.off('close', onResponseClose);
+  }
 }
 
 /** The proxy on a listener: each finished handshake goes to a new front. */
@@ -187,10 +213,10 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
     let error: unknown = null;
     // A client that goes away must not hold an upstream connection until the upstream
     // timeouts fire: whatever waits on the upstream fails at once with ClientGoneError.
-    // One listener for all responses, finding its exchange on the response (no closure per request);
-    // on(), not once() (a bound wrapper per request): 'close' comes once, and finally removes it.
-    (res as Watched)[EXCHANGE] = x;
-    res.on('close', onResponseClose);
+    // One watcher for all responses, given its exchange (no closure per request): the lane's slot,
+    // or on node's responses a listener, on() not once() (a bound wrapper per request): 'close'
+    // comes once, and finally removes it.
+    watchClose(res, vetted, x);
     try {
       status = await pipeline(x, vetted);
     } catch (err) {
@@ -208,7 +234,7 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
         conn.destroy();
       }
     } finally {
-      res.off('close', onResponseClose);
+      watchClose(res, vetted, null);
       if (x.lease) {
         if (x.reusable && error === null) o.group.release(x.lease);
         else x.lease.stream.destroy();

@@ -17,7 +17,12 @@ import { FdReadiness } from './fd-readiness.js';
 /** recv() size: one read takes whatever the socket holds, up to this. */
 const READ_MAX = 64 * 1024;
 const scratch = Buffer.allocUnsafe(READ_MAX);
-const SENT: Promise<void> = Promise.resolve();
+/**
+ * write()'s answer when the socket took every byte at once: one settled
+ * promise for all, which a caller may compare with (instead of an await and
+ * its microtask turn, forward.ts).
+ */
+export const SENT: Promise<void> = Promise.resolve();
 /** Takes the byte an idle connection should not have had (idleAlive). */
 const idleProbe = Buffer.allocUnsafe(1);
 const errnoNames = new Map<number, string>(Object.entries(os.constants.errno).map(([k, v]) => [v, k]));

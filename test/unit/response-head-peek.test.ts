@@ -9,7 +9,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { AGAIN } from '../../src/native/binding.js';
-import { peekResponseHead } from '../../src/proxy/upstream-exchange.js';
+import { peekResponseHead, peekWholeHead } from '../../src/proxy/upstream-exchange.js';
 import type { PlainSocket } from '../../src/transport/plain-socket.js';
 import type { ResponseHead } from '../../src/http/response-head.js';
 
@@ -162,5 +162,49 @@ describe('peekResponseHead', () => {
     await assert.rejects(peek(new FakeSocket([Buffer.from(`${switched}${HEAD}hello`)]), all), (err: Error & { code?: string }) => err.code === 'ERR_UPSTREAM_BAD_RESPONSE' && /asked for no upgrade/.test(err.message));
     const { head } = await peekResponseHead(new FakeSocket([Buffer.from(switched)]) as unknown as PlainSocket, 'GET', LIMITS, true);
     assert.equal(head.status, 101);
+  });
+});
+
+describe('peekWholeHead (the first look, in the turn readiness came)', () => {
+  const whole = (sock: FakeSocket, take?: (head: ResponseHead) => number) => peekWholeHead(sock as unknown as PlainSocket, 'GET', LIMITS, take);
+
+  it('a whole final head is taken as peekResponseHead takes it, with the body the writer allows', () => {
+    const sock = new FakeSocket([Buffer.from(`${HEAD}hello`)]);
+    const got = whole(sock, all);
+    assert.ok(got !== null);
+    assert.equal(got.head.status, 200);
+    assert.equal(got.rest.toString(), 'hello');
+    assert.equal(sock.left(), '');
+    const spliced = new FakeSocket([Buffer.from(`${HEAD}hello`)]);
+    assert.equal(whole(spliced)!.rest.length, 0);
+    assert.equal(spliced.left(), 'hello');
+  });
+
+  it('the rest is a copy: a later peek into the shared buffer does not change it', () => {
+    const a = whole(new FakeSocket([Buffer.from(`${HEAD}hello`)]), all)!;
+    whole(new FakeSocket([Buffer.from(`${HEAD}HELLO`)]), all);
+    assert.equal(a.rest.toString(), 'hello');
+  });
+
+  it('takes nothing and says null for no bytes, an incomplete head, an interim or a 101 answer: peekResponseHead then reads them as before', async () => {
+    for (const first of ['', 'HTTP/1.1 200 OK\r\nConte', 'HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n', 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n']) {
+      const sock = new FakeSocket([Buffer.from(first), Buffer.from(first.startsWith('HTTP/1.1 101') ? '' : `${first === 'HTTP/1.1 200 OK\r\nConte' ? 'nt-Length: 5\r\n\r\n' : HEAD}hello`)]);
+      assert.equal(whole(sock, all), null, JSON.stringify(first));
+      assert.equal(sock.left(), first, 'nothing taken');
+      if (first.startsWith('HTTP/1.1 101')) {
+        await assert.rejects(peek(sock, all), /101 Switching Protocols to a request that asked for no upgrade/);
+        continue;
+      }
+      const { head, rest } = await peek(sock, all);
+      assert.equal(head.status, 200);
+      assert.equal(rest.toString(), 'hello');
+    }
+  });
+
+  it('null at the FIN, and peekResponseHead then says the upstream closed', async () => {
+    const sock = new FakeSocket([Buffer.alloc(0)]);
+    Object.assign(sock, { peekSome: () => 0, readable: () => Promise.resolve() });
+    assert.equal(whole(sock, all), null);
+    await assert.rejects(peek(sock, all), /upstream closed the connection/);
   });
 });
