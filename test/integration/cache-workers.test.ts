@@ -139,6 +139,37 @@ async function fromBoth(p: Proxy, url: string, each = 1): Promise<Array<{ r: Run
   return out;
 }
 
+/** The temporary body files of fills in progress in p's cache directory (named by their worker's pid). */
+const TEMP_BODY = /^[0-9a-f]{32}\.(\d+)\.body\.tmp$/;
+function temps(p: Proxy): string[] {
+  return fs.readdirSync(p.dir, { recursive: true }).map(String).filter((f) => TEMP_BODY.test(path.basename(f)));
+}
+
+/** The pid of the worker filling the one key being filled, once its temporary body has bytes. */
+async function fillingWorker(p: Proxy): Promise<number> {
+  await waitUntil(() => temps(p).some((f) => (fs.statSync(path.join(p.dir, f), { throwIfNoEntry: false })?.size ?? 0) > 0), 10_000);
+  const pid = Number(TEMP_BODY.exec(path.basename(temps(p)[0]!))![1]);
+  assert.ok(p.pids.includes(pid), 'the temporary file names the filling worker');
+  return pid;
+}
+
+/**
+ * GETs of `url` on new connections, one at a time, until one is waiting in
+ * worker `pid` for the other worker's fill (those on the filling worker
+ * follow its fill); the last one returned is that one.
+ */
+async function waitingIn(p: Proxy, url: string, pid: number, mark: number): Promise<Array<Promise<RunResult>>> {
+  const sent: Array<Promise<RunResult>> = [];
+  while (!waiting(p, mark).some((l) => l.pid === pid)) {
+    assert.ok(sent.length < 30, 'no request reached the other worker');
+    const before = connections(p, mark).length;
+    sent.push(get(p, url));
+    await waitUntil(() => connections(p, mark).length > before, 10_000);
+    if (connections(p, mark).at(-1)!.pid === pid) await p.waitForLog((l) => l.pid === pid && l.msg.startsWith('cache: waiting'), 10_000, mark);
+  }
+  return sent;
+}
+
 /** The metadata of the responses stored in a cache directory (one unlinked while it is read is left out). */
 function storedMetas(dir: string): Array<{ key: string; ranges?: unknown }> {
   const out: Array<{ key: string; ranges?: unknown }> = [];
@@ -267,23 +298,11 @@ describe('--workers 2 --cache: one cache for all workers', () => {
     const url = `/cache?size=${size}&cc=max-age%3D600&t=kill`;
     // 100 kB/s: the fill takes 20 s, the test kills its worker long before.
     const slow = get(p, url, '-H', 'X-Sink-Rate: 100000');
-    const tmp = /^[0-9a-f]{32}\.(\d+)\.body\.tmp$/;
-    const temps = (): string[] => fs.readdirSync(p.dir, { recursive: true }).map(String).filter((f) => tmp.test(path.basename(f)));
-    await waitUntil(() => temps().some((f) => (fs.statSync(path.join(p.dir, f), { throwIfNoEntry: false })?.size ?? 0) > 0), 10_000);
-    const victim = Number(tmp.exec(path.basename(temps()[0]!))![1]);
-    assert.ok(p.pids.includes(victim), 'the temporary file names the filling worker');
+    const victim = await fillingWorker(p);
     const survivor = p.pids.find((pid) => pid !== victim)!;
     // A request for the key in the other worker, waiting for the victim's fill.
     const mark = p.mark();
-    const waiters: Array<Promise<RunResult>> = [];
-    while (!waiting(p, mark).some((l) => l.pid === survivor)) {
-      assert.ok(waiters.length < 30, 'no request reached the other worker');
-      const before = connections(p, mark).length;
-      waiters.push(get(p, url));
-      await waitUntil(() => connections(p, mark).length > before, 10_000);
-      const last = connections(p, mark).at(-1)!;
-      if (last.pid === survivor) await p.waitForLog((l) => l.pid === survivor && l.msg.startsWith('cache: waiting'), 10_000, mark);
-    }
+    const waiters = await waitingIn(p, url, survivor, mark);
     process.kill(victim, 'SIGKILL');
     const killed = await slow;
     assert.notEqual(sha256(killed.stdout), patternSha256(size), 'the killed fill\'s own client got a cut body');
@@ -298,7 +317,7 @@ describe('--workers 2 --cache: one cache for all workers', () => {
     const later = await fromBoth({ ...p, pids: [survivor, restarted.workerPid as number] }, url);
     for (const { r } of later) assert.equal(sha256(r.stdout), patternSha256(size));
     assert.equal(sinkCount(url), 2, 'the killed fill, then one fresh fill');
-    assert.ok(!temps().some((f) => f.includes(`.${victim}.`)), 'the dead worker\'s temporary file was removed at the restart');
+    assert.ok(!temps(p).some((f) => f.includes(`.${victim}.`)), 'the dead worker\'s temporary file was removed at the restart');
   });
   test('--upstream-headers-timeout bounds the wait for another worker\'s fill: the waiting request then fetches the key itself, whole, while that fill goes on', { timeout: 120_000 }, async () => {
     const p = await proxy('--upstream-headers-timeout', '1s');
@@ -307,21 +326,11 @@ describe('--workers 2 --cache: one cache for all workers', () => {
     // 100 kB/s: the fill takes 10 s, ten times the wait. Its head comes at once (the timeout is not the fill's).
     let slowDone = false;
     const slow = get(p, url, '-H', 'X-Sink-Rate: 100000').finally(() => (slowDone = true));
-    const tmp = /^[0-9a-f]{32}\.(\d+)\.body\.tmp$/;
-    const temps = (): string[] => fs.readdirSync(p.dir, { recursive: true }).map(String).filter((f) => tmp.test(path.basename(f)));
-    await waitUntil(() => temps().length > 0, 10_000);
-    const filler = Number(tmp.exec(path.basename(temps()[0]!))![1]);
+    const filler = await fillingWorker(p);
     const other = p.pids.find((pid) => pid !== filler)!;
     // New connections until one request waits in the other worker (the others follow the fill in its own worker).
     const mark = p.mark();
-    const sent: Array<Promise<RunResult>> = [];
-    while (!waiting(p, mark).some((l) => l.pid === other)) {
-      assert.ok(sent.length < 30, 'no request reached the other worker');
-      const before = connections(p, mark).length;
-      sent.push(get(p, url));
-      await waitUntil(() => connections(p, mark).length > before, 10_000);
-      if (connections(p, mark).at(-1)!.pid === other) await p.waitForLog((l) => l.pid === other && l.msg.startsWith('cache: waiting'), 10_000, mark);
-    }
+    const sent = await waitingIn(p, url, other, mark);
     const stopped = await p.waitForLog((l) => l.pid === other && l.msg.startsWith('cache: stopped waiting for another worker\'s fill'), 10_000, mark);
     assert.equal(stopped.waitedMs, 1000);
     const waiter = await sent.at(-1)!;
