@@ -25,6 +25,7 @@ import { covers, partStorability, rangeFromParts, type ByteRanges } from './part
 import { sendStored, type StoredBody } from './send-stored.js';
 import { filterResponseHeaders } from '../http/forward-headers.js';
 import { sendWholeAfterFin, waitsOnUpstream } from '../http/h1-lane.js';
+import { queuedTurn } from '../http/front.js';
 import {
   answeredHeaders,
   cacheKey,
@@ -195,6 +196,10 @@ export class CacheLayer {
     const notFetchedToStore = part ? null : forwardedAsIs(method, raw, directives.noStore);
     // One fill per key across the workers: while another one fills it, wait and look again (its
     // entry, if stored, is then a hit, sent whole: fromStore marks it again).
+    // It goes upstream from here: in its turn, before it may become a fill others follow
+    // (front.ts queuedTurn), or a client that reads nothing would hold them all.
+    const turn = queuedTurn(x.res);
+    if (turn !== null) await turn;
     const fill = part || notFetchedToStore !== null ? null : await c.claimFill(key, raw, !waited && !directives.noCache);
     if (fill === 'waited') return this.handle(x, origin, true);
     // This request goes to the upstream itself (as a revalidation above does): a FIN from its

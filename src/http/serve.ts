@@ -14,10 +14,10 @@ import type { Logger } from '../log/logger.js';
 import type { SecureConnection, SecureServer, TlsInfo } from '../tls/types.js';
 import type { TrafficStats } from '../metrics/traffic-stats.js';
 import type { LaneRequest, LaneResponse } from './h1-lane.js';
-import { asH1Response, createStaticHandler, isH2Response, type BodySender, type ServedRequest, type ServedResponse, type StaticOutcome } from './static-handler.js';
+import { asH1Response, createStaticHandler, isH2Response, type BodySender, type ServedRequest, type ServedResponse, type StaticOutcome, type StaticResult } from './static-handler.js';
 import { ServedRoot } from './served-root.js';
 import { AccessLog, requestId, type AccessFields } from '../log/access-log.js';
-import { answeredMidBody, beingClosed, closeDetached, httpFront, isMoot, LINGER_MS, whenAttached, type Front } from './front.js';
+import { answeredMidBody, beingClosed, closeDetached, httpFront, isMoot, LINGER_MS, queuedTurn, whenAttached, type Front } from './front.js';
 import { missingHost, requestProblem, unimplemented } from './request-checks.js';
 import { alpnFront, requestConnection } from './alpn-front.js';
 import { h2Front } from './h2-front.js';
@@ -376,7 +376,7 @@ export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Serv
     // Only the access log reads the start time.
     const started = access.enabled ? process.hrtime.bigint() : 0n;
     const conn = requestConnection(req);
-    const out = problem === null ? served.current()(req, res) : refuse(req, res, problem);
+    const out = problem !== null ? refuse(req, res, problem) : inTurn(req, res);
     // A request answered without waiting (most GETs of small cached files) is counted at once,
     // without a promise: the handler settles synchronously when it can (static-handler.ts).
     if (!(out instanceof Promise)) {
@@ -386,6 +386,19 @@ export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Serv
     out.then(
       (settled) => finished(req, conn, started, settled),
       (err: unknown) => o.log.error({ conn: conn.id, err }, 'request handler failed'),
+    );
+  };
+  /**
+   * The file is opened in the request's turn (front.ts queuedTurn). A client that left before it
+   * came gets nothing opened for it: logged 499, nginx's code for a client that closed first (it
+   * was logged 500 when the handler opened the file at once and then found the connection gone).
+   */
+  const inTurn = (req: ServedRequest, res: ServedResponse): StaticResult => {
+    const turn = queuedTurn(res);
+    if (turn === null) return served.current()(req, res);
+    return turn.then(
+      () => served.current()(req, res),
+      (error: Error): StaticOutcome => ({ status: 499, bytes: 0, bodyPath: 'none', error }),
     );
   };
   const serveRequest = (req: ServedRequest, res: ServedResponse): void => {

@@ -24,7 +24,7 @@ import { answerClientError, answerConnect, checkingInterval, closeWaitedForNothi
 import type { ParseError } from '../http/parse-error.js';
 import { AccessLog } from '../log/access-log.js';
 import { missingHost, requestProblem, unimplemented } from '../http/request-checks.js';
-import { httpFront, isMoot, type Front } from '../http/front.js';
+import { httpFront, isMoot, queuedTurn, type Front } from '../http/front.js';
 import type { LaneOptions, LaneRequest, LaneResponse } from '../http/h1-lane.js';
 import { alpnFront } from '../http/alpn-front.js';
 import { h2Front, resetStream } from '../http/h2-front.js';
@@ -34,7 +34,7 @@ import type { UpstreamGroup } from './upstream-group.js';
 import { errCode } from './upstream-exchange.js';
 import type { TrafficStats } from '../metrics/traffic-stats.js';
 import type { HttpCache } from '../cache/cache.js';
-import { CacheLayer } from '../cache/cache-layer.js';
+import { CacheLayer, type Forward } from '../cache/cache-layer.js';
 import { Forwarder, type ProxyExchange } from './forward.js';
 import { failureStatus, isClientFault } from '../http/failures.js';
 import { cutCause } from '../http/timed-out.js';
@@ -98,6 +98,12 @@ function watchClose(res: ExchangeResponse, lane: boolean, x: ProxyExchange | nul
   } else {
     res.off('close', onResponseClose);
   }
+}
+
+/** Upstream in the request's turn: at once, unless node's server still owes answers ahead of it (front.ts queuedTurn). */
+function inTurn(forwarder: Forwarder, x: ProxyExchange, fwd?: Forward): Promise<number> {
+  const turn = queuedTurn(x.res);
+  return turn === null ? forwarder.forward(x, fwd) : turn.then(() => forwarder.forward(x, fwd));
 }
 
 /** The proxy on a listener: each finished handshake goes to a new front. */
@@ -199,7 +205,7 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
       sendText(x, limit.status);
       return Promise.resolve(limit.status);
     }
-    return cache ? cache.handle(x, (fwd) => forwarder.forward(x, fwd)) : forwarder.forward(x);
+    return cache ? cache.handle(x, (fwd) => inTurn(forwarder, x, fwd)) : inTurn(forwarder, x);
   }
 
   /** `vetted`: a lane request, which the lane's takes() has checked already (pipeline). */
