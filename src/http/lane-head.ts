@@ -17,6 +17,7 @@
  * finds by pointer in the field object, an object with fast properties.
  */
 import { isFieldValueByte, isTchar } from '../text/char-classes.js';
+import { isFieldNameAt } from '../text/field-names.js';
 import type { LaneRequest } from './h1-lane.js';
 
 /** A head with more fields than this goes to node's server (its default maxHeadersCount is 2000; ours is stricter). */
@@ -178,7 +179,8 @@ function fields(buf: Buffer, start: number, length: number, method: string, urlS
     const vs = at[4 * i + 2]!;
     const ve = at[4 * i + 3]!;
     if (name.role === REFUSED) return clear(i);
-    if (name.role === CONNECTION && !isKeepAlive(buf, vs, ve)) return clear(i);
+    // Connection: only the keep-alive option, in any case (RFC 9112 §9.3).
+    if (name.role === CONNECTION && !isFieldNameAt(buf, vs, ve, 'keep-alive')) return clear(i);
     // A field twice, in any case (RFC 9110 §5.3: a list to combine, or a Host twice, RFC 9112 §3.2): node's server reads it.
     const lower = name.lower;
     for (let j = 0; j < i; j++) if (lowers[j] === lower) return clear(i);
@@ -211,18 +213,6 @@ const latin1: (buf: Buffer, s: number, e: number) => string = typeof (Buffer.pro
   ? (buf, s, e) => (buf as Buffer & { latin1Slice(s: number, e: number): string }).latin1Slice(s, e)
   : (buf, s, e) => buf.toString('latin1', s, e);
 
-/** buf[s, e) is "keep-alive" in any case (RFC 9112 §9.3: the Connection option). */
-function isKeepAlive(buf: Buffer, s: number, e: number): boolean {
-  if (e - s !== KEEP_ALIVE.length) return false;
-  for (let i = 0; i < KEEP_ALIVE.length; i++) {
-    const want = KEEP_ALIVE.charCodeAt(i);
-    const c = buf[s + i]!;
-    // Letters match their capitals, which differ by the 0x20 bit alone; "-" only itself.
-    if (c !== want && (want === 0x2d || (c | 0x20) !== want)) return false;
-  }
-  return true;
-}
-const KEEP_ALIVE = 'keep-alive';
 
 /** The name in buf[s, e) (a token, `hash` of its bytes): the table's entry if it holds these bytes, else a new one. */
 function fieldName(buf: Buffer, s: number, e: number, hash: number): Name {
