@@ -16,7 +16,8 @@
  * string objects each time: no slice, no hash of a new string, and keys V8
  * finds by pointer in the field object, an object with fast properties.
  */
-import { isFieldValueByte, isTchar } from '../text/char-classes.js';
+import { isTchar } from '../text/char-classes.js';
+import { isFieldNameAt } from '../text/field-names.js';
 import type { LaneRequest } from './h1-lane.js';
 
 /** A head with more fields than this goes to node's server (its default maxHeadersCount is 2000; ours is stricter). */
@@ -60,12 +61,15 @@ function Fields(): void {}
 Fields.prototype = Object.create(null) as object;
 const FieldObject = Fields as unknown as new () => Record<string, string>;
 
-/** Byte classes, one table for the reader's loops: tchar (RFC 9110 §5.6.2), a value's bytes (§5.5), a target's (visible ASCII). */
-const TCHAR = 1;
-const VALUE = 2;
-const TARGET = 4;
-const BYTE = new Uint8Array(256);
-for (let c = 0; c < 256; c++) BYTE[c] = (isTchar(c) ? TCHAR : 0) | (isFieldValueByte(c) ? VALUE : 0) | (c > 0x20 && c < 0x7f ? TARGET : 0);
+/**
+ * tchar (RFC 9110 §5.6.2), by byte: the names' loop. A target's bytes
+ * (visible ASCII) and a value's (RFC 9110 §5.5: field-vchar, obs-text, SP
+ * and HTAB; char-classes.ts isFieldValueByte) are ranges, compared in their
+ * loops themselves: a table load per byte, or a call of
+ * isFieldValueByte, cost more (counted under callgrind, docs/benchmarks.md).
+ */
+const TCHAR = new Uint8Array(256);
+for (let c = 0; c < 256; c++) TCHAR[c] = isTchar(c) ? 1 : 0;
 
 /** Byte offsets of the fields found: name start, name end, value start, value end; and each name's hash. */
 const at = new Int32Array(4 * MAX_FIELDS);
@@ -113,7 +117,8 @@ export function simpleHead(buf: Buffer, maxHeaderSize: number, start = 0, stop =
   // origin-form only (RFC 9112 §3.2.1), of visible ASCII: no obs-text, no control byte.
   const urlStart = p;
   if (p >= limit || buf[p] !== 0x2f) return null;
-  while (p < limit && (BYTE[buf[p]!]! & TARGET) !== 0) p++;
+  // 0x21-0x7e in one unsigned compare: a byte below 0x21 wraps to a large number.
+  while (p < limit && ((buf[p]! - 0x21) >>> 0) < 0x5e) p++;
   const urlEnd = p;
   if (!versionLine(buf, p, limit)) return null;
   p += VERSION_LINE.length;
@@ -127,7 +132,7 @@ export function simpleHead(buf: Buffer, maxHeaderSize: number, start = 0, stop =
     let hash = 0;
     while (p < limit) {
       const c = buf[p]!;
-      if ((BYTE[c]! & TCHAR) === 0) break;
+      if (TCHAR[c] !== 1) break;
       hash = (Math.imul(hash, 31) + c) | 0;
       p++;
     }
@@ -139,7 +144,11 @@ export function simpleHead(buf: Buffer, maxHeaderSize: number, start = 0, stop =
     // The value: field-vchar, SP and HTAB (RFC 9110 §5.5; obs-text included), OWS around it not its own.
     while (p < limit && (buf[p] === 0x20 || buf[p] === 0x09)) p++;
     const valueStart = p;
-    while (p < limit && (BYTE[buf[p]!]! & VALUE) !== 0) p++;
+    while (p < limit) {
+      const c = buf[p]!;
+      if (c < 0x20 ? c !== 0x09 : c === 0x7f) break;
+      p++;
+    }
     // Only CRLF ends it: a bare CR or LF, or another control byte, is refused (RFC 9112 §2.2).
     if (p + 1 >= limit || buf[p] !== 0x0d || buf[p + 1] !== 0x0a) return null;
     let valueEnd = p;
@@ -178,7 +187,8 @@ function fields(buf: Buffer, start: number, length: number, method: string, urlS
     const vs = at[4 * i + 2]!;
     const ve = at[4 * i + 3]!;
     if (name.role === REFUSED) return clear(i);
-    if (name.role === CONNECTION && !isKeepAlive(buf, vs, ve)) return clear(i);
+    // Connection: only the keep-alive option, in any case (RFC 9112 §9.3).
+    if (name.role === CONNECTION && !isFieldNameAt(buf, vs, ve, 'keep-alive')) return clear(i);
     // A field twice, in any case (RFC 9110 §5.3: a list to combine, or a Host twice, RFC 9112 §3.2): node's server reads it.
     const lower = name.lower;
     for (let j = 0; j < i; j++) if (lowers[j] === lower) return clear(i);
@@ -211,18 +221,6 @@ const latin1: (buf: Buffer, s: number, e: number) => string = typeof (Buffer.pro
   ? (buf, s, e) => (buf as Buffer & { latin1Slice(s: number, e: number): string }).latin1Slice(s, e)
   : (buf, s, e) => buf.toString('latin1', s, e);
 
-/** buf[s, e) is "keep-alive" in any case (RFC 9112 §9.3: the Connection option). */
-function isKeepAlive(buf: Buffer, s: number, e: number): boolean {
-  if (e - s !== KEEP_ALIVE.length) return false;
-  for (let i = 0; i < KEEP_ALIVE.length; i++) {
-    const want = KEEP_ALIVE.charCodeAt(i);
-    const c = buf[s + i]!;
-    // Letters match their capitals, which differ by the 0x20 bit alone; "-" only itself.
-    if (c !== want && (want === 0x2d || (c | 0x20) !== want)) return false;
-  }
-  return true;
-}
-const KEEP_ALIVE = 'keep-alive';
 
 /** The name in buf[s, e) (a token, `hash` of its bytes): the table's entry if it holds these bytes, else a new one. */
 function fieldName(buf: Buffer, s: number, e: number, hash: number): Name {

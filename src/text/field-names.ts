@@ -39,12 +39,26 @@ function detached(s: string): string {
  */
 export function isFieldName(name: string, lower: string): boolean {
   if (name.length !== lower.length) return false;
-  for (let i = 0; i < lower.length; i++) {
-    const want = lower.charCodeAt(i);
-    const c = name.charCodeAt(i);
-    // a-z match their capitals, which differ by the 0x20 bit alone; anything else must match
-    // exactly (folding every character would take "^" for "~").
-    if (c !== want && (want < 0x61 || want > 0x7a || (c | 0x20) !== want)) return false;
-  }
+  for (let i = 0; i < lower.length; i++) if (!sameFolded(name.charCodeAt(i), lower.charCodeAt(i))) return false;
   return true;
+}
+
+/**
+ * isFieldName over bytes: buf[start, end) is `lower` but for the case of its
+ * letters, read where it lies (the lane's Connection value, src/http/lane-head.ts,
+ * with no string made of it).
+ */
+export function isFieldNameAt(buf: Uint8Array, start: number, end: number, lower: string): boolean {
+  if (end - start !== lower.length) return false;
+  for (let i = 0; i < lower.length; i++) if (!sameFolded(buf[start + i]!, lower.charCodeAt(i))) return false;
+  return true;
+}
+
+/**
+ * The character `c` is `want` (of a lowercase token) in either case: a-z
+ * match their capitals, which differ by the 0x20 bit alone; anything else
+ * must match exactly (folding every character would take "^" for "~").
+ */
+function sameFolded(c: number, want: number): boolean {
+  return c === want || (want >= 0x61 && want <= 0x7a && (c | 0x20) === want);
 }
