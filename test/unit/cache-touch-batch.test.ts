@@ -47,12 +47,7 @@ describe('TouchBatch', () => {
   it('the same id added again and again is sent once; another id in between moves it to the end again; a flush starts afresh', () => {
     const sent: string[][] = [];
     const b = new TouchBatch((ids) => sent.push(ids), 100, 60_000);
-    b.add('a');
-    b.add('a');
-    b.add('b');
-    b.add('b');
-    b.add('a');
-    b.add('a');
+    for (const id of ['a', 'a', 'b', 'b', 'a', 'a']) b.add(id);
     b.flush();
     assert.deepEqual(sent, [['b', 'a']], 'a was used last');
     b.add('a');
