@@ -10,43 +10,33 @@
  * (RFC 9111 §4.3.4).
  */
 import assert from 'node:assert/strict';
-import net from 'node:net';
+import http from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { startAludel, type Running } from '../support/aludel-process.js';
 import { makeFixtures, type StandardFixtures } from '../support/fixtures.js';
 import { listenLocal, rawTls, splitHttp } from '../support/raw-http.js';
 
 let fx: StandardFixtures;
-let origin: net.Server;
+let origin: http.Server;
 let p: Running;
 /** Bumped by the test: the origin's next full response for /r carries it in its ETag and body. */
 let generation = 1;
 let revalidations = 0;
 
-function answer(target: string, head: string): string {
-  if (target === '/v') {
-    const lang = /\r\nAccept-Language: ([a-z]+)/i.exec(head)?.[1] ?? 'none';
-    return `HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\nVary: Accept-Language\r\nETag: "v-${lang}"\r\nContent-Length: ${lang.length}\r\n\r\n${lang}`;
-  }
-  if (target === '/r') return `HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\nETag: "r${generation}"\r\nContent-Length: 2\r\n\r\nr${generation}`;
+/** The origin's answer: status, fields, body. */
+function answer(target: string, lang: string | undefined, ifNoneMatch: string | undefined): [number, Record<string, string>, string] {
+  if (target === '/v') return [200, { 'Cache-Control': 'max-age=600', Vary: 'Accept-Language', ETag: `"v-${lang ?? 'none'}"` }, lang ?? 'none'];
+  if (target === '/r') return [200, { 'Cache-Control': 'max-age=600', ETag: `"r${generation}"` }, `r${generation}`];
   // /s: stale at once; each revalidation's 304 brings a new X-Round (kept in the store, RFC 9111 §3.2).
-  if (/\r\nIf-None-Match: "s"/i.test(head)) return `HTTP/1.1 304 Not Modified\r\nETag: "s"\r\nCache-Control: max-age=0\r\nX-Round: ${++revalidations}\r\n\r\n`;
-  return 'HTTP/1.1 200 OK\r\nETag: "s"\r\nCache-Control: max-age=0\r\nX-Round: 0\r\nContent-Length: 1\r\n\r\ns';
+  if (ifNoneMatch === '"s"') return [304, { ETag: '"s"', 'Cache-Control': 'max-age=0', 'X-Round': String(++revalidations) }, ''];
+  return [200, { ETag: '"s"', 'Cache-Control': 'max-age=0', 'X-Round': '0' }, 's'];
 }
 
 before(async () => {
   fx = await makeFixtures();
-  origin = net.createServer((sock) => {
-    let held = '';
-    sock.on('error', () => undefined);
-    sock.on('data', (d: Buffer) => {
-      held += d.toString('latin1');
-      for (let end = held.indexOf('\r\n\r\n'); end >= 0; end = held.indexOf('\r\n\r\n')) {
-        const head = held.slice(0, end);
-        held = held.slice(end + 4);
-        sock.write(answer(head.slice(0, head.indexOf('\r\n')).split(' ')[1] ?? '/', head), 'latin1');
-      }
-    });
+  origin = http.createServer((req, res) => {
+    const [status, fields, body] = answer(req.url ?? '/', req.headers['accept-language'], req.headers['if-none-match']);
+    res.writeHead(status, fields).end(body);
   });
   const originPort = await listenLocal(origin);
   p = await startAludel(['proxy', '--listen', '127.0.0.1:0', '--cert', fx.certFile, '--key', fx.keyFile, '--to', `http://127.0.0.1:${originPort}`, '--max-fails', '0', '--cache', `${fx.dir}/cache`]);
