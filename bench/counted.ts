@@ -27,6 +27,8 @@ export interface Bench {
   /** Stop the shared origin, if one was started, and remove the scratch directory (kept, with its callgrind dumps, under KEEP=1). */
   finish(): Promise<void>;
   work: string;
+  /** Requests the shared origin has answered so far (its access log's lines; 0 before it starts): a cache front's counted batches must add none. */
+  originRequests(): number;
 }
 
 /** A scratch directory holding `root/one.bin` (1 KiB) and a certificate, and the fronts serving it. */
@@ -41,7 +43,8 @@ export function bench(prefix: string): Bench {
   const tls = { certFile, keyFile };
   let originServer: Promise<Server> | null = null;
   // One plain nginx origin for every proxy front; its cost is not counted (it is another process).
-  const origin = (): Promise<Server> => (originServer ??= startNginx('nginx-origin', { dir: path.join(work, 'origin'), host, root, role: { kind: 'origin' } }));
+  const originLog = path.join(work, 'origin-access.log');
+  const origin = (): Promise<Server> => (originServer ??= startNginx('nginx-origin', { dir: path.join(work, 'origin'), host, root, role: { kind: 'origin' }, accessLog: originLog }));
   const baselineCli = (): string => {
     if (!process.env.BASELINE) throw new Error('the -base fronts need BASELINE=DIR, a built checkout');
     return path.join(path.resolve(process.env.BASELINE), 'dist', 'src', 'cli', 'main.js');
@@ -54,6 +57,10 @@ export function bench(prefix: string): Bench {
     'aludel-proxy': async (wrap) => startAludel('proxy', { host, tls, offload, originPort: (await origin()).port, wrap }),
     'aludel-serve-base': (wrap) => startAludelServe('serve, baseline', { host, tls, offload, root, cli: baselineCli(), wrap }),
     'aludel-proxy-base': async (wrap) => startAludel('proxy, baseline', { host, tls, offload, originPort: (await origin()).port, cli: baselineCli(), wrap }),
+    // The caches' hits in front of the same origin (it marks everything cacheable); each start gets an empty cache.
+    'nginx-cache': async (wrap) => startNginx('nginx-cache', { dir: path.join(work, `nginx-${dirs++}`), host, root, role: { kind: 'cache', originPort: (await origin()).port }, tls: { ...tls, offload }, wrap }),
+    'aludel-cache': async (wrap) => startAludel('proxy --cache', { host, tls, offload, originPort: (await origin()).port, cacheDir: path.join(work, `cache-${dirs++}`), wrap }),
+    'aludel-cache-base': async (wrap) => startAludel('proxy --cache, baseline', { host, tls, offload, originPort: (await origin()).port, cacheDir: path.join(work, `cache-${dirs++}`), cli: baselineCli(), wrap }),
     // Floors under serve (bench/floor-responder.ts): Aludel's TLS connections answering with a canned response.
     'floor-raw': (wrap) => startFloor('raw', { host, tls, offload, wrap }),
     'floor-http': (wrap) => startFloor('http', { host, tls, offload, wrap }),
@@ -61,6 +68,7 @@ export function bench(prefix: string): Bench {
   return {
     makers,
     work,
+    originRequests: () => (fs.existsSync(originLog) ? fs.readFileSync(originLog, 'utf8').split('\n').length - 1 : 0),
     fronts(fallback) {
       const names = (process.env.FRONTS ?? fallback).split(',');
       for (const n of names) if (!(n in makers)) throw new Error(`FRONTS: unknown front ${n} (known: ${Object.keys(makers).join(', ')})`);

@@ -24,6 +24,11 @@
  *   npm run build:ts && BASELINE=<a built checkout> \
  *     FRONTS=nginx,aludel-serve,aludel-serve-base node dist/bench/request-cost.js
  *
+ * The caches (aludel-cache, its -base, nginx-cache: proxy_cache as the timed
+ * benches configure it) answer the origin's 1 KiB file: the warm-up fills
+ * them, and the origin's access log must not grow during the counted
+ * batches, so every counted request is a hit.
+ *
  * Environment: FRONTS (nginx,aludel-serve), CLIENTS (64), SHORT (5), LONG
  * (55), ROUNDS (3), WARMUP (20000 requests), BASELINE, KEEP=1 (keep the
  * dumps: the last LONG batch's main thread is printed for callgrind_annotate).
@@ -55,10 +60,25 @@ function withoutGc(d: Dump): number {
   return d.main - d.files.reduce((sum, f) => sum + (inclusive(f, GC_FN) ?? 0), 0);
 }
 
+/**
+ * `batches` with, for a cache front, a check that every request in them was
+ * a hit: the warm-up reached the origin (the cache filled from it) and the
+ * batches did not (its access log grew by no line).
+ */
+async function allHits<T>(name: string, warmUp: () => void, batches: () => Promise<T>): Promise<T> {
+  const before = b.originRequests();
+  warmUp();
+  const filled = b.originRequests();
+  const out = await batches();
+  if (name.includes('cache') && (filled === before || b.originRequests() !== filled)) {
+    throw new Error(`${name}: not all counted requests were cache hits (origin requests: ${before} before the warm-up, ${filled} after it, ${b.originRequests()} after the batches)`);
+  }
+  return out;
+}
+
 /** Per-request instruction counts under callgrind, ROUNDS rounds after the warm-up. */
 function instructions(name: string): Promise<Instructions> {
-  return underCallgrind(b, name, async (cg) => {
-    requests(cg.server.port, WARMUP);
+  return underCallgrind(b, name, (cg) => allHits(name, () => void requests(cg.server.port, WARMUP), async () => {
     const main: number[] = [];
     const noGc: number[] = [];
     const all: number[] = [];
@@ -82,17 +102,18 @@ function instructions(name: string): Promise<Instructions> {
     await new Promise((resolve) => setTimeout(resolve, ms / ROUNDS));
     const idle = cg.dump('idle').main / REQUESTS;
     return { main, noGc, all, idle, file };
-  });
+  }));
 }
 
 /** System calls per request natively: the LONG batch's minus the SHORT batch's. */
 async function syscalls(name: string): Promise<Syscalls> {
   const s: Server = await b.makers[name]!([]);
   try {
-    requests(s.port, WARMUP);
-    const short = await straced(b, s, `${name}-short`, () => void requests(s.port, CLIENTS * SHORT));
-    const long = await straced(b, s, `${name}-long`, () => void requests(s.port, CLIENTS * LONG));
-    return perUnit(long, short, REQUESTS);
+    return await allHits(name, () => void requests(s.port, WARMUP), async () => {
+      const short = await straced(b, s, `${name}-short`, () => void requests(s.port, CLIENTS * SHORT));
+      const long = await straced(b, s, `${name}-long`, () => void requests(s.port, CLIENTS * LONG));
+      return perUnit(long, short, REQUESTS);
+    });
   } finally {
     await s.stop();
   }

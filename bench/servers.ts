@@ -149,6 +149,8 @@ export interface NginxOptions {
   reusePort?: boolean;
   /** A command the server runs under (valgrind, strace: bench/handshake-cost.ts). */
   wrap?: readonly string[];
+  /** An access log (one line per request) instead of none: an origin's, to count what reached it (bench/request-cost.ts, cache hits). */
+  accessLog?: string;
 }
 
 /** `cmd args` under `wrap` (a tool and its options, e.g. valgrind), or as is. */
@@ -191,7 +193,7 @@ function nginxConf(o: NginxOptions, port: number): string {
     `error_log ${p('error.log')} warn;`,
     'events { worker_connections 4096; }',
     'http {',
-    '  access_log off;',
+    o.accessLog === undefined ? '  access_log off;' : `  access_log ${str(o.accessLog)};`,
     `  client_body_temp_path ${p('client_body')};`,
     `  proxy_temp_path ${p('proxy')};`,
     `  fastcgi_temp_path ${p('fastcgi')};`,

@@ -135,7 +135,16 @@ export interface RequestDirectives {
 
 /** An unreadable argument is read on the side that reuses less, as each line says. */
 export function requestDirectives(rawHeaders: Headers): RequestDirectives {
-  const cc = cacheControl(rawHeaders);
+  return requestDirectivesOf(fieldValues(rawHeaders, 'cache-control'));
+}
+
+/** A request without Cache-Control: no directive (one object for all of them, never changed). */
+const NO_REQUEST_DIRECTIVES: RequestDirectives = Object.freeze({ noCache: false, noStore: false, onlyIfCached: false, maxAge: null, maxStale: null, minFresh: null });
+
+/** requestDirectives() from the request's Cache-Control field values (none: every directive absent). */
+export function requestDirectivesOf(cacheControlValues: readonly string[]): RequestDirectives {
+  if (cacheControlValues.length === 0) return NO_REQUEST_DIRECTIVES;
+  const cc = parseCacheControl(cacheControlValues);
   const maxStale = cc.get('max-stale');
   return {
     noCache: cc.has('no-cache'),

@@ -67,6 +67,38 @@ export interface SentStored {
   bodyPath: BodyPath;
 }
 
+/** What sendStored reads of a stored response's fields, for one list of consumed names. */
+interface StoredFields {
+  consumed: ReadonlySet<string> | null;
+  /** The fields the client gets (the consumed ones dropped), before Age, Cache-Status and the framing. */
+  forClient: readonly string[];
+  etag: string;
+}
+
+/**
+ * StoredFields by the stored field list they were made from. The list of an
+ * entry is never changed in place: a 304's new fields (store.ts update,
+ * a worker's reported freshen) and a replacing response come as a new list,
+ * and a replaced, evicted or expired entry's list is no longer handed here,
+ * so a memo of a list cannot outlive what it says. The consumed names are
+ * compared too (one set per cache). Dropping the consumed fields and finding
+ * ETag lowercased each field name twice per hit (about 5k instructions per
+ * 1 KiB hit, bench/request-cost.ts).
+ */
+const storedFields = new WeakMap<readonly string[], StoredFields>();
+
+/** `headers` as sendStored uses them for a client, from the memo when it was made for the same list and consumed names. */
+export function fieldsForClient(headers: readonly string[], consumed: ReadonlySet<string> | null): StoredFields {
+  const known = storedFields.get(headers);
+  if (known !== undefined && known.consumed === consumed) return known;
+  const forClient = [...headers];
+  // RFC 9213: the targeted fields were kept for the cache's own use (lifetimes after a restart), not for the client.
+  if (consumed !== null) dropFields(forClient, consumed);
+  const made = { consumed, forClient, etag: fieldValue(headers, 'etag') ?? '' };
+  storedFields.set(headers, made);
+  return made;
+}
+
 /** Sends `src` as the answer to x's request, with `cacheStatus` as this cache's Cache-Status member (RFC 9211). */
 export async function sendStored(x: Exchange, src: StoredBody, cacheStatus: string, onBody: (path: BodyPath, bytes: number) => void): Promise<SentStored> {
   const { req, res } = x;
@@ -74,7 +106,8 @@ export async function sendStored(x: Exchange, src: StoredBody, cacheStatus: stri
   const own = ['Age', String(src.age), 'Cache-Status', cacheStatus];
   // Validators and Range only mean something for a 200 (RFC 9110 §13.2.1, §14.2).
   const selected = src.status === 200 && (method === 'GET' || method === 'HEAD');
-  const etag = fieldValue(src.headers, 'etag') ?? '';
+  const stored = fieldsForClient(src.headers, x.cacheConsumed);
+  const etag = stored.etag;
   // §4.3.2: If-Modified-Since is compared with Last-Modified, or else the Date of the stored response.
   // Only If-Modified-Since and a date in If-Range read it (conditional.ts): parsed for them alone, as
   // parsing it for every hit was among the top entries of a profile of 1 KiB hits.
@@ -96,10 +129,8 @@ export async function sendStored(x: Exchange, src: StoredBody, cacheStatus: stri
   let start = 0;
   const total = src.length();
   let length = total;
-  const headers = [...src.headers];
-  // RFC 9213: the targeted fields were kept for the cache's own use (lifetimes after a restart), not for the client.
-  if (x.cacheConsumed !== null) dropFields(headers, x.cacheConsumed);
-  headers.push(...own);
+  // A new list per response: the response keeps the one it is given (h1-lane.ts writeHead).
+  const headers = [...stored.forClient, ...own];
   const range = req.headers.range;
   if (selected && method === 'GET' && total !== null && range !== undefined && ifRangeAllows(headerString(req.headers['if-range']), etag, lastModified)) {
     const r = parseRange(range, total);

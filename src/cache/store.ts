@@ -221,6 +221,13 @@ export class CacheStore {
   private readonly undeletedByKey = new Map<string, Set<string>>();
   /** Every entry, least recently used first (a Map keeps insertion order; a touch re-inserts). */
   private readonly lru = new Map<string, Entry>();
+  /**
+   * The entry last put at the end of `lru` (insert, touch, touchRemote): while it is
+   * still there (`lru.get(id)` is it), it is the most recently used one, and a touch of
+   * it moves nothing. Spares the Map's delete and set per hit of the same response, whose
+   * deleted slots also make V8 rebuild the table every few touches.
+   */
+  private newest: Entry | null = null;
   private total = 0;
   private readonly onChange: ((c: StoreChange) => void) | null;
   /** Shared: this process's uses, for the others' LRU order. */
@@ -278,8 +285,11 @@ export class CacheStore {
 
   /** Marks a use, for LRU (shared: for the others' too, in the next batch). */
   touch(e: Entry): void {
-    if (!this.lru.delete(e.id)) return;
-    this.lru.set(e.id, e);
+    if (this.newest !== e || this.lru.get(e.id) !== e) {
+      if (!this.lru.delete(e.id)) return;
+      this.lru.set(e.id, e);
+      this.newest = e;
+    }
     this.touches?.add(e.id);
   }
 
@@ -295,6 +305,7 @@ export class CacheStore {
       if (e === undefined) continue;
       this.lru.delete(id);
       this.lru.set(id, e);
+      this.newest = e;
       moved++;
     }
     return moved;
@@ -549,6 +560,8 @@ export class CacheStore {
   }
 
   private insert(e: Entry): void {
+    // A Map's set of a key it has keeps the key's place: only a new id is the newest.
+    if (!this.lru.has(e.id)) this.newest = e;
     this.lru.set(e.id, e);
     this.total += e.diskBytes;
     const list = this.byKey.get(e.key);

@@ -22,6 +22,8 @@ export const TOUCH_MAX_IDS = 1024;
 export class TouchBatch {
   private readonly ids = new Set<string>();
   private timer: NodeJS.Timeout | null = null;
+  /** The id added last, while it is in `ids` (flush clears both): already at the end, nothing to move. */
+  private last: string | null = null;
 
   /** `send`: one batch, ids least recently used first. */
   constructor(
@@ -32,6 +34,10 @@ export class TouchBatch {
 
   /** An entry was used (a hit): on the hot path, so a Set operation and at most one timer a batch. */
   add(id: string): void {
+    // The same response hit again: it is the batch's last already (a Set's delete and add
+    // would leave a deleted slot per hit, which V8 compacts every few adds).
+    if (id === this.last) return;
+    this.last = id;
     this.ids.delete(id);
     this.ids.add(id);
     if (this.ids.size >= this.maxIds) this.flush();
@@ -49,6 +55,7 @@ export class TouchBatch {
     if (this.ids.size === 0) return;
     const ids = [...this.ids];
     this.ids.clear();
+    this.last = null;
     this.send(ids);
   }
 

@@ -140,6 +140,48 @@ describe('CacheStore', () => {
     assert.ok(small.bytes <= small.maxBytes);
   });
 
+  /** A store with room for three 1000-byte responses (and their metadata), and which of `names` it holds. */
+  async function roomForThree() {
+    const store = await open(tempDir(), 3 * 1000 + 3 * 400);
+    return { store, held: (...names: string[]) => names.map((k) => store.variants(`https://h/${k}`).length) };
+  }
+
+  it('a touch of the most recently used entry moves nothing; any other put or touch since makes it move again', async () => {
+    const { store, held } = await roomForThree();
+    const a = await put(store, response('https://h/a', 1000));
+    const b = await put(store, response('https://h/b', 1000));
+    store.touch(b.entry!);
+    store.touch(b.entry!);
+    // b was put last and touched since: still the newest; a touch of a moves it after b.
+    store.touch(a.entry!);
+    store.touch(a.entry!);
+    const c = await put(store, response('https://h/c', 1000));
+    // c, put since a's touches, is the newest now: touching a again must move it after c.
+    store.touch(a.entry!);
+    await put(store, response('https://h/d', 1000));
+    assert.deepEqual(held('a', 'b', 'c', 'd'), [1, 0, 1, 1], 'b went first');
+    await put(store, response('https://h/e', 1000));
+    assert.deepEqual(held('a', 'c', 'd', 'e'), [1, 0, 1, 1], 'then c: a was touched after it');
+    // A touch of an entry that left the index (replaced, evicted) puts nothing back.
+    store.touch(c.entry!);
+    assert.equal(store.holds(c.entry!), false);
+    assert.equal(store.count, 3);
+  });
+
+  it('after another worker\'s use (touchRemote) made another entry the newest, a touch of the one that was moves it again', async () => {
+    const { store, held } = await roomForThree();
+    const [a, b, c] = [await put(store, response('https://h/a', 1000)), await put(store, response('https://h/b', 1000)), await put(store, response('https://h/c', 1000))];
+    store.touch(a.entry!);
+    store.touch(b.entry!);
+    // Order now c, a, b; b is the newest. A remote touch of c (another worker's hit) makes c the newest.
+    assert.equal(store.touchRemote([c.entry!.id]), 1);
+    store.touch(b.entry!);
+    await put(store, response('https://h/d', 1000));
+    assert.deepEqual(held('a', 'b', 'c', 'd'), [0, 1, 1, 1], 'a went first');
+    await put(store, response('https://h/e', 1000));
+    assert.deepEqual(held('b', 'c', 'd', 'e'), [1, 0, 1, 1], 'then c: b moved after it');
+  });
+
   it('a response larger than the whole cache is not stored', async () => {
     const dir = tempDir();
     const store = await open(dir, 1000);

@@ -43,4 +43,15 @@ describe('TouchBatch', () => {
     await new Promise((r) => setTimeout(r, 40));
     assert.deepEqual(sent, [['x']], 'flushed once; the timer of that batch was cleared');
   });
+
+  it('the same id added again and again is sent once; another id in between moves it to the end again; a flush starts afresh', () => {
+    const sent: string[][] = [];
+    const b = new TouchBatch((ids) => sent.push(ids), 100, 60_000);
+    for (const id of ['a', 'a', 'b', 'b', 'a', 'a']) b.add(id);
+    b.flush();
+    assert.deepEqual(sent, [['b', 'a']], 'a was used last');
+    b.add('a');
+    b.flush();
+    assert.deepEqual(sent, [['b', 'a'], ['a']], 'after a flush the same id starts a new batch');
+  });
 });
