@@ -21,7 +21,7 @@ import type { TrafficStats } from '../metrics/traffic-stats.js';
 import type { PipePool } from '../transport/pipe-pool.js';
 import type { Forward, UpstreamAnswer } from '../cache/cache-layer.js';
 import type { Lease, UpstreamGroup } from './upstream-group.js';
-import { checkTransferCoding, errCode, isConnectionLoss, peekWholeHead, readResponseHead, sendRequestBody } from './upstream-exchange.js';
+import { checkTransferCoding, errCode, isConnectionLoss, peekWholeHead, readResponseHead, readStreamHead, sendRequestBody, takeWholeAnswer } from './upstream-exchange.js';
 import { UpstreamResponse } from './upstream-answer.js';
 import { SENT } from '../transport/plain-socket.js';
 
@@ -179,7 +179,7 @@ export class Forwarder {
    * specified"). A FIN here is the upstream closing, not its error.
    */
   private endsAtAnswer(x: ProxyExchange, lease: Lease, answer: UpstreamResponse): boolean {
-    const after = answer.reusable ? lease.stream.afterAnswer() : answer.head.framing.kind === 'close' ? 'closed' : 'bytes';
+    const after = answer.reusable ? (answer.endsQuiet() ? 'quiet' : lease.stream.afterAnswer()) : answer.head.framing.kind === 'close' ? 'closed' : 'bytes';
     if (after === 'bytes') {
       this.o.log.warn({ conn: x.conn.id, upstream: x.upstream, url: x.req.url }, 'upstream sent more data than its answer framed: the connection is closed, not reused');
     }
@@ -235,16 +235,22 @@ export class Forwarder {
       const onInterim = detached ? undefined : (interim: ResponseHead): void => this.forwardInterim(x, interim);
       const take = UpstreamResponse.takeWithHead(x, u, this.o.pipes);
       const method = x.req.method ?? 'GET';
-      let response: { head: ResponseHead; rest: Buffer } | null = null;
+      let response: { head: ResponseHead; rest: Buffer; room?: Buffer | null; drained?: boolean } | null = null;
       if (u.plain !== null) {
         // Waited for here, the answer is read in the turn its readiness comes (peekWholeHead), nearly always whole.
         await u.plain.readable();
-        response = peekWholeHead(u.plain, method, this.limits, take);
+        if (UpstreamResponse.takesAll(take)) {
+          // Every byte goes through user space: taken at once, not peeked first (takeWholeAnswer).
+          const taken = takeWholeAnswer(u.plain, method, this.limits);
+          response = taken === null || 'head' in taken ? taken : await readStreamHead(u, method, this.limits, false, onInterim, taken);
+        } else {
+          response = peekWholeHead(u.plain, method, this.limits, take);
+        }
       }
       response ??= await readResponseHead(u, method, this.limits, false, onInterim, take);
       answered = true;
       x.upstreamMs = Date.now() - sentAt;
-      return { answer: new UpstreamResponse(x, u, response.head, response.rest, sentAt, this.o.pipes), bodySent };
+      return { answer: new UpstreamResponse(x, u, response.head, response.rest, sentAt, this.o.pipes, response.room, response.drained), bodySent };
     } finally {
       resumeClientTimer(timedX);
     }

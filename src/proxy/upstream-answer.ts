@@ -15,6 +15,7 @@ import { filterResponseHeaders } from '../http/forward-headers.js';
 import { whenAttached } from '../http/front.js';
 import { endBody, endedNow, h1Response, writeBody, writeHead, withCacheStatus, type Exchange } from '../http/exchange.js';
 import { CHUNK_WIRE, chunkFraming } from '../http/h1-wire.js';
+import { LaneResponse } from '../http/h1-lane.js';
 import type { ResponseHead } from '../http/response-head.js';
 import type { SecureConnection } from '../tls/types.js';
 import type { PipePool } from '../transport/pipe-pool.js';
@@ -75,13 +76,52 @@ export class UpstreamResponse implements UpstreamAnswer {
     private readonly u: UpstreamStream,
     readonly head: ResponseHead,
     /** Body bytes read along with the head (from a plain upstream, only what takeWithHead allowed: the rest is still in the kernel; and any stray bytes seen past a body that ends there). */
-    private readonly rest: Buffer,
+    private rest: Buffer,
     readonly sentAt: number,
     private readonly pipes: PipePool | null,
+    /** The plain socket's answerRoom, when `rest` is a view of it (takeWholeAnswer): lent, not ours to keep (ownRest). */
+    private room: Buffer | null = null,
+    /** The recv that took the answer found nothing behind it (WholeAnswer.drained). */
+    private readonly drained = false,
   ) {}
 
+  /**
+   * `rest` made the answer's own: a copy when it is a view of the
+   * socket's answerRoom, which goes back to the socket for its next answer.
+   * Done before `rest` goes anywhere that may keep it past this exchange
+   * (node's write path holds a chunk until written, the cache stores it).
+   */
+  private ownRest(): Buffer {
+    if (this.room !== null) {
+      this.rest = Buffer.from(this.rest);
+      this.giveRoomBack();
+    }
+    return this.rest;
+  }
+
+  private giveRoomBack(): void {
+    const plain = this.u.plain;
+    if (plain !== null && this.room !== null) plain.answerRoom = this.room;
+    this.room = null;
+  }
+
+  /**
+   * Nothing waited behind the answer when it was taken (drained) and the
+   * answer was whole then, so afterAnswer()'s recv would only repeat what
+   * that recv saw: Forwarder.endsAtAnswer asks no more. A FIN that came
+   * with the answer is not seen this way: the pool's readiness watch reports
+   * it at the loop's next poll (level-triggered, the FIN keeps the socket
+   * readable), and a lease before that poll is either one that may be sent
+   * again on a fresh connection or one that makes its own recv check
+   * (UpstreamGroup.leaseIdle).
+   */
+  endsQuiet(): boolean {
+    const f = this.head.framing;
+    return this.drained && this.reusable && this.rest.length === (f.kind === 'length' ? f.length : f.kind === 'none' ? 0 : -1);
+  }
+
   async read(onData: (b: Buffer) => Promise<void>): Promise<void> {
-    this.reusable = await readBody(this.u, this.head.framing, this.rest, onData);
+    this.reusable = await readBody(this.u, this.head.framing, this.ownRest(), onData);
   }
 
   writeHead(fields: string[]): void {
@@ -89,6 +129,7 @@ export class UpstreamResponse implements UpstreamAnswer {
   }
 
   async relay(): Promise<number> {
+    this.ownRest();
     const { x, head } = this;
     const { req, res } = x;
     const f = head.framing;
@@ -144,8 +185,19 @@ export class UpstreamResponse implements UpstreamAnswer {
     if ((this.spliceRoute() ?? this.copyRoute()) !== null) return null;
     this.writeHead(withCacheStatus(x, forwardedFields(head, true)));
     x.bodyPath = 'write';
-    const body = this.wholeBody(f.length);
-    return endedNow(x, body) ? this.wholeSent(f.length) : endBody(x, body).then(() => this.wholeSent(f.length));
+    // Lent from the socket's answerRoom only to the lane's end(), which says whether it copied
+    // the body out at once (bodyCopied, ktls-connection.ts writeWhole); node's response keeps what
+    // it is given until written, so it gets the answer's own copy.
+    const lend = this.room !== null && x.res instanceof LaneResponse;
+    const body = this.wholeBody(f.length, lend);
+    if (!endedNow(x, body)) return endBody(x, this.wholeBody(f.length, false)).then(() => this.wholeSent(f.length));
+    // Copied out: the room goes back to the socket. Held by the lane's connection until written:
+    // the room stays with the body, and the socket makes a new one for its next answer.
+    if (lend) {
+      if ((x.res as LaneResponse).bodyCopied) this.giveRoomBack();
+      else this.room = null;
+    }
+    return this.wholeSent(f.length);
   }
 
   /**
@@ -157,8 +209,9 @@ export class UpstreamResponse implements UpstreamAnswer {
    * response's own copy, and the upstream is done with. As serve's small
    * files (small-body.ts).
    */
-  private wholeBody(length: number): Buffer {
-    return this.rest.length === length ? this.rest : this.rest.subarray(0, length);
+  private wholeBody(length: number, lent = false): Buffer {
+    const rest = lent ? this.rest : this.ownRest();
+    return rest.length === length ? rest : rest.subarray(0, length);
   }
 
   /** The whole body (wholeBody) handed over: counted; bytes past it mean the upstream broke framing (as readBody() decides). */
@@ -230,6 +283,15 @@ export class UpstreamResponse implements UpstreamAnswer {
     // The routes do not depend on the head: one of three shared functions, not a closure per request.
     if (UpstreamResponse.splicePossible(x, u, pipes)) return TAKE_NONE;
     return UpstreamResponse.copyPossible(x, u) ? TAKE_BELOW_COPY_MIN : TAKE_ALL;
+  }
+
+  /**
+   * `take` (from takeWithHead) takes every body byte of known length: neither
+   * splice nor the copy path can move the body, so every byte of the answer
+   * goes through user space (takeWholeAnswer may take them all at once).
+   */
+  static takesAll(take: TakeWithHead): boolean {
+    return take === TAKE_ALL;
   }
 
   /** The copy path's conditions other than the body's length (copyRoute()). */

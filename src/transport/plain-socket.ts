@@ -299,6 +299,29 @@ export class PlainSocket {
     return this.recvBytes(buf, 0, length, true);
   }
 
+  /**
+   * recv() without waiting and without MSG_PEEK: up to `length` bytes into
+   * `buf`, taken from the socket; 0 at the peer's FIN, AGAIN when nothing is
+   * there. For an answer whose every byte goes through user space anyway
+   * (takeWholeAnswer), where a peek and then a recv of the same bytes were
+   * two system calls for one.
+   */
+  takeSome(buf: Buffer, length: number): number {
+    if (this.closed) throw this.destroyedWith ?? closedError();
+    const r = this.recvBytes(buf, 0, length, false);
+    if (r > 0) this.progressed();
+    return r;
+  }
+
+  /**
+   * This connection's own buffer for answers taken whole (takeWholeAnswer,
+   * src/proxy/upstream-exchange.ts): made at the first, null while an
+   * answer holds it. Only the exchange holding the connection reads into
+   * it, so bytes lent from it stay as they are until the connection carries
+   * its next exchange.
+   */
+  answerRoom: Buffer | null = null;
+
   /** Takes `n` bytes that peek() has shown are waiting (so it never blocks) and drops them. */
   skip(n: number): void {
     let left = n;

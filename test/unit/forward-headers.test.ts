@@ -408,4 +408,25 @@ describe('sameUpstreamRequest', () => {
     }
     assert.equal(sameUpstreamRequest({ ...base, bodyFraming: 'length', contentLength: 3 }, { ...base, bodyFraming: 'length', contentLength: 4 }), false);
   });
+
+  it('compares field values sliced from a head (as the lane gives them) byte by byte, and names apart from values', () => {
+    // Values of 13 characters and more sliced from a longer string are V8 sliced strings, which
+    // sameUpstreamRequest compares by indexOf: each one-byte change at each place must miss.
+    const text = 'GET / HTTP/1.1\r\nHost: localhost:29001\r\nUser-Agent: h2load nghttp2/1.59.0\r\n\r\n';
+    const slices = (t: string): string[] => ['Host', t.slice(22, 37), 'User-Agent', t.slice(51, 72)];
+    const first = { ...base, rawHeaders: slices(text) };
+    assert.equal(sameUpstreamRequest(first, { ...base, rawHeaders: slices(`${text} `) }), true);
+    for (let i = 22; i < 72; i++) {
+      if (i >= 37 && i < 51) continue;
+      const changed = text.slice(0, i) + (text[i] === 'x' ? 'y' : 'x') + text.slice(i + 1);
+      const other = { ...base, rawHeaders: slices(changed) };
+      assert.equal(sameUpstreamRequest(first, other), false, `byte ${i}`);
+      assert.notEqual(buildUpstreamRequestHead(other), buildUpstreamRequestHead(first), `byte ${i}`);
+    }
+    // A value shorter, longer, empty; a name and a value of one length exchanged.
+    for (const rawHeaders of [['Host', 'localhost:2900', 'A', 'b'], ['Host', 'localhost:290011', 'A', 'b'], ['Host', '', 'A', 'b'], ['Host', 'localhost:29001', 'b', 'A']]) {
+      assert.equal(sameUpstreamRequest({ ...base, rawHeaders: ['Host', 'localhost:29001', 'A', 'b'] }, { ...base, rawHeaders }), false, JSON.stringify(rawHeaders));
+    }
+    assert.equal(sameUpstreamRequest({ ...base, rawHeaders: ['Host', '', 'A', ''] }, { ...base, rawHeaders: ['Host', '', 'A', ''] }), true);
+  });
 });

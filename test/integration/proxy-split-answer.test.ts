@@ -1,0 +1,101 @@
+/**
+ * The proxy's read of an upstream answer (src/proxy/upstream-exchange.ts:
+ * peekWholeHead into the connection's answerRoom for HTTP/1.1 clients,
+ * takeWholeAnswer's one consuming recv for HTTP/2 clients, whose answers all
+ * go through user space) when the answer does not come whole: the origin
+ * writes it one byte at a time (TCP_NODELAY, each byte its own segment as the
+ * proxy reads in between), or sends a body longer than the answer room
+ * (16 KiB) at once. Heads, 1xx answers, chunked and Content-Length bodies
+ * must arrive as sent, and an upstream that closes in the middle of a body
+ * must not be taken for a complete answer.
+ */
+import assert from 'node:assert/strict';
+import http2 from 'node:http2';
+import https from 'node:https';
+import { describe, test } from 'node:test';
+import { proxyOnRawOrigin } from '../support/raw-origin-proxy.js';
+
+/** A body longer than the answer room, no two 16 KiB pieces alike. */
+const LONG = Array.from({ length: 40 * 1024 / 8 }, (_, i) => String(i).padStart(8, '.')).join('');
+
+const ANSWERS: Record<string, string> = {
+  '/len': 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhello',
+  '/chunked': 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n',
+  '/interim': 'HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok',
+  '/long': `HTTP/1.1 200 OK\r\nContent-Length: ${LONG.length}\r\n\r\n${LONG}`,
+  '/cut': 'HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf!',
+};
+const BODIES: Record<string, string> = { '/len': 'hello', '/chunked': 'abcde', '/interim': 'ok', '/long': LONG };
+
+const setup = proxyOnRawOrigin((sock, target) => {
+  const [path, how] = target.split('?') as [string, string | undefined];
+  const answer = ANSWERS[path] ?? ANSWERS['/len']!;
+  const done = (): void => { if (path === '/cut') sock.end(); };
+  if (how !== 'bytes') {
+    sock.write(answer, 'latin1', done);
+    return;
+  }
+  sock.setNoDelay(true);
+  let i = 0;
+  const next = (): void => {
+    if (i === answer.length) return done();
+    sock.write(answer[i++]!, 'latin1');
+    setTimeout(next, 1);
+  };
+  next();
+});
+
+/** An HTTP/1.1 GET through the proxy (keep-alive: the lane takes it); status, body, or the error. */
+function getH1(path: string, agent: https.Agent): Promise<{ status: number; body: string } | Error> {
+  return new Promise((resolve) => {
+    const req = https.get({ host: '127.0.0.1', port: setup.p.port, path, ca: setup.fx.certPem, servername: 'localhost', agent }, (res) => {
+      let body = '';
+      res.setEncoding('latin1');
+      res.on('data', (c: string) => { body += c; });
+      res.on('end', () => resolve({ status: res.statusCode!, body }));
+      res.on('error', (err) => resolve(err));
+      res.on('aborted', () => resolve(new Error('aborted')));
+    });
+    req.on('error', (err) => resolve(err));
+  });
+}
+
+/** The same over HTTP/2. */
+function getH2(session: http2.ClientHttp2Session, path: string): Promise<{ status: number; body: string } | Error> {
+  return new Promise((resolve) => {
+    const s = session.request({ ':path': path });
+    let status = 0;
+    let body = '';
+    s.setEncoding('latin1');
+    s.on('response', (h) => { status = Number(h[':status']); });
+    s.on('data', (c: string) => { body += c; });
+    s.on('end', () => resolve(s.rstCode ? new Error(`reset ${s.rstCode}`) : { status, body }));
+    s.on('error', (err) => resolve(err));
+  });
+}
+
+describe('aludel proxy: an upstream answer that does not come whole', () => {
+  for (const how of ['bytes', 'whole']) {
+    test(`${how === 'bytes' ? 'one byte at a time' : 'at once'}: HTTP/1.1 and HTTP/2 clients get each answer as sent`, async () => {
+      const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
+      const session = http2.connect(`https://127.0.0.1:${setup.p.port}`, { ca: setup.fx.certPem, servername: 'localhost' });
+      try {
+        for (const path of Object.keys(BODIES)) {
+          for (const [client, r] of [['h1', await getH1(`${path}?${how}`, agent)], ['h2', await getH2(session, `${path}?${how}`)]] as const) {
+            assert.ok(!(r instanceof Error), `${client} ${path}: ${String(r)}`);
+            assert.equal(r.status, 200, `${client} ${path}`);
+            assert.ok(r.body === BODIES[path], `${client} ${path}: ${r.body.length} bytes, not ${BODIES[path]!.length}`);
+          }
+        }
+        // Closed after 5 of 10 body bytes: the client's response is cut, never complete.
+        const h1 = await getH1(`/cut?${how}`, agent);
+        assert.ok(h1 instanceof Error || h1.body.length < 10, `h1 /cut: ${JSON.stringify(h1)}`);
+        const h2 = await getH2(session, `/cut?${how}`);
+        assert.ok(h2 instanceof Error || h2.body.length < 10, `h2 /cut: ${JSON.stringify(h2)}`);
+      } finally {
+        agent.destroy();
+        session.close();
+      }
+    });
+  }
+});
