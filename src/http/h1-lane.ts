@@ -71,26 +71,26 @@ function isFieldList(f: ReadonlyArray<string | number> | Readonly<Record<string,
  * byte of HTTP/1.1 syntax is written here but through h1-wire.ts.
  */
 export class LaneResponse {
-  statusCode = 200;
-  statusMessage: string | undefined = undefined;
-  headersSent = false;
-  writableFinished = false;
-  closed = false;
-  private ending = false;
+  declare statusCode: number;
+  declare statusMessage: string | undefined;
+  declare headersSent: boolean;
+  declare writableFinished: boolean;
+  declare closed: boolean;
+  private declare ending: boolean;
   /** Body pieces go as chunks (framedResponseHead said so). */
-  private chunked = false;
+  private declare chunked: boolean;
   /** The response has a body (responseHasBody): known once the head is made. */
-  private body = true;
-  private fields: Array<string | number> = [];
+  private declare body: boolean;
+  private declare fields: Array<string | number>;
   /** `fields` is the caller's writeHead list itself: copied before any change (ownFields). */
-  private sharedFields = false;
-  private head = '';
+  private declare sharedFields: boolean;
+  private declare head: string;
   /**
    * end()'s body was copied out as it was given (writeWhole): the response
    * no longer references it, though 'finish' is still to come (a pooled
    * buffer can go back at once, small-body.ts).
    */
-  bodyCopied = false;
+  declare bodyCopied: boolean;
   /**
    * Called once, with closeArg, when the response closes, before its 'close'
    * listeners: the proxy's one watcher (http-proxy.ts watchClose). A slot, not
@@ -98,8 +98,8 @@ export class LaneResponse {
    * on the response under a symbol (a megamorphic keyed store), were about
    * 2k instructions per proxied 1 KiB keep-alive GET (bench/request-cost.ts).
    */
-  closeWatch: ((arg: unknown, res: LaneResponse) => void) | null = null;
-  closeArg: unknown = null;
+  declare closeWatch: ((arg: unknown, res: LaneResponse) => void) | null;
+  declare closeArg: unknown;
   /**
    * Its 'finish' and 'close' listeners, in an EventEmitter made when the
    * first one is added: most responses have none (serve's small files, the
@@ -109,13 +109,44 @@ export class LaneResponse {
    * listeners are the EventEmitter's own, so their order, once() and off()
    * are node's.
    */
-  private events: EventEmitter | null = null;
+  private declare events: EventEmitter | null;
   /**
    * `closing`: it says Connection: close, and its connection ends once it is
    * written; a handler's own Connection: close field (the proxy's error
    * answers) sets it too, when the head is made.
    */
-  constructor(readonly req: LaneRequest, readonly socket: SecureConnection, private readonly keepAliveSecs: number, public closing: boolean, private readonly done: (res: LaneResponse) => void) {}
+  declare readonly req: LaneRequest;
+  declare readonly socket: SecureConnection;
+  private declare readonly keepAliveSecs: number;
+  declare closing: boolean;
+  private declare readonly done: (res: LaneResponse) => void;
+
+  // Its fields are set here, not as class fields: with those (defined, not assigned: ES2022's
+  // [[Define]]) V8 made each response's fields through its runtime
+  // (Runtime_DefineKeyedOwnPropertyInLiteral) once the constructor was inlined into the lane's
+  // take(), about 4k instructions per 1 KiB keep-alive GET (bench/request-cost.ts).
+  constructor(req: LaneRequest, socket: SecureConnection, keepAliveSecs: number, closing: boolean, done: (res: LaneResponse) => void) {
+    this.req = req;
+    this.socket = socket;
+    this.keepAliveSecs = keepAliveSecs;
+    this.closing = closing;
+    this.done = done;
+    this.statusCode = 200;
+    this.statusMessage = undefined;
+    this.headersSent = false;
+    this.writableFinished = false;
+    this.closed = false;
+    this.ending = false;
+    this.chunked = false;
+    this.body = true;
+    this.fields = [];
+    this.sharedFields = false;
+    this.head = '';
+    this.bodyCopied = false;
+    this.closeWatch = null;
+    this.closeArg = null;
+    this.events = null;
+  }
 
   on(event: string | symbol, listener: (...args: any[]) => void): this {
     (this.events ??= new EventEmitter()).on(event, listener);
