@@ -10,6 +10,7 @@
 import type { FileStat } from './file-stat.js';
 import { makeEtag } from './conditional.js';
 import { contentTypeFor } from './content-type.js';
+import { wallNow } from './wall-clock.js';
 
 export interface FileValidators {
   readonly etag: string;
@@ -56,8 +57,9 @@ function lastModifiedFor(mtimeMs: number, now: number): Date {
  * fstat matches it and its mtime is not in the future (then Last-Modified is
  * the mtime itself, whatever the clock says); a file stamped in the future
  * is computed for each request, as its Last-Modified follows the clock.
+ * The clock is the one the lane's Date field reads (wall-clock.ts).
  */
-export function validatorsFor(file: string, stat: FileStat, now: number = Date.now()): FileValidators {
+export function validatorsFor(file: string, stat: FileStat, now: number = wallNow()): FileValidators {
   const kept = entries.get(file);
   const fresh = stat.mtimeMs <= now;
   if (kept !== undefined && fresh && kept.mtimeMs === stat.mtimeMs && kept.size === stat.size && kept.ino === stat.ino && kept.dev === stat.dev) return kept;

@@ -28,6 +28,7 @@ import http from 'node:http';
 import type { SecureConnection } from '../tls/types.js';
 import { simpleHead } from './lane-head.js';
 import { closedForTimeout } from './timed-out.js';
+import { utcDate } from './wall-clock.js';
 import { chunkSizeLine, CRLF, earlyHintsHead, framedResponseHead, LAST_CHUNK, PROCESSING_HEAD } from './h1-wire.js';
 
 export { simpleHead };
@@ -60,17 +61,6 @@ function isFieldList(f: ReadonlyArray<string | number> | Readonly<Record<string,
   return Array.isArray(f);
 }
 
-let dateSecond = -1;
-let dateText = '';
-function utcDate(): string {
-  const now = Date.now();
-  const s = Math.floor(now / 1000);
-  if (s !== dateSecond) {
-    dateSecond = s;
-    dateText = new Date(now).toUTCString();
-  }
-  return dateText;
-}
 
 /**
  * The subset of node's ServerResponse that serve's static handler and the
@@ -80,27 +70,27 @@ function utcDate(): string {
  * head says (RFC 9112 §6.3, §7.1), its interim heads h1-wire.ts's too. No
  * byte of HTTP/1.1 syntax is written here but through h1-wire.ts.
  */
-export class LaneResponse extends EventEmitter {
-  statusCode = 200;
-  statusMessage: string | undefined = undefined;
-  headersSent = false;
-  writableFinished = false;
-  closed = false;
-  private ending = false;
+export class LaneResponse {
+  declare statusCode: number;
+  declare statusMessage: string | undefined;
+  declare headersSent: boolean;
+  declare writableFinished: boolean;
+  declare closed: boolean;
+  private declare ending: boolean;
   /** Body pieces go as chunks (framedResponseHead said so). */
-  private chunked = false;
+  private declare chunked: boolean;
   /** The response has a body (responseHasBody): known once the head is made. */
-  private body = true;
-  private fields: Array<string | number> = [];
+  private declare body: boolean;
+  private declare fields: Array<string | number>;
   /** `fields` is the caller's writeHead list itself: copied before any change (ownFields). */
-  private sharedFields = false;
-  private head = '';
+  private declare sharedFields: boolean;
+  private declare head: string;
   /**
    * end()'s body was copied out as it was given (writeWhole): the response
    * no longer references it, though 'finish' is still to come (a pooled
    * buffer can go back at once, small-body.ts).
    */
-  bodyCopied = false;
+  declare bodyCopied: boolean;
   /**
    * Called once, with closeArg, when the response closes, before its 'close'
    * listeners: the proxy's one watcher (http-proxy.ts watchClose). A slot, not
@@ -108,15 +98,86 @@ export class LaneResponse extends EventEmitter {
    * on the response under a symbol (a megamorphic keyed store), were about
    * 2k instructions per proxied 1 KiB keep-alive GET (bench/request-cost.ts).
    */
-  closeWatch: ((arg: unknown, res: LaneResponse) => void) | null = null;
-  closeArg: unknown = null;
+  declare closeWatch: ((arg: unknown, res: LaneResponse) => void) | null;
+  declare closeArg: unknown;
+  /**
+   * Its 'finish' and 'close' listeners, in an EventEmitter made when the
+   * first one is added: most responses have none (serve's small files, the
+   * proxy's, which watches through closeWatch), and an EventEmitter per
+   * response (its set-up, and two emits with nobody listening) was about 1.2k
+   * instructions per 1 KiB keep-alive GET (bench/request-cost.ts). The
+   * listeners are the EventEmitter's own, so their order, once() and off()
+   * are node's.
+   */
+  private declare events: EventEmitter | null;
   /**
    * `closing`: it says Connection: close, and its connection ends once it is
    * written; a handler's own Connection: close field (the proxy's error
    * answers) sets it too, when the head is made.
    */
-  constructor(readonly req: LaneRequest, readonly socket: SecureConnection, private readonly keepAliveSecs: number, public closing: boolean, private readonly done: (res: LaneResponse) => void) {
-    super();
+  declare readonly req: LaneRequest;
+  declare readonly socket: SecureConnection;
+  private declare readonly keepAliveSecs: number;
+  declare closing: boolean;
+  private declare readonly done: (res: LaneResponse) => void;
+
+  // Its fields are set here, not as class fields: with those (defined, not assigned: ES2022's
+  // [[Define]]) V8 made each response's fields through its runtime
+  // (Runtime_DefineKeyedOwnPropertyInLiteral) once the constructor was inlined into the lane's
+  // take(), about 4k instructions per 1 KiB keep-alive GET (bench/request-cost.ts).
+  constructor(req: LaneRequest, socket: SecureConnection, keepAliveSecs: number, closing: boolean, done: (res: LaneResponse) => void) {
+    this.req = req;
+    this.socket = socket;
+    this.keepAliveSecs = keepAliveSecs;
+    this.closing = closing;
+    this.done = done;
+    this.statusCode = 200;
+    this.statusMessage = undefined;
+    this.headersSent = false;
+    this.writableFinished = false;
+    this.closed = false;
+    this.ending = false;
+    this.chunked = false;
+    this.body = true;
+    this.fields = [];
+    this.sharedFields = false;
+    this.head = '';
+    this.bodyCopied = false;
+    this.closeWatch = null;
+    this.closeArg = null;
+    this.events = null;
+  }
+
+  on(event: string | symbol, listener: (...args: any[]) => void): this {
+    (this.events ??= new EventEmitter()).on(event, listener);
+    return this;
+  }
+
+  addListener(event: string | symbol, listener: (...args: any[]) => void): this {
+    return this.on(event, listener);
+  }
+
+  once(event: string | symbol, listener: (...args: any[]) => void): this {
+    (this.events ??= new EventEmitter()).once(event, listener);
+    return this;
+  }
+
+  off(event: string | symbol, listener: (...args: any[]) => void): this {
+    this.events?.off(event, listener);
+    return this;
+  }
+
+  removeListener(event: string | symbol, listener: (...args: any[]) => void): this {
+    return this.off(event, listener);
+  }
+
+  listenerCount(event: string | symbol): number {
+    return this.events === null ? 0 : this.events.listenerCount(event);
+  }
+
+  /** As EventEmitter's: whether anyone listened (none is asked for before the first listener). */
+  emit(event: string | symbol, ...args: unknown[]): boolean {
+    return this.events !== null && this.events.emit(event, ...args);
   }
 
   /** end() was called (node's writableEnded). */
@@ -402,6 +463,9 @@ export interface LaneOptions {
   abortOnFin?: boolean;
 }
 
+/** node's HTTP_SERVER_KEEP_ALIVE_TIMEOUT_BUFFER: the keep-alive wait outlasts the advertised timeout by this much. */
+const KEEP_ALIVE_BUFFER_MS = 1000;
+
 /** One connection served in the lane, one request at a time. */
 export class LaneConnection {
   private pending: Buffer | null = null;
@@ -415,8 +479,13 @@ export class LaneConnection {
   private readonly keepAliveSecs: number;
   /** Until the first request's head is whole: node's headersTimeout runs from the connection's start. */
   private firstTimer: NodeJS.Timeout | null;
-  /** The keep-alive timeout is set (node's _keepAliveTimeoutSet): taken off when a request comes. */
+  /**
+   * Between requests (node's _keepAliveTimeoutSet): the connection's idle
+   * timeout, once it fires, is followed by keepAliveGrace before it closes.
+   */
   private keepAliveSet = false;
+  /** The keep-alive wait's last second (node's HTTP_SERVER_KEEP_ALIVE_TIMEOUT_BUFFER), once the idle timeout fired between requests. */
+  private graceTimer: NodeJS.Timeout | null = null;
   private readonly startedAt: number;
 
   constructor(private readonly conn: SecureConnection, private readonly o: LaneOptions) {
@@ -435,14 +504,12 @@ export class LaneConnection {
     conn.on('timeout', this.onTimeout);
     conn.on('close', this.onClose);
     atFinCheck(conn, this.abortIfWaiting);
-    this.setTimeout(o.idleTimeoutMs);
+    // Set once: the same period times a request in flight and, with keepAliveGrace, the wait
+    // between requests (onTimeout).
+    (conn as SecureConnection & { setTimeout(ms: number): unknown }).setTimeout(o.idleTimeoutMs);
     this.startedAt = performance.now();
     this.firstTimer = o.headersTimeoutMs > 0 ? setTimeout(this.onFirstTimeout, o.headersTimeoutMs) : null;
     this.firstTimer?.unref();
-  }
-
-  private setTimeout(ms: number): void {
-    (this.conn as SecureConnection & { setTimeout(ms: number): unknown }).setTimeout(ms);
   }
 
   private readonly onFirstTimeout = (): void => {
@@ -513,11 +580,35 @@ export class LaneConnection {
     if (res !== null && !sentWholeAfterFin(res) && !res.writableEnded) this.conn.destroy();
   };
 
-  // node's socket timeout (http.Server.timeout): the connection is destroyed, busy or idle.
+  /**
+   * node's socket timeout (http.Server.timeout): the connection is destroyed,
+   * busy or idle; between requests a second later (keepAliveGrace). node sets
+   * the socket's timeout to keepAliveTimeout + 1 s after each response and
+   * back when the next request comes (resOnFinish, resetSocketTimeout): two
+   * setTimeout calls per request, about 1k instructions per 1 KiB keep-alive
+   * GET (bench/request-cost.ts). The period is the same here (--idle-timeout
+   * is both), so the timeout stays set and the wait's last second is a timer
+   * of its own, made only when a wait outlasts the period.
+   */
   private readonly onTimeout = (): void => {
+    if (this.keepAliveSet && this.current === null && !this.gone) {
+      this.graceTimer ??= setTimeout(this.keepAliveGrace, KEEP_ALIVE_BUFFER_MS);
+      this.graceTimer.unref();
+      return;
+    }
+    this.timedOut();
+  };
+
+  /** The keep-alive wait's last second is over, no request came: closed as at node's idle timeout. */
+  private readonly keepAliveGrace = (): void => {
+    this.graceTimer = null;
+    if (this.keepAliveSet && this.current === null && !this.gone) this.timedOut();
+  };
+
+  private timedOut(): void {
     closedForTimeout(this.conn, this.o.idleTimeoutMs);
     this.conn.destroy();
-  };
+  }
 
   private readonly onClose = (): void => {
     const res = this.current;
@@ -536,6 +627,7 @@ export class LaneConnection {
     this.gone = true;
     if (this.firstTimer !== null) clearTimeout(this.firstTimer);
     this.firstTimer = null;
+    this.endGrace();
     // Reads go back to the stream (for node's server, closeDetached); what was read is in `pending`.
     if (this.direct) this.conn.readInto!(null);
     else this.conn.off('data', this.onData);
@@ -570,13 +662,16 @@ export class LaneConnection {
     // taken per answer, a whole read added: the buffer grew without bound). next() resumes.
     if (this.pending !== null) process.nextTick(this.next);
     else if (this.ended) this.finishIdle();
-    else {
-      // node's resOnFinish: the advertised keep-alive timeout and 1 s more, so that the client,
-      // which closes at the advertised one, closes first (HTTP_SERVER_KEEP_ALIVE_TIMEOUT_BUFFER).
-      this.setTimeout(this.o.idleTimeoutMs + 1000);
-      this.keepAliveSet = true;
-    }
+    // node's resOnFinish: the advertised keep-alive timeout and 1 s more (onTimeout's
+    // keepAliveGrace), so that the client, which closes at the advertised one, closes first.
+    else this.keepAliveSet = true;
   };
+
+  private endGrace(): void {
+    if (this.graceTimer === null) return;
+    clearTimeout(this.graceTimer);
+    this.graceTimer = null;
+  }
 
   private readonly next = (): void => {
     const p = this.pending;
@@ -609,11 +704,11 @@ export class LaneConnection {
       clearTimeout(this.firstTimer);
       this.firstTimer = null;
     }
-    // node's resetSocketTimeout (parserOnIncoming): a request ending a keep-alive wait sets the
-    // socket timeout back to server.timeout (--idle-timeout), so a stalled answer is still cut.
+    // node's resetSocketTimeout (parserOnIncoming): a request ending a keep-alive wait is timed
+    // by server.timeout (--idle-timeout) alone again, so a stalled answer is still cut.
     if (this.keepAliveSet) {
-      this.setTimeout(this.o.idleTimeoutMs);
       this.keepAliveSet = false;
+      this.endGrace();
     }
     const res = new LaneResponse(req, this.conn, this.keepAliveSecs, this.o.draining(), this.responded);
     this.current = res;

@@ -16,6 +16,7 @@ import type { ResponseHead } from '../http/response-head.js';
 import { buildUpstreamRequestHead, filterResponseHeaders, sameUpstreamRequest, type UpstreamRequestInput } from '../http/forward-headers.js';
 import { ClientGoneError, RequestBodyCutError, UpstreamTimeoutError } from '../errors.js';
 import { isClientFault } from '../http/failures.js';
+import { wallNow } from '../http/wall-clock.js';
 import { h1Response, type Exchange } from '../http/exchange.js';
 import type { TrafficStats } from '../metrics/traffic-stats.js';
 import type { PipePool } from '../transport/pipe-pool.js';
@@ -201,7 +202,7 @@ export class Forwarder {
     let resumeClientTimer: (x: Exchange | null) => void = noop;
     let timedX: Exchange | null = null;
     try {
-      const sentAt = Date.now();
+      const sentAt = wallNow();
       // A head the socket took at once (nearly always) goes on in this turn: no await of a settled promise.
       const written = u.write(head);
       if (written !== SENT) await written;
@@ -249,7 +250,7 @@ export class Forwarder {
       }
       response ??= await readResponseHead(u, method, this.limits, false, onInterim, take);
       answered = true;
-      x.upstreamMs = Date.now() - sentAt;
+      x.upstreamMs = wallNow() - sentAt;
       return { answer: new UpstreamResponse(x, u, response.head, response.rest, sentAt, this.o.pipes, response.room, response.drained), bodySent };
     } finally {
       resumeClientTimer(timedX);

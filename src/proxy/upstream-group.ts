@@ -18,6 +18,7 @@ import type { HealthCheck, Upstream } from '../config/proxy-settings.js';
 import { UpstreamTimeoutError } from '../errors.js';
 import { connectUpstream, type UpstreamStream } from './upstream-stream.js';
 import { requestHead, statusCodeOf } from '../http/h1-wire.js';
+import { wallNow } from '../http/wall-clock.js';
 
 /**
  * How long idle connections past --upstream-keepalive stay pooled: long
@@ -112,7 +113,7 @@ export class UpstreamGroup {
    * nothing is check enough (isIdleAlive); others get the recv check.
    */
   leaseIdle(p: Peer, retrySafe: boolean): Lease | null {
-    const now = Date.now();
+    const now = wallNow();
     while (p.idle.length > 0) {
       const { stream, since } = p.idle.pop()!;
       if (now - since < this.o.keepAlive.idleTimeoutMs && stream.isIdleAlive(retrySafe)) return { peer: p, stream, reused: true };
@@ -148,7 +149,7 @@ export class UpstreamGroup {
     }
     l.stream.setIdleTimeout(0, idleError);
     l.stream.watchIdle?.(this.idleStirred);
-    p.idle.push({ stream: l.stream, since: Date.now() });
+    p.idle.push({ stream: l.stream, since: wallNow() });
     if (p.idle.length > max && this.trimTimer === null) this.scheduleTrim();
   }
 

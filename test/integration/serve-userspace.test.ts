@@ -499,7 +499,7 @@ test('an Upgrade request with a body is answered, then the connection closes, sa
   }
 });
 
-test('the idle timeout (userspace TLS): requests closer together than --idle-timeout keep a connection, and one idle about that long after its last answer is closed', async () => {
+test('the idle timeout (userspace TLS): requests closer together than --idle-timeout keep a connection, so does one sent within the 1 s buffer after it (node\'s HTTP_SERVER_KEEP_ALIVE_TIMEOUT_BUFFER), and one idle about that long after its last answer is closed', async () => {
   const server = await startAludel(serveArgs(fx, '--offload', 'userspace', '--idle-timeout', '1s'));
   try {
     const sock = tls.connect({ host: '127.0.0.1', port: server.port, servername: 'localhost', ca: fx.certPem });
@@ -510,15 +510,21 @@ test('the idle timeout (userspace TLS): requests closer together than --idle-tim
     sock.on('error', () => undefined);
     await new Promise<void>((resolve) => sock.once('secureConnect', () => resolve()));
     const answers = (): number => received.split('HTTP/1.1 200 ').length - 1;
-    // Six requests 400 ms apart: 2.4 s on one connection, more than twice the idle timeout.
+    // Six requests 400 ms apart: 2.4 s on one connection, more than twice the idle timeout; then
+    // a seventh 1.5 s after the sixth answer, past the timeout and within its 1 s buffer (the
+    // lane's keepAliveGrace, h1-lane.ts), on the same connection too.
     let lastAnswerAt = 0;
-    for (let i = 1; i <= 6; i++) {
+    for (let i = 1; i <= 7; i++) {
       sock.write(`GET /${fx.files.one.name} HTTP/1.1\r\nHost: localhost\r\n\r\n`);
       const deadline = performance.now() + 5000;
       while (answers() < i && performance.now() < deadline && closedAt === 0) await new Promise((r) => setTimeout(r, 5));
       assert.equal(answers(), i, `answer ${i} came on the same connection (closed: ${closedAt !== 0})`);
       lastAnswerAt = performance.now();
       if (i < 6) await new Promise((r) => setTimeout(r, 400));
+      else if (i === 6) {
+        await new Promise((r) => setTimeout(r, 1500));
+        assert.equal(closedAt, 0, 'open 1.5 s after an answer (1 s timeout and its 1 s buffer)');
+      }
     }
     await Promise.race([closed, new Promise((r) => setTimeout(r, 6000))]);
     assert.ok(closedAt !== 0, 'the idle connection was closed');
