@@ -11,6 +11,7 @@
 #define ALUDEL_WANT_READ (-1)
 #define ALUDEL_WANT_WRITE (-2)
 #define ALUDEL_EOF_NO_NOTIFY (-3) /* TCP FIN without close_notify (RFC 8446 6.1) */
+#define ALUDEL_READ_MORE 0x40000000 /* readScratch(): OpenSSL holds more bytes (SSL_has_pending) */
 #define ALUDEL_AGAIN (-1)         /* accept(2): no connection waiting */
 
 #define ALUDEL_CALL(env, call)                 \

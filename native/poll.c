@@ -16,7 +16,6 @@ typedef struct {
   uv_poll_t handle;
   napi_env env;
   napi_ref callback; /* strong while open; the owner must call pollClose() */
-  napi_ref self;     /* weak: receiver of the callback (napi_make_callback needs an object) */
   bool closing, closed, finalized;
 } aludel_poll;
 
@@ -28,8 +27,7 @@ static void on_closed(uv_handle_t *h) {
 
 static void release_refs(aludel_poll *p) {
   if (p->callback != NULL) napi_delete_reference(p->env, p->callback);
-  if (p->self != NULL) napi_delete_reference(p->env, p->self);
-  p->callback = p->self = NULL;
+  p->callback = NULL;
 }
 
 static void start_close(aludel_poll *p) {
@@ -44,8 +42,8 @@ static void on_finalize(napi_env env, void *data, void *hint) {
   p->finalized = true;
   if (!p->closing) {
     /* Collected without pollClose(): references may not be deleted from a finalizer
-       on every Node version, and the callback ref kept it alive, so only a weak self
-       ref can remain here. */
+       on every Node version, and the callback ref normally keeps the object alive (its
+       closure holds the owner), so it is left as it is. */
     start_close(p);
   } else if (p->closed) {
     free(p);
@@ -58,13 +56,15 @@ static void on_ready(uv_poll_t *h, int status, int events) {
   napi_env env = p->env;
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value fn = NULL, recv = NULL, argv[2], result;
+  napi_value fn = NULL, argv[2], result;
   napi_get_reference_value(env, p->callback, &fn);
-  napi_get_reference_value(env, p->self, &recv);
-  if (recv == NULL) napi_get_global(env, &recv);
   argv[0] = aludel_int(env, status); /* UV_EBADF after a peer reset: retry the op to learn why */
   argv[1] = aludel_int(env, events);
-  if (fn != NULL && napi_make_callback(env, NULL, recv, fn, 2, argv, &result) != napi_ok) {
+  /* napi_make_callback needs an object as receiver (undefined: napi_object_expected, and the
+     callback never runs); the callback is one, and its `this` is unused (an arrow function).
+     A weak reference to the handle object as receiver was a second napi_get_reference_value
+     per wake-up, and a reference to create and delete per connection. */
+  if (fn != NULL && napi_make_callback(env, NULL, fn, fn, 2, argv, &result) != napi_ok) {
     /* An exception thrown by the callback is left pending: Node reports it as uncaught. */
   }
   napi_close_handle_scope(env, scope);
@@ -102,7 +102,6 @@ static napi_value poll_new(napi_env env, napi_callback_info info) {
     return NULL;
   }
   napi_create_reference(env, argv[1], 1, &p->callback);
-  napi_create_reference(env, obj, 0, &p->self);
   return obj;
 }
 

@@ -726,6 +726,112 @@ static napi_value ssl_write(napi_env env, napi_callback_info info) {
 }
 
 /*
+ * The process's two scratch buffers (src/tls/ktls-connection.ts: one for
+ * the plaintext of every read, one where small writes are gathered), given
+ * once by scratchSet instead of with each read and write: finding a
+ * Buffer's bytes (napi_get_buffer_info -> v8 JSTypedArray::GetBuffer) and
+ * taking its offset and length cost about 400 instructions a call, two
+ * calls per keep-alive request (bench/request-cost.ts). Held per N-API
+ * environment (napi_set_instance_data: each worker thread loads its own
+ * instance of the addon and has its own buffers), with a strong reference
+ * each, so their bytes stay where they are for as long as the addon may
+ * use them: an ArrayBuffer's backing store does not move while it lives.
+ */
+typedef struct {
+  napi_ref refs[2];
+  char *data[2];
+  size_t size[2];
+} io_scratch;
+
+static void scratch_finalize(napi_env env, void *data, void *hint) {
+  (void)hint;
+  io_scratch *sc = (io_scratch *)data;
+  for (int i = 0; i < 2; i++)
+    if (sc->refs[i] != NULL) napi_delete_reference(env, sc->refs[i]);
+  free(sc);
+}
+
+/* scratchSet(readBuffer, writeBuffer): once per environment; a second call is refused. */
+static napi_value scratch_set(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  void *old = NULL;
+  if (!aludel_args(env, info, 2, argv)) return NULL;
+  if (napi_get_instance_data(env, &old) == napi_ok && old != NULL)
+    return aludel_throw(env, "ERR_INVALID_STATE", 0, "scratchSet", "the scratch buffers are already set", false);
+  io_scratch *sc = calloc(1, sizeof *sc);
+  if (sc == NULL) return aludel_throw_errno(env, ENOMEM, "calloc");
+  for (int i = 0; i < 2; i++) {
+    void *base = NULL;
+    if (napi_get_buffer_info(env, argv[i], &base, &sc->size[i]) != napi_ok || sc->size[i] == 0 ||
+        sc->size[i] >= ALUDEL_READ_MORE) {
+      scratch_finalize(env, sc, NULL);
+      napi_throw_type_error(env, "ERR_INVALID_ARG", "expected a non-empty Buffer under 1 GiB");
+      return NULL;
+    }
+    sc->data[i] = (char *)base;
+    napi_create_reference(env, argv[i], 1, &sc->refs[i]);
+  }
+  if (napi_set_instance_data(env, sc, scratch_finalize, NULL) != napi_ok) {
+    scratch_finalize(env, sc, NULL);
+    return aludel_throw(env, "ERR_INVALID_STATE", 0, "scratchSet", "napi_set_instance_data failed", false);
+  }
+  return NULL;
+}
+
+/* The connection and length of readScratch() / writeScratch(), checked against scratch `which`. */
+static aludel_ssl *scratch_args(napi_env env, napi_callback_info info, int which, char **data, size_t *want) {
+  napi_value argv[2];
+  io_scratch *sc = NULL;
+  int64_t n;
+  if (!aludel_args(env, info, 2, argv) || !aludel_arg_int64(env, argv[1], &n)) return NULL;
+  if (napi_get_instance_data(env, (void **)&sc) != napi_ok || sc == NULL) {
+    napi_throw_error(env, "ERR_INVALID_STATE", "scratchSet() was not called");
+    return NULL;
+  }
+  if (n <= 0 || (uint64_t)n > sc->size[which]) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "length outside the scratch buffer");
+    return NULL;
+  }
+  *data = sc->data[which];
+  *want = (size_t)n;
+  return unwrap_ssl(env, argv[0]);
+}
+
+/*
+ * readScratch(conn, length) -> bytes read into the read scratch's first
+ * `length`, 0 at close_notify, or a state, as read(). With bytes, plus
+ * ALUDEL_READ_MORE when OpenSSL still holds bytes read from the socket
+ * (SSL_has_pending): the caller's next question after a short read, whose
+ * answer decides between reading again and waiting for the poll (a second
+ * crossing into the addon per request). SSL_has_pending makes no system
+ * call and changes no state: it reads the record layer's counters.
+ */
+static napi_value ssl_read_scratch(napi_env env, napi_callback_info info) {
+  char *data;
+  size_t want, n = 0;
+  aludel_ssl *s = scratch_args(env, info, 0, &data, &want);
+  if (s == NULL) return NULL;
+  aludel_ossl.ERR_clear_error();
+  errno = 0;
+  int ret = aludel_ossl.SSL_read_ex(s->ssl, data, want, &n);
+  if (ret != 1) return io_result(env, s, ret, errno, "SSL_read_ex");
+  return aludel_int(env, (int64_t)n + (aludel_ossl.SSL_has_pending(s->ssl) == 1 ? ALUDEL_READ_MORE : 0));
+}
+
+/* writeScratch(conn, length) -> write() of the write scratch's first `length` bytes. */
+static napi_value ssl_write_scratch(napi_env env, napi_callback_info info) {
+  char *data;
+  size_t want, n = 0;
+  aludel_ssl *s = scratch_args(env, info, 1, &data, &want);
+  if (s == NULL) return NULL;
+  aludel_ossl.ERR_clear_error();
+  errno = 0;
+  int ret = aludel_ossl.SSL_write_ex(s->ssl, data, want, &n);
+  if (ret == 1) return aludel_int(env, (int64_t)n);
+  return io_result(env, s, ret, errno, "SSL_write_ex");
+}
+
+/*
  * sendfile(conn, fileFd, offset, length) -> bytes sent, or ALUDEL_WANT_WRITE.
  * Only valid when kTLS TX is on. OpenSSL maps EAGAIN/EINTR/EBUSY to WANT_WRITE
  * but reports any other sendfile(2) failure as an "uninitialized" error, so the
@@ -856,6 +962,9 @@ void aludel_register_tls(napi_env env, napi_value exports) {
       {"handshake", NULL, ssl_handshake, NULL, NULL, NULL, napi_default, NULL},
       {"read", NULL, ssl_read, NULL, NULL, NULL, napi_default, NULL},
       {"write", NULL, ssl_write, NULL, NULL, NULL, napi_default, NULL},
+      {"scratchSet", NULL, scratch_set, NULL, NULL, NULL, napi_default, NULL},
+      {"readScratch", NULL, ssl_read_scratch, NULL, NULL, NULL, napi_default, NULL},
+      {"writeScratch", NULL, ssl_write_scratch, NULL, NULL, NULL, napi_default, NULL},
       {"sendfile", NULL, ssl_sendfile, NULL, NULL, NULL, napi_default, NULL},
       {"shutdown", NULL, ssl_shutdown, NULL, NULL, NULL, napi_default, NULL},
       {"ktlsState", NULL, ssl_ktls_state, NULL, NULL, NULL, napi_default, NULL},

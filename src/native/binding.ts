@@ -12,6 +12,8 @@ export const WANT_READ = -1;
 export const WANT_WRITE = -2;
 /** The peer closed TCP without a close_notify alert (RFC 8446 §6.1). */
 export const EOF_NO_NOTIFY = -3;
+/** readScratch(): added to the bytes read while OpenSSL holds more bytes read from the socket (SSL_has_pending). */
+export const READ_MORE = 0x40000000;
 /** accept(), recv(), send(), splice(): would block (wait for readiness and call again). */
 export const AGAIN = -1;
 /** preadNowait(): the kernel or the filesystem has no RWF_NOWAIT (read on the thread pool instead). */
@@ -155,6 +157,15 @@ export interface Native {
   handshake(ssl: SslHandle): number;
   read(ssl: SslHandle, buf: Buffer, offset: number, length: number): number;
   write(ssl: SslHandle, buf: Buffer, offset: number, length: number): number;
+  /**
+   * The process's read and write scratch buffers, given once (per thread) so readScratch and
+   * writeScratch need not pass them. Throws if given before. Absent from older builds.
+   */
+  scratchSet?(read: Buffer, write: Buffer): void;
+  /** read() into the read scratch's first `length` bytes; bytes come back plus READ_MORE while OpenSSL holds more (hasPending). */
+  readScratch?(ssl: SslHandle, length: number): number;
+  /** write() of the write scratch's first `length` bytes. */
+  writeScratch?(ssl: SslHandle, length: number): number;
   sendfile(ssl: SslHandle, fileFd: number, offset: number, length: number): number;
   shutdown(ssl: SslHandle): number;
   /** Bit 1: the kernel encrypts (kTLS TX); bit 2: the kernel decrypts (kTLS RX). */

@@ -12,7 +12,7 @@ import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Duplex } from 'node:stream';
 import type { Logger } from '../log/logger.js';
-import { AGAIN, EOF_NO_NOTIFY, READABLE, WANT_READ, WANT_WRITE, WRITABLE, type Native, type SockAddr, type SslHandle } from '../native/binding.js';
+import { AGAIN, EOF_NO_NOTIFY, READ_MORE, READABLE, WANT_READ, WANT_WRITE, WRITABLE, type Native, type SockAddr, type SslHandle } from '../native/binding.js';
 import { FileTruncatedError, HandshakeTimeoutError, KeyUpdateUnsupportedError } from '../errors.js';
 import { ChunkPool, readAt, type BodyPath } from '../transport/copy-file.js';
 import { cutAfter } from '../transport/body-cut.js';
@@ -25,6 +25,24 @@ const RECORD_MAX = 16384;
 const scratch = Buffer.allocUnsafe(RECORD_MAX);
 /** Where small writev() pieces are gathered into one record (see nextWrite). */
 const gatherScratch = Buffer.allocUnsafe(RECORD_MAX);
+/** The addons (one per test double or thread) given both scratches by scratchSet. */
+const scratchGiven = new WeakSet<Native>();
+
+/**
+ * Gives `native` the two scratches once, so each read and gathered write
+ * names only the connection and a length (readScratch, writeScratch): with
+ * the Buffer, its offset and its length, every call made the addon find the
+ * Buffer's bytes again (napi_get_buffer_info). false: an addon without these
+ * calls, which gets the buffers with each call as before.
+ */
+function giveScratch(native: Native): boolean {
+  if (native.scratchSet === undefined || native.readScratch === undefined || native.writeScratch === undefined) return false;
+  if (!scratchGiven.has(native)) {
+    native.scratchSet(scratch, gatherScratch);
+    scratchGiven.add(native);
+  }
+  return true;
+}
 
 /**
  * A direct reader (KtlsConnection.readInto): one read's plaintext,
@@ -134,6 +152,8 @@ export class KtlsConnection extends Duplex implements SecureConnection {
   private readonly ssl: SslHandle;
   private readonly fd: number;
   private readonly ready: FdReadiness;
+  /** The addon holds the scratches (giveScratch): reads and gathered writes go by readScratch / writeScratch. */
+  private readonly scratchIo: boolean;
   private readonly log: Logger;
   /** Told once, as the connection is released (before its 'close'): the listener's count of live connections. */
   private readonly onReleased: ((conn: KtlsConnection) => void) | null;
@@ -182,6 +202,7 @@ export class KtlsConnection extends Duplex implements SecureConnection {
     this.onReleased = onReleased;
     this.tls = { engine: 'system-openssl', version: null, cipher: null, alpn: null, servername: null, reused: false, ktlsTx: false, ktlsRx: false, kernel: null };
     this.ready = new FdReadiness(native, fd);
+    this.scratchIo = giveScratch(native);
     try {
       const peer = addresses?.remote ?? native.getPeerName(fd);
       this.remoteAddress = intern(peer.address);
@@ -363,8 +384,19 @@ export class KtlsConnection extends Duplex implements SecureConnection {
   private readLoop(): void {
     while (this.reading && !this.released) {
       let r: number;
+      // OpenSSL holds more bytes read from the socket after this read (readScratch says so with
+      // the bytes; an older addon is asked by hasPending). Nothing below reads from the
+      // connection before the answer is used: a direct reader may write (SSL_write leaves the
+      // read side as it is), hold reads or destroy the connection, which the loop checks first.
+      let more = false;
       try {
-        r = this.native.read(this.ssl, scratch, 0, RECORD_MAX);
+        if (this.scratchIo) {
+          r = this.native.readScratch!(this.ssl, RECORD_MAX);
+          if (r >= READ_MORE) {
+            r -= READ_MORE;
+            more = true;
+          }
+        } else r = this.native.read(this.ssl, scratch, 0, RECORD_MAX);
       } catch (err) {
         this.failHard(err as Error);
         return;
@@ -380,7 +412,7 @@ export class KtlsConnection extends Duplex implements SecureConnection {
           scratch.copy(chunk, 0, 0, r);
           if (!this.push(chunk)) this.reading = false;
         }
-        if (r < RECORD_MAX && this.reading && !this.released && !this.tls.ktlsRx && !(this.readsAhead && this.native.hasPending!(this.ssl))) {
+        if (r < RECORD_MAX && this.reading && !this.released && !this.tls.ktlsRx && !(this.readsAhead && (this.scratchIo ? more : this.native.hasPending!(this.ssl)))) {
           // Less than a full record, and OpenSSL holds no more bytes (without read-ahead it
           // reads one record at a time): the next SSL_read would only find the socket empty
           // (one EAGAIN read per keep-alive request). The poll is level-triggered: it wakes
@@ -477,7 +509,7 @@ export class KtlsConnection extends Duplex implements SecureConnection {
    * idle timer touched. Throws what native.write throws (a fatal error).
    */
   private writeScratch(n: number): number {
-    const r = this.native.write(this.ssl, gatherScratch, 0, n);
+    const r = this.scratchIo ? this.native.writeScratch!(this.ssl, n) : this.native.write(this.ssl, gatherScratch, 0, n);
     const taken = r > 0 ? r : 0;
     if (taken > 0) {
       this.bytesWritten += taken;

@@ -13,6 +13,8 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import type { OffloadMode } from '../../src/config/tls-settings.js';
+import type { Native } from '../../src/native/binding.js';
+import { probeCapabilities } from '../../src/offload/capabilities.js';
 import { createKtlsServer } from '../../src/tls/create-server.js';
 import type { KtlsConnection } from '../../src/tls/ktls-connection.js';
 import type { SecureServer } from '../../src/tls/types.js';
@@ -52,7 +54,11 @@ function pattern(n: number, from = 0): Buffer {
  * `version`: the client's only one. kTLS RX needs TLS 1.2 on OpenSSL 3.0
  * (its TLS 1.3 gives TX only, docs/data-plane.md).
  */
-export function directReadTests(offload: OffloadMode, version: 'TLSv1.2' | 'TLSv1.3', wantRx: boolean): void {
+/**
+ * `nativeOf`: the addon the listener is given, made from the real one (an
+ * addon without some calls, to run the fallbacks of older builds).
+ */
+export function directReadTests(offload: OffloadMode, version: 'TLSv1.2' | 'TLSv1.3', wantRx: boolean, nativeOf?: (real: Native) => Native): void {
   let dir: string;
   let pair: Pair;
   let server: SecureServer;
@@ -63,7 +69,15 @@ export function directReadTests(offload: OffloadMode, version: 'TLSv1.2' | 'TLSv
   before(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aludel-direct-read-'));
     pair = await makeLeaf(dir, 'a', 'ec', 'a.test', ['a.test']);
-    server = createKtlsServer({ certificates: [pair], offload, cipherSuites: 'TLS_AES_128_GCM_SHA256' });
+    // createKtlsServer takes the process's probed addon: swapped for this listener alone.
+    const caps = probeCapabilities();
+    const real = caps.native;
+    if (nativeOf !== undefined && real !== null) caps.native = nativeOf(real);
+    try {
+      server = createKtlsServer({ certificates: [pair], offload, cipherSuites: 'TLS_AES_128_GCM_SHA256' });
+    } finally {
+      caps.native = real;
+    }
     server.on('secureConnection', (c: KtlsConnection) => waiting.shift()?.(c));
     port = (await server.listen({ host: '127.0.0.1', port: 0 })).port;
   });
@@ -89,7 +103,7 @@ export function directReadTests(offload: OffloadMode, version: 'TLSv1.2' | 'TLSv
     return p;
   }
 
-  describe(`direct reads (readInto), ${offload}, ${version}`, () => {
+  describe(`direct reads (readInto), ${offload}, ${version}${nativeOf ? ', an addon of fewer calls' : ''}`, () => {
     it('gives every byte, in order, in reads no longer than a record, and no data event; bytesRead counts them', async () => {
       const { conn, client } = await open();
       const got: Buffer[] = [];
@@ -214,7 +228,7 @@ export function directReadTests(offload: OffloadMode, version: 'TLSv1.2' | 'TLSv
     }
   });
 
-  describe(`the lane on direct reads, ${offload}, ${version}`, () => {
+  describe(`the lane on direct reads, ${offload}, ${version}${nativeOf ? ', an addon of fewer calls' : ''}`, () => {
     const get = (url: string): string => `GET ${url} HTTP/1.1\r\nHost: a\r\n\r\n`;
     /** A lane on `conn` answering each GET with its path; hand-overs and answers recorded. */
     function lane(conn: KtlsConnection, maxHeaderSize = 16384): { answered: string[]; handed: Promise<Buffer | null>; peak: () => number } {
