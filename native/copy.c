@@ -46,7 +46,7 @@ static napi_value write_records(napi_env env, napi_callback_info info) {
   SSL *ssl = aludel_ssl_of(env, argv[0]);
   if (ssl == NULL) return NULL;
   if (want == 0) return aludel_throw(env, "ERR_OUT_OF_RANGE", EINVAL, "SSL_write_ex", "empty range", false);
-  aludel_ossl.ERR_clear_error();
+  aludel_err_clear();
   while (done < want) {
     size_t n = 0;
     errno = 0;

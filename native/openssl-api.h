@@ -211,4 +211,19 @@ extern void *aludel_ossl_handle;
 /* Returns NULL on success, else a message naming what failed (dlerror text). */
 const char *aludel_openssl_load(const char *path);
 
+/*
+ * Empties this thread's OpenSSL error queue before an I/O call, as
+ * SSL_get_error needs (its manual: the queue must be empty before the
+ * call). OpenSSL 3.0's ERR_clear_error resets all 16 slots (ERR_NUM_ERRORS,
+ * crypto/err/err.c) whether or not they hold anything: about 400
+ * instructions a call, twice per keep-alive request (a read and a write,
+ * bench/request-cost.ts). The queue is nearly always empty already, which
+ * ERR_peek_error tells from the queue's two indices (get_error_values, after
+ * dropping entries marked for clearing, as ERR_clear_error would); only a
+ * queue that holds an error is cleared.
+ */
+static inline void aludel_err_clear(void) {
+  if (aludel_ossl.ERR_peek_error() != 0) aludel_ossl.ERR_clear_error();
+}
+
 #endif

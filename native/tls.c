@@ -708,7 +708,7 @@ static napi_value ssl_io(napi_env env, napi_callback_info info, bool writing) {
   aludel_ssl *s = unwrap_ssl(env, argv[0]);
   if (s == NULL) return NULL;
   if (want == 0) return aludel_throw(env, "ERR_OUT_OF_RANGE", EINVAL, op, "empty range", false);
-  aludel_ossl.ERR_clear_error();
+  aludel_err_clear();
   errno = 0;
   int ret = writing ? aludel_ossl.SSL_write_ex(s->ssl, data, want, &n) : aludel_ossl.SSL_read_ex(s->ssl, data, want, &n);
   if (ret == 1) return aludel_int(env, (int64_t)n);
@@ -811,7 +811,7 @@ static napi_value ssl_read_scratch(napi_env env, napi_callback_info info) {
   size_t want, n = 0;
   aludel_ssl *s = scratch_args(env, info, 0, &data, &want);
   if (s == NULL) return NULL;
-  aludel_ossl.ERR_clear_error();
+  aludel_err_clear();
   errno = 0;
   int ret = aludel_ossl.SSL_read_ex(s->ssl, data, want, &n);
   if (ret != 1) return io_result(env, s, ret, errno, "SSL_read_ex");
@@ -824,7 +824,7 @@ static napi_value ssl_write_scratch(napi_env env, napi_callback_info info) {
   size_t want, n = 0;
   aludel_ssl *s = scratch_args(env, info, 1, &data, &want);
   if (s == NULL) return NULL;
-  aludel_ossl.ERR_clear_error();
+  aludel_err_clear();
   errno = 0;
   int ret = aludel_ossl.SSL_write_ex(s->ssl, data, want, &n);
   if (ret == 1) return aludel_int(env, (int64_t)n);
