@@ -751,13 +751,24 @@ static void scratch_finalize(napi_env env, void *data, void *hint) {
   free(sc);
 }
 
-/* scratchSet(readBuffer, writeBuffer): once per environment; a second call is refused. */
+/*
+ * scratchSet(readBuffer, writeBuffer): once per environment. Again with the
+ * same two buffers (another wrapper of this addon): nothing to do. With
+ * others (a second copy of the module): refused, and that copy passes its
+ * buffers with each call, for the ones set stay the ones read into.
+ */
 static napi_value scratch_set(napi_env env, napi_callback_info info) {
   napi_value argv[2];
-  void *old = NULL;
+  io_scratch *old = NULL;
   if (!aludel_args(env, info, 2, argv)) return NULL;
-  if (napi_get_instance_data(env, &old) == napi_ok && old != NULL)
-    return aludel_throw(env, "ERR_INVALID_STATE", 0, "scratchSet", "the scratch buffers are already set", false);
+  if (napi_get_instance_data(env, (void **)&old) == napi_ok && old != NULL) {
+    void *base[2] = {NULL, NULL};
+    size_t size;
+    for (int i = 0; i < 2; i++)
+      if (napi_get_buffer_info(env, argv[i], &base[i], &size) != napi_ok) base[i] = NULL;
+    if (base[0] == old->data[0] && base[1] == old->data[1]) return NULL;
+    return aludel_throw(env, "ERR_INVALID_STATE", 0, "scratchSet", "other scratch buffers are already set", false);
+  }
   io_scratch *sc = calloc(1, sizeof *sc);
   if (sc == NULL) return aludel_throw_errno(env, ENOMEM, "calloc");
   for (int i = 0; i < 2; i++) {

@@ -159,7 +159,8 @@ export interface Native {
   write(ssl: SslHandle, buf: Buffer, offset: number, length: number): number;
   /**
    * The process's read and write scratch buffers, given once (per thread) so readScratch and
-   * writeScratch need not pass them. Throws if given before. Absent from older builds.
+   * writeScratch need not pass them. Again with the same two: nothing; with others: throws.
+   * Absent from older builds.
    */
   scratchSet?(read: Buffer, write: Buffer): void;
   /** read() into the read scratch's first `length` bytes; bytes come back plus READ_MORE while OpenSSL holds more (hasPending). */

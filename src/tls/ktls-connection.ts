@@ -25,23 +25,30 @@ const RECORD_MAX = 16384;
 const scratch = Buffer.allocUnsafe(RECORD_MAX);
 /** Where small writev() pieces are gathered into one record (see nextWrite). */
 const gatherScratch = Buffer.allocUnsafe(RECORD_MAX);
-/** The addons (one per test double or thread) given both scratches by scratchSet. */
-const scratchGiven = new WeakSet<Native>();
+/** Whether each addon object (the addon, or a test's wrapper of it) took both scratches (scratchSet). */
+const scratchGiven = new WeakMap<Native, boolean>();
 
 /**
  * Gives `native` the two scratches once, so each read and gathered write
  * names only the connection and a length (readScratch, writeScratch): with
  * the Buffer, its offset and its length, every call made the addon find the
  * Buffer's bytes again (napi_get_buffer_info). false: an addon without these
- * calls, which gets the buffers with each call as before.
+ * calls, or one that holds other buffers (a second copy of this module in
+ * the thread), which gets the buffers with each call as before.
  */
 function giveScratch(native: Native): boolean {
   if (native.scratchSet === undefined || native.readScratch === undefined || native.writeScratch === undefined) return false;
-  if (!scratchGiven.has(native)) {
-    native.scratchSet(scratch, gatherScratch);
-    scratchGiven.add(native);
+  let given = scratchGiven.get(native);
+  if (given === undefined) {
+    try {
+      native.scratchSet(scratch, gatherScratch);
+      given = true;
+    } catch {
+      given = false;
+    }
+    scratchGiven.set(native, given);
   }
-  return true;
+  return given;
 }
 
 /**
