@@ -241,7 +241,7 @@ export class Forwarder {
         // Waited for here, the answer is read in the turn its readiness comes (peekWholeHead), nearly always whole.
         await u.plain.readable();
         if (UpstreamResponse.takesAll(take)) {
-          // Every byte goes through user space: taken at once, not peeked first (takeWholeAnswer).
+          // No byte has to stay in the kernel (no splice): taken at once, not peeked first (takeWholeAnswer).
           const taken = takeWholeAnswer(u.plain, method, this.limits);
           response = taken === null || 'head' in taken ? taken : await readStreamHead(u, method, this.limits, false, onInterim, taken);
         } else {
