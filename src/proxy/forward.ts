@@ -233,7 +233,6 @@ export class Forwarder {
         // framing is not 'none' here: bodySent is the body being sent.
         resumeClientTimer = this.pauseClientTimer(x, bodySent!);
       }
-      const onInterim = detached ? undefined : (interim: ResponseHead): void => this.forwardInterim(x, interim);
       const take = UpstreamResponse.takeWithHead(x, u, this.o.pipes);
       const method = x.req.method ?? 'GET';
       let response: { head: ResponseHead; rest: Buffer; room?: Buffer | null; drained?: boolean } | null = null;
@@ -243,18 +242,28 @@ export class Forwarder {
         if (UpstreamResponse.takesAll(take)) {
           // No byte has to stay in the kernel (no splice): taken at once, not peeked first (takeWholeAnswer).
           const taken = takeWholeAnswer(u.plain, method, this.limits);
-          response = taken === null || 'head' in taken ? taken : await readStreamHead(u, method, this.limits, false, onInterim, taken);
+          response = taken === null || 'head' in taken ? taken : await readStreamHead(u, method, this.limits, false, this.interimTo(x, detached), taken);
         } else {
           response = peekWholeHead(u.plain, method, this.limits, take);
         }
       }
-      response ??= await readResponseHead(u, method, this.limits, false, onInterim, take);
+      response ??= await readResponseHead(u, method, this.limits, false, this.interimTo(x, detached), take);
       answered = true;
       x.upstreamMs = wallNow() - sentAt;
       return { answer: new UpstreamResponse(x, u, response.head, response.rest, sentAt, this.o.pipes, response.room, response.drained), bodySent };
     } finally {
       resumeClientTimer(timedX);
     }
+  }
+
+  /**
+   * Where x's interim answers go (forwardInterim; a detached request has no
+   * client): made only for the reads that may meet one, not for an answer
+   * whose final head came whole at once (nearly every one), where the
+   * closure was an allocation per request.
+   */
+  private interimTo(x: Exchange, detached: boolean): ((interim: ResponseHead) => void) | undefined {
+    return detached ? undefined : (interim) => this.forwardInterim(x, interim);
   }
 
   /** pauseClientTimer()'s restart for a request sent whole at once (no body): one function, not one per request. */
