@@ -136,8 +136,9 @@ export class Forwarder {
         try {
           // Waited for here rather than in a function of its own: the answer is read in the turn
           // its readiness comes (readHead), nearly always whole, and no other async function's
-          // promise settles to resume this one (2.7k fewer instructions per proxied 1 KiB GET
-          // without GC in one count, bench/request-cost.ts).
+          // promise settles to resume this one (one promise and one microtask fewer per request:
+          // the microtask queue 1.4k instructions less per proxied 1 KiB GET in one count,
+          // bench/request-cost.ts, docs/benchmarks.md).
           if (sending.u.plain !== null) await sending.u.plain.readable();
           const read = this.readHead(x, sending, detached);
           answer = this.answered(x, sending, read instanceof Promise ? await read : read);
