@@ -4,7 +4,8 @@
  * the kTLS socket when the kernel encrypts and the upstream is plain (the
  * bytes never enter user space); the copy path (src/transport/copy-body.ts:
  * SSL_write in whole records) of what a plain upstream's socket holds when
- * kTLS TX is off (peeked, and dropped as taken), or of what node:tls
+ * kTLS TX is off (peeked, and dropped as taken; the bytes taken with the
+ * head first), or of what node:tls
  * decrypted from a TLS upstream; node's write path otherwise (HTTP/2, small
  * bodies, unknown lengths to HTTP/1.0 clients, and the cache's fills,
  * which read() the body themselves).
@@ -21,6 +22,7 @@ import type { SecureConnection } from '../tls/types.js';
 import type { PipePool } from '../transport/pipe-pool.js';
 import { spliceBody } from '../transport/splice-body.js';
 import { copyBody, type CopySource, type CopyTarget } from '../transport/copy-body.js';
+import { TakenFirstSource } from '../transport/taken-first-source.js';
 import type { UpstreamAnswer } from '../cache/cache-layer.js';
 import { moveChunked, readBody, spliceChunked, type FramingSource, type SpliceRoute, type TakeWithHead } from './upstream-exchange.js';
 import type { UpstreamStream } from './upstream-stream.js';
@@ -286,12 +288,15 @@ export class UpstreamResponse implements UpstreamAnswer {
   }
 
   /**
-   * `take` (from takeWithHead) takes every body byte of known length: neither
-   * splice nor the copy path can move the body, so every byte of the answer
-   * goes through user space (takeWholeAnswer may take them all at once).
+   * Whether the answer may be taken with one recv (takeWholeAnswer) rather
+   * than peeked: every `take` but splice's. Without splice no body byte has
+   * to stay in the kernel: the copy path starts with the bytes taken along
+   * with the head (copyRoute, TakenFirstSource), and the others go through
+   * user space anyway. Splice (kTLS TX) moves bytes still in the kernel
+   * only: there the head alone is taken, after a peek.
    */
   static takesAll(take: TakeWithHead): boolean {
-    return take === TAKE_ALL;
+    return take !== TAKE_NONE;
   }
 
   /** The copy path's conditions other than the body's length (copyRoute()). */
@@ -308,8 +313,8 @@ export class UpstreamResponse implements UpstreamAnswer {
 
   /**
    * The copy path, where splice cannot be used, over HTTP/1.1 on a
-   * system-OpenSSL connection: from a plain upstream whose head was peeked
-   * alone (every body byte still in the kernel) when kTLS TX is off, or from
+   * system-OpenSSL connection: from a plain upstream when kTLS TX is off (the
+   * body bytes taken with the head first, then those still in the kernel), or from
    * a node:tls upstream (its bytes already in user space, those that came
    * with the head first), kTLS TX or not. Bodies known to be small keep node's write path: there the head
    * and the body share one record (a head sent apart costs a record and a
@@ -320,7 +325,12 @@ export class UpstreamResponse implements UpstreamAnswer {
     if (!UpstreamResponse.copyPossible(x, u)) return null;
     if (head.framing.kind === 'length' && head.framing.length < COPY_MIN) return null;
     const conn = x.conn as CopyRoute['conn'];
-    if (u.plain !== null) return this.rest.length === 0 ? { src: u.plain, conn, leftover: NOTHING_LEFT } : null;
+    if (u.plain !== null) {
+      if (this.rest.length === 0) return { src: u.plain, conn, leftover: NOTHING_LEFT };
+      // Body bytes the recv took with the head (takeWholeAnswer) go first, then the socket's.
+      const src = new TakenFirstSource(u.plain, this.ownRest());
+      return { src, conn, leftover: () => src.leftover };
+    }
     const src = u.streamSource!(this.rest);
     return { src, conn, leftover: () => src.leftover };
   }

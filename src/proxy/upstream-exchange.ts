@@ -260,9 +260,9 @@ export interface WholeAnswer {
 const ANSWER_ROOM = 16 * 1024;
 
 /**
- * peekWholeHead for an answer every byte of which goes through user space
- * (UpstreamResponse.takesAll: no splice, no copy path): nothing has to stay
- * in the kernel, so one recv takes what a peek and then a recv of the same
+ * peekWholeHead for an answer no byte of which has to stay in the kernel
+ * (UpstreamResponse.takesAll: no splice; the copy path starts with the bytes
+ * taken here), so one recv takes what a peek and then a recv of the same
  * bytes took, into the connection's own buffer, and the bytes behind the
  * head stay there (no copy: WholeAnswer). Returns null having taken nothing
  * (no bytes yet, or the FIN); the bytes taken when they hold no whole final

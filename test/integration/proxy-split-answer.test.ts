@@ -1,15 +1,20 @@
 /**
  * The proxy's read of an upstream answer (src/proxy/upstream-exchange.ts:
- * peekWholeHead into the connection's answerRoom for HTTP/1.1 clients,
- * takeWholeAnswer's one consuming recv for HTTP/2 clients, whose answers all
- * go through user space) when the answer does not come whole: the origin
+ * takeWholeAnswer's one consuming recv into the connection's answerRoom,
+ * with no kTLS TX for splice, as here) when the answer does not come whole: the origin
  * writes it one byte at a time (TCP_NODELAY, each byte its own segment as the
  * proxy reads in between), or sends a body longer than the answer room
  * (16 KiB) at once. Heads, 1xx answers, chunked and Content-Length bodies
  * must arrive as sent, and an upstream that closes in the middle of a body
- * must not be taken for a complete answer.
+ * must not be taken for a complete answer. Bodies of the copy path's size
+ * (upstream-answer.ts COPY_MIN, 64 KiB) written with their head at once go
+ * to an HTTP/1.1 client by the copy path, which starts with the body bytes
+ * the recv took along with the head (TakenFirstSource): every byte must
+ * arrive once and in order (sha256), Content-Length, chunked, or ended by
+ * the upstream's close.
  */
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import http2 from 'node:http2';
 import https from 'node:https';
 import { describe, test } from 'node:test';
@@ -27,7 +32,28 @@ const ANSWERS: Record<string, string> = {
 };
 const BODIES: Record<string, string> = { '/len': 'hello', '/chunked': 'abcde', '/interim': 'ok', '/long': LONG };
 
+/** Bodies for the copy path, head and body written at once: /big/<kind>/<bytes>, kind len, chunked (8 KiB chunks) or close. */
+const BIG = crypto.randomBytes(1024 * 1024);
+
+function bigAnswer(kind: string, n: number): Buffer {
+  const body = BIG.subarray(0, n);
+  if (kind === 'len') return Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${n}\r\n\r\n`), body]);
+  if (kind === 'close') return Buffer.concat([Buffer.from('HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n'), body]);
+  const parts: Buffer[] = [Buffer.from('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n')];
+  for (let at = 0; at < n; at += 8192) {
+    const piece = body.subarray(at, Math.min(n, at + 8192));
+    parts.push(Buffer.from(`${piece.length.toString(16)}\r\n`), piece, Buffer.from('\r\n'));
+  }
+  parts.push(Buffer.from('0\r\n\r\n'));
+  return Buffer.concat(parts);
+}
+
 const setup = proxyOnRawOrigin((sock, target) => {
+  if (target.startsWith('/big/')) {
+    const [kind, n] = target.split('/').slice(2) as [string, string];
+    sock.write(bigAnswer(kind, Number(n)), () => { if (kind === 'close') sock.end(); });
+    return;
+  }
   const [path, how] = target.split('?') as [string, string | undefined];
   const answer = ANSWERS[path] ?? ANSWERS['/len']!;
   const done = (): void => { if (path === '/cut') sock.end(); };
@@ -98,4 +124,41 @@ describe('aludel proxy: an upstream answer that does not come whole', () => {
       }
     });
   }
+
+  test('bodies of the copy path\'s size, written with their head at once, reach an HTTP/1.1 client whole (sha256)', async () => {
+    const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      for (const kind of ['len', 'chunked', 'close']) {
+        for (const n of [64 * 1024, 64 * 1024 + 1, 200 * 1024 + 7, 1024 * 1024]) {
+          const got = await getH1Bytes(`/big/${kind}/${n}`, agent);
+          assert.ok(!(got instanceof Error), `${kind} ${n}: ${String(got)}`);
+          assert.equal(got.length, n, `${kind} ${n}: length`);
+          assert.equal(sha(got), sha(BIG.subarray(0, n)), `${kind} ${n}: sha256`);
+        }
+      }
+      // And the pooled connections still carry the next answers whole.
+      const r = await getH1('/len', agent);
+      assert.ok(!(r instanceof Error) && r.body === 'hello', String(r));
+    } finally {
+      agent.destroy();
+    }
+  });
 });
+
+function sha(b: Buffer): string {
+  return crypto.createHash('sha256').update(b).digest('hex');
+}
+
+/** getH1's bytes, for a binary body. */
+function getH1Bytes(path: string, agent: https.Agent): Promise<Buffer | Error> {
+  return new Promise((resolve) => {
+    const req = https.get({ host: '127.0.0.1', port: setup.p.port, path, ca: setup.fx.certPem, servername: 'localhost', agent }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve(res.statusCode === 200 ? Buffer.concat(chunks) : new Error(`status ${res.statusCode}`)));
+      res.on('error', (err) => resolve(err));
+      res.on('aborted', () => resolve(new Error('aborted')));
+    });
+    req.on('error', (err) => resolve(err));
+  });
+}
