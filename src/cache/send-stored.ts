@@ -19,7 +19,7 @@ import { Http2ServerResponse } from 'node:http2';
 import { evaluatePreconditions, ifRangeAllows, parseHttpDate } from '../http/conditional.js';
 import { parseRange } from '../http/range.js';
 import { whenAttached } from '../http/front.js';
-import { dropFields, h1Response, writeHead, type Exchange } from '../http/exchange.js';
+import { dropFields, h1Response, writeHead, writeHeadAfter, type Exchange } from '../http/exchange.js';
 import type { H1Response } from '../http/h1-lane.js';
 import { sendRangeOverH2, takenInTime } from '../http/h2-body.js';
 import { chunkFraming } from '../http/h1-wire.js';
@@ -137,8 +137,9 @@ export function sendStored(x: Exchange, src: StoredBody, cacheStatus: string, on
   let start = 0;
   const total = src.length();
   let length = total;
-  // A new list per response: the response keeps the one it is given (h1-lane.ts writeHead).
-  const headers = [...stored.forClient, ...own];
+  // The stored fields, then this answer's own: a new list per response (the response keeps the one
+  // it is given, h1-lane.ts writeHead), the stored list as it is (writeHeadAfter: never changed in place).
+  const headers = own;
   const range = req.headers.range;
   if (selected && method === 'GET' && total !== null && range !== undefined && ifRangeAllows(headerString(req.headers['if-range']), etag, lastModified)) {
     const r = parseRange(range, total);
@@ -161,7 +162,7 @@ export function sendStored(x: Exchange, src: StoredBody, cacheStatus: string, on
     throw Object.assign(new Error(`bytes ${start}-${start + (length ?? 0)} are not all in the stored partial response`), { code: 'ERR_CACHE_PARTIAL' });
   }
   if (length !== null) headers.push('Content-Length', String(length));
-  writeHead(x, status, reason, headers);
+  writeHeadAfter(x, status, reason, stored.forClient, headers);
   if (method === 'HEAD' || length === 0) {
     res.end();
     return { status, bytes: 0, bodyPath: 'none' };

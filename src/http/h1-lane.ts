@@ -84,6 +84,8 @@ export class LaneResponse {
   private declare fields: Array<string | number>;
   /** `fields` is the caller's writeHead list itself: copied before any change (ownFields). */
   private declare sharedFields: boolean;
+  /** Fields before `fields`, from writeHeadAfter: a list never changed in place, merged into `fields` before any change (ownFields). */
+  private declare fixed: ReadonlyArray<string | number> | null;
   private declare head: string;
   /**
    * end()'s body was copied out as it was given (writeWhole): the response
@@ -147,6 +149,7 @@ export class LaneResponse {
     this.body = true;
     this.fields = [];
     this.sharedFields = false;
+    this.fixed = null;
     this.head = '';
     this.bodyCopied = false;
     this.closeWatch = null;
@@ -243,9 +246,25 @@ export class LaneResponse {
     return this;
   }
 
-  /** `fields`, the response's own (a copy of writeHead's list, if it is that list). */
+  /**
+   * writeHead(status, reason, [...fixed, ...fields]) where `fixed` is a list
+   * never changed in place (the cache's stored fields for a client): the
+   * same head, with fixed's lines made once per list (h1-wire.ts
+   * HandlerHead.fixed), and neither list copied.
+   */
+  writeHeadAfter(status: number, reason: string, fixed: ReadonlyArray<string | number>, fields: ReadonlyArray<string | number>): this {
+    if (this.fields.length !== 0 || fields.length % 2 !== 0) return this.writeHead(status, reason, [...fixed, ...fields]);
+    this.fixed = fixed;
+    return this.writeHead(status, reason, fields);
+  }
+
+  /** `fields`, the response's own (a copy of writeHead's list, if it is that list; writeHeadAfter's fixed list first). */
   private ownFields(): Array<string | number> {
-    if (this.sharedFields) {
+    if (this.fixed !== null) {
+      this.fields = [...this.fixed, ...this.fields];
+      this.fixed = null;
+      this.sharedFields = false;
+    } else if (this.sharedFields) {
       this.fields = this.fields.slice();
       this.sharedFields = false;
     }
@@ -257,7 +276,7 @@ export class LaneResponse {
     if (this.headersSent) return;
     const status = this.statusCode;
     const framed = framedResponseHead({
-      status, reason: this.statusMessage ?? http.STATUS_CODES[status] ?? 'unknown', fields: this.fields, method: this.req.method,
+      status, reason: this.statusMessage ?? http.STATUS_CODES[status] ?? 'unknown', fields: this.fields, fixed: this.fixed ?? undefined, method: this.req.method,
       date: utcDate(), keepAliveSecs: this.closing ? null : this.keepAliveSecs, wholeLength,
     });
     this.head = framed.text;
