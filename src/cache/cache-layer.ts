@@ -22,7 +22,8 @@ import type { HttpCache } from './cache.js';
 import type { Fill, FillHead, FillReader } from './fill.js';
 import { isPartial, type Entry, type StoredResponse } from './store.js';
 import { covers, partStorability, rangeFromParts, type ByteRanges } from './partial.js';
-import { sendStored, type StoredBody } from './send-stored.js';
+import { sendStored, type SentStored, type StoredBody } from './send-stored.js';
+import type { BodyLease } from './open-bodies.js';
 import { filterResponseHeaders } from '../http/forward-headers.js';
 import { sendWholeAfterFin, waitsOnUpstream } from '../http/h1-lane.js';
 import { queuedTurn } from '../http/front.js';
@@ -46,6 +47,7 @@ import {
   varySelection,
   type CacheStatus,
   type RequestDirectives,
+  type Reuse,
 } from './policy.js';
 import { isErrorStatus, requestStaleIfError, staleIfError, staleWhileRevalidate } from './stale.js';
 
@@ -89,6 +91,19 @@ interface Revalidated extends Pick<StoredResponse, 'headers' | 'initialAge' | 'r
   why: string | null;
 }
 
+/** What handle found for a GET or HEAD, for the steps after the lookup (afterLookup, upstream). */
+interface Lookup {
+  key: string;
+  directives: RequestDirectives;
+  authorized: boolean;
+  /** Why it goes upstream, as Cache-Status says it (RFC 9211 §2.2), once it does. */
+  fwd: CacheStatus['fwd'];
+  stale: StaleFallback | null;
+}
+
+/** reuse's verdict on a complete entry that may not answer as it is. */
+type Refused = Extract<Reuse, { use: 'validate' }>;
+
 /** A stale stored response that may answer instead of an upstream error (RFC 5861 §4), if stale.ts allows it when the error comes. */
 interface StaleFallback {
   entry: Entry;
@@ -108,8 +123,26 @@ export class CacheLayer {
   /**
    * GET and HEAD through the cache; PURGE; everything else forwarded, invalidating what it changes.
    * `waited`: a second pass, after another worker's fill of the key ended (claimFill).
+   * The status the client got, or a promise of it: a plain number for a fresh hit whose
+   * body went with its head at once (fromStore), which the caller logs in this turn.
+   * Whatever fails is a rejection, never a throw, as when this was an async function.
    */
-  async handle(x: Exchange, origin: Origin, waited = false): Promise<number> {
+  handle(x: Exchange, origin: Origin, waited = false): number | Promise<number> {
+    try {
+      return this.lookup(x, origin, waited);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /**
+   * handle's synchronous part: a fresh stored response answered from here,
+   * without a promise when its body went at once (each async function and
+   * await between this and send-stored.ts was a promise and a microtask turn
+   * per hit, about 3.7k instructions per 1 KiB hit, bench/request-cost.ts);
+   * everything else goes on in afterLookup, still in this turn.
+   */
+  private lookup(x: Exchange, origin: Origin, waited: boolean): number | Promise<number> {
     const { req } = x;
     const c = this.cache;
     const method = req.method ?? 'GET';
@@ -133,46 +166,69 @@ export class CacheLayer {
       return origin();
     }
     const directives = requestDirectivesOf(facts.cacheControl);
-    const authorized = facts.authorized;
-    const selected = c.select(key, raw, authorized);
-    const { uriHit, refusedAuthorization } = selected;
+    const selected = c.select(key, raw, facts.authorized);
     // §3.5: a stored variant matched, but may not answer a request with Authorization.
-    if (refusedAuthorization && selected.entry === null) note(x, 'authorization');
-    let fwd: CacheStatus['fwd'] = uriHit ? 'vary-miss' : 'uri-miss';
-    let stale: StaleFallback | null = null;
+    if (selected.refusedAuthorization && selected.entry === null) note(x, 'authorization');
+    const q: Lookup = { key, directives, authorized: facts.authorized, fwd: selected.uriHit ? 'vary-miss' : 'uri-miss', stale: null };
+    const entry = selected.entry;
     // §3.3: a partial entry answers only a covered Range (fromParts); it is never revalidated, nor
     // served stale, nor sent whole: every other request goes upstream (RFC 9211 §2.2 fwd=partial).
-    let entry = selected.entry;
+    if (entry === null || isPartial(entry)) return this.afterLookup(x, origin, waited, q, entry, null, 0);
+    const now = Date.now();
+    const r = reuse(entry, directives, now, c.targets);
+    if (r.use !== 'fresh') return this.afterLookup(x, origin, waited, q, entry, r, now);
+    const status = this.fromStore(x, entry, { hit: true, ttl: r.ttl }, 'hit');
+    if (status !== null) return status;
+    q.fwd = 'miss';
+    note(x, 'evicted');
+    return this.upstream(x, origin, waited, q);
+  }
+
+  /**
+   * handle for a request no fresh complete entry answers: a covered Range
+   * from a partial one, a stale one sent while it is revalidated or
+   * revalidated first, else upstream. `r`: reuse's verdict on a complete
+   * `entry`, at `now`.
+   */
+  private async afterLookup(x: Exchange, origin: Origin, waited: boolean, q: Lookup, found: Entry | null, r: Refused | null, now: number): Promise<number> {
+    const c = this.cache;
+    const method = x.req.method ?? 'GET';
+    const { directives } = q;
+    let entry = found;
     if (entry !== null && isPartial(entry)) {
       const status = method === 'GET' ? await this.fromParts(x, entry, directives) : null;
       if (status !== null) return status;
-      fwd = 'partial';
+      q.fwd = 'partial';
       entry = null;
     }
-    if (entry !== null) {
-      const now = Date.now();
-      const r = reuse(entry, directives, now, c.targets);
+    if (entry !== null && r !== null) {
       // RFC 5861 §3: sent at once, revalidated in the background (a GET: its answer is what gets stored).
-      const whileRevalidating = r.use === 'validate' && r.stale && method === 'GET' && staleWhileRevalidate(entry, directives, now, c.targets);
-      if (r.use === 'fresh' || whileRevalidating) {
-        const status = whileRevalidating
-          ? await this.serveWhileRevalidating(x, origin, key, entry, r.ttl)
-          : await this.fromStore(x, entry, { hit: true, ttl: r.ttl }, 'hit');
+      if (r.stale && method === 'GET' && staleWhileRevalidate(entry, directives, now, c.targets)) {
+        const status = await this.serveWhileRevalidating(x, origin, q.key, entry, r.ttl);
         if (status !== null) return status;
-        fwd = 'miss';
+        q.fwd = 'miss';
         note(x, 'evicted');
       } else {
-        fwd = r.stale ? 'stale' : 'request';
+        q.fwd = r.stale ? 'stale' : 'request';
         // fwd=stale already says "stale"; every other refusal is named.
         if (r.why !== 'stale') note(x, r.why);
-        if (r.stale) stale = { entry, key, directives, requestWindow: requestStaleIfError(raw), fwd };
+        if (r.stale) q.stale = { entry, key: q.key, directives, requestWindow: requestStaleIfError(x.fields), fwd: q.fwd };
         if (!directives.onlyIfCached && method === 'GET' && hasValidator(entry)) {
           // Upstream: a FIN gives it up, as below. A second pass (another worker's fill ended) comes here marked.
           waitsOnUpstream(x.res);
-          return this.revalidate(x, origin, key, entry, fwd, stale);
+          return this.revalidate(x, origin, q.key, entry, q.fwd, q.stale);
         }
       }
     }
+    return this.upstream(x, origin, waited, q);
+  }
+
+  /** handle for a request no stored response answers: only-if-cached's 504, a fill to follow, or upstream (filling the store when it may). */
+  private async upstream(x: Exchange, origin: Origin, waited: boolean, q: Lookup): Promise<number> {
+    const c = this.cache;
+    const method = x.req.method ?? 'GET';
+    const raw = x.fields;
+    const { key, directives, authorized, fwd, stale } = q;
     // §5.2.1.7
     if (directives.onlyIfCached) {
       note(x, 'only-if-cached');
@@ -232,7 +288,7 @@ export class CacheLayer {
    * update may not be kept, the entry goes from the store once this request
    * holds its descriptor.
    */
-  private async fromStore(x: Exchange, entry: Entry, status: CacheStatus, outcome: CacheOutcome, update: Revalidated | null = null): Promise<number | null> {
+  private fromStore(x: Exchange, entry: Entry, status: CacheStatus, outcome: CacheOutcome, update: Revalidated | null = null): number | null | Promise<number> {
     const lease = this.cache.openBody(entry);
     if (lease === null) return null;
     if (update !== null && update.why !== null) this.cache.drop(entry);
@@ -251,16 +307,37 @@ export class CacheLayer {
       // A partial entry: sendStored checks the range it sends is all there (fromParts chose one that is).
       ...(isPartial(entry) ? { covers: (start: number, end: number) => covers(entry.ranges, start, end) } : {}),
     };
+    let out: SentStored | Promise<SentStored>;
     try {
-      return (await sendStored(x, src, cacheStatus(status), (path, n) => sent(x, path, n))).status;
+      out = sendStored(x, src, cacheStatus(status), (path, n) => sent(x, path, n));
     } catch (err) {
-      // The file ended before its committed length: changed since it was opened (cache.brokenBody).
-      if ((err as { code?: string }).code === 'ERR_FILE_TRUNCATED') this.cache.brokenBody(entry, err);
+      this.bodyFailed(entry, lease, err);
       throw err;
-    } finally {
-      // sendFile has settled: no sendfile(2) on the thread pool still reads this descriptor.
-      this.cache.closeBody(entry, lease);
     }
+    // Sent at once (a small body read with its head, send-stored.ts): nothing reads the descriptor
+    // any more, and the status goes back in this turn, without a promise (handle).
+    if (!(out instanceof Promise)) {
+      this.cache.closeBody(entry, lease);
+      return out.status;
+    }
+    return out.then(
+      (done) => {
+        // sendFile has settled: no sendfile(2) on the thread pool still reads this descriptor.
+        this.cache.closeBody(entry, lease);
+        return done.status;
+      },
+      (err: unknown) => {
+        this.bodyFailed(entry, lease, err);
+        throw err;
+      },
+    );
+  }
+
+  /** fromStore's body failed to go out: its descriptor given back, after the store heard of a file that ended early. */
+  private bodyFailed(entry: Entry, lease: BodyLease, err: unknown): void {
+    // The file ended before its committed length: changed since it was opened (cache.brokenBody).
+    if ((err as { code?: string }).code === 'ERR_FILE_TRUNCATED') this.cache.brokenBody(entry, err);
+    this.cache.closeBody(entry, lease);
   }
 
   /**
@@ -404,7 +481,7 @@ export class CacheLayer {
    * this worker or another (--workers N), are answered stale too, without
    * another.
    */
-  private serveWhileRevalidating(x: Exchange, origin: Origin, key: string, entry: Entry, ttl: number): Promise<number | null> {
+  private serveWhileRevalidating(x: Exchange, origin: Origin, key: string, entry: Entry, ttl: number): number | null | Promise<number> {
     if (this.cache.beginRefresh(entry)) void this.refresh(x.fields, origin, key, entry);
     return this.fromStore(x, entry, { hit: true, ttl, detail: 'stale-while-revalidate' }, 'stale-while-revalidate');
   }

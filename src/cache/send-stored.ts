@@ -19,7 +19,8 @@ import { Http2ServerResponse } from 'node:http2';
 import { evaluatePreconditions, ifRangeAllows, parseHttpDate } from '../http/conditional.js';
 import { parseRange } from '../http/range.js';
 import { whenAttached } from '../http/front.js';
-import { dropFields, h1Response, writeHead, type Exchange } from '../http/exchange.js';
+import { dropFields, h1Response, writeHead, writeHeadAfter, type Exchange } from '../http/exchange.js';
+import type { H1Response } from '../http/h1-lane.js';
 import { sendRangeOverH2, takenInTime } from '../http/h2-body.js';
 import { chunkFraming } from '../http/h1-wire.js';
 import { sentWithHead, sentWithHeadNow } from '../http/small-body.js';
@@ -99,8 +100,15 @@ export function fieldsForClient(headers: readonly string[], consumed: ReadonlySe
   return made;
 }
 
-/** Sends `src` as the answer to x's request, with `cacheStatus` as this cache's Cache-Status member (RFC 9211). */
-export async function sendStored(x: Exchange, src: StoredBody, cacheStatus: string, onBody: (path: BodyPath, bytes: number) => void): Promise<SentStored> {
+/**
+ * Sends `src` as the answer to x's request, with `cacheStatus` as this
+ * cache's Cache-Status member (RFC 9211). What was sent, or a promise of it
+ * when the body is still to go once this returns: a head-only answer, or a
+ * small body read with its head at once (sentWithHeadNow), is done in this
+ * turn, and the caller (cache-layer.ts fromStore) answers a hit without a
+ * promise. Throws, or rejects, as the body fails.
+ */
+export function sendStored(x: Exchange, src: StoredBody, cacheStatus: string, onBody: (path: BodyPath, bytes: number) => void): SentStored | Promise<SentStored> {
   const { req, res } = x;
   const method = req.method ?? 'GET';
   const own = ['Age', String(src.age), 'Cache-Status', cacheStatus];
@@ -129,8 +137,9 @@ export async function sendStored(x: Exchange, src: StoredBody, cacheStatus: stri
   let start = 0;
   const total = src.length();
   let length = total;
-  // A new list per response: the response keeps the one it is given (h1-lane.ts writeHead).
-  const headers = [...stored.forClient, ...own];
+  // The stored fields, then this answer's own: a new list per response (the response keeps the one
+  // it is given, h1-lane.ts writeHead), the stored list as it is (writeHeadAfter: never changed in place).
+  const headers = own;
   const range = req.headers.range;
   if (selected && method === 'GET' && total !== null && range !== undefined && ifRangeAllows(headerString(req.headers['if-range']), etag, lastModified)) {
     const r = parseRange(range, total);
@@ -153,7 +162,7 @@ export async function sendStored(x: Exchange, src: StoredBody, cacheStatus: stri
     throw Object.assign(new Error(`bytes ${start}-${start + (length ?? 0)} are not all in the stored partial response`), { code: 'ERR_CACHE_PARTIAL' });
   }
   if (length !== null) headers.push('Content-Length', String(length));
-  writeHead(x, status, reason, headers);
+  writeHeadAfter(x, status, reason, stored.forClient, headers);
   if (method === 'HEAD' || length === 0) {
     res.end();
     return { status, bytes: 0, bodyPath: 'none' };
@@ -162,7 +171,22 @@ export async function sendStored(x: Exchange, src: StoredBody, cacheStatus: stri
   // at once when the response is the connection's current one and the bytes are in the page cache
   // (each await of the asynchronous way is a promise and a microtask turn).
   const h1 = h1Response(res);
-  if (length !== null && h1 !== null && (src.inFile?.() ?? src.available()) >= start + length && (sentWithHeadNow(h1, src.fd, start, length) || (await sentWithHead(h1, src.fd, start, length)))) {
+  const small = length !== null && h1 !== null && (src.inFile?.() ?? src.available()) >= start + length ? h1 : null;
+  if (small !== null && sentWithHeadNow(small, src.fd, start, length!)) {
+    onBody('write', length!);
+    return { status, bytes: length!, bodyPath: 'write' };
+  }
+  return sendBody(x, src, onBody, status, start, length, small);
+}
+
+/**
+ * sendStored's body once the head is made, when it could not go at once:
+ * with its head from the file (`small`: the HTTP/1.1 response, when the body
+ * is all in the file) or range by range as it lands, then the end.
+ */
+async function sendBody(x: Exchange, src: StoredBody, onBody: (path: BodyPath, bytes: number) => void, status: number, start: number, length: number | null, small: H1Response | null): Promise<SentStored> {
+  const { res } = x;
+  if (small !== null && length !== null && (await sentWithHead(small, src.fd, start, length))) {
     onBody('write', length);
     return { status, bytes: length, bodyPath: 'write' };
   }

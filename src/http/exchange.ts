@@ -96,6 +96,17 @@ export function writeHead(x: Exchange, status: number, reason: string, fields: s
   else (x.res as H1Response).writeHead(status, reason, fields);
 }
 
+/**
+ * writeHead with `fixed`'s fields before `fields`, `fixed` a list never
+ * changed in place (the cache's stored fields for a client): the lane's
+ * response makes its lines once per list (h1-lane.ts writeHeadAfter); the
+ * others get the two lists as one.
+ */
+export function writeHeadAfter(x: Exchange, status: number, reason: string, fixed: readonly string[], fields: string[]): void {
+  if (x.res instanceof LaneResponse) x.res.writeHeadAfter(status, reason, fixed, fields);
+  else writeHead(x, status, reason, [...fixed, ...fields]);
+}
+
 /** Counts body bytes that left by `path`. */
 export function sent(x: Exchange, path: BodyPath, n: number): void {
   x.bodyPath = path;

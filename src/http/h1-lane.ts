@@ -84,6 +84,8 @@ export class LaneResponse {
   private declare fields: Array<string | number>;
   /** `fields` is the caller's writeHead list itself: copied before any change (ownFields). */
   private declare sharedFields: boolean;
+  /** Fields before `fields`, from writeHeadAfter: a list never changed in place, merged into `fields` before any change (ownFields). */
+  private declare fixed: ReadonlyArray<string | number> | null;
   private declare head: string;
   /**
    * end()'s body was copied out as it was given (writeWhole): the response
@@ -100,6 +102,12 @@ export class LaneResponse {
    */
   declare closeWatch: ((arg: unknown, res: LaneResponse) => void) | null;
   declare closeArg: unknown;
+  /**
+   * sendWholeAfterFin said so of it: a flag, where node's ServerResponse is
+   * kept in a WeakSet (wholeAfterFin). The set's add per cache hit was about
+   * 1.2k instructions per 1 KiB hit (bench/request-cost.ts).
+   */
+  declare wholeAfterFin: boolean;
   /**
    * Its 'finish' and 'close' listeners, in an EventEmitter made when the
    * first one is added: most responses have none (serve's small files, the
@@ -141,10 +149,12 @@ export class LaneResponse {
     this.body = true;
     this.fields = [];
     this.sharedFields = false;
+    this.fixed = null;
     this.head = '';
     this.bodyCopied = false;
     this.closeWatch = null;
     this.closeArg = null;
+    this.wholeAfterFin = false;
     this.events = null;
   }
 
@@ -236,9 +246,25 @@ export class LaneResponse {
     return this;
   }
 
-  /** `fields`, the response's own (a copy of writeHead's list, if it is that list). */
+  /**
+   * writeHead(status, reason, [...fixed, ...fields]) where `fixed` is a list
+   * never changed in place (the cache's stored fields for a client): the
+   * same head, with fixed's lines made once per list (h1-wire.ts
+   * HandlerHead.fixed), and neither list copied.
+   */
+  writeHeadAfter(status: number, reason: string, fixed: ReadonlyArray<string | number>, fields: ReadonlyArray<string | number>): this {
+    if (this.fields.length !== 0 || fields.length % 2 !== 0) return this.writeHead(status, reason, [...fixed, ...fields]);
+    this.fixed = fixed;
+    return this.writeHead(status, reason, fields);
+  }
+
+  /** `fields`, the response's own (a copy of writeHead's list, if it is that list; writeHeadAfter's fixed list first). */
   private ownFields(): Array<string | number> {
-    if (this.sharedFields) {
+    if (this.fixed !== null) {
+      this.fields = [...this.fixed, ...this.fields];
+      this.fixed = null;
+      this.sharedFields = false;
+    } else if (this.sharedFields) {
       this.fields = this.fields.slice();
       this.sharedFields = false;
     }
@@ -250,7 +276,7 @@ export class LaneResponse {
     if (this.headersSent) return;
     const status = this.statusCode;
     const framed = framedResponseHead({
-      status, reason: this.statusMessage ?? http.STATUS_CODES[status] ?? 'unknown', fields: this.fields, method: this.req.method,
+      status, reason: this.statusMessage ?? http.STATUS_CODES[status] ?? 'unknown', fields: this.fields, fixed: this.fixed ?? undefined, method: this.req.method,
       date: utcDate(), keepAliveSecs: this.closing ? null : this.keepAliveSecs, wholeLength,
     });
     this.head = framed.text;
@@ -372,7 +398,7 @@ function finishWritten(res: LaneResponse): void {
   LaneResponse.written(res);
 }
 
-/** Responses sent whole even if their client half-closes meanwhile (sendWholeAfterFin). */
+/** Responses other than the lane's (its own flag, LaneResponse.wholeAfterFin) sent whole even if their client half-closes meanwhile (sendWholeAfterFin). */
 const wholeAfterFin = new WeakSet<object>();
 
 /**
@@ -389,12 +415,21 @@ const wholeAfterFin = new WeakSet<object>();
  * and 1.18 cut most 4 MiB hits to half-closing clients, logged 200.
  */
 export function sendWholeAfterFin(res: object): void {
-  wholeAfterFin.add(res);
+  if (res instanceof LaneResponse) res.wholeAfterFin = true;
+  else wholeAfterFin.add(res);
 }
 
 /** Whether sendWholeAfterFin said so of `res`. */
 export function sentWholeAfterFin(res: object): boolean {
-  return wholeAfterFin.has(res);
+  return res instanceof LaneResponse ? res.wholeAfterFin : wholeAfterFin.has(res);
+}
+
+/** Takes back sendWholeAfterFin(res); whether it had said so. */
+function notWholeAfterFin(res: object): boolean {
+  if (!(res instanceof LaneResponse)) return wholeAfterFin.delete(res);
+  const was = res.wholeAfterFin;
+  res.wholeAfterFin = false;
+  return was;
 }
 
 /** Per connection: its front's check of what a FIN already read aborts (atFinCheck, waitsOnUpstream). */
@@ -415,7 +450,7 @@ export function atFinCheck(conn: object, check: () => void): void {
  * ended by its connection's FIN this way.
  */
 export function waitsOnUpstream(res: object): void {
-  if (!wholeAfterFin.delete(res)) return;
+  if (!notWholeAfterFin(res)) return;
   const conn = res instanceof LaneResponse ? res.socket : res instanceof http.ServerResponse ? res.req.socket : null;
   if (conn !== null && conn.readableEnded) finChecks.get(conn)?.();
 }

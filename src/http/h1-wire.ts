@@ -136,8 +136,14 @@ function givenFields(f: ReadonlyArray<string | number>): GivenFields {
 export interface HandlerHead {
   status: number;
   reason: string;
-  /** The handler's field lines, [name, value, ...], written in order. */
+  /** The handler's field lines, [name, value, ...], written in order (after `fixed`'s). */
   fields: ReadonlyArray<string | number>;
+  /**
+   * Field lines written before `fields`, from a list never changed in place
+   * (the cache's stored fields as a client gets them, send-stored.ts
+   * fieldsForClient): their text is made once per list (fixedLines).
+   */
+  fixed?: ReadonlyArray<string | number>;
   /** The request's method: a HEAD's answer has no body. */
   method: string;
   /** The Date value (RFC 9110 §6.6.1) written when the handler gave none. */
@@ -195,7 +201,7 @@ export function framedResponseHead(h: HandlerHead): FramedHead {
 let lastMade: { from: HandlerHead; head: FramedHead } | null = null;
 
 function sameHead(a: HandlerHead, b: HandlerHead): boolean {
-  if (a.status !== b.status || a.reason !== b.reason || a.method !== b.method || a.date !== b.date || a.keepAliveSecs !== b.keepAliveSecs || a.wholeLength !== b.wholeLength) return false;
+  if (a.status !== b.status || a.reason !== b.reason || a.method !== b.method || a.date !== b.date || a.keepAliveSecs !== b.keepAliveSecs || a.wholeLength !== b.wholeLength || a.fixed !== b.fixed) return false;
   const x = a.fields;
   const y = b.fields;
   if (x.length !== y.length) return false;
@@ -205,9 +211,11 @@ function sameHead(a: HandlerHead, b: HandlerHead): boolean {
 
 function makeFramedHead(h: HandlerHead): FramedHead {
   const f = h.fields;
-  const given = givenFields(f);
+  const fixed = h.fixed === undefined ? null : fixedLines(h.fixed);
+  const given = fixed === null ? givenFields(f) : laterGiven(fixed.given, givenFields(f));
   const body = responseHasBody(h.method, h.status);
   let text = `HTTP/1.1 ${h.status} ${h.reason}\r\n`;
+  if (fixed !== null) text += fixed.text;
   for (let i = 0; i + 1 < f.length; i += 2) text += `${f[i]}: ${f[i + 1]}\r\n`;
   if (!given.date) text += `Date: ${h.date}\r\n`;
   if (given.connection === 'none') text += h.keepAliveSecs === null ? 'Connection: close\r\n' : `Connection: keep-alive\r\nKeep-Alive: timeout=${h.keepAliveSecs}\r\n`;
@@ -220,6 +228,38 @@ function makeFramedHead(h: HandlerHead): FramedHead {
     }
   }
   return { text: `${text}\r\n`, chunked, body, closes: given.connection === 'close' || h.keepAliveSecs === null };
+}
+
+/** The lines of a `fixed` field list and what they say (givenFields), by the list. */
+const fixedMade = new WeakMap<ReadonlyArray<string | number>, { text: string; given: GivenFields }>();
+
+/**
+ * HandlerHead.fixed's lines, made once per list: a stored response's fields
+ * are the same on every hit of it, and writing them and reading their names
+ * again per hit cost a cache hit more than the per-hit fields after them
+ * (Age, Cache-Status, Content-Length: bench/request-cost.ts). The list is
+ * never changed in place, so its text cannot go stale; the entry goes with
+ * the list.
+ */
+function fixedLines(list: ReadonlyArray<string | number>): { text: string; given: GivenFields } {
+  let made = fixedMade.get(list);
+  if (made === undefined) {
+    let text = '';
+    for (let i = 0; i + 1 < list.length; i += 2) text += `${list[i]}: ${list[i + 1]}\r\n`;
+    made = { text, given: givenFields(list) };
+    fixedMade.set(list, made);
+  }
+  return made;
+}
+
+/** What `first`'s fields and then `then`'s say together, as givenFields of the two lists one after the other (a later field's say wins). */
+function laterGiven(first: GivenFields, then: GivenFields): GivenFields {
+  return {
+    date: first.date || then.date,
+    length: first.length || then.length,
+    te: then.te !== 'none' ? then.te : first.te,
+    connection: then.connection !== 'none' ? then.connection : first.connection,
+  };
 }
 
 /** 102 Processing (RFC 2518 §10.1, an interim response: RFC 9110 §15.2), as node's writeProcessing writes it. */

@@ -170,7 +170,7 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
       // A missing Host is refused by the pipeline (missingHost), with its access-log line.
       requireHostHeader: false,
     } as http.ServerOptions,
-    (req, res) => void handle(req, res),
+    (req, res) => handle(req, res),
   );
   httpServer.maxHeadersCount = s.maxHeaderCount + 1;
   httpServer.timeout = s.idleTimeoutMs;
@@ -184,9 +184,10 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
    * The pipeline for one request: checks, then the cache or straight upstream.
    * Resolves with the status sent. The checks run synchronously, in the turn
    * node parsed the request: a refusal that closes the connection is then
-   * known before node parses the pipelined requests behind it.
+   * known before node parses the pipelined requests behind it. A plain
+   * number: answered already (a cache hit sent at once, cache-layer.ts handle).
    */
-  function pipeline(x: ProxyExchange, vetted: boolean): Promise<number> {
+  function pipeline(x: ProxyExchange, vetted: boolean): number | Promise<number> {
     const { req } = x;
     // CONNECT over HTTP/2 (RFC 9113 §8.5) asks for a tunnel, as over HTTP/1.1: none is offered.
     if (x.h2 && req.method === 'CONNECT') {
@@ -208,43 +209,62 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
     return cache ? cache.handle(x, (fwd) => inTurn(forwarder, x, fwd)) : inTurn(forwarder, x);
   }
 
-  /** `vetted`: a lane request, which the lane's takes() has checked already (pipeline). */
-  async function handle(req: ExchangeRequest, res: ExchangeResponse, vetted = false): Promise<void> {
+  /**
+   * `vetted`: a lane request, which the lane's takes() has checked already
+   * (pipeline). An answer pipeline gives as a number (a cache hit sent at
+   * once) is logged in this turn: an async function awaiting it was one more
+   * promise and microtask turn per hit (bench/request-cost.ts). A throw
+   * (a refusal) is answered in this turn too, as when it was awaited.
+   */
+  function handle(req: ExchangeRequest, res: ExchangeResponse, vetted = false): void {
     if (isMoot(req)) return;
     // Only the access-log line reads it (its request time): off, no clock read and no BigInt per request.
     const started = access.enabled ? process.hrtime.bigint() : 0n;
     const x = proxyExchange(req, res);
-    const { conn } = x;
-    let status = 0;
-    let error: unknown = null;
     // A client that goes away must not hold an upstream connection until the upstream
     // timeouts fire: whatever waits on the upstream fails at once with ClientGoneError.
     // One watcher for all responses, given its exchange (no closure per request): the lane's slot,
     // or on node's responses a listener, on() not once() (a bound wrapper per request): 'close'
-    // comes once, and finally removes it.
+    // comes once, and ended() removes it.
     watchClose(res, vetted, x);
+    let answered: number | Promise<number>;
     try {
-      status = await pipeline(x, vetted);
+      answered = pipeline(x, vetted);
     } catch (err) {
-      error = err;
-      status = res.headersSent ? res.statusCode : clientLeft(x) ? 499 : failureStatus(err);
-      if (status === 499) {
-        // Nobody to answer: the stream or connection is gone already.
-      } else if (!res.headersSent && !conn.destroyed) {
-        sendText(x, status);
-      } else if (x.h2) {
-        // Mid-body on HTTP/2: this stream is reset (RFC 9113 §8.1), the session's others go on.
-        if (res instanceof Http2ServerResponse) resetStream(res.stream, http2constants.NGHTTP2_INTERNAL_ERROR);
-      } else {
-        // Mid-body: the client must see an aborted response, never a clean end (RFC 9112 §8).
-        conn.destroy();
-      }
-    } finally {
-      watchClose(res, vetted, null);
-      if (x.lease) {
-        if (x.reusable && error === null) o.group.release(x.lease);
-        else x.lease.stream.destroy();
-      }
+      ended(x, vetted, failed(x, err), err, started);
+      return;
+    }
+    if (typeof answered === 'number') ended(x, vetted, answered, null, started);
+    else answered.then((status) => ended(x, vetted, status, null, started), (err: unknown) => ended(x, vetted, failed(x, err), err, started));
+  }
+
+  /** The pipeline failed: the status to log, after what the client is owed (an error answer, or an aborted response). */
+  function failed(x: ProxyExchange, err: unknown): number {
+    const { res, conn } = x;
+    const status = res.headersSent ? res.statusCode : clientLeft(x) ? 499 : failureStatus(err);
+    if (status === 499) {
+      // Nobody to answer: the stream or connection is gone already.
+    } else if (!res.headersSent && !conn.destroyed) {
+      sendText(x, status);
+    } else if (x.h2) {
+      // Mid-body on HTTP/2: this stream is reset (RFC 9113 §8.1), the session's others go on.
+      if (res instanceof Http2ServerResponse) resetStream(res.stream, http2constants.NGHTTP2_INTERNAL_ERROR);
+    } else {
+      // Mid-body: the client must see an aborted response, never a clean end (RFC 9112 §8).
+      conn.destroy();
+    }
+    return status;
+  }
+
+  /** The exchange is over, answered with `status` (or failed with `error`): its upstream connection kept or closed, then logged. */
+  function ended(x: ProxyExchange, vetted: boolean, answered: number, failure: unknown, started: bigint): void {
+    const { req, res, conn } = x;
+    let status = answered;
+    let error = failure;
+    watchClose(res, vetted, null);
+    if (x.lease) {
+      if (x.reusable && error === null) o.group.release(x.lease);
+      else x.lease.stream.destroy();
     }
     // A body node's parser refused before the answer began: the client got that refusal (answerClientError), not a 499.
     const refused = bodyRefusal(req);
@@ -290,7 +310,7 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
   // No listen() of its own (connections come from the TLS listener): start the timeout sweeper.
   httpServer.emit('listening');
   const h2 = h2Front({
-    log: o.log, handler: (req, res) => void handle(req, res),
+    log: o.log, handler: (req, res) => handle(req, res),
     malformed: (conn, err) => refusals.logRefused(conn, H2_MALFORMED, 400, err),
     limits: { maxConcurrentStreams: s.http2MaxConcurrentStreams, maxHeaderSize: s.maxHeaderSize, idleTimeoutMs: s.idleTimeoutMs },
   });
@@ -308,10 +328,10 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
  * (stored bodies by sendfile, chunked while a fill is still being stored)
  * through the exchange's response, the lane's as node's (send-stored.ts).
  */
-function proxyLane(s: ProxySettings, log: Logger, handle: (req: ExchangeRequest, res: ExchangeResponse, vetted: boolean) => Promise<void>): Omit<LaneOptions, 'draining' | 'handOver' | 'closeAfterAnswer' | 'left'> {
+function proxyLane(s: ProxySettings, log: Logger, handle: (req: ExchangeRequest, res: ExchangeResponse, vetted: boolean) => void): Omit<LaneOptions, 'draining' | 'handOver' | 'closeAfterAnswer' | 'left'> {
   return {
     maxHeaderSize: s.maxHeaderSize, idleTimeoutMs: s.idleTimeoutMs, headersTimeoutMs: s.headersTimeoutMs,
-    handle: (req, res) => void handle(req, res, true),
+    handle: (req, res) => handle(req, res, true),
     takes: (req: LaneRequest) => req.rawHeaders.length / 2 <= s.maxHeaderCount && requestProblem(req.method, req.url, req.rawHeaders) === null,
     silent: (conn: SecureConnection) => closeWaitedForNothing(log, conn),
     // A FIN while the upstream answers is the client leaving: 499, as on node's server (front.ts

@@ -113,6 +113,29 @@ describe('LaneResponse', () => {
     assert.match(written(again.conn), /^HTTP\/1\.1 200 OK\r\nContent-Type: text\/plain\r\nContent-Length: 2\r\n/);
   });
 
+  it('writeHeadAfter writes what writeHead writes with both lists as one; the fixed list is never changed, a field set afterwards goes after both', async () => {
+    const fixed = ['Content-Type', 'text/plain', 'ETag', '"a"'];
+    const one = make('GET');
+    one.res.writeHead(200, 'OK', [...fixed, 'Age', '1', 'Content-Length', 2]);
+    one.res.end(Buffer.from('ok'));
+    const two = make('GET');
+    two.res.writeHeadAfter(200, 'OK', fixed, ['Age', '1', 'Content-Length', 2]);
+    two.res.end(Buffer.from('ok'));
+    const changed = make('GET');
+    changed.res.writeHeadAfter(200, 'OK', fixed, ['Age', '1', 'Content-Length', 2]);
+    changed.res.setHeader('X-After', '1');
+    changed.res.removeHeader('etag');
+    // A field set before: it comes first, as writeHead puts the given list after it.
+    const before = make('GET');
+    before.res.setHeader('X-Before', '1');
+    before.res.writeHeadAfter(200, 'OK', fixed, ['Content-Length', 2]);
+    before.res.end(Buffer.from('ok'));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(written(two.conn), written(one.conn));
+    assert.deepEqual(fixed, ['Content-Type', 'text/plain', 'ETag', '"a"']);
+    assert.match(written(before.conn), /^HTTP\/1\.1 200 OK\r\nX-Before: 1\r\nContent-Type: text\/plain\r\nETag: "a"\r\nContent-Length: 2\r\n/);
+  });
+
   it('HEAD gets the head without the body; a closing response says Connection: close', async () => {
     const head = make('HEAD');
     head.res.setHeader('Content-Length', 5);

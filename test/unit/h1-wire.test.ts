@@ -39,6 +39,34 @@ describe('framedResponseHead', () => {
     assert.equal(framedResponseHead({ ...base, fields: ['ETag', '"a"'] }).chunked, true, 'the same fields for GET are chunked');
   });
 
+  it('fixed fields first: the same head as one list of both, each fixed list its own, what either says of framing read as from one list', () => {
+    const cases: Array<[Array<string | number>, Array<string | number>]> = [
+      [['Content-Type', 'text/plain', 'ETag', '"a"'], ['Age', '3', 'Content-Length', 2]],
+      [['Date', 'Sun, 31 Dec 2023 00:00:00 GMT', 'Connection', 'close'], ['Age', '3']],
+      [['Transfer-Encoding', 'chunked'], ['Age', '3']],
+      [['Transfer-Encoding', 'gzip'], ['Transfer-Encoding', 'chunked']],
+      [['Connection', 'close'], ['Connection', 'keep-alive']],
+      [['Content-Length', 9], []],
+      [[], ['ETag', '"a"']],
+    ];
+    for (const [fixed, fields] of cases) {
+      for (const method of ['GET', 'HEAD']) {
+        const whole = framedResponseHead({ ...base, method, fields: [...fixed, ...fields] });
+        const wholeCopy = { ...whole };
+        const split = framedResponseHead({ ...base, method, fixed, fields });
+        assert.deepEqual({ ...split }, wholeCopy, `${method} ${JSON.stringify(fixed)} then ${JSON.stringify(fields)}`);
+      }
+    }
+    // Equal fixed lists that are not the same list are each made from their own fields; so is a list
+    // given as fields after it was a fixed one.
+    const one = ['ETag', '"x"'];
+    const other = ['ETag', '"y"'];
+    assert.match(text({ ...base, fixed: one, fields: ['Content-Length', 2] }), /ETag: "x"\r\n/);
+    assert.match(text({ ...base, fixed: other, fields: ['Content-Length', 2] }), /ETag: "y"\r\n/);
+    assert.match(text({ ...base, fixed: one, fields: ['Content-Length', 2] }), /ETag: "x"\r\n/);
+    assert.doesNotMatch(text({ ...base, fields: ['Content-Length', 2] }), /ETag/, 'no fixed list: none of the last one\'s lines');
+  });
+
   it('a list changed after the call does not change the head made from it', () => {
     const fields: Array<string | number> = ['ETag', '"c"', 'Content-Length', 1];
     const before = text({ ...base, fields });
