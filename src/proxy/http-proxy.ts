@@ -149,6 +149,24 @@ function proxyExchange(req: ExchangeRequest, res: ExchangeResponse): ProxyExchan
   return x;
 }
 
+/** The pipeline failed: the status to log, after what the client is owed (an error answer, or an aborted response). */
+function failed(x: ProxyExchange, err: unknown): number {
+  const { res, conn } = x;
+  const status = res.headersSent ? res.statusCode : clientLeft(x) ? 499 : failureStatus(err);
+  if (status === 499) {
+    // Nobody to answer: the stream or connection is gone already.
+  } else if (!res.headersSent && !conn.destroyed) {
+    sendText(x, status);
+  } else if (x.h2) {
+    // Mid-body on HTTP/2: this stream is reset (RFC 9113 §8.1), the session's others go on.
+    if (res instanceof Http2ServerResponse) resetStream(res.stream, http2constants.NGHTTP2_INTERNAL_ERROR);
+  } else {
+    // Mid-body: the client must see an aborted response, never a clean end (RFC 9112 §8).
+    conn.destroy();
+  }
+  return status;
+}
+
 /** The HTTP proxy front: node's http.Server over the connections it is given. */
 export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
   const s = o.settings;
@@ -236,24 +254,6 @@ export function createHttpProxy(o: Omit<HttpProxyOptions, 'server'>): Front {
     }
     if (typeof answered === 'number') ended(x, vetted, answered, null, started);
     else answered.then((status) => ended(x, vetted, status, null, started), (err: unknown) => ended(x, vetted, failed(x, err), err, started));
-  }
-
-  /** The pipeline failed: the status to log, after what the client is owed (an error answer, or an aborted response). */
-  function failed(x: ProxyExchange, err: unknown): number {
-    const { res, conn } = x;
-    const status = res.headersSent ? res.statusCode : clientLeft(x) ? 499 : failureStatus(err);
-    if (status === 499) {
-      // Nobody to answer: the stream or connection is gone already.
-    } else if (!res.headersSent && !conn.destroyed) {
-      sendText(x, status);
-    } else if (x.h2) {
-      // Mid-body on HTTP/2: this stream is reset (RFC 9113 §8.1), the session's others go on.
-      if (res instanceof Http2ServerResponse) resetStream(res.stream, http2constants.NGHTTP2_INTERNAL_ERROR);
-    } else {
-      // Mid-body: the client must see an aborted response, never a clean end (RFC 9112 §8).
-      conn.destroy();
-    }
-    return status;
   }
 
   /** The exchange is over, answered with `status` (or failed with `error`): its upstream connection kept or closed, then logged. */
