@@ -809,37 +809,33 @@ static aludel_ssl *scratch_args(napi_env env, napi_callback_info info, int which
 }
 
 /*
- * readScratch(conn, length) -> bytes read into the read scratch's first
- * `length`, 0 at close_notify, or a state, as read(). With bytes, plus
- * ALUDEL_READ_MORE when OpenSSL still holds bytes read from the socket
- * (SSL_has_pending): the caller's next question after a short read, whose
- * answer decides between reading again and waiting for the poll (a second
- * crossing into the addon per request). SSL_has_pending makes no system
- * call and changes no state: it reads the record layer's counters.
+ * readScratch(conn, length) / writeScratch(conn, length): read() and write()
+ * on the first `length` bytes of the read or the write scratch. A read's
+ * bytes come with ALUDEL_READ_MORE added when OpenSSL still holds bytes read
+ * from the socket (SSL_has_pending): the caller's next question after a
+ * short read, whose answer decides between reading again and waiting for the
+ * poll (a second crossing into the addon per request). SSL_has_pending makes
+ * no system call and changes no state: it reads the record layer's counters.
  */
-static napi_value ssl_read_scratch(napi_env env, napi_callback_info info) {
+static napi_value scratch_io(napi_env env, napi_callback_info info, bool writing) {
   char *data;
   size_t want, n = 0;
-  aludel_ssl *s = scratch_args(env, info, 0, &data, &want);
+  aludel_ssl *s = scratch_args(env, info, writing ? 1 : 0, &data, &want);
   if (s == NULL) return NULL;
   aludel_err_clear();
   errno = 0;
-  int ret = aludel_ossl.SSL_read_ex(s->ssl, data, want, &n);
-  if (ret != 1) return io_result(env, s, ret, errno, "SSL_read_ex");
-  return aludel_int(env, (int64_t)n + (aludel_ossl.SSL_has_pending(s->ssl) == 1 ? ALUDEL_READ_MORE : 0));
+  int ret = writing ? aludel_ossl.SSL_write_ex(s->ssl, data, want, &n) : aludel_ossl.SSL_read_ex(s->ssl, data, want, &n);
+  if (ret != 1) return io_result(env, s, ret, errno, writing ? "SSL_write_ex" : "SSL_read_ex");
+  if (!writing && aludel_ossl.SSL_has_pending(s->ssl) == 1) return aludel_int(env, (int64_t)n + ALUDEL_READ_MORE);
+  return aludel_int(env, (int64_t)n);
 }
 
-/* writeScratch(conn, length) -> write() of the write scratch's first `length` bytes. */
+static napi_value ssl_read_scratch(napi_env env, napi_callback_info info) {
+  return scratch_io(env, info, false);
+}
+
 static napi_value ssl_write_scratch(napi_env env, napi_callback_info info) {
-  char *data;
-  size_t want, n = 0;
-  aludel_ssl *s = scratch_args(env, info, 1, &data, &want);
-  if (s == NULL) return NULL;
-  aludel_err_clear();
-  errno = 0;
-  int ret = aludel_ossl.SSL_write_ex(s->ssl, data, want, &n);
-  if (ret == 1) return aludel_int(env, (int64_t)n);
-  return io_result(env, s, ret, errno, "SSL_write_ex");
+  return scratch_io(env, info, true);
 }
 
 /*
