@@ -10,7 +10,7 @@
  * aludel/nginx with their min-max.
  *
  * `--baseline DIR` adds a second Aludel, another checkout's build
- * (DIR/dist/src/cli/main.js with its DIR/build addon), to the same turns:
+ * (DIR's CLI, servers.ts cliIn, with its DIR/build addon), to the same turns:
  * before and after a change, in one run, each against the same nginx points.
  */
 import { execFile } from 'node:child_process';
@@ -25,7 +25,7 @@ import { makeCert } from './phase.js';
 import { clockTicksPerSecond, cpuSeconds } from './proc-cpu.js';
 import { median } from './ratios.js';
 import { fmt } from './report.js';
-import { startAludel, startNginx, type Server } from './servers.js';
+import { cliIn, startAludel, startNginx, type Server } from './servers.js';
 import { parseWrkOutput, WRK_SCRIPT } from './wrk-output.js';
 
 const run = promisify(execFile);
@@ -92,7 +92,7 @@ export async function runCopyPath(o: CopyPathOptions): Promise<CopyPathResult> {
     };
     await start('nginx-proxy', startNginx('nginx-proxy', { dir: await sub('nginx-proxy'), host, root, role: { kind: 'proxy', originPort: origin.port }, tls: { ...tls, offload: 'userspace' } }));
     await start('aludel-proxy', startAludel('aludel-proxy', { host, tls, offload: 'userspace', originPort: origin.port }));
-    if (o.baseline) await start('aludel-baseline', startAludel('aludel-baseline', { host, tls, offload: 'userspace', originPort: origin.port, cli: path.resolve(o.baseline, 'dist/src/cli/main.js') }));
+    if (o.baseline) await start('aludel-baseline', startAludel('aludel-baseline', { host, tls, offload: 'userspace', originPort: origin.port, cli: cliIn(path.resolve(o.baseline)) }));
     const hz = clockTicksPerSecond();
     const points: CopyPathPoint[] = [];
     const total = o.rounds * o.connections.length * fronts.length;

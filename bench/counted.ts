@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { median } from './ratios.js';
 import { fileURLToPath } from 'node:url';
-import { startAludel, startAludelServe, startFloor, startNginx, type Server } from './servers.js';
+import { cliIn, startAludel, startAludelServe, startFloor, startNginx, type Server } from './servers.js';
 
 export const host = '127.0.0.1';
 /** Userspace TLS in every front: this host's kernel has no kTLS, and the VM's emulated CPU would count QEMU, not us. */
@@ -47,7 +47,7 @@ export function bench(prefix: string): Bench {
   const origin = (): Promise<Server> => (originServer ??= startNginx('nginx-origin', { dir: path.join(work, 'origin'), host, root, role: { kind: 'origin' }, accessLog: originLog }));
   const baselineCli = (): string => {
     if (!process.env.BASELINE) throw new Error('the -base fronts need BASELINE=DIR, a built checkout');
-    return path.join(path.resolve(process.env.BASELINE), 'dist', 'src', 'cli', 'main.js');
+    return cliIn(path.resolve(process.env.BASELINE));
   };
   let dirs = 0;
   const makers: Bench['makers'] = {

@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import { startNginx, startAludel, startOpensslWww, type Offload, type Server } from './servers.js';
+import { cliIn, startNginx, startAludel, startOpensslWww, type Offload, type Server } from './servers.js';
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'fc-'));
 const root = path.join(work, 'root'); fs.mkdirSync(root);
 const MiB = 1024 * 1024, SIZE = Number(process.env.SIZE ?? 32) * MiB;
@@ -36,7 +36,7 @@ const make: Record<string, () => Promise<Server>> = {
   'openssl-sendfile': () => startOpensslWww(path.join(work, 'os'), '127.0.0.1', tls, root),
   'nginx-cache': () => startNginx('nc', { dir: path.join(work, 'nc'), host: '127.0.0.1', root, role: { kind: 'cache', originPort: origin.port }, tls: { ...tls, offload: off } }),
 };
-const baseline = process.env.BASELINE ? path.join(path.resolve(process.env.BASELINE), 'dist', 'src', 'cli', 'main.js') : null;
+const baseline = process.env.BASELINE ? cliIn(path.resolve(process.env.BASELINE)) : null;
 if (baseline) {
   make['aludel-proxy-base'] = () => startAludel('apb', { host: '127.0.0.1', tls, offload: off, originPort: origin.port, cli: baseline });
   make['aludel-proxy-tls-base'] = () => startAludel('aptb', { host: '127.0.0.1', tls, offload: off, originPort: originTls.port, originUrl: `https://127.0.0.1:${originTls.port}`, cli: baseline });

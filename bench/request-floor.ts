@@ -37,7 +37,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { clockTicksPerSecond, cpuSeconds } from './proc-cpu.js';
 import { median } from './ratios.js';
-import { startAludel, startAludelServe, startFloor, startNginx, type Offload, type Server } from './servers.js';
+import { cliIn, startAludel, startAludelServe, startFloor, startNginx, type Offload, type Server } from './servers.js';
 import { parseH2loadRequests } from './workers.js';
 import { parseWrkOutput, WRK_SCRIPT } from './wrk-output.js';
 
@@ -75,7 +75,7 @@ const makers: Record<string, () => Promise<Server>> = {
 };
 function baselineCli(): string {
   if (!process.env.BASELINE) throw new Error('the -base fronts need BASELINE=DIR, a built checkout');
-  return path.join(path.resolve(process.env.BASELINE), 'dist', 'src', 'cli', 'main.js');
+  return cliIn(path.resolve(process.env.BASELINE));
 }
 let originServer: Promise<Server> | null = null;
 function origin(): Promise<Server> {

@@ -16,8 +16,17 @@ import { fileURLToPath } from 'node:url';
 import { processTree } from './proc-cpu.js';
 
 const NGINX = '/usr/sbin/nginx';
-/** dist/bench/servers.js -> dist/src/cli/main.js */
-const ALUDEL_CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+/**
+ * The CLI of a built checkout: dist/src/cli/aludel.js, the bundle `aludel`
+ * runs (scripts/bundle.mjs), or dist/src/cli/main.js in a checkout built
+ * before there was one (a BASELINE).
+ */
+export function cliIn(checkout: string): string {
+  const bundle = path.join(checkout, 'dist', 'src', 'cli', 'aludel.js');
+  return fs.existsSync(bundle) ? bundle : path.join(checkout, 'dist', 'src', 'cli', 'main.js');
+}
+/** dist/bench/servers.js -> this checkout */
+const ALUDEL_CLI = cliIn(fileURLToPath(new URL('../..', import.meta.url)));
 
 /** The one suite every scenario negotiates, so the crypto floor (openssl speed aes-128-gcm) applies to all. */
 export const TLS13_SUITE = 'TLS_AES_128_GCM_SHA256';
@@ -259,7 +268,7 @@ export interface AludelOptions {
   workers?: number;
   /** More flags, after the bench's own. */
   extraArgs?: string[];
-  /** Another build's dist/src/cli/main.js (a baseline measured in the same run); default this one. */
+  /** Another build's CLI (cliIn: a baseline measured in the same run); default this one's. */
   cli?: string;
   /** A command the server runs under (valgrind, strace: bench/handshake-cost.ts). */
   wrap?: readonly string[];

@@ -91,7 +91,8 @@ describe('install from the repository: npm pack, then npm install -g --offline i
 
   test('the package holds the compiled CLI and the built native files, not the tests or the TypeScript', () => {
     assert.ok(fs.existsSync(bin), `${bin} exists`);
-    assert.equal(fs.realpathSync(bin), path.join(installed, 'dist', 'src', 'cli', 'main.js'));
+    // The bundle (scripts/bundle.mjs): one file for node to load at each start.
+    assert.equal(fs.realpathSync(bin), path.join(installed, 'dist', 'src', 'cli', 'aludel.js'));
     for (const f of ['build/Release/aludel.node', 'build/Release/aludel-preload.so', 'deploy/aludel-proxy.service', 'node_modules/commander/package.json']) {
       assert.ok(fs.existsSync(path.join(installed, f)), `${f} in the installed package`);
     }

@@ -8,8 +8,8 @@ import { fileURLToPath } from 'node:url';
 import type { Fixtures } from './fixtures.js';
 import { reapOnExit, run } from './run-process.js';
 
-/** dist/test/support/aludel-process.js -> dist/src/cli/main.js */
-export const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+/** dist/test/support/aludel-process.js -> dist/src/cli/aludel.js: the bundle that `aludel` runs (package.json "bin", scripts/bundle.mjs). */
+export const CLI = fileURLToPath(new URL('../../src/cli/aludel.js', import.meta.url));
 
 export type LogLine = Record<string, unknown> & { level: number; msg: string };
 
