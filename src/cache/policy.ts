@@ -731,6 +731,9 @@ export interface CacheStatus {
 
 /** One Cache-Status list member (an sf-item with parameters, RFC 8941), e.g. `aludel; fwd=uri-miss; stored`. */
 export function cacheStatus(s: CacheStatus): string {
+  if (s.hit === true && s.ttl !== undefined && s.fwd === undefined && s.fwdStatus === undefined && s.stored !== true && s.collapsed !== true && s.detail === undefined) {
+    return freshHit(Math.trunc(s.ttl));
+  }
   let v = CACHE_NAME;
   if (s.hit) v += '; hit';
   if (s.fwd !== undefined) v += `; fwd=${s.fwd}`;
@@ -741,3 +744,26 @@ export function cacheStatus(s: CacheStatus): string {
   if (s.detail !== undefined) v += `; detail=${s.detail}`;
   return v;
 }
+
+/**
+ * A fresh hit's member (RFC 9211 §2.1 hit, §2.4 ttl), as cacheStatus writes
+ * it, the same string for the same ttl: a slot per ttl's low bits holds the
+ * last one made. Joined anew per hit it cost about 0.3k instructions, and
+ * the lane's head memo (h1-wire.ts sameHead) then compared it with the last
+ * head's by its characters, where the same string is equal by pointer
+ * (bench/request-cost.ts). A hit's ttl changes once a second; other ttls
+ * only take the slot over.
+ */
+function freshHit(ttl: number): string {
+  const slot = ttl & (HIT_SLOTS - 1);
+  if (hitTtls[slot] === ttl) return hitTexts[slot]!;
+  const text = `${CACHE_NAME}; hit; ttl=${ttl}`;
+  hitTtls[slot] = ttl;
+  hitTexts[slot] = text;
+  return text;
+}
+
+const HIT_SLOTS = 64;
+/** Each slot's ttl (NaN: none yet, equal to no ttl) and its member. */
+const hitTtls = new Float64Array(HIT_SLOTS).fill(NaN);
+const hitTexts: string[] = new Array<string>(HIT_SLOTS).fill('');

@@ -111,7 +111,7 @@ export function fieldsForClient(headers: readonly string[], consumed: ReadonlySe
 export function sendStored(x: Exchange, src: StoredBody, cacheStatus: string, onBody: (path: BodyPath, bytes: number) => void): SentStored | Promise<SentStored> {
   const { req, res } = x;
   const method = req.method ?? 'GET';
-  const own = ['Age', String(src.age), 'Cache-Status', cacheStatus];
+  const age = String(src.age);
   // Validators and Range only mean something for a 200 (RFC 9110 §13.2.1, §14.2).
   const selected = src.status === 200 && (method === 'GET' || method === 'HEAD');
   const stored = fieldsForClient(src.headers, x.cacheConsumed);
@@ -126,7 +126,7 @@ export function sendStored(x: Exchange, src: StoredBody, cacheStatus: string, on
     // If-Match and If-Unmodified-Since never get here: they are the origin's to evaluate (§4.3.2).
     const headers = { 'if-none-match': req.headers['if-none-match'], 'if-modified-since': req.headers['if-modified-since'] };
     if (evaluatePreconditions({ method, headers }, etag, lastModified) === 'not-modified') {
-      writeHead(x, 304, 'Not Modified', [...notModifiedFields(src.headers), ...own]);
+      writeHead(x, 304, 'Not Modified', [...notModifiedFields(src.headers), 'Age', age, 'Cache-Status', cacheStatus]);
       res.end();
       return { status: 304, bytes: 0, bodyPath: 'none' };
     }
@@ -137,16 +137,14 @@ export function sendStored(x: Exchange, src: StoredBody, cacheStatus: string, on
   let start = 0;
   const total = src.length();
   let length = total;
-  // The stored fields, then this answer's own: a new list per response (the response keeps the one
-  // it is given, h1-lane.ts writeHead), the stored list as it is (writeHeadAfter: never changed in place).
-  const headers = own;
+  let contentRange: string | null = null;
   const range = req.headers.range;
   if (selected && method === 'GET' && total !== null && range !== undefined && ifRangeAllows(headerString(req.headers['if-range']), etag, lastModified)) {
     const r = parseRange(range, total);
     if (r.kind === 'unsatisfiable') {
       // RFC 9110 §15.5.17: a 416 for byte ranges says the current length.
       const text = 'Range Not Satisfiable\n';
-      writeHead(x, 416, 'Range Not Satisfiable', [...own, 'Content-Range', `bytes */${total}`, 'Content-Type', 'text/plain', 'Content-Length', String(text.length)]);
+      writeHead(x, 416, 'Range Not Satisfiable', ['Age', age, 'Cache-Status', cacheStatus, 'Content-Range', `bytes */${total}`, 'Content-Type', 'text/plain', 'Content-Length', String(text.length)]);
       res.end(text);
       return { status: 416, bytes: text.length, bodyPath: 'none' };
     }
@@ -155,14 +153,15 @@ export function sendStored(x: Exchange, src: StoredBody, cacheStatus: string, on
       reason = 'Partial Content';
       start = r.start;
       length = r.end - r.start + 1;
-      headers.push('Content-Range', `bytes ${r.start}-${r.end}/${total}`);
+      contentRange = `bytes ${r.start}-${r.end}/${total}`;
     }
   }
   if (src.covers !== undefined && !src.covers(start, start + (length ?? 0))) {
     throw Object.assign(new Error(`bytes ${start}-${start + (length ?? 0)} are not all in the stored partial response`), { code: 'ERR_CACHE_PARTIAL' });
   }
-  if (length !== null) headers.push('Content-Length', String(length));
-  writeHeadAfter(x, status, reason, stored.forClient, headers);
+  // The stored fields, then this answer's own: a new list per response (the response keeps the one
+  // it is given, h1-lane.ts writeHead), the stored list as it is (writeHeadAfter: never changed in place).
+  writeHeadAfter(x, status, reason, stored.forClient, ownFields(age, cacheStatus, contentRange, length));
   if (method === 'HEAD' || length === 0) {
     res.end();
     return { status, bytes: 0, bodyPath: 'none' };
@@ -177,6 +176,21 @@ export function sendStored(x: Exchange, src: StoredBody, cacheStatus: string, on
     return { status, bytes: length!, bodyPath: 'write' };
   }
   return sendBody(x, src, onBody, status, start, length, small);
+}
+
+/**
+ * An answer's own fields after the stored ones: Age, Cache-Status, then
+ * Content-Range and Content-Length when it has them. Each list is made at
+ * its length: pushed onto a list of four, it grew (a new backing store, about
+ * 0.3k instructions) per 1 KiB hit (bench/request-cost.ts).
+ */
+function ownFields(age: string, cacheStatus: string, contentRange: string | null, length: number | null): string[] {
+  if (contentRange === null) {
+    return length === null ? ['Age', age, 'Cache-Status', cacheStatus] : ['Age', age, 'Cache-Status', cacheStatus, 'Content-Length', String(length)];
+  }
+  return length === null
+    ? ['Age', age, 'Cache-Status', cacheStatus, 'Content-Range', contentRange]
+    : ['Age', age, 'Cache-Status', cacheStatus, 'Content-Range', contentRange, 'Content-Length', String(length)];
 }
 
 /**
