@@ -16,13 +16,17 @@
  *
  * At most KEYS_KEPT keys are kept; past that all are forgotten and kept
  * anew, so a client inventing targets holds no memory and costs one more
- * Map set per request. Kept strings are copies of their own: a Host value
+ * Map set per request. Only a Host and target of up to KEPT_LENGTH characters
+ * each are kept: a request line may be some kilobytes long, and 4096 of them
+ * (each with its key) would hold tens of megabytes per worker; a longer one
+ * has its key made as before. Kept strings are copies of their own: a Host value
  * or target sliced from a request head (V8 slices strings of 13 characters
  * or more) would keep that head alive with it.
  */
 import { cacheKey } from './policy.js';
 
 const KEYS_KEPT = 4096;
+const KEPT_LENGTH = 512;
 
 const byHost = new Map<string, Map<string, string>>();
 let kept = 0;
@@ -31,6 +35,7 @@ let kept = 0;
 export function requestKey(host: string | undefined, target: string): string {
   // cacheKey reads a missing Host as an empty one.
   const h = host ?? '';
+  if (target.length > KEPT_LENGTH || h.length > KEPT_LENGTH) return cacheKey(host, target);
   let targets = byHost.get(h);
   const known = targets?.get(target);
   if (known !== undefined) return known;
@@ -62,3 +67,8 @@ function detached(s: string): string {
 }
 
 const WIDE = /[\u0100-\uffff]/;
+
+/** How many keys the memo holds now (tests). */
+export function keysKept(): number {
+  return kept;
+}

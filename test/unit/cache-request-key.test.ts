@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { cacheKey, cacheStatus } from '../../src/cache/policy.js';
-import { requestKey } from '../../src/cache/request-key.js';
+import { keysKept, requestKey } from '../../src/cache/request-key.js';
 
 /** Each differs from the others in one part of the key, or is the same key written another way. */
 const ASKED: Array<[string | undefined, string]> = [
@@ -84,5 +84,21 @@ describe('cacheStatus of a fresh hit', () => {
     assert.equal(cacheStatus({ hit: true }), 'aludel; hit');
     assert.equal(cacheStatus({ ttl: 5 }), 'aludel; ttl=5');
     assert.equal(cacheStatus({ hit: true, ttl: 5 }), 'aludel; hit; ttl=5');
+  });
+});
+
+describe('requestKey: long request lines', () => {
+  it('has their key made as cacheKey makes it, and keeps none of them', () => {
+    requestKey('warm.example', '/warm');
+    const before = keysKept();
+    for (let i = 0; i < 100; i++) {
+      const target = `/${'x'.repeat(4000)}?${i}`;
+      assert.equal(requestKey('a.example', target), cacheKey('a.example', target));
+      const host = `${'h'.repeat(600)}.example`;
+      assert.equal(requestKey(host, '/p'), cacheKey(host, '/p'));
+    }
+    assert.equal(keysKept(), before, 'no key of a long target or Host is kept');
+    requestKey('new.example', `/${'y'.repeat(100)}`);
+    assert.equal(keysKept(), before + 1, 'a short one is');
   });
 });
