@@ -138,7 +138,13 @@ async function upstreamToClient(conn: SecureConnection, u: UpstreamStream, pipes
         }
       },
     };
-    await spliceBody(pipes, u.plain!, target, null, count);
+    // An upstream that resets after answering (closed over our unread bytes, RFC 9293 §3.10.7.4)
+    // fails whichever call comes first: often this splice, not a write to it (the kernel hands
+    // ECONNRESET to one call; readiness resumes the reader first). Still the upstream's failure:
+    // unmarked, the client was destroyed, its RST losing the answer to a client still writing.
+    const plain = u.plain!;
+    const from = { spliceInto: (pipeWrite: number, max: number) => upstreamFailing(() => plain.spliceInto(pipeWrite, max)) };
+    await spliceBody(pipes, from, target, null, count);
   } else {
     for (let c = await readUpstream(u); c !== null; c = await readUpstream(u)) {
       if (!conn.write(c)) await waitDrain(conn);
@@ -205,9 +211,14 @@ export function tunnelResultOf(err: unknown): TunnelResult | null {
 }
 
 /** The upstream's next bytes; a failure is marked as the upstream's. */
-async function readUpstream(u: UpstreamStream): Promise<Buffer | null> {
+function readUpstream(u: UpstreamStream): Promise<Buffer | null> {
+  return upstreamFailing(() => u.read());
+}
+
+/** A read from the upstream (read, splice out of it): its failure is marked as the upstream's, unless the tunnel caused it. */
+async function upstreamFailing<T>(read: () => Promise<T>): Promise<T> {
   try {
-    return await u.read();
+    return await read();
   } catch (err) {
     if (typeof err === 'object' && err !== null && !tunnelsOwn.has(err)) upstreamFailures.add(err);
     throw err;

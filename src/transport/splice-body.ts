@@ -29,7 +29,7 @@ export interface AroundPiece {
  * end it cleanly. With `around`, each pipeful is framed by the caller: its
  * before() runs once the pipe holds the piece, its after() once it is out.
  */
-export async function spliceBody(pool: PipePool, src: PlainSocket, dst: SpliceTarget, length: number | null, onBytes?: (n: number) => void, around?: AroundPiece): Promise<number> {
+export async function spliceBody(pool: PipePool, src: Pick<PlainSocket, 'spliceInto'>, dst: SpliceTarget, length: number | null, onBytes?: (n: number) => void, around?: AroundPiece): Promise<number> {
   const pipe = pool.acquire();
   let moved = 0;
   let inPipe = 0;
