@@ -7,9 +7,8 @@
 // @opentelemetry/api...), so `aludel --version` cost ~0.45 s of CPU against
 // node's own ~0.08 s, and every start paid it: `aludel run` in front of a
 // program, each worker process, doctor and scan. One file is resolved, opened
-// and compiled once: ~0.27 s. Under the kTLS VM's emulated CPU, where the
-// kTLS tests start the CLI some hundred times, a start went from ~40 s of CPU
-// to ~10 s.
+// and compiled once: ~0.27 s. Under the kTLS VM's emulated CPU a start went
+// from ~40 s of CPU to ~10 s.
 //
 // The bundle sits in dist/src/cli/, at the same depth as every module tsc
 // emits (dist/src/<folder>/), so the paths the code builds from its own
@@ -64,11 +63,9 @@ const walk = (dir) => {
 };
 walk(path.join(root, 'src'));
 const renamed = [];
-for (const f of ['aludel.js']) {
-  for (const m of fs.readFileSync(path.join(outdir, f), 'utf8').matchAll(/\b(?:var|let|const) ([A-Za-z_$][\w$]*?)(\d+) = class\b|\bclass ([A-Za-z_$][\w$]*?)(\d+)\b/g)) {
-    const name = m[1] ?? m[3];
-    if (classes.has(name)) renamed.push(`${name} -> ${name}${m[2] ?? m[4]} (${f})`);
-  }
+for (const m of fs.readFileSync(path.join(outdir, 'aludel.js'), 'utf8').matchAll(/\b(?:var|let|const) ([A-Za-z_$][\w$]*?)(\d+) = class\b|\bclass ([A-Za-z_$][\w$]*?)(\d+)\b/g)) {
+  const name = m[1] ?? m[3];
+  if (classes.has(name)) renamed.push(`${name} -> ${name}${m[2] ?? m[4]}`);
 }
 if (renamed.length > 0) {
   console.error(`bundle: classes of src/ renamed in the bundle, so their .name changed: ${renamed.join(', ')}; give them names no dependency uses`);
