@@ -452,8 +452,15 @@ function firstHeadDue(httpServer: http.Server, conn: SecureConnection, due: numb
   conn.once('close', () => clearTimeout(timer));
 }
 
-/** How long a connection being closed after an error answer waits for its client to read it (nginx's lingering_timeout). */
+/**
+ * How long a connection being closed after an error answer waits for more
+ * of its client's bytes (nginx's lingering_timeout): each read starts it
+ * again, up to LINGER_TOTAL_MS in all.
+ */
 export const LINGER_MS = 5_000;
+
+/** The longest a lingering close lasts while its client keeps sending (nginx's lingering_time). */
+export const LINGER_TOTAL_MS = 30_000;
 
 /** Connections being closed, each with the function that starts its lingering close (once). */
 const closing = new WeakMap<SecureConnection, (withAnswer: boolean) => void>();
@@ -465,10 +472,13 @@ const FLUSH_AFTER_FIN_MS = 1_000;
  * A socket the HTTP server handed over ('upgrade', 'connect') or gave up on
  * ('clientError') has no other owner: end it (with `last`, an answer), then
  * linger as nginx does (lingering_close): what the client still sends is
- * read and dropped until it closes, or for lingerMs at most. Closing at once
- * with unread bytes queued makes the kernel send a RST, which can destroy
- * the answer before the client reads it. (Ending alone, with nothing
- * reading, left one descriptor per refused upgrade.)
+ * read and dropped until it closes, or until it has sent nothing for
+ * lingerMs (lingering_timeout), LINGER_TOTAL_MS at most (lingering_time).
+ * Closing at once with unread bytes queued makes the kernel send a RST
+ * (RFC 9293 §3.10.7.4), which can destroy the answer before the client
+ * reads it: a client still uploading a refused body (a 413 on a slow link)
+ * would lose its answer once the wait ran out while it still wrote. (Ending
+ * alone, with nothing reading, left one descriptor per refused upgrade.)
  *
  * Responses still owed to earlier pipelined requests go first (RFC 9112
  * §9.3.2), whoever closes: a refused Upgrade or CONNECT, or a parse error.
@@ -477,14 +487,16 @@ const FLUSH_AFTER_FIN_MS = 1_000;
 export function closeDetached(conn: SecureConnection, lingerMs: number, last?: Buffer): void {
   if (closing.has(conn)) return;
   let started = false;
+  let timer: NodeJS.Timeout | undefined;
   const start = (withAnswer: boolean): void => {
     if (started) return;
     started = true;
     // The client's FIN already came (a truncated request ends in HPE_INVALID_EOF_STATE): no input is
     // left to linger for; the answer gets a moment to flush (a write parked after the peer's FIN is
     // never resumed by the TLS layer today, so 'finish' alone would not do).
-    let timer = lingerTimer(conn, conn.readableEnded ? Math.min(lingerMs, FLUSH_AFTER_FIN_MS) : lingerMs);
-    conn.once('close', () => clearTimeout(timer));
+    timer = lingerTimer(conn, conn.readableEnded ? Math.min(lingerMs, FLUSH_AFTER_FIN_MS) : lingerMs);
+    const total = lingerTimer(conn, Math.max(lingerMs, LINGER_TOTAL_MS));
+    conn.once('close', () => { clearTimeout(timer); clearTimeout(total); });
     // Destroyed once both sides are done: the client's FIN can come before our answer is out.
     const destroyWhenDone = (): void => { if (conn.readableEnded && conn.writableFinished) conn.destroy(); };
     conn.once('finish', destroyWhenDone);
@@ -502,9 +514,10 @@ export function closeDetached(conn: SecureConnection, lingerMs: number, last?: B
     else conn.end();
   };
   closing.set(conn, start);
-  // node's parser may still be attached after a parse error: nothing more goes to it.
+  // node's parser may still be attached after a parse error: nothing more goes to it. Each read
+  // of the client's bytes, once the linger has begun, gives it lingerMs again (lingering_timeout).
   conn.removeAllListeners('data');
-  conn.on('data', () => undefined);
+  conn.on('data', () => timer?.refresh());
   conn.resume();
   const owed = owedResponse(conn);
   if (owed === undefined) start(true);
