@@ -59,11 +59,15 @@ if [ -r /proc/net/tls_stat ]; then
   count
 elif [ -x "$vm" ] && command -v qemu-system-x86_64 >/dev/null && ls /boot/vmlinuz-* >/dev/null 2>&1; then
   echo "no kTLS in this kernel ($(uname -r)): running inside $vm, two guests at once"
-  # One guest keeps only about 1.4 of the host's 2 CPUs busy (node starting up,
-  # the clients' waits), so two guests, each with its own kernel and hence its
-  # own /proc/net/tls_stat (the counters the tests assert on), take the files
-  # between them. Files go longest first to the guest with less work (weights:
-  # seconds one guest took for each file in CI; a file not listed counts 30).
+  # One guest of 2 vCPUs kept only about 1.4 of the host's 2 CPUs busy (node
+  # starting up, the clients' waits), so two guests, each with its own kernel
+  # and hence its own /proc/net/tls_stat (the counters the tests assert on),
+  # take the files between them. Each has one vCPU: two guests of two vCPUs
+  # on two host CPUs ran every test 1.6-2x slower than one guest did, as a
+  # guest's vCPU thread descheduled by the host can hold a lock its other
+  # vCPU then spins on. Files go longest first to the guest with less work
+  # (weights: seconds one guest took for each file in CI; a file not listed
+  # counts 30).
   ktls_weights='serve 631 abuse 407 proxy 272 run-returns 266 legacy-run 248 run 241 cache 208
     tls-upstream 185 proxy-overrun 75 nic-offload 65 run-post-handshake 34 admin-metrics 30 run-eof 30'
   parts=$(for f in dist/test/ktls/*.test.js; do
@@ -80,7 +84,7 @@ elif [ -x "$vm" ] && command -v qemu-system-x86_64 >/dev/null && ls /boot/vmlinu
     echo "guest $g:$files"
     # Each guest's lines stream prefixed with its number; its own output is kept whole for the counts.
     # shellcheck disable=SC2086  # the list splits on spaces: the dist/ paths have none
-    ( "$vm" -m 4096 -t 5400 -- "${ktls_cmd[@]}" $files 2>&1 | tee "$o" | sed -u "s/^/[guest $g] /"
+    ( "$vm" -c 1 -m 4096 -t 5400 -- "${ktls_cmd[@]}" $files 2>&1 | tee "$o" | sed -u "s/^/[guest $g] /"
       echo "${PIPESTATUS[0]}" >"$o.rc" ) &
     pids+=($!)
   done
