@@ -63,9 +63,10 @@ elif [ -x "$vm" ] && command -v qemu-system-x86_64 >/dev/null && ls /boot/vmlinu
   # starting up, the clients' waits), so two guests, each with its own kernel
   # and hence its own /proc/net/tls_stat (the counters the tests assert on),
   # take the files between them. Each has one vCPU: two guests of two vCPUs
-  # on two host CPUs ran every test 1.6-2x slower than one guest did, as a
-  # guest's vCPU thread descheduled by the host can hold a lock its other
-  # vCPU then spins on. Files go longest first to the guest with less work
+  # on two host CPUs ran every test 1.6-2x slower than one guest did (the
+  # kTLS phase 50 min against 54), likely as a vCPU thread the host
+  # descheduled kept the guest's other vCPU waiting; with one vCPU each it
+  # took 44 min. Files go longest first to the guest with less work
   # (weights: seconds one guest took for each file in CI; a file not listed
   # counts 30).
   ktls_weights='serve 631 abuse 407 proxy 272 run-returns 266 legacy-run 248 run 241 cache 208
