@@ -460,7 +460,7 @@ function firstHeadDue(httpServer: http.Server, conn: SecureConnection, due: numb
 export const LINGER_MS = 5_000;
 
 /** The longest a lingering close lasts while its client keeps sending (nginx's lingering_time). */
-export const LINGER_TOTAL_MS = 30_000;
+const LINGER_TOTAL_MS = 30_000;
 
 /** Connections being closed, each with the function that starts its lingering close (once). */
 const closing = new WeakMap<SecureConnection, (withAnswer: boolean) => void>();
