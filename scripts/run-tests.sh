@@ -69,12 +69,11 @@ elif [ -x "$vm" ] && command -v qemu-system-x86_64 >/dev/null && ls /boot/vmlinu
   # took 44 min. Files go longest first to the guest with less work
   # (weights: seconds one guest took for each file in CI; a file not listed
   # counts 30).
-  ktls_weights='serve 631 abuse 407 proxy 272 run-returns 266 legacy-run 248 run 241 cache 208
-    tls-upstream 185 proxy-overrun 75 nic-offload 65 run-post-handshake 34 admin-metrics 30 run-eof 30'
+  declare -A weight=([serve]=631 [abuse]=407 [proxy]=272 [run-returns]=266 [legacy-run]=248 [run]=241 [cache]=208
+    [tls-upstream]=185 [proxy-overrun]=75 [nic-offload]=65 [run-post-handshake]=34 [admin-metrics]=30 [run-eof]=30)
   parts=$(for f in dist/test/ktls/*.test.js; do
             b=${f##*/}; b=${b%-ktls.test.js}
-            w=$(awk -v b="$b" '{ for (i = 1; i < NF; i += 2) if ($i == b) print $(i + 1) }' <<<"$ktls_weights")
-            echo "${w:-30} $f"
+            echo "${weight[$b]:-30} $f"
           done | sort -k1,1nr -k2 | awk '{ g = (t[0] <= t[1]) ? 0 : 1; t[g] += $1; f[g] = f[g] " " $2 }
                                           END { print f[0]; print f[1] }')
   pids=() outs=()
