@@ -128,17 +128,24 @@ export class LaneResponse {
   private declare readonly keepAliveSecs: number;
   declare closing: boolean;
   private declare readonly done: (res: LaneResponse) => void;
+  /**
+   * A response sent whole within end() finishes there (its 'finish' and
+   * 'close', then `done`), when nobody listens for either and it keeps its
+   * connection (LaneOptions.endsInTurn).
+   */
+  private declare readonly endsInTurn: boolean;
 
   // Its fields are set here, not as class fields: with those (defined, not assigned: ES2022's
   // [[Define]]) V8 made each response's fields through its runtime
   // (Runtime_DefineKeyedOwnPropertyInLiteral) once the constructor was inlined into the lane's
   // take(), about 4k instructions per 1 KiB keep-alive GET (bench/request-cost.ts).
-  constructor(req: LaneRequest, socket: SecureConnection, keepAliveSecs: number, closing: boolean, done: (res: LaneResponse) => void) {
+  constructor(req: LaneRequest, socket: SecureConnection, keepAliveSecs: number, closing: boolean, done: (res: LaneResponse) => void, endsInTurn = false) {
     this.req = req;
     this.socket = socket;
     this.keepAliveSecs = keepAliveSecs;
     this.closing = closing;
     this.done = done;
+    this.endsInTurn = endsInTurn;
     this.statusCode = 200;
     this.statusMessage = undefined;
     this.headersSent = false;
@@ -339,9 +346,18 @@ export class LaneResponse {
     // out and connections without it go through the stream as below.
     if (!this.chunked && this.head !== '' && conn.writeWhole !== undefined) {
       const body = this.body && data !== undefined && data.length > 0 ? data : undefined;
-      if (conn.writeWhole(this.head, body, finishWritten, this)) {
+      // Finished here, not on the next tick, when nothing can tell the two apart: no 'finish' or
+      // 'close' listener (none can be added for an event already past: a caller that adds one
+      // after end() looks at writableFinished first, small-body.ts), no close watcher, and the
+      // connection kept (a closing answer's lingering close stays after the handler's return).
+      // The tick was node's tick queue run from the poll callback per response: about 2k
+      // instructions per 1 KiB keep-alive GET (bench/request-cost.ts).
+      const inCall = this.endsInTurn && this.events === null && this.closeWatch === null && !this.closing;
+      const written = conn.writeWhole(this.head, body, finishWritten, this, inCall);
+      if (written !== false) {
         this.head = '';
         this.bodyCopied = true;
+        if (written === 'taken') this.finish();
         return this;
       }
     }
@@ -496,6 +512,13 @@ export interface LaneOptions {
    * one that waits on its upstream. None is dropped unread and unlogged.
    */
   abortOnFin?: boolean;
+  /**
+   * A response the connection took whole within its end() is finished there
+   * (LaneResponse.endsInTurn): `done` runs before end() returns, not on the
+   * next tick. For handlers that do nothing with a response after its end()
+   * that its finish could change (serve's).
+   */
+  endsInTurn?: boolean;
 }
 
 /** node's HTTP_SERVER_KEEP_ALIVE_TIMEOUT_BUFFER: the keep-alive wait outlasts the advertised timeout by this much. */
@@ -745,7 +768,7 @@ export class LaneConnection {
       this.keepAliveSet = false;
       this.endGrace();
     }
-    const res = new LaneResponse(req, this.conn, this.keepAliveSecs, this.o.draining(), this.responded);
+    const res = new LaneResponse(req, this.conn, this.keepAliveSecs, this.o.draining(), this.responded, this.o.endsInTurn === true);
     this.current = res;
     this.o.handle(req, res);
     // A head read before the client's FIN: its answer is sent whole if marked in this turn (a

@@ -453,6 +453,9 @@ export async function createServe(o: Omit<ServeOptions, 'server'>): Promise<Serv
     maxHeaderSize: o.maxHeaderSize, idleTimeoutMs: o.idleTimeoutMs, handle: laneRequest,
     // A request to refuse goes to node's server, which answers and closes as it does for all others.
     takes: (req: LaneRequest) => requestProblem(req.method, req.url, req.rawHeaders) === null,
+    // Nothing of a response is looked at after its end() but writableFinished (small-body.ts) and
+    // the outcome the handler returns (answer, finished): it may finish within end().
+    endsInTurn: true,
     headersTimeoutMs: o.headersTimeoutMs,
     silent: (conn: SecureConnection) => closeWaitedForNothing(o.log, conn),
   };

@@ -51,9 +51,11 @@ export interface SecureConnection extends Duplex {
   /**
    * A whole small response (a head and its body) at once, past the stream's
    * queue, on system-OpenSSL connections without kTLS TX (ktls-connection.ts):
-   * false having done nothing; else `done(arg)` once it is handed to the socket.
+   * false having done nothing; else `done(arg)` once it is handed to the socket,
+   * or, asked with `inCall`, 'taken' when the socket took it all within the
+   * call (`done` is then not called).
    */
-  writeWhole?<T>(head: string, body: Buffer | string | undefined, done: (arg: T) => void, arg: T): boolean;
+  writeWhole?<T>(head: string, body: Buffer | string | undefined, done: (arg: T) => void, arg: T, inCall?: boolean): boolean | 'taken';
   writeReady?(state: number): Promise<void>;
   /**
    * Direct reads (ktls-connection.ts readInto), on system-OpenSSL connections:

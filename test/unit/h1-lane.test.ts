@@ -266,6 +266,61 @@ describe('LaneResponse', () => {
     assert.ok(refused.res.writableFinished);
   });
 
+  it('endsInTurn: a response the connection took whole within end() finishes there when nobody listens and it keeps its connection; else a tick later', async () => {
+    type Taken = boolean | 'taken';
+    /** A response on a connection whose writeWhole takes every byte within the call, or (`partly`) calls back later. */
+    const make3 = (closing: boolean, partly = false): { conn: PassThrough; res: LaneResponse; done: LaneResponse[]; asked: boolean[] } => {
+      const conn = new PassThrough();
+      const done: LaneResponse[] = [];
+      const asked: boolean[] = [];
+      Object.assign(conn, {
+        writeWhole<T>(head: string, body: Buffer | string | undefined, cb: (arg: T) => void, arg: T, inCall = false): Taken {
+          asked.push(inCall);
+          conn.write(body === undefined ? head : Buffer.concat([Buffer.from(head, 'latin1'), Buffer.from(body)]));
+          if (inCall && !partly) return 'taken';
+          process.nextTick(cb, arg);
+          return true;
+        },
+      });
+      const req = { method: 'GET', url: '/', headers: {}, rawHeaders: [], httpVersion: '1.1', httpVersionMajor: 1, httpVersionMinor: 1, complete: true, socket: conn } as unknown as LaneRequest;
+      const res = new LaneResponse(req, conn as unknown as SecureConnection, 60, closing, (r) => done.push(r), true);
+      return { conn, res, done, asked };
+    };
+    const quiet = make3(false);
+    quiet.res.writeHead(200, ['Content-Length', 2]);
+    quiet.res.end(Buffer.from('ok'));
+    assert.deepEqual(quiet.asked, [true]);
+    assert.ok(quiet.res.writableFinished && quiet.res.closed && quiet.res.bodyCopied, 'finished within end()');
+    assert.equal(quiet.done.length, 1, 'done within end()');
+    quiet.res.end(Buffer.from('again'));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(quiet.done.length, 1, 'done once');
+    assert.match(written(quiet.conn), /^HTTP\/1\.1 200 OK\r\nContent-Length: 2\r\nDate: [^\r]+\r\nConnection: keep-alive\r\nKeep-Alive: timeout=60\r\n\r\nok$/);
+    // A listener, a close watcher, a closing answer, end()'s callback: finished after end() returns, as node's.
+    const heard = make3(false);
+    const events: string[] = [];
+    heard.res.on('finish', () => events.push('finish'));
+    heard.res.once('close', () => events.push('close'));
+    heard.res.end(Buffer.from('ok'));
+    const watched = make3(false);
+    watched.res.closeWatch = () => events.push('watched');
+    watched.res.end(Buffer.from('ok'));
+    const closing = make3(true);
+    closing.res.end(Buffer.from('ok'));
+    const called = make3(false);
+    called.res.end(Buffer.from('ok'), () => events.push('cb'));
+    const partly = make3(false, true);
+    partly.res.end(Buffer.from('ok'));
+    for (const m of [heard, watched, closing, called, partly]) {
+      assert.equal(m.res.writableFinished, false, 'not finished within end()');
+      assert.equal(m.done.length, 0);
+    }
+    assert.deepEqual([heard, watched, closing, called, partly].map((m) => m.asked[0]), [false, false, false, false, true]);
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(events, ['finish', 'close', 'watched', 'cb']);
+    for (const m of [heard, watched, closing, called, partly]) assert.ok(m.res.writableFinished && m.res.closed && m.done.length === 1);
+  });
+
   it('103 Early Hints and 102 Processing go out at once, as node writes them', async () => {
     const { conn, res } = make('GET');
     res.writeEarlyHints({ link: '</s.css>; rel=preload', 'x-c': '3' });
