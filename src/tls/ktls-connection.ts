@@ -28,6 +28,16 @@ const RECORD_MAX = 16384;
 const scratch = Buffer.allocUnsafe(RECORD_MAX);
 /** Where small writev() pieces are gathered into one record (see nextWrite). */
 const gatherScratch = Buffer.allocUnsafe(RECORD_MAX);
+/**
+ * The response head whose latin1 bytes gatherScratch holds from its start
+ * (writeWhole), or null once anything else was written there (writeGathered,
+ * nextWrite). A head is the same string for every response of a file within
+ * a second (h1-wire.ts framedResponseHead), and writing it again through
+ * Buffer#write (node's latin1Write binding) was about 1k instructions per
+ * 1 KiB keep-alive GET (bench/request-cost.ts). A body goes after the head,
+ * so it leaves the head's bytes as they are.
+ */
+let headInScratch: string | null = null;
 /** Whether each addon object (the addon, or a test's wrapper of it) took both scratches (scratchSet). */
 const scratchGiven = new WeakMap<Native, boolean>();
 
@@ -491,6 +501,7 @@ export class KtlsConnection extends Duplex implements SecureConnection {
       if (n > RECORD_MAX) return false;
     }
     let at = 0;
+    headInScratch = null;
     for (const c of chunks) at += typeof c.chunk === 'string' ? gatherScratch.write(c.chunk, at, c.encoding) : c.chunk.copy(gatherScratch, at);
     if (n === 0) {
       cb();
@@ -554,7 +565,10 @@ export class KtlsConnection extends Duplex implements SecureConnection {
     const headLength = head.length;
     const n = headLength + (body === undefined ? 0 : typeof body === 'string' ? Buffer.byteLength(body) : body.length);
     if (n > RECORD_MAX || headLength === 0) return false;
-    gatherScratch.write(head, 0, headLength, 'latin1');
+    if (head !== headInScratch) {
+      gatherScratch.write(head, 0, headLength, 'latin1');
+      headInScratch = head;
+    }
     if (body !== undefined) {
       if (typeof body === 'string') gatherScratch.write(body, headLength, 'utf8');
       else body.copy(gatherScratch, headLength);
@@ -606,6 +620,7 @@ export class KtlsConnection extends Duplex implements SecureConnection {
     // shared scratch will do. With kTLS TX it sends from the caller's buffer, and after
     // WANT_WRITE resends from that same address (rec_layer_s3.c, do_ssl3_write: app_buffer):
     // the gathered record must then stay untouched until taken, so it gets its own copy.
+    headInScratch = null;
     const n = gatherRecord(w.pieces, w.index, w.off, gatherScratch);
     if (!this.tls.ktlsTx) return { buf: gatherScratch, off: 0, len: n };
     w.held = Buffer.from(gatherScratch.subarray(0, n));

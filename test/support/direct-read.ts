@@ -318,5 +318,39 @@ export function directReadTests(offload: OffloadMode, version: 'TLSv1.2' | 'TLSv
       assert.ok(l.peak() <= 2 * maxHeaderSize + 16384, `${l.peak()} bytes waited`);
       await until(() => last.endsWith('\r\n\r\n/1999'), 'the last answer');
     });
+
+    it('endsInTurn: whole answers finish within end(); one written through the stream between them leaves the next its own head', async () => {
+      const { conn, client } = await open();
+      const finishedInEnd: boolean[] = [];
+      const o: LaneOptions = {
+        maxHeaderSize: 16384, idleTimeoutMs: 0, headersTimeoutMs: 0, silent: () => undefined, draining: () => false, endsInTurn: true,
+        takes: () => true,
+        handle: (req, res) => {
+          if (req.url === '/s') {
+            // Through the stream: a chunk gathered with the head over the connection's gather scratch.
+            res.writeHead(200, ['X-S', 'streamed']);
+            res.write(Buffer.from('abc'));
+            res.end();
+          } else {
+            res.writeHead(200, ['Content-Length', 2]);
+            res.end('ok');
+          }
+          finishedInEnd.push(res.writableFinished);
+        },
+        handOver: () => assert.fail('handed over'),
+        closeAfterAnswer: () => assert.fail('closed'),
+        left: () => undefined,
+      };
+      assert.ok(new LaneConnection(conn, o));
+      let answers = '';
+      client.on('data', (d: Buffer) => { answers += d.toString('latin1'); });
+      const urls = ['/a', '/a', '/s', '/a', '/s', '/s', '/a', '/a'];
+      await send(client, urls.map(get).join(''));
+      const whole = 'HTTP/1\\.1 200 OK\r\nContent-Length: 2\r\nDate: [^\r]+\r\nConnection: keep-alive\r\nKeep-Alive: timeout=0\r\n\r\nok';
+      const streamed = 'HTTP/1\\.1 200 OK\r\nX-S: streamed\r\nDate: [^\r]+\r\nConnection: keep-alive\r\nKeep-Alive: timeout=0\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n';
+      const expected = new RegExp(`^${urls.map((u) => (u === '/s' ? streamed : whole)).join('')}$`);
+      await until(() => expected.test(answers), `every answer, byte-exact: ${JSON.stringify(answers)}`);
+      assert.deepEqual(finishedInEnd, urls.map((u) => u !== '/s'), 'a whole answer finished within end(), a streamed one later');
+    });
   });
 }
