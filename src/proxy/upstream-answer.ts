@@ -183,8 +183,10 @@ export class UpstreamResponse implements UpstreamAnswer {
     const f = head.framing;
     if (x.h2 || f.kind !== 'length' || f.length === 0 || this.rest.length < f.length) return null;
     // The routes relay() would take first: neither takes a body that came with its head from a
-    // plain upstream, but the copy path may take a node:tls upstream's (copyRoute).
-    if ((this.spliceRoute() ?? this.copyRoute()) !== null) return null;
+    // plain upstream, but the copy path may take a node:tls upstream's (copyRoute). Splice is not
+    // asked: it never takes a body of which bytes came with the head (spliceRoute), and here all
+    // of it did (a call that only said so, about 0.3k instructions per proxied 1 KiB GET).
+    if (this.copyRoute() !== null) return null;
     this.writeHead(withCacheStatus(x, forwardedFields(head, true)));
     x.bodyPath = 'write';
     // Lent from the socket's answerRoom only to the lane's end(), which says whether it copied

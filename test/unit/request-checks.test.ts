@@ -28,6 +28,17 @@ describe('request checks (RFC 9112 §3.2, §3.2.4)', () => {
     for (let i = 0; i < 3; i++) assert.match(requestProblem('GET', '/', ['Host', 'a@b'])!, /invalid Host/, `refused every time (${i})`);
   });
 
+  it('the remembered Host is compared byte for byte, also as slices of a head (V8 sliced strings, 13 characters and more)', () => {
+    const head = 'Host: localhost:43819\r\nHost: localhost:4381@\r\nHost: localhost:43819\r\n';
+    const [valid, oneByteOff, again] = [head.slice(6, 21), head.slice(29, 44), head.slice(52, 67)];
+    assert.equal(valid.length, oneByteOff.length);
+    assert.equal(isValidHost(valid), true);
+    assert.equal(isValidHost(oneByteOff), false, 'of the same length, its last byte not allowed');
+    assert.equal(isValidHost(again), true, 'an equal value of another head');
+    assert.equal(isValidHost('localhost:4381'), true, 'a prefix of the remembered one');
+    assert.equal(isValidHost('@localhost:4381'), false, 'one that holds the remembered one');
+  });
+
   it('a method of anything but upper-case letters, "_" and "-" is a 400 (RFC 9110 §9.1, as nginx parses methods)', () => {
     for (const m of ['GET', 'HEAD', 'POST', 'PROPFIND', 'M-SEARCH', 'FOO_BAR']) assert.equal(requestProblem(m, '/', ['Host', 'a']), null, m);
     for (const m of ['get', 'Get', 'gET', 'G1', 'G.T', '']) assert.match(requestProblem(m, '/', ['Host', 'a'])!, /is not upper-case letters/, JSON.stringify(m));
