@@ -16,14 +16,15 @@ import type { ResponseHead } from '../http/response-head.js';
 import { PurgeIncompleteError, UpstreamResponseError } from '../errors.js';
 import { isLoopback } from '../config/loopback.js';
 import { isClientFault } from '../http/failures.js';
-import { answerText, dropFields, sent, withCacheStatus, writeBody, type Exchange } from '../http/exchange.js';
+import { answerText, dropFields, withCacheStatus, writeBody, type Exchange } from '../http/exchange.js';
 import { isFieldName } from '../text/field-names.js';
 import type { CacheOutcome } from '../metrics/traffic-stats.js';
 import type { HttpCache } from './cache.js';
 import type { Fill, FillHead, FillReader } from './fill.js';
 import { isPartial, type Entry, type StoredResponse } from './store.js';
-import { covers, partStorability, rangeFromParts, type ByteRanges } from './partial.js';
+import { partStorability, rangeFromParts, type ByteRanges } from './partial.js';
 import { sendStored, type SentStored, type StoredBody } from './send-stored.js';
+import { EntryBody, PartialEntryBody } from './entry-body.js';
 import type { BodyLease } from './open-bodies.js';
 import { filterResponseHeaders } from '../http/forward-headers.js';
 import { sendWholeAfterFin, waitsOnUpstream } from '../http/h1-lane.js';
@@ -303,16 +304,14 @@ export class CacheLayer {
     // openBody are synchronous), so before its FIN can be seen.
     sendWholeAfterFin(x.res);
     if (x.cacheDetail !== null) status.detail = x.cacheDetail;
-    const src: StoredBody = {
-      status: entry.status, reason: entry.reason, headers: view.headers, fd,
-      age: currentAge(view.initialAge, view.responseTime, now),
-      length: () => entry.length, available: () => entry.length, complete: () => true, progress: () => Promise.resolve(),
-      // A partial entry: sendStored checks the range it sends is all there (fromParts chose one that is).
-      ...(isPartial(entry) ? { covers: (start: number, end: number) => covers(entry.ranges, start, end) } : {}),
-    };
+    const age = currentAge(view.initialAge, view.responseTime, now);
+    // A partial entry: sendStored checks the range it sends is all there (fromParts chose one that is).
+    const src = isPartial(entry)
+      ? new PartialEntryBody(entry, entry.status, entry.reason, view.headers, fd, age)
+      : new EntryBody(entry, entry.status, entry.reason, view.headers, fd, age);
     let out: SentStored | Promise<SentStored>;
     try {
-      out = sendStored(x, src, cacheStatus(status), (path, n) => sent(x, path, n));
+      out = sendStored(x, src, cacheStatus(status));
     } catch (err) {
       this.bodyFailed(entry, lease, err);
       throw err;
@@ -384,7 +383,7 @@ export class CacheLayer {
     // it). Marked already while c.follow() waited for the fill's head (handle); the mark stays.
     sendWholeAfterFin(x.res);
     try {
-      return (await sendStored(x, fillBody(fill, head, reader), cacheStatus({ fwd, collapsed: true, detail: x.cacheDetail ?? undefined }), (path, n) => sent(x, path, n))).status;
+      return (await sendStored(x, fillBody(fill, head, reader), cacheStatus({ fwd, collapsed: true, detail: x.cacheDetail ?? undefined }))).status;
     } finally {
       fill.release(reader);
     }
@@ -694,7 +693,7 @@ export class CacheLayer {
     let clientError: unknown = null;
     try {
       const cs = cacheStatus({ fwd, stored: !this.cache.writesFailing, detail: x.cacheDetail ?? undefined });
-      status = (await sendStored(x, fillBody(fill, fill.head!, reader), cs, (path, n) => sent(x, path, n))).status;
+      status = (await sendStored(x, fillBody(fill, fill.head!, reader), cs)).status;
     } catch (err) {
       clientError = err;
     } finally {

@@ -19,7 +19,7 @@ import { Http2ServerResponse } from 'node:http2';
 import { evaluatePreconditions, ifRangeAllows, parseHttpDate } from '../http/conditional.js';
 import { parseRange } from '../http/range.js';
 import { whenAttached } from '../http/front.js';
-import { dropFields, h1Response, writeHead, writeHeadAfter, type Exchange } from '../http/exchange.js';
+import { dropFields, h1Response, sent, writeHead, writeHeadAfter, type Exchange } from '../http/exchange.js';
 import type { H1Response } from '../http/h1-lane.js';
 import { sendRangeOverH2, takenInTime } from '../http/h2-body.js';
 import { chunkFraming } from '../http/h1-wire.js';
@@ -106,9 +106,11 @@ export function fieldsForClient(headers: readonly string[], consumed: ReadonlySe
  * when the body is still to go once this returns: a head-only answer, or a
  * small body read with its head at once (sentWithHeadNow), is done in this
  * turn, and the caller (cache-layer.ts fromStore) answers a hit without a
- * promise. Throws, or rejects, as the body fails.
+ * promise. Throws, or rejects, as the body fails. The body's bytes and
+ * path are counted on x as they go (exchange.ts sent), not by a callback:
+ * each caller's closure for that was made per hit.
  */
-export function sendStored(x: Exchange, src: StoredBody, cacheStatus: string, onBody: (path: BodyPath, bytes: number) => void): SentStored | Promise<SentStored> {
+export function sendStored(x: Exchange, src: StoredBody, cacheStatus: string): SentStored | Promise<SentStored> {
   const { req, res } = x;
   const method = req.method ?? 'GET';
   const age = String(src.age);
@@ -172,10 +174,10 @@ export function sendStored(x: Exchange, src: StoredBody, cacheStatus: string, on
   const h1 = h1Response(res);
   const small = length !== null && h1 !== null && (src.inFile?.() ?? src.available()) >= start + length ? h1 : null;
   if (small !== null && sentWithHeadNow(small, src.fd, start, length!)) {
-    onBody('write', length!);
+    sent(x, 'write', length!);
     return { status, bytes: length!, bodyPath: 'write' };
   }
-  return sendBody(x, src, onBody, status, start, length, small);
+  return sendBody(x, src, status, start, length, small);
 }
 
 /**
@@ -198,10 +200,10 @@ function ownFields(age: string, cacheStatus: string, contentRange: string | null
  * with its head from the file (`small`: the HTTP/1.1 response, when the body
  * is all in the file) or range by range as it lands, then the end.
  */
-async function sendBody(x: Exchange, src: StoredBody, onBody: (path: BodyPath, bytes: number) => void, status: number, start: number, length: number | null, small: H1Response | null): Promise<SentStored> {
+async function sendBody(x: Exchange, src: StoredBody, status: number, start: number, length: number | null, small: H1Response | null): Promise<SentStored> {
   const { res } = x;
   if (small !== null && length !== null && (await sentWithHead(small, src.fd, start, length))) {
-    onBody('write', length);
+    sent(x, 'write', length);
     return { status, bytes: length, bodyPath: 'write' };
   }
   const send = await rangeSender(res);
@@ -221,7 +223,7 @@ async function sendBody(x: Exchange, src: StoredBody, onBody: (path: BodyPath, b
         n = b.length;
         bodyPath = await send.bytes(b);
       }
-      onBody(bodyPath, n);
+      sent(x, bodyPath, n);
       pos += n;
       src.sentUpTo?.(pos);
       continue;
