@@ -38,6 +38,7 @@ import { isIP } from 'node:net';
 import { InvalidRequestError } from '../errors.js';
 import { forEachListElement, isFieldValueByte, isTchar, isToken } from '../text/char-classes.js';
 import { isFieldName, lowerName } from '../text/field-names.js';
+import { sameText } from '../text/same-text.js';
 import { requestHeadText } from './h1-wire.js';
 
 /**
@@ -227,21 +228,8 @@ export function sameUpstreamRequest(a: UpstreamRequestInput, b: UpstreamRequestI
   if (x.length !== y.length || (x.length & 1) !== 0) return false;
   // Names by ===: the lane gives a name it has seen as the same string (lane-head.ts), which
   // === finds equal by reference at once. Values are new slices of each request's head.
-  for (let i = 0; i < x.length; i += 2) if (x[i] !== y[i] || !sameValue(x[i + 1]!, y[i + 1]!)) return false;
+  for (let i = 0; i < x.length; i += 2) if (x[i] !== y[i] || !sameText(x[i + 1]!, y[i + 1]!)) return false;
   return true;
-}
-
-/**
- * a === b for strings, cheaper for the lane's field values: those of 13
- * characters or more are V8 sliced strings (views of the request's head
- * text), which V8's StringEqual builtin does not compare itself but hands to
- * the runtime (Runtime_StringEqual, String::SlowEquals on node 20);
- * indexOf's builtin reads sliced strings in place. Of two strings of
- * one length, the only place one can start in the other is 0, and only when
- * they are equal.
- */
-function sameValue(a: string, b: string): boolean {
-  return a.length === b.length && a.indexOf(b) === 0;
 }
 
 /**

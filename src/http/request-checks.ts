@@ -10,6 +10,7 @@ import { isIP } from 'node:net';
 import { NotImplementedRequestError } from '../errors.js';
 import { isToken, trimOws } from '../text/char-classes.js';
 import { isFieldName } from '../text/field-names.js';
+import { sameText } from '../text/same-text.js';
 
 /**
  * Host = uri-host [ ":" port ] (RFC 9110 §7.2, RFC 3986 §3.2.2): an IP-literal
@@ -33,19 +34,6 @@ export function isValidHost(value: string): boolean {
   if (!checkHost(value)) return false;
   lastValidHost = value;
   return true;
-}
-
-/**
- * a === b, cheaper for a lane request's Host (forward-headers.ts sameValue):
- * a value of 13 characters or more is a V8 sliced string (a view of the
- * request's head text), which V8's StringEqual builtin hands to the runtime
- * (String::SlowEquals on node 20): 0.47k instructions per proxied 1 KiB
- * keep-alive GET, against indexOf's 0.37k (bench/request-cost.ts), whose
- * builtin reads sliced strings in place. Of two strings of one length, the
- * only place one can start in the other is 0, and only when they are equal.
- */
-function sameText(a: string, b: string): boolean {
-  return a.length === b.length && a.indexOf(b) === 0;
 }
 
 function checkHost(value: string): boolean {
