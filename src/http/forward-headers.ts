@@ -209,6 +209,21 @@ export function buildUpstreamRequestHead(input: UpstreamRequestInput): string {
 }
 
 /**
+ * A copy of `i` to compare later requests with (sameUpstreamRequest), the
+ * field list copied too: the caller's is not ours to keep. Written out
+ * rather than spread ({ ...i, rawHeaders }): V8 (11.3, node 20) gives each
+ * object a warmed-up spread copies and then adds to a map of its own, so
+ * each connection's copy had a new one and sameUpstreamRequest's reads of
+ * it went megamorphic. A literal's fields in one order share one map.
+ */
+export function copyOfUpstreamRequest(i: UpstreamRequestInput): UpstreamRequestInput {
+  return {
+    method: i.method, url: i.url, rawHeaders: i.rawHeaders.slice(), clientAddress: i.clientAddress, clientPort: i.clientPort, proto: i.proto,
+    trustForwarded: i.trustForwarded, bodyFraming: i.bodyFraming, contentLength: i.contentLength, upgrade: i.upgrade, keepAlive: i.keepAlive,
+  };
+}
+
+/**
  * Whether `a` and `b` give the same upstream head: buildUpstreamRequestHead
  * depends on its input alone (no clock, no state but clientNode's, which
  * maps an address to one node), so a head built for `a` is the head for

@@ -268,6 +268,12 @@ export function httpFront(httpServer: http.Server, lane?: Omit<LaneOptions, 'dra
   // The lane's abortOnFin on node's server too (abortAtFin); node's own abort at a FIN needs
   // httpAllowHalfOpen off, and then aborts every request, a hit too.
   const finAborts = halfOpen && lane?.abortOnFin === true;
+  // One options object for every connection of the front, made at the first. A copy per
+  // connection by spread gave each its own hidden class: V8 (11.3, node 20) makes a new map
+  // for every object a warmed-up object spread copies and then adds to, so the lane's reads
+  // of its options (maxHeaderSize, takes, handle, ...) saw a new map per connection and went
+  // megamorphic, a stub-cache probe each per request (docs/benchmarks.md).
+  let laneOptions: LaneOptions | undefined;
   const attachNode = (conn: SecureConnection, rest: Buffer | null, firstDeadline: number | null = null, ended = false): void => {
     (conn as SecureConnection & { destroySoon?: () => void }).destroySoon = destroySoon;
     (conn as SecureConnection & { allowHalfOpen: boolean }).allowHalfOpen = halfOpen;
@@ -315,7 +321,8 @@ export function httpFront(httpServer: http.Server, lane?: Omit<LaneOptions, 'dra
     accept(conn) {
       conns.add(conn);
       if (lane !== undefined && !draining) {
-        lanes.add(new LaneConnection(conn, { ...lane, draining: () => draining, handOver: attachNode, closeAfterAnswer: endedByNode, left: (l) => lanes.delete(l) }));
+        laneOptions ??= { ...lane, draining: () => draining, handOver: attachNode, closeAfterAnswer: endedByNode, left: (l) => lanes.delete(l) };
+        lanes.add(new LaneConnection(conn, laneOptions));
         return;
       }
       // node's http.Server ends a connection after a response that closes it (Connection: close,

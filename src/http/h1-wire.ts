@@ -184,9 +184,21 @@ export function framedResponseHead(h: HandlerHead): FramedHead {
   const last = lastMade;
   if (last !== null && sameHead(last.from, h)) return last.head;
   const head = makeFramedHead(h);
-  // A copy of the fields: the caller's list may change after this call.
-  lastMade = { from: { ...h, fields: h.fields.slice() }, head: Object.freeze(head) };
+  lastMade = { from: copyOfHead(h), head: Object.freeze(head) };
   return head;
+}
+
+/**
+ * What a head was made from, kept for sameHead: a copy of the fields, as the
+ * caller's list may change after the call. Written out rather than spread
+ * ({ ...h, fields }): V8 (11.3, node 20) gives each object a warmed-up
+ * spread copies and then adds to a map of its own, so every new lastMade
+ * (once a second, with Date) had a new one; the optimised sameHead was
+ * dropped ("wrong map") and made again each time. A literal's fields in one
+ * order share one map.
+ */
+export function copyOfHead(h: HandlerHead): HandlerHead {
+  return { status: h.status, reason: h.reason, fields: h.fields.slice(), fixed: h.fixed, method: h.method, date: h.date, keepAliveSecs: h.keepAliveSecs, wholeLength: h.wholeLength };
 }
 
 /**

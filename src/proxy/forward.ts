@@ -13,7 +13,7 @@ import { Http2ServerRequest } from 'node:http2';
 import type { Logger } from '../log/logger.js';
 import type { ProxySettings } from '../config/proxy-settings.js';
 import type { ResponseHead } from '../http/response-head.js';
-import { buildUpstreamRequestHead, filterResponseHeaders, sameUpstreamRequest, type UpstreamRequestInput } from '../http/forward-headers.js';
+import { buildUpstreamRequestHead, copyOfUpstreamRequest, filterResponseHeaders, sameUpstreamRequest, type UpstreamRequestInput } from '../http/forward-headers.js';
 import { ClientGoneError, RequestBodyCutError, UpstreamTimeoutError } from '../errors.js';
 import { isClientFault } from '../http/failures.js';
 import { wallNow } from '../http/wall-clock.js';
@@ -101,8 +101,7 @@ export class Forwarder {
     const last = this.lastHeads.get(x.conn);
     if (last !== undefined && sameUpstreamRequest(last.from, input)) return last.head;
     const head = Buffer.from(buildUpstreamRequestHead(input), 'latin1');
-    // A copy of the fields: the caller's list is not ours to keep.
-    this.lastHeads.set(x.conn, { from: { ...input, rawHeaders: input.rawHeaders.slice() }, head });
+    this.lastHeads.set(x.conn, { from: copyOfUpstreamRequest(input), head });
     return head;
   }
 
