@@ -11,6 +11,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import tls from 'node:tls';
 import { median } from './ratios.js';
 import { fileURLToPath } from 'node:url';
 import { cliIn, startAludel, startAludelServe, startFloor, startNginx, type Server } from './servers.js';
@@ -125,6 +126,105 @@ export async function underCallgrind<T>(b: Bench, name: string, body: (cg: Callg
     });
   } finally {
     await server.stop();
+  }
+}
+
+/**
+ * The length of the HTTP/1.1 response at the start of `buf` once all of it
+ * is there (head and Content-Length body), 0 while it is not. Anything but a
+ * 200 with a Content-Length throws: every counted request gets the 1 KiB file,
+ * and a response framed otherwise would be misread as complete.
+ */
+export function responseLength(buf: Buffer): number {
+  const end = buf.indexOf('\r\n\r\n');
+  if (end < 0) return 0;
+  const head = buf.toString('latin1', 0, end);
+  if (!/^HTTP\/1\.1 200 /.test(head)) throw new Error(`not a 200: ${JSON.stringify(head.slice(0, 200))}`);
+  const length = /\r\ncontent-length:[ \t]*(\d+)[ \t]*(?:\r\n|$)/i.exec(head)?.[1];
+  if (length === undefined) throw new Error(`no Content-Length: ${JSON.stringify(head.slice(0, 200))}`);
+  const total = end + 4 + Number(length);
+  return buf.length >= total ? total : 0;
+}
+
+/** h2load's TLS 1.3 suites (its --tls13-ciphers default), so the front encrypts with the cipher it does under h2load. */
+const H2LOAD_TLS13 = 'TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_CCM_SHA256';
+
+/** One client connection asking for one request at a time (no pipelining, as `h2load --h1`). */
+class Kept {
+  private got: Buffer = Buffer.alloc(0);
+  private waiting: { resolve(): void; reject(e: Error): void } | null = null;
+
+  constructor(readonly socket: tls.TLSSocket, private readonly request: Buffer) {
+    socket.on('data', (d: Buffer) => this.read(d));
+    socket.on('error', (e) => this.fail(e));
+    socket.on('close', () => this.fail(new Error('the front closed a kept connection')));
+  }
+
+  ask(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.waiting = { resolve, reject };
+      this.socket.write(this.request);
+    });
+  }
+
+  private read(d: Buffer): void {
+    this.got = this.got.length === 0 ? d : Buffer.concat([this.got, d]);
+    const w = this.waiting;
+    if (w === null) return void this.fail(new Error('bytes with no request out'));
+    let n: number;
+    try {
+      n = responseLength(this.got);
+    } catch (e) {
+      return void this.fail(e as Error);
+    }
+    if (n === 0) return;
+    if (n !== this.got.length) return void this.fail(new Error('bytes past the response'));
+    this.got = Buffer.alloc(0);
+    this.waiting = null;
+    w.resolve();
+  }
+
+  private fail(e: Error): void {
+    const w = this.waiting;
+    this.waiting = null;
+    w?.reject(e);
+  }
+}
+
+/** CLIENTS connections to a front, every handshake done and one request answered on each, for a counted batch of keep-alive requests. */
+export interface Connections {
+  /** `perConnection` requests on every connection, one in flight on each. */
+  requests(perConnection: number): Promise<void>;
+  close(): void;
+}
+
+/**
+ * `count` TLS connections to the front on `port`, sending `h2load --h1`'s
+ * GET of /one.bin (the same bytes: its Host and user-agent lines). A batch
+ * counted between zeroing and dumping then holds keep-alive requests only: the
+ * handshakes (which finish at different times relative to the other
+ * connections' requests) and each connection's first request (its setup on
+ * the front) land before the zeroing, the teardown after the dump.
+ */
+export async function openConnections(port: number, count: number): Promise<Connections> {
+  const request = Buffer.from(`GET /one.bin HTTP/1.1\r\nHost: localhost:${port}\r\nuser-agent: h2load nghttp2/1.52.0\r\n\r\n`, 'latin1');
+  const sockets: tls.TLSSocket[] = [];
+  const close = (): void => { for (const s of sockets) s.destroy(); };
+  try {
+    const kept = await Promise.all(Array.from({ length: count }, () => new Promise<Kept>((resolve, reject) => {
+      const s = tls.connect({ host, port, servername: 'localhost', rejectUnauthorized: false, ALPNProtocols: ['http/1.1'], minVersion: 'TLSv1.3', ciphers: H2LOAD_TLS13 });
+      sockets.push(s);
+      s.once('error', reject);
+      s.once('secureConnect', () => resolve(new Kept(s, request)));
+    })));
+    const requests = async (perConnection: number): Promise<void> => {
+      await Promise.all(kept.map(async (c) => { for (let i = 0; i < perConnection; i++) await c.ask(); }));
+    };
+    await requests(1);
+    return { requests, close };
+  } catch (e) {
+    close();
+    throw e;
   }
 }
 
