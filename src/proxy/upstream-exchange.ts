@@ -7,7 +7,7 @@
  */
 import { ChunkedDecoder } from '../http/chunked-decoder.js';
 import { chunkFraming, chunkSizeLine, CRLF, LAST_CHUNK } from '../http/h1-wire.js';
-import { isInterim, parseResponseHead, type Framing, type HeadLimits, type ResponseHead } from '../http/response-head.js';
+import { isInterim, parseResponseHead, parseResponseHeadIn, type Framing, type HeadLimits, type ResponseHead } from '../http/response-head.js';
 import { BodyTooLargeError, UpstreamResponseError, UpstreamTruncatedError } from '../errors.js';
 import type { SecureConnection } from '../tls/types.js';
 import type { PipePool } from '../transport/pipe-pool.js';
@@ -274,11 +274,11 @@ export function takeWholeAnswer(sock: PlainSocket, method: string, limits: HeadL
   const room = answerRoom(sock);
   const n = sock.takeSome(room, room.length);
   if (n <= 0) return null;
-  const seen = room.subarray(0, n);
-  const head = parseResponseHead(seen, limits, method);
-  if (head === null || head.status < 200) return Buffer.from(seen);
+  // No view of the n bytes taken unless they are parsed (parseResponseHeadIn): the rest is one.
+  const head = parseResponseHeadIn(room, n, limits, method);
+  if (head === null || head.status < 200) return Buffer.from(room.subarray(0, n));
   sock.answerRoom = null;
-  return { head, rest: seen.subarray(head.headerBytes), room, drained: n < room.length };
+  return { head, rest: room.subarray(head.headerBytes, n), room, drained: n < room.length };
 }
 
 /**

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { isInterim, parseResponseHead, strictHead, type ResponseHead } from '../../src/http/response-head.js';
+import { isInterim, parseResponseHead, parseResponseHeadIn, strictHead, type ResponseHead } from '../../src/http/response-head.js';
 import { UpstreamResponseError } from '../../src/errors.js';
 
 const LIMITS = { maxHeaderSize: 16 * 1024, maxHeaderCount: 100 };
@@ -285,19 +285,48 @@ describe('parseResponseHead: its quick ways answer as the strict reading', () =>
     }
   }
 
-  it('gives the same bytes again the last head, its headers list the same one', () => {
+  it('gives the same bytes again the last head itself (a ResponseHead is never changed)', () => {
     const buf = Buffer.from(`${nginx}body`, 'latin1');
     const first = parseResponseHead(buf, LIMITS, 'GET')!;
     const again = parseResponseHead(Buffer.from(`${nginx}other body bytes`, 'latin1'), LIMITS, 'GET')!;
-    assert.deepEqual(again, first);
-    assert.notEqual(again, first);
-    assert.equal(again.headers, first.headers);
+    assert.equal(again, first);
     // Not for another method, other limits or other bytes.
     assert.deepEqual(parseResponseHead(buf, LIMITS, 'HEAD')!.framing, { kind: 'none' });
     assert.deepEqual(parseResponseHead(buf, LIMITS, 'GET')!.framing, { kind: 'length', length: 1024 });
     rejects(`${nginx}body`, /more than 3 header fields/, 'GET', { maxHeaderSize: 1024, maxHeaderCount: 3 });
     assert.equal(parse(nginx.replace('22:10:00', '22:10:01'))!.headers[3], 'Sun, 06 Dec 2026 22:10:01 GMT');
     assert.equal(parse(nginx.slice(0, -2)), null);
+  });
+});
+
+describe('parseResponseHeadIn', () => {
+  const head = 'HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: keep-alive\r\n\r\n';
+  const other = 'HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n';
+
+  /** A reused answer room: `text` at its start, and what an earlier answer left behind it. */
+  function room(text: string, leftOver: string): Buffer {
+    const r = Buffer.alloc(4096, 0x78);
+    r.write(text + leftOver, 'latin1');
+    return r;
+  }
+
+  it('reads only the first `end` bytes: the last head\'s bytes left beyond them are not an answer', () => {
+    const first = parseResponseHead(Buffer.from(`${head}body`, 'latin1'), LIMITS, 'GET')!;
+    // The same head again, whole: the last head itself.
+    assert.equal(parseResponseHeadIn(room(head, 'body'), head.length + 4, LIMITS, 'GET'), first);
+    // Only its first 20 bytes came this time; the rest of the room still holds the last answer.
+    const r = room(head, 'body');
+    assert.equal(parseResponseHeadIn(r, 20, LIMITS, 'GET'), null);
+    assert.equal(parseResponseHeadIn(r, head.length - 1, LIMITS, 'GET'), null);
+    assert.equal(parseResponseHeadIn(r, head.length, LIMITS, 'GET'), first);
+  });
+
+  it('parses another head from its bytes alone, as parseResponseHead of a view of them', () => {
+    parseResponseHead(Buffer.from(head, 'latin1'), LIMITS, 'GET');
+    const r = room(other, `ok${head}`);
+    assert.deepEqual(parseResponseHeadIn(r, other.length + 2, LIMITS, 'GET'), parseResponseHead(Buffer.from(`${other}ok`, 'latin1'), LIMITS, 'GET'));
+    assert.equal(parseResponseHeadIn(r, other.length - 2, LIMITS, 'GET'), null);
+    assert.throws(() => parseResponseHeadIn(room('HTTP/1.1 200 OK\nX: y\r\n\r\n', ''), 24, LIMITS, 'GET'), UpstreamResponseError);
   });
 });
 
