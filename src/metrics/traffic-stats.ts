@@ -18,7 +18,21 @@ import type { BodyPath } from '../transport/copy-file.js';
 import type { SecureConnection } from '../tls/types.js';
 
 const BODY_PATHS: readonly BodyPath[] = ['sendfile', 'splice', 'write', 'none'];
-const BODY_PATH_INDEX = Object.fromEntries(BODY_PATHS.map((p, i) => [p, i])) as Record<BodyPath, number>;
+/**
+ * The index of `p` in BODY_PATHS. A switch, not a lookup by name in an
+ * object (BODY_PATH_INDEX[path]): a keyed load that sees a second name goes
+ * megamorphic in V8 (keyed ICs are monomorphic in one name only), so once two
+ * paths had been counted, every call probed the stub cache; the cases of
+ * the switch compare the internalized strings by identity.
+ */
+export function bodyPathIndex(p: BodyPath): number {
+  switch (p) {
+    case 'sendfile': return 0;
+    case 'splice': return 1;
+    case 'write': return 2;
+    case 'none': return 3;
+  }
+}
 /**
  * What the cache did for one request (`aludel proxy --cache`): hit (fresh,
  * from disk), revalidated (stale or no-cache, the origin's 304 confirmed it),
@@ -30,7 +44,24 @@ const BODY_PATH_INDEX = Object.fromEntries(BODY_PATHS.map((p, i) => [p, i])) as 
  */
 export type CacheOutcome = 'hit' | 'revalidated' | 'collapsed' | 'miss' | 'stale' | 'bypass' | 'stale-while-revalidate' | 'stale-if-error';
 const CACHE_OUTCOMES: readonly CacheOutcome[] = ['hit', 'revalidated', 'collapsed', 'miss', 'stale', 'bypass', 'stale-while-revalidate', 'stale-if-error'];
-const CACHE_OUTCOME_INDEX = Object.fromEntries(CACHE_OUTCOMES.map((o, i) => [o, i])) as Record<CacheOutcome, number>;
+/**
+ * The index of `o` in CACHE_OUTCOMES, by a switch as bodyPathIndex's: a
+ * lookup by name (CACHE_OUTCOME_INDEX[outcome]) went megamorphic once a
+ * second outcome was counted (the misses that fill the cache, then hits),
+ * one stub-cache probe per hit after that.
+ */
+export function cacheOutcomeIndex(o: CacheOutcome): number {
+  switch (o) {
+    case 'hit': return 0;
+    case 'revalidated': return 1;
+    case 'collapsed': return 2;
+    case 'miss': return 3;
+    case 'stale': return 4;
+    case 'bypass': return 5;
+    case 'stale-while-revalidate': return 6;
+    case 'stale-if-error': return 7;
+  }
+}
 
 /** tx/rx label values by index (ktlsTx ? 2 : 0) + (ktlsRx ? 1 : 0). */
 const SIDES = [
@@ -285,7 +316,7 @@ export class TrafficStats {
    * (once or twice per request: hence FoldedCounts).
    */
   body(conn: SecureConnection, path: BodyPath, bytes: number): void {
-    this.bodyCounts.add(BODY_PATH_INDEX[path] * SIDES.length + side(conn), bytes);
+    this.bodyCounts.add(bodyPathIndex(path) * SIDES.length + side(conn), bytes);
   }
 
   /**
@@ -294,7 +325,7 @@ export class TrafficStats {
    * of the proxy's CPU in a profile of 1 KiB cache hits.
    */
   cache(outcome: CacheOutcome, bytes: number): void {
-    this.cacheCounts.add(CACHE_OUTCOME_INDEX[outcome], bytes);
+    this.cacheCounts.add(cacheOutcomeIndex(outcome), bytes);
   }
 
   /** `upstream` is a configured upstream URL, so the label set is bounded by the configuration. */

@@ -6,8 +6,9 @@
  * gives each object that a warmed-up object spread copies and then adds to a
  * map of its own, so these are made by literals, or once: the lane's
  * options (front.ts), the proxy's remembered upstream request
- * (copyOfUpstreamRequest), the last response head's inputs (copyOfHead) and
- * the cache's entries (entryOf), whole and partial.
+ * (copyOfUpstreamRequest), the last response head's inputs (copyOfHead),
+ * the cache's entries (entryOf), whole and partial, the heads of followed
+ * fills that reuse() reads (timingOf).
  * Each test fails with the spread put back.
  */
 import assert from 'node:assert/strict';
@@ -19,6 +20,8 @@ import { copyOfUpstreamRequest, type UpstreamRequestInput } from '../../src/http
 import { copyOfHead, type HandlerHead } from '../../src/http/h1-wire.js';
 import { httpFront } from '../../src/http/front.js';
 import { entryOf, type StoredResponse } from '../../src/cache/store.js';
+import { timingOf } from '../../src/cache/cache.js';
+import type { FillHead } from '../../src/cache/fill.js';
 import type { SecureConnection } from '../../src/tls/types.js';
 
 // %HaveSameMap in a function compiled after the flag is set.
@@ -117,4 +120,19 @@ test("the cache's entries share one map, whole and partial, however their stored
     entries.push(e);
   }
   assert.equal(otherMaps(entries), 0);
+});
+
+test("the heads of followed fills that reuse() reads share one map", () => {
+  const timings = [];
+  for (let i = 0; i < COPIES; i++) {
+    // As a fill's head comes (fill.ts), vary absent or given.
+    const head: FillHead = {
+      key: `https://h/${i}`, vary: i % 3 === 0 ? { accept: 'x' } : null, status: 200, reason: 'OK', headers: ['Cache-Control', `max-age=${i}`],
+      requestTime: 1000 + i, responseTime: 1001 + i, initialAge: i % 2,
+    };
+    const t = timingOf(head, 60 + i);
+    assert.deepEqual([t.status, t.headers, t.lifetime, t.initialAge, t.responseTime], [200, head.headers, 60 + i, i % 2, 1001 + i]);
+    timings.push(t);
+  }
+  assert.equal(otherMaps(timings), 0);
 });

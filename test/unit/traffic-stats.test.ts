@@ -56,6 +56,24 @@ describe('traffic stats', () => {
     assert.equal((await stats.snapshot()).cache.responses.hit, 4);
   });
 
+  it('every outcome and every body path counted under its own label (bodyPathIndex, cacheOutcomeIndex)', async () => {
+    const stats = new TrafficStats();
+    const outcomes = ['hit', 'revalidated', 'collapsed', 'miss', 'stale', 'bypass', 'stale-while-revalidate', 'stale-if-error'] as const;
+    const paths = ['sendfile', 'splice', 'write', 'none'] as const;
+    // The i-th counted i + 1 times: an index given to the wrong label shows as a wrong count.
+    outcomes.forEach((o, i) => { for (let n = 0; n <= i; n++) stats.cache(o, 10); });
+    paths.forEach((p, i) => { for (let n = 0; n <= i; n++) stats.body(conn(false, false), p, 3); });
+    const snap = await stats.snapshot();
+    outcomes.forEach((o, i) => {
+      assert.equal(snap.cache.responses[o], i + 1, o);
+      assert.equal(snap.cache.bytes[o], 10 * (i + 1), o);
+    });
+    paths.forEach((p, i) => assert.deepEqual(snap.bodies[p], { bodies: i + 1, bytes: 3 * (i + 1) }, p));
+    const text = await stats.registry.metrics();
+    outcomes.forEach((o, i) => assert.match(text, new RegExp(`aludel_cache_responses_total\\{outcome="${o}"\\} ${i + 1}\n`)));
+    paths.forEach((p, i) => assert.match(text, new RegExp(`aludel_bodies_total\\{path="${p}",tx="user",rx="user"\\} ${i + 1}\n`)));
+  });
+
   it('handshakes by version and cipher, connections by crypto site and kernel modes, read after read', async () => {
     const stats = new TrafficStats();
     const hs = (version: string, cipher: string, ktlsTx: boolean, kernel: { txConf: string; rxConf: string } | null): SecureConnection =>
