@@ -86,6 +86,7 @@ export function newExchange(req: ExchangeRequest, res: ExchangeResponse): Exchan
       malformed = (err as Error).message;
     }
   }
+  // The proxy's detached copy (forward.ts detachedExchange) lists these fields in this order: one map for both.
   return { req, res, conn: requestConnection(req), h2, fields, malformed, upstream: null, bodyPath: 'none', bytes: 0, upstreamMs: null, cache: null, cacheStatus: null, cacheDetail: null, cacheConsumed: null };
 }
 

@@ -27,6 +27,26 @@ import { UpstreamResponse } from './upstream-answer.js';
 import { SENT } from '../transport/plain-socket.js';
 import type { UpstreamStream } from './upstream-stream.js';
 
+/**
+ * The detached request's copy of `x`: its own lease, counters and cache
+ * outcome, the rest shared. Written out in newExchange's field order, the
+ * two fields after it as proxyExchange adds them (http-proxy.ts), so the
+ * copy has the very map of a client's exchange. By spread ({ ...x, lease,
+ * ... }) each copy had a map of its own (V8 11.3, node 20), and after a few
+ * background revalidations exchange()'s reads of every exchange went
+ * megamorphic (test/unit/one-map.test.ts).
+ */
+export function detachedExchange(x: ProxyExchange): ProxyExchange {
+  const own: Exchange = {
+    req: x.req, res: x.res, conn: x.conn, h2: x.h2, fields: x.fields, malformed: x.malformed, upstream: x.upstream, bodyPath: 'none', bytes: 0,
+    upstreamMs: x.upstreamMs, cache: null, cacheStatus: null, cacheDetail: x.cacheDetail, cacheConsumed: x.cacheConsumed,
+  };
+  const p = own as ProxyExchange;
+  p.lease = null;
+  p.reusable = false;
+  return p;
+}
+
 /** Methods a proxy may send twice (RFC 9110 §9.2.2) when a reused connection died before any answer. */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
@@ -74,7 +94,7 @@ export class Forwarder {
   private async detached(x: ProxyExchange, fwd: Forward): Promise<number> {
     // The default answer, relay, writes to the client: a detached request takes its answer itself.
     if (fwd.answer === undefined) throw new Error('a detached upstream request needs its own answer handler');
-    const own: ProxyExchange = { ...x, lease: null, reusable: false, bytes: 0, bodyPath: 'none', cache: null, cacheStatus: null };
+    const own = detachedExchange(x);
     let ok = false;
     try {
       const status = await this.exchange(own, fwd, true);

@@ -20,6 +20,8 @@ import { copyOfUpstreamRequest, type UpstreamRequestInput } from '../../src/http
 import { copyOfHead, type HandlerHead } from '../../src/http/h1-wire.js';
 import { httpFront } from '../../src/http/front.js';
 import { entryOf, type StoredResponse } from '../../src/cache/store.js';
+import { newExchange, type ExchangeRequest, type ExchangeResponse } from '../../src/http/exchange.js';
+import { detachedExchange, type ProxyExchange } from '../../src/proxy/forward.js';
 import { timingOf } from '../../src/cache/cache.js';
 import type { FillHead } from '../../src/cache/fill.js';
 import type { SecureConnection } from '../../src/tls/types.js';
@@ -135,4 +137,24 @@ test("the heads of followed fills that reuse() reads share one map", () => {
     timings.push(t);
   }
   assert.equal(otherMaps(timings), 0);
+});
+
+test("the cache's detached requests copy the exchange with the map of a client's exchange", () => {
+  const copies: object[] = [];
+  for (let i = 0; i < COPIES; i++) {
+    // As http-proxy.ts proxyExchange makes a client's: newExchange, then lease and reusable.
+    const req = { rawHeaders: ['Host', 'a'], socket: {}, method: 'GET', url: `/${i}` } as unknown as ExchangeRequest;
+    const x = newExchange(req, {} as ExchangeResponse) as ProxyExchange;
+    x.lease = null;
+    x.reusable = false;
+    x.bytes = 10 + i;
+    x.cache = 'stale';
+    const own = detachedExchange(x);
+    assert.equal(own.req, x.req);
+    assert.equal(own.fields, x.fields);
+    assert.deepEqual([own.bytes, own.bodyPath, own.cache, own.lease, own.reusable], [0, 'none', null, null, false], 'counters and outcome of its own');
+    if (i === 0) copies.push(x);
+    copies.push(own);
+  }
+  assert.equal(otherMaps(copies), 0);
 });
