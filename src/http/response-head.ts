@@ -83,10 +83,8 @@ export function parseResponseHead(buf: Buffer, limits: HeadLimits, requestMethod
   const last = lastParsed;
   // The head itself, not a copy: nothing changes a ResponseHead (its fields are readonly), and the
   // spread was V8's CloneObjectIC, about 0.45k instructions per proxied 1 KiB GET (bench/request-cost.ts).
-  if (last !== null && sameAsLast(last, buf, limits, requestMethod)) return last.head;
-  const head = quickHead(buf, limits, requestMethod) ?? strictHead(buf, limits, requestMethod);
-  if (head !== null) remember(buf, limits, requestMethod, head);
-  return head;
+  if (last !== null && sameAsLast(last, buf, buf.length, limits, requestMethod)) return last.head;
+  return parsedAnew(buf, limits, requestMethod);
 }
 
 /**
@@ -101,8 +99,15 @@ export function parseResponseHead(buf: Buffer, limits: HeadLimits, requestMethod
  */
 export function parseResponseHeadIn(buf: Buffer, end: number, limits: HeadLimits, requestMethod: string): ResponseHead | null {
   const last = lastParsed;
-  if (last !== null && end >= last.length && sameAsLast(last, buf, limits, requestMethod)) return last.head;
-  return parseResponseHead(buf.subarray(0, end), limits, requestMethod);
+  if (last !== null && sameAsLast(last, buf, end, limits, requestMethod)) return last.head;
+  return parsedAnew(buf.subarray(0, end), limits, requestMethod);
+}
+
+/** The head at the start of `buf` (not the last one's bytes), parsed and remembered. */
+function parsedAnew(buf: Buffer, limits: HeadLimits, requestMethod: string): ResponseHead | null {
+  const head = quickHead(buf, limits, requestMethod) ?? strictHead(buf, limits, requestMethod);
+  if (head !== null) remember(buf, limits, requestMethod, head);
+  return head;
 }
 
 /**
@@ -121,10 +126,11 @@ let lastParsed: { head: ResponseHead; length: number; method: string; maxHeaderS
 /** The last head's bytes (its first lastParsed.length), in a buffer kept and reused. */
 let lastBytes = Buffer.allocUnsafeSlow(1024);
 
-function sameAsLast(last: NonNullable<typeof lastParsed>, buf: Buffer, limits: HeadLimits, method: string): boolean {
+/** Whether buf's first `end` bytes (those that came) begin with the last head's bytes, for the same method and limits. */
+function sameAsLast(last: NonNullable<typeof lastParsed>, buf: Buffer, end: number, limits: HeadLimits, method: string): boolean {
   const n = last.length;
   // Its bytes end with the head's CRLFCRLF, the first empty line: the same prefix is the same head.
-  return buf.length >= n && last.method === method && last.maxHeaderSize === limits.maxHeaderSize && last.maxHeaderCount === limits.maxHeaderCount &&
+  return end >= n && last.method === method && last.maxHeaderSize === limits.maxHeaderSize && last.maxHeaderCount === limits.maxHeaderCount &&
     buf.compare(lastBytes, 0, n, 0, n) === 0;
 }
 
